@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make run` (set up, then serve) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := tests/sdk/node/node_modules/.installed
+
+.PHONY: run test lint bench setup clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): tests/sdk/node/package.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	cd tests/sdk/node && npm install --silent --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/millpond serve $(ARGS)
+
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) tests/sdk/node/node_modules .millpond

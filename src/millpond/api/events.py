@@ -1,0 +1,83 @@
+"""``/api/events`` and ``/api/rejections``: reading the log and what the collector refused.
+
+Stored bodies are spliced into the answer as raw JSON: the log already holds each
+event's final bytes, so decoding and re-encoding them would only cost time.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from millpond.api.deps import require_admin, server
+from millpond.api.timeparse import parse_time_ms
+from millpond.errors import BadRequest
+from millpond.log.base import EventQuery
+
+router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise BadRequest("cursor must be a value returned as next_cursor", field="cursor")
+    return int(value)
+
+
+@router.get("/events")
+async def list_events(
+    source: list[str] | None = Query(default=None, description="source id or name (repeatable)"),
+    type: list[str] | None = Query(default=None, description="event type (repeatable)"),
+    event: str | None = Query(default=None, description="track event name or page/screen name"),
+    user_id: str | None = None,
+    from_: str | None = Query(default=None, alias="from", description="event time >= (ISO)"),
+    to: str | None = Query(default=None, description="event time < (ISO)"),
+    received_from: str | None = None,
+    received_to: str | None = None,
+    cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+    order: str = Query(default="asc", pattern="^(asc|desc)$"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    wait: float = Query(default=0, ge=0, le=60, description="long-poll seconds when empty"),
+    mp=Depends(server),
+) -> Response:
+    source_ids = [mp.sources.get(s).id for s in source] if source else None
+    after = _cursor(cursor)
+    q = EventQuery(source_ids=source_ids, types=type, event_name=event, user_id=user_id,
+                   ts_from=parse_time_ms(from_, "from"), ts_to=parse_time_ms(to, "to"),
+                   received_from=parse_time_ms(received_from, "received_from"),
+                   received_to=parse_time_ms(received_to, "received_to"),
+                   descending=order == "desc", limit=limit)
+    if q.descending:
+        q.before_seq = after
+    else:
+        q.after_seq = after
+    snapshot = mp.log.last_seq()
+    rows = mp.log.query(q)
+    if not rows and wait and not q.descending:
+        snapshot = await mp.log.wait_for(max(after or 0, snapshot), wait)
+        rows = mp.log.query(q)
+    if rows:
+        next_cursor = _last_seq(rows[-1])
+    elif q.descending:
+        next_cursor = None
+    else:  # nothing (more) matches up to the snapshot: continue from there
+        next_cursor = max(after or 0, snapshot)
+    body = b'{"events":[' + b",".join(rows) + b'],"next_cursor":' + (
+        b'"%d"' % next_cursor if next_cursor is not None else b"null") + b"}"
+    return Response(body, media_type="application/json")
+
+
+def _last_seq(row: bytes) -> int:
+    # Rows start with '{"seq":<n>,' (see log.sqlite_log.with_seq).
+    return int(row[7:row.index(b",", 7)])
+
+
+@router.get("/rejections")
+def list_rejections(source: str | None = None, cursor: str | None = None,
+                    limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
+    source_id = mp.sources.get(source).id if source else None
+    rows = mp.log.rejections(source_id, _cursor(cursor), limit)
+    for row in rows:
+        row["body"] = row["body"].decode(errors="replace")
+    return {"rejections": rows, "next_cursor": str(rows[-1]["id"]) if rows else cursor}

@@ -1,0 +1,96 @@
+"""``millpond events``: read the log (``tail``, ``list``) and what was refused (``rejected``)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from millpond.cli.common import api_command, json_option
+from millpond.cli.output import print_json, print_table, write_stdout
+
+
+@click.group()
+def events() -> None:
+    """Read the event log."""
+
+
+def _summary(ev: dict) -> dict:
+    who = ev.get("userId") or f"anon:{ev.get('anonymousId')}"
+    what = ev.get("event") or ev.get("name") or ev.get("groupId") or ev.get("previousId") or ""
+    return {"seq": ev["seq"], "timestamp": ev.get("timestamp"), "type": ev["type"],
+            "what": what, "who": who, "messageId": ev.get("messageId"),
+            "source": ev.get("source_id")}
+
+
+def _line(ev: dict) -> str:
+    s = _summary(ev)
+    return (f"{s['seq']:>8}  {s['timestamp']}  {s['type']:<8}  {s['what'][:30]:<30}  "
+            f"{s['who'][:30]:<30}  {s['messageId']}")
+
+
+@events.command("tail")
+@click.option("--source", "sources", multiple=True, help="Only this source (id or name).")
+@click.option("-n", "--lines", default=10, show_default=True, help="How many recent events.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they arrive.")
+@json_option
+@api_command
+def tail(sources: tuple[str, ...], lines: int, follow: bool, as_json: bool, client) -> None:
+    """Show the most recent events, and with --follow every new one as it arrives."""
+    params = {"source": list(sources) or None}
+    recent = client.get("/api/events", {**params, "order": "desc", "limit": max(1, lines)})
+    shown = list(reversed(recent["events"]))[-lines:] if lines else []
+    for ev in shown:
+        write_stdout(json.dumps(ev) if as_json else _line(ev))
+    if not follow:
+        return
+    cursor = str(shown[-1]["seq"]) if shown else None
+    if cursor is None:
+        cursor = client.get("/api/events", {**params, "limit": 1, "order": "desc"})
+        cursor = str(cursor["events"][0]["seq"]) if cursor["events"] else "0"
+    try:
+        while True:
+            page = client.get("/api/events", {**params, "cursor": cursor, "limit": 500,
+                                              "wait": 25})
+            for ev in page["events"]:
+                write_stdout(json.dumps(ev) if as_json else _line(ev))
+            cursor = page["next_cursor"] or cursor
+    except KeyboardInterrupt:
+        pass
+
+
+@events.command("list")
+@click.option("--source", "sources", multiple=True)
+@click.option("--type", "types", multiple=True)
+@click.option("--event", default=None, help="Event name.")
+@click.option("--user-id", default=None)
+@click.option("--from", "from_", default=None, help="Event time from (ISO 8601 or -7d).")
+@click.option("--to", default=None, help="Event time before (ISO 8601).")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@api_command
+def list_(sources, types, event, user_id, from_, to, limit, as_json, client) -> None:
+    """Query the log with filters."""
+    data = client.get("/api/events", {"source": list(sources) or None,
+                                      "type": list(types) or None, "event": event,
+                                      "user_id": user_id, "from": from_, "to": to,
+                                      "limit": limit})
+    if as_json:
+        print_json(data)
+    else:
+        print_table([_summary(e) for e in data["events"]],
+                    ["seq", "timestamp", "type", "what", "who", "messageId", "source"])
+
+
+@events.command("rejected")
+@click.option("--source", default=None)
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@api_command
+def rejected(source, limit, as_json, client) -> None:
+    """Messages the collector refused, with the reason."""
+    data = client.get("/api/rejections", {"source": source, "limit": limit})
+    if as_json:
+        print_json(data)
+    else:
+        print_table(data["rejections"], ["id", "source_id", "index", "code", "reason", "field"])

@@ -1,0 +1,78 @@
+"""``millpond sources``: the twin of ``/api/sources``."""
+
+from __future__ import annotations
+
+import click
+
+from millpond.cli.common import api_command, json_option
+from millpond.cli.output import console, print_json, print_table
+
+COLUMNS = ["id", "name", "kind", "replayable", "write_key"]
+
+
+@click.group()
+def sources() -> None:
+    """Create and manage sources (where data comes in)."""
+
+
+@sources.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["pipelines", "track", "import"]), default="pipelines",
+              show_default=True)
+@click.option("--replayable/--not-replayable", default=None,
+              help="Default: yes for pipelines and import, no for track.")
+@json_option
+@api_command
+def add(name: str, kind: str, replayable: bool | None, as_json: bool, client) -> None:
+    """Create a source and print its write key."""
+    source = client.post("/api/sources", {"name": name, "kind": kind, "replayable": replayable})
+    if as_json:
+        print_json(source)
+        return
+    console.print(f"created source [bold]{source['name']}[/] ({source['id']}, {kind})")
+    console.print(f"write key: {source['write_key']}", highlight=False)
+    if source.get("site_id"):
+        console.print(f"site id:   {source['site_id']}  (Track API: Basic site_id:write_key)",
+                      highlight=False)
+
+
+@sources.command("list")
+@json_option
+@api_command
+def list_(as_json: bool, client) -> None:
+    """List sources."""
+    data = client.get("/api/sources")["sources"]
+    print_json(data) if as_json else print_table(data, COLUMNS)
+
+
+@sources.command("show")
+@click.argument("ref")
+@json_option
+@api_command
+def show(ref: str, as_json: bool, client) -> None:
+    """Show one source (by id or name)."""
+    data = client.get(f"/api/sources/{ref}")
+    print_json(data) if as_json else print_table([data], COLUMNS + ["site_id"])
+
+
+@sources.command("rotate-key")
+@click.argument("ref")
+@json_option
+@api_command
+def rotate_key(ref: str, as_json: bool, client) -> None:
+    """Issue a new write key; the old one stops working at once."""
+    data = client.post(f"/api/sources/{ref}/rotate-key")
+    print_json(data) if as_json else console.print(f"new write key: {data['write_key']}",
+                                                   highlight=False)
+
+
+@sources.command("delete")
+@click.argument("ref")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@api_command
+def delete(ref: str, yes: bool, client) -> None:
+    """Delete a source (its stored events stay in the log)."""
+    if not yes:
+        click.confirm(f"delete source {ref}?", abort=True)
+    data = client.delete(f"/api/sources/{ref}")["deleted"]
+    console.print(f"deleted source {data['name']} ({data['id']})")

@@ -1,0 +1,1 @@
+"""The HTTP front door: Segment-compatible and classic Track API endpoints into the log."""

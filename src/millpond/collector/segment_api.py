@@ -1,0 +1,146 @@
+"""The Segment-compatible tracking API: ``/v1/<type>``, ``/v1/batch`` and ``/v1/import``.
+
+Policy for a batch with some invalid messages: the valid ones are stored, the answer is
+200 listing each rejected message by index and reason, and the rejected messages are
+kept (``GET /api/rejections``). A whole-request 4xx is reserved for whole-request faults,
+because SDKs retry 429/5xx but drop a batch for good on other 4xx answers.
+``X-Strict-Mode: 1`` (Customer.io's convention) turns any invalid message into a 400.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from millpond import metrics
+from millpond.collector.request import (
+    check_content_type,
+    credentials,
+    decode_json,
+    header,
+    read_body,
+    send_json,
+)
+from millpond.collector.validation import (
+    TYPES,
+    MessageRejected,
+    body_has_huge_int,
+    normalize,
+)
+from millpond.errors import BadRequest, Forbidden, TooLarge, Unauthorized
+from millpond.log.base import EventLog, NewRejection
+from millpond.sources.store import Source, SourceStore
+
+BATCH_FIELDS = frozenset({"batch", "context", "integrations", "sentAt", "writeKey", "metadata",
+                          "_metadata"})
+_encode = msgspec.json.Encoder().encode
+
+
+class SegmentAPI:
+    """Handles one Segment-spec request end to end; acknowledges only after the commit."""
+
+    def __init__(self, log: EventLog, sources: SourceStore):
+        self.log = log
+        self.sources = sources
+
+    def authenticate(self, scope: dict, data: Any) -> Source:
+        user, _password, bearer = credentials(scope)
+        body_key = data.get("writeKey") if isinstance(data, dict) else None
+        candidates = [k for k in (user, bearer, body_key) if isinstance(k, str) and k]
+        if not candidates:
+            raise Unauthorized("missing write key: send it as the Basic auth user name, "
+                               "a Bearer token or writeKey in the body")
+        for key in candidates:
+            source = self.sources.by_write_key(key)
+            if source is not None:
+                if source.kind == "track":
+                    raise Forbidden(f"source {source.name!r} is a track source; send to the "
+                                    "Track API (/api/v1/...) with its site id and API key")
+                return source
+        raise Unauthorized("invalid write key")
+
+    async def handle(self, scope: dict, receive, send, endpoint: str) -> None:
+        check_content_type(scope)
+        raw = await read_body(scope, receive)
+        data = decode_json(raw)
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object")
+        source = self.authenticate(scope, data)
+        received_ms = int(time.time() * 1000)
+        huge = body_has_huge_int(raw)
+        if endpoint in TYPES:
+            await self._single(send, data, source, endpoint, received_ms, huge)
+        else:
+            strict = (header(scope, b"x-strict-mode") or b"").strip() in (b"1", b"true")
+            await self._batch(send, data, source, received_ms, huge, strict)
+
+    async def _single(self, send, msg: dict, source: Source, kind: str, received_ms: int,
+                      huge: bool) -> None:
+        try:
+            event = normalize(msg, source_id=source.id, received_ms=received_ms, type_hint=kind,
+                              check_huge=huge)
+        except MessageRejected as exc:
+            metrics.record_rejected(source.id, Counter({(kind, exc.code): 1}))
+            error = TooLarge if exc.code == "message_too_large" else BadRequest
+            raise error(exc.reason, field=exc.field, code=exc.code) from None
+        metrics.REQUEST_BATCH_EVENTS.observe(1)
+        result = await self.log.append([event])
+        if result.stored:
+            metrics.EVENTS_ACCEPTED.labels(source.id, kind).inc()
+        else:
+            metrics.EVENTS_DUPLICATE.labels(source.id).inc()
+        await send_json(send, 200, {"success": True})
+
+    async def _batch(self, send, data: dict, source: Source, received_ms: int, huge: bool,
+                     strict: bool) -> None:
+        batch = data.get("batch")
+        if not isinstance(batch, list):
+            raise BadRequest("batch must be an array of messages", field="batch")
+        if not batch:
+            raise BadRequest("batch is empty", field="batch")
+        unknown = data.keys() - BATCH_FIELDS
+        if unknown:
+            name = sorted(unknown)[0][:60]
+            raise BadRequest(f"unknown top-level field {name!r}", field=name)
+        context, integrations = data.get("context"), data.get("integrations")
+        for key, value in (("context", context), ("integrations", integrations)):
+            if value is not None and not isinstance(value, dict):
+                raise BadRequest(f"{key} must be an object", field=key)
+        events = []
+        rejected: list[dict] = []
+        rejections: list[NewRejection] = []
+        reasons: Counter = Counter()
+        for index, msg in enumerate(batch):
+            try:
+                events.append(normalize(msg, source_id=source.id, received_ms=received_ms,
+                                        batch_context=context, batch_integrations=integrations,
+                                        batch_sent_at=data.get("sentAt"), check_huge=huge))
+            except MessageRejected as exc:
+                kind = msg.get("type") if isinstance(msg, dict) else None
+                kind = kind if kind in TYPES else None
+                reasons[(kind, exc.code)] += 1
+                rejected.append({"index": index, "code": exc.code, "reason": exc.reason,
+                                 "field": exc.field})
+                rejections.append(NewRejection(source.id, index, exc.code, exc.reason, exc.field,
+                                               received_ms, _encode(msg)[:65536]))
+        if reasons:
+            metrics.record_rejected(source.id, reasons)
+        if strict and rejected:
+            await send_json(send, 400, {"error": {
+                "code": "invalid_messages",
+                "message": f"{len(rejected)} of {len(batch)} messages are invalid "
+                           f"(first: #{rejected[0]['index']}: {rejected[0]['reason']}); "
+                           "strict mode stores none of them",
+                "field": "batch"}, "rejected": rejected})
+            return
+        metrics.REQUEST_BATCH_EVENTS.observe(len(batch))
+        result = await self.log.append(events, rejections)
+        stored = Counter(e.type for e, s in zip(events, result.seqs, strict=True) if s is not None)
+        metrics.record_accepted(source.id, stored)
+        if result.duplicates:
+            metrics.EVENTS_DUPLICATE.labels(source.id).inc(result.duplicates)
+        await send_json(send, 200, {"success": True, "accepted": result.stored,
+                                    "duplicates": result.duplicates, "rejected": rejected})

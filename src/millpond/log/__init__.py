@@ -1,0 +1,1 @@
+"""The append-only event log: the one place every event is kept, in arrival order."""

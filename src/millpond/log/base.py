@@ -1,0 +1,117 @@
+"""The log's contract, so the embedded SQLite log and later scale-out backends are swappable."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """One validated message ready to append. ``body`` is its final JSON without ``seq``."""
+
+    source_id: str
+    type: str
+    message_id: str
+    event_name: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    ts_ms: int
+    received_ms: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class NewRejection:
+    """A message refused inside an accepted request, kept so the owner can see why."""
+
+    source_id: str
+    index: int
+    code: str
+    reason: str
+    field: str | None
+    received_ms: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What happened to each event of one append, in order: its ``seq`` or ``None`` (duplicate)."""
+
+    seqs: list[int | None]
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for s in self.seqs if s is not None)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for s in self.seqs if s is None)
+
+
+@dataclass(slots=True)
+class EventQuery:
+    """Filters for reading the log; every bound is optional. Times are Unix milliseconds."""
+
+    source_ids: list[str] | None = None
+    types: list[str] | None = None
+    event_name: str | None = None
+    user_id: str | None = None
+    ts_from: int | None = None
+    ts_to: int | None = None
+    received_from: int | None = None
+    received_to: int | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    descending: bool = False
+    limit: int = 100
+    extra: dict = field(default_factory=dict)
+
+
+class EventLog(ABC):
+    """An append-only, deduplicating event log.
+
+    Guarantees every implementation gives:
+    - ``append`` returns only after the events are durable (they survive a process crash);
+    - a message whose ``messageId`` the same source already stored is not stored again
+      (its slot in :class:`AppendResult` is ``None``), so SDK retries are idempotent;
+    - ``seq`` increases strictly in commit order and is never reused.
+    """
+
+    @abstractmethod
+    async def append(self, events: list[NewEvent], rejections: list[NewRejection] = ()) -> AppendResult:
+        """Durably store ``events`` (and ``rejections``) in one group commit; raises Overloaded."""
+
+    @abstractmethod
+    def append_sync(self, events: list[NewEvent], rejections: list[NewRejection] = ()) -> AppendResult:
+        """Blocking twin of :meth:`append` for threads and tools outside the event loop."""
+
+    @abstractmethod
+    def query(self, q: EventQuery) -> list[bytes]:
+        """Stored events matching ``q`` as JSON bytes (with ``seq``), ordered by ``seq``."""
+
+    @abstractmethod
+    def read_after(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """The next ``limit`` events after ``after_seq`` in arrival order: the pumps' feed."""
+
+    @abstractmethod
+    def scan_window(self, ts_from: int, ts_to: int, max_seq: int | None,
+                    batch: int = 5000) -> Iterator[list[tuple[int, int, bytes]]]:
+        """Events with ``ts_from <= ts < ts_to`` in event-time order, as (ts, seq, body) chunks."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The highest committed ``seq`` (0 for an empty log)."""
+
+    @abstractmethod
+    async def wait_for(self, after_seq: int, timeout: float) -> int:
+        """Wait until an event after ``after_seq`` is committed (or timeout); return last seq."""
+
+    @abstractmethod
+    def rejections(self, source_id: str | None, after_id: int | None, limit: int) -> list[dict]:
+        """Stored rejections, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish in-flight commits, then release the store."""

@@ -1,0 +1,347 @@
+"""The embedded log: one SQLite database in WAL mode, written by a single group-commit thread.
+
+Why one writer thread: SQLite allows one writer at a time, so instead of many request
+handlers fighting for the write lock, they queue their events and a single thread
+commits everything that is waiting in one transaction (group commit). A request is
+acknowledged only when the transaction holding its events has committed, and with
+``synchronous=FULL`` that means the WAL has been fsynced. The queue is bounded: when
+the disk cannot keep up, :class:`Overloaded` tells the collector to answer 503 with
+``Retry-After`` instead of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+from millpond.errors import Overloaded
+from millpond.log.base import AppendResult, EventLog, EventQuery, NewEvent, NewRejection
+from millpond.log.dedupe import dedupe_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    event TEXT,
+    user_id TEXT,
+    anonymous_id TEXT,
+    message_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE TABLE IF NOT EXISTS dedupe (h INTEGER PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe_overflow (
+    source_id TEXT NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (source_id, message_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    field TEXT,
+    body BLOB NOT NULL
+);
+"""
+
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
+    " received, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_REJECTION = (
+    "INSERT INTO rejections (source_id, received, idx, code, reason, field, body)"
+    " VALUES (?,?,?,?,?,?,?)"
+)
+_LOOKUP_CHUNK = 500
+
+
+def with_seq(seq: int, body: bytes) -> bytes:
+    """Splice ``seq`` into a stored body without decoding it (bodies are stored seq-less)."""
+    return b'{"seq":%d,%s' % (seq, body[1:])
+
+
+class _Submission:
+    __slots__ = ("events", "rejections", "future")
+
+    def __init__(self, events: list[NewEvent], rejections: list[NewRejection]):
+        self.events = events
+        self.rejections = rejections
+        self.future: Future[AppendResult] = Future()
+
+
+class SQLiteEventLog(EventLog):
+    """:class:`EventLog` on SQLite WAL; see the module docstring for the write path."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL",
+                 max_pending: int = 200_000, max_group: int = 20_000,
+                 on_commit: Callable[[list[NewEvent], float], None] | None = None):
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._max_pending = max_pending
+        self._max_group = max_group
+        self._on_commit = on_commit
+        self._queue: deque[_Submission] = deque()
+        self._cv = threading.Condition()
+        self._pending = 0
+        self._closing = False
+        self._local = threading.local()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters_lock = threading.Lock()
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        conn.commit()
+        self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
+        self._writer.start()
+
+    # -- connections -----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+        return conn
+
+    # -- writing ---------------------------------------------------------------------
+    def _submit(self, events: list[NewEvent], rejections: list[NewRejection]) -> _Submission:
+        sub = _Submission(events, rejections)
+        size = len(events) + len(rejections)
+        with self._cv:
+            if self._closing:
+                raise Overloaded("the server is shutting down", retry_after=2)
+            if self._pending and self._pending + size > self._max_pending:
+                raise Overloaded(
+                    f"the log is {self._pending} events behind; retry shortly", retry_after=1)
+            self._pending += size
+            self._queue.append(sub)
+            self._cv.notify()
+        return sub
+
+    async def append(self, events, rejections=()) -> AppendResult:
+        sub = self._submit(events, list(rejections))
+        return await asyncio.wrap_future(sub.future)
+
+    def append_sync(self, events, rejections=()) -> AppendResult:
+        return self._submit(events, list(rejections)).future.result()
+
+    def _run(self) -> None:
+        conn = self._connect()
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                if not self._queue:
+                    break
+                subs: list[_Submission] = []
+                size = 0
+                while self._queue and size < self._max_group:
+                    sub = self._queue.popleft()
+                    subs.append(sub)
+                    size += len(sub.events) + len(sub.rejections)
+            started = time.perf_counter()
+            try:
+                results = self._commit(conn, subs)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for sub in subs:
+                    sub.future.set_exception(exc)
+            else:
+                elapsed = time.perf_counter() - started
+                for sub, result in zip(subs, results, strict=True):
+                    sub.future.set_result(result)
+                if self._on_commit is not None:
+                    stored = [e for sub in subs for e in sub.events]
+                    self._on_commit(stored, elapsed)
+                self._wake_waiters()
+            with self._cv:
+                self._pending -= size
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
+        hashes = [[dedupe_hash(e.source_id, e.message_id) for e in s.events] for s in subs]
+        flat = [h for hs in hashes for h in hs]
+        known: dict[int, int] = {}
+        for i in range(0, len(flat), _LOOKUP_CHUNK):
+            chunk = flat[i:i + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            known.update(conn.execute(
+                f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
+        seq = self._last_seq
+        rows: list[tuple] = []
+        dedupe_rows: list[tuple[int, int]] = []
+        overflow: list[tuple[str, str]] = []
+        in_group: dict[int, NewEvent] = {}
+        results: list[AppendResult] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for sub, sub_hashes in zip(subs, hashes, strict=True):
+            seqs: list[int | None] = []
+            for ev, h in zip(sub.events, sub_hashes, strict=True):
+                if (h in known or h in in_group) and self._is_duplicate(conn, ev, h, known,
+                                                                        in_group, overflow):
+                    seqs.append(None)
+                    continue
+                seq += 1
+                if h in known or h in in_group:
+                    overflow.append((ev.source_id, ev.message_id))
+                else:
+                    dedupe_rows.append((h, seq))
+                    in_group[h] = ev
+                rows.append((seq, ev.source_id, ev.type, ev.event_name, ev.user_id,
+                             ev.anonymous_id, ev.message_id, ev.ts_ms, ev.received_ms, ev.body))
+                seqs.append(seq)
+            results.append(AppendResult(seqs))
+        conn.executemany(_INSERT_EVENT, rows)
+        conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
+        if overflow:
+            conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
+        rejections = [(r.source_id, r.received_ms, r.index, r.code, r.reason, r.field, r.body)
+                      for s in subs for r in s.rejections]
+        if rejections:
+            conn.executemany(_INSERT_REJECTION, rejections)
+        conn.execute("COMMIT")
+        self._last_seq = seq
+        return results
+
+    @staticmethod
+    def _is_duplicate(conn: sqlite3.Connection, ev: NewEvent, h: int, known: dict[int, int],
+                      in_group: dict[int, NewEvent], overflow: list[tuple[str, str]]) -> bool:
+        """Confirm a hash hit against the real (source, messageId) before dropping anything."""
+        key = (ev.source_id, ev.message_id)
+        if key in overflow:
+            return True
+        twin = in_group.get(h)
+        if twin is not None and (twin.source_id, twin.message_id) == key:
+            return True
+        if h in known:
+            row = conn.execute("SELECT source_id, message_id FROM events WHERE seq = ?",
+                               (known[h],)).fetchone()
+            if row is not None and tuple(row) == key:
+                return True
+        return conn.execute(
+            "SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?", key
+        ).fetchone() is not None
+
+    # -- waiting for new events ------------------------------------------------------
+    def _wake_waiters(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    async def wait_for(self, after_seq: int, timeout: float) -> int:
+        if self._last_seq > after_seq:
+            return self._last_seq
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((loop, fut))
+        if self._last_seq > after_seq:  # committed between the check and the registration
+            return self._last_seq
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        return self._last_seq
+
+    # -- reading ---------------------------------------------------------------------
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def read_after(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        return self._reader().execute(
+            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit)).fetchall()
+
+    def query(self, q: EventQuery) -> list[bytes]:
+        where: list[str] = []
+        args: list = []
+
+        def add(clause: str, *values) -> None:
+            where.append(clause)
+            args.extend(values)
+
+        if q.source_ids:
+            add(f"source_id IN ({','.join('?' * len(q.source_ids))})", *q.source_ids)
+        if q.types:
+            add(f"type IN ({','.join('?' * len(q.types))})", *q.types)
+        if q.event_name is not None:
+            add("event = ?", q.event_name)
+        if q.user_id is not None:
+            add("user_id = ?", q.user_id)
+        for column, op, value in (("ts", ">=", q.ts_from), ("ts", "<", q.ts_to),
+                                  ("received", ">=", q.received_from),
+                                  ("received", "<", q.received_to),
+                                  ("seq", ">", q.after_seq), ("seq", "<", q.before_seq)):
+            if value is not None:
+                add(f"{column} {op} ?", value)
+        sql = "SELECT seq, body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY seq {'DESC' if q.descending else 'ASC'} LIMIT ?"
+        args.append(q.limit)
+        return [with_seq(seq, body) for seq, body in self._reader().execute(sql, args)]
+
+    def scan_window(self, ts_from: int, ts_to: int, max_seq: int | None,
+                    batch: int = 5000) -> Iterator[list[tuple[int, int, bytes]]]:
+        cursor = (ts_from, 0)
+        limit_seq = max_seq if max_seq is not None else (1 << 62)
+        conn = self._reader()
+        while True:
+            rows = conn.execute(
+                "SELECT ts, seq, body FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
+                " AND (ts > ? OR seq > ?) ORDER BY ts, seq LIMIT ?",
+                (cursor[0], ts_to, limit_seq, cursor[0], cursor[1], batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            cursor = (rows[-1][0], rows[-1][1])
+
+    def rejections(self, source_id: str | None, after_id: int | None, limit: int) -> list[dict]:
+        sql = ("SELECT id, source_id, received, idx, code, reason, field, body FROM rejections"
+               " WHERE id > ?")
+        args: list = [after_id or 0]
+        if source_id:
+            sql += " AND source_id = ?"
+            args.append(source_id)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        keys = ("id", "source_id", "received_ms", "index", "code", "reason", "field", "body")
+        return [dict(zip(keys, row, strict=True)) for row in self._reader().execute(sql, args)]
+
+    def count(self) -> int:
+        return self._reader().execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._writer.join()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

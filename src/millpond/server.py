@@ -1,0 +1,71 @@
+"""The composition root: one process, embedded stores, collector, admin API and pumps.
+
+Everything that needs the data dir is opened here and handed to the parts that use
+it, so each part can be tested with its own temporary stores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from millpond import metrics
+from millpond.api.app import build_api
+from millpond.collector.app import CollectorApp
+from millpond.config import admin_token
+from millpond.log.sqlite_log import SQLiteEventLog
+from millpond.sources.store import SourceStore
+from millpond.state import StateDB
+
+log = logging.getLogger("millpond")
+
+
+class Millpond:
+    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves."""
+
+    def __init__(self, data_dir: str | Path, *, synchronous: str = "FULL"):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token, self.token_generated = admin_token(self.data_dir)
+        self.state = StateDB(self.data_dir / "state.db")
+        self.sources = SourceStore(self.state)
+        self.log = SQLiteEventLog(self.data_dir / "log.db", synchronous=synchronous,
+                                  on_commit=metrics.record_commit)
+        self._background: list = []
+        self.api = build_api(self)
+        self.asgi = CollectorApp(self.log, self.sources, self.api)
+
+    def extra_routers(self) -> list:
+        """Routers of the layers built on the log (destinations, replays, people, imports)."""
+        return []
+
+    def refresh_metrics(self) -> None:
+        """Gauges computed at scrape time (lag per destination and so on)."""
+
+    async def start(self) -> None:
+        """Start background work (pumps, profile follower) once the event loop runs."""
+
+    async def stop(self) -> None:
+        """Stop background work, then finish in-flight commits and close the stores."""
+        for task in self._background:
+            task.cancel()
+        self.close()
+
+    def close(self) -> None:
+        self.log.close()
+        self.state.close()
+
+
+def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL") -> None:
+    """Run the server until SIGINT/SIGTERM; in-flight requests finish their commits first."""
+    import uvicorn
+
+    mp = Millpond(data_dir, synchronous=synchronous)
+    if mp.token_generated:
+        print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
+              flush=True)
+    print(f"millpond serving on http://{host}:{port} (data: {mp.data_dir})", flush=True)
+    config = uvicorn.Config(mp.asgi, host=host, port=port, loop="uvloop", http="httptools",
+                            lifespan="on", access_log=False, log_level="warning",
+                            timeout_graceful_shutdown=30, backlog=4096)
+    uvicorn.Server(config).run()

@@ -1,0 +1,1 @@
+"""Sources: where data comes in, each with its own write key, kind and replayable flag."""
