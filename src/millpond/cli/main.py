@@ -34,3 +34,7 @@ for _name, (_module, _attr) in _OPTIONAL_GROUPS.items():
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()
