@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from millpond import metrics
-from millpond.collector.request import send_error, send_json
+from millpond.collector.request import error_body, send_error, send_json
 from millpond.collector.segment_api import SegmentAPI
 from millpond.collector.track_api import TrackAPI
 from millpond.collector.validation import TYPES
@@ -34,8 +34,7 @@ class CollectorApp:
                     raise NotFound(f"no collector endpoint {path}; use /v1/batch or "
                                    f"/v1/{{{','.join(TYPES)}}}")
                 if scope["method"] != "POST":
-                    await send_json(send, 405, {"error": {"code": "method_not_allowed",
-                                                          "message": "use POST"}},
+                    await send_json(send, 405, error_body("method_not_allowed", "use POST"),
                                     [(b"allow", b"POST")])
                     return
                 await self.segment.handle(scope, receive, send, endpoint)

@@ -106,7 +106,8 @@ def credentials(scope: dict) -> tuple[str | None, str | None, str | None]:
     scheme = scheme.lower()
     if scheme == b"basic":
         try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+            user, _, password = decoded.partition(":")
         except (ValueError, UnicodeDecodeError):
             raise Unauthorized("Authorization header is not valid Basic credentials") from None
         return user, password, None
@@ -125,9 +126,22 @@ async def send_json(send, status: int, payload: Any, headers: list | None = None
     await send({"type": "http.response.body", "body": body})
 
 
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict:
+    """The error shape, plus top-level ``code``/``message`` copies for the SDKs.
+
+    The RudderStack and Customer.io Python SDKs read ``payload['code']`` and
+    ``payload['message']`` from a non-200 answer; without them they fail with a KeyError,
+    take a permanent 4xx for a network error and retry it for minutes.
+    """
+    error: dict = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error, "code": code, "message": message, **extra}
+
+
 async def send_error(send, exc: MillpondError) -> None:
     headers = []
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-    await send_json(send, exc.status, exc.to_dict(), headers)
+    await send_json(send, exc.status, error_body(exc.code, exc.message, exc.field), headers)

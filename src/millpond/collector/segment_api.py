@@ -20,10 +20,12 @@ from millpond.collector.request import (
     check_content_type,
     credentials,
     decode_json,
+    error_body,
     header,
     read_body,
     send_json,
 )
+from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import (
     TYPES,
     MessageRejected,
@@ -113,11 +115,14 @@ class SegmentAPI:
         rejected: list[dict] = []
         rejections: list[NewRejection] = []
         reasons: Counter = Counter()
+        sent_at = data.get("sentAt")
+        received_at = format_ms(received_ms)
         for index, msg in enumerate(batch):
             try:
                 events.append(normalize(msg, source_id=source.id, received_ms=received_ms,
                                         batch_context=context, batch_integrations=integrations,
-                                        batch_sent_at=data.get("sentAt"), check_huge=huge))
+                                        batch_sent_at=sent_at, check_huge=huge,
+                                        received_at=received_at))
             except MessageRejected as exc:
                 kind = msg.get("type") if isinstance(msg, dict) else None
                 kind = kind if kind in TYPES else None
@@ -129,12 +134,12 @@ class SegmentAPI:
         if reasons:
             metrics.record_rejected(source.id, reasons)
         if strict and rejected:
-            await send_json(send, 400, {"error": {
-                "code": "invalid_messages",
-                "message": f"{len(rejected)} of {len(batch)} messages are invalid "
-                           f"(first: #{rejected[0]['index']}: {rejected[0]['reason']}); "
-                           "strict mode stores none of them",
-                "field": "batch"}, "rejected": rejected})
+            await send_json(send, 400, error_body(
+                "invalid_messages",
+                f"{len(rejected)} of {len(batch)} messages are invalid "
+                f"(first: #{rejected[0]['index']}: {rejected[0]['reason']}); "
+                "strict mode stores none of them",
+                "batch", rejected=rejected))
             return
         metrics.REQUEST_BATCH_EVENTS.observe(len(batch))
         result = await self.log.append(events, rejections)

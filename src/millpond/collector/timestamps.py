@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+# The instants ``datetime`` can represent: years 1 to 9999.
+MIN_MS = -62135596800000
+MAX_MS = 253402300800000
+
+
 class BadTimestamp(ValueError):
     pass
 
@@ -22,7 +27,7 @@ def parse_iso_ms(value: object) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     ms = int(parsed.timestamp() * 1000)
-    if not -62135596800000 < ms < 253402300800000:
+    if not MIN_MS < ms < MAX_MS:
         raise BadTimestamp(f"{value!r} is out of range")
     return ms
 

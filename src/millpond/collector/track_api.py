@@ -14,7 +14,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from millpond import metrics
-from millpond.collector.request import check_content_type, credentials, decode_json, read_body, send_json
+from millpond.collector.request import (
+    check_content_type,
+    credentials,
+    decode_json,
+    read_body,
+    send_json,
+)
 from millpond.collector.timestamps import BadTimestamp, format_ms, unix_seconds_to_ms
 from millpond.collector.validation import MessageRejected, body_has_huge_int, normalize
 from millpond.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized

@@ -83,10 +83,12 @@ def _id(msg: dict, key: str) -> str | None:
 
 def normalize(msg: Any, *, source_id: str, received_ms: int, type_hint: str | None = None,
               batch_context: dict | None = None, batch_integrations: dict | None = None,
-              batch_sent_at: Any = None, check_huge: bool = False) -> NewEvent:
+              batch_sent_at: Any = None, check_huge: bool = False,
+              received_at: str | None = None) -> NewEvent:
     """Validate one message and turn it into the exact record the log keeps.
 
     Raises :class:`MessageRejected` naming the field at fault. Mutates ``msg``.
+    ``received_at`` is ``received_ms`` already formatted, shared by a whole request.
     """
     if not isinstance(msg, dict):
         raise MessageRejected("not_an_object",
@@ -163,8 +165,9 @@ def normalize(msg: Any, *, source_id: str, received_ms: int, type_hint: str | No
 
     if msg.get("sentAt") is None and batch_sent_at is not None:
         msg["sentAt"] = batch_sent_at
-    ts_ms = _event_time(msg, received_ms)
-    received_at = format_ms(received_ms)
+    if received_at is None:
+        received_at = format_ms(received_ms)
+    ts_ms = _event_time(msg, received_ms, received_at)
     msg["receivedAt"] = received_at
     msg["source_id"] = source_id
     msg["received_at"] = received_at
@@ -176,7 +179,7 @@ def normalize(msg: Any, *, source_id: str, received_ms: int, type_hint: str | No
                     received_ms, body)
 
 
-def _event_time(msg: dict, received_ms: int) -> int:
+def _event_time(msg: dict, received_ms: int, received_at: str) -> int:
     """A given timestamp is kept as sent (backfill); otherwise correct for device clock skew."""
     try:
         given = msg.get("timestamp")
@@ -196,7 +199,7 @@ def _event_time(msg: dict, received_ms: int) -> int:
         field = next(k for k in ("timestamp", "originalTimestamp", "sentAt")
                      if msg.get(k) is not None and _bad(msg[k]))
         raise MessageRejected("invalid_timestamp", f"{field} {exc}", field) from None
-    msg["timestamp"] = format_ms(ts)
+    msg["timestamp"] = received_at if ts == received_ms else format_ms(ts)
     return ts
 
 
