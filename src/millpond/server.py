@@ -14,6 +14,8 @@ from millpond.api.app import build_api
 from millpond.collector.app import CollectorApp
 from millpond.config import admin_token
 from millpond.log.sqlite_log import SQLiteEventLog
+from millpond.profiles.follower import ProfileFollower
+from millpond.profiles.store import ProfileStore
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
 
@@ -31,19 +33,26 @@ class Millpond:
         self.sources = SourceStore(self.state)
         self.log = SQLiteEventLog(self.data_dir / "log.db", synchronous=synchronous,
                                   on_commit=metrics.record_commit)
+        self.profiles = ProfileStore(self.data_dir / "profiles.db")
+        self.profile_follower = ProfileFollower(self.log, self.profiles)
         self._background: list = []
         self.api = build_api(self)
         self.asgi = CollectorApp(self.log, self.sources, self.api)
 
     def extra_routers(self) -> list:
         """Routers of the layers built on the log (destinations, replays, people, imports)."""
-        return []
+        from millpond.api import people
+
+        return [people.router]
 
     def refresh_metrics(self) -> None:
         """Gauges computed at scrape time (lag per destination and so on)."""
 
     async def start(self) -> None:
         """Start background work (pumps, profile follower) once the event loop runs."""
+        import asyncio
+
+        self._background.append(asyncio.create_task(self.profile_follower.run()))
 
     async def stop(self) -> None:
         """Stop background work, then finish in-flight commits and close the stores."""
@@ -53,6 +62,7 @@ class Millpond:
 
     def close(self) -> None:
         self.log.close()
+        self.profiles.close()
         self.state.close()
 
 

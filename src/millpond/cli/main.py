@@ -7,6 +7,7 @@ import importlib
 import click
 
 from millpond.cli.events import events
+from millpond.cli.people import people
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources
 
@@ -25,6 +26,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(sources)
 cli.add_command(events)
+cli.add_command(people)
 for _name, (_module, _attr) in _OPTIONAL_GROUPS.items():
     try:
         cli.add_command(getattr(importlib.import_module(_module), _attr), _name)

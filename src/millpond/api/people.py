@@ -1,0 +1,20 @@
+"""``/api/people/{id}``: a profile found by any of its ids, with each trait's time and source."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from millpond.api.deps import require_admin, server
+from millpond.errors import NotFound
+
+router = APIRouter(prefix="/api/people", tags=["people"], dependencies=[Depends(require_admin)])
+
+
+@router.get("/{person_id}")
+def show_person(person_id: str, mp=Depends(server)) -> dict:
+    mp.profile_follower.catch_up_once()  # read-your-writes for the caller
+    person = mp.profiles.get(person_id)
+    if person is None:
+        raise NotFound(f"no person with id {person_id!r} (user id, anonymous id or profile id)",
+                       field="id")
+    return person
