@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from millpond.profiles.store import ProfileStore
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "profiles.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[ProfileStore]:
+    ps = ProfileStore(db_path)
+    yield ps
+    ps.close()
