@@ -1,0 +1,31 @@
+"""Backfill: streaming CSV people import and CSV/JSONL events import.
+
+Entry point for the CLI and the API upload endpoint: :func:`run_import` with
+:class:`ImportOptions` and a :class:`Sink` (e.g. :class:`HttpSink`).
+"""
+
+from millpond.backfill.model import (
+    ImportAborted,
+    ImportInputError,
+    ImportOptions,
+    ImportProgress,
+    ImportSummary,
+    RowError,
+)
+from millpond.backfill.runner import preflight, run_import
+from millpond.backfill.sinks import HttpSink, Sink, SinkError, SinkResult
+
+__all__ = [
+    "HttpSink",
+    "ImportAborted",
+    "ImportInputError",
+    "ImportOptions",
+    "ImportProgress",
+    "ImportSummary",
+    "RowError",
+    "Sink",
+    "SinkError",
+    "SinkResult",
+    "preflight",
+    "run_import",
+]

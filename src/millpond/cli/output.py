@@ -16,7 +16,8 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True,
+                      soft_wrap=True)
     raise SystemExit(code)
 
 

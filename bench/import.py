@@ -1,0 +1,170 @@
+"""Benchmark the CSV people import: raw csv parse rate vs the full pipeline.
+
+    .venv/bin/python bench/import.py [--rows N] [--runs 3]
+    .venv/bin/python bench/import.py --rows 10000000 --runs 1        # the 10M / RSS check
+    .venv/bin/python bench/import.py --url http://127.0.0.1:8787 --write-key KEY
+
+(a) baseline: ``csv.reader`` over the file doing nothing with the rows -- the
+    ceiling for any stdlib-csv importer;
+(b) pipeline: ``run_import`` (UTF-8 check + fingerprint pass, rows → identify
+    events with a timestamp column and type inference, batching, checkpoints)
+    into a sink that encodes each batch with msgspec (the cost of producing the
+    wire bytes), or into a live server's ``/v1/import`` with ``--url``.
+
+Each pipeline run happens in a fresh subprocess so its peak RSS
+(``ru_maxrss``) is its own. Reports medians, the ratio b/a and the peak RSS.
+Target: (b) ≥ 50,000 rows/s; peak RSS < 300 MB for 10M rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_ROWS_PER_S = 50_000
+HEADER = ["id", "email", "name", "plan", "age", "vip", "signed_up", "city", "score",
+          "updated_at"]
+PLANS = ["free", "pro", "team", "enterprise"]
+CITIES = ["Paris", "Berlin", "Lisbon", "Oslo", "Austin", "Osaka", "Lagos", "Lima"]
+
+
+def generate(path: Path, rows: int, seed: int = 1) -> int:
+    """Write a realistic people CSV (~120 bytes a row); return its size in bytes."""
+    rng = random.Random(seed)
+    base = 1_600_000_000
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(",".join(HEADER) + "\n")
+        lines = []
+        for i in range(rows):
+            ts = base + rng.randrange(100_000_000)
+            lines.append(
+                f"u{i},user{i}@example.com,Person {i},{PLANS[i % 4]},{18 + i % 60},"
+                f"{'true' if i % 3 else 'false'},2023-{1 + i % 12:02d}-{1 + i % 28:02d},"
+                f"{CITIES[i % 8]},{i % 1000 / 10},{ts}\n"
+            )
+            if len(lines) == 10_000:
+                out.writelines(lines)
+                lines.clear()
+        out.writelines(lines)
+    return path.stat().st_size
+
+
+def raw_parse(path: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = 0
+    with path.open(encoding="utf-8", newline="") as handle:
+        for _ in csv.reader(handle):
+            count += 1
+    return count - 1, time.perf_counter() - started
+
+
+def child_pipeline(path: Path, url: str | None, write_key: str | None) -> dict[str, Any]:
+    """One pipeline run (in a subprocess): rows, seconds, peak and baseline RSS."""
+    import msgspec
+
+    from millpond.backfill import HttpSink, ImportOptions, SinkResult, run_import
+
+    class EncodingSink:
+        """Encodes each batch like the HTTP sink does, then drops it."""
+
+        def __init__(self) -> None:
+            self.encode = msgspec.json.Encoder().encode
+            self.bytes = 0
+
+        def send(self, events: list[dict[str, Any]]) -> SinkResult:
+            self.bytes += len(self.encode({"batch": events}))
+            return SinkResult(len(events))
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as state:
+        options = ImportOptions(kind="people", timestamp_column="updated_at", resume=False,
+                                state_dir=Path(state), errors_path=Path(state) / "errors.csv",
+                                source="bench")
+        sink: Any = HttpSink(url, write_key) if url else EncodingSink()
+        started = time.perf_counter()
+        summary = run_import(path, options, sink)
+        seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rows": summary.rows_read, "accepted": summary.events_accepted,
+            "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
+            "seconds": seconds, "peak_rss_kb": peak, "baseline_rss_kb": baseline}
+
+
+def run_child(path: Path, url: str | None, write_key: str | None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", str(path)]
+    if url:
+        command += ["--url", url, "--write-key", write_key or ""]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"pipeline run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--url", help="run (b) against a live server's /v1/import")
+    parser.add_argument("--write-key", help="write key of an import/pipelines source")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_pipeline(Path(args.child), args.url, args.write_key)))
+        return
+    if args.url and not args.write_key:
+        parser.error("--url needs --write-key")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "people.csv"
+        parse_rates, pipe_rates, peaks, growth = [], [], [], []
+        for run in range(1, args.runs + 1):
+            # Against a server, each run gets different content (so new messageIds):
+            # re-sending the same file would measure the server's dedupe path instead.
+            if run == 1 or args.url:
+                started = time.perf_counter()
+                size = generate(path, args.rows, seed=run)
+                print(f"generated {args.rows:,} rows, {size / 1e6:,.0f} MB "
+                      f"in {time.perf_counter() - started:.1f} s")
+            rows, seconds = raw_parse(path)
+            assert rows == args.rows, rows
+            parse_rates.append(rows / seconds)
+            result = run_child(path, args.url, args.write_key)
+            if result["rows"] != args.rows or result["rejected"]:
+                raise SystemExit(f"pipeline miscounted: {result}")
+            pipe_rates.append(result["rows"] / result["seconds"])
+            peaks.append(result["peak_rss_kb"] / 1024)
+            growth.append((result["peak_rss_kb"] - result["baseline_rss_kb"]) / 1024)
+            print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
+                  f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB")
+
+    a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
+    sink = "HttpSink to the server" if args.url else "msgspec-encoding sink"
+    table = [
+        ("(a) raw csv.reader parse, rows/s", f"{a:,.0f}"),
+        (f"(b) pipeline, {sink}, rows/s", f"{b:,.0f}"),
+        ("ratio b/a", f"{b / a:.3f}"),
+        ("(b) peak RSS, MB", f"{statistics.median(peaks):,.0f}"),
+        ("(b) RSS growth over interpreter start, MB", f"{statistics.median(growth):,.0f}"),
+    ]
+    print(f"\n{'measure':<48}{'median':>14}")
+    print("-" * 62)
+    for label, value in table:
+        print(f"{label:<48}{value:>14}")
+    verdict = "meets" if b >= TARGET_ROWS_PER_S else "MISSES"
+    where = f" ({args.url})" if args.url else ""
+    print(f"\n{args.rows:,} rows, {args.runs} runs{where}; pipeline {verdict} the "
+          f"{TARGET_ROWS_PER_S:,} rows/s target")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""``run_import``: stream a file into a sink in batches, with a checkpoint and an error report.
+
+The loop holds one batch (≤ ``batch_size`` events and ≤ ``max_batch_bytes``
+encoded) and nothing else that grows with the file, so memory is constant.
+After each batch the sink acknowledges, the checkpoint records the last row
+whose fate is settled; a re-run continues after it. Rows before it are parsed
+again (the csv reader runs at >1M rows/s) but not converted or sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from millpond.backfill import checkpoint as ckpt
+from millpond.backfill.csvfile import CsvInput, check_file, looks_like_json, scan_text_file
+from millpond.backfill.ids import import_fingerprint, message_id_factory
+from millpond.backfill.model import (
+    ImportAborted,
+    ImportInputError,
+    ImportOptions,
+    ImportProgress,
+    ImportSummary,
+    RowError,
+)
+from millpond.backfill.rows import (
+    ColumnPlan,
+    Converted,
+    StreamStats,
+    check_header,
+    csv_events,
+    jsonl_events,
+    open_jsonl,
+    plan_columns,
+)
+from millpond.backfill.sinks import Sink
+
+ProgressCallback = Callable[[ImportProgress], None]
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_REPORT_HEADER = ["row", "line", "column", "code", "reason"]
+#: ``{"batch":[`` + ``]}``: what the HTTP sink wraps a batch in.
+_BATCH_OVERHEAD = 12
+
+
+@dataclass
+class Preflight:
+    """What a cheap look at the file found (no full read): format, delimiter, columns."""
+
+    format: str
+    delimiter: str | None
+    header: list[str]
+    plan: ColumnPlan | None
+    warnings: list[str]
+
+
+def preflight(path: str | Path, options: ImportOptions) -> Preflight:
+    """Validate options, file and header without reading the whole file.
+
+    The CLI calls this before resolving the source, so a typo in a column name
+    is reported even when the server is down. Raises :class:`ImportInputError`.
+    """
+    path = Path(path)
+    options.validate()
+    check_file(path)
+    fmt = options.format or _guess_format(path)
+    if fmt == "jsonl":
+        if options.kind == "people":
+            raise ImportInputError(f"{path.name} looks like JSON; people import takes a CSV file")
+        return Preflight("jsonl", None, [], None, [])
+    if looks_like_json(path):
+        raise ImportInputError(f"{path.name} looks like JSON, not CSV")
+    try:
+        with CsvInput(path, options.delimiter) as source:
+            warnings = check_header(source.header)
+            plan = plan_columns(source.header, options)
+            return Preflight("csv", source.delimiter, source.header, plan, warnings)
+    except UnicodeDecodeError:
+        scan_text_file(path)  # raises with the offset of the first bad byte
+        raise ImportInputError(f"{path.name} is not UTF-8; re-save it as UTF-8") from None
+
+
+def _guess_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    return "jsonl" if looks_like_json(path) else "csv"
+
+
+class _ErrorReport:
+    """The CSV error report, created on the first error (a clean import leaves none).
+
+    On resume it is truncated to the size the checkpoint recorded, so rows
+    re-read after the checkpoint are not reported twice.
+    """
+
+    def __init__(self, path: Path, keep_bytes: int):
+        self.path = path
+        self._keep = keep_bytes
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+
+    def write(self, error: RowError) -> None:
+        if self._writer is None:
+            self._open()
+        self._writer.writerow(
+            [error.row, error.line or "", error.column, error.code, error.reason]
+        )
+
+    def _open(self) -> None:
+        if self._keep and self.path.exists():
+            handle = self.path.open("r+", encoding="utf-8", newline="")
+            handle.truncate(self._keep)
+            handle.seek(self._keep)
+            self._handle, self._writer = handle, csv.writer(handle)
+        else:
+            handle = self.path.open("w", encoding="utf-8", newline="")
+            self._handle, self._writer = handle, csv.writer(handle)
+            self._writer.writerow(_REPORT_HEADER)
+
+    def size(self) -> int:
+        if self._handle is None:
+            return self._keep
+        self._handle.flush()
+        return self._handle.tell()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._keep = self.size()
+            self._handle.close()
+            self._handle = self._writer = None
+
+
+def run_import(
+    path: str | Path,
+    options: ImportOptions,
+    sink: Sink,
+    progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Import ``path`` into ``sink``; resumable, constant memory, never stops on a bad row.
+
+    Raises :class:`ImportInputError` before sending anything if the file or
+    options cannot work, and :class:`ImportAborted` (with the summary so far)
+    if the sink fails part-way; a later call with ``resume`` continues after the
+    last acknowledged batch. An exception raised by ``progress`` also stops the
+    import (the API can use that to cancel); the checkpoint stays valid.
+    """
+    path = Path(path)
+    plan = preflight(path, options)
+    content = scan_text_file(path)
+    shaping = {"format": plan.format, "types": options.types, "empty": options.empty}
+    if plan.plan is not None:
+        shaping |= {"delimiter": plan.delimiter, "columns": plan.plan.shaping()}
+    fingerprint = import_fingerprint(content, options.kind, shaping)
+    file_name = options.display_name or path.name
+    report_path, checkpoint_path = ckpt.default_paths(path, options.errors_path, options.state_dir)
+    _check_writable(report_path.parent, checkpoint_path.parent)
+
+    summary = ImportSummary(file_name, options.kind, options.source, fingerprint,
+                            checkpoint=str(checkpoint_path), warnings=list(plan.warnings))
+    state = ckpt.Checkpoint(str(path.resolve()), fingerprint, options.kind, options.source,
+                            error_report=str(report_path))
+    previous = ckpt.load(checkpoint_path) if options.resume else None
+    if previous is not None and not previous.matches(fingerprint, options.kind, options.source):
+        summary.warnings.append(
+            "a checkpoint for a different file content, options or source was found; "
+            "starting from the first row"
+        )
+        previous = None
+    if previous is not None:
+        _restore(summary, previous)
+        if previous.completed:
+            summary.already_completed = True
+            summary.completed = True
+            return summary
+        state.error_report_bytes = previous.error_report_bytes
+        state.last_row = previous.last_row
+        if previous.error_report != str(report_path):
+            state.error_report_bytes = 0
+
+    runner = _Runner(path, options, sink, progress, summary, state, report_path, checkpoint_path)
+    return runner.run(plan, fingerprint, file_name)
+
+
+def _check_writable(*directories: Path) -> None:
+    """Fail before sending anything if the error report or checkpoint cannot be written."""
+    for directory in directories:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImportInputError(f"cannot create {directory}: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK):
+            raise ImportInputError(
+                f"cannot write to {directory} (error report and checkpoint go there); "
+                "use --errors PATH or --state-dir DIR"
+            )
+
+
+def _restore(summary: ImportSummary, previous: ckpt.Checkpoint) -> None:
+    for name in ckpt.COUNTERS:
+        setattr(summary, name, previous.counters.get(name, 0))
+    summary.rejected_by_reason = dict(previous.rejected_by_reason)
+    summary.resumed_after_row = previous.last_row
+    summary.last_row = previous.last_row
+    if summary.rows_rejected:
+        summary.error_report = previous.error_report
+
+
+class _Runner:
+    """One import run: the batch loop, flushes, checkpoints and progress reports."""
+
+    def __init__(
+        self,
+        path: Path,
+        options: ImportOptions,
+        sink: Sink,
+        progress: ProgressCallback | None,
+        summary: ImportSummary,
+        state: ckpt.Checkpoint,
+        report_path: Path,
+        checkpoint_path: Path,
+    ):
+        self.path = path
+        self.options = options
+        self.sink = sink
+        self.progress = progress
+        self.summary = summary
+        self.state = state
+        self.report = _ErrorReport(report_path, state.error_report_bytes)
+        self.checkpoint_path = checkpoint_path
+        self.stats = StreamStats(on_skip=self._report_progress)
+        self.batch: list[dict[str, Any]] = []
+        self.batch_rows: list[int] = []
+        self.batch_bytes = _BATCH_OVERHEAD
+        self.started = time.monotonic()
+        self.rows_before = summary.rows_read
+        self.blank_before = summary.blank_rows
+        self.bytes_read: Callable[[], int] = lambda: 0
+        self.total_bytes = path.stat().st_size
+
+    def run(self, plan: Preflight, fingerprint: str, file_name: str) -> ImportSummary:
+        skip_through = self.state.last_row
+        message_id = message_id_factory(fingerprint)
+        try:
+            if plan.format == "csv":
+                assert plan.plan is not None
+                with CsvInput(self.path, plan.delimiter) as source:
+                    self.bytes_read = source.bytes_read
+                    self._consume(csv_events(source.records(), plan.plan, self.options,
+                                             message_id, file_name, skip_through, self.stats))
+            else:
+                with open_jsonl(self.path) as handle:
+                    self.bytes_read = handle.tell
+                    self._consume(jsonl_events(handle, message_id, file_name, skip_through,
+                                               self.stats))
+        finally:
+            self.bytes_read = lambda: self.total_bytes
+            self.report.close()
+            self._update_counters()
+        summary = self.summary
+        summary.completed = True
+        if summary.rows_rejected == 0:
+            ckpt.remove(self.report.path)
+            summary.error_report = None
+        else:
+            summary.error_report = str(self.report.path)
+        self.state.completed = True
+        self._save_checkpoint()
+        return summary
+
+    def _consume(self, stream: Iterator[Converted]) -> None:
+        """The batch loop. A row counts as read once its fate is settled (batched or rejected),
+        so the counters saved with a checkpoint cover exactly the rows up to it."""
+        summary = self.summary
+        encode = msgspec.json.Encoder().encode
+        max_event = self.options.max_event_bytes
+        max_batch = self.options.max_batch_bytes
+        batch_size = self.options.batch_size
+        batch, batch_rows = self.batch, self.batch_rows
+        row = self.state.last_row
+        for row, item in stream:
+            if type(item) is RowError:
+                summary.rows_read += 1
+                self._reject(item)
+                continue
+            size = len(encode(item)) + 1
+            if size > max_event:
+                summary.rows_read += 1
+                self._reject(RowError(row, 0, "", "too_large",
+                                      f"event is {size - 1} bytes; the limit is {max_event}"))
+                continue
+            if self.batch_bytes + size > max_batch:
+                self._flush(row - 1)
+            summary.rows_read += 1
+            batch.append(item)  # type: ignore[arg-type]
+            batch_rows.append(row)
+            self.batch_bytes += size
+            if len(batch) >= batch_size:
+                self._flush(row)
+        self._flush(max(row, self.state.last_row), final=True)
+
+    def _reject(self, error: RowError) -> None:
+        summary = self.summary
+        summary.rows_rejected += 1
+        by_reason = summary.rejected_by_reason
+        by_reason[error.code] = by_reason.get(error.code, 0) + 1
+        self.report.write(error)
+        if summary.rows_rejected % 8192 == 0:
+            self._report_progress()
+
+    def _flush(self, through: int, final: bool = False) -> None:
+        """Send the batch, record the sink's rejections, then checkpoint ``through``."""
+        batch, summary = self.batch, self.summary
+        if batch:
+            try:
+                result = self.sink.send(batch)
+            except Exception as exc:
+                self._update_counters()
+                raise ImportAborted(
+                    f"import stopped at row {self.batch_rows[0]}: {exc}", summary
+                ) from exc
+            summary.batches += 1
+            summary.events_sent += len(batch)
+            summary.events_accepted += result.accepted
+            summary.duplicates += result.duplicates
+            for index, reason in result.rejected:
+                code, _, text = reason.partition(": ")
+                if not (text and code.isidentifier()):
+                    code, text = "rejected", reason
+                self._reject(RowError(self.batch_rows[index], 0, "", code, text))
+            batch.clear()
+            self.batch_rows.clear()
+            self.batch_bytes = _BATCH_OVERHEAD
+        elif not final:
+            return
+        summary.last_row = self.state.last_row = through
+        self._update_counters()
+        self._save_checkpoint()
+        self._report_progress()
+
+    def _update_counters(self) -> None:
+        summary = self.summary
+        summary.blank_rows = self.blank_before + self.stats.blank
+        summary.rows_skipped = self.stats.skipped
+        elapsed = time.monotonic() - self.started
+        summary.elapsed_seconds = round(elapsed, 3)
+        done = summary.rows_read - self.rows_before
+        summary.rows_per_second = round(done / elapsed, 1) if elapsed > 0 else 0.0
+
+    def _save_checkpoint(self) -> None:
+        summary, state = self.summary, self.state
+        state.error_report_bytes = self.report.size()
+        state.counters = {name: getattr(summary, name) for name in ckpt.COUNTERS}
+        state.rejected_by_reason = dict(summary.rejected_by_reason)
+        try:
+            ckpt.save(self.checkpoint_path, state)
+        except OSError as exc:
+            raise ImportAborted(f"cannot write the checkpoint: {exc}", summary) from exc
+
+    def _report_progress(self) -> None:
+        if self.progress is None:
+            return
+        summary = self.summary
+        self.progress(ImportProgress(
+            bytes_read=min(self.bytes_read(), self.total_bytes),
+            total_bytes=self.total_bytes,
+            rows_read=summary.rows_read,
+            events_accepted=summary.events_accepted,
+            rows_rejected=summary.rows_rejected,
+            elapsed=time.monotonic() - self.started,
+        ))
