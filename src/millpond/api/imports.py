@@ -1,0 +1,75 @@
+"""``/api/imports``: upload a CSV or JSONL file; it is imported in the background.
+
+The body is the file itself (``Content-Type: text/csv`` or ``application/x-ndjson``),
+streamed to the data dir; options come as query parameters, mirroring the CLI's flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from millpond.api.deps import require_admin, server
+from millpond.backfill import ImportInputError, ImportOptions, preflight
+from millpond.errors import BadRequest, TooLarge
+
+router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depends(require_admin)])
+MAX_UPLOAD_BYTES = 20 * 1024**3
+
+
+@router.post("", status_code=202)
+async def create_import(
+    request: Request,
+    source: str,
+    kind: Literal["people", "events"] = "people",
+    file_name: str = Query(default="upload.csv", description="original file name"),
+    id_column: str | None = None,
+    user_column: str | None = None,
+    event_column: str | None = None,
+    timestamp_column: str | None = None,
+    delimiter: str | None = None,
+    types: Literal["infer", "text"] = "infer",
+    empty: Literal["skip", "clear"] = "skip",
+    format: Literal["csv", "jsonl"] | None = None,
+    wait: bool = Query(default=False, description="answer only when the import has finished"),
+    mp=Depends(server),
+) -> dict:
+    src = mp.sources.get(source)
+    jobs = mp.imports
+    job_id = jobs.new_id()
+    path = jobs.upload_path(job_id, file_name)
+    size = 0
+    with open(path, "wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise TooLarge("upload is larger than 20 GiB")
+            out.write(chunk)
+    if size == 0:
+        raise BadRequest("the upload is empty; send the file as the request body")
+    options = ImportOptions(kind=kind, id_column=id_column, user_column=user_column,
+                            event_column=event_column, timestamp_column=timestamp_column,
+                            delimiter=delimiter, types=types, empty=empty, format=format,
+                            display_name=file_name)
+    try:
+        options.validate()
+        await asyncio.to_thread(preflight, path, options)
+    except ImportInputError as exc:
+        raise BadRequest(str(exc)) from None
+    job = jobs.start(job_id, path, src, options)
+    while wait and job["state"] == "running":
+        await asyncio.sleep(0.1)
+        job = jobs.get(job_id)
+    return job
+
+
+@router.get("")
+def list_imports(mp=Depends(server)) -> dict:
+    return {"imports": mp.imports.list()}
+
+
+@router.get("/{job_id}")
+def show_import(job_id: str, mp=Depends(server)) -> dict:
+    return mp.imports.get(job_id)
