@@ -1,0 +1,202 @@
+"""Webhook: POST each mapped payload as JSON to a URL the owner controls.
+
+There is no vendor contract here, so millpond defines one (the fake in
+`tests/destinations/fakes/webhook.py` checks it):
+- `batch_size` 1: the body is one JSON object and `X-Millpond-Message-Id`
+  carries the event's `messageId` so the receiver can deduplicate;
+  `batch_size` > 1: the body is always a JSON array (even of one item), so a
+  receiver sees one shape; dedupe on each payload's `messageId` (the preset
+  passes the whole event through).
+- With a `secret`, `X-Millpond-Signature: sha256=<hex HMAC-SHA256(secret, body)>`
+  (the GitHub webhook convention) lets the receiver prove the body came from
+  millpond and was not altered.
+- Success is any 2xx; failures follow the shared retry table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from typing import Annotated, ClassVar
+
+import msgspec
+from msgspec import Meta
+
+from millpond.actions.fields import ActionSpec, FieldSpec
+from millpond.destinations.base import (
+    BatchLimits,
+    DestinationType,
+    Item,
+    OutboundRequest,
+    RateLimit,
+)
+from millpond.destinations.errors import SettingsError
+from millpond.destinations.registry import register
+from millpond.destinations.settings import check_http_url, mask_secret, show
+from millpond.destinations.wire import json_bytes
+
+SIGNATURE_HEADER = "X-Millpond-Signature"
+MESSAGE_ID_HEADER = "X-Millpond-Message-Id"
+
+#: Largest batch_size accepted; a receiver wanting more can raise max_bytes
+#: pressure elsewhere, but 1000 keeps one request well under common proxy limits.
+MAX_BATCH_SIZE = 1000
+
+#: 1 MiB: nginx's default `client_max_body_size`, the most common limit in
+#: front of a self-hosted receiver. Headroom of 4 KiB for the array brackets
+#: and separators.
+MAX_BODY_BYTES = 1024 * 1024 - 4096
+
+#: Header names a user may not set: they are computed per request.
+_RESERVED_HEADERS = {
+    "content-length",
+    "content-type",
+    "host",
+    "transfer-encoding",
+    SIGNATURE_HEADER.lower(),
+    MESSAGE_ID_HEADER.lower(),
+}
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+_SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|signature", re.IGNORECASE)
+
+
+class WebhookSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: Annotated[
+        str,
+        Meta(
+            description="Where to POST, an http or https URL.",
+            examples=["https://example.com/hooks/millpond"],
+        ),
+    ]
+    headers: Annotated[
+        dict[str, str],
+        Meta(description="Extra request headers, e.g. an Authorization header for the receiver."),
+    ] = {}
+    secret: Annotated[
+        str | None,
+        Meta(description="If set, each body is signed: X-Millpond-Signature: sha256=<hex HMAC>."),
+    ] = None
+    batch_size: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=MAX_BATCH_SIZE,
+            description="1 sends one JSON object per POST; N > 1 sends JSON arrays of up to N.",
+        ),
+    ] = 1
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@register
+class Webhook(DestinationType):
+    """POST mapped events to any HTTP endpoint (JSON, optional HMAC signature)."""
+
+    name = "webhook"
+    title = "Webhook"
+    docs = "https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries"
+    settings_type = WebhookSettings
+    settings_example: ClassVar[dict] = {
+        "url": "https://example.com/hooks/millpond",
+        "headers": {"Authorization": "Bearer example-token"},
+        "secret": "whsec_0123456789abcdef",
+        "batch_size": 1,
+    }
+    secret_fields = frozenset({"secret"})
+    replayable = True
+    # No vendor limit: the receiver is the owner's own server. 100 events/s is
+    # a cautious default for a small web app; owners raise it per destination.
+    default_rate_limit = RateLimit(events_per_second=100.0)
+    # Class-level value is for batch_size=1 (the default); instances narrow or
+    # widen max_events to their batch_size.
+    batching = BatchLimits(max_events=1, max_bytes=MAX_BODY_BYTES, linger_seconds=0.0)
+    dedupe_key = "messageId (X-Millpond-Message-Id header; messageId in each payload)"
+    presets = (
+        ActionSpec(
+            name="Send event",
+            trigger="type != null",
+            # `$.` is mapping-kit's root path: the whole stored event passes through.
+            mapping={"@path": "$."},
+            fields=(
+                FieldSpec("messageId", description="Receivers dedupe on it (also a header)."),
+                FieldSpec("type", description="Segment message type."),
+            ),
+        ),
+    )
+
+    settings: WebhookSettings
+
+    def __init__(self, settings: msgspec.Struct) -> None:
+        super().__init__(settings)
+        size = self.settings.batch_size
+        self.batching = BatchLimits(
+            max_events=size, max_bytes=MAX_BODY_BYTES, linger_seconds=0.0 if size == 1 else 1.0
+        )
+
+    @classmethod
+    def check_settings(cls, settings: msgspec.Struct) -> None:
+        assert isinstance(settings, WebhookSettings)
+        check_http_url("url", settings.url, cls.settings_example["url"])
+        for name, value in settings.headers.items():
+            if not _TOKEN.match(name):
+                raise SettingsError(
+                    "headers",
+                    f"setting `headers`: {show(name)} is not a valid header name; "
+                    'e.g. "headers": {"Authorization": "Bearer example-token"}',
+                )
+            if name.lower() in _RESERVED_HEADERS:
+                raise SettingsError(
+                    "headers",
+                    f"setting `headers`: `{name}` is set by millpond and cannot be overridden; "
+                    'e.g. "headers": {"Authorization": "Bearer example-token"}',
+                )
+            if "\r" in value or "\n" in value:
+                raise SettingsError(
+                    "headers",
+                    f"setting `headers`: the value of `{name}` must not contain line breaks; "
+                    f"got {show(value)}",
+                )
+        if settings.secret is not None and len(settings.secret) < 16:
+            raise SettingsError(
+                "secret",
+                "setting `secret` must be at least 16 characters so signatures resist guessing, "
+                f'e.g. "secret": "whsec_0123456789abcdef"; got {len(settings.secret)} characters',
+            )
+
+    @classmethod
+    def mask_settings(cls, raw: dict) -> dict:
+        """Also masks header values that look like credentials (Authorization,
+        X-Api-Key, ...): they are secrets even though they live in `headers`."""
+        masked = super().mask_settings(raw)
+        headers = masked.get("headers")
+        if isinstance(headers, Mapping):
+            masked["headers"] = {
+                key: mask_secret(value) if _SENSITIVE_HEADER.search(str(key)) else value
+                for key, value in headers.items()
+            }
+        return masked
+
+    def validate_item(self, action: str, payload: dict) -> str | None:
+        if len(json_bytes(payload)) > MAX_BODY_BYTES:
+            return f"payload is larger than {MAX_BODY_BYTES} bytes, the webhook body limit"
+        return None
+
+    def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
+        settings = self.settings
+        # A batch_size=1 destination handed several items (a pump bug) still
+        # sends all of them, as an array, rather than dropping any.
+        single = settings.batch_size == 1 and len(items) == 1
+        body = json_bytes(items[0].payload if single else [item.payload for item in items])
+        headers = {**settings.headers, "Content-Type": "application/json"}
+        if single:
+            message_id = items[0].event.get("messageId")
+            if isinstance(message_id, str):
+                headers[MESSAGE_ID_HEADER] = message_id
+        if settings.secret:
+            headers[SIGNATURE_HEADER] = sign(settings.secret, body)
+        return OutboundRequest("POST", settings.url, headers, body, len(items))
