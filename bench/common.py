@@ -30,14 +30,14 @@ def realistic_event(i: int, message_id: str | None = None) -> dict:
         "userId": f"user-{rnd.randrange(100_000):06d}",
         "anonymousId": str(uuid.UUID(int=rnd.getrandbits(128))),
         "messageId": message_id or str(uuid.UUID(int=rnd.getrandbits(128))),
-        "timestamp": "2026-11-20T10:%02d:%02d.%03dZ" % (i % 60, (i // 60) % 60, i % 1000),
+        "timestamp": f"2026-11-20T10:{i % 60:02d}:{(i // 60) % 60:02d}.{i % 1000:03d}Z",
         "properties": {"product_id": f"sku-{rnd.randrange(5000)}", "price": round(
             rnd.uniform(1, 300), 2), "currency": "EUR", "quantity": rnd.randrange(1, 5),
             "category": "Games"},
         "context": {"library": {"name": "analytics-node", "version": "3.1.0"},
-                    "ip": "203.0.113.%d" % (i % 250),
+                    "ip": f"203.0.113.{i % 250}",
                     "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156",
-                    "page": {"path": "/products/%d" % (i % 5000), "referrer": ""}},
+                    "page": {"path": f"/products/{i % 5000}", "referrer": ""}},
     }
 
 

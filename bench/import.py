@@ -8,8 +8,10 @@
     ceiling for any stdlib-csv importer;
 (b) pipeline: ``run_import`` (UTF-8 check + fingerprint pass, rows → identify
     events with a timestamp column and type inference, batching, checkpoints)
-    into a sink that encodes each batch with msgspec (the cost of producing the
-    wire bytes), or into a live server's ``/v1/import`` with ``--url``.
+    into the log (default, ``--sink log``: the collector's validation and a durable
+    group commit into a fresh SQLite log, as ``POST /api/imports`` does), into a sink
+    that only encodes each batch with msgspec (``--sink encode``), or into a live
+    server's ``/v1/import`` with ``--url``.
 
 Each pipeline run happens in a fresh subprocess so its peak RSS
 (``ru_maxrss``) is its own. Reports medians, the ratio b/a and the peak RSS.
@@ -68,7 +70,8 @@ def raw_parse(path: Path) -> tuple[int, float]:
     return count - 1, time.perf_counter() - started
 
 
-def child_pipeline(path: Path, url: str | None, write_key: str | None) -> dict[str, Any]:
+def child_pipeline(path: Path, url: str | None, write_key: str | None,
+                   sink_kind: str = "log") -> dict[str, Any]:
     """One pipeline run (in a subprocess): rows, seconds, peak and baseline RSS."""
     import msgspec
 
@@ -90,18 +93,32 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None) -> dict[s
         options = ImportOptions(kind="people", timestamp_column="updated_at", resume=False,
                                 state_dir=Path(state), errors_path=Path(state) / "errors.csv",
                                 source="bench")
-        sink: Any = HttpSink(url, write_key) if url else EncodingSink()
+        log = None
+        if url:
+            sink: Any = HttpSink(url, write_key)
+        elif sink_kind == "encode":
+            sink = EncodingSink()
+        else:
+            from millpond.backfill.log_sink import LogSink
+            from millpond.log.sqlite_log import SQLiteEventLog
+
+            log = SQLiteEventLog(Path(state) / "log.db")
+            sink = LogSink(log, "src_bench")
         started = time.perf_counter()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
+        if log is not None:
+            assert log.count() == summary.events_accepted, "log count differs from accepted"
+            log.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
             "seconds": seconds, "peak_rss_kb": peak, "baseline_rss_kb": baseline}
 
 
-def run_child(path: Path, url: str | None, write_key: str | None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", str(path)]
+def run_child(path: Path, url: str | None, write_key: str | None,
+              sink_kind: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", str(path), "--sink", sink_kind]
     if url:
         command += ["--url", url, "--write-key", write_key or ""]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -116,10 +133,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--url", help="run (b) against a live server's /v1/import")
     parser.add_argument("--write-key", help="write key of an import/pipelines source")
+    parser.add_argument("--sink", choices=["log", "encode"], default="log",
+                        help="where (b) writes without --url (default: a fresh SQLite log)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child_pipeline(Path(args.child), args.url, args.write_key)))
+        print(json.dumps(child_pipeline(Path(args.child), args.url, args.write_key,
+                                          args.sink)))
         return
     if args.url and not args.write_key:
         parser.error("--url needs --write-key")
@@ -138,7 +158,7 @@ def main() -> None:
             rows, seconds = raw_parse(path)
             assert rows == args.rows, rows
             parse_rates.append(rows / seconds)
-            result = run_child(path, args.url, args.write_key)
+            result = run_child(path, args.url, args.write_key, args.sink)
             if result["rows"] != args.rows or result["rejected"]:
                 raise SystemExit(f"pipeline miscounted: {result}")
             pipe_rates.append(result["rows"] / result["seconds"])
@@ -148,7 +168,8 @@ def main() -> None:
                   f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB")
 
     a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
-    sink = "HttpSink to the server" if args.url else "msgspec-encoding sink"
+    sink = ("HttpSink to the server" if args.url else
+            "into the SQLite log" if args.sink == "log" else "msgspec-encoding sink")
     table = [
         ("(a) raw csv.reader parse, rows/s", f"{a:,.0f}"),
         (f"(b) pipeline, {sink}, rows/s", f"{b:,.0f}"),

@@ -44,7 +44,8 @@ async def worker(host: str, port: int, head: bytes, template: bytes, counter: li
 
 
 async def run(args) -> dict:
-    template = open(args.body, "rb").read()
+    with open(args.body, "rb") as fh:
+        template = fh.read()
     head = (f"POST {args.path} HTTP/1.1\r\nHost: {args.host}\r\n"
             f"Content-Type: application/json\r\n"
             f"Authorization: Basic {args.auth}\r\n").encode()

@@ -7,20 +7,22 @@ could not report *which* message of a batch was wrong and keep the rest).
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 import msgspec
 
-from millpond.collector.timestamps import BadTimestamp, format_ms, parse_iso_ms
+from millpond.collector.timestamps import MAX_MS, MIN_MS, BadTimestamp, format_ms, parse_iso_ms
 from millpond.log.base import NewEvent
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_MESSAGE_ID = 200
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-_HUGE_DIGITS = re.compile(rb"\d{19,}")
+# Every digit becomes b"0" and everything else b".", so a run of 19 digits is a plain
+# substring search: ~30x faster than a regex scan over a 4 MiB body full of digits.
+_DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 # Fields the Segment spec defines plus what the Segment, RudderStack and Customer.io SDKs
 # add (``_metadata``, ``channel``, ``version``...). Anything else is a mistake to report.
@@ -48,7 +50,7 @@ class MessageRejected(ValueError):
 
 def body_has_huge_int(raw: bytes) -> bool:
     """Cheap pre-check: only bodies with a 19+ digit run can hold an out-of-range integer."""
-    return _HUGE_DIGITS.search(raw) is not None
+    return _NINETEEN_DIGITS in raw.translate(_DIGIT_MASK)
 
 
 def _check_ints(value: Any, path: str) -> None:
@@ -199,6 +201,10 @@ def _event_time(msg: dict, received_ms: int, received_at: str) -> int:
         field = next(k for k in ("timestamp", "originalTimestamp", "sentAt")
                      if msg.get(k) is not None and _bad(msg[k]))
         raise MessageRejected("invalid_timestamp", f"{field} {exc}", field) from None
+    if not MIN_MS < ts < MAX_MS:  # skew correction can leave the representable range
+        raise MessageRejected("invalid_timestamp",
+                              "originalTimestamp corrected for the device clock skew (sentAt) "
+                              "is out of range", "originalTimestamp")
     msg["timestamp"] = received_at if ts == received_ms else format_ms(ts)
     return ts
 

@@ -80,11 +80,13 @@ class EventLog(ABC):
     """
 
     @abstractmethod
-    async def append(self, events: list[NewEvent], rejections: list[NewRejection] = ()) -> AppendResult:
+    async def append(self, events: list[NewEvent],
+                     rejections: list[NewRejection] = ()) -> AppendResult:
         """Durably store ``events`` (and ``rejections``) in one group commit; raises Overloaded."""
 
     @abstractmethod
-    def append_sync(self, events: list[NewEvent], rejections: list[NewRejection] = ()) -> AppendResult:
+    def append_sync(self, events: list[NewEvent],
+                    rejections: list[NewRejection] = ()) -> AppendResult:
         """Blocking twin of :meth:`append` for threads and tools outside the event loop."""
 
     @abstractmethod
@@ -94,6 +96,15 @@ class EventLog(ABC):
     @abstractmethod
     def read_after(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """The next ``limit`` events after ``after_seq`` in arrival order: the pumps' feed."""
+
+    @abstractmethod
+    def read_range(self, after_seq: int, until_seq: int,
+                   types: tuple[str, ...]) -> list[tuple[int, bytes]]:
+        """Events with ``after_seq < seq <= until_seq`` of the given types, in seq order.
+
+        For followers that need a few types out of a busy log (profiles): the filter runs
+        inside the store instead of decoding every event.
+        """
 
     @abstractmethod
     def scan_window(self, ts_from: int, ts_to: int, max_seq: int | None,

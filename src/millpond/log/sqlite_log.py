@@ -12,6 +12,7 @@ the disk cannot keep up, :class:`Overloaded` tells the collector to answer 503 w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -71,12 +72,17 @@ def with_seq(seq: int, body: bytes) -> bytes:
 
 
 class _Submission:
-    __slots__ = ("events", "rejections", "future")
+    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's."""
 
-    def __init__(self, events: list[NewEvent], rejections: list[NewRejection]):
+    __slots__ = ("events", "rejections", "future", "loop", "aio_future")
+
+    def __init__(self, events: list[NewEvent], rejections: list[NewRejection],
+                 loop: asyncio.AbstractEventLoop | None = None):
         self.events = events
         self.rejections = rejections
-        self.future: Future[AppendResult] = Future()
+        self.loop = loop
+        self.future: Future[AppendResult] | None = None if loop else Future()
+        self.aio_future: asyncio.Future | None = loop.create_future() if loop else None
 
 
 class SQLiteEventLog(EventLog):
@@ -123,8 +129,9 @@ class SQLiteEventLog(EventLog):
         return conn
 
     # -- writing ---------------------------------------------------------------------
-    def _submit(self, events: list[NewEvent], rejections: list[NewRejection]) -> _Submission:
-        sub = _Submission(events, rejections)
+    def _submit(self, events: list[NewEvent], rejections: list[NewRejection],
+                loop: asyncio.AbstractEventLoop | None = None) -> _Submission:
+        sub = _Submission(events, rejections, loop)
         size = len(events) + len(rejections)
         with self._cv:
             if self._closing:
@@ -138,8 +145,8 @@ class SQLiteEventLog(EventLog):
         return sub
 
     async def append(self, events, rejections=()) -> AppendResult:
-        sub = self._submit(events, list(rejections))
-        return await asyncio.wrap_future(sub.future)
+        sub = self._submit(events, list(rejections), asyncio.get_running_loop())
+        return await sub.aio_future
 
     def append_sync(self, events, rejections=()) -> AppendResult:
         return self._submit(events, list(rejections)).future.result()
@@ -164,12 +171,10 @@ class SQLiteEventLog(EventLog):
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                for sub in subs:
-                    sub.future.set_exception(exc)
+                _settle(subs, [exc] * len(subs))
             else:
                 elapsed = time.perf_counter() - started
-                for sub, result in zip(subs, results, strict=True):
-                    sub.future.set_result(result)
+                _settle(subs, results)
                 if self._on_commit is not None:
                     stored = [e for sub in subs for e in sub.events]
                     self._on_commit(stored, elapsed)
@@ -187,13 +192,47 @@ class SQLiteEventLog(EventLog):
             marks = ",".join("?" * len(chunk))
             known.update(conn.execute(
                 f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
+        conn.execute("BEGIN IMMEDIATE")
+        if not known and len(set(flat)) == len(flat):
+            rows, dedupe_rows, overflow, results, seq = self._plan_new(subs, flat)
+        else:
+            rows, dedupe_rows, overflow, results, seq = self._plan_with_hits(
+                conn, subs, hashes, known)
+        conn.executemany(_INSERT_EVENT, rows)
+        conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
+        if overflow:
+            conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
+        rejections = [(r.source_id, r.received_ms, r.index, r.code, r.reason, r.field, r.body)
+                      for s in subs for r in s.rejections]
+        if rejections:
+            conn.executemany(_INSERT_REJECTION, rejections)
+        conn.execute("COMMIT")
+        self._last_seq = seq
+        return results
+
+    def _plan_new(self, subs: list[_Submission], flat: list[int]):
+        """The common case: no messageId seen before, so every event gets the next seq."""
+        first = self._last_seq + 1
+        events = [e for sub in subs for e in sub.events]
+        rows = [(first + i, e.source_id, e.type, e.event_name, e.user_id, e.anonymous_id,
+                 e.message_id, e.ts_ms, e.received_ms, e.body) for i, e in enumerate(events)]
+        dedupe_rows = list(zip(flat, range(first, first + len(flat)), strict=True))
+        results = []
+        seq = first
+        for sub in subs:
+            results.append(AppendResult(list(range(seq, seq + len(sub.events)))))
+            seq += len(sub.events)
+        return rows, dedupe_rows, [], results, first + len(events) - 1
+
+    def _plan_with_hits(self, conn: sqlite3.Connection, subs: list[_Submission],
+                        hashes: list[list[int]], known: dict[int, int]):
+        """Some hashes were seen before (or twice in this group): confirm each hit."""
         seq = self._last_seq
         rows: list[tuple] = []
         dedupe_rows: list[tuple[int, int]] = []
         overflow: list[tuple[str, str]] = []
         in_group: dict[int, NewEvent] = {}
         results: list[AppendResult] = []
-        conn.execute("BEGIN IMMEDIATE")
         for sub, sub_hashes in zip(subs, hashes, strict=True):
             seqs: list[int | None] = []
             for ev, h in zip(sub.events, sub_hashes, strict=True):
@@ -211,17 +250,7 @@ class SQLiteEventLog(EventLog):
                              ev.anonymous_id, ev.message_id, ev.ts_ms, ev.received_ms, ev.body))
                 seqs.append(seq)
             results.append(AppendResult(seqs))
-        conn.executemany(_INSERT_EVENT, rows)
-        conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
-        if overflow:
-            conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
-        rejections = [(r.source_id, r.received_ms, r.index, r.code, r.reason, r.field, r.body)
-                      for s in subs for r in s.rejections]
-        if rejections:
-            conn.executemany(_INSERT_REJECTION, rejections)
-        conn.execute("COMMIT")
-        self._last_seq = seq
-        return results
+        return rows, dedupe_rows, overflow, results, seq
 
     @staticmethod
     def _is_duplicate(conn: sqlite3.Connection, ev: NewEvent, h: int, known: dict[int, int],
@@ -258,10 +287,8 @@ class SQLiteEventLog(EventLog):
             self._waiters.append((loop, fut))
         if self._last_seq > after_seq:  # committed between the check and the registration
             return self._last_seq
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            pass
         return self._last_seq
 
     # -- reading ---------------------------------------------------------------------
@@ -272,6 +299,13 @@ class SQLiteEventLog(EventLog):
         return self._reader().execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit)).fetchall()
+
+    def read_range(self, after_seq: int, until_seq: int,
+                   types: tuple[str, ...]) -> list[tuple[int, bytes]]:
+        marks = ",".join("?" * len(types))
+        return self._reader().execute(
+            f"SELECT seq, body FROM events WHERE seq > ? AND seq <= ? AND type IN ({marks})"
+            " ORDER BY seq", (after_seq, until_seq, *types)).fetchall()
 
     def query(self, q: EventQuery) -> list[bytes]:
         where: list[str] = []
@@ -340,6 +374,36 @@ class SQLiteEventLog(EventLog):
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+
+
+def _settle(subs: list[_Submission], outcomes: list) -> None:
+    """Tell every waiter of a commit group, with one wake-up per event loop.
+
+    Why batch the wake-ups: ``call_soon_threadsafe`` writes to the loop's self-pipe, and
+    doing that once per request costs more than the request's share of the commit.
+    """
+    per_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for sub, outcome in zip(subs, outcomes, strict=True):
+        if sub.loop is None:
+            if isinstance(outcome, BaseException):
+                sub.future.set_exception(outcome)
+            else:
+                sub.future.set_result(outcome)
+        else:
+            per_loop.setdefault(sub.loop, []).append((sub.aio_future, outcome))
+    for loop, pairs in per_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+            loop.call_soon_threadsafe(_settle_in_loop, pairs)
+
+
+def _settle_in_loop(pairs: list) -> None:
+    for fut, outcome in pairs:
+        if fut.done():
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
 
 
 def _resolve(fut: asyncio.Future) -> None:

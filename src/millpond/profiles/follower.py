@@ -16,7 +16,7 @@ import msgspec
 from millpond.log.base import EventLog
 from millpond.profiles.store import ProfileStore
 
-PROFILE_TYPES = (b'"type":"identify"', b'"type":"group"', b'"type":"alias"')
+PROFILE_TYPES = ("identify", "group", "alias")
 log = logging.getLogger("millpond.profiles")
 
 
@@ -29,24 +29,24 @@ class ProfileFollower:
         self._lock = threading.Lock()  # the API may catch up too (read-your-writes)
 
     def catch_up_once(self) -> int:
-        """Apply the next chunk after the checkpoint; returns how many log rows it consumed."""
+        """Apply the next range after the checkpoint; returns how many log seqs it covered."""
         with self._lock:
             return self._catch_up_once()
 
     def _catch_up_once(self) -> int:
         after = self.profiles.checkpoint()
-        rows = self.events.read_after(after, self.chunk)
-        if not rows:
+        # Seqs are dense, so a range of the log is (after, until]; only the profile types
+        # in it are read and decoded.
+        until = min(self.events.last_seq(), after + self.chunk)
+        if until <= after:
             return 0
         relevant = []
-        for seq, body in rows:
-            if any(marker in body for marker in PROFILE_TYPES):
-                event = self._decode(body)
-                if event.get("type") in ("identify", "group", "alias"):
-                    event["seq"] = seq
-                    relevant.append(event)
-        self.profiles.apply_many(relevant, checkpoint=rows[-1][0])
-        return len(rows)
+        for seq, body in self.events.read_range(after, until, PROFILE_TYPES):
+            event = self._decode(body)
+            event["seq"] = seq
+            relevant.append(event)
+        self.profiles.apply_many(relevant, checkpoint=until)
+        return until - after
 
     async def run(self) -> None:
         while True:
