@@ -39,7 +39,12 @@ class CollectorApp:
                     return
                 await self.segment.handle(scope, receive, send, endpoint)
             elif path.startswith("/api/v1/"):
-                parts = [p for p in path[8:].split("/") if p]
+                # Split the raw, still percent-encoded path: TrackAPI unquotes each segment
+                # once, so an id holding '%' or '/' arrives intact.
+                raw = scope.get("raw_path") or b""
+                rest = raw[8:].decode(errors="replace") if raw.startswith(b"/api/v1/") \
+                    else path[8:]
+                parts = [p for p in rest.split("/") if p]
                 await self.track.handle(scope, receive, send, scope["method"], parts)
             elif path == "/ping":
                 await send_json(send, 200, {"ok": True})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-
 # The instants ``datetime`` can represent: years 1 to 9999.
 MIN_MS = -62135596800000
 MAX_MS = 253402300800000
