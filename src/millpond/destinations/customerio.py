@@ -66,6 +66,9 @@ MAX_ATTRIBUTES = 300
 MAX_EVENT_NAME_BYTES = 100
 MAX_EVENT_DATA_BYTES = 100_000
 EVENT_TYPES = ("event", "page", "screen")
+#: Default trigger window of the event presets (identify has none: attribute updates of any
+#: age are safe, ``_timestamp`` orders them). See README "Trigger windows".
+MESSAGING_EVENT_WINDOW = "72h"
 TIME_ATTRIBUTES = ("_timestamp", "created_at")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -173,6 +176,9 @@ class CustomerIo(DestinationType):
             trigger='type = "track"',
             mapping=_event_mapping("event", {"@path": "$.event"}),
             fields=_EVENT_FIELDS,
+            # Customer.io events trigger campaigns: a backfilled two-year-old purchase must
+            # not send today's "thanks for your order" e-mail. Clear it to send history.
+            max_event_age=MESSAGING_EVENT_WINDOW,
         ),
         ActionSpec(
             name="Track page view",
@@ -188,12 +194,14 @@ class CustomerIo(DestinationType):
                 },
             ),
             fields=_EVENT_FIELDS,
+            max_event_age=MESSAGING_EVENT_WINDOW,
         ),
         ActionSpec(
             name="Track screen view",
             trigger='type = "screen"',
             mapping=_event_mapping("screen", {"@path": "$.name"}),
             fields=_EVENT_FIELDS,
+            max_event_age=MESSAGING_EVENT_WINDOW,
         ),
     )
 
