@@ -7,15 +7,21 @@ it, so each part can be tested with its own temporary stores.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+
+import uvicorn
 
 from millpond import metrics
 from millpond.api.app import build_api
+from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.config import admin_token
 from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.profiles.follower import ProfileFollower
 from millpond.profiles.store import ProfileStore
+from millpond.pumps import metrics as delivery_metrics
+from millpond.pumps.manager import PumpManager
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
 
@@ -35,27 +41,32 @@ class Millpond:
                                   on_commit=metrics.record_commit)
         self.profiles = ProfileStore(self.data_dir / "profiles.db")
         self.profile_follower = ProfileFollower(self.log, self.profiles)
+        self.imports = ImportJobs(self.state, self.log, self.data_dir)
+        self.pumps = PumpManager(self.log, self.state)
+        delivery_metrics.install(self.pumps)
         self._background: list = []
         self.api = build_api(self)
         self.asgi = CollectorApp(self.log, self.sources, self.api)
 
     def extra_routers(self) -> list:
         """Routers of the layers built on the log (destinations, replays, people, imports)."""
-        from millpond.api import people
+        from millpond.api import dead_letters, destinations, imports, people
 
-        return [people.router]
+        return [people.router, destinations.router, dead_letters.router, imports.router]
 
     def refresh_metrics(self) -> None:
         """Gauges computed at scrape time (lag per destination and so on)."""
 
     async def start(self) -> None:
         """Start background work (pumps, profile follower) once the event loop runs."""
+        await self.pumps.start()
         import asyncio
 
         self._background.append(asyncio.create_task(self.profile_follower.run()))
 
     async def stop(self) -> None:
         """Stop background work, then finish in-flight commits and close the stores."""
+        await self.pumps.stop()
         for task in self._background:
             task.cancel()
         self.close()
@@ -68,8 +79,10 @@ class Millpond:
 
 def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL") -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests finish their commits first."""
-    import uvicorn
-
+    # The log's writer thread needs the GIL back as soon as SQLite returns; the default
+    # 5 ms switch interval would hold every group commit (and its waiters) hostage to
+    # whatever the event loop is parsing.
+    sys.setswitchinterval(0.001)
     mp = Millpond(data_dir, synchronous=synchronous)
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
@@ -78,4 +91,17 @@ def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FUL
     config = uvicorn.Config(mp.asgi, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level="warning",
                             timeout_graceful_shutdown=30, backlog=4096)
-    uvicorn.Server(config).run()
+    _GracefulServer(config, mp).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, plus: on SIGTERM/SIGINT, long-polling readers are let go first,
+    so shutdown waits only for requests whose commits are in flight."""
+
+    def __init__(self, config: uvicorn.Config, mp: Millpond):
+        super().__init__(config)
+        self.millpond = mp
+
+    def handle_exit(self, sig, frame) -> None:
+        self.millpond.log.release_waiters()
+        super().handle_exit(sig, frame)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import click
 
+from millpond.cli.dead_letters import dead_letters
+from millpond.cli.destinations import destinations
 from millpond.cli.events import events
 from millpond.cli.people import people
 from millpond.cli.serve import serve
@@ -27,11 +30,11 @@ cli.add_command(serve)
 cli.add_command(sources)
 cli.add_command(events)
 cli.add_command(people)
+cli.add_command(destinations)
+cli.add_command(dead_letters)
 for _name, (_module, _attr) in _OPTIONAL_GROUPS.items():
-    try:
+    with contextlib.suppress(ImportError):
         cli.add_command(getattr(importlib.import_module(_module), _attr), _name)
-    except ImportError:
-        pass
 
 
 def main() -> None:

@@ -1,0 +1,222 @@
+"""Delivery benchmark: ``.venv/bin/python bench/deliver.py [--events 300000] [--runs 3]``.
+
+Measures, in one run and on one machine, on a temp log filled with ``append_sync``:
+- baseline: the raw log scan, ``read_after`` in the pump's chunk size plus JSON decode;
+- the pump end to end: log tail -> decode -> trigger -> mapping -> required fields ->
+  validate -> batching -> ``build_request`` -> classify -> checkpoints in ``state.db``,
+  into an *in-process sink* that answers 200 and counts (no network: this measures the
+  pump, not a socket), for the Mixpanel presets (4 actions; @merge/@if mappings) and for
+  a webhook in 1000-event batches (pass-through mapping). ``--http`` adds a run through
+  the real shared httpx client to a tiny raw-asyncio HTTP server on loopback;
+- the rate limit: a 1,000 events/s destination over ``--limit-seconds`` (default 60),
+  achieved rate vs the limit.
+Prints medians of ``--runs`` runs and the ratios to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median, realistic_event  # noqa: E402
+
+from millpond.collector.validation import normalize  # noqa: E402
+from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
+from millpond.pumps import config  # noqa: E402
+from millpond.pumps.batcher import Batcher  # noqa: E402
+from millpond.pumps.deliver import Deliverer  # noqa: E402
+from millpond.pumps.evaluate import Evaluator  # noqa: E402
+from millpond.pumps.ledger import Ledger  # noqa: E402
+from millpond.pumps.progress import ProgressStore  # noqa: E402
+from millpond.pumps.pump import LogTail, Pump  # noqa: E402
+from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
+from millpond.pumps.retry import RetryPolicy  # noqa: E402
+from millpond.pumps.transport import CountingTransport, HttpxTransport  # noqa: E402
+from millpond.state import StateDB  # noqa: E402
+
+CHUNK = 500
+#: A typical hand-written action: track events, five fields picked from each.
+ORDERS = [{"name": "Products", "trigger": 'type = "track" and properties.price > 0',
+           "mapping": {"event": {"@path": "$.event"},
+                       "product": {"@path": "$.properties.product_id"},
+                       "amount": {"@path": "$.properties.price"},
+                       "user": {"@path": "$.userId"}, "messageId": {"@path": "$.messageId"}}}]
+MIXPANEL = {"project_token": "0123456789abcdef0123", "api_secret": "fedcba9876543210fedc",
+            "endpoint": "http://127.0.0.1:9"}
+
+
+def fill(log: SQLiteEventLog, n: int) -> None:
+    """``n`` events: 80% track, 10% identify, 5% page, 5% group (no Mixpanel action)."""
+    kinds = ["track"] * 16 + ["identify"] * 2 + ["page", "group"]
+    now = int(time.time() * 1000)
+    batch = []
+    for i in range(n):
+        msg = realistic_event(i, f"bench-{i}")
+        kind = kinds[i % len(kinds)]
+        if kind != "track":
+            msg.pop("event")
+            msg["type"] = kind
+            msg.update({"identify": {"traits": {"email": f"u{i}@example.com"}},
+                        "page": {"name": "Pricing"}, "group": {"groupId": "acme"}}[kind])
+        batch.append(normalize(msg, source_id="src_bench", received_ms=now))
+        if len(batch) == 2000:
+            log.append_sync(batch)
+            batch = []
+    if batch:
+        log.append_sync(batch)
+
+
+def scan_rate(log: SQLiteEventLog, n: int) -> float:
+    decode = msgspec.json.Decoder().decode
+    started = time.perf_counter()
+    after, seen = 0, 0
+    while True:
+        rows = log.read_after(after, CHUNK)
+        if not rows:
+            break
+        for seq, body in rows:
+            decode(body)["seq"] = seq
+        seen += len(rows)
+        after = rows[-1][0]
+    assert seen == n
+    return n / (time.perf_counter() - started)
+
+
+def make_pump(log, state_dir: Path, type_name: str, settings: dict, actions, transport,
+              rate: float) -> tuple[Pump, ProgressStore]:
+    rt = config.runtime(type_name, settings, config.actions(actions, config.destination_type(
+        type_name)))
+    progress = ProgressStore(StateDB(state_dir / f"state-{time.monotonic_ns()}.db"))
+    limits = rt.dtype.batching
+
+    def persist(cursor, counts, dead, _finished):
+        progress.checkpoint("bench", cursor=cursor, counts=counts, dead=dead)
+
+    pump = Pump(LogTail(log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
+                Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy()),
+                Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                Ledger(0), persist)
+    return pump, progress
+
+
+async def pump_rate(log, state_dir, n, type_name, settings, actions, transport) -> float:
+    pump, _ = make_pump(log, state_dir, type_name, settings, actions, transport, 1e9)
+    started = time.perf_counter()
+    task = asyncio.create_task(pump.run())
+    while pump.ledger.cursor < n:
+        await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return n / elapsed
+
+
+async def limited_rate(log, state_dir, seconds: float, limit: float) -> float:
+    transport = CountingTransport()
+    settings = {"url": "http://127.0.0.1:9/hook", "batch_size": 10}
+    pump, _ = make_pump(log, state_dir, "webhook", settings, None, transport, limit)
+    task = asyncio.create_task(pump.run())
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    delivered, elapsed = transport.items, time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return delivered / elapsed
+
+
+async def start_sink() -> tuple[asyncio.AbstractServer, int]:
+    """A tiny keep-alive HTTP/1.1 server that reads each request and answers 200."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--limit", type=float, default=1000.0, help="events/s for the limited run")
+    p.add_argument("--limit-seconds", type=float, default=60.0)
+    p.add_argument("--http", action="store_true", help="also run through a loopback HTTP sink")
+    args = p.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="millpond-bench-deliver-") as tmp:
+        d = Path(tmp)
+        log = SQLiteEventLog(d / "log.db", synchronous="OFF")
+        t = time.perf_counter()
+        fill(log, args.events)
+        print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
+
+        baseline = median([scan_rate(log, args.events) for _ in range(args.runs)])
+        print(f"baseline  raw log scan (read_after x{CHUNK} + decode): {baseline:>10,.0f} "
+              "events/s")
+
+        webhook = {"url": "http://127.0.0.1:9/hook", "batch_size": 1000}
+        cases = [("webhook x1000, 1 action, 5 fields mapped", "webhook", webhook, ORDERS),
+                 ("webhook x1000, preset pass-through ($.)", "webhook", webhook, None),
+                 ("mixpanel, 4 preset actions (@merge/@if)", "mixpanel", MIXPANEL, None)]
+        print("pump into an in-process counting sink (trigger + mapping + batching + "
+              "build_request + checkpoints):")
+        for label, type_name, settings, actions in cases:
+            rates = [asyncio.run(pump_rate(log, d, args.events, type_name, settings, actions,
+                                           CountingTransport())) for _ in range(args.runs)]
+            rate = median(rates)
+            print(f"  {label:<44} {rate:>10,.0f} events/s  ({rate / baseline:.2f}x "
+                  f"baseline; runs {', '.join(f'{r:,.0f}' for r in rates)})")
+
+        if args.http:
+            async def over_http() -> float:
+                server, port = await start_sink()
+                transport = HttpxTransport()
+                try:
+                    settings = {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 1000}
+                    return await pump_rate(log, d, args.events, "webhook", settings, ORDERS,
+                                           transport)
+                finally:
+                    await transport.aclose()
+                    server.close()
+
+            rates = [asyncio.run(over_http()) for _ in range(args.runs)]
+            rate = median(rates)
+            print(f"  {'same 5 fields, over loopback HTTP (httpx)':<44} {rate:>10,.0f} events/s"
+                  f"  ({rate / baseline:.2f}x baseline; runs "
+                  f"{', '.join(f'{r:,.0f}' for r in rates)})")
+
+        runs = [asyncio.run(limited_rate(log, d, args.limit_seconds, args.limit))
+                for _ in range(args.runs if args.limit_seconds <= 10 else 1)]
+        achieved = median(runs)
+        print(f"limited   {args.limit:,.0f} events/s over {args.limit_seconds:g}s: achieved "
+              f"{achieved:,.1f} events/s ({(achieved / args.limit - 1) * 100:+.2f}% of the "
+              "limit)")
+        log.close()
+
+
+if __name__ == "__main__":
+    main()

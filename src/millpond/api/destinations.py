@@ -1,0 +1,129 @@
+"""``/api/destinations`` and ``/api/destination-types``: configure, inspect and test.
+
+Bodies are taken as plain JSON objects and validated by :mod:`millpond.pumps.config`,
+not by pydantic models, so every mistake comes back with the field path as the API
+spells it (``actions[1].trigger``, ``settings.api_secret``) and a correct example.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends
+
+from millpond.api.deps import require_admin, server
+from millpond.destinations import catalog
+from millpond.errors import BadRequest, NotFound
+from millpond.log.base import EventQuery
+from millpond.pumps import config
+from millpond.pumps.lookup import find_event
+from millpond.pumps.tester import try_event
+
+router = APIRouter(prefix="/api", tags=["destinations"], dependencies=[Depends(require_admin)])
+
+_EXAMPLE = {"name": "Mixpanel prod", "type": "mixpanel",
+            "settings": {"api_secret": "0123456789abcdef"},
+            "rate_limit": {"events_per_second": 1000}}
+
+
+def _object(body: Any, what: str) -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return body
+
+
+def _full(mp, dest) -> dict:
+    return {**dest.to_dict(), "stats": mp.pumps.stats(dest)}
+
+
+@router.get("/destination-types")
+def destination_types() -> dict:
+    """The catalog: every type with its settings schema, defaults and preset actions."""
+    return {"types": catalog()}
+
+
+@router.get("/destinations")
+def list_destinations(mp=Depends(server)) -> dict:
+    return {"destinations": [_full(mp, d) for d in mp.pumps.destinations.list()]}
+
+
+@router.post("/destinations", status_code=201)
+async def create_destination(body: Any = Body(..., examples=[_EXAMPLE]),
+                             mp=Depends(server)) -> dict:
+    """Create a destination; leaving out ``actions`` gives the type's presets. Its live
+    pump starts at the log's current tail (``connected_seq``)."""
+    dest = await mp.pumps.create(_object(body, "a destination"))
+    return _full(mp, dest)
+
+
+@router.get("/destinations/{ref}")
+def show_destination(ref: str, mp=Depends(server)) -> dict:
+    return _full(mp, mp.pumps.destinations.get(ref))
+
+
+@router.get("/destinations/{ref}/stats")
+def destination_stats(ref: str, mp=Depends(server)) -> dict:
+    dest = mp.pumps.destinations.get(ref)
+    return {"id": dest.id, "name": dest.name, "stats": mp.pumps.stats(dest)}
+
+
+@router.patch("/destinations/{ref}")
+async def update_destination(ref: str, body: Any = Body(...), mp=Depends(server)) -> dict:
+    """Change name, settings (masked values sent back keep the stored secret),
+    rate_limit, actions (``null``: back to the presets) or enabled."""
+    dest = await mp.pumps.update(ref, _object(body, "a destination update"))
+    return _full(mp, dest)
+
+
+@router.delete("/destinations/{ref}")
+async def delete_destination(ref: str, mp=Depends(server)) -> dict:
+    return {"deleted": (await mp.pumps.delete(ref)).to_dict()}
+
+
+@router.post("/destinations/{ref}/enable")
+async def enable_destination(ref: str, mp=Depends(server)) -> dict:
+    return _full(mp, await mp.pumps.set_enabled(ref, True))
+
+
+@router.post("/destinations/{ref}/disable")
+async def disable_destination(ref: str, mp=Depends(server)) -> dict:
+    return _full(mp, await mp.pumps.set_enabled(ref, False))
+
+
+@router.post("/destinations/{ref}/test")
+def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
+                     mp=Depends(server)) -> dict:
+    """Run one event through the destination's actions without sending: body
+    ``{"event": {...}}``, ``{"message_id": "..."}`` or ``{"seq": N}``."""
+    body = _object(body, "the test body")
+    unknown = sorted(set(body) - {"event", "message_id", "seq", "source"})
+    if unknown:
+        raise BadRequest(f"unknown field `{unknown[0]}`; give event, message_id or seq",
+                         field=unknown[0])
+    dest = mp.pumps.destinations.get(ref)
+    if "event" in body:
+        event = body["event"]
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise BadRequest('event must be a Segment message with a type, e.g. {"type": '
+                             '"track", "event": "Order Completed", "userId": "u1"}',
+                             field="event")
+    elif "seq" in body:
+        seq = body["seq"]
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise BadRequest("seq must be an integer", field="seq")
+        rows = mp.log.query(EventQuery(after_seq=seq - 1, before_seq=seq + 1, limit=1))
+        if not rows:
+            raise NotFound(f"no event with seq {seq}", field="seq")
+        event = json.loads(rows[0])
+    elif "message_id" in body:
+        source_ids = [mp.sources.get(body["source"]).id] if body.get("source") else \
+            [s.id for s in mp.sources.list()]
+        event = find_event(mp.log, source_ids, str(body["message_id"]))
+        if event is None:
+            raise NotFound(f"no stored event with messageId {body['message_id']!r}",
+                           field="message_id")
+    else:
+        raise BadRequest('give {"event": {...}}, {"message_id": "..."} or {"seq": N}')
+    rt = config.runtime(dest.type, dest.settings, dest.actions)
+    return {"destination": dest.id, **try_event(rt, dest.settings, event)}

@@ -1,0 +1,206 @@
+"""Sending batches to one destination: rate budget, one request in flight, retries.
+
+Why the pump, not the destination, owns this (STYLE.md "two kinds of failure"): a
+destination type only builds requests and classifies answers; here those answers become
+actions. ``Retry`` waits (full-jitter backoff or the vendor's ``Retry-After``) and tries
+the same request again, forever, until the pump is stopped; ``Reject`` dead-letters the
+items (halving first when the vendor refused only the batch's size); ``Partial`` resends
+what the vendor did not process. Only then does the next batch leave, which is what
+keeps per-user order.
+
+One :class:`Deliverer` per destination is shared by its live pump and by redrives (and,
+later, replays): they share its rate budget and its single in-flight slot, and the slot
+goes to the live pump first (:class:`PriorityGate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from millpond.destinations.base import (
+    DestinationType,
+    Item,
+    Partial,
+    Reject,
+    Retry,
+    Sent,
+    body_text,
+)
+from millpond.pumps.batcher import Batch, Work
+from millpond.pumps.rate_limit import RateLimiter
+from millpond.pumps.retry import RetryPolicy
+from millpond.pumps.transport import Response, Transport
+
+LIVE = 0
+BACKGROUND = 1
+#: How much of a vendor's answer a dead letter keeps.
+RESPONSE_EXCERPT = 2000
+
+
+@dataclass(slots=True)
+class Result:
+    """How one item ended: ``sent`` or ``dead`` (with reason and the vendor's answer)."""
+
+    work: Work
+    outcome: str
+    reason: str = ""
+    status: int | None = None
+    response: str | None = None
+
+
+class PriorityGate:
+    """A one-holder lock whose waiters are served by priority, then arrival (FIFO)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int = LIVE) -> None:
+        if not self._held and not self._waiters:
+            self._held = True
+            return
+        fut = asyncio.get_running_loop().create_future()
+        entry = (priority, next(self._order), fut)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed the slot just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # the slot passes directly: _held stays True
+                return
+        self._held = False
+
+
+@dataclass(slots=True)
+class DeliveryState:
+    """What the destination's sender is doing, for stats: the last failure and when the
+    next attempt is due while retrying."""
+
+    retrying: bool = False
+    last_error: str | None = None
+    last_error_at: float | None = None
+    next_attempt_at: float | None = None
+    requests: int = 0
+    retries: int = 0
+
+
+class Deliverer:
+    """Delivers batches for one destination; see the module docstring."""
+
+    def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
+                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep):
+        self.dtype = dtype
+        self.transport = transport
+        self.limiter = limiter
+        self.policy = policy
+        self.gate = PriorityGate()
+        self.state = DeliveryState()
+        self._sleep = sleep
+
+    async def deliver(self, batch: Batch, *, priority: int = LIVE,
+                      on_retry: Callable[[list[Work], str], None] | None = None) -> list[Result]:
+        """Send ``batch`` until every item is sent or dead; retries until cancelled."""
+        return await self._deliver(batch.items, priority, on_retry)
+
+    async def _deliver(self, works: list[Work], priority: int,
+                       on_retry: Callable[[list[Work], str], None] | None) -> list[Result]:
+        results: list[Result] = []
+        attempt = 0
+        while works:
+            try:
+                request = self.dtype.build_request(works[0].action,
+                                                   [Item(w.payload, w.event) for w in works])
+            except Exception as exc:  # noqa: BLE001 - a type bug parks items, not the pump
+                reason = f"could not build the request: {type(exc).__name__}: {exc}"
+                results.extend(Result(w, "dead", reason) for w in works)
+                return results
+            response, outcome = await self._send_once(request, len(works), priority)
+            if isinstance(outcome, Sent):
+                self._ok()
+                results.extend(Result(w, "sent") for w in works)
+                return results
+            status = response.status if response is not None else None
+            excerpt = _excerpt(response)
+            if isinstance(outcome, Reject):
+                self._ok()
+                if outcome.split and len(works) > 1:
+                    half = len(works) // 2
+                    results.extend(await self._deliver(works[:half], priority, on_retry))
+                    results.extend(await self._deliver(works[half:], priority, on_retry))
+                    return results
+                results.extend(Result(w, "dead", outcome.reason, status, excerpt)
+                               for w in works)
+                return results
+            if isinstance(outcome, Partial):
+                pending = outcome.pending(len(works))
+                for i, work in enumerate(works):
+                    if i in outcome.sent_indexes:
+                        results.append(Result(work, "sent"))
+                    elif i in outcome.rejected:
+                        results.append(Result(work, "dead", outcome.rejected[i], status,
+                                              excerpt))
+                progressed = len(pending) < len(works)
+                works = [works[i] for i in pending]
+                if progressed:
+                    self._ok()
+                    continue
+                outcome = Retry(f"HTTP {status}: vendor processed none of the batch", None)
+            reason = outcome.reason if isinstance(outcome, Retry) else str(outcome)
+            retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
+            delay = self.policy.delay(attempt, retry_after)
+            attempt += 1
+            self._failed(reason, delay)
+            if on_retry is not None:
+                on_retry(works, reason)
+            await self._sleep(delay)
+        return results
+
+    async def _send_once(self, request, item_count: int,
+                         priority: int) -> tuple[Response | None, object]:
+        await self.gate.acquire(priority)
+        try:
+            await self.limiter.acquire(item_count)
+            self.state.requests += 1
+            try:
+                response = await self.transport.send(request)
+            except Exception as exc:  # noqa: BLE001 - every transport failure is classified
+                return None, self.dtype.transport_error(exc)
+        finally:
+            self.gate.release()
+        return response, self.dtype.classify(response.status, response.headers, response.body,
+                                             item_count)
+
+    def _ok(self) -> None:
+        if self.state.retrying:
+            self.state.retrying = False
+            self.state.next_attempt_at = None
+
+    def _failed(self, reason: str, delay: float) -> None:
+        now = time.time()
+        self.state.retrying = True
+        self.state.retries += 1
+        self.state.last_error = reason
+        self.state.last_error_at = now
+        self.state.next_attempt_at = now + delay
+
+
+def _excerpt(response: Response | None) -> str | None:
+    if response is None:
+        return None
+    return body_text(response.body, RESPONSE_EXCERPT)

@@ -1,0 +1,186 @@
+"""One enabled destination at work: its live pump, its redrives, and what they show.
+
+Why a supervisor around the pump: a destination must never stop delivering silently. If
+the pump fails on something unexpected (a bug, a full disk), it is restarted from its
+last checkpoint after a pause, and the failure is visible in the destination's stats
+meanwhile. A new configuration replaces the whole object (the manager stops this one
+and starts another), so a running pump never sees its configuration change under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from datetime import datetime
+
+import msgspec
+
+from millpond.log.base import EventLog
+from millpond.pumps.batcher import Batcher
+from millpond.pumps.config import Runtime
+from millpond.pumps.dead_letters import DeadLetterStore
+from millpond.pumps.deliver import BACKGROUND, Deliverer
+from millpond.pumps.evaluate import Evaluator
+from millpond.pumps.ledger import Ledger
+from millpond.pumps.progress import ProgressStore
+from millpond.pumps.pump import LogTail, Pump, RowsSource
+from millpond.pumps.rate_limit import RateLimiter
+from millpond.pumps.retry import RetryPolicy
+from millpond.pumps.store import Destination
+from millpond.pumps.transport import Transport
+
+log = logging.getLogger("millpond.pumps")
+
+RESTART_PAUSE = 5.0
+
+
+def received_seconds(value) -> float | None:
+    """Unix seconds of a stored event's ``receivedAt`` (ISO text), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class LiveDestination:
+    """The running side of one destination; see the module docstring."""
+
+    def __init__(self, dest: Destination, rt: Runtime, log_: EventLog,
+                 progress: ProgressStore, dead_letters: DeadLetterStore,
+                 transport: Transport, policy: RetryPolicy):
+        self.dest = dest
+        self.runtime = rt
+        self.log = log_
+        self.progress = progress
+        self.dead_letters = dead_letters
+        rate = dest.rate_limit
+        self.deliverer = Deliverer(rt.dtype, transport,
+                                   RateLimiter(rate["events_per_second"],
+                                               rate.get("requests_per_second")), policy)
+        self.evaluator = Evaluator(rt.dtype, rt.actions)
+        self.totals: Counter = progress.counts(dest.id)
+        stored = progress.cursor(dest.id)
+        #: The cursor as saved with ``totals``: stats show the two together, consistently.
+        self.saved_cursor = dest.connected_seq if stored is None else stored
+        self.pump: Pump | None = None
+        self.error: str | None = None
+        self._task: asyncio.Task | None = None
+        self._redrives: set[asyncio.Task] = set()
+
+    # live pump ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=f"pump-{self.dest.name}")
+
+    def _saved(self, cursor: int, counts: Counter) -> None:
+        self.totals.update(counts)
+        self.saved_cursor = cursor
+
+    def _added(self, _cursor: int, counts: Counter) -> None:
+        self.totals.update(counts)
+
+    def _new_pump(self) -> Pump:
+        stored = self.progress.cursor(self.dest.id)
+        cursor = self.dest.connected_seq if stored is None else stored
+        limits = self.runtime.dtype.batching
+        dest_id = self.dest.id
+
+        def persist(cursor: int, counts: Counter, dead: list, _finished: list) -> None:
+            self.progress.checkpoint(dest_id, cursor=cursor, counts=counts, dead=dead)
+
+        return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
+                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Ledger(cursor), persist, on_saved=self._saved)
+
+    async def _supervise(self) -> None:
+        while True:
+            self.pump = self._new_pump()
+            try:
+                await self.pump.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep delivering; show the failure
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("pump for destination %s failed; restarting in %ss",
+                              self.dest.name, RESTART_PAUSE)
+                await asyncio.sleep(RESTART_PAUSE)
+
+    async def stop(self) -> None:
+        """Stop the live pump and redrives; each saves its progress on the way out."""
+        tasks = [t for t in (self._task, *self._redrives) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # redrives ----------------------------------------------------------------------------
+    def redrive(self, claimed: list[dict], events: dict[int, bytes]) -> None:
+        """Deliver claimed dead letters again through the *current* actions, in the
+        background, behind live traffic. Each row ends ``redriven`` once its event
+        finished (sent, skipped or dead-lettered anew)."""
+        by_seq: dict[int, list[dict]] = {}
+        for row in claimed:
+            by_seq.setdefault(row["seq"], []).append(row)
+        rows = [(seq, events[seq]) for seq in sorted(by_seq)]
+        only = {seq: frozenset(r["action"] for r in dls) for seq, dls in by_seq.items()}
+        ids_by_seq = {seq: [r["id"] for r in dls] for seq, dls in by_seq.items()}
+        dest_id = self.dest.id
+        done: set[int] = set()
+
+        def persist(_cursor: int, counts: Counter, dead: list, finished: list) -> None:
+            ids = [i for seq in finished for i in ids_by_seq.get(seq, ())]
+            self.progress.checkpoint(dest_id, counts=counts, dead=dead, redriven=ids)
+            done.update(finished)
+
+        limits = self.runtime.dtype.batching
+        pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
+                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
+                    on_saved=self._added)
+
+        async def run() -> None:
+            try:
+                await pump.run()
+            finally:
+                unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
+                              for i in ids]
+                if unfinished:
+                    await asyncio.to_thread(self.dead_letters.release, unfinished)
+
+        task = asyncio.create_task(run(), name=f"redrive-{self.dest.name}")
+        self._redrives.add(task)
+        task.add_done_callback(self._redrives.discard)
+
+    # visibility --------------------------------------------------------------------------
+    def position(self) -> tuple[int, float | None]:
+        """``(saved cursor, received time of the oldest unfinished event or None)``."""
+        pump = self.pump
+        oldest = None if pump is None else pump.ledger.oldest_open()
+        return self.saved_cursor, None if oldest is None else received_seconds(oldest[1])
+
+    def state(self) -> dict:
+        st = self.deliverer.state
+        now = time.time()
+        return {
+            "state": "retrying" if st.retrying else ("error" if self.error else "running"),
+            "last_error": st.last_error or self.error,
+            "last_error_at": st.last_error_at,
+            "next_attempt_in": max(0.0, st.next_attempt_at - now)
+            if st.retrying and st.next_attempt_at else None,
+            "requests": st.requests,
+            "redrives_running": len(self._redrives),
+        }
+
+
+def head_received(log_: EventLog, cursor: int) -> float | None:
+    """Received time of the first event after ``cursor`` (the oldest undelivered one)."""
+    rows = log_.read_after(cursor, 1)
+    if not rows:
+        return None
+    try:
+        return received_seconds(msgspec.json.decode(rows[0][1]).get("receivedAt"))
+    except msgspec.DecodeError:
+        return None

@@ -1,0 +1,196 @@
+"""The pump: one slice of the log through one destination's actions, at its rate.
+
+Live delivery, redrives and (later) replays are the same machine (DESIGN.md "One
+mechanism for live and replay"); they differ only in what they are given:
+
+- an :class:`EventSource`: :class:`LogTail` follows the log after a cursor forever,
+  :class:`RowsSource` hands out a closed list (a redrive; a replay will wrap
+  ``scan_window`` the same way);
+- a :class:`~millpond.pumps.deliver.Deliverer`, shared per destination (rate budget, one
+  request in flight, retries) and a priority on it;
+- a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
+  dead letters) in one transaction.
+
+Inside, two tasks joined by a small queue: the *reader* decodes events, evaluates the
+actions and fills the :class:`~millpond.pumps.batcher.Batcher`; the *sender* delivers
+ready batches one at a time and checkpoints after each. The queue is bounded, so a
+destination that is down stops its own reader (its backlog stays in the log) and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from millpond.log.base import EventLog
+from millpond.pumps.batcher import Batch, Batcher, Work
+from millpond.pumps.deliver import LIVE, Deliverer, Result
+from millpond.pumps.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
+from millpond.pumps.ledger import Ledger
+
+log = logging.getLogger("millpond.pumps")
+
+#: Seconds a reader waits at the tail before checking lingering batches and checkpoints.
+IDLE_WAIT = 1.0
+#: Persist progress at least this often while only skips move the cursor.
+CHECKPOINT_EVERY = 1.0
+#: Events evaluated between yields to the event loop: a few milliseconds of work, so a
+#: pump catching up on a backlog never holds the collector back for long.
+YIELD_EVERY = 100
+
+Persist = Callable[[int, Counter, list, list], None]
+
+
+class EventSource(Protocol):
+    async def next_chunk(self, timeout: float) -> Sequence[tuple[int, bytes]] | None:
+        """The next rows ``(seq, body)`` in seq order; ``[]`` when none arrived within
+        ``timeout``; ``None`` when a closed slice is exhausted."""
+        ...
+
+
+class LogTail:
+    """The live slice: every event after ``after_seq``, then the tail as it grows.
+
+    Reads run in a worker thread: a read is a fast indexed SQLite range scan, but it
+    must never stall the event loop the collector shares."""
+
+    def __init__(self, log: EventLog, after_seq: int, chunk: int = 500):
+        self.log = log
+        self.after = after_seq
+        self.chunk = chunk
+
+    async def next_chunk(self, timeout: float) -> list[tuple[int, bytes]]:
+        if self.log.last_seq() <= self.after:
+            await self.log.wait_for(self.after, timeout)
+            if self.log.last_seq() <= self.after:
+                return []
+        rows = await asyncio.to_thread(self.log.read_after, self.after, self.chunk)
+        if rows:
+            self.after = rows[-1][0]
+        return rows
+
+
+class RowsSource:
+    """A closed slice given as rows (redrives); ends after the last chunk."""
+
+    def __init__(self, rows: list[tuple[int, bytes]], chunk: int = 500):
+        self._rows = rows
+        self._pos = 0
+        self.chunk = chunk
+
+    async def next_chunk(self, timeout: float) -> list[tuple[int, bytes]] | None:
+        if self._pos >= len(self._rows):
+            return None
+        rows = self._rows[self._pos:self._pos + self.chunk]
+        self._pos += len(rows)
+        return rows
+
+
+class Pump:
+    """See the module docstring. ``run`` returns when a closed source is exhausted and
+    everything is delivered; a live pump runs until cancelled, checkpointing on the way
+    out."""
+
+    def __init__(self, source: EventSource, evaluator: Evaluator, deliverer: Deliverer,
+                 batcher: Batcher, ledger: Ledger, persist: Persist, *,
+                 priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
+                 on_saved: Callable[[int, Counter], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, queue_size: int = 2):
+        self.source = source
+        self.evaluator = evaluator
+        self.deliverer = deliverer
+        self.batcher = batcher
+        self.ledger = ledger
+        self._persist = persist
+        self._priority = priority
+        self._only = only
+        self._on_saved = on_saved
+        self._clock = clock
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
+        self._save_lock = asyncio.Lock()
+        self._last_save = clock()
+        self._decode = msgspec.json.Decoder().decode
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(), name="pump-reader")
+                group.create_task(self._send(), name="pump-sender")
+        finally:
+            await asyncio.shield(self.checkpoint())
+
+    async def _read(self) -> None:
+        batcher, ledger, queue = self.batcher, self.ledger, self._queue
+        evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
+        while True:
+            for batch in batcher.due():
+                await queue.put(batch)
+            if ledger.dirty and self._clock() - self._last_save >= CHECKPOINT_EVERY:
+                await self.checkpoint()
+            deadline = batcher.next_deadline()
+            timeout = IDLE_WAIT if deadline is None else \
+                min(IDLE_WAIT, max(0.0, deadline - self._clock()))
+            rows = await self.source.next_chunk(timeout)
+            if rows is None:
+                break
+            for i, (seq, body) in enumerate(rows):
+                if i and not i % YIELD_EVERY:
+                    await asyncio.sleep(0)  # let the collector and other pumps run
+                event = decode(body)
+                event["seq"] = seq
+                items, counts, dead = evaluate(event, only.get(seq) if only else None)
+                ledger.open(seq, len(items), event.get("receivedAt"), counts or None,
+                            dead or None)
+                for key, work in items:
+                    for batch in batcher.add(key, work):
+                        await queue.put(batch)
+            await asyncio.sleep(0)
+        for batch in batcher.drain():
+            await queue.put(batch)
+        await queue.put(None)
+
+    async def _send(self) -> None:
+        while (batch := await self._queue.get()) is not None:
+            results = await self.deliverer.deliver(batch, priority=self._priority,
+                                                   on_retry=self._on_retry)
+            for result in results:
+                self._finish(result)
+            await self.checkpoint()
+
+    def _finish(self, result: Result) -> None:
+        work = result.work
+        if result.outcome == "sent":
+            self.ledger.done(work.seq, (work.action, SENT, ""))
+            return
+        category = f"HTTP {result.status}" if result.status else result.reason.partition(":")[0]
+        self.ledger.done(work.seq, (work.action, DEAD, category),
+                         dead_row(work.event, work.action, result.reason, work.payload,
+                                  result.status, result.response))
+
+    def _on_retry(self, works: list[Work], reason: str) -> None:
+        for action, n in Counter(w.action for w in works).items():
+            self.ledger.count((action, RETRIED, ""), n)
+
+    async def checkpoint(self) -> None:
+        """Persist what the ledger released (one transaction, in a worker thread)."""
+        async with self._save_lock:
+            if not self.ledger.dirty:
+                return
+            cursor, counts, dead, finished = self.ledger.take()
+            try:
+                await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+            except Exception:
+                log.exception("could not save delivery progress; will retry")
+                self.ledger.give_back(cursor, counts, dead, finished)
+                return
+            finally:
+                self._last_save = self._clock()
+            if self._on_saved is not None:
+                self._on_saved(cursor, counts)

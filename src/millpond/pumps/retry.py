@@ -1,0 +1,54 @@
+"""When to try a failed request again: exponential backoff with full jitter.
+
+Why full jitter (a uniformly random delay in ``[0, min(cap, base * 2**attempt)]``, as in
+the AWS architecture blog's comparison): after an outage many pumps retry against the
+same vendor, and equal delays would make them arrive together again. A vendor's
+``Retry-After`` overrides the backoff: it knows better when it will take traffic, so we
+wait at least that long (capped, so an absurd header cannot park a destination for
+days), plus a little jitter for the same herd reason.
+
+The pump retries forever while the destination is enabled: the events stay in the log,
+so waiting costs nothing but lag, which is visible in the destination's stats.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: Environment overrides, mainly so end-to-end tests need not wait out real-world caps.
+ENV_CAP = "MILLPOND_DELIVERY_RETRY_CAP"
+ENV_BASE = "MILLPOND_DELIVERY_RETRY_BASE"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delays between attempts; ``delay`` is pure apart from the injected ``rng``."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 600.0
+    retry_after_jitter: float = 0.1
+    rng: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """The ceiling of the jittered delay after the ``attempt``-th failure (0-based)."""
+        return min(self.cap, self.base * (2 ** min(attempt, 62)))
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before the next attempt, after the ``attempt``-th failure."""
+        if retry_after is not None and retry_after >= 0:
+            wait = min(retry_after, self.max_retry_after)
+            return wait + self.rng() * min(1.0, wait * self.retry_after_jitter)
+        return self.rng() * self.backoff(attempt)
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """Defaults, with ``MILLPOND_DELIVERY_RETRY_CAP`` / ``_BASE`` (seconds) if set."""
+        kwargs = {}
+        for env, key in ((ENV_CAP, "cap"), (ENV_BASE, "base")):
+            if os.environ.get(env):
+                kwargs[key] = float(os.environ[env])
+        return cls(**kwargs)
