@@ -15,13 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.destinations.fakes import FakeVendor, base, start_fake
-
-# The fakes' stdlib handler writes headers and body in two sends; with Nagle's algorithm
-# on, the body waits for the client's delayed ACK (~40 ms per request), which caps a
-# one-request-at-a-time pump at ~22 requests/s against a fake. Real vendors do not do
-# this. Asked the destinations colleague to set it in fakes/base.py; until then:
-base._Handler.disable_nagle_algorithm = True
+from tests.destinations.fakes import FakeVendor, start_fake
 
 
 @pytest.fixture

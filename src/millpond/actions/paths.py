@@ -61,13 +61,20 @@ def parse_path(path: str, *, strip_dollar: bool = False) -> tuple[str, ...]:
     return tuple(parts)
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any) -> Any:
-    """Structural copy of dicts/lists (scalars are immutable and returned as-is)."""
+    """Structural copy of dicts/lists (scalars are immutable and returned as-is).
+
+    Decoded events are mostly scalars inside plain dicts, so those skip the recursive
+    call and the abstract-class checks below (they dominated pass-through mappings).
+    """
     t = type(value)
     if t is dict:
-        return {k: copy_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALAR_TYPES else copy_json(v) for k, v in value.items()}
     if t is list:
-        return [copy_json(v) for v in value]
+        return [v if type(v) in _SCALAR_TYPES else copy_json(v) for v in value]
     if isinstance(value, Mapping):
         return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, tuple):
