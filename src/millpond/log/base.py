@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+
+from millpond.errors import Overloaded
 
 
 @dataclass(slots=True)
@@ -89,9 +92,32 @@ class EventLog(ABC):
                     rejections: list[NewRejection] = ()) -> AppendResult:
         """Blocking twin of :meth:`append` for threads and tools outside the event loop."""
 
+    def submit(self, events: list[NewEvent],
+               rejections: list[NewRejection] = ()) -> Future[AppendResult]:
+        """Queue ``events`` (and ``rejections``) for :meth:`append` and return without waiting.
+
+        The future resolves exactly as :meth:`append_sync` would return: only once the
+        events are durable, with the same dedupe; it holds the exception if the commit
+        failed. Overloaded is raised here, at once, when the log cannot queue more.
+        Lets a producer prepare its next batch while this one commits. This default
+        commits before returning (an already resolved future); backends override it.
+        """
+        future: Future[AppendResult] = Future()
+        try:
+            future.set_result(self.append_sync(events, rejections))
+        except Overloaded:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed commit is the future's outcome
+            future.set_exception(exc)
+        return future
+
     @abstractmethod
     def query(self, q: EventQuery) -> list[bytes]:
         """Stored events matching ``q`` as JSON bytes (with ``seq``), ordered by ``seq``."""
+
+    @abstractmethod
+    def find_message(self, source_id: str, message_id: str) -> bytes | None:
+        """The stored event (JSON with ``seq``) a source sent with this ``messageId``."""
 
     @abstractmethod
     def read_after(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
@@ -108,8 +134,12 @@ class EventLog(ABC):
 
     @abstractmethod
     def scan_window(self, ts_from: int, ts_to: int, max_seq: int | None,
-                    batch: int = 5000) -> Iterator[list[tuple[int, int, bytes]]]:
-        """Events with ``ts_from <= ts < ts_to`` in event-time order, as (ts, seq, body) chunks."""
+                    batch: int = 5000, *, source_ids: tuple[str, ...] | None = None,
+                    after: tuple[int, int] | None = None,
+                    ) -> Iterator[list[tuple[int, int, bytes]]]:
+        """Events with ``ts_from <= ts < ts_to`` (and ``seq <= max_seq``) in event-time order,
+        as (ts, seq, body) chunks. ``source_ids`` keeps only those sources (an empty tuple:
+        nothing); ``after`` resumes strictly after that (ts, seq), as a replay's cursor."""
 
     @abstractmethod
     def last_seq(self) -> int:

@@ -100,6 +100,7 @@ class SQLiteEventLog(EventLog):
         self._cv = threading.Condition()
         self._pending = 0
         self._closing = False
+        self._released = False
         self._local = threading.local()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._waiters_lock = threading.Lock()
@@ -150,6 +151,10 @@ class SQLiteEventLog(EventLog):
 
     def append_sync(self, events, rejections=()) -> AppendResult:
         return self._submit(events, list(rejections)).future.result()
+
+    def submit(self, events, rejections=()) -> Future[AppendResult]:
+        """The commit's future (see :meth:`EventLog.submit`); submissions commit in order."""
+        return self._submit(events, list(rejections)).future
 
     def _run(self) -> None:
         conn = self._connect()
@@ -276,10 +281,16 @@ class SQLiteEventLog(EventLog):
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
-            loop.call_soon_threadsafe(_resolve, fut)
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    def release_waiters(self) -> None:
+        """The server is stopping: long polls return now instead of holding up shutdown."""
+        self._released = True
+        self._wake_waiters()
 
     async def wait_for(self, after_seq: int, timeout: float) -> int:
-        if self._last_seq > after_seq:
+        if self._last_seq > after_seq or self._released:
             return self._last_seq
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
@@ -287,8 +298,12 @@ class SQLiteEventLog(EventLog):
             self._waiters.append((loop, fut))
         if self._last_seq > after_seq:  # committed between the check and the registration
             return self._last_seq
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            # don't let idle pollers pile up until the next commit
+            with self._waiters_lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, fut))
         return self._last_seq
 
     # -- reading ---------------------------------------------------------------------
@@ -299,6 +314,24 @@ class SQLiteEventLog(EventLog):
         return self._reader().execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit)).fetchall()
+
+    def find_message(self, source_id: str, message_id: str) -> bytes | None:
+        conn = self._reader()
+        row = conn.execute("SELECT seq FROM dedupe WHERE h = ?",
+                           (dedupe_hash(source_id, message_id),)).fetchone()
+        candidates = [row[0]] if row else []
+        if conn.execute("SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?",
+                        (source_id, message_id)).fetchone():
+            # A hash collision stored it outside the dedupe table (rare): search by text.
+            candidates += [r[0] for r in conn.execute(
+                "SELECT seq FROM events WHERE source_id = ? AND message_id = ?",
+                (source_id, message_id))]
+        for seq in candidates:
+            found = conn.execute("SELECT source_id, message_id, body FROM events WHERE seq = ?",
+                                 (seq,)).fetchone()
+            if found and found[0] == source_id and found[1] == message_id:
+                return with_seq(seq, found[2])
+        return None
 
     def read_range(self, after_seq: int, until_seq: int,
                    types: tuple[str, ...]) -> list[tuple[int, bytes]]:
@@ -337,15 +370,23 @@ class SQLiteEventLog(EventLog):
         return [with_seq(seq, body) for seq, body in self._reader().execute(sql, args)]
 
     def scan_window(self, ts_from: int, ts_to: int, max_seq: int | None,
-                    batch: int = 5000) -> Iterator[list[tuple[int, int, bytes]]]:
-        cursor = (ts_from, 0)
+                    batch: int = 5000, *, source_ids: tuple[str, ...] | None = None,
+                    after: tuple[int, int] | None = None,
+                    ) -> Iterator[list[tuple[int, int, bytes]]]:
+        cursor = (ts_from, 0) if after is None else (max(ts_from, after[0]),
+                                                     after[1] if after[0] >= ts_from else 0)
         limit_seq = max_seq if max_seq is not None else (1 << 62)
+        sql = ("SELECT ts, seq, body FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
+               " AND (ts > ? OR seq > ?)")
+        extra: tuple = ()
+        if source_ids is not None:
+            sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"
+            extra = tuple(source_ids)
+        sql += " ORDER BY ts, seq LIMIT ?"
         conn = self._reader()
         while True:
-            rows = conn.execute(
-                "SELECT ts, seq, body FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
-                " AND (ts > ? OR seq > ?) ORDER BY ts, seq LIMIT ?",
-                (cursor[0], ts_to, limit_seq, cursor[0], cursor[1], batch)).fetchall()
+            rows = conn.execute(sql, (cursor[0], ts_to, limit_seq, cursor[0], cursor[1],
+                                      *extra, batch)).fetchall()
             if not rows:
                 return
             yield rows
