@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-
 import click
 
 from millpond.cli.dead_letters import dead_letters
 from millpond.cli.destinations import destinations
 from millpond.cli.events import events
+from millpond.cli.imports import import_group
 from millpond.cli.people import people
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources
-
-# Command groups written in their own modules; each is optional until its layer lands.
-_OPTIONAL_GROUPS = {
-    "import": ("millpond.cli.imports", "import_group"),
-}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,9 +25,7 @@ cli.add_command(events)
 cli.add_command(people)
 cli.add_command(destinations)
 cli.add_command(dead_letters)
-for _name, (_module, _attr) in _OPTIONAL_GROUPS.items():
-    with contextlib.suppress(ImportError):
-        cli.add_command(getattr(importlib.import_module(_module), _attr), _name)
+cli.add_command(import_group, "import")
 
 
 def main() -> None:
