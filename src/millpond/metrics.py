@@ -46,6 +46,6 @@ def record_rejected(source_id: str, reasons: Tally) -> None:
         EVENTS_REJECTED.labels(source_id, kind or "unknown", code).inc(n)
 
 
-def record_commit(events: list, seconds: float) -> None:
+def record_commit(events: int, seconds: float) -> None:
     COMMIT_SECONDS.observe(seconds)
-    COMMIT_EVENTS.observe(len(events))
+    COMMIT_EVENTS.observe(events)

@@ -90,7 +90,7 @@ class SQLiteEventLog(EventLog):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[list[NewEvent], float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None):
         self.path = str(path)
         self._synchronous = synchronous
         self._max_pending = max_pending
@@ -181,8 +181,7 @@ class SQLiteEventLog(EventLog):
                 elapsed = time.perf_counter() - started
                 _settle(subs, results)
                 if self._on_commit is not None:
-                    stored = [e for sub in subs for e in sub.events]
-                    self._on_commit(stored, elapsed)
+                    self._on_commit(sum(len(sub.events) for sub in subs), elapsed)
                 self._wake_waiters()
             with self._cv:
                 self._pending -= size
