@@ -31,10 +31,22 @@ def parse_iso_ms(value: object) -> int:
     return ms
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_ms(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds and 'Z', the form SDKs send."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds and 'Z', the form SDKs send.
+
+    Every request stamps ``receivedAt``, so the formatted second is reused until the
+    clock moves on (a tuple swap is atomic, so threads can share it).
+    """
+    global _last_second
+    second, frac = divmod(ms, 1000)
+    cached_second, text = _last_second
+    if cached_second != second:
+        text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (second, text)
+    return f"{text}{frac:03d}Z"
 
 
 def unix_seconds_to_ms(value: object) -> int:
