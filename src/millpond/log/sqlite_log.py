@@ -190,20 +190,28 @@ class SQLiteEventLog(EventLog):
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
         hashes = [[dedupe_hash(e.source_id, e.message_id) for e in s.events] for s in subs]
         flat = [h for hs in hashes for h in hs]
-        known: dict[int, int] = {}
-        for i in range(0, len(flat), _LOOKUP_CHUNK):
-            chunk = flat[i:i + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            known.update(conn.execute(
-                f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
         conn.execute("BEGIN IMMEDIATE")
-        if not known and len(set(flat)) == len(flat):
-            rows, dedupe_rows, overflow, results, seq = self._plan_new(subs, flat)
+        # Optimistic path: claim every hash at once. If all were new (the common case) the
+        # claim is already the dedupe insert; otherwise undo it and confirm each hit.
+        before = conn.total_changes
+        conn.executemany("INSERT OR IGNORE INTO dedupe (h, seq) VALUES (?, ?)",
+                         zip(flat, range(self._last_seq + 1, self._last_seq + 1 + len(flat)),
+                             strict=True))
+        if conn.total_changes - before == len(flat):
+            rows, overflow, results, seq = self._plan_new(subs)
         else:
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            known: dict[int, int] = {}
+            for i in range(0, len(flat), _LOOKUP_CHUNK):
+                chunk = flat[i:i + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                known.update(conn.execute(
+                    f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
             rows, dedupe_rows, overflow, results, seq = self._plan_with_hits(
                 conn, subs, hashes, known)
+            conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
         conn.executemany(_INSERT_EVENT, rows)
-        conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
         if overflow:
             conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
         rejections = [(r.source_id, r.received_ms, r.index, r.code, r.reason, r.field, r.body)
@@ -214,19 +222,18 @@ class SQLiteEventLog(EventLog):
         self._last_seq = seq
         return results
 
-    def _plan_new(self, subs: list[_Submission], flat: list[int]):
+    def _plan_new(self, subs: list[_Submission]):
         """The common case: no messageId seen before, so every event gets the next seq."""
         first = self._last_seq + 1
         events = [e for sub in subs for e in sub.events]
         rows = [(first + i, e.source_id, e.type, e.event_name, e.user_id, e.anonymous_id,
                  e.message_id, e.ts_ms, e.received_ms, e.body) for i, e in enumerate(events)]
-        dedupe_rows = list(zip(flat, range(first, first + len(flat)), strict=True))
         results = []
         seq = first
         for sub in subs:
             results.append(AppendResult(list(range(seq, seq + len(sub.events)))))
             seq += len(sub.events)
-        return rows, dedupe_rows, [], results, first + len(events) - 1
+        return rows, [], results, first + len(events) - 1
 
     def _plan_with_hits(self, conn: sqlite3.Connection, subs: list[_Submission],
                         hashes: list[list[int]], known: dict[int, int]):
