@@ -22,6 +22,7 @@ from millpond.profiles.follower import ProfileFollower
 from millpond.profiles.store import ProfileStore
 from millpond.pumps import metrics as delivery_metrics
 from millpond.pumps.manager import PumpManager
+from millpond.pumps.replay_manager import ReplayManager
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
 
@@ -43,6 +44,7 @@ class Millpond:
         self.profile_follower = ProfileFollower(self.log, self.profiles)
         self.imports = ImportJobs(self.state, self.log, self.data_dir)
         self.pumps = PumpManager(self.log, self.state)
+        self.replays = ReplayManager(self.pumps, self.sources)
         delivery_metrics.install(self.pumps)
         self._background: list = []
         self.api = build_api(self)
@@ -50,9 +52,10 @@ class Millpond:
 
     def extra_routers(self) -> list:
         """Routers of the layers built on the log (destinations, replays, people, imports)."""
-        from millpond.api import dead_letters, destinations, imports, people
+        from millpond.api import dead_letters, destinations, imports, people, replays
 
-        return [people.router, destinations.router, dead_letters.router, imports.router]
+        return [people.router, destinations.router, dead_letters.router, imports.router,
+                replays.router]
 
     def refresh_metrics(self) -> None:
         """Gauges computed at scrape time (lag per destination and so on)."""

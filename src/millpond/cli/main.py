@@ -9,6 +9,7 @@ from millpond.cli.destinations import destinations
 from millpond.cli.events import events
 from millpond.cli.imports import import_group
 from millpond.cli.people import people
+from millpond.cli.replay import replay
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources
 
@@ -25,6 +26,7 @@ cli.add_command(events)
 cli.add_command(people)
 cli.add_command(destinations)
 cli.add_command(dead_letters)
+cli.add_command(replay)
 cli.add_command(import_group, "import")
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 @dataclass(slots=True)
 class Work:
-    """One mapped payload on its way out: the event's ``seq``, its action and its size."""
+    """One mapped payload on its way out: its ledger key (the event's ``seq``; a replay's
+    scan position), its action and its size."""
 
     seq: int
     action: str

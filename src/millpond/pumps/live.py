@@ -1,4 +1,4 @@
-"""One enabled destination at work: its live pump, its redrives, and what they show.
+"""One enabled destination at work: its live pump, redrives, replays, and what they show.
 
 Why a supervisor around the pump: a destination must never stop delivering silently. If
 the pump fails on something unexpected (a bug, a full disk), it is restarted from its
@@ -70,6 +70,8 @@ class LiveDestination:
         self.error: str | None = None
         self._task: asyncio.Task | None = None
         self._redrives: set[asyncio.Task] = set()
+        #: Replays running on this destination's deliverer (see ``replay_manager``).
+        self._replays: set[asyncio.Task] = set()
 
     # live pump ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,10 +113,16 @@ class LiveDestination:
 
     async def stop(self) -> None:
         """Stop the live pump and redrives; each saves its progress on the way out."""
-        tasks = [t for t in (self._task, *self._redrives) if t is not None]
+        tasks = [t for t in (self._task, *self._redrives, *self._replays) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def adopt(self, task: asyncio.Task) -> None:
+        """Stop ``task`` (a replay) with this destination: it must not outlive the
+        deliverer it shares."""
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
 
     # redrives ----------------------------------------------------------------------------
     def redrive(self, claimed: list[dict], events: dict[int, bytes]) -> None:

@@ -46,6 +46,8 @@ class PumpManager:
         self._live: dict[str, LiveDestination] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        #: Set by :class:`~millpond.pumps.replay_manager.ReplayManager` when it is wired.
+        self.replays = None
 
     @property
     def transport(self) -> Transport:
@@ -82,6 +84,8 @@ class PumpManager:
                                self.transport, self.policy)
         self._live[dest.id] = live
         live.start()
+        if self.replays is not None:
+            self.replays.attach(live)  # resumes its running replays from their cursors
 
     async def _restart(self, dest: Destination) -> None:
         old = self._live.pop(dest.id, None)
@@ -166,6 +170,8 @@ class PumpManager:
                 await old.stop()
             self.destinations.delete(dest.id)
             self.progress.forget(dest.id)
+            if self.replays is not None:
+                self.replays.store.forget(dest.id)
         return dest
 
     # visibility --------------------------------------------------------------------------

@@ -4,8 +4,10 @@ Live delivery, redrives and (later) replays are the same machine (DESIGN.md "One
 mechanism for live and replay"); they differ only in what they are given:
 
 - an :class:`EventSource`: :class:`LogTail` follows the log after a cursor forever,
-  :class:`RowsSource` hands out a closed list (a redrive; a replay will wrap
-  ``scan_window`` the same way);
+  :class:`RowsSource` hands out a closed list (a redrive), and a replay's
+  :class:`~millpond.pumps.replay.WindowSource` a closed event-time window. A *keyed*
+  source yields ``(key, seq, body)``: the ledger then tracks its own increasing key
+  (a replay's scan position) instead of ``seq``, which is not monotonic in event time;
 - a :class:`~millpond.pumps.deliver.Deliverer`, shared per destination (rate budget, one
   request in flight, retries) and a priority on it;
 - a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
@@ -49,6 +51,9 @@ Persist = Callable[[int, Counter, list, list], None]
 
 
 class EventSource(Protocol):
+    #: True when rows are ``(key, seq, body)`` and the ledger should track ``key``.
+    keyed: bool = False
+
     async def next_chunk(self, timeout: float) -> Sequence[tuple[int, bytes]] | None:
         """The next rows ``(seq, body)`` in seq order; ``[]`` when none arrived within
         ``timeout``; ``None`` when a closed slice is exhausted."""
@@ -129,6 +134,7 @@ class Pump:
     async def _read(self) -> None:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
+        keyed = getattr(self.source, "keyed", False)
         while True:
             for batch in batcher.due():
                 await queue.put(batch)
@@ -140,15 +146,21 @@ class Pump:
             rows = await self.source.next_chunk(timeout)
             if rows is None:
                 break
-            for i, (seq, body) in enumerate(rows):
+            for i, row in enumerate(rows):
                 if i and not i % YIELD_EVERY:
                     await asyncio.sleep(0)  # let the collector and other pumps run
+                if keyed:
+                    pos, seq, body = row
+                else:
+                    seq, body = row
+                    pos = seq
                 event = decode(body)
                 event["seq"] = seq
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
-                ledger.open(seq, len(items), event.get("receivedAt"), counts or None,
+                ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None)
                 for key, work in items:
+                    work.seq = pos  # the ledger's key; dead letters read the event's seq
                     for batch in batcher.add(key, work):
                         await queue.put(batch)
             await asyncio.sleep(0)

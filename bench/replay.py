@@ -1,0 +1,253 @@
+"""Replay benchmark: ``.venv/bin/python bench/replay.py [--events 1000000] [--runs 3]``.
+
+In one run, on a temp log of ``--events`` events (80% track, 10% identify, 5% page, 5%
+group, as ``bench/deliver.py``), in process (no network: this measures the replay
+machinery, not a socket):
+- baseline: the raw window scan, ``scan_window`` plus JSON decode, in (ts, seq) order;
+- preview: the dry run over the whole window for a webhook (pass-through mapping) and
+  for the Mixpanel presets (4 actions; 5% group events no action handles), events/s;
+- unlimited replay: the replay runner into an in-process batching sink (webhook, 1,000
+  events per request, destination limit 100,000/s), events/s;
+- limited replay: a 1,000 events/s destination over ``--limit-seconds`` (default 60),
+  achieved rate vs the limit, so the preview's ETA holds;
+- live lag: a steady live load (``--live-rate``/s, received "now") through the live pump
+  of the same destination (shared deliverer, 5,000/s) while a replay runs; p50/p99 of
+  (delivered - received);
+- peak RSS of a child process that previews and replays the first 100k and all events.
+Prints medians of ``--runs`` runs and ratios to the scan baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median  # noqa: E402
+from deliver import MIXPANEL, fill  # noqa: E402
+
+from millpond.collector.validation import normalize  # noqa: E402
+from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
+from millpond.pumps import config  # noqa: E402
+from millpond.pumps.batcher import Batcher  # noqa: E402
+from millpond.pumps.deliver import Deliverer  # noqa: E402
+from millpond.pumps.evaluate import Evaluator  # noqa: E402
+from millpond.pumps.ledger import Ledger  # noqa: E402
+from millpond.pumps.preview import run_preview  # noqa: E402
+from millpond.pumps.pump import LogTail, Pump  # noqa: E402
+from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
+from millpond.pumps.replay import ReplayEvaluator, ReplayRunner  # noqa: E402
+from millpond.pumps.replay_store import ReplayStore  # noqa: E402
+from millpond.pumps.retry import RetryPolicy  # noqa: E402
+from millpond.pumps.transport import CountingTransport, Response  # noqa: E402
+from millpond.state import StateDB  # noqa: E402
+
+HOOK = {"url": "http://127.0.0.1:9/hook", "batch_size": 1000}
+
+
+def a_plan(max_seq: int | None, rate: float) -> dict:
+    return {"destination": "d", "destination_name": "bench", "sources": ["src_bench"],
+            "source_names": {"src_bench": "bench"}, "all_sources": True,
+            "excluded_sources": [], "ts_from": 0, "ts_to": 1 << 62, "from": "", "to": None,
+            "max_seq": max_seq, "include_live": False, "filter": None, "rate": rate}
+
+
+def runtime(type_name: str, settings: dict):
+    return config.runtime(type_name, settings,
+                          config.actions(None, config.destination_type(type_name)))
+
+
+def scan_rate(log: SQLiteEventLog) -> float:
+    decode = msgspec.json.Decoder().decode
+    started, n = time.perf_counter(), 0
+    for chunk in log.scan_window(0, 1 << 62, None, 5000):
+        for _ts, seq, body in chunk:
+            decode(body)["seq"] = seq
+        n += len(chunk)
+    return n / (time.perf_counter() - started)
+
+
+def preview_rate(log: SQLiteEventLog, type_name: str, settings: dict, n: int) -> float:
+    rt = runtime(type_name, settings)
+    started = time.perf_counter()
+    out = run_preview(log, a_plan(None, 1000.0), ReplayEvaluator(
+        Evaluator(rt.dtype, rt.actions), None), {})
+    assert out["events"] == n, out["events"]
+    return n / (time.perf_counter() - started)
+
+
+def runner_for(log, state_dir: Path, plan: dict, deliverer: Deliverer, rt) -> ReplayRunner:
+    store = ReplayStore(StateDB(state_dir / f"state-{time.monotonic_ns()}.db"))
+    replay = store.create("d", plan)
+    return ReplayRunner(replay, store, log, deliverer, Evaluator(rt.dtype, rt.actions),
+                        rt.dtype.batching, deliverer.limiter.events.rate)
+
+
+async def unlimited_rate(log, state_dir: Path, n: int, max_seq: int | None = None) -> float:
+    rt = runtime("webhook", HOOK)
+    transport = CountingTransport()
+    deliverer = Deliverer(rt.dtype, transport, RateLimiter(100_000), RetryPolicy())
+    runner = runner_for(log, state_dir, a_plan(max_seq, 100_000), deliverer, rt)
+    started = time.perf_counter()
+    await runner.run()
+    elapsed = time.perf_counter() - started
+    assert transport.items == n, (transport.items, n)
+    return n / elapsed
+
+
+async def limited_rate(log, state_dir: Path, seconds: float, limit: float) -> float:
+    rt = runtime("webhook", {**HOOK, "batch_size": 100})
+    transport = CountingTransport()
+    deliverer = Deliverer(rt.dtype, transport, RateLimiter(limit), RetryPolicy())
+    runner = runner_for(log, state_dir, a_plan(None, limit), deliverer, rt)
+    task = asyncio.create_task(runner.run())
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    delivered, elapsed = transport.items, time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return delivered / elapsed
+
+
+class LagSink(CountingTransport):
+    """Counts like CountingTransport and records the lag of live items (source src_live)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lags: list[float] = []
+
+    async def send(self, request) -> Response:
+        now = time.time()
+        for item in msgspec.json.decode(request.body):
+            if item.get("source_id") == "src_live":
+                received = item["receivedAt"]
+                self.lags.append(now - time.mktime(time.strptime(received[:19],
+                                                                 "%Y-%m-%dT%H:%M:%S"))
+                                 + time.timezone - int(received[20:23]) / 1000)
+        return await super().send(request)
+
+
+async def live_lag(log, state_dir: Path, seconds: float, live_rate: float) -> tuple:
+    rt = runtime("webhook", {**HOOK, "batch_size": 100})
+    sink = LagSink()
+    deliverer = Deliverer(rt.dtype, sink, RateLimiter(5000), RetryPolicy())
+    connected = log.last_seq()
+    limits = rt.dtype.batching
+    live = Pump(LogTail(log, connected), Evaluator(rt.dtype, rt.actions), deliverer,
+                Batcher(limits.max_events, limits.max_bytes, 0.05), Ledger(connected),
+                lambda *a: None)
+    runner = runner_for(log, state_dir, a_plan(connected, 5000), deliverer, rt)
+    halt = threading.Event()
+
+    def produce() -> None:
+        i, next_at = 0, time.monotonic()
+        while not halt.is_set():
+            batch = []
+            for _ in range(max(1, int(live_rate / 20))):
+                i += 1
+                batch.append(normalize({"type": "track", "event": "Live", "userId": f"l{i % 50}",
+                                        "messageId": f"live-{i}"}, source_id="src_live",
+                                       received_ms=int(time.time() * 1000)))
+            log.append_sync(batch)
+            next_at += 0.05
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    tasks = [asyncio.create_task(live.run()), asyncio.create_task(runner.run())]
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    await asyncio.sleep(seconds)
+    halt.set()
+    await asyncio.to_thread(producer.join, 5)
+    replayed = sink.items - len(sink.lags)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lags = sorted(sink.lags)
+    return (lags[len(lags) // 2], lags[int(len(lags) * 0.99)], len(lags), replayed / seconds)
+
+
+def child_rss(log_path: str, max_seq: int) -> int:
+    """Peak RSS (KiB) of a fresh process that previews and replays ``max_seq`` events."""
+    here = str(Path(__file__).parent)
+    code = (f"import asyncio, resource, sys, tempfile; sys.path.insert(0, {here!r});"
+            f"import replay as r; from pathlib import Path;"
+            f"log = r.SQLiteEventLog({log_path!r}, synchronous='OFF');"
+            f"rt = r.runtime('webhook', r.HOOK);"
+            f"r.run_preview(log, r.a_plan({max_seq}, 1000.0), r.ReplayEvaluator("
+            f"r.Evaluator(rt.dtype, rt.actions), None), {{}});"
+            f"d = Path(tempfile.mkdtemp());"
+            f"asyncio.run(r.unlimited_rate(log, d, {max_seq}, {max_seq}));"
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--limit", type=float, default=1000.0)
+    p.add_argument("--limit-seconds", type=float, default=60.0)
+    p.add_argument("--lag-seconds", type=float, default=20.0)
+    p.add_argument("--live-rate", type=float, default=500.0)
+    args = p.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="millpond-bench-replay-") as tmp:
+        d = Path(tmp)
+        log = SQLiteEventLog(d / "log.db", synchronous="OFF")
+        t = time.perf_counter()
+        fill(log, args.events)
+        print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
+        n = args.events
+        scans, pv_hook, pv_mp, unl = [], [], [], []
+        for run in range(args.runs):
+            scans.append(scan_rate(log))
+            pv_hook.append(preview_rate(log, "webhook", HOOK, n))
+            pv_mp.append(preview_rate(log, "mixpanel", MIXPANEL, n))
+            unl.append(asyncio.run(unlimited_rate(log, d, n)))
+            print(f"run {run + 1}: scan {scans[-1]:,.0f}/s, preview webhook {pv_hook[-1]:,.0f}/s,"
+                  f" preview mixpanel {pv_mp[-1]:,.0f}/s, replay unlimited {unl[-1]:,.0f}/s",
+                  flush=True)
+        base = median(scans)
+        for name, values in (("scan (baseline)", scans), ("preview webhook", pv_hook),
+                             ("preview mixpanel", pv_mp), ("replay unlimited", unl)):
+            results[name] = median(values)
+            print(f"{name:>20}: {median(values):>10,.0f} events/s  ({median(values) / base:.2f}x"
+                  " scan)")
+        limited = asyncio.run(limited_rate(log, d, args.limit_seconds, args.limit))
+        results["limited"] = limited
+        print(f"{'replay limited':>20}: {limited:,.1f} events/s over {args.limit_seconds:.0f}s "
+              f"vs limit {args.limit:,.0f} ({(limited / args.limit - 1) * 100:+.2f}%)")
+        p50, p99, live_n, replay_rate = asyncio.run(
+            live_lag(log, d, args.lag_seconds, args.live_rate))
+        results["live_lag"] = {"p50": p50, "p99": p99, "live_events": live_n,
+                               "replay_rate": replay_rate}
+        print(f"{'live lag in replay':>20}: p50 {p50:.3f}s p99 {p99:.3f}s ({live_n:,} live "
+              f"events at {args.live_rate:,.0f}/s; replay meanwhile {replay_rate:,.0f}/s of "
+              "the 5,000/s budget)")
+        log.close()
+        small = min(100_000, n)
+        rss_small, rss_all = child_rss(str(d / "log.db"), small), child_rss(str(d / "log.db"), n)
+        results["rss_kib"] = {small: rss_small, n: rss_all}
+        print(f"{'peak RSS':>20}: {small:,} events {rss_small / 1024:.0f} MiB, "
+              f"{n:,} events {rss_all / 1024:.0f} MiB")
+    print(json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main()

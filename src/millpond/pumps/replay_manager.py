@@ -1,0 +1,237 @@
+"""Replays' front door: plan or refuse, preview, start, pause, resume, cancel, report.
+
+Why replays hang off the destination's running side: a replay must share the live
+pump's :class:`~millpond.pumps.deliver.Deliverer` (one rate budget, live first). So the
+:class:`~millpond.pumps.manager.PumpManager` calls :meth:`ReplayManager.attach` each time
+it launches a destination, which (re)starts that destination's ``running`` replays from
+their saved cursors: at server start (a crash or restart resumes by itself) and after a
+configuration change. Stopping the destination stops its replays with a checkpoint and
+leaves them ``running`` in ``state.db``; ``paused`` ones stay paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from millpond.errors import BadRequest, Conflict
+from millpond.pumps import config
+from millpond.pumps.evaluate import Evaluator
+from millpond.pumps.live import LiveDestination
+from millpond.pumps.preview import human_duration, run_preview
+from millpond.pumps.replay import ReplayEvaluator, ReplayRunner
+from millpond.pumps.replay_plan import plan, scan_args
+from millpond.pumps.replay_store import ACTIVE, Replay, ReplayStore
+from millpond.pumps.stats import summarize
+
+log = logging.getLogger("millpond.pumps")
+
+
+class ReplayManager:
+    """Owns the replays table and the running replay tasks; see the module docstring."""
+
+    def __init__(self, pumps, sources):
+        self.pumps = pumps
+        self.sources = sources
+        self.store = ReplayStore(pumps.destinations._db)
+        self._runners: dict[str, tuple[ReplayRunner, asyncio.Task]] = {}
+        self._lock = asyncio.Lock()
+        pumps.replays = self
+
+    # requests ------------------------------------------------------------------------------
+    async def create(self, body: Any) -> dict:
+        """Preview (``dry_run``) or start a replay; refusals raise with their reason."""
+        if not isinstance(body, dict):
+            raise BadRequest("a replay request must be a JSON object")
+        ref = body.get("destination")
+        if not isinstance(ref, str) or not ref:
+            raise BadRequest("destination is required (a destination name or id)",
+                             field="destination")
+        async with self._lock:
+            dest = self.pumps.destinations.get(ref)
+            cls = config.destination_type(dest.type)
+            active = self.store.active_for(dest.id)
+            p = plan(body, dest, cls, self.sources.list(), active.id if active else None)
+            live = self.pumps.live(dest.id)
+            if live is None:
+                raise Conflict(f"destination {dest.name} is not running (its configuration "
+                               "cannot start); fix it before replaying", field="destination")
+            if p["dry_run"]:
+                return await self._preview(p, live)
+            count = await asyncio.to_thread(self._count, p)
+            if not count:
+                raise BadRequest(self._empty_reason(p), field="from")
+            p["estimate_events"] = count
+            replay = self.store.create(dest.id, p)
+            self._start(replay, live)
+        return self.to_dict(replay)
+
+    async def _preview(self, p: dict, live: LiveDestination) -> dict:
+        rt = live.runtime
+        evaluator = ReplayEvaluator(Evaluator(rt.dtype, rt.actions), p["filter"])
+        result = await asyncio.to_thread(run_preview, self.pumps.log, p, evaluator,
+                                         p["source_names"])
+        if not result["events"]:
+            excluded = sum(e["events"] for e in result["excluded"])
+            extra = f" ({excluded:,} events of non-replayable sources excluded)" \
+                if excluded else ""
+            raise BadRequest(self._empty_reason(p) + extra, field="from")
+        return {"id": None, "state": "planned", "dry_run": True, **self._public_plan(p),
+                "estimate": {k: result["estimate"][k] for k in ("events", "seconds", "human")},
+                "preview": result}
+
+    def _count(self, p: dict) -> int:
+        return sum(len(c) for c in self.pumps.log.scan_window(batch=20_000, **scan_args(p)))
+
+    @staticmethod
+    def _empty_reason(p: dict) -> str:
+        to = p["to"] or "now"
+        live = "" if p["include_live"] else " that arrived before the destination was connected"
+        return f"empty window: no events from replayable sources between {p['from']} and {to}" \
+               f"{live}"
+
+    def get(self, replay_id: str) -> dict:
+        return self.to_dict(self.store.get(replay_id))
+
+    def list(self, destination: str | None = None) -> list[dict]:
+        dest_id = self.pumps.destinations.get(destination).id if destination else None
+        return [self.to_dict(r) for r in self.store.list(dest_id)]
+
+    async def pause(self, replay_id: str) -> dict:
+        replay = self.store.get(replay_id)
+        if replay.state != "running":
+            raise Conflict(f"replay {replay_id} is {replay.state}; only a running replay "
+                           "can be paused", field="state")
+        await self._stop(replay_id)
+        if self.store.get(replay_id).state == "running":
+            self.store.set_state(replay_id, "paused")
+        return self.get(replay_id)
+
+    async def resume(self, replay_id: str) -> dict:
+        replay = self.store.get(replay_id)
+        if replay.state not in ("paused", "failed"):
+            raise Conflict(f"replay {replay_id} is {replay.state}; only a paused or failed "
+                           "replay can be resumed", field="state")
+        other = self.store.active_for(replay.destination_id)
+        if other is not None and other.id != replay_id:
+            raise Conflict(f"replay {other.id} is already active for this destination",
+                           field="state")
+        live = self.pumps.live(replay.destination_id)
+        if live is None:
+            raise Conflict("the destination is disabled or cannot start; enable it to resume",
+                           field="destination")
+        self.store.set_state(replay_id, "running")
+        self._start(self.store.get(replay_id), live)
+        return self.get(replay_id)
+
+    async def cancel(self, replay_id: str) -> dict:
+        replay = self.store.get(replay_id)
+        if replay.state not in ACTIVE:
+            raise Conflict(f"replay {replay_id} is already {replay.state}", field="state")
+        await self._stop(replay_id)
+        replay = self.store.get(replay_id)
+        if replay.state in ACTIVE:
+            self.store.set_state(replay_id, "cancelled", report=self.report(replay, "cancelled"))
+        return self.get(replay_id)
+
+    # running -------------------------------------------------------------------------------
+    def attach(self, live: LiveDestination) -> None:
+        """Start (again) every ``running`` replay of a destination that just launched."""
+        for replay in self.store.list(live.dest.id, ("running",)):
+            if replay.id not in self._runners:
+                self._start(replay, live)
+
+    def _start(self, replay: Replay, live: LiveDestination) -> None:
+        rt = live.runtime
+        runner = ReplayRunner(replay, self.store, self.pumps.log, live.deliverer,
+                              live.evaluator, rt.dtype.batching,
+                              float(live.dest.rate_limit["events_per_second"]))
+        task = asyncio.create_task(self._run(runner), name=f"replay-{replay.id}")
+        self._runners[replay.id] = (runner, task)
+        live.adopt(task)
+
+    async def _run(self, runner: ReplayRunner) -> None:
+        rid = runner.replay.id
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - visible as a failed replay, resumable
+            log.exception("replay %s failed", rid)
+            self.store.set_state(rid, "failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            current = self._runners.get(rid)
+            if current is not None and current[0] is runner:
+                del self._runners[rid]
+        replay = self.store.get(rid)
+        if replay.state == "running":
+            self.store.set_state(rid, "completed", report=self.report(replay, "completed"))
+
+    async def _stop(self, replay_id: str) -> None:
+        entry = self._runners.pop(replay_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            await asyncio.gather(entry[1], return_exceptions=True)
+
+    # showing -------------------------------------------------------------------------------
+    @staticmethod
+    def _public_plan(p: dict) -> dict:
+        return {"destination": p["destination"], "destination_name": p["destination_name"],
+                "sources": [{"id": s, "name": p["source_names"].get(s, s)}
+                            for s in p["sources"]],
+                "excluded_sources": p["excluded_sources"],
+                "window": {"from": p["from"], "to": p["to"], "max_seq": p["max_seq"]},
+                "filter": p["filter"], "include_live": p["include_live"], "rate": p["rate"]}
+
+    def to_dict(self, replay: Replay) -> dict:
+        p = replay.plan
+        totals = summarize(replay.counts)
+        events = p.get("estimate_events", 0)
+        rate = p["rate"]
+        entry = self._runners.get(replay.id)
+        current = entry[0].current_rate() if entry is not None else 0.0
+        eta = None
+        if replay.state == "running":
+            ratio = totals["sent"] / replay.scanned if replay.scanned else 1.0
+            remaining = max(0, events - replay.scanned) * ratio
+            eta = round(remaining / (current if current > 0 else rate), 1)
+        return {
+            "id": replay.id, "state": replay.state, **self._public_plan(p),
+            "progress": {"scanned": replay.scanned, "sent": totals["sent"],
+                         "skipped": totals["skipped"],
+                         "dead_lettered": totals["dead_lettered"],
+                         "retried": totals["retried"]},
+            "estimate": {"events": events, "seconds": round(events / rate, 1) if rate else None},
+            "current_rate": round(current, 1), "eta_seconds": eta,
+            "cursor": None if replay.cursor is None else
+            {"ts": replay.cursor[0], "seq": replay.cursor[1]},
+            "error": replay.error, "report": replay.report,
+            "created_at": replay.created_at, "finished_at": replay.finished_at,
+        }
+
+    def report(self, replay: Replay, outcome: str) -> dict:
+        """The final account of what went where, as JSON with a human ``summary``."""
+        p = replay.plan
+        totals = summarize(replay.counts)
+        elapsed = max(0.0, time.time() - replay.created_at)
+        names = ", ".join(p["source_names"].values())
+        skipped = "; ".join(f"{r}: {n:,}" for r, n in sorted(totals["skipped"].items(),
+                                                               key=lambda kv: -kv[1]))
+        summary = (
+            f"Replay {replay.id} {outcome}: {replay.scanned:,} events scanned from {names} "
+            f"({p['from']} to {p['to'] or 'now'}) for {p['destination_name']}: "
+            f"{totals['sent']:,} sent, {sum(totals['skipped'].values()):,} skipped"
+            f"{f' ({skipped})' if skipped else ''}, {totals['dead_lettered']:,} dead-lettered, "
+            f"in {human_duration(elapsed)}.")
+        if p["excluded_sources"]:
+            summary += " Excluded: " + "; ".join(e["reason"] for e in p["excluded_sources"])
+        return {"outcome": outcome, "scanned": replay.scanned, "sent": totals["sent"],
+                "skipped": totals["skipped"], "dead_lettered": totals["dead_lettered"],
+                "retried": totals["retried"], "actions": totals["actions"],
+                "excluded_sources": p["excluded_sources"],
+                "elapsed_seconds": round(elapsed, 3),
+                "average_rate": round(totals["sent"] / elapsed, 1) if elapsed else None,
+                "summary": summary}

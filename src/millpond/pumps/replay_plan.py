@@ -1,0 +1,148 @@
+"""Turning a replay request into a plan, or refusing it with the reason, before anything starts.
+
+Why refusals live in one pure function: the preview and the start must refuse the same
+things for the same reasons, and every refusal must say *why* (DESIGN.md: "A refusal
+always says why") so the owner knows what to change. The plan is plain JSON stored with
+the replay, so a replay resumed after a restart runs exactly the window it was given,
+even if the destination or its sources changed meanwhile.
+
+Exactly once with live delivery: unless ``include_live`` is set, the plan stops at the
+destination's ``connected_seq`` (the live pump starts right after it), and ``to``
+defaults to the moment the destination was connected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
+from millpond.api.timeparse import parse_time_ms
+from millpond.collector.timestamps import format_ms
+from millpond.destinations.base import DestinationType
+from millpond.errors import BadRequest, Conflict
+from millpond.pumps.store import Destination
+from millpond.sources.store import Source
+
+FIELDS = ("destination", "sources", "from", "to", "filter", "rate", "dry_run", "include_live")
+#: Far enough in the future for "no upper bound" and still an SQLite integer.
+END_OF_TIME_MS = 1 << 62
+
+
+class NotReplayable(BadRequest):
+    code = "not_replayable"
+
+
+def _time(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadRequest(f"{field} must be a time, not a boolean", field=field)
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    if isinstance(value, str):
+        return parse_time_ms(value, field)
+    raise BadRequest(f"{field} must be ISO 8601 text or Unix seconds", field=field)
+
+
+def _source_reason(source: Source) -> str:
+    why = " (track sources usually replay from their upstream CDP)" if source.kind == "track" \
+        else ""
+    return f"source {source.name} is not replayable{why}; mark it replayable to include it"
+
+
+def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
+         sources: Sequence[Source], active: str | None = None) -> dict:
+    """The resolved plan for ``body`` against ``dest``; raises BadRequest/Conflict with the
+    reason for every refusal. ``active`` is the id of an active replay of ``dest``."""
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field `{unknown[0]}`; known: {', '.join(FIELDS)}",
+                         field=unknown[0])
+    if not dtype.replayable:
+        raise NotReplayable(
+            f"destination type {dtype.name} is not replayable: its first sync already "
+            "includes history; create a new destination of this type instead",
+            field="destination")
+    if not dest.enabled:
+        raise Conflict(f"destination {dest.name} is disabled; enable it before replaying",
+                       field="destination")
+    dry_run = body.get("dry_run", False)
+    include_live = body.get("include_live", False)
+    for name, value in (("dry_run", dry_run), ("include_live", include_live)):
+        if not isinstance(value, bool):
+            raise BadRequest(f"{name} must be true or false", field=name)
+    if active is not None and not dry_run:
+        raise Conflict(f"replay {active} is already active for destination {dest.name}; "
+                       "pause, cancel or wait for it (replays are not queued)",
+                       field="destination")
+
+    by_ref = {s.id: s for s in sources} | {s.name: s for s in sources}
+    wanted = body.get("sources")
+    if wanted is None:
+        scope = list(sources)
+    else:
+        if not isinstance(wanted, list) or not all(isinstance(s, str) for s in wanted) \
+                or not wanted:
+            raise BadRequest('sources must be a non-empty list of source names or ids, e.g. '
+                             '["web"]; leave it out for every replayable source',
+                             field="sources")
+        missing = [s for s in wanted if s not in by_ref]
+        if missing:
+            raise BadRequest(f"no source {missing[0]!r}", field="sources")
+        scope = list({by_ref[s].id: by_ref[s] for s in wanted}.values())
+    included = [s for s in scope if s.replayable]
+    excluded = [{"id": s.id, "name": s.name, "reason": _source_reason(s)}
+                for s in scope if not s.replayable]
+    if not included:
+        why = "; ".join(e["reason"] for e in excluded) or "there are no sources"
+        raise NotReplayable(f"nothing to replay: only non-replayable sources in scope ({why})",
+                            field="sources")
+
+    ts_from = _time(body.get("from"), "from")
+    ts_from = 0 if ts_from is None else ts_from
+    ts_to = _time(body.get("to"), "to")
+    if ts_to is None:
+        ts_to = END_OF_TIME_MS if include_live else int(dest.connected_at * 1000)
+    if ts_from >= ts_to:
+        raise BadRequest(f"empty window: from ({format_ms(ts_from)}) must be before to "
+                         f"({format_ms(min(ts_to, 253402300799999))})", field="from")
+
+    dest_rate = float(dest.rate_limit["events_per_second"])
+    rate = body.get("rate")
+    if rate is None:
+        rate = dest_rate
+    elif isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise BadRequest("rate must be a number of events per second above 0", field="rate")
+    elif rate > dest_rate:
+        raise BadRequest(f"rate {rate:g}/s is above the destination's rate limit "
+                         f"({dest_rate:g}/s); a replay may use at most that", field="rate")
+
+    flt = body.get("filter")
+    if flt is not None:
+        if not isinstance(flt, str) or not flt.strip():
+            raise BadRequest('filter must be FQL text, e.g. type = "track"', field="filter")
+        try:
+            compile_trigger(flt)
+        except TriggerSyntaxError as exc:
+            raise BadRequest(f"filter is not valid FQL: {exc}", field="filter") from None
+
+    return {
+        "destination": dest.id, "destination_name": dest.name,
+        "sources": [s.id for s in included],
+        "source_names": {s.id: s.name for s in included},
+        "all_sources": wanted is None and not excluded,
+        "excluded_sources": excluded,
+        "ts_from": ts_from, "ts_to": ts_to,
+        "from": format_ms(ts_from),
+        "to": None if ts_to >= END_OF_TIME_MS else format_ms(ts_to),
+        "max_seq": None if include_live else dest.connected_seq,
+        "include_live": include_live, "filter": flt, "rate": float(rate),
+        "dry_run": dry_run,
+    }
+
+
+def scan_args(p: dict) -> dict:
+    """Keyword arguments of ``EventLog.scan_window`` for the plan's replayed events."""
+    return {"ts_from": p["ts_from"], "ts_to": p["ts_to"], "max_seq": p["max_seq"],
+            "source_ids": None if p.get("all_sources") else tuple(p["sources"])}

@@ -1,0 +1,63 @@
+"""``/api/replays`` against a real server: preview with a group-less destination, refusals
+with reasons and statuses, lifecycle routes, list."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pumps.e2e import create_destination, send_batch, track, vendor, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def test_preview_refusals_and_lifecycle(server, vendor):  # noqa: F811
+    mixpanel = vendor("mixpanel")
+    web = server.create_source("web")
+    server.create_source("crm", kind="track")
+    groups = [{"type": "group", "userId": f"u{i}", "groupId": "acme",
+               "messageId": f"g{i}"} for i in range(7)]
+    send_batch(server.url, web["write_key"], [track("u1", i) for i in range(20)] + groups)
+    with server.admin as admin:
+        create_destination(admin, name="mp", type="mixpanel",
+                           settings=mixpanel.destination_settings(),
+                           rate_limit={"events_per_second": 10})
+        r = admin.post("/api/replays", json={"destination": "mp", "dry_run": True,
+                                             "sources": ["web", "crm"]})
+        assert r.status_code == 200, r.text
+        pv = r.json()["preview"]
+        assert pv["by_type"] == {"track": 20, "group": 7}
+        assert pv["unhandled"][0]["message"] == \
+            "7 group events: no action of this destination handles group"
+        assert pv["excluded"][0]["name"] == "crm"
+        assert r.json()["estimate"]["seconds"] == 2.0  # 20 sends at 10/s
+        refusals = [
+            ({"destination": "mp", "sources": ["crm"]}, 400, "only non-replayable sources"),
+            ({"destination": "mp", "from": "2030-01-01T00:00:00Z",
+              "to": "2029-01-01T00:00:00Z"}, 400, "empty window"),
+            ({"destination": "mp", "rate": 11}, 400, "above the destination's rate limit"),
+            ({"destination": "nope"}, 404, "no destination"),
+            ({"destination": "mp", "bogus": 1}, 400, "unknown field"),
+        ]
+        for body, status, text in refusals:
+            r = admin.post("/api/replays", json=body)
+            assert r.status_code == status and text in r.json()["error"]["message"], r.text
+        r = admin.post("/api/replays", json={"destination": "mp"})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        assert r.json()["estimate"] == {"events": 27, "seconds": 2.7}
+        second = admin.post("/api/replays", json={"destination": "mp"})
+        assert second.status_code == 409 and rid in second.json()["error"]["message"]
+        assert admin.post(f"/api/replays/{rid}/pause").json()["state"] == "paused"
+        assert admin.post(f"/api/replays/{rid}/pause").status_code == 409
+        assert admin.post(f"/api/replays/{rid}/resume").json()["state"] == "running"
+        done = wait_until(lambda: (x := admin.get(f"/api/replays/{rid}").json())["state"]
+                          == "completed" and x, what="replay")
+        assert done["progress"]["skipped"] == {"no action handles group": 7}
+        assert done["progress"]["sent"] == 20 and done["progress"]["scanned"] == 27
+        listed = admin.get("/api/replays").json()["replays"]
+        assert [x["id"] for x in listed] == [rid]
+        assert admin.get("/api/replays/rpl_nope").status_code == 404
+        admin.patch("/api/destinations/mp", json={"enabled": False})
+        r = admin.post("/api/replays", json={"destination": "mp"})
+        assert r.status_code == 409 and "disabled" in r.json()["error"]["message"]
+    assert len(mixpanel.received) == 20 and mixpanel.duplicates == 0
