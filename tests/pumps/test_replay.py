@@ -122,6 +122,21 @@ async def test_replay_plus_live_is_exactly_once_in_event_time_order(world):
 
 
 @in_loop
+async def test_default_window_includes_future_dated_events_that_arrived_before_connection(
+        world):
+    log, sources, pumps, replays, transport = world
+    web = sources.create("web")
+    future = int(time.time() * 1000) + 24 * HOUR  # a device clock a day ahead
+    log.append_sync([ev(web.id, 1, BASE), ev(web.id, 2, future)])
+    await pumps.create({"name": "hook", "type": "webhook",
+                        "settings": {"url": "http://vendor.invalid/"},
+                        "rate_limit": {"events_per_second": 50_000}})
+    answer = await replays.create({"destination": "hook"})
+    await wait_state(replays, answer["id"])
+    assert sorted(sent_ids(transport)) == ["m1", "m2"]
+
+
+@in_loop
 async def test_preview_counts_group_events_no_action_handles(world):
     log, sources, pumps, replays, transport = world
     web, track = sources.create("web"), sources.create("crm", kind="track")

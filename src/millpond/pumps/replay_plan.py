@@ -103,7 +103,10 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
     ts_from = 0 if ts_from is None else ts_from
     ts_to = _time(body.get("to"), "to")
     if ts_to is None:
-        ts_to = END_OF_TIME_MS if include_live else int(dest.connected_at * 1000)
+        # "Up to the connection" is bounded by arrival (max_seq = connected_seq), not by
+        # event time: an event that arrived before the connection but carries a later
+        # timestamp belongs to the replay too, or neither replay nor live would send it.
+        ts_to = END_OF_TIME_MS
     if ts_from >= ts_to:
         raise BadRequest(f"empty window: from ({format_ms(ts_from)}) must be before to "
                          f"({format_ms(min(ts_to, 253402300799999))})", field="from")
