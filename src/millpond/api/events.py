@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from millpond.api.deps import require_admin, server
-from millpond.api.timeparse import parse_time_ms
 from millpond.errors import BadRequest
 from millpond.log.base import EventQuery
+from millpond.timeparse import parse_time_ms
 
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
 

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
-from millpond.api.timeparse import parse_time_ms
 from millpond.collector.timestamps import format_ms
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
 from millpond.pumps.store import Destination
 from millpond.sources.store import Source
+from millpond.timeparse import parse_time_ms
 
 FIELDS = ("destination", "sources", "from", "to", "filter", "rate", "dry_run", "include_live")
 #: Far enough in the future for "no upper bound" and still an SQLite integer.
