@@ -382,8 +382,9 @@ class SQLiteEventLog(EventLog):
         cursor = (ts_from, 0) if after is None else (max(ts_from, after[0]),
                                                      after[1] if after[0] >= ts_from else 0)
         limit_seq = max_seq if max_seq is not None else (1 << 62)
-        sql = ("SELECT ts, seq, body FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
-               " AND (ts > ? OR seq > ?)")
+        # A row value lets SQLite seek straight to the cursor in the (ts, rowid) index
+        # instead of re-reading every row that shares the cursor's timestamp.
+        sql = "SELECT ts, seq, body FROM events WHERE (ts, seq) > (?, ?) AND ts < ? AND seq <= ?"
         extra: tuple = ()
         if source_ids is not None:
             sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"
@@ -391,8 +392,8 @@ class SQLiteEventLog(EventLog):
         sql += " ORDER BY ts, seq LIMIT ?"
         conn = self._reader()
         while True:
-            rows = conn.execute(sql, (cursor[0], ts_to, limit_seq, cursor[0], cursor[1],
-                                      *extra, batch)).fetchall()
+            rows = conn.execute(sql, (cursor[0], cursor[1], ts_to, limit_seq, *extra,
+                                      batch)).fetchall()
             if not rows:
                 return
             yield rows
