@@ -38,8 +38,8 @@ def _options(func):
         click.option("--source", "sources", multiple=True,
                      help="Source name or id (repeatable; default: every replayable one)."),
         click.option("--from", "since", help="Window start: ISO 8601, Unix seconds or -30d."),
-        click.option("--to", "until", help="Window end (default: when the destination was "
-                                           "connected)."),
+        click.option("--to", "until", help="Window end (default: everything that arrived "
+                                           "before the destination was connected)."),
         click.option("--filter", "flt", help='FQL filter, e.g. \'type = "track"\'.'),
         click.option("--rate", type=float, help="Events/s (default and maximum: the "
                                                 "destination's rate limit)."),
