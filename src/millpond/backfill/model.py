@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 MAX_BATCH_BYTES = 3_500 * 1024
 #: Segment's per-message limit; a larger event would be refused by most destinations.
 MAX_EVENT_BYTES = 32 * 1024
+#: Events per batch unless the options or the sink (its ``batch_size``) say otherwise.
+DEFAULT_BATCH_SIZE = 1000
 
 LIBRARY_NAME = "millpond-import"
 try:
@@ -36,7 +38,9 @@ class ImportOptions:
     ``kind`` is ``people`` (CSV → identify) or ``events`` (CSV or JSONL →
     track/any). Column options left at ``None`` use the documented defaults,
     matched case-insensitively. ``source`` is only bookkeeping: a checkpoint
-    written for one source is never resumed for another.
+    written for one source is never resumed for another. ``batch_size`` left at
+    ``None`` uses the sink's own ``batch_size`` if it has one (the log sink commits
+    larger groups than an HTTP request should carry), else ``DEFAULT_BATCH_SIZE``.
     """
 
     kind: str = "people"
@@ -52,7 +56,7 @@ class ImportOptions:
     errors_path: Path | None = None
     state_dir: Path | None = None
     resume: bool = True
-    batch_size: int = 1000
+    batch_size: int | None = None
     max_batch_bytes: int = MAX_BATCH_BYTES
     max_event_bytes: int = MAX_EVENT_BYTES
     display_name: str | None = None
@@ -69,7 +73,7 @@ class ImportOptions:
             raise ImportInputError(f"format must be 'csv' or 'jsonl', not {self.format!r}")
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ImportInputError(f"--delimiter must be one character, not {self.delimiter!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ImportInputError("--batch-size must be at least 1")
         if self.max_event_bytes > self.max_batch_bytes:
             raise ImportInputError("max_event_bytes cannot exceed max_batch_bytes")

@@ -3,8 +3,9 @@
 Each converter is a generator yielding ``(row, event)`` or ``(row, RowError)``
 for data rows after ``skip_through`` (the resume point). Column lookups are
 resolved once from the header, so the per-row loop only indexes lists, strips
-strings and calls the memoised cell converter; that loop is what the
-50,000 rows/s target in ``bench/import.py`` measures.
+strings and looks typed-looking cells up in their column's memo (inference runs
+on a miss only); a timestamp cell of plain digits skips the general parser.
+That loop is most of what the producer side of ``bench/import.py`` measures.
 
 Events share the ``context.library`` dict between rows (one object, not ten
 million); sinks must treat events as read-only below the top level.
@@ -34,16 +35,19 @@ from millpond.backfill.model import (
 )
 from millpond.backfill.values import (
     MAYBE_TYPED,
+    MEMO_SIZE,
     iso_from_epoch,
-    make_converter,
     parse_timestamp,
+    remember,
     trait_timestamp,
+    unix_seconds_cell,
 )
 
 Converted = tuple[int, "dict[str, Any] | RowError"]
 MessageId = Callable[[int], str]
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 _SKIP_TICK = 65_536
+_MISSING = object()
 
 
 @dataclass
@@ -180,7 +184,11 @@ def csv_events(
     skip_through: int,
     stats: StreamStats,
 ) -> Iterator[Converted]:
-    """People CSV → identify events, or events CSV → track events (``options.kind``)."""
+    """People CSV → identify events, or events CSV → track events (``options.kind``).
+
+    Checks run in a fixed order (id, event name, timestamp) and the payload is built
+    only for a row that passed them; a row's fate is the first failing check.
+    """
     people = options.kind == "people"
     header = plan.header
     key_idx, name_idx, ts_idx, columns = plan.key_idx, plan.name_idx, plan.ts_idx, plan.payload
@@ -191,12 +199,18 @@ def csv_events(
     text_mode = options.types == "text"
     # One memo per column: a column of plans repeats, a column of emails never does,
     # and one shared memo would let the second evict the first.
-    typed = [(i, name, make_converter(options.types)) for i, name in columns]
+    typed = [(i, name, {}) for i, name in columns]
+    # A people file's timestamp column is also a trait. Its cells are all different, so
+    # its memo never hits; the row loop stores the value it already has instead.
+    ts_memo: dict[str, Any] | None = next(
+        (memo for i, _, memo in typed if i == ts_idx and not text_mode), None)
     clear = options.empty == "clear"
     library = {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}
     missing_key = "missing_id" if people else "missing_user_id"
     payload_key = "traits" if people else "properties"
     on_skip = stats.on_skip
+    maybe_typed = MAYBE_TYPED
+    missing = _MISSING
 
     for row, line, cells in records:
         if row <= skip_through:
@@ -219,23 +233,6 @@ def csv_events(
             else:
                 yield row, RowError(row, line, key_col, missing_key, f"{key_col} is empty")
             continue
-        payload: dict[str, Any] = {}
-        if text_mode:
-            for i, name in columns:
-                value = cells[i]
-                if value and not value.isspace():
-                    payload[name] = value
-                elif clear:
-                    payload[name] = None
-        else:
-            for i, name, convert in typed:
-                value = cells[i].strip()
-                if value:
-                    # Only cells starting like a number, a date or true/false can be
-                    # typed; the rest (names, emails, ids) skip the converter call.
-                    payload[name] = convert(value) if value[0] in MAYBE_TYPED else value
-                elif clear:
-                    payload[name] = None
         if people:
             event: dict[str, Any] = {"type": "identify", "messageId": message_id(row),
                                      "userId": key}
@@ -246,14 +243,47 @@ def csv_events(
                 continue
             event = {"type": "track", "event": name, "messageId": message_id(row), "userId": key}
         if ts_idx is not None:
-            parsed = _timestamp_cell(cells[ts_idx], row, line, ts_col)
-            if type(parsed) is RowError:
-                yield row, parsed
-                continue
-            seconds, iso = parsed  # type: ignore[misc]
-            event["timestamp"] = iso
-            if people:
-                payload["_timestamp"] = trait_timestamp(seconds)
+            raw = cells[ts_idx]
+            whole = unix_seconds_cell(raw)
+            if whole is not None:
+                event["timestamp"] = iso_from_epoch(whole)
+                trait_time: int | float = whole
+                if ts_memo is not None:
+                    # infer_value of a digit string: the int, unless a leading zero keeps it text
+                    if len(ts_memo) >= MEMO_SIZE:
+                        ts_memo.clear()
+                    ts_memo[raw] = whole if raw[0] != "0" or len(raw) == 1 else raw
+            else:
+                parsed = _timestamp_cell(raw, row, line, ts_col)
+                if type(parsed) is RowError:
+                    yield row, parsed
+                    continue
+                seconds, event["timestamp"] = parsed  # type: ignore[misc]
+                trait_time = trait_timestamp(seconds)
+        payload: dict[str, Any] = {}
+        if text_mode:
+            for i, name in columns:
+                value = cells[i]
+                if value and not value.isspace():
+                    payload[name] = value
+                elif clear:
+                    payload[name] = None
+        else:
+            for i, name, memo in typed:
+                value = cells[i].strip()
+                if value:
+                    # Only cells starting like a number, a date or true/false can be
+                    # typed; the rest (names, emails, ids) skip the memo and inference.
+                    if value[0] in maybe_typed:
+                        typed_value = memo.get(value, missing)
+                        payload[name] = (remember(memo, value) if typed_value is missing
+                                         else typed_value)
+                    else:
+                        payload[name] = value
+                elif clear:
+                    payload[name] = None
+        if ts_idx is not None and people:
+            payload["_timestamp"] = trait_time
         event[payload_key] = payload
         event["context"] = {"library": library, "import": {"file": file_name, "row": row}}
         yield row, event

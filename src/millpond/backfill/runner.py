@@ -1,10 +1,15 @@
 """``run_import``: stream a file into a sink in batches, with a checkpoint and an error report.
 
 The loop holds one batch (≤ ``batch_size`` events and ≤ ``max_batch_bytes``
-encoded) and nothing else that grows with the file, so memory is constant.
-After each batch the sink acknowledges, the checkpoint records the last row
-whose fate is settled; a re-run continues after it. Rows before it are parsed
-again (the csv reader runs at >1M rows/s) but not converted or sent.
+encoded), plus at most ``max_in_flight`` submitted batches for a
+:class:`~millpond.backfill.sinks.PipelinedSink`, and nothing else that grows
+with the file, so memory is constant. After each batch the sink acknowledges
+(in order: never past a batch that is not durable), the checkpoint records the
+last row whose fate is settled; a re-run continues after it. Rows before it
+are parsed again (the csv reader runs at >1M rows/s) but not converted or sent.
+
+Each event is encoded once, here, to enforce the per-event and per-batch size
+limits; a pipelined sink receives those bytes with the batch and reuses them.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +30,7 @@ from millpond.backfill import checkpoint as ckpt
 from millpond.backfill.csvfile import CsvInput, check_file, looks_like_json, scan_text_file
 from millpond.backfill.ids import import_fingerprint, message_id_factory
 from millpond.backfill.model import (
+    DEFAULT_BATCH_SIZE,
     ImportAborted,
     ImportInputError,
     ImportOptions,
@@ -40,13 +48,15 @@ from millpond.backfill.rows import (
     open_jsonl,
     plan_columns,
 )
-from millpond.backfill.sinks import Sink
+from millpond.backfill.sinks import PipelinedSink, Sink, SinkResult
 
 ProgressCallback = Callable[[ImportProgress], None]
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _REPORT_HEADER = ["row", "line", "column", "code", "reason"]
 #: ``{"batch":[`` + ``]}``: what the HTTP sink wraps a batch in.
 _BATCH_OVERHEAD = 12
+#: Rejected rows held back while batches are in flight before the runner waits for them.
+_MAX_HELD_REJECTIONS = 4096
 
 
 @dataclass
@@ -214,8 +224,55 @@ def _restore(summary: ImportSummary, previous: ckpt.Checkpoint) -> None:
         summary.error_report = previous.error_report
 
 
+@dataclass(slots=True, eq=False)
+class _Submitted:
+    """A batch handed to the sink and not yet settled, with what settling it will record.
+
+    ``rejections`` are the runner's own rejections of rows up to ``through`` that were
+    held back while earlier batches were in flight: they reach the error report (and the
+    counters) only when this batch settles, so a checkpoint never covers a row whose
+    batch is not durable, and the report never holds a row after the checkpoint.
+    """
+
+    future: Future[SinkResult]
+    rows: list[int]
+    through: int
+    rejections: list[RowError]
+    blank: int
+
+
+def _batch_size(options: ImportOptions, sink: Sink) -> int:
+    """``options.batch_size``, else the sink's preferred ``batch_size``, else the default."""
+    if options.batch_size is not None:
+        return options.batch_size
+    preferred = getattr(sink, "batch_size", None)
+    if type(preferred) is int and preferred >= 1:
+        return preferred
+    return DEFAULT_BATCH_SIZE
+
+
+def _failed(future: Future[SinkResult]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def _submit_sync(sink: Sink, events: list[dict[str, Any]]) -> Future[SinkResult]:
+    """A plain sink's ``send`` as an already settled future (its exception included)."""
+    future: Future[SinkResult] = Future()
+    try:
+        future.set_result(sink.send(events))
+    except Exception as exc:  # noqa: BLE001 - settled (and reported) in order by the runner
+        future.set_exception(exc)
+    return future
+
+
 class _Runner:
-    """One import run: the batch loop, flushes, checkpoints and progress reports."""
+    """One import run: the batch loop, submissions, checkpoints and progress reports.
+
+    With a :class:`PipelinedSink` up to ``max_in_flight`` batches are committing while
+    the loop converts the next rows. Batches settle strictly in order: the counters,
+    the error report and the checkpoint advance only past a batch that succeeded after
+    all the batches before it did. A failed batch stops the import at its first row.
+    """
 
     def __init__(
         self,
@@ -231,6 +288,8 @@ class _Runner:
         self.path = path
         self.options = options
         self.sink = sink
+        self.pipelined = isinstance(sink, PipelinedSink)
+        self.max_in_flight = max(1, int(getattr(sink, "max_in_flight", 1)))
         self.progress = progress
         self.summary = summary
         self.state = state
@@ -238,11 +297,14 @@ class _Runner:
         self.checkpoint_path = checkpoint_path
         self.stats = StreamStats(on_skip=self._report_progress)
         self.batch: list[dict[str, Any]] = []
+        self.encoded: list[bytes] = []
         self.batch_rows: list[int] = []
-        self.batch_bytes = _BATCH_OVERHEAD
+        self.in_flight: deque[_Submitted] = deque()
+        self.held: list[RowError] = []
         self.started = time.monotonic()
         self.rows_before = summary.rows_read
         self.blank_before = summary.blank_rows
+        self.blank_settled = 0
         self.bytes_read: Callable[[], int] = lambda: 0
         self.total_bytes = path.stat().st_size
 
@@ -262,6 +324,10 @@ class _Runner:
                     self._consume(jsonl_events(handle, message_id, file_name, skip_through,
                                                self.stats))
         finally:
+            # Stopping early (a failed batch, a raising progress callback): let the batches
+            # still committing finish, so nothing of this run is written after it returns.
+            wait([submitted.future for submitted in self.in_flight])
+            self.in_flight.clear()
             self.bytes_read = lambda: self.total_bytes
             self.report.close()
             self._update_counters()
@@ -277,35 +343,60 @@ class _Runner:
         return summary
 
     def _consume(self, stream: Iterator[Converted]) -> None:
-        """The batch loop. A row counts as read once its fate is settled (batched or rejected),
-        so the counters saved with a checkpoint cover exactly the rows up to it."""
-        summary = self.summary
+        """The batch loop. A row counts as read once its fate is settled (its batch
+        acknowledged, or rejected), so the counters saved with a checkpoint cover exactly
+        the rows up to it."""
         encode = msgspec.json.Encoder().encode
         max_event = self.options.max_event_bytes
-        max_batch = self.options.max_batch_bytes
-        batch_size = self.options.batch_size
-        batch, batch_rows = self.batch, self.batch_rows
+        max_batch = self.options.max_batch_bytes - _BATCH_OVERHEAD
+        batch_size = _batch_size(self.options, self.sink)
+        keep_encoded = self.pipelined
+        reject = self._reject_row
+        flush = self._flush
+        batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
+        batch_bytes = 0  # of the batch's events and their separating commas
         row = self.state.last_row
         for row, item in stream:
             if type(item) is RowError:
-                summary.rows_read += 1
-                self._reject(item)
+                reject(item)
                 continue
-            size = len(encode(item)) + 1
+            encoded = encode(item)
+            size = len(encoded) + 1
             if size > max_event:
-                summary.rows_read += 1
-                self._reject(RowError(row, 0, "", "too_large",
-                                      f"event is {size - 1} bytes; the limit is {max_event}"))
+                reject(RowError(row, 0, "", "too_large",
+                                f"event is {size - 1} bytes; the limit is {max_event}"))
                 continue
-            if self.batch_bytes + size > max_batch:
-                self._flush(row - 1)
-            summary.rows_read += 1
+            if batch_bytes + size > max_batch:
+                flush(row - 1)
+                batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
+                batch_bytes = 0
             batch.append(item)  # type: ignore[arg-type]
+            if keep_encoded:
+                encoded_batch.append(encoded)
             batch_rows.append(row)
-            self.batch_bytes += size
+            batch_bytes += size
             if len(batch) >= batch_size:
-                self._flush(row)
-        self._flush(max(row, self.state.last_row), final=True)
+                flush(row)
+                batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
+                batch_bytes = 0
+        flush(max(row, self.state.last_row), final=True)
+
+    def _reject_row(self, error: RowError) -> None:
+        """A row the runner refuses: reported now, or with its batch if batches are in flight."""
+        if not self.in_flight:
+            self.summary.rows_read += 1
+            self._reject(error)
+            return
+        self.held.append(error)
+        if len(self.held) >= _MAX_HELD_REJECTIONS:  # a long run of bad rows: keep memory flat
+            self._settle_all()
+            self._release_held()
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        self.summary.rows_read += len(held)
+        for error in held:
+            self._reject(error)
 
     def _reject(self, error: RowError) -> None:
         summary = self.summary
@@ -317,38 +408,77 @@ class _Runner:
             self._report_progress()
 
     def _flush(self, through: int, final: bool = False) -> None:
-        """Send the batch, record the sink's rejections, then checkpoint ``through``."""
-        batch, summary = self.batch, self.summary
+        """Hand the batch to the sink; settle what is done (waiting if too much is in flight).
+
+        At the end (``final``) everything is settled and ``through`` checkpointed even
+        when the last rows were all rejected or blank.
+        """
+        batch = self.batch
         if batch:
-            try:
-                result = self.sink.send(batch)
-            except Exception as exc:
-                self._update_counters()
-                raise ImportAborted(
-                    f"import stopped at row {self.batch_rows[0]}: {exc}", summary
-                ) from exc
-            summary.batches += 1
-            summary.events_sent += len(batch)
-            summary.events_accepted += result.accepted
-            summary.duplicates += result.duplicates
-            for index, reason in result.rejected:
-                code, _, text = reason.partition(": ")
-                if not (text and code.isidentifier()):
-                    code, text = "rejected", reason
-                self._reject(RowError(self.batch_rows[index], 0, "", code, text))
-            batch.clear()
-            self.batch_rows.clear()
-            self.batch_bytes = _BATCH_OVERHEAD
+            if self.pipelined:
+                try:
+                    future = self.sink.submit(batch, self.encoded)  # type: ignore[attr-defined]
+                except Exception as exc:  # noqa: BLE001 - the batch failed; settled in order
+                    future = Future()
+                    future.set_exception(exc)
+            else:
+                future = _submit_sync(self.sink, batch)
+            held, self.held = self.held, []
+            in_flight = self.in_flight
+            in_flight.append(_Submitted(future, self.batch_rows, through, held, self.stats.blank))
+            self.batch, self.encoded, self.batch_rows = [], [], []
+            if any(_failed(submitted.future) for submitted in in_flight):
+                self._settle_all()  # no point sending more: stop at the first failed batch
+            while in_flight and (len(in_flight) > self.max_in_flight or in_flight[0].future.done()):
+                self._settle(in_flight.popleft())
         elif not final:
             return
-        summary.last_row = self.state.last_row = through
+        if final:
+            self._settle_all()
+            self._release_held()
+            self.blank_settled = self.stats.blank
+            self._checkpoint(through)
+
+    def _settle_all(self) -> None:
+        while self.in_flight:
+            self._settle(self.in_flight.popleft())
+
+    def _settle(self, submitted: _Submitted) -> None:
+        """Record one batch's outcome (the oldest in flight), then checkpoint through it."""
+        summary = self.summary
+        try:
+            result = submitted.future.result()
+        except Exception as exc:
+            self._update_counters()
+            raise ImportAborted(
+                f"import stopped at row {submitted.rows[0]}: {exc}", summary
+            ) from exc
+        for error in submitted.rejections:
+            summary.rows_read += 1
+            self._reject(error)
+        rows = submitted.rows
+        summary.rows_read += len(rows)
+        summary.batches += 1
+        summary.events_sent += len(rows)
+        summary.events_accepted += result.accepted
+        summary.duplicates += result.duplicates
+        for index, reason in result.rejected:
+            code, _, text = reason.partition(": ")
+            if not (text and code.isidentifier()):
+                code, text = "rejected", reason
+            self._reject(RowError(rows[index], 0, "", code, text))
+        self.blank_settled = submitted.blank
+        self._checkpoint(submitted.through)
+
+    def _checkpoint(self, through: int) -> None:
+        self.summary.last_row = self.state.last_row = through
         self._update_counters()
         self._save_checkpoint()
         self._report_progress()
 
     def _update_counters(self) -> None:
         summary = self.summary
-        summary.blank_rows = self.blank_before + self.stats.blank
+        summary.blank_rows = self.blank_before + self.blank_settled
         summary.rows_skipped = self.stats.skipped
         elapsed = time.monotonic() - self.started
         summary.elapsed_seconds = round(elapsed, 3)

@@ -5,6 +5,10 @@ answers 200 after its commit), and reports per-event rejections by index. The
 runner checkpoints after each return, so "returned" must mean "will not be
 lost". Re-sending a batch is always safe: messageIds are deterministic and the
 server dedupes per source.
+
+A sink may also be a :class:`PipelinedSink`: ``submit`` takes the next batch
+while earlier ones are still being committed, and the runner checkpoints only
+the prefix of batches whose futures succeeded, in order.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import gzip
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import msgspec
@@ -41,6 +46,31 @@ class Sink(Protocol):
     """Anything that can durably take a batch of Segment events."""
 
     def send(self, events: list[dict[str, Any]]) -> SinkResult: ...
+
+
+@runtime_checkable
+class PipelinedSink(Protocol):
+    """A sink that takes the next batch before the previous one is durable.
+
+    ``submit`` hands a batch over and returns at once; its future resolves to what
+    ``send`` would have returned, once the batch is durable, or holds the exception
+    that stopped it (an exception raised by ``submit`` itself fails the batch too).
+    ``encoded[i]`` is ``events[i]`` as compact JSON (``msgspec.json.encode``), as the
+    runner measured it for batch sizing, so the sink need not encode it again. The
+    sink owns both lists from then on; the runner never touches them again.
+
+    The runner keeps at most ``max_in_flight`` batches submitted and checkpoints a
+    batch only once it and every batch before it have succeeded: a later batch that
+    committed before an earlier one failed is simply sent again on resume (and
+    counted as duplicates).
+    """
+
+    max_in_flight: int
+
+    def send(self, events: list[dict[str, Any]]) -> SinkResult: ...
+
+    def submit(self, events: list[dict[str, Any]],
+               encoded: list[bytes]) -> Future[SinkResult]: ...
 
 
 class SinkError(Exception):
