@@ -42,14 +42,15 @@ from millpond.pumps.batcher import Batcher  # noqa: E402
 from millpond.pumps.deliver import Deliverer  # noqa: E402
 from millpond.pumps.evaluate import Evaluator  # noqa: E402
 from millpond.pumps.ledger import Ledger  # noqa: E402
-from millpond.pumps.preview import run_preview  # noqa: E402
+from millpond.pumps.preview import PreviewJob, run_preview  # noqa: E402
 from millpond.pumps.pump import LogTail, Pump  # noqa: E402
 from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
-from millpond.pumps.replay import ReplayEvaluator, ReplayRunner  # noqa: E402
+from millpond.pumps.replay import ReplayRunner  # noqa: E402
 from millpond.pumps.replay_store import ReplayStore  # noqa: E402
 from millpond.pumps.retry import RetryPolicy  # noqa: E402
 from millpond.pumps.transport import CountingTransport, Response  # noqa: E402
 from millpond.state import StateDB  # noqa: E402
+from millpond.workers import WorkerPool  # noqa: E402
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "batch_size": 1000}
 
@@ -76,11 +77,15 @@ def scan_rate(log: SQLiteEventLog) -> float:
     return n / (time.perf_counter() - started)
 
 
-def preview_rate(log: SQLiteEventLog, type_name: str, settings: dict, n: int) -> float:
-    rt = runtime(type_name, settings)
+def preview_job(type_name: str, settings: dict, max_seq: int | None = None) -> PreviewJob:
+    return PreviewJob(a_plan(max_seq, 1000.0), type_name, settings,
+                      config.actions(None, config.destination_type(type_name)))
+
+
+def preview_rate(log: SQLiteEventLog, type_name: str, settings: dict, n: int,
+                 pool: WorkerPool | None) -> float:
     started = time.perf_counter()
-    out = run_preview(log, a_plan(None, 1000.0), ReplayEvaluator(
-        Evaluator(rt.dtype, rt.actions), None), {})
+    out = run_preview(log, preview_job(type_name, settings), {}, pool)
     assert out["events"] == n, out["events"]
     return n / (time.perf_counter() - started)
 
@@ -182,14 +187,17 @@ def child_rss(log_path: str, max_seq: int) -> int:
             f"import replay as r; from pathlib import Path;"
             f"log = r.SQLiteEventLog({log_path!r}, synchronous='OFF');"
             f"rt = r.runtime('webhook', r.HOOK);"
-            f"r.run_preview(log, r.a_plan({max_seq}, 1000.0), r.ReplayEvaluator("
-            f"r.Evaluator(rt.dtype, rt.actions), None), {{}});"
+            f"pool = r.WorkerPool(preload=['millpond.pumps.preview']);"
+            f"r.run_preview(log, r.preview_job('webhook', r.HOOK, {max_seq}), {{}}, pool);"
+            f"pool.close();"
             f"d = Path(tempfile.mkdtemp());"
             f"asyncio.run(r.unlimited_rate(log, d, {max_seq}, {max_seq}));"
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+            f" resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    own, worker = out.stdout.strip().splitlines()[-1].split()
+    return int(own), int(worker)
 
 
 def main() -> None:
@@ -215,14 +223,16 @@ def main() -> None:
         print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
         n = args.events
         scans, pv_hook, pv_mp, unl = [], [], [], []
+        pool = WorkerPool(preload=["millpond.pumps.preview"])  # as the server's, started lazily
         for run in range(args.runs):
             scans.append(scan_rate(log))
-            pv_hook.append(preview_rate(log, "webhook", HOOK, n))
-            pv_mp.append(preview_rate(log, "mixpanel", MIXPANEL, n))
+            pv_hook.append(preview_rate(log, "webhook", HOOK, n, pool))
+            pv_mp.append(preview_rate(log, "mixpanel", MIXPANEL, n, pool))
             unl.append(asyncio.run(unlimited_rate(log, d, n)))
             print(f"run {run + 1}: scan {scans[-1]:,.0f}/s, preview webhook {pv_hook[-1]:,.0f}/s,"
                   f" preview mixpanel {pv_mp[-1]:,.0f}/s, replay unlimited {unl[-1]:,.0f}/s",
                   flush=True)
+        pool.close()
         base = median(scans)
         for name, values in (("scan (baseline)", scans), ("preview webhook", pv_hook),
                              ("preview mixpanel", pv_mp), ("replay unlimited", unl)):
@@ -244,8 +254,9 @@ def main() -> None:
         small = min(100_000, n)
         rss_small, rss_all = child_rss(str(d / "log.db"), small), child_rss(str(d / "log.db"), n)
         results["rss_kib"] = {small: rss_small, n: rss_all}
-        print(f"{'peak RSS':>20}: {small:,} events {rss_small / 1024:.0f} MiB, "
-              f"{n:,} events {rss_all / 1024:.0f} MiB")
+        print(f"{'peak RSS':>20}: {small:,} events {rss_small[0] / 1024:.0f} MiB, "
+              f"{n:,} events {rss_all[0] / 1024:.0f} MiB (largest preview worker: "
+              f"{rss_small[1] / 1024:.0f} / {rss_all[1] / 1024:.0f} MiB)")
     print(json.dumps(results, default=str))
 
 

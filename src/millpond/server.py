@@ -75,6 +75,7 @@ class Millpond:
         self.close()
 
     def close(self) -> None:
+        self.replays.close()
         self.log.close()
         self.profiles.close()
         self.state.close()

@@ -37,6 +37,26 @@ def test_output_never_shares_containers_with_the_event() -> None:
     assert event == {"properties": {"tags": ["a"], "nested": {"k": 1}}, "l": [{"a": 1}]}
 
 
+def test_a_non_copying_mapping_gives_the_same_values_from_the_events_own_containers() -> None:
+    event = {"properties": {"tags": ["a"]}, "userId": "u1", "traits": {"email": None}}
+    mapping = {"tags": {"@path": "$.properties.tags"}, "user": {"@path": "$.userId"},
+               "email": {"@if": {"exists": {"@path": "$.traits.email"},
+                                 "then": {"@path": "$.traits.email"}, "else": "none"}},
+               "props": {"@if": {"exists": {"@path": "$.properties"},
+                                 "then": {"@path": "$.properties"}}}}
+    copying, sharing = compile_mapping(mapping), compile_mapping(mapping, copy=False)
+    assert copying.apply(event) == sharing.apply(event) == {
+        "tags": ["a"], "user": "u1", "email": "none", "props": {"tags": ["a"]}}
+    assert sharing.apply(event)["tags"] is event["properties"]["tags"]
+    assert copying.apply(event)["tags"] is not event["properties"]["tags"]
+
+
+def test_if_with_the_same_exists_and_then_tells_json_types_apart() -> None:
+    # 1 == True in Python; as JSON they differ, so this must not be read as "then = exists"
+    m = compile_mapping({"x": {"@if": {"exists": 1, "then": True}}})
+    assert m.apply({}) == {"x": True}
+
+
 def test_apply_is_repeatable() -> None:
     m = compile_mapping({"a": {"x": [1, {"@path": "$.v"}]}})
     first = m.apply({"v": 1})

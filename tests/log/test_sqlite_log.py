@@ -183,6 +183,45 @@ def test_scan_window_is_in_event_time_order_with_seq_tiebreak(log):
     assert list(log.scan_window(2000, 3000, None)) == []
 
 
+@pytest.mark.parametrize("window", [(0, 10_000), (300, 400)], ids=["dense", "sparse"])
+def test_window_parts_cover_the_window_exactly_once(log, window):
+    # Event times jump around arrival order; two sources. A wide window is read in seq
+    # order (dense), a narrow one through the time index (sparse); either way the parts
+    # together hold every event of the window once, and only those.
+    times = [(i * 7919) % 1000 for i in range(400)]
+    log.append_sync([ev(f"m{i}", "src_a" if i % 3 else "src_b", ts=t)
+                     for i, t in enumerate(times)])
+    lo, hi = window
+    for max_seq, sources in ((None, None), (300, None), (None, ("src_b",))):
+        parts = log.window_parts(lo, hi, max_seq, max_parts=4, min_events=10)
+        assert 1 < len(parts) <= 4 and all(p.dense == (window == (0, 10_000)) for p in parts)
+        assert [p.after_seq for p in parts[1:]] == [p.upto_seq for p in parts[:-1]]
+        got = [seq for p in parts for chunk in log.scan_part(p, lo, hi, 7, source_ids=sources)
+               for seq, _ in chunk]
+        expected = [seq for chunk in log.scan_window(lo, hi, max_seq, source_ids=sources)
+                    for _, seq, _ in chunk]
+        assert sorted(got) == sorted(expected) and len(got) == len(set(got)) > 0
+        assert log.count_window(lo, hi, max_seq, source_ids=sources) == len(expected)
+
+
+def test_window_parts_do_not_split_small_windows(log):
+    log.append_sync([ev(f"m{i}", ts=i) for i in range(30)])
+    assert len(log.window_parts(0, 100, None, max_parts=8, min_events=50)) == 1
+    assert len(log.window_parts(0, 100, None, max_parts=8, min_events=10)) == 3
+
+
+def test_a_read_only_view_reads_and_refuses_writes(log):
+    log.append_sync([ev("m1"), ev("m2")])
+    view = log.reader_factory()()
+    try:
+        assert view.last_seq() == 2 and view.count() == 2
+        with pytest.raises(RuntimeError, match="read-only"):
+            view.append_sync([ev("m3")])
+    finally:
+        view.close()
+    assert log.count() == 2
+
+
 def test_query_filters_and_cursor(log):
     log.append_sync([ev("a", "s1", ts=10, userId="u1", event="A"),
                      ev("b", "s2", ts=20, kind="page", userId="u2"),

@@ -11,6 +11,7 @@ mapping is saved instead of failing every event.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +45,7 @@ def _path(c: Compiler, value: Any, stack: list[str]) -> Node:
     if arg is None:
         return NOTHING
     if isinstance(arg, str):
-        return Node(make_getter(parse_path(arg, strip_dollar=True)), False)
+        return Node(make_getter(parse_path(arg, strip_dollar=True), copy=c.copy), False)
     return _dynamic(arg, lambda path, p: getter_for(path)(p))
 
 
@@ -64,6 +65,11 @@ def _literal(c: Compiler, value: Any, stack: list[str]) -> Node:
     return c.compile(value, stack)
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON (unlike ``==``, which takes ``1`` and ``true`` for the same)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 @directive("@if")
 def _if(c: Compiler, value: Any, stack: list[str]) -> Node:
     opts = c.options(value, stack)
@@ -78,6 +84,15 @@ def _if(c: Compiler, value: Any, stack: list[str]) -> Node:
     test = branches["blank" if blank else "exists"].fn
     then = branches["then"].fn if "then" in branches else None
     other = branches["else"].fn if js_truthy(opts.get("else")) else None
+    if not blank and then is not None and _same_json(opts["exists"], opts["then"]):
+        # ``{"exists": X, "then": X}`` ("X when present", as presets write it) needs X once.
+        def run_once(p: Any) -> Any:
+            v = test(p)
+            if v is not UNDEFINED and v is not None:
+                return v
+            return other(p) if other is not None else UNDEFINED
+
+        return Node(run_once, False)
 
     def run(p: Any) -> Any:
         v = test(p)

@@ -67,7 +67,7 @@ class CompiledAction:
         return missing_required(self.fields, payload)
 
 
-def compile_action(spec: ActionSpec) -> CompiledAction:
+def compile_action(spec: ActionSpec, *, copy: bool = True) -> CompiledAction:
     """Compile an :class:`ActionSpec`.
 
     Raises :class:`TriggerSyntaxError`, :class:`MappingError` or ``ValueError`` whose
@@ -79,7 +79,7 @@ def compile_action(spec: ActionSpec) -> CompiledAction:
     except TriggerSyntaxError as err:
         raise TriggerSyntaxError(f"{label}: trigger: {err.message}", err.position) from err
     try:
-        mapping = compile_mapping(spec.mapping)
+        mapping = compile_mapping(spec.mapping, copy=copy)
     except MappingError as err:
         errors = [f"{label}: mapping: {e}" for e in err.errors]
         raise MappingError("\n".join(errors), errors) from err

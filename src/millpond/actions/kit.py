@@ -91,9 +91,11 @@ def kind(value: Any) -> str:
 class Compiler:
     """Collects errors while compiling; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, copy: bool = True) -> None:
         self.errors: list[str] = []
         self._depth = 0
+        #: False compiles ``@path`` getters that return the event's own containers.
+        self.copy = copy
 
     # ------------------------------------------------------------------ errors
 

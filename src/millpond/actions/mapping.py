@@ -93,8 +93,8 @@ def _prepare(mapping: Any) -> Any:
     return {name: {**options, "mapping": siblings}}
 
 
-def _compile(mapping: Any) -> Node:
-    compiler = Compiler()
+def _compile(mapping: Any, copy: bool = True) -> Node:
+    compiler = Compiler(copy=copy)
     try:
         node = compiler.compile(_prepare(mapping), [])
     except RecursionError:
@@ -111,6 +111,10 @@ def validate_mapping(mapping: Any) -> None:
     _compile(mapping)
 
 
-def compile_mapping(mapping: Any) -> Mapping:
-    """Validate and compile; the result's :meth:`Mapping.apply` runs per event."""
-    return Mapping(mapping, _compile(mapping))
+def compile_mapping(mapping: Any, *, copy: bool = True) -> Mapping:
+    """Validate and compile; the result's :meth:`Mapping.apply` runs per event.
+
+    ``copy=False`` lets payloads share containers with the event (``@path`` stops
+    copying): only for callers that never hand payloads to code that may change them,
+    such as a preview that only counts."""
+    return Mapping(mapping, _compile(mapping, copy))

@@ -59,6 +59,7 @@ HOSTS = {
     "in": "https://api-in.mixpanel.com",
 }
 PROFILE_OPS = ("$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete")
+_PROFILE_OPS = frozenset(PROFILE_OPS)
 #: Placeholder values Mixpanel rejects as distinct_id or $insert_id (vendors.md §1).
 BANNED_IDS = frozenset(
     {
@@ -277,7 +278,7 @@ class Mixpanel(DestinationType):
         return (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
 
     def group_key(self, action: str, payload: dict) -> str:
-        return "engage" if any(op in payload for op in PROFILE_OPS) else "import"
+        return "import" if _PROFILE_OPS.isdisjoint(payload) else "engage"
 
     def validate_item(self, action: str, payload: dict) -> str | None:
         if byte_len(payload) >= MAX_EVENT_BYTES:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -51,6 +51,18 @@ class AppendResult:
     @property
     def duplicates(self) -> int:
         return sum(1 for s in self.seqs if s is None)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPart:
+    """A piece of an event-time window (``after_seq < seq <= upto_seq``) that a reader can
+    scan on its own, so order-free work over a window (a replay preview) can be spread
+    over processes. ``dense`` says the window holds most rows of the range: reading rows
+    in seq order and skipping the few outside is then cheaper than the time index."""
+
+    after_seq: int
+    upto_seq: int
+    dense: bool = False
 
 
 @dataclass(slots=True)
@@ -140,6 +152,36 @@ class EventLog(ABC):
         """Events with ``ts_from <= ts < ts_to`` (and ``seq <= max_seq``) in event-time order,
         as (ts, seq, body) chunks. ``source_ids`` keeps only those sources (an empty tuple:
         nothing); ``after`` resumes strictly after that (ts, seq), as a replay's cursor."""
+
+    def count_window(self, ts_from: int, ts_to: int, max_seq: int | None, *,
+                     source_ids: tuple[str, ...] | None = None) -> int:
+        """How many events :meth:`scan_window` would yield for the same arguments."""
+        return sum(len(chunk) for chunk in self.scan_window(
+            ts_from, ts_to, max_seq, 20_000, source_ids=source_ids))
+
+    def window_parts(self, ts_from: int, ts_to: int, max_seq: int | None, *,
+                     max_parts: int = 1, min_events: int = 1) -> list[WindowPart]:
+        """Split a window into at most ``max_parts`` parts of about ``min_events`` or more.
+
+        This default does not split (one part over every seq); backends that can say how
+        large a window is override it."""
+        upto = self.last_seq() if max_seq is None else min(max_seq, self.last_seq())
+        return [WindowPart(0, upto)]
+
+    def scan_part(self, part: WindowPart, ts_from: int, ts_to: int, batch: int = 5000, *,
+                  source_ids: tuple[str, ...] | None = None,
+                  ) -> Iterator[list[tuple[int, bytes]]]:
+        """The window's events inside ``part`` as (seq, body) chunks, in no promised order."""
+        for chunk in self.scan_window(ts_from, ts_to, part.upto_seq, batch,
+                                      source_ids=source_ids):
+            rows = [(seq, body) for _ts, seq, body in chunk if seq > part.after_seq]
+            if rows:
+                yield rows
+
+    def reader_factory(self) -> Callable[[], EventLog] | None:
+        """A picklable function that opens this log for reading in another process, or
+        None when the backend cannot be read from elsewhere (then work stays in process)."""
+        return None
 
     @abstractmethod
     def last_seq(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -22,7 +23,14 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from millpond.errors import Overloaded
-from millpond.log.base import AppendResult, EventLog, EventQuery, NewEvent, NewRejection
+from millpond.log.base import (
+    AppendResult,
+    EventLog,
+    EventQuery,
+    NewEvent,
+    NewRejection,
+    WindowPart,
+)
 from millpond.log.dedupe import dedupe_hash
 
 SCHEMA = """
@@ -64,6 +72,8 @@ _INSERT_REJECTION = (
     " VALUES (?,?,?,?,?,?,?)"
 )
 _LOOKUP_CHUNK = 500
+#: A window holding at least 1/DENSE_FRACTION of a seq range is read in seq order.
+DENSE_FRACTION = 4
 
 
 def with_seq(seq: int, body: bytes) -> bytes:
@@ -90,8 +100,10 @@ class SQLiteEventLog(EventLog):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None,
+                 read_only: bool = False):
         self.path = str(path)
+        self._read_only = read_only
         self._synchronous = synchronous
         self._max_pending = max_pending
         self._max_group = max_group
@@ -104,12 +116,26 @@ class SQLiteEventLog(EventLog):
         self._local = threading.local()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._waiters_lock = threading.Lock()
+        if read_only:  # another process's view: no writer, no schema changes
+            self._writer = None
+            self._last_seq = self._reader().execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            return
         conn = self._connect()
         conn.executescript(SCHEMA)
         conn.commit()
         self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()
+
+    @classmethod
+    def open_reader(cls, path: str) -> SQLiteEventLog:
+        """This log opened read-only (for worker processes: WAL lets them read while the
+        server writes)."""
+        return cls(path, read_only=True)
+
+    def reader_factory(self) -> Callable[[], EventLog]:
+        return functools.partial(SQLiteEventLog.open_reader, self.path)
 
     # -- connections -----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -135,6 +161,8 @@ class SQLiteEventLog(EventLog):
         sub = _Submission(events, rejections, loop)
         size = len(events) + len(rejections)
         with self._cv:
+            if self._read_only:
+                raise RuntimeError("this log was opened read-only")
             if self._closing:
                 raise Overloaded("the server is shutting down", retry_after=2)
             if self._pending and self._pending + size > self._max_pending:
@@ -399,6 +427,60 @@ class SQLiteEventLog(EventLog):
             yield rows
             cursor = (rows[-1][0], rows[-1][1])
 
+    def count_window(self, ts_from: int, ts_to: int, max_seq: int | None, *,
+                     source_ids: tuple[str, ...] | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
+        if source_ids is not None:
+            sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"
+        limit_seq = max_seq if max_seq is not None else (1 << 62)
+        return self._reader().execute(sql, (ts_from, ts_to, limit_seq,
+                                            *(source_ids or ()))).fetchone()[0]
+
+    def window_parts(self, ts_from: int, ts_to: int, max_seq: int | None, *,
+                     max_parts: int = 1, min_events: int = 1) -> list[WindowPart]:
+        # Counting walks only the (ts) index, which holds the rowid: no table reads.
+        upto = self._last_seq if max_seq is None else min(max_seq, self._last_seq)
+        size = self._reader().execute(
+            "SELECT COUNT(*) FROM events INDEXED BY events_ts WHERE ts >= ? AND ts < ?"
+            " AND seq <= ?", (ts_from, ts_to, upto)).fetchone()[0]
+        # seqs are dense (every stored event takes the next one), so ``upto`` is about the
+        # number of rows the range holds
+        dense = size * DENSE_FRACTION >= upto
+        parts = max(1, min(max_parts, size // max(1, min_events)))
+        bounds = [upto * i // parts for i in range(parts + 1)]
+        return [WindowPart(lo, hi, dense) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+    def scan_part(self, part: WindowPart, ts_from: int, ts_to: int, batch: int = 5000, *,
+                  source_ids: tuple[str, ...] | None = None,
+                  ) -> Iterator[list[tuple[int, bytes]]]:
+        sources = ""
+        if source_ids is not None:
+            sources = f" AND source_id IN ({','.join('?' * len(source_ids))})"
+        conn = self._reader()
+        if part.dense:
+            # ``+ts`` keeps SQLite off the time index: rows are read in rowid order, which
+            # is sequential on disk.
+            sql = ("SELECT seq, body FROM events WHERE seq > ? AND seq <= ? AND +ts >= ?"
+                   f" AND +ts < ?{sources} ORDER BY seq LIMIT ?")
+            after = part.after_seq
+            while True:
+                rows = conn.execute(sql, (after, part.upto_seq, ts_from, ts_to,
+                                          *(source_ids or ()), batch)).fetchall()
+                if not rows:
+                    return
+                yield rows
+                after = rows[-1][0]
+        sql = ("SELECT ts, seq, body FROM events INDEXED BY events_ts WHERE (ts, seq) > (?, ?)"
+               f" AND ts < ? AND seq > ? AND seq <= ?{sources} ORDER BY ts, seq LIMIT ?")
+        cursor = (ts_from, 0)
+        while True:
+            rows = conn.execute(sql, (*cursor, ts_to, part.after_seq, part.upto_seq,
+                                      *(source_ids or ()), batch)).fetchall()
+            if not rows:
+                return
+            yield [(seq, body) for _ts, seq, body in rows]
+            cursor = (rows[-1][0], rows[-1][1])
+
     def rejections(self, source_id: str | None, after_id: int | None, limit: int) -> list[dict]:
         sql = ("SELECT id, source_id, received, idx, code, reason, field, body FROM rejections"
                " WHERE id > ?")
@@ -418,7 +500,8 @@ class SQLiteEventLog(EventLog):
         with self._cv:
             self._closing = True
             self._cv.notify_all()
-        self._writer.join()
+        if self._writer is not None:
+            self._writer.join()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

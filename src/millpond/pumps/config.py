@@ -154,12 +154,13 @@ def actions(raw: Any, cls: type[DestinationType]) -> list[dict]:
     return out
 
 
-def compile_one(action: dict, cls: type[DestinationType], where: str = "action") -> CompiledAction:
+def compile_one(action: dict, cls: type[DestinationType], where: str = "action", *,
+                copy: bool = True) -> CompiledAction:
     """Compile a stored action, turning every failure into BadRequest on its field."""
     spec = ActionSpec(action["name"], action["trigger"], action["mapping"],
                       action.get("max_event_age"), _fields_for(cls, action["name"]))
     try:
-        compiled = compile_action(spec)
+        compiled = compile_action(spec, copy=copy)
     except TriggerSyntaxError as exc:
         trigger = str(action["trigger"])
         pos = max(0, min(exc.position, len(trigger)))
@@ -199,8 +200,11 @@ class Runtime:
     all_actions: list[tuple[dict, CompiledAction]]
 
 
-def runtime(type_name: str, settings: dict, stored_actions: list[dict]) -> Runtime:
+def runtime(type_name: str, settings: dict, stored_actions: list[dict], *,
+            copy: bool = True) -> Runtime:
+    """``copy=False``: mappings share the event's containers (see ``compile_mapping``)."""
     cls = destination_type(type_name)
     dtype = cls(parse_settings(cls, settings))
-    compiled = [(a, compile_one(a, cls, f"actions[{i}]")) for i, a in enumerate(stored_actions)]
+    compiled = [(a, compile_one(a, cls, f"actions[{i}]", copy=copy))
+                for i, a in enumerate(stored_actions)]
     return Runtime(dtype, [c for a, c in compiled if a.get("enabled", True)], compiled)

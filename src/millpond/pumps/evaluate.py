@@ -71,16 +71,9 @@ class Evaluator:
         items: list[tuple[str, Work]] = []
         counts: list[CountKey] = []
         dead: list[dict] = []
-        matched = False
         seq = event.get("seq", 0)
-        for action in self.actions:
-            name = action.name
-            if only is not None and name not in only:
-                continue
-            if not action.trigger.matches(event):
-                continue
-            matched = True
-            outcome, reason, payload = self._apply(action, event)
+        decisions = self.decide(event, only)
+        for name, outcome, reason, payload in decisions:
             if outcome is None:
                 key = self.dtype.group_key(name, payload)
                 items.append((key, Work(seq, name, payload, event, estimate_size(payload))))
@@ -89,9 +82,22 @@ class Evaluator:
             else:
                 counts.append((name, DEAD, reason.partition(":")[0]))
                 dead.append(dead_row(event, name, reason, payload))
-        if not matched:
+        if not decisions:
             counts.append(("", SKIPPED, no_action_reason(event)))
         return items, counts, dead
+
+    def decide(self, event: dict, only: frozenset[str] | None = None,
+               ) -> list[tuple[str, str | None, str, Any]]:
+        """``(action, outcome, reason, payload)`` per matching action (none: no action
+        handles the event); outcome ``None`` means send. What :meth:`evaluate` turns into
+        work, and all a preview needs to count."""
+        out = []
+        for action in self.actions:
+            if only is not None and action.name not in only:
+                continue
+            if action.trigger.matches(event):
+                out.append((action.name, *self._apply(action, event)))
+        return out
 
     def _apply(self, action: CompiledAction, event: dict) -> tuple[str | None, str, Any]:
         """``(None, "", payload)`` to send, else ``(SKIPPED|DEAD, reason, payload)``.

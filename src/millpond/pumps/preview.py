@@ -4,24 +4,38 @@ Why the preview runs the very evaluator the replay runs (filter, triggers, age w
 mappings, required fields, ``validate_item``): what it shows must be what happens. It
 streams over the window chunk by chunk and keeps only counters and a few samples, so
 memory stays flat however large the window is.
+
+Why it is split into parts: counting does not need event-time order, so a large window
+is cut into seq ranges (:meth:`EventLog.window_parts`) that worker processes tally on
+their own (:class:`~millpond.workers.WorkerPool`); the tallies add up in window order.
+Small windows, and logs that cannot be opened from another process, run in process.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from millpond.log.base import EventLog
-from millpond.pumps.evaluate import SKIPPED
-from millpond.pumps.replay_plan import scan_args
+from millpond.actions.trigger import compile_trigger
+from millpond.log.base import EventLog, WindowPart
+from millpond.pumps import config
+from millpond.pumps.evaluate import SKIPPED, Evaluator
+from millpond.pumps.replay import FILTERED
+from millpond.workers import WorkerPool
 
 #: Distinct event names / error groups kept; the rest are folded into "(other)".
 MAX_KEYS = 200
 SAMPLES = 3
 CHUNK = 5000
+#: Parts smaller than this are not worth a trip to another process.
+MIN_PART_EVENTS = 50_000
+#: More parts than workers, so one slow worker does not hold up the others' finish.
+PARTS_PER_WORKER = 2
 
 
 def human_duration(seconds: float) -> str:
@@ -37,6 +51,33 @@ def human_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """What the replay runner would do per event: its filter, then the actions."""
+
+    filter: Callable[[dict], bool] | None
+    evaluator: Evaluator
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewJob:
+    """What a worker needs to preview part of a window: plain data, so it pickles."""
+
+    plan: dict
+    type_name: str
+    settings: dict
+    actions: list[dict]
+
+    def judge(self) -> Judge:
+        """The replay's filter and the destination's evaluator, with mappings compiled not
+        to copy: a preview only counts and never hands payloads to destination code."""
+        rt = config.runtime(self.type_name, self.settings, self.actions, copy=False)
+        flt = self.plan.get("filter")
+        return Judge(compile_trigger(flt).matches if flt else None,
+                     Evaluator(rt.dtype, rt.actions))
+
+
+
 def _bump(counter: Counter, key: Any) -> None:
     if key in counter or len(counter) < MAX_KEYS:
         counter[key] += 1
@@ -44,90 +85,166 @@ def _bump(counter: Counter, key: Any) -> None:
         counter["(other)"] += 1
 
 
-def run_preview(log: EventLog, plan: dict, evaluator, source_names: dict[str, str]) -> dict:
-    """Scan the plan's window through ``evaluator`` (a :class:`ReplayEvaluator`) and count.
+def _capped(counter: Counter) -> Counter:
+    """Keep the MAX_KEYS most common keys and fold the rest into "(other)"."""
+    if len(counter) <= MAX_KEYS:
+        return counter
+    other = counter.pop("(other)", 0)
+    kept = Counter(dict(counter.most_common(MAX_KEYS - 1)))
+    kept["(other)"] = other + sum(counter.values()) - sum(kept.values())
+    return kept
 
-    Runs in a worker thread: it is pure CPU and SQLite reads."""
-    started = time.perf_counter()
-    excluded = {e["id"]: e for e in plan["excluded_sources"]}
-    args = scan_args(plan)
-    if excluded:  # scan them too, to say how many events they hold
-        args["source_ids"] = (*plan["sources"], *excluded)
-    decode = msgspec.json.Decoder().decode
-    evaluate = evaluator.evaluate
-    scanned = 0
-    by_source: Counter = Counter()
-    by_type: Counter = Counter()
-    by_name: Counter = Counter()
-    excluded_counts: Counter = Counter()
-    sends: Counter = Counter()
-    skipped: Counter = Counter()
-    unhandled: Counter = Counter()
-    errors: Counter = Counter()
-    error_samples: dict[tuple[str, str], list] = {}
-    samples: list[dict] = []
-    events = 0
-    for chunk in log.scan_window(batch=CHUNK, **args):
-        for _ts, seq, body in chunk:
-            scanned += 1
-            event = decode(body)
-            src = event.get("source_id")
-            if src in excluded:
-                excluded_counts[src] += 1
-                continue
-            events += 1
-            event["seq"] = seq
-            etype = event.get("type")
-            by_source[src] += 1
-            by_type[etype] += 1
-            if etype == "track":
-                _bump(by_name, event.get("event"))
-            items, counts, dead = evaluate(event)
-            for _key, work in items:
-                sends[work.action] += 1
-                if len(samples) < SAMPLES:
-                    samples.append({"action": work.action, "seq": seq,
-                                    "message_id": event.get("messageId"),
-                                    "payload": work.payload})
-            for action, outcome, reason in counts:
-                if outcome == SKIPPED:
-                    if not action and reason.startswith("no action handles"):
-                        unhandled[etype] += 1
+
+class Tally:
+    """Counters and samples of one part of the window; see :meth:`merged`."""
+
+    def __init__(self) -> None:
+        self.scanned = 0
+        self.events = 0
+        self.by_source: Counter = Counter()
+        self.by_type: Counter = Counter()
+        self.by_name: Counter = Counter()
+        self.excluded: Counter = Counter()
+        self.sends: Counter = Counter()
+        self.skipped: Counter = Counter()
+        self.unhandled: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.error_samples: dict[Any, list] = {}
+        self.samples: list[dict] = []
+
+    def scan(self, log: EventLog, part: WindowPart, plan: dict, judge: Judge) -> Tally:
+        excluded = {e["id"] for e in plan["excluded_sources"]}
+        source_ids = None if plan.get("all_sources") else (*plan["sources"], *excluded)
+        decode = msgspec.json.Decoder().decode
+        decide = judge.evaluator.decide
+        keep = judge.filter
+        samples = self.samples
+        for chunk in log.scan_part(part, plan["ts_from"], plan["ts_to"], CHUNK,
+                                   source_ids=source_ids):
+            self.scanned += len(chunk)
+            for seq, body in chunk:
+                event = decode(body)
+                src = event.get("source_id")
+                if src in excluded:
+                    self.excluded[src] += 1
+                    continue
+                event["seq"] = seq
+                etype = event.get("type")
+                self.by_source[src] += 1
+                self.by_type[etype] += 1
+                if etype == "track":
+                    _bump(self.by_name, event.get("event"))
+                if keep is not None and not keep(event):
+                    self.skipped[("", FILTERED)] += 1
+                    continue
+                decisions = decide(event)
+                if not decisions:
+                    self.unhandled[etype] += 1
+                for action, outcome, reason, payload in decisions:
+                    if outcome is None:
+                        self.sends[action] += 1
+                        if len(samples) < SAMPLES:
+                            samples.append({"action": action, "seq": seq,
+                                            "message_id": event.get("messageId"),
+                                            "payload": payload})
+                    elif outcome == SKIPPED:
+                        self.skipped[(action, reason)] += 1
                     else:
-                        skipped[(action, reason)] += 1
-            for d in dead:
-                key = (d["action"], d["reason"])
-                _bump(errors, key)
-                group = error_samples.setdefault(key, []) if key in errors else None
-                if group is not None and len(group) < SAMPLES:
-                    group.append({"seq": seq, "message_id": event.get("messageId"),
-                                  "event": event})
-    total_sends = sum(sends.values())
-    rate = plan["rate"]
-    seconds = total_sends / rate if rate else 0.0
-    elapsed = time.perf_counter() - started
-    names = dict(source_names)
-    return {
-        "events": events,
-        "by_source": {names.get(k, k): n for k, n in by_source.most_common()},
-        "by_type": dict(by_type.most_common()),
-        "by_event": dict(by_name.most_common()),
-        "actions": [{"action": a, "would_send": n} for a, n in sends.most_common()],
-        "would_send": total_sends,
-        "unhandled": [{"type": t, "events": n,
-                       "reason": f"no action of this destination handles {t}",
-                       "message": f"{n:,} {t} events: no action of this destination "
-                                  f"handles {t}"} for t, n in unhandled.most_common()],
-        "skipped": [{"action": a or None, "reason": r, "events": n}
-                    for (a, r), n in skipped.most_common()],
-        "mapping_errors": [{"action": k[0], "reason": k[1], "events": n,
-                            "samples": error_samples.get(k, [])}
-                           for k, n in errors.most_common() if isinstance(k, tuple)],
-        "excluded": [{**e, "events": excluded_counts.get(e["id"], 0)}
-                     for e in plan["excluded_sources"]],
-        "samples": samples,
-        "estimate": {"events": total_sends, "seconds": round(seconds, 3),
-                     "human": human_duration(seconds), "rate": rate},
-        "scan": {"scanned": scanned, "seconds": round(elapsed, 3),
-                 "events_per_second": round(scanned / elapsed) if elapsed > 0 else None},
-    }
+                        self._error(action, reason, seq, event)
+        self.events = sum(self.by_source.values())
+        return self
+
+    def _error(self, action: str, reason: str, seq: int, event: dict) -> None:
+        key = (action, reason)
+        _bump(self.errors, key)
+        group = self.error_samples.setdefault(key, []) if key in self.errors else None
+        if group is not None and len(group) < SAMPLES:
+            group.append({"seq": seq, "message_id": event.get("messageId"), "event": event})
+
+    @classmethod
+    def merged(cls, parts: list[Tally]) -> Tally:
+        """The parts added up; samples are taken from the first parts of the window."""
+        total = cls()
+        for part in parts:
+            total.scanned += part.scanned
+            total.events += part.events
+            for name in ("by_source", "by_type", "by_name", "excluded", "sends", "skipped",
+                         "unhandled", "errors"):
+                getattr(total, name).update(getattr(part, name))
+            total.samples.extend(part.samples[:SAMPLES - len(total.samples)])
+            for key, group in part.error_samples.items():
+                mine = total.error_samples.setdefault(key, [])
+                mine.extend(group[:SAMPLES - len(mine)])
+        total.by_name = _capped(total.by_name)
+        total.errors = _capped(total.errors)
+        return total
+
+    def result(self, plan: dict, source_names: dict[str, str], elapsed: float) -> dict:
+        total_sends = sum(self.sends.values())
+        rate = plan["rate"]
+        seconds = total_sends / rate if rate else 0.0
+        names = dict(source_names)
+        return {
+            "events": self.events,
+            "by_source": {names.get(k, k): n for k, n in self.by_source.most_common()},
+            "by_type": dict(self.by_type.most_common()),
+            "by_event": dict(self.by_name.most_common()),
+            "actions": [{"action": a, "would_send": n} for a, n in self.sends.most_common()],
+            "would_send": total_sends,
+            "unhandled": [{"type": t, "events": n,
+                           "reason": f"no action of this destination handles {t}",
+                           "message": f"{n:,} {t} events: no action of this destination "
+                                      f"handles {t}"} for t, n in self.unhandled.most_common()],
+            "skipped": [{"action": a or None, "reason": r, "events": n}
+                        for (a, r), n in self.skipped.most_common()],
+            "mapping_errors": [{"action": k[0], "reason": k[1], "events": n,
+                                "samples": self.error_samples.get(k, [])}
+                               for k, n in self.errors.most_common() if isinstance(k, tuple)],
+            "excluded": [{**e, "events": self.excluded.get(e["id"], 0)}
+                         for e in plan["excluded_sources"]],
+            "samples": self.samples,
+            "estimate": {"events": total_sends, "seconds": round(seconds, 3),
+                         "human": human_duration(seconds), "rate": rate},
+            "scan": {"scanned": self.scanned, "seconds": round(elapsed, 3),
+                     "events_per_second": round(self.scanned / elapsed) if elapsed > 0
+                     else None},
+        }
+
+
+#: Compiled evaluators of recent jobs, per worker process (a preview sends one job per part).
+_JUDGES: dict[bytes, Judge] = {}
+
+
+def _tally_in_worker(open_log: Callable[[], EventLog], job: PreviewJob,
+                     part: WindowPart) -> Tally:
+    key = msgspec.json.encode((job.type_name, job.settings, job.actions,
+                               job.plan.get("filter")))
+    judge = _JUDGES.get(key)
+    if judge is None:
+        _JUDGES.clear()
+        judge = _JUDGES[key] = job.judge()
+    log = open_log()
+    try:
+        return Tally().scan(log, part, job.plan, judge)
+    finally:
+        log.close()
+
+
+def run_preview(log: EventLog, job: PreviewJob, source_names: dict[str, str],
+                pool: WorkerPool | None = None) -> dict:
+    """Scan the window of ``job.plan`` through the destination's actions, and count.
+
+    Blocking (run it in a thread): it reads the log, and waits for ``pool`` when the
+    window is large enough to split."""
+    started = time.perf_counter()
+    plan = job.plan
+    max_parts = pool.size * PARTS_PER_WORKER if pool is not None else 1
+    parts = log.window_parts(plan["ts_from"], plan["ts_to"], plan["max_seq"],
+                             max_parts=max_parts, min_events=MIN_PART_EVENTS)
+    open_log = log.reader_factory() if pool is not None and len(parts) > 1 else None
+    if open_log is None:
+        judge = job.judge()
+        tallies = [Tally().scan(log, part, plan, judge) for part in parts]
+    else:
+        tallies = pool.map(_tally_in_worker, [(open_log, job, part) for part in parts])
+    return Tally.merged(tallies).result(plan, source_names, time.perf_counter() - started)

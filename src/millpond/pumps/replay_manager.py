@@ -18,13 +18,13 @@ from typing import Any
 
 from millpond.errors import BadRequest, Conflict
 from millpond.pumps import config
-from millpond.pumps.evaluate import Evaluator
 from millpond.pumps.live import LiveDestination
-from millpond.pumps.preview import human_duration, run_preview
-from millpond.pumps.replay import ReplayEvaluator, ReplayRunner
+from millpond.pumps.preview import PreviewJob, human_duration, run_preview
+from millpond.pumps.replay import ReplayRunner
 from millpond.pumps.replay_plan import plan, scan_args
 from millpond.pumps.replay_store import ACTIVE, Replay, ReplayStore
 from millpond.pumps.stats import summarize
+from millpond.workers import WorkerPool
 
 log = logging.getLogger("millpond.pumps")
 
@@ -38,7 +38,12 @@ class ReplayManager:
         self.store = ReplayStore(pumps.destinations._db)
         self._runners: dict[str, tuple[ReplayRunner, asyncio.Task]] = {}
         self._lock = asyncio.Lock()
+        self._workers = WorkerPool(preload=["millpond.pumps.preview"])
         pumps.replays = self
+
+    def close(self) -> None:
+        """Stop the preview's worker processes (the server is stopping)."""
+        self._workers.close()
 
     # requests ------------------------------------------------------------------------------
     async def create(self, body: Any) -> dict:
@@ -69,10 +74,10 @@ class ReplayManager:
         return self.to_dict(replay)
 
     async def _preview(self, p: dict, live: LiveDestination) -> dict:
-        rt = live.runtime
-        evaluator = ReplayEvaluator(Evaluator(rt.dtype, rt.actions), p["filter"])
-        result = await asyncio.to_thread(run_preview, self.pumps.log, p, evaluator,
-                                         p["source_names"])
+        dest = live.dest
+        job = PreviewJob(p, dest.type, dest.settings, dest.actions)
+        result = await asyncio.to_thread(run_preview, self.pumps.log, job, p["source_names"],
+                                         self._workers)
         if not result["events"]:
             excluded = sum(e["events"] for e in result["excluded"])
             extra = f" ({excluded:,} events of non-replayable sources excluded)" \
@@ -83,7 +88,7 @@ class ReplayManager:
                 "preview": result}
 
     def _count(self, p: dict) -> int:
-        return sum(len(c) for c in self.pumps.log.scan_window(batch=20_000, **scan_args(p)))
+        return self.pumps.log.count_window(**scan_args(p))
 
     @staticmethod
     def _empty_reason(p: dict) -> str:

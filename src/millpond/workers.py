@@ -1,0 +1,64 @@
+"""A pool of worker processes for CPU-bound scans that would otherwise share the server's GIL.
+
+Why processes: a replay preview runs triggers and mappings over every event of a window,
+which is pure Python work. In a thread it gets one core at best and slows down the event
+loop that answers the SDKs; in processes it uses every core and leaves the server
+responsive.
+
+Why the ``forkserver`` start method: the server has threads (the log writer, uvicorn),
+and forking such a process copies locks other threads may hold. The fork server is a
+clean single-threaded process that imports millpond once (``preload``), so each worker
+then starts in milliseconds instead of re-importing everything as ``spawn`` would.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+
+class WorkerPool:
+    """Lazily started worker processes; :meth:`close` stops them (by their own PIDs)."""
+
+    def __init__(self, workers: int | None = None, preload: Sequence[str] = ()):
+        self.size = max(1, workers or os.cpu_count() or 1)
+        self._preload = list(preload)
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                ctx = multiprocessing.get_context("forkserver")
+                if self._preload:
+                    ctx.set_forkserver_preload(self._preload)
+                self._executor = ProcessPoolExecutor(self.size, mp_context=ctx)
+            return self._executor
+
+    def map(self, fn: Callable[..., Any], calls: Iterable[tuple]) -> list[Any]:
+        """``[fn(*args) for args in calls]`` across the workers, results in call order.
+
+        A worker that died (killed, out of memory) breaks the whole executor; the next
+        call starts a fresh one, and this call raises so its caller can say what failed.
+        """
+        executor = self._get()
+        try:
+            futures: list[Future] = [executor.submit(fn, *args) for args in calls]
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
