@@ -5,7 +5,9 @@ group, as ``bench/deliver.py``), in process (no network: this measures the repla
 machinery, not a socket):
 - baseline: the raw window scan, ``scan_window`` plus JSON decode, in (ts, seq) order;
 - preview: the dry run over the whole window for a webhook (pass-through mapping) and
-  for the Mixpanel presets (4 actions; 5% group events no action handles), events/s;
+  for the Mixpanel presets (4 actions; 5% group events no action handles), events/s,
+  through a worker pool like the server's (one process per core; the first run pays
+  for starting it);
 - unlimited replay: the replay runner into an in-process batching sink (webhook, 1,000
   events per request, destination limit 100,000/s), events/s;
 - limited replay: a 1,000 events/s destination over ``--limit-seconds`` (default 60),
@@ -13,7 +15,8 @@ machinery, not a socket):
 - live lag: a steady live load (``--live-rate``/s, received "now") through the live pump
   of the same destination (shared deliverer, 5,000/s) while a replay runs; p50/p99 of
   (delivered - received);
-- peak RSS of a child process that previews and replays the first 100k and all events.
+- peak RSS of a child process that previews and replays the first 100k and all events,
+  and of its largest preview worker.
 Prints medians of ``--runs`` runs and ratios to the scan baseline.
 """
 
