@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from millpond.actions.fql import parse_fql
+from millpond.actions.fql_eval import compile_condition
 from millpond.actions.trigger import MATCH_ALL, Trigger, TriggerSyntaxError, compile_trigger
 
 from .data import CASES, load_json
@@ -76,3 +78,17 @@ def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
     negations = "!" * 5000 + '(type = "a")'
     with pytest.raises(TriggerSyntaxError):
         compile_trigger(negations)
+
+
+@pytest.mark.parametrize("source", ['type = "track" and event = "1"', 'type = "identify"',
+                                    'event = 1 or type != "page"'])
+def test_verdicts_remembered_per_type_and_event_stay_exact(source: str) -> None:
+    # Triggers that read only type/event remember verdicts; odd values must not be
+    # confused with text ones (1 == True == 1.0 in Python) nor break on unhashables.
+    plain = compile_condition(parse_fql(source))
+    trigger = compile_trigger(source)
+    events = [{"type": t, "event": e} for t in ("track", "identify", "page", ["track"], None)
+              for e in ("1", 1, 1.0, True, ["1"], {"a": 1}, None)] + [{}]
+    for _ in range(2):
+        for event in events:
+            assert trigger.matches(event) is (plain(event) is True), event

@@ -29,7 +29,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .fql import TriggerSyntaxError, parse_fql
+from .fql import Path, TriggerSyntaxError, parse_fql
 from .fql_eval import compile_condition
 
 __all__ = ["Trigger", "TriggerSyntaxError", "compile_trigger", "MATCH_ALL"]
@@ -81,9 +81,58 @@ def _compile_cached(source: str) -> Trigger:
     ast = parse_fql(source)
     try:
         fn = compile_condition(ast)
+        fields = _fields(ast)
     except RecursionError:
         raise TriggerSyntaxError("expression nested too deeply", 0) from None
+    if fields and fields <= {("type",), ("event",)}:
+        fn = _memoized(fn, "type" if fields == {("type",)} else None)
     return Trigger(source, fn)
+
+
+#: Verdicts kept per trigger; the (type, event name) pairs of a workspace are few.
+MEMO_SIZE = 4096
+
+
+def _fields(node: Any) -> set[tuple[str, ...]]:
+    """Every path the condition reads."""
+    if isinstance(node, Path):
+        return {node.parts}
+    children = [getattr(node, name) for name in ("left", "right", "operand")
+                if hasattr(node, name)]
+    children += list(getattr(node, "operands", ())) + list(getattr(node, "args", ()))
+    return set().union(*(_fields(c) for c in children))
+
+
+def _memoized(fn: Any, only_type: str | None) -> Any:
+    """``fn`` remembering its verdict per (type, event name).
+
+    Why: most triggers read only ``type`` and ``event`` (``type = "track" and event =
+    "Order Completed"``), and every action of every destination tests every event, so
+    the same few verdicts are recomputed all day. The verdict depends on nothing else,
+    so it is exact to remember it; only text (or missing) values are remembered.
+    """
+    cache: dict[Any, Any] = {}
+
+    def run(e: dict) -> Any:
+        if only_type:
+            key = e.get("type")
+            text = type(key) is str or key is None
+        else:
+            kind, name = key = (e.get("type"), e.get("event"))
+            text = (type(kind) is str or kind is None) and (type(name) is str or name is None)
+        if not text:  # a list or object cannot be a key; numbers would meet their equals
+            return fn(e)
+        verdict = cache.get(key, _MISS)
+        if verdict is _MISS:
+            verdict = fn(e)
+            if len(cache) < MEMO_SIZE:
+                cache[key] = verdict
+        return verdict
+
+    return run
+
+
+_MISS = object()
 
 
 MATCH_ALL = compile_trigger("type != null")
