@@ -45,7 +45,8 @@ def _path(c: Compiler, value: Any, stack: list[str]) -> Node:
     if arg is None:
         return NOTHING
     if isinstance(arg, str):
-        return Node(make_getter(parse_path(arg, strip_dollar=True), copy=c.copy), False)
+        parts = parse_path(arg, strip_dollar=True)
+        return Node(make_getter(parts, copy=c.copy), False, path=parts)
     return _dynamic(arg, lambda path, p: getter_for(path)(p))
 
 
@@ -85,9 +86,15 @@ def _if(c: Compiler, value: Any, stack: list[str]) -> Node:
     then = branches["then"].fn if "then" in branches else None
     other = branches["else"].fn if js_truthy(opts.get("else")) else None
     if not blank and then is not None and _same_json(opts["exists"], opts["then"]):
-        # ``{"exists": X, "then": X}`` ("X when present", as presets write it) needs X once.
+        # ``{"exists": X, "then": X}`` ("X when present", as presets write it) needs X once;
+        # a static @path X is read by one getter that treats null as missing.
+        path = branches["exists"].path
+        once = test if path is None else make_getter(path, copy=c.copy, present=True)
+        if other is None and path is not None:
+            return Node(once, False)
+
         def run_once(p: Any) -> Any:
-            v = test(p)
+            v = once(p)
             if v is not UNDEFINED and v is not None:
                 return v
             return other(p) if other is not None else UNDEFINED

@@ -43,18 +43,21 @@ class Node:
     softer, static "always produced for well-formed events" used by
     ``Mapping.referenced_paths`` (a ``@liquid`` field is expected although a render error
     on odd data drops it). ``keys`` (objects with a static shape) maps each output key to
-    its ``expected`` flag. ``const`` holds the value of constant nodes.
+    its ``expected`` flag. ``const`` holds the value of constant nodes, ``path`` the keys
+    of a static ``@path`` (so a parent can fuse its reads).
     """
 
-    __slots__ = ("fn", "defined", "expected", "keys", "const")
+    __slots__ = ("fn", "defined", "expected", "keys", "const", "path")
 
     def __init__(self, fn: Fn, defined: bool, keys: dict[str, bool] | None = None,
-                 const: Any = UNDEFINED, expected: bool | None = None) -> None:
+                 const: Any = UNDEFINED, expected: bool | None = None,
+                 path: tuple[str, ...] | None = None) -> None:
         self.fn = fn
         self.defined = defined
         self.expected = defined if expected is None else expected
         self.keys = keys
         self.const = const
+        self.path = path
 
 
 def const(value: Any) -> Node:

@@ -95,11 +95,13 @@ def _step(value: Any, key: str) -> Any:
 _CONTAINERS = (dict, list)
 
 
-def make_getter(parts: tuple[str, ...], *, copy: bool = True) -> Getter:
-    """Compile ``parts`` into ``fn(payload) -> value | UNDEFINED``."""
+def make_getter(parts: tuple[str, ...], *, copy: bool = True, present: bool = False) -> Getter:
+    """Compile ``parts`` into ``fn(payload) -> value | UNDEFINED``.
+
+    ``present=True`` also answers UNDEFINED for ``null`` (``@if exists`` semantics)."""
     if not parts:
         return copy_json if copy else (lambda p: p)
-    if len(parts) == 1:
+    if len(parts) == 1 and not present:
         (k,) = parts
         if not copy:
             return lambda p: p.get(k, UNDEFINED) if type(p) is dict else _step(p, k)
@@ -115,6 +117,8 @@ def make_getter(parts: tuple[str, ...], *, copy: bool = True) -> Getter:
             p = p.get(k, UNDEFINED) if type(p) is dict else _step(p, k)
             if p is UNDEFINED:
                 return p
+        if p is None and present:
+            return UNDEFINED
         return copy_json(p) if copy and type(p) in _CONTAINERS else p
 
     return get_n
