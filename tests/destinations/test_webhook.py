@@ -7,6 +7,7 @@ import hmac
 import json
 
 import httpx
+import msgspec
 import pytest
 
 from millpond.destinations import Item, Reject, Sent, SettingsError, get_type
@@ -62,6 +63,29 @@ def test_a_batch_size_one_destination_never_drops_extra_items() -> None:
     dest = Webhook.from_settings({"url": "https://example.com/hook"})
     request = dest.build_request("Send event", [Item({"a": 1}, {}), Item({"b": 2}, {})])
     assert json.loads(request.body) == [{"a": 1}, {"b": 2}] and request.item_count == 2
+
+
+def test_packed_payloads_make_the_same_requests_as_objects() -> None:
+    """The pump may hand a webhook msgspec.Raw payloads and a {seq, messageId} event."""
+    assert Webhook.raw_payloads
+    for settings in ({"url": "https://example.com/hook", "secret": SECRET},
+                     {"url": "https://example.com/hook", "batch_size": 10}):
+        dest = Webhook.from_settings(settings)
+        for events in ([TRACK], EVENTS):
+            plain = dest.build_request("Send event", [Item(e, e) for e in events])
+            packed = [Item(msgspec.Raw(dest.encode_payload(e)),
+                           {"seq": 1, "messageId": e["messageId"]}) for e in events]
+            assert dest.build_request("Send event", packed) == plain
+
+
+def test_encode_payload_reuses_the_encoding_validation_made() -> None:
+    dest = Webhook.from_settings({"url": "https://example.com/hook"})
+    payload, twin = dict(TRACK), dict(TRACK)
+    assert dest.validate_item("Send event", payload) is None
+    encoded = dest.encode_payload(payload)
+    assert encoded is dest.encode_payload(payload)  # the very bytes validation made
+    assert dest.encode_payload(twin) == encoded and dest.encode_payload(twin) is not encoded
+    assert json.loads(dest.encode_payload({"other": 1})) == {"other": 1}
 
 
 def test_custom_headers_are_sent(fake_vendor, http: httpx.Client) -> None:

@@ -221,6 +221,27 @@ def test_a_read_only_view_reads_and_refuses_writes(log):
         view.close()
     assert log.count() == 2
 
+def test_window_chunk_is_the_first_chunk_scan_window_yields(log):
+    # Bodies with multi-byte UTF-8 and escapes, event times before 1970, two sources.
+    times = [500, -100, 300, 100, 900, 300, 100, 1000, 50, 300, -7]
+    events = []
+    for i, t in enumerate(times):
+        body = {"type": "track", "messageId": f"m{i}", "note": "héllo \\n wörld" * (i % 4)}
+        events.append(NewEvent("s1" if i % 3 else "s2", "track", f"m{i}", None, None, None, t,
+                               0, json.dumps(body, ensure_ascii=False).encode()))
+    log.append_sync(events)
+    cases = [dict(ts_from=-1000, ts_to=2000, max_seq=None),
+             dict(ts_from=100, ts_to=1000, max_seq=None, after=(300, 3)),
+             dict(ts_from=0, ts_to=2000, max_seq=8, source_ids=("s1",)),
+             dict(ts_from=0, ts_to=2000, max_seq=None, source_ids=()),
+             dict(ts_from=200, ts_to=2000, max_seq=None, after=(100, 4)),  # before ts_from
+             dict(ts_from=2000, ts_to=3000, max_seq=None)]
+    for case in cases:
+        for limit in (1, 3, 100):
+            expected = next(log.scan_window(batch=limit, **case), [])
+            assert log.window_chunk(limit=limit, **case) == expected, (case, limit)
+    assert [s for _, s, _ in log.window_chunk(-1000, 2000, None, 3)] == [2, 11, 9]
+
 
 def test_query_filters_and_cursor(log):
     log.append_sync([ev("a", "s1", ts=10, userId="u1", event="A"),

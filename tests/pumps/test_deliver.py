@@ -41,8 +41,8 @@ def test_transient_failures_are_retried_with_backoff_then_sent():
                                   Response(429, {"Retry-After": "7"}, b"slow down"))
     d = deliverer(transport, slept)
     retried: list[str] = []
-    results = run(d.deliver(batch(1, 2), on_retry=lambda w, r: retried.append(r)))
-    assert [r.outcome for r in results] == ["sent", "sent"]
+    done = run(d.deliver(batch(1, 2), on_retry=lambda w, r: retried.append(r)))
+    assert [w.seq for w in done.sent] == [1, 2] and done.dead == []
     assert len(transport.sent) == 4
     assert slept[0] == 0.5 * 0.5 and slept[1] == 0.5 * 1.0  # full jitter, rng 0.5
     assert 7 <= slept[2] <= 7.7  # Retry-After honoured
@@ -52,23 +52,25 @@ def test_transient_failures_are_retried_with_backoff_then_sent():
 
 def test_reject_dead_letters_every_item_with_status_and_body():
     transport = ScriptedTransport(Response(400, {}, b'{"error": "bad field"}'))
-    results = run(deliverer(transport, []).deliver(batch(1, 2)))
-    assert [(r.outcome, r.status) for r in results] == [("dead", 400), ("dead", 400)]
-    assert "bad field" in results[0].reason and "bad field" in results[0].response
+    done = run(deliverer(transport, []).deliver(batch(1, 2)))
+    assert done.sent == []
+    assert [(r.work.seq, r.outcome, r.status) for r in done.dead] == [(1, "dead", 400),
+                                                                      (2, "dead", 400)]
+    assert "bad field" in done.dead[0].reason and "bad field" in done.dead[0].response
 
 
 def test_a_batch_refused_for_its_size_is_halved_and_resent():
     transport = ScriptedTransport(Response(413, {}, b"too large"))
-    results = run(deliverer(transport, []).deliver(batch(1, 2, 3, 4)))
-    assert [r.outcome for r in results] == ["sent"] * 4
+    done = run(deliverer(transport, []).deliver(batch(1, 2, 3, 4)))
+    assert [w.seq for w in done.sent] == [1, 2, 3, 4] and done.dead == []
     assert [len(s) for s in transport.sent] == [4, 2, 2]
 
 
 def test_partial_answers_resend_only_the_unprocessed_items():
     answer = msgspec.json.encode({"sent": [0], "rejected": {"2": "bad time"}})
     transport = ScriptedTransport(Response(207, {}, answer))
-    results = run(deliverer(transport, []).deliver(batch(1, 2, 3)))
-    outcome = {r.work.seq: (r.outcome, r.reason) for r in results}
+    done = run(deliverer(transport, []).deliver(batch(1, 2, 3)))
+    outcome = {r.work.seq: (r.outcome, r.reason) for r in done.results()}
     assert outcome == {1: ("sent", ""), 3: ("dead", "bad time"), 2: ("sent", "")}
     assert transport.sent[1] == [{"n": 2}]
 
@@ -77,8 +79,8 @@ def test_partial_without_progress_backs_off_instead_of_spinning():
     none_done = msgspec.json.encode({"sent": [], "rejected": {}})
     transport = ScriptedTransport(Response(207, {}, none_done))
     slept: list[float] = []
-    results = run(deliverer(transport, slept).deliver(batch(1)))
-    assert [r.outcome for r in results] == ["sent"] and len(slept) == 1
+    done = run(deliverer(transport, slept).deliver(batch(1)))
+    assert [w.seq for w in done.sent] == [1] and len(slept) == 1
 
 
 def test_gate_serves_live_before_background_then_fifo():
@@ -124,5 +126,6 @@ def test_a_request_that_cannot_be_built_dead_letters_instead_of_stopping_the_pum
             raise KeyError("boom")
 
     d = Deliverer(Broken(), ScriptedTransport(), RateLimiter(1e5), RetryPolicy())
-    results = run(d.deliver(batch(1)))
-    assert results[0].outcome == "dead" and "KeyError" in results[0].reason
+    done = run(d.deliver(batch(1)))
+    assert done.sent == [] and done.dead[0].outcome == "dead"
+    assert "KeyError" in done.dead[0].reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from millpond.pumps.ledger import Ledger
 
 SENT = ("a", "sent", "")
@@ -71,3 +73,42 @@ def test_keep_finished_lists_finished_seqs_for_redrives():
     ledger.open(9, 0)
     ledger.done(5, SENT)
     assert ledger.take()[3] == [5, 9]
+
+
+def test_a_sent_batch_finishes_its_events_at_once_and_keeps_earlier_outcomes():
+    ledger = Ledger(0)
+    ledger.open(1, 2, received="r1")  # two items: one in this batch, one still batched
+    ledger.open(2, 1, received="r2", counts=[("b", "skipped", "missing required field x")])
+    ledger.open(3, 1, received="r3")
+    ledger.done_all([1, 2, 3], SENT)
+    assert ledger.cursor == 0 and ledger.oldest_open() == (1, "r1")
+    ledger.done_all([1], ("c", "sent", ""))
+    cursor, counts, _, _ = ledger.take()
+    assert cursor == 3 and ledger.unfinished == 0 and ledger.oldest_open() is None
+    assert dict(counts) == {SENT: 3, ("c", "sent", ""): 1,
+                            ("b", "skipped", "missing required field x"): 1}
+
+
+def test_an_item_reported_twice_is_a_bug_not_a_silent_double_count():
+    ledger = Ledger(0)
+    ledger.open(1, 1)
+    ledger.done(1, SENT)
+    with pytest.raises(KeyError):
+        ledger.done(1, SENT)
+    with pytest.raises(KeyError):
+        ledger.done_all([1], SENT)
+
+
+def test_released_runs_of_batches_count_every_event_once():
+    ledger = Ledger(0)
+    other = ("b", "sent", "")
+    for seq in range(1, 11):
+        ledger.open(seq, 0 if seq == 5 else 1)  # 5: nothing to send, nothing to count
+    ledger.done_all([7, 8, 9, 10], other)
+    ledger.done_all([1, 2, 3], SENT)
+    ledger.done(6, ("a", "dead_lettered", "HTTP 400"), {"seq": 6})
+    assert ledger.cursor == 3
+    ledger.done_all([4], ("a", "sent", ""))  # equal to SENT, another tuple
+    cursor, counts, dead, _ = ledger.take()
+    assert cursor == 10 and ledger.unfinished == 0 and dead == [{"seq": 6}]
+    assert dict(counts) == {SENT: 4, other: 4, ("a", "dead_lettered", "HTTP 400"): 1}

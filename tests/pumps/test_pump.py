@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import ClassVar
 
+import msgspec
 import pytest
 
+from millpond.destinations.base import Item
 from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.pumps.batcher import Batcher
 from millpond.pumps.deliver import Deliverer
@@ -98,6 +102,38 @@ def test_vendor_rejections_become_dead_letters_with_status(stores):
     asyncio.run(run_until(pump, lambda: progress.cursor("d1") == 4))
     rows = dead_letters(progress)
     assert [(r[0], r[3]) for r in rows] == [(1, 400), (2, 400), (3, 400)]
+    assert progress.counts("d1") == {("all", "dead_lettered", "HTTP 400"): 3,
+                                     ("all", "sent", ""): 1}
+
+
+class RawScriptType(ScriptType):
+    """Sends payloads as they are: the pump may hold them packed."""
+
+    raw_payloads = True
+    built: ClassVar[list[list[Item]]] = []
+
+    def build_request(self, action, items):
+        self.built.append(list(items))
+        return super().build_request(action, items)
+
+
+def test_packed_payloads_reach_the_vendor_unchanged_and_dead_letters_stay_objects(stores):
+    log, progress = stores
+    log.append_sync([new_event(i) for i in range(1, 5)])
+    transport = ScriptedTransport(Response(400, {}, b'{"error":"nope"}'))
+    dtype = RawScriptType()
+    pump = make_pump(log, progress, transport, [action()], dtype)
+    asyncio.run(run_until(pump, lambda: progress.cursor("d1") == 4))
+    assert transport.sent == [[{"id": f"m{i}", "user": f"u{i}"} for i in (1, 2, 3)],
+                              [{"id": "m4", "user": "u4"}]]
+    items = [item for batch in dtype.built for item in batch]
+    assert all(isinstance(item.payload, msgspec.Raw) for item in items)
+    assert [item.event for item in items] == [{"seq": i, "messageId": f"m{i}"}
+                                              for i in range(1, 5)]
+    rows = progress._db.conn().execute(
+        "SELECT seq, message_id, payload FROM dead_letters ORDER BY id").fetchall()
+    assert [(r[0], r[1], json.loads(r[2])) for r in rows] == [
+        (i, f"m{i}", {"id": f"m{i}", "user": f"u{i}"}) for i in (1, 2, 3)]
     assert progress.counts("d1") == {("all", "dead_lettered", "HTTP 400"): 3,
                                      ("all", "sent", ""): 1}
 

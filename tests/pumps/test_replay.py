@@ -274,11 +274,24 @@ def test_window_source_cursor_is_last_finished_ts_seq(tmp_path):
         p = {"ts_from": 0, "ts_to": 1 << 62, "max_seq": None, "sources": ["s"],
              "all_sources": True}
         src = WindowSource(log, p, None, chunk=2)
-        rows = asyncio.run(src.next_chunk(0))
-        assert [(k, s) for k, s, _ in rows] == [(0, 5), (1, 4)]
-        assert src.cursor_at(0) == (BASE + 1, 5)
-        resumed = WindowSource(log, p, src.cursor_at(0), chunk=10)
-        assert [s for _, s, _ in asyncio.run(resumed.next_chunk(0))] == [4, 3, 2, 1]
+
+        async def chunks(source, n):
+            got = [await source.next_chunk(0) for _ in range(n)]
+            source.close()
+            return got
+
+        (first, rows), (second, more) = asyncio.run(chunks(src, 2))
+        assert (first, [s for _, s, _ in rows]) == (0, [5, 4])
+        assert (second, [s for _, s, _ in more]) == (2, [3, 2])
+        assert src.cursor_at(-1) is None
+        cursor = src.cursor_at(0)
+        assert cursor == (BASE + 1, 5)
+        assert src.cursor_at(2) == (BASE + 3, 3)
+        assert src.cursor_at(2) == (BASE + 3, 3)  # asked again after a failed write
+        assert src.cursor_at(3) == (BASE + 4, 2)
+        resumed = WindowSource(log, p, cursor, chunk=10)
+        [(first, rows)] = asyncio.run(chunks(resumed, 1))
+        assert (first, [s for _, s, _ in rows]) == (0, [4, 3, 2, 1])
     finally:
         log.close()
 

@@ -109,6 +109,8 @@ class Webhook(DestinationType):
     }
     secret_fields = frozenset({"secret"})
     replayable = True
+    # build_request only encodes payloads and reads the event's messageId.
+    raw_payloads = True
     # No vendor limit: the receiver is the owner's own server. 100 events/s is
     # a cautious default for a small web app; owners raise it per destination.
     default_rate_limit = RateLimit(events_per_second=100.0)
@@ -133,6 +135,8 @@ class Webhook(DestinationType):
 
     def __init__(self, settings: msgspec.Struct) -> None:
         super().__init__(settings)
+        #: The last payload `validate_item` measured, with its JSON (see `encode_payload`).
+        self._validated: tuple[dict, bytes] | None = None
         size = self.settings.batch_size
         self.batching = BatchLimits(
             max_events=size, max_bytes=MAX_BODY_BYTES, linger_seconds=0.0 if size == 1 else 1.0
@@ -182,9 +186,23 @@ class Webhook(DestinationType):
         return masked
 
     def validate_item(self, action: str, payload: dict) -> str | None:
-        if len(json_bytes(payload)) > MAX_BODY_BYTES:
+        body = json_bytes(payload)
+        self._validated = (payload, body)
+        if len(body) > MAX_BODY_BYTES:
             return f"payload is larger than {MAX_BODY_BYTES} bytes, the webhook body limit"
         return None
+
+    def encode_payload(self, payload: dict) -> bytes:
+        """Reuses the encoding `validate_item` made to measure this very payload.
+
+        Why: the pump packs each payload right after evaluation validated it, and
+        encoding it twice was a tenth of a replay's time. Safe because the payload is
+        matched by identity (the pair holds it, so the id cannot be reused) and nothing
+        changes a fresh mapping output between its validation and its packing."""
+        validated = self._validated
+        if validated is not None and validated[0] is payload:
+            return validated[1]
+        return json_bytes(payload)
 
     def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
         settings = self.settings

@@ -183,6 +183,19 @@ class EventLog(ABC):
         None when the backend cannot be read from elsewhere (then work stays in process)."""
         return None
 
+    def window_chunk(self, ts_from: int, ts_to: int, max_seq: int | None, limit: int, *,
+                     source_ids: tuple[str, ...] | None = None,
+                     after: tuple[int, int] | None = None) -> list[tuple[int, int, bytes]]:
+        """The first chunk (at most ``limit`` rows) ``scan_window`` would yield: what a
+        replay reads ahead in a worker thread, one chunk at a time. Backends override it
+        when they can build a chunk without holding the GIL row by row."""
+        scan = self.scan_window(ts_from, ts_to, max_seq, limit, source_ids=source_ids,
+                                after=after)
+        try:
+            return next(scan, [])
+        finally:
+            scan.close()
+
     @abstractmethod
     def last_seq(self) -> int:
         """The highest committed ``seq`` (0 for an empty log)."""

@@ -15,30 +15,33 @@ is counted once, not twice.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from typing import Any
 
 #: A counter key: (action, outcome, reason); action "" for event-level skips.
 CountKey = tuple[str, str, str]
 
 
-class _Entry:
-    __slots__ = ("seq", "pending", "received", "counts", "dead")
-
-    def __init__(self, seq: int, pending: int, received: Any):
-        self.seq = seq
-        self.pending = pending
-        self.received = received
-        self.counts: list[CountKey] | None = None
-        self.dead: list[dict] | None = None
+#: What an unreleased event has ended with so far: one counter key, or several.
+Held = CountKey | list[CountKey]
 
 
 class Ledger:
-    """Open events in seq order; see the module docstring. Single-threaded (one loop)."""
+    """Open events in seq order; see the module docstring. Single-threaded (one loop).
+
+    Why plain dicts keyed by seq rather than an object per event: a fast pump opens tens
+    of thousands of events a second and holds thousands, and objects held that long are
+    what the cyclic GC keeps walking. Ints and strings are no GC objects at all, and the
+    events of a batch sent share one outcome tuple.
+    """
 
     def __init__(self, cursor: int, *, keep_finished: bool = False):
         self.cursor = cursor
-        self._entries: deque[_Entry] = deque()
-        self._waiting: dict[int, _Entry] = {}
+        self._order: deque[int] = deque()  # unreleased events, in read order
+        self._pending: dict[int, int] = {}  # items still in flight, per unfinished event
+        self._received: dict[int, Any] = {}  # per unreleased event, for lag stats
+        self._held: dict[int, Held] = {}  # outcomes of unreleased events
+        self._held_dead: dict[int, list[dict]] = {}  # dead letters of unreleased events
         self._counts: Counter[CountKey] = Counter()
         self._dead: list[dict] = []
         self._keep_finished = keep_finished
@@ -51,37 +54,95 @@ class Ledger:
         """Register an event read from the slice (increasing ``seq``) with ``pending`` items
         in flight and the outcomes it already has (skips, dead letters from mapping)."""
         self.read_upto = seq
-        if pending == 0 and not self._entries:
+        if pending == 0 and not self._order:
             self._commit(seq, counts, dead)
             return
-        entry = _Entry(seq, pending, received)
-        entry.counts = counts
-        entry.dead = dead
-        self._entries.append(entry)
+        self._order.append(seq)
+        self._received[seq] = received
         if pending:
-            self._waiting[seq] = entry
+            self._pending[seq] = pending
+        if counts:
+            self._held[seq] = counts
+        if dead:
+            self._held_dead[seq] = dead
 
     def done(self, seq: int, count: CountKey | None = None, dead: dict | None = None) -> None:
         """One item of event ``seq`` finished with outcome ``count`` (and its dead letter)."""
-        entry = self._waiting[seq]
+        left = self._pending[seq] - 1
         if count is not None:
-            entry.counts = [*(entry.counts or ()), count]
+            self._hold(seq, count)
         if dead is not None:
-            entry.dead = [*(entry.dead or ()), dead]
-        entry.pending -= 1
-        if entry.pending:
+            self._held_dead[seq] = [*self._held_dead.get(seq, ()), dead]
+        if left:
+            self._pending[seq] = left
             return
-        del self._waiting[seq]
-        entries = self._entries
-        while entries and entries[0].pending == 0:
-            head = entries.popleft()
-            self._commit(head.seq, head.counts, head.dead)
+        del self._pending[seq]
+        self._release()
+
+    def done_all(self, seqs: Iterable[int], count: CountKey) -> None:
+        """One item of each event in ``seqs`` finished with outcome ``count``: a batch sent
+        (the common case, in one call rather than one per item)."""
+        pending, held = self._pending, self._held
+        for seq in seqs:
+            left = pending[seq] - 1
+            if seq in held:
+                self._hold(seq, count)
+            else:
+                held[seq] = count
+            if left:
+                pending[seq] = left
+            else:
+                del pending[seq]
+        self._release()
+
+    def _hold(self, seq: int, count: CountKey) -> None:
+        old = self._held.get(seq)
+        if old is None:
+            self._held[seq] = count
+        elif type(old) is list:
+            self._held[seq] = [*old, count]  # a new list: ``open`` got the caller's
+        else:
+            self._held[seq] = [old, count]  # type: ignore[list-item]
+
+    def _release(self) -> None:
+        """Commit finished events from the head, up to the first unfinished one.
+
+        A sent batch shares one outcome tuple among its events, so a run of events with
+        that same outcome is counted with one Counter update (by identity)."""
+        order, pending, held, held_dead = self._order, self._pending, self._held, self._held_dead
+        received, counts = self._received, self._counts
+        run: Held | None = None
+        n = 0
+        while order and order[0] not in pending:
+            seq = order.popleft()
+            del received[seq]
+            outcome = held.pop(seq, None)
+            if outcome is not run:
+                if n:
+                    counts[run] += n  # type: ignore[index]
+                run, n = outcome, 0
+                if type(outcome) is list:
+                    for key in outcome:
+                        counts[key] += 1
+                    run = None
+            if run is not None:
+                n += 1
+            if held_dead:
+                dead = held_dead.pop(seq, None)
+                if dead:
+                    self._dead.extend(dead)
+            if self._keep_finished:
+                self._finished.append(seq)
+            self.cursor = seq
+        if n:
+            counts[run] += n  # type: ignore[index]
 
     def count(self, key: CountKey, n: int = 1) -> None:
         """Count something that is not an event outcome (retries): released at once."""
         self._counts[key] += n
 
     def _commit(self, seq: int, counts: list[CountKey] | None, dead: list[dict] | None) -> None:
+        """Release an event at once (nothing is open before it)."""
         self.cursor = seq
         if counts:
             for key in counts:
@@ -109,17 +170,18 @@ class Ledger:
 
     def oldest_open(self) -> tuple[int, Any] | None:
         """``(seq, received)`` of the lowest unfinished event, or None. Safe to call from
-        another thread (stats): it never iterates, and a head popped meanwhile is None."""
+        another thread (stats): it never iterates, and a head released meanwhile reads
+        as received None."""
         try:
-            head = self._entries[0]
+            head = self._order[0]
         except IndexError:
             return None
-        return head.seq, head.received
+        return head, self._received.get(head)
 
     @property
     def unfinished(self) -> int:
         """Events read but not yet released (in flight, batched, or behind one that is)."""
-        return len(self._entries)
+        return len(self._order)
 
     @property
     def dirty(self) -> bool:

@@ -3,18 +3,21 @@
 Same machine as live delivery (DESIGN.md "One mechanism for live and replay"); what
 differs is only what it is given:
 
-- a :class:`WindowSource` reading ``scan_window`` in (ts, seq) order. ``seq`` is not
-  monotonic in that order, so each row gets a running *position* (0, 1, 2, ...) as the
-  ledger's key; a small map position -> (ts, seq) of the rows in flight turns the
-  ledger's "just below the lowest unfinished" position back into a (ts, seq) cursor, and
-  a resumed replay scans strictly after it. Dead letters and counters keep the real seq;
+- a :class:`WindowSource` reading the window chunk by chunk in (ts, seq) order, a
+  couple of chunks ahead on a thread of its own (:mod:`~millpond.pumps.read_ahead`).
+  ``seq`` is not monotonic in that order, so each row gets a running *position* (0, 1,
+  2, ...) as the ledger's key; the chunks in flight turn the ledger's "just below the
+  lowest unfinished" position back into a (ts, seq) cursor, and a resumed replay scans
+  strictly after it. Dead letters and counters keep the real seq;
 - the destination's shared :class:`~millpond.pumps.deliver.Deliverer` at BACKGROUND
   priority behind a :class:`BackgroundSender`, which takes only budget live traffic
   left: it waits while the shared token bucket is in debt, applies the replay's own
   ``rate`` when that is below the destination's limit, and keeps batches small enough
   (about 0.2 s of budget) that live traffic never waits long behind one;
 - a ``persist`` writing the replay row (cursor, scanned, counters) and its dead letters
-  in one transaction (:class:`~millpond.pumps.replay_store.ReplayStore`).
+  in one transaction (:class:`~millpond.pumps.replay_store.ReplayStore`), without an
+  fsync: a process crash loses none of it, a power loss may take the replay back a few
+  batches, which it then resends.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from millpond.pumps.evaluate import SKIPPED, Evaluator
 from millpond.pumps.ledger import Ledger
 from millpond.pumps.pump import Pump
 from millpond.pumps.rate_limit import TokenBucket
+from millpond.pumps.read_ahead import ReadAhead
 from millpond.pumps.replay_plan import scan_args
 from millpond.pumps.replay_store import Replay, ReplayStore
 
@@ -39,6 +43,9 @@ FILTERED = "filtered out by the replay filter"
 CHUNK = 2000
 #: A replay batch costs at most this many seconds of the destination's budget.
 BATCH_SECONDS = 0.2
+#: Batches ready to send, at most: a replay runs flat out, and a checkpoint that waits
+#: for the GIL or a busy core (tens of ms) should not stop the reader at once.
+QUEUED_BATCHES = 4
 
 
 class ReplayEvaluator:
@@ -55,7 +62,13 @@ class ReplayEvaluator:
 
 
 class WindowSource:
-    """A replay's slice: keyed rows ``(position, seq, body)``; see the module docstring."""
+    """A replay's slice: keyed chunks ``(first position, rows (ts, seq, body))``; see the
+    module docstring.
+
+    Why whole chunks are kept (not one (position, ts, seq) entry per row): the cursor of
+    a position is ``rows[position - first]`` of its chunk, so tracking rows in flight
+    costs nothing per event; a chunk is let go once the cursor has passed its last row.
+    """
 
     keyed = True
 
@@ -65,43 +78,52 @@ class WindowSource:
         self.args = scan_args(plan)
         self.after = after
         self.chunk = chunk
-        self._next = 0
-        self._open: deque[tuple[int, int, int]] = deque()  # (position, ts, seq) in flight
+        self._next = 0  # the position of the next row read
+        self._chunks: deque[tuple[int, list]] = deque()  # (first position, rows) in flight
         self._done = False
         self._last: tuple[int, int] | None = None
+        self._ahead = ReadAhead(self._read, after, _after_chunk)
 
-    def _read(self) -> list[tuple[int, int, bytes]]:
-        scan = self.log.scan_window(batch=self.chunk, after=self.after, **self.args)
-        try:
-            return next(scan, [])
-        finally:
-            scan.close()
+    def _read(self, after: tuple[int, int] | None) -> list[tuple[int, int, bytes]]:
+        return self.log.window_chunk(limit=self.chunk, after=after, **self.args)
 
-    async def next_chunk(self, timeout: float) -> list[tuple[int, int, bytes]] | None:
+    async def next_chunk(self, timeout: float) -> tuple[int, list] | None:
         if self._done:
             return None
-        rows = await asyncio.to_thread(self._read)
-        if not rows:
+        rows = await self._ahead.get()
+        if not rows:  # with include_live the window may still grow: only empty ends it
             self._done = True
             return None
-        out = []
-        pos = self._next
-        for ts, seq, body in rows:
-            self._open.append((pos, ts, seq))
-            out.append((pos, seq, body))
-            pos += 1
-        self._next = pos
-        self.after = (rows[-1][0], rows[-1][1])
-        return out
+        self.after = _after_chunk(rows)
+        first = self._next
+        self._next = first + len(rows)
+        self._chunks.append((first, rows))
+        return first, rows
+
+    def close(self) -> None:
+        """Stop reading ahead (the pump stopped)."""
+        self._ahead.close()
 
     def cursor_at(self, position: int) -> tuple[int, int] | None:
-        """The (ts, seq) of the row at ``position``; forgets every row up to it. Called by
-        one checkpoint writer at a time (deque ends are thread-safe), never with a
-        position below the last one asked for."""
-        while self._open and self._open[0][0] <= position:
-            _, ts, seq = self._open.popleft()
+        """The (ts, seq) of the row at ``position``; forgets every chunk the cursor has
+        passed. Called by one checkpoint writer at a time (deque ends are thread-safe),
+        never with a position below the last one asked for."""
+        chunks = self._chunks
+        while chunks and chunks[0][0] <= position:
+            first, rows = chunks[0]
+            if position < first + len(rows) - 1:
+                ts, seq, _ = rows[position - first]
+                self._last = (ts, seq)
+                break
+            ts, seq, _ = rows[-1]
             self._last = (ts, seq)  # kept: a failed write asks again for the same position
+            chunks.popleft()
         return self._last
+
+
+def _after_chunk(rows: list[tuple[int, int, bytes]]) -> tuple[int, int]:
+    """Where the window continues after ``rows``: their last (ts, seq)."""
+    return rows[-1][0], rows[-1][1]
 
 
 class BackgroundSender:
@@ -109,6 +131,7 @@ class BackgroundSender:
 
     def __init__(self, deliverer: Deliverer, rate: float, dest_rate: float):
         self.deliverer = deliverer
+        self.dtype = deliverer.dtype
         self.own = TokenBucket(rate, max(1.0, rate * BATCH_SECONDS)) if rate < dest_rate \
             else None
         self.sent: deque[tuple[float, int]] = deque(maxlen=64)
@@ -153,7 +176,8 @@ class ReplayRunner:
         self.pump = Pump(self.source, ReplayEvaluator(evaluator, plan.get("filter")),
                          self.sender,  # type: ignore[arg-type] - a Deliverer look-alike
                          Batcher(max_events, batching.max_bytes, batching.linger_seconds),
-                         Ledger(-1), self._persist, priority=BACKGROUND)
+                         Ledger(-1), self._persist, priority=BACKGROUND,
+                         queue_size=QUEUED_BATCHES)
         self.started = time.time()
 
     def _persist(self, position: int, counts: Counter, dead: list, _finished: list) -> None:
@@ -163,7 +187,10 @@ class ReplayRunner:
         self._saved = max(self._saved, position)
 
     async def run(self) -> None:
-        await self.pump.run()
+        try:
+            await self.pump.run()
+        finally:
+            self.source.close()
 
     def current_rate(self) -> float:
         return self.sender.current_rate()
