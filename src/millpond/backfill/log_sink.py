@@ -5,7 +5,11 @@ event imported by upload and one posted to ``/v1/import`` are stored the same wa
 
 It is a :class:`~millpond.backfill.sinks.PipelinedSink`: ``submit`` validates a
 batch and queues it on the log's group-commit writer without waiting, so the
-runner converts the next rows while this batch commits.
+runner converts the next rows while this batch commits. And it is a
+:class:`~millpond.backfill.sinks.PreparingSink`: by default the validation runs in
+the import's reader process (:func:`prepare_records`), next to the parsing, and
+the server's interpreter only rebuilds the records and commits them
+(:meth:`LogSink.submit_prepared`); see :mod:`millpond.backfill.reader_process`.
 
 The events the CSV importer builds all have one of two shapes (an identify with
 ``traits`` or a track with ``properties``, plus ``messageId``, ``userId``,
@@ -20,8 +24,10 @@ both paths store the same bytes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -144,6 +150,22 @@ def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str
     return valid, rejected
 
 
+#: One record as it crosses from the reader process: ``NewEvent``'s fields but the source.
+Record = tuple[str, str, "str | None", "str | None", "str | None", int, int, bytes]
+
+
+def prepare_records(source_id: str, clock: Callable[[], float], events: list[Any],
+                    encoded: list[bytes]) -> tuple[list[Record], list[tuple[int, str]]]:
+    """:func:`prepare_batch` as the reader process runs it: records as plain field tuples.
+
+    The source id is left out (it is the same for every record, and the sink knows it);
+    the receive time is read from ``clock`` once per batch, as :meth:`LogSink.submit` does.
+    """
+    valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000))
+    return [(e.type, e.message_id, e.event_name, e.user_id, e.anonymous_id, e.ts_ms,
+             e.received_ms, e.body) for e in valid], rejected
+
+
 class LogSink:
     """Validates each event like the collector does and appends the batch to ``log``.
 
@@ -154,14 +176,20 @@ class LogSink:
     import's because the writer's cost per event falls steeply with the group size
     (an fsync per commit, and index pages dirtied once per group rather than once per
     event): with 5,000-event batches and 4 in flight, groups reach 10-20k events.
+
+    ``reader_process`` (default) lets the runner read and validate in a child process;
+    ``clock`` gives the receive time (``time.time`` unless a test pins it; it must pickle).
     """
 
     def __init__(self, log: EventLog, source_id: str, *, max_in_flight: int = 4,
-                 batch_size: int = 5000):
+                 batch_size: int = 5000, reader_process: bool = True,
+                 clock: Callable[[], float] = time.time):
         self.log = log
         self.source_id = source_id
         self.max_in_flight = max_in_flight
         self.batch_size = batch_size
+        self.reader_process = reader_process
+        self.clock = clock
 
     def send(self, events: list[dict[str, Any]]) -> SinkResult:
         return self.submit(events).result()
@@ -173,7 +201,25 @@ class LogSink:
         ``encoded[i]``, when given, must be ``msgspec.json.encode(events[i])``.
         """
         valid, rejected = prepare_batch(events, encoded, self.source_id,
-                                        int(time.time() * 1000))
+                                        int(self.clock() * 1000))
+        return self._queue(valid, rejected)
+
+    def preparer(self) -> Callable[[list[Any], list[bytes]], Any]:
+        """What the reader process applies to each batch: :func:`prepare_records`."""
+        return partial(prepare_records, self.source_id, self.clock)
+
+    def submit_prepared(self, prepared: Any) -> Future[SinkResult]:
+        """Queue a batch :func:`prepare_records` made; the future resolves once durable."""
+        records, rejected = prepared
+        source = self.source_id
+        valid = [NewEvent(source, kind, message_id, name, user_id, anonymous_id, ts_ms,
+                          received_ms, body)
+                 for kind, message_id, name, user_id, anonymous_id, ts_ms, received_ms, body
+                 in records]
+        return self._queue(valid, [(index, reason) for index, reason in rejected])
+
+    def _queue(self, valid: list[NewEvent],
+               rejected: list[tuple[int, str]]) -> Future[SinkResult]:
         done: Future[SinkResult] = Future()
         if not valid:
             done.set_result(SinkResult(0, rejected, 0))
