@@ -150,20 +150,21 @@ def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str
     return valid, rejected
 
 
-#: One record as it crosses from the reader process: ``NewEvent``'s fields but the source.
-Record = tuple[str, str, "str | None", "str | None", "str | None", int, int, bytes]
+#: A prepared batch as it crosses from the reader process: msgpack of (records, rejected).
+_PREPARED = msgspec.msgpack.Decoder(tuple[list[NewEvent], list[tuple[int, str]]])
+_encode_prepared = msgspec.msgpack.Encoder().encode
 
 
 def prepare_records(source_id: str, clock: Callable[[], float], events: list[Any],
-                    encoded: list[bytes]) -> tuple[list[Record], list[tuple[int, str]]]:
-    """:func:`prepare_batch` as the reader process runs it: records as plain field tuples.
+                    encoded: list[bytes]) -> bytes:
+    """:func:`prepare_batch` as the reader process runs it, packed for the pipe.
 
-    The source id is left out (it is the same for every record, and the sink knows it);
-    the receive time is read from ``clock`` once per batch, as :meth:`LogSink.submit` does.
+    The records go as msgpack arrays (``NewEvent`` is an array-like Struct), which the
+    parent decodes straight into ``NewEvent`` objects: its interpreter, the one that
+    commits, spends about 0.2 µs an event on them. The receive time is read from
+    ``clock`` once per batch, as :meth:`LogSink.submit` does.
     """
-    valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000))
-    return [(e.type, e.message_id, e.event_name, e.user_id, e.anonymous_id, e.ts_ms,
-             e.received_ms, e.body) for e in valid], rejected
+    return _encode_prepared(prepare_batch(events, encoded, source_id, int(clock() * 1000)))
 
 
 class LogSink:
@@ -208,15 +209,10 @@ class LogSink:
         """What the reader process applies to each batch: :func:`prepare_records`."""
         return partial(prepare_records, self.source_id, self.clock)
 
-    def submit_prepared(self, prepared: Any) -> Future[SinkResult]:
+    def submit_prepared(self, prepared: bytes) -> Future[SinkResult]:
         """Queue a batch :func:`prepare_records` made; the future resolves once durable."""
-        records, rejected = prepared
-        source = self.source_id
-        valid = [NewEvent(source, kind, message_id, name, user_id, anonymous_id, ts_ms,
-                          received_ms, body)
-                 for kind, message_id, name, user_id, anonymous_id, ts_ms, received_ms, body
-                 in records]
-        return self._queue(valid, [(index, reason) for index, reason in rejected])
+        valid, rejected = _PREPARED.decode(prepared)
+        return self._queue(valid, rejected)
 
     def _queue(self, valid: list[NewEvent],
                rejected: list[tuple[int, str]]) -> Future[SinkResult]:
