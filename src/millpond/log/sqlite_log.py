@@ -73,8 +73,12 @@ _LOOKUP_CHUNK = 500
 #: WAL bytes (event bodies, roughly) committed before the checkpointer is woken: about
 #: SQLite's own default of 1000 pages, so small commits do not each cost a checkpoint.
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: The least time between two checkpoints. A bulk load rewrites the same index pages in
+#: every commit; a checkpoint copies each page once however many commits wrote it, so
+#: checkpointing once a second instead of after each commit copies far less.
+_CHECKPOINT_INTERVAL = 1.0
 #: The writer's own ``wal_autocheckpoint``: a fallback far above what the thread allows.
-_WRITER_CHECKPOINT_PAGES = 16_384
+_WRITER_CHECKPOINT_PAGES = 32_768
 
 
 def with_seq(seq: int, body: bytes) -> bytes:
@@ -122,7 +126,7 @@ class SQLiteEventLog(EventLog):
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()
         self._checkpoint_due = threading.Event()
-        self._checkpoint_stop = False
+        self._checkpoint_stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop,
                                               name="millpond-log-checkpointer", daemon=True)
         self._checkpointer.start()
@@ -212,13 +216,16 @@ class SQLiteEventLog(EventLog):
     def _checkpoint_loop(self) -> None:
         """Passive checkpoints on demand: they never block the writer, nor it them."""
         conn = self._connect()
+        stop = self._checkpoint_stop
         while True:
             self._checkpoint_due.wait()
             self._checkpoint_due.clear()
-            if self._checkpoint_stop:
+            if stop.is_set():
                 break
             with contextlib.suppress(sqlite3.Error):  # busy or failed: the next one catches up
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if stop.wait(_CHECKPOINT_INTERVAL):
+                break
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
@@ -453,7 +460,7 @@ class SQLiteEventLog(EventLog):
             self._closing = True
             self._cv.notify_all()
         self._writer.join()
-        self._checkpoint_stop = True
+        self._checkpoint_stop.set()
         self._checkpoint_due.set()
         self._checkpointer.join()
         conn = getattr(self._local, "conn", None)
