@@ -68,6 +68,11 @@ def log_count(path: Path) -> int:
         return conn.execute("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM events").fetchone()
 
 
+def dedupe_rows(path: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT h, seq FROM dedupe ORDER BY seq").fetchall()
+
+
 def comparable(summary: Any) -> dict[str, Any]:
     data = summary.to_dict()
     for volatile in ("elapsed_seconds", "rows_per_second", "checkpoint", "error_report"):
@@ -102,10 +107,12 @@ def test_the_reader_process_imports_exactly_what_the_in_process_reader_does(
                                                  errors_path=tmp_path / mode / "errors.csv",
                                                  **extra), sink)
         log.close()
-        outcome[mode] = (comparable(summary), report_rows(summary),
-                         stored_rows(tmp_path / f"{mode}.db"))
+        db = tmp_path / f"{mode}.db"
+        outcome[mode] = (comparable(summary), report_rows(summary), stored_rows(db),
+                         dedupe_rows(db))
     assert outcome["process"] == outcome["inline"]
-    summary, report, stored = outcome["process"]
+    summary, report, stored, claimed = outcome["process"]
+    assert len(claimed) == len(stored)  # the reader's dedupe keys are the log's own
     assert summary["rows_rejected"] == len(report) - 1 > 0
     assert summary["events_accepted"] == len(stored) > 0
     assert len(readers) == 1

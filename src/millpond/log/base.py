@@ -20,6 +20,10 @@ class NewEvent(msgspec.Struct, array_like=True, gc=False):
     import's reader process, see ``millpond.backfill.reader_process``) as one msgpack
     array of arrays that decodes straight into NewEvents. It holds no containers, so
     the cyclic garbage collector need not track it (``gc=False``).
+
+    ``dedupe_key``, when set, must be ``dedupe_hash(source_id, message_id)``
+    (:mod:`millpond.log.dedupe`): a producer that has a core to spare (an import's reader
+    process) computes it there, and the log's writer computes the missing ones itself.
     """
 
     source_id: str
@@ -31,6 +35,7 @@ class NewEvent(msgspec.Struct, array_like=True, gc=False):
     ts_ms: int
     received_ms: int
     body: bytes
+    dedupe_key: int | None = None
 
 
 @dataclass(slots=True)

@@ -229,7 +229,8 @@ class SQLiteEventLog(EventLog):
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
-        hashes = [[dedupe_hash(e.source_id, e.message_id) for e in s.events] for s in subs]
+        hashes = [[dedupe_hash(e.source_id, e.message_id) if e.dedupe_key is None
+                   else e.dedupe_key for e in s.events] for s in subs]
         flat = [h for hs in hashes for h in hs]
         conn.execute("BEGIN IMMEDIATE")
         # Optimistic path: claim every hash at once. If all were new (the common case) the
