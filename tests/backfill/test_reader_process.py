@@ -153,6 +153,7 @@ def test_a_cancelled_import_stops_its_reader_and_resumes(write, tmp_path, reader
 
     summary = run_import(path, options, LogSink(log, SOURCE))
     assert summary.completed and summary.resumed_after_row > 1
+    assert summary.rows_skipped == summary.resumed_after_row - 1  # the reader's count
     assert summary.rows_read == 20_000 and summary.rows_rejected == 4
     assert summary.events_accepted + summary.duplicates == 19_996
     log.close()

@@ -34,7 +34,6 @@ top-level work under ``if __name__ == "__main__":``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import multiprocessing
 import pickle
@@ -50,6 +49,11 @@ from millpond.backfill.batching import Batch, End, Item
 from millpond.backfill.model import RowError
 from millpond.backfill.reading import ReadSpec, open_batches
 from millpond.backfill.rows import StreamStats
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the pipe keeps its default size
+    fcntl = None  # type: ignore[assignment]
 
 Preparer = Callable[[list[dict[str, Any]], list[bytes]], Any]
 
@@ -215,6 +219,8 @@ class ReaderProcess:
 
 def _widen(conn: Connection) -> None:
     """Give the pipe a 1 MiB buffer (Linux; the default 64 KiB means ~50 wake-ups a batch)."""
+    if fcntl is None:
+        return
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or above pipe-max-size
         fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
