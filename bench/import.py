@@ -9,12 +9,15 @@
 (b) pipeline: ``run_import`` (UTF-8 check + fingerprint pass, rows → identify
     events with a timestamp column and type inference, batching, checkpoints)
     into the log (default, ``--sink log``: the collector's validation and a durable
-    group commit into a fresh SQLite log, as ``POST /api/imports`` does), into a sink
-    that only encodes each batch with msgspec (``--sink encode``), or into a live
-    server's ``/v1/import`` with ``--url``.
+    group commit into a fresh SQLite log, as ``POST /api/imports`` does; the rows are
+    read, converted and validated in the import's reader process while this one
+    commits), into a sink that only encodes each batch with msgspec (``--sink
+    encode``), or into a live server's ``/v1/import`` with ``--url``.
 
-Each pipeline run happens in a fresh subprocess so its peak RSS
-(``ru_maxrss``) is its own. Reports medians, the ratio b/a and the peak RSS.
+Each pipeline run happens in a fresh subprocess so its peak RSS (``ru_maxrss``) is
+its own. With the log sink the import also runs a reader process: its peak is
+reported too, and the peak RSS is the sum of both peaks (an upper bound of what the
+two held at once). Reports medians, the ratio b/a and the peak RSS.
 Target: (b) ≥ 50,000 rows/s; peak RSS < 300 MB for 10M rows.
 """
 
@@ -25,6 +28,7 @@ import csv
 import json
 import random
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 TARGET_ROWS_PER_S = 50_000
+TARGET_PEAK_MB = 300
 HEADER = ["id", "email", "name", "plan", "age", "vip", "signed_up", "city", "score",
           "updated_at"]
 PLANS = ["free", "pro", "team", "enterprise"]
@@ -107,13 +112,20 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
         started = time.perf_counter()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
+        # The import's peak, before the check below reads the whole log through a
+        # connection of its own (whose page cache is the bench's, not the import's).
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if log is not None:
-            assert log.count() == summary.events_accepted, "log count differs from accepted"
             log.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            with sqlite3.connect(Path(state) / "log.db") as check:
+                stored = check.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            assert stored == summary.events_accepted, "log count differs from accepted"
+    # The largest reaped child: the import's reader process (0 when it ran none).
+    reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
-            "seconds": seconds, "peak_rss_kb": peak, "baseline_rss_kb": baseline}
+            "seconds": seconds, "peak_rss_kb": peak + reader, "importer_rss_kb": peak,
+            "reader_rss_kb": reader, "baseline_rss_kb": baseline}
 
 
 def run_child(path: Path, url: str | None, write_key: str | None,
@@ -146,7 +158,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "people.csv"
-        parse_rates, pipe_rates, peaks, growth = [], [], [], []
+        parse_rates, pipe_rates, peaks, growth, readers = [], [], [], [], []
         for run in range(1, args.runs + 1):
             # Against a server, each run gets different content (so new messageIds):
             # re-sending the same file would measure the server's dedupe path instead.
@@ -163,9 +175,11 @@ def main() -> None:
                 raise SystemExit(f"pipeline miscounted: {result}")
             pipe_rates.append(result["rows"] / result["seconds"])
             peaks.append(result["peak_rss_kb"] / 1024)
-            growth.append((result["peak_rss_kb"] - result["baseline_rss_kb"]) / 1024)
+            readers.append(result["reader_rss_kb"] / 1024)
+            growth.append((result["importer_rss_kb"] - result["baseline_rss_kb"]) / 1024)
             print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
-                  f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB")
+                  f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB "
+                  f"(reader process {readers[-1]:,.0f} MB)")
 
     a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
     sink = ("HttpSink to the server" if args.url else
@@ -174,8 +188,9 @@ def main() -> None:
         ("(a) raw csv.reader parse, rows/s", f"{a:,.0f}"),
         (f"(b) pipeline, {sink}, rows/s", f"{b:,.0f}"),
         ("ratio b/a", f"{b / a:.3f}"),
-        ("(b) peak RSS, MB", f"{statistics.median(peaks):,.0f}"),
-        ("(b) RSS growth over interpreter start, MB", f"{statistics.median(growth):,.0f}"),
+        ("(b) peak RSS (importer + reader process), MB", f"{statistics.median(peaks):,.0f}"),
+        ("(b) of which the reader process, MB", f"{statistics.median(readers):,.0f}"),
+        ("(b) importer's RSS growth over start, MB", f"{statistics.median(growth):,.0f}"),
     ]
     print(f"\n{'measure':<48}{'median':>14}")
     print("-" * 62)
@@ -184,7 +199,8 @@ def main() -> None:
     verdict = "meets" if b >= TARGET_ROWS_PER_S else "MISSES"
     where = f" ({args.url})" if args.url else ""
     print(f"\n{args.rows:,} rows, {args.runs} runs{where}; pipeline {verdict} the "
-          f"{TARGET_ROWS_PER_S:,} rows/s target")
+          f"{TARGET_ROWS_PER_S:,} rows/s target; peak RSS "
+          f"{statistics.median(peaks):,.0f} MB (target for 10M rows: < {TARGET_PEAK_MB} MB)")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import uuid
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -201,14 +201,19 @@ def stored_rows(path: Path) -> list[tuple]:
                             " message_id, ts, received, body FROM events ORDER BY seq").fetchall()
 
 
-def test_the_log_holds_the_same_rows_as_through_normalize(write, tmp_path, monkeypatch):
-    monkeypatch.setattr(log_sink, "time", SimpleNamespace(time=lambda: RECEIVED_MS / 1000))
+#: A picklable clock stopped at RECEIVED_MS, so the reader process sees it too.
+STOPPED_CLOCK = partial(float, RECEIVED_MS / 1000)
+
+
+@pytest.mark.parametrize("reader_process", [True, False])
+def test_the_log_holds_the_same_rows_as_through_normalize(write, tmp_path, reader_process):
     rows = "".join(f"u{i},{i % 5},{1_700_000_000 + i * 37}\n" for i in range(2_500))
     path = write("id,plan,updated_at\n" + rows + ",orphan,1\nu1,again,1700000000\n")
     summaries = {}
     for name in ("fast", "reference"):
         log = SQLiteEventLog(tmp_path / f"{name}.db")
-        sink = LogSink(log, SOURCE, batch_size=400) if name == "fast" else ReferenceSink(log)
+        sink = (LogSink(log, SOURCE, batch_size=400, reader_process=reader_process,
+                        clock=STOPPED_CLOCK) if name == "fast" else ReferenceSink(log))
         summaries[name] = run_import(path, ImportOptions(
             timestamp_column="updated_at", state_dir=tmp_path / name, batch_size=None
             if name == "fast" else 400), sink)

@@ -1,7 +1,9 @@
 """Backfill: streaming CSV people import and CSV/JSONL events import.
 
 Entry point for the CLI and the API upload endpoint: :func:`run_import` with
-:class:`ImportOptions` and a :class:`Sink` (e.g. :class:`HttpSink`).
+:class:`ImportOptions` and a :class:`Sink` (e.g. :class:`HttpSink`, or the log sink in
+:mod:`millpond.backfill.log_sink`, whose imports read the file in a reader process:
+:mod:`millpond.backfill.reader_process`).
 """
 
 from millpond.backfill.model import (

@@ -8,8 +8,11 @@ with the file, so memory is constant. After each batch the sink acknowledges
 last row whose fate is settled; a re-run continues after it. Rows before it
 are parsed again (the csv reader runs at >1M rows/s) but not converted or sent.
 
-Each event is encoded once, here, to enforce the per-event and per-batch size
-limits; a pipelined sink receives those bytes with the batch and reuses them.
+The batches come from :func:`~millpond.backfill.reading.open_batches`, read in this
+thread, or, for a :class:`~millpond.backfill.sinks.PreparingSink` that asks for it
+(the log sink), from the same function run in a reader process
+(:mod:`millpond.backfill.reader_process`). Either way this module alone settles
+batches, writes the error report and the checkpoint, and reports progress.
 """
 
 from __future__ import annotations
@@ -18,17 +21,16 @@ import csv
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import msgspec
-
 from millpond.backfill import checkpoint as ckpt
+from millpond.backfill.batching import Batch, Item
 from millpond.backfill.csvfile import CsvInput, check_file, looks_like_json, scan_text_file
-from millpond.backfill.ids import import_fingerprint, message_id_factory
+from millpond.backfill.ids import import_fingerprint
 from millpond.backfill.model import (
     DEFAULT_BATCH_SIZE,
     ImportAborted,
@@ -38,23 +40,14 @@ from millpond.backfill.model import (
     ImportSummary,
     RowError,
 )
-from millpond.backfill.rows import (
-    ColumnPlan,
-    Converted,
-    StreamStats,
-    check_header,
-    csv_events,
-    jsonl_events,
-    open_jsonl,
-    plan_columns,
-)
-from millpond.backfill.sinks import PipelinedSink, Sink, SinkResult
+from millpond.backfill.reader_process import ReaderFailed, ReaderProcess
+from millpond.backfill.reading import ReadSpec, open_batches
+from millpond.backfill.rows import ColumnPlan, StreamStats, check_header, plan_columns
+from millpond.backfill.sinks import PipelinedSink, PreparingSink, Sink, SinkResult
 
 ProgressCallback = Callable[[ImportProgress], None]
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _REPORT_HEADER = ["row", "line", "column", "code", "reason"]
-#: ``{"batch":[`` + ``]}``: what the HTTP sink wraps a batch in.
-_BATCH_OVERHEAD = 12
 #: Rejected rows held back while batches are in flight before the runner waits for them.
 _MAX_HELD_REJECTIONS = 4096
 
@@ -197,7 +190,9 @@ def run_import(
             state.error_report_bytes = 0
 
     runner = _Runner(path, options, sink, progress, summary, state, report_path, checkpoint_path)
-    return runner.run(plan, fingerprint, file_name)
+    spec = ReadSpec(path, plan.format, plan.delimiter, plan.plan, options, fingerprint,
+                    file_name, state.last_row, _batch_size(options, sink), runner.pipelined)
+    return runner.run(spec)
 
 
 def _check_writable(*directories: Path) -> None:
@@ -296,9 +291,6 @@ class _Runner:
         self.report = _ErrorReport(report_path, state.error_report_bytes)
         self.checkpoint_path = checkpoint_path
         self.stats = StreamStats(on_skip=self._report_progress)
-        self.batch: list[dict[str, Any]] = []
-        self.encoded: list[bytes] = []
-        self.batch_rows: list[int] = []
         self.in_flight: deque[_Submitted] = deque()
         self.held: list[RowError] = []
         self.started = time.monotonic()
@@ -308,21 +300,19 @@ class _Runner:
         self.bytes_read: Callable[[], int] = lambda: 0
         self.total_bytes = path.stat().st_size
 
-    def run(self, plan: Preflight, fingerprint: str, file_name: str) -> ImportSummary:
-        skip_through = self.state.last_row
-        message_id = message_id_factory(fingerprint)
+    def run(self, spec: ReadSpec) -> ImportSummary:
+        sink = self.sink
         try:
-            if plan.format == "csv":
-                assert plan.plan is not None
-                with CsvInput(self.path, plan.delimiter) as source:
-                    self.bytes_read = source.bytes_read
-                    self._consume(csv_events(source.records(), plan.plan, self.options,
-                                             message_id, file_name, skip_through, self.stats))
+            if isinstance(sink, PreparingSink) and sink.reader_process:
+                with ReaderProcess(spec, sink.preparer(), self.stats) as reader:
+                    self.bytes_read = reader.bytes_read
+                    self._consume(reader)
             else:
-                with open_jsonl(self.path) as handle:
-                    self.bytes_read = handle.tell
-                    self._consume(jsonl_events(handle, message_id, file_name, skip_through,
-                                               self.stats))
+                with open_batches(spec, self.stats) as (items, bytes_read):
+                    self.bytes_read = bytes_read
+                    self._consume(items)
+        except ReaderFailed as exc:
+            raise ImportAborted(str(exc), self.summary) from exc
         finally:
             # Stopping early (a failed batch, a raising progress callback): let the batches
             # still committing finish, so nothing of this run is written after it returns.
@@ -342,44 +332,18 @@ class _Runner:
         self._save_checkpoint()
         return summary
 
-    def _consume(self, stream: Iterator[Converted]) -> None:
+    def _consume(self, items: Iterable[Item]) -> None:
         """The batch loop. A row counts as read once its fate is settled (its batch
         acknowledged, or rejected), so the counters saved with a checkpoint cover exactly
         the rows up to it."""
-        encode = msgspec.json.Encoder().encode
-        max_event = self.options.max_event_bytes
-        max_batch = self.options.max_batch_bytes - _BATCH_OVERHEAD
-        batch_size = _batch_size(self.options, self.sink)
-        keep_encoded = self.pipelined
-        reject = self._reject_row
-        flush = self._flush
-        batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
-        batch_bytes = 0  # of the batch's events and their separating commas
-        row = self.state.last_row
-        for row, item in stream:
+        reject, submit = self._reject_row, self._submit
+        for item in items:
             if type(item) is RowError:
                 reject(item)
-                continue
-            encoded = encode(item)
-            size = len(encoded) + 1
-            if size > max_event:
-                reject(RowError(row, 0, "", "too_large",
-                                f"event is {size - 1} bytes; the limit is {max_event}"))
-                continue
-            if batch_bytes + size > max_batch:
-                flush(row - 1)
-                batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
-                batch_bytes = 0
-            batch.append(item)  # type: ignore[arg-type]
-            if keep_encoded:
-                encoded_batch.append(encoded)
-            batch_rows.append(row)
-            batch_bytes += size
-            if len(batch) >= batch_size:
-                flush(row)
-                batch, encoded_batch, batch_rows = self.batch, self.encoded, self.batch_rows
-                batch_bytes = 0
-        flush(max(row, self.state.last_row), final=True)
+            elif type(item) is Batch:
+                submit(item)
+            else:
+                self._finish(item.through)  # type: ignore[union-attr]
 
     def _reject_row(self, error: RowError) -> None:
         """A row the runner refuses: reported now, or with its batch if batches are in flight."""
@@ -407,37 +371,40 @@ class _Runner:
         if summary.rows_rejected % 8192 == 0:
             self._report_progress()
 
-    def _flush(self, through: int, final: bool = False) -> None:
-        """Hand the batch to the sink; settle what is done (waiting if too much is in flight).
+    def _submit(self, batch: Batch) -> None:
+        """Hand a batch to the sink; settle what is done (waiting if too much is in flight)."""
+        sink = self.sink
+        if batch.prepared is not None:
+            future = self._guarded(sink.submit_prepared, batch.prepared)  # type: ignore[attr-defined]
+        elif self.pipelined:
+            future = self._guarded(sink.submit, batch.events, batch.encoded)  # type: ignore[attr-defined]
+        else:
+            future = _submit_sync(sink, batch.events)  # type: ignore[arg-type]
+        held, self.held = self.held, []
+        in_flight = self.in_flight
+        in_flight.append(_Submitted(future, batch.rows, batch.through, held, batch.blank))
+        if any(_failed(submitted.future) for submitted in in_flight):
+            self._settle_all()  # no point sending more: stop at the first failed batch
+        while in_flight and (len(in_flight) > self.max_in_flight or in_flight[0].future.done()):
+            self._settle(in_flight.popleft())
 
-        At the end (``final``) everything is settled and ``through`` checkpointed even
-        when the last rows were all rejected or blank.
-        """
-        batch = self.batch
-        if batch:
-            if self.pipelined:
-                try:
-                    future = self.sink.submit(batch, self.encoded)  # type: ignore[attr-defined]
-                except Exception as exc:  # noqa: BLE001 - the batch failed; settled in order
-                    future = Future()
-                    future.set_exception(exc)
-            else:
-                future = _submit_sync(self.sink, batch)
-            held, self.held = self.held, []
-            in_flight = self.in_flight
-            in_flight.append(_Submitted(future, self.batch_rows, through, held, self.stats.blank))
-            self.batch, self.encoded, self.batch_rows = [], [], []
-            if any(_failed(submitted.future) for submitted in in_flight):
-                self._settle_all()  # no point sending more: stop at the first failed batch
-            while in_flight and (len(in_flight) > self.max_in_flight or in_flight[0].future.done()):
-                self._settle(in_flight.popleft())
-        elif not final:
-            return
-        if final:
-            self._settle_all()
-            self._release_held()
-            self.blank_settled = self.stats.blank
-            self._checkpoint(through)
+    @staticmethod
+    def _guarded(submit: Callable[..., Future[SinkResult]], *args: Any) -> Future[SinkResult]:
+        """``submit(*args)``, with an exception it raises as the batch's failure."""
+        try:
+            return submit(*args)
+        except Exception as exc:  # noqa: BLE001 - the batch failed; settled in order
+            future: Future[SinkResult] = Future()
+            future.set_exception(exc)
+            return future
+
+    def _finish(self, through: int) -> None:
+        """Every row is read: settle everything and checkpoint ``through``, even when the
+        last rows were all rejected or blank."""
+        self._settle_all()
+        self._release_held()
+        self.blank_settled = self.stats.blank
+        self._checkpoint(through)
 
     def _settle_all(self) -> None:
         while self.in_flight:

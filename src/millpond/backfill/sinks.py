@@ -73,6 +73,26 @@ class PipelinedSink(Protocol):
                encoded: list[bytes]) -> Future[SinkResult]: ...
 
 
+@runtime_checkable
+class PreparingSink(PipelinedSink, Protocol):
+    """A pipelined sink whose per-event work can run in the import's reader process.
+
+    With ``reader_process`` true the runner reads, converts and batches the file in a
+    child process (:mod:`millpond.backfill.reader_process`) that also applies
+    ``preparer()`` to each batch: ``preparer()`` is a picklable callable
+    ``(events, encoded) -> prepared`` whose result msgspec can encode. The runner then
+    hands what arrives (as msgspec decodes it: lists, not tuples) to ``submit_prepared``,
+    whose future means what ``submit``'s does. So the interpreter that owns the sink
+    spends its time on what only it can do (for the log: committing).
+    """
+
+    reader_process: bool
+
+    def preparer(self) -> Callable[[list[dict[str, Any]], list[bytes]], Any]: ...
+
+    def submit_prepared(self, prepared: Any) -> Future[SinkResult]: ...
+
+
 class SinkError(Exception):
     """The sink cannot take the batch and retrying will not help (or retries ran out)."""
 

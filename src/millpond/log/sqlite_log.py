@@ -7,6 +7,12 @@ acknowledged only when the transaction holding its events has committed, and wit
 ``synchronous=FULL`` that means the WAL has been fsynced. The queue is bounded: when
 the disk cannot keep up, :class:`Overloaded` tells the collector to answer 503 with
 ``Retry-After`` instead of letting memory grow.
+
+Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
+second connection in a checkpointer thread, so a large group's checkpoint overlaps the
+next group's inserts instead of delaying its commit; SQLite lets a passive checkpoint
+run beside the writer. The writer still checkpoints by itself if the WAL grows far past
+that (``_WRITER_CHECKPOINT_PAGES``), so the WAL stays bounded even if the thread lags.
 """
 
 from __future__ import annotations
@@ -75,6 +81,15 @@ _INSERT_REJECTION = (
 _LOOKUP_CHUNK = 500
 #: A window holding at least 1/DENSE_FRACTION of a seq range is read in seq order.
 DENSE_FRACTION = 4
+#: WAL bytes (event bodies, roughly) committed before the checkpointer is woken: about
+#: SQLite's own default of 1000 pages, so small commits do not each cost a checkpoint.
+_CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: The least time between two checkpoints. A bulk load rewrites the same index pages in
+#: every commit; a checkpoint copies each page once however many commits wrote it, so
+#: checkpointing once a second instead of after each commit copies far less.
+_CHECKPOINT_INTERVAL = 1.0
+#: The writer's own ``wal_autocheckpoint``: a fallback far above what the thread allows.
+_WRITER_CHECKPOINT_PAGES = 32_768
 
 
 def with_seq(seq: int, body: bytes) -> bytes:
@@ -128,6 +143,11 @@ class SQLiteEventLog(EventLog):
         self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()
+        self._checkpoint_due = threading.Event()
+        self._checkpoint_stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                              name="millpond-log-checkpointer", daemon=True)
+        self._checkpointer.start()
 
     @classmethod
     def open_reader(cls, path: str) -> SQLiteEventLog:
@@ -187,6 +207,8 @@ class SQLiteEventLog(EventLog):
 
     def _run(self) -> None:
         conn = self._connect()
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
+        unchecked = 0  # body bytes committed since the checkpointer was last woken
         while True:
             with self._cv:
                 while not self._queue and not self._closing:
@@ -212,12 +234,32 @@ class SQLiteEventLog(EventLog):
                 if self._on_commit is not None:
                     self._on_commit(sum(len(sub.events) for sub in subs), elapsed)
                 self._wake_waiters()
+                unchecked += sum(len(e.body) for sub in subs for e in sub.events)
+                if unchecked >= _CHECKPOINT_BYTES:
+                    unchecked = 0
+                    self._checkpoint_due.set()
             with self._cv:
                 self._pending -= size
         conn.close()
 
+    def _checkpoint_loop(self) -> None:
+        """Passive checkpoints on demand: they never block the writer, nor it them."""
+        conn = self._connect()
+        stop = self._checkpoint_stop
+        while True:
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            if stop.is_set():
+                break
+            with contextlib.suppress(sqlite3.Error):  # busy or failed: the next one catches up
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if stop.wait(_CHECKPOINT_INTERVAL):
+                break
+        conn.close()
+
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
-        hashes = [[dedupe_hash(e.source_id, e.message_id) for e in s.events] for s in subs]
+        hashes = [[dedupe_hash(e.source_id, e.message_id) if e.dedupe_key is None
+                   else e.dedupe_key for e in s.events] for s in subs]
         flat = [h for hs in hashes for h in hs]
         conn.execute("BEGIN IMMEDIATE")
         # Optimistic path: claim every hash at once. If all were new (the common case) the
@@ -525,6 +567,9 @@ class SQLiteEventLog(EventLog):
             self._cv.notify_all()
         if self._writer is not None:
             self._writer.join()
+            self._checkpoint_stop.set()
+            self._checkpoint_due.set()
+            self._checkpointer.join()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
