@@ -183,6 +183,16 @@ async def live_lag(log, state_dir: Path, seconds: float, live_rate: float) -> tu
     return (lags[len(lags) // 2], lags[int(len(lags) * 0.99)], len(lags), replayed / seconds)
 
 
+def peak_rss_kib(pid: int) -> int:
+    """A live process's peak RSS (VmHWM), in KiB; 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines()
+                 if line.startswith("VmHWM:")), 0)
+
+
 def child_rss(log_path: str, max_seq: int) -> int:
     """Peak RSS (KiB) of a fresh process that previews and replays ``max_seq`` events."""
     here = str(Path(__file__).parent)
@@ -192,11 +202,11 @@ def child_rss(log_path: str, max_seq: int) -> int:
             f"rt = r.runtime('webhook', r.HOOK);"
             f"pool = r.WorkerPool(preload=['millpond.pumps.preview']);"
             f"r.run_preview(log, r.preview_job('webhook', r.HOOK, {max_seq}), {{}}, pool);"
+            f"workers = max([r.peak_rss_kib(p) for p in pool.pids()] or [0]);"
             f"pool.close();"
             f"d = Path(tempfile.mkdtemp());"
             f"asyncio.run(r.unlimited_rate(log, d, {max_seq}, {max_seq}));"
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            f" resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, workers)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     own, worker = out.stdout.strip().splitlines()[-1].split()

@@ -29,3 +29,14 @@ def test_a_worker_that_dies_fails_the_call_and_the_next_call_works():
         assert pool.map(abs, [(-4,)]) == [4]
     finally:
         pool.close()
+
+
+def test_pids_are_the_live_workers():
+    pool = WorkerPool(2)
+    try:
+        assert pool.pids() == []
+        worker_pids = set(pool.map(os.getpid, [()] * 6))
+        assert worker_pids <= set(pool.pids()) and len(pool.pids()) <= 2
+    finally:
+        pool.close()
+    assert pool.pids() == []

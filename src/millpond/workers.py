@@ -57,6 +57,11 @@ class WorkerPool:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
 
+    def pids(self) -> list[int]:
+        """The running workers' process ids (none before the first call)."""
+        executor = self._executor
+        return list(getattr(executor, "_processes", None) or ()) if executor else []
+
     def close(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
