@@ -165,7 +165,7 @@ class ReaderProcess:
         while True:
             try:
                 raw = self._conn.recv_bytes()
-            except EOFError:
+            except (EOFError, OSError):  # OSError: the child died in the middle of a message
                 raise ReaderFailed(self._how_it_ended()) from None
             message = decode(raw)
             if message[0] == _ERROR:
