@@ -1,0 +1,339 @@
+"""The embedded log: one SQLite database in WAL mode, written by a single group-commit thread.
+
+Why one writer thread: SQLite allows one writer at a time, so instead of many request
+handlers fighting for the write lock, they queue their events and a single thread
+commits everything that is waiting in one transaction (group commit). A request is
+acknowledged only when the transaction holding its events has committed, and with
+``synchronous=FULL`` that means the WAL has been fsynced. The queue is bounded: when
+the disk cannot keep up, :class:`Overloaded` tells the collector to answer 503 with
+``Retry-After`` instead of letting memory grow.
+
+Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
+second connection in a checkpointer thread, so a large group's checkpoint overlaps the
+next group's inserts instead of delaying its commit; SQLite lets a passive checkpoint
+run beside the writer. The writer still checkpoints by itself if the WAL grows far past
+that (``_WRITER_CHECKPOINT_PAGES``), so the WAL stays bounded even if the thread lags.
+
+Reads run on per-thread connections in worker threads (a read is a fast indexed range
+scan, but it must never stall the event loop the collector shares).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+from millpond.errors import Overloaded
+from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.sqlite import dedupe
+from millpond.storage.sqlite.connection import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    event TEXT,
+    user_id TEXT,
+    anonymous_id TEXT,
+    message_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+""" + dedupe.SCHEMA
+
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
+    " received, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+#: Page cache per connection, KiB.
+CACHE_KIB = 65536
+#: WAL bytes (event bodies, roughly) committed before the checkpointer is woken: about
+#: SQLite's own default of 1000 pages, so small commits do not each cost a checkpoint.
+_CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: The least time between two checkpoints. A bulk load rewrites the same index pages in
+#: every commit; a checkpoint copies each page once however many commits wrote it, so
+#: checkpointing once a second instead of after each commit copies far less.
+_CHECKPOINT_INTERVAL = 1.0
+#: The writer's own ``wal_autocheckpoint``: a fallback far above what the thread allows.
+_WRITER_CHECKPOINT_PAGES = 32_768
+
+
+class _Submission:
+    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's."""
+
+    __slots__ = ("events", "future", "loop", "aio_future")
+
+    def __init__(self, events: Sequence[NewEvent], loop: asyncio.AbstractEventLoop | None = None):
+        self.events = events
+        self.loop = loop
+        self.future: Future[AppendResult] | None = None if loop else Future()
+        self.aio_future: asyncio.Future | None = loop.create_future() if loop else None
+
+
+class SQLiteEventLog:
+    """:class:`~millpond.storage.contracts.EventLog` on SQLite WAL; see the module
+    docstring for the write path."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL",
+                 max_pending: int = 200_000, max_group: int = 20_000,
+                 on_commit: Callable[[int, float], None] | None = None):
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._max_pending = max_pending
+        self._max_group = max_group
+        self._on_commit = on_commit
+        self._queue: deque[_Submission] = deque()
+        self._cv = threading.Condition()
+        self._pending = 0
+        self._closing = False
+        self._closed = False
+        self._released = False
+        self._local = threading.local()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters_lock = threading.Lock()
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        conn.close()
+        self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
+        self._writer.start()
+        self._checkpoint_due = threading.Event()
+        self._checkpoint_stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                              name="millpond-log-checkpointer", daemon=True)
+        self._checkpointer.start()
+
+    # -- connections -----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB)
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (the index reads through it too)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+        return conn
+
+    # -- writing ---------------------------------------------------------------------
+    def _submit(self, events: Sequence[NewEvent],
+                loop: asyncio.AbstractEventLoop | None = None) -> _Submission:
+        sub = _Submission(events, loop)
+        size = len(events)
+        with self._cv:
+            if self._closing:
+                raise Overloaded("the server is shutting down", retry_after=2)
+            if self._pending and self._pending + size > self._max_pending:
+                raise Overloaded(
+                    f"the log is {self._pending} events behind; retry shortly", retry_after=1)
+            self._pending += size
+            self._queue.append(sub)
+            self._cv.notify()
+        return sub
+
+    async def append(self, events: Sequence[NewEvent]) -> AppendResult:
+        sub = self._submit(events, asyncio.get_running_loop())
+        return await sub.aio_future
+
+    def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
+        """The commit's future (see the contract); submissions commit in order."""
+        return self._submit(events).future
+
+    def dedupe_keyer(self) -> Callable[[str, str], int]:
+        return dedupe.dedupe_hash
+
+    def _run(self) -> None:
+        conn = self._connect()
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
+        unchecked = 0  # body bytes committed since the checkpointer was last woken
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                if not self._queue:
+                    break
+                subs: list[_Submission] = []
+                size = 0
+                while self._queue and size < self._max_group:
+                    sub = self._queue.popleft()
+                    subs.append(sub)
+                    size += len(sub.events)
+            started = time.perf_counter()
+            try:
+                results = self._commit(conn, subs)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                _settle(subs, [exc] * len(subs))
+            else:
+                elapsed = time.perf_counter() - started
+                _settle(subs, results)
+                if self._on_commit is not None:
+                    self._on_commit(size, elapsed)
+                self._wake_waiters()
+                unchecked += sum(len(e.body) for sub in subs for e in sub.events)
+                if unchecked >= _CHECKPOINT_BYTES:
+                    unchecked = 0
+                    self._checkpoint_due.set()
+            with self._cv:
+                self._pending -= size
+        conn.close()
+
+    def _checkpoint_loop(self) -> None:
+        """Passive checkpoints on demand: they never block the writer, nor it them."""
+        conn = self._connect()
+        stop = self._checkpoint_stop
+        while True:
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            if stop.is_set():
+                break
+            with contextlib.suppress(sqlite3.Error):  # busy or failed: the next one catches up
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if stop.wait(_CHECKPOINT_INTERVAL):
+                break
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
+        conn.execute("BEGIN IMMEDIATE")
+        rows, results, seq = dedupe.plan_group(conn, [s.events for s in subs], self._last_seq)
+        conn.executemany(_INSERT_EVENT, rows)
+        conn.execute("COMMIT")
+        self._last_seq = seq
+        return results
+
+    # -- waiting for new events ------------------------------------------------------
+    def _wake_waiters(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    def release_waiters(self) -> None:
+        """The server is stopping: long polls return now instead of holding up shutdown."""
+        self._released = True
+        self._wake_waiters()
+
+    async def wait(self, after_seq: int, timeout: float) -> int:
+        if self._last_seq > after_seq or self._released:
+            return self._last_seq
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((loop, fut))
+        if self._last_seq > after_seq or self._released:  # changed before registration
+            return self._last_seq
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            # don't let idle pollers pile up until the next commit
+            with self._waiters_lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, fut))
+        return self._last_seq
+
+    # -- reading ---------------------------------------------------------------------
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
+                   types: frozenset[str] | None = None) -> list[StoredEvent]:
+        return await asyncio.to_thread(self.read_sync, after_seq, limit, upto_seq, types)
+
+    def read_sync(self, after_seq: int, limit: int, upto_seq: int | None = None,
+                  types: frozenset[str] | None = None) -> list[StoredEvent]:
+        """:meth:`read`, blocking (for this backend's own threads)."""
+        sql = "SELECT seq, ts, body FROM events WHERE seq > ?"
+        args: list = [after_seq]
+        if upto_seq is not None:
+            sql += " AND seq <= ?"
+            args.append(upto_seq)
+        if types is not None:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            args.extend(sorted(types))
+        args.append(limit)
+        event = StoredEvent
+        return [event(seq, ts, body) for seq, ts, body in
+                self.reader().execute(sql + " ORDER BY seq LIMIT ?", args).fetchall()]
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        return await asyncio.to_thread(self._get, seq)
+
+    def _get(self, seq: int) -> StoredEvent | None:
+        row = self.reader().execute("SELECT seq, ts, body FROM events WHERE seq = ?",
+                                    (seq,)).fetchone()
+        return None if row is None else StoredEvent(*row)
+
+    async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        return await asyncio.to_thread(self._find, source_id, message_id)
+
+    def _find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        conn = self.reader()
+        for seq in dedupe.candidate_seqs(conn, source_id, message_id):
+            found = conn.execute("SELECT source_id, message_id, ts, body FROM events"
+                                 " WHERE seq = ?", (seq,)).fetchone()
+            if found and found[0] == source_id and found[1] == message_id:
+                return StoredEvent(seq, found[2], found[3])
+        return None
+
+    def close(self) -> None:
+        with self._cv:
+            if self._closed:
+                return
+            self._closing = True
+            self._cv.notify_all()
+        self._writer.join()
+        self._checkpoint_stop.set()
+        self._checkpoint_due.set()
+        self._checkpointer.join()
+        self._closed = True
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _settle(subs: list[_Submission], outcomes: list) -> None:
+    """Tell every waiter of a commit group, with one wake-up per event loop.
+
+    Why batch the wake-ups: ``call_soon_threadsafe`` writes to the loop's self-pipe, and
+    doing that once per request costs more than the request's share of the commit.
+    """
+    per_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for sub, outcome in zip(subs, outcomes, strict=True):
+        if sub.loop is None:
+            if isinstance(outcome, BaseException):
+                sub.future.set_exception(outcome)
+            else:
+                sub.future.set_result(outcome)
+        else:
+            per_loop.setdefault(sub.loop, []).append((sub.aio_future, outcome))
+    for loop, pairs in per_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+            loop.call_soon_threadsafe(_settle_in_loop, pairs)
+
+
+def _settle_in_loop(pairs: list) -> None:
+    for fut, outcome in pairs:
+        if fut.done():
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

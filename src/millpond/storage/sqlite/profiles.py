@@ -1,0 +1,370 @@
+"""The profile store on SQLite: ``profiles.db``, its own file (WAL).
+
+The rules it keeps are in :mod:`millpond.profiles`; the planning is pure
+(:mod:`millpond.profiles.merge`); this module loads what a plan needs and writes the plan
+back with the same joins expressed in SQL.
+
+Why this shape:
+
+- ``identities`` maps every id (user or anonymous; one namespace, since ``get`` takes "any id")
+  to its cluster. It is a union-find flattened to depth one: each row points straight at its
+  cluster's number, so resolving any id is one primary-key lookup, and a merge relabels the
+  smaller cluster (union by size keeps the total relabelling work O(n log n)). The ``cid`` index
+  serves both that relabel and listing a profile's ids.
+- ``traits`` keeps only the last-writer-wins *winner* per (cluster, scope, trait), including
+  winners whose value is JSON ``null`` (tombstones). Keeping only winners is enough because
+  clusters never split: the winner of a merged cluster is the max of the two winners. ``gid`` is
+  ``''`` for profile traits and the group id for group traits (group ids are never empty).
+- ``clusters`` holds the per-profile facts that are themselves max/min reductions: size (for
+  union by size), the canonical identity behind the public profile id (min), and the chosen
+  ``user_id`` (max).
+- ``profile_ids`` maps a public profile id back to the identity it was derived from, so a
+  profile id handed out once keeps resolving after later merges.
+- ``meta`` holds the follower checkpoint and the cluster-number counter, in the same database so
+  they commit atomically with the data.
+
+All tables but ``clusters`` are ``WITHOUT ROWID``: they are looked up only by their composite
+keys, and clustering the rows on those keys makes per-profile reads one range scan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from millpond.profiles.merge import ClusterFacts, Plan, plan_chunk
+from millpond.profiles.shape import profile_view
+from millpond.profiles.updates import ProfileUpdate, to_update
+from millpond.storage.sqlite.connection import connect as connect_file
+from millpond.storage.sqlite.connection import immediate
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS identities (
+    id TEXT PRIMARY KEY,
+    cid INTEGER NOT NULL,
+    is_user INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identities_by_cid ON identities (cid);
+
+CREATE TABLE IF NOT EXISTS clusters (
+    cid INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    canon_t REAL NOT NULL,
+    canon_mid TEXT NOT NULL,
+    canon TEXT NOT NULL,
+    uid_t REAL,
+    uid_mid TEXT,
+    uid TEXT
+);
+
+CREATE TABLE IF NOT EXISTS traits (
+    cid INTEGER NOT NULL,
+    gid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    t REAL NOT NULL,
+    mid TEXT NOT NULL,
+    value TEXT NOT NULL,
+    seq INTEGER,
+    source_id TEXT,
+    PRIMARY KEY (cid, gid, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS memberships (
+    cid INTEGER NOT NULL,
+    gid TEXT NOT NULL,
+    PRIMARY KEY (cid, gid)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS profile_ids (
+    pid TEXT PRIMARY KEY,
+    canon TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode with the pragmas the store relies on.
+
+    Autocommit (``isolation_level=None``) because the store issues its own ``BEGIN IMMEDIATE``:
+    the write lock is taken up front, so a bulk apply never fails half-way on lock upgrade.
+    ``synchronous=NORMAL`` in WAL mode can lose the last commits on power loss but never
+    corrupts; the checkpoint lives in the same database and rolls back with the data, so a
+    follower simply re-applies from the log (re-applying is a no-op by design).
+    """
+    conn = connect_file(path, "NORMAL", cache_kib=65536)  # 64 MiB: bulk merges touch many pages
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables if missing and refuse a database written by a newer schema."""
+    with immediate(conn):
+        for statement in _DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"profiles database has schema version {row[0]}, this millpond understands "
+                f"up to {SCHEMA_VERSION}; upgrade millpond"
+            )
+
+
+DEFAULT_BATCH_SIZE = 5000
+_IN_CHUNK = 500  # bound variables per IN (...) query, well under SQLite's limit
+
+_TRAIT_UPSERT = """
+INSERT INTO traits (cid, gid, name, t, mid, value, seq, source_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (cid, gid, name) DO UPDATE SET
+    t = excluded.t, mid = excluded.mid, value = excluded.value,
+    seq = excluded.seq, source_id = excluded.source_id
+WHERE (excluded.t, excluded.mid, excluded.value,
+       coalesce(excluded.seq, -1), coalesce(excluded.source_id, ''))
+    > (traits.t, traits.mid, traits.value,
+       coalesce(traits.seq, -1), coalesce(traits.source_id, ''))
+"""
+# Same join as above, from one stored cluster into another (a merge).
+_TRAIT_MOVE = """
+INSERT INTO traits (cid, gid, name, t, mid, value, seq, source_id)
+SELECT ?, gid, name, t, mid, value, seq, source_id FROM traits WHERE cid = ?
+ON CONFLICT (cid, gid, name) DO UPDATE SET
+    t = excluded.t, mid = excluded.mid, value = excluded.value,
+    seq = excluded.seq, source_id = excluded.source_id
+WHERE (excluded.t, excluded.mid, excluded.value,
+       coalesce(excluded.seq, -1), coalesce(excluded.source_id, ''))
+    > (traits.t, traits.mid, traits.value,
+       coalesce(traits.seq, -1), coalesce(traits.source_id, ''))
+"""
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SQLiteProfileStore:
+    """:class:`~millpond.storage.contracts.ProfileStore` in one SQLite database file (WAL),
+    safe to share between threads.
+
+    One connection writes (``apply_many``, ``set_checkpoint``), another reads (``get``,
+    ``checkpoint``), so a long bulk apply does not block lookups: readers see the last
+    committed state.
+    """
+
+    def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Open (creating if needed) the store at ``path``.
+
+        ``batch_size`` is how many events are planned in memory at once inside
+        ``apply_many``; it bounds memory for arbitrarily long inputs, not the transaction.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(path)
+        self._batch_size = batch_size
+        self._write = connect(self.path)
+        ensure_schema(self._write)
+        self._read = connect(self.path)
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close both connections; further calls fail. Safe to call twice."""
+        if self._closed:
+            return
+        with self._write_lock, self._read_lock:
+            self._closed = True
+            self._read.close()
+            self._write.close()
+
+    def __enter__(self) -> SQLiteProfileStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- checkpoint ------------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """Last log ``seq`` recorded with :meth:`set_checkpoint` (0 if none)."""
+        with self._read_lock:
+            row = self._read.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_checkpoint(self, seq: int) -> None:
+        """Record ``seq`` as the last log position applied (it may move backwards: a re-sync)."""
+        with self._write_lock:
+            self._write.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)", (int(seq),)
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply_many(self, events: Iterable[Mapping[str, Any]], *,
+                   checkpoint: int | None = None) -> int:
+        """Apply events in one transaction; return how many were profile-relevant.
+
+        Irrelevant events (track, page, ..., or without any id) are skipped and not counted.
+        Re-applied events are counted but change nothing. ``checkpoint``, if given, is stored in
+        the same transaction, so a follower's position can never run ahead of its data.
+        """
+        applied = 0
+        with self._write_lock:
+            conn = self._write
+            with immediate(conn):
+                next_cid = self._load_next_cid(conn)
+                updates = (u for u in map(to_update, events) if u is not None)
+                while chunk := list(islice(updates, self._batch_size)):
+                    applied += len(chunk)
+                    next_cid = self._apply_chunk(conn, chunk, next_cid)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_cid', ?)", (next_cid,)
+                )
+                if checkpoint is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
+                        (int(checkpoint),),
+                    )
+        return applied
+
+    @staticmethod
+    def _load_next_cid(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'next_cid'").fetchone()
+        return 1 if row is None else int(row[0])
+
+    def _apply_chunk(
+        self, conn: sqlite3.Connection, chunk: list[ProfileUpdate], next_cid: int
+    ) -> int:
+        names = list({identity for update in chunk for identity in update.ids})
+        known: dict[str, tuple[int, int]] = {}
+        for part in _chunks(names, _IN_CHUNK):
+            marks = ",".join("?" * len(part))
+            for identity, cid, is_user in conn.execute(
+                f"SELECT id, cid, is_user FROM identities WHERE id IN ({marks})", part
+            ):
+                known[identity] = (cid, is_user)
+        facts: dict[int, ClusterFacts] = {}
+        for part in _chunks(list({cid for cid, _ in known.values()}), _IN_CHUNK):
+            marks = ",".join("?" * len(part))
+            for cid, size, ct, cmid, canon, ut, umid, uid in conn.execute(
+                "SELECT cid, size, canon_t, canon_mid, canon, uid_t, uid_mid, uid"
+                f" FROM clusters WHERE cid IN ({marks})",
+                part,
+            ):
+                facts[cid] = ClusterFacts(
+                    size, (ct, cmid, canon), None if uid is None else (ut, umid, uid)
+                )
+
+        counter = next_cid
+
+        def new_cid() -> int:
+            nonlocal counter
+            counter += 1
+            return counter - 1
+
+        plan = plan_chunk(chunk, known, facts, new_cid)
+        for cid in [c for c, f in plan.clusters.items() if facts.get(c) == f]:
+            del plan.clusters[cid]  # unchanged: skip the rewrite
+        self._write_plan(conn, plan)
+        return counter
+
+    @staticmethod
+    def _write_plan(conn: sqlite3.Connection, plan: Plan) -> None:
+        for old, survivor in plan.absorbed:
+            conn.execute("UPDATE identities SET cid = ? WHERE cid = ?", (survivor, old))
+            conn.execute(_TRAIT_MOVE, (survivor, old))
+            conn.execute("DELETE FROM traits WHERE cid = ?", (old,))
+            conn.execute(
+                "INSERT OR IGNORE INTO memberships (cid, gid)"
+                " SELECT ?, gid FROM memberships WHERE cid = ?",
+                (survivor, old),
+            )
+            conn.execute("DELETE FROM memberships WHERE cid = ?", (old,))
+            conn.execute("DELETE FROM clusters WHERE cid = ?", (old,))
+        conn.executemany(
+            "INSERT INTO identities (id, cid, is_user) VALUES (?, ?, ?)", plan.new_identities
+        )
+        conn.executemany(
+            "UPDATE identities SET is_user = 1 WHERE id = ?", [(i,) for i in plan.promoted_users]
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO clusters"
+            " (cid, size, canon_t, canon_mid, canon, uid_t, uid_mid, uid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (cid, f.size, *f.canon, *(f.uid if f.uid is not None else (None, None, None)))
+                for cid, f in plan.clusters.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO profile_ids (pid, canon) VALUES (?, ?)", plan.profile_ids
+        )
+        conn.executemany(
+            _TRAIT_UPSERT,
+            [
+                (cid, gid, name, t, mid, value, None if seq < 0 else seq, source_id or None)
+                for (cid, gid, name), (t, mid, value, seq, source_id) in plan.traits.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO memberships (cid, gid) VALUES (?, ?)", plan.memberships
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, any_id: str) -> dict[str, Any] | None:
+        """The profile that ``any_id`` (user id, anonymous id or profile id) belongs to.
+
+        Returns ``{"id", "user_id", "user_ids", "anonymous_ids", "traits", "trait_times",
+        "trait_sources", "cleared_traits", "groups"}`` or ``None`` if the id is unknown. Read in
+        one snapshot, so a concurrent apply is seen entirely or not at all.
+        """
+        with self._read_lock:
+            conn = self._read
+            conn.execute("BEGIN")
+            try:
+                return self._get(conn, any_id)
+            finally:
+                conn.execute("COMMIT")
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, any_id: str) -> dict[str, Any] | None:
+        row = conn.execute("SELECT cid FROM identities WHERE id = ?", (any_id,)).fetchone()
+        if row is None and any_id.startswith("prf_"):
+            row = conn.execute(
+                "SELECT i.cid FROM profile_ids p JOIN identities i ON i.id = p.canon"
+                " WHERE p.pid = ?",
+                (any_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        cid = row[0]
+        canon, uid = conn.execute(
+            "SELECT canon, uid FROM clusters WHERE cid = ?", (cid,)
+        ).fetchone()
+        identities = [(identity, bool(is_user)) for identity, is_user in conn.execute(
+            "SELECT id, is_user FROM identities WHERE cid = ? ORDER BY id", (cid,))]
+        groups = [gid for (gid,) in conn.execute(
+            "SELECT gid FROM memberships WHERE cid = ? ORDER BY gid", (cid,))]
+        traits = conn.execute(
+            "SELECT gid, name, t, mid, value, seq, source_id FROM traits"
+            " WHERE cid = ? ORDER BY gid, name", (cid,)).fetchall()
+        return profile_view(canon, uid, identities, groups, traits)

@@ -1,0 +1,115 @@
+"""Sources in ``state.db``: one row each; names and write keys unique."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from millpond.errors import Conflict, NotFound
+from millpond.storage.models import Source
+from millpond.storage.sqlite.connection import StateDB, unique_violation
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    write_key TEXT NOT NULL UNIQUE,
+    site_id TEXT,
+    replayable INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    allowed_origins TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS sources_by_site ON sources(site_id);
+"""
+#: Columns added after the first release, for data dirs created before them.
+_ADDED_COLUMNS = {"allowed_origins": "TEXT", "enabled": "INTEGER NOT NULL DEFAULT 1"}
+_COLUMNS = ("id, name, kind, write_key, site_id, replayable, created_at, allowed_origins,"
+            " enabled")
+
+
+def _row(row: sqlite3.Row) -> Source:
+    origins = row["allowed_origins"]
+    return Source(row["id"], row["name"], row["kind"], row["write_key"],
+                  bool(row["replayable"]), row["site_id"], row["created_at"],
+                  None if origins is None else tuple(json.loads(origins)),
+                  bool(row["enabled"]))
+
+
+def _values(s: Source) -> tuple:
+    origins = None if s.allowed_origins is None else json.dumps(list(s.allowed_origins))
+    return (s.id, s.name, s.kind, s.write_key, s.site_id, int(s.replayable), s.created_at,
+            origins, int(s.enabled))
+
+
+def _conflict(exc: Exception, source: Source) -> Exception:
+    if unique_violation(exc, "name"):
+        return Conflict(f"a source named {source.name!r} already exists", field="name")
+    if unique_violation(exc, "id"):
+        return Conflict(f"a source with id {source.id!r} already exists", field="id")
+    if unique_violation(exc, "write_key"):
+        return Conflict("that write key is taken", field="write_key")
+    return exc
+
+
+class SQLiteSourceStore:
+    """:class:`~millpond.storage.contracts.SourceStore`; each method one statement."""
+
+    def __init__(self, db: StateDB):
+        self._db = db
+        db.executescript(SCHEMA)
+        have = db.columns("sources")
+        for column, decl in _ADDED_COLUMNS.items():
+            if column not in have:
+                db.conn().execute(f"ALTER TABLE sources ADD COLUMN {column} {decl}")
+
+    def create(self, source: Source) -> Source:
+        try:
+            self._db.conn().execute(f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                                    _values(source))
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, source) from None
+        return source
+
+    def get(self, ref: str) -> Source:
+        row = self._db.conn().execute(
+            "SELECT * FROM sources WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+            (ref, ref, ref)).fetchone()
+        if row is None:
+            raise NotFound(f"no source {ref!r}", field="source")
+        return _row(row)
+
+    def by_write_key(self, write_key: str) -> Source | None:
+        row = self._db.conn().execute("SELECT * FROM sources WHERE write_key = ?",
+                                      (write_key,)).fetchone()
+        return None if row is None else _row(row)
+
+    def by_site_id(self, site_id: str) -> Source | None:
+        row = self._db.conn().execute(
+            "SELECT * FROM sources WHERE site_id = ? AND kind = 'track'", (site_id,)).fetchone()
+        return None if row is None else _row(row)
+
+    def list(self) -> list[Source]:
+        rows = self._db.conn().execute("SELECT * FROM sources ORDER BY created_at, rowid")
+        return [_row(r) for r in rows]
+
+    def update(self, source: Source) -> Source:
+        values = _values(source)
+        try:
+            cur = self._db.conn().execute(
+                "UPDATE sources SET name = ?, kind = ?, write_key = ?, site_id = ?,"
+                " replayable = ?, created_at = ?, allowed_origins = ?, enabled = ?"
+                " WHERE id = ?", (*values[1:], source.id))
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, source) from None
+        if cur.rowcount == 0:
+            raise NotFound(f"no source {source.id!r}", field="source")
+        return source
+
+    def delete(self, source_id: str) -> Source:
+        source = self.get(source_id)
+        if source.id != source_id:
+            raise NotFound(f"no source {source_id!r}", field="source")
+        self._db.conn().execute("DELETE FROM sources WHERE id = ?", (source_id,))
+        return source
