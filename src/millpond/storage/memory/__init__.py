@@ -1,0 +1,44 @@
+"""The memory backend: every contract in dicts and lists, for fast tests.
+
+Not durable: everything is gone when the process ends (the contract suite runs its
+durability tests only over backends that declare themselves durable). Thread-safe, and
+its waits wake any event loop, so it runs the whole server as the SQLite backend does.
+"""
+
+from __future__ import annotations
+
+from millpond.storage.memory.index import MemoryEventIndex
+from millpond.storage.memory.log import MemoryEventLog
+from millpond.storage.memory.profiles import MemoryProfileStore
+from millpond.storage.memory.runs import MemoryRunStore
+from millpond.storage.memory.state import (
+    MemoryDestinationStore,
+    MemoryImportJobStore,
+    MemoryRejectionStore,
+    MemorySourceStore,
+)
+
+
+class MemoryStorage:
+    """:class:`~millpond.storage.contracts.Storage` in this process's memory."""
+
+    def __init__(self) -> None:
+        self.log = MemoryEventLog()
+        self.index = MemoryEventIndex(self.log)
+        self.sources = MemorySourceStore()
+        self.destinations = MemoryDestinationStore()
+        self.runs = MemoryRunStore()
+        self.imports = MemoryImportJobStore()
+        self.rejections = MemoryRejectionStore()
+        self.profiles = MemoryProfileStore()
+
+    def sizes(self) -> dict[str, int]:
+        """The log's bodies, in bytes (the rest is small)."""
+        return {"log": sum(len(r.event.body) for r in self.log.rows())}
+
+    def close(self) -> None:
+        self.log.close()
+        self.profiles.close()
+
+
+__all__ = ["MemoryStorage"]

@@ -1,0 +1,158 @@
+"""The event log in a list: the contract without a disk, for fast tests.
+
+Not durable (everything is gone with the process); otherwise it keeps every promise of
+:class:`~millpond.storage.contracts.EventLog`: forever dedupe per source, seq strictly
+increasing, waiters woken on any event loop from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import NamedTuple
+
+from millpond.errors import Overloaded
+from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+
+
+class Row(NamedTuple):
+    """A stored event with the attributes the index filters on."""
+
+    event: StoredEvent
+    source_id: str
+    type: str
+    event_name: str | None
+    user_id: str | None
+    received_ms: int
+
+
+class MemoryEventLog:
+    """:class:`~millpond.storage.contracts.EventLog` in memory; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seqs: list[int] = []
+        self._rows: list[Row] = []
+        self._by_seq: dict[int, Row] = {}
+        self._dedupe: dict[tuple[str, str], int] = {}
+        self._last_seq = 0
+        self._closed = False
+        self._released = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    # -- writing ---------------------------------------------------------------------
+    def _append(self, events: Sequence[NewEvent]) -> AppendResult:
+        seqs: list[int | None] = []
+        with self._lock:
+            if self._closed:
+                raise Overloaded("the server is shutting down", retry_after=2)
+            for e in events:
+                key = (e.source_id, e.message_id)
+                if key in self._dedupe:
+                    seqs.append(None)
+                    continue
+                self._last_seq += 1
+                seq = self._last_seq
+                row = Row(StoredEvent(seq, e.ts_ms, e.body), e.source_id, e.type, e.event_name,
+                          e.user_id, e.received_ms)
+                self._dedupe[key] = seq
+                self._seqs.append(seq)
+                self._rows.append(row)
+                self._by_seq[seq] = row
+                seqs.append(seq)
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+        return AppendResult(seqs)
+
+    async def append(self, events: Sequence[NewEvent]) -> AppendResult:
+        return self._append(events)
+
+    def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
+        future: Future[AppendResult] = Future()
+        result = self._append(events)  # Overloaded (closed) is raised here, at once
+        future.set_result(result)
+        return future
+
+    def dedupe_keyer(self) -> Callable[[str, str], int] | None:
+        return None
+
+    def forget(self, seqs: Iterable[int]) -> None:
+        """Remove events as retention would (their messageIds stay deduped). Outside the
+        contract: tests use it to make gaps in seq."""
+        with self._lock:
+            for seq in seqs:
+                if self._by_seq.pop(seq, None) is not None:
+                    i = bisect.bisect_left(self._seqs, seq)
+                    del self._seqs[i]
+                    del self._rows[i]
+
+    # -- waiting ---------------------------------------------------------------------
+    async def wait(self, after_seq: int, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._lock:
+            if self._last_seq > after_seq or self._released:
+                return self._last_seq
+            self._waiters.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, fut))
+        return self._last_seq
+
+    def release_waiters(self) -> None:
+        with self._lock:
+            self._released = True
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
+    # -- reading ---------------------------------------------------------------------
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def rows(self) -> list[Row]:
+        """A snapshot of every stored row in seq order (for the index)."""
+        with self._lock:
+            return list(self._rows)
+
+    async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
+                   types: frozenset[str] | None = None) -> list[StoredEvent]:
+        out: list[StoredEvent] = []
+        with self._lock:
+            rows = self._rows
+            for i in range(bisect.bisect_right(self._seqs, after_seq), len(rows)):
+                row = rows[i]
+                if len(out) >= limit or (upto_seq is not None and row.event.seq > upto_seq):
+                    break
+                if types is None or row.type in types:
+                    out.append(row.event)
+        return out
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        row = self._by_seq.get(seq)
+        return None if row is None else row.event
+
+    async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        seq = self._dedupe.get((source_id, message_id))
+        row = None if seq is None else self._by_seq.get(seq)
+        return None if row is None else row.event
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]) -> None:
+    for loop, fut in waiters:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,136 @@
+"""The profile store in dicts: the pure plan of :mod:`millpond.profiles.merge`, written back
+with the same joins the SQLite store expresses in SQL (a greater trait record wins)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from millpond.profiles.merge import ClusterFacts, Plan, plan_chunk
+from millpond.profiles.shape import profile_view
+from millpond.profiles.updates import to_update
+
+#: A stored trait winner: (time, messageId, value JSON, seq or None, source_id or None).
+Stored = tuple[float, str, str, int | None, str | None]
+
+
+def _order(record: Stored) -> tuple:
+    t, mid, value, seq, source = record
+    return (t, mid, value, -1 if seq is None else seq, source or "")
+
+
+@dataclass
+class _State:
+    identities: dict[str, list] = field(default_factory=dict)  # id -> [cid, is_user]
+    members: dict[int, set[str]] = field(default_factory=dict)  # cid -> ids
+    clusters: dict[int, ClusterFacts] = field(default_factory=dict)
+    traits: dict[int, dict[tuple[str, str], Stored]] = field(default_factory=dict)
+    groups: dict[int, set[str]] = field(default_factory=dict)
+    profile_ids: dict[str, str] = field(default_factory=dict)
+    next_cid: int = 1
+    checkpoint: int = 0
+
+    def copy(self) -> _State:
+        return _State({k: list(v) for k, v in self.identities.items()},
+                      {k: set(v) for k, v in self.members.items()}, dict(self.clusters),
+                      {k: dict(v) for k, v in self.traits.items()},
+                      {k: set(v) for k, v in self.groups.items()}, dict(self.profile_ids),
+                      self.next_cid, self.checkpoint)
+
+
+class MemoryProfileStore:
+    """:class:`~millpond.storage.contracts.ProfileStore` in memory; an apply works on a copy
+    of the state and replaces it at the end, so a failing batch changes nothing."""
+
+    def __init__(self, *, batch_size: int = 5000) -> None:
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._state = _State()
+
+    def checkpoint(self) -> int:
+        return self._state.checkpoint
+
+    def set_checkpoint(self, seq: int) -> None:
+        with self._lock:
+            self._state.checkpoint = int(seq)
+
+    def apply_many(self, events: Iterable[Mapping[str, Any]], *,
+                   checkpoint: int | None = None) -> int:
+        applied = 0
+        with self._lock:
+            state = self._state.copy()
+            updates = (u for u in map(to_update, events) if u is not None)
+            while chunk := list(islice(updates, self._batch_size)):
+                applied += len(chunk)
+                _apply(state, chunk)
+            if checkpoint is not None:
+                state.checkpoint = int(checkpoint)
+            self._state = state
+        return applied
+
+    def get(self, any_id: str) -> dict[str, Any] | None:
+        state = self._state  # replaced whole by writers: a consistent snapshot
+        entry = state.identities.get(any_id)
+        if entry is None and any_id in state.profile_ids:
+            entry = state.identities.get(state.profile_ids[any_id])
+        if entry is None:
+            return None
+        cid = entry[0]
+        facts = state.clusters[cid]
+        identities = [(i, bool(state.identities[i][1])) for i in sorted(state.members[cid])]
+        traits = [(gid, name, *record)
+                  for (gid, name), record in sorted(state.traits.get(cid, {}).items())]
+        return profile_view(facts.canon[2], None if facts.uid is None else facts.uid[2],
+                            identities, sorted(state.groups.get(cid, ())), traits)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _apply(state: _State, chunk: list) -> None:
+    ids = {identity for update in chunk for identity in update.ids}
+    known = {i: (state.identities[i][0], state.identities[i][1])
+             for i in ids if i in state.identities}
+    facts = {cid: state.clusters[cid] for cid, _ in known.values()}
+
+    def new_cid() -> int:
+        state.next_cid += 1
+        return state.next_cid - 1
+
+    plan = plan_chunk(chunk, known, facts, new_cid)
+    _write(state, plan)
+
+
+def _upsert(traits: dict[tuple[str, str], Stored], key: tuple[str, str],
+            record: Stored) -> None:
+    old = traits.get(key)
+    if old is None or _order(record) > _order(old):
+        traits[key] = record
+
+
+def _write(state: _State, plan: Plan) -> None:
+    for old, survivor in plan.absorbed:
+        for identity in state.members.pop(old, set()):
+            state.identities[identity][0] = survivor
+            state.members.setdefault(survivor, set()).add(identity)
+        into = state.traits.setdefault(survivor, {})
+        for key, record in state.traits.pop(old, {}).items():
+            _upsert(into, key, record)
+        state.groups.setdefault(survivor, set()).update(state.groups.pop(old, set()))
+        state.clusters.pop(old, None)
+    for identity, cid, is_user in plan.new_identities:
+        state.identities[identity] = [cid, is_user]
+        state.members.setdefault(cid, set()).add(identity)
+    for identity in plan.promoted_users:
+        state.identities[identity][1] = 1
+    state.clusters.update(plan.clusters)
+    for pid, canon in plan.profile_ids:
+        state.profile_ids.setdefault(pid, canon)
+    for (cid, gid, name), (t, mid, value, seq, source) in plan.traits.items():
+        _upsert(state.traits.setdefault(cid, {}), (gid, name),
+                (t, mid, value, None if seq < 0 else seq, source or None))
+    for cid, gid in plan.memberships:
+        state.groups.setdefault(cid, set()).add(gid)

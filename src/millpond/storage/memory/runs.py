@@ -1,0 +1,190 @@
+"""Delivery runs and dead letters in dicts (thread-safe, not durable).
+
+A checkpoint is built on copies and swapped in at the end, under the lock, so a failure
+anywhere in it leaves the store as it was, as a database transaction would.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from millpond.errors import BadRequest, NotFound
+from millpond.storage.models import (
+    CountKey,
+    DeadLetter,
+    DeadLetterState,
+    Run,
+    RunKind,
+    RunState,
+    WindowCursor,
+)
+
+FINISHED = (RunState.COMPLETED, RunState.CANCELLED, RunState.FAILED)
+
+
+def _stored(value: Any) -> Any:
+    """``value`` as a database would give it back: JSON in, JSON out (and refused if it
+    is no JSON)."""
+    return None if value is None else json.loads(json.dumps(value))
+
+
+class MemoryRunStore:
+    """:class:`~millpond.storage.contracts.RunStore` in dicts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._runs: dict[str, Run] = {}
+        self._dead: dict[int, DeadLetter] = {}
+        self._ids = itertools.count(1)
+
+    # -- runs ------------------------------------------------------------------------------
+    def create(self, run: Run) -> Run:
+        now = time.time()
+        run.created_at = run.created_at or now
+        run.updated_at = run.updated_at or run.created_at
+        stored = copy.deepcopy(run)
+        stored.spec = _stored(run.spec)
+        stored.report = _stored(run.report)
+        stored.counts = {k: n for k, n in run.counts.items() if n}
+        with self._lock:
+            if run.id in self._runs:
+                raise BadRequest(f"a run with id {run.id!r} already exists", field="id")
+            self._runs[run.id] = stored
+        return run
+
+    def _get(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}", field="id")
+        return run
+
+    def get(self, run_id: str) -> Run:
+        with self._lock:
+            return copy.deepcopy(self._get(run_id))
+
+    def list(self, destination_id: str | None = None, *, kinds: Iterable[RunKind] = (),
+             states: Iterable[RunState] = ()) -> list[Run]:
+        kinds, states = set(kinds), set(states)
+        with self._lock:
+            runs = [r for r in self._runs.values()
+                    if (destination_id is None or r.destination_id == destination_id)
+                    and (not kinds or r.kind in kinds) and (not states or r.state in states)]
+            return copy.deepcopy(sorted(runs, key=lambda r: r.created_at))
+
+    def set_state(self, run_id: str, state: RunState, *, error: str | None = None,
+                  report: Mapping[str, Any] | None = None) -> Run:
+        now = time.time()
+        report = _stored(report)
+        with self._lock:
+            run = self._get(run_id)
+            run.state = state
+            run.error = error if error is not None else run.error
+            run.report = report if report is not None else run.report
+            run.updated_at = now
+            if state in FINISHED:
+                run.finished_at = now
+            return copy.deepcopy(run)
+
+    def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
+                   counts: Mapping[CountKey, int] | None = None,
+                   dead: Sequence[DeadLetter] = (), scanned: int = 0,
+                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+        now = time.time()
+        with self._lock:
+            run = copy.deepcopy(self._get(run_id))
+            run.updated_at = now
+            run.scanned += scanned
+            if cursor is not None:
+                run.cursor = cursor
+            for key, n in (counts or {}).items():
+                if n:
+                    run.counts[key] = run.counts.get(key, 0) + n
+            letters = [self._new_dead_letter(d, now) for d in dead]
+            marked = []
+            for i in redriven:
+                letter = self._dead.get(i)
+                if letter is not None:
+                    marked.append(msgspec.structs.replace(letter, state=DeadLetterState.REDRIVEN,
+                                               redriven_at=now))
+            # everything is built: apply it
+            self._runs[run_id] = run
+            for letter in (*letters, *marked):
+                self._dead[letter.id] = letter
+
+    def _new_dead_letter(self, d: DeadLetter, now: float) -> DeadLetter:
+        if not isinstance(d.action, str) or not isinstance(d.reason, str):
+            raise TypeError("a dead letter needs its action and reason")
+        return DeadLetter(d.destination_id, d.run_id, d.seq, d.message_id, d.action, d.reason,
+                          d.status, d.response, _stored(d.payload), d.created_at or now,
+                          DeadLetterState.DEAD, None, next(self._ids))
+
+    # -- dead letters ----------------------------------------------------------------------
+    def dead_letters(self, destination_id: str, *,
+                     state: DeadLetterState | None = DeadLetterState.DEAD,
+                     after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            found = [d for i, d in sorted(self._dead.items())
+                     if i > after_id and d.destination_id == destination_id
+                     and (state is None or d.state == state)]
+            return copy.deepcopy(found[:limit])
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter:
+        with self._lock:
+            found = self._dead.get(dead_letter_id)
+            if found is None:
+                raise NotFound(f"no dead letter {dead_letter_id}", field="id")
+            return copy.deepcopy(found)
+
+    def count_dead_letters(self, destination_id: str,
+                           state: DeadLetterState = DeadLetterState.DEAD) -> int:
+        with self._lock:
+            return sum(1 for d in self._dead.values()
+                       if d.destination_id == destination_id and d.state == state)
+
+    def claim_dead_letters(self, destination_id: str,
+                           ids: Sequence[int] | None) -> list[DeadLetter]:
+        with self._lock:
+            if ids is None:
+                rows = [d for d in self._dead.values()
+                        if d.destination_id == destination_id
+                        and d.state == DeadLetterState.DEAD]
+            else:
+                bad = [i for i in ids if i not in self._dead
+                       or self._dead[i].destination_id != destination_id]
+                if bad:
+                    raise NotFound(f"no dead letter {', '.join(map(str, bad))} for this "
+                                   "destination", field="ids")
+                busy = [i for i in ids if self._dead[i].state != DeadLetterState.DEAD]
+                if busy:
+                    raise BadRequest(f"dead letter {', '.join(map(str, busy))} is not in "
+                                     "state dead (already redriven or being redriven)",
+                                     field="ids")
+                rows = [self._dead[i] for i in dict.fromkeys(ids)]
+            rows.sort(key=lambda d: (d.seq, d.id))
+            for d in rows:
+                d.state = DeadLetterState.REDRIVING
+            return copy.deepcopy(rows)
+
+    def release_dead_letters(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            for i in ids:
+                d = self._dead.get(i)
+                if d is not None and d.state == DeadLetterState.REDRIVING:
+                    d.state = DeadLetterState.DEAD
+
+    def recover_dead_letters(self) -> int:
+        with self._lock:
+            n = 0
+            for d in self._dead.values():
+                if d.state == DeadLetterState.REDRIVING:
+                    d.state = DeadLetterState.DEAD
+                    n += 1
+            return n
