@@ -7,9 +7,9 @@ import sqlite3
 import threading
 import time
 
-from millpond.log.base import NewEvent
-from millpond.log.dedupe import dedupe_hash
-from millpond.log.sqlite_log import SQLiteEventLog
+from millpond.storage.models import NewEvent
+from millpond.storage.sqlite.dedupe import dedupe_hash
+from millpond.storage.sqlite.log import SQLiteEventLog
 
 
 def event(i: int, *, key: bool = False, size: int = 2_000) -> NewEvent:
@@ -38,7 +38,7 @@ def test_the_checkpointer_copies_the_wal_into_the_database_and_stops_on_close(tm
     start = path.stat().st_size
     # ~6 MB of bodies: past the point where the writer wakes the checkpointer, and far
     # below the WAL size at which the writer would checkpoint by itself.
-    log.append_sync([event(i) for i in range(3_000)])
+    log.submit([event(i) for i in range(3_000)]).result()
     wait_until(lambda: path.stat().st_size > start + 5_000_000)  # pages reached the db file
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT COUNT(*) FROM events").fetchone() == (3_000,)
@@ -48,9 +48,9 @@ def test_the_checkpointer_copies_the_wal_into_the_database_and_stops_on_close(tm
 
 def test_a_precomputed_dedupe_key_dedupes_like_the_log_own(tmp_path):
     log = SQLiteEventLog(tmp_path / "log.db")
-    first = log.append_sync([event(1, key=True, size=10), event(2, size=10)])
-    again = log.append_sync([event(1, size=10), event(2, key=True, size=10),
-                             event(3, key=True, size=10)])
+    first = log.submit([event(1, key=True, size=10), event(2, size=10)]).result()
+    again = log.submit([event(1, size=10), event(2, key=True, size=10),
+                        event(3, key=True, size=10)]).result()
     assert first.seqs == [1, 2]
     assert again.seqs == [None, None, 3]
     log.close()

@@ -1,0 +1,202 @@
+"""The SQLite log's own machinery: group commits, hash collisions, gapless seqs, queued
+commits on close, back-pressure, a failed commit. What every backend promises is in
+``tests/storage/contract``."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from millpond.errors import Overloaded
+from millpond.storage.models import NewEvent
+from millpond.storage.sqlite import dedupe
+from millpond.storage.sqlite.log import SQLiteEventLog
+
+from ..helpers import ev, wait_until
+
+
+@pytest.fixture
+def log(tmp_path):
+    opened = SQLiteEventLog(tmp_path / "log.db")
+    yield opened
+    opened.close()
+
+
+def append_sync(log: SQLiteEventLog, events: list[NewEvent]):
+    return log.submit(events).result(30)
+
+
+def stored_ids(log: SQLiteEventLog) -> list[tuple[str, str]]:
+    import json
+
+    rows = log.read_sync(0, 10_000)
+    return [(json.loads(e.body)["source_id"], json.loads(e.body)["messageId"]) for e in rows]
+
+
+class Blocker:
+    """Holds SQLite's write lock from another connection, so the writer thread waits."""
+
+    def __init__(self, path):
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+# -- dedupe ----------------------------------------------------------------------------
+def test_duplicates_across_appends_of_one_group_commit(log, tmp_path):
+    """Two requests carrying the same message, committed in one transaction: stored once."""
+    blocker = Blocker(tmp_path / "log.db")
+    results: dict[str, object] = {}
+
+    def append(name: str, events: list[NewEvent]) -> None:
+        results[name] = append_sync(log, events)
+
+    # The writer takes the first submission and waits for the lock; the next two queue
+    # up behind it and are committed together in the following group.
+    threads = [threading.Thread(target=append, args=("first", [ev("m0")]))]
+    threads[0].start()
+    wait_until(lambda: log._pending == 1 and not log._queue)
+    for name in ("a", "b"):
+        threads.append(threading.Thread(target=append, args=(name, [ev("same"), ev(name)])))
+        threads[-1].start()
+    wait_until(lambda: len(log._queue) == 2)
+    blocker.release()
+    for thread in threads:
+        thread.join(10)
+    assert results["first"].seqs == [1]
+    assert {tuple(results["a"].seqs), tuple(results["b"].seqs)} == {(2, 3), (None, 4)}
+    assert sorted(mid for _, mid in stored_ids(log)) == ["a", "b", "m0", "same"]
+
+
+def test_hash_collision_stores_both_and_still_dedupes_retries(tmp_path, monkeypatch):
+    monkeypatch.setattr(dedupe, "dedupe_hash", lambda source_id, message_id: 42)
+    log = SQLiteEventLog(tmp_path / "log.db")
+    try:
+        assert append_sync(log, [ev("x")]).seqs == [1]
+        assert append_sync(log, [ev("y")]).seqs == [2]  # same hash, different message
+        assert append_sync(log, [ev("x"), ev("y")]).seqs == [None, None]
+        # Collisions inside one append: new ones stored, repeats dropped.
+        assert append_sync(log, [ev("z"), ev("w"), ev("z"), ev("x"), ev("w")]).seqs == [
+            3, 4, None, None, None]
+        assert append_sync(log, [ev("x", "src_b")]).seqs == [5]  # other source, same hash
+    finally:
+        log.close()
+    reopened = SQLiteEventLog(tmp_path / "log.db")  # the overflow keys are durable too
+    try:
+        assert append_sync(reopened, [ev(m) for m in "xyzw"]).seqs == [None] * 4
+        assert append_sync(reopened, [ev("v")]).seqs == [6]
+        assert sorted(m for _, m in stored_ids(reopened)) == ["v", "w", "x", "x", "y", "z"]
+    finally:
+        reopened.close()
+
+
+# -- seq ---------------------------------------------------------------------------------
+def test_seq_is_monotonic_and_gapless_under_concurrent_appends(log):
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(40):
+            result = append_sync(log, [ev(f"t{n}-{i}-{k}") for k in range(3)])
+            assert result.seqs == sorted(result.seqs)
+            with lock:
+                seqs.extend(result.seqs)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(seqs) == list(range(1, 6 * 40 * 3 + 1))
+    assert log.last_seq() == 720
+    rows = log.read_sync(0, 10_000)
+    assert [e.seq for e in rows] == list(range(1, 721))
+    assert [e.seq for e in log.read_sync(700, 5)] == [701, 702, 703, 704, 705]
+
+
+def test_close_finishes_queued_commits(tmp_path):
+    log = SQLiteEventLog(tmp_path / "log.db")
+    blocker = Blocker(tmp_path / "log.db")
+    results = []
+    thread = threading.Thread(target=lambda: results.append(append_sync(log, [ev("m1")])))
+    thread.start()
+    wait_until(lambda: log._pending == 1)
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    time.sleep(0.1)
+    blocker.release()
+    closer.join(10)
+    thread.join(10)
+    assert results[0].seqs == [1]
+    with pytest.raises(Overloaded):  # a closed log refuses, it does not hang
+        append_sync(log, [ev("m2")])
+    reopened = SQLiteEventLog(tmp_path / "log.db")
+    assert reopened.last_seq() == 1
+    reopened.close()
+
+
+# -- back-pressure -----------------------------------------------------------------------
+def test_full_queue_raises_overloaded(tmp_path):
+    log = SQLiteEventLog(tmp_path / "log.db", max_pending=10)
+    blocker = Blocker(tmp_path / "log.db")
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(
+        append_sync(log, [ev(f"a{i}") for i in range(6)])))]
+    threads[0].start()
+    wait_until(lambda: log._pending == 6)
+    with pytest.raises(Overloaded) as refused:
+        append_sync(log, [ev(f"b{i}") for i in range(5)])  # 6 + 5 > 10
+    assert refused.value.status == 503 and refused.value.retry_after > 0
+    threads.append(threading.Thread(target=lambda: results.append(
+        append_sync(log, [ev(f"c{i}") for i in range(4)]))))  # 6 + 4 fits
+    threads[1].start()
+    wait_until(lambda: log._pending == 10)
+    blocker.release()
+    for t in threads:
+        t.join(10)
+    assert sorted(r.stored for r in results) == [4, 6]
+    assert sorted(m for _, m in stored_ids(log)) == sorted(
+        [f"a{i}" for i in range(6)] + [f"c{i}" for i in range(4)])
+    # An idle log takes a batch bigger than the limit rather than refusing it forever.
+    assert append_sync(log, [ev(f"d{i}") for i in range(25)]).stored == 25
+    log.close()
+
+
+def test_writer_thread_survives_a_failed_commit(tmp_path, monkeypatch):
+    """A commit that fails fails only its own requests; the writer goes on with the next."""
+    log = SQLiteEventLog(tmp_path / "log.db")
+    real_commit = log._commit
+    calls = []
+
+    def failing_once(conn, subs):
+        calls.append(len(subs))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_commit(conn, subs)
+
+    monkeypatch.setattr(log, "_commit", failing_once)
+    event = NewEvent("s", "track", "m1", None, None, None, 0, 0, b'{"messageId":"m1"}')
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            append_sync(log, [event])
+        assert append_sync(log, [event]).seqs == [1]  # nothing half-written by the failure
+        assert log._pending == 0
+    finally:
+        log.close()
+
+
+def test_commits_are_reported(tmp_path):
+    commits: list[tuple[int, float]] = []
+    log = SQLiteEventLog(tmp_path / "log.db", on_commit=lambda n, s: commits.append((n, s)))
+    try:
+        append_sync(log, [ev("m1"), ev("m2")])
+        append_sync(log, [ev("m2")])
+    finally:
+        log.close()
+    assert [n for n, _ in commits] == [2, 1] and all(s >= 0 for _, s in commits)
