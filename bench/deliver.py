@@ -1,9 +1,10 @@
 """Delivery benchmark: ``.venv/bin/python bench/deliver.py [--events 300000] [--runs 3]``.
 
-Measures, in one run and on one machine, on a temp log filled with ``append_sync``:
-- baseline: the raw log scan, ``read_after`` in the pump's chunk size plus JSON decode;
+Measures, in one run and on one machine, on a temp store (``open_storage``) filled
+through ``EventLog.submit``:
+- baseline: the raw log scan, ``EventLog.read`` in the pump's chunk size plus JSON decode;
 - the pump end to end: log tail -> decode -> trigger -> mapping -> required fields ->
-  validate -> batching -> ``build_request`` -> classify -> checkpoints in ``state.db``,
+  validate -> batching -> ``build_request`` -> classify -> checkpoints of a live run,
   into an *in-process sink* that answers 200 and counts (no network: this measures the
   pump, not a socket), for the Mixpanel presets (4 actions; @merge/@if mappings) and for
   a webhook in 1000-event batches (pass-through mapping). ``--http`` adds a run through
@@ -28,18 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
-from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
 from millpond.pumps import config  # noqa: E402
 from millpond.pumps.batcher import Batcher  # noqa: E402
 from millpond.pumps.deliver import Deliverer  # noqa: E402
-from millpond.pumps.evaluate import Evaluator  # noqa: E402
+from millpond.pumps.evaluate import Evaluator, dead_letters  # noqa: E402
 from millpond.pumps.ledger import Ledger  # noqa: E402
-from millpond.pumps.progress import ProgressStore  # noqa: E402
 from millpond.pumps.pump import LogTail, Pump  # noqa: E402
 from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
 from millpond.pumps.retry import RetryPolicy  # noqa: E402
 from millpond.pumps.transport import CountingTransport, HttpxTransport  # noqa: E402
-from millpond.state import StateDB  # noqa: E402
+from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
+from millpond.storage.models import Run, RunKind, RunState  # noqa: E402
 
 CHUNK = 500
 #: A typical hand-written action: track events, five fields picked from each.
@@ -52,7 +52,12 @@ MIXPANEL = {"project_token": "0123456789abcdef0123", "api_secret": "fedcba987654
             "endpoint": "http://127.0.0.1:9"}
 
 
-def fill(log: SQLiteEventLog, n: int) -> None:
+def open_bench_storage(path: Path) -> Storage:
+    """A fresh store on ``path`` (its log commits without waiting for the disk)."""
+    return open_storage(StorageConfig(data_dir=str(path), synchronous="NORMAL"))
+
+
+def fill(storage: Storage, n: int) -> None:
     """``n`` events: 80% track, 10% identify, 5% page, 5% group (no Mixpanel action)."""
     kinds = ["track"] * 16 + ["identify"] * 2 + ["page", "group"]
     now = int(time.time() * 1000)
@@ -67,47 +72,48 @@ def fill(log: SQLiteEventLog, n: int) -> None:
                         "page": {"name": "Pricing"}, "group": {"groupId": "acme"}}[kind])
         batch.append(normalize(msg, source_id="src_bench", received_ms=now))
         if len(batch) == 2000:
-            log.append_sync(batch)
+            storage.log.submit(batch).result()
             batch = []
     if batch:
-        log.append_sync(batch)
+        storage.log.submit(batch).result()
 
 
-def scan_rate(log: SQLiteEventLog, n: int) -> float:
+async def scan_rate(storage: Storage, n: int) -> float:
     decode = msgspec.json.Decoder().decode
     started = time.perf_counter()
     after, seen = 0, 0
     while True:
-        rows = log.read_after(after, CHUNK)
+        rows = await storage.log.read(after, CHUNK)
         if not rows:
             break
-        for seq, body in rows:
-            decode(body)["seq"] = seq
+        for row in rows:
+            decode(row.body)["seq"] = row.seq
         seen += len(rows)
-        after = rows[-1][0]
+        after = rows[-1].seq
     assert seen == n
     return n / (time.perf_counter() - started)
 
 
-def make_pump(log, state_dir: Path, type_name: str, settings: dict, actions, transport,
-              rate: float) -> tuple[Pump, ProgressStore]:
+def make_pump(storage: Storage, type_name: str, settings: dict, actions, transport,
+              rate: float) -> Pump:
     rt = config.runtime(type_name, settings, config.actions(actions, config.destination_type(
         type_name)))
-    progress = ProgressStore(StateDB(state_dir / f"state-{time.monotonic_ns()}.db"))
+    run = storage.runs.create(Run(f"bench-{time.monotonic_ns()}", "bench", RunKind.LIVE,
+                                  RunState.RUNNING, cursor=0))
     limits = rt.dtype.batching
 
     def persist(cursor, counts, dead, _finished):
-        progress.checkpoint("bench", cursor=cursor, counts=counts, dead=dead)
+        storage.runs.checkpoint(run.id, cursor=cursor, counts=counts,
+                                dead=dead_letters(dead, "bench", run.id))
 
-    pump = Pump(LogTail(log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
+    return Pump(LogTail(storage.log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
                 Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy()),
                 Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
                 Ledger(0), persist)
-    return pump, progress
 
 
-async def pump_rate(log, state_dir, n, type_name, settings, actions, transport) -> float:
-    pump, _ = make_pump(log, state_dir, type_name, settings, actions, transport, 1e9)
+async def pump_rate(storage, n, type_name, settings, actions, transport) -> float:
+    pump = make_pump(storage, type_name, settings, actions, transport, 1e9)
     started = time.perf_counter()
     task = asyncio.create_task(pump.run())
     while pump.ledger.cursor < n:
@@ -120,10 +126,10 @@ async def pump_rate(log, state_dir, n, type_name, settings, actions, transport) 
     return n / elapsed
 
 
-async def limited_rate(log, state_dir, seconds: float, limit: float) -> float:
+async def limited_rate(storage, seconds: float, limit: float) -> float:
     transport = CountingTransport()
     settings = {"url": "http://127.0.0.1:9/hook", "batch_size": 10}
-    pump, _ = make_pump(log, state_dir, "webhook", settings, None, transport, limit)
+    pump = make_pump(storage, "webhook", settings, None, transport, limit)
     task = asyncio.create_task(pump.run())
     started = time.perf_counter()
     await asyncio.sleep(seconds)
@@ -168,14 +174,14 @@ def main() -> None:
         pass
 
     with tempfile.TemporaryDirectory(prefix="millpond-bench-deliver-") as tmp:
-        d = Path(tmp)
-        log = SQLiteEventLog(d / "log.db", synchronous="OFF")
+        storage = open_bench_storage(Path(tmp))
         t = time.perf_counter()
-        fill(log, args.events)
+        fill(storage, args.events)
         print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
 
-        baseline = median([scan_rate(log, args.events) for _ in range(args.runs)])
-        print(f"baseline  raw log scan (read_after x{CHUNK} + decode): {baseline:>10,.0f} "
+        baseline = median([asyncio.run(scan_rate(storage, args.events))
+                           for _ in range(args.runs)])
+        print(f"baseline  raw log scan (read x{CHUNK} + decode): {baseline:>10,.0f} "
               "events/s")
 
         webhook = {"url": "http://127.0.0.1:9/hook", "batch_size": 1000}
@@ -185,7 +191,7 @@ def main() -> None:
         print("pump into an in-process counting sink (trigger + mapping + batching + "
               "build_request + checkpoints):")
         for label, type_name, settings, actions in cases:
-            rates = [asyncio.run(pump_rate(log, d, args.events, type_name, settings, actions,
+            rates = [asyncio.run(pump_rate(storage, args.events, type_name, settings, actions,
                                            CountingTransport())) for _ in range(args.runs)]
             rate = median(rates)
             print(f"  {label:<44} {rate:>10,.0f} events/s  ({rate / baseline:.2f}x "
@@ -197,7 +203,7 @@ def main() -> None:
                 transport = HttpxTransport()
                 try:
                     settings = {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 1000}
-                    return await pump_rate(log, d, args.events, "webhook", settings, ORDERS,
+                    return await pump_rate(storage, args.events, "webhook", settings, ORDERS,
                                            transport)
                 finally:
                     await transport.aclose()
@@ -209,13 +215,13 @@ def main() -> None:
                   f"  ({rate / baseline:.2f}x baseline; runs "
                   f"{', '.join(f'{r:,.0f}' for r in rates)})")
 
-        runs = [asyncio.run(limited_rate(log, d, args.limit_seconds, args.limit))
+        runs = [asyncio.run(limited_rate(storage, args.limit_seconds, args.limit))
                 for _ in range(args.runs if args.limit_seconds <= 10 else 1)]
         achieved = median(runs)
         print(f"limited   {args.limit:,.0f} events/s over {args.limit_seconds:g}s: achieved "
               f"{achieved:,.1f} events/s ({(achieved / args.limit - 1) * 100:+.2f}% of the "
               "limit)")
-        log.close()
+        storage.close()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import csv
 import json
 import random
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -98,27 +97,31 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
         options = ImportOptions(kind="people", timestamp_column="updated_at", resume=False,
                                 state_dir=Path(state), errors_path=Path(state) / "errors.csv",
                                 source="bench")
-        log = None
+        storage = None
         if url:
             sink: Any = HttpSink(url, write_key)
         elif sink_kind == "encode":
             sink = EncodingSink()
         else:
             from millpond.backfill.log_sink import LogSink
-            from millpond.log.sqlite_log import SQLiteEventLog
+            from millpond.storage import StorageConfig, open_storage
 
-            log = SQLiteEventLog(Path(state) / "log.db")
-            sink = LogSink(log, "src_bench")
+            storage = open_storage(StorageConfig(data_dir=str(Path(state) / "data")))
+            sink = LogSink(storage.log, "src_bench")
         started = time.perf_counter()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
         # The import's peak, before the check below reads the whole log through a
         # connection of its own (whose page cache is the bench's, not the import's).
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if log is not None:
-            log.close()
-            with sqlite3.connect(Path(state) / "log.db") as check:
-                stored = check.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        if storage is not None:
+            import asyncio
+
+            from millpond.storage.models import Window
+
+            everything = Window(-(1 << 62), 1 << 62)
+            stored = asyncio.run(storage.index.count(everything))
+            storage.close()
             assert stored == summary.events_accepted, "log count differs from accepted"
     # The largest reaped child: the import's reader process (0 when it ran none).
     reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BenchServer, loadgen, median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
-from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
+from millpond.storage import StorageConfig, open_storage  # noqa: E402
 
 PLACEHOLDER = "XXXXXXXXXXXX"
 
@@ -33,12 +33,12 @@ def raw_insert_rate(n: int = 200_000, batch: int = 2000) -> float:
     events = [normalize(realistic_event(i, f"raw-{i}"), source_id="src_bench",
                         received_ms=int(time.time() * 1000)) for i in range(n)]
     with tempfile.TemporaryDirectory() as d:
-        log = SQLiteEventLog(Path(d) / "log.db")
+        storage = open_storage(StorageConfig(data_dir=d))
         started = time.perf_counter()
         for i in range(0, n, batch):
-            log.append_sync(events[i:i + batch])
+            storage.log.submit(events[i:i + batch]).result()
         elapsed = time.perf_counter() - started
-        log.close()
+        storage.close()
     return n / elapsed
 
 

@@ -3,7 +3,7 @@
 In one run, on a temp log of ``--events`` events (80% track, 10% identify, 5% page, 5%
 group, as ``bench/deliver.py``), in process (no network: this measures the replay
 machinery, not a socket):
-- baseline: the raw window scan, ``scan_window`` plus JSON decode, in (ts, seq) order;
+- baseline: the raw window scan, ``EventIndex.scan`` plus JSON decode, in (ts, seq) order;
 - preview: the dry run over the whole window for a webhook (pass-through mapping) and
   for the Mixpanel presets (4 actions; 5% group events no action handles), events/s,
   through a worker pool like the server's (one process per core; the first run pays
@@ -36,10 +36,9 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median  # noqa: E402
-from deliver import MIXPANEL, fill  # noqa: E402
+from deliver import MIXPANEL, fill, open_bench_storage  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
-from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
 from millpond.pumps import config  # noqa: E402
 from millpond.pumps.batcher import Batcher  # noqa: E402
 from millpond.pumps.deliver import Deliverer  # noqa: E402
@@ -49,10 +48,10 @@ from millpond.pumps.preview import PreviewJob, run_preview  # noqa: E402
 from millpond.pumps.pump import LogTail, Pump  # noqa: E402
 from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
 from millpond.pumps.replay import ReplayRunner  # noqa: E402
-from millpond.pumps.replay_store import ReplayStore  # noqa: E402
 from millpond.pumps.retry import RetryPolicy  # noqa: E402
 from millpond.pumps.transport import CountingTransport, Response  # noqa: E402
-from millpond.state import StateDB  # noqa: E402
+from millpond.storage import Storage  # noqa: E402
+from millpond.storage.models import Run, RunKind, RunState, Window  # noqa: E402
 from millpond.workers import WorkerPool  # noqa: E402
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "batch_size": 1000}
@@ -70,12 +69,12 @@ def runtime(type_name: str, settings: dict):
                           config.actions(None, config.destination_type(type_name)))
 
 
-def scan_rate(log: SQLiteEventLog) -> float:
+async def scan_rate(storage: Storage) -> float:
     decode = msgspec.json.Decoder().decode
     started, n = time.perf_counter(), 0
-    for chunk in log.scan_window(0, 1 << 62, None, 5000):
-        for _ts, seq, body in chunk:
-            decode(body)["seq"] = seq
+    async for chunk in storage.index.scan(Window(0, 1 << 62), chunk=5000):
+        for row in chunk:
+            decode(row.body)["seq"] = row.seq
         n += len(chunk)
     return n / (time.perf_counter() - started)
 
@@ -85,26 +84,27 @@ def preview_job(type_name: str, settings: dict, max_seq: int | None = None) -> P
                       config.actions(None, config.destination_type(type_name)))
 
 
-def preview_rate(log: SQLiteEventLog, type_name: str, settings: dict, n: int,
+def preview_rate(storage: Storage, type_name: str, settings: dict, n: int,
                  pool: WorkerPool | None) -> float:
     started = time.perf_counter()
-    out = run_preview(log, preview_job(type_name, settings), {}, pool)
+    out = asyncio.run(run_preview(storage.index, preview_job(type_name, settings), {}, pool))
     assert out["events"] == n, out["events"]
     return n / (time.perf_counter() - started)
 
 
-def runner_for(log, state_dir: Path, plan: dict, deliverer: Deliverer, rt) -> ReplayRunner:
-    store = ReplayStore(StateDB(state_dir / f"state-{time.monotonic_ns()}.db"))
-    replay = store.create("d", plan)
-    return ReplayRunner(replay, store, log, deliverer, Evaluator(rt.dtype, rt.actions),
-                        rt.dtype.batching, deliverer.limiter.events.rate)
+def runner_for(storage: Storage, plan: dict, deliverer: Deliverer, rt) -> ReplayRunner:
+    replay = storage.runs.create(Run(f"rpl_{time.monotonic_ns()}", "d", RunKind.REPLAY,
+                                     RunState.RUNNING, plan))
+    return ReplayRunner(replay, storage.runs, storage.index, deliverer,
+                        Evaluator(rt.dtype, rt.actions), rt.dtype.batching,
+                        deliverer.limiter.events.rate)
 
 
-async def unlimited_rate(log, state_dir: Path, n: int, max_seq: int | None = None) -> float:
+async def unlimited_rate(storage: Storage, n: int, max_seq: int | None = None) -> float:
     rt = runtime("webhook", HOOK)
     transport = CountingTransport()
     deliverer = Deliverer(rt.dtype, transport, RateLimiter(100_000), RetryPolicy())
-    runner = runner_for(log, state_dir, a_plan(max_seq, 100_000), deliverer, rt)
+    runner = runner_for(storage, a_plan(max_seq, 100_000), deliverer, rt)
     started = time.perf_counter()
     await runner.run()
     elapsed = time.perf_counter() - started
@@ -112,11 +112,11 @@ async def unlimited_rate(log, state_dir: Path, n: int, max_seq: int | None = Non
     return n / elapsed
 
 
-async def limited_rate(log, state_dir: Path, seconds: float, limit: float) -> float:
+async def limited_rate(storage: Storage, seconds: float, limit: float) -> float:
     rt = runtime("webhook", {**HOOK, "batch_size": 100})
     transport = CountingTransport()
     deliverer = Deliverer(rt.dtype, transport, RateLimiter(limit), RetryPolicy())
-    runner = runner_for(log, state_dir, a_plan(None, limit), deliverer, rt)
+    runner = runner_for(storage, a_plan(None, limit), deliverer, rt)
     task = asyncio.create_task(runner.run())
     started = time.perf_counter()
     await asyncio.sleep(seconds)
@@ -144,16 +144,17 @@ class LagSink(CountingTransport):
         return await super().send(request)
 
 
-async def live_lag(log, state_dir: Path, seconds: float, live_rate: float) -> tuple:
+async def live_lag(storage: Storage, seconds: float, live_rate: float) -> tuple:
     rt = runtime("webhook", {**HOOK, "batch_size": 100})
     sink = LagSink()
     deliverer = Deliverer(rt.dtype, sink, RateLimiter(5000), RetryPolicy())
+    log = storage.log
     connected = log.last_seq()
     limits = rt.dtype.batching
     live = Pump(LogTail(log, connected), Evaluator(rt.dtype, rt.actions), deliverer,
                 Batcher(limits.max_events, limits.max_bytes, 0.05), Ledger(connected),
                 lambda *a: None)
-    runner = runner_for(log, state_dir, a_plan(connected, 5000), deliverer, rt)
+    runner = runner_for(storage, a_plan(connected, 5000), deliverer, rt)
     halt = threading.Event()
 
     def produce() -> None:
@@ -165,7 +166,7 @@ async def live_lag(log, state_dir: Path, seconds: float, live_rate: float) -> tu
                 batch.append(normalize({"type": "track", "event": "Live", "userId": f"l{i % 50}",
                                         "messageId": f"live-{i}"}, source_id="src_live",
                                        received_ms=int(time.time() * 1000)))
-            log.append_sync(batch)
+            log.submit(batch).result()
             next_at += 0.05
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -193,19 +194,19 @@ def peak_rss_kib(pid: int) -> int:
                  if line.startswith("VmHWM:")), 0)
 
 
-def child_rss(log_path: str, max_seq: int) -> int:
+def child_rss(data_dir: str, max_seq: int) -> int:
     """Peak RSS (KiB) of a fresh process that previews and replays ``max_seq`` events."""
     here = str(Path(__file__).parent)
-    code = (f"import asyncio, resource, sys, tempfile; sys.path.insert(0, {here!r});"
+    code = (f"import asyncio, resource, sys; sys.path.insert(0, {here!r});"
             f"import replay as r; from pathlib import Path;"
-            f"log = r.SQLiteEventLog({log_path!r}, synchronous='OFF');"
-            f"rt = r.runtime('webhook', r.HOOK);"
+            f"storage = r.open_bench_storage(Path({data_dir!r}));"
             f"pool = r.WorkerPool(preload=['millpond.pumps.preview']);"
-            f"r.run_preview(log, r.preview_job('webhook', r.HOOK, {max_seq}), {{}}, pool);"
+            f"job = r.preview_job('webhook', r.HOOK, {max_seq});"
+            f"asyncio.run(r.run_preview(storage.index, job, {{}}, pool));"
             f"workers = max([r.peak_rss_kib(p) for p in pool.pids()] or [0]);"
             f"pool.close();"
-            f"d = Path(tempfile.mkdtemp());"
-            f"asyncio.run(r.unlimited_rate(log, d, {max_seq}, {max_seq}));"
+            f"asyncio.run(r.unlimited_rate(storage, {max_seq}, {max_seq}));"
+            f"storage.close();"
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, workers)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -229,19 +230,19 @@ def main() -> None:
         pass
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="millpond-bench-replay-") as tmp:
-        d = Path(tmp)
-        log = SQLiteEventLog(d / "log.db", synchronous="OFF")
+        d = Path(tmp) / "data"
+        storage = open_bench_storage(d)
         t = time.perf_counter()
-        fill(log, args.events)
+        fill(storage, args.events)
         print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
         n = args.events
         scans, pv_hook, pv_mp, unl = [], [], [], []
         pool = WorkerPool(preload=["millpond.pumps.preview"])  # as the server's, started lazily
         for run in range(args.runs):
-            scans.append(scan_rate(log))
-            pv_hook.append(preview_rate(log, "webhook", HOOK, n, pool))
-            pv_mp.append(preview_rate(log, "mixpanel", MIXPANEL, n, pool))
-            unl.append(asyncio.run(unlimited_rate(log, d, n)))
+            scans.append(asyncio.run(scan_rate(storage)))
+            pv_hook.append(preview_rate(storage, "webhook", HOOK, n, pool))
+            pv_mp.append(preview_rate(storage, "mixpanel", MIXPANEL, n, pool))
+            unl.append(asyncio.run(unlimited_rate(storage, n)))
             print(f"run {run + 1}: scan {scans[-1]:,.0f}/s, preview webhook {pv_hook[-1]:,.0f}/s,"
                   f" preview mixpanel {pv_mp[-1]:,.0f}/s, replay unlimited {unl[-1]:,.0f}/s",
                   flush=True)
@@ -252,20 +253,20 @@ def main() -> None:
             results[name] = median(values)
             print(f"{name:>20}: {median(values):>10,.0f} events/s  ({median(values) / base:.2f}x"
                   " scan)")
-        limited = asyncio.run(limited_rate(log, d, args.limit_seconds, args.limit))
+        limited = asyncio.run(limited_rate(storage, args.limit_seconds, args.limit))
         results["limited"] = limited
         print(f"{'replay limited':>20}: {limited:,.1f} events/s over {args.limit_seconds:.0f}s "
               f"vs limit {args.limit:,.0f} ({(limited / args.limit - 1) * 100:+.2f}%)")
         p50, p99, live_n, replay_rate = asyncio.run(
-            live_lag(log, d, args.lag_seconds, args.live_rate))
+            live_lag(storage, args.lag_seconds, args.live_rate))
         results["live_lag"] = {"p50": p50, "p99": p99, "live_events": live_n,
                                "replay_rate": replay_rate}
         print(f"{'live lag in replay':>20}: p50 {p50:.3f}s p99 {p99:.3f}s ({live_n:,} live "
               f"events at {args.live_rate:,.0f}/s; replay meanwhile {replay_rate:,.0f}/s of "
               "the 5,000/s budget)")
-        log.close()
+        storage.close()
         small = min(100_000, n)
-        rss_small, rss_all = child_rss(str(d / "log.db"), small), child_rss(str(d / "log.db"), n)
+        rss_small, rss_all = child_rss(str(d), small), child_rss(str(d), n)
         results["rss_kib"] = {small: rss_small, n: rss_all}
         print(f"{'peak RSS':>20}: {small:,} events {rss_small[0] / 1024:.0f} MiB, "
               f"{n:,} events {rss_all[0] / 1024:.0f} MiB (largest preview worker: "

@@ -1,7 +1,8 @@
 """The composition root: one process, embedded stores, collector, admin API and pumps.
 
-Everything that needs the data dir is opened here and handed to the parts that use
-it, so each part can be tested with its own temporary stores.
+Everything that needs the data dir is opened here (the stores through
+:func:`millpond.storage.open_storage`) and handed to the parts that use it, so each part
+can be tested with its own temporary stores.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ from pathlib import Path
 
 import uvicorn
 
-from millpond import metrics
 from millpond.api.app import build_api
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
-from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.profiles.follower import ProfileFollower
-from millpond.profiles.store import ProfileStore
 from millpond.pumps import metrics as delivery_metrics
 from millpond.pumps.manager import PumpManager
 from millpond.pumps.replay_manager import ReplayManager
-from millpond.sources.store import SourceStore
-from millpond.state import StateDB
+from millpond.sources.service import SourceService
+from millpond.storage import StorageConfig, open_storage
 
 log = logging.getLogger("millpond")
 
@@ -40,19 +38,20 @@ class Millpond:
         self.public = public or PublicAddress()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_generated = admin_token(self.data_dir)
-        self.state = StateDB(self.data_dir / "state.db")
-        self.sources = SourceStore(self.state)
-        self.log = SQLiteEventLog(self.data_dir / "log.db", synchronous=synchronous,
-                                  on_commit=metrics.record_commit)
-        self.profiles = ProfileStore(self.data_dir / "profiles.db")
-        self.profile_follower = ProfileFollower(self.log, self.profiles)
-        self.imports = ImportJobs(self.state, self.log, self.data_dir)
-        self.pumps = PumpManager(self.log, self.state)
-        self.replays = ReplayManager(self.pumps, self.sources)
+        self.storage = storage = open_storage(StorageConfig(data_dir=str(self.data_dir),
+                                                            synchronous=synchronous))
+        self.log = storage.log
+        self.sources = SourceService(storage.sources)
+        self.profiles = storage.profiles
+        self.profile_follower = ProfileFollower(storage.log, storage.profiles)
+        self.imports = ImportJobs(storage.imports, storage.log, self.data_dir)
+        self.pumps = PumpManager(storage.log, storage.destinations, storage.runs)
+        self.replays = ReplayManager(self.pumps, self.sources, storage.runs, storage.index)
         delivery_metrics.install(self.pumps)
         self._background: list = []
         self.api = build_api(self)
-        self.asgi = CollectorApp(self.log, self.sources, self.api, self.public)
+        self.asgi = CollectorApp(storage.log, storage.rejections, self.sources, self.api,
+                                 self.public)
 
     def extra_routers(self) -> list:
         """Routers of the layers built on the log (destinations, replays, people, imports)."""
@@ -80,9 +79,7 @@ class Millpond:
 
     def close(self) -> None:
         self.replays.close()
-        self.log.close()
-        self.profiles.close()
-        self.state.close()
+        self.storage.close()
 
 
 def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL",

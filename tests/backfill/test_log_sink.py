@@ -3,11 +3,13 @@
 ``prepare_batch`` skips the parts of ``normalize`` that are no-ops for the events the
 importer builds and splices the fields it appends onto the runner's JSON; these tests
 hold it to ``normalize`` on importer events, on every perturbation of their shape, and
-end to end through a real SQLite log.
+end to end through a real SQLite log (and through the memory backend, which keeps no
+dedupe key).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from concurrent.futures import Future
@@ -26,7 +28,8 @@ from millpond.backfill import ImportOptions, SinkResult, run_import
 from millpond.backfill.log_sink import LogSink, prepare_batch
 from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import MessageRejected, normalize
-from millpond.log.sqlite_log import SQLiteEventLog
+from millpond.storage import StorageConfig, open_storage
+from millpond.storage.sqlite.log import SQLiteEventLog
 
 SOURCE = "src_import"
 RECEIVED_MS = 1_714_564_800_123
@@ -189,7 +192,7 @@ class ReferenceSink:
                                        received_at=format_ms(RECEIVED_MS)))
             except MessageRejected as exc:
                 rejected.append((index, f"{exc.code}: {exc.reason}"))
-        result = self.log.append_sync(valid)
+        result = self.log.submit(valid).result()
         return SinkResult(result.stored, rejected, result.duplicates)
 
 
@@ -231,9 +234,9 @@ def test_a_failed_commit_fails_the_batch_and_the_import_resumes(write, tmp_path)
     sink = LogSink(log, SOURCE, batch_size=10)
     real_submit, calls = log.submit, []
 
-    def flaky(events, rejections=()):
+    def flaky(events):
         calls.append(len(events))
-        future = real_submit(events, rejections)
+        future = real_submit(events)
         if len(calls) == 3:
             future.result()
             failed: Future = Future()
@@ -249,5 +252,24 @@ def test_a_failed_commit_fails_the_batch_and_the_import_resumes(write, tmp_path)
     summary = run_import(path, options, sink)
     assert summary.resumed_after_row == 21
     assert summary.events_accepted + summary.duplicates == summary.rows_read == 50
-    assert log.count() == 50
     log.close()
+    assert len(stored_rows(tmp_path / "log.db")) == 50
+
+
+@pytest.mark.parametrize("reader_process", [True, False])
+def test_a_backend_without_dedupe_keys_imports_the_same_events(write, tmp_path,
+                                                                reader_process):
+    path = write("id,plan\n" + "".join(f"u{i},{i % 5}\n" for i in range(300)) + "u1,9\n")
+    storage = open_storage(StorageConfig(backend="memory"))
+    try:
+        assert storage.log.dedupe_keyer() is None
+        sink = LogSink(storage.log, SOURCE, batch_size=50, reader_process=reader_process,
+                       clock=STOPPED_CLOCK)
+        first = run_import(path, ImportOptions(state_dir=tmp_path / "state"), sink)
+        again = run_import(path, ImportOptions(state_dir=tmp_path / "again"), sink)
+        stored = asyncio.run(storage.log.read(0, 1000))
+    finally:
+        storage.close()
+    assert (first.rows_read, first.events_accepted, again.duplicates) == (301, 301, 301)
+    assert sorted(msgspec.json.decode(e.body)["userId"] for e in stored) == sorted(
+        [f"u{i}" for i in range(300)] + ["u1"])

@@ -1,8 +1,8 @@
 """When the log's queue is full the collector answers 503 + Retry-After and stores nothing.
 
 The server's queue size is not configurable yet, so this drives :class:`CollectorApp`
-directly (httpx's ASGI transport) over a real SQLite log with ``max_pending=10`` whose
-writer is held back by another connection owning SQLite's write lock.
+directly (httpx's ASGI transport) over the SQLite backend with a log of ``max_pending=10``
+whose writer is held back by another connection owning SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import sqlite3
 import time
 
 import httpx
-import pytest
 
 from millpond.collector.app import CollectorApp
-from millpond.log.base import EventQuery, NewEvent
-from millpond.log.sqlite_log import SQLiteEventLog
-from millpond.sources.store import SourceStore
-from millpond.state import StateDB
+from millpond.sources.service import SourceService
+from millpond.storage.models import EventQuery
+from millpond.storage.sqlite import SQLiteStorage
 
 
 async def not_found(scope, receive, send) -> None:
@@ -33,10 +31,10 @@ def batch(prefix: str, n: int) -> dict:
 
 
 def test_overloaded_log_answers_503_with_retry_after(tmp_path):
-    log = SQLiteEventLog(tmp_path / "log.db", max_pending=10)
-    state = StateDB(tmp_path / "state.db")
-    source = SourceStore(state).create("web")
-    app = CollectorApp(log, SourceStore(state), not_found)
+    storage = SQLiteStorage(tmp_path, max_pending=10)
+    log = storage.log
+    source = SourceService(storage.sources).create("web")
+    app = CollectorApp(log, storage.rejections, SourceService(storage.sources), not_found)
     blocker = sqlite3.connect(tmp_path / "log.db", isolation_level=None,
                               check_same_thread=False)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -76,20 +74,20 @@ def test_overloaded_log_answers_503_with_retry_after(tmp_path):
         assert "behind" in refused.json()["error"]["message"]
         assert refused_single.status_code == 200, refused_single.text
         assert first.status_code == 200 and first.json()["accepted"] == 8
-        stored = [json.loads(b)["messageId"] for b in log.query(EventQuery(limit=100))]
+        found = asyncio.run(storage.index.query(EventQuery(limit=100)))
+        stored = [json.loads(e.body)["messageId"] for e in found]
         assert sorted(stored) == sorted([f"first-{i}" for i in range(8)] + ["r-single"])
     finally:
-        log.close()
-        state.close()
+        storage.close()
 
 
 def test_server_shutting_down_answers_503(tmp_path):
     """A closed log refuses with Overloaded too (SDKs retry), never a 500."""
-    log = SQLiteEventLog(tmp_path / "log.db")
-    state = StateDB(tmp_path / "state.db")
-    source = SourceStore(state).create("web")
-    app = CollectorApp(log, SourceStore(state), not_found)
-    log.close()
+    storage = SQLiteStorage(tmp_path)
+    sources = SourceService(storage.sources)
+    source = sources.create("web")
+    app = CollectorApp(storage.log, storage.rejections, sources, not_found)
+    storage.log.close()
 
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
@@ -98,29 +96,6 @@ def test_server_shutting_down_answers_503(tmp_path):
                                 auth=(source.write_key, ""))
 
     r = asyncio.run(scenario())
-    state.close()
+    storage.close()
     assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
     assert r.json()["error"]["code"] == "overloaded"
-
-
-def test_writer_thread_survives_a_failed_commit(tmp_path, monkeypatch):
-    """A commit that fails fails only its own requests; the writer goes on with the next."""
-    log = SQLiteEventLog(tmp_path / "log.db")
-    real_commit = log._commit
-    calls = []
-
-    def failing_once(conn, subs):
-        calls.append(len(subs))
-        if len(calls) == 1:
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_commit(conn, subs)
-
-    monkeypatch.setattr(log, "_commit", failing_once)
-    event = NewEvent("s", "track", "m1", None, None, None, 0, 0, b'{"messageId":"m1"}')
-    try:
-        with pytest.raises(sqlite3.OperationalError):
-            log.append_sync([event])
-        assert log.append_sync([event]).seqs == [1]  # nothing half-written by the failure
-        assert log._pending == 0
-    finally:
-        log.close()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from millpond.profiles.store import ProfileStore
+from millpond.storage.sqlite.profiles import SQLiteProfileStore as ProfileStore
 
 
 @pytest.fixture

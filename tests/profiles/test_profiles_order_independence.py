@@ -17,7 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from millpond.profiles.store import ProfileStore
+from millpond.storage.memory.profiles import MemoryProfileStore
+from millpond.storage.sqlite.profiles import SQLiteProfileStore
 
 USERS = ["u1", "u2", "u3"]
 ANONS = ["a1", "a2", "a3"]
@@ -187,18 +188,22 @@ def split(events: list[dict[str, Any]], cuts: list[int]) -> list[list[dict[str, 
     return [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-def run(batches: list[list[dict[str, Any]]], batch_size: int) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ProfileStore(Path(tmp) / "profiles.db", batch_size=batch_size) as ps,
-    ):
-        for batch in batches:
-            ps.apply_many(batch)
-        snapshot: dict[str, Any] = {i: ps.get(i) for i in IDS}
-        for profile in list(snapshot.values()):
-            if profile is not None:
-                snapshot[profile["id"]] = ps.get(profile["id"])
-        return snapshot
+def run(batches: list[list[dict[str, Any]]], batch_size: int,
+        memory: bool = False) -> dict[str, Any]:
+    """Apply ``batches`` to a fresh store (SQLite, or the memory backend's); every profile."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ps = MemoryProfileStore(batch_size=batch_size) if memory else \
+            SQLiteProfileStore(Path(tmp) / "profiles.db", batch_size=batch_size)
+        try:
+            for batch in batches:
+                ps.apply_many(batch)
+            snapshot: dict[str, Any] = {i: ps.get(i) for i in IDS}
+            for profile in list(snapshot.values()):
+                if profile is not None:
+                    snapshot[profile["id"]] = ps.get(profile["id"])
+            return snapshot
+        finally:
+            ps.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -219,6 +224,8 @@ def test_any_arrival_order_and_batching_ends_in_the_same_profiles(
         "second order, one event per call": run([[e] for e in second], 5000),
         "first order, internal chunks of 2": run([first], 2),
         "second order, then everything again reversed": run([second, second[::-1]], 3),
+        "memory backend, first order, split at cuts": run(split(first, cuts), 5000, True),
+        "memory backend, second order, chunks of 2": run([second], 2, True),
     }
     reference = runs["as generated, one batch"]
     assert reference == expected

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from millpond.profiles.store import ProfileStore
 from millpond.profiles.updates import to_update
+from millpond.storage.sqlite.profiles import SQLiteProfileStore as ProfileStore
 
 from .profile_events import alias, event, group, identify
 

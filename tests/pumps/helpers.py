@@ -92,8 +92,8 @@ def action(name: str = "all", trigger: str = "type != null",
 
 def new_event(i: int, *, type: str = "track", user: str | None = None, source: str = "src",
               timestamp: str = "2030-01-01T00:00:00.000Z", **extra):
-    """A NewEvent ready for ``SQLiteEventLog.append_sync`` (body without seq)."""
-    from millpond.log.base import NewEvent
+    """A NewEvent ready to append (body without seq)."""
+    from millpond.storage.models import NewEvent
 
     body = {"type": type, "messageId": f"m{i}", "userId": user or f"u{i % 7}",
             "timestamp": timestamp, "receivedAt": "2030-01-01T00:00:00.000Z",

@@ -1,16 +1,18 @@
-"""The replay preview split over worker processes counts exactly what one process counts."""
+"""The replay preview split over worker processes counts exactly what one process counts
+(and a backend without a part scanner counts the same in process)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import normalize
-from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.pumps import preview
 from millpond.pumps.preview import PreviewJob, run_preview
+from millpond.storage import StorageConfig, open_storage
 from millpond.workers import WorkerPool
 
 BASE = 1_700_000_000_000
@@ -57,17 +59,25 @@ def pool():
     workers.close()
 
 
+def open_test_storage(tmp_path, backend: str = "sqlite"):
+    storage = open_storage(StorageConfig(backend=backend, data_dir=str(tmp_path / "data"),
+                                         synchronous="NORMAL"))
+    storage.log.submit(events(1000)).result()
+    return storage
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
 @pytest.mark.parametrize("flt", [None, 'userId != "u3"'])
-def test_parallel_preview_equals_the_single_process_one(tmp_path, monkeypatch, pool, flt):
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+def test_parallel_preview_equals_the_single_process_one(tmp_path, monkeypatch, pool, flt,
+                                                        backend):
+    storage = open_test_storage(tmp_path, backend)
     try:
-        log.append_sync(events(1000))
         job = PreviewJob(a_plan(flt), "webhook", {"url": "http://vendor.invalid/"}, ACTIONS)
-        alone = run_preview(log, job, {"src_web": "web"})
+        alone = asyncio.run(run_preview(storage.index, job, {"src_web": "web"}))
         monkeypatch.setattr(preview, "MIN_PART_EVENTS", 100)
-        split = run_preview(log, job, {"src_web": "web"}, pool)
+        split = asyncio.run(run_preview(storage.index, job, {"src_web": "web"}, pool))
     finally:
-        log.close()
+        storage.close()
     assert split["scan"]["scanned"] == alone["scan"]["scanned"] == 900
     split.pop("scan"), alone.pop("scan")
     assert split == alone
@@ -87,12 +97,13 @@ def test_parallel_preview_equals_the_single_process_one(tmp_path, monkeypatch, p
 
 
 def test_a_preview_without_a_pool_or_with_a_small_window_stays_in_process(tmp_path, pool):
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    storage = open_storage(StorageConfig(data_dir=str(tmp_path / "data")))
     try:
-        log.append_sync(events(200))
+        storage.log.submit(events(200)).result()
         job = PreviewJob(a_plan(None), "webhook", {"url": "http://vendor.invalid/"}, ACTIONS)
         before = pool._executor
-        result = run_preview(log, job, {}, pool)  # 200 events: below MIN_PART_EVENTS
+        # 200 events: below MIN_PART_EVENTS
+        result = asyncio.run(run_preview(storage.index, job, {}, pool))
     finally:
-        log.close()
+        storage.close()
     assert result["events"] > 0 and pool._executor is before

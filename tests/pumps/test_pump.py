@@ -1,43 +1,70 @@
-"""The pump end to end in one process: real SQLite log and state.db, scripted vendor."""
+"""The pump end to end in one process, over each storage backend, scripted vendor."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import ClassVar
 
 import msgspec
 import pytest
 
 from millpond.destinations.base import Item
-from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.pumps.batcher import Batcher
 from millpond.pumps.deliver import Deliverer
-from millpond.pumps.evaluate import Evaluator
+from millpond.pumps.evaluate import Evaluator, dead_letters
 from millpond.pumps.ledger import Ledger
-from millpond.pumps.progress import ProgressStore
 from millpond.pumps.pump import LogTail, Pump
 from millpond.pumps.rate_limit import RateLimiter
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.transport import Response
-from millpond.state import StateDB
+from millpond.storage import StorageConfig, open_storage
+from millpond.storage.contracts import EventLog, RunStore
+from millpond.storage.models import Run, RunKind, RunState
 
 from .helpers import ScriptedTransport, ScriptType, action, new_event
 
 
-@pytest.fixture
-def stores(tmp_path):
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    state = StateDB(tmp_path / "state.db")
-    yield log, ProgressStore(state)
-    log.close()
-    state.close()
+class Log:
+    """The log as these tests fill it (blocking appends)."""
+
+    def __init__(self, log: EventLog):
+        self.log = log
+
+    def append_sync(self, events):
+        return self.log.submit(events).result(10)
+
+
+class Progress:
+    """Run ``d1`` of destination ``d``, as these tests read it."""
+
+    def __init__(self, runs: RunStore):
+        self.runs = runs
+        runs.create(Run("d1", "d", RunKind.LIVE, RunState.RUNNING))
+
+    def cursor(self, run_id: str):
+        return self.runs.get(run_id).cursor
+
+    def counts(self, run_id: str):
+        return self.runs.get(run_id).counts
+
+    def checkpoint(self, run_id: str, *, cursor, counts, dead):
+        self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
+                             dead=dead_letters(dead, "d", run_id))
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def stores(request, tmp_path):
+    storage = open_storage(StorageConfig(backend=request.param, data_dir=str(tmp_path),
+                                         synchronous="NORMAL"))
+    yield Log(storage.log), Progress(storage.runs)
+    storage.close()
 
 
 def make_pump(log, progress, transport, actions, dtype=None, cursor=0):
     dtype = dtype or ScriptType()
     deliverer = Deliverer(dtype, transport, RateLimiter(1e5), RetryPolicy(base=0.001, cap=0.01))
     limits = dtype.batching
+    log = log.log
 
     def persist(cur, counts, dead, _finished):
         progress.checkpoint("d1", cursor=cur, counts=counts, dead=dead)
@@ -59,9 +86,9 @@ async def run_until(pump: Pump, condition, timeout: float = 10.0) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def dead_letters(progress):
-    return progress._db.conn().execute(
-        "SELECT seq, action, reason, status FROM dead_letters ORDER BY id").fetchall()
+def parked(progress):
+    return [(d.seq, d.action, d.reason, d.status)
+            for d in progress.runs.dead_letters("d", state=None)]
 
 
 def test_every_event_ends_sent_skipped_or_dead_lettered(stores):
@@ -88,7 +115,7 @@ def test_every_event_ends_sent_skipped_or_dead_lettered(stores):
         ("identifies", "skipped", "missing required field user"): 1,
         ("tracks", "dead_lettered", "invalid payload"): 1,
     }
-    assert [(s, a, r) for s, a, r, _ in dead_letters(progress)] == [
+    assert [(s, a, r) for s, a, r, _ in parked(progress)] == [
         (6, "tracks", "invalid payload: too big")]
     # one request per group key (the action), in the order each group started
     assert transport.sent == [[{"id": "m1"}, {"id": "m7"}], [{"user": "u2"}]]
@@ -100,7 +127,7 @@ def test_vendor_rejections_become_dead_letters_with_status(stores):
     transport = ScriptedTransport(Response(400, {}, b'{"error":"nope"}'))
     pump = make_pump(log, progress, transport, [action()])
     asyncio.run(run_until(pump, lambda: progress.cursor("d1") == 4))
-    rows = dead_letters(progress)
+    rows = parked(progress)
     assert [(r[0], r[3]) for r in rows] == [(1, 400), (2, 400), (3, 400)]
     assert progress.counts("d1") == {("all", "dead_lettered", "HTTP 400"): 3,
                                      ("all", "sent", ""): 1}
@@ -122,6 +149,7 @@ def test_packed_payloads_reach_the_vendor_unchanged_and_dead_letters_stay_object
     log.append_sync([new_event(i) for i in range(1, 5)])
     transport = ScriptedTransport(Response(400, {}, b'{"error":"nope"}'))
     dtype = RawScriptType()
+    dtype.built.clear()  # a class attribute: this test runs once per backend
     pump = make_pump(log, progress, transport, [action()], dtype)
     asyncio.run(run_until(pump, lambda: progress.cursor("d1") == 4))
     assert transport.sent == [[{"id": f"m{i}", "user": f"u{i}"} for i in (1, 2, 3)],
@@ -130,9 +158,8 @@ def test_packed_payloads_reach_the_vendor_unchanged_and_dead_letters_stay_object
     assert all(isinstance(item.payload, msgspec.Raw) for item in items)
     assert [item.event for item in items] == [{"seq": i, "messageId": f"m{i}"}
                                               for i in range(1, 5)]
-    rows = progress._db.conn().execute(
-        "SELECT seq, message_id, payload FROM dead_letters ORDER BY id").fetchall()
-    assert [(r[0], r[1], json.loads(r[2])) for r in rows] == [
+    rows = progress.runs.dead_letters("d", state=None)
+    assert [(d.seq, d.message_id, d.payload) for d in rows] == [
         (i, f"m{i}", {"id": f"m{i}", "user": f"u{i}"}) for i in (1, 2, 3)]
     assert progress.counts("d1") == {("all", "dead_lettered", "HTTP 400"): 3,
                                      ("all", "sent", ""): 1}

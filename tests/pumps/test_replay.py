@@ -1,4 +1,4 @@
-"""Replays in one process: real SQLite log and state.db, the webhook type, a scripted vendor."""
+"""Replays in one process over each storage backend, the webhook type, a scripted vendor."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import normalize
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
-from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.pumps.manager import PumpManager
 from millpond.pumps.preview import human_duration
 from millpond.pumps.replay import WindowSource
 from millpond.pumps.replay_manager import ReplayManager
 from millpond.pumps.replay_plan import plan
 from millpond.pumps.retry import RetryPolicy
-from millpond.sources.store import SourceStore
-from millpond.state import StateDB
+from millpond.sources.service import SourceService
+from millpond.storage import StorageConfig, open_storage
+from millpond.storage.models import WindowCursor
 
 from .helpers import ScriptedTransport
 
@@ -41,36 +41,57 @@ def ev(source_id: str, i: int, ts_ms: int, type: str = "track", **extra):
     return normalize(msg, source_id=source_id, received_ms=int(time.time() * 1000))
 
 
+@pytest.fixture(params=["sqlite", "memory"])
+def backend(request) -> str:
+    return request.param
+
+
 def in_loop(fn):
-    """Run an ``async def test_...(world)`` in a fresh event loop with a fresh world."""
+    """Run an ``async def test_...(world)`` in a fresh event loop with a fresh world, once
+    per storage backend."""
 
     @functools.wraps(fn)
-    def run(tmp_path):
+    def run(tmp_path, backend):
         async def main():
-            async with make_world(tmp_path) as w:
+            async with make_world(tmp_path, backend) as w:
                 await fn(w)
 
         asyncio.run(main())
 
     run.__signature__ = inspect.Signature(
-        [inspect.Parameter("tmp_path", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+         for name in ("tmp_path", "backend")])
     return run
 
 
+class Log:
+    """The log as these tests fill it (blocking appends)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def append_sync(self, events):
+        return self.log.submit(events).result(10)
+
+
+def open_test_storage(tmp_path, backend: str = "sqlite"):
+    return open_storage(StorageConfig(backend=backend, data_dir=str(tmp_path / "data"),
+                                      synchronous="NORMAL"))
+
+
 @contextlib.asynccontextmanager
-async def make_world(tmp_path):
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    state = StateDB(tmp_path / "state.db")
-    sources = SourceStore(state)
+async def make_world(tmp_path, backend):
+    storage = open_test_storage(tmp_path, backend)
+    sources = SourceService(storage.sources)
     transport = ScriptedTransport()
-    pumps = PumpManager(log, state, transport=transport,
+    pumps = PumpManager(storage.log, storage.destinations, storage.runs, transport=transport,
                         policy=RetryPolicy(base=0.001, cap=0.01))
-    replays = ReplayManager(pumps, sources)
+    replays = ReplayManager(pumps, sources, storage.runs, storage.index)
     await pumps.start()
-    yield log, sources, pumps, replays, transport
+    yield Log(storage.log), sources, pumps, replays, transport
     await pumps.stop()
-    log.close()
-    state.close()
+    replays.close()
+    storage.close()
 
 
 async def wait_state(replays, rid, state="completed", timeout=15.0):
@@ -267,33 +288,32 @@ async def test_pause_resume_cancel_and_resume_after_restart(world):
         await replays.resume(again["id"])
 
 
-def test_window_source_cursor_is_last_finished_ts_seq(tmp_path):
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+def test_window_source_cursor_is_last_finished_ts_seq(tmp_path, backend):
+    storage = open_test_storage(tmp_path, backend)
     try:
-        log.append_sync([ev("s", i, BASE + (5 - i)) for i in range(5)])
+        storage.log.submit([ev("s", i, BASE + (5 - i)) for i in range(5)]).result()
         p = {"ts_from": 0, "ts_to": 1 << 62, "max_seq": None, "sources": ["s"],
              "all_sources": True}
-        src = WindowSource(log, p, None, chunk=2)
 
-        async def chunks(source, n):
+        async def chunks(after, chunk, n):
+            source = WindowSource(storage.index, p, after, chunk=chunk)
             got = [await source.next_chunk(0) for _ in range(n)]
-            source.close()
-            return got
+            await source.aclose()
+            return source, got
 
-        (first, rows), (second, more) = asyncio.run(chunks(src, 2))
-        assert (first, [s for _, s, _ in rows]) == (0, [5, 4])
-        assert (second, [s for _, s, _ in more]) == (2, [3, 2])
+        src, [(first, rows), (second, more)] = asyncio.run(chunks(None, 2, 2))
+        assert (first, [e.seq for e in rows]) == (0, [5, 4])
+        assert (second, [e.seq for e in more]) == (2, [3, 2])
         assert src.cursor_at(-1) is None
         cursor = src.cursor_at(0)
-        assert cursor == (BASE + 1, 5)
-        assert src.cursor_at(2) == (BASE + 3, 3)
-        assert src.cursor_at(2) == (BASE + 3, 3)  # asked again after a failed write
-        assert src.cursor_at(3) == (BASE + 4, 2)
-        resumed = WindowSource(log, p, cursor, chunk=10)
-        [(first, rows)] = asyncio.run(chunks(resumed, 1))
-        assert (first, [s for _, s, _ in rows]) == (0, [4, 3, 2, 1])
+        assert cursor == WindowCursor(BASE + 1, 5)
+        assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)
+        assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)  # asked again after a failure
+        assert src.cursor_at(3) == WindowCursor(BASE + 4, 2)
+        _, [(first, rows)] = asyncio.run(chunks(cursor, 10, 1))
+        assert (first, [e.seq for e in rows]) == (0, [4, 3, 2, 1])
     finally:
-        log.close()
+        storage.close()
 
 
 def test_human_duration():

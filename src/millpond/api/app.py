@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
 from millpond.api import errors, events, sources
+from millpond.pumps import metrics as delivery_metrics
 
 if TYPE_CHECKING:
     from millpond.server import Millpond
@@ -33,8 +34,9 @@ def build_api(mp: Millpond) -> FastAPI:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         metrics.LOG_LAST_SEQ.set(mp.log.last_seq())
+        await delivery_metrics.refresh()
         mp.refresh_metrics()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

@@ -13,6 +13,10 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from millpond.api.deps import require_admin, server
 from millpond.errors import BadRequest
+from millpond.pumps.present import dead_letter_dict
+from millpond.storage.models import DeadLetterState
+
+STATES = tuple(s.value for s in DeadLetterState)
 
 router = APIRouter(prefix="/api", tags=["dead letters"], dependencies=[Depends(require_admin)])
 
@@ -25,16 +29,20 @@ def list_dead_letters(ref: str,
                                           description="next_cursor of the previous page"),
                       limit: int = Query(default=100, ge=1, le=1000),
                       mp=Depends(server)) -> dict:
+    if state != "all" and state not in STATES:
+        raise BadRequest(f"state must be one of {', '.join(STATES)} or all; got {state!r}",
+                         field="state")
     dest = mp.pumps.destinations.get(ref)
-    rows = mp.pumps.dead_letters.list(dest.id, state=None if state == "all" else state,
-                                      after_id=cursor, limit=limit)
-    return {"dead_letters": rows,
-            "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
+    rows = mp.pumps.runs.dead_letters(
+        dest.id, state=None if state == "all" else DeadLetterState(state), after_id=cursor,
+        limit=limit)
+    return {"dead_letters": [dead_letter_dict(r) for r in rows],
+            "next_cursor": rows[-1].id if len(rows) == limit else None}
 
 
 @router.get("/dead-letters/{dead_letter_id}")
 def show_dead_letter(dead_letter_id: int, mp=Depends(server)) -> dict:
-    return mp.pumps.dead_letters.get(dead_letter_id)
+    return dead_letter_dict(mp.pumps.runs.dead_letter(dead_letter_id))
 
 
 @router.post("/destinations/{ref}/dead-letters/redrive", status_code=202)

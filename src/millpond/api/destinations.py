@@ -7,7 +7,6 @@ spells it (``actions[1].trigger``, ``settings.api_secret``) and a correct exampl
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
@@ -15,9 +14,9 @@ from fastapi import APIRouter, Body, Depends
 from millpond.api.deps import require_admin, server
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
-from millpond.log.base import EventQuery
 from millpond.pumps import config
-from millpond.pumps.lookup import find_event
+from millpond.pumps.lookup import event_at, find_event
+from millpond.pumps.present import destination_dict
 from millpond.pumps.tester import try_event
 
 router = APIRouter(prefix="/api", tags=["destinations"], dependencies=[Depends(require_admin)])
@@ -33,8 +32,8 @@ def _object(body: Any, what: str) -> dict:
     return body
 
 
-def _full(mp, dest) -> dict:
-    return {**dest.to_dict(), "stats": mp.pumps.stats(dest)}
+async def _full(mp, dest) -> dict:
+    return {**destination_dict(dest), "stats": await mp.pumps.stats(dest)}
 
 
 @router.get("/destination-types")
@@ -44,8 +43,8 @@ def destination_types() -> dict:
 
 
 @router.get("/destinations")
-def list_destinations(mp=Depends(server)) -> dict:
-    return {"destinations": [_full(mp, d) for d in mp.pumps.destinations.list()]}
+async def list_destinations(mp=Depends(server)) -> dict:
+    return {"destinations": [await _full(mp, d) for d in mp.pumps.destinations.list()]}
 
 
 @router.post("/destinations", status_code=201)
@@ -54,18 +53,18 @@ async def create_destination(body: Any = Body(..., examples=[_EXAMPLE]),
     """Create a destination; leaving out ``actions`` gives the type's presets. Its live
     pump starts at the log's current tail (``connected_seq``)."""
     dest = await mp.pumps.create(_object(body, "a destination"))
-    return _full(mp, dest)
+    return await _full(mp, dest)
 
 
 @router.get("/destinations/{ref}")
-def show_destination(ref: str, mp=Depends(server)) -> dict:
-    return _full(mp, mp.pumps.destinations.get(ref))
+async def show_destination(ref: str, mp=Depends(server)) -> dict:
+    return await _full(mp, mp.pumps.destinations.get(ref))
 
 
 @router.get("/destinations/{ref}/stats")
-def destination_stats(ref: str, mp=Depends(server)) -> dict:
+async def destination_stats(ref: str, mp=Depends(server)) -> dict:
     dest = mp.pumps.destinations.get(ref)
-    return {"id": dest.id, "name": dest.name, "stats": mp.pumps.stats(dest)}
+    return {"id": dest.id, "name": dest.name, "stats": await mp.pumps.stats(dest)}
 
 
 @router.patch("/destinations/{ref}")
@@ -73,26 +72,26 @@ async def update_destination(ref: str, body: Any = Body(...), mp=Depends(server)
     """Change name, settings (masked values sent back keep the stored secret),
     rate_limit, actions (``null``: back to the presets) or enabled."""
     dest = await mp.pumps.update(ref, _object(body, "a destination update"))
-    return _full(mp, dest)
+    return await _full(mp, dest)
 
 
 @router.delete("/destinations/{ref}")
 async def delete_destination(ref: str, mp=Depends(server)) -> dict:
-    return {"deleted": (await mp.pumps.delete(ref)).to_dict()}
+    return {"deleted": destination_dict(await mp.pumps.delete(ref))}
 
 
 @router.post("/destinations/{ref}/enable")
 async def enable_destination(ref: str, mp=Depends(server)) -> dict:
-    return _full(mp, await mp.pumps.set_enabled(ref, True))
+    return await _full(mp, await mp.pumps.set_enabled(ref, True))
 
 
 @router.post("/destinations/{ref}/disable")
 async def disable_destination(ref: str, mp=Depends(server)) -> dict:
-    return _full(mp, await mp.pumps.set_enabled(ref, False))
+    return await _full(mp, await mp.pumps.set_enabled(ref, False))
 
 
 @router.post("/destinations/{ref}/test")
-def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
+async def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
                      mp=Depends(server)) -> dict:
     """Run one event through the destination's actions without sending: body
     ``{"event": {...}}``, ``{"message_id": "..."}`` or ``{"seq": N}``."""
@@ -112,14 +111,13 @@ def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "a
         seq = body["seq"]
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise BadRequest("seq must be an integer", field="seq")
-        rows = mp.log.query(EventQuery(after_seq=seq - 1, before_seq=seq + 1, limit=1))
-        if not rows:
+        event = await event_at(mp.log, seq)
+        if event is None:
             raise NotFound(f"no event with seq {seq}", field="seq")
-        event = json.loads(rows[0])
     elif "message_id" in body:
         source_ids = [mp.sources.get(body["source"]).id] if body.get("source") else \
             [s.id for s in mp.sources.list()]
-        event = find_event(mp.log, source_ids, str(body["message_id"]))
+        event = await find_event(mp.log, source_ids, str(body["message_id"]))
         if event is None:
             raise NotFound(f"no stored event with messageId {body['message_id']!r}",
                            field="message_id")

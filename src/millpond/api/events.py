@@ -1,7 +1,8 @@
 """``/api/events`` and ``/api/rejections``: reading the log and what the collector refused.
 
-Stored bodies are spliced into the answer as raw JSON: the log already holds each
-event's final bytes, so decoding and re-encoding them would only cost time.
+Stored bodies are spliced into the answer as raw JSON (``StoredEvent.json``): the log
+already holds each event's final bytes, so decoding and re-encoding them would only cost
+time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 
 from millpond.api.deps import require_admin, server
 from millpond.errors import BadRequest
-from millpond.log.base import EventQuery
+from millpond.storage.models import EventQuery
 from millpond.timeparse import parse_time_ms
 
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
@@ -52,32 +53,29 @@ async def list_events(
         q.before_seq = after
     else:
         q.after_seq = after
+    index = mp.storage.index
     snapshot = mp.log.last_seq()
-    rows = mp.log.query(q)
+    rows = await index.query(q)
     if not rows and wait and not q.descending:
-        snapshot = await mp.log.wait_for(max(after or 0, snapshot), wait)
-        rows = mp.log.query(q)
+        snapshot = await mp.log.wait(max(after or 0, snapshot), wait)
+        rows = await index.query(q)
     if rows:
-        next_cursor = _last_seq(rows[-1])
+        next_cursor = rows[-1].seq
     elif q.descending:
         next_cursor = None
     else:  # nothing (more) matches up to the snapshot: continue from there
         next_cursor = max(after or 0, snapshot)
-    body = b'{"events":[' + b",".join(rows) + b'],"next_cursor":' + (
+    body = b'{"events":[' + b",".join(e.json() for e in rows) + b'],"next_cursor":' + (
         b'"%d"' % next_cursor if next_cursor is not None else b"null") + b"}"
     return Response(body, media_type="application/json")
-
-
-def _last_seq(row: bytes) -> int:
-    # Rows start with '{"seq":<n>,' (see log.sqlite_log.with_seq).
-    return int(row[7:row.index(b",", 7)])
 
 
 @router.get("/rejections")
 def list_rejections(source: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
     source_id = mp.sources.get(source).id if source else None
-    rows = mp.log.rejections(source_id, _cursor(cursor), limit)
-    for row in rows:
-        row["body"] = row["body"].decode(errors="replace")
-    return {"rejections": rows, "next_cursor": str(rows[-1]["id"]) if rows else cursor}
+    rows = mp.storage.rejections.list(source_id, _cursor(cursor) or 0, limit)
+    out = [{"id": r.id, "source_id": r.source_id, "received_ms": r.received_ms,
+            "index": r.index, "code": r.code, "reason": r.reason, "field": r.field,
+            "body": r.body.decode(errors="replace")} for r in rows]
+    return {"rejections": out, "next_cursor": str(out[-1]["id"]) if out else cursor}

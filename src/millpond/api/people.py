@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends
 
 from millpond.api.deps import require_admin, server
@@ -11,9 +13,9 @@ router = APIRouter(prefix="/api/people", tags=["people"], dependencies=[Depends(
 
 
 @router.get("/{person_id}")
-def show_person(person_id: str, mp=Depends(server)) -> dict:
-    mp.profile_follower.catch_up_once()  # read-your-writes for the caller
-    person = mp.profiles.get(person_id)
+async def show_person(person_id: str, mp=Depends(server)) -> dict:
+    await mp.profile_follower.catch_up_once()  # read-your-writes for the caller
+    person = await asyncio.to_thread(mp.profiles.get, person_id)
     if person is None:
         raise NotFound(f"no person with id {person_id!r} (user id, anonymous id or profile id)",
                        field="id")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from millpond.api.deps import require_admin, server
+from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 
 router = APIRouter(prefix="/api/sources", tags=["sources"], dependencies=[Depends(require_admin)])
@@ -35,18 +36,18 @@ class SourceUpdate(BaseModel):
 
 @router.post("", status_code=201)
 def create_source(body: SourceCreate, mp=Depends(server)) -> dict:
-    return mp.sources.create(body.name, body.kind, body.replayable, body.allowed_origins,
-                             body.enabled).to_dict()
+    return source_dict(mp.sources.create(body.name, body.kind, body.replayable,
+                                         body.allowed_origins, body.enabled))
 
 
 @router.get("")
 def list_sources(mp=Depends(server)) -> dict:
-    return {"sources": [s.to_dict() for s in mp.sources.list()]}
+    return {"sources": [source_dict(s) for s in mp.sources.list()]}
 
 
 @router.get("/{ref}")
 def show_source(ref: str, mp=Depends(server)) -> dict:
-    return mp.sources.get(ref).to_dict()
+    return source_dict(mp.sources.get(ref))
 
 
 @router.patch("/{ref}")
@@ -54,18 +55,18 @@ def update_source(ref: str, body: SourceUpdate, mp=Depends(server)) -> dict:
     """Change the fields given; ``"allowed_origins": null`` accepts any origin again."""
     extra = {"allowed_origins": body.allowed_origins} \
         if "allowed_origins" in body.model_fields_set else {}
-    return mp.sources.update(ref, name=body.name, replayable=body.replayable,
-                             enabled=body.enabled, **extra).to_dict()
+    return source_dict(mp.sources.update(ref, name=body.name, replayable=body.replayable,
+                                         enabled=body.enabled, **extra))
 
 
 @router.post("/{ref}/rotate-key")
 def rotate_key(ref: str, mp=Depends(server)) -> dict:
-    return mp.sources.rotate_key(ref).to_dict()
+    return source_dict(mp.sources.rotate_key(ref))
 
 
 @router.delete("/{ref}")
 def delete_source(ref: str, mp=Depends(server)) -> dict:
-    return {"deleted": mp.sources.delete(ref).to_dict()}
+    return {"deleted": source_dict(mp.sources.delete(ref))}
 
 
 @router.get("/{ref}/snippet")

@@ -2,13 +2,13 @@
 
 The upload is written to the data dir first, so the import reads a stable file (the
 fingerprint, checkpoints and resume all need one), and then runs in a worker thread
-with a :class:`LogSink`. A job's summary is kept in state.db; progress lives in memory
-while it runs.
+with a :class:`LogSink`. A job, its progress while it runs and its summary are kept in
+the import-job store, so any process can show them; progress is saved at most every
+:data:`PROGRESS_EVERY` seconds.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -17,37 +17,33 @@ from pathlib import Path
 
 from millpond.backfill import ImportAborted, ImportInputError, ImportOptions, run_import
 from millpond.backfill.log_sink import LogSink
-from millpond.errors import BadRequest, NotFound
-from millpond.log.base import EventLog
-from millpond.sources.store import Source
-from millpond.state import StateDB
+from millpond.errors import BadRequest
+from millpond.storage.contracts import EventLog, ImportJobStore
+from millpond.storage.models import ImportJob, Source
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS imports (
-    id TEXT PRIMARY KEY,
-    source_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    file TEXT NOT NULL,
-    state TEXT NOT NULL,
-    options TEXT NOT NULL,
-    summary TEXT,
-    error TEXT,
-    created_at REAL NOT NULL
-);
-"""
+#: Seconds between two saves of a running job's progress.
+PROGRESS_EVERY = 0.5
+
+
+def job_dict(job: ImportJob) -> dict:
+    """The public shape of an import job."""
+    return {"id": job.id, "source_id": job.source_id, "kind": job.kind,
+            "file": Path(job.file).name, "state": job.state, "progress": job.progress,
+            "summary": job.summary, "error": job.error, "created_at": job.created_at}
 
 
 class ImportJobs:
-    def __init__(self, db: StateDB, log: EventLog, data_dir: Path):
-        self.db = db
+    def __init__(self, store: ImportJobStore, log: EventLog, data_dir: Path):
+        self.store = store
         self.log = log
         self.dir = data_dir / "imports"
         self.dir.mkdir(exist_ok=True)
-        db.executescript(SCHEMA)
-        self._progress: dict[str, dict] = {}
         # A server that stopped mid-import left jobs 'running': they resume from their
         # checkpoint when started again (``resume``); until then they read 'interrupted'.
-        db.conn().execute("UPDATE imports SET state = 'interrupted' WHERE state = 'running'")
+        for job in store.list(limit=1_000_000):
+            if job.state == "running":
+                job.state, job.progress, job.updated_at = "interrupted", None, time.time()
+                store.update(job)
 
     def upload_path(self, job_id: str, file_name: str) -> Path:
         safe = "".join(c for c in Path(file_name).name if c.isalnum() or c in "._-") or "upload"
@@ -67,19 +63,26 @@ class ImportJobs:
         options.state_dir = path.parent
         options.errors_path = path.parent / "errors.csv"
         options.display_name = options.display_name or path.name
-        self.db.conn().execute(
-            "INSERT OR REPLACE INTO imports VALUES (?,?,?,?,?,?,?,?,?)",
-            (job_id, source.id, options.kind, str(path), "running",
-             json.dumps({k: str(v) if isinstance(v, Path) else v
-                         for k, v in asdict(options).items()}), None, None, time.time()))
-        thread = threading.Thread(target=self._run, args=(job_id, path, source, options),
+        now = time.time()
+        job = ImportJob(job_id, source.id, options.kind, str(path), "running",
+                        {k: str(v) if isinstance(v, Path) else v
+                         for k, v in asdict(options).items()}, created_at=now, updated_at=now)
+        self.store.create(job)
+        thread = threading.Thread(target=self._run, args=(job, path, source, options),
                                   name=f"import-{job_id}", daemon=True)
         thread.start()
         return self.get(job_id)
 
-    def _run(self, job_id: str, path: Path, source: Source, options: ImportOptions) -> None:
+    def _run(self, job: ImportJob, path: Path, source: Source, options: ImportOptions) -> None:
+        saved = 0.0
+
         def progress(p) -> None:
-            self._progress[job_id] = asdict(p)
+            nonlocal saved
+            now = time.monotonic()
+            if now - saved >= PROGRESS_EVERY:
+                saved = now
+                job.progress, job.updated_at = asdict(p), time.time()
+                self.store.update(job)
 
         state, summary, error = "completed", None, None
         try:
@@ -91,24 +94,12 @@ class ImportJobs:
             state, error, summary = "failed", str(exc), exc.summary.to_dict()
         except Exception as exc:  # noqa: BLE001 - the job records why it stopped
             state, error = "failed", f"{type(exc).__name__}: {exc}"
-        self.db.conn().execute(
-            "UPDATE imports SET state = ?, summary = ?, error = ? WHERE id = ?",
-            (state, json.dumps(summary) if summary else None, error, job_id))
-        self._progress.pop(job_id, None)
+        job.state, job.summary, job.error, job.progress = state, summary or None, error, None
+        job.updated_at = time.time()
+        self.store.update(job)
 
     def get(self, job_id: str) -> dict:
-        row = self.db.conn().execute("SELECT * FROM imports WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no import {job_id!r}", field="id")
-        return self._row(row)
+        return job_dict(self.store.get(job_id))
 
     def list(self) -> list[dict]:
-        rows = self.db.conn().execute("SELECT * FROM imports ORDER BY created_at DESC LIMIT 100")
-        return [self._row(r) for r in rows]
-
-    def _row(self, row) -> dict:
-        return {"id": row["id"], "source_id": row["source_id"], "kind": row["kind"],
-                "file": Path(row["file"]).name, "state": row["state"],
-                "progress": self._progress.get(row["id"]),
-                "summary": json.loads(row["summary"]) if row["summary"] else None,
-                "error": row["error"], "created_at": row["created_at"]}
+        return [job_dict(j) for j in self.store.list(100)]

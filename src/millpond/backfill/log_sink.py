@@ -40,8 +40,8 @@ from millpond.collector.validation import (
     MessageRejected,
     normalize,
 )
-from millpond.log.base import AppendResult, EventLog, NewEvent
-from millpond.log.dedupe import dedupe_hash
+from millpond.storage.contracts import EventLog
+from millpond.storage.models import AppendResult, NewEvent
 
 _encode = msgspec.json.Encoder().encode
 
@@ -156,19 +156,22 @@ _PREPARED = msgspec.msgpack.Decoder(tuple[list[NewEvent], list[tuple[int, str]]]
 _encode_prepared = msgspec.msgpack.Encoder().encode
 
 
-def prepare_records(source_id: str, clock: Callable[[], float], events: list[Any],
+def prepare_records(source_id: str, clock: Callable[[], float],
+                    keyer: Callable[[str, str], int] | None, events: list[Any],
                     encoded: list[bytes]) -> bytes:
     """:func:`prepare_batch` as the reader process runs it, packed for the pipe.
 
     The records go as msgpack arrays (``NewEvent`` is an array-like Struct), which the
     parent decodes straight into ``NewEvent`` objects: its interpreter, the one that
     commits, spends about 0.2 µs an event on them. Their ``dedupe_key`` is computed here
-    too, so the log's writer does not. The receive time is read from ``clock`` once per
-    batch, as :meth:`LogSink.submit` does.
+    too with ``keyer`` (the log's own, ``EventLog.dedupe_keyer()``), so the log's writer
+    does not; without one (a backend that keeps no such key) it stays empty. The receive
+    time is read from ``clock`` once per batch, as :meth:`LogSink.submit` does.
     """
     valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000))
-    for event in valid:
-        event.dedupe_key = dedupe_hash(source_id, event.message_id)
+    if keyer is not None:
+        for event in valid:
+            event.dedupe_key = keyer(source_id, event.message_id)
     return _encode_prepared((valid, rejected))
 
 
@@ -214,7 +217,7 @@ class LogSink:
 
     def preparer(self) -> Callable[[list[Any], list[bytes]], Any]:
         """What the reader process applies to each batch: :func:`prepare_records`."""
-        return partial(prepare_records, self.source_id, self.clock)
+        return partial(prepare_records, self.source_id, self.clock, self.log.dedupe_keyer())
 
     def submit_prepared(self, prepared: bytes) -> Future[SinkResult]:
         """Queue a batch :func:`prepare_records` made; the future resolves once durable."""

@@ -27,8 +27,8 @@ from millpond.collector.segment_api import SegmentAPI
 from millpond.collector.track_api import TrackAPI
 from millpond.collector.validation import TYPES
 from millpond.errors import MillpondError, NotFound
-from millpond.log.base import EventLog
-from millpond.sources.store import SourceStore
+from millpond.sources.service import SourceService
+from millpond.storage.contracts import EventLog, RejectionStore
 
 log = logging.getLogger("millpond.collector")
 
@@ -43,9 +43,9 @@ BROWSER_PREFIXES = ("/v1/", "/customerio/", "/sourceConfig", "/beacon/")
 class CollectorApp:
     """ASGI app: the collector's own paths, and ``fallback`` (the admin API) for the rest."""
 
-    def __init__(self, log: EventLog, sources: SourceStore, fallback,
-                 public: PublicAddress | None = None):
-        self.segment = SegmentAPI(log, sources)
+    def __init__(self, log: EventLog, rejections: RejectionStore, sources: SourceService,
+                 fallback, public: PublicAddress | None = None):
+        self.segment = SegmentAPI(log, rejections, sources)
         self.track = TrackAPI(log, sources)
         self.browser = BrowserEndpoints(sources, public or PublicAddress())
         self.fallback = fallback

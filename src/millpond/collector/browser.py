@@ -29,7 +29,8 @@ from millpond.collector.cors import check_origin
 from millpond.collector.public_url import PublicAddress
 from millpond.collector.request import credentials, read_body, send_json
 from millpond.errors import BadRequest, NotFound, Unauthorized
-from millpond.sources.store import Source, SourceStore
+from millpond.sources.service import SourceService
+from millpond.storage.models import Source
 
 SEGMENT = "Segment.io"
 CUSTOMERIO = "Customer.io Data Pipelines"
@@ -47,7 +48,7 @@ def query_write_key(scope: dict) -> str | None:
 class BrowserEndpoints:
     """The configuration answers browser SDKs load before they send anything."""
 
-    def __init__(self, sources: SourceStore, public: PublicAddress):
+    def __init__(self, sources: SourceService, public: PublicAddress):
         self.sources = sources
         self.public = public
 

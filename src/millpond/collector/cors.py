@@ -20,7 +20,7 @@ from __future__ import annotations
 from millpond.collector.request import header
 from millpond.errors import Forbidden
 from millpond.sources.origins import origin_allowed
-from millpond.sources.store import Source
+from millpond.storage.models import Source
 
 #: Every request header the three browser SDKs send (``../browser-sdks`` spec, 2.1), plus
 #: the ones millpond itself reads.

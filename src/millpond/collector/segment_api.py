@@ -9,6 +9,7 @@ because SDKs retry 429/5xx but drop a batch for good on other 4xx answers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -34,8 +35,9 @@ from millpond.collector.validation import (
     normalize,
 )
 from millpond.errors import BadRequest, Forbidden, TooLarge, Unauthorized
-from millpond.log.base import EventLog, NewRejection
-from millpond.sources.store import Source, SourceStore
+from millpond.sources.service import SourceService
+from millpond.storage.contracts import EventLog, RejectionStore
+from millpond.storage.models import AppendResult, Rejection, Source
 
 BATCH_FIELDS = frozenset({"batch", "context", "integrations", "sentAt", "writeKey", "metadata",
                           "_metadata"})
@@ -43,10 +45,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 class SegmentAPI:
-    """Handles one Segment-spec request end to end; acknowledges only after the commit."""
+    """Handles one Segment-spec request end to end; acknowledges only after the commit
+    (and, for a batch with rejected messages, after those are kept too)."""
 
-    def __init__(self, log: EventLog, sources: SourceStore):
+    def __init__(self, log: EventLog, rejections: RejectionStore, sources: SourceService):
         self.log = log
+        self.rejections = rejections
         self.sources = sources
 
     def authenticate(self, scope: dict, data: Any, query_key: str | None = None) -> Source:
@@ -124,7 +128,7 @@ class SegmentAPI:
                 raise BadRequest(f"{key} must be an object", field=key)
         events = []
         rejected: list[dict] = []
-        rejections: list[NewRejection] = []
+        rejections: list[Rejection] = []
         reasons: Counter = Counter()
         sent_at = data.get("sentAt")
         received_at = format_ms(received_ms)
@@ -145,8 +149,8 @@ class SegmentAPI:
                 reasons[(kind, exc.code)] += 1
                 rejected.append({"index": index, "code": exc.code, "reason": exc.reason,
                                  "field": exc.field})
-                rejections.append(NewRejection(source.id, index, exc.code, exc.reason, exc.field,
-                                               received_ms, _encode(msg)[:65536]))
+                rejections.append(Rejection(source.id, index, exc.code, exc.reason, exc.field,
+                                            received_ms, _encode(msg)[:65536]))
         if reasons:
             metrics.record_rejected(source.id, reasons)
         if strict and rejected:
@@ -158,7 +162,9 @@ class SegmentAPI:
                 "batch", rejected=rejected))
             return
         metrics.REQUEST_BATCH_EVENTS.observe(len(batch))
-        result = await self.log.append(events, rejections)
+        result = await self.log.append(events) if events else AppendResult([])
+        if rejections:  # diagnostics: stored after the events, in a worker thread
+            await asyncio.to_thread(self.rejections.add, rejections)
         stored = Counter(e.type for e, s in zip(events, result.seqs, strict=True) if s is not None)
         metrics.record_accepted(source.id, stored)
         if result.duplicates:

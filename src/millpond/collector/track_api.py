@@ -24,8 +24,9 @@ from millpond.collector.request import (
 from millpond.collector.timestamps import BadTimestamp, format_ms, unix_seconds_to_ms
 from millpond.collector.validation import MessageRejected, body_has_huge_int, normalize
 from millpond.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
-from millpond.log.base import EventLog
-from millpond.sources.store import Source, SourceStore
+from millpond.sources.service import SourceService
+from millpond.storage.contracts import EventLog
+from millpond.storage.models import Source
 
 _EVENT_TYPES = {"event": "track", "page": "page", "screen": "screen"}
 _EVENT_FIELDS = frozenset({"name", "data", "timestamp", "id", "type", "anonymous_id"})
@@ -33,7 +34,7 @@ MAX_ID_BYTES = 150
 
 
 class TrackAPI:
-    def __init__(self, log: EventLog, sources: SourceStore):
+    def __init__(self, log: EventLog, sources: SourceService):
         self.log = log
         self.sources = sources
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 
 import msgspec
 
-from millpond.log.base import EventLog
-from millpond.profiles.store import ProfileStore
+from millpond.storage.contracts import EventLog, ProfileStore
 
-PROFILE_TYPES = ("identify", "group", "alias")
+PROFILE_TYPES = frozenset({"identify", "group", "alias"})
 log = logging.getLogger("millpond.profiles")
 
 
@@ -34,43 +32,46 @@ class ProfileFollower:
         self.profiles = profiles
         self.chunk = chunk
         self._decode = msgspec.json.Decoder().decode
-        self._lock = threading.Lock()  # the API may catch up too (read-your-writes)
+        self._lock = asyncio.Lock()  # the API may catch up too (read-your-writes)
         self._position: int | None = None  # in memory; may run ahead of the stored one
         self._saved_at = time.monotonic()
 
-    def catch_up_once(self) -> int:
-        """Apply the next range after the checkpoint; returns how many log seqs it covered."""
-        with self._lock:
-            return self._catch_up_once()
+    async def catch_up_once(self) -> int:
+        """Apply the profile events after the checkpoint, a chunk at most; returns how
+        many it read (``chunk``: there may be more)."""
+        async with self._lock:
+            return await self._catch_up_once()
 
-    def _catch_up_once(self) -> int:
+    async def _catch_up_once(self) -> int:
         after = self.profiles.checkpoint() if self._position is None else self._position
-        # Seqs are dense, so a range of the log is (after, until]; only the profile types
-        # in it are read and decoded.
-        until = min(self.events.last_seq(), after + self.chunk)
-        if until <= after:
+        upto = self.events.last_seq()
+        if upto <= after:
             return 0
+        # Only the profile types of (after, upto] are read and decoded. Seqs may have
+        # gaps: the position is the last seq read when the chunk is full, else ``upto``.
+        rows = await self.events.read(after, self.chunk, upto_seq=upto, types=PROFILE_TYPES)
+        until = rows[-1].seq if len(rows) >= self.chunk else upto
         relevant = []
-        for seq, body in self.events.read_range(after, until, PROFILE_TYPES):
-            event = self._decode(body)
-            event["seq"] = seq
+        for row in rows:
+            event = self._decode(row.body)
+            event["seq"] = row.seq
             relevant.append(event)
         # Stored position = everything up to it is applied. Skipping only other types may
         # move it lazily: after a crash those seqs are just read again.
         if relevant or time.monotonic() - self._saved_at >= CHECKPOINT_EVERY:
-            self.profiles.apply_many(relevant, checkpoint=until)
+            await asyncio.to_thread(self.profiles.apply_many, relevant, checkpoint=until)
             self._saved_at = time.monotonic()
         self._position = until
-        return until - after
+        return len(rows)
 
     async def run(self) -> None:
         while True:
             try:
-                consumed = await asyncio.to_thread(self.catch_up_once)
+                read = await self.catch_up_once()
             except Exception:  # noqa: BLE001 - keep following; the checkpoint did not move
                 log.exception("profile follower failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 continue
-            if consumed < self.chunk:
-                await self.events.wait_for(self._position or 0, 1.0)
+            if read < self.chunk:
+                await self.events.wait(self._position or 0, 1.0)
                 await asyncio.sleep(COALESCE_SECONDS)

@@ -1,10 +1,10 @@
-"""Plan how one chunk of profile updates changes the store, without touching SQLite.
+"""Plan how one chunk of profile updates changes the store, without touching storage.
 
 Why a pure planning step: every rule of the store is a *join* (max or min, or set union), and
 joins are commutative, associative and idempotent. That is what makes the result independent of
 arrival order and of how the events were split into batches. Keeping the planning pure makes
-that property easy to see here and easy to test; :mod:`.store` only loads the state the plan
-needs and writes the plan back with the same joins expressed in SQL.
+that property easy to see here and easy to test; a backend's profile store only loads the state
+the plan needs and writes the plan back with the same joins (in SQL, on SQLite).
 
 The orders used (all total, so there is always exactly one winner):
 

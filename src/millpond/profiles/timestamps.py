@@ -4,7 +4,7 @@ Why a module of its own: the profile store and the CSV importer must agree *exac
 instant a ``_timestamp`` means, otherwise "the later update wins" would depend on which path
 the update came through. Everything reduces to one representation, Unix seconds as a float, so
 ``1714564800``, ``"1714564800"``, ``"2024-05-01T12:00:00Z"`` and ``"2024-05-01T12:00:00.000Z"``
-compare as the same instant (and then tie, see :mod:`millpond.profiles.store`).
+compare as the same instant (and then tie, see :mod:`millpond.profiles`).
 
 Accepted forms (anything else is "unparseable" and the caller falls back to the event's
 ``timestamp``):

@@ -11,8 +11,9 @@ One machine for every slice of the log (DESIGN.md "One mechanism for live and re
                  first), retries, splits, partial answers;
 - ``rate_limit`` token buckets; ``retry`` backoff policy; ``transport`` outbound HTTP;
 - ``ledger``     lowest-unfinished cursor, outcomes released with it;
-- ``store`` / ``progress`` / ``dead_letters``  destinations, cursors + counters, dead
-                 letters in ``state.db``;
+- ``present``    the public shapes of destinations and dead letters (the records,
+                 runs with their cursors and counters, and dead letters are kept by
+                 ``millpond.storage``);
 - ``config``     validation of a destination before it is saved;
 - ``live`` / ``manager``  running destinations and the API's front door;
 - ``tester`` / ``lookup``  the event tester; ``stats`` / ``metrics``  visibility.

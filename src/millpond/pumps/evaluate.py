@@ -22,6 +22,7 @@ from millpond.actions.mapping import MappingError
 from millpond.destinations.base import DestinationType, estimate_size
 from millpond.pumps.batcher import Work
 from millpond.pumps.ledger import CountKey
+from millpond.storage.models import DeadLetter
 
 SENT = "sent"
 SKIPPED = "skipped"
@@ -47,10 +48,17 @@ def event_age(event: dict, now: float) -> float | None:
 
 def dead_row(event: dict, action: str, reason: str, payload: Any = None,
              status: int | None = None, response: str | None = None) -> dict:
-    """A dead-letter row as the progress store writes it."""
+    """A dead-letter row as the ledger holds it (see :func:`dead_letters`)."""
     return {"seq": event.get("seq"), "message_id": event.get("messageId"), "action": action,
             "reason": reason, "status": status, "response": response, "payload": payload,
             "created_at": time.time()}
+
+
+def dead_letters(rows: list[dict], destination_id: str, run_id: str) -> list[DeadLetter]:
+    """Dead-letter rows as a run's checkpoint stores them."""
+    return [DeadLetter(destination_id, run_id, d["seq"], d.get("message_id"), d["action"],
+                       d["reason"], d.get("status"), d.get("response"), d.get("payload"),
+                       d.get("created_at", 0.0)) for d in rows]
 
 
 class Evaluator:

@@ -5,31 +5,35 @@ the pump fails on something unexpected (a bug, a full disk), it is restarted fro
 last checkpoint after a pause, and the failure is visible in the destination's stats
 meanwhile. A new configuration replaces the whole object (the manager stops this one
 and starts another), so a running pump never sees its configuration change under it.
+
+Its progress is kept as delivery runs (:class:`~millpond.storage.contracts.RunStore`):
+the destination's one ``live`` run (cursor: the seq of the last finished event) and one
+``redrive`` run per redrive. What the destination shows as its totals is the sum of
+those runs' counters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter
 from datetime import datetime
 
 import msgspec
 
-from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batcher
 from millpond.pumps.config import Runtime
-from millpond.pumps.dead_letters import DeadLetterStore
 from millpond.pumps.deliver import BACKGROUND, Deliverer
-from millpond.pumps.evaluate import Evaluator
+from millpond.pumps.evaluate import Evaluator, dead_letters
 from millpond.pumps.ledger import Ledger
-from millpond.pumps.progress import ProgressStore
 from millpond.pumps.pump import LogTail, Pump, RowsSource
 from millpond.pumps.rate_limit import RateLimiter
 from millpond.pumps.retry import RetryPolicy
-from millpond.pumps.store import Destination
 from millpond.pumps.transport import Transport
+from millpond.storage.contracts import EventLog, RunStore
+from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
 
 log = logging.getLogger("millpond.pumps")
 
@@ -46,26 +50,52 @@ def received_seconds(value) -> float | None:
         return None
 
 
+def new_run_id(kind: RunKind) -> str:
+    return {RunKind.LIVE: "liv_", RunKind.REPLAY: "rpl_", RunKind.REDRIVE: "rdr_"}[kind] \
+        + secrets.token_hex(6)
+
+
+def live_run(runs: RunStore, dest: Destination) -> Run:
+    """The destination's live run; one starting after ``connected_seq`` if it has none
+    (a destination saved before its run was)."""
+    found = runs.list(dest.id, kinds=[RunKind.LIVE])
+    if found:
+        return found[-1]
+    state = RunState.RUNNING if dest.enabled else RunState.PAUSED
+    return runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE, state,
+                           cursor=dest.connected_seq))
+
+
+def delivery_totals(runs: RunStore, dest_id: str) -> Counter:
+    """What a destination delivered: its live run's counters plus its redrives'."""
+    totals: Counter = Counter()
+    for run in runs.list(dest_id, kinds=[RunKind.LIVE, RunKind.REDRIVE]):
+        totals.update(run.counts)
+    return totals
+
+
+def run_cursor(run: Run, dest: Destination) -> int:
+    return run.cursor if isinstance(run.cursor, int) else dest.connected_seq
+
+
 class LiveDestination:
     """The running side of one destination; see the module docstring."""
 
-    def __init__(self, dest: Destination, rt: Runtime, log_: EventLog,
-                 progress: ProgressStore, dead_letters: DeadLetterStore,
-                 transport: Transport, policy: RetryPolicy):
+    def __init__(self, dest: Destination, rt: Runtime, log_: EventLog, runs: RunStore,
+                 run: Run, transport: Transport, policy: RetryPolicy):
         self.dest = dest
         self.runtime = rt
         self.log = log_
-        self.progress = progress
-        self.dead_letters = dead_letters
+        self.runs = runs
+        self.run = run
         rate = dest.rate_limit
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second")), policy)
         self.evaluator = Evaluator(rt.dtype, rt.actions)
-        self.totals: Counter = progress.counts(dest.id)
-        stored = progress.cursor(dest.id)
+        self.totals: Counter = delivery_totals(runs, dest.id)
         #: The cursor as saved with ``totals``: stats show the two together, consistently.
-        self.saved_cursor = dest.connected_seq if stored is None else stored
+        self.saved_cursor = run_cursor(run, dest)
         self.pump: Pump | None = None
         self.error: str | None = None
         self._task: asyncio.Task | None = None
@@ -85,13 +115,13 @@ class LiveDestination:
         self.totals.update(counts)
 
     def _new_pump(self) -> Pump:
-        stored = self.progress.cursor(self.dest.id)
-        cursor = self.dest.connected_seq if stored is None else stored
+        cursor = run_cursor(self.runs.get(self.run.id), self.dest)
         limits = self.runtime.dtype.batching
-        dest_id = self.dest.id
+        dest_id, run_id = self.dest.id, self.run.id
 
         def persist(cursor: int, counts: Counter, dead: list, _finished: list) -> None:
-            self.progress.checkpoint(dest_id, cursor=cursor, counts=counts, dead=dead)
+            self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
+                                 dead=dead_letters(dead, dest_id, run_id))
 
         return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
                     Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
@@ -125,22 +155,25 @@ class LiveDestination:
         task.add_done_callback(self._replays.discard)
 
     # redrives ----------------------------------------------------------------------------
-    def redrive(self, claimed: list[dict], events: dict[int, bytes]) -> None:
+    def redrive(self, claimed: list[DeadLetter], events: dict[int, StoredEvent]) -> None:
         """Deliver claimed dead letters again through the *current* actions, in the
-        background, behind live traffic. Each row ends ``redriven`` once its event
-        finished (sent, skipped or dead-lettered anew)."""
-        by_seq: dict[int, list[dict]] = {}
+        background, behind live traffic, as a ``redrive`` run of their ids. Each row ends
+        ``redriven`` once its event finished (sent, skipped or dead-lettered anew)."""
+        by_seq: dict[int, list[DeadLetter]] = {}
         for row in claimed:
-            by_seq.setdefault(row["seq"], []).append(row)
-        rows = [(seq, events[seq]) for seq in sorted(by_seq)]
-        only = {seq: frozenset(r["action"] for r in dls) for seq, dls in by_seq.items()}
-        ids_by_seq = {seq: [r["id"] for r in dls] for seq, dls in by_seq.items()}
+            by_seq.setdefault(row.seq, []).append(row)
+        rows = [events[seq] for seq in sorted(by_seq)]
+        only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
+        ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
         dest_id = self.dest.id
+        run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
+                                   RunState.RUNNING, {"ids": [r.id for r in claimed]}))
         done: set[int] = set()
 
         def persist(_cursor: int, counts: Counter, dead: list, finished: list) -> None:
             ids = [i for seq in finished for i in ids_by_seq.get(seq, ())]
-            self.progress.checkpoint(dest_id, counts=counts, dead=dead, redriven=ids)
+            self.runs.checkpoint(run.id, counts=counts, dead=dead_letters(dead, dest_id, run.id),
+                                 redriven=ids)
             done.update(finished)
 
         limits = self.runtime.dtype.batching
@@ -149,16 +182,18 @@ class LiveDestination:
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
                     on_saved=self._added)
 
-        async def run() -> None:
+        async def redrive() -> None:
             try:
                 await pump.run()
             finally:
                 unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
                               for i in ids]
                 if unfinished:
-                    await asyncio.to_thread(self.dead_letters.release, unfinished)
+                    await asyncio.to_thread(self.runs.release_dead_letters, unfinished)
+                state = RunState.CANCELLED if unfinished else RunState.COMPLETED
+                await asyncio.to_thread(self.runs.set_state, run.id, state)
 
-        task = asyncio.create_task(run(), name=f"redrive-{self.dest.name}")
+        task = asyncio.create_task(redrive(), name=f"redrive-{self.dest.name}")
         self._redrives.add(task)
         task.add_done_callback(self._redrives.discard)
 
@@ -183,12 +218,12 @@ class LiveDestination:
         }
 
 
-def head_received(log_: EventLog, cursor: int) -> float | None:
+async def head_received(log_: EventLog, cursor: int) -> float | None:
     """Received time of the first event after ``cursor`` (the oldest undelivered one)."""
-    rows = log_.read_after(cursor, 1)
+    rows = await log_.read(cursor, 1)
     if not rows:
         return None
     try:
-        return received_seconds(msgspec.json.decode(rows[0][1]).get("receivedAt"))
+        return received_seconds(msgspec.json.decode(rows[0].body).get("receivedAt"))
     except msgspec.DecodeError:
         return None

@@ -2,30 +2,37 @@
 
 Why every change goes through here: saving a destination and (re)starting its pump must
 happen together, or the owner would see one configuration and the pump run another.
-The API calls these methods; each validates fully, writes ``state.db``, then replaces
-the destination's running side (:class:`~millpond.pumps.live.LiveDestination`).
+The API calls these methods; each validates fully, writes the destination store (and its
+live run), then replaces the destination's running side
+(:class:`~millpond.pumps.live.LiveDestination`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
+import msgspec
+
 from millpond.errors import BadRequest, Conflict
-from millpond.log.base import EventLog
 from millpond.pumps import config
-from millpond.pumps.dead_letters import DeadLetterStore
-from millpond.pumps.live import LiveDestination, head_received
-from millpond.pumps.progress import ProgressStore
+from millpond.pumps.live import (
+    LiveDestination,
+    delivery_totals,
+    head_received,
+    live_run,
+    new_run_id,
+    run_cursor,
+)
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.stats import summarize
-from millpond.pumps.store import Destination, DestinationStore
 from millpond.pumps.transport import HttpxTransport, Transport
-from millpond.state import StateDB
+from millpond.storage.contracts import DestinationStore, EventLog, RunStore
+from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
 
 log = logging.getLogger("millpond.pumps")
 
@@ -33,14 +40,13 @@ FIELDS = ("name", "type", "settings", "rate_limit", "actions", "enabled")
 
 
 class PumpManager:
-    """Owns the destination stores and one :class:`LiveDestination` per enabled one."""
+    """Runs one :class:`LiveDestination` per enabled destination of ``destinations``."""
 
-    def __init__(self, event_log: EventLog, state: StateDB, *,
-                 transport: Transport | None = None, policy: RetryPolicy | None = None):
+    def __init__(self, event_log: EventLog, destinations: DestinationStore, runs: RunStore,
+                 *, transport: Transport | None = None, policy: RetryPolicy | None = None):
         self.log = event_log
-        self.destinations = DestinationStore(state)
-        self.progress = ProgressStore(state)
-        self.dead_letters = DeadLetterStore(state)
+        self.destinations = destinations
+        self.runs = runs
         self.policy = policy or RetryPolicy.from_env()
         self._transport = transport
         self._live: dict[str, LiveDestination] = {}
@@ -58,9 +64,11 @@ class PumpManager:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Start a pump for every enabled destination (from its saved cursor)."""
-        recovered = self.dead_letters.recover()
+        recovered = self.runs.recover_dead_letters()
         if recovered:
             log.info("%d dead letters were being redriven at shutdown; back to dead", recovered)
+        for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
+            self.runs.set_state(run.id, RunState.CANCELLED, error="interrupted by a restart")
         self._started = True
         for dest in self.destinations.list():
             if dest.enabled:
@@ -80,7 +88,7 @@ class PumpManager:
         except BadRequest as exc:  # saved before a catalog change made it invalid
             log.error("destination %s cannot start: %s", dest.name, exc.message)
             return
-        live = LiveDestination(dest, rt, self.log, self.progress, self.dead_letters,
+        live = LiveDestination(dest, rt, self.log, self.runs, live_run(self.runs, dest),
                                self.transport, self.policy)
         self._live[dest.id] = live
         live.start()
@@ -113,11 +121,14 @@ class PumpManager:
         if not isinstance(enabled, bool):
             raise BadRequest("enabled must be true or false", field="enabled")
         async with self._lock:
-            dest = self.destinations.create(
-                name=name.strip(), type=cls.name, settings=dict(body.get("settings") or {}),
-                rate_limit=rate, actions=actions, enabled=enabled,
-                connected_seq=self.log.last_seq())
-            self.progress.set_cursor(dest.id, dest.connected_seq)
+            now = time.time()
+            dest = self.destinations.create(Destination(
+                "dst_" + secrets.token_hex(6), name.strip(), cls.name,
+                dict(body.get("settings") or {}), rate, actions, enabled, now,
+                self.log.last_seq(), now))
+            self.runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE,
+                                 RunState.RUNNING if enabled else RunState.PAUSED,
+                                 cursor=dest.connected_seq))
             await self._restart(dest)
         return dest
 
@@ -153,7 +164,11 @@ class PumpManager:
                 if not isinstance(body["enabled"], bool):
                     raise BadRequest("enabled must be true or false", field="enabled")
                 changes["enabled"] = body["enabled"]
-            dest = self.destinations.save(replace(dest, **changes))
+            dest = self.destinations.update(msgspec.structs.replace(
+                dest, **changes, updated_at=time.time()))
+            if "enabled" in changes:
+                self.runs.set_state(live_run(self.runs, dest).id,
+                                    RunState.RUNNING if dest.enabled else RunState.PAUSED)
             await self._restart(dest)
         return dest
 
@@ -161,52 +176,51 @@ class PumpManager:
         return await self.update(ref, {"enabled": enabled})
 
     async def delete(self, ref: str) -> Destination:
-        """Stop delivering and forget the destination, its cursor, counters and dead
-        letters (the events stay in the log)."""
+        """Stop delivering and forget the destination (the events stay in the log; its
+        runs and dead letters stay in the run store, its unfinished runs cancelled)."""
         async with self._lock:
             dest = self.destinations.get(ref)
             old = self._live.pop(dest.id, None)
             if old is not None:
                 await old.stop()
             self.destinations.delete(dest.id)
-            self.progress.forget(dest.id)
-            if self.replays is not None:
-                self.replays.store.forget(dest.id)
+            active = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
+            for run in self.runs.list(dest.id, states=active):
+                self.runs.set_state(run.id, RunState.CANCELLED, error="destination deleted")
         return dest
 
     # visibility --------------------------------------------------------------------------
     def live(self, dest_id: str) -> LiveDestination | None:
         return self._live.get(dest_id)
 
-    def stats(self, dest: Destination) -> dict:
+    async def stats(self, dest: Destination) -> dict:
         """Counts by action and outcome, lag behind the log tail, and sender state.
 
-        Called from API worker threads too: it only copies or reads single attributes of
-        the running pump, never iterates its live structures."""
+        It only copies or reads single attributes of the running pump, never iterates its
+        live structures (``/metrics`` reads it beside the pumps)."""
         live = self._live.get(dest.id)
         if live is not None:
             totals = Counter(live.totals)  # a C-level copy: the loop thread may be adding
             cursor, oldest = live.position()
             state = live.state()
         else:
-            totals = self.progress.counts(dest.id)
-            stored = self.progress.cursor(dest.id)
-            cursor = dest.connected_seq if stored is None else stored
+            totals = delivery_totals(self.runs, dest.id)
+            cursor = run_cursor(live_run(self.runs, dest), dest)
             oldest = None
             state = {"state": "disabled" if not dest.enabled else "error",
                      "last_error": None if not dest.enabled else "destination cannot start"}
         last = self.log.last_seq()
-        behind = max(0, last - cursor)
+        behind = max(0, last - cursor)  # seqs after the cursor: an upper bound if gaps
         if oldest is None and behind:
-            oldest = head_received(self.log, cursor)
+            oldest = await head_received(self.log, cursor)
         lag = max(0.0, time.time() - oldest) if oldest is not None and behind else 0.0
         return {**state, "cursor": cursor, "events_behind": behind,
                 "lag_seconds": round(lag, 3),
-                "dead_letters_waiting": self.dead_letters.count(dest.id),
+                "dead_letters_waiting": self.runs.count_dead_letters(dest.id),
                 **summarize(totals)}
 
-    def all_stats(self) -> list[tuple[Destination, dict]]:
-        return [(d, self.stats(d)) for d in self.destinations.list()]
+    async def all_stats(self) -> list[tuple[Destination, dict]]:
+        return [(d, await self.stats(d)) for d in self.destinations.list()]
 
     # redrive -----------------------------------------------------------------------------
     async def redrive(self, ref: str, ids: list[int] | None) -> dict:
@@ -216,34 +230,35 @@ class PumpManager:
         if live is None:
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to redrive",
                            field="destination")
-        claimed = self.dead_letters.claim(dest.id, ids)
+        claimed = self.runs.claim_dead_letters(dest.id, ids)
         configured = {a.name for a in live.runtime.actions}
-        events: dict[int, bytes] = {}
+        events: dict[int, StoredEvent] = {}
         refused: list[dict] = []
-        keep: list[dict] = []
+        keep = []
         for row in claimed:
-            if row["action"] not in configured:
-                refused.append({"id": row["id"], "reason": f"action {row['action']!r} is no "
+            if row.action not in configured:
+                refused.append({"id": row.id, "reason": f"action {row.action!r} is no "
                                 "longer configured or is disabled"})
                 continue
-            if row["seq"] not in events:
-                found = await asyncio.to_thread(self.log.read_after, row["seq"] - 1, 1)
-                if not found or found[0][0] != row["seq"]:
-                    refused.append({"id": row["id"], "reason": f"event {row['seq']} is no "
+            if row.seq not in events:
+                found = await self.log.get(row.seq)
+                if found is None:
+                    refused.append({"id": row.id, "reason": f"event {row.seq} is no "
                                     "longer in the log"})
                     continue
-                events[row["seq"]] = found[0][1]
+                events[row.seq] = found
             keep.append(row)
         if refused:
-            self.dead_letters.release([r["id"] for r in refused])
+            self.runs.release_dead_letters([r["id"] for r in refused])
         if keep:
             live.redrive(keep, events)
-        return {"redriving": len(keep), "ids": [r["id"] for r in keep], "refused": refused}
+        return {"redriving": len(keep), "ids": [r.id for r in keep], "refused": refused}
 
     def counters(self) -> list[tuple[Destination, Counter]]:
         """Totals per destination for /metrics."""
         out = []
         for dest in self.destinations.list():
             live = self._live.get(dest.id)
-            out.append((dest, Counter(live.totals) if live else self.progress.counts(dest.id)))
+            out.append((dest, Counter(live.totals) if live
+                         else delivery_totals(self.runs, dest.id)))
         return out

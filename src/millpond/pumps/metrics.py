@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 class DeliveryCollector:
-    """Exports ``millpond_delivery_*`` for the manager it is pointed at."""
+    """Exports ``millpond_delivery_*`` for the manager it is pointed at. The gauges come
+    from the stats :func:`refresh` read just before (they read the log, which is async)."""
 
     def __init__(self) -> None:
         self.manager: PumpManager | None = None
+        self.stats: list = []
 
     def collect(self):
         events = CounterMetricFamily(
@@ -40,7 +42,7 @@ class DeliveryCollector:
                                    labels=["destination"])
         manager = self.manager
         if manager is not None:
-            for dest, stats in manager.all_stats():
+            for dest, stats in self.stats:
                 lag.add_metric([dest.name], stats["lag_seconds"])
                 behind.add_metric([dest.name], stats["events_behind"])
             for dest, totals in manager.counters():
@@ -68,3 +70,11 @@ def install(manager: PumpManager) -> None:
         _COLLECTOR = DeliveryCollector()
         metrics.REGISTRY.register(_COLLECTOR)
     _COLLECTOR.manager = manager
+    _COLLECTOR.stats = []
+
+
+async def refresh() -> None:
+    """Read the stats the next scrape exports (call it right before ``generate_latest``)."""
+    collector = _COLLECTOR
+    if collector is not None and collector.manager is not None:
+        collector.stats = await collector.manager.all_stats()

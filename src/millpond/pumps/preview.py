@@ -6,26 +6,29 @@ streams over the window chunk by chunk and keeps only counters and a few samples
 memory stays flat however large the window is.
 
 Why it is split into parts: counting does not need event-time order, so a large window
-is cut into seq ranges (:meth:`EventLog.window_parts`) that worker processes tally on
-their own (:class:`~millpond.workers.WorkerPool`); the tallies add up in window order.
-Small windows, and logs that cannot be opened from another process, run in process.
+is cut into parts (``EventIndex.part_scanner()``) that worker processes tally on their
+own (:class:`~millpond.workers.WorkerPool`); the tallies add up in window order. Small
+windows, and indexes that cannot be read from another process, run in process (in a
+worker thread: the tally is CPU work).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from millpond.actions.trigger import compile_trigger
-from millpond.log.base import EventLog, WindowPart
 from millpond.pumps import config
 from millpond.pumps.evaluate import SKIPPED, Evaluator
 from millpond.pumps.replay import FILTERED
+from millpond.storage.contracts import EventIndex, PartScanner
+from millpond.storage.models import StoredEvent, Window, WindowPart
 from millpond.workers import WorkerPool
 
 #: Distinct event names / error groups kept; the rest are folded into "(other)".
@@ -112,47 +115,53 @@ class Tally:
         self.error_samples: dict[Any, list] = {}
         self.samples: list[dict] = []
 
-    def scan(self, log: EventLog, part: WindowPart, plan: dict, judge: Judge) -> Tally:
+    def scan(self, chunks: Iterable[list[StoredEvent]], plan: dict, judge: Judge) -> Tally:
+        """Tally ``chunks`` of the preview's window (:func:`preview_window`)."""
+        for chunk in chunks:
+            self.add(chunk, plan, judge)
+        return self.finish()
+
+    def finish(self) -> Tally:
+        self.events = sum(self.by_source.values())
+        return self
+
+    def add(self, chunk: list[StoredEvent], plan: dict, judge: Judge) -> None:
         excluded = {e["id"] for e in plan["excluded_sources"]}
-        source_ids = None if plan.get("all_sources") else (*plan["sources"], *excluded)
         decode = msgspec.json.Decoder().decode
         decide = judge.evaluator.decide
         keep = judge.filter
         samples = self.samples
-        for chunk in log.scan_part(part, plan["ts_from"], plan["ts_to"], CHUNK,
-                                   source_ids=source_ids):
-            self.scanned += len(chunk)
-            for seq, body in chunk:
-                event = decode(body)
-                src = event.get("source_id")
-                if src in excluded:
-                    self.excluded[src] += 1
-                    continue
-                event["seq"] = seq
-                etype = event.get("type")
-                self.by_source[src] += 1
-                self.by_type[etype] += 1
-                if etype == "track":
-                    _bump(self.by_name, event.get("event"))
-                if keep is not None and not keep(event):
-                    self.skipped[("", FILTERED)] += 1
-                    continue
-                decisions = decide(event)
-                if not decisions:
-                    self.unhandled[etype] += 1
-                for action, outcome, reason, payload in decisions:
-                    if outcome is None:
-                        self.sends[action] += 1
-                        if len(samples) < SAMPLES:
-                            samples.append({"action": action, "seq": seq,
-                                            "message_id": event.get("messageId"),
-                                            "payload": payload})
-                    elif outcome == SKIPPED:
-                        self.skipped[(action, reason)] += 1
-                    else:
-                        self._error(action, reason, seq, event)
-        self.events = sum(self.by_source.values())
-        return self
+        self.scanned += len(chunk)
+        for row in chunk:
+            seq = row.seq
+            event = decode(row.body)
+            src = event.get("source_id")
+            if src in excluded:
+                self.excluded[src] += 1
+                continue
+            event["seq"] = seq
+            etype = event.get("type")
+            self.by_source[src] += 1
+            self.by_type[etype] += 1
+            if etype == "track":
+                _bump(self.by_name, event.get("event"))
+            if keep is not None and not keep(event):
+                self.skipped[("", FILTERED)] += 1
+                continue
+            decisions = decide(event)
+            if not decisions:
+                self.unhandled[etype] += 1
+            for action, outcome, reason, payload in decisions:
+                if outcome is None:
+                    self.sends[action] += 1
+                    if len(samples) < SAMPLES:
+                        samples.append({"action": action, "seq": seq,
+                                        "message_id": event.get("messageId"),
+                                        "payload": payload})
+                elif outcome == SKIPPED:
+                    self.skipped[(action, reason)] += 1
+                else:
+                    self._error(action, reason, seq, event)
 
     def _error(self, action: str, reason: str, seq: int, event: dict) -> None:
         key = (action, reason)
@@ -211,40 +220,58 @@ class Tally:
         }
 
 
+def preview_window(plan: dict) -> Window:
+    """The window a preview reads: the replay's, plus the sources it excludes (so it can
+    say how many events they hold)."""
+    excluded = tuple(e["id"] for e in plan["excluded_sources"])
+    return Window(plan["ts_from"], plan["ts_to"], plan["max_seq"],
+                  None if plan.get("all_sources") else (*plan["sources"], *excluded))
+
+
 #: Compiled evaluators of recent jobs, per worker process (a preview sends one job per part).
 _JUDGES: dict[bytes, Judge] = {}
 
 
-def _tally_in_worker(open_log: Callable[[], EventLog], job: PreviewJob,
-                     part: WindowPart) -> Tally:
+def _tally_in_worker(scanner: PartScanner, job: PreviewJob, part: WindowPart) -> Tally:
     key = msgspec.json.encode((job.type_name, job.settings, job.actions,
                                job.plan.get("filter")))
     judge = _JUDGES.get(key)
     if judge is None:
         _JUDGES.clear()
         judge = _JUDGES[key] = job.judge()
-    log = open_log()
-    try:
-        return Tally().scan(log, part, job.plan, judge)
-    finally:
-        log.close()
+    return Tally().scan(scanner.scan(part, preview_window(job.plan), CHUNK), job.plan, judge)
 
 
-def run_preview(log: EventLog, job: PreviewJob, source_names: dict[str, str],
-                pool: WorkerPool | None = None) -> dict:
+def _tally_parts(scanner: PartScanner, job: PreviewJob, pool: WorkerPool | None) -> Tally:
+    """Blocking: split the window and tally its parts, in ``pool`` when there are several."""
+    window = preview_window(job.plan)
+    max_parts = pool.size * PARTS_PER_WORKER if pool is not None else 1
+    parts = scanner.parts(window, max_parts, MIN_PART_EVENTS)
+    if pool is None or len(parts) == 1:
+        judge = job.judge()
+        tallies = [Tally().scan(scanner.scan(part, window, CHUNK), job.plan, judge)
+                   for part in parts]
+    else:
+        tallies = pool.map(_tally_in_worker, [(scanner, job, part) for part in parts])
+    return Tally.merged(tallies)
+
+
+async def run_preview(index: EventIndex, job: PreviewJob, source_names: dict[str, str],
+                      pool: WorkerPool | None = None) -> dict:
     """Scan the window of ``job.plan`` through the destination's actions, and count.
 
-    Blocking (run it in a thread): it reads the log, and waits for ``pool`` when the
-    window is large enough to split."""
+    With a part scanner the work runs in a thread (and in ``pool`` when the window is
+    large enough to split); without one the window is read here and tallied chunk by
+    chunk in a thread."""
     started = time.perf_counter()
     plan = job.plan
-    max_parts = pool.size * PARTS_PER_WORKER if pool is not None else 1
-    parts = log.window_parts(plan["ts_from"], plan["ts_to"], plan["max_seq"],
-                             max_parts=max_parts, min_events=MIN_PART_EVENTS)
-    open_log = log.reader_factory() if pool is not None and len(parts) > 1 else None
-    if open_log is None:
-        judge = job.judge()
-        tallies = [Tally().scan(log, part, plan, judge) for part in parts]
+    scanner = index.part_scanner()
+    if scanner is not None:
+        tally = await asyncio.to_thread(_tally_parts, scanner, job, pool)
     else:
-        tallies = pool.map(_tally_in_worker, [(open_log, job, part) for part in parts])
-    return Tally.merged(tallies).result(plan, source_names, time.perf_counter() - started)
+        judge = job.judge()
+        tally = Tally()
+        async for chunk in index.scan(preview_window(plan), chunk=CHUNK):
+            await asyncio.to_thread(tally.add, chunk, plan, judge)
+        tally = Tally.merged([tally.finish()])
+    return tally.result(plan, source_names, time.perf_counter() - started)

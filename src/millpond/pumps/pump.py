@@ -5,10 +5,11 @@ mechanism for live and replay"); they differ only in what they are given:
 
 - an :class:`EventSource`: :class:`LogTail` follows the log after a cursor forever,
   :class:`RowsSource` hands out a closed list (a redrive), and a replay's
-  :class:`~millpond.pumps.replay.WindowSource` a closed event-time window. A *keyed*
-  source yields chunks ``(first key, rows (_, seq, body))``, row ``i`` keyed
-  ``first + i``: the ledger then tracks that increasing key (a replay's scan position)
-  instead of ``seq``, which is not monotonic in event time;
+  :class:`~millpond.pumps.replay.WindowSource` a closed event-time window. Rows are
+  :class:`~millpond.storage.models.StoredEvent`. A *keyed* source yields chunks
+  ``(first key, rows)``, row ``i`` keyed ``first + i``: the ledger then tracks that
+  increasing key (a replay's scan position) instead of ``seq``, which is not monotonic
+  in event time;
 - a :class:`~millpond.pumps.deliver.Deliverer`, shared per destination (rate budget, one
   request in flight, retries) and a priority on it;
 - a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
@@ -41,11 +42,12 @@ from typing import Protocol
 import msgspec
 from msgspec import Raw
 
-from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batch, Batcher, Work
 from millpond.pumps.deliver import LIVE, Deliverer, Result
 from millpond.pumps.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
 from millpond.pumps.ledger import Ledger
+from millpond.storage.contracts import EventLog
+from millpond.storage.models import StoredEvent
 
 log = logging.getLogger("millpond.pumps")
 
@@ -61,47 +63,45 @@ Persist = Callable[[int, Counter, list, list], None]
 
 
 class EventSource(Protocol):
-    #: True when chunks are ``(first key, rows (_, seq, body))`` and the ledger should
-    #: track the keys ``first, first + 1, ...`` instead of ``seq``.
+    #: True when chunks are ``(first key, rows)`` and the ledger should track the keys
+    #: ``first, first + 1, ...`` instead of ``seq``.
     keyed: bool = False
 
-    async def next_chunk(self, timeout: float) -> Sequence[tuple[int, bytes]] | None:
-        """The next rows ``(seq, body)`` in seq order (keyed: see ``keyed``); ``[]`` when
-        none arrived within ``timeout``; ``None`` when a closed slice is exhausted."""
+    async def next_chunk(self, timeout: float) -> Sequence[StoredEvent] | None:
+        """The next rows in seq order (keyed: see ``keyed``); ``[]`` when none arrived
+        within ``timeout``; ``None`` when a closed slice is exhausted."""
         ...
 
 
 class LogTail:
-    """The live slice: every event after ``after_seq``, then the tail as it grows.
-
-    Reads run in a worker thread: a read is a fast indexed SQLite range scan, but it
-    must never stall the event loop the collector shares."""
+    """The live slice: every event after ``after_seq``, then the tail as it grows
+    (``EventLog.read`` and ``wait``; seqs may have gaps)."""
 
     def __init__(self, log: EventLog, after_seq: int, chunk: int = 500):
         self.log = log
         self.after = after_seq
         self.chunk = chunk
 
-    async def next_chunk(self, timeout: float) -> list[tuple[int, bytes]]:
+    async def next_chunk(self, timeout: float) -> list[StoredEvent]:
         if self.log.last_seq() <= self.after:
-            await self.log.wait_for(self.after, timeout)
+            await self.log.wait(self.after, timeout)
             if self.log.last_seq() <= self.after:
                 return []
-        rows = await asyncio.to_thread(self.log.read_after, self.after, self.chunk)
+        rows = await self.log.read(self.after, self.chunk)
         if rows:
-            self.after = rows[-1][0]
+            self.after = rows[-1].seq
         return rows
 
 
 class RowsSource:
     """A closed slice given as rows (redrives); ends after the last chunk."""
 
-    def __init__(self, rows: list[tuple[int, bytes]], chunk: int = 500):
+    def __init__(self, rows: list[StoredEvent], chunk: int = 500):
         self._rows = rows
         self._pos = 0
         self.chunk = chunk
 
-    async def next_chunk(self, timeout: float) -> list[tuple[int, bytes]] | None:
+    async def next_chunk(self, timeout: float) -> list[StoredEvent] | None:
         if self._pos >= len(self._rows):
             return None
         rows = self._rows[self._pos:self._pos + self.chunk]
@@ -165,7 +165,7 @@ class Pump:
             for i, row in enumerate(rows):
                 if i and not i % YIELD_EVERY:
                     await asyncio.sleep(0)  # let the collector and other pumps run
-                seq, body = row[-2], row[-1]
+                seq, body = row.seq, row.body
                 pos = first + i if keyed else seq
                 event = decode(body)
                 event["seq"] = seq

@@ -3,21 +3,21 @@
 Same machine as live delivery (DESIGN.md "One mechanism for live and replay"); what
 differs is only what it is given:
 
-- a :class:`WindowSource` reading the window chunk by chunk in (ts, seq) order, a
-  couple of chunks ahead on a thread of its own (:mod:`~millpond.pumps.read_ahead`).
-  ``seq`` is not monotonic in that order, so each row gets a running *position* (0, 1,
-  2, ...) as the ledger's key; the chunks in flight turn the ledger's "just below the
-  lowest unfinished" position back into a (ts, seq) cursor, and a resumed replay scans
-  strictly after it. Dead letters and counters keep the real seq;
+- a :class:`WindowSource` reading the window chunk by chunk in (ts, seq) order
+  (``EventIndex.scan``, which may read ahead). ``seq`` is not monotonic in that order,
+  so each row gets a running *position* (0, 1, 2, ...) as the ledger's key; the chunks
+  in flight turn the ledger's "just below the lowest unfinished" position back into a
+  (ts, seq) cursor, and a resumed replay scans strictly after it. Dead letters and
+  counters keep the real seq;
 - the destination's shared :class:`~millpond.pumps.deliver.Deliverer` at BACKGROUND
   priority behind a :class:`BackgroundSender`, which takes only budget live traffic
   left: it waits while the shared token bucket is in debt, applies the replay's own
   ``rate`` when that is below the destination's limit, and keeps batches small enough
   (about 0.2 s of budget) that live traffic never waits long behind one;
-- a ``persist`` writing the replay row (cursor, scanned, counters) and its dead letters
-  in one transaction (:class:`~millpond.pumps.replay_store.ReplayStore`), without an
-  fsync: a process crash loses none of it, a power loss may take the replay back a few
-  batches, which it then resends.
+- a ``persist`` writing the replay run's checkpoint (cursor, scanned, counters) and its
+  dead letters atomically (``RunStore.checkpoint``), with ``durable=False``: a process
+  crash loses none of it, a power loss may take the replay back a few batches, which it
+  then resends.
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ import time
 from collections import Counter, deque
 
 from millpond.actions.trigger import compile_trigger
-from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batch, Batcher
 from millpond.pumps.deliver import BACKGROUND, Deliverer
-from millpond.pumps.evaluate import SKIPPED, Evaluator
+from millpond.pumps.evaluate import SKIPPED, Evaluator, dead_letters
 from millpond.pumps.ledger import Ledger
 from millpond.pumps.pump import Pump
 from millpond.pumps.rate_limit import TokenBucket
-from millpond.pumps.read_ahead import ReadAhead
-from millpond.pumps.replay_plan import scan_args
-from millpond.pumps.replay_store import Replay, ReplayStore
+from millpond.pumps.replay_plan import plan_window
+from millpond.storage.contracts import EventIndex, RunStore
+from millpond.storage.models import Run, StoredEvent, WindowCursor
 
 FILTERED = "filtered out by the replay filter"
 #: Rows per read of the window: large enough for fast scans, small enough for flat memory.
@@ -62,8 +61,8 @@ class ReplayEvaluator:
 
 
 class WindowSource:
-    """A replay's slice: keyed chunks ``(first position, rows (ts, seq, body))``; see the
-    module docstring.
+    """A replay's slice: keyed chunks ``(first position, rows)``; see the module
+    docstring.
 
     Why whole chunks are kept (not one (position, ts, seq) entry per row): the cursor of
     a position is ``rows[position - first]`` of its chunk, so tracking rows in flight
@@ -72,39 +71,34 @@ class WindowSource:
 
     keyed = True
 
-    def __init__(self, log: EventLog, plan: dict, after: tuple[int, int] | None,
+    def __init__(self, index: EventIndex, plan: dict, after: WindowCursor | None,
                  chunk: int = CHUNK):
-        self.log = log
-        self.args = scan_args(plan)
+        self._scan = index.scan(plan_window(plan), after=after, chunk=chunk)
         self.after = after
-        self.chunk = chunk
         self._next = 0  # the position of the next row read
-        self._chunks: deque[tuple[int, list]] = deque()  # (first position, rows) in flight
+        self._chunks: deque[tuple[int, list[StoredEvent]]] = deque()  # (first, rows) in flight
         self._done = False
-        self._last: tuple[int, int] | None = None
-        self._ahead = ReadAhead(self._read, after, _after_chunk)
+        self._last: WindowCursor | None = None
 
-    def _read(self, after: tuple[int, int] | None) -> list[tuple[int, int, bytes]]:
-        return self.log.window_chunk(limit=self.chunk, after=after, **self.args)
-
-    async def next_chunk(self, timeout: float) -> tuple[int, list] | None:
+    async def next_chunk(self, timeout: float) -> tuple[int, list[StoredEvent]] | None:
         if self._done:
             return None
-        rows = await self._ahead.get()
-        if not rows:  # with include_live the window may still grow: only empty ends it
+        rows = await anext(self._scan, None)
+        if not rows:
             self._done = True
             return None
-        self.after = _after_chunk(rows)
+        last = rows[-1]
+        self.after = WindowCursor(last.ts_ms, last.seq)
         first = self._next
         self._next = first + len(rows)
         self._chunks.append((first, rows))
         return first, rows
 
-    def close(self) -> None:
-        """Stop reading ahead (the pump stopped)."""
-        self._ahead.close()
+    async def aclose(self) -> None:
+        """Stop reading (the pump stopped)."""
+        await self._scan.aclose()
 
-    def cursor_at(self, position: int) -> tuple[int, int] | None:
+    def cursor_at(self, position: int) -> WindowCursor | None:
         """The (ts, seq) of the row at ``position``; forgets every chunk the cursor has
         passed. Called by one checkpoint writer at a time (deque ends are thread-safe),
         never with a position below the last one asked for."""
@@ -112,18 +106,14 @@ class WindowSource:
         while chunks and chunks[0][0] <= position:
             first, rows = chunks[0]
             if position < first + len(rows) - 1:
-                ts, seq, _ = rows[position - first]
-                self._last = (ts, seq)
+                row = rows[position - first]
+                self._last = WindowCursor(row.ts_ms, row.seq)
                 break
-            ts, seq, _ = rows[-1]
-            self._last = (ts, seq)  # kept: a failed write asks again for the same position
+            row = rows[-1]
+            # kept: a failed write asks again for the same position
+            self._last = WindowCursor(row.ts_ms, row.seq)
             chunks.popleft()
         return self._last
-
-
-def _after_chunk(rows: list[tuple[int, int, bytes]]) -> tuple[int, int]:
-    """Where the window continues after ``rows``: their last (ts, seq)."""
-    return rows[-1][0], rows[-1][1]
 
 
 class BackgroundSender:
@@ -164,12 +154,13 @@ class BackgroundSender:
 class ReplayRunner:
     """One replay at work on one running destination; ``run`` returns when it is done."""
 
-    def __init__(self, replay: Replay, store: ReplayStore, log: EventLog, deliverer: Deliverer,
+    def __init__(self, replay: Run, runs: RunStore, index: EventIndex, deliverer: Deliverer,
                  evaluator: Evaluator, batching, dest_rate: float):
         self.replay = replay
-        self.store = store
-        plan = replay.plan
-        self.source = WindowSource(log, plan, replay.cursor)
+        self.runs = runs
+        plan = replay.spec
+        cursor = replay.cursor if isinstance(replay.cursor, WindowCursor) else None
+        self.source = WindowSource(index, plan, cursor)
         self.sender = BackgroundSender(deliverer, plan["rate"], dest_rate)
         max_events = max(1, min(batching.max_events, int(plan["rate"] * BATCH_SECONDS)))
         self._saved = -1
@@ -181,16 +172,18 @@ class ReplayRunner:
         self.started = time.time()
 
     def _persist(self, position: int, counts: Counter, dead: list, _finished: list) -> None:
+        replay = self.replay
         cursor = self.source.cursor_at(position) if position > self._saved else None
-        self.store.checkpoint(self.replay, cursor, max(0, position - self._saved), counts,
-                              dead)
+        self.runs.checkpoint(replay.id, cursor=cursor, counts=counts,
+                             dead=dead_letters(dead, replay.destination_id, replay.id),
+                             scanned=max(0, position - self._saved), durable=False)
         self._saved = max(self._saved, position)
 
     async def run(self) -> None:
         try:
             await self.pump.run()
         finally:
-            self.source.close()
+            await self.source.aclose()
 
     def current_rate(self) -> float:
         return self.sender.current_rate()

@@ -6,7 +6,10 @@ pump's :class:`~millpond.pumps.deliver.Deliverer` (one rate budget, live first).
 it launches a destination, which (re)starts that destination's ``running`` replays from
 their saved cursors: at server start (a crash or restart resumes by itself) and after a
 configuration change. Stopping the destination stops its replays with a checkpoint and
-leaves them ``running`` in ``state.db``; ``paused`` ones stay paused.
+leaves them ``running`` in the run store; ``paused`` ones stay paused.
+
+A replay is a delivery run of kind ``replay``: its plan in ``spec``, its cursor a
+:class:`~millpond.storage.models.WindowCursor`.
 """
 
 from __future__ import annotations
@@ -14,28 +17,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
-from millpond.errors import BadRequest, Conflict
+from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.pumps import config
-from millpond.pumps.live import LiveDestination
+from millpond.pumps.live import LiveDestination, new_run_id
 from millpond.pumps.preview import PreviewJob, human_duration, run_preview
 from millpond.pumps.replay import ReplayRunner
-from millpond.pumps.replay_plan import plan, scan_args
-from millpond.pumps.replay_store import ACTIVE, Replay, ReplayStore
+from millpond.pumps.replay_plan import plan, plan_window
 from millpond.pumps.stats import summarize
+from millpond.sources.service import SourceService
+from millpond.storage.contracts import EventIndex, RunStore
+from millpond.storage.models import Run, RunKind, RunState, WindowCursor
 from millpond.workers import WorkerPool
+
+#: States in which a replay still owns its destination's replay slot.
+ACTIVE = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
 
 log = logging.getLogger("millpond.pumps")
 
 
 class ReplayManager:
-    """Owns the replays table and the running replay tasks; see the module docstring."""
+    """Owns the replay runs and the running replay tasks; see the module docstring."""
 
-    def __init__(self, pumps, sources):
+    def __init__(self, pumps, sources: SourceService, runs: RunStore, index: EventIndex):
         self.pumps = pumps
         self.sources = sources
-        self.store = ReplayStore(pumps.destinations._db)
+        self.runs = runs
+        self.index = index
         self._runners: dict[str, tuple[ReplayRunner, asyncio.Task]] = {}
         self._lock = asyncio.Lock()
         self._workers = WorkerPool(preload=["millpond.pumps.preview"])
@@ -44,6 +54,10 @@ class ReplayManager:
     def close(self) -> None:
         """Stop the preview's worker processes (the server is stopping)."""
         self._workers.close()
+
+    def _active_for(self, destination_id: str) -> Run | None:
+        found = self.runs.list(destination_id, kinds=[RunKind.REPLAY], states=ACTIVE)
+        return found[0] if found else None
 
     # requests ------------------------------------------------------------------------------
     async def create(self, body: Any) -> dict:
@@ -57,7 +71,7 @@ class ReplayManager:
         async with self._lock:
             dest = self.pumps.destinations.get(ref)
             cls = config.destination_type(dest.type)
-            active = self.store.active_for(dest.id)
+            active = self._active_for(dest.id)
             p = plan(body, dest, cls, self.sources.list(), active.id if active else None)
             live = self.pumps.live(dest.id)
             if live is None:
@@ -65,19 +79,19 @@ class ReplayManager:
                                "cannot start); fix it before replaying", field="destination")
             if p["dry_run"]:
                 return await self._preview(p, live)
-            count = await asyncio.to_thread(self._count, p)
+            count = await self.index.count(plan_window(p))
             if not count:
                 raise BadRequest(self._empty_reason(p), field="from")
             p["estimate_events"] = count
-            replay = self.store.create(dest.id, p)
+            replay = self.runs.create(Run(new_run_id(RunKind.REPLAY), dest.id, RunKind.REPLAY,
+                                          RunState.RUNNING, p))
             self._start(replay, live)
         return self.to_dict(replay)
 
     async def _preview(self, p: dict, live: LiveDestination) -> dict:
         dest = live.dest
         job = PreviewJob(p, dest.type, dest.settings, dest.actions)
-        result = await asyncio.to_thread(run_preview, self.pumps.log, job, p["source_names"],
-                                         self._workers)
+        result = await run_preview(self.index, job, p["source_names"], self._workers)
         if not result["events"]:
             excluded = sum(e["events"] for e in result["excluded"])
             extra = f" ({excluded:,} events of non-replayable sources excluded)" \
@@ -87,9 +101,6 @@ class ReplayManager:
                 "estimate": {k: result["estimate"][k] for k in ("events", "seconds", "human")},
                 "preview": result}
 
-    def _count(self, p: dict) -> int:
-        return self.pumps.log.count_window(**scan_args(p))
-
     @staticmethod
     def _empty_reason(p: dict) -> str:
         to = p["to"] or "now"
@@ -97,29 +108,38 @@ class ReplayManager:
         return f"empty window: no events from replayable sources between {p['from']} and {to}" \
                f"{live}"
 
+    def _get(self, replay_id: str) -> Run:
+        try:
+            run: Run | None = self.runs.get(replay_id)
+        except NotFound:
+            run = None
+        if run is None or run.kind != RunKind.REPLAY:
+            raise NotFound(f"no replay {replay_id!r}", field="id")
+        return run
+
     def get(self, replay_id: str) -> dict:
-        return self.to_dict(self.store.get(replay_id))
+        return self.to_dict(self._get(replay_id))
 
     def list(self, destination: str | None = None) -> list[dict]:
         dest_id = self.pumps.destinations.get(destination).id if destination else None
-        return [self.to_dict(r) for r in self.store.list(dest_id)]
+        return [self.to_dict(r) for r in self.runs.list(dest_id, kinds=[RunKind.REPLAY])]
 
     async def pause(self, replay_id: str) -> dict:
-        replay = self.store.get(replay_id)
-        if replay.state != "running":
+        replay = self._get(replay_id)
+        if replay.state != RunState.RUNNING:
             raise Conflict(f"replay {replay_id} is {replay.state}; only a running replay "
                            "can be paused", field="state")
         await self._stop(replay_id)
-        if self.store.get(replay_id).state == "running":
-            self.store.set_state(replay_id, "paused")
+        if self._get(replay_id).state == RunState.RUNNING:
+            self.runs.set_state(replay_id, RunState.PAUSED)
         return self.get(replay_id)
 
     async def resume(self, replay_id: str) -> dict:
-        replay = self.store.get(replay_id)
-        if replay.state not in ("paused", "failed"):
+        replay = self._get(replay_id)
+        if replay.state not in (RunState.PAUSED, RunState.FAILED):
             raise Conflict(f"replay {replay_id} is {replay.state}; only a paused or failed "
                            "replay can be resumed", field="state")
-        other = self.store.active_for(replay.destination_id)
+        other = self._active_for(replay.destination_id)
         if other is not None and other.id != replay_id:
             raise Conflict(f"replay {other.id} is already active for this destination",
                            field="state")
@@ -127,30 +147,32 @@ class ReplayManager:
         if live is None:
             raise Conflict("the destination is disabled or cannot start; enable it to resume",
                            field="destination")
-        self.store.set_state(replay_id, "running")
-        self._start(self.store.get(replay_id), live)
+        self.runs.set_state(replay_id, RunState.RUNNING)
+        self._start(self._get(replay_id), live)
         return self.get(replay_id)
 
     async def cancel(self, replay_id: str) -> dict:
-        replay = self.store.get(replay_id)
+        replay = self._get(replay_id)
         if replay.state not in ACTIVE:
             raise Conflict(f"replay {replay_id} is already {replay.state}", field="state")
         await self._stop(replay_id)
-        replay = self.store.get(replay_id)
+        replay = self._get(replay_id)
         if replay.state in ACTIVE:
-            self.store.set_state(replay_id, "cancelled", report=self.report(replay, "cancelled"))
+            self.runs.set_state(replay_id, RunState.CANCELLED,
+                                report=self.report(replay, "cancelled"))
         return self.get(replay_id)
 
     # running -------------------------------------------------------------------------------
     def attach(self, live: LiveDestination) -> None:
         """Start (again) every ``running`` replay of a destination that just launched."""
-        for replay in self.store.list(live.dest.id, ("running",)):
+        for replay in self.runs.list(live.dest.id, kinds=[RunKind.REPLAY],
+                                     states=[RunState.RUNNING]):
             if replay.id not in self._runners:
                 self._start(replay, live)
 
-    def _start(self, replay: Replay, live: LiveDestination) -> None:
+    def _start(self, replay: Run, live: LiveDestination) -> None:
         rt = live.runtime
-        runner = ReplayRunner(replay, self.store, self.pumps.log, live.deliverer,
+        runner = ReplayRunner(replay, self.runs, self.index, live.deliverer,
                               live.evaluator, rt.dtype.batching,
                               float(live.dest.rate_limit["events_per_second"]))
         task = asyncio.create_task(self._run(runner), name=f"replay-{replay.id}")
@@ -165,15 +187,15 @@ class ReplayManager:
             raise
         except Exception as exc:  # noqa: BLE001 - visible as a failed replay, resumable
             log.exception("replay %s failed", rid)
-            self.store.set_state(rid, "failed", error=f"{type(exc).__name__}: {exc}")
+            self.runs.set_state(rid, RunState.FAILED, error=f"{type(exc).__name__}: {exc}")
             return
         finally:
             current = self._runners.get(rid)
             if current is not None and current[0] is runner:
                 del self._runners[rid]
-        replay = self.store.get(rid)
-        if replay.state == "running":
-            self.store.set_state(rid, "completed", report=self.report(replay, "completed"))
+        replay = self._get(rid)
+        if replay.state == RunState.RUNNING:
+            self.runs.set_state(rid, RunState.COMPLETED, report=self.report(replay, "completed"))
 
     async def _stop(self, replay_id: str) -> None:
         entry = self._runners.pop(replay_id, None)
@@ -191,36 +213,36 @@ class ReplayManager:
                 "window": {"from": p["from"], "to": p["to"], "max_seq": p["max_seq"]},
                 "filter": p["filter"], "include_live": p["include_live"], "rate": p["rate"]}
 
-    def to_dict(self, replay: Replay) -> dict:
-        p = replay.plan
-        totals = summarize(replay.counts)
+    def to_dict(self, replay: Run) -> dict:
+        p = replay.spec
+        totals = summarize(Counter(replay.counts))
         events = p.get("estimate_events", 0)
         rate = p["rate"]
         entry = self._runners.get(replay.id)
         current = entry[0].current_rate() if entry is not None else 0.0
         eta = None
-        if replay.state == "running":
+        if replay.state == RunState.RUNNING:
             ratio = totals["sent"] / replay.scanned if replay.scanned else 1.0
             remaining = max(0, events - replay.scanned) * ratio
             eta = round(remaining / (current if current > 0 else rate), 1)
         return {
-            "id": replay.id, "state": replay.state, **self._public_plan(p),
+            "id": replay.id, "state": str(replay.state), **self._public_plan(p),
             "progress": {"scanned": replay.scanned, "sent": totals["sent"],
                          "skipped": totals["skipped"],
                          "dead_lettered": totals["dead_lettered"],
                          "retried": totals["retried"]},
             "estimate": {"events": events, "seconds": round(events / rate, 1) if rate else None},
             "current_rate": round(current, 1), "eta_seconds": eta,
-            "cursor": None if replay.cursor is None else
-            {"ts": replay.cursor[0], "seq": replay.cursor[1]},
+            "cursor": {"ts": replay.cursor.ts, "seq": replay.cursor.seq}
+            if isinstance(replay.cursor, WindowCursor) else None,
             "error": replay.error, "report": replay.report,
             "created_at": replay.created_at, "finished_at": replay.finished_at,
         }
 
-    def report(self, replay: Replay, outcome: str) -> dict:
+    def report(self, replay: Run, outcome: str) -> dict:
         """The final account of what went where, as JSON with a human ``summary``."""
-        p = replay.plan
-        totals = summarize(replay.counts)
+        p = replay.spec
+        totals = summarize(Counter(replay.counts))
         elapsed = max(0.0, time.time() - replay.created_at)
         names = ", ".join(p["source_names"].values())
         skipped = "; ".join(f"{r}: {n:,}" for r, n in sorted(totals["skipped"].items(),

@@ -20,8 +20,7 @@ from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
 from millpond.collector.timestamps import format_ms
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
-from millpond.pumps.store import Destination
-from millpond.sources.store import Source
+from millpond.storage.models import Destination, Source, Window
 from millpond.timeparse import parse_time_ms
 
 FIELDS = ("destination", "sources", "from", "to", "filter", "rate", "dry_run", "include_live")
@@ -145,7 +144,7 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
     }
 
 
-def scan_args(p: dict) -> dict:
-    """Keyword arguments of ``EventLog.scan_window`` for the plan's replayed events."""
-    return {"ts_from": p["ts_from"], "ts_to": p["ts_to"], "max_seq": p["max_seq"],
-            "source_ids": None if p.get("all_sources") else tuple(p["sources"])}
+def plan_window(p: dict) -> Window:
+    """The window of the plan's replayed events."""
+    return Window(p["ts_from"], p["ts_to"], p["max_seq"],
+                  None if p.get("all_sources") else tuple(p["sources"]))

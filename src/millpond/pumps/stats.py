@@ -1,7 +1,7 @@
 """Delivery counters as people read them: totals, and the same per action.
 
-Counters are stored flat as ``(action, outcome, reason) -> n`` (see
-:mod:`millpond.pumps.progress`); this module is the one place that shapes them into the
+Counters are stored flat as ``(action, outcome, reason) -> n`` (a delivery run's
+``counts``); this module is the one place that shapes them into the
 ``stats`` of ``GET /api/destinations/{id}`` and ``millpond destinations stats``.
 """
 

@@ -19,7 +19,7 @@ it yourself. The ``npm`` form is for pages built with a bundler.
 from __future__ import annotations
 
 from millpond.collector.public_url import Address
-from millpond.sources.store import Source
+from millpond.storage.models import Source
 
 SDKS = ("segment", "customerio", "rudderstack")
 FORMS = ("snippet", "npm")

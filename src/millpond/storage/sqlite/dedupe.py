@@ -7,6 +7,10 @@ most of it. Collisions are possible (about 3 in a million at 10 million events),
 hit is always confirmed against the stored message before anything is dropped: a collision
 stores the event and remembers its exact key in an overflow table instead.
 
+Dedupe is forever, so whatever removes events (retention, when it comes) must first copy
+their exact (source_id, message_id) into the overflow table: a hash hit whose event is
+gone is confirmed there.
+
 The key scheme is private to this backend. Producers that have a core to spare (an
 import's reader process) get :func:`dedupe_hash` through ``EventLog.dedupe_keyer()`` and
 fill ``NewEvent.dedupe_key`` with it, so the writer does not compute it.
