@@ -31,6 +31,8 @@ class ServerProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
     extra_env: dict = field(default_factory=dict)
+    #: More ``millpond serve`` options, e.g. ``["--public-url", "https://x.example"]``.
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
     @property
@@ -42,7 +44,7 @@ class ServerProcess:
         self.log_file = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "millpond.cli.main", "serve", "--port", str(self.port),
-             "--data", str(self.data_dir)],
+             "--data", str(self.data_dir), *self.args],
             env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -105,8 +107,8 @@ def server_factory(tmp_path) -> Iterator:
     """Start servers on demand (``server_factory(name)``); all are stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def make(name: str = "srv", **env) -> ServerProcess:
-        proc = ServerProcess(tmp_path / name, extra_env=env)
+    def make(name: str = "srv", args: list[str] | None = None, **env) -> ServerProcess:
+        proc = ServerProcess(tmp_path / name, extra_env=env, args=list(args or ()))
         proc.data_dir.mkdir(parents=True, exist_ok=True)
         started.append(proc)
         return proc.start()

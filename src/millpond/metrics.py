@@ -34,6 +34,14 @@ REQUEST_BATCH_EVENTS = Histogram("millpond_request_batch_events", "Messages per 
                                  buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 2500, 10000),
                                  registry=REGISTRY)
 LOG_LAST_SEQ = Gauge("millpond_log_last_seq", "Highest committed seq", registry=REGISTRY)
+SDK_USAGE_REPORTS = Counter("millpond_sdk_usage_reports_total",
+                            "analytics.js usage-counter posts to /v1/m (acknowledged, not stored)",
+                            registry=REGISTRY)
+SDK_USAGE_SERIES = Counter("millpond_sdk_usage_series_total",
+                           "Counter series in analytics.js usage posts", registry=REGISTRY)
+INTERNAL_ERRORS = Counter("millpond_internal_errors_total",
+                          "Requests that failed on an unexpected error (answered with a JSON 500)",
+                          ["component"], registry=REGISTRY)
 
 
 def record_accepted(source_id: str, types: Tally) -> None:

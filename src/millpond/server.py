@@ -16,6 +16,7 @@ from millpond import metrics
 from millpond.api.app import build_api
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
+from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
 from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.profiles.follower import ProfileFollower
@@ -32,8 +33,11 @@ log = logging.getLogger("millpond")
 class Millpond:
     """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves."""
 
-    def __init__(self, data_dir: str | Path, *, synchronous: str = "FULL"):
+    def __init__(self, data_dir: str | Path, *, synchronous: str = "FULL",
+                 public: PublicAddress | None = None):
         self.data_dir = Path(data_dir)
+        #: How clients reach this server: browser SDK settings and snippets name it.
+        self.public = public or PublicAddress()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_generated = admin_token(self.data_dir)
         self.state = StateDB(self.data_dir / "state.db")
@@ -48,7 +52,7 @@ class Millpond:
         delivery_metrics.install(self.pumps)
         self._background: list = []
         self.api = build_api(self)
-        self.asgi = CollectorApp(self.log, self.sources, self.api)
+        self.asgi = CollectorApp(self.log, self.sources, self.api, self.public)
 
     def extra_routers(self) -> list:
         """Routers of the layers built on the log (destinations, replays, people, imports)."""
@@ -81,13 +85,14 @@ class Millpond:
         self.state.close()
 
 
-def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL") -> None:
+def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL",
+          public: PublicAddress | None = None) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests finish their commits first."""
     # The log's writer thread needs the GIL back as soon as SQLite returns; the default
     # 5 ms switch interval would hold every group commit (and its waiters) hostage to
     # whatever the event loop is parsing.
     sys.setswitchinterval(0.001)
-    mp = Millpond(data_dir, synchronous=synchronous)
+    mp = Millpond(data_dir, synchronous=synchronous, public=public)
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
               flush=True)

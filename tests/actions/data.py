@@ -1,4 +1,9 @@
-"""Locate Segment's conformance vectors: ``shared/`` sits beside the repository checkout."""
+"""Where the trigger and mapping test vectors live: ``cases/``, as data.
+
+``fql.json`` and ``mapping-kit.json`` are Segment's own conformance cases, transcribed from
+its ``action-destinations`` test suites (MIT licence; ``cases/CONFORMANCE.md`` says how);
+the ``*_extra.json`` files are millpond's own.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 CASES = Path(__file__).resolve().parent / "cases"
+CONFORMANCE = CASES
 
 
 def load_json(path: Path) -> Any:

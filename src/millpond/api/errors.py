@@ -29,6 +29,15 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"error": {"code": "bad_request", "message": message,
                                        "field": field}}, status_code=400)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after sending this; the collector's ASGI entry, which wraps
+        # the admin API, logs and counts it once (millpond.collector.app).
+        return JSONResponse({"error": {"code": "internal", "message": "internal error; the "
+                                       "server log has the details"},
+                             "code": "internal", "message": "internal error"},
+                            status_code=500)
+
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

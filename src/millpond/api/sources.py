@@ -1,15 +1,19 @@
-"""``/api/sources``: create, list, show, update, delete and rotate write keys."""
+"""``/api/sources``: create, list, show, update, delete, rotate write keys, and snippets."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from millpond.api.deps import require_admin, server
+from millpond.sources.snippets import snippet
 
 router = APIRouter(prefix="/api/sources", tags=["sources"], dependencies=[Depends(require_admin)])
+
+_ORIGINS = ("Origins a browser may send this source's events from, e.g. "
+            '["https://www.example.com", "https://*.example.com"]; null: any origin.')
 
 
 class SourceCreate(BaseModel):
@@ -17,17 +21,22 @@ class SourceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["pipelines", "track", "import"] = "pipelines"
     replayable: bool | None = None
+    allowed_origins: list[str] | None = Field(default=None, description=_ORIGINS)
+    enabled: bool = True
 
 
 class SourceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=100)
     replayable: bool | None = None
+    allowed_origins: list[str] | None = Field(default=None, description=_ORIGINS)
+    enabled: bool | None = None
 
 
 @router.post("", status_code=201)
 def create_source(body: SourceCreate, mp=Depends(server)) -> dict:
-    return mp.sources.create(body.name, body.kind, body.replayable).to_dict()
+    return mp.sources.create(body.name, body.kind, body.replayable, body.allowed_origins,
+                             body.enabled).to_dict()
 
 
 @router.get("")
@@ -42,7 +51,11 @@ def show_source(ref: str, mp=Depends(server)) -> dict:
 
 @router.patch("/{ref}")
 def update_source(ref: str, body: SourceUpdate, mp=Depends(server)) -> dict:
-    return mp.sources.update(ref, name=body.name, replayable=body.replayable).to_dict()
+    """Change the fields given; ``"allowed_origins": null`` accepts any origin again."""
+    extra = {"allowed_origins": body.allowed_origins} \
+        if "allowed_origins" in body.model_fields_set else {}
+    return mp.sources.update(ref, name=body.name, replayable=body.replayable,
+                             enabled=body.enabled, **extra).to_dict()
 
 
 @router.post("/{ref}/rotate-key")
@@ -53,3 +66,19 @@ def rotate_key(ref: str, mp=Depends(server)) -> dict:
 @router.delete("/{ref}")
 def delete_source(ref: str, mp=Depends(server)) -> dict:
     return {"deleted": mp.sources.delete(ref).to_dict()}
+
+
+@router.get("/{ref}/snippet")
+def source_snippet(ref: str, request: Request,
+                   sdk: Literal["segment", "customerio", "rudderstack"] = Query(
+                       description="which browser SDK the page uses"),
+                   form: Literal["snippet", "npm"] = Query(
+                       default="snippet", description="a script tag, or code for a bundler"),
+                   mp=Depends(server)) -> dict:
+    """The code to paste into a page so it sends this source's events to this server,
+    with the server's public address (``--public-url``, else this request's host) and
+    the write key filled in."""
+    source = mp.sources.get(ref)
+    address = mp.public.resolve(request.scope)
+    return {"source": source.id, "sdk": sdk, "form": form, "url": address.url,
+            "text": snippet(source, address, sdk, form)}

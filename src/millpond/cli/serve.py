@@ -15,8 +15,20 @@ from millpond.config import DEFAULT_DATA_DIR
 @click.option("--sync", "synchronous", default="FULL", show_default=True,
               type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
               help="SQLite synchronous level: FULL survives power loss, NORMAL only crashes.")
-def serve(host: str, port: int, data_dir: str, synchronous: str) -> None:
+@click.option("--public-url", default=None, metavar="URL",
+              help="How browsers and apps reach this server, e.g. https://events.example.com "
+                   "(SDK settings and snippets name it; default: the request's Host).")
+@click.option("--trust-proxy", is_flag=True,
+              help="Take the public host and scheme from X-Forwarded-Host/-Proto (only "
+                   "behind a proxy that sets them).")
+def serve(host: str, port: int, data_dir: str, synchronous: str, public_url: str | None,
+          trust_proxy: bool) -> None:
     """Run the millpond server on the embedded store."""
+    from millpond.collector.public_url import BadPublicURL, PublicAddress
     from millpond.server import serve as run
 
-    run(host, port, data_dir, synchronous=synchronous.upper())
+    try:
+        public = PublicAddress.from_options(public_url, trust_proxy)
+    except BadPublicURL as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-url") from None
+    run(host, port, data_dir, synchronous=synchronous.upper(), public=public)

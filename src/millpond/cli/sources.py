@@ -21,11 +21,16 @@ def sources() -> None:
               show_default=True)
 @click.option("--replayable/--not-replayable", default=None,
               help="Default: yes for pipelines and import, no for track.")
+@click.option("--allowed-origin", "origins", multiple=True, metavar="ORIGIN",
+              help="A web origin browsers may send from, e.g. https://www.example.com "
+                   "(repeatable; default: any origin).")
 @json_option
 @api_command
-def add(name: str, kind: str, replayable: bool | None, as_json: bool, client) -> None:
+def add(name: str, kind: str, replayable: bool | None, origins: tuple[str, ...],
+        as_json: bool, client) -> None:
     """Create a source and print its write key."""
-    source = client.post("/api/sources", {"name": name, "kind": kind, "replayable": replayable})
+    source = client.post("/api/sources", {"name": name, "kind": kind, "replayable": replayable,
+                                          "allowed_origins": list(origins) or None})
     if as_json:
         print_json(source)
         return
@@ -53,6 +58,50 @@ def show(ref: str, as_json: bool, client) -> None:
     """Show one source (by id or name)."""
     data = client.get(f"/api/sources/{ref}")
     print_json(data) if as_json else print_table([data], COLUMNS + ["site_id"])
+
+
+@sources.command("update")
+@click.argument("ref")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--replayable/--not-replayable", default=None)
+@click.option("--enable/--disable", "enabled", default=None,
+              help="A disabled source's write key is refused.")
+@click.option("--allowed-origin", "origins", multiple=True, metavar="ORIGIN",
+              help="Replace the allowed web origins (repeatable).")
+@click.option("--any-origin", is_flag=True, help="Accept browser requests from any origin.")
+@json_option
+@api_command
+def update(ref: str, name: str | None, replayable: bool | None, enabled: bool | None,
+           origins: tuple[str, ...], any_origin: bool, as_json: bool, client) -> None:
+    """Change a source's name, replayability, allowed origins or enabled state."""
+    if origins and any_origin:
+        raise click.UsageError("give --allowed-origin or --any-origin, not both")
+    body: dict = {k: v for k, v in (("name", name), ("replayable", replayable),
+                                    ("enabled", enabled)) if v is not None}
+    if origins or any_origin:
+        body["allowed_origins"] = list(origins) if origins else None
+    if not body:
+        raise click.UsageError("nothing to change; see --help")
+    data = client.patch(f"/api/sources/{ref}", body)
+    print_json(data) if as_json else print_table([data], COLUMNS + ["allowed_origins",
+                                                                    "enabled"])
+
+
+@sources.command("snippet")
+@click.argument("ref")
+@click.option("--sdk", type=click.Choice(["segment", "customerio", "rudderstack"]),
+              required=True, help="The browser SDK the page uses.")
+@click.option("--npm", "npm", is_flag=True, help="Code for a page built with a bundler.")
+@json_option
+@api_command
+def snippet(ref: str, sdk: str, npm: bool, as_json: bool, client) -> None:
+    """Print the code to paste into a web page so it sends this source's events here."""
+    data = client.get(f"/api/sources/{ref}/snippet",
+                      {"sdk": sdk, "form": "npm" if npm else "snippet"})
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(data["text"], nl=False)
 
 
 @sources.command("rotate-key")

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from millpond import metrics
+from millpond.collector.cors import check_origin
 from millpond.collector.request import (
     check_content_type,
     credentials,
@@ -48,10 +49,15 @@ class SegmentAPI:
         self.log = log
         self.sources = sources
 
-    def authenticate(self, scope: dict, data: Any) -> Source:
+    def authenticate(self, scope: dict, data: Any, query_key: str | None = None) -> Source:
+        """The source of the request's write key: Basic auth user, Bearer token, the body's
+        ``writeKey``, ``?writeKey=`` (beacons), or else the first batch message's own
+        ``writeKey``. Refuses a disabled source and a browser origin it does not allow."""
         user, _password, bearer = credentials(scope)
         body_key = data.get("writeKey") if isinstance(data, dict) else None
-        candidates = [k for k in (user, bearer, body_key) if isinstance(k, str) and k]
+        candidates = [k for k in (user, bearer, body_key, query_key) if isinstance(k, str) and k]
+        if not candidates:
+            candidates = _message_keys(data)
         if not candidates:
             raise Unauthorized("missing write key: send it as the Basic auth user name, "
                                "a Bearer token or writeKey in the body")
@@ -61,16 +67,21 @@ class SegmentAPI:
                 if source.kind == "track":
                     raise Forbidden(f"source {source.name!r} is a track source; send to the "
                                     "Track API (/api/v1/...) with its site id and API key")
+                if not source.enabled:
+                    raise Forbidden(f"source {source.name!r} is disabled",
+                                    code="source_disabled")
+                check_origin(scope, source)
                 return source
         raise Unauthorized("invalid write key")
 
-    async def handle(self, scope: dict, receive, send, endpoint: str) -> None:
+    async def handle(self, scope: dict, receive, send, endpoint: str,
+                     query_key: str | None = None) -> None:
         check_content_type(scope)
         raw = await read_body(scope, receive)
         data = decode_json(raw)
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
-        source = self.authenticate(scope, data)
+        source = self.authenticate(scope, data, query_key)
         received_ms = int(time.time() * 1000)
         huge = body_has_huge_int(raw)
         if endpoint in TYPES:
@@ -119,6 +130,11 @@ class SegmentAPI:
         received_at = format_ms(received_ms)
         for index, msg in enumerate(batch):
             try:
+                own_key = msg.get("writeKey") if isinstance(msg, dict) else None
+                if own_key is not None and own_key != source.write_key:
+                    raise MessageRejected("write_key_mismatch", "this message's writeKey is "
+                                          "not the request's; send each source's messages "
+                                          "in a batch of its own", "writeKey")
                 events.append(normalize(msg, source_id=source.id, received_ms=received_ms,
                                         batch_context=context, batch_integrations=integrations,
                                         batch_sent_at=sent_at, check_huge=huge,
@@ -149,3 +165,14 @@ class SegmentAPI:
             metrics.EVENTS_DUPLICATE.labels(source.id).inc(result.duplicates)
         await send_json(send, 200, {"success": True, "accepted": result.stored,
                                     "duplicates": result.duplicates, "rejected": rejected})
+
+
+def _message_keys(data: Any) -> list[str]:
+    """The first batch message's ``writeKey``: batches whose messages carry the key and
+    the request does not (some mobile and browser SDK versions)."""
+    batch = data.get("batch") if isinstance(data, dict) else None
+    if isinstance(batch, list) and batch and isinstance(batch[0], dict):
+        key = batch[0].get("writeKey")
+        if isinstance(key, str) and key:
+            return [key]
+    return []
