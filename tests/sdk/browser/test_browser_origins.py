@@ -83,6 +83,24 @@ def test_disallowed_origin_reads_a_403_and_nothing_is_stored(collector, page_ser
     assert sorted(e["messageId"] for e in stored) == ["allowed-preflighted", "allowed-simple"]
     assert collector.events(source=refused["id"]) == []
 
+    # PATCH takes effect at once, both ways: lifting the restriction (null = any origin) …
+    with collector.admin as admin:
+        patched = admin.patch(f"/api/sources/{refused['id']}", json={"allowed_origins": None})
+    assert patched.status_code == 200 and patched.json()["allowed_origins"] is None, patched.text
+    url, init = _requests(collector.url, refused["write_key"], "lifted")["simple POST /v1/t"]
+    answer = page.evaluate(FETCH, [url, init])
+    assert 200 <= answer["status"] < 300, (answer, log.report())
+    assert [e["messageId"] for e in collector.events(source=refused["id"])] == ["lifted-simple"]
+    # … and dropping the page's origin from a source that had it.
+    with collector.admin as admin:
+        patched = admin.patch(f"/api/sources/{allowed['id']}",
+                              json={"allowed_origins": ["https://shop.example"]})
+    assert patched.status_code == 200, patched.text
+    url, init = _requests(collector.url, allowed["write_key"], "dropped")["simple POST /v1/t"]
+    answer = page.evaluate(FETCH, [url, init])
+    assert answer["status"] == 403, (answer, log.report())
+    assert len(collector.events(source=allowed["id"])) == 2
+
     # The 403s are answers the page could read: no failed request, no CORS message.
     failed = [str(s) for s in log.requests if s.failure]
     assert not failed, log.report()
