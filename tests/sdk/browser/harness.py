@@ -65,7 +65,8 @@ def origin(url: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """``/{sdk}-{mode}.html?writeKey=…``, ``/blank.html`` and ``/node_modules/…`` (GET only)."""
+    """``/{sdk}-{mode}.html?writeKey=…``, ``/blank.html``, pages a test added, and
+    ``/node_modules/…`` (GET only)."""
 
     server: _PageHTTPServer
     protocol_version = "HTTP/1.1"
@@ -74,7 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path, _, query = self.path.partition("?")
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
-        if path == "/blank.html":
+        if path in self.server.added_pages:
+            self._send(200, "text/html; charset=utf-8", self.server.added_pages[path].encode())
+        elif path == "/blank.html":
             self._send(200, "text/html; charset=utf-8", (PAGES_DIR / "blank.html").read_bytes())
         elif match := self.PAGE.match(path):
             self._page(match["sdk"], match["mode"], params.get("writeKey", ""))
@@ -118,6 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _PageHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     collector_url: str
+    added_pages: dict[str, str]
 
 
 class PageServer:
@@ -126,6 +130,7 @@ class PageServer:
     def __init__(self, collector_url: str):
         self._httpd = _PageHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.collector_url = collector_url
+        self._httpd.added_pages = {}
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
                                         name="page-server")
@@ -140,6 +145,11 @@ class PageServer:
 
     def sdk_page(self, sdk: str, mode: str, write_key: str) -> str:
         return f"{self.url}/{sdk}-{mode}.html?writeKey={write_key}"
+
+    def add_page(self, path: str, html: str) -> str:
+        """Serve ``html`` at ``path`` (which starts with ``/``); returns its URL."""
+        self._httpd.added_pages[path] = html
+        return self.url + path
 
 
 class ClosedPort:
