@@ -1,0 +1,40 @@
+"""Where millpond keeps its data, behind one set of contracts (:mod:`.contracts`).
+
+Backends are subpackages, each implementing every contract: ``sqlite`` (the embedded
+default: one data directory, zero set-up) and ``memory`` (dict-backed, for fast tests).
+Nothing outside this package imports a backend; it calls :func:`open_storage`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from millpond.storage.contracts import Storage
+
+
+class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which backend, and where.
+
+    ``synchronous``: the embedded store's durability, ``FULL`` (an acknowledged event
+    survives a power loss) or ``NORMAL`` (it survives a process crash)."""
+
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    data_dir: str = ".millpond"
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+def open_storage(config: StorageConfig) -> Storage:
+    """Open every store of ``config``'s backend (creating what is missing)."""
+    if config.backend == "memory":
+        from millpond.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    from millpond.storage.sqlite import SQLiteStorage
+
+    return SQLiteStorage(Path(config.data_dir), synchronous=config.synchronous)
+
+
+__all__ = ["Storage", "StorageConfig", "open_storage"]

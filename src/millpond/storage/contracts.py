@@ -1,0 +1,393 @@
+"""What every storage backend promises: the seam between millpond and where data lives.
+
+Nothing outside ``millpond.storage`` knows which backend it talks to; it gets a
+:class:`Storage` from :func:`millpond.storage.open_storage` and uses these contracts.
+Each method says what callers may rely on (durable on return? idempotent? which errors?),
+and ``tests/storage/contract/`` checks every backend against exactly these promises: a
+new backend is done when that suite passes unchanged.
+
+Errors every method may raise besides the ones it names: :class:`StorageUnavailable`
+(transient: the disk is full, the database is unreachable; retry later) and, for
+programming errors, whatever Python raises.
+
+Which methods are ``async``: the ones a network backend must await (the log on NATS
+JetStream, the index on PostgreSQL). State stores are synchronous: they are called a few
+times per request or checkpoint, and a network backend runs them on its connection pool;
+callers on the event loop run checkpoints in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from millpond.errors import MillpondError
+from millpond.storage.models import (
+    AppendResult,
+    CountKey,
+    DeadLetter,
+    DeadLetterState,
+    Destination,
+    EventQuery,
+    ImportJob,
+    NewEvent,
+    Rejection,
+    Run,
+    RunKind,
+    RunState,
+    Source,
+    StoredEvent,
+    Window,
+    WindowCursor,
+    WindowPart,
+)
+
+
+class StorageUnavailable(MillpondError):
+    """The store cannot take the operation now (disk full, connection lost): retry later.
+    Nothing was changed."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, retry_after: float = 5.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# -- the event log ---------------------------------------------------------------------
+
+
+class EventLog(Protocol):
+    """The append-only, deduplicating log of events.
+
+    - ``seq`` increases strictly in commit order and is never reused; gaps are allowed
+      (retention and deletion remove events, a backend may skip numbers);
+    - a stored event never changes;
+    - dedupe is forever and per source: a ``messageId`` a source already stored is
+      acknowledged and not stored again, however long ago it was stored.
+    """
+
+    async def append(self, events: Sequence[NewEvent]) -> AppendResult:
+        """Store ``events`` durably; return each one's ``seq`` (None: a duplicate).
+
+        Durable on return: the events survive a process crash (and, with the embedded
+        store's default ``synchronous=FULL``, a power loss). Idempotent per
+        (``source_id``, ``message_id``). Raises :class:`~millpond.errors.Overloaded`
+        (the log is behind: answer 503 + Retry-After), :class:`StorageUnavailable`."""
+        ...
+
+    def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
+        """Queue ``events`` for appending from any thread and return at once.
+
+        The future resolves exactly as :meth:`append` would return, only once the events
+        are durable, or holds its exception. Submissions from one thread commit in order.
+        Raises Overloaded here, at once, when the log cannot queue more. Lets a producer
+        (an import) prepare its next batch while this one commits."""
+        ...
+
+    def dedupe_keyer(self) -> Callable[[str, str], int] | None:
+        """A picklable function (source_id, message_id) -> :attr:`NewEvent.dedupe_key`,
+        or None when the backend keeps no such key. Optional help for producers."""
+        ...
+
+    async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
+                   types: frozenset[str] | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events with ``after_seq < seq <= upto_seq`` (no upper bound when
+        None), of ``types`` only when given, in ``seq`` order: the live feed, and the
+        profile follower's (the type filter runs inside the store)."""
+        ...
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        """The event stored under ``seq``, or None (never stored, or removed)."""
+        ...
+
+    async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        """The event ``source_id`` stored with ``message_id``, or None."""
+        ...
+
+    async def wait(self, after_seq: int, timeout: float) -> int:
+        """Return as soon as an event after ``after_seq`` is committed, or after
+        ``timeout`` seconds, or at once after :meth:`release_waiters`: the last seq."""
+        ...
+
+    def last_seq(self) -> int:
+        """The highest committed ``seq`` (0 for an empty log). Cheap: no I/O."""
+        ...
+
+    def release_waiters(self) -> None:
+        """The server is stopping: every :meth:`wait`, now and later, returns at once."""
+        ...
+
+    def close(self) -> None:
+        """Finish in-flight appends (their futures resolve), then release the store.
+        Idempotent."""
+        ...
+
+
+# -- the event index -------------------------------------------------------------------
+
+
+class PartScanner(Protocol):
+    """An optional capability of an index: scanning parts of a window from *other
+    processes*, for order-free work over large windows (a replay preview). Picklable."""
+
+    def parts(self, window: Window, max_parts: int, min_events: int) -> list[WindowPart]:
+        """Split ``window`` into at most ``max_parts`` parts of about ``min_events`` events
+        or more (one part when it is small). Blocking."""
+        ...
+
+    def scan(self, part: WindowPart, window: Window,
+             chunk: int = 5000) -> Iterator[list[StoredEvent]]:
+        """``window``'s events inside ``part``, in chunks, in no promised order. Blocking;
+        called in a worker process, which opens what it needs itself."""
+        ...
+
+
+class EventIndex(Protocol):
+    """The log read by event time and by attributes (the embedded store: the same SQLite
+    file; scale-out: PostgreSQL and the Parquet archive)."""
+
+    def scan(self, window: Window, *, after: WindowCursor | None = None,
+             chunk: int = 2000) -> AsyncIterator[list[StoredEvent]]:
+        """``window``'s events in (``ts_ms``, ``seq``) order, in chunks of at most
+        ``chunk``, strictly after ``after`` when given (a replay resumes from its cursor).
+        A backend may read ahead; closing the iterator (``aclose``) stops it. Events
+        appended to the window while it is scanned may or may not be seen."""
+        ...
+
+    async def count(self, window: Window) -> int:
+        """How many events :meth:`scan` would yield for ``window``."""
+        ...
+
+    async def query(self, q: EventQuery) -> list[StoredEvent]:
+        """Events matching ``q`` in ``seq`` order (descending if asked), at most
+        ``q.limit``: the events API, the tester's look-ups."""
+        ...
+
+    def part_scanner(self) -> PartScanner | None:
+        """The capability to scan parts in other processes, or None (then callers scan in
+        process)."""
+        ...
+
+
+# -- state stores ------------------------------------------------------------------------
+
+
+class SourceStore(Protocol):
+    """Sources, by id; names and write keys are unique. Every write is durable on
+    return."""
+
+    def create(self, source: Source) -> Source:
+        """Insert; raises :class:`~millpond.errors.Conflict` (field ``name``) when the name
+        is taken."""
+        ...
+
+    def get(self, ref: str) -> Source:
+        """By id or name; raises :class:`~millpond.errors.NotFound` (field ``source``)."""
+        ...
+
+    def by_write_key(self, write_key: str) -> Source | None:
+        """The source with this write key, or None. On the collector's hot path: a
+        backend may answer from a cache it keeps current across processes within a
+        second."""
+        ...
+
+    def by_site_id(self, site_id: str) -> Source | None:
+        """The track source with this site id, or None (same caching note)."""
+        ...
+
+    def list(self) -> list[Source]:
+        """All sources, oldest first."""
+        ...
+
+    def update(self, source: Source) -> Source:
+        """Replace the stored record of ``source.id``; NotFound, or Conflict on a taken
+        name."""
+        ...
+
+    def delete(self, source_id: str) -> Source:
+        """Remove; NotFound. Its events stay in the log."""
+        ...
+
+
+class DestinationStore(Protocol):
+    """Configured destinations; names are unique. Durable on return."""
+
+    def create(self, destination: Destination) -> Destination:
+        """Insert; Conflict (field ``name``) when the name is taken."""
+        ...
+
+    def get(self, ref: str) -> Destination:
+        """By id or name; NotFound (field ``destination``)."""
+        ...
+
+    def list(self) -> list[Destination]:
+        """All destinations, oldest first."""
+        ...
+
+    def update(self, destination: Destination) -> Destination:
+        """Replace the stored record of ``destination.id``; NotFound, Conflict."""
+        ...
+
+    def delete(self, destination_id: str) -> Destination:
+        """Remove the configuration; NotFound. Its runs and dead letters stay."""
+        ...
+
+
+class RunStore(Protocol):
+    """Delivery runs with their cursors and counters, and dead letters.
+
+    One store for both because a checkpoint moves a run's cursor, adds to its counters
+    and parks its new dead letters *atomically*: after any crash the three agree, so a
+    restart resumes exactly where the counters and the dead-letter queue say it stopped.
+    """
+
+    def create(self, run: Run) -> Run:
+        """Insert a new run (``run.id`` unique). Durable on return."""
+        ...
+
+    def get(self, run_id: str) -> Run:
+        """NotFound (field ``id``) when there is no such run."""
+        ...
+
+    def list(self, destination_id: str | None = None, *,
+             kinds: Iterable[RunKind] = (), states: Iterable[RunState] = ()) -> list[Run]:
+        """Runs, oldest first, filtered by destination, kind and state when given."""
+        ...
+
+    def set_state(self, run_id: str, state: RunState, *, error: str | None = None,
+                  report: Mapping[str, Any] | None = None) -> Run:
+        """Change the state (``finished_at`` is set when it becomes completed, cancelled
+        or failed), keeping the old error/report unless new ones are given. Durable.
+        The caller checks the transition; NotFound."""
+        ...
+
+    def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
+                   counts: Mapping[CountKey, int] | None = None,
+                   dead: Sequence[DeadLetter] = (), scanned: int = 0,
+                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+        """Atomically: move the cursor (None: leave it), add the counter deltas and
+        ``scanned``, store ``dead`` (new dead letters), and mark the dead letters whose
+        ids are in ``redriven`` as redriven. All or nothing.
+
+        ``durable=False`` allows the backend to skip its fsync: after a process crash
+        nothing is lost, after a power loss the run may go back a few checkpoints (for
+        progress that is cheaper to redo than to fsync, a replay's)."""
+        ...
+
+    def dead_letters(self, destination_id: str, *,
+                     state: DeadLetterState | None = DeadLetterState.DEAD,
+                     after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """A destination's dead letters in id order after ``after_id`` (state None: any)."""
+        ...
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter:
+        """One dead letter; NotFound (field ``id``)."""
+        ...
+
+    def count_dead_letters(self, destination_id: str,
+                           state: DeadLetterState = DeadLetterState.DEAD) -> int:
+        ...
+
+    def claim_dead_letters(self, destination_id: str,
+                           ids: Sequence[int] | None) -> list[DeadLetter]:
+        """Move ``dead`` rows (all of the destination's, or ``ids``) to ``redriving`` and
+        return them ordered by seq, atomically. Raises NotFound (field ``ids``) naming ids
+        of another destination or unknown, BadRequest (field ``ids``) naming ids not in
+        state ``dead``; then nothing changes."""
+        ...
+
+    def release_dead_letters(self, ids: Sequence[int]) -> None:
+        """Put ``redriving`` rows back to ``dead`` (a redrive that could not finish)."""
+        ...
+
+    def recover_dead_letters(self) -> int:
+        """At start-up: every ``redriving`` row back to ``dead``; how many."""
+        ...
+
+
+class ImportJobStore(Protocol):
+    """Server-side import jobs. Durable on return."""
+
+    def create(self, job: ImportJob) -> ImportJob: ...
+
+    def get(self, job_id: str) -> ImportJob:
+        """NotFound (field ``id``)."""
+        ...
+
+    def list(self, limit: int = 100) -> list[ImportJob]:
+        """Newest first."""
+        ...
+
+    def update(self, job: ImportJob) -> ImportJob:
+        """Replace the stored record of ``job.id``; NotFound."""
+        ...
+
+
+class RejectionStore(Protocol):
+    """Messages the collector refused inside accepted requests (diagnostics)."""
+
+    def add(self, rejections: Sequence[Rejection]) -> None:
+        """Store ``rejections`` (ids assigned in order). Durable on return."""
+        ...
+
+    def list(self, source_id: str | None, after_id: int, limit: int) -> list[Rejection]:
+        """Oldest first after ``after_id``, of one source or all."""
+        ...
+
+
+class ProfileStore(Protocol):
+    """Profiles built from identify, group and alias events; the rules are in
+    :mod:`millpond.profiles` (a pure plan), the store only keeps the result.
+
+    Its state is a function of the *set* of events applied: any order, any batching,
+    any re-application give the same profiles."""
+
+    def apply_many(self, events: Iterable[Mapping[str, Any]], *,
+                   checkpoint: int | None = None) -> int:
+        """Apply decoded events (each with ``seq``) in one transaction, together with the
+        follower's ``checkpoint`` when given; return how many were profile events."""
+        ...
+
+    def get(self, any_id: str) -> dict[str, Any] | None:
+        """The profile a user id, anonymous id or profile id belongs to, read in one
+        snapshot, or None."""
+        ...
+
+    def checkpoint(self) -> int:
+        """The last log seq recorded with the data (0 if none)."""
+        ...
+
+    def set_checkpoint(self, seq: int) -> None: ...
+
+
+class Storage(Protocol):
+    """One backend's stores, opened together by :func:`millpond.storage.open_storage`."""
+
+    log: EventLog
+    index: EventIndex
+    sources: SourceStore
+    destinations: DestinationStore
+    runs: RunStore
+    imports: ImportJobStore
+    rejections: RejectionStore
+    profiles: ProfileStore
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes used per store (for start-up logs, status pages and metrics)."""
+        ...
+
+    def close(self) -> None:
+        """Close every store (the log last, after in-flight appends). Idempotent."""
+        ...
+
+
+__all__ = [
+    "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
+    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "ImportJob",
+    "ImportJobStore", "NewEvent", "PartScanner", "ProfileStore", "Rejection",
+    "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Source", "SourceStore",
+    "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",
+]

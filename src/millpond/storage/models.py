@@ -1,0 +1,269 @@
+"""The records storage keeps, shared by every backend and by the code that uses them.
+
+Why msgspec Structs: events are built and read tens of thousands of times a second, where
+a Struct costs less than a dataclass, and records cross process boundaries (an import's
+reader process, a preview's workers) as msgpack. Everything here is plain data: no I/O,
+no backend, no presentation (the services shape the public JSON).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+# -- events --------------------------------------------------------------------------
+
+
+class NewEvent(msgspec.Struct, array_like=True, gc=False):
+    """One validated message ready to append. ``body`` is its final JSON without ``seq``.
+
+    It holds no containers, so the cyclic garbage collector need not track it; a batch
+    crosses a process boundary as one msgpack array of arrays.
+
+    ``dedupe_key`` is the backend's own key for (``source_id``, ``message_id``), filled by
+    the function :meth:`EventLog.dedupe_keyer` returns, when the backend offers one, so
+    a producer with a core to spare (an import's reader process) computes it there. It
+    is opaque to everyone else; a backend recomputes a missing one.
+    """
+
+    source_id: str
+    type: str
+    message_id: str
+    event_name: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    ts_ms: int
+    received_ms: int
+    body: bytes
+    dedupe_key: int | None = None
+
+
+class StoredEvent(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """One event as the log keeps it: ``seq`` (arrival order), ``ts_ms`` (event time, Unix
+    milliseconds) and ``body``, the event's JSON object as appended (without ``seq``)."""
+
+    seq: int
+    ts_ms: int
+    body: bytes
+
+    def json(self) -> bytes:
+        """The body with ``seq`` as its first member: the stored event as the API shows it.
+
+        A splice, not a decode and re-encode: ``body`` is always a JSON object."""
+        return b'{"seq":%d,%s' % (self.seq, self.body[1:])
+
+
+class AppendResult(msgspec.Struct):
+    """What happened to each event of one append, in order: its ``seq``, or ``None`` when
+    the source had already stored that ``messageId`` (a duplicate, acknowledged)."""
+
+    seqs: list[int | None]
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for s in self.seqs if s is not None)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for s in self.seqs if s is None)
+
+
+class Window(msgspec.Struct, frozen=True):
+    """An event-time window of the log: ``ts_from <= ts < ts_to`` (Unix ms), only events
+    with ``seq <= max_seq`` (None: no bound), only ``source_ids`` (None: every source; an
+    empty tuple: none)."""
+
+    ts_from: int
+    ts_to: int
+    max_seq: int | None = None
+    source_ids: tuple[str, ...] | None = None
+
+
+class WindowCursor(msgspec.Struct, frozen=True, array_like=True):
+    """A position in event-time order: a scan resumes strictly after (``ts``, ``seq``)."""
+
+    ts: int
+    seq: int
+
+
+class WindowPart(msgspec.Struct, frozen=True):
+    """A piece of a window (``after_seq < seq <= upto_seq``) that another process can scan
+    on its own (:class:`~millpond.storage.contracts.PartScanner`); ``hint`` is the
+    backend's own note on how to read it."""
+
+    after_seq: int
+    upto_seq: int
+    hint: str = ""
+
+
+class EventQuery(msgspec.Struct):
+    """Filters for listing events (the API); every bound is optional, times Unix ms.
+
+    Results are ordered by ``seq`` (``descending`` for newest first), at most ``limit``."""
+
+    source_ids: list[str] | None = None
+    types: list[str] | None = None
+    event_name: str | None = None
+    user_id: str | None = None
+    ts_from: int | None = None
+    ts_to: int | None = None
+    received_from: int | None = None
+    received_to: int | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    descending: bool = False
+    limit: int = 100
+
+
+class Rejection(msgspec.Struct):
+    """A message refused inside an accepted request, kept so the owner can see why.
+    ``id`` is assigned by the store (increasing)."""
+
+    source_id: str
+    index: int
+    code: str
+    reason: str
+    field: str | None
+    received_ms: int
+    body: bytes
+    id: int = 0
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+class Source(msgspec.Struct, frozen=True):
+    """A source: where data comes in (see ``docs/architecture.md``)."""
+
+    id: str
+    name: str
+    kind: str
+    write_key: str
+    replayable: bool
+    site_id: str | None = None
+    created_at: float = 0.0
+    #: Origins a browser may send this source's events from; None: any origin.
+    allowed_origins: tuple[str, ...] | None = None
+    #: A disabled source's write key is refused (403) and its SDK settings answer 404.
+    enabled: bool = True
+
+
+class Destination(msgspec.Struct, frozen=True):
+    """A configured destination. ``settings`` are the raw (unmasked) values: the store
+    keeps what the pump needs, and only presentation masks them.
+
+    ``connected_seq`` is the log position when it was connected: its live run starts
+    right after it, and replays by default end there (exactly once, replay plus live)."""
+
+    id: str
+    name: str
+    type: str
+    settings: dict[str, Any]
+    rate_limit: dict[str, Any]
+    actions: list[dict[str, Any]]
+    enabled: bool
+    connected_at: float
+    connected_seq: int
+    updated_at: float = 0.0
+
+
+# -- delivery runs -------------------------------------------------------------------------
+
+
+class RunKind(StrEnum):
+    """What a delivery run reads: the live tail, a closed event-time window, or dead
+    letters sent again."""
+
+    LIVE = "live"
+    REPLAY = "replay"
+    REDRIVE = "redrive"
+
+
+class RunState(StrEnum):
+    """A run's state; the allowed moves are ``millpond.delivery.runs.TRANSITIONS``."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+#: A counter key: (action, outcome, reason); action "" for event-level skips.
+CountKey = tuple[str, str, str]
+
+
+class Run(msgspec.Struct):
+    """One delivery run of one destination.
+
+    ``cursor``: a live run's is the ``seq`` of the last finished event (an int); a
+    replay's the :class:`WindowCursor` of the last finished event in its window; a
+    redrive's stays None (its dead letters are marked as they finish). ``spec`` is the
+    kind's plan as plain JSON (a replay's resolved request; a redrive's dead-letter ids),
+    stored so a run resumed after a restart does exactly what it was given. ``counts``
+    are its outcome counters, ``scanned`` how many events it has read past."""
+
+    id: str
+    destination_id: str
+    kind: RunKind
+    state: RunState
+    spec: dict[str, Any] = msgspec.field(default_factory=dict)
+    cursor: int | WindowCursor | None = None
+    counts: dict[CountKey, int] = msgspec.field(default_factory=dict)
+    scanned: int = 0
+    error: str | None = None
+    report: dict[str, Any] | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+
+
+class DeadLetterState(StrEnum):
+    """``dead`` → ``redriving`` (claimed by a redrive) → ``redriven``; a redrive that does
+    not finish puts its claims back to ``dead``."""
+
+    DEAD = "dead"
+    REDRIVING = "redriving"
+    REDRIVEN = "redriven"
+
+
+class DeadLetter(msgspec.Struct):
+    """An event one action of a destination could not deliver, with why. ``id`` is
+    assigned by the store (global, increasing), 0 before."""
+
+    destination_id: str
+    run_id: str
+    seq: int
+    message_id: str | None
+    action: str
+    reason: str
+    status: int | None = None
+    response: str | None = None
+    payload: Any = None
+    created_at: float = 0.0
+    state: DeadLetterState = DeadLetterState.DEAD
+    redriven_at: float | None = None
+    id: int = 0
+
+
+# -- imports -----------------------------------------------------------------------------
+
+
+class ImportJob(msgspec.Struct):
+    """A server-side import of an uploaded file. ``progress`` is the latest progress
+    report while it runs (stored, so any process can show it)."""
+
+    id: str
+    source_id: str
+    kind: str
+    file: str
+    state: str
+    options: dict[str, Any]
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    progress: dict[str, Any] | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
