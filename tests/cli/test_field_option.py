@@ -77,6 +77,8 @@ def test_serve_port_from_the_environment(monkeypatch) -> None:
     the client side: ``make run`` takes no options, so this is how it moves off 8787."""
     seen: list[int] = []
     monkeypatch.setattr("millpond.server.serve", lambda host, port, *a, **k: seen.append(port))
+    # No log handler on CliRunner's stderr: it would outlive this test in the process.
+    monkeypatch.setattr("millpond.logs.setup", lambda *a, **k: None)
     runner = CliRunner()
     assert runner.invoke(cli, ["serve"], env={"MILLPOND_PORT": "18123"}).exit_code == 0
     assert runner.invoke(cli, ["serve", "--port", "18124"],
