@@ -4,11 +4,13 @@ The upload is written to the data dir first, so the import reads a stable file (
 fingerprint, checkpoints and resume all need one), and then runs in a worker thread
 with a :class:`LogSink`. A job, its progress while it runs and its summary are kept in
 the import-job store, so any process can show them; progress is saved at most every
-:data:`PROGRESS_EVERY` seconds.
+:data:`PROGRESS_EVERY` seconds. Each job says in the server's log when it starts and how
+it ended, with its figures.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -20,6 +22,8 @@ from millpond.backfill.log_sink import LogSink
 from millpond.errors import BadRequest
 from millpond.storage.contracts import EventLog, ImportJobStore
 from millpond.storage.models import ImportJob, Source
+
+log = logging.getLogger("millpond.imports")
 
 #: Seconds between two saves of a running job's progress.
 PROGRESS_EVERY = 0.5
@@ -68,6 +72,10 @@ class ImportJobs:
                         {k: str(v) if isinstance(v, Path) else v
                          for k, v in asdict(options).items()}, created_at=now, updated_at=now)
         self.store.create(job)
+        log.info("import %s started: %s file %s into source %s", job_id, options.kind,
+                 options.display_name, source.name,
+                 extra=_fields(job_id, source, options, phase="started",
+                               file_bytes=_size(path)))
         thread = threading.Thread(target=self._run, args=(job, path, source, options),
                                   name=f"import-{job_id}", daemon=True)
         thread.start()
@@ -85,6 +93,7 @@ class ImportJobs:
                 self.store.update(job)
 
         state, summary, error = "completed", None, None
+        crash: Exception | None = None  # unexpected: the log line carries its traceback
         try:
             result = run_import(path, options, LogSink(self.log, source.id), progress)
             summary = result.to_dict()
@@ -93,7 +102,8 @@ class ImportJobs:
         except ImportAborted as exc:
             state, error, summary = "failed", str(exc), exc.summary.to_dict()
         except Exception as exc:  # noqa: BLE001 - the job records why it stopped
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
+            state, error, crash = "failed", f"{type(exc).__name__}: {exc}", exc
+        _log_end(job.id, source, options, state, summary, error, crash)
         job.state, job.summary, job.error, job.progress = state, summary or None, error, None
         job.updated_at = time.time()
         self.store.update(job)
@@ -103,3 +113,37 @@ class ImportJobs:
 
     def list(self) -> list[dict]:
         return [job_dict(j) for j in self.store.list(100)]
+
+
+def _fields(job_id: str, source: Source, options: ImportOptions, **more) -> dict:
+    """An import's structured log fields (``extra=``)."""
+    return {"import_id": job_id, "source": source.name, "source_id": source.id,
+            "kind": options.kind, "file": options.display_name, **more}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _log_end(job_id: str, source: Source, options: ImportOptions, state: str,
+             summary: dict | None, error: str | None, crash: Exception | None) -> None:
+    """One line for how the import ended, with its figures when there are any."""
+    figures = {}
+    text = ""
+    if summary:
+        figures = {k: summary.get(k) for k in (
+            "rows_read", "events_accepted", "duplicates", "rows_rejected", "elapsed_seconds",
+            "rows_per_second", "already_completed")}
+        text = (f"{summary['rows_read']:,} rows read, {summary['events_accepted']:,} events "
+                f"stored, {summary['duplicates']:,} duplicates, {summary['rows_rejected']:,} "
+                f"rows rejected in {summary['elapsed_seconds']:.1f} s "
+                f"({summary['rows_per_second']:,.0f} rows/s)")
+    fields = _fields(job_id, source, options, phase=state, error=error, **figures)
+    if state == "completed":
+        log.info("import %s completed: %s", job_id, text, extra=fields)
+    else:
+        log.error("import %s failed: %s%s", job_id, error, f" (so far: {text})" if text else "",
+                  extra=fields, exc_info=crash)

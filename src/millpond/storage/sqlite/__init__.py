@@ -56,14 +56,15 @@ class SQLiteStorage:
         self._closed = False
 
     def sizes(self) -> dict[str, int]:
-        """Bytes on disk per file, write-ahead log included."""
+        """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``), its
+        write-ahead log included."""
         out = {}
-        for name, file in FILES.items():
+        for file in FILES.values():
             size = 0
             for suffix in ("", "-wal"):
                 with contextlib.suppress(OSError):
                     size += (self.data_dir / f"{file}{suffix}").stat().st_size
-            out[name] = size
+            out[file] = size
         return out
 
     def close(self) -> None:
