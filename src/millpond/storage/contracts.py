@@ -376,7 +376,8 @@ class Storage(Protocol):
     profiles: ProfileStore
 
     def sizes(self) -> dict[str, int]:
-        """Bytes used per store (for start-up logs, status pages and metrics)."""
+        """Bytes used per store, keyed by the backend's own name for each (the embedded
+        store: its files), for start-up logs, status pages and metrics."""
         ...
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from millpond.errors import Overloaded
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
 from millpond.storage.sqlite import dedupe
-from millpond.storage.sqlite.connection import connect
+from millpond.storage.sqlite.connection import connect, immediate
 
 log = logging.getLogger("millpond.log")
 
@@ -242,10 +242,10 @@ class SQLiteEventLog:
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
-        conn.execute("BEGIN IMMEDIATE")
-        rows, results, seq = dedupe.plan_group(conn, [s.events for s in subs], self._last_seq)
-        conn.executemany(_INSERT_EVENT, rows)
-        conn.execute("COMMIT")
+        with immediate(conn):  # plan_group may restart it: the commit is of the last one
+            rows, results, seq = dedupe.plan_group(conn, [s.events for s in subs],
+                                                   self._last_seq)
+            conn.executemany(_INSERT_EVENT, rows)
         self._last_seq = seq
         return results
 
