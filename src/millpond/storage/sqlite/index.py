@@ -79,19 +79,34 @@ class SQLiteEventIndex:
 
     def chunk(self, window: Window, after: WindowCursor | None,
               limit: int) -> list[StoredEvent]:
-        """The first ``limit`` events of ``window`` after ``after``, blocking (a scan's
-        reader thread calls it)."""
+        """The first ``limit`` events of ``window`` after ``after``, blocking."""
         return _packed_chunk(self._log.reader(), window, after, limit)
 
 
 class WindowScan:
     """The async iterator :meth:`SQLiteEventIndex.scan` returns: chunks read ahead on a
-    thread of its own; :meth:`aclose` (or :meth:`close`) stops that thread."""
+    thread of its own; :meth:`aclose` (or :meth:`close`) stops that thread.
+
+    The thread reads through a connection it borrows from the log's spares and gives back
+    when it ends: the next scan finds its page cache warm, and scans one after another do
+    not each grow a cache of their own."""
 
     def __init__(self, index: SQLiteEventIndex, window: Window, after: WindowCursor | None,
                  chunk: int):
-        self._ahead = ReadAhead(lambda cursor: index.chunk(window, cursor, chunk), after,
-                                _after_chunk)
+        log = index._log
+        conn = None
+
+        def read(cursor: WindowCursor | None) -> list[StoredEvent]:
+            nonlocal conn
+            if conn is None:
+                conn = log.lend_reader()
+            return _packed_chunk(conn, window, cursor, chunk)
+
+        def finish() -> None:
+            if conn is not None:
+                log.return_reader(conn)
+
+        self._ahead = ReadAhead(read, after, _after_chunk, finish=finish)
         self._done = False
 
     def __aiter__(self) -> WindowScan:

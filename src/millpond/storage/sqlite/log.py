@@ -71,6 +71,8 @@ _CHECKPOINT_BYTES = 4 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 1.0
 #: The writer's own ``wal_autocheckpoint``: a fallback far above what the thread allows.
 _WRITER_CHECKPOINT_PAGES = 32_768
+#: Read connections kept between window scans (see :meth:`SQLiteEventLog.lend_reader`).
+SPARE_READERS = 2
 
 
 class _Submission:
@@ -104,6 +106,8 @@ class SQLiteEventLog:
         self._closed = False
         self._released = False
         self._local = threading.local()
+        self._spare: list[sqlite3.Connection] = []
+        self._spare_lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._waiters_lock = threading.Lock()
         #: The current overload episode: submissions refused so far, and since when.
@@ -133,6 +137,25 @@ class SQLiteEventLog:
             conn.execute("PRAGMA query_only=1")
             self._local.conn = conn
         return conn
+
+    def lend_reader(self) -> sqlite3.Connection:
+        """A read-only connection for one thread's scan, given back with
+        :meth:`return_reader`. Why lent rather than per thread: a scan's reader thread is
+        new each time, and a connection of its own would start with a cold page cache and
+        grow one more cache (up to ``CACHE_KIB``) per scan."""
+        with self._spare_lock:
+            if self._spare:
+                return self._spare.pop()
+        conn = self._connect()
+        conn.execute("PRAGMA query_only=1")
+        return conn
+
+    def return_reader(self, conn: sqlite3.Connection) -> None:
+        with self._spare_lock:
+            if not self._closed and len(self._spare) < SPARE_READERS:
+                self._spare.append(conn)
+                return
+        conn.close()
 
     # -- writing ---------------------------------------------------------------------
     def _submit(self, events: Sequence[NewEvent],
@@ -336,7 +359,11 @@ class SQLiteEventLog:
         self._checkpoint_stop.set()
         self._checkpoint_due.set()
         self._checkpointer.join()
-        self._closed = True
+        with self._spare_lock:
+            self._closed = True
+            spare, self._spare = self._spare, []
+        for reader in spare:
+            reader.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

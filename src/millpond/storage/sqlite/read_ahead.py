@@ -28,11 +28,13 @@ class ReadAhead(Generic[C]):
     """``await get()`` returns ``read(after)``, then ``read(next_after(chunk))``, ... in
     order, until an empty chunk (returned too, then the thread ends). A read's exception
     is raised by the ``get`` that would have returned its chunk. ``close`` stops the
-    thread at its next step; call it when the consumer stops."""
+    thread at its next step; call it when the consumer stops. ``finish``, if given, runs
+    in the thread as it ends (after its last read)."""
 
     def __init__(self, read: Callable[[C], list], after: C, next_after: Callable[[list], C],
-                 depth: int = DEPTH):
+                 depth: int = DEPTH, finish: Callable[[], None] | None = None):
         self._read = read
+        self._finish = finish
         self._after = after
         self._next_after = next_after
         self._room = threading.Semaphore(depth)
@@ -57,6 +59,13 @@ class ReadAhead(Generic[C]):
         self._room.release()  # a reader waiting for room wakes up and sees the stop
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Queue) -> None:
+        try:
+            self._read_ahead(loop, ready)
+        finally:
+            if self._finish is not None:
+                self._finish()
+
+    def _read_ahead(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Queue) -> None:
         after = self._after
         while True:
             self._room.acquire()
