@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from itertools import starmap
 from operator import attrgetter
 
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
@@ -72,7 +73,7 @@ class SQLiteEventIndex:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY seq {'DESC' if q.descending else 'ASC'} LIMIT ?"
         args.append(q.limit)
-        return [StoredEvent(*row) for row in self._log.reader().execute(sql, args)]
+        return list(starmap(StoredEvent, self._log.reader().execute(sql, args)))
 
     def part_scanner(self) -> SQLitePartScanner:
         return SQLitePartScanner(self._log.path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from itertools import starmap
 
 from millpond.storage.models import StoredEvent, Window, WindowPart
 from millpond.storage.sqlite.connection import connect
@@ -85,7 +86,7 @@ class SQLitePartScanner:
                                               chunk)).fetchall()
                     if not rows:
                         return
-                    yield [event(seq, ts, body) for seq, ts, body in rows]
+                    yield list(starmap(event, rows))
                     after = rows[-1][0]
             sql = ("SELECT ts, seq, body FROM events INDEXED BY events_ts"
                    " WHERE (ts, seq) > (?, ?) AND ts < ? AND seq > ? AND seq <= ?"
