@@ -29,8 +29,9 @@ def plain_chunk(log: SQLiteEventLog, window: Window, after: WindowCursor | None,
     sql, extra = window_sql(window.source_ids)
     start = (window.ts_from, 0) if after is None else (
         max(window.ts_from, after.ts), after.seq if after.ts >= window.ts_from else 0)
-    return log.reader().execute(sql, (*start, window.ts_to, window.max_seq or 1 << 62, *extra,
-                                      limit)).fetchall()
+    with log.reading() as conn:
+        return conn.execute(sql, (*start, window.ts_to, window.max_seq or 1 << 62, *extra,
+                                  limit)).fetchall()
 
 
 def test_a_packed_chunk_is_the_chunk_a_plain_scan_reads(log):

@@ -40,8 +40,9 @@ class SQLiteEventIndex:
         if window.source_ids is not None:
             sql += f" AND source_id IN ({','.join('?' * len(window.source_ids))})"
         limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
-        return self._log.reader().execute(sql, (window.ts_from, window.ts_to, limit_seq,
-                                                *(window.source_ids or ()))).fetchone()[0]
+        with self._log.reading() as conn:
+            return conn.execute(sql, (window.ts_from, window.ts_to, limit_seq,
+                                      *(window.source_ids or ()))).fetchone()[0]
 
     async def query(self, q: EventQuery) -> list[StoredEvent]:
         return await asyncio.to_thread(self._query, q)
@@ -73,7 +74,8 @@ class SQLiteEventIndex:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY seq {'DESC' if q.descending else 'ASC'} LIMIT ?"
         args.append(q.limit)
-        return list(starmap(StoredEvent, self._log.reader().execute(sql, args)))
+        with self._log.reading() as conn:
+            return list(starmap(StoredEvent, conn.execute(sql, args)))
 
     def part_scanner(self) -> SQLitePartScanner:
         return SQLitePartScanner(self._log.path)
@@ -81,7 +83,8 @@ class SQLiteEventIndex:
     def chunk(self, window: Window, after: WindowCursor | None,
               limit: int) -> list[StoredEvent]:
         """The first ``limit`` events of ``window`` after ``after``, blocking."""
-        return _packed_chunk(self._log.reader(), window, after, limit)
+        with self._log.reading() as conn:
+            return _packed_chunk(conn, window, after, limit)
 
 
 class WindowScan:

@@ -16,8 +16,10 @@ next group's inserts instead of delaying its commit; SQLite lets a passive check
 run beside the writer. The writer still checkpoints by itself if the WAL grows far past
 that (``_WRITER_CHECKPOINT_PAGES``), so the WAL stays bounded even if the thread lags.
 
-Reads run on per-thread connections in worker threads (a read is a fast indexed range
-scan, but it must never stall the event loop the collector shares).
+Reads run in worker threads (a read is a fast indexed range scan, but it must never stall
+the event loop the collector shares), on read-only connections lent from a few spares:
+whichever thread reads next finds a warm page cache, and the number of caches stays
+bounded however many threads read.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from itertools import starmap
 from pathlib import Path
@@ -72,8 +74,8 @@ _CHECKPOINT_BYTES = 4 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 1.0
 #: The writer's own ``wal_autocheckpoint``: a fallback far above what the thread allows.
 _WRITER_CHECKPOINT_PAGES = 32_768
-#: Read connections kept between window scans (see :meth:`SQLiteEventLog.lend_reader`).
-SPARE_READERS = 2
+#: Read connections kept between reads (see :meth:`SQLiteEventLog.lend_reader`).
+SPARE_READERS = 4
 
 
 class _Submission:
@@ -106,7 +108,6 @@ class SQLiteEventLog:
         self._closing = False
         self._closed = False
         self._released = False
-        self._local = threading.local()
         self._spare: list[sqlite3.Connection] = []
         self._spare_lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
@@ -130,20 +131,21 @@ class SQLiteEventLog:
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path, self._synchronous, cache_kib=CACHE_KIB)
 
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection (the index reads through it too)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=1")
-            self._local.conn = conn
-        return conn
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection for the block (the index reads through it too)."""
+        conn = self.lend_reader()
+        try:
+            yield conn
+        finally:
+            self.return_reader(conn)
 
     def lend_reader(self) -> sqlite3.Connection:
-        """A read-only connection for one thread's scan, given back with
-        :meth:`return_reader`. Why lent rather than per thread: a scan's reader thread is
-        new each time, and a connection of its own would start with a cold page cache and
-        grow one more cache (up to ``CACHE_KIB``) per scan."""
+        """A read-only connection, given back with :meth:`return_reader` (a window scan
+        keeps one for its whole run). Why lent rather than one per thread: threads come
+        and go (worker pools, a scan's reader thread), and a connection of their own
+        would start with a cold page cache and grow one more cache (up to ``CACHE_KIB``)
+        each."""
         with self._spare_lock:
             if self._spare:
                 return self._spare.pop()
@@ -324,27 +326,29 @@ class SQLiteEventLog:
             args.extend(sorted(types))
         args.append(limit)
         # starmap builds the records in C: a third cheaper than a comprehension
-        return list(starmap(StoredEvent, self.reader().execute(
-            sql + " ORDER BY seq LIMIT ?", args).fetchall()))
+        with self.reading() as conn:
+            return list(starmap(StoredEvent, conn.execute(
+                sql + " ORDER BY seq LIMIT ?", args).fetchall()))
 
     async def get(self, seq: int) -> StoredEvent | None:
         return await asyncio.to_thread(self._get, seq)
 
     def _get(self, seq: int) -> StoredEvent | None:
-        row = self.reader().execute("SELECT seq, ts, body FROM events WHERE seq = ?",
-                                    (seq,)).fetchone()
+        with self.reading() as conn:
+            row = conn.execute("SELECT seq, ts, body FROM events WHERE seq = ?",
+                               (seq,)).fetchone()
         return None if row is None else StoredEvent(*row)
 
     async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
         return await asyncio.to_thread(self._find, source_id, message_id)
 
     def _find(self, source_id: str, message_id: str) -> StoredEvent | None:
-        conn = self.reader()
-        for seq in dedupe.candidate_seqs(conn, source_id, message_id):
-            found = conn.execute("SELECT source_id, message_id, ts, body FROM events"
-                                 " WHERE seq = ?", (seq,)).fetchone()
-            if found and found[0] == source_id and found[1] == message_id:
-                return StoredEvent(seq, found[2], found[3])
+        with self.reading() as conn:
+            for seq in dedupe.candidate_seqs(conn, source_id, message_id):
+                found = conn.execute("SELECT source_id, message_id, ts, body FROM events"
+                                     " WHERE seq = ?", (seq,)).fetchone()
+                if found and found[0] == source_id and found[1] == message_id:
+                    return StoredEvent(seq, found[2], found[3])
         return None
 
     def close(self) -> None:
@@ -365,10 +369,6 @@ class SQLiteEventLog:
             spare, self._spare = self._spare, []
         for reader in spare:
             reader.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 def _settle(subs: list[_Submission], outcomes: list) -> None:
