@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from millpond.actions.fields import compile_action
+from millpond.actions import compile_action
 from millpond.destinations import (
     Item,
     Partial,

@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from millpond.actions.fields import CompiledAction
-from millpond.actions.mapping import MappingError
+from millpond.actions import CompiledAction, MappingError
 from millpond.destinations.base import DestinationType, estimate_size
 from millpond.pumps.batcher import Work
 from millpond.pumps.ledger import CountKey

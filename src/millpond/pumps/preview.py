@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from millpond.actions.trigger import compile_trigger
+from millpond.actions import compile_trigger
 from millpond.log.base import EventLog, WindowPart
 from millpond.pumps import config
 from millpond.pumps.evaluate import SKIPPED, Evaluator

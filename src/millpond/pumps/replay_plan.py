@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
+from millpond.actions import TriggerSyntaxError, compile_trigger
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
 from millpond.pumps.store import Destination

@@ -12,8 +12,8 @@ from typing import Any
 
 from millpond.timeutil import parse_duration
 
+from .fql import Trigger, TriggerSyntaxError, compile_trigger
 from .mapping import Mapping, MappingError, compile_mapping
-from .trigger import Trigger, TriggerSyntaxError, compile_trigger
 
 __all__ = [
     "FieldSpec",

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from millpond.actions.fields import (
+from millpond.actions import (
     ActionSpec,
     CompiledAction,
     FieldSpec,
+    MappingError,
+    TriggerSyntaxError,
     compile_action,
     missing_required,
 )
-from millpond.actions.mapping import MappingError
-from millpond.actions.trigger import TriggerSyntaxError
 
 FIELDS = [FieldSpec("event_name", required=True), FieldSpec("user_id", required=True),
           FieldSpec("revenue")]
