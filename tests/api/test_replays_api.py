@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pumps.e2e import create_destination, send_batch, track, vendor, wait_until  # noqa: F401
+from tests.support.delivery import create_destination, send_batch, track
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def test_preview_refusals_and_lifecycle(server, vendor):  # noqa: F811
+def test_preview_refusals_and_lifecycle(server, vendor):
     mixpanel = vendor("mixpanel")
     web = server.create_source("web")
     server.create_source("crm", kind="track")
