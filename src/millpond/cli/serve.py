@@ -10,7 +10,8 @@ from millpond.logs import FORMATS, LEVELS
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              envvar="MILLPOND_PORT", help="Port to listen on (env MILLPOND_PORT).")
 @click.option("--data", "data_dir", default=DEFAULT_DATA_DIR, show_default=True,
               type=click.Path(file_okay=False), help="Data directory (embedded store).")
 @click.option("--sync", "synchronous", default="FULL", show_default=True,
