@@ -45,6 +45,7 @@ def test_list_and_status_show_an_uploaded_import(shared_server) -> None:
 
     shown = json.loads(ok(shared_server, "import", "status", job["id"], "--json"))
     assert shown == api_job(shared_server, job["id"])
+    assert ok(shared_server, "import", "status", job["id"], "--field", "state") == "completed\n"
     assert shown["source_id"] == source["id"] and shown["kind"] == "people"
     assert shown["summary"]["events_accepted"] == 2
     assert shown["summary"]["rejected_by_reason"] == {"missing_id": 1}

@@ -12,12 +12,8 @@ import time
 import httpx
 
 from tests.support.cli import cli_env, fails, millpond, ok
-from tests.support.server import ServerProcess, free_port
-
-
-def send(server: ServerProcess, write_key: str, **body) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/track", auth=(write_key, ""),
-                      json={"userId": "cli-user", "event": "Clicked", **body})
+from tests.support.delivery import send
+from tests.support.server import free_port
 
 
 def write_key_from(output: str) -> str:

@@ -13,12 +13,20 @@ from typing import Any
 
 import httpx
 
+from tests.support.server import ServerProcess
+
 
 def track(user: str, n: int, **extra: Any) -> dict:
     """A Segment track call; ``properties.n`` numbers a user's events for order checks."""
     return {"type": "track", "userId": user, "event": "Order Completed",
             "messageId": f"{user}-{n}-{uuid.uuid4().hex[:8]}",
             "properties": {"n": n, "revenue": 9.5, **extra.pop("properties", {})}, **extra}
+
+
+def send(server: ServerProcess, write_key: str, **body: Any) -> httpx.Response:
+    """One ``/v1/track`` call (``cli-user`` clicked, unless ``body`` says otherwise)."""
+    return httpx.post(f"{server.url}/v1/track", auth=(write_key, ""),
+                      json={"userId": "cli-user", "event": "Clicked", **body})
 
 
 def send_batch(url: str, write_key: str, messages: list[dict]) -> None:

@@ -38,7 +38,7 @@ from millpond.backfill import (
     run_import,
 )
 from millpond.cli.client import DEFAULT_URL, AdminClient, ApiError
-from millpond.cli.common import twin_of
+from millpond.cli.common import json_option, twin_of
 from millpond.cli.output import console, err_console, fail, print_json, print_table
 from millpond.timeutil import format_seconds
 
@@ -295,7 +295,7 @@ def _created(job: dict[str, Any]) -> str:
 
 @import_group.command("list")
 @twin_of("GET /api/imports")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
     """Imports uploaded to the server, newest first (the last 100)."""
@@ -314,7 +314,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 @twin_of("GET /api/imports/{job_id}")
 @click.argument("job_id", metavar="ID")
 @click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_context
 def status_command(ctx: click.Context, job_id: str, watch: bool, as_json: bool) -> None:
     """An uploaded import's state, progress and, once it ended, its summary."""
