@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 
-from millpond import datalock, metrics
+from millpond import datadir, datalock, metrics
 from millpond.api.app import build_api
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
@@ -155,6 +155,7 @@ def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FUL
     began = time.monotonic()
     data = Path(data_dir)
     try:
+        datadir.make_private(data)
         lock = datalock.acquire(data)
     except datalock.DataDirBusy as exc:
         raise StartupError(str(exc)) from None
