@@ -9,7 +9,8 @@ text and ``millpond serve --print-config`` are generated from the same declarati
 (Vector's rule: the field comments are the docs).
 
 Each field carries ``Meta(description=..., examples=[...])`` and, in ``extra``, its
-command-line ``flag`` (only the settings people change per run have one), ``secret``
+command-line ``flag`` (only the settings people change per run have one) and its
+``metavar``, ``secret``
 (never shown) and ``expected`` (what fits, in words, when the constraint reads badly).
 Its environment variable is derived from its path: ``delivery.retry_cap`` is
 ``MILLPOND_DELIVERY_RETRY_CAP``. How values from defaults, ``millpond.toml``, the
@@ -102,7 +103,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
         description="TCP port to listen on (0: any free port).")] = 8787
     public_url: Annotated[str, Meta(
         examples=["https://events.example.com"], extra={
-            "flag": "--public-url",
+            "flag": "--public-url", "metavar": "URL",
             "expected": "an http(s)://host[:port][/path] URL without query, fragment or "
                         "credentials"},
         description="How browsers and apps reach this server; SDK settings and snippets "
@@ -134,7 +135,7 @@ BORROWED: dict[str, dict[str, Any]] = {
         "description": "sqlite: the embedded store in data_dir (memory: tests only; "
                        "nothing survives a restart)."},
     "storage.data_dir": {
-        "examples": ["/var/lib/millpond"], "flag": "--data",
+        "examples": ["/var/lib/millpond"], "flag": "--data", "metavar": "DIR",
         "description": "Directory of the embedded stores, the admin token and uploaded "
                        "imports (created if missing)."},
     "storage.synchronous": {
@@ -155,6 +156,8 @@ class Setting:
     description: str
     example: Any
     flag: str | None = None
+    #: The flag's placeholder in ``--help`` when the type's own would say too little.
+    metavar: str = ""
     secret: bool = False
     expected: str = ""
 
@@ -236,6 +239,7 @@ def _leaves(cls: type[msgspec.Struct], prefix: tuple[str, ...],
             description=meta.get("description", ""),
             example=examples[0] if examples else defaults.get(name),
             flag=meta.get("flag"),
+            metavar=meta.get("metavar", ""),
             secret=bool(meta.get("secret")),
             expected=describe(without_none(annotation)),
         ))

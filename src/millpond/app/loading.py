@@ -44,6 +44,9 @@ from millpond.app.config import (
 from millpond.collector.public_url import BadPublicURL, parse_public_url
 from millpond.validation import Invalid, convert, show, suggest
 
+#: Backends the composition root can open; every StorageConfig backend once it opens
+#: storage through :func:`millpond.storage.open_storage` (the storage seam of #12).
+SERVED_BACKENDS = ("sqlite",)
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 _PLAIN = re.compile(r"[\w.:/@+,-]+")
 _TOML_AT = re.compile(r"^(?P<what>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -269,6 +272,10 @@ def _check(config: ServerConfig, values: Mapping[str, tuple[Any, Origin]]) -> No
             parse_public_url(config.public_url)
         except BadPublicURL:
             raise invalid(known["public_url"], *values["public_url"]) from None
+    if config.storage.backend not in SERVED_BACKENDS:
+        raise invalid(known["storage.backend"], *values["storage.backend"],
+                      expected=" or ".join(f'"{b}"' for b in SERVED_BACKENDS)
+                      + " (the only store millpond serve opens so far)", example="sqlite")
     _ordered(values, "delivery.retry_base", "delivery.retry_cap")
     _ordered(values, "log_writer.max_group", "log_writer.max_pending")
 
