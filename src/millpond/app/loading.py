@@ -343,7 +343,8 @@ def _bad_toml(path: str, text: str, message: str) -> ConfigError:
         what, line = m["what"], int(m["line"])
     lines = text.splitlines()
     source = lines[line - 1].strip() if line and line <= len(lines) else ""
-    secret = any(s.secret and s.path[-1] in source for s in settings())
+    secret = any(s.secret and s.path[-1] in source for s in settings()) or any(
+        w in source.upper() for w in _SECRET_WORDS)
     quoted = f" (the line reads {'(not shown)' if secret else show(source)})" if source else ""
     where = f"{path} line {line}" if line else path
     setting = next((s for s in settings() if source.startswith(s.path[-1])), None) \
