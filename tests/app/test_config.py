@@ -260,3 +260,9 @@ def test_docs_table_and_help_cover_every_setting() -> None:
         assert re.search(rf"^\| `{re.escape(setting.key)}` \|", table, re.M), setting.key
         assert f"`{setting.env}`" in table
         assert setting.description in help_text(setting)
+
+
+def test_only_the_backend_the_server_opens_is_accepted() -> None:
+    assert error(environ={"MILLPOND_STORAGE_BACKEND": "memory"}).message == (
+        'storage.backend: expected "sqlite" (the only store millpond serve opens so far); '
+        "got memory from env MILLPOND_STORAGE_BACKEND; e.g. MILLPOND_STORAGE_BACKEND=sqlite")

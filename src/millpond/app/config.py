@@ -131,9 +131,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
 #: whose contract it is), in the form the fields above carry them.
 BORROWED: dict[str, dict[str, Any]] = {
     "storage.backend": {
-        "examples": ["sqlite"],
-        "description": "sqlite: the embedded store in data_dir (memory: tests only; "
-                       "nothing survives a restart)."},
+        "examples": ["sqlite"], "expected": '"sqlite"',
+        "description": "sqlite: the embedded store in data_dir, the only backend millpond "
+                       "serve opens so far."},
     "storage.data_dir": {
         "examples": ["/var/lib/millpond"], "flag": "--data", "metavar": "DIR",
         "description": "Directory of the embedded stores, the admin token and uploaded "
@@ -241,6 +241,6 @@ def _leaves(cls: type[msgspec.Struct], prefix: tuple[str, ...],
             flag=meta.get("flag"),
             metavar=meta.get("metavar", ""),
             secret=bool(meta.get("secret")),
-            expected=describe(without_none(annotation)),
+            expected=meta.get("expected") or describe(without_none(annotation)),
         ))
     return out
