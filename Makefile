@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/sdk/node/node_modules/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,18 @@ $(NODE_STAMP): tests/sdk/node/package.json
 	cd tests/sdk/node && npm install --silent --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+# The browser tests drive Debian's chromium through Playwright (`executable_path`): Playwright's
+# own browser download cannot work on machines that reach only the package registries.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/millpond serve $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q -p no:cacheprovider
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +41,33 @@ def realistic_event(i: int, message_id: str | None = None) -> dict:
                     "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156",
                     "page": {"path": f"/products/{i % 5000}", "referrer": ""}},
     }
+
+
+#: ``MILLPOND_BENCH_QUICK=1`` is ``--quick`` for every benchmark (what ``make test`` sets).
+QUICK_ENV = "MILLPOND_BENCH_QUICK"
+
+
+def add_quick_option(parser: argparse.ArgumentParser) -> None:
+    """``--quick``: every step of the benchmark at a smoke-test size, in a few seconds.
+
+    Why: at their default sizes the benchmarks take minutes, so a test cannot run them,
+    and a benchmark nobody runs rots (an API renamed, an import moved). The quick size
+    runs each step on tiny inputs, once; its figures mean nothing. The README
+    walk-through test runs the README's benchmark commands as printed, with the
+    environment variable set.
+    """
+    parser.add_argument(
+        "--quick", action="store_true",
+        default=os.environ.get(QUICK_ENV, "").strip() not in ("", "0"),
+        help=f"smoke test: every step on tiny inputs, one run, short timings, overriding "
+             f"the sizes given (figures mean nothing); also env {QUICK_ENV}=1")
+
+
+def free_port() -> int:
+    """A port nothing listens on now, so a benchmark does not collide with a server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def median(values: list[float]) -> float:

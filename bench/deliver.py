@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median, realistic_event  # noqa: E402
+from common import add_quick_option, median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
@@ -160,7 +160,10 @@ def main() -> None:
     p.add_argument("--limit", type=float, default=1000.0, help="events/s for the limited run")
     p.add_argument("--limit-seconds", type=float, default=60.0)
     p.add_argument("--http", action="store_true", help="also run through a loopback HTTP sink")
+    add_quick_option(p)
     args = p.parse_args()
+    if args.quick:
+        args.events, args.runs, args.limit_seconds = 3_000, 1, 1.0
     try:
         import uvloop
         uvloop.install()

@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_quick_option  # noqa: E402
+
 TARGET_ROWS_PER_S = 50_000
 TARGET_PEAK_MB = 300
 HEADER = ["id", "email", "name", "plan", "age", "vip", "signed_up", "city", "score",
@@ -148,7 +151,10 @@ def main() -> None:
     parser.add_argument("--sink", choices=["log", "encode"], default="log",
                         help="where (b) writes without --url (default: a fresh SQLite log)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_quick_option(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.runs = 2_000, 1
     if args.child:
         print(json.dumps(child_pipeline(Path(args.child), args.url, args.write_key,
                                           args.sink)))

@@ -20,7 +20,14 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BenchServer, loadgen, median, realistic_event  # noqa: E402
+from common import (  # noqa: E402
+    BenchServer,
+    add_quick_option,
+    free_port,
+    loadgen,
+    median,
+    realistic_event,
+)
 
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.log.sqlite_log import SQLiteEventLog  # noqa: E402
@@ -56,15 +63,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=8)
-    p.add_argument("--port", type=int, default=18799)
+    p.add_argument("--port", type=int, default=None, help="server port (default: a free one)")
     p.add_argument("--sync", default="FULL", choices=["FULL", "NORMAL"])
+    add_quick_option(p)
     args = p.parse_args()
+    raw_events = 200_000
+    if args.quick:
+        args.runs, args.seconds, raw_events = 1, 0.5, 4_000
+    if args.port is None:
+        args.port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="millpond-ingest-"))
     batch_file, single_file, event_size = write_templates(tmp)
     results: dict[str, list] = {"raw": [], "noop": [], "batch": [], "batch_p99": [],
                                 "single": [], "single_p99": []}
     for run in range(args.runs):
-        results["raw"].append(raw_insert_rate())
+        results["raw"].append(raw_insert_rate(raw_events))
         server = BenchServer(args.port, args.sync)
         try:
             base = run * 10_000_000

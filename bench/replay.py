@@ -35,7 +35,7 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median  # noqa: E402
+from common import add_quick_option, median  # noqa: E402
 from deliver import MIXPANEL, fill  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
@@ -221,7 +221,10 @@ def main() -> None:
     p.add_argument("--limit-seconds", type=float, default=60.0)
     p.add_argument("--lag-seconds", type=float, default=20.0)
     p.add_argument("--live-rate", type=float, default=500.0)
+    add_quick_option(p)
     args = p.parse_args()
+    if args.quick:
+        args.events, args.runs, args.limit_seconds, args.lag_seconds = 3_000, 1, 1.0, 1.0
     try:
         import uvloop
         uvloop.install()

@@ -110,7 +110,8 @@ def test_a_false_flag_overrides_a_true_file(tmp_path: Path) -> None:
 
 def test_the_clis_own_variables_are_known() -> None:
     config = load_config({}, {"MILLPOND_URL": "http://x:1", "MILLPOND_ADMIN_TOKEN": "t0ken",
-                              "PATH": "/bin", "MILLPONDX": "not ours"})
+                              "MILLPOND_BENCH_QUICK": "1", "PATH": "/bin",
+                              "MILLPONDX": "not ours"})
     assert config.admin_token == "t0ken"
 
 
@@ -177,7 +178,8 @@ def test_env_var_named_after_a_flag_points_to_its_setting() -> None:
 def test_unknown_env_var_without_a_close_name_lists_the_known_ones() -> None:
     message = error(environ={"MILLPOND_ZZZ": "1", "MILLPOND_QQQ": "2"}).message
     assert message.startswith("unknown environment variable MILLPOND_QQQ (got 2); known "
-                              "variables: MILLPOND_ADMIN_TOKEN, MILLPOND_CONFIG,")
+                              "variables: MILLPOND_ADMIN_TOKEN, MILLPOND_BENCH_QUICK, "
+                              "MILLPOND_CONFIG,")
     assert message.endswith("; also unknown: MILLPOND_ZZZ")
 
 

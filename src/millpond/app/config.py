@@ -39,11 +39,12 @@ from millpond.validation import (
 
 ENV_PREFIX = "MILLPOND_"
 #: Environment variables that are not settings but belong to millpond: the config
-#: file's path, and the CLI client's server URL (a shell set up for the CLI must not
-#: stop the server).
+#: file's path, the CLI client's server URL and the benchmarks' quick mode (a shell set
+#: up for the CLI or ``make test`` must not stop the server).
 ENV_CONFIG = "MILLPOND_CONFIG"
 OTHER_ENV = {ENV_CONFIG: "path of the millpond.toml to read",
-             "MILLPOND_URL": "the CLI's server URL (not read by the server)"}
+             "MILLPOND_URL": "the CLI's server URL (not read by the server)",
+             "MILLPOND_BENCH_QUICK": "the benchmarks' --quick (not read by the server)"}
 
 
 class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -3,12 +3,14 @@
 The upload is written to the data dir first, so the import reads a stable file (the
 fingerprint, checkpoints and resume all need one), and then runs in a worker thread
 with a :class:`LogSink`. A job's summary is kept in state.db; progress lives in memory
-while it runs.
+while it runs. Each job says in the server's log when it starts and how it ended, with
+its figures.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -21,6 +23,8 @@ from millpond.errors import BadRequest, NotFound
 from millpond.log.base import EventLog
 from millpond.sources.store import Source
 from millpond.state import StateDB
+
+log = logging.getLogger("millpond.imports")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS imports (
@@ -72,6 +76,10 @@ class ImportJobs:
             (job_id, source.id, options.kind, str(path), "running",
              json.dumps({k: str(v) if isinstance(v, Path) else v
                          for k, v in asdict(options).items()}), None, None, time.time()))
+        log.info("import %s started: %s file %s into source %s", job_id, options.kind,
+                 options.display_name, source.name,
+                 extra=_fields(job_id, source, options, phase="started",
+                               file_bytes=_size(path)))
         thread = threading.Thread(target=self._run, args=(job_id, path, source, options),
                                   name=f"import-{job_id}", daemon=True)
         thread.start()
@@ -82,6 +90,7 @@ class ImportJobs:
             self._progress[job_id] = asdict(p)
 
         state, summary, error = "completed", None, None
+        crash: Exception | None = None  # unexpected: the log line carries its traceback
         try:
             result = run_import(path, options, LogSink(self.log, source.id), progress)
             summary = result.to_dict()
@@ -90,7 +99,8 @@ class ImportJobs:
         except ImportAborted as exc:
             state, error, summary = "failed", str(exc), exc.summary.to_dict()
         except Exception as exc:  # noqa: BLE001 - the job records why it stopped
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
+            state, error, crash = "failed", f"{type(exc).__name__}: {exc}", exc
+        _log_end(job_id, source, options, state, summary, error, crash)
         self.db.conn().execute(
             "UPDATE imports SET state = ?, summary = ?, error = ? WHERE id = ?",
             (state, json.dumps(summary) if summary else None, error, job_id))
@@ -112,3 +122,37 @@ class ImportJobs:
                 "progress": self._progress.get(row["id"]),
                 "summary": json.loads(row["summary"]) if row["summary"] else None,
                 "error": row["error"], "created_at": row["created_at"]}
+
+
+def _fields(job_id: str, source: Source, options: ImportOptions, **more) -> dict:
+    """An import's structured log fields (``extra=``)."""
+    return {"import_id": job_id, "source": source.name, "source_id": source.id,
+            "kind": options.kind, "file": options.display_name, **more}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _log_end(job_id: str, source: Source, options: ImportOptions, state: str,
+             summary: dict | None, error: str | None, crash: Exception | None) -> None:
+    """One line for how the import ended, with its figures when there are any."""
+    figures = {}
+    text = ""
+    if summary:
+        figures = {k: summary.get(k) for k in (
+            "rows_read", "events_accepted", "duplicates", "rows_rejected", "elapsed_seconds",
+            "rows_per_second", "already_completed")}
+        text = (f"{summary['rows_read']:,} rows read, {summary['events_accepted']:,} events "
+                f"stored, {summary['duplicates']:,} duplicates, {summary['rows_rejected']:,} "
+                f"rows rejected in {summary['elapsed_seconds']:.1f} s "
+                f"({summary['rows_per_second']:,.0f} rows/s)")
+    fields = _fields(job_id, source, options, phase=state, error=error, **figures)
+    if state == "completed":
+        log.info("import %s completed: %s", job_id, text, extra=fields)
+    else:
+        log.error("import %s failed: %s%s", job_id, error, f" (so far: {text})" if text else "",
+                  extra=fields, exc_info=crash)

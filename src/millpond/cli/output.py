@@ -14,6 +14,9 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
+#: Where ``--field`` (see :func:`millpond.cli.common.json_option`) leaves its path.
+FIELD_META = "millpond.field"
+
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error (no traceback) and exit non-zero. The message is text, not
@@ -24,7 +27,49 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    """The whole answer as JSON, or only the ``--field`` the user asked for."""
+    ctx = click.get_current_context(silent=True)
+    path = ctx.meta.get(FIELD_META) if ctx is not None else None
+    if path is None:
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+        return
+    for value in pick(data, path):
+        click.echo(value if isinstance(value, str) else json.dumps(value, default=str))
+
+
+def pick(data: Any, path: str) -> list[Any]:
+    """The values at a dotted ``path`` of a JSON answer, one per line to print.
+
+    Strings come out bare (so ``$(...)`` captures a write key as is). A list on the way,
+    or at the end, yields one value per item, so ``events.messageId`` lists every
+    event's id; a number picks one item (``events.0.messageId``). A missing field fails
+    with the fields that do exist, instead of printing an empty line a script would
+    take for a value.
+    """
+    values = [data]
+    done: list[str] = []
+    for part in path.split("."):
+        if not part:
+            fail(f"--field {path!r}: empty name between dots")
+        values = [v for value in values for v in _step(value, part, done, path)]
+        done.append(part)
+    return [item for value in values for item in (value if isinstance(value, list) else [value])]
+
+
+def _step(value: Any, part: str, done: list[str], path: str) -> list[Any]:
+    where = ".".join(done) or "the answer"
+    if isinstance(value, list):
+        if part.isdigit():
+            if int(part) >= len(value):
+                fail(f"--field {path!r}: {where} has {len(value)} item(s), no item {part}")
+            return [value[int(part)]]
+        return [v for item in value for v in _step(item, part, done, path)]
+    if isinstance(value, dict):
+        if part not in value:
+            fail(f"--field {path!r}: no field {part!r} in {where}; it has: "
+                 f"{', '.join(value) or 'nothing'}")
+        return [value[part]]
+    fail(f"--field {path!r}: {where} is {json.dumps(value, default=str)}, not an object")
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:

@@ -56,6 +56,9 @@ def serve(ctx: click.Context, config_file: str | None, print_config: bool,
 
     Every setting can also come from a millpond.toml or a MILLPOND_* variable; see
     --print-config for what is in effect and where each value came from.
+
+    Logs go to stderr; stdout has only the generated admin token (first start) and the
+    "millpond serving on URL" line, printed once the server answers requests.
     """
     from millpond.app import ConfigError, resolve
     from millpond.app.render import print_config as render
@@ -65,11 +68,19 @@ def serve(ctx: click.Context, config_file: str | None, print_config: bool,
              and ctx.get_parameter_source(_param(s)) is ParameterSource.COMMANDLINE}
     try:
         resolved = resolve(flags, os.environ, config_file)
-        if print_config:
-            click.echo(render(resolved), nl=False)
-            return
-        from millpond.server import serve as run
-
-        run(resolved.config)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    if print_config:
+        click.echo(render(resolved), nl=False)
+        return
+    from millpond import logs
+    from millpond.server import StartupError
+    from millpond.server import serve as run
+
+    config = resolved.config
+    logs.setup(config.logging.level, config.logging.format,
+               access_log=config.logging.access_log)
+    try:
+        run(config)
+    except StartupError as exc:
+        fail(str(exc))

@@ -6,7 +6,9 @@ commits everything that is waiting in one transaction (group commit). A request 
 acknowledged only when the transaction holding its events has committed, and with
 ``synchronous=FULL`` that means the WAL has been fsynced. The queue is bounded: when
 the disk cannot keep up, :class:`Overloaded` tells the collector to answer 503 with
-``Retry-After`` instead of letting memory grow.
+``Retry-After`` instead of letting memory grow. Such an *overload episode* is logged
+twice, never once per refused request: a warning at its first refusal, and a line with
+how many were refused once the writer has worked the queue down to half its bound.
 
 Checkpoints (copying the WAL back into the database file, with its own fsync) run on a
 second connection in a checkpointer thread, so a large group's checkpoint overlaps the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import sqlite3
 import struct
 import threading
@@ -39,6 +42,8 @@ from millpond.log.base import (
     WindowPart,
 )
 from millpond.log.dedupe import dedupe_hash
+
+log = logging.getLogger("millpond.log")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -132,6 +137,9 @@ class SQLiteEventLog(EventLog):
         self._local = threading.local()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._waiters_lock = threading.Lock()
+        #: The current overload episode: submissions refused so far, and since when.
+        self._refused = 0
+        self._refused_since = 0.0
         if read_only:  # another process's view: no writer, no schema changes
             self._writer = None
             self._last_seq = self._reader().execute(
@@ -186,13 +194,39 @@ class SQLiteEventLog(EventLog):
                 raise RuntimeError("this log was opened read-only")
             if self._closing:
                 raise Overloaded("the server is shutting down", retry_after=2)
-            if self._pending and self._pending + size > self._max_pending:
-                raise Overloaded(
-                    f"the log is {self._pending} events behind; retry shortly", retry_after=1)
-            self._pending += size
-            self._queue.append(sub)
-            self._cv.notify()
-        return sub
+            behind = self._pending
+            if not behind or behind + size <= self._max_pending:
+                self._pending += size
+                self._queue.append(sub)
+                self._cv.notify()
+                return sub
+            self._refused += 1
+            first = self._refused == 1
+            if first:
+                self._refused_since = time.monotonic()
+        if first:  # logged outside the lock: the writer must not wait for stderr
+            log.warning("log writer is behind (%s events queued): answering 503 with "
+                        "Retry-After until it catches up", f"{behind:,}",
+                        extra={"phase": "overloaded", "events_queued": behind,
+                               "max_pending": self._max_pending})
+        raise Overloaded(f"the log is {behind} events behind; retry shortly", retry_after=1)
+
+    def _end_overload(self) -> tuple[int, float] | None:
+        """Close the overload episode once the queue is down to half its bound (called
+        with ``_cv`` held): ``(refused, seconds)``, or None if none is due."""
+        if not self._refused or self._pending > self._max_pending // 2:
+            return None
+        refused, self._refused = self._refused, 0
+        return refused, time.monotonic() - self._refused_since
+
+    @staticmethod
+    def _log_overload_end(ended: tuple[int, float] | None) -> None:
+        if ended is not None:
+            refused, seconds = ended
+            log.warning("log writer caught up after %.1f s; %s writes were refused with 503 "
+                     "meanwhile", seconds, f"{refused:,}",
+                     extra={"phase": "caught_up", "refused": refused,
+                            "seconds": round(seconds, 3)})
 
     async def append(self, events, rejections=()) -> AppendResult:
         sub = self._submit(events, list(rejections), asyncio.get_running_loop())
@@ -240,6 +274,8 @@ class SQLiteEventLog(EventLog):
                     self._checkpoint_due.set()
             with self._cv:
                 self._pending -= size
+                ended = self._end_overload()
+            self._log_overload_end(ended)
         conn.close()
 
     def _checkpoint_loop(self) -> None:
@@ -567,6 +603,9 @@ class SQLiteEventLog(EventLog):
             self._cv.notify_all()
         if self._writer is not None:
             self._writer.join()
+            with self._cv:  # the writer drained the queue: an episode still open ends
+                ended = self._end_overload()
+            self._log_overload_end(ended)
             self._checkpoint_stop.set()
             self._checkpoint_due.set()
             self._checkpointer.join()

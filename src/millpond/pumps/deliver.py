@@ -11,6 +11,11 @@ keeps per-user order.
 One :class:`Deliverer` per destination is shared by its live pump and by redrives (and,
 later, replays): they share its rate budget and its single in-flight slot, and the slot
 goes to the live pump first (:class:`PriorityGate`).
+
+It is also where a destination's health changes, so it says so in the log, once per
+change: the first failed attempt ("retrying", with the vendor's answer), the first
+success after failures ("recovered", how long and how many attempts), and in between
+a reminder at most every :data:`STILL_FAILING_EVERY` seconds, never a line per attempt.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,15 +37,22 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
+from millpond.humanize import human_duration
 from millpond.pumps.batcher import Batch, Work
 from millpond.pumps.rate_limit import RateLimiter
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.transport import Response, Transport
 
+log = logging.getLogger("millpond.delivery")
+
 LIVE = 0
 BACKGROUND = 1
 #: How much of a vendor's answer a dead letter keeps.
 RESPONSE_EXCERPT = 2000
+#: How much of the failure a log line quotes.
+LOG_EXCERPT = 300
+#: While a destination keeps failing, a reminder in the log at most this often (seconds).
+STILL_FAILING_EVERY = 300.0
 
 
 @dataclass(slots=True)
@@ -114,13 +127,22 @@ class DeliveryState:
     next_attempt_at: float | None = None
     requests: int = 0
     retries: int = 0
+    #: The current failure episode (while ``retrying``): when it began, failed attempts
+    #: so far, and when the log last said so.
+    failing_since: float | None = None
+    failed_attempts: int = 0
+    reported_at: float | None = None
 
 
 class Deliverer:
     """Delivers batches for one destination; see the module docstring."""
 
     def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
-                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep):
+                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep,
+                 name: str = "", clock: Callable[[], float] = time.time):
+        #: The destination's name, for the log.
+        self.name = name
+        self._clock = clock
         self.dtype = dtype
         self.transport = transport
         self.limiter = limiter
@@ -185,7 +207,7 @@ class Deliverer:
             retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
             delay = self.policy.delay(attempt, retry_after)
             attempt += 1
-            self._failed(reason, delay)
+            self._failed(reason, delay, status)
             if on_retry is not None:
                 on_retry(works, reason)
             await self._sleep(delay)
@@ -206,17 +228,50 @@ class Deliverer:
                                              item_count)
 
     def _ok(self) -> None:
-        if self.state.retrying:
-            self.state.retrying = False
-            self.state.next_attempt_at = None
+        st = self.state
+        if st.retrying:
+            st.retrying = False
+            st.next_attempt_at = None
+            failing = max(0.0, self._clock() - (st.failing_since or self._clock()))
+            log.info("destination %s recovered after failing for %s (%d failed attempts)",
+                     self.name, human_duration(failing), st.failed_attempts,
+                     extra={"destination": self.name, "phase": "recovered",
+                            "failing_seconds": round(failing, 3),
+                            "failed_attempts": st.failed_attempts})
+            st.failing_since = None
+            st.failed_attempts = 0
 
-    def _failed(self, reason: str, delay: float) -> None:
-        now = time.time()
-        self.state.retrying = True
-        self.state.retries += 1
-        self.state.last_error = reason
-        self.state.last_error_at = now
-        self.state.next_attempt_at = now + delay
+    def _failed(self, reason: str, delay: float, status: int | None = None) -> None:
+        now = self._clock()
+        st = self.state
+        first = not st.retrying
+        st.retrying = True
+        st.retries += 1
+        st.last_error = reason
+        st.last_error_at = now
+        st.next_attempt_at = now + delay
+        st.failed_attempts = 1 if first else st.failed_attempts + 1
+        fields = {"destination": self.name, "status": status,
+                  "error": _one_line(reason, LOG_EXCERPT), "next_attempt_in": round(delay, 3)}
+        if first:
+            st.failing_since = st.reported_at = now
+            log.warning("destination %s is retrying: %s (next attempt in %.2f s)", self.name,
+                        fields["error"], delay, extra={**fields, "phase": "retrying"})
+        elif now - (st.reported_at or now) >= STILL_FAILING_EVERY:
+            st.reported_at = now
+            failing = now - (st.failing_since or now)
+            log.warning("destination %s still failing after %s and %d attempts: %s",
+                        self.name, human_duration(failing), st.failed_attempts,
+                        fields["error"],
+                        extra={**fields, "phase": "still_failing",
+                               "failing_seconds": round(failing, 3),
+                               "failed_attempts": st.failed_attempts})
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line (a vendor's HTML error page must not break the log), cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
 
 
 def _excerpt(response: Response | None) -> str | None:

@@ -21,6 +21,7 @@ from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batcher
 from millpond.pumps.config import Runtime
 from millpond.pumps.dead_letters import DeadLetterStore
+from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import BACKGROUND, Deliverer
 from millpond.pumps.evaluate import Evaluator
 from millpond.pumps.ledger import Ledger
@@ -60,13 +61,17 @@ class LiveDestination:
         rate = dest.rate_limit
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
-                                               rate.get("requests_per_second")), policy)
+                                               rate.get("requests_per_second")), policy,
+                                   name=dest.name)
         self.evaluator = Evaluator(rt.dtype, rt.actions)
         self.totals: Counter = progress.counts(dest.id)
         stored = progress.cursor(dest.id)
         #: The cursor as saved with ``totals``: stats show the two together, consistently.
         self.saved_cursor = dest.connected_seq if stored is None else stored
         self.pump: Pump | None = None
+        #: Outlives pump restarts, so its throttle does too.
+        self._dead_log = DeadLetterLog(f"destination {dest.name}",
+                                       {"destination": dest.name, "activity": "live"})
         self.error: str | None = None
         self._task: asyncio.Task | None = None
         self._redrives: set[asyncio.Task] = set()
@@ -95,7 +100,8 @@ class LiveDestination:
 
         return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
                     Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
-                    Ledger(cursor), persist, on_saved=self._saved)
+                    Ledger(cursor), persist, on_saved=self._saved,
+                    dead_log=self._dead_log)
 
     async def _supervise(self) -> None:
         while True:
@@ -147,7 +153,10 @@ class LiveDestination:
         pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
                     Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
-                    on_saved=self._added)
+                    on_saved=self._added,
+                    dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",
+                                           {"destination": self.dest.name,
+                                            "activity": "redrive"}))
 
         async def run() -> None:
             try:

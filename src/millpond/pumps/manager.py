@@ -181,6 +181,10 @@ class PumpManager:
     def live(self, dest_id: str) -> LiveDestination | None:
         return self._live.get(dest_id)
 
+    def running(self) -> list[str]:
+        """Names of the destinations whose pumps run (for the server's "ready" line)."""
+        return [live.dest.name for live in list(self._live.values())]
+
     def stats(self, dest: Destination) -> dict:
         """Counts by action and outcome, lag behind the log tail, and sender state.
 

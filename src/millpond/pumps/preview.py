@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from millpond.actions.trigger import compile_trigger
+from millpond.humanize import human_duration
 from millpond.log.base import EventLog, WindowPart
 from millpond.pumps import config
 from millpond.pumps.evaluate import SKIPPED, Evaluator
@@ -36,19 +37,6 @@ CHUNK = 5000
 MIN_PART_EVENTS = 50_000
 #: More parts than workers, so one slow worker does not hold up the others' finish.
 PARTS_PER_WORKER = 2
-
-
-def human_duration(seconds: float) -> str:
-    """``1000`` -> ``16 min 40 s``; ``90061`` -> ``1 d 1 h 1 min 1 s``."""
-    s = int(round(seconds))
-    if s < 1:
-        return "under 1 s" if seconds > 0 else "0 s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size} {unit}")
-            s %= size
-    return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

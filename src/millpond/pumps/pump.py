@@ -43,6 +43,7 @@ from msgspec import Raw
 
 from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batch, Batcher, Work
+from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import LIVE, Deliverer, Result
 from millpond.pumps.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
 from millpond.pumps.ledger import Ledger
@@ -118,7 +119,8 @@ class Pump:
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  on_saved: Callable[[int, Counter], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, queue_size: int = 2):
+                 clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
+                 dead_log: DeadLetterLog | None = None):
         self.source = source
         self.evaluator = evaluator
         self.deliverer = deliverer
@@ -128,6 +130,8 @@ class Pump:
         self._priority = priority
         self._only = only
         self._on_saved = on_saved
+        #: Says in the log what each checkpoint dead-lettered (throttled; see dead_log).
+        self._dead_log = dead_log
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
         self._save_lock = asyncio.Lock()
@@ -144,13 +148,17 @@ class Pump:
                 group.create_task(self._send(), name="pump-sender")
         finally:
             await asyncio.shield(self.checkpoint())
+            if self._dead_log is not None:
+                self._dead_log.flush(force=True)
 
     async def _read(self) -> None:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
         keyed = getattr(self.source, "keyed", False)
-        pack = self._pack
+        pack, dead_log = self._pack, self._dead_log
         while True:
+            if dead_log is not None:
+                dead_log.flush()  # what earlier checkpoints held back, once it is due
             for batch in batcher.due():
                 await queue.put(batch)
             if ledger.dirty and self._clock() - self._last_save >= CHECKPOINT_EVERY:
@@ -233,3 +241,5 @@ class Pump:
                 self._last_save = self._clock()
             if self._on_saved is not None:
                 self._on_saved(cursor, counts)
+            if dead and self._dead_log is not None:
+                self._dead_log.add(dead)

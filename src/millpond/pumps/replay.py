@@ -29,6 +29,7 @@ from collections import Counter, deque
 from millpond.actions.trigger import compile_trigger
 from millpond.log.base import EventLog
 from millpond.pumps.batcher import Batch, Batcher
+from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import BACKGROUND, Deliverer
 from millpond.pumps.evaluate import SKIPPED, Evaluator
 from millpond.pumps.ledger import Ledger
@@ -177,7 +178,11 @@ class ReplayRunner:
                          self.sender,  # type: ignore[arg-type] - a Deliverer look-alike
                          Batcher(max_events, batching.max_bytes, batching.linger_seconds),
                          Ledger(-1), self._persist, priority=BACKGROUND,
-                         queue_size=QUEUED_BATCHES)
+                         queue_size=QUEUED_BATCHES,
+                         dead_log=DeadLetterLog(
+                             f"replay {replay.id} of destination {plan['destination_name']}",
+                             {"destination": plan["destination_name"], "activity": "replay",
+                              "replay_id": replay.id}))
         self.started = time.time()
 
     def _persist(self, position: int, counts: Counter, dead: list, _finished: list) -> None:

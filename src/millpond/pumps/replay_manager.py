@@ -17,16 +17,17 @@ import time
 from typing import Any
 
 from millpond.errors import BadRequest, Conflict
+from millpond.humanize import human_duration
 from millpond.pumps import config
 from millpond.pumps.live import LiveDestination
-from millpond.pumps.preview import PreviewJob, human_duration, run_preview
+from millpond.pumps.preview import PreviewJob, run_preview
 from millpond.pumps.replay import ReplayRunner
 from millpond.pumps.replay_plan import plan, scan_args
 from millpond.pumps.replay_store import ACTIVE, Replay, ReplayStore
 from millpond.pumps.stats import summarize
 from millpond.workers import WorkerPool
 
-log = logging.getLogger("millpond.pumps")
+log = logging.getLogger("millpond.replays")
 
 
 class ReplayManager:
@@ -71,6 +72,11 @@ class ReplayManager:
             p["estimate_events"] = count
             replay = self.store.create(dest.id, p)
             self._start(replay, live)
+        log.info("replay %s started for destination %s: %s to %s, about %s events at up to "
+                 "%s events/s", replay.id, dest.name, p["from"], p["to"] or "now",
+                 f"{count:,}", f"{p['rate']:,g}",
+                 extra=_fields(replay, phase="started", window_from=p["from"],
+                               window_to=p["to"], estimate_events=count, rate=p["rate"]))
         return self.to_dict(replay)
 
     async def _preview(self, p: dict, live: LiveDestination) -> dict:
@@ -110,8 +116,12 @@ class ReplayManager:
             raise Conflict(f"replay {replay_id} is {replay.state}; only a running replay "
                            "can be paused", field="state")
         await self._stop(replay_id)
-        if self.store.get(replay_id).state == "running":
+        replay = self.store.get(replay_id)
+        if replay.state == "running":
             self.store.set_state(replay_id, "paused")
+            log.info("replay %s paused after %s of about %s events", replay_id,
+                     f"{replay.scanned:,}", f"{replay.plan.get('estimate_events', 0):,}",
+                     extra=_fields(replay, phase="paused", scanned=replay.scanned))
         return self.get(replay_id)
 
     async def resume(self, replay_id: str) -> dict:
@@ -129,6 +139,10 @@ class ReplayManager:
                            field="destination")
         self.store.set_state(replay_id, "running")
         self._start(self.store.get(replay_id), live)
+        log.info("replay %s resumed (was %s) after %s of about %s events", replay_id,
+                 replay.state, f"{replay.scanned:,}",
+                 f"{replay.plan.get('estimate_events', 0):,}",
+                 extra=_fields(replay, phase="resumed", scanned=replay.scanned))
         return self.get(replay_id)
 
     async def cancel(self, replay_id: str) -> dict:
@@ -138,7 +152,9 @@ class ReplayManager:
         await self._stop(replay_id)
         replay = self.store.get(replay_id)
         if replay.state in ACTIVE:
-            self.store.set_state(replay_id, "cancelled", report=self.report(replay, "cancelled"))
+            report = self.report(replay, "cancelled")
+            self.store.set_state(replay_id, "cancelled", report=report)
+            _log_report(replay, report)
         return self.get(replay_id)
 
     # running -------------------------------------------------------------------------------
@@ -147,6 +163,10 @@ class ReplayManager:
         for replay in self.store.list(live.dest.id, ("running",)):
             if replay.id not in self._runners:
                 self._start(replay, live)
+                log.info("replay %s continues from its checkpoint for destination %s (%s of "
+                         "about %s events scanned)", replay.id, live.dest.name,
+                         f"{replay.scanned:,}", f"{replay.plan.get('estimate_events', 0):,}",
+                         extra=_fields(replay, phase="continued", scanned=replay.scanned))
 
     def _start(self, replay: Replay, live: LiveDestination) -> None:
         rt = live.runtime
@@ -164,8 +184,10 @@ class ReplayManager:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - visible as a failed replay, resumable
-            log.exception("replay %s failed", rid)
-            self.store.set_state(rid, "failed", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("replay %s failed (it can be resumed): %s", rid, error,
+                          extra=_fields(runner.replay, phase="failed", error=error))
+            self.store.set_state(rid, "failed", error=error)
             return
         finally:
             current = self._runners.get(rid)
@@ -173,7 +195,13 @@ class ReplayManager:
                 del self._runners[rid]
         replay = self.store.get(rid)
         if replay.state == "running":
-            self.store.set_state(rid, "completed", report=self.report(replay, "completed"))
+            report = self.report(replay, "completed")
+            self.store.set_state(rid, "completed", report=report)
+            _log_report(replay, report)
+
+    def running(self) -> list[str]:
+        """Ids of the replays running in this process (for the server's "ready" line)."""
+        return list(self._runners)
 
     async def _stop(self, replay_id: str) -> None:
         entry = self._runners.pop(replay_id, None)
@@ -240,3 +268,23 @@ class ReplayManager:
                 "elapsed_seconds": round(elapsed, 3),
                 "average_rate": round(totals["sent"] / elapsed, 1) if elapsed else None,
                 "summary": summary}
+
+
+def _fields(replay: Replay, **more: Any) -> dict:
+    """A replay's structured log fields (``extra=``): ids first, then ``more``."""
+    return {"replay_id": replay.id, "destination": replay.plan.get("destination_name"),
+            "destination_id": replay.destination_id, **more}
+
+
+def _log_report(replay: Replay, report: dict) -> None:
+    """The final account as one log line: the report's summary plus the average rate."""
+    rate = report["average_rate"]
+    skipped = sum(report["skipped"].values())
+    log.info("%s%s", report["summary"],
+             f" Average {rate:,.1f} events/s." if rate is not None else "",
+             extra=_fields(replay, phase=report["outcome"], scanned=report["scanned"],
+                           sent=report["sent"], skipped=skipped,
+                           dead_lettered=report["dead_lettered"],
+                           retried=report["retried"],
+                           elapsed_seconds=report["elapsed_seconds"],
+                           average_rate=rate))

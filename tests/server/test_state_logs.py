@@ -1,0 +1,166 @@
+"""What a running server says about its work, end to end: a destination retrying then
+recovering, dead letters, a replay, an import; each state change once, with its figures
+as JSON fields. Real ``millpond serve`` subprocesses and vendor fakes on loopback;
+slow-marked."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.pumps.e2e import (
+    create_destination,
+    send_batch,
+    track,
+    vendor,  # noqa: F401 - fixture
+)
+
+from .helpers import phase
+
+pytestmark = pytest.mark.slow
+
+FAST_RETRIES = {"MILLPOND_DELIVERY_RETRY_BASE": "0.05", "MILLPOND_DELIVERY_RETRY_CAP": "0.2"}
+
+
+def write_key(srv, name: str = "web", **extra) -> str:
+    with srv.admin as admin:
+        r = admin.post("/api/sources", json={"name": name, **extra})
+        assert r.status_code == 201, r.text
+        return r.json()["write_key"]
+
+
+def test_a_destination_retrying_then_recovering_logs_each_change_once(served, vendor):  # noqa: F811
+    srv = served("--log-format", "json", **FAST_RETRIES)
+    srv.wait_serving()
+    hook = vendor("webhook", batch_size=50)
+    hook.fail_next(3, 503, body="vendor down for maintenance")
+    key = write_key(srv)
+    with srv.admin as admin:
+        create_destination(admin, name="hook", type="webhook",
+                           settings=hook.destination_settings())
+    send_batch(srv.url, key, [track("ada", i) for i in range(20)])
+    hook.wait_for(20)
+    srv.wait_record(phase("recovered", destination="hook"), what="recovered record")
+    send_batch(srv.url, key, [track("bob", i) for i in range(5)])  # healthy: nothing to say
+    hook.wait_for(25)
+    time.sleep(0.5)
+    about_hook = [r for r in srv.records() if r.get("destination") == "hook"]
+    assert [r["phase"] for r in about_hook] == ["retrying", "recovered"]
+    retrying, recovered = about_hook
+    assert retrying["level"] == "WARNING" and retrying["logger"] == "millpond.delivery"
+    assert retrying["status"] == 503
+    assert "HTTP 503: vendor down for maintenance" in retrying["error"]
+    assert "vendor down for maintenance" in retrying["message"]
+    assert recovered["level"] == "INFO" and recovered["failed_attempts"] == 3
+    assert 0 < recovered["failing_seconds"] < 10
+
+
+def test_dead_letters_are_logged_per_batch_with_count_and_reason(served, vendor):  # noqa: F811
+    srv = served("--log-format", "json")
+    srv.wait_serving()
+    hook = vendor("webhook", batch_size=50)
+    hook.fail_next(1, 400, body="bad payload: no such field")
+    key = write_key(srv)
+    with srv.admin as admin:
+        create_destination(admin, name="hook", type="webhook",
+                           settings=hook.destination_settings())
+    send_batch(srv.url, key, [track("ada", i) for i in range(10)])
+    first = srv.wait_record(phase("dead_lettered", destination="hook"), what="dead letters")
+    time.sleep(1.5)
+    dead = [r for r in srv.records() if r.get("phase") == "dead_lettered"]
+    assert sum(r["dead_lettered"] for r in dead) == 10 and len(dead) <= 2
+    assert first["level"] == "WARNING" and first["activity"] == "live"
+    assert any("HTTP 400: bad payload: no such field" in reason for reason in first["reasons"])
+    assert "dead-lettered" in first["message"] and "bad payload" in first["message"]
+
+
+def test_a_replay_logs_its_start_and_its_report(served, vendor):  # noqa: F811
+    srv = served("--log-format", "json")
+    srv.wait_serving()
+    key = write_key(srv)
+    send_batch(srv.url, key, [track(f"user{i % 3}", i) for i in range(30)])
+    late = vendor("webhook", batch_size=10)
+    with srv.admin as admin:
+        create_destination(admin, name="late", type="webhook",
+                           settings=late.destination_settings())
+        r = admin.post("/api/replays", json={"destination": "late"})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+    done = srv.wait_record(phase("completed", replay_id=rid), what="replay report")
+    started = srv.wait_record(phase("started", replay_id=rid))
+    assert started["logger"] == "millpond.replays" and started["destination"] == "late"
+    assert started["estimate_events"] == 30 and started["window_to"] is None
+    assert "about 30 events" in started["message"]
+    assert done["destination"] == "late"
+    assert (done["scanned"], done["sent"], done["skipped"], done["dead_lettered"]) == (30, 30,
+                                                                                       0, 0)
+    assert done["elapsed_seconds"] > 0 and done["average_rate"] > 0
+    assert f"Replay {rid} completed: 30 events scanned" in done["message"]
+    assert "events/s" in done["message"]
+    assert len(late.received) == 30
+
+
+def test_an_import_logs_its_start_and_its_figures(served):
+    srv = served("--log-format", "json")
+    srv.wait_serving()
+    write_key(srv, "crm", kind="import")
+    csv = "id,email\nu1,a@x.io\nu2,b@x.io\n,nobody@x.io\n"
+    with srv.admin as admin:
+        r = admin.post("/api/imports", params={"source": "crm", "file_name": "people.csv",
+                                               "wait": "true"},
+                       content=csv.encode(), headers={"Content-Type": "text/csv"})
+    assert r.status_code == 202 and r.json()["state"] == "completed", r.text
+    job = r.json()["id"]
+    started = srv.wait_record(phase("started", import_id=job), what="import start")
+    done = srv.wait_record(phase("completed", import_id=job), what="import end")
+    assert started["logger"] == "millpond.imports"
+    assert (started["source"], started["file"], started["kind"]) == ("crm", "people.csv",
+                                                                     "people")
+    assert started["file_bytes"] == len(csv)
+    assert (done["rows_read"], done["events_accepted"], done["rows_rejected"]) == (3, 2, 1)
+    assert done["rows_per_second"] > 0 and done["level"] == "INFO"
+    assert "3 rows read, 2 events stored" in done["message"]
+
+
+def test_log_level_warning_keeps_warnings_and_hides_info(served, vendor):  # noqa: F811
+    srv = served("--log-format", "json", "--log-level", "warning", **FAST_RETRIES)
+    srv.wait_serving()
+    hook = vendor("webhook")
+    hook.fail_next(1, 503)
+    key = write_key(srv)
+    with srv.admin as admin:
+        create_destination(admin, name="hook", type="webhook",
+                           settings=hook.destination_settings())
+    send_batch(srv.url, key, [track("ada", 1)])
+    hook.wait_for(1)
+    srv.wait_record(phase("retrying", destination="hook"), what="retrying warning")
+    r = httpx.get(f"{srv.url}/healthz", timeout=5)
+    assert r.status_code == 200
+    srv.stop()
+    assert {r["level"] for r in srv.records()} == {"WARNING"}
+    assert not [r for r in srv.records() if r.get("phase") in ("recovered", "starting")]
+
+
+def test_a_replay_paused_resumed_and_cancelled_logs_each_step(served, vendor):  # noqa: F811
+    srv = served("--log-format", "json")
+    srv.wait_serving()
+    key = write_key(srv)
+    send_batch(srv.url, key, [track(f"user{i % 3}", i) for i in range(40)])
+    late = vendor("webhook")
+    with srv.admin as admin:
+        create_destination(admin, name="late", type="webhook",
+                           settings=late.destination_settings())
+        rid = admin.post("/api/replays", json={"destination": "late", "rate": 4}).json()["id"]
+        for step in ("pause", "resume", "cancel"):
+            r = admin.post(f"/api/replays/{rid}/{step}")
+            assert r.status_code == 200, r.text
+        report = r.json()["report"]
+    srv.wait_record(phase("cancelled", replay_id=rid), what="cancel record")
+    steps = [r for r in srv.records() if r.get("replay_id") == rid]
+    assert [r["phase"] for r in steps] == ["started", "paused", "resumed", "cancelled"]
+    cancelled = steps[-1]
+    assert cancelled["sent"] == report["sent"] < 40
+    assert cancelled["scanned"] == report["scanned"]
+    assert f"Replay {rid} cancelled" in cancelled["message"]
