@@ -19,8 +19,9 @@ from pathlib import Path
 
 import uvicorn
 
-from millpond import datalock, metrics
+from millpond import datadir, datalock, metrics
 from millpond.api.app import build_api
+from millpond.app.config import ServerConfig
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
@@ -32,6 +33,7 @@ from millpond.profiles.store import ProfileStore
 from millpond.pumps import metrics as delivery_metrics
 from millpond.pumps.manager import PumpManager
 from millpond.pumps.replay_manager import ReplayManager
+from millpond.pumps.retry import RetryPolicy
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
 from millpond.timeutil import human_duration
@@ -42,23 +44,32 @@ STORES = ("log.db", "state.db", "profiles.db")
 
 
 class Millpond:
-    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves."""
+    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves.
 
-    def __init__(self, data_dir: str | Path, *, synchronous: str = "FULL",
-                 public: PublicAddress | None = None):
-        self.data_dir = Path(data_dir)
+    ``config`` is validated already (:func:`millpond.app.load_config`); each part gets
+    the values it needs from it here, so no other module reads the environment."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.data_dir = Path(config.storage.data_dir)
         #: How clients reach this server: browser SDK settings and snippets name it.
-        self.public = public or PublicAddress()
+        self.public = PublicAddress.from_options(config.public_url, config.trust_proxy)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token, self.token_generated = admin_token(self.data_dir)
+        self.admin_token, self.token_generated = admin_token(self.data_dir, config.admin_token)
         self.state = StateDB(self.data_dir / "state.db")
         self.sources = SourceStore(self.state)
-        self.log = SQLiteEventLog(self.data_dir / "log.db", synchronous=synchronous,
+        self.log = SQLiteEventLog(self.data_dir / "log.db",
+                                  synchronous=config.storage.synchronous,
+                                  max_pending=config.log_writer.max_pending,
+                                  max_group=config.log_writer.max_group,
                                   on_commit=metrics.record_commit)
         self.profiles = ProfileStore(self.data_dir / "profiles.db")
         self.profile_follower = ProfileFollower(self.log, self.profiles)
         self.imports = ImportJobs(self.state, self.log, self.data_dir)
-        self.pumps = PumpManager(self.log, self.state)
+        delivery = config.delivery
+        self.pumps = PumpManager(self.log, self.state, timeout=delivery.timeout,
+                                 policy=RetryPolicy(base=delivery.retry_base,
+                                                    cap=delivery.retry_cap))
         self.replays = ReplayManager(self.pumps, self.sources)
         delivery_metrics.install(self.pumps)
         self._background: list = []
@@ -146,16 +157,17 @@ def store_sizes(data_dir: Path) -> dict[str, int]:
     return sizes
 
 
-def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL",
-          access_log: bool = False, public: PublicAddress | None = None) -> None:
+def serve(config: ServerConfig) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests finish their commits first.
 
     Raises :class:`StartupError`, before any store is opened, when the data dir is
     locked by another server or the port cannot be bound. The lock is held until the
     process exits, however it exits (see :mod:`millpond.datalock`)."""
     began = time.monotonic()
-    data = Path(data_dir)
+    host, port = config.host, config.port
+    data = Path(config.storage.data_dir)
     try:
+        datadir.make_private(data)
         lock = datalock.acquire(data)
     except datalock.DataDirBusy as exc:
         raise StartupError(str(exc)) from None
@@ -170,17 +182,18 @@ def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FUL
     # 5 ms switch interval would hold every group commit (and its waiters) hostage to
     # whatever the event loop is parsing.
     sys.setswitchinterval(0.001)
-    mp = Millpond(data, synchronous=synchronous, public=public)
+    mp = Millpond(config)
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
               flush=True)
     url = url_of(sock)
     _log_opened(mp, url)
-    config = uvicorn.Config(mp.asgi, loop="uvloop", http="httptools", lifespan="on",
-                            log_config=None, log_level=None, access_log=access_log,
+    served = uvicorn.Config(mp.asgi, loop="uvloop", http="httptools", lifespan="on",
+                            log_config=None, log_level=None,
+                            access_log=config.logging.access_log,
                             timeout_graceful_shutdown=30, backlog=4096)
     try:
-        _GracefulServer(config, mp, url=url, began=began).run(sockets=[sock])
+        _GracefulServer(served, mp, url=url, began=began).run(sockets=[sock])
     finally:  # not reached after SIGTERM (uvicorn re-raises it): the kernel releases it then
         lock.release()
 

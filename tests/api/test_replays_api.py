@@ -62,3 +62,26 @@ def test_preview_refusals_and_lifecycle(server, vendor):
         r = admin.post("/api/replays", json={"destination": "mp"})
         assert r.status_code == 409 and "disabled" in r.json()["error"]["message"]
     assert len(mixpanel.received) == 20 and mixpanel.duplicates == 0
+
+
+def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):  # noqa: F811
+    """A filter or trigger with nothing after its operator is a 400 naming the field, and
+    nothing starts (it once started a replay that skipped every event)."""
+    hook = vendor("webhook")
+    web = server.create_source("web")
+    send_batch(server.url, web["write_key"], [track("u1", i) for i in range(5)])
+    with server.admin as admin:
+        create_destination(admin, name="hook", type="webhook",
+                           settings=hook.destination_settings())
+        for dry_run in (True, False):
+            r = admin.post("/api/replays", json={"destination": "hook", "filter": "type = ",
+                                                 "dry_run": dry_run, "include_live": True})
+            assert r.status_code == 400, r.text
+            error = r.json()["error"]
+            assert error["field"] == "filter" and "missing value after '='" in error["message"]
+        assert admin.get("/api/replays").json()["replays"] == []
+        r = admin.post("/api/destinations", json={
+            "name": "half", "type": "webhook", "settings": hook.destination_settings(),
+            "actions": [{"name": "a", "trigger": 'event = "x" and type != ',
+                         "mapping": {"e": {"@path": "$.event"}}}]})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "actions[0].trigger"

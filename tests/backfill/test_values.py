@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from millpond.backfill.csvfile import sniff_delimiter
-from millpond.backfill.ids import import_fingerprint, message_id_factory
+from millpond.backfill.ids import csv_row_ids, jsonl_line_ids
 from millpond.backfill.values import (
     MAYBE_TYPED,
     infer_value,
@@ -107,19 +107,33 @@ def test_trait_timestamp_is_whole_seconds_when_it_can_be():
     assert trait_timestamp(1.5) == 1.5
 
 
-def test_message_ids_are_deterministic_unique_uuids():
-    fp = import_fingerprint("c" * 64, "people", {"types": "infer"})
-    first, again = message_id_factory(fp), message_id_factory(fp)
-    ids = [first(row) for row in range(2, 5000)]
-    assert ids == [again(row) for row in range(2, 5000)]
-    assert len(set(ids)) == len(ids)
-    parsed = uuid.UUID(ids[0])
+def test_row_ids_are_deterministic_uuids_of_the_row_itself():
+    header = ["id", "email", "plan"]
+    ids = csv_row_ids("people", {"types": "infer"}, header)
+    rows = [[str(i), f"u{i}@example.com", "pro"] for i in range(5000)]
+    first = [ids(row) for row in rows]
+    assert first == [csv_row_ids("people", {"types": "infer"}, header)(row) for row in rows]
+    assert len(set(first)) == len(first)
+    parsed = uuid.UUID(first[0])
     assert (parsed.version, parsed.variant) == (8, uuid.RFC_4122)
-    assert str(parsed) == ids[0]
-    other = message_id_factory(import_fingerprint("c" * 64, "people", {"types": "text"}))
-    assert other(2) != first(2)
-    assert message_id_factory(import_fingerprint("d" * 64, "people", {"types": "infer"}))(2) \
-        != first(2)
+    assert str(parsed) == first[0]
+    # the row's content decides, not where it is: the same cells give the same id...
+    assert ids(["7", "u7@example.com", "pro"]) == first[7]
+    # ...and columns in another order too
+    swapped = csv_row_ids("people", {"types": "infer"}, ["plan", "id", "email"])
+    assert swapped(["pro", "7", "u7@example.com"]) == first[7]
+    # a changed cell, or other event-shaping options, is another event
+    assert ids(["7", "u7@example.com", "free"]) != first[7]
+    assert csv_row_ids("people", {"types": "text"}, header)(rows[7]) != first[7]
+    assert csv_row_ids("events", {"types": "infer"}, header)(rows[7]) != first[7]
+    # cells are length-prefixed, so moving text across a boundary is another row
+    assert ids(["7", "u7@example.comp", "ro"]) != first[7]
+
+
+def test_jsonl_line_ids_ignore_surrounding_space():
+    ids = jsonl_line_ids("events", {"format": "jsonl"})
+    assert ids(b'{"event": "A"}\n') == ids(b'  {"event": "A"}  ')
+    assert ids(b'{"event": "A"}') != ids(b'{"event": "B"}')
 
 
 @pytest.mark.parametrize(("sample", "delimiter"), [

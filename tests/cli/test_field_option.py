@@ -77,7 +77,7 @@ def test_serve_port_from_the_environment(monkeypatch) -> None:
     """``MILLPOND_PORT`` sets the port (``--port`` still wins), as ``MILLPOND_URL`` does for
     the client side: ``make run`` takes no options, so this is how it moves off 8787."""
     seen: list[int] = []
-    monkeypatch.setattr("millpond.server.serve", lambda host, port, *a, **k: seen.append(port))
+    monkeypatch.setattr("millpond.server.serve", lambda config: seen.append(config.port))
     # No log handler on CliRunner's stderr: it would outlive this test in the process.
     monkeypatch.setattr("millpond.logs.setup", lambda *a, **k: None)
     runner = CliRunner()

@@ -1,34 +1,44 @@
-"""File fingerprints and deterministic messageIds.
+"""File fingerprints (for resuming) and each row's deterministic messageId (for dedupe).
 
-Re-running an import must not create duplicates, and the server dedupes per
-source by ``messageId``. So every row's messageId is a pure function of *what
-is imported*: a UUID built from the import fingerprint and the row number
-(see :func:`message_id_factory`).
+**A row's messageId is a function of the row itself**: its cells (for a JSON line, the
+line) and the import's kind and event-shaping options, nothing else. So:
 
-The fingerprint is a SHA-256 over:
+- re-running a file, in whole or after an interruption, stores nothing twice;
+- fixing one bad row from the error report and importing the file again stores exactly
+  that row: every unchanged row has the same id as before, and the server, which dedupes
+  per source by ``messageId``, acknowledges it without storing it again (a destination
+  never receives it twice). An id from the whole file's content and the row number would
+  give every row of the edited file a new id, and import all of them a second time;
+- reordering rows, or columns, changes nothing: no row number, and cells are taken in the
+  order of their column names;
+- the same row in two files (an export and a later, longer export) is the same event;
+- two identical rows of one file are one event (the second is counted as a duplicate).
 
-- the **whole file content** (not just its first 64 KiB). A prefix hash would
-  give an edited export of the same size (``gold`` → ``free`` on row 90,000)
-  the same messageIds as the original, and the server would silently drop the
-  edited rows as duplicates. Hashing 1 GB costs about a second; the import
-  itself takes a minute, so correctness wins;
-- the **import kind and the options that shape the events** (id column,
-  timestamp column, type handling, empty-cell policy, delimiter...). Re-running
-  with the same options dedupes; re-running after fixing a wrong
-  ``--id-column`` produces new events instead of being deduped into nothing.
+The options that shape the events are part of the id: re-importing after fixing a wrong
+``--id-column`` or ``--types`` makes new events instead of being deduped into nothing.
+The source is not: dedupe is already per source (a row imported into two sources is two
+events), and the CLI (which names the source) and an upload (its id) agree. A JSON line
+that carries its own ``messageId`` keeps it.
 
-The file *name* is deliberately left out: renaming or copying a file does not
-change what it says, and should not re-import it.
+**The file fingerprint** (whole content, kind and options) identifies an import for its
+checkpoint: ``--resume`` continues only the very same file with the same options.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 FINGERPRINT_VERSION = "millpond-import/1"
+ROW_ID_VERSION = "millpond-row/2"
+
+#: ``row id`` of a CSV row's cells, or of a JSON line's bytes.
+RowId = Callable[[Sequence[str]], str]
+LineId = Callable[[bytes], str]
 
 
 def import_fingerprint(content_hash: str, kind: str, shaping: dict[str, Any]) -> str:
@@ -41,24 +51,47 @@ def import_fingerprint(content_hash: str, kind: str, shaping: dict[str, Any]) ->
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def message_id_factory(fingerprint: str) -> Callable[[int], str]:
-    """Return ``row -> messageId``: a UUIDv8 (RFC 9562) made of the fingerprint and the row.
+def _basis(kind: str, shaping: dict[str, Any]) -> hashlib.blake2b:
+    """A hash seeded with what shapes every row's events (see the module docstring)."""
+    canonical = json.dumps({"v": ROW_ID_VERSION, "kind": kind, "options": shaping},
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=16)
 
-    Layout: 74 bits of the fingerprint, the version and variant bits, then the
-    row number in the last 48 bits (12 hex digits, up to 2.8e14 rows)::
 
-        ffffffff-ffff-8fff-8fff-rrrrrrrrrrrr
+def _uuid(digest: str) -> str:
+    """A UUIDv8 (RFC 9562) of 122 bits of ``digest``: a real UUID, so destinations whose
+    dedupe key must be one (PostHog ``uuid``) take it as is."""
+    variant = "89ab"[int(digest[16], 16) & 3]
+    return (f"{digest[:8]}-{digest[8:12]}-8{digest[13:16]}-{variant}{digest[17:20]}-"
+            f"{digest[20:32]}")
 
-    Unique per row by construction, the same on every re-run, and a real UUID,
-    so destinations whose dedupe key must be one (PostHog ``uuid``) take it
-    as is. It costs one string format per row; hashing each row number
-    (uuid5) cost ~1 µs, 5% of the whole per-row budget.
-    """
-    h = fingerprint
-    variant = "89ab"[int(h[16], 16) & 3]
-    prefix = f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant}{h[17:20]}-"
 
-    def message_id(row: int) -> str:
-        return f"{prefix}{row:012x}"
+def csv_row_ids(kind: str, shaping: dict[str, Any], header: Sequence[str]) -> RowId:
+    """``cells -> messageId`` for a CSV file with ``header``.
 
-    return message_id
+    Cells are hashed in the order of their column names, so a file whose columns come in
+    another order gives the same ids. About 1 µs a row (a msgpack encode and a blake2b),
+    spent in the import's reader process, not on the server's commit path."""
+    basis = _basis(kind, {**shaping, "columns": sorted(header)})
+    order = sorted(range(len(header)), key=lambda i: (header[i], i))
+    encode = msgspec.msgpack.encode
+
+    def row_id(cells: Sequence[str]) -> str:
+        h = basis.copy()
+        h.update(encode([cells[i] for i in order]))
+        return _uuid(h.hexdigest())
+
+    return row_id
+
+
+def jsonl_line_ids(kind: str, shaping: dict[str, Any]) -> LineId:
+    """``line -> messageId`` for a JSON line without one: its bytes, surrounding white
+    space removed."""
+    basis = _basis(kind, shaping)
+
+    def line_id(line: bytes) -> str:
+        h = basis.copy()
+        h.update(line.strip())
+        return _uuid(h.hexdigest())
+
+    return line_id

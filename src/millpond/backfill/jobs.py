@@ -101,6 +101,10 @@ class ImportJobs:
         except Exception as exc:  # noqa: BLE001 - the job records why it stopped
             state, error, crash = "failed", f"{type(exc).__name__}: {exc}", exc
         _log_end(job_id, source, options, state, summary, error, crash)
+        if state == "completed":
+            # The upload is a whole customer export: once imported it is only a liability.
+            # The error report stays beside it; a failed import keeps its file to resume.
+            path.unlink(missing_ok=True)
         self.db.conn().execute(
             "UPDATE imports SET state = ?, summary = ?, error = ? WHERE id = ?",
             (state, json.dumps(summary) if summary else None, error, job_id))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from millpond.backfill.batching import Item, cut_batches
 from millpond.backfill.csvfile import CsvInput
-from millpond.backfill.ids import message_id_factory
+from millpond.backfill.ids import csv_row_ids, jsonl_line_ids
 from millpond.backfill.model import ImportOptions
 from millpond.backfill.rows import ColumnPlan, StreamStats, csv_events, jsonl_events, open_jsonl
 
@@ -29,7 +29,9 @@ class ReadSpec:
     delimiter: str | None
     plan: ColumnPlan | None
     options: ImportOptions
-    fingerprint: str
+    #: What shapes the events besides the rows (kind, types, column roles): part of every
+    #: row's messageId (see :mod:`millpond.backfill.ids`).
+    row_shaping: dict
     file_name: str
     skip_through: int
     batch_size: int
@@ -41,18 +43,19 @@ def open_batches(spec: ReadSpec,
                  stats: StreamStats) -> Iterator[tuple[Iterator[Item], Callable[[], int]]]:
     """``(items, bytes_read)``: the file's batches (see :func:`cut_batches`) and a gauge
     of how far into the file the reader is, for progress."""
-    message_id = message_id_factory(spec.fingerprint)
     options = spec.options
     limits = {"batch_size": spec.batch_size, "max_event_bytes": options.max_event_bytes,
               "max_batch_bytes": options.max_batch_bytes, "start_row": spec.skip_through,
               "keep_encoded": spec.keep_encoded}
     if spec.format == "csv":
         assert spec.plan is not None
+        row_id = csv_row_ids(options.kind, spec.row_shaping, spec.plan.header)
         with CsvInput(spec.path, spec.delimiter) as source:
-            stream = csv_events(source.records(), spec.plan, options, message_id,
+            stream = csv_events(source.records(), spec.plan, options, row_id,
                                 spec.file_name, spec.skip_through, stats)
             yield cut_batches(stream, stats, **limits), source.bytes_read
     else:
         with open_jsonl(spec.path) as handle:
-            stream = jsonl_events(handle, message_id, spec.file_name, spec.skip_through, stats)
+            line_id = jsonl_line_ids(options.kind, spec.row_shaping)
+            stream = jsonl_events(handle, line_id, spec.file_name, spec.skip_through, stats)
             yield cut_batches(stream, stats, **limits), handle.tell

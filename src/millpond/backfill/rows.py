@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from millpond.backfill.csvfile import Record
+from millpond.backfill.ids import LineId, RowId
 from millpond.backfill.model import (
     EVENTS_NAME_CANDIDATES,
     EVENTS_TIME_CANDIDATES,
@@ -44,7 +45,6 @@ from millpond.backfill.values import (
 )
 
 Converted = tuple[int, "dict[str, Any] | RowError"]
-MessageId = Callable[[int], str]
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 _SKIP_TICK = 65_536
 _MISSING = object()
@@ -179,7 +179,7 @@ def csv_events(
     records: Iterator[Record],
     plan: ColumnPlan,
     options: ImportOptions,
-    message_id: MessageId,
+    message_id: RowId,
     file_name: str,
     skip_through: int,
     stats: StreamStats,
@@ -234,14 +234,15 @@ def csv_events(
                 yield row, RowError(row, line, key_col, missing_key, f"{key_col} is empty")
             continue
         if people:
-            event: dict[str, Any] = {"type": "identify", "messageId": message_id(row),
+            event: dict[str, Any] = {"type": "identify", "messageId": message_id(cells),
                                      "userId": key}
         else:
             name = cells[name_idx].strip()  # type: ignore[index]
             if not name:
                 yield row, RowError(row, line, name_col, "missing_event", f"{name_col} is empty")
                 continue
-            event = {"type": "track", "event": name, "messageId": message_id(row), "userId": key}
+            event = {"type": "track", "event": name, "messageId": message_id(cells),
+                     "userId": key}
         if ts_idx is not None:
             raw = cells[ts_idx]
             whole = unix_seconds_cell(raw)
@@ -340,16 +341,17 @@ def _is_number(text: str) -> bool:
 
 def jsonl_events(
     handle: BinaryIO,
-    message_id: MessageId,
+    message_id: LineId,
     file_name: str,
     skip_through: int,
     stats: StreamStats,
 ) -> Iterator[Converted]:
     """One Segment message per line → validated events; line number = row number.
 
-    ``type`` defaults to ``track``; a ``messageId`` in the line is kept, else the
-    deterministic one is used. ``context.import`` records the provenance and
-    ``context.library`` is filled in only when the message has none.
+    ``type`` defaults to ``track``; a ``messageId`` in the line is kept, else one made
+    from the line's content (:func:`~millpond.backfill.ids.jsonl_line_ids`).
+    ``context.import`` records the provenance and ``context.library`` is filled in only
+    when the message has none.
     """
     decode = msgspec.json.Decoder().decode
     library = {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}
@@ -381,7 +383,7 @@ def jsonl_events(
             yield row, RowError(row, row, column, code, reason)
             continue
         if "messageId" not in msg:
-            msg["messageId"] = message_id(row)
+            msg["messageId"] = message_id(raw)
         context = msg.get("context")
         context = dict(context) if context else {}
         context.setdefault("library", library)

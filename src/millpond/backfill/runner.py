@@ -190,9 +190,19 @@ def run_import(
             state.error_report_bytes = 0
 
     runner = _Runner(path, options, sink, progress, summary, state, report_path, checkpoint_path)
-    spec = ReadSpec(path, plan.format, plan.delimiter, plan.plan, options, fingerprint,
+    spec = ReadSpec(path, plan.format, plan.delimiter, plan.plan, options, _row_shaping(shaping),
                     file_name, state.last_row, _batch_size(options, sink), runner.pipelined)
     return runner.run(spec)
+
+
+def _row_shaping(shaping: dict) -> dict:
+    """What of ``shaping`` goes into each row's messageId: not the delimiter nor the order
+    of the columns, which change how a file is written, not what its rows say."""
+    out = {k: v for k, v in shaping.items() if k != "delimiter"}
+    columns = out.pop("columns", None)
+    if columns is not None:
+        out["roles"] = {k: v for k, v in columns.items() if k != "payload"}
+    return out
 
 
 def _check_writable(*directories: Path) -> None:

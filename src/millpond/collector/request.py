@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import msgspec
+import qs_codec
 
 from millpond.errors import BadRequest, MillpondError, TooLarge, Unauthorized
 
@@ -74,12 +75,48 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def check_content_type(scope: dict) -> None:
-    ctype = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-    if ctype not in _JSON_TYPES:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json; got {ctype.decode(errors='replace')!r}",
-            field="Content-Type")
+FORM_TYPE = b"application/x-www-form-urlencoded"
+#: How deep ``a[b][c]`` form keys nest and how many pairs a form may have (Rails' and
+#: Node qs' defaults): far beyond any attribute set, well short of a parser's worst case.
+_FORM = qs_codec.DecodeOptions(depth=5, strict_depth=True, parameter_limit=1000,
+                               raise_on_limit_exceeded=True, list_limit=100)
+
+
+def content_type(scope: dict) -> bytes:
+    """The request's media type, lower-cased, without parameters (b"" when absent)."""
+    return (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+
+
+def check_content_type(scope: dict, *, form: bool = False) -> None:
+    """JSON (``text/plain`` and a missing type are read as JSON, as SDKs send them), or
+    with ``form`` also an HTML form."""
+    ctype = content_type(scope)
+    if ctype in _JSON_TYPES or (form and ctype == FORM_TYPE):
+        return
+    wanted = "application/json or application/x-www-form-urlencoded" if form \
+        else "application/json"
+    raise UnsupportedMediaType(
+        f"Content-Type must be {wanted}; got {ctype.decode(errors='replace')!r}",
+        field="Content-Type")
+
+
+def decode_form(body: bytes) -> dict[str, Any]:
+    """An ``application/x-www-form-urlencoded`` body with Rails-style nested keys
+    (``data[price]=23.45``, ``attributes[tags][]=a``, ``data[items][0][sku]=x``) as the
+    JSON object it spells. Values stay text: a form cannot tell a number from a string.
+
+    Why a library (qs-codec, a port of Node's ``qs``): the bracket syntax has many corner
+    cases (arrays by index or ``[]``, conflicting keys, depth and size limits against
+    abuse) that are easy to get subtly wrong by hand."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("form body is not valid UTF-8") from None
+    try:
+        data = qs_codec.decode(text, _FORM)
+    except (IndexError, ValueError) as exc:
+        raise BadRequest(f"form body is not valid: {exc}") from None
+    return data
 
 
 def decode_json(body: bytes) -> Any:

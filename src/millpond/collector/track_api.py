@@ -4,6 +4,12 @@
 a track/page/screen for that person and ``POST /api/v1/events`` an anonymous one. Times
 are Unix seconds; an event's optional ``id`` is its dedupe key (it becomes the
 ``messageId``). Each stored event records where it came from in ``context.millpond``.
+
+Bodies are JSON or, as in Customer.io's own examples (``curl -d name=purchased
+-d data[price]=23.45 -d timestamp=1359389415``), HTML forms with Rails-style nested keys.
+A form's values are text (it cannot tell a number from a string) and are stored as
+text; ``timestamp`` and ``_timestamp`` are read as Unix seconds either way. Both kinds
+go through the same validation and give the same errors.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from urllib.parse import unquote
 
 from millpond import metrics
 from millpond.collector.request import (
+    FORM_TYPE,
     check_content_type,
+    content_type,
     credentials,
+    decode_form,
     decode_json,
     read_body,
     send_json,
@@ -51,9 +60,12 @@ class TrackAPI:
 
     async def handle(self, scope: dict, receive, send, method: str, parts: list[str]) -> None:
         source = self.authenticate(scope)
-        check_content_type(scope)
+        check_content_type(scope, form=True)
         raw = await read_body(scope, receive)
-        data = decode_json(raw) if raw.strip() else {}
+        if content_type(scope) == FORM_TYPE:
+            data = decode_form(raw)
+        else:
+            data = decode_json(raw) if raw.strip() else {}
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
         received_ms = int(time.time() * 1000)
@@ -88,6 +100,12 @@ class TrackAPI:
                              f"{scope['path']}"}}
 
     def _identify(self, customer_id: str, attributes: dict, scope: dict) -> dict:
+        nested = attributes.get("attributes")
+        if isinstance(nested, dict):
+            # ``attributes[plan]=pro`` (a form, or the v2 API's shape): the attributes
+            # themselves, beside any given at the top level.
+            attributes = {**{k: v for k, v in attributes.items() if k != "attributes"},
+                          **nested}
         msg: dict[str, Any] = {"type": "identify", "userId": customer_id,
                                "traits": attributes, "messageId": str(uuid.uuid4()),
                                "context": self._origin(scope)}

@@ -24,7 +24,7 @@ from millpond.pumps.progress import ProgressStore
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.stats import summarize
 from millpond.pumps.store import Destination, DestinationStore
-from millpond.pumps.transport import HttpxTransport, Transport
+from millpond.pumps.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
 from millpond.state import StateDB
 
 log = logging.getLogger("millpond.pumps")
@@ -36,12 +36,15 @@ class PumpManager:
     """Owns the destination stores and one :class:`LiveDestination` per enabled one."""
 
     def __init__(self, event_log: EventLog, state: StateDB, *,
-                 transport: Transport | None = None, policy: RetryPolicy | None = None):
+                 transport: Transport | None = None, policy: RetryPolicy | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
         self.log = event_log
         self.destinations = DestinationStore(state)
         self.progress = ProgressStore(state)
         self.dead_letters = DeadLetterStore(state)
-        self.policy = policy or RetryPolicy.from_env()
+        self.policy = policy or RetryPolicy()
+        #: Seconds per vendor request, for the transport made when none is given.
+        self.timeout = timeout
         self._transport = transport
         self._live: dict[str, LiveDestination] = {}
         self._lock = asyncio.Lock()
@@ -52,7 +55,7 @@ class PumpManager:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = HttpxTransport()
+            self._transport = HttpxTransport(self.timeout)
         return self._transport
 
     # lifecycle ---------------------------------------------------------------------------

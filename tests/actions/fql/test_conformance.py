@@ -14,9 +14,15 @@ def test_case_count() -> None:
     assert len(CASES) == 219
 
 
+#: Where millpond deliberately refuses what Segment's parser accepts: a comparison with
+#: nothing after the operator (``type = ``), which Segment parses into a condition that
+#: never matches. Here it is refused up front (millpond.actions.fql's docstring says why).
+REFUSED_QUIRKS = {"should handle missing values #1"}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_conformance(case: dict) -> None:
-    if case.get("parse_error"):
+    if case.get("parse_error") or case["name"] in REFUSED_QUIRKS:
         with pytest.raises(TriggerSyntaxError):
             compile_trigger(case["fql"])
         return

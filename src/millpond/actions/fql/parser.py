@@ -12,8 +12,10 @@ Deliberate choices (see the module docs of ``trigger`` for the full semantics):
   ``a or b or c``), which nobody writing the expression expects; refusing the ambiguous
   form is safer than silently disagreeing with either reading.
 * A bare field (``typo``) is not a condition: Segment rejects ``typo`` and ``type``.
-* ``type = `` with nothing after the operator is accepted, because Segment accepts it
-  (its lexer hands the end-of-stream token over as the value); it never matches.
+* ``type = `` with nothing after the operator is refused. Segment accepts it (its lexer
+  hands the end-of-stream token over as the value, so it never matches), but here every
+  trigger and filter is typed by a person, and a half-typed filter that silently skips
+  every event (a whole replay's worth) is worse than an error saying what is missing.
 """
 
 from __future__ import annotations
@@ -278,13 +280,13 @@ class _ToAst(Transformer):
         return Cmp(str(op), left, right, _pos(op))
 
     def missing_value(self, children: list[Any]) -> Never:
-        # Only the trailing form Segment accepts ("type = "); anywhere else it is a typo.
+        # ``type = `` (see the module docstring): say what is missing, and where.
         op = children[1]
         end = op.end_pos if op.end_pos is not None else self._end
-        if end != self._end:
-            raise TriggerSyntaxError(
-                f"missing value after {str(op)!r} at position {end}", end)
-        return Never()
+        raise TriggerSyntaxError(
+            f"missing value after {str(op)!r} at position {end}: compare with a value, "
+            f'e.g. {".".join(children[0].parts) if isinstance(children[0], Path) else "type"}'
+            f' {op} "track"', end)
 
     def not_(self, children: list[Any]) -> Not:
         return Not(children[1])
