@@ -64,7 +64,7 @@ def test_preview_refusals_and_lifecycle(server, vendor):
     assert len(mixpanel.received) == 20 and mixpanel.duplicates == 0
 
 
-def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):  # noqa: F811
+def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):
     """A filter or trigger with nothing after its operator is a 400 naming the field, and
     nothing starts (it once started a replay that skipped every event)."""
     hook = vendor("webhook")

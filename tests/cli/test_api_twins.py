@@ -15,9 +15,11 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Route
 
+from millpond.app import ServerConfig
 from millpond.cli.common import declared_twins, twin_of
 from millpond.cli.main import cli
 from millpond.server import Millpond
+from millpond.storage import StorageConfig
 
 #: Routes of the admin app that are not admin actions, so need no CLI twin.
 NOT_ADMIN_ACTIONS = {
@@ -48,7 +50,8 @@ def admin_routes(app: FastAPI) -> set[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def api_routes(tmp_path_factory) -> set[tuple[str, str]]:
     """Every route of the admin app a server on an empty data dir builds."""
-    mp = Millpond(tmp_path_factory.mktemp("twins") / "data")
+    data_dir = tmp_path_factory.mktemp("twins") / "data"
+    mp = Millpond(ServerConfig(storage=StorageConfig(data_dir=str(data_dir))))
     try:
         return admin_routes(mp.api)
     finally:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.cli import fails, millpond, ok
+from tests.support.delivery import upload
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -16,10 +17,8 @@ pytestmark = pytest.mark.slow
 PEOPLE = "id,email,plan\nu1,a@x.io,pro\nu2,b@x.io,free\n,nobody@x.io,x\n"
 
 
-def upload(server: ServerProcess, body: str, **params: str) -> dict:
-    with server.admin as admin:
-        r = admin.post("/api/imports", params=params, content=body.encode(),
-                       headers={"Content-Type": "text/csv"})
+def started(server: ServerProcess, body: str, **params: str) -> dict:
+    r = upload(server, body, **params)
     assert r.status_code == 202, r.text
     return r.json()
 
@@ -33,8 +32,7 @@ def api_job(server: ServerProcess, job_id: str) -> dict:
 
 def test_list_and_status_show_an_uploaded_import(shared_server) -> None:
     source = shared_server.create_source("cli-imports", kind="import")
-    job = upload(shared_server, PEOPLE, source="cli-imports", file_name="people.csv",
-                 wait="true")
+    job = started(shared_server, PEOPLE, source="cli-imports", file_name="people.csv")
     assert job["state"] == "completed", job
 
     listed = json.loads(ok(shared_server, "import", "list", "--json"))
@@ -60,7 +58,8 @@ def test_status_watch_waits_for_the_end(shared_server) -> None:
     shared_server.create_source("cli-imports-big", kind="import")
     rows = 50_000
     body = "id,plan\n" + "".join(f"u{i},p{i % 7}\n" for i in range(rows))
-    job = upload(shared_server, body, source="cli-imports-big", file_name="big.csv")
+    job = started(shared_server, body, source="cli-imports-big", file_name="big.csv",
+                  wait="false")
     watched = json.loads(ok(shared_server, "import", "status", job["id"], "--watch", "--json"))
     assert watched["state"] == "completed", watched
     assert watched["progress"] is None

@@ -1,4 +1,4 @@
-"""Helpers for end-to-end delivery tests: SDK-shaped traffic, destinations, their stats.
+"""Helpers for end-to-end tests: SDK-shaped traffic and uploads, destinations, their stats.
 
 Shared by ``tests/pumps``, ``tests/api``, ``tests/cli`` and ``tests/backfill``; the server
 and the vendor fakes come from the ``server`` and ``vendor`` fixtures (``tests/conftest.py``).
@@ -27,6 +27,14 @@ def send(server: ServerProcess, write_key: str, **body: Any) -> httpx.Response:
     """One ``/v1/track`` call (``cli-user`` clicked, unless ``body`` says otherwise)."""
     return httpx.post(f"{server.url}/v1/track", auth=(write_key, ""),
                       json={"userId": "cli-user", "event": "Clicked", **body})
+
+
+def upload(server: ServerProcess, body: str, **params: str) -> httpx.Response:
+    """``POST /api/imports`` of a CSV ``body``; ``params`` are the query (the CLI's options).
+    Waits for the import to end unless ``wait="false"``."""
+    with server.admin as admin:
+        return admin.post("/api/imports", params={"wait": "true", **params},
+                          content=body.encode(), headers={"Content-Type": "text/csv"})
 
 
 def send_batch(url: str, write_key: str, messages: list[dict]) -> None:
