@@ -22,6 +22,7 @@ import uvicorn
 from millpond import datadir, datalock, metrics
 from millpond.api.app import build_api
 from millpond.app.config import ServerConfig
+from millpond.app.http import guarded_protocol
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
@@ -188,7 +189,10 @@ def serve(config: ServerConfig) -> None:
               flush=True)
     url = url_of(sock)
     _log_opened(mp, url)
-    served = uvicorn.Config(mp.asgi, loop="uvloop", http="httptools", lifespan="on",
+    limits = config.http
+    served = uvicorn.Config(mp.asgi, loop="uvloop", lifespan="on",
+                            http=guarded_protocol(limits.head_timeout, limits.max_connections),
+                            timeout_keep_alive=limits.idle_timeout,
                             log_config=None, log_level=None,
                             access_log=config.logging.access_log,
                             timeout_graceful_shutdown=30, backlog=4096)

@@ -92,6 +92,24 @@ class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
         description="Also log one line per HTTP request (in the same format).")] = False
 
 
+class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Limits on HTTP connections, so idle or slow clients cannot exhaust the server."""
+
+    head_timeout: Annotated[float, Meta(
+        gt=0, le=600, examples=[10.0],
+        description="Seconds a connection has to send a complete request head (request "
+                    "line and headers) once it opens or starts a request; slower ones are "
+                    "closed.")] = 10.0
+    idle_timeout: Annotated[float, Meta(
+        gt=0, le=3600, examples=[5.0],
+        description="Seconds a kept-alive connection may wait between requests before it "
+                    "is closed.")] = 5.0
+    max_connections: Annotated[int, Meta(
+        ge=1, le=1_000_000, examples=[4096],
+        description="Open connections at most; beyond it new ones are closed at once (the "
+                    "SDKs retry). Keep it under the process's file-descriptor limit.")] = 4096
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Everything ``millpond serve`` can be told; see the module docstring."""
 
@@ -120,6 +138,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
                     "DATA_DIR/admin_token, generated on first start).")] | None = None
     storage: Annotated[StorageConfig, Meta(
         description="Where events and state are kept.")] = StorageConfig()
+    http: Annotated[HttpConfig, Meta(description=HttpConfig.__doc__)] = HttpConfig()
     delivery: Annotated[DeliveryConfig, Meta(
         description=DeliveryConfig.__doc__)] = DeliveryConfig()
     log_writer: Annotated[LogWriterConfig, Meta(
