@@ -27,7 +27,7 @@ from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
-from millpond.humanize import human_bytes, human_duration
+from millpond.humanize import human_bytes
 from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.profiles.follower import ProfileFollower
 from millpond.profiles.store import ProfileStore
@@ -37,6 +37,7 @@ from millpond.pumps.replay_manager import ReplayManager
 from millpond.pumps.retry import RetryPolicy
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
+from millpond.timeutil import human_duration
 
 log = logging.getLogger("millpond.server")
 #: The data dir's stores, as the startup line reports them.

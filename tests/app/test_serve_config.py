@@ -12,15 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.pumps.e2e import (
-    create_destination,
-    send_batch,
-    stats,
-    track,
-    vendor,  # noqa: F401 - fixture
-    wait_until,
-)
+from tests.support.cli import millpond
+from tests.support.delivery import create_destination, send_batch, stats, track
+from tests.support.server import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +28,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def millpond(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "millpond.cli.main", *args],
-                          env=env or clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.mark.parametrize(("args", "env", "toml", "expected"), [
@@ -59,7 +49,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path, args, env, toml,
         path.write_text(toml)
         args = [*args, "--config", str(path)]
         expected = expected.format(toml=path)
-    result = millpond("serve", "--data", str(data), *args, env=clean_env(**env))
+    result = millpond(None, "serve", "--data", str(data), *args, env=clean_env(**env))
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [expected]
     assert "Traceback" not in result.stderr and result.stdout == ""
@@ -69,8 +59,8 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path, args, env, toml,
 def test_print_config_masks_the_token_and_says_where_values_came_from(tmp_path: Path) -> None:
     path = tmp_path / "millpond.toml"
     path.write_text(f'admin_token = "{TOKEN}"\n\n[delivery]\ntimeout = 0.5\n')
-    result = millpond("serve", "--config", str(path), "--print-config", "--port", "9100",
-                      env=clean_env(MILLPOND_LOGGING_FORMAT="json"))
+    result = millpond(None, "serve", "--config", str(path), "--print-config", "--port",
+                      "9100", env=clean_env(MILLPOND_LOGGING_FORMAT="json"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert TOKEN not in out and f'# admin_token = "••••oken"  # {path} line 1' in out
@@ -79,7 +69,7 @@ def test_print_config_masks_the_token_and_says_where_values_came_from(tmp_path: 
     assert 'format = "json"  # env MILLPOND_LOGGING_FORMAT' in out
 
 
-def test_the_server_honours_millpond_toml(tmp_path: Path, vendor) -> None:  # noqa: F811
+def test_the_server_honours_millpond_toml(tmp_path: Path, vendor) -> None:
     port = free_port()
     path = tmp_path / "millpond.toml"
     path.write_text(f'port = {port}\nadmin_token = "{TOKEN}"\n\n[storage]\n'

@@ -15,8 +15,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.collector.conftest import assert_error_shape
-from tests.conftest import ADMIN_TOKEN
+from tests.support.errors import assert_error_shape
+from tests.support.server import ADMIN_TOKEN
 
 ORIGIN = "http://127.0.0.1:5173"
 SHORT = {"i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias"}

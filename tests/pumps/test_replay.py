@@ -10,19 +10,18 @@ import time
 
 import pytest
 
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import normalize
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
 from millpond.log.sqlite_log import SQLiteEventLog
 from millpond.pumps.manager import PumpManager
-from millpond.pumps.preview import human_duration
 from millpond.pumps.replay import WindowSource
 from millpond.pumps.replay_manager import ReplayManager
 from millpond.pumps.replay_plan import plan
 from millpond.pumps.retry import RetryPolicy
 from millpond.sources.store import SourceStore
 from millpond.state import StateDB
+from millpond.timeutil import format_ms
 
 from .helpers import ScriptedTransport
 
@@ -294,8 +293,3 @@ def test_window_source_cursor_is_last_finished_ts_seq(tmp_path):
         assert (first, [s for _, s, _ in rows]) == (0, [4, 3, 2, 1])
     finally:
         log.close()
-
-
-def test_human_duration():
-    assert human_duration(1_000_000 / 1000) == "16 min 40 s"
-    assert human_duration(0) == "0 s"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backfill.test_upload_api import upload
+from tests.support.delivery import upload
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 from .helpers import env, phase, serve_command
 

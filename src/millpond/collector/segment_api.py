@@ -26,7 +26,6 @@ from millpond.collector.request import (
     read_body,
     send_json,
 )
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import (
     TYPES,
     MessageRejected,
@@ -36,6 +35,7 @@ from millpond.collector.validation import (
 from millpond.errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from millpond.log.base import EventLog, NewRejection
 from millpond.sources.store import Source, SourceStore
+from millpond.timeutil import format_ms
 
 BATCH_FIELDS = frozenset({"batch", "context", "integrations", "sentAt", "writeKey", "metadata",
                           "_metadata"})

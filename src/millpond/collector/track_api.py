@@ -30,11 +30,11 @@ from millpond.collector.request import (
     read_body,
     send_json,
 )
-from millpond.collector.timestamps import BadTimestamp, format_ms, unix_seconds_to_ms
 from millpond.collector.validation import MessageRejected, body_has_huge_int, normalize
 from millpond.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
 from millpond.log.base import EventLog
 from millpond.sources.store import Source, SourceStore
+from millpond.timeutil import BadTimestamp, format_ms, unix_seconds_to_ms
 
 _EVENT_TYPES = {"event": "track", "page": "page", "screen": "screen"}
 _EVENT_FIELDS = frozenset({"name", "data", "timestamp", "id", "type", "anonymous_id"})

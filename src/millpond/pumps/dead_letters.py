@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-from millpond.collector.timestamps import format_ms
 from millpond.errors import BadRequest, NotFound
 from millpond.pumps.progress import SCHEMA
 from millpond.state import StateDB
+from millpond.timeutil import format_ms
 
 STATES = ("dead", "redriving", "redriven")
 

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from millpond.errors import BadRequest, Conflict
-from millpond.humanize import human_duration
 from millpond.pumps import config
 from millpond.pumps.live import LiveDestination
 from millpond.pumps.preview import PreviewJob, run_preview
@@ -25,6 +24,7 @@ from millpond.pumps.replay import ReplayRunner
 from millpond.pumps.replay_plan import plan, scan_args
 from millpond.pumps.replay_store import ACTIVE, Replay, ReplayStore
 from millpond.pumps.stats import summarize
+from millpond.timeutil import human_duration
 from millpond.workers import WorkerPool
 
 log = logging.getLogger("millpond.replays")

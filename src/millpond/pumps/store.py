@@ -13,10 +13,10 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from millpond.collector.timestamps import format_ms
 from millpond.errors import Conflict, NotFound
 from millpond.pumps.config import masked_settings
 from millpond.state import StateDB
+from millpond.timeutil import format_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS destinations (

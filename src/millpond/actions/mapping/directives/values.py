@@ -2,7 +2,7 @@
 ``@arrayPath`` and ``@excludeWhenNull``.
 
 Each function validates the directive's options (recording errors on the Compiler) and
-returns a :class:`~.kit.Node` whose closure does the per-event work. Behaviour follows
+returns a :class:`~..compiler.Node` whose closure does the per-event work. Behaviour follows
 Segment's mapping-kit, including its JavaScript-isms (truthiness, ``String()``); checks the
 reference only makes at run time (an ``@if`` without a truthy ``exists``/``blank``, an
 unknown ``@case`` operator) are made here, at compile time, so they surface when a
@@ -16,11 +16,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._js import js_loose_equals_empty, js_number_str, js_truthy
-from .kit import NOTHING, Compiler, Node, const, directive
-from .paths import copy_json, getter_for, make_getter, parse_path
+from ..compiler import NOTHING, Compiler, Node, const, directive
+from ..js import UNDEFINED, js_loose_equals_empty, js_number_str, js_truthy
+from ..paths import copy_json, getter_for, make_getter, parse_path
 from .template import compile_template, render_template
-from .undefined import UNDEFINED
 
 __all__ = ["MAX_PATTERN_LENGTH", "MAX_REPLACEMENT_LENGTH"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
-
-from .data import CONFORMANCE, load_json
+from millpond.actions import TriggerSyntaxError, compile_trigger
+from tests.actions.data import CONFORMANCE, load_json
 
 CASES = load_json(CONFORMANCE / "fql.json")["cases"]
 

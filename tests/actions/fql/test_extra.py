@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from millpond.actions.fql import parse_fql
-from millpond.actions.fql_eval import compile_condition
-from millpond.actions.trigger import MATCH_ALL, Trigger, TriggerSyntaxError, compile_trigger
-
-from .data import CASES, load_json
+from millpond.actions import MATCH_ALL, Trigger, TriggerSyntaxError, compile_trigger
+from millpond.actions.fql.compiler import compile_condition
+from millpond.actions.fql.parser import parse_fql
+from tests.actions.data import CASES, load_json
 
 EXTRA = load_json(CASES / "fql_extra.json")["cases"]
 

@@ -21,7 +21,7 @@ implementation, which wins where the two differ):
   ``[a-z]`` ``[!a]`` ``\\*``). ``lowercase``, ``uppercase``, ``length`` (bytes of a string,
   items of a list, 0 for null) and ``typeof`` return values to compare.
 * Anything that cannot be evaluated is *unknown*; unknown never matches, not even negated.
-* ``and``/``or`` may not be mixed without parentheses (see :mod:`.fql`).
+* ``and``/``or`` may not be mixed without parentheses (see :mod:`.parser`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .fql import Path, TriggerSyntaxError, parse_fql
-from .fql_eval import compile_condition
+from .compiler import compile_condition
+from .parser import Path, TriggerSyntaxError, parse_fql
 
 __all__ = ["Trigger", "TriggerSyntaxError", "compile_trigger", "MATCH_ALL"]
 

@@ -21,8 +21,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._js import js_number_str
-from .fql import (
+from ..mapping.js import js_number_str
+from .glob import compile_glob
+from .parser import (
     And,
     Call,
     Cmp,
@@ -35,7 +36,6 @@ from .fql import (
     Path,
     TriggerSyntaxError,
 )
-from .fql_glob import compile_glob
 
 __all__ = ["compile_condition", "strict_equal", "UNKNOWN"]
 

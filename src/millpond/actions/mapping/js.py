@@ -5,6 +5,12 @@ Segment's triggers and mappings run in Node.js, so wherever they turn a value in
 what JavaScript's ``String()`` / ``JSON.stringify`` would print, not what Python's ``str``
 prints (``true`` not ``True``, ``1`` not ``1.0``, ``a,b`` for a list). Matching that keeps
 payloads byte-identical to what a destination received from Segment.
+
+JavaScript's ``undefined`` is here too, as :data:`UNDEFINED`: "no value", as opposed to
+JSON ``null``. Mapping-kit distinguishes the two the way JavaScript does: a field whose
+mapping resolves to undefined is left out of the payload, a field that resolves to
+``null`` is sent as null. Every mapping module needs it, and this module depends on none
+of them, so defining it here keeps the package free of import cycles.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "UNDEFINED",
+    "UndefinedType",
     "js_number_str",
     "js_string",
     "js_truthy",
@@ -24,6 +32,31 @@ __all__ = [
     "with_article",
     "utf16_len",
 ]
+
+
+class UndefinedType:
+    """Singleton type of :data:`UNDEFINED`; falsy, and never equal to anything else."""
+
+    __slots__ = ()
+    _instance: UndefinedType | None = None
+
+    def __new__(cls) -> UndefinedType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> Any:
+        return (UndefinedType, ())
+
+
+UNDEFINED: Final = UndefinedType()
+"""JavaScript's ``undefined``: what a mapping yields where there is no value."""
 
 
 def js_number_str(value: float | int) -> str:

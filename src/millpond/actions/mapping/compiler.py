@@ -7,8 +7,8 @@ wants every problem at once (Segment reports an aggregate error too). Messages f
 reference's format, ``/<where> <what>.``, e.g.
 ``/properties/revenue/@path should be a string or a mapping directive but it is a number.``
 
-Directive implementations live in :mod:`.directives` and :mod:`.directives_data` and
-register themselves in :data:`DIRECTIVES`.
+Directive implementations live in the :mod:`.directives` package and register themselves
+in :data:`DIRECTIVES`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._js import type_name, with_article
-from .undefined import UNDEFINED
+from .js import UNDEFINED, type_name, with_article
 
 __all__ = ["MappingError", "Node", "Compiler", "DIRECTIVES", "directive", "const", "MAX_DEPTH"]
 

@@ -18,9 +18,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from ._js import js_string
-from .paths import make_getter, parse_path
-from .undefined import UNDEFINED
+from ..js import UNDEFINED, js_string
+from ..paths import make_getter, parse_path
 
 __all__ = ["compile_template", "render_template"]
 

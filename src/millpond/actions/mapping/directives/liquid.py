@@ -34,9 +34,8 @@ from liquid.stream import TokenStream
 from liquid.stringify import soft_str
 from liquid.tag import Tag
 
-from ._js import js_json_stringify, utf16_len, with_article
-from .kit import Compiler, Node, const, directive, kind
-from .undefined import UNDEFINED
+from ..compiler import Compiler, Node, const, directive, kind
+from ..js import UNDEFINED, js_json_stringify, utf16_len, with_article
 
 __all__ = ["DISABLED_TAGS", "DISABLED_FILTERS", "MAX_TEMPLATE_LENGTH", "MAX_RANGE", "parse_liquid"]
 

@@ -1,23 +1,8 @@
-"""Fixtures for the collector tests: one server shared by a whole module, and helpers."""
+"""The error contract every millpond answer keeps: ``{"error": {"code", "message"[, "field"]}}``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
-
-from tests.conftest import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory) -> Iterator[ServerProcess]:
-    """A real ``millpond serve`` for every test of one module (cheaper than one per test)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("collector") / "data")
-    proc.data_dir.mkdir(parents=True)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def assert_error_shape(response: httpx.Response) -> dict:

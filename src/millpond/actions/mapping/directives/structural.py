@@ -1,6 +1,6 @@
 """Structural directives: ``@merge``, ``@transform``, ``@flatten`` and ``@json``.
 
-Same conventions as :mod:`.directives`: options are validated at compile time (including
+Same conventions as :mod:`.values`: options are validated at compile time (including
 ``@merge`` direction and ``@json`` mode, which the reference only checks per event) and
 each returns a Node whose closure never raises on odd event data.
 """
@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._js import js_json_stringify, js_truthy
-from .kit import NOTHING, Compiler, Node, directive, is_directive
-from .paths import copy_json
-from .undefined import UNDEFINED
+from ..compiler import NOTHING, Compiler, Node, directive, is_directive
+from ..js import UNDEFINED, js_json_stringify, js_truthy
+from ..paths import copy_json
 
 
 def _show(value: Any) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from .undefined import UNDEFINED
+from .js import UNDEFINED
 
 __all__ = ["parse_path", "make_getter", "getter_for", "copy_json"]
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import directives, directives_data, liquid  # noqa: F401 - register the directives
-from ._js import type_name
-from .kit import Compiler, MappingError, Node
-from .undefined import UNDEFINED, UndefinedType
+from . import directives  # noqa: F401 - importing it registers every directive
+from .compiler import Compiler, MappingError, Node
+from .js import UNDEFINED, UndefinedType, type_name
 
 __all__ = [
     "Mapping",

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from millpond.actions.mapping import UNDEFINED, MappingError, compile_mapping, validate_mapping
-
-from .data import CONFORMANCE, load_json
-from .jsonish import json_equal
+from millpond.actions import UNDEFINED, MappingError, compile_mapping, validate_mapping
+from tests.actions.data import CONFORMANCE, load_json
+from tests.actions.jsonish import json_equal
 
 CASES = load_json(CONFORMANCE / "mapping-kit.json")["cases"]
 

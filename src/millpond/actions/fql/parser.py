@@ -3,7 +3,7 @@
 The grammar lives here as a string (not a ``.lark`` file) so it ships inside the wheel
 without package-data configuration. Parsing produces a small immutable AST
 (:class:`Path`, :class:`Lit`, :class:`Call`, :class:`Cmp`, :class:`Not`, :class:`And`,
-:class:`Or`); :mod:`millpond.actions.fql_eval` compiles that AST into closures.
+:class:`Or`); :mod:`millpond.actions.fql.compiler` compiles that AST into closures.
 
 Deliberate choices (see the module docs of ``trigger`` for the full semantics):
 

@@ -1,7 +1,7 @@
-"""Helpers for end-to-end delivery tests: a real server, real fake vendors, real SDK traffic.
+"""Helpers for end-to-end tests: SDK-shaped traffic and uploads, destinations, their stats.
 
-Shared by ``tests/pumps``, ``tests/api`` and ``tests/cli`` (import what you need; the
-``vendor`` fixture is a factory that stops every fake it started).
+Shared by ``tests/pumps``, ``tests/api``, ``tests/cli`` and ``tests/backfill``; the server
+and the vendor fakes come from the ``server`` and ``vendor`` fixtures (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -9,39 +9,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.destinations.fakes import FakeVendor, start_fake
-
-
-@pytest.fixture
-def vendor() -> Iterator[Callable[..., FakeVendor]]:
-    started: list[FakeVendor] = []
-
-    def factory(name: str, **options: Any) -> FakeVendor:
-        fake = start_fake(name, **options)
-        started.append(fake)
-        return fake
-
-    yield factory
-    for fake in started:
-        fake.stop()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, every: float = 0.05,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+from tests.support.server import ServerProcess
 
 
 def track(user: str, n: int, **extra: Any) -> dict:
@@ -49,6 +21,20 @@ def track(user: str, n: int, **extra: Any) -> dict:
     return {"type": "track", "userId": user, "event": "Order Completed",
             "messageId": f"{user}-{n}-{uuid.uuid4().hex[:8]}",
             "properties": {"n": n, "revenue": 9.5, **extra.pop("properties", {})}, **extra}
+
+
+def send(server: ServerProcess, write_key: str, **body: Any) -> httpx.Response:
+    """One ``/v1/track`` call (``cli-user`` clicked, unless ``body`` says otherwise)."""
+    return httpx.post(f"{server.url}/v1/track", auth=(write_key, ""),
+                      json={"userId": "cli-user", "event": "Clicked", **body})
+
+
+def upload(server: ServerProcess, body: str, **params: str) -> httpx.Response:
+    """``POST /api/imports`` of a CSV ``body``; ``params`` are the query (the CLI's options).
+    Waits for the import to end unless ``wait="false"``."""
+    with server.admin as admin:
+        return admin.post("/api/imports", params={"wait": "true", **params},
+                          content=body.encode(), headers={"Content-Type": "text/csv"})
 
 
 def send_batch(url: str, write_key: str, messages: list[dict]) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .duration import parse_duration
+from millpond.timeutil import parse_duration
+
+from .fql import Trigger, TriggerSyntaxError, compile_trigger
 from .mapping import Mapping, MappingError, compile_mapping
-from .trigger import Trigger, TriggerSyntaxError, compile_trigger
 
 __all__ = [
     "FieldSpec",

@@ -1,47 +1,18 @@
-"""Durations, field specs and action compilation."""
+"""Field specs and action compilation."""
 
 from __future__ import annotations
 
 import pytest
 
-from millpond.actions.duration import parse_duration
-from millpond.actions.fields import (
+from millpond.actions import (
     ActionSpec,
     CompiledAction,
     FieldSpec,
+    MappingError,
+    TriggerSyntaxError,
     compile_action,
     missing_required,
 )
-from millpond.actions.mapping import MappingError
-from millpond.actions.trigger import TriggerSyntaxError
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("15m", 900), ("72h", 259200), ("7d", 604800), ("2w", 1209600),
-    ("1h30m", 5400), ("1h 30m", 5400), ("1d12h", 129600), ("1.5h", 5400), ("0s", 0),
-    (" 10m ", 600), ("1m1m", 120),
-])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", [
-    "", "  ", "3600", "72", "h", "1x", "1 hour", "-5m", "1h30", "72H", "1h-30m", "abc",
-])
-def test_parse_duration_rejects_with_an_example(text: str) -> None:
-    with pytest.raises(ValueError, match='e.g. "90s"'):
-        parse_duration(text)
-
-
-def test_parse_duration_bare_number_says_missing_unit() -> None:
-    with pytest.raises(ValueError, match="missing unit"):
-        parse_duration("3600")
-
-
-def test_parse_duration_non_string() -> None:
-    with pytest.raises(ValueError):
-        parse_duration(3600)  # type: ignore[arg-type]
-
 
 FIELDS = [FieldSpec("event_name", required=True), FieldSpec("user_id", required=True),
           FieldSpec("revenue")]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from millpond.actions.mapping import UNDEFINED, MappingError, compile_mapping, validate_mapping
-
-from .data import CASES, load_json
-from .test_mapping_conformance import run_case
+from millpond.actions import UNDEFINED, MappingError, compile_mapping, validate_mapping
+from tests.actions.data import CASES, load_json
+from tests.actions.mapping.test_conformance import run_case
 
 EXTRA = load_json(CASES / "mapping_extra.json")["cases"]
 
