@@ -200,3 +200,10 @@ def test_parse_duration_non_string() -> None:
 ])
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_iso_milliseconds_are_exact() -> None:
+    """Through a float, about one value in a hundred came out one millisecond early."""
+    assert parse_iso_ms("2004-07-13T13:28:45.659Z") % 1000 == 659
+    for ms in range(1_089_725_325_000, 1_089_725_327_000):
+        assert parse_iso_ms(format_ms(ms)) == ms

@@ -64,12 +64,16 @@ def parse_iso_ms(value: object) -> int:
             f"{value[:40]!r} is not an ISO 8601 time, e.g. '2024-05-01T12:00:00.000Z'") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    ms = int(parsed.timestamp() * 1000)
+    # Integer arithmetic: ``int(parsed.timestamp() * 1000)`` goes through a float and puts
+    # about one millisecond value in a hundred one millisecond early in the index.
+    ms = (parsed - _EPOCH) // _ONE_MS
     if not MIN_MS < ms < MAX_MS:
         raise BadTimestamp(f"{value!r} is out of range")
     return ms
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 _last_second: tuple[int, str] = (-1, "")
 
 
