@@ -211,3 +211,33 @@ def test_events_that_are_not_segment_calls_are_discarded(make_loader):
         "not a Segment call (type must be track, identify, page, screen, group or alias)",
         "no messageId"]
     assert result.rows == {}
+
+
+def test_a_misfit_in_a_context_column_is_reported_for_both_tables(make_loader, sql):
+    loader = make_loader()
+    assert isinstance(loader.load([make_event(0, "track")]), Loaded)  # context_ip is text
+    for steady in (True, False):
+        stored = make_event(4 if steady else 8, "track")
+        stored.event["context"]["ip"] = "a\x00b"  # text PostgreSQL cannot store
+        if not steady:
+            stored.event["context"]["newField"] = 1  # tracks gets a new column: merged last
+        result = loaded(loader.load([stored]))
+        assert sorted((d.table, d.column) for d in result.discards) == [
+            ("order_completed", "context_ip"), ("tracks", "context_ip")]
+        assert sql("SELECT context_ip FROM millpond.tracks WHERE id = %s",
+                   stored.event["messageId"]) == [(None,)]
+
+
+def test_the_garbage_collector_is_left_as_it_was(make_loader):
+    import gc
+
+    loader = make_loader()
+    assert gc.isenabled()
+    loaded(loader.load(every_type(30)))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        loaded(loader.load(every_type(60)[30:]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

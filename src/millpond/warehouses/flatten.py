@@ -41,9 +41,10 @@ from millpond.warehouses.batch import Discard, StoredEvent
 from millpond.warehouses.naming import event_table_name, fit_identifier, snakecase
 from millpond.warehouses.types import show_value
 
-__all__ = ["FlatBatch", "Row", "TraitUpdate", "flatten_batch"]
+__all__ = ["FlatBatch", "Row", "TraitUpdate", "flatten_batch", "partition_events"]
 
 _RESERVED_TABLES = schema.FIXED_TABLES
+_EVENT_RESERVED = schema.standard_columns(schema.EVENT_TABLE)
 
 
 @dataclass(slots=True)
@@ -79,25 +80,34 @@ class FlatBatch:
 
 
 # prefix -> {key -> column name, or "" when the key has no usable name}. The same few hundred
-# keys recur in every event of a batch, and building names is most of flattening's cost.
-_names: dict[str, dict[str, str]] = {}
+# keys recur in every event of a batch, and building names is most of flattening's cost. Each
+# dict also holds its own prefix under the key None (JSON keys are strings, so no clash).
+_names: dict[str, dict] = {}
+_LIMIT = 100_000
 
 
-def _names_for(prefix: str) -> dict[str, str]:
+def _names_for(prefix: str) -> dict:
     names = _names.get(prefix)
     if names is None:
-        if len(_names) > 50_000:
-            _names.clear()
-        names = _names[prefix] = {}
+        if len(_names) > _LIMIT:
+            _names.clear()  # dicts already handed out stay usable
+        names = _names[prefix] = {None: prefix}
     return names
 
 
-def _name(names: dict[str, str], prefix: str, key: object) -> str:
+def _children(col: str) -> dict:
+    """The names of an object nested under column ``col`` (prefix ``col_``)."""
+    return _names_for(col + "_")
+
+
+def _name(names: dict, key: object) -> str:
     snake = snakecase(key) if isinstance(key, str) else ""
-    name = fit_identifier(prefix + snake) if snake else ""
-    if len(names) > 100_000:
+    name = fit_identifier(names[None] + snake) if snake else ""
+    if len(names) > _LIMIT:
+        prefix = names[None]
         names.clear()
-    names[key] = name  # type: ignore[index]
+        names[None] = prefix
+    names[key] = name
     return name
 
 
@@ -119,19 +129,20 @@ class _Ctx:
         )
 
 
-def _flatten(obj: dict, prefix: str, out: dict[str, Any], reserved: dict | None,
+def _flatten(obj: dict, names: dict[str, str], out: dict[str, Any], reserved: dict | None,
              keep_nulls: bool, ctx: _Ctx, path: str) -> None:
-    """Flatten ``obj`` into ``out``; ``reserved`` (custom columns only) are the standard ones."""
-    names = _names_for(prefix)
+    """Flatten ``obj`` into ``out``; ``names`` maps its keys to columns (see :func:`_names_for`);
+    ``reserved`` (custom columns only) are the table's standard columns."""
     for key, value in obj.items():
         col = names.get(key)
         if col is None:
-            col = _name(names, prefix, key)
+            col = _name(names, key)
         if type(value) is dict:
             if not value:
                 continue
             if col:
-                _flatten(value, col + "_", out, reserved, keep_nulls, ctx, f"{path}{key}.")
+                _flatten(value, _children(col), out, reserved, keep_nulls, ctx,
+                         f"{path}{key}.")
                 continue
         elif value is None and not keep_nulls:
             continue
@@ -160,18 +171,24 @@ def _standard(event: dict, seq: int, source_id: str, message_id: str) -> dict[st
     values: dict[str, Any] = {"id": message_id, "millpond_seq": seq,
                               "millpond_source_id": source_id}
     get = event.get
-    received = get("receivedAt") or get("received_at")
-    if received is not None:
-        values["received_at"] = received
-    for src, dst in (("sentAt", "sent_at"), ("timestamp", "timestamp"),
-                     ("originalTimestamp", "original_timestamp")):
-        value = get(src)
-        if value is not None:
-            values[dst] = value
-    for src, dst in (("userId", "user_id"), ("anonymousId", "anonymous_id")):
-        value = get(src)
-        if value is not None and value != "":
-            values[dst] = value
+    value = get("receivedAt") or get("received_at")
+    if value is not None:
+        values["received_at"] = value
+    value = get("sentAt")
+    if value is not None:
+        values["sent_at"] = value
+    value = get("timestamp")
+    if value is not None:
+        values["timestamp"] = value
+    value = get("originalTimestamp")
+    if value is not None:
+        values["original_timestamp"] = value
+    value = get("userId")
+    if value is not None and value != "":
+        values["user_id"] = value
+    value = get("anonymousId")
+    if value is not None and value != "":
+        values["anonymous_id"] = value
     return values
 
 
@@ -186,31 +203,100 @@ def flatten_batch(events: Iterable[StoredEvent]) -> FlatBatch:
     return batch
 
 
+_KINDS = {t: schema.kind_of_type(t) for t in ("track", "identify", "page", "screen", "group",
+                                                "alias")}
+_CONTEXT_NAMES = _names_for(schema.CONTEXT_PREFIX)
+_PLAIN_NAMES = _names_for("")
+_event_tables: dict[str, str] = {}
+
+
+def _event_table(name: str) -> str:
+    table = _event_tables.get(name)
+    if table is None:
+        if len(_event_tables) > 100_000:
+            _event_tables.clear()
+        table = _event_tables[name] = event_table_name(name, _RESERVED_TABLES)
+    return table
+
+
+def partition_events(events: Iterable[StoredEvent]) -> tuple[dict[str, list[StoredEvent]],
+                                                              list[Discard]]:
+    """Events grouped by the logical table of their main row, in seq order, and the discards.
+
+    Rules 1 and 5 of the module docstring are applied here (events that are not Segment calls
+    or lack a messageId; a messageId twice in the batch), so each group can then be flattened
+    on its own: a table's rows, and so its column types, only depend on its own group. Tracks
+    without an event name form the group ``tracks``.
+    """
+    groups: dict[str, list[StoredEvent]] = {}
+    discards: list[Discard] = []
+    seen: dict[str, StoredEvent] = {}
+    for stored in sorted(events, key=lambda e: e.seq):
+        get = stored.event.get
+        kind = _KINDS.get(get("type"))  # type: ignore[arg-type]
+        message_id = get("messageId")
+        if type(message_id) is not str or not message_id:
+            message_id = _text_id(message_id)
+        if kind is None or message_id is None:
+            _discard_whole(stored, kind, message_id, discards)
+            continue
+        first = seen.get(message_id)
+        if first is not None:
+            _discard_duplicate(stored, kind, message_id, first, discards)
+            continue
+        seen[message_id] = stored
+        if kind == schema.EVENT_TABLE:
+            name = get("event")
+            key = _event_table(name) if isinstance(name, str) and name else schema.TRACKS
+        else:
+            key = kind
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(stored)
+    return groups, discards
+
+
+def _discard_whole(stored: StoredEvent, kind: str | None, message_id: str | None,
+                   discards: list[Discard]) -> None:
+    main = schema.TRACKS if kind == schema.EVENT_TABLE else kind
+    what = "not a Segment call (type must be track, identify, page, screen, group or alias)"
+    discards.append(Discard(stored.seq, message_id or "", main or "", None,
+                            show_value(stored.event.get("type")),
+                            what if kind is None else "no messageId"))
+
+
+def _discard_duplicate(stored: StoredEvent, kind: str, message_id: str, first: StoredEvent,
+                       discards: list[Discard]) -> None:
+    main = schema.TRACKS if kind == schema.EVENT_TABLE else kind
+    discards.append(Discard(
+        stored.seq, message_id, main, None, None,
+        f"messageId {message_id!r} is loaded from seq {first.seq} (source "
+        f"{first.source_id}) in the same batch; ids are unique per warehouse table"))
+
+
 def _flatten_event(stored: StoredEvent, batch: FlatBatch, seen: dict[str, StoredEvent]) -> None:
     event = stored.event
+    get = event.get
     seq = stored.seq
-    kind = schema.kind_of_type(event.get("type"))
-    message_id = _text_id(event.get("messageId"))
+    kind = _KINDS.get(get("type"))  # type: ignore[arg-type]
+    message_id = get("messageId")
+    if type(message_id) is not str or not message_id:
+        message_id = _text_id(message_id)
     main = kind if kind != schema.EVENT_TABLE else schema.TRACKS
     if kind is None or message_id is None:
-        what = "not a Segment call (type must be track, identify, page, screen, group or alias)"
-        batch.discards.append(Discard(seq, message_id or "", main or "", None,
-                                      show_value(event.get("type")),
-                                      what if kind is None else "no messageId"))
+        _discard_whole(stored, kind, message_id, batch.discards)
         return
     first = seen.get(message_id)
     if first is not None:
-        batch.discards.append(Discard(
-            seq, message_id, main, None, None,
-            f"messageId {message_id!r} is loaded from seq {first.seq} (source "
-            f"{first.source_id}) in the same batch; ids are unique per warehouse table"))
+        _discard_duplicate(stored, kind, message_id, first, batch.discards)
         return
     seen[message_id] = stored
     discards = batch.discards
     base = _standard(event, seq, stored.source_id, message_id)
-    context = event.get("context")
+    context = get("context")
     if type(context) is dict and context:
-        _flatten(context, schema.CONTEXT_PREFIX, base, None, False,
+        _flatten(context, _CONTEXT_NAMES, base, None, False,
                  _Ctx(discards, seq, message_id, main), "context.")
 
     if kind == schema.EVENT_TABLE:
@@ -221,14 +307,14 @@ def _flatten_event(stored: StoredEvent, batch: FlatBatch, seen: dict[str, Stored
                                           "loaded in tracks only, its properties are not stored"))
             batch.rows.append(Row(schema.TRACKS, schema.TRACKS, seq, message_id, base))
             return
-        table = event_table_name(name, _RESERVED_TABLES)
+        table = _event_table(name)
         base["event"] = table
         base["event_text"] = name
         batch.rows.append(Row(schema.TRACKS, schema.TRACKS, seq, message_id, base))
         values = dict(base)
         props = event.get("properties")
         if type(props) is dict and props:
-            _flatten(props, "", values, schema.standard_columns(kind), False,
+            _flatten(props, _PLAIN_NAMES, values, _EVENT_RESERVED, False,
                      _Ctx(discards, seq, message_id, table), "properties.")
         batch.rows.append(Row(table, kind, seq, message_id, values))
         return
@@ -257,12 +343,12 @@ def _flatten_event(stored: StoredEvent, batch: FlatBatch, seen: dict[str, Stored
             # Flatten once with nulls (users/accounts need them), then drop them for the row.
             trait_values = {}
             traits = {k: v for k, v in payload.items() if k != "_timestamp"}
-            _flatten(traits, "", trait_values, reserved, True, ctx, "traits.")
+            _flatten(traits, _PLAIN_NAMES, trait_values, reserved, True, ctx, "traits.")
             for col, value in trait_values.items():
                 if value is not None:
                     base[col] = value
         else:
-            _flatten(payload, "", base, reserved, False, ctx,
+            _flatten(payload, _PLAIN_NAMES, base, reserved, False, ctx,
                      "properties." if kind in (schema.PAGES, schema.SCREENS) else "traits.")
     batch.rows.append(Row(main, kind, seq, message_id, base))
 

@@ -1,16 +1,11 @@
 """The ``postgres`` loader: a batch of stored events in, one :data:`LoadOutcome` out.
 
-How a batch goes (each step's module says why it is built that way):
-
-1. flatten the events into rows by Segment's schema (:mod:`millpond.warehouses.flatten`);
-2. read the catalog and millpond's column registry (:mod:`.catalog`), work out the columns the
-   batch needs (:func:`.plan.specs_for`) and create what is missing in one short DDL
-   transaction: new tables, new columns (``ADD COLUMN IF NOT EXISTS``);
-3. stop with ``Reject`` if a table was changed by hand so the batch cannot load
-   (:func:`.plan.check_tables`);
-4. coerce every value to its column's type; misfits become discards (:func:`.plan.build`);
-5. one transaction: ``COPY`` into temporary tables, merge on ``id``, ``users`` / ``accounts``
-   by trait time, discards into ``millpond_discards`` (:mod:`.merge`, :mod:`.traits`).
+How a batch goes: :class:`~.run.BatchRun` flattens it by Segment's schema, table by table,
+creates missing tables and columns, rejects it if a table was changed by hand so it cannot
+load, coerces every value to its column's type (misfits become discards) and merges it in one
+transaction (``COPY`` into temporary tables, ``INSERT ... ON CONFLICT (id) DO NOTHING``,
+``users`` / ``accounts`` by trait time, discards into ``millpond_discards``). Each module says
+why its step is built that way.
 
 Errors are classified by :mod:`.errors`; a broken connection is dropped and re-opened by the
 next ``load``. The loader holds one connection and is not thread-safe: one loader per
@@ -19,16 +14,16 @@ destination, called by one delivery run at a time.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 
 import psycopg
 
-from millpond.warehouses.batch import Loaded, LoadOutcome, StoredEvent
-from millpond.warehouses.flatten import flatten_batch
+from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
-from millpond.warehouses.postgres import catalog as _catalog
-from millpond.warehouses.postgres import merge, plan, traits
+from millpond.warehouses.postgres import merge, traits
 from millpond.warehouses.postgres.errors import TableProblem, classify
+from millpond.warehouses.postgres.run import BatchRun
 from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
 
 __all__ = ["PostgresLoader"]
@@ -84,35 +79,26 @@ class PostgresLoader:
 
     def load(self, events: Sequence[StoredEvent]) -> LoadOutcome:
         """Load ``events`` exactly once; never raises for database trouble, never retries."""
-        flat = flatten_batch(events)
-        lay = plan.layout(flat, self.settings.table_prefix)
         try:
             conn = self._connection()
         except psycopg.Error as exc:
             return classify(_ConnectError(describe_connect_error(exc, self.settings.dsn)))
+        run = BatchRun(conn, schema_name=self.schema, prefix=self.settings.table_prefix,
+                       registry=self.registry, fixed=self._fixed_tables(),
+                       discards_table=self.discards_table, times_table=self.times_table)
+        # A batch allocates many small containers and frees most of them at once; the cyclic
+        # GC, triggered by allocation counts, would scan them (and the caller's heap) over
+        # and over for nothing: pause it for the batch.
+        gc_was_on = gc.isenabled()
+        gc.disable()
         try:
-            state = _catalog.read_catalog(conn, self.schema, self.registry)
-            specs = plan.specs_for(lay, state)
-            if _catalog.apply_ddl(conn, self.schema, self.registry, state, specs,
-                                  self._fixed_tables()):
-                state = _catalog.read_catalog(conn, self.schema, self.registry)
-                specs = plan.specs_for(lay, state)
-            plan.check_tables(state, specs, lay, self.schema)
-            built = plan.build(flat, lay, specs)
-            inserted = merge.run(conn, self.schema, built, discards_table=self.discards_table,
-                                 times_table=self.times_table)
-        except TableProblem as exc:
+            return run.execute(list(events))
+        except (TableProblem, psycopg.Error) as exc:
             self._rollback(conn)
             return classify(exc)
-        except psycopg.Error as exc:
-            self._rollback(conn)
-            return classify(exc)
-        return Loaded(
-            events=flat.events,
-            rows=dict(built.rows),
-            inserted={name: inserted.get(name, 0) for name in built.rows},
-            discards=tuple(built.discards),
-        )
+        finally:
+            if gc_was_on:
+                gc.enable()
 
     def _fixed_tables(self) -> dict[str, str]:
         return {

@@ -1,21 +1,21 @@
-"""One transaction per batch: ``COPY`` into temporary tables, then merge keyed by ``id``.
+"""The SQL of a batch's merge: ``INSERT ... SELECT`` from staged rows, keyed by ``id``.
 
 Why this shape:
 
-- ``COPY ... FROM STDIN (FORMAT BINARY)`` is PostgreSQL's fastest way in; binary because the
-  values are already typed Python objects (:mod:`.plan`), so nothing is formatted as text and
-  parsed back. Temporary tables are not WAL-logged and have no index, so staging is cheap.
-- ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`` makes a batch idempotent: running it
+- rows are staged in temporary tables by binary ``COPY`` (:mod:`.staging`), then
+  ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`` makes a batch idempotent: running it
   again (after a crash between the commit and the caller's checkpoint) inserts nothing. The
   rows are identical anyway, since a stored event never changes; ``DO NOTHING`` also keeps
   ``uuid_ts`` (the load time) of the first load.
-- All tables of a batch, its discards and its ``users`` / ``accounts`` changes commit together
-  or not at all, so a connection lost mid-batch leaves nothing half-applied.
+- ``tracks`` holds the standard and context columns of every track, which the event tables'
+  stages already hold: it is selected from them (:func:`derived_source`) instead of being
+  staged a second time.
 - An ``id`` already in the table from a *different* stored event (two sources reusing a
-  messageId) is not silently skipped: it becomes a discard naming the event that holds the id.
-  That check only runs when the insert skipped rows, so a first load pays nothing for it.
+  messageId) is not silently skipped: :func:`collisions` turns it into a discard naming the
+  event that holds the id. It only runs when the insert skipped rows, so a first load pays
+  nothing for it.
 
-``users`` / ``accounts`` are merged by :mod:`.traits`, in the same transaction.
+The transaction around all of it, and the order of the steps, are :mod:`.run`'s.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import psycopg
 
 from millpond.warehouses.batch import Discard
 from millpond.warehouses.naming import quote
-from millpond.warehouses.postgres import traits
-from millpond.warehouses.postgres.plan import Plan, TableLoad
+from millpond.warehouses.postgres.plan import TableLoad
 from millpond.warehouses.postgres.staging import stage
 from millpond.warehouses.types import ColumnType
 
-__all__ = ["discards_table_sql", "run"]
+__all__ = ["collisions", "derived_source", "discards_table_sql", "insert_sql", "write_discards"]
+
 
 def discards_table_sql(schema: str, table: str) -> str:
     """``millpond_discards``: one row per value (or event) not stored as sent.
@@ -46,33 +46,42 @@ def discards_table_sql(schema: str, table: str) -> str:
     )
 
 
-def _merge_table(cur: psycopg.Cursor, schema: str, load: TableLoad, stage_name: str,
-                 discards: list[Discard]) -> int:
-    stage(cur, stage_name, load.columns, load.types, load.rows)
-    target = f"{quote(schema)}.{quote(load.name)}"
+def insert_sql(schema: str, load: TableLoad, source: str) -> str:
+    """Merge ``source`` (a stage, or a derived ``(SELECT ...)``) into ``load``'s table."""
     cols = ", ".join(quote(c) for c in load.columns)
+    return (f"INSERT INTO {quote(schema)}.{quote(load.name)} ({cols}, uuid_ts) "
+            f"SELECT {cols}, now() FROM {source} s ON CONFLICT (id) DO NOTHING")
+
+
+def collisions(cur: psycopg.Cursor, schema: str, table: str, source: str) -> list[Discard]:
+    """Rows of ``source`` whose id the table holds from *another* event (not a re-run)."""
+    target = f"{quote(schema)}.{quote(table)}"
     cur.execute(
-        f"INSERT INTO {target} ({cols}, uuid_ts) SELECT {cols}, now() FROM {quote(stage_name)} "
-        "ON CONFLICT (id) DO NOTHING"
+        f"SELECT s.millpond_seq, s.id, t.millpond_seq, t.millpond_source_id "
+        f"FROM {source} s JOIN {target} t ON t.id = s.id "
+        "WHERE t.millpond_seq IS DISTINCT FROM s.millpond_seq"
     )
-    inserted = max(cur.rowcount, 0)
-    if inserted < len(load.rows):
-        # Skipped rows are either this batch loaded before (same seq: fine) or another event
-        # holding the id (a messageId reused by another source): report those.
-        cur.execute(
-            f"SELECT s.millpond_seq, s.id, t.millpond_seq, t.millpond_source_id "
-            f"FROM {quote(stage_name)} s JOIN {target} t ON t.id = s.id "
-            "WHERE t.millpond_seq IS DISTINCT FROM s.millpond_seq"
-        )
-        for seq, message_id, other_seq, other_source in cur.fetchall():
-            discards.append(Discard(
-                seq, message_id, load.name, None, None,
-                f"id {message_id!r} is already in {load.name}, loaded from seq {other_seq} "
-                f"(source {other_source}); a messageId is loaded once per table"))
-    return inserted
+    return [Discard(seq, message_id, table, None, None,
+                    f"id {message_id!r} is already in {table}, loaded from seq {other_seq} "
+                    f"(source {other_source}); a messageId is loaded once per table")
+            for seq, message_id, other_seq, other_source in cur.fetchall()]
 
 
-def _write_discards(cur: psycopg.Cursor, schema: str, table: str,
+def derived_source(load: TableLoad, sources: list[tuple[str, TableLoad]]) -> str:
+    """``(SELECT ... UNION ALL ...)`` of ``load``'s columns out of other tables' stages."""
+    return "(" + " UNION ALL ".join(_select_from(stage_name, source, load)
+                                    for stage_name, source in sources) + ")"
+
+
+def _select_from(stage_name: str, source: TableLoad, load: TableLoad) -> str:
+    """``load``'s columns out of another table's stage (NULL where that table lacks one)."""
+    have = set(source.columns)
+    exprs = [quote(c) if c in have else f"NULL::{t.value} AS {quote(c)}"
+             for c, t in zip(load.columns, load.types, strict=True)]
+    return f"SELECT {', '.join(exprs)} FROM {quote(stage_name)}"
+
+
+def write_discards(cur: psycopg.Cursor, schema: str, table: str,
                     discards: list[Discard]) -> None:
     if not discards:
         return
@@ -96,22 +105,3 @@ def _clean(text: str | None) -> str | None:
         return None
     text = text.replace("\x00", "\\u0000")
     return text.encode("utf-8", "backslashreplace").decode("utf-8") if not text.isascii() else text
-
-
-def run(conn: psycopg.Connection, schema: str, plan: Plan, *, discards_table: str,
-        times_table: str) -> dict[str, int]:
-    """Apply ``plan`` in one transaction; returns rows new (or changed) per table.
-
-    Discards found while merging (ids held by other events) are appended to ``plan.discards``
-    and written with the others, in the same transaction.
-    """
-    inserted: dict[str, int] = {}
-    with conn.transaction(), conn.cursor() as cur:
-        for i, load in enumerate(plan.tables):
-            if load.rows:
-                inserted[load.name] = _merge_table(cur, schema, load, f"_mp_stage_{i}",
-                                                   plan.discards)
-        for i, load in enumerate(plan.traits):
-            inserted[load.name] = traits.merge(cur, schema, load, times_table, i)
-        _write_discards(cur, schema, discards_table, plan.discards)
-    return inserted

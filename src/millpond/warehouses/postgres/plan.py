@@ -1,16 +1,17 @@
 """From flattened rows and the catalog to typed rows ready for ``COPY``: no I/O here.
 
 Why a planning step apart from the SQL: every decision that depends on values (which columns a
-batch needs, the type a new column gets, which values fit, what is discarded and why) is made
-here, in plain Python, against a :class:`~.catalog.Catalog` snapshot. The SQL step
-(:mod:`.merge`) then only moves rows, so a ``COPY`` never fails on a value halfway through a
-batch: anything that would not fit was already turned into a discard.
+table needs, the type a new column gets, which values fit, what is discarded and why) is made
+here, in plain Python, against a :class:`~.catalog.Catalog` snapshot. The SQL steps
+(:mod:`.run`, :mod:`.merge`) then only move rows, so a ``COPY`` never fails on a value halfway
+through a batch: anything that would not fit was already turned into a discard.
 
-Three steps, because DDL sits between them:
+Per table, because DDL sits between the steps:
 
-1. :func:`specs_for` - the columns and types each table needs (for DDL and the registry);
+1. :func:`table_spec` / :func:`trait_spec` - the columns and types a table needs (for DDL and
+   the registry);
 2. :func:`check_tables` - after DDL, whether hand-made changes block the load (terminal);
-3. :func:`build` - coerced rows per table, trait rows for ``users``/``accounts``, discards.
+3. :func:`table_load` / :func:`trait_load` - coerced rows, winners per trait, discards.
 """
 
 from __future__ import annotations
@@ -35,7 +36,19 @@ from millpond.warehouses.types import (
     widen,
 )
 
-__all__ = ["Plan", "TableLoad", "TraitLoad", "build", "check_tables", "specs_for"]
+__all__ = [
+    "Layout",
+    "TableLoad",
+    "TraitLoad",
+    "check_tables",
+    "derivable",
+    "layout",
+    "specs_for",
+    "table_load",
+    "table_spec",
+    "trait_load",
+    "trait_spec",
+]
 
 #: Filled by SQL (``now()``), never staged.
 _SQL_ONLY = frozenset({"uuid_ts"})
@@ -43,12 +56,19 @@ _SQL_ONLY = frozenset({"uuid_ts"})
 
 @dataclass(slots=True)
 class TableLoad:
-    """Rows for one event table, values in ``columns`` order, coerced to ``types``."""
+    """Rows for one event table, values in ``columns`` order, coerced to ``types``.
+
+    ``derived_from`` (the ``tracks`` table only): the event tables whose staged rows hold
+    every row of this table, so the merge selects them from those stages instead of staging
+    the same values twice; ``rows`` is then empty and ``count`` says how many there are.
+    """
 
     name: str
     columns: list[str]
     types: list[ColumnType]
     rows: list[tuple[Any, ...]]
+    derived_from: list[str] = field(default_factory=list)
+    count: int = 0
 
 
 @dataclass(slots=True)
@@ -63,14 +83,6 @@ class TraitLoad:
     """``[key, received_at, *values]``; a value is the winner's, or None."""
     times: list[tuple[str, str, float, str, int]]
     """``(key, column, time, messageId, seq)`` of every winner, columns without one too."""
-
-
-@dataclass(slots=True)
-class Plan:
-    tables: list[TableLoad] = field(default_factory=list)
-    traits: list[TraitLoad] = field(default_factory=list)
-    discards: list[Discard] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -112,8 +124,17 @@ def _custom_types(rows: list, unknown: set[str], skip_none: bool) -> dict[str, C
     return types
 
 
-def _spec(name: str, standard: dict[str, ColumnType], rows: list, catalog: Catalog,
-          trait_rows: bool) -> TableSpec:
+def table_spec(name: str, kind: str, rows: list[Row], catalog: Catalog) -> TableSpec:
+    """The columns (with types) one event table needs for ``rows``."""
+    return _spec(name, schema.standard_columns(kind), rows, catalog)
+
+
+def trait_spec(name: str, updates: list[TraitUpdate], catalog: Catalog) -> TableSpec:
+    """The columns (with types) ``users`` / ``accounts`` need for ``updates``."""
+    return _spec(name, schema.PROFILE_COLUMNS, updates, catalog)
+
+
+def _spec(name: str, standard: dict[str, ColumnType], rows: list, catalog: Catalog) -> TableSpec:
     present: set[str] = set()
     for row in rows:
         present.update(row.values)
@@ -146,9 +167,9 @@ def specs_for(lay: Layout, catalog: Catalog) -> list[TableSpec]:
     """The columns (with types) each table of the batch needs."""
     specs = []
     for name, rows in lay.rows.items():
-        specs.append(_spec(name, schema.standard_columns(lay.kinds[name]), rows, catalog, False))
+        specs.append(table_spec(name, lay.kinds[name], rows, catalog))
     for name, updates in lay.traits.items():
-        specs.append(_spec(name, schema.PROFILE_COLUMNS, updates, catalog, True))
+        specs.append(trait_spec(name, updates, catalog))
     return specs
 
 
@@ -193,24 +214,23 @@ def _rows_without(table: str, column: str, rows: list, lay: Layout) -> int:
     return sum(1 for r in rows if r.values.get(column) is None)
 
 
-def build(flat: FlatBatch, lay: Layout, specs: list[TableSpec]) -> Plan:
-    """Typed rows for every table; values that do not fit become discards."""
-    plan = Plan(discards=[_physical_discard(d, lay) for d in flat.discards])
-    by_name = {spec.name: spec for spec in specs}
-    for name, rows in lay.rows.items():
-        plan.tables.append(_table_load(by_name[name], rows, plan.discards))
-        plan.rows[name] = len(rows)
-    for name, updates in lay.traits.items():
-        load = _trait_load(by_name[name], updates, plan.discards)
-        plan.traits.append(load)
-        plan.rows[name] = len(load.rows)
-    return plan
+def derivable(wanted: TableSpec, count: int, events: dict[str, tuple[TableSpec, int]]) -> bool:
+    """Whether ``tracks`` (spec ``wanted``, ``count`` rows) can be selected from the stages of
+    the event tables ``events`` (name -> (spec, rows)).
 
-
-def _physical_discard(d: Discard, lay: Layout) -> Discard:
-    name = lay.physical(d.table)
-    return d if name == d.table else Discard(d.seq, d.message_id, name, d.column, d.value,
-                                             d.reason)
+    Every ``tracks`` row is the standard and context part of one event-table row, so when all
+    of them have one, and each shared column has the same type in both tables, the merge can
+    select ``tracks`` from the event tables' stages: half the rows to coerce and ``COPY``.
+    """
+    if wanted.dropped or sum(n for _, n in events.values()) != count:
+        return False
+    for spec, _ in events.values():
+        if spec.dropped:
+            return False
+        for col, ctype in wanted.columns.items():
+            if spec.columns.get(col, ctype) is not ctype:
+                return False
+    return True
 
 
 def _misfit_discard(table: str, seq: int, message_id: str, col: str, value: Any,
@@ -218,8 +238,41 @@ def _misfit_discard(table: str, seq: int, message_id: str, col: str, value: Any,
     return Discard(seq, message_id, table, col, show_value(value), f"{exc}, column {col}")
 
 
-def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard]) -> TableLoad:
-    """Coerce column by column (see :func:`~millpond.warehouses.types.coerce_column`)."""
+def table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
+               also: str | None = None, shared: frozenset[str] | None = None,
+               shared_discards: list[Discard] | None = None) -> TableLoad:
+    """Rows of one table coerced to its spec; misfits become ``discards``.
+
+    ``also`` / ``shared``: a misfit in one of the ``shared`` columns is reported for table
+    ``also`` as well (``tracks``, when it is selected from this table's stage), into
+    ``shared_discards`` (default: ``discards``). ``shared`` None means the ``tracks``
+    columns: standard ones and ``context_*``.
+    """
+    return _table_load(spec, rows, discards, also, shared, shared_discards)
+
+
+def trait_load(spec: TableSpec, updates: list[TraitUpdate], discards: list[Discard]) -> TraitLoad:
+    """The batch's winner per (key, trait column) of ``users`` / ``accounts``."""
+    return _trait_load(spec, updates, discards)
+
+
+_TRACKS_STANDARD = frozenset(schema.standard_columns(schema.TRACKS))
+
+
+def _shared(col: str, shared: frozenset[str] | None) -> bool:
+    if shared is None:
+        return col in _TRACKS_STANDARD or col.startswith(schema.CONTEXT_PREFIX)
+    return col in shared
+
+
+def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
+                also: str | None = None, shared: frozenset[str] | None = frozenset(),
+                shared_discards: list[Discard] | None = None) -> TableLoad:
+    """Coerce column by column (see :func:`~millpond.warehouses.types.coerce_column`).
+
+    ``also``: a table derived from this one (``tracks``); a misfit in one of its ``shared``
+    columns is missing there too, and is reported for it as well.
+    """
     columns = [c for c in spec.columns if c not in _SQL_ONLY]
     types = [spec.columns[c] for c in columns]
     name = spec.name
@@ -231,6 +284,10 @@ def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard]) -> Ta
             row = rows[i]
             discards.append(Discard(row.seq, row.message_id, name, col, show_value(value),
                                     f"{reason}, column {col}"))
+            if also is not None and _shared(col, shared):
+                (discards if shared_discards is None else shared_discards).append(Discard(
+                    row.seq, row.message_id, also, col, show_value(value),
+                    f"{reason}, column {col}"))
         typed_columns.append(typed)
     for col in sorted(spec.dropped):
         for row in rows:

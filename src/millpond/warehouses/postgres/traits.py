@@ -51,28 +51,36 @@ def times_table_sql(schema: str, table: str) -> str:
     )
 
 
-def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n: int) -> int:
-    """Merge one batch into ``load.name``; returns how many rows changed."""
-    if not load.rows:
-        return 0
-    stage_rows = f"_mp_traits_{n}"
-    stage_times = f"_mp_times_{n}"
+def stage_rows(cur: psycopg.Cursor, load: TraitLoad, n: int) -> tuple[str, str]:
+    """Stage the batch's winners and their times; returns the two temporary tables."""
+    rows_table = f"_mp_traits_{n}"
+    times_table = f"_mp_times_{n}"
     columns = ["id", "received_at", *load.columns]
     types = [ColumnType.TEXT, ColumnType.TIMESTAMP, *load.types]
-    stage(cur, stage_rows, columns, types, load.rows)
-    stage(cur, stage_times, _TIME_COLUMNS, _TIME_TYPES, [list(t) for t in load.times])
+    stage(cur, rows_table, columns, types, load.rows)
+    stage(cur, times_table, _TIME_COLUMNS, _TIME_TYPES, [list(t) for t in load.times])
+    return rows_table, times_table
+
+
+def merge_statements(schema: str, load: TraitLoad, times_table: str, staged: tuple[str, str]
+                     ) -> list[tuple[str, list]]:
+    """The two statements of the merge; the second one's row count is the rows changed.
+
+    Statements only, no COPY, so the caller may send them in pipeline mode and build the next
+    table while the server runs them.
+    """
+    stage_rows, stage_times = staged
     target = f"{quote(schema)}.{quote(load.name)}"
     times = f"{quote(schema)}.{quote(times_table)}"
-    cur.execute(
-        f"INSERT INTO {target} (id) SELECT id FROM {quote(stage_rows)} ON CONFLICT (id) DO NOTHING"
-    )
     sets = [
         f"{quote(c)} = CASE WHEN %s = ANY(won.cols) THEN s.{quote(c)} ELSE u.{quote(c)} END"
         for c in load.columns
     ]
     sets.append("received_at = GREATEST(u.received_at, s.received_at)")
     sets.append("uuid_ts = now()")
-    cur.execute(
+    ensure_rows = (f"INSERT INTO {target} (id) SELECT id FROM {quote(stage_rows)} "
+                   "ON CONFLICT (id) DO NOTHING", [])
+    update = (
         f"""
         WITH upserted AS (
             INSERT INTO {times} AS tt (table_name, id, column_name, t, mid, seq)
@@ -92,4 +100,14 @@ def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n
         """,
         [load.name, *load.columns],
     )
+    return [ensure_rows, update]
+
+
+def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n: int) -> int:
+    """Merge one batch into ``load.name`` and wait; returns how many rows changed."""
+    if not load.rows:
+        return 0
+    staged = stage_rows(cur, load, n)
+    for sql, params in merge_statements(schema, load, times_table, staged):
+        cur.execute(sql, params or None)
     return max(cur.rowcount, 0)
