@@ -182,3 +182,44 @@ def test_settings_validation():
 
     masked = mask_settings({"dsn": "postgresql://bob:s3cret@db:5432/a"})
     assert "s3cret" not in masked["dsn"] and "bob" in masked["dsn"]
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from millpond.warehouses.postgres import PostgresLoader, parse_settings
+from tests.warehouses.events import every_type
+loader = PostgresLoader(parse_settings({{"dsn": {dsn!r}}}))
+print(loader.load(every_type(400)[200:]), flush=True)
+"""
+
+
+def test_a_loader_killed_mid_batch_leaves_no_duplicate_and_no_gap(make_loader, pg_dsn, sql):
+    """SIGKILL of the loading process halfway through its transaction: the server rolls the
+    batch back, and loading it again (what a restarted delivery run does) completes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    events = every_type(400)
+    assert isinstance(make_loader().load(events[:200]), Loaded)
+    blocker = psycopg.connect(pg_dsn)
+    blocker.execute("LOCK TABLE millpond.accounts IN ACCESS EXCLUSIVE MODE")
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(root=root, dsn=pg_dsn)],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_lock_wait(pg_dsn)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        blocker.close()
+    for table, n in expected_rows(events[:200]).items():
+        assert sql(f"SELECT count(*) FROM millpond.{table}")[0][0] == n, table
+    result = make_loader().load(events[200:])
+    assert isinstance(result, Loaded) and result.clean
+    for table, n in expected_rows(events).items():
+        assert sql(f"SELECT count(*) FROM millpond.{table}")[0][0] == n, table
+        assert sql(f"SELECT count(*) - count(DISTINCT id) FROM millpond.{table}")[0][0] == 0
