@@ -137,3 +137,12 @@ def test_duplicate_message_ids_in_a_batch_keep_the_lowest_seq():
     flat = flatten_batch([a, b])
     assert [r.seq for r in flat.rows] == [4]
     assert flat.discards[0].seq == 9 and "seq 4 (source app)" in flat.discards[0].reason
+
+
+def test_a_message_id_is_unique_per_table_not_per_batch():
+    page = StoredEvent(1, "web", {"type": "page", "messageId": "same"})
+    track = StoredEvent(2, "app", {"type": "track", "event": "A", "messageId": "same"})
+    other = StoredEvent(3, "app", {"type": "track", "event": "B", "messageId": "same"})
+    flat = flatten_batch([page, track, other])
+    assert [(r.table, r.seq) for r in flat.rows] == [("pages", 1), ("tracks", 2), ("a", 2)]
+    assert [(d.seq, d.table) for d in flat.discards] == [(3, "tracks")]  # both would be tracks

@@ -19,8 +19,9 @@ Rules, in the order they apply to one event:
 4. A custom column whose name is a standard column of its table or starts with ``context_``,
    a key with no ASCII letter or digit, and a second key that snake-cases to a column already
    set by the same event are discarded, each with its reason (first key in the event wins).
-5. The same ``messageId`` twice in one batch: the lowest ``seq`` loads, the others are discarded
-   (the log already drops a source's own retries; two *sources* may reuse an id).
+5. The same ``messageId`` twice in one table within a batch (all tracks share ``tracks``): the
+   lowest ``seq`` loads, the others are discarded (the log already drops a source's own retries;
+   two *sources* may reuse an id). Across batches the merge applies the same rule per table.
 6. ``identify`` with a ``userId`` and ``group`` also yield a :class:`TraitUpdate` for ``users`` /
    ``accounts``: the traits with ``null`` kept (a newer ``null`` clears a trait, as in the
    profile store) and the trait time of :func:`millpond.profiles.updates.to_update`
@@ -195,7 +196,7 @@ def _standard(event: dict, seq: int, source_id: str, message_id: str) -> dict[st
 def flatten_batch(events: Iterable[StoredEvent]) -> FlatBatch:
     """Rows, trait updates and discards for a batch (see the module docstring)."""
     batch = FlatBatch()
-    seen: dict[str, StoredEvent] = {}
+    seen: dict[tuple[str, str], StoredEvent] = {}
     ordered = sorted(events, key=lambda e: e.seq)
     batch.events = len(ordered)
     for stored in ordered:
@@ -230,7 +231,7 @@ def partition_events(events: Iterable[StoredEvent]) -> tuple[dict[str, list[Stor
     """
     groups: dict[str, list[StoredEvent]] = {}
     discards: list[Discard] = []
-    seen: dict[str, StoredEvent] = {}
+    seen: dict[tuple[str, str], StoredEvent] = {}
     for stored in sorted(events, key=lambda e: e.seq):
         get = stored.event.get
         kind = _KINDS.get(get("type"))  # type: ignore[arg-type]
@@ -240,11 +241,12 @@ def partition_events(events: Iterable[StoredEvent]) -> tuple[dict[str, list[Stor
         if kind is None or message_id is None:
             _discard_whole(stored, kind, message_id, discards)
             continue
-        first = seen.get(message_id)
+        main = schema.TRACKS if kind == schema.EVENT_TABLE else kind
+        first = seen.get((main, message_id))
         if first is not None:
             _discard_duplicate(stored, kind, message_id, first, discards)
             continue
-        seen[message_id] = stored
+        seen[(main, message_id)] = stored
         if kind == schema.EVENT_TABLE:
             name = get("event")
             key = _event_table(name) if isinstance(name, str) and name else schema.TRACKS
@@ -272,10 +274,11 @@ def _discard_duplicate(stored: StoredEvent, kind: str, message_id: str, first: S
     discards.append(Discard(
         stored.seq, message_id, main, None, None,
         f"messageId {message_id!r} is loaded from seq {first.seq} (source "
-        f"{first.source_id}) in the same batch; ids are unique per warehouse table"))
+        f"{first.source_id}) in the same batch; an id is loaded once per table"))
 
 
-def _flatten_event(stored: StoredEvent, batch: FlatBatch, seen: dict[str, StoredEvent]) -> None:
+def _flatten_event(stored: StoredEvent, batch: FlatBatch,
+                   seen: dict[tuple[str, str], StoredEvent]) -> None:
     event = stored.event
     get = event.get
     seq = stored.seq
@@ -287,11 +290,11 @@ def _flatten_event(stored: StoredEvent, batch: FlatBatch, seen: dict[str, Stored
     if kind is None or message_id is None:
         _discard_whole(stored, kind, message_id, batch.discards)
         return
-    first = seen.get(message_id)
+    first = seen.get((main, message_id))
     if first is not None:
         _discard_duplicate(stored, kind, message_id, first, batch.discards)
         return
-    seen[message_id] = stored
+    seen[(main, message_id)] = stored
     discards = batch.discards
     base = _standard(event, seq, stored.source_id, message_id)
     context = get("context")

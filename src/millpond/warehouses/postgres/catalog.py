@@ -16,9 +16,11 @@ Rules:
   one narrowed to ``integer`` is not); otherwise the load is rejected naming table and column;
 - a ``NOT NULL`` added by hand to a column the batch leaves empty in some row rejects the load
   the same way;
-- DDL is idempotent (``CREATE ... IF NOT EXISTS``, ``ADD COLUMN IF NOT EXISTS``) and runs in its
-  own short transaction before the data transaction: an interrupted load leaves at most empty
-  columns, never data.
+- DDL is idempotent (``CREATE ... IF NOT EXISTS``, ``ADD COLUMN IF NOT EXISTS``) and runs inside
+  the batch's transaction (PostgreSQL's DDL is transactional): a failed batch leaves no table,
+  column or registry entry behind, and readers never see a column before its first values.
+  The price is a short exclusive lock on a table while the batch that adds its column commits;
+  once a source's columns exist (after the first batches), batches run no DDL at all.
 - a table has at most :data:`MAX_COLUMNS` columns (PostgreSQL's limit is 1600); values for
   columns beyond it are discarded with that reason.
 """
@@ -124,7 +126,8 @@ def _column_sql(name: str, ctype: ColumnType, key: str) -> str:
 
 def apply_ddl(conn: psycopg.Connection, schema: str, registry: str, catalog: Catalog,
               specs: list[TableSpec], fixed: dict[str, str]) -> bool:
-    """Create what ``specs`` need and is missing, in one transaction; True if anything ran.
+    """Create what ``specs`` need and is missing (in a savepoint of the caller's transaction,
+    or a transaction of its own); True if anything ran.
 
     ``fixed`` maps the bookkeeping tables (discards, trait times) to their ``CREATE TABLE``:
     their shape is fixed, so they are created when missing and never registered. ``catalog``

@@ -68,12 +68,14 @@ class BatchRun:
         self.discards = [_rename(d, lay0.physical) for d in early]
         tracks_name = lay0.physical(schema.TRACKS)
         tracks_rows: list[Row] = []
-        trait_updates: dict[str, list[TraitUpdate]] = {}
         event_specs: dict[str, tuple[_catalog.TableSpec, int]] = {}
         tracks_misfits: list[Discard] = []
         with self.conn.transaction(), self.conn.cursor() as cur, self.conn.cursor() as tcur:
             self.cur = cur
             try:
+                # Hash joins and aggregates over a whole batch (users/accounts merge) would
+                # spill to disk with the default 4 MB; only this transaction gets more.
+                cur.execute("SET LOCAL work_mem = '64MB'")
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():
@@ -81,13 +83,9 @@ class BatchRun:
                     lay = plan.layout(flat, self.prefix)
                     self.discards.extend(_rename(d, lay.physical) for d in flat.discards)
                     group_tracks = lay.rows.get(tracks_name, [])
-                    for name, updates in lay.traits.items():
-                        trait_updates.setdefault(name, []).extend(updates)
-                    if trait_updates:  # only identifies and groups have any
+                    for name, updates in lay.traits.items():  # identifies / groups only
                         self._finish()
-                        for name, updates in trait_updates.items():
-                            self._traits(name, updates)
-                        trait_updates.clear()
+                        self._traits(name, updates)  # runs while Python builds the next table
                     name = lay.physical(logical)
                     if logical == schema.TRACKS or name not in lay.rows:
                         tracks_rows.extend(group_tracks)
