@@ -223,3 +223,14 @@ def test_a_loader_killed_mid_batch_leaves_no_duplicate_and_no_gap(make_loader, p
     for table, n in expected_rows(events).items():
         assert sql(f"SELECT count(*) FROM millpond.{table}")[0][0] == n, table
         assert sql(f"SELECT count(*) - count(DISTINCT id) FROM millpond.{table}")[0][0] == 0
+
+
+def test_a_table_locked_by_someone_else_is_transient(make_loader, pg_dsn, sql):
+    loader = make_loader(lock_timeout_seconds=0.5)
+    assert isinstance(loader.load([make_event(0, "track")]), Loaded)
+    with psycopg.connect(pg_dsn) as blocker:
+        blocker.execute("LOCK TABLE millpond.order_completed IN ACCESS EXCLUSIVE MODE")
+        outcome = loader.load([make_event(4, "track")])
+    assert isinstance(outcome, Retry) and "55P03" in outcome.reason
+    assert isinstance(loader.load([make_event(4, "track")]), Loaded)
+    assert sql("SELECT count(*) FROM millpond.tracks")[0][0] == 2

@@ -85,7 +85,8 @@ class PostgresLoader:
             return classify(_ConnectError(describe_connect_error(exc, self.settings.dsn)))
         run = BatchRun(conn, schema_name=self.schema, prefix=self.settings.table_prefix,
                        registry=self.registry, fixed=self._fixed_tables(),
-                       discards_table=self.discards_table, times_table=self.times_table)
+                       discards_table=self.discards_table, times_table=self.times_table,
+                       lock_timeout=self.settings.lock_timeout_seconds)
         # A batch allocates many small containers and frees most of them at once; the cyclic
         # GC, triggered by allocation counts, would scan them (and the caller's heap) over
         # and over for nothing: pause it for the batch.

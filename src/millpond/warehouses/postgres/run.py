@@ -44,7 +44,7 @@ class BatchRun:
 
     def __init__(self, conn: psycopg.Connection, *, schema_name: str, prefix: str,
                  registry: str, fixed: dict[str, str], discards_table: str,
-                 times_table: str) -> None:
+                 times_table: str, lock_timeout: float = 300.0) -> None:
         self.conn = conn
         self.schema = schema_name
         self.prefix = prefix
@@ -52,6 +52,7 @@ class BatchRun:
         self.fixed = fixed
         self.discards_table = discards_table
         self.times_table = times_table
+        self.lock_timeout = lock_timeout
         self.discards: list[Discard] = []
         self.rows: dict[str, int] = {}
         self.inserted: dict[str, int] = {}
@@ -76,6 +77,10 @@ class BatchRun:
                 # Hash joins and aggregates over a whole batch (users/accounts merge) would
                 # spill to disk with the default 4 MB; only this transaction gets more.
                 cur.execute("SET LOCAL work_mem = '64MB'")
+                # A table someone else holds locked (a long ALTER, a dbt run's exclusive
+                # lock) makes the batch fail as transient (SQLSTATE 55P03, retried later)
+                # instead of stalling the delivery run for as long as the lock is held.
+                cur.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():

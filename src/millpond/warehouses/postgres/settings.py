@@ -71,6 +71,10 @@ class PostgresSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     connect_timeout_seconds: Annotated[
         float, Meta(description="Give up connecting after this long (the load is retried).")
     ] = 10.0
+    lock_timeout_seconds: Annotated[
+        float, Meta(description="Give up waiting for a table someone else holds locked after "
+                                "this long (the load is retried).")
+    ] = 300.0
 
 
 def parse_settings(raw: dict) -> PostgresSettings:
@@ -97,6 +101,9 @@ def check_settings(settings: PostgresSettings) -> None:
     if not settings.batch_interval_seconds >= MIN_BATCH_INTERVAL:
         raise SettingsError("batch_interval_seconds", "batch_interval_seconds must be at least "
                             f"{MIN_BATCH_INTERVAL:g}; got {settings.batch_interval_seconds!r}")
+    if not settings.lock_timeout_seconds >= 0.01:
+        raise SettingsError("lock_timeout_seconds", "lock_timeout_seconds must be at least "
+                            f"0.01; got {settings.lock_timeout_seconds!r}")
     if not settings.connect_timeout_seconds > 0:
         raise SettingsError("connect_timeout_seconds", "connect_timeout_seconds must be "
                             f"positive; got {settings.connect_timeout_seconds!r}")
