@@ -169,3 +169,21 @@ def test_settings_validation():
         with pytest.raises(SettingsError) as info:
             parse_settings(raw)
         assert info.value.field == field, raw
+
+
+def test_check_explains_bad_locations(moto_s3, tmp_path):
+    from millpond.warehouses.parquet import check
+
+    good = moto_s3.new_bucket()
+    s3 = {"endpoint_url": moto_s3.endpoint, "access_key_id": ACCESS_KEY,
+          "secret_access_key": SECRET_KEY, "region": REGION}
+    check(parse_settings({"path": f"s3://{good}/x", **s3}))
+    check(parse_settings({"path": str(tmp_path / "new" / "lake")}))
+    with pytest.raises(SettingsError) as info:
+        check(parse_settings({"path": "s3://no-such-bucket-at-all/x", **s3}))
+    assert "NoSuchBucket" in info.value.message and info.value.field == "path"
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(SettingsError) as info:
+        check(parse_settings({"path": str(blocked / "lake")}))
+    assert str(blocked) in info.value.message

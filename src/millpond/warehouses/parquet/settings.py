@@ -18,7 +18,14 @@ from millpond.destinations import settings as _settings
 from millpond.destinations.errors import SettingsError
 from millpond.warehouses.parquet.stores import LocalStore, ObjectStore, S3Store
 
-__all__ = ["ParquetSettings", "SECRET_FIELDS", "make_store", "mask_settings", "parse_settings"]
+__all__ = [
+    "ParquetSettings",
+    "SECRET_FIELDS",
+    "check",
+    "make_store",
+    "mask_settings",
+    "parse_settings",
+]
 
 TYPE_NAME = "parquet"
 SECRET_FIELDS = frozenset({"secret_access_key"})
@@ -106,3 +113,24 @@ def make_store(s: ParquetSettings) -> ObjectStore:
     return S3Store(parts.netloc, parts.path, endpoint_url=s.endpoint_url,
                    access_key_id=s.access_key_id, secret_access_key=s.secret_access_key,
                    region=s.region)
+
+
+def check(s: ParquetSettings) -> None:
+    """The create-time test: can the location be listed (S3: endpoint, credentials, bucket) or
+    created and written (a directory)? Raises SettingsError; writes nothing to a bucket."""
+    import os
+
+    from millpond.warehouses.parquet.stores import StoreError
+
+    store = make_store(s)
+    try:
+        store.list("_manifests/")
+    except StoreError as exc:
+        raise SettingsError("path", f"cannot read {store.describe()}: {exc}") from None
+    if not s.is_s3:
+        try:
+            os.makedirs(s.path, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError("path", f"cannot create {s.path}: {exc.strerror}") from None
+        if not os.access(s.path, os.W_OK | os.X_OK):
+            raise SettingsError("path", f"{s.path} is not writable by millpond")
