@@ -241,3 +241,20 @@ def test_the_garbage_collector_is_left_as_it_was(make_loader):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_without_pipeline_mode_the_tables_are_the_same(make_loader, sql, monkeypatch):
+    """libpq < 14 has no pipeline mode: merges then run synchronously, with the same result."""
+    import millpond.warehouses.postgres.run as run
+
+    events = every_type(800)
+    loaded(make_loader(schema="piped").load(events))
+    monkeypatch.setattr(run, "_PIPELINES", False)
+    loaded(make_loader(schema="plain").load(events))
+    for table in counts(sql, "piped"):
+        cols = [r[0] for r in sql("SELECT column_name FROM information_schema.columns WHERE "
+                                  "table_schema = 'piped' AND table_name = %s "
+                                  "AND column_name <> 'uuid_ts' ORDER BY 1", table)]
+        select = ", ".join(f'"{c}"' for c in cols)
+        assert sql(f'SELECT {select} FROM piped."{table}" ORDER BY 1') == sql(
+            f'SELECT {select} FROM plain."{table}" ORDER BY 1'), table

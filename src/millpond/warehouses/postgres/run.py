@@ -37,6 +37,8 @@ from millpond.warehouses.postgres.staging import stage
 
 __all__ = ["BatchRun"]
 
+_PIPELINES = psycopg.Pipeline.is_supported()
+
 
 class BatchRun:
     """Loads one batch through ``conn`` (autocommit off is not required: it opens its own
@@ -140,8 +142,7 @@ class BatchRun:
         stage(self.cur, stage_name, load.columns, load.types, load.rows)
         self._stages[load.name] = (stage_name, load)
         self.rows[load.name] = len(load.rows)
-        self._pipeline = self.conn.pipeline()
-        self._pipeline.__enter__()
+        self._open_pipeline()
         self.cur.execute(merge.insert_sql(self.schema, load, stage_name))
         self._pending.append((self.cur, load.name, stage_name, len(load.rows)))
 
@@ -181,6 +182,13 @@ class BatchRun:
             self.inserted[name] = self.inserted.get(name, 0) + inserted
             if inserted < expected:
                 self.discards.extend(merge.collisions(self.cur, self.schema, name, source))
+
+    def _open_pipeline(self) -> None:
+        """Enter pipeline mode, so the next statements return at once (libpq 14+; with an
+        older libpq they simply run synchronously: slower, same result)."""
+        if _PIPELINES:
+            self._pipeline = self.conn.pipeline()
+            self._pipeline.__enter__()
 
     def _close_pipeline(self) -> None:
         pipeline, self._pipeline = self._pipeline, None
@@ -222,8 +230,7 @@ class BatchRun:
             return
         self._n += 1
         staged = traits.stage_rows(self.cur, load, self._n)
-        self._pipeline = self.conn.pipeline()
-        self._pipeline.__enter__()
+        self._open_pipeline()
         for sql, params in traits.merge_statements(self.schema, load, self.times_table, staged):
             self.cur.execute(sql, params or None)
         self._pending.append((self.cur, name, "", -1))  # -1: no collision check
