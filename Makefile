@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/sdk/node/node_modules/.installed
 
-.PHONY: run test lint bench setup clean chromium
+.PHONY: run test lint bench bench-warehouse setup clean chromium postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,18 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# The warehouse tests start a real PostgreSQL server with initdb/pg_ctl (tests/support/postgres.py).
+# Debian puts those binaries in /usr/lib/postgresql/<version>/bin, off PATH: look there too.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
 setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/millpond serve $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP) chromium
+test: $(STAMP) $(NODE_STAMP) chromium postgresql
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q -p no:cacheprovider
 
@@ -38,6 +44,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-warehouse: $(STAMP) postgresql
+	$(BIN)/python bench/warehouse.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) tests/sdk/node/node_modules .millpond

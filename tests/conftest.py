@@ -1,113 +1,34 @@
-"""Fixtures shared by the whole suite: a real ``millpond serve`` process on a free port."""
+"""Fixtures shared by the whole suite: real servers, an admin client and vendor fakes.
+
+Servers are real ``millpond serve`` subprocesses (:class:`tests.support.server.ServerProcess`):
+``server`` gives a test its own, ``server_factory`` several (or one with other options),
+and ``shared_server`` one for every test of a module, when starting one per test would cost
+more than the tests. Plain helpers to import are in :mod:`tests.support`.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-ADMIN_TOKEN = "test-admin-token"
+from tests.destinations.fakes import FakeVendor, start_fake
+from tests.support.server import ADMIN_TOKEN, ServerProcess
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class ServerProcess:
-    """A ``millpond serve`` subprocess; ``admin`` is an httpx client with the admin token."""
-
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    extra_env: dict = field(default_factory=dict)
-    #: More ``millpond serve`` options, e.g. ``["--public-url", "https://x.example"]``.
-    args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> ServerProcess:
-        env = {**os.environ, "MILLPOND_ADMIN_TOKEN": ADMIN_TOKEN, **self.extra_env}
-        self.log_file = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "millpond.cli.main", "serve", "--port", str(self.port),
-             "--data", str(self.data_dir), *self.args],
-            env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early; see {self.log_file.name}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start in time")
-
-    @property
-    def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url,
-                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-
-    def create_source(self, name: str, kind: str = "pipelines", **extra) -> dict:
-        with self.admin as c:
-            r = c.post("/api/sources", json={"name": name, "kind": kind, **extra})
-            r.raise_for_status()
-            return r.json()
-
-    def events(self, **params) -> list[dict]:
-        """Every stored event matching ``params``, following cursors to the end."""
-        out: list[dict] = []
-        cursor = None
-        with self.admin as c:
-            while True:
-                r = c.get("/api/events", params={**params, "limit": 1000,
-                                                 **({"cursor": cursor} if cursor else {})})
-                r.raise_for_status()
-                page = r.json()
-                out.extend(page["events"])
-                if len(page["events"]) < 1000:
-                    return out
-                cursor = page["next_cursor"]
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to flush anything."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a graceful exit (in-flight commits finish)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if getattr(self, "log_file", None):
-            self.log_file.close()
+# Re-exported for test modules on other branches that still import them from here; new
+# code imports tests.support.server.
+__all__ = ["ADMIN_TOKEN", "ServerProcess"]
 
 
 @pytest.fixture
-def server_factory(tmp_path) -> Iterator:
-    """Start servers on demand (``server_factory(name)``); all are stopped at teardown."""
+def server_factory(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers on demand (``server_factory(name, args=[...], **env)``); all are stopped
+    at teardown. ``args`` are more ``millpond serve`` options, ``env`` more variables."""
     started: list[ServerProcess] = []
 
-    def make(name: str = "srv", args: list[str] | None = None, **env) -> ServerProcess:
+    def make(name: str = "srv", args: list[str] | None = None, **env: str) -> ServerProcess:
         proc = ServerProcess(tmp_path / name, extra_env=env, args=list(args or ()))
         proc.data_dir.mkdir(parents=True, exist_ok=True)
         started.append(proc)
@@ -120,4 +41,41 @@ def server_factory(tmp_path) -> Iterator:
 
 @pytest.fixture
 def server(server_factory) -> ServerProcess:
+    """A fresh server of this test's own: empty, default options."""
     return server_factory()
+
+
+@pytest.fixture(scope="module")
+def shared_server(request, tmp_path_factory) -> Iterator[ServerProcess]:
+    """One server for every test of a module. Tests sharing it must not expect it empty:
+    each makes sources and destinations of its own, under names no other test uses."""
+    name = request.module.__name__.rpartition(".")[2]
+    proc = ServerProcess(tmp_path_factory.mktemp(name) / "data")
+    proc.data_dir.mkdir(parents=True)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def admin(server) -> Iterator[httpx.Client]:
+    """An admin-API client (``Authorization: Bearer``) for this test's ``server``."""
+    with server.admin as client:
+        yield client
+
+
+@pytest.fixture
+def vendor() -> Iterator[Callable[..., FakeVendor]]:
+    """``vendor("mixpanel", **options)`` starts a vendor fake (a real HTTP server on
+    loopback, see :mod:`tests.destinations.fakes`); every one started is stopped after
+    the test."""
+    started: list[FakeVendor] = []
+
+    def factory(name: str, **options: Any) -> FakeVendor:
+        fake = start_fake(name, **options)
+        started.append(fake)
+        return fake
+
+    yield factory
+    for fake in started:
+        fake.stop()

@@ -34,9 +34,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.readme_commands import README, Step, check_command, excluded, load, parse
 from tests.readme_shell import Background, Result, Shell
+from tests.support.server import free_port
 
 ROOT = README.parent
 #: What a fresh clone has that the README's commands use (nothing else is linked in).
@@ -229,6 +229,9 @@ CHECKS: dict[str, Check] = {
     r"import events orders\.csv": imported("orders.csv"),
     r"import events history\.jsonl": imported("history.jsonl"),
     r"^curl .*/api/imports": upload_deduped,
+    r"import list$": contains("users.csv", "completed"),
+    r"import status .*--watch": lambda w, s, r: _match(
+        r.stdout, r"^import imp_\w+: completed \(people from users\.csv"),
     r"people show user-42": profile_merged,
     r"bench/ingest\.py": contains("/v1/batch x100"),
     r"bench/deliver\.py --http": contains("over loopback HTTP"),

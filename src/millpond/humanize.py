@@ -1,19 +1,10 @@
-"""Figures for people: durations and sizes as log lines, reports and the CLI show them."""
+"""Figures for people: sizes as log lines, reports and the CLI show them.
+
+Durations for people are :func:`millpond.timeutil.human_duration`, with every other time
+function.
+"""
 
 from __future__ import annotations
-
-
-def human_duration(seconds: float) -> str:
-    """``1000`` -> ``16 min 40 s``; ``90061`` -> ``1 d 1 h 1 min 1 s``."""
-    s = int(round(seconds))
-    if s < 1:
-        return "under 1 s" if seconds > 0 else "0 s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size} {unit}")
-            s %= size
-    return " ".join(parts)
 
 
 def human_bytes(n: int) -> str:

@@ -39,6 +39,9 @@ SDK_USAGE_REPORTS = Counter("millpond_sdk_usage_reports_total",
                             registry=REGISTRY)
 SDK_USAGE_SERIES = Counter("millpond_sdk_usage_series_total",
                            "Counter series in analytics.js usage posts", registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter("millpond_http_connections_closed_total",
+                             "Connections closed for holding the server without a request",
+                             ["reason"], registry=REGISTRY)
 INTERNAL_ERRORS = Counter("millpond_internal_errors_total",
                           "Requests that failed on an unexpected error (answered with a JSON 500)",
                           ["component"], registry=REGISTRY)

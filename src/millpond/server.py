@@ -19,41 +19,53 @@ from pathlib import Path
 
 import uvicorn
 
-from millpond import datalock
+from millpond import datadir, datalock
 from millpond.api.app import build_api
+from millpond.app.config import ServerConfig
+from millpond.app.http import guarded_protocol
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
-from millpond.humanize import human_bytes, human_duration
+from millpond.humanize import human_bytes
 from millpond.profiles.follower import ProfileFollower
 from millpond.pumps import metrics as delivery_metrics
 from millpond.pumps.manager import PumpManager
 from millpond.pumps.replay_manager import ReplayManager
+from millpond.pumps.retry import RetryPolicy
 from millpond.sources.service import SourceService
-from millpond.storage import StorageConfig, open_storage
+from millpond.storage import open_storage
+from millpond.timeutil import human_duration
 
 log = logging.getLogger("millpond.server")
 
 
 class Millpond:
-    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves."""
+    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves.
 
-    def __init__(self, data_dir: str | Path, *, synchronous: str = "FULL",
-                 public: PublicAddress | None = None):
-        self.data_dir = Path(data_dir)
+    ``config`` is validated already (:func:`millpond.app.load_config`); each part gets
+    the values it needs from it here, so no other module reads the environment."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.data_dir = Path(config.storage.data_dir)
         #: How clients reach this server: browser SDK settings and snippets name it.
-        self.public = public or PublicAddress()
+        self.public = PublicAddress.from_options(config.public_url, config.trust_proxy)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token, self.token_generated = admin_token(self.data_dir)
-        self.storage = storage = open_storage(StorageConfig(data_dir=str(self.data_dir),
-                                                            synchronous=synchronous))
+        self.admin_token, self.token_generated = admin_token(self.data_dir, config.admin_token)
+        self.storage = storage = open_storage(config.storage,
+                                              max_pending=config.log_writer.max_pending,
+                                              max_group=config.log_writer.max_group)
         self.log = storage.log
         self.sources = SourceService(storage.sources)
         self.profiles = storage.profiles
         self.profile_follower = ProfileFollower(storage.log, storage.profiles)
         self.imports = ImportJobs(storage.imports, storage.log, self.data_dir)
-        self.pumps = PumpManager(storage.log, storage.destinations, storage.runs)
+        delivery = config.delivery
+        self.pumps = PumpManager(storage.log, storage.destinations, storage.runs,
+                                 timeout=delivery.timeout,
+                                 policy=RetryPolicy(base=delivery.retry_base,
+                                                    cap=delivery.retry_cap))
         self.replays = ReplayManager(self.pumps, self.sources, storage.runs, storage.index)
         delivery_metrics.install(self.pumps)
         self._background: list = []
@@ -128,16 +140,17 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FULL",
-          access_log: bool = False, public: PublicAddress | None = None) -> None:
+def serve(config: ServerConfig) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests finish their commits first.
 
     Raises :class:`StartupError`, before any store is opened, when the data dir is
     locked by another server or the port cannot be bound. The lock is held until the
     process exits, however it exits (see :mod:`millpond.datalock`)."""
     began = time.monotonic()
-    data = Path(data_dir)
+    host, port = config.host, config.port
+    data = Path(config.storage.data_dir)
     try:
+        datadir.make_private(data)
         lock = datalock.acquire(data)
     except datalock.DataDirBusy as exc:
         raise StartupError(str(exc)) from None
@@ -152,17 +165,21 @@ def serve(host: str, port: int, data_dir: str | Path, *, synchronous: str = "FUL
     # 5 ms switch interval would hold every group commit (and its waiters) hostage to
     # whatever the event loop is parsing.
     sys.setswitchinterval(0.001)
-    mp = Millpond(data, synchronous=synchronous, public=public)
+    mp = Millpond(config)
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
               flush=True)
     url = url_of(sock)
     _log_opened(mp, url)
-    config = uvicorn.Config(mp.asgi, loop="uvloop", http="httptools", lifespan="on",
-                            log_config=None, log_level=None, access_log=access_log,
+    limits = config.http
+    served = uvicorn.Config(mp.asgi, loop="uvloop", lifespan="on",
+                            http=guarded_protocol(limits.head_timeout, limits.max_connections),
+                            timeout_keep_alive=limits.idle_timeout,
+                            log_config=None, log_level=None,
+                            access_log=config.logging.access_log,
                             timeout_graceful_shutdown=30, backlog=4096)
     try:
-        _GracefulServer(config, mp, url=url, began=began).run(sockets=[sock])
+        _GracefulServer(served, mp, url=url, began=began).run(sockets=[sock])
     finally:  # not reached after SIGTERM (uvicorn re-raises it): the kernel releases it then
         lock.release()
 

@@ -9,8 +9,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from millpond.actions.mapping import MappingError, compile_mapping, validate_mapping
-from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
+from millpond.actions import (
+    MappingError,
+    TriggerSyntaxError,
+    compile_mapping,
+    compile_trigger,
+    validate_mapping,
+)
 
 SETTINGS = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

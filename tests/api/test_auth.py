@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, ServerProcess
+from tests.support.server import ADMIN_TOKEN, ServerProcess
 
 ADMIN_CALLS = [
     ("GET", "/api/sources"),
@@ -16,15 +15,6 @@ ADMIN_CALLS = [
     ("GET", "/api/events"),
     ("GET", "/api/rejections"),
 ]
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("auth") / "data")
-    proc.data_dir.mkdir(parents=True)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def send(server: ServerProcess, message_id: str, **kwargs) -> httpx.Response:
@@ -40,93 +30,94 @@ def error_of(r: httpx.Response) -> dict:
     return r.json()["error"]
 
 
-def test_write_key_writes_only_to_its_own_source(srv):
-    a = srv.create_source("auth-a")
-    b = srv.create_source("auth-b")
-    assert send(srv, "same-id", auth=(a["write_key"], "")).status_code == 200
-    assert send(srv, "same-id", auth=(b["write_key"], "")).status_code == 200
-    assert sorted(source_of(srv, "same-id")) == sorted([a["id"], b["id"]])
-    assert [e["messageId"] for e in srv.events(source=a["id"])] == ["same-id"]
+def test_write_key_writes_only_to_its_own_source(shared_server):
+    a = shared_server.create_source("auth-a")
+    b = shared_server.create_source("auth-b")
+    assert send(shared_server, "same-id", auth=(a["write_key"], "")).status_code == 200
+    assert send(shared_server, "same-id", auth=(b["write_key"], "")).status_code == 200
+    assert sorted(source_of(shared_server, "same-id")) == sorted([a["id"], b["id"]])
+    assert [e["messageId"] for e in shared_server.events(source=a["id"])] == ["same-id"]
     # A writeKey in the body names no other source when Basic auth already does.
-    r = send(srv, "body-b", auth=(a["write_key"], ""), body={"writeKey": b["write_key"]})
+    r = send(shared_server, "body-b", auth=(a["write_key"], ""), body={"writeKey": b["write_key"]})
     assert r.status_code == 200
-    assert source_of(srv, "body-b") == [a["id"]]
+    assert source_of(shared_server, "body-b") == [a["id"]]
 
 
-def test_bearer_write_key_and_write_key_in_body(srv):
-    source = srv.create_source("auth-forms")
-    r = send(srv, "bearer-1", headers={"Authorization": f"Bearer {source['write_key']}"})
+def test_bearer_write_key_and_write_key_in_body(shared_server):
+    source = shared_server.create_source("auth-forms")
+    r = send(shared_server, "bearer-1", headers={"Authorization": f"Bearer {source['write_key']}"})
     assert r.status_code == 200, r.text
-    r = send(srv, "body-1", body={"writeKey": source["write_key"]})
+    r = send(shared_server, "body-1", body={"writeKey": source["write_key"]})
     assert r.status_code == 200, r.text
-    r = httpx.post(f"{srv.url}/v1/batch", json={
+    r = httpx.post(f"{shared_server.url}/v1/batch", json={
         "writeKey": source["write_key"],
         "batch": [{"type": "track", "userId": "u", "event": "E", "messageId": "body-batch"}]})
     assert r.status_code == 200, r.text
     for mid in ("bearer-1", "body-1", "body-batch"):
-        assert source_of(srv, mid) == [source["id"]]
-    stored = next(e for e in srv.events() if e["messageId"] == "body-1")
+        assert source_of(shared_server, mid) == [source["id"]]
+    stored = next(e for e in shared_server.events() if e["messageId"] == "body-1")
     assert "writeKey" not in stored  # the credential is not kept in the log
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_CALLS)
-def test_write_key_cannot_use_the_admin_api(srv, method, path):
-    source = srv.create_source(f"auth-admin-{method}-{path.replace('/', '-')}")
+def test_write_key_cannot_use_the_admin_api(shared_server, method, path):
+    source = shared_server.create_source(f"auth-admin-{method}-{path.replace('/', '-')}")
     for auth in ({"Authorization": f"Bearer {source['write_key']}"},
                  {"Authorization": "Basic " + base64.b64encode(
                      f"{source['write_key']}:".encode()).decode()}):
-        r = httpx.request(method, srv.url + path, headers=auth, json={"name": "x"})
+        r = httpx.request(method, shared_server.url + path, headers=auth, json={"name": "x"})
         assert r.status_code == 401, r.text
         assert error_of(r)["code"] == "unauthorized"
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_CALLS)
-def test_admin_api_needs_the_admin_token(srv, method, path):
-    before = httpx.get(f"{srv.url}/api/sources",
+def test_admin_api_needs_the_admin_token(shared_server, method, path):
+    before = httpx.get(f"{shared_server.url}/api/sources",
                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     for headers, needle in (({}, "Bearer <admin token>"),
                             ({"Authorization": "Bearer wrong-token"}, "invalid admin token"),
                             ({"Authorization": f"Bearer {ADMIN_TOKEN}x"}, "invalid admin token"),
                             ({"Authorization": f"Token {ADMIN_TOKEN}"}, "Bearer <admin token>"),
                             ({"Authorization": "Bearer"}, "Bearer <admin token>")):
-        r = httpx.request(method, srv.url + path, headers=headers,
+        r = httpx.request(method, shared_server.url + path, headers=headers,
                           json={"name": "sneaky", "kind": "pipelines"})
         assert r.status_code == 401, (headers, r.text)
         assert error_of(r)["code"] == "unauthorized"
         assert needle in error_of(r)["message"]
-    after = httpx.get(f"{srv.url}/api/sources",
+    after = httpx.get(f"{shared_server.url}/api/sources",
                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert after == before  # nothing was created
 
 
-def test_rotate_key_invalidates_the_old_key(srv):
-    source = srv.create_source("auth-rotate")
-    assert send(srv, "before-rotate", auth=(source["write_key"], "")).status_code == 200
-    with srv.admin as admin:
+def test_rotate_key_invalidates_the_old_key(shared_server):
+    source = shared_server.create_source("auth-rotate")
+    assert send(shared_server, "before-rotate", auth=(source["write_key"], "")).status_code == 200
+    with shared_server.admin as admin:
         rotated = admin.post(f"/api/sources/{source['id']}/rotate-key").json()
     assert rotated["id"] == source["id"] and rotated["write_key"] != source["write_key"]
-    r = send(srv, "old-key", auth=(source["write_key"], ""))
+    r = send(shared_server, "old-key", auth=(source["write_key"], ""))
     assert r.status_code == 401 and error_of(r)["message"] == "invalid write key"
-    r = send(srv, "old-key-in-body", body={"writeKey": source["write_key"]})
+    r = send(shared_server, "old-key-in-body", body={"writeKey": source["write_key"]})
     assert r.status_code == 401
-    assert send(srv, "new-key", auth=(rotated["write_key"], "")).status_code == 200
-    assert source_of(srv, "new-key") == [source["id"]]
-    assert source_of(srv, "old-key") == [] and source_of(srv, "old-key-in-body") == []
+    assert send(shared_server, "new-key", auth=(rotated["write_key"], "")).status_code == 200
+    assert source_of(shared_server, "new-key") == [source["id"]]
+    assert source_of(shared_server, "old-key") == []
+    assert source_of(shared_server, "old-key-in-body") == []
 
 
-def test_deleted_source_key_stops_working_but_events_stay(srv):
-    source = srv.create_source("auth-delete")
-    assert send(srv, "pre-delete", auth=(source["write_key"], "")).status_code == 200
-    with srv.admin as admin:
+def test_deleted_source_key_stops_working_but_events_stay(shared_server):
+    source = shared_server.create_source("auth-delete")
+    assert send(shared_server, "pre-delete", auth=(source["write_key"], "")).status_code == 200
+    with shared_server.admin as admin:
         assert admin.delete(f"/api/sources/{source['id']}").status_code == 200
-    assert send(srv, "post-delete", auth=(source["write_key"], "")).status_code == 401
-    assert source_of(srv, "pre-delete") == [source["id"]]
+    assert send(shared_server, "post-delete", auth=(source["write_key"], "")).status_code == 401
+    assert source_of(shared_server, "pre-delete") == [source["id"]]
 
 
-def test_track_api_credentials(srv):
-    track = srv.create_source("auth-track", kind="track")
-    pipes = srv.create_source("auth-pipes")
-    url = f"{srv.url}/api/v1/customers/cust-1"
+def test_track_api_credentials(shared_server):
+    track = shared_server.create_source("auth-track", kind="track")
+    pipes = shared_server.create_source("auth-pipes")
+    url = f"{shared_server.url}/api/v1/customers/cust-1"
     ok = httpx.put(url, json={"email": "a@example.com"}, auth=(track["site_id"],
                                                                track["write_key"]))
     assert ok.status_code == 200, ok.text
@@ -139,10 +130,10 @@ def test_track_api_credentials(srv):
     r = httpx.put(url, json={"email": "c@example.com"})
     assert r.status_code == 401 and "site id" in error_of(r)["message"]
     # A track source's key does not open the Segment API either.
-    r = send(srv, "track-on-v1", auth=(track["write_key"], ""))
+    r = send(shared_server, "track-on-v1", auth=(track["write_key"], ""))
     assert r.status_code == 403 and "Track API" in error_of(r)["message"]
     # Rotating the key changes the Track API key too.
-    with srv.admin as admin:
+    with shared_server.admin as admin:
         rotated = admin.post(f"/api/sources/{track['id']}/rotate-key").json()
     r = httpx.put(url, json={"email": "d@example.com"}, auth=(track["site_id"],
                                                               track["write_key"]))
@@ -150,5 +141,5 @@ def test_track_api_credentials(srv):
     r = httpx.put(url, json={"email": "e@example.com"}, auth=(track["site_id"],
                                                               rotated["write_key"]))
     assert r.status_code == 200
-    emails = [e["traits"]["email"] for e in srv.events(source=track["id"])]
+    emails = [e["traits"]["email"] for e in shared_server.events(source=track["id"])]
     assert emails == ["a@example.com", "e@example.com"]

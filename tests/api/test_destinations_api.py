@@ -6,17 +6,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.pumps.e2e import create_destination, send_batch, vendor, wait_until  # noqa: F401
+from tests.support.delivery import create_destination, send_batch
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 SECRET = "mp-api-secret-0123456789"
-
-
-@pytest.fixture
-def admin(server):
-    with server.admin as client:
-        yield client
 
 
 def error(r: httpx.Response, status: int = 400) -> dict:
@@ -30,7 +25,7 @@ def test_catalog_lists_every_type_with_presets(admin):
     assert types["mixpanel"]["presets"][0]["name"] == "Track events"
 
 
-def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, admin, vendor):  # noqa: F811
+def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, admin, vendor):
     source = server.create_source("web")
     send_batch(server.url, source["write_key"], [
         {"type": "track", "userId": "u", "event": "Before", "messageId": "b1"}])
@@ -58,7 +53,7 @@ def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, adm
     assert [r["event"] for r in mp.wait_for(1)] == ["After"]
 
 
-def test_sending_masked_settings_back_keeps_the_stored_secret(server, admin, vendor):  # noqa: F811
+def test_sending_masked_settings_back_keeps_the_stored_secret(server, admin, vendor):
     mp = vendor("mixpanel")
     create_destination(admin, name="mp", type="mixpanel", settings=mp.destination_settings())
     masked = admin.get("/api/destinations/mp").json()["settings"]
@@ -122,7 +117,7 @@ def test_conflicts_not_found_and_auth(server, admin):
     assert error(admin.get("/api/destinations/d"), 404)
 
 
-def test_patch_validates_and_restarts_delivery_with_the_new_actions(server, admin, vendor):  # noqa: F811
+def test_patch_validates_and_restarts_delivery_with_the_new_actions(server, admin, vendor):
     hook = vendor("webhook")
     create_destination(admin, name="hook", type="webhook", settings=hook.destination_settings())
     err = error(admin.patch("/api/destinations/hook", json={"actions": [
@@ -146,7 +141,7 @@ def test_patch_validates_and_restarts_delivery_with_the_new_actions(server, admi
     assert r.json()["actions"][0]["name"] == "Send event"
 
 
-def test_event_tester_shows_payload_and_exact_request_without_sending(server, admin, vendor):  # noqa: F811
+def test_event_tester_shows_payload_and_exact_request_without_sending(server, admin, vendor):
     mp = vendor("mixpanel")
     create_destination(admin, name="mp", type="mixpanel", settings=mp.destination_settings(),
                        enabled=False)
@@ -173,7 +168,7 @@ def test_event_tester_shows_payload_and_exact_request_without_sending(server, ad
     assert (group["outcome"], group["reason"]) == ("skipped", "no action handles group")
 
 
-def test_event_tester_finds_stored_events_by_message_id_and_seq(server, admin, vendor):  # noqa: F811
+def test_event_tester_finds_stored_events_by_message_id_and_seq(server, admin, vendor):
     hook = vendor("webhook", secret="whsec_0123456789abcdef")
     create_destination(admin, name="hook", type="webhook", settings=hook.destination_settings())
     source = server.create_source("web")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pumps.e2e import create_destination, send_batch, track, vendor, wait_until  # noqa: F401
+from tests.support.delivery import create_destination, send_batch, track
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def test_preview_refusals_and_lifecycle(server, vendor):  # noqa: F811
+def test_preview_refusals_and_lifecycle(server, vendor):
     mixpanel = vendor("mixpanel")
     web = server.create_source("web")
     server.create_source("crm", kind="track")
@@ -63,7 +64,7 @@ def test_preview_refusals_and_lifecycle(server, vendor):  # noqa: F811
     assert len(mixpanel.received) == 20 and mixpanel.duplicates == 0
 
 
-def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):  # noqa: F811
+def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):
     """A filter or trigger with nothing after its operator is a 400 naming the field, and
     nothing starts (it once started a replay that skipped every event)."""
     hook = vendor("webhook")

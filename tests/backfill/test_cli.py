@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from millpond.cli.imports import import_group
-from tests.backfill.conftest import ADMIN_TOKEN, FakeCollector
+from tests.backfill.fakes import FakeCollector
+from tests.support.server import ADMIN_TOKEN
 
 
 def invoke(collector: FakeCollector | None, *args: str) -> Result:

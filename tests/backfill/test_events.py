@@ -8,7 +8,7 @@ import pytest
 
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.backfill.model import LIBRARY_NAME
-from tests.backfill.conftest import ListSink, read_report
+from tests.backfill.fakes import ListSink, read_report
 
 
 def test_csv_events_become_track_calls(write, run, sink):

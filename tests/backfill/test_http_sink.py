@@ -9,7 +9,7 @@ import pytest
 
 from millpond.backfill import HttpSink, ImportAborted, SinkError
 from millpond.backfill.sinks import parse_retry_after
-from tests.backfill.conftest import WRITE_KEY, read_report
+from tests.backfill.fakes import WRITE_KEY, read_report
 
 ROWS = 250
 

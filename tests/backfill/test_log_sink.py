@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 import millpond.backfill.log_sink as log_sink
 from millpond.backfill import ImportOptions, SinkResult, run_import
 from millpond.backfill.log_sink import LogSink, prepare_batch
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import MessageRejected, normalize
 from millpond.storage import StorageConfig, open_storage
 from millpond.storage.sqlite.log import SQLiteEventLog
+from millpond.timeutil import format_ms
 
 SOURCE = "src_import"
 RECEIVED_MS = 1_714_564_800_123

@@ -10,7 +10,7 @@ import pytest
 
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.backfill.model import LIBRARY_NAME, LIBRARY_VERSION
-from tests.backfill.conftest import ListSink, read_report
+from tests.backfill.fakes import ListSink, read_report
 
 
 def by_user(sink: ListSink) -> dict[str, dict]:

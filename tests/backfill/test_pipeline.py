@@ -15,7 +15,7 @@ import pytest
 
 from millpond.backfill import ImportAborted, ImportProgress, SinkResult
 from millpond.backfill.sinks import PipelinedSink
-from tests.backfill.conftest import ListSink, read_report
+from tests.backfill.fakes import ListSink, read_report
 
 ROWS = 95
 CHECKPOINT = "people.csv.millpond-import.json"

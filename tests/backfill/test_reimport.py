@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from tests.backfill.test_upload_api import upload
-from tests.pumps.e2e import vendor, wait_until  # noqa: F401 (a fixture)
+from tests.support.delivery import upload
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_editing_one_row_of_ten_thousand_imports_exactly_one_event(server) -> No
     assert len(server.events()) == ROWS + 1
 
 
-def test_a_reimport_sends_destinations_only_the_new_row(server, vendor) -> None:  # noqa: F811
+def test_a_reimport_sends_destinations_only_the_new_row(server, vendor) -> None:
     hook = vendor("webhook")
     server.create_source("crm", kind="import")
     with server.admin as c:

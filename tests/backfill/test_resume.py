@@ -7,7 +7,7 @@ import json
 import pytest
 
 from millpond.backfill import ImportAborted, ImportProgress
-from tests.backfill.conftest import ListSink, read_report
+from tests.backfill.fakes import ListSink, read_report
 
 ROWS = 95
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.pumps.e2e import create_destination, stats, vendor, wait_until  # noqa: F401
+from tests.support.delivery import create_destination, stats
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ def iso(delta: timedelta) -> str:
     return (datetime.now(UTC) - delta).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def test_backfilled_old_event_skips_the_windowed_action_only(server, vendor):  # noqa: F811
+def test_backfilled_old_event_skips_the_windowed_action_only(server, vendor):
     mixpanel, customerio = vendor("mixpanel"), vendor("customerio")
     server.create_source("history", kind="import")
     with server.admin as admin:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.delivery import upload
+
 pytestmark = pytest.mark.slow
 
 CSV = (
@@ -13,12 +15,6 @@ CSV = (
     ";nobody@x.io;x;2024-01-01T00:00:00Z\n"
     'u2;"b;@x.io";"multi\nline";1700000000\n'
 )
-
-
-def upload(server, body: str, **params):
-    with server.admin as c:
-        return c.post("/api/imports", params={"wait": "true", **params},
-                      content=body.encode(), headers={"Content-Type": "text/csv"})
 
 
 def test_upload_imports_rows_as_identify_events_once(server):

@@ -18,7 +18,7 @@ from millpond.backfill.values import (
     parse_timestamp,
     trait_timestamp,
 )
-from millpond.profiles.timestamps import MAX_TS, format_timestamp
+from millpond.timeutil import MAX_SECONDS, format_seconds
 
 
 @pytest.mark.parametrize(("cell", "expected"), [
@@ -90,15 +90,15 @@ def test_parse_timestamp_explains_refusals(value, reason):
         parse_timestamp(value)
 
 
-@given(st.integers(min_value=0, max_value=int(MAX_TS)))
+@given(st.integers(min_value=0, max_value=int(MAX_SECONDS)))
 def test_fast_iso_formatting_matches_the_profile_store(seconds):
-    assert iso_from_epoch(seconds) == format_timestamp(seconds)
-    assert iso_from_epoch(float(seconds)) == format_timestamp(float(seconds))
+    assert iso_from_epoch(seconds) == format_seconds(seconds)
+    assert iso_from_epoch(float(seconds)) == format_seconds(float(seconds))
 
 
-@given(st.floats(min_value=-1e10, max_value=MAX_TS, allow_nan=False))
+@given(st.floats(min_value=-1e10, max_value=MAX_SECONDS, allow_nan=False))
 def test_iso_formatting_of_any_instant_matches(seconds):
-    assert iso_from_epoch(seconds) == format_timestamp(seconds)
+    assert iso_from_epoch(seconds) == format_seconds(seconds)
 
 
 def test_trait_timestamp_is_whole_seconds_when_it_can_be():

@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from millpond.cli.main import cli
-from tests.conftest import ADMIN_TOKEN
-from tests.pumps.e2e import send_batch, track, vendor, wait_until  # noqa: F401
+from tests.support.cli import invoke
+from tests.support.delivery import send_batch, track
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def run(server):
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True):
-        result = runner.invoke(cli, list(args), env={"MILLPOND_URL": server.url,
-                                                     "MILLPOND_ADMIN_TOKEN": ADMIN_TOKEN})
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
+    """``run(*args, code=0)``: ``millpond *args`` in this process, against ``server``."""
+    return functools.partial(invoke, server)
 
 
 def as_json(result) -> dict | list:
     return json.loads(result.output)
 
 
-def test_add_list_show_update_stats_disable_enable_delete(server, run, vendor, tmp_path):  # noqa: F811
+def test_add_list_show_update_stats_disable_enable_delete(server, run, vendor, tmp_path):
     hook = vendor("webhook")
     out = run("destinations", "add", "hook", "--type", "webhook",
               "--setting", f"url={hook.destination_settings()['url']}",
@@ -69,7 +61,7 @@ def test_add_list_show_update_stats_disable_enable_delete(server, run, vendor, t
     assert as_json(run("destinations", "list", "--json")) == []
 
 
-def test_types_and_test_commands(server, run, vendor):  # noqa: F811
+def test_types_and_test_commands(server, run, vendor):
     assert "mixpanel" in run("destinations", "types").output
     types = as_json(run("destinations", "types", "--json"))
     assert any(t["name"] == "webhook" for t in types)
@@ -88,19 +80,19 @@ def test_types_and_test_commands(server, run, vendor):  # noqa: F811
 
 
 def test_mistakes_are_one_line_errors(run):
-    result = run("destinations", "add", "x", "--type", "nope", ok=False)
+    result = run("destinations", "add", "x", "--type", "nope", code=None)
     assert result.exit_code != 0
     assert "unknown destination type" in result.output and "Traceback" not in result.output
     result = run("destinations", "add", "x", "--type", "webhook", "--setting",
-                 "url=https://example.com/h", "--rate", "0", ok=False)
+                 "url=https://example.com/h", "--rate", "0", code=None)
     assert "rate_limit.events_per_second" in result.output
-    result = run("destinations", "show", "missing", ok=False)
+    result = run("destinations", "show", "missing", code=None)
     assert "no destination 'missing'" in result.output
-    result = run("dead-letters", "redrive", "missing", ok=False)
+    result = run("dead-letters", "redrive", "missing", code=None)
     assert result.exit_code != 0
 
 
-def test_dead_letters_list_show_redrive(server, run, vendor):  # noqa: F811
+def test_dead_letters_list_show_redrive(server, run, vendor):
     hook = vendor("webhook", secret="whsec_0123456789abcdef")
     settings = hook.destination_settings()
     wrong = {**settings, "secret": "whsec_wrong_wrong_wrong"}

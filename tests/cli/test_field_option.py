@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from millpond.cli.main import cli
 from millpond.cli.output import pick
-from tests.cli.test_sources_events_cli import fails, millpond, ok, send, srv  # noqa: F401
+from tests.support.cli import fails, millpond, ok
+from tests.support.delivery import send
 
 
 def test_pick_walks_objects_and_lists() -> None:
@@ -47,28 +48,28 @@ def test_pick_mistakes_say_what_exists(path: str, needle: str, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_field_against_a_server(srv) -> None:  # noqa: F811
-    created = json.loads(ok(srv, "sources", "add", "field-web", "--json"))
-    key = ok(srv, "sources", "show", "field-web", "--field", "write_key")
+def test_field_against_a_server(server) -> None:
+    created = json.loads(ok(server, "sources", "add", "field-web", "--json"))
+    key = ok(server, "sources", "show", "field-web", "--field", "write_key")
     assert key == created["write_key"] + "\n"  # bare, so $(...) captures exactly the key
-    assert ok(srv, "sources", "add", "field-app", "--field", "id").startswith("src_")
-    names = ok(srv, "sources", "list", "--field", "name").splitlines()
+    assert ok(server, "sources", "add", "field-app", "--field", "id").startswith("src_")
+    names = ok(server, "sources", "list", "--field", "name").splitlines()
     assert {"field-web", "field-app"} <= set(names)
 
     for n in range(2):
-        assert send(srv, created["write_key"], type="track", userId="field-user",
+        assert send(server, created["write_key"], type="track", userId="field-user",
                     event=f"Field {n}", messageId=f"field-{n}").status_code == 200
     # --json is untouched by the new option.
-    whole = json.loads(ok(srv, "events", "list", "--user-id", "field-user", "--json"))
+    whole = json.loads(ok(server, "events", "list", "--user-id", "field-user", "--json"))
     assert [e["messageId"] for e in whole["events"]] == ["field-0", "field-1"]
-    ids = ok(srv, "events", "list", "--user-id", "field-user", "--field", "events.messageId")
+    ids = ok(server, "events", "list", "--user-id", "field-user", "--field", "events.messageId")
     assert ids.splitlines() == ["field-0", "field-1"]
-    assert ok(srv, "events", "list", "--user-id", "field-user", "--field",
+    assert ok(server, "events", "list", "--user-id", "field-user", "--field",
               "events.0.event") == "Field 0\n"
-    seqs = ok(srv, "events", "list", "--user-id", "field-user", "--field", "events.seq")
+    seqs = ok(server, "events", "list", "--user-id", "field-user", "--field", "events.seq")
     assert [int(s) for s in seqs.splitlines()] == [e["seq"] for e in whole["events"]]
 
-    fails(millpond(srv, "sources", "show", "field-web", "--field", "writekey"),
+    fails(millpond(server, "sources", "show", "field-web", "--field", "writekey"),
           "no field 'writekey' in the answer; it has: id, name, kind, write_key")
 
 
@@ -76,7 +77,7 @@ def test_serve_port_from_the_environment(monkeypatch) -> None:
     """``MILLPOND_PORT`` sets the port (``--port`` still wins), as ``MILLPOND_URL`` does for
     the client side: ``make run`` takes no options, so this is how it moves off 8787."""
     seen: list[int] = []
-    monkeypatch.setattr("millpond.server.serve", lambda host, port, *a, **k: seen.append(port))
+    monkeypatch.setattr("millpond.server.serve", lambda config: seen.append(config.port))
     # No log handler on CliRunner's stderr: it would outlive this test in the process.
     monkeypatch.setattr("millpond.logs.setup", lambda *a, **k: None)
     runner = CliRunner()

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from millpond.cli.main import cli
-from tests.conftest import ADMIN_TOKEN
-from tests.pumps.e2e import create_destination, send_batch, track, vendor  # noqa: F401
+from tests.support.cli import invoke
+from tests.support.delivery import create_destination, send_batch, track
 
 pytestmark = pytest.mark.slow
 
 
-def test_preview_start_watch_status_list_and_errors(server, vendor):  # noqa: F811
+def test_preview_start_watch_status_list_and_errors(server, vendor):
     hook = vendor("webhook", batch_size=10)
     web = server.create_source("web")
     send_batch(server.url, web["write_key"], [track("u1", i) for i in range(30)])
@@ -22,12 +20,9 @@ def test_preview_start_watch_status_list_and_errors(server, vendor):  # noqa: F8
         create_destination(admin, name="hook", type="webhook",
                            settings=hook.destination_settings(),
                            rate_limit={"events_per_second": 1000})
-    env = {"MILLPOND_URL": server.url, "MILLPOND_ADMIN_TOKEN": ADMIN_TOKEN}
-    runner = CliRunner()
 
     def run(*args, code=0, stdout=False):
-        result = runner.invoke(cli, ["replay", *args], env=env)
-        assert result.exit_code == code, result.output
+        result = invoke(server, "replay", *args, code=code)
         return result.stdout if stdout else result.output
 
     out = run("preview", "hook")

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from millpond.sources.snippets import VERSIONS
-from tests.cli.test_sources_events_cli import fails, millpond, ok, srv  # noqa: F401
+from tests.support.cli import fails, millpond, ok
 
 
 @pytest.fixture(scope="module")
-def web(srv):  # noqa: F811
-    return json.loads(ok(srv, "sources", "add", "snip-web", "--json"))
+def web(shared_server):
+    return json.loads(ok(shared_server, "sources", "add", "snip-web", "--json"))
 
 
 @pytest.mark.parametrize(("sdk", "needles"), [
@@ -23,37 +23,38 @@ def web(srv):  # noqa: F811
     ("rudderstack", ["@rudderstack/analytics-js@{v}/dist/npm/modern/bundled/umd/index.js",
                      '"{url}", {{ configUrl: "{url}" }}']),
 ])
-def test_snippet_has_this_server_and_the_write_key(srv, web, sdk, needles) -> None:  # noqa: F811
-    host = srv.url.removeprefix("http://")
-    text = ok(srv, "sources", "snippet", "snip-web", "--sdk", sdk)
+def test_snippet_has_this_server_and_the_write_key(shared_server, web, sdk, needles) -> None:
+    host = shared_server.url.removeprefix("http://")
+    text = ok(shared_server, "sources", "snippet", "snip-web", "--sdk", sdk)
     assert text.startswith("<script src=")
     assert web["write_key"] in text
     for needle in needles:
-        assert needle.format(v=VERSIONS[sdk], url=srv.url, host=host) in text, text
-    npm = ok(srv, "sources", "snippet", "snip-web", "--sdk", sdk, "--npm")
+        assert needle.format(v=VERSIONS[sdk], url=shared_server.url, host=host) in text, text
+    npm = ok(shared_server, "sources", "snippet", "snip-web", "--sdk", sdk, "--npm")
     assert npm.startswith("// npm install") and "import {" in npm
-    assert web["write_key"] in npm and srv.url in npm
-    as_json = json.loads(ok(srv, "sources", "snippet", web["id"], "--sdk", sdk, "--json"))
-    assert as_json["text"] == text and as_json["url"] == srv.url
+    assert web["write_key"] in npm and shared_server.url in npm
+    as_json = json.loads(ok(shared_server, "sources", "snippet", web["id"], "--sdk", sdk, "--json"))
+    assert as_json["text"] == text and as_json["url"] == shared_server.url
 
 
-def test_snippet_mistakes_are_one_line(srv) -> None:  # noqa: F811
-    fails(millpond(srv, "sources", "snippet", "no-such-source", "--sdk", "segment"),
+def test_snippet_mistakes_are_one_line(shared_server) -> None:
+    fails(millpond(shared_server, "sources", "snippet", "no-such-source", "--sdk", "segment"),
           "no source 'no-such-source'")
-    bad = millpond(srv, "sources", "snippet", "snip-web", "--sdk", "mixpanel")
+    bad = millpond(shared_server, "sources", "snippet", "snip-web", "--sdk", "mixpanel")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_update_origins_enabled_and_name(srv, web) -> None:  # noqa: F811
-    changed = json.loads(ok(srv, "sources", "update", "snip-web", "--allowed-origin",
+def test_update_origins_enabled_and_name(shared_server, web) -> None:
+    changed = json.loads(ok(shared_server, "sources", "update", "snip-web", "--allowed-origin",
                             "https://www.example.com", "--allowed-origin",
                             "https://*.example.com", "--not-replayable", "--json"))
     assert changed["allowed_origins"] == ["https://www.example.com", "https://*.example.com"]
     assert changed["replayable"] is False
-    anyone = json.loads(ok(srv, "sources", "update", "snip-web", "--any-origin", "--disable",
-                           "--json"))
+    anyone = json.loads(ok(shared_server, "sources", "update", "snip-web", "--any-origin",
+                           "--disable", "--json"))
     assert anyone["allowed_origins"] is None and anyone["enabled"] is False
-    fails(millpond(srv, "sources", "update", "snip-web", "--allowed-origin", "example.com"),
+    fails(millpond(shared_server, "sources", "update", "snip-web", "--allowed-origin",
+                   "example.com"),
           "must be scheme and host")
-    nothing = millpond(srv, "sources", "update", "snip-web")
+    nothing = millpond(shared_server, "sources", "update", "snip-web")
     assert nothing.returncode == 2 and "nothing to change" in nothing.stderr

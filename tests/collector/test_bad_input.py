@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.collector.conftest import assert_error_shape
-from tests.conftest import ADMIN_TOKEN
+from tests.support.errors import assert_error_shape
+from tests.support.server import ADMIN_TOKEN
 
 
 def j(obj) -> bytes:

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.collector.conftest import assert_error_shape
-from tests.conftest import ADMIN_TOKEN
+from tests.support.errors import assert_error_shape
+from tests.support.server import ADMIN_TOKEN
 
 TYPES = ["identify", "track", "page", "screen", "group", "alias"]
 ENDPOINTS = [*TYPES, "batch", "import"]

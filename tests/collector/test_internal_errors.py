@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from millpond import metrics
+from millpond.app import ServerConfig
 from millpond.server import Millpond
+from millpond.storage import StorageConfig
 
 TOKEN = "internal-errors-token"
 
@@ -28,9 +30,9 @@ def _count(component: str) -> float:
 
 
 @pytest.fixture
-def mp(tmp_path, monkeypatch):
-    monkeypatch.setenv("MILLPOND_ADMIN_TOKEN", TOKEN)
-    server = Millpond(tmp_path / "data")
+def mp(tmp_path):
+    server = Millpond(ServerConfig(storage=StorageConfig(data_dir=str(tmp_path / "data")),
+                                   admin_token=TOKEN))
     yield server
     server.close()
 

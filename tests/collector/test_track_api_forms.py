@@ -13,7 +13,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.collector.conftest import assert_error_shape
+from tests.support.errors import assert_error_shape
 
 
 @pytest.fixture(scope="module")

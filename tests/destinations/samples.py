@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from millpond.actions.fields import compile_action
+from millpond.actions import compile_action
 from millpond.destinations.base import DestinationType, Item, OutboundRequest, Outcome
 
 CONTEXT = {

@@ -28,8 +28,8 @@ def _dest(fake, **overrides) -> Amplitude:
     return Amplitude.from_settings({**fake.destination_settings(), **overrides})
 
 
-def test_events_carry_insert_id_and_ms_time(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_events_carry_insert_id_and_ms_time(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     assert all(o == Sent() for o in deliver(_dest(fake), EVENTS, http))
     by_type = {e["event_type"]: e for e in fake.received}
     order = by_type["Order Completed"]
@@ -45,8 +45,8 @@ def test_events_carry_insert_id_and_ms_time(fake_vendor, http: httpx.Client) -> 
     assert request.path == "/2/httpapi" and json.loads(request.body)["api_key"] == fake.api_key
 
 
-def test_identify_is_an_identify_event(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_identify_is_an_identify_event(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     deliver(_dest(fake), [IDENTIFY], http)
     [event] = fake.received
     assert event["event_type"] == "$identify" and event["insert_id"] == IDENTIFY["messageId"]
@@ -54,16 +54,16 @@ def test_identify_is_an_identify_event(fake_vendor, http: httpx.Client) -> None:
     assert fake.users["user-12345"]["plan"] == "pro"
 
 
-def test_resend_is_deduplicated_by_insert_id(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_resend_is_deduplicated_by_insert_id(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     deliver(_dest(fake), EVENTS, http)
     stored = len(fake.received)
     deliver(_dest(fake), EVENTS, http)
     assert len(fake.received) == stored and fake.duplicates == stored
 
 
-def test_invalid_fields_partial_then_resend_rest(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_invalid_fields_partial_then_resend_rest(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     dest = _dest(fake)
     [(action, items)] = plan(dest, [track_event(n) for n in range(4)])
     items[2] = Item({**items[2].payload, "event_type": "[Amplitude] Reserved"}, items[2].event)
@@ -93,9 +93,9 @@ def test_missing_fields_map_is_parsed() -> None:
 
 @pytest.mark.parametrize(("api", "pause"), [("httpapi", 30.0), ("batch", 15.0)])
 def test_throttled_ids_retry_after_documented_pause(
-    fake_vendor, http: httpx.Client, api: str, pause: float
+    vendor, http: httpx.Client, api: str, pause: float
 ) -> None:
-    fake = fake_vendor("amplitude")
+    fake = vendor("amplitude")
     fake.throttle_ids.add("user-12345")
     dest = _dest(fake, api=api)
     [outcome] = deliver(dest, [TRACK], http)
@@ -112,8 +112,8 @@ def test_batch_api_widens_byte_limit() -> None:
     assert dest.url == "https://api.eu.amplitude.com/batch"
 
 
-def test_short_ids_need_min_id_length(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_short_ids_need_min_id_length(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     event = {**TRACK, "userId": "42", "anonymousId": None}
     dest = _dest(fake)
     [(action, payload)] = actions_for(dest, event)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from millpond.actions.fields import compile_action
+from millpond.actions import compile_action
 from millpond.destinations import (
     Item,
     Partial,
@@ -127,8 +127,8 @@ def test_settings_must_be_an_object(dest_cls: type[DestinationType]) -> None:
         dest_cls.parse_settings(["not", "an", "object"])  # type: ignore[arg-type]
 
 
-def test_secrets_are_masked(dest_cls: type[DestinationType], fake_vendor) -> None:
-    fake = fake_vendor(dest_cls.name)
+def test_secrets_are_masked(dest_cls: type[DestinationType], vendor) -> None:
+    fake = vendor(dest_cls.name)
     for raw in (dest_cls.settings_example, fake.destination_settings()):
         before = copy.deepcopy(raw)
         masked = dest_cls.mask_settings(raw)
@@ -152,17 +152,17 @@ def test_presets_compile(dest_cls: type[DestinationType]) -> None:
         assert action.name == preset.name
 
 
-def test_presets_cover_track_events(dest_cls: type[DestinationType], fake_vendor) -> None:
-    dest = dest_cls.from_settings(fake_vendor(dest_cls.name).destination_settings())
+def test_presets_cover_track_events(dest_cls: type[DestinationType], vendor) -> None:
+    dest = dest_cls.from_settings(vendor(dest_cls.name).destination_settings())
     for event in EVENTS:
         if event["type"] == "track":
             assert actions_for(dest, event), f"no preset for {event['event']}"
 
 
 def test_preset_payloads_are_accepted_by_the_fake(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
-    fake = fake_vendor(dest_cls.name)
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     fields = {preset.name: preset.fields for preset in dest.presets}
     for event in EVENTS:
@@ -175,9 +175,9 @@ def test_preset_payloads_are_accepted_by_the_fake(
 
 
 def test_build_request_is_deterministic_for_dedupe_keys(
-    dest_cls: type[DestinationType], fake_vendor
+    dest_cls: type[DestinationType], vendor
 ) -> None:
-    dest = dest_cls.from_settings(fake_vendor(dest_cls.name).destination_settings())
+    dest = dest_cls.from_settings(vendor(dest_cls.name).destination_settings())
     for action, items in plan(dest, EVENTS):
         first, second = dest.build_request(action, items), dest.build_request(action, items)
         assert first.item_count == len(items)
@@ -250,9 +250,9 @@ def test_unusable_url_is_terminal(dest_cls: type[DestinationType]) -> None:
 
 
 def test_injected_failures_classify_as_retry(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
-    fake = fake_vendor(dest_cls.name)
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     action, items = plan(dest, [EVENTS[1]])[0]
     request = dest.build_request(action, items)
@@ -268,8 +268,8 @@ def test_injected_failures_classify_as_retry(
     assert len(fake.received) == len(items)
 
 
-def test_timeout_is_retry(dest_cls: type[DestinationType], fake_vendor) -> None:
-    fake = fake_vendor(dest_cls.name)
+def test_timeout_is_retry(dest_cls: type[DestinationType], vendor) -> None:
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     action, items = plan(dest, [EVENTS[1]])[0]
     fake.delay_seconds = 0.5
@@ -279,9 +279,9 @@ def test_timeout_is_retry(dest_cls: type[DestinationType], fake_vendor) -> None:
 
 
 def test_resend_is_deduplicated(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
-    fake = fake_vendor(dest_cls.name)
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     events = [e for e in EVENTS if e["type"] in ("track", "page", "screen")]
     assert all(isinstance(o, Sent) for o in deliver(dest, events, http))
@@ -306,9 +306,9 @@ def _batch(dest: DestinationType, count: int, pad: int) -> tuple[str, list[Item]
 
 
 def test_max_events_batch_is_accepted(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
-    fake = fake_vendor(dest_cls.name)
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     count = dest.batching.max_events
     action, items = _batch(dest, count, pad=0)
@@ -318,9 +318,9 @@ def test_max_events_batch_is_accepted(
 
 
 def test_max_bytes_batch_is_accepted(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
-    fake = fake_vendor(dest_cls.name)
+    fake = vendor(dest_cls.name)
     dest = dest_cls.from_settings(fake.destination_settings())
     limits = dest.batching
     count = min(limits.max_events, 50)
@@ -335,13 +335,13 @@ def test_max_bytes_batch_is_accepted(
 
 
 def test_one_over_the_event_limit_is_refused_by_the_fake(
-    dest_cls: type[DestinationType], fake_vendor, http: httpx.Client
+    dest_cls: type[DestinationType], vendor, http: httpx.Client
 ) -> None:
     """The fakes enforce the vendor's documented limits, so a batch one event
     (or one byte budget) beyond what the type declares fails there."""
     name = dest_cls.name
     options = {"webhook": {"batch_size": 10, "max_events": 10}}.get(name, {})
-    fake = fake_vendor(name, **options)
+    fake = vendor(name, **options)
     dest = dest_cls.from_settings(fake.destination_settings())
     if name == "customerio":
         # Unbatched: "over the limit" is one item beyond the per-event data limit.

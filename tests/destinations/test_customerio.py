@@ -20,8 +20,8 @@ def _dest(fake, **overrides) -> CustomerIo:
     return CustomerIo.from_settings({**fake.destination_settings(), **overrides})
 
 
-def test_identify_upserts_person(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_identify_upserts_person(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     assert deliver(_dest(fake), [IDENTIFY], http) == [Sent()]
     person = fake.people["user-12345"]
     assert person["email"] == "ada@example.com" and person["anonymous_id"] == "anon-67890"
@@ -33,8 +33,8 @@ def test_identify_upserts_person(fake_vendor, http: httpx.Client) -> None:
     assert (request.method, request.path) == ("PUT", "/api/v1/customers/user-12345")
 
 
-def test_events_person_and_anonymous(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_events_person_and_anonymous(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     assert all(o == Sent() for o in deliver(_dest(fake), EVENTS, http))
     by_name = {r["name"]: r for r in fake.received}
     order = by_name["Order Completed"]
@@ -53,16 +53,16 @@ def test_events_person_and_anonymous(fake_vendor, http: httpx.Client) -> None:
     assert SCREEN["name"] in by_name
 
 
-def test_resend_is_deduplicated_by_event_id(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_resend_is_deduplicated_by_event_id(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     events = [TRACK, PAGE, SCREEN, ANONYMOUS_TRACK]
     deliver(_dest(fake), events, http)
     deliver(_dest(fake), events, http)
     assert len(fake.received) == 4 and fake.duplicates == 4
 
 
-def test_out_of_order_identifies_keep_the_newest(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_out_of_order_identifies_keep_the_newest(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     newer = {
         **IDENTIFY,
         "messageId": "m-new",
@@ -80,16 +80,16 @@ def test_out_of_order_identifies_keep_the_newest(fake_vendor, http: httpx.Client
     assert person["plan"] == "enterprise" and person["email"] == "old@example.com"
 
 
-def test_identifier_is_url_encoded(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_identifier_is_url_encoded(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     event = {**IDENTIFY, "userId": "ada/lovelace@example.com"}
     assert deliver(_dest(fake), [event], http) == [Sent()]
     assert "ada/lovelace@example.com" in fake.people
     assert "%2F" in fake.requests[0].path or "%2f" in fake.requests[0].path
 
 
-def test_limits_checked_before_sending_and_by_the_fake(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_limits_checked_before_sending_and_by_the_fake(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     dest = _dest(fake)
     event = {**IDENTIFY, "userId": "u" * 151}
     [(action, payload)] = actions_for(dest, event)
@@ -109,8 +109,8 @@ def deliver_unchecked(dest, action, payload, event, http) -> object:
     return send(dest, dest.build_request(action, [Item(payload, event)]), http)
 
 
-def test_bad_credentials_and_error_shapes(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_bad_credentials_and_error_shapes(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     [outcome] = deliver(_dest(fake, api_key="wrong"), [TRACK], http)
     assert outcome == Reject("HTTP 401: Unauthorized request")
     dest = _dest(fake)

@@ -31,8 +31,8 @@ def test_unknown_fake_name() -> None:
         start_fake("nope")
 
 
-def test_fail_next_then_recover(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_fail_next_then_recover(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     fake.fail_next(2, 503)
     url = fake.url + "/batch/"
     body = {"api_key": fake.api_key, "batch": [{"event": "e", "distinct_id": "d"}]}
@@ -40,8 +40,8 @@ def test_fail_next_then_recover(fake_vendor, http: httpx.Client) -> None:
     assert len(fake.requests) == 3 and len(fake.received) == 1
 
 
-def test_outage_on_and_off(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_outage_on_and_off(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     auth = (fake.site_id, fake.api_key)
     fake.outage(status=502)
     assert http.get(fake.url + "/auth", auth=auth).status_code == 502
@@ -49,8 +49,8 @@ def test_outage_on_and_off(fake_vendor, http: httpx.Client) -> None:
     assert http.get(fake.url + "/auth", auth=auth).status_code == 200
 
 
-def test_delay_and_retry_after_header(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_delay_and_retry_after_header(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     fake.delay_seconds = 0.2
     fake.fail_next(1, 429, retry_after=1.5)
     started = time.monotonic()
@@ -72,8 +72,8 @@ def test_stop_drops_keep_alive_connections() -> None:
     assert [r["messageId"] for r in fake.received] == ["a"]
 
 
-def test_reset_and_wait_for(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook")
+def test_reset_and_wait_for(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook")
     http.post(fake.destination_settings()["url"], json={"messageId": "a"})
     assert fake.wait_for(1, timeout=1) == [{"messageId": "a"}]
     with pytest.raises(TimeoutError, match="1 of 2"):
@@ -98,8 +98,8 @@ def _mp_event(n: int) -> dict:
 
 
 @pytest.mark.parametrize("form", ["json", "ndjson", "form", "gzip"])
-def test_mixpanel_body_formats(fake_vendor, http: httpx.Client, form: str) -> None:
-    fake = fake_vendor("mixpanel")
+def test_mixpanel_body_formats(vendor, http: httpx.Client, form: str) -> None:
+    fake = vendor("mixpanel")
     events = [_mp_event(1), _mp_event(2)]
     headers = {"Content-Type": "application/json"}
     body = json.dumps(events).encode()
@@ -118,8 +118,8 @@ def test_mixpanel_body_formats(fake_vendor, http: httpx.Client, form: str) -> No
     assert response.json() == {"code": 200, "num_records_imported": 2, "status": "OK"}
 
 
-def test_mixpanel_seconds_and_ms_are_the_same_event(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_mixpanel_seconds_and_ms_are_the_same_event(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     seconds, millis = _mp_event(0), _mp_event(0)
     millis["properties"]["time"] = 1714564800000
     for event in (seconds, millis):
@@ -127,8 +127,8 @@ def test_mixpanel_seconds_and_ms_are_the_same_event(fake_vendor, http: httpx.Cli
     assert len(fake.received) == 1 and fake.duplicates == 1
 
 
-def test_mixpanel_import_needs_auth_and_track_is_recent_only(fake_vendor, http) -> None:
-    fake = fake_vendor("mixpanel")
+def test_mixpanel_import_needs_auth_and_track_is_recent_only(vendor, http) -> None:
+    fake = vendor("mixpanel")
     assert http.post(fake.url + "/import", json=[_mp_event(1)]).status_code == 401
     old = _mp_event(1)
     old["properties"]["token"] = fake.project_token
@@ -145,8 +145,8 @@ def test_mixpanel_import_needs_auth_and_track_is_recent_only(fake_vendor, http) 
     assert http.post(fake.url + "/track?verbose=1", json=[recent]).json()["status"] == 1
 
 
-def test_mixpanel_engage_operations(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_mixpanel_engage_operations(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     token = fake.project_token
     updates = [
         {"$token": token, "$distinct_id": "u", "$set": {"a": 1, "tags": ["x"]}},
@@ -162,8 +162,8 @@ def test_mixpanel_engage_operations(fake_vendor, http: httpx.Client) -> None:
 # -- Segment, Amplitude, PostHog, Customer.io --------------------------------------------
 
 
-def test_segment_auth_forms_drops_and_context_merge(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("segment")
+def test_segment_auth_forms_drops_and_context_merge(vendor, http: httpx.Client) -> None:
+    fake = vendor("segment")
     message = {"type": "track", "event": "e", "userId": "u", "context": {"ip": "1.1.1.1"}}
     batch = {
         "batch": [message, {"type": "track", "event": "no ids"}],
@@ -197,8 +197,8 @@ def test_segment_auth_forms_drops_and_context_merge(fake_vendor, http: httpx.Cli
     )
 
 
-def test_amplitude_identify_api_and_request_errors(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("amplitude")
+def test_amplitude_identify_api_and_request_errors(vendor, http: httpx.Client) -> None:
+    fake = vendor("amplitude")
     form = {
         "api_key": fake.api_key,
         "identification": json.dumps(
@@ -217,8 +217,8 @@ def test_amplitude_identify_api_and_request_errors(fake_vendor, http: httpx.Clie
     assert text.status_code == 400
 
 
-def test_posthog_single_capture_and_key_rules(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_posthog_single_capture_and_key_rules(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     single = {"api_key": fake.api_key, "event": "e", "properties": {"distinct_id": 42}}
     assert http.post(fake.url + "/capture/", json=single).json() == {"status": 1}
     assert fake.received[0]["distinct_id"] == "42"
@@ -239,8 +239,8 @@ def test_posthog_single_capture_and_key_rules(fake_vendor, http: httpx.Client) -
     assert fake.dropped[0][0] == "invalid uuid"
 
 
-def test_customerio_v2_batch_partial(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_customerio_v2_batch_partial(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     batch = {
         "batch": [
             {
@@ -266,8 +266,8 @@ def test_customerio_v2_batch_partial(fake_vendor, http: httpx.Client) -> None:
     assert fake.people["p1"]["plan"] == "pro" and fake.received[0]["name"] == "Bought"
 
 
-def test_customerio_update_only_does_not_create(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("customerio")
+def test_customerio_update_only_does_not_create(vendor, http: httpx.Client) -> None:
+    fake = vendor("customerio")
     response = http.put(
         fake.url + "/api/v1/customers/ghost",
         json={"_update": True, "a": 1},

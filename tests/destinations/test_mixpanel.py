@@ -19,8 +19,8 @@ def _dest(fake, **overrides) -> Mixpanel:
     return Mixpanel.from_settings({**fake.destination_settings(), **overrides})
 
 
-def test_import_records_carry_the_dedupe_tuple(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_import_records_carry_the_dedupe_tuple(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     assert all(o == Sent() for o in deliver(_dest(fake), EVENTS, http))
     by_name = {r["event"]: r["properties"] for r in fake.received}
     assert set(by_name) == {"Order Completed", "Product Viewed", "Loaded a Page", "Loaded a Screen"}
@@ -37,8 +37,8 @@ def test_import_records_carry_the_dedupe_tuple(fake_vendor, http: httpx.Client) 
     assert request.query_one("strict") == "1"
 
 
-def test_identify_sets_profile_via_engage(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_identify_sets_profile_via_engage(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     deliver(_dest(fake), [IDENTIFY], http)
     [update] = fake.profile_updates
     assert update["$token"] == fake.project_token and update["$distinct_id"] == "user-12345"
@@ -49,8 +49,8 @@ def test_identify_sets_profile_via_engage(fake_vendor, http: httpx.Client) -> No
     assert request.query_one("ip") == "0" and request.header("authorization") is None
 
 
-def test_resend_is_deduplicated(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_resend_is_deduplicated(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     events = [TRACK, PAGE, SCREEN]
     deliver(_dest(fake), events, http)
     deliver(_dest(fake), events, http)
@@ -58,8 +58,8 @@ def test_resend_is_deduplicated(fake_vendor, http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("auth", ["api_secret", "project_token", "service_account"])
-def test_import_auth_forms(fake_vendor, http: httpx.Client, auth: str) -> None:
-    fake = fake_vendor("mixpanel")
+def test_import_auth_forms(vendor, http: httpx.Client, auth: str) -> None:
+    fake = vendor("mixpanel")
     settings = {"project_token": fake.project_token, "endpoint": fake.url}
     if auth == "api_secret":
         settings["api_secret"] = fake.api_secret
@@ -76,14 +76,14 @@ def test_import_auth_forms(fake_vendor, http: httpx.Client, auth: str) -> None:
         assert fake.requests[0].query_one("project_id") == str(fake.project_id)
 
 
-def test_bad_credentials_are_terminal(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_bad_credentials_are_terminal(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     [outcome] = deliver(_dest(fake, api_secret="wrong-secret"), [TRACK], http)
     assert outcome == Reject("HTTP 401: Invalid credentials")
 
 
-def test_strict_400_is_partial(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_strict_400_is_partial(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     dest = _dest(fake)
     [(action, items)] = plan(dest, [TRACK, PAGE, SCREEN])
     bad = Item(
@@ -97,8 +97,8 @@ def test_strict_400_is_partial(fake_vendor, http: httpx.Client) -> None:
     assert [r["event"] for r in fake.received] == ["Order Completed", "Loaded a Screen"]
 
 
-def test_engage_status_zero_is_rejected(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("mixpanel")
+def test_engage_status_zero_is_rejected(vendor, http: httpx.Client) -> None:
+    fake = vendor("mixpanel")
     [outcome] = deliver(_dest(fake, project_token="not-the-token"), [IDENTIFY], http)
     assert isinstance(outcome, Reject) and "no valid profile updates" in outcome.reason
     assert _dest(fake).classify(200, {}, b"0", 1) == Reject("Mixpanel accepted no record: 0")

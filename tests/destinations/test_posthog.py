@@ -17,8 +17,8 @@ def _dest(fake, **overrides) -> PostHog:
     return PostHog.from_settings({**fake.destination_settings(), **overrides})
 
 
-def test_uuid_is_uuid5_of_message_id(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_uuid_is_uuid5_of_message_id(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     assert all(o == Sent() for o in deliver(_dest(fake), EVENTS, http))
     for record in fake.received:
         source = next(e for e in EVENTS if event_uuid(e["messageId"]) == record["uuid"])
@@ -27,8 +27,8 @@ def test_uuid_is_uuid5_of_message_id(fake_vendor, http: httpx.Client) -> None:
     assert str(MILLPOND_NAMESPACE) == "6d696c6c-706f-4e64-8000-706f7374686f"  # never changes
 
 
-def test_event_names_and_properties(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_event_names_and_properties(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     deliver(_dest(fake), EVENTS, http)
     by_name = {r["event"]: r for r in fake.received}
     assert set(by_name) == {
@@ -52,22 +52,22 @@ def test_event_names_and_properties(fake_vendor, http: httpx.Client) -> None:
     assert fake.requests[0].path == "/batch/"
 
 
-def test_resend_keeps_the_same_uuids(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_resend_keeps_the_same_uuids(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     deliver(_dest(fake), EVENTS, http)
     deliver(_dest(fake), EVENTS, http)
     assert len(fake.all_events) == 2 * len(fake.received)  # PostHog may keep both copies
     assert fake.duplicates == len(fake.received)  # ...but they collapse by uuid
 
 
-def test_historical_migration_setting(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_historical_migration_setting(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     deliver(_dest(fake, historical_migration=True), [TRACK], http)
     assert fake.migrations == [True]
 
 
-def test_distinct_id_falls_back_to_the_event(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_distinct_id_falls_back_to_the_event(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     dest = _dest(fake)
     [(action, items)] = plan(dest, [TRACK])
     payload = {k: v for k, v in items[0].payload.items() if k not in ("distinct_id", "uuid")}
@@ -78,8 +78,8 @@ def test_distinct_id_falls_back_to_the_event(fake_vendor, http: httpx.Client) ->
     )
 
 
-def test_bad_key_is_terminal(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("posthog")
+def test_bad_key_is_terminal(vendor, http: httpx.Client) -> None:
+    fake = vendor("posthog")
     [outcome] = deliver(_dest(fake, api_key="phc_wrong"), [TRACK], http)
     assert isinstance(outcome, Reject) and "401" in outcome.reason
 

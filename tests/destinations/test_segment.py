@@ -14,8 +14,8 @@ from millpond.destinations.segment import Segment, batch_url
 from .samples import EVENTS, IDENTIFY, TRACK, actions_for, deliver
 
 
-def test_batch_forwarded_with_message_ids(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("segment")
+def test_batch_forwarded_with_message_ids(vendor, http: httpx.Client) -> None:
+    fake = vendor("segment")
     dest = Segment.from_settings(fake.destination_settings())
     assert deliver(dest, EVENTS, http) == [Sent()]
     assert [r["messageId"] for r in fake.received] == [e["messageId"] for e in EVENTS]
@@ -32,23 +32,23 @@ def test_batch_forwarded_with_message_ids(fake_vendor, http: httpx.Client) -> No
         }
 
 
-def test_resend_is_deduplicated(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("segment")
+def test_resend_is_deduplicated(vendor, http: httpx.Client) -> None:
+    fake = vendor("segment")
     dest = Segment.from_settings(fake.destination_settings())
     deliver(dest, EVENTS, http)
     deliver(dest, EVENTS, http)
     assert len(fake.received) == len(EVENTS) and fake.duplicates == len(EVENTS)
 
 
-def test_bad_write_key_is_terminal(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("segment")
+def test_bad_write_key_is_terminal(vendor, http: httpx.Client) -> None:
+    fake = vendor("segment")
     dest = Segment.from_settings({**fake.destination_settings(), "write_key": "wrong"})
     [outcome] = deliver(dest, [TRACK], http)
     assert isinstance(outcome, Reject) and "invalid write key" in outcome.reason
 
 
-def test_rate_limit_answer_carries_retry_after(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("segment")
+def test_rate_limit_answer_carries_retry_after(vendor, http: httpx.Client) -> None:
+    fake = vendor("segment")
     dest = Segment.from_settings(fake.destination_settings())
     fake.fail_next(2, 429, retry_after=3)
     raw = http.post(fake.url + "/v1/batch", json={"batch": []})

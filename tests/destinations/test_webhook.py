@@ -18,8 +18,8 @@ from .samples import EVENTS, IDENTIFY, TRACK, deliver, plan, send
 SECRET = "whsec_test_0123456789abcdef"
 
 
-def test_single_event_signed_with_message_id(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook", secret=SECRET)
+def test_single_event_signed_with_message_id(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook", secret=SECRET)
     dest = Webhook.from_settings(fake.destination_settings())
     assert all(o == Sent() for o in deliver(dest, EVENTS, http))
     assert fake.received == EVENTS  # the preset passes the stored event through
@@ -30,24 +30,24 @@ def test_single_event_signed_with_message_id(fake_vendor, http: httpx.Client) ->
     assert json.loads(request.body) == IDENTIFY
 
 
-def test_resend_is_deduplicated_by_message_id(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook", secret=SECRET)
+def test_resend_is_deduplicated_by_message_id(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook", secret=SECRET)
     dest = Webhook.from_settings(fake.destination_settings())
     deliver(dest, [TRACK], http)
     deliver(dest, [TRACK], http)
     assert fake.received == [TRACK] and fake.duplicates == 1
 
 
-def test_wrong_secret_is_rejected_by_the_receiver(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook", secret=SECRET)
+def test_wrong_secret_is_rejected_by_the_receiver(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook", secret=SECRET)
     dest = Webhook.from_settings({**fake.destination_settings(), "secret": "x" * 20})
     [outcome] = deliver(dest, [TRACK], http)
     assert isinstance(outcome, Reject) and "401" in outcome.reason
     assert fake.received == []
 
 
-def test_batches_are_json_arrays(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook", secret=SECRET, batch_size=5)
+def test_batches_are_json_arrays(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook", secret=SECRET, batch_size=5)
     dest = Webhook.from_settings(fake.destination_settings())
     assert dest.batching.max_events == 5 and Webhook.batching.max_events == 1
     batches = plan(dest, EVENTS)
@@ -88,8 +88,8 @@ def test_encode_payload_reuses_the_encoding_validation_made() -> None:
     assert json.loads(dest.encode_payload({"other": 1})) == {"other": 1}
 
 
-def test_custom_headers_are_sent(fake_vendor, http: httpx.Client) -> None:
-    fake = fake_vendor("webhook")
+def test_custom_headers_are_sent(vendor, http: httpx.Client) -> None:
+    fake = vendor("webhook")
     settings = {**fake.destination_settings(), "headers": {"Authorization": "Bearer abc123xyz"}}
     deliver(Webhook.from_settings(settings), [TRACK], http)
     assert fake.requests[0].header("authorization") == "Bearer abc123xyz"

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from millpond.profiles.timestamps import MAX_TS, MIN_TS, format_timestamp, parse_trait_timestamp
+from millpond.profiles.timestamps import format_timestamp, parse_trait_timestamp
+from millpond.timeutil import MAX_SECONDS, MIN_SECONDS
 
 MAY_1 = 1714564800.0  # 2024-05-01T12:00:00Z
 
@@ -72,8 +73,8 @@ def test_microsecond_iso_and_float_agree() -> None:
 
 
 def test_format_round_trips() -> None:
-    for seconds in (MIN_TS, MAX_TS, 0.0, MAY_1, MAY_1 + 0.5, MAY_1 + 0.123456, -1.5):
+    for seconds in (MIN_SECONDS, MAX_SECONDS, 0.0, MAY_1, MAY_1 + 0.5, MAY_1 + 0.123456, -1.5):
         assert parse_trait_timestamp(format_timestamp(seconds)) == seconds
     assert format_timestamp(MAY_1) == "2024-05-01T12:00:00.000Z"
     assert format_timestamp(MAY_1 + 0.123456) == "2024-05-01T12:00:00.123456Z"
-    assert format_timestamp(MIN_TS) == "0001-01-01T00:00:00.000Z"
+    assert format_timestamp(MIN_SECONDS) == "0001-01-01T00:00:00.000Z"

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import msgspec
 
-from millpond.actions.fields import ActionSpec, FieldSpec, compile_action
+from millpond.actions import ActionSpec, FieldSpec, compile_action
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,

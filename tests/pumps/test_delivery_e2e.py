@@ -7,16 +7,15 @@ import time
 
 import pytest
 
-from .e2e import (
+from tests.support.delivery import (
     SteadySender,
     assert_complete_and_ordered,
     create_destination,
     send_batch,
     stats,
     track,
-    vendor,  # noqa: F401 - fixture
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +36,7 @@ def every_type(user: str) -> list[dict]:
     ]
 
 
-def test_events_flow_to_webhook_and_mixpanel_by_their_presets(server, vendor):  # noqa: F811
+def test_events_flow_to_webhook_and_mixpanel_by_their_presets(server, vendor):
     hook, mixpanel = vendor("webhook"), vendor("mixpanel")
     source = server.create_source("web")
     with server.admin as admin:
@@ -67,7 +66,7 @@ def test_events_flow_to_webhook_and_mixpanel_by_their_presets(server, vendor):  
     assert mp_stats["events_behind"] == 0
 
 
-def test_dead_letter_on_400_then_redrive_after_a_config_fix(server, vendor):  # noqa: F811
+def test_dead_letter_on_400_then_redrive_after_a_config_fix(server, vendor):
     mixpanel = vendor("mixpanel")
     source = server.create_source("web")
     bad_time = {"event": {"@path": "$.event"},
@@ -110,7 +109,7 @@ def test_dead_letter_on_400_then_redrive_after_a_config_fix(server, vendor):  # 
 
 @pytest.mark.parametrize("outage_seconds", [10, 120], ids=["outage-10s", "outage-120s"])
 def test_outage_loses_nothing_keeps_order_and_spares_other_destinations(
-        server_factory, vendor, outage_seconds):  # noqa: F811
+        server_factory, vendor, outage_seconds):
     server = server_factory(**FAST_RETRIES)
     flaky, healthy = vendor("webhook", batch_size=10), vendor("webhook")
     source = server.create_source("web")
@@ -156,7 +155,7 @@ def test_outage_loses_nothing_keeps_order_and_spares_other_destinations(
 
 
 def test_sigkill_during_delivery_loses_nothing_and_duplicates_at_most_one_batch(
-        server_factory, vendor):  # noqa: F811
+        server_factory, vendor):
     server = server_factory()
     hook, mixpanel = vendor("webhook"), vendor("mixpanel")
     source = server.create_source("web")
@@ -197,7 +196,7 @@ def _as_mixpanel(records: list[dict]) -> list[dict]:
              "properties": {"n": r["properties"]["n"]}} for r in records]
 
 
-def test_a_timing_out_destination_does_not_slow_a_healthy_one(server_factory, vendor):  # noqa: F811
+def test_a_timing_out_destination_does_not_slow_a_healthy_one(server_factory, vendor):
     server = server_factory(MILLPOND_DELIVERY_TIMEOUT="1", **FAST_RETRIES)
     stuck, healthy = vendor("webhook"), vendor("webhook")
     stuck.delay_seconds = 3.0  # longer than the client timeout: every request times out

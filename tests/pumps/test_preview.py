@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import normalize
 from millpond.pumps import preview
 from millpond.pumps.preview import PreviewJob, run_preview
 from millpond.storage import StorageConfig, open_storage
+from millpond.timeutil import format_ms
 from millpond.workers import WorkerPool
 
 BASE = 1_700_000_000_000

@@ -10,12 +10,10 @@ import time
 
 import pytest
 
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import normalize
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
 from millpond.pumps.manager import PumpManager
-from millpond.pumps.preview import human_duration
 from millpond.pumps.replay import WindowSource
 from millpond.pumps.replay_manager import ReplayManager
 from millpond.pumps.replay_plan import plan
@@ -23,6 +21,7 @@ from millpond.pumps.retry import RetryPolicy
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import WindowCursor
+from millpond.timeutil import format_ms
 
 from .helpers import ScriptedTransport
 
@@ -314,8 +313,3 @@ def test_window_source_cursor_is_last_finished_ts_seq(tmp_path, backend):
         assert (first, [e.seq for e in rows]) == (0, [4, 3, 2, 1])
     finally:
         storage.close()
-
-
-def test_human_duration():
-    assert human_duration(1_000_000 / 1000) == "16 min 40 s"
-    assert human_duration(0) == "0 s"

@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from .e2e import (
-    SteadySender,
-    create_destination,
-    send_batch,
-    track,
-    vendor,  # noqa: F401 - fixture
-    wait_until,
-)
+from tests.support.delivery import SteadySender, create_destination, send_batch, track
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +23,7 @@ def replay(admin, rid: str) -> dict:
 
 @pytest.mark.parametrize("kill", [False, True], ids=["normal", "sigkill-mid-replay"])
 def test_late_destination_plus_replay_gets_every_event_exactly_once(
-        server_factory, vendor, kill):  # noqa: F811
+        server_factory, vendor, kill):
     server = server_factory()
     a = vendor("webhook", batch_size=100)
     b = vendor("webhook", batch_size=20)

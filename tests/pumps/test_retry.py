@@ -37,10 +37,3 @@ def test_retry_after_is_waited_at_least_and_jitter_is_small(retry_after):
 def test_absurd_retry_after_is_capped():
     policy = RetryPolicy(max_retry_after=600, rng=lambda: 0.0)
     assert policy.delay(0, 86_400) == 600
-
-
-def test_env_overrides(monkeypatch):
-    monkeypatch.setenv("MILLPOND_DELIVERY_RETRY_CAP", "2")
-    monkeypatch.setenv("MILLPOND_DELIVERY_RETRY_BASE", "0.1")
-    policy = RetryPolicy.from_env()
-    assert (policy.cap, policy.base) == (2.0, 0.1)

@@ -101,19 +101,19 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mobile_batch_upload_is_stored_once(sdk_server, shape):
+def test_mobile_batch_upload_is_stored_once(shared_server, shape):
     library, build = SHAPES[shape]
-    source = sdk_server.create_source(f"mobile-{shape}")
+    source = shared_server.create_source(f"mobile-{shape}")
     run = uuid.uuid4().hex[:10]
     messages = _messages(library, run)
     headers, body = build(source["write_key"], messages)
 
     # Sent twice: a mobile SDK re-uploads a batch file whose answer it did not get.
     for _ in range(2):
-        answer = httpx.post(f"{sdk_server.url}/v1/b", content=body, headers=headers, timeout=10)
+        answer = httpx.post(f"{shared_server.url}/v1/b", content=body, headers=headers, timeout=10)
         assert answer.status_code == 200, answer.text
 
-    stored = {e["messageId"]: e for e in sdk_server.events(source=source["id"])}
+    stored = {e["messageId"]: e for e in shared_server.events(source=source["id"])}
     assert sorted(stored) == sorted(m["messageId"] for m in messages), stored
     for sent in messages:
         event = stored[sent["messageId"]]

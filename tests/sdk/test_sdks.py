@@ -81,11 +81,11 @@ def _assert_delivered(server, source: dict, sent: dict[str, str], started: datet
 
 
 @pytest.mark.parametrize("sdk", ["segment", "rudderstack", "customerio"])
-def test_python_sdk_delivers_every_call_type(sdk_server, sdk):
-    source = sdk_server.create_source(f"python-{sdk}")
+def test_python_sdk_delivers_every_call_type(shared_server, sdk):
+    source = shared_server.create_source(f"python-{sdk}")
     errors: list = []
     Client = _python_client(sdk)
-    client = Client(source["write_key"], host=sdk_server.url,
+    client = Client(source["write_key"], host=shared_server.url,
                     on_error=lambda exc, batch: errors.append(exc))
     started = datetime.now(UTC)
     answers = {
@@ -107,7 +107,7 @@ def test_python_sdk_delivers_every_call_type(sdk_server, sdk):
     for ok, _msg in answers.values():
         assert ok
     sent = {kind: msg["messageId"] for kind, (_ok, msg) in answers.items()}
-    _assert_delivered(sdk_server, source, sent, started)
+    _assert_delivered(shared_server, source, sent, started)
 
     if sdk == "rudderstack":  # it gzips, and puts identify traits only in context.traits
         assert client.gzip is True
@@ -115,14 +115,14 @@ def test_python_sdk_delivers_every_call_type(sdk_server, sdk):
         assert answers["identify"][1]["context"]["traits"] == EXPECTED["identify"]["traits"]
 
 
-def test_node_sdk_delivers_every_call_type(sdk_server):
+def test_node_sdk_delivers_every_call_type(shared_server):
     node = shutil.which("node")
     assert node, "node is not on PATH"
     assert (NODE_DIR / "node_modules" / "@segment" / "analytics-node").is_dir(), \
         "run `make test` (npm install in tests/sdk/node) first"
-    source = sdk_server.create_source("node-analytics")
+    source = shared_server.create_source("node-analytics")
     started = datetime.now(UTC)
-    proc = subprocess.run([node, "send_all.mjs", sdk_server.url, source["write_key"]],
+    proc = subprocess.run([node, "send_all.mjs", shared_server.url, source["write_key"]],
                           cwd=NODE_DIR, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "NODE_NO_WARNINGS": "1"})
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -131,11 +131,11 @@ def test_node_sdk_delivers_every_call_type(sdk_server):
     sent = {r["call"]: r["messageId"] for r in lines}
     assert sorted(sent) == sorted(EXPECTED)
     assert all(m.startswith("node-next-") for m in sent.values())  # the SDK's own ids
-    _assert_delivered(sdk_server, source, sent, started)
+    _assert_delivered(shared_server, source, sent, started)
 
 
 @pytest.mark.parametrize("sdk", ["segment", "rudderstack", "customerio"])
-def test_python_sdk_gives_up_at_once_on_a_bad_write_key(sdk_server, sdk):
+def test_python_sdk_gives_up_at_once_on_a_bad_write_key(shared_server, sdk):
     """A 401 must read as a permanent API error to each SDK, not as a network failure.
 
     The RudderStack and Customer.io SDKs read ``code``/``message`` at the top level of an
@@ -144,7 +144,7 @@ def test_python_sdk_gives_up_at_once_on_a_bad_write_key(sdk_server, sdk):
     """
     errors: list = []
     Client = _python_client(sdk)
-    client = Client("not-a-write-key", host=sdk_server.url,
+    client = Client("not-a-write-key", host=shared_server.url,
                     on_error=lambda exc, batch: errors.append(exc))
     client.track(user_id="u1", event="Nope")
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """``millpond serve`` subprocesses for the lifecycle tests, with stdout and stderr apart.
 
-Why not ``tests.conftest.ServerProcess``: it sends both streams to one file and waits on
+Why not ``tests.support.server.ServerProcess``: it sends both streams to one file and waits on
 ``/healthz``; these tests need the log (stderr) alone, parsed line by line, and the
 moment stdout says "serving on".
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, free_port
+from tests.support.server import ADMIN_TOKEN, free_port
 
 SERVING = re.compile(r"millpond serving on (http://\S+) \(data: (.+)\)")
 

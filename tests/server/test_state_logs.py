@@ -10,12 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.pumps.e2e import (
-    create_destination,
-    send_batch,
-    track,
-    vendor,  # noqa: F401 - fixture
-)
+from tests.support.delivery import create_destination, send_batch, track
 
 from .helpers import phase
 
@@ -31,7 +26,7 @@ def write_key(srv, name: str = "web", **extra) -> str:
         return r.json()["write_key"]
 
 
-def test_a_destination_retrying_then_recovering_logs_each_change_once(served, vendor):  # noqa: F811
+def test_a_destination_retrying_then_recovering_logs_each_change_once(served, vendor):
     srv = served("--log-format", "json", **FAST_RETRIES)
     srv.wait_serving()
     hook = vendor("webhook", batch_size=50)
@@ -57,7 +52,7 @@ def test_a_destination_retrying_then_recovering_logs_each_change_once(served, ve
     assert 0 < recovered["failing_seconds"] < 10
 
 
-def test_dead_letters_are_logged_per_batch_with_count_and_reason(served, vendor):  # noqa: F811
+def test_dead_letters_are_logged_per_batch_with_count_and_reason(served, vendor):
     srv = served("--log-format", "json")
     srv.wait_serving()
     hook = vendor("webhook", batch_size=50)
@@ -76,7 +71,7 @@ def test_dead_letters_are_logged_per_batch_with_count_and_reason(served, vendor)
     assert "dead-lettered" in first["message"] and "bad payload" in first["message"]
 
 
-def test_a_replay_logs_its_start_and_its_report(served, vendor):  # noqa: F811
+def test_a_replay_logs_its_start_and_its_report(served, vendor):
     srv = served("--log-format", "json")
     srv.wait_serving()
     key = write_key(srv)
@@ -124,7 +119,7 @@ def test_an_import_logs_its_start_and_its_figures(served):
     assert "3 rows read, 2 events stored" in done["message"]
 
 
-def test_log_level_warning_keeps_warnings_and_hides_info(served, vendor):  # noqa: F811
+def test_log_level_warning_keeps_warnings_and_hides_info(served, vendor):
     srv = served("--log-format", "json", "--log-level", "warning", **FAST_RETRIES)
     srv.wait_serving()
     hook = vendor("webhook")
@@ -143,7 +138,7 @@ def test_log_level_warning_keeps_warnings_and_hides_info(served, vendor):  # noq
     assert not [r for r in srv.records() if r.get("phase") in ("recovered", "starting")]
 
 
-def test_a_replay_paused_resumed_and_cancelled_logs_each_step(served, vendor):  # noqa: F811
+def test_a_replay_paused_resumed_and_cancelled_logs_each_step(served, vendor):
     srv = served("--log-format", "json")
     srv.wait_serving()
     key = write_key(srv)

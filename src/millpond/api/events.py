@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from millpond.api.deps import require_admin, server
 from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
-from millpond.timeparse import parse_time_ms
+from millpond.timeutil import parse_time_bound
 
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
 
@@ -45,9 +45,9 @@ async def list_events(
     source_ids = [mp.sources.get(s).id for s in source] if source else None
     after = _cursor(cursor)
     q = EventQuery(source_ids=source_ids, types=type, event_name=event, user_id=user_id,
-                   ts_from=parse_time_ms(from_, "from"), ts_to=parse_time_ms(to, "to"),
-                   received_from=parse_time_ms(received_from, "received_from"),
-                   received_to=parse_time_ms(received_to, "received_to"),
+                   ts_from=parse_time_bound(from_, "from"), ts_to=parse_time_bound(to, "to"),
+                   received_from=parse_time_bound(received_from, "received_from"),
+                   received_to=parse_time_bound(received_to, "received_to"),
                    descending=order == "desc", limit=limit)
     if q.descending:
         q.before_seq = after

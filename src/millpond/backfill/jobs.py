@@ -104,6 +104,10 @@ class ImportJobs:
         except Exception as exc:  # noqa: BLE001 - the job records why it stopped
             state, error, crash = "failed", f"{type(exc).__name__}: {exc}", exc
         _log_end(job.id, source, options, state, summary, error, crash)
+        if state == "completed":
+            # The upload is a whole customer export: once imported it is only a liability.
+            # The error report stays beside it; a failed import keeps its file to resume.
+            path.unlink(missing_ok=True)
         job.state, job.summary, job.error, job.progress = state, summary or None, error, None
         job.updated_at = time.time()
         self.store.update(job)

@@ -33,7 +33,6 @@ from typing import Any
 import msgspec
 
 from millpond.backfill.sinks import SinkResult
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import (
     MAX_MESSAGE_BYTES,
     MAX_MESSAGE_ID,
@@ -42,6 +41,7 @@ from millpond.collector.validation import (
 )
 from millpond.storage.contracts import EventLog
 from millpond.storage.models import AppendResult, NewEvent
+from millpond.timeutil import format_ms
 
 _encode = msgspec.json.Encoder().encode
 

@@ -10,7 +10,7 @@ when nothing is lost by doing so. ``00123`` (zip codes, account numbers) and
 integers beyond 2**53 (ids that JavaScript consumers would round) stay text, and
 so do ``1e5``, ``NaN`` and ``inf``, which ``float()`` would happily accept.
 
-Timestamps are parsed by :mod:`millpond.profiles.timestamps` (shared with the
+Timestamps are parsed by :func:`millpond.timeutil.parse_seconds` (shared with the
 profile store, so ``_timestamp`` means the same instant on both paths); this
 module only explains refusals.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from millpond.profiles.timestamps import MAX_TS, format_timestamp, parse_trait_timestamp
+from millpond.timeutil import MAX_SECONDS, format_seconds, parse_seconds
 
 #: Largest integer that survives a round trip through a JavaScript number.
 _MAX_SAFE_INT = 2**53
@@ -143,8 +143,8 @@ def iso_from_epoch(seconds: float) -> str:
     than the general formatter; the tests check both give the same string.
     """
     whole = int(seconds)
-    if whole != seconds or not 0 <= whole <= MAX_TS:
-        return format_timestamp(seconds)
+    if whole != seconds or not 0 <= whole <= MAX_SECONDS:
+        return format_seconds(seconds)
     day, rest = divmod(whole, 86_400)
     prefix = _DAY_PREFIX.get(day)
     if prefix is None:
@@ -169,13 +169,13 @@ def unix_seconds_cell(raw: str) -> int | None:
 def parse_timestamp(value: str | int | float) -> float:
     """Parse Unix seconds or ISO 8601 into epoch seconds; raise ValueError with a reason.
 
-    The parsing itself is :func:`millpond.profiles.timestamps.parse_trait_timestamp`,
+    The parsing itself is :func:`millpond.timeutil.parse_seconds` (as for ``_timestamp``),
     so an imported ``_timestamp`` means exactly the instant the profile store
     will compare it as (naive ISO times are UTC). This wrapper only adds *why* a
     value was refused, for the error report -- including the common mistake of
     Unix milliseconds, which is reported rather than guessed at.
     """
-    seconds = parse_trait_timestamp(value)
+    seconds = parse_seconds(value)
     if seconds is not None:
         return seconds
     raise ValueError(_why_not_a_time(value))
@@ -191,7 +191,7 @@ def _why_not_a_time(value: object) -> str:
         number = float(text)
     except ValueError:
         return f"unparseable timestamp {text!r} (expected Unix seconds or ISO 8601)"
-    if math.isfinite(number) and MAX_TS < number <= MAX_TS * 1000:
+    if math.isfinite(number) and MAX_SECONDS < number <= MAX_SECONDS * 1000:
         return f"timestamp {text!r} is too large for Unix seconds (milliseconds? divide by 1000)"
     return f"timestamp {text!r} is out of range"
 

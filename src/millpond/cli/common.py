@@ -1,10 +1,10 @@
-"""Options and error handling every CLI command group shares."""
+"""Options, error handling and API-twin declarations every CLI command group shares."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -56,3 +56,37 @@ def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
             client.close()
 
     return wrapper
+
+
+_T = TypeVar("_T")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+#: Where :func:`twin_of` keeps a command's routes (on its callback).
+TWINS_ATTRIBUTE = "__millpond_api_twins__"
+
+
+def twin_of(*routes: str) -> Callable[[_T], _T]:
+    """Declare the admin-API routes this command is the CLI twin of.
+
+    Each route is ``"METHOD /path"`` with the path exactly as the API declares it, e.g.
+    ``@twin_of("GET /api/sources/{ref}")``; put it right under ``@group.command(...)``.
+    Why: the API is the product and the CLI its twin, so every admin action can be
+    scripted either way. ``tests/cli/test_api_twins.py`` fails for a route that no command
+    declares and for a declaration that no route matches, so the two cannot drift apart.
+    """
+    for route in routes:
+        method, _, path = route.partition(" ")
+        if method not in _METHODS or not path.startswith("/api/"):
+            raise ValueError(f"twin_of wants 'METHOD /api/...', e.g. 'GET /api/sources'; "
+                             f"got {route!r}")
+
+    def declare(target: _T) -> _T:
+        setattr(target, TWINS_ATTRIBUTE, (*getattr(target, TWINS_ATTRIBUTE, ()), *routes))
+        return target
+
+    return declare
+
+
+def declared_twins(command: click.Command) -> tuple[str, ...]:
+    """The routes ``command`` declared with :func:`twin_of` (none for a group)."""
+    return tuple(getattr(command, TWINS_ATTRIBUTE, ())) + tuple(
+        getattr(command.callback, TWINS_ATTRIBUTE, ()))

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
 
 COLUMNS = ["id", "seq", "message_id", "action", "status", "reason", "state", "created_at"]
@@ -18,6 +18,7 @@ def dead_letters() -> None:
 
 
 @dead_letters.command("list")
+@twin_of("GET /api/destinations/{ref}/dead-letters")
 @click.argument("destination")
 @click.option("--state", type=click.Choice(["dead", "redriving", "redriven", "all"]),
               default="dead", show_default=True)
@@ -36,6 +37,7 @@ def list_(destination: str, state: str, limit: int, as_json: bool, client) -> No
 
 
 @dead_letters.command("show")
+@twin_of("GET /api/dead-letters/{dead_letter_id}")
 @click.argument("dead_letter_id", type=int)
 @json_option
 @api_command
@@ -53,6 +55,7 @@ def show(dead_letter_id: int, as_json: bool, client) -> None:
 
 
 @dead_letters.command("redrive")
+@twin_of("POST /api/destinations/{ref}/dead-letters/redrive")
 @click.argument("destination")
 @click.option("--id", "ids", multiple=True, type=int,
               help="Only these dead letters (repeatable); default: all of the destination.")

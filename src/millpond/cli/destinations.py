@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
 LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered",
@@ -132,6 +132,7 @@ def _print_stats(stats: dict) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 @destinations.command("types")
+@twin_of("GET /api/destination-types")
 @json_option
 @api_command
 def types(as_json: bool, client) -> None:
@@ -148,6 +149,7 @@ def types(as_json: bool, client) -> None:
 
 
 @destinations.command("add")
+@twin_of("POST /api/destinations")
 @click.argument("name")
 @click.option("--type", "type_name", required=True, help="Destination type (see `types`).")
 @click.option("--setting", "pairs", multiple=True, metavar="KEY=VALUE",
@@ -180,6 +182,7 @@ def add(name, type_name, pairs, settings_json, rate, requests_rate, actions_file
 
 
 @destinations.command("list")
+@twin_of("GET /api/destinations")
 @json_option
 @api_command
 def list_(as_json: bool, client) -> None:
@@ -189,6 +192,7 @@ def list_(as_json: bool, client) -> None:
 
 
 @destinations.command("show")
+@twin_of("GET /api/destinations/{ref}")
 @click.argument("ref")
 @json_option
 @api_command
@@ -199,6 +203,7 @@ def show(ref: str, as_json: bool, client) -> None:
 
 
 @destinations.command("stats")
+@twin_of("GET /api/destinations/{ref}/stats")
 @click.argument("ref", required=False)
 @json_option
 @api_command
@@ -220,6 +225,7 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 
 
 @destinations.command("update")
+@twin_of("PATCH /api/destinations/{ref}")
 @click.argument("ref")
 @click.option("--name", default=None, help="New name.")
 @click.option("--setting", "pairs", multiple=True, metavar="KEY=VALUE",
@@ -260,6 +266,7 @@ def update(ref, name, pairs, settings_json, rate, requests_rate, actions_file, p
 
 
 @destinations.command("delete")
+@twin_of("DELETE /api/destinations/{ref}")
 @click.argument("ref")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @api_command
@@ -272,6 +279,7 @@ def delete(ref: str, yes: bool, client) -> None:
 
 
 @destinations.command("enable")
+@twin_of("POST /api/destinations/{ref}/enable")
 @click.argument("ref")
 @api_command
 def enable(ref: str, client) -> None:
@@ -282,6 +290,7 @@ def enable(ref: str, client) -> None:
 
 
 @destinations.command("disable")
+@twin_of("POST /api/destinations/{ref}/disable")
 @click.argument("ref")
 @api_command
 def disable(ref: str, client) -> None:
@@ -291,6 +300,7 @@ def disable(ref: str, client) -> None:
 
 
 @destinations.command("test")
+@twin_of("POST /api/destinations/{ref}/test")
 @click.argument("ref")
 @click.option("--event", "event_json", default=None, help="The event as JSON.")
 @click.option("--event-file", type=click.Path(dir_okay=False), default=None)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import print_json, print_table, write_stdout
 
 
@@ -30,6 +30,7 @@ def _line(ev: dict) -> str:
 
 
 @events.command("tail")
+@twin_of("GET /api/events")
 @click.option("--source", "sources", multiple=True, help="Only this source (id or name).")
 @click.option("-n", "--lines", default=10, show_default=True, help="How many recent events.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they arrive.")
@@ -60,6 +61,7 @@ def tail(sources: tuple[str, ...], lines: int, follow: bool, as_json: bool, clie
 
 
 @events.command("list")
+@twin_of("GET /api/events")
 @click.option("--source", "sources", multiple=True)
 @click.option("--type", "types", multiple=True)
 @click.option("--event", default=None, help="Event name.")
@@ -83,6 +85,7 @@ def list_(sources, types, event, user_id, from_, to, limit, as_json, client) -> 
 
 
 @events.command("rejected")
+@twin_of("GET /api/rejections")
 @click.option("--source", default=None)
 @click.option("--limit", default=50, show_default=True)
 @json_option

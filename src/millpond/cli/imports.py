@@ -1,15 +1,17 @@
-"""``millpond import people|events``: backfill history from CSV / JSONL files.
+"""``millpond import``: backfill history from CSV / JSONL files, and follow uploaded imports.
 
-The file is checked first (columns, encoding) so a typo is reported without a
-server; then the source is resolved through the admin API and the rows go to
-the collector's ``/v1/import`` with the source's write key. Everything about
-reading, batching and resuming lives in :mod:`millpond.backfill`, shared with
-the API's upload endpoint.
+``people`` and ``events`` check the file first (columns, encoding) so a typo is reported
+without a server; then the source is resolved through the admin API and the rows go to
+the collector's ``/v1/import`` with the source's write key. Everything about reading,
+batching and resuming lives in :mod:`millpond.backfill`, shared with the API's upload
+endpoint (``POST /api/imports``), whose jobs ``list`` and ``status`` show.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +38,9 @@ from millpond.backfill import (
     run_import,
 )
 from millpond.cli.client import DEFAULT_URL, AdminClient, ApiError
-from millpond.cli.output import console, err_console, fail, print_json
+from millpond.cli.common import json_option, twin_of
+from millpond.cli.output import console, err_console, fail, print_json, print_table
+from millpond.timeutil import format_seconds
 
 IMPORT_KINDS = ("import", "pipelines")
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -49,7 +53,7 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
               help="Admin API token (env MILLPOND_ADMIN_TOKEN).")
 @click.pass_context
 def import_group(ctx: click.Context, url: str, token: str | None) -> None:
-    """Backfill people (CSV) or events (CSV / JSONL) into a source.
+    """Backfill people (CSV) or events (CSV / JSONL) into a source; follow uploaded imports.
 
     Re-running a command is safe: each row gets a deterministic messageId and
     the server drops duplicates; an interrupted import resumes after the last
@@ -86,7 +90,10 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+# people and events are the twins of an upload: the same import, with the file read here
+# (resumable from this machine) rather than sent to the server first.
 @import_group.command("people")
+@twin_of("POST /api/imports")
 @click.argument("file", metavar="FILE.csv")
 @click.option("--id-column", metavar="C", default=None,
               help="Column with the person's id (default: id, user_id, userId or email).")
@@ -98,6 +105,7 @@ def people_command(ctx: click.Context, file: str, id_column: str | None, **kwarg
 
 
 @import_group.command("events")
+@twin_of("POST /api/imports")
 @click.argument("file", metavar="FILE.csv|FILE.jsonl")
 @click.option("--user-column", metavar="C", default=None,
               help="User id column (default user_id).")
@@ -226,7 +234,7 @@ def _import_with_progress(
              "batch", code=130)
 
 
-def _print_summary(summary: ImportSummary) -> None:
+def _print_summary(summary: ImportSummary, where: str = "") -> None:
     if summary.already_completed:
         console.print(f"{summary.file} was already imported (checkpoint {summary.checkpoint}); "
                       "use --no-resume to send it again (duplicates are dropped by messageId).")
@@ -255,4 +263,101 @@ def _print_summary(summary: ImportSummary) -> None:
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if summary.error_report:
-        console.print(f"rejected rows are listed in {summary.error_report}")
+        console.print(f"rejected rows are listed in {summary.error_report}{where}")
+
+
+# -- imports uploaded to the server (POST /api/imports) ---------------------------------
+
+def _client(ctx: click.Context) -> AdminClient:
+    settings = ctx.meta.get("millpond.import") or {"url": None, "token": None}
+    return AdminClient(settings["url"], settings["token"])
+
+
+def _get(ctx: click.Context, path: str) -> Any:
+    client = _client(ctx)
+    try:
+        return client.get(path)
+    except ApiError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+
+
+def _counts(job: dict[str, Any]) -> dict[str, Any]:
+    """Rows read, accepted and rejected: live progress while running, else the summary."""
+    figures = job.get("progress") or job.get("summary") or {}
+    return {key: figures.get(key) for key in ("rows_read", "events_accepted", "rows_rejected")}
+
+
+def _created(job: dict[str, Any]) -> str:
+    return format_seconds(round(job["created_at"])) if job.get("created_at") else ""
+
+
+@import_group.command("list")
+@twin_of("GET /api/imports")
+@json_option
+@click.pass_context
+def list_command(ctx: click.Context, as_json: bool) -> None:
+    """Imports uploaded to the server, newest first (the last 100)."""
+    jobs = _get(ctx, "/api/imports")["imports"]
+    if as_json:
+        print_json(jobs)
+        return
+    rows = [{"id": job["id"], "state": job["state"], "kind": job["kind"], "file": job["file"],
+             "source": job["source_id"], **_counts(job), "created": _created(job)}
+            for job in jobs]
+    print_table(rows, ["id", "state", "kind", "file", "source", "rows_read", "events_accepted",
+                       "rows_rejected", "created"])
+
+
+@import_group.command("status")
+@twin_of("GET /api/imports/{job_id}")
+@click.argument("job_id", metavar="ID")
+@click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
+@json_option
+@click.pass_context
+def status_command(ctx: click.Context, job_id: str, watch: bool, as_json: bool) -> None:
+    """An uploaded import's state, progress and, once it ended, its summary."""
+    path = f"/api/imports/{quote(job_id, safe='')}"
+    job = _watch(ctx, path, quiet=as_json) if watch else _get(ctx, path)
+    if as_json:
+        print_json(job)
+    else:
+        _print_job(job)
+
+
+def _watch(ctx: click.Context, path: str, quiet: bool, every: float = 0.5) -> dict[str, Any]:
+    """Poll the job until it leaves ``running``; a progress bar on a terminal meanwhile."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                        TextColumn("{task.fields[rows]:>12,} rows"), TimeRemainingColumn(),
+                        console=err_console, disable=quiet or not err_console.is_terminal)
+    job = _get(ctx, path)
+    with progress:
+        task = progress.add_task(f"import {job['id']}", total=None, rows=0)
+        while job["state"] == "running":
+            live = job.get("progress") or {}
+            progress.update(task, total=live.get("total_bytes"),
+                            completed=live.get("bytes_read", 0), rows=live.get("rows_read", 0))
+            time.sleep(every)
+            job = _get(ctx, path)
+    return job
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    console.print(f"import [bold]{job['id']}[/]: {job['state']} ({job['kind']} from "
+                  f"{job['file']} into source {job['source_id']}, started {_created(job)})",
+                  highlight=False)
+    live = job.get("progress")
+    if job["state"] == "running" and live:
+        done = f" of {live['total_bytes']:,}" if live.get("total_bytes") else ""
+        console.print(f"{live['rows_read']:,} rows read ({live['bytes_read']:,}{done} bytes), "
+                      f"{live['events_accepted']:,} events accepted, "
+                      f"{live['rows_rejected']:,} rows rejected", highlight=False)
+    elif job["state"] == "running":
+        console.print("no rows read yet", highlight=False)
+    if job.get("summary"):
+        known = {f.name for f in fields(ImportSummary)}
+        summary = ImportSummary(**{k: v for k, v in job["summary"].items() if k in known})
+        _print_summary(summary, where=" on the server")
+    if job.get("error"):
+        console.print(f"[red]error:[/] {job['error']}", highlight=False)

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -18,8 +19,9 @@ FIELD_META = "millpond.field"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print a one-line error (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True,
+    """Print a one-line error (no traceback) and exit non-zero. The message is text, not
+    markup: ``[delivery] timeout = 30.0`` in an example must print as written."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True,
                       soft_wrap=True)
     raise SystemExit(code)
 

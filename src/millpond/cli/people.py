@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, print_json
 
 
@@ -15,6 +15,7 @@ def people() -> None:
 
 
 @people.command("show")
+@twin_of("GET /api/people/{person_id}")
 @click.argument("person_id")
 @json_option
 @api_command

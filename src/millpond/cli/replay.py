@@ -8,7 +8,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, err_console, print_json, print_table
 
 FINAL = ("completed", "cancelled", "failed")
@@ -111,6 +111,7 @@ def _watch(client, rid: str, every: float = 0.5) -> dict:
 
 
 @replay.command()
+@twin_of("POST /api/replays")
 @_options
 @json_option
 @api_command
@@ -122,6 +123,7 @@ def preview(destination, sources, since, until, flt, rate, include_live, as_json
 
 
 @replay.command()
+@twin_of("POST /api/replays")
 @_options
 @click.option("--watch", is_flag=True, help="Show a progress bar until it ends.")
 @json_option
@@ -142,6 +144,7 @@ def start(destination, sources, since, until, flt, rate, include_live, watch, as
 
 
 @replay.command()
+@twin_of("GET /api/replays/{replay_id}")
 @click.argument("replay_id")
 @click.option("--watch", is_flag=True, help="Show a progress bar until it ends.")
 @json_option
@@ -154,6 +157,7 @@ def status(replay_id, watch, as_json, client):
 
 def _steer(verb: str):
     @replay.command(name=verb, help=f"{verb.capitalize()} a replay.")
+    @twin_of(f"POST /api/replays/{{replay_id}}/{verb}")
     @click.argument("replay_id")
     @json_option
     @api_command
@@ -168,6 +172,7 @@ pause, resume, cancel = _steer("pause"), _steer("resume"), _steer("cancel")
 
 
 @replay.command(name="list")
+@twin_of("GET /api/replays")
 @click.option("--destination", help="Only this destination's replays.")
 @json_option
 @api_command

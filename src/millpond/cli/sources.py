@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from millpond.cli.common import api_command, json_option
+from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
 
 COLUMNS = ["id", "name", "kind", "replayable", "write_key"]
@@ -16,6 +16,7 @@ def sources() -> None:
 
 
 @sources.command("add")
+@twin_of("POST /api/sources")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["pipelines", "track", "import"]), default="pipelines",
               show_default=True)
@@ -42,6 +43,7 @@ def add(name: str, kind: str, replayable: bool | None, origins: tuple[str, ...],
 
 
 @sources.command("list")
+@twin_of("GET /api/sources")
 @json_option
 @api_command
 def list_(as_json: bool, client) -> None:
@@ -51,6 +53,7 @@ def list_(as_json: bool, client) -> None:
 
 
 @sources.command("show")
+@twin_of("GET /api/sources/{ref}")
 @click.argument("ref")
 @json_option
 @api_command
@@ -61,6 +64,7 @@ def show(ref: str, as_json: bool, client) -> None:
 
 
 @sources.command("update")
+@twin_of("PATCH /api/sources/{ref}")
 @click.argument("ref")
 @click.option("--name", default=None, help="A new name.")
 @click.option("--replayable/--not-replayable", default=None)
@@ -88,6 +92,7 @@ def update(ref: str, name: str | None, replayable: bool | None, enabled: bool | 
 
 
 @sources.command("snippet")
+@twin_of("GET /api/sources/{ref}/snippet")
 @click.argument("ref")
 @click.option("--sdk", type=click.Choice(["segment", "customerio", "rudderstack"]),
               required=True, help="The browser SDK the page uses.")
@@ -105,6 +110,7 @@ def snippet(ref: str, sdk: str, npm: bool, as_json: bool, client) -> None:
 
 
 @sources.command("rotate-key")
+@twin_of("POST /api/sources/{ref}/rotate-key")
 @click.argument("ref")
 @json_option
 @api_command
@@ -116,6 +122,7 @@ def rotate_key(ref: str, as_json: bool, client) -> None:
 
 
 @sources.command("delete")
+@twin_of("DELETE /api/sources/{ref}")
 @click.argument("ref")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @api_command

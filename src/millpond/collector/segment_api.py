@@ -27,7 +27,6 @@ from millpond.collector.request import (
     read_body,
     send_json,
 )
-from millpond.collector.timestamps import format_ms
 from millpond.collector.validation import (
     TYPES,
     MessageRejected,
@@ -38,6 +37,7 @@ from millpond.errors import BadRequest, Forbidden, TooLarge, Unauthorized
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog, RejectionStore
 from millpond.storage.models import AppendResult, Rejection, Source
+from millpond.timeutil import format_ms
 
 BATCH_FIELDS = frozenset({"batch", "context", "integrations", "sentAt", "writeKey", "metadata",
                           "_metadata"})

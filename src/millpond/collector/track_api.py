@@ -30,12 +30,12 @@ from millpond.collector.request import (
     read_body,
     send_json,
 )
-from millpond.collector.timestamps import BadTimestamp, format_ms, unix_seconds_to_ms
 from millpond.collector.validation import MessageRejected, body_has_huge_int, normalize
 from millpond.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog
 from millpond.storage.models import Source
+from millpond.timeutil import BadTimestamp, format_ms, unix_seconds_to_ms
 
 _EVENT_TYPES = {"event": "track", "page": "page", "screen": "screen"}
 _EVENT_FIELDS = frozenset({"name", "data", "timestamp", "id", "type", "anonymous_id"})

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from millpond.collector.timestamps import MAX_MS, MIN_MS, BadTimestamp, format_ms, parse_iso_ms
 from millpond.storage.models import NewEvent
+from millpond.timeutil import MAX_MS, MIN_MS, BadTimestamp, format_ms, parse_iso_ms
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_BYTES = 32 * 1024

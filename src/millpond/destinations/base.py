@@ -28,7 +28,7 @@ from millpond.destinations import settings as _settings
 from millpond.destinations.errors import SettingsError
 
 if TYPE_CHECKING:
-    from millpond.actions.fields import ActionSpec
+    from millpond.actions import ActionSpec
 
 __all__ = [
     "BatchLimits",

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import msgspec
 from msgspec import Meta
 
-from millpond.actions.fields import ActionSpec, FieldSpec
+from millpond.actions import ActionSpec, FieldSpec
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,

@@ -33,7 +33,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from millpond.actions.fields import ActionSpec, FieldSpec
+from millpond.actions import ActionSpec, FieldSpec
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,

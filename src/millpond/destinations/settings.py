@@ -1,15 +1,17 @@
 """Settings validation and masking shared by every destination type.
 
 Settings are msgspec Structs with `forbid_unknown_fields=True`, so a typo is an
-error rather than a silently ignored key. msgspec's own messages are precise
-but terse; `convert` rewrites them for people: the field, the value given and a
-correct example (Vector's style: "uri must include a scheme and host, e.g.
-`https://example.com/endpoint`; got `x`").
+error rather than a silently ignored key. msgspec's own messages are precise but
+terse; `convert` rewrites them for people: the field, the value given and a correct
+example (Vector's style: "uri must include a scheme and host, e.g.
+`https://example.com/endpoint`; got `x`"). The facts come from
+:mod:`millpond.validation`, shared with the server configuration and the admin API;
+this module keeps the wording destination owners already see ("setting `x`",
+"known settings").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,30 +19,10 @@ from urllib.parse import urlsplit
 import msgspec
 
 from millpond.destinations.errors import SettingsError
+from millpond.validation import MASK, example_for, mask_secret, problem_of, show
 
-MASK = "••••"
-
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
-_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
-_AT = re.compile(r"^(?P<what>.*?) - at `\$(?P<path>[^`]*)`$")
-_FIELD = re.compile(r"^\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)")
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
-
-
-def show(value: Any) -> str:
-    """A value as JSON for messages, shortened."""
-    try:
-        text = msgspec.json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def example_for(field: str, example: Mapping[str, Any]) -> str:
-    """`"field": <example value>` when the example has the field, else the whole example."""
-    if field in example:
-        return f'"{field}": {show(example[field])}'
-    return show(dict(example))
+__all__ = ["MASK", "check_http_url", "check_not_blank", "convert", "example_for",
+           "mask_secret", "show"]
 
 
 def convert(
@@ -55,7 +37,7 @@ def convert(
     try:
         return msgspec.convert(dict(raw), settings_type)
     except msgspec.ValidationError as exc:
-        raise _explain(type_name, settings_type, raw, example, str(exc)) from None
+        raise _explain(type_name, settings_type, raw, example, exc) from None
 
 
 def _explain(
@@ -63,34 +45,30 @@ def _explain(
     settings_type: type[msgspec.Struct],
     raw: Mapping[str, Any],
     example: Mapping[str, Any],
-    text: str,
+    exc: msgspec.ValidationError,
 ) -> SettingsError:
-    known = ", ".join(settings_type.__struct_fields__)
-    if m := _UNKNOWN.match(text):
-        field = m["field"]
+    problem = problem_of(exc, raw, settings_type)
+    if problem.kind == "unknown":
+        field = problem.name
+        known = ", ".join(settings_type.__struct_fields__)
         return SettingsError(
             field,
             f"unknown setting `{field}` for {type_name} (got {show(raw.get(field))}); "
             f"known settings: {known}; e.g. {show(dict(example))}",
         )
-    if m := _MISSING.match(text):
-        field = m["field"]
+    if problem.kind == "missing":
+        field = problem.name
         return SettingsError(
             field,
             f"setting `{field}` is required for {type_name}; e.g. {example_for(field, example)}",
         )
-    what, path = text, ""
-    if m := _AT.match(text):
-        what, path = m["what"], m["path"]
-    field = m["field"] if (m := _FIELD.match(path)) else ""
-    for py, words in _TYPE_NAMES.items():
-        what = what.replace(f"Expected `{py}`", f"expected {words}")
+    field = problem.path[0] if problem.path and isinstance(problem.path[0], str) else ""
     value = raw.get(field) if field else raw
     where = f"setting `{field}`" if field else f"{type_name} settings"
+    deeper = problem.at and problem.at != "." + field
     return SettingsError(
         field,
-        f"{where}: {what[0].lower() + what[1:]}"
-        f"{f' at `{path}`' if path and path != '.' + field else ''}; "
+        f"{where}: {problem.reason}{f' at `{problem.at}`' if deeper else ''}; "
         f"got {show(value)}; e.g. {example_for(field, example)}",
     )
 
@@ -122,12 +100,3 @@ def check_not_blank(field: str, value: str | None, example: str) -> None:
             f"setting `{field}` must be a non-empty string without surrounding spaces, "
             f"e.g. `{example}`; got {show(value)}",
         )
-
-
-def mask_secret(value: Any) -> Any:
-    """ "••••" + last 4 characters; secrets of 8 characters or fewer are masked
-    entirely (showing 4 of 6 characters would reveal most of the secret)."""
-    if value is None or value == "":
-        return value
-    text = str(value)
-    return MASK + text[-4:] if len(text) > 8 else MASK

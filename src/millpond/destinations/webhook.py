@@ -24,7 +24,7 @@ from typing import Annotated, ClassVar
 import msgspec
 from msgspec import Meta
 
-from millpond.actions.fields import ActionSpec, FieldSpec
+from millpond.actions import ActionSpec, FieldSpec
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,

@@ -19,9 +19,15 @@ from typing import Any
 
 import msgspec
 
-from millpond.actions.fields import ActionSpec, CompiledAction, FieldSpec, compile_action
-from millpond.actions.mapping import ROOT_DIRECTIVE_KEY, MappingError
-from millpond.actions.trigger import TriggerSyntaxError
+from millpond.actions import (
+    ROOT_DIRECTIVE_KEY,
+    ActionSpec,
+    CompiledAction,
+    FieldSpec,
+    MappingError,
+    TriggerSyntaxError,
+    compile_action,
+)
 from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType

@@ -37,11 +37,11 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
-from millpond.humanize import human_duration
 from millpond.pumps.batcher import Batch, Work
 from millpond.pumps.rate_limit import RateLimiter
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.transport import Response, Transport
+from millpond.timeutil import human_duration
 
 log = logging.getLogger("millpond.delivery")
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
-from millpond.actions.fields import CompiledAction
-from millpond.actions.mapping import MappingError
+from millpond.actions import CompiledAction, MappingError
 from millpond.destinations.base import DestinationType, estimate_size
 from millpond.pumps.batcher import Work
 from millpond.pumps.ledger import CountKey
 from millpond.storage.models import DeadLetter
+from millpond.timeutil import iso_to_seconds
 
 SENT = "sent"
 SKIPPED = "skipped"
@@ -37,13 +36,8 @@ def no_action_reason(event: dict) -> str:
 
 def event_age(event: dict, now: float) -> float | None:
     """Seconds since the event's ``timestamp`` (None if it has none we can read)."""
-    ts = event.get("timestamp")
-    if not isinstance(ts, str):
-        return None
-    try:
-        return now - datetime.fromisoformat(ts).timestamp()
-    except ValueError:
-        return None
+    ts = iso_to_seconds(event.get("timestamp"))
+    return None if ts is None else now - ts
 
 
 def dead_row(event: dict, action: str, reason: str, payload: Any = None,

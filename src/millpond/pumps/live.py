@@ -19,7 +19,6 @@ import logging
 import secrets
 import time
 from collections import Counter
-from datetime import datetime
 
 import msgspec
 
@@ -35,20 +34,11 @@ from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.transport import Transport
 from millpond.storage.contracts import EventLog, RunStore
 from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
+from millpond.timeutil import iso_to_seconds
 
 log = logging.getLogger("millpond.pumps")
 
 RESTART_PAUSE = 5.0
-
-
-def received_seconds(value) -> float | None:
-    """Unix seconds of a stored event's ``receivedAt`` (ISO text), or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
 
 
 def new_run_id(kind: RunKind) -> str:
@@ -211,7 +201,7 @@ class LiveDestination:
         """``(saved cursor, received time of the oldest unfinished event or None)``."""
         pump = self.pump
         oldest = None if pump is None else pump.ledger.oldest_open()
-        return self.saved_cursor, None if oldest is None else received_seconds(oldest[1])
+        return self.saved_cursor, None if oldest is None else iso_to_seconds(oldest[1])
 
     def state(self) -> dict:
         st = self.deliverer.state
@@ -233,6 +223,6 @@ async def head_received(log_: EventLog, cursor: int) -> float | None:
     if not rows:
         return None
     try:
-        return received_seconds(msgspec.json.decode(rows[0].body).get("receivedAt"))
+        return iso_to_seconds(msgspec.json.decode(rows[0].body).get("receivedAt"))
     except msgspec.DecodeError:
         return None

@@ -30,7 +30,7 @@ from millpond.pumps.live import (
 )
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.stats import summarize
-from millpond.pumps.transport import HttpxTransport, Transport
+from millpond.pumps.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
 from millpond.storage.contracts import DestinationStore, EventLog, RunStore
 from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
 
@@ -43,11 +43,14 @@ class PumpManager:
     """Runs one :class:`LiveDestination` per enabled destination of ``destinations``."""
 
     def __init__(self, event_log: EventLog, destinations: DestinationStore, runs: RunStore,
-                 *, transport: Transport | None = None, policy: RetryPolicy | None = None):
+                 *, transport: Transport | None = None, policy: RetryPolicy | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
         self.log = event_log
         self.destinations = destinations
         self.runs = runs
-        self.policy = policy or RetryPolicy.from_env()
+        self.policy = policy or RetryPolicy()
+        #: Seconds per vendor request, for the transport made when none is given.
+        self.timeout = timeout
         self._transport = transport
         self._live: dict[str, LiveDestination] = {}
         self._lock = asyncio.Lock()
@@ -58,7 +61,7 @@ class PumpManager:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = HttpxTransport()
+            self._transport = HttpxTransport(self.timeout)
         return self._transport
 
     # lifecycle ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ rule.
 
 from __future__ import annotations
 
-from millpond.collector.timestamps import format_ms
 from millpond.pumps.config import masked_settings
 from millpond.storage.models import DeadLetter, Destination
+from millpond.timeutil import format_ms
 
 
 def _iso(seconds: float | None) -> str | None:

@@ -23,13 +23,13 @@ from typing import Any
 
 import msgspec
 
-from millpond.actions.trigger import compile_trigger
-from millpond.humanize import human_duration
+from millpond.actions import compile_trigger
 from millpond.pumps import config
 from millpond.pumps.evaluate import SKIPPED, Evaluator
 from millpond.pumps.replay import FILTERED
 from millpond.storage.contracts import EventIndex, PartScanner
 from millpond.storage.models import StoredEvent, Window, WindowPart
+from millpond.timeutil import human_duration
 from millpond.workers import WorkerPool
 
 #: Distinct event names / error groups kept; the rest are folded into "(other)".

@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import Counter, deque
 
-from millpond.actions.trigger import compile_trigger
+from millpond.actions import compile_trigger
 from millpond.pumps.batcher import Batch, Batcher
 from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import BACKGROUND, Deliverer

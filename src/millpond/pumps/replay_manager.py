@@ -21,7 +21,6 @@ from collections import Counter
 from typing import Any
 
 from millpond.errors import BadRequest, Conflict, NotFound
-from millpond.humanize import human_duration
 from millpond.pumps import config
 from millpond.pumps.live import LiveDestination, new_run_id
 from millpond.pumps.preview import PreviewJob, run_preview
@@ -31,6 +30,7 @@ from millpond.pumps.stats import summarize
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventIndex, RunStore
 from millpond.storage.models import Run, RunKind, RunState, WindowCursor
+from millpond.timeutil import human_duration
 from millpond.workers import WorkerPool
 
 #: States in which a replay still owns its destination's replay slot.

@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from millpond.actions.trigger import TriggerSyntaxError, compile_trigger
-from millpond.collector.timestamps import format_ms
+from millpond.actions import TriggerSyntaxError, compile_trigger
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
 from millpond.storage.models import Destination, Source, Window
-from millpond.timeparse import parse_time_ms
+from millpond.timeutil import format_ms, parse_time_bound
 
 FIELDS = ("destination", "sources", "from", "to", "filter", "rate", "dry_run", "include_live")
 #: Far enough in the future for "no upper bound" and still an SQLite integer.
@@ -40,7 +39,7 @@ def _time(value: Any, field: str) -> int | None:
     if isinstance(value, int | float):
         return int(value * 1000)
     if isinstance(value, str):
-        return parse_time_ms(value, field)
+        return parse_time_bound(value, field)
     raise BadRequest(f"{field} must be ISO 8601 text or Unix seconds", field=field)
 
 

@@ -8,19 +8,16 @@ wait at least that long (capped, so an absurd header cannot park a destination f
 days), plus a little jitter for the same herd reason.
 
 The pump retries forever while the destination is enabled: the events stay in the log,
-so waiting costs nothing but lag, which is visible in the destination's stats.
+so waiting costs nothing but lag, which is visible in the destination's stats. ``base``
+and ``cap`` are the server's ``delivery.retry_base``/``retry_cap`` settings (end-to-end
+tests set them low so they need not wait out real-world caps).
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-#: Environment overrides, mainly so end-to-end tests need not wait out real-world caps.
-ENV_CAP = "MILLPOND_DELIVERY_RETRY_CAP"
-ENV_BASE = "MILLPOND_DELIVERY_RETRY_BASE"
 
 
 @dataclass(frozen=True)
@@ -43,12 +40,3 @@ class RetryPolicy:
             wait = min(retry_after, self.max_retry_after)
             return wait + self.rng() * min(1.0, wait * self.retry_after_jitter)
         return self.rng() * self.backoff(attempt)
-
-    @classmethod
-    def from_env(cls) -> RetryPolicy:
-        """Defaults, with ``MILLPOND_DELIVERY_RETRY_CAP`` / ``_BASE`` (seconds) if set."""
-        kwargs = {}
-        for env, key in ((ENV_CAP, "cap"), (ENV_BASE, "base")):
-            if os.environ.get(env):
-                kwargs[key] = float(os.environ[env])
-        return cls(**kwargs)

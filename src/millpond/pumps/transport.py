@@ -8,7 +8,6 @@ failures, while production shares one pooled ``httpx.AsyncClient`` across destin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,8 +16,8 @@ import httpx
 
 from millpond.destinations.base import OutboundRequest
 
-#: Seconds; overridable so tests of slow destinations need not wait real-world timeouts.
-ENV_TIMEOUT = "MILLPOND_DELIVERY_TIMEOUT"
+#: Seconds; the server passes its ``delivery.timeout`` setting (tests of slow
+#: destinations set it low so they need not wait real-world timeouts).
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -41,9 +40,7 @@ class HttpxTransport:
     """One pooled client for every destination; a slow vendor holds only its own
     connection (each destination has at most one request in flight)."""
 
-    def __init__(self, timeout: float | None = None):
-        if timeout is None:
-            timeout = float(os.environ.get(ENV_TIMEOUT) or DEFAULT_TIMEOUT)
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
         self.timeout = timeout
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

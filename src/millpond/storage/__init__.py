@@ -26,15 +26,22 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
-def open_storage(config: StorageConfig) -> Storage:
-    """Open every store of ``config``'s backend (creating what is missing)."""
+def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
+                 max_group: int = 20_000) -> Storage:
+    """Open every store of ``config``'s backend (creating what is missing).
+
+    ``max_pending`` and ``max_group`` bound a log that queues appends for a writer (the
+    embedded store): events waiting before :class:`~millpond.errors.Overloaded`, and
+    events per commit. Server settings (``log_writer``), not storage settings, because
+    they are about back-pressure; a backend without such a queue ignores them."""
     if config.backend == "memory":
         from millpond.storage.memory import MemoryStorage
 
         return MemoryStorage()
     from millpond.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(Path(config.data_dir), synchronous=config.synchronous)
+    return SQLiteStorage(Path(config.data_dir), synchronous=config.synchronous,
+                         max_pending=max_pending, max_group=max_group)
 
 
 __all__ = ["Storage", "StorageConfig", "open_storage"]

@@ -10,8 +10,8 @@ From any test (`tests` is a package, so the repository root is on sys.path):
     fake.wait_for(3)                       # records the fake accepted
     fake.stop()
 
-or use the pytest fixtures in `tests/destinations/conftest.py` (`fake_vendor`
-factory, `<name>_fake` per vendor). Knobs on every fake: `fail_next(n, status,
+or use the suite-wide `vendor` fixture (`tests/conftest.py`), a factory that
+stops every fake it started. Knobs on every fake: `fail_next(n, status,
 retry_after=None)`, `delay_seconds`, `outage(on=True, status=503)`; accessors
 `received`, `requests`, `duplicates`. Each module's docstring names the
 vendors.md section and vendor documentation it follows.

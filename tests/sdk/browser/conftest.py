@@ -12,18 +12,14 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import ServerProcess
 from tests.sdk.browser.harness import ClosedPort, NetworkLog, PageServer, launch_chromium
+from tests.support.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory) -> Iterator[ServerProcess]:
-    """A real ``millpond serve`` on 127.0.0.1:<port>: the origin the SDKs send to."""
-    proc = ServerProcess(tmp_path_factory.mktemp("browser") / "data")
-    proc.data_dir.mkdir(parents=True)
-    proc.start()
-    yield proc
-    proc.stop()
+def collector(shared_server) -> ServerProcess:
+    """The module's real ``millpond serve`` on 127.0.0.1:<port>: the origin the SDKs send to."""
+    return shared_server
 
 
 @pytest.fixture(scope="module")

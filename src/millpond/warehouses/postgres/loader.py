@@ -1,0 +1,129 @@
+"""The ``postgres`` loader: a batch of stored events in, one :data:`LoadOutcome` out.
+
+How a batch goes: :class:`~.run.BatchRun` flattens it by Segment's schema, table by table,
+creates missing tables and columns, rejects it if a table was changed by hand so it cannot
+load, coerces every value to its column's type (misfits become discards) and merges it in one
+transaction (``COPY`` into temporary tables, ``INSERT ... ON CONFLICT (id) DO NOTHING``,
+``users`` / ``accounts`` by trait time, discards into ``millpond_discards``). Each module says
+why its step is built that way.
+
+Errors are classified by :mod:`.errors`; a broken connection is dropped and re-opened by the
+next ``load``. The loader holds one connection and is not thread-safe: one loader per
+destination, called by one delivery run at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+
+import psycopg
+
+from millpond.warehouses.batch import LoadOutcome, StoredEvent
+from millpond.warehouses.naming import fit_identifier
+from millpond.warehouses.postgres import merge, traits
+from millpond.warehouses.postgres.errors import TableProblem, classify
+from millpond.warehouses.postgres.run import BatchRun
+from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
+
+__all__ = ["PostgresLoader"]
+
+
+class PostgresLoader:
+    """Loads batches into one schema of one PostgreSQL database.
+
+    ``connect`` builds a connection from the settings (tests pass their own); the default is
+    ``psycopg.connect(dsn, connect_timeout=...)``.
+    """
+
+    def __init__(self, settings: PostgresSettings,
+                 connect: Callable[[PostgresSettings], psycopg.Connection] | None = None) -> None:
+        self.settings = settings
+        self._connect = connect or _default_connect
+        self._conn: psycopg.Connection | None = None
+        prefix = settings.table_prefix
+        self.schema = settings.schema
+        self.registry = fit_identifier(prefix + "millpond_columns")
+        self.discards_table = fit_identifier(prefix + "millpond_discards")
+        self.times_table = fit_identifier(prefix + "millpond_trait_times")
+
+    @property
+    def batch_interval_seconds(self) -> float:
+        """How often the caller should load a micro-batch (a setting, at least 5 s)."""
+        return self.settings.batch_interval_seconds
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            conn = self._connect(self.settings)
+            self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> PostgresLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self, events: Sequence[StoredEvent]) -> LoadOutcome:
+        """Load ``events`` exactly once; never raises for database trouble, never retries."""
+        try:
+            conn = self._connection()
+        except psycopg.Error as exc:
+            return classify(_ConnectError(describe_connect_error(exc, self.settings.dsn)))
+        run = BatchRun(conn, schema_name=self.schema, prefix=self.settings.table_prefix,
+                       registry=self.registry, fixed=self._fixed_tables(),
+                       discards_table=self.discards_table, times_table=self.times_table,
+                       lock_timeout=self.settings.lock_timeout_seconds)
+        # A batch allocates many small containers and frees most of them at once; the cyclic
+        # GC, triggered by allocation counts, would scan them (and the caller's heap) over
+        # and over for nothing: pause it for the batch.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return run.execute(list(events))
+        except (TableProblem, psycopg.Error) as exc:
+            self._rollback(conn)
+            return classify(exc)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _fixed_tables(self) -> dict[str, str]:
+        return {
+            self.discards_table: merge.discards_table_sql(self.schema, self.discards_table),
+            self.times_table: traits.times_table_sql(self.schema, self.times_table),
+        }
+
+    def _rollback(self, conn: psycopg.Connection) -> None:
+        """Leave the connection usable (or drop it when it is broken)."""
+        if conn.broken or conn.closed:
+            self.close()
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            self.close()
+
+
+class _ConnectError(psycopg.OperationalError):
+    """A failed connect, with a message saying what to check (always transient at load)."""
+
+
+def _default_connect(settings: PostgresSettings) -> psycopg.Connection:
+    # autocommit: each catalog read stands alone; DDL and the merge open explicit transactions.
+    return psycopg.connect(settings.dsn, autocommit=True,
+                           connect_timeout=max(1, round(settings.connect_timeout_seconds)),
+                           application_name="millpond-warehouse")
