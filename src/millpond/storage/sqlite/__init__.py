@@ -7,73 +7,26 @@
 - ``profiles.db``: the profile store, written by its follower.
 
 Everything SQLite lives in this package and only here.
+
+Why this module imports nothing itself: processes that need one piece of the backend
+(an import's reader process unpickles the dedupe hash, a preview worker the part
+scanner) should not pay for loading every store, metrics included (40 ms and ~3 MB per
+process); :class:`SQLiteStorage` is loaded on first use.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from millpond import metrics
-from millpond.storage.sqlite.connection import StateDB
-from millpond.storage.sqlite.destinations import SQLiteDestinationStore
-from millpond.storage.sqlite.imports import SQLiteImportJobStore
-from millpond.storage.sqlite.index import SQLiteEventIndex
-from millpond.storage.sqlite.log import SQLiteEventLog
-from millpond.storage.sqlite.profiles import SQLiteProfileStore
-from millpond.storage.sqlite.rejections import SQLiteRejectionStore
-from millpond.storage.sqlite.runs import SQLiteRunStore
-from millpond.storage.sqlite.sources import SQLiteSourceStore
+if TYPE_CHECKING:
+    from millpond.storage.sqlite.storage import SQLiteStorage
 
-FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db"}
+__all__ = ["SQLiteStorage"]
 
 
-class SQLiteStorage:
-    """:class:`~millpond.storage.contracts.Storage` on one data dir.
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteStorage":
+        from millpond.storage.sqlite.storage import SQLiteStorage
 
-    ``synchronous`` is the log's durability (``FULL``: an acknowledged event survives a
-    power loss; ``NORMAL``: a process crash). ``max_pending`` and ``max_group`` bound the
-    log's queue and its group commits; ``on_commit(events, seconds)`` hears of each commit
-    (the server's metrics by default)."""
-
-    def __init__(self, data_dir: str | Path, synchronous: str = "FULL", *,
-                 max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = metrics.record_commit):
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._state = StateDB(self.data_dir / FILES["state"])
-        self.sources = SQLiteSourceStore(self._state)
-        self.destinations = SQLiteDestinationStore(self._state)
-        self.runs = SQLiteRunStore(self._state)
-        self.imports = SQLiteImportJobStore(self._state)
-        self.rejections = SQLiteRejectionStore(self._state)
-        self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
-                                  max_pending=max_pending, max_group=max_group,
-                                  on_commit=on_commit)
-        self.index = SQLiteEventIndex(self.log)
-        self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"])
-        self._closed = False
-
-    def sizes(self) -> dict[str, int]:
-        """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``), its
-        write-ahead log included."""
-        out = {}
-        for file in FILES.values():
-            size = 0
-            for suffix in ("", "-wal"):
-                with contextlib.suppress(OSError):
-                    size += (self.data_dir / f"{file}{suffix}").stat().st_size
-            out[file] = size
-        return out
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.profiles.close()
-        self._state.close()
-        self.log.close()
-
-
-__all__ = ["SQLiteEventIndex", "SQLiteEventLog", "SQLiteStorage"]
+        return SQLiteStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
