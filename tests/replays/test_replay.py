@@ -13,10 +13,10 @@ import pytest
 from millpond.collector.validation import normalize
 from millpond.connections.service import PumpManager
 from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.slices import WindowSlice
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
-from millpond.replays.plan import plan
-from millpond.replays.runner import WindowSource
+from millpond.replays.plan import plan, plan_window
 from millpond.replays.service import ReplayManager
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
@@ -294,21 +294,21 @@ def test_window_source_cursor_is_last_finished_ts_seq(tmp_path, backend):
              "all_sources": True}
 
         async def chunks(after, chunk, n):
-            source = WindowSource(storage.index, p, after, chunk=chunk)
+            source = WindowSlice(storage.index, plan_window(p), after, chunk=chunk)
             got = [await source.next_chunk(0) for _ in range(n)]
             await source.aclose()
             return source, got
 
-        src, [(first, rows), (second, more)] = asyncio.run(chunks(None, 2, 2))
-        assert (first, [e.seq for e in rows]) == (0, [5, 4])
-        assert (second, [e.seq for e in more]) == (2, [3, 2])
+        src, [(keys, rows), (more_keys, more)] = asyncio.run(chunks(None, 2, 2))
+        assert (list(keys), [e.seq for e in rows]) == ([0, 1], [5, 4])
+        assert (list(more_keys), [e.seq for e in more]) == ([2, 3], [3, 2])
         assert src.cursor_at(-1) is None
         cursor = src.cursor_at(0)
         assert cursor == WindowCursor(BASE + 1, 5)
         assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)
         assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)  # asked again after a failure
         assert src.cursor_at(3) == WindowCursor(BASE + 4, 2)
-        _, [(first, rows)] = asyncio.run(chunks(cursor, 10, 1))
-        assert (first, [e.seq for e in rows]) == (0, [4, 3, 2, 1])
+        _, [(keys, rows)] = asyncio.run(chunks(cursor, 10, 1))
+        assert (list(keys), [e.seq for e in rows]) == ([0, 1, 2, 3], [4, 3, 2, 1])
     finally:
         storage.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from millpond import metrics
-from millpond.delivery.evaluate import RETRIED
+from millpond.delivery.outcomes import Outcome
 
 if TYPE_CHECKING:
     from millpond.connections.service import PumpManager
@@ -47,7 +47,7 @@ class DeliveryCollector:
                 behind.add_metric([dest.name], stats["events_behind"])
             for dest, totals in manager.counters():
                 for (action, outcome, reason), n in sorted(totals.items()):
-                    if outcome == RETRIED:
+                    if outcome == Outcome.RETRIED:
                         retries.add_metric([dest.name, action], n)
                     else:
                         events.add_metric([dest.name, action, outcome, reason], n)

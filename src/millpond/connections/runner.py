@@ -25,20 +25,20 @@ import msgspec
 from millpond.connections.config import Runtime
 from millpond.delivery.batcher import Batcher
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import Evaluator, dead_letters
+from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.pump import LogTail, Pump, RowsSource
+from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter
 from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.runs import Checkpoint, supervise
 from millpond.delivery.sender import BACKGROUND, Deliverer
+from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
 from millpond.storage.contracts import EventLog, RunStore
 from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
 from millpond.timeutil import iso_to_seconds
 
 log = logging.getLogger("millpond.pumps")
-
-RESTART_PAUSE = 5.0
 
 
 def new_run_id(kind: RunKind) -> str:
@@ -112,30 +112,22 @@ class LiveDestination:
     def _new_pump(self) -> Pump:
         cursor = run_cursor(self.runs.get(self.run.id), self.dest)
         limits = self.runtime.dtype.batching
-        dest_id, run_id = self.dest.id, self.run.id
-
-        def persist(cursor: int, counts: Counter, dead: list, _finished: list) -> None:
-            self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
-                                 dead=dead_letters(dead, dest_id, run_id))
-
-        return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
+        tail = LogTail(self.log, cursor)
+        return Pump(tail, self.evaluator, self.deliverer,
                     Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
-                    Ledger(cursor), persist, on_saved=self._saved,
-                    dead_log=self._dead_log)
+                    Ledger(cursor), Checkpoint(self.runs, self.run, tail, start=cursor),
+                    on_saved=self._saved, dead_log=self._dead_log)
+
+    async def _attempt(self) -> None:
+        self.pump = self._new_pump()
+        await self.pump.run()
+
+    def _failed(self, error: str) -> None:
+        self.error = error
 
     async def _supervise(self) -> None:
-        while True:
-            self.pump = self._new_pump()
-            try:
-                await self.pump.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep delivering; show the failure
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("pump for destination %s failed; restarting in %ss",
-                              self.dest.name, RESTART_PAUSE)
-                await asyncio.sleep(RESTART_PAUSE)
+        await supervise(RunKind.LIVE, self._attempt, on_error=self._failed,
+                        label=f"pump for destination {self.dest.name}")
 
     async def stop(self) -> None:
         """Stop the live pump and redrives; each saves its progress on the way out."""
@@ -164,16 +156,12 @@ class LiveDestination:
         dest_id = self.dest.id
         run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
                                    RunState.RUNNING, {"ids": [r.id for r in claimed]}))
-        done: set[int] = set()
-
-        def persist(_cursor: int, counts: Counter, dead: list, finished: list) -> None:
-            ids = [i for seq in finished for i in ids_by_seq.get(seq, ())]
-            self.runs.checkpoint(run.id, counts=counts, dead=dead_letters(dead, dest_id, run.id),
-                                 redriven=ids)
-            done.update(finished)
+        source = RowsSource(rows)
+        persist = Checkpoint(self.runs, run, source, start=0, redriven=ids_by_seq)
+        done = persist.finished
 
         limits = self.runtime.dtype.batching
-        pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
+        pump = Pump(source, self.evaluator, self.deliverer,
                     Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
                     on_saved=self._added,
@@ -183,7 +171,8 @@ class LiveDestination:
 
         async def redrive() -> None:
             try:
-                await pump.run()
+                await supervise(RunKind.REDRIVE, pump.run, on_error=lambda _e: None,
+                                label=f"redrive {run.id}")
             finally:
                 unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
                               for i in ids]

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from millpond.delivery.batcher import Batch, Work
 from millpond.delivery.rate_limit import RateLimiter
@@ -42,6 +43,9 @@ from millpond.destinations.base import (
     body_text,
 )
 from millpond.timeutil import human_duration
+
+if TYPE_CHECKING:
+    from millpond.delivery.share import BackgroundShare
 
 log = logging.getLogger("millpond.delivery")
 
@@ -152,10 +156,16 @@ class Deliverer:
         self._sleep = sleep
 
     async def deliver(self, batch: Batch, *, priority: int = LIVE,
-                      on_retry: Callable[[list[Work], str], None] | None = None) -> Delivered:
-        """Send ``batch`` until every item is sent or dead; retries until cancelled."""
+                      on_retry: Callable[[list[Work], str], None] | None = None,
+                      share: BackgroundShare | None = None) -> Delivered:
+        """Send ``batch`` until every item is sent or dead; retries until cancelled.
+        ``share``: a background run's manners (see :mod:`millpond.delivery.share`)."""
         done = Delivered()
+        if share is not None:
+            await share.before(len(batch), self.limiter)
         await self._deliver(batch.items, priority, on_retry, done)
+        if share is not None:
+            share.after(len(batch))
         return done
 
     async def _deliver(self, works: list[Work], priority: int,
@@ -164,10 +174,11 @@ class Deliverer:
         attempt = 0
         while works:
             try:
-                # A raw_payloads type reads only .payload and .event: works have both.
-                items = works if self.dtype.raw_payloads else \
+                # A raw_payloads type reads only .payload and .event, which works have
+                # too: they go as they are, without an Item per work.
+                items = cast("list[Item]", works) if self.dtype.raw_payloads else \
                     [Item(w.payload, w.event) for w in works]
-                request = self.dtype.build_request(works[0].action, items)  # type: ignore[arg-type]
+                request = self.dtype.build_request(works[0].action, items)
             except Exception as exc:  # noqa: BLE001 - a type bug parks items, not the pump
                 reason = f"could not build the request: {type(exc).__name__}: {exc}"
                 done.dead.extend(Result(w, "dead", reason) for w in works)

@@ -23,6 +23,7 @@ from typing import Any
 from millpond.connections import config
 from millpond.connections.runner import LiveDestination, new_run_id
 from millpond.connections.stats import summarize
+from millpond.delivery import runs as run_states
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.replays.plan import plan, plan_window
 from millpond.replays.preview import PreviewJob, run_preview
@@ -34,7 +35,7 @@ from millpond.timeutil import human_duration
 from millpond.workers import WorkerPool
 
 #: States in which a replay still owns its destination's replay slot.
-ACTIVE = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
+ACTIVE = tuple(run_states.ACTIVE)
 
 log = logging.getLogger("millpond.replays")
 
@@ -132,9 +133,7 @@ class ReplayManager:
 
     async def pause(self, replay_id: str) -> dict:
         replay = self._get(replay_id)
-        if replay.state != RunState.RUNNING:
-            raise Conflict(f"replay {replay_id} is {replay.state}; only a running replay "
-                           "can be paused", field="state")
+        run_states.check(replay, RunState.PAUSED, name="replay")
         await self._stop(replay_id)
         replay = self._get(replay_id)
         if replay.state == RunState.RUNNING:
@@ -146,7 +145,8 @@ class ReplayManager:
 
     async def resume(self, replay_id: str) -> dict:
         replay = self._get(replay_id)
-        if replay.state not in (RunState.PAUSED, RunState.FAILED):
+        if replay.state == RunState.PLANNED or not run_states.allowed(replay.state,
+                                                                       RunState.RUNNING):
             raise Conflict(f"replay {replay_id} is {replay.state}; only a paused or failed "
                            "replay can be resumed", field="state")
         other = self._active_for(replay.destination_id)
@@ -169,6 +169,7 @@ class ReplayManager:
         replay = self._get(replay_id)
         if replay.state not in ACTIVE:
             raise Conflict(f"replay {replay_id} is already {replay.state}", field="state")
+        run_states.check(replay, RunState.CANCELLED, name="replay")
         await self._stop(replay_id)
         replay = self._get(replay_id)
         if replay.state in ACTIVE:
@@ -201,15 +202,14 @@ class ReplayManager:
     async def _run(self, runner: ReplayRunner) -> None:
         rid = runner.replay.id
         try:
-            await runner.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - visible as a failed replay, resumable
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("replay %s failed (it can be resumed): %s", rid, error,
-                          extra=_fields(runner.replay, phase="failed", error=error))
-            self.runs.set_state(rid, RunState.FAILED, error=error)
-            return
+            error = await run_states.supervise(
+                RunKind.REPLAY, runner.run, label=f"replay {rid}",
+                on_error=lambda e: log.exception(
+                    "replay %s failed (it can be resumed): %s", rid, e,
+                    extra=_fields(runner.replay, phase="failed", error=e)))
+            if error is not None:  # a replay is not restarted: it waits, failed, for resume
+                self.runs.set_state(rid, RunState.FAILED, error=error)
+                return
         finally:
             current = self._runners.get(rid)
             if current is not None and current[0] is runner:
