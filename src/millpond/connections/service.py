@@ -172,7 +172,11 @@ class PumpManager:
             if "enabled" in changes:
                 self.runs.set_state(live_run(self.runs, dest).id,
                                     RunState.RUNNING if dest.enabled else RunState.PAUSED)
+                if dest.enabled and self.replays is not None:
+                    self.replays.release(dest.id)
             await self._restart(dest)
+            if not dest.enabled and self.replays is not None:
+                self.replays.hold(dest.id, dest.name)
         return dest
 
     async def set_enabled(self, ref: str, enabled: bool) -> Destination:
