@@ -34,6 +34,7 @@ from millpond.delivery.runs import Checkpoint, supervise
 from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
+from millpond.errors import NotFound
 from millpond.storage.contracts import EventLog, RunStore
 from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
 from millpond.timeutil import iso_to_seconds
@@ -154,10 +155,15 @@ class LiveDestination:
         only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
         ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
         dest_id = self.dest.id
+        # Dead letters of runs the destination's totals add up (live, redrives) move to
+        # their final outcome when settled; a replay's stay in its report.
+        recount = frozenset(rid for rid in {r.run_id for r in claimed}
+                            if self._counted(rid))
         run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
                                    RunState.RUNNING, {"ids": [r.id for r in claimed]}))
         source = RowsSource(rows)
-        persist = Checkpoint(self.runs, run, source, start=0, redriven=ids_by_seq)
+        persist = Checkpoint(self.runs, run, source, start=0, redriven=by_seq,
+                             recount=recount)
         done = persist.finished
 
         limits = self.runtime.dtype.batching
@@ -184,6 +190,12 @@ class LiveDestination:
         task = asyncio.create_task(redrive(), name=f"redrive-{self.dest.name}")
         self._redrives.add(task)
         task.add_done_callback(self._redrives.discard)
+
+    def _counted(self, run_id: str) -> bool:
+        try:
+            return self.runs.get(run_id).kind in (RunKind.LIVE, RunKind.REDRIVE)
+        except NotFound:
+            return False
 
     # visibility --------------------------------------------------------------------------
     def position(self) -> tuple[int, float | None]:

@@ -41,7 +41,7 @@ from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.outcomes import Outcome, dead_letter
+from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
@@ -164,13 +164,13 @@ class Pump:
 
     def _dead(self, result: Result) -> None:
         work = result.work
-        category = f"HTTP {result.status}" if result.status else result.reason.partition(":")[0]
         payload = work.payload
         if isinstance(payload, Raw):  # packed: dead letters keep the payload as an object
             payload = self._decode(payload)
-        self.ledger.done(work.seq, (work.action, Outcome.DEAD_LETTERED, category),
-                         dead_letter(work.event, work.action, result.reason, payload,
-                                     result.status, result.response))
+        letter = dead_letter(work.event, work.action, result.reason, payload, result.status,
+                             result.response)
+        self.ledger.done(work.seq, (work.action, Outcome.DEAD_LETTERED, category(letter)),
+                         letter)
 
     def _on_retry(self, works: list[Work], reason: str) -> None:
         for action, n in Counter(w.action for w in works).items():

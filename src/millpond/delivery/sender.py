@@ -235,7 +235,7 @@ class Deliverer:
                 return None, self.dtype.transport_error(exc)
         finally:
             self.gate.release()
-        return response, self.dtype.classify(response.status, response.headers, response.body,
+        return response, self.dtype.answer(response.status, response.headers, response.body,
                                              item_count)
 
     def _ok(self) -> None:
