@@ -129,3 +129,27 @@ def test_a_request_that_cannot_be_built_dead_letters_instead_of_stopping_the_pum
     done = run(d.deliver(batch(1)))
     assert done.sent == [] and done.dead[0].outcome == "dead"
     assert "KeyError" in done.dead[0].reason
+
+
+def test_a_long_retry_after_is_capped_and_retry_now_ends_the_wait():
+    """#13 item 11: ``Retry-After: 3600`` parked a destination for 600 s even after the
+    vendor recovered. The wait is capped (300 s by default) and the owner can end it."""
+    transport = ScriptedTransport(Response(429, {"Retry-After": "3600"}, b"slow down"))
+    d = Deliverer(ScriptType(), transport, RateLimiter(1e5), RetryPolicy(rng=lambda: 0.0))
+
+    async def scenario() -> float:
+        task = asyncio.create_task(d.deliver(batch(1)))
+        while not d.state.retrying:
+            await asyncio.sleep(0.01)
+        wait = d.state.next_attempt_at - d.state.last_error_at
+        assert not task.done()
+        started = asyncio.get_running_loop().time()
+        assert d.retry_now() is True
+        done = await asyncio.wait_for(task, 5)
+        assert [w.seq for w in done.sent] == [1]
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert d.retry_now() is False  # nothing waits any more
+        return wait
+
+    assert run(scenario()) == 300.0
+    assert len(transport.sent) == 2 and d.state.retried_now == 1

@@ -90,6 +90,14 @@ async def disable_destination(ref: str, mp=Depends(server)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, False))
 
 
+@router.post("/destinations/{ref}/retry-now")
+async def retry_destination_now(ref: str, mp=Depends(server)) -> dict:
+    """Try the destination's waiting request again at once, instead of after the vendor's
+    ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
+    the destination is disabled."""
+    return await mp.pumps.retry_now(ref)
+
+
 @router.post("/destinations/{ref}/test")
 async def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
                      mp=Depends(server)) -> dict:

@@ -35,7 +35,11 @@ from millpond.destinations.errors import SettingsError, UnknownDestinationType
 from millpond.errors import BadRequest
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
-RATE_KEYS = ("events_per_second", "requests_per_second")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_retry_after")
+#: The longest ``Retry-After`` honoured unless a destination sets ``max_retry_after``.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+#: ``max_retry_after`` may be at most a day.
+MAX_RETRY_AFTER = 86_400.0
 
 
 def destination_type(name: Any) -> type[DestinationType]:
@@ -97,6 +101,18 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
         if value is None and key == "requests_per_second":
             out[key] = None
             continue
+        if key == "max_retry_after":
+            if value is None:  # back to the default
+                out.pop(key, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 1 <= value <= MAX_RETRY_AFTER:
+                raise BadRequest("rate_limit.max_retry_after must be a number of seconds from "
+                                 f"1 to {MAX_RETRY_AFTER:g} (the longest vendor Retry-After "
+                                 f"honoured, default {DEFAULT_MAX_RETRY_AFTER:g}); got "
+                                 f"{value!r}", field="rate_limit.max_retry_after")
+            out[key] = float(value)
+            continue
         top = MAX_EVENTS_PER_SECOND if key == "events_per_second" else MAX_REQUESTS_PER_SECOND
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not 0 < value <= top:
@@ -104,6 +120,11 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
                              f"got {value!r}", field=f"rate_limit.{key}")
         out[key] = float(value)
     return out
+
+
+def max_retry_after(rate_limit: dict) -> float:
+    """The longest ``Retry-After`` a destination honours (seconds)."""
+    return float(rate_limit.get("max_retry_after") or DEFAULT_MAX_RETRY_AFTER)
 
 
 def presets(cls: type[DestinationType]) -> list[dict]:

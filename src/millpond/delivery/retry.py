@@ -26,7 +26,9 @@ class RetryPolicy:
 
     base: float = 0.5
     cap: float = 30.0
-    max_retry_after: float = 600.0
+    #: The longest ``Retry-After`` honoured (seconds); a destination may set its own
+    #: (``rate_limit.max_retry_after``). Longer hints wait this long, then try again.
+    max_retry_after: float = 300.0
     retry_after_jitter: float = 0.1
     rng: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 

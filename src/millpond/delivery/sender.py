@@ -131,6 +131,8 @@ class DeliveryState:
     next_attempt_at: float | None = None
     requests: int = 0
     retries: int = 0
+    #: How many times the owner asked to retry now (``retry-now``).
+    retried_now: int = 0
     #: The current failure episode (while ``retrying``): when it began, failed attempts
     #: so far, and when the log last said so.
     failing_since: float | None = None
@@ -154,6 +156,8 @@ class Deliverer:
         self.gate = PriorityGate()
         self.state = DeliveryState()
         self._sleep = sleep
+        #: Set by :meth:`retry_now` to end the current waits (made in the running loop).
+        self._wake: asyncio.Event | None = None
 
     async def deliver(self, batch: Batch, *, priority: int = LIVE,
                       on_retry: Callable[[list[Work], str], None] | None = None,
@@ -221,7 +225,34 @@ class Deliverer:
             self._failed(reason, delay, status)
             if on_retry is not None:
                 on_retry(works, reason)
-            await self._sleep(delay)
+            await self._wait(delay)
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds before the next attempt, or until :meth:`retry_now`."""
+        wake = self._wake
+        if wake is None:
+            wake = self._wake = asyncio.Event()
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+
+    def retry_now(self) -> bool:
+        """End every wait for a next attempt at once (the owner knows the vendor is back,
+        whatever its ``Retry-After`` said). False when nothing was waiting to retry."""
+        if not self.state.retrying:
+            return False
+        wake, self._wake = self._wake, asyncio.Event()
+        if wake is not None:
+            wake.set()
+        self.state.next_attempt_at = self._clock()
+        self.state.retried_now += 1
+        log.info("destination %s: retry now (asked by its owner)", self.name,
+                 extra={"destination": self.name, "phase": "retry_now"})
+        return True
 
     async def _send_once(self, request, item_count: int,
                          priority: int) -> tuple[Response | None, object]:
