@@ -153,3 +153,26 @@ def test_a_long_retry_after_is_capped_and_retry_now_ends_the_wait():
 
     assert run(scenario()) == 300.0
     assert len(transport.sent) == 2 and d.state.retried_now == 1
+
+
+def test_failing_longer_than_max_retry_age_dead_letters_until_a_success(caplog):
+    """#13 item 5: an unreachable vendor was retried forever, saying only ``retrying``."""
+    now = [0.0]
+
+    async def sleep(d: float) -> None:
+        now[0] += d
+
+    transport = ScriptedTransport(*[Response(503, {}, b"down")] * 6)
+    d = Deliverer(ScriptType(), transport, RateLimiter(1e5),
+                  RetryPolicy(base=3600, cap=3600, rng=lambda: 1.0), sleep=sleep,
+                  clock=lambda: now[0], name="mp")
+    first = run(d.deliver(batch(1, 2)))
+    assert first.sent == [] and [r.work.seq for r in first.dead] == [1, 2]
+    assert first.dead[0].reason == "gave up after 4h: HTTP 503: down"
+    assert first.dead[0].status == 503 and d.state.failing and len(transport.sent) == 5
+    again = run(d.deliver(batch(3)))  # still failing: one attempt, then a dead letter
+    assert [r.work.seq for r in again.dead] == [3] and len(transport.sent) == 6
+    assert "is failing" in caplog.text and caplog.text.count("is failing") == 1
+    recovered = run(d.deliver(batch(4)))  # the vendor is back (the script answers 200)
+    assert [w.seq for w in recovered.sent] == [4] and recovered.dead == []
+    assert not d.state.failing and not d.state.retrying

@@ -242,13 +242,15 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
 @click.option("--max-retry-after", type=float, default=None,
               help="Longest vendor Retry-After honoured, in seconds (default 300).")
+@click.option("--max-retry-age", default=None, metavar="DURATION",
+              help='Give up (dead-letter) after failing this long, e.g. "4h" (the default).')
 @click.option("--actions-file", type=click.Path(dir_okay=False), default=None,
               help="Replace the actions with this JSON list.")
 @click.option("--preset-actions", is_flag=True, help="Go back to the type's preset actions.")
 @json_option
 @api_command
-def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after, actions_file,
-           preset_actions, as_json, client) -> None:
+def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after, max_retry_age,
+           actions_file, preset_actions, as_json, client) -> None:
     """Change a destination; delivery restarts with the new configuration."""
     body: dict[str, Any] = {}
     if name is not None:
@@ -259,6 +261,8 @@ def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after
                                      base=current["settings"])
     if (limit := _rate(rate, requests_rate, max_retry_after)) is not None:
         body["rate_limit"] = limit
+    if max_retry_age is not None:
+        body["rate_limit"] = {**body.get("rate_limit", {}), "max_retry_age": max_retry_age}
     if actions_file and preset_actions:
         fail("give --actions-file or --preset-actions, not both")
     if actions_file:

@@ -88,6 +88,7 @@ class Pump:
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
         self._save_lock = asyncio.Lock()
+        self._retry_save: asyncio.Task | None = None
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
         dtype = getattr(deliverer, "dtype", None)
@@ -173,8 +174,12 @@ class Pump:
                          letter)
 
     def _on_retry(self, works: list[Work], reason: str) -> None:
+        """Count the retry and save it now: while a destination is down, the sender waits
+        and the reader is blocked, so no other checkpoint would show it until recovery."""
         for action, n in Counter(w.action for w in works).items():
             self.ledger.count((action, Outcome.RETRIED, ""), n)
+        if self._retry_save is None or self._retry_save.done():
+            self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
     async def checkpoint(self) -> None:
         """Persist what the ledger released (one transaction, in a worker thread)."""

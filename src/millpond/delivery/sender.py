@@ -42,7 +42,7 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
-from millpond.timeutil import human_duration
+from millpond.timeutil import compact_duration, human_duration
 
 if TYPE_CHECKING:
     from millpond.delivery.share import BackgroundShare
@@ -138,6 +138,8 @@ class DeliveryState:
     failing_since: float | None = None
     failed_attempts: int = 0
     reported_at: float | None = None
+    #: Failing longer than ``max_retry_age``: items are dead-lettered, not retried.
+    failing: bool = False
 
 
 class Deliverer:
@@ -223,9 +225,33 @@ class Deliverer:
             delay = self.policy.delay(attempt, retry_after)
             attempt += 1
             self._failed(reason, delay, status)
+            if self._given_up(reason):
+                gave = f"gave up after {compact_duration(self.policy.max_retry_age)}: {reason}"
+                done.dead.extend(Result(w, "dead", gave, status, excerpt) for w in works)
+                return
             if on_retry is not None:
                 on_retry(works, reason)
             await self._wait(delay)
+
+    def _given_up(self, reason: str) -> bool:
+        """Whether the destination has failed continuously for longer than its
+        ``max_retry_age``: then items are dead-lettered instead of retried (and the
+        destination says it is ``failing``) until an attempt succeeds again."""
+        st = self.state
+        now = self._clock()
+        failing_for = now - (st.failing_since if st.failing_since is not None else now)
+        if failing_for < self.policy.max_retry_age:
+            return False
+        st.next_attempt_at = None
+        if not st.failing:
+            st.failing = True
+            log.error("destination %s is failing: no success for %s; its events are "
+                      "dead-lettered until it succeeds again (last answer: %s)", self.name,
+                      human_duration(failing_for), _one_line(reason, LOG_EXCERPT),
+                      extra={"destination": self.name, "phase": "failing",
+                             "failing_seconds": round(failing_for, 3),
+                             "error": _one_line(reason, LOG_EXCERPT)})
+        return True
 
     async def _wait(self, delay: float) -> None:
         """Sleep ``delay`` seconds before the next attempt, or until :meth:`retry_now`."""
@@ -282,6 +308,7 @@ class Deliverer:
                             "failed_attempts": st.failed_attempts})
             st.failing_since = None
             st.failed_attempts = 0
+            st.failing = False
 
     def _failed(self, reason: str, delay: float, status: int | None = None) -> None:
         now = self._clock()
