@@ -469,6 +469,8 @@ class SQLiteEventLog(EventLog):
             add("event = ?", q.event_name)
         if q.user_id is not None:
             add("user_id = ?", q.user_id)
+        if q.anonymous_id is not None:
+            add("anonymous_id = ?", q.anonymous_id)
         for column, op, value in (("ts", ">=", q.ts_from), ("ts", "<", q.ts_to),
                                   ("received", ">=", q.received_from),
                                   ("received", "<", q.received_to),
