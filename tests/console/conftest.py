@@ -58,8 +58,12 @@ class Console:
 
     def problems(self) -> list[str]:
         """Console errors and uncaught errors of the page so far (a Content-Security-Policy
-        violation is a console error)."""
-        return self.log.console_errors() + self.log.page_errors
+        violation is a console error), and assets that failed to load. Chromium also logs
+        every 4xx page as an error; forms answer 4xx on purpose, so those are left out."""
+        errors = [e for e in self.log.console_errors() if "Failed to load resource" not in e]
+        assets = [str(s) for s in self.log.requests if "/static/" in s.url
+                  and (s.failure or (s.status or 200) >= 400)]
+        return errors + self.log.page_errors + assets
 
 
 def sign_in(page: Page, server: ServerProcess, token: str = ADMIN_TOKEN) -> None:
