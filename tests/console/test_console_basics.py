@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -134,7 +135,7 @@ def test_upload_a_csv_and_read_its_error_report(console):
     expect(report).to_contain_text("updated_at")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the error report (CSV)").click()
-    text = open(download.value.path()).read()
+    text = Path(download.value.path()).read_text()
     assert text.startswith("row,line,column,code,reason") and "not-a-time" in text
     console.screenshot("imports")
     assert not console.problems()

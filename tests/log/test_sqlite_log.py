@@ -19,7 +19,8 @@ from millpond.log.sqlite_log import SQLiteEventLog
 def ev(message_id: str, source: str = "src_a", ts: int = 1_000, kind: str = "track",
        **body) -> NewEvent:
     payload = {"type": kind, "messageId": message_id, "source_id": source, **body}
-    return NewEvent(source, kind, message_id, body.get("event"), body.get("userId"), None, ts,
+    return NewEvent(source, kind, message_id, body.get("event"), body.get("userId"),
+                    body.get("anonymousId"), ts,
                     int(time.time() * 1000), json.dumps(payload).encode())
 
 
@@ -260,6 +261,14 @@ def test_query_filters_and_cursor(log):
     assert ids(ts_from=20, ts_to=40) == ["b", "c"]
     assert ids(after_seq=2, limit=1) == ["c"]
     assert ids(descending=True, before_seq=3) == ["b", "a"]
+
+
+def test_query_by_anonymous_id(log):
+    """The console's activity log reads a person's events by each of their ids."""
+    log.append_sync([ev("a", anonymousId="anon-1"), ev("b", userId="u1", anonymousId="anon-1"),
+                     ev("c", userId="u1"), ev("d", anonymousId="anon-2")])
+    found = [json.loads(r)["messageId"] for r in log.query(EventQuery(anonymous_id="anon-1"))]
+    assert found == ["a", "b"]
 
 
 def test_rejections_are_kept(log):
