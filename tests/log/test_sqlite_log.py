@@ -263,12 +263,16 @@ def test_query_filters_and_cursor(log):
     assert ids(descending=True, before_seq=3) == ["b", "a"]
 
 
-def test_query_by_anonymous_id(log):
-    """The console's activity log reads a person's events by each of their ids."""
+def test_query_by_person_ids(log):
+    """The console's activity log reads a person's events by any of their ids at once."""
     log.append_sync([ev("a", anonymousId="anon-1"), ev("b", userId="u1", anonymousId="anon-1"),
-                     ev("c", userId="u1"), ev("d", anonymousId="anon-2")])
-    found = [json.loads(r)["messageId"] for r in log.query(EventQuery(anonymous_id="anon-1"))]
-    assert found == ["a", "b"]
+                     ev("c", userId="u1"), ev("d", anonymousId="anon-2"), ev("e", userId="u2"),
+                     ev("f", userId="anon-2")])
+    found = [json.loads(r)["messageId"]
+             for r in log.query(EventQuery(person_ids=["anon-1", "u1"]))]
+    assert found == ["a", "b", "c"]
+    assert [json.loads(r)["messageId"] for r in log.query(EventQuery(person_ids=["anon-2"]))] \
+        == ["d", "f"]
 
 
 def test_rejections_are_kept(log):

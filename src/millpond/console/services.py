@@ -345,12 +345,11 @@ class ConsoleServices:
         return await asyncio.to_thread(self.mp.profiles.get, any_id)
 
     async def activity(self, person: dict, page: int, per_page: int = 50) -> dict:
-        """Every event of ``person`` (each of its user and anonymous ids), in event-time
+        """Every event of ``person`` (any of its user and anonymous ids), in event-time
         order, ``per_page`` at a time. The log has no per-person index, so this reads the
-        log's id columns; it keeps only (ts, seq) pairs, then loads one page of events."""
-        ids = [("user_id", u) for u in person.get("user_ids", [])] + \
-              [("anonymous_id", a) for a in person.get("anonymous_ids", [])]
-        keys = await asyncio.to_thread(self._person_keys, ids)
+        log's id columns in one pass; it keeps (ts, seq) pairs, then shows one page."""
+        ids = [*person.get("user_ids", []), *person.get("anonymous_ids", [])]
+        keys = await asyncio.to_thread(self._person_keys, ids) if ids else []
         total = len(keys)
         chunk = keys[page * per_page:(page + 1) * per_page]
         events = []
@@ -361,20 +360,17 @@ class ConsoleServices:
         return {"events": events, "total": total, "page": page, "per_page": per_page,
                 "pages": max(1, -(-total // per_page))}
 
-    def _person_keys(self, ids: list[tuple[str, str]]) -> list[tuple[float, int]]:
-        seen: dict[int, float] = {}
-        for field, value in ids:
-            after = None
-            while True:
-                q = EventQuery(limit=1000, after_seq=after, **{field: value})
-                rows = self.mp.log.query(q)
-                for row in rows:
-                    event = _decode(row)
-                    seen[event["seq"]] = iso_to_seconds(event.get("timestamp")) or 0.0
-                if len(rows) < 1000:
-                    break
-                after = _decode(rows[-1])["seq"]
-        return sorted((ts, seq) for seq, ts in seen.items())
+    def _person_keys(self, ids: list[str]) -> list[tuple[float, int]]:
+        keys: list[tuple[float, int]] = []
+        after = None
+        while True:
+            rows = self.mp.log.query(EventQuery(person_ids=ids, after_seq=after, limit=5000))
+            for row in rows:
+                event = _decode(row)
+                keys.append((iso_to_seconds(event.get("timestamp")) or 0.0, event["seq"]))
+            if len(rows) < 5000:
+                return sorted(keys)
+            after = keys[-1][1]
 
 
 def compile_filter(text: str):

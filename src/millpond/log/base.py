@@ -86,8 +86,9 @@ class EventQuery:
     types: list[str] | None = None
     event_name: str | None = None
     user_id: str | None = None
-    #: Events sent under this anonymous id (a person's activity log reads by both ids).
-    anonymous_id: str | None = None
+    #: Events whose userId or anonymousId is one of these: a person's activity log, read
+    #: in one pass whatever the number of the person's ids.
+    person_ids: list[str] | None = None
     ts_from: int | None = None
     ts_to: int | None = None
     received_from: int | None = None

@@ -469,8 +469,10 @@ class SQLiteEventLog(EventLog):
             add("event = ?", q.event_name)
         if q.user_id is not None:
             add("user_id = ?", q.user_id)
-        if q.anonymous_id is not None:
-            add("anonymous_id = ?", q.anonymous_id)
+        if q.person_ids:
+            marks = ",".join("?" * len(q.person_ids))
+            add(f"(user_id IN ({marks}) OR anonymous_id IN ({marks}))", *q.person_ids,
+                *q.person_ids)
         for column, op, value in (("ts", ">=", q.ts_from), ("ts", "<", q.ts_to),
                                   ("received", ">=", q.received_from),
                                   ("received", "<", q.received_to),
