@@ -7,8 +7,8 @@ overview's chart has data), signed in through the sign-in form like a browser:
   the slowest page against the 200 ms budget;
 - the Debugger under load: its live stream open while a sender posts ``--rate`` events/s
   for ``--seconds`` seconds; how far behind the log's tail the stream is when the load
-  stops (events and seconds), how many events it said it skipped to keep up, and the
-  server's RSS before and after (the tail must not grow memory).
+  stops, how many events it said it skipped to keep up, and the server's RSS growth with
+  the stream open against the same load without it (the tail must not grow memory).
 ``--quick`` (or ``MILLPOND_BENCH_QUICK=1``): 20,000 events, 3 s of load, one run.
 """
 
@@ -144,9 +144,28 @@ def time_pages(client: httpx.Client, paths: dict[str, str], runs: int) -> dict[s
     return out
 
 
+def send_load(server: Server, key: str, rate: int, seconds: float, offset: int) -> int:
+    """Post ``rate`` events/s for ``seconds`` in batches of 1/20 s; how many were sent."""
+    per_batch = max(1, rate // 20)
+    sent, started = 0, time.monotonic()
+    with httpx.Client(timeout=30) as sender:
+        while time.monotonic() - started < seconds:
+            batch = [realistic_event(offset + sent + i) for i in range(per_batch)]
+            r = sender.post(f"{server.url}/v1/batch", auth=(key, ""), json={"batch": batch})
+            r.raise_for_status()
+            sent += per_batch
+            time.sleep(max(0.0, started + sent / rate - time.monotonic()))
+    return sent
+
+
 def debugger_under_load(server: Server, client: httpx.Client, key: str, rate: int,
                         seconds: float) -> dict:
-    """Open the Debugger's stream, send ``rate`` events/s, and see whether it kept up."""
+    """Send ``rate`` events/s twice: first with no console open (the server's own memory
+    growth while ingesting), then with the Debugger's stream open; and see whether the
+    stream kept up with the tail."""
+    rss_start = server.rss()
+    send_load(server, key, rate, seconds, 10_000_000)
+    rss_plain = server.rss()
     last = httpx.get(server.url + "/healthz").json()["last_seq"]
     seen = {"seq": last, "skipped": 0, "messages": 0}
     stop = threading.Event()
@@ -169,27 +188,19 @@ def debugger_under_load(server: Server, client: httpx.Client, key: str, rate: in
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(0.5)
-    rss_before = server.rss()
-    per_batch = max(1, rate // 20)
-    sent, started = 0, time.monotonic()
-    with httpx.Client(timeout=30) as sender:
-        while time.monotonic() - started < seconds:
-            batch = [realistic_event(10_000_000 + sent + i) for i in range(per_batch)]
-            r = sender.post(f"{server.url}/v1/batch", auth=(key, ""), json={"batch": batch})
-            r.raise_for_status()
-            sent += per_batch
-            time.sleep(max(0.0, started + sent / rate - time.monotonic()))
+    started = time.monotonic()
+    sent = send_load(server, key, rate, seconds, 20_000_000)
     achieved = sent / (time.monotonic() - started)
     tail = httpx.get(server.url + "/healthz").json()["last_seq"]
     time.sleep(1.0)  # one second to catch up with the last batch
     behind = tail - seen["seq"]
-    rss_after = server.rss()
+    rss_stream = server.rss()
     stop.set()
     return {"rate_sent": round(achieved), "events_sent": sent,
             "behind_after_1s": max(0, behind), "skipped": seen["skipped"],
             "rendered_messages": seen["messages"],
-            "rss_mb_before": round(rss_before / 2**20, 1),
-            "rss_mb_after": round(rss_after / 2**20, 1)}
+            "rss_growth_mb_without": round((rss_plain - rss_start) / 2**20, 1),
+            "rss_growth_mb_with": round((rss_stream - rss_plain) / 2**20, 1)}
 
 
 def main() -> None:
@@ -227,8 +238,9 @@ def main() -> None:
             print(f"debugger under {load['rate_sent']:,} events/s for {args.seconds:g} s: "
                   f"{load['behind_after_1s']:,} events behind the tail 1 s after the load, "
                   f"{load['skipped']:,} skipped to keep up, {load['rendered_messages']:,} "
-                  f"messages rendered; server RSS {load['rss_mb_before']} MB before, "
-                  f"{load['rss_mb_after']} MB after")
+                  f"messages rendered; server RSS grew {load['rss_growth_mb_with']} MB "
+                  f"with the Debugger open, {load['rss_growth_mb_without']} MB under the "
+                  "same load without it")
             client.close()
         finally:
             server.stop()

@@ -174,4 +174,6 @@ def test_redrive_a_dead_letter_after_fixing_the_destination(console, vendor):
     expect(page.locator("#dead-letters")).to_contain_text("0 waiting")
     console.nav("Overview")
     console.screenshot("overview")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    console.screenshot("overview-phone", full_page=True)
     assert not console.problems()
