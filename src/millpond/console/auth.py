@@ -141,13 +141,16 @@ def _cookies(scope) -> dict[str, str]:
 
 
 def _same_origin(scope) -> bool:
+    """No ``Origin`` (same-origin form posts may omit it; SameSite=Strict covers them), or
+    one naming this server's host (as the client reached it: ``Host``, or behind a proxy
+    ``X-Forwarded-Host``)."""
     headers = dict(scope.get("headers", ()))
     origin = headers.get(b"origin")
-    if origin is None:  # same-origin form posts may omit it; SameSite=Strict covers them
+    if origin is None:
         return True
-    host = headers.get(b"host", b"").decode("latin-1")
-    origin_text = origin.decode("latin-1")
-    return origin_text.split("://", 1)[-1] == host
+    origin_host = origin.decode("latin-1").split("://", 1)[-1]
+    hosts = {headers.get(b"host", b""), headers.get(b"x-forwarded-host", b"")}
+    return origin_host.encode("latin-1") in hosts - {b""}
 
 
 class Guard:
