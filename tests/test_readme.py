@@ -237,6 +237,7 @@ CHECKS: dict[str, Check] = {
     r"bench/deliver\.py --http": contains("over loopback HTTP"),
     r"bench/import\.py": contains("ratio b/a"),
     r"bench/replay\.py": contains("replay limited"),
+    r"bench/console\.py": contains("slowest page"),
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 
-from millpond import datadir, datalock
+from millpond import console, datadir, datalock
 from millpond.api.app import build_api
 from millpond.app.config import ServerConfig
 from millpond.app.http import guarded_protocol
@@ -70,6 +70,8 @@ class Millpond:
         delivery_metrics.install(self.pumps)
         self._background: list = []
         self.api = build_api(self)
+        #: The web console at /console/ (``/`` redirects there), behind the collector.
+        self.console = console.mount(self.api, self)
         self.asgi = CollectorApp(storage.log, storage.rejections, self.sources, self.api,
                                  self.public)
 
@@ -218,6 +220,7 @@ class _GracefulServer(uvicorn.Server):
         if self._signal is None:
             self._signal = sig  # logged by shutdown(): a signal handler should not log
         self.millpond.log.release_waiters()
+        self.millpond.console.stop()
         super().handle_exit(sig, frame)
 
     async def startup(self, sockets=None) -> None:

@@ -23,6 +23,7 @@ from millpond.storage import StorageConfig
 
 #: Routes of the admin app that are not admin actions, so need no CLI twin.
 NOT_ADMIN_ACTIONS = {
+    ("GET", "/"),  # redirects a browser to the web console (/console/)
     ("GET", "/healthz"),  # liveness probe for load balancers and orchestrators
     ("GET", "/metrics"),  # Prometheus scrape endpoint
     ("GET", "/api/openapi.json"),  # the API describing itself
