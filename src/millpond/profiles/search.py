@@ -1,10 +1,11 @@
 """What a people search matches: one definition for every profile store.
 
 A person is found by the *terms* of their profile: each user id and anonymous id, each
-profile trait's scalar value, and each word of a text value, all case-folded. A query
-matches when a term starts with it (case-folded too): ``lovelace`` finds ``Ada
-Lovelace`` (a word), ``ada@ex`` finds ``ada@example.com`` (the whole value) and so does
-``example`` (a word of it).
+profile trait's scalar value, and each tail of a text value that starts at a word (so
+``ada@ps-example.com`` has the terms ``ada@ps-example.com``, ``ps-example.com``,
+``example.com`` and ``com``), all case-folded. A query matches when a term starts with
+it (case-folded too): ``lovelace`` finds ``Ada Lovelace``, ``ada@ps`` and
+``example.com`` find ``ada@ps-example.com``; ``velace`` finds nothing.
 
 Why terms and prefixes rather than substrings: a store can keep the terms in an ordered
 index (the embedded store: a table with (term, cluster) as its key) and answer any query
@@ -23,7 +24,10 @@ from millpond.profiles.merge import NULL_JSON, PROFILE_SCOPE
 
 #: Terms longer than this are cut: an id or a value is found by its start anyway.
 MAX_TERM = 200
-_WORD = re.compile(r"[^\W_]+")
+#: Tails kept per value: a long text is found by its first words (bounds the index).
+MAX_TAILS = 32
+#: Where a word starts: a letter or digit after anything else.
+_WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
 _decode = msgspec.json.decode
 
 
@@ -33,8 +37,9 @@ def normalize(query: str) -> str:
 
 
 def value_terms(value_json: str) -> set[str]:
-    """The terms of one trait value (JSON text as stored): a string, number or boolean
-    and the words of a string; nothing for null, objects and arrays."""
+    """The terms of one trait value (JSON text as stored): a string, number or boolean,
+    and each tail of a string from a word's start; nothing for null, objects and
+    arrays."""
     if value_json == NULL_JSON:
         return set()
     value = _decode(value_json)
@@ -48,9 +53,10 @@ def value_terms(value_json: str) -> set[str]:
         return set()
     folded = text.strip().casefold()
     out = {folded[:MAX_TERM]} if folded else set()
-    words = _WORD.findall(folded)
-    if len(words) > 1:
-        out.update(w[:MAX_TERM] for w in words)
+    for i, m in enumerate(_WORD_START.finditer(folded)):
+        if i == MAX_TAILS:
+            break
+        out.add(folded[m.start():m.start() + MAX_TERM])
     return out
 
 

@@ -33,6 +33,7 @@ def test_ids_and_trait_values_find_people_in_any_case(people):
     assert found(people, "ada@example.com") == ["ada"]      # an email, whole
     assert found(people, "lovelace") == ["ada"]             # a word of a value
     assert found(people, "turing") == ["alan"]              # a word of an email
+    assert found(people, "example.com") == ["ada"]          # a tail of an email
     assert found(people, "36") == ["ada"] and found(people, "true") == ["ada"]
     assert found(people, "a") == ["ada", "alan", "anon-3"]  # a prefix of many terms
     assert found(people, "  Grace  ") == ["anon-3"]
