@@ -147,7 +147,7 @@ def test_open_a_person_and_read_their_activity_log(console):
         {"type": "track", "anonymousId": "anon-77", "event": "Viewed Pricing",
          "timestamp": "2026-01-01T10:00:00Z"},
         {"type": "identify", "userId": "person-77", "anonymousId": "anon-77",
-         "traits": {"email": "ada@example.com", "plan": "pro"},
+         "traits": {"email": "ada77@example.com", "plan": "pro"},
          "timestamp": "2026-01-02T10:00:00Z"},
         {"type": "track", "userId": "person-77", "event": "Order Completed",
          "timestamp": "2026-01-03T10:00:00Z"},
@@ -155,13 +155,19 @@ def test_open_a_person_and_read_their_activity_log(console):
          "timestamp": "2025-12-31T10:00:00Z"},
     ])
     page = console.nav("People")
-    page.get_by_label("Search people").fill("person-77")
+    page.get_by_label("Search people").fill("ADA77@example")  # a trait value, any case
     page.get_by_role("button", name="Search").click()
+    expect(page.locator("#people tbody tr")).to_have_count(1)
+    page.locator("#people").get_by_role("link", name="person-77").click()
     expect(page.get_by_role("heading", name="person-77")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("plan"))).to_contain_text('"pro"')
     expect(page.get_by_role("row", name=re.compile("plan"))).to_contain_text("2026-01-02")
     titles = page.locator("#activity li.event strong").all_inner_texts()
-    assert titles == ["Signed Up", "Viewed Pricing", "", "Order Completed"]
+    assert titles == ["Order Completed", "", "Viewed Pricing", "Signed Up"]  # newest first
+    console.nav("People")
+    page.get_by_label("Search people").fill("person-77")  # an exact id opens the person
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("heading", name="person-77")).to_be_visible()
     console.screenshot("people")
     assert not console.problems()
 

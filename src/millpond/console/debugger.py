@@ -139,7 +139,9 @@ def routes(console) -> list[Route]:
                     trigger) -> AsyncIterator[tuple[str, str]]:
         names = svc.source_names()
         while not streams.stopping:
-            last = await svc.wait(cursor, 5.0)
+            # A second at most: the collector stores rejections just after the events of
+            # their request, so they may land after the wake-up that showed the events.
+            last = await svc.wait(cursor, 1.0)
             skipped = 0
             if last - cursor > READ_LIMIT:
                 skipped = last - READ_LIMIT - cursor
