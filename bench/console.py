@@ -56,7 +56,9 @@ def prepare(data: Path, n: int) -> dict:
             msg["type"] = kind
             msg.update({"identify": {"traits": {"email": f"u{i}@example.com"}},
                         "page": {"name": "Pricing"}, "group": {"groupId": "acme"}}[kind])
-        if kind == "identify" and person is None:
+        if i % 50 == 1 or i == 17:  # one heavy person: 2% of the log (20,000 of 1M)
+            msg["userId"] = "heavy-user"
+        elif kind == "identify" and person is None:
             person = msg["userId"]
         received = now - 3_600_000 + (3_600_000 * i) // n
         batch.append(normalize(msg, source_id=source.id, received_ms=received))
@@ -111,6 +113,7 @@ def pages(admin: httpx.Client, info: dict) -> dict[str, str]:
         "settings": {"url": "http://127.0.0.1:9/hook"}}).json()["id"]
     source = info["source"]
     person = admin.get(f"/api/people/{info['person']}").json()["id"]
+    heavy = admin.get("/api/people/heavy-user").json()["id"]
     return {
         "overview": "/console/", "sources": "/console/sources",
         "source": f"/console/sources/{source}", "debugger": "/console/debugger",
@@ -122,8 +125,10 @@ def pages(admin: httpx.Client, info: dict) -> dict[str, str]:
         "new destination": "/console/destinations/new?type=mixpanel",
         "tester": f"/console/destinations/{dest}/tester?seq=12345",
         "replays": "/console/replays", "replay form": f"/console/replays/new?destination={dest}",
-        "imports": "/console/imports", "people": "/console/people",
+        "imports": "/console/imports", "people (everyone)": "/console/people",
+        "people search (email)": "/console/people?q=u5%40example",
         "person (activity log)": f"/console/people/{person}",
+        "heavy person (activity log)": f"/console/people/{heavy}",
     }
 
 
