@@ -172,6 +172,28 @@ def test_open_a_person_and_read_their_activity_log(console):
     assert not console.problems()
 
 
+def test_a_long_activity_log_pages_to_older_events(console):
+    key = console.server.create_source("pager-web")["write_key"]
+    send_batch(console.server.url, key, [
+        {"type": "identify", "userId": "pager-1", "traits": {"name": "Pat Pager"},
+         "timestamp": "2025-01-01T00:00:00Z"},
+        *({"type": "track", "userId": "pager-1", "event": f"Step {i:02}",
+           "timestamp": f"2025-02-01T00:{i:02}:00Z"} for i in range(57))])
+    console.go("/people?q=pat pager")  # a word of a trait value: the list, then the person
+    console.page.locator("#people").get_by_role("link", name="pager-1").click()
+    page = console.page
+    expect(page.get_by_text("58 events in all")).to_be_visible()
+    titles = page.locator("#activity li.event strong").all_inner_texts()
+    assert titles == [f"Step {i:02}" for i in range(56, 6, -1)]  # the newest 50
+    page.get_by_role("link", name="Older events").click()
+    expect(page.locator("#activity li.event")).to_have_count(8)
+    titles = page.locator("#activity li.event strong").all_inner_texts()
+    assert titles == [f"Step {i:02}" for i in range(6, -1, -1)] + [""]
+    expect(page.get_by_role("link", name="Older events")).to_have_count(0)
+    page.get_by_role("link", name="Newest events").click()
+    expect(page.locator("#activity li.event")).to_have_count(50)
+
+
 XSS = '<script>window.__xss = 1</script><img src="x" onerror="window.__xss = 2">'
 
 

@@ -174,8 +174,10 @@ class EventIndex(Protocol):
 
     async def person_events(self, ids: Sequence[str], *, before: WindowCursor | None = None,
                             limit: int = 50) -> list[StoredEvent]:
-        """A person's activity log: the events whose ``userId`` or ``anonymousId`` is one
-        of ``ids``, each once, newest first in (``ts_ms``, ``seq``) order, strictly before
+        """A person's activity log: the events whose ``userId`` is one of ``ids``, and
+        those without a ``userId`` whose ``anonymousId`` is (an event with a user id is
+        that user's, as in Segment), newest first in (``ts_ms``, ``seq``) order, strictly
+        before
         ``before`` when given (the next page starts after the last one's position), at
         most ``limit``.
 
@@ -185,7 +187,9 @@ class EventIndex(Protocol):
         ...
 
     async def count_person_events(self, ids: Sequence[str]) -> int:
-        """How many events :meth:`person_events` would list in all for ``ids``."""
+        """How many events :meth:`person_events` would list in all for ``ids`` (events
+        removed from the log may be counted until retention removes them from the
+        index too)."""
         ...
 
 

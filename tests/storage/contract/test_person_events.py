@@ -1,5 +1,6 @@
-"""The event index's per-person contract, over every backend: a person's activity log,
-newest first in event time, each event once, paged, current as of the call."""
+"""The event index's per-person contract, over every backend: a person's activity log
+(an event is its userId's, else its anonymousId's), newest first in event time, each
+event once, paged, current as of the call."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def test_a_persons_events_newest_first_in_event_time_each_once(storage):
         ev("m3", ts=300, userId="u2"),                       # someone else
         ev("m4", ts=100, userId="u1"),                       # arrived late, older
         ev("m5", ts=300, anonymousId="u1"),                  # an anonymous id equal to it
-        ev("m6", ts=700, userId="other", anonymousId="a2"),
+        ev("m6", ts=700, userId="other", anonymousId="a2"),  # other's, not a2's
+        ev("m7", ts=800, anonymousId="a2"),
     ])
     found = person(storage, ["u1", "a1"])
     want = sorted([(500, seqs[0]), (300, seqs[1]), (900, seqs[2]), (100, seqs[4]),
@@ -43,7 +45,8 @@ def test_a_persons_events_newest_first_in_event_time_each_once(storage):
     assert [e.body for e in found] == [b for s in [k[1] for k in want]
                                        for b in [asyncio.run(storage.log.get(s)).body]]
     assert count(storage, ["u1", "a1"]) == 5
-    assert keys(person(storage, ["a2"])) == [(700, seqs[6])]
+    assert keys(person(storage, ["a2"])) == [(800, seqs[7])]
+    assert keys(person(storage, ["other", "a2"])) == [(800, seqs[7]), (700, seqs[6])]
     assert person(storage, ["nobody"]) == [] and count(storage, ["nobody"]) == 0
     assert person(storage, []) == [] and count(storage, []) == 0
 

@@ -75,7 +75,8 @@ class MemoryEventIndex:
     def _of_person(self, ids: Sequence[str]) -> list[StoredEvent]:
         wanted = set(ids)
         return sorted((r.event for r in self._log.rows()
-                       if r.user_id in wanted or r.anonymous_id in wanted),
+                       if (r.user_id if r.user_id is not None else r.anonymous_id)
+                       in wanted),
                       key=lambda e: (e.ts_ms, e.seq), reverse=True)
 
     def part_scanner(self) -> None:
