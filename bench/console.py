@@ -47,7 +47,7 @@ def prepare(data: Path, n: int) -> dict:
     log = storage.log
     kinds = ["track"] * 16 + ["identify"] * 2 + ["page", "group"]
     now = int(time.time() * 1000)
-    batch, person = [], None
+    batch, person, last_email = [], None, None
     for i in range(n):
         msg = realistic_event(i, f"bench-{i}")
         kind = kinds[i % len(kinds)]
@@ -60,6 +60,8 @@ def prepare(data: Path, n: int) -> dict:
             msg["userId"] = "heavy-user"
         elif kind == "identify" and person is None:
             person = msg["userId"]
+        if kind == "identify":
+            last_email = msg["traits"]["email"]
         received = now - 3_600_000 + (3_600_000 * i) // n
         batch.append(normalize(msg, source_id=source.id, received_ms=received))
         if len(batch) == 5000:
@@ -68,7 +70,21 @@ def prepare(data: Path, n: int) -> dict:
     if batch:
         log.submit(batch).result()
     storage.close()
-    return {"source": source.id, "write_key": source.write_key, "person": person}
+    return {"source": source.id, "write_key": source.write_key, "person": person,
+            "last_email": last_email}
+
+
+def profiles_caught_up(admin: httpx.Client, info: dict, timeout: float = 900) -> float:
+    """Wait until the server's profile follower has applied the whole log (the log's last
+    identify is found by its email), and return how long that took: pages are timed in
+    the steady state, not while the follower works through a freshly written log."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        found = admin.get("/api/people", params={"query": info["last_email"]}).json()
+        if found["people"]:
+            return time.perf_counter() - started
+        time.sleep(1)
+    raise SystemExit(f"profiles not caught up after {timeout:.0f} s")
 
 
 class Server:
@@ -226,6 +242,8 @@ def main() -> None:
             client = sign_in(server.url)
             with httpx.Client(base_url=server.url, timeout=60,
                               headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
+                waited = profiles_caught_up(admin, info)
+                print(f"profiles of the log built {waited:.1f} s after the server started")
                 paths = pages(admin, info)
             results = time_pages(client, paths, args.runs)
             width = max(map(len, results))

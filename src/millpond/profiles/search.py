@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 import msgspec
 
@@ -36,12 +37,13 @@ def normalize(query: str) -> str:
     return query.strip().casefold()[:MAX_TERM]
 
 
-def value_terms(value_json: str) -> set[str]:
+@lru_cache(maxsize=65536)  # values repeat (plans, countries, booleans): decode them once
+def value_terms(value_json: str) -> frozenset[str]:
     """The terms of one trait value (JSON text as stored): a string, number or boolean,
     and each tail of a string from a word's start; nothing for null, objects and
     arrays."""
     if value_json == NULL_JSON:
-        return set()
+        return frozenset()
     value = _decode(value_json)
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -50,14 +52,14 @@ def value_terms(value_json: str) -> set[str]:
     elif isinstance(value, str):
         text = value
     else:
-        return set()
+        return frozenset()
     folded = text.strip().casefold()
     out = {folded[:MAX_TERM]} if folded else set()
     for i, m in enumerate(_WORD_START.finditer(folded)):
         if i == MAX_TAILS:
             break
         out.add(folded[m.start():m.start() + MAX_TERM])
-    return out
+    return frozenset(out)
 
 
 def terms(ids: Iterable[str], traits: Iterable[tuple[str, str, str]]) -> set[str]:
