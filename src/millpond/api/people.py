@@ -7,7 +7,8 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Query
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.errors import NotFound
 from millpond.profiles.service import people_search
 
@@ -21,13 +22,13 @@ async def list_people(
                        "everyone"),
     cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     limit: int = Query(default=50, ge=1, le=1000),
-    mp=Depends(server),
+    mp: Services = Depends(services),
 ) -> dict:
     return await people_search(mp, query, cursor, limit)
 
 
 @router.get("/{person_id}")
-async def show_person(person_id: str, mp=Depends(server)) -> dict:
+async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
     await mp.profile_follower.catch_up_once()  # read-your-writes for the caller
     person = await asyncio.to_thread(mp.profiles.get, person_id)
     if person is None:

@@ -31,7 +31,7 @@ from millpond.console.sse import Streams
 from millpond.errors import MillpondError
 
 if TYPE_CHECKING:
-    from millpond.server import Millpond
+    from millpond.app.services import Services
 
 STATIC = Path(__file__).parent / "static"
 
@@ -39,7 +39,7 @@ STATIC = Path(__file__).parent / "static"
 class Console:
     """What every page handler needs: the services, the renderer, sessions, streams."""
 
-    def __init__(self, mp: Millpond):
+    def __init__(self, mp: Services):
         self.services = ConsoleServices(mp)
         self.render = Renderer()
         self.sessions = Sessions(mp.admin_token)
@@ -83,7 +83,7 @@ class Console:
         self.streams.stop()
 
 
-def mount(api, mp: Millpond) -> Console:
+def mount(api, mp: Services) -> Console:
     """Serve the console at ``/console/`` of ``api`` (the admin API's app), and send
     ``/`` there."""
     console = Console(mp)

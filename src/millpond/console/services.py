@@ -1,7 +1,8 @@
 """The console's one door into the server: every read and write the pages do is here.
 
 Why one module: the console must use the very service objects the admin API uses
-(``server.Millpond``'s sources, pumps, replays, imports, profiles and log), never a
+(:class:`~millpond.app.services.Services`: sources, pumps, replays, imports,
+profiles and log), never a
 second implementation; and those objects are being reshaped (the storage seam, then
 ``delivery/`` + ``destinations/`` + ``replays/``). Pages and templates only see the
 plain dicts this adapter returns, shaped like the admin API's JSON answers, so adapting
@@ -42,7 +43,7 @@ from millpond.storage.models import DeadLetterState, EventQuery, StoredEvent, Wi
 from millpond.timeutil import iso_to_seconds
 
 if TYPE_CHECKING:
-    from millpond.server import Millpond
+    from millpond.app.services import Services
 
 #: Gaps the pages show honestly, with the reason; one place so the report lists them.
 NOT_YET = {
@@ -68,7 +69,7 @@ def _event(stored: StoredEvent) -> dict:
 class ConsoleServices:
     """The server's services, as the console needs them. One per server."""
 
-    def __init__(self, mp: Millpond):
+    def __init__(self, mp: Services):
         self.mp = mp
         #: Arrival bounds already found: (instant, seq). Received times grow with seq,
         #: so the seq of a past instant never changes once the log has passed it.

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from millpond.errors import BadRequest
 
 if TYPE_CHECKING:
-    from millpond.server import Millpond
+    from millpond.app.services import Services
 
 MAX_LIMIT = 1000
 
 
-async def people_search(mp: Millpond, query: str | None, cursor: str | None,
+async def people_search(mp: Services, query: str | None, cursor: str | None,
                         limit: int) -> dict:
     """``{"people": [...], "next_cursor": ...}``: people matching ``query`` (user id,
     anonymous id, email or any trait value; every person when empty), each as
