@@ -158,6 +158,7 @@ def test_open_a_person_and_read_their_activity_log(console):
     page.get_by_label("Search people").fill("ADA77@example")  # a trait value, any case
     page.get_by_role("button", name="Search").click()
     expect(page.locator("#people tbody tr")).to_have_count(1)
+    console.screenshot("people-search")
     page.locator("#people").get_by_role("link", name="person-77").click()
     expect(page.get_by_role("heading", name="person-77")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("plan"))).to_contain_text('"pro"')
