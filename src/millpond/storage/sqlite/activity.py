@@ -1,19 +1,23 @@
 """The per-person event index: for each user id and anonymous id, its events in event time.
 
 A person's activity log (the console's People page, segments later) asks for "the newest
-events of these ids". The log itself has no index on its id columns, and adding two
-would make every group commit of the collector update two more B-trees keyed by random
+events of these ids". The log itself has no index on its id columns, and adding one
+would make every group commit of the collector update another B-tree keyed by random
 ids. So this index lives apart, in ``activity.db``, and is built *off the append path*:
 a thread follows the log like the profile follower, woken after commits and coalescing
-them (:data:`COALESCE_SECONDS`), and copies each new event's (id, ts, seq), sorted by
-key so the B-tree is walked once per tick, with one
-``INSERT ... SELECT`` from the log file attached (and only read), so the copying runs inside
-SQLite without Python per row. The collector's commit waits for none of it, and the
-log's single write lock is never taken: the index has its own file and lock.
+them (:data:`COALESCE_SECONDS`), and copies each new event's (id, ts, seq) with one
+``INSERT ... SELECT`` from the log file attached (and only read), sorted by key so each
+tick walks the B-tree once; the copying runs inside SQLite, without Python per row. The
+collector's commit waits for none of it, and the log's single write lock is never
+taken: the index has its own file and lock.
 
-A query first catches up with everything committed (usually nothing left: the thread
-trails by a fraction of a second), so answers are as current as the log. A page reads at
-most ``limit`` index entries per id (each id's entries are one range of the primary key
+An event belongs to the person of its ``userId`` when it has one, else of its
+``anonymousId`` (Segment's rule: a user id, once known, is who did it), so each event
+has one index entry.
+
+A query first catches up with everything committed (usually little: the thread trails
+by a fraction of a second), so answers are as current as the log. A page reads at most
+``limit`` index entries per id (each id's entries are one range of the primary key
 (id, ts, seq), read backwards from the cursor) and merges them, then fetches those
 bodies by seq: its cost does not grow with the log, nor with the person's history.
 """
