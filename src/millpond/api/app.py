@@ -21,7 +21,7 @@ from millpond.api import (
     replays,
     sources,
 )
-from millpond.pumps import metrics as delivery_metrics
+from millpond.connections import metrics as delivery_metrics
 
 if TYPE_CHECKING:
     from millpond.app.services import Services

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from millpond.api.deps import require_admin, services
 from millpond.app.services import Services
+from millpond.connections.present import dead_letter_dict
 from millpond.errors import BadRequest
-from millpond.pumps.present import dead_letter_dict
 from millpond.storage.models import DeadLetterState
 
 STATES = tuple(s.value for s in DeadLetterState)

@@ -1,6 +1,6 @@
 """``/api/destinations`` and ``/api/destination-types``: configure, inspect and test.
 
-Bodies are taken as plain JSON objects and validated by :mod:`millpond.pumps.config`,
+Bodies are taken as plain JSON objects and validated by :mod:`millpond.connections.config`,
 not by pydantic models, so every mistake comes back with the field path as the API
 spells it (``actions[1].trigger``, ``settings.api_secret``) and a correct example.
 """
@@ -13,12 +13,12 @@ from fastapi import APIRouter, Body, Depends
 
 from millpond.api.deps import require_admin, services
 from millpond.app.services import Services
+from millpond.connections import config
+from millpond.connections.lookup import event_at, find_event
+from millpond.connections.present import destination_dict
+from millpond.connections.tester import try_event
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
-from millpond.pumps import config
-from millpond.pumps.lookup import event_at, find_event
-from millpond.pumps.present import destination_dict
-from millpond.pumps.tester import try_event
 
 router = APIRouter(prefix="/api", tags=["destinations"], dependencies=[Depends(require_admin)])
 
@@ -90,6 +90,14 @@ async def enable_destination(ref: str, mp: Services = Depends(services)) -> dict
 @router.post("/destinations/{ref}/disable")
 async def disable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, False))
+
+
+@router.post("/destinations/{ref}/retry-now")
+async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> dict:
+    """Try the destination's waiting request again at once, instead of after the vendor's
+    ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
+    the destination is disabled."""
+    return await mp.pumps.retry_now(ref)
 
 
 @router.post("/destinations/{ref}/test")

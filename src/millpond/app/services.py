@@ -17,11 +17,11 @@ from millpond.app.config import ServerConfig
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
+from millpond.connections import metrics as delivery_metrics
+from millpond.connections.service import PumpManager
+from millpond.delivery.retry import RetryPolicy
 from millpond.profiles.follower import ProfileFollower
-from millpond.pumps import metrics as delivery_metrics
-from millpond.pumps.manager import PumpManager
-from millpond.pumps.replay_manager import ReplayManager
-from millpond.pumps.retry import RetryPolicy
+from millpond.replays.service import ReplayManager
 from millpond.sources.service import SourceService
 from millpond.storage import Storage, open_storage
 from millpond.storage.contracts import EventLog, ProfileStore
