@@ -364,16 +364,27 @@ class ProfileStore(Protocol):
 
 
 class Storage(Protocol):
-    """One backend's stores, opened together by :func:`millpond.storage.open_storage`."""
+    """One backend's stores, opened together by :func:`millpond.storage.open_storage`.
 
-    log: EventLog
-    index: EventIndex
-    sources: SourceStore
-    destinations: DestinationStore
-    runs: RunStore
-    imports: ImportJobStore
-    rejections: RejectionStore
-    profiles: ProfileStore
+    The stores are read-only properties, not attributes: a backend's own store types
+    (``SQLiteEventLog``) satisfy them, and nobody swaps a store on an open backend."""
+
+    @property
+    def log(self) -> EventLog: ...
+    @property
+    def index(self) -> EventIndex: ...
+    @property
+    def sources(self) -> SourceStore: ...
+    @property
+    def destinations(self) -> DestinationStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def imports(self) -> ImportJobStore: ...
+    @property
+    def rejections(self) -> RejectionStore: ...
+    @property
+    def profiles(self) -> ProfileStore: ...
 
     def sizes(self) -> dict[str, int]:
         """Bytes used per store, keyed by the backend's own name for each (the embedded
