@@ -18,7 +18,15 @@ callers on the event loop run checkpoints in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -145,12 +153,21 @@ class PartScanner(Protocol):
         ...
 
 
+class EventScan(AsyncIterator[list[StoredEvent]], Protocol):
+    """What :meth:`EventIndex.scan` returns: chunks of a window, and a way to stop early."""
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop reading (and whatever reads ahead); the iteration ends. Idempotent.
+        (Not ``async def``: an async generator's ``aclose`` satisfies it too.)"""
+        ...
+
+
 class EventIndex(Protocol):
     """The log read by event time and by attributes (the embedded store: the same SQLite
     file; scale-out: PostgreSQL and the Parquet archive)."""
 
     def scan(self, window: Window, *, after: WindowCursor | None = None,
-             chunk: int = 2000) -> AsyncIterator[list[StoredEvent]]:
+             chunk: int = 2000) -> EventScan:
         """``window``'s events in (``ts_ms``, ``seq``) order, in chunks of at most
         ``chunk``, strictly after ``after`` when given (a replay resumes from its cursor).
         A backend may read ahead; closing the iterator (``aclose``) stops it. Events
@@ -398,7 +415,7 @@ class Storage(Protocol):
 
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
-    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "ImportJob",
+    "DestinationStore", "EventIndex", "EventLog", "EventScan", "EventQuery", "ImportJob",
     "ImportJobStore", "NewEvent", "PartScanner", "ProfileStore", "Rejection",
     "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Source", "SourceStore",
     "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",
