@@ -153,8 +153,14 @@ class PartScanner(Protocol):
         ...
 
 
-class EventScan(AsyncIterator[list[StoredEvent]], Protocol):
-    """What :meth:`EventIndex.scan` returns: chunks of a window, and a way to stop early."""
+class EventScan(Protocol):
+    """What :meth:`EventIndex.scan` returns: an async iterator of a window's chunks, and a
+    way to stop early. (Spelled out: a Protocol may not subclass ``AsyncIterator`` before
+    Python 3.12.)"""
+
+    def __aiter__(self) -> AsyncIterator[list[StoredEvent]]: ...
+
+    def __anext__(self) -> Awaitable[list[StoredEvent]]: ...
 
     def aclose(self) -> Awaitable[None]:
         """Stop reading (and whatever reads ahead); the iteration ends. Idempotent.
