@@ -25,7 +25,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from millpond.destinations.base import (
@@ -138,7 +138,8 @@ class Deliverer:
     """Delivers batches for one destination; see the module docstring."""
 
     def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
-                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep,
+                 policy: RetryPolicy, *,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  name: str = "", clock: Callable[[], float] = time.time):
         #: The destination's name, for the log.
         self.name = name

@@ -37,7 +37,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 from msgspec import Raw
@@ -45,8 +45,8 @@ from msgspec import Raw
 from millpond.pumps.batcher import Batch, Batcher, Work
 from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import LIVE, Deliverer, Result
-from millpond.pumps.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
-from millpond.pumps.ledger import Ledger
+from millpond.pumps.evaluate import DEAD, RETRIED, SENT, dead_row
+from millpond.pumps.ledger import CountKey, Ledger
 from millpond.storage.contracts import EventLog
 from millpond.storage.models import StoredEvent
 
@@ -64,14 +64,23 @@ Persist = Callable[[int, Counter, list, list], None]
 
 
 class EventSource(Protocol):
-    #: True when chunks are ``(first key, rows)`` and the ledger should track the keys
-    #: ``first, first + 1, ...`` instead of ``seq``.
-    keyed: bool = False
+    """A slice of events for a pump. A source with ``keyed = True`` (an optional class
+    attribute, read with ``getattr``) returns chunks as ``(first key, rows)`` and the
+    ledger tracks the keys ``first, first + 1, ...`` instead of ``seq``."""
 
-    async def next_chunk(self, timeout: float) -> Sequence[StoredEvent] | None:
-        """The next rows in seq order (keyed: see ``keyed``); ``[]`` when none arrived
+    async def next_chunk(self, timeout: float
+                         ) -> Sequence[StoredEvent] | tuple[int, Sequence[StoredEvent]] | None:
+        """The next rows in seq order (keyed: see above); ``[]`` when none arrived
         within ``timeout``; ``None`` when a closed slice is exhausted."""
         ...
+
+
+class Evaluates(Protocol):
+    """What a pump asks of an evaluator (:class:`~millpond.pumps.evaluate.Evaluator`, or
+    a replay's filter in front of one)."""
+
+    def evaluate(self, event: dict, only: frozenset[str] | None = None,
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[dict]]: ...
 
 
 class LogTail:
@@ -115,7 +124,7 @@ class Pump:
     everything is delivered; a live pump runs until cancelled, checkpointing on the way
     out."""
 
-    def __init__(self, source: EventSource, evaluator: Evaluator, deliverer: Deliverer,
+    def __init__(self, source: EventSource, evaluator: Evaluates, deliverer: Deliverer,
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  on_saved: Callable[[int, Counter], None] | None = None,
@@ -137,7 +146,7 @@ class Pump:
         self._save_lock = asyncio.Lock()
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
-        dtype = getattr(deliverer, "dtype", None)
+        dtype: Any = getattr(deliverer, "dtype", None)
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
         self._pack = dtype.encode_payload if getattr(dtype, "raw_payloads", False) else None
 
@@ -169,7 +178,8 @@ class Pump:
             chunk = await self.source.next_chunk(timeout)
             if chunk is None:
                 break
-            first, rows = chunk if keyed else (0, chunk)
+            first, rows = cast("tuple[int, Sequence[StoredEvent]]",  # see EventSource
+                               chunk if keyed else (0, chunk))
             for i, row in enumerate(rows):
                 if i and not i % YIELD_EVERY:
                     await asyncio.sleep(0)  # let the collector and other pumps run

@@ -27,11 +27,11 @@ import time
 from collections import Counter, deque
 
 from millpond.actions import compile_trigger
-from millpond.pumps.batcher import Batch, Batcher
+from millpond.pumps.batcher import Batch, Batcher, Work
 from millpond.pumps.dead_log import DeadLetterLog
 from millpond.pumps.deliver import BACKGROUND, Deliverer
 from millpond.pumps.evaluate import SKIPPED, Evaluator, dead_letters
-from millpond.pumps.ledger import Ledger
+from millpond.pumps.ledger import CountKey, Ledger
 from millpond.pumps.pump import Pump
 from millpond.pumps.rate_limit import TokenBucket
 from millpond.pumps.replay_plan import plan_window
@@ -55,7 +55,8 @@ class ReplayEvaluator:
         self._inner = evaluator.evaluate
         self._filter = compile_trigger(flt).matches if flt else None
 
-    def evaluate(self, event: dict, only: frozenset[str] | None = None):
+    def evaluate(self, event: dict, only: frozenset[str] | None = None,
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[dict]]:
         if self._filter is not None and not self._filter(event):
             return [], [("", SKIPPED, FILTERED)], []
         return self._inner(event, only)
