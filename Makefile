@@ -39,10 +39,11 @@ test: lint $(NODE_STAMP) chromium postgresql
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # Style (ruff) and types (basedpyright: basic everywhere, strict where a backend or the
-# engine plugs in; the settings are in pyproject.toml).
+# engine plugs in; the settings are in pyproject.toml). `--project .`: a pyrightconfig.json
+# in a parent directory would otherwise win over this checkout's pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/basedpyright
+	$(BIN)/basedpyright --project .
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
