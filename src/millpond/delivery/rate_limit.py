@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 #: Limits beyond what one process can deliver are configuration mistakes, not wishes.
 MAX_EVENTS_PER_SECOND = 100_000.0
@@ -68,7 +68,7 @@ class RateLimiter:
 
     def __init__(self, events_per_second: float, requests_per_second: float | None = None,
                  *, burst_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         self.events = TokenBucket(events_per_second,
                                   max(1.0, events_per_second * burst_seconds), clock)
         self.requests = (TokenBucket(requests_per_second,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 
@@ -30,7 +30,7 @@ def connect(path: str | Path, synchronous: str = "FULL", *,
 
 
 @contextlib.contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def immediate(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
     """``with immediate(conn):`` runs the block in one write transaction taken up front;
     it commits at the end of the block and rolls back on any exception (re-raised)."""
     conn.execute("BEGIN IMMEDIATE")

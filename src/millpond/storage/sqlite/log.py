@@ -31,10 +31,11 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future
 from itertools import starmap
 from pathlib import Path
+from typing import Any, cast
 
 from millpond.errors import Overloaded
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
@@ -78,8 +79,13 @@ _WRITER_CHECKPOINT_PAGES = 32_768
 SPARE_READERS = 4
 
 
+#: A commit's outcome for one submission: its result, or the error every waiter hears.
+Outcome = AppendResult | BaseException
+
+
 class _Submission:
-    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's."""
+    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's
+    (exactly one of ``future`` and ``aio_future`` is set: ``aio_future`` when ``loop`` is)."""
 
     __slots__ = ("events", "future", "loop", "aio_future")
 
@@ -87,7 +93,8 @@ class _Submission:
         self.events = events
         self.loop = loop
         self.future: Future[AppendResult] | None = None if loop else Future()
-        self.aio_future: asyncio.Future | None = loop.create_future() if loop else None
+        self.aio_future: asyncio.Future[AppendResult] | None = (loop.create_future() if loop
+                                                                else None)
 
 
 class SQLiteEventLog:
@@ -110,14 +117,14 @@ class SQLiteEventLog:
         self._released = False
         self._spare: list[sqlite3.Connection] = []
         self._spare_lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         #: The current overload episode: submissions refused so far, and since when.
         self._refused = 0
         self._refused_since = 0.0
         conn = self._connect()
         conn.executescript(SCHEMA)
-        self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._last_seq: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         conn.close()
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()
@@ -132,7 +139,7 @@ class SQLiteEventLog:
         return connect(self.path, self._synchronous, cache_kib=CACHE_KIB)
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Generator[sqlite3.Connection]:
         """A read-only connection for the block (the index reads through it too)."""
         conn = self.lend_reader()
         try:
@@ -204,11 +211,11 @@ class SQLiteEventLog:
 
     async def append(self, events: Sequence[NewEvent]) -> AppendResult:
         sub = self._submit(events, asyncio.get_running_loop())
-        return await sub.aio_future
+        return await cast("asyncio.Future[AppendResult]", sub.aio_future)  # given a loop
 
     def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
         """The commit's future (see the contract); submissions commit in order."""
-        return self._submit(events).future
+        return cast("Future[AppendResult]", self._submit(events).future)  # no loop: set
 
     def dedupe_keyer(self) -> Callable[[str, str], int]:
         return dedupe.dedupe_hash
@@ -292,7 +299,7 @@ class SQLiteEventLog:
         if self._last_seq > after_seq or self._released:
             return self._last_seq
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
         with self._waiters_lock:
             self._waiters.append((loop, fut))
         if self._last_seq > after_seq or self._released:  # changed before registration
@@ -317,7 +324,7 @@ class SQLiteEventLog:
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
         """:meth:`read`, blocking (for this backend's own threads)."""
         sql = "SELECT seq, ts, body FROM events WHERE seq > ?"
-        args: list = [after_seq]
+        args: list[Any] = [after_seq]
         if upto_seq is not None:
             sql += " AND seq <= ?"
             args.append(upto_seq)
@@ -371,27 +378,33 @@ class SQLiteEventLog:
             reader.close()
 
 
-def _settle(subs: list[_Submission], outcomes: list) -> None:
+def _settle(subs: list[_Submission], outcomes: Sequence[Outcome]) -> None:
     """Tell every waiter of a commit group, with one wake-up per event loop.
 
     Why batch the wake-ups: ``call_soon_threadsafe`` writes to the loop's self-pipe, and
     doing that once per request costs more than the request's share of the commit.
     """
-    per_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    per_loop: dict[asyncio.AbstractEventLoop, list[_Pair]] = {}
     for sub, outcome in zip(subs, outcomes, strict=True):
         if sub.loop is None:
+            future = cast("Future[AppendResult]", sub.future)  # set when there is no loop
             if isinstance(outcome, BaseException):
-                sub.future.set_exception(outcome)
+                future.set_exception(outcome)
             else:
-                sub.future.set_result(outcome)
+                future.set_result(outcome)
         else:
-            per_loop.setdefault(sub.loop, []).append((sub.aio_future, outcome))
+            per_loop.setdefault(sub.loop, []).append(
+                (cast("asyncio.Future[AppendResult]", sub.aio_future), outcome))
     for loop, pairs in per_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
             loop.call_soon_threadsafe(_settle_in_loop, pairs)
 
 
-def _settle_in_loop(pairs: list) -> None:
+#: An event loop's future for one submission, and its outcome.
+_Pair = tuple["asyncio.Future[AppendResult]", Outcome]
+
+
+def _settle_in_loop(pairs: list[_Pair]) -> None:
     for fut, outcome in pairs:
         if fut.done():
             continue
@@ -401,6 +414,6 @@ def _settle_in_loop(pairs: list) -> None:
             fut.set_result(outcome)
 
 
-def _resolve(fut: asyncio.Future) -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

@@ -37,7 +37,7 @@ def _row(row: sqlite3.Row) -> Source:
                   bool(row["enabled"]))
 
 
-def _values(s: Source) -> tuple:
+def _values(s: Source) -> tuple[str, str, str, str, str | None, int, float, str | None, int]:
     origins = None if s.allowed_origins is None else json.dumps(list(s.allowed_origins))
     return (s.id, s.name, s.kind, s.write_key, s.site_id, int(s.replayable), s.created_at,
             origins, int(s.enabled))

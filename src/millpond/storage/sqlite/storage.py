@@ -62,7 +62,7 @@ class SQLiteStorage:
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
         ``activity.db``), its write-ahead log included."""
-        out = {}
+        out: dict[str, int] = {}
         for file in FILES.values():
             size = 0
             for suffix in ("", "-wal"):
