@@ -73,7 +73,7 @@ class ReplayManager:
             dest = self.pumps.destinations.get(ref)
             cls = config.destination_type(dest.type)
             active = self._active_for(dest.id)
-            p = plan(body, dest, cls, self.sources.list(), active.id if active else None)
+            p = plan(body, dest, cls, self.sources.origins(), active.id if active else None)
             live = self.pumps.live(dest.id)
             if live is None:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "

@@ -176,8 +176,15 @@ class EventIndex(Protocol):
 
 
 class SourceStore(Protocol):
-    """Sources, by id; names and write keys are unique. Every write is durable on
-    return."""
+    """Sources, by id; names and write keys are unique among live sources. Every write is
+    durable on return.
+
+    Why deleted sources are kept as tombstones: the log keeps a deleted source's events,
+    and what they are (replayable or not, which kind of source sent them) is a property of
+    where they came from. A replay decides from the tombstone, so deleting a ``track``
+    source never makes its events replayable; the event tester still finds them by
+    ``messageId``. A tombstone is invisible to every other method: its write key is no
+    longer accepted, and its name (and key) may be taken by a new source."""
 
     def create(self, source: Source) -> Source:
         """Insert; raises :class:`~millpond.errors.Conflict` (field ``name``) when the name
@@ -208,7 +215,12 @@ class SourceStore(Protocol):
         ...
 
     def delete(self, source_id: str) -> Source:
-        """Remove; NotFound. Its events stay in the log."""
+        """Remove from the live sources and keep a tombstone (the record with
+        ``deleted_at`` set, which is returned); NotFound. Its events stay in the log."""
+        ...
+
+    def deleted(self) -> list[Source]:
+        """The tombstones of deleted sources (``deleted_at`` set), deleted first first."""
         ...
 
 
