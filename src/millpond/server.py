@@ -21,6 +21,7 @@ import uvicorn
 
 from millpond import datadir, datalock
 from millpond.api.app import build_api
+from millpond.app import metrics as server_metrics
 from millpond.app.config import ServerConfig
 from millpond.app.http import guarded_protocol
 from millpond.backfill.jobs import ImportJobs
@@ -68,6 +69,7 @@ class Millpond:
                                                     cap=delivery.retry_cap))
         self.replays = ReplayManager(self.pumps, self.sources, storage.runs, storage.index)
         delivery_metrics.install(self.pumps)
+        server_metrics.install(self)
         self._background: list = []
         self.api = build_api(self)
         self.asgi = CollectorApp(storage.log, storage.rejections, self.sources, self.api,

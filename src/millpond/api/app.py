@@ -42,6 +42,9 @@ def build_api(mp: Millpond) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict:
-        return {"ok": True, "last_seq": mp.log.last_seq()}
+        """Up, and whether the storage takes writes (``storage``: the open unavailable
+        episode, e.g. a full disk, or null)."""
+        episode = mp.storage.health.snapshot()
+        return {"ok": episode is None, "last_seq": mp.log.last_seq(), "storage": episode}
 
     return app

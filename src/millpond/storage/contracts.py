@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from millpond.errors import MillpondError
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import (
     AppendResult,
     CountKey,
@@ -386,6 +387,10 @@ class Storage(Protocol):
     imports: ImportJobStore
     rejections: RejectionStore
     profiles: ProfileStore
+    #: Whether writes succeed now: the backend reports each write it refuses with
+    #: StorageUnavailable and each that commits, so a full disk is one episode, logged
+    #: once, shown in stats and ``/metrics``.
+    health: StorageHealth
 
     def sizes(self) -> dict[str, int]:
         """Bytes used per store, keyed by the backend's own name for each (the embedded
