@@ -5,12 +5,13 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
 from millpond.api import errors, events, sources
+from millpond.api.deps import require_admin
 from millpond.pumps import metrics as delivery_metrics
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ def build_api(mp: Millpond) -> FastAPI:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if mp.config.metrics_auth:  # --metrics-auth: scrapers send the admin token
+            require_admin(request)
         metrics.LOG_LAST_SEQ.set(mp.log.last_seq())
         await delivery_metrics.refresh()
         mp.refresh_metrics()
