@@ -8,13 +8,14 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, err_console, print_json, print_table
 
 FINAL = ("completed", "cancelled", "failed")
 
 
 @click.group()
+@connection_options
 def replay() -> None:
     """Resend a past window of events to a destination: preview, start, watch, steer."""
 
@@ -52,7 +53,7 @@ def _options(func):
 
 def _print_preview(answer: dict) -> None:
     pv = answer["preview"]
-    console.print(f"[bold]Replay preview[/] for {answer['destination_name']}: "
+    console.print(f"Replay preview for {answer['destination_name']}: "
                   f"{pv['events']:,} events from {answer['window']['from']} to "
                   f"{answer['window']['to'] or 'now'}")
     table = Table(show_header=True, title="what would happen")
@@ -71,7 +72,7 @@ def _print_preview(answer: dict) -> None:
     console.print(table)
     console.print("by type: " + ", ".join(f"{k} {v:,}" for k, v in pv["by_type"].items()))
     est = answer["estimate"]
-    console.print(f"estimated duration: [bold]{est['human']}[/] ({est['events']:,} sends at "
+    console.print(f"estimated duration: {est['human']} ({est['events']:,} sends at "
                   f"{answer['rate']:,.0f}/s)")
 
 
@@ -86,11 +87,11 @@ def _print_status(answer: dict) -> None:
     if answer.get("report"):
         console.print(answer["report"]["summary"])
     elif answer.get("error"):
-        console.print(f"[red]error:[/] {answer['error']}")
+        console.print(f"error: {answer['error']}")
 
 
 def _watch(client, rid: str, every: float = 0.5) -> dict:
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                         TextColumn("{task.completed:,}/{task.total:,} scanned"),
                         TextColumn("{task.fields[sent]:,} sent"),
                         TextColumn("{task.fields[rate]:,.0f}/s"), TimeRemainingColumn(),
