@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cli_env, fails, millpond, ok
-from tests.support.delivery import create_destination, upload
+from tests.support.delivery import create_destination, send_batch, track, upload
 from tests.support.server import ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -161,3 +161,26 @@ def test_ctrl_c_on_the_server_exits_130(tmp_path):
     assert proc.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and "stopped after" in err
     assert Path(tmp_path / "data").is_dir()
+
+
+def test_replay_preview_shows_what_json_shows_with_errors_folded(shared_server, vendor):
+    amplitude = vendor("amplitude")
+    web = shared_server.create_source("edge-preview")
+    users = [f"u{i}" for i in range(40)]  # shorter than Amplitude's 5 characters
+    send_batch(shared_server.url, web["write_key"],
+               [track(u, 0) for u in users] + [track("long-enough-user", i) for i in range(3)])
+    with shared_server.admin as admin:
+        create_destination(admin, name="edge-amp", type="amplitude",
+                           settings=amplitude.destination_settings())
+    args = ["replay", "preview", "edge-amp", "--source", "edge-preview"]
+    as_json = json.loads(ok(shared_server, *args, "--json"))["preview"]
+    assert len(as_json["mapping_errors"]) == 40  # one per user id in the API
+    out = ok(shared_server, *args)
+    lines = out.splitlines()
+    assert len(lines) < 25, out
+    assert "by source: edge-preview 43" in out
+    assert "by event: Order Completed 43" in out
+    [error] = [line for line in lines if "error (" in line]
+    assert "'…'" in error and "40 different values" in error and "40" in error.split()[-1]
+    assert sum("error sample:" in line for line in lines) == 3
+    assert any(line.startswith("sample (") and "long-enough-user" in line for line in lines)
