@@ -184,3 +184,22 @@ def test_replay_preview_shows_what_json_shows_with_errors_folded(shared_server, 
     assert "'…'" in error and "40 different values" in error and "40" in error.split()[-1]
     assert sum("error sample:" in line for line in lines) == 3
     assert any(line.startswith("sample (") and "long-enough-user" in line for line in lines)
+
+
+def test_import_upload_hands_the_file_to_the_server(shared_server, tmp_path):
+    shared_server.create_source("edge-upload", kind="import")
+    people = tmp_path / "people.csv"
+    people.write_text("id,plan\nup1,pro\nup2,free\n,nobody\n")
+    job = json.loads(ok(shared_server, "import", "upload", str(people), "--source",
+                        "edge-upload", "--watch", "--json"))
+    assert job["state"] == "completed", job
+    assert job["summary"]["events_accepted"] == 2 and job["summary"]["rows_rejected"] == 1
+    status = ok(shared_server, "import", "status", job["id"])
+    assert f"import {job['id']}: completed" in status and "people.csv" in status
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"userId": "up1", "event": "Signed Up"}\n')
+    out = ok(shared_server, "import", "upload", str(events), "--source", "edge-upload",
+             "--kind", "events")
+    assert "uploaded events.jsonl: import imp_" in out
+    fails(millpond(shared_server, "import", "upload", str(people), "--source", "nope"),
+          "no source 'nope'")

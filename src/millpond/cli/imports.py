@@ -288,6 +288,66 @@ def _created(job: dict[str, Any]) -> str:
     return format_seconds(round(job["created_at"])) if job.get("created_at") else ""
 
 
+@import_group.command("upload")
+@twin_of("POST /api/imports")
+@click.argument("file", metavar="FILE.csv|FILE.jsonl",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", "source_name", required=True, metavar="NAME",
+              help="Source to import into (kind 'import' or 'pipelines').")
+@click.option("--kind", type=click.Choice(["people", "events"]), default="people",
+              show_default=True, help="people: one identify per row; events: one event "
+                                      "per row (CSV or JSONL).")
+@click.option("--id-column", metavar="C", default=None, help="people: the user id column.")
+@click.option("--user-column", metavar="C", default=None, help="events: the user id column.")
+@click.option("--event-column", metavar="C", default=None, help="events: the event name column.")
+@click.option("--timestamp-column", metavar="C", default=None,
+              help="Column with the time of each row: Unix seconds or ISO 8601.")
+@click.option("--delimiter", metavar="D", default=None,
+              help="Field delimiter (default: sniffed among , ; TAB |); 'tab' works.")
+@click.option("--types", type=click.Choice(["infer", "text"]), default="infer",
+              show_default=True, help="infer: numbers, booleans and dates are typed.")
+@click.option("--empty", type=click.Choice(["skip", "clear"]), default="skip",
+              show_default=True, help="Empty cell: skip = not sent; clear = sent as null.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "jsonl"]), default=None,
+              help="File format (default: from the extension, else the content).")
+@click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
+@json_option
+@connection_options
+@click.pass_context
+def upload_command(ctx: click.Context, file: str, source_name: str, kind: str,
+                   file_format: str | None, delimiter: str | None, watch: bool,
+                   as_json: bool, **columns: Any) -> None:
+    """Upload a file for the server to import in the background (survives this command:
+    follow it with `import status ID`); `people` and `events` instead read the file here."""
+    path = Path(file)
+    if delimiter is not None:
+        delimiter = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    jsonl = file_format == "jsonl" or (file_format is None and path.suffix.lower() in (
+        ".jsonl", ".ndjson"))
+    params = {"source": source_name, "kind": kind, "file_name": path.name,
+              "delimiter": delimiter, "format": file_format, **columns}
+    client = _client(ctx)
+    try:
+        with open(path, "rb") as body:
+            job = client.request(
+                "POST", "/api/imports", params={k: v for k, v in params.items() if v is not None},
+                content=body, headers={"Content-Type": "application/x-ndjson" if jsonl
+                                       else "text/csv"})
+    except ApiError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+    if watch:
+        job = _watch(ctx, f"/api/imports/{quote(job['id'], safe='')}", quiet=as_json)
+    if as_json:
+        print_json(job)
+    elif watch:
+        _print_job(job)
+    else:
+        console.print(f"uploaded {path.name}: import {job['id']} is {job['state']}; follow it "
+                      f"with: millpond import status {job['id']} --watch")
+
+
 @import_group.command("list")
 @twin_of("GET /api/imports")
 @json_option
