@@ -21,7 +21,7 @@ from millpond.storage.models import DeadLetterState, RunKind, RunState
 ACTIVE_REPLAY = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
 
 if TYPE_CHECKING:
-    from millpond.server import Millpond
+    from millpond.app.services import Services
 
 
 class ServerCollector:
@@ -30,7 +30,7 @@ class ServerCollector:
     pointed at."""
 
     def __init__(self) -> None:
-        self.mp: Millpond | None = None
+        self.mp: Services | None = None
 
     def collect(self):
         mp = self.mp
@@ -45,7 +45,7 @@ class ServerCollector:
         return []
 
 
-def _storage(mp: Millpond):
+def _storage(mp: Services):
     health = mp.storage.health
     unavailable = GaugeMetricFamily(
         "millpond_storage_unavailable",
@@ -63,7 +63,7 @@ def _storage(mp: Millpond):
     return unavailable, refused, episodes
 
 
-def _destinations(mp: Millpond):
+def _destinations(mp: Services):
     state = GaugeMetricFamily(
         "millpond_destination_state",
         "1 for each destination's current delivery state (running, retrying, failing, "
@@ -86,7 +86,7 @@ def _destinations(mp: Millpond):
     return state, dead
 
 
-def _replays(mp: Millpond):
+def _replays(mp: Services):
     events = CounterMetricFamily(
         "millpond_replay_events",
         "Events replays finished, by destination and outcome (sent, skipped, "
@@ -126,7 +126,7 @@ def _replays(mp: Millpond):
     return events, scanned, active, rate
 
 
-def _imports(mp: Millpond):
+def _imports(mp: Services):
     rows = CounterMetricFamily(
         "millpond_import_rows",
         "Rows of server-side imports by source and outcome (accepted: stored as new "
@@ -152,7 +152,7 @@ def _imports(mp: Millpond):
 _COLLECTOR: ServerCollector | None = None
 
 
-def install(mp: Millpond) -> None:
+def install(mp: Services) -> None:
     """Point the (once registered) collector at ``mp``."""
     global _COLLECTOR
     if _COLLECTOR is None:

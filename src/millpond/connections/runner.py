@@ -15,6 +15,7 @@ those runs' counters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -22,7 +23,7 @@ from collections import Counter
 
 import msgspec
 
-from millpond.connections.config import Runtime
+from millpond.connections.config import Runtime, max_retry_after, max_retry_age
 from millpond.delivery.batcher import Batcher
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluator
@@ -34,6 +35,7 @@ from millpond.delivery.runs import Checkpoint, supervise
 from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
+from millpond.errors import NotFound
 from millpond.storage.contracts import EventLog, RunStore
 from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
 from millpond.timeutil import iso_to_seconds
@@ -80,6 +82,8 @@ class LiveDestination:
         self.runs = runs
         self.run = run
         rate = dest.rate_limit
+        policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
+                                     max_retry_age=max_retry_age(rate))
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second")), policy,
@@ -154,10 +158,15 @@ class LiveDestination:
         only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
         ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
         dest_id = self.dest.id
+        # Dead letters of runs the destination's totals add up (live, redrives) move to
+        # their final outcome when settled; a replay's stay in its report.
+        recount = frozenset(rid for rid in {r.run_id for r in claimed}
+                            if self._counted(rid))
         run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
                                    RunState.RUNNING, {"ids": [r.id for r in claimed]}))
         source = RowsSource(rows)
-        persist = Checkpoint(self.runs, run, source, start=0, redriven=ids_by_seq)
+        persist = Checkpoint(self.runs, run, source, start=0, redriven=by_seq,
+                             recount=recount)
         done = persist.finished
 
         limits = self.runtime.dtype.batching
@@ -185,6 +194,12 @@ class LiveDestination:
         self._redrives.add(task)
         task.add_done_callback(self._redrives.discard)
 
+    def _counted(self, run_id: str) -> bool:
+        try:
+            return self.runs.get(run_id).kind in (RunKind.LIVE, RunKind.REDRIVE)
+        except NotFound:
+            return False
+
     # visibility --------------------------------------------------------------------------
     def position(self) -> tuple[int, float | None]:
         """``(saved cursor, received time of the oldest unfinished event or None)``."""
@@ -200,7 +215,8 @@ class LiveDestination:
         if unavailable:  # nothing moves until progress can be saved again
             state = "error"
         else:
-            state = "retrying" if st.retrying else ("error" if self.error else "running")
+            state = "failing" if st.failing else "retrying" if st.retrying \
+                else ("error" if self.error else "running")
         return {
             "state": state,
             "last_error": unavailable or st.last_error or self.error,
@@ -209,6 +225,11 @@ class LiveDestination:
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
             "redrives_running": len(self._redrives),
+            "max_retry_after": self.deliverer.policy.max_retry_after,
+            "max_retry_age": self.deliverer.policy.max_retry_age,
+            # While retrying, the owner may end the wait (``retry-now``).
+            "retry_now": st.retrying,
+            "retried_now": st.retried_now,
         }
 
 

@@ -48,6 +48,12 @@ def dead_letter(event: dict, action: str, reason: str, payload: Any = None,
                       status, response, payload, time.time())
 
 
+def category(letter: DeadLetter) -> str:
+    """The counter label of a dead letter: ``HTTP <status>`` for a vendor's refusal, else
+    the reason's category (the text before its colon: ``mapping error``...)."""
+    return f"HTTP {letter.status}" if letter.status else letter.reason.partition(":")[0]
+
+
 def stamp(dead: list[DeadLetter], destination_id: str, run_id: str) -> list[DeadLetter]:
     """``dead`` with their destination and run set (in place; returned for chaining)."""
     for letter in dead:

@@ -39,9 +39,9 @@ from msgspec import Raw
 
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import Evaluator
+from millpond.delivery.evaluate import Evaluates
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.outcomes import Outcome, dead_letter
+from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
@@ -70,7 +70,7 @@ class Pump:
     everything is delivered; a live pump runs until cancelled, checkpointing on the way
     out."""
 
-    def __init__(self, source: Slice, evaluator: Evaluator, deliverer: Deliverer,
+    def __init__(self, source: Slice, evaluator: Evaluates, deliverer: Deliverer,
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  share: BackgroundShare | None = None,
@@ -92,11 +92,12 @@ class Pump:
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
         self._save_lock = asyncio.Lock()
+        self._retry_save: asyncio.Task | None = None
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
-        dtype = getattr(deliverer, "dtype", None)
+        dtype = deliverer.dtype
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
-        self._pack = dtype.encode_payload if getattr(dtype, "raw_payloads", False) else None
+        self._pack = dtype.encode_payload if dtype.raw_payloads else None
         #: Why progress cannot be saved now (the storage is unavailable), or None: stats
         #: show it as the destination's error state instead of ``running``.
         self.unavailable: str | None = None
@@ -174,17 +175,21 @@ class Pump:
 
     def _dead(self, result: Result) -> None:
         work = result.work
-        category = f"HTTP {result.status}" if result.status else result.reason.partition(":")[0]
         payload = work.payload
         if isinstance(payload, Raw):  # packed: dead letters keep the payload as an object
             payload = self._decode(payload)
-        self.ledger.done(work.seq, (work.action, Outcome.DEAD_LETTERED, category),
-                         dead_letter(work.event, work.action, result.reason, payload,
-                                     result.status, result.response))
+        letter = dead_letter(work.event, work.action, result.reason, payload, result.status,
+                             result.response)
+        self.ledger.done(work.seq, (work.action, Outcome.DEAD_LETTERED, category(letter)),
+                         letter)
 
     def _on_retry(self, works: list[Work], reason: str) -> None:
+        """Count the retry and save it now: while a destination is down, the sender waits
+        and the reader is blocked, so no other checkpoint would show it until recovery."""
         for action, n in Counter(w.action for w in works).items():
             self.ledger.count((action, Outcome.RETRIED, ""), n)
+        if self._retry_save is None or self._retry_save.done():
+            self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
     async def checkpoint(self) -> bool:
         """Persist what the ledger released (one transaction, in a worker thread); whether

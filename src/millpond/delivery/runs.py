@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from millpond.delivery.outcomes import stamp
+from millpond.delivery.outcomes import Outcome, category, stamp
 from millpond.delivery.slices import Slice
 from millpond.errors import Conflict
 from millpond.storage.contracts import RunStore
@@ -111,19 +111,24 @@ class Checkpoint:
 
     The slice turns the ledger key into the run's cursor (live: the seq; replay: the
     (ts, seq) of a window position; redrive: none). ``redriven`` maps a key to the dead
-    letters its event settles (a redrive marks them as their events finish).
+    letters its event settles (a redrive marks them as their events finish). Why a
+    settled dead letter is also *uncounted* (``dead_lettered`` -1 in this run, for the
+    letters of ``recount`` runs, whose counters the destination's totals add up): the
+    event's final outcome is what the redrive counts now, so each event is counted once.
     ``scanned``: count keys as events read past (a replay's progress). ``durable=False``
     for progress cheaper to redo than to fsync (a replay's; see the store's contract).
     """
 
     def __init__(self, runs: RunStore, run: Run, slice_: Slice, *, start: int,
-                 redriven: Mapping[int, Sequence[int]] | None = None,
+                 redriven: Mapping[int, Sequence[DeadLetter]] | None = None,
+                 recount: frozenset[str] = frozenset(),
                  scanned: bool = False, durable: bool = True):
         self.runs = runs
         self.run = run
         self.slice = slice_
         self._saved = start
         self._redriven = redriven
+        self._recount = recount
         self._scanned = scanned
         self._durable = durable
         #: Keys whose event finished (kept for a redrive's ``redriven``).
@@ -134,11 +139,21 @@ class Checkpoint:
         run = self.run
         moved = key > self._saved
         cursor = self.slice.cursor_at(key) if moved else None
-        ids = [i for k in finished for i in self._redriven.get(k, ())] \
-            if self._redriven is not None else ()
-        self.runs.checkpoint(run.id, cursor=cursor, counts=counts,
+        settled = [d for k in finished for d in self._redriven.get(k, ())] \
+            if self._redriven is not None else []
+        uncount: Counter = Counter((d.action, Outcome.DEAD_LETTERED, category(d))
+                                   for d in settled if d.run_id in self._recount)
+        ids = [d.id for d in settled]
+        if uncount:
+            both = Counter(counts)
+            both.subtract(uncount)
+        else:
+            both = counts
+        self.runs.checkpoint(run.id, cursor=cursor, counts=both,
                              dead=stamp(dead, run.destination_id, run.id),
                              scanned=key - self._saved if moved and self._scanned else 0,
                              redriven=ids, durable=self._durable)
         self._saved = max(self._saved, key)
         self.finished.update(finished)
+        if uncount:  # saved: now what the pump reports as saved says so too
+            counts.subtract(uncount)

@@ -24,6 +24,7 @@ from millpond.connections import config
 from millpond.connections.runner import LiveDestination, new_run_id
 from millpond.connections.stats import summarize
 from millpond.delivery import runs as run_states
+from millpond.delivery.slices import close_scan
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.replays.plan import plan, plan_window
 from millpond.replays.preview import PreviewJob, run_preview
@@ -31,13 +32,17 @@ from millpond.replays.runner import ReplayRunner
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventIndex, RunStore
 from millpond.storage.models import Run, RunKind, RunState, WindowCursor
-from millpond.timeutil import human_duration
+from millpond.timeutil import format_ms, human_duration
 from millpond.workers import WorkerPool
 
 #: States in which a replay still owns its destination's replay slot.
 ACTIVE = tuple(run_states.ACTIVE)
 
 log = logging.getLogger("millpond.replays")
+
+#: How a replay paused by its destination being disabled says so; :meth:`ReplayManager.
+#: release` resumes exactly these (not the ones their owner paused).
+DISABLED = "is disabled; the replay resumes when it is enabled again"
 
 
 class ReplayManager:
@@ -75,6 +80,7 @@ class ReplayManager:
             cls = config.destination_type(dest.type)
             active = self._active_for(dest.id)
             p = plan(body, dest, cls, self.sources.origins(), active.id if active else None)
+            await self._real_bounds(p, body, dest.connected_at)
             live = self.pumps.live(dest.id)
             if live is None:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
@@ -107,6 +113,22 @@ class ReplayManager:
         return {"id": None, "state": "planned", "dry_run": True, **self._public_plan(p),
                 "estimate": {k: result["estimate"][k] for k in ("events", "seconds", "human")},
                 "preview": result}
+
+    async def _real_bounds(self, p: dict, body: dict, connected_at: float) -> None:
+        """Show a default window as what it is: from the oldest event in it (not the
+        epoch) to the moment the destination was connected (not "now": arrival after
+        it is live delivery's), unless ``include_live``. Only what is shown changes; the
+        window itself (``ts_from``, ``ts_to``, ``max_seq``) stays as planned."""
+        if body.get("from") is None:
+            scan = self.index.scan(plan_window(p), chunk=1)
+            try:
+                first = await anext(scan, None)
+            finally:
+                await close_scan(scan)
+            if first:
+                p["from"] = format_ms(first[0].ts_ms)
+        if body.get("to") is None and not p["include_live"]:
+            p["to"] = format_ms(int(connected_at * 1000))
 
     @staticmethod
     def _empty_reason(p: dict) -> str:
@@ -157,7 +179,7 @@ class ReplayManager:
         if live is None:
             raise Conflict("the destination is disabled or cannot start; enable it to resume",
                            field="destination")
-        self.runs.set_state(replay_id, RunState.RUNNING)
+        self.runs.set_state(replay_id, RunState.RUNNING, error="")
         self._start(self._get(replay_id), live)
         log.info("replay %s resumed (was %s) after %s of about %s events", replay_id,
                  replay.state, f"{replay.scanned:,}",
@@ -189,6 +211,24 @@ class ReplayManager:
                          "about %s events scanned)", replay.id, live.dest.name,
                          f"{replay.scanned:,}", f"{replay.spec.get('estimate_events', 0):,}",
                          extra=_fields(replay, phase="continued", scanned=replay.scanned))
+
+    def hold(self, dest_id: str, name: str) -> None:
+        """The destination was disabled (its replays' tasks already stopped): its
+        ``running`` replays become ``paused`` with the reason, not silently stuck."""
+        for replay in self.runs.list(dest_id, kinds=[RunKind.REPLAY],
+                                     states=[RunState.RUNNING]):
+            run_states.check(replay, RunState.PAUSED, name="replay")
+            self.runs.set_state(replay.id, RunState.PAUSED, error=f"destination {name} {DISABLED}")
+            log.info("replay %s paused: destination %s is disabled", replay.id, name,
+                     extra=_fields(replay, phase="paused", reason="destination disabled"))
+
+    def release(self, dest_id: str) -> None:
+        """The destination is being enabled: the replays :meth:`hold` paused run again
+        (the launch that follows starts them from their cursors)."""
+        for replay in self.runs.list(dest_id, kinds=[RunKind.REPLAY],
+                                     states=[RunState.PAUSED]):
+            if DISABLED in (replay.error or ""):
+                self.runs.set_state(replay.id, RunState.RUNNING, error="")
 
     def _start(self, replay: Run, live: LiveDestination) -> None:
         rt = live.runtime
@@ -254,6 +294,9 @@ class ReplayManager:
             eta = round(remaining / (current if current > 0 else rate), 1)
         return {
             "id": replay.id, "state": str(replay.state), **self._public_plan(p),
+            "destination_deleted": not self._exists(replay.destination_id),
+            "reason": (replay.error or None) if replay.state in (
+                RunState.PAUSED, RunState.CANCELLED, RunState.FAILED) else None,
             "progress": {"scanned": replay.scanned, "sent": totals["sent"],
                          "skipped": totals["skipped"],
                          "dead_lettered": totals["dead_lettered"],
@@ -262,9 +305,17 @@ class ReplayManager:
             "current_rate": round(current, 1), "eta_seconds": eta,
             "cursor": {"ts": replay.cursor.ts, "seq": replay.cursor.seq}
             if isinstance(replay.cursor, WindowCursor) else None,
-            "error": replay.error, "report": replay.report,
+            "error": (replay.error or None) if replay.state == RunState.FAILED else None,
+            "report": replay.report,
             "created_at": replay.created_at, "finished_at": replay.finished_at,
         }
+
+    def _exists(self, dest_id: str) -> bool:
+        try:
+            self.pumps.destinations.get(dest_id)
+        except NotFound:
+            return False
+        return True
 
     def report(self, replay: Run, outcome: str) -> dict:
         """The final account of what went where, as JSON with a human ``summary``."""
