@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 log = logging.getLogger("millpond.storage")
 
@@ -65,7 +66,7 @@ class StorageHealth:
                     extra={"phase": "storage_recovered", "seconds": round(seconds, 3),
                            "refused": refused})
 
-    def snapshot(self) -> dict | None:
+    def snapshot(self) -> dict[str, Any] | None:
         """The open episode (``reason``, ``since`` Unix seconds, ``refused`` writes), or
         None while writes succeed."""
         with self._lock:
