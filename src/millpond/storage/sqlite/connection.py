@@ -33,6 +33,10 @@ def disk_full(exc: BaseException) -> bool:
         or "database or disk is full" in str(exc)
 
 
+#: Statements that write (their first word), for :meth:`Connection._written`.
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC", "COMMIT"})
+
+
 class Connection(sqlite3.Connection):
     """A connection whose statements raise :class:`StorageUnavailable` for a full disk.
 
@@ -51,21 +55,33 @@ class Connection(sqlite3.Connection):
         return StorageUnavailable(f"storage unavailable: {reason}; retry later",
                                   retry_after=DISK_FULL_RETRY_AFTER)
 
+    def _written(self, sql: str) -> None:
+        """During an episode only: a write outside a transaction (autocommit) committed, so
+        the disk takes writes again. (Transactions end it in :func:`immediate`.)"""
+        health = self.health
+        if health is not None and health.failing and not self.in_transaction \
+                and sql.lstrip()[:6].upper() in _WRITES:
+            health.ok()
+
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:
-            return super().execute(sql, parameters)
+            cursor = super().execute(sql, parameters)
         except sqlite3.OperationalError as exc:
             if not disk_full(exc):
                 raise
             raise self._unavailable(exc) from exc
+        self._written(sql)
+        return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
         try:
-            return super().executemany(sql, parameters)
+            cursor = super().executemany(sql, parameters)
         except sqlite3.OperationalError as exc:
             if not disk_full(exc):
                 raise
             raise self._unavailable(exc) from exc
+        self._written(sql)
+        return cursor
 
     def executescript(self, script: str, /) -> sqlite3.Cursor:
         try:
