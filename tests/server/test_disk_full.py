@@ -77,6 +77,12 @@ def test_a_full_disk_is_a_json_503_logged_once_shown_and_recovered(tmpfs, served
                            settings=hook.destination_settings())
     send_batch(srv.url, key, [track("ada", i) for i in range(5)])
     hook.wait_for(5)
+    slow = vendor("webhook")
+    with srv.admin as admin:  # a replay that is still sending when the disk fills
+        create_destination(admin, name="slow", type="webhook",
+                           settings=slow.destination_settings(),
+                           rate_limit={"events_per_second": 2})
+        replay = admin.post("/api/replays", json={"destination": "slow"}).json()["id"]
 
     # Events stored while the vendor is down: delivered (and checkpointed) after the fill.
     hook.outage(True)
@@ -105,6 +111,9 @@ def test_a_full_disk_is_a_json_503_logged_once_shown_and_recovered(tmpfs, served
         failing = wait_until(lambda: (s := stats(admin, "hook"))["state"] == "error" and s,
                              what="the destination's error state")
         assert "disk is full" in failing["last_error"]
+        held = wait_until(lambda: (r := admin.get(f"/api/replays/{replay}").json())["state"]
+                          == "error" and r, what="the replay's error state")
+        assert "disk is full" in held["error"]
         health = admin.get("/healthz").json()
         assert health["ok"] is False and "disk is full" in health["storage"]["reason"]
         scraped = admin.get("/metrics").text
@@ -114,6 +123,8 @@ def test_a_full_disk_is_a_json_503_logged_once_shown_and_recovered(tmpfs, served
 
         filler.unlink()  # space returns: no restart
         wait_until(lambda: stats(admin, "hook")["state"] == "running", what="running again")
+        wait_until(lambda: admin.get(f"/api/replays/{replay}").json()["state"]
+                   in ("running", "completed"), what="the replay going on")
         ok = httpx.post(f"{srv.url}/v1/batch", auth=(key, ""), json={"batch": big_batch(5)})
         assert ok.status_code == 200, ok.text
         hook.wait_for(5 + 30)
