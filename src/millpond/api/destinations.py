@@ -125,8 +125,8 @@ async def test_destination(ref: str, body: Any = Body(..., examples=[{"message_i
         if event is None:
             raise NotFound(f"no event with seq {seq}", field="seq")
     elif "message_id" in body:
-        source_ids = [mp.sources.get(body["source"]).id] if body.get("source") else \
-            [s.id for s in mp.sources.list()]
+        source_ids = [mp.sources.get(body["source"], deleted=True).id] \
+            if body.get("source") else [s.id for s in mp.sources.origins()]
         event = await find_event(mp.log, source_ids, str(body["message_id"]))
         if event is None:
             raise NotFound(f"no stored event with messageId {body['message_id']!r}",

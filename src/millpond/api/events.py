@@ -41,9 +41,18 @@ async def list_events(
     order: str = Query(default="asc", pattern="^(asc|desc)$"),
     limit: int = Query(default=100, ge=1, le=1000),
     wait: float = Query(default=0, ge=0, le=60, description="long-poll seconds when empty"),
+    message_id: str | None = Query(default=None, description="the event with this messageId "
+                                   "(of the given sources, else of any, deleted ones too)"),
     mp: Services = Depends(services),
 ) -> Response:
-    source_ids = [mp.sources.get(s).id for s in source] if source else None
+    # A deleted source's events stay in the log: its id (or its name, if no live source
+    # took it) still selects them.
+    source_ids = [mp.sources.get(s, deleted=True).id for s in source] if source else None
+    if message_id is not None:
+        found = [e for sid in source_ids or [s.id for s in mp.sources.origins()]
+                 if (e := await mp.log.find(sid, message_id)) is not None]
+        return Response(b'{"events":[' + b",".join(e.json() for e in found)
+                        + b'],"next_cursor":null}', media_type="application/json")
     after = _cursor(cursor)
     q = EventQuery(source_ids=source_ids, types=type, event_name=event, user_id=user_id,
                    ts_from=parse_time_bound(from_, "from"), ts_to=parse_time_bound(to, "to"),

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
 LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered",
@@ -16,6 +16,7 @@ LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered
 
 
 @click.group()
+@connection_options
 def destinations() -> None:
     """Configure where events go, watch delivery, and test events against actions."""
 
@@ -104,10 +105,11 @@ def _row(dest: dict) -> dict:
 
 def _print_destination(dest: dict) -> None:
     stats = dest.get("stats", {})
-    console.print(f"[bold]{dest['name']}[/] ({dest['id']}) type={dest['type']} "
+    console.print(f"{dest['name']} ({dest['id']}) type={dest['type']} "
                   f"enabled={dest['enabled']} connected_at={dest['connected_at']}",
                   highlight=False)
-    console.print(f"settings: {json.dumps(dest['settings'])}", highlight=False, markup=False)
+    settings = json.dumps(dest["settings"], ensure_ascii=False)  # masks print as ••••cret
+    console.print(f"settings: {settings}", highlight=False, markup=False)
     console.print(f"rate limit: {json.dumps(dest['rate_limit'])}", highlight=False)
     print_table([{"name": a["name"], "enabled": a.get("enabled", True),
                   "trigger": a["trigger"], "max_event_age": a.get("max_event_age")}
@@ -183,7 +185,7 @@ def add(name, type_name, pairs, settings_json, rate, requests_rate, actions_file
     if as_json:
         print_json(dest)
         return
-    console.print(f"created destination [bold]{dest['name']}[/] ({dest['id']}, "
+    console.print(f"created destination {dest['name']} ({dest['id']}, "
                   f"{dest['type']}) with {len(dest['actions'])} action(s); delivering events "
                   f"after seq {dest['connected_seq']}", highlight=False)
 
@@ -221,7 +223,7 @@ def stats(ref: str | None, as_json: bool, client) -> None:
         if as_json:
             print_json(data)
         else:
-            console.print(f"[bold]{data['name']}[/] ({data['id']})", highlight=False)
+            console.print(f"{data['name']} ({data['id']})", highlight=False)
             _print_stats(data["stats"])
         return
     data = client.get("/api/destinations")["destinations"]
@@ -355,18 +357,18 @@ def try_event(ref, event_json, event_file, message_id, seq, as_json, client) -> 
     if as_json:
         print_json(data)
         return
-    console.print(f"event outcome: [bold]{data['outcome']}[/]"
+    console.print(f"event outcome: {data['outcome']}"
                   + (f" ({data['reason']})" if data["reason"] else ""), highlight=False)
     for a in data["actions"]:
         verdict = "disabled" if not a["enabled"] else (
             a["outcome"] if a["matched"] else "trigger does not match")
-        console.print(f"\n[bold]{a['action']}[/]: {verdict}"
+        console.print(f"\n{a['action']}: {verdict}"
                       + (f" ({a['reason']})" if a["reason"] else ""), highlight=False)
         if a["request"]:
             r = a["request"]
             console.print(f"{r['method']} {r['url']}", highlight=False, markup=False)
             for k, v in r["headers"].items():
                 console.print(f"{k}: {v}", highlight=False, markup=False)
-            body_text = r["body"] if isinstance(r["body"], str) else json.dumps(r["body"],
-                                                                                 indent=2)
+            body_text = r["body"] if isinstance(r["body"], str) else json.dumps(
+                r["body"], indent=2, ensure_ascii=False)
             console.print(body_text, highlight=False, markup=False)

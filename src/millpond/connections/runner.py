@@ -210,10 +210,16 @@ class LiveDestination:
     def state(self) -> dict:
         st = self.deliverer.state
         now = time.time()
+        pump = self.pump
+        unavailable = pump.unavailable if pump is not None else None
+        if unavailable:  # nothing moves until progress can be saved again
+            state = "error"
+        else:
+            state = "failing" if st.failing else "retrying" if st.retrying \
+                else ("error" if self.error else "running")
         return {
-            "state": "failing" if st.failing else "retrying" if st.retrying
-            else ("error" if self.error else "running"),
-            "last_error": st.last_error or self.error,
+            "state": state,
+            "last_error": unavailable or st.last_error or self.error,
             "last_error_at": st.last_error_at,
             "next_attempt_in": max(0.0, st.next_attempt_at - now)
             if st.retrying and st.next_attempt_at else None,

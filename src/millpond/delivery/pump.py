@@ -45,6 +45,7 @@ from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
+from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import DeadLetter
 
 log = logging.getLogger("millpond.pumps")
@@ -53,6 +54,9 @@ log = logging.getLogger("millpond.pumps")
 IDLE_WAIT = 1.0
 #: Persist progress at least this often while only skips move the cursor.
 CHECKPOINT_EVERY = 1.0
+#: Seconds between attempts to save progress while the storage refuses writes (a full
+#: disk): sending stops meanwhile, so at most one batch is delivered but unsaved.
+UNAVAILABLE_WAIT = 1.0
 #: Events evaluated between yields to the event loop: a few milliseconds of work, so a
 #: pump catching up on a backlog never holds the collector back for long.
 YIELD_EVERY = 100
@@ -94,6 +98,9 @@ class Pump:
         dtype = deliverer.dtype
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
         self._pack = dtype.encode_payload if dtype.raw_payloads else None
+        #: Why progress cannot be saved now (the storage is unavailable), or None: stats
+        #: show it as the destination's error state instead of ``running``.
+        self.unavailable: str | None = None
 
     async def run(self) -> None:
         try:
@@ -151,7 +158,10 @@ class Pump:
             self._sent(done.sent)
             for result in done.dead:
                 self._dead(result)
-            await self.checkpoint()
+            # Hold delivery while progress cannot be saved: sending on would pile up
+            # events delivered but not checkpointed, all sent again after a restart.
+            while not await self.checkpoint() and self.unavailable is not None:
+                await asyncio.sleep(UNAVAILABLE_WAIT)
 
     def _sent(self, works: list[Work]) -> None:
         if not works:
@@ -181,21 +191,28 @@ class Pump:
         if self._retry_save is None or self._retry_save.done():
             self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
-    async def checkpoint(self) -> None:
-        """Persist what the ledger released (one transaction, in a worker thread)."""
+    async def checkpoint(self) -> bool:
+        """Persist what the ledger released (one transaction, in a worker thread); whether
+        everything released so far is saved."""
         async with self._save_lock:
             if not self.ledger.dirty:
-                return
+                return True
             cursor, counts, dead, finished = self.ledger.take()
             try:
                 await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+            except StorageUnavailable as exc:  # the storage logs the episode, once
+                self.unavailable = exc.message
+                self.ledger.give_back(cursor, counts, dead, finished)
+                return False
             except Exception:
                 log.exception("could not save delivery progress; will retry")
                 self.ledger.give_back(cursor, counts, dead, finished)
-                return
+                return False
             finally:
                 self._last_save = self._clock()
+            self.unavailable = None
             if self._on_saved is not None:
                 self._on_saved(cursor, counts)
             if dead and self._dead_log is not None:
                 self._dead_log.add(dead)
+            return True

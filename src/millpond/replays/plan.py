@@ -46,13 +46,17 @@ def _time(value: Any, field: str) -> int | None:
 def _source_reason(source: Source) -> str:
     why = " (track sources usually replay from their upstream CDP)" if source.kind == "track" \
         else ""
+    if source.deleted_at is not None:
+        return f"source {source.name} (deleted) was not replayable{why}; its events stay " \
+               "out of replays"
     return f"source {source.name} is not replayable{why}; mark it replayable to include it"
 
 
 def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
          sources: Sequence[Source], active: str | None = None) -> dict:
     """The resolved plan for ``body`` against ``dest``; raises BadRequest/Conflict with the
-    reason for every refusal. ``active`` is the id of an active replay of ``dest``."""
+    reason for every refusal. ``active`` is the id of an active replay of ``dest``;
+    ``sources`` the live sources then the deleted ones (``SourceService.origins``)."""
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise BadRequest(f"unknown field `{unknown[0]}`; known: {', '.join(FIELDS)}",
@@ -75,7 +79,10 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
                        "pause, cancel or wait for it (replays are not queued)",
                        field="destination")
 
-    by_ref = {s.id: s for s in sources} | {s.name: s for s in sources}
+    # ``sources`` are every origin of events in the log: deleted ones (tombstones) too,
+    # since their events stay and are replayable only if their source was. A name taken
+    # by a live source and a tombstone means the live one.
+    by_ref = {s.name: s for s in reversed(sources)} | {s.id: s for s in sources}
     wanted = body.get("sources")
     if wanted is None:
         scope = list(sources)

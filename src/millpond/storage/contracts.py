@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from millpond.errors import MillpondError
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import (
     AppendResult,
     CountKey,
@@ -220,8 +221,15 @@ class EventIndex(Protocol):
 
 
 class SourceStore(Protocol):
-    """Sources, by id; names and write keys are unique. Every write is durable on
-    return."""
+    """Sources, by id; names and write keys are unique among live sources. Every write is
+    durable on return.
+
+    Why deleted sources are kept as tombstones: the log keeps a deleted source's events,
+    and what they are (replayable or not, which kind of source sent them) is a property of
+    where they came from. A replay decides from the tombstone, so deleting a ``track``
+    source never makes its events replayable; the event tester still finds them by
+    ``messageId``. A tombstone is invisible to every other method: its write key is no
+    longer accepted, and its name (and key) may be taken by a new source."""
 
     def create(self, source: Source) -> Source:
         """Insert; raises :class:`~millpond.errors.Conflict` (field ``name``) when the name
@@ -252,7 +260,12 @@ class SourceStore(Protocol):
         ...
 
     def delete(self, source_id: str) -> Source:
-        """Remove; NotFound. Its events stay in the log."""
+        """Remove from the live sources and keep a tombstone (the record with
+        ``deleted_at`` set, which is returned); NotFound. Its events stay in the log."""
+        ...
+
+    def deleted(self) -> list[Source]:
+        """The tombstones of deleted sources (``deleted_at`` set), deleted first first."""
         ...
 
 
@@ -439,6 +452,11 @@ class Storage(Protocol):
     def rejections(self) -> RejectionStore: ...
     @property
     def profiles(self) -> ProfileStore: ...
+    #: Whether writes succeed now: the backend reports each write it refuses with
+    #: StorageUnavailable and each that commits, so a full disk is one episode, logged
+    #: once, shown in stats and ``/metrics``.
+    @property
+    def health(self) -> StorageHealth: ...
 
     def sizes(self) -> dict[str, int]:
         """Bytes used per store, keyed by the backend's own name for each (the embedded

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from millpond.errors import Overloaded
+from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
 from millpond.storage.sqlite import dedupe
 from millpond.storage.sqlite.connection import connect, immediate
@@ -103,8 +105,11 @@ class SQLiteEventLog:
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None,
+                 health: StorageHealth | None = None):
         self.path = str(path)
+        #: Hears of refused and committed writes (see ``millpond.storage.health``).
+        self.health = health or StorageHealth()
         self._synchronous = synchronous
         self._max_pending = max_pending
         self._max_group = max_group
@@ -135,8 +140,9 @@ class SQLiteEventLog:
         self._checkpointer.start()
 
     # -- connections -----------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB)
+    def _connect(self, *, health: bool = True) -> sqlite3.Connection:
+        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB,
+                       health=self.health if health else None)
 
     @contextlib.contextmanager
     def reading(self) -> Generator[sqlite3.Connection]:
@@ -260,15 +266,16 @@ class SQLiteEventLog:
         conn.close()
 
     def _checkpoint_loop(self) -> None:
-        """Passive checkpoints on demand: they never block the writer, nor it them."""
-        conn = self._connect()
+        """Passive checkpoints on demand: they never block the writer, nor it them. A
+        failed one is not an unavailable episode: no write was refused."""
+        conn = self._connect(health=False)
         stop = self._checkpoint_stop
         while True:
             self._checkpoint_due.wait()
             self._checkpoint_due.clear()
             if stop.is_set():
                 break
-            with contextlib.suppress(sqlite3.Error):  # busy or failed: the next one catches up
+            with contextlib.suppress(sqlite3.Error, StorageUnavailable):  # the next one catches up
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             if stop.wait(_CHECKPOINT_INTERVAL):
                 break
