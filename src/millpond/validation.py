@@ -19,6 +19,7 @@ so a constraint written once in a ``Meta`` is also the one the message states.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -141,7 +142,8 @@ def explain(problem: Problem, example: Mapping[str, Any] | None = None) -> str:
         hint = problem.suggestions()
         near = dotted((*problem.path[:-1], hint[0])) if hint else ""
         did_you_mean = f"; did you mean `{near}`?" if near else ""
-        known = f" Known fields: {', '.join(problem.known)}" if problem.known else ""
+        stop = "" if did_you_mean else "."
+        known = f"{stop} Known fields: {', '.join(problem.known)}" if problem.known else ""
         return f"unknown field `{problem.field}`{got}{did_you_mean}{known}{eg}"
     if problem.kind == "missing":
         return f"field `{problem.field}` is required{eg}"
@@ -357,6 +359,8 @@ def humanize(what: str) -> str:
 
 def show(value: Any) -> str:
     """A value as JSON for messages, shortened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a number out of range"  # JSON has no infinity; "1e400" is read as one
     try:
         text = msgspec.json.encode(value).decode()
     except (TypeError, msgspec.EncodeError):

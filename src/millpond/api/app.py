@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
-from millpond.api import errors, events, sources
+from millpond.api import docs, errors, events, schema, sources
 from millpond.pumps import metrics as delivery_metrics
 
 if TYPE_CHECKING:
@@ -27,9 +27,11 @@ def build_api(mp: Millpond) -> FastAPI:
             await mp.stop()
 
     app = FastAPI(title="millpond admin API", version="0.1.0", lifespan=lifespan,
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.millpond = mp
     errors.install(app)
+    schema.install(app)
+    docs.install(app)
     for router in (sources.router, events.router, *mp.extra_routers()):
         app.include_router(router)
 

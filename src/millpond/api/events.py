@@ -7,10 +7,14 @@ time.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from millpond.api.deps import require_admin, server
+from millpond.api.models import MAX_INT, EventPage, RejectionPage
+from millpond.api.schema import doc
 from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
@@ -21,12 +25,13 @@ router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require
 def _cursor(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise BadRequest("cursor must be a value returned as next_cursor", field="cursor")
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_INT:
+        raise BadRequest(f"cursor must be a value returned as next_cursor; got {value[:40]!r}",
+                         field="cursor")
     return int(value)
 
 
-@router.get("/events")
+@router.get("/events", **doc(EventPage, errors=(404,)))
 async def list_events(
     source: list[str] | None = Query(default=None, description="source id or name (repeatable)"),
     type: list[str] | None = Query(default=None, description="event type (repeatable)"),
@@ -37,7 +42,7 @@ async def list_events(
     received_from: str | None = None,
     received_to: str | None = None,
     cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
-    order: str = Query(default="asc", pattern="^(asc|desc)$"),
+    order: Literal["asc", "desc"] = "asc",
     limit: int = Query(default=100, ge=1, le=1000),
     wait: float = Query(default=0, ge=0, le=60, description="long-poll seconds when empty"),
     mp=Depends(server),
@@ -70,7 +75,7 @@ async def list_events(
     return Response(body, media_type="application/json")
 
 
-@router.get("/rejections")
+@router.get("/rejections", **doc(RejectionPage, errors=(404,)))
 def list_rejections(source: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
     source_id = mp.sources.get(source).id if source else None

@@ -12,6 +12,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from millpond.api.deps import require_admin, server
+from millpond.api.models import ImportList, ImportOut
+from millpond.api.schema import doc
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.errors import BadRequest, TooLarge
 
@@ -19,7 +21,11 @@ router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depend
 MAX_UPLOAD_BYTES = 20 * 1024**3
 
 
-@router.post("", status_code=202)
+_UPLOAD = {"text/csv": {"schema": {"type": "string", "format": "binary"}},
+           "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.post("", **doc(ImportOut, status=202, errors=(404, 413), request_media=_UPLOAD))
 async def create_import(
     request: Request,
     source: str,
@@ -65,11 +71,11 @@ async def create_import(
     return job
 
 
-@router.get("")
+@router.get("", **doc(ImportList))
 def list_imports(mp=Depends(server)) -> dict:
     return {"imports": mp.imports.list()}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", **doc(ImportOut, errors=(404,)))
 def show_import(job_id: str, mp=Depends(server)) -> dict:
     return mp.imports.get(job_id)
