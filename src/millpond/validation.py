@@ -303,7 +303,8 @@ def describe(annotation: Any, *, object_word: str = "an object") -> str:
     base, _ = unwrap(annotation)
     origin, args = typing.get_origin(base), typing.get_args(base)
     if origin in (Union, types.UnionType):
-        parts = [describe(a, object_word=object_word) for a in args if a is not type(None)]
+        parts = [describe(a, object_word=object_word) for a in args
+                 if a is not type(None) and a is not msgspec.UnsetType]
         none = " or null" if type(None) in args else ""
         return " or ".join(parts) + none
     if origin is Literal:

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from millpond.api.deps import require_admin, server
 from millpond.api.models import MAX_INT, EventPage, RejectionPage
-from millpond.api.schema import doc
+from millpond.api.schema import CURSOR, TIME_BOUND, doc
 from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
@@ -31,7 +31,9 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
-@router.get("/events", **doc(EventPage, errors=(404,)))
+@router.get("/events", **doc(EventPage, errors=(404,), params={
+    "from": TIME_BOUND, "to": TIME_BOUND, "received_from": TIME_BOUND,
+    "received_to": TIME_BOUND, "cursor": CURSOR}))
 async def list_events(
     source: list[str] | None = Query(default=None, description="source id or name (repeatable)"),
     type: list[str] | None = Query(default=None, description="event type (repeatable)"),
@@ -75,7 +77,7 @@ async def list_events(
     return Response(body, media_type="application/json")
 
 
-@router.get("/rejections", **doc(RejectionPage, errors=(404,)))
+@router.get("/rejections", **doc(RejectionPage, errors=(404,), params={"cursor": CURSOR}))
 def list_rejections(source: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
     source_id = mp.sources.get(source).id if source else None

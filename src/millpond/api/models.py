@@ -57,7 +57,17 @@ class ErrorBody(Struct):
 
 _ORIGINS = ("Origins a browser may send this source's events from, e.g. "
             '["https://www.example.com", "https://*.example.com"]; null: any origin.')
-Origins = Annotated[list[str], Meta(description=_ORIGINS)] | None
+_PORT = (r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+         r"|6553[0-5]))?")
+_LABEL = r"[A-Za-z0-9-]+"
+#: What :func:`millpond.sources.origins.normalize_origin` accepts, for the document and
+#: the first check: scheme and host (a wildcard only before two more labels), a port.
+ORIGIN_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(\*\.{_LABEL}\.{_LABEL}(\.{_LABEL})*|"
+                  rf"{_LABEL}(\.{_LABEL})*){_PORT}/?$")
+Origin = Annotated[str, Meta(pattern=ORIGIN_PATTERN, examples=["https://www.example.com"],
+                             extra={"expected": "an origin (scheme and host, no path), e.g. "
+                                    '"https://www.example.com" or "https://*.example.com"'})]
+Origins = Annotated[list[Origin], Meta(description=_ORIGINS)] | None
 
 
 class SourceCreate(Request):

@@ -17,6 +17,7 @@ checked by the people-friendly converter every typed input of millpond shares
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -26,11 +27,23 @@ from fastapi.openapi.utils import get_openapi
 
 from millpond.api import models
 from millpond.errors import BadRequest, UnsupportedMediaType
-from millpond.validation import explain, problem_of
+from millpond.validation import explain, problem_of, unwrap, without_none
 
 T = TypeVar("T")
 _REF = "#/components/schemas/{name}"
 _MARK = "x-millpond-responses"
+_PARAMS = "x-millpond-parameters"
+
+#: Query parameters read by millpond's own parsers (their messages are better than a
+#: pattern mismatch), documented with what those parsers accept.
+TIME_BOUND = {"anyOf": [
+    {"type": "string", "format": "date-time", "description": "ISO 8601"},
+    {"type": "string", "pattern": r"^-([0-9]{1,5}[smhd]|[0-9]{1,4}w)$",
+     "description": "relative to now, e.g. -7d"},
+    {"type": "string", "pattern": r"^[0-9]{1,11}(\.[0-9]{1,3})?$",
+     "description": "Unix seconds"}]}
+CURSOR = {"type": "string", "pattern": r"^[0-9]{1,18}$",
+          "description": "next_cursor of the previous page"}
 
 ERRORS = {
     400: "The request does not fit: the message names the field, the value and what fits.",
@@ -47,14 +60,44 @@ def _ref(type_: Any) -> dict:
     return {"$ref": _REF.format(name=type_.__name__)}
 
 
-def _decode_error(raw: bytes, type_: type, exc: msgspec.ValidationError,
-                  example: Mapping[str, Any] | None) -> BadRequest:
+def _wants_int(annotation: Any) -> bool:
+    base, _ = unwrap(without_none(annotation))
+    if base is int:
+        return True
+    return any(unwrap(arg)[0] is int for arg in typing.get_args(base))
+
+
+def _replace(value: Any, path: tuple, new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict) and isinstance(head, str):
+        return {**value, head: _replace(value[head], rest, new)}
+    if isinstance(value, list) and isinstance(head, int):
+        return [*value[:head], _replace(value[head], rest, new), *value[head + 1:]]
+    return value
+
+
+def _retry(raw: bytes, type_: type[T], exc: msgspec.ValidationError,
+           example: Mapping[str, Any] | None) -> T:
+    """After msgspec refused ``raw``: accept integral numbers written as ``2.0`` where an
+    integer is wanted (JSON Schema calls them integers), else refuse with the message."""
     try:  # Python's json keeps what msgspec cannot (integers over 64 bits), for the message
         value = json.loads(raw)
     except ValueError:
         value = None
-    problem = problem_of(exc, value, type_)
-    return BadRequest(explain(problem, example), field=problem.field or None)
+    for _ in range(1000):
+        problem = problem_of(exc, value, type_)
+        given = problem.value
+        if not (isinstance(given, float) and given.is_integer() and abs(given) < 2**63
+                and problem.kind == "invalid" and _wants_int(problem.annotation)):
+            raise BadRequest(explain(problem, example), field=problem.field or None)
+        value = _replace(value, problem.path, int(given))
+        try:
+            return msgspec.convert(value, type_)
+        except msgspec.ValidationError as again:
+            exc = again
+    raise BadRequest("the body has too many numbers written as decimals")
 
 
 def decode(raw: bytes, type_: type[T], example: Mapping[str, Any] | None = None) -> T:
@@ -62,7 +105,7 @@ def decode(raw: bytes, type_: type[T], example: Mapping[str, Any] | None = None)
     try:
         return msgspec.json.decode(raw or b"{}", type=type_)
     except msgspec.ValidationError as exc:
-        raise _decode_error(raw, type_, exc, example) from None
+        return _retry(raw, type_, exc, example)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body is not valid JSON ({exc})") from None
 
@@ -83,12 +126,12 @@ def body(type_: type[T], example: Mapping[str, Any] | None = None) -> Any:
 
 def doc(answer: Any = None, *, request: Any = None, status: int = 200,
         also: Iterable[int] = (), errors: Iterable[int] = (), example: Any = None,
-        media: str = "application/json",
-        request_media: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        media: str = "application/json", request_media: Mapping[str, Any] | None = None,
+        params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Decorator arguments documenting a route: ``request`` body type, ``answer`` type
     (at ``status``, and at the ``also`` statuses), and the error statuses it can answer
     besides 401 (every admin route needs the token) and 400 (every route has parameters
-    or a body)."""
+    or a body). ``params`` replaces the documented schema of query parameters."""
     extra: dict[str, Any] = {}
     if request is not None:
         content: dict[str, Any] = {"schema": _ref(request)}
@@ -106,6 +149,8 @@ def doc(answer: Any = None, *, request: Any = None, status: int = 200,
                                 "content": {"application/json": {
                                     "schema": _ref(models.ErrorBody)}}}
     extra[_MARK] = responses
+    if params:
+        extra[_PARAMS] = {name: dict(schema) for name, schema in params.items()}
     return {"status_code": status, "openapi_extra": extra, "response_model": None}
 
 
@@ -122,11 +167,41 @@ def install(app: FastAPI) -> None:
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
         schemas.update(components)
+        schemas.update(_destination_variants(schemas["DestinationCreate"]))
         for operations in document.get("paths", {}).values():
             for operation in operations.values():
                 if isinstance(operation, dict) and _MARK in operation:
                     operation["responses"] = operation.pop(_MARK)
+                if isinstance(operation, dict) and _PARAMS in operation:
+                    given = operation.pop(_PARAMS)
+                    for param in operation.get("parameters", []):
+                        if param["name"] in given:
+                            param["schema"] = given[param["name"]]
         app.openapi_schema = document
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+
+def _destination_variants(base: dict[str, Any]) -> dict[str, Any]:
+    """``DestinationCreate`` as one variant per destination type, each with its type's
+    settings schema: what fits ``settings`` depends on ``type``, and the document says so."""
+    from millpond.destinations.registry import all_types
+
+    types = all_types()
+    _, settings = msgspec.json.schema_components([cls.settings_type for cls in types],
+                                                 ref_template=_REF)
+    out: dict[str, Any] = dict(settings)
+    variants = []
+    for cls in types:
+        name = f"DestinationCreate_{cls.name}"
+        variant = json.loads(json.dumps(base))
+        variant["title"] = name
+        variant["properties"]["type"] = {"type": "string", "enum": [cls.name]}
+        variant["properties"]["settings"] = _ref(cls.settings_type)
+        variant["required"] = sorted({*variant.get("required", ()), "type", "settings"})
+        out[name] = variant
+        variants.append({"$ref": _REF.format(name=name)})
+    out["DestinationCreate"] = {"title": "DestinationCreate", "oneOf": variants,
+                                "discriminator": {"propertyName": "type"}}
+    return out
