@@ -22,7 +22,6 @@ guessing the server's zone would make results depend on where millpond runs.
 from __future__ import annotations
 
 import contextlib
-
 import math
 import re
 import time

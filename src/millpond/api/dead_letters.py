@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from millpond.api.deps import require_admin, server
 from millpond.api.models import MAX_INT, DeadLetterOut, DeadLetterPage, RedriveOut, RedriveRequest
 from millpond.api.schema import body, doc
-from millpond.pumps.present import dead_letter_dict
+from millpond.connections.present import dead_letter_dict
 from millpond.storage.models import DeadLetterState
 
 router = APIRouter(prefix="/api", tags=["dead letters"], dependencies=[Depends(require_admin)])

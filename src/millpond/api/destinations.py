@@ -2,7 +2,7 @@
 
 Bodies are typed (:mod:`millpond.api.models`) and decoded by the shared converter; what
 a type cannot say (the settings of the chosen type, triggers and mappings compile, each
-action produces its required fields) is checked by :mod:`millpond.pumps.config`. Either
+action produces its required fields) is checked by :mod:`millpond.connections.config`. Either
 way every mistake comes back with the field path as the API spells it
 (``actions[1].trigger``, ``settings.api_secret``) and a correct example.
 """
@@ -26,12 +26,12 @@ from millpond.api.models import (
     to_dict,
 )
 from millpond.api.schema import body, doc
+from millpond.connections import config
+from millpond.connections.lookup import event_at, find_event
+from millpond.connections.present import destination_dict
+from millpond.connections.tester import try_event
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
-from millpond.pumps import config
-from millpond.pumps.lookup import event_at, find_event
-from millpond.pumps.present import destination_dict
-from millpond.pumps.tester import try_event
 
 router = APIRouter(prefix="/api", tags=["destinations"], dependencies=[Depends(require_admin)])
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from millpond.pumps.rate_limit import MAX_EVENTS_PER_SECOND, MAX_REQUESTS_PER_SECOND
+from millpond.delivery.rate_limit import MAX_EVENTS_PER_SECOND, MAX_REQUESTS_PER_SECOND
 
 #: SQLite integers (and every id or cursor the API hands out) fit in 64 signed bits.
 MAX_INT = 2**63 - 1

@@ -1,7 +1,7 @@
 """``/api/replays``: preview (``dry_run``), start, watch, pause, resume and cancel replays.
 
 Bodies are typed (:class:`~millpond.api.models.ReplayRequest`); what depends on the
-destination and its sources is checked by :mod:`millpond.pumps.replay_plan`, so each
+destination and its sources is checked by :mod:`millpond.replays.plan`, so each
 refusal comes back with its reason and the field at fault (DESIGN.md "Errors").
 """
 
