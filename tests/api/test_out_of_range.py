@@ -60,14 +60,14 @@ def test_dead_letter_ids_and_cursors(ctx, path, field):
 
 
 @pytest.mark.parametrize("method,path,body,field", [
-    ("POST", "/api/destinations/oor-hook/dead-letters/redrive", '{"ids": [%s]}' % HUGE,
+    ("POST", "/api/destinations/oor-hook/dead-letters/redrive", f'{{"ids": [{HUGE}]}}',
      "ids[0]"),
-    ("POST", "/api/destinations/oor-hook/test", '{"seq": %s}' % HUGE, "seq"),
+    ("POST", "/api/destinations/oor-hook/test", f'{{"seq": {HUGE}}}', "seq"),
     ("POST", "/api/destinations/oor-hook/test", '{"seq": 1e400}', "seq"),
     ("POST", "/api/replays", '{"destination": "oor-hook", "rate": 1e400}', "rate"),
     ("POST", "/api/replays", '{"destination": "oor-hook", "from": 1e400}', "from"),
     ("POST", "/api/replays", '{"destination": "oor-hook", "to": "1e400"}', "to"),
-    ("POST", "/api/replays", '{"destination": "oor-hook", "from": %s}' % HUGE, "from"),
+    ("POST", "/api/replays", f'{{"destination": "oor-hook", "from": {HUGE}}}', "from"),
     ("PATCH", "/api/destinations/oor-hook", '{"rate_limit": {"events_per_second": 1e400}}',
      "rate_limit.events_per_second"),
 ])

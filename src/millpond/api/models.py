@@ -129,8 +129,8 @@ RequestsPerSecond = _rate(MAX_REQUESTS_PER_SECOND, 10)
 class RateLimitSpec(Request):
     """Left out: the type's default; ``requests_per_second: null``: no request limit."""
 
-    events_per_second: EventsPerSecond | None = None
-    requests_per_second: RequestsPerSecond | None = None
+    events_per_second: EventsPerSecond | UnsetType = UNSET
+    requests_per_second: RequestsPerSecond | None | UnsetType = UNSET
 
 
 class ActionConfig(Request):
@@ -320,7 +320,10 @@ class ReplayOut(Struct):
     estimate: dict[str, Any]
     dry_run: bool = False
     preview: dict[str, Any] | None = None
-    progress: dict[str, int] | None = None
+    destination_deleted: bool = False
+    #: Why a replay is paused, cancelled or failed.
+    reason: str | None = None
+    progress: dict[str, Any] | None = None
     current_rate: float | None = None
     eta_seconds: float | None = None
     cursor: dict[str, int] | None = None
