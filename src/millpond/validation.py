@@ -223,10 +223,12 @@ def unwrap(annotation: Any) -> tuple[Any, list[msgspec.Meta]]:
 
 
 def without_none(annotation: Any) -> Any:
-    """``T | None`` → ``T`` (Meta kept); other types as they are."""
+    """``T | None`` (or ``| UnsetType``, "not given") → ``T`` (Meta kept); other types as
+    they are."""
     base, metas = unwrap(annotation)
     if typing.get_origin(base) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(base) if a is not type(None)]
+        args = [a for a in typing.get_args(base)
+                if a is not type(None) and a is not msgspec.UnsetType]
         if len(args) == 1:
             inner = args[0]
             return typing.Annotated[(inner, *metas)] if metas else inner

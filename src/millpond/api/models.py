@@ -64,7 +64,7 @@ _LABEL = r"[A-Za-z0-9-]+"
 #: the first check: scheme and host (a wildcard only before two more labels), a port.
 ORIGIN_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(\*\.{_LABEL}\.{_LABEL}(\.{_LABEL})*|"
                   rf"{_LABEL}(\.{_LABEL})*){_PORT}/?$")
-Origin = Annotated[str, Meta(pattern=ORIGIN_PATTERN, examples=["https://www.example.com"],
+Origin = Annotated[str, Meta(pattern=ORIGIN_PATTERN,
                              extra={"expected": "an origin (scheme and host, no path), e.g. "
                                     '"https://www.example.com" or "https://*.example.com"'})]
 Origins = Annotated[list[Origin], Meta(description=_ORIGINS)] | None
