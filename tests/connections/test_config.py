@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import msgspec
+import pytest
 
 from millpond.api.models import DestinationCreate, to_dict
 from millpond.api.schema import decode
@@ -129,3 +128,17 @@ def test_tester_reports_disabled_and_unmatched_actions():
     assert (result["outcome"], result["reason"]) == ("skipped", "no action handles page")
     assert [(a["action"], a["enabled"], a["matched"]) for a in result["actions"]] == [
         ("on", True, False), ("off", False, True)]
+
+
+def test_retry_limits_are_per_destination_with_defaults():
+    """#13 items 5 and 11: how long a Retry-After is honoured and how long a destination
+    may fail before it gives up are settings of each destination."""
+    got = config.rate_limit({"max_retry_after": 60, "max_retry_age": "30m"}, WEBHOOK)
+    assert (got["max_retry_after"], got["max_retry_age"]) == (60.0, 1800.0)
+    assert (config.max_retry_after(got), config.max_retry_age(got)) == (60.0, 1800.0)
+    defaults = config.rate_limit(None, WEBHOOK)
+    assert (config.max_retry_after(defaults), config.max_retry_age(defaults)) == (300.0, 14400.0)
+    assert "max_retry_age" not in config.rate_limit({**got, "max_retry_age": None}, WEBHOOK)
+    for bad in ({"max_retry_after": 0}, {"max_retry_after": "5m"}, {"max_retry_age": "10s"},
+                {"max_retry_age": "soon"}, {"max_retry_age": True}):
+        assert field_of(config.rate_limit, bad, WEBHOOK) == f"rate_limit.{next(iter(bad))}"

@@ -11,9 +11,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import MAX_INT, DeadLetterOut, DeadLetterPage, RedriveOut, RedriveRequest
 from millpond.api.schema import body, doc
+from millpond.app.services import Services
 from millpond.connections.present import dead_letter_dict
 from millpond.storage.models import DeadLetterState
 
@@ -27,7 +28,7 @@ def list_dead_letters(ref: str,
                       cursor: int = Query(default=0, ge=0, le=MAX_INT,
                                           description="next_cursor of the previous page"),
                       limit: int = Query(default=100, ge=1, le=1000),
-                      mp=Depends(server)) -> dict:
+                      mp: Services = Depends(services)) -> dict:
     dest = mp.pumps.destinations.get(ref)
     rows = mp.pumps.runs.dead_letters(
         dest.id, state=None if state == "all" else DeadLetterState(state), after_id=cursor,
@@ -37,7 +38,7 @@ def list_dead_letters(ref: str,
 
 
 @router.get("/dead-letters/{dead_letter_id}", **doc(DeadLetterOut, errors=(404,)))
-def show_dead_letter(dead_letter_id: int = Path(ge=0, le=MAX_INT), mp=Depends(server)) -> dict:
+def show_dead_letter(dead_letter_id: int = Path(ge=0, le=MAX_INT), mp: Services = Depends(services)) -> dict:
     return dead_letter_dict(mp.pumps.runs.dead_letter(dead_letter_id))
 
 
@@ -45,7 +46,7 @@ def show_dead_letter(dead_letter_id: int = Path(ge=0, le=MAX_INT), mp=Depends(se
              **doc(RedriveOut, request=RedriveRequest, status=202, errors=(404, 409, 415),
                    example={"ids": [1, 2]}))
 async def redrive(ref: str, given: RedriveRequest = body(RedriveRequest, {"ids": [1, 2]}),
-                  mp=Depends(server)) -> dict:
+                  mp: Services = Depends(services)) -> dict:
     """Redrive every dead letter of the destination (empty body) or ``{"ids": [...]}``.
     Answers at once; delivery runs in the background behind live traffic."""
     return await mp.pumps.redrive(ref, given.ids)

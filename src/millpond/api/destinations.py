@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from msgspec import UNSET
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import (
     DeletedDestination,
     DestinationCreate,
@@ -21,11 +21,13 @@ from millpond.api.models import (
     DestinationPatch,
     DestinationStatsOut,
     DestinationTypes,
+    RetryNow,
     TestRequest,
     TestResult,
     to_dict,
 )
 from millpond.api.schema import body, doc
+from millpond.app.services import Services
 from millpond.connections import config
 from millpond.connections.lookup import event_at, find_event
 from millpond.connections.present import destination_dict
@@ -51,14 +53,14 @@ def destination_types() -> dict:
 
 
 @router.get("/destinations", **doc(DestinationList))
-async def list_destinations(mp=Depends(server)) -> dict:
+async def list_destinations(mp: Services = Depends(services)) -> dict:
     return {"destinations": [await _full(mp, d) for d in mp.pumps.destinations.list()]}
 
 
 @router.post("/destinations", **doc(DestinationFull, request=DestinationCreate, status=201,
                                    errors=(409, 415), example=_EXAMPLE))
 async def create_destination(new: DestinationCreate = body(DestinationCreate, _EXAMPLE),
-                             mp=Depends(server)) -> dict:
+                             mp: Services = Depends(services)) -> dict:
     """Create a destination; leaving out ``actions`` gives the type's presets. Its live
     pump starts at the log's current tail (``connected_seq``)."""
     dest = await mp.pumps.create(to_dict(new))
@@ -66,12 +68,12 @@ async def create_destination(new: DestinationCreate = body(DestinationCreate, _E
 
 
 @router.get("/destinations/{ref}", **doc(DestinationFull, errors=(404,)))
-async def show_destination(ref: str, mp=Depends(server)) -> dict:
+async def show_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, mp.pumps.destinations.get(ref))
 
 
 @router.get("/destinations/{ref}/stats", **doc(DestinationStatsOut, errors=(404,)))
-async def destination_stats(ref: str, mp=Depends(server)) -> dict:
+async def destination_stats(ref: str, mp: Services = Depends(services)) -> dict:
     dest = mp.pumps.destinations.get(ref)
     return {"id": dest.id, "name": dest.name, "stats": await mp.pumps.stats(dest)}
 
@@ -80,7 +82,7 @@ async def destination_stats(ref: str, mp=Depends(server)) -> dict:
                                           errors=(404, 409, 415),
                                           example={"rate_limit": {"events_per_second": 50}}))
 async def update_destination(ref: str, change: DestinationPatch = body(DestinationPatch),
-                             mp=Depends(server)) -> dict:
+                             mp: Services = Depends(services)) -> dict:
     """Change name, settings (masked values sent back keep the stored secret),
     rate_limit, actions (``null``: back to the presets) or enabled."""
     dest = await mp.pumps.update(ref, to_dict(change))
@@ -88,25 +90,33 @@ async def update_destination(ref: str, change: DestinationPatch = body(Destinati
 
 
 @router.delete("/destinations/{ref}", **doc(DeletedDestination, errors=(404,)))
-async def delete_destination(ref: str, mp=Depends(server)) -> dict:
+async def delete_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": destination_dict(await mp.pumps.delete(ref))}
 
 
 @router.post("/destinations/{ref}/enable", **doc(DestinationFull, errors=(404,)))
-async def enable_destination(ref: str, mp=Depends(server)) -> dict:
+async def enable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, True))
 
 
 @router.post("/destinations/{ref}/disable", **doc(DestinationFull, errors=(404,)))
-async def disable_destination(ref: str, mp=Depends(server)) -> dict:
+async def disable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, False))
+
+
+@router.post("/destinations/{ref}/retry-now", **doc(RetryNow, errors=(404, 409)))
+async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> dict:
+    """Try the destination's waiting request again at once, instead of after the vendor's
+    ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
+    the destination is disabled."""
+    return await mp.pumps.retry_now(ref)
 
 
 @router.post("/destinations/{ref}/test", **doc(TestResult, request=TestRequest,
                                                errors=(404, 415),
                                                example={"message_id": "abc-123"}))
 async def test_destination(ref: str, given: TestRequest = body(TestRequest),
-                           mp=Depends(server)) -> dict:
+                           mp: Services = Depends(services)) -> dict:
     """Run one event through the destination's actions without sending: body
     ``{"event": {...}}``, ``{"message_id": "..."}`` or ``{"seq": N}``."""
     dest = mp.pumps.destinations.get(ref)

@@ -12,9 +12,10 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import MAX_INT, EventPage, RejectionPage
 from millpond.api.schema import CURSOR, TIME_BOUND, doc
+from millpond.app.services import Services
 from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
@@ -47,7 +48,7 @@ async def list_events(
     order: Literal["asc", "desc"] = "asc",
     limit: int = Query(default=100, ge=1, le=1000),
     wait: float = Query(default=0, ge=0, le=60, description="long-poll seconds when empty"),
-    mp=Depends(server),
+    mp: Services = Depends(services),
 ) -> Response:
     source_ids = [mp.sources.get(s).id for s in source] if source else None
     after = _cursor(cursor)
@@ -79,7 +80,8 @@ async def list_events(
 
 @router.get("/rejections", **doc(RejectionPage, errors=(404,), params={"cursor": CURSOR}))
 def list_rejections(source: str | None = None, cursor: str | None = None,
-                    limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
+                    limit: int = Query(default=100, ge=1, le=1000),
+                    mp: Services = Depends(services)) -> dict:
     source_id = mp.sources.get(source).id if source else None
     rows = mp.storage.rejections.list(source_id, _cursor(cursor) or 0, limit)
     out = [{"id": r.id, "source_id": r.source_id, "received_ms": r.received_ms,

@@ -11,9 +11,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import ImportList, ImportOut
 from millpond.api.schema import doc
+from millpond.app.services import Services
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.errors import BadRequest, TooLarge
 
@@ -40,7 +41,7 @@ async def create_import(
     empty: Literal["skip", "clear"] = "skip",
     format: Literal["csv", "jsonl"] | None = None,
     wait: bool = Query(default=False, description="answer only when the import has finished"),
-    mp=Depends(server),
+    mp: Services = Depends(services),
 ) -> dict:
     src = mp.sources.get(source)
     jobs = mp.imports
@@ -72,10 +73,10 @@ async def create_import(
 
 
 @router.get("", **doc(ImportList))
-def list_imports(mp=Depends(server)) -> dict:
+def list_imports(mp: Services = Depends(services)) -> dict:
     return {"imports": mp.imports.list()}
 
 
 @router.get("/{job_id}", **doc(ImportOut, errors=(404,)))
-def show_import(job_id: str, mp=Depends(server)) -> dict:
+def show_import(job_id: str, mp: Services = Depends(services)) -> dict:
     return mp.imports.get(job_id)

@@ -131,6 +131,13 @@ class RateLimitSpec(Request):
 
     events_per_second: EventsPerSecond | UnsetType = UNSET
     requests_per_second: RequestsPerSecond | None | UnsetType = UNSET
+    #: The longest vendor ``Retry-After`` honoured (seconds); null: the default (300).
+    max_retry_after: Annotated[float, Meta(ge=1, le=86_400, examples=[300])] | None | \
+        UnsetType = UNSET
+    #: How long the destination may fail before it dead-letters what it holds: a
+    #: duration ("4h") or seconds; null: the default (4h).
+    max_retry_age: Annotated[str, Meta(examples=["4h"])] | \
+        Annotated[float, Meta(ge=60, le=30 * 86_400)] | None | UnsetType = UNSET
 
 
 class ActionConfig(Request):
@@ -187,6 +194,14 @@ class ActionOut(Struct):
     mapping: Any
     max_event_age: str | None
     enabled: bool
+
+
+class RetryNow(Struct):
+    id: str
+    name: str
+    retried_now: bool
+    message: str
+    stats: DeliveryStats
 
 
 class DestinationOut(Struct):
@@ -399,7 +414,7 @@ class Person(Struct):
 ALL: tuple[type[Struct], ...] = (
     ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
-    DestinationList, DestinationStatsOut, DeletedDestination, DestinationTypes, TestResult,
+    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes, TestResult,
     RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person,
 )

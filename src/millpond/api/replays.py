@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import ReplayList, ReplayOut, ReplayRequest, to_dict
 from millpond.api.schema import body, doc
+from millpond.app.services import Services
 
 router = APIRouter(prefix="/api", tags=["replays"], dependencies=[Depends(require_admin)])
 
@@ -25,7 +26,7 @@ _EXAMPLE = {"destination": "Amplitude", "sources": ["web"], "from": "2024-01-01T
 @router.post("/replays", **doc(ReplayOut, request=ReplayRequest, status=201, also=(200,),
                                errors=(404, 409, 415), example=_EXAMPLE))
 async def create_replay(given: ReplayRequest = body(ReplayRequest, _EXAMPLE),
-                        mp=Depends(server)) -> Any:
+                        mp: Services = Depends(services)) -> Any:
     """Start a replay (201), or with ``"dry_run": true`` preview it without sending (200).
 
     ``to`` defaults to when the destination was connected and only events that arrived
@@ -36,25 +37,25 @@ async def create_replay(given: ReplayRequest = body(ReplayRequest, _EXAMPLE),
 
 
 @router.get("/replays", **doc(ReplayList, errors=(404,)))
-def list_replays(destination: str | None = Query(None), mp=Depends(server)) -> dict:
+def list_replays(destination: str | None = Query(None), mp: Services = Depends(services)) -> dict:
     return {"replays": mp.replays.list(destination)}
 
 
 @router.get("/replays/{replay_id}", **doc(ReplayOut, errors=(404,)))
-def show_replay(replay_id: str, mp=Depends(server)) -> dict:
+def show_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return mp.replays.get(replay_id)
 
 
 @router.post("/replays/{replay_id}/pause", **doc(ReplayOut, errors=(404, 409)))
-async def pause_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def pause_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.pause(replay_id)
 
 
 @router.post("/replays/{replay_id}/resume", **doc(ReplayOut, errors=(404, 409)))
-async def resume_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def resume_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.resume(replay_id)
 
 
 @router.post("/replays/{replay_id}/cancel", **doc(ReplayOut, errors=(404, 409)))
-async def cancel_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def cancel_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.cancel(replay_id)

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from msgspec import UNSET
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
 from millpond.api.models import (
     DeletedSource,
     Snippet,
@@ -17,6 +17,7 @@ from millpond.api.models import (
     SourceUpdate,
 )
 from millpond.api.schema import body, doc
+from millpond.app.services import Services
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 
@@ -27,25 +28,25 @@ _CREATE = {"name": "web", "kind": "pipelines"}
 
 @router.post("", **doc(SourceOut, request=SourceCreate, status=201, errors=(409, 415),
                        example=_CREATE))
-def create_source(new: SourceCreate = body(SourceCreate, _CREATE), mp=Depends(server)) -> dict:
+def create_source(new: SourceCreate = body(SourceCreate, _CREATE), mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.create(new.name, new.kind, new.replayable,
                                          new.allowed_origins, new.enabled))
 
 
 @router.get("", **doc(SourceList))
-def list_sources(mp=Depends(server)) -> dict:
+def list_sources(mp: Services = Depends(services)) -> dict:
     return {"sources": [source_dict(s) for s in mp.sources.list()]}
 
 
 @router.get("/{ref}", **doc(SourceOut, errors=(404,)))
-def show_source(ref: str, mp=Depends(server)) -> dict:
+def show_source(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.get(ref))
 
 
 @router.patch("/{ref}", **doc(SourceOut, request=SourceUpdate, errors=(404, 409, 415),
                               example={"replayable": True}))
 def update_source(ref: str, change: SourceUpdate = body(SourceUpdate),
-                  mp=Depends(server)) -> dict:
+                  mp: Services = Depends(services)) -> dict:
     """Change the fields given; ``"allowed_origins": null`` accepts any origin again."""
     extra = {} if change.allowed_origins is UNSET else \
         {"allowed_origins": change.allowed_origins}
@@ -54,12 +55,12 @@ def update_source(ref: str, change: SourceUpdate = body(SourceUpdate),
 
 
 @router.post("/{ref}/rotate-key", **doc(SourceOut, errors=(404,)))
-def rotate_key(ref: str, mp=Depends(server)) -> dict:
+def rotate_key(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.rotate_key(ref))
 
 
 @router.delete("/{ref}", **doc(DeletedSource, errors=(404,)))
-def delete_source(ref: str, mp=Depends(server)) -> dict:
+def delete_source(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": source_dict(mp.sources.delete(ref))}
 
 
@@ -69,7 +70,7 @@ def source_snippet(ref: str, request: Request,
                        description="which browser SDK the page uses"),
                    form: Literal["snippet", "npm"] = Query(
                        default="snippet", description="a script tag, or code for a bundler"),
-                   mp=Depends(server)) -> dict:
+                   mp: Services = Depends(services)) -> dict:
     """The code to paste into a page so it sends this source's events to this server,
     with the server's public address (``--public-url``, else this request's host) and
     the write key filled in."""

@@ -32,8 +32,16 @@ from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType
 from millpond.errors import BadRequest
+from millpond.timeutil import parse_duration
 
-RATE_KEYS = ("events_per_second", "requests_per_second")
+ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_retry_after", "max_retry_age")
+#: The longest ``Retry-After`` honoured unless a destination sets ``max_retry_after``.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+#: ``max_retry_after`` may be at most a day.
+MAX_RETRY_AFTER = 86_400.0
+#: How long a destination may fail continuously before it dead-letters what it holds.
+DEFAULT_MAX_RETRY_AGE = 4 * 3600.0
 
 
 def destination_type(name: Any) -> type[DestinationType]:
@@ -85,11 +93,69 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
            "requests_per_second": default.requests_per_second}
     if raw is None:
         return out
-    # The shape and the bounds are RateLimitSpec's (millpond.api.models).
-    for key in RATE_KEYS:
-        if key in raw:
-            out[key] = None if raw[key] is None else float(raw[key])
+    if not isinstance(raw, dict):
+        raise BadRequest('rate_limit must be an object, e.g. {"events_per_second": 500}',
+                         field="rate_limit")
+    for key, value in raw.items():
+        if key not in RATE_KEYS:
+            raise BadRequest(f"unknown rate_limit key `{key}`; known: {', '.join(RATE_KEYS)}",
+                             field=f"rate_limit.{key}")
+        if value is None and key == "requests_per_second":
+            out[key] = None
+            continue
+        if key == "max_retry_after":
+            if value is None:  # back to the default
+                out.pop(key, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 1 <= value <= MAX_RETRY_AFTER:
+                raise BadRequest("rate_limit.max_retry_after must be a number of seconds from "
+                                 f"1 to {MAX_RETRY_AFTER:g} (the longest vendor Retry-After "
+                                 f"honoured, default {DEFAULT_MAX_RETRY_AFTER:g}); got "
+                                 f"{value!r}", field="rate_limit.max_retry_after")
+            out[key] = float(value)
+            continue
+        if key == "max_retry_age":
+            if value is None:  # back to the default
+                out.pop(key, None)
+                continue
+            out[key] = _retry_age(value)
+            continue
+        top = MAX_EVENTS_PER_SECOND if key == "events_per_second" else MAX_REQUESTS_PER_SECOND
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not 0 < value <= top:
+            raise BadRequest(f"rate_limit.{key} must be a number above 0 and at most {top:g}; "
+                             f"got {value!r}", field=f"rate_limit.{key}")
+        out[key] = float(value)
     return out
+
+
+def _retry_age(value: Any) -> float:
+    """``max_retry_age`` as seconds: a duration (``"4h"``) or a number of seconds."""
+    problem = ('rate_limit.max_retry_age must be a duration of at least 1 minute, e.g. "4h" '
+               f'or "30m" (default 4h); got {value!r}')
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise BadRequest(problem, field="rate_limit.max_retry_age") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise BadRequest(problem, field="rate_limit.max_retry_age")
+    if not 60 <= seconds <= 30 * 86_400:
+        raise BadRequest(problem, field="rate_limit.max_retry_age")
+    return seconds
+
+
+def max_retry_age(rate_limit: dict) -> float:
+    """How long a destination may fail continuously before it gives up (seconds)."""
+    return float(rate_limit.get("max_retry_age") or DEFAULT_MAX_RETRY_AGE)
+
+
+def max_retry_after(rate_limit: dict) -> float:
+    """The longest ``Retry-After`` a destination honours (seconds)."""
+    return float(rate_limit.get("max_retry_after") or DEFAULT_MAX_RETRY_AFTER)
 
 
 def presets(cls: type[DestinationType]) -> list[dict]:

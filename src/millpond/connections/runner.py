@@ -15,6 +15,7 @@ those runs' counters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -22,7 +23,7 @@ from collections import Counter
 
 import msgspec
 
-from millpond.connections.config import Runtime
+from millpond.connections.config import Runtime, max_retry_after, max_retry_age
 from millpond.delivery.batcher import Batcher
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluator
@@ -81,6 +82,8 @@ class LiveDestination:
         self.runs = runs
         self.run = run
         rate = dest.rate_limit
+        policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
+                                     max_retry_age=max_retry_age(rate))
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second")), policy,
@@ -208,13 +211,19 @@ class LiveDestination:
         st = self.deliverer.state
         now = time.time()
         return {
-            "state": "retrying" if st.retrying else ("error" if self.error else "running"),
+            "state": "failing" if st.failing else "retrying" if st.retrying
+            else ("error" if self.error else "running"),
             "last_error": st.last_error or self.error,
             "last_error_at": st.last_error_at,
             "next_attempt_in": max(0.0, st.next_attempt_at - now)
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
             "redrives_running": len(self._redrives),
+            "max_retry_after": self.deliverer.policy.max_retry_after,
+            "max_retry_age": self.deliverer.policy.max_retry_age,
+            # While retrying, the owner may end the wait (``retry-now``).
+            "retry_now": st.retrying,
+            "retried_now": st.retried_now,
         }
 
 

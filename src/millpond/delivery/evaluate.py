@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from millpond.actions import CompiledAction, MappingError
 from millpond.delivery.batcher import Work
@@ -34,6 +34,13 @@ def event_age(event: dict, now: float) -> float | None:
     """Seconds since the event's ``timestamp`` (None if it has none we can read)."""
     ts = iso_to_seconds(event.get("timestamp"))
     return None if ts is None else now - ts
+
+
+class Evaluates(Protocol):
+    """What a pump needs of an evaluator (a replay wraps one behind its filter)."""
+
+    def evaluate(self, event: dict, only: frozenset[str] | None = None,
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[DeadLetter]]: ...
 
 
 class Evaluator:

@@ -39,7 +39,7 @@ from msgspec import Raw
 
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import Evaluator
+from millpond.delivery.evaluate import Evaluates
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
@@ -66,7 +66,7 @@ class Pump:
     everything is delivered; a live pump runs until cancelled, checkpointing on the way
     out."""
 
-    def __init__(self, source: Slice, evaluator: Evaluator, deliverer: Deliverer,
+    def __init__(self, source: Slice, evaluator: Evaluates, deliverer: Deliverer,
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  share: BackgroundShare | None = None,
@@ -88,11 +88,12 @@ class Pump:
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
         self._save_lock = asyncio.Lock()
+        self._retry_save: asyncio.Task | None = None
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
-        dtype = getattr(deliverer, "dtype", None)
+        dtype = deliverer.dtype
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
-        self._pack = dtype.encode_payload if getattr(dtype, "raw_payloads", False) else None
+        self._pack = dtype.encode_payload if dtype.raw_payloads else None
 
     async def run(self) -> None:
         try:
@@ -173,8 +174,12 @@ class Pump:
                          letter)
 
     def _on_retry(self, works: list[Work], reason: str) -> None:
+        """Count the retry and save it now: while a destination is down, the sender waits
+        and the reader is blocked, so no other checkpoint would show it until recovery."""
         for action, n in Counter(w.action for w in works).items():
             self.ledger.count((action, Outcome.RETRIED, ""), n)
+        if self._retry_save is None or self._retry_save.done():
+            self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
     async def checkpoint(self) -> None:
         """Persist what the ledger released (one transaction, in a worker thread)."""

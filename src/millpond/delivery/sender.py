@@ -25,7 +25,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -42,7 +42,7 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
-from millpond.timeutil import human_duration
+from millpond.timeutil import compact_duration, human_duration
 
 if TYPE_CHECKING:
     from millpond.delivery.share import BackgroundShare
@@ -131,18 +131,23 @@ class DeliveryState:
     next_attempt_at: float | None = None
     requests: int = 0
     retries: int = 0
+    #: How many times the owner asked to retry now (``retry-now``).
+    retried_now: int = 0
     #: The current failure episode (while ``retrying``): when it began, failed attempts
     #: so far, and when the log last said so.
     failing_since: float | None = None
     failed_attempts: int = 0
     reported_at: float | None = None
+    #: Failing longer than ``max_retry_age``: items are dead-lettered, not retried.
+    failing: bool = False
 
 
 class Deliverer:
     """Delivers batches for one destination; see the module docstring."""
 
     def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
-                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep,
+                 policy: RetryPolicy, *,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  name: str = "", clock: Callable[[], float] = time.time):
         #: The destination's name, for the log.
         self.name = name
@@ -154,6 +159,8 @@ class Deliverer:
         self.gate = PriorityGate()
         self.state = DeliveryState()
         self._sleep = sleep
+        #: Set by :meth:`retry_now` to end the current waits (made in the running loop).
+        self._wake: asyncio.Event | None = None
 
     async def deliver(self, batch: Batch, *, priority: int = LIVE,
                       on_retry: Callable[[list[Work], str], None] | None = None,
@@ -219,9 +226,60 @@ class Deliverer:
             delay = self.policy.delay(attempt, retry_after)
             attempt += 1
             self._failed(reason, delay, status)
+            if self._given_up(reason):
+                gave = f"gave up after {compact_duration(self.policy.max_retry_age)}: {reason}"
+                done.dead.extend(Result(w, "dead", gave, status, excerpt) for w in works)
+                return
             if on_retry is not None:
                 on_retry(works, reason)
-            await self._sleep(delay)
+            await self._wait(delay)
+
+    def _given_up(self, reason: str) -> bool:
+        """Whether the destination has failed continuously for longer than its
+        ``max_retry_age``: then items are dead-lettered instead of retried (and the
+        destination says it is ``failing``) until an attempt succeeds again."""
+        st = self.state
+        now = self._clock()
+        failing_for = now - (st.failing_since if st.failing_since is not None else now)
+        if failing_for < self.policy.max_retry_age:
+            return False
+        st.next_attempt_at = None
+        if not st.failing:
+            st.failing = True
+            log.error("destination %s is failing: no success for %s; its events are "
+                      "dead-lettered until it succeeds again (last answer: %s)", self.name,
+                      human_duration(failing_for), _one_line(reason, LOG_EXCERPT),
+                      extra={"destination": self.name, "phase": "failing",
+                             "failing_seconds": round(failing_for, 3),
+                             "error": _one_line(reason, LOG_EXCERPT)})
+        return True
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds before the next attempt, or until :meth:`retry_now`."""
+        wake = self._wake
+        if wake is None:
+            wake = self._wake = asyncio.Event()
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+
+    def retry_now(self) -> bool:
+        """End every wait for a next attempt at once (the owner knows the vendor is back,
+        whatever its ``Retry-After`` said). False when nothing was waiting to retry."""
+        if not self.state.retrying:
+            return False
+        wake, self._wake = self._wake, asyncio.Event()
+        if wake is not None:
+            wake.set()
+        self.state.next_attempt_at = self._clock()
+        self.state.retried_now += 1
+        log.info("destination %s: retry now (asked by its owner)", self.name,
+                 extra={"destination": self.name, "phase": "retry_now"})
+        return True
 
     async def _send_once(self, request, item_count: int,
                          priority: int) -> tuple[Response | None, object]:
@@ -251,6 +309,7 @@ class Deliverer:
                             "failed_attempts": st.failed_attempts})
             st.failing_since = None
             st.failed_attempts = 0
+            st.failing = False
 
     def _failed(self, reason: str, delay: float, status: int | None = None) -> None:
         now = self._clock()

@@ -284,7 +284,7 @@ class DestinationType(ABC):
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     replayable: ClassVar[bool] = True
     default_rate_limit: ClassVar[RateLimit]
-    batching: ClassVar[BatchLimits]
+    batching: BatchLimits  # a class default; set per instance where batch size is a setting
     dedupe_key: ClassVar[str | None] = None
     #: True when `build_request` puts each `item.payload` into the body exactly as
     #: `encode_payload` encodes it (never reading or changing it) and reads nothing of
