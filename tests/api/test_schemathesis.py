@@ -38,11 +38,11 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: replay's window must hold events and its rate stay under the destination's, an
 #: uploaded file must parse). Each is keyed by operation and matched on the error's
 #: `field`, so any other 400 for a schema-valid request still fails the run.
+_DESTINATION = (r"settings\.\w+|actions\[\d+\]\.(trigger|mapping|max_event_age|name)"
+                r"|rate_limit\.max_retry_age")  # a duration's range, written as text
 SEMANTIC = {
-    ("POST", "/api/destinations"):
-        r"settings\.\w+|actions\[\d+\]\.(trigger|mapping|max_event_age|name)",
-    ("PATCH", "/api/destinations/{ref}"):
-        r"settings\.\w+|actions\[\d+\]\.(trigger|mapping|max_event_age|name)",
+    ("POST", "/api/destinations"): _DESTINATION,
+    ("PATCH", "/api/destinations/{ref}"): _DESTINATION,
     ("POST", "/api/destinations/{ref}/test"): r"event",
     ("POST", "/api/replays"): r"filter|from|to|rate|sources",
     ("POST", "/api/imports"): r"",

@@ -38,7 +38,8 @@ def list_dead_letters(ref: str,
 
 
 @router.get("/dead-letters/{dead_letter_id}", **doc(DeadLetterOut, errors=(404,)))
-def show_dead_letter(dead_letter_id: int = Path(ge=0, le=MAX_INT), mp: Services = Depends(services)) -> dict:
+def show_dead_letter(dead_letter_id: int = Path(ge=0, le=MAX_INT),
+                     mp: Services = Depends(services)) -> dict:
     return dead_letter_dict(mp.pumps.runs.dead_letter(dead_letter_id))
 
 

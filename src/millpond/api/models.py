@@ -117,6 +117,10 @@ class Snippet(Struct):
 # -- destinations -------------------------------------------------------------------------
 
 
+#: A duration as :func:`millpond.timeutil.parse_duration` reads it ("72h", "1h30m").
+DURATION = r"^\s*((\d+(\.\d+)?|\.\d+)\s*[smhdw]\s*)+$"
+
+
 def _rate(top: float, example: float) -> Any:
     return Annotated[float, Meta(gt=0, le=top, examples=[example], extra={
         "expected": f"a number above 0 and at most {top:g}"})]
@@ -132,12 +136,15 @@ class RateLimitSpec(Request):
     events_per_second: EventsPerSecond | UnsetType = UNSET
     requests_per_second: RequestsPerSecond | None | UnsetType = UNSET
     #: The longest vendor ``Retry-After`` honoured (seconds); null: the default (300).
-    max_retry_after: Annotated[float, Meta(ge=1, le=86_400, examples=[300])] | None | \
-        UnsetType = UNSET
+    max_retry_after: Annotated[float, Meta(ge=1, le=86_400, examples=[300], extra={
+        "expected": "a number of seconds from 1 to 86400 (the longest vendor Retry-After "
+                    "honoured, default 300)"})] | None | UnsetType = UNSET
     #: How long the destination may fail before it dead-letters what it holds: a
     #: duration ("4h") or seconds; null: the default (4h).
-    max_retry_age: Annotated[str, Meta(examples=["4h"])] | \
-        Annotated[float, Meta(ge=60, le=30 * 86_400)] | None | UnsetType = UNSET
+    max_retry_age: Annotated[str, Meta(pattern=DURATION, examples=["4h"])] | Annotated[float, Meta(
+        ge=60, le=30 * 86_400, extra={"expected": "a duration of at least 1 minute, e.g. "
+                                      '"4h" or "30m", or seconds (default 4h)'})] | None | \
+        UnsetType = UNSET
 
 
 class ActionConfig(Request):
@@ -414,7 +421,8 @@ class Person(Struct):
 ALL: tuple[type[Struct], ...] = (
     ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
-    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes, TestResult,
+    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
+    TestResult,
     RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person,
 )

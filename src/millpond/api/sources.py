@@ -28,7 +28,8 @@ _CREATE = {"name": "web", "kind": "pipelines"}
 
 @router.post("", **doc(SourceOut, request=SourceCreate, status=201, errors=(409, 415),
                        example=_CREATE))
-def create_source(new: SourceCreate = body(SourceCreate, _CREATE), mp: Services = Depends(services)) -> dict:
+def create_source(new: SourceCreate = body(SourceCreate, _CREATE),
+                  mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.create(new.name, new.kind, new.replayable,
                                          new.allowed_origins, new.enabled))
 
