@@ -141,4 +141,4 @@ def test_retry_limits_are_per_destination_with_defaults():
     assert "max_retry_age" not in config.rate_limit({**got, "max_retry_age": None}, WEBHOOK)
     for bad in ({"max_retry_after": 0}, {"max_retry_after": "5m"}, {"max_retry_age": "10s"},
                 {"max_retry_age": "soon"}, {"max_retry_age": True}):
-        assert field_of(config.rate_limit, bad, WEBHOOK) == f"rate_limit.{next(iter(bad))}"
+        assert field_of(typed_rate_limit, bad) == f"rate_limit.{next(iter(bad))}"

@@ -121,13 +121,12 @@ class Snippet(Struct):
 DURATION = r"^\s*((\d+(\.\d+)?|\.\d+)\s*[smhdw]\s*)+$"
 
 
-def _rate(top: float, example: float) -> Any:
-    return Annotated[float, Meta(gt=0, le=top, examples=[example], extra={
-        "expected": f"a number above 0 and at most {top:g}"})]
-
-
-EventsPerSecond = _rate(MAX_EVENTS_PER_SECOND, 1000)
-RequestsPerSecond = _rate(MAX_REQUESTS_PER_SECOND, 10)
+EventsPerSecond = Annotated[float, Meta(
+    gt=0, le=MAX_EVENTS_PER_SECOND, examples=[1000],
+    extra={"expected": f"a number above 0 and at most {MAX_EVENTS_PER_SECOND:g}"})]
+RequestsPerSecond = Annotated[float, Meta(
+    gt=0, le=MAX_REQUESTS_PER_SECOND, examples=[10],
+    extra={"expected": f"a number above 0 and at most {MAX_REQUESTS_PER_SECOND:g}"})]
 
 
 class RateLimitSpec(Request):
