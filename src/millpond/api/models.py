@@ -417,13 +417,20 @@ class Person(Struct):
     groups: Any
 
 
+class PeoplePage(Struct):
+    """People matching a query (``GET /api/people``), a page at a time."""
+
+    people: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 ALL: tuple[type[Struct], ...] = (
     ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
     DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
     TestResult,
     RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
-    ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person,
+    ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
 )
 
 
