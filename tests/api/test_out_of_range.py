@@ -41,9 +41,11 @@ def test_events_query(ctx, params, field):
     assert r.json()["error"]["field"] == field
 
 
-def test_rejections_cursor(ctx):
+@pytest.mark.parametrize("path", ["/api/rejections", "/api/people"])
+@pytest.mark.parametrize("cursor", [HUGE, "²"])  # "²" is a digit to str.isdigit
+def test_other_cursors(ctx, path, cursor):
     with ctx.admin as admin:
-        r = admin.get("/api/rejections", params={"cursor": HUGE})
+        r = admin.get(path, params={"cursor": cursor})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"] == "cursor"
 

@@ -13,23 +13,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from millpond.api.deps import require_admin, services
-from millpond.api.models import MAX_INT, EventPage, RejectionPage
-from millpond.api.schema import CURSOR, TIME_BOUND, doc
+from millpond.api.models import EventPage, RejectionPage
+from millpond.api.schema import CURSOR, TIME_BOUND, cursor_value, doc
 from millpond.app.services import Services
-from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
 
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not value.isascii() or not value.isdigit() or int(value) > MAX_INT:
-        raise BadRequest(f"cursor must be a value returned as next_cursor; got {value[:40]!r}",
-                         field="cursor")
-    return int(value)
 
 
 @router.get("/events", **doc(EventPage, errors=(404,), params={
@@ -51,7 +41,7 @@ async def list_events(
     mp: Services = Depends(services),
 ) -> Response:
     source_ids = [mp.sources.get(s).id for s in source] if source else None
-    after = _cursor(cursor)
+    after = cursor_value(cursor)
     q = EventQuery(source_ids=source_ids, types=type, event_name=event, user_id=user_id,
                    ts_from=parse_time_bound(from_, "from"), ts_to=parse_time_bound(to, "to"),
                    received_from=parse_time_bound(received_from, "received_from"),
@@ -83,7 +73,7 @@ def list_rejections(source: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=100, ge=1, le=1000),
                     mp: Services = Depends(services)) -> dict:
     source_id = mp.sources.get(source).id if source else None
-    rows = mp.storage.rejections.list(source_id, _cursor(cursor) or 0, limit)
+    rows = mp.storage.rejections.list(source_id, cursor_value(cursor) or 0, limit)
     out = [{"id": r.id, "source_id": r.source_id, "received_ms": r.received_ms,
             "index": r.index, "code": r.code, "reason": r.reason, "field": r.field,
             "body": r.body.decode(errors="replace")} for r in rows]

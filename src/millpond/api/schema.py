@@ -56,6 +56,17 @@ ERRORS = {
 }
 
 
+def cursor_value(value: str | None) -> int | None:
+    """A ``next_cursor`` the API handed out (a decimal number that fits 64 bits), or None
+    for "from the start"; anything else is a 400 naming ``cursor``."""
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) > models.MAX_INT:
+        raise BadRequest(f"cursor must be a value returned as next_cursor; got {value[:40]!r}",
+                         field="cursor")
+    return int(value)
+
+
 def _ref(type_: Any) -> dict:
     return {"$ref": _REF.format(name=type_.__name__)}
 
