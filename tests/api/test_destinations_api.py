@@ -88,7 +88,7 @@ def test_sending_masked_settings_back_keeps_the_stored_secret(server, admin, ven
      "at most"),
     ({"type": "webhook", "settings": {"url": "https://example.com/h"},
       "actions": [{"name": "a", "trigger": "type != null", "mapping": {}, "when": 1}]},
-     "actions[0].when", "unknown key"),
+     "actions[0].when", "unknown field"),
 ])
 def test_validation_names_the_field(admin, body, field, text):
     err = error(admin.post("/api/destinations", json={"name": "d", **body}))

@@ -14,11 +14,13 @@ from millpond import metrics
 from millpond.api import (
     dead_letters,
     destinations,
+    docs,
     errors,
     events,
     imports,
     people,
     replays,
+    schema,
     sources,
 )
 from millpond.api.deps import require_admin
@@ -33,9 +35,11 @@ ROUTERS = (sources.router, events.router, people.router, destinations.router,
 
 def build_api(services: Services) -> FastAPI:
     app = FastAPI(title="millpond admin API", version="0.1.0",
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.services = services
     errors.install(app)
+    schema.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
 

@@ -68,13 +68,9 @@ class ReplayManager:
 
     # requests ------------------------------------------------------------------------------
     async def create(self, body: Any) -> dict:
-        """Preview (``dry_run``) or start a replay; refusals raise with their reason."""
-        if not isinstance(body, dict):
-            raise BadRequest("a replay request must be a JSON object")
-        ref = body.get("destination")
-        if not isinstance(ref, str) or not ref:
-            raise BadRequest("destination is required (a destination name or id)",
-                             field="destination")
+        """Preview (``dry_run``) or start a replay; refusals raise with their reason.
+        ``body``: a :class:`~millpond.api.models.ReplayRequest` as plain values."""
+        ref = body["destination"]
         async with self._lock:
             dest = self.pumps.destinations.get(ref)
             cls = config.destination_type(dest.type)
