@@ -141,8 +141,9 @@ def doc(answer: Any = None, *, request: Any = None, status: int = 200,
         params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Decorator arguments documenting a route: ``request`` body type, ``answer`` type
     (at ``status``, and at the ``also`` statuses), and the error statuses it can answer
-    besides 401 (every admin route needs the token) and 400 (every route has parameters
-    or a body). ``params`` replaces the documented schema of query parameters."""
+    besides 401 (every admin route needs the token), 400 (every route has parameters
+    or a body) and 503 (every route uses the stores, which refuse with a Retry-After
+    while the disk is full). ``params`` replaces the documented schema of query parameters."""
     extra: dict[str, Any] = {}
     if request is not None:
         content: dict[str, Any] = {"schema": _ref(request)}
@@ -155,7 +156,7 @@ def doc(answer: Any = None, *, request: Any = None, status: int = 200,
     if answer is not None:
         ok["content"] = {media: {"schema": _ref(answer)}}
     responses: dict[str, Any] = {str(code): ok for code in sorted({status, *also})}
-    for code in sorted({400, 401, *errors}):
+    for code in sorted({400, 401, 503, *errors}):
         responses[str(code)] = {"description": ERRORS[code],
                                 "content": {"application/json": {
                                     "schema": _ref(models.ErrorBody)}}}
