@@ -29,7 +29,7 @@ from millpond.pumps.deliver import BACKGROUND, Deliverer
 from millpond.pumps.evaluate import Evaluator, dead_letters
 from millpond.pumps.ledger import Ledger
 from millpond.pumps.pump import LogTail, Pump, RowsSource
-from millpond.pumps.rate_limit import RateLimiter
+from millpond.pumps.rate_limit import RateLimiter, batch_size
 from millpond.pumps.retry import RetryPolicy
 from millpond.pumps.transport import Transport
 from millpond.storage.contracts import EventLog, RunStore
@@ -80,9 +80,15 @@ class LiveDestination:
         self.runs = runs
         self.run = run
         rate = dest.rate_limit
+        #: Items per request: the type's limit, but a small part of a second's budget
+        #: (see ``rate_limit``), which is also the most the rate limiter saves up.
+        self.batch_events = batch_size(rt.dtype.batching.max_events,
+                                       rate["events_per_second"],
+                                       rate.get("requests_per_second"))
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
-                                               rate.get("requests_per_second")), policy,
+                                               rate.get("requests_per_second"),
+                                               burst_events=self.batch_events), policy,
                                    name=dest.name)
         self.evaluator = Evaluator(rt.dtype, rt.actions)
         self.totals: Counter = delivery_totals(runs, dest.id)
@@ -119,7 +125,7 @@ class LiveDestination:
                                  dead=dead_letters(dead, dest_id, run_id))
 
         return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
-                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(cursor), persist, on_saved=self._saved,
                     dead_log=self._dead_log)
 
@@ -174,7 +180,7 @@ class LiveDestination:
 
         limits = self.runtime.dtype.batching
         pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
-                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
                     on_saved=self._added,
                     dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",

@@ -6,21 +6,45 @@ a 1,000 events/s limit), and a bucket that must first *fill* to the batch size e
 never sends it or rounds the rate down. Here a caller reserves ``n`` tokens at once; the
 balance may go negative and the caller sleeps until it is back at zero. The k-th token
 is therefore never spent before ``start + k / rate``, so over any long window the rate is
-exact (within one burst), whatever the batch sizes.
+exact, whatever the batch sizes.
 
-The bucket starts empty (no initial burst, so a 60 s measurement is not inflated) and
-refills up to ``burst`` tokens while idle.
+Why the burst is one batch, not a second of budget: vendors with strict per-second
+limits count every 1-second window, and tokens saved up while idle are sent on top of
+the steady rate. A bucket that may save a full second carried 1.2-1.5x the limit in
+some windows and 2x right after a start. Saving at most what one batch needs still
+absorbs scheduling jitter (a request that leaves a millisecond late does not lose that
+millisecond of budget for good, so averages stay exact), while a 1-second window holds
+at most the limit plus one batch. :func:`batch_size` keeps that batch to
+:data:`REQUEST_SECONDS` of budget, so the overshoot stays within a few percent.
+A bucket starts empty and :meth:`RateLimiter.restart` empties it again (a replay that
+starts or resumes), so neither begins with a burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
 #: Limits beyond what one process can deliver are configuration mistakes, not wishes.
 MAX_EVENTS_PER_SECOND = 100_000.0
 MAX_REQUESTS_PER_SECOND = 10_000.0
+#: At most this many seconds of the events budget travel in one request (unless a
+#: requests-per-second limit needs bigger batches to reach the events rate): the most a
+#: 1-second window can carry above the limit.
+REQUEST_SECONDS = 0.025
+
+
+def batch_size(max_events: int, events_per_second: float,
+               requests_per_second: float | None = None) -> int:
+    """Items per request for a destination: the type's ``max_events``, but no more than
+    :data:`REQUEST_SECONDS` of the events budget (see the module docstring), and no
+    fewer than the requests limit needs to reach the events rate."""
+    n = events_per_second * REQUEST_SECONDS
+    if requests_per_second:
+        n = max(n, math.ceil(events_per_second / requests_per_second))
+    return max(1, min(int(max_events), int(n)))
 
 
 class TokenBucket:
@@ -35,7 +59,7 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError(f"rate must be positive; got {rate!r}")
         self.rate = float(rate)
-        self.burst = float(burst if burst is not None else rate)
+        self.burst = max(1.0, float(burst)) if burst is not None else 1.0
         self._clock = clock
         self._tokens = 0.0
         self._stamp = clock()
@@ -57,22 +81,27 @@ class TokenBucket:
         self._refill(self._clock())
         return self._tokens
 
+    def restart(self) -> None:
+        """Forget tokens saved up while idle (debt stays): no burst after this."""
+        self._refill(self._clock())
+        self._tokens = min(0.0, self._tokens)
+
 
 class RateLimiter:
     """One destination's budget: an events bucket and, when configured, a requests bucket.
 
-    Replays and redrives share it with the live pump; they also share the destination's
-    single in-flight slot (see :class:`millpond.pumps.deliver.Deliverer`), which is where
-    live traffic gets its priority.
+    ``burst_events`` is the destination's batch size (:func:`batch_size`): the events
+    bucket saves at most that much, the requests bucket one request. Replays and
+    redrives share the limiter with the live pump, and its in-flight slots (see
+    :class:`millpond.pumps.deliver.Deliverer`), which is where live traffic gets its
+    priority.
     """
 
     def __init__(self, events_per_second: float, requests_per_second: float | None = None,
-                 *, burst_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 *, burst_events: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = asyncio.sleep):
-        self.events = TokenBucket(events_per_second,
-                                  max(1.0, events_per_second * burst_seconds), clock)
-        self.requests = (TokenBucket(requests_per_second,
-                                     max(1.0, requests_per_second * burst_seconds), clock)
+        self.events = TokenBucket(events_per_second, burst_events, clock)
+        self.requests = (TokenBucket(requests_per_second, 1.0, clock)
                          if requests_per_second else None)
         self._sleep = sleep
 
@@ -89,3 +118,9 @@ class RateLimiter:
         if delay > 0:
             await self._sleep(delay)
         return delay
+
+    def restart(self) -> None:
+        """Empty both buckets of saved tokens (a replay starts or resumes)."""
+        self.events.restart()
+        if self.requests is not None:
+            self.requests.restart()

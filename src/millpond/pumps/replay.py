@@ -13,7 +13,10 @@ differs is only what it is given:
   priority behind a :class:`BackgroundSender`, which takes only budget live traffic
   left: it waits while the shared token bucket is in debt, applies the replay's own
   ``rate`` when that is below the destination's limit, and keeps batches small enough
-  (about 0.2 s of budget) that live traffic never waits long behind one;
+  (:func:`~millpond.pumps.rate_limit.batch_size` of the replay's rate) that live traffic
+  never waits long behind one and no 1-second window carries more than the rate. A
+  replay starting or resuming empties the shared buckets of tokens saved up while idle,
+  so it begins without a burst;
 - a ``persist`` writing the replay run's checkpoint (cursor, scanned, counters) and its
   dead letters atomically (``RunStore.checkpoint``), with ``durable=False``: a process
   crash loses none of it, a power loss may take the replay back a few batches, which it
@@ -33,7 +36,7 @@ from millpond.pumps.deliver import BACKGROUND, Deliverer
 from millpond.pumps.evaluate import SKIPPED, Evaluator, dead_letters
 from millpond.pumps.ledger import Ledger
 from millpond.pumps.pump import Pump
-from millpond.pumps.rate_limit import TokenBucket
+from millpond.pumps.rate_limit import TokenBucket, batch_size
 from millpond.pumps.replay_plan import plan_window
 from millpond.storage.contracts import EventIndex, RunStore
 from millpond.storage.models import Run, StoredEvent, WindowCursor
@@ -41,8 +44,6 @@ from millpond.storage.models import Run, StoredEvent, WindowCursor
 FILTERED = "filtered out by the replay filter"
 #: Rows per read of the window: large enough for fast scans, small enough for flat memory.
 CHUNK = 2000
-#: A replay batch costs at most this many seconds of the destination's budget.
-BATCH_SECONDS = 0.2
 #: Batches ready to send, at most: a replay runs flat out, and a checkpoint that waits
 #: for the GIL or a busy core (tens of ms) should not stop the reader at once.
 QUEUED_BATCHES = 4
@@ -123,8 +124,9 @@ class BackgroundSender:
     def __init__(self, deliverer: Deliverer, rate: float, dest_rate: float):
         self.deliverer = deliverer
         self.dtype = deliverer.dtype
-        self.own = TokenBucket(rate, max(1.0, rate * BATCH_SECONDS)) if rate < dest_rate \
+        self.own = TokenBucket(rate, batch_size(1 << 30, rate)) if rate < dest_rate \
             else None
+        deliverer.limiter.restart()  # start and resume without a burst
         self.sent: deque[tuple[float, int]] = deque(maxlen=64)
 
     async def deliver(self, batch: Batch, *, priority: int = BACKGROUND, on_retry=None):
@@ -163,7 +165,7 @@ class ReplayRunner:
         cursor = replay.cursor if isinstance(replay.cursor, WindowCursor) else None
         self.source = WindowSource(index, plan, cursor)
         self.sender = BackgroundSender(deliverer, plan["rate"], dest_rate)
-        max_events = max(1, min(batching.max_events, int(plan["rate"] * BATCH_SECONDS)))
+        max_events = batch_size(batching.max_events, min(plan["rate"], dest_rate))
         self._saved = -1
         self.pump = Pump(self.source, ReplayEvaluator(evaluator, plan.get("filter")),
                          self.sender,  # type: ignore[arg-type] - a Deliverer look-alike

@@ -1,0 +1,116 @@
+"""Pacing per 1-second window (#13 item 4), end to end: ``millpond serve`` subprocess, a
+webhook receiver on loopback that records when each request arrived and how many events
+it carried. A vendor with a strict per-second limit counts every window, so the busiest
+window (not the average) must stay within 5% of the limit, also in the first second after
+a start and after a resume, while the average stays at the limit. Slow-marked."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.delivery import create_destination, send_batch, track
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.slow
+
+RATE = 200
+#: A 1-second window may carry at most this much above the limit.
+TOLERANCE = 1.05
+
+
+def arrivals(fake, since: float = 0.0) -> list[tuple[float, int]]:
+    """``(arrival time, events carried)`` of every request the receiver answered."""
+    out = []
+    for request in fake.requests:
+        if request.at < since:
+            continue
+        data = request.json()
+        out.append((request.at, len(data) if isinstance(data, list) else 1))
+    return sorted(out)
+
+
+def busiest_window(sends: list[tuple[float, int]]) -> int:
+    """The most events that arrived in any half-open 1-second window."""
+    best = total = 0
+    lo = 0
+    for t, n in sends:
+        total += n
+        while sends[lo][0] <= t - 1.0:
+            total -= sends[lo][1]
+            lo += 1
+        best = max(best, total)
+    return best
+
+
+def first_second(sends: list[tuple[float, int]]) -> int:
+    start = sends[0][0]
+    return sum(n for t, n in sends if t < start + 1.0)
+
+
+def average(sends: list[tuple[float, int]]) -> float:
+    """Events per second between the first and the last request (the last one's events
+    belong after the span)."""
+    return sum(n for _, n in sends[:-1]) / (sends[-1][0] - sends[0][0])
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+def test_live_destination_busiest_window_within_five_percent(server, vendor, batch):
+    hook = vendor("webhook", batch_size=batch)
+    source = server.create_source("web")
+    with server.admin as admin:
+        create_destination(admin, name="paced", type="webhook",
+                           settings=hook.destination_settings(),
+                           rate_limit={"events_per_second": RATE})
+    time.sleep(1.5)  # idle: a bucket that saves a second of budget would burst now
+    total = 1600
+    send_batch(server.url, source["write_key"],
+               [track(f"user{i % 13}", i) for i in range(total)])
+    hook.wait_for(total, timeout=30)
+    sends = arrivals(hook)
+    assert sum(n for _, n in sends) == total
+    busiest, first = busiest_window(sends), first_second(sends)
+    print(f"\nlive batch {batch}: busiest 1 s window {busiest}, first second {first}, "
+          f"average {average(sends):.1f}/s (limit {RATE}/s)")
+    assert busiest <= RATE * TOLERANCE
+    assert first <= RATE * TOLERANCE
+    assert average(sends) == pytest.approx(RATE, rel=0.02)
+
+
+def test_replay_busiest_window_within_five_percent_also_after_start_and_resume(
+        server, vendor):
+    hook = vendor("webhook", batch_size=100)
+    source = server.create_source("web")
+    total = 2000
+    send_batch(server.url, source["write_key"],
+               [track(f"user{i % 13}", i) for i in range(total)])
+    with server.admin as admin:
+        create_destination(admin, name="replayed", type="webhook",
+                           settings=hook.destination_settings(),
+                           rate_limit={"events_per_second": RATE})
+        time.sleep(1.5)  # the destination's budget sits idle before the replay starts
+        r = admin.post("/api/replays", json={"destination": "replayed"})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        wait_until(lambda: len(hook.received) >= 700, timeout=30, what="replay progress")
+        r = admin.post(f"/api/replays/{rid}/pause")
+        assert r.status_code == 200 and r.json()["state"] == "paused", r.text
+        before = arrivals(hook)
+        time.sleep(2.0)  # paused: again, no saving up
+        resumed_at = time.time()
+        r = admin.post(f"/api/replays/{rid}/resume")
+        assert r.status_code == 200, r.text
+        wait_until(lambda: admin.get(f"/api/replays/{rid}").json()["state"] == "completed",
+                   timeout=60, what="replay to complete")
+    after = arrivals(hook, since=resumed_at)
+    assert len({p["messageId"] for p in hook.received}) == total
+    busiest = max(busiest_window(before), busiest_window(after))
+    start, resume = first_second(before), first_second(after)
+    print(f"\nreplay: busiest 1 s window {busiest}, first second after start {start}, "
+          f"after resume {resume}, averages {average(before):.1f}/s and "
+          f"{average(after):.1f}/s (limit {RATE}/s)")
+    assert busiest <= RATE * TOLERANCE
+    assert start <= RATE * TOLERANCE and resume <= RATE * TOLERANCE
+    assert average(before) == pytest.approx(RATE, rel=0.02)
+    assert average(after) == pytest.approx(RATE, rel=0.02)
