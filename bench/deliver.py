@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_quick_option, median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
-from millpond.pumps import config  # noqa: E402
-from millpond.pumps.batcher import Batcher  # noqa: E402
-from millpond.pumps.deliver import Deliverer  # noqa: E402
-from millpond.pumps.evaluate import Evaluator, dead_letters  # noqa: E402
-from millpond.pumps.ledger import Ledger  # noqa: E402
-from millpond.pumps.pump import LogTail, Pump  # noqa: E402
-from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
-from millpond.pumps.retry import RetryPolicy  # noqa: E402
-from millpond.pumps.transport import CountingTransport, HttpxTransport  # noqa: E402
+from millpond.connections import config  # noqa: E402
+from millpond.delivery.batcher import Batcher  # noqa: E402
+from millpond.delivery.evaluate import Evaluator, dead_letters  # noqa: E402
+from millpond.delivery.ledger import Ledger  # noqa: E402
+from millpond.delivery.pump import LogTail, Pump  # noqa: E402
+from millpond.delivery.rate_limit import RateLimiter  # noqa: E402
+from millpond.delivery.retry import RetryPolicy  # noqa: E402
+from millpond.delivery.sender import Deliverer  # noqa: E402
+from millpond.delivery.transport import CountingTransport, HttpxTransport  # noqa: E402
 from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
 from millpond.storage.models import Run, RunKind, RunState  # noqa: E402
 

@@ -27,12 +27,12 @@ from millpond.backfill.jobs import ImportJobs
 from millpond.collector.app import CollectorApp
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
+from millpond.connections import metrics as delivery_metrics
+from millpond.connections.service import PumpManager
+from millpond.delivery.retry import RetryPolicy
 from millpond.humanize import human_bytes
 from millpond.profiles.follower import ProfileFollower
-from millpond.pumps import metrics as delivery_metrics
-from millpond.pumps.manager import PumpManager
-from millpond.pumps.replay_manager import ReplayManager
-from millpond.pumps.retry import RetryPolicy
+from millpond.replays.service import ReplayManager
 from millpond.sources.service import SourceService
 from millpond.storage import open_storage
 from millpond.timeutil import human_duration

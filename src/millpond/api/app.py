@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
 from millpond.api import errors, events, sources
-from millpond.pumps import metrics as delivery_metrics
+from millpond.connections import metrics as delivery_metrics
 
 if TYPE_CHECKING:
     from millpond.server import Millpond

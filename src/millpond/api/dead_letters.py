@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query
 
 from millpond.api.deps import require_admin, server
+from millpond.connections.present import dead_letter_dict
 from millpond.errors import BadRequest
-from millpond.pumps.present import dead_letter_dict
 from millpond.storage.models import DeadLetterState
 
 STATES = tuple(s.value for s in DeadLetterState)

@@ -1,6 +1,6 @@
 """``/api/destinations`` and ``/api/destination-types``: configure, inspect and test.
 
-Bodies are taken as plain JSON objects and validated by :mod:`millpond.pumps.config`,
+Bodies are taken as plain JSON objects and validated by :mod:`millpond.connections.config`,
 not by pydantic models, so every mistake comes back with the field path as the API
 spells it (``actions[1].trigger``, ``settings.api_secret``) and a correct example.
 """
@@ -12,12 +12,12 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends
 
 from millpond.api.deps import require_admin, server
+from millpond.connections import config
+from millpond.connections.lookup import event_at, find_event
+from millpond.connections.present import destination_dict
+from millpond.connections.tester import try_event
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
-from millpond.pumps import config
-from millpond.pumps.lookup import event_at, find_event
-from millpond.pumps.present import destination_dict
-from millpond.pumps.tester import try_event
 
 router = APIRouter(prefix="/api", tags=["destinations"], dependencies=[Depends(require_admin)])
 

@@ -1,6 +1,6 @@
 """``/api/replays``: preview (``dry_run``), start, watch, pause, resume and cancel replays.
 
-Bodies are plain JSON validated by :mod:`millpond.pumps.replay_plan`, so each refusal
+Bodies are plain JSON validated by :mod:`millpond.replays.plan`, so each refusal
 comes back with its reason and the field at fault (DESIGN.md "Errors").
 """
 

@@ -1,0 +1,234 @@
+"""One enabled destination at work: its live pump, redrives, replays, and what they show.
+
+Why a supervisor around the pump: a destination must never stop delivering silently. If
+the pump fails on something unexpected (a bug, a full disk), it is restarted from its
+last checkpoint after a pause, and the failure is visible in the destination's stats
+meanwhile. A new configuration replaces the whole object (the manager stops this one
+and starts another), so a running pump never sees its configuration change under it.
+
+Its progress is kept as delivery runs (:class:`~millpond.storage.contracts.RunStore`):
+the destination's one ``live`` run (cursor: the seq of the last finished event) and one
+``redrive`` run per redrive. What the destination shows as its totals is the sum of
+those runs' counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+
+import msgspec
+
+from millpond.connections.config import Runtime
+from millpond.delivery.batcher import Batcher
+from millpond.delivery.dead_log import DeadLetterLog
+from millpond.delivery.evaluate import Evaluator, dead_letters
+from millpond.delivery.ledger import Ledger
+from millpond.delivery.pump import LogTail, Pump, RowsSource
+from millpond.delivery.rate_limit import RateLimiter, batch_size
+from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.sender import BACKGROUND, Deliverer
+from millpond.delivery.transport import Transport
+from millpond.storage.contracts import EventLog, RunStore
+from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
+from millpond.timeutil import iso_to_seconds
+
+log = logging.getLogger("millpond.pumps")
+
+RESTART_PAUSE = 5.0
+
+
+def new_run_id(kind: RunKind) -> str:
+    return {RunKind.LIVE: "liv_", RunKind.REPLAY: "rpl_", RunKind.REDRIVE: "rdr_"}[kind] \
+        + secrets.token_hex(6)
+
+
+def live_run(runs: RunStore, dest: Destination) -> Run:
+    """The destination's live run; one starting after ``connected_seq`` if it has none
+    (a destination saved before its run was)."""
+    found = runs.list(dest.id, kinds=[RunKind.LIVE])
+    if found:
+        return found[-1]
+    state = RunState.RUNNING if dest.enabled else RunState.PAUSED
+    return runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE, state,
+                           cursor=dest.connected_seq))
+
+
+def delivery_totals(runs: RunStore, dest_id: str) -> Counter:
+    """What a destination delivered: its live run's counters plus its redrives'."""
+    totals: Counter = Counter()
+    for run in runs.list(dest_id, kinds=[RunKind.LIVE, RunKind.REDRIVE]):
+        totals.update(run.counts)
+    return totals
+
+
+def run_cursor(run: Run, dest: Destination) -> int:
+    return run.cursor if isinstance(run.cursor, int) else dest.connected_seq
+
+
+class LiveDestination:
+    """The running side of one destination; see the module docstring."""
+
+    def __init__(self, dest: Destination, rt: Runtime, log_: EventLog, runs: RunStore,
+                 run: Run, transport: Transport, policy: RetryPolicy):
+        self.dest = dest
+        self.runtime = rt
+        self.log = log_
+        self.runs = runs
+        self.run = run
+        rate = dest.rate_limit
+        #: Items per request: the type's limit, but a small part of a second's budget
+        #: (see ``rate_limit``), which is also the most the rate limiter saves up.
+        self.batch_events = batch_size(rt.dtype.batching.max_events,
+                                       rate["events_per_second"],
+                                       rate.get("requests_per_second"))
+        self.deliverer = Deliverer(rt.dtype, transport,
+                                   RateLimiter(rate["events_per_second"],
+                                               rate.get("requests_per_second"),
+                                               burst_events=self.batch_events), policy,
+                                   name=dest.name)
+        self.evaluator = Evaluator(rt.dtype, rt.actions)
+        self.totals: Counter = delivery_totals(runs, dest.id)
+        #: The cursor as saved with ``totals``: stats show the two together, consistently.
+        self.saved_cursor = run_cursor(run, dest)
+        self.pump: Pump | None = None
+        #: Outlives pump restarts, so its throttle does too.
+        self._dead_log = DeadLetterLog(f"destination {dest.name}",
+                                       {"destination": dest.name, "activity": "live"})
+        self.error: str | None = None
+        self._task: asyncio.Task | None = None
+        self._redrives: set[asyncio.Task] = set()
+        #: Replays running on this destination's deliverer (see ``replay_manager``).
+        self._replays: set[asyncio.Task] = set()
+
+    # live pump ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=f"pump-{self.dest.name}")
+
+    def _saved(self, cursor: int, counts: Counter) -> None:
+        self.totals.update(counts)
+        self.saved_cursor = cursor
+
+    def _added(self, _cursor: int, counts: Counter) -> None:
+        self.totals.update(counts)
+
+    def _new_pump(self) -> Pump:
+        cursor = run_cursor(self.runs.get(self.run.id), self.dest)
+        limits = self.runtime.dtype.batching
+        dest_id, run_id = self.dest.id, self.run.id
+
+        def persist(cursor: int, counts: Counter, dead: list, _finished: list) -> None:
+            self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
+                                 dead=dead_letters(dead, dest_id, run_id))
+
+        return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
+                    Ledger(cursor), persist, on_saved=self._saved,
+                    dead_log=self._dead_log)
+
+    async def _supervise(self) -> None:
+        while True:
+            self.pump = self._new_pump()
+            try:
+                await self.pump.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep delivering; show the failure
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("pump for destination %s failed; restarting in %ss",
+                              self.dest.name, RESTART_PAUSE)
+                await asyncio.sleep(RESTART_PAUSE)
+
+    async def stop(self) -> None:
+        """Stop the live pump and redrives; each saves its progress on the way out."""
+        tasks = [t for t in (self._task, *self._redrives, *self._replays) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def adopt(self, task: asyncio.Task) -> None:
+        """Stop ``task`` (a replay) with this destination: it must not outlive the
+        deliverer it shares."""
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
+
+    # redrives ----------------------------------------------------------------------------
+    def redrive(self, claimed: list[DeadLetter], events: dict[int, StoredEvent]) -> None:
+        """Deliver claimed dead letters again through the *current* actions, in the
+        background, behind live traffic, as a ``redrive`` run of their ids. Each row ends
+        ``redriven`` once its event finished (sent, skipped or dead-lettered anew)."""
+        by_seq: dict[int, list[DeadLetter]] = {}
+        for row in claimed:
+            by_seq.setdefault(row.seq, []).append(row)
+        rows = [events[seq] for seq in sorted(by_seq)]
+        only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
+        ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
+        dest_id = self.dest.id
+        run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
+                                   RunState.RUNNING, {"ids": [r.id for r in claimed]}))
+        done: set[int] = set()
+
+        def persist(_cursor: int, counts: Counter, dead: list, finished: list) -> None:
+            ids = [i for seq in finished for i in ids_by_seq.get(seq, ())]
+            self.runs.checkpoint(run.id, counts=counts, dead=dead_letters(dead, dest_id, run.id),
+                                 redriven=ids)
+            done.update(finished)
+
+        limits = self.runtime.dtype.batching
+        pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
+                    Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
+                    on_saved=self._added,
+                    dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",
+                                           {"destination": self.dest.name,
+                                            "activity": "redrive"}))
+
+        async def redrive() -> None:
+            try:
+                await pump.run()
+            finally:
+                unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
+                              for i in ids]
+                if unfinished:
+                    await asyncio.to_thread(self.runs.release_dead_letters, unfinished)
+                state = RunState.CANCELLED if unfinished else RunState.COMPLETED
+                await asyncio.to_thread(self.runs.set_state, run.id, state)
+
+        task = asyncio.create_task(redrive(), name=f"redrive-{self.dest.name}")
+        self._redrives.add(task)
+        task.add_done_callback(self._redrives.discard)
+
+    # visibility --------------------------------------------------------------------------
+    def position(self) -> tuple[int, float | None]:
+        """``(saved cursor, received time of the oldest unfinished event or None)``."""
+        pump = self.pump
+        oldest = None if pump is None else pump.ledger.oldest_open()
+        return self.saved_cursor, None if oldest is None else iso_to_seconds(oldest[1])
+
+    def state(self) -> dict:
+        st = self.deliverer.state
+        now = time.time()
+        return {
+            "state": "retrying" if st.retrying else ("error" if self.error else "running"),
+            "last_error": st.last_error or self.error,
+            "last_error_at": st.last_error_at,
+            "next_attempt_in": max(0.0, st.next_attempt_at - now)
+            if st.retrying and st.next_attempt_at else None,
+            "requests": st.requests,
+            "redrives_running": len(self._redrives),
+        }
+
+
+async def head_received(log_: EventLog, cursor: int) -> float | None:
+    """Received time of the first event after ``cursor`` (the oldest undelivered one)."""
+    rows = await log_.read(cursor, 1)
+    if not rows:
+        return None
+    try:
+        return iso_to_seconds(msgspec.json.decode(rows[0].body).get("receivedAt"))
+    except msgspec.DecodeError:
+        return None

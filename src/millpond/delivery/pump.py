@@ -1,0 +1,245 @@
+"""The pump: one slice of the log through one destination's actions, at its rate.
+
+Live delivery, redrives and (later) replays are the same machine (DESIGN.md "One
+mechanism for live and replay"); they differ only in what they are given:
+
+- an :class:`EventSource`: :class:`LogTail` follows the log after a cursor forever,
+  :class:`RowsSource` hands out a closed list (a redrive), and a replay's
+  :class:`~millpond.replays.runner.WindowSource` a closed event-time window. Rows are
+  :class:`~millpond.storage.models.StoredEvent`. A *keyed* source yields chunks
+  ``(first key, rows)``, row ``i`` keyed ``first + i``: the ledger then tracks that
+  increasing key (a replay's scan position) instead of ``seq``, which is not monotonic
+  in event time;
+- a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget, one
+  request in flight, retries) and a priority on it;
+- a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
+  dead letters) in one transaction.
+
+Inside, two tasks joined by a small queue: the *reader* decodes events, evaluates the
+actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* delivers
+ready batches one at a time and checkpoints after each. The queue is bounded, so a
+destination that is down stops its own reader (its backlog stays in the log) and
+nothing else.
+
+For a destination type with ``raw_payloads`` (its requests carry payloads as they are),
+the reader *packs* each item as soon as it is evaluated: the payload becomes its JSON
+(``msgspec.Raw``) and the event just its ``seq`` and ``messageId``. Why: a pump holds a
+few thousand items (a batch filling while the previous one is in flight); as dicts they
+are tens of thousands of containers the cyclic GC walks again and again and that are
+freed long after they left the CPU cache, which cost more than evaluating the events.
+Packed, the decoded event is freed at once and the request body is a splice of bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+from msgspec import Raw
+
+from millpond.delivery.batcher import Batch, Batcher, Work
+from millpond.delivery.dead_log import DeadLetterLog
+from millpond.delivery.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
+from millpond.delivery.ledger import Ledger
+from millpond.delivery.sender import LIVE, Deliverer, Result
+from millpond.storage.contracts import EventLog
+from millpond.storage.models import StoredEvent
+
+log = logging.getLogger("millpond.pumps")
+
+#: Seconds a reader waits at the tail before checking lingering batches and checkpoints.
+IDLE_WAIT = 1.0
+#: Persist progress at least this often while only skips move the cursor.
+CHECKPOINT_EVERY = 1.0
+#: Events evaluated between yields to the event loop: a few milliseconds of work, so a
+#: pump catching up on a backlog never holds the collector back for long.
+YIELD_EVERY = 100
+
+Persist = Callable[[int, Counter, list, list], None]
+
+
+class EventSource(Protocol):
+    #: True when chunks are ``(first key, rows)`` and the ledger should track the keys
+    #: ``first, first + 1, ...`` instead of ``seq``.
+    keyed: bool = False
+
+    async def next_chunk(self, timeout: float) -> Sequence[StoredEvent] | None:
+        """The next rows in seq order (keyed: see ``keyed``); ``[]`` when none arrived
+        within ``timeout``; ``None`` when a closed slice is exhausted."""
+        ...
+
+
+class LogTail:
+    """The live slice: every event after ``after_seq``, then the tail as it grows
+    (``EventLog.read`` and ``wait``; seqs may have gaps)."""
+
+    def __init__(self, log: EventLog, after_seq: int, chunk: int = 500):
+        self.log = log
+        self.after = after_seq
+        self.chunk = chunk
+
+    async def next_chunk(self, timeout: float) -> list[StoredEvent]:
+        if self.log.last_seq() <= self.after:
+            await self.log.wait(self.after, timeout)
+            if self.log.last_seq() <= self.after:
+                return []
+        rows = await self.log.read(self.after, self.chunk)
+        if rows:
+            self.after = rows[-1].seq
+        return rows
+
+
+class RowsSource:
+    """A closed slice given as rows (redrives); ends after the last chunk."""
+
+    def __init__(self, rows: list[StoredEvent], chunk: int = 500):
+        self._rows = rows
+        self._pos = 0
+        self.chunk = chunk
+
+    async def next_chunk(self, timeout: float) -> list[StoredEvent] | None:
+        if self._pos >= len(self._rows):
+            return None
+        rows = self._rows[self._pos:self._pos + self.chunk]
+        self._pos += len(rows)
+        return rows
+
+
+class Pump:
+    """See the module docstring. ``run`` returns when a closed source is exhausted and
+    everything is delivered; a live pump runs until cancelled, checkpointing on the way
+    out."""
+
+    def __init__(self, source: EventSource, evaluator: Evaluator, deliverer: Deliverer,
+                 batcher: Batcher, ledger: Ledger, persist: Persist, *,
+                 priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
+                 on_saved: Callable[[int, Counter], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
+                 dead_log: DeadLetterLog | None = None):
+        self.source = source
+        self.evaluator = evaluator
+        self.deliverer = deliverer
+        self.batcher = batcher
+        self.ledger = ledger
+        self._persist = persist
+        self._priority = priority
+        self._only = only
+        self._on_saved = on_saved
+        #: Says in the log what each checkpoint dead-lettered (throttled; see dead_log).
+        self._dead_log = dead_log
+        self._clock = clock
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
+        self._save_lock = asyncio.Lock()
+        self._last_save = clock()
+        self._decode = msgspec.json.Decoder().decode
+        dtype = getattr(deliverer, "dtype", None)
+        #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
+        self._pack = dtype.encode_payload if getattr(dtype, "raw_payloads", False) else None
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(), name="pump-reader")
+                group.create_task(self._send(), name="pump-sender")
+        finally:
+            await asyncio.shield(self.checkpoint())
+            if self._dead_log is not None:
+                self._dead_log.flush(force=True)
+
+    async def _read(self) -> None:
+        batcher, ledger, queue = self.batcher, self.ledger, self._queue
+        evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
+        keyed = getattr(self.source, "keyed", False)
+        pack, dead_log = self._pack, self._dead_log
+        while True:
+            if dead_log is not None:
+                dead_log.flush()  # what earlier checkpoints held back, once it is due
+            for batch in batcher.due():
+                await queue.put(batch)
+            if ledger.dirty and self._clock() - self._last_save >= CHECKPOINT_EVERY:
+                await self.checkpoint()
+            deadline = batcher.next_deadline()
+            timeout = IDLE_WAIT if deadline is None else \
+                min(IDLE_WAIT, max(0.0, deadline - self._clock()))
+            chunk = await self.source.next_chunk(timeout)
+            if chunk is None:
+                break
+            first, rows = chunk if keyed else (0, chunk)
+            for i, row in enumerate(rows):
+                if i and not i % YIELD_EVERY:
+                    await asyncio.sleep(0)  # let the collector and other pumps run
+                seq, body = row.seq, row.body
+                pos = first + i if keyed else seq
+                event = decode(body)
+                event["seq"] = seq
+                items, counts, dead = evaluate(event, only.get(seq) if only else None)
+                ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
+                            dead or None)
+                for key, work in items:
+                    work.seq = pos  # the ledger's key; dead letters read the event's seq
+                    if pack is not None:  # see the module docstring
+                        work.payload = Raw(pack(work.payload))
+                        work.event = {"seq": seq, "messageId": event.get("messageId")}
+                    for batch in batcher.add(key, work):
+                        await queue.put(batch)
+            await asyncio.sleep(0)
+        for batch in batcher.drain():
+            await queue.put(batch)
+        await queue.put(None)
+
+    async def _send(self) -> None:
+        while (batch := await self._queue.get()) is not None:
+            done = await self.deliverer.deliver(batch, priority=self._priority,
+                                                on_retry=self._on_retry)
+            self._sent(done.sent)
+            for result in done.dead:
+                self._dead(result)
+            await self.checkpoint()
+
+    def _sent(self, works: list[Work]) -> None:
+        if not works:
+            return
+        action = works[0].action
+        if all(w.action == action for w in works):  # one action per request, mostly
+            self.ledger.done_all([w.seq for w in works], (action, SENT, ""))
+            return
+        for work in works:
+            self.ledger.done(work.seq, (work.action, SENT, ""))
+
+    def _dead(self, result: Result) -> None:
+        work = result.work
+        category = f"HTTP {result.status}" if result.status else result.reason.partition(":")[0]
+        payload = work.payload
+        if isinstance(payload, Raw):  # packed: dead letters keep the payload as an object
+            payload = self._decode(payload)
+        self.ledger.done(work.seq, (work.action, DEAD, category),
+                         dead_row(work.event, work.action, result.reason, payload,
+                                  result.status, result.response))
+
+    def _on_retry(self, works: list[Work], reason: str) -> None:
+        for action, n in Counter(w.action for w in works).items():
+            self.ledger.count((action, RETRIED, ""), n)
+
+    async def checkpoint(self) -> None:
+        """Persist what the ledger released (one transaction, in a worker thread)."""
+        async with self._save_lock:
+            if not self.ledger.dirty:
+                return
+            cursor, counts, dead, finished = self.ledger.take()
+            try:
+                await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+            except Exception:
+                log.exception("could not save delivery progress; will retry")
+                self.ledger.give_back(cursor, counts, dead, finished)
+                return
+            finally:
+                self._last_save = self._clock()
+            if self._on_saved is not None:
+                self._on_saved(cursor, counts)
+            if dead and self._dead_log is not None:
+                self._dead_log.add(dead)
