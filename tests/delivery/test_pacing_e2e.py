@@ -1,8 +1,9 @@
 """Pacing per 1-second window (#13 item 4), end to end: ``millpond serve`` subprocess, a
-webhook receiver on loopback that records when each request arrived and how many events
-it carried. A vendor with a strict per-second limit counts every window, so the busiest
-window (not the average) must stay within 5% of the limit, also in the first second after
-a start and after a resume, while the average stays at the limit. Slow-marked."""
+webhook receiver on loopback that records when the kernel received each request and how
+many events it carried (:mod:`tests.support.receiver`). A vendor with a strict per-second
+limit counts every window, so the busiest window (not the average) must stay within 5%
+of the limit, also in the first second after a start and after a resume, while the
+average stays at the limit. Slow-marked."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from tests.support.delivery import create_destination, send_batch, track
+from tests.support.receiver import Receiver
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -20,15 +22,20 @@ RATE = 200
 TOLERANCE = 1.05
 
 
-def arrivals(fake, since: float = 0.0) -> list[tuple[float, int]]:
-    """``(arrival time, events carried)`` of every request the receiver answered."""
-    out = []
-    for request in fake.requests:
-        if request.at < since:
-            continue
-        data = request.json()
-        out.append((request.at, len(data) if isinstance(data, list) else 1))
-    return sorted(out)
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def arrivals(receiver: Receiver, since: float = 0.0) -> list[tuple[float, int]]:
+    """``(arrival time, events carried)`` of every request the receiver accepted."""
+    return [(at, len(payloads)) for at, payloads in receiver.accepted() if at >= since]
+
+
+def hook(receiver: Receiver, batch: int) -> dict:
+    return {"url": receiver.url, "batch_size": batch}
 
 
 def busiest_window(sends: list[tuple[float, int]]) -> int:
@@ -56,19 +63,18 @@ def average(sends: list[tuple[float, int]]) -> float:
 
 
 @pytest.mark.parametrize("batch", [1, 100])
-def test_live_destination_busiest_window_within_five_percent(server, vendor, batch):
-    hook = vendor("webhook", batch_size=batch)
+def test_live_destination_busiest_window_within_five_percent(server, receiver, batch):
     source = server.create_source("web")
     with server.admin as admin:
         create_destination(admin, name="paced", type="webhook",
-                           settings=hook.destination_settings(),
+                           settings=hook(receiver, batch),
                            rate_limit={"events_per_second": RATE})
     time.sleep(1.5)  # idle: a bucket that saves a second of budget would burst now
     total = 1600
     send_batch(server.url, source["write_key"],
                [track(f"user{i % 13}", i) for i in range(total)])
-    hook.wait_for(total, timeout=30)
-    sends = arrivals(hook)
+    wait_until(lambda: len(receiver.events()) >= total, timeout=30, what="delivery")
+    sends = arrivals(receiver)
     assert sum(n for _, n in sends) == total
     busiest, first = busiest_window(sends), first_second(sends)
     print(f"\nlive batch {batch}: busiest 1 s window {busiest}, first second {first}, "
@@ -79,32 +85,31 @@ def test_live_destination_busiest_window_within_five_percent(server, vendor, bat
 
 
 def test_replay_busiest_window_within_five_percent_also_after_start_and_resume(
-        server, vendor):
-    hook = vendor("webhook", batch_size=100)
+        server, receiver):
     source = server.create_source("web")
     total = 2000
     send_batch(server.url, source["write_key"],
                [track(f"user{i % 13}", i) for i in range(total)])
     with server.admin as admin:
         create_destination(admin, name="replayed", type="webhook",
-                           settings=hook.destination_settings(),
+                           settings=hook(receiver, 100),
                            rate_limit={"events_per_second": RATE})
         time.sleep(1.5)  # the destination's budget sits idle before the replay starts
         r = admin.post("/api/replays", json={"destination": "replayed"})
         assert r.status_code == 201, r.text
         rid = r.json()["id"]
-        wait_until(lambda: len(hook.received) >= 700, timeout=30, what="replay progress")
+        wait_until(lambda: len(receiver.events()) >= 700, timeout=30, what="replay progress")
         r = admin.post(f"/api/replays/{rid}/pause")
         assert r.status_code == 200 and r.json()["state"] == "paused", r.text
-        before = arrivals(hook)
+        before = arrivals(receiver)
         time.sleep(2.0)  # paused: again, no saving up
         resumed_at = time.time()
         r = admin.post(f"/api/replays/{rid}/resume")
         assert r.status_code == 200, r.text
         wait_until(lambda: admin.get(f"/api/replays/{rid}").json()["state"] == "completed",
                    timeout=60, what="replay to complete")
-    after = arrivals(hook, since=resumed_at)
-    assert len({p["messageId"] for p in hook.received}) == total
+    after = arrivals(receiver, since=resumed_at)
+    assert len({p["messageId"] for p in receiver.events()}) == total
     busiest = max(busiest_window(before), busiest_window(after))
     start, resume = first_second(before), first_second(after)
     print(f"\nreplay: busiest 1 s window {busiest}, first second after start {start}, "

@@ -28,14 +28,18 @@ from millpond.actions import (
     TriggerSyntaxError,
     compile_action,
 )
-from millpond.delivery.rate_limit import MAX_EVENTS_PER_SECOND, MAX_REQUESTS_PER_SECOND
+from millpond.delivery.rate_limit import (
+    MAX_EVENTS_PER_SECOND,
+    MAX_IN_FLIGHT,
+    MAX_REQUESTS_PER_SECOND,
+)
 from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType
 from millpond.errors import BadRequest
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
-RATE_KEYS = ("events_per_second", "requests_per_second")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_in_flight")
 
 
 def destination_type(name: Any) -> type[DestinationType]:
@@ -84,7 +88,8 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
     """The rate limit to store: the type's default for anything left out."""
     default = cls.default_rate_limit
     out = {"events_per_second": default.events_per_second,
-           "requests_per_second": default.requests_per_second}
+           "requests_per_second": default.requests_per_second,
+           "max_in_flight": default.max_in_flight}
     if raw is None:
         return out
     if not isinstance(raw, dict):
@@ -96,6 +101,14 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
                              field=f"rate_limit.{key}")
         if value is None and key == "requests_per_second":
             out[key] = None
+            continue
+        if key == "max_in_flight":
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not 1 <= value <= MAX_IN_FLIGHT:
+                raise BadRequest(f"rate_limit.max_in_flight must be a whole number from 1 to "
+                                 f"{MAX_IN_FLIGHT}; got {value!r}",
+                                 field="rate_limit.max_in_flight")
+            out[key] = value
             continue
         top = MAX_EVENTS_PER_SECOND if key == "events_per_second" else MAX_REQUESTS_PER_SECOND
         if isinstance(value, bool) or not isinstance(value, int | float) \

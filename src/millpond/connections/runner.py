@@ -65,6 +65,13 @@ def delivery_totals(runs: RunStore, dest_id: str) -> Counter:
     return totals
 
 
+def max_in_flight(dest: Destination, rt: Runtime) -> int:
+    """The destination's ``rate_limit.max_in_flight``, else its type's default (a
+    destination saved before the setting existed)."""
+    return int(dest.rate_limit.get("max_in_flight")
+               or type(rt.dtype).default_rate_limit.max_in_flight)
+
+
 def run_cursor(run: Run, dest: Destination) -> int:
     return run.cursor if isinstance(run.cursor, int) else dest.connected_seq
 
@@ -89,7 +96,7 @@ class LiveDestination:
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second"),
                                                burst_events=self.batch_events), policy,
-                                   name=dest.name)
+                                   name=dest.name, max_in_flight=max_in_flight(dest, rt))
         self.evaluator = Evaluator(rt.dtype, rt.actions)
         self.totals: Counter = delivery_totals(runs, dest.id)
         #: The cursor as saved with ``totals``: stats show the two together, consistently.
@@ -127,7 +134,7 @@ class LiveDestination:
         return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
                     Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(cursor), persist, on_saved=self._saved,
-                    dead_log=self._dead_log)
+                    dead_log=self._dead_log, max_in_flight=self.deliverer.gate.capacity)
 
     async def _supervise(self) -> None:
         while True:
@@ -182,7 +189,7 @@ class LiveDestination:
         pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
                     Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
-                    on_saved=self._added,
+                    on_saved=self._added, max_in_flight=self.deliverer.gate.capacity,
                     dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",
                                            {"destination": self.dest.name,
                                             "activity": "redrive"}))

@@ -10,15 +10,19 @@ mechanism for live and replay"); they differ only in what they are given:
   ``(first key, rows)``, row ``i`` keyed ``first + i``: the ledger then tracks that
   increasing key (a replay's scan position) instead of ``seq``, which is not monotonic
   in event time;
-- a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget, one
-  request in flight, retries) and a priority on it;
+- a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget,
+  ``max_in_flight`` request slots, retries) and a priority on it;
 - a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
   dead letters) in one transaction.
 
 Inside, two tasks joined by a small queue: the *reader* decodes events, evaluates the
-actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* delivers
-ready batches one at a time and checkpoints after each. The queue is bounded, so a
-destination that is down stops its own reader (its backlog stays in the log) and
+actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* hands
+ready batches to :class:`~millpond.delivery.inflight.OrderedLanes`, which keeps up to
+twice ``max_in_flight`` of them going at once (the deliverer's slots bound the requests
+actually on the wire) and never lets a batch start before an earlier one of the same
+users (``Work.user``) finished. Each finished batch asks for a checkpoint; while one is
+being written, further asks fold into one more write after it. The queue is bounded, so
+a destination that is down stops its own reader (its backlog stays in the log) and
 nothing else.
 
 For a destination type with ``raw_payloads`` (its requests carry payloads as they are),
@@ -33,6 +37,7 @@ Packed, the decoded event is freed at once and the request body is a splice of b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -45,6 +50,7 @@ from msgspec import Raw
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
+from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.storage.contracts import EventLog
@@ -120,7 +126,7 @@ class Pump:
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  on_saved: Callable[[int, Counter], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
-                 dead_log: DeadLetterLog | None = None):
+                 dead_log: DeadLetterLog | None = None, max_in_flight: int = 1):
         self.source = source
         self.evaluator = evaluator
         self.deliverer = deliverer
@@ -135,6 +141,9 @@ class Pump:
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
         self._save_lock = asyncio.Lock()
+        self._save_again = False
+        #: Batches going at once (waiting for a slot, the rate, or an earlier batch).
+        self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
         dtype = getattr(deliverer, "dtype", None)
@@ -180,8 +189,13 @@ class Pump:
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None)
+                if items:
+                    user = event.get("userId") or event.get("anonymousId") or ""
+                    if type(user) is not str:
+                        user = str(user)
                 for key, work in items:
                     work.seq = pos  # the ledger's key; dead letters read the event's seq
+                    work.user = user
                     if pack is not None:  # see the module docstring
                         work.payload = Raw(pack(work.payload))
                         work.event = {"seq": seq, "messageId": event.get("messageId")}
@@ -193,12 +207,21 @@ class Pump:
         await queue.put(None)
 
     async def _send(self) -> None:
-        while (batch := await self._queue.get()) is not None:
-            done = await self.deliverer.deliver(batch, priority=self._priority,
-                                                on_retry=self._on_retry)
-            self._sent(done.sent)
-            for result in done.dead:
-                self._dead(result)
+        queue = self._queue
+        async with OrderedLanes(self._lanes) as lanes:
+            while (batch := await queue.get()) is not None:
+                await lanes.submit({w.user for w in batch.items},
+                                   functools.partial(self._deliver, batch))
+
+    async def _deliver(self, batch: Batch) -> None:
+        done = await self.deliverer.deliver(batch, priority=self._priority,
+                                            on_retry=self._on_retry)
+        self._sent(done.sent)
+        for result in done.dead:
+            self._dead(result)
+        if self._save_lock.locked():
+            self._save_again = True  # the write under way saves once more after it
+        else:
             await self.checkpoint()
 
     def _sent(self, works: list[Work]) -> None:
@@ -228,18 +251,24 @@ class Pump:
     async def checkpoint(self) -> None:
         """Persist what the ledger released (one transaction, in a worker thread)."""
         async with self._save_lock:
-            if not self.ledger.dirty:
-                return
-            cursor, counts, dead, finished = self.ledger.take()
-            try:
-                await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
-            except Exception:
-                log.exception("could not save delivery progress; will retry")
-                self.ledger.give_back(cursor, counts, dead, finished)
-                return
-            finally:
-                self._last_save = self._clock()
-            if self._on_saved is not None:
-                self._on_saved(cursor, counts)
-            if dead and self._dead_log is not None:
-                self._dead_log.add(dead)
+            self._save_again = True
+            while self._save_again:
+                self._save_again = False
+                await self._save()
+
+    async def _save(self) -> None:
+        if not self.ledger.dirty:
+            return
+        cursor, counts, dead, finished = self.ledger.take()
+        try:
+            await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+        except Exception:
+            log.exception("could not save delivery progress; will retry")
+            self.ledger.give_back(cursor, counts, dead, finished)
+            return
+        finally:
+            self._last_save = self._clock()
+        if self._on_saved is not None:
+            self._on_saved(cursor, counts)
+        if dead and self._dead_log is not None:
+            self._dead_log.add(dead)

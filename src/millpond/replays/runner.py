@@ -35,7 +35,7 @@ from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import SKIPPED, Evaluator, dead_letters
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.pump import Pump
-from millpond.delivery.rate_limit import TokenBucket, batch_size
+from millpond.delivery.rate_limit import RateLimiter, batch_size
 from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.replays.plan import plan_window
 from millpond.storage.contracts import EventIndex, RunStore
@@ -124,22 +124,20 @@ class BackgroundSender:
     def __init__(self, deliverer: Deliverer, rate: float, dest_rate: float):
         self.deliverer = deliverer
         self.dtype = deliverer.dtype
-        self.own = TokenBucket(rate, batch_size(1 << 30, rate)) if rate < dest_rate \
-            else None
+        # its own pace, when slower than the destination's: in line, like the limiter's
+        self.own = RateLimiter(rate, burst_events=batch_size(1 << 30, rate)) \
+            if rate < dest_rate else None
         deliverer.limiter.restart()  # start and resume without a burst
         self.sent: deque[tuple[float, int]] = deque(maxlen=64)
 
     async def deliver(self, batch: Batch, *, priority: int = BACKGROUND, on_retry=None):
         n = len(batch)
         if self.own is not None:
-            wait = self.own.reserve(n)
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self.own.acquire(n)
         limiter = self.deliverer.limiter
-        for bucket in (limiter.events, limiter.requests):
-            # Live first: while the shared budget is in debt, live traffic is using it.
-            while bucket is not None and (left := bucket.available()) < 0:
-                await asyncio.sleep(-left / bucket.rate)
+        # Live first: while the shared budget is in debt, live traffic is using it.
+        while (debt := limiter.debt()) > 0:
+            await asyncio.sleep(debt)
         results = await self.deliverer.deliver(batch, priority=BACKGROUND, on_retry=on_retry)
         self.sent.append((time.monotonic(), n))
         return results
@@ -172,6 +170,7 @@ class ReplayRunner:
                          Batcher(max_events, batching.max_bytes, batching.linger_seconds),
                          Ledger(-1), self._persist, priority=BACKGROUND,
                          queue_size=QUEUED_BATCHES,
+                         max_in_flight=deliverer.gate.capacity,
                          dead_log=DeadLetterLog(
                              f"replay {replay.id} of destination {plan['destination_name']}",
                              {"destination": plan["destination_name"], "activity": "replay",
