@@ -31,12 +31,14 @@ from common import add_quick_option, median, realistic_event  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.connections import config  # noqa: E402
 from millpond.delivery.batcher import Batcher  # noqa: E402
-from millpond.delivery.evaluate import Evaluator, dead_letters  # noqa: E402
+from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger  # noqa: E402
-from millpond.delivery.pump import LogTail, Pump  # noqa: E402
+from millpond.delivery.outcomes import stamp  # noqa: E402
+from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter  # noqa: E402
 from millpond.delivery.retry import RetryPolicy  # noqa: E402
 from millpond.delivery.sender import Deliverer  # noqa: E402
+from millpond.delivery.slices import LogTail  # noqa: E402
 from millpond.delivery.transport import CountingTransport, HttpxTransport  # noqa: E402
 from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
 from millpond.storage.models import Run, RunKind, RunState  # noqa: E402
@@ -104,7 +106,7 @@ def make_pump(storage: Storage, type_name: str, settings: dict, actions, transpo
 
     def persist(cursor, counts, dead, _finished):
         storage.runs.checkpoint(run.id, cursor=cursor, counts=counts,
-                                dead=dead_letters(dead, "bench", run.id))
+                                dead=stamp(dead, "bench", run.id))
 
     return Pump(LogTail(storage.log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
                 Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy()),

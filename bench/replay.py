@@ -43,10 +43,11 @@ from millpond.connections import config  # noqa: E402
 from millpond.delivery.batcher import Batcher  # noqa: E402
 from millpond.delivery.evaluate import Evaluator  # noqa: E402
 from millpond.delivery.ledger import Ledger  # noqa: E402
-from millpond.delivery.pump import LogTail, Pump  # noqa: E402
+from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter  # noqa: E402
 from millpond.delivery.retry import RetryPolicy  # noqa: E402
 from millpond.delivery.sender import Deliverer  # noqa: E402
+from millpond.delivery.slices import LogTail  # noqa: E402
 from millpond.delivery.transport import CountingTransport, Response  # noqa: E402
 from millpond.replays.preview import PreviewJob, run_preview  # noqa: E402
 from millpond.replays.runner import ReplayRunner  # noqa: E402

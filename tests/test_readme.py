@@ -49,7 +49,7 @@ SERVER_PORT, RECEIVER_PORT = 8787, 9000
 #: PID) at the end; a new ``server`` first stops the previous one, as a reader would.
 #: ``follow`` runs until Ctrl-C in the reader's terminal.
 BACKGROUND = {
-    r"^make run\b|/millpond serve\b": "server",
+    r"^make run\b|/millpond serve\b(?!.*--print-config)": "server",
     r"^\.venv/bin/python receiver\.py\b": "service",
     r"/millpond events tail\b.*(--follow|\s-f\b)": "follow",
 }
@@ -233,6 +233,10 @@ CHECKS: dict[str, Check] = {
     r"import status .*--watch": lambda w, s, r: _match(
         r.stdout, r"^import imp_\w+: completed \(people from users\.csv"),
     r"people show user-42": profile_merged,
+    r"serve --config millpond\.toml --print-config": contains(
+        'format = "json"  # env MILLPOND_LOGGING_FORMAT', "[http]\nhead_timeout = 10.0"),
+    r"^MILLPOND_PROT=": lambda w, s, r: _match(
+        r.stderr, r"\Aerror: unknown environment variable MILLPOND_PROT .*MILLPOND_PORT"),
     r"bench/ingest\.py": contains("/v1/batch x100"),
     r"bench/deliver\.py --http": contains("over loopback HTTP"),
     r"bench/import\.py": contains("ratio b/a"),

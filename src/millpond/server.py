@@ -1,8 +1,9 @@
-"""The composition root: one process, embedded stores, collector, admin API and pumps.
+"""Running a millpond server: one process, embedded stores, collector, admin API, pumps.
 
-Everything that needs the data dir is opened here (the stores through
-:func:`millpond.storage.open_storage`) and handed to the parts that use it, so each part
-can be tested with its own temporary stores.
+:func:`serve` takes the data dir's lock and the port first (so a second server or a
+busy port fails before anything is opened), then builds the services
+(:func:`millpond.app.services.build_services`), the ASGI app whose lifespan it owns
+(:func:`millpond.app.asgi.build_asgi`), and runs them under uvicorn until a signal.
 """
 
 from __future__ import annotations
@@ -20,86 +21,15 @@ from pathlib import Path
 import uvicorn
 
 from millpond import datadir, datalock
-from millpond.api.app import build_api
+from millpond.app.asgi import build_asgi
 from millpond.app.config import ServerConfig
 from millpond.app.http import guarded_protocol
-from millpond.backfill.jobs import ImportJobs
-from millpond.collector.app import CollectorApp
-from millpond.collector.public_url import PublicAddress
-from millpond.config import admin_token
-from millpond.connections import metrics as delivery_metrics
-from millpond.connections.service import PumpManager
-from millpond.delivery.retry import RetryPolicy
+from millpond.app.lifecycle import Lifecycle
+from millpond.app.services import Services, build_services
 from millpond.humanize import human_bytes
-from millpond.profiles.follower import ProfileFollower
-from millpond.replays.service import ReplayManager
-from millpond.sources.service import SourceService
-from millpond.storage import open_storage
 from millpond.timeutil import human_duration
 
 log = logging.getLogger("millpond.server")
-
-
-class Millpond:
-    """A millpond server's parts on one data dir; ``asgi`` is what uvicorn serves.
-
-    ``config`` is validated already (:func:`millpond.app.load_config`); each part gets
-    the values it needs from it here, so no other module reads the environment."""
-
-    def __init__(self, config: ServerConfig):
-        self.config = config
-        self.data_dir = Path(config.storage.data_dir)
-        #: How clients reach this server: browser SDK settings and snippets name it.
-        self.public = PublicAddress.from_options(config.public_url, config.trust_proxy)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token, self.token_generated = admin_token(self.data_dir, config.admin_token)
-        self.storage = storage = open_storage(config.storage,
-                                              max_pending=config.log_writer.max_pending,
-                                              max_group=config.log_writer.max_group)
-        self.log = storage.log
-        self.sources = SourceService(storage.sources)
-        self.profiles = storage.profiles
-        self.profile_follower = ProfileFollower(storage.log, storage.profiles)
-        self.imports = ImportJobs(storage.imports, storage.log, self.data_dir)
-        delivery = config.delivery
-        self.pumps = PumpManager(storage.log, storage.destinations, storage.runs,
-                                 timeout=delivery.timeout,
-                                 policy=RetryPolicy(base=delivery.retry_base,
-                                                    cap=delivery.retry_cap))
-        self.replays = ReplayManager(self.pumps, self.sources, storage.runs, storage.index)
-        delivery_metrics.install(self.pumps)
-        self._background: list = []
-        self.api = build_api(self)
-        self.asgi = CollectorApp(storage.log, storage.rejections, self.sources, self.api,
-                                 self.public)
-
-    def extra_routers(self) -> list:
-        """Routers of the layers built on the log (destinations, replays, people, imports)."""
-        from millpond.api import dead_letters, destinations, imports, people, replays
-
-        return [people.router, destinations.router, dead_letters.router, imports.router,
-                replays.router]
-
-    def refresh_metrics(self) -> None:
-        """Gauges computed at scrape time (lag per destination and so on)."""
-
-    async def start(self) -> None:
-        """Start background work (pumps, profile follower) once the event loop runs."""
-        await self.pumps.start()
-        import asyncio
-
-        self._background.append(asyncio.create_task(self.profile_follower.run()))
-
-    async def stop(self) -> None:
-        """Stop background work, then finish in-flight commits and close the stores."""
-        await self.pumps.stop()
-        for task in self._background:
-            task.cancel()
-        self.close()
-
-    def close(self) -> None:
-        self.replays.close()
-        self.storage.close()
 
 
 class StartupError(Exception):
@@ -165,14 +95,14 @@ def serve(config: ServerConfig) -> None:
     # 5 ms switch interval would hold every group commit (and its waiters) hostage to
     # whatever the event loop is parsing.
     sys.setswitchinterval(0.001)
-    mp = Millpond(config)
+    mp = build_services(config)
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
               flush=True)
     url = url_of(sock)
     _log_opened(mp, url)
     limits = config.http
-    served = uvicorn.Config(mp.asgi, loop="uvloop", lifespan="on",
+    served = uvicorn.Config(build_asgi(mp, Lifecycle(mp)), loop="uvloop", lifespan="on",
                             http=guarded_protocol(limits.head_timeout, limits.max_connections),
                             timeout_keep_alive=limits.idle_timeout,
                             log_config=None, log_level=None,
@@ -184,7 +114,7 @@ def serve(config: ServerConfig) -> None:
         lock.release()
 
 
-def _log_opened(mp: Millpond, url: str) -> None:
+def _log_opened(mp: Services, url: str) -> None:
     sizes = mp.storage.sizes()  # per store, named by the backend (log.db, state.db, ...)
     last_seq = mp.log.last_seq()
     stores = ", ".join(f"{name} {human_bytes(n)}" for name, n in sizes.items())
@@ -207,7 +137,7 @@ class _GracefulServer(uvicorn.Server):
     so shutdown waits only for requests whose commits are in flight; and it says when it
     is ready and when it stops."""
 
-    def __init__(self, config: uvicorn.Config, mp: Millpond, *, url: str, began: float):
+    def __init__(self, config: uvicorn.Config, mp: Services, *, url: str, began: float):
         super().__init__(config)
         self.millpond = mp
         self.url = url

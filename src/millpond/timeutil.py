@@ -279,6 +279,12 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def compact_duration(seconds: float) -> str:
+    """``14400`` -> ``4h``; ``5400`` -> ``1h30min``: :func:`human_duration` without spaces,
+    for a duration inside a reason (``gave up after 4h: ...``)."""
+    return human_duration(seconds).replace(" ", "")
+
+
 def human_duration(seconds: float) -> str:
     """``1000`` -> ``16 min 40 s``; ``90061`` -> ``1 d 1 h 1 min 1 s``.
 

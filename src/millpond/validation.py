@@ -40,7 +40,7 @@ MISSING: Any = _Missing()
 MASK = "••••"
 
 #: One step of a path: a field name, a list index, or ``...`` for an unnamed dict key.
-Step = str | int | type(Ellipsis)
+Step = str | int | types.EllipsisType
 
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
@@ -305,7 +305,8 @@ def describe(annotation: Any, *, object_word: str = "an object") -> str:
         none = " or null" if type(None) in args else ""
         return " or ".join(parts) + none
     if origin is Literal:
-        return "one of " + ", ".join(show(a) for a in args) if len(args) > 1 else show(args[0])
+        shown = [show(a) for a in args]
+        return "one of " + ", ".join(shown) if len(shown) > 1 else shown[0]
     if isinstance(base, type) and issubclass(base, msgspec.Struct):
         return object_word
     if origin in (list, tuple, set, frozenset):

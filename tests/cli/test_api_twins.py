@@ -15,10 +15,11 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Route
 
+from millpond.api.app import build_api
 from millpond.app import ServerConfig
+from millpond.app.services import build_services
 from millpond.cli.common import declared_twins, twin_of
 from millpond.cli.main import cli
-from millpond.server import Millpond
 from millpond.storage import StorageConfig
 
 #: Routes of the admin app that are not admin actions, so need no CLI twin.
@@ -51,9 +52,9 @@ def admin_routes(app: FastAPI) -> set[tuple[str, str]]:
 def api_routes(tmp_path_factory) -> set[tuple[str, str]]:
     """Every route of the admin app a server on an empty data dir builds."""
     data_dir = tmp_path_factory.mktemp("twins") / "data"
-    mp = Millpond(ServerConfig(storage=StorageConfig(data_dir=str(data_dir))))
+    mp = build_services(ServerConfig(storage=StorageConfig(data_dir=str(data_dir))))
     try:
-        return admin_routes(mp.api)
+        return admin_routes(build_api(mp))
     finally:
         mp.close()
 

@@ -15,7 +15,8 @@ import pytest
 
 from millpond import metrics
 from millpond.app import ServerConfig
-from millpond.server import Millpond
+from millpond.app.asgi import build_asgi
+from millpond.app.services import Services, build_services
 from millpond.storage import StorageConfig
 
 TOKEN = "internal-errors-token"
@@ -31,15 +32,15 @@ def _count(component: str) -> float:
 
 @pytest.fixture
 def mp(tmp_path):
-    server = Millpond(ServerConfig(storage=StorageConfig(data_dir=str(tmp_path / "data")),
-                                   admin_token=TOKEN))
+    server = build_services(ServerConfig(
+        storage=StorageConfig(data_dir=str(tmp_path / "data")), admin_token=TOKEN))
     yield server
     server.close()
 
 
-def _request(mp: Millpond, method: str, path: str, **kwargs) -> httpx.Response:
+def _request(mp: Services, method: str, path: str, **kwargs) -> httpx.Response:
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=mp.asgi)
+        transport = httpx.ASGITransport(app=build_asgi(mp))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             return await client.request(method, path, **kwargs)
     return asyncio.run(go())

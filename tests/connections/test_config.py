@@ -63,11 +63,14 @@ def test_duplicate_action_names_are_refused():
 
 def test_rate_limits_default_to_the_type_and_must_be_sane():
     assert config.rate_limit(None, MIXPANEL) == {"events_per_second": 30000.0,
-                                                 "requests_per_second": None}
-    assert config.rate_limit({"requests_per_second": 5}, WEBHOOK) == {
-        "events_per_second": 100.0, "requests_per_second": 5.0}
+                                                 "requests_per_second": None,
+                                                 "max_in_flight": 16}
+    assert config.rate_limit({"requests_per_second": 5, "max_in_flight": 3}, WEBHOOK) == {
+        "events_per_second": 100.0, "requests_per_second": 5.0, "max_in_flight": 3}
     for bad in ({"events_per_second": 0}, {"events_per_second": True},
-                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1}):
+                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1},
+                {"max_in_flight": 0}, {"max_in_flight": 2.5}, {"max_in_flight": 10_000},
+                {"max_in_flight": True}):
         assert field_of(config.rate_limit, bad, WEBHOOK).startswith("rate_limit.")
 
 
@@ -109,3 +112,17 @@ def test_tester_reports_disabled_and_unmatched_actions():
     assert (result["outcome"], result["reason"]) == ("skipped", "no action handles page")
     assert [(a["action"], a["enabled"], a["matched"]) for a in result["actions"]] == [
         ("on", True, False), ("off", False, True)]
+
+
+def test_retry_limits_are_per_destination_with_defaults():
+    """#13 items 5 and 11: how long a Retry-After is honoured and how long a destination
+    may fail before it gives up are settings of each destination."""
+    got = config.rate_limit({"max_retry_after": 60, "max_retry_age": "30m"}, WEBHOOK)
+    assert (got["max_retry_after"], got["max_retry_age"]) == (60.0, 1800.0)
+    assert (config.max_retry_after(got), config.max_retry_age(got)) == (60.0, 1800.0)
+    defaults = config.rate_limit(None, WEBHOOK)
+    assert (config.max_retry_after(defaults), config.max_retry_age(defaults)) == (300.0, 14400.0)
+    assert "max_retry_age" not in config.rate_limit({**got, "max_retry_age": None}, WEBHOOK)
+    for bad in ({"max_retry_after": 0}, {"max_retry_after": "5m"}, {"max_retry_age": "10s"},
+                {"max_retry_age": "soon"}, {"max_retry_age": True}):
+        assert field_of(config.rate_limit, bad, WEBHOOK) == f"rate_limit.{next(iter(bad))}"

@@ -71,9 +71,12 @@ def test_live_and_redrive_runs_and_the_stats_that_add_them_up(storage):
     assert (first["sent"], first["dead_lettered"], first["dead_letters_waiting"]) == (2, 1, 1)
     assert live.counts == {("Send event", "dead_lettered", "HTTP 400"): 1,
                            ("Send event", "sent", ""): 2}
-    assert redrive.counts == {("Send event", "sent", ""): 1}
+    # The redriven event is counted once, in its final outcome: the redrive moves it from
+    # dead_lettered to sent (#13 item 13), the live run keeps what it saw.
+    assert redrive.counts == {("Send event", "sent", ""): 1,
+                              ("Send event", "dead_lettered", "HTTP 400"): -1}
     assert (disabled["state"], disabled["sent"], disabled["dead_lettered"]) == (
-        "disabled", 3, 1)
+        "disabled", 3, 0)
     assert disabled["dead_letters_waiting"] == 0 and disabled["cursor"] == live.cursor
     [letter, *_] = runs.dead_letters(dest.id, state=None)
     assert letter.run_id == live.id and letter.state == "redriven"
@@ -96,3 +99,47 @@ def test_deleting_a_destination_cancels_its_runs_and_keeps_them(storage):
     dest = asyncio.run(scenario())
     [live] = storage.runs.list(dest.id)
     assert live.state == RunState.CANCELLED and live.error == "destination deleted"
+
+
+class Outage:
+    """A vendor that answers 503 until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.sent = 0
+
+    async def send(self, request):
+        self.sent += 1
+        return Response(200, {}, b"ok") if self.up else Response(503, {}, b"down")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_retries_are_counted_while_they_happen(storage):
+    """#13 item 5: ``retried`` stayed 0 until the vendor recovered."""
+    vendor = Outage()
+    pumps = PumpManager(storage.log, storage.destinations, storage.runs, transport=vendor,
+                        policy=RetryPolicy(base=0.05, cap=0.05))
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        await pumps.start()
+        try:
+            dest = await pumps.create(HOOK)
+            storage.log.submit([new_event(1)]).result()
+            await until(lambda: vendor.sent >= 4)
+            await asyncio.sleep(0.2)
+            during = await pumps.stats(dest)
+            [live] = storage.runs.list(dest.id, kinds=[RunKind.LIVE])
+            vendor.up = True
+            await until(lambda: storage.runs.get(live.id).counts.get(
+                ("Send event", "sent", "")) == 1)
+            return during, storage.runs.get(live.id).counts, await pumps.stats(dest)
+        finally:
+            await pumps.stop()
+
+    during, counts, after = asyncio.run(scenario())
+    assert during["state"] == "retrying" and during["sent"] == 0
+    assert during["retried"] >= 3 and during["actions"]["Send event"]["retried"] >= 3
+    assert counts[("Send event", "retried", "")] >= during["retried"]
+    assert after["sent"] == 1 and after["retried"] == counts[("Send event", "retried", "")]

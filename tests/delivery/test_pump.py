@@ -9,12 +9,14 @@ import msgspec
 import pytest
 
 from millpond.delivery.batcher import Batcher
-from millpond.delivery.evaluate import Evaluator, dead_letters
+from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.pump import LogTail, Pump
+from millpond.delivery.outcomes import stamp
+from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter
 from millpond.delivery.retry import RetryPolicy
 from millpond.delivery.sender import Deliverer
+from millpond.delivery.slices import LogTail
 from millpond.delivery.transport import Response
 from millpond.destinations.base import Item
 from millpond.storage import StorageConfig, open_storage
@@ -49,7 +51,7 @@ class Progress:
 
     def checkpoint(self, run_id: str, *, cursor, counts, dead):
         self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
-                             dead=dead_letters(dead, "d", run_id))
+                             dead=stamp(dead, "d", run_id))
 
 
 @pytest.fixture(params=["sqlite", "memory"])

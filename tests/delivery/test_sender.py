@@ -129,3 +129,50 @@ def test_a_request_that_cannot_be_built_dead_letters_instead_of_stopping_the_pum
     done = run(d.deliver(batch(1)))
     assert done.sent == [] and done.dead[0].outcome == "dead"
     assert "KeyError" in done.dead[0].reason
+
+
+def test_a_long_retry_after_is_capped_and_retry_now_ends_the_wait():
+    """#13 item 11: ``Retry-After: 3600`` parked a destination for 600 s even after the
+    vendor recovered. The wait is capped (300 s by default) and the owner can end it."""
+    transport = ScriptedTransport(Response(429, {"Retry-After": "3600"}, b"slow down"))
+    d = Deliverer(ScriptType(), transport, RateLimiter(1e5), RetryPolicy(rng=lambda: 0.0))
+
+    async def scenario() -> float:
+        task = asyncio.create_task(d.deliver(batch(1)))
+        while not d.state.retrying:
+            await asyncio.sleep(0.01)
+        wait = d.state.next_attempt_at - d.state.last_error_at
+        assert not task.done()
+        started = asyncio.get_running_loop().time()
+        assert d.retry_now() is True
+        done = await asyncio.wait_for(task, 5)
+        assert [w.seq for w in done.sent] == [1]
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert d.retry_now() is False  # nothing waits any more
+        return wait
+
+    assert run(scenario()) == 300.0
+    assert len(transport.sent) == 2 and d.state.retried_now == 1
+
+
+def test_failing_longer_than_max_retry_age_dead_letters_until_a_success(caplog):
+    """#13 item 5: an unreachable vendor was retried forever, saying only ``retrying``."""
+    now = [0.0]
+
+    async def sleep(d: float) -> None:
+        now[0] += d
+
+    transport = ScriptedTransport(*[Response(503, {}, b"down")] * 6)
+    d = Deliverer(ScriptType(), transport, RateLimiter(1e5),
+                  RetryPolicy(base=3600, cap=3600, rng=lambda: 1.0), sleep=sleep,
+                  clock=lambda: now[0], name="mp")
+    first = run(d.deliver(batch(1, 2)))
+    assert first.sent == [] and [r.work.seq for r in first.dead] == [1, 2]
+    assert first.dead[0].reason == "gave up after 4h: HTTP 503: down"
+    assert first.dead[0].status == 503 and d.state.failing and len(transport.sent) == 5
+    again = run(d.deliver(batch(3)))  # still failing: one attempt, then a dead letter
+    assert [r.work.seq for r in again.dead] == [3] and len(transport.sent) == 6
+    assert "is failing" in caplog.text and caplog.text.count("is failing") == 1
+    recovered = run(d.deliver(batch(4)))  # the vendor is back (the script answers 200)
+    assert [w.seq for w in recovered.sent] == [4] and recovered.dead == []
+    assert not d.state.failing and not d.state.retrying

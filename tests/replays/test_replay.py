@@ -13,10 +13,10 @@ import pytest
 from millpond.collector.validation import normalize
 from millpond.connections.service import PumpManager
 from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.slices import WindowSlice
 from millpond.destinations.base import DestinationType
 from millpond.errors import BadRequest, Conflict
-from millpond.replays.plan import plan
-from millpond.replays.runner import WindowSource
+from millpond.replays.plan import plan, plan_window
 from millpond.replays.service import ReplayManager
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
@@ -294,21 +294,102 @@ def test_window_source_cursor_is_last_finished_ts_seq(tmp_path, backend):
              "all_sources": True}
 
         async def chunks(after, chunk, n):
-            source = WindowSource(storage.index, p, after, chunk=chunk)
+            source = WindowSlice(storage.index, plan_window(p), after, chunk=chunk)
             got = [await source.next_chunk(0) for _ in range(n)]
             await source.aclose()
             return source, got
 
-        src, [(first, rows), (second, more)] = asyncio.run(chunks(None, 2, 2))
-        assert (first, [e.seq for e in rows]) == (0, [5, 4])
-        assert (second, [e.seq for e in more]) == (2, [3, 2])
+        src, [(keys, rows), (more_keys, more)] = asyncio.run(chunks(None, 2, 2))
+        assert (list(keys), [e.seq for e in rows]) == ([0, 1], [5, 4])
+        assert (list(more_keys), [e.seq for e in more]) == ([2, 3], [3, 2])
         assert src.cursor_at(-1) is None
         cursor = src.cursor_at(0)
         assert cursor == WindowCursor(BASE + 1, 5)
         assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)
         assert src.cursor_at(2) == WindowCursor(BASE + 3, 3)  # asked again after a failure
         assert src.cursor_at(3) == WindowCursor(BASE + 4, 2)
-        _, [(first, rows)] = asyncio.run(chunks(cursor, 10, 1))
-        assert (first, [e.seq for e in rows]) == (0, [4, 3, 2, 1])
+        _, [(keys, rows)] = asyncio.run(chunks(cursor, 10, 1))
+        assert (list(keys), [e.seq for e in rows]) == ([0, 1, 2, 3], [4, 3, 2, 1])
     finally:
         storage.close()
+
+
+@in_loop
+async def test_a_replay_of_a_disabled_destination_is_paused_with_the_reason_until_enabled(
+        world):
+    log, sources, pumps, replays, transport = world
+    web = sources.create("web")
+    log.append_sync([ev(web.id, i, BASE + i) for i in range(40)])
+    await pumps.create({"name": "hook", "type": "webhook",
+                        "settings": {"url": "http://vendor.invalid/"},
+                        "rate_limit": {"events_per_second": 40}})
+    answer = await replays.create({"destination": "hook"})
+    await asyncio.sleep(0.3)
+    await pumps.set_enabled("hook", False)
+    paused = replays.get(answer["id"])
+    assert paused["state"] == "paused"
+    assert "destination hook is disabled" in paused["reason"]
+    n = len(transport.sent)
+    await asyncio.sleep(0.3)
+    assert len(transport.sent) == n
+    with pytest.raises(Conflict, match="disabled"):
+        await replays.resume(answer["id"])
+    await pumps.set_enabled("hook", True)
+    done = await wait_state(replays, answer["id"], timeout=20)
+    assert done["reason"] is None and done["progress"]["sent"] == 40
+    assert set(sent_ids(transport)) == {f"m{i}" for i in range(40)}
+
+
+@in_loop
+async def test_a_paused_replay_stays_paused_when_its_destination_is_enabled_again(world):
+    log, sources, pumps, replays, _ = world
+    web = sources.create("web")
+    log.append_sync([ev(web.id, i, BASE + i) for i in range(40)])
+    await pumps.create({"name": "hook", "type": "webhook",
+                        "settings": {"url": "http://vendor.invalid/"},
+                        "rate_limit": {"events_per_second": 40}})
+    answer = await replays.create({"destination": "hook"})
+    await replays.pause(answer["id"])
+    await pumps.set_enabled("hook", False)
+    await pumps.set_enabled("hook", True)
+    got = replays.get(answer["id"])
+    assert got["state"] == "paused" and got["reason"] is None
+
+
+@in_loop
+async def test_deleting_a_destination_keeps_its_replay_history(world):
+    log, sources, pumps, replays, _ = world
+    web = sources.create("web")
+    log.append_sync([ev(web.id, i, BASE + i) for i in range(40)])
+    await pumps.create({"name": "hook", "type": "webhook",
+                        "settings": {"url": "http://vendor.invalid/"},
+                        "rate_limit": {"events_per_second": 1000}})
+    done = await wait_state(replays, (await replays.create({"destination": "hook"}))["id"])
+    slow = await replays.create({"destination": "hook", "rate": 1})
+    await pumps.delete("hook")
+    old, cut = replays.get(done["id"]), replays.get(slow["id"])
+    assert old["state"] == "completed" and old["progress"]["sent"] == 40
+    assert old["destination_deleted"] is True and old["destination_name"] == "hook"
+    assert cut["state"] == "cancelled" and cut["reason"] == "destination deleted"
+    assert {r["id"] for r in replays.list()} >= {done["id"], slow["id"]}
+
+
+@in_loop
+async def test_the_default_window_shows_its_real_bounds(world):
+    log, sources, pumps, replays, _ = world
+    web = sources.create("web")
+    log.append_sync([ev(web.id, i, BASE + (5 - i) * HOUR) for i in range(5)])
+    dest = await pumps.create({"name": "hook", "type": "webhook",
+                               "settings": {"url": "http://vendor.invalid/"},
+                               "rate_limit": {"events_per_second": 1000}})
+    connected = format_ms(int(dest.connected_at * 1000))
+    preview = await replays.create({"destination": "hook", "dry_run": True})
+    assert preview["window"]["from"] == format_ms(BASE + HOUR)  # the oldest event time
+    assert preview["window"]["to"] == connected
+    started = await replays.create({"destination": "hook"})
+    assert (started["window"]["from"], started["window"]["to"]) == (format_ms(BASE + HOUR),
+                                                                     connected)
+    await wait_state(replays, started["id"])
+    live = await replays.create({"destination": "hook", "include_live": True,
+                                 "from": format_ms(BASE), "dry_run": True})
+    assert (live["window"]["from"], live["window"]["to"]) == (format_ms(BASE), None)

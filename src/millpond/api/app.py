@@ -1,47 +1,51 @@
-"""Builds the admin API application and wires every router."""
+"""Builds the admin API application over a server's services and wires every router.
+
+It starts nothing: the server owns the lifespan (:mod:`millpond.app.asgi`)."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
-from millpond.api import errors, events, sources
+from millpond.api import (
+    dead_letters,
+    destinations,
+    errors,
+    events,
+    imports,
+    people,
+    replays,
+    sources,
+)
 from millpond.connections import metrics as delivery_metrics
 
 if TYPE_CHECKING:
-    from millpond.server import Millpond
+    from millpond.app.services import Services
+
+ROUTERS = (sources.router, events.router, people.router, destinations.router,
+           dead_letters.router, imports.router, replays.router)
 
 
-def build_api(mp: Millpond) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        await mp.start()
-        try:
-            yield
-        finally:
-            await mp.stop()
-
-    app = FastAPI(title="millpond admin API", version="0.1.0", lifespan=lifespan,
+def build_api(services: Services) -> FastAPI:
+    app = FastAPI(title="millpond admin API", version="0.1.0",
                   openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
-    app.state.millpond = mp
+    app.state.services = services
     errors.install(app)
-    for router in (sources.router, events.router, *mp.extra_routers()):
+    for router in ROUTERS:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
-        metrics.LOG_LAST_SEQ.set(mp.log.last_seq())
+        metrics.LOG_LAST_SEQ.set(services.log.last_seq())
         await delivery_metrics.refresh()
-        mp.refresh_metrics()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
-    def health() -> dict:
-        return {"ok": True, "last_seq": mp.log.last_seq()}
+    def health() -> dict[str, Any]:
+        return {"ok": True, "last_seq": services.log.last_seq()}
 
     return app

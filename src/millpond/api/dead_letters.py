@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.connections.present import dead_letter_dict
 from millpond.errors import BadRequest
 from millpond.storage.models import DeadLetterState
@@ -28,7 +29,7 @@ def list_dead_letters(ref: str,
                       cursor: int = Query(default=0, ge=0,
                                           description="next_cursor of the previous page"),
                       limit: int = Query(default=100, ge=1, le=1000),
-                      mp=Depends(server)) -> dict:
+                      mp: Services = Depends(services)) -> dict:
     if state != "all" and state not in STATES:
         raise BadRequest(f"state must be one of {', '.join(STATES)} or all; got {state!r}",
                          field="state")
@@ -41,13 +42,13 @@ def list_dead_letters(ref: str,
 
 
 @router.get("/dead-letters/{dead_letter_id}")
-def show_dead_letter(dead_letter_id: int, mp=Depends(server)) -> dict:
+def show_dead_letter(dead_letter_id: int, mp: Services = Depends(services)) -> dict:
     return dead_letter_dict(mp.pumps.runs.dead_letter(dead_letter_id))
 
 
 @router.post("/destinations/{ref}/dead-letters/redrive", status_code=202)
 async def redrive(ref: str, body: Any = Body(default=None, examples=[{"ids": [1, 2]}]),
-                  mp=Depends(server)) -> dict:
+                  mp: Services = Depends(services)) -> dict:
     """Redrive every dead letter of the destination (empty body) or ``{"ids": [...]}``.
     Answers at once; delivery runs in the background behind live traffic."""
     ids = None

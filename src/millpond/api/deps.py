@@ -1,16 +1,13 @@
-"""Dependencies shared by every admin-API router: the admin token and the server object."""
+"""Dependencies shared by every admin-API router: the admin token and the services."""
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from millpond.app.services import Services
 from millpond.errors import Unauthorized
-
-if TYPE_CHECKING:
-    from millpond.server import Millpond
 
 
 def require_admin(request: Request) -> None:
@@ -19,10 +16,11 @@ def require_admin(request: Request) -> None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("admin API needs 'Authorization: Bearer <admin token>'")
-    expected = request.app.state.millpond.admin_token
+    expected = services(request).admin_token
     if not secrets.compare_digest(token.strip().encode(), expected.encode()):
         raise Unauthorized("invalid admin token")
 
 
-def server(request: Request) -> Millpond:
-    return request.app.state.millpond
+def services(request: Request) -> Services:
+    """The server's :class:`~millpond.app.services.Services` (set by ``build_api``)."""
+    return request.app.state.services

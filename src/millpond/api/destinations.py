@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.connections import config
 from millpond.connections.lookup import event_at, find_event
 from millpond.connections.present import destination_dict
@@ -43,13 +44,13 @@ def destination_types() -> dict:
 
 
 @router.get("/destinations")
-async def list_destinations(mp=Depends(server)) -> dict:
+async def list_destinations(mp: Services = Depends(services)) -> dict:
     return {"destinations": [await _full(mp, d) for d in mp.pumps.destinations.list()]}
 
 
 @router.post("/destinations", status_code=201)
 async def create_destination(body: Any = Body(..., examples=[_EXAMPLE]),
-                             mp=Depends(server)) -> dict:
+                             mp: Services = Depends(services)) -> dict:
     """Create a destination; leaving out ``actions`` gives the type's presets. Its live
     pump starts at the log's current tail (``connected_seq``)."""
     dest = await mp.pumps.create(_object(body, "a destination"))
@@ -57,18 +58,19 @@ async def create_destination(body: Any = Body(..., examples=[_EXAMPLE]),
 
 
 @router.get("/destinations/{ref}")
-async def show_destination(ref: str, mp=Depends(server)) -> dict:
+async def show_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, mp.pumps.destinations.get(ref))
 
 
 @router.get("/destinations/{ref}/stats")
-async def destination_stats(ref: str, mp=Depends(server)) -> dict:
+async def destination_stats(ref: str, mp: Services = Depends(services)) -> dict:
     dest = mp.pumps.destinations.get(ref)
     return {"id": dest.id, "name": dest.name, "stats": await mp.pumps.stats(dest)}
 
 
 @router.patch("/destinations/{ref}")
-async def update_destination(ref: str, body: Any = Body(...), mp=Depends(server)) -> dict:
+async def update_destination(ref: str, body: Any = Body(...),
+                             mp: Services = Depends(services)) -> dict:
     """Change name, settings (masked values sent back keep the stored secret),
     rate_limit, actions (``null``: back to the presets) or enabled."""
     dest = await mp.pumps.update(ref, _object(body, "a destination update"))
@@ -76,23 +78,31 @@ async def update_destination(ref: str, body: Any = Body(...), mp=Depends(server)
 
 
 @router.delete("/destinations/{ref}")
-async def delete_destination(ref: str, mp=Depends(server)) -> dict:
+async def delete_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": destination_dict(await mp.pumps.delete(ref))}
 
 
 @router.post("/destinations/{ref}/enable")
-async def enable_destination(ref: str, mp=Depends(server)) -> dict:
+async def enable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, True))
 
 
 @router.post("/destinations/{ref}/disable")
-async def disable_destination(ref: str, mp=Depends(server)) -> dict:
+async def disable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, False))
+
+
+@router.post("/destinations/{ref}/retry-now")
+async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> dict:
+    """Try the destination's waiting request again at once, instead of after the vendor's
+    ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
+    the destination is disabled."""
+    return await mp.pumps.retry_now(ref)
 
 
 @router.post("/destinations/{ref}/test")
 async def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
-                     mp=Depends(server)) -> dict:
+                     mp: Services = Depends(services)) -> dict:
     """Run one event through the destination's actions without sending: body
     ``{"event": {...}}``, ``{"message_id": "..."}`` or ``{"seq": N}``."""
     body = _object(body, "the test body")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.errors import BadRequest
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
@@ -40,7 +41,7 @@ async def list_events(
     order: str = Query(default="asc", pattern="^(asc|desc)$"),
     limit: int = Query(default=100, ge=1, le=1000),
     wait: float = Query(default=0, ge=0, le=60, description="long-poll seconds when empty"),
-    mp=Depends(server),
+    mp: Services = Depends(services),
 ) -> Response:
     source_ids = [mp.sources.get(s).id for s in source] if source else None
     after = _cursor(cursor)
@@ -72,7 +73,8 @@ async def list_events(
 
 @router.get("/rejections")
 def list_rejections(source: str | None = None, cursor: str | None = None,
-                    limit: int = Query(default=100, ge=1, le=1000), mp=Depends(server)) -> dict:
+                    limit: int = Query(default=100, ge=1, le=1000),
+                    mp: Services = Depends(services)) -> dict:
     source_id = mp.sources.get(source).id if source else None
     rows = mp.storage.rejections.list(source_id, _cursor(cursor) or 0, limit)
     out = [{"id": r.id, "source_id": r.source_id, "received_ms": r.received_ms,

@@ -11,7 +11,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.errors import BadRequest, TooLarge
 
@@ -34,7 +35,7 @@ async def create_import(
     empty: Literal["skip", "clear"] = "skip",
     format: Literal["csv", "jsonl"] | None = None,
     wait: bool = Query(default=False, description="answer only when the import has finished"),
-    mp=Depends(server),
+    mp: Services = Depends(services),
 ) -> dict:
     src = mp.sources.get(source)
     jobs = mp.imports
@@ -66,10 +67,10 @@ async def create_import(
 
 
 @router.get("")
-def list_imports(mp=Depends(server)) -> dict:
+def list_imports(mp: Services = Depends(services)) -> dict:
     return {"imports": mp.imports.list()}
 
 
 @router.get("/{job_id}")
-def show_import(job_id: str, mp=Depends(server)) -> dict:
+def show_import(job_id: str, mp: Services = Depends(services)) -> dict:
     return mp.imports.get(job_id)

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 
 router = APIRouter(prefix="/api", tags=["replays"], dependencies=[Depends(require_admin)])
 
@@ -20,7 +21,8 @@ _EXAMPLE = {"destination": "Amplitude", "sources": ["web"], "from": "2024-01-01T
 
 
 @router.post("/replays")
-async def create_replay(body: Any = Body(..., examples=[_EXAMPLE]), mp=Depends(server)) -> Any:
+async def create_replay(body: Any = Body(..., examples=[_EXAMPLE]),
+                        mp: Services = Depends(services)) -> Any:
     """Start a replay (201), or with ``"dry_run": true`` preview it without sending (200).
 
     ``to`` defaults to when the destination was connected and only events that arrived
@@ -31,25 +33,25 @@ async def create_replay(body: Any = Body(..., examples=[_EXAMPLE]), mp=Depends(s
 
 
 @router.get("/replays")
-def list_replays(destination: str | None = Query(None), mp=Depends(server)) -> dict:
+def list_replays(destination: str | None = Query(None), mp: Services = Depends(services)) -> dict:
     return {"replays": mp.replays.list(destination)}
 
 
 @router.get("/replays/{replay_id}")
-def show_replay(replay_id: str, mp=Depends(server)) -> dict:
+def show_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return mp.replays.get(replay_id)
 
 
 @router.post("/replays/{replay_id}/pause")
-async def pause_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def pause_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.pause(replay_id)
 
 
 @router.post("/replays/{replay_id}/resume")
-async def resume_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def resume_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.resume(replay_id)
 
 
 @router.post("/replays/{replay_id}/cancel")
-async def cancel_replay(replay_id: str, mp=Depends(server)) -> dict:
+async def cancel_replay(replay_id: str, mp: Services = Depends(services)) -> dict:
     return await mp.replays.cancel(replay_id)

@@ -7,7 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from millpond.api.deps import require_admin, server
+from millpond.api.deps import require_admin, services
+from millpond.app.services import Services
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 
@@ -35,23 +36,23 @@ class SourceUpdate(BaseModel):
 
 
 @router.post("", status_code=201)
-def create_source(body: SourceCreate, mp=Depends(server)) -> dict:
+def create_source(body: SourceCreate, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.create(body.name, body.kind, body.replayable,
                                          body.allowed_origins, body.enabled))
 
 
 @router.get("")
-def list_sources(mp=Depends(server)) -> dict:
+def list_sources(mp: Services = Depends(services)) -> dict:
     return {"sources": [source_dict(s) for s in mp.sources.list()]}
 
 
 @router.get("/{ref}")
-def show_source(ref: str, mp=Depends(server)) -> dict:
+def show_source(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.get(ref))
 
 
 @router.patch("/{ref}")
-def update_source(ref: str, body: SourceUpdate, mp=Depends(server)) -> dict:
+def update_source(ref: str, body: SourceUpdate, mp: Services = Depends(services)) -> dict:
     """Change the fields given; ``"allowed_origins": null`` accepts any origin again."""
     extra = {"allowed_origins": body.allowed_origins} \
         if "allowed_origins" in body.model_fields_set else {}
@@ -60,12 +61,12 @@ def update_source(ref: str, body: SourceUpdate, mp=Depends(server)) -> dict:
 
 
 @router.post("/{ref}/rotate-key")
-def rotate_key(ref: str, mp=Depends(server)) -> dict:
+def rotate_key(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.rotate_key(ref))
 
 
 @router.delete("/{ref}")
-def delete_source(ref: str, mp=Depends(server)) -> dict:
+def delete_source(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": source_dict(mp.sources.delete(ref))}
 
 
@@ -75,7 +76,7 @@ def source_snippet(ref: str, request: Request,
                        description="which browser SDK the page uses"),
                    form: Literal["snippet", "npm"] = Query(
                        default="snippet", description="a script tag, or code for a bundler"),
-                   mp=Depends(server)) -> dict:
+                   mp: Services = Depends(services)) -> dict:
     """The code to paste into a page so it sends this source's events to this server,
     with the server's public address (``--public-url``, else this request's host) and
     the write key filled in."""

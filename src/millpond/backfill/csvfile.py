@@ -110,7 +110,7 @@ class CsvInput:
     def __init__(self, path: Path, delimiter: str | None = None):
         self.path = path
         self.total_bytes = path.stat().st_size
-        self._raw = path.open("rb", buffering=1024 * 1024)
+        self._raw = io.BufferedReader(io.FileIO(path, "r"), buffer_size=1024 * 1024)
         try:
             sample = self._raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
             decoder = codecs.getincrementaldecoder("utf-8-sig")()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import msgspec
 
@@ -49,7 +49,7 @@ _MAX_ID = 1024
 _MAX_BODY = MAX_MESSAGE_BYTES + 512
 
 
-def _canonical_time(stamp: Any) -> bool:
+def _canonical_time(stamp: Any) -> TypeGuard[str]:
     """True for ``YYYY-MM-DDTHH:MM:SS.000Z`` with a year from 1000 on.
 
     For those (once ``fromisoformat`` accepts them), ``format_ms(parse_iso_ms(s)) == s``:
@@ -138,8 +138,8 @@ def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str
                         json = _encode(event) if encoded is None else encoded[index]
                         body = json[:-1] + end
                         if len(body) <= max_body:
-                            prepared = NewEvent(source_id, kind, message_id, name, user_id,
-                                                None, ts_ms, received_ms, body)
+                            prepared = NewEvent(source_id, cast(str, kind), message_id, name,
+                                                user_id, None, ts_ms, received_ms, body)
         if prepared is None:
             try:
                 prepared = normalize(event, source_id=source_id, received_ms=received_ms,

@@ -112,13 +112,10 @@ class _ErrorReport:
         self._writer: Any = None
 
     def write(self, error: RowError) -> None:
-        if self._writer is None:
-            self._open()
-        self._writer.writerow(
-            [error.row, error.line or "", error.column, error.code, error.reason]
-        )
+        writer = self._writer if self._writer is not None else self._open()
+        writer.writerow([error.row, error.line or "", error.column, error.code, error.reason])
 
-    def _open(self) -> None:
+    def _open(self) -> Any:
         if self._keep and self.path.exists():
             handle = self.path.open("r+", encoding="utf-8", newline="")
             handle.truncate(self._keep)
@@ -128,6 +125,7 @@ class _ErrorReport:
             handle = self.path.open("w", encoding="utf-8", newline="")
             self._handle, self._writer = handle, csv.writer(handle)
             self._writer.writerow(_REPORT_HEADER)
+        return self._writer
 
     def size(self) -> int:
         if self._handle is None:

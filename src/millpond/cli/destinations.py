@@ -84,12 +84,15 @@ def _actions(path: str | None) -> list | None:
     return data
 
 
-def _rate(rate: float | None, requests: float | None) -> dict | None:
+def _rate(rate: float | None, requests: float | None,
+          max_retry_after: float | None = None) -> dict | None:
     out = {}
     if rate is not None:
         out["events_per_second"] = rate
     if requests is not None:
         out["requests_per_second"] = requests
+    if max_retry_after is not None:
+        out["max_retry_after"] = max_retry_after
     return out or None
 
 
@@ -120,6 +123,10 @@ def _print_stats(stats: dict) -> None:
                   f"dead letters waiting: {stats['dead_letters_waiting']}", highlight=False)
     if stats.get("last_error"):
         console.print(f"last error: {stats['last_error']}", highlight=False, markup=False)
+    if stats.get("retry_now"):
+        console.print(f"next attempt in {stats.get('next_attempt_in') or 0:.0f}s (vendor waits "
+                      f"are capped at {stats.get('max_retry_after', 300):g}s); to try now: "
+                      "millpond destinations retry-now <name>", highlight=False, markup=False)
     rows = [{"action": name, "sent": a["sent"], "dead_lettered": a["dead_lettered"],
              "retried": a["retried"],
              "skipped": ", ".join(f"{r}: {n}" for r, n in a["skipped"].items())}
@@ -233,13 +240,17 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--settings-json", default=None, help="Settings to change, as a JSON object.")
 @click.option("--rate", type=float, default=None, help="Events per second.")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
+@click.option("--max-retry-after", type=float, default=None,
+              help="Longest vendor Retry-After honoured, in seconds (default 300).")
+@click.option("--max-retry-age", default=None, metavar="DURATION",
+              help='Give up (dead-letter) after failing this long, e.g. "4h" (the default).')
 @click.option("--actions-file", type=click.Path(dir_okay=False), default=None,
               help="Replace the actions with this JSON list.")
 @click.option("--preset-actions", is_flag=True, help="Go back to the type's preset actions.")
 @json_option
 @api_command
-def update(ref, name, pairs, settings_json, rate, requests_rate, actions_file, preset_actions,
-           as_json, client) -> None:
+def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after, max_retry_age,
+           actions_file, preset_actions, as_json, client) -> None:
     """Change a destination; delivery restarts with the new configuration."""
     body: dict[str, Any] = {}
     if name is not None:
@@ -248,8 +259,10 @@ def update(ref, name, pairs, settings_json, rate, requests_rate, actions_file, p
         current = client.get(f"/api/destinations/{ref}")
         body["settings"] = _settings(client, current["type"], pairs, settings_json,
                                      base=current["settings"])
-    if (limit := _rate(rate, requests_rate)) is not None:
+    if (limit := _rate(rate, requests_rate, max_retry_after)) is not None:
         body["rate_limit"] = limit
+    if max_retry_age is not None:
+        body["rate_limit"] = {**body.get("rate_limit", {}), "max_retry_age": max_retry_age}
     if actions_file and preset_actions:
         fail("give --actions-file or --preset-actions, not both")
     if actions_file:
@@ -287,6 +300,20 @@ def enable(ref: str, client) -> None:
     data = client.post(f"/api/destinations/{ref}/enable")
     console.print(f"enabled {data['name']}; {data['stats']['events_behind']} events behind",
                   highlight=False)
+
+
+@destinations.command("retry-now")
+@twin_of("POST /api/destinations/{ref}/retry-now")
+@click.argument("ref")
+@json_option
+@api_command
+def retry_now(ref: str, as_json: bool, client) -> None:
+    """Try a waiting request again now, not after the vendor's Retry-After (or backoff)."""
+    data = client.post(f"/api/destinations/{ref}/retry-now")
+    if as_json:
+        print_json(data)
+    else:
+        console.print(data["message"], highlight=False, markup=False)
 
 
 @destinations.command("disable")

@@ -37,9 +37,17 @@ from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType
 from millpond.errors import BadRequest
+from millpond.timeutil import parse_duration
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
-RATE_KEYS = ("events_per_second", "requests_per_second", "max_in_flight")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_in_flight", "max_retry_after",
+             "max_retry_age")
+#: The longest ``Retry-After`` honoured unless a destination sets ``max_retry_after``.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+#: ``max_retry_after`` may be at most a day.
+MAX_RETRY_AFTER = 86_400.0
+#: How long a destination may fail continuously before it dead-letters what it holds.
+DEFAULT_MAX_RETRY_AGE = 4 * 3600.0
 
 
 def destination_type(name: Any) -> type[DestinationType]:
@@ -110,6 +118,24 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
                                  field="rate_limit.max_in_flight")
             out[key] = value
             continue
+        if key == "max_retry_after":
+            if value is None:  # back to the default
+                out.pop(key, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 1 <= value <= MAX_RETRY_AFTER:
+                raise BadRequest("rate_limit.max_retry_after must be a number of seconds from "
+                                 f"1 to {MAX_RETRY_AFTER:g} (the longest vendor Retry-After "
+                                 f"honoured, default {DEFAULT_MAX_RETRY_AFTER:g}); got "
+                                 f"{value!r}", field="rate_limit.max_retry_after")
+            out[key] = float(value)
+            continue
+        if key == "max_retry_age":
+            if value is None:  # back to the default
+                out.pop(key, None)
+                continue
+            out[key] = _retry_age(value)
+            continue
         top = MAX_EVENTS_PER_SECOND if key == "events_per_second" else MAX_REQUESTS_PER_SECOND
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not 0 < value <= top:
@@ -117,6 +143,34 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
                              f"got {value!r}", field=f"rate_limit.{key}")
         out[key] = float(value)
     return out
+
+
+def _retry_age(value: Any) -> float:
+    """``max_retry_age`` as seconds: a duration (``"4h"``) or a number of seconds."""
+    problem = ('rate_limit.max_retry_age must be a duration of at least 1 minute, e.g. "4h" '
+               f'or "30m" (default 4h); got {value!r}')
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise BadRequest(problem, field="rate_limit.max_retry_age") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise BadRequest(problem, field="rate_limit.max_retry_age")
+    if not 60 <= seconds <= 30 * 86_400:
+        raise BadRequest(problem, field="rate_limit.max_retry_age")
+    return seconds
+
+
+def max_retry_age(rate_limit: dict) -> float:
+    """How long a destination may fail continuously before it gives up (seconds)."""
+    return float(rate_limit.get("max_retry_age") or DEFAULT_MAX_RETRY_AGE)
+
+
+def max_retry_after(rate_limit: dict) -> float:
+    """The longest ``Retry-After`` a destination honours (seconds)."""
+    return float(rate_limit.get("max_retry_after") or DEFAULT_MAX_RETRY_AFTER)
 
 
 def presets(cls: type[DestinationType]) -> list[dict]:

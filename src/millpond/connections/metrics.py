@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from millpond import metrics
-from millpond.delivery.evaluate import RETRIED
+from millpond.delivery.outcomes import Outcome
 
 if TYPE_CHECKING:
     from millpond.connections.service import PumpManager
@@ -40,14 +40,19 @@ class DeliveryCollector:
         behind = GaugeMetricFamily("millpond_delivery_events_behind",
                                    "Events in the log after the destination's cursor",
                                    labels=["destination"])
+        failing = GaugeMetricFamily(
+            "millpond_delivery_failing",
+            "1 while the destination has failed longer than its max_retry_age (its events "
+            "are dead-lettered until it succeeds again), else 0", labels=["destination"])
         manager = self.manager
         if manager is not None:
             for dest, stats in self.stats:
                 lag.add_metric([dest.name], stats["lag_seconds"])
                 behind.add_metric([dest.name], stats["events_behind"])
+                failing.add_metric([dest.name], 1.0 if stats.get("state") == "failing" else 0.0)
             for dest, totals in manager.counters():
                 for (action, outcome, reason), n in sorted(totals.items()):
-                    if outcome == RETRIED:
+                    if outcome == Outcome.RETRIED:
                         retries.add_metric([dest.name, action], n)
                     else:
                         events.add_metric([dest.name, action, outcome, reason], n)
@@ -55,6 +60,7 @@ class DeliveryCollector:
         yield retries
         yield lag
         yield behind
+        yield failing
 
     def describe(self):
         return []

@@ -15,6 +15,7 @@ those runs' counters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -22,23 +23,24 @@ from collections import Counter
 
 import msgspec
 
-from millpond.connections.config import Runtime
+from millpond.connections.config import Runtime, max_retry_after, max_retry_age
 from millpond.delivery.batcher import Batcher
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import Evaluator, dead_letters
+from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.pump import LogTail, Pump, RowsSource
+from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter, batch_size
 from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.runs import Checkpoint, supervise
 from millpond.delivery.sender import BACKGROUND, Deliverer
+from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
+from millpond.errors import NotFound
 from millpond.storage.contracts import EventLog, RunStore
 from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
 from millpond.timeutil import iso_to_seconds
 
 log = logging.getLogger("millpond.pumps")
-
-RESTART_PAUSE = 5.0
 
 
 def new_run_id(kind: RunKind) -> str:
@@ -92,6 +94,8 @@ class LiveDestination:
         self.batch_events = batch_size(rt.dtype.batching.max_events,
                                        rate["events_per_second"],
                                        rate.get("requests_per_second"))
+        policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
+                                     max_retry_age=max_retry_age(rate))
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second"),
@@ -125,30 +129,23 @@ class LiveDestination:
     def _new_pump(self) -> Pump:
         cursor = run_cursor(self.runs.get(self.run.id), self.dest)
         limits = self.runtime.dtype.batching
-        dest_id, run_id = self.dest.id, self.run.id
-
-        def persist(cursor: int, counts: Counter, dead: list, _finished: list) -> None:
-            self.runs.checkpoint(run_id, cursor=cursor, counts=counts,
-                                 dead=dead_letters(dead, dest_id, run_id))
-
-        return Pump(LogTail(self.log, cursor), self.evaluator, self.deliverer,
+        tail = LogTail(self.log, cursor)
+        return Pump(tail, self.evaluator, self.deliverer,
                     Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
-                    Ledger(cursor), persist, on_saved=self._saved,
-                    dead_log=self._dead_log, max_in_flight=self.deliverer.gate.capacity)
+                    Ledger(cursor), Checkpoint(self.runs, self.run, tail, start=cursor),
+                    on_saved=self._saved, dead_log=self._dead_log,
+                    max_in_flight=self.deliverer.gate.capacity)
+
+    async def _attempt(self) -> None:
+        self.pump = self._new_pump()
+        await self.pump.run()
+
+    def _failed(self, error: str) -> None:
+        self.error = error
 
     async def _supervise(self) -> None:
-        while True:
-            self.pump = self._new_pump()
-            try:
-                await self.pump.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep delivering; show the failure
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("pump for destination %s failed; restarting in %ss",
-                              self.dest.name, RESTART_PAUSE)
-                await asyncio.sleep(RESTART_PAUSE)
+        await supervise(RunKind.LIVE, self._attempt, on_error=self._failed,
+                        label=f"pump for destination {self.dest.name}")
 
     async def stop(self) -> None:
         """Stop the live pump and redrives; each saves its progress on the way out."""
@@ -175,18 +172,19 @@ class LiveDestination:
         only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
         ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
         dest_id = self.dest.id
+        # Dead letters of runs the destination's totals add up (live, redrives) move to
+        # their final outcome when settled; a replay's stay in its report.
+        recount = frozenset(rid for rid in {r.run_id for r in claimed}
+                            if self._counted(rid))
         run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
                                    RunState.RUNNING, {"ids": [r.id for r in claimed]}))
-        done: set[int] = set()
-
-        def persist(_cursor: int, counts: Counter, dead: list, finished: list) -> None:
-            ids = [i for seq in finished for i in ids_by_seq.get(seq, ())]
-            self.runs.checkpoint(run.id, counts=counts, dead=dead_letters(dead, dest_id, run.id),
-                                 redriven=ids)
-            done.update(finished)
+        source = RowsSource(rows)
+        persist = Checkpoint(self.runs, run, source, start=0, redriven=by_seq,
+                             recount=recount)
+        done = persist.finished
 
         limits = self.runtime.dtype.batching
-        pump = Pump(RowsSource(rows), self.evaluator, self.deliverer,
+        pump = Pump(source, self.evaluator, self.deliverer,
                     Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
                     on_saved=self._added, max_in_flight=self.deliverer.gate.capacity,
@@ -196,7 +194,8 @@ class LiveDestination:
 
         async def redrive() -> None:
             try:
-                await pump.run()
+                await supervise(RunKind.REDRIVE, pump.run, on_error=lambda _e: None,
+                                label=f"redrive {run.id}")
             finally:
                 unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
                               for i in ids]
@@ -209,6 +208,12 @@ class LiveDestination:
         self._redrives.add(task)
         task.add_done_callback(self._redrives.discard)
 
+    def _counted(self, run_id: str) -> bool:
+        try:
+            return self.runs.get(run_id).kind in (RunKind.LIVE, RunKind.REDRIVE)
+        except NotFound:
+            return False
+
     # visibility --------------------------------------------------------------------------
     def position(self) -> tuple[int, float | None]:
         """``(saved cursor, received time of the oldest unfinished event or None)``."""
@@ -220,13 +225,19 @@ class LiveDestination:
         st = self.deliverer.state
         now = time.time()
         return {
-            "state": "retrying" if st.retrying else ("error" if self.error else "running"),
+            "state": "failing" if st.failing else "retrying" if st.retrying
+            else ("error" if self.error else "running"),
             "last_error": st.last_error or self.error,
             "last_error_at": st.last_error_at,
             "next_attempt_in": max(0.0, st.next_attempt_at - now)
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
             "redrives_running": len(self._redrives),
+            "max_retry_after": self.deliverer.policy.max_retry_after,
+            "max_retry_age": self.deliverer.policy.max_retry_age,
+            # While retrying, the owner may end the wait (``retry-now``).
+            "retry_now": st.retrying,
+            "retried_now": st.retried_now,
         }
 
 

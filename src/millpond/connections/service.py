@@ -172,7 +172,11 @@ class PumpManager:
             if "enabled" in changes:
                 self.runs.set_state(live_run(self.runs, dest).id,
                                     RunState.RUNNING if dest.enabled else RunState.PAUSED)
+                if dest.enabled and self.replays is not None:
+                    self.replays.release(dest.id)
             await self._restart(dest)
+            if not dest.enabled and self.replays is not None:
+                self.replays.hold(dest.id, dest.name)
         return dest
 
     async def set_enabled(self, ref: str, enabled: bool) -> Destination:
@@ -228,6 +232,20 @@ class PumpManager:
 
     async def all_stats(self) -> list[tuple[Destination, dict]]:
         return [(d, await self.stats(d)) for d in self.destinations.list()]
+
+    async def retry_now(self, ref: str) -> dict:
+        """End the destination's wait for its next attempt (a vendor that said
+        ``Retry-After: 3600`` and is back sooner). Conflict when it is disabled."""
+        dest = self.destinations.get(ref)
+        live = self._live.get(dest.id)
+        if live is None:
+            raise Conflict(f"destination {dest.name!r} is disabled; enable it to deliver",
+                           field="destination")
+        woke = live.deliverer.retry_now()
+        return {"id": dest.id, "name": dest.name, "retried_now": woke,
+                "message": "retrying now" if woke else
+                f"destination {dest.name} is not waiting to retry; nothing to do",
+                "stats": await self.stats(dest)}
 
     # redrive -----------------------------------------------------------------------------
     async def redrive(self, ref: str, ids: list[int] | None) -> dict:

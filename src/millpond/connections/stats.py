@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from millpond.delivery.evaluate import DEAD, RETRIED, SENT, SKIPPED
+from millpond.delivery.outcomes import Outcome
 
 
 def _blank() -> dict:
@@ -26,20 +26,20 @@ def summarize(totals: Counter) -> dict:
             continue
         per = actions.setdefault(action, {**_blank(), "dead_lettered_by": {}}) \
             if action else None
-        if outcome == SENT:
+        if outcome == Outcome.SENT:
             out["sent"] += n
             if per is not None:
                 per["sent"] += n
-        elif outcome == SKIPPED:
+        elif outcome == Outcome.SKIPPED:
             out["skipped"][reason] = out["skipped"].get(reason, 0) + n
             if per is not None:
                 per["skipped"][reason] = per["skipped"].get(reason, 0) + n
-        elif outcome == DEAD:
+        elif outcome == Outcome.DEAD_LETTERED:
             out["dead_lettered"] += n
             if per is not None:
                 per["dead_lettered"] += n
                 per["dead_lettered_by"][reason] = per["dead_lettered_by"].get(reason, 0) + n
-        elif outcome == RETRIED:
+        elif outcome == Outcome.RETRIED:
             out["retried"] += n
             if per is not None:
                 per["retried"] += n

@@ -18,15 +18,11 @@ from typing import Any
 
 from millpond.actions import CompiledAction, MappingError
 from millpond.delivery.batcher import Work
-from millpond.delivery.ledger import CountKey
+from millpond.delivery.outcomes import CountKey, Decision, Outcome, dead_letter
 from millpond.destinations.base import DestinationType, estimate_size
 from millpond.storage.models import DeadLetter
 from millpond.timeutil import iso_to_seconds
 
-SENT = "sent"
-SKIPPED = "skipped"
-DEAD = "dead_lettered"
-RETRIED = "retried"
 TOO_OLD = "older than trigger window"
 
 
@@ -40,21 +36,6 @@ def event_age(event: dict, now: float) -> float | None:
     return None if ts is None else now - ts
 
 
-def dead_row(event: dict, action: str, reason: str, payload: Any = None,
-             status: int | None = None, response: str | None = None) -> dict:
-    """A dead-letter row as the ledger holds it (see :func:`dead_letters`)."""
-    return {"seq": event.get("seq"), "message_id": event.get("messageId"), "action": action,
-            "reason": reason, "status": status, "response": response, "payload": payload,
-            "created_at": time.time()}
-
-
-def dead_letters(rows: list[dict], destination_id: str, run_id: str) -> list[DeadLetter]:
-    """Dead-letter rows as a run's checkpoint stores them."""
-    return [DeadLetter(destination_id, run_id, d["seq"], d.get("message_id"), d["action"],
-                       d["reason"], d.get("status"), d.get("response"), d.get("payload"),
-                       d.get("created_at", 0.0)) for d in rows]
-
-
 class Evaluator:
     """Runs one destination's enabled actions over events; see the module docstring."""
 
@@ -65,64 +46,65 @@ class Evaluator:
         self._clock = clock
 
     def evaluate(self, event: dict, only: frozenset[str] | None = None,
-                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[dict]]:
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[DeadLetter]]:
         """``(items to send with their group key, immediate outcomes, dead letters)``.
 
         ``only`` restricts the run to the named actions (a redrive of one action's dead
         letters must not send the event again through the others)."""
         items: list[tuple[str, Work]] = []
         counts: list[CountKey] = []
-        dead: list[dict] = []
+        dead: list[DeadLetter] = []
         seq = event.get("seq", 0)
         decisions = self.decide(event, only)
-        for name, outcome, reason, payload in decisions:
-            if outcome is None:
+        for d in decisions:
+            name, payload = d.action, d.payload
+            if d.outcome is None:
                 key = self.dtype.group_key(name, payload)
                 items.append((key, Work(seq, name, payload, event, estimate_size(payload))))
-            elif outcome == SKIPPED:
-                counts.append((name, SKIPPED, reason))
+            elif d.outcome is Outcome.SKIPPED:
+                counts.append((name, Outcome.SKIPPED, d.reason))
             else:
-                counts.append((name, DEAD, reason.partition(":")[0]))
-                dead.append(dead_row(event, name, reason, payload))
+                counts.append((name, Outcome.DEAD_LETTERED, d.reason.partition(":")[0]))
+                dead.append(dead_letter(event, name, d.reason, payload))
         if not decisions:
-            counts.append(("", SKIPPED, no_action_reason(event)))
+            counts.append(("", Outcome.SKIPPED, no_action_reason(event)))
         return items, counts, dead
 
     def decide(self, event: dict, only: frozenset[str] | None = None,
-               ) -> list[tuple[str, str | None, str, Any]]:
-        """``(action, outcome, reason, payload)`` per matching action (none: no action
-        handles the event); outcome ``None`` means send. What :meth:`evaluate` turns into
-        work, and all a preview needs to count."""
+               ) -> list[Decision]:
+        """A :class:`Decision` per matching action (none: no action handles the event).
+        What :meth:`evaluate` turns into work, and all a preview needs to count."""
         out = []
         for action in self.actions:
             if only is not None and action.name not in only:
                 continue
             if action.trigger.matches(event):
-                out.append((action.name, *self._apply(action, event)))
+                out.append(Decision(action.name, *self._apply(action, event)))
         return out
 
-    def _apply(self, action: CompiledAction, event: dict) -> tuple[str | None, str, Any]:
+    def _apply(self, action: CompiledAction, event: dict) -> tuple[Outcome | None, str, Any]:
         """``(None, "", payload)`` to send, else ``(SKIPPED|DEAD, reason, payload)``.
         Dead reasons start with their category before a colon (it labels counters)."""
         if action.max_event_age_s is not None:
             age = event_age(event, self._clock())
             if age is not None and age > action.max_event_age_s:
-                return SKIPPED, TOO_OLD, None
+                return Outcome.SKIPPED, TOO_OLD, None
         try:
             payload = action.mapping.apply(event)
         except MappingError as exc:
-            return DEAD, f"mapping error: {exc.message}", None
+            return Outcome.DEAD_LETTERED, f"mapping error: {exc.message}", None
         except Exception as exc:  # noqa: BLE001 - a mapping bug must park the event, not the pump
-            return DEAD, f"mapping error: {type(exc).__name__}: {exc}", None
+            return Outcome.DEAD_LETTERED, f"mapping error: {type(exc).__name__}: {exc}", None
         if not isinstance(payload, dict):
             kind = "nothing" if not payload and payload is not None else type(payload).__name__
-            return DEAD, f"mapping error: the mapping produced {kind}, not an object", None
+            return (Outcome.DEAD_LETTERED,
+                    f"mapping error: the mapping produced {kind}, not an object", None)
         missing = action.missing_required(payload)
         if missing:
-            return SKIPPED, f"missing required field {missing[0]}", payload
+            return Outcome.SKIPPED, f"missing required field {missing[0]}", payload
         problem = self.dtype.validate_item(action.name, payload)
         if problem:
-            return DEAD, f"invalid payload: {problem}", payload
+            return Outcome.DEAD_LETTERED, f"invalid payload: {problem}", payload
         return None, "", payload
 
     def explain(self, event: dict, all_actions: list[tuple[dict, CompiledAction]]) -> list[dict]:

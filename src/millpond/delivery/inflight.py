@@ -13,12 +13,17 @@ task, so a retried request holds its users' later batches back: retries never re
 user's events either. Dependencies only point at earlier batches, so there is no cycle.
 
 Finishing out of order is the ledger's job: the saved cursor stays below the lowest
-unfinished event (see :mod:`millpond.delivery.ledger`).
+unfinished event (see :mod:`millpond.delivery.ledger`). So that a crash resends no more
+than before times ``limit``, a batch may start only while it is fewer than ``limit``
+batches after the oldest unfinished one (a sliding window, as in TCP): one slow or
+retried request lets the others run ahead by at most that much, then holds them too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 
@@ -33,7 +38,10 @@ class OrderedLanes:
 
     def __init__(self, limit: int):
         self.limit = max(1, int(limit))
-        self._slots = asyncio.Semaphore(self.limit)
+        self._numbers = itertools.count()
+        #: ``(number, finished)`` of submitted batches, oldest first, down to the oldest
+        #: unfinished one (the window's start).
+        self._window: deque[tuple[int, asyncio.Future[None]]] = deque()
         #: The last submitted batch of each key, until it finishes.
         self._last: dict[Hashable, asyncio.Future[None]] = {}
         self._group = asyncio.TaskGroup()
@@ -50,10 +58,19 @@ class OrderedLanes:
     async def submit(self, keys: Iterable[Hashable],
                      run: Callable[[], Awaitable[None]]) -> None:
         """Start ``run`` once the earlier batches sharing any of ``keys`` finished; waits
-        while ``limit`` batches are outstanding (that is the reader's back-pressure)."""
-        await self._slots.acquire()
+        while the oldest unfinished batch is ``limit`` batches back (that is the reader's
+        back-pressure)."""
+        window = self._window
+        number = next(self._numbers)
+        while True:
+            while window and window[0][1].done():
+                window.popleft()
+            if not window or number - window[0][0] < self.limit:
+                break
+            await asyncio.wait([window[0][1]])
         keys = frozenset(keys)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        window.append((number, done))
         after = {f for k in keys if (f := self._last.get(k)) is not None}
         for key in keys:
             self._last[key] = done
@@ -79,4 +96,3 @@ class OrderedLanes:
                 if self._last.get(key) is done:
                     del self._last[key]
             self.outstanding -= 1
-            self._slots.release()

@@ -18,9 +18,8 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-#: A counter key: (action, outcome, reason); action "" for event-level skips.
-CountKey = tuple[str, str, str]
-
+from millpond.delivery.outcomes import CountKey
+from millpond.storage.models import DeadLetter
 
 #: What an unreleased event has ended with so far: one counter key, or several.
 Held = CountKey | list[CountKey]
@@ -41,16 +40,16 @@ class Ledger:
         self._pending: dict[int, int] = {}  # items still in flight, per unfinished event
         self._received: dict[int, Any] = {}  # per unreleased event, for lag stats
         self._held: dict[int, Held] = {}  # outcomes of unreleased events
-        self._held_dead: dict[int, list[dict]] = {}  # dead letters of unreleased events
+        self._held_dead: dict[int, list[DeadLetter]] = {}  # dead letters of unreleased events
         self._counts: Counter[CountKey] = Counter()
-        self._dead: list[dict] = []
+        self._dead: list[DeadLetter] = []
         self._keep_finished = keep_finished
         self._finished: list[int] = []
         self.read_upto = cursor
         self._taken = cursor
 
     def open(self, seq: int, pending: int, received: Any = None,
-             counts: list[CountKey] | None = None, dead: list[dict] | None = None) -> None:
+             counts: list[CountKey] | None = None, dead: list[DeadLetter] | None = None) -> None:
         """Register an event read from the slice (increasing ``seq``) with ``pending`` items
         in flight and the outcomes it already has (skips, dead letters from mapping)."""
         self.read_upto = seq
@@ -66,7 +65,7 @@ class Ledger:
         if dead:
             self._held_dead[seq] = dead
 
-    def done(self, seq: int, count: CountKey | None = None, dead: dict | None = None) -> None:
+    def done(self, seq: int, count: CountKey | None = None, dead: DeadLetter | None = None) -> None:
         """One item of event ``seq`` finished with outcome ``count`` (and its dead letter)."""
         left = self._pending[seq] - 1
         if count is not None:
@@ -99,10 +98,10 @@ class Ledger:
         old = self._held.get(seq)
         if old is None:
             self._held[seq] = count
-        elif type(old) is list:
+        elif isinstance(old, list):
             self._held[seq] = [*old, count]  # a new list: ``open`` got the caller's
         else:
-            self._held[seq] = [old, count]  # type: ignore[list-item]
+            self._held[seq] = [old, count]
 
     def _release(self) -> None:
         """Commit finished events from the head, up to the first unfinished one.
@@ -111,20 +110,22 @@ class Ledger:
         that same outcome is counted with one Counter update (by identity)."""
         order, pending, held, held_dead = self._order, self._pending, self._held, self._held_dead
         received, counts = self._received, self._counts
-        run: Held | None = None
+        run: CountKey | None = None  # the outcome shared by the last ``n`` events
         n = 0
         while order and order[0] not in pending:
             seq = order.popleft()
             del received[seq]
             outcome = held.pop(seq, None)
             if outcome is not run:
-                if n:
-                    counts[run] += n  # type: ignore[index]
-                run, n = outcome, 0
-                if type(outcome) is list:
+                if n and run is not None:
+                    counts[run] += n
+                n = 0
+                if isinstance(outcome, list):
                     for key in outcome:
                         counts[key] += 1
                     run = None
+                else:
+                    run = outcome
             if run is not None:
                 n += 1
             if held_dead:
@@ -134,14 +135,15 @@ class Ledger:
             if self._keep_finished:
                 self._finished.append(seq)
             self.cursor = seq
-        if n:
-            counts[run] += n  # type: ignore[index]
+        if n and run is not None:
+            counts[run] += n
 
     def count(self, key: CountKey, n: int = 1) -> None:
         """Count something that is not an event outcome (retries): released at once."""
         self._counts[key] += n
 
-    def _commit(self, seq: int, counts: list[CountKey] | None, dead: list[dict] | None) -> None:
+    def _commit(self, seq: int, counts: list[CountKey] | None,
+                dead: list[DeadLetter] | None) -> None:
         """Release an event at once (nothing is open before it)."""
         self.cursor = seq
         if counts:
@@ -152,7 +154,7 @@ class Ledger:
         if self._keep_finished:
             self._finished.append(seq)
 
-    def take(self) -> tuple[int, Counter[CountKey], list[dict], list[int]]:
+    def take(self) -> tuple[int, Counter[CountKey], list[DeadLetter], list[int]]:
         """Released state to persist in one transaction: cursor, counts, dead letters and
         (with ``keep_finished``) the finished seqs; the ledger forgets them."""
         counts, dead, finished = self._counts, self._dead, self._finished
@@ -160,7 +162,7 @@ class Ledger:
         self._taken = self.cursor
         return self.cursor, counts, dead, finished
 
-    def give_back(self, cursor: int, counts: Counter[CountKey], dead: list[dict],
+    def give_back(self, cursor: int, counts: Counter[CountKey], dead: list[DeadLetter],
                   finished: list[int]) -> None:
         """Undo :meth:`take` after a failed write, so nothing is lost."""
         self._taken = min(self._taken, cursor - 1)

@@ -1,27 +1,25 @@
 """The pump: one slice of the log through one destination's actions, at its rate.
 
-Live delivery, redrives and (later) replays are the same machine (DESIGN.md "One
-mechanism for live and replay"); they differ only in what they are given:
+Live delivery, redrives and replays are the same machine (DESIGN.md "One mechanism for
+live and replay"); they differ only in what they are given:
 
-- an :class:`EventSource`: :class:`LogTail` follows the log after a cursor forever,
-  :class:`RowsSource` hands out a closed list (a redrive), and a replay's
-  :class:`~millpond.replays.runner.WindowSource` a closed event-time window. Rows are
-  :class:`~millpond.storage.models.StoredEvent`. A *keyed* source yields chunks
-  ``(first key, rows)``, row ``i`` keyed ``first + i``: the ledger then tracks that
-  increasing key (a replay's scan position) instead of ``seq``, which is not monotonic
-  in event time;
+- a :class:`~millpond.delivery.slices.Slice` (the live tail, a redrive's rows, a
+  replay's event-time window), whose chunks carry each row's ledger key;
 - a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget,
-  ``max_in_flight`` request slots, retries) and a priority on it;
+  ``max_in_flight`` request slots, retries), a priority on it and, for a background run, a
+  :class:`~millpond.delivery.share.BackgroundShare`;
 - a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
-  dead letters) in one transaction.
+  dead letters) in one transaction (:class:`~millpond.delivery.runs.Checkpoint`).
 
 Inside, two tasks joined by a small queue: the *reader* decodes events, evaluates the
 actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* hands
 ready batches to :class:`~millpond.delivery.inflight.OrderedLanes`, which keeps up to
 twice ``max_in_flight`` of them going at once (the deliverer's slots bound the requests
 actually on the wire) and never lets a batch start before an earlier one of the same
-users (``Work.user``) finished. Each finished batch asks for a checkpoint; while one is
-being written, further asks fold into one more write after it. The queue is bounded, so
+users (``Work.user``) finished. Each finished batch waits for a checkpoint that holds
+its outcome (asks made while one is being written fold into one write after it), so a
+crash resends at most the batches going at once, as with one request in flight it
+resent at most that one. The queue is bounded, so
 a destination that is down stops its own reader (its backlog stays in the log) and
 nothing else.
 
@@ -41,20 +39,21 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 import msgspec
 from msgspec import Raw
 
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import DEAD, RETRIED, SENT, Evaluator, dead_row
+from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
+from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
-from millpond.storage.contracts import EventLog
-from millpond.storage.models import StoredEvent
+from millpond.delivery.share import BackgroundShare
+from millpond.delivery.slices import Slice
+from millpond.storage.models import DeadLetter
 
 log = logging.getLogger("millpond.pumps")
 
@@ -66,54 +65,8 @@ CHECKPOINT_EVERY = 1.0
 #: pump catching up on a backlog never holds the collector back for long.
 YIELD_EVERY = 100
 
-Persist = Callable[[int, Counter, list, list], None]
-
-
-class EventSource(Protocol):
-    #: True when chunks are ``(first key, rows)`` and the ledger should track the keys
-    #: ``first, first + 1, ...`` instead of ``seq``.
-    keyed: bool = False
-
-    async def next_chunk(self, timeout: float) -> Sequence[StoredEvent] | None:
-        """The next rows in seq order (keyed: see ``keyed``); ``[]`` when none arrived
-        within ``timeout``; ``None`` when a closed slice is exhausted."""
-        ...
-
-
-class LogTail:
-    """The live slice: every event after ``after_seq``, then the tail as it grows
-    (``EventLog.read`` and ``wait``; seqs may have gaps)."""
-
-    def __init__(self, log: EventLog, after_seq: int, chunk: int = 500):
-        self.log = log
-        self.after = after_seq
-        self.chunk = chunk
-
-    async def next_chunk(self, timeout: float) -> list[StoredEvent]:
-        if self.log.last_seq() <= self.after:
-            await self.log.wait(self.after, timeout)
-            if self.log.last_seq() <= self.after:
-                return []
-        rows = await self.log.read(self.after, self.chunk)
-        if rows:
-            self.after = rows[-1].seq
-        return rows
-
-
-class RowsSource:
-    """A closed slice given as rows (redrives); ends after the last chunk."""
-
-    def __init__(self, rows: list[StoredEvent], chunk: int = 500):
-        self._rows = rows
-        self._pos = 0
-        self.chunk = chunk
-
-    async def next_chunk(self, timeout: float) -> list[StoredEvent] | None:
-        if self._pos >= len(self._rows):
-            return None
-        rows = self._rows[self._pos:self._pos + self.chunk]
-        self._pos += len(rows)
-        return rows
+#: ``(ledger key, counter deltas, new dead letters, finished keys)`` -> one checkpoint.
+Persist = Callable[[int, Counter, list[DeadLetter], list[int]], None]
 
 
 class Pump:
@@ -121,9 +74,10 @@ class Pump:
     everything is delivered; a live pump runs until cancelled, checkpointing on the way
     out."""
 
-    def __init__(self, source: EventSource, evaluator: Evaluator, deliverer: Deliverer,
+    def __init__(self, source: Slice, evaluator: Evaluator, deliverer: Deliverer,
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
+                 share: BackgroundShare | None = None,
                  on_saved: Callable[[int, Counter], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
                  dead_log: DeadLetterLog | None = None, max_in_flight: int = 1):
@@ -134,14 +88,17 @@ class Pump:
         self.ledger = ledger
         self._persist = persist
         self._priority = priority
+        self._share = share
         self._only = only
         self._on_saved = on_saved
         #: Says in the log what each checkpoint dead-lettered (throttled; see dead_log).
         self._dead_log = dead_log
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
-        self._save_lock = asyncio.Lock()
-        self._save_again = False
+        self._retry_save: asyncio.Task | None = None
+        #: The write the next checkpoint callers wait for, and the task writing.
+        self._next_write: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task | None = None
         #: Batches going at once (waiting for a slot, the rate, or an earlier batch).
         self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
@@ -156,6 +113,7 @@ class Pump:
                 group.create_task(self._read(), name="pump-reader")
                 group.create_task(self._send(), name="pump-sender")
         finally:
+            await self.source.aclose()
             await asyncio.shield(self.checkpoint())
             if self._dead_log is not None:
                 self._dead_log.flush(force=True)
@@ -163,7 +121,6 @@ class Pump:
     async def _read(self) -> None:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
-        keyed = getattr(self.source, "keyed", False)
         pack, dead_log = self._pack, self._dead_log
         while True:
             if dead_log is not None:
@@ -178,12 +135,10 @@ class Pump:
             chunk = await self.source.next_chunk(timeout)
             if chunk is None:
                 break
-            first, rows = chunk if keyed else (0, chunk)
-            for i, row in enumerate(rows):
+            for i, (pos, row) in enumerate(zip(*chunk, strict=True)):
                 if i and not i % YIELD_EVERY:
                     await asyncio.sleep(0)  # let the collector and other pumps run
                 seq, body = row.seq, row.body
-                pos = first + i if keyed else seq
                 event = decode(body)
                 event["seq"] = seq
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
@@ -215,46 +170,58 @@ class Pump:
 
     async def _deliver(self, batch: Batch) -> None:
         done = await self.deliverer.deliver(batch, priority=self._priority,
-                                            on_retry=self._on_retry)
+                                            on_retry=self._on_retry, share=self._share)
         self._sent(done.sent)
         for result in done.dead:
             self._dead(result)
-        if self._save_lock.locked():
-            self._save_again = True  # the write under way saves once more after it
-        else:
-            await self.checkpoint()
+        await self.checkpoint()
 
     def _sent(self, works: list[Work]) -> None:
         if not works:
             return
         action = works[0].action
         if all(w.action == action for w in works):  # one action per request, mostly
-            self.ledger.done_all([w.seq for w in works], (action, SENT, ""))
+            self.ledger.done_all([w.seq for w in works], (action, Outcome.SENT, ""))
             return
         for work in works:
-            self.ledger.done(work.seq, (work.action, SENT, ""))
+            self.ledger.done(work.seq, (work.action, Outcome.SENT, ""))
 
     def _dead(self, result: Result) -> None:
         work = result.work
-        category = f"HTTP {result.status}" if result.status else result.reason.partition(":")[0]
         payload = work.payload
         if isinstance(payload, Raw):  # packed: dead letters keep the payload as an object
             payload = self._decode(payload)
-        self.ledger.done(work.seq, (work.action, DEAD, category),
-                         dead_row(work.event, work.action, result.reason, payload,
-                                  result.status, result.response))
+        letter = dead_letter(work.event, work.action, result.reason, payload, result.status,
+                             result.response)
+        self.ledger.done(work.seq, (work.action, Outcome.DEAD_LETTERED, category(letter)),
+                         letter)
 
     def _on_retry(self, works: list[Work], reason: str) -> None:
+        """Count the retry and save it now: while a destination is down, the sender waits
+        and the reader is blocked, so no other checkpoint would show it until recovery."""
         for action, n in Counter(w.action for w in works).items():
-            self.ledger.count((action, RETRIED, ""), n)
+            self.ledger.count((action, Outcome.RETRIED, ""), n)
+        if self._retry_save is None or self._retry_save.done():
+            self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
     async def checkpoint(self) -> None:
-        """Persist what the ledger released (one transaction, in a worker thread)."""
-        async with self._save_lock:
-            self._save_again = True
-            while self._save_again:
-                self._save_again = False
-                await self._save()
+        """Persist what the ledger released (one transaction, in a worker thread); return
+        once a write that began after this call has finished. Callers that ask while a
+        write is under way share the one write after it."""
+        fut = self._next_write
+        if fut is None:
+            fut = self._next_write = asyncio.get_running_loop().create_future()
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write(), name="pump-checkpoint")
+        await asyncio.shield(fut)
+
+    async def _write(self) -> None:
+        while (fut := self._next_write) is not None:
+            self._next_write = None
+            try:
+                await self._save()  # one writer: this task
+            finally:
+                fut.set_result(None)
 
     async def _save(self) -> None:
         if not self.ledger.dirty:

@@ -26,8 +26,13 @@ class RetryPolicy:
 
     base: float = 0.5
     cap: float = 30.0
-    max_retry_after: float = 600.0
+    #: The longest ``Retry-After`` honoured (seconds); a destination may set its own
+    #: (``rate_limit.max_retry_after``). Longer hints wait this long, then try again.
+    max_retry_after: float = 300.0
     retry_after_jitter: float = 0.1
+    #: After failing continuously this long (seconds), a destination gives up on the
+    #: items it holds: dead letters, not retries (Segment's retry window is 4 hours).
+    max_retry_age: float = 4 * 3600.0
     rng: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 
     def backoff(self, attempt: int) -> float:

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from millpond.delivery.batcher import Batch, Work
 from millpond.delivery.rate_limit import RateLimiter
@@ -44,7 +45,10 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
-from millpond.timeutil import human_duration
+from millpond.timeutil import compact_duration, human_duration
+
+if TYPE_CHECKING:
+    from millpond.delivery.share import BackgroundShare
 
 log = logging.getLogger("millpond.delivery")
 
@@ -169,11 +173,15 @@ class DeliveryState:
     next_attempt_at: float | None = None
     requests: int = 0
     retries: int = 0
+    #: How many times the owner asked to retry now (``retry-now``).
+    retried_now: int = 0
     #: The current failure episode (while ``retrying``): when it began, failed attempts
     #: so far, and when the log last said so.
     failing_since: float | None = None
     failed_attempts: int = 0
     reported_at: float | None = None
+    #: Failing longer than ``max_retry_age``: items are dead-lettered, not retried.
+    failing: bool = False
 
 
 class Deliverer:
@@ -196,13 +204,21 @@ class Deliverer:
         #: Items sent per second, recently (stats).
         self.meter = RateMeter()
         self._sleep = sleep
+        #: Set by :meth:`retry_now` to end the current waits (made in the running loop).
+        self._wake: asyncio.Event | None = None
 
     async def deliver(self, batch: Batch, *, priority: int = LIVE,
-                      on_retry: Callable[[list[Work], str], None] | None = None) -> Delivered:
-        """Send ``batch`` until every item is sent or dead; retries until cancelled."""
+                      on_retry: Callable[[list[Work], str], None] | None = None,
+                      share: BackgroundShare | None = None) -> Delivered:
+        """Send ``batch`` until every item is sent or dead; retries until cancelled.
+        ``share``: a background run's manners (see :mod:`millpond.delivery.share`)."""
         done = Delivered()
+        if share is not None:
+            await share.before(len(batch), self.limiter)
         await self._deliver(batch.items, priority, on_retry, done)
         self.meter.add(len(done.sent))
+        if share is not None:
+            share.after(len(batch))
         return done
 
     async def _deliver(self, works: list[Work], priority: int,
@@ -211,10 +227,11 @@ class Deliverer:
         attempt = 0
         while works:
             try:
-                # A raw_payloads type reads only .payload and .event: works have both.
-                items = works if self.dtype.raw_payloads else \
+                # A raw_payloads type reads only .payload and .event, which works have
+                # too: they go as they are, without an Item per work.
+                items = cast("list[Item]", works) if self.dtype.raw_payloads else \
                     [Item(w.payload, w.event) for w in works]
-                request = self.dtype.build_request(works[0].action, items)  # type: ignore[arg-type]
+                request = self.dtype.build_request(works[0].action, items)
             except Exception as exc:  # noqa: BLE001 - a type bug parks items, not the pump
                 reason = f"could not build the request: {type(exc).__name__}: {exc}"
                 done.dead.extend(Result(w, "dead", reason) for w in works)
@@ -255,9 +272,60 @@ class Deliverer:
             delay = self.policy.delay(attempt, retry_after)
             attempt += 1
             self._failed(reason, delay, status)
+            if self._given_up(reason):
+                gave = f"gave up after {compact_duration(self.policy.max_retry_age)}: {reason}"
+                done.dead.extend(Result(w, "dead", gave, status, excerpt) for w in works)
+                return
             if on_retry is not None:
                 on_retry(works, reason)
-            await self._sleep(delay)
+            await self._wait(delay)
+
+    def _given_up(self, reason: str) -> bool:
+        """Whether the destination has failed continuously for longer than its
+        ``max_retry_age``: then items are dead-lettered instead of retried (and the
+        destination says it is ``failing``) until an attempt succeeds again."""
+        st = self.state
+        now = self._clock()
+        failing_for = now - (st.failing_since if st.failing_since is not None else now)
+        if failing_for < self.policy.max_retry_age:
+            return False
+        st.next_attempt_at = None
+        if not st.failing:
+            st.failing = True
+            log.error("destination %s is failing: no success for %s; its events are "
+                      "dead-lettered until it succeeds again (last answer: %s)", self.name,
+                      human_duration(failing_for), _one_line(reason, LOG_EXCERPT),
+                      extra={"destination": self.name, "phase": "failing",
+                             "failing_seconds": round(failing_for, 3),
+                             "error": _one_line(reason, LOG_EXCERPT)})
+        return True
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds before the next attempt, or until :meth:`retry_now`."""
+        wake = self._wake
+        if wake is None:
+            wake = self._wake = asyncio.Event()
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+
+    def retry_now(self) -> bool:
+        """End every wait for a next attempt at once (the owner knows the vendor is back,
+        whatever its ``Retry-After`` said). False when nothing was waiting to retry."""
+        if not self.state.retrying:
+            return False
+        wake, self._wake = self._wake, asyncio.Event()
+        if wake is not None:
+            wake.set()
+        self.state.next_attempt_at = self._clock()
+        self.state.retried_now += 1
+        log.info("destination %s: retry now (asked by its owner)", self.name,
+                 extra={"destination": self.name, "phase": "retry_now"})
+        return True
 
     async def _send_once(self, request, item_count: int,
                          priority: int) -> tuple[Response | None, object]:
@@ -271,7 +339,7 @@ class Deliverer:
                 return None, self.dtype.transport_error(exc)
         finally:
             self.gate.release()
-        return response, self.dtype.classify(response.status, response.headers, response.body,
+        return response, self.dtype.answer(response.status, response.headers, response.body,
                                              item_count)
 
     def _ok(self) -> None:
@@ -287,6 +355,7 @@ class Deliverer:
                             "failed_attempts": st.failed_attempts})
             st.failing_since = None
             st.failed_attempts = 0
+            st.failing = False
 
     def _failed(self, reason: str, delay: float, status: int | None = None) -> None:
         now = self._clock()

@@ -288,7 +288,7 @@ class DestinationType(ABC):
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     replayable: ClassVar[bool] = True
     default_rate_limit: ClassVar[RateLimit]
-    batching: ClassVar[BatchLimits]
+    batching: BatchLimits  # a class default; set per instance where batch size is a setting
     dedupe_key: ClassVar[str | None] = None
     #: True when `build_request` puts each `item.payload` into the body exactly as
     #: `encode_payload` encodes it (never reading or changing it) and reads nothing of
@@ -369,6 +369,26 @@ class DestinationType(ABC):
     ) -> Outcome:
         """Turn the vendor's answer into an outcome. Default: the shared table."""
         return classify_status(status, headers, body, item_count)
+
+    def success_problem(self, status: int, body: bytes) -> str | None:
+        """Why ``body`` of a 2xx answer is not the vendor's success answer, or None.
+
+        A type whose vendor contract defines the success body overrides this (Mixpanel
+        answers JSON or ``1``): a 2xx with anything else (a proxy's HTML page, a captive
+        portal, a truncated answer) proves nothing was ingested, so it is retried rather
+        than counted as sent. Default: any 2xx body is success."""
+        return None
+
+    def answer(
+        self, status: int, headers: Mapping[str, str], body: bytes, item_count: int
+    ) -> Outcome:
+        """What the pump calls: :meth:`classify`, then the success-body contract."""
+        outcome = self.classify(status, headers, body, item_count)
+        if isinstance(outcome, Sent) and 200 <= status <= 299:
+            problem = self.success_problem(status, body)
+            if problem:
+                return Retry(f"HTTP {status} but {problem}")
+        return outcome
 
     def transport_error(self, exc: Exception) -> Outcome:
         """No HTTP answer (timeout, refused connection, reset...). The request may

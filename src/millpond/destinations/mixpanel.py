@@ -350,6 +350,17 @@ class Mixpanel(DestinationType):
                 return partial
         return classify_status(status, headers, body, item_count, json_detail(body, "error"))
 
+    def success_problem(self, status: int, body: bytes) -> str | None:
+        """/import answers `{"code": 200, "num_records_imported": N, "status": "OK"}`,
+        /engage `1` or, with `verbose=1`, `{"status": 1}` (vendors.md §1 Responses)."""
+        text = body.strip()
+        if text == b"1":
+            return None
+        data = _decode(text)
+        if isinstance(data, dict) and ("status" in data or "code" in data):
+            return None
+        return f"the body is not Mixpanel's answer: {body_text(body, 200) or '(empty)'}"
+
 
 def _decode(body: bytes) -> Any:
     try:

@@ -164,7 +164,7 @@ def plan_chunk(
                 clusters[node] = facts[node]
             else:
                 cid = cid_of_root[root] = new_cid()
-                clusters[cid] = ClusterFacts(1, None, None)  # type: ignore[arg-type]
+                clusters[cid] = ClusterFacts(1, None, None)  # type: ignore[arg-type] - canon: step 4
             continue
         stored = [n for n in nodes if type(n) is int]
         if len(stored) == 1:  # new identities joining one stored profile: no merge
@@ -184,7 +184,7 @@ def plan_chunk(
             survivor = new_cid()
             size, canon, uid = len(nodes), None, None
         cid_of_root[root] = survivor
-        clusters[survivor] = ClusterFacts(size, canon, uid)  # type: ignore[arg-type]
+        clusters[survivor] = ClusterFacts(size, canon, uid)  # type: ignore[arg-type] - step 4
 
     # 3. Identities: new ones join their survivor; is_user is a one-way flag (OR).
     users = {u.user_id for u in updates if u.user_id is not None}
@@ -192,7 +192,7 @@ def plan_chunk(
         (node, cid_of_root[root], int(node in users))
         for root, nodes in components.items()
         for node in nodes
-        if type(node) is not int  # a new identity (str, or a str subclass)
+        if isinstance(node, str)  # a new identity (a str, or a str subclass); stored ones are ints
     ]
     plan.promoted_users = sorted(i for i in users if i in known and not known[i][1])
 
@@ -204,7 +204,7 @@ def plan_chunk(
         ids = update.ids
         cid = cid_of_root[find(node_of(ids[0]))]
         t, mid = update.time, update.message_id
-        key = (t, mid, min(ids)) if len(ids) > 1 else (t, mid, ids[0])
+        key = (t, mid, ids[0]) if len(ids) == 1 else (t, mid, min(ids))
         best = canon_cand.get(cid)
         if best is None or key < best:
             canon_cand[cid] = key

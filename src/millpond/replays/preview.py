@@ -25,7 +25,8 @@ import msgspec
 
 from millpond.actions import compile_trigger
 from millpond.connections import config
-from millpond.delivery.evaluate import SKIPPED, Evaluator
+from millpond.delivery.evaluate import Evaluator
+from millpond.delivery.outcomes import Outcome
 from millpond.replays.runner import FILTERED
 from millpond.storage.contracts import EventIndex, PartScanner
 from millpond.storage.models import StoredEvent, Window, WindowPart
@@ -139,14 +140,15 @@ class Tally:
             decisions = decide(event)
             if not decisions:
                 self.unhandled[etype] += 1
-            for action, outcome, reason, payload in decisions:
+            for d in decisions:
+                action, outcome, reason, payload = d.action, d.outcome, d.reason, d.payload
                 if outcome is None:
                     self.sends[action] += 1
                     if len(samples) < SAMPLES:
                         samples.append({"action": action, "seq": seq,
                                         "message_id": event.get("messageId"),
                                         "payload": payload})
-                elif outcome == SKIPPED:
+                elif outcome is Outcome.SKIPPED:
                     self.skipped[(action, reason)] += 1
                 else:
                     self._error(action, reason, seq, event)

@@ -23,6 +23,7 @@ from typing import Any
 from millpond.connections import config
 from millpond.connections.runner import LiveDestination, new_run_id
 from millpond.connections.stats import summarize
+from millpond.delivery import runs as run_states
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.replays.plan import plan, plan_window
 from millpond.replays.preview import PreviewJob, run_preview
@@ -30,13 +31,17 @@ from millpond.replays.runner import ReplayRunner
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventIndex, RunStore
 from millpond.storage.models import Run, RunKind, RunState, WindowCursor
-from millpond.timeutil import human_duration
+from millpond.timeutil import format_ms, human_duration
 from millpond.workers import WorkerPool
 
 #: States in which a replay still owns its destination's replay slot.
-ACTIVE = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
+ACTIVE = tuple(run_states.ACTIVE)
 
 log = logging.getLogger("millpond.replays")
+
+#: How a replay paused by its destination being disabled says so; :meth:`ReplayManager.
+#: release` resumes exactly these (not the ones their owner paused).
+DISABLED = "is disabled; the replay resumes when it is enabled again"
 
 
 class ReplayManager:
@@ -74,6 +79,7 @@ class ReplayManager:
             cls = config.destination_type(dest.type)
             active = self._active_for(dest.id)
             p = plan(body, dest, cls, self.sources.list(), active.id if active else None)
+            await self._real_bounds(p, body, dest.connected_at)
             live = self.pumps.live(dest.id)
             if live is None:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
@@ -107,6 +113,22 @@ class ReplayManager:
                 "estimate": {k: result["estimate"][k] for k in ("events", "seconds", "human")},
                 "preview": result}
 
+    async def _real_bounds(self, p: dict, body: dict, connected_at: float) -> None:
+        """Show a default window as what it is: from the oldest event in it (not the
+        epoch) to the moment the destination was connected (not "now": arrival after
+        it is live delivery's), unless ``include_live``. Only what is shown changes; the
+        window itself (``ts_from``, ``ts_to``, ``max_seq``) stays as planned."""
+        if body.get("from") is None:
+            scan = self.index.scan(plan_window(p), chunk=1)
+            try:
+                first = await anext(scan, None)
+            finally:
+                await scan.aclose()
+            if first:
+                p["from"] = format_ms(first[0].ts_ms)
+        if body.get("to") is None and not p["include_live"]:
+            p["to"] = format_ms(int(connected_at * 1000))
+
     @staticmethod
     def _empty_reason(p: dict) -> str:
         to = p["to"] or "now"
@@ -132,9 +154,7 @@ class ReplayManager:
 
     async def pause(self, replay_id: str) -> dict:
         replay = self._get(replay_id)
-        if replay.state != RunState.RUNNING:
-            raise Conflict(f"replay {replay_id} is {replay.state}; only a running replay "
-                           "can be paused", field="state")
+        run_states.check(replay, RunState.PAUSED, name="replay")
         await self._stop(replay_id)
         replay = self._get(replay_id)
         if replay.state == RunState.RUNNING:
@@ -146,7 +166,8 @@ class ReplayManager:
 
     async def resume(self, replay_id: str) -> dict:
         replay = self._get(replay_id)
-        if replay.state not in (RunState.PAUSED, RunState.FAILED):
+        if replay.state == RunState.PLANNED or not run_states.allowed(replay.state,
+                                                                       RunState.RUNNING):
             raise Conflict(f"replay {replay_id} is {replay.state}; only a paused or failed "
                            "replay can be resumed", field="state")
         other = self._active_for(replay.destination_id)
@@ -157,7 +178,7 @@ class ReplayManager:
         if live is None:
             raise Conflict("the destination is disabled or cannot start; enable it to resume",
                            field="destination")
-        self.runs.set_state(replay_id, RunState.RUNNING)
+        self.runs.set_state(replay_id, RunState.RUNNING, error="")
         self._start(self._get(replay_id), live)
         log.info("replay %s resumed (was %s) after %s of about %s events", replay_id,
                  replay.state, f"{replay.scanned:,}",
@@ -169,6 +190,7 @@ class ReplayManager:
         replay = self._get(replay_id)
         if replay.state not in ACTIVE:
             raise Conflict(f"replay {replay_id} is already {replay.state}", field="state")
+        run_states.check(replay, RunState.CANCELLED, name="replay")
         await self._stop(replay_id)
         replay = self._get(replay_id)
         if replay.state in ACTIVE:
@@ -189,6 +211,24 @@ class ReplayManager:
                          f"{replay.scanned:,}", f"{replay.spec.get('estimate_events', 0):,}",
                          extra=_fields(replay, phase="continued", scanned=replay.scanned))
 
+    def hold(self, dest_id: str, name: str) -> None:
+        """The destination was disabled (its replays' tasks already stopped): its
+        ``running`` replays become ``paused`` with the reason, not silently stuck."""
+        for replay in self.runs.list(dest_id, kinds=[RunKind.REPLAY],
+                                     states=[RunState.RUNNING]):
+            run_states.check(replay, RunState.PAUSED, name="replay")
+            self.runs.set_state(replay.id, RunState.PAUSED, error=f"destination {name} {DISABLED}")
+            log.info("replay %s paused: destination %s is disabled", replay.id, name,
+                     extra=_fields(replay, phase="paused", reason="destination disabled"))
+
+    def release(self, dest_id: str) -> None:
+        """The destination is being enabled: the replays :meth:`hold` paused run again
+        (the launch that follows starts them from their cursors)."""
+        for replay in self.runs.list(dest_id, kinds=[RunKind.REPLAY],
+                                     states=[RunState.PAUSED]):
+            if DISABLED in (replay.error or ""):
+                self.runs.set_state(replay.id, RunState.RUNNING, error="")
+
     def _start(self, replay: Run, live: LiveDestination) -> None:
         rt = live.runtime
         runner = ReplayRunner(replay, self.runs, self.index, live.deliverer,
@@ -201,15 +241,14 @@ class ReplayManager:
     async def _run(self, runner: ReplayRunner) -> None:
         rid = runner.replay.id
         try:
-            await runner.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - visible as a failed replay, resumable
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("replay %s failed (it can be resumed): %s", rid, error,
-                          extra=_fields(runner.replay, phase="failed", error=error))
-            self.runs.set_state(rid, RunState.FAILED, error=error)
-            return
+            error = await run_states.supervise(
+                RunKind.REPLAY, runner.run, label=f"replay {rid}",
+                on_error=lambda e: log.exception(
+                    "replay %s failed (it can be resumed): %s", rid, e,
+                    extra=_fields(runner.replay, phase="failed", error=e)))
+            if error is not None:  # a replay is not restarted: it waits, failed, for resume
+                self.runs.set_state(rid, RunState.FAILED, error=error)
+                return
         finally:
             current = self._runners.get(rid)
             if current is not None and current[0] is runner:
@@ -254,6 +293,9 @@ class ReplayManager:
             eta = round(remaining / (current if current > 0 else rate), 1)
         return {
             "id": replay.id, "state": str(replay.state), **self._public_plan(p),
+            "destination_deleted": not self._exists(replay.destination_id),
+            "reason": (replay.error or None) if replay.state in (
+                RunState.PAUSED, RunState.CANCELLED, RunState.FAILED) else None,
             "progress": {"scanned": replay.scanned, "sent": totals["sent"],
                          "skipped": totals["skipped"],
                          "dead_lettered": totals["dead_lettered"],
@@ -262,9 +304,17 @@ class ReplayManager:
             "current_rate": round(current, 1), "eta_seconds": eta,
             "cursor": {"ts": replay.cursor.ts, "seq": replay.cursor.seq}
             if isinstance(replay.cursor, WindowCursor) else None,
-            "error": replay.error, "report": replay.report,
+            "error": (replay.error or None) if replay.state == RunState.FAILED else None,
+            "report": replay.report,
             "created_at": replay.created_at, "finished_at": replay.finished_at,
         }
+
+    def _exists(self, dest_id: str) -> bool:
+        try:
+            self.pumps.destinations.get(dest_id)
+        except NotFound:
+            return False
+        return True
 
     def report(self, replay: Run, outcome: str) -> dict:
         """The final account of what went where, as JSON with a human ``summary``."""

@@ -286,10 +286,10 @@ def _flatten_event(stored: StoredEvent, batch: FlatBatch,
     message_id = get("messageId")
     if type(message_id) is not str or not message_id:
         message_id = _text_id(message_id)
-    main = kind if kind != schema.EVENT_TABLE else schema.TRACKS
     if kind is None or message_id is None:
         _discard_whole(stored, kind, message_id, batch.discards)
         return
+    main = kind if kind != schema.EVENT_TABLE else schema.TRACKS
     first = seen.get((main, message_id))
     if first is not None:
         _discard_duplicate(stored, kind, message_id, first, batch.discards)

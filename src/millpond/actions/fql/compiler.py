@@ -48,7 +48,8 @@ UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN"})()
 
 _NUM = (int, float)
 # Top-level fields Segment always compares as strings, whatever the literal looks like.
-_STRINGLY = {("type",): True, ("event",): True, ("name",): True, ("userId",): False}
+_STRINGLY: dict[tuple[str, ...], bool] = {
+    ("type",): True, ("event",): True, ("name",): True, ("userId",): False}
 _NUMERIC_STR = re.compile(r"\s*-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
 
 

@@ -138,7 +138,8 @@ def partition_batch(events: Sequence[StoredEvent]) -> list[Partition]:
     if not events:
         return []
     table = _table(events)
-    labels = pc.strftime(table["received_at"], format="%Y-%m-%d/%H").to_pylist()
+    strftime = pc.strftime  # pyright: ignore[reportAttributeAccessIssue] - generated at import
+    labels = strftime(table["received_at"], format="%Y-%m-%d/%H").to_pylist()
     groups: dict[tuple[str, str], list[int]] = {}
     for i, (source, label) in enumerate(zip(table["source_id"].to_pylist(), labels,
                                             strict=True)):

@@ -42,15 +42,19 @@ class ObjectStore(Protocol):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write ``data`` at ``key`` unless it exists; True if written, False if it existed."""
+        ...
 
     def get(self, key: str) -> bytes | None:
         """The object's bytes, None when absent."""
+        ...
 
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (relative keys, any order)."""
+        ...
 
     def describe(self) -> str:
         """Where objects go, for messages."""
+        ...
 
 
 class LocalStore:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from millpond.warehouses.naming import quote
+from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.types import ColumnType
 
 __all__ = ["ACCEPTS", "MAX_COLUMNS", "Catalog", "TableSpec", "apply_ddl", "read_catalog"]
@@ -109,9 +109,9 @@ def read_catalog(conn: psycopg.Connection, schema: str, registry: str) -> Catalo
     for table, name, actual, not_null, has_default in rows:
         catalog.tables.setdefault(table, {})[name] = Column(actual, not_null, has_default)
     if registry in catalog.tables:
-        for table, name, registered in conn.execute(
+        for table, name, registered in conn.execute(trusted_sql(
             f"SELECT table_name, column_name, type FROM {quote(schema)}.{quote(registry)}"
-        ):
+        )):
             col = catalog.tables.setdefault(table, {}).setdefault(name, Column())
             try:
                 col.registered = ColumnType(registered)
@@ -166,12 +166,12 @@ def apply_ddl(conn: psycopg.Connection, schema: str, registry: str, catalog: Cat
         return False
     with conn.transaction():
         for sql in statements:
-            conn.execute(sql)
+            conn.execute(trusted_sql(sql))
         if register:
             with conn.cursor() as cur:
                 cur.executemany(
-                    f"INSERT INTO {qs}.{quote(registry)} (table_name, column_name, type) "
-                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    trusted_sql(f"INSERT INTO {qs}.{quote(registry)} (table_name, column_name, "
+                                "type) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"),
                     register,
                 )
     return True

@@ -23,7 +23,7 @@ from __future__ import annotations
 import psycopg
 
 from millpond.warehouses.batch import Discard
-from millpond.warehouses.naming import quote
+from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres.plan import TableLoad
 from millpond.warehouses.postgres.staging import stage
 from millpond.warehouses.types import ColumnType
@@ -56,11 +56,11 @@ def insert_sql(schema: str, load: TableLoad, source: str) -> str:
 def collisions(cur: psycopg.Cursor, schema: str, table: str, source: str) -> list[Discard]:
     """Rows of ``source`` whose id the table holds from *another* event (not a re-run)."""
     target = f"{quote(schema)}.{quote(table)}"
-    cur.execute(
+    cur.execute(trusted_sql(
         f"SELECT s.millpond_seq, s.id, t.millpond_seq, t.millpond_source_id "
         f"FROM {source} s JOIN {target} t ON t.id = s.id "
         "WHERE t.millpond_seq IS DISTINCT FROM s.millpond_seq"
-    )
+    ))
     return [Discard(seq, message_id, table, None, None,
                     f"id {message_id!r} is already in {table}, loaded from seq {other_seq} "
                     f"(source {other_source}); a messageId is loaded once per table")
@@ -92,11 +92,11 @@ def write_discards(cur: psycopg.Cursor, schema: str, table: str,
             for d in discards]
     stage(cur, "_mp_discards", columns, types, rows)
     cols = ", ".join(columns)
-    cur.execute(
+    cur.execute(trusted_sql(
         f"INSERT INTO {quote(schema)}.{quote(table)} ({cols}) "
         f"SELECT DISTINCT ON (seq, table_name, column_name, reason) {cols} FROM _mp_discards "
         "ON CONFLICT DO NOTHING"
-    )
+    ))
 
 
 def _clean(text: str | None) -> str | None:

@@ -31,6 +31,7 @@ import psycopg
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard, Loaded, StoredEvent
 from millpond.warehouses.flatten import Row, TraitUpdate, flatten_batch, partition_events
+from millpond.warehouses.naming import trusted_sql
 from millpond.warehouses.postgres import catalog as _catalog
 from millpond.warehouses.postgres import merge, plan, traits
 from millpond.warehouses.postgres.staging import stage
@@ -82,7 +83,8 @@ class BatchRun:
                 # A table someone else holds locked (a long ALTER, a dbt run's exclusive
                 # lock) makes the batch fail as transient (SQLSTATE 55P03, retried later)
                 # instead of stalling the delivery run for as long as the lock is held.
-                cur.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                timeout_ms = int(self.lock_timeout * 1000)
+                cur.execute(trusted_sql(f"SET LOCAL lock_timeout = {timeout_ms}"))
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():
@@ -143,7 +145,7 @@ class BatchRun:
         self._stages[load.name] = (stage_name, load)
         self.rows[load.name] = len(load.rows)
         self._open_pipeline()
-        self.cur.execute(merge.insert_sql(self.schema, load, stage_name))
+        self.cur.execute(trusted_sql(merge.insert_sql(self.schema, load, stage_name)))
         self._pending.append((self.cur, load.name, stage_name, len(load.rows)))
 
     def _send_tracks(self, tcur: psycopg.Cursor, name: str, rows: list[Row],
@@ -165,7 +167,7 @@ class BatchRun:
         columns = [c for c in spec.columns if c != "uuid_ts"]
         load = plan.TableLoad(name, columns, [spec.columns[c] for c in columns], [])
         derived = merge.derived_source(load, [self._stages[source.name]])
-        tcur.execute(merge.insert_sql(self.schema, load, derived))
+        tcur.execute(trusted_sql(merge.insert_sql(self.schema, load, derived)))
         self._pending.append((tcur, name, derived, len(rows)))
         self.rows[name] = self.rows.get(name, 0) + len(rows)
         self.discards.extend(misfits)
@@ -213,7 +215,7 @@ class BatchRun:
             self._n += 1
             source = f"_mp_stage_{self._n}"
             stage(self.cur, source, load.columns, load.types, load.rows)
-        self.cur.execute(merge.insert_sql(self.schema, load, source))
+        self.cur.execute(trusted_sql(merge.insert_sql(self.schema, load, source)))
         inserted = max(self.cur.rowcount, 0)
         self.inserted[name] = self.inserted.get(name, 0) + inserted
         if inserted < len(rows):
@@ -232,7 +234,7 @@ class BatchRun:
         staged = traits.stage_rows(self.cur, load, self._n)
         self._open_pipeline()
         for sql, params in traits.merge_statements(self.schema, load, self.times_table, staged):
-            self.cur.execute(sql, params or None)
+            self.cur.execute(trusted_sql(sql), params or None)
         self._pending.append((self.cur, name, "", -1))  # -1: no collision check
 
 

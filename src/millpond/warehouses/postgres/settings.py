@@ -22,7 +22,7 @@ from psycopg import conninfo
 
 from millpond.destinations import settings as _settings
 from millpond.destinations.errors import SettingsError
-from millpond.warehouses.naming import quote
+from millpond.warehouses.naming import quote, trusted_sql
 
 __all__ = [
     "DEFAULT_BATCH_INTERVAL",
@@ -121,7 +121,7 @@ def mask_settings(raw: dict) -> dict:
         else:
             if "password" in params:
                 params["password"] = _settings.MASK
-            out["dsn"] = conninfo.make_conninfo(**params)
+            out["dsn"] = conninfo.make_conninfo("", **params)
     return out
 
 
@@ -180,9 +180,9 @@ def check(settings: PostgresSettings) -> None:
         raise SettingsError("dsn", describe_connect_error(exc, settings.dsn)) from None
     try:
         with conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(settings.schema)}")
-            conn.execute(f"CREATE TABLE {quote(settings.schema)}."
-                         f"{quote(settings.table_prefix + 'millpond_check')} (id text)")
+            conn.execute(trusted_sql(f"CREATE SCHEMA IF NOT EXISTS {quote(settings.schema)}"))
+            probe = quote(settings.table_prefix + "millpond_check")
+            conn.execute(trusted_sql(f"CREATE TABLE {quote(settings.schema)}.{probe} (id text)"))
             conn.rollback()
     except psycopg.errors.InsufficientPrivilege as exc:
         raise SettingsError("dsn", f"the DSN's user may not create schema {settings.schema!r} "

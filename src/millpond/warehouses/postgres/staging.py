@@ -8,9 +8,12 @@ Why temporary tables: they are not WAL-logged and carry no index, so staging cos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import psycopg
 
-from millpond.warehouses.naming import quote
+from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.types import ColumnType
 
 __all__ = ["COPY_TYPES", "stage"]
@@ -26,12 +29,12 @@ COPY_TYPES = {
 
 
 def stage(cur: psycopg.Cursor, name: str, columns: list[str], types: list[ColumnType],
-          rows: list[list]) -> None:
+          rows: Sequence[Sequence[Any]]) -> None:
     """A temporary table ``name`` (dropped at commit) holding ``rows``, filled by binary COPY."""
     defs = ", ".join(f"{quote(c)} {t.value}" for c, t in zip(columns, types, strict=True))
-    cur.execute(f"CREATE TEMP TABLE {quote(name)} ({defs}) ON COMMIT DROP")
+    cur.execute(trusted_sql(f"CREATE TEMP TABLE {quote(name)} ({defs}) ON COMMIT DROP"))
     cols = ", ".join(quote(c) for c in columns)
-    with cur.copy(f"COPY {quote(name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+    with cur.copy(trusted_sql(f"COPY {quote(name)} ({cols}) FROM STDIN (FORMAT BINARY)")) as copy:
         copy.set_types([COPY_TYPES[t] for t in types])
         write = copy.write_row
         for row in rows:

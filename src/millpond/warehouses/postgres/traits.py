@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import psycopg
 
-from millpond.warehouses.naming import quote
+from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres.plan import TraitLoad
 from millpond.warehouses.postgres.staging import stage
 from millpond.warehouses.types import ColumnType
@@ -109,5 +109,5 @@ def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n
         return 0
     staged = stage_rows(cur, load, n)
     for sql, params in merge_statements(schema, load, times_table, staged):
-        cur.execute(sql, params or None)
+        cur.execute(trusted_sql(sql), params or None)
     return max(cur.rowcount, 0)

@@ -31,7 +31,7 @@ from liquid.exceptions import LiquidError, LiquidSyntaxError
 from liquid.expression import Expression
 from liquid.filter import string_filter
 from liquid.stream import TokenStream
-from liquid.stringify import soft_str
+from liquid.stringify import soft_str  # pyright: ignore[reportPrivateImportUsage] - public in python-liquid's docs, missing from its __all__
 from liquid.tag import Tag
 
 from ..compiler import Compiler, Node, const, directive, kind
@@ -49,11 +49,15 @@ DISABLED_FILTERS = frozenset({
 })
 
 
+#: Characters of rendered output one template may produce.
+OUTPUT_LIMIT = 1_000_000
+
+
 class _SegmentLiquid(Environment):
     """Environment with resource limits; tags/filters are adjusted in ``_make_env``."""
 
     local_namespace_limit = 10_000_000  # bytes held by {% assign %}/{% capture %} values
-    output_stream_limit = 1_000_000  # characters of rendered output
+    output_stream_limit = OUTPUT_LIMIT
     context_depth_limit = 10
 
 
@@ -106,7 +110,7 @@ def _bounded_replace(val: str, seq: Any, sub: Any = "") -> str:
     empty search string the result grows with len(val) * len(sub), both event data."""
     old, new = soft_str(seq), soft_str(sub)
     hits = len(val) + 1 if old == "" else val.count(old)
-    if len(val) + hits * (len(new) - len(old)) > _SegmentLiquid.output_stream_limit:
+    if len(val) + hits * (len(new) - len(old)) > OUTPUT_LIMIT:
         raise LiquidError("replace result exceeds the output limit", token=None)
     return val.replace(old, new)
 

@@ -1,0 +1,62 @@
+"""The one ASGI application a server runs: collector paths, admin API, lifespan.
+
+Requests go to the collector first (:class:`~millpond.collector.app.CollectorApp`),
+which passes everything that is not its own to the admin API. The ASGI ``lifespan``
+messages are answered here, by the server's :class:`~millpond.app.lifecycle.Lifecycle`,
+so nothing that is served decides when the server starts or stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from millpond.api.app import build_api
+from millpond.app.lifecycle import Lifecycle
+from millpond.app.services import Services
+from millpond.collector.app import CollectorApp
+
+log = logging.getLogger("millpond.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ServerApp:
+    """``app`` for requests; ``lifecycle`` for the ``lifespan`` protocol."""
+
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle):
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.lifecycle.start()
+                except Exception as exc:  # uvicorn logs the message and exits non-zero
+                    log.exception("could not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.lifecycle.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_asgi(services: Services, lifecycle: Lifecycle | None = None) -> ServerApp:
+    """The server's ASGI app over ``services``. Without ``lifecycle`` (tests that drive
+    requests only), the lifespan starts and stops a new one."""
+    api = build_api(services)
+    collector = CollectorApp(services.log, services.storage.rejections, services.sources,
+                             api, services.public)
+    return ServerApp(collector, lifecycle or Lifecycle(services))

@@ -1,0 +1,34 @@
+"""Starting and stopping a server's background work, in the one order that is safe.
+
+The server owns this (through the ASGI lifespan :mod:`millpond.app.asgi` handles), not
+the admin API: the API is one of the things being served, and is built knowing
+nothing about when delivery starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from millpond.app.services import Services
+
+
+class Lifecycle:
+    """Background work of one server: delivery runs and the profile follower."""
+
+    def __init__(self, services: Services):
+        self.services = services
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start delivery (live runs, resumed replays) and the profile follower; needs
+        the running event loop, so it is called from the lifespan's startup."""
+        await self.services.pumps.start()
+        self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
+
+    async def stop(self) -> None:
+        """Stop delivery (checkpointing it), then the follower, then close the stores,
+        which finishes in-flight commits."""
+        await self.services.pumps.stop()
+        for task in self._tasks:
+            task.cancel()
+        self.services.close()
