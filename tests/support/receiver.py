@@ -44,10 +44,13 @@ class Receiver:
     fail: Callable[[list[dict]], int | None] = lambda payloads: None
     arrivals: list[Arrival] = field(default_factory=list)
     overlaps: list[str] = field(default_factory=list)
+    #: The most requests being answered at once.
+    peak: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}  # user -> requests of theirs not yet answered
+        self._answering = 0
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=512)
         self._conns: set[socket.socket] = set()
         self._stopped = False
@@ -157,11 +160,14 @@ class Receiver:
                                          "theirs was in flight")
                 self._open[user] = self._open.get(user, 0) + 1
             self.arrivals.append(arrival)
+            self._answering += 1
+            self.peak = max(self.peak, self._answering)
         try:
             time.sleep(self.delay())
             status = self.fail(payloads) or 200
         finally:
             with self._lock:
+                self._answering -= 1
                 for user in users:
                     self._open[user] -= 1
         arrival.status = status

@@ -232,6 +232,10 @@ class LiveDestination:
             "next_attempt_in": max(0.0, st.next_attempt_at - now)
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
+            # requests on the wire now, of at most ``max_in_flight``; events/s sent lately
+            "in_flight": self.deliverer.gate.held,
+            "max_in_flight": self.deliverer.gate.capacity,
+            "sent_per_second": round(self.deliverer.meter.rate(), 1),
             "redrives_running": len(self._redrives),
             "max_retry_after": self.deliverer.policy.max_retry_after,
             "max_retry_age": self.deliverer.policy.max_retry_age,
