@@ -30,7 +30,7 @@ from millpond.errors import Overloaded
 from millpond.server import StartupError, bind
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
-from millpond.storage.models import NewEvent
+from millpond.storage.models import DeadLetter, NewEvent
 from millpond.storage.sqlite.log import SQLiteEventLog
 from tests.delivery.helpers import ScriptedTransport, ScriptType
 from tests.delivery.test_sender import batch
@@ -195,9 +195,12 @@ def test_dead_letters_are_summed_between_lines(caplog):
     now = [0.0]
     dl = DeadLetterLog("destination hook", {"destination": "hook"}, every=10.0,
                        clock=lambda: now[0])
-    dl.add([{"reason": "HTTP 400: bad"}] * 3)  # first: logged at once
+    def letter(reason: str) -> DeadLetter:
+        return DeadLetter("d", "r", 1, "m1", "a", reason)
+
+    dl.add([letter("HTTP 400: bad")] * 3)  # first: logged at once
     now[0] = 1.0
-    dl.add([{"reason": "HTTP 400: bad"}] * 2 + [{"reason": "mapping failed"}])  # held back
+    dl.add([letter("HTTP 400: bad")] * 2 + [letter("mapping failed")])  # held back
     dl.flush()
     now[0] = 11.0
     dl.flush()  # due: the held-back ones

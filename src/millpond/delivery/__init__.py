@@ -1,20 +1,24 @@
-"""Delivery: moving log events to destinations (live now; redrives; replays next).
+"""The delivery engine: moving a slice of the log through one destination's actions.
 
-One machine for every slice of the log (DESIGN.md "One mechanism for live and replay"):
+Storage-free (it sees only the storage *contracts*) and vendor-agnostic (it sees only the
+``DestinationType`` interface), so live delivery, replays and redrives are one machine
+(DESIGN.md "One mechanism for live and replay"):
 
-- ``pump``       the :class:`~millpond.delivery.pump.Pump` (reader -> batcher -> sender) and
-                 its event sources (``LogTail`` for live, ``RowsSource`` for redrives);
+- ``pump``       the :class:`~millpond.delivery.pump.Pump` (reader -> batcher -> sender);
+- ``slices``     what a run reads: ``LogTail`` (live), ``RowsSource`` (redrive),
+                 ``WindowSlice`` (replay), each row with its ledger key;
 - ``evaluate``   per event and action: trigger, age window, mapping, required fields,
-                 ``validate_item`` -> send, skip (reason) or dead-letter (reason);
+                 ``validate_item`` -> a ``Decision`` (send, skip or dead-letter, with why);
 - ``batcher``    requests by group key, count, bytes and linger;
-- ``deliver``    one destination's sender: rate budget, one request in flight (live
-                 first), retries, splits, partial answers;
-- ``rate_limit`` token buckets; ``retry`` backoff policy; ``transport`` outbound HTTP;
+- ``sender``     one destination's ``Deliverer``: rate budget, live first, retries,
+                 splits, partial answers, ``Retry-After`` cap, retry now, giving up;
+- ``share``      how a background run shares the sender with live traffic;
 - ``ledger``     lowest-unfinished cursor, outcomes released with it;
-- ``present``    the public shapes of destinations and dead letters (the records,
-                 runs with their cursors and counters, and dead letters are kept by
-                 ``millpond.storage``);
-- ``config``     validation of a destination before it is saved;
-- ``live`` / ``manager``  running destinations and the API's front door;
-- ``tester`` / ``lookup``  the event tester; ``stats`` / ``metrics``  visibility.
+- ``outcomes``   the ``Outcome`` enum, ``Decision``, typed dead letters;
+- ``runs``       run-state transitions, restart policy per kind, the one checkpoint path;
+- ``rate_limit`` token buckets; ``retry`` backoff policy; ``transport`` outbound HTTP;
+- ``dead_log``   dead letters as throttled log lines.
+
+The service for configured destinations is :mod:`millpond.connections`; replays are
+:mod:`millpond.replays`.
 """

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from millpond.storage.models import DeadLetter
+
 log = logging.getLogger("millpond.delivery")
 
 #: The least time between two dead-letter lines of one pump (seconds).
@@ -40,10 +42,10 @@ class DeadLetterLog:
         self._reasons: Counter[str] = Counter()
         self._last: float | None = None
 
-    def add(self, rows: Iterable[dict]) -> None:
-        """Count dead-letter rows just stored, and log if a line is due."""
+    def add(self, rows: Iterable[DeadLetter]) -> None:
+        """Count dead letters just stored, and log if a line is due."""
         for row in rows:
-            self._reasons[_short(str(row.get("reason") or "no reason given"))] += 1
+            self._reasons[_short(row.reason or "no reason given")] += 1
         self.flush()
 
     def flush(self, force: bool = False) -> None:

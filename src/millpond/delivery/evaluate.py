@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from millpond.actions import CompiledAction, MappingError
 from millpond.delivery.batcher import Work
-from millpond.delivery.outcomes import CountKey, Decision, Outcome, dead_letter
+from millpond.delivery.outcomes import (
+    DEAD_LETTERED,
+    SKIPPED,
+    CountKey,
+    Decision,
+    Outcome,
+    dead_letter,
+)
 from millpond.destinations.base import DestinationType, estimate_size
 from millpond.storage.models import DeadLetter
 from millpond.timeutil import iso_to_seconds
 
 TOO_OLD = "older than trigger window"
+_new = tuple.__new__
 
 
 def no_action_reason(event: dict) -> str:
@@ -34,6 +42,13 @@ def event_age(event: dict, now: float) -> float | None:
     """Seconds since the event's ``timestamp`` (None if it has none we can read)."""
     ts = iso_to_seconds(event.get("timestamp"))
     return None if ts is None else now - ts
+
+
+class Evaluates(Protocol):
+    """What a pump needs of an evaluator (a replay wraps one behind its filter)."""
+
+    def evaluate(self, event: dict, only: frozenset[str] | None = None,
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[DeadLetter]]: ...
 
 
 class Evaluator:
@@ -56,18 +71,17 @@ class Evaluator:
         dead: list[DeadLetter] = []
         seq = event.get("seq", 0)
         decisions = self.decide(event, only)
-        for d in decisions:
-            name, payload = d.action, d.payload
-            if d.outcome is None:
+        for name, outcome, reason, payload in decisions:
+            if outcome is None:
                 key = self.dtype.group_key(name, payload)
                 items.append((key, Work(seq, name, payload, event, estimate_size(payload))))
-            elif d.outcome is Outcome.SKIPPED:
-                counts.append((name, Outcome.SKIPPED, d.reason))
+            elif outcome is SKIPPED:
+                counts.append((name, SKIPPED, reason))
             else:
-                counts.append((name, Outcome.DEAD_LETTERED, d.reason.partition(":")[0]))
-                dead.append(dead_letter(event, name, d.reason, payload))
+                counts.append((name, DEAD_LETTERED, reason.partition(":")[0]))
+                dead.append(dead_letter(event, name, reason, payload))
         if not decisions:
-            counts.append(("", Outcome.SKIPPED, no_action_reason(event)))
+            counts.append(("", SKIPPED, no_action_reason(event)))
         return items, counts, dead
 
     def decide(self, event: dict, only: frozenset[str] | None = None,
@@ -79,7 +93,9 @@ class Evaluator:
             if only is not None and action.name not in only:
                 continue
             if action.trigger.matches(event):
-                out.append(Decision(action.name, *self._apply(action, event)))
+                # tuple.__new__: a Decision without NamedTuple's Python-level __new__
+                # (one per action per event on the pump's hot path).
+                out.append(_new(Decision, (action.name, *self._apply(action, event))))
         return out
 
     def _apply(self, action: CompiledAction, event: dict) -> tuple[Outcome | None, str, Any]:

@@ -10,9 +10,8 @@ are singletons, which the ledger's identity-based run counting relies on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from millpond.storage.models import DeadLetter
 
@@ -24,15 +23,21 @@ class Outcome(StrEnum):
     RETRIED = "retried"
 
 
+#: The members as module constants, for hot loops (a global read, not an enum lookup).
+SENT, SKIPPED, DEAD_LETTERED, RETRIED = (Outcome.SENT, Outcome.SKIPPED, Outcome.DEAD_LETTERED,
+                                         Outcome.RETRIED)
+
 #: A counter key: (action, outcome, reason); action "" for event-level skips.
 CountKey = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What one action does with one event: ``outcome`` None means send ``payload``;
     otherwise skipped or dead-lettered with ``reason`` (a dead reason starts with its
-    category before a colon, which labels counters)."""
+    category before a colon, which labels counters).
+
+    A NamedTuple (typed, immutable) rather than a frozen dataclass: one is made per
+    action per event, and a frozen dataclass's ``__init__`` costs several times more."""
 
     action: str
     outcome: Outcome | None

@@ -46,7 +46,7 @@ from msgspec import Raw
 
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
-from millpond.delivery.evaluate import Evaluator
+from millpond.delivery.evaluate import Evaluates
 from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.outcomes import Outcome, category, dead_letter
@@ -74,7 +74,7 @@ class Pump:
     everything is delivered; a live pump runs until cancelled, checkpointing on the way
     out."""
 
-    def __init__(self, source: Slice, evaluator: Evaluator, deliverer: Deliverer,
+    def __init__(self, source: Slice, evaluator: Evaluates, deliverer: Deliverer,
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  share: BackgroundShare | None = None,
@@ -103,9 +103,9 @@ class Pump:
         self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
-        dtype = getattr(deliverer, "dtype", None)
+        dtype = deliverer.dtype
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
-        self._pack = dtype.encode_payload if getattr(dtype, "raw_payloads", False) else None
+        self._pack = dtype.encode_payload if dtype.raw_payloads else None
 
     async def run(self) -> None:
         try:

@@ -28,7 +28,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -188,7 +188,8 @@ class Deliverer:
     """Delivers batches for one destination; see the module docstring."""
 
     def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
-                 policy: RetryPolicy, *, sleep: Callable[[float], object] = asyncio.sleep,
+                 policy: RetryPolicy, *,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  name: str = "", clock: Callable[[], float] = time.time,
                  max_in_flight: int = 1):
         #: The destination's name, for the log.

@@ -52,6 +52,14 @@ class Slice(Protocol):
         ...
 
 
+async def close_scan(scan: object) -> None:
+    """Stop an index scan (``EventIndex.scan`` promises ``aclose`` on what it returns,
+    which its ``AsyncIterator`` type cannot say)."""
+    close = getattr(scan, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def _by_seq(rows: Sequence[StoredEvent]) -> Chunk:
     return Chunk([r.seq for r in rows], rows)
 
@@ -137,7 +145,7 @@ class WindowSlice:
         return Chunk(range(first, self._next), rows)
 
     async def aclose(self) -> None:
-        await self._scan.aclose()
+        await close_scan(self._scan)
 
     def cursor_at(self, key: int) -> WindowCursor | None:
         """The (ts, seq) of the row at position ``key``; forgets every chunk the cursor

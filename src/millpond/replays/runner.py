@@ -21,11 +21,11 @@ from __future__ import annotations
 import time
 
 from millpond.actions import compile_trigger
-from millpond.delivery.batcher import Batcher
+from millpond.delivery.batcher import Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.outcomes import Outcome
+from millpond.delivery.outcomes import CountKey, Outcome
 from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import batch_size
 from millpond.delivery.runs import Checkpoint
@@ -34,7 +34,7 @@ from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import WindowSlice
 from millpond.replays.plan import plan_window
 from millpond.storage.contracts import EventIndex, RunStore
-from millpond.storage.models import Run, WindowCursor
+from millpond.storage.models import DeadLetter, Run, WindowCursor
 
 FILTERED = "filtered out by the replay filter"
 #: Rows per read of the window: large enough for fast scans, small enough for flat memory.
@@ -51,7 +51,8 @@ class ReplayEvaluator:
         self._inner = evaluator.evaluate
         self._filter = compile_trigger(flt).matches if flt else None
 
-    def evaluate(self, event: dict, only: frozenset[str] | None = None):
+    def evaluate(self, event: dict, only: frozenset[str] | None = None,
+                 ) -> tuple[list[tuple[str, Work]], list[CountKey], list[DeadLetter]]:
         if self._filter is not None and not self._filter(event):
             return [], [("", Outcome.SKIPPED, FILTERED)], []
         return self._inner(event, only)

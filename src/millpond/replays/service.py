@@ -24,6 +24,7 @@ from millpond.connections import config
 from millpond.connections.runner import LiveDestination, new_run_id
 from millpond.connections.stats import summarize
 from millpond.delivery import runs as run_states
+from millpond.delivery.slices import close_scan
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.replays.plan import plan, plan_window
 from millpond.replays.preview import PreviewJob, run_preview
@@ -123,7 +124,7 @@ class ReplayManager:
             try:
                 first = await anext(scan, None)
             finally:
-                await scan.aclose()
+                await close_scan(scan)
             if first:
                 p["from"] = format_ms(first[0].ts_ms)
         if body.get("to") is None and not p["include_live"]:
