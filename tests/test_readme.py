@@ -233,6 +233,8 @@ CHECKS: dict[str, Check] = {
     r"import status .*--watch": lambda w, s, r: _match(
         r.stdout, r"^import imp_\w+: completed \(people from users\.csv"),
     r"people show user-42": profile_merged,
+    r"people search lovelace": contains("user-42", "ada@example.com"),
+    r"people list --limit 10": contains("user-42\n", "user-7\n"),
     r"serve --config millpond\.toml --print-config": contains(
         'format = "json"  # env MILLPOND_LOGGING_FORMAT', "[http]\nhead_timeout = 10.0"),
     r"^MILLPOND_PROT=": lambda w, s, r: _match(
@@ -241,6 +243,7 @@ CHECKS: dict[str, Check] = {
     r"bench/deliver\.py --http": contains("over loopback HTTP"),
     r"bench/import\.py": contains("ratio b/a"),
     r"bench/replay\.py": contains("replay limited"),
+    r"bench/console\.py": contains("slowest page"),
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from millpond import datadir, datalock
-from millpond.app.asgi import build_asgi
+from millpond.app.asgi import ServerApp, build_asgi
 from millpond.app.config import ServerConfig
 from millpond.app.http import guarded_protocol
 from millpond.app.lifecycle import Lifecycle
@@ -102,14 +102,15 @@ def serve(config: ServerConfig) -> None:
     url = url_of(sock)
     _log_opened(mp, url)
     limits = config.http
-    served = uvicorn.Config(build_asgi(mp, Lifecycle(mp)), loop="uvloop", lifespan="on",
+    app = build_asgi(mp, Lifecycle(mp))
+    served = uvicorn.Config(app, loop="uvloop", lifespan="on",
                             http=guarded_protocol(limits.head_timeout, limits.max_connections),
                             timeout_keep_alive=limits.idle_timeout,
                             log_config=None, log_level=None,
                             access_log=config.logging.access_log,
                             timeout_graceful_shutdown=30, backlog=4096)
     try:
-        _GracefulServer(served, mp, url=url, began=began).run(sockets=[sock])
+        _GracefulServer(served, mp, app, url=url, began=began).run(sockets=[sock])
     finally:  # not reached after SIGTERM (uvicorn re-raises it): the kernel releases it then
         lock.release()
 
@@ -137,9 +138,11 @@ class _GracefulServer(uvicorn.Server):
     so shutdown waits only for requests whose commits are in flight; and it says when it
     is ready and when it stops."""
 
-    def __init__(self, config: uvicorn.Config, mp: Services, *, url: str, began: float):
+    def __init__(self, config: uvicorn.Config, mp: Services, app: ServerApp, *, url: str,
+                 began: float):
         super().__init__(config)
         self.millpond = mp
+        self.app = app
         self.url = url
         self.began = began
         self._signal: int | None = None
@@ -148,6 +151,7 @@ class _GracefulServer(uvicorn.Server):
         if self._signal is None:
             self._signal = sig  # logged by shutdown(): a signal handler should not log
         self.millpond.log.release_waiters()
+        self.app.release_streams()
         super().handle_exit(sig, frame)
 
     async def startup(self, sockets=None) -> None:

@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from millpond.api.app import build_api
 from millpond.app import ServerConfig
+from millpond.app.asgi import build_admin
 from millpond.app.services import build_services
 from millpond.cli.common import declared_twins, twin_of
 from millpond.cli.main import cli
@@ -24,6 +24,7 @@ from millpond.storage import StorageConfig
 
 #: Routes of the admin app that are not admin actions, so need no CLI twin.
 NOT_ADMIN_ACTIONS = {
+    ("GET", "/"),  # redirects a browser to the web console (/console/)
     ("GET", "/healthz"),  # liveness probe for load balancers and orchestrators
     ("GET", "/metrics"),  # Prometheus scrape endpoint
     ("GET", "/api/openapi.json"),  # the API describing itself
@@ -54,7 +55,7 @@ def api_routes(tmp_path_factory) -> set[tuple[str, str]]:
     data_dir = tmp_path_factory.mktemp("twins") / "data"
     mp = build_services(ServerConfig(storage=StorageConfig(data_dir=str(data_dir))))
     try:
-        return admin_routes(build_api(mp))
+        return admin_routes(build_admin(mp)[0])
     finally:
         mp.close()
 

@@ -13,7 +13,8 @@ def ev(message_id: str, source: str = "src_a", ts: int = 1_000, kind: str = "tra
        received: int | None = None, **body) -> NewEvent:
     """A NewEvent whose body holds its type, messageId, source and ``body``'s fields."""
     payload = {"type": kind, "messageId": message_id, "source_id": source, **body}
-    return NewEvent(source, kind, message_id, body.get("event"), body.get("userId"), None, ts,
+    return NewEvent(source, kind, message_id, body.get("event"), body.get("userId"),
+                    body.get("anonymousId"), ts,
                     int(time.time() * 1000) if received is None else received,
                     json.dumps(payload).encode())
 

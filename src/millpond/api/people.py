@@ -1,16 +1,30 @@
-"""``/api/people/{id}``: a profile found by any of its ids, with each trait's time and source."""
+"""``/api/people``: people found by an id or a trait value, and ``/api/people/{id}``: a
+profile found by any of its ids, with each trait's time and source."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from millpond.api.deps import require_admin, services
 from millpond.app.services import Services
 from millpond.errors import NotFound
+from millpond.profiles.service import people_search
 
 router = APIRouter(prefix="/api/people", tags=["people"], dependencies=[Depends(require_admin)])
+
+
+@router.get("")
+async def list_people(
+    query: str = Query(default="", description="user id, anonymous id, email or any trait "
+                       "value (the start of it, or of a word of it; any case); empty: "
+                       "everyone"),
+    cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+    limit: int = Query(default=50, ge=1, le=1000),
+    mp: Services = Depends(services),
+) -> dict:
+    return await people_search(mp, query, cursor, limit)
 
 
 @router.get("/{person_id}")

@@ -12,6 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import FastAPI
+
+from millpond import console
 from millpond.api.app import build_api
 from millpond.app.lifecycle import Lifecycle
 from millpond.app.services import Services
@@ -27,11 +30,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ServerApp:
-    """``app`` for requests; ``lifecycle`` for the ``lifespan`` protocol."""
+    """``app`` for requests; ``lifecycle`` for the ``lifespan`` protocol; ``console``
+    (the web console, mounted in the admin API) to end its live streams at shutdown."""
 
-    def __init__(self, app: ASGIApp, lifecycle: Lifecycle):
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle,
+                 console: console.Console | None = None):
         self.app = app
         self.lifecycle = lifecycle
+        self.console = console
+
+    def release_streams(self) -> None:
+        """The server is stopping: the console's live streams (server-sent events) end
+        now, so the graceful shutdown does not wait for browsers to hang up."""
+        if self.console is not None:
+            self.console.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -53,10 +65,17 @@ class ServerApp:
                 return
 
 
+def build_admin(services: Services) -> tuple[FastAPI, console.Console]:
+    """The app behind the collector's paths: the admin API with the web console mounted
+    at ``/console/`` (``/`` redirects there), and the console."""
+    api = build_api(services)
+    return api, console.mount(api, services)
+
+
 def build_asgi(services: Services, lifecycle: Lifecycle | None = None) -> ServerApp:
     """The server's ASGI app over ``services``. Without ``lifecycle`` (tests that drive
     requests only), the lifespan starts and stops a new one."""
-    api = build_api(services)
+    api, web = build_admin(services)
     collector = CollectorApp(services.log, services.storage.rejections, services.sources,
                              api, services.public)
-    return ServerApp(collector, lifecycle or Lifecycle(services))
+    return ServerApp(collector, lifecycle or Lifecycle(services), web)

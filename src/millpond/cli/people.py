@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from millpond.cli.common import api_command, json_option, twin_of
-from millpond.cli.output import console, print_json
+from millpond.cli.output import console, print_json, print_table
 
 
 @click.group()
@@ -38,3 +38,52 @@ def show(person_id: str, as_json: bool, client) -> None:
     console.print(table)
     for group_id, traits in (person.get("groups") or {}).items():
         console.print(f"group {group_id}: {traits}", highlight=False)
+
+
+def _row(person: dict) -> dict:
+    traits = person.get("traits") or {}
+    return {"id": person["id"], "user_id": person.get("user_id") or "",
+            "anonymous_ids": ", ".join(person.get("anonymous_ids") or []),
+            "email": str(traits.get("email", "")), "name": str(traits.get("name", ""))}
+
+
+def _print_page(data: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(data)
+        return
+    if not data["people"]:
+        console.print("no person found", highlight=False)
+        return
+    print_table([_row(p) for p in data["people"]],
+                ["id", "user_id", "anonymous_ids", "email", "name"])
+    if data.get("next_cursor"):
+        console.print(f"more: add --cursor {data['next_cursor']}", highlight=False)
+
+
+_limit = click.option("--limit", default=50, show_default=True, help="People per page.")
+_cursor = click.option("--cursor", default=None, help="next_cursor of the previous page.")
+
+
+@people.command("list")
+@twin_of("GET /api/people")
+@_limit
+@_cursor
+@json_option
+@api_command
+def list_(limit: int, cursor: str | None, as_json: bool, client) -> None:
+    """List everyone, a page at a time."""
+    _print_page(client.get("/api/people", {"limit": limit, "cursor": cursor}), as_json)
+
+
+@people.command("search")
+@twin_of("GET /api/people")
+@click.argument("query")
+@_limit
+@_cursor
+@json_option
+@api_command
+def search(query: str, limit: int, cursor: str | None, as_json: bool, client) -> None:
+    """Find people by user id, anonymous id, email or any trait value (the start of the
+    value or of one of its words; any case)."""
+    _print_page(client.get("/api/people", {"query": query, "limit": limit,
+                                           "cursor": cursor}), as_json)

@@ -32,6 +32,7 @@ from millpond.storage.models import (
     EventQuery,
     ImportJob,
     NewEvent,
+    PeoplePage,
     Rejection,
     Run,
     RunKind,
@@ -169,6 +170,26 @@ class EventIndex(Protocol):
     def part_scanner(self) -> PartScanner | None:
         """The capability to scan parts in other processes, or None (then callers scan in
         process)."""
+        ...
+
+    async def person_events(self, ids: Sequence[str], *, before: WindowCursor | None = None,
+                            limit: int = 50) -> list[StoredEvent]:
+        """A person's activity log: the events whose ``userId`` is one of ``ids``, and
+        those without a ``userId`` whose ``anonymousId`` is (an event with a user id is
+        that user's, as in Segment), newest first in (``ts_ms``, ``seq``) order, strictly
+        before
+        ``before`` when given (the next page starts after the last one's position), at
+        most ``limit``.
+
+        Sees every event committed before the call. A page costs about the same on any
+        log and for any person: backends keep a per-person index (the embedded store
+        builds it off the append path and catches up before answering)."""
+        ...
+
+    async def count_person_events(self, ids: Sequence[str]) -> int:
+        """How many events :meth:`person_events` would list in all for ``ids`` (events
+        removed from the log may be counted until retention removes them from the
+        index too)."""
         ...
 
 
@@ -356,6 +377,16 @@ class ProfileStore(Protocol):
         snapshot, or None."""
         ...
 
+    def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
+        """People whose user id, anonymous id or a profile trait value matches ``query``
+        (:func:`millpond.profiles.search.matches`: case-insensitive, the start of an id or
+        value or of a word in a text value); every person when ``query`` is empty.
+
+        A page of at most ``limit`` profiles (each as :meth:`get` returns it) in a stable
+        order, and the cursor to pass as ``after`` for the next (None: no more). Sees
+        every :meth:`apply_many` that returned before the call."""
+        ...
+
     def checkpoint(self) -> int:
         """The last log seq recorded with the data (0 if none)."""
         ...
@@ -388,7 +419,7 @@ class Storage(Protocol):
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
     "DestinationStore", "EventIndex", "EventLog", "EventQuery", "ImportJob",
-    "ImportJobStore", "NewEvent", "PartScanner", "ProfileStore", "Rejection",
+    "ImportJobStore", "NewEvent", "PartScanner", "PeoplePage", "ProfileStore", "Rejection",
     "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Source", "SourceStore",
     "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",
 ]

@@ -117,6 +117,14 @@ class EventQuery(msgspec.Struct):
     limit: int = 100
 
 
+class PeoplePage(msgspec.Struct):
+    """One page of a people search: the profiles (as ``ProfileStore.get`` shows them)
+    and the cursor of the next page (None: this was the last)."""
+
+    people: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
 class Rejection(msgspec.Struct):
     """A message refused inside an accepted request, kept so the owner can see why.
     ``id`` is assigned by the store (increasing)."""

@@ -105,3 +105,13 @@ def test_two_stores_on_one_file_share_the_profiles(db_path: Path) -> None:
         assert two.get("u3")["traits"] == {"c": 3}  # type: ignore[index]
         two.apply_many([alias("m4", "u1", "u2")])
         assert one.get("u1")["traits"] == {"a": 1, "b": 2}  # type: ignore[index]
+
+
+def test_a_store_from_before_the_people_search_is_indexed_when_opened(db_path: Path) -> None:
+    with ProfileStore(db_path) as store:
+        store.apply_many([identify("m1", "u1", traits={"email": "ada@example.com"})])
+    with sqlite3.connect(db_path) as conn:  # as a store written by an older millpond
+        conn.execute("DROP TABLE search_terms")
+        conn.execute("DELETE FROM meta WHERE key = 'search_terms'")
+    with ProfileStore(db_path) as store:
+        assert [p["user_id"] for p in store.search("ada@").people] == ["u1"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from millpond.storage.memory.log import MemoryEventLog, Row
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
@@ -60,6 +60,24 @@ class MemoryEventIndex:
             if keep(row):
                 out.append(row.event)
         return out
+
+    async def person_events(self, ids: Sequence[str], *, before: WindowCursor | None = None,
+                            limit: int = 50) -> list[StoredEvent]:
+        """A scan of every row: this backend is for tests, where logs are small."""
+        events = self._of_person(ids)
+        if before is not None:
+            events = [e for e in events if (e.ts_ms, e.seq) < (before.ts, before.seq)]
+        return events[:limit]
+
+    async def count_person_events(self, ids: Sequence[str]) -> int:
+        return len(self._of_person(ids))
+
+    def _of_person(self, ids: Sequence[str]) -> list[StoredEvent]:
+        wanted = set(ids)
+        return sorted((r.event for r in self._log.rows()
+                       if (r.user_id if r.user_id is not None else r.anonymous_id)
+                       in wanted),
+                      key=lambda e: (e.ts_ms, e.seq), reverse=True)
 
     def part_scanner(self) -> None:
         """None: another process cannot see this process's memory."""

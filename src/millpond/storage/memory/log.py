@@ -28,6 +28,7 @@ class Row(NamedTuple):
     event_name: str | None
     user_id: str | None
     received_ms: int
+    anonymous_id: str | None = None
 
 
 class MemoryEventLog:
@@ -58,7 +59,7 @@ class MemoryEventLog:
                 self._last_seq += 1
                 seq = self._last_seq
                 row = Row(StoredEvent(seq, e.ts_ms, e.body), e.source_id, e.type, e.event_name,
-                          e.user_id, e.received_ms)
+                          e.user_id, e.received_ms, e.anonymous_id)
                 self._dedupe[key] = seq
                 self._seqs.append(seq)
                 self._rows.append(row)

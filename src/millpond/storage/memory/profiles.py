@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from millpond.errors import BadRequest
 from millpond.profiles.merge import ClusterFacts, Plan, plan_chunk
+from millpond.profiles.search import matches, normalize, terms
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import to_update
+from millpond.storage.models import PeoplePage
 
 #: A stored trait winner: (time, messageId, value JSON, seq or None, source_id or None).
 Stored = tuple[float, str, str, int | None, str | None]
@@ -78,16 +81,39 @@ class MemoryProfileStore:
             entry = state.identities.get(state.profile_ids[any_id])
         if entry is None:
             return None
-        cid = entry[0]
-        facts = state.clusters[cid]
-        identities = [(i, bool(state.identities[i][1])) for i in sorted(state.members[cid])]
-        traits = [(gid, name, *record)
-                  for (gid, name), record in sorted(state.traits.get(cid, {}).items())]
-        return profile_view(facts.canon[2], None if facts.uid is None else facts.uid[2],
-                            identities, sorted(state.groups.get(cid, ())), traits)
+        return _view(state, entry[0])
+
+    def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
+        """A scan of every profile's terms, in cluster order (the cursor: the last
+        cluster number of the page)."""
+        if after is not None and not after.isdigit():
+            raise BadRequest("cursor must be a value returned as next_cursor", field="cursor")
+        start = int(after or 0)
+        q = normalize(query)
+        state = self._state
+        found: list[int] = []
+        for cid in sorted(c for c in state.clusters if c > start):
+            own = [(gid, name, record[2])
+                   for (gid, name), record in state.traits.get(cid, {}).items()]
+            if matches(q, terms(state.members[cid], own)):
+                found.append(cid)
+                if len(found) > limit:
+                    break
+        more = len(found) > limit
+        return PeoplePage([_view(state, cid) for cid in found[:limit]],
+                          str(found[limit - 1]) if more and limit else None)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _view(state: _State, cid: int) -> dict[str, Any]:
+    facts = state.clusters[cid]
+    identities = [(i, bool(state.identities[i][1])) for i in sorted(state.members[cid])]
+    traits = [(gid, name, *record)
+              for (gid, name), record in sorted(state.traits.get(cid, {}).items())]
+    return profile_view(facts.canon[2], None if facts.uid is None else facts.uid[2],
+                        identities, sorted(state.groups.get(cid, ())), traits)
 
 
 def _apply(state: _State, chunk: list) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Sequence
 from itertools import starmap
 from operator import attrgetter
 
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
+from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
 from millpond.storage.sqlite.parts import SQLitePartScanner, window_sql
 from millpond.storage.sqlite.read_ahead import ReadAhead
@@ -25,8 +27,10 @@ NO_MAX_SEQ = 1 << 62
 class SQLiteEventIndex:
     """:class:`~millpond.storage.contracts.EventIndex` over the log's own file."""
 
-    def __init__(self, log: SQLiteEventLog):
+    def __init__(self, log: SQLiteEventLog, people: PersonIndex | None = None):
         self._log = log
+        #: The per-person index (``activity.db``); None for an index used only to scan.
+        self._people = people
 
     def scan(self, window: Window, *, after: WindowCursor | None = None,
              chunk: int = 2000) -> WindowScan:
@@ -76,6 +80,18 @@ class SQLiteEventIndex:
         args.append(q.limit)
         with self._log.reading() as conn:
             return list(starmap(StoredEvent, conn.execute(sql, args)))
+
+    async def person_events(self, ids: Sequence[str], *, before: WindowCursor | None = None,
+                            limit: int = 50) -> list[StoredEvent]:
+        return await asyncio.to_thread(self._person_index().events, ids, before, limit)
+
+    async def count_person_events(self, ids: Sequence[str]) -> int:
+        return await asyncio.to_thread(self._person_index().count, ids)
+
+    def _person_index(self) -> PersonIndex:
+        if self._people is None:
+            raise RuntimeError("this index was opened without its per-person index")
+        return self._people
 
     def part_scanner(self) -> SQLitePartScanner:
         return SQLitePartScanner(self._log.path)

@@ -20,6 +20,11 @@ Why this shape:
   ``user_id`` (max).
 - ``profile_ids`` maps a public profile id back to the identity it was derived from, so a
   profile id handed out once keeps resolving after later merges.
+- ``search_terms`` is the people search's index: the terms of each profile
+  (:mod:`millpond.profiles.search`: its ids, its trait values and their words, case-folded)
+  keyed by (term, cluster), so any prefix query is one range scan. It is rewritten for
+  the clusters each apply touches, in the same transaction, so it never disagrees with
+  the profiles it indexes.
 - ``meta`` holds the follower checkpoint and the cluster-number counter, in the same database so
   they commit atomically with the data.
 
@@ -36,9 +41,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from millpond.profiles.merge import ClusterFacts, Plan, plan_chunk
+from millpond.errors import BadRequest
+from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_chunk
+from millpond.profiles.search import normalize, prefix_range, terms
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import ProfileUpdate, to_update
+from millpond.storage.models import PeoplePage
 from millpond.storage.sqlite.connection import connect as connect_file
 from millpond.storage.sqlite.connection import immediate
 
@@ -86,6 +94,13 @@ CREATE TABLE IF NOT EXISTS memberships (
     PRIMARY KEY (cid, gid)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS search_terms (
+    term TEXT NOT NULL,
+    cid INTEGER NOT NULL,
+    PRIMARY KEY (term, cid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS search_terms_by_cid ON search_terms (cid);
+
 CREATE TABLE IF NOT EXISTS profile_ids (
     pid TEXT PRIMARY KEY,
     canon TEXT NOT NULL
@@ -123,9 +138,50 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"profiles database has schema version {row[0]}, this millpond understands "
                 f"up to {SCHEMA_VERSION}; upgrade millpond"
             )
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'search_terms'").fetchone() is None:
+            # A store written before the people search: index every profile once.
+            cids = [cid for (cid,) in conn.execute("SELECT cid FROM clusters")]
+            reindex_terms(conn, cids)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('search_terms', 1)")
+
+
+def reindex_terms(conn: sqlite3.Connection, cids: Iterable[int]) -> None:
+    """Bring the search terms of clusters ``cids`` in line with their identities and
+    traits (a cluster absorbed by a merge has neither any more: its terms go).
+
+    Why a difference rather than delete-and-insert: most applies change no term (an
+    identify repeated at each login, a trait that lost to a newer one), and then this
+    writes nothing; the terms are random keys, so every write is a B-tree page."""
+    for part in _chunks(sorted(set(cids)), _IN_CHUNK):
+        marks = ",".join("?" * len(part))
+        ids: dict[int, list[str]] = {}
+        for identity, cid in conn.execute(
+            f"SELECT id, cid FROM identities WHERE cid IN ({marks})", part
+        ):
+            ids.setdefault(cid, []).append(identity)
+        traits: dict[int, list[tuple[str, str, str]]] = {}
+        for cid, name, value in conn.execute(
+            f"SELECT cid, name, value FROM traits WHERE cid IN ({marks}) AND gid = ?",
+            (*part, PROFILE_SCOPE),
+        ):
+            traits.setdefault(cid, []).append((PROFILE_SCOPE, name, value))
+        old = set(conn.execute(
+            f"SELECT term, cid FROM search_terms WHERE cid IN ({marks})", part))
+        new = {(term, cid) for cid, own in ids.items()
+               for term in terms(own, traits.get(cid, ()))}
+        conn.executemany("DELETE FROM search_terms WHERE term = ? AND cid = ?",
+                         sorted(old - new))
+        conn.executemany("INSERT INTO search_terms (term, cid) VALUES (?, ?)", sorted(new - old))
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 DEFAULT_BATCH_SIZE = 5000
+#: A people search matching up to this many terms is answered from its term range.
+NARROW = 5000
 _IN_CHUNK = 500  # bound variables per IN (...) query, well under SQLite's limit
 
 _TRAIT_UPSERT = """
@@ -151,11 +207,6 @@ WHERE (excluded.t, excluded.mid, excluded.value,
     > (traits.t, traits.mid, traits.value,
        coalesce(traits.seq, -1), coalesce(traits.source_id, ''))
 """
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class SQLiteProfileStore:
@@ -327,6 +378,10 @@ class SQLiteProfileStore:
         conn.executemany(
             "INSERT OR IGNORE INTO memberships (cid, gid) VALUES (?, ?)", plan.memberships
         )
+        touched = {cid for old, survivor in plan.absorbed for cid in (old, survivor)}
+        touched.update(cid for _identity, cid, _is_user in plan.new_identities)
+        touched.update(cid for cid, gid, _name in plan.traits if gid == PROFILE_SCOPE)
+        reindex_terms(conn, touched)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -345,6 +400,51 @@ class SQLiteProfileStore:
             finally:
                 conn.execute("COMMIT")
 
+    def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
+        """People matching ``query`` (every person when empty), in cluster order; the
+        cursor is the last cluster number of the page. Read in one snapshot."""
+        if after is not None and not after.isdigit():
+            raise BadRequest("cursor must be a value returned as next_cursor", field="cursor")
+        start = int(after or 0)
+        q = normalize(query)
+        with self._read_lock:
+            conn = self._read
+            conn.execute("BEGIN")
+            try:
+                if q:
+                    cids = self._matching(conn, q, start, limit + 1)
+                else:
+                    cids = [cid for (cid,) in conn.execute(
+                        "SELECT cid FROM clusters WHERE cid > ? ORDER BY cid LIMIT ?",
+                        (start, limit + 1))]
+                people = [self._view(conn, cid) for cid in cids[:limit]]
+            finally:
+                conn.execute("COMMIT")
+        more = len(cids) > limit
+        return PeoplePage(people, str(cids[limit - 1]) if more and limit else None)
+
+    @staticmethod
+    def _matching(conn: sqlite3.Connection, query: str, after: int, limit: int) -> list[int]:
+        """The first ``limit`` clusters after ``after`` with a term starting with
+        ``query``, in cluster order.
+
+        Two plans, because SQLite cannot tell which is cheap: a narrow query (up to
+        :data:`NARROW` matching terms) reads its range of the (term, cid) key and sorts
+        what it found; a broad one (``a``) walks the clusters in order through the
+        (cid) index and keeps those whose term matches, which finds a page after a few
+        hundred entries because matches are dense. (``+cid`` keeps SQLite on the plan
+        asked for.)"""
+        low, high = prefix_range(query)
+        found = conn.execute(
+            "SELECT cid FROM search_terms WHERE term >= ? AND term < ? AND +cid > ?"
+            " LIMIT ?", (low, high, after, NARROW + 1)).fetchall()
+        if len(found) <= NARROW:
+            return sorted({cid for (cid,) in found})[:limit]
+        return [cid for (cid,) in conn.execute(
+            "SELECT DISTINCT cid FROM search_terms INDEXED BY search_terms_by_cid"
+            " WHERE cid > ? AND term >= ? AND term < ? ORDER BY cid LIMIT ?",
+            (after, low, high, limit))]
+
     @staticmethod
     def _get(conn: sqlite3.Connection, any_id: str) -> dict[str, Any] | None:
         row = conn.execute("SELECT cid FROM identities WHERE id = ?", (any_id,)).fetchone()
@@ -356,7 +456,10 @@ class SQLiteProfileStore:
             ).fetchone()
         if row is None:
             return None
-        cid = row[0]
+        return SQLiteProfileStore._view(conn, row[0])
+
+    @staticmethod
+    def _view(conn: sqlite3.Connection, cid: int) -> dict[str, Any]:
         canon, uid = conn.execute(
             "SELECT canon, uid FROM clusters WHERE cid = ?", (cid,)
         ).fetchone()

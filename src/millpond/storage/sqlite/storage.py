@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from millpond import metrics
+from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.connection import StateDB
 from millpond.storage.sqlite.destinations import SQLiteDestinationStore
 from millpond.storage.sqlite.imports import SQLiteImportJobStore
@@ -17,7 +18,8 @@ from millpond.storage.sqlite.rejections import SQLiteRejectionStore
 from millpond.storage.sqlite.runs import SQLiteRunStore
 from millpond.storage.sqlite.sources import SQLiteSourceStore
 
-FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db"}
+FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db",
+         "activity": "activity.db"}
 
 
 class SQLiteStorage:
@@ -39,16 +41,27 @@ class SQLiteStorage:
         self.runs = SQLiteRunStore(self._state)
         self.imports = SQLiteImportJobStore(self._state)
         self.rejections = SQLiteRejectionStore(self._state)
+        self._on_commit = on_commit
+        self._people: PersonIndex | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
-                                  on_commit=on_commit)
-        self.index = SQLiteEventIndex(self.log)
+                                  on_commit=self._committed)
+        self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
+        self.index = SQLiteEventIndex(self.log, self._people)
         self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"])
         self._closed = False
 
+    def _committed(self, events: int, seconds: float) -> None:
+        """After each log commit (on the writer thread): the hook, and a nudge for the
+        per-person index's follower."""
+        if self._on_commit is not None:
+            self._on_commit(events, seconds)
+        if self._people is not None:
+            self._people.nudge()
+
     def sizes(self) -> dict[str, int]:
-        """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``), its
-        write-ahead log included."""
+        """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
+        ``activity.db``), its write-ahead log included."""
         out = {}
         for file in FILES.values():
             size = 0
@@ -64,5 +77,7 @@ class SQLiteStorage:
         self._closed = True
         self.profiles.close()
         self._state.close()
+        if self._people is not None:
+            self._people.close()
         self.log.close()
 
