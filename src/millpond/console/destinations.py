@@ -13,8 +13,8 @@ from starlette.routing import Route
 from millpond.console import forms, settings_form, tester
 from millpond.console.auth import checked_form
 from millpond.console.services import NOT_YET
+from millpond.delivery.evaluate import TOO_OLD
 from millpond.errors import BadRequest, MillpondError, NotFound
-from millpond.pumps.evaluate import TOO_OLD
 
 
 def funnel(actions: dict, received: int, no_action: dict[str, int]) -> list[dict]:

@@ -3,7 +3,7 @@
 Each setting becomes a labelled field: its description and example as the hint, secrets
 as password fields (never filled with the stored value: left empty, the stored secret is
 kept), enums as selects, numbers as number fields, objects as JSON text. The server's own
-validation (``millpond.pumps.config``) judges the result, and its message is shown beside
+validation (``millpond.connections.config``) judges the result, and its message is shown beside
 the field it names (``settings.url``).
 """
 
