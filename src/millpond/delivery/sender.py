@@ -151,15 +151,14 @@ class RateMeter:
                 seconds.popleft()
 
     def rate(self) -> float:
-        """Items per second over the last whole seconds of the window (0 when idle)."""
-        now = self._clock()
-        current = int(now)
-        span = min(float(self.window - 1), now - self._started)
-        if span < 1.0:
+        """Items per second over the last whole seconds of the window (0 when idle): the
+        seconds wholly after the meter started and before the current one."""
+        current = int(self._clock())
+        first = max(current - self.window + 1, int(self._started) + 1)
+        if current - first < 1:
             return 0.0
-        total = sum(n for s, n in list(self._seconds)
-                    if current - self.window < s < current)
-        return total / max(1.0, float(int(span)))
+        total = sum(n for s, n in list(self._seconds) if first <= s < current)
+        return total / (current - first)
 
 
 @dataclass(slots=True)
