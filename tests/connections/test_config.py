@@ -82,11 +82,14 @@ def test_duplicate_action_names_are_refused():
 
 def test_rate_limits_default_to_the_type_and_must_be_sane():
     assert config.rate_limit(None, MIXPANEL) == {"events_per_second": 30000.0,
-                                                 "requests_per_second": None}
-    assert typed_rate_limit({"requests_per_second": 5}) == {
-        "events_per_second": 100.0, "requests_per_second": 5.0}
+                                                 "requests_per_second": None,
+                                                 "max_in_flight": 16}
+    assert typed_rate_limit({"requests_per_second": 5, "max_in_flight": 3}) == {
+        "events_per_second": 100.0, "requests_per_second": 5.0, "max_in_flight": 3}
     for bad in ({"events_per_second": 0}, {"events_per_second": True},
-                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1}):
+                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1},
+                {"max_in_flight": 0}, {"max_in_flight": 2.5}, {"max_in_flight": 10_000},
+                {"max_in_flight": True}):
         assert field_of(typed_rate_limit, bad).startswith("rate_limit.")
 
 

@@ -19,7 +19,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from millpond.delivery.rate_limit import MAX_EVENTS_PER_SECOND, MAX_REQUESTS_PER_SECOND
+from millpond.delivery.rate_limit import (
+    MAX_EVENTS_PER_SECOND,
+    MAX_IN_FLIGHT,
+    MAX_REQUESTS_PER_SECOND,
+)
 
 #: SQLite integers (and every id or cursor the API hands out) fit in 64 signed bits.
 MAX_INT = 2**63 - 1
@@ -134,6 +138,10 @@ class RateLimitSpec(Request):
 
     events_per_second: EventsPerSecond | UnsetType = UNSET
     requests_per_second: RequestsPerSecond | None | UnsetType = UNSET
+    #: Requests sent at once; a user's requests still go one at a time, in order.
+    max_in_flight: Annotated[int, Meta(ge=1, le=MAX_IN_FLIGHT, examples=[16], extra={
+        "expected": f"a whole number from 1 to {MAX_IN_FLIGHT} (requests sent at once)"})] \
+        | UnsetType = UNSET
     #: The longest vendor ``Retry-After`` honoured (seconds); null: the default (300).
     max_retry_after: Annotated[float, Meta(ge=1, le=86_400, examples=[300], extra={
         "expected": "a number of seconds from 1 to 86400 (the longest vendor Retry-After "

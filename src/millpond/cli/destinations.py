@@ -86,14 +86,16 @@ def _actions(path: str | None) -> list | None:
 
 
 def _rate(rate: float | None, requests: float | None,
-          max_retry_after: float | None = None) -> dict | None:
-    out = {}
+          max_retry_after: float | None = None, max_in_flight: int | None = None) -> dict | None:
+    out: dict[str, float | int] = {}
     if rate is not None:
         out["events_per_second"] = rate
     if requests is not None:
         out["requests_per_second"] = requests
     if max_retry_after is not None:
         out["max_retry_after"] = max_retry_after
+    if max_in_flight is not None:
+        out["max_in_flight"] = max_in_flight
     return out or None
 
 
@@ -123,6 +125,9 @@ def _print_stats(stats: dict) -> None:
     console.print(f"state: {stats['state']}  cursor: {stats['cursor']}  events behind: "
                   f"{stats['events_behind']}  lag: {stats['lag_seconds']}s  "
                   f"dead letters waiting: {stats['dead_letters_waiting']}", highlight=False)
+    if "in_flight" in stats:
+        console.print(f"sending: {stats['sent_per_second']:g} events/s, {stats['in_flight']} of "
+                      f"{stats['max_in_flight']} requests in flight", highlight=False)
     if stats.get("last_error"):
         console.print(f"last error: {stats['last_error']}", highlight=False, markup=False)
     if stats.get("retry_now"):
@@ -166,18 +171,20 @@ def types(as_json: bool, client) -> None:
 @click.option("--settings-json", default=None, help="All settings as a JSON object.")
 @click.option("--rate", type=float, default=None, help="Events per second (default: type's).")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
+@click.option("--max-in-flight", type=click.IntRange(1), default=None,
+              help="Requests on the wire at once (default: type's); per-user order is kept.")
 @click.option("--actions-file", type=click.Path(dir_okay=False), default=None,
               help="JSON list of actions (default: the type's presets).")
 @click.option("--disabled", is_flag=True, help="Create without starting delivery.")
 @json_option
 @api_command
-def add(name, type_name, pairs, settings_json, rate, requests_rate, actions_file, disabled,
-        as_json, client) -> None:
+def add(name, type_name, pairs, settings_json, rate, requests_rate, max_in_flight, actions_file,
+        disabled, as_json, client) -> None:
     """Connect a destination; live delivery starts with the next event."""
     body: dict[str, Any] = {"name": name, "type": type_name,
                             "settings": _settings(client, type_name, pairs, settings_json) or {},
                             "enabled": not disabled}
-    if (limit := _rate(rate, requests_rate)) is not None:
+    if (limit := _rate(rate, requests_rate, max_in_flight=max_in_flight)) is not None:
         body["rate_limit"] = limit
     if (actions := _actions(actions_file)) is not None:
         body["actions"] = actions
@@ -242,6 +249,8 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--settings-json", default=None, help="Settings to change, as a JSON object.")
 @click.option("--rate", type=float, default=None, help="Events per second.")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
+@click.option("--max-in-flight", type=click.IntRange(1), default=None,
+              help="Requests on the wire at once (default: type's); per-user order is kept.")
 @click.option("--max-retry-after", type=float, default=None,
               help="Longest vendor Retry-After honoured, in seconds (default 300).")
 @click.option("--max-retry-age", default=None, metavar="DURATION",
@@ -251,8 +260,8 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--preset-actions", is_flag=True, help="Go back to the type's preset actions.")
 @json_option
 @api_command
-def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after, max_retry_age,
-           actions_file, preset_actions, as_json, client) -> None:
+def update(ref, name, pairs, settings_json, rate, requests_rate, max_in_flight, max_retry_after,
+           max_retry_age, actions_file, preset_actions, as_json, client) -> None:
     """Change a destination; delivery restarts with the new configuration."""
     body: dict[str, Any] = {}
     if name is not None:
@@ -261,7 +270,7 @@ def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after
         current = client.get(f"/api/destinations/{ref}")
         body["settings"] = _settings(client, current["type"], pairs, settings_json,
                                      base=current["settings"])
-    if (limit := _rate(rate, requests_rate, max_retry_after)) is not None:
+    if (limit := _rate(rate, requests_rate, max_retry_after, max_in_flight)) is not None:
         body["rate_limit"] = limit
     if max_retry_age is not None:
         body["rate_limit"] = {**body.get("rate_limit", {}), "max_retry_age": max_retry_age}

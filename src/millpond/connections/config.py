@@ -35,7 +35,8 @@ from millpond.errors import BadRequest
 from millpond.timeutil import parse_duration
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
-RATE_KEYS = ("events_per_second", "requests_per_second", "max_retry_after", "max_retry_age")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_in_flight", "max_retry_after",
+             "max_retry_age")
 #: The longest ``Retry-After`` honoured unless a destination sets ``max_retry_after``.
 DEFAULT_MAX_RETRY_AFTER = 300.0
 #: ``max_retry_after`` may be at most a day.
@@ -93,7 +94,8 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
     the keys and the bounds; a ``max_retry_age`` given as a duration is read here."""
     default = cls.default_rate_limit
     out = {"events_per_second": default.events_per_second,
-           "requests_per_second": default.requests_per_second}
+           "requests_per_second": default.requests_per_second,
+           "max_in_flight": default.max_in_flight}
     if raw is None:
         return out
     for key in RATE_KEYS:
@@ -102,6 +104,8 @@ def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
         value = raw[key]
         if value is None and key in ("max_retry_after", "max_retry_age"):
             out.pop(key, None)  # back to the default
+        elif key == "max_in_flight" and value is not None:  # the request type allows no null
+            out[key] = int(value)
         elif key == "max_retry_age":
             out[key] = _retry_age(value)
         else:
