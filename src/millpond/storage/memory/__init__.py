@@ -11,6 +11,7 @@ from millpond.storage.memory.index import MemoryEventIndex
 from millpond.storage.memory.log import MemoryEventLog
 from millpond.storage.memory.profiles import MemoryProfileStore
 from millpond.storage.memory.runs import MemoryRunStore
+from millpond.storage.memory.segments import MemorySegmentStore
 from millpond.storage.memory.state import (
     MemoryDestinationStore,
     MemoryImportJobStore,
@@ -31,6 +32,7 @@ class MemoryStorage:
         self.imports = MemoryImportJobStore()
         self.rejections = MemoryRejectionStore()
         self.profiles = MemoryProfileStore()
+        self.segments = MemorySegmentStore()
 
     def sizes(self) -> dict[str, int]:
         """The log's bodies, in bytes (the rest is small)."""
