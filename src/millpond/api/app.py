@@ -19,6 +19,7 @@ from millpond.api import (
     imports,
     people,
     replays,
+    segments,
     sources,
 )
 from millpond.pumps import metrics as delivery_metrics
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from millpond.app.services import Services
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
-           dead_letters.router, imports.router, replays.router)
+           dead_letters.router, imports.router, replays.router, segments.router)
 
 
 def build_api(services: Services) -> FastAPI:

@@ -22,6 +22,8 @@ from millpond.pumps import metrics as delivery_metrics
 from millpond.pumps.manager import PumpManager
 from millpond.pumps.replay_manager import ReplayManager
 from millpond.pumps.retry import RetryPolicy
+from millpond.segments.engine import SegmentEngine
+from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
 from millpond.storage import Storage, open_storage
 from millpond.storage.contracts import EventLog, ProfileStore
@@ -46,6 +48,8 @@ class Services:
     imports: ImportJobs
     pumps: PumpManager
     replays: ReplayManager
+    segment_engine: SegmentEngine
+    segments: SegmentService
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -66,11 +70,21 @@ def build_services(config: ServerConfig) -> Services:
                         timeout=delivery.timeout,
                         policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap))
     delivery_metrics.install(pumps)
+    follower = ProfileFollower(storage.log, storage.profiles)
+
+    async def profiles_upto(_seq: int) -> None:
+        # Identities must be merged before people are evaluated.
+        while await follower.catch_up_once() >= follower.chunk:
+            pass
+
+    engine = SegmentEngine(storage, profiles_upto=profiles_upto)
+    engine.ensure_source()
     return Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
         sources=sources, profiles=storage.profiles,
-        profile_follower=ProfileFollower(storage.log, storage.profiles),
+        profile_follower=follower,
         imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
-        replays=ReplayManager(pumps, sources, storage.runs, storage.index))
+        replays=ReplayManager(pumps, sources, storage.runs, storage.index),
+        segment_engine=engine, segments=SegmentService(storage, engine))

@@ -178,11 +178,11 @@ class SegmentEngine:
 
     # -- building -----------------------------------------------------------------------
 
-    async def build(self, segment_id: str, *, chunk: int = 5000) -> Segment:
-        """Evaluate everyone in the log (up to where it stands now) for one segment, with
-        progress on the segment record, then mark it ``ready``."""
-        segment = self.storage.segments.get(segment_id)
-        upto = self.storage.log.last_seq()
+    async def people_in_log(self, upto: int | None = None,
+                            chunk: int = 5000) -> dict[str, bool]:
+        """Every id events name as their person (``userId``, else ``anonymousId``) up to
+        ``upto`` (default: the end), each with whether it was seen as a user id."""
+        upto = self.storage.log.last_seq() if upto is None else upto
         if self._profiles_upto is not None:
             await self._profiles_upto(upto)
         ids: dict[str, bool] = {}
@@ -194,20 +194,30 @@ class SegmentEngine:
             for row in rows:
                 _touch(ids, _decode(row.body), ("userId", "anonymousId"))
             after = rows[-1].seq
-        segment.state, segment.build_upto_seq = "building", upto
-        segment.build_total, segment.build_done = len(ids), 0
-        segment.build_started_ms = self.clock()
-        self.storage.segments.update(segment)
+        return ids
+
+    async def build(self, segment_id: str, *, chunk: int = 5000) -> Segment:
+        """Evaluate everyone in the log (up to where it stands now) for one segment, with
+        progress on the segment record, then mark it ``ready``."""
+        segment = self.storage.segments.get(segment_id)
+        upto = self.storage.log.last_seq()
+        ids = await self.people_in_log(upto, chunk)
+        segment = self._progress(segment_id, state="building", build_upto_seq=upto,
+                                 build_total=len(ids), build_done=0,
+                                 build_started_ms=self.clock())
         pending = list(ids.items())
         for start in range(0, len(pending), 500):
             async with self._lock:
                 await self.reevaluate(dict(pending[start:start + 500]),
                                       segment_ids={segment.id})
-            segment.build_done = min(len(pending), start + 500)
-            self.storage.segments.update(segment)
-        segment.state = "ready"
-        self.storage.segments.update(segment)
-        return segment
+            self._progress(segment_id, build_done=min(len(pending), start + 500))
+        return self._progress(segment_id, state="ready")
+
+    def _progress(self, segment_id: str, **fields: object) -> Segment:
+        """Change only ``fields`` of the stored record (a PATCH may have changed others
+        meanwhile)."""
+        segment = msgspec.structs.replace(self.storage.segments.get(segment_id), **fields)
+        return self.storage.segments.update(segment)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""
