@@ -295,8 +295,10 @@ def to_json(condition: Condition) -> dict[str, Any]:
         out = {"event": condition.event}
         if condition.where:
             out["where"] = condition.where
-        out["at_least"] = condition.at_least
-        out["at_most"] = condition.at_most
+        if condition.at_least != 1:
+            out["at_least"] = condition.at_least
+        if condition.at_most is not None:
+            out["at_most"] = condition.at_most
         if condition.within_ms is not None:
             out["within"] = _duration_text(condition.within_ms)
         if condition.between_ms is not None:

@@ -44,6 +44,10 @@ log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
 
 
+#: Let commits pile up this long between reads (as the profile follower does).
+COALESCE_SECONDS = 0.1
+
+
 def _touch(found: dict[str, bool], event: dict, keys: tuple[str, ...]) -> None:
     """Add the ids ``event`` names under ``keys`` (computed events name nobody new)."""
     if event.get("source_id") == COMPUTED_SOURCE_ID:
@@ -231,3 +235,6 @@ class SegmentEngine:
                 continue
             if read < self.chunk:
                 await self.storage.log.wait(self._position or 0, 0.5)
+                # Always yield: once the server stops, ``wait`` returns at once, and a loop
+                # that never awaits anything real would starve the event loop.
+                await asyncio.sleep(COALESCE_SECONDS)
