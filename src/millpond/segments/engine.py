@@ -48,10 +48,18 @@ _decode = msgspec.json.Decoder().decode
 COALESCE_SECONDS = 0.1
 
 
-def _touch(found: dict[str, bool], event: dict, keys: tuple[str, ...]) -> None:
-    """Add the ids ``event`` names under ``keys`` (computed events name nobody new)."""
+#: Events that join identities: every id they name is touched.
+JOINING = frozenset({"identify", "alias", "group"})
+
+
+def _touch(found: dict[str, bool], event: dict) -> None:
+    """Add the people ``event`` touches: its person (``userId``, else ``anonymousId``,
+    as the per-person index files it), and for identify / alias / group every id it
+    names (they merge profiles). Computed events touch nobody."""
     if event.get("source_id") == COMPUTED_SOURCE_ID:
         return
+    keys = ("userId", "anonymousId", "previousId") if event.get("type") in JOINING \
+        else ("userId",) if event.get("userId") else ("anonymousId",)
     for key in keys:
         value = event.get(key)
         if isinstance(value, str) and value:
@@ -164,7 +172,7 @@ class SegmentEngine:
                 await self._profiles_upto(until)
             touched: dict[str, bool] = {}
             for row in rows:
-                _touch(touched, _decode(row.body), ("userId", "anonymousId", "previousId"))
+                _touch(touched, _decode(row.body))
             await self.reevaluate(touched, checkpoint=until)
             self._position = until
             return len(rows)
@@ -184,8 +192,8 @@ class SegmentEngine:
 
     async def people_in_log(self, upto: int | None = None,
                             chunk: int = 5000) -> dict[str, bool]:
-        """Every id events name as their person (``userId``, else ``anonymousId``) up to
-        ``upto`` (default: the end), each with whether it was seen as a user id."""
+        """Every id events name as their person up to ``upto`` (default: the end), each
+        with whether it was seen as a user id (see :func:`_touch`)."""
         upto = self.storage.log.last_seq() if upto is None else upto
         if self._profiles_upto is not None:
             await self._profiles_upto(upto)
@@ -196,7 +204,7 @@ class SegmentEngine:
             if not rows:
                 break
             for row in rows:
-                _touch(ids, _decode(row.body), ("userId", "anonymousId"))
+                _touch(ids, _decode(row.body))
             after = rows[-1].seq
         return ids
 

@@ -189,9 +189,10 @@ class SQLiteSegmentStore:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
+        # A join, not a row-value IN (subquery): SQLite would scan every member for that.
         rows = self._db.conn().execute(
-            "SELECT m.* FROM members m WHERE (m.segment_id, m.person_id) IN (SELECT"
-            f" segment_id, person_id FROM member_ids WHERE identity IN ({marks}))"
+            "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
+            f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
             " ORDER BY m.segment_id, m.person_id", list(ids))
         return [_member(r) for r in rows]
 
