@@ -39,7 +39,10 @@ async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
     return person
 
 
-@router.get("/{person_id}/segments/{key}")
+@router.get("/{person_id}/segments/{key}", responses={
+    401: {"description": "Missing or invalid admin token"},
+    404: {"description": "No such person or segment: {\"error\": {\"code\", \"message\", "
+                         "\"field\"}}"}})
 async def person_segment_why(person_id: str, key: str, mp: Services = Depends(services)) -> dict:
     """Why the person is (or is not) in the segment: each condition with its value (the
     trait and the time that set it, the matching events), and their history there."""
