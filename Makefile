@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/sdk/node/node_modules/.installed
 
-.PHONY: run test lint bench bench-warehouse setup clean chromium postgresql
+.PHONY: run test lint screenshots bench bench-warehouse setup clean chromium postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ test: $(STAMP) $(NODE_STAMP) chromium postgresql
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+
+screenshots: $(STAMP) $(NODE_STAMP) chromium
+	MILLPOND_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/console
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

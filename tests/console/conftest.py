@@ -1,12 +1,17 @@
 """Fixtures for the console's browser tests: one real ``millpond serve`` and one Debian
 Chromium per module (the SDK tests' harness), a signed-in page per test, screenshots.
 
-Screenshots are taken by the tests into ``docs/screenshots/`` at 1280x800 (the README
-shows them), so they always show the console as it is.
+Screenshots are taken by the tests at 1280x800. ``make screenshots`` runs them with
+``MILLPOND_SCREENSHOTS`` set to ``docs/screenshots/`` (the README shows them); otherwise
+they go to a temporary directory, so ``make test`` leaves the checkout as it found it.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +22,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.sdk.browser.harness import ClosedPort, NetworkLog, launch_chromium
 from tests.support.server import ADMIN_TOKEN, ServerProcess
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+_TEMPORARY = Path(tempfile.mkdtemp(prefix="millpond-screenshots-"))
+atexit.register(shutil.rmtree, _TEMPORARY, True)
+SCREENSHOTS = Path(os.environ.get("MILLPOND_SCREENSHOTS") or _TEMPORARY)
 VIEWPORT = {"width": 1280, "height": 800}
 
 
