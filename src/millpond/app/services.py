@@ -78,7 +78,6 @@ def build_services(config: ServerConfig) -> Services:
             pass
 
     engine = SegmentEngine(storage, profiles_upto=profiles_upto)
-    engine.ensure_source()
     return Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),

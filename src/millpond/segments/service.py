@@ -104,6 +104,8 @@ class SegmentService:
         now = self.engine.clock()
         segment = Segment("seg_" + secrets.token_hex(6), key, name, to_json(cond),
                           created_ms=now, updated_ms=now)
+        # The built-in source appears with the first segment, not on every fresh server.
+        self.engine.ensure_source()
         self.storage.segments.create(segment)
         self._start_build(segment.id)
         return self.view(segment)
