@@ -39,17 +39,18 @@ from common import add_quick_option, median  # noqa: E402
 from deliver import MIXPANEL, fill, open_bench_storage  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
-from millpond.pumps import config  # noqa: E402
-from millpond.pumps.batcher import Batcher  # noqa: E402
-from millpond.pumps.deliver import Deliverer  # noqa: E402
-from millpond.pumps.evaluate import Evaluator  # noqa: E402
-from millpond.pumps.ledger import Ledger  # noqa: E402
-from millpond.pumps.preview import PreviewJob, run_preview  # noqa: E402
-from millpond.pumps.pump import LogTail, Pump  # noqa: E402
-from millpond.pumps.rate_limit import RateLimiter  # noqa: E402
-from millpond.pumps.replay import ReplayRunner  # noqa: E402
-from millpond.pumps.retry import RetryPolicy  # noqa: E402
-from millpond.pumps.transport import CountingTransport, Response  # noqa: E402
+from millpond.connections import config  # noqa: E402
+from millpond.delivery.batcher import Batcher  # noqa: E402
+from millpond.delivery.evaluate import Evaluator  # noqa: E402
+from millpond.delivery.ledger import Ledger  # noqa: E402
+from millpond.delivery.pump import Pump
+from millpond.delivery.rate_limit import RateLimiter  # noqa: E402
+from millpond.delivery.retry import RetryPolicy  # noqa: E402
+from millpond.delivery.sender import Deliverer  # noqa: E402
+from millpond.delivery.slices import LogTail  # noqa: E402
+from millpond.delivery.transport import CountingTransport, Response  # noqa: E402
+from millpond.replays.preview import PreviewJob, run_preview  # noqa: E402
+from millpond.replays.runner import ReplayRunner  # noqa: E402
 from millpond.storage import Storage  # noqa: E402
 from millpond.storage.models import Run, RunKind, RunState, Window  # noqa: E402
 from millpond.workers import WorkerPool  # noqa: E402
@@ -200,7 +201,7 @@ def child_rss(data_dir: str, max_seq: int) -> int:
     code = (f"import asyncio, resource, sys; sys.path.insert(0, {here!r});"
             f"import replay as r; from pathlib import Path;"
             f"storage = r.open_bench_storage(Path({data_dir!r}));"
-            f"pool = r.WorkerPool(preload=['millpond.pumps.preview']);"
+            f"pool = r.WorkerPool(preload=['millpond.replays.preview']);"
             f"job = r.preview_job('webhook', r.HOOK, {max_seq});"
             f"asyncio.run(r.run_preview(storage.index, job, {{}}, pool));"
             f"workers = max([r.peak_rss_kib(p) for p in pool.pids()] or [0]);"
@@ -240,7 +241,7 @@ def main() -> None:
         print(f"filled the log with {args.events:,} events in {time.perf_counter() - t:.1f}s")
         n = args.events
         scans, pv_hook, pv_mp, unl = [], [], [], []
-        pool = WorkerPool(preload=["millpond.pumps.preview"])  # as the server's, started lazily
+        pool = WorkerPool(preload=["millpond.replays.preview"])  # as the server's, started lazily
         for run in range(args.runs):
             scans.append(asyncio.run(scan_rate(storage)))
             pv_hook.append(preview_rate(storage, "webhook", HOOK, n, pool))

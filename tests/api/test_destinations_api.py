@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.delivery import create_destination, send_batch
+from tests.support.delivery import create_destination, send_batch, stats
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,8 @@ def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, adm
     assert created["connected_at"].endswith("Z")
     assert [a["name"] for a in created["actions"]] == ["Track events", "Page views",
                                                        "Screen views", "Identify user"]
-    assert created["rate_limit"] == {"events_per_second": 30000.0, "requests_per_second": None}
+    assert created["rate_limit"] == {"events_per_second": 30000.0, "requests_per_second": None,
+                                     "max_in_flight": 16}
     reads = [created, admin.get("/api/destinations/mp").json(),
              admin.get(f"/api/destinations/{created['id']}").json(),
              admin.get("/api/destinations").json()["destinations"][0],
@@ -88,7 +89,7 @@ def test_sending_masked_settings_back_keeps_the_stored_secret(server, admin, ven
      "at most"),
     ({"type": "webhook", "settings": {"url": "https://example.com/h"},
       "actions": [{"name": "a", "trigger": "type != null", "mapping": {}, "when": 1}]},
-     "actions[0].when", "unknown key"),
+     "actions[0].when", "unknown field"),
 ])
 def test_validation_names_the_field(admin, body, field, text):
     err = error(admin.post("/api/destinations", json={"name": "d", **body}))
@@ -185,3 +186,31 @@ def test_event_tester_finds_stored_events_by_message_id_and_seq(server, admin, v
         assert request["body"]["messageId"] == "stored-1"
     assert error(admin.post("/api/destinations/hook/test", json={"message_id": "nope"}), 404)
     assert error(admin.post("/api/destinations/hook/test", json={"evnt": {}}))["field"] == "evnt"
+
+
+def test_a_long_retry_after_is_capped_per_destination_and_retry_now_ends_it(
+        server, admin, vendor):
+    """#13 item 11: ``Retry-After: 3600`` parked delivery for 600 s after the vendor was
+    back; only disable + enable released it."""
+    hook = vendor("webhook")
+    source = server.create_source("web")
+    create_destination(admin, name="hook", type="webhook", settings=hook.destination_settings(),
+                       rate_limit={"events_per_second": 1000, "max_retry_after": 120})
+    bad = error(admin.patch("/api/destinations/hook",
+                            json={"rate_limit": {"max_retry_after": 0}}))
+    assert bad["field"] == "rate_limit.max_retry_after" and "seconds" in bad["message"]
+    hook.fail_next(1, 429, retry_after=3600)
+    send_batch(server.url, source["write_key"], [
+        {"type": "track", "userId": "u", "event": "Clicked", "messageId": "r1"}])
+    wait_until(lambda: stats(admin, "hook")["retry_now"], what="the destination to wait")
+    waiting = stats(admin, "hook")
+    assert waiting["max_retry_after"] == 120 and 60 < waiting["next_attempt_in"] <= 121
+    r = admin.post("/api/destinations/hook/retry-now")
+    assert r.status_code == 200 and r.json()["retried_now"] is True, r.text
+    hook.wait_for(1, timeout=5)
+    wait_until(lambda: stats(admin, "hook")["sent"] == 1, what="sent")
+    assert stats(admin, "hook")["retried_now"] == 1
+    again = admin.post("/api/destinations/hook/retry-now").json()
+    assert again["retried_now"] is False and "not waiting" in again["message"]
+    admin.post("/api/destinations/hook/disable")
+    assert error(admin.post("/api/destinations/hook/retry-now"), 409)["field"] == "destination"

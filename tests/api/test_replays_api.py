@@ -85,3 +85,33 @@ def test_half_typed_filters_and_triggers_are_refused_up_front(server, vendor):
             "actions": [{"name": "a", "trigger": 'event = "x" and type != ',
                          "mapping": {"e": {"@path": "$.event"}}}]})
         assert r.status_code == 400 and r.json()["error"]["field"] == "actions[0].trigger"
+
+
+def test_disable_pauses_with_the_reason_and_delete_keeps_the_history(server, vendor):
+    """#13 item 6: a replay of a disabled destination said ``running``; after a delete,
+    ``GET /api/replays/{id}`` answered 404; the default window read ``1970-01-01 … now``."""
+    hook = vendor("webhook")
+    web = server.create_source("web")
+    send_batch(server.url, web["write_key"], [
+        track("u1", i, timestamp=f"2024-03-0{1 + i % 5}T00:00:00Z") for i in range(30)])
+    with server.admin as admin:
+        dest = create_destination(admin, name="hook", type="webhook",
+                                  settings=hook.destination_settings(),
+                                  rate_limit={"events_per_second": 10})
+        r = admin.post("/api/replays", json={"destination": "hook"})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        assert r.json()["window"]["from"] == "2024-03-01T00:00:00.000Z"
+        assert r.json()["window"]["to"] == dest["connected_at"]
+        assert admin.post("/api/destinations/hook/disable").status_code == 200
+        paused = admin.get(f"/api/replays/{rid}").json()
+        assert paused["state"] == "paused" and "disabled" in paused["reason"]
+        assert admin.post("/api/destinations/hook/enable").status_code == 200
+        assert admin.get(f"/api/replays/{rid}").json()["state"] == "running"
+        assert admin.delete("/api/destinations/hook").status_code == 200
+        gone = admin.get(f"/api/replays/{rid}")
+        assert gone.status_code == 200, gone.text
+        body = gone.json()
+        assert body["destination_deleted"] is True and body["destination_name"] == "hook"
+        assert body["state"] == "cancelled" and body["reason"] == "destination deleted"
+        assert [x["id"] for x in admin.get("/api/replays").json()["replays"]] == [rid]

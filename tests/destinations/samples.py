@@ -136,7 +136,7 @@ def send(dest: DestinationType, request: OutboundRequest, client: httpx.Client) 
         )
     except httpx.TransportError as exc:
         return dest.transport_error(exc)
-    return dest.classify(
+    return dest.answer(
         response.status_code, response.headers, response.content, request.item_count
     )
 

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from millpond.destinations import Item, Partial, Reject, Sent, SettingsError
+from millpond.destinations import Item, Partial, Reject, Retry, Sent, SettingsError
 from millpond.destinations.mixpanel import Mixpanel, insert_id
 from millpond.destinations.wire import to_epoch_ms
 
@@ -156,3 +156,19 @@ def test_settings_rules() -> None:
     request = eu.build_request("Track events", [Item({"event": "x", "properties": {}}, TRACK)])
     assert request.url == "https://api-eu.mixpanel.com/import?strict=1"
     assert json.loads(request.body)[0]["properties"]["distinct_id"] == "user-12345"
+
+
+def test_a_200_that_is_not_mixpanels_answer_is_retried(vendor, http: httpx.Client) -> None:
+    """#13 item 13: a proxy's page with status 200 is not an ingestion; before, it was
+    counted as sent and the event never reached Mixpanel."""
+    fake = vendor("mixpanel")
+    dest = _dest(fake)
+    fake.fail_next(1, 200, body="<html><body>Service temporarily unavailable</body></html>")
+    [outcome] = deliver(dest, [TRACK], http)
+    assert isinstance(outcome, Retry) and "not Mixpanel's answer" in outcome.reason
+    assert "Service temporarily unavailable" in outcome.reason and fake.received == []
+    assert deliver(dest, [TRACK], http) == [Sent()]
+    assert [r["event"] for r in fake.received] == ["Order Completed"]
+    assert dest.answer(200, {}, b"1", 1) == Sent()
+    assert dest.answer(200, {}, b'{"status": 1, "error": null}', 1) == Sent()
+    assert isinstance(dest.answer(200, {}, b"", 1), Retry)

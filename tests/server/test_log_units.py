@@ -20,20 +20,20 @@ from millpond import datalock, logs
 from millpond.backfill import ImportOptions
 from millpond.backfill.jobs import ImportJobs
 from millpond.cli.main import cli
+from millpond.delivery import sender as deliver_module
+from millpond.delivery.dead_log import DeadLetterLog
+from millpond.delivery.rate_limit import RateLimiter
+from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.sender import Deliverer
+from millpond.delivery.transport import Response
 from millpond.errors import Overloaded
-from millpond.pumps import deliver as deliver_module
-from millpond.pumps.dead_log import DeadLetterLog
-from millpond.pumps.deliver import Deliverer
-from millpond.pumps.rate_limit import RateLimiter
-from millpond.pumps.retry import RetryPolicy
-from millpond.pumps.transport import Response
 from millpond.server import StartupError, bind
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
-from millpond.storage.models import NewEvent
+from millpond.storage.models import DeadLetter, NewEvent
 from millpond.storage.sqlite.log import SQLiteEventLog
-from tests.pumps.helpers import ScriptedTransport, ScriptType
-from tests.pumps.test_deliver import batch
+from tests.delivery.helpers import ScriptedTransport, ScriptType
+from tests.delivery.test_sender import batch
 
 
 @pytest.fixture
@@ -195,9 +195,12 @@ def test_dead_letters_are_summed_between_lines(caplog):
     now = [0.0]
     dl = DeadLetterLog("destination hook", {"destination": "hook"}, every=10.0,
                        clock=lambda: now[0])
-    dl.add([{"reason": "HTTP 400: bad"}] * 3)  # first: logged at once
+    def letter(reason: str) -> DeadLetter:
+        return DeadLetter("d", "r", 1, "m1", "a", reason)
+
+    dl.add([letter("HTTP 400: bad")] * 3)  # first: logged at once
     now[0] = 1.0
-    dl.add([{"reason": "HTTP 400: bad"}] * 2 + [{"reason": "mapping failed"}])  # held back
+    dl.add([letter("HTTP 400: bad")] * 2 + [letter("mapping failed")])  # held back
     dl.flush()
     now[0] = 11.0
     dl.flush()  # due: the held-back ones

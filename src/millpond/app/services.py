@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from millpond.app import metrics as server_metrics
 from millpond.app.config import ServerConfig
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
+from millpond.connections import metrics as delivery_metrics
+from millpond.connections.service import PumpManager
+from millpond.delivery.retry import RetryPolicy
 from millpond.profiles.follower import ProfileFollower
-from millpond.pumps import metrics as delivery_metrics
-from millpond.pumps.manager import PumpManager
-from millpond.pumps.replay_manager import ReplayManager
-from millpond.pumps.retry import RetryPolicy
+from millpond.replays.service import ReplayManager
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
@@ -78,7 +79,7 @@ def build_services(config: ServerConfig) -> Services:
             pass
 
     engine = SegmentEngine(storage, profiles_upto=profiles_upto)
-    return Services(
+    services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
@@ -87,3 +88,5 @@ def build_services(config: ServerConfig) -> Services:
         imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
         segment_engine=engine, segments=SegmentService(storage, engine))
+    server_metrics.install(services)
+    return services

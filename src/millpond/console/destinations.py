@@ -13,8 +13,8 @@ from starlette.routing import Route
 from millpond.console import forms, settings_form, tester
 from millpond.console.auth import checked_form
 from millpond.console.services import NOT_YET
+from millpond.delivery.evaluate import TOO_OLD
 from millpond.errors import BadRequest, MillpondError, NotFound
-from millpond.pumps.evaluate import TOO_OLD
 
 
 def funnel(actions: dict, received: int, no_action: dict[str, int]) -> list[dict]:
@@ -162,7 +162,7 @@ def routes(console) -> list[Route]:
     async def redrive(request: Request) -> Response:
         form = await checked_form(request)
         ref = request.path_params["ref"]
-        ids = [int(v) for v in form.getlist("id") if str(v).isdigit()] or None
+        ids = [int(str(v)) for v in form.getlist("id") if str(v).isdigit()] or None
         result = await svc.redrive(ref, ids)
         refused = "; ".join(f"{r['id']}: {r['reason']}" for r in result["refused"])
         return forms.go(f"/destinations/{ref}", f"Redriving {result['redriving']:,} dead "

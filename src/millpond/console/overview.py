@@ -24,12 +24,12 @@ def chart(per_minute: list[int]) -> dict:
 
 
 def alerts(destinations: list[dict], replays: list[dict], imports: list[dict]) -> list[dict]:
-    """What needs someone: retrying or broken destinations (with the vendor's answer),
+    """What needs someone: retrying, failing or broken destinations (with the vendor's answer),
     waiting dead letters, failed replays and imports."""
     out = []
     for d in destinations:
         st = d["stats"]
-        if st.get("state") in ("retrying", "error"):
+        if st.get("state") in ("retrying", "failing", "error"):
             out.append({"kind": st["state"], "what": f"Destination {d['name']} is {st['state']}",
                         "detail": st.get("last_error") or "", "href": f"/destinations/{d['id']}"})
         if st.get("dead_letters_waiting"):

@@ -30,13 +30,13 @@ from millpond.actions import compile_trigger
 from millpond.actions.fql import TriggerSyntaxError
 from millpond.actions.fql.explain import explain_trigger
 from millpond.backfill import ImportInputError, ImportOptions, preflight
+from millpond.connections import config as pump_config
+from millpond.connections.lookup import event_at, find_event
+from millpond.connections.present import dead_letter_dict, destination_dict
+from millpond.connections.tester import try_event
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
 from millpond.profiles.service import people_search
-from millpond.pumps import config as pump_config
-from millpond.pumps.lookup import event_at, find_event
-from millpond.pumps.present import dead_letter_dict, destination_dict
-from millpond.pumps.tester import try_event
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 from millpond.storage.models import DeadLetterState, EventQuery, StoredEvent, WindowCursor

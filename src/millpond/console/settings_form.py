@@ -3,7 +3,7 @@
 Each setting becomes a labelled field: its description and example as the hint, secrets
 as password fields (never filled with the stored value: left empty, the stored secret is
 kept), enums as selects, numbers as number fields, objects as JSON text. The server's own
-validation (``millpond.pumps.config``) judges the result, and its message is shown beside
+validation (``millpond.connections.config``) judges the result, and its message is shown beside
 the field it names (``settings.url``).
 """
 
@@ -30,8 +30,10 @@ def _kind(spec: dict) -> tuple[str, dict]:
     main = {**spec, **options[0]}
     if "enum" in main:
         return "enum", main
+    kind = main.get("type")
     return {"integer": "integer", "number": "number", "boolean": "boolean",
-            "object": "object", "array": "object"}.get(main.get("type"), "string"), main
+            "object": "object", "array": "object"}.get(kind, "string") if isinstance(kind, str) \
+        else "string", main
 
 
 def fields(entry: dict, current: dict | None = None, typed: dict | None = None) -> list[dict]:

@@ -66,10 +66,14 @@ class RateLimit(msgspec.Struct, frozen=True):
     `events_per_second` is the user-facing knob (destination `rate_limit`);
     `requests_per_second` is set where the vendor documents a request-rate
     limit, so batched sends also stay under it. None means "not documented".
+    `max_in_flight` is how many requests may be on the wire at once (per-user
+    order is kept whatever it is): enough to reach the rate at the vendor's
+    usual latency, few enough not to look like a flood.
     """
 
     events_per_second: float
     requests_per_second: float | None = None
+    max_in_flight: int = 4
 
 
 class BatchLimits(msgspec.Struct, frozen=True):
@@ -365,6 +369,26 @@ class DestinationType(ABC):
     ) -> Outcome:
         """Turn the vendor's answer into an outcome. Default: the shared table."""
         return classify_status(status, headers, body, item_count)
+
+    def success_problem(self, status: int, body: bytes) -> str | None:
+        """Why ``body`` of a 2xx answer is not the vendor's success answer, or None.
+
+        A type whose vendor contract defines the success body overrides this (Mixpanel
+        answers JSON or ``1``): a 2xx with anything else (a proxy's HTML page, a captive
+        portal, a truncated answer) proves nothing was ingested, so it is retried rather
+        than counted as sent. Default: any 2xx body is success."""
+        return None
+
+    def answer(
+        self, status: int, headers: Mapping[str, str], body: bytes, item_count: int
+    ) -> Outcome:
+        """What the pump calls: :meth:`classify`, then the success-body contract."""
+        outcome = self.classify(status, headers, body, item_count)
+        if isinstance(outcome, Sent) and 200 <= status <= 299:
+            problem = self.success_problem(status, body)
+            if problem:
+                return Retry(f"HTTP {status} but {problem}")
+        return outcome
 
     def transport_error(self, exc: Exception) -> Outcome:
         """No HTTP answer (timeout, refused connection, reset...). The request may

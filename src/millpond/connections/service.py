@@ -1,0 +1,274 @@
+"""The destinations layer's front door: configuration changes, live pumps, redrives, stats.
+
+Why every change goes through here: saving a destination and (re)starting its pump must
+happen together, or the owner would see one configuration and the pump run another.
+The API calls these methods; each validates fully, writes the destination store (and its
+live run), then replaces the destination's running side
+(:class:`~millpond.connections.runner.LiveDestination`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from millpond.connections import config
+from millpond.connections.runner import (
+    LiveDestination,
+    delivery_totals,
+    head_received,
+    live_run,
+    new_run_id,
+    run_cursor,
+)
+from millpond.connections.stats import summarize
+from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
+from millpond.errors import BadRequest, Conflict
+from millpond.storage.contracts import DestinationStore, EventLog, RunStore
+from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
+
+log = logging.getLogger("millpond.pumps")
+
+
+
+class PumpManager:
+    """Runs one :class:`LiveDestination` per enabled destination of ``destinations``."""
+
+    def __init__(self, event_log: EventLog, destinations: DestinationStore, runs: RunStore,
+                 *, transport: Transport | None = None, policy: RetryPolicy | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        self.log = event_log
+        self.destinations = destinations
+        self.runs = runs
+        self.policy = policy or RetryPolicy()
+        #: Seconds per vendor request, for the transport made when none is given.
+        self.timeout = timeout
+        self._transport = transport
+        self._live: dict[str, LiveDestination] = {}
+        self._lock = asyncio.Lock()
+        self._started = False
+        #: Set by :class:`~millpond.replays.service.ReplayManager` when it is wired.
+        self.replays = None
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = HttpxTransport(self.timeout)
+        return self._transport
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start a pump for every enabled destination (from its saved cursor)."""
+        recovered = self.runs.recover_dead_letters()
+        if recovered:
+            log.info("%d dead letters were being redriven at shutdown; back to dead", recovered)
+        for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
+            self.runs.set_state(run.id, RunState.CANCELLED, error="interrupted by a restart")
+        self._started = True
+        for dest in self.destinations.list():
+            if dest.enabled:
+                self._launch(dest)
+
+    async def stop(self) -> None:
+        self._started = False
+        live, self._live = list(self._live.values()), {}
+        await asyncio.gather(*(d.stop() for d in live), return_exceptions=True)
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    def _launch(self, dest: Destination) -> None:
+        try:
+            rt = config.runtime(dest.type, dest.settings, dest.actions)
+        except BadRequest as exc:  # saved before a catalog change made it invalid
+            log.error("destination %s cannot start: %s", dest.name, exc.message)
+            return
+        live = LiveDestination(dest, rt, self.log, self.runs, live_run(self.runs, dest),
+                               self.transport, self.policy)
+        self._live[dest.id] = live
+        live.start()
+        if self.replays is not None:
+            self.replays.attach(live)  # resumes its running replays from their cursors
+
+    async def _restart(self, dest: Destination) -> None:
+        old = self._live.pop(dest.id, None)
+        if old is not None:
+            await old.stop()
+        if dest.enabled and self._started:
+            self._launch(dest)
+
+    # configuration -----------------------------------------------------------------------
+    async def create(self, body: dict[str, Any]) -> Destination:
+        """Validate and save a new destination; its live pump starts after the log's
+        current tail (replays cover what came before). ``body``: a
+        :class:`~millpond.api.models.DestinationCreate` as plain values (its shape is
+        checked; what depends on the type is checked here)."""
+        name = body["name"]
+        cls = config.destination_type(body.get("type"))
+        config.parse_settings(cls, body.get("settings"))
+        rate = config.rate_limit(body.get("rate_limit"), cls)
+        actions = config.actions(body.get("actions"), cls)
+        enabled = body.get("enabled", True)
+        async with self._lock:
+            now = time.time()
+            dest = self.destinations.create(Destination(
+                "dst_" + secrets.token_hex(6), name.strip(), cls.name,
+                dict(body.get("settings") or {}), rate, actions, enabled, now,
+                self.log.last_seq(), now))
+            self.runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE,
+                                 RunState.RUNNING if enabled else RunState.PAUSED,
+                                 cursor=dest.connected_seq))
+            await self._restart(dest)
+        return dest
+
+    async def update(self, ref: str, body: dict[str, Any]) -> Destination:
+        """Change any of name, settings, rate_limit, actions (``null``: the presets) and
+        enabled. The type cannot change: create another destination instead. ``body``: a
+        :class:`~millpond.api.models.DestinationPatch` as plain values (fields given only)."""
+        async with self._lock:
+            dest = self.destinations.get(ref)
+            if "type" in body and body["type"] != dest.type:
+                raise Conflict("a destination's type cannot change; create a new destination",
+                               field="type")
+            cls = config.destination_type(dest.type)
+            changes: dict[str, Any] = {}
+            if "name" in body:
+                changes["name"] = body["name"].strip()
+            if "settings" in body:
+                settings = config.keep_masked(body["settings"] or {}, dest.settings, cls)
+                config.parse_settings(cls, settings)
+                changes["settings"] = dict(settings)
+            if "rate_limit" in body:
+                merged = {**dest.rate_limit, **(body["rate_limit"] or {})}
+                changes["rate_limit"] = config.rate_limit(merged, cls)
+            if "actions" in body:
+                changes["actions"] = config.actions(body["actions"], cls)
+            if "enabled" in body:
+                changes["enabled"] = body["enabled"]
+            dest = self.destinations.update(msgspec.structs.replace(
+                dest, **changes, updated_at=time.time()))
+            if "enabled" in changes:
+                self.runs.set_state(live_run(self.runs, dest).id,
+                                    RunState.RUNNING if dest.enabled else RunState.PAUSED)
+                if dest.enabled and self.replays is not None:
+                    self.replays.release(dest.id)
+            await self._restart(dest)
+            if not dest.enabled and self.replays is not None:
+                self.replays.hold(dest.id, dest.name)
+        return dest
+
+    async def set_enabled(self, ref: str, enabled: bool) -> Destination:
+        return await self.update(ref, {"enabled": enabled})
+
+    async def delete(self, ref: str) -> Destination:
+        """Stop delivering and forget the destination (the events stay in the log; its
+        runs and dead letters stay in the run store, its unfinished runs cancelled)."""
+        async with self._lock:
+            dest = self.destinations.get(ref)
+            old = self._live.pop(dest.id, None)
+            if old is not None:
+                await old.stop()
+            self.destinations.delete(dest.id)
+            active = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
+            for run in self.runs.list(dest.id, states=active):
+                self.runs.set_state(run.id, RunState.CANCELLED, error="destination deleted")
+        return dest
+
+    # visibility --------------------------------------------------------------------------
+    def live(self, dest_id: str) -> LiveDestination | None:
+        return self._live.get(dest_id)
+
+    def running(self) -> list[str]:
+        """Names of the destinations whose pumps run (for the server's "ready" line)."""
+        return [live.dest.name for live in list(self._live.values())]
+
+    async def stats(self, dest: Destination) -> dict:
+        """Counts by action and outcome, lag behind the log tail, and sender state.
+
+        It only copies or reads single attributes of the running pump, never iterates its
+        live structures (``/metrics`` reads it beside the pumps)."""
+        live = self._live.get(dest.id)
+        if live is not None:
+            totals = Counter(live.totals)  # a C-level copy: the loop thread may be adding
+            cursor, oldest = live.position()
+            state = live.state()
+        else:
+            totals = delivery_totals(self.runs, dest.id)
+            cursor = run_cursor(live_run(self.runs, dest), dest)
+            oldest = None
+            state = {"state": "disabled" if not dest.enabled else "error",
+                     "last_error": None if not dest.enabled else "destination cannot start"}
+        last = self.log.last_seq()
+        behind = max(0, last - cursor)  # seqs after the cursor: an upper bound if gaps
+        if oldest is None and behind:
+            oldest = await head_received(self.log, cursor)
+        lag = max(0.0, time.time() - oldest) if oldest is not None and behind else 0.0
+        return {**state, "cursor": cursor, "events_behind": behind,
+                "lag_seconds": round(lag, 3),
+                "dead_letters_waiting": self.runs.count_dead_letters(dest.id),
+                **summarize(totals)}
+
+    async def all_stats(self) -> list[tuple[Destination, dict]]:
+        return [(d, await self.stats(d)) for d in self.destinations.list()]
+
+    async def retry_now(self, ref: str) -> dict:
+        """End the destination's wait for its next attempt (a vendor that said
+        ``Retry-After: 3600`` and is back sooner). Conflict when it is disabled."""
+        dest = self.destinations.get(ref)
+        live = self._live.get(dest.id)
+        if live is None:
+            raise Conflict(f"destination {dest.name!r} is disabled; enable it to deliver",
+                           field="destination")
+        woke = live.deliverer.retry_now()
+        return {"id": dest.id, "name": dest.name, "retried_now": woke,
+                "message": "retrying now" if woke else
+                f"destination {dest.name} is not waiting to retry; nothing to do",
+                "stats": await self.stats(dest)}
+
+    # redrive -----------------------------------------------------------------------------
+    async def redrive(self, ref: str, ids: list[int] | None) -> dict:
+        """Send dead letters again with the current configuration (see LiveDestination)."""
+        dest = self.destinations.get(ref)
+        live = self._live.get(dest.id)
+        if live is None:
+            raise Conflict(f"destination {dest.name!r} is disabled; enable it to redrive",
+                           field="destination")
+        claimed = self.runs.claim_dead_letters(dest.id, ids)
+        configured = {a.name for a in live.runtime.actions}
+        events: dict[int, StoredEvent] = {}
+        refused: list[dict] = []
+        keep = []
+        for row in claimed:
+            if row.action not in configured:
+                refused.append({"id": row.id, "reason": f"action {row.action!r} is no "
+                                "longer configured or is disabled"})
+                continue
+            if row.seq not in events:
+                found = await self.log.get(row.seq)
+                if found is None:
+                    refused.append({"id": row.id, "reason": f"event {row.seq} is no "
+                                    "longer in the log"})
+                    continue
+                events[row.seq] = found
+            keep.append(row)
+        if refused:
+            self.runs.release_dead_letters([r["id"] for r in refused])
+        if keep:
+            live.redrive(keep, events)
+        return {"redriving": len(keep), "ids": [r.id for r in keep], "refused": refused}
+
+    def counters(self) -> list[tuple[Destination, Counter]]:
+        """Totals per destination for /metrics."""
+        out = []
+        for dest in self.destinations.list():
+            live = self._live.get(dest.id)
+            out.append((dest, Counter(live.totals) if live
+                         else delivery_totals(self.runs, dest.id)))
+        return out

@@ -1,0 +1,67 @@
+"""How each item of a delivery run ends, as closed types instead of strings and tuples.
+
+Why enums and records: the outcome of an item is a closed vocabulary that counters,
+stats, ``/metrics`` and reports all branch on; a typo in a string compares unequal
+silently, an enum member does not exist. ``Outcome`` is a ``StrEnum``, so counter keys
+stored as plain strings by a backend compare and hash equal to the members, and members
+are singletons, which the ledger's identity-based run counting relies on.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from millpond.storage.models import DeadLetter
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    DEAD_LETTERED = "dead_lettered"
+    RETRIED = "retried"
+
+
+#: The members as module constants, for hot loops (a global read, not an enum lookup).
+SENT, SKIPPED, DEAD_LETTERED, RETRIED = (Outcome.SENT, Outcome.SKIPPED, Outcome.DEAD_LETTERED,
+                                         Outcome.RETRIED)
+
+#: A counter key: (action, outcome, reason); action "" for event-level skips.
+CountKey = tuple[str, str, str]
+
+
+class Decision(NamedTuple):
+    """What one action does with one event: ``outcome`` None means send ``payload``;
+    otherwise skipped or dead-lettered with ``reason`` (a dead reason starts with its
+    category before a colon, which labels counters).
+
+    A NamedTuple (typed, immutable) rather than a frozen dataclass: one is made per
+    action per event, and a frozen dataclass's ``__init__`` costs several times more."""
+
+    action: str
+    outcome: Outcome | None
+    reason: str
+    payload: Any
+
+
+def dead_letter(event: dict, action: str, reason: str, payload: Any = None,
+                status: int | None = None, response: str | None = None) -> DeadLetter:
+    """A dead letter as the engine makes it: the run and destination are filled in by the
+    checkpoint (:func:`stamp`), which is the one place that knows them."""
+    return DeadLetter("", "", event.get("seq") or 0, event.get("messageId"), action, reason,
+                      status, response, payload, time.time())
+
+
+def category(letter: DeadLetter) -> str:
+    """The counter label of a dead letter: ``HTTP <status>`` for a vendor's refusal, else
+    the reason's category (the text before its colon: ``mapping error``...)."""
+    return f"HTTP {letter.status}" if letter.status else letter.reason.partition(":")[0]
+
+
+def stamp(dead: list[DeadLetter], destination_id: str, run_id: str) -> list[DeadLetter]:
+    """``dead`` with their destination and run set (in place; returned for chaining)."""
+    for letter in dead:
+        letter.destination_id = destination_id
+        letter.run_id = run_id
+    return dead

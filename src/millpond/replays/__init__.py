@@ -1,0 +1,1 @@
+"""Replays: plan a window, preview it, run it through a destination, report on it."""
