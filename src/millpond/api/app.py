@@ -21,6 +21,7 @@ from millpond.api import (
     people,
     replays,
     schema,
+    segments,
     sources,
 )
 from millpond.api.deps import require_admin
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from millpond.app.services import Services
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
-           dead_letters.router, imports.router, replays.router)
+           dead_letters.router, imports.router, replays.router, segments.router)
 
 
 def build_api(services: Services) -> FastAPI:

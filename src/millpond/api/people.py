@@ -37,4 +37,17 @@ async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
     if person is None:
         raise NotFound(f"no person with id {person_id!r} (user id, anonymous id or profile id)",
                        field="id")
+    await mp.segment_engine.catch_up_once()
+    person["segments"] = mp.segments.person_segments(person["id"])
     return person
+
+
+@router.get("/{person_id}/segments/{key}", responses={
+    401: {"description": "Missing or invalid admin token"},
+    404: {"description": "No such person or segment: {\"error\": {\"code\", \"message\", "
+                         "\"field\"}}"}})
+async def person_segment_why(person_id: str, key: str, mp: Services = Depends(services)) -> dict:
+    """Why the person is (or is not) in the segment: each condition with its value (the
+    trait and the time that set it, the matching events), and their history there."""
+    await mp.profile_follower.catch_up_once()
+    return await mp.segments.why(person_id, key)

@@ -13,7 +13,8 @@ from millpond.app.services import Services
 
 
 class Lifecycle:
-    """Background work of one server: delivery runs and the profile follower."""
+    """Background work of one server: delivery runs, the profile follower and the
+    segment engine."""
 
     def __init__(self, services: Services):
         self.services = services
@@ -24,6 +25,7 @@ class Lifecycle:
         the running event loop, so it is called from the lifespan's startup."""
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
+        self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
 
     async def stop(self) -> None:
         """Stop delivery (checkpointing it), then the follower, then close the stores,

@@ -23,6 +23,8 @@ from millpond.connections.service import PumpManager
 from millpond.delivery.retry import RetryPolicy
 from millpond.profiles.follower import ProfileFollower
 from millpond.replays.service import ReplayManager
+from millpond.segments.engine import SegmentEngine
+from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
 from millpond.storage import Storage, open_storage
 from millpond.storage.contracts import EventLog, ProfileStore
@@ -47,6 +49,8 @@ class Services:
     imports: ImportJobs
     pumps: PumpManager
     replays: ReplayManager
+    segment_engine: SegmentEngine
+    segments: SegmentService
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -67,13 +71,22 @@ def build_services(config: ServerConfig) -> Services:
                         timeout=delivery.timeout,
                         policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap))
     delivery_metrics.install(pumps)
+    follower = ProfileFollower(storage.log, storage.profiles)
+
+    async def profiles_upto(_seq: int) -> None:
+        # Identities must be merged before people are evaluated.
+        while await follower.catch_up_once() >= follower.chunk:
+            pass
+
+    engine = SegmentEngine(storage, profiles_upto=profiles_upto)
     services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
         sources=sources, profiles=storage.profiles,
-        profile_follower=ProfileFollower(storage.log, storage.profiles),
+        profile_follower=follower,
         imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
-        replays=ReplayManager(pumps, sources, storage.runs, storage.index))
+        replays=ReplayManager(pumps, sources, storage.runs, storage.index),
+        segment_engine=engine, segments=SegmentService(storage, engine))
     server_metrics.install(services)
     return services

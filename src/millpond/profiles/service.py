@@ -25,4 +25,6 @@ async def people_search(mp: Services, query: str | None, cursor: str | None,
     await mp.profile_follower.catch_up_once()
     page = await asyncio.to_thread(mp.profiles.search, query or "", after=cursor or None,
                                    limit=limit)
+    for person in page.people:  # as GET /api/people/{id} shows them: with their segments
+        person["segments"] = mp.segments.person_segments(person["id"])
     return {"people": page.people, "next_cursor": page.next_cursor}

@@ -80,7 +80,9 @@ class SourceService:
         with self._lock:
             now = self._clock()
             sources = self.store.list()
-            self._by_key = {s.write_key: s for s in sources}
+            # The built-in ``computed`` source is written by millpond only: its key opens
+            # nothing.
+            self._by_key = {s.write_key: s for s in sources if s.kind != "computed"}
             self._by_site = {s.site_id: s for s in sources if s.site_id and s.kind == "track"}
             self._loaded_at = now
 

@@ -40,12 +40,16 @@ from millpond.storage.models import (
     Destination,
     EventQuery,
     ImportJob,
+    Member,
+    MembershipChange,
+    MembersPage,
     NewEvent,
     PeoplePage,
     Rejection,
     Run,
     RunKind,
     RunState,
+    Segment,
     Source,
     StoredEvent,
     Window,
@@ -430,6 +434,83 @@ class ProfileStore(Protocol):
     def set_checkpoint(self, seq: int) -> None: ...
 
 
+class SegmentStore(Protocol):
+    """Segment definitions, each person's current membership, its history and the
+    schedule of time-driven changes. Every write is durable on return.
+
+    Memberships are derived data (the engine can rebuild them from the log), kept with
+    the engine's log position (:meth:`checkpoint`) in the same transaction, so after a
+    crash the two agree."""
+
+    def create(self, segment: Segment) -> Segment:
+        """Insert; Conflict (field ``key``) when the key is taken."""
+        ...
+
+    def get(self, ref: str) -> Segment:
+        """By id or key; NotFound (field ``segment``)."""
+        ...
+
+    def list(self) -> list[Segment]:
+        """All segments, oldest first."""
+        ...
+
+    def update(self, segment: Segment) -> Segment:
+        """Replace the stored record of ``segment.id``; NotFound, Conflict on a taken key."""
+        ...
+
+    def delete(self, segment_id: str) -> Segment:
+        """Remove the segment with its memberships, history and schedule; NotFound."""
+        ...
+
+    def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
+              checkpoint: int | None = None) -> list[MembershipChange]:
+        """Atomically: remove the (segment id, person id) rows in ``drop`` (profiles
+        merged into another), store each of ``rows`` as its person's current state in its
+        segment, append a history entry for each whose ``member`` differs from the state
+        stored before (none stored: not a member), and record ``checkpoint`` when given.
+        Returns the history entries appended. Rows of segments that no longer exist are
+        ignored. Idempotent: applying the same rows again appends nothing."""
+        ...
+
+    def member(self, segment_id: str, person_id: str) -> Member | None:
+        """The stored state of a person in a segment, or None."""
+        ...
+
+    def by_ids(self, ids: Sequence[str]) -> list[Member]:
+        """Every stored row, of any segment, whose ``ids`` share one with ``ids``: the rows
+        of all the profiles a merge joined; ordered by (segment id, person id)."""
+        ...
+
+    def members(self, segment_id: str, *, after: str | None = None,
+                limit: int = 50) -> MembersPage:
+        """The current members (``member`` true) by person id, after the cursor ``after``;
+        ``next_cursor`` None when this is the last page."""
+        ...
+
+    def count_members(self, segment_id: str) -> int: ...
+
+    def person_segments(self, person_id: str) -> list[Member]:
+        """The segments the person is currently a member of, by segment id."""
+        ...
+
+    def history(self, person_id: str, segment_id: str | None = None) -> list[MembershipChange]:
+        """The person's membership changes in the order they were stored."""
+        ...
+
+    def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
+        """Rows whose ``next_change_ms`` is at or before ``now_ms``, earliest first: the
+        scheduler's work, found by an index, never by a scan of every person."""
+        ...
+
+    def next_due(self) -> int | None:
+        """The earliest ``next_change_ms`` of any row, or None."""
+        ...
+
+    def checkpoint(self) -> int:
+        """The engine's last log seq recorded with the data (0 if none)."""
+        ...
+
+
 class Storage(Protocol):
     """One backend's stores, opened together by :func:`millpond.storage.open_storage`.
 
@@ -452,6 +533,8 @@ class Storage(Protocol):
     def rejections(self) -> RejectionStore: ...
     @property
     def profiles(self) -> ProfileStore: ...
+    @property
+    def segments(self) -> SegmentStore: ...
     #: Whether writes succeed now: the backend reports each write it refuses with
     #: StorageUnavailable and each that commits, so a full disk is one episode, logged
     #: once, shown in stats and ``/metrics``.
@@ -472,6 +555,7 @@ __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
     "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "ImportJob",
     "ImportJobStore", "NewEvent", "PartScanner", "PeoplePage", "ProfileStore", "Rejection",
-    "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Source", "SourceStore",
+    "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Member", "MembersPage",
+    "MembershipChange", "Segment", "SegmentStore", "Source", "SourceStore",
     "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",
 ]

@@ -278,3 +278,58 @@ class ImportJob(msgspec.Struct):
     progress: dict[str, Any] | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+# -- segments --------------------------------------------------------------------------
+
+
+class Segment(msgspec.Struct):
+    """A segment as saved: its definition as JSON (:mod:`millpond.segments.definition`
+    parses it), ``state`` ``building`` until the build over the log reached
+    ``build_upto_seq``, then ``ready``; ``build_done`` / ``build_total`` people for
+    progress, ``build_started_ms`` for the estimate."""
+
+    id: str
+    key: str
+    name: str
+    definition: dict[str, Any]
+    state: str = "building"
+    created_ms: int = 0
+    updated_ms: int = 0
+    build_upto_seq: int = 0
+    build_done: int = 0
+    build_total: int = 0
+    build_started_ms: int = 0
+
+
+class Member(msgspec.Struct, frozen=True):
+    """A person's current state in one segment (kept when not a member: the state a
+    later change is compared with). ``since_ms`` is the event time the state began,
+    ``next_change_ms`` when time passing changes it (the schedule), ``ids`` the
+    person's ids when written (a merge finds the rows of the profiles it joined)."""
+
+    segment_id: str
+    person_id: str
+    member: bool
+    since_ms: int | None
+    next_change_ms: int | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    ids: tuple[str, ...] = ()
+    processed_ms: int = 0
+
+
+class MembershipChange(msgspec.Struct, frozen=True):
+    """One entry of a person's membership history: entered (``member``) or exited, at
+    event time ``at_ms``, noticed at processing time ``processed_ms``."""
+
+    segment_id: str
+    person_id: str
+    member: bool
+    at_ms: int | None
+    processed_ms: int
+
+
+class MembersPage(msgspec.Struct):
+    members: list[Member]
+    next_cursor: str | None = None

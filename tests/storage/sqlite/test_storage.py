@@ -12,7 +12,8 @@ def test_store_sizes_count_the_write_ahead_log(tmp_path):
     try:
         storage.log.submit([ev(f"m{i}") for i in range(50)]).result()
         sizes = storage.sizes()
-        assert set(sizes) == {"log.db", "state.db", "profiles.db", "activity.db"}
+        assert set(sizes) == {"log.db", "state.db", "profiles.db", "activity.db",
+                              "segments.db"}
         assert (tmp_path / "log.db-wal").stat().st_size > 0  # committed, not checkpointed
         for name, size in sizes.items():
             on_disk = [tmp_path / name, tmp_path / f"{name}-wal"]

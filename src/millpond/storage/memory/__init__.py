@@ -12,6 +12,7 @@ from millpond.storage.memory.index import MemoryEventIndex
 from millpond.storage.memory.log import MemoryEventLog
 from millpond.storage.memory.profiles import MemoryProfileStore
 from millpond.storage.memory.runs import MemoryRunStore
+from millpond.storage.memory.segments import MemorySegmentStore
 from millpond.storage.memory.state import (
     MemoryDestinationStore,
     MemoryImportJobStore,
@@ -34,6 +35,7 @@ class MemoryStorage:
         self.imports = MemoryImportJobStore()
         self.rejections = MemoryRejectionStore()
         self.profiles = MemoryProfileStore()
+        self.segments = MemorySegmentStore()
 
     def sizes(self) -> dict[str, int]:
         """The log's bodies, in bytes (the rest is small)."""

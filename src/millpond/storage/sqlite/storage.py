@@ -17,10 +17,11 @@ from millpond.storage.sqlite.log import SQLiteEventLog
 from millpond.storage.sqlite.profiles import SQLiteProfileStore
 from millpond.storage.sqlite.rejections import SQLiteRejectionStore
 from millpond.storage.sqlite.runs import SQLiteRunStore
+from millpond.storage.sqlite.segments import SQLiteSegmentStore
 from millpond.storage.sqlite.sources import SQLiteSourceStore
 
 FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db",
-         "activity": "activity.db"}
+         "activity": "activity.db", "segments": "segments.db"}
 
 
 class SQLiteStorage:
@@ -53,6 +54,7 @@ class SQLiteStorage:
         self.index = SQLiteEventIndex(self.log, self._people)
         self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"],
                                            health=self.health)
+        self.segments = SQLiteSegmentStore(self.data_dir / FILES["segments"])
         self._closed = False
 
     def _committed(self, events: int, seconds: float) -> None:
@@ -65,7 +67,7 @@ class SQLiteStorage:
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
-        ``activity.db``), its write-ahead log included."""
+        ``activity.db``, ``segments.db``), its write-ahead log included."""
         out: dict[str, int] = {}
         for file in FILES.values():
             size = 0
@@ -80,6 +82,7 @@ class SQLiteStorage:
             return
         self._closed = True
         self.profiles.close()
+        self.segments.close()
         self._state.close()
         if self._people is not None:
             self._people.close()

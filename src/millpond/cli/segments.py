@@ -1,0 +1,205 @@
+"""``millpond segments``: the twin of ``/api/segments`` (and of the person's "why")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.output import console, fail, print_json, print_table
+
+_DEFINITION_HELP = ('The definition as JSON, or @FILE, e.g. \'{"event": "Order Completed", '
+                    '"at_least": 2, "within": "30d"}\'.')
+
+
+def _definition(text: str) -> Any:
+    """The JSON of ``--definition`` (``@file`` reads a file); one line on bad input."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            fail(f"--definition: cannot read {text[1:]!r}: {exc.strerror}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        fail(f"--definition is not JSON ({exc.msg} at character {exc.pos}); e.g. "
+             '\'{"event": "Order Completed"}\'')
+
+
+@click.group()
+def segments() -> None:
+    """People who match conditions on traits and event history."""
+
+
+def _summary(seg: dict) -> dict:
+    progress = seg.get("progress") or {}
+    state = seg["state"]
+    if progress:
+        state += f" {progress['people_done']}/{progress['people_total']}"
+    return {"id": seg["id"], "key": seg["key"], "name": seg["name"], "state": state,
+            "members": seg["members"]}
+
+
+@segments.command("add")
+@twin_of("POST /api/segments")
+@click.argument("key")
+@click.option("--definition", "definition", required=True, help=_DEFINITION_HELP)
+@click.option("--name", default=None, help="A name for people (default: the key).")
+@json_option
+@api_command
+def add(key: str, definition: str, name: str | None, as_json: bool, client) -> None:
+    """Save a segment; it builds over the whole log (state building, then ready)."""
+    body = {"key": key, "definition": _definition(definition)}
+    if name:
+        body["name"] = name
+    seg = client.post("/api/segments", json=body)
+    if as_json:
+        print_json(seg)
+        return
+    console.print(f"segment {seg['key']} ({seg['id']}) saved, {seg['state']}", highlight=False)
+
+
+@segments.command("list")
+@twin_of("GET /api/segments")
+@json_option
+@api_command
+def list_(as_json: bool, client) -> None:
+    """Every segment with its state and member count."""
+    data = client.get("/api/segments")
+    if as_json:
+        print_json(data)
+        return
+    print_table([_summary(s) for s in data["segments"]],
+                ["id", "key", "name", "state", "members"])
+
+
+@segments.command("show")
+@twin_of("GET /api/segments/{ref}")
+@click.argument("ref")
+@json_option
+@api_command
+def show(ref: str, as_json: bool, client) -> None:
+    """One segment (by id or key) with its definition."""
+    seg = client.get(f"/api/segments/{ref}")
+    if as_json:
+        print_json(seg)
+        return
+    print_table([_summary(seg)], ["id", "key", "name", "state", "members"])
+    console.print(json.dumps(seg["definition"], indent=2), highlight=False)
+
+
+@segments.command("update")
+@twin_of("PATCH /api/segments/{ref}")
+@click.argument("ref")
+@click.option("--definition", "definition", default=None, help=_DEFINITION_HELP)
+@click.option("--name", default=None, help="A new name.")
+@json_option
+@api_command
+def update(ref: str, definition: str | None, name: str | None, as_json: bool, client) -> None:
+    """Rename a segment or change its definition (which rebuilds it)."""
+    body: dict[str, Any] = {}
+    if definition is not None:
+        body["definition"] = _definition(definition)
+    if name is not None:
+        body["name"] = name
+    if not body:
+        fail("nothing to change: give --definition and/or --name")
+    seg = client.patch(f"/api/segments/{ref}", json=body)
+    if as_json:
+        print_json(seg)
+        return
+    console.print(f"segment {seg['key']} updated, {seg['state']}", highlight=False)
+
+
+@segments.command("preview")
+@twin_of("POST /api/segments/preview")
+@click.option("--definition", "definition", required=True, help=_DEFINITION_HELP)
+@click.option("--sample", default=10, show_default=True, help="Members to show.")
+@json_option
+@api_command
+def preview(definition: str, sample: int, as_json: bool, client) -> None:
+    """How many people a definition holds now, and some of them; saves nothing."""
+    data = client.post("/api/segments/preview", json={"definition": _definition(definition)},
+                       params={"sample": sample})
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"{data['count']} member(s) of {data['people_evaluated']} people",
+                  highlight=False)
+    if data["sample"]:
+        print_table(data["sample"], ["id", "user_id", "anonymous_id", "since"])
+
+
+@segments.command("members")
+@twin_of("GET /api/segments/{ref}/members")
+@click.argument("ref")
+@click.option("--limit", default=50, show_default=True, help="People per page.")
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@json_option
+@api_command
+def members(ref: str, limit: int, cursor: str | None, as_json: bool, client) -> None:
+    """The current members, a page at a time."""
+    data = client.get(f"/api/segments/{ref}/members", {"limit": limit, "cursor": cursor})
+    if as_json:
+        print_json(data)
+        return
+    if data["state"] == "building":
+        console.print("still building: the list is not complete yet", highlight=False)
+    print_table(data["people"], ["id", "user_id", "since"])
+    if data.get("next_cursor"):
+        console.print(f"more: add --cursor {data['next_cursor']}", highlight=False)
+
+
+@segments.command("why")
+@twin_of("GET /api/people/{person_id}/segments/{key}")
+@click.argument("person_id")
+@click.argument("key")
+@json_option
+@api_command
+def why(person_id: str, key: str, as_json: bool, client) -> None:
+    """Why a person is or is not in a segment: each condition with its value."""
+    data = client.get(f"/api/people/{person_id}/segments/{key}")
+    if as_json:
+        print_json(data)
+        return
+    verdict = "member" if data["member"] else "not a member"
+    console.print(f"{data['person']} is {verdict} of {data['segment']} since "
+                  f"{data['since']}", highlight=False)
+    for line in _explain(data["conditions"], 0):
+        console.print(line, highlight=False)
+
+
+def _explain(node: dict, depth: int) -> list[str]:
+    pad, mark = "  " * depth, "yes" if node["result"] else "no "
+    for kind in ("all", "any"):
+        if kind in node:
+            lines = [f"{pad}[{mark}] {kind} of:"]
+            for child in node[kind]:
+                lines += _explain(child, depth + 1)
+            return lines
+    if "not" in node:
+        return [f"{pad}[{mark}] not:", *_explain(node["not"], depth + 1)]
+    if "trait" in node:
+        return [f"{pad}[{mark}] trait {node['trait']} {node['op']} "
+                f"{json.dumps(node.get('value'))}: is {json.dumps(node['actual'])}"
+                f" (set at {node['set_at']})"]
+    if "event" in node:
+        return [f"{pad}[{mark}] event {node['event']!r}: {node['count']} counted"]
+    return [f"{pad}[{mark}] in segment {node['in_segment']}"]
+
+
+@segments.command("delete")
+@twin_of("DELETE /api/segments/{ref}")
+@click.argument("ref")
+@json_option
+@api_command
+def delete(ref: str, as_json: bool, client) -> None:
+    """Delete a segment with its memberships (its past Audience events stay in the log)."""
+    data = client.delete(f"/api/segments/{ref}")
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"segment {data['key']} deleted", highlight=False)

@@ -1,0 +1,248 @@
+"""The membership engine: builds a new segment over the whole log, then keeps every
+segment exact as events arrive and as time passes.
+
+Three ways a person gets re-evaluated, all through :meth:`SegmentEngine.reevaluate`:
+
+- **the follower** reads the log after its checkpoint and re-evaluates only the people
+  the new events touch (an event's ``userId``, ``anonymousId``, an alias's
+  ``previousId``: after an identify or alias merge, the merged person);
+- **the scheduler** re-evaluates the people whose ``next_change_ms`` has come (the
+  moment their oldest counting event leaves a ``within`` window), found through the
+  store's index, never by scanning everyone;
+- **a build** re-evaluates every person in the log up to the position it started at
+  (progress and ETA on the segment), then marks the segment ``ready``; the follower
+  covers what arrives meanwhile.
+
+Re-evaluation reads the person's whole data and computes membership from scratch in
+event time (:mod:`.evaluate`), so the result never depends on the order events arrived
+in or on which of the three paths ran first. A change appends an Audience event
+(:mod:`.outputs`) and *then* stores the new state: after a crash in between, the same
+work appends the same messageIds again, which the log dedupes.
+
+The clock is injectable (``clock() -> Unix ms``): tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import msgspec
+
+from millpond.errors import NotFound
+from millpond.storage.contracts import Storage
+from millpond.storage.models import Member, NewEvent, Segment
+
+from .definition import Condition, parse_definition
+from .evaluate import Evaluator
+from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
+from .people import Person, facts, resolve
+
+log = logging.getLogger("millpond.segments")
+_decode = msgspec.json.Decoder().decode
+
+
+#: Let commits pile up this long between reads (as the profile follower does).
+COALESCE_SECONDS = 0.1
+
+
+#: Events that join identities: every id they name is touched.
+JOINING = frozenset({"identify", "alias", "group"})
+
+
+def _touch(found: dict[str, bool], event: dict) -> None:
+    """Add the people ``event`` touches: its person (``userId``, else ``anonymousId``,
+    as the per-person index files it), and for identify / alias / group every id it
+    names (they merge profiles). Computed events touch nobody."""
+    if event.get("source_id") == COMPUTED_SOURCE_ID:
+        return
+    keys = ("userId", "anonymousId", "previousId") if event.get("type") in JOINING \
+        else ("userId",) if event.get("userId") else ("anonymousId",)
+    for key in keys:
+        value = event.get(key)
+        if isinstance(value, str) and value:
+            found[value] = found.get(value, False) or key == "userId"
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SegmentEngine:
+    """See the module docstring. ``profiles_upto(seq)`` must return once the profile
+    store has applied the log up to ``seq`` (identities must be merged before people
+    are evaluated); by default the profile store's own checkpoint is trusted."""
+
+    def __init__(self, storage: Storage, *, clock: Callable[[], int] = wall_clock_ms,
+                 profiles_upto: Callable[[int], Awaitable[None]] | None = None,
+                 chunk: int = 5000) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.chunk = chunk
+        self._profiles_upto = profiles_upto
+        self._lock = asyncio.Lock()
+        self._position: int | None = None
+
+    # -- definitions --------------------------------------------------------------------
+
+    def ensure_source(self) -> None:
+        """Create the built-in ``computed`` source once."""
+        try:
+            self.storage.sources.get(COMPUTED_SOURCE_ID)
+        except NotFound:
+            self.storage.sources.create(computed_source())
+
+    def _segments(self) -> tuple[list[Segment], dict[str, Condition]]:
+        segments = self.storage.segments.list()
+        return segments, {s.key: parse_definition(s.definition) for s in segments}
+
+    # -- one person ---------------------------------------------------------------------
+
+    async def reevaluate(self, any_ids: Mapping[str, bool], *,
+                         segment_ids: set[str] | None = None,
+                         checkpoint: int | None = None) -> int:
+        """Re-evaluate the people ``any_ids`` (id -> seen as a user id) belong to in
+        every segment (or only
+        ``segment_ids``); append the Audience events of each change, then store the new
+        states (with ``checkpoint``). Returns how many changes there were."""
+        segments, definitions = self._segments()
+        if segment_ids is not None:
+            segments = [s for s in segments if s.id in segment_ids]
+        evaluator = Evaluator(definitions)
+        now = self.clock()
+        people: dict[str, Person] = {}
+        for any_id, is_user in any_ids.items():
+            person = resolve(self.storage, any_id, is_user)
+            people.setdefault(person.id, person)
+        rows: list[Member] = []
+        drop: list[tuple[str, str]] = []
+        outputs: list[NewEvent] = []
+        for person in people.values():
+            data = await facts(self.storage, person)
+            stored = self.storage.segments.by_ids(person.ids) if segments else []
+            for segment in segments:
+                mine = [m for m in stored if m.segment_id == segment.id]
+                previous = self._previous(mine, person.id)
+                drop += [(m.segment_id, m.person_id) for m in mine if m.person_id != person.id]
+                m = evaluator.membership(definitions[segment.key], data, now)
+                was = previous.member if previous else False
+                if m.member != was:
+                    generation = len(self.storage.segments.history(person.id, segment.id))
+                    outputs.append(audience_event(
+                        segment, person_id=person.id, user_id=person.user_id,
+                        anonymous_id=person.anonymous_id, member=m.member,
+                        at_ms=m.since_ms if m.since_ms is not None else now,
+                        generation=generation, received_ms=now))
+                rows.append(Member(segment.id, person.id, m.member, m.since_ms,
+                                   m.next_change_ms, person.user_id, person.anonymous_id,
+                                   person.ids, now))
+        if outputs:
+            await self.storage.log.append(outputs)
+        if rows or drop or checkpoint is not None:
+            await asyncio.to_thread(self.storage.segments.apply, rows, drop=drop,
+                                    checkpoint=checkpoint)
+        return len(outputs)
+
+    @staticmethod
+    def _previous(rows: list[Member], person_id: str) -> Member | None:
+        """The state this person had: their own row, else (a merge) the row of a profile
+        merged into them, a member first, latest processed first."""
+        for row in rows:
+            if row.person_id == person_id:
+                return row
+        ranked = sorted(rows, key=lambda r: (r.member, r.processed_ms), reverse=True)
+        return ranked[0] if ranked else None
+
+    # -- the follower -------------------------------------------------------------------
+
+    async def catch_up_once(self) -> int:
+        """Re-evaluate the people touched by the events after the checkpoint (a chunk at
+        most); returns how many events were read."""
+        async with self._lock:
+            after = self.storage.segments.checkpoint() if self._position is None \
+                else self._position
+            upto = self.storage.log.last_seq()
+            if upto <= after:
+                return 0
+            rows = await self.storage.log.read(after, self.chunk, upto_seq=upto)
+            until = rows[-1].seq if len(rows) >= self.chunk else upto
+            if self._profiles_upto is not None:
+                await self._profiles_upto(until)
+            touched: dict[str, bool] = {}
+            for row in rows:
+                _touch(touched, _decode(row.body))
+            await self.reevaluate(touched, checkpoint=until)
+            self._position = until
+            return len(rows)
+
+    # -- the scheduler --------------------------------------------------------------------
+
+    async def run_due(self, limit: int = 1000) -> int:
+        """Re-evaluate the people whose scheduled change has come; how many rows were due."""
+        async with self._lock:
+            due = self.storage.segments.due(self.clock(), limit)
+            if due:
+                await self.reevaluate({row.user_id or row.anonymous_id or row.ids[0]:
+                                       row.user_id is not None for row in due if row.ids})
+            return len(due)
+
+    # -- building -----------------------------------------------------------------------
+
+    async def people_in_log(self, upto: int | None = None,
+                            chunk: int = 5000) -> dict[str, bool]:
+        """Every id events name as their person up to ``upto`` (default: the end), each
+        with whether it was seen as a user id (see :func:`_touch`)."""
+        upto = self.storage.log.last_seq() if upto is None else upto
+        if self._profiles_upto is not None:
+            await self._profiles_upto(upto)
+        ids: dict[str, bool] = {}
+        after = 0
+        while after < upto:
+            rows = await self.storage.log.read(after, chunk, upto_seq=upto)
+            if not rows:
+                break
+            for row in rows:
+                _touch(ids, _decode(row.body))
+            after = rows[-1].seq
+        return ids
+
+    async def build(self, segment_id: str, *, chunk: int = 5000) -> Segment:
+        """Evaluate everyone in the log (up to where it stands now) for one segment, with
+        progress on the segment record, then mark it ``ready``."""
+        segment = self.storage.segments.get(segment_id)
+        upto = self.storage.log.last_seq()
+        ids = await self.people_in_log(upto, chunk)
+        segment = self._progress(segment_id, state="building", build_upto_seq=upto,
+                                 build_total=len(ids), build_done=0,
+                                 build_started_ms=self.clock())
+        pending = list(ids.items())
+        for start in range(0, len(pending), 500):
+            async with self._lock:
+                await self.reevaluate(dict(pending[start:start + 500]),
+                                      segment_ids={segment.id})
+            self._progress(segment_id, build_done=min(len(pending), start + 500))
+        return self._progress(segment_id, state="ready")
+
+    def _progress(self, segment_id: str, **fields: object) -> Segment:
+        """Change only ``fields`` of the stored record (a PATCH may have changed others
+        meanwhile)."""
+        segment = msgspec.structs.replace(self.storage.segments.get(segment_id), **fields)
+        return self.storage.segments.update(segment)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Follow the log and run the schedule until ``stop`` is set."""
+        while stop is None or not stop.is_set():
+            try:
+                read = await self.catch_up_once()
+                await self.run_due()
+            except Exception:  # noqa: BLE001 - keep following; the checkpoint did not move
+                log.exception("segment engine failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
+            if read < self.chunk:
+                await self.storage.log.wait(self._position or 0, 0.5)
+                # Always yield: once the server stops, ``wait`` returns at once, and a loop
+                # that never awaits anything real would starve the event loop.
+                await asyncio.sleep(COALESCE_SECONDS)

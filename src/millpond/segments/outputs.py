@@ -1,0 +1,60 @@
+"""Membership changes as events: ``Audience Entered`` / ``Audience Exited`` in the log.
+
+Why events and not a callback: destinations already know how to take events with
+triggers, trigger windows (``max_event_age``), rate limits, dead letters and replay, so
+a segment's outputs are ordinary ``track`` events (Segment's Engage names and
+properties) under the built-in ``computed`` source. Their ``timestamp`` is the *event
+time* the condition changed: a person who entered because of two-year-old backfilled
+purchases gets a two-year-old timestamp, and an action with a 72 h ``max_event_age``
+skips it with its reason rather than firing a campaign.
+
+``messageId`` is a digest of the segment, the person, the change and how many changes
+came before it, so re-running the same work (after a crash between the append and the
+membership write) stores nothing twice: the log dedupes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from millpond.collector.validation import normalize
+from millpond.storage.models import NewEvent, Segment, Source
+from millpond.timeutil import format_ms
+
+#: The built-in source of computed events (not writable from outside, replayable).
+COMPUTED_SOURCE_ID = "computed"
+ENTERED = "Audience Entered"
+EXITED = "Audience Exited"
+
+
+def computed_source() -> Source:
+    """The record of the built-in source. Its write key is never accepted: the collector
+    refuses sources of kind ``computed`` (only millpond writes them)."""
+    return Source(COMPUTED_SOURCE_ID, "computed", "computed", "computed:" + "-" * 32,
+                  replayable=True, created_at=time.time())
+
+
+def message_id(segment_id: str, person_id: str, member: bool, at_ms: int | None,
+               generation: int) -> str:
+    text = f"{segment_id}\0{person_id}\0{int(member)}\0{at_ms}\0{generation}"
+    return "aud_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
+                   anonymous_id: str | None, member: bool, at_ms: int, generation: int,
+                   received_ms: int) -> NewEvent:
+    """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append."""
+    msg: dict = {
+        "type": "track",
+        "event": ENTERED if member else EXITED,
+        "messageId": message_id(segment.id, person_id, member, at_ms, generation),
+        "timestamp": format_ms(at_ms),
+        "properties": {"audience_key": segment.key, "audience_name": segment.name,
+                       "segment_id": segment.id, "person_id": person_id},
+    }
+    if user_id is not None:
+        msg["userId"] = user_id
+    if anonymous_id is not None and user_id is None:
+        msg["anonymousId"] = anonymous_id
+    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms)

@@ -1,0 +1,60 @@
+"""Who a person is and what they did: the inputs of the evaluator, read from storage.
+
+A person is a merged profile (every id identify and alias joined) or, before any
+identify, a single id seen on events. Their id here is the profile's public id, and for
+an id with no profile the public id that id would have as a profile of its own (so a
+lone anonymous visitor who later identifies with nothing earlier keeps it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from millpond.profiles.merge import profile_id_for
+from millpond.storage.contracts import Storage
+from millpond.storage.models import WindowCursor
+
+from .evaluate import PersonFacts
+
+PAGE = 2000
+_decode = msgspec.json.Decoder().decode
+
+
+class Person(msgspec.Struct, frozen=True):
+    """``id`` (public profile id), every id of the person, and the ids the Audience
+    events carry (``user_id``: the profile's chosen user id)."""
+
+    id: str
+    ids: tuple[str, ...]
+    user_id: str | None
+    anonymous_id: str | None
+    profile: dict[str, Any] | None = None
+
+
+def resolve(storage: Storage, any_id: str, is_user: bool = False) -> Person:
+    """The person ``any_id`` (a user id, anonymous id or profile id) belongs to;
+    ``is_user``: it was seen as a ``userId`` (for a person with no profile yet)."""
+    profile = storage.profiles.get(any_id)
+    if profile is None:
+        if is_user:
+            return Person(profile_id_for(any_id), (any_id,), any_id, None)
+        return Person(profile_id_for(any_id), (any_id,), None, any_id)
+    ids = tuple(sorted({*profile["user_ids"], *profile["anonymous_ids"]})) or (any_id,)
+    anonymous = profile["anonymous_ids"][0] if profile["anonymous_ids"] else None
+    return Person(profile["id"], ids, profile["user_id"], anonymous, profile)
+
+
+async def facts(storage: Storage, person: Person) -> PersonFacts:
+    """The person's traits and every one of their events (oldest to newest)."""
+    events: list[tuple[int, int, Mapping[str, Any]]] = []
+    before: WindowCursor | None = None
+    while True:
+        page = await storage.index.person_events(person.ids, before=before, limit=PAGE)
+        events.extend((e.ts_ms, e.seq, _decode(e.body)) for e in page)
+        if len(page) < PAGE:
+            break
+        before = WindowCursor(page[-1].ts_ms, page[-1].seq)
+    return PersonFacts.from_profile(person.profile, events)

@@ -1,0 +1,225 @@
+"""Segments as the API, the CLI and the console use them: validate, save, build, read.
+
+Every write validates first and saves nothing on bad input (``BadRequest`` naming the
+field); reads say when a segment is still ``building`` (with progress and an ETA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from typing import Any
+
+from millpond.errors import BadRequest, Conflict, NotFound
+from millpond.storage.contracts import Storage
+from millpond.storage.models import Member, Segment
+from millpond.timeutil import format_ms
+
+from .definition import check_references, parse_definition, references, to_json
+from .engine import SegmentEngine
+from .evaluate import Evaluator
+from .people import facts, resolve
+
+KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+PREVIEW_PEOPLE = 20_000
+
+
+def _ms(value: int | None) -> str | None:
+    return None if value is None else format_ms(value)
+
+
+class SegmentService:
+    def __init__(self, storage: Storage, engine: SegmentEngine) -> None:
+        self.storage = storage
+        self.engine = engine
+        self._builds: set[asyncio.Task[Any]] = set()
+
+    # -- shapes --------------------------------------------------------------------------
+
+    def view(self, segment: Segment) -> dict[str, Any]:
+        """``{"id", "key", "name", "definition", "state", "members", "progress"}``."""
+        out: dict[str, Any] = {
+            "id": segment.id, "key": segment.key, "name": segment.name,
+            "definition": segment.definition, "state": segment.state,
+            "members": self.storage.segments.count_members(segment.id),
+            "created_at": _ms(segment.created_ms),
+        }
+        if segment.state == "building":
+            done, total = segment.build_done, segment.build_total
+            elapsed = max(1, self.engine.clock() - segment.build_started_ms)
+            eta = None if not done or not segment.build_started_ms else \
+                round(elapsed * (total - done) / done / 1000, 1)
+            out["progress"] = {"people_done": done, "people_total": total,
+                               "eta_seconds": eta}
+        return out
+
+    @staticmethod
+    def member_view(m: Member) -> dict[str, Any]:
+        return {"id": m.person_id, "user_id": m.user_id, "anonymous_id": m.anonymous_id,
+                "since": _ms(m.since_ms)}
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _validate(self, key: str, definition: object, *, exclude: str | None = None):
+        cond = parse_definition(definition)
+        known = {s.key: s for s in self.storage.segments.list() if s.id != exclude}
+
+        def lookup(ref: str):
+            s = known.get(ref)
+            return parse_definition(s.definition) if s else None
+
+        check_references(key, cond, lookup)
+        return cond
+
+    @staticmethod
+    def _text(body: dict, name: str, required: bool = True) -> str | None:
+        value = body.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise BadRequest(f"{name} must be a non-empty text of at most 200 characters",
+                             field=name)
+        return value.strip()
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create(self, body: object) -> dict[str, Any]:
+        """Validate, save in state ``building`` and start the build over the log."""
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object with key, name and definition")
+        unknown = sorted(set(body) - {"key", "name", "definition"})
+        if unknown:
+            raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+        key = self._text(body, "key")
+        assert key is not None
+        if not KEY.match(key):
+            raise BadRequest(f"key must be lowercase letters, digits, '-' or '_' (e.g. "
+                             f"\"recent-buyers\"); got {key!r}", field="key")
+        name = self._text(body, "name", required=False) or key
+        if "definition" not in body:
+            raise BadRequest("definition is required, e.g. {\"event\": \"Order Completed\"}",
+                             field="definition")
+        cond = self._validate(key, body["definition"])
+        now = self.engine.clock()
+        segment = Segment("seg_" + secrets.token_hex(6), key, name, to_json(cond),
+                          created_ms=now, updated_ms=now)
+        # The built-in source appears with the first segment, not on every fresh server.
+        self.engine.ensure_source()
+        self.storage.segments.create(segment)
+        self._start_build(segment.id)
+        return self.view(segment)
+
+    def _start_build(self, segment_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.engine.build(segment_id))
+        self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
+
+    async def wait_builds(self) -> None:
+        """Until every build started here has finished (tests, ``--wait``)."""
+        while self._builds:
+            await asyncio.gather(*list(self._builds), return_exceptions=True)
+
+    async def update(self, ref: str, body: object) -> dict[str, Any]:
+        segment = self.storage.segments.get(ref)
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object with name and/or definition")
+        unknown = sorted(set(body) - {"name", "definition"})
+        if unknown:
+            raise BadRequest(f"unknown field {unknown[0]!r} (the key cannot change)",
+                             field=unknown[0])
+        if "name" in body:
+            segment.name = self._text(body, "name") or segment.name
+        rebuild = False
+        if "definition" in body:
+            cond = self._validate(segment.key, body["definition"], exclude=segment.id)
+            segment.definition, rebuild = to_json(cond), True
+        segment.updated_ms = self.engine.clock()
+        if rebuild:
+            segment.state = "building"
+        self.storage.segments.update(segment)
+        if rebuild:
+            self._start_build(segment.id)
+        return self.view(segment)
+
+    def delete(self, ref: str) -> dict[str, Any]:
+        segment = self.storage.segments.get(ref)
+        for other in self.storage.segments.list():
+            if other.id != segment.id and segment.key in references(
+                    parse_definition(other.definition)):
+                raise Conflict(f"segment {other.key!r} refers to {segment.key!r} with "
+                               "in_segment; change or delete it first", field="segment")
+        self.storage.segments.delete(segment.id)
+        return {"deleted": segment.id, "key": segment.key}
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def list(self) -> dict[str, Any]:
+        return {"segments": [self.view(s) for s in self.storage.segments.list()]}
+
+    def get(self, ref: str) -> dict[str, Any]:
+        return self.view(self.storage.segments.get(ref))
+
+    def members(self, ref: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise BadRequest("limit must be between 1 and 1000", field="limit")
+        segment = self.storage.segments.get(ref)
+        page = self.storage.segments.members(segment.id, after=cursor or None, limit=limit)
+        return {"state": segment.state, "people": [self.member_view(m) for m in page.members],
+                "next_cursor": page.next_cursor}
+
+    def person_segments(self, person_id: str) -> list[dict[str, Any]]:
+        """``[{"key", "since"}]`` for ``GET /api/people/{id}``."""
+        keys = {s.id: s.key for s in self.storage.segments.list()}
+        return [{"key": keys[m.segment_id], "since": _ms(m.since_ms)}
+                for m in self.storage.segments.person_segments(person_id)
+                if m.segment_id in keys]
+
+    async def why(self, person_ref: str, ref: str) -> dict[str, Any]:
+        """Each condition with its value for one person, and their history."""
+        segment = self.storage.segments.get(ref)
+        person = resolve(self.storage, person_ref, True)
+        if person.profile is None and not await self.storage.index.count_person_events(
+                person.ids):
+            raise NotFound(f"no person with id {person_ref!r}", field="id")
+        definitions = {s.key: parse_definition(s.definition)
+                       for s in self.storage.segments.list()}
+        data = await facts(self.storage, person)
+        ev = Evaluator(definitions)
+        now = self.engine.clock()
+        m = ev.membership(definitions[segment.key], data, now)
+        history = self.storage.segments.history(person.id, segment.id)
+        return {"person": person.id, "segment": segment.key, "state": segment.state,
+                "member": m.member, "since": _ms(m.since_ms),
+                "next_change": _ms(m.next_change_ms),
+                "conditions": ev.why(definitions[segment.key], data, now),
+                "history": [{"member": h.member, "at": _ms(h.at_ms),
+                             "processed_at": _ms(h.processed_ms)} for h in history]}
+
+    async def preview(self, body: object, sample: int = 10) -> dict[str, Any]:
+        """Count and a sample of members of an unsaved definition (nothing is saved)."""
+        if not isinstance(body, dict) or "definition" not in body:
+            raise BadRequest("the body must be {\"definition\": {...}}", field="definition")
+        key = body.get("key") if isinstance(body.get("key"), str) else "__preview__"
+        cond = self._validate(key, body["definition"])
+        definitions = {s.key: parse_definition(s.definition)
+                       for s in self.storage.segments.list()}
+        ev = Evaluator(definitions)
+        now = self.engine.clock()
+        ids = await self.engine.people_in_log()
+        seen: set[str] = set()
+        count, members = 0, []
+        for any_id, is_user in list(ids.items())[:PREVIEW_PEOPLE]:
+            person = resolve(self.storage, any_id, is_user)
+            if person.id in seen:
+                continue
+            seen.add(person.id)
+            m = ev.membership(cond, await facts(self.storage, person), now)
+            if m.member:
+                count += 1
+                if len(members) < sample:
+                    members.append({"id": person.id, "user_id": person.user_id,
+                                    "anonymous_id": person.anonymous_id,
+                                    "since": _ms(m.since_ms)})
+        return {"count": count, "people_evaluated": len(seen),
+                "complete": len(ids) <= PREVIEW_PEOPLE, "sample": members}

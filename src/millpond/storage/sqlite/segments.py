@@ -1,0 +1,239 @@
+"""Segments and memberships in their own file, ``segments.db``.
+
+Why a file of its own: memberships are derived data written in bursts (a build writes a
+row per person per segment), and those transactions should never hold the write lock of
+``state.db``, where a source or a run's checkpoint is waiting."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from millpond.errors import Conflict, NotFound
+from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
+from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    segment_id TEXT NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    person_id TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    since_ms INTEGER,
+    next_change_ms INTEGER,
+    user_id TEXT,
+    anonymous_id TEXT,
+    ids TEXT NOT NULL,
+    processed_ms INTEGER NOT NULL,
+    PRIMARY KEY (segment_id, person_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_current ON members(segment_id, member, person_id);
+CREATE INDEX IF NOT EXISTS members_person ON members(person_id, member);
+CREATE INDEX IF NOT EXISTS members_due ON members(next_change_ms)
+    WHERE next_change_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS member_ids (
+    identity TEXT NOT NULL,
+    segment_id TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (identity, segment_id, person_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    segment_id TEXT NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    person_id TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    at_ms INTEGER,
+    processed_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_person ON history(person_id, id);
+CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER);
+"""
+
+_ENCODE = json.dumps
+
+
+def _segment(row: sqlite3.Row) -> Segment:
+    import msgspec
+    return msgspec.json.decode(row["record"], type=Segment)
+
+
+def _member(row: sqlite3.Row) -> Member:
+    return Member(row["segment_id"], row["person_id"], bool(row["member"]), row["since_ms"],
+                  row["next_change_ms"], row["user_id"], row["anonymous_id"],
+                  tuple(json.loads(row["ids"])), row["processed_ms"])
+
+
+class SQLiteSegmentStore:
+    """:class:`~millpond.storage.contracts.SegmentStore` on ``segments.db``."""
+
+    def __init__(self, path: str | Path):
+        self._db = StateDB(path)
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- definitions --------------------------------------------------------------------
+
+    def _record(self, segment: Segment) -> str:
+        import msgspec
+        return msgspec.json.encode(segment).decode()
+
+    def create(self, segment: Segment) -> Segment:
+        try:
+            self._db.conn().execute("INSERT INTO segments VALUES (?,?,?,?)",
+                                    (segment.id, segment.key, self._record(segment),
+                                     segment.created_ms))
+        except sqlite3.IntegrityError as exc:
+            raise self._conflict(exc, segment) from None
+        return segment
+
+    @staticmethod
+    def _conflict(exc: Exception, segment: Segment) -> Exception:
+        if unique_violation(exc, "key"):
+            return Conflict(f"a segment with key {segment.key!r} already exists", field="key")
+        if unique_violation(exc, "id"):
+            return Conflict(f"a segment with id {segment.id!r} already exists", field="id")
+        return exc
+
+    def get(self, ref: str) -> Segment:
+        row = self._db.conn().execute(
+            "SELECT * FROM segments WHERE id = ? OR key = ? ORDER BY id = ? DESC LIMIT 1",
+            (ref, ref, ref)).fetchone()
+        if row is None:
+            raise NotFound(f"no segment {ref!r}", field="segment")
+        return _segment(row)
+
+    def list(self) -> list[Segment]:
+        rows = self._db.conn().execute("SELECT * FROM segments ORDER BY created_ms, id")
+        return [_segment(r) for r in rows]
+
+    def update(self, segment: Segment) -> Segment:
+        try:
+            cur = self._db.conn().execute(
+                "UPDATE segments SET key = ?, record = ? WHERE id = ?",
+                (segment.key, self._record(segment), segment.id))
+        except sqlite3.IntegrityError as exc:
+            raise self._conflict(exc, segment) from None
+        if cur.rowcount == 0:
+            raise NotFound(f"no segment {segment.id!r}", field="segment")
+        return segment
+
+    def delete(self, segment_id: str) -> Segment:
+        conn = self._db.conn()
+        with immediate(conn):
+            found = self.get(segment_id) if conn.execute(
+                "SELECT 1 FROM segments WHERE id = ?", (segment_id,)).fetchone() else None
+            if found is None:
+                raise NotFound(f"no segment {segment_id!r}", field="segment")
+            conn.execute("DELETE FROM member_ids WHERE segment_id = ?", (segment_id,))
+            conn.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+        return found
+
+    # -- memberships ----------------------------------------------------------------------
+
+    @staticmethod
+    def _remove(conn: sqlite3.Connection, segment_id: str, person_id: str) -> None:
+        conn.execute("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
+                     (segment_id, person_id))
+        conn.execute("DELETE FROM member_ids WHERE segment_id = ? AND person_id = ?",
+                     (segment_id, person_id))
+
+    def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
+              checkpoint: int | None = None) -> list[MembershipChange]:
+        conn = self._db.conn()
+        added: list[MembershipChange] = []
+        with immediate(conn):
+            for segment_id, person_id in drop:
+                self._remove(conn, segment_id, person_id)
+            known = {r[0] for r in conn.execute("SELECT id FROM segments")}
+            for row in rows:
+                if row.segment_id not in known:
+                    continue
+                old = conn.execute("SELECT member FROM members WHERE segment_id = ? AND"
+                                   " person_id = ?", (row.segment_id, row.person_id)).fetchone()
+                if (bool(old[0]) if old else False) != row.member:
+                    change = MembershipChange(row.segment_id, row.person_id, row.member,
+                                              row.since_ms, row.processed_ms)
+                    conn.execute("INSERT INTO history (segment_id, person_id, member, at_ms,"
+                                 " processed_ms) VALUES (?,?,?,?,?)",
+                                 (row.segment_id, row.person_id, int(row.member),
+                                  row.since_ms, row.processed_ms))
+                    added.append(change)
+                self._remove(conn, row.segment_id, row.person_id)
+                conn.execute("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?)",
+                             (row.segment_id, row.person_id, int(row.member), row.since_ms,
+                              row.next_change_ms, row.user_id, row.anonymous_id,
+                              _ENCODE(list(row.ids)), row.processed_ms))
+                conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
+                                 [(i, row.segment_id, row.person_id) for i in row.ids])
+            if checkpoint is not None:
+                conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
+                             " DO UPDATE SET seq = excluded.seq", (checkpoint,))
+        return added
+
+    def member(self, segment_id: str, person_id: str) -> Member | None:
+        row = self._db.conn().execute(
+            "SELECT * FROM members WHERE segment_id = ? AND person_id = ?",
+            (segment_id, person_id)).fetchone()
+        return _member(row) if row else None
+
+    def by_ids(self, ids: Sequence[str]) -> list[Member]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        # A join, not a row-value IN (subquery): SQLite would scan every member for that.
+        rows = self._db.conn().execute(
+            "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
+            f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
+            " ORDER BY m.segment_id, m.person_id", list(ids))
+        return [_member(r) for r in rows]
+
+    def members(self, segment_id: str, *, after: str | None = None,
+                limit: int = 50) -> MembersPage:
+        rows = self._db.conn().execute(
+            "SELECT * FROM members WHERE segment_id = ? AND member = 1 AND person_id > ?"
+            " ORDER BY person_id LIMIT ?", (segment_id, after or "", limit + 1)).fetchall()
+        page = [_member(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return MembersPage(page, page[-1].person_id if more and page else None)
+
+    def count_members(self, segment_id: str) -> int:
+        return self._db.conn().execute(
+            "SELECT count(*) FROM members WHERE segment_id = ? AND member = 1",
+            (segment_id,)).fetchone()[0]
+
+    def person_segments(self, person_id: str) -> list[Member]:
+        rows = self._db.conn().execute(
+            "SELECT * FROM members WHERE person_id = ? AND member = 1 ORDER BY segment_id",
+            (person_id,))
+        return [_member(r) for r in rows]
+
+    def history(self, person_id: str, segment_id: str | None = None) -> list[MembershipChange]:
+        rows = self._db.conn().execute(
+            "SELECT * FROM history WHERE person_id = ? AND (? IS NULL OR segment_id = ?)"
+            " ORDER BY id", (person_id, segment_id, segment_id))
+        return [MembershipChange(r["segment_id"], r["person_id"], bool(r["member"]),
+                                 r["at_ms"], r["processed_ms"]) for r in rows]
+
+    def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
+        rows = self._db.conn().execute(
+            "SELECT * FROM members WHERE next_change_ms IS NOT NULL AND next_change_ms <= ?"
+            " ORDER BY next_change_ms, segment_id, person_id LIMIT ?", (now_ms, limit))
+        return [_member(r) for r in rows]
+
+    def next_due(self) -> int | None:
+        return self._db.conn().execute(
+            "SELECT min(next_change_ms) FROM members WHERE next_change_ms IS NOT NULL"
+        ).fetchone()[0]
+
+    def checkpoint(self) -> int:
+        row = self._db.conn().execute("SELECT seq FROM position").fetchone()
+        return row[0] if row else 0

@@ -1,0 +1,79 @@
+"""The engine on a real (memory and SQLite) store: build, follow, merge, schedule."""
+
+import pytest
+
+from millpond.storage import StorageConfig, open_storage
+from millpond.timeutil import parse_iso_ms
+
+from .harness import DAY, Clock, Harness, identify, run_async, track
+
+NOW = parse_iso_ms("2026-06-01T00:00:00Z")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def harness(request, tmp_path):
+    storage = open_storage(StorageConfig(backend=request.param, data_dir=str(tmp_path / "d")))
+    yield Harness(storage, Clock(NOW))
+    storage.close()
+
+
+@run_async
+async def test_build_then_follow_emits_audience_events_in_event_time(harness):
+    h = harness
+    old = NOW - 730 * DAY
+    await h.send(track("o1", old, user_id="ann"), track("o2", NOW - DAY, user_id="bob"),
+                 track("v1", NOW - DAY, "Viewed", user_id="cat"))
+    seg = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    assert seg.state == "ready" and seg.build_total == 3 and seg.build_done == 3
+    entered = {e["userId"]: e for e in await h.audience_events()}
+    assert set(entered) == {"ann", "bob"}
+    assert entered["ann"]["timestamp"] == "2024-06-01T00:00:00.000Z"
+    assert entered["ann"]["event"] == "Audience Entered"
+    assert entered["ann"]["properties"]["audience_key"] == "buyers"
+    # A new purchase by cat, followed live: cat enters at its event time.
+    await h.send(track("o3", NOW - 60_000, user_id="cat"))
+    await h.settle()
+    events = await h.audience_events()
+    assert [(e["userId"], e["timestamp"]) for e in events][-1] == (
+        "cat", "2026-05-31T23:59:00.000Z")
+    assert h.storage.segments.count_members("s1") == 3
+    # Re-running the build appends nothing new (deterministic messageIds, same state).
+    await h.engine.build("s1")
+    assert len(await h.audience_events()) == 3
+
+
+@run_async
+async def test_identify_merges_an_anonymous_history(harness):
+    h = harness
+    await h.add_segment("s1", "two-orders", {"event": "Order Completed", "at_least": 2})
+    await h.send(track("o1", NOW - 3 * DAY, anonymous_id="anon-1"),
+                 track("o2", NOW - 2 * DAY, user_id="dan"))
+    await h.settle()
+    assert h.storage.segments.count_members("s1") == 0
+    await h.send(identify("i1", NOW - DAY, user_id="dan", anonymous_id="anon-1"))
+    await h.settle()
+    page = h.storage.segments.members("s1")
+    assert len(page.members) == 1 and page.members[0].user_id == "dan"
+    assert page.members[0].since_ms == NOW - 2 * DAY
+
+
+@run_async
+async def test_time_passing_exits_at_the_right_moment(harness):
+    h = harness
+    await h.add_segment("s1", "recent", {"event": "Order Completed", "at_least": 2,
+                                         "within": "30d"})
+    await h.send(track("o1", NOW - 29 * DAY - 3_600_000, user_id="eve"),
+                 track("o2", NOW - 29 * DAY, user_id="eve"))
+    await h.settle()
+    row = h.storage.segments.member("s1", h.storage.segments.members("s1").members[0].person_id)
+    exit_at = NOW - 29 * DAY - 3_600_000 + 30 * DAY
+    assert row.member and row.next_change_ms == exit_at
+    h.clock.now = exit_at - 1
+    assert await h.engine.run_due() == 0
+    h.clock.now = exit_at
+    assert await h.engine.run_due() == 1
+    assert h.storage.segments.count_members("s1") == 0
+    last = (await h.audience_events())[-1]
+    assert last["event"] == "Audience Exited"
+    assert last["timestamp"] == "2026-06-01T23:00:00.000Z"  # 30 d after the older one
+    assert h.storage.segments.next_due() is None

@@ -1,0 +1,111 @@
+"""The pure evaluator: membership at an event time, since when, and the next change."""
+
+from millpond.segments.definition import TraitCondition, parse_definition
+from millpond.segments.evaluate import Evaluator, PersonFacts, trait_matches
+from millpond.timeutil import parse_iso_ms
+
+DAY = 86_400_000
+NOW = parse_iso_ms("2026-06-01T00:00:00Z")
+
+
+def order(ts: int, seq: int, total: float = 10.0, source: str = "web") -> tuple:
+    return (ts, seq, {"type": "track", "event": "Order Completed", "source_id": source,
+                      "properties": {"total": total}})
+
+
+def test_at_least_two_within_30_days_exits_when_the_older_one_leaves():
+    cond = parse_definition({"event": "Order Completed", "at_least": 2, "within": "30d"})
+    first, second = NOW - 40 * DAY, NOW - 29 * DAY
+    third = NOW - 5 * DAY
+    person = PersonFacts({}, [order(first, 1), order(second, 2), order(third, 3)])
+    m = Evaluator().membership(cond, person, NOW)
+    assert m.member
+    # In at -29 d (with the one at -40 d), out at -10 d when that one left, in again at -5 d.
+    assert m.since_ms == third
+    # Counted now: the purchases 29 and 5 days ago; the one 29 days ago leaves the window
+    # in a day, and then only one counts.
+    assert m.next_change_ms == second + 30 * DAY
+    later = Evaluator().membership(cond, person, second + 30 * DAY)
+    assert not later.member
+    assert later.since_ms == second + 30 * DAY
+    assert later.next_change_ms is None
+    just_before = Evaluator().membership(cond, person, second + 30 * DAY - 1)
+    assert just_before.member
+
+
+def test_backfilled_old_events_enter_in_the_past():
+    cond = parse_definition({"event": "Order Completed"})
+    two_years = NOW - 730 * DAY
+    person = PersonFacts({}, [order(two_years + DAY, 7), order(two_years, 9)])
+    m = Evaluator().membership(cond, person, NOW)
+    assert (m.member, m.since_ms, m.next_change_ms) == (True, two_years, None)
+
+
+def test_where_between_and_at_most():
+    cond = parse_definition({"event": "Order Completed", "where": "properties.total > 50",
+                             "at_most": 1, "between": ["2026-01-01T00:00:00Z",
+                                                       "2026-02-01T00:00:00Z"]})
+    jan = parse_iso_ms("2026-01-10T00:00:00Z")
+    ev = Evaluator()
+    assert ev.membership(cond, PersonFacts({}, [order(jan, 1, 60)]), NOW).member
+    assert not ev.membership(cond, PersonFacts({}, [order(jan, 1, 40)]), NOW).member
+    two = PersonFacts({}, [order(jan, 1, 60), order(jan + DAY, 2, 70)])
+    m = ev.membership(cond, two, NOW)
+    assert not m.member and m.since_ms == jan + DAY
+    outside = PersonFacts({}, [order(parse_iso_ms("2026-03-01T00:00:00Z"), 1, 60)])
+    assert not ev.membership(cond, outside, NOW).member
+
+
+def test_computed_events_never_count():
+    cond = parse_definition({"event": "Order Completed"})
+    person = PersonFacts({}, [order(NOW - DAY, 1, source="computed")])
+    assert not Evaluator().membership(cond, person, NOW).member
+
+
+def test_traits_count_from_the_time_that_set_them():
+    cond = parse_definition({"all": [{"trait": "plan", "op": "eq", "value": "pro"},
+                                     {"event": "Order Completed"}]})
+    set_at = NOW - 10 * DAY
+    person = PersonFacts({"plan": ("pro", set_at)}, [order(NOW - 20 * DAY, 1)])
+    m = Evaluator().membership(cond, person, NOW)
+    assert m.member and m.since_ms == set_at
+    assert Evaluator().history(cond, person, NOW) == [(True, set_at)]
+    assert not Evaluator().membership(cond, person, set_at - 1).member
+
+
+def test_not_and_in_segment_resolve_at_the_same_time():
+    buyers = parse_definition({"event": "Order Completed"})
+    ev = Evaluator({"buyers": buyers})
+    cond = parse_definition({"all": [{"trait": "email", "op": "exists"},
+                                     {"not": {"in_segment": "buyers"}}]})
+    person = PersonFacts({"email": ("a@b.c", NOW - 30 * DAY)}, [order(NOW - 10 * DAY, 1)])
+    assert ev.history(cond, person, NOW) == [(True, NOW - 30 * DAY), (False, NOW - 10 * DAY)]
+    m = ev.membership(cond, person, NOW)
+    assert (m.member, m.since_ms) == (False, NOW - 10 * DAY)
+
+
+def test_why_explains_each_condition():
+    cond = parse_definition({"all": [{"trait": "plan", "op": "in", "value": ["pro", "team"]},
+                                     {"event": "Order Completed", "at_least": 2}]})
+    person = PersonFacts({"plan": ("team", NOW - DAY)}, [order(NOW - 3 * DAY, 4)])
+    why = Evaluator().why(cond, person, NOW)
+    assert why["result"] is False
+    trait, event = why["all"]
+    assert trait["actual"] == "team" and trait["result"] is True
+    assert trait["set_at"] == "2026-05-31T00:00:00.000Z"
+    assert event["count"] == 1 and event["result"] is False
+    assert event["events"] == [{"seq": 4, "timestamp": "2026-05-29T00:00:00.000Z"}]
+
+
+def test_trait_ops():
+    def check(op, actual, value=None, present=True):
+        return trait_matches(TraitCondition("t", op, value), actual, present)
+
+    assert check("eq", 1, 1.0) and not check("eq", "1", 1) and not check("eq", True, 1)
+    assert check("ne", "x", "y") and check("ne", None, "y", present=False)
+    assert check("gt", 5, 3) and not check("gt", "5", 3) and check("lte", "2024", "2025")
+    assert check("contains", "hello world", "lo w") and check("contains", ["a", 2], 2)
+    assert not check("contains", 5, "5")
+    assert check("in", "pro", ["pro", "team"]) and not check("in", 1, ["1"])
+    assert check("exists", 0) and check("not_exists", None, present=False)
+    assert not check("gt", None, 1, present=False)

@@ -1,0 +1,121 @@
+"""``/api/segments`` and ``millpond segments`` against a real server fed by real
+Segment calls: create, build, preview, members, why, update, delete; bad input is a 400
+naming the field (one CLI line), and saves nothing."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.cli import fails, millpond, ok
+from tests.support.delivery import send_batch
+from tests.support.wait import wait_until
+
+
+def _feed(server) -> None:
+    key = server.create_source("seg-web")["write_key"]
+    send_batch(server.url, key, [
+        {"type": "identify", "userId": "sg-ada", "anonymousId": "sg-anon-1",
+         "traits": {"plan": "pro"}},
+        {"type": "track", "anonymousId": "sg-anon-1", "event": "Order Completed",
+         "properties": {"total": 80}},
+        {"type": "track", "userId": "sg-ada", "event": "Order Completed",
+         "properties": {"total": 20}},
+        {"type": "identify", "userId": "sg-bob", "traits": {"plan": "free"}},
+        {"type": "track", "userId": "sg-bob", "event": "Order Completed",
+         "properties": {"total": 90}},
+    ])
+
+
+BAD = [
+    ({"key": "x", "definition": {"trait": "plan", "op": "equals", "value": 1}},
+     "definition.op"),
+    ({"key": "x", "definition": {"all": [{"event": "A", "where": "properties.x = "}]}},
+     "definition.all[0].where"),
+    ({"key": "x", "definition": {"in_segment": "x"}}, "definition"),
+    ({"key": "x", "definition": {"in_segment": "nope"}}, "definition"),
+    ({"key": "Bad Key", "definition": {"event": "A"}}, "key"),
+    ({"key": "x"}, "definition"),
+    ({"key": "x", "definition": {"event": "A"}, "colour": 1}, "colour"),
+    (["not", "an", "object"], None),
+]
+
+
+def test_segments_api(server) -> None:
+    _feed(server)
+    with server.admin as admin:
+        for body, field in BAD:
+            r = admin.post("/api/segments", json=body)
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["error"].get("field") == field, r.text
+        assert admin.get("/api/segments").json() == {"segments": []}  # nothing saved
+
+        definition = {"all": [{"trait": "plan", "op": "eq", "value": "pro"},
+                              {"event": "Order Completed", "at_least": 2}]}
+        preview = admin.post("/api/segments/preview", json={"definition": definition}).json()
+        assert preview["count"] == 1 and preview["sample"][0]["user_id"] == "sg-ada"
+        assert admin.get("/api/segments").json() == {"segments": []}  # preview saves nothing
+
+        seg = admin.post("/api/segments", json={"key": "pro-repeat", "name": "Pro, repeat",
+                                                 "definition": definition})
+        assert seg.status_code == 201, seg.text
+        sid = seg.json()["id"]
+        wait_until(lambda: admin.get(f"/api/segments/{sid}").json()["state"] == "ready",
+                   what="built")
+        taken = admin.post("/api/segments", json={"key": "pro-repeat",
+                                                   "definition": {"event": "A"}})
+        assert taken.status_code == 409 and taken.json()["error"]["field"] == "key"
+        members = admin.get("/api/segments/pro-repeat/members").json()
+        assert [p["user_id"] for p in members["people"]] == ["sg-ada"]
+        assert members["next_cursor"] is None
+        ada = admin.get("/api/people/sg-ada").json()
+        assert [s["key"] for s in ada["segments"]] == ["pro-repeat"]
+        why = admin.get("/api/people/sg-bob/segments/pro-repeat").json()
+        assert why["member"] is False
+        trait, event = why["conditions"]["all"]
+        assert (trait["actual"], trait["result"]) == ("free", False)
+        assert (event["count"], event["result"]) == (1, False)
+        assert admin.get("/api/people/nobody/segments/pro-repeat").status_code == 404
+        assert admin.get("/api/segments/nope").status_code == 404
+
+        bad = admin.patch(f"/api/segments/{sid}", json={"definition": {"not": []}})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "definition.not"
+        assert admin.get(f"/api/segments/{sid}").json()["definition"] == definition
+        changed = admin.patch(f"/api/segments/{sid}",
+                              json={"definition": {"event": "Order Completed",
+                                                   "where": "properties.total > 50"}})
+        assert changed.status_code == 200, changed.text
+        wait_until(lambda: admin.get(f"/api/segments/{sid}").json()["members"] == 2,
+                   what="rebuilt with both")
+        parent = admin.post("/api/segments", json={"key": "parent",
+                                                    "definition": {"in_segment": "pro-repeat"}})
+        assert parent.status_code == 201
+        refused = admin.delete(f"/api/segments/{sid}")
+        assert refused.status_code == 409
+        assert admin.delete("/api/segments/parent").status_code == 200
+        assert admin.delete(f"/api/segments/{sid}").status_code == 200
+        assert admin.get("/api/people/sg-ada").json()["segments"] == []
+
+
+def test_segments_cli(server, tmp_path) -> None:
+    _feed(server)
+    definition = '{"event": "Order Completed", "where": "properties.total > 50"}'
+    fails(millpond(server, "segments", "add", "big", "--definition", '{"event": 5}'),
+          "definition.event")
+    fails(millpond(server, "segments", "add", "big", "--definition", "{nope"), "not JSON")
+    assert json.loads(ok(server, "segments", "list", "--json")) == {"segments": []}
+    out = ok(server, "segments", "preview", "--definition", definition)
+    assert "2 member(s)" in out
+    path = tmp_path / "big.json"
+    path.write_text(definition)
+    assert "saved" in ok(server, "segments", "add", "big", "--name", "Big orders",
+                         "--definition", f"@{path}")
+    wait_until(lambda: json.loads(ok(server, "segments", "show", "big", "--json"))["state"]
+               == "ready", what="built")
+    assert "big" in ok(server, "segments", "list")
+    members = json.loads(ok(server, "segments", "members", "big", "--json"))
+    assert sorted(p["user_id"] for p in members["people"]) == ["sg-ada", "sg-bob"]
+    why = ok(server, "segments", "why", "sg-bob", "big")
+    assert "member of big" in why and "1 counted" in why
+    assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
+    assert "deleted" in ok(server, "segments", "delete", "big")
+    fails(millpond(server, "segments", "show", "big"), "no segment")
