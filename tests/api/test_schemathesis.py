@@ -47,6 +47,11 @@ SEMANTIC = {
     ("POST", "/api/destinations/{ref}/test"): r"event",
     ("POST", "/api/replays"): r"filter|from|to|rate|sources",
     ("POST", "/api/imports"): r"",
+    # a definition's conditions (ops, FQL `where`, durations, references) are checked by
+    # millpond.segments.definition, which names the condition at fault
+    ("POST", "/api/segments"): r"definition(\..*|\[.*)?",
+    ("PATCH", "/api/segments/{ref}"): r"definition(\..*|\[.*)?",
+    ("POST", "/api/segments/preview"): r"definition(\..*|\[.*)?",
 }
 
 

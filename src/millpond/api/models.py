@@ -432,6 +432,93 @@ class PeoplePage(Struct):
     next_cursor: str | None
 
 
+# -- segments -----------------------------------------------------------------------------
+
+SegmentKey = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["recent-buyers"],
+                                 extra={"expected": "lowercase letters, digits, '-' or '_', "
+                                                    "e.g. \"recent-buyers\""})]
+SegmentName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S",
+                                  extra={"expected": "a name of 1 to 200 characters, not blank"},
+                                  examples=["Recent buyers"])]
+#: A segment definition: checked by :mod:`millpond.segments.definition`, whose messages
+#: name the condition at fault (``definition.all[1].op``).
+Definition = Annotated[dict[str, Any], Meta(examples=[
+    {"event": "Order Completed", "at_least": 2, "within": "30d"}])]
+
+
+class SegmentCreate(Request):
+    key: SegmentKey
+    definition: Definition
+    name: SegmentName | UnsetType = UNSET
+
+
+class SegmentPatch(Request):
+    """The key cannot change; a new definition rebuilds the segment."""
+
+    name: SegmentName | UnsetType = UNSET
+    definition: Definition | UnsetType = UNSET
+
+
+class SegmentPreview(Request):
+    definition: Definition
+    key: SegmentKey | UnsetType = UNSET
+
+
+class SegmentOut(Struct):
+    """A segment (``progress`` while ``state`` is ``building``)."""
+
+    id: str
+    key: str
+    name: str
+    definition: dict[str, Any]
+    state: Literal["building", "ready"]
+    members: int
+    created_at: str | None = None
+    progress: dict[str, Any] | None = None
+
+
+class SegmentList(Struct):
+    segments: list[SegmentOut]
+
+
+class SegmentMember(Struct):
+    id: str
+    user_id: str | None
+    anonymous_id: str | None = None
+    since: str | None = None
+
+
+class SegmentMembersPage(Struct):
+    state: Literal["building", "ready"]
+    people: list[SegmentMember]
+    next_cursor: str | None
+
+
+class SegmentPreviewOut(Struct):
+    count: int
+    people_evaluated: int
+    complete: bool
+    sample: list[dict[str, Any]]
+
+
+class SegmentWhy(Struct):
+    """Why a person is (or is not) in a segment: each condition with its value."""
+
+    person: str
+    segment: str
+    state: Literal["building", "ready"]
+    member: bool
+    since: str | None
+    next_change: str | None
+    conditions: Any
+    history: list[dict[str, Any]]
+
+
+class DeletedSegment(Struct):
+    deleted: str
+    key: str
+
+
 ALL: tuple[type[Struct], ...] = (
     ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
@@ -439,6 +526,8 @@ ALL: tuple[type[Struct], ...] = (
     TestResult,
     RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
+    SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
+    SegmentPreviewOut, SegmentWhy, DeletedSegment,
 )
 
 

@@ -8,7 +8,7 @@ import asyncio
 from fastapi import APIRouter, Depends, Query
 
 from millpond.api.deps import require_admin, services
-from millpond.api.models import PeoplePage, Person
+from millpond.api.models import PeoplePage, Person, SegmentWhy
 from millpond.api.schema import CURSOR, cursor_value, doc
 from millpond.app.services import Services
 from millpond.errors import NotFound
@@ -42,10 +42,7 @@ async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
     return person
 
 
-@router.get("/{person_id}/segments/{key}", responses={
-    401: {"description": "Missing or invalid admin token"},
-    404: {"description": "No such person or segment: {\"error\": {\"code\", \"message\", "
-                         "\"field\"}}"}})
+@router.get("/{person_id}/segments/{key}", **doc(SegmentWhy, errors=(404,)))
 async def person_segment_why(person_id: str, key: str, mp: Services = Depends(services)) -> dict:
     """Why the person is (or is not) in the segment: each condition with its value (the
     trait and the time that set it, the matching events), and their history there."""

@@ -1,72 +1,77 @@
 """``/api/segments``: people who match conditions on traits and event history.
 
-Bodies are plain JSON objects validated by :mod:`millpond.segments` (so the API, the CLI
-and the console share one set of messages, each naming its field); bad input answers
-400 and saves nothing."""
+Bodies are typed (:mod:`millpond.api.models`); a definition's conditions are checked by
+:mod:`millpond.segments.definition` (so the API, the CLI and the console share one set
+of messages, each naming its field); bad input answers 400 and saves nothing."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query
 
 from millpond.api.deps import require_admin, services
+from millpond.api.models import (
+    DeletedSegment,
+    SegmentCreate,
+    SegmentList,
+    SegmentMembersPage,
+    SegmentOut,
+    SegmentPatch,
+    SegmentPreview,
+    SegmentPreviewOut,
+    to_dict,
+)
+from millpond.api.schema import body, doc
 from millpond.app.services import Services
 
 router = APIRouter(prefix="/api/segments", tags=["segments"],
                    dependencies=[Depends(require_admin)])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Bad input: {\"error\": {\"code\", \"message\", \"field\"}}"},
-    401: {"description": "Missing or invalid admin token"},
-}
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 404: {"description": "No such segment (or person)"}}
-_DEFINITION = ('{"key": "recent-buyers", "name": "Recent buyers", "definition": {"event": '
-               '"Order Completed", "at_least": 2, "within": "30d"}}')
+_EXAMPLE = {"key": "recent-buyers", "name": "Recent buyers",
+            "definition": {"event": "Order Completed", "at_least": 2, "within": "30d"}}
 
 
-@router.post("", status_code=201, responses={**ERRORS, 409: {"description": "Key taken"}})
-async def create_segment(body: Any = Body(..., description=_DEFINITION),
+@router.post("", **doc(SegmentOut, request=SegmentCreate, status=201, errors=(404, 409, 415),
+                       example=_EXAMPLE))
+async def create_segment(given: SegmentCreate = body(SegmentCreate, _EXAMPLE),
                          mp: Services = Depends(services)) -> dict:
     """Save a segment and start building it over the whole log (``state``: ``building``
     with ``progress``, then ``ready``)."""
-    return await mp.segments.create(body)
+    return await mp.segments.create(to_dict(given))
 
 
-@router.post("/preview", responses=ERRORS)
-async def preview_segment(body: Any = Body(..., description='{"definition": {...}}'),
+@router.post("/preview", **doc(SegmentPreviewOut, request=SegmentPreview, errors=(404, 415)))
+async def preview_segment(given: SegmentPreview = body(SegmentPreview),
                           sample: int = Query(default=10, ge=0, le=100),
                           mp: Services = Depends(services)) -> dict:
     """Count and a sample of the people a definition would hold now; saves nothing."""
     await mp.profile_follower.catch_up_once()
-    return await mp.segments.preview(body, sample)
+    return await mp.segments.preview(to_dict(given), sample)
 
 
-@router.get("", responses=ERRORS)
+@router.get("", **doc(SegmentList))
 def list_segments(mp: Services = Depends(services)) -> dict:
     return mp.segments.list()
 
 
-@router.get("/{ref}", responses=NOT_FOUND)
+@router.get("/{ref}", **doc(SegmentOut, errors=(404,)))
 def show_segment(ref: str, mp: Services = Depends(services)) -> dict:
     """By id or key."""
     return mp.segments.get(ref)
 
 
-@router.patch("/{ref}", responses={**NOT_FOUND, 409: {"description": "Conflict"}})
-async def update_segment(ref: str, body: Any = Body(..., description='{"name", "definition"}'),
+@router.patch("/{ref}", **doc(SegmentOut, request=SegmentPatch, errors=(404, 409, 415)))
+async def update_segment(ref: str, given: SegmentPatch = body(SegmentPatch),
                          mp: Services = Depends(services)) -> dict:
     """Rename, or change the definition (which rebuilds it)."""
-    return await mp.segments.update(ref, body)
+    return await mp.segments.update(ref, to_dict(given))
 
 
-@router.delete("/{ref}", responses={**NOT_FOUND, 409: {"description": "Referred to"}})
+@router.delete("/{ref}", **doc(DeletedSegment, errors=(404, 409)))
 def delete_segment(ref: str, mp: Services = Depends(services)) -> dict:
     return mp.segments.delete(ref)
 
 
-@router.get("/{ref}/members", responses=NOT_FOUND)
+@router.get("/{ref}/members", **doc(SegmentMembersPage, errors=(404,)))
 def segment_members(ref: str,
                     cursor: str | None = Query(default=None,
                                                description="next_cursor of the previous page"),

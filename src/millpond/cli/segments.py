@@ -24,7 +24,7 @@ def _definition(text: str) -> Any:
             fail(f"--definition: cannot read {text[1:]!r}: {exc.strerror}")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         fail(f"--definition is not JSON ({exc.msg} at character {exc.pos}); e.g. "
              '\'{"event": "Order Completed"}\'')
 

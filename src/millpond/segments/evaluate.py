@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -114,8 +114,9 @@ class Evaluator:
     def at(self, cond: Condition, person: PersonFacts, t: int) -> bool:
         if isinstance(cond, TraitCondition):
             found = person.traits.get(cond.trait)
-            present = found is not None and found[1] <= t
-            return trait_matches(cond, found[0] if present else None, present)
+            if found is None or found[1] > t:
+                return trait_matches(cond, None, False)
+            return trait_matches(cond, found[0], True)
         if isinstance(cond, EventCondition):
             return _count_ok(cond, self.count(cond, person, t))
         if isinstance(cond, AllOf):
@@ -206,12 +207,14 @@ class Evaluator:
         out: dict[str, Any]
         if isinstance(cond, TraitCondition):
             found = person.traits.get(cond.trait)
-            present = found is not None and found[1] <= now
+            if found is not None and found[1] > now:
+                found = None  # set later than the moment asked about
             out = {"trait": cond.trait, "op": cond.op}
             if cond.op not in ("exists", "not_exists"):
                 out["value"] = cond.value
-            out["actual"] = found[0] if present else None
-            out["set_at"] = format_ms(found[1]) if present and found[1] != DAWN else None
+            out["actual"] = found[0] if found is not None else None
+            out["set_at"] = format_ms(found[1]) if found is not None and found[1] != DAWN \
+                else None
         elif isinstance(cond, EventCondition):
             times, seqs = person.matching(cond)
             counted = [(t, s) for t, s in zip(times, seqs, strict=True)
@@ -274,11 +277,17 @@ def trait_matches(cond: TraitCondition, actual: Any, present: bool) -> bool:
             return want in actual
         return isinstance(actual, list) and any(_same(a, want) for a in actual)
     if _number(actual) and _number(want):
-        a, b = float(actual), float(want)
-    elif isinstance(actual, str) and isinstance(want, str):
-        a, b = actual, want  # type: ignore[assignment]
-    else:
-        return False
+        return _ordered(op, float(actual), float(want))
+    if isinstance(actual, str) and isinstance(want, str):
+        return _ordered(op, actual, want)
+    return False
+
+
+_Ordered = TypeVar("_Ordered", float, str)
+
+
+def _ordered(op: str, a: _Ordered, b: _Ordered) -> bool:
+    """``a <op> b`` for the ordering ops (both numbers, or both texts)."""
     return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op]
 
 

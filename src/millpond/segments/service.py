@@ -200,7 +200,8 @@ class SegmentService:
         """Count and a sample of members of an unsaved definition (nothing is saved)."""
         if not isinstance(body, dict) or "definition" not in body:
             raise BadRequest("the body must be {\"definition\": {...}}", field="definition")
-        key = body.get("key") if isinstance(body.get("key"), str) else "__preview__"
+        given_key = body.get("key")
+        key = given_key if isinstance(given_key, str) else "__preview__"
         cond = self._validate(key, body["definition"])
         definitions = {s.key: parse_definition(s.definition)
                        for s in self.storage.segments.list()}

@@ -104,7 +104,9 @@ class MemorySegmentStore:
 
     def by_ids(self, ids: Sequence[str]) -> list[Member]:
         with self._lock:
-            keys = set().union(*(self._by_id.get(i, set()) for i in ids)) if ids else set()
+            keys: set[tuple[str, str]] = set()
+            for i in ids:
+                keys |= self._by_id.get(i, set())
             return [self._rows[k] for k in sorted(keys)]
 
     def members(self, segment_id: str, *, after: str | None = None,
@@ -123,7 +125,7 @@ class MemorySegmentStore:
 
     def person_segments(self, person_id: str) -> list[Member]:
         with self._lock:
-            return sorted((r for (s, p), r in self._rows.items()
+            return sorted((r for (_, p), r in self._rows.items()
                            if p == person_id and r.member), key=lambda r: r.segment_id)
 
     def history(self, person_id: str, segment_id: str | None = None) -> list[MembershipChange]:
