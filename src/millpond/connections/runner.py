@@ -84,6 +84,10 @@ class LiveDestination:
         rate = dest.rate_limit
         policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
                                      max_retry_age=max_retry_age(rate))
+        # Loader-backed types (warehouse, storage) bring their own transport: their loader.
+        own = getattr(rt.dtype, "transport", None)
+        if callable(own):
+            transport = own(transport)
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second")), policy,

@@ -13,6 +13,8 @@ from millpond.destinations import (  # noqa: F401
     segment,
     webhook,
 )
+# Last: the loader types import millpond.warehouses, which needs the modules above.
+from millpond.destinations import loaders  # noqa: F401,E402
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
