@@ -138,7 +138,6 @@ class LoaderTransport:
 class LoaderDestination(DestinationType):
     """What the two loader-backed types share; subclasses name the loader and its checks."""
 
-    kind: ClassVar[str]
     replayable = False
     history_from_start = True
     default_rate_limit = RateLimit(events_per_second=100_000.0)
@@ -196,7 +195,7 @@ class PostgresDestination(LoaderDestination):
     """Segment's warehouse schema in a PostgreSQL database (see millpond.warehouses.postgres)."""
 
     name = "postgres"
-    kind = "warehouse"
+    kind: ClassVar[str] = "warehouse"
     title = "PostgreSQL warehouse"
     docs = "https://segment.com/docs/connections/storage/warehouses/schema/"
     settings_type = postgres_settings.PostgresSettings
@@ -226,7 +225,7 @@ class ParquetDestination(LoaderDestination):
     """Parquet files in a local directory or an S3-compatible bucket."""
 
     name = "parquet"
-    kind = "storage"
+    kind: ClassVar[str] = "storage"
     title = "Parquet files (directory or S3)"
     docs = "https://parquet.apache.org/docs/file-format/"
     settings_type = parquet_settings.ParquetSettings
