@@ -15,7 +15,6 @@ not lose its checks.
 from __future__ import annotations
 
 import asyncio
-
 from dataclasses import dataclass
 from typing import Any
 

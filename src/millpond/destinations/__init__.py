@@ -13,8 +13,6 @@ from millpond.destinations import (  # noqa: F401
     segment,
     webhook,
 )
-# Last: the loader types import millpond.warehouses, which needs the modules above.
-from millpond.destinations import loaders  # noqa: F401,E402
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -51,3 +49,7 @@ __all__ = [
     "get_type",
     "register",
 ]
+
+# Last (catalog order, and they import millpond.warehouses, which imports the modules above):
+# the warehouse and storage types.
+from millpond.destinations import loaders  # noqa: E402, F401

@@ -155,7 +155,7 @@ class LoaderDestination(DestinationType):
 
     def __init__(self, settings: msgspec.Struct) -> None:
         super().__init__(settings)
-        interval = float(getattr(settings, "batch_interval_seconds"))
+        interval = float(settings.batch_interval_seconds)  # type: ignore[attr-defined]
         self.batching = BatchLimits(MAX_BATCH_EVENTS, MAX_BATCH_BYTES, interval)
         self.stats = LoadStats()
         self._transport: LoaderTransport | None = None
