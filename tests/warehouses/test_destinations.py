@@ -53,36 +53,39 @@ def expected(n: int) -> dict[str, tuple[int, int]]:
 
 def test_postgres_first_sync_loads_history_then_live_then_survives_sigkill(server, pg_dsn):
     source = server.create_source("web")
-    send_batch(server.url, source["write_key"], events(3000))
+    send_batch(server.url, source["write_key"], events(10_000))
     with server.admin as admin:
         create_destination(admin, name="wh", type="postgres",
                            settings={"dsn": pg_dsn, "batch_interval_seconds": 5})
-        wait_until(lambda: stats(admin, "wh")["cursor"] >= 3000, timeout=120,
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 10_000, timeout=180,
                    what="first sync")
-        assert counts(pg_dsn) == expected(3000)
+        assert counts(pg_dsn) == expected(10_000)
         loads = stats(admin, "wh")["loads"]
-        assert loads["tables"]["tracks"]["rows"] == 500
+        assert loads["tables"]["tracks"]["rows"] == expected(10_000)["tracks"][0]
         # Live events follow.
-        send_batch(server.url, source["write_key"], events(600, 3000))
-        wait_until(lambda: stats(admin, "wh")["cursor"] >= 3600, timeout=60, what="live")
-    assert counts(pg_dsn) == expected(3600)
+        send_batch(server.url, source["write_key"], events(600, 10_000))
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 10_600, timeout=60, what="live")
+    assert counts(pg_dsn) == expected(10_600)
     # A replay is refused with the reason, in the API and the CLI, and nothing starts.
     with server.admin as admin:
         r = admin.post("/api/replays", json={"destination": "wh", "dry_run": True})
         assert r.status_code == 409 or r.status_code == 400, r.text
         assert "first sync already includes history" in r.json()["error"]["message"]
         assert admin.get("/api/replays").json()["replays"] == []
+    table = invoke(server, "destinations", "stats", "wh").output
+    assert "order_completed" in table and f"{expected(10_600)['tracks'][0]:,}" in table \
+        or str(expected(10_600)["tracks"][0]) in table
     result = invoke(server, "replay", "start", "wh", code=1)
     assert "create a new destination to load again" in result.output
     assert len(result.output.strip().splitlines()) == 1
     # SIGKILL mid-load, restart: neither duplicates nor gaps.
-    send_batch(server.url, source["write_key"], events(3000, 3600))
+    send_batch(server.url, source["write_key"], events(3000, 10_600))
     server.kill()
     server.start()
     with server.admin as admin:
-        wait_until(lambda: stats(admin, "wh")["cursor"] >= 6600, timeout=120,
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 13_600, timeout=120,
                    what="after restart")
-    assert counts(pg_dsn) == expected(6600)
+    assert counts(pg_dsn) == expected(13_600)
 
 
 def test_wrong_dsn_is_a_settings_error_at_create_time(server, pg_server):
