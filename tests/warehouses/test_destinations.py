@@ -99,6 +99,13 @@ def test_wrong_dsn_is_a_settings_error_at_create_time(server, pg_server):
         assert "password" in error["message"], error
         assert "Sekrit-9z" not in r.text
         assert admin.get("/api/destinations/wh").status_code == 404
+        # The same check guards a settings change; the destination keeps its settings.
+        good = pg_server.dsn()
+        create_destination(admin, name="wh", type="postgres", settings={"dsn": good})
+        r = admin.patch("/api/destinations/wh", json={"settings": {"dsn": bad}})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "settings.dsn", r.text
+        shown = admin.get("/api/destinations/wh").json()["settings"]["dsn"]
+        assert "Sekrit-9z" not in shown and f"port={pg_server.port}" in shown
 
 
 def test_parquet_to_a_directory_holds_every_event_once(server, tmp_path):

@@ -160,7 +160,9 @@ class PumpManager:
                 changes["name"] = name.strip()
             if "settings" in body:
                 settings = config.keep_masked(body["settings"] or {}, dest.settings, cls)
-                config.parse_settings(cls, settings)
+                parsed = config.parse_settings(cls, settings)
+                if settings != dest.settings:
+                    await config.check_connection(cls, parsed)
                 changes["settings"] = dict(settings)
             if "rate_limit" in body:
                 merged = {**dest.rate_limit, **(body["rate_limit"] or {})}

@@ -110,8 +110,20 @@ class LoaderTransport:
     def __init__(self, loader: Any, stats: LoadStats) -> None:
         self.loader = loader
         self.stats = stats
-        # Loaders keep a connection and are not thread-safe: one load at a time.
-        self._lock = asyncio.Lock()
+        # Loaders keep a connection and are not thread-safe: one load (or close) at a time.
+        # A threading lock, not an asyncio one: a cancelled send leaves its worker thread
+        # running, and the close on shutdown must wait for that thread.
+        self._lock = threading.Lock()
+
+    def _load(self, stored: list) -> Any:
+        with self._lock:
+            return self.loader.load(stored)
+
+    def _close(self) -> None:
+        with self._lock:
+            close = getattr(self.loader, "close", None)
+            if close is not None:
+                close()
 
     async def send(self, request: OutboundRequest):
         from millpond.delivery.transport import Response
@@ -120,8 +132,7 @@ class LoaderTransport:
         events = request.events if isinstance(request, LoadRequest) else []
         stored = [StoredEvent(int(e.get("seq") or 0), str(e.get("source_id") or ""), e)
                   for e in events]
-        async with self._lock:
-            outcome = await asyncio.to_thread(self.loader.load, stored)
+        outcome = await asyncio.to_thread(self._load, stored)
         if isinstance(outcome, Loaded):
             self.stats.record(outcome, events[-1] if events else None)
             body = {"events": outcome.events, "rows": outcome.rows,
@@ -132,7 +143,7 @@ class LoaderTransport:
         return Response(503 if isinstance(outcome, Retry) else 422, {}, reason.encode())
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(getattr(self.loader, "close", lambda: None))
+        await asyncio.to_thread(self._close)
 
 
 class LoaderDestination(DestinationType):
