@@ -35,12 +35,15 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/millpond serve $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP) chromium postgresql
-	$(BIN)/ruff check src tests bench
+test: lint $(NODE_STAMP) chromium postgresql
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Style (ruff) and types (basedpyright: basic everywhere, strict where a backend or the
+# engine plugs in; the settings are in pyproject.toml). `--project .`: a pyrightconfig.json
+# in a parent directory would otherwise win over this checkout's pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/basedpyright --project .
 
 screenshots: $(STAMP) $(NODE_STAMP) chromium
 	MILLPOND_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/console

@@ -10,7 +10,13 @@ through ``EventLog.submit``:
   a webhook in 1000-event batches (pass-through mapping). ``--http`` adds a run through
   the real shared httpx client to a tiny raw-asyncio HTTP server on loopback;
 - the rate limit: a 1,000 events/s destination over ``--limit-seconds`` (default 60),
-  achieved rate vs the limit.
+  achieved rate vs the limit;
+- requests in flight: a webhook of batch 1 over loopback HTTP to a receiver that answers
+  after ``--latency-ms`` (default 50) in its own process and checks per-user order
+  (``bench/latency_receiver.py``), with ``--in-flight`` requests at once (default 128),
+  over ``--latency-events`` events of 1,000 users. One request in flight would reach
+  1 / 50 ms = 20 events/s. The same run into an in-process transport that answers after
+  the same latency separates the engine's share from the HTTP client's.
 Prints medians of ``--runs`` runs and the ratios to the baseline.
 """
 
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import random
 import sys
 import tempfile
 import time
@@ -26,6 +34,7 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import latency_receiver  # noqa: E402
 from common import add_quick_option, median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
@@ -39,7 +48,11 @@ from millpond.delivery.rate_limit import RateLimiter  # noqa: E402
 from millpond.delivery.retry import RetryPolicy  # noqa: E402
 from millpond.delivery.sender import Deliverer  # noqa: E402
 from millpond.delivery.slices import LogTail  # noqa: E402
-from millpond.delivery.transport import CountingTransport, HttpxTransport  # noqa: E402
+from millpond.delivery.transport import (  # noqa: E402
+    CountingTransport,
+    HttpxTransport,
+    Response,
+)
 from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
 from millpond.storage.models import Run, RunKind, RunState  # noqa: E402
 
@@ -97,7 +110,7 @@ async def scan_rate(storage: Storage, n: int) -> float:
 
 
 def make_pump(storage: Storage, type_name: str, settings: dict, actions, transport,
-              rate: float) -> Pump:
+              rate: float, max_in_flight: int = 1) -> Pump:
     rt = config.runtime(type_name, settings, config.actions(actions, config.destination_type(
         type_name)))
     run = storage.runs.create(Run(f"bench-{time.monotonic_ns()}", "bench", RunKind.LIVE,
@@ -109,9 +122,10 @@ def make_pump(storage: Storage, type_name: str, settings: dict, actions, transpo
                                 dead=stamp(dead, "bench", run.id))
 
     return Pump(LogTail(storage.log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
-                Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy()),
+                Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy(),
+                          max_in_flight=max_in_flight),
                 Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
-                Ledger(0), persist)
+                Ledger(0), persist, max_in_flight=max_in_flight)
 
 
 async def pump_rate(storage, n, type_name, settings, actions, transport) -> float:
@@ -141,6 +155,81 @@ async def limited_rate(storage, seconds: float, limit: float) -> float:
     return delivered / elapsed
 
 
+def fill_users(storage: Storage, n: int, users: int = 1000) -> None:
+    """``n`` track events of ``users`` users, each user's events spread over the log."""
+    rng = random.Random(5)
+    now = int(time.time() * 1000)
+    batch = []
+    for i in range(n):
+        msg = realistic_event(i, f"lat-{i}")
+        msg["userId"] = f"user-{rng.randrange(users):04d}"
+        batch.append(normalize(msg, source_id="src_bench", received_ms=now))
+        if len(batch) == 2000 or i == n - 1:
+            storage.log.submit(batch).result()
+            batch = []
+
+
+class LatencyTransport:
+    """In-process: answers 200 after ``latency`` seconds (the engine without a socket)."""
+
+    def __init__(self, latency: float):
+        self.latency = latency
+
+    async def send(self, request) -> Response:
+        await asyncio.sleep(self.latency)
+        return Response(200, {}, b"{}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def engine_latency_rate(storage: Storage, n: int, latency: float,
+                              in_flight: int) -> float:
+    settings = {"url": "http://127.0.0.1:9/hook", "batch_size": 1}
+    pump = make_pump(storage, "webhook", settings, None, LatencyTransport(latency), 1e9,
+                     max_in_flight=in_flight)
+    started = time.perf_counter()
+    task = asyncio.create_task(pump.run())
+    while pump.ledger.cursor < n:
+        await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return n / elapsed
+
+
+async def latency_rate(storage: Storage, n: int, latency: float,
+                       in_flight: int) -> tuple[float, dict]:
+    """Events/s of a batch-1 webhook to the latency receiver, and the receiver's report."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=latency_receiver.serve, args=(child, latency), daemon=True)
+    proc.start()
+    port = parent.recv()
+    transport = HttpxTransport()
+    try:
+        settings = {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 1}
+        pump = make_pump(storage, "webhook", settings, None, transport, 1e9,
+                         max_in_flight=in_flight)
+        started = time.perf_counter()
+        task = asyncio.create_task(pump.run())
+        while pump.ledger.cursor < n:
+            await asyncio.sleep(0.01)
+            if task.done():
+                task.result()
+        elapsed = time.perf_counter() - started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await transport.aclose()
+    parent.send("report")
+    report = parent.recv()
+    proc.join(10)
+    return n / elapsed, report
+
+
 async def start_sink() -> tuple[asyncio.AbstractServer, int]:
     """A tiny keep-alive HTTP/1.1 server that reads each request and answers 200."""
 
@@ -168,10 +257,16 @@ def main() -> None:
     p.add_argument("--limit", type=float, default=1000.0, help="events/s for the limited run")
     p.add_argument("--limit-seconds", type=float, default=60.0)
     p.add_argument("--http", action="store_true", help="also run through a loopback HTTP sink")
+    p.add_argument("--latency-ms", type=float, default=50.0,
+                   help="the in-flight run's receiver latency")
+    p.add_argument("--latency-events", type=int, default=20_000)
+    p.add_argument("--in-flight", type=int, default=128,
+                   help="max_in_flight of the in-flight run")
     add_quick_option(p)
     args = p.parse_args()
     if args.quick:
         args.events, args.runs, args.limit_seconds = 3_000, 1, 1.0
+        args.latency_events = 500
     try:
         import uvloop
         uvloop.install()
@@ -226,6 +321,25 @@ def main() -> None:
         print(f"limited   {args.limit:,.0f} events/s over {args.limit_seconds:g}s: achieved "
               f"{achieved:,.1f} events/s ({(achieved / args.limit - 1) * 100:+.2f}% of the "
               "limit)")
+        storage.close()
+
+    with tempfile.TemporaryDirectory(prefix="millpond-bench-latency-") as tmp:
+        storage = open_bench_storage(Path(tmp))
+        fill_users(storage, args.latency_events)
+        engine = asyncio.run(engine_latency_rate(storage, args.latency_events,
+                                                 args.latency_ms / 1000, args.in_flight))
+        print(f"in flight {args.latency_events:,} events, webhook batch 1, in-process "
+              f"transport answering after {args.latency_ms:g} ms, max_in_flight "
+              f"{args.in_flight}: {engine:,.0f} events/s (the engine alone)")
+        rate, report = asyncio.run(latency_rate(storage, args.latency_events,
+                                                args.latency_ms / 1000, args.in_flight))
+        order = "kept" if not report["overlaps"] and not report["out_of_order"] else \
+            f"BROKEN ({report['overlaps']} overlaps, {report['out_of_order']} out of order)"
+        print(f"in flight {args.latency_events:,} events, webhook batch 1, receiver latency "
+              f"{args.latency_ms:g} ms, max_in_flight {args.in_flight}: {rate:,.0f} events/s "
+              f"(one in flight: {1000 / args.latency_ms:,.0f}/s); up to {report['peak']} "
+              f"requests at once; per-user order {order} over {report['events']:,} events "
+              "checked by the receiver")
         storage.close()
 
 

@@ -58,6 +58,11 @@ class TooLarge(MillpondError):
     code = "too_large"
 
 
+class UnsupportedMediaType(MillpondError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Overloaded(MillpondError):
     """The store cannot keep up: SDKs retry 429/503, so back-pressure never loses data."""
 

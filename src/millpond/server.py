@@ -105,7 +105,7 @@ def serve(config: ServerConfig) -> None:
     app = build_asgi(mp, Lifecycle(mp))
     served = uvicorn.Config(app, loop="uvloop", lifespan="on",
                             http=guarded_protocol(limits.head_timeout, limits.max_connections),
-                            timeout_keep_alive=limits.idle_timeout,
+                            timeout_keep_alive=limits.idle_timeout,  # pyright: ignore[reportArgumentType] - annotated int, a float works (a timer)
                             log_config=None, log_level=None,
                             access_log=config.logging.access_log,
                             timeout_graceful_shutdown=30, backlog=4096)

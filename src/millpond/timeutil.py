@@ -21,6 +21,7 @@ guessing the server's zone would make results depend on where millpond runs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -222,6 +223,11 @@ def format_seconds(seconds: float) -> str:
 _BOUND_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: The range of a window bound: years 1 to 9999 in Unix milliseconds.
+MIN_BOUND_MS = -62135596800000
+MAX_BOUND_MS = 253402300799999
+
+
 def parse_time_bound(value: str | None, field: str) -> int | None:
     """Unix milliseconds of a window bound: ISO 8601, Unix seconds or relative (``-7d``).
 
@@ -232,17 +238,24 @@ def parse_time_bound(value: str | None, field: str) -> int | None:
     if value is None or value == "":
         return None
     text = value.strip()
+    ms: int | None = None
     if text.startswith("-") and text[-1:] in _BOUND_UNITS and text[1:-1].isdigit():
-        return int((time.time() - int(text[1:-1]) * _BOUND_UNITS[text[-1]]) * 1000)
-    try:
-        return int(float(text) * 1000)
-    except ValueError:
-        pass
-    try:
-        return parse_iso_ms(text)
-    except BadTimestamp:
+        ms = int((time.time() - int(text[1:-1]) * _BOUND_UNITS[text[-1]]) * 1000)
+    else:
+        with contextlib.suppress(ValueError, OverflowError):  # "nan", "1e400"
+            ms = int(float(text) * 1000)
+    if ms is None:
+        try:
+            ms = parse_iso_ms(text)
+        except BadTimestamp:
+            ms = None
+    if ms is None or not MIN_BOUND_MS <= ms <= MAX_BOUND_MS:
+        # Out of range too: a bound past year 9999 fits no stored integer, so it would
+        # only fail later, deep in a query.
         raise BadRequest(f"{field} must be ISO 8601 (2024-05-01T00:00:00Z), Unix seconds or "
-                         f"relative like -7d; got {value!r}", field=field) from None
+                         f"relative like -7d, between years 1 and 9999; got {value!r}",
+                         field=field)
+    return ms
 
 
 # -- durations -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ so a constraint written once in a ``Meta`` is also the one the message states.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -141,7 +142,8 @@ def explain(problem: Problem, example: Mapping[str, Any] | None = None) -> str:
         hint = problem.suggestions()
         near = dotted((*problem.path[:-1], hint[0])) if hint else ""
         did_you_mean = f"; did you mean `{near}`?" if near else ""
-        known = f" Known fields: {', '.join(problem.known)}" if problem.known else ""
+        stop = "" if did_you_mean else "."
+        known = f"{stop} Known fields: {', '.join(problem.known)}" if problem.known else ""
         return f"unknown field `{problem.field}`{got}{did_you_mean}{known}{eg}"
     if problem.kind == "missing":
         return f"field `{problem.field}` is required{eg}"
@@ -221,10 +223,12 @@ def unwrap(annotation: Any) -> tuple[Any, list[msgspec.Meta]]:
 
 
 def without_none(annotation: Any) -> Any:
-    """``T | None`` → ``T`` (Meta kept); other types as they are."""
+    """``T | None`` (or ``| UnsetType``, "not given") → ``T`` (Meta kept); other types as
+    they are."""
     base, metas = unwrap(annotation)
     if typing.get_origin(base) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(base) if a is not type(None)]
+        args = [a for a in typing.get_args(base)
+                if a is not type(None) and a is not msgspec.UnsetType]
         if len(args) == 1:
             inner = args[0]
             return typing.Annotated[(inner, *metas)] if metas else inner
@@ -301,7 +305,8 @@ def describe(annotation: Any, *, object_word: str = "an object") -> str:
     base, _ = unwrap(annotation)
     origin, args = typing.get_origin(base), typing.get_args(base)
     if origin in (Union, types.UnionType):
-        parts = [describe(a, object_word=object_word) for a in args if a is not type(None)]
+        parts = [describe(a, object_word=object_word) for a in args
+                 if a is not type(None) and a is not msgspec.UnsetType]
         none = " or null" if type(None) in args else ""
         return " or ".join(parts) + none
     if origin is Literal:
@@ -358,6 +363,8 @@ def humanize(what: str) -> str:
 
 def show(value: Any) -> str:
     """A value as JSON for messages, shortened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a number out of range"  # JSON has no infinity; "1e400" is read as one
     try:
         text = msgspec.json.encode(value).decode()
     except (TypeError, msgspec.EncodeError):

@@ -36,7 +36,8 @@ def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, adm
     assert created["connected_at"].endswith("Z")
     assert [a["name"] for a in created["actions"]] == ["Track events", "Page views",
                                                        "Screen views", "Identify user"]
-    assert created["rate_limit"] == {"events_per_second": 30000.0, "requests_per_second": None}
+    assert created["rate_limit"] == {"events_per_second": 30000.0, "requests_per_second": None,
+                                     "max_in_flight": 16}
     reads = [created, admin.get("/api/destinations/mp").json(),
              admin.get(f"/api/destinations/{created['id']}").json(),
              admin.get("/api/destinations").json()["destinations"][0],
@@ -88,7 +89,7 @@ def test_sending_masked_settings_back_keeps_the_stored_secret(server, admin, ven
      "at most"),
     ({"type": "webhook", "settings": {"url": "https://example.com/h"},
       "actions": [{"name": "a", "trigger": "type != null", "mapping": {}, "when": 1}]},
-     "actions[0].when", "unknown key"),
+     "actions[0].when", "unknown field"),
 ])
 def test_validation_names_the_field(admin, body, field, text):
     err = error(admin.post("/api/destinations", json={"name": "d", **body}))

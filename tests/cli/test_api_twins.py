@@ -29,7 +29,6 @@ NOT_ADMIN_ACTIONS = {
     ("GET", "/metrics"),  # Prometheus scrape endpoint
     ("GET", "/api/openapi.json"),  # the API describing itself
     ("GET", "/api/docs"),  # Swagger UI over that description
-    ("GET", "/docs/oauth2-redirect"),  # part of the Swagger UI
 }
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -104,8 +106,12 @@ def test_events_tail_shows_the_latest_events(shared_server):
     assert send(shared_server, other, messageId="tail-other").status_code == 200
 
     out = ok(shared_server, "events", "tail", "--source", "cli-tail", "-n", "3")
-    lines = out.splitlines()
+    header, *lines = out.splitlines()
+    assert header.split() == ["seq", "timestamp", "type", "what", "who", "messageId"]
     assert len(lines) == 3
+    # one time format, whatever form the event carried
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line.split()[1])
+               for line in lines), lines
     assert [line.split()[-1] for line in lines] == ["tail-2", "tail-3", "tail-4"]
     assert "Event 4" in lines[-1] and "track" in lines[-1] and "cli-user" in lines[-1]
 
@@ -138,6 +144,7 @@ def test_events_tail_follow_prints_new_events(shared_server):
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:
+        assert _next_line(lines, 15).split()[0] == "seq"  # the header
         assert _next_line(lines, 15).split()[-1] == "follow-old"
         time.sleep(0.5)  # let it settle into its long poll
         started = time.monotonic()
@@ -151,9 +158,12 @@ def test_events_tail_follow_prints_new_events(shared_server):
         assert send(shared_server, key, messageId="follow-next").status_code == 200
         assert _next_line(lines, 10).split()[-1] == "follow-next"
         assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: status 130, no traceback
+        assert proc.wait(10) == 130
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
     assert "Traceback" not in proc.stderr.read()
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from millpond.api.models import DestinationCreate, to_dict
+from millpond.api.schema import decode
 from millpond.connections import config
 from millpond.connections.tester import try_event
 from millpond.destinations import get_type
@@ -17,6 +20,22 @@ def field_of(fn, *args) -> str:
     with pytest.raises(BadRequest) as info:
         fn(*args)
     return info.value.field
+
+
+def typed_actions(actions: list, cls=None) -> list[dict]:
+    """``actions`` as the API takes them: shape checked by the request type, the rest by
+    :func:`config.actions`."""
+    cls = cls or WEBHOOK
+    body = decode(msgspec.json.encode({"name": "d", "type": cls.name, "actions": actions}),
+                  DestinationCreate)
+    return config.actions(to_dict(body)["actions"], cls)
+
+
+def typed_rate_limit(rate_limit: dict, cls=None) -> dict:
+    cls = cls or WEBHOOK
+    body = decode(msgspec.json.encode({"name": "d", "type": cls.name,
+                                       "rate_limit": rate_limit}), DestinationCreate)
+    return config.rate_limit(to_dict(body)["rate_limit"], cls)
 
 
 def test_presets_are_materialised_when_actions_are_left_out():
@@ -53,7 +72,7 @@ def test_required_field_check_is_skipped_when_the_output_shape_depends_on_the_ev
      "actions[0].enabled"),
 ])
 def test_action_mistakes_name_their_field(action, field):
-    assert field_of(config.actions, [action], WEBHOOK) == field
+    assert field_of(typed_actions, [action]) == field
 
 
 def test_duplicate_action_names_are_refused():
@@ -63,12 +82,15 @@ def test_duplicate_action_names_are_refused():
 
 def test_rate_limits_default_to_the_type_and_must_be_sane():
     assert config.rate_limit(None, MIXPANEL) == {"events_per_second": 30000.0,
-                                                 "requests_per_second": None}
-    assert config.rate_limit({"requests_per_second": 5}, WEBHOOK) == {
-        "events_per_second": 100.0, "requests_per_second": 5.0}
+                                                 "requests_per_second": None,
+                                                 "max_in_flight": 16}
+    assert typed_rate_limit({"requests_per_second": 5, "max_in_flight": 3}) == {
+        "events_per_second": 100.0, "requests_per_second": 5.0, "max_in_flight": 3}
     for bad in ({"events_per_second": 0}, {"events_per_second": True},
-                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1}):
-        assert field_of(config.rate_limit, bad, WEBHOOK).startswith("rate_limit.")
+                {"events_per_second": 1e9}, {"requests_per_second": 1e6}, {"burst": 1},
+                {"max_in_flight": 0}, {"max_in_flight": 2.5}, {"max_in_flight": 10_000},
+                {"max_in_flight": True}):
+        assert field_of(typed_rate_limit, bad).startswith("rate_limit.")
 
 
 def test_settings_errors_point_into_settings():
@@ -122,4 +144,4 @@ def test_retry_limits_are_per_destination_with_defaults():
     assert "max_retry_age" not in config.rate_limit({**got, "max_retry_age": None}, WEBHOOK)
     for bad in ({"max_retry_after": 0}, {"max_retry_after": "5m"}, {"max_retry_age": "10s"},
                 {"max_retry_age": "soon"}, {"max_retry_age": True}):
-        assert field_of(config.rate_limit, bad, WEBHOOK) == f"rate_limit.{next(iter(bad))}"
+        assert field_of(typed_rate_limit, bad) == f"rate_limit.{next(iter(bad))}"

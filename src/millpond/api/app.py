@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -14,13 +14,16 @@ from millpond import metrics
 from millpond.api import (
     dead_letters,
     destinations,
+    docs,
     errors,
     events,
     imports,
     people,
     replays,
+    schema,
     sources,
 )
+from millpond.api.deps import require_admin
 from millpond.connections import metrics as delivery_metrics
 
 if TYPE_CHECKING:
@@ -32,20 +35,27 @@ ROUTERS = (sources.router, events.router, people.router, destinations.router,
 
 def build_api(services: Services) -> FastAPI:
     app = FastAPI(title="millpond admin API", version="0.1.0",
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.services = services
     errors.install(app)
+    schema.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if services.config.metrics_auth:  # --metrics-auth: scrapers send the admin token
+            require_admin(request)
         metrics.LOG_LAST_SEQ.set(services.log.last_seq())
         await delivery_metrics.refresh()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, Any]:
-        return {"ok": True, "last_seq": services.log.last_seq()}
+        """Up, and whether the storage takes writes (``storage``: the open unavailable
+        episode, e.g. a full disk, or null)."""
+        episode = services.storage.health.snapshot()
+        return {"ok": episode is None, "last_seq": services.log.last_seq(), "storage": episode}
 
     return app

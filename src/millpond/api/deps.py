@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from millpond.app.services import Services
 from millpond.errors import Unauthorized
 
+#: Declared so the OpenAPI document (and the "Authorize" button of ``/api/docs``) knows
+#: the admin API wants a bearer token; the check itself is :func:`require_admin`'s, so a
+#: missing or wrong token keeps its own message.
+bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
+                    description="The admin token (`millpond serve` prints where it is kept).")
 
-def require_admin(request: Request) -> None:
+
+def require_admin(request: Request,
+                  _declared: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
     """Admin token as ``Authorization: Bearer``; write keys are never admin credentials."""
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")

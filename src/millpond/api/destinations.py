@@ -1,17 +1,32 @@
 """``/api/destinations`` and ``/api/destination-types``: configure, inspect and test.
 
-Bodies are taken as plain JSON objects and validated by :mod:`millpond.connections.config`,
-not by pydantic models, so every mistake comes back with the field path as the API
-spells it (``actions[1].trigger``, ``settings.api_secret``) and a correct example.
+Bodies are typed (:mod:`millpond.api.models`) and decoded by the shared converter; what
+a type cannot say (the settings of the chosen type, triggers and mappings compile, each
+action produces its required fields) is checked by :mod:`millpond.connections.config`. Either
+way every mistake comes back with the field path as the API spells it
+(``actions[1].trigger``, ``settings.api_secret``) and a correct example.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends
+from msgspec import UNSET
 
 from millpond.api.deps import require_admin, services
+from millpond.api.models import (
+    DeletedDestination,
+    DestinationCreate,
+    DestinationFull,
+    DestinationList,
+    DestinationPatch,
+    DestinationStatsOut,
+    DestinationTypes,
+    RetryNow,
+    TestRequest,
+    TestResult,
+    to_dict,
+)
+from millpond.api.schema import body, doc
 from millpond.app.services import Services
 from millpond.connections import config
 from millpond.connections.lookup import event_at, find_event
@@ -27,72 +42,69 @@ _EXAMPLE = {"name": "Mixpanel prod", "type": "mixpanel",
             "rate_limit": {"events_per_second": 1000}}
 
 
-def _object(body: Any, what: str) -> dict:
-    if not isinstance(body, dict):
-        raise BadRequest(f"{what} must be a JSON object")
-    return body
-
-
 async def _full(mp, dest) -> dict:
     return {**destination_dict(dest), "stats": await mp.pumps.stats(dest)}
 
 
-@router.get("/destination-types")
+@router.get("/destination-types", **doc(DestinationTypes))
 def destination_types() -> dict:
     """The catalog: every type with its settings schema, defaults and preset actions."""
     return {"types": catalog()}
 
 
-@router.get("/destinations")
+@router.get("/destinations", **doc(DestinationList))
 async def list_destinations(mp: Services = Depends(services)) -> dict:
     return {"destinations": [await _full(mp, d) for d in mp.pumps.destinations.list()]}
 
 
-@router.post("/destinations", status_code=201)
-async def create_destination(body: Any = Body(..., examples=[_EXAMPLE]),
+@router.post("/destinations", **doc(DestinationFull, request=DestinationCreate, status=201,
+                                   errors=(409, 415), example=_EXAMPLE))
+async def create_destination(new: DestinationCreate = body(DestinationCreate, _EXAMPLE),
                              mp: Services = Depends(services)) -> dict:
     """Create a destination; leaving out ``actions`` gives the type's presets. Its live
     pump starts at the log's current tail (``connected_seq``)."""
-    dest = await mp.pumps.create(_object(body, "a destination"))
+    dest = await mp.pumps.create(to_dict(new))
     return await _full(mp, dest)
 
 
-@router.get("/destinations/{ref}")
+@router.get("/destinations/{ref}", **doc(DestinationFull, errors=(404,)))
 async def show_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, mp.pumps.destinations.get(ref))
 
 
-@router.get("/destinations/{ref}/stats")
+@router.get("/destinations/{ref}/stats", **doc(DestinationStatsOut, errors=(404,)))
 async def destination_stats(ref: str, mp: Services = Depends(services)) -> dict:
     dest = mp.pumps.destinations.get(ref)
     return {"id": dest.id, "name": dest.name, "stats": await mp.pumps.stats(dest)}
 
 
-@router.patch("/destinations/{ref}")
-async def update_destination(ref: str, body: Any = Body(...),
+@router.patch("/destinations/{ref}", **doc(DestinationFull, request=DestinationPatch,
+                                          errors=(404, 409, 415),
+                                          example={"rate_limit": {"events_per_second": 50}}))
+async def update_destination(ref: str, change: DestinationPatch = body(DestinationPatch),
                              mp: Services = Depends(services)) -> dict:
     """Change name, settings (masked values sent back keep the stored secret),
     rate_limit, actions (``null``: back to the presets) or enabled."""
-    dest = await mp.pumps.update(ref, _object(body, "a destination update"))
+    dest = await mp.pumps.update(ref, to_dict(change))
     return await _full(mp, dest)
 
 
-@router.delete("/destinations/{ref}")
+@router.delete("/destinations/{ref}", **doc(DeletedDestination, errors=(404,)))
 async def delete_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": destination_dict(await mp.pumps.delete(ref))}
 
 
-@router.post("/destinations/{ref}/enable")
+@router.post("/destinations/{ref}/enable", **doc(DestinationFull, errors=(404,)))
 async def enable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, True))
 
 
-@router.post("/destinations/{ref}/disable")
+@router.post("/destinations/{ref}/disable", **doc(DestinationFull, errors=(404,)))
 async def disable_destination(ref: str, mp: Services = Depends(services)) -> dict:
     return await _full(mp, await mp.pumps.set_enabled(ref, False))
 
 
-@router.post("/destinations/{ref}/retry-now")
+@router.post("/destinations/{ref}/retry-now", **doc(RetryNow, errors=(404, 409)))
 async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> dict:
     """Try the destination's waiting request again at once, instead of after the vendor's
     ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
@@ -100,36 +112,30 @@ async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> d
     return await mp.pumps.retry_now(ref)
 
 
-@router.post("/destinations/{ref}/test")
-async def test_destination(ref: str, body: Any = Body(..., examples=[{"message_id": "abc-123"}]),
-                     mp: Services = Depends(services)) -> dict:
+@router.post("/destinations/{ref}/test", **doc(TestResult, request=TestRequest,
+                                               errors=(404, 415),
+                                               example={"message_id": "abc-123"}))
+async def test_destination(ref: str, given: TestRequest = body(TestRequest),
+                           mp: Services = Depends(services)) -> dict:
     """Run one event through the destination's actions without sending: body
     ``{"event": {...}}``, ``{"message_id": "..."}`` or ``{"seq": N}``."""
-    body = _object(body, "the test body")
-    unknown = sorted(set(body) - {"event", "message_id", "seq", "source"})
-    if unknown:
-        raise BadRequest(f"unknown field `{unknown[0]}`; give event, message_id or seq",
-                         field=unknown[0])
     dest = mp.pumps.destinations.get(ref)
-    if "event" in body:
-        event = body["event"]
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+    if given.event is not UNSET:
+        event = given.event
+        if not isinstance(event.get("type"), str):
             raise BadRequest('event must be a Segment message with a type, e.g. {"type": '
                              '"track", "event": "Order Completed", "userId": "u1"}',
                              field="event")
-    elif "seq" in body:
-        seq = body["seq"]
-        if isinstance(seq, bool) or not isinstance(seq, int):
-            raise BadRequest("seq must be an integer", field="seq")
-        event = await event_at(mp.log, seq)
+    elif given.seq is not UNSET:
+        event = await event_at(mp.log, given.seq)
         if event is None:
-            raise NotFound(f"no event with seq {seq}", field="seq")
-    elif "message_id" in body:
-        source_ids = [mp.sources.get(body["source"]).id] if body.get("source") else \
-            [s.id for s in mp.sources.list()]
-        event = await find_event(mp.log, source_ids, str(body["message_id"]))
+            raise NotFound(f"no event with seq {given.seq}", field="seq")
+    elif given.message_id is not UNSET:
+        source_ids = [mp.sources.get(given.source, deleted=True).id] if given.source else \
+            [s.id for s in mp.sources.origins()]
+        event = await find_event(mp.log, source_ids, given.message_id)
         if event is None:
-            raise NotFound(f"no stored event with messageId {body['message_id']!r}",
+            raise NotFound(f"no stored event with messageId {given.message_id!r}",
                            field="message_id")
     else:
         raise BadRequest('give {"event": {...}}, {"message_id": "..."} or {"seq": N}')

@@ -14,8 +14,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MillpondError)
     async def _millpond(_: Request, exc: MillpondError) -> JSONResponse:
         headers = {}
-        if getattr(exc, "retry_after", None) is not None:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(retry_after)))
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -12,6 +12,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from millpond.api.deps import require_admin, services
+from millpond.api.models import ImportList, ImportOut
+from millpond.api.schema import doc
 from millpond.app.services import Services
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.errors import BadRequest, TooLarge
@@ -20,7 +22,11 @@ router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depend
 MAX_UPLOAD_BYTES = 20 * 1024**3
 
 
-@router.post("", status_code=202)
+_UPLOAD = {"text/csv": {"schema": {"type": "string", "format": "binary"}},
+           "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.post("", **doc(ImportOut, status=202, errors=(404, 413), request_media=_UPLOAD))
 async def create_import(
     request: Request,
     source: str,
@@ -66,11 +72,11 @@ async def create_import(
     return job
 
 
-@router.get("")
+@router.get("", **doc(ImportList))
 def list_imports(mp: Services = Depends(services)) -> dict:
     return {"imports": mp.imports.list()}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", **doc(ImportOut, errors=(404,)))
 def show_import(job_id: str, mp: Services = Depends(services)) -> dict:
     return mp.imports.get(job_id)

@@ -8,6 +8,8 @@ import asyncio
 from fastapi import APIRouter, Depends, Query
 
 from millpond.api.deps import require_admin, services
+from millpond.api.models import PeoplePage, Person
+from millpond.api.schema import CURSOR, cursor_value, doc
 from millpond.app.services import Services
 from millpond.errors import NotFound
 from millpond.profiles.service import people_search
@@ -15,7 +17,7 @@ from millpond.profiles.service import people_search
 router = APIRouter(prefix="/api/people", tags=["people"], dependencies=[Depends(require_admin)])
 
 
-@router.get("")
+@router.get("", **doc(PeoplePage, params={"cursor": CURSOR}))
 async def list_people(
     query: str = Query(default="", description="user id, anonymous id, email or any trait "
                        "value (the start of it, or of a word of it; any case); empty: "
@@ -24,10 +26,11 @@ async def list_people(
     limit: int = Query(default=50, ge=1, le=1000),
     mp: Services = Depends(services),
 ) -> dict:
-    return await people_search(mp, query, cursor, limit)
+    after = cursor_value(cursor)
+    return await people_search(mp, query, None if after is None else str(after), limit)
 
 
-@router.get("/{person_id}")
+@router.get("/{person_id}", **doc(Person, errors=(404,)))
 async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
     await mp.profile_follower.catch_up_once()  # read-your-writes for the caller
     person = await asyncio.to_thread(mp.profiles.get, person_id)

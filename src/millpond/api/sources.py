@@ -5,72 +5,67 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import UNSET
 
 from millpond.api.deps import require_admin, services
+from millpond.api.models import (
+    DeletedSource,
+    Snippet,
+    SourceCreate,
+    SourceList,
+    SourceOut,
+    SourceUpdate,
+)
+from millpond.api.schema import body, doc
 from millpond.app.services import Services
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 
 router = APIRouter(prefix="/api/sources", tags=["sources"], dependencies=[Depends(require_admin)])
 
-_ORIGINS = ("Origins a browser may send this source's events from, e.g. "
-            '["https://www.example.com", "https://*.example.com"]; null: any origin.')
+_CREATE = {"name": "web", "kind": "pipelines"}
 
 
-class SourceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-    kind: Literal["pipelines", "track", "import"] = "pipelines"
-    replayable: bool | None = None
-    allowed_origins: list[str] | None = Field(default=None, description=_ORIGINS)
-    enabled: bool = True
+@router.post("", **doc(SourceOut, request=SourceCreate, status=201, errors=(409, 415),
+                       example=_CREATE))
+def create_source(new: SourceCreate = body(SourceCreate, _CREATE),
+                  mp: Services = Depends(services)) -> dict:
+    return source_dict(mp.sources.create(new.name, new.kind, new.replayable,
+                                         new.allowed_origins, new.enabled))
 
 
-class SourceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    replayable: bool | None = None
-    allowed_origins: list[str] | None = Field(default=None, description=_ORIGINS)
-    enabled: bool | None = None
-
-
-@router.post("", status_code=201)
-def create_source(body: SourceCreate, mp: Services = Depends(services)) -> dict:
-    return source_dict(mp.sources.create(body.name, body.kind, body.replayable,
-                                         body.allowed_origins, body.enabled))
-
-
-@router.get("")
+@router.get("", **doc(SourceList))
 def list_sources(mp: Services = Depends(services)) -> dict:
     return {"sources": [source_dict(s) for s in mp.sources.list()]}
 
 
-@router.get("/{ref}")
+@router.get("/{ref}", **doc(SourceOut, errors=(404,)))
 def show_source(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.get(ref))
 
 
-@router.patch("/{ref}")
-def update_source(ref: str, body: SourceUpdate, mp: Services = Depends(services)) -> dict:
+@router.patch("/{ref}", **doc(SourceOut, request=SourceUpdate, errors=(404, 409, 415),
+                              example={"replayable": True}))
+def update_source(ref: str, change: SourceUpdate = body(SourceUpdate),
+                  mp: Services = Depends(services)) -> dict:
     """Change the fields given; ``"allowed_origins": null`` accepts any origin again."""
-    extra = {"allowed_origins": body.allowed_origins} \
-        if "allowed_origins" in body.model_fields_set else {}
-    return source_dict(mp.sources.update(ref, name=body.name, replayable=body.replayable,
-                                         enabled=body.enabled, **extra))
+    extra = {} if change.allowed_origins is UNSET else \
+        {"allowed_origins": change.allowed_origins}
+    return source_dict(mp.sources.update(ref, name=change.name, replayable=change.replayable,
+                                         enabled=change.enabled, **extra))
 
 
-@router.post("/{ref}/rotate-key")
+@router.post("/{ref}/rotate-key", **doc(SourceOut, errors=(404,)))
 def rotate_key(ref: str, mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.rotate_key(ref))
 
 
-@router.delete("/{ref}")
+@router.delete("/{ref}", **doc(DeletedSource, errors=(404,)))
 def delete_source(ref: str, mp: Services = Depends(services)) -> dict:
     return {"deleted": source_dict(mp.sources.delete(ref))}
 
 
-@router.get("/{ref}/snippet")
+@router.get("/{ref}/snippet", **doc(Snippet, errors=(404,)))
 def source_snippet(ref: str, request: Request,
                    sdk: Literal["segment", "customerio", "rudderstack"] = Query(
                        description="which browser SDK the page uses"),

@@ -136,6 +136,10 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
             "secret": True, "expected": "a non-empty string without spaces"},
         description="Bearer token of the admin API (default: the one stored in "
                     "DATA_DIR/admin_token, generated on first start).")] | None = None
+    metrics_auth: Annotated[bool, Meta(
+        examples=[True], extra={"flag": "--metrics-auth"},
+        description="Require the admin token (Authorization: Bearer) on /metrics as well; "
+                    "off by default, for scrapers on loopback.")] = False
     storage: Annotated[StorageConfig, Meta(
         description="Where events and state are kept.")] = StorageConfig()
     http: Annotated[HttpConfig, Meta(description=HttpConfig.__doc__)] = HttpConfig()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from millpond.app import metrics as server_metrics
 from millpond.app.config import ServerConfig
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.public_url import PublicAddress
@@ -66,7 +67,7 @@ def build_services(config: ServerConfig) -> Services:
                         timeout=delivery.timeout,
                         policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap))
     delivery_metrics.install(pumps)
-    return Services(
+    services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
@@ -74,3 +75,5 @@ def build_services(config: ServerConfig) -> Services:
         profile_follower=ProfileFollower(storage.log, storage.profiles),
         imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index))
+    server_metrics.install(services)
+    return services

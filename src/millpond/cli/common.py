@@ -3,18 +3,78 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
-from millpond.cli.client import AdminClient, ApiError
+from millpond.cli.client import DEFAULT_URL, AdminClient, ApiError
 from millpond.cli.output import FIELD_META, fail
+from millpond.config import DEFAULT_DATA_DIR, TOKEN_FILE
 
-url_option = click.option("--url", envvar="MILLPOND_URL", default=None,
-                          help="Server URL (env MILLPOND_URL; default http://127.0.0.1:8787).")
-token_option = click.option("--token", envvar="MILLPOND_ADMIN_TOKEN", default=None,
-                            help="Admin token (env MILLPOND_ADMIN_TOKEN).")
+#: Where the connection options given at any level (root, group, command) are kept.
+CONNECTION_META = "millpond.connection"
+MISSING_TOKEN = ("no admin token: pass --token TOKEN, set MILLPOND_ADMIN_TOKEN, or run it "
+                 "where the server's data dir is (--data DIR, default ./.millpond) so its "
+                 "admin_token file is read")
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--url``, ``--token`` and ``--data`` to a command or group.
+
+    Why at every level: ``millpond --token T sources list``, ``millpond sources --token T
+    list`` and ``millpond sources list --token T`` all work, the same for every command
+    group, so nobody has to remember where one group wants it. The innermost given value
+    wins; the environment (``MILLPOND_URL``, ``MILLPOND_ADMIN_TOKEN``) and the server's
+    token file are read only when no level gave one (:func:`admin_client`)."""
+
+    @click.option("--data", "data_dir", default=None, metavar="DIR",
+                  help="The local server's data dir, whose admin_token file gives the token "
+                       "when neither --token nor MILLPOND_ADMIN_TOKEN does (default "
+                       "./.millpond).")
+    @click.option("--token", default=None,
+                  help="Admin token (else env MILLPOND_ADMIN_TOKEN, else the local data "
+                       "dir's admin_token file).")
+    @click.option("--url", default=None,
+                  help="Server URL (env MILLPOND_URL; default http://127.0.0.1:8787).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, url: str | None, token: str | None, data_dir: str | None,
+                **kwargs: Any) -> Any:
+        given = click.get_current_context().meta.setdefault(CONNECTION_META, {})
+        for key, value in (("url", url), ("token", token), ("data_dir", data_dir)):
+            if value is not None:
+                given[key] = value
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _token_file(data_dir: str | None, url: str) -> str | None:
+    """The admin token a server on this machine keeps in its data dir, if readable."""
+    if urlsplit(url).hostname not in _LOCAL_HOSTS and data_dir is None:
+        return None
+    path = Path(data_dir or DEFAULT_DATA_DIR) / TOKEN_FILE
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def admin_client() -> AdminClient:
+    """The client for this command: URL and token from the options given at any level,
+    else the environment, else (the token) the local data dir's file; one error line
+    naming all three ways when there is no token."""
+    given = click.get_current_context().meta.get(CONNECTION_META, {})
+    url = given.get("url") or os.environ.get("MILLPOND_URL") or DEFAULT_URL
+    token = given.get("token") or os.environ.get("MILLPOND_ADMIN_TOKEN") \
+        or _token_file(given.get("data_dir"), url)
+    if not token:
+        fail(MISSING_TOKEN)
+    return AdminClient(url, token)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,13 +101,13 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --url/--token, pass an AdminClient as ``client``, and turn ApiError into a one-liner."""
+    """Add the connection options, pass an AdminClient as ``client``, and turn ApiError
+    into a one-liner."""
 
-    @url_option
-    @token_option
+    @connection_options
     @functools.wraps(func)
-    def wrapper(*args: Any, url: str | None, token: str | None, **kwargs: Any) -> Any:
-        client = AdminClient(url, token)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        client = admin_client()
         try:
             return func(*args, client=client, **kwargs)
         except ApiError as exc:

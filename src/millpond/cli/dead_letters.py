@@ -6,13 +6,14 @@ import json
 
 import click
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
 
 COLUMNS = ["id", "seq", "message_id", "action", "status", "reason", "state", "created_at"]
 
 
 @click.group("dead-letters")
+@connection_options
 def dead_letters() -> None:
     """Inspect and redrive events a destination could not take."""
 
@@ -51,7 +52,8 @@ def show(dead_letter_id: int, as_json: bool, client) -> None:
                 "status", "reason", "response"):
         console.print(f"{key}: {data.get(key)}", highlight=False, markup=False)
     console.print("payload:", highlight=False)
-    console.print(json.dumps(data["payload"], indent=2), highlight=False, markup=False)
+    payload = json.dumps(data["payload"], indent=2, ensure_ascii=False)
+    console.print(payload, highlight=False, markup=False)
 
 
 @dead_letters.command("redrive")

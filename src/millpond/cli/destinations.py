@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
 LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered",
@@ -17,6 +17,7 @@ LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered
 
 
 @click.group()
+@connection_options
 def destinations() -> None:
     """Configure where events go, watch delivery, and test events against actions."""
 
@@ -86,14 +87,16 @@ def _actions(path: str | None) -> list | None:
 
 
 def _rate(rate: float | None, requests: float | None,
-          max_retry_after: float | None = None) -> dict | None:
-    out = {}
+          max_retry_after: float | None = None, max_in_flight: int | None = None) -> dict | None:
+    out: dict[str, float | int] = {}
     if rate is not None:
         out["events_per_second"] = rate
     if requests is not None:
         out["requests_per_second"] = requests
     if max_retry_after is not None:
         out["max_retry_after"] = max_retry_after
+    if max_in_flight is not None:
+        out["max_in_flight"] = max_in_flight
     return out or None
 
 
@@ -105,10 +108,11 @@ def _row(dest: dict) -> dict:
 
 def _print_destination(dest: dict) -> None:
     stats = dest.get("stats", {})
-    console.print(f"[bold]{dest['name']}[/] ({dest['id']}) type={dest['type']} "
+    console.print(f"{dest['name']} ({dest['id']}) type={dest['type']} "
                   f"enabled={dest['enabled']} connected_at={dest['connected_at']}",
                   highlight=False)
-    console.print(f"settings: {json.dumps(dest['settings'])}", highlight=False, markup=False)
+    settings = json.dumps(dest["settings"], ensure_ascii=False)  # masks print as ••••cret
+    console.print(f"settings: {settings}", highlight=False, markup=False)
     console.print(f"rate limit: {json.dumps(dest['rate_limit'])}", highlight=False)
     print_table([{"name": a["name"], "enabled": a.get("enabled", True),
                   "trigger": a["trigger"], "max_event_age": a.get("max_event_age")}
@@ -137,6 +141,9 @@ def _print_stats(stats: dict) -> None:
     console.print(f"state: {stats['state']}  cursor: {stats['cursor']}  events behind: "
                   f"{stats['events_behind']}  lag: {stats['lag_seconds']}s  "
                   f"dead letters waiting: {stats['dead_letters_waiting']}", highlight=False)
+    if "in_flight" in stats:
+        console.print(f"sending: {stats['sent_per_second']:g} events/s, {stats['in_flight']} of "
+                      f"{stats['max_in_flight']} requests in flight", highlight=False)
     if stats.get("last_error"):
         console.print(f"last error: {stats['last_error']}", highlight=False, markup=False)
     if stats.get("loads"):
@@ -183,18 +190,20 @@ def types(as_json: bool, client) -> None:
 @click.option("--settings-json", default=None, help="All settings as a JSON object.")
 @click.option("--rate", type=float, default=None, help="Events per second (default: type's).")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
+@click.option("--max-in-flight", type=click.IntRange(1), default=None,
+              help="Requests on the wire at once (default: type's); per-user order is kept.")
 @click.option("--actions-file", type=click.Path(dir_okay=False), default=None,
               help="JSON list of actions (default: the type's presets).")
 @click.option("--disabled", is_flag=True, help="Create without starting delivery.")
 @json_option
 @api_command
-def add(name, type_name, pairs, settings_json, rate, requests_rate, actions_file, disabled,
-        as_json, client) -> None:
+def add(name, type_name, pairs, settings_json, rate, requests_rate, max_in_flight, actions_file,
+        disabled, as_json, client) -> None:
     """Connect a destination; live delivery starts with the next event."""
     body: dict[str, Any] = {"name": name, "type": type_name,
                             "settings": _settings(client, type_name, pairs, settings_json) or {},
                             "enabled": not disabled}
-    if (limit := _rate(rate, requests_rate)) is not None:
+    if (limit := _rate(rate, requests_rate, max_in_flight=max_in_flight)) is not None:
         body["rate_limit"] = limit
     if (actions := _actions(actions_file)) is not None:
         body["actions"] = actions
@@ -202,7 +211,7 @@ def add(name, type_name, pairs, settings_json, rate, requests_rate, actions_file
     if as_json:
         print_json(dest)
         return
-    console.print(f"created destination [bold]{dest['name']}[/] ({dest['id']}, "
+    console.print(f"created destination {dest['name']} ({dest['id']}, "
                   f"{dest['type']}) with {len(dest['actions'])} action(s); delivering events "
                   f"after seq {dest['connected_seq']}", highlight=False)
 
@@ -240,7 +249,7 @@ def stats(ref: str | None, as_json: bool, client) -> None:
         if as_json:
             print_json(data)
         else:
-            console.print(f"[bold]{data['name']}[/] ({data['id']})", highlight=False)
+            console.print(f"{data['name']} ({data['id']})", highlight=False)
             _print_stats(data["stats"])
         return
     data = client.get("/api/destinations")["destinations"]
@@ -259,6 +268,8 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--settings-json", default=None, help="Settings to change, as a JSON object.")
 @click.option("--rate", type=float, default=None, help="Events per second.")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
+@click.option("--max-in-flight", type=click.IntRange(1), default=None,
+              help="Requests on the wire at once (default: type's); per-user order is kept.")
 @click.option("--max-retry-after", type=float, default=None,
               help="Longest vendor Retry-After honoured, in seconds (default 300).")
 @click.option("--max-retry-age", default=None, metavar="DURATION",
@@ -268,8 +279,8 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--preset-actions", is_flag=True, help="Go back to the type's preset actions.")
 @json_option
 @api_command
-def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after, max_retry_age,
-           actions_file, preset_actions, as_json, client) -> None:
+def update(ref, name, pairs, settings_json, rate, requests_rate, max_in_flight, max_retry_after,
+           max_retry_age, actions_file, preset_actions, as_json, client) -> None:
     """Change a destination; delivery restarts with the new configuration."""
     body: dict[str, Any] = {}
     if name is not None:
@@ -278,7 +289,7 @@ def update(ref, name, pairs, settings_json, rate, requests_rate, max_retry_after
         current = client.get(f"/api/destinations/{ref}")
         body["settings"] = _settings(client, current["type"], pairs, settings_json,
                                      base=current["settings"])
-    if (limit := _rate(rate, requests_rate, max_retry_after)) is not None:
+    if (limit := _rate(rate, requests_rate, max_retry_after, max_in_flight)) is not None:
         body["rate_limit"] = limit
     if max_retry_age is not None:
         body["rate_limit"] = {**body.get("rate_limit", {}), "max_retry_age": max_retry_age}
@@ -374,18 +385,18 @@ def try_event(ref, event_json, event_file, message_id, seq, as_json, client) -> 
     if as_json:
         print_json(data)
         return
-    console.print(f"event outcome: [bold]{data['outcome']}[/]"
+    console.print(f"event outcome: {data['outcome']}"
                   + (f" ({data['reason']})" if data["reason"] else ""), highlight=False)
     for a in data["actions"]:
         verdict = "disabled" if not a["enabled"] else (
             a["outcome"] if a["matched"] else "trigger does not match")
-        console.print(f"\n[bold]{a['action']}[/]: {verdict}"
+        console.print(f"\n{a['action']}: {verdict}"
                       + (f" ({a['reason']})" if a["reason"] else ""), highlight=False)
         if a["request"]:
             r = a["request"]
             console.print(f"{r['method']} {r['url']}", highlight=False, markup=False)
             for k, v in r["headers"].items():
                 console.print(f"{k}: {v}", highlight=False, markup=False)
-            body_text = r["body"] if isinstance(r["body"], str) else json.dumps(r["body"],
-                                                                                 indent=2)
+            body_text = r["body"] if isinstance(r["body"], str) else json.dumps(
+                r["body"], indent=2, ensure_ascii=False)
             console.print(body_text, highlight=False, markup=False)

@@ -6,11 +6,13 @@ import json
 
 import click
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import print_json, print_table, write_stdout
+from millpond.timeutil import format_ms, iso_to_seconds
 
 
 @click.group()
+@connection_options
 def events() -> None:
     """Read the event log."""
 
@@ -23,10 +25,25 @@ def _summary(ev: dict) -> dict:
             "source": ev.get("source_id")}
 
 
+def _time(value: object) -> str:
+    """Every time in one format (UTC, milliseconds), whatever form the event carries."""
+    seconds = iso_to_seconds(value)
+    return format_ms(round(seconds * 1000)) if seconds is not None else str(value or "")
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` padded to ``width``, or cut with an ellipsis (free text, never an id)."""
+    return f"{text:<{width}}" if len(text) <= width else text[:width - 1] + "…"
+
+
+#: ``events tail`` columns: seq, time, type, what, who; the messageId last, whole.
+TAIL_HEADER = f"{'seq':>8}  {'timestamp':<24}  {'type':<8}  {'what':<30}  {'who':<30}  messageId"
+
+
 def _line(ev: dict) -> str:
     s = _summary(ev)
-    return (f"{s['seq']:>8}  {s['timestamp']}  {s['type']:<8}  {s['what'][:30]:<30}  "
-            f"{s['who'][:30]:<30}  {s['messageId']}")
+    return (f"{s['seq']:>8}  {_time(s['timestamp']):<24}  {s['type']:<8}  "
+            f"{_fit(str(s['what']), 30)}  {_fit(str(s['who']), 30)}  {s['messageId']}")
 
 
 @events.command("tail")
@@ -41,6 +58,8 @@ def tail(sources: tuple[str, ...], lines: int, follow: bool, as_json: bool, clie
     params = {"source": list(sources) or None}
     recent = client.get("/api/events", {**params, "order": "desc", "limit": max(1, lines)})
     shown = list(reversed(recent["events"]))[-lines:] if lines else []
+    if not as_json:
+        write_stdout(TAIL_HEADER)
     for ev in shown:
         write_stdout(json.dumps(ev) if as_json else _line(ev))
     if not follow:
@@ -49,15 +68,12 @@ def tail(sources: tuple[str, ...], lines: int, follow: bool, as_json: bool, clie
     if cursor is None:
         cursor = client.get("/api/events", {**params, "limit": 1, "order": "desc"})
         cursor = str(cursor["events"][0]["seq"]) if cursor["events"] else "0"
-    try:
-        while True:
-            page = client.get("/api/events", {**params, "cursor": cursor, "limit": 500,
-                                              "wait": 25})
-            for ev in page["events"]:
-                write_stdout(json.dumps(ev) if as_json else _line(ev))
-            cursor = page["next_cursor"] or cursor
-    except KeyboardInterrupt:
-        pass
+    while True:  # until Ctrl-C (status 130, see millpond.cli.main)
+        page = client.get("/api/events", {**params, "cursor": cursor, "limit": 500,
+                                          "wait": 25})
+        for ev in page["events"]:
+            write_stdout(json.dumps(ev) if as_json else _line(ev))
+        cursor = page["next_cursor"] or cursor
 
 
 @events.command("list")

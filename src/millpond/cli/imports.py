@@ -37,8 +37,8 @@ from millpond.backfill import (
     preflight,
     run_import,
 )
-from millpond.cli.client import DEFAULT_URL, AdminClient, ApiError
-from millpond.cli.common import json_option, twin_of
+from millpond.cli.client import AdminClient, ApiError
+from millpond.cli.common import admin_client, connection_options, json_option, twin_of
 from millpond.cli.output import console, err_console, fail, print_json, print_table
 from millpond.timeutil import format_seconds
 
@@ -47,19 +47,14 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
 
 
 @click.group("import")
-@click.option("--url", envvar="MILLPOND_URL", default=DEFAULT_URL, show_default=True,
-              help="millpond server URL (env MILLPOND_URL).")
-@click.option("--token", envvar="MILLPOND_ADMIN_TOKEN", default=None,
-              help="Admin API token (env MILLPOND_ADMIN_TOKEN).")
-@click.pass_context
-def import_group(ctx: click.Context, url: str, token: str | None) -> None:
+@connection_options
+def import_group() -> None:
     """Backfill people (CSV) or events (CSV / JSONL) into a source; follow uploaded imports.
 
     Re-running a command is safe: each row gets a deterministic messageId and
     the server drops duplicates; an interrupted import resumes after the last
     acknowledged batch.
     """
-    ctx.meta["millpond.import"] = {"url": url, "token": token}
 
 
 def _common(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,6 +93,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--id-column", metavar="C", default=None,
               help="Column with the person's id (default: id, user_id, userId or email).")
 @_common
+@connection_options
 @click.pass_context
 def people_command(ctx: click.Context, file: str, id_column: str | None, **kwargs: Any) -> None:
     """Import people from a CSV file: one identify call per row, other columns as traits."""
@@ -114,6 +110,7 @@ def people_command(ctx: click.Context, file: str, id_column: str | None, **kwarg
 @click.option("--format", "file_format", default=None, metavar="csv|jsonl",
               help="File format (default: from the extension, else the content).")
 @_common
+@connection_options
 @click.pass_context
 def events_command(
     ctx: click.Context,
@@ -165,8 +162,7 @@ def _run(
         preflight(path, options)
     except ImportInputError as exc:
         fail(str(exc))
-    settings = ctx.meta.get("millpond.import") or {"url": None, "token": None}
-    client = AdminClient(settings["url"], settings["token"])
+    client = admin_client()
     source = _resolve_source(client, source_name)
     options.source = source.get("id") or source_name
     with HttpSink(client.url, source["write_key"]) as sink:
@@ -199,7 +195,7 @@ def _import_with_progress(
     path: Path, options: ImportOptions, sink: HttpSink, quiet: bool
 ) -> ImportSummary:
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TextColumn("{task.fields[rows]:>12,} rows"),
@@ -261,7 +257,7 @@ def _print_summary(summary: ImportSummary, where: str = "") -> None:
         table.add_row(label, value)
     console.print(table)
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"warning: {warning}")
     if summary.error_report:
         console.print(f"rejected rows are listed in {summary.error_report}{where}")
 
@@ -269,8 +265,7 @@ def _print_summary(summary: ImportSummary, where: str = "") -> None:
 # -- imports uploaded to the server (POST /api/imports) ---------------------------------
 
 def _client(ctx: click.Context) -> AdminClient:
-    settings = ctx.meta.get("millpond.import") or {"url": None, "token": None}
-    return AdminClient(settings["url"], settings["token"])
+    return admin_client()
 
 
 def _get(ctx: click.Context, path: str) -> Any:
@@ -293,9 +288,70 @@ def _created(job: dict[str, Any]) -> str:
     return format_seconds(round(job["created_at"])) if job.get("created_at") else ""
 
 
+@import_group.command("upload")
+@twin_of("POST /api/imports")
+@click.argument("file", metavar="FILE.csv|FILE.jsonl",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", "source_name", required=True, metavar="NAME",
+              help="Source to import into (kind 'import' or 'pipelines').")
+@click.option("--kind", type=click.Choice(["people", "events"]), default="people",
+              show_default=True, help="people: one identify per row; events: one event "
+                                      "per row (CSV or JSONL).")
+@click.option("--id-column", metavar="C", default=None, help="people: the user id column.")
+@click.option("--user-column", metavar="C", default=None, help="events: the user id column.")
+@click.option("--event-column", metavar="C", default=None, help="events: the event name column.")
+@click.option("--timestamp-column", metavar="C", default=None,
+              help="Column with the time of each row: Unix seconds or ISO 8601.")
+@click.option("--delimiter", metavar="D", default=None,
+              help="Field delimiter (default: sniffed among , ; TAB |); 'tab' works.")
+@click.option("--types", type=click.Choice(["infer", "text"]), default="infer",
+              show_default=True, help="infer: numbers, booleans and dates are typed.")
+@click.option("--empty", type=click.Choice(["skip", "clear"]), default="skip",
+              show_default=True, help="Empty cell: skip = not sent; clear = sent as null.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "jsonl"]), default=None,
+              help="File format (default: from the extension, else the content).")
+@click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
+@json_option
+@connection_options
+@click.pass_context
+def upload_command(ctx: click.Context, file: str, source_name: str, kind: str,
+                   file_format: str | None, delimiter: str | None, watch: bool,
+                   as_json: bool, **columns: Any) -> None:
+    """Upload a file for the server to import in the background (survives this command:
+    follow it with `import status ID`); `people` and `events` instead read the file here."""
+    path = Path(file)
+    if delimiter is not None:
+        delimiter = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    jsonl = file_format == "jsonl" or (file_format is None and path.suffix.lower() in (
+        ".jsonl", ".ndjson"))
+    params = {"source": source_name, "kind": kind, "file_name": path.name,
+              "delimiter": delimiter, "format": file_format, **columns}
+    client = _client(ctx)
+    try:
+        with open(path, "rb") as body:
+            job = client.request(
+                "POST", "/api/imports", params={k: v for k, v in params.items() if v is not None},
+                content=body, headers={"Content-Type": "application/x-ndjson" if jsonl
+                                       else "text/csv"})
+    except ApiError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+    if watch:
+        job = _watch(ctx, f"/api/imports/{quote(job['id'], safe='')}", quiet=as_json)
+    if as_json:
+        print_json(job)
+    elif watch:
+        _print_job(job)
+    else:
+        console.print(f"uploaded {path.name}: import {job['id']} is {job['state']}; follow it "
+                      f"with: millpond import status {job['id']} --watch")
+
+
 @import_group.command("list")
 @twin_of("GET /api/imports")
 @json_option
+@connection_options
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
     """Imports uploaded to the server, newest first (the last 100)."""
@@ -315,6 +371,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 @click.argument("job_id", metavar="ID")
 @click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
 @json_option
+@connection_options
 @click.pass_context
 def status_command(ctx: click.Context, job_id: str, watch: bool, as_json: bool) -> None:
     """An uploaded import's state, progress and, once it ended, its summary."""
@@ -328,7 +385,8 @@ def status_command(ctx: click.Context, job_id: str, watch: bool, as_json: bool) 
 
 def _watch(ctx: click.Context, path: str, quiet: bool, every: float = 0.5) -> dict[str, Any]:
     """Poll the job until it leaves ``running``; a progress bar on a terminal meanwhile."""
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                        DownloadColumn(),
                         TextColumn("{task.fields[rows]:>12,} rows"), TimeRemainingColumn(),
                         console=err_console, disable=quiet or not err_console.is_terminal)
     job = _get(ctx, path)
@@ -344,7 +402,7 @@ def _watch(ctx: click.Context, path: str, quiet: bool, every: float = 0.5) -> di
 
 
 def _print_job(job: dict[str, Any]) -> None:
-    console.print(f"import [bold]{job['id']}[/]: {job['state']} ({job['kind']} from "
+    console.print(f"import {job['id']}: {job['state']} ({job['kind']} from "
                   f"{job['file']} into source {job['source_id']}, started {_created(job)})",
                   highlight=False)
     live = job.get("progress")
@@ -360,4 +418,4 @@ def _print_job(job: dict[str, Any]) -> None:
         summary = ImportSummary(**{k: v for k, v in job["summary"].items() if k in known})
         _print_summary(summary, where=" on the server")
     if job.get("error"):
-        console.print(f"[red]error:[/] {job['error']}", highlight=False)
+        console.print(f"error: {job['error']}", highlight=False)

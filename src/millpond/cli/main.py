@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
+from millpond.cli.common import connection_options
 from millpond.cli.dead_letters import dead_letters
 from millpond.cli.destinations import destinations
 from millpond.cli.events import events
@@ -16,6 +19,7 @@ from millpond.cli.sources import sources
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="millpond")
+@connection_options
 def cli() -> None:
     """millpond: keep every event, deliver it live, replay any past slice."""
 
@@ -30,8 +34,31 @@ cli.add_command(replay)
 cli.add_command(import_group, "import")
 
 
+#: The exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
 def main() -> None:
-    cli()
+    """Run the command; Ctrl-C anywhere ends it with status 130 and no traceback.
+
+    Why not click's own handling: it turns Ctrl-C into "Aborted!" with status 1, which a
+    script cannot tell from a failed command."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            sys.exit(INTERRUPTED)
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:  # `millpond ... | head`: the reader is gone, nothing to say
+        sys.exit(1)
 
 
 if __name__ == "__main__":

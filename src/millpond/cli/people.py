@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
 
 
 @click.group()
+@connection_options
 def people() -> None:
     """Look up profiles."""
 
@@ -25,7 +26,7 @@ def show(person_id: str, as_json: bool, client) -> None:
     if as_json:
         print_json(person)
         return
-    console.print(f"[bold]{person['id']}[/]  user_id={person.get('user_id')}  "
+    console.print(f"{person['id']}  user_id={person.get('user_id')}  "
                   f"anonymous_ids={', '.join(person.get('anonymous_ids') or []) or '-'}",
                   highlight=False)
     table = Table("trait", "value", "set at", "by event (messageId / seq / source)")

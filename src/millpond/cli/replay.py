@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, err_console, print_json, print_table
 
 FINAL = ("completed", "cancelled", "failed")
 
 
 @click.group()
+@connection_options
 def replay() -> None:
     """Resend a past window of events to a destination: preview, start, watch, steer."""
 
@@ -50,28 +52,79 @@ def _options(func):
     return func
 
 
+#: Quoted values inside a reason (a user id, a value): folded so that one kind of error is
+#: one line however many users it hit.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: How many entries of a long "by ..." list a person sees (``--json`` has them all).
+TOP = 10
+
+
+def fold_reason(reason: str) -> str:
+    """``reason`` with its quoted values replaced by ``'…'`` (field names in backticks
+    stay): ``userId 'ab' is shorter than 5`` and ``userId 'x' is shorter than 5`` are
+    one kind of error."""
+    return _QUOTED.sub("'…'", reason)
+
+
+def folded_errors(errors: list[dict]) -> list[dict]:
+    """The preview's mapping errors grouped by action and folded reason: events summed,
+    how many different values it folded, and the first samples; most events first."""
+    groups: dict[tuple, dict] = {}
+    for row in errors:
+        key = (row["action"], fold_reason(row["reason"]))
+        group = groups.setdefault(key, {"action": key[0], "reason": key[1], "events": 0,
+                                        "variants": 0, "samples": []})
+        group["events"] += row["events"]
+        group["variants"] += 1
+        room = 3 - len(group["samples"])
+        if room > 0:
+            group["samples"].extend(
+                {**sample, "reason": row["reason"]} for sample in row.get("samples", [])[:room])
+    return sorted(groups.values(), key=lambda g: -g["events"])
+
+
+def _counts(title: str, counts: dict) -> None:
+    """``title: a 10, b 3, … and N more`` (the largest first, as the API orders them)."""
+    items = list(counts.items())
+    shown = ", ".join(f"{k} {v:,}" for k, v in items[:TOP])
+    more = f", and {len(items) - TOP:,} more" if len(items) > TOP else ""
+    console.print(f"{title}: {shown or 'none'}{more}", soft_wrap=True)
+
+
 def _print_preview(answer: dict) -> None:
+    """What ``--json`` shows, for a person: counts by source, type and event, what each
+    action would do, mapping errors folded by reason, and samples."""
     pv = answer["preview"]
-    console.print(f"[bold]Replay preview[/] for {answer['destination_name']}: "
-                  f"{pv['events']:,} events from {answer['window']['from']} to "
-                  f"{answer['window']['to'] or 'now'}")
-    table = Table(show_header=True, title="what would happen")
-    table.add_column("")
-    table.add_column("events", justify="right")
-    for row in pv["actions"]:
-        table.add_row(f"send via {row['action']}", f"{row['would_send']:,}")
-    for row in pv["unhandled"]:
-        table.add_row(f"skip: no action handles {row['type']}", f"{row['events']:,}")
-    for row in pv["skipped"]:
-        table.add_row(f"skip ({row['action'] or 'all'}): {row['reason']}", f"{row['events']:,}")
-    for row in pv["mapping_errors"]:
-        table.add_row(f"error ({row['action']}): {row['reason']}", f"{row['events']:,}")
-    for row in pv["excluded"]:
-        table.add_row(f"excluded: {row['reason']}", f"{row['events']:,}")
-    console.print(table)
-    console.print("by type: " + ", ".join(f"{k} {v:,}" for k, v in pv["by_type"].items()))
+    console.print(f"Replay preview for {answer['destination_name']}: {pv['events']:,} events "
+                  f"from {answer['window']['from']} to {answer['window']['to'] or 'now'}",
+                  soft_wrap=True)
+    _counts("by source", pv["by_source"])
+    _counts("by type", pv["by_type"])
+    _counts("by event", pv.get("by_event", {}))
+    errors = folded_errors(pv["mapping_errors"])
+    rows = [(f"send via {row['action']}", row["would_send"]) for row in pv["actions"]]
+    rows += [(f"skip: no action handles {row['type']}", row["events"])
+             for row in pv["unhandled"]]
+    rows += [(f"skip ({row['action'] or 'all'}): {row['reason']}", row["events"])
+             for row in pv["skipped"]]
+    for group in errors:
+        variants = f" ({group['variants']:,} different values)" if group["variants"] > 1 \
+            else ""
+        rows.append((f"error ({group['action']}): {group['reason']}{variants}",
+                     group["events"]))
+    rows += [(f"excluded: {row['reason']}", row["events"]) for row in pv["excluded"]]
+    print_table([{"what would happen": what, "events": f"{n:,}"} for what, n in rows],
+                ["what would happen", "events"])
+    for group in errors:
+        for sample in group["samples"]:
+            console.print(f"  error sample: seq {sample.get('seq')}, messageId "
+                          f"{sample.get('message_id')}: {sample['reason']}", soft_wrap=True)
+    for sample in pv.get("samples", []):
+        payload = json.dumps(sample.get("payload"), ensure_ascii=False, default=str)
+        console.print(f"sample ({sample['action']}, seq {sample['seq']}, messageId "
+                      f"{sample.get('message_id')}): {payload}", soft_wrap=True)
     est = answer["estimate"]
-    console.print(f"estimated duration: [bold]{est['human']}[/] ({est['events']:,} sends at "
+    console.print(f"estimated duration: {est['human']} ({est['events']:,} sends at "
                   f"{answer['rate']:,.0f}/s)")
 
 
@@ -86,11 +139,11 @@ def _print_status(answer: dict) -> None:
     if answer.get("report"):
         console.print(answer["report"]["summary"])
     elif answer.get("error"):
-        console.print(f"[red]error:[/] {answer['error']}")
+        console.print(f"error: {answer['error']}")
 
 
 def _watch(client, rid: str, every: float = 0.5) -> dict:
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                         TextColumn("{task.completed:,}/{task.total:,} scanned"),
                         TextColumn("{task.fields[sent]:,} sent"),
                         TextColumn("{task.fields[rate]:,.0f}/s"), TimeRemainingColumn(),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
 
 COLUMNS = ["id", "name", "kind", "replayable", "write_key"]
 
 
 @click.group()
+@connection_options
 def sources() -> None:
     """Create and manage sources (where data comes in)."""
 
@@ -35,7 +36,7 @@ def add(name: str, kind: str, replayable: bool | None, origins: tuple[str, ...],
     if as_json:
         print_json(source)
         return
-    console.print(f"created source [bold]{source['name']}[/] ({source['id']}, {kind})")
+    console.print(f"created source {source['name']} ({source['id']}, {kind})")
     console.print(f"write key: {source['write_key']}", highlight=False)
     if source.get("site_id"):
         console.print(f"site id:   {source['site_id']}  (Track API: Basic site_id:write_key)",

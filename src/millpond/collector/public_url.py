@@ -12,7 +12,9 @@ sets them (anyone can send those headers otherwise).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 EXAMPLE = "https://events.example.com"
@@ -59,7 +61,7 @@ class PublicAddress:
     def from_options(cls, public_url: str | None, trust_proxy: bool = False) -> PublicAddress:
         return cls(parse_public_url(public_url) if public_url else None, trust_proxy)
 
-    def resolve(self, scope: dict) -> Address:
+    def resolve(self, scope: Mapping[str, Any]) -> Address:
         """The address for a request (an ASGI ``scope``)."""
         if self.configured is not None:
             return self.configured

@@ -29,7 +29,6 @@ from millpond.actions import (
     TriggerSyntaxError,
     compile_action,
 )
-from millpond.delivery.rate_limit import MAX_EVENTS_PER_SECOND, MAX_REQUESTS_PER_SECOND
 from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType
@@ -37,7 +36,8 @@ from millpond.errors import BadRequest
 from millpond.timeutil import parse_duration
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
-RATE_KEYS = ("events_per_second", "requests_per_second", "max_retry_after", "max_retry_age")
+RATE_KEYS = ("events_per_second", "requests_per_second", "max_in_flight", "max_retry_after",
+             "max_retry_age")
 #: The longest ``Retry-After`` honoured unless a destination sets ``max_retry_after``.
 DEFAULT_MAX_RETRY_AFTER = 300.0
 #: ``max_retry_after`` may be at most a day.
@@ -101,46 +101,28 @@ def keep_masked(new: Any, old: Any, cls: type[DestinationType]) -> Any:
 
 
 def rate_limit(raw: Any, cls: type[DestinationType]) -> dict:
-    """The rate limit to store: the type's default for anything left out."""
+    """The rate limit to store: the type's default for anything left out.
+
+    ``raw`` has the shape of ``RateLimitSpec`` (:mod:`millpond.api.models`), which checks
+    the keys and the bounds; a ``max_retry_age`` given as a duration is read here."""
     default = cls.default_rate_limit
     out = {"events_per_second": default.events_per_second,
-           "requests_per_second": default.requests_per_second}
+           "requests_per_second": default.requests_per_second,
+           "max_in_flight": default.max_in_flight}
     if raw is None:
         return out
-    if not isinstance(raw, dict):
-        raise BadRequest('rate_limit must be an object, e.g. {"events_per_second": 500}',
-                         field="rate_limit")
-    for key, value in raw.items():
-        if key not in RATE_KEYS:
-            raise BadRequest(f"unknown rate_limit key `{key}`; known: {', '.join(RATE_KEYS)}",
-                             field=f"rate_limit.{key}")
-        if value is None and key == "requests_per_second":
-            out[key] = None
+    for key in RATE_KEYS:
+        if key not in raw:
             continue
-        if key == "max_retry_after":
-            if value is None:  # back to the default
-                out.pop(key, None)
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not 1 <= value <= MAX_RETRY_AFTER:
-                raise BadRequest("rate_limit.max_retry_after must be a number of seconds from "
-                                 f"1 to {MAX_RETRY_AFTER:g} (the longest vendor Retry-After "
-                                 f"honoured, default {DEFAULT_MAX_RETRY_AFTER:g}); got "
-                                 f"{value!r}", field="rate_limit.max_retry_after")
-            out[key] = float(value)
-            continue
-        if key == "max_retry_age":
-            if value is None:  # back to the default
-                out.pop(key, None)
-                continue
+        value = raw[key]
+        if value is None and key in ("max_retry_after", "max_retry_age"):
+            out.pop(key, None)  # back to the default
+        elif key == "max_in_flight" and value is not None:  # the request type allows no null
+            out[key] = int(value)
+        elif key == "max_retry_age":
             out[key] = _retry_age(value)
-            continue
-        top = MAX_EVENTS_PER_SECOND if key == "events_per_second" else MAX_REQUESTS_PER_SECOND
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not 0 < value <= top:
-            raise BadRequest(f"rate_limit.{key} must be a number above 0 and at most {top:g}; "
-                             f"got {value!r}", field=f"rate_limit.{key}")
-        out[key] = float(value)
+        else:
+            out[key] = None if value is None else float(value)
     return out
 
 
@@ -186,39 +168,23 @@ def _fields_for(cls: type[DestinationType], name: str) -> tuple[FieldSpec, ...]:
 
 
 def actions(raw: Any, cls: type[DestinationType]) -> list[dict]:
-    """Normalised actions to store (presets when ``raw`` is None); raises BadRequest."""
+    """Normalised actions to store (presets when ``raw`` is None); raises BadRequest.
+
+    ``raw`` has the shape of ``list[ActionConfig]`` (:mod:`millpond.api.models`); here
+    are the checks a type cannot make: names are unique, triggers and mappings compile,
+    each action produces its required fields."""
     if raw is None:
         return presets(cls)
-    if not isinstance(raw, list):
-        raise BadRequest("actions must be a list of {name, trigger, mapping}", field="actions")
     out: list[dict] = []
     seen: set[str] = set()
     for i, action in enumerate(raw):
         where = f"actions[{i}]"
-        if not isinstance(action, dict):
-            raise BadRequest(f"{where} must be an object with name, trigger and mapping",
-                             field=where)
-        for key in action:
-            if key not in ACTION_KEYS:
-                raise BadRequest(f"{where}: unknown key `{key}`; known: {', '.join(ACTION_KEYS)}",
-                                 field=f"{where}.{key}")
-        name = action.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise BadRequest(f"{where}.name must be a non-empty string of at most 100 "
-                             "characters", field=f"{where}.name")
+        name = action["name"]
         if name in seen:
             raise BadRequest(f"{where}: another action is already named {name!r}",
                              field=f"{where}.name")
         seen.add(name)
-        if "trigger" not in action or "mapping" not in action:
-            missing = "trigger" if "trigger" not in action else "mapping"
-            raise BadRequest(f"{where}.{missing} is required, e.g. "
-                             '{"name": "Orders", "trigger": "type = \\"track\\"", '
-                             '"mapping": {"event": {"@path": "$.event"}}}',
-                             field=f"{where}.{missing}")
         enabled = action.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise BadRequest(f"{where}.enabled must be true or false", field=f"{where}.enabled")
         normalised = {"name": name, "trigger": action["trigger"], "mapping": action["mapping"],
                       "max_event_age": action.get("max_event_age"), "enabled": enabled}
         compile_one(normalised, cls, where)

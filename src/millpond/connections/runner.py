@@ -29,7 +29,7 @@ from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.pump import Pump
-from millpond.delivery.rate_limit import RateLimiter
+from millpond.delivery.rate_limit import RateLimiter, batch_size
 from millpond.delivery.retry import RetryPolicy
 from millpond.delivery.runs import Checkpoint, supervise
 from millpond.delivery.sender import BACKGROUND, Deliverer
@@ -67,6 +67,13 @@ def delivery_totals(runs: RunStore, dest_id: str) -> Counter:
     return totals
 
 
+def max_in_flight(dest: Destination, rt: Runtime) -> int:
+    """The destination's ``rate_limit.max_in_flight``, else its type's default (a
+    destination saved before the setting existed)."""
+    return int(dest.rate_limit.get("max_in_flight")
+               or type(rt.dtype).default_rate_limit.max_in_flight)
+
+
 def run_cursor(run: Run, dest: Destination) -> int:
     return run.cursor if isinstance(run.cursor, int) else dest.connected_seq
 
@@ -82,6 +89,11 @@ class LiveDestination:
         self.runs = runs
         self.run = run
         rate = dest.rate_limit
+        #: Items per request: the type's limit, but a small part of a second's budget
+        #: (see ``rate_limit``), which is also the most the rate limiter saves up.
+        self.batch_events = batch_size(rt.dtype.batching.max_events,
+                                       rate["events_per_second"],
+                                       rate.get("requests_per_second"))
         policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
                                      max_retry_age=max_retry_age(rate))
         # Loader-backed types (warehouse, storage) bring their own transport: their loader.
@@ -91,8 +103,9 @@ class LiveDestination:
         transport = self.own_transport or transport
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
-                                               rate.get("requests_per_second")), policy,
-                                   name=dest.name)
+                                               rate.get("requests_per_second"),
+                                               burst_events=self.batch_events), policy,
+                                   name=dest.name, max_in_flight=max_in_flight(dest, rt))
         self.evaluator = Evaluator(rt.dtype, rt.actions)
         self.totals: Counter = delivery_totals(runs, dest.id)
         #: The cursor as saved with ``totals``: stats show the two together, consistently.
@@ -123,9 +136,10 @@ class LiveDestination:
         limits = self.runtime.dtype.batching
         tail = LogTail(self.log, cursor)
         return Pump(tail, self.evaluator, self.deliverer,
-                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(cursor), Checkpoint(self.runs, self.run, tail, start=cursor),
-                    on_saved=self._saved, dead_log=self._dead_log)
+                    on_saved=self._saved, dead_log=self._dead_log,
+                    max_in_flight=self.deliverer.gate.capacity)
 
     async def _attempt(self) -> None:
         self.pump = self._new_pump()
@@ -178,9 +192,9 @@ class LiveDestination:
 
         limits = self.runtime.dtype.batching
         pump = Pump(source, self.evaluator, self.deliverer,
-                    Batcher(limits.max_events, limits.max_bytes, limits.linger_seconds),
+                    Batcher(self.batch_events, limits.max_bytes, limits.linger_seconds),
                     Ledger(0, keep_finished=True), persist, priority=BACKGROUND, only=only,
-                    on_saved=self._added,
+                    on_saved=self._added, max_in_flight=self.deliverer.gate.capacity,
                     dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",
                                            {"destination": self.dest.name,
                                             "activity": "redrive"}))
@@ -217,14 +231,24 @@ class LiveDestination:
     def state(self) -> dict:
         st = self.deliverer.state
         now = time.time()
+        pump = self.pump
+        unavailable = pump.unavailable if pump is not None else None
+        if unavailable:  # nothing moves until progress can be saved again
+            state = "error"
+        else:
+            state = "failing" if st.failing else "retrying" if st.retrying \
+                else ("error" if self.error else "running")
         return {
-            "state": "failing" if st.failing else "retrying" if st.retrying
-            else ("error" if self.error else "running"),
-            "last_error": st.last_error or self.error,
+            "state": state,
+            "last_error": unavailable or st.last_error or self.error,
             "last_error_at": st.last_error_at,
             "next_attempt_in": max(0.0, st.next_attempt_at - now)
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
+            # requests on the wire now, of at most ``max_in_flight``; events/s sent lately
+            "in_flight": self.deliverer.gate.held,
+            "max_in_flight": self.deliverer.gate.capacity,
+            "sent_per_second": round(self.deliverer.meter.rate(), 1),
             "redrives_running": len(self._redrives),
             "max_retry_after": self.deliverer.policy.max_retry_after,
             "max_retry_age": self.deliverer.policy.max_retry_age,

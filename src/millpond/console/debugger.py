@@ -43,7 +43,7 @@ _CALL_FIELDS = {
 def sdk_call(event: dict) -> str:
     """The event as the SDK call that would have sent it (analytics-node's form)."""
     kind = event.get("type")
-    fields = _CALL_FIELDS.get(kind, ())
+    fields = _CALL_FIELDS.get(kind, ()) if isinstance(kind, str) else ()
     args = {k: event[k] for k in fields if event.get(k) is not None}
     if event.get("timestamp"):
         args["timestamp"] = event["timestamp"]
@@ -55,12 +55,14 @@ def sdk_call(event: dict) -> str:
 def event_view(event: dict, source_names: dict[str, str]) -> dict:
     """What a template shows of one stored event (every value still to be escaped)."""
     kind = event.get("type")
+    source_id = event.get("source_id")
     title = event.get("event") if kind == "track" else event.get("name") or \
         event.get("groupId") or ""
     return {"seq": event.get("seq"), "type": kind, "title": title,
             "message_id": event.get("messageId"), "user_id": event.get("userId"),
             "anonymous_id": event.get("anonymousId"),
-            "source": source_names.get(event.get("source_id"), event.get("source_id")),
+            "source": source_names.get(source_id, source_id) if isinstance(source_id, str)
+            else source_id,
             "timestamp": event.get("timestamp"), "received": event.get("receivedAt"),
             "call": sdk_call(event), "raw": pretty(event)}
 

@@ -30,8 +30,10 @@ def _kind(spec: dict) -> tuple[str, dict]:
     main = {**spec, **options[0]}
     if "enum" in main:
         return "enum", main
+    kind = main.get("type")
     return {"integer": "integer", "number": "number", "boolean": "boolean",
-            "object": "object", "array": "object"}.get(main.get("type"), "string"), main
+            "object": "object", "array": "object"}.get(kind, "string") if isinstance(kind, str) \
+        else "string", main
 
 
 def fields(entry: dict, current: dict | None = None, typed: dict | None = None) -> list[dict]:

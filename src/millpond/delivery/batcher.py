@@ -1,9 +1,10 @@
 """Grouping mapped items into requests: by ``group_key``, by count, by bytes, by linger.
 
-Why the batcher hands out batches in the order they were *started*: with one request in
-flight per destination, that order is the order of each group's oldest item, so items
-going to the same endpoint leave in log order (per-user order kept), and a group that
-waits for its linger does not overtake an older, already full one.
+Why the batcher hands out batches in the order they were *started*: that order is the
+order of each group's oldest item, and a batch never starts before an earlier batch of
+the same users finished (:mod:`millpond.delivery.inflight`), so items going to the same
+endpoint leave in log order (per-user order kept), and a group that waits for its linger
+does not overtake an older, already full one.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 @dataclass(slots=True)
 class Work:
     """One mapped payload on its way out: its ledger key (the event's ``seq``; a replay's
-    scan position), its action and its size."""
+    scan position), its action, its size, and its user (``userId`` or ``anonymousId``:
+    what per-user order is kept for, see :mod:`millpond.delivery.inflight`)."""
 
     seq: int
     action: str
     payload: Any
     event: dict
     size: int
+    user: str = ""
 
 
 @dataclass(slots=True)

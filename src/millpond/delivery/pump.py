@@ -5,16 +5,22 @@ live and replay"); they differ only in what they are given:
 
 - a :class:`~millpond.delivery.slices.Slice` (the live tail, a redrive's rows, a
   replay's event-time window), whose chunks carry each row's ledger key;
-- a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget, one
-  request in flight, retries), a priority on it and, for a background run, a
+- a :class:`~millpond.delivery.sender.Deliverer`, shared per destination (rate budget,
+  ``max_in_flight`` request slots, retries), a priority on it and, for a background run, a
   :class:`~millpond.delivery.share.BackgroundShare`;
 - a ``persist`` function that writes a checkpoint (cursor or finished rows, counters,
   dead letters) in one transaction (:class:`~millpond.delivery.runs.Checkpoint`).
 
 Inside, two tasks joined by a small queue: the *reader* decodes events, evaluates the
-actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* delivers
-ready batches one at a time and checkpoints after each. The queue is bounded, so a
-destination that is down stops its own reader (its backlog stays in the log) and
+actions and fills the :class:`~millpond.delivery.batcher.Batcher`; the *sender* hands
+ready batches to :class:`~millpond.delivery.inflight.OrderedLanes`, which keeps up to
+twice ``max_in_flight`` of them going at once (the deliverer's slots bound the requests
+actually on the wire) and never lets a batch start before an earlier one of the same
+users (``Work.user``) finished. Each finished batch waits for a checkpoint that holds
+its outcome (asks made while one is being written fold into one write after it), so a
+crash resends at most the batches going at once, as with one request in flight it
+resent at most that one. The queue is bounded, so
+a destination that is down stops its own reader (its backlog stays in the log) and
 nothing else.
 
 For a destination type with ``raw_payloads`` (its requests carry payloads as they are),
@@ -29,6 +35,7 @@ Packed, the decoded event is freed at once and the request body is a splice of b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -40,11 +47,13 @@ from msgspec import Raw
 from millpond.delivery.batcher import Batch, Batcher, Work
 from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluates
+from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.outcomes import Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
+from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import DeadLetter
 
 log = logging.getLogger("millpond.pumps")
@@ -53,6 +62,9 @@ log = logging.getLogger("millpond.pumps")
 IDLE_WAIT = 1.0
 #: Persist progress at least this often while only skips move the cursor.
 CHECKPOINT_EVERY = 1.0
+#: Seconds between attempts to save progress while the storage refuses writes (a full
+#: disk): sending stops meanwhile, so at most one batch is delivered but unsaved.
+UNAVAILABLE_WAIT = 1.0
 #: Events evaluated between yields to the event loop: a few milliseconds of work, so a
 #: pump catching up on a backlog never holds the collector back for long.
 YIELD_EVERY = 100
@@ -72,7 +84,7 @@ class Pump:
                  share: BackgroundShare | None = None,
                  on_saved: Callable[[int, Counter], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
-                 dead_log: DeadLetterLog | None = None):
+                 dead_log: DeadLetterLog | None = None, max_in_flight: int = 1):
         self.source = source
         self.evaluator = evaluator
         self.deliverer = deliverer
@@ -87,13 +99,20 @@ class Pump:
         self._dead_log = dead_log
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
-        self._save_lock = asyncio.Lock()
         self._retry_save: asyncio.Task | None = None
+        #: The write the next checkpoint callers wait for, and the task writing.
+        self._next_write: asyncio.Future[bool] | None = None
+        self._writer: asyncio.Task | None = None
+        #: Batches going at once (waiting for a slot, the rate, or an earlier batch).
+        self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
         dtype = deliverer.dtype
         #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
         self._pack = dtype.encode_payload if dtype.raw_payloads else None
+        #: Why progress cannot be saved now (the storage is unavailable), or None: stats
+        #: show it as the destination's error state instead of ``running``.
+        self.unavailable: str | None = None
 
     async def run(self) -> None:
         try:
@@ -132,8 +151,13 @@ class Pump:
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None)
+                if items:
+                    user = event.get("userId") or event.get("anonymousId") or ""
+                    if type(user) is not str:
+                        user = str(user)
                 for key, work in items:
                     work.seq = pos  # the ledger's key; dead letters read the event's seq
+                    work.user = user
                     if pack is not None:  # see the module docstring
                         work.payload = Raw(pack(work.payload))
                         work.event = {"seq": seq, "messageId": event.get("messageId")}
@@ -145,13 +169,22 @@ class Pump:
         await queue.put(None)
 
     async def _send(self) -> None:
-        while (batch := await self._queue.get()) is not None:
-            done = await self.deliverer.deliver(batch, priority=self._priority,
-                                                on_retry=self._on_retry, share=self._share)
-            self._sent(done.sent)
-            for result in done.dead:
-                self._dead(result)
-            await self.checkpoint()
+        queue = self._queue
+        async with OrderedLanes(self._lanes) as lanes:
+            while (batch := await queue.get()) is not None:
+                await lanes.submit({w.user for w in batch.items},
+                                   functools.partial(self._deliver, batch))
+
+    async def _deliver(self, batch: Batch) -> None:
+        done = await self.deliverer.deliver(batch, priority=self._priority,
+                                            on_retry=self._on_retry, share=self._share)
+        self._sent(done.sent)
+        for result in done.dead:
+            self._dead(result)
+        # Hold delivery while progress cannot be saved: sending on would pile up
+        # events delivered but not checkpointed, all sent again after a restart.
+        while not await self.checkpoint() and self.unavailable is not None:
+            await asyncio.sleep(UNAVAILABLE_WAIT)
 
     def _sent(self, works: list[Work]) -> None:
         if not works:
@@ -181,21 +214,46 @@ class Pump:
         if self._retry_save is None or self._retry_save.done():
             self._retry_save = asyncio.create_task(self.checkpoint(), name="pump-retry-save")
 
-    async def checkpoint(self) -> None:
-        """Persist what the ledger released (one transaction, in a worker thread)."""
-        async with self._save_lock:
-            if not self.ledger.dirty:
-                return
-            cursor, counts, dead, finished = self.ledger.take()
+    async def checkpoint(self) -> bool:
+        """Persist what the ledger released (one transaction, in a worker thread); return
+        once a write that began after this call has finished, with whether everything
+        released so far is saved. Callers that ask while a write is under way share the
+        one write after it."""
+        fut = self._next_write
+        if fut is None:
+            fut = self._next_write = asyncio.get_running_loop().create_future()
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write(), name="pump-checkpoint")
+        return await asyncio.shield(fut)
+
+    async def _write(self) -> None:
+        while (fut := self._next_write) is not None:
+            self._next_write = None
+            saved = False
             try:
-                await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
-            except Exception:
-                log.exception("could not save delivery progress; will retry")
-                self.ledger.give_back(cursor, counts, dead, finished)
-                return
+                saved = await self._save()  # one writer: this task
             finally:
-                self._last_save = self._clock()
-            if self._on_saved is not None:
-                self._on_saved(cursor, counts)
-            if dead and self._dead_log is not None:
-                self._dead_log.add(dead)
+                fut.set_result(saved)
+
+    async def _save(self) -> bool:
+        if not self.ledger.dirty:
+            return True
+        cursor, counts, dead, finished = self.ledger.take()
+        try:
+            await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+        except StorageUnavailable as exc:  # the storage logs the episode, once
+            self.unavailable = exc.message
+            self.ledger.give_back(cursor, counts, dead, finished)
+            return False
+        except Exception:
+            log.exception("could not save delivery progress; will retry")
+            self.ledger.give_back(cursor, counts, dead, finished)
+            return False
+        finally:
+            self._last_save = self._clock()
+        self.unavailable = None
+        if self._on_saved is not None:
+            self._on_saved(cursor, counts)
+        if dead and self._dead_log is not None:
+            self._dead_log.add(dead)
+        return True

@@ -1,16 +1,18 @@
-"""Sending batches to one destination: rate budget, one request in flight, retries.
+"""Sending batches to one destination: rate budget, in-flight slots, retries.
 
 Why the pump, not the destination, owns this (STYLE.md "two kinds of failure"): a
 destination type only builds requests and classifies answers; here those answers become
 actions. ``Retry`` waits (full-jitter backoff or the vendor's ``Retry-After``) and tries
 the same request again, forever, until the pump is stopped; ``Reject`` dead-letters the
 items (halving first when the vendor refused only the batch's size); ``Partial`` resends
-what the vendor did not process. Only then does the next batch leave, which is what
+what the vendor did not process. Only then is the batch finished, and only then may a
+later batch of the same users leave (:mod:`millpond.delivery.inflight`), which is what
 keeps per-user order.
 
-One :class:`Deliverer` per destination is shared by its live pump and by redrives (and,
-later, replays): they share its rate budget and its single in-flight slot, and the slot
-goes to the live pump first (:class:`PriorityGate`).
+One :class:`Deliverer` per destination is shared by its live pump, redrives and
+replays: they share its rate budget and its ``max_in_flight`` request slots, and a free
+slot goes to the live pump first (:class:`PriorityGate`). It also measures the rate it
+achieves (:class:`RateMeter`), for stats.
 
 It is also where a destination's health changes, so it says so in the log, once per
 change: the first failed attempt ("retrying", with the vendor's answer), the first
@@ -25,6 +27,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -87,16 +90,19 @@ class Delivered:
 
 
 class PriorityGate:
-    """A one-holder lock whose waiters are served by priority, then arrival (FIFO)."""
+    """A lock with ``capacity`` holders whose waiters are served by priority, then
+    arrival (FIFO): the destination's in-flight slots."""
 
-    def __init__(self) -> None:
-        self._held = False
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = max(1, int(capacity))
+        #: Slots held right now (requests in flight).
+        self.held = 0
         self._waiters: list[tuple[int, int, asyncio.Future]] = []
         self._order = itertools.count()
 
     async def acquire(self, priority: int = LIVE) -> None:
-        if not self._held and not self._waiters:
-            self._held = True
+        if self.held < self.capacity and not self._waiters:
+            self.held += 1
             return
         fut = asyncio.get_running_loop().create_future()
         entry = (priority, next(self._order), fut)
@@ -105,7 +111,7 @@ class PriorityGate:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release()  # handed the slot just as we were cancelled: pass it on
+                self.release()  # handed a slot just as we were cancelled: pass it on
             else:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
@@ -115,9 +121,44 @@ class PriorityGate:
         while self._waiters:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
-                fut.set_result(None)  # the slot passes directly: _held stays True
+                fut.set_result(None)  # the slot passes directly: ``held`` stays
                 return
-        self._held = False
+        self.held -= 1
+
+
+class RateMeter:
+    """Items per second over the last ``window`` seconds, counted per whole second.
+
+    Why per second and not per request: a fast destination finishes thousands of requests
+    a second, and stats (read from another thread) must copy something small."""
+
+    def __init__(self, window: int = 10, clock: Callable[[], float] = time.monotonic):
+        self.window = window
+        self._clock = clock
+        self._started = clock()
+        self._seconds: deque[tuple[int, int]] = deque()
+
+    def add(self, n: int) -> None:
+        if not n:
+            return
+        second = int(self._clock())
+        seconds = self._seconds
+        if seconds and seconds[-1][0] == second:
+            seconds[-1] = (second, seconds[-1][1] + n)
+        else:
+            seconds.append((second, n))
+            while seconds[0][0] <= second - self.window:
+                seconds.popleft()
+
+    def rate(self) -> float:
+        """Items per second over the last whole seconds of the window (0 when idle): the
+        seconds wholly after the meter started and before the current one."""
+        current = int(self._clock())
+        first = max(current - self.window + 1, int(self._started) + 1)
+        if current - first < 1:
+            return 0.0
+        total = sum(n for s, n in list(self._seconds) if first <= s < current)
+        return total / (current - first)
 
 
 @dataclass(slots=True)
@@ -148,7 +189,8 @@ class Deliverer:
     def __init__(self, dtype: DestinationType, transport: Transport, limiter: RateLimiter,
                  policy: RetryPolicy, *,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 name: str = "", clock: Callable[[], float] = time.time):
+                 name: str = "", clock: Callable[[], float] = time.time,
+                 max_in_flight: int = 1):
         #: The destination's name, for the log.
         self.name = name
         self._clock = clock
@@ -156,8 +198,11 @@ class Deliverer:
         self.transport = transport
         self.limiter = limiter
         self.policy = policy
-        self.gate = PriorityGate()
+        #: ``max_in_flight`` request slots, live traffic first.
+        self.gate = PriorityGate(max_in_flight)
         self.state = DeliveryState()
+        #: Items sent per second, recently (stats).
+        self.meter = RateMeter()
         self._sleep = sleep
         #: Set by :meth:`retry_now` to end the current waits (made in the running loop).
         self._wake: asyncio.Event | None = None
@@ -171,6 +216,7 @@ class Deliverer:
         if share is not None:
             await share.before(len(batch), self.limiter)
         await self._deliver(batch.items, priority, on_retry, done)
+        self.meter.add(len(done.sent))
         if share is not None:
             share.after(len(batch))
         return done

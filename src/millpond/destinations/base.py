@@ -66,10 +66,14 @@ class RateLimit(msgspec.Struct, frozen=True):
     `events_per_second` is the user-facing knob (destination `rate_limit`);
     `requests_per_second` is set where the vendor documents a request-rate
     limit, so batched sends also stay under it. None means "not documented".
+    `max_in_flight` is how many requests may be on the wire at once (per-user
+    order is kept whatever it is): enough to reach the rate at the vendor's
+    usual latency, few enough not to look like a flood.
     """
 
     events_per_second: float
     requests_per_second: float | None = None
+    max_in_flight: int = 4
 
 
 class BatchLimits(msgspec.Struct, frozen=True):

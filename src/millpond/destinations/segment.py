@@ -105,7 +105,9 @@ class Segment(DestinationType):
     # vendors.md §5: "Recommended ≤1000 req/s per workspace". millpond also holds
     # events to 1000/s by default: the target may be a smaller self-hosted
     # Segment-compatible collector. Owners raise it per destination.
-    default_rate_limit = RateLimit(events_per_second=1000.0, requests_per_second=1000.0)
+    # 8 in flight: 50 requests/s of 20 events at ~200 ms each.
+    default_rate_limit = RateLimit(events_per_second=1000.0, requests_per_second=1000.0,
+                                   max_in_flight=8)
     # vendors.md §5 limits; linger 0.5 s is analytics-python's flush interval.
     batching = BatchLimits(
         max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES, linger_seconds=0.5

@@ -13,7 +13,7 @@ import time
 
 import msgspec
 
-from millpond.storage.contracts import EventLog, ProfileStore
+from millpond.storage.contracts import EventLog, ProfileStore, StorageUnavailable
 
 PROFILE_TYPES = frozenset({"identify", "group", "alias"})
 log = logging.getLogger("millpond.profiles")
@@ -68,6 +68,9 @@ class ProfileFollower:
         while True:
             try:
                 read = await self.catch_up_once()
+            except StorageUnavailable:  # a full disk: the storage logs it, once
+                await asyncio.sleep(1)
+                continue
             except Exception:  # noqa: BLE001 - keep following; the checkpoint did not move
                 log.exception("profile follower failed; retrying in 1 s")
                 await asyncio.sleep(1)

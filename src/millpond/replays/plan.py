@@ -22,7 +22,6 @@ from millpond.errors import BadRequest, Conflict
 from millpond.storage.models import Destination, Source, Window
 from millpond.timeutil import format_ms, parse_time_bound
 
-FIELDS = ("destination", "sources", "from", "to", "filter", "rate", "dry_run", "include_live")
 #: Far enough in the future for "no upper bound" and still an SQLite integer.
 END_OF_TIME_MS = 1 << 62
 
@@ -31,32 +30,30 @@ class NotReplayable(BadRequest):
     code = "not_replayable"
 
 
-def _time(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise BadRequest(f"{field} must be a time, not a boolean", field=field)
-    if isinstance(value, int | float):
-        return int(value * 1000)
-    if isinstance(value, str):
+def _time(value: str | float | None, field: str) -> int | None:
+    """Unix ms of a bound given as text (ISO 8601, relative) or Unix seconds."""
+    if value is None or isinstance(value, str):
         return parse_time_bound(value, field)
-    raise BadRequest(f"{field} must be ISO 8601 text or Unix seconds", field=field)
+    return int(value * 1000)
 
 
 def _source_reason(source: Source) -> str:
     why = " (track sources usually replay from their upstream CDP)" if source.kind == "track" \
         else ""
+    if source.deleted_at is not None:
+        return f"source {source.name} (deleted) was not replayable{why}; its events stay " \
+               "out of replays"
     return f"source {source.name} is not replayable{why}; mark it replayable to include it"
 
 
 def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
          sources: Sequence[Source], active: str | None = None) -> dict:
     """The resolved plan for ``body`` against ``dest``; raises BadRequest/Conflict with the
-    reason for every refusal. ``active`` is the id of an active replay of ``dest``."""
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field `{unknown[0]}`; known: {', '.join(FIELDS)}",
-                         field=unknown[0])
+    reason for every refusal. ``active`` is the id of an active replay of ``dest``;
+    ``sources`` the live sources then the deleted ones (``SourceService.origins``).
+
+    ``body`` is a :class:`~millpond.api.models.ReplayRequest` as plain values: its shape
+    is checked; what is checked here depends on the destination and the sources."""
     if not dtype.replayable:
         raise NotReplayable(
             f"destination {dest.name} ({dtype.name}) is not replayable: its first sync "
@@ -65,26 +62,21 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
     if not dest.enabled:
         raise Conflict(f"destination {dest.name} is disabled; enable it before replaying",
                        field="destination")
-    dry_run = body.get("dry_run", False)
-    include_live = body.get("include_live", False)
-    for name, value in (("dry_run", dry_run), ("include_live", include_live)):
-        if not isinstance(value, bool):
-            raise BadRequest(f"{name} must be true or false", field=name)
+    dry_run = bool(body.get("dry_run", False))
+    include_live = bool(body.get("include_live", False))
     if active is not None and not dry_run:
         raise Conflict(f"replay {active} is already active for destination {dest.name}; "
                        "pause, cancel or wait for it (replays are not queued)",
                        field="destination")
 
-    by_ref = {s.id: s for s in sources} | {s.name: s for s in sources}
+    # ``sources`` are every origin of events in the log: deleted ones (tombstones) too,
+    # since their events stay and are replayable only if their source was. A name taken
+    # by a live source and a tombstone means the live one.
+    by_ref = {s.name: s for s in reversed(sources)} | {s.id: s for s in sources}
     wanted = body.get("sources")
     if wanted is None:
         scope = list(sources)
     else:
-        if not isinstance(wanted, list) or not all(isinstance(s, str) for s in wanted) \
-                or not wanted:
-            raise BadRequest('sources must be a non-empty list of source names or ids, e.g. '
-                             '["web"]; leave it out for every replayable source',
-                             field="sources")
         missing = [s for s in wanted if s not in by_ref]
         if missing:
             raise BadRequest(f"no source {missing[0]!r}", field="sources")
@@ -113,15 +105,13 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
     rate = body.get("rate")
     if rate is None:
         rate = dest_rate
-    elif isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
-        raise BadRequest("rate must be a number of events per second above 0", field="rate")
     elif rate > dest_rate:
         raise BadRequest(f"rate {rate:g}/s is above the destination's rate limit "
                          f"({dest_rate:g}/s); a replay may use at most that", field="rate")
 
     flt = body.get("filter")
     if flt is not None:
-        if not isinstance(flt, str) or not flt.strip():
+        if not flt.strip():
             raise BadRequest('filter must be FQL text, e.g. type = "track"', field="filter")
         try:
             compile_trigger(flt)

@@ -7,7 +7,10 @@ differs is only what it is given:
 - the destination's shared :class:`~millpond.delivery.sender.Deliverer` at BACKGROUND
   priority with a :class:`~millpond.delivery.share.BackgroundShare`, which takes only
   budget live traffic left and applies the replay's own ``rate``; batches are kept small
-  enough (about 0.2 s of budget) that live traffic never waits long behind one;
+  (:func:`~millpond.delivery.rate_limit.batch_size` of the replay's rate) so that live
+  traffic never waits long behind one and no 1-second window carries more than the rate.
+  A replay starting or resuming empties the shared buckets of tokens saved up while
+  idle, so it begins without a burst;
 - the run's :class:`~millpond.delivery.runs.Checkpoint` (cursor, scanned, counters and
   dead letters atomically) with ``durable=False``: a process crash loses none of it, a
   power loss may take the replay back a few batches, which it then resends.
@@ -24,9 +27,10 @@ from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.outcomes import CountKey, Outcome
 from millpond.delivery.pump import Pump
+from millpond.delivery.rate_limit import batch_size
 from millpond.delivery.runs import Checkpoint
 from millpond.delivery.sender import BACKGROUND, Deliverer
-from millpond.delivery.share import BATCH_SECONDS, BackgroundShare
+from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import WindowSlice
 from millpond.replays.plan import plan_window
 from millpond.storage.contracts import EventIndex, RunStore
@@ -65,13 +69,15 @@ class ReplayRunner:
         cursor = replay.cursor if isinstance(replay.cursor, WindowCursor) else None
         self.source = WindowSlice(index, plan_window(plan), cursor, chunk=CHUNK)
         self.share = BackgroundShare(plan["rate"], dest_rate)
-        max_events = max(1, min(batching.max_events, int(plan["rate"] * BATCH_SECONDS)))
+        max_events = batch_size(batching.max_events, min(plan["rate"], dest_rate))
+        deliverer.limiter.restart()  # start and resume without a burst
         self.pump = Pump(self.source, ReplayEvaluator(evaluator, plan.get("filter")),
                          deliverer,
                          Batcher(max_events, batching.max_bytes, batching.linger_seconds),
                          Ledger(-1), Checkpoint(runs, replay, self.source, start=-1,
                                                 scanned=True, durable=False),
                          priority=BACKGROUND, share=self.share, queue_size=QUEUED_BATCHES,
+                         max_in_flight=deliverer.gate.capacity,
                          dead_log=DeadLetterLog(
                              f"replay {replay.id} of destination {plan['destination_name']}",
                              {"destination": plan["destination_name"], "activity": "replay",

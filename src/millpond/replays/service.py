@@ -68,18 +68,14 @@ class ReplayManager:
 
     # requests ------------------------------------------------------------------------------
     async def create(self, body: Any) -> dict:
-        """Preview (``dry_run``) or start a replay; refusals raise with their reason."""
-        if not isinstance(body, dict):
-            raise BadRequest("a replay request must be a JSON object")
-        ref = body.get("destination")
-        if not isinstance(ref, str) or not ref:
-            raise BadRequest("destination is required (a destination name or id)",
-                             field="destination")
+        """Preview (``dry_run``) or start a replay; refusals raise with their reason.
+        ``body``: a :class:`~millpond.api.models.ReplayRequest` as plain values."""
+        ref = body["destination"]
         async with self._lock:
             dest = self.pumps.destinations.get(ref)
             cls = config.destination_type(dest.type)
             active = self._active_for(dest.id)
-            p = plan(body, dest, cls, self.sources.list(), active.id if active else None)
+            p = plan(body, dest, cls, self.sources.origins(), active.id if active else None)
             await self._real_bounds(p, body, dest.connected_at)
             live = self.pumps.live(dest.id)
             if live is None:
@@ -292,8 +288,12 @@ class ReplayManager:
             ratio = totals["sent"] / replay.scanned if replay.scanned else 1.0
             remaining = max(0, events - replay.scanned) * ratio
             eta = round(remaining / (current if current > 0 else rate), 1)
+        # A running replay that cannot save its progress (a full disk) holds: show it.
+        unavailable = entry[0].pump.unavailable if entry is not None else None
+        state = "error" if unavailable and replay.state == RunState.RUNNING \
+            else str(replay.state)
         return {
-            "id": replay.id, "state": str(replay.state), **self._public_plan(p),
+            "id": replay.id, "state": state, **self._public_plan(p),
             "destination_deleted": not self._exists(replay.destination_id),
             "reason": (replay.error or None) if replay.state in (
                 RunState.PAUSED, RunState.CANCELLED, RunState.FAILED) else None,
@@ -305,7 +305,8 @@ class ReplayManager:
             "current_rate": round(current, 1), "eta_seconds": eta,
             "cursor": {"ts": replay.cursor.ts, "seq": replay.cursor.seq}
             if isinstance(replay.cursor, WindowCursor) else None,
-            "error": (replay.error or None) if replay.state == RunState.FAILED else None,
+            "error": unavailable or ((replay.error or None)
+                                     if replay.state == RunState.FAILED else None),
             "report": replay.report,
             "created_at": replay.created_at, "finished_at": replay.finished_at,
         }

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from millpond.errors import BadRequest
+from millpond.errors import BadRequest, NotFound
 from millpond.sources.origins import BadOrigin, normalize_origins
 from millpond.storage.contracts import SourceStore
 from millpond.storage.models import Source
@@ -38,6 +38,8 @@ def source_dict(source: Source) -> dict:
     data = msgspec.structs.asdict(source)
     if source.kind != "track":
         data.pop("site_id")
+    if source.deleted_at is None:
+        data.pop("deleted_at")
     if source.allowed_origins is not None:
         data["allowed_origins"] = list(source.allowed_origins)
     return data
@@ -89,12 +91,32 @@ class SourceService:
         return self._cache()[1].get(site_id)
 
     # -- reading -----------------------------------------------------------------------------
-    def get(self, ref: str) -> Source:
-        """A source by id or by name; NotFound otherwise."""
-        return self.store.get(ref)
+    def get(self, ref: str, *, deleted: bool = False) -> Source:
+        """A source by id or by name; NotFound otherwise. With ``deleted``, a deleted
+        source's tombstone too (by id, or by name when no live source has it): reading the
+        events it left in the log."""
+        try:
+            return self.store.get(ref)
+        except NotFound:
+            if not deleted:
+                raise
+            found = [s for s in self.store.deleted() if ref in (s.id, s.name)]
+            if not found:
+                raise
+            return next((s for s in found if s.id == ref), found[-1])
 
     def list(self) -> list[Source]:
         return self.store.list()
+
+    def deleted(self) -> list[Source]:
+        """Tombstones of deleted sources (see
+        :class:`~millpond.storage.contracts.SourceStore`)."""
+        return self.store.deleted()
+
+    def origins(self) -> list[Source]:
+        """Every source an event in the log may come from: the live ones, then the
+        tombstones. What an event is (replayable or not) is read from here."""
+        return self.store.list() + self.store.deleted()
 
     # -- changing ----------------------------------------------------------------------------
     def create(self, name: str, kind: str = "pipelines", replayable: bool | None = None,
@@ -144,7 +166,8 @@ class SourceService:
         return source
 
     def delete(self, ref: str) -> Source:
-        """Stop accepting data for a source; its stored events stay in the log."""
+        """Stop accepting data for a source; its stored events stay in the log, and the
+        store keeps its tombstone (what it was) for them; the returned record is that."""
         source = self.store.delete(self.store.get(ref).id)
         self._reload()
         return source

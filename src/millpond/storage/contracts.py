@@ -18,11 +18,20 @@ callers on the event loop run checkpoints in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future
 from typing import Any, Protocol
 
 from millpond.errors import MillpondError
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import (
     AppendResult,
     CountKey,
@@ -146,12 +155,27 @@ class PartScanner(Protocol):
         ...
 
 
+class EventScan(Protocol):
+    """What :meth:`EventIndex.scan` returns: an async iterator of a window's chunks, and a
+    way to stop early. (Spelled out: a Protocol may not subclass ``AsyncIterator`` before
+    Python 3.12.)"""
+
+    def __aiter__(self) -> AsyncIterator[list[StoredEvent]]: ...
+
+    def __anext__(self) -> Awaitable[list[StoredEvent]]: ...
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop reading (and whatever reads ahead); the iteration ends. Idempotent.
+        (Not ``async def``: an async generator's ``aclose`` satisfies it too.)"""
+        ...
+
+
 class EventIndex(Protocol):
     """The log read by event time and by attributes (the embedded store: the same SQLite
     file; scale-out: PostgreSQL and the Parquet archive)."""
 
     def scan(self, window: Window, *, after: WindowCursor | None = None,
-             chunk: int = 2000) -> AsyncIterator[list[StoredEvent]]:
+             chunk: int = 2000) -> EventScan:
         """``window``'s events in (``ts_ms``, ``seq``) order, in chunks of at most
         ``chunk``, strictly after ``after`` when given (a replay resumes from its cursor).
         A backend may read ahead; closing the iterator (``aclose``) stops it. Events
@@ -197,8 +221,15 @@ class EventIndex(Protocol):
 
 
 class SourceStore(Protocol):
-    """Sources, by id; names and write keys are unique. Every write is durable on
-    return."""
+    """Sources, by id; names and write keys are unique among live sources. Every write is
+    durable on return.
+
+    Why deleted sources are kept as tombstones: the log keeps a deleted source's events,
+    and what they are (replayable or not, which kind of source sent them) is a property of
+    where they came from. A replay decides from the tombstone, so deleting a ``track``
+    source never makes its events replayable; the event tester still finds them by
+    ``messageId``. A tombstone is invisible to every other method: its write key is no
+    longer accepted, and its name (and key) may be taken by a new source."""
 
     def create(self, source: Source) -> Source:
         """Insert; raises :class:`~millpond.errors.Conflict` (field ``name``) when the name
@@ -229,7 +260,12 @@ class SourceStore(Protocol):
         ...
 
     def delete(self, source_id: str) -> Source:
-        """Remove; NotFound. Its events stay in the log."""
+        """Remove from the live sources and keep a tombstone (the record with
+        ``deleted_at`` set, which is returned); NotFound. Its events stay in the log."""
+        ...
+
+    def deleted(self) -> list[Source]:
+        """The tombstones of deleted sources (``deleted_at`` set), deleted first first."""
         ...
 
 
@@ -395,16 +431,32 @@ class ProfileStore(Protocol):
 
 
 class Storage(Protocol):
-    """One backend's stores, opened together by :func:`millpond.storage.open_storage`."""
+    """One backend's stores, opened together by :func:`millpond.storage.open_storage`.
 
-    log: EventLog
-    index: EventIndex
-    sources: SourceStore
-    destinations: DestinationStore
-    runs: RunStore
-    imports: ImportJobStore
-    rejections: RejectionStore
-    profiles: ProfileStore
+    The stores are read-only properties, not attributes: a backend's own store types
+    (``SQLiteEventLog``) satisfy them, and nobody swaps a store on an open backend."""
+
+    @property
+    def log(self) -> EventLog: ...
+    @property
+    def index(self) -> EventIndex: ...
+    @property
+    def sources(self) -> SourceStore: ...
+    @property
+    def destinations(self) -> DestinationStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def imports(self) -> ImportJobStore: ...
+    @property
+    def rejections(self) -> RejectionStore: ...
+    @property
+    def profiles(self) -> ProfileStore: ...
+    #: Whether writes succeed now: the backend reports each write it refuses with
+    #: StorageUnavailable and each that commits, so a full disk is one episode, logged
+    #: once, shown in stats and ``/metrics``.
+    @property
+    def health(self) -> StorageHealth: ...
 
     def sizes(self) -> dict[str, int]:
         """Bytes used per store, keyed by the backend's own name for each (the embedded
@@ -418,7 +470,7 @@ class Storage(Protocol):
 
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
-    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "ImportJob",
+    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "ImportJob",
     "ImportJobStore", "NewEvent", "PartScanner", "PeoplePage", "ProfileStore", "Rejection",
     "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Source", "SourceStore",
     "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",

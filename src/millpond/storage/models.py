@@ -156,6 +156,9 @@ class Source(msgspec.Struct, frozen=True):
     allowed_origins: tuple[str, ...] | None = None
     #: A disabled source's write key is refused (403) and its SDK settings answer 404.
     enabled: bool = True
+    #: When it was deleted (Unix seconds): set only on tombstones
+    #: (:meth:`~millpond.storage.contracts.SourceStore.deleted`), None for a live source.
+    deleted_at: float | None = None
 
 
 class Destination(msgspec.Struct, frozen=True):

@@ -4,6 +4,7 @@ with their atomic checkpoints and dead letters, import jobs, rejections."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -83,6 +84,46 @@ def test_source_names_are_unique_and_updates_replace_the_record(storage):
     with pytest.raises(NotFound):
         store.delete("src_1")
     assert [s.id for s in store.list()] == ["src_2"]
+
+
+def test_a_deleted_source_stays_as_a_tombstone_only_deleted_sees(storage):
+    store = storage.sources
+    store.create(source(1, kind="track", site_id="site1", replayable=False))
+    store.create(source(2))
+    before = time.time()
+    tombstone = store.delete("src_1")
+    assert tombstone.deleted_at is not None and tombstone.deleted_at >= before
+    assert (tombstone.kind, tombstone.replayable, tombstone.name) == ("track", False, "s1")
+    # gone for everything else: lists, look-ups, its write key and site id
+    assert [s.id for s in store.list()] == ["src_2"]
+    assert store.by_write_key("wk1") is None and store.by_site_id("site1") is None
+    for ref in ("src_1", "s1"):
+        with pytest.raises(NotFound):
+            store.get(ref)
+    with pytest.raises(NotFound):
+        store.delete("src_1")
+    # its name and write key can be taken again; the id never
+    reused = store.create(source(3, name="s1", write_key="wk1"))
+    assert store.get("s1") == reused and store.by_write_key("wk1") == reused
+    with pytest.raises(Conflict):
+        store.create(source(1, name="other", write_key="other"))
+    store.delete("src_3")
+    assert [(s.id, s.name, s.replayable) for s in store.deleted()] == [
+        ("src_1", "s1", False), ("src_3", "s1", True)]
+
+
+def test_tombstones_survive_a_reopen(durable_backend):
+    first = durable_backend.open()
+    first.sources.create(source(1, kind="track", replayable=False))
+    first.sources.delete("src_1")
+    first.close()
+    again = durable_backend.open()
+    try:
+        assert [(s.id, s.kind, s.replayable) for s in again.sources.deleted()] == [
+            ("src_1", "track", False)]
+        assert again.sources.list() == []
+    finally:
+        again.close()
 
 
 def test_sources_from_several_threads(storage):

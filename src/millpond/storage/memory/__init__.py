@@ -7,6 +7,7 @@ its waits wake any event loop, so it runs the whole server as the SQLite backend
 
 from __future__ import annotations
 
+from millpond.storage.health import StorageHealth
 from millpond.storage.memory.index import MemoryEventIndex
 from millpond.storage.memory.log import MemoryEventLog
 from millpond.storage.memory.profiles import MemoryProfileStore
@@ -23,6 +24,8 @@ class MemoryStorage:
     """:class:`~millpond.storage.contracts.Storage` in this process's memory."""
 
     def __init__(self) -> None:
+        #: Never fails by itself; tests may report episodes to it.
+        self.health = StorageHealth()
         self.log = MemoryEventLog()
         self.index = MemoryEventIndex(self.log)
         self.sources = MemorySourceStore()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from millpond.storage.memory.log import MemoryEventLog, Row
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
@@ -25,7 +25,7 @@ class MemoryEventIndex:
         self._log = log
 
     async def scan(self, window: Window, *, after: WindowCursor | None = None,
-                   chunk: int = 2000) -> AsyncIterator[list[StoredEvent]]:
+                   chunk: int = 2000) -> AsyncGenerator[list[StoredEvent]]:
         events = sorted((r.event for r in self._log.rows() if _in_window(r, window)),
                         key=lambda e: (e.ts_ms, e.seq))
         if after is not None:

@@ -43,7 +43,7 @@ class MemoryEventLog:
         self._last_seq = 0
         self._closed = False
         self._released = False
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # -- writing ---------------------------------------------------------------------
     def _append(self, events: Sequence[NewEvent]) -> AppendResult:
@@ -94,7 +94,7 @@ class MemoryEventLog:
     # -- waiting ---------------------------------------------------------------------
     async def wait(self, after_seq: int, timeout: float) -> int:
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._last_seq > after_seq or self._released:
                 return self._last_seq
@@ -148,12 +148,12 @@ class MemoryEventLog:
             self._closed = True
 
 
-def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]) -> None:
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
     for loop, fut in waiters:
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
             loop.call_soon_threadsafe(_resolve, fut)
 
 
-def _resolve(fut: asyncio.Future) -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

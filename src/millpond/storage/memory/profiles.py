@@ -13,21 +13,21 @@ from millpond.errors import BadRequest
 from millpond.profiles.merge import ClusterFacts, Plan, plan_chunk
 from millpond.profiles.search import matches, normalize, terms
 from millpond.profiles.shape import profile_view
-from millpond.profiles.updates import to_update
+from millpond.profiles.updates import ProfileUpdate, to_update
 from millpond.storage.models import PeoplePage
 
 #: A stored trait winner: (time, messageId, value JSON, seq or None, source_id or None).
 Stored = tuple[float, str, str, int | None, str | None]
 
 
-def _order(record: Stored) -> tuple:
+def _order(record: Stored) -> tuple[float, str, str, int, str]:
     t, mid, value, seq, source = record
     return (t, mid, value, -1 if seq is None else seq, source or "")
 
 
 @dataclass
 class _State:
-    identities: dict[str, list] = field(default_factory=dict)  # id -> [cid, is_user]
+    identities: dict[str, list[int]] = field(default_factory=dict)  # id -> [cid, is_user]
     members: dict[int, set[str]] = field(default_factory=dict)  # cid -> ids
     clusters: dict[int, ClusterFacts] = field(default_factory=dict)
     traits: dict[int, dict[tuple[str, str], Stored]] = field(default_factory=dict)
@@ -116,7 +116,7 @@ def _view(state: _State, cid: int) -> dict[str, Any]:
                         identities, sorted(state.groups.get(cid, ())), traits)
 
 
-def _apply(state: _State, chunk: list) -> None:
+def _apply(state: _State, chunk: list[ProfileUpdate]) -> None:
     ids = {identity for update in chunk for identity in update.ids}
     known = {i: (state.identities[i][0], state.identities[i][1])
              for i in ids if i in state.identities}

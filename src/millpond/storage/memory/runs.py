@@ -82,12 +82,12 @@ class MemoryRunStore:
     def set_state(self, run_id: str, state: RunState, *, error: str | None = None,
                   report: Mapping[str, Any] | None = None) -> Run:
         now = time.time()
-        report = _stored(report)
+        stored_report: dict[str, Any] | None = _stored(report)
         with self._lock:
             run = self._get(run_id)
             run.state = state
             run.error = error if error is not None else run.error
-            run.report = report if report is not None else run.report
+            run.report = stored_report if stored_report is not None else run.report
             run.updated_at = now
             if state in FINISHED:
                 run.finished_at = now
@@ -108,7 +108,7 @@ class MemoryRunStore:
                 if n:
                     run.counts[key] = run.counts.get(key, 0) + n
             letters = [self._new_dead_letter(d, now) for d in dead]
-            marked = []
+            marked: list[DeadLetter] = []
             for i in redriven:
                 letter = self._dead.get(i)
                 if letter is not None:
@@ -120,7 +120,7 @@ class MemoryRunStore:
                 self._dead[letter.id] = letter
 
     def _new_dead_letter(self, d: DeadLetter, now: float) -> DeadLetter:
-        if not isinstance(d.action, str) or not isinstance(d.reason, str):
+        if not isinstance(d.action, str) or not isinstance(d.reason, str):  # pyright: ignore[reportUnnecessaryIsInstance] - SQLite's NOT NULL, for callers no checker sees
             raise TypeError("a dead letter needs its action and reason")
         return DeadLetter(d.destination_id, d.run_id, d.seq, d.message_id, d.action, d.reason,
                           d.status, d.response, _stored(d.payload), d.created_at or now,

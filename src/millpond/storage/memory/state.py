@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import time
 from collections.abc import Sequence
+
+import msgspec
 
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.storage.models import Destination, ImportJob, Rejection, Source
@@ -21,6 +24,7 @@ class MemorySourceStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, Source] = {}
+        self._tombstones: dict[str, Source] = {}
 
     def _check(self, source: Source) -> None:
         for other in self._by_id.values():
@@ -33,7 +37,7 @@ class MemorySourceStore:
 
     def create(self, source: Source) -> Source:
         with self._lock:
-            if source.id in self._by_id:
+            if source.id in self._by_id or source.id in self._tombstones:
                 raise Conflict(f"a source with id {source.id!r} already exists", field="id")
             self._check(source)
             self._by_id[source.id] = source
@@ -71,9 +75,16 @@ class MemorySourceStore:
     def delete(self, source_id: str) -> Source:
         with self._lock:
             found = self._by_id.pop(source_id, None)
+            if found is not None:
+                found = msgspec.structs.replace(found, deleted_at=time.time())
+                self._tombstones[source_id] = found
         if found is None:
             raise NotFound(f"no source {source_id!r}", field="source")
         return found
+
+    def deleted(self) -> list[Source]:
+        with self._lock:
+            return sorted(self._tombstones.values(), key=lambda s: s.deleted_at or 0.0)
 
 
 class MemoryDestinationStore:

@@ -11,16 +11,96 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
+
+from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.health import StorageHealth
+
+#: SQLite's primary result code for "database or disk is full" (also a full disk's ENOSPC).
+SQLITE_FULL = 13
+#: Seconds a client is asked to wait before retrying while the disk is full.
+DISK_FULL_RETRY_AFTER = 5.0
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying the disk (or the database's size limit) is full."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == SQLITE_FULL) \
+        or "database or disk is full" in str(exc)
+
+
+#: Statements that write (their first word), for :meth:`Connection._written`.
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC", "COMMIT"})
+
+
+class Connection(sqlite3.Connection):
+    """A connection whose statements raise :class:`StorageUnavailable` for a full disk.
+
+    Why here, below every store: a full disk can fail any write (an event commit, a
+    checkpoint, a new source), and each caller must see the one transient error the
+    contracts name, which the collector and the API answer with a JSON 503 and
+    ``Retry-After``, not SQLite's text as a 500. The connection's ``health`` (when set)
+    hears of it, so the episode is logged once and shown in stats."""
+
+    health: StorageHealth | None = None
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> StorageUnavailable:
+        reason = f"the disk is full ({exc})"
+        if self.health is not None:
+            self.health.failed(reason)
+        return StorageUnavailable(f"storage unavailable: {reason}; retry later",
+                                  retry_after=DISK_FULL_RETRY_AFTER)
+
+    def _written(self, sql: str) -> None:
+        """During an episode only: a write outside a transaction (autocommit) committed, so
+        the disk takes writes again. (Transactions end it in :func:`immediate`.)"""
+        health = self.health
+        if health is not None and health.failing and not self.in_transaction \
+                and sql.lstrip()[:6].upper() in _WRITES:
+            health.ok()
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            cursor = super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            raise self._unavailable(exc) from exc
+        self._written(sql)
+        return cursor
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            cursor = super().executemany(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            raise self._unavailable(exc) from exc
+        self._written(sql)
+        return cursor
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            raise self._unavailable(exc) from exc
 
 
 def connect(path: str | Path, synchronous: str = "FULL", *,
-            cache_kib: int | None = None) -> sqlite3.Connection:
+            cache_kib: int | None = None, health: StorageHealth | None = None,
+            ) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with WAL on, usable from
-    any thread (each caller keeps to its own connection or serializes its use)."""
+    any thread (each caller keeps to its own connection or serializes its use); a full
+    disk raises :class:`StorageUnavailable` (:class:`Connection`), told to ``health``."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                           timeout=30)
+                           timeout=30, factory=Connection)
+    conn.health = health
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     if cache_kib is not None:
@@ -30,7 +110,7 @@ def connect(path: str | Path, synchronous: str = "FULL", *,
 
 
 @contextlib.contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def immediate(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
     """``with immediate(conn):`` runs the block in one write transaction taken up front;
     it commits at the end of the block and rolls back on any exception (re-raised)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -41,6 +121,9 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    health = getattr(conn, "health", None)
+    if health is not None:
+        health.ok()  # a write committed: a full-disk episode, if any, is over
 
 
 class StateDB:
@@ -52,8 +135,9 @@ class StateDB:
     cursor) should never wait behind it for SQLite's one write lock.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, health: StorageHealth | None = None):
         self.path = str(path)
+        self.health = health
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -78,7 +162,7 @@ class StateDB:
         return conn
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
-        conn = connect(self.path, synchronous)
+        conn = connect(self.path, synchronous, health=self.health)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys=ON")
         with self._lock:

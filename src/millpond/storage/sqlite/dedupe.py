@@ -33,8 +33,11 @@ CREATE TABLE IF NOT EXISTS dedupe_overflow (
 
 _LOOKUP_CHUNK = 500
 
+#: One ``INSERT INTO events`` row: seq, source_id, type, event, user_id, anonymous_id,
+#: message_id, ts, received, body.
+EventRow = tuple[int, str, str, str | None, str | None, str | None, str, int, int, bytes]
 #: Rows for ``INSERT INTO events``, a result per submission, the last seq assigned.
-Plan = tuple[list[tuple], list[AppendResult], int]
+Plan = tuple[list[EventRow], list[AppendResult], int]
 
 
 def dedupe_hash(source_id: str, message_id: str) -> int:
@@ -77,7 +80,7 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
     return rows, results, seq
 
 
-def _row(seq: int, e: NewEvent) -> tuple:
+def _row(seq: int, e: NewEvent) -> EventRow:
     return (seq, e.source_id, e.type, e.event_name, e.user_id, e.anonymous_id, e.message_id,
             e.ts_ms, e.received_ms, e.body)
 
@@ -88,7 +91,7 @@ def _plan_new(groups: Sequence[Sequence[NewEvent]], last_seq: int) -> Plan:
     events = [e for group in groups for e in group]
     rows = [(first + i, e.source_id, e.type, e.event_name, e.user_id, e.anonymous_id,
              e.message_id, e.ts_ms, e.received_ms, e.body) for i, e in enumerate(events)]
-    results = []
+    results: list[AppendResult] = []
     seq = first
     for group in groups:
         results.append(AppendResult(list(range(seq, seq + len(group)))))
@@ -97,10 +100,12 @@ def _plan_new(groups: Sequence[Sequence[NewEvent]], last_seq: int) -> Plan:
 
 
 def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
-                    hashes: list[list[int]], known: dict[int, int], last_seq: int):
+                    hashes: list[list[int]], known: dict[int, int], last_seq: int
+                    ) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
+                               list[AppendResult], int]:
     """Some hashes were seen before (or twice in this group): confirm each hit."""
     seq = last_seq
-    rows: list[tuple] = []
+    rows: list[EventRow] = []
     dedupe_rows: list[tuple[int, int]] = []
     overflow: list[tuple[str, str]] = []
     in_group: dict[int, NewEvent] = {}

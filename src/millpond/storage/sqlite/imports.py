@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from millpond.errors import BadRequest, NotFound
 from millpond.storage.models import ImportJob
@@ -26,12 +27,12 @@ CREATE TABLE IF NOT EXISTS imports (
 _ADDED_COLUMNS = {"progress": "TEXT", "updated_at": "REAL NOT NULL DEFAULT 0"}
 
 
-def _json(value) -> str | None:
+def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
 def _job(row: sqlite3.Row) -> ImportJob:
-    def load(text):
+    def load(text: str | None) -> Any:
         return None if text is None else json.loads(text)
 
     return ImportJob(row["id"], row["source_id"], row["kind"], row["file"], row["state"],

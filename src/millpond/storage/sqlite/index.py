@@ -9,10 +9,12 @@ that consumes it hardly notices the reading.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import struct
 from collections.abc import Sequence
 from itertools import starmap
 from operator import attrgetter
+from typing import Any
 
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite.activity import PersonIndex
@@ -34,7 +36,7 @@ class SQLiteEventIndex:
 
     def scan(self, window: Window, *, after: WindowCursor | None = None,
              chunk: int = 2000) -> WindowScan:
-        return WindowScan(self, window, after, chunk)
+        return WindowScan(self._log, window, after, chunk)
 
     async def count(self, window: Window) -> int:
         return await asyncio.to_thread(self._count, window)
@@ -53,9 +55,9 @@ class SQLiteEventIndex:
 
     def _query(self, q: EventQuery) -> list[StoredEvent]:
         where: list[str] = []
-        args: list = []
+        args: list[Any] = []
 
-        def add(clause: str, *values) -> None:
+        def add(clause: str, *values: Any) -> None:
             where.append(clause)
             args.extend(values)
 
@@ -111,10 +113,9 @@ class WindowScan:
     when it ends: the next scan finds its page cache warm, and scans one after another do
     not each grow a cache of their own."""
 
-    def __init__(self, index: SQLiteEventIndex, window: Window, after: WindowCursor | None,
+    def __init__(self, log: SQLiteEventLog, window: Window, after: WindowCursor | None,
                  chunk: int):
-        log = index._log
-        conn = None
+        conn: sqlite3.Connection | None = None
 
         def read(cursor: WindowCursor | None) -> list[StoredEvent]:
             nonlocal conn
@@ -180,7 +181,7 @@ _unpack_index = struct.Struct(">qqI").iter_unpack
 _by_position = attrgetter("ts_ms", "seq")
 
 
-def _packed_chunk(conn, window: Window, after: WindowCursor | None,
+def _packed_chunk(conn: sqlite3.Connection, window: Window, after: WindowCursor | None,
                   limit: int) -> list[StoredEvent]:
     """One chunk of a window scan, built by SQLite in a single step.
 
@@ -197,7 +198,7 @@ def _packed_chunk(conn, window: Window, after: WindowCursor | None,
         cursor[0], cursor[1], window.ts_to, limit_seq, *extra, limit)).fetchone()
     if index is None:
         return []
-    rows = []
+    rows: list[StoredEvent] = []
     end = 0
     event = StoredEvent
     previous = (cursor[0], cursor[1])

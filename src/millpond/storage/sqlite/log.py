@@ -31,12 +31,15 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future
 from itertools import starmap
 from pathlib import Path
+from typing import Any, cast
 
 from millpond.errors import Overloaded
+from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
 from millpond.storage.sqlite import dedupe
 from millpond.storage.sqlite.connection import connect, immediate
@@ -78,8 +81,13 @@ _WRITER_CHECKPOINT_PAGES = 32_768
 SPARE_READERS = 4
 
 
+#: A commit's outcome for one submission: its result, or the error every waiter hears.
+Outcome = AppendResult | BaseException
+
+
 class _Submission:
-    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's."""
+    """Events waiting for a commit, and who to tell: a thread's Future or an event loop's
+    (exactly one of ``future`` and ``aio_future`` is set: ``aio_future`` when ``loop`` is)."""
 
     __slots__ = ("events", "future", "loop", "aio_future")
 
@@ -87,7 +95,8 @@ class _Submission:
         self.events = events
         self.loop = loop
         self.future: Future[AppendResult] | None = None if loop else Future()
-        self.aio_future: asyncio.Future | None = loop.create_future() if loop else None
+        self.aio_future: asyncio.Future[AppendResult] | None = (loop.create_future() if loop
+                                                                else None)
 
 
 class SQLiteEventLog:
@@ -96,8 +105,11 @@ class SQLiteEventLog:
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None,
+                 health: StorageHealth | None = None):
         self.path = str(path)
+        #: Hears of refused and committed writes (see ``millpond.storage.health``).
+        self.health = health or StorageHealth()
         self._synchronous = synchronous
         self._max_pending = max_pending
         self._max_group = max_group
@@ -110,14 +122,14 @@ class SQLiteEventLog:
         self._released = False
         self._spare: list[sqlite3.Connection] = []
         self._spare_lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         #: The current overload episode: submissions refused so far, and since when.
         self._refused = 0
         self._refused_since = 0.0
         conn = self._connect()
         conn.executescript(SCHEMA)
-        self._last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._last_seq: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         conn.close()
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()
@@ -128,11 +140,12 @@ class SQLiteEventLog:
         self._checkpointer.start()
 
     # -- connections -----------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB)
+    def _connect(self, *, health: bool = True) -> sqlite3.Connection:
+        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB,
+                       health=self.health if health else None)
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Generator[sqlite3.Connection]:
         """A read-only connection for the block (the index reads through it too)."""
         conn = self.lend_reader()
         try:
@@ -204,11 +217,11 @@ class SQLiteEventLog:
 
     async def append(self, events: Sequence[NewEvent]) -> AppendResult:
         sub = self._submit(events, asyncio.get_running_loop())
-        return await sub.aio_future
+        return await cast("asyncio.Future[AppendResult]", sub.aio_future)  # given a loop
 
     def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
         """The commit's future (see the contract); submissions commit in order."""
-        return self._submit(events).future
+        return cast("Future[AppendResult]", self._submit(events).future)  # no loop: set
 
     def dedupe_keyer(self) -> Callable[[str, str], int]:
         return dedupe.dedupe_hash
@@ -253,15 +266,16 @@ class SQLiteEventLog:
         conn.close()
 
     def _checkpoint_loop(self) -> None:
-        """Passive checkpoints on demand: they never block the writer, nor it them."""
-        conn = self._connect()
+        """Passive checkpoints on demand: they never block the writer, nor it them. A
+        failed one is not an unavailable episode: no write was refused."""
+        conn = self._connect(health=False)
         stop = self._checkpoint_stop
         while True:
             self._checkpoint_due.wait()
             self._checkpoint_due.clear()
             if stop.is_set():
                 break
-            with contextlib.suppress(sqlite3.Error):  # busy or failed: the next one catches up
+            with contextlib.suppress(sqlite3.Error, StorageUnavailable):  # the next one catches up
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             if stop.wait(_CHECKPOINT_INTERVAL):
                 break
@@ -292,7 +306,7 @@ class SQLiteEventLog:
         if self._last_seq > after_seq or self._released:
             return self._last_seq
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
         with self._waiters_lock:
             self._waiters.append((loop, fut))
         if self._last_seq > after_seq or self._released:  # changed before registration
@@ -317,7 +331,7 @@ class SQLiteEventLog:
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
         """:meth:`read`, blocking (for this backend's own threads)."""
         sql = "SELECT seq, ts, body FROM events WHERE seq > ?"
-        args: list = [after_seq]
+        args: list[Any] = [after_seq]
         if upto_seq is not None:
             sql += " AND seq <= ?"
             args.append(upto_seq)
@@ -371,27 +385,33 @@ class SQLiteEventLog:
             reader.close()
 
 
-def _settle(subs: list[_Submission], outcomes: list) -> None:
+def _settle(subs: list[_Submission], outcomes: Sequence[Outcome]) -> None:
     """Tell every waiter of a commit group, with one wake-up per event loop.
 
     Why batch the wake-ups: ``call_soon_threadsafe`` writes to the loop's self-pipe, and
     doing that once per request costs more than the request's share of the commit.
     """
-    per_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    per_loop: dict[asyncio.AbstractEventLoop, list[_Pair]] = {}
     for sub, outcome in zip(subs, outcomes, strict=True):
         if sub.loop is None:
+            future = cast("Future[AppendResult]", sub.future)  # set when there is no loop
             if isinstance(outcome, BaseException):
-                sub.future.set_exception(outcome)
+                future.set_exception(outcome)
             else:
-                sub.future.set_result(outcome)
+                future.set_result(outcome)
         else:
-            per_loop.setdefault(sub.loop, []).append((sub.aio_future, outcome))
+            per_loop.setdefault(sub.loop, []).append(
+                (cast("asyncio.Future[AppendResult]", sub.aio_future), outcome))
     for loop, pairs in per_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
             loop.call_soon_threadsafe(_settle_in_loop, pairs)
 
 
-def _settle_in_loop(pairs: list) -> None:
+#: An event loop's future for one submission, and its outcome.
+_Pair = tuple["asyncio.Future[AppendResult]", Outcome]
+
+
+def _settle_in_loop(pairs: list[_Pair]) -> None:
     for fut, outcome in pairs:
         if fut.done():
             continue
@@ -401,6 +421,6 @@ def _settle_in_loop(pairs: list) -> None:
             fut.set_result(outcome)
 
 
-def _resolve(fut: asyncio.Future) -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

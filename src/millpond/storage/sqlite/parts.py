@@ -9,7 +9,8 @@ its own seq range of the window, and the server only adds up their tallies.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Generator, Iterator
 from itertools import starmap
 
 from millpond.storage.models import StoredEvent, Window, WindowPart
@@ -22,12 +23,12 @@ DENSE_FRACTION = 4
 DENSE = "seq"
 
 
-def window_sql(source_ids: tuple[str, ...] | None) -> tuple[str, tuple]:
+def window_sql(source_ids: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
     """The window query (params: cursor ts, cursor seq, ts_to, max seq, *sources, limit)."""
     # A row value lets SQLite seek straight to the cursor in the (ts, rowid) index
     # instead of re-reading every row that shares the cursor's timestamp.
     sql = "SELECT ts, seq, body FROM events WHERE (ts, seq) > (?, ?) AND ts < ? AND seq <= ?"
-    extra: tuple = ()
+    extra: tuple[str, ...] = ()
     if source_ids is not None:
         sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"
         extra = tuple(source_ids)
@@ -42,7 +43,7 @@ class SQLitePartScanner:
         self.path = path
 
     @contextlib.contextmanager
-    def _reader(self) -> Iterator:
+    def _reader(self) -> Generator[sqlite3.Connection]:
         conn = connect(self.path, "FULL", cache_kib=65536)
         conn.execute("PRAGMA query_only=1")
         try:
@@ -52,10 +53,10 @@ class SQLitePartScanner:
 
     def parts(self, window: Window, max_parts: int, min_events: int) -> list[WindowPart]:
         with self._reader() as conn:
-            last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             upto = last if window.max_seq is None else min(window.max_seq, last)
             # Counting walks only the (ts) index, which holds the rowid: no table reads.
-            size = conn.execute(
+            size: int = conn.execute(
                 "SELECT COUNT(*) FROM events INDEXED BY events_ts WHERE ts >= ? AND ts < ?"
                 " AND seq <= ?", (window.ts_from, window.ts_to, upto)).fetchone()[0]
         # This backend gives every stored event the next seq, so ``upto`` is about the

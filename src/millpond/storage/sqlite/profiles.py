@@ -46,6 +46,7 @@ from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_chun
 from millpond.profiles.search import normalize, prefix_range, terms
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import ProfileUpdate, to_update
+from millpond.storage.health import StorageHealth
 from millpond.storage.models import PeoplePage
 from millpond.storage.sqlite.connection import connect as connect_file
 from millpond.storage.sqlite.connection import immediate
@@ -108,7 +109,7 @@ CREATE TABLE IF NOT EXISTS profile_ids (
 """
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path, health: StorageHealth | None = None) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode with the pragmas the store relies on.
 
     Autocommit (``isolation_level=None``) because the store issues its own ``BEGIN IMMEDIATE``:
@@ -117,7 +118,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
     corrupts; the checkpoint lives in the same database and rolls back with the data, so a
     follower simply re-applies from the log (re-applying is a no-op by design).
     """
-    conn = connect_file(path, "NORMAL", cache_kib=65536)  # 64 MiB: bulk merges touch many pages
+    # 64 MiB of cache: bulk merges touch many pages
+    conn = connect_file(path, "NORMAL", cache_kib=65536, health=health)
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
 
@@ -218,7 +220,8 @@ class SQLiteProfileStore:
     committed state.
     """
 
-    def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 health: StorageHealth | None = None) -> None:
         """Open (creating if needed) the store at ``path``.
 
         ``batch_size`` is how many events are planned in memory at once inside
@@ -228,7 +231,7 @@ class SQLiteProfileStore:
             raise ValueError("batch_size must be at least 1")
         self.path = Path(path)
         self._batch_size = batch_size
-        self._write = connect(self.path)
+        self._write = connect(self.path, health)
         ensure_schema(self._write)
         self._read = connect(self.path)
         self._write_lock = threading.Lock()

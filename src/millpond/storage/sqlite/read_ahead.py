@@ -16,22 +16,24 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 C = TypeVar("C")  # a cursor: where the next read starts
+T = TypeVar("T")  # what a chunk holds
 
 #: Chunks read and not yet taken, at most.
 DEPTH = 2
 
 
-class ReadAhead(Generic[C]):
+class ReadAhead(Generic[C, T]):
     """``await get()`` returns ``read(after)``, then ``read(next_after(chunk))``, ... in
     order, until an empty chunk (returned too, then the thread ends). A read's exception
     is raised by the ``get`` that would have returned its chunk. ``close`` stops the
     thread at its next step; call it when the consumer stops. ``finish``, if given, runs
     in the thread as it ends (after its last read)."""
 
-    def __init__(self, read: Callable[[C], list], after: C, next_after: Callable[[list], C],
+    def __init__(self, read: Callable[[C], list[T]], after: C,
+                 next_after: Callable[[list[T]], C],
                  depth: int = DEPTH, finish: Callable[[], None] | None = None):
         self._read = read
         self._finish = finish
@@ -39,10 +41,10 @@ class ReadAhead(Generic[C]):
         self._next_after = next_after
         self._room = threading.Semaphore(depth)
         self._stop = threading.Event()
-        self._ready: asyncio.Queue[list | BaseException] | None = None
+        self._ready: asyncio.Queue[list[T] | BaseException] | None = None
         self._thread: threading.Thread | None = None
 
-    async def get(self) -> list:
+    async def get(self) -> list[T]:
         if self._ready is None:
             self._ready = asyncio.Queue()
             self._thread = threading.Thread(target=self._run, name="replay-read", daemon=True,
@@ -58,21 +60,23 @@ class ReadAhead(Generic[C]):
         self._stop.set()
         self._room.release()  # a reader waiting for room wakes up and sees the stop
 
-    def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Queue) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop,
+             ready: asyncio.Queue[list[T] | BaseException]) -> None:
         try:
             self._read_ahead(loop, ready)
         finally:
             if self._finish is not None:
                 self._finish()
 
-    def _read_ahead(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Queue) -> None:
+    def _read_ahead(self, loop: asyncio.AbstractEventLoop,
+                    ready: asyncio.Queue[list[T] | BaseException]) -> None:
         after = self._after
         while True:
             self._room.acquire()
             if self._stop.is_set():
                 return
             try:
-                chunk: Any = self._read(after)
+                chunk = self._read(after)
             except Exception as exc:  # noqa: BLE001 - handed to the pump, which fails with it
                 self._hand(loop, ready, exc)
                 return
@@ -81,7 +85,8 @@ class ReadAhead(Generic[C]):
             after = self._next_after(chunk)
 
     @staticmethod
-    def _hand(loop: asyncio.AbstractEventLoop, ready: asyncio.Queue, item: Any) -> bool:
+    def _hand(loop: asyncio.AbstractEventLoop, ready: asyncio.Queue[list[T] | BaseException],
+              item: list[T] | BaseException) -> bool:
         """Queue ``item`` for ``get``; False when the loop is gone (nobody will get it)."""
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(ready.put_nowait, item)

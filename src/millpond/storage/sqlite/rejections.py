@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from millpond.storage.models import Rejection
 from millpond.storage.sqlite.connection import StateDB, immediate
@@ -35,16 +36,16 @@ class SQLiteRejectionStore:
         conn = self._db.conn()
         with immediate(conn):
             for r in rejections:
-                r.id = conn.execute(
+                r.id = cast(int, conn.execute(  # an INSERT's rowid: never None
                     "INSERT INTO rejections (source_id, received, idx, code, reason, field,"
                     " body) VALUES (?,?,?,?,?,?,?)",
                     (r.source_id, r.received_ms, r.index, r.code, r.reason, r.field,
-                     r.body)).lastrowid
+                     r.body)).lastrowid)
 
     def list(self, source_id: str | None, after_id: int, limit: int) -> list[Rejection]:
         sql = ("SELECT id, source_id, received, idx, code, reason, field, body FROM rejections"
                " WHERE id > ?")
-        args: list = [after_id or 0]
+        args: list[str | int] = [after_id or 0]
         if source_id:
             sql += " AND source_id = ?"
             args.append(source_id)

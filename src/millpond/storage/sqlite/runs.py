@@ -115,7 +115,11 @@ def _dead_letter(row: sqlite3.Row) -> DeadLetter:
                       row["id"])
 
 
-def _dead_values(d: DeadLetter, now: float) -> tuple:
+#: A ``dead_letters`` row as :data:`_ADD_DEAD` inserts it.
+_DeadRow = tuple[str, str, int, str | None, str, str, int | None, str | None, str | None, float]
+
+
+def _dead_values(d: DeadLetter, now: float) -> _DeadRow:
     return (d.destination_id, d.run_id, d.seq, d.message_id, d.action, d.reason, d.status,
             d.response, None if d.payload is None else json.dumps(d.payload),
             d.created_at or now)
@@ -164,7 +168,8 @@ class SQLiteRunStore:
 
     def list(self, destination_id: str | None = None, *, kinds: Iterable[RunKind] = (),
              states: Iterable[RunState] = ()) -> list[Run]:
-        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        sql = "SELECT * FROM runs WHERE 1=1"
+        args: list[str] = []
         if destination_id is not None:
             sql += " AND destination_id = ?"
             args.append(destination_id)
@@ -195,7 +200,8 @@ class SQLiteRunStore:
                    redriven: Sequence[int] = (), durable: bool = True) -> None:
         conn = self._db.conn() if durable else self._db.relaxed()
         now = time.time()
-        sets, params = ["updated_at = ?"], [now]
+        sets: list[str] = ["updated_at = ?"]
+        params: list[float | int | str | None] = [now]
         if scanned:
             sets.append("scanned = scanned + ?")
             params.append(scanned)
@@ -226,7 +232,7 @@ class SQLiteRunStore:
                      state: DeadLetterState | None = DeadLetterState.DEAD,
                      after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
         sql = "SELECT * FROM dead_letters WHERE destination_id = ? AND id > ?"
-        args: list = [destination_id, after_id]
+        args: list[str | int] = [destination_id, after_id]
         if state is not None:
             sql += " AND state = ?"
             args.append(str(state))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+
+import msgspec
 
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Source
-from millpond.storage.sqlite.connection import StateDB, unique_violation
+from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -22,6 +25,20 @@ CREATE TABLE IF NOT EXISTS sources (
     enabled INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS sources_by_site ON sources(site_id);
+-- Tombstones: deleted sources, without the live table's unique names and keys (both
+-- may be reused), so that what a deleted source was stays known for its events.
+CREATE TABLE IF NOT EXISTS deleted_sources (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    write_key TEXT NOT NULL,
+    site_id TEXT,
+    replayable INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    allowed_origins TEXT,
+    enabled INTEGER NOT NULL,
+    deleted_at REAL NOT NULL
+);
 """
 #: Columns added after the first release, for data dirs created before them.
 _ADDED_COLUMNS = {"allowed_origins": "TEXT", "enabled": "INTEGER NOT NULL DEFAULT 1"}
@@ -29,15 +46,15 @@ _COLUMNS = ("id, name, kind, write_key, site_id, replayable, created_at, allowed
             " enabled")
 
 
-def _row(row: sqlite3.Row) -> Source:
+def _row(row: sqlite3.Row, deleted_at: float | None = None) -> Source:
     origins = row["allowed_origins"]
     return Source(row["id"], row["name"], row["kind"], row["write_key"],
                   bool(row["replayable"]), row["site_id"], row["created_at"],
                   None if origins is None else tuple(json.loads(origins)),
-                  bool(row["enabled"]))
+                  bool(row["enabled"]), deleted_at)
 
 
-def _values(s: Source) -> tuple:
+def _values(s: Source) -> tuple[str, str, str, str, str | None, int, float, str | None, int]:
     origins = None if s.allowed_origins is None else json.dumps(list(s.allowed_origins))
     return (s.id, s.name, s.kind, s.write_key, s.site_id, int(s.replayable), s.created_at,
             origins, int(s.enabled))
@@ -65,6 +82,9 @@ class SQLiteSourceStore:
                 db.conn().execute(f"ALTER TABLE sources ADD COLUMN {column} {decl}")
 
     def create(self, source: Source) -> Source:
+        if self._db.conn().execute("SELECT 1 FROM deleted_sources WHERE id = ?",
+                                   (source.id,)).fetchone():
+            raise Conflict(f"a source with id {source.id!r} already exists", field="id")
         try:
             self._db.conn().execute(f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                                     _values(source))
@@ -111,5 +131,17 @@ class SQLiteSourceStore:
         source = self.get(source_id)
         if source.id != source_id:
             raise NotFound(f"no source {source_id!r}", field="source")
-        self._db.conn().execute("DELETE FROM sources WHERE id = ?", (source_id,))
-        return source
+        tombstone = msgspec.structs.replace(source, deleted_at=time.time())
+        with immediate(self._db.conn()) as conn:
+            cur = conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no source {source_id!r}", field="source")
+            conn.execute(f"INSERT INTO deleted_sources ({_COLUMNS}, deleted_at)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?)", (*_values(tombstone),
+                                                            tombstone.deleted_at))
+        return tombstone
+
+    def deleted(self) -> list[Source]:
+        rows = self._db.conn().execute("SELECT * FROM deleted_sources"
+                                       " ORDER BY deleted_at, rowid")
+        return [_row(r, r["deleted_at"]) for r in rows]

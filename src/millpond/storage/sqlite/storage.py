@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from millpond import metrics
+from millpond.storage.health import StorageHealth
 from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.connection import StateDB
 from millpond.storage.sqlite.destinations import SQLiteDestinationStore
@@ -35,7 +36,9 @@ class SQLiteStorage:
                  on_commit: Callable[[int, float], None] | None = metrics.record_commit):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._state = StateDB(self.data_dir / FILES["state"])
+        #: Whether writes succeed now (a full disk: one episode, logged once; stats).
+        self.health = StorageHealth()
+        self._state = StateDB(self.data_dir / FILES["state"], self.health)
         self.sources = SQLiteSourceStore(self._state)
         self.destinations = SQLiteDestinationStore(self._state)
         self.runs = SQLiteRunStore(self._state)
@@ -45,10 +48,11 @@ class SQLiteStorage:
         self._people: PersonIndex | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
-                                  on_commit=self._committed)
+                                  on_commit=self._committed, health=self.health)
         self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
         self.index = SQLiteEventIndex(self.log, self._people)
-        self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"])
+        self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"],
+                                           health=self.health)
         self._closed = False
 
     def _committed(self, events: int, seconds: float) -> None:
@@ -62,7 +66,7 @@ class SQLiteStorage:
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
         ``activity.db``), its write-ahead log included."""
-        out = {}
+        out: dict[str, int] = {}
         for file in FILES.values():
             size = 0
             for suffix in ("", "-wal"):

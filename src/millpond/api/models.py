@@ -1,0 +1,467 @@
+"""The admin API's request bodies and answers as msgspec types (DESIGN.md's resource shapes).
+
+Why msgspec and not pydantic: the same people-friendly converter that checks destination
+settings and ``ServerConfig`` (:mod:`millpond.validation`) checks these bodies, so every
+refusal names the field as the API spells it, the value given and what would fit. The
+OpenAPI document is generated from these types too (:mod:`millpond.api.schema`), so what
+``/api/docs`` shows is what the server checks.
+
+Requests refuse unknown fields; answers list their fields as required but allow more
+(the shapes may grow without breaking clients). Checks that a type cannot express (a
+trigger compiles, a replay's rate stays under the destination's, a source exists) stay
+functions over these typed values, in the services.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from millpond.delivery.rate_limit import (
+    MAX_EVENTS_PER_SECOND,
+    MAX_IN_FLIGHT,
+    MAX_REQUESTS_PER_SECOND,
+)
+
+#: SQLite integers (and every id or cursor the API hands out) fit in 64 signed bits.
+MAX_INT = 2**63 - 1
+Id = Annotated[int, Meta(ge=1, le=MAX_INT, description="an id the API handed out")]
+Seq = Annotated[int, Meta(ge=1, le=MAX_INT, description="an event's position in the log")]
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S",
+                           extra={"expected": "a name of 1 to 100 characters, not blank"},
+                           examples=["Mixpanel prod"])]
+#: A time in a body: ISO 8601 text, relative text (``-7d``) or Unix seconds.
+TimeBound = (Annotated[str, Meta(examples=["2024-01-01T00:00:00Z"])]
+             | Annotated[float, Meta(ge=0, le=253402300799,
+                                     description="Unix seconds")] | None)
+
+
+class Request(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of request bodies: unknown fields are refused, defaults are not echoed."""
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+class ErrorDetail(Struct):
+    code: Annotated[str, Meta(examples=["bad_request"])]
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(Struct):
+    """Every failure: ``{"error": {"code", "message", "field"}}`` (DESIGN.md "Errors")."""
+
+    error: ErrorDetail
+
+
+# -- sources ------------------------------------------------------------------------------
+
+_ORIGINS = ("Origins a browser may send this source's events from, e.g. "
+            '["https://www.example.com", "https://*.example.com"]; null: any origin.')
+_PORT = (r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+         r"|6553[0-5]))?")
+_LABEL = r"[A-Za-z0-9-]+"
+#: What :func:`millpond.sources.origins.normalize_origin` accepts, for the document and
+#: the first check: scheme and host (a wildcard only before two more labels), a port.
+ORIGIN_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(\*\.{_LABEL}\.{_LABEL}(\.{_LABEL})*|"
+                  rf"{_LABEL}(\.{_LABEL})*){_PORT}/?$")
+Origin = Annotated[str, Meta(pattern=ORIGIN_PATTERN,
+                             extra={"expected": "an origin (scheme and host, no path), e.g. "
+                                    '"https://www.example.com" or "https://*.example.com"'})]
+Origins = Annotated[list[Origin], Meta(description=_ORIGINS)] | None
+
+
+class SourceCreate(Request):
+    name: Annotated[str, Meta(min_length=1, max_length=100, examples=["web"])]
+    kind: Literal["pipelines", "track", "import"] = "pipelines"
+    replayable: bool | None = None
+    allowed_origins: Origins = None
+    enabled: bool = True
+
+
+class SourceUpdate(Request):
+    name: Annotated[str, Meta(min_length=1, max_length=100, examples=["web"])] | None = None
+    replayable: bool | None = None
+    #: Left out: unchanged; ``null``: any origin again.
+    allowed_origins: Origins | UnsetType = UNSET
+    enabled: bool | None = None
+
+
+class SourceOut(Struct):
+    id: str
+    name: str
+    kind: str
+    write_key: str
+    replayable: bool
+    created_at: float
+    allowed_origins: list[str] | None
+    enabled: bool
+    site_id: str | None = None
+
+
+class SourceList(Struct):
+    sources: list[SourceOut]
+
+
+class DeletedSource(Struct):
+    deleted: SourceOut
+
+
+class Snippet(Struct):
+    source: str
+    sdk: str
+    form: str
+    url: str
+    text: str
+
+
+# -- destinations -------------------------------------------------------------------------
+
+
+#: A duration as :func:`millpond.timeutil.parse_duration` reads it ("72h", "1h30m").
+DURATION = r"^\s*((\d+(\.\d+)?|\.\d+)\s*[smhdw]\s*)+$"
+
+
+EventsPerSecond = Annotated[float, Meta(
+    gt=0, le=MAX_EVENTS_PER_SECOND, examples=[1000],
+    extra={"expected": f"a number above 0 and at most {MAX_EVENTS_PER_SECOND:g}"})]
+RequestsPerSecond = Annotated[float, Meta(
+    gt=0, le=MAX_REQUESTS_PER_SECOND, examples=[10],
+    extra={"expected": f"a number above 0 and at most {MAX_REQUESTS_PER_SECOND:g}"})]
+
+
+class RateLimitSpec(Request):
+    """Left out: the type's default; ``requests_per_second: null``: no request limit."""
+
+    events_per_second: EventsPerSecond | UnsetType = UNSET
+    requests_per_second: RequestsPerSecond | None | UnsetType = UNSET
+    #: Requests sent at once; a user's requests still go one at a time, in order.
+    max_in_flight: Annotated[int, Meta(ge=1, le=MAX_IN_FLIGHT, examples=[16], extra={
+        "expected": f"a whole number from 1 to {MAX_IN_FLIGHT} (requests sent at once)"})] \
+        | UnsetType = UNSET
+    #: The longest vendor ``Retry-After`` honoured (seconds); null: the default (300).
+    max_retry_after: Annotated[float, Meta(ge=1, le=86_400, examples=[300], extra={
+        "expected": "a number of seconds from 1 to 86400 (the longest vendor Retry-After "
+                    "honoured, default 300)"})] | None | UnsetType = UNSET
+    #: How long the destination may fail before it dead-letters what it holds: a
+    #: duration ("4h") or seconds; null: the default (4h).
+    max_retry_age: Annotated[str, Meta(pattern=DURATION, examples=["4h"])] | Annotated[float, Meta(
+        ge=60, le=30 * 86_400, extra={"expected": "a duration of at least 1 minute, e.g. "
+                                      '"4h" or "30m", or seconds (default 4h)'})] | None | \
+        UnsetType = UNSET
+
+
+class ActionConfig(Request):
+    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S",
+                              extra={"expected": "a name of 1 to 100 characters, not blank"},
+                              examples=["Orders"])]
+    trigger: Annotated[str, Meta(examples=['type = "track"'],
+                                 description="FQL: which events this action handles")]
+    mapping: Annotated[Any, Meta(examples=[{"event": {"@path": "$.event"}}],
+                                 description="the payload, from the event")]
+    max_event_age: Annotated[str, Meta(examples=["72h"])] | None = None
+    enabled: bool = True
+
+
+class DestinationCreate(Request):
+    name: Name
+    type: Annotated[str, Meta(examples=["mixpanel"], description="a type of "
+                              "/api/destination-types")]
+    settings: dict[str, Any] | None = None
+    rate_limit: RateLimitSpec | None = None
+    #: Left out or null: the type's preset actions.
+    actions: list[ActionConfig] | None = None
+    enabled: bool = True
+
+
+class DestinationPatch(Request):
+    """Only the fields given change; ``actions: null`` goes back to the presets."""
+
+    name: Name | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    settings: dict[str, Any] | None | UnsetType = UNSET
+    rate_limit: RateLimitSpec | None | UnsetType = UNSET
+    actions: list[ActionConfig] | None | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class TestRequest(Request):
+    """One of ``event``, ``message_id`` (optionally within ``source``) or ``seq``."""
+
+    event: dict[str, Any] | UnsetType = UNSET
+    message_id: Annotated[str, Meta(examples=["abc-123"])] | UnsetType = UNSET
+    source: str | None = None
+    seq: Seq | UnsetType = UNSET
+
+
+class RateLimitOut(Struct):
+    events_per_second: float | None
+    requests_per_second: float | None = None
+
+
+class ActionOut(Struct):
+    name: str
+    trigger: str
+    mapping: Any
+    max_event_age: str | None
+    enabled: bool
+
+
+class RetryNow(Struct):
+    id: str
+    name: str
+    retried_now: bool
+    message: str
+    stats: DeliveryStats
+
+
+class DestinationOut(Struct):
+    id: str
+    name: str
+    type: str
+    settings: dict[str, Any]
+    rate_limit: dict[str, float | None]
+    actions: list[ActionOut]
+    enabled: bool
+    connected_at: str
+    connected_seq: int
+
+
+class TableLoads(Struct):
+    """One warehouse table or storage location: what this server process loaded into it."""
+
+    rows: int
+    discards: int
+    last_load: float | None = None
+
+
+class Loads(Struct):
+    """Warehouse and storage destinations only: their loads, per table (since start)."""
+
+    loads: int
+    last_load: float | None
+    seconds_since_last_load: float | None
+    last_error: str | None
+    lag_seconds: float
+    tables: dict[str, TableLoads]
+
+
+class DeliveryStats(Struct):
+    """Counts by outcome and action, the sender's state and how far behind the log it is."""
+
+    state: str
+    cursor: int
+    events_behind: int
+    lag_seconds: float
+    dead_letters_waiting: int
+    sent: int
+    skipped: dict[str, int]
+    dead_lettered: int
+    retried: int
+    actions: dict[str, Any]
+    last_error: str | None = None
+    loads: Loads | None = None
+
+
+class DestinationFull(DestinationOut):
+    stats: DeliveryStats
+
+
+class DestinationList(Struct):
+    destinations: list[DestinationFull]
+
+
+class DestinationStatsOut(Struct):
+    id: str
+    name: str
+    stats: DeliveryStats
+
+
+class DeletedDestination(Struct):
+    deleted: DestinationOut
+
+
+class DestinationTypes(Struct):
+    types: list[dict[str, Any]]
+
+
+class TestResult(Struct):
+    """What each action would do with the event: matched, outcome, payload, request."""
+
+    destination: str
+    outcome: str
+    reason: str | None
+    event: dict[str, Any]
+    actions: list[dict[str, Any]]
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+
+class RedriveRequest(Request):
+    """Left out: every dead letter of the destination."""
+
+    ids: list[Id] | None = None
+
+
+class DeadLetterOut(Struct):
+    id: int
+    destination_id: str
+    seq: int
+    message_id: str | None
+    action: str
+    reason: str
+    status: int | None
+    response: str | None
+    payload: Any
+    created_at: str | None
+    state: Literal["dead", "redriving", "redriven"]
+    redriven_at: str | None
+
+
+class DeadLetterPage(Struct):
+    dead_letters: list[DeadLetterOut]
+    next_cursor: int | None
+
+
+class RefusedRedrive(Struct):
+    id: int
+    reason: str
+
+
+class RedriveOut(Struct):
+    redriving: int
+    ids: list[int]
+    refused: list[RefusedRedrive]
+
+
+# -- replays ------------------------------------------------------------------------------
+
+
+class ReplayRequest(Request, rename={"from_": "from"}):
+    destination: Annotated[str, Meta(min_length=1, examples=["Amplitude"],
+                                     description="a destination name or id")]
+    sources: Annotated[list[str], Meta(min_length=1, examples=[["web"]])] | None = None
+    from_: TimeBound = None
+    to: TimeBound = None
+    filter: Annotated[str, Meta(examples=['type = "track"'])] | None = None
+    rate: EventsPerSecond | None = None
+    dry_run: bool = False
+    include_live: bool = False
+
+
+class ReplayOut(Struct):
+    """A replay or, with ``dry_run``, its preview (``id`` null, ``preview`` set)."""
+
+    id: str | None
+    state: str
+    destination: str
+    destination_name: str
+    sources: list[dict[str, str]]
+    excluded_sources: list[dict[str, str]]
+    window: dict[str, Any]
+    filter: str | None
+    include_live: bool
+    rate: float
+    estimate: dict[str, Any]
+    dry_run: bool = False
+    preview: dict[str, Any] | None = None
+    destination_deleted: bool = False
+    #: Why a replay is paused, cancelled or failed.
+    reason: str | None = None
+    progress: dict[str, Any] | None = None
+    current_rate: float | None = None
+    eta_seconds: float | None = None
+    cursor: dict[str, int] | None = None
+    error: str | None = None
+    report: dict[str, Any] | None = None
+    created_at: float | None = None
+    finished_at: float | None = None
+
+
+class ReplayList(Struct):
+    replays: list[ReplayOut]
+
+
+# -- events, rejections -------------------------------------------------------------------
+
+
+class EventPage(Struct):
+    """Stored events as received (with ``messageId``, ``receivedAt`` and ``seq``)."""
+
+    events: list[dict[str, Any]]
+    next_cursor: Annotated[str, Meta(pattern=r"^\d+$")] | None
+
+
+class RejectionOut(Struct):
+    id: int
+    source_id: str
+    received_ms: int
+    index: int
+    code: str
+    reason: str
+    field: str | None
+    body: str
+
+
+class RejectionPage(Struct):
+    rejections: list[RejectionOut]
+    next_cursor: str | None
+
+
+# -- imports, people ----------------------------------------------------------------------
+
+
+class ImportOut(Struct):
+    id: str
+    source_id: str
+    kind: str
+    file: str
+    state: str
+    progress: dict[str, Any] | None
+    summary: dict[str, Any] | None
+    error: str | None
+    created_at: float
+
+
+class ImportList(Struct):
+    imports: list[ImportOut]
+
+
+class Person(Struct):
+    """A profile with each trait's time and source (``millpond.profiles.shape``)."""
+
+    id: str
+    user_id: str | None
+    user_ids: list[str]
+    anonymous_ids: list[str]
+    traits: dict[str, Any]
+    trait_times: dict[str, Any]
+    trait_sources: dict[str, Any]
+    cleared_traits: Any
+    groups: Any
+
+
+class PeoplePage(Struct):
+    """People matching a query (``GET /api/people``), a page at a time."""
+
+    people: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+ALL: tuple[type[Struct], ...] = (
+    ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
+    DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
+    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
+    TestResult,
+    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
+    ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
+)
+
+
+def to_dict(value: Struct) -> dict[str, Any]:
+    """The fields given (UNSET left out), as plain JSON values for the services."""
+    return msgspec.to_builtins(value)
