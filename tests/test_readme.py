@@ -224,6 +224,10 @@ CHECKS: dict[str, Check] = {
     r"replay status .*--watch": contains("paused"),
     r"replay resume": contains("running"),
     r"replay cancel": contains("cancelled"),
+    r"destinations add lake\b": contains("created destination lake", "after seq 0"),
+    r"destinations stats lake": contains("cursor"),
+    r"replay start lake": lambda w, s, r: _match(
+        r.stderr, r"first sync already includes history; create a new destination"),
     r"sources add crm": created_source("crm"),
     r"import people users\.csv": imported("users.csv"),
     r"import events orders\.csv": imported("orders.csv"),

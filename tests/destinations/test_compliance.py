@@ -50,7 +50,11 @@ def dest_cls(type_name: str) -> type[DestinationType]:
 
 
 def test_every_built_in_type_is_registered() -> None:
-    assert sorted(cls.name for cls in all_types()) == NAMES
+    # The HTTP vendors run the compliance suite below; the loader types (a real PostgreSQL,
+    # a directory or bucket) are tested in tests/warehouses.
+    assert sorted(cls.name for cls in all_types() if cls.kind == "vendor") == NAMES
+    assert sorted(cls.name for cls in all_types() if cls.kind != "vendor") == [
+        "parquet", "postgres"]
     assert [entry["name"] for entry in catalog()] == [cls.name for cls in all_types()]
 
 

@@ -19,7 +19,8 @@ from .fakes.segment import basic
 def test_every_destination_type_has_a_documented_fake() -> None:
     from millpond.destinations import all_types
 
-    assert set(FAKES) == {cls.name for cls in all_types()}
+    # Warehouse and storage types need no fake: their tests use a real PostgreSQL and moto.
+    assert set(FAKES) == {cls.name for cls in all_types() if cls.kind == "vendor"}
     for name, cls in FAKES.items():
         doc = sys.modules[cls.__module__].__doc__ or ""
         assert "https://" in doc, f"{name} fake does not name the docs it follows"

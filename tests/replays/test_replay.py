@@ -228,7 +228,8 @@ async def test_refusals_say_why(world):
     log.append_sync([ev(web.id, 1, BASE)])
     dest = await pumps.create({"name": "hook", "type": "webhook",
                                "settings": {"url": "http://vendor.invalid/"}})
-    with pytest.raises(BadRequest, match="warehouse is not replayable: its first sync"):
+    with pytest.raises(BadRequest, match=r"hook \(warehouse\) is not replayable: its first "
+                       "sync already includes history; create a new destination to load again"):
         plan({}, dest, Warehouse, [web])
     with pytest.raises(BadRequest, match="only non-replayable sources in scope.*crm"):
         await replays.create({"destination": "hook", "sources": ["crm"]})

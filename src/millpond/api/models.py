@@ -230,6 +230,25 @@ class DestinationOut(Struct):
     connected_seq: int
 
 
+class TableLoads(Struct):
+    """One warehouse table or storage location: what this server process loaded into it."""
+
+    rows: int
+    discards: int
+    last_load: float | None = None
+
+
+class Loads(Struct):
+    """Warehouse and storage destinations only: their loads, per table (since start)."""
+
+    loads: int
+    last_load: float | None
+    seconds_since_last_load: float | None
+    last_error: str | None
+    lag_seconds: float
+    tables: dict[str, TableLoads]
+
+
 class DeliveryStats(Struct):
     """Counts by outcome and action, the sender's state and how far behind the log it is."""
 
@@ -244,6 +263,7 @@ class DeliveryStats(Struct):
     retried: int
     actions: dict[str, Any]
     last_error: str | None = None
+    loads: Loads | None = None
 
 
 class DestinationFull(DestinationOut):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,21 @@ def _print_destination(dest: dict) -> None:
         _print_stats(stats)
 
 
+def when(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_loads(loads: dict) -> None:
+    """A warehouse's or storage's tables: rows loaded, discards and last load."""
+    print_table([{"table": name, "rows": t["rows"], "discards": t["discards"],
+                  "last load": when(t["last_load"])} for name, t in loads["tables"].items()],
+                ["table", "rows", "discards", "last load"])
+    console.print(f"{loads['loads']} loads; last {when(loads['last_load'])}; "
+                  f"lag {loads['lag_seconds']}s", highlight=False, markup=False)
+
+
 def _print_stats(stats: dict) -> None:
     console.print(f"state: {stats['state']}  cursor: {stats['cursor']}  events behind: "
                   f"{stats['events_behind']}  lag: {stats['lag_seconds']}s  "
@@ -130,6 +146,8 @@ def _print_stats(stats: dict) -> None:
                       f"{stats['max_in_flight']} requests in flight", highlight=False)
     if stats.get("last_error"):
         console.print(f"last error: {stats['last_error']}", highlight=False, markup=False)
+    if stats.get("loads"):
+        _print_loads(stats["loads"])
     if stats.get("retry_now"):
         console.print(f"next attempt in {stats.get('next_attempt_in') or 0:.0f}s (vendor waits "
                       f"are capped at {stats.get('max_retry_after', 300):g}s); to try now: "
@@ -155,11 +173,12 @@ def types(as_json: bool, client) -> None:
     if as_json:
         print_json(data)
         return
-    print_table([{"name": t["name"], "title": t["title"], "replayable": t["replayable"],
+    print_table([{"name": t["name"], "kind": t["kind"], "title": t["title"],
+                  "replayable": t["replayable"],
                   "events/s": t["default_rate_limit"]["events_per_second"],
                   "batch": t["batching"]["max_events"],
                   "presets": ", ".join(p["name"] for p in t["presets"])} for t in data],
-                ["name", "title", "replayable", "events/s", "batch", "presets"])
+                ["name", "kind", "title", "replayable", "events/s", "batch", "presets"])
 
 
 @destinations.command("add")

@@ -14,6 +14,7 @@ not lose its checks.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,18 @@ def destination_type(name: Any) -> type[DestinationType]:
 def parse_settings(cls: type[DestinationType], raw: Any) -> msgspec.Struct:
     try:
         return cls.parse_settings(raw if raw is not None else {})
+    except SettingsError as exc:
+        field = f"settings.{exc.field}" if exc.field else "settings"
+        raise BadRequest(exc.message, field=field) from None
+
+
+async def check_connection(cls: type[DestinationType], settings: msgspec.Struct) -> None:
+    """A type's create-time connection test (warehouses, storage), off the event loop."""
+    check = getattr(cls, "check_connection", None)
+    if check is None:
+        return
+    try:
+        await asyncio.to_thread(check, settings)
     except SettingsError as exc:
         field = f"settings.{exc.field}" if exc.field else "settings"
         raise BadRequest(exc.message, field=field) from None

@@ -96,6 +96,11 @@ class LiveDestination:
                                        rate.get("requests_per_second"))
         policy = dataclasses.replace(policy, max_retry_after=max_retry_after(rate),
                                      max_retry_age=max_retry_age(rate))
+        # Loader-backed types (warehouse, storage) bring their own transport: their loader.
+        own = getattr(rt.dtype, "transport", None)
+        #: This destination's own transport (closed with it), or None for the shared one.
+        self.own_transport: Transport | None = own(transport) if callable(own) else None
+        transport = self.own_transport or transport
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second"),
@@ -153,6 +158,8 @@ class LiveDestination:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.own_transport is not None:
+            await self.own_transport.aclose()
 
     def adopt(self, task: asyncio.Task) -> None:
         """Stop ``task`` (a replay) with this destination: it must not outlive the

@@ -112,16 +112,20 @@ class PumpManager:
         checked; what depends on the type is checked here)."""
         name = body["name"]
         cls = config.destination_type(body.get("type"))
-        config.parse_settings(cls, body.get("settings"))
+        settings = config.parse_settings(cls, body.get("settings"))
         rate = config.rate_limit(body.get("rate_limit"), cls)
         actions = config.actions(body.get("actions"), cls)
         enabled = body.get("enabled", True)
+        await config.check_connection(cls, settings)
+        # Warehouses and storage load the whole log on their first sync (they are not
+        # replayable); every other type starts after the log's current tail.
+        connected = 0 if getattr(cls, "history_from_start", False) else self.log.last_seq()
         async with self._lock:
             now = time.time()
             dest = self.destinations.create(Destination(
                 "dst_" + secrets.token_hex(6), name.strip(), cls.name,
                 dict(body.get("settings") or {}), rate, actions, enabled, now,
-                self.log.last_seq(), now))
+                connected, now))
             self.runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE,
                                  RunState.RUNNING if enabled else RunState.PAUSED,
                                  cursor=dest.connected_seq))
@@ -143,7 +147,9 @@ class PumpManager:
                 changes["name"] = body["name"].strip()
             if "settings" in body:
                 settings = config.keep_masked(body["settings"] or {}, dest.settings, cls)
-                config.parse_settings(cls, settings)
+                parsed = config.parse_settings(cls, settings)
+                if settings != dest.settings:
+                    await config.check_connection(cls, parsed)
                 changes["settings"] = dict(settings)
             if "rate_limit" in body:
                 merged = {**dest.rate_limit, **(body["rate_limit"] or {})}
@@ -210,10 +216,15 @@ class PumpManager:
         if oldest is None and behind:
             oldest = await head_received(self.log, cursor)
         lag = max(0.0, time.time() - oldest) if oldest is not None and behind else 0.0
-        return {**state, "cursor": cursor, "events_behind": behind,
-                "lag_seconds": round(lag, 3),
-                "dead_letters_waiting": self.runs.count_dead_letters(dest.id),
-                **summarize(totals)}
+        out = {**state, "cursor": cursor, "events_behind": behind,
+               "lag_seconds": round(lag, 3),
+               "dead_letters_waiting": self.runs.count_dead_letters(dest.id),
+               **summarize(totals)}
+        loads = getattr(live.runtime.dtype, "stats", None) if live is not None else None
+        if loads is not None:
+            # Warehouse / storage: rows, discards and last load per table (this process).
+            out["loads"] = {**loads.as_dict(), "lag_seconds": out["lag_seconds"]}
+        return out
 
     async def all_stats(self) -> list[tuple[Destination, dict]]:
         return [(d, await self.stats(d)) for d in self.destinations.list()]

@@ -70,6 +70,10 @@ def routes(console) -> list[Route]:
             return new_form(request, entry, error=exc.message, field=exc.field,
                             typed=settings_form.typed_values(form), name=name, rate=rate,
                             status=exc.status)
+        if not entry["replayable"]:
+            return forms.go(f"/destinations/{dest['id']}", f"Added destination "
+                            f"{dest['name']}: its first sync loads the whole log, then it "
+                            "follows live events.")
         return forms.go(f"/destinations/{dest['id']}", f"Added destination {dest['name']}: "
                         "it delivers events that arrive from now on. Replay past data to "
                         "send what came before.")
@@ -88,8 +92,9 @@ def routes(console) -> list[Route]:
         except ValueError:
             after = 0
         dead = svc.dead_letters(dest["id"], "dead", after, 50)
+        entry = svc.destination_type(dest["type"])
         return render.page(request, "destination.html", section="destinations",
-                           title=dest["name"], dest=dest, st=st,
+                           title=dest["name"], dest=dest, st=st, entry=entry,
                            live_funnel=funnel(st["actions"], received, no_action),
                            no_action=no_action, received=received, replays=replays,
                            dead=dead, dead_next=dead[-1]["id"] if len(dead) == 50 else None,

@@ -49,3 +49,7 @@ __all__ = [
     "get_type",
     "register",
 ]
+
+# Last (catalog order, and they import millpond.warehouses, which imports the modules above):
+# the warehouse and storage types.
+from millpond.destinations import loaders  # noqa: E402, F401

@@ -287,6 +287,8 @@ class DestinationType(ABC):
     settings_example: ClassVar[dict]
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     replayable: ClassVar[bool] = True
+    #: ``vendor`` (an HTTP API), ``warehouse`` or ``storage`` (a loader, see ``loaders``).
+    kind: ClassVar[str] = "vendor"
     default_rate_limit: ClassVar[RateLimit]
     batching: BatchLimits  # a class default; set per instance where batch size is a setting
     dedupe_key: ClassVar[str | None] = None

@@ -70,6 +70,7 @@ def describe(cls: type[DestinationType]) -> dict[str, Any]:
         "name": cls.name,
         "title": cls.title,
         "docs": cls.docs,
+        "kind": cls.kind,
         "replayable": cls.replayable,
         "default_rate_limit": msgspec.to_builtins(cls.default_rate_limit),
         "batching": msgspec.to_builtins(cls.batching),

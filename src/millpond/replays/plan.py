@@ -56,8 +56,8 @@ def plan(body: dict[str, Any], dest: Destination, dtype: type[DestinationType],
     is checked; what is checked here depends on the destination and the sources."""
     if not dtype.replayable:
         raise NotReplayable(
-            f"destination type {dtype.name} is not replayable: its first sync already "
-            "includes history; create a new destination of this type instead",
+            f"destination {dest.name} ({dtype.name}) is not replayable: its first sync "
+            "already includes history; create a new destination to load again",
             field="destination")
     if not dest.enabled:
         raise Conflict(f"destination {dest.name} is disabled; enable it before replaying",

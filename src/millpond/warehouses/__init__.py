@@ -11,6 +11,8 @@ what to fix). Loaders never retry: the delivery runs own retries, dead letters a
 - :mod:`.parquet`: :class:`~millpond.warehouses.parquet.ParquetWriter`.
 """
 
+# The destination catalog first: it registers the loader types, which import this package.
+import millpond.destinations  # noqa: F401
 from millpond.warehouses.batch import Discard, Loaded, LoadOutcome, StoredEvent, from_log_rows
 
 __all__ = ["Discard", "LoadOutcome", "Loaded", "StoredEvent", "from_log_rows"]

@@ -1,0 +1,261 @@
+"""Warehouse (`postgres`) and storage (`parquet`) destinations: loaders behind the delivery runs.
+
+Why they are destination types at all: so a warehouse gets the same Run machinery as every
+vendor (cursor, counters, dead letters, retries, stats, lag, ``/metrics``) instead of a second
+scheduler. The seam is the pump's transport: :meth:`LoaderDestination.transport` gives the
+destination its own :class:`LoaderTransport`, which hands the batch's stored events to the
+loader in a worker thread and answers only after the load committed (200), failed transiently
+(503: nothing applied, retried) or can never apply as is (422: dead-lettered with the reason,
+redrivable once fixed). The pump moves the cursor only after the answer, and the loaders are
+idempotent per ``seq``, so a crash mid-batch re-runs the batch without duplicates or gaps.
+
+Both kinds are ``replayable: false``: their first sync starts at seq 0 (``history_from_start``)
+and so already holds history; a replay would only load it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import msgspec
+
+from millpond.actions import ActionSpec
+from millpond.destinations.base import (
+    BatchLimits,
+    DestinationType,
+    Item,
+    OutboundRequest,
+    Outcome,
+    RateLimit,
+    Reject,
+    Retry,
+    Sent,
+    body_text,
+)
+from millpond.destinations.registry import register
+from millpond.warehouses.parquet import settings as parquet_settings
+from millpond.warehouses.postgres import settings as postgres_settings
+
+#: Events per load; each load is one transaction (postgres) or one set of files (parquet).
+MAX_BATCH_EVENTS = 10_000
+#: Bound on the mapped payloads held per batch (the loaders read the stored events).
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+class LoadRequest(OutboundRequest):
+    """An "outbound request" that carries the batch's stored events to a loader."""
+
+    events: list = msgspec.field(default_factory=list)
+
+
+class TableStats(msgspec.Struct):
+    """What one table received through this destination since the server started."""
+
+    rows: int = 0
+    discards: int = 0
+    last_load: float | None = None
+
+
+class LoadStats:
+    """Per-table counters of one destination's loads (shown by API, CLI and console)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, TableStats] = {}
+        self.loads = 0
+        self.last_load: float | None = None
+        self.last_error: str | None = None
+        self.last_event_at: str | None = None
+        self._lock = threading.Lock()
+
+    def record(self, loaded: Any, last_event: dict | None) -> None:
+        now = time.time()
+        with self._lock:
+            self.loads += 1
+            self.last_load = now
+            self.last_error = None
+            if last_event is not None:
+                self.last_event_at = last_event.get("receivedAt") or last_event.get("timestamp")
+            for table, n in loaded.rows.items():
+                stats = self.tables.setdefault(table, TableStats())
+                stats.rows += n
+                stats.last_load = now
+            for d in loaded.discards:
+                self.tables.setdefault(d.table, TableStats()).discards += 1
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            self.last_error = reason
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            now = time.time()
+            return {
+                "loads": self.loads,
+                "last_load": self.last_load,
+                "seconds_since_last_load": None if self.last_load is None
+                else round(now - self.last_load, 1),
+                "last_error": self.last_error,
+                "tables": {name: msgspec.to_builtins(t)
+                           for name, t in sorted(self.tables.items())},
+            }
+
+
+class LoaderTransport:
+    """Runs one destination's loader for each batch; answers like a vendor would."""
+
+    def __init__(self, loader: Any, stats: LoadStats) -> None:
+        self.loader = loader
+        self.stats = stats
+        # Loaders keep a connection and are not thread-safe: one load (or close) at a time.
+        # A threading lock, not an asyncio one: a cancelled send leaves its worker thread
+        # running, and the close on shutdown must wait for that thread.
+        self._lock = threading.Lock()
+
+    def _load(self, stored: list) -> Any:
+        with self._lock:
+            return self.loader.load(stored)
+
+    def _close(self) -> None:
+        with self._lock:
+            close = getattr(self.loader, "close", None)
+            if close is not None:
+                close()
+
+    async def send(self, request: OutboundRequest):
+        from millpond.delivery.transport import Response
+        from millpond.warehouses.batch import Loaded, StoredEvent
+
+        events = request.events if isinstance(request, LoadRequest) else []
+        stored = [StoredEvent(int(e.get("seq") or 0), str(e.get("source_id") or ""), e)
+                  for e in events]
+        outcome = await asyncio.to_thread(self._load, stored)
+        if isinstance(outcome, Loaded):
+            self.stats.record(outcome, events[-1] if events else None)
+            body = {"events": outcome.events, "rows": outcome.rows,
+                    "discards": len(outcome.discards)}
+            return Response(200, {}, msgspec.json.encode(body))
+        reason = outcome.reason if isinstance(outcome, (Retry, Reject)) else str(outcome)
+        self.stats.failed(reason)
+        return Response(503 if isinstance(outcome, Retry) else 422, {}, reason.encode())
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)
+
+
+class LoaderDestination(DestinationType):
+    """What the two loader-backed types share; subclasses name the loader and its checks."""
+
+    replayable = False
+    history_from_start = True
+    default_rate_limit = RateLimit(events_per_second=100_000.0)
+    batching = BatchLimits(max_events=MAX_BATCH_EVENTS, max_bytes=MAX_BATCH_BYTES,
+                           linger_seconds=60.0)
+    dedupe_key = "messageId (postgres: id column merge) / seq (parquet: manifest ranges)"
+    presets = (
+        ActionSpec(
+            name="Load event",
+            trigger="type != null",
+            # The loader reads the stored event (Item.event); the payload stays small.
+            mapping={"messageId": {"@path": "$.messageId"}},
+        ),
+    )
+
+    def __init__(self, settings: msgspec.Struct) -> None:
+        super().__init__(settings)
+        interval = float(settings.batch_interval_seconds)  # type: ignore[attr-defined]
+        self.batching = BatchLimits(MAX_BATCH_EVENTS, MAX_BATCH_BYTES, interval)
+        self.stats = LoadStats()
+        self._transport: LoaderTransport | None = None
+
+    def make_loader(self) -> Any:
+        raise NotImplementedError
+
+    def transport(self, shared: Any) -> Any:
+        """This destination's own transport: its loader, not the shared HTTP client."""
+        if self._transport is None:
+            self._transport = LoaderTransport(self.make_loader(), self.stats)
+        return self._transport
+
+    @classmethod
+    def check_connection(cls, settings: msgspec.Struct) -> None:
+        """Create-time test: raises SettingsError saying what to fix."""
+
+    def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
+        return LoadRequest("LOAD", f"{self.name}:", {}, b"", len(items),
+                           events=[item.event for item in items])
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes,
+                 item_count: int) -> Outcome:
+        if 200 <= status <= 299:
+            return Sent()
+        text = body_text(body)
+        if status == 503:
+            return Retry(text, None)
+        return Reject(text)
+
+    def transport_error(self, exc: Exception) -> Outcome:
+        return Retry(f"{type(exc).__name__}: {exc}")
+
+
+@register
+class PostgresDestination(LoaderDestination):
+    """Segment's warehouse schema in a PostgreSQL database (see millpond.warehouses.postgres)."""
+
+    name = "postgres"
+    kind: ClassVar[str] = "warehouse"
+    title = "PostgreSQL warehouse"
+    docs = "https://segment.com/docs/connections/storage/warehouses/schema/"
+    settings_type = postgres_settings.PostgresSettings
+    settings_example: ClassVar[dict] = postgres_settings.SETTINGS_EXAMPLE
+    secret_fields = postgres_settings.SECRET_FIELDS
+
+    @classmethod
+    def check_settings(cls, settings: msgspec.Struct) -> None:
+        postgres_settings.check_settings(settings)  # type: ignore[arg-type]
+
+    @classmethod
+    def mask_settings(cls, raw: dict) -> dict:
+        return postgres_settings.mask_settings(raw)
+
+    @classmethod
+    def check_connection(cls, settings: msgspec.Struct) -> None:
+        postgres_settings.check(settings)  # type: ignore[arg-type]
+
+    def make_loader(self) -> Any:
+        from millpond.warehouses.postgres import PostgresLoader
+
+        return PostgresLoader(self.settings)  # type: ignore[arg-type]
+
+
+@register
+class ParquetDestination(LoaderDestination):
+    """Parquet files in a local directory or an S3-compatible bucket."""
+
+    name = "parquet"
+    kind: ClassVar[str] = "storage"
+    title = "Parquet files (directory or S3)"
+    docs = "https://parquet.apache.org/docs/file-format/"
+    settings_type = parquet_settings.ParquetSettings
+    settings_example: ClassVar[dict] = parquet_settings.SETTINGS_EXAMPLE
+    secret_fields = parquet_settings.SECRET_FIELDS
+
+    @classmethod
+    def check_settings(cls, settings: msgspec.Struct) -> None:
+        parquet_settings.check_settings(settings)  # type: ignore[arg-type]
+
+    @classmethod
+    def mask_settings(cls, raw: dict) -> dict:
+        return parquet_settings.mask_settings(raw)
+
+    @classmethod
+    def check_connection(cls, settings: msgspec.Struct) -> None:
+        parquet_settings.check(settings)  # type: ignore[arg-type]
+
+    def make_loader(self) -> Any:
+        from millpond.warehouses.parquet import ParquetWriter
+
+        return ParquetWriter(self.settings)  # type: ignore[arg-type]
