@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from typing import cast
 
 import msgspec
 
@@ -99,7 +100,8 @@ class LiveDestination:
         # Loader-backed types (warehouse, storage) bring their own transport: their loader.
         own = getattr(rt.dtype, "transport", None)
         #: This destination's own transport (closed with it), or None for the shared one.
-        self.own_transport: Transport | None = own(transport) if callable(own) else None
+        self.own_transport: Transport | None = (
+            cast(Transport, own(transport)) if callable(own) else None)  # the type's loader
         transport = self.own_transport or transport
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],
