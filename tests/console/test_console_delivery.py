@@ -177,3 +177,25 @@ def test_redrive_a_dead_letter_after_fixing_the_destination(console, vendor):
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     console.screenshot("overview-phone", full_page=True)
     assert not console.problems()
+
+
+def test_retry_now_ends_a_long_retry_after(console, vendor):
+    """#13 item 11 in the console: a vendor that said ``Retry-After: 3600`` and is back
+    sooner gets the held event at once from the destination page's "Retry now"."""
+    server = console.server
+    key = server.create_source("retry-web")["write_key"]
+    fake = vendor("webhook")
+    page = console.nav("Destinations")
+    dest = _add_webhook(page, "retry-hook", fake.destination_settings()["url"])
+    expect(page.get_by_role("button", name="Retry now")).to_have_count(0)  # nothing waits
+    fake.fail_next(1, 429, retry_after=3600)
+    sent = _events(key, server.url, 1, f"rn-{uuid.uuid4().hex[:6]}")
+    with server.admin as admin:
+        wait_until(lambda: admin.get(f"/api/destinations/{dest}/stats").json()["stats"]
+                   ["retry_now"], what="the destination to wait for its next attempt")
+    page.reload()
+    page.get_by_role("button", name="Retry now").click()
+    expect(page.get_by_role("status")).to_contain_text("Retrying now")
+    received = fake.wait_for(1, timeout=10)
+    assert [p["messageId"] for p in received] == [sent[0]["messageId"]]
+    assert not console.problems()

@@ -41,7 +41,7 @@ class Console:
 
     def __init__(self, mp: Services):
         self.services = ConsoleServices(mp)
-        self.render = Renderer()
+        self.render = Renderer(mp.storage.health.snapshot)
         self.sessions = Sessions(mp.admin_token)
         self.streams = Streams()
         self.asgi = Guard(self._build(), self.sessions)

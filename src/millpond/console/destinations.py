@@ -151,8 +151,12 @@ def routes(console) -> list[Route]:
     async def switch(request: Request) -> Response:
         await checked_form(request)
         ref, what = request.path_params["ref"], request.path_params["what"]
-        if what not in ("enable", "disable", "delete"):
+        if what not in ("enable", "disable", "delete", "retry-now"):
             raise NotFound(f"no such action {what!r}")
+        if what == "retry-now":
+            answer = await svc.retry_now(ref)
+            return forms.go(f"/destinations/{answer['id']}", answer["message"].capitalize()
+                            + ".")
         if what == "delete":
             dest = await svc.delete_destination(ref)
             return forms.go("/destinations", f"Deleted destination {dest['name']}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,13 @@ def make_env() -> Environment:
 
 
 class Renderer:
-    """Renders pages with what every page needs: the session's CSRF token, the nav."""
+    """Renders pages with what every page needs: the session's CSRF token, the nav, and
+    ``storage_down`` (the open full-disk episode, from ``health``), which every page
+    shows at the top while writes are refused."""
 
-    def __init__(self) -> None:
+    def __init__(self, health: Callable[[], dict[str, Any] | None] = lambda: None) -> None:
         self.env = make_env()
+        self.health = health
 
     def text(self, template: str, /, **context: Any) -> str:
         return self.env.get_template(template).render(**context)
@@ -97,5 +101,5 @@ class Renderer:
         context.setdefault("error", None)
         context.setdefault("notice", request.query_params.get("notice"))
         html = self.text(template, csrf=session.get("csrf", ""), signed_in=bool(session),
-                         request=request, **context)
+                         request=request, storage_down=self.health(), **context)
         return HTMLResponse(html, status_code=status)

@@ -11,9 +11,8 @@ to new service shapes touches this file alone.
 Everything that may block (SQLite reads, file writes) runs in a worker thread, so a
 page never stalls the event loop the collector shares.
 
-Gaps, marked where they are (the pages say "not available yet"): "retry now" (issue
-#13), resuming and cancelling server-side imports, per-event delivery outcomes behind
-each funnel count (the delivery-run model of #12).
+Gaps, marked where they are (the pages say "not available yet"): resuming and
+cancelling server-side imports, per-event delivery outcomes behind each funnel count.
 """
 
 from __future__ import annotations
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
 
 #: Gaps the pages show honestly, with the reason; one place so the report lists them.
 NOT_YET = {
-    "retry_now": "\u201cRetry now\u201d is not available yet (issue #13 adds it to the "
-                 "delivery service).",
     "import_control": "Resuming or cancelling a server-side import is not available yet: "
                       "the import service has no such operation (the CLI's --resume "
                       "re-runs a file).",
@@ -231,6 +228,10 @@ class ConsoleServices:
 
     async def set_enabled(self, ref: str, enabled: bool) -> dict:
         return destination_dict(await self.mp.pumps.set_enabled(ref, enabled))
+
+    async def retry_now(self, ref: str) -> dict:
+        """End the destination's wait for its next attempt (the API's retry-now)."""
+        return await self.mp.pumps.retry_now(ref)
 
     async def delete_destination(self, ref: str) -> dict:
         return destination_dict(await self.mp.pumps.delete(ref))
