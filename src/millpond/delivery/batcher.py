@@ -24,7 +24,7 @@ class Work:
     seq: int
     action: str
     payload: Any
-    event: dict
+    event: dict[str, Any]
     size: int
     user: str = ""
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from millpond.storage.models import DeadLetter
 
@@ -33,7 +34,7 @@ class DeadLetterLog:
     ``label`` names the pump in the message (``destination "hook"``, ``replay rpl_1 of
     destination "hook"``); ``fields`` are the structured fields every line carries."""
 
-    def __init__(self, label: str, fields: dict, *, every: float = EVERY,
+    def __init__(self, label: str, fields: dict[str, Any], *, every: float = EVERY,
                  clock: Callable[[], float] = time.monotonic):
         self.label = label
         self.fields = fields

@@ -25,6 +25,7 @@ import asyncio
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
+from types import TracebackType
 
 
 class OrderedLanes:
@@ -52,8 +53,9 @@ class OrderedLanes:
         await self._group.__aenter__()
         return self
 
-    async def __aexit__(self, *exc) -> bool | None:
-        return await self._group.__aexit__(*exc)
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        return await self._group.__aexit__(exc_type, exc, tb)
 
     async def submit(self, keys: Iterable[Hashable],
                      run: Callable[[], Awaitable[None]]) -> None:

@@ -45,7 +45,7 @@ class Decision(NamedTuple):
     payload: Any
 
 
-def dead_letter(event: dict, action: str, reason: str, payload: Any = None,
+def dead_letter(event: dict[str, Any], action: str, reason: str, payload: Any = None,
                 status: int | None = None, response: str | None = None) -> DeadLetter:
     """A dead letter as the engine makes it: the run and destination are filled in by the
     checkpoint (:func:`stamp`), which is the one place that knows them."""

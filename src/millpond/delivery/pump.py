@@ -40,6 +40,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from msgspec import Raw
@@ -49,7 +50,7 @@ from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluates
 from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.outcomes import Outcome, category, dead_letter
+from millpond.delivery.outcomes import CountKey, Outcome, category, dead_letter
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
@@ -70,7 +71,7 @@ UNAVAILABLE_WAIT = 1.0
 YIELD_EVERY = 100
 
 #: ``(ledger key, counter deltas, new dead letters, finished keys)`` -> one checkpoint.
-Persist = Callable[[int, Counter, list[DeadLetter], list[int]], None]
+Persist = Callable[[int, Counter[CountKey], list[DeadLetter], list[int]], None]
 
 
 class Pump:
@@ -82,7 +83,7 @@ class Pump:
                  batcher: Batcher, ledger: Ledger, persist: Persist, *,
                  priority: int = LIVE, only: dict[int, frozenset[str]] | None = None,
                  share: BackgroundShare | None = None,
-                 on_saved: Callable[[int, Counter], None] | None = None,
+                 on_saved: Callable[[int, Counter[CountKey]], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
                  dead_log: DeadLetterLog | None = None, max_in_flight: int = 1):
         self.source = source
@@ -99,10 +100,10 @@ class Pump:
         self._dead_log = dead_log
         self._clock = clock
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_size)
-        self._retry_save: asyncio.Task | None = None
+        self._retry_save: asyncio.Task[bool] | None = None
         #: The write the next checkpoint callers wait for, and the task writing.
         self._next_write: asyncio.Future[bool] | None = None
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task[None] | None = None
         #: Batches going at once (waiting for a slot, the rate, or an earlier batch).
         self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
@@ -146,7 +147,7 @@ class Pump:
                 if i and not i % YIELD_EVERY:
                     await asyncio.sleep(0)  # let the collector and other pumps run
                 seq, body = row.seq, row.body
-                event = decode(body)
+                event: dict[str, Any] = decode(body)
                 event["seq"] = seq
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
@@ -155,14 +156,14 @@ class Pump:
                     user = event.get("userId") or event.get("anonymousId") or ""
                     if type(user) is not str:
                         user = str(user)
-                for key, work in items:
-                    work.seq = pos  # the ledger's key; dead letters read the event's seq
-                    work.user = user
-                    if pack is not None:  # see the module docstring
-                        work.payload = Raw(pack(work.payload))
-                        work.event = {"seq": seq, "messageId": event.get("messageId")}
-                    for batch in batcher.add(key, work):
-                        await queue.put(batch)
+                    for key, work in items:
+                        work.seq = pos  # the ledger's key; dead letters read the event's seq
+                        work.user = user
+                        if pack is not None:  # see the module docstring
+                            work.payload = Raw(pack(work.payload))
+                            work.event = {"seq": seq, "messageId": event.get("messageId")}
+                        for batch in batcher.add(key, work):
+                            await queue.put(batch)
             await asyncio.sleep(0)
         for batch in batcher.drain():
             await queue.put(batch)

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from millpond.delivery.outcomes import Outcome, category, stamp
+from millpond.delivery.outcomes import CountKey, Outcome, category, stamp
 from millpond.delivery.slices import Slice
 from millpond.errors import Conflict
 from millpond.storage.contracts import RunStore
@@ -134,18 +134,18 @@ class Checkpoint:
         #: Keys whose event finished (kept for a redrive's ``redriven``).
         self.finished: set[int] = set()
 
-    def __call__(self, key: int, counts: Counter, dead: list[DeadLetter],
+    def __call__(self, key: int, counts: Counter[CountKey], dead: list[DeadLetter],
                  finished: list[int]) -> None:
         run = self.run
         moved = key > self._saved
         cursor = self.slice.cursor_at(key) if moved else None
         settled = [d for k in finished for d in self._redriven.get(k, ())] \
             if self._redriven is not None else []
-        uncount: Counter = Counter((d.action, Outcome.DEAD_LETTERED, category(d))
+        uncount: Counter[CountKey] = Counter((d.action, Outcome.DEAD_LETTERED, category(d))
                                    for d in settled if d.run_id in self._recount)
         ids = [d.id for d in settled]
         if uncount:
-            both = Counter(counts)
+            both: Counter[CountKey] = Counter(counts)
             both.subtract(uncount)
         else:
             both = counts

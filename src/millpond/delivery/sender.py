@@ -39,6 +39,7 @@ from millpond.delivery.transport import Response, Transport
 from millpond.destinations.base import (
     DestinationType,
     Item,
+    OutboundRequest,
     Partial,
     Reject,
     Retry,
@@ -97,14 +98,14 @@ class PriorityGate:
         self.capacity = max(1, int(capacity))
         #: Slots held right now (requests in flight).
         self.held = 0
-        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     async def acquire(self, priority: int = LIVE) -> None:
         if self.held < self.capacity and not self._waiters:
             self.held += 1
             return
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (priority, next(self._order), fut)
         heapq.heappush(self._waiters, entry)
         try:
@@ -327,7 +328,7 @@ class Deliverer:
                  extra={"destination": self.name, "phase": "retry_now"})
         return True
 
-    async def _send_once(self, request, item_count: int,
+    async def _send_once(self, request: OutboundRequest, item_count: int,
                          priority: int) -> tuple[Response | None, object]:
         await self.gate.acquire(priority)
         try:

@@ -224,7 +224,7 @@ class Amplitude(DestinationType):
         base = (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
         return base + PATHS[self.settings.api]
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         event_type = payload.get("event_type")
         if not isinstance(event_type, str) or not event_type:
             return "`event_type` must be a non-empty string"

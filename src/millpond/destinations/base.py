@@ -20,7 +20,7 @@ import email.utils
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
@@ -345,17 +345,17 @@ class DestinationType(ABC):
 
     # requests ------------------------------------------------------------------------
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         """Reason why `payload` can never be accepted by the vendor (the pump
         dead-letters it without sending), or None. Catches documented limits
         before a request wastes a round trip or fails a whole batch."""
         return None
 
-    def group_key(self, action: str, payload: dict) -> str:
+    def group_key(self, action: str, payload: dict[str, Any]) -> str:
         """Payloads with the same key may share one request. Default: per action."""
         return action
 
-    def encode_payload(self, payload: dict) -> bytes:
+    def encode_payload(self, payload: dict[str, Any]) -> bytes:
         """`payload` as the JSON a `raw_payloads` type sends: compact msgspec JSON."""
         return _encoder.encode(payload)
 

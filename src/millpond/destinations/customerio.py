@@ -221,12 +221,12 @@ class CustomerIo(DestinationType):
     def base_url(self) -> str:
         return (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
 
-    def group_key(self, action: str, payload: dict) -> str:
+    def group_key(self, action: str, payload: dict[str, Any]) -> str:
         if "attributes" in payload:
             return "identify"
         return "event" if payload.get("identifier") is not None else "anonymous_event"
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         route = self.group_key(action, payload)
         if route == "anonymous_event":
             if id_text(payload.get("anonymous_id")) in (None, ""):

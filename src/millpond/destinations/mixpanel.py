@@ -278,10 +278,10 @@ class Mixpanel(DestinationType):
     def base_url(self) -> str:
         return (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
 
-    def group_key(self, action: str, payload: dict) -> str:
+    def group_key(self, action: str, payload: dict[str, Any]) -> str:
         return "import" if _PROFILE_OPS.isdisjoint(payload) else "engage"
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         if byte_len(payload) >= MAX_EVENT_BYTES:
             return "record is 1 MB or more; Mixpanel accepts events and profile updates <1 MB"
         if self.group_key(action, payload) == "engage":

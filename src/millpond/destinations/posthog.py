@@ -175,7 +175,7 @@ class PostHog(DestinationType):
         check_not_blank("api_key", settings.api_key, cls.settings_example["api_key"])
         check_http_url("host", settings.host, "https://us.i.posthog.com")
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         name = payload.get("event")
         if not isinstance(name, str) or not name:
             return "`event` (the event name) must be a non-empty string"

@@ -15,7 +15,7 @@ Contract: vendors.md §5 "Segment-compatible HTTP Tracking API" (segment-docs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -134,7 +134,7 @@ class Segment(DestinationType):
         check_http_url("endpoint", settings.endpoint, "https://api.segment.io")
         check_not_blank("write_key", settings.write_key, cls.settings_example["write_key"])
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         size = len(json_bytes(payload))
         if size > MAX_MESSAGE_BYTES:
             return f"message is {size} bytes; Segment accepts at most {MAX_MESSAGE_BYTES} (32 KB)"

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -186,14 +186,14 @@ class Webhook(DestinationType):
             }
         return masked
 
-    def validate_item(self, action: str, payload: dict) -> str | None:
+    def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         body = json_bytes(payload)
         self._validated = (payload, body)
         if len(body) > MAX_BODY_BYTES:
             return f"payload is larger than {MAX_BODY_BYTES} bytes, the webhook body limit"
         return None
 
-    def encode_payload(self, payload: dict) -> bytes:
+    def encode_payload(self, payload: dict[str, Any]) -> bytes:
         """Reuses the encoding `validate_item` made to measure this very payload.
 
         Why: the pump packs each payload right after evaluation validated it, and
