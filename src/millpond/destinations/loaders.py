@@ -19,7 +19,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -147,8 +148,13 @@ class LoaderTransport:
 
 
 class LoaderDestination(DestinationType):
-    """What the two loader-backed types share; subclasses name the loader and its checks."""
+    """What the two loader-backed types share; subclasses name their ``settings_module``
+    (``check_settings``, ``mask_settings``, ``check``: the create-time connection test)
+    and their loader."""
 
+    #: The warehouse package's settings module; typed loosely (a module), so each hook
+    #: below takes the type's own settings Struct without a cast per type.
+    settings_module: ClassVar[ModuleType]
     replayable = False
     history_from_start = True
     default_rate_limit = RateLimit(events_per_second=100_000.0)
@@ -164,9 +170,22 @@ class LoaderDestination(DestinationType):
         ),
     )
 
+    @classmethod
+    def check_settings(cls, settings: msgspec.Struct) -> None:
+        cls.settings_module.check_settings(settings)
+
+    @classmethod
+    def mask_settings(cls, raw: dict) -> dict:
+        return cls.settings_module.mask_settings(raw)
+
+    @classmethod
+    def check_connection(cls, settings: msgspec.Struct) -> None:
+        """Create-time test: raises SettingsError saying what to fix."""
+        cls.settings_module.check(settings)
+
     def __init__(self, settings: msgspec.Struct) -> None:
         super().__init__(settings)
-        interval = float(settings.batch_interval_seconds)  # type: ignore[attr-defined]
+        interval = float(cast(Any, settings).batch_interval_seconds)  # both types have it
         self.batching = BatchLimits(MAX_BATCH_EVENTS, MAX_BATCH_BYTES, interval)
         self.stats = LoadStats()
         self._transport: LoaderTransport | None = None
@@ -179,10 +198,6 @@ class LoaderDestination(DestinationType):
         if self._transport is None:
             self._transport = LoaderTransport(self.make_loader(), self.stats)
         return self._transport
-
-    @classmethod
-    def check_connection(cls, settings: msgspec.Struct) -> None:
-        """Create-time test: raises SettingsError saying what to fix."""
 
     def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
         return LoadRequest("LOAD", f"{self.name}:", {}, b"", len(items),
@@ -212,23 +227,12 @@ class PostgresDestination(LoaderDestination):
     settings_type = postgres_settings.PostgresSettings
     settings_example: ClassVar[dict] = postgres_settings.SETTINGS_EXAMPLE
     secret_fields = postgres_settings.SECRET_FIELDS
-
-    @classmethod
-    def check_settings(cls, settings: msgspec.Struct) -> None:
-        postgres_settings.check_settings(settings)  # type: ignore[arg-type]
-
-    @classmethod
-    def mask_settings(cls, raw: dict) -> dict:
-        return postgres_settings.mask_settings(raw)
-
-    @classmethod
-    def check_connection(cls, settings: msgspec.Struct) -> None:
-        postgres_settings.check(settings)  # type: ignore[arg-type]
+    settings_module = postgres_settings
 
     def make_loader(self) -> Any:
         from millpond.warehouses.postgres import PostgresLoader
 
-        return PostgresLoader(self.settings)  # type: ignore[arg-type]
+        return PostgresLoader(cast(postgres_settings.PostgresSettings, self.settings))
 
 
 @register
@@ -242,20 +246,9 @@ class ParquetDestination(LoaderDestination):
     settings_type = parquet_settings.ParquetSettings
     settings_example: ClassVar[dict] = parquet_settings.SETTINGS_EXAMPLE
     secret_fields = parquet_settings.SECRET_FIELDS
-
-    @classmethod
-    def check_settings(cls, settings: msgspec.Struct) -> None:
-        parquet_settings.check_settings(settings)  # type: ignore[arg-type]
-
-    @classmethod
-    def mask_settings(cls, raw: dict) -> dict:
-        return parquet_settings.mask_settings(raw)
-
-    @classmethod
-    def check_connection(cls, settings: msgspec.Struct) -> None:
-        parquet_settings.check(settings)  # type: ignore[arg-type]
+    settings_module = parquet_settings
 
     def make_loader(self) -> Any:
         from millpond.warehouses.parquet import ParquetWriter
 
-        return ParquetWriter(self.settings)  # type: ignore[arg-type]
+        return ParquetWriter(cast(parquet_settings.ParquetSettings, self.settings))
