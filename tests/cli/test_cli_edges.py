@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import cli_env, fails, millpond, ok
+from tests.support.cli import cli_env, fails, like_a_terminal, millpond, ok
 from tests.support.delivery import create_destination, send_batch, track, upload
 from tests.support.server import ADMIN_TOKEN
 
@@ -134,11 +134,14 @@ def test_ctrl_c_exits_130(shared_server, args, tmp_path):
         silent.listen(16)
         env["MILLPOND_URL"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
         proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", *args], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)  # imported and waiting for the answer
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=like_a_terminal)
+        silent.settimeout(60)  # under load, importing the CLI alone can take seconds
+        connection, _ = silent.accept()  # imported, and waiting for the answer
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
+        connection.close()
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "Aborted" not in err, err
 
@@ -151,7 +154,7 @@ def test_ctrl_c_on_the_server_exits_130(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "millpond.cli.main", "serve", "--port", str(port), "--data",
          str(tmp_path / "data")], env={**os.environ, "MILLPOND_ADMIN_TOKEN": ADMIN_TOKEN},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     deadline = time.monotonic() + 30
     while "serving on" not in (line := proc.stdout.readline()):
         assert time.monotonic() < deadline and line, proc.stderr.read()

@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from tests.support.cli import cli_env, fails, millpond, ok
+from tests.support.cli import cli_env, fails, like_a_terminal, millpond, ok
 from tests.support.delivery import send
 from tests.support.server import free_port
 
@@ -140,7 +140,8 @@ def test_events_tail_follow_prints_new_events(shared_server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "millpond.cli.main", "events", "tail", "--follow", "--source",
          "cli-follow", "-n", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(shared_server))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(shared_server),
+        preexec_fn=like_a_terminal)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:

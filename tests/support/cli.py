@@ -9,6 +9,7 @@ that run many commands and care about their output only.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -62,3 +63,12 @@ def invoke(server: ServerProcess, *args: str, code: int | None = 0) -> Result:
     if code is not None:
         assert result.exit_code == code, result.output
     return result
+
+
+def like_a_terminal() -> None:
+    """``preexec_fn`` for a CLI child that a test stops with Ctrl-C (SIGINT): give it the
+    default SIGINT disposition a terminal gives. A shell starting ``make test`` in the
+    background (``make test &``, nohup, some CI runners) ignores SIGINT, children inherit
+    that, and Python then never raises KeyboardInterrupt: the test would see no Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
