@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.cli import like_a_terminal
+
 #: Variables bash manages itself; never carried over (PWD travels as a ``cd``).
 _SPECIAL = "SHLVL PWD OLDPWD _ BASHPID BASH_ARGV0 BASH_COMMAND BASH_SUBSHELL LINENO RANDOM " \
            "SRANDOM SECONDS EPOCHSECONDS EPOCHREALTIME PIPESTATUS FUNCNAME BASH_LINENO"
@@ -139,7 +141,8 @@ class Shell:
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(self._argv(command, self.state), cwd=self.cwd,
                                     env=self.env, stdin=subprocess.DEVNULL, stdout=stdout,
-                                    stderr=stderr, start_new_session=True)
+                                    stderr=stderr, start_new_session=True,
+                                    preexec_fn=like_a_terminal)
             try:
                 status = proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -160,7 +163,7 @@ class Shell:
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(self._argv(command, snapshot), cwd=self.cwd, env=self.env,
                                     stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=like_a_terminal)
         return Background(proc, out, err, label)
 
     def var(self, name: str) -> str | None:

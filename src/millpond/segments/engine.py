@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 
 from millpond.errors import NotFound
-from millpond.storage.contracts import Storage
+from millpond.storage.contracts import Storage, StorageUnavailable
 from millpond.storage.models import Member, NewEvent, Segment
 
 from .definition import Condition, parse_definition
@@ -237,6 +237,9 @@ class SegmentEngine:
             try:
                 read = await self.catch_up_once()
                 await self.run_due()
+            except StorageUnavailable:  # a full disk: the storage logs the episode, once
+                await asyncio.sleep(1)
+                continue
             except Exception:  # noqa: BLE001 - keep following; the checkpoint did not move
                 log.exception("segment engine failed; retrying in 1 s")
                 await asyncio.sleep(1)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
-from millpond.destinations import settings as _settings
+import millpond.destinations.settings as _settings
 from millpond.destinations.errors import SettingsError
 from millpond.warehouses.parquet.stores import LocalStore, ObjectStore, S3Store
 

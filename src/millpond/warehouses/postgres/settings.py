@@ -20,7 +20,7 @@ import psycopg
 from msgspec import Meta
 from psycopg import conninfo
 
-from millpond.destinations import settings as _settings
+import millpond.destinations.settings as _settings
 from millpond.destinations.errors import SettingsError
 from millpond.warehouses.naming import quote, trusted_sql
 
