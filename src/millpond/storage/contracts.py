@@ -45,6 +45,7 @@ from millpond.storage.models import (
     MembersPage,
     NewEvent,
     PeoplePage,
+    Regulation,
     Rejection,
     Run,
     RunKind,
@@ -511,6 +512,68 @@ class SegmentStore(Protocol):
         ...
 
 
+class RegulationStore(Protocol):
+    """Regulations (suppressions and deletions) with their per-store and per-destination
+    status. Every write is durable on return: a deletion is a job resumed at start-up
+    from what this store says is still pending."""
+
+    def create(self, regulation: Regulation) -> Regulation:
+        """Insert (``regulation.id`` unique)."""
+        ...
+
+    def get(self, regulation_id: str) -> Regulation:
+        """NotFound (field ``id``) when there is no such regulation."""
+        ...
+
+    def list(self, limit: int = 100) -> list[Regulation]:
+        """Newest first."""
+        ...
+
+    def update(self, regulation: Regulation) -> Regulation:
+        """Replace the stored record of ``regulation.id``; NotFound."""
+        ...
+
+
+class PersonEraser(Protocol):
+    """Removes everything a backend keeps of some people, store by store: the deletion
+    half of a regulation. ``ids`` are every user id and anonymous id of the people.
+
+    Each method is idempotent (a job resumed after a crash runs it again: it removes
+    what is left and counts only that) and durable on return, and returns how many
+    records it removed. What is removed is gone for good: :meth:`scrub` makes the
+    backend's files hold no copy of removed bytes (free pages, write-ahead logs)."""
+
+    def events(self, ids: Sequence[str]) -> int:
+        """Remove every event whose ``userId`` or ``anonymousId`` is one of ``ids`` from
+        the log and every index over it (the per-person index included), leaving holes
+        in ``seq``. The archive tier implements this by rewriting the files that held
+        them."""
+        ...
+
+    def dead_letters(self, ids: Sequence[str]) -> int:
+        """Remove dead letters of the people's events (found by their events' seqs, and
+        by any of ``ids`` in the stored payload): call before :meth:`events`."""
+        ...
+
+    def rejections(self, ids: Sequence[str]) -> int:
+        """Remove refused messages whose stored body names any of ``ids``."""
+        ...
+
+    def profiles(self, ids: Sequence[str]) -> int:
+        """Remove the profiles any of ``ids`` belongs to, with their identities, traits,
+        group memberships and search terms."""
+        ...
+
+    def segment_memberships(self, ids: Sequence[str]) -> int:
+        """Remove the people's rows in every segment, their history and schedule."""
+        ...
+
+    def scrub(self) -> None:
+        """Make removed records unrecoverable from the backend's files (the embedded
+        store: secure delete, a truncating WAL checkpoint, VACUUM). May block a while."""
+        ...
+
+
 class Storage(Protocol):
     """One backend's stores, opened together by :func:`millpond.storage.open_storage`.
 
@@ -535,6 +598,11 @@ class Storage(Protocol):
     def profiles(self) -> ProfileStore: ...
     @property
     def segments(self) -> SegmentStore: ...
+    @property
+    def regulations(self) -> RegulationStore: ...
+    #: Deletion of people, store by store (see :class:`PersonEraser`).
+    @property
+    def eraser(self) -> PersonEraser: ...
     #: Whether writes succeed now: the backend reports each write it refuses with
     #: StorageUnavailable and each that commits, so a full disk is one episode, logged
     #: once, shown in stats and ``/metrics``.

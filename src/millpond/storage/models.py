@@ -333,3 +333,54 @@ class MembershipChange(msgspec.Struct, frozen=True):
 class MembersPage(msgspec.Struct):
     members: list[Member]
     next_cursor: str | None = None
+
+
+# -- regulations -------------------------------------------------------------------------
+
+
+class RegulationType(StrEnum):
+    """What a regulation asks: stop keeping and sending a person's data from now on
+    (``suppress``), remove what is kept and ask destinations to do the same (``delete``),
+    both, or lift an earlier suppression."""
+
+    SUPPRESS = "suppress"
+    DELETE = "delete"
+    SUPPRESS_WITH_DELETE = "suppress_with_delete"
+    UNSUPPRESS = "unsuppress"
+
+
+class StepStatus(msgspec.Struct):
+    """Where one store or destination stands on a regulation: ``pending``, ``done``
+    (``removed`` says how many records went), ``not_supported`` (``reason`` says why) or
+    ``failed`` (``reason``, retried up to the job's limit; ``attempts`` so far)."""
+
+    state: str = "pending"
+    removed: int = 0
+    reason: str | None = None
+    attempts: int = 0
+    updated_at: float = 0.0
+
+
+class Regulation(msgspec.Struct):
+    """One suppression or deletion request: who asked and when, the ids asked for and the
+    whole profiles they resolved to (``ids``: every joined identity), and for a deletion
+    its status per store and per destination, never one overall verdict. ``upto_seq`` is
+    the log position when it was accepted: a deletion blocks the sending of the person's
+    events up to there forever, so a replay reading ahead never sends them.
+    ``suppressed`` counts the events refused because of it."""
+
+    id: str
+    type: RegulationType
+    user_ids: list[str]
+    anonymous_ids: list[str]
+    ids: list[str]
+    requested_by: str
+    created_at: float
+    upto_seq: int = 0
+    #: ``active`` (a suppression in force), ``running`` (a deletion under way),
+    #: ``finished`` (every step settled), ``lifted`` (an unsuppress ended it).
+    state: str = "active"
+    stores: dict[str, StepStatus] = msgspec.field(default_factory=dict)
+    destinations: dict[str, StepStatus] = msgspec.field(default_factory=dict)
+    suppressed: int = 0
+    finished_at: float | None = None

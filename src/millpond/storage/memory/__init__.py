@@ -8,6 +8,7 @@ its waits wake any event loop, so it runs the whole server as the SQLite backend
 from __future__ import annotations
 
 from millpond.storage.health import StorageHealth
+from millpond.storage.memory.eraser import MemoryEraser
 from millpond.storage.memory.index import MemoryEventIndex
 from millpond.storage.memory.log import MemoryEventLog
 from millpond.storage.memory.profiles import MemoryProfileStore
@@ -16,6 +17,7 @@ from millpond.storage.memory.segments import MemorySegmentStore
 from millpond.storage.memory.state import (
     MemoryDestinationStore,
     MemoryImportJobStore,
+    MemoryRegulationStore,
     MemoryRejectionStore,
     MemorySourceStore,
 )
@@ -36,6 +38,9 @@ class MemoryStorage:
         self.rejections = MemoryRejectionStore()
         self.profiles = MemoryProfileStore()
         self.segments = MemorySegmentStore()
+        self.regulations = MemoryRegulationStore()
+        self.eraser = MemoryEraser(self.log, self.runs, self.rejections, self.profiles,
+                                   self.segments)
 
     def sizes(self) -> dict[str, int]:
         """The log's bodies, in bytes (the rest is small)."""

@@ -143,6 +143,13 @@ class MemoryEventLog:
         row = None if seq is None else self._by_seq.get(seq)
         return None if row is None else row.event
 
+    def people_seqs(self, ids: Sequence[str]) -> list[int]:
+        """The seqs of the events whose user id or anonymous id is one of ``ids``."""
+        wanted = set(ids)
+        with self._lock:
+            return [r.event.seq for r in self._rows
+                    if r.user_id in wanted or r.anonymous_id in wanted]
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -4,7 +4,7 @@ with the same joins the SQLite store expresses in SQL (a greater trait record wi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -55,6 +55,23 @@ class MemoryProfileStore:
 
     def checkpoint(self) -> int:
         return self._state.checkpoint
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Remove the profiles any of ``ids`` belongs to; how many."""
+        with self._lock:
+            state = self._state.copy()
+            cids = {state.identities[i][0] for i in ids if i in state.identities}
+            for cid in cids:
+                members = state.members.pop(cid, set())
+                for one in members:
+                    state.identities.pop(one, None)
+                state.profile_ids = {p: c for p, c in state.profile_ids.items()
+                                     if c not in members}
+                state.clusters.pop(cid, None)
+                state.traits.pop(cid, None)
+                state.groups.pop(cid, None)
+            self._state = state
+        return len(cids)
 
     def set_checkpoint(self, seq: int) -> None:
         with self._lock:

@@ -180,6 +180,17 @@ class MemoryRunStore:
                 if d is not None and d.state == DeadLetterState.REDRIVING:
                     d.state = DeadLetterState.DEAD
 
+    def forget_dead_letters(self, seqs: Iterable[int], ids: Sequence[str]) -> int:
+        """Remove the dead letters of ``seqs``, and those whose payload names any of
+        ``ids``; how many."""
+        wanted = set(seqs)
+        with self._lock:
+            gone = [k for k, d in self._dead.items()
+                    if d.seq in wanted or any(i in json.dumps(d.payload) for i in ids)]
+            for k in gone:
+                del self._dead[k]
+            return len(gone)
+
     def recover_dead_letters(self) -> int:
         with self._lock:
             n = 0

@@ -98,6 +98,20 @@ class MemorySegmentStore:
                 self._checkpoint = checkpoint
             return added
 
+    def forget(self, ids: Sequence[str]) -> int:
+        """Remove the rows (and history) of the people any of ``ids`` names; how many."""
+        with self._lock:
+            keys: set[tuple[str, str]] = set()
+            for i in ids:
+                keys |= self._by_id.get(i, set())
+            keys |= {k for k, r in self._rows.items()
+                     if r.user_id in ids or r.anonymous_id in ids}
+            people = {p for _, p in keys}
+            for key in keys:
+                self._remove(key)
+            self._history = [h for h in self._history if h.person_id not in people]
+            return len(keys)
+
     def member(self, segment_id: str, person_id: str) -> Member | None:
         with self._lock:
             return self._rows.get((segment_id, person_id))

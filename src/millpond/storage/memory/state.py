@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from millpond.errors import BadRequest, Conflict, NotFound
-from millpond.storage.models import Destination, ImportJob, Rejection, Source
+from millpond.storage.models import Destination, ImportJob, Regulation, Rejection, Source
 
 
 class MemorySourceStore:
@@ -184,8 +184,50 @@ class MemoryRejectionStore:
                 r.id = next(self._ids)
                 self._rows.append(copy.copy(r))
 
+    def forget(self, ids: Sequence[str]) -> int:
+        """Remove the rejections whose body names any of ``ids``; how many."""
+        needles = [i.encode() for i in ids]
+        with self._lock:
+            kept = [r for r in self._rows if not any(n in r.body for n in needles)]
+            gone = len(self._rows) - len(kept)
+            self._rows = kept
+        return gone
+
     def list(self, source_id: str | None, after_id: int, limit: int) -> list[Rejection]:
         with self._lock:
             rows = [copy.copy(r) for r in self._rows
                     if r.id > (after_id or 0) and (not source_id or r.source_id == source_id)]
         return rows[:limit]
+
+
+class MemoryRegulationStore:
+    """:class:`~millpond.storage.contracts.RegulationStore` in a dict (records copied in
+    and out, as a database would)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, Regulation] = {}
+
+    def create(self, regulation: Regulation) -> Regulation:
+        with self._lock:
+            self._rows[regulation.id] = copy.deepcopy(regulation)
+        return regulation
+
+    def get(self, regulation_id: str) -> Regulation:
+        with self._lock:
+            found = self._rows.get(regulation_id)
+            if found is None:
+                raise NotFound(f"no regulation {regulation_id!r}", field="id")
+            return copy.deepcopy(found)
+
+    def list(self, limit: int = 100) -> list[Regulation]:
+        with self._lock:
+            rows = sorted(self._rows.values(), key=lambda r: r.created_at, reverse=True)
+            return [copy.deepcopy(r) for r in rows[:limit]]
+
+    def update(self, regulation: Regulation) -> Regulation:
+        with self._lock:
+            if regulation.id not in self._rows:
+                raise NotFound(f"no regulation {regulation.id!r}", field="id")
+            self._rows[regulation.id] = copy.deepcopy(regulation)
+        return regulation

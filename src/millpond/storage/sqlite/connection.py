@@ -102,6 +102,9 @@ def connect(path: str | Path, synchronous: str = "FULL", *,
                            timeout=30, factory=Connection)
     conn.health = health
     conn.execute("PRAGMA journal_mode=WAL")
+    # Deleted content is overwritten, not just unlinked: a person deleted by a
+    # regulation must leave no bytes in free space (storage/sqlite/eraser.py).
+    conn.execute("PRAGMA secure_delete=ON")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     if cache_kib is not None:
         conn.execute(f"PRAGMA cache_size=-{cache_kib}")

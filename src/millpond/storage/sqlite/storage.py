@@ -14,7 +14,9 @@ from millpond.storage.sqlite.destinations import SQLiteDestinationStore
 from millpond.storage.sqlite.imports import SQLiteImportJobStore
 from millpond.storage.sqlite.index import SQLiteEventIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
+from millpond.storage.sqlite.eraser import SQLiteEraser
 from millpond.storage.sqlite.profiles import SQLiteProfileStore
+from millpond.storage.sqlite.regulations import SQLiteRegulationStore
 from millpond.storage.sqlite.rejections import SQLiteRejectionStore
 from millpond.storage.sqlite.runs import SQLiteRunStore
 from millpond.storage.sqlite.segments import SQLiteSegmentStore
@@ -45,6 +47,9 @@ class SQLiteStorage:
         self.runs = SQLiteRunStore(self._state)
         self.imports = SQLiteImportJobStore(self._state)
         self.rejections = SQLiteRejectionStore(self._state)
+        self.regulations = SQLiteRegulationStore(self._state)
+        self.eraser = SQLiteEraser({name: self.data_dir / file
+                                    for name, file in FILES.items()})
         self._on_commit = on_commit
         self._people: PersonIndex | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,

@@ -1,0 +1,166 @@
+"""Deleting people from the embedded store, file by file, so that no byte of them is left.
+
+Why its own connections: each step opens a connection with ``secure_delete`` on (SQLite
+then overwrites what it deletes with zeros instead of only unlinking it), takes the write
+lock of one file for a bounded chunk at a time, and closes. The log's writer, the
+profile follower and the pumps keep their own connections and wait a moment for the lock
+(their busy timeout) while a chunk commits.
+
+Why :meth:`SQLiteEraser.scrub` after the steps: a deleted row can still sit in a
+write-ahead log (its earlier versions, in frames a passive checkpoint copied but never
+truncated) and, in pages written before ``secure_delete`` was on, in free space. A
+``TRUNCATE`` checkpoint empties each WAL, and ``VACUUM`` rewrites each file from its live
+rows only. The log is vacuumed too while it is below :data:`VACUUM_LOG_BYTES` (every
+connection of this backend has ``secure_delete`` on, so newer pages hold no freed
+bytes); above that, rewriting it would hold the collector's writer for minutes, and the
+archive tier (which rewrites sealed files) is the answer at that size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+from millpond.storage.sqlite.connection import connect, immediate
+
+#: Log rows examined per write transaction while deleting a person's events.
+CHUNK = 200_000
+#: Below this size the log file is vacuumed by :meth:`SQLiteEraser.scrub`.
+VACUUM_LOG_BYTES = 1 << 30
+#: Seconds a truncating checkpoint keeps retrying while readers hold old snapshots.
+CHECKPOINT_PATIENCE = 30.0
+
+
+class SQLiteEraser:
+    """:class:`~millpond.storage.contracts.PersonEraser` over one data dir's files."""
+
+    def __init__(self, files: dict[str, Path]):
+        self._files = files
+
+    @contextlib.contextmanager
+    def _open(self, name: str) -> Generator[sqlite3.Connection]:
+        conn = connect(self._files[name], "FULL")
+        conn.execute("PRAGMA secure_delete=ON")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- the log and its indexes ----------------------------------------------------------
+    def _event_seqs(self, ids: Sequence[str]) -> list[int]:
+        """Seqs of the people's events, by a scan of the log in chunks (the log keeps no
+        index on its id columns; see ``activity.py``)."""
+        marks = _marks(ids)
+        seqs: list[int] = []
+        with self._open("log") as conn:
+            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            for start in range(0, top, CHUNK):
+                seqs.extend(s for (s,) in conn.execute(
+                    f"SELECT seq FROM events WHERE seq > ? AND seq <= ? AND"
+                    f" (user_id IN ({marks}) OR anonymous_id IN ({marks}))",
+                    (start, start + CHUNK, *ids, *ids)))
+        return seqs
+
+    def events(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        marks = _marks(ids)
+        removed = 0
+        with self._open("log") as conn:
+            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            for start in range(0, top, CHUNK):
+                with immediate(conn):
+                    removed += conn.execute(
+                        f"DELETE FROM events WHERE seq > ? AND seq <= ? AND"
+                        f" (user_id IN ({marks}) OR anonymous_id IN ({marks}))",
+                        (start, start + CHUNK, *ids, *ids)).rowcount
+        with self._open("activity") as conn, immediate(conn):
+            conn.execute(f"DELETE FROM person_events WHERE id IN ({marks})", list(ids))
+        return removed
+
+    # -- state.db ---------------------------------------------------------------------------
+    def dead_letters(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        seqs = self._event_seqs(ids)
+        removed = 0
+        with self._open("state") as conn, immediate(conn):
+            for i in range(0, len(seqs), 500):
+                part = seqs[i:i + 500]
+                removed += conn.execute(
+                    f"DELETE FROM dead_letters WHERE seq IN ({_marks(part)})", part).rowcount
+            for one in ids:  # a payload mapped from the event names the person
+                removed += conn.execute("DELETE FROM dead_letters WHERE instr(payload, ?) > 0",
+                                        (one,)).rowcount
+        return removed
+
+    def rejections(self, ids: Sequence[str]) -> int:
+        removed = 0
+        with self._open("state") as conn, immediate(conn):
+            for one in ids:
+                removed += conn.execute(
+                    "DELETE FROM rejections WHERE instr(body, CAST(? AS BLOB)) > 0",
+                    (one,)).rowcount
+        return removed
+
+    # -- profiles.db and segments.db ----------------------------------------------------------
+    def profiles(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        with self._open("profiles") as conn, immediate(conn):
+            cids = [c for (c,) in conn.execute(
+                f"SELECT DISTINCT cid FROM identities WHERE id IN ({_marks(ids)})", list(ids))]
+            if not cids:
+                return 0
+            marks = _marks(cids)
+            conn.execute(f"DELETE FROM profile_ids WHERE canon IN (SELECT id FROM identities"
+                         f" WHERE cid IN ({marks}))", cids)
+            for table in ("traits", "memberships", "search_terms", "identities"):
+                conn.execute(f"DELETE FROM {table} WHERE cid IN ({marks})", cids)
+            return conn.execute(f"DELETE FROM clusters WHERE cid IN ({marks})", cids).rowcount
+
+    def segment_memberships(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        with self._open("segments") as conn, immediate(conn):
+            people = [p for (p,) in conn.execute(
+                f"SELECT DISTINCT person_id FROM member_ids WHERE identity IN ({_marks(ids)})"
+                f" UNION SELECT person_id FROM members WHERE user_id IN ({_marks(ids)})"
+                f" OR anonymous_id IN ({_marks(ids)})", [*ids, *ids, *ids])]
+            if not people:
+                return 0
+            marks = _marks(people)
+            conn.execute(f"DELETE FROM member_ids WHERE person_id IN ({marks})", people)
+            conn.execute(f"DELETE FROM history WHERE person_id IN ({marks})", people)
+            return conn.execute(f"DELETE FROM members WHERE person_id IN ({marks})",
+                                people).rowcount
+
+    # -- leaving no bytes behind ----------------------------------------------------------------
+    def scrub(self) -> None:
+        for name, path in self._files.items():
+            if not path.exists():
+                continue
+            with self._open(name) as conn:
+                _truncate_wal(conn)
+                if name != "log" or path.stat().st_size < VACUUM_LOG_BYTES:
+                    conn.execute("VACUUM")
+                _truncate_wal(conn)
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    """Checkpoint the whole WAL into the file and truncate it to zero bytes, retrying
+    while a reader still uses an old snapshot."""
+    deadline = time.monotonic() + CHECKPOINT_PATIENCE
+    while True:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+

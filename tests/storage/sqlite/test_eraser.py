@@ -1,0 +1,43 @@
+"""The embedded store's deletion leaves no bytes of the person in any file of the data dir
+(free pages, write-ahead logs), even among many other people's events."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from millpond.storage import StorageConfig, open_storage
+
+from ..helpers import ev
+
+SECRET = b"zq-unique-trait-7f3a"
+
+
+def _bytes_found(data_dir: Path, needles: list[bytes]) -> list[str]:
+    found = []
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            found += [f"{path.name}: {n!r}" for n in needles if n in blob]
+    return found
+
+
+def test_deleted_people_leave_no_bytes_in_the_data_dir(tmp_path):
+    data = tmp_path / "data"
+    storage = open_storage(StorageConfig(backend="sqlite", data_dir=str(data)))
+    try:
+        others = [ev(f"o{i}", userId=f"user-{i}", properties={"pad": "x" * 200})
+                  for i in range(3000)]
+        mine = [ev(f"m{i}", userId="ada-9c1", anonymousId="anon-ada-9c1",
+                   properties={"secret": SECRET.decode()}) for i in range(50)]
+        storage.log.submit(others[:1500] + mine + others[1500:]).result(30)
+        assert asyncio.run(storage.index.count_person_events(["ada-9c1"])) == 50
+        needles = [b"ada-9c1", SECRET]
+        assert _bytes_found(data, needles)  # the search can find them before
+        assert storage.eraser.events(["ada-9c1", "anon-ada-9c1"]) == 50
+        storage.eraser.scrub()
+        assert _bytes_found(data, needles) == []
+        assert len(asyncio.run(storage.log.read(0, 10_000))) == 3000
+    finally:
+        storage.close()
+    assert _bytes_found(data, [b"ada-9c1", SECRET]) == []
