@@ -19,6 +19,9 @@ EVENTS_ACCEPTED = Counter("millpond_events_accepted_total", "Events stored in th
 EVENTS_DUPLICATE = Counter("millpond_events_duplicate_total",
                            "Events acknowledged but not stored again (same messageId)",
                            ["source"], registry=REGISTRY)
+EVENTS_SUPPRESSED = Counter("millpond_events_suppressed_total",
+                            "Events acknowledged but not stored: their person is suppressed "
+                            "(a regulation)", ["source"], registry=REGISTRY)
 EVENTS_REJECTED = Counter("millpond_events_rejected_total", "Messages refused by the collector",
                           ["source", "type", "reason"], registry=REGISTRY)
 REQUESTS_REFUSED = Counter("millpond_requests_refused_total",

@@ -20,6 +20,7 @@ from pathlib import Path
 from millpond.backfill import ImportAborted, ImportInputError, ImportOptions, run_import
 from millpond.backfill.log_sink import LogSink
 from millpond.errors import BadRequest
+from millpond.regulations.blocklist import Blocklist
 from millpond.storage.contracts import EventLog, ImportJobStore
 from millpond.storage.models import ImportJob, Source
 
@@ -37,9 +38,12 @@ def job_dict(job: ImportJob) -> dict:
 
 
 class ImportJobs:
-    def __init__(self, store: ImportJobStore, log: EventLog, data_dir: Path):
+    def __init__(self, store: ImportJobStore, log: EventLog, data_dir: Path,
+                 blocklist: Blocklist | None = None):
         self.store = store
         self.log = log
+        #: Suppressed people, whose rows are rejected (``millpond.regulations``).
+        self.blocklist = blocklist
         self.dir = data_dir / "imports"
         self.dir.mkdir(exist_ok=True)
         # A server that stopped mid-import left jobs 'running': they resume from their
@@ -95,7 +99,8 @@ class ImportJobs:
         state, summary, error = "completed", None, None
         crash: Exception | None = None  # unexpected: the log line carries its traceback
         try:
-            result = run_import(path, options, LogSink(self.log, source.id), progress)
+            sink = LogSink(self.log, source.id, blocklist=self.blocklist)
+            result = run_import(path, options, sink, progress)
             summary = result.to_dict()
         except ImportInputError as exc:
             state, error = "failed", str(exc)

@@ -39,6 +39,7 @@ from millpond.collector.validation import (
     MessageRejected,
     normalize,
 )
+from millpond.regulations.blocklist import SUPPRESSED_REASON, Blocklist, screen_out
 from millpond.storage.contracts import EventLog
 from millpond.storage.models import AppendResult, NewEvent
 from millpond.timeutil import format_ms
@@ -175,6 +176,20 @@ def prepare_records(source_id: str, clock: Callable[[], float],
     return _encode_prepared((valid, rejected))
 
 
+def _screen(valid: list[NewEvent], rejected: list[tuple[int, str]], blocklist: Blocklist,
+            source_id: str) -> tuple[list[NewEvent], list[tuple[int, str]]]:
+    """Reject the rows of suppressed people (by their index in the batch: the valid
+    events are the batch's rows that were not rejected, in order)."""
+    gone = {i for i, _ in rejected}
+    positions = [i for i in range(len(valid) + len(rejected)) if i not in gone]
+    kept = list(valid)
+    removed = screen_out(kept, blocklist, source_id)
+    if not removed:
+        return valid, rejected
+    refused = [(positions[i], f"suppressed: {SUPPRESSED_REASON}") for i in removed]
+    return kept, sorted(rejected + refused)
+
+
 class LogSink:
     """Validates each event like the collector does and appends the batch to ``log``.
 
@@ -194,8 +209,10 @@ class LogSink:
 
     def __init__(self, log: EventLog, source_id: str, *, max_in_flight: int = 6,
                  batch_size: int = 5000, reader_process: bool = True,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, blocklist: Blocklist | None = None):
         self.log = log
+        #: Suppressed people: their rows are rejected with the reason ``suppressed``.
+        self.blocklist = blocklist
         self.source_id = source_id
         self.max_in_flight = max_in_flight
         self.batch_size = batch_size
@@ -227,6 +244,8 @@ class LogSink:
     def _queue(self, valid: list[NewEvent],
                rejected: list[tuple[int, str]]) -> Future[SinkResult]:
         done: Future[SinkResult] = Future()
+        if self.blocklist is not None and self.blocklist.active and valid:
+            valid, rejected = _screen(valid, rejected, self.blocklist, self.source_id)
         if not valid:
             done.set_result(SinkResult(0, rejected, 0))
             return done

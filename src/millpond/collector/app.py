@@ -27,6 +27,7 @@ from millpond.collector.segment_api import SegmentAPI
 from millpond.collector.track_api import TrackAPI
 from millpond.collector.validation import TYPES
 from millpond.errors import MillpondError, NotFound
+from millpond.regulations.blocklist import Blocklist
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog, RejectionStore
 
@@ -44,9 +45,10 @@ class CollectorApp:
     """ASGI app: the collector's own paths, and ``fallback`` (the admin API) for the rest."""
 
     def __init__(self, log: EventLog, rejections: RejectionStore, sources: SourceService,
-                 fallback, public: PublicAddress | None = None):
-        self.segment = SegmentAPI(log, rejections, sources)
-        self.track = TrackAPI(log, sources)
+                 fallback, public: PublicAddress | None = None,
+                 blocklist: Blocklist | None = None):
+        self.segment = SegmentAPI(log, rejections, sources, blocklist)
+        self.track = TrackAPI(log, sources, blocklist)
         self.browser = BrowserEndpoints(sources, public or PublicAddress())
         self.fallback = fallback
 

@@ -34,6 +34,7 @@ from millpond.collector.validation import (
     normalize,
 )
 from millpond.errors import BadRequest, Forbidden, TooLarge, Unauthorized
+from millpond.regulations.blocklist import SUPPRESSED_REASON, Blocklist, screen_out
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog, RejectionStore
 from millpond.storage.models import AppendResult, Rejection, Source
@@ -48,10 +49,13 @@ class SegmentAPI:
     """Handles one Segment-spec request end to end; acknowledges only after the commit
     (and, for a batch with rejected messages, after those are kept too)."""
 
-    def __init__(self, log: EventLog, rejections: RejectionStore, sources: SourceService):
+    def __init__(self, log: EventLog, rejections: RejectionStore, sources: SourceService,
+                 blocklist: Blocklist | None = None):
         self.log = log
         self.rejections = rejections
         self.sources = sources
+        #: Suppressed people: acknowledged, never stored (``millpond.regulations``).
+        self.blocklist = blocklist or Blocklist()
 
     def authenticate(self, scope: dict, data: Any, query_key: str | None = None) -> Source:
         """The source of the request's write key: Basic auth user, Bearer token, the body's
@@ -104,6 +108,9 @@ class SegmentAPI:
             error = TooLarge if exc.code == "message_too_large" else BadRequest
             raise error(exc.reason, field=exc.field, code=exc.code) from None
         metrics.REQUEST_BATCH_EVENTS.observe(1)
+        if self.blocklist.active and screen_out([event], self.blocklist, source.id):
+            await send_json(send, 200, {"success": True})
+            return
         result = await self.log.append([event])
         if result.stored:
             metrics.EVENTS_ACCEPTED.labels(source.id, kind).inc()
@@ -127,6 +134,7 @@ class SegmentAPI:
             if value is not None and not isinstance(value, dict):
                 raise BadRequest(f"{key} must be an object", field=key)
         events = []
+        positions: list[int] = []  # each event's index in the batch
         rejected: list[dict] = []
         rejections: list[Rejection] = []
         reasons: Counter = Counter()
@@ -139,11 +147,15 @@ class SegmentAPI:
                     raise MessageRejected("write_key_mismatch", "this message's writeKey is "
                                           "not the request's; send each source's messages "
                                           "in a batch of its own", "writeKey")
+                positions.append(index)
                 events.append(normalize(msg, source_id=source.id, received_ms=received_ms,
                                         batch_context=context, batch_integrations=integrations,
                                         batch_sent_at=sent_at, check_huge=huge,
                                         received_at=received_at))
             except MessageRejected as exc:
+                if self.blocklist.active and isinstance(msg, dict) and \
+                        self.blocklist.suppressing(msg.get("userId"), msg.get("anonymousId")):
+                    continue  # a suppressed person's message is not kept, even as an error
                 kind = msg.get("type") if isinstance(msg, dict) else None
                 kind = kind if kind in TYPES else None
                 reasons[(kind, exc.code)] += 1
@@ -162,6 +174,11 @@ class SegmentAPI:
                 "batch", rejected=rejected))
             return
         metrics.REQUEST_BATCH_EVENTS.observe(len(batch))
+        suppressed: list[int] = []
+        if self.blocklist.active:
+            suppressed = [positions[i] for i in screen_out(events, self.blocklist, source.id)]
+            rejected.extend({"index": i, "code": "suppressed", "field": None,
+                             "reason": SUPPRESSED_REASON} for i in suppressed)
         result = await self.log.append(events) if events else AppendResult([])
         if rejections:  # diagnostics: stored after the events, in a worker thread
             await asyncio.to_thread(self.rejections.add, rejections)
@@ -170,7 +187,8 @@ class SegmentAPI:
         if result.duplicates:
             metrics.EVENTS_DUPLICATE.labels(source.id).inc(result.duplicates)
         await send_json(send, 200, {"success": True, "accepted": result.stored,
-                                    "duplicates": result.duplicates, "rejected": rejected})
+                                    "duplicates": result.duplicates, "rejected": rejected,
+                                    "suppressed": len(suppressed)})
 
 
 def _message_keys(data: Any) -> list[str]:

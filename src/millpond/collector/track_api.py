@@ -32,6 +32,7 @@ from millpond.collector.request import (
 )
 from millpond.collector.validation import MessageRejected, body_has_huge_int, normalize
 from millpond.errors import BadRequest, Forbidden, NotFound, TooLarge, Unauthorized
+from millpond.regulations.blocklist import Blocklist, screen_out
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog
 from millpond.storage.models import Source
@@ -43,9 +44,12 @@ MAX_ID_BYTES = 150
 
 
 class TrackAPI:
-    def __init__(self, log: EventLog, sources: SourceService):
+    def __init__(self, log: EventLog, sources: SourceService,
+                 blocklist: Blocklist | None = None):
         self.log = log
         self.sources = sources
+        #: Suppressed people: acknowledged, never stored (``millpond.regulations``).
+        self.blocklist = blocklist or Blocklist()
 
     def authenticate(self, scope: dict) -> Source:
         site_id, api_key, _ = credentials(scope)
@@ -89,6 +93,9 @@ class TrackAPI:
         except MessageRejected as exc:
             error = TooLarge if exc.code == "message_too_large" else BadRequest
             raise error(exc.reason, field=exc.field, code=exc.code) from None
+        if self.blocklist.active and screen_out([event], self.blocklist, source.id):
+            await send_json(send, 200, {})
+            return
         result = await self.log.append([event])
         if result.stored:
             metrics.EVENTS_ACCEPTED.labels(source.id, event.type).inc()

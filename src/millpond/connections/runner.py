@@ -33,6 +33,7 @@ from millpond.delivery.pump import Pump
 from millpond.delivery.rate_limit import RateLimiter, batch_size
 from millpond.delivery.retry import RetryPolicy
 from millpond.delivery.runs import Checkpoint, supervise
+from millpond.delivery.screen import Screen
 from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
@@ -83,7 +84,8 @@ class LiveDestination:
     """The running side of one destination; see the module docstring."""
 
     def __init__(self, dest: Destination, rt: Runtime, log_: EventLog, runs: RunStore,
-                 run: Run, transport: Transport, policy: RetryPolicy):
+                 run: Run, transport: Transport, policy: RetryPolicy,
+                 screen: Screen | None = None):
         self.dest = dest
         self.runtime = rt
         self.log = log_
@@ -107,7 +109,8 @@ class LiveDestination:
                                    RateLimiter(rate["events_per_second"],
                                                rate.get("requests_per_second"),
                                                burst_events=self.batch_events), policy,
-                                   name=dest.name, max_in_flight=max_in_flight(dest, rt))
+                                   name=dest.name, max_in_flight=max_in_flight(dest, rt),
+                                   screen=screen)
         self.evaluator = Evaluator(rt.dtype, rt.actions)
         self.totals: Counter = delivery_totals(runs, dest.id)
         #: The cursor as saved with ``totals``: stats show the two together, consistently.

@@ -29,6 +29,7 @@ from millpond.connections.runner import (
 )
 from millpond.connections.stats import summarize
 from millpond.delivery.retry import RetryPolicy
+from millpond.delivery.screen import Screen
 from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
 from millpond.errors import BadRequest, Conflict
 from millpond.storage.contracts import DestinationStore, EventLog, RunStore
@@ -43,8 +44,10 @@ class PumpManager:
 
     def __init__(self, event_log: EventLog, destinations: DestinationStore, runs: RunStore,
                  *, transport: Transport | None = None, policy: RetryPolicy | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, screen: Screen | None = None):
         self.log = event_log
+        #: Whose events no run may send (regulations); every destination's deliverer asks.
+        self.screen = screen
         self.destinations = destinations
         self.runs = runs
         self.policy = policy or RetryPolicy()
@@ -91,7 +94,7 @@ class PumpManager:
             log.error("destination %s cannot start: %s", dest.name, exc.message)
             return
         live = LiveDestination(dest, rt, self.log, self.runs, live_run(self.runs, dest),
-                               self.transport, self.policy)
+                               self.transport, self.policy, self.screen)
         self._live[dest.id] = live
         live.start()
         if self.replays is not None:

@@ -50,7 +50,8 @@ from millpond.delivery.dead_log import DeadLetterLog
 from millpond.delivery.evaluate import Evaluates
 from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
-from millpond.delivery.outcomes import CountKey, Outcome, category, dead_letter
+from millpond.delivery.outcomes import SKIPPED, CountKey, Outcome, category, dead_letter
+from millpond.delivery.screen import Screen
 from millpond.delivery.sender import LIVE, Deliverer, Result
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
@@ -129,7 +130,7 @@ class Pump:
     async def _read(self) -> None:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
-        pack, dead_log = self._pack, self._dead_log
+        pack, dead_log, screen = self._pack, self._dead_log, self.deliverer.screen
         while True:
             if dead_log is not None:
                 dead_log.flush()  # what earlier checkpoints held back, once it is due
@@ -149,6 +150,10 @@ class Pump:
                 seq, body = row.seq, row.body
                 event: dict[str, Any] = decode(body)
                 event["seq"] = seq
+                if screen is not None and screen.active and (reason := screen.blocked(
+                        event.get("userId"), event.get("anonymousId"), seq)):
+                    ledger.open(pos, 0, event.get("receivedAt"), [("", SKIPPED, reason)])
+                    continue
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None)
@@ -177,6 +182,9 @@ class Pump:
                                    functools.partial(self._deliver, batch))
 
     async def _deliver(self, batch: Batch) -> None:
+        screen = self.deliverer.screen
+        if screen is not None and screen.active and not self._screen(batch, screen):
+            return
         done = await self.deliverer.deliver(batch, priority=self._priority,
                                             on_retry=self._on_retry, share=self._share)
         self._sent(done.sent)
@@ -186,6 +194,20 @@ class Pump:
         # events delivered but not checkpointed, all sent again after a restart.
         while not await self.checkpoint() and self.unavailable is not None:
             await asyncio.sleep(UNAVAILABLE_WAIT)
+
+    def _screen(self, batch: Batch, screen: Screen) -> bool:
+        """Skip the items of people screened since the reader let them through (a
+        regulation accepted meanwhile); whether any item is left to send."""
+        kept: list[Work] = []
+        for work in batch.items:
+            reason = screen.blocked(work.user, None, work.event.get("seq", 0))
+            if reason:
+                self.ledger.done(work.seq, (work.action, SKIPPED, reason))
+            else:
+                kept.append(work)
+        if len(kept) < len(batch.items):
+            batch.items = kept
+        return bool(kept)
 
     def _sent(self, works: list[Work]) -> None:
         if not works:

@@ -49,6 +49,7 @@ from millpond.destinations.base import (
 from millpond.timeutil import compact_duration, human_duration
 
 if TYPE_CHECKING:
+    from millpond.delivery.screen import Screen
     from millpond.delivery.share import BackgroundShare
 
 log = logging.getLogger("millpond.delivery")
@@ -191,9 +192,11 @@ class Deliverer:
                  policy: RetryPolicy, *,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  name: str = "", clock: Callable[[], float] = time.time,
-                 max_in_flight: int = 1):
+                 max_in_flight: int = 1, screen: Screen | None = None):
         #: The destination's name, for the log.
         self.name = name
+        #: Whose events no run of this destination may send (regulations), or None.
+        self.screen = screen
         self._clock = clock
         self.dtype = dtype
         self.transport = transport

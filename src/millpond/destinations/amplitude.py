@@ -48,7 +48,15 @@ from millpond.destinations.base import (
 )
 from millpond.destinations.registry import register
 from millpond.destinations.settings import check_http_url, check_not_blank
-from millpond.destinations.wire import byte_len, drop_none, id_text, json_bytes, to_epoch_ms
+from millpond.destinations.wire import (
+    basic_auth,
+    byte_len,
+    drop_none,
+    id_text,
+    json_bytes,
+    origin_of,
+    to_epoch_ms,
+)
 
 HOSTS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amplitude.com"}
 PATHS = {"httpapi": "/2/httpapi", "batch": "/batch"}
@@ -129,6 +137,17 @@ class AmplitudeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     endpoint: Annotated[
         str | None, Meta(description="Override the API base URL (a proxy or a test fake).")
     ] = None
+    secret_key: Annotated[
+        str | None,
+        Meta(description="Project secret key: lets regulations call the User Privacy API "
+             "(deletions); without it a deletion says not_supported."),
+    ] = None
+
+
+#: The User Privacy API's hosts (v1: ``POST /api/2/deletions/users``, Basic api_key:secret).
+PRIVACY_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
+#: The most user ids one deletion request may name (the API's documented limit).
+MAX_DELETION_IDS = 100
 
 
 @register
@@ -140,7 +159,7 @@ class Amplitude(DestinationType):
     docs = "https://amplitude.com/docs/apis/analytics/http-v2"
     settings_type = AmplitudeSettings
     settings_example: ClassVar[dict] = {"api_key": "0123456789abcdef0123456789abcdef"}
-    secret_fields = frozenset({"api_key"})
+    secret_fields = frozenset({"api_key", "secret_key"})
     replayable = True
     # vendors.md §2 Limits: the Starter plan allows ≤100 batches/s and 1000
     # events/s, the lowest documented project-level figure. (Per user/device
@@ -223,6 +242,27 @@ class Amplitude(DestinationType):
     def url(self) -> str:
         base = (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
         return base + PATHS[self.settings.api]
+
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        """User Privacy API v1: `POST /api/2/deletions/users` with `{"user_ids",
+        "requester", "ignore_invalid_id"}`, at most 100 ids each, Basic auth with the
+        API key and the secret key. Amplitude deletes by user id (or Amplitude id), not
+        by device id."""
+        secret = self.settings.secret_key
+        if not secret:
+            return "set settings.secret_key: Amplitude's User Privacy API needs it"
+        if not user_ids:
+            return "Amplitude deletes people by user id; this person has no user id"
+        endpoint = self.settings.endpoint
+        base = (origin_of(endpoint) if endpoint else PRIVACY_HOSTS[self.settings.region])
+        headers = {"Authorization": basic_auth(self.settings.api_key, secret),
+                   "Content-Type": "application/json"}
+        return [OutboundRequest("POST", f"{base}/api/2/deletions/users", headers,
+                                json_bytes({"user_ids": user_ids[i:i + MAX_DELETION_IDS],
+                                            "requester": requester,
+                                            "ignore_invalid_id": True}), 1)
+                for i in range(0, len(user_ids), MAX_DELETION_IDS)]
 
     def validate_item(self, action: str, payload: dict[str, Any]) -> str | None:
         event_type = payload.get("event_type")

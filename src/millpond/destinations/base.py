@@ -364,6 +364,16 @@ class DestinationType(ABC):
         """One request for `items` (1 <= len <= batching.max_events, all with the
         same `group_key`). `action` is the action of the first item."""
 
+    # deletion (regulations) ------------------------------------------------------------
+
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        """The requests of the vendor's documented deletion API that delete these people
+        (every id of each), or why this type cannot forward a deletion (the regulation
+        then says ``not_supported`` with that reason). A 2xx answer to each means done;
+        the regulation job retries what the shared table calls retryable."""
+        return f"{self.title} has no deletion API millpond can call"
+
     # responses -----------------------------------------------------------------------
 
     def classify(

@@ -221,6 +221,18 @@ class CustomerIo(DestinationType):
     def base_url(self) -> str:
         return (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
 
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        """Track API `DELETE /api/v1/customers/{identifier}` ("Delete a customer: removes
+        them, and all of their information"), one per user id; anonymous ids are not
+        Customer.io identifiers (their events were merged into the person on identify)."""
+        if not user_ids:
+            return "Customer.io deletes people by identifier; this person has no user id"
+        headers = {"Authorization": basic_auth(self.settings.site_id, self.settings.api_key)}
+        return [OutboundRequest("DELETE",
+                                f"{self.base_url}/api/v1/customers/{quote(uid, safe='')}",
+                                headers, b"", 1) for uid in user_ids]
+
     def group_key(self, action: str, payload: dict[str, Any]) -> str:
         if "attributes" in payload:
             return "identify"

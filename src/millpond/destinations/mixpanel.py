@@ -29,6 +29,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta
@@ -51,7 +52,14 @@ from millpond.destinations.base import (
 from millpond.destinations.errors import SettingsError
 from millpond.destinations.registry import register
 from millpond.destinations.settings import check_http_url, check_not_blank, show
-from millpond.destinations.wire import basic_auth, byte_len, json_bytes, parse_time, to_epoch_ms
+from millpond.destinations.wire import (
+    basic_auth,
+    byte_len,
+    json_bytes,
+    origin_of,
+    parse_time,
+    to_epoch_ms,
+)
 
 HOSTS = {
     "us": "https://api.mixpanel.com",
@@ -185,6 +193,18 @@ class MixpanelSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     endpoint: Annotated[
         str | None, Meta(description="Override the API base URL (a proxy or a test fake).")
     ] = None
+    gdpr_token: Annotated[
+        str | None,
+        Meta(description="GDPR API OAuth token (Personal Settings, Data & Privacy): lets "
+             "regulations request deletions; without it a deletion says not_supported."),
+    ] = None
+
+
+#: The GDPR API's host per region (``POST /api/app/data-deletions/v3.0/?token=``).
+GDPR_HOSTS = {"us": "https://mixpanel.com", "eu": "https://eu.mixpanel.com",
+              "in": "https://in.mixpanel.com"}
+#: The most distinct ids one deletion request may name (the API's documented limit).
+MAX_DELETION_IDS = 2000
 
 
 @register
@@ -200,7 +220,8 @@ class Mixpanel(DestinationType):
         "api_secret": "fedcba9876543210fedcba9876543210",
         "region": "us",
     }
-    secret_fields = frozenset({"project_token", "api_secret", "service_account_secret"})
+    secret_fields = frozenset({"project_token", "api_secret", "service_account_secret",
+                               "gdpr_token"})
     replayable = True
     # vendors.md §1 Limits: "2 GB uncompressed JSON/min ≈ 30k events/s" per project.
     # 16 in flight: 50 requests/s of 600 events (1/50 s of budget) at ~300 ms each.
@@ -277,6 +298,26 @@ class Mixpanel(DestinationType):
     @property
     def base_url(self) -> str:
         return (self.settings.endpoint or HOSTS[self.settings.region]).rstrip("/")
+
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        """GDPR API v3: `POST /api/app/data-deletions/v3.0/?token=<project token>` with
+        `{"distinct_ids", "compliance_type": "GDPR"}` (up to 2000 ids) and the OAuth token
+        as `Authorization: Bearer`. Every id: a distinct id is a user id or a device's
+        anonymous id."""
+        token = self.settings.gdpr_token
+        if not token:
+            return "set settings.gdpr_token: Mixpanel's GDPR API needs an OAuth token"
+        ids = [*user_ids, *anonymous_ids]
+        base = (origin_of(self.settings.endpoint) if self.settings.endpoint
+                else GDPR_HOSTS[self.settings.region])
+        url = (f"{base}/api/app/data-deletions/v3.0/"
+               f"?token={quote(self.settings.project_token, safe='')}")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        return [OutboundRequest("POST", url, headers,
+                                json_bytes({"distinct_ids": ids[i:i + MAX_DELETION_IDS],
+                                            "compliance_type": "GDPR"}), 1)
+                for i in range(0, len(ids), MAX_DELETION_IDS)]
 
     def group_key(self, action: str, payload: dict[str, Any]) -> str:
         return "import" if _PROFILE_OPS.isdisjoint(payload) else "engage"

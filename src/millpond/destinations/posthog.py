@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta
@@ -104,6 +105,23 @@ class PostHogSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         bool,
         Meta(description="Mark batches as historical (backfills of events ≥48 h old)."),
     ] = False
+    personal_api_key: Annotated[
+        str | None,
+        Meta(description="Personal API key (phx_…, scope person:write): lets regulations "
+             "delete persons; without it (and project_id) a deletion says not_supported."),
+    ] = None
+    project_id: Annotated[
+        str | None, Meta(description="Project id, for the persons API (deletions).")
+    ] = None
+    api_host: Annotated[
+        str | None,
+        Meta(description="Private API host (https://us.posthog.com); default: `host` "
+             "without its `.i` ingestion label."),
+    ] = None
+
+
+#: The most distinct ids one bulk deletion may name (the API's documented limit).
+MAX_DELETION_IDS = 1000
 
 
 @register
@@ -118,7 +136,7 @@ class PostHog(DestinationType):
         "api_key": "phc_0123456789abcdefghijklmnopqrstuvwxyzABCDE",
         "host": "https://us.i.posthog.com",
     }
-    secret_fields = frozenset({"api_key"})
+    secret_fields = frozenset({"api_key", "personal_api_key"})
     replayable = True
     # vendors.md §3 Limits: "No documented request-rate limit on capture; the
     # server can still return 429". 1000 events/s is millpond's choice, the
@@ -191,6 +209,25 @@ class PostHog(DestinationType):
         if byte_len(payload) > MAX_EVENT_BYTES:
             return f"event is larger than {MAX_EVENT_BYTES} bytes (posthog-python's 900 KiB cap)"
         return None
+
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        """Persons API: `POST /api/projects/{project_id}/persons/bulk_delete/` with
+        `{"distinct_ids", "delete_events": true}` (up to 1000 ids), `Authorization:
+        Bearer <personal API key>`."""
+        key, project = self.settings.personal_api_key, self.settings.project_id
+        if not key or not project:
+            return ("set settings.personal_api_key and settings.project_id: PostHog's "
+                    "persons API needs both")
+        ids = [*user_ids, *anonymous_ids]
+        host = (self.settings.api_host or self.settings.host.replace(".i.posthog.com",
+                                                                     ".posthog.com"))
+        url = f"{host.rstrip('/')}/api/projects/{quote(project, safe='')}/persons/bulk_delete/"
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        return [OutboundRequest("POST", url, headers,
+                                json_bytes({"distinct_ids": ids[i:i + MAX_DELETION_IDS],
+                                            "delete_events": True}), 1)
+                for i in range(0, len(ids), MAX_DELETION_IDS)]
 
     def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
         body = {

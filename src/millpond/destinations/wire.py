@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -109,3 +110,10 @@ def id_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     return None
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: where a vendor's other API lives when its
+    settings override the ingestion endpoint (a proxy or a test fake serves both)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

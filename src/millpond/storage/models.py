@@ -384,3 +384,5 @@ class Regulation(msgspec.Struct):
     destinations: dict[str, StepStatus] = msgspec.field(default_factory=dict)
     suppressed: int = 0
     finished_at: float | None = None
+    #: The ``unsuppress`` regulation that lifted this suppression, if one did.
+    lifted_by: str | None = None

@@ -11,10 +11,10 @@ from millpond.storage.health import StorageHealth
 from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.connection import StateDB
 from millpond.storage.sqlite.destinations import SQLiteDestinationStore
+from millpond.storage.sqlite.eraser import SQLiteEraser
 from millpond.storage.sqlite.imports import SQLiteImportJobStore
 from millpond.storage.sqlite.index import SQLiteEventIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
-from millpond.storage.sqlite.eraser import SQLiteEraser
 from millpond.storage.sqlite.profiles import SQLiteProfileStore
 from millpond.storage.sqlite.regulations import SQLiteRegulationStore
 from millpond.storage.sqlite.rejections import SQLiteRejectionStore
