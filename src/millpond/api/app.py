@@ -19,6 +19,7 @@ from millpond.api import (
     events,
     imports,
     people,
+    regulations,
     replays,
     schema,
     segments,
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from millpond.app.services import Services
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
-           dead_letters.router, imports.router, replays.router, segments.router)
+           dead_letters.router, imports.router, replays.router, segments.router,
+           regulations.router)
 
 
 def build_api(services: Services) -> FastAPI:

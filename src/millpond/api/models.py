@@ -554,3 +554,56 @@ ALL: tuple[type[Struct], ...] = (
 def to_dict(value: Struct) -> dict[str, Any]:
     """The fields given (UNSET left out), as plain JSON values for the services."""
     return msgspec.to_builtins(value)
+
+
+# -- regulations --------------------------------------------------------------------------
+
+PersonId = Annotated[str, Meta(min_length=1, max_length=255,
+                               description="a user id or anonymous id as the SDK sent it")]
+
+
+class RegulationCreate(Request):
+    """Suppress, delete (or both), or lift a suppression of the people these ids belong
+    to (each whole profile: every identity joined by identify or alias)."""
+
+    type: Literal["suppress", "delete", "suppress_with_delete", "unsuppress"]
+    user_ids: Annotated[list[PersonId], Meta(max_length=1000)] = msgspec.field(
+        default_factory=list)
+    anonymous_ids: Annotated[list[PersonId], Meta(max_length=1000)] = msgspec.field(
+        default_factory=list)
+    #: Who asked, for the audit (an email, a ticket); the API's caller when left out.
+    requested_by: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+
+
+class StepOut(Struct):
+    """One store's or destination's status: ``pending``, ``done`` (``removed``: records
+    or requests), ``not_supported`` (``reason``) or ``failed`` (``reason``, ``attempts``)."""
+
+    state: Literal["pending", "done", "not_supported", "failed"]
+    removed: int
+    attempts: int
+    reason: str | None = None
+    updated_at: str | None = None
+
+
+class RegulationOut(Struct):
+    """A regulation with its audit (who asked, when) and, for a deletion, its status per
+    store and per destination (by destination id, with ``name``)."""
+
+    id: str
+    type: Literal["suppress", "delete", "suppress_with_delete", "unsuppress"]
+    state: Literal["active", "running", "finished", "lifted"]
+    user_ids: list[str]
+    anonymous_ids: list[str]
+    ids: list[str]
+    requested_by: str
+    created_at: str
+    suppressed: int
+    stores: dict[str, StepOut]
+    destinations: dict[str, dict[str, Any]]
+    finished_at: str | None = None
+    lifted_by: str | None = None
+
+
+class RegulationList(Struct):
+    regulations: list[RegulationOut]

@@ -77,5 +77,5 @@ def build_asgi(services: Services, lifecycle: Lifecycle | None = None) -> Server
     requests only), the lifespan starts and stops a new one."""
     api, web = build_admin(services)
     collector = CollectorApp(services.log, services.storage.rejections, services.sources,
-                             api, services.public)
+                             api, services.public, services.blocklist)
     return ServerApp(collector, lifecycle or Lifecycle(services), web)

@@ -26,10 +26,12 @@ class Lifecycle:
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
+        await self.services.regulations.start()  # resumes interrupted deletions
 
     async def stop(self) -> None:
         """Stop delivery (checkpointing it), then the follower, then close the stores,
         which finishes in-flight commits."""
+        await self.services.regulations.stop()
         await self.services.pumps.stop()
         for task in self._tasks:
             task.cancel()

@@ -22,6 +22,9 @@ from millpond.connections import metrics as delivery_metrics
 from millpond.connections.service import PumpManager
 from millpond.delivery.retry import RetryPolicy
 from millpond.profiles.follower import ProfileFollower
+from millpond.regulations.blocklist import Blocklist
+from millpond.regulations.forward import Forwarder
+from millpond.regulations.service import RegulationService
 from millpond.replays.service import ReplayManager
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
@@ -51,6 +54,9 @@ class Services:
     replays: ReplayManager
     segment_engine: SegmentEngine
     segments: SegmentService
+    #: Who is suppressed or deleted now: the collector, imports and every pump ask.
+    blocklist: Blocklist
+    regulations: RegulationService
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -67,9 +73,11 @@ def build_services(config: ServerConfig) -> Services:
                            max_group=config.log_writer.max_group)
     sources = SourceService(storage.sources)
     delivery = config.delivery
+    blocklist = Blocklist()
     pumps = PumpManager(storage.log, storage.destinations, storage.runs,
                         timeout=delivery.timeout,
-                        policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap))
+                        policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap),
+                        screen=blocklist)
     delivery_metrics.install(pumps)
     follower = ProfileFollower(storage.log, storage.profiles)
 
@@ -79,14 +87,21 @@ def build_services(config: ServerConfig) -> Services:
             pass
 
     engine = SegmentEngine(storage, profiles_upto=profiles_upto)
+
+    async def profiles_current() -> None:
+        await profiles_upto(storage.log.last_seq())
+
+    regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
+                                    catch_up=profiles_current)
     services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
         sources=sources, profiles=storage.profiles,
         profile_follower=follower,
-        imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
+        imports=ImportJobs(storage.imports, storage.log, data_dir, blocklist), pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
-        segment_engine=engine, segments=SegmentService(storage, engine))
+        segment_engine=engine, segments=SegmentService(storage, engine),
+        blocklist=blocklist, regulations=regulations)
     server_metrics.install(services)
     return services

@@ -234,6 +234,14 @@ class PostgresDestination(LoaderDestination):
 
         return PostgresLoader(cast(postgres_settings.PostgresSettings, self.settings))
 
+    def forget_rows(self, ids: list[str]) -> int:
+        """Delete the people's rows from the warehouse (a regulation); blocking."""
+        loader = self.make_loader()
+        try:
+            return loader.forget(ids)
+        finally:
+            loader.close()
+
 
 @register
 class ParquetDestination(LoaderDestination):
@@ -247,6 +255,11 @@ class ParquetDestination(LoaderDestination):
     settings_example: ClassVar[dict] = parquet_settings.SETTINGS_EXAMPLE
     secret_fields = parquet_settings.SECRET_FIELDS
     settings_module = parquet_settings
+
+    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
+                          requester: str) -> list[OutboundRequest] | str:
+        return ("Parquet files already written are immutable and millpond does not "
+                "rewrite them yet; delete the person's rows with your query engine")
 
     def make_loader(self) -> Any:
         from millpond.warehouses.parquet import ParquetWriter

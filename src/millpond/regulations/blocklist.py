@@ -37,6 +37,10 @@ class Blocklist:
         self._maps: tuple[dict[str, str], dict[str, int]] = ({}, {})
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        #: Deleted ids whose regulation no longer names them (redacted once finished),
+        #: kept in this process's memory only: a run that read their events before they
+        #: went still must not send them; after a restart no run holds such events.
+        self._remembered: dict[str, int] = {}
 
     def load(self, regulations: Iterable[Regulation]) -> None:
         """Rebuild from every stored regulation (oldest first wins nothing: any active
@@ -47,10 +51,17 @@ class Blocklist:
             if reg.type in SUPPRESSING and reg.lifted_by is None:
                 for one in reg.ids:
                     suppressed.setdefault(one, reg.id)
-            if reg.type in DELETING:
+            if reg.type in DELETING and not reg.redacted:
                 for one in reg.ids:
                     deleted[one] = max(deleted.get(one, 0), reg.upto_seq)
+        for one, upto in self._remembered.items():
+            deleted[one] = max(deleted.get(one, 0), upto)
         self._maps = (suppressed, deleted)
+
+    def remember(self, ids: Iterable[str], upto_seq: int) -> None:
+        """Keep screening these deleted ids in memory (their regulation is redacted)."""
+        for one in ids:
+            self._remembered[one] = max(self._remembered.get(one, 0), upto_seq)
 
     @property
     def active(self) -> bool:
@@ -84,6 +95,11 @@ class Blocklist:
         """``n`` events were refused because of ``regulation_id`` (saved by the service)."""
         with self._lock:
             self._counts[regulation_id] += n
+
+    def pending(self, regulation_id: str) -> int:
+        """Events refused because of ``regulation_id`` and not yet taken."""
+        with self._lock:
+            return self._counts.get(regulation_id, 0)
 
     def take_counts(self) -> Counter[str]:
         """The counts since the last call (the service adds them to the regulations)."""

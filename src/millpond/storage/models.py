@@ -386,3 +386,10 @@ class Regulation(msgspec.Struct):
     finished_at: float | None = None
     #: The ``unsuppress`` regulation that lifted this suppression, if one did.
     lifted_by: str | None = None
+    #: ``ids`` split by kind (destinations delete user ids and anonymous ids apart).
+    resolved_user_ids: list[str] = msgspec.field(default_factory=list)
+    resolved_anonymous_ids: list[str] = msgspec.field(default_factory=list)
+    #: Set once a finished deletion replaced every id above by its keyed digest
+    #: (``blake2b:<hex>`` under this key): the audit can still tell whether an id was
+    #: deleted, and no id of the person is kept (a suppression must keep its ids).
+    redacted: str | None = None

@@ -20,6 +20,9 @@ https://amplitude.com/docs/apis/analytics/http-api-batching-retries):
   unconfirmed);
 - `$identify` events and plain `user_properties` update `users`;
 - `POST /identify`: form `api_key` + `identification` (object or array).
+- User Privacy API v1 `POST /api/2/deletions/users` (Basic `api_key:secret_key`,
+  else 401): `{"user_ids": [...≤100], "requester", "ignore_invalid_id"}` → 200
+  `{"day", "status": "staging", "user_ids": [...]}`; the ids land in `deleted`.
 """
 
 from __future__ import annotations
@@ -55,12 +58,16 @@ class FakeAmplitude(FakeVendor):
     def __init__(
         self,
         api_key: str = "amp-api-key-0123456789",
+        secret_key: str = "amp-secret-key-0123456789",
         max_events: int = 2000,
         httpapi_max_bytes: int = 1_000_000,
         batch_max_bytes: int = 20_000_000,
     ) -> None:
         super().__init__()
         self.api_key = api_key
+        self.secret_key = secret_key
+        #: User ids deleted through the User Privacy API, with who asked.
+        self.deleted: list[tuple[str, str]] = []
         self.max_events = max_events
         self.max_bytes = {"/2/httpapi": httpapi_max_bytes, "/batch": batch_max_bytes}
         self.throttle_ids: set[str] = set()
@@ -69,13 +76,14 @@ class FakeAmplitude(FakeVendor):
         self._insert_ids: dict[str, float] = {}
 
     def _reset_state(self) -> None:
+        self.deleted.clear()
         self.throttle_ids.clear()
         self.users.clear()
         self.identifies.clear()
         self._insert_ids.clear()
 
     def destination_settings(self) -> dict:
-        return {"api_key": self.api_key, "endpoint": self.url}
+        return {"api_key": self.api_key, "endpoint": self.url, "secret_key": self.secret_key}
 
     def failure_body(self, status: int) -> Any:
         if status == 429:
@@ -96,7 +104,20 @@ class FakeAmplitude(FakeVendor):
             return self._events(request)
         if request.path.rstrip("/") == "/identify":
             return self._identify(request)
+        if request.path.rstrip("/") == "/api/2/deletions/users":
+            return self._delete_users(request)
         return FakeResponse(400, {"code": 400, "error": "Invalid request path"})
+
+    def _delete_users(self, request: FakeRequest) -> FakeResponse:
+        if request.basic_auth() != (self.api_key, self.secret_key):
+            return FakeResponse(401, {"error": "Invalid API key or secret key"})
+        body = request.json()
+        ids = body.get("user_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or len(ids) > 100:
+            return FakeResponse(400, {"error": "user_ids: 1 to 100 ids"})
+        self.deleted.extend((str(i), str(body.get("requester"))) for i in ids)
+        return FakeResponse(200, {"day": "2026-01-01", "status": "staging",
+                                  "user_ids": [{"user_id": i} for i in ids]})
 
     @staticmethod
     def _bad(error: str, **extra: Any) -> FakeResponse:

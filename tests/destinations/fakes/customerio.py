@@ -16,7 +16,9 @@ https://docs.customer.io/journeys/invalid-api-requests):
 - errors `{"meta": {"error": "…"}}`; success `{}`;
 - `POST /api/v2/batch` (≤500 KB, each entity ≤32 KB): per-item errors → 207
   `{"errors": [{"batch_index", "reason", "field", "message"}]}`, others applied;
-  `POST /api/v2/entity` (≤32 KB) → 400 `{"errors": [...]}` when invalid.
+  `POST /api/v2/entity` (≤32 KB) → 400 `{"errors": [...]}` when invalid;
+- `DELETE /api/v1/customers/{identifier}` ("Delete a customer": removes them and all
+  their information; 200 `{}`, also for an unknown id) → the id in `deleted`.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class FakeCustomerIo(FakeVendor):
         self.people: dict[str, dict] = {}
         self.identifies: list[tuple[str, dict]] = []
         self._attribute_times: dict[tuple[str, str], int] = {}
+        #: Identifiers deleted through `DELETE /api/v1/customers/{id}`, in order.
+        self.deleted: list[str] = []
 
     def _reset_state(self) -> None:
+        self.deleted.clear()
         self.people.clear()
         self.identifies.clear()
         self._attribute_times.clear()
@@ -82,6 +87,10 @@ class FakeCustomerIo(FakeVendor):
             rest = parts[2:]
             if method == "PUT" and len(rest) == 2 and rest[0] == "customers":
                 return self._identify(rest[1], request)
+            if method == "DELETE" and len(rest) == 2 and rest[0] == "customers":
+                self.deleted.append(rest[1])
+                self.people.pop(rest[1], None)
+                return FakeResponse(200, {})
             if (
                 method == "POST"
                 and len(rest) == 3

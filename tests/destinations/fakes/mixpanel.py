@@ -19,6 +19,10 @@ Follows vendors.md §1 "Mixpanel (Ingestion API)"
   with `verbose=1`, `{"status":1|0,"error":…}`; ops applied to `profiles`;
 - injected failures use the documented bodies (429 has no Retry-After unless
   the test asks for one).
+- GDPR API v3 `POST /api/app/data-deletions/v3.0/?token=<project token>` with
+  `Authorization: Bearer <OAuth token>` (else 401) and `{"distinct_ids": [...≤2000],
+  "compliance_type": "GDPR"|"CCPA"}` → 200 `{"status": "ok", "results": {"task_id"}}`;
+  the ids land in `deleted`.
 """
 
 from __future__ import annotations
@@ -74,8 +78,12 @@ class FakeMixpanel(FakeVendor):
         project_id: int = 1234567,
         max_events: int = 2000,
         max_bytes: int = 2_097_152,
+        gdpr_token: str = "mp-gdpr-oauth-token-0123456789",
     ) -> None:
         super().__init__()
+        self.gdpr_token = gdpr_token
+        #: Distinct ids deleted through the GDPR API, in order.
+        self.deleted: list[str] = []
         self.api_secret = api_secret
         self.project_token = project_token
         self.service_accounts = service_accounts or {"sa.user.fake": "sa-secret-0123456789"}
@@ -87,6 +95,7 @@ class FakeMixpanel(FakeVendor):
         self.profile_errors: list[tuple[dict, str]] = []
 
     def _reset_state(self) -> None:
+        self.deleted.clear()
         self.profiles.clear()
         self.profile_updates.clear()
         self.profile_errors.clear()
@@ -96,6 +105,7 @@ class FakeMixpanel(FakeVendor):
             "project_token": self.project_token,
             "api_secret": self.api_secret,
             "endpoint": self.url,
+            "gdpr_token": self.gdpr_token,
         }
 
     def failure_body(self, status: int) -> Any:
@@ -123,6 +133,19 @@ class FakeMixpanel(FakeVendor):
             return [data]
         return data if isinstance(data, list) else None
 
+    def _delete(self, request: FakeRequest) -> FakeResponse:
+        if request.header("authorization") != f"Bearer {self.gdpr_token}":
+            return FakeResponse(401, {"status": "error", "error": "invalid OAuth token"})
+        if request.query_one("token") != self.project_token:
+            return FakeResponse(400, {"status": "error", "error": "unknown project token"})
+        body = request.json()
+        ids = body.get("distinct_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or len(ids) > 2000 \
+                or body.get("compliance_type", "GDPR") not in ("GDPR", "CCPA"):
+            return FakeResponse(400, {"status": "error", "error": "bad deletion request"})
+        self.deleted.extend(str(i) for i in ids)
+        return FakeResponse(200, {"status": "ok", "results": {"task_id": len(self.deleted)}})
+
     def handle(self, request: FakeRequest) -> FakeResponse:
         if request.method != "POST":
             return FakeResponse(405, "POST only")
@@ -133,6 +156,8 @@ class FakeMixpanel(FakeVendor):
             return self._track(request)
         if route == "/engage":
             return self._engage(request)
+        if route == "/api/app/data-deletions/v3.0":
+            return self._delete(request)
         return FakeResponse(404, {"error": f"unknown path {request.path}", "status": "error"})
 
     # /import -----------------------------------------------------------------------------

@@ -16,6 +16,10 @@ PostHog/posthog `rust/capture/src/api.rs`, posthog-python `request.py`):
 - `$set`/`$set_once` (in `properties`, including `$identify`) apply to
   `persons` in arrival order; `historical_migration` is kept per request in
   `migrations`; 200 `{"status": 1}`.
+- persons API `POST /api/projects/{project_id}/persons/bulk_delete/` with
+  `Authorization: Bearer <personal API key>` (else 401) and `{"distinct_ids":
+  [...≤1000], "delete_events"}` → 202 `{"persons_found", "persons_deleted"}`; the ids
+  land in `deleted`.
 """
 
 from __future__ import annotations
@@ -34,9 +38,14 @@ class FakePostHog(FakeVendor):
     name = "posthog"
 
     def __init__(
-        self, api_key: str = "phc_fake_0123456789abcdef", max_bytes: int = 20_000_000
+        self, api_key: str = "phc_fake_0123456789abcdef", max_bytes: int = 20_000_000,
+        personal_api_key: str = "phx_fake_personal_0123456789", project_id: str = "1234",
     ) -> None:
         super().__init__()
+        self.personal_api_key = personal_api_key
+        self.project_id = project_id
+        #: Distinct ids deleted through the persons API (with delete_events), in order.
+        self.deleted: list[tuple[str, bool]] = []
         self.api_key = api_key
         self.max_bytes = max_bytes
         self.all_events: list[dict] = []
@@ -45,18 +54,36 @@ class FakePostHog(FakeVendor):
         self.migrations: list[bool] = []
 
     def _reset_state(self) -> None:
+        self.deleted.clear()
         self.all_events.clear()
         self.dropped.clear()
         self.persons.clear()
         self.migrations.clear()
 
     def destination_settings(self) -> dict:
-        return {"api_key": self.api_key, "host": self.url}
+        return {"api_key": self.api_key, "host": self.url,
+                "personal_api_key": self.personal_api_key, "project_id": self.project_id}
 
     def failure_body(self, status: int) -> Any:
         return f"injected failure {status}"
 
+    def _bulk_delete(self, request: FakeRequest) -> FakeResponse:
+        if request.header("authorization") != f"Bearer {self.personal_api_key}":
+            return FakeResponse(401, {"detail": "Invalid personal API key."})
+        body = request.json()
+        ids = body.get("distinct_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or len(ids) > 1000:
+            return FakeResponse(400, {"detail": "distinct_ids: 1 to 1000 ids"})
+        found = [i for i in ids if i in self.persons]
+        self.deleted.extend((str(i), bool(body.get("delete_events"))) for i in ids)
+        for i in found:
+            self.persons.pop(i, None)
+        return FakeResponse(202, {"persons_found": len(found), "persons_deleted": len(found)})
+
     def handle(self, request: FakeRequest) -> FakeResponse:
+        if request.method == "POST" and request.path == (
+                f"/api/projects/{self.project_id}/persons/bulk_delete/"):
+            return self._bulk_delete(request)
         if request.method != "POST":
             return FakeResponse(405, "POST only")
         if request.path.rstrip("/") not in PATHS:

@@ -18,6 +18,7 @@ import gc
 from collections.abc import Callable, Sequence
 
 import psycopg
+from psycopg import sql
 
 from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
@@ -100,6 +101,34 @@ class PostgresLoader:
         finally:
             if gc_was_on:
                 gc.enable()
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Delete the people's rows (a regulation's deletion): in every table of the
+        schema, those whose ``user_id`` or ``anonymous_id`` is one of ``ids``, and the
+        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows."""
+        conn = self._connection()
+        users = self.settings.table_prefix + "users"
+        wanted = list(ids)
+        removed = 0
+        with conn.transaction():
+            tables = conn.execute(
+                "SELECT table_name::text, array_agg(column_name::text) FROM"
+                " information_schema.columns WHERE table_schema = %s AND column_name IN"
+                " ('user_id', 'anonymous_id', 'id') GROUP BY table_name",
+                (self.schema,)).fetchall()
+            for table, columns in tables:
+                keys = [c for c in ("user_id", "anonymous_id") if c in columns]
+                if table == users and "id" in columns:
+                    keys.append("id")
+                if not keys:
+                    continue
+                where = sql.SQL(" OR ").join(
+                    sql.SQL("{} = ANY(%s)").format(sql.Identifier(k)) for k in keys)
+                cur = conn.execute(sql.SQL("DELETE FROM {}.{} WHERE ").format(
+                    sql.Identifier(self.schema), sql.Identifier(table)) + where,
+                    [wanted] * len(keys))
+                removed += max(cur.rowcount, 0)
+        return removed
 
     def _fixed_tables(self) -> dict[str, str]:
         return {

@@ -1,0 +1,156 @@
+"""A deletion as a durable job: every store, then every destination, each step's status
+saved as it settles, so a job interrupted anywhere (a SIGKILL included) is resumed at the
+next start from its first unsettled step.
+
+Why this order: dead letters are found by their events' seqs, so they go before the
+events; profiles and segment rows go after the events and after the profile follower and
+the segment engine have passed the log position of the deletion, so neither can write
+the person back from an event it read before the events went; ``scrub`` is last among
+the stores, so the bytes of every earlier step are gone from the files. Every step is
+idempotent (a resumed step removes what is left and counts that), and vendors' deletion
+APIs are too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from millpond.regulations.forward import Forwarded, Forwarder
+from millpond.storage.contracts import Storage
+from millpond.storage.models import Regulation, StepStatus
+
+log = logging.getLogger("millpond.regulations")
+
+#: The stores a deletion goes through, in order (see the module docstring).
+STORE_STEPS = ("dead_letters", "events", "rejections", "profiles", "segment_memberships",
+               "scrub")
+SETTLED = frozenset({"done", "not_supported"})
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How often and how patiently a failing step is tried again."""
+
+    attempts: int = 5
+    base_seconds: float = 2.0
+    cap_seconds: float = 300.0
+    #: The longest wait for the profile follower / segment engine to pass the deletion.
+    follower_wait_seconds: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+
+
+class DeletionJob:
+    """Runs one regulation's deletion to the end; ``save`` stores the record after each
+    step (durable on return)."""
+
+    def __init__(self, regulation: Regulation, storage: Storage, forwarder: Forwarder,
+                 save: Callable[[Regulation], None], retries: Retries):
+        self.reg = regulation
+        self.storage = storage
+        self.forwarder = forwarder
+        self._save = save
+        self.retries = retries
+
+    async def run(self) -> None:
+        reg = self.reg
+        for step in STORE_STEPS:
+            status = reg.stores.setdefault(step, StepStatus())
+            if status.state in SETTLED:
+                continue
+            if step == "profiles":
+                await self._wait_for_followers()
+            await self._store_step(step, status)
+        for dest_id in list(reg.destinations):
+            status = reg.destinations[dest_id]
+            if status.state in SETTLED or (status.state == "failed"
+                                           and status.attempts >= self.retries.attempts):
+                continue
+            await self._destination_step(dest_id, status)
+        reg.state = "finished"
+        reg.finished_at = time.time()
+        await self._persist()
+        log.info("regulation %s finished: %s", reg.id, summary(reg),
+                 extra={"regulation": reg.id})
+
+    async def _persist(self) -> None:
+        await asyncio.to_thread(self._save, self.reg)
+
+    async def _store_step(self, step: str, status: StepStatus) -> None:
+        eraser = self.storage.eraser
+        ids = list(self.reg.ids)
+        while True:
+            status.attempts += 1
+            try:
+                if step == "scrub":
+                    await asyncio.to_thread(eraser.scrub)
+                    removed = 0
+                else:
+                    removed = await asyncio.to_thread(getattr(eraser, step), ids)
+            except Exception as exc:  # noqa: BLE001 - the step's status says why
+                status.state, status.reason = "failed", f"{type(exc).__name__}: {exc}"
+                status.updated_at = time.time()
+                await self._persist()
+                log.warning("regulation %s: %s failed (attempt %d): %s", self.reg.id, step,
+                            status.attempts, status.reason)
+                # a store must end done: it keeps being retried, at the capped pace
+                await asyncio.sleep(self.retries.delay(status.attempts))
+                continue
+            status.state, status.reason = "done", None
+            status.removed += removed
+            status.updated_at = time.time()
+            await self._persist()
+            return
+
+    async def _destination_step(self, dest_id: str, status: StepStatus) -> None:
+        reg = self.reg
+        try:
+            dest = self.storage.destinations.get(dest_id)
+        except Exception:  # noqa: BLE001 - deleted since: nothing left to ask
+            status.state, status.reason = "not_supported", "the destination was deleted"
+            status.updated_at = time.time()
+            await self._persist()
+            return
+        user_ids, anonymous_ids = reg.resolved_user_ids, reg.resolved_anonymous_ids
+        while status.attempts < self.retries.attempts:
+            status.attempts += 1
+            try:
+                outcome = await self.forwarder.forget(dest, user_ids, anonymous_ids,
+                                                      reg.requested_by)
+            except Forwarded as exc:
+                status.state, status.reason = "failed", exc.reason
+                status.updated_at = time.time()
+                await self._persist()
+                if not exc.retryable:
+                    return
+                if status.attempts < self.retries.attempts:
+                    await asyncio.sleep(self.retries.delay(status.attempts))
+                continue
+            outcome.attempts = status.attempts
+            reg.destinations[dest_id] = outcome
+            await self._persist()
+            return
+
+    async def _wait_for_followers(self) -> None:
+        """Until the profile follower and the segment engine have passed the log position
+        at which the events were removed (bounded: they may be stopped)."""
+        target = self.storage.log.last_seq()
+        deadline = time.monotonic() + self.retries.follower_wait_seconds
+        while time.monotonic() < deadline:
+            if self.storage.profiles.checkpoint() >= target and \
+                    self.storage.segments.checkpoint() >= target:
+                return
+            await asyncio.sleep(0.1)
+
+
+def summary(reg: Regulation) -> str:
+    """One line: each store's and destination's state (counts removed where done)."""
+    parts = [f"{name} {s.state}" + (f" ({s.removed})" if s.state == "done" else "")
+             for name, s in reg.stores.items()]
+    parts += [f"destination {d} {s.state}" for d, s in reg.destinations.items()]
+    return ", ".join(parts)
