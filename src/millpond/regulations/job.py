@@ -50,16 +50,18 @@ class DeletionJob:
     step (durable on return)."""
 
     def __init__(self, regulation: Regulation, storage: Storage, forwarder: Forwarder,
-                 save: Callable[[Regulation], None], retries: Retries):
+                 save: Callable[[Regulation], None], retries: Retries,
+                 redact: Callable[[Regulation], None]):
         self.reg = regulation
         self.storage = storage
         self.forwarder = forwarder
         self._save = save
+        self._redact = redact
         self.retries = retries
 
     async def run(self) -> None:
         reg = self.reg
-        for step in STORE_STEPS:
+        for step in STORE_STEPS[:-1]:
             status = reg.stores.setdefault(step, StepStatus())
             if status.state in SETTLED:
                 continue
@@ -72,6 +74,12 @@ class DeletionJob:
                                            and status.attempts >= self.retries.attempts):
                 continue
             await self._destination_step(dest_id, status)
+        # The ids are no longer needed: the record forgets them (a deletion), then the
+        # scrub removes every earlier copy of them, the record's own included.
+        await asyncio.to_thread(self._redact, reg)
+        status = reg.stores.setdefault("scrub", StepStatus())
+        if status.state not in SETTLED:
+            await self._store_step("scrub", status)
         reg.state = "finished"
         reg.finished_at = time.time()
         await self._persist()

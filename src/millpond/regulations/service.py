@@ -136,7 +136,8 @@ class RegulationService:
         self._counter = asyncio.create_task(self._count_loop(), name="regulation-counts")
 
     def _start_job(self, reg: Regulation) -> None:
-        job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries)
+        job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
+                          self._redact)
         task = asyncio.get_running_loop().create_task(job.run(), name=f"regulation-{reg.id}")
         self._jobs[reg.id] = task
         task.add_done_callback(lambda t: self._finished(reg.id, t))
@@ -148,16 +149,28 @@ class RegulationService:
                       reg_id, exc_info=task.exception())
 
     def _save_job(self, reg: Regulation) -> None:
-        """Save a job's progress, keeping the counters others add meanwhile; a finished
-        deletion (without suppression) forgets the ids themselves (:func:`redact`)."""
+        """Save a job's progress, keeping the counters others add meanwhile."""
         with self._lock:
             stored = self.store.get(reg.id)
             stored.stores, stored.destinations = reg.stores, reg.destinations
             stored.state, stored.finished_at = reg.state, reg.finished_at
-            if stored.state == "finished" and stored.type == RegulationType.DELETE:
-                self.blocklist.remember(stored.ids, stored.upto_seq)
+            self.store.update(stored)
+
+    def _redact(self, reg: Regulation) -> None:
+        """A deletion (without suppression) whose stores and destinations are settled
+        forgets the ids themselves (:func:`redact`); this process keeps screening them
+        in memory. A suppression must keep its ids."""
+        if reg.type != RegulationType.DELETE or reg.redacted:
+            return
+        with self._lock:
+            stored = self.store.get(reg.id)
+            self.blocklist.remember(stored.ids, stored.upto_seq)
+            if stored.redacted is None:
                 redact(stored)
             self.store.update(stored)
+            for name in ("user_ids", "anonymous_ids", "ids", "resolved_user_ids",
+                         "resolved_anonymous_ids", "redacted"):
+                setattr(reg, name, getattr(stored, name))
             self.blocklist.load(self.store.list(ALL))
 
     async def _count_loop(self) -> None:
