@@ -91,8 +91,13 @@ def build_services(config: ServerConfig) -> Services:
     async def profiles_current() -> None:
         await profiles_upto(storage.log.last_seq())
 
+    async def followers_current() -> None:
+        await profiles_current()
+        while await engine.catch_up_once() >= engine.chunk:
+            pass
+
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
-                                    catch_up=profiles_current)
+                                    catch_up=profiles_current, settle=followers_current)
     services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),

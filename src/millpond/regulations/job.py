@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from millpond.regulations.forward import Forwarded, Forwarder
@@ -51,12 +51,14 @@ class DeletionJob:
 
     def __init__(self, regulation: Regulation, storage: Storage, forwarder: Forwarder,
                  save: Callable[[Regulation], None], retries: Retries,
-                 redact: Callable[[Regulation], None]):
+                 redact: Callable[[Regulation], None],
+                 settle: Callable[[], Awaitable[None]] | None = None):
         self.reg = regulation
         self.storage = storage
         self.forwarder = forwarder
         self._save = save
         self._redact = redact
+        self._settle = settle
         self.retries = retries
 
     async def run(self) -> None:
@@ -147,6 +149,9 @@ class DeletionJob:
     async def _wait_for_followers(self) -> None:
         """Until the profile follower and the segment engine have passed the log position
         at which the events were removed (bounded: they may be stopped)."""
+        if self._settle is not None:  # the server's: runs both up to the log's end
+            await self._settle()
+            return
         target = self.storage.log.last_seq()
         deadline = time.monotonic() + self.retries.follower_wait_seconds
         while time.monotonic() < deadline:

@@ -41,17 +41,22 @@ def new_regulation_id() -> str:
 
 class RegulationService:
     """See the module docstring. ``catch_up`` brings the profiles up to the log before a
-    regulation is resolved (an identify that just arrived joins its ids)."""
+    regulation is resolved (an identify that just arrived joins its ids); ``settle``
+    brings the profiles and segments up to it (see ``job.py``)."""
 
     def __init__(self, storage: Storage, blocklist: Blocklist, forwarder: Forwarder, *,
                  retries: Retries | None = None,
-                 catch_up: Callable[[], Awaitable[None]] | None = None):
+                 catch_up: Callable[[], Awaitable[None]] | None = None,
+                 settle: Callable[[], Awaitable[None]] | None = None):
         self.storage = storage
         self.store = storage.regulations
         self.blocklist = blocklist
         self.forwarder = forwarder
         self.retries = retries or Retries()
         self._catch_up = catch_up
+        #: Brings the profile follower and the segment engine to the log's end (a
+        #: deletion waits for it before removing profiles and segment rows).
+        self._settle = settle
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._counter: asyncio.Task[None] | None = None
         #: Serializes read-modify-write of one record (a job's steps, the counters).
@@ -137,7 +142,7 @@ class RegulationService:
 
     def _start_job(self, reg: Regulation) -> None:
         job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
-                          self._redact)
+                          self._redact, self._settle)
         task = asyncio.get_running_loop().create_task(job.run(), name=f"regulation-{reg.id}")
         self._jobs[reg.id] = task
         task.add_done_callback(lambda t: self._finished(reg.id, t))
