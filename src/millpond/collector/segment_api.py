@@ -153,9 +153,14 @@ class SegmentAPI:
                                         batch_sent_at=sent_at, check_huge=huge,
                                         received_at=received_at))
             except MessageRejected as exc:
-                if self.blocklist.active and isinstance(msg, dict) and \
-                        self.blocklist.suppressing(msg.get("userId"), msg.get("anonymousId")):
-                    continue  # a suppressed person's message is not kept, even as an error
+                reg = self.blocklist.suppressing(msg.get("userId"), msg.get("anonymousId")) \
+                    if self.blocklist.active and isinstance(msg, dict) else None
+                if reg is not None:  # a suppressed person's message is not kept, even as
+                    self.blocklist.count(reg)  # an error: nothing of it but its index
+                    metrics.EVENTS_SUPPRESSED.labels(source.id).inc()
+                    rejected.append({"index": index, "code": "suppressed", "field": None,
+                                     "reason": SUPPRESSED_REASON})
+                    continue
                 kind = msg.get("type") if isinstance(msg, dict) else None
                 kind = kind if kind in TYPES else None
                 reasons[(kind, exc.code)] += 1
@@ -179,6 +184,7 @@ class SegmentAPI:
             suppressed = [positions[i] for i in screen_out(events, self.blocklist, source.id)]
             rejected.extend({"index": i, "code": "suppressed", "field": None,
                              "reason": SUPPRESSED_REASON} for i in suppressed)
+            rejected.sort(key=lambda r: r["index"])
         result = await self.log.append(events) if events else AppendResult([])
         if rejections:  # diagnostics: stored after the events, in a worker thread
             await asyncio.to_thread(self.rejections.add, rejections)
