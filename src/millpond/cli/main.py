@@ -13,6 +13,7 @@ from millpond.cli.events import events
 from millpond.cli.imports import import_group
 from millpond.cli.people import people
 from millpond.cli.replay import replay
+from millpond.cli.regulations import regulations
 from millpond.cli.segments import segments
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources
@@ -30,6 +31,7 @@ cli.add_command(sources)
 cli.add_command(events)
 cli.add_command(people)
 cli.add_command(segments)
+cli.add_command(regulations)
 cli.add_command(destinations)
 cli.add_command(dead_letters)
 cli.add_command(replay)
