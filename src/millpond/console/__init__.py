@@ -6,7 +6,7 @@ the admin API uses); :mod:`.auth` signs people in and guards every answer (sessi
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
 ``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
 :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations`, :mod:`.replays`,
-:mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
+:mod:`.imports`, :mod:`.people`, :mod:`.regulations`). ``static/`` holds the CSS, the small scripts and the
 vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its
@@ -53,6 +53,7 @@ class Console:
             imports,
             overview,
             people,
+            regulations,
             replays,
             sessions_pages,
             sources,
@@ -60,7 +61,7 @@ class Console:
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
         for module in (sessions_pages, overview, sources, debugger, destinations, replays,
-                       imports, people):
+                       imports, people, regulations):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)
