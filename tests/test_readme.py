@@ -237,6 +237,8 @@ CHECKS: dict[str, Check] = {
     r"import status .*--watch": lambda w, s, r: _match(
         r.stdout, r"^import imp_\w+: completed \(people from users\.csv"),
     r"people show user-42": profile_merged,
+    r"regulations add suppress_with_delete": contains("suppress_with_delete of"),
+    r"regulations show": contains("store events", "requested_by", "privacy@example.com"),
     r"people search lovelace": contains("user-42", "ada@example.com"),
     r"people list --limit 10": contains("user-42\n", "user-7\n"),
     r"serve --config millpond\.toml --print-config": contains(
