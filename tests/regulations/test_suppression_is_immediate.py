@@ -37,8 +37,9 @@ def _node_sends(server, write_key: str, user: str, anon: str, count: int,
 
 def _metric(server, source_id: str) -> float:
     text = server.admin.get("/metrics").text
-    found = re.search(r'millpond_events_suppressed_total\{source="%s"\} (\S+)'
-                      % re.escape(source_id), text)
+    pattern = 'millpond_events_suppressed_total\\{source="' + re.escape(source_id) + \
+        '"\\} (\\S+)'
+    found = re.search(pattern, text)
     return float(found.group(1)) if found else 0.0
 
 

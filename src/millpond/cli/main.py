@@ -12,8 +12,8 @@ from millpond.cli.destinations import destinations
 from millpond.cli.events import events
 from millpond.cli.imports import import_group
 from millpond.cli.people import people
-from millpond.cli.replay import replay
 from millpond.cli.regulations import regulations
+from millpond.cli.replay import replay
 from millpond.cli.segments import segments
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources

@@ -6,8 +6,8 @@ the admin API uses); :mod:`.auth` signs people in and guards every answer (sessi
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
 ``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
 :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations`, :mod:`.replays`,
-:mod:`.imports`, :mod:`.people`, :mod:`.regulations`). ``static/`` holds the CSS, the small scripts and the
-vendored htmx (no build step, no CDN).
+:mod:`.imports`, :mod:`.people`, :mod:`.regulations`). ``static/`` holds the CSS, the
+small scripts and the vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its
 own paths first), so it adds nothing to the collector's path.
