@@ -52,6 +52,8 @@ SEMANTIC = {
     ("POST", "/api/segments"): r"definition(\..*|\[.*)?",
     ("PATCH", "/api/segments/{ref}"): r"definition(\..*|\[.*)?",
     ("POST", "/api/segments/preview"): r"definition(\..*|\[.*)?",
+    # at least one id, in either list (JSON Schema here cannot say "one of the two")
+    ("POST", "/api/regulations"): r"user_ids",
 }
 
 

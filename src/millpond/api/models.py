@@ -539,26 +539,9 @@ class DeletedSegment(Struct):
     key: str
 
 
-ALL: tuple[type[Struct], ...] = (
-    ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
-    DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
-    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
-    TestResult,
-    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
-    ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
-    SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
-    SegmentPreviewOut, SegmentWhy, DeletedSegment,
-)
-
-
-def to_dict(value: Struct) -> dict[str, Any]:
-    """The fields given (UNSET left out), as plain JSON values for the services."""
-    return msgspec.to_builtins(value)
-
-
 # -- regulations --------------------------------------------------------------------------
 
-PersonId = Annotated[str, Meta(min_length=1, max_length=255,
+PersonId = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S",
                                description="a user id or anonymous id as the SDK sent it")]
 
 
@@ -607,3 +590,22 @@ class RegulationOut(Struct):
 
 class RegulationList(Struct):
     regulations: list[RegulationOut]
+
+
+ALL: tuple[type[Struct], ...] = (
+    ErrorBody, SourceCreate, SourceUpdate, SourceOut, SourceList, DeletedSource, Snippet,
+    DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
+    DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
+    TestResult,
+    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
+    ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
+    SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
+    SegmentPreviewOut, SegmentWhy, DeletedSegment,
+    RegulationCreate, RegulationOut, RegulationList,
+)
+
+
+def to_dict(value: Struct) -> dict[str, Any]:
+    """The fields given (UNSET left out), as plain JSON values for the services."""
+    return msgspec.to_builtins(value)
+
