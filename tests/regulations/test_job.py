@@ -1,0 +1,67 @@
+"""The deletion job's statuses, per store and per destination, never one verdict: a
+vendor that fails transiently is retried until done (its attempts counted), one that
+refuses the credentials is ``failed`` with the vendor's answer and not retried, a type
+without a deletion API is ``not_supported`` with why, and the stores are done whatever
+the destinations say. Real vendor fakes over HTTP; the memory backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from millpond.delivery.transport import HttpxTransport
+from millpond.regulations.blocklist import Blocklist
+from millpond.regulations.forward import Forwarder
+from millpond.regulations.job import Retries
+from millpond.regulations.service import RegulationService, digest
+from millpond.storage.memory import MemoryStorage
+from millpond.storage.models import Destination, NewEvent, RegulationType
+
+
+def _destination(n: int, kind: str, settings: dict) -> Destination:
+    return Destination(f"dst_{n}", f"{kind}-{n}", kind, settings,
+                       {"events_per_second": 100.0}, [], True, time.time(), 0)
+
+
+def _event(i: int, user: str) -> NewEvent:
+    body = f'{{"type":"track","userId":"{user}","event":"E","messageId":"m{i}"}}'.encode()
+    return NewEvent("src", "track", f"m{i}", "E", user, None, 1000 + i, 1000 + i, body)
+
+
+def test_each_destination_has_its_own_status_and_retries(vendor):
+    cio, amp, hook = vendor("customerio"), vendor("amplitude"), vendor("webhook")
+    storage = MemoryStorage()
+    storage.destinations.create(_destination(1, "customerio", cio.destination_settings()))
+    storage.destinations.create(_destination(
+        2, "amplitude", {**amp.destination_settings(), "secret_key": "wrong-secret"}))
+    storage.destinations.create(_destination(3, "webhook", hook.destination_settings()))
+    storage.log.submit([_event(i, "ann" if i % 2 else "bob") for i in range(10)]).result(5)
+    cio.fail_next(2, 503)  # twice unavailable, then it answers
+
+    async def run() -> tuple:
+        transport = HttpxTransport(timeout=5)
+        service = RegulationService(storage, Blocklist(), Forwarder(transport),
+                                    retries=Retries(attempts=4, base_seconds=0.01,
+                                                    follower_wait_seconds=0.1))
+        reg = await service.create(RegulationType.DELETE, ["ann"], [], "test")
+        await service.wait_idle()
+        await transport.aclose()
+        return service.get(reg.id), service
+
+    done, service = asyncio.run(run())
+    assert done.state == "finished"
+    assert {k: (s.state, s.removed) for k, s in done.stores.items()
+            if k in ("events", "profiles")} == {"events": ("done", 5), "profiles": ("done", 0)}
+    cio_status, amp_status, hook_status = (done.destinations[f"dst_{n}"] for n in (1, 2, 3))
+    assert (cio_status.state, cio_status.attempts, cio_status.removed) == ("done", 3, 1)
+    assert cio.deleted == ["ann"]
+    assert (amp_status.state, amp_status.attempts) == ("failed", 1)  # 401: not retried
+    assert "HTTP 401" in (amp_status.reason or "") and amp.deleted == []
+    assert hook_status.state == "not_supported"
+    assert "no deletion API" in (hook_status.reason or "")
+    assert [e.seq for e in asyncio.run(storage.log.read(0, 100))] == [1, 3, 5, 7, 9]  # bob's
+    # finished: the record keeps digests, and still says which id it was about
+    assert done.redacted and "ann" not in done.ids
+    assert done.ids == [digest(done.redacted, "ann")]
+    assert service.blocklist.blocked("ann", None, 10) == "deleted"
+    assert service.blocklist.blocked("ann", None, 11) is None  # later events are kept
