@@ -1,0 +1,313 @@
+"""The event log on a NATS JetStream stream (:class:`~millpond.storage.contracts.EventLog`).
+
+How the log's promises map onto JetStream:
+
+- ``seq`` is the stream sequence. One stream holds every partition (subjects
+  ``<subject>.<partition>.<type>``), so its sequence is one counter in commit order for the
+  whole log: strictly increasing, never reused (deleted messages leave gaps, which the
+  contract allows), and a position in the log is one number, as on the embedded store.
+- durable on return: an append returns once every event has its PubAck, i.e. a quorum of
+  the replicas stored it (file storage; not yet fsynced: JetStream syncs every
+  ``sync_interval``, so a simultaneous power loss of a quorum could lose the last seconds).
+- dedupe: ``Nats-Msg-Id`` is a digest of (source, messageId), so the stream refuses a
+  duplicate inside its ``duplicate_window`` and answers with the first copy's seq, which
+  the log reports as None. Beyond the window it does not: dedupe *forever* and
+  :meth:`find` need the PostgreSQL dedupe table (not built yet, see docs/architecture.md).
+- waits: the stream republishes each stored event's headers to a core subject; the log
+  subscribes to it, so an append by any process wakes this process's waiters.
+
+Why a thread with its own event loop: the contract's callers are on any thread (an
+import's producer calls :meth:`submit`) and on any event loop (the server's, a test's); one
+connection on one loop of the log's own serves them all, as the embedded store's writer
+thread does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from millpond.errors import Overloaded
+from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.nats.publisher import Outgoing, Publisher
+from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
+from millpond.storage.nats.settings import LogSettings
+from millpond.storage.nats.stream import ensure_stream
+from millpond.storage.nats.subjects import msg_id, subject_for, type_token
+
+__all__ = ["JetStreamEventLog"]
+
+log = logging.getLogger("millpond.storage.nats")
+_T = TypeVar("_T")
+
+#: How long a read waits for its answer before StorageUnavailable.
+READ_TIMEOUT = 5.0
+
+
+class JetStreamEventLog:
+    """:class:`~millpond.storage.contracts.EventLog` on a JetStream stream; thread-safe.
+
+    Opening connects and creates the stream (or checks the one there); raises
+    StorageUnavailable when NATS cannot be reached, StreamMisconfigured for a stream with
+    settings the log cannot use."""
+
+    def __init__(self, settings: LogSettings):
+        self._s = settings
+        self._lock = threading.Lock()
+        self._last_seq = 0
+        self._closed = False
+        self._stopped = False
+        self._released = False
+        self._pending_events = 0
+        self._in_flight: set[Future[AppendResult]] = set()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"jetstream-log-{settings.stream}")
+        self._thread.start()
+        self._nc: Client | None = None
+        self._publisher: Publisher | None = None
+        try:
+            self._on_loop(self._open()).result(settings.connect_timeout + 30)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    # -- the connection --------------------------------------------------------------
+    async def _open(self) -> None:
+        s = self._s
+        try:
+            nc = await nats.connect(list(s.servers), connect_timeout=s.connect_timeout,
+                                    allow_reconnect=True, max_reconnect_attempts=-1,
+                                    reconnect_time_wait=0.5, name="millpond-log",
+                                    error_cb=self._on_error, reconnected_cb=self._on_reconnect)
+        except Exception as exc:  # NoServersError, OSError, TimeoutError
+            raise StorageUnavailable(
+                f"cannot reach NATS at {','.join(s.servers)}: {exc!r}") from exc
+        self._nc = nc
+        try:
+            self._note_seq(await ensure_stream(nc.jetstream(timeout=s.connect_timeout), s))
+        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+                nats.errors.NoRespondersError) as exc:
+            await nc.close()
+            raise StorageUnavailable(
+                f"NATS at {','.join(s.servers)} answers but its JetStream does not "
+                f"(enabled? a quorum of the cluster up?): {exc!r}") from exc
+        except BaseException:
+            await nc.close()
+            raise
+        self._publisher = Publisher(nc, s)
+        await self._publisher.start()
+        await nc.subscribe(f"{s.notify_subject}.>", cb=self._on_notify)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats connection: %r", exc)
+
+    async def _on_reconnect(self) -> None:
+        # notifications published while this connection was away are lost: ask the stream
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                info = await self._nc.jetstream(timeout=READ_TIMEOUT).stream_info(self._s.stream)
+                self._note_seq(info.state.last_seq)
+
+    async def _on_notify(self, msg: Msg) -> None:
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            self._note_seq(int((msg.headers or {})["Nats-Sequence"]))
+
+    def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._stopped:
+            coro.close()
+            raise StorageUnavailable("the log is closed")
+        return await asyncio.wrap_future(self._on_loop(coro))
+
+    @property
+    def _client(self) -> Client:
+        assert self._nc is not None
+        return self._nc
+
+    # -- writing ---------------------------------------------------------------------
+    def _outgoing(self, events: Sequence[NewEvent]) -> tuple[list[Outgoing], list[int]]:
+        """The messages to publish and, for each, the index of its event; a repeat of a
+        (source, messageId) inside the batch is not sent (it is a duplicate)."""
+        s = self._s
+        seen: set[tuple[str, str]] = set()
+        items: list[Outgoing] = []
+        where: list[int] = []
+        for i, e in enumerate(events):
+            key = (e.source_id, e.message_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            items.append((subject_for(s.subject, e, s.partitions), e.body,
+                          {"Nats-Msg-Id": msg_id(e.source_id, e.message_id),
+                           TS_HEADER: str(e.ts_ms)}))
+            where.append(i)
+        return items, where
+
+    async def _append(self, events: Sequence[NewEvent]) -> AppendResult:
+        assert self._publisher is not None
+        items, where = self._outgoing(events)
+        acks = await self._publisher.publish(items)
+        seqs: list[int | None] = [None] * len(events)
+        for i, (seq, duplicate) in zip(where, acks, strict=True):
+            seqs[i] = None if duplicate else seq
+        if acks:
+            self._note_seq(max(seq for seq, _ in acks))
+        return AppendResult(seqs)
+
+    def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
+        with self._lock:
+            if self._closed:
+                raise Overloaded("the server is shutting down", retry_after=2)
+            if self._pending_events + len(events) > self._s.max_pending:
+                raise Overloaded("the log is behind: too many events waiting for their "
+                                 "acknowledgement", retry_after=1)
+            self._pending_events += len(events)
+            future: Future[AppendResult] = self._on_loop(self._append(events))
+            self._in_flight.add(future)
+        count = len(events)
+
+        def done(f: Future[AppendResult]) -> None:
+            with self._lock:
+                self._pending_events -= count
+                self._in_flight.discard(f)
+
+        future.add_done_callback(done)
+        return future
+
+    async def append(self, events: Sequence[NewEvent]) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(events))
+
+    def dedupe_keyer(self) -> Callable[[str, str], int] | None:
+        return None
+
+    # -- reading ---------------------------------------------------------------------
+    async def _scan(self, start: int, limit: int, upto: int | None,
+                    subject: str | None) -> list[StoredEvent]:
+        out: list[StoredEvent] = []
+        while len(out) < limit:
+            want = limit - len(out)
+            if upto is not None:
+                if start > upto:
+                    break
+                if subject is None:
+                    want = min(want, upto - start + 1)
+            batch, more = await direct_batch(self._client, self._s.stream, start,
+                                             min(want, BATCH), self._last_seq, READ_TIMEOUT,
+                                             subject)
+            out.extend(e for e in batch if upto is None or e.seq <= upto)
+            if not batch or not more or (upto is not None and batch[-1].seq >= upto):
+                break
+            start = batch[-1].seq + 1
+        return out[:limit]
+
+    async def _read(self, after_seq: int, limit: int, upto_seq: int | None,
+                    types: frozenset[str] | None) -> list[StoredEvent]:
+        if limit <= 0 or (upto_seq is not None and upto_seq <= after_seq):
+            return []
+        if types is None:
+            return await self._scan(after_seq + 1, limit, upto_seq, None)
+        out: list[StoredEvent] = []
+        for kind in sorted(types):  # one subject filter per type, merged by seq
+            out.extend(await self._scan(after_seq + 1, limit, upto_seq,
+                                        f"{self._s.subject}.*.{type_token(kind)}"))
+        out.sort(key=lambda e: e.seq)
+        return out[:limit]
+
+    async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
+                   types: frozenset[str] | None = None) -> list[StoredEvent]:
+        return await self._call(self._read(after_seq, limit, upto_seq, types))
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        if seq <= 0:
+            return None
+        return await self._call(direct_get(self._client, self._s.stream, seq, self._last_seq,
+                                           READ_TIMEOUT))
+
+    async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        """Not on the stream alone: it has no look-up by header. The PostgreSQL dedupe table
+        (source, messageId) -> seq answers it; until it is built, this raises."""
+        raise NotImplementedError("find() on the JetStream log needs the PostgreSQL dedupe "
+                                  "table (not built yet)")
+
+    # -- waiting ---------------------------------------------------------------------
+    def _note_seq(self, seq: int) -> None:
+        with self._lock:
+            if seq <= self._last_seq:
+                return
+            self._last_seq = seq
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
+    async def wait(self, after_seq: int, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._last_seq > after_seq or self._released:
+                return self._last_seq
+            self._waiters.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, fut))
+        return self._last_seq
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def release_waiters(self) -> None:
+        with self._lock:
+            self._released = True
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
+    # -- closing ---------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            in_flight = list(self._in_flight)
+        for future in in_flight:  # they resolve (acked, or failed at their deadline)
+            with contextlib.suppress(Exception):
+                future.result(self._s.publish_deadline + 5)
+        self.release_waiters()
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                self._on_loop(self._nc.close()).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    for loop, fut in waiters:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
