@@ -205,10 +205,12 @@ class PostgresServer:
     def create_database(self, name: str) -> str:
         """A fresh database ``name``; returns its DSN."""
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.dsn(name)
 
     def log_text(self) -> str:

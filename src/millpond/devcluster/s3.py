@@ -51,23 +51,23 @@ class S3Server:
             raise RuntimeError("moto's server is not installed; install it with "
                                "`pip install 'moto[server]'` (`make setup` does)") from exc
         self.port = self.port or free_ports(1)[0]
-        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        if log is not subprocess.DEVNULL:
-            log.close()
+        with (self.log_path or Path(os.devnull)).open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             try:
                 httpx.get(f"{self.endpoint}/moto-api/", timeout=1)
                 return self
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"moto's S3 server exited ({self.proc.returncode})")
+                    raise RuntimeError(
+                        f"moto's S3 server exited ({self.proc.returncode})") from exc
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's S3 server not answering after {timeout}s")
+                    raise RuntimeError(
+                        f"moto's S3 server not answering after {timeout}s") from exc
                 time.sleep(0.05)
 
     def stop(self, timeout: float = 15) -> None:

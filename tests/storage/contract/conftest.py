@@ -19,6 +19,7 @@ it, and the run's summary says which and why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -181,10 +182,8 @@ class NatsBackend(Backend):
         async def drop(js: Any) -> None:
             import nats.js.errors
 
-            try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(self.stream)
-            except nats.js.errors.NotFoundError:
-                pass
 
         asyncio.run(self._js(drop))
 

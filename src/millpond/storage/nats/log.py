@@ -32,15 +32,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from millpond.errors import Overloaded
+from millpond.errors import Overloaded, TooLarge
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.nats.client import jetstream as _jetstream
+from millpond.storage.nats.client import subscribe
 from millpond.storage.nats.publisher import Outgoing, Publisher
 from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
 from millpond.storage.nats.settings import LogSettings
@@ -88,17 +89,25 @@ class JetStreamEventLog:
     # -- the connection --------------------------------------------------------------
     async def _open(self) -> None:
         s = self._s
+        # Reconnects go on forever once connected (a node restarts, the client moves on);
+        # the first connection is bounded, so an unreachable cluster is one clear error.
+        nc = Client()
         try:
-            nc = await nats.connect(list(s.servers), connect_timeout=s.connect_timeout,
-                                    allow_reconnect=True, max_reconnect_attempts=-1,
-                                    reconnect_time_wait=0.5, name="millpond-log",
-                                    error_cb=self._on_error, reconnected_cb=self._on_reconnect)
-        except Exception as exc:  # NoServersError, OSError, TimeoutError
+            await asyncio.wait_for(nc.connect(
+                list(s.servers), connect_timeout=_seconds(s.connect_timeout),
+                allow_reconnect=True, max_reconnect_attempts=-1,
+                reconnect_time_wait=_seconds(0.5), name="millpond-log",
+                error_cb=self._on_error, reconnected_cb=self._on_reconnect),
+                s.connect_timeout * (len(s.servers) + 1))
+        except Exception as exc:  # TimeoutError, NoServersError, OSError
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise StorageUnavailable(
-                f"cannot reach NATS at {','.join(s.servers)}: {exc!r}") from exc
+                f"cannot reach NATS at {','.join(s.servers)}: "
+                f"{str(exc) or type(exc).__name__}") from exc
         self._nc = nc
         try:
-            self._note_seq(await ensure_stream(nc.jetstream(timeout=s.connect_timeout), s))
+            self._note_seq(await ensure_stream(_jetstream(nc, s.connect_timeout), s))
         except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
                 nats.errors.NoRespondersError) as exc:
             await nc.close()
@@ -110,7 +119,7 @@ class JetStreamEventLog:
             raise
         self._publisher = Publisher(nc, s)
         await self._publisher.start()
-        await nc.subscribe(f"{s.notify_subject}.>", cb=self._on_notify)
+        await subscribe(nc, f"{s.notify_subject}.>", self._on_notify)
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats connection: %r", exc)
@@ -119,7 +128,7 @@ class JetStreamEventLog:
         # notifications published while this connection was away are lost: ask the stream
         if self._nc is not None:
             with contextlib.suppress(Exception):
-                info = await self._nc.jetstream(timeout=READ_TIMEOUT).stream_info(self._s.stream)
+                info = await _jetstream(self._nc, READ_TIMEOUT).stream_info(self._s.stream)
                 self._note_seq(info.state.last_seq)
 
     async def _on_notify(self, msg: Msg) -> None:
@@ -153,9 +162,12 @@ class JetStreamEventLog:
             if key in seen:
                 continue
             seen.add(key)
-            items.append((subject_for(s.subject, e, s.partitions), e.body,
-                          {"Nats-Msg-Id": msg_id(e.source_id, e.message_id),
-                           TS_HEADER: str(e.ts_ms)}))
+            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms)}
+            if len(e.body) + _header_size(headers) > s.max_msg_size:
+                raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
+                               f"{len(e.body)} bytes: over the log's max_msg_size "
+                               f"({s.max_msg_size} bytes with its headers)", field="body")
+            items.append((subject_for(s.subject, e, s.partitions), e.body, headers))
             where.append(i)
         return items, where
 
@@ -300,6 +312,18 @@ class JetStreamEventLog:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def _seconds(value: float) -> Any:
+    """A duration for nats-py options annotated ``int`` that take any number (they are
+    passed to ``asyncio.sleep`` and ``wait_for``)."""
+    return value
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    """Bytes of a NATS header block (``NATS/1.0``, one line per header, a blank line): the
+    stream counts them in a message's size."""
+    return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:

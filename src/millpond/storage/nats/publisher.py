@@ -29,6 +29,7 @@ from nats.aio.subscription import Subscription
 
 from millpond.errors import TooLarge
 from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.nats.client import subscribe
 from millpond.storage.nats.settings import LogSettings
 
 __all__ = ["Ack", "Publisher"]
@@ -78,7 +79,7 @@ class Publisher:
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        self._sub = await subscribe(self._nc, f"{self._prefix}.*", self._on_reply)
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject.rpartition(".")[2], None)
@@ -110,7 +111,7 @@ class Publisher:
         when some are still unacknowledged at the deadline (the caller's retry, with the
         same ids, stores nothing twice), TooLarge for a message over the limit."""
         acks: list[Ack | None] = [None] * len(items)
-        todo = list(range(len(items)))
+        todo: list[int] = list(range(len(items)))
         maybe_stored: set[int] = set()  # sent, unanswered: a later "duplicate" is our own
         deadline = time.monotonic() + self._s.publish_deadline
         delay, last_error = 0.05, ""
@@ -118,7 +119,8 @@ class Publisher:
             sent = await self._send(items, todo)
             remaining = max(deadline - time.monotonic(), 0.05)
             await asyncio.wait([f for _, _, f in sent], timeout=min(self._s.ack_wait, remaining))
-            todo, answered = [], True
+            todo = []
+            answered = True
             for i, token, future in sent:
                 if not future.done():
                     self._pending.pop(token, None)

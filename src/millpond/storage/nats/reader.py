@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import StoredEvent
+from millpond.storage.nats.client import subscribe
 
 __all__ = ["TS_HEADER", "direct_batch", "direct_get", "stored_event"]
 
@@ -71,7 +72,7 @@ async def direct_batch(nc: Client, stream: str, start: int, batch: int, min_last
     if min_last_seq:
         request["min_last_seq"] = min_last_seq
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    sub = await subscribe(nc, inbox)
     try:
         await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(),
                          reply=inbox)

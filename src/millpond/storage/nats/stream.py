@@ -22,6 +22,7 @@ from nats.js.api import (
 )
 
 from millpond.errors import MillpondError
+from millpond.storage.nats.client import add_stream
 from millpond.storage.nats.settings import LogSettings
 
 __all__ = ["StreamMisconfigured", "ensure_stream", "stream_config"]
@@ -84,7 +85,7 @@ CHECKS: list[tuple[str, Callable[[StreamConfig], Any], str]] = [
 
 def mismatches(found: StreamConfig, wanted: StreamConfig) -> list[tuple[str, Any, Any, str]]:
     """(setting, found, wanted, why) for every setting of ``found`` the log cannot use."""
-    out = []
+    out: list[tuple[str, Any, Any, str]] = []
     for name, read, why in CHECKS:
         have, want = read(found), read(wanted)
         if have != want:
@@ -113,7 +114,7 @@ async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings) -> int:
         info = await js.stream_info(s.stream)
     except nats.js.errors.NotFoundError:
         try:
-            info = await js.add_stream(stream_config(s))
+            info = await add_stream(js, stream_config(s))
         except nats.js.errors.BadRequestError:  # another process created it meanwhile
             info = await js.stream_info(s.stream)
     check(info.config, s)
