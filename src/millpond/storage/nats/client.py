@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -12,7 +13,27 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamInfo
 
-__all__ = ["add_stream", "jetstream", "subscribe"]
+__all__ = ["LogClient", "add_stream", "jetstream", "subscribe"]
+
+
+#: One ``Name: Value`` line: a name of visible characters other than ``:``, optional spaces.
+_HEADER = re.compile(rb"^([!-9;-~]+):[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
+
+
+def _header_lines(raw: bytes) -> dict[str, str]:
+    """The header block's ``Name: Value`` lines, as nats-py's own parser reads them (a
+    malformed name is skipped, a value is UTF-8 with replacements) in one regex pass rather
+    than its split, strip and per-character check of every name: that was a third of the
+    cost of a direct get (each answer carries eight headers)."""
+    return {name.decode("ascii"): value.decode("utf-8", "replace")
+            for name, value in _HEADER.findall(raw)}
+
+
+class LogClient(Client):
+    """nats-py's client with a faster header parser: the log reads every event through
+    headers (its seq, its time), tens of thousands a second."""
+
+    _parse_header_lines = staticmethod(_header_lines)
 
 
 def jetstream(nc: Client, timeout: float) -> JetStreamContext:

@@ -13,8 +13,12 @@ How the log's promises map onto JetStream:
   duplicate inside its ``duplicate_window`` and answers with the first copy's seq, which
   the log reports as None. Beyond the window it does not: dedupe *forever* and
   :meth:`find` need the PostgreSQL dedupe table (not built yet, see docs/architecture.md).
-- waits: the stream republishes each stored event's headers to a core subject; the log
-  subscribes to it, so an append by any process wakes this process's waiters.
+- waits: once an append is acknowledged, the process that made it announces its last seq
+  on a core subject (one small message per append, not per event: a per-event signal, as
+  the stream's republish or a headers-only consumer would give, costs each process more
+  than the appends themselves, nats-py parses headers slowly), and every process's log
+  subscribes to it. An announcement lost with a crashed process costs a waiter its
+  timeout, after which the log asks the stream for its last seq.
 
 Why a thread with its own event loop: the contract's callers are on any thread (an
 import's producer calls :meth:`submit`) and on any event loop (the server's, a test's); one
@@ -40,8 +44,8 @@ from nats.aio.msg import Msg
 from millpond.errors import Overloaded, TooLarge
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.nats.client import LogClient, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
-from millpond.storage.nats.client import subscribe
 from millpond.storage.nats.publisher import Outgoing, Publisher
 from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
 from millpond.storage.nats.settings import LogSettings
@@ -91,7 +95,7 @@ class JetStreamEventLog:
         s = self._s
         # Reconnects go on forever once connected (a node restarts, the client moves on);
         # the first connection is bounded, so an unreachable cluster is one clear error.
-        nc = Client()
+        nc = LogClient()
         try:
             await asyncio.wait_for(nc.connect(
                 list(s.servers), connect_timeout=_seconds(s.connect_timeout),
@@ -119,21 +123,24 @@ class JetStreamEventLog:
             raise
         self._publisher = Publisher(nc, s)
         await self._publisher.start()
-        await subscribe(nc, f"{s.notify_subject}.>", self._on_notify)
+        await subscribe(nc, s.notify_subject, self._on_notify)
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats connection: %r", exc)
 
     async def _on_reconnect(self) -> None:
-        # notifications published while this connection was away are lost: ask the stream
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                info = await _jetstream(self._nc, READ_TIMEOUT).stream_info(self._s.stream)
-                self._note_seq(info.state.last_seq)
+        await self._refresh()  # announcements made while this connection was away are lost
 
     async def _on_notify(self, msg: Msg) -> None:
-        with contextlib.suppress(KeyError, ValueError, TypeError):
-            self._note_seq(int((msg.headers or {})["Nats-Sequence"]))
+        with contextlib.suppress(ValueError):
+            self._note_seq(int(msg.data))
+
+    async def _refresh(self) -> None:
+        """Learn the stream's last seq from the stream itself (announcements were lost)."""
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                info = await _jetstream(self._nc, 1.0).stream_info(self._s.stream)
+                self._note_seq(info.state.last_seq)
 
     def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -179,7 +186,10 @@ class JetStreamEventLog:
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
         if acks:
-            self._note_seq(max(seq for seq, _ in acks))
+            last = max(seq for seq, _ in acks)
+            self._note_seq(last)
+            with contextlib.suppress(Exception):  # a lost announcement costs a timeout
+                await self._client.publish(self._s.notify_subject, b"%d" % last)
         return AppendResult(seqs)
 
     def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
@@ -278,6 +288,9 @@ class JetStreamEventLog:
         except TimeoutError:
             with self._lock, contextlib.suppress(ValueError):
                 self._waiters.remove((loop, fut))
+            if not self._stopped and not self._released:
+                with contextlib.suppress(Exception):
+                    await self._call(self._refresh())
         return self._last_seq
 
     def last_seq(self) -> int:

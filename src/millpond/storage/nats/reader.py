@@ -13,6 +13,7 @@ the leader (nats-server 2.12+), so a read never misses an event whose append ret
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -72,23 +73,28 @@ async def direct_batch(nc: Client, stream: str, start: int, batch: int, min_last
     if min_last_seq:
         request["min_last_seq"] = min_last_seq
     inbox = nc.new_inbox()
-    sub = await subscribe(nc, inbox)
+    events: list[StoredEvent] = []
+    end: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+
+    async def on_msg(msg: Msg) -> None:  # a callback, not next_msg: no task per message
+        if _status(msg) is None:
+            events.append(stored_event(msg))
+        elif not end.done():
+            end.set_result(msg)
+
+    sub = await subscribe(nc, inbox, on_msg)
     try:
         await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(),
                          reply=inbox)
-        events: list[StoredEvent] = []
-        while True:
-            try:
-                msg = await sub.next_msg(timeout)
-            except nats.errors.TimeoutError as exc:
-                raise StorageUnavailable("the log did not answer a read in time") from exc
-            status = _status(msg)
-            if status == "204":  # end of batch
-                return events, int((msg.headers or {}).get("Nats-Num-Pending", 0))
-            if status == "404":  # nothing at or after start
-                return events, 0
-            if status is not None:
-                raise StorageUnavailable(f"the log refused a read: {status} {msg.headers}")
-            events.append(stored_event(msg))
+        try:
+            msg = await asyncio.wait_for(end, timeout)
+        except TimeoutError as exc:
+            raise StorageUnavailable("the log did not answer a read in time") from exc
+        status = _status(msg)
+        if status == "204":  # end of batch
+            return events, int((msg.headers or {}).get("Nats-Num-Pending", 0))
+        if status == "404":  # nothing at or after start
+            return events, 0
+        raise StorageUnavailable(f"the log refused a read: {status} {msg.headers}")
     finally:
         await sub.unsubscribe()

@@ -37,5 +37,6 @@ class LogSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def notify_subject(self) -> str:
-        """Where the stream republishes each stored event's headers (wakes waiters)."""
+        """Where each append's last seq is announced (a core subject: it wakes waiters in
+        every process)."""
         return f"_millpond.notify.{self.stream}"

@@ -15,7 +15,6 @@ import nats.js
 import nats.js.errors
 from nats.js.api import (
     DiscardPolicy,
-    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -43,18 +42,11 @@ def stream_config(s: LogSettings) -> StreamConfig:
         storage=StorageType.FILE, num_replicas=s.replicas, max_msg_size=s.max_msg_size,
         discard=DiscardPolicy.NEW, max_age=0, max_msgs_per_subject=-1,
         duplicate_window=s.duplicate_window, allow_direct=True, allow_rollup_hdrs=False,
-        republish=RePublish(src=f"{s.subject}.>", dest=f"{s.notify_subject}.>",
-                            headers_only=True),
     )
 
 
 def _value(v: Any) -> Any:
     return getattr(v, "value", v)
-
-
-def _republish(c: StreamConfig) -> tuple[Any, ...] | None:
-    r = c.republish
-    return None if r is None else (r.src, r.dest, bool(r.headers_only))
 
 
 #: (setting, how to read it, why it must be what millpond sets). Checked in this order.
@@ -79,7 +71,6 @@ CHECKS: list[tuple[str, Callable[[StreamConfig], Any], str]] = [
     ("allow_msg_ttl", lambda c: bool(c.allow_msg_ttl), "a per-message TTL drops events"),
     ("sealed", lambda c: bool(c.sealed), "the log is appended to"),
     ("no_ack", lambda c: bool(c.no_ack), "an append is acknowledged only once stored"),
-    ("republish", _republish, "each stored event's headers wake the log's waiters"),
 ]
 
 
