@@ -111,20 +111,37 @@ class MemoryBackend(Backend):
         monkeypatch.setattr(storage.runs, "_new_dead_letter", broken)
 
 
-class _LogOnly:
-    """The part of :class:`~millpond.storage.contracts.Storage` a log-only backend has."""
+class _Partial:
+    """The stores of :class:`~millpond.storage.contracts.Storage` a backend being built has
+    so far (the rest are in its :attr:`Backend.not_yet`)."""
 
-    def __init__(self, log: Any):
-        self.log = log
+    def __init__(self, log: Any, state: Any):
+        from millpond.storage.postgres import (
+            PgDestinationStore,
+            PgImportJobStore,
+            PgRejectionStore,
+            PgSourceStore,
+        )
+
+        self.log, self._state = log, state
+        self.sources = PgSourceStore(state)
+        self.destinations = PgDestinationStore(state)
+        self.imports = PgImportJobStore(state)
+        self.rejections = PgRejectionStore(state)
 
     def close(self) -> None:
         self.log.close()
+        self._state.close()
 
 
-class NatsBackend(Backend):
-    """The log on the session's NATS JetStream cluster, in a stream of this test's own."""
+_RUNS_NOT_YET = "runs, checkpoints and dead letters on PostgreSQL are not built yet (#18)"
 
-    name = "nats"
+
+class ClusterBackend(Backend):
+    """The scale-out backend on the session's cluster: the log on NATS JetStream (a stream
+    of this test's own), the state on PostgreSQL (a schema of this test's own)."""
+
+    name = "cluster"
     durable = True
     not_yet = {
         "test_event_index": "the event index is the PostgreSQL side of #18, not built yet",
@@ -132,7 +149,14 @@ class NatsBackend(Backend):
         "test_person_events": "the per-person index is the PostgreSQL side, not built yet",
         "test_profiles": "profiles are the PostgreSQL side of #18, not built yet",
         "test_segments": "segments are the PostgreSQL side of #18, not built yet",
-        "test_state": "the state stores are the PostgreSQL side of #18, not built yet",
+        **{f"test_state::{name}": _RUNS_NOT_YET for name in (
+            "test_runs_by_destination_kind_and_state",
+            "test_set_state_keeps_error_and_report_unless_given",
+            "test_checkpoints_accumulate_counters_and_move_cursors",
+            "test_counters_and_cursors_survive_a_reopen",
+            "test_a_checkpoint_that_fails_half_way_changes_nothing",
+            "test_concurrent_checkpoints_all_count",
+            "test_dead_letters_claim_release_recover_and_redriven")},
         "test_event_log::test_find": "the stream has no look-up by messageId: find() is the "
                                      "PostgreSQL dedupe table's, not built yet",
         "test_event_log::test_removed_events_are_not_found": "find() (see test_find)",
@@ -142,25 +166,28 @@ class NatsBackend(Backend):
     }
 
     def __init__(self, tmp_path: Path, servers: list[str] | None = None,
-                 stream: str | None = None, **_options: Any):
+                 dsn: str | None = None, place: str | None = None, **_options: Any):
         super().__init__(tmp_path)
-        assert servers, "the nats backend needs the session's cluster"
-        self.servers = servers
-        self.stream = stream or f"T{uuid.uuid4().hex[:12]}"
+        assert servers and dsn, "the cluster backend needs the session's cluster"
+        self.servers, self.dsn = servers, dsn
+        #: the stream's name, which is also the schema's
+        self.stream = place or f"t{uuid.uuid4().hex[:12]}"
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "servers": self.servers, "stream": self.stream}
-
-    def settings(self) -> Any:
-        from millpond.storage.nats import LogSettings
-
-        return LogSettings(servers=tuple(self.servers), stream=self.stream,
-                           subject=self.stream.lower())
+        return {**super().spec(), "servers": self.servers, "dsn": self.dsn,
+                "place": self.stream}
 
     def open(self) -> Storage:
-        from millpond.storage.nats import open_log
+        from millpond.storage.nats import LogSettings, open_log
+        from millpond.storage.postgres import PgState
 
-        return _LogOnly(open_log(self.settings()))  # type: ignore[return-value]
+        log = open_log(LogSettings(servers=tuple(self.servers), stream=self.stream,
+                                   subject=self.stream))
+        try:
+            return _Partial(log, PgState(self.dsn, schema=self.stream))  # type: ignore[return-value]
+        except BaseException:
+            log.close()
+            raise
 
     async def _js(self, work: Any) -> None:
         import nats
@@ -179,6 +206,8 @@ class NatsBackend(Backend):
         asyncio.run(self._js(delete))
 
     def cleanup(self) -> None:
+        import psycopg
+
         async def drop(js: Any) -> None:
             import nats.js.errors
 
@@ -186,10 +215,12 @@ class NatsBackend(Backend):
                 await js.delete_stream(self.stream)
 
         asyncio.run(self._js(drop))
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {self.stream} CASCADE")  # type: ignore[arg-type]
 
 
 BACKENDS: dict[str, type[Backend]] = {"sqlite": SQLiteBackend, "memory": MemoryBackend,
-                                      "nats": NatsBackend}
+                                      "cluster": ClusterBackend}
 #: Fixture name -> the capability its backends must have (None: any backend).
 CAPABILITIES = {"backend": None, "durable_backend": "durable", "parts_backend": "scans_parts"}
 
@@ -221,8 +252,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def _make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     options: dict[str, Any] = {}
-    if request.param == "nats":
-        options["servers"] = request.getfixturevalue("dev_cluster").nats.urls
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("dev_cluster")
+        options.update(servers=cluster.nats.urls, dsn=cluster.postgres.dsn())
     backend = BACKENDS[request.param](tmp_path, **options)
     yield backend
     backend.cleanup()
