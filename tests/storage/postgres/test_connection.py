@@ -46,3 +46,25 @@ def test_stores_live_in_their_schema_with_a_connection_per_thread(dev_cluster):
         state.close()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+def test_a_server_gone_mid_run_is_storage_unavailable_then_reconnects(dev_cluster):
+    server = dev_cluster.postgres
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    state = PgState(server.dsn(), schema=schema)
+    try:
+        sources = PgSourceStore(state)
+        sources.create(Source("src_1", "web", "pipelines", "wk1", True))
+        server.stop("immediate")  # what a crash looks like to clients
+        try:
+            with pytest.raises(StorageUnavailable):
+                sources.get("web")
+            with pytest.raises(StorageUnavailable):
+                sources.create(Source("src_2", "app", "pipelines", "wk2", True))
+        finally:
+            server.start()
+        assert [s.id for s in sources.list()] == ["src_1"]  # nothing half-written
+    finally:
+        state.close()
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]

@@ -69,15 +69,34 @@ class PgState:
         return conn
 
     def execute(self, query: LiteralString, params: Any = None) -> psycopg.Cursor[DictRow]:
-        """One statement on this thread's connection."""
-        return self.conn().execute(query, params)
+        """One statement on this thread's connection; StorageUnavailable when the server
+        went away (the next call connects again)."""
+        try:
+            return self.conn().execute(query, params)
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from exc
 
     @contextmanager
     def transaction(self) -> Generator[Conn]:
-        """One transaction on this thread's connection: all of it commits, or none."""
+        """One transaction on this thread's connection: all of it commits, or none
+        (StorageUnavailable when the server went away: nothing was committed)."""
         conn = self.conn()
-        with conn.transaction():
-            yield conn
+        try:
+            with conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: Exception) -> StorageUnavailable:
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
+        return StorageUnavailable(
+            f"lost the connection to PostgreSQL: {str(exc).strip().splitlines()[0]}")
 
     def create_tables(self, ddl: LiteralString) -> None:
         with self.transaction() as conn:
