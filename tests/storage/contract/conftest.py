@@ -120,6 +120,7 @@ class _Partial:
             PgDestinationStore,
             PgImportJobStore,
             PgRejectionStore,
+            PgRunStore,
             PgSourceStore,
         )
 
@@ -128,13 +129,11 @@ class _Partial:
         self.destinations = PgDestinationStore(state)
         self.imports = PgImportJobStore(state)
         self.rejections = PgRejectionStore(state)
+        self.runs = PgRunStore(state)
 
     def close(self) -> None:
         self.log.close()
         self._state.close()
-
-
-_RUNS_NOT_YET = "runs, checkpoints and dead letters on PostgreSQL are not built yet (#18)"
 
 
 class ClusterBackend(Backend):
@@ -149,14 +148,6 @@ class ClusterBackend(Backend):
         "test_person_events": "the per-person index is the PostgreSQL side, not built yet",
         "test_profiles": "profiles are the PostgreSQL side of #18, not built yet",
         "test_segments": "segments are the PostgreSQL side of #18, not built yet",
-        **{f"test_state::{name}": _RUNS_NOT_YET for name in (
-            "test_runs_by_destination_kind_and_state",
-            "test_set_state_keeps_error_and_report_unless_given",
-            "test_checkpoints_accumulate_counters_and_move_cursors",
-            "test_counters_and_cursors_survive_a_reopen",
-            "test_a_checkpoint_that_fails_half_way_changes_nothing",
-            "test_concurrent_checkpoints_all_count",
-            "test_dead_letters_claim_release_recover_and_redriven")},
         "test_event_log::test_find": "the stream has no look-up by messageId: find() is the "
                                      "PostgreSQL dedupe table's, not built yet",
         "test_event_log::test_removed_events_are_not_found": "find() (see test_find)",
@@ -204,6 +195,17 @@ class ClusterBackend(Backend):
                 await js.delete_msg(self.stream, seq)
 
         asyncio.run(self._js(delete))
+
+    def break_checkpoints(self, storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A trigger fails the dead-letter insert inside the checkpoint's transaction, after
+        # the run's row was updated: a failure in the middle, as a lost server would cause.
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE FUNCTION {self.stream}.broken() RETURNS trigger AS $$"  # type: ignore[arg-type]
+                         " BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;"
+                         f" CREATE TRIGGER broken BEFORE INSERT ON {self.stream}.dead_letters"
+                         f" FOR EACH ROW EXECUTE FUNCTION {self.stream}.broken()")
 
     def cleanup(self) -> None:
         import psycopg
