@@ -148,12 +148,6 @@ class ClusterBackend(Backend):
         "test_person_events": "the per-person index is the PostgreSQL side, not built yet",
         "test_profiles": "profiles are the PostgreSQL side of #18, not built yet",
         "test_segments": "segments are the PostgreSQL side of #18, not built yet",
-        "test_event_log::test_find": "the stream has no look-up by messageId: find() is the "
-                                     "PostgreSQL dedupe table's, not built yet",
-        "test_event_log::test_removed_events_are_not_found": "find() (see test_find)",
-        "test_event_log::test_dedupe_is_forever_even_for_removed_events":
-            "the stream dedupes inside its duplicate_window only (2 min); forever dedupe is "
-            "the PostgreSQL dedupe table's, not built yet",
     }
 
     def __init__(self, tmp_path: Path, servers: list[str] | None = None,
@@ -170,10 +164,11 @@ class ClusterBackend(Backend):
 
     def open(self) -> Storage:
         from millpond.storage.nats import LogSettings, open_log
-        from millpond.storage.postgres import PgState
+        from millpond.storage.postgres import PgDedupeTable, PgState
 
         log = open_log(LogSettings(servers=tuple(self.servers), stream=self.stream,
-                                   subject=self.stream))
+                                   subject=self.stream),
+                       PgDedupeTable(self.dsn, schema=self.stream))
         try:
             return _Partial(log, PgState(self.dsn, schema=self.stream))  # type: ignore[return-value]
         except BaseException:

@@ -12,7 +12,8 @@ How the log's promises map onto JetStream:
 - dedupe: ``Nats-Msg-Id`` is a digest of (source, messageId), so the stream refuses a
   duplicate inside its ``duplicate_window`` and answers with the first copy's seq, which
   the log reports as None. Beyond the window it does not: dedupe *forever* and
-  :meth:`find` need the PostgreSQL dedupe table (not built yet, see docs/architecture.md).
+  :meth:`find` need a :class:`~millpond.storage.nats.dedupe.DedupeTable` (PostgreSQL's),
+  checked before publishing and written before an append returns.
 - waits: once an append is acknowledged, the process that made it announces its last seq
   on a core subject (one small message per append, not per event: a per-event signal, as
   the stream's republish or a headers-only consumer would give, costs each process more
@@ -32,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -46,6 +47,7 @@ from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import AppendResult, NewEvent, StoredEvent
 from millpond.storage.nats.client import LogClient, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
+from millpond.storage.nats.dedupe import DedupeTable, Key
 from millpond.storage.nats.publisher import Outgoing, Publisher
 from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
 from millpond.storage.nats.settings import LogSettings
@@ -68,8 +70,9 @@ class JetStreamEventLog:
     StorageUnavailable when NATS cannot be reached, StreamMisconfigured for a stream with
     settings the log cannot use."""
 
-    def __init__(self, settings: LogSettings):
+    def __init__(self, settings: LogSettings, dedupe: DedupeTable | None = None):
         self._s = settings
+        self._dedupe = dedupe
         self._lock = threading.Lock()
         self._last_seq = 0
         self._closed = False
@@ -84,6 +87,7 @@ class JetStreamEventLog:
         self._thread.start()
         self._nc: Client | None = None
         self._publisher: Publisher | None = None
+        self._turn: asyncio.Lock | None = None
         try:
             self._on_loop(self._open()).result(settings.connect_timeout + 30)
         except BaseException:
@@ -123,6 +127,7 @@ class JetStreamEventLog:
             raise
         self._publisher = Publisher(nc, s)
         await self._publisher.start()
+        self._turn = asyncio.Lock()
         await subscribe(nc, s.notify_subject, self._on_notify)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -157,11 +162,13 @@ class JetStreamEventLog:
         return self._nc
 
     # -- writing ---------------------------------------------------------------------
-    def _outgoing(self, events: Sequence[NewEvent]) -> tuple[list[Outgoing], list[int]]:
+    def _outgoing(self, events: Sequence[NewEvent],
+                  stored: Mapping[Key, int]) -> tuple[list[Outgoing], list[int]]:
         """The messages to publish and, for each, the index of its event; a repeat of a
-        (source, messageId) inside the batch is not sent (it is a duplicate)."""
+        (source, messageId) inside the batch, or one ``stored`` before, is not sent (it
+        is a duplicate)."""
         s = self._s
-        seen: set[tuple[str, str]] = set()
+        seen: set[Key] = set(stored)
         items: list[Outgoing] = []
         where: list[int] = []
         for i, e in enumerate(events):
@@ -179,12 +186,34 @@ class JetStreamEventLog:
         return items, where
 
     async def _append(self, events: Sequence[NewEvent]) -> AppendResult:
-        assert self._publisher is not None
-        items, where = self._outgoing(events)
-        acks = await self._publisher.publish(items)
+        assert self._publisher is not None and self._turn is not None
+        # Appends go out in the order they were submitted: each holds the turn from its
+        # dedupe look-up until its messages are written, then waits for its acks alone.
+        await self._turn.acquire()
+        turn = self._turn
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                turn.release()
+
+        try:
+            stored: dict[Key, int] = {}
+            if self._dedupe is not None:
+                stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
+                                                       for e in events}))
+            items, where = self._outgoing(events, stored)
+            acks = await self._publisher.publish(items, after_send=release)
+        finally:
+            release()
         seqs: list[int | None] = [None] * len(events)
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
+        if self._dedupe is not None:  # before the append returns: then it is forever
+            await self._dedupe.record([(events[i].source_id, events[i].message_id, seq)
+                                       for i, (seq, _) in zip(where, acks, strict=True)])
         if acks:
             last = max(seq for seq, _ in acks)
             self._note_seq(last)
@@ -262,10 +291,20 @@ class JetStreamEventLog:
                                            READ_TIMEOUT))
 
     async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
-        """Not on the stream alone: it has no look-up by header. The PostgreSQL dedupe table
-        (source, messageId) -> seq answers it; until it is built, this raises."""
-        raise NotImplementedError("find() on the JetStream log needs the PostgreSQL dedupe "
-                                  "table (not built yet)")
+        """Not on the stream alone (it has no look-up by header): the dedupe table knows
+        the seq. Without one, this raises."""
+        if self._dedupe is None:
+            raise NotImplementedError("find() on the JetStream log needs a dedupe table")
+        dedupe = self._dedupe
+
+        async def lookup() -> StoredEvent | None:
+            seq = await dedupe.find(source_id, message_id)
+            if seq is None:
+                return None
+            return await direct_get(self._client, self._s.stream, seq, self._last_seq,
+                                    READ_TIMEOUT)
+
+        return await self._call(lookup())
 
     # -- waiting ---------------------------------------------------------------------
     def _note_seq(self, seq: int) -> None:
@@ -319,6 +358,9 @@ class JetStreamEventLog:
         if self._stopped:
             return
         self._stopped = True
+        if self._dedupe is not None:
+            with contextlib.suppress(Exception):
+                self._on_loop(self._dedupe.close()).result(10)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 self._on_loop(self._nc.close()).result(10)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client
@@ -106,10 +106,13 @@ class Publisher:
                 sent.append((i, token, future))
         return sent
 
-    async def publish(self, items: Sequence[Outgoing]) -> list[Ack]:
+    async def publish(self, items: Sequence[Outgoing],
+                      after_send: Callable[[], None] | None = None) -> list[Ack]:
         """Publish ``items`` and return each one's Ack, in order. Raises StorageUnavailable
         when some are still unacknowledged at the deadline (the caller's retry, with the
-        same ids, stores nothing twice), TooLarge for a message over the limit."""
+        same ids, stores nothing twice), TooLarge for a message over the limit.
+        ``after_send`` is called once every item was written the first time (the caller
+        lets the next append go)."""
         acks: list[Ack | None] = [None] * len(items)
         todo: list[int] = list(range(len(items)))
         maybe_stored: set[int] = set()  # sent, unanswered: a later "duplicate" is our own
@@ -117,6 +120,9 @@ class Publisher:
         delay, last_error = 0.05, ""
         while todo:
             sent = await self._send(items, todo)
+            if after_send is not None:
+                after_send()
+                after_send = None
             remaining = max(deadline - time.monotonic(), 0.05)
             await asyncio.wait([f for _, _, f in sent], timeout=min(self._s.ack_wait, remaining))
             todo = []
