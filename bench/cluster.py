@@ -7,8 +7,9 @@ One publisher (one process, one thread submitting ``--batch``-event appends with
 - (a) the embedded store's log (SQLite, synchronous=FULL): the baseline;
 - (b) a JetStream stream with 3 replicas (the scale-out log);
 - (c) a JetStream stream with 1 replica on the same cluster (what replication costs);
+- (d) (b) with the forever dedupe table on PostgreSQL (what the scale-out log will run);
 then reads (b) back from the start (the live feed's path). Prints medians of ``--runs``
-runs and the ratios b/a and b/c.
+runs and the ratios b/a, b/c and d/a.
 
 What limits (b) here: the three nats-server processes, the publisher and its client share
 this machine's cores, and every event crosses loopback three times (client to leader,
@@ -31,15 +32,18 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import psutil
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_quick_option, median, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
+from millpond.devcluster import DevCluster  # noqa: E402
 from millpond.devcluster.nats import NatsCluster  # noqa: E402
 from millpond.storage import StorageConfig, open_storage  # noqa: E402
 from millpond.storage.models import AppendResult, NewEvent  # noqa: E402
 from millpond.storage.nats import LogSettings, open_log  # noqa: E402
+from millpond.storage.postgres import PgDedupeTable  # noqa: E402
 
 
 def make_events(n: int, run: str) -> list[NewEvent]:
@@ -83,23 +87,31 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def jetstream(cluster: NatsCluster, replicas: int, events: list[NewEvent], batch: int,
-              inflight: int, cpu: dict[str, list[float]]) -> tuple[float, float]:
-    """(append events/s, read events/s) on a fresh stream of ``replicas``; adds the CPU
-    seconds per 10,000 appended events of the publisher and the servers to ``cpu``."""
+              inflight: int, cpu: dict[str, list[float]],
+              dedupe_dsn: str | None = None) -> tuple[float, float]:
+    """(append events/s, read events/s) on a fresh stream of ``replicas`` (with a dedupe
+    table on PostgreSQL at ``dedupe_dsn``); adds the CPU seconds per 10,000 appended events
+    of the publisher and the servers to ``cpu``."""
     import asyncio
 
     import nats
 
     name = f"BENCH{uuid.uuid4().hex[:8]}"
+    dedupe = None
+    if dedupe_dsn is not None:
+        with psycopg.connect(dedupe_dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name.lower()}")  # type: ignore[arg-type]
+        dedupe = PgDedupeTable(dedupe_dsn, schema=name.lower())
     log = open_log(LogSettings(servers=tuple(cluster.urls), stream=name, subject=name.lower(),
-                               replicas=replicas))
+                               replicas=replicas), dedupe)
     servers = [n.pid for n in cluster.nodes if n.pid is not None]
     try:
         before = cpu_seconds([os.getpid()]), cpu_seconds(servers)
         rate = publish(log.submit, events, batch, inflight)
         per = 10_000 / len(events)
-        cpu[f"client{replicas}"].append((cpu_seconds([os.getpid()]) - before[0]) * per)
-        cpu[f"servers{replicas}"].append((cpu_seconds(servers) - before[1]) * per)
+        tag = f"{replicas}{'d' if dedupe else ''}"
+        cpu[f"client{tag}"].append((cpu_seconds([os.getpid()]) - before[0]) * per)
+        cpu[f"servers{tag}"].append((cpu_seconds(servers) - before[1]) * per)
         started = time.perf_counter()
         after, seen = 0, 0
         while True:
@@ -134,7 +146,8 @@ def main() -> None:
         args.events, args.runs = 2_000, 1
     results: dict[str, list[float]] = collections.defaultdict(list)
     cpu: dict[str, list[float]] = collections.defaultdict(list)
-    cluster = NatsCluster().start()
+    engines = DevCluster().start()
+    cluster, dsn = engines.nats, engines.postgres.dsn()
     try:
         for run in range(args.runs):
             events = make_events(args.events, f"r{run}-{uuid.uuid4().hex[:6]}")
@@ -144,21 +157,25 @@ def main() -> None:
             results["read"].append(read_rate)
             results["c"].append(jetstream(cluster, 1, events, args.batch, args.inflight,
                                           cpu)[0])
+            results["d"].append(jetstream(cluster, 3, events, args.batch, args.inflight, cpu,
+                                          dsn)[0])
     finally:
-        cluster.destroy()
-    a, b, c = (median(results[k]) for k in "abc")
+        engines.stop()
+    a, b, c, d = (median(results[k]) for k in "abcd")
     print(f"{args.events} events of ~500 bytes, appends of {args.batch}, {args.inflight} in "
           f"flight, median of {args.runs} runs")
     print(f"(a) embedded store (SQLite, FULL)       {a:>10,.0f} events/s")
     print(f"(b) JetStream, 3 replicas               {b:>10,.0f} events/s")
     print(f"(c) JetStream, 1 replica, same cluster  {c:>10,.0f} events/s")
+    print(f"(d) (b) + dedupe table on PostgreSQL    {d:>10,.0f} events/s")
     print(f"    JetStream read back from the start  {median(results['read']):>10,.0f} events/s")
     print(f"ratio b/a (3 replicas vs embedded)      {b / a:>10.2f}")
     print(f"ratio b/c (cost of 3 replicas)          {b / c:>10.2f}")
-    for r in (3, 1):
-        print(f"CPU s per 10k events, {r} replica(s): publisher "
-              f"{median(cpu[f'client{r}']):.2f}, nats-servers {median(cpu[f'servers{r}']):.2f}"
-              f" (this machine has {os.cpu_count()} cores)")
+    print(f"ratio d/a (3 replicas + dedupe table)   {d / a:>10.2f}")
+    for r, label in (("3", "3 replicas"), ("1", "1 replica"), ("3d", "3 replicas + dedupe")):
+        print(f"CPU s per 10k events, {label}: publisher {median(cpu[f'client{r}']):.2f}, "
+              f"nats-servers {median(cpu[f'servers{r}']):.2f} "
+              f"(this machine has {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

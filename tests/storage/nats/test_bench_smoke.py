@@ -18,5 +18,6 @@ def test_cluster_bench_quick_runs_every_step():
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     for label in ("(a) embedded store", "(b) JetStream, 3 replicas", "(c) JetStream, 1 replica",
-                  "read back", "ratio b/a", "ratio b/c", "CPU s per 10k events"):
+                  "(d) (b) + dedupe table", "read back", "ratio b/a", "ratio b/c", "ratio d/a",
+                  "3 replicas + dedupe: publisher"):
         assert label in out.stdout, out.stdout

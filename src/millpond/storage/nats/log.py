@@ -87,7 +87,8 @@ class JetStreamEventLog:
         self._thread.start()
         self._nc: Client | None = None
         self._publisher: Publisher | None = None
-        self._turn: asyncio.Lock | None = None
+        #: the turn of the append submitted last: done once it has written its messages
+        self._last_turn: asyncio.Future[None] | None = None
         try:
             self._on_loop(self._open()).result(settings.connect_timeout + 30)
         except BaseException:
@@ -127,7 +128,8 @@ class JetStreamEventLog:
             raise
         self._publisher = Publisher(nc, s)
         await self._publisher.start()
-        self._turn = asyncio.Lock()
+        self._last_turn = asyncio.get_running_loop().create_future()
+        self._last_turn.set_result(None)
         await subscribe(nc, s.notify_subject, self._on_notify)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -186,18 +188,17 @@ class JetStreamEventLog:
         return items, where
 
     async def _append(self, events: Sequence[NewEvent]) -> AppendResult:
-        assert self._publisher is not None and self._turn is not None
-        # Appends go out in the order they were submitted: each holds the turn from its
-        # dedupe look-up until its messages are written, then waits for its acks alone.
-        await self._turn.acquire()
-        turn = self._turn
-        held = True
+        assert self._publisher is not None and self._last_turn is not None
+        # Appends go out in the order they were submitted: each takes its place in line
+        # as it starts (tasks start in submission order), looks its events up in the
+        # dedupe table meanwhile, writes its messages once the one before it has written
+        # its own, lets the next one go, then waits for its acks alone.
+        before, mine = self._last_turn, asyncio.get_running_loop().create_future()
+        self._last_turn = mine
 
         def release() -> None:
-            nonlocal held
-            if held:
-                held = False
-                turn.release()
+            if not mine.done():
+                mine.set_result(None)
 
         try:
             stored: dict[Key, int] = {}
@@ -205,6 +206,7 @@ class JetStreamEventLog:
                 stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
                                                        for e in events}))
             items, where = self._outgoing(events, stored)
+            await before
             acks = await self._publisher.publish(items, after_send=release)
         finally:
             release()
