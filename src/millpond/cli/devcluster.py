@@ -2,7 +2,8 @@
 
 Three ``nats-server`` with JetStream, a PostgreSQL and moto's S3 server on free loopback
 ports (:mod:`millpond.devcluster`). It prints where each listens, waits, and on Ctrl-C (or
-SIGTERM) stops exactly what it started, by PID, and removes its temp dirs.
+SIGTERM) stops exactly what it started, by PID, removes its temp dirs and exits 130, as
+every command does after a Ctrl-C.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def dev_cluster(as_json: bool) -> None:
     cluster = DevCluster()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        try:
-            cluster.start()
-        except RuntimeError as exc:
-            fail(f"the local cluster did not start: {str(exc).splitlines()[0]}")
+        cluster.start()  # on failure it stops what it had started
+    except RuntimeError as exc:
+        fail(f"the local cluster did not start: {str(exc).splitlines()[0]}")
+    except KeyboardInterrupt:  # Ctrl-C while starting: the starts finish, then all stop
+        cluster.stop()
+        raise
+    try:
         info = cluster.describe()
         if as_json:
             print_json(info)
@@ -48,10 +52,9 @@ def dev_cluster(as_json: bool) -> None:
             console.print("Ctrl-C stops them all.")
         while True:
             signal.pause()
-    except KeyboardInterrupt:
-        pass
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         cluster.stop()
-    if not as_json:
-        console.print("stopped")
+        if not as_json:
+            console.print("stopped")
+        # the KeyboardInterrupt goes on: `millpond` exits 130, as after any Ctrl-C
