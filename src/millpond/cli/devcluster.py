@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from millpond.cli.output import console, fail, print_json
+from millpond.cli.output import fail, print_json
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -45,16 +45,17 @@ def dev_cluster(as_json: bool) -> None:
         if as_json:
             print_json(info)
         else:
-            console.print(f"NATS JetStream  {info['nats']['servers']}")
-            console.print(f"PostgreSQL      {info['postgresql']['url']}")
-            console.print(f"S3 (moto)       {info['s3']['endpoint']}  (access key "
-                          f"{info['s3']['access_key']}, secret {info['s3']['secret_key']})")
-            console.print("Ctrl-C stops them all.")
+            # plain lines, never wrapped: URLs to copy
+            click.echo(f"NATS JetStream  {info['nats']['servers']}")
+            click.echo(f"PostgreSQL      {info['postgresql']['url']}")
+            click.echo(f"S3 (moto)       {info['s3']['endpoint']}  (access key "
+                       f"{info['s3']['access_key']}, secret {info['s3']['secret_key']})")
+            click.echo("Ctrl-C stops them all.")
         while True:
             signal.pause()
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         cluster.stop()
         if not as_json:
-            console.print("stopped")
+            click.echo("stopped")
         # the KeyboardInterrupt goes on: `millpond` exits 130, as after any Ctrl-C
