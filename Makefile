@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/sdk/node/node_modules/.installed
 
-.PHONY: run test lint screenshots bench bench-warehouse setup clean chromium postgresql
+.PHONY: run test lint screenshots bench bench-warehouse bench-cluster cluster setup clean chromium \
+	postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,14 @@ lint: $(STAMP)
 
 screenshots: $(STAMP) $(NODE_STAMP) chromium
 	MILLPOND_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/console
+
+# The engines of a scaled-out millpond on loopback (3 NATS JetStream nodes, PostgreSQL, S3),
+# until Ctrl-C: `millpond dev-cluster`.
+cluster: $(STAMP) postgresql
+	$(BIN)/millpond dev-cluster $(ARGS)
+
+bench-cluster: $(STAMP) postgresql
+	$(BIN)/python bench/cluster.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from millpond.devcluster import DevCluster
 from tests.destinations.fakes import FakeVendor, start_fake
 from tests.support.server import ADMIN_TOKEN, ServerProcess
 
@@ -79,3 +80,12 @@ def vendor() -> Iterator[Callable[..., FakeVendor]]:
     yield factory
     for fake in started:
         fake.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> Iterator[DevCluster]:
+    """The local cluster ``millpond dev-cluster`` starts (3 NATS JetStream nodes, PostgreSQL,
+    S3), once per test session: a few seconds to start, so every test that needs the
+    engines shares it and makes its own stream, database or bucket under a unique name."""
+    with DevCluster() as cluster:
+        yield cluster

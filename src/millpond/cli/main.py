@@ -9,6 +9,7 @@ import click
 from millpond.cli.common import connection_options
 from millpond.cli.dead_letters import dead_letters
 from millpond.cli.destinations import destinations
+from millpond.cli.devcluster import dev_cluster
 from millpond.cli.events import events
 from millpond.cli.imports import import_group
 from millpond.cli.people import people
@@ -36,6 +37,7 @@ cli.add_command(destinations)
 cli.add_command(dead_letters)
 cli.add_command(replay)
 cli.add_command(import_group, "import")
+cli.add_command(dev_cluster)
 
 
 #: The exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.

@@ -2,7 +2,10 @@
 
 Backends are subpackages, each implementing every contract: ``sqlite`` (the embedded
 default: one data directory, zero set-up) and ``memory`` (dict-backed, for fast tests).
-Nothing outside this package imports a backend; it calls :func:`open_storage`.
+The scale-out backend is being built as two: ``nats`` (the log on JetStream) and
+``postgres`` (the state and the log's dedupe table); :func:`open_storage` offers it once
+every store exists. Nothing outside this package imports a backend; it calls
+:func:`open_storage`.
 """
 
 from __future__ import annotations

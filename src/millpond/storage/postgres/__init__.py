@@ -1,0 +1,18 @@
+"""State on PostgreSQL (psycopg 3): the scale-out backend's state stores (#18).
+
+So far: sources, destinations, import jobs, rejections, runs with their checkpoints and
+dead letters, and the log's forever dedupe table. Profiles, segments and the index are not
+built yet, so :func:`millpond.storage.open_storage` does not offer this
+backend; the contract suite opens these stores directly (:class:`PgState` and the stores).
+"""
+
+from millpond.storage.postgres.connection import PgState
+from millpond.storage.postgres.dedupe import PgDedupeTable
+from millpond.storage.postgres.destinations import PgDestinationStore
+from millpond.storage.postgres.imports import PgImportJobStore
+from millpond.storage.postgres.rejections import PgRejectionStore
+from millpond.storage.postgres.runs import PgRunStore
+from millpond.storage.postgres.sources import PgSourceStore
+
+__all__ = ["PgDedupeTable", "PgDestinationStore", "PgImportJobStore", "PgRejectionStore",
+           "PgRunStore", "PgSourceStore", "PgState"]

@@ -1,0 +1,110 @@
+"""Connections to the state database on PostgreSQL: one per thread, autocommit.
+
+Why one per thread: a psycopg connection serves one statement at a time, and the state
+stores are called from the event loop's worker threads, the pumps' checkpoints and
+imports at once; a connection each keeps them from queueing behind one another without a
+pool to size. Each write is one statement (autocommit: durable once it returns, with
+PostgreSQL's default ``synchronous_commit``) or one :meth:`PgState.transaction`.
+
+Why a schema: ``schema`` (default ``millpond``) keeps millpond's tables apart from
+whatever else lives in the database, and lets tests give each test a schema of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+
+from millpond.storage.contracts import StorageUnavailable
+
+__all__ = ["PgState", "constraint_of"]
+
+Conn = psycopg.Connection[DictRow]
+
+
+def constraint_of(exc: psycopg.errors.UniqueViolation) -> str:
+    """The name of the unique constraint ``exc`` violated (``sources_name_key``)."""
+    return exc.diag.constraint_name or ""
+
+
+class PgState:
+    """The state database: a DSN, a schema, a connection per thread."""
+
+    def __init__(self, dsn: str, schema: str = "millpond", connect_timeout: int = 5):
+        self._dsn = dsn
+        self.schema = schema
+        self._timeout = connect_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Conn] = []
+        self._closed = False
+        with self.conn().cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(schema)))
+
+    def conn(self) -> Conn:
+        """This thread's connection, opened on first use. Raises StorageUnavailable when the
+        server cannot be reached."""
+        current: Conn | None = getattr(self._local, "conn", None)
+        if current is not None and not current.closed:
+            return current
+        if self._closed:
+            raise StorageUnavailable("the state database is closed")
+        try:
+            conn = Conn.connect(self._dsn, autocommit=True, row_factory=dict_row,
+                                connect_timeout=self._timeout,
+                                options=f"-c search_path={self.schema}")
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(
+                f"cannot reach PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
+        with self._lock:
+            self._all.append(conn)
+        self._local.conn = conn
+        return conn
+
+    def execute(self, query: LiteralString, params: Any = None) -> psycopg.Cursor[DictRow]:
+        """One statement on this thread's connection; StorageUnavailable when the server
+        went away (the next call connects again)."""
+        try:
+            return self.conn().execute(query, params)
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Generator[Conn]:
+        """One transaction on this thread's connection: all of it commits, or none
+        (StorageUnavailable when the server went away: nothing was committed)."""
+        conn = self.conn()
+        try:
+            with conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: Exception) -> StorageUnavailable:
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
+        return StorageUnavailable(
+            f"lost the connection to PostgreSQL: {str(exc).strip().splitlines()[0]}")
+
+    def create_tables(self, ddl: LiteralString) -> None:
+        with self.transaction() as conn:
+            conn.execute(ddl)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()

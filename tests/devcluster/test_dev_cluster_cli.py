@@ -1,0 +1,95 @@
+"""``millpond dev-cluster``: the engines start, answer on the URLs printed, and Ctrl-C stops
+every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import boto3
+import nats
+import psycopg
+import pytest
+
+from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.cli import like_a_terminal
+
+pytestmark = pytest.mark.slow
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie of a reaped-late child still answers kill(0): read its state
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+async def jetstream_replicas(servers: list[str]) -> int:
+    """Create a 3-replica stream through the cluster: it needs all three nodes."""
+    nc = await nats.connect(servers)
+    try:
+        js = nc.jetstream()
+        name = f"probe{uuid.uuid4().hex[:8]}"
+        info = await js.add_stream(name=name, subjects=[f"{name}.>"], num_replicas=3)
+        ack = await js.publish(f"{name}.x", b"hello")
+        assert ack.seq == 1
+        await js.delete_stream(name)
+        return info.config.num_replicas or 0
+    finally:
+        await nc.close()
+
+
+def test_dev_cluster_prints_its_engines_and_ctrl_c_stops_them_all():
+    import asyncio
+
+    proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", "dev-cluster",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=like_a_terminal)
+    try:
+        text = ""
+        while True:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            text += line
+            if line.startswith("}"):
+                break
+        info = json.loads(text)
+        pids = [*info["nats"]["pids"], info["postgresql"]["pid"], info["s3"]["pid"]]
+        assert len(set(pids)) == 5 and all(alive(p) for p in pids)
+
+        assert asyncio.run(jetstream_replicas(info["nats"]["urls"])) == 3
+        with psycopg.connect(info["postgresql"]["url"]) as conn:
+            assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
+        s3 = boto3.client("s3", endpoint_url=info["s3"]["endpoint"], region_name=REGION,
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        s3.create_bucket(Bucket="archive")
+        s3.put_object(Bucket="archive", Key="k", Body=b"v")
+        assert s3.get_object(Bucket="archive", Key="k")["Body"].read() == b"v"
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr.read()  # as every command after Ctrl-C
+        assert [p for p in pids if alive(p)] == []
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_dev_cluster_without_postgresql_says_so_in_one_line(tmp_path):
+    # a PATH and interpreter without PostgreSQL's binaries: Debian's directory is hidden by
+    # pointing the search at an empty one
+    env = {**os.environ, "MILLPOND_PG_BIN": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "millpond.cli.main", "dev-cluster"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "initdb" in lines[0] and "Traceback" not in result.stderr

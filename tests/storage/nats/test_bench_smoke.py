@@ -1,0 +1,23 @@
+"""``bench/cluster.py --quick`` runs every step, so the benchmark cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+pytestmark = pytest.mark.slow
+
+
+def test_cluster_bench_quick_runs_every_step():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for label in ("(a) embedded store", "(b) JetStream, 3 replicas", "(c) JetStream, 1 replica",
+                  "(d) (b) + dedupe table", "read back", "ratio b/a", "ratio b/c", "ratio d/a",
+                  "3 replicas + dedupe: publisher"):
+        assert label in out.stdout, out.stdout
