@@ -18,6 +18,7 @@ from millpond.api.models import ImportList, ImportOut
 from millpond.api.schema import doc
 from millpond.app.services import Services
 from millpond.backfill import ImportInputError, ImportOptions, preflight
+from millpond.backfill.jobs import CANCEL_WAIT
 from millpond.errors import BadRequest, TooLarge
 
 router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depends(require_admin)])
@@ -82,10 +83,6 @@ def list_imports(mp: Services = Depends(services)) -> dict:
 @router.get("/{job_id}", **doc(ImportOut, errors=(404,)))
 def show_import(job_id: str, mp: Services = Depends(services)) -> dict:
     return mp.imports.get(job_id)
-
-
-#: Seconds ``cancel`` waits for the import to reach its checkpoint and stop.
-CANCEL_WAIT = 30.0
 
 
 @router.post("/{job_id}/cancel", **doc(ImportOut, errors=(404, 409)))

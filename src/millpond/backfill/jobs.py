@@ -36,6 +36,8 @@ log = logging.getLogger("millpond.imports")
 
 #: Seconds between two saves of a running job's progress.
 PROGRESS_EVERY = 0.5
+#: Seconds a cancel waits for the import to reach its checkpoint and stop.
+CANCEL_WAIT = 30.0
 #: States a job can be resumed from (its checkpoint and upload are kept).
 RESUMABLE = ("failed", "interrupted", "cancelled")
 #: Option fields that are paths (stored as text in the job).
