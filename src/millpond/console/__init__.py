@@ -5,8 +5,8 @@ Layout: :mod:`.services` is the one door into the server's services (the same ob
 the admin API uses); :mod:`.auth` signs people in and guards every answer (session,
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
 ``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
-:mod:`.sources`, :mod:`.debugger`, :mod:`.destinations`, :mod:`.replays`,
-:mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
+:mod:`.sources`, :mod:`.debugger`, :mod:`.destinations` with :mod:`.outcomes` (the
+events behind each funnel count), :mod:`.replays`, :mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
 vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its
@@ -51,6 +51,7 @@ class Console:
             debugger,
             destinations,
             imports,
+            outcomes,
             overview,
             people,
             replays,
@@ -59,8 +60,8 @@ class Console:
         )
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
-        for module in (sessions_pages, overview, sources, debugger, destinations, replays,
-                       imports, people):
+        for module in (sessions_pages, overview, sources, debugger, destinations, outcomes,
+                       replays, imports, people):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)

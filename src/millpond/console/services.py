@@ -10,9 +10,6 @@ to new service shapes touches this file alone.
 
 Everything that may block (SQLite reads, file writes) runs in a worker thread, so a
 page never stalls the event loop the collector shares.
-
-Gaps, marked where they are (the pages say "not available yet"): per-event delivery
-outcomes behind each funnel count.
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ from millpond.actions.fql.explain import explain_trigger
 from millpond.backfill import ImportInputError, ImportOptions, preflight
 from millpond.backfill.jobs import CANCEL_WAIT
 from millpond.connections import config as pump_config
+from millpond.connections.behind import events_behind
 from millpond.connections.lookup import event_at, find_event
 from millpond.connections.present import dead_letter_dict, destination_dict
 from millpond.connections.tester import try_event
@@ -45,12 +43,6 @@ from millpond.timeutil import iso_to_seconds
 if TYPE_CHECKING:
     from millpond.app.services import Services
 
-#: Gaps the pages show honestly, with the reason; one place so the report lists them.
-NOT_YET = {
-    "funnel_events": "Listing the events behind a sent or skipped count is not available "
-                     "yet: delivery keeps counters, not per-event outcomes (the delivery-run "
-                     "model of issue #12). Dead-lettered events are listed below.",
-}
 SDKS = ("segment", "customerio", "rudderstack")
 MAX_UPLOAD_BYTES = 20 * 1024**3
 _decode = msgspec.json.Decoder().decode
@@ -217,6 +209,13 @@ class ConsoleServices:
     async def destination(self, ref: str) -> dict:
         dest = self.mp.pumps.destinations.get(ref)
         return {**destination_dict(dest), "stats": await self.mp.pumps.stats(dest)}
+
+    async def events_behind(self, ref: str, *, run: str, step: str, action: str,
+                            reason: str | None, cursor: str | None, limit: int) -> dict:
+        """What ``GET /api/destinations/{ref}/outcomes`` answers."""
+        dest = self.mp.pumps.destinations.get(ref)
+        return await events_behind(self.mp.pumps.runs, self.mp.log, dest, run=run, step=step,
+                                   action=action, reason=reason, cursor=cursor, limit=limit)
 
     async def create_destination(self, body: dict) -> dict:
         return destination_dict(await self.mp.pumps.create(body))
