@@ -109,6 +109,11 @@ def test_connect_late_preview_replay_pause_resume_exactly_once(console, vendor):
     page.goto(dest_url)
     funnel = page.get_by_role("table").filter(has_text="Matched").nth(1)
     expect(funnel.get_by_role("row", name=re.compile("Send event"))).to_contain_text("30")
+    # the replay's sent count opens exactly the events it sent
+    funnel.get_by_role("link", name="Send event: sent, 30").click()
+    expect(page.locator("#outcome-events > li")).to_have_count(30)
+    listed = page.locator("#outcome-events").inner_text()
+    assert all(f"messageId {m['messageId']}" in listed for m in sent)
     assert not console.problems()
 
 
