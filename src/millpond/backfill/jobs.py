@@ -1,14 +1,14 @@
 """Imports uploaded to the server (``POST /api/imports``), run as background jobs.
 
 The upload is written to the data dir first, so the import reads a stable file (the
-fingerprint, checkpoints and resume all need one), and then runs in a worker thread
-with a :class:`LogSink`. A running job can be cancelled: it stops at its next durable
+fingerprint, checkpoints and resume all need one), and then runs in a worker thread with
+a :class:`LogSink`. A running job can be cancelled: it stops at its next durable
 checkpoint (``cancelled``; the rows stored so far stay). A ``failed``, ``interrupted``
 (the server stopped under it) or ``cancelled`` job can be resumed from its checkpoint,
-from the same uploaded file, which is kept until the job completes. A job, its progress while it runs and its summary are kept in
-the import-job store, so any process can show them; progress is saved at most every
-:data:`PROGRESS_EVERY` seconds. Each job says in the server's log when it starts and how
-it ended, with its figures.
+from the same uploaded file, which is kept until the job completes. A job, its progress
+while it runs and its summary are kept in the import-job store, so any process can show
+them; progress is saved at most every :data:`PROGRESS_EVERY` seconds. Each job says in
+the server's log when it starts and how it ended, with its figures.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 from millpond.backfill import (
     ImportAborted,
@@ -205,11 +206,15 @@ class ImportJobs:
         return [job_dict(j) for j in self.store.list(100)]
 
 
-def _options(stored: dict) -> ImportOptions:
-    """A job's :class:`ImportOptions` as :meth:`ImportJobs.start` stored them."""
-    values = {k: Path(v) if k in _PATHS and v is not None else v for k, v in stored.items()
-              if k in ImportOptions.__dataclass_fields__}
-    return ImportOptions(**values)
+def _options(stored: dict[str, Any]) -> ImportOptions:
+    """A job's :class:`ImportOptions` as :meth:`ImportJobs.start` stored them (paths as
+    text; fields a later version dropped are ignored)."""
+    known = {f.name for f in fields(ImportOptions)} - set(_PATHS)
+    options = ImportOptions(**{k: v for k, v in stored.items() if k in known})
+    errors, state = stored.get("errors_path"), stored.get("state_dir")
+    options.errors_path = Path(errors) if errors else None
+    options.state_dir = Path(state) if state else None
+    return options
 
 
 def _fields(job_id: str, source: Source, options: ImportOptions, **more) -> dict:

@@ -1,12 +1,13 @@
-"""The web console: server-rendered pages at ``/console/``, made live with htmx and
-server-sent events, for the people who run millpond.
+"""The web console: server-rendered pages at ``/console/``, made live with htmx and server-
+sent events, for the people who run millpond.
 
 Layout: :mod:`.services` is the one door into the server's services (the same objects
 the admin API uses); :mod:`.auth` signs people in and guards every answer (session,
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
-``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
-:mod:`.sources`, :mod:`.debugger`, :mod:`.destinations` with :mod:`.outcomes` (the
-events behind each funnel count), :mod:`.replays`, :mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
+``templates/``; :mod:`.sse` streams the live parts; one module per page
+(:mod:`.overview`, :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations` with
+:mod:`.outcomes` (the events behind each funnel count), :mod:`.replays`,
+:mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
 vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its

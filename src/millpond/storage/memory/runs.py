@@ -104,8 +104,9 @@ class MemoryRunStore:
                    redriven: Sequence[int] = (), durable: bool = True,
                    outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         now = time.time()
-        packed = [(tuple(k), outcome_rows.pack(seqs)) for k, seqs in (outcomes or {}).items()
-                  if seqs]
+        packed: list[tuple[CountKey, bytes]] = [
+            ((k[0], k[1], k[2]), outcome_rows.pack(seqs))
+            for k, seqs in (outcomes or {}).items() if seqs]
         with self._lock:
             run = copy.deepcopy(self._get(run_id))
             run.updated_at = now
@@ -133,8 +134,9 @@ class MemoryRunStore:
                        cursor: str | None = None, limit: int = 50) -> OutcomePage:
         at = outcome_rows.parse_cursor(cursor)
         with self._lock:
-            lists = [list(self._outcomes.get((r, tuple(k)), ())) for r in dict.fromkeys(run_ids)
-                     for k in dict.fromkeys(keys)]
+            lists: list[list[outcome_rows.Row]] = [
+                list(self._outcomes.get((r, (k[0], k[1], k[2])), ()))
+                for r in dict.fromkeys(run_ids) for k in dict.fromkeys(keys)]
         top = at[0] if at is not None else None
         streams = [iter([row for row in reversed(rows) if top is None or row[0] <= top])
                    for rows in lists]
