@@ -147,7 +147,8 @@ def test_cancel_a_running_import_and_resume_it_to_every_row_once(console):
     console.server.create_source("crm-big", kind="import")
     rows = 150_000
     # Track events, not identifies: the profile follower has nothing to catch up on after.
-    csv = "user_id,event,n\n" + "".join(f"big-{i % 100},Row Read,{i}\n" for i in range(rows))
+    csv = "user_id,event,timestamp,n\n" + "".join(
+        f"big-{i % 100},Row Read,{1767225600 + i},{i}\n" for i in range(rows))
     page = console.nav("Imports")
     page.get_by_label("File", exact=True).set_input_files(
         files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
