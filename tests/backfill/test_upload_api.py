@@ -111,3 +111,18 @@ def _last_seq(server) -> int:
     import httpx
 
     return httpx.get(f"{server.url}/healthz").json()["last_seq"]
+
+
+def test_resume_says_so_when_the_upload_is_gone(server):
+    server.create_source("gone", kind="import")
+    body = "id,plan\n" + "".join(f"g{i},p\n" for i in range(100_000))
+    job = upload(server, body, source="gone", file_name="gone.csv", wait="false").json()
+    with server.admin as admin:
+        assert admin.post(f"/api/imports/{job['id']}/cancel").json()["state"] == "cancelled"
+        (server.data_dir / "imports" / job["id"] / "gone.csv").unlink()
+        r = admin.post(f"/api/imports/{job['id']}/resume")
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["field"] == "file"
+        assert "gone.csv) is gone; upload it again" in error["message"]
+        assert admin.get(f"/api/imports/{job['id']}").json()["state"] == "cancelled"
