@@ -117,9 +117,9 @@ def make_pump(storage: Storage, type_name: str, settings: dict, actions, transpo
                                   RunState.RUNNING, cursor=0))
     limits = rt.dtype.batching
 
-    def persist(cursor, counts, dead, _finished):
+    def persist(cursor, counts, dead, _finished, outcomes=None):
         storage.runs.checkpoint(run.id, cursor=cursor, counts=counts,
-                                dead=stamp(dead, "bench", run.id))
+                                dead=stamp(dead, "bench", run.id), outcomes=outcomes)
 
     return Pump(LogTail(storage.log, 0, chunk=CHUNK), Evaluator(rt.dtype, rt.actions),
                 Deliverer(rt.dtype, transport, RateLimiter(rate), RetryPolicy(),

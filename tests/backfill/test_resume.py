@@ -153,3 +153,48 @@ def test_resume_after_a_batch_closed_by_size_loses_no_row(write, run):
     summary = run(path, sink, max_batch_bytes=2_000, max_event_bytes=1_000)
     assert summary.duplicates == 0 and summary.rows_read == 40
     assert sorted(int(e["userId"][1:]) for e in sink.events) == list(range(40))
+
+
+def test_stop_cancels_at_a_checkpoint_and_resume_finishes_exactly_once(people, tmp_path):
+    """``stop`` set mid-run: the import stops right after a saved checkpoint, with a summary
+    that matches it; a resumed run sends only the rows after it."""
+    import threading
+
+    from millpond.backfill import ImportCancelled, ImportOptions, run_import
+
+    stop = threading.Event()
+    sink = ListSink()
+
+    def progress(p: ImportProgress) -> None:
+        if p.events_accepted >= 30:
+            stop.set()
+
+    options = ImportOptions(batch_size=10, state_dir=tmp_path / "state")
+    with pytest.raises(ImportCancelled, match="cancelled after row 31") as err:
+        run_import(people, options, sink, progress, stop)
+    partial = err.value.summary
+    assert (partial.events_accepted, partial.last_row, partial.completed) == (30, 31, False)
+    checkpoint = json.loads((tmp_path / "state" / "people.csv.millpond-import.json").read_text())
+    assert checkpoint["last_row"] == 31 and checkpoint["counters"]["events_accepted"] == 30
+    assert len(sink.events) == 30
+
+    summary = run_import(people, ImportOptions(batch_size=10, state_dir=tmp_path / "state"),
+                         sink, None, threading.Event())
+    assert summary.completed and summary.resumed_after_row == 31
+    assert summary.duplicates == 0 and summary.events_accepted == summary.rows_read == ROWS
+    ids = [e["messageId"] for e in sink.events]
+    assert len(ids) == len(set(ids)) == ROWS
+
+
+def test_stop_set_before_the_run_stops_after_its_first_batch(people, tmp_path):
+    import threading
+
+    from millpond.backfill import ImportCancelled, ImportOptions, run_import
+
+    stop = threading.Event()
+    stop.set()
+    sink = ListSink()
+    with pytest.raises(ImportCancelled) as err:
+        run_import(people, ImportOptions(batch_size=10, state_dir=tmp_path / "s"), sink,
+                   None, stop)
+    assert err.value.summary.events_accepted == len(sink.events) == 10

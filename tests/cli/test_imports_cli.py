@@ -75,3 +75,26 @@ def test_mistakes_are_one_line(shared_server) -> None:
     fails(millpond(shared_server, "import", "status", "imp_nope"), "no import 'imp_nope'")
     missing = millpond(shared_server, "import", "status")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_cancel_and_resume_are_the_api_twins(shared_server) -> None:
+    shared_server.create_source("cli-imports-cancel", kind="import")
+    rows = 100_000
+    body = "id,plan\n" + "".join(f"c{i},p{i % 7}\n" for i in range(rows))
+    job = started(shared_server, body, source="cli-imports-cancel", file_name="stop.csv",
+                  wait="false")
+    stopped = json.loads(ok(shared_server, "import", "cancel", job["id"], "--json"))
+    assert stopped == api_job(shared_server, job["id"])
+    assert stopped["state"] == "cancelled", stopped
+    assert stopped["summary"]["events_accepted"] < rows
+    fails(millpond(shared_server, "import", "cancel", job["id"]),
+          "only a running import can be cancelled")
+
+    done = json.loads(ok(shared_server, "import", "resume", job["id"], "--watch", "--json"))
+    assert done["state"] == "completed", done
+    assert done["summary"]["events_accepted"] == done["summary"]["rows_read"] == rows
+    assert done["summary"]["resumed_after_row"] == stopped["summary"]["last_row"]
+    fails(millpond(shared_server, "import", "resume", job["id"]),
+          "only a failed, interrupted or cancelled import can be resumed")
+    fails(millpond(shared_server, "import", "cancel", "imp_nope"), "no import 'imp_nope'")
+    fails(millpond(shared_server, "import", "resume", "imp_nope"), "no import 'imp_nope'")

@@ -24,7 +24,9 @@ from tests.support.server import ADMIN_TOKEN, ServerProcess
 
 _TEMPORARY = Path(tempfile.mkdtemp(prefix="millpond-screenshots-"))
 atexit.register(shutil.rmtree, _TEMPORARY, True)
-SCREENSHOTS = Path(os.environ.get("MILLPOND_SCREENSHOTS") or _TEMPORARY)
+# Taken out of the environment: the servers the tests start refuse unknown MILLPOND_*
+# variables (a typo in a deployment's must not pass silently).
+SCREENSHOTS = Path(os.environ.pop("MILLPOND_SCREENSHOTS", "") or _TEMPORARY)
 VIEWPORT = {"width": 1280, "height": 800}
 
 

@@ -142,6 +142,42 @@ def test_upload_a_csv_and_read_its_error_report(console):
     assert not console.problems()
 
 
+def test_cancel_a_running_import_and_resume_it_to_every_row_once(console):
+    """A large upload is cancelled while it runs (it stops at a checkpoint, its stored rows
+    stay), then resumed from there: it completes with every row stored exactly once."""
+    console.server.create_source("crm-big", kind="import")
+    rows = 150_000
+    # Track events, not identifies: the profile follower has nothing to catch up on after.
+    csv = "user_id,event,timestamp,n\n" + "".join(
+        f"big-{i % 100},Row Read,{1767225600 + i},{i}\n" for i in range(rows))
+    page = console.nav("Imports")
+    page.get_by_label("File", exact=True).set_input_files(
+        files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
+    page.get_by_label("Source", exact=True).select_option(label="crm-big (import)")
+    page.get_by_label("Kind", exact=True).select_option("events")
+    page.get_by_role("button", name="Upload and import").click()
+    expect(page.locator("#import-state")).to_have_text("running")
+    expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("status")).to_contain_text("Import cancelled after row")
+    expect(page.locator("#import-state")).to_have_text("cancelled")
+    job_id = page.url.split("/imports/")[1].split("?")[0]
+    with console.server.admin as admin:
+        part = admin.get(f"/api/imports/{job_id}").json()["summary"]
+    assert 0 < part["events_accepted"] < rows
+    assert page.locator("#import-rows").inner_text() == f"{part['rows_read']:,}"
+
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_contain_text("resumed from its checkpoint")
+    expect(page.locator("#import-state")).to_have_text("completed", timeout=60_000)
+    expect(page.locator("#import-rows")).to_have_text(f"{rows:,}")
+    with console.server.admin as admin:
+        done = admin.get(f"/api/imports/{job_id}").json()["summary"]
+    assert done["resumed_after_row"] == part["last_row"]
+    assert done["events_accepted"] == done["rows_read"] == rows and done["duplicates"] == 0
+    assert not console.problems()
+
+
 def test_open_a_person_and_read_their_activity_log(console):
     key = console.server.create_source("people-web")["write_key"]
     send_batch(console.server.url, key, [

@@ -109,6 +109,11 @@ def test_connect_late_preview_replay_pause_resume_exactly_once(console, vendor):
     page.goto(dest_url)
     funnel = page.get_by_role("table").filter(has_text="Matched").nth(1)
     expect(funnel.get_by_role("row", name=re.compile("Send event"))).to_contain_text("30")
+    # the replay's sent count opens exactly the events it sent
+    funnel.get_by_role("link", name="Send event: sent, 30").click()
+    expect(page.locator("#outcome-events > li")).to_have_count(30)
+    listed = page.locator("#outcome-events").inner_text()
+    assert all(f"messageId {m['messageId']}" in listed for m in sent)
     assert not console.problems()
 
 
@@ -198,4 +203,54 @@ def test_retry_now_ends_a_long_retry_after(console, vendor):
     expect(page.get_by_role("status")).to_contain_text("Retrying now")
     received = fake.wait_for(1, timeout=10)
     assert [p["messageId"] for p in received] == [sent[0]["messageId"]]
+    assert not console.problems()
+
+
+def test_every_funnel_count_opens_exactly_the_events_behind_it(console, vendor):
+    """A destination with an event skipped (older than its action's window), one
+    dead-lettered (the vendor refuses) and one no action handles: each count of the funnel
+    is a link, and each opens exactly its events, which open the tester."""
+    server = console.server
+    tag = uuid.uuid4().hex[:6]
+    key = server.create_source(f"funnel-{tag}")["write_key"]
+    fake = vendor("webhook")
+    action = "Send tracks"
+    with server.admin as admin:
+        r = admin.post("/api/destinations", json={
+            "name": f"funnel-hook-{tag}", "type": "webhook",
+            "settings": {"url": fake.url + "/refused"},  # the fake answers 404
+            "actions": [{"name": action, "trigger": 'type = "track"',
+                         "mapping": {"@path": "$."}, "max_event_age": "24h"}]})
+        assert r.status_code == 201, r.text
+        dest = r.json()["id"]
+        send_batch(server.url, key, [
+            {"type": "track", "userId": "f1", "event": "Old", "messageId": f"old-{tag}",
+             "timestamp": "2020-01-01T00:00:00Z"},
+            {"type": "track", "userId": "f1", "event": "New", "messageId": f"new-{tag}"},
+            {"type": "identify", "userId": "f1", "messageId": f"who-{tag}"}])
+        wait_until(lambda: admin.get(f"/api/destinations/{dest}/stats").json()["stats"]
+                   ["dead_letters_waiting"] == 1, what="one dead letter")
+    page = console.go(f"/destinations/{dest}")
+
+    def opens(link: str, *message_ids: str) -> None:
+        page.get_by_role("link", name=link, exact=True).click()
+        listed = page.locator("#outcome-events > li")
+        expect(listed).to_have_count(len(message_ids))
+        for message_id in message_ids:
+            expect(page.locator("#outcome-events")).to_contain_text(f"messageId {message_id}")
+        page.go_back()
+
+    opens(f"{action}: skipped (older than trigger window), 1", f"old-{tag}")
+    opens(f"{action}: dead-lettered (HTTP 404), 1", f"new-{tag}")
+    opens(f"{action}: matched, 2", f"old-{tag}", f"new-{tag}")
+    opens(f"{action}: mapped, 1", f"new-{tag}")
+    page.get_by_role("link", name=re.compile(r"^no action: skipped \(no action")).click()
+    expect(page.locator("#outcome-events > li")).to_have_count(1)
+    expect(page.locator("#outcome-events")).to_contain_text(f"messageId who-{tag}")
+    console.screenshot("funnel-events")
+    page.go_back()
+    page.get_by_role("link", name=f"{action}: dead-lettered (HTTP 404), 1").click()
+    page.get_by_role("link", name="test it").click()
+    expect(page.get_by_role("heading", name=re.compile("tester", re.I))).to_be_visible()
+    expect(page.locator("body")).to_contain_text(f"new-{tag}")
     assert not console.problems()

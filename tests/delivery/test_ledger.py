@@ -112,3 +112,25 @@ def test_released_runs_of_batches_count_every_event_once():
     cursor, counts, dead, _ = ledger.take()
     assert cursor == 10 and ledger.unfinished == 0 and dead == [{"seq": 6}]
     assert dict(counts) == {SENT: 4, other: 4, ("a", "dead_lettered", "HTTP 400"): 1}
+
+
+def test_released_events_are_listed_by_outcome_with_their_log_seq():
+    """The events behind each count: seqs by outcome key, released with the cursor; a
+    replay's keys are positions, so the event's own seq is what gets listed."""
+    skip = ("", "skipped", "no action handles group")
+    dead = ("a", "dead_lettered", "HTTP 400")
+    ledger = Ledger(-1)
+    ledger.open(0, 0, counts=[skip], event_seq=70)  # nothing open before: released at once
+    ledger.open(1, 2, event_seq=50)
+    ledger.open(2, 1, event_seq=90)
+    ledger.open(3, 0, counts=[skip], event_seq=10)
+    ledger.done_all([1, 2], SENT)
+    assert ledger.take_outcomes() == {("", "received", ""): [70], skip: [70]}
+    ledger.done(1, dead)
+    outcomes = ledger.take_outcomes()
+    assert outcomes == {("", "received", ""): [50, 90, 10], SENT: [50, 90], dead: [50],
+                        skip: [10]}
+    ledger.give_back_outcomes(outcomes)  # a failed write: listed again next time
+    ledger.open(4, 0, counts=[skip], event_seq=11)
+    again = ledger.take_outcomes()
+    assert again[skip] == [10, 11] and again[("", "received", "")] == [50, 90, 10, 11]

@@ -68,7 +68,7 @@ def make_pump(log, progress, transport, actions, dtype=None, cursor=0):
     limits = dtype.batching
     log = log.log
 
-    def persist(cur, counts, dead, _finished):
+    def persist(cur, counts, dead, _finished, _outcomes=None):
         progress.checkpoint("d1", cursor=cur, counts=counts, dead=dead)
 
     return Pump(LogTail(log, cursor, chunk=7), Evaluator(dtype, actions), deliverer,

@@ -9,7 +9,9 @@ way every mistake comes back with the field path as the API spells it
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query
 from msgspec import UNSET
 
 from millpond.api.deps import require_admin, services
@@ -21,6 +23,7 @@ from millpond.api.models import (
     DestinationPatch,
     DestinationStatsOut,
     DestinationTypes,
+    EventsBehind,
     RetryNow,
     TestRequest,
     TestResult,
@@ -29,6 +32,7 @@ from millpond.api.models import (
 from millpond.api.schema import body, doc
 from millpond.app.services import Services
 from millpond.connections import config
+from millpond.connections.behind import events_behind
 from millpond.connections.lookup import event_at, find_event
 from millpond.connections.present import destination_dict
 from millpond.connections.tester import try_event
@@ -76,6 +80,27 @@ async def show_destination(ref: str, mp: Services = Depends(services)) -> dict:
 async def destination_stats(ref: str, mp: Services = Depends(services)) -> dict:
     dest = mp.pumps.destinations.get(ref)
     return {"id": dest.id, "name": dest.name, "stats": await mp.pumps.stats(dest)}
+
+
+@router.get("/destinations/{ref}/outcomes", **doc(EventsBehind, errors=(400, 404)))
+async def destination_outcomes(
+    ref: str,
+    step: Literal["received", "matched", "mapped", "sent", "skipped", "dead_lettered"] = Query(
+        description="the funnel step whose events to list"),
+    run: str = Query(default="live", description="'live' (live delivery and redrives) or "
+                                                 "the id of one of the destination's replays"),
+    action: str = Query(default="", description="the action (empty: event-level skips)"),
+    reason: str | None = Query(default=None, description="skipped: the reason; "
+                               "dead_lettered: the category (e.g. 'HTTP 400'); else all"),
+    cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+    limit: int = Query(default=50, ge=1, le=1000),
+    mp: Services = Depends(services),
+) -> dict:
+    """The events behind one count of the delivery funnel, most recently finished first:
+    received, matched, mapped, sent, skipped or dead-lettered (by reason), per action."""
+    dest = mp.pumps.destinations.get(ref)
+    return await events_behind(mp.pumps.runs, mp.log, dest, run=run, step=step, action=action,
+                               reason=reason, cursor=cursor, limit=limit)
 
 
 @router.patch("/destinations/{ref}", **doc(DestinationFull, request=DestinationPatch,

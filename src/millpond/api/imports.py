@@ -2,6 +2,8 @@
 
 The body is the file itself (``Content-Type: text/csv`` or ``application/x-ndjson``),
 streamed to the data dir; options come as query parameters, mirroring the CLI's flags.
+A running import can be cancelled (it stops at a durable checkpoint) and a failed,
+interrupted or cancelled one resumed from its checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from millpond.api.models import ImportList, ImportOut
 from millpond.api.schema import doc
 from millpond.app.services import Services
 from millpond.backfill import ImportInputError, ImportOptions, preflight
+from millpond.backfill.jobs import CANCEL_WAIT
 from millpond.errors import BadRequest, TooLarge
 
 router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depends(require_admin)])
@@ -80,3 +83,20 @@ def list_imports(mp: Services = Depends(services)) -> dict:
 @router.get("/{job_id}", **doc(ImportOut, errors=(404,)))
 def show_import(job_id: str, mp: Services = Depends(services)) -> dict:
     return mp.imports.get(job_id)
+
+
+@router.post("/{job_id}/cancel", **doc(ImportOut, errors=(404, 409)))
+async def cancel_import(job_id: str, mp: Services = Depends(services)) -> dict:
+    """Stop a running import at its next checkpoint; answers once it has stopped
+    (``cancelled``, or ``completed`` if the file ended first). Rows stored stay."""
+    mp.imports.cancel(job_id)
+    await asyncio.to_thread(mp.imports.wait, job_id, CANCEL_WAIT)
+    return mp.imports.get(job_id)
+
+
+@router.post("/{job_id}/resume", **doc(ImportOut, status=202, errors=(404, 409)))
+async def resume_import(job_id: str, mp: Services = Depends(services)) -> dict:
+    """Continue a failed, interrupted or cancelled import after its checkpoint, from the
+    same uploaded file (409 when the file is gone: upload it again)."""
+    job = mp.imports.store.get(job_id)
+    return mp.imports.resume(job_id, mp.sources.get(job.source_id))

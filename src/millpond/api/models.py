@@ -327,6 +327,24 @@ class DeadLetterPage(Struct):
     next_cursor: int | None
 
 
+class EventBehind(Struct):
+    seq: int
+    event: dict[str, Any] | None
+
+
+class EventsBehind(Struct):
+    """The events behind one count of a destination's delivery funnel, newest first
+    (``event`` is null for an event the log no longer holds)."""
+
+    destination: str
+    run: str
+    step: Literal["received", "matched", "mapped", "sent", "skipped", "dead_lettered"]
+    action: str
+    reason: str | None
+    events: list[EventBehind]
+    next_cursor: str | None
+
+
 class RefusedRedrive(Struct):
     id: int
     reason: str
@@ -597,7 +615,8 @@ ALL: tuple[type[Struct], ...] = (
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
     DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
     TestResult,
-    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
+    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, EventsBehind, ReplayRequest,
+    ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
     SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
     SegmentPreviewOut, SegmentWhy, DeletedSegment,

@@ -8,6 +8,7 @@ Entry point for the CLI and the API upload endpoint: :func:`run_import` with
 
 from millpond.backfill.model import (
     ImportAborted,
+    ImportCancelled,
     ImportInputError,
     ImportOptions,
     ImportProgress,
@@ -20,6 +21,7 @@ from millpond.backfill.sinks import HttpSink, Sink, SinkError, SinkResult
 __all__ = [
     "HttpSink",
     "ImportAborted",
+    "ImportCancelled",
     "ImportInputError",
     "ImportOptions",
     "ImportProgress",

@@ -1,11 +1,14 @@
 """Imports uploaded to the server (``POST /api/imports``), run as background jobs.
 
 The upload is written to the data dir first, so the import reads a stable file (the
-fingerprint, checkpoints and resume all need one), and then runs in a worker thread
-with a :class:`LogSink`. A job, its progress while it runs and its summary are kept in
-the import-job store, so any process can show them; progress is saved at most every
-:data:`PROGRESS_EVERY` seconds. Each job says in the server's log when it starts and how
-it ended, with its figures.
+fingerprint, checkpoints and resume all need one), and then runs in a worker thread with
+a :class:`LogSink`. A running job can be cancelled: it stops at its next durable
+checkpoint (``cancelled``; the rows stored so far stay). A ``failed``, ``interrupted``
+(the server stopped under it) or ``cancelled`` job can be resumed from its checkpoint,
+from the same uploaded file, which is kept until the job completes. A job, its progress
+while it runs and its summary are kept in the import-job store, so any process can show
+them; progress is saved at most every :data:`PROGRESS_EVERY` seconds. Each job says in
+the server's log when it starts and how it ended, with its figures.
 """
 
 from __future__ import annotations
@@ -14,12 +17,19 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
-from millpond.backfill import ImportAborted, ImportInputError, ImportOptions, run_import
+from millpond.backfill import (
+    ImportAborted,
+    ImportCancelled,
+    ImportInputError,
+    ImportOptions,
+    run_import,
+)
 from millpond.backfill.log_sink import LogSink
-from millpond.errors import BadRequest
+from millpond.errors import BadRequest, Conflict
 from millpond.regulations.blocklist import Blocklist
 from millpond.storage.contracts import EventLog, ImportJobStore
 from millpond.storage.models import ImportJob, Source
@@ -28,6 +38,12 @@ log = logging.getLogger("millpond.imports")
 
 #: Seconds between two saves of a running job's progress.
 PROGRESS_EVERY = 0.5
+#: Seconds a cancel waits for the import to reach its checkpoint and stop.
+CANCEL_WAIT = 30.0
+#: States a job can be resumed from (its checkpoint and upload are kept).
+RESUMABLE = ("failed", "interrupted", "cancelled")
+#: Option fields that are paths (stored as text in the job).
+_PATHS = ("errors_path", "state_dir")
 
 
 def job_dict(job: ImportJob) -> dict:
@@ -46,6 +62,9 @@ class ImportJobs:
         self.blocklist = blocklist
         self.dir = data_dir / "imports"
         self.dir.mkdir(exist_ok=True)
+        #: Running jobs of this process: the event that stops each, and its thread.
+        self._running: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self._lock = threading.Lock()
         # A server that stopped mid-import left jobs 'running': they resume from their
         # checkpoint when started again (``resume``); until then they read 'interrupted'.
         for job in store.list(limit=1_000_000):
@@ -80,12 +99,78 @@ class ImportJobs:
                  options.display_name, source.name,
                  extra=_fields(job_id, source, options, phase="started",
                                file_bytes=_size(path)))
-        thread = threading.Thread(target=self._run, args=(job, path, source, options),
-                                  name=f"import-{job_id}", daemon=True)
-        thread.start()
+        with self._lock:
+            self._launch(job, path, source, options)
         return self.get(job_id)
 
-    def _run(self, job: ImportJob, path: Path, source: Source, options: ImportOptions) -> None:
+    def cancel(self, job_id: str) -> dict:
+        """Ask a running job to stop at its next checkpoint; Conflict unless it is running
+        here. Returns at once (the job reads ``running`` until it has stopped: see
+        :meth:`wait`)."""
+        job = self.store.get(job_id)
+        with self._lock:
+            running = self._running.get(job_id)
+        if job.state != "running" or running is None:
+            raise Conflict(f"import {job_id} is {job.state}; only a running import can be "
+                           "cancelled", field="state")
+        running[0].set()
+        log.info("import %s: cancel asked", job_id, extra={"import_id": job_id})
+        return job_dict(job)
+
+    def resume(self, job_id: str, source: Source) -> dict:
+        """Start a failed, interrupted or cancelled job again from its checkpoint, reading
+        the same uploaded file. Conflict when the job is running or completed, or when its
+        upload is gone."""
+        job = self.store.get(job_id)
+        with self._lock:
+            if job_id in self._running or job.state not in RESUMABLE:
+                raise Conflict(f"import {job_id} is {job.state}; only a failed, interrupted "
+                               "or cancelled import can be resumed", field="state")
+            path = Path(job.file)
+            if not path.is_file():
+                raise Conflict(f"the uploaded file of import {job_id} ({path.name}) is gone; "
+                               "upload it again (rows already imported are not stored twice)",
+                               field="file")
+            options = _options(job.options)
+            job.state, job.error, job.progress = "running", None, None
+            job.updated_at = time.time()
+            self.store.update(job)
+            log.info("import %s resumed: %s file %s into source %s", job_id, options.kind,
+                     options.display_name, source.name,
+                     extra=_fields(job_id, source, options, phase="resumed",
+                                   file_bytes=_size(path)))
+            self._launch(job, path, source, options)
+        return self.get(job_id)
+
+    def wait(self, job_id: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this process's run of ``job_id`` to end;
+        whether it has (True too when it is not running here)."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is None:
+            return True
+        running[1].join(timeout)
+        return not running[1].is_alive()
+
+    def _launch(self, job: ImportJob, path: Path, source: Source,
+                options: ImportOptions) -> None:
+        """Run the job in a new thread (the caller holds ``_lock``)."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run, args=(job, path, source, options, stop),
+                                  name=f"import-{job.id}", daemon=True)
+        self._running[job.id] = (stop, thread)
+        thread.start()
+
+    def _run(self, job: ImportJob, path: Path, source: Source, options: ImportOptions,
+             stop: threading.Event) -> None:
+        try:
+            self._import(job, path, source, options, stop)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+
+    def _import(self, job: ImportJob, path: Path, source: Source, options: ImportOptions,
+                stop: threading.Event) -> None:
         saved = 0.0
 
         def progress(p) -> None:
@@ -100,8 +185,10 @@ class ImportJobs:
         crash: Exception | None = None  # unexpected: the log line carries its traceback
         try:
             sink = LogSink(self.log, source.id, blocklist=self.blocklist)
-            result = run_import(path, options, sink, progress)
+            result = run_import(path, options, sink, progress, stop)
             summary = result.to_dict()
+        except ImportCancelled as exc:
+            state, error, summary = "cancelled", None, exc.summary.to_dict()
         except ImportInputError as exc:
             state, error = "failed", str(exc)
         except ImportAborted as exc:
@@ -122,6 +209,17 @@ class ImportJobs:
 
     def list(self) -> list[dict]:
         return [job_dict(j) for j in self.store.list(100)]
+
+
+def _options(stored: dict[str, Any]) -> ImportOptions:
+    """A job's :class:`ImportOptions` as :meth:`ImportJobs.start` stored them (paths as
+    text; fields a later version dropped are ignored)."""
+    known = {f.name for f in fields(ImportOptions)} - set(_PATHS)
+    options = ImportOptions(**{k: v for k, v in stored.items() if k in known})
+    errors, state = stored.get("errors_path"), stored.get("state_dir")
+    options.errors_path = Path(errors) if errors else None
+    options.state_dir = Path(state) if state else None
+    return options
 
 
 def _fields(job_id: str, source: Source, options: ImportOptions, **more) -> dict:
@@ -153,6 +251,8 @@ def _log_end(job_id: str, source: Source, options: ImportOptions, state: str,
     fields = _fields(job_id, source, options, phase=state, error=error, **figures)
     if state == "completed":
         log.info("import %s completed: %s", job_id, text, extra=fields)
+    elif state == "cancelled":
+        log.info("import %s cancelled: %s; resume it to continue", job_id, text, extra=fields)
     else:
         log.error("import %s failed: %s%s", job_id, error, f" (so far: {text})" if text else "",
                   extra=fields, exc_info=crash)

@@ -158,3 +158,9 @@ class ImportAborted(Exception):
     def __init__(self, message: str, summary: ImportSummary):
         super().__init__(message)
         self.summary = summary
+
+
+class ImportCancelled(ImportAborted):
+    """The import was asked to stop (``run_import``'s ``stop``) and stopped at a durable
+    checkpoint: every row up to ``summary.last_row`` is settled, nothing after it was
+    counted, and a later run with ``resume`` continues after it."""

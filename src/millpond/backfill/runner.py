@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from millpond.backfill.ids import import_fingerprint
 from millpond.backfill.model import (
     DEFAULT_BATCH_SIZE,
     ImportAborted,
+    ImportCancelled,
     ImportInputError,
     ImportOptions,
     ImportProgress,
@@ -145,6 +147,7 @@ def run_import(
     options: ImportOptions,
     sink: Sink,
     progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
 ) -> ImportSummary:
     """Import ``path`` into ``sink``; resumable, constant memory, never stops on a bad row.
 
@@ -152,7 +155,9 @@ def run_import(
     options cannot work, and :class:`ImportAborted` (with the summary so far)
     if the sink fails part-way; a later call with ``resume`` continues after the
     last acknowledged batch. An exception raised by ``progress`` also stops the
-    import (the API can use that to cancel); the checkpoint stays valid.
+    import; the checkpoint stays valid. Setting ``stop`` cancels it cleanly: the batches
+    already committing settle, the checkpoint is saved past them, and
+    :class:`ImportCancelled` is raised with that summary (a resumed run continues there).
     """
     path = Path(path)
     plan = preflight(path, options)
@@ -187,7 +192,8 @@ def run_import(
         if previous.error_report != str(report_path):
             state.error_report_bytes = 0
 
-    runner = _Runner(path, options, sink, progress, summary, state, report_path, checkpoint_path)
+    runner = _Runner(path, options, sink, progress, summary, state, report_path, checkpoint_path,
+                     stop)
     spec = ReadSpec(path, plan.format, plan.delimiter, plan.plan, options, _row_shaping(shaping),
                     file_name, state.last_row, _batch_size(options, sink), runner.pipelined)
     return runner.run(spec)
@@ -287,6 +293,7 @@ class _Runner:
         state: ckpt.Checkpoint,
         report_path: Path,
         checkpoint_path: Path,
+        stop: threading.Event | None = None,
     ):
         self.path = path
         self.options = options
@@ -294,6 +301,8 @@ class _Runner:
         self.pipelined = isinstance(sink, PipelinedSink)
         self.max_in_flight = max(1, int(getattr(sink, "max_in_flight", 1)))
         self.progress = progress
+        self.stop = stop
+        self._stopping = False
         self.summary = summary
         self.state = state
         self.report = _ErrorReport(report_path, state.error_report_bytes)
@@ -408,7 +417,9 @@ class _Runner:
 
     def _finish(self, through: int) -> None:
         """Every row is read: settle everything and checkpoint ``through``, even when the
-        last rows were all rejected or blank."""
+        last rows were all rejected or blank. A stop asked for now is too late: the
+        whole file is read, so the import completes."""
+        self._stopping = True
         self._settle_all()
         self._release_held()
         self.blank_settled = self.stats.blank
@@ -450,6 +461,18 @@ class _Runner:
         self._update_counters()
         self._save_checkpoint()
         self._report_progress()
+        if self.stop is not None and self.stop.is_set() and not self._stopping:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        """Stop at this checkpoint: settle the batches already committing (their rows are
+        being stored anyway, so they are counted as stored, not re-sent as duplicates by a
+        resumed run), then raise. Rejections held for the next batch are not released:
+        they lie after the checkpoint, and a resumed run reports them."""
+        self._stopping = True
+        self._settle_all()
+        raise ImportCancelled(f"import cancelled after row {self.summary.last_row}",
+                              self.summary)
 
     def _update_counters(self) -> None:
         summary = self.summary

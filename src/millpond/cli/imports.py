@@ -419,3 +419,51 @@ def _print_job(job: dict[str, Any]) -> None:
         _print_summary(summary, where=" on the server")
     if job.get("error"):
         console.print(f"error: {job['error']}", highlight=False)
+
+
+def _post(ctx: click.Context, path: str) -> Any:
+    client = _client(ctx)
+    try:
+        return client.post(path)
+    except ApiError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+
+
+@import_group.command("cancel")
+@twin_of("POST /api/imports/{job_id}/cancel")
+@click.argument("job_id", metavar="ID")
+@json_option
+@connection_options
+@click.pass_context
+def cancel_command(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Stop a running uploaded import at its next checkpoint (rows stored so far stay;
+    `import resume ID` continues it)."""
+    job = _post(ctx, f"/api/imports/{quote(job_id, safe='')}/cancel")
+    if as_json:
+        print_json(job)
+    else:
+        _print_job(job)
+
+
+@import_group.command("resume")
+@twin_of("POST /api/imports/{job_id}/resume")
+@click.argument("job_id", metavar="ID")
+@click.option("--watch", is_flag=True, help="Show a progress bar until the import ends.")
+@json_option
+@connection_options
+@click.pass_context
+def resume_command(ctx: click.Context, job_id: str, watch: bool, as_json: bool) -> None:
+    """Continue a failed, interrupted or cancelled uploaded import after its checkpoint."""
+    path = f"/api/imports/{quote(job_id, safe='')}"
+    job = _post(ctx, f"{path}/resume")
+    if watch:
+        job = _watch(ctx, path, quiet=as_json)
+    if as_json:
+        print_json(job)
+    elif watch:
+        _print_job(job)
+    else:
+        console.print(f"import {job['id']} is {job['state']} again; follow it with: "
+                      f"millpond import status {job['id']} --watch", highlight=False)

@@ -1,11 +1,12 @@
-"""The web console: server-rendered pages at ``/console/``, made live with htmx and
-server-sent events, for the people who run millpond.
+"""The web console: server-rendered pages at ``/console/``, made live with htmx and server-
+sent events, for the people who run millpond.
 
 Layout: :mod:`.services` is the one door into the server's services (the same objects
 the admin API uses); :mod:`.auth` signs people in and guards every answer (session,
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
-``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
-:mod:`.sources`, :mod:`.debugger`, :mod:`.destinations`, :mod:`.replays`,
+``templates/``; :mod:`.sse` streams the live parts; one module per page
+(:mod:`.overview`, :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations` with
+:mod:`.outcomes` (the events behind each funnel count), :mod:`.replays`,
 :mod:`.imports`, :mod:`.people`, :mod:`.regulations`). ``static/`` holds the CSS, the
 small scripts and the vendored htmx (no build step, no CDN).
 
@@ -51,6 +52,7 @@ class Console:
             debugger,
             destinations,
             imports,
+            outcomes,
             overview,
             people,
             regulations,
@@ -60,8 +62,8 @@ class Console:
         )
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
-        for module in (sessions_pages, overview, sources, debugger, destinations, replays,
-                       imports, people, regulations):
+        for module in (sessions_pages, overview, sources, debugger, destinations, outcomes,
+                       replays, imports, people, regulations):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)

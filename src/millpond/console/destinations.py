@@ -12,7 +12,6 @@ from starlette.routing import Route
 
 from millpond.console import forms, settings_form, tester
 from millpond.console.auth import checked_form
-from millpond.console.services import NOT_YET
 from millpond.delivery.evaluate import TOO_OLD
 from millpond.errors import BadRequest, MillpondError, NotFound
 
@@ -98,8 +97,7 @@ def routes(console) -> list[Route]:
                            live_funnel=funnel(st["actions"], received, no_action),
                            no_action=no_action, received=received, replays=replays,
                            dead=dead, dead_next=dead[-1]["id"] if len(dead) == 50 else None,
-                           not_yet=NOT_YET,
-                           triggers={a["name"]: a["trigger"] for a in dest["actions"]})
+                           live_run="live")
 
     def settings_page(request: Request, dest: dict, *, error=None, field=None, typed=None,
                       status=200) -> Response:

@@ -1,5 +1,6 @@
 """Imports: upload a CSV or JSONL file (people or events, with the CLI's options), watch
-it live (progress bar, rows per second, ETA), read and download its error report."""
+it live (progress bar, rows per second, ETA), read and download its error report; cancel
+a running import, resume a failed, interrupted or cancelled one."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from starlette.routing import Route
 
 from millpond.console import forms
 from millpond.console.auth import checked_form
-from millpond.console.services import NOT_YET
-from millpond.errors import BadRequest, MillpondError
+from millpond.errors import BadRequest, Conflict, MillpondError
 
 OPTIONS = ("id_column", "user_column", "event_column", "timestamp_column", "delimiter")
 CHOICES = {"kind": ("people", "events"), "types": ("infer", "text"),
@@ -79,7 +79,7 @@ def routes(console) -> list[Route]:
         path, rows = await asyncio.to_thread(svc.import_report, job["id"])
         return render.page(request, "import.html", section="imports",
                            title=f"Import {job['id']}", job=job, report=rows,
-                           has_report=path is not None, not_yet=NOT_YET)
+                           has_report=path is not None)
 
     async def stream(request: Request) -> Response:
         job_id = request.path_params["id"]
@@ -107,6 +107,30 @@ def routes(console) -> list[Route]:
         return FileResponse(path, media_type="text/csv",
                             filename=f"{job_id}-errors.csv")
 
+    async def cancel(request: Request) -> Response:
+        await checked_form(request)
+        job_id = request.path_params["id"]
+        try:
+            job = await svc.cancel_import(job_id)
+        except Conflict as exc:
+            return forms.go(f"/imports/{job_id}", exc.message)
+        if job["state"] == "cancelled":
+            last = (job.get("summary") or {}).get("last_row", 0)
+            return forms.go(f"/imports/{job_id}", f"Import cancelled after row {last:,}: the "
+                            "rows before it are stored. Resume continues from there.")
+        return forms.go(f"/imports/{job_id}", f"Import {job['state']}.")
+
+    async def resume(request: Request) -> Response:
+        await checked_form(request)
+        job_id = request.path_params["id"]
+        try:
+            await asyncio.to_thread(svc.resume_import, job_id)
+        except Conflict as exc:
+            return forms.go(f"/imports/{job_id}", exc.message)
+        return forms.go(f"/imports/{job_id}", "Import resumed from its checkpoint.")
+
     return [Route("/imports", index), Route("/imports", upload, methods=["POST"]),
             Route("/imports/{id}", show), Route("/imports/{id}/stream", stream),
-            Route("/imports/{id}/errors.csv", report)]
+            Route("/imports/{id}/errors.csv", report),
+            Route("/imports/{id}/cancel", cancel, methods=["POST"]),
+            Route("/imports/{id}/resume", resume, methods=["POST"])]

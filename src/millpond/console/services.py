@@ -10,9 +10,6 @@ to new service shapes touches this file alone.
 
 Everything that may block (SQLite reads, file writes) runs in a worker thread, so a
 page never stalls the event loop the collector shares.
-
-Gaps, marked where they are (the pages say "not available yet"): resuming and
-cancelling server-side imports, per-event delivery outcomes behind each funnel count.
 """
 
 from __future__ import annotations
@@ -29,7 +26,9 @@ from millpond.actions import compile_trigger
 from millpond.actions.fql import TriggerSyntaxError
 from millpond.actions.fql.explain import explain_trigger
 from millpond.backfill import ImportInputError, ImportOptions, preflight
+from millpond.backfill.jobs import CANCEL_WAIT
 from millpond.connections import config as pump_config
+from millpond.connections.behind import events_behind
 from millpond.connections.lookup import event_at, find_event
 from millpond.connections.present import dead_letter_dict, destination_dict
 from millpond.connections.tester import try_event
@@ -44,15 +43,6 @@ from millpond.timeutil import iso_to_seconds
 if TYPE_CHECKING:
     from millpond.app.services import Services
 
-#: Gaps the pages show honestly, with the reason; one place so the report lists them.
-NOT_YET = {
-    "import_control": "Resuming or cancelling a server-side import is not available yet: "
-                      "the import service has no such operation (the CLI's --resume "
-                      "re-runs a file).",
-    "funnel_events": "Listing the events behind a sent or skipped count is not available "
-                     "yet: delivery keeps counters, not per-event outcomes (the delivery-run "
-                     "model of issue #12). Dead-lettered events are listed below.",
-}
 SDKS = ("segment", "customerio", "rudderstack")
 MAX_UPLOAD_BYTES = 20 * 1024**3
 _decode = msgspec.json.Decoder().decode
@@ -220,6 +210,13 @@ class ConsoleServices:
         dest = self.mp.pumps.destinations.get(ref)
         return {**destination_dict(dest), "stats": await self.mp.pumps.stats(dest)}
 
+    async def events_behind(self, ref: str, *, run: str, step: str, action: str,
+                            reason: str | None, cursor: str | None, limit: int) -> dict:
+        """What ``GET /api/destinations/{ref}/outcomes`` answers."""
+        dest = self.mp.pumps.destinations.get(ref)
+        return await events_behind(self.mp.pumps.runs, self.mp.log, dest, run=run, step=step,
+                                   action=action, reason=reason, cursor=cursor, limit=limit)
+
     async def create_destination(self, body: dict) -> dict:
         return destination_dict(await self.mp.pumps.create(body))
 
@@ -312,6 +309,19 @@ class ConsoleServices:
 
     def import_job(self, job_id: str) -> dict:
         return self.mp.imports.get(job_id)
+
+    async def cancel_import(self, job_id: str) -> dict:
+        """What ``POST /api/imports/{id}/cancel`` does: stop at the next checkpoint and
+        answer once stopped."""
+        jobs = self.mp.imports
+        jobs.cancel(job_id)
+        await asyncio.to_thread(jobs.wait, job_id, CANCEL_WAIT)
+        return jobs.get(job_id)
+
+    def resume_import(self, job_id: str) -> dict:
+        """What ``POST /api/imports/{id}/resume`` does."""
+        jobs = self.mp.imports
+        return jobs.resume(job_id, self.mp.sources.get(jobs.store.get(job_id).source_id))
 
     async def start_import(self, source: str, upload, file_name: str, **options: Any) -> dict:
         """What ``POST /api/imports`` does, for a file uploaded through a form: store it in

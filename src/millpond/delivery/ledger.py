@@ -9,7 +9,8 @@ only unfinished work (duplicates: at most the request that was in flight).
 Outcomes (counter increments, dead-letter rows) are held with their event and released
 only when the cursor passes it. That keeps the persisted counters and dead letters
 exactly in step with the persisted cursor: after a crash, an event replayed from the log
-is counted once, not twice.
+is counted once, not twice. Released events are also listed by outcome key (their
+seqs, for the events behind each count: ``RunStore.outcome_events``), in the same step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from millpond.delivery.outcomes import CountKey
+from millpond.delivery.outcomes import RECEIVED, CountKey
 from millpond.storage.models import DeadLetter
 
 #: What an unreleased event has ended with so far: one counter key, or several.
@@ -45,17 +46,26 @@ class Ledger:
         self._dead: list[DeadLetter] = []
         self._keep_finished = keep_finished
         self._finished: list[int] = []
+        #: The event seq of an unreleased key, where they differ (a replay's positions).
+        self._seq: dict[int, int] = {}
+        #: Released events by outcome key (their seqs, in release order), until taken.
+        self._outcomes: dict[CountKey, list[int]] = {}
         self.read_upto = cursor
         self._taken = cursor
 
     def open(self, seq: int, pending: int, received: Any = None,
-             counts: list[CountKey] | None = None, dead: list[DeadLetter] | None = None) -> None:
-        """Register an event read from the slice (increasing ``seq``) with ``pending`` items
-        in flight and the outcomes it already has (skips, dead letters from mapping)."""
+             counts: list[CountKey] | None = None, dead: list[DeadLetter] | None = None,
+             event_seq: int | None = None) -> None:
+        """Register an event read from the slice (increasing key ``seq``) with ``pending``
+        items in flight and the outcomes it already has (skips, dead letters from mapping).
+        ``event_seq``: the event's seq in the log, when the key is not it (a replay's
+        position)."""
         self.read_upto = seq
         if pending == 0 and not self._order:
-            self._commit(seq, counts, dead)
+            self._commit(seq if event_seq is None else event_seq, seq, counts, dead)
             return
+        if event_seq is not None and event_seq != seq:
+            self._seq[seq] = event_seq
         self._order.append(seq)
         self._received[seq] = received
         if pending:
@@ -110,11 +120,18 @@ class Ledger:
         that same outcome is counted with one Counter update (by identity)."""
         order, pending, held, held_dead = self._order, self._pending, self._held, self._held_dead
         received, counts = self._received, self._counts
+        seq_of, outcomes = self._seq, self._outcomes
+        read = outcomes.get(RECEIVED)
+        if read is None:
+            read = outcomes[RECEIVED] = []
         run: CountKey | None = None  # the outcome shared by the last ``n`` events
+        listed: list[int] = read  # the seqs of ``run``'s events
         n = 0
         while order and order[0] not in pending:
             seq = order.popleft()
             del received[seq]
+            event_seq = seq_of.pop(seq, seq) if seq_of else seq
+            read.append(event_seq)
             outcome = held.pop(seq, None)
             if outcome is not run:
                 if n and run is not None:
@@ -123,11 +140,15 @@ class Ledger:
                 if isinstance(outcome, list):
                     for key in outcome:
                         counts[key] += 1
+                        outcomes.setdefault(key, []).append(event_seq)
                     run = None
                 else:
                     run = outcome
+                    if outcome is not None:
+                        listed = outcomes.setdefault(outcome, [])
             if run is not None:
                 n += 1
+                listed.append(event_seq)
             if held_dead:
                 dead = held_dead.pop(seq, None)
                 if dead:
@@ -142,13 +163,16 @@ class Ledger:
         """Count something that is not an event outcome (retries): released at once."""
         self._counts[key] += n
 
-    def _commit(self, seq: int, counts: list[CountKey] | None,
+    def _commit(self, event_seq: int, seq: int, counts: list[CountKey] | None,
                 dead: list[DeadLetter] | None) -> None:
         """Release an event at once (nothing is open before it)."""
         self.cursor = seq
+        outcomes = self._outcomes
+        outcomes.setdefault(RECEIVED, []).append(event_seq)
         if counts:
             for key in counts:
                 self._counts[key] += 1
+                outcomes.setdefault(key, []).append(event_seq)
         if dead:
             self._dead.extend(dead)
         if self._keep_finished:
@@ -169,6 +193,17 @@ class Ledger:
         self._counts.update(counts)
         self._dead[:0] = dead
         self._finished[:0] = finished
+
+    def take_outcomes(self) -> dict[CountKey, list[int]]:
+        """The released events by outcome key (seqs, ``RECEIVED`` for all of them), to
+        persist with :meth:`take`'s state; the ledger forgets them."""
+        outcomes, self._outcomes = self._outcomes, {}
+        return outcomes
+
+    def give_back_outcomes(self, outcomes: dict[CountKey, list[int]]) -> None:
+        """Undo :meth:`take_outcomes` after a failed write."""
+        for key, seqs in outcomes.items():
+            self._outcomes[key] = [*seqs, *self._outcomes.get(key, ())]
 
     def oldest_open(self) -> tuple[int, Any] | None:
         """``(seq, received)`` of the lowest unfinished event, or None. Safe to call from

@@ -30,6 +30,10 @@ SENT, SKIPPED, DEAD_LETTERED, RETRIED = (Outcome.SENT, Outcome.SKIPPED, Outcome.
 #: A counter key: (action, outcome, reason); action "" for event-level skips.
 CountKey = tuple[str, str, str]
 
+#: Not a counter: the key under which every event a run read is recorded with the events
+#: behind each count (``RunStore.outcome_events``), so "received" lists them too.
+RECEIVED: CountKey = ("", "received", "")
+
 
 class Decision(NamedTuple):
     """What one action does with one event: ``outcome`` None means send ``payload``;

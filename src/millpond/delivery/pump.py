@@ -71,8 +71,10 @@ UNAVAILABLE_WAIT = 1.0
 #: pump catching up on a backlog never holds the collector back for long.
 YIELD_EVERY = 100
 
-#: ``(ledger key, counter deltas, new dead letters, finished keys)`` -> one checkpoint.
-Persist = Callable[[int, Counter[CountKey], list[DeadLetter], list[int]], None]
+#: ``(ledger key, counter deltas, new dead letters, finished keys, the events finished by
+#: outcome key)`` -> one checkpoint.
+Persist = Callable[[int, Counter[CountKey], list[DeadLetter], list[int],
+                    dict[CountKey, list[int]]], None]
 
 
 class Pump:
@@ -156,7 +158,7 @@ class Pump:
                     continue
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
-                            dead or None)
+                            dead or None, seq)
                 if items:
                     user = event.get("userId") or event.get("anonymousId") or ""
                     if type(user) is not str:
@@ -262,15 +264,18 @@ class Pump:
         if not self.ledger.dirty:
             return True
         cursor, counts, dead, finished = self.ledger.take()
+        outcomes = self.ledger.take_outcomes()
         try:
-            await asyncio.to_thread(self._persist, cursor, counts, dead, finished)
+            await asyncio.to_thread(self._persist, cursor, counts, dead, finished, outcomes)
         except StorageUnavailable as exc:  # the storage logs the episode, once
             self.unavailable = exc.message
             self.ledger.give_back(cursor, counts, dead, finished)
+            self.ledger.give_back_outcomes(outcomes)
             return False
         except Exception:
             log.exception("could not save delivery progress; will retry")
             self.ledger.give_back(cursor, counts, dead, finished)
+            self.ledger.give_back_outcomes(outcomes)
             return False
         finally:
             self._last_save = self._clock()

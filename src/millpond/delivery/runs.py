@@ -135,7 +135,8 @@ class Checkpoint:
         self.finished: set[int] = set()
 
     def __call__(self, key: int, counts: Counter[CountKey], dead: list[DeadLetter],
-                 finished: list[int]) -> None:
+                 finished: list[int], outcomes: dict[CountKey, list[int]] | None = None
+                 ) -> None:
         run = self.run
         moved = key > self._saved
         cursor = self.slice.cursor_at(key) if moved else None
@@ -152,7 +153,7 @@ class Checkpoint:
         self.runs.checkpoint(run.id, cursor=cursor, counts=both,
                              dead=stamp(dead, run.destination_id, run.id),
                              scanned=key - self._saved if moved and self._scanned else 0,
-                             redriven=ids, durable=self._durable)
+                             redriven=ids, durable=self._durable, outcomes=outcomes)
         self._saved = max(self._saved, key)
         self.finished.update(finished)
         if uncount:  # saved: now what the pump reports as saved says so too

@@ -44,6 +44,7 @@ from millpond.storage.models import (
     MembershipChange,
     MembersPage,
     NewEvent,
+    OutcomePage,
     PeoplePage,
     Regulation,
     Rejection,
@@ -329,14 +330,27 @@ class RunStore(Protocol):
     def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
                    counts: Mapping[CountKey, int] | None = None,
                    dead: Sequence[DeadLetter] = (), scanned: int = 0,
-                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+                   redriven: Sequence[int] = (), durable: bool = True,
+                   outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         """Atomically: move the cursor (None: leave it), add the counter deltas and
-        ``scanned``, store ``dead`` (new dead letters), and mark the dead letters whose
-        ids are in ``redriven`` as redriven. All or nothing.
+        ``scanned``, store ``dead`` (new dead letters), mark the dead letters whose
+        ids are in ``redriven`` as redriven, and record which events (seqs, in finishing
+        order) ended with each key of ``outcomes`` (for :meth:`outcome_events`). All or
+        nothing.
 
         ``durable=False`` allows the backend to skip its fsync: after a process crash
         nothing is lost, after a power loss the run may go back a few checkpoints (for
         progress that is cheaper to redo than to fsync, a replay's)."""
+        ...
+
+    def outcome_events(self, run_ids: Sequence[str], keys: Sequence[CountKey], *,
+                       cursor: str | None = None, limit: int = 50) -> OutcomePage:
+        """The seqs of the events that ended with any of ``keys`` in any of ``run_ids``
+        (as recorded by checkpoints' ``outcomes``), most recently finished first, ``limit``
+        a page; ``cursor`` is the previous page's ``next_cursor`` (BadRequest, field
+        ``cursor``, when it is not one). Reads only the rows of those runs and keys: its
+        cost grows with the page, not with the log. An event recorded under two of
+        ``keys`` is listed twice."""
         ...
 
     def dead_letters(self, destination_id: str, *,

@@ -207,6 +207,14 @@ class RunState(StrEnum):
 CountKey = tuple[str, str, str]
 
 
+class OutcomePage(msgspec.Struct):
+    """One page of the events behind a delivery count (``RunStore.outcome_events``): their
+    seqs, most recently finished first, and the cursor of the next page (None: the last)."""
+
+    seqs: list[int]
+    next_cursor: str | None = None
+
+
 class Run(msgspec.Struct):
     """One delivery run of one destination.
 

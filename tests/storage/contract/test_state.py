@@ -227,17 +227,73 @@ def test_checkpoints_accumulate_counters_and_move_cursors(storage):
         runs.checkpoint("nope", cursor=1)
 
 
+def test_outcome_events_list_the_events_behind_each_count_newest_first(storage):
+    runs = storage.runs
+    runs.create(live_run())
+    runs.create(live_run("r2"))
+    runs.checkpoint("r1", cursor=4, counts={SENT: 3, SKIP: 1},
+                    outcomes={SENT: [1, 2, 4], SKIP: [3]})
+    runs.checkpoint("r1", cursor=9, counts={SENT: 2, DEAD: 1},
+                    outcomes={SENT: [5, 9], DEAD: [7], SKIP: []})
+    runs.checkpoint("r2", cursor=20, counts={SENT: 1}, outcomes={SENT: [20]})
+    assert runs.outcome_events(["r1"], [SENT]).seqs == [9, 5, 4, 2, 1]
+    assert runs.outcome_events(["r1"], [DEAD]).seqs == [7]
+    assert runs.outcome_events(["r1"], [SKIP]).seqs == [3]
+    # several keys (everything an action matched) and several runs (live + redrives)
+    assert runs.outcome_events(["r1"], [SENT, DEAD]).seqs == [7, 9, 5, 4, 2, 1]
+    assert runs.outcome_events(["r1", "r2"], [SENT]).seqs == [20, 9, 5, 4, 2, 1]
+    assert runs.outcome_events(["nope"], [SENT]).seqs == []
+    assert runs.outcome_events(["r1"], [("b", "sent", "")]).seqs == []
+
+
+def test_outcome_events_page_through_every_event_once(storage):
+    runs = storage.runs
+    runs.create(live_run())
+    for start in range(0, 100, 10):  # ten checkpoints of ten events, a gap in each
+        runs.checkpoint("r1", cursor=start + 10, counts={SENT: 9},
+                        outcomes={SENT: [s for s in range(start, start + 10) if s != start + 3],
+                                  SKIP: [start + 3]})
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = runs.outcome_events(["r1"], [SENT], cursor=cursor, limit=7)
+        seen.extend(page.seqs)
+        pages += 1
+        if page.next_cursor is None:
+            break
+        assert len(page.seqs) == 7
+        cursor = page.next_cursor
+    assert seen == sorted((s for s in range(100) if s % 10 != 3), reverse=True)
+    assert pages == 13
+    with pytest.raises(BadRequest) as bad:
+        runs.outcome_events(["r1"], [SENT], cursor="x")
+    assert bad.value.field == "cursor"
+
+
+def test_outcomes_are_part_of_the_checkpoint_transaction(backend, storage, monkeypatch):
+    runs = storage.runs
+    runs.create(live_run())
+    backend.break_checkpoints(storage, monkeypatch)
+    with pytest.raises(Exception, match="injected failure"):
+        runs.checkpoint("r1", cursor=2, counts={SENT: 1, DEAD: 1}, dead=[letter(2)],
+                        outcomes={SENT: [1], DEAD: [2]})
+    assert runs.outcome_events(["r1"], [SENT, DEAD]).seqs == []
+
+
 def test_counters_and_cursors_survive_a_reopen(durable_backend):
     storage = durable_backend.open()
     storage.runs.create(live_run())
     storage.runs.checkpoint("r1", cursor=5, counts={SENT: 3})
-    storage.runs.checkpoint("r1", cursor=9, counts={SENT: 2, SKIP: 1}, dead=[letter(7)])
+    storage.runs.checkpoint("r1", cursor=9, counts={SENT: 2, SKIP: 1}, dead=[letter(7)],
+                            outcomes={SENT: [8, 9], SKIP: [6]})
     storage.close()
     storage = durable_backend.open()
     try:
         again = storage.runs.get("r1")
         assert (again.cursor, again.counts) == (9, {SENT: 5, SKIP: 1})
         assert [d.seq for d in storage.runs.dead_letters("d")] == [7]
+        assert storage.runs.outcome_events(["r1"], [SENT, SKIP]).seqs == [6, 9, 8]
     finally:
         storage.close()
 

@@ -17,10 +17,12 @@ from typing import Any
 import msgspec
 
 from millpond.errors import BadRequest, NotFound
+from millpond.storage import outcome_rows
 from millpond.storage.models import (
     CountKey,
     DeadLetter,
     DeadLetterState,
+    OutcomePage,
     Run,
     RunKind,
     RunState,
@@ -44,6 +46,9 @@ class MemoryRunStore:
         self._runs: dict[str, Run] = {}
         self._dead: dict[int, DeadLetter] = {}
         self._ids = itertools.count(1)
+        #: (run id, key) -> [(row id, packed seqs)], oldest first.
+        self._outcomes: dict[tuple[str, CountKey], list[outcome_rows.Row]] = {}
+        self._row_ids = itertools.count(1)
 
     # -- runs ------------------------------------------------------------------------------
     def create(self, run: Run) -> Run:
@@ -96,8 +101,12 @@ class MemoryRunStore:
     def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
                    counts: Mapping[CountKey, int] | None = None,
                    dead: Sequence[DeadLetter] = (), scanned: int = 0,
-                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+                   redriven: Sequence[int] = (), durable: bool = True,
+                   outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         now = time.time()
+        packed: list[tuple[CountKey, bytes]] = [
+            ((k[0], k[1], k[2]), outcome_rows.pack(seqs))
+            for k, seqs in (outcomes or {}).items() if seqs]
         with self._lock:
             run = copy.deepcopy(self._get(run_id))
             run.updated_at = now
@@ -118,6 +127,20 @@ class MemoryRunStore:
             self._runs[run_id] = run
             for letter in (*letters, *marked):
                 self._dead[letter.id] = letter
+            for key, blob in packed:
+                self._outcomes.setdefault((run_id, key), []).append((next(self._row_ids), blob))
+
+    def outcome_events(self, run_ids: Sequence[str], keys: Sequence[CountKey], *,
+                       cursor: str | None = None, limit: int = 50) -> OutcomePage:
+        at = outcome_rows.parse_cursor(cursor)
+        with self._lock:
+            lists: list[list[outcome_rows.Row]] = [
+                list(self._outcomes.get((r, (k[0], k[1], k[2])), ()))
+                for r in dict.fromkeys(run_ids) for k in dict.fromkeys(keys)]
+        top = at[0] if at is not None else None
+        streams = [iter([row for row in reversed(rows) if top is None or row[0] <= top])
+                   for rows in lists]
+        return outcome_rows.page(streams, at, limit)
 
     def _new_dead_letter(self, d: DeadLetter, now: float) -> DeadLetter:
         if not isinstance(d.action, str) or not isinstance(d.reason, str):  # pyright: ignore[reportUnnecessaryIsInstance] - SQLite's NOT NULL, for callers no checker sees

@@ -23,10 +23,12 @@ from typing import Any
 import msgspec
 
 from millpond.errors import BadRequest, NotFound
+from millpond.storage import outcome_rows
 from millpond.storage.models import (
     CountKey,
     DeadLetter,
     DeadLetterState,
+    OutcomePage,
     Run,
     RunKind,
     RunState,
@@ -68,6 +70,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     redriven_at REAL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters(destination_id, state, id);
+CREATE TABLE IF NOT EXISTS outcome_rows (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seqs BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcome_rows_by_key ON outcome_rows(run_id, key, id);
 """
 
 FINISHED = (RunState.COMPLETED, RunState.CANCELLED, RunState.FAILED)
@@ -86,8 +95,12 @@ _key_encode = msgspec.json.Encoder().encode
 _key_decode = msgspec.json.Decoder(tuple[str, str, str]).decode
 
 
+def _dump_key(key: CountKey) -> str:
+    return _key_encode(list(key)).decode()
+
+
 def _dump_counts(counts: Mapping[CountKey, int]) -> str:
-    return json.dumps({_key_encode(list(k)).decode(): n for k, n in counts.items() if n})
+    return json.dumps({_dump_key(k): n for k, n in counts.items() if n})
 
 
 def _load_counts(text: str) -> dict[CountKey, int]:
@@ -197,7 +210,8 @@ class SQLiteRunStore:
     def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
                    counts: Mapping[CountKey, int] | None = None,
                    dead: Sequence[DeadLetter] = (), scanned: int = 0,
-                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+                   redriven: Sequence[int] = (), durable: bool = True,
+                   outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         conn = self._db.conn() if durable else self._db.relaxed()
         now = time.time()
         sets: list[str] = ["updated_at = ?"]
@@ -213,7 +227,9 @@ class SQLiteRunStore:
             params.append(_dump_counts(counts))
         update = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
         params.append(run_id)
-        if not dead and not redriven:
+        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs))
+                  for k, seqs in (outcomes or {}).items() if seqs]
+        if not dead and not redriven and not packed:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
             return
@@ -221,11 +237,32 @@ class SQLiteRunStore:
         with immediate(conn):
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
+            if packed:
+                conn.executemany("INSERT INTO outcome_rows (run_id, key, seqs) VALUES (?,?,?)",
+                                 packed)
             if rows:
                 conn.executemany(_ADD_DEAD, rows)
             if redriven:
                 conn.executemany("UPDATE dead_letters SET state = 'redriven', redriven_at = ?"
                                  " WHERE id = ?", [(now, i) for i in redriven])
+
+    def outcome_events(self, run_ids: Sequence[str], keys: Sequence[CountKey], *,
+                       cursor: str | None = None, limit: int = 50) -> OutcomePage:
+        at = outcome_rows.parse_cursor(cursor)
+        top = at[0] if at is not None else -1
+        conn = self._db.conn()
+
+        def rows(run_id: str, key: CountKey):
+            # One index range per (run, key), newest first; read lazily by the merge.
+            sql = "SELECT id, seqs FROM outcome_rows WHERE run_id = ? AND key = ?"
+            args: list[str | int] = [run_id, _dump_key(key)]
+            if top >= 0:
+                sql += " AND id <= ?"
+                args.append(top)
+            return iter(conn.execute(sql + " ORDER BY id DESC", args))
+
+        return outcome_rows.page([rows(r, k) for r in dict.fromkeys(run_ids)
+                                  for k in dict.fromkeys(keys)], at, limit)
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letters(self, destination_id: str, *,
