@@ -68,7 +68,7 @@ def build_services(config: ServerConfig) -> Services:
     sources = SourceService(storage.sources)
     delivery = config.delivery
     pumps = PumpManager(storage.log, storage.destinations, storage.runs,
-                        timeout=delivery.timeout,
+                        load_stats=storage.load_stats, timeout=delivery.timeout,
                         policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap))
     delivery_metrics.install(pumps)
     follower = ProfileFollower(storage.log, storage.profiles)
