@@ -105,7 +105,8 @@ class BatchRun:
                 # instead of stalling the delivery run for as long as the lock is held.
                 timeout_ms = int(self.lock_timeout * 1000)
                 cur.execute(trusted_sql(f"SET LOCAL lock_timeout = {timeout_ms}"))
-                self._now = cur.execute("SELECT now()").fetchone()[0]  # uuid_ts of the batch
+                now = cur.execute("SELECT now()").fetchone()
+                self._now = now[0] if now else None  # uuid_ts of the batch
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():
