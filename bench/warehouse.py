@@ -172,14 +172,15 @@ def child_parquet(events: int, batch: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="millpond-bench-lake-") as lake:
         writer = ParquetWriter(parse_settings({"path": lake}))
-        spent = 0.0
+        spent = cpu = 0.0
         for part in batches(events, batch):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             outcome = writer.load(part)
             spent += time.perf_counter() - start
+            cpu += time.process_time() - start_cpu
             if not isinstance(outcome, Loaded):
                 raise SystemExit(f"write failed: {outcome}")
-    return {"seconds": spent, "rss_mb": peak_rss_mb()}
+    return {"seconds": spent, "rss_mb": peak_rss_mb(), "cpu": cpu}
 
 
 def run_child(*args: str) -> dict:
@@ -217,6 +218,7 @@ def main() -> None:
     try:
         rates: dict[str, list[float]] = {"postgres": [], "raw": [], "parquet": []}
         cpus: dict[str, list[tuple[float, float]]] = {"postgres": [], "raw": []}
+        parquet_cpu: list[float] = []
         rss: dict[str, float] = {}
         for run in range(args.runs):
             for kind in ("postgres", "raw"):
@@ -227,6 +229,7 @@ def main() -> None:
                 rss[kind] = max(rss.get(kind, 0.0), result["rss_mb"])
             result = run_child("parquet", str(args.events), str(args.batch))
             rates["parquet"].append(args.events / result["seconds"])
+            parquet_cpu.append(result["cpu"])
             rss["parquet"] = max(rss.get("parquet", 0.0), result["rss_mb"])
     finally:
         server.destroy()
@@ -246,6 +249,7 @@ def main() -> None:
               f"{server:.2f}, total {client + server:.2f}")
     print(f"  (c) parquet, local dir  {pq:>10,.0f} events/s   peak RSS {rss['parquet']:.0f} MB"
           "   (target >= 100,000/s)")
+    print(f"      (c) CPU s per 100k events: millpond {median(parquet_cpu) * per:.2f}")
 
 
 if __name__ == "__main__":
