@@ -13,7 +13,9 @@ Measures, in one run and on one machine, against a real PostgreSQL started for t
 Traffic: 80% track (6 event names, ~500-byte events shaped like a web SDK's), 10% identify,
 5% page, 5% group. Each measurement runs in a fresh subprocess that makes its events batch by
 batch, so its peak RSS (``ru_maxrss``) shows the memory a batch needs, not the whole run.
-Prints medians of ``--runs`` runs, the ratio a/b and the peak RSS.
+Prints medians of ``--runs`` runs, the ratio a/b and the peak RSS, and the CPU seconds each side
+(millpond's process, PostgreSQL's backend) spent per 100,000 events: on a machine shared with
+other work the rates move with the load, the CPU per event does not.
 Targets: (a) >= 50,000 events/s and >= 0.5 x (b); (c) >= 100,000 events/s.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -77,6 +80,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def backend_cpu(conn) -> float:
+    """CPU seconds the connection's server process has used (Linux ``/proc``; 0 elsewhere).
+
+    Why: on a machine shared with other work, wall-clock rates move with the load; the CPU
+    each side spends per event does not, so the report shows both."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the measurements, each run in its own subprocess ---------------------------------------
 
 
@@ -85,15 +101,17 @@ def child_postgres(dsn: str, events: int, batch: int) -> dict:
     from millpond.warehouses.postgres import PostgresLoader, parse_settings
 
     loader = PostgresLoader(parse_settings({"dsn": dsn}))
-    spent = 0.0
+    spent = cpu = 0.0
     for part in batches(events, batch):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         outcome = loader.load(part)
         spent += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         if not isinstance(outcome, Loaded) or not outcome.clean:
             raise SystemExit(f"load failed: {outcome}")
+    server_cpu = backend_cpu(loader._conn)  # the loader's one connection, since it opened
     loader.close()
-    return {"seconds": spent, "rss_mb": peak_rss_mb()}
+    return {"seconds": spent, "rss_mb": peak_rss_mb(), "cpu": cpu, "server_cpu": server_cpu}
 
 
 def child_raw_copy(dsn: str, events: int, batch: int) -> dict:
@@ -116,7 +134,8 @@ def child_raw_copy(dsn: str, events: int, batch: int) -> dict:
     conn.execute("TRUNCATE " + ", ".join(f"millpond.{quote(t)}" for t in tables))
     state = catalog.read_catalog(conn, "millpond", "millpond_columns")
     seen_keys: set[tuple[str, str]] = set()
-    spent = 0.0
+    spent = cpu = 0.0
+    server_before = backend_cpu(conn)
     for part in batches(events, batch):
         # The rows the loader writes, prepared untimed: every event table, tracks, and the
         # users/accounts rows (each key once over the run, as a one-off COPY would have them).
@@ -131,7 +150,7 @@ def child_raw_copy(dsn: str, events: int, batch: int) -> dict:
             tables.append(plan.TableLoad(name, ["id", "received_at", *load.columns],
                                          [ColumnType.TEXT, ColumnType.TIMESTAMP, *load.types],
                                          rows))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         with conn.transaction(), conn.cursor() as cur:
             for load in tables:
                 cols = ", ".join(quote(c) for c in load.columns)
@@ -141,8 +160,10 @@ def child_raw_copy(dsn: str, events: int, batch: int) -> dict:
                     for row in load.rows:
                         copy.write_row(row)
         spent += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
+    server_cpu = backend_cpu(conn) - server_before
     conn.close()
-    return {"seconds": spent, "rss_mb": peak_rss_mb()}
+    return {"seconds": spent, "rss_mb": peak_rss_mb(), "cpu": cpu, "server_cpu": server_cpu}
 
 
 def child_parquet(events: int, batch: int) -> dict:
@@ -151,14 +172,15 @@ def child_parquet(events: int, batch: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="millpond-bench-lake-") as lake:
         writer = ParquetWriter(parse_settings({"path": lake}))
-        spent = 0.0
+        spent = cpu = 0.0
         for part in batches(events, batch):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             outcome = writer.load(part)
             spent += time.perf_counter() - start
+            cpu += time.process_time() - start_cpu
             if not isinstance(outcome, Loaded):
                 raise SystemExit(f"write failed: {outcome}")
-    return {"seconds": spent, "rss_mb": peak_rss_mb()}
+    return {"seconds": spent, "rss_mb": peak_rss_mb(), "cpu": cpu}
 
 
 def run_child(*args: str) -> dict:
@@ -195,15 +217,19 @@ def main() -> None:
     server = PostgresServer().start()
     try:
         rates: dict[str, list[float]] = {"postgres": [], "raw": [], "parquet": []}
+        cpus: dict[str, list[tuple[float, float]]] = {"postgres": [], "raw": []}
+        parquet_cpu: list[float] = []
         rss: dict[str, float] = {}
         for run in range(args.runs):
             for kind in ("postgres", "raw"):
                 dsn = server.create_database(f"bench_{kind}_{run}")
                 result = run_child(kind, dsn, str(args.events), str(args.batch))
                 rates[kind].append(args.events / result["seconds"])
+                cpus[kind].append((result["cpu"], result["server_cpu"]))
                 rss[kind] = max(rss.get(kind, 0.0), result["rss_mb"])
             result = run_child("parquet", str(args.events), str(args.batch))
             rates["parquet"].append(args.events / result["seconds"])
+            parquet_cpu.append(result["cpu"])
             rss["parquet"] = max(rss.get("parquet", 0.0), result["rss_mb"])
     finally:
         server.destroy()
@@ -215,8 +241,15 @@ def main() -> None:
     print(f"  (b) raw COPY, same rows {raw:>10,.0f} events/s   peak RSS {rss['raw']:.0f} MB")
     print(f"      ratio a/b           {pg / raw:>10.2f}            (targets: a >= 50,000/s, "
           "a/b >= 0.5)")
+    per = 100_000 / args.events
+    for kind, label in (("postgres", "(a)"), ("raw", "(b)")):
+        client = median([c for c, _ in cpus[kind]]) * per
+        server = median([s for _, s in cpus[kind]]) * per
+        print(f"      {label} CPU s per 100k events: millpond {client:.2f}, PostgreSQL "
+              f"{server:.2f}, total {client + server:.2f}")
     print(f"  (c) parquet, local dir  {pq:>10,.0f} events/s   peak RSS {rss['parquet']:.0f} MB"
           "   (target >= 100,000/s)")
+    print(f"      (c) CPU s per 100k events: millpond {median(parquet_cpu) * per:.2f}")
 
 
 if __name__ == "__main__":

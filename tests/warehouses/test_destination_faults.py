@@ -3,6 +3,8 @@ does not fit its column, a table altered by hand, the database going away, S3 (m
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -111,3 +113,44 @@ def test_parquet_on_s3_holds_every_event_once(server, moto_s3):
     table = read_table(make_store(parse_settings(settings)))
     ids = table.column("message_id").to_pylist()
     assert sorted(ids) == sorted(f"o-{i}" for i in range(600))
+
+
+def test_parquet_on_s3_after_a_crash_mid_upload_holds_every_event_once(server, moto_s3,
+                                                                      monkeypatch):
+    """The server is SIGKILLed while its upload is half done: the data files are in the
+    bucket, the manifest (the commit) is not. After the restart every event is read back
+    exactly once, and the orphan files of the first attempt are ignored."""
+    from moto.s3.responses import S3Response
+
+    reached, release = threading.Event(), threading.Event()
+    put_object = S3Response.put_object
+
+    def stalled_put(self):  # moto serves S3 from a thread of this process
+        if "_manifests/" in self.parse_key_name() and not release.is_set():
+            reached.set()
+            release.wait(60)
+            return 500, {}, b"upload abandoned"  # the client is gone: nothing is stored
+        return put_object(self)
+
+    monkeypatch.setattr(S3Response, "put_object", stalled_put)
+    bucket = moto_s3.new_bucket()
+    settings = {"path": f"s3://{bucket}/events", "endpoint_url": moto_s3.endpoint,
+                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY,
+                "region": REGION, "batch_interval_seconds": 5}
+    source = server.create_source("web")
+    send_batch(server.url, source["write_key"], orders(0, 800))
+    with server.admin as admin:
+        create_destination(admin, name="lake", type="parquet", settings=settings)
+    assert reached.wait(60), "the upload never reached its manifest"
+    server.kill()
+    release.set()
+    store = make_store(parse_settings(settings))
+    orphans = [k for k in store.list("") if k.endswith(".parquet")]
+    assert orphans, "the crash left no data file behind: not mid-upload"
+    server.start()
+    send_batch(server.url, source["write_key"], orders(800, 200))
+    with server.admin as admin:
+        wait_until(lambda: stats(admin, "lake")["cursor"] >= 1000, timeout=90,
+                   what="sync after the restart")
+    ids = read_table(store).column("message_id").to_pylist()
+    assert sorted(ids) == sorted(f"o-{i}" for i in range(1000))

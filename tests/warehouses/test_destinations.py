@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import random
+
 import psycopg
 import pytest
 
@@ -78,14 +80,85 @@ def test_postgres_first_sync_loads_history_then_live_then_survives_sigkill(serve
     result = invoke(server, "replay", "start", "wh", code=1)
     assert "create a new destination to load again" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    # SIGKILL mid-load, restart: neither duplicates nor gaps.
-    send_batch(server.url, source["write_key"], events(3000, 10_600))
-    server.kill()
+    # SIGKILL mid-batch: this test holds tracks locked, so the next batch stops half-way
+    # (some tables copied, tracks waiting); then a restart: neither duplicates nor gaps.
+    with psycopg.connect(pg_dsn) as blocker:
+        blocker.execute("LOCK TABLE millpond.tracks IN ACCESS EXCLUSIVE MODE")
+        send_batch(server.url, source["write_key"], events(3000, 10_600))
+        wait_until(lambda: loads_waiting_on_a_lock(pg_dsn), timeout=60,
+                   what="a batch stopped half-way")
+        server.kill()
     server.start()
     with server.admin as admin:
         wait_until(lambda: stats(admin, "wh")["cursor"] >= 13_600, timeout=120,
                    what="after restart")
+        # The per-table totals are stored: the restart kept them, and the batch loaded
+        # again after the kill counts once, so they equal the tables' rows.
+        tables = stats(admin, "wh")["loads"]["tables"]
+        want = expected(13_600)
+        assert {t: tables[t]["rows"] for t in want} == {t: n for t, (n, _) in want.items()}
+        assert all(tables[t]["discards"] == 0 and tables[t]["last_load"] for t in want)
+        metrics = admin.get("/metrics").text
     assert counts(pg_dsn) == expected(13_600)
+    line = (f'millpond_warehouse_rows_loaded_total{{destination="wh",table="order_completed"}}'
+            f' {float(want["order_completed"][0])}')
+    assert line in metrics.splitlines(), [m for m in metrics.splitlines() if "warehouse" in m]
+    assert 'millpond_warehouse_discards_total{destination="wh",table="tracks"} 0.0' in metrics
+    assert 'millpond_warehouse_last_load_timestamp_seconds{destination="wh",table="tracks"}' \
+        in metrics
+
+
+def loads_waiting_on_a_lock(dsn: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'millpond-warehouse' AND wait_event_type = 'Lock'"
+                            ).fetchone()[0] > 0
+
+
+def test_users_hold_the_newest_traits_and_a_new_property_adds_a_column(server, pg_dsn):
+    """Identifies delivered in shuffled order, part before the destination exists (first
+    sync) and part live: ``users`` ends with each trait's newest value by ``_timestamp``."""
+    rnd = random.Random(16)
+    versions = [{"type": "identify", "messageId": f"id-{u}-{k}", "userId": f"user-{u}",
+                 "traits": {"plan": f"v{k}", "seats": k * 10,
+                            "_timestamp": f"2026-11-20T10:{k:02d}:00Z"}}
+                for u in range(30) for k in range(6)]
+    rnd.shuffle(versions)
+    source = server.create_source("web")
+    send_batch(server.url, source["write_key"], versions[:90])
+    with server.admin as admin:
+        create_destination(admin, name="wh", type="postgres",
+                           settings={"dsn": pg_dsn, "batch_interval_seconds": 5})
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 90, timeout=60, what="first sync")
+        send_batch(server.url, source["write_key"], versions[90:])
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 180, timeout=60, what="live")
+        assert query(pg_dsn, "SELECT count(*) FROM millpond.identifies") == [(180,)]
+        assert query(pg_dsn, "SELECT id, plan, seats FROM millpond.users ORDER BY id") == [
+            (f"user-{u}", "v5", 50) for u in sorted(range(30), key=lambda u: f"user-{u}")]
+        # A property never seen before: a new column, with its value.
+        send_batch(server.url, source["write_key"], [
+            {"type": "track", "event": "Order Completed", "messageId": "o-1", "userId": "u",
+             "properties": {"revenue": 5}}])
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 181, timeout=60, what="a track")
+        cols = columns(pg_dsn, "order_completed")
+        assert "revenue" in cols and "coupon_code" not in cols
+        send_batch(server.url, source["write_key"], [
+            {"type": "track", "event": "Order Completed", "messageId": "o-2", "userId": "u",
+             "properties": {"revenue": 7, "couponCode": "XMAS"}}])
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 182, timeout=60, what="new column")
+    assert columns(pg_dsn, "order_completed") - cols == {"coupon_code"}
+    assert query(pg_dsn, "SELECT id, coupon_code FROM millpond.order_completed ORDER BY id"
+                 ) == [("o-1", None), ("o-2", "XMAS")]
+
+
+def query(dsn: str, sql: str) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def columns(dsn: str, table: str) -> set[str]:
+    return {r[0] for r in query(dsn, "SELECT column_name FROM information_schema.columns "
+                                     f"WHERE table_schema = 'millpond' AND table_name = '{table}'")}
 
 
 def test_wrong_dsn_is_a_settings_error_at_create_time(server, pg_server):

@@ -88,9 +88,14 @@ def test_column_coercion_agrees_with_value_coercion():
     rnd = random.Random(5)
     pool = [None, 1, -2, 2**63, 2.5, 3.0, True, False, "x", "", "é", "a\x00", "\ud800",
             "2024-05-01T12:00:00Z", "2024-05-01", [1], {"a": 1}]
+    # Date-time strings only (a column of them takes a C-level path): with and without an
+    # offset, date-only, basic format, out of range.
+    times = ["2024-05-01T12:00:00Z", "2024-05-01 12:00:00.5+02:00", "2024-05-01T12:00:00",
+             "20240501T120000Z", "2024-05-01T12", "2024-13-01T12:00:00Z", "2024-05-01"]
     for ctype in T:
-        for _ in range(200):
-            values = [rnd.choice(pool) for _ in range(rnd.randint(1, 6))]
+        for n in range(400):
+            source = times if n % 2 and ctype is T.TIMESTAMP else pool
+            values = [rnd.choice(source) for _ in range(rnd.randint(1, 6))]
             got, misfits = coerce_column(values, ctype)
             bad = {i for i, _, _ in misfits}
             for i, value in enumerate(values):

@@ -231,7 +231,11 @@ class DestinationOut(Struct):
 
 
 class TableLoads(Struct):
-    """One warehouse table or storage location: what this server process loaded into it."""
+    """One warehouse table or storage location: what the destination loaded into it over its
+    whole life (stored; a restart keeps it). ``rows``: rows new to the table (``users`` /
+    ``accounts``: rows whose values changed); ``discards``: values or events stored without
+    what did not fit (each in ``millpond_discards`` with its reason); ``last_load``: epoch
+    seconds."""
 
     rows: int
     discards: int
@@ -239,7 +243,8 @@ class TableLoads(Struct):
 
 
 class Loads(Struct):
-    """Warehouse and storage destinations only: their loads, per table (since start)."""
+    """Warehouse and storage destinations only: their loads, per table (stored). ``loads``
+    and ``last_error`` are this server process's."""
 
     loads: int
     last_load: float | None

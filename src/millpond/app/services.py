@@ -75,7 +75,7 @@ def build_services(config: ServerConfig) -> Services:
     delivery = config.delivery
     blocklist = Blocklist()
     pumps = PumpManager(storage.log, storage.destinations, storage.runs,
-                        timeout=delivery.timeout,
+                        load_stats=storage.load_stats, timeout=delivery.timeout,
                         policy=RetryPolicy(base=delivery.retry_base, cap=delivery.retry_cap),
                         screen=blocklist)
     delivery_metrics.install(pumps)

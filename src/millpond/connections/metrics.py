@@ -44,9 +44,27 @@ class DeliveryCollector:
             "millpond_delivery_failing",
             "1 while the destination has failed longer than its max_retry_age (its events "
             "are dead-lettered until it succeeds again), else 0", labels=["destination"])
+        rows = CounterMetricFamily(
+            "millpond_warehouse_rows_loaded",
+            "Rows a warehouse or storage destination added to each table (users/accounts: "
+            "rows changed); stored, so it survives restarts", labels=["destination", "table"])
+        discards = CounterMetricFamily(
+            "millpond_warehouse_discards",
+            "Values or events a warehouse destination could not store as sent, per table "
+            "(each in its millpond_discards table with the reason)",
+            labels=["destination", "table"])
+        last_load = GaugeMetricFamily(
+            "millpond_warehouse_last_load_timestamp_seconds",
+            "When each table of a warehouse or storage destination last took a load (epoch)",
+            labels=["destination", "table"])
         manager = self.manager
         if manager is not None:
             for dest, stats in self.stats:
+                for table, t in (stats.get("loads") or {}).get("tables", {}).items():
+                    rows.add_metric([dest.name, table], t["rows"])
+                    discards.add_metric([dest.name, table], t["discards"])
+                    if t["last_load"] is not None:
+                        last_load.add_metric([dest.name, table], t["last_load"])
                 lag.add_metric([dest.name], stats["lag_seconds"])
                 behind.add_metric([dest.name], stats["events_behind"])
                 failing.add_metric([dest.name], 1.0 if stats.get("state") == "failing" else 0.0)
@@ -61,6 +79,9 @@ class DeliveryCollector:
         yield lag
         yield behind
         yield failing
+        yield rows
+        yield discards
+        yield last_load
 
     def describe(self):
         return []

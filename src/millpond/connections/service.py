@@ -32,7 +32,7 @@ from millpond.delivery.retry import RetryPolicy
 from millpond.delivery.screen import Screen
 from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
 from millpond.errors import BadRequest, Conflict
-from millpond.storage.contracts import DestinationStore, EventLog, RunStore
+from millpond.storage.contracts import DestinationStore, EventLog, LoadStatsStore, RunStore
 from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
 
 log = logging.getLogger("millpond.pumps")
@@ -43,13 +43,17 @@ class PumpManager:
     """Runs one :class:`LiveDestination` per enabled destination of ``destinations``."""
 
     def __init__(self, event_log: EventLog, destinations: DestinationStore, runs: RunStore,
-                 *, transport: Transport | None = None, policy: RetryPolicy | None = None,
+                 *, load_stats: LoadStatsStore | None = None,
+                 transport: Transport | None = None, policy: RetryPolicy | None = None,
                  timeout: float = DEFAULT_TIMEOUT, screen: Screen | None = None):
         self.log = event_log
         #: Whose events no run may send (regulations); every destination's deliverer asks.
         self.screen = screen
         self.destinations = destinations
         self.runs = runs
+        #: Where warehouse / storage destinations keep their per-table totals (None: in
+        #: the destination object, for this process only).
+        self.load_stats = load_stats
         self.policy = policy or RetryPolicy()
         #: Seconds per vendor request, for the transport made when none is given.
         self.timeout = timeout
@@ -93,6 +97,9 @@ class PumpManager:
         except BadRequest as exc:  # saved before a catalog change made it invalid
             log.error("destination %s cannot start: %s", dest.name, exc.message)
             return
+        loads = getattr(rt.dtype, "stats", None)
+        if loads is not None and self.load_stats is not None:
+            loads.attach(self.load_stats, dest.id)  # per-table totals that survive restarts
         live = LiveDestination(dest, rt, self.log, self.runs, live_run(self.runs, dest),
                                self.transport, self.policy, self.screen)
         self._live[dest.id] = live
@@ -185,6 +192,8 @@ class PumpManager:
             if old is not None:
                 await old.stop()
             self.destinations.delete(dest.id)
+            if self.load_stats is not None:
+                self.load_stats.forget(dest.id)
             active = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
             for run in self.runs.list(dest.id, states=active):
                 self.runs.set_state(run.id, RunState.CANCELLED, error="destination deleted")
@@ -225,7 +234,7 @@ class PumpManager:
                **summarize(totals)}
         loads = getattr(live.runtime.dtype, "stats", None) if live is not None else None
         if loads is not None:
-            # Warehouse / storage: rows, discards and last load per table (this process).
+            # Warehouse / storage: rows, discards and last load per table (stored).
             out["loads"] = {**loads.as_dict(), "lag_seconds": out["lag_seconds"]}
         return out
 

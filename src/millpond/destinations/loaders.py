@@ -38,6 +38,8 @@ from millpond.destinations.base import (
     body_text,
 )
 from millpond.destinations.registry import register
+from millpond.storage.contracts import LoadStatsStore
+from millpond.storage.models import TableLoadStats
 from millpond.warehouses.parquet import settings as parquet_settings
 from millpond.warehouses.postgres import settings as postgres_settings
 
@@ -53,55 +55,77 @@ class LoadRequest(OutboundRequest):
     events: list = msgspec.field(default_factory=list)
 
 
-class TableStats(msgspec.Struct):
-    """What one table received through this destination since the server started."""
-
-    rows: int = 0
-    discards: int = 0
-    last_load: float | None = None
-
-
 class LoadStats:
-    """Per-table counters of one destination's loads (shown by API, CLI and console)."""
+    """Per-table totals of one destination's loads (shown by API, CLI, console, /metrics).
+
+    The totals (rows, discards, last load per table) live in the storage's
+    :class:`~millpond.storage.contracts.LoadStatsStore` once :meth:`attach` named it, so a
+    restart does not reset them; before that (a destination type used on its own, in
+    tests) they are kept here. ``rows`` counts rows new to the table (``Loaded.inserted``):
+    a batch loaded again after a crash adds nothing, so the totals match the tables.
+    The count of loads, the last error and the newest event seen are this process's.
+    """
 
     def __init__(self) -> None:
-        self.tables: dict[str, TableStats] = {}
         self.loads = 0
         self.last_load: float | None = None
         self.last_error: str | None = None
         self.last_event_at: str | None = None
+        self._store: LoadStatsStore | None = None
+        self._destination_id = ""
+        self._local: dict[str, TableLoadStats] = {}
         self._lock = threading.Lock()
 
+    def attach(self, store: LoadStatsStore, destination_id: str) -> None:
+        """Keep the totals in ``store``, under ``destination_id``, from now on."""
+        self._store = store
+        self._destination_id = destination_id
+
     def record(self, loaded: Any, last_event: dict | None) -> None:
+        """Count a committed load (called in the loader's worker thread: a write)."""
         now = time.time()
+        tables: dict[str, list[int]] = {}
+        for table in loaded.rows:
+            tables[table] = [int(loaded.inserted.get(table, 0)), 0]
+        for d in loaded.discards:
+            tables.setdefault(d.table, [0, 0])[1] += 1
+        if self._store is not None:
+            self._store.add(self._destination_id,
+                            {t: (r, d) for t, (r, d) in tables.items()}, now)
         with self._lock:
+            if self._store is None:
+                for name, (rows, discards) in tables.items():
+                    old = self._local.get(name) or TableLoadStats()
+                    self._local[name] = TableLoadStats(old.rows + rows,
+                                                       old.discards + discards, now)
             self.loads += 1
             self.last_load = now
             self.last_error = None
             if last_event is not None:
                 self.last_event_at = last_event.get("receivedAt") or last_event.get("timestamp")
-            for table, n in loaded.rows.items():
-                stats = self.tables.setdefault(table, TableStats())
-                stats.rows += n
-                stats.last_load = now
-            for d in loaded.discards:
-                self.tables.setdefault(d.table, TableStats()).discards += 1
 
     def failed(self, reason: str) -> None:
         with self._lock:
             self.last_error = reason
 
+    def tables(self) -> dict[str, TableLoadStats]:
+        if self._store is not None:
+            return self._store.get(self._destination_id)
+        with self._lock:
+            return dict(self._local)
+
     def as_dict(self) -> dict:
+        tables = self.tables()
         with self._lock:
             now = time.time()
+            last = max((t.last_load for t in tables.values() if t.last_load is not None),
+                       default=self.last_load)
             return {
                 "loads": self.loads,
-                "last_load": self.last_load,
-                "seconds_since_last_load": None if self.last_load is None
-                else round(now - self.last_load, 1),
+                "last_load": last,
+                "seconds_since_last_load": None if last is None else round(now - last, 1),
                 "last_error": self.last_error,
-                "tables": {name: msgspec.to_builtins(t)
-                           for name, t in sorted(self.tables.items())},
+                "tables": {name: msgspec.to_builtins(t) for name, t in sorted(tables.items())},
             }
 
 
@@ -116,9 +140,15 @@ class LoaderTransport:
         # running, and the close on shutdown must wait for that thread.
         self._lock = threading.Lock()
 
-    def _load(self, stored: list) -> Any:
+    def _load(self, stored: list, events: list) -> Any:
+        from millpond.warehouses.batch import Loaded
+
         with self._lock:
-            return self.loader.load(stored)
+            outcome = self.loader.load(stored)
+        if isinstance(outcome, Loaded):
+            # Here, in the worker thread: recording is a storage write.
+            self.stats.record(outcome, events[-1] if events else None)
+        return outcome
 
     def _close(self) -> None:
         with self._lock:
@@ -133,9 +163,8 @@ class LoaderTransport:
         events = request.events if isinstance(request, LoadRequest) else []
         stored = [StoredEvent(int(e.get("seq") or 0), str(e.get("source_id") or ""), e)
                   for e in events]
-        outcome = await asyncio.to_thread(self._load, stored)
+        outcome = await asyncio.to_thread(self._load, stored, events)
         if isinstance(outcome, Loaded):
-            self.stats.record(outcome, events[-1] if events else None)
             body = {"events": outcome.events, "rows": outcome.rows,
                     "discards": len(outcome.discards)}
             return Response(200, {}, msgspec.json.encode(body))

@@ -54,6 +54,7 @@ from millpond.storage.models import (
     Segment,
     Source,
     StoredEvent,
+    TableLoadStats,
     Window,
     WindowCursor,
     WindowPart,
@@ -384,6 +385,28 @@ class RunStore(Protocol):
         ...
 
 
+class LoadStatsStore(Protocol):
+    """Per-table totals of the warehouse and storage destinations' loads.
+
+    Why stored and not kept by the loader: an analyst asks "how many rows went into
+    ``order_completed``, and when was it last loaded" about the destination's whole life; a
+    restart must not reset that to zero (the delivery counters survive restarts too)."""
+
+    def add(self, destination_id: str, tables: Mapping[str, tuple[int, int]],
+            at: float) -> None:
+        """Add ``(rows, discards)`` to each table's totals and set its ``last_load`` to
+        ``at``, all in one write; durable on return. Tables not named are left as they are."""
+        ...
+
+    def get(self, destination_id: str) -> dict[str, TableLoadStats]:
+        """Totals per table name ({} for a destination that never loaded)."""
+        ...
+
+    def forget(self, destination_id: str) -> None:
+        """Drop the destination's totals (it was deleted). Idempotent."""
+        ...
+
+
 class ImportJobStore(Protocol):
     """Server-side import jobs. Durable on return."""
 
@@ -605,6 +628,8 @@ class Storage(Protocol):
     @property
     def runs(self) -> RunStore: ...
     @property
+    def load_stats(self) -> LoadStatsStore: ...
+    @property
     def imports(self) -> ImportJobStore: ...
     @property
     def rejections(self) -> RejectionStore: ...
@@ -636,8 +661,9 @@ class Storage(Protocol):
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
     "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "ImportJob",
-    "ImportJobStore", "NewEvent", "PartScanner", "PeoplePage", "ProfileStore", "Rejection",
-    "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Member", "MembersPage",
-    "MembershipChange", "Segment", "SegmentStore", "Source", "SourceStore",
-    "Storage", "StorageUnavailable", "StoredEvent", "Window", "WindowCursor", "WindowPart",
+    "ImportJobStore", "LoadStatsStore", "NewEvent", "PartScanner", "PeoplePage",
+    "ProfileStore", "Rejection", "RejectionStore", "Run", "RunKind", "RunState", "RunStore",
+    "Member", "MembersPage", "MembershipChange", "Segment", "SegmentStore", "Source",
+    "SourceStore", "Storage", "StorageUnavailable", "StoredEvent", "TableLoadStats", "Window",
+    "WindowCursor", "WindowPart",
 ]

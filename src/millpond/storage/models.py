@@ -268,6 +268,16 @@ class DeadLetter(msgspec.Struct):
     id: int = 0
 
 
+class TableLoadStats(msgspec.Struct):
+    """What one warehouse or storage destination has loaded into one of its tables, over
+    its whole life (not since the server started): rows loaded, values or events discarded,
+    and when the table last took a load (epoch seconds, None before the first)."""
+
+    rows: int = 0
+    discards: int = 0
+    last_load: float | None = None
+
+
 # -- imports -----------------------------------------------------------------------------
 
 

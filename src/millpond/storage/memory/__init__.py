@@ -10,6 +10,7 @@ from __future__ import annotations
 from millpond.storage.health import StorageHealth
 from millpond.storage.memory.eraser import MemoryEraser
 from millpond.storage.memory.index import MemoryEventIndex
+from millpond.storage.memory.loadstats import MemoryLoadStatsStore
 from millpond.storage.memory.log import MemoryEventLog
 from millpond.storage.memory.profiles import MemoryProfileStore
 from millpond.storage.memory.runs import MemoryRunStore
@@ -34,6 +35,7 @@ class MemoryStorage:
         self.sources = MemorySourceStore()
         self.destinations = MemoryDestinationStore()
         self.runs = MemoryRunStore()
+        self.load_stats = MemoryLoadStatsStore()
         self.imports = MemoryImportJobStore()
         self.rejections = MemoryRejectionStore()
         self.profiles = MemoryProfileStore()

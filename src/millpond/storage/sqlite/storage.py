@@ -14,6 +14,7 @@ from millpond.storage.sqlite.destinations import SQLiteDestinationStore
 from millpond.storage.sqlite.eraser import SQLiteEraser
 from millpond.storage.sqlite.imports import SQLiteImportJobStore
 from millpond.storage.sqlite.index import SQLiteEventIndex
+from millpond.storage.sqlite.loadstats import SQLiteLoadStatsStore
 from millpond.storage.sqlite.log import SQLiteEventLog
 from millpond.storage.sqlite.profiles import SQLiteProfileStore
 from millpond.storage.sqlite.regulations import SQLiteRegulationStore
@@ -45,6 +46,7 @@ class SQLiteStorage:
         self.sources = SQLiteSourceStore(self._state)
         self.destinations = SQLiteDestinationStore(self._state)
         self.runs = SQLiteRunStore(self._state)
+        self.load_stats = SQLiteLoadStatsStore(self._state)
         self.imports = SQLiteImportJobStore(self._state)
         self.rejections = SQLiteRejectionStore(self._state)
         self.regulations = SQLiteRegulationStore(self._state)

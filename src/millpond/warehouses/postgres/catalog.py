@@ -34,7 +34,8 @@ import psycopg
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.types import ColumnType
 
-__all__ = ["ACCEPTS", "MAX_COLUMNS", "Catalog", "TableSpec", "apply_ddl", "read_catalog"]
+__all__ = ["ACCEPTS", "MAX_COLUMNS", "Catalog", "TableSpec", "apply_ddl", "needs_ddl",
+           "read_catalog"]
 
 MAX_COLUMNS = 1500
 
@@ -118,6 +119,24 @@ def read_catalog(conn: psycopg.Connection, schema: str, registry: str) -> Catalo
             except ValueError:
                 col.registered = None
     return catalog
+
+
+def needs_ddl(catalog: Catalog, registry: str, specs: list[TableSpec],
+              fixed: dict[str, str]) -> bool:
+    """Whether :func:`apply_ddl` would run anything (without asking the database): once a
+    source's tables and columns exist, a batch checks this and leaves the connection to the
+    rows being copied."""
+    if registry not in catalog.tables or any(n not in catalog.tables for n in fixed):
+        return True
+    for spec in specs:
+        existing = catalog.tables.get(spec.name)
+        if existing is None:
+            return True
+        for name in spec.columns:
+            col = existing.get(name)
+            if col is None or col.actual is None or col.registered is None:
+                return True
+    return False
 
 
 def _column_sql(name: str, ctype: ColumnType, key: str) -> str:

@@ -1,15 +1,13 @@
 """The SQL of a batch's merge: ``INSERT ... SELECT`` from staged rows, keyed by ``id``.
 
-Why this shape:
+When: a table's direct ``COPY`` found an ``id`` already there, or a column's type was changed
+by hand (:mod:`.run`). Why this shape:
 
 - rows are staged in temporary tables by binary ``COPY`` (:mod:`.staging`), then
   ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`` makes a batch idempotent: running it
   again (after a crash between the commit and the caller's checkpoint) inserts nothing. The
   rows are identical anyway, since a stored event never changes; ``DO NOTHING`` also keeps
   ``uuid_ts`` (the load time) of the first load.
-- ``tracks`` holds the standard and context columns of every track, which the event tables'
-  stages already hold: it is selected from them (:func:`derived_source`) instead of being
-  staged a second time.
 - An ``id`` already in the table from a *different* stored event (two sources reusing a
   messageId) is not silently skipped: :func:`collisions` turns it into a discard naming the
   event that holds the id. It only runs when the insert skipped rows, so a first load pays
@@ -28,7 +26,7 @@ from millpond.warehouses.postgres.plan import TableLoad
 from millpond.warehouses.postgres.staging import stage
 from millpond.warehouses.types import ColumnType
 
-__all__ = ["collisions", "derived_source", "discards_table_sql", "insert_sql", "write_discards"]
+__all__ = ["collisions", "discards_table_sql", "insert_sql", "write_discards"]
 
 
 def discards_table_sql(schema: str, table: str) -> str:
@@ -65,20 +63,6 @@ def collisions(cur: psycopg.Cursor, schema: str, table: str, source: str) -> lis
                     f"id {message_id!r} is already in {table}, loaded from seq {other_seq} "
                     f"(source {other_source}); a messageId is loaded once per table")
             for seq, message_id, other_seq, other_source in cur.fetchall()]
-
-
-def derived_source(load: TableLoad, sources: list[tuple[str, TableLoad]]) -> str:
-    """``(SELECT ... UNION ALL ...)`` of ``load``'s columns out of other tables' stages."""
-    return "(" + " UNION ALL ".join(_select_from(stage_name, source, load)
-                                    for stage_name, source in sources) + ")"
-
-
-def _select_from(stage_name: str, source: TableLoad, load: TableLoad) -> str:
-    """``load``'s columns out of another table's stage (NULL where that table lacks one)."""
-    have = set(source.columns)
-    exprs = [quote(c) if c in have else f"NULL::{t.value} AS {quote(c)}"
-             for c, t in zip(load.columns, load.types, strict=True)]
-    return f"SELECT {', '.join(exprs)} FROM {quote(stage_name)}"
 
 
 def write_discards(cur: psycopg.Cursor, schema: str, table: str,

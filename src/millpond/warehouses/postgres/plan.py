@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from millpond.warehouses import schema
@@ -43,6 +44,7 @@ __all__ = [
     "check_tables",
     "derivable",
     "layout",
+    "project",
     "specs_for",
     "table_load",
     "table_spec",
@@ -56,19 +58,12 @@ _SQL_ONLY = frozenset({"uuid_ts"})
 
 @dataclass(slots=True)
 class TableLoad:
-    """Rows for one event table, values in ``columns`` order, coerced to ``types``.
-
-    ``derived_from`` (the ``tracks`` table only): the event tables whose staged rows hold
-    every row of this table, so the merge selects them from those stages instead of staging
-    the same values twice; ``rows`` is then empty and ``count`` says how many there are.
-    """
+    """Rows for one event table, values in ``columns`` order, coerced to ``types``."""
 
     name: str
     columns: list[str]
     types: list[ColumnType]
     rows: list[tuple[Any, ...]]
-    derived_from: list[str] = field(default_factory=list)
-    count: int = 0
 
 
 @dataclass(slots=True)
@@ -219,8 +214,8 @@ def derivable(wanted: TableSpec, count: int, events: dict[str, tuple[TableSpec, 
     the event tables ``events`` (name -> (spec, rows)).
 
     Every ``tracks`` row is the standard and context part of one event-table row, so when all
-    of them have one, and each shared column has the same type in both tables, the merge can
-    select ``tracks`` from the event tables' stages: half the rows to coerce and ``COPY``.
+    of them have one, and each shared column has the same type in both tables, ``tracks``
+    rows are cut from the event tables' typed rows (:func:`project`): no value coerced twice.
     """
     if wanted.dropped or sum(n for _, n in events.values()) != count:
         return False
@@ -231,6 +226,16 @@ def derivable(wanted: TableSpec, count: int, events: dict[str, tuple[TableSpec, 
             if spec.columns.get(col, ctype) is not ctype:
                 return False
     return True
+
+
+def project(load: TableLoad, columns: list[str]) -> list[tuple[Any, ...]]:
+    """``load``'s rows cut down to ``columns`` (None where it has no such column): the
+    ``tracks`` rows of an event table, from values already coerced."""
+    if not load.rows:
+        return []
+    by_name = dict(zip(load.columns, zip(*load.rows, strict=True), strict=True))
+    none = (None,) * len(load.rows)
+    return list(zip(*(by_name.get(c, none) for c in columns), strict=True))
 
 
 def _misfit_discard(table: str, seq: int, message_id: str, col: str, value: Any,
@@ -279,7 +284,8 @@ def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
     dicts = [row.values for row in rows]
     typed_columns = []
     for col, ctype in zip(columns, types, strict=True):
-        typed, misfits = coerce_column([d.get(col) for d in dicts], ctype)
+        # map over dict.get: the column's values without a Python-level loop per row.
+        typed, misfits = coerce_column(list(map(dict.get, dicts, repeat(col))), ctype)
         for i, value, reason in misfits:
             row = rows[i]
             discards.append(Discard(row.seq, row.message_id, name, col, show_value(value),

@@ -1,44 +1,62 @@
 """One batch, one transaction, table by table: Python's work overlaps the server's.
 
-Why table by table: a load spends about as long in Python (flattening, type checks, building
-rows) as PostgreSQL spends merging. Done one after the other those add up; done table by table
-they overlap: while the server runs table *k*'s ``INSERT ... SELECT`` (sent in psycopg's pipeline
-mode, which returns at once), Python flattens and builds table *k+1*. Nothing about the result
-changes, because a table's rows and column types only depend on its own events (the groups of
-:func:`millpond.warehouses.flatten.partition_events`).
+Why table by table, with a writer thread: a load spends about as long in Python (flattening,
+type checks, building rows) as PostgreSQL spends storing rows. Done one after the other those
+add up; done table by table they overlap: while the writer thread copies table *k* (waiting on
+the server, the GIL released), the batch's own thread flattens and builds table *k+1*. Nothing
+about the result changes, because a table's rows and column types only depend on its own events
+(the groups of :func:`millpond.warehouses.flatten.partition_events`), and the connection is only
+ever used by one thread at a time: the batch's thread waits for the writer (:meth:`BatchRun._drain`)
+before it runs DDL itself, which only happens when a table or column is new.
+
+Why rows are copied straight into their tables: a ``COPY`` into the real table costs the server
+what a raw ``COPY`` costs, while staging in a temporary table and merging with
+``INSERT ... SELECT ... ON CONFLICT`` costs it about twice as much (the bench showed the merge as
+the largest part of a load). The merge is only needed when an ``id`` is already there: a batch
+run again after a crash, or a messageId another source reused. So each table's ``COPY`` runs in
+a savepoint; a unique violation rolls back just that table's rows, and from then on the batch
+takes the merge path (:func:`_merge`), which inserts what is missing and reports collisions.
+The outcome is the same either way; only the cost differs. A column whose real type differs
+from millpond's (widened by hand to ``numeric`` or ``text``) cannot take binary values of
+millpond's type, so such a table is always merged (the ``INSERT ... SELECT`` casts).
 
 The steps, all in one transaction (so a failure anywhere leaves nothing of the batch):
 
 1. read the catalog and the column registry (:mod:`.catalog`), create the bookkeeping tables if
    missing;
 2. per table (event tables, identifies, pages, screens, groups, aliases): flatten its events,
-   work out its columns (:func:`.plan.table_spec`), build its rows; then wait for the previous
-   table's merge, create or alter the table if needed (transactional DDL: a new column is only
-   visible once the batch commits), reject the batch if the table was changed by hand so it
-   cannot load (:func:`.plan.check_tables`), ``COPY`` the rows into a temporary table and send
-   the merge;
-3. ``tracks``, selected from the event tables' stages when it can be (:mod:`.merge`);
+   work out its columns (:func:`.plan.table_spec`), build its rows; create or alter the table
+   if needed (transactional DDL: a new column is only visible once the batch commits), reject
+   the batch if the table was changed by hand so it cannot load (:func:`.plan.check_tables`),
+   then hand the rows to the writer (``COPY`` into the table, or the merge);
+3. ``tracks``: the standard and context columns of each event table's typed rows, copied the
+   same way (no second coercion of the same values);
 4. ``users`` / ``accounts`` by trait time (:mod:`.traits`), then the discards.
 """
 
 from __future__ import annotations
 
-from contextlib import suppress
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard, Loaded, StoredEvent
 from millpond.warehouses.flatten import Row, TraitUpdate, flatten_batch, partition_events
-from millpond.warehouses.naming import trusted_sql
+from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres import catalog as _catalog
 from millpond.warehouses.postgres import merge, plan, traits
-from millpond.warehouses.postgres.staging import stage
+from millpond.warehouses.postgres.staging import COPY_TYPES, stage
+from millpond.warehouses.types import ColumnType
 
 __all__ = ["BatchRun"]
 
-_PIPELINES = psycopg.Pipeline.is_supported()
+#: What one job of the writer did: (table, rows inserted or changed, collisions found).
+_Done = tuple[str, int, list[Discard]]
 
 
 class BatchRun:
@@ -59,10 +77,13 @@ class BatchRun:
         self.discards: list[Discard] = []
         self.rows: dict[str, int] = {}
         self.inserted: dict[str, int] = {}
-        self._stages: dict[str, tuple[str, plan.TableLoad]] = {}
-        self._pipeline: Any = None
-        self._pending: list[tuple[psycopg.Cursor, str, str, int]] = []
         self._n = 0
+        #: Copy straight into the tables until one says an id is already there (see above).
+        #: Read and written by the writer thread only.
+        self._direct = True
+        self._now: datetime | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._jobs: list[Future[_Done]] = []
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -72,10 +93,9 @@ class BatchRun:
         self.discards = [_rename(d, lay0.physical) for d in early]
         tracks_name = lay0.physical(schema.TRACKS)
         tracks_rows: list[Row] = []
-        event_specs: dict[str, tuple[_catalog.TableSpec, int]] = {}
-        tracks_misfits: list[Discard] = []
-        with self.conn.transaction(), self.conn.cursor() as cur, self.conn.cursor() as tcur:
+        with self.conn.transaction(), self.conn.cursor() as cur:
             self.cur = cur
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="millpond-pg-writer")
             try:
                 # Hash joins and aggregates over a whole batch (users/accounts merge) would
                 # spill to disk with the default 4 MB; only this transaction gets more.
@@ -85,6 +105,8 @@ class BatchRun:
                 # instead of stalling the delivery run for as long as the lock is held.
                 timeout_ms = int(self.lock_timeout * 1000)
                 cur.execute(trusted_sql(f"SET LOCAL lock_timeout = {timeout_ms}"))
+                now = cur.execute("SELECT now()").fetchone()
+                self._now = now[0] if now else None  # uuid_ts of the batch
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():
@@ -93,8 +115,7 @@ class BatchRun:
                     self.discards.extend(_rename(d, lay.physical) for d in flat.discards)
                     group_tracks = lay.rows.get(tracks_name, [])
                     for name, updates in lay.traits.items():  # identifies / groups only
-                        self._finish()
-                        self._traits(name, updates)  # runs while Python builds the next table
+                        self._traits(name, updates)
                     name = lay.physical(logical)
                     if logical == schema.TRACKS or name not in lay.rows:
                         tracks_rows.extend(group_tracks)
@@ -105,32 +126,42 @@ class BatchRun:
                     misfits: list[Discard] = []
                     load = plan.table_load(spec, rows, self.discards, tracks_name, None,
                                            misfits)
-                    self._finish()  # the previous table's merge ran while we built this one
                     self._prepare(spec, lay)
                     self._send(load)
-                    if group_tracks and not self._send_tracks(tcur, tracks_name, group_tracks,
+                    if group_tracks and not self._send_tracks(tracks_name, group_tracks,
                                                               load, spec, misfits):
                         tracks_rows.extend(group_tracks)  # new tracks columns: at the end
-                        event_specs[name] = (spec, len(rows))
-                        tracks_misfits.extend(misfits)
-                self._finish()
                 if tracks_rows:
-                    self._tracks(tracks_name, tracks_rows, event_specs, tracks_misfits)
+                    self._tracks(tracks_name, tracks_rows)
+                self._drain()
                 merge.write_discards(cur, self.schema, self.discards_table, self.discards)
-            except BaseException:
-                with suppress(psycopg.Error):  # the first error is the one to report
-                    self._close_pipeline()
-                raise
-            self._close_pipeline()
+            finally:
+                # The connection is the writer's until its jobs end, error or not (the
+                # rollback on the way out needs it); the first error is the one reported.
+                wait(self._jobs)
+                self._writer.shutdown()
         return Loaded(events=len(events), rows=self.rows,
                       inserted={n: self.inserted.get(n, 0) for n in self.rows},
                       discards=tuple(self.discards))
 
-    # -- steps ----------------------------------------------------------------------------
+    # -- steps of the batch's thread ------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Wait for the writer's jobs; count what they did; raise the first job's error."""
+        jobs, self._jobs = self._jobs, []
+        wait(jobs)
+        for job in jobs:
+            name, inserted, collisions = job.result()
+            self.inserted[name] = self.inserted.get(name, 0) + inserted
+            self.discards.extend(collisions)
 
     def _ddl(self, specs: list[_catalog.TableSpec], fixed: dict[str, str] | None = None) -> None:
+        fixed = fixed or {}
+        if not _catalog.needs_ddl(self.catalog, self.registry, specs, fixed):
+            return
+        self._drain()  # the connection is needed here
         if _catalog.apply_ddl(self.conn, self.schema, self.registry, self.catalog, specs,
-                              fixed or {}):
+                              fixed):
             self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
 
     def _prepare(self, spec: _catalog.TableSpec, lay: plan.Layout) -> None:
@@ -138,23 +169,18 @@ class BatchRun:
         plan.check_tables(self.catalog, [spec], lay, self.schema)
 
     def _send(self, load: plan.TableLoad) -> None:
-        """Stage ``load`` and send its merge without waiting for it (pipeline mode)."""
-        self._n += 1
-        stage_name = f"_mp_stage_{self._n}"
-        stage(self.cur, stage_name, load.columns, load.types, load.rows)
-        self._stages[load.name] = (stage_name, load)
-        self.rows[load.name] = len(load.rows)
-        self._open_pipeline()
-        self.cur.execute(trusted_sql(merge.insert_sql(self.schema, load, stage_name)))
-        self._pending.append((self.cur, load.name, stage_name, len(load.rows)))
+        """Hand ``load`` to the writer: ``COPY`` in a savepoint, else the merge."""
+        self.rows[load.name] = self.rows.get(load.name, 0) + len(load.rows)
+        copyable = _copyable(self.catalog, load)
+        assert self._writer is not None
+        self._jobs.append(self._writer.submit(self._put, load, copyable))
 
-    def _send_tracks(self, tcur: psycopg.Cursor, name: str, rows: list[Row],
-                     source: plan.TableLoad, source_spec: _catalog.TableSpec,
-                     misfits: list[Discard]) -> bool:
-        """Send this event table's part of ``tracks``, selected from its stage, in the same
-        pipeline: possible when ``tracks`` already has every column these rows need, with the
-        same types. Otherwise False: they are merged at the end, with the batch's other new
-        ``tracks`` columns (so a new column's type still comes from all its values)."""
+    def _send_tracks(self, name: str, rows: list[Row], source: plan.TableLoad,
+                     source_spec: _catalog.TableSpec, misfits: list[Discard]) -> bool:
+        """Put this event table's part of ``tracks``, taken from its typed rows: possible when
+        ``tracks`` already has every column these rows need, with the same types. Otherwise
+        False: they are loaded at the end, with the batch's other new ``tracks`` columns (so a
+        new column's type still comes from all its values)."""
         spec = plan.table_spec(name, schema.TRACKS, rows, self.catalog)
         for col in spec.columns:
             existing = self.catalog.column(name, col)
@@ -165,81 +191,86 @@ class BatchRun:
         lay = plan.Layout(self.prefix, rows={name: rows}, kinds={name: schema.TRACKS})
         plan.check_tables(self.catalog, [spec], lay, self.schema)
         columns = [c for c in spec.columns if c != "uuid_ts"]
-        load = plan.TableLoad(name, columns, [spec.columns[c] for c in columns], [])
-        derived = merge.derived_source(load, [self._stages[source.name]])
-        tcur.execute(trusted_sql(merge.insert_sql(self.schema, load, derived)))
-        self._pending.append((tcur, name, derived, len(rows)))
-        self.rows[name] = self.rows.get(name, 0) + len(rows)
+        self._send(plan.TableLoad(name, columns, [spec.columns[c] for c in columns],
+                                  plan.project(source, columns)))
         self.discards.extend(misfits)
         return True
 
-    def _finish(self) -> None:
-        """Wait for the merges in flight; report ids held by other events."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self._close_pipeline()
-        for cur, name, source, expected in pending:
-            inserted = max(cur.rowcount, 0)
-            self.inserted[name] = self.inserted.get(name, 0) + inserted
-            if inserted < expected:
-                self.discards.extend(merge.collisions(self.cur, self.schema, name, source))
-
-    def _open_pipeline(self) -> None:
-        """Enter pipeline mode, so the next statements return at once (libpq 14+; with an
-        older libpq they simply run synchronously: slower, same result)."""
-        if _PIPELINES:
-            self._pipeline = self.conn.pipeline()
-            self._pipeline.__enter__()
-
-    def _close_pipeline(self) -> None:
-        pipeline, self._pipeline = self._pipeline, None
-        if pipeline is not None:
-            pipeline.__exit__(None, None, None)
-
-    def _tracks(self, name: str, rows: list[Row],
-                event_specs: dict[str, tuple[_catalog.TableSpec, int]],
-                misfits: list[Discard]) -> None:
-        """The ``tracks`` rows not merged along with their event tables (see _send_tracks)."""
+    def _tracks(self, name: str, rows: list[Row]) -> None:
+        """The ``tracks`` rows not loaded along with their event tables (see _send_tracks)."""
         spec = plan.table_spec(name, schema.TRACKS, rows, self.catalog)
         lay = plan.Layout(self.prefix, rows={name: rows}, kinds={name: schema.TRACKS})
         self._prepare(spec, lay)
-        self.rows[name] = self.rows.get(name, 0) + len(rows)
-        if event_specs and plan.derivable(spec, len(rows), event_specs):
-            columns = [c for c in spec.columns if c != "uuid_ts"]
-            load = plan.TableLoad(name, columns, [spec.columns[c] for c in columns], [])
-            source = merge.derived_source(load, [self._stages[n] for n in event_specs])
-            self.discards.extend(misfits)
-        else:
-            load = plan.table_load(spec, rows, self.discards)
-            self._n += 1
-            source = f"_mp_stage_{self._n}"
-            stage(self.cur, source, load.columns, load.types, load.rows)
-        self.cur.execute(trusted_sql(merge.insert_sql(self.schema, load, source)))
-        inserted = max(self.cur.rowcount, 0)
-        self.inserted[name] = self.inserted.get(name, 0) + inserted
-        if inserted < len(rows):
-            self.discards.extend(merge.collisions(self.cur, self.schema, name, source))
+        self._send(plan.table_load(spec, rows, self.discards))
 
     def _traits(self, name: str, updates: list[TraitUpdate]) -> None:
-        """Stage ``users`` / ``accounts`` changes and send their merge (pipeline mode)."""
+        """Hand ``users`` / ``accounts`` changes to the writer (stage, then merge by time)."""
         spec = plan.trait_spec(name, updates, self.catalog)
         lay = plan.Layout(self.prefix, traits={name: updates})
         self._prepare(spec, lay)
         load = plan.trait_load(spec, updates, self.discards)
-        self.rows[name] = len(load.rows)
-        if not load.rows:
-            return
+        self.rows[name] = self.rows.get(name, 0) + len(load.rows)
+        if load.rows:
+            self._n += 1
+            assert self._writer is not None
+            self._jobs.append(self._writer.submit(self._merge_traits, load, self._n))
+
+    # -- the writer thread's jobs ---------------------------------------------------------
+
+    def _put(self, load: plan.TableLoad, copyable: bool) -> _Done:
+        if self._direct and copyable:
+            try:
+                with self.conn.transaction():  # a savepoint: a violation undoes this table only
+                    self._copy(load)
+            except pg_errors.UniqueViolation:
+                self._direct = False  # an id is there already (a re-run?): merge from now on
+            else:
+                return load.name, len(load.rows), []
+        return self._merge(load)
+
+    def _copy(self, load: plan.TableLoad) -> None:
+        cols = ", ".join(quote(c) for c in load.columns)
+        sql = (f"COPY {quote(self.schema)}.{quote(load.name)} ({cols}, uuid_ts) "
+               "FROM STDIN (FORMAT BINARY)")
+        with self.conn.cursor() as cur, cur.copy(trusted_sql(sql)) as copy:
+            copy.set_types([*(COPY_TYPES[t] for t in load.types), "timestamptz"])
+            write = copy.write_row
+            for row in map(tuple.__add__, load.rows, repeat((self._now,))):
+                write(row)
+
+    def _merge(self, load: plan.TableLoad) -> _Done:
+        """Stage ``load`` and insert the ids the table lacks; report ids other events hold."""
         self._n += 1
-        staged = traits.stage_rows(self.cur, load, self._n)
-        self._open_pipeline()
-        for sql, params in traits.merge_statements(self.schema, load, self.times_table, staged):
-            self.cur.execute(trusted_sql(sql), params or None)
-        self._pending.append((self.cur, name, "", -1))  # -1: no collision check
+        source = f"_mp_stage_{self._n}"
+        with self.conn.cursor() as cur:
+            stage(cur, source, load.columns, load.types, load.rows)
+            cur.execute(trusted_sql(merge.insert_sql(self.schema, load, source)))
+            inserted = max(cur.rowcount, 0)
+            collisions = [] if inserted == len(load.rows) else \
+                merge.collisions(cur, self.schema, load.name, source)
+        return load.name, inserted, collisions
+
+    def _merge_traits(self, load: plan.TraitLoad, n: int) -> _Done:
+        with self.conn.cursor() as cur:
+            staged = traits.stage_rows(cur, load, n)
+            for sql, params in traits.merge_statements(self.schema, load, self.times_table,
+                                                       staged):
+                cur.execute(trusted_sql(sql), params or None)
+            return load.name, max(cur.rowcount, 0), []
+
+
+def _copyable(catalog: _catalog.Catalog, load: plan.TableLoad) -> bool:
+    """Whether every column's real type is millpond's own (binary values fit as they are)."""
+    cols = catalog.tables.get(load.name, {})
+    for name, ctype in zip([*load.columns, "uuid_ts"], [*load.types, ColumnType.TIMESTAMP],
+                           strict=True):
+        col = cols.get(name)
+        if col is None or col.actual != ctype.value:
+            return False
+    return True
 
 
 def _rename(d: Discard, physical: Any) -> Discard:
     name = physical(d.table)
     return d if name == d.table else Discard(d.seq, d.message_id, name, d.column, d.value,
                                              d.reason)
-
