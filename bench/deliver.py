@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency_receiver  # noqa: E402
 from common import add_quick_option, median, realistic_event  # noqa: E402
 
+from millpond import heap  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.connections import config  # noqa: E402
 from millpond.delivery.batcher import Batcher  # noqa: E402
@@ -272,6 +273,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    heap.settle()  # as the server does once started (see millpond/heap.py)
 
     with tempfile.TemporaryDirectory(prefix="millpond-bench-deliver-") as tmp:
         storage = open_bench_storage(Path(tmp))
