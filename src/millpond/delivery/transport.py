@@ -64,8 +64,9 @@ class HttpTransport:
     The session is made on the first request, in the loop that sends (a session belongs
     to one event loop). Timeouts as httpx's ``Timeout(timeout, connect=min(timeout, 10))``
     had them: ``timeout`` seconds to get a connection from the pool and between reads,
-    at most 10 to connect. TLS verifies against certifi's roots, as httpx did. No
-    redirects are followed (a vendor that redirects is answering, not accepting)."""
+    at most 10 to connect. TLS verifies against certifi's roots and proxies come from
+    the environment, as with httpx. No redirects are followed (a vendor that redirects is
+    answering, not accepting)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS):
@@ -89,7 +90,8 @@ class HttpTransport:
                 headers={"User-Agent": "millpond"},
                 # a request's body goes as built: no guessed Content-Type added to it
                 skip_auto_headers=("Content-Type",),
-                auto_decompress=True)
+                # HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honoured them
+                trust_env=True, auto_decompress=True)
             self._loop = loop
         return session
 
