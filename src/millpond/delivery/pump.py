@@ -130,6 +130,7 @@ class Pump:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
         pack, dead_log = self._pack, self._dead_log
+        ordered = self._lanes > 1
         while True:
             if dead_log is not None:
                 dead_log.flush()  # what earlier checkpoints held back, once it is due
@@ -153,9 +154,11 @@ class Pump:
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None)
                 if items:
-                    user = event.get("userId") or event.get("anonymousId") or ""
-                    if type(user) is not str:
-                        user = str(user)
+                    user = ""
+                    if ordered:  # one batch at a time keeps every order: no user needed
+                        user = event.get("userId") or event.get("anonymousId") or ""
+                        if type(user) is not str:
+                            user = str(user)
                     for key, work in items:
                         work.seq = pos  # the ledger's key; dead letters read the event's seq
                         work.user = user
@@ -171,9 +174,10 @@ class Pump:
 
     async def _send(self) -> None:
         queue = self._queue
+        ordered = self._lanes > 1
         async with OrderedLanes(self._lanes) as lanes:
             while (batch := await queue.get()) is not None:
-                await lanes.submit({w.user for w in batch.items},
+                await lanes.submit({w.user for w in batch.items} if ordered else (),
                                    functools.partial(self._deliver, batch))
 
     async def _deliver(self, batch: Batch) -> None:
