@@ -102,3 +102,50 @@ def test_replays_imports_dead_letters_and_states_are_scraped(server, vendor):
         assert value(m, "millpond_replays_active", state="paused") == 1
         assert value(m, "millpond_replays_active", state="running") == 0
         hook.outage(False)
+
+
+def counters(client: httpx.Client) -> dict[tuple[str, tuple], float]:
+    """Every sample of every counter family in ``/metrics``."""
+    r = client.get("/metrics")
+    assert r.status_code == 200, r.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text) if family.type == "counter"
+            for s in family.samples}
+
+
+def test_counters_never_decrease_across_a_redrive(server, vendor):
+    """Prometheus counters are flows: a redrive moves events out of the dead letters
+    (stats count each event once, in its final outcome) without any counter going
+    down; what still waits is the ``millpond_dead_letters`` gauge."""
+    hook = vendor("webhook")
+    web = server.create_source("web")
+    with server.admin as admin:
+        create_destination(admin, name="hook", type="webhook",
+                           settings=hook.destination_settings())
+        hook.fail_next(2, 400, body="bad payload")
+        send_batch(server.url, web["write_key"], [track("u1", i) for i in range(4)])
+        hook.wait_for(2)
+        wait_until(lambda: admin.get("/api/destinations/hook/stats").json()["stats"]
+                   ["dead_lettered"] == 2, what="two dead letters")
+        before = counters(admin)
+        dead = ("millpond_delivery_events_total",
+                (("action", "Send event"), ("destination", "hook"),
+                 ("outcome", "dead_lettered"), ("reason", "HTTP 400")))
+        assert before[dead] == 2
+        assert admin.post("/api/destinations/hook/dead-letters/redrive",
+                          json={}).status_code == 202
+        wait_until(lambda: admin.get("/api/destinations/hook/stats").json()["stats"]
+                   ["dead_letters_waiting"] == 0, what="the redrive")
+        hook.wait_for(4)
+        stats = admin.get("/api/destinations/hook/stats").json()["stats"]
+        after = counters(admin)
+        gauges = scrape(admin)
+    assert (stats["sent"], stats["dead_lettered"]) == (4, 0)
+    lowered = {k: (v, after.get(k)) for k, v in before.items() if after.get(k, -1) < v}
+    assert not lowered, f"counters went down: {lowered}"
+    assert after[dead] == 2
+    assert value(after, "millpond_delivery_redriven_total", destination="hook",
+                 action="Send event", reason="HTTP 400") == 2
+    assert value(after, "millpond_delivery_events_total", destination="hook",
+                 action="Send event", outcome="sent", reason="") == 4
+    assert value(gauges, "millpond_dead_letters", destination="hook", state="dead") == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from millpond.delivery.transport import HttpxTransport
+from millpond.delivery.transport import HttpTransport
 from millpond.regulations.blocklist import Blocklist
 from millpond.regulations.forward import Forwarder
 from millpond.regulations.job import Retries
@@ -39,7 +39,7 @@ def test_each_destination_has_its_own_status_and_retries(vendor):
     cio.fail_next(2, 503)  # twice unavailable, then it answers
 
     async def run() -> tuple:
-        transport = HttpxTransport(timeout=5)
+        transport = HttpTransport(timeout=5)
         service = RegulationService(storage, Blocklist(), Forwarder(transport),
                                     retries=Retries(attempts=4, base_seconds=0.01,
                                                     follower_wait_seconds=0.1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from millpond import heap
 from millpond.app.services import Services
 
 
@@ -22,7 +23,10 @@ class Lifecycle:
 
     async def start(self) -> None:
         """Start delivery (live runs, resumed replays) and the profile follower; needs
-        the running event loop, so it is called from the lifespan's startup."""
+        the running event loop, so it is called from the lifespan's startup. Everything
+        the server loaded so far stays for good: take it out of garbage collection first
+        (:mod:`millpond.heap`)."""
+        heap.settle()
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))

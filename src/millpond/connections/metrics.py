@@ -3,7 +3,9 @@
 Why a custom collector instead of prometheus ``Counter`` objects incremented per
 outcome: the pumps already keep exact, persisted totals per destination (they survive a
 restart), so exporting those is both cheaper on the hot path and truer than a second
-set of in-memory counters that would reset to zero with the process.
+set of in-memory counters that would reset to zero with the process. Those totals are
+flows (events that entered each outcome, ever), so the counters never decrease, also
+across a redrive; how many dead letters wait now is the gauge ``millpond_dead_letters``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class DeliveryCollector:
         retries = CounterMetricFamily(
             "millpond_delivery_retries", "Items sent again after a transient failure",
             labels=["destination", "action"])
+        redriven = CounterMetricFamily(
+            "millpond_delivery_redriven",
+            "Dead letters a redrive took back (their events' new outcomes count in "
+            "millpond_delivery_events); dead_lettered minus this is what still waits",
+            labels=["destination", "action", "reason"])
         lag = GaugeMetricFamily("millpond_delivery_lag_seconds",
                                 "Age of the oldest event not yet delivered (0: caught up)",
                                 labels=["destination"])
@@ -72,10 +79,13 @@ class DeliveryCollector:
                 for (action, outcome, reason), n in sorted(totals.items()):
                     if outcome == Outcome.RETRIED:
                         retries.add_metric([dest.name, action], n)
+                    elif outcome == Outcome.REDRIVEN:
+                        redriven.add_metric([dest.name, action, reason], n)
                     else:
                         events.add_metric([dest.name, action, outcome, reason], n)
         yield events
         yield retries
+        yield redriven
         yield lag
         yield behind
         yield failing

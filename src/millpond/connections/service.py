@@ -30,7 +30,7 @@ from millpond.connections.runner import (
 from millpond.connections.stats import summarize
 from millpond.delivery.retry import RetryPolicy
 from millpond.delivery.screen import Screen
-from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpxTransport, Transport
+from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpTransport, Transport
 from millpond.errors import BadRequest, Conflict
 from millpond.storage.contracts import DestinationStore, EventLog, LoadStatsStore, RunStore
 from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
@@ -67,7 +67,7 @@ class PumpManager:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = HttpxTransport(self.timeout)
+            self._transport = HttpTransport(self.timeout)
         return self._transport
 
     # lifecycle ---------------------------------------------------------------------------

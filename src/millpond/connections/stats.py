@@ -3,6 +3,10 @@
 Counters are stored flat as ``(action, outcome, reason) -> n`` (a delivery run's
 ``counts``); this module is the one place that shapes them into the
 ``stats`` of ``GET /api/destinations/{id}`` and ``millpond destinations stats``.
+
+Stats count each event once, in its final outcome: a dead letter a redrive took back
+(``redriven``, counted apart so that stored counters only grow) is no longer
+``dead_lettered``; its event's new outcome is counted by the redrive.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ def summarize(totals: Counter) -> dict:
     per action, ``dead_lettered_by`` splits dead letters by category (``HTTP 400``...)."""
     out = _blank()
     actions: dict[str, dict] = {}
-    for (action, outcome, reason), n in sorted(totals.items()):
+    final = Counter(totals)
+    for (action, outcome, reason), n in totals.items():
+        if outcome == Outcome.REDRIVEN:
+            del final[action, outcome, reason]
+            final[action, Outcome.DEAD_LETTERED.value, reason] -= n
+    for (action, outcome, reason), n in sorted(final.items()):
         if not n:
             continue
         per = actions.setdefault(action, {**_blank(), "dead_lettered_by": {}}) \

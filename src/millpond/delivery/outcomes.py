@@ -21,6 +21,10 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     DEAD_LETTERED = "dead_lettered"
     RETRIED = "retried"
+    #: Not an item's end: a dead letter a redrive took back (its event now ends anew,
+    #: counted in the redrive's own outcomes). Counted apart so that every counter only
+    #: grows (``/metrics`` exports flows); stats subtract it from ``dead_lettered``.
+    REDRIVEN = "redriven"
 
 
 #: The members as module constants, for hot loops (a global read, not an enum lookup).

@@ -133,6 +133,7 @@ class Pump:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
         pack, dead_log, screen = self._pack, self._dead_log, self.deliverer.screen
+        ordered = self._lanes > 1
         while True:
             if dead_log is not None:
                 dead_log.flush()  # what earlier checkpoints held back, once it is due
@@ -154,15 +155,18 @@ class Pump:
                 event["seq"] = seq
                 if screen is not None and screen.active and (reason := screen.blocked(
                         event.get("userId"), event.get("anonymousId"), seq)):
-                    ledger.open(pos, 0, event.get("receivedAt"), [("", SKIPPED, reason)])
+                    ledger.open(pos, 0, event.get("receivedAt"), [("", SKIPPED, reason)],
+                                None, seq)
                     continue
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
                             dead or None, seq)
                 if items:
-                    user = event.get("userId") or event.get("anonymousId") or ""
-                    if type(user) is not str:
-                        user = str(user)
+                    user = ""
+                    if ordered:  # one batch at a time keeps every order: no user needed
+                        user = event.get("userId") or event.get("anonymousId") or ""
+                        if type(user) is not str:
+                            user = str(user)
                     for key, work in items:
                         work.seq = pos  # the ledger's key; dead letters read the event's seq
                         work.user = user
@@ -178,9 +182,10 @@ class Pump:
 
     async def _send(self) -> None:
         queue = self._queue
+        ordered = self._lanes > 1
         async with OrderedLanes(self._lanes) as lanes:
             while (batch := await queue.get()) is not None:
-                await lanes.submit({w.user for w in batch.items},
+                await lanes.submit({w.user for w in batch.items} if ordered else (),
                                    functools.partial(self._deliver, batch))
 
     async def _deliver(self, batch: Batch) -> None:
@@ -202,7 +207,9 @@ class Pump:
         regulation accepted meanwhile); whether any item is left to send."""
         kept: list[Work] = []
         for work in batch.items:
-            reason = screen.blocked(work.user, None, work.event.get("seq", 0))
+            event = work.event
+            reason = screen.blocked(event.get("userId"), event.get("anonymousId"),
+                                    event.get("seq", 0))
             if reason:
                 self.ledger.done(work.seq, (work.action, SKIPPED, reason))
             else:

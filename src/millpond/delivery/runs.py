@@ -112,9 +112,11 @@ class Checkpoint:
     The slice turns the ledger key into the run's cursor (live: the seq; replay: the
     (ts, seq) of a window position; redrive: none). ``redriven`` maps a key to the dead
     letters its event settles (a redrive marks them as their events finish). Why a
-    settled dead letter is also *uncounted* (``dead_lettered`` -1 in this run, for the
-    letters of ``recount`` runs, whose counters the destination's totals add up): the
-    event's final outcome is what the redrive counts now, so each event is counted once.
+    settled dead letter is also counted ``redriven`` in this run (for the letters of
+    ``recount`` runs, whose counters the destination's totals add up): the event's final
+    outcome is what the redrive counts now, so stats subtract ``redriven`` from
+    ``dead_lettered`` and count each event once, while every stored counter only grows
+    (``/metrics`` exports them as Prometheus counters, which must never decrease).
     ``scanned``: count keys as events read past (a replay's progress). ``durable=False``
     for progress cheaper to redo than to fsync (a replay's; see the store's contract).
     """
@@ -142,19 +144,15 @@ class Checkpoint:
         cursor = self.slice.cursor_at(key) if moved else None
         settled = [d for k in finished for d in self._redriven.get(k, ())] \
             if self._redriven is not None else []
-        uncount: Counter[CountKey] = Counter((d.action, Outcome.DEAD_LETTERED, category(d))
-                                   for d in settled if d.run_id in self._recount)
+        redriven: Counter[CountKey] = Counter((d.action, Outcome.REDRIVEN, category(d))
+                                              for d in settled if d.run_id in self._recount)
         ids = [d.id for d in settled]
-        if uncount:
-            both: Counter[CountKey] = Counter(counts)
-            both.subtract(uncount)
-        else:
-            both = counts
+        both = counts + redriven if redriven else counts
         self.runs.checkpoint(run.id, cursor=cursor, counts=both,
                              dead=stamp(dead, run.destination_id, run.id),
                              scanned=key - self._saved if moved and self._scanned else 0,
                              redriven=ids, durable=self._durable, outcomes=outcomes)
         self._saved = max(self._saved, key)
         self.finished.update(finished)
-        if uncount:  # saved: now what the pump reports as saved says so too
-            counts.subtract(uncount)
+        if redriven:  # saved: now what the pump reports as saved says so too
+            counts.update(redriven)

@@ -1,18 +1,34 @@
 """Putting built requests on the wire: the one place that does outbound HTTP.
 
-Why a tiny protocol instead of using httpx everywhere: the pump only needs "send this
-request, give me status, headers and body", and keeping it that narrow lets the bench
-measure the pump without a network (:class:`CountingTransport`) and lets tests inject
-failures, while production shares one pooled ``httpx.AsyncClient`` across destinations.
+Why a tiny protocol instead of using an HTTP client everywhere: the pump only needs
+"send this request, give me status, headers and body", and keeping it that narrow lets
+the bench measure the pump without a network (:class:`CountingTransport`) and lets tests
+inject failures, while production shares one pooled client across destinations.
+
+Why aiohttp for that client (and httpx only in the CLI and the backfill sink): with
+several requests in flight per destination (a webhook of batch 1 sends one request per
+event) the client's CPU per request is the delivery rate's limit. httpx/httpcore parse
+HTTP/1.1 in pure Python and scan their pool on every request: about 0.6-1 ms of CPU per
+request, so under 1,000 requests/s per core. aiohttp parses with llhttp in C and keeps
+idle connections per host in a stack: several times less per request
+(``bench/deliver.py --http`` measures both the engine alone and this path).
+
+Failures are raised as httpx's exception types (``ConnectError``, ``ReadTimeout``,
+``UnsupportedProtocol``...): that is the vocabulary
+:meth:`~millpond.destinations.base.DestinationType.transport_error` classifies by name
+and the reason users read in stats ("ConnectError: ..."), whichever client sent.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
+import certifi
 import httpx
 
 from millpond.destinations.base import OutboundRequest
@@ -20,11 +36,11 @@ from millpond.destinations.base import OutboundRequest
 #: Seconds; the server passes its ``delivery.timeout`` setting (tests of slow
 #: destinations set it low so they need not wait real-world timeouts).
 DEFAULT_TIMEOUT = 30.0
-#: Connections held at most, and kept open when idle, over all shards.
+#: Connections held at most over all destinations (each holds at most its
+#: ``max_in_flight``: its deliverer's slots bound its requests on the wire).
 MAX_CONNECTIONS = 1024
-KEEPALIVE = 256
-#: Pools the connections are split over (see :class:`HttpxTransport`).
-SHARDS = 8
+#: Seconds an idle keep-alive connection is kept for the next request.
+KEEPALIVE_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,40 +58,88 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class HttpxTransport:
-    """Pooled clients shared by every destination; a slow vendor holds only its own
-    connections (at most its ``max_in_flight``).
+class HttpTransport:
+    """One pooled aiohttp session shared by every destination (see the module docstring).
 
-    Why several clients (``shards``), used in turn: httpcore's pool looks at every one of
-    its connections for every request it places (and polls each idle one), so its cost
-    per request grows with the connections it holds. With 128 requests in flight to one
-    50 ms receiver, one pool placed about 100 requests/s on a busy machine; eight pools
-    of a sixteenth of the connections each placed 700-800.
-    """
+    The session is made on the first request, in the loop that sends (a session belongs
+    to one event loop). Timeouts as httpx's ``Timeout(timeout, connect=min(timeout, 10))``
+    had them: ``timeout`` seconds to get a connection from the pool and between reads,
+    at most 10 to connect. TLS verifies against certifi's roots and proxies come from
+    the environment, as with httpx. No redirects are followed (a vendor that redirects is
+    answering, not accepting)."""
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, shards: int = SHARDS):
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS):
         self.timeout = timeout
-        shards = max(1, shards)
-        self._clients = [httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS // shards,
-                                max_keepalive_connections=KEEPALIVE // shards),
-            follow_redirects=False, headers={"User-Agent": "millpond"})
-            for _ in range(shards)]
-        self._turn = itertools.cycle(self._clients)
+        self._max = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(
+                limit=self._max, keepalive_timeout=KEEPALIVE_SECONDS,
+                ssl=ssl.create_default_context(cafile=certifi.where()))
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout,
+                                              sock_connect=min(self.timeout, 10.0),
+                                              sock_read=self.timeout),
+                headers={"User-Agent": "millpond"},
+                # a request's body goes as built: no guessed Content-Type added to it
+                skip_auto_headers=("Content-Type",),
+                # HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honoured them
+                trust_env=True, auto_decompress=True)
+            self._loop = loop
+        return session
 
     async def send(self, request: OutboundRequest) -> Response:
-        response = await next(self._turn).request(request.method, request.url,
-                                                  headers=request.headers,
-                                                  content=request.body)
-        return Response(response.status_code, response.headers, response.content)
+        session = self._open()
+        try:
+            async with session.request(request.method, request.url,
+                                       headers=request.headers, data=request.body,
+                                       allow_redirects=False) as response:
+                body = await response.read()
+                return Response(response.status, response.headers, body)
+        except aiohttp.ClientError as exc:
+            raise _as_httpx(exc) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out") from exc
+        except ValueError as exc:  # a header aiohttp refuses to put on the wire
+            raise httpx.LocalProtocolError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+def _as_httpx(exc: aiohttp.ClientError) -> Exception:
+    """The httpx exception that names the same failure (see the module docstring)."""
+    text = str(exc) or type(exc).__name__
+    match exc:
+        case aiohttp.NonHttpUrlClientError():
+            return httpx.UnsupportedProtocol(text)
+        case aiohttp.InvalidUrlClientError():
+            return httpx.InvalidURL(text)
+        case aiohttp.ConnectionTimeoutError():
+            return httpx.ConnectTimeout(text)
+        case aiohttp.ServerTimeoutError():
+            return httpx.ReadTimeout(text)
+        case aiohttp.ClientConnectorError():
+            return httpx.ConnectError(text)
+        case aiohttp.ServerDisconnectedError() | aiohttp.ClientPayloadError():
+            return httpx.RemoteProtocolError(text)
+        case aiohttp.ClientOSError():
+            return httpx.ReadError(text)
+        case _:
+            return httpx.TransportError(text)
 
 
 class CountingTransport:
+
     """An in-process sink that answers 200 and counts: measures the pump, not a network."""
 
     def __init__(self) -> None:
