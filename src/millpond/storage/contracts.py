@@ -39,6 +39,8 @@ from millpond.storage.models import (
     DeadLetterState,
     Destination,
     EventQuery,
+    Expired,
+    Expiry,
     ImportJob,
     Member,
     MembershipChange,
@@ -128,6 +130,26 @@ class EventLog(Protocol):
 
     def last_seq(self) -> int:
         """The highest committed ``seq`` (0 for an empty log). Cheap: no I/O."""
+        ...
+
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        """Retention: remove up to ``limit`` events of ``source_id`` whose arrival
+        (``received_ms``) is before ``before_ms``, and nothing else, in one transaction;
+        ``done`` once none is left (call again until then).
+
+        Durable on return; idempotent. The removed events' ``messageId`` values stay
+        deduped forever (a later copy is a duplicate listed in
+        :attr:`AppendResult.expired`), and the store remembers how many it removed per source and hour of event time, and
+        the latest ``before_ms`` per source, for :meth:`expired`."""
+        ...
+
+    async def expired(self, window: Window) -> list[Expired]:
+        """Per source of ``window`` (every source when its ``source_ids`` is None) that
+        retention removed events of: how many of those had an event time in an hour the
+        window touches (whole hours: exact for windows on hour bounds, an upper bound
+        otherwise), and the arrival time before which the source keeps nothing. Sources
+        with nothing removed are left out. A replay or preview says with it what it
+        cannot find."""
         ...
 
     def release_waiters(self) -> None:
@@ -553,7 +575,8 @@ class Storage(Protocol):
 
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
-    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "ImportJob",
+    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "Expired",
+    "Expiry", "ImportJob",
     "ImportJobStore", "NewEvent", "PartScanner", "PeoplePage", "ProfileStore", "Rejection",
     "RejectionStore", "Run", "RunKind", "RunState", "RunStore", "Member", "MembersPage",
     "MembershipChange", "Segment", "SegmentStore", "Source", "SourceStore",

@@ -40,8 +40,8 @@ from typing import Any, cast
 from millpond.errors import Overloaded
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import AppendResult, NewEvent, StoredEvent
-from millpond.storage.sqlite import dedupe
+from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
+from millpond.storage.sqlite import dedupe, retention
 from millpond.storage.sqlite.connection import connect, immediate
 
 log = logging.getLogger("millpond.log")
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-""" + dedupe.SCHEMA
+""" + dedupe.SCHEMA + retention.SCHEMA
 
 _INSERT_EVENT = (
     "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
@@ -122,6 +122,8 @@ class SQLiteEventLog:
         self._released = False
         self._spare: list[sqlite3.Connection] = []
         self._spare_lock = threading.Lock()
+        self._expiry_conn: sqlite3.Connection | None = None
+        self._expiry_lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         #: The current overload episode: submissions refused so far, and since when.
@@ -365,7 +367,30 @@ class SQLiteEventLog:
                     return StoredEvent(seq, found[2], found[3])
         return None
 
+    # -- retention -------------------------------------------------------------------
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        return await asyncio.to_thread(self.expire_sync, source_id, before_ms, limit)
+
+    def expire_sync(self, source_id: str, before_ms: int, limit: int = 10_000) -> Expiry:
+        """:meth:`expire`, blocking: on a write connection of its own (the writer
+        thread's is busy with appends; SQLite lets them take turns)."""
+        with self._expiry_lock:
+            if self._expiry_conn is None:
+                self._expiry_conn = self._connect()
+            return retention.expire(self._expiry_conn, source_id, before_ms, limit)
+
+    async def expired(self, window: Window) -> list[Expired]:
+        return await asyncio.to_thread(self._expired, window)
+
+    def _expired(self, window: Window) -> list[Expired]:
+        with self.reading() as conn:
+            return retention.expired(conn, window)
+
     def close(self) -> None:
+        with self._expiry_lock:
+            if self._expiry_conn is not None:
+                self._expiry_conn.close()
+                self._expiry_conn = None
         with self._cv:
             if self._closed:
                 return
