@@ -23,6 +23,7 @@ from millpond.connections.service import PumpManager
 from millpond.delivery.retry import RetryPolicy
 from millpond.profiles.follower import ProfileFollower
 from millpond.replays.service import ReplayManager
+from millpond.retention.expiry import RetentionJob
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
@@ -51,6 +52,8 @@ class Services:
     replays: ReplayManager
     segment_engine: SegmentEngine
     segments: SegmentService
+    #: Deletes each source's expired events (``millpond.retention``).
+    retention: RetentionJob
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -79,6 +82,8 @@ def build_services(config: ServerConfig) -> Services:
             pass
 
     engine = SegmentEngine(storage, profiles_upto=profiles_upto)
+    retention = RetentionJob(storage.log, sources)
+    sources.on_retention_change = retention.nudge
     services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
@@ -87,6 +92,7 @@ def build_services(config: ServerConfig) -> Services:
         profile_follower=follower,
         imports=ImportJobs(storage.imports, storage.log, data_dir), pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
-        segment_engine=engine, segments=SegmentService(storage, engine))
+        segment_engine=engine, segments=SegmentService(storage, engine),
+        retention=retention)
     server_metrics.install(services)
     return services

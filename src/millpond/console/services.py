@@ -182,9 +182,9 @@ class ConsoleServices:
         return {s.id: s.name for s in self.mp.sources.list()}
 
     def create_source(self, name: str, kind: str, replayable: bool | None,
-                      allowed_origins: list[str] | None) -> dict:
+                      allowed_origins: list[str] | None, retention: str = "forever") -> dict:
         return source_dict(self.mp.sources.create(name, kind, replayable, allowed_origins,
-                                                  True))
+                                                  True, retention))
 
     def update_source(self, ref: str, **changes: Any) -> dict:
         return source_dict(self.mp.sources.update(ref, **changes))
