@@ -97,7 +97,5 @@ class RetentionJob:
             except Exception:  # noqa: BLE001 - try again next time; nothing half-done
                 log.exception("retention failed; retrying at the next interval")
             self._due.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._due.wait(), self.interval)
-            except TimeoutError:
-                pass

@@ -139,8 +139,9 @@ class EventLog(Protocol):
 
         Durable on return; idempotent. The removed events' ``messageId`` values stay
         deduped forever (a later copy is a duplicate listed in
-        :attr:`AppendResult.expired`), and the store remembers how many it removed per source and hour of event time, and
-        the latest ``before_ms`` per source, for :meth:`expired`."""
+        :attr:`AppendResult.expired`), and the store remembers how many it removed per
+        source and hour of event time, and the latest ``before_ms`` per source, for
+        :meth:`expired`."""
         ...
 
     async def expired(self, window: Window) -> list[Expired]:

@@ -91,8 +91,8 @@ class SQLiteSourceStore:
                                    (source.id,)).fetchone():
             raise Conflict(f"a source with id {source.id!r} already exists", field="id")
         try:
-            self._db.conn().execute(f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                    _values(source))
+            self._db.conn().execute(
+                f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _values(source))
         except sqlite3.IntegrityError as exc:
             raise _conflict(exc, source) from None
         return source
