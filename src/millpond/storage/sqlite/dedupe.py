@@ -20,7 +20,7 @@ fill ``NewEvent.dedupe_key`` with it, so the writer does not compute it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import blake2b
 
 from millpond.storage.models import AppendResult, NewEvent
@@ -48,8 +48,12 @@ def dedupe_hash(source_id: str, message_id: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
+#: (source_id, message_id) of an archived seq, or None (the archive tier's ``key_of``).
+ArchivedKey = Callable[[int], tuple[str, str] | None]
+
+
 def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
-               last_seq: int) -> Plan:
+               last_seq: int, archived: ArchivedKey | None = None) -> Plan:
     """Inside the writer's open transaction: claim the dedupe keys of ``groups`` (one list
     of events per submission) and assign seqs after ``last_seq`` to the new events.
 
@@ -75,7 +79,7 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
         known.update(conn.execute(
             f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
     rows, dedupe_rows, overflow, results, seq = _plan_with_hits(conn, groups, hashes, known,
-                                                                last_seq)
+                                                                last_seq, archived)
     conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
     if overflow:
         conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
@@ -102,8 +106,8 @@ def _plan_new(groups: Sequence[Sequence[NewEvent]], last_seq: int) -> Plan:
 
 
 def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
-                    hashes: list[list[int]], known: dict[int, int], last_seq: int
-                    ) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
+                    hashes: list[list[int]], known: dict[int, int], last_seq: int,
+                    archived: ArchivedKey | None = None) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
                                list[AppendResult], int]:
     """Some hashes were seen before (or twice in this group): confirm each hit."""
     seq = last_seq
@@ -117,7 +121,8 @@ def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent
         gone: list[int] = []
         for i, (ev, h) in enumerate(zip(events, group_hashes, strict=True)):
             found = (h in known or h in in_group) and _is_duplicate(conn, ev, h, known,
-                                                                     in_group, overflow)
+                                                                     in_group, overflow,
+                                                                     archived)
             if found:
                 seqs.append(None)
                 if found == EXPIRED:
@@ -141,8 +146,8 @@ EXPIRED = "expired"
 
 
 def _is_duplicate(conn: sqlite3.Connection, ev: NewEvent, h: int, known: dict[int, int],
-                  in_group: dict[int, NewEvent], overflow: list[tuple[str, str]]
-                  ) -> str | None:
+                  in_group: dict[int, NewEvent], overflow: list[tuple[str, str]],
+                  archived: ArchivedKey | None = None) -> str | None:
     """Confirm a hash hit against the real (source, messageId) before dropping anything:
     :data:`STORED`, :data:`EXPIRED` (a duplicate whose first copy retention removed), or
     None (a collision: not a duplicate)."""
@@ -157,6 +162,8 @@ def _is_duplicate(conn: sqlite3.Connection, ev: NewEvent, h: int, known: dict[in
                            (known[h],)).fetchone()
         if row is not None and tuple(row) == key:
             return STORED
+        if row is None and archived is not None and archived(known[h]) == key:
+            return STORED  # the first copy is in the archive tier
         if row is None and retention.is_expired(conn, *key):
             return EXPIRED
     if conn.execute("SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?",

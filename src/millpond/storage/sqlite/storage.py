@@ -9,6 +9,7 @@ from pathlib import Path
 from millpond import metrics
 from millpond.storage.health import StorageHealth
 from millpond.storage.sqlite.activity import PersonIndex
+from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import StateDB
 from millpond.storage.sqlite.destinations import SQLiteDestinationStore
 from millpond.storage.sqlite.imports import SQLiteImportJobStore
@@ -34,7 +35,8 @@ class SQLiteStorage:
 
     def __init__(self, data_dir: str | Path, synchronous: str = "FULL", *,
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = metrics.record_commit):
+                 on_commit: Callable[[int, float], None] | None = metrics.record_commit,
+                 archive_dir: Path | None = None, archive_range: int = 0):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         #: Whether writes succeed now (a full disk: one episode, logged once; stats).
@@ -47,10 +49,17 @@ class SQLiteStorage:
         self.rejections = SQLiteRejectionStore(self._state)
         self._on_commit = on_commit
         self._people: PersonIndex | None = None
+        self.archive: SQLiteArchive | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
                                   on_commit=self._committed, health=self.health)
+        #: The archive tier: sealed ranges of the log as Parquet (None: off).
+        self.archive = self.log.open_archive(archive_dir or self.data_dir / "archive",
+                                             archive_range) if archive_range > 0 else None
         self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
+        if self.archive is not None:
+            self.archive.before_seal.append(self._people.catch_up)
+            self.archive.start()
         self.index = SQLiteEventIndex(self.log, self._people)
         self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"],
                                            health=self.health)
@@ -64,6 +73,8 @@ class SQLiteStorage:
             self._on_commit(events, seconds)
         if self._people is not None:
             self._people.nudge()
+        if self.archive is not None:
+            self.archive.nudge()
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
@@ -75,6 +86,8 @@ class SQLiteStorage:
                 with contextlib.suppress(OSError):
                     size += (self.data_dir / f"{file}{suffix}").stat().st_size
             out[file] = size
+        if self.archive is not None:
+            out["archive"] = sum(f.bytes for f in self.archive.files())
         return out
 
     def close(self) -> None:
