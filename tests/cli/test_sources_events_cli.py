@@ -201,3 +201,13 @@ def test_events_rejected(shared_server):
     table = ok(shared_server, "events", "rejected", "--source", "cli-rejected")
     assert "missing_field" in table and "unknown_type" in table
     fails(millpond(shared_server, "events", "rejected", "--source", "nope"), "no source")
+
+
+def test_storage_status_shows_each_tier(shared_server):
+    key = write_key_from(ok(shared_server, "sources", "add", "cli-tiers"))
+    assert send(shared_server, key, messageId="tiers-1").status_code == 200
+    data = json.loads(ok(shared_server, "storage", "status", "--json"))
+    hot, archive = data["tiers"]
+    assert (hot["name"], archive["name"]) == ("hot", "archive")
+    assert hot["events"] >= 1 and hot["bytes"] > 0 and hot["from"] is not None
+    assert "bytes_per_event" in ok(shared_server, "storage", "status")

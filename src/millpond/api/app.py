@@ -23,6 +23,7 @@ from millpond.api import (
     schema,
     segments,
     sources,
+    storage,
 )
 from millpond.api.deps import require_admin
 from millpond.connections import metrics as delivery_metrics
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from millpond.app.services import Services
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
-           dead_letters.router, imports.router, replays.router, segments.router)
+           dead_letters.router, imports.router, replays.router, segments.router,
+           storage.router)
 
 
 def build_api(services: Services) -> FastAPI:

@@ -394,6 +394,20 @@ class ReplayOut(Struct):
     out_of_retention: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+class StorageTier(Struct):
+    name: str
+    bytes: int
+    events: int
+    #: Event-time span (None when the tier is empty).
+    from_: str | None = msgspec.field(name="from", default=None)
+    to: str | None = None
+    bytes_per_event: float | None = None
+
+
+class StorageStatus(Struct):
+    tiers: list[StorageTier]
+
+
 class ReplayList(Struct):
     replays: list[ReplayOut]
 

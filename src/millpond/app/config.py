@@ -162,6 +162,14 @@ BORROWED: dict[str, dict[str, Any]] = {
         "examples": ["/var/lib/millpond"], "flag": "--data", "metavar": "DIR",
         "description": "Directory of the embedded stores, the admin token and uploaded "
                        "imports (created if missing)."},
+    "storage.archive": {
+        "examples": ["/var/lib/millpond-archive"], "flag": "--archive", "metavar": "DIR",
+        "description": "Directory of the log's Parquet archive (sealed seq ranges); empty: "
+                       "the data dir's archive/."},
+    "storage.archive_range": {
+        "examples": [1000000], "flag": "--archive-range",
+        "description": "Events per archived range: once the log is past a range's end, "
+                       "it moves to a Parquet file; 0: no archive tier."},
     "storage.synchronous": {
         "examples": ["NORMAL"], "flag": "--sync",
         "description": "FULL: an acknowledged event survives a power loss; NORMAL: only a "

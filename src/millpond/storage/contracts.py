@@ -54,6 +54,7 @@ from millpond.storage.models import (
     Segment,
     Source,
     StoredEvent,
+    Tier,
     Window,
     WindowCursor,
     WindowPart,
@@ -567,6 +568,11 @@ class Storage(Protocol):
     def sizes(self) -> dict[str, int]:
         """Bytes used per store, keyed by the backend's own name for each (the embedded
         store: its files), for start-up logs, status pages and metrics."""
+        ...
+
+    def tiers(self) -> list[Tier]:
+        """The log's tiers (``hot``, then ``archive`` when the backend keeps one): bytes,
+        events and event-time span of each, for ``millpond storage status``."""
         ...
 
     def close(self) -> None:

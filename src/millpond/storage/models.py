@@ -105,6 +105,18 @@ class Expired(msgspec.Struct, frozen=True):
     before_ms: int
 
 
+class Tier(msgspec.Struct, frozen=True):
+    """One tier of the log (``hot``: the store appends go to; ``archive``: sealed ranges
+    as Parquet): bytes on disk, events, and the event-time span (Unix ms; None when
+    empty)."""
+
+    name: str
+    bytes: int
+    events: int
+    ts_min: int | None
+    ts_max: int | None
+
+
 class WindowCursor(msgspec.Struct, frozen=True, array_like=True):
     """A position in event-time order: a scan resumes strictly after (``ts``, ``seq``)."""
 

@@ -13,18 +13,25 @@ rows from the hot store); a file the manifest does not list is an interrupted at
 removed at open.
 """
 
+# pyright: basic
+# (pyarrow ships no type information: strict mode would flag every call into it)
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 from millpond.storage.models import StoredEvent
+
+#: pyarrow.compute's functions are made at import time: no checker can see them.
+pc: Any = pyarrow.compute
 
 SCHEMA = pa.schema([
     ("seq", pa.int64()), ("ts", pa.int64()), ("received", pa.int64()),
@@ -62,9 +69,10 @@ def write(directory: Path, name: str, rows: Sequence[Row], first_seq: int,
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
     temporary = directory / f".{name}.tmp"
-    pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP,
-                   write_statistics=["seq", "ts", "source_id"], use_dictionary=["source_id",
-                                                                                "type"])
+    # pyarrow takes column lists for both options; its stubs say bool
+    options: dict[str, Any] = {"write_statistics": ["seq", "ts", "source_id"],
+                               "use_dictionary": ["source_id", "type"]}
+    pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP, **options)
     _fsync(temporary)
     os.replace(temporary, final)
     _fsync(directory)
@@ -130,6 +138,11 @@ def count(path: Path, ts_from: int, ts_to: int, max_seq: int | None,
         table = file.read_row_group(group, columns=["seq", "ts", "source_id"])
         total += _filter(table, (ts_from, -1), ts_to, max_seq, source_ids).num_rows
     return total
+
+
+def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:
+    """The rows of ``table`` whose ``type`` is one of ``types``."""
+    return table.filter(pc.is_in(table["type"], pa.array(sorted(types), pa.string())))
 
 
 def by_seq(path: Path, after_seq: int, upto_seq: int,

@@ -107,7 +107,8 @@ def _plan_new(groups: Sequence[Sequence[NewEvent]], last_seq: int) -> Plan:
 
 def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
                     hashes: list[list[int]], known: dict[int, int], last_seq: int,
-                    archived: ArchivedKey | None = None) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
+                    archived: ArchivedKey | None = None
+                    ) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
                                list[AppendResult], int]:
     """Some hashes were seen before (or twice in this group): confirm each hit."""
     seq = last_seq

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from millpond import metrics
 from millpond.storage.health import StorageHealth
+from millpond.storage.models import Tier
 from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import StateDB
@@ -88,6 +89,17 @@ class SQLiteStorage:
             out[file] = size
         if self.archive is not None:
             out["archive"] = sum(f.bytes for f in self.archive.files())
+        return out
+
+    def tiers(self) -> list[Tier]:
+        with self.log.reading() as conn:
+            events, ts_min, ts_max = conn.execute(
+                "SELECT count(*), min(ts), max(ts) FROM events").fetchone()
+        out = [Tier("hot", self.sizes()["log.db"], events, ts_min, ts_max)]
+        if self.archive is not None:
+            span = self.archive.span()
+            out.append(Tier("archive", 0, 0, None, None) if span is None
+                       else Tier("archive", span[1], span[0], span[2], span[3]))
         return out
 
     def close(self) -> None:
