@@ -136,3 +136,30 @@ def test_sigkill_while_archiving_loses_and_duplicates_nothing(tmp_path):
             assert on_disk == listed  # an interrupted seal's file was removed
         finally:
             storage.close()
+
+
+def test_retention_reaches_into_the_archive(tmp_path):
+    day = 86_400_000
+    storage = open_archived(tmp_path)
+    try:
+        # src_a's first 12 events arrived on day 1, the rest on day 5; src_b all on day 1
+        events = [ev(f"m{i}", "src_a" if i % 2 else "src_b", ts=1000 - i,
+                     received=(day if i < 24 or i % 2 == 0 else 5 * day)) for i in range(40)]
+        storage.log.submit(events).result(10)
+        seal_all(storage)
+        before = asyncio.run(storage.log.read(0, 1000))
+        while not (step := asyncio.run(storage.log.expire("src_a", 2 * day))).done:
+            pass
+        after = asyncio.run(storage.log.read(0, 1000))
+        gone = {f"m{i}" for i in range(24) if i % 2}
+        assert [json.loads(e.body)["messageId"] for e in after] == [
+            json.loads(e.body)["messageId"] for e in before
+            if json.loads(e.body)["messageId"] not in gone]
+        assert asyncio.run(storage.index.count(Window(0, 2000))) == 28
+        assert storage.log.submit([ev("m1", "src_a")]).result(10).expired == [0]
+        assert sum(e.events for e in asyncio.run(storage.log.expired(Window(0, 2000)))) == 12
+        listed = {f.name for f in storage.archive.files()}
+        assert {p.name for p in (tmp_path / "data" / "archive").iterdir()} == listed
+        assert all(".r1." in name for name in sorted(listed)[:2])  # rewritten files
+    finally:
+        storage.close()

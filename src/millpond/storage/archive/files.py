@@ -19,7 +19,7 @@ removed at open.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +58,34 @@ class FileStats(msgspec.Struct, frozen=True):
     bytes: int
 
 
-def write(directory: Path, name: str, rows: Sequence[Row], first_seq: int,
+def write(directory: Path, name: str, chunks: Iterable[Sequence[Row]], first_seq: int,
           last_seq: int) -> FileStats:
-    """Write ``rows`` (the range ``first_seq..last_seq``, gaps allowed) as ``name`` under
-    ``directory``, durably (see the module docstring)."""
-    ordered = sorted(rows, key=lambda r: (r[1], r[0]))
-    columns = list(zip(*ordered, strict=True)) if ordered else [[] for _ in SCHEMA]
-    table = pa.table({f.name: pa.array(col, type=f.type)
-                      for f, col in zip(SCHEMA, columns, strict=True)}, schema=SCHEMA)
+    """Write the range ``first_seq..last_seq`` (gaps allowed) as ``name`` under
+    ``directory``, durably (see the module docstring). ``chunks`` are its rows in (ts,
+    seq) order, a row group's worth at a time: memory holds one chunk, not the range."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
     temporary = directory / f".{name}.tmp"
     # pyarrow takes column lists for both options; its stubs say bool
-    options: dict[str, Any] = {"write_statistics": ["seq", "ts", "source_id"],
+    options: dict[str, Any] = {"write_statistics": ["seq", "ts", "source_id", "received"],
                                "use_dictionary": ["source_id", "type"]}
-    pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP, **options)
+    events, ts_min, ts_max = 0, None, None
+    with pq.ParquetWriter(temporary, SCHEMA, compression="zstd", **options) as writer:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            columns = list(zip(*chunk, strict=True))
+            writer.write_table(pa.table([pa.array(col, type=f.type) for f, col in
+                                         zip(SCHEMA, columns, strict=True)], schema=SCHEMA),
+                               row_group_size=ROW_GROUP)
+            events += len(chunk)
+            ts_min = chunk[0][1] if ts_min is None else ts_min
+            ts_max = chunk[-1][1]
     _fsync(temporary)
     os.replace(temporary, final)
     _fsync(directory)
-    ts = [r[1] for r in ordered]
-    return FileStats(name, first_seq, last_seq, min(ts, default=0), max(ts, default=0),
-                     len(ordered), final.stat().st_size)
+    return FileStats(name, first_seq, last_seq, ts_min or 0, ts_max or 0, events,
+                     final.stat().st_size)
 
 
 def _fsync(path: Path) -> None:
@@ -138,6 +145,37 @@ def count(path: Path, ts_from: int, ts_to: int, max_seq: int | None,
         table = file.read_row_group(group, columns=["seq", "ts", "source_id"])
         total += _filter(table, (ts_from, -1), ts_to, max_seq, source_ids).num_rows
     return total
+
+
+def expired_rows(path: Path, source_id: str, before_ms: int) -> pa.Table:
+    """(message_id, ts) of the file's events of ``source_id`` that arrived before
+    ``before_ms``; row groups whose ``received`` statistics rule it out are not read."""
+    file = pq.ParquetFile(path)
+    parts = [file.read_row_group(g, columns=["source_id", "received", "message_id", "ts"])
+             for g, low, _high in _groups(file.metadata, "received") if low < before_ms]
+    if not parts:
+        return pa.table({"message_id": pa.array([], pa.string()),
+                         "ts": pa.array([], pa.int64())})
+    table = pa.concat_tables(parts)
+    return table.filter(pc.and_(pc.equal(table["source_id"], source_id),
+                                pc.less(table["received"], before_ms)))
+
+
+def rewrite(path: Path, directory: Path, name: str, stats: FileStats, source_id: str,
+            before_ms: int) -> FileStats:
+    """``path`` written again as ``name`` without the events of ``source_id`` that arrived
+    before ``before_ms``, in the same order, a row group at a time."""
+    file = pq.ParquetFile(path)
+
+    def chunks() -> Iterator[list[Row]]:
+        for g in range(file.metadata.num_row_groups):
+            table = file.read_row_group(g)
+            keep = pc.invert(pc.and_(pc.equal(table["source_id"], source_id),
+                                     pc.less(table["received"], before_ms)))
+            table = table.filter(keep)
+            yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
+
+    return write(directory, name, chunks(), stats.first_seq, stats.last_seq)
 
 
 def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:

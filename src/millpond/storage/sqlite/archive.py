@@ -29,12 +29,14 @@ import heapq
 import logging
 import sqlite3
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
-from millpond.storage.models import StoredEvent, Window, WindowCursor
+from millpond.storage.models import Expiry, StoredEvent, Window, WindowCursor
+from millpond.storage.sqlite import retention
 
 log = logging.getLogger("millpond.storage")
 
@@ -47,8 +49,16 @@ CREATE TABLE IF NOT EXISTS archive_files (
 """
 _COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, message_id,"
             " body")
-#: Rows read from the hot store per step while sealing a range.
-_READ_CHUNK = 50_000
+#: Rows fetched by seq per statement while sealing a range (under SQLite's 32,766
+#: parameters).
+_FETCH = 10_000
+
+
+def _rewritten_name(name: str) -> str:
+    """``log-A-B.parquet`` -> ``log-A-B.r1.parquet`` -> ``log-A-B.r2.parquet``."""
+    stem = name.removesuffix(".parquet")
+    base, _, generation = stem.partition(".r")
+    return f"{base}.r{int(generation or 0) + 1}.parquet"
 
 
 class SQLiteArchive:
@@ -151,16 +161,57 @@ class SQLiteArchive:
                  stats.bytes, extra={"phase": "archived", "file": name, "events": stats.events})
         return stats
 
-    def _rows(self, after: int, upto: int) -> list[files.Row]:
-        out: list[files.Row] = []
-        while True:
-            chunk = self._conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND"
-                                       " seq <= ? ORDER BY seq LIMIT ?",
-                                       (after, upto, _READ_CHUNK)).fetchall()
-            out.extend(chunk)
-            if len(chunk) < _READ_CHUNK:
-                return out
-            after = chunk[-1][0]
+    def _rows(self, after: int, upto: int) -> Iterator[list[files.Row]]:
+        """The range's rows in (ts, seq) order, a row group at a time: the order is
+        decided over (ts, seq) pairs alone (8 bytes of seq kept per event), then the rows
+        are fetched by seq, so a million-event range never sits in memory at once."""
+        order = array("q", (r[0] for r in self._conn.execute(
+            "SELECT seq FROM events WHERE seq > ? AND seq <= ? ORDER BY ts, seq",
+            (after, upto))))
+        for start in range(0, len(order), files.ROW_GROUP):
+            wanted = order[start:start + files.ROW_GROUP]
+            found: dict[int, files.Row] = {}
+            for i in range(0, len(wanted), _FETCH):
+                part = wanted[i:i + _FETCH]
+                found.update((r[0], r) for r in self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE seq IN"
+                    f" ({','.join('?' * len(part))})", part.tolist()))
+            yield [found[seq] for seq in wanted if seq in found]  # (a deletion's gaps)
+
+    def expire(self, source_id: str, before_ms: int) -> Expiry:
+        """Retention over the archive, one file per call (the caller holds the lock): the
+        first file holding events of ``source_id`` that arrived before ``before_ms`` is
+        written again without them. New file first, then one transaction (manifest,
+        ``dedupe_expired``, counts), then the old file goes: a SIGKILL leaves exactly one
+        of them listed, the other is removed at open."""
+        for f in self._files:
+            gone = files.expired_rows(self.path(f), source_id, before_ms)
+            if gone.num_rows == 0:
+                continue
+            keys = list(zip(gone["message_id"].to_pylist(), gone["ts"].to_pylist(),
+                            strict=True))
+            # a range emptied whole keeps an empty file: its place in seq order stays
+            # listed (archived_upto), and what it held is gone with the old file
+            kept = files.rewrite(self.path(f), self.directory, _rewritten_name(f.name), f,
+                                 source_id, before_ms)
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
+                conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
+                             (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
+                              kept.ts_max, kept.events, kept.bytes))
+                retention.note_expired(conn, source_id, before_ms, keys)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._files[self._files.index(f)] = kept
+            with contextlib.suppress(OSError):
+                self.path(f).unlink()
+            return Expiry(len(keys), False)
+        return Expiry(0, True)
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -243,7 +294,8 @@ class SQLiteArchive:
 
     def span(self) -> tuple[int, int, int, int] | None:
         """(events, bytes, ts_min, ts_max) of the whole archive, or None when empty."""
-        if not self._files:
+        held = [f for f in self._files if f.events]
+        if not held:
             return None
-        return (sum(f.events for f in self._files), sum(f.bytes for f in self._files),
-                min(f.ts_min for f in self._files), max(f.ts_max for f in self._files))
+        return (sum(f.events for f in held), sum(f.bytes for f in self._files),
+                min(f.ts_min for f in held), max(f.ts_max for f in held))

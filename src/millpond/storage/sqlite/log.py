@@ -399,7 +399,11 @@ class SQLiteEventLog:
         """:meth:`expire`, blocking: on a write connection of its own (the writer
         thread's is busy with appends; SQLite lets them take turns)."""
         with self._expiry_lock:
-            return retention.expire(self.maintenance(), source_id, before_ms, limit)
+            hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
+            if not hot.done or self.archive is None:
+                return hot
+            archived = self.archive.expire(source_id, before_ms)  # a file per call
+            return Expiry(hot.removed + archived.removed, archived.done)
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;
