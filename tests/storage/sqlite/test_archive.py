@@ -148,7 +148,7 @@ def test_retention_reaches_into_the_archive(tmp_path):
         storage.log.submit(events).result(10)
         seal_all(storage)
         before = asyncio.run(storage.log.read(0, 1000))
-        while not (step := asyncio.run(storage.log.expire("src_a", 2 * day))).done:
+        while not asyncio.run(storage.log.expire("src_a", 2 * day)).done:
             pass
         after = asyncio.run(storage.log.read(0, 1000))
         gone = {f"m{i}" for i in range(24) if i % 2}
