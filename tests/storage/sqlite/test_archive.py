@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from millpond.storage import StorageConfig, open_storage
-from millpond.storage.models import Window, WindowCursor
+from millpond.storage.models import EventQuery, Window, WindowCursor
 from tests.storage.helpers import ev
 
 
@@ -161,5 +161,36 @@ def test_retention_reaches_into_the_archive(tmp_path):
         listed = {f.name for f in storage.archive.files()}
         assert {p.name for p in (tmp_path / "data" / "archive").iterdir()} == listed
         assert all(".r1." in name for name in sorted(listed)[:2])  # rewritten files
+    finally:
+        storage.close()
+
+
+def test_the_events_query_reads_both_tiers(tmp_path):
+    storage = open_archived(tmp_path)
+    try:
+        events = [ev(f"m{i}", "src_a" if i % 2 else "src_b", ts=i * 10, kind=(
+            "identify" if i % 5 == 0 else "track"), userId=f"u{i % 3}", event="Clicked")
+            for i in range(35)]
+        storage.log.submit(events).result(10)
+        everything = asyncio.run(storage.log.read(0, 1000))
+        seal_all(storage)
+        assert len(storage.archive.files()) == 3
+
+        def body(e):
+            return json.loads(e.body)
+
+        for q, keep in (
+                (EventQuery(limit=1000), lambda e: True),
+                (EventQuery(descending=True, limit=12), lambda e: True),
+                (EventQuery(source_ids=["src_a"], types=["track"], limit=1000),
+                 lambda e: body(e)["source_id"] == "src_a" and body(e)["type"] == "track"),
+                (EventQuery(user_id="u1", ts_from=50, ts_to=300, limit=1000),
+                 lambda e: body(e)["userId"] == "u1" and 50 <= e.ts_ms < 300),
+                (EventQuery(after_seq=8, before_seq=33, descending=True, limit=7),
+                 lambda e: 8 < e.seq < 33)):
+            expected = [e for e in everything if keep(e)]
+            if q.descending:
+                expected.reverse()
+            assert asyncio.run(storage.index.query(q)) == expected[:q.limit], q
     finally:
         storage.close()

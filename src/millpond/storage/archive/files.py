@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from millpond.storage.models import StoredEvent
+from millpond.storage.models import EventQuery, StoredEvent
 
 #: pyarrow.compute's functions are made at import time: no checker can see them.
 pc: Any = pyarrow.compute
@@ -176,6 +176,41 @@ def rewrite(path: Path, directory: Path, name: str, stats: FileStats, source_id:
             yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
 
     return write(directory, name, chunks(), stats.first_seq, stats.last_seq)
+
+
+def query(path: Path, q: EventQuery) -> pa.Table:
+    """The file's (seq, ts, body) matching ``q``'s filters, in ``q``'s seq order, at most
+    ``q.limit``; row groups outside its seq and time bounds are not read."""
+    file = pq.ParquetFile(path)
+    low_seq = -1 if q.after_seq is None else q.after_seq
+    high_seq = (1 << 62) if q.before_seq is None else q.before_seq
+    low_ts = -(1 << 62) if q.ts_from is None else q.ts_from
+    high_ts = (1 << 62) if q.ts_to is None else q.ts_to
+    seqs = {g: (lo, hi) for g, lo, hi in _groups(file.metadata, "seq")}
+    parts = [file.read_row_group(g) for g, lo, hi in _groups(file.metadata, "ts")
+             if hi >= low_ts and lo < high_ts
+             and seqs[g][1] > low_seq and seqs[g][0] < high_seq]
+    if not parts:
+        return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
+    table = pa.concat_tables(parts)
+    checks = [pc.greater(table["seq"], low_seq), pc.less(table["seq"], high_seq),
+              pc.greater_equal(table["ts"], low_ts), pc.less(table["ts"], high_ts)]
+    for column, values in (("source_id", q.source_ids), ("type", q.types)):
+        if values:
+            checks.append(pc.is_in(table[column], pa.array(values, pa.string())))
+    for column, value in (("event", q.event_name), ("user_id", q.user_id)):
+        if value is not None:
+            checks.append(pc.equal(table[column], value))
+    if q.received_from is not None:
+        checks.append(pc.greater_equal(table["received"], q.received_from))
+    if q.received_to is not None:
+        checks.append(pc.less(table["received"], q.received_to))
+    mask = checks[0]
+    for check in checks[1:]:
+        mask = pc.and_(mask, check)
+    table = table.filter(mask).sort_by([("seq", "descending" if q.descending
+                                         else "ascending")])
+    return table.slice(0, q.limit).select(["seq", "ts", "body"])
 
 
 def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:

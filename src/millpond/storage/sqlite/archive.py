@@ -33,9 +33,11 @@ from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
+
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
-from millpond.storage.models import Expiry, StoredEvent, Window, WindowCursor
+from millpond.storage.models import EventQuery, Expiry, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite import retention
 
 log = logging.getLogger("millpond.storage")
@@ -284,6 +286,24 @@ class SQLiteArchive:
         if len(streams) == 1:
             return streams[0]
         return heapq.merge(*streams, key=lambda e: (e.ts_ms, e.seq))
+
+    def query(self, q: EventQuery) -> list[StoredEvent]:
+        """``EventIndex.query`` over the archive: files in ``q``'s seq order, skipped by
+        their seq range and time bounds, until ``q.limit`` events are found."""
+        out: list[StoredEvent] = []
+        for f in (reversed(self._files) if q.descending else self._files):
+            if len(out) >= q.limit:
+                break
+            if (q.after_seq is not None and f.last_seq <= q.after_seq) or \
+                    (q.before_seq is not None and f.first_seq >= q.before_seq) or \
+                    not f.events or (q.ts_from is not None and f.ts_max < q.ts_from) or \
+                    (q.ts_to is not None and f.ts_min >= q.ts_to):
+                continue
+            table = files.query(self.path(f), msgspec.structs.replace(
+                q, limit=q.limit - len(out)))
+            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
+                           table["body"].to_pylist()))
+        return out
 
     def count(self, window: Window) -> int:
         return sum(files.count(self.path(f), window.ts_from, window.ts_to, window.max_seq,

@@ -16,6 +16,8 @@ from itertools import starmap
 from operator import attrgetter
 from typing import Any
 
+import msgspec
+
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
@@ -62,6 +64,26 @@ class SQLiteEventIndex:
         return await asyncio.to_thread(self._query, q)
 
     def _query(self, q: EventQuery) -> list[StoredEvent]:
+        """The hot rows after the archived ranges and the archive's, in ``q``'s order:
+        newest first reads the hot store first; oldest first, the archive."""
+        while True:  # again if a range moved to the archive meanwhile
+            archive = self._log.archive
+            upto = archive.archived_upto() if archive is not None else 0
+            if archive is None or not upto:
+                return self._query_hot(q, 0)
+            if q.descending:
+                out = self._query_hot(q, upto)
+                if len(out) < q.limit:
+                    out += archive.query(msgspec.structs.replace(q, limit=q.limit - len(out)))
+            else:
+                out = archive.query(q)
+                if len(out) < q.limit:
+                    out += self._query_hot(msgspec.structs.replace(q, limit=q.limit - len(out)),
+                                           upto)
+            if archive.archived_upto() == upto:
+                return out
+
+    def _query_hot(self, q: EventQuery, upto: int) -> list[StoredEvent]:
         where: list[str] = []
         args: list[Any] = []
 
@@ -69,6 +91,8 @@ class SQLiteEventIndex:
             where.append(clause)
             args.extend(values)
 
+        if upto:
+            add("seq > ?", upto)
         if q.source_ids:
             add(f"source_id IN ({','.join('?' * len(q.source_ids))})", *q.source_ids)
         if q.types:
