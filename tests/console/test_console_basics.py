@@ -80,6 +80,10 @@ def test_set_a_sources_retention_and_read_a_refusal(console):
     expect(page.get_by_label("Retention")).to_have_value("26w")
     with console.server.admin as admin:
         assert admin.get("/api/sources/kept-a-while").json()["retention"] == "26w"
+        tiers = admin.get("/api/storage").json()["tiers"]
+    line = console.nav("Overview").locator("#storage-tiers")
+    expect(line).to_contain_text(f"hot {tiers[0]['events']:,} events")
+    expect(line).to_contain_text("archive 0 events")
     assert not console.problems()
 
 

@@ -39,6 +39,7 @@ from millpond.profiles.service import people_search
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 from millpond.storage.models import DeadLetterState, EventQuery, StoredEvent, WindowCursor
+from millpond.storage.status import tier_status
 from millpond.timeutil import iso_to_seconds
 
 if TYPE_CHECKING:
@@ -126,6 +127,10 @@ class ConsoleServices:
                     hi = mid
             return hi
         return await asyncio.to_thread(search)
+
+    async def storage_tiers(self) -> list[dict]:
+        """``GET /api/storage``'s tiers (the Overview's storage line)."""
+        return await asyncio.to_thread(tier_status, self.mp.storage)
 
     async def arrivals(self, minutes: int = 60) -> dict:
         """Events received per minute over the last ``minutes`` (whole clock minutes),
