@@ -21,13 +21,16 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ``synchronous``: the embedded store's durability, ``FULL`` (an acknowledged event
     survives a power loss) or ``NORMAL`` (it survives a process crash).
 
-    ``archive``: where sealed ranges of the log go as Parquet files (empty: the data dir's
-    ``archive/``); ``archive_range``: events per range (0: no archive tier)."""
+    ``archive``: where sealed ranges of the log go as Parquet files: a directory or
+    ``s3://bucket/prefix`` (empty: the data dir's ``archive/``); ``archive_endpoint``: an
+    S3-compatible endpoint URL (empty: AWS); ``archive_range``: events per range (0: no
+    archive tier)."""
 
     backend: Literal["sqlite", "memory"] = "sqlite"
     data_dir: str = ".millpond"
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     archive: str = ""
+    archive_endpoint: str = ""
     archive_range: int = 1_000_000
 
 
@@ -45,10 +48,10 @@ def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
         return MemoryStorage()
     from millpond.storage.sqlite import SQLiteStorage
 
-    archive = Path(config.archive) if config.archive else Path(config.data_dir) / "archive"
     return SQLiteStorage(Path(config.data_dir), synchronous=config.synchronous,
                          max_pending=max_pending, max_group=max_group,
-                         archive_dir=archive, archive_range=config.archive_range)
+                         archive=config.archive, archive_endpoint=config.archive_endpoint,
+                         archive_range=config.archive_range)
 
 
 __all__ = ["Storage", "StorageConfig", "open_storage"]

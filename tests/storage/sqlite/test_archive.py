@@ -194,3 +194,46 @@ def test_the_events_query_reads_both_tiers(tmp_path):
             assert asyncio.run(storage.index.query(q)) == expected[:q.limit], q
     finally:
         storage.close()
+
+
+def test_an_s3_archive_is_read_like_a_local_one(tmp_path, monkeypatch):
+    from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoS3
+
+    for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+                        ("AWS_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    s3 = MotoS3().start()
+    try:
+        bucket = s3.new_bucket()
+        config = StorageConfig(data_dir=str(tmp_path / "data"), synchronous="NORMAL",
+                               archive=f"s3://{bucket}/log", archive_endpoint=s3.endpoint,
+                               archive_range=10)
+        storage = open_storage(config)
+        try:
+            storage.log.submit([ev(f"m{i}", ts=1000 - i, received=1 if i < 5 else 10**13)
+                                for i in range(25)]).result(10)
+            everything = asyncio.run(storage.log.read(0, 1000))
+            seal_all(storage)
+            keys = sorted(o["Key"] for o in s3.client().list_objects_v2(
+                Bucket=bucket)["Contents"])
+            assert keys == [f"log/{f.name}" for f in storage.archive.files()] and len(keys) == 2
+            assert not (tmp_path / "data" / "archive").exists()
+            assert asyncio.run(storage.log.read(0, 1000)) == everything
+            async def scan():
+                return [e async for c in storage.index.scan(Window(0, 2000), chunk=4)
+                        for e in c]
+
+            assert asyncio.run(scan()) == sorted(everything, key=lambda e: (e.ts_ms, e.seq))
+            assert asyncio.run(storage.index.count(Window(0, 2000))) == 25
+            assert storage.log.submit([ev("m3")]).result(10).seqs == [None]
+            while not asyncio.run(storage.log.expire("src_a", 2)).done:
+                pass
+            assert len(asyncio.run(storage.log.read(0, 1000))) == 20
+            keys = sorted(o["Key"] for o in s3.client().list_objects_v2(
+                Bucket=bucket)["Contents"])
+            assert keys == [f"log/{f.name}" for f in storage.archive.files()]
+            assert keys[0].endswith(".r1.parquet")
+        finally:
+            storage.close()
+    finally:
+        s3.stop()

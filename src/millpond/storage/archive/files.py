@@ -122,7 +122,7 @@ def _filter(table: pa.Table, after: tuple[int, int], ts_to: int, max_seq: int | 
     return table.filter(mask)
 
 
-def window_events(path: Path, after: tuple[int, int], ts_to: int, max_seq: int | None,
+def window_events(path: Any, after: tuple[int, int], ts_to: int, max_seq: int | None,
                   source_ids: tuple[str, ...] | None) -> Iterator[StoredEvent]:
     """The file's events after (ts, seq) ``after`` with ``ts < ts_to`` (and the filters), in
     (ts, seq) order, a row group at a time: row groups outside the span are not read."""
@@ -136,7 +136,7 @@ def window_events(path: Path, after: tuple[int, int], ts_to: int, max_seq: int |
                        table["body"].to_pylist())
 
 
-def count(path: Path, ts_from: int, ts_to: int, max_seq: int | None,
+def count(path: Any, ts_from: int, ts_to: int, max_seq: int | None,
           source_ids: tuple[str, ...] | None) -> int:
     """How many of the file's events :func:`window_events` would give from ``ts_from``."""
     file = pq.ParquetFile(path)
@@ -149,7 +149,7 @@ def count(path: Path, ts_from: int, ts_to: int, max_seq: int | None,
     return total
 
 
-def expired_rows(path: Path, source_id: str, before_ms: int) -> pa.Table:
+def expired_rows(path: Any, source_id: str, before_ms: int) -> pa.Table:
     """(message_id, ts) of the file's events of ``source_id`` that arrived before
     ``before_ms``; row groups whose ``received`` statistics rule it out are not read."""
     file = pq.ParquetFile(path)
@@ -163,24 +163,19 @@ def expired_rows(path: Path, source_id: str, before_ms: int) -> pa.Table:
                                 pc.less(table["received"], before_ms)))
 
 
-def rewrite(path: Path, directory: Path, name: str, stats: FileStats, source_id: str,
-            before_ms: int) -> FileStats:
-    """``path`` written again as ``name`` without the events of ``source_id`` that arrived
-    before ``before_ms``, in the same order, a row group at a time."""
+def rewritten(path: Any, source_id: str, before_ms: int) -> Iterator[list[Row]]:
+    """The file's rows (in its order) without the events of ``source_id`` that arrived
+    before ``before_ms``, a row group at a time: what retention writes in its place."""
     file = pq.ParquetFile(path)
-
-    def chunks() -> Iterator[list[Row]]:
-        for g in range(file.metadata.num_row_groups):
-            table = file.read_row_group(g)
-            keep = pc.invert(pc.and_(pc.equal(table["source_id"], source_id),
-                                     pc.less(table["received"], before_ms)))
-            table = table.filter(keep)
-            yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
-
-    return write(directory, name, chunks(), stats.first_seq, stats.last_seq)
+    for g in range(file.metadata.num_row_groups):
+        table = file.read_row_group(g)
+        keep = pc.invert(pc.and_(pc.equal(table["source_id"], source_id),
+                                 pc.less(table["received"], before_ms)))
+        table = table.filter(keep)
+        yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
 
 
-def query(path: Path, q: EventQuery) -> pa.Table:
+def query(path: Any, q: EventQuery) -> pa.Table:
     """The file's (seq, ts, body) matching ``q``'s filters, in ``q``'s seq order, at most
     ``q.limit``; row groups outside its seq and time bounds are not read."""
     file = pq.ParquetFile(path)
@@ -220,7 +215,7 @@ def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:
     return table.filter(pc.is_in(table["type"], pa.array(sorted(types), pa.string())))
 
 
-def by_seq(path: Path, after_seq: int, upto_seq: int,
+def by_seq(path: Any, after_seq: int, upto_seq: int,
            columns: Sequence[str] = ("seq", "ts", "body")) -> pa.Table:
     """The file's rows with ``after_seq < seq <= upto_seq``, sorted by seq."""
     file = pq.ParquetFile(path)

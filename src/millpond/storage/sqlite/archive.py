@@ -24,19 +24,19 @@ event), and a hash hit whose seq is archived is confirmed against the archived r
 from __future__ import annotations
 
 import bisect
-import contextlib
 import heapq
 import logging
 import sqlite3
 import threading
 from array import array
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
+from millpond.storage.archive.place import Place
 from millpond.storage.models import EventQuery, Expiry, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite import retention
 
@@ -69,9 +69,9 @@ class SQLiteArchive:
     ``connect()`` gives a write connection to ``log.db``; ``lock`` serializes sealing with
     the log's other maintenance (retention). ``last_seq()`` is the log's."""
 
-    def __init__(self, directory: Path, range_size: int, conn: sqlite3.Connection,
+    def __init__(self, place: Place, range_size: int, conn: sqlite3.Connection,
                  lock: threading.Lock, last_seq):
-        self.directory = directory
+        self.place = place
         self.range_size = range_size
         self._conn = conn
         self._lock = lock
@@ -97,12 +97,8 @@ class SQLiteArchive:
     def _remove_unlisted(self) -> None:
         """Files an interrupted seal left (never in the manifest, so never counted)."""
         listed = {f.name for f in self._files}
-        if not self.directory.is_dir():
-            return
-        for path in self.directory.iterdir():
-            if path.suffix in (".parquet", ".tmp") and path.name not in listed:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        for name in self.place.names() - listed:
+            self.place.remove(name)
 
     # -- what is archived ----------------------------------------------------------------
     def files(self) -> list[FileStats]:
@@ -113,8 +109,9 @@ class SQLiteArchive:
         files_ = self._files
         return files_[-1].last_seq if files_ else 0
 
-    def path(self, f: FileStats) -> Path:
-        return self.directory / f.name
+    def path(self, f: FileStats) -> Any:
+        """The file, for pyarrow to read (a path, or a random-access file in a bucket)."""
+        return self.place.open(f.name)
 
     def file_of(self, seq: int) -> FileStats | None:
         i = bisect.bisect_right(self._firsts, seq) - 1
@@ -138,7 +135,7 @@ class SQLiteArchive:
                 catch_up()
             rows = self._rows(first - 1, last)
             name = f"log-{first:015d}-{last:015d}.parquet"
-            stats = files.write(self.directory, name, rows, first, last)
+            stats = self.place.write(name, rows, first, last)
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -194,8 +191,9 @@ class SQLiteArchive:
                             strict=True))
             # a range emptied whole keeps an empty file: its place in seq order stays
             # listed (archived_upto), and what it held is gone with the old file
-            kept = files.rewrite(self.path(f), self.directory, _rewritten_name(f.name), f,
-                                 source_id, before_ms)
+            kept = self.place.write(_rewritten_name(f.name),
+                                    files.rewritten(self.path(f), source_id, before_ms),
+                                    f.first_seq, f.last_seq)
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -210,8 +208,7 @@ class SQLiteArchive:
                     conn.execute("ROLLBACK")
                 raise
             self._files[self._files.index(f)] = kept
-            with contextlib.suppress(OSError):
-                self.path(f).unlink()
+            self.place.remove(f.name)
             return Expiry(len(keys), False)
         return Expiry(0, True)
 

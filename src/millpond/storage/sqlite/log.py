@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from millpond.errors import Overloaded
+from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
 from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
@@ -416,11 +417,11 @@ class SQLiteEventLog:
     def maintenance_lock(self) -> threading.Lock:
         return self._expiry_lock
 
-    def open_archive(self, directory: Path, range_size: int) -> SQLiteArchive:
-        """Start the archive tier under ``directory`` (sealing ranges of ``range_size``)."""
+    def open_archive(self, place: Place, range_size: int) -> SQLiteArchive:
+        """Open the archive tier in ``place`` (sealing ranges of ``range_size``)."""
         with self._expiry_lock:
             conn = self.maintenance()
-        self.archive = SQLiteArchive(directory, range_size, conn, self._expiry_lock,
+        self.archive = SQLiteArchive(place, range_size, conn, self._expiry_lock,
                                      self.last_seq)
         return self.archive
 

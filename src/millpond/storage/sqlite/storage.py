@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from millpond import metrics
+from millpond.storage.archive.place import open_place
 from millpond.storage.health import StorageHealth
 from millpond.storage.models import Tier
 from millpond.storage.sqlite.activity import PersonIndex
@@ -37,7 +38,7 @@ class SQLiteStorage:
     def __init__(self, data_dir: str | Path, synchronous: str = "FULL", *,
                  max_pending: int = 200_000, max_group: int = 20_000,
                  on_commit: Callable[[int, float], None] | None = metrics.record_commit,
-                 archive_dir: Path | None = None, archive_range: int = 0):
+                 archive: str = "", archive_endpoint: str = "", archive_range: int = 0):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         #: Whether writes succeed now (a full disk: one episode, logged once; stats).
@@ -55,8 +56,9 @@ class SQLiteStorage:
                                   max_pending=max_pending, max_group=max_group,
                                   on_commit=self._committed, health=self.health)
         #: The archive tier: sealed ranges of the log as Parquet (None: off).
-        self.archive = self.log.open_archive(archive_dir or self.data_dir / "archive",
-                                             archive_range) if archive_range > 0 else None
+        if archive_range > 0:
+            place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)
+            self.archive = self.log.open_archive(place, archive_range)
         self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
         if self.archive is not None:
             self.archive.before_seal.append(self._people.catch_up)
