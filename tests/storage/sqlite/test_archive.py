@@ -50,6 +50,12 @@ def test_reads_see_archive_and_hot_as_one_log(tmp_path):
         assert meta.row_group(0).column(1).statistics.has_min_max  # ts
         with storage.log.reading() as conn:  # only the unsealed range is hot
             assert conn.execute("SELECT min(seq), count(*) FROM events").fetchone() == (31, 5)
+        hot, archived = storage.tiers()
+        assert (hot.events, archived.events) == (5, 30) and hot.bytes > 0
+        assert archived.bytes == sum((tmp_path / "data" / "archive" / f.name).stat().st_size
+                                     for f in files)
+        assert (archived.ts_min, archived.ts_max) == (
+            min(e.ts_ms for e in everything[:30]), max(e.ts_ms for e in everything[:30]))
 
         assert asyncio.run(storage.log.read(0, 1000)) == everything
         assert asyncio.run(storage.log.read(8, 5)) == everything[8:13]

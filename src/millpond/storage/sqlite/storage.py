@@ -97,7 +97,12 @@ class SQLiteStorage:
         with self.log.reading() as conn:
             events, ts_min, ts_max = conn.execute(
                 "SELECT count(*), min(ts), max(ts) FROM events").fetchone()
-        out = [Tier("hot", self.sizes()["log.db"], events, ts_min, ts_max)]
+            pages = [conn.execute(f"PRAGMA {p}").fetchone()[0]
+                     for p in ("page_size", "page_count", "freelist_count")]
+        # Pages in use: those an archived range freed are reused by new events (the file
+        # does not grow again until they are), so they are not the hot tier's.
+        used = pages[0] * (pages[1] - pages[2])
+        out = [Tier("hot", used, events, ts_min, ts_max)]
         if self.archive is not None:
             span = self.archive.span()
             out.append(Tier("archive", 0, 0, None, None) if span is None
