@@ -66,8 +66,9 @@ def _rewritten_name(name: str) -> str:
 class SQLiteArchive:
     """The manifest, sealing, and reads of archived rows; see the module docstring.
 
-    ``connect()`` gives a write connection to ``log.db``; ``lock`` serializes sealing with
-    the log's other maintenance (retention). ``last_seq()`` is the log's."""
+    ``place`` is where files live (a directory or a bucket); ``conn`` the log's maintenance
+    write connection to ``log.db``, used under ``lock``, which serializes sealing with the
+    log's other maintenance (retention); ``last_seq()`` is the log's."""
 
     def __init__(self, place: Place, range_size: int, conn: sqlite3.Connection,
                  lock: threading.Lock, last_seq):
