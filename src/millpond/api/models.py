@@ -573,7 +573,7 @@ ALL: tuple[type[Struct], ...] = (
     RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, ReplayRequest, ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
     SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
-    SegmentPreviewOut, SegmentWhy, DeletedSegment,
+    SegmentPreviewOut, SegmentWhy, DeletedSegment, StorageTier, StorageStatus,
 )
 
 
