@@ -243,3 +243,48 @@ def test_an_s3_archive_is_read_like_a_local_one(tmp_path, monkeypatch):
             storage.close()
     finally:
         s3.stop()
+
+
+_EXPIRER = """
+import asyncio, sys
+from millpond.storage import StorageConfig, open_storage
+storage = open_storage(StorageConfig(data_dir=sys.argv[1], synchronous="NORMAL",
+                                     archive_range=37))
+print("open", flush=True)
+while True:
+    asyncio.run(storage.log.expire("src_a", 10**13, limit=7))
+"""
+
+
+def test_sigkill_while_retention_rewrites_the_archive(tmp_path):
+    data = tmp_path / "data"
+    storage = open_archived(tmp_path, 37)
+    try:
+        # odd messages are src_a's (all to expire), even ones src_b's (all kept)
+        storage.log.submit([ev(f"m{i}", "src_a" if i % 2 else "src_b", ts=i % 97,
+                               received=10**12) for i in range(4000)]).result(10)
+        seal_all(storage)
+    finally:
+        storage.close()
+    root = Path(__file__).resolve().parents[3]
+    for kill_after in (0.2, 0.5, 1.0):
+        child = subprocess.Popen([sys.executable, "-c", _EXPIRER, str(data)], cwd=root,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline() == "open\n"
+        time.sleep(kill_after)  # expiring, a file rewritten at a time, meanwhile
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        storage = open_archived(tmp_path, 37)
+        try:
+            rows = asyncio.run(storage.log.read(0, 10_000))
+            ids = [json.loads(e.body)["messageId"] for e in rows]
+            assert len(ids) == len(set(ids))  # nothing twice
+            assert {f"m{i}" for i in range(0, 4000, 2)} <= set(ids)  # nothing kept lost
+            gone = {f"m{i}" for i in range(1, 4000, 2)} - set(ids)
+            again = storage.log.submit([ev(m, "src_a") for m in sorted(gone)]).result(10)
+            assert again.seqs == [None] * len(gone)  # expired ones stay deduped
+            assert again.expired == list(range(len(gone)))
+            listed = {f.name for f in storage.archive.files()}
+            assert {p.name for p in (data / "archive").iterdir()} == listed
+        finally:
+            storage.close()
