@@ -69,8 +69,10 @@ MIXPANEL = {"project_token": "0123456789abcdef0123", "api_secret": "fedcba987654
 
 
 def open_bench_storage(path: Path) -> Storage:
-    """A fresh store on ``path`` (its log commits without waiting for the disk)."""
-    return open_storage(StorageConfig(data_dir=str(path), synchronous="NORMAL"))
+    """A fresh store on ``path`` (its log commits without waiting for the disk), all hot:
+    ``bench/archive.py`` measures the archive tier against it."""
+    return open_storage(StorageConfig(data_dir=str(path), synchronous="NORMAL",
+                                      archive_range=0))
 
 
 def fill(storage: Storage, n: int) -> None:

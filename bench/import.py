@@ -78,7 +78,7 @@ def raw_parse(path: Path) -> tuple[int, float]:
 
 
 def child_pipeline(path: Path, url: str | None, write_key: str | None,
-                   sink_kind: str = "log") -> dict[str, Any]:
+                   sink_kind: str = "log", archive_range: int = 0) -> dict[str, Any]:
     """One pipeline run (in a subprocess): rows, seconds, peak and baseline RSS."""
     import msgspec
 
@@ -96,6 +96,7 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
             return SinkResult(len(events))
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tiers: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as state:
         options = ImportOptions(kind="people", timestamp_column="updated_at", resume=False,
                                 state_dir=Path(state), errors_path=Path(state) / "errors.csv",
@@ -109,7 +110,8 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
             from millpond.backfill.log_sink import LogSink
             from millpond.storage import StorageConfig, open_storage
 
-            storage = open_storage(StorageConfig(data_dir=str(Path(state) / "data")))
+            storage = open_storage(StorageConfig(data_dir=str(Path(state) / "data"),
+                                                 archive_range=archive_range))
             sink = LogSink(storage.log, "src_bench")
         started = time.perf_counter()
         summary = run_import(path, options, sink)
@@ -124,6 +126,7 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
 
             everything = Window(-(1 << 62), 1 << 62)
             stored = asyncio.run(storage.index.count(everything))
+            tiers = [msgspec.structs.asdict(t) for t in storage.tiers()]
             storage.close()
             assert stored == summary.events_accepted, "log count differs from accepted"
     # The largest reaped child: the import's reader process (0 when it ran none).
@@ -131,12 +134,13 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
             "seconds": seconds, "peak_rss_kb": peak + reader, "importer_rss_kb": peak,
-            "reader_rss_kb": reader, "baseline_rss_kb": baseline}
+            "reader_rss_kb": reader, "baseline_rss_kb": baseline, "tiers": tiers}
 
 
 def run_child(path: Path, url: str | None, write_key: str | None,
-              sink_kind: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", str(path), "--sink", sink_kind]
+              sink_kind: str, archive_range: int = 0) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", str(path), "--sink", sink_kind,
+               "--archive-range", str(archive_range)]
     if url:
         command += ["--url", url, "--write-key", write_key or ""]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -153,6 +157,9 @@ def main() -> None:
     parser.add_argument("--write-key", help="write key of an import/pipelines source")
     parser.add_argument("--sink", choices=["log", "encode"], default="log",
                         help="where (b) writes without --url (default: a fresh SQLite log)")
+    parser.add_argument("--archive-range", type=int, default=0,
+                        help="with the log sink: archive every N events to Parquet while "
+                             "importing (the server's default is 1,000,000; 0: off)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     add_quick_option(parser)
     args = parser.parse_args()
@@ -160,7 +167,7 @@ def main() -> None:
         args.rows, args.runs = 2_000, 1
     if args.child:
         print(json.dumps(child_pipeline(Path(args.child), args.url, args.write_key,
-                                          args.sink)))
+                                          args.sink, args.archive_range)))
         return
     if args.url and not args.write_key:
         parser.error("--url needs --write-key")
@@ -179,7 +186,7 @@ def main() -> None:
             rows, seconds = raw_parse(path)
             assert rows == args.rows, rows
             parse_rates.append(rows / seconds)
-            result = run_child(path, args.url, args.write_key, args.sink)
+            result = run_child(path, args.url, args.write_key, args.sink, args.archive_range)
             if result["rows"] != args.rows or result["rejected"]:
                 raise SystemExit(f"pipeline miscounted: {result}")
             pipe_rates.append(result["rows"] / result["seconds"])
@@ -189,6 +196,10 @@ def main() -> None:
             print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
                   f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB "
                   f"(reader process {readers[-1]:,.0f} MB)")
+            for tier in result["tiers"]:
+                per = tier["bytes"] / tier["events"] if tier["events"] else 0
+                print(f"  {tier['name']}: {tier['events']:,} events, "
+                      f"{tier['bytes'] / 1e6:,.0f} MB, {per:,.0f} B/event")
 
     a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
     sink = ("HttpSink to the server" if args.url else

@@ -47,6 +47,9 @@ SEMANTIC = {
     ("POST", "/api/destinations/{ref}/test"): r"event",
     ("POST", "/api/replays"): r"filter|from|to|rate|sources",
     ("POST", "/api/imports"): r"",
+    # a retention is "forever" or a duration with units, of at least an hour
+    ("POST", "/api/sources"): r"retention",
+    ("PATCH", "/api/sources/{ref}"): r"retention",
     # a definition's conditions (ops, FQL `where`, durations, references) are checked by
     # millpond.segments.definition, which names the condition at fault
     ("POST", "/api/segments"): r"definition(\..*|\[.*)?",

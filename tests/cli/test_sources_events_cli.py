@@ -83,6 +83,26 @@ def test_sources_user_mistakes(shared_server):
     assert result.returncode == 2 and "Traceback" not in result.stderr  # click usage error
 
 
+def test_sources_retention_set_on_add_and_update(shared_server):
+    ok(shared_server, "sources", "add", "cli-kept", "--retention", "400d")
+    shown = json.loads(ok(shared_server, "sources", "show", "cli-kept", "--json"))
+    assert shown["retention"] == "400d"
+    fails(millpond(shared_server, "sources", "update", "cli-kept", "--retention", "400"),
+          "missing unit")
+    fails(millpond(shared_server, "sources", "add", "cli-short", "--retention", "10m"),
+          "at least 1h")
+    fails(millpond(shared_server, "sources", "show", "cli-short"), "no source")
+    assert json.loads(ok(shared_server, "sources", "show", "cli-kept", "--json")) == shown
+    updated = json.loads(ok(shared_server, "sources", "update", "cli-kept", "--retention",
+                            "forever", "--json"))
+    assert updated["retention"] == "forever"
+    with shared_server.admin as admin:
+        r = admin.post("/api/sources", json={"name": "api-kept", "retention": "2 weeks"})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "retention"
+        assert admin.post("/api/sources", json={"name": "api-kept", "retention": "2w"}
+                          ).json()["retention"] == "2w"
+
+
 def test_unreachable_server_and_bad_token(shared_server):
     down = f"http://127.0.0.1:{free_port()}"
     fails(millpond(None, "sources", "list", env=cli_env(MILLPOND_URL=down)),
@@ -181,3 +201,13 @@ def test_events_rejected(shared_server):
     table = ok(shared_server, "events", "rejected", "--source", "cli-rejected")
     assert "missing_field" in table and "unknown_type" in table
     fails(millpond(shared_server, "events", "rejected", "--source", "nope"), "no source")
+
+
+def test_storage_status_shows_each_tier(shared_server):
+    key = write_key_from(ok(shared_server, "sources", "add", "cli-tiers"))
+    assert send(shared_server, key, messageId="tiers-1").status_code == 200
+    data = json.loads(ok(shared_server, "storage", "status", "--json"))
+    hot, archive = data["tiers"]
+    assert (hot["name"], archive["name"]) == ("hot", "archive")
+    assert hot["events"] >= 1 and hot["bytes"] > 0 and hot["from"] is not None
+    assert "bytes_per_event" in ok(shared_server, "storage", "status")

@@ -64,6 +64,30 @@ def test_create_a_source_and_copy_its_snippet(console):
     assert not console.problems()
 
 
+def test_set_a_sources_retention_and_read_a_refusal(console):
+    page = console.nav("Sources")
+    page.get_by_label("Name").fill("kept-a-while")
+    page.get_by_label("Retention").fill("400d")
+    page.get_by_role("button", name="Create source").click()
+    expect(page.get_by_role("heading", name="Source kept-a-while")).to_be_visible()
+    expect(page.get_by_label("Retention")).to_have_value("400d")
+    page.get_by_label("Retention").fill("400")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#s-retention-err")).to_contain_text("missing unit")
+    with console.server.admin as admin:
+        assert admin.get("/api/sources/kept-a-while").json()["retention"] == "400d"
+    page.get_by_label("Retention").fill("26w")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_label("Retention")).to_have_value("26w")
+    with console.server.admin as admin:
+        assert admin.get("/api/sources/kept-a-while").json()["retention"] == "26w"
+        tiers = admin.get("/api/storage").json()["tiers"]
+    line = console.nav("Overview").locator("#storage-tiers")
+    expect(line).to_contain_text(f"hot {tiers[0]['events']:,} events")
+    expect(line).to_contain_text("archive 0 events")
+    assert not console.problems()
+
+
 def test_events_appear_in_the_debugger_without_reloading(console):
     key = console.server.create_source("app-debug")["write_key"]
     page = console.nav("Debugger")

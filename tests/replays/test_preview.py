@@ -60,13 +60,22 @@ def pool():
 
 
 def open_test_storage(tmp_path, backend: str = "sqlite"):
-    storage = open_storage(StorageConfig(backend=backend, data_dir=str(tmp_path / "data"),
-                                         synchronous="NORMAL"))
+    """``archived``: SQLite whose older part (a range of 600 events) is in the archive."""
+    archived = backend == "archived"
+    storage = open_storage(StorageConfig(backend="sqlite" if archived else backend,
+                                         data_dir=str(tmp_path / "data"),
+                                         synchronous="NORMAL",
+                                         archive_range=600 if archived else 0))
     storage.log.submit(events(1000)).result()
+    if archived:
+        archive = storage.archive  # type: ignore[attr-defined]
+        while archive.seal_once() is not None:
+            pass
+        assert [f.last_seq for f in archive.files()] == [600]
     return storage
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "archived"])
 @pytest.mark.parametrize("flt", [None, 'userId != "u3"'])
 def test_parallel_preview_equals_the_single_process_one(tmp_path, monkeypatch, pool, flt,
                                                         backend):

@@ -39,8 +39,10 @@ def ev(source_id: str, i: int, ts_ms: int, type: str = "track", **extra):
     return normalize(msg, source_id=source_id, received_ms=int(time.time() * 1000))
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "archived"])
 def backend(request) -> str:
+    """``archived``: SQLite with an archive tier of 6-event ranges, sealed after every
+    append, so the older part of every test's log is read from Parquet files."""
     return request.param
 
 
@@ -69,12 +71,18 @@ class Log:
         self.log = log
 
     def append_sync(self, events):
-        return self.log.submit(events).result(10)
+        result = self.log.submit(events).result(10)
+        archive = getattr(self.log, "archive", None)
+        while archive is not None and archive.seal_once() is not None:
+            pass
+        return result
 
 
 def open_test_storage(tmp_path, backend: str = "sqlite"):
-    return open_storage(StorageConfig(backend=backend, data_dir=str(tmp_path / "data"),
-                                      synchronous="NORMAL"))
+    archived = backend == "archived"
+    return open_storage(StorageConfig(backend="sqlite" if archived else backend,
+                                      data_dir=str(tmp_path / "data"), synchronous="NORMAL",
+                                      archive_range=6 if archived else 0))
 
 
 @contextlib.asynccontextmanager

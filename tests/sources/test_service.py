@@ -50,7 +50,7 @@ def test_public_shape(store):
     web = source_dict(service.create("web", allowed_origins=["https://a.com"]))
     track = source_dict(service.create("crm", kind="track"))
     assert list(web) == ["id", "name", "kind", "write_key", "replayable", "created_at",
-                         "allowed_origins", "enabled"]
+                         "allowed_origins", "enabled", "retention"]
     assert web["allowed_origins"] == ["https://a.com"] and "site_id" in track
 
 

@@ -24,6 +24,7 @@ from millpond.api import (
     schema,
     segments,
     sources,
+    storage,
 )
 from millpond.api.deps import require_admin
 from millpond.connections import metrics as delivery_metrics
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
            dead_letters.router, imports.router, replays.router, segments.router,
-           regulations.router)
+           regulations.router, storage.router)
 
 
 def build_api(services: Services) -> FastAPI:

@@ -74,12 +74,19 @@ Origin = Annotated[str, Meta(pattern=ORIGIN_PATTERN,
 Origins = Annotated[list[Origin], Meta(description=_ORIGINS)] | None
 
 
+_RETENTION = ('how long the source\'s events are kept, counted from their arrival: "forever" '
+              'or a duration of at least 1h, e.g. "400d", "26w"')
+Retention = Annotated[str, Meta(min_length=1, max_length=40, examples=["400d", "forever"],
+                                description=_RETENTION)]
+
+
 class SourceCreate(Request):
     name: Annotated[str, Meta(min_length=1, max_length=100, examples=["web"])]
     kind: Literal["pipelines", "track", "import"] = "pipelines"
     replayable: bool | None = None
     allowed_origins: Origins = None
     enabled: bool = True
+    retention: Retention = "forever"
 
 
 class SourceUpdate(Request):
@@ -88,6 +95,7 @@ class SourceUpdate(Request):
     #: Left out: unchanged; ``null``: any origin again.
     allowed_origins: Origins | UnsetType = UNSET
     enabled: bool | None = None
+    retention: Retention | None = None
 
 
 class SourceOut(Struct):
@@ -100,6 +108,7 @@ class SourceOut(Struct):
     allowed_origins: list[str] | None
     enabled: bool
     site_id: str | None = None
+    retention: str = "forever"
 
 
 class SourceList(Struct):
@@ -403,6 +412,23 @@ class ReplayOut(Struct):
     report: dict[str, Any] | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    #: Per source, what retention deleted of the window (events, the retention, the
+    #: arrival time before which nothing is kept, and the reason in words).
+    out_of_retention: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class StorageTier(Struct):
+    name: str
+    bytes: int
+    events: int
+    #: Event-time span (None when the tier is empty).
+    from_: str | None = msgspec.field(name="from", default=None)
+    to: str | None = None
+    bytes_per_event: float | None = None
+
+
+class StorageStatus(Struct):
+    tiers: list[StorageTier]
 
 
 class ReplayList(Struct):
@@ -624,7 +650,7 @@ ALL: tuple[type[Struct], ...] = (
     ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
     SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
-    SegmentPreviewOut, SegmentWhy, DeletedSegment,
+    SegmentPreviewOut, SegmentWhy, DeletedSegment, StorageTier, StorageStatus,
     RegulationCreate, RegulationOut, RegulationList,
 )
 

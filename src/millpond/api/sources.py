@@ -31,7 +31,8 @@ _CREATE = {"name": "web", "kind": "pipelines"}
 def create_source(new: SourceCreate = body(SourceCreate, _CREATE),
                   mp: Services = Depends(services)) -> dict:
     return source_dict(mp.sources.create(new.name, new.kind, new.replayable,
-                                         new.allowed_origins, new.enabled))
+                                         new.allowed_origins, new.enabled,
+                                         new.retention))
 
 
 @router.get("", **doc(SourceList))
@@ -52,7 +53,8 @@ def update_source(ref: str, change: SourceUpdate = body(SourceUpdate),
     extra = {} if change.allowed_origins is UNSET else \
         {"allowed_origins": change.allowed_origins}
     return source_dict(mp.sources.update(ref, name=change.name, replayable=change.replayable,
-                                         enabled=change.enabled, **extra))
+                                         enabled=change.enabled, retention=change.retention,
+                                         **extra))
 
 
 @router.post("/{ref}/rotate-key", **doc(SourceOut, errors=(404,)))

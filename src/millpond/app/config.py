@@ -162,6 +162,19 @@ BORROWED: dict[str, dict[str, Any]] = {
         "examples": ["/var/lib/millpond"], "flag": "--data", "metavar": "DIR",
         "description": "Directory of the embedded stores, the admin token and uploaded "
                        "imports (created if missing)."},
+    "storage.archive": {
+        "examples": ["s3://bucket/millpond"], "flag": "--archive", "metavar": "DIR|S3URL",
+        "description": "Where the log's Parquet archive (sealed seq ranges) goes: a "
+                       "directory or s3://bucket/prefix (credentials from AWS_ACCESS_KEY_ID "
+                       "/ AWS_SECRET_ACCESS_KEY); empty: the data dir's archive/."},
+    "storage.archive_endpoint": {
+        "examples": ["http://127.0.0.1:9000"], "flag": "--archive-endpoint",
+        "description": "The S3-compatible endpoint of an s3:// archive (MinIO, R2, ...); "
+                       "empty: AWS."},
+    "storage.archive_range": {
+        "examples": [1000000], "flag": "--archive-range",
+        "description": "Events per archived range: once the log is past a range's end, "
+                       "it moves to a Parquet file; 0: no archive tier."},
     "storage.synchronous": {
         "examples": ["NORMAL"], "flag": "--sync",
         "description": "FULL: an acknowledged event survives a power loss; NORMAL: only a "

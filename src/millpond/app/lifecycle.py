@@ -14,8 +14,8 @@ from millpond.app.services import Services
 
 
 class Lifecycle:
-    """Background work of one server: delivery runs, the profile follower and the
-    segment engine."""
+    """Background work of one server: delivery runs, the profile follower, the
+    segment engine and retention."""
 
     def __init__(self, services: Services):
         self.services = services
@@ -31,6 +31,7 @@ class Lifecycle:
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
         await self.services.regulations.start()  # resumes interrupted deletions
+        self._tasks.append(asyncio.create_task(self.services.retention.run()))
 
     async def stop(self) -> None:
         """Stop delivery (checkpointing it), then the follower, then close the stores,

@@ -26,6 +26,7 @@ from millpond.regulations.blocklist import Blocklist
 from millpond.regulations.forward import Forwarder
 from millpond.regulations.service import RegulationService
 from millpond.replays.service import ReplayManager
+from millpond.retention.expiry import RetentionJob
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
@@ -57,6 +58,8 @@ class Services:
     #: Who is suppressed or deleted now: the collector, imports and every pump ask.
     blocklist: Blocklist
     regulations: RegulationService
+    #: Deletes each source's expired events (``millpond.retention``).
+    retention: RetentionJob
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -98,6 +101,8 @@ def build_services(config: ServerConfig) -> Services:
 
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
                                     catch_up=profiles_current, settle=followers_current)
+    retention = RetentionJob(storage.log, sources)
+    sources.on_retention_change = retention.nudge
     services = Services(
         config=config, data_dir=data_dir,
         public=PublicAddress.from_options(config.public_url, config.trust_proxy),
@@ -107,6 +112,6 @@ def build_services(config: ServerConfig) -> Services:
         imports=ImportJobs(storage.imports, storage.log, data_dir, blocklist), pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
         segment_engine=engine, segments=SegmentService(storage, engine),
-        blocklist=blocklist, regulations=regulations)
+        blocklist=blocklist, regulations=regulations, retention=retention)
     server_metrics.install(services)
     return services

@@ -190,6 +190,21 @@ def _screen(valid: list[NewEvent], rejected: list[tuple[int, str]], blocklist: B
     return kept, sorted(rejected + refused)
 
 
+def _out_of_retention(valid: list[NewEvent], rejected: list[tuple[int, str]],
+                      expired: list[int]) -> list[tuple[int, str]]:
+    """Rejections for the events of ``valid`` at ``expired`` (positions in the append):
+    their messageId was stored once and retention has deleted it since, so the log
+    neither has them nor stores them again (dedupe is forever). Counting them as
+    duplicates would say the import's data is there; it is not."""
+    if not expired:
+        return []
+    refused = {i for i, _ in rejected}
+    positions = [i for i in range(len(valid) + len(rejected)) if i not in refused]
+    return [(positions[i], f"out_of_retention: messageId {valid[i].message_id!r} was stored "
+             "before and has been deleted by the source's retention; it is not stored "
+             "again") for i in expired]
+
+
 class LogSink:
     """Validates each event like the collector does and appends the batch to ``log``.
 
@@ -257,7 +272,9 @@ class LogSink:
             except BaseException as exc:  # noqa: BLE001 - the runner's future carries it
                 done.set_exception(exc)
             else:
-                done.set_result(SinkResult(result.stored, rejected, result.duplicates))
+                gone = _out_of_retention(valid, rejected, result.expired)
+                done.set_result(SinkResult(result.stored, sorted(rejected + gone),
+                                           result.duplicates - len(gone)))
 
         committing.add_done_callback(finish)
         return done

@@ -19,6 +19,7 @@ from millpond.cli.replay import replay
 from millpond.cli.segments import segments
 from millpond.cli.serve import serve
 from millpond.cli.sources import sources
+from millpond.cli.storage import storage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,7 @@ cli.add_command(dead_letters)
 cli.add_command(replay)
 cli.add_command(import_group, "import")
 cli.add_command(dev_cluster)
+cli.add_command(storage)
 
 
 #: The exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.

@@ -26,13 +26,17 @@ def sources() -> None:
 @click.option("--allowed-origin", "origins", multiple=True, metavar="ORIGIN",
               help="A web origin browsers may send from, e.g. https://www.example.com "
                    "(repeatable; default: any origin).")
+@click.option("--retention", default="forever", show_default=True,
+              help='How long events are kept after they arrive: "forever" or a duration '
+                   'such as 400d, 26w (at least 1h).')
 @json_option
 @api_command
 def add(name: str, kind: str, replayable: bool | None, origins: tuple[str, ...],
-        as_json: bool, client) -> None:
+        retention: str, as_json: bool, client) -> None:
     """Create a source and print its write key."""
     source = client.post("/api/sources", {"name": name, "kind": kind, "replayable": replayable,
-                                          "allowed_origins": list(origins) or None})
+                                          "allowed_origins": list(origins) or None,
+                                          "retention": retention})
     if as_json:
         print_json(source)
         return
@@ -61,7 +65,7 @@ def list_(as_json: bool, client) -> None:
 def show(ref: str, as_json: bool, client) -> None:
     """Show one source (by id or name)."""
     data = client.get(f"/api/sources/{ref}")
-    print_json(data) if as_json else print_table([data], COLUMNS + ["site_id"])
+    print_json(data) if as_json else print_table([data], COLUMNS + ["site_id", "retention"])
 
 
 @sources.command("update")
@@ -74,22 +78,28 @@ def show(ref: str, as_json: bool, client) -> None:
 @click.option("--allowed-origin", "origins", multiple=True, metavar="ORIGIN",
               help="Replace the allowed web origins (repeatable).")
 @click.option("--any-origin", is_flag=True, help="Accept browser requests from any origin.")
+@click.option("--retention", default=None,
+              help='How long events are kept after they arrive: "forever" or a duration '
+                   'such as 400d (expired events are deleted).')
 @json_option
 @api_command
 def update(ref: str, name: str | None, replayable: bool | None, enabled: bool | None,
-           origins: tuple[str, ...], any_origin: bool, as_json: bool, client) -> None:
-    """Change a source's name, replayability, allowed origins or enabled state."""
+           origins: tuple[str, ...], any_origin: bool, retention: str | None, as_json: bool,
+           client) -> None:
+    """Change a source's name, replayability, allowed origins, enabled state or
+    retention."""
     if origins and any_origin:
         raise click.UsageError("give --allowed-origin or --any-origin, not both")
     body: dict = {k: v for k, v in (("name", name), ("replayable", replayable),
-                                    ("enabled", enabled)) if v is not None}
+                                    ("enabled", enabled), ("retention", retention))
+                  if v is not None}
     if origins or any_origin:
         body["allowed_origins"] = list(origins) if origins else None
     if not body:
         raise click.UsageError("nothing to change; see --help")
     data = client.patch(f"/api/sources/{ref}", body)
     print_json(data) if as_json else print_table([data], COLUMNS + ["allowed_origins",
-                                                                    "enabled"])
+                                                                    "enabled", "retention"])
 
 
 @sources.command("snippet")

@@ -63,6 +63,6 @@ def routes(console) -> list[Route]:
             arrivals=arrivals, chart=chart(arrivals["per_minute"]),
             destinations=destinations, alerts=alerts(destinations, replays, imports),
             active_replays=[r for r in replays if r["state"] in ("running", "paused")],
-            sources=len(svc.sources()))
+            sources=len(svc.sources()), tiers=await svc.storage_tiers())
 
     return [Route("/", overview)]

@@ -38,6 +38,7 @@ from millpond.profiles.service import people_search
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 from millpond.storage.models import DeadLetterState, EventQuery, StoredEvent, WindowCursor
+from millpond.storage.status import tier_status
 from millpond.timeutil import iso_to_seconds
 
 if TYPE_CHECKING:
@@ -117,6 +118,10 @@ class ConsoleServices:
             return hi
         return await asyncio.to_thread(search)
 
+    async def storage_tiers(self) -> list[dict]:
+        """``GET /api/storage``'s tiers (the Overview's storage line)."""
+        return await asyncio.to_thread(tier_status, self.mp.storage)
+
     async def arrivals(self, minutes: int = 60) -> dict:
         """Events received per minute over the last ``minutes`` (whole clock minutes),
         and per second now.
@@ -172,9 +177,9 @@ class ConsoleServices:
         return {s.id: s.name for s in self.mp.sources.list()}
 
     def create_source(self, name: str, kind: str, replayable: bool | None,
-                      allowed_origins: list[str] | None) -> dict:
+                      allowed_origins: list[str] | None, retention: str = "forever") -> dict:
         return source_dict(self.mp.sources.create(name, kind, replayable, allowed_origins,
-                                                  True))
+                                                  True, retention))
 
     def update_source(self, ref: str, **changes: Any) -> dict:
         return source_dict(self.mp.sources.update(ref, **changes))

@@ -33,21 +33,27 @@ def routes(console) -> list[Route]:
     async def create(request: Request) -> Response:
         form = await checked_form(request)
         values = {k: forms.text(form, k) for k in ("name", "kind", "replayable",
-                                                   "allowed_origins")}
+                                                   "allowed_origins", "retention")}
         try:
             source = svc.create_source(values["name"], values["kind"] or "pipelines",
                                        forms.tri(form, "replayable"),
-                                       forms.lines(form, "allowed_origins") or None)
+                                       forms.lines(form, "allowed_origins") or None,
+                                       values["retention"] or "forever")
         except MillpondError as exc:
             return listing(request, exc.message, exc.field, values, exc.status)
         return forms.go(f"/sources/{source['id']}", f"Created source {source['name']}.")
 
-    async def show(request: Request) -> Response:
+    async def show(request: Request, error: str | None = None, field: str | None = None,
+                   values: dict | None = None, status: int = 200) -> Response:
         source = svc.source(request.path_params["ref"])
         source["write_key_masked"] = mask_secret(source["write_key"])
         events = [event_view(e, {}) for e in await svc.recent_events(source["id"], 20)]
         return render.page(request, "source.html", section="sources", title=source["name"],
-                           source=source, events=events, sdks=SDKS)
+                           source=source, events=events, sdks=SDKS, error=error, field=field,
+                           values=values or {}, status=status)
+
+    async def page(request: Request) -> Response:
+        return await show(request)
 
     async def key(request: Request) -> Response:
         """The write key in full: only when asked for (the Reveal button)."""
@@ -77,7 +83,13 @@ def routes(console) -> list[Route]:
                          "enabled": forms.text(form, "enabled") == "yes"}
         if forms.tri(form, "replayable") is not None:
             changes["replayable"] = forms.tri(form, "replayable")
-        source = svc.update_source(ref, **changes)
+        if forms.text(form, "retention"):
+            changes["retention"] = forms.text(form, "retention")
+        try:
+            source = svc.update_source(ref, **changes)
+        except MillpondError as exc:
+            return await show(request, exc.message, exc.field,
+                              {"retention": forms.text(form, "retention")}, exc.status)
         return forms.go(f"/sources/{source['id']}", "Saved.")
 
     async def delete(request: Request) -> Response:
@@ -86,7 +98,7 @@ def routes(console) -> list[Route]:
         return forms.go("/sources", f"Deleted source {source['name']} (its events stay).")
 
     return [Route("/sources", index), Route("/sources", create, methods=["POST"]),
-            Route("/sources/{ref}", show), Route("/sources/{ref}/key", key),
+            Route("/sources/{ref}", page), Route("/sources/{ref}/key", key),
             Route("/sources/{ref}/snippet", snippet),
             Route("/sources/{ref}/rotate", rotate, methods=["POST"]),
             Route("/sources/{ref}/update", update, methods=["POST"]),

@@ -31,7 +31,7 @@ from millpond.replays.preview import PreviewJob, run_preview
 from millpond.replays.runner import ReplayRunner
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventIndex, RunStore
-from millpond.storage.models import Run, RunKind, RunState, WindowCursor
+from millpond.storage.models import Run, RunKind, RunState, Window, WindowCursor
 from millpond.timeutil import format_ms, human_duration
 from millpond.workers import WorkerPool
 
@@ -77,6 +77,7 @@ class ReplayManager:
             active = self._active_for(dest.id)
             p = plan(body, dest, cls, self.sources.origins(), active.id if active else None)
             await self._real_bounds(p, body, dest.connected_at)
+            p["out_of_retention"] = await self._out_of_retention(p)
             live = self.pumps.live(dest.id)
             if live is None:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
@@ -126,12 +127,32 @@ class ReplayManager:
         if body.get("to") is None and not p["include_live"]:
             p["to"] = format_ms(int(connected_at * 1000))
 
+    async def _out_of_retention(self, p: dict) -> list[dict]:
+        """What retention deleted of the window, per source: a replay says so rather than
+        silently finding less (or nothing)."""
+        window = plan_window(p)
+        gone = await self.pumps.log.expired(Window(window.ts_from, window.ts_to,
+                                                   source_ids=tuple(p["sources"])))
+        kept = {s.id: s.retention for s in self.sources.origins()}
+        out = []
+        for e in gone:
+            name = p["source_names"].get(e.source_id, e.source_id)
+            before = format_ms(e.before_ms)
+            out.append({"source": e.source_id, "name": name, "events": e.events,
+                        "retention": kept.get(e.source_id, "forever"), "before": before,
+                        "reason": f"source {name} keeps events "
+                                  f"{kept.get(e.source_id, 'forever')} after arrival: up to "
+                                  f"{e.events:,} events of this window arrived before "
+                                  f"{before} and were deleted by retention"})
+        return out
+
     @staticmethod
     def _empty_reason(p: dict) -> str:
         to = p["to"] or "now"
         live = "" if p["include_live"] else " that arrived before the destination was connected"
+        gone = "".join(f"; {e['reason']}" for e in p.get("out_of_retention", ()))
         return f"empty window: no events from replayable sources between {p['from']} and {to}" \
-               f"{live}"
+               f"{live}{gone}"
 
     def _get(self, replay_id: str) -> Run:
         try:
@@ -274,7 +295,8 @@ class ReplayManager:
                             for s in p["sources"]],
                 "excluded_sources": p["excluded_sources"],
                 "window": {"from": p["from"], "to": p["to"], "max_seq": p["max_seq"]},
-                "filter": p["filter"], "include_live": p["include_live"], "rate": p["rate"]}
+                "filter": p["filter"], "include_live": p["include_live"], "rate": p["rate"],
+                "out_of_retention": p.get("out_of_retention", [])}
 
     def to_dict(self, replay: Run) -> dict:
         p = replay.spec

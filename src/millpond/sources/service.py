@@ -17,11 +17,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from millpond.errors import BadRequest, NotFound
+from millpond.retention.policy import BadRetention, normalize
 from millpond.sources.origins import BadOrigin, normalize_origins
 from millpond.storage.contracts import SourceStore
 from millpond.storage.models import Source
@@ -58,6 +60,13 @@ def _origins(value: object) -> tuple[str, ...] | None:
         raise BadRequest(str(exc), field="allowed_origins") from None
 
 
+def _retention(value: object) -> str:
+    try:
+        return normalize(value)
+    except BadRetention as exc:
+        raise BadRequest(str(exc), field="retention") from None
+
+
 class SourceService:
     """Creates, changes and finds sources; see the module docstring."""
 
@@ -68,6 +77,8 @@ class SourceService:
         self._by_key: dict[str, Source] = {}
         self._by_site: dict[str, Source] = {}
         self._loaded_at: float | None = None
+        #: Called after a source's retention changed (the retention job runs early).
+        self.on_retention_change: Callable[[], None] | None = None
 
     # -- the hot path ------------------------------------------------------------------------
     def _cache(self) -> tuple[dict[str, Source], dict[str, Source]]:
@@ -122,7 +133,8 @@ class SourceService:
 
     # -- changing ----------------------------------------------------------------------------
     def create(self, name: str, kind: str = "pipelines", replayable: bool | None = None,
-               allowed_origins: list[str] | None = None, enabled: bool = True) -> Source:
+               allowed_origins: list[str] | None = None, enabled: bool = True,
+               retention: str = "forever") -> Source:
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise BadRequest("name must be a non-empty string of at most 100 characters",
                              field="name")
@@ -131,17 +143,25 @@ class SourceService:
                              field="kind")
         if replayable is None:
             replayable = DEFAULT_REPLAYABLE[kind]
+        kept = _retention(retention)
         source = Source(id="src_" + secrets.token_hex(6), name=name.strip(), kind=kind,
                         write_key=secrets.token_urlsafe(24), replayable=bool(replayable),
                         site_id=secrets.token_hex(10) if kind == "track" else None,
                         created_at=time.time(), allowed_origins=_origins(allowed_origins),
-                        enabled=bool(enabled))
+                        enabled=bool(enabled), retention=kept)
         self.store.create(source)
         self._reload()
+        if kept != "forever":
+            self._retention_changed()
         return source
 
+    def _retention_changed(self) -> None:
+        if self.on_retention_change is not None:
+            self.on_retention_change()
+
     def update(self, ref: str, *, name: str | None = None, replayable: bool | None = None,
-               allowed_origins: object = _UNSET, enabled: bool | None = None) -> Source:
+               allowed_origins: object = _UNSET, enabled: bool | None = None,
+               retention: str | None = None) -> Source:
         """Change the given fields; ``allowed_origins=None`` means any origin again."""
         source = self.store.get(ref)
         changes: dict[str, Any] = {}
@@ -155,9 +175,13 @@ class SourceService:
             changes["allowed_origins"] = _origins(allowed_origins)
         if enabled is not None:
             changes["enabled"] = bool(enabled)
+        if retention is not None:
+            changes["retention"] = _retention(retention)
         if changes:
             source = self.store.update(msgspec.structs.replace(source, **changes))
         self._reload()
+        if "retention" in changes:
+            self._retention_changed()
         return source
 
     def rotate_key(self, ref: str) -> Source:

@@ -22,11 +22,19 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Which backend, and where.
 
     ``synchronous``: the embedded store's durability, ``FULL`` (an acknowledged event
-    survives a power loss) or ``NORMAL`` (it survives a process crash)."""
+    survives a power loss) or ``NORMAL`` (it survives a process crash).
+
+    ``archive``: where sealed ranges of the log go as Parquet files: a directory or
+    ``s3://bucket/prefix`` (empty: the data dir's ``archive/``); ``archive_endpoint``: an
+    S3-compatible endpoint URL (empty: AWS); ``archive_range``: events per range (0: no
+    archive tier)."""
 
     backend: Literal["sqlite", "memory"] = "sqlite"
     data_dir: str = ".millpond"
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    archive: str = ""
+    archive_endpoint: str = ""
+    archive_range: int = 1_000_000
 
 
 def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
@@ -44,7 +52,9 @@ def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
     from millpond.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(Path(config.data_dir), synchronous=config.synchronous,
-                         max_pending=max_pending, max_group=max_group)
+                         max_pending=max_pending, max_group=max_group,
+                         archive=config.archive, archive_endpoint=config.archive_endpoint,
+                         archive_range=config.archive_range)
 
 
 __all__ = ["Storage", "StorageConfig", "open_storage"]

@@ -39,6 +39,8 @@ from millpond.storage.models import (
     DeadLetterState,
     Destination,
     EventQuery,
+    Expired,
+    Expiry,
     ImportJob,
     Member,
     MembershipChange,
@@ -55,6 +57,7 @@ from millpond.storage.models import (
     Source,
     StoredEvent,
     TableLoadStats,
+    Tier,
     Window,
     WindowCursor,
     WindowPart,
@@ -131,6 +134,27 @@ class EventLog(Protocol):
 
     def last_seq(self) -> int:
         """The highest committed ``seq`` (0 for an empty log). Cheap: no I/O."""
+        ...
+
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        """Retention: remove up to ``limit`` events of ``source_id`` whose arrival
+        (``received_ms``) is before ``before_ms``, and nothing else, in one transaction;
+        ``done`` once none is left (call again until then).
+
+        Durable on return; idempotent. The removed events' ``messageId`` values stay
+        deduped forever (a later copy is a duplicate listed in
+        :attr:`AppendResult.expired`), and the store remembers how many it removed per
+        source and hour of event time, and the latest ``before_ms`` per source, for
+        :meth:`expired`."""
+        ...
+
+    async def expired(self, window: Window) -> list[Expired]:
+        """Per source of ``window`` (every source when its ``source_ids`` is None) that
+        retention removed events of: how many of those had an event time in an hour the
+        window touches (whole hours: exact for windows on hour bounds, an upper bound
+        otherwise), and the arrival time before which the source keeps nothing. Sources
+        with nothing removed are left out. A replay or preview says with it what it
+        cannot find."""
         ...
 
     def release_waiters(self) -> None:
@@ -653,6 +677,11 @@ class Storage(Protocol):
         store: its files), for start-up logs, status pages and metrics."""
         ...
 
+    def tiers(self) -> list[Tier]:
+        """The log's tiers (``hot``, then ``archive`` when the backend keeps one): bytes,
+        events and event-time span of each, for ``millpond storage status``."""
+        ...
+
     def close(self) -> None:
         """Close every store (the log last, after in-flight appends). Idempotent."""
         ...
@@ -660,10 +689,10 @@ class Storage(Protocol):
 
 __all__ = [
     "AppendResult", "CountKey", "DeadLetter", "DeadLetterState", "Destination",
-    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "ImportJob",
-    "ImportJobStore", "LoadStatsStore", "NewEvent", "PartScanner", "PeoplePage",
-    "ProfileStore", "Rejection", "RejectionStore", "Run", "RunKind", "RunState", "RunStore",
-    "Member", "MembersPage", "MembershipChange", "Segment", "SegmentStore", "Source",
-    "SourceStore", "Storage", "StorageUnavailable", "StoredEvent", "TableLoadStats", "Window",
-    "WindowCursor", "WindowPart",
+    "DestinationStore", "EventIndex", "EventLog", "EventQuery", "EventScan", "Expired",
+    "Expiry", "ImportJob", "ImportJobStore", "LoadStatsStore", "NewEvent", "PartScanner",
+    "PeoplePage", "ProfileStore", "Rejection", "RejectionStore", "Run", "RunKind", "RunState",
+    "RunStore", "Member", "MembersPage", "MembershipChange", "Segment", "SegmentStore",
+    "Source", "SourceStore", "Storage", "StorageUnavailable", "StoredEvent", "TableLoadStats",
+    "Window", "WindowCursor", "WindowPart",
 ]

@@ -57,9 +57,14 @@ class StoredEvent(msgspec.Struct, array_like=True, gc=False, frozen=True):
 
 class AppendResult(msgspec.Struct):
     """What happened to each event of one append, in order: its ``seq``, or ``None`` when
-    the source had already stored that ``messageId`` (a duplicate, acknowledged)."""
+    the source had already stored that ``messageId`` (a duplicate, acknowledged).
+
+    ``expired`` lists the positions (indexes into the append) of duplicates whose first
+    copy was stored and has since been removed by the source's retention: acknowledged,
+    not stored again, and not in the log either, which an import reports as such."""
 
     seqs: list[int | None]
+    expired: list[int] = msgspec.field(default_factory=list)
 
     @property
     def stored(self) -> int:
@@ -79,6 +84,37 @@ class Window(msgspec.Struct, frozen=True):
     ts_to: int
     max_seq: int | None = None
     source_ids: tuple[str, ...] | None = None
+
+
+class Expiry(msgspec.Struct, frozen=True):
+    """What one :meth:`~millpond.storage.contracts.EventLog.expire` call removed:
+    ``removed`` events; ``done`` when no event of the source older than the cutoff is
+    left (else call again: each call is one bounded transaction)."""
+
+    removed: int
+    done: bool
+
+
+class Expired(msgspec.Struct, frozen=True):
+    """Events of one source that retention removed, as far as a window is concerned:
+    ``events`` whose event time falls in the hours the window touches, and
+    ``before_ms``, the arrival time before which that source keeps nothing."""
+
+    source_id: str
+    events: int
+    before_ms: int
+
+
+class Tier(msgspec.Struct, frozen=True):
+    """One tier of the log (``hot``: the store appends go to; ``archive``: sealed ranges
+    as Parquet): bytes on disk, events, and the event-time span (Unix ms; None when
+    empty)."""
+
+    name: str
+    bytes: int
+    events: int
+    ts_min: int | None
+    ts_max: int | None
 
 
 class WindowCursor(msgspec.Struct, frozen=True, array_like=True):
@@ -159,6 +195,9 @@ class Source(msgspec.Struct, frozen=True):
     #: When it was deleted (Unix seconds): set only on tombstones
     #: (:meth:`~millpond.storage.contracts.SourceStore.deleted`), None for a live source.
     deleted_at: float | None = None
+    #: How long its events are kept, counted from their arrival: ``"forever"`` or a
+    #: duration such as ``"400d"`` (``millpond.retention.policy``).
+    retention: str = "forever"
 
 
 class Destination(msgspec.Struct, frozen=True):

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from msgspec.structs import replace
 
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.storage.models import (
@@ -412,3 +413,11 @@ def test_rejections_in_order_by_source(storage):
     assert [r.source_id for r in store.list(None, 0, 10)] == ["src_a", "src_b", "src_a"]
     assert store.list(None, rows[0].id, 1) == [store.list(None, 0, 10)[1]]
     assert store.list("src_other", 0, 10) == []
+
+
+def test_a_sources_retention_is_kept_and_changed_and_outlives_it(storage):
+    assert storage.sources.create(source(1)).retention == "forever"
+    storage.sources.update(replace(storage.sources.get("src_1"), retention="400d"))
+    assert storage.sources.get("s1").retention == "400d"
+    storage.sources.delete("src_1")
+    assert [s.retention for s in storage.sources.deleted()] == ["400d"]

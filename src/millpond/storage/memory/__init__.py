@@ -22,6 +22,7 @@ from millpond.storage.memory.state import (
     MemoryRejectionStore,
     MemorySourceStore,
 )
+from millpond.storage.models import Tier
 
 
 class MemoryStorage:
@@ -47,6 +48,13 @@ class MemoryStorage:
     def sizes(self) -> dict[str, int]:
         """The log's bodies, in bytes (the rest is small)."""
         return {"log": sum(len(r.event.body) for r in self.log.rows())}
+
+    def tiers(self) -> list[Tier]:
+        """One tier, in memory (its bytes are the bodies')."""
+        rows = self.log.rows()
+        ts = [r.event.ts_ms for r in rows]
+        return [Tier("hot", self.sizes()["log"], len(rows), min(ts, default=None),
+                     max(ts, default=None))]
 
     def close(self) -> None:
         self.log.close()

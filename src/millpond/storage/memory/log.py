@@ -11,12 +11,16 @@ import asyncio
 import bisect
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import NamedTuple
 
 from millpond.errors import Overloaded
-from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
+
+#: Retention counts removed events per hour of event time (see ``EventLog.expired``).
+HOUR_MS = 3_600_000
 
 
 class Row(NamedTuple):
@@ -29,6 +33,7 @@ class Row(NamedTuple):
     user_id: str | None
     received_ms: int
     anonymous_id: str | None = None
+    message_id: str = ""
 
 
 class MemoryEventLog:
@@ -40,6 +45,10 @@ class MemoryEventLog:
         self._rows: list[Row] = []
         self._by_seq: dict[int, Row] = {}
         self._dedupe: dict[tuple[str, str], int] = {}
+        #: Retention's bookkeeping: removed keys, counts per (source, hour), cutoffs.
+        self._expired_keys: set[tuple[str, str]] = set()
+        self._expired_hours: Counter[tuple[str, int]] = Counter()
+        self._expired_before: dict[str, int] = {}
         self._last_seq = 0
         self._closed = False
         self._released = False
@@ -48,18 +57,21 @@ class MemoryEventLog:
     # -- writing ---------------------------------------------------------------------
     def _append(self, events: Sequence[NewEvent]) -> AppendResult:
         seqs: list[int | None] = []
+        gone: list[int] = []
         with self._lock:
             if self._closed:
                 raise Overloaded("the server is shutting down", retry_after=2)
-            for e in events:
+            for i, e in enumerate(events):
                 key = (e.source_id, e.message_id)
                 if key in self._dedupe:
                     seqs.append(None)
+                    if key in self._expired_keys:
+                        gone.append(i)
                     continue
                 self._last_seq += 1
                 seq = self._last_seq
                 row = Row(StoredEvent(seq, e.ts_ms, e.body), e.source_id, e.type, e.event_name,
-                          e.user_id, e.received_ms, e.anonymous_id)
+                          e.user_id, e.received_ms, e.anonymous_id, e.message_id)
                 self._dedupe[key] = seq
                 self._seqs.append(seq)
                 self._rows.append(row)
@@ -67,7 +79,7 @@ class MemoryEventLog:
                 seqs.append(seq)
             waiters, self._waiters = self._waiters, []
         _wake(waiters)
-        return AppendResult(seqs)
+        return AppendResult(seqs, gone)
 
     async def append(self, events: Sequence[NewEvent]) -> AppendResult:
         return self._append(events)
@@ -90,6 +102,32 @@ class MemoryEventLog:
                     i = bisect.bisect_left(self._seqs, seq)
                     del self._seqs[i]
                     del self._rows[i]
+
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        with self._lock:
+            gone = [r for r in self._rows
+                    if r.source_id == source_id and r.received_ms < before_ms][:limit]
+            for row in gone:
+                seq = row.event.seq
+                del self._by_seq[seq]
+                i = bisect.bisect_left(self._seqs, seq)
+                del self._seqs[i]
+                del self._rows[i]
+                self._expired_keys.add((source_id, row.message_id))
+                self._expired_hours[source_id, row.event.ts_ms // HOUR_MS] += 1
+            self._expired_before[source_id] = max(before_ms,
+                                                  self._expired_before.get(source_id, before_ms))
+        return Expiry(len(gone), len(gone) < limit)
+
+    async def expired(self, window: Window) -> list[Expired]:
+        first, last = window.ts_from // HOUR_MS, (window.ts_to - 1) // HOUR_MS
+        totals: Counter[str] = Counter()
+        with self._lock:
+            for (source_id, hour), n in self._expired_hours.items():
+                if first <= hour <= last and (window.source_ids is None
+                                              or source_id in window.source_ids):
+                    totals[source_id] += n
+            return [Expired(s, totals[s], self._expired_before[s]) for s in sorted(totals)]
 
     # -- waiting ---------------------------------------------------------------------
     async def wait(self, after_seq: int, timeout: float) -> int:

@@ -174,8 +174,14 @@ class PersonIndex:
     def _bodies(self, seqs: list[int]) -> dict[int, bytes]:
         marks = ",".join("?" * len(seqs))
         with self._log.reading() as conn:
-            return dict(conn.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})",
-                                     seqs).fetchall())
+            found = dict(conn.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})",
+                                      seqs).fetchall())
+        archive = self._log.archive
+        if archive is not None and len(found) < len(seqs):
+            for seq in seqs:  # archived (or removed) since it was indexed
+                if seq not in found and (event := archive.get(seq)) is not None:
+                    found[seq] = event.body
+        return found
 
     def count(self, ids: Sequence[str]) -> int:
         """How many distinct events ``ids`` have; blocking."""

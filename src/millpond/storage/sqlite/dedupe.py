@@ -7,9 +7,10 @@ most of it. Collisions are possible (about 3 in a million at 10 million events),
 hit is always confirmed against the stored message before anything is dropped: a collision
 stores the event and remembers its exact key in an overflow table instead.
 
-Dedupe is forever, so whatever removes events (retention, when it comes) must first copy
-their exact (source_id, message_id) into the overflow table: a hash hit whose event is
-gone is confirmed there.
+Dedupe is forever, so whatever removes events must first copy their exact
+(source_id, message_id) where a hash hit whose event is gone is confirmed: retention into
+``dedupe_expired`` (:mod:`.retention`, so the append can say the first copy expired),
+anything else into the overflow table.
 
 The key scheme is private to this backend. Producers that have a core to spare (an
 import's reader process) get :func:`dedupe_hash` through ``EventLog.dedupe_keyer()`` and
@@ -19,10 +20,11 @@ fill ``NewEvent.dedupe_key`` with it, so the writer does not compute it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import blake2b
 
 from millpond.storage.models import AppendResult, NewEvent
+from millpond.storage.sqlite import retention
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (h INTEGER PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
@@ -46,8 +48,12 @@ def dedupe_hash(source_id: str, message_id: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
+#: (source_id, message_id) of an archived seq, or None (the archive tier's ``key_of``).
+ArchivedKey = Callable[[int], tuple[str, str] | None]
+
+
 def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
-               last_seq: int) -> Plan:
+               last_seq: int, archived: ArchivedKey | None = None) -> Plan:
     """Inside the writer's open transaction: claim the dedupe keys of ``groups`` (one list
     of events per submission) and assign seqs after ``last_seq`` to the new events.
 
@@ -73,7 +79,7 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
         known.update(conn.execute(
             f"SELECT h, seq FROM dedupe WHERE h IN ({marks})", chunk).fetchall())
     rows, dedupe_rows, overflow, results, seq = _plan_with_hits(conn, groups, hashes, known,
-                                                                last_seq)
+                                                                last_seq, archived)
     conn.executemany("INSERT INTO dedupe (h, seq) VALUES (?, ?)", dedupe_rows)
     if overflow:
         conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
@@ -100,7 +106,8 @@ def _plan_new(groups: Sequence[Sequence[NewEvent]], last_seq: int) -> Plan:
 
 
 def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
-                    hashes: list[list[int]], known: dict[int, int], last_seq: int
+                    hashes: list[list[int]], known: dict[int, int], last_seq: int,
+                    archived: ArchivedKey | None = None
                     ) -> tuple[list[EventRow], list[tuple[int, int]], list[tuple[str, str]],
                                list[AppendResult], int]:
     """Some hashes were seen before (or twice in this group): confirm each hit."""
@@ -112,10 +119,15 @@ def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent
     results: list[AppendResult] = []
     for events, group_hashes in zip(groups, hashes, strict=True):
         seqs: list[int | None] = []
-        for ev, h in zip(events, group_hashes, strict=True):
-            if (h in known or h in in_group) and _is_duplicate(conn, ev, h, known, in_group,
-                                                               overflow):
+        gone: list[int] = []
+        for i, (ev, h) in enumerate(zip(events, group_hashes, strict=True)):
+            found = (h in known or h in in_group) and _is_duplicate(conn, ev, h, known,
+                                                                     in_group, overflow,
+                                                                     archived)
+            if found:
                 seqs.append(None)
+                if found == EXPIRED:
+                    gone.append(i)
                 continue
             seq += 1
             if h in known or h in in_group:
@@ -125,27 +137,40 @@ def _plan_with_hits(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent
                 in_group[h] = ev
             rows.append(_row(seq, ev))
             seqs.append(seq)
-        results.append(AppendResult(seqs))
+        results.append(AppendResult(seqs, gone))
     return rows, dedupe_rows, overflow, results, seq
 
 
+#: What :func:`_is_duplicate` found: the first copy is stored, or retention removed it.
+STORED = "stored"
+EXPIRED = "expired"
+
+
 def _is_duplicate(conn: sqlite3.Connection, ev: NewEvent, h: int, known: dict[int, int],
-                  in_group: dict[int, NewEvent], overflow: list[tuple[str, str]]) -> bool:
-    """Confirm a hash hit against the real (source, messageId) before dropping anything."""
+                  in_group: dict[int, NewEvent], overflow: list[tuple[str, str]],
+                  archived: ArchivedKey | None = None) -> str | None:
+    """Confirm a hash hit against the real (source, messageId) before dropping anything:
+    :data:`STORED`, :data:`EXPIRED` (a duplicate whose first copy retention removed), or
+    None (a collision: not a duplicate)."""
     key = (ev.source_id, ev.message_id)
     if key in overflow:
-        return True
+        return STORED
     twin = in_group.get(h)
     if twin is not None and (twin.source_id, twin.message_id) == key:
-        return True
+        return STORED
     if h in known:
         row = conn.execute("SELECT source_id, message_id FROM events WHERE seq = ?",
                            (known[h],)).fetchone()
         if row is not None and tuple(row) == key:
-            return True
-    return conn.execute(
-        "SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?", key
-    ).fetchone() is not None
+            return STORED
+        if row is None and archived is not None and archived(known[h]) == key:
+            return STORED  # the first copy is in the archive tier
+        if row is None and retention.is_expired(conn, *key):
+            return EXPIRED
+    if conn.execute("SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?",
+                    key).fetchone() is not None:
+        return EXPIRED if retention.is_expired(conn, *key) else STORED
+    return None
 
 
 def candidate_seqs(conn: sqlite3.Connection, source_id: str, message_id: str) -> list[int]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import starmap
 from operator import attrgetter
 from typing import Any
+
+import msgspec
 
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite.activity import PersonIndex
@@ -42,18 +44,46 @@ class SQLiteEventIndex:
         return await asyncio.to_thread(self._count, window)
 
     def _count(self, window: Window) -> int:
-        sql = "SELECT COUNT(*) FROM events WHERE ts >= ? AND ts < ? AND seq <= ?"
+        sql = "SELECT COUNT(*) FROM events WHERE ts >= ? AND ts < ? AND seq <= ? AND seq > ?"
         if window.source_ids is not None:
             sql += f" AND source_id IN ({','.join('?' * len(window.source_ids))})"
         limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
-        with self._log.reading() as conn:
-            return conn.execute(sql, (window.ts_from, window.ts_to, limit_seq,
-                                      *(window.source_ids or ()))).fetchone()[0]
+        while True:  # again if a range moved to the archive meanwhile
+            archive = self._log.archive
+            upto = archive.archived_upto() if archive is not None else 0
+            with self._log.reading() as conn:
+                hot = conn.execute(sql, (window.ts_from, window.ts_to, limit_seq, upto,
+                                         *(window.source_ids or ()))).fetchone()[0]
+            if archive is None:
+                return hot
+            total = hot + archive.count(window)
+            if archive.archived_upto() == upto:
+                return total
 
     async def query(self, q: EventQuery) -> list[StoredEvent]:
         return await asyncio.to_thread(self._query, q)
 
     def _query(self, q: EventQuery) -> list[StoredEvent]:
+        """The hot rows after the archived ranges and the archive's, in ``q``'s order:
+        newest first reads the hot store first; oldest first, the archive."""
+        while True:  # again if a range moved to the archive meanwhile
+            archive = self._log.archive
+            upto = archive.archived_upto() if archive is not None else 0
+            if archive is None or not upto:
+                return self._query_hot(q, 0)
+            if q.descending:
+                out = self._query_hot(q, upto)
+                if len(out) < q.limit:
+                    out += archive.query(msgspec.structs.replace(q, limit=q.limit - len(out)))
+            else:
+                out = archive.query(q)
+                if len(out) < q.limit:
+                    out += self._query_hot(msgspec.structs.replace(q, limit=q.limit - len(out)),
+                                           upto)
+            if archive.archived_upto() == upto:
+                return out
+
+    def _query_hot(self, q: EventQuery, upto: int) -> list[StoredEvent]:
         where: list[str] = []
         args: list[Any] = []
 
@@ -61,6 +91,8 @@ class SQLiteEventIndex:
             where.append(clause)
             args.extend(values)
 
+        if upto:
+            add("seq > ?", upto)
         if q.source_ids:
             add(f"source_id IN ({','.join('?' * len(q.source_ids))})", *q.source_ids)
         if q.types:
@@ -95,7 +127,11 @@ class SQLiteEventIndex:
             raise RuntimeError("this index was opened without its per-person index")
         return self._people
 
-    def part_scanner(self) -> SQLitePartScanner:
+    def part_scanner(self) -> SQLitePartScanner | None:
+        """None once part of the log is archived: the part scanner reads ``log.db`` only,
+        so callers then scan in process, through :meth:`scan`, which reads both tiers."""
+        if self._log.archive is not None and self._log.archive.files():
+            return None
         return SQLitePartScanner(self._log.path)
 
     def chunk(self, window: Window, after: WindowCursor | None,
@@ -116,12 +152,15 @@ class WindowScan:
     def __init__(self, log: SQLiteEventLog, window: Window, after: WindowCursor | None,
                  chunk: int):
         conn: sqlite3.Connection | None = None
+        merge = _ArchiveMerge(log, window)
 
         def read(cursor: WindowCursor | None) -> list[StoredEvent]:
             nonlocal conn
             if conn is None:
                 conn = log.lend_reader()
-            return _packed_chunk(conn, window, cursor, chunk)
+            if log.archive is None or not log.archive.files():
+                return _packed_chunk(conn, window, cursor, chunk)
+            return merge.chunk(conn, cursor, chunk)
 
         def finish() -> None:
             if conn is not None:
@@ -156,6 +195,55 @@ class WindowScan:
 
     def __del__(self) -> None:
         self.close()
+
+
+class _ArchiveMerge:
+    """A window scan's chunks when part of the log is archived: the hot store's chunk
+    (rows after the archived ranges) merged with the archive's stream in (ts, seq) order.
+    The stream is opened again from the cursor when a range was archived since it was
+    opened, so a row moving tiers mid-scan is read exactly once."""
+
+    def __init__(self, log: SQLiteEventLog, window: Window):
+        self._log = log
+        self._window = window
+        self._upto: int | None = None
+        self._stream: Iterator[StoredEvent] = iter(())
+        self._next: StoredEvent | None = None
+
+    def _open(self, upto: int, cursor: WindowCursor | None) -> None:
+        archive = self._log.archive
+        assert archive is not None
+        self._upto = upto
+        self._stream = archive.window(self._window, cursor)
+        self._next = next(self._stream, None)
+
+    def chunk(self, conn: sqlite3.Connection, cursor: WindowCursor | None,
+              limit: int) -> list[StoredEvent]:
+        archive = self._log.archive
+        assert archive is not None
+        while True:
+            upto = archive.archived_upto()
+            if upto != self._upto:
+                self._open(upto, cursor)
+            hot = _packed_chunk(conn, self._window, cursor, limit)
+            full = len(hot) == limit
+            if archive.archived_upto() == upto:
+                break
+        hot = [e for e in hot if e.seq > upto]
+        out: list[StoredEvent] = []
+        i = 0
+        while len(out) < limit:
+            a = self._next
+            h = hot[i] if i < len(hot) else None
+            if h is None and (full or a is None):
+                break  # beyond a full hot chunk's last row nothing is known yet
+            if a is None or (h is not None and (h.ts_ms, h.seq) < (a.ts_ms, a.seq)):
+                out.append(h)  # type: ignore[arg-type]  # h is set when a is None
+                i += 1
+            else:
+                out.append(a)
+                self._next = next(self._stream, None)
+        return out
 
 
 def _after_chunk(rows: list[StoredEvent]) -> WindowCursor:

@@ -38,10 +38,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from millpond.errors import Overloaded
+from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import AppendResult, NewEvent, StoredEvent
-from millpond.storage.sqlite import dedupe
+from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
+from millpond.storage.sqlite import dedupe, retention
+from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
 
 log = logging.getLogger("millpond.log")
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-""" + dedupe.SCHEMA
+""" + dedupe.SCHEMA + retention.SCHEMA
 
 _INSERT_EVENT = (
     "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
@@ -122,6 +124,10 @@ class SQLiteEventLog:
         self._released = False
         self._spare: list[sqlite3.Connection] = []
         self._spare_lock = threading.Lock()
+        self._expiry_conn: sqlite3.Connection | None = None
+        self._expiry_lock = threading.Lock()
+        #: The archive tier (``storage/sqlite/archive.py``), when the storage opened one.
+        self.archive: SQLiteArchive | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         #: The current overload episode: submissions refused so far, and since when.
@@ -283,8 +289,10 @@ class SQLiteEventLog:
 
     def _commit(self, conn: sqlite3.Connection, subs: list[_Submission]) -> list[AppendResult]:
         with immediate(conn):  # plan_group may restart it: the commit is of the last one
+            archive = self.archive
             rows, results, seq = dedupe.plan_group(conn, [s.events for s in subs],
-                                                   self._last_seq)
+                                                   self._last_seq,
+                                                   archive.key_of if archive else None)
             conn.executemany(_INSERT_EVENT, rows)
         self._last_seq = seq
         return results
@@ -329,7 +337,21 @@ class SQLiteEventLog:
 
     def read_sync(self, after_seq: int, limit: int, upto_seq: int | None = None,
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
-        """:meth:`read`, blocking (for this backend's own threads)."""
+        """:meth:`read`, blocking (for this backend's own threads): the archive's part
+        first, then the hot store's, read again if a range was archived meanwhile."""
+        while True:
+            archive = self.archive
+            upto = archive.archived_upto() if archive is not None else 0
+            out: list[StoredEvent] = []
+            if archive is not None and after_seq < upto:
+                out = archive.read(after_seq, limit, upto_seq, types)
+            if len(out) < limit:
+                out += self._read_hot(max(after_seq, upto), limit - len(out), upto_seq, types)
+            if archive is None or archive.archived_upto() == upto:
+                return out
+
+    def _read_hot(self, after_seq: int, limit: int, upto_seq: int | None,
+                  types: frozenset[str] | None) -> list[StoredEvent]:
         sql = "SELECT seq, ts, body FROM events WHERE seq > ?"
         args: list[Any] = [after_seq]
         if upto_seq is not None:
@@ -351,6 +373,8 @@ class SQLiteEventLog:
         with self.reading() as conn:
             row = conn.execute("SELECT seq, ts, body FROM events WHERE seq = ?",
                                (seq,)).fetchone()
+        if row is None and self.archive is not None:
+            return self.archive.get(seq)  # archived (checked after the hot store: no gap)
         return None if row is None else StoredEvent(*row)
 
     async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
@@ -363,9 +387,58 @@ class SQLiteEventLog:
                                      " WHERE seq = ?", (seq,)).fetchone()
                 if found and found[0] == source_id and found[1] == message_id:
                     return StoredEvent(seq, found[2], found[3])
+                if found is None and self.archive is not None \
+                        and self.archive.key_of(seq) == (source_id, message_id):
+                    return self.archive.get(seq)
         return None
 
+    # -- retention -------------------------------------------------------------------
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        return await asyncio.to_thread(self.expire_sync, source_id, before_ms, limit)
+
+    def expire_sync(self, source_id: str, before_ms: int, limit: int = 10_000) -> Expiry:
+        """:meth:`expire`, blocking: on a write connection of its own (the writer
+        thread's is busy with appends; SQLite lets them take turns)."""
+        with self._expiry_lock:
+            hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
+            if not hot.done or self.archive is None:
+                return hot
+            archived = self.archive.expire(source_id, before_ms)  # a file per call
+            return Expiry(hot.removed + archived.removed, archived.done)
+
+    def maintenance(self) -> sqlite3.Connection:
+        """The write connection of maintenance (retention, archiving), made on first use;
+        callers hold :attr:`maintenance_lock`."""
+        if self._expiry_conn is None:
+            self._expiry_conn = self._connect()
+        return self._expiry_conn
+
+    @property
+    def maintenance_lock(self) -> threading.Lock:
+        return self._expiry_lock
+
+    def open_archive(self, place: Place, range_size: int) -> SQLiteArchive:
+        """Open the archive tier in ``place`` (sealing ranges of ``range_size``)."""
+        with self._expiry_lock:
+            conn = self.maintenance()
+        self.archive = SQLiteArchive(place, range_size, conn, self._expiry_lock,
+                                     self.last_seq)
+        return self.archive
+
+    async def expired(self, window: Window) -> list[Expired]:
+        return await asyncio.to_thread(self._expired, window)
+
+    def _expired(self, window: Window) -> list[Expired]:
+        with self.reading() as conn:
+            return retention.expired(conn, window)
+
     def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+        with self._expiry_lock:
+            if self._expiry_conn is not None:
+                self._expiry_conn.close()
+                self._expiry_conn = None
         with self._cv:
             if self._closed:
                 return

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS sources (
     replayable INTEGER NOT NULL,
     created_at REAL NOT NULL,
     allowed_origins TEXT,
-    enabled INTEGER NOT NULL DEFAULT 1
+    enabled INTEGER NOT NULL DEFAULT 1,
+    retention TEXT NOT NULL DEFAULT 'forever'
 );
 CREATE INDEX IF NOT EXISTS sources_by_site ON sources(site_id);
 -- Tombstones: deleted sources, without the live table's unique names and keys (both
@@ -37,13 +38,15 @@ CREATE TABLE IF NOT EXISTS deleted_sources (
     created_at REAL NOT NULL,
     allowed_origins TEXT,
     enabled INTEGER NOT NULL,
-    deleted_at REAL NOT NULL
+    deleted_at REAL NOT NULL,
+    retention TEXT NOT NULL DEFAULT 'forever'
 );
 """
 #: Columns added after the first release, for data dirs created before them.
-_ADDED_COLUMNS = {"allowed_origins": "TEXT", "enabled": "INTEGER NOT NULL DEFAULT 1"}
+_ADDED_COLUMNS = {"allowed_origins": "TEXT", "enabled": "INTEGER NOT NULL DEFAULT 1",
+                  "retention": "TEXT NOT NULL DEFAULT 'forever'"}
 _COLUMNS = ("id, name, kind, write_key, site_id, replayable, created_at, allowed_origins,"
-            " enabled")
+            " enabled, retention")
 
 
 def _row(row: sqlite3.Row, deleted_at: float | None = None) -> Source:
@@ -51,13 +54,14 @@ def _row(row: sqlite3.Row, deleted_at: float | None = None) -> Source:
     return Source(row["id"], row["name"], row["kind"], row["write_key"],
                   bool(row["replayable"]), row["site_id"], row["created_at"],
                   None if origins is None else tuple(json.loads(origins)),
-                  bool(row["enabled"]), deleted_at)
+                  bool(row["enabled"]), deleted_at, row["retention"])
 
 
-def _values(s: Source) -> tuple[str, str, str, str, str | None, int, float, str | None, int]:
+def _values(s: Source) -> tuple[str, str, str, str, str | None, int, float, str | None, int,
+                               str]:
     origins = None if s.allowed_origins is None else json.dumps(list(s.allowed_origins))
     return (s.id, s.name, s.kind, s.write_key, s.site_id, int(s.replayable), s.created_at,
-            origins, int(s.enabled))
+            origins, int(s.enabled), s.retention)
 
 
 def _conflict(exc: Exception, source: Source) -> Exception:
@@ -76,18 +80,19 @@ class SQLiteSourceStore:
     def __init__(self, db: StateDB):
         self._db = db
         db.executescript(SCHEMA)
-        have = db.columns("sources")
-        for column, decl in _ADDED_COLUMNS.items():
-            if column not in have:
-                db.conn().execute(f"ALTER TABLE sources ADD COLUMN {column} {decl}")
+        for table in ("sources", "deleted_sources"):
+            have = db.columns(table)
+            for column, decl in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.conn().execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def create(self, source: Source) -> Source:
         if self._db.conn().execute("SELECT 1 FROM deleted_sources WHERE id = ?",
                                    (source.id,)).fetchone():
             raise Conflict(f"a source with id {source.id!r} already exists", field="id")
         try:
-            self._db.conn().execute(f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                                    _values(source))
+            self._db.conn().execute(
+                f"INSERT INTO sources ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _values(source))
         except sqlite3.IntegrityError as exc:
             raise _conflict(exc, source) from None
         return source
@@ -119,7 +124,7 @@ class SQLiteSourceStore:
         try:
             cur = self._db.conn().execute(
                 "UPDATE sources SET name = ?, kind = ?, write_key = ?, site_id = ?,"
-                " replayable = ?, created_at = ?, allowed_origins = ?, enabled = ?"
+                " replayable = ?, created_at = ?, allowed_origins = ?, enabled = ?, retention = ?"
                 " WHERE id = ?", (*values[1:], source.id))
         except sqlite3.IntegrityError as exc:
             raise _conflict(exc, source) from None
@@ -137,7 +142,7 @@ class SQLiteSourceStore:
             if cur.rowcount == 0:
                 raise NotFound(f"no source {source_id!r}", field="source")
             conn.execute(f"INSERT INTO deleted_sources ({_COLUMNS}, deleted_at)"
-                         " VALUES (?,?,?,?,?,?,?,?,?,?)", (*_values(tombstone),
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?)", (*_values(tombstone),
                                                             tombstone.deleted_at))
         return tombstone
 

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from millpond import metrics
+from millpond.storage.archive.place import open_place
 from millpond.storage.health import StorageHealth
+from millpond.storage.models import Tier
 from millpond.storage.sqlite.activity import PersonIndex
+from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import StateDB
 from millpond.storage.sqlite.destinations import SQLiteDestinationStore
 from millpond.storage.sqlite.eraser import SQLiteEraser
@@ -37,7 +40,8 @@ class SQLiteStorage:
 
     def __init__(self, data_dir: str | Path, synchronous: str = "FULL", *,
                  max_pending: int = 200_000, max_group: int = 20_000,
-                 on_commit: Callable[[int, float], None] | None = metrics.record_commit):
+                 on_commit: Callable[[int, float], None] | None = metrics.record_commit,
+                 archive: str = "", archive_endpoint: str = "", archive_range: int = 0):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         #: Whether writes succeed now (a full disk: one episode, logged once; stats).
@@ -54,10 +58,18 @@ class SQLiteStorage:
                                     for name, file in FILES.items()})
         self._on_commit = on_commit
         self._people: PersonIndex | None = None
+        self.archive: SQLiteArchive | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
                                   on_commit=self._committed, health=self.health)
+        #: The archive tier: sealed ranges of the log as Parquet (None: off).
+        if archive_range > 0:
+            place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)
+            self.archive = self.log.open_archive(place, archive_range)
         self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
+        if self.archive is not None:
+            self.archive.before_seal.append(self._people.catch_up)
+            self.archive.start()
         self.index = SQLiteEventIndex(self.log, self._people)
         self.profiles = SQLiteProfileStore(self.data_dir / FILES["profiles"],
                                            health=self.health)
@@ -71,6 +83,8 @@ class SQLiteStorage:
             self._on_commit(events, seconds)
         if self._people is not None:
             self._people.nudge()
+        if self.archive is not None:
+            self.archive.nudge()
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
@@ -82,6 +96,24 @@ class SQLiteStorage:
                 with contextlib.suppress(OSError):
                     size += (self.data_dir / f"{file}{suffix}").stat().st_size
             out[file] = size
+        if self.archive is not None:
+            out["archive"] = sum(f.bytes for f in self.archive.files())
+        return out
+
+    def tiers(self) -> list[Tier]:
+        with self.log.reading() as conn:
+            events, ts_min, ts_max = conn.execute(
+                "SELECT count(*), min(ts), max(ts) FROM events").fetchone()
+            pages = [conn.execute(f"PRAGMA {p}").fetchone()[0]
+                     for p in ("page_size", "page_count", "freelist_count")]
+        # Pages in use: those an archived range freed are reused by new events (the file
+        # does not grow again until they are), so they are not the hot tier's.
+        used = pages[0] * (pages[1] - pages[2])
+        out = [Tier("hot", used, events, ts_min, ts_max)]
+        if self.archive is not None:
+            span = self.archive.span()
+            out.append(Tier("archive", 0, 0, None, None) if span is None
+                       else Tier("archive", span[1], span[0], span[2], span[3]))
         return out
 
     def close(self) -> None:

@@ -1,0 +1,230 @@
+"""One archive file: writing a sealed range of log rows as Parquet, and reading it back by
+event-time window or by seq.
+
+Why sorted by (ts, seq) within a file: replays read by event-time window, so row groups
+in time order let a window skip all but the row groups its span touches (their ``ts``
+statistics), and a scan resuming from a cursor starts at the first row group that can
+hold it. Reads by seq (the live feed, a first sync) sort the few row groups they need.
+
+Crash safety of a write: the file is written under a temporary name, fsynced, renamed
+and its directory fsynced, so a file under its final name is always whole. It only
+counts once the backend's manifest lists it (in the same transaction that removes its
+rows from the hot store); a file the manifest does not list is an interrupted attempt,
+removed at open.
+"""
+
+# pyright: basic
+# (pyarrow ships no type information: strict mode would flag every call into it)
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute
+import pyarrow.parquet as pq
+
+from millpond.storage.models import EventQuery, StoredEvent
+
+#: pyarrow.compute's functions are made at import time: no checker can see them.
+pc: Any = pyarrow.compute
+
+SCHEMA = pa.schema([
+    ("seq", pa.int64()), ("ts", pa.int64()), ("received", pa.int64()),
+    ("source_id", pa.string()), ("type", pa.string()), ("event", pa.string()),
+    ("user_id", pa.string()), ("anonymous_id", pa.string()),
+    ("message_id", pa.string()), ("body", pa.binary()),
+])
+#: Rows per row group: the unit a reader skips or reads. Small enough that a file's
+#: groups cover narrow slices of event time (an event-time window reads little more than
+#: it needs: bench/archive.py), large enough that per-group overhead stays small.
+ROW_GROUP = 10_000
+
+#: One log row, in SCHEMA's column order.
+Row = tuple[int, int, int, str, str, str | None, str | None, str | None, str, bytes]
+
+
+class FileStats(msgspec.Struct, frozen=True):
+    """What the manifest keeps of a file: its seq range, event-time span, size."""
+
+    name: str
+    first_seq: int
+    last_seq: int
+    ts_min: int
+    ts_max: int
+    events: int
+    bytes: int
+
+
+def write(directory: Path, name: str, chunks: Iterable[Sequence[Row]], first_seq: int,
+          last_seq: int) -> FileStats:
+    """Write the range ``first_seq..last_seq`` (gaps allowed) as ``name`` under
+    ``directory``, durably (see the module docstring). ``chunks`` are its rows in (ts,
+    seq) order, a row group's worth at a time: memory holds one chunk, not the range."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    temporary = directory / f".{name}.tmp"
+    # pyarrow takes column lists for both options; its stubs say bool
+    options: dict[str, Any] = {"write_statistics": ["seq", "ts", "source_id", "received"],
+                               "use_dictionary": ["source_id", "type"]}
+    events, ts_min, ts_max = 0, None, None
+    with pq.ParquetWriter(temporary, SCHEMA, compression="zstd", **options) as writer:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            columns = list(zip(*chunk, strict=True))
+            writer.write_table(pa.table([pa.array(col, type=f.type) for f, col in
+                                         zip(SCHEMA, columns, strict=True)], schema=SCHEMA),
+                               row_group_size=ROW_GROUP)
+            events += len(chunk)
+            ts_min = chunk[0][1] if ts_min is None else ts_min
+            ts_max = chunk[-1][1]
+    _fsync(temporary)
+    os.replace(temporary, final)
+    _fsync(directory)
+    return FileStats(name, first_seq, last_seq, ts_min or 0, ts_max or 0, events,
+                     final.stat().st_size)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _groups(meta: pq.FileMetaData, column: str) -> Iterator[tuple[int, int, int]]:
+    """(row group, min, max) of ``column`` per row group."""
+    index = meta.schema.names.index(column)
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            yield i, -(1 << 62), 1 << 62
+        else:
+            yield i, stats.min, stats.max
+
+
+def _filter(table: pa.Table, after: tuple[int, int], ts_to: int, max_seq: int | None,
+            source_ids: tuple[str, ...] | None) -> pa.Table:
+    ts, seq = table["ts"], table["seq"]
+    mask = pc.and_(pc.or_(pc.greater(ts, after[0]),
+                          pc.and_(pc.equal(ts, after[0]), pc.greater(seq, after[1]))),
+                   pc.less(ts, ts_to))
+    if max_seq is not None:
+        mask = pc.and_(mask, pc.less_equal(seq, max_seq))
+    if source_ids is not None:
+        mask = pc.and_(mask, pc.is_in(table["source_id"], pa.array(source_ids, pa.string())))
+    return table.filter(mask)
+
+
+def window_events(path: Any, after: tuple[int, int], ts_to: int, max_seq: int | None,
+                  source_ids: tuple[str, ...] | None) -> Iterator[StoredEvent]:
+    """The file's events after (ts, seq) ``after`` with ``ts < ts_to`` (and the filters), in
+    (ts, seq) order, a row group at a time: row groups outside the span are not read."""
+    file = pq.ParquetFile(path)
+    for group, low, high in _groups(file.metadata, "ts"):
+        if high < after[0] or low >= ts_to:
+            continue
+        table = _filter(file.read_row_group(group, columns=["seq", "ts", "source_id", "body"]),
+                        after, ts_to, max_seq, source_ids)
+        yield from map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
+                       table["body"].to_pylist())
+
+
+def count(path: Any, ts_from: int, ts_to: int, max_seq: int | None,
+          source_ids: tuple[str, ...] | None) -> int:
+    """How many of the file's events :func:`window_events` would give from ``ts_from``."""
+    file = pq.ParquetFile(path)
+    total = 0
+    for group, low, high in _groups(file.metadata, "ts"):
+        if high < ts_from or low >= ts_to:
+            continue
+        table = file.read_row_group(group, columns=["seq", "ts", "source_id"])
+        total += _filter(table, (ts_from, -1), ts_to, max_seq, source_ids).num_rows
+    return total
+
+
+def expired_rows(path: Any, source_id: str, before_ms: int) -> pa.Table:
+    """(message_id, ts) of the file's events of ``source_id`` that arrived before
+    ``before_ms``; row groups whose ``received`` statistics rule it out are not read."""
+    file = pq.ParquetFile(path)
+    parts = [file.read_row_group(g, columns=["source_id", "received", "message_id", "ts"])
+             for g, low, _high in _groups(file.metadata, "received") if low < before_ms]
+    if not parts:
+        return pa.table({"message_id": pa.array([], pa.string()),
+                         "ts": pa.array([], pa.int64())})
+    table = pa.concat_tables(parts)
+    return table.filter(pc.and_(pc.equal(table["source_id"], source_id),
+                                pc.less(table["received"], before_ms)))
+
+
+def rewritten(path: Any, source_id: str, before_ms: int) -> Iterator[list[Row]]:
+    """The file's rows (in its order) without the events of ``source_id`` that arrived
+    before ``before_ms``, a row group at a time: what retention writes in its place."""
+    file = pq.ParquetFile(path)
+    for g in range(file.metadata.num_row_groups):
+        table = file.read_row_group(g)
+        keep = pc.invert(pc.and_(pc.equal(table["source_id"], source_id),
+                                 pc.less(table["received"], before_ms)))
+        table = table.filter(keep)
+        yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
+
+
+def query(path: Any, q: EventQuery) -> pa.Table:
+    """The file's (seq, ts, body) matching ``q``'s filters, in ``q``'s seq order, at most
+    ``q.limit``; row groups outside its seq and time bounds are not read."""
+    file = pq.ParquetFile(path)
+    low_seq = -1 if q.after_seq is None else q.after_seq
+    high_seq = (1 << 62) if q.before_seq is None else q.before_seq
+    low_ts = -(1 << 62) if q.ts_from is None else q.ts_from
+    high_ts = (1 << 62) if q.ts_to is None else q.ts_to
+    seqs = {g: (lo, hi) for g, lo, hi in _groups(file.metadata, "seq")}
+    parts = [file.read_row_group(g) for g, lo, hi in _groups(file.metadata, "ts")
+             if hi >= low_ts and lo < high_ts
+             and seqs[g][1] > low_seq and seqs[g][0] < high_seq]
+    if not parts:
+        return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
+    table = pa.concat_tables(parts)
+    checks = [pc.greater(table["seq"], low_seq), pc.less(table["seq"], high_seq),
+              pc.greater_equal(table["ts"], low_ts), pc.less(table["ts"], high_ts)]
+    for column, values in (("source_id", q.source_ids), ("type", q.types)):
+        if values:
+            checks.append(pc.is_in(table[column], pa.array(values, pa.string())))
+    for column, value in (("event", q.event_name), ("user_id", q.user_id)):
+        if value is not None:
+            checks.append(pc.equal(table[column], value))
+    if q.received_from is not None:
+        checks.append(pc.greater_equal(table["received"], q.received_from))
+    if q.received_to is not None:
+        checks.append(pc.less(table["received"], q.received_to))
+    mask = checks[0]
+    for check in checks[1:]:
+        mask = pc.and_(mask, check)
+    table = table.filter(mask).sort_by([("seq", "descending" if q.descending
+                                         else "ascending")])
+    return table.slice(0, q.limit).select(["seq", "ts", "body"])
+
+
+def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:
+    """The rows of ``table`` whose ``type`` is one of ``types``."""
+    return table.filter(pc.is_in(table["type"], pa.array(sorted(types), pa.string())))
+
+
+def by_seq(path: Any, after_seq: int, upto_seq: int,
+           columns: Sequence[str] = ("seq", "ts", "body")) -> pa.Table:
+    """The file's rows with ``after_seq < seq <= upto_seq``, sorted by seq."""
+    file = pq.ParquetFile(path)
+    parts = [file.read_row_group(g, columns=list(columns))
+             for g, low, high in _groups(file.metadata, "seq")
+             if high > after_seq and low <= upto_seq]
+    if not parts:
+        return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in columns})
+    table = pa.concat_tables(parts)
+    seq = table["seq"]
+    table = table.filter(pc.and_(pc.greater(seq, after_seq), pc.less_equal(seq, upto_seq)))
+    return table.sort_by("seq")

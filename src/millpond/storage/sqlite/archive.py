@@ -1,0 +1,319 @@
+"""The SQLite log's archive tier: sealed seq ranges moved from ``log.db`` to Parquet files
+(:mod:`millpond.storage.archive.files`), listed in a manifest in ``log.db`` itself.
+
+Why the manifest lives in the log's own file: moving a range is then one SQLite
+transaction, ``INSERT`` the file into the manifest and ``DELETE`` its rows from
+``events``, after the file was written and fsynced. A SIGKILL before that commit leaves
+the rows hot and an unlisted file (removed at the next open); after it, the rows are in
+the listed file only. Either way every event is in exactly one tier: none lost, none
+twice.
+
+A range ``(k * size, (k + 1) * size]`` is *sealed* once the log's last seq passed its
+end: every seq in it is assigned and committed, so nothing can join it. A thread seals
+ranges as the log grows (woken after commits, like the per-person index), on the log's
+maintenance connection, so sealing and retention take turns.
+
+Dedupe stays exact: the dedupe table keeps each key's 64-bit hash and seq (16 bytes an
+event), and a hash hit whose seq is archived is confirmed against the archived row
+(:meth:`SQLiteArchive.key_of`).
+"""
+
+# pyright: basic
+# (pyarrow ships no type information: strict mode would flag every call into it)
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import sqlite3
+import threading
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from millpond.storage.archive import files
+from millpond.storage.archive.files import FileStats
+from millpond.storage.archive.place import Place
+from millpond.storage.models import EventQuery, Expiry, StoredEvent, Window, WindowCursor
+from millpond.storage.sqlite import retention
+
+log = logging.getLogger("millpond.storage")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS archive_files (
+    name TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    ts_min INTEGER NOT NULL, ts_max INTEGER NOT NULL, events INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+_COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, message_id,"
+            " body")
+#: Rows fetched by seq per statement while sealing a range (under SQLite's 32,766
+#: parameters).
+_FETCH = 10_000
+
+
+def _rewritten_name(name: str) -> str:
+    """``log-A-B.parquet`` -> ``log-A-B.r1.parquet`` -> ``log-A-B.r2.parquet``."""
+    stem = name.removesuffix(".parquet")
+    base, _, generation = stem.partition(".r")
+    return f"{base}.r{int(generation or 0) + 1}.parquet"
+
+
+class SQLiteArchive:
+    """The manifest, sealing, and reads of archived rows; see the module docstring.
+
+    ``place`` is where files live (a directory or a bucket); ``conn`` the log's maintenance
+    write connection to ``log.db``, used under ``lock``, which serializes sealing with the
+    log's other maintenance (retention); ``last_seq()`` is the log's."""
+
+    def __init__(self, place: Place, range_size: int, conn: sqlite3.Connection,
+                 lock: threading.Lock, last_seq):
+        self.place = place
+        self.range_size = range_size
+        self._conn = conn
+        self._lock = lock
+        self._last_seq = last_seq
+        conn.executescript(SCHEMA)
+        self._files = [FileStats(*r) for r in conn.execute(
+            "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
+            " FROM archive_files ORDER BY first_seq")]
+        self._firsts = [f.first_seq for f in self._files]
+        #: Called before a range is sealed: indexes built from the hot rows (the
+        #: per-person index copies from ``events``) catch up first.
+        self.before_seal: list[Callable[[], object]] = []
+        self._remove_unlisted()
+        self._due = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="millpond-archiver",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start sealing in the background (once :attr:`before_seal` is wired)."""
+        self._thread.start()
+
+    def _remove_unlisted(self) -> None:
+        """Files an interrupted seal left (never in the manifest, so never counted)."""
+        listed = {f.name for f in self._files}
+        for name in self.place.names() - listed:
+            self.place.remove(name)
+
+    # -- what is archived ----------------------------------------------------------------
+    def files(self) -> list[FileStats]:
+        return list(self._files)
+
+    def archived_upto(self) -> int:
+        """The last seq of the archived ranges (0: none)."""
+        files_ = self._files
+        return files_[-1].last_seq if files_ else 0
+
+    def path(self, f: FileStats) -> Any:
+        """The file, for pyarrow to read (a path, or a random-access file in a bucket)."""
+        return self.place.open(f.name)
+
+    def file_of(self, seq: int) -> FileStats | None:
+        i = bisect.bisect_right(self._firsts, seq) - 1
+        if i < 0:
+            return None
+        f = self._files[i]
+        return f if seq <= f.last_seq else None
+
+    # -- sealing -------------------------------------------------------------------------
+    def nudge(self) -> None:
+        self._due.set()
+
+    def seal_once(self) -> FileStats | None:
+        """Move the next sealed range to a file, if there is one; its stats."""
+        with self._lock:
+            first = self.archived_upto() + 1
+            last = self.archived_upto() + self.range_size
+            if self._last_seq() < last:
+                return None
+            for catch_up in self.before_seal:
+                catch_up()
+            rows = self._rows(first - 1, last)
+            name = f"log-{first:015d}-{last:015d}.parquet"
+            stats = self.place.write(name, rows, first, last)
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
+                             (stats.name, stats.first_seq, stats.last_seq, stats.ts_min,
+                              stats.ts_max, stats.events, stats.bytes))
+                conn.execute("DELETE FROM events WHERE seq > ? AND seq <= ?", (first - 1, last))
+                # Listed before the commit: until then readers see the rows in both tiers
+                # and read them from the archive (hot reads start after archived_upto), so
+                # there is no moment at which they are in neither.
+                self._files.append(stats)
+                self._firsts.append(stats.first_seq)
+                conn.execute("COMMIT")
+            except BaseException:
+                if self._files and self._files[-1] is stats:
+                    self._files.pop()
+                    self._firsts.pop()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        log.info("archived seqs %s..%s: %s events, %s bytes", first, last, stats.events,
+                 stats.bytes, extra={"phase": "archived", "file": name, "events": stats.events})
+        return stats
+
+    def _rows(self, after: int, upto: int) -> Iterator[list[files.Row]]:
+        """The range's rows in (ts, seq) order, a row group at a time: the order is
+        decided over (ts, seq) pairs alone (8 bytes of seq kept per event), then the rows
+        are fetched by seq, so a million-event range never sits in memory at once."""
+        order = array("q", (r[0] for r in self._conn.execute(
+            "SELECT seq FROM events WHERE seq > ? AND seq <= ? ORDER BY ts, seq",
+            (after, upto))))
+        for start in range(0, len(order), files.ROW_GROUP):
+            wanted = order[start:start + files.ROW_GROUP]
+            found: dict[int, files.Row] = {}
+            for i in range(0, len(wanted), _FETCH):
+                part = wanted[i:i + _FETCH]
+                found.update((r[0], r) for r in self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE seq IN"
+                    f" ({','.join('?' * len(part))})", part.tolist()))
+            yield [found[seq] for seq in wanted if seq in found]  # (a deletion's gaps)
+
+    def expire(self, source_id: str, before_ms: int) -> Expiry:
+        """Retention over the archive, one file per call (the caller holds the lock): the
+        first file holding events of ``source_id`` that arrived before ``before_ms`` is
+        written again without them. New file first, then one transaction (manifest,
+        ``dedupe_expired``, counts), then the old file goes: a SIGKILL leaves exactly one
+        of them listed, the other is removed at open."""
+        for f in self._files:
+            gone = files.expired_rows(self.path(f), source_id, before_ms)
+            if gone.num_rows == 0:
+                continue
+            keys = list(zip(gone["message_id"].to_pylist(), gone["ts"].to_pylist(),
+                            strict=True))
+            # a range emptied whole keeps an empty file: its place in seq order stays
+            # listed (archived_upto), and what it held is gone with the old file
+            kept = self.place.write(_rewritten_name(f.name),
+                                    files.rewritten(self.path(f), source_id, before_ms),
+                                    f.first_seq, f.last_seq)
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
+                conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
+                             (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
+                              kept.ts_max, kept.events, kept.bytes))
+                retention.note_expired(conn, source_id, before_ms, keys)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._files[self._files.index(f)] = kept
+            self.place.remove(f.name)
+            return Expiry(len(keys), False)
+        return Expiry(0, True)
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._due.wait(1.0)
+            if self._stop.is_set():
+                break
+            self._due.clear()
+            try:
+                while not self._stop.is_set() and self.seal_once() is not None:
+                    pass
+            except Exception:  # noqa: BLE001 - the hot rows stay; try again later
+                log.exception("archiving failed; retrying in 5 s")
+                self._stop.wait(5.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._due.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, after_seq: int, limit: int, upto_seq: int | None,
+             types: frozenset[str] | None) -> list[StoredEvent]:
+        """Archived events after ``after_seq`` in seq order (see ``EventLog.read``)."""
+        out: list[StoredEvent] = []
+        top = (1 << 62) if upto_seq is None else upto_seq
+        for f in self._files:
+            if f.last_seq <= after_seq or len(out) >= limit:
+                continue
+            if f.first_seq > top:
+                break
+            table = files.by_seq(self.path(f), after_seq, min(top, f.last_seq),
+                                 ("seq", "ts", "body", "type"))
+            if types is not None:
+                table = files.of_types(table, types)
+            table = table.slice(0, limit - len(out))
+            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
+                           table["body"].to_pylist()))
+        return out
+
+    def get(self, seq: int) -> StoredEvent | None:
+        f = self.file_of(seq)
+        if f is None:
+            return None
+        table = files.by_seq(self.path(f), seq - 1, seq)
+        if not table.num_rows:
+            return None
+        return StoredEvent(seq, table["ts"][0].as_py(), table["body"][0].as_py())
+
+    def key_of(self, seq: int) -> tuple[str, str] | None:
+        """(source_id, message_id) of an archived event, or None: a dedupe hit's check."""
+        f = self.file_of(seq)
+        if f is None:
+            return None
+        table = files.by_seq(self.path(f), seq - 1, seq, ("seq", "source_id", "message_id"))
+        if not table.num_rows:
+            return None
+        return table["source_id"][0].as_py(), table["message_id"][0].as_py()
+
+    def window(self, window: Window, after: WindowCursor | None) -> Iterator[StoredEvent]:
+        """The window's archived events in (ts, seq) order after ``after``: each file's
+        stream (files skipped by their time bounds and seq ranges), merged."""
+        start = (window.ts_from, 0) if after is None else \
+            max((window.ts_from, 0), (after.ts, after.seq))
+        streams = [files.window_events(self.path(f), start, window.ts_to, window.max_seq,
+                                       window.source_ids)
+                   for f in self._files
+                   if f.ts_max >= start[0] and f.ts_min < window.ts_to
+                   and (window.max_seq is None or f.first_seq <= window.max_seq)]
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams, key=lambda e: (e.ts_ms, e.seq))
+
+    def query(self, q: EventQuery) -> list[StoredEvent]:
+        """``EventIndex.query`` over the archive: files in ``q``'s seq order, skipped by
+        their seq range and time bounds, until ``q.limit`` events are found."""
+        out: list[StoredEvent] = []
+        for f in (reversed(self._files) if q.descending else self._files):
+            if len(out) >= q.limit:
+                break
+            if (q.after_seq is not None and f.last_seq <= q.after_seq) or \
+                    (q.before_seq is not None and f.first_seq >= q.before_seq) or \
+                    not f.events or (q.ts_from is not None and f.ts_max < q.ts_from) or \
+                    (q.ts_to is not None and f.ts_min >= q.ts_to):
+                continue
+            table = files.query(self.path(f), msgspec.structs.replace(
+                q, limit=q.limit - len(out)))
+            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
+                           table["body"].to_pylist()))
+        return out
+
+    def count(self, window: Window) -> int:
+        return sum(files.count(self.path(f), window.ts_from, window.ts_to, window.max_seq,
+                               window.source_ids)
+                   for f in self._files
+                   if f.ts_max >= window.ts_from and f.ts_min < window.ts_to
+                   and (window.max_seq is None or f.first_seq <= window.max_seq))
+
+    def span(self) -> tuple[int, int, int, int] | None:
+        """(events, bytes, ts_min, ts_max) of the whole archive, or None when empty."""
+        held = [f for f in self._files if f.events]
+        if not held:
+            return None
+        return (sum(f.events for f in held), sum(f.bytes for f in self._files),
+                min(f.ts_min for f in held), max(f.ts_max for f in held))
