@@ -19,7 +19,7 @@ removed at open.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +166,34 @@ def expired_rows(path: Any, source_id: str, before_ms: int) -> pa.Table:
 def rewritten(path: Any, source_id: str, before_ms: int) -> Iterator[list[Row]]:
     """The file's rows (in its order) without the events of ``source_id`` that arrived
     before ``before_ms``, a row group at a time: what retention writes in its place."""
+    return _without(path, lambda table: pc.and_(pc.equal(table["source_id"], source_id),
+                                                pc.less(table["received"], before_ms)))
+
+
+def _of_people(table: pa.Table, ids: Sequence[str]) -> Any:
+    wanted = pa.array(list(ids), pa.string())
+    return pc.or_(pc.fill_null(pc.is_in(table["user_id"], value_set=wanted), False),
+                  pc.fill_null(pc.is_in(table["anonymous_id"], value_set=wanted), False))
+
+
+def people_count(path: Any, ids: Sequence[str]) -> int:
+    """How many of the file's events belong to ``ids`` (by user id or anonymous id); the
+    ids are not sorted in a file, so every row group's two id columns are read."""
+    table = pq.read_table(path, columns=["user_id", "anonymous_id"])
+    return int(pc.sum(pc.cast(_of_people(table, ids), pa.int64())).as_py() or 0)
+
+
+def without_people(path: Any, ids: Sequence[str]) -> Iterator[list[Row]]:
+    """The file's rows (in its order) without the events of ``ids``: what a deletion
+    (``millpond.regulations``) writes in its place."""
+    return _without(path, lambda table: _of_people(table, ids))
+
+
+def _without(path: Any, drop: Callable[[pa.Table], Any]) -> Iterator[list[Row]]:
     file = pq.ParquetFile(path)
     for g in range(file.metadata.num_row_groups):
         table = file.read_row_group(g)
-        keep = pc.invert(pc.and_(pc.equal(table["source_id"], source_id),
-                                 pc.less(table["received"], before_ms)))
-        table = table.filter(keep)
+        table = table.filter(pc.invert(drop(table)))
         yield list(zip(*(table[c].to_pylist() for c in SCHEMA.names), strict=True))
 
 

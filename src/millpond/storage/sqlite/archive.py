@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -212,6 +212,37 @@ class SQLiteArchive:
             self.place.remove(f.name)
             return Expiry(len(keys), False)
         return Expiry(0, True)
+
+    def erase(self, ids: Sequence[str]) -> int:
+        """Write again, without the events of ``ids``, every file that holds any (a
+        deletion of :mod:`millpond.regulations`); how many events went. The same order
+        as :meth:`expire`: new file, one manifest transaction, then the old file goes, so
+        a SIGKILL leaves one of the two listed and the other is removed at open."""
+        removed = 0
+        with self._lock:
+            for f in list(self._files):
+                count = files.people_count(self.path(f), ids)
+                if not count:
+                    continue
+                kept = self.place.write(_rewritten_name(f.name),
+                                        files.without_people(self.path(f), ids),
+                                        f.first_seq, f.last_seq)
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
+                    conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
+                                 (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
+                                  kept.ts_max, kept.events, kept.bytes))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                self._files[self._files.index(f)] = kept
+                self.place.remove(f.name)
+                removed += count
+        return removed
 
     def _follow(self) -> None:
         while not self._stop.is_set():

@@ -23,8 +23,12 @@ import sqlite3
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from millpond.storage.sqlite.connection import connect, immediate
+
+if TYPE_CHECKING:
+    from millpond.storage.sqlite.archive import SQLiteArchive
 
 #: Log rows examined per write transaction while deleting a person's events.
 CHUNK = 200_000
@@ -39,6 +43,8 @@ class SQLiteEraser:
 
     def __init__(self, files: dict[str, Path]):
         self._files = files
+        #: The archive tier, when on: its files that hold the people are written again.
+        self.archive: SQLiteArchive | None = None
 
     @contextlib.contextmanager
     def _open(self, name: str) -> Generator[sqlite3.Connection]:
@@ -79,6 +85,8 @@ class SQLiteEraser:
                         (start, start + CHUNK, *ids, *ids)).rowcount
         with self._open("activity") as conn, immediate(conn):
             conn.execute(f"DELETE FROM person_events WHERE id IN ({marks})", list(ids))
+        if self.archive is not None:  # after the hot rows: a range sealed meanwhile is here
+            removed += self.archive.erase(ids)
         return removed
 
     # -- state.db ---------------------------------------------------------------------------

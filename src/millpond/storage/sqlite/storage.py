@@ -66,6 +66,7 @@ class SQLiteStorage:
         if archive_range > 0:
             place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)
             self.archive = self.log.open_archive(place, archive_range)
+            self.eraser.archive = self.archive
         self._people = PersonIndex(self.data_dir / FILES["activity"], self.log)
         if self.archive is not None:
             self.archive.before_seal.append(self._people.catch_up)
