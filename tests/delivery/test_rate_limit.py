@@ -8,7 +8,13 @@ import math
 
 import pytest
 
-from millpond.delivery.rate_limit import REQUEST_SECONDS, RateLimiter, TokenBucket, batch_size
+from millpond.delivery.rate_limit import (
+    REQUEST_SECONDS,
+    RateLimiter,
+    SlidingWindow,
+    TokenBucket,
+    batch_size,
+)
 
 
 class Clock:
@@ -182,3 +188,34 @@ def test_restart_forgets_saved_tokens_but_keeps_debt():
 def test_batch_size_is_a_fiftieth_of_a_second_unless_requests_need_more(
         max_events, eps, rps, expected):
     assert batch_size(max_events, eps, rps) == expected
+
+
+def test_a_request_counts_from_when_it_reached_the_wire():
+    """A request granted at 0 that only reached the wire at 0.05 (a connection to open)
+    holds its share of the window until 1.05, not 1.0: a vendor counting arrivals sees
+    at most the limit in any second."""
+    clock = Clock()
+    window = SlidingWindow(200, clock=clock)
+    start = clock.now
+    entry = window.add(200)
+    clock.now += 0.05
+    window.restamp(entry)
+    clock.now = start + 1.0
+    assert window.wait(1) == pytest.approx(0.05)
+    clock.now = start + 1.05
+    assert window.wait(1) == 0.0
+
+
+def test_the_limiter_hands_back_what_restamps_its_windows():
+    clock = Clock()
+    limiter = RateLimiter(200, requests_per_second=1, burst_events=200, clock=clock)
+
+    async def main() -> float:
+        start = clock.now
+        on_wire = await limiter.acquire(200)
+        clock.now += 0.05
+        on_wire()
+        clock.now = start + 1.0
+        return limiter.event_window.wait(1) + limiter.request_window.wait(1)
+
+    assert asyncio.run(main()) == pytest.approx(0.1)

@@ -140,3 +140,30 @@ def test_a_url_the_client_cannot_use_is_rejected():
     exc = asyncio.run(main())
     assert isinstance(Webhook.from_settings(Webhook.settings_example).transport_error(exc),
                       Reject)
+
+
+def test_tells_the_sending_task_when_its_request_is_on_the_wire():
+    """The rate limiter counts a request from when its headers went out (ON_WIRE): here
+    that is after the connection was opened, and before the answer came."""
+    from millpond.delivery.transport import ON_WIRE
+
+    events: list[str] = []
+
+    async def slow(_request: bytes, writer: asyncio.StreamWriter) -> None:
+        events.append("server got it")
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    async def main():
+        server, port, _seen = await serve(slow)
+        transport = HttpTransport(timeout=5)
+        try:
+            ON_WIRE.set(lambda: events.append("on the wire"))
+            await transport.send(post(port))
+            events.append("answered")
+        finally:
+            await transport.aclose()
+            server.close()
+
+    asyncio.run(main())
+    assert events == ["on the wire", "server got it", "answered"]

@@ -37,6 +37,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 #: Limits beyond what one process can deliver are configuration mistakes, not wishes.
 MAX_EVENTS_PER_SECOND = 100_000.0
@@ -110,14 +111,20 @@ class TokenBucket:
 
 class SlidingWindow:
     """At most ``limit`` units in any trailing ``width`` seconds: the strict per-second
-    bound of the module docstring. A unit bigger than the limit goes alone."""
+    bound of the module docstring. A unit bigger than the limit goes alone.
+
+    Each unit is counted from when it was granted, or later from when it reached the
+    wire (:meth:`restamp`): a request that first opens a connection, or waits for a busy
+    event loop, arrives later than its grant, and a vendor counting arrivals would
+    otherwise see it in the same second as requests granted a second after it."""
 
     def __init__(self, limit: float, width: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.limit = float(limit)
         self.width = float(width)
         self._clock = clock
-        self._sent: deque[tuple[float, float]] = deque()
+        #: ``[time, units]`` in grant order; a restamped time can be later than the next.
+        self._sent: deque[list[float]] = deque()
         self._total = 0.0
 
     def _expire(self, now: float) -> None:
@@ -135,18 +142,26 @@ class SlidingWindow:
         excess = self._total + n - self.limit
         if not self._sent or excess <= 1e-9:
             return 0.0
-        freed = 0.0
-        for t, k in self._sent:
+        freed = latest = 0.0
+        for t, k in self._sent:  # expiry is in order, so a unit frees once all before it did
             freed += k
+            latest = max(latest, t)
             if freed >= excess - 1e-9:
-                return max(1e-6, t + self.width - now)
-        return max(1e-6, self._sent[-1][0] + self.width - now)
+                return max(1e-6, latest + self.width - now)
+        return max(1e-6, latest + self.width - now)
 
-    def add(self, n: float) -> None:
+    def add(self, n: float) -> list[float]:
+        """Count ``n`` units now; the entry is what :meth:`restamp` moves."""
         now = self._clock()
         self._expire(now)
-        self._sent.append((now, n))
+        entry = [now, float(n)]
+        self._sent.append(entry)
         self._total += n
+        return entry
+
+    def restamp(self, entry: list[float]) -> None:
+        """The units of ``entry`` reached the wire now: count them from now."""
+        entry[0] = max(entry[0], self._clock())
 
 
 class RateLimiter:
@@ -200,20 +215,29 @@ class RateLimiter:
             delay = max(delay, self.request_window.wait(requests))
         return delay
 
-    async def acquire(self, events: int, requests: int = 1) -> float:
+    async def acquire(self, events: int, requests: int = 1) -> Callable[[], None]:
         """Wait in line until a request of ``events`` items may go out (buckets out of
-        debt, room in the 1-second windows), take its share, return the time waited."""
+        debt, room in the 1-second windows) and take its share. Returns what to call
+        when the request reaches the wire, which counts it in the windows from then
+        (:meth:`SlidingWindow.restamp`)."""
         waited = 0.0
         async with self._line:
             while (delay := self._wait(events, requests, waited > 0)) > 0:
                 await self._sleep(delay)
                 waited += delay
             self.events.reserve(events, waited > 0)
-            self.event_window.add(events)
+            entry = self.event_window.add(events)
             if self.requests is not None and self.request_window is not None:
                 self.requests.reserve(requests, waited > 0)
-                self.request_window.add(requests)
-        return waited
+                request_entry = self.request_window.add(requests)
+                request_window = self.request_window
+
+                def on_wire() -> None:
+                    self.event_window.restamp(entry)
+                    request_window.restamp(request_entry)
+
+                return on_wire
+        return partial(self.event_window.restamp, entry)
 
     def restart(self) -> None:
         """Empty both buckets of saved tokens (a replay starts or resumes)."""

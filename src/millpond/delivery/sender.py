@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, cast
 from millpond.delivery.batcher import Batch, Work
 from millpond.delivery.rate_limit import RateLimiter
 from millpond.delivery.retry import RetryPolicy
-from millpond.delivery.transport import Response, Transport
+from millpond.delivery.transport import ON_WIRE, Response, Transport
 from millpond.destinations.base import (
     DestinationType,
     Item,
@@ -335,7 +335,7 @@ class Deliverer:
                          priority: int) -> tuple[Response | None, object]:
         await self.gate.acquire(priority)
         try:
-            await self.limiter.acquire(item_count)
+            ON_WIRE.set(await self.limiter.acquire(item_count))
             self.state.requests += 1
             try:
                 response = await self.transport.send(request)
