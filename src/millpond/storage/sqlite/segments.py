@@ -139,45 +139,70 @@ class SQLiteSegmentStore:
 
     # -- memberships ----------------------------------------------------------------------
 
-    @staticmethod
-    def _remove(conn: sqlite3.Connection, segment_id: str, person_id: str) -> None:
-        conn.execute("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
-                     (segment_id, person_id))
-        conn.execute("DELETE FROM member_ids WHERE segment_id = ? AND person_id = ?",
-                     (segment_id, person_id))
-
     def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
               checkpoint: int | None = None) -> list[MembershipChange]:
+        """One transaction of set-wise statements: a build writes rows by the thousand,
+        and a statement per row per table would cost more than computing them."""
         conn = self._db.conn()
         added: list[MembershipChange] = []
         with immediate(conn):
-            for segment_id, person_id in drop:
-                self._remove(conn, segment_id, person_id)
+            if drop:
+                conn.executemany("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
+                                 drop)
+                conn.executemany("DELETE FROM member_ids WHERE segment_id = ? AND"
+                                 " person_id = ?", drop)
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
+            rows = [r for r in rows if r.segment_id in known]
+            current = self._current(conn, rows)
+            latest: dict[tuple[str, str], Member] = {}
             for row in rows:
-                if row.segment_id not in known:
-                    continue
-                old = conn.execute("SELECT member FROM members WHERE segment_id = ? AND"
-                                   " person_id = ?", (row.segment_id, row.person_id)).fetchone()
-                if (bool(old[0]) if old else False) != row.member:
-                    change = MembershipChange(row.segment_id, row.person_id, row.member,
-                                              row.since_ms, row.processed_ms)
-                    conn.execute("INSERT INTO history (segment_id, person_id, member, at_ms,"
-                                 " processed_ms) VALUES (?,?,?,?,?)",
-                                 (row.segment_id, row.person_id, int(row.member),
-                                  row.since_ms, row.processed_ms))
-                    added.append(change)
-                self._remove(conn, row.segment_id, row.person_id)
-                conn.execute("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?)",
-                             (row.segment_id, row.person_id, int(row.member), row.since_ms,
-                              row.next_change_ms, row.user_id, row.anonymous_id,
-                              _ENCODE(list(row.ids)), row.processed_ms))
-                conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
-                                 [(i, row.segment_id, row.person_id) for i in row.ids])
+                key = (row.segment_id, row.person_id)
+                if current.get(key, False) != row.member:
+                    added.append(MembershipChange(row.segment_id, row.person_id, row.member,
+                                                  row.since_ms, row.processed_ms))
+                current[key] = row.member
+                latest[key] = row
+            conn.executemany("INSERT INTO history (segment_id, person_id, member, at_ms,"
+                             " processed_ms) VALUES (?,?,?,?,?)",
+                             [(c.segment_id, c.person_id, int(c.member), c.at_ms,
+                               c.processed_ms) for c in added])
+            conn.executemany("DELETE FROM member_ids WHERE segment_id = ? AND person_id = ?",
+                             list(latest))
+            conn.executemany("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?)",
+                             [(r.segment_id, r.person_id, int(r.member), r.since_ms,
+                               r.next_change_ms, r.user_id, r.anonymous_id,
+                               _ENCODE(list(r.ids)), r.processed_ms)
+                              for r in latest.values()])
+            conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
+                             [(i, r.segment_id, r.person_id) for r in latest.values()
+                              for i in r.ids])
             if checkpoint is not None:
                 conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
                              " DO UPDATE SET seq = excluded.seq", (checkpoint,))
         return added
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection, rows: Sequence[Member]) -> dict[tuple[str, str], bool]:
+        """The stored ``member`` of the (segment, person) pairs of ``rows``."""
+        wanted: dict[str, list[str]] = {}
+        for row in rows:
+            wanted.setdefault(row.segment_id, []).append(row.person_id)
+        found: dict[tuple[str, str], bool] = {}
+        for segment_id, people in wanted.items():
+            unique = list(dict.fromkeys(people))
+            for start in range(0, len(unique), 500):
+                part = unique[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for pid, member in conn.execute(
+                        "SELECT person_id, member FROM members WHERE segment_id = ? AND"
+                        f" person_id IN ({marks})", [segment_id, *part]):
+                    found[(segment_id, pid)] = bool(member)
+        return found
+
+    def rows(self, segment_id: str) -> list[Member]:
+        found = self._db.conn().execute(
+            "SELECT * FROM members WHERE segment_id = ? ORDER BY person_id", (segment_id,))
+        return [_member(r) for r in found]
 
     def member(self, segment_id: str, person_id: str) -> Member | None:
         row = self._db.conn().execute(
