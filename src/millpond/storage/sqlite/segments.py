@@ -146,14 +146,17 @@ class SQLiteSegmentStore:
         conn = self._db.conn()
         added: list[MembershipChange] = []
         with immediate(conn):
-            if drop:
-                conn.executemany("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
-                                 drop)
-                conn.executemany("DELETE FROM member_ids WHERE segment_id = ? AND"
-                                 " person_id = ?", drop)
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
             rows = [r for r in rows if r.segment_id in known]
-            current = self._current(conn, rows)
+            stored = self._stored(conn, [*drop, *((r.segment_id, r.person_id) for r in rows)])
+            gone = [key for key in drop if key in stored]
+            # member_ids is keyed by identity first: delete through the stored ids, never
+            # with a scan for (segment, person).
+            self._forget_ids(conn, gone, stored)
+            conn.executemany("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
+                             gone)
+            dropped = set(gone)
+            current = {key: v[0] for key, v in stored.items() if key not in dropped}
             latest: dict[tuple[str, str], Member] = {}
             for row in rows:
                 key = (row.segment_id, row.person_id)
@@ -166,8 +169,8 @@ class SQLiteSegmentStore:
                              " processed_ms) VALUES (?,?,?,?,?)",
                              [(c.segment_id, c.person_id, int(c.member), c.at_ms,
                                c.processed_ms) for c in added])
-            conn.executemany("DELETE FROM member_ids WHERE segment_id = ? AND person_id = ?",
-                             list(latest))
+            self._forget_ids(conn, [k for k in latest if k in stored
+                                    and k not in dropped], stored)
             conn.executemany("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?)",
                              [(r.segment_id, r.person_id, int(r.member), r.since_ms,
                                r.next_change_ms, r.user_id, r.anonymous_id,
@@ -182,22 +185,30 @@ class SQLiteSegmentStore:
         return added
 
     @staticmethod
-    def _current(conn: sqlite3.Connection, rows: Sequence[Member]) -> dict[tuple[str, str], bool]:
-        """The stored ``member`` of the (segment, person) pairs of ``rows``."""
+    def _stored(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
+                ) -> dict[tuple[str, str], tuple[bool, list[str]]]:
+        """``member`` and ``ids`` of the stored rows among the (segment, person) ``keys``."""
         wanted: dict[str, list[str]] = {}
-        for row in rows:
-            wanted.setdefault(row.segment_id, []).append(row.person_id)
-        found: dict[tuple[str, str], bool] = {}
+        for segment_id, person_id in keys:
+            wanted.setdefault(segment_id, []).append(person_id)
+        found: dict[tuple[str, str], tuple[bool, list[str]]] = {}
         for segment_id, people in wanted.items():
             unique = list(dict.fromkeys(people))
             for start in range(0, len(unique), 500):
                 part = unique[start:start + 500]
                 marks = ",".join("?" * len(part))
-                for pid, member in conn.execute(
-                        "SELECT person_id, member FROM members WHERE segment_id = ? AND"
+                for pid, member, ids in conn.execute(
+                        "SELECT person_id, member, ids FROM members WHERE segment_id = ? AND"
                         f" person_id IN ({marks})", [segment_id, *part]):
-                    found[(segment_id, pid)] = bool(member)
+                    found[(segment_id, pid)] = (bool(member), json.loads(ids))
         return found
+
+    @staticmethod
+    def _forget_ids(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
+                    stored: dict[tuple[str, str], tuple[bool, list[str]]]) -> None:
+        conn.executemany("DELETE FROM member_ids WHERE identity = ? AND segment_id = ? AND"
+                         " person_id = ?", [(i, s, p) for s, p in keys
+                                            for i in stored[(s, p)][1]])
 
     def rows(self, segment_id: str) -> list[Member]:
         found = self._db.conn().execute(
