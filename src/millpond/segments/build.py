@@ -26,6 +26,7 @@ import msgspec
 
 from millpond.errors import NotFound
 from millpond.storage.models import Member, NewEvent, Segment
+from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
 from .outputs import audience_event
@@ -159,6 +160,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
               ) -> tuple[list[NewEvent], list[Member], list[tuple[str, str]]]:
     """The Audience events, rows and rows to drop of one batch of people."""
     now = engine.clock()
+    received_at = format_ms(now)
     outputs: list[NewEvent] = []
     rows: list[Member] = []
     drop: list[tuple[str, str]] = []
@@ -181,7 +183,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
                     segment, person_id=person.id, user_id=person.user_id,
                     anonymous_id=person.anonymous_id, member=m.member,
                     at_ms=m.since_ms if m.since_ms is not None else now,
-                    generation=generation, received_ms=now))
+                    generation=generation, received_ms=now, received_at=received_at))
             # A non-member with nothing scheduled and nothing stored needs no row: no row
             # reads as "not a member" everywhere.
             if m.member or m.next_change_ms is not None or before is not None:

@@ -34,6 +34,7 @@ from .definition import (
     NotOf,
     TraitCondition,
 )
+from .steps import StepEvaluator
 
 #: Event time before everything: the state of a person before any of their data.
 DAWN = -(2**62)
@@ -169,7 +170,6 @@ class Evaluator:
     def steps(self, cond: Condition, person: PersonFacts):
         """``cond`` over all of event time: its value before any data and the times it
         flips at (:mod:`.steps`)."""
-        from .steps import StepEvaluator
         return StepEvaluator(self.definitions, person, trait_steps).steps(cond)
 
     def membership(self, cond: Condition, person: PersonFacts, now: int) -> Membership:

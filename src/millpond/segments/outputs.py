@@ -43,8 +43,9 @@ def message_id(segment_id: str, person_id: str, member: bool, at_ms: int | None,
 
 def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
                    anonymous_id: str | None, member: bool, at_ms: int, generation: int,
-                   received_ms: int) -> NewEvent:
-    """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append."""
+                   received_ms: int, received_at: str | None = None) -> NewEvent:
+    """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append
+    (``received_at``: ``received_ms`` formatted, shared by a batch)."""
     msg: dict = {
         "type": "track",
         "event": ENTERED if member else EXITED,
@@ -57,4 +58,5 @@ def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
         msg["userId"] = user_id
     if anonymous_id is not None and user_id is None:
         msg["anonymousId"] = anonymous_id
-    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms)
+    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms,
+                     received_at=received_at)
