@@ -108,7 +108,7 @@ async def live(storage: SQLiteStorage, engine: SegmentEngine, people: int, rate:
     rnd = random.Random(7)
 
     async def watch() -> None:
-        while not stop.is_set() or pending:
+        while not stop.is_set():
             done = storage.segments.checkpoint()
             now = time.perf_counter()
             while pending and pending[0][0] <= done:
@@ -138,6 +138,8 @@ async def live(storage: SQLiteStorage, engine: SegmentEngine, people: int, rate:
     deadline = time.perf_counter() + 30
     while pending and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
+    if pending:
+        print(f"  (still {len(pending)} batches behind 30 s after the ingest stopped)")
     stop.set()
     storage.log.release_waiters()
     await asyncio.gather(runner, watcher)

@@ -34,11 +34,13 @@ import msgspec
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
 from millpond.storage.models import Member, NewEvent, Segment
+from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, facts, resolve
+from .people import Person, resolve, scanned_facts
+from .scan import LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
@@ -117,6 +119,7 @@ class SegmentEngine:
             segments = [s for s in segments if s.id not in self.building]
         evaluator = Evaluator(definitions)
         now = self.clock()
+        received_at = format_ms(now)
         people: dict[str, Person] = {}
         for any_id, is_user in any_ids.items():
             person = resolve(self.storage, any_id, is_user)
@@ -124,13 +127,18 @@ class SegmentEngine:
         rows: list[Member] = []
         drop: list[tuple[str, str]] = []
         outputs: list[NewEvent] = []
+        stored = self._stored_rows(people.values()) if segments else {}
+        # One scanner for the whole call: it decodes each event's head only, and in full
+        # only where a condition's ``where`` needs it (see :mod:`.scan`).
+        scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
         for person in people.values():
-            data = await facts(self.storage, person)
-            stored = self.storage.segments.by_ids(person.ids) if segments else []
+            data = await scanned_facts(self.storage, scan, person)
             for segment in segments:
-                mine = [m for m in stored if m.segment_id == segment.id]
-                previous = self.previous_row(mine, person.id)
-                drop += [(m.segment_id, m.person_id) for m in mine if m.person_id != person.id]
+                mine = dict(stored.get((segment.id, person.id), {}))
+                for identity in person.ids:
+                    mine.update(stored.get((segment.id, "id:" + identity), {}))
+                previous = self.previous_row(list(mine.values()), person.id)
+                drop += [(segment.id, pid) for pid in mine if pid != person.id]
                 m = evaluator.membership(definitions[segment.key], data, now)
                 was = previous.member if previous else False
                 if m.member != was:
@@ -139,16 +147,32 @@ class SegmentEngine:
                         segment, person_id=person.id, user_id=person.user_id,
                         anonymous_id=person.anonymous_id, member=m.member,
                         at_ms=m.since_ms if m.since_ms is not None else now,
-                        generation=generation, received_ms=now))
-                rows.append(Member(segment.id, person.id, m.member, m.since_ms,
-                                   m.next_change_ms, person.user_id, person.anonymous_id,
-                                   person.ids, now))
+                        generation=generation, received_ms=now, received_at=received_at))
+                # No row reads as "not a member": a non-member with nothing scheduled and
+                # nothing stored needs none.
+                if m.member or m.next_change_ms is not None or previous is not None:
+                    rows.append(Member(segment.id, person.id, m.member, m.since_ms,
+                                       m.next_change_ms, person.user_id,
+                                       person.anonymous_id, person.ids, now))
         if outputs:
             await self.storage.log.append(outputs)
         if rows or drop or checkpoint is not None:
             await asyncio.to_thread(self.storage.segments.apply, rows, drop=drop,
                                     checkpoint=checkpoint)
         return len(outputs)
+
+    def _stored_rows(self, people) -> dict[tuple[str, str], dict[str, Member]]:
+        """The stored rows of every id of ``people``, in a few queries, by (segment id,
+        person id) and by (segment id, ``"id:"`` + identity)."""
+        ids = sorted({i for person in people for i in person.ids})
+        found: dict[tuple[str, str], dict[str, Member]] = {}
+        for start in range(0, len(ids), 500):
+            for row in self.storage.segments.by_ids(ids[start:start + 500]):
+                found.setdefault((row.segment_id, row.person_id), {})[row.person_id] = row
+                for identity in row.ids:
+                    found.setdefault((row.segment_id, "id:" + identity), {})[
+                        row.person_id] = row
+        return found
 
     @staticmethod
     def previous_row(rows: list[Member], person_id: str) -> Member | None:

@@ -18,6 +18,7 @@ from millpond.storage.contracts import Storage
 from millpond.storage.models import WindowCursor
 
 from .evaluate import PersonFacts
+from .scan import LogScan, ScannedFacts
 
 PAGE = 2000
 _decode = msgspec.json.Decoder().decode
@@ -58,3 +59,18 @@ async def facts(storage: Storage, person: Person) -> PersonFacts:
             break
         before = WindowCursor(page[-1].ts_ms, page[-1].seq)
     return PersonFacts.from_profile(person.profile, events)
+
+
+async def scanned_facts(storage: Storage, scan: LogScan, person: Person) -> ScannedFacts:
+    """What membership needs of the person, through ``scan`` (event heads only, only the
+    counting times): :func:`facts` without the event bodies, for the engine."""
+    before: WindowCursor | None = None
+    while True:
+        page = await storage.index.person_events(person.ids, before=before, limit=PAGE)
+        scan.feed(page)
+        if len(page) < PAGE:
+            break
+        before = WindowCursor(page[-1].ts_ms, page[-1].seq)
+    data = scan.facts(person.ids, person.profile)
+    scan.forget(person.ids)
+    return data
