@@ -39,7 +39,7 @@ from millpond.timeutil import format_ms
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, resolve, scanned_facts
+from .people import Person, resolve, scan_people
 from .scan import LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
@@ -131,8 +131,10 @@ class SegmentEngine:
         # One scanner for the whole call: it decodes each event's head only, and in full
         # only where a condition's ``where`` needs it (see :mod:`.scan`).
         scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
+        if segments:
+            await scan_people(self.storage, scan, people.values())
         for person in people.values():
-            data = await scanned_facts(self.storage, scan, person)
+            data = scan.facts(person.ids, person.profile)
             for segment in segments:
                 mine = dict(stored.get((segment.id, person.id), {}))
                 for identity in person.ids:
