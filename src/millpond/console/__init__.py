@@ -6,8 +6,8 @@ the admin API uses); :mod:`.auth` signs people in and guards every answer (sessi
 CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
 ``templates/``; :mod:`.sse` streams the live parts; one module per page (:mod:`.overview`,
 :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations`, :mod:`.replays`,
-:mod:`.imports`, :mod:`.people`). ``static/`` holds the CSS, the small scripts and the
-vendored htmx (no build step, no CDN).
+:mod:`.imports`, :mod:`.people`, :mod:`.segments`). ``static/`` holds the CSS, the small
+scripts and the vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its
 own paths first), so it adds nothing to the collector's path.
@@ -54,13 +54,14 @@ class Console:
             overview,
             people,
             replays,
+            segments,
             sessions_pages,
             sources,
         )
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
         for module in (sessions_pages, overview, sources, debugger, destinations, replays,
-                       imports, people):
+                       imports, people, segments):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)

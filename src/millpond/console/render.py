@@ -23,7 +23,7 @@ BASE = "/console"
 NAV = (("overview", "Overview", "/"), ("sources", "Sources", "/sources"),
        ("debugger", "Debugger", "/debugger"), ("destinations", "Destinations", "/destinations"),
        ("replays", "Replays", "/replays"), ("imports", "Imports", "/imports"),
-       ("people", "People", "/people"))
+       ("people", "People", "/people"), ("segments", "Segments", "/segments"))
 
 
 def pretty(value: Any) -> str:
