@@ -32,7 +32,7 @@ def _definition(text: str) -> object:
     """The definition field as JSON (a JSON error names the field, as the API's would)."""
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"definition: not JSON ({exc.msg} at character {exc.pos}); e.g. "
                          f"{EXAMPLE}", field="definition") from None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 from millpond.collector.validation import normalize
 from millpond.storage.models import NewEvent, Segment, Source
@@ -46,7 +47,7 @@ def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
                    received_ms: int, received_at: str | None = None) -> NewEvent:
     """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append
     (``received_at``: ``received_ms`` formatted, shared by a batch)."""
-    properties = {"audience_key": segment.key, "audience_name": segment.name,
+    properties: dict[str, Any] = {"audience_key": segment.key, "audience_name": segment.name,
                   "segment_id": segment.id, "person_id": person_id}
     # As Segment's Engage: the membership as a boolean keyed by the audience, among the
     # properties (unless the key is one of the names above) and as the person's trait in

@@ -132,7 +132,7 @@ class LogScan:
                     ids[owner] = is_user
             if owner is None:
                 continue
-            slots = state.get(owner)
+            slots: list[Any] | None = state.get(owner)
             ts = row.ts_ms
             if slots is None:
                 slots = state[owner] = [ts] + [None] * (width - 1)
@@ -152,7 +152,7 @@ class LogScan:
                     continue
                 if w.keep == 0:
                     continue
-                times = slots[w.slot + 1]
+                times: list[int] | None = slots[w.slot + 1]
                 if times is None:
                     slots[w.slot + 1] = [ts]
                 elif w.keep == ALL:
@@ -174,7 +174,8 @@ class LogScan:
             first = slots[0] if first is None else min(first, slots[0])
             for i, times in enumerate(slots[1:]):
                 if times:
-                    merged[i] = times if merged[i] is None else [*merged[i], *times]
+                    before = merged[i]
+                    merged[i] = times if before is None else [*before, *times]
         matches: dict[int, list[int]] = {}
         for i, cond in enumerate(self.conditions):
             times = merged[i]
