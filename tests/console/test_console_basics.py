@@ -17,7 +17,8 @@ from tests.support.server import ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
 
-NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People"]
+NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People",
+       "Segments"]
 
 
 def test_sign_in_refuses_a_wrong_token_and_guards_every_page(chromium, shared_server):
