@@ -33,6 +33,8 @@ SEGMENTS = [
     # counting times of (segments/scan.py).
     ("s4", "few-views", {"event": "Viewed", "at_least": 2, "at_most": 3,
                          "between": ["2024-09-01T00:00:00Z", "2026-03-01T00:00:00Z"]}),
+    # True before any data: members since their first event, whatever it is.
+    ("s5", "never-viewed", {"not": {"event": "Viewed"}}),
 ]
 
 times = st.integers(min_value=-800 * 24, max_value=0).map(lambda h: NOW + h * 3_600_000)
@@ -144,4 +146,4 @@ def test_the_property_can_fail():
                      ("identify", "u0", "a0", NOW - 2 * DAY, "pro"),
                      ("track", ("anon", "a0"), NOW - 3 * DAY, "Order Completed", 70)])
     members, _ = asyncio.run(outcome(asyncio.run(from_scratch(msgs))))
-    assert {sid for sid, _ in members} == {"s1", "s2"}
+    assert {sid for sid, _ in members} == {"s1", "s2", "s5"}

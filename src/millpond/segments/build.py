@@ -19,7 +19,7 @@ computed after the last event that touches them, as the incremental path does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,10 +28,11 @@ from millpond.errors import NotFound
 from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
-from .evaluate import Evaluator
+from .definition import Condition, EventCondition
+from .evaluate import Evaluator, Membership, PersonFacts
 from .outputs import audience_event
 from .people import Person, resolve
-from .scan import LogScan, event_conditions
+from .scan import LogScan, event_conditions, trait_names
 
 if TYPE_CHECKING:
     from .engine import SegmentEngine
@@ -164,6 +165,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
     outputs: list[NewEvent] = []
     rows: list[Member] = []
     drop: list[tuple[str, str]] = []
+    shortcuts = {s.id: _Shortcut(evaluator, definitions, s.key, now) for s in built}
     for person in people:
         data = scan.facts(person.ids, person.profile)
         for segment in built:
@@ -174,7 +176,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
                         mine[row.person_id] = row
             before = engine.previous_row(list(mine.values()), person.id)
             drop += [(segment.id, pid) for pid in mine if pid != person.id]
-            m = evaluator.membership(definitions[segment.key], data, now)
+            m = shortcuts[segment.id].membership(data)
             was = before.member if before else False
             if m.member != was:
                 generation = len(engine.storage.segments.history(person.id, segment.id)) \
@@ -191,3 +193,24 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
                                    m.next_change_ms, person.user_id, person.anonymous_id,
                                    person.ids, now))
     return outputs, rows, drop
+
+
+class _Shortcut:
+    """Membership for a person with none of the data a segment looks at (no counting
+    event of its event conditions, none of its traits, through ``in_segment`` too): the
+    same value for everyone, since their first data, with no change to come. Most
+    people of a large log are such for most segments, and skip the evaluation."""
+
+    def __init__(self, evaluator: Evaluator, definitions: Mapping[str, Condition],
+                 key: str, now: int) -> None:
+        self.evaluator, self.now = evaluator, now
+        self.condition = definitions[key]
+        self.events: list[EventCondition] = event_conditions(definitions, [key])
+        self.traits = trait_names(definitions, key)
+        self.value = evaluator.membership(self.condition, PersonFacts({}, ()), now).member
+
+    def membership(self, data: PersonFacts) -> Membership:
+        if any(data.matching(c)[0] for c in self.events) or (
+                self.traits and not self.traits.isdisjoint(data.traits)):
+            return self.evaluator.membership(self.condition, data, self.now)
+        return Membership(self.value, data.first_seen(), None)

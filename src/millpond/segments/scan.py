@@ -31,7 +31,7 @@ import msgspec
 
 from millpond.storage.models import StoredEvent
 
-from .definition import Condition, EventCondition, InSegment, walk
+from .definition import Condition, EventCondition, InSegment, TraitCondition, walk
 from .evaluate import DAWN, PersonFacts
 from .outputs import COMPUTED_SOURCE_ID
 
@@ -88,6 +88,23 @@ def event_conditions(definitions: Mapping[str, Condition],
             elif isinstance(cond, InSegment):
                 todo.append(cond.key)
     return list(found.values())
+
+
+def trait_names(definitions: Mapping[str, Condition], key: str) -> set[str]:
+    """The traits the segment ``key`` looks at, through ``in_segment`` too."""
+    found: set[str] = set()
+    todo, seen = [key], set()
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in definitions:
+            continue
+        seen.add(current)
+        for cond in walk(definitions[current]):
+            if isinstance(cond, TraitCondition):
+                found.add(cond.trait)
+            elif isinstance(cond, InSegment):
+                todo.append(cond.key)
+    return found
 
 
 class LogScan:
@@ -198,20 +215,25 @@ class ScannedFacts(PersonFacts):
     event bodies. Enough for :meth:`Evaluator.membership`; ``why`` reads the person's
     events through :mod:`.people` instead."""
 
-    __slots__ = ("_first",)
+    __slots__ = ("_first", "_first_seen", "_known")
 
     def __init__(self, profile: Mapping[str, Any] | None, first: int | None,
                  matches: dict[int, list[int]]) -> None:
         base = PersonFacts.from_profile(profile, ())
         super().__init__(base.traits, ())
         self._first = first
+        self._first_seen: int | None = None
+        self._known = False
         self._matches = {key: (times, []) for key, times in matches.items()}
 
     def first_seen(self) -> int | None:
+        if self._known:
+            return self._first_seen
         times = [t for _, t in self.traits.values() if t != DAWN]
         if self._first is not None:
             times.append(self._first)
-        return min(times) if times else None
+        self._first_seen, self._known = (min(times) if times else None), True
+        return self._first_seen
 
     def matching(self, cond: EventCondition) -> tuple[list[int], list[int]]:
         return self._matches.get(id(cond)) or ([], [])
