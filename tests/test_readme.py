@@ -225,6 +225,10 @@ CHECKS: dict[str, Check] = {
     r"replay resume": contains("running"),
     r"replay cancel": contains("cancelled"),
     r"destinations add lake\b": contains("created destination lake", "after seq 0"),
+    r"segments preview --definition": contains("user-42", "user-7"),
+    r"destinations add audiences\b": contains("created destination audiences"),
+    r"segments add buyers\b": contains("buyers"),
+    r"segments why user-42 pro-buyers": contains("plan", "buyers"),
     r"destinations stats lake": contains("cursor"),
     r"replay start lake": lambda w, s, r: _match(
         r.stderr, r"first sync already includes history; create a new destination"),

@@ -41,7 +41,10 @@ def typed_rate_limit(rate_limit: dict, cls=None) -> dict:
 def test_presets_are_materialised_when_actions_are_left_out():
     actions = config.actions(None, MIXPANEL)
     assert [a["name"] for a in actions] == [p.name for p in MIXPANEL.presets]
-    assert all(a["enabled"] and a["max_event_age"] is None for a in actions)
+    assert all(a["max_event_age"] is None for a in actions)
+    # Every preset is on, but the segment-membership trait sync: an opt-in.
+    assert [a["name"] for a in actions if not a["enabled"]] == [
+        "Sync segment membership as a trait"]
 
 
 def test_an_action_named_like_a_preset_keeps_its_required_fields():

@@ -18,7 +18,8 @@ from tests.support.server import ADMIN_TOKEN
 pytestmark = pytest.mark.slow
 
 NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People",
-       "Regulations"]
+NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People",
+       "Segments", "Regulations"]
 
 
 def test_sign_in_refuses_a_wrong_token_and_guards_every_page(chromium, shared_server):

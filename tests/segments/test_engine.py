@@ -24,7 +24,7 @@ async def test_build_then_follow_emits_audience_events_in_event_time(harness):
     await h.send(track("o1", old, user_id="ann"), track("o2", NOW - DAY, user_id="bob"),
                  track("v1", NOW - DAY, "Viewed", user_id="cat"))
     seg = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
-    assert seg.state == "ready" and seg.build_total == 3 and seg.build_done == 3
+    assert seg.state == "ready" and seg.build_total == 3 and seg.build_done == 3  # people
     entered = {e["userId"]: e for e in await h.audience_events()}
     assert set(entered) == {"ann", "bob"}
     assert entered["ann"]["timestamp"] == "2024-06-01T00:00:00.000Z"

@@ -109,3 +109,40 @@ def test_trait_ops():
     assert check("in", "pro", ["pro", "team"]) and not check("in", 1, ["1"])
     assert check("exists", 0) and check("not_exists", None, present=False)
     assert not check("gt", None, 1, present=False)
+
+
+# -- the step functions agree with the breakpoint walk -------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_times = st.integers(-60, 10).map(lambda d: NOW + d * DAY)
+_leaves = st.one_of(
+    st.builds(lambda op, v: {"trait": "plan", "op": op, "value": v},
+              st.sampled_from(["eq", "ne"]), st.sampled_from(["pro", "free"])),
+    st.just({"trait": "plan", "op": "exists"}),
+    st.builds(lambda least, most, within, between: {
+        "event": "Order Completed", "at_least": least,
+        **({"at_most": least + most} if most is not None else {}),
+        **({"within": f"{within}d"} if within else {}),
+        **({"between": ["2026-05-01T00:00:00Z", "2026-05-20T00:00:00Z"]}
+           if between and not within else {})},
+        st.integers(0, 3), st.none() | st.integers(0, 2), st.sampled_from([0, 0, 3, 10]),
+        st.booleans()),
+)
+_conditions = st.recursive(_leaves, lambda inner: st.one_of(
+    st.builds(lambda cs: {"all": cs}, st.lists(inner, min_size=1, max_size=3)),
+    st.builds(lambda cs: {"any": cs}, st.lists(inner, min_size=1, max_size=3)),
+    st.builds(lambda c: {"not": c}, inner)), max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(definition=_conditions, orders=st.lists(_times, max_size=8),
+       plan=st.none() | st.tuples(st.sampled_from(["pro", "free"]), _times),
+       now=_times)
+def test_membership_equals_the_breakpoint_walk(definition, orders, plan, now):
+    cond = parse_definition(definition)
+    traits = {"plan": plan} if plan else {}
+    person = PersonFacts(traits, [order(t, i) for i, t in enumerate(orders)])
+    ev = Evaluator()
+    assert ev.membership(cond, person, now) == ev.membership_by_points(cond, person, now)

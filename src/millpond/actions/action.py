@@ -51,6 +51,8 @@ class ActionSpec:
     mapping: dict[str, Any]
     max_event_age: str | None = None
     fields: tuple[FieldSpec, ...] = ()
+    #: Whether a new destination starts with this preset turned on.
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

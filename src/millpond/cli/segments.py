@@ -38,7 +38,8 @@ def _summary(seg: dict) -> dict:
     progress = seg.get("progress") or {}
     state = seg["state"]
     if progress:
-        state += f" {progress['people_done']}/{progress['people_total']}"
+        state += (f" ({progress['phase']} {progress['done']:,}/{progress['total']:,}"
+                  f" {progress['unit']})")
     return {"id": seg["id"], "key": seg["key"], "name": seg["name"], "state": state,
             "members": seg["members"]}
 

@@ -157,7 +157,7 @@ def max_retry_after(rate_limit: dict) -> float:
 def presets(cls: type[DestinationType]) -> list[dict]:
     """The type's preset actions in the stored shape."""
     return [{"name": p.name, "trigger": p.trigger, "mapping": p.mapping,
-             "max_event_age": p.max_event_age, "enabled": True} for p in cls.presets]
+             "max_event_age": p.max_event_age, "enabled": p.enabled} for p in cls.presets]
 
 
 def _fields_for(cls: type[DestinationType], name: str) -> tuple[FieldSpec, ...]:

@@ -7,8 +7,8 @@ CSRF, Content-Security-Policy); :mod:`.render` renders the Jinja2 templates in
 ``templates/``; :mod:`.sse` streams the live parts; one module per page
 (:mod:`.overview`, :mod:`.sources`, :mod:`.debugger`, :mod:`.destinations` with
 :mod:`.outcomes` (the events behind each funnel count), :mod:`.replays`,
-:mod:`.imports`, :mod:`.people`, :mod:`.regulations`). ``static/`` holds the CSS, the
-small scripts and the vendored htmx (no build step, no CDN).
+:mod:`.imports`, :mod:`.people`, :mod:`.segments`, :mod:`.regulations`). ``static/``
+holds the CSS, the small scripts and the vendored htmx (no build step, no CDN).
 
 The console sits behind the collector's routing (``millpond.collector.app`` answers its
 own paths first), so it adds nothing to the collector's path.
@@ -57,13 +57,14 @@ class Console:
             people,
             regulations,
             replays,
+            segments,
             sessions_pages,
             sources,
         )
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
         for module in (sessions_pages, overview, sources, debugger, destinations, outcomes,
-                       replays, imports, people, regulations):
+                       replays, imports, people, segments, regulations):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)

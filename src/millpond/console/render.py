@@ -23,7 +23,8 @@ BASE = "/console"
 NAV = (("overview", "Overview", "/"), ("sources", "Sources", "/sources"),
        ("debugger", "Debugger", "/debugger"), ("destinations", "Destinations", "/destinations"),
        ("replays", "Replays", "/replays"), ("imports", "Imports", "/imports"),
-       ("people", "People", "/people"), ("regulations", "Regulations", "/regulations"))
+       ("people", "People", "/people"), ("segments", "Segments", "/segments"),
+       ("regulations", "Regulations", "/regulations"))
 
 
 def pretty(value: Any) -> str:

@@ -31,6 +31,7 @@ import msgspec
 from msgspec import Meta
 
 from millpond.actions import ActionSpec, FieldSpec
+from millpond.destinations.audiences import TRAITS, audience_preset
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -219,6 +220,11 @@ class Amplitude(DestinationType):
                 *_FIELDS,
                 FieldSpec("user_properties", required=True, description='{"$set": traits}'),
             ),
+        ),
+        audience_preset(
+            {"event_type": "$identify", "user_properties": {"$set": TRAITS}, **_COMMON},
+            (*_FIELDS, FieldSpec("user_properties", required=True,
+                                 description='{"$set": {"<segment key>": true|false}}')),
         ),
     )
 

@@ -38,6 +38,7 @@ import msgspec
 from msgspec import Meta
 
 from millpond.actions import ActionSpec, FieldSpec
+from millpond.destinations.audiences import TRAITS, audience_preset
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -204,6 +205,14 @@ class CustomerIo(DestinationType):
             mapping=_event_mapping("screen", {"@path": "$.name"}),
             fields=_EVENT_FIELDS,
             max_event_age=MESSAGING_EVENT_WINDOW,
+        ),
+        audience_preset(
+            {"identifier": {"@path": "$.userId"},
+             "attributes": {"@merge": {"direction": "right", "objects": [
+                 {"_timestamp": {"@path": "$.timestamp"}}, TRAITS]}}},
+            (FieldSpec("identifier", required=True, description="Person id (≤150 bytes)."),
+             FieldSpec("attributes", required=True,
+                       description="`<segment key>: true|false`; `_timestamp` orders.")),
         ),
     )
 

@@ -35,6 +35,7 @@ import msgspec
 from msgspec import Meta
 
 from millpond.actions import ActionSpec, FieldSpec
+from millpond.destinations.audiences import TRAITS, audience_preset
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -267,6 +268,11 @@ class Mixpanel(DestinationType):
                 ),
                 FieldSpec("$set", required=True, description="Traits to set on the profile."),
             ),
+        ),
+        audience_preset(
+            {"$distinct_id": _DISTINCT_ID, "$set": TRAITS},
+            (FieldSpec("$distinct_id", description="userId, else anonymousId."),
+             FieldSpec("$set", required=True, description="`<segment key>: true|false`.")),
         ),
     )
 

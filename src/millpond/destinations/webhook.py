@@ -25,6 +25,7 @@ import msgspec
 from msgspec import Meta
 
 from millpond.actions import ActionSpec, FieldSpec
+from millpond.destinations.audiences import TRAITS, audience_preset
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -93,6 +94,10 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _when(path: str) -> dict:
+    return {"@if": {"exists": {"@path": path}, "then": {"@path": path}}}
+
+
 @register
 class Webhook(DestinationType):
     """POST mapped events to any HTTP endpoint (JSON, optional HMAC signature)."""
@@ -129,6 +134,14 @@ class Webhook(DestinationType):
                 FieldSpec("messageId", description="Receivers dedupe on it (also a header)."),
                 FieldSpec("type", description="Segment message type."),
             ),
+        ),
+        # A Segment identify: receivers that already take identify calls need nothing new.
+        audience_preset(
+            {"type": "identify", "userId": _when("$.userId"),
+             "anonymousId": _when("$.anonymousId"), "timestamp": {"@path": "$.timestamp"},
+             "messageId": {"@template": "{{messageId}}-trait"}, "traits": TRAITS},
+            (FieldSpec("messageId", description="The Audience event's, suffixed `-trait`."),
+             FieldSpec("traits", required=True, description="`<segment key>: true|false`.")),
         ),
     )
 

@@ -34,11 +34,13 @@ import msgspec
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
 from millpond.storage.models import Member, NewEvent, Segment
+from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, facts, resolve
+from .people import Person, resolve, scan_people
+from .scan import LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
@@ -52,7 +54,7 @@ COALESCE_SECONDS = 0.1
 JOINING = frozenset({"identify", "alias", "group"})
 
 
-def _touch(found: dict[str, bool], event: dict) -> None:
+def touch(found: dict[str, bool], event: dict) -> None:
     """Add the people ``event`` touches: its person (``userId``, else ``anonymousId``,
     as the per-person index files it), and for identify / alias / group every id it
     names (they merge profiles). Computed events touch nobody."""
@@ -81,8 +83,11 @@ class SegmentEngine:
         self.storage = storage
         self.clock = clock
         self.chunk = chunk
-        self._profiles_upto = profiles_upto
-        self._lock = asyncio.Lock()
+        self.profiles_upto = profiles_upto
+        #: Held by whatever re-evaluates people: one writer of memberships at a time.
+        self.lock = asyncio.Lock()
+        #: Segments a build is computing: the follower and the scheduler leave them to it.
+        self.building: set[str] = set()
         self._position: int | None = None
 
     # -- definitions --------------------------------------------------------------------
@@ -94,7 +99,7 @@ class SegmentEngine:
         except NotFound:
             self.storage.sources.create(computed_source())
 
-    def _segments(self) -> tuple[list[Segment], dict[str, Condition]]:
+    def definitions(self) -> tuple[list[Segment], dict[str, Condition]]:
         segments = self.storage.segments.list()
         return segments, {s.key: parse_definition(s.definition) for s in segments}
 
@@ -107,11 +112,14 @@ class SegmentEngine:
         every segment (or only
         ``segment_ids``); append the Audience events of each change, then store the new
         states (with ``checkpoint``). Returns how many changes there were."""
-        segments, definitions = self._segments()
+        segments, definitions = self.definitions()
         if segment_ids is not None:
             segments = [s for s in segments if s.id in segment_ids]
+        elif self.building:
+            segments = [s for s in segments if s.id not in self.building]
         evaluator = Evaluator(definitions)
         now = self.clock()
+        received_at = format_ms(now)
         people: dict[str, Person] = {}
         for any_id, is_user in any_ids.items():
             person = resolve(self.storage, any_id, is_user)
@@ -119,13 +127,20 @@ class SegmentEngine:
         rows: list[Member] = []
         drop: list[tuple[str, str]] = []
         outputs: list[NewEvent] = []
+        stored = self._stored_rows(people.values()) if segments else {}
+        # One scanner for the whole call: it decodes each event's head only, and in full
+        # only where a condition's ``where`` needs it (see :mod:`.scan`).
+        scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
+        if segments:
+            await scan_people(self.storage, scan, people.values())
         for person in people.values():
-            data = await facts(self.storage, person)
-            stored = self.storage.segments.by_ids(person.ids) if segments else []
+            data = scan.facts(person.ids, person.profile)
             for segment in segments:
-                mine = [m for m in stored if m.segment_id == segment.id]
-                previous = self._previous(mine, person.id)
-                drop += [(m.segment_id, m.person_id) for m in mine if m.person_id != person.id]
+                mine = dict(stored.get((segment.id, person.id), {}))
+                for identity in person.ids:
+                    mine.update(stored.get((segment.id, "id:" + identity), {}))
+                previous = self.previous_row(list(mine.values()), person.id)
+                drop += [(segment.id, pid) for pid in mine if pid != person.id]
                 m = evaluator.membership(definitions[segment.key], data, now)
                 was = previous.member if previous else False
                 if m.member != was:
@@ -134,10 +149,13 @@ class SegmentEngine:
                         segment, person_id=person.id, user_id=person.user_id,
                         anonymous_id=person.anonymous_id, member=m.member,
                         at_ms=m.since_ms if m.since_ms is not None else now,
-                        generation=generation, received_ms=now))
-                rows.append(Member(segment.id, person.id, m.member, m.since_ms,
-                                   m.next_change_ms, person.user_id, person.anonymous_id,
-                                   person.ids, now))
+                        generation=generation, received_ms=now, received_at=received_at))
+                # No row reads as "not a member": a non-member with nothing scheduled and
+                # nothing stored needs none.
+                if m.member or m.next_change_ms is not None or previous is not None:
+                    rows.append(Member(segment.id, person.id, m.member, m.since_ms,
+                                       m.next_change_ms, person.user_id,
+                                       person.anonymous_id, person.ids, now))
         if outputs:
             await self.storage.log.append(outputs)
         if rows or drop or checkpoint is not None:
@@ -145,8 +163,21 @@ class SegmentEngine:
                                     checkpoint=checkpoint)
         return len(outputs)
 
+    def _stored_rows(self, people) -> dict[tuple[str, str], dict[str, Member]]:
+        """The stored rows of every id of ``people``, in a few queries, by (segment id,
+        person id) and by (segment id, ``"id:"`` + identity)."""
+        ids = sorted({i for person in people for i in person.ids})
+        found: dict[tuple[str, str], dict[str, Member]] = {}
+        for start in range(0, len(ids), 500):
+            for row in self.storage.segments.by_ids(ids[start:start + 500]):
+                found.setdefault((row.segment_id, row.person_id), {})[row.person_id] = row
+                for identity in row.ids:
+                    found.setdefault((row.segment_id, "id:" + identity), {})[
+                        row.person_id] = row
+        return found
+
     @staticmethod
-    def _previous(rows: list[Member], person_id: str) -> Member | None:
+    def previous_row(rows: list[Member], person_id: str) -> Member | None:
         """The state this person had: their own row, else (a merge) the row of a profile
         merged into them, a member first, latest processed first."""
         for row in rows:
@@ -160,7 +191,7 @@ class SegmentEngine:
     async def catch_up_once(self) -> int:
         """Re-evaluate the people touched by the events after the checkpoint (a chunk at
         most); returns how many events were read."""
-        async with self._lock:
+        async with self.lock:
             after = self.storage.segments.checkpoint() if self._position is None \
                 else self._position
             upto = self.storage.log.last_seq()
@@ -168,11 +199,11 @@ class SegmentEngine:
                 return 0
             rows = await self.storage.log.read(after, self.chunk, upto_seq=upto)
             until = rows[-1].seq if len(rows) >= self.chunk else upto
-            if self._profiles_upto is not None:
-                await self._profiles_upto(until)
+            if self.profiles_upto is not None:
+                await self.profiles_upto(until)
             touched: dict[str, bool] = {}
             for row in rows:
-                _touch(touched, _decode(row.body))
+                touch(touched, _decode(row.body))
             await self.reevaluate(touched, checkpoint=until)
             self._position = until
             return len(rows)
@@ -181,7 +212,7 @@ class SegmentEngine:
 
     async def run_due(self, limit: int = 1000) -> int:
         """Re-evaluate the people whose scheduled change has come; how many rows were due."""
-        async with self._lock:
+        async with self.lock:
             due = self.storage.segments.due(self.clock(), limit)
             if due:
                 await self.reevaluate({row.user_id or row.anonymous_id or row.ids[0]:
@@ -193,10 +224,10 @@ class SegmentEngine:
     async def people_in_log(self, upto: int | None = None,
                             chunk: int = 5000) -> dict[str, bool]:
         """Every id events name as their person up to ``upto`` (default: the end), each
-        with whether it was seen as a user id (see :func:`_touch`)."""
+        with whether it was seen as a user id (see :func:`touch`)."""
         upto = self.storage.log.last_seq() if upto is None else upto
-        if self._profiles_upto is not None:
-            await self._profiles_upto(upto)
+        if self.profiles_upto is not None:
+            await self.profiles_upto(upto)
         ids: dict[str, bool] = {}
         after = 0
         while after < upto:
@@ -204,32 +235,30 @@ class SegmentEngine:
             if not rows:
                 break
             for row in rows:
-                _touch(ids, _decode(row.body))
+                touch(ids, _decode(row.body))
             after = rows[-1].seq
         return ids
 
-    async def build(self, segment_id: str, *, chunk: int = 5000) -> Segment:
-        """Evaluate everyone in the log (up to where it stands now) for one segment, with
-        progress on the segment record, then mark it ``ready``."""
-        segment = self.storage.segments.get(segment_id)
-        upto = self.storage.log.last_seq()
-        ids = await self.people_in_log(upto, chunk)
-        segment = self._progress(segment_id, state="building", build_upto_seq=upto,
-                                 build_total=len(ids), build_done=0,
-                                 build_started_ms=self.clock())
-        pending = list(ids.items())
-        for start in range(0, len(pending), 500):
-            async with self._lock:
-                await self.reevaluate(dict(pending[start:start + 500]),
-                                      segment_ids={segment.id})
-            self._progress(segment_id, build_done=min(len(pending), start + 500))
-        return self._progress(segment_id, state="ready")
+    async def build(self, segment_id: str) -> Segment:
+        """Build one segment over the log (:mod:`.build`); the segment, ``ready``."""
+        built = await self.build_many([segment_id])
+        return built[0] if built else self.storage.segments.get(segment_id)
 
-    def _progress(self, segment_id: str, **fields: object) -> Segment:
+    async def build_many(self, segment_ids: list[str]) -> list[Segment]:
+        """Build several segments with one scan of the log (:mod:`.build`)."""
+        from .build import build_segments
+        return await build_segments(self, segment_ids)
+
+    def progress(self, segment_id: str, **fields: object) -> Segment:
         """Change only ``fields`` of the stored record (a PATCH may have changed others
         meanwhile)."""
         segment = msgspec.structs.replace(self.storage.segments.get(segment_id), **fields)
         return self.storage.segments.update(segment)
+
+    def position(self) -> int:
+        """The last log seq the follower has taken in."""
+        return self.storage.segments.checkpoint() if self._position is None \
+            else self._position
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""

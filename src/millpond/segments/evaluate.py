@@ -34,6 +34,7 @@ from .definition import (
     NotOf,
     TraitCondition,
 )
+from .steps import StepEvaluator
 
 #: Event time before everything: the state of a person before any of their data.
 DAWN = -(2**62)
@@ -166,8 +167,23 @@ class Evaluator:
             return set()
         return self.breakpoints(other, person, _seen | {cond.key})
 
+    def steps(self, cond: Condition, person: PersonFacts):
+        """``cond`` over all of event time: its value before any data and the times it
+        flips at (:mod:`.steps`)."""
+        return StepEvaluator(self.definitions, person, trait_steps).steps(cond)
+
     def membership(self, cond: Condition, person: PersonFacts, now: int) -> Membership:
         """Membership at ``now``, since when (event time), and the next change by time."""
+        initial, flips = self.steps(cond, person)
+        cut = bisect.bisect_right(flips, now)
+        state = initial != (cut % 2 == 1)
+        since = flips[cut - 1] if cut else person.first_seen()
+        return Membership(state, since, flips[cut] if cut < len(flips) else None)
+
+    def membership_by_points(self, cond: Condition, person: PersonFacts,
+                             now: int) -> Membership:
+        """:meth:`membership` the slow, obvious way: evaluate the whole condition at each
+        breakpoint. The reference the property tests compare :meth:`membership` with."""
         points = sorted(self.breakpoints(cond, person))
         cut = bisect.bisect_right(points, now)
         state = self.at(cond, person, DAWN)
@@ -186,16 +202,16 @@ class Evaluator:
     def history(self, cond: Condition, person: PersonFacts, now: int) -> list[tuple[bool, int]]:
         """Every change of membership up to ``now``: ``(member, event time)``, oldest first
         (the Audience Entered / Exited a from-scratch computation emits)."""
-        state = self.at(cond, person, DAWN)
+        state, flips = self.steps(cond, person)
         changes: list[tuple[bool, int]] = []
         if state:
             first = person.first_seen()
             changes.append((True, DAWN if first is None else first))
-        for t in sorted(p for p in self.breakpoints(cond, person) if p <= now):
-            value = self.at(cond, person, t)
-            if value != state:
-                state = value
-                changes.append((value, t))
+        for t in flips:
+            if t > now:
+                break
+            state = not state
+            changes.append((state, t))
         return changes
 
     # -- why ------------------------------------------------------------------------------
@@ -232,6 +248,19 @@ class Evaluator:
             out = {"in_segment": cond.key}
         out["result"] = self.at(cond, person, now)
         return out
+
+
+def trait_steps(cond: TraitCondition, person: PersonFacts) -> tuple[bool, list[int]]:
+    """A trait condition over event time: its value before the trait was set, and the
+    moment (the update's ``_timestamp``) it flips, if it does."""
+    absent = trait_matches(cond, None, False)
+    found = person.traits.get(cond.trait)
+    if found is None:
+        return absent, []
+    present = trait_matches(cond, found[0], True)
+    if found[1] == DAWN:  # no time known: set since before any data
+        return present, []
+    return absent, [found[1]] if present != absent else []
 
 
 def _counts(cond: EventCondition, ts: int, t: int) -> bool:

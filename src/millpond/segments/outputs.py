@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 from millpond.collector.validation import normalize
 from millpond.storage.models import NewEvent, Segment, Source
@@ -43,18 +44,26 @@ def message_id(segment_id: str, person_id: str, member: bool, at_ms: int | None,
 
 def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
                    anonymous_id: str | None, member: bool, at_ms: int, generation: int,
-                   received_ms: int) -> NewEvent:
-    """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append."""
+                   received_ms: int, received_at: str | None = None) -> NewEvent:
+    """The ``Audience Entered`` (``member``) or ``Exited`` event, ready to append
+    (``received_at``: ``received_ms`` formatted, shared by a batch)."""
+    properties: dict[str, Any] = {"audience_key": segment.key, "audience_name": segment.name,
+                  "segment_id": segment.id, "person_id": person_id}
+    # As Segment's Engage: the membership as a boolean keyed by the audience, among the
+    # properties (unless the key is one of the names above) and as the person's trait in
+    # ``context.traits``, which the identify-style presets send as a trait update.
+    properties.setdefault(segment.key, member)
     msg: dict = {
         "type": "track",
         "event": ENTERED if member else EXITED,
         "messageId": message_id(segment.id, person_id, member, at_ms, generation),
         "timestamp": format_ms(at_ms),
-        "properties": {"audience_key": segment.key, "audience_name": segment.name,
-                       "segment_id": segment.id, "person_id": person_id},
+        "properties": properties,
+        "context": {"traits": {segment.key: member}},
     }
     if user_id is not None:
         msg["userId"] = user_id
     if anonymous_id is not None and user_id is None:
         msg["anonymousId"] = anonymous_id
-    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms)
+    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms,
+                     received_at=received_at)

@@ -8,7 +8,7 @@ lone anonymous visitor who later identifies with nothing earlier keeps it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -18,6 +18,7 @@ from millpond.storage.contracts import Storage
 from millpond.storage.models import WindowCursor
 
 from .evaluate import PersonFacts
+from .scan import LogScan
 
 PAGE = 2000
 _decode = msgspec.json.Decoder().decode
@@ -58,3 +59,20 @@ async def facts(storage: Storage, person: Person) -> PersonFacts:
             break
         before = WindowCursor(page[-1].ts_ms, page[-1].seq)
     return PersonFacts.from_profile(person.profile, events)
+
+
+async def scan_people(storage: Storage, scan: LogScan, people: Iterable[Person],
+                      ids_per_read: int = 500, page: int = 5000) -> None:
+    """Feed ``scan`` every event of ``people``, reading the per-person index for several
+    hundred ids at a time (one read per person would pay a thread hop per person); then
+    ``scan.facts(person.ids, person.profile)`` gives each one's data."""
+    ids = sorted({i for person in people for i in person.ids})
+    for start in range(0, len(ids), ids_per_read):
+        part = ids[start:start + ids_per_read]
+        before: WindowCursor | None = None
+        while True:
+            rows = await storage.index.person_events(part, before=before, limit=page)
+            scan.feed(rows)
+            if len(rows) < page:
+                break
+            before = WindowCursor(rows[-1].ts_ms, rows[-1].seq)

@@ -38,7 +38,9 @@ class SegmentService:
     # -- shapes --------------------------------------------------------------------------
 
     def view(self, segment: Segment) -> dict[str, Any]:
-        """``{"id", "key", "name", "definition", "state", "members", "progress"}``."""
+        """``{"id", "key", "name", "definition", "state", "members", "progress"}``;
+        ``progress``: ``{"phase": "scanning"|"evaluating", "done", "total", "unit":
+        "events"|"people", "eta_seconds"}`` (the estimate is for the current phase)."""
         out: dict[str, Any] = {
             "id": segment.id, "key": segment.key, "name": segment.name,
             "definition": segment.definition, "state": segment.state,
@@ -50,8 +52,11 @@ class SegmentService:
             elapsed = max(1, self.engine.clock() - segment.build_started_ms)
             eta = None if not done or not segment.build_started_ms else \
                 round(elapsed * (total - done) / done / 1000, 1)
-            out["progress"] = {"people_done": done, "people_total": total,
-                               "eta_seconds": eta}
+            phase = segment.build_phase or "scanning"
+            # Scanning counts log positions, evaluating counts people.
+            unit = "events" if phase == "scanning" else "people"
+            out["progress"] = {"phase": phase, "done": done, "total": total,
+                               "unit": unit, "eta_seconds": eta}
         return out
 
     @staticmethod

@@ -538,6 +538,11 @@ class SegmentStore(Protocol):
         """The stored state of a person in a segment, or None."""
         ...
 
+    def rows(self, segment_id: str) -> list[Member]:
+        """Every stored row of the segment, members or not, ordered by person id (what
+        a rebuild compares its results with)."""
+        ...
+
     def by_ids(self, ids: Sequence[str]) -> list[Member]:
         """Every stored row, of any segment, whose ``ids`` share one with ``ids``: the rows
         of all the profiles a merge joined; ordered by (segment id, person id)."""

@@ -343,8 +343,9 @@ class ImportJob(msgspec.Struct):
 class Segment(msgspec.Struct):
     """A segment as saved: its definition as JSON (:mod:`millpond.segments.definition`
     parses it), ``state`` ``building`` until the build over the log reached
-    ``build_upto_seq``, then ``ready``; ``build_done`` / ``build_total`` people for
-    progress, ``build_started_ms`` for the estimate."""
+    ``build_upto_seq``, then ``ready``; ``build_phase`` (``scanning``: ``build_done`` /
+    ``build_total`` are log seqs; ``evaluating``: people) for progress,
+    ``build_started_ms`` (when the phase began) for the estimate."""
 
     id: str
     key: str
@@ -357,6 +358,7 @@ class Segment(msgspec.Struct):
     build_done: int = 0
     build_total: int = 0
     build_started_ms: int = 0
+    build_phase: str = ""
 
 
 class Member(msgspec.Struct, frozen=True):

@@ -134,3 +134,23 @@ def test_segments_survive_a_reopen(durable_backend):
         assert again.segments.checkpoint() == 9
     finally:
         again.close()
+
+
+def test_rows_lists_members_and_non_members_of_one_segment(storage):
+    store = storage.segments
+    store.create(seg("s1", "buyers"))
+    store.create(seg("s2", "vip"))
+    store.apply([row("s1", "p2", False, None), row("s1", "p1", True, 100),
+                 row("s2", "p3", True, 100)])
+    assert [(r.person_id, r.member) for r in store.rows("s1")] == [("p1", True),
+                                                                   ("p2", False)]
+    assert store.rows("nope") == []
+
+
+def test_apply_in_one_batch_compares_each_row_with_the_one_before(storage):
+    store = storage.segments
+    store.create(seg("s1", "buyers"))
+    added = store.apply([row("s1", "p1", True, 100), row("s1", "p1", False, 200),
+                         row("s1", "p1", False, 300)], drop=[("s1", "p9")])
+    assert [(c.member, c.at_ms) for c in added] == [(True, 100), (False, 200)]
+    assert store.member("s1", "p1").since_ms == 300

@@ -116,6 +116,11 @@ class MemorySegmentStore:
         with self._lock:
             return self._rows.get((segment_id, person_id))
 
+    def rows(self, segment_id: str) -> list[Member]:
+        with self._lock:
+            found = [r for (s, _), r in self._rows.items() if s == segment_id]
+        return sorted(found, key=lambda r: r.person_id)
+
     def by_ids(self, ids: Sequence[str]) -> list[Member]:
         with self._lock:
             keys: set[tuple[str, str]] = set()

@@ -139,45 +139,81 @@ class SQLiteSegmentStore:
 
     # -- memberships ----------------------------------------------------------------------
 
-    @staticmethod
-    def _remove(conn: sqlite3.Connection, segment_id: str, person_id: str) -> None:
-        conn.execute("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
-                     (segment_id, person_id))
-        conn.execute("DELETE FROM member_ids WHERE segment_id = ? AND person_id = ?",
-                     (segment_id, person_id))
-
     def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
               checkpoint: int | None = None) -> list[MembershipChange]:
+        """One transaction of set-wise statements: a build writes rows by the thousand,
+        and a statement per row per table would cost more than computing them."""
         conn = self._db.conn()
         added: list[MembershipChange] = []
         with immediate(conn):
-            for segment_id, person_id in drop:
-                self._remove(conn, segment_id, person_id)
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
+            rows = [r for r in rows if r.segment_id in known]
+            stored = self._stored(conn, [*drop, *((r.segment_id, r.person_id) for r in rows)])
+            gone = [key for key in drop if key in stored]
+            # member_ids is keyed by identity first: delete through the stored ids, never
+            # with a scan for (segment, person).
+            self._forget_ids(conn, gone, stored)
+            conn.executemany("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
+                             gone)
+            dropped = set(gone)
+            current = {key: v[0] for key, v in stored.items() if key not in dropped}
+            latest: dict[tuple[str, str], Member] = {}
             for row in rows:
-                if row.segment_id not in known:
-                    continue
-                old = conn.execute("SELECT member FROM members WHERE segment_id = ? AND"
-                                   " person_id = ?", (row.segment_id, row.person_id)).fetchone()
-                if (bool(old[0]) if old else False) != row.member:
-                    change = MembershipChange(row.segment_id, row.person_id, row.member,
-                                              row.since_ms, row.processed_ms)
-                    conn.execute("INSERT INTO history (segment_id, person_id, member, at_ms,"
-                                 " processed_ms) VALUES (?,?,?,?,?)",
-                                 (row.segment_id, row.person_id, int(row.member),
-                                  row.since_ms, row.processed_ms))
-                    added.append(change)
-                self._remove(conn, row.segment_id, row.person_id)
-                conn.execute("INSERT INTO members VALUES (?,?,?,?,?,?,?,?,?)",
-                             (row.segment_id, row.person_id, int(row.member), row.since_ms,
-                              row.next_change_ms, row.user_id, row.anonymous_id,
-                              _ENCODE(list(row.ids)), row.processed_ms))
-                conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
-                                 [(i, row.segment_id, row.person_id) for i in row.ids])
+                key = (row.segment_id, row.person_id)
+                if current.get(key, False) != row.member:
+                    added.append(MembershipChange(row.segment_id, row.person_id, row.member,
+                                                  row.since_ms, row.processed_ms))
+                current[key] = row.member
+                latest[key] = row
+            conn.executemany("INSERT INTO history (segment_id, person_id, member, at_ms,"
+                             " processed_ms) VALUES (?,?,?,?,?)",
+                             [(c.segment_id, c.person_id, int(c.member), c.at_ms,
+                               c.processed_ms) for c in added])
+            self._forget_ids(conn, [k for k in latest if k in stored
+                                    and k not in dropped], stored)
+            conn.executemany("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?)",
+                             [(r.segment_id, r.person_id, int(r.member), r.since_ms,
+                               r.next_change_ms, r.user_id, r.anonymous_id,
+                               _ENCODE(list(r.ids)), r.processed_ms)
+                              for r in latest.values()])
+            conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
+                             [(i, r.segment_id, r.person_id) for r in latest.values()
+                              for i in r.ids])
             if checkpoint is not None:
                 conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
                              " DO UPDATE SET seq = excluded.seq", (checkpoint,))
         return added
+
+    @staticmethod
+    def _stored(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
+                ) -> dict[tuple[str, str], tuple[bool, list[str]]]:
+        """``member`` and ``ids`` of the stored rows among the (segment, person) ``keys``."""
+        wanted: dict[str, list[str]] = {}
+        for segment_id, person_id in keys:
+            wanted.setdefault(segment_id, []).append(person_id)
+        found: dict[tuple[str, str], tuple[bool, list[str]]] = {}
+        for segment_id, people in wanted.items():
+            unique = list(dict.fromkeys(people))
+            for start in range(0, len(unique), 500):
+                part = unique[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for pid, member, ids in conn.execute(
+                        "SELECT person_id, member, ids FROM members WHERE segment_id = ? AND"
+                        f" person_id IN ({marks})", [segment_id, *part]):
+                    found[(segment_id, pid)] = (bool(member), json.loads(ids))
+        return found
+
+    @staticmethod
+    def _forget_ids(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
+                    stored: dict[tuple[str, str], tuple[bool, list[str]]]) -> None:
+        conn.executemany("DELETE FROM member_ids WHERE identity = ? AND segment_id = ? AND"
+                         " person_id = ?", [(i, s, p) for s, p in keys
+                                            for i in stored[(s, p)][1]])
+
+    def rows(self, segment_id: str) -> list[Member]:
+        found = self._db.conn().execute(
+            "SELECT * FROM members WHERE segment_id = ? ORDER BY person_id", (segment_id,))
+        return [_member(r) for r in found]
 
     def member(self, segment_id: str, person_id: str) -> Member | None:
         row = self._db.conn().execute(

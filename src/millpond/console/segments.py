@@ -1,0 +1,121 @@
+"""Segments: every segment with its size and state (a build's progress), a form to
+create one whose errors stand beside the field the server names, and a segment's page:
+its definition (editable), its members a page at a time (each linking to People) and
+its recent Audience Entered / Exited events.
+
+Everything goes through :class:`~millpond.segments.service.SegmentService`, the same
+object the admin API uses, so the console's validation is the API's, word for word."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from millpond.console import forms
+from millpond.console.auth import checked_form
+from millpond.errors import BadRequest, MillpondError
+from millpond.storage.models import EventQuery
+
+MEMBERS_PER_PAGE = 50
+AUDIENCE_EVENTS = 20
+#: How far back (events of the built-in source) the page looks for a segment's Audience
+#: events: enough for a page, bounded whatever the log's size.
+AUDIENCE_SCAN = 500
+EXAMPLE = '{"event": "Order Completed", "at_least": 2, "within": "30d"}'
+
+
+def _definition(text: str) -> object:
+    """The definition field as JSON (a JSON error names the field, as the API's would)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"definition: not JSON ({exc.msg} at character {exc.pos}); e.g. "
+                         f"{EXAMPLE}", field="definition") from None
+
+
+def _base_field(field: str | None) -> str | None:
+    """``definition.all[1].op`` is shown beside the definition box."""
+    return None if field is None else field.split(".")[0].split("[")[0]
+
+
+def person_link(member: dict) -> str:
+    ref = member.get("user_id") or member.get("anonymous_id") or member["id"]
+    return "/people/" + quote(ref, safe="")
+
+
+def routes(console) -> list[Route]:
+    svc = console.services
+    render = console.render
+
+    def listing(request: Request, error=None, field=None, values=None, status=200):
+        return render.page(request, "segments.html", section="segments", title="Segments",
+                           segments=svc.mp.segments.list()["segments"],
+                           values=values or {}, error=error, field=_base_field(field),
+                           example=EXAMPLE, status=status)
+
+    async def index(request: Request) -> Response:
+        return listing(request)
+
+    async def create(request: Request) -> Response:
+        form = await checked_form(request)
+        values = {k: forms.text(form, k) for k in ("key", "name", "definition")}
+        try:
+            body: dict = {"key": values["key"], "definition": _definition(values["definition"])}
+            if values["name"].strip():
+                body["name"] = values["name"]
+            made = await svc.mp.segments.create(body)
+        except MillpondError as exc:
+            return listing(request, exc.message, exc.field, values, exc.status)
+        return forms.go(f"/segments/{made['id']}", "Segment saved; it is building.")
+
+    async def page(request: Request, error=None, field=None, values=None,
+                   status=200) -> Response:
+        ref = request.path_params["id"]
+        segment = svc.mp.segments.get(ref)
+        cursor = request.query_params.get("cursor") or None
+        members = svc.mp.segments.members(segment["id"], cursor, MEMBERS_PER_PAGE)
+        people = [{**m, "link": person_link(m)} for m in members["people"]]
+        found = await svc.mp.storage.index.query(EventQuery(
+            source_ids=["computed"], descending=True, limit=AUDIENCE_SCAN))
+        audience = []
+        for stored in found:
+            event = json.loads(stored.body)
+            if (event.get("properties") or {}).get("segment_id") == segment["id"]:
+                audience.append({"seq": stored.seq, "event": event.get("event"),
+                                 "who": event.get("userId") or event.get("anonymousId"),
+                                 "timestamp": event.get("timestamp"),
+                                 "received": event.get("receivedAt")})
+                if len(audience) == AUDIENCE_EVENTS:
+                    break
+        values = values or {"name": segment["name"],
+                            "definition": json.dumps(segment["definition"], indent=2)}
+        return render.page(request, "segment.html", section="segments",
+                           title=segment["name"], segment=segment, people=people,
+                           next_cursor=members["next_cursor"], first_page=cursor is None,
+                           audience=audience, values=values, error=error,
+                           field=_base_field(field), status=status)
+
+    async def show(request: Request) -> Response:
+        return await page(request)
+
+    async def update(request: Request) -> Response:
+        form = await checked_form(request)
+        values = {k: forms.text(form, k) for k in ("name", "definition")}
+        ref = request.path_params["id"]
+        try:
+            body: dict = {"definition": _definition(values["definition"])}
+            if values["name"].strip():
+                body["name"] = values["name"]
+            await svc.mp.segments.update(ref, body)
+        except MillpondError as exc:
+            if exc.status == 404:
+                raise
+            return await page(request, exc.message, exc.field, values, exc.status)
+        return forms.go(f"/segments/{quote(ref, safe='')}", "Segment saved; it is rebuilding.")
+
+    return [Route("/segments", index), Route("/segments", create, methods=["POST"]),
+            Route("/segments/{id}", show), Route("/segments/{id}", update, methods=["POST"])]

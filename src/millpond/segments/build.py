@@ -1,0 +1,216 @@
+"""Building segments over the whole log: one scan for all of them, then every person once.
+
+Why this shape: a build used to re-evaluate each person through the per-person index,
+segment by segment, at a few thousand events a second. Here one sequential read of the
+log up to where it stood when the build began (:class:`~.scan.LogScan`) feeds every
+segment being built; then each person is evaluated for all of them from the compact
+data the scan kept, and their Audience events and rows are written per batch of
+thousands of people in one transaction each.
+
+Staying exact while the log moves on: while a build runs, the follower and the
+scheduler leave the segments being built alone (:attr:`SegmentEngine.building`). At
+the end, under the engine's lock, the people touched by the events the follower took
+in after the build's end of scan are re-evaluated for the built segments from their
+full data, and the segments are handed to the follower: every event is then counted,
+either by the scan or by a later re-evaluation, and the final state of every person is
+computed after the last event that touches them, as the incremental path does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from millpond.errors import NotFound
+from millpond.storage.models import Member, NewEvent, Segment
+from millpond.timeutil import format_ms
+
+from .definition import Condition, EventCondition
+from .evaluate import Evaluator, Membership, PersonFacts
+from .outputs import audience_event
+from .people import Person, resolve
+from .scan import LogScan, event_conditions, trait_names
+
+if TYPE_CHECKING:
+    from .engine import SegmentEngine
+
+#: Events read per call: large reads amortise the store's per-call cost.
+READ_CHUNK = 20_000
+#: People evaluated (and written, in one transaction) per batch.
+BATCH = 5_000
+#: How often (events scanned) the progress on the segment records is updated.
+REPORT_EVERY = 100_000
+
+_decode = msgspec.json.Decoder().decode
+
+
+async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> list[Segment]:
+    """Build ``segment_ids`` over the log as it stands now; see the module docstring."""
+    from .engine import touch  # the engine imports this module when it builds
+
+    storage = engine.storage
+    wanted = list(dict.fromkeys(segment_ids))
+    for sid in wanted:
+        storage.segments.get(sid)  # NotFound before anything changes
+    engine.building.update(wanted)
+    try:
+        upto = storage.log.last_seq()
+        if engine.profiles_upto is not None:
+            await engine.profiles_upto(upto)
+        started = engine.clock()
+        alive = _Progress(engine, wanted)
+        alive.set(state="building", build_upto_seq=upto, build_phase="scanning",
+                  build_total=upto, build_done=0, build_started_ms=started)
+        segments, definitions = engine.definitions()
+        built = [s for s in segments if s.id in alive.ids]
+        scan = LogScan(event_conditions(definitions, [s.key for s in built]))
+        after = reported = 0
+        while after < upto:
+            rows = await storage.log.read(after, READ_CHUNK, upto_seq=upto)
+            if not rows:
+                break
+            scan.feed(rows)
+            after = rows[-1].seq
+            if after - reported >= REPORT_EVERY:
+                alive.set(build_done=after)
+                reported = after
+            await asyncio.sleep(0)  # the scan is CPU work: let requests through
+
+        people = await _people(engine, scan)
+        alive.set(build_phase="evaluating", build_total=len(people), build_done=0,
+                  build_started_ms=engine.clock())
+        previous = _stored(engine, built)
+        evaluator = Evaluator(definitions)
+        for start in range(0, len(people), BATCH):
+            chunk = people[start:start + BATCH]
+            built = [s for s in built if s.id in alive.ids]
+            outputs, rows, drop = _evaluate(engine, evaluator, definitions, built, chunk,
+                                            scan, previous)
+            if outputs:
+                await storage.log.append(outputs)
+            if rows or drop:
+                await asyncio.to_thread(storage.segments.apply, rows, drop=drop)
+            for person in chunk:
+                scan.forget(person.ids)
+            alive.set(build_done=min(len(people), start + BATCH))
+
+        async with engine.lock:
+            # What the follower took in meanwhile, it took in without these segments.
+            position = engine.position()
+            touched: dict[str, bool] = {}
+            cursor = upto
+            while cursor < position:
+                rows = await storage.log.read(cursor, READ_CHUNK, upto_seq=position)
+                if not rows:
+                    break
+                for row in rows:
+                    touch(touched, _decode(row.body))
+                cursor = rows[-1].seq
+            engine.building.difference_update(wanted)
+            if touched and alive.ids:
+                await engine.reevaluate(touched, segment_ids=set(alive.ids))
+            return alive.set(state="ready", build_phase="")
+    finally:
+        engine.building.difference_update(wanted)
+
+
+class _Progress:
+    """Progress on the segment records; a segment deleted meanwhile drops out."""
+
+    def __init__(self, engine: SegmentEngine, ids: list[str]) -> None:
+        self.engine = engine
+        self.ids = list(ids)
+
+    def set(self, **fields: object) -> list[Segment]:
+        out = []
+        for sid in list(self.ids):
+            try:
+                out.append(self.engine.progress(sid, **fields))
+            except NotFound:
+                self.ids.remove(sid)
+        return out
+
+
+async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
+    """Every person the scanned ids belong to, once (merged profiles join ids)."""
+    people: dict[str, Person] = {}
+    for n, (any_id, is_user) in enumerate(scan.ids.items()):
+        person = resolve(engine.storage, any_id, is_user)
+        people.setdefault(person.id, person)
+        if n % 2000 == 1999:
+            await asyncio.sleep(0)
+    return list(people.values())
+
+
+def _stored(engine: SegmentEngine, built: list[Segment]) -> dict[tuple[str, str], list[Member]]:
+    """The rows the built segments already have (a rebuild), by (segment id, identity)."""
+    found: dict[tuple[str, str], list[Member]] = {}
+    for segment in built:
+        for row in engine.storage.segments.rows(segment.id):
+            for identity in row.ids:
+                found.setdefault((segment.id, identity), []).append(row)
+    return found
+
+
+def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: list[Segment],
+              people: list[Person], scan: LogScan,
+              previous: dict[tuple[str, str], list[Member]],
+              ) -> tuple[list[NewEvent], list[Member], list[tuple[str, str]]]:
+    """The Audience events, rows and rows to drop of one batch of people."""
+    now = engine.clock()
+    received_at = format_ms(now)
+    outputs: list[NewEvent] = []
+    rows: list[Member] = []
+    drop: list[tuple[str, str]] = []
+    shortcuts = {s.id: _Shortcut(evaluator, definitions, s.key, now) for s in built}
+    for person in people:
+        data = scan.facts(person.ids, person.profile)
+        for segment in built:
+            mine: dict[str, Member] = {}
+            if previous:
+                for identity in person.ids:
+                    for row in previous.get((segment.id, identity), ()):
+                        mine[row.person_id] = row
+            before = engine.previous_row(list(mine.values()), person.id)
+            drop += [(segment.id, pid) for pid in mine if pid != person.id]
+            m = shortcuts[segment.id].membership(data)
+            was = before.member if before else False
+            if m.member != was:
+                generation = len(engine.storage.segments.history(person.id, segment.id)) \
+                    if before is not None else 0
+                outputs.append(audience_event(
+                    segment, person_id=person.id, user_id=person.user_id,
+                    anonymous_id=person.anonymous_id, member=m.member,
+                    at_ms=m.since_ms if m.since_ms is not None else now,
+                    generation=generation, received_ms=now, received_at=received_at))
+            # A non-member with nothing scheduled and nothing stored needs no row: no row
+            # reads as "not a member" everywhere.
+            if m.member or m.next_change_ms is not None or before is not None:
+                rows.append(Member(segment.id, person.id, m.member, m.since_ms,
+                                   m.next_change_ms, person.user_id, person.anonymous_id,
+                                   person.ids, now))
+    return outputs, rows, drop
+
+
+class _Shortcut:
+    """Membership for a person with none of the data a segment looks at (no counting
+    event of its event conditions, none of its traits, through ``in_segment`` too): the
+    same value for everyone, since their first data, with no change to come. Most
+    people of a large log are such for most segments, and skip the evaluation."""
+
+    def __init__(self, evaluator: Evaluator, definitions: Mapping[str, Condition],
+                 key: str, now: int) -> None:
+        self.evaluator, self.now = evaluator, now
+        self.condition = definitions[key]
+        self.events: list[EventCondition] = event_conditions(definitions, [key])
+        self.traits = trait_names(definitions, key)
+        self.value = evaluator.membership(self.condition, PersonFacts({}, ()), now).member
+
+    def membership(self, data: PersonFacts) -> Membership:
+        if any(data.matching(c)[0] for c in self.events) or (
+                self.traits and not self.traits.isdisjoint(data.traits)):
+            return self.evaluator.membership(self.condition, data, self.now)
+        return Membership(self.value, data.first_seen(), None)

@@ -1,0 +1,239 @@
+"""One pass over the log that gathers, per person, exactly what membership needs.
+
+Why a scan of its own rather than the per-person reads of :mod:`.people`: building
+segments over a log of a million events of a hundred thousand people by reading each
+person's events through the index costs a query and a decode per person per segment;
+one sequential read of the log, feeding every segment being built at once, costs about
+what a raw scan costs.
+
+What is kept is compact and bounded, so memory follows the number of people, not the
+length of the log:
+
+- each event is decoded into a small struct (type, name, ids, source), and in full only
+  when a condition on that event name has a ``where`` to match;
+- per id (the event's ``userId``, else its ``anonymousId``, as the per-person index
+  files events), the earliest event time (a person's ``first_seen``) and, per event
+  condition, the times of the events it counts;
+- a condition without ``within`` needs only its ``k`` earliest counting times, ``k =
+  max(at_least, at_most + 1)``: its count at any moment is ``>= at_least`` (or ``<=
+  at_most``) exactly when the count of those ``k`` is, so membership, its start and its
+  next change come out the same (see :func:`keep_of`). Only ``within`` conditions keep
+  every counting time: an event leaving the window can end membership.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from millpond.storage.models import StoredEvent
+
+from .definition import Condition, EventCondition, InSegment, TraitCondition, walk
+from .evaluate import DAWN, PersonFacts
+from .outputs import COMPUTED_SOURCE_ID
+
+#: Events that join identities: every id they name is a person to evaluate.
+JOINING = frozenset({"identify", "alias", "group"})
+#: "keep every time" (a ``within`` condition).
+ALL = -1
+
+
+class _Head(msgspec.Struct):
+    """The few fields of an event the scan looks at (msgspec skips the rest unparsed)."""
+
+    type: Any = None
+    event: Any = None
+    userId: Any = None  # noqa: N815 - the event's own field names
+    anonymousId: Any = None  # noqa: N815
+    previousId: Any = None  # noqa: N815
+    source_id: Any = None
+
+
+_head = msgspec.json.Decoder(_Head).decode
+_full = msgspec.json.Decoder().decode
+
+
+def keep_of(cond: EventCondition) -> int:
+    """How many of the earliest counting times of ``cond`` decide it (:data:`ALL`: every
+    one, for a ``within`` window)."""
+    if cond.within_ms is not None:
+        return ALL
+    return max(cond.at_least, cond.at_most + 1 if cond.at_most is not None else 0)
+
+
+class _Watch(msgspec.Struct):
+    slot: int
+    cond: EventCondition
+    keep: int
+    trigger: Any
+
+
+def event_conditions(definitions: Mapping[str, Condition],
+                     keys: Iterable[str]) -> list[EventCondition]:
+    """The event conditions of the segments ``keys`` and of the segments they refer to
+    with ``in_segment`` (the very objects the evaluator will be given)."""
+    found: dict[int, EventCondition] = {}
+    todo, seen = list(keys), set()
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in definitions:
+            continue
+        seen.add(key)
+        for cond in walk(definitions[key]):
+            if isinstance(cond, EventCondition):
+                found.setdefault(id(cond), cond)
+            elif isinstance(cond, InSegment):
+                todo.append(cond.key)
+    return list(found.values())
+
+
+def trait_names(definitions: Mapping[str, Condition], key: str) -> set[str]:
+    """The traits the segment ``key`` looks at, through ``in_segment`` too."""
+    found: set[str] = set()
+    todo, seen = [key], set()
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in definitions:
+            continue
+        seen.add(current)
+        for cond in walk(definitions[current]):
+            if isinstance(cond, TraitCondition):
+                found.add(cond.trait)
+            elif isinstance(cond, InSegment):
+                todo.append(cond.key)
+    return found
+
+
+class LogScan:
+    """Feed it the log in ``seq`` order (:meth:`feed`); then :meth:`facts` gives each
+    id's data. ``ids`` maps every id events name as a person to whether it was seen as a
+    ``userId`` (as :func:`millpond.segments.engine.touch` does)."""
+
+    def __init__(self, conditions: Sequence[EventCondition]) -> None:
+        self.conditions = list(conditions)
+        self._by_name: dict[str, list[_Watch]] = {}
+        self._needs_body: set[str] = set()
+        for slot, cond in enumerate(self.conditions):
+            self._by_name.setdefault(cond.event, []).append(
+                _Watch(slot, cond, keep_of(cond), cond.trigger()))
+            if cond.where:
+                self._needs_body.add(cond.event)
+        self.ids: dict[str, bool] = {}
+        #: id -> [first event time, times of slot 0, times of slot 1, ...] (None: none)
+        self._state: dict[str, list[Any]] = {}
+        self.events = 0
+
+    def feed(self, rows: Sequence[StoredEvent]) -> None:
+        by_name, needs_body, ids, state = self._by_name, self._needs_body, self.ids, \
+            self._state
+        width = len(self.conditions) + 1
+        for row in rows:
+            head = _head(row.body)
+            if head.source_id == COMPUTED_SOURCE_ID:
+                continue
+            self.events += 1
+            user, anon = head.userId, head.anonymousId
+            owner = user if isinstance(user, str) and user else \
+                anon if isinstance(anon, str) and anon else None
+            if head.type in JOINING:
+                for value, is_user in ((user, True), (anon, False),
+                                       (head.previousId, False)):
+                    if isinstance(value, str) and value:
+                        ids[value] = ids.get(value, False) or is_user
+            elif owner is not None:
+                is_user = owner is user
+                if not ids.get(owner, False):
+                    ids[owner] = is_user
+            if owner is None:
+                continue
+            slots: list[Any] | None = state.get(owner)
+            ts = row.ts_ms
+            if slots is None:
+                slots = state[owner] = [ts] + [None] * (width - 1)
+            elif ts < slots[0]:
+                slots[0] = ts
+            if head.type != "track":
+                continue
+            watches = by_name.get(head.event) if isinstance(head.event, str) else None
+            if not watches:
+                continue
+            body = _full(row.body) if head.event in needs_body else None
+            for w in watches:
+                if w.trigger is not None and not w.trigger.matches(body):
+                    continue
+                if w.cond.between_ms is not None and not (
+                        w.cond.between_ms[0] <= ts < w.cond.between_ms[1]):
+                    continue
+                if w.keep == 0:
+                    continue
+                times: list[int] | None = slots[w.slot + 1]
+                if times is None:
+                    slots[w.slot + 1] = [ts]
+                elif w.keep == ALL:
+                    times.append(ts)
+                elif len(times) < w.keep:
+                    bisect.insort(times, ts)
+                elif ts < times[-1]:
+                    bisect.insort(times, ts)
+                    times.pop()
+
+    def facts(self, ids: Sequence[str], profile: Mapping[str, Any] | None) -> ScannedFacts:
+        """The data of the person made of ``ids`` (with its profile, or None)."""
+        first: int | None = None
+        merged: list[list[int] | None] = [None] * len(self.conditions)
+        for any_id in ids:
+            slots = self._state.get(any_id)
+            if slots is None:
+                continue
+            first = slots[0] if first is None else min(first, slots[0])
+            for i, times in enumerate(slots[1:]):
+                if times:
+                    before = merged[i]
+                    merged[i] = times if before is None else [*before, *times]
+        matches: dict[int, list[int]] = {}
+        for i, cond in enumerate(self.conditions):
+            times = merged[i]
+            if times is None:
+                matches[id(cond)] = []
+                continue
+            times = sorted(times)
+            keep = keep_of(cond)
+            matches[id(cond)] = times if keep == ALL else times[:keep]
+        return ScannedFacts(profile, first, matches)
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop the data of ``ids`` (evaluated: memory goes back as the build proceeds)."""
+        for any_id in ids:
+            self._state.pop(any_id, None)
+
+
+class ScannedFacts(PersonFacts):
+    """:class:`PersonFacts` from a scan: the counting times per event condition, no
+    event bodies. Enough for :meth:`Evaluator.membership`; ``why`` reads the person's
+    events through :mod:`.people` instead."""
+
+    __slots__ = ("_first", "_first_seen", "_known")
+
+    def __init__(self, profile: Mapping[str, Any] | None, first: int | None,
+                 matches: dict[int, list[int]]) -> None:
+        base = PersonFacts.from_profile(profile, ())
+        super().__init__(base.traits, ())
+        self._first = first
+        self._first_seen: int | None = None
+        self._known = False
+        self._matches = {key: (times, []) for key, times in matches.items()}
+
+    def first_seen(self) -> int | None:
+        if self._known:
+            return self._first_seen
+        times = [t for _, t in self.traits.values() if t != DAWN]
+        if self._first is not None:
+            times.append(self._first)
+        self._first_seen, self._known = (min(times) if times else None), True
+        return self._first_seen
+
+    def matching(self, cond: EventCondition) -> tuple[list[int], list[int]]:
+        return self._matches.get(id(cond)) or ([], [])
