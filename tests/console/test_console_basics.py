@@ -18,7 +18,6 @@ from tests.support.server import ADMIN_TOKEN
 pytestmark = pytest.mark.slow
 
 NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People",
-NAV = ["Overview", "Sources", "Debugger", "Destinations", "Replays", "Imports", "People",
        "Segments", "Regulations"]
 
 
