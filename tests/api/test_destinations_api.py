@@ -34,8 +34,9 @@ def test_create_gives_presets_connects_at_the_tail_and_masks_secrets(server, adm
                                  settings=mp.destination_settings())
     assert created["connected_seq"] == 1
     assert created["connected_at"].endswith("Z")
-    assert [a["name"] for a in created["actions"]] == ["Track events", "Page views",
-                                                       "Screen views", "Identify user"]
+    assert [(a["name"], a["enabled"]) for a in created["actions"]] == [
+        ("Track events", True), ("Page views", True), ("Screen views", True),
+        ("Identify user", True), ("Sync segment membership as a trait", False)]
     assert created["rate_limit"] == {"events_per_second": 30000.0, "requests_per_second": None,
                                      "max_in_flight": 16}
     reads = [created, admin.get("/api/destinations/mp").json(),

@@ -29,7 +29,12 @@ from millpond.delivery.rate_limit import (
 MAX_INT = 2**63 - 1
 Id = Annotated[int, Meta(ge=1, le=MAX_INT, description="an id the API handed out")]
 Seq = Annotated[int, Meta(ge=1, le=MAX_INT, description="an event's position in the log")]
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S",
+#: "Not blank": one character that is not white space, the same set in Python's ``re``
+#: (which checks bodies) and in ECMA-262 (which JSON Schema's ``pattern`` means, and which
+#: clients and schemathesis follow): Python's ``\s`` also holds U+001C-U+001F and U+0085,
+#: ECMA's also U+FEFF, so all of them are excluded by name.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK,
                            extra={"expected": "a name of 1 to 100 characters, not blank"},
                            examples=["Mixpanel prod"])]
 #: A time in a body: ISO 8601 text, relative text (``-7d``) or Unix seconds.
@@ -80,8 +85,13 @@ Retention = Annotated[str, Meta(min_length=1, max_length=40, examples=["400d", "
                                 description=_RETENTION)]
 
 
+SourceName = Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK,
+                                 extra={"expected": "a name of 1 to 100 characters, not blank"},
+                                 examples=["web"])]
+
+
 class SourceCreate(Request):
-    name: Annotated[str, Meta(min_length=1, max_length=100, examples=["web"])]
+    name: SourceName
     kind: Literal["pipelines", "track", "import"] = "pipelines"
     replayable: bool | None = None
     allowed_origins: Origins = None
@@ -90,7 +100,7 @@ class SourceCreate(Request):
 
 
 class SourceUpdate(Request):
-    name: Annotated[str, Meta(min_length=1, max_length=100, examples=["web"])] | None = None
+    name: SourceName | None = None
     replayable: bool | None = None
     #: Left out: unchanged; ``null``: any origin again.
     allowed_origins: Origins | UnsetType = UNSET
@@ -164,7 +174,7 @@ class RateLimitSpec(Request):
 
 
 class ActionConfig(Request):
-    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S",
+    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK,
                               extra={"expected": "a name of 1 to 100 characters, not blank"},
                               examples=["Orders"])]
     trigger: Annotated[str, Meta(examples=['type = "track"'],
@@ -506,7 +516,7 @@ class PeoplePage(Struct):
 SegmentKey = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["recent-buyers"],
                                  extra={"expected": "lowercase letters, digits, '-' or '_', "
                                                     "e.g. \"recent-buyers\""})]
-SegmentName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S",
+SegmentName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK,
                                   extra={"expected": "a name of 1 to 200 characters, not blank"},
                                   examples=["Recent buyers"])]
 #: A segment definition: checked by :mod:`millpond.segments.definition`, whose messages
@@ -590,7 +600,7 @@ class DeletedSegment(Struct):
 
 # -- regulations --------------------------------------------------------------------------
 
-PersonId = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S",
+PersonId = Annotated[str, Meta(min_length=1, max_length=255, pattern=NOT_BLANK,
                                description="a user id or anonymous id as the SDK sent it")]
 
 
