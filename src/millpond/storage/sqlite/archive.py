@@ -192,55 +192,46 @@ class SQLiteArchive:
                             strict=True))
             # a range emptied whole keeps an empty file: its place in seq order stays
             # listed (archived_upto), and what it held is gone with the old file
-            kept = self.place.write(_rewritten_name(f.name),
-                                    files.rewritten(self.path(f), source_id, before_ms),
-                                    f.first_seq, f.last_seq)
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
-                conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
-                             (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
-                              kept.ts_max, kept.events, kept.bytes))
-                retention.note_expired(conn, source_id, before_ms, keys)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            self._files[self._files.index(f)] = kept
-            self.place.remove(f.name)
+            self._replace(f, files.rewritten(self.path(f), source_id, before_ms),
+                          lambda conn, keys=keys: retention.note_expired(
+                              conn, source_id, before_ms, keys))
             return Expiry(len(keys), False)
         return Expiry(0, True)
 
+    def _replace(self, f: FileStats, rows: Iterator[list[files.Row]],
+                 also: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Put a file written from ``rows`` in the place of ``f``: new file first, then one
+        manifest transaction (with ``also``'s writes), then the old file goes, so a
+        SIGKILL leaves exactly one of the two listed and the other is removed at open."""
+        kept = self.place.write(_rewritten_name(f.name), rows, f.first_seq, f.last_seq)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
+            conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
+                         (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
+                          kept.ts_max, kept.events, kept.bytes))
+            if also is not None:
+                also(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._files[self._files.index(f)] = kept
+        self.place.remove(f.name)
+
     def erase(self, ids: Sequence[str]) -> int:
         """Write again, without the events of ``ids``, every file that holds any (a
-        deletion of :mod:`millpond.regulations`); how many events went. The same order
-        as :meth:`expire`: new file, one manifest transaction, then the old file goes, so
-        a SIGKILL leaves one of the two listed and the other is removed at open."""
+        deletion of :mod:`millpond.regulations`); how many events went (see
+        :meth:`_replace` for why a SIGKILL loses nothing)."""
         removed = 0
         with self._lock:
             for f in list(self._files):
                 count = files.people_count(self.path(f), ids)
                 if not count:
                     continue
-                kept = self.place.write(_rewritten_name(f.name),
-                                        files.without_people(self.path(f), ids),
-                                        f.first_seq, f.last_seq)
-                conn = self._conn
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute("DELETE FROM archive_files WHERE name = ?", (f.name,))
-                    conn.execute("INSERT INTO archive_files VALUES (?,?,?,?,?,?,?)",
-                                 (kept.name, kept.first_seq, kept.last_seq, kept.ts_min,
-                                  kept.ts_max, kept.events, kept.bytes))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                self._files[self._files.index(f)] = kept
-                self.place.remove(f.name)
+                self._replace(f, files.without_people(self.path(f), ids))
                 removed += count
         return removed
 
