@@ -232,3 +232,36 @@ def test_a_restarted_pump_resumes_after_the_saved_cursor(stores):
     asyncio.run(main())
     assert [p["id"] for b in second.sent for p in b] == ["m6", "m7", "m8"]
     assert progress.counts("d1")[("all", "sent", "")] == 8
+
+
+def test_a_request_on_the_wire_when_the_pump_stops_is_counted_once_the_vendor_accepts_it(
+        stores):
+    """A pause or a shutdown while a request is on the wire waits for its answer: the
+    vendor took it, so the final checkpoint passes it and a resume does not send it
+    again (a duplicate)."""
+    log, progress = stores
+    log.append_sync([new_event(i) for i in range(1, 4)])
+    on_the_wire, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(ScriptedTransport):
+        async def send(self, request):
+            on_the_wire.set()
+            await release.wait()
+            return await super().send(request)
+
+    transport = Slow()
+    pump = make_pump(log, progress, transport, [action()])
+
+    async def main():
+        task = asyncio.create_task(pump.run())
+        await asyncio.wait_for(on_the_wire.wait(), 5)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    sent = sum(len(batch) for batch in transport.sent)
+    assert sent >= 1
+    assert progress.cursor("d1") == sent
+    assert progress.counts("d1")[("all", "sent", "")] == sent

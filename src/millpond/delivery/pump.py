@@ -52,7 +52,7 @@ from millpond.delivery.inflight import OrderedLanes
 from millpond.delivery.ledger import Ledger
 from millpond.delivery.outcomes import SKIPPED, CountKey, Outcome, category, dead_letter
 from millpond.delivery.screen import Screen
-from millpond.delivery.sender import LIVE, Deliverer, Result
+from millpond.delivery.sender import LIVE, Deliverer, Result, StoppedAfterSending
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import Slice
 from millpond.storage.contracts import StorageUnavailable
@@ -192,8 +192,12 @@ class Pump:
         screen = self.deliverer.screen
         if screen is not None and screen.active and not self._screen(batch, screen):
             return
-        done = await self.deliverer.deliver(batch, priority=self._priority,
-                                            on_retry=self._on_retry, share=self._share)
+        try:
+            done = await self.deliverer.deliver(batch, priority=self._priority,
+                                                on_retry=self._on_retry, share=self._share)
+        except StoppedAfterSending as stopped:  # counted, so the final checkpoint keeps it
+            self._sent(stopped.sent)
+            raise
         self._sent(done.sent)
         for result in done.dead:
             self._dead(result)

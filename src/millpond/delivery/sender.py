@@ -23,6 +23,7 @@ a reminder at most every :data:`STILL_FAILING_EVERY` seconds, never a line per a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -185,6 +186,25 @@ class DeliveryState:
     failing: bool = False
 
 
+#: Seconds a stopping delivery waits for the answer to a request already on the wire.
+STOP_WAIT_SECONDS = 5.0
+
+
+class _AcceptedThenStopped(asyncio.CancelledError):
+    """Inside :meth:`Deliverer._send_once`: stopped, but the vendor accepted the request."""
+
+
+class StoppedAfterSending(asyncio.CancelledError):
+    """The delivery was cancelled (a pause, a shutdown) while a request was on the wire,
+    and the vendor accepted it: ``sent`` are the works it (and any earlier part of the
+    batch) carried, for the caller to record before it stops. A cancellation still, so
+    task groups and supervisors treat it as one."""
+
+    def __init__(self, sent: list[Work]):
+        super().__init__()
+        self.sent = sent
+
+
 class Deliverer:
     """Delivers batches for one destination; see the module docstring."""
 
@@ -240,7 +260,10 @@ class Deliverer:
                 reason = f"could not build the request: {type(exc).__name__}: {exc}"
                 done.dead.extend(Result(w, "dead", reason) for w in works)
                 return
-            response, outcome = await self._send_once(request, len(works), priority)
+            try:
+                response, outcome = await self._send_once(request, len(works), priority)
+            except _AcceptedThenStopped:
+                raise StoppedAfterSending(done.sent + works) from None
             if isinstance(outcome, Sent):
                 self._ok()
                 done.sent.extend(works)
@@ -337,8 +360,20 @@ class Deliverer:
         try:
             ON_WIRE.set(await self.limiter.acquire(item_count))
             self.state.requests += 1
+            sending = asyncio.ensure_future(self.transport.send(request))
             try:
-                response = await self.transport.send(request)
+                response = await asyncio.shield(sending)
+            except asyncio.CancelledError:
+                # Stopped (a pause, a shutdown) with the request possibly on the wire:
+                # only its answer says whether the vendor has it, and sending it again
+                # after a resume would be a duplicate. Wait for it (at most
+                # STOP_WAIT_SECONDS: a stop must not hang on a vendor), then stop.
+                with contextlib.suppress(Exception):
+                    answer = await asyncio.wait_for(sending, STOP_WAIT_SECONDS)
+                    if isinstance(self.dtype.answer(answer.status, answer.headers,
+                                                    answer.body, item_count), Sent):
+                        raise _AcceptedThenStopped() from None
+                raise
             except Exception as exc:  # noqa: BLE001 - every transport failure is classified
                 return None, self.dtype.transport_error(exc)
         finally:
