@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from millpond.errors import BadRequest, NotFound
+from millpond.storage.columns import cursor_columns, dead_values
 from millpond.storage.models import (
     CountKey,
     DeadLetter,
@@ -116,18 +117,6 @@ def _dead_letter(row: dict[str, Any]) -> DeadLetter:
                       row["id"])
 
 
-def _dead_values(d: DeadLetter, now: float) -> tuple[Any, ...]:
-    return (d.destination_id, d.run_id, d.seq, d.message_id, d.action, d.reason, d.status,
-            d.response, None if d.payload is None else json.dumps(d.payload),
-            d.created_at or now)
-
-
-def _cursor_columns(cursor: int | WindowCursor) -> tuple[int | None, int]:
-    if isinstance(cursor, WindowCursor):
-        return cursor.ts, cursor.seq
-    return None, int(cursor)
-
-
 class PgRunStore:
     """:class:`~millpond.storage.contracts.RunStore`; see the module docstring."""
 
@@ -137,7 +126,7 @@ class PgRunStore:
 
     # -- runs ------------------------------------------------------------------------------
     def create(self, run: Run) -> Run:
-        ts, seq = (None, None) if run.cursor is None else _cursor_columns(run.cursor)
+        ts, seq = (None, None) if run.cursor is None else cursor_columns(run.cursor)
         run.created_at = run.created_at or time.time()
         run.updated_at = run.updated_at or run.created_at
         try:
@@ -197,7 +186,7 @@ class PgRunStore:
             params.append(scanned)
         if cursor is not None:
             sets.append(sql.SQL("cursor_ts = %s, cursor_seq = %s"))
-            params.extend(_cursor_columns(cursor))
+            params.extend(cursor_columns(cursor))
         if counts and any(counts.values()):
             sets.append(sql.SQL(_ADD_COUNTS))
             params.append(_dump_counts(counts))
@@ -208,7 +197,7 @@ class PgRunStore:
                 raise NotFound(f"no run {run_id!r}", field="id")
             if dead:
                 with conn.cursor() as cur:
-                    cur.executemany(_ADD_DEAD, [_dead_values(d, now) for d in dead])
+                    cur.executemany(_ADD_DEAD, [dead_values(d, now) for d in dead])
             if redriven:
                 conn.execute("UPDATE dead_letters SET state = 'redriven', redriven_at = %s"
                              " WHERE id = ANY(%s)", (now, list(redriven)))

@@ -24,6 +24,7 @@ import msgspec
 
 from millpond.errors import BadRequest, NotFound
 from millpond.storage import outcome_rows
+from millpond.storage.columns import cursor_columns, dead_values
 from millpond.storage.models import (
     CountKey,
     DeadLetter,
@@ -128,22 +129,6 @@ def _dead_letter(row: sqlite3.Row) -> DeadLetter:
                       row["id"])
 
 
-#: A ``dead_letters`` row as :data:`_ADD_DEAD` inserts it.
-_DeadRow = tuple[str, str, int, str | None, str, str, int | None, str | None, str | None, float]
-
-
-def _dead_values(d: DeadLetter, now: float) -> _DeadRow:
-    return (d.destination_id, d.run_id, d.seq, d.message_id, d.action, d.reason, d.status,
-            d.response, None if d.payload is None else json.dumps(d.payload),
-            d.created_at or now)
-
-
-def _cursor_columns(cursor: int | WindowCursor) -> tuple[int | None, int]:
-    if isinstance(cursor, WindowCursor):
-        return cursor.ts, cursor.seq
-    return None, int(cursor)
-
-
 class SQLiteRunStore:
     """:class:`~millpond.storage.contracts.RunStore`; see the module docstring."""
 
@@ -156,7 +141,7 @@ class SQLiteRunStore:
 
     # -- runs ------------------------------------------------------------------------------
     def create(self, run: Run) -> Run:
-        ts, seq = (None, None) if run.cursor is None else _cursor_columns(run.cursor)
+        ts, seq = (None, None) if run.cursor is None else cursor_columns(run.cursor)
         now = time.time()
         run.created_at = run.created_at or now
         run.updated_at = run.updated_at or run.created_at
@@ -221,7 +206,7 @@ class SQLiteRunStore:
             params.append(scanned)
         if cursor is not None:
             sets.append("cursor_ts = ?, cursor_seq = ?")
-            params.extend(_cursor_columns(cursor))
+            params.extend(cursor_columns(cursor))
         if counts and any(counts.values()):
             sets.append(_ADD_COUNTS)
             params.append(_dump_counts(counts))
@@ -233,7 +218,7 @@ class SQLiteRunStore:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
             return
-        rows = [_dead_values(d, now) for d in dead]
+        rows = [dead_values(d, now) for d in dead]
         with immediate(conn):
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
