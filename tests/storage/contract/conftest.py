@@ -119,6 +119,8 @@ class _Partial:
         from millpond.storage.postgres import (
             PgDestinationStore,
             PgImportJobStore,
+            PgLoadStatsStore,
+            PgRegulationStore,
             PgRejectionStore,
             PgRunStore,
             PgSourceStore,
@@ -130,6 +132,8 @@ class _Partial:
         self.imports = PgImportJobStore(state)
         self.rejections = PgRejectionStore(state)
         self.runs = PgRunStore(state)
+        self.load_stats = PgLoadStatsStore(state)
+        self.regulations = PgRegulationStore(state)
 
     def close(self) -> None:
         self.log.close()
@@ -148,19 +152,8 @@ class ClusterBackend(Backend):
         "test_person_events": "the per-person index is the PostgreSQL side, not built yet",
         "test_profiles": "profiles are the PostgreSQL side of #18, not built yet",
         "test_segments": "segments are the PostgreSQL side of #18, not built yet",
-        "test_load_stats": "warehouse load totals are the PostgreSQL side, not built yet",
         "test_regulations": "regulations and the eraser are not built on PostgreSQL yet",
         "test_retention": "retention (expire / expired) is not built on JetStream yet",
-        "test_state::test_outcome_events_list_the_events_behind_each_count_newest_first":
-            "per-event outcome rows are not built on PostgreSQL yet",
-        "test_state::test_outcome_events_page_through_every_event_once":
-            "per-event outcome rows are not built on PostgreSQL yet",
-        "test_state::test_outcomes_are_part_of_the_checkpoint_transaction":
-            "per-event outcome rows are not built on PostgreSQL yet",
-        "test_state::test_counters_and_cursors_survive_a_reopen":
-            "it checks per-event outcome rows, not built on PostgreSQL yet",
-        "test_state::test_a_sources_retention_is_kept_and_changed_and_outlives_it":
-            "a source's retention setting is not stored on PostgreSQL yet",
     }
 
     def __init__(self, tmp_path: Path, servers: list[str] | None = None,

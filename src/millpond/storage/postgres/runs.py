@@ -1,8 +1,9 @@
 """Delivery runs and dead letters on PostgreSQL.
 
 The same promise as on the embedded store (see ``storage/sqlite/runs.py``): a checkpoint
-moves the cursor, adds the counters and parks the new dead letters in one transaction, so
-after any crash they agree. The counters are a ``jsonb`` object in the run's row, added to
+moves the cursor, adds the counters, parks the new dead letters and records the events
+behind each count (packed rows, shared with the embedded store: ``storage/outcome_rows.py``)
+in one transaction, so after any crash they agree. The counters are a ``jsonb`` object in the run's row, added to
 by the server (``jsonb_each_text`` of both, summed by key), so concurrent checkpoints of a
 run each count: the ``UPDATE`` takes the row lock and re-reads the row it adds to.
 ``durable=False`` costs nothing less here: PostgreSQL commits are cheap next to a network
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -21,11 +22,13 @@ import psycopg
 from psycopg import sql
 
 from millpond.errors import BadRequest, NotFound
+from millpond.storage import outcome_rows
 from millpond.storage.columns import cursor_columns, dead_values
 from millpond.storage.models import (
     CountKey,
     DeadLetter,
     DeadLetterState,
+    OutcomePage,
     Run,
     RunKind,
     RunState,
@@ -69,6 +72,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_destination
     ON dead_letters(destination_id, state, id);
+CREATE TABLE IF NOT EXISTS outcome_rows (
+    id BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seqs BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcome_rows_by_key ON outcome_rows(run_id, key, id);
 """
 
 FINISHED = (RunState.COMPLETED, RunState.CANCELLED, RunState.FAILED)
@@ -88,8 +98,12 @@ _key_encode = msgspec.json.Encoder().encode
 _key_decode = msgspec.json.Decoder(tuple[str, str, str]).decode
 
 
+def _dump_key(key: CountKey) -> str:
+    return _key_encode(list(key)).decode()
+
+
 def _dump_counts(counts: Mapping[CountKey, int]) -> str:
-    return json.dumps({_key_encode(list(k)).decode(): n for k, n in counts.items() if n})
+    return json.dumps({_dump_key(k): n for k, n in counts.items() if n})
 
 
 def _load_counts(value: dict[str, int]) -> dict[CountKey, int]:
@@ -177,7 +191,8 @@ class PgRunStore:
     def checkpoint(self, run_id: str, *, cursor: int | WindowCursor | None = None,
                    counts: Mapping[CountKey, int] | None = None,
                    dead: Sequence[DeadLetter] = (), scanned: int = 0,
-                   redriven: Sequence[int] = (), durable: bool = True) -> None:
+                   redriven: Sequence[int] = (), durable: bool = True,
+                   outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         now = time.time()
         sets: list[sql.Composable] = [sql.SQL("updated_at = %s")]
         params: list[Any] = [now]
@@ -192,15 +207,39 @@ class PgRunStore:
             params.append(_dump_counts(counts))
         update = sql.SQL("UPDATE runs SET {} WHERE id = %s").format(sql.SQL(", ").join(sets))
         params.append(run_id)
+        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs))
+                  for k, seqs in (outcomes or {}).items() if seqs]
         with self._db.transaction() as conn:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
+            if packed:
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO outcome_rows (run_id, key, seqs)"
+                                    " VALUES (%s, %s, %s)", packed)
             if dead:
                 with conn.cursor() as cur:
                     cur.executemany(_ADD_DEAD, [dead_values(d, now) for d in dead])
             if redriven:
                 conn.execute("UPDATE dead_letters SET state = 'redriven', redriven_at = %s"
                              " WHERE id = ANY(%s)", (now, list(redriven)))
+
+    def outcome_events(self, run_ids: Sequence[str], keys: Sequence[CountKey], *,
+                       cursor: str | None = None, limit: int = 50) -> OutcomePage:
+        at = outcome_rows.parse_cursor(cursor)
+        top = at[0] if at is not None else None
+
+        def rows(run_id: str, key: CountKey) -> Iterator[outcome_rows.Row]:
+            # One index range per (run, key), newest first; a page is small, so each range
+            # is read up to the rows a page can use (a row holds at least one seq).
+            found = self._db.execute(
+                "SELECT id, seqs FROM outcome_rows WHERE run_id = %(r)s AND key = %(k)s"
+                " AND (%(top)s::bigint IS NULL OR id <= %(top)s) ORDER BY id DESC"
+                " LIMIT %(n)s", {"r": run_id, "k": _dump_key(key), "top": top,
+                                 "n": limit + 1}).fetchall()
+            return iter([(r["id"], bytes(r["seqs"])) for r in found])
+
+        return outcome_rows.page([rows(r, k) for r in dict.fromkeys(run_ids)
+                                  for k in dict.fromkeys(keys)], at, limit)
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letters(self, destination_id: str, *,

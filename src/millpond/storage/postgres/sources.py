@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sources (
     replayable BOOLEAN NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     allowed_origins TEXT,
-    enabled BOOLEAN NOT NULL DEFAULT TRUE
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    retention TEXT NOT NULL DEFAULT 'forever'
 );
 CREATE INDEX IF NOT EXISTS sources_by_site ON sources(site_id);
 CREATE TABLE IF NOT EXISTS deleted_sources (
@@ -39,8 +40,13 @@ CREATE TABLE IF NOT EXISTS deleted_sources (
     created_at DOUBLE PRECISION NOT NULL,
     allowed_origins TEXT,
     enabled BOOLEAN NOT NULL,
-    deleted_at DOUBLE PRECISION NOT NULL
+    deleted_at DOUBLE PRECISION NOT NULL,
+    retention TEXT NOT NULL DEFAULT 'forever'
 );
+-- Columns added after the first schema, for databases created before them.
+ALTER TABLE sources ADD COLUMN IF NOT EXISTS retention TEXT NOT NULL DEFAULT 'forever';
+ALTER TABLE deleted_sources ADD COLUMN IF NOT EXISTS retention TEXT NOT NULL
+    DEFAULT 'forever';
 """
 
 
@@ -49,14 +55,15 @@ def _row(row: dict[str, Any], deleted_at: float | None = None) -> Source:
     return Source(row["id"], row["name"], row["kind"], row["write_key"], row["replayable"],
                   row["site_id"], row["created_at"],
                   None if origins is None else tuple(json.loads(origins)), row["enabled"],
-                  deleted_at)
+                  deleted_at, row["retention"])
 
 
 def _values(s: Source) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "kind": s.kind, "write_key": s.write_key,
             "site_id": s.site_id, "replayable": s.replayable, "created_at": s.created_at,
             "allowed_origins": None if s.allowed_origins is None
-            else json.dumps(list(s.allowed_origins)), "enabled": s.enabled}
+            else json.dumps(list(s.allowed_origins)), "enabled": s.enabled,
+            "retention": s.retention}
 
 
 def _conflict(exc: psycopg.errors.UniqueViolation, source: Source) -> Exception:
@@ -82,9 +89,9 @@ class PgSourceStore:
         try:
             self._db.execute(
                 "INSERT INTO sources (id, name, kind, write_key, site_id, replayable,"
-                " created_at, allowed_origins, enabled) VALUES (%(id)s, %(name)s, %(kind)s,"
-                " %(write_key)s, %(site_id)s, %(replayable)s, %(created_at)s,"
-                " %(allowed_origins)s, %(enabled)s)", _values(source))
+                " created_at, allowed_origins, enabled, retention) VALUES (%(id)s, %(name)s,"
+                " %(kind)s, %(write_key)s, %(site_id)s, %(replayable)s, %(created_at)s,"
+                " %(allowed_origins)s, %(enabled)s, %(retention)s)", _values(source))
         except psycopg.errors.UniqueViolation as exc:
             raise _conflict(exc, source) from None
         return source
@@ -116,8 +123,8 @@ class PgSourceStore:
                 "UPDATE sources SET name = %(name)s, kind = %(kind)s,"
                 " write_key = %(write_key)s, site_id = %(site_id)s,"
                 " replayable = %(replayable)s, created_at = %(created_at)s,"
-                " allowed_origins = %(allowed_origins)s, enabled = %(enabled)s"
-                " WHERE id = %(id)s", _values(source))
+                " allowed_origins = %(allowed_origins)s, enabled = %(enabled)s,"
+                " retention = %(retention)s WHERE id = %(id)s", _values(source))
         except psycopg.errors.UniqueViolation as exc:
             raise _conflict(exc, source) from None
         if cur.rowcount == 0:
@@ -135,9 +142,10 @@ class PgSourceStore:
                 raise NotFound(f"no source {source_id!r}", field="source")
             conn.execute(
                 "INSERT INTO deleted_sources (id, name, kind, write_key, site_id, replayable,"
-                " created_at, allowed_origins, enabled, deleted_at) VALUES (%(id)s, %(name)s,"
-                " %(kind)s, %(write_key)s, %(site_id)s, %(replayable)s, %(created_at)s,"
-                " %(allowed_origins)s, %(enabled)s, %(deleted_at)s)",
+                " created_at, allowed_origins, enabled, deleted_at, retention) VALUES (%(id)s,"
+                " %(name)s, %(kind)s, %(write_key)s, %(site_id)s, %(replayable)s,"
+                " %(created_at)s, %(allowed_origins)s, %(enabled)s, %(deleted_at)s,"
+                " %(retention)s)",
                 {**_values(tombstone), "deleted_at": tombstone.deleted_at})
         return tombstone
 
