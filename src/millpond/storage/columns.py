@@ -1,5 +1,6 @@
-"""How run state becomes table columns, the same for every SQL backend (``sqlite/``,
-``postgres/``): one place, so a dead letter or a cursor is stored alike wherever it goes."""
+"""How run state and window positions become table columns, the same for every SQL
+backend (``sqlite/``, ``postgres/``): one place, so a dead letter, a cursor or where a
+window scan starts is the same wherever it goes."""
 
 from __future__ import annotations
 
@@ -24,3 +25,10 @@ def cursor_columns(cursor: int | WindowCursor) -> tuple[int | None, int]:
     if isinstance(cursor, WindowCursor):
         return cursor.ts, cursor.seq
     return None, int(cursor)
+
+
+def window_start(ts_from: int, after: WindowCursor | None) -> tuple[int, int]:
+    """The (ts, seq) a window scan starts strictly after."""
+    if after is None:
+        return (ts_from, 0)
+    return (max(ts_from, after.ts), after.seq if after.ts >= ts_from else 0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -44,12 +45,25 @@ from nats.aio.msg import Msg
 
 from millpond.errors import Overloaded, TooLarge
 from millpond.storage.contracts import StorageUnavailable
-from millpond.storage.models import AppendResult, NewEvent, StoredEvent
+from millpond.storage.models import (
+    AppendResult,
+    Expired,
+    Expiry,
+    NewEvent,
+    StoredEvent,
+    Window,
+)
 from millpond.storage.nats.client import LogClient, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
-from millpond.storage.nats.dedupe import DedupeTable, Key
+from millpond.storage.nats.dedupe import INDEX_HEADER, Indexed, Key, LogTable, Seen
 from millpond.storage.nats.publisher import Outgoing, Publisher
-from millpond.storage.nats.reader import BATCH, TS_HEADER, direct_batch, direct_get
+from millpond.storage.nats.reader import (
+    BATCH,
+    TS_HEADER,
+    direct_batch,
+    direct_get,
+    stored_event,
+)
 from millpond.storage.nats.settings import LogSettings
 from millpond.storage.nats.stream import ensure_stream
 from millpond.storage.nats.subjects import msg_id, subject_for, type_token
@@ -61,6 +75,10 @@ _T = TypeVar("_T")
 
 #: How long a read waits for its answer before StorageUnavailable.
 READ_TIMEOUT = 5.0
+#: Seqs at most this far apart are fetched in one batch (the ones between come along).
+FETCH_GAP = 16
+#: Batches of a fetch in flight at once.
+FETCH_CONCURRENCY = 32
 
 
 class JetStreamEventLog:
@@ -70,7 +88,7 @@ class JetStreamEventLog:
     StorageUnavailable when NATS cannot be reached, StreamMisconfigured for a stream with
     settings the log cannot use."""
 
-    def __init__(self, settings: LogSettings, dedupe: DedupeTable | None = None):
+    def __init__(self, settings: LogSettings, dedupe: LogTable | None = None):
         self._s = settings
         self._dedupe = dedupe
         self._lock = threading.Lock()
@@ -126,11 +144,26 @@ class JetStreamEventLog:
         except BaseException:
             await nc.close()
             raise
+        if self._dedupe is not None:
+            await self._repair_index(self._dedupe)
         self._publisher = Publisher(nc, s)
         await self._publisher.start()
         self._last_turn = asyncio.get_running_loop().create_future()
         self._last_turn.set_result(None)
         await subscribe(nc, s.notify_subject, self._on_notify)
+
+    async def _repair_index(self, table: LogTable) -> None:
+        """Index what the stream holds and the table lacks (appends that crashed between
+        their PubAck and their record; see ``dedupe.py``), then move the table's mark."""
+        upto = self._last_seq
+        _mark, missing = await table.unindexed(upto)
+        found = await self._fetch(missing, _with_index)
+        rows = [row for e, raw in found.values() if (row := _indexed(e, raw)) is not None]
+        if rows:
+            log.warning("indexed %d events the stream held without an index row (an append "
+                        "that crashed after its acknowledgement)", len(rows))
+        await table.record(rows)
+        await table.set_mark(upto)
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats connection: %r", exc)
@@ -165,7 +198,7 @@ class JetStreamEventLog:
 
     # -- writing ---------------------------------------------------------------------
     def _outgoing(self, events: Sequence[NewEvent],
-                  stored: Mapping[Key, int]) -> tuple[list[Outgoing], list[int]]:
+                  stored: Mapping[Key, Seen]) -> tuple[list[Outgoing], list[int]]:
         """The messages to publish and, for each, the index of its event; a repeat of a
         (source, messageId) inside the batch, or one ``stored`` before, is not sent (it
         is a duplicate)."""
@@ -178,7 +211,10 @@ class JetStreamEventLog:
             if key in seen:
                 continue
             seen.add(key)
-            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms)}
+            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms),
+                       INDEX_HEADER: json.dumps([e.source_id, e.message_id, e.type,
+                                                 e.event_name, e.user_id, e.anonymous_id,
+                                                 e.received_ms])}
             if len(e.body) + _header_size(headers) > s.max_msg_size:
                 raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
                                f"{len(e.body)} bytes: over the log's max_msg_size "
@@ -201,7 +237,7 @@ class JetStreamEventLog:
                 mine.set_result(None)
 
         try:
-            stored: dict[Key, int] = {}
+            stored: dict[Key, Seen] = {}
             if self._dedupe is not None:
                 stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
                                                        for e in events}))
@@ -214,14 +250,16 @@ class JetStreamEventLog:
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
         if self._dedupe is not None:  # before the append returns: then it is forever
-            await self._dedupe.record([(events[i].source_id, events[i].message_id, seq)
+            await self._dedupe.record([_row(seq, events[i])
                                        for i, (seq, _) in zip(where, acks, strict=True)])
+        expired = [i for i, e in enumerate(events)
+                   if (seen := stored.get((e.source_id, e.message_id))) and seen.expired]
         if acks:
             last = max(seq for seq, _ in acks)
             self._note_seq(last)
             with contextlib.suppress(Exception):  # a lost announcement costs a timeout
                 await self._client.publish(self._s.notify_subject, b"%d" % last)
-        return AppendResult(seqs)
+        return AppendResult(seqs, expired)
 
     def submit(self, events: Sequence[NewEvent]) -> Future[AppendResult]:
         with self._lock:
@@ -308,6 +346,81 @@ class JetStreamEventLog:
 
         return await self._call(lookup())
 
+    async def _fetch(self, seqs: Sequence[int],
+                     convert: Callable[[Msg], Any] = stored_event) -> dict[int, Any]:
+        """The events at ``seqs`` (those still stored) as ``convert`` makes them, read in
+        batches over runs of nearby seqs, the batches concurrently: the index's way to
+        the bodies."""
+        wanted = sorted(set(seqs))
+        runs: list[tuple[int, int]] = []
+        for seq in wanted:
+            if runs and seq - runs[-1][1] <= FETCH_GAP and seq - runs[-1][0] < BATCH:
+                runs[-1] = (runs[-1][0], seq)
+            else:
+                runs.append((seq, seq))
+        want = set(wanted)
+        found: dict[int, Any] = {}
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def one(first: int, last: int) -> None:
+            async with limit:
+                if first == last:
+                    got = await direct_get(self._client, self._s.stream, first,
+                                           self._last_seq, READ_TIMEOUT, convert)
+                    batch = [] if got is None else [got]
+                else:
+                    batch, _ = await direct_batch(self._client, self._s.stream, first,
+                                                  last - first + 1, self._last_seq,
+                                                  READ_TIMEOUT, None, convert)
+            for item in batch:
+                seq = item[0].seq if isinstance(item, tuple) else item.seq
+                if seq in want:
+                    found[seq] = item
+
+        await asyncio.gather(*(one(a, b) for a, b in runs))
+        return found
+
+    async def fetch(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
+        """The events at ``seqs`` that are still stored, by seq (the index's bodies)."""
+        if not seqs:
+            return {}
+        return await self._call(self._fetch(seqs))
+
+    # -- retention -------------------------------------------------------------------
+    def _table(self) -> LogTable:
+        if self._dedupe is None:
+            raise NotImplementedError("retention on the JetStream log needs its table")
+        return self._dedupe
+
+    async def _delete(self, seqs: Sequence[int]) -> None:
+        """Delete ``seqs`` from the stream; one already gone is not an error (a retry of
+        a step that crashed after the stream's half)."""
+        js = _jetstream(self._client, READ_TIMEOUT)
+        for seq in seqs:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_msg(self._s.stream, seq)
+
+    async def _expire(self, source_id: str, before_ms: int, limit: int) -> Expiry:
+        table = self._table()
+        seqs = await table.expirable(source_id, before_ms, limit)
+        await self._delete(seqs)
+        await table.forget_expired(source_id, before_ms, seqs)
+        return Expiry(len(seqs), len(seqs) < limit)
+
+    async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
+        """The index names the source's events that arrived before ``before_ms``; they are
+        deleted from the stream, then their index rows go and their keys are marked
+        expired in one transaction. A crash between the two leaves the rows, and the next
+        call deletes (already gone) and forgets them: idempotent."""
+        return await self._call(self._expire(source_id, before_ms, limit))
+
+    async def expired(self, window: Window) -> list[Expired]:
+        return await self._call(self._table().expired(window))
+
+    async def remove(self, seqs: Sequence[int]) -> None:
+        """Delete ``seqs`` from the stream (their index rows are the caller's)."""
+        await self._call(self._delete(seqs))
+
     # -- waiting ---------------------------------------------------------------------
     def _note_seq(self, seq: int) -> None:
         with self._lock:
@@ -369,6 +482,25 @@ class JetStreamEventLog:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def _row(seq: int, e: NewEvent) -> Indexed:
+    return Indexed(seq, e.source_id, e.message_id, e.type, e.event_name, e.user_id,
+                   e.anonymous_id, e.ts_ms, e.received_ms)
+
+
+def _with_index(msg: Msg) -> tuple[StoredEvent, str | None]:
+    return stored_event(msg), (msg.headers or {}).get(INDEX_HEADER)
+
+
+def _indexed(e: StoredEvent, raw: str | None) -> Indexed | None:
+    """The index row a stored message carries in its header (None: a message without
+    one, stored before the header existed)."""
+    if raw is None:
+        return None
+    source_id, message_id, kind, name, user_id, anonymous_id, received = json.loads(raw)
+    return Indexed(e.seq, source_id, message_id, kind, name, user_id, anonymous_id, e.ts_ms,
+                   received)
 
 
 def _seconds(value: float) -> Any:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -26,6 +27,8 @@ from millpond.storage.models import StoredEvent
 from millpond.storage.nats.client import subscribe
 
 __all__ = ["TS_HEADER", "direct_batch", "direct_get", "stored_event"]
+
+_T = TypeVar("_T")
 
 #: The event time (Unix ms) travels as a header: the body is the event's JSON as appended.
 TS_HEADER = "Millpond-Ts"
@@ -44,7 +47,7 @@ def _status(msg: Msg) -> str | None:
 
 
 async def direct_get(nc: Client, stream: str, seq: int, min_last_seq: int,
-                     timeout: float) -> StoredEvent | None:
+                     timeout: float, convert: Callable[[Msg], _T] = stored_event) -> _T | None:
     """The event at ``seq`` exactly, or None (never stored, or deleted)."""
     request: dict[str, Any] = {"seq": seq}
     if min_last_seq:
@@ -59,12 +62,12 @@ async def direct_get(nc: Client, stream: str, seq: int, min_last_seq: int,
         return None
     if status is not None:
         raise StorageUnavailable(f"the log refused a read: {status} {msg.headers}")
-    return stored_event(msg)
+    return convert(msg)
 
 
 async def direct_batch(nc: Client, stream: str, start: int, batch: int, min_last_seq: int,
-                       timeout: float, subject: str | None = None) -> tuple[list[StoredEvent],
-                                                                            int]:
+                       timeout: float, subject: str | None = None,
+                       convert: Callable[[Msg], _T] = stored_event) -> tuple[list[_T], int]:
     """Up to ``batch`` events from ``start`` on (of ``subject`` only, wildcards allowed), and
     how many more the stream holds after them (0: the end)."""
     request: dict[str, Any] = {"seq": start, "batch": batch}
@@ -73,12 +76,12 @@ async def direct_batch(nc: Client, stream: str, start: int, batch: int, min_last
     if min_last_seq:
         request["min_last_seq"] = min_last_seq
     inbox = nc.new_inbox()
-    events: list[StoredEvent] = []
+    events: list[_T] = []
     end: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
 
     async def on_msg(msg: Msg) -> None:  # a callback, not next_msg: no task per message
         if _status(msg) is None:
-            events.append(stored_event(msg))
+            events.append(convert(msg))
         elif not end.done():
             end.set_result(msg)
 

@@ -10,11 +10,13 @@ from millpond.storage.postgres.connection import PgState
 from millpond.storage.postgres.dedupe import PgDedupeTable
 from millpond.storage.postgres.destinations import PgDestinationStore
 from millpond.storage.postgres.imports import PgImportJobStore
+from millpond.storage.postgres.index import PgEventIndex
 from millpond.storage.postgres.loadstats import PgLoadStatsStore
 from millpond.storage.postgres.regulations import PgRegulationStore
 from millpond.storage.postgres.rejections import PgRejectionStore
 from millpond.storage.postgres.runs import PgRunStore
 from millpond.storage.postgres.sources import PgSourceStore
 
-__all__ = ["PgDedupeTable", "PgDestinationStore", "PgImportJobStore", "PgLoadStatsStore",
-           "PgRegulationStore", "PgRejectionStore", "PgRunStore", "PgSourceStore", "PgState"]
+__all__ = ["PgDedupeTable", "PgDestinationStore", "PgEventIndex", "PgImportJobStore",
+           "PgLoadStatsStore", "PgRegulationStore", "PgRejectionStore", "PgRunStore",
+           "PgSourceStore", "PgState"]

@@ -3,11 +3,12 @@
 The same promise as on the embedded store (see ``storage/sqlite/runs.py``): a checkpoint
 moves the cursor, adds the counters, parks the new dead letters and records the events
 behind each count (packed rows, shared with the embedded store: ``storage/outcome_rows.py``)
-in one transaction, so after any crash they agree. The counters are a ``jsonb`` object in the run's row, added to
-by the server (``jsonb_each_text`` of both, summed by key), so concurrent checkpoints of a
-run each count: the ``UPDATE`` takes the row lock and re-reads the row it adds to.
-``durable=False`` costs nothing less here: PostgreSQL commits are cheap next to a network
-round trip, and a relaxed ``synchronous_commit`` would need a connection of its own.
+in one transaction, so after any crash they agree. The counters are a ``jsonb`` object
+in the run's row, added to by the server (``jsonb_each_text`` of both, summed by key),
+so concurrent checkpoints of a run each count: the ``UPDATE`` takes the row lock and
+re-reads the row it adds to. ``durable=False`` costs nothing less here: PostgreSQL commits
+are cheap next to a network round trip, and a relaxed ``synchronous_commit`` would need a
+connection of its own.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from millpond.storage.columns import window_start
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite.activity import PersonIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
@@ -250,13 +251,6 @@ def _after_chunk(rows: list[StoredEvent]) -> WindowCursor:
     """Where the window continues after ``rows``: their last (ts, seq)."""
     last = rows[-1]
     return WindowCursor(last.ts_ms, last.seq)
-
-
-def window_start(ts_from: int, after: WindowCursor | None) -> tuple[int, int]:
-    """The (ts, seq) a window scan starts strictly after."""
-    if after is None:
-        return (ts_from, 0)
-    return (max(ts_from, after.ts), after.seq if after.ts >= ts_from else 0)
 
 
 #: One window chunk as one row: a hex index of (ts, seq, body length) per event (8, 8
