@@ -16,12 +16,16 @@ all.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import msgspec
 
 from millpond.profiles.merge import NULL_JSON, PROFILE_SCOPE
+
+#: A backend answers a people search matching up to this many terms from its term range
+#: (sorting what it found); above it, by walking the clusters in order.
+NARROW = 5000
 
 #: Terms longer than this are cut: an id or a value is found by its start anyway.
 MAX_TERM = 200
@@ -71,6 +75,17 @@ def terms(ids: Iterable[str], traits: Iterable[tuple[str, str, str]]) -> set[str
         if gid == PROFILE_SCOPE:
             out |= value_terms(value)
     return out
+
+
+def term_changes(ids: Mapping[int, list[str]],
+                 traits: Mapping[int, list[tuple[str, str, str]]],
+                 old: set[tuple[str, int]]) -> tuple[list[tuple[str, int]],
+                                                     list[tuple[str, int]]]:
+    """The (term, cluster) rows to delete and to insert so that the terms of the clusters
+    whose ``ids`` and profile ``traits`` are given (``old``: their rows now) are theirs:
+    what every backend's ``search_terms`` table writes after an apply."""
+    new = {(term, cid) for cid, own in ids.items() for term in terms(own, traits.get(cid, ()))}
+    return sorted(old - new), sorted(new - old)
 
 
 def matches(query: str, profile_terms: Iterable[str]) -> bool:

@@ -121,9 +121,11 @@ class _Partial:
             PgEventIndex,
             PgImportJobStore,
             PgLoadStatsStore,
+            PgProfileStore,
             PgRegulationStore,
             PgRejectionStore,
             PgRunStore,
+            PgSegmentStore,
             PgSourceStore,
         )
 
@@ -136,6 +138,8 @@ class _Partial:
         self.index = PgEventIndex(state, log.fetch)
         self.load_stats = PgLoadStatsStore(state)
         self.regulations = PgRegulationStore(state)
+        self.profiles = PgProfileStore(state)
+        self.segments = PgSegmentStore(state)
 
     def close(self) -> None:
         self.log.close()
@@ -149,16 +153,22 @@ class ClusterBackend(Backend):
     name = "cluster"
     durable = True
     not_yet = {
-        "test_people_search": "profiles are the PostgreSQL side of #18, not built yet",
-        "test_profiles": "profiles are the PostgreSQL side of #18, not built yet",
-        "test_segments": "segments are the PostgreSQL side of #18, not built yet",
         "test_regulations": "regulations and the eraser are not built on PostgreSQL yet",
     }
+
+    #: The session's cluster (servers, dsn), for a backend made by a test without them
+    #: (``type(backend)(path)``: a second place beside the test's).
+    session: tuple[list[str], str] | None = None
+    #: Places made that way, removed with the test's own backend.
+    extra: list[ClusterBackend] = []
 
     def __init__(self, tmp_path: Path, servers: list[str] | None = None,
                  dsn: str | None = None, place: str | None = None, **_options: Any):
         super().__init__(tmp_path)
-        assert servers and dsn, "the cluster backend needs the session's cluster"
+        if not (servers and dsn):
+            assert self.session, "the cluster backend needs the session's cluster"
+            servers, dsn = self.session
+            ClusterBackend.extra.append(self)
         self.servers, self.dsn = servers, dsn
         #: the stream's name, which is also the schema's
         self.stream = place or f"t{uuid.uuid4().hex[:12]}"
@@ -265,9 +275,12 @@ def _make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "cluster":
         cluster = request.getfixturevalue("dev_cluster")
         options.update(servers=cluster.nats.urls, dsn=cluster.postgres.dsn())
+        ClusterBackend.session = (cluster.nats.urls, cluster.postgres.dsn())
     backend = BACKENDS[request.param](tmp_path, **options)
     yield backend
     backend.cleanup()
+    while ClusterBackend.extra:
+        ClusterBackend.extra.pop().cleanup()
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ from millpond.storage.postgres.destinations import PgDestinationStore
 from millpond.storage.postgres.imports import PgImportJobStore
 from millpond.storage.postgres.index import PgEventIndex
 from millpond.storage.postgres.loadstats import PgLoadStatsStore
+from millpond.storage.postgres.profiles import PgProfileStore
 from millpond.storage.postgres.regulations import PgRegulationStore
 from millpond.storage.postgres.rejections import PgRejectionStore
 from millpond.storage.postgres.runs import PgRunStore
+from millpond.storage.postgres.segments import PgSegmentStore
 from millpond.storage.postgres.sources import PgSourceStore
 
 __all__ = ["PgDedupeTable", "PgDestinationStore", "PgEventIndex", "PgImportJobStore",
-           "PgLoadStatsStore", "PgRegulationStore", "PgRejectionStore", "PgRunStore",
-           "PgSourceStore", "PgState"]
+           "PgLoadStatsStore", "PgProfileStore", "PgRegulationStore", "PgRejectionStore",
+           "PgRunStore", "PgSegmentStore", "PgSourceStore", "PgState"]

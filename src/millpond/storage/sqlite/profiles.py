@@ -43,7 +43,7 @@ from typing import Any
 
 from millpond.errors import BadRequest
 from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_chunk
-from millpond.profiles.search import normalize, prefix_range, terms
+from millpond.profiles.search import NARROW, normalize, prefix_range, term_changes
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import ProfileUpdate, to_update
 from millpond.storage.health import StorageHealth
@@ -169,11 +169,9 @@ def reindex_terms(conn: sqlite3.Connection, cids: Iterable[int]) -> None:
             traits.setdefault(cid, []).append((PROFILE_SCOPE, name, value))
         old = set(conn.execute(
             f"SELECT term, cid FROM search_terms WHERE cid IN ({marks})", part))
-        new = {(term, cid) for cid, own in ids.items()
-               for term in terms(own, traits.get(cid, ()))}
-        conn.executemany("DELETE FROM search_terms WHERE term = ? AND cid = ?",
-                         sorted(old - new))
-        conn.executemany("INSERT INTO search_terms (term, cid) VALUES (?, ?)", sorted(new - old))
+        gone, new = term_changes(ids, traits, old)
+        conn.executemany("DELETE FROM search_terms WHERE term = ? AND cid = ?", gone)
+        conn.executemany("INSERT INTO search_terms (term, cid) VALUES (?, ?)", new)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -182,8 +180,6 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 DEFAULT_BATCH_SIZE = 5000
-#: A people search matching up to this many terms is answered from its term range.
-NARROW = 5000
 _IN_CHUNK = 500  # bound variables per IN (...) query, well under SQLite's limit
 
 _TRAIT_UPSERT = """

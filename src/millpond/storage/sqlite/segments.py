@@ -13,6 +13,7 @@ from pathlib import Path
 
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
+from millpond.storage.segment_rows import plan_apply, replaced
 from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
 
 SCHEMA = """
@@ -149,35 +150,25 @@ class SQLiteSegmentStore:
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
             rows = [r for r in rows if r.segment_id in known]
             stored = self._stored(conn, [*drop, *((r.segment_id, r.person_id) for r in rows)])
-            gone = [key for key in drop if key in stored]
+            plan = plan_apply(rows, drop, stored)
             # member_ids is keyed by identity first: delete through the stored ids, never
             # with a scan for (segment, person).
-            self._forget_ids(conn, gone, stored)
+            self._forget_ids(conn, plan.gone, stored)
             conn.executemany("DELETE FROM members WHERE segment_id = ? AND person_id = ?",
-                             gone)
-            dropped = set(gone)
-            current = {key: v[0] for key, v in stored.items() if key not in dropped}
-            latest: dict[tuple[str, str], Member] = {}
-            for row in rows:
-                key = (row.segment_id, row.person_id)
-                if current.get(key, False) != row.member:
-                    added.append(MembershipChange(row.segment_id, row.person_id, row.member,
-                                                  row.since_ms, row.processed_ms))
-                current[key] = row.member
-                latest[key] = row
+                             plan.gone)
+            added = plan.added
             conn.executemany("INSERT INTO history (segment_id, person_id, member, at_ms,"
                              " processed_ms) VALUES (?,?,?,?,?)",
                              [(c.segment_id, c.person_id, int(c.member), c.at_ms,
                                c.processed_ms) for c in added])
-            self._forget_ids(conn, [k for k in latest if k in stored
-                                    and k not in dropped], stored)
+            self._forget_ids(conn, replaced(plan, stored), stored)
             conn.executemany("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?)",
                              [(r.segment_id, r.person_id, int(r.member), r.since_ms,
                                r.next_change_ms, r.user_id, r.anonymous_id,
                                _ENCODE(list(r.ids)), r.processed_ms)
-                              for r in latest.values()])
+                              for r in plan.latest.values()])
             conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
-                             [(i, r.segment_id, r.person_id) for r in latest.values()
+                             [(i, r.segment_id, r.person_id) for r in plan.latest.values()
                               for i in r.ids])
             if checkpoint is not None:
                 conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
