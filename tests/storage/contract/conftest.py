@@ -118,6 +118,7 @@ class _Partial:
     def __init__(self, log: Any, state: Any):
         from millpond.storage.postgres import (
             PgDestinationStore,
+            PgEraser,
             PgEventIndex,
             PgImportJobStore,
             PgLoadStatsStore,
@@ -140,6 +141,7 @@ class _Partial:
         self.regulations = PgRegulationStore(state)
         self.profiles = PgProfileStore(state)
         self.segments = PgSegmentStore(state)
+        self.eraser = PgEraser(state, log.delete)
 
     def close(self) -> None:
         self.log.close()
@@ -153,7 +155,6 @@ class ClusterBackend(Backend):
     name = "cluster"
     durable = True
     not_yet = {
-        "test_regulations": "regulations and the eraser are not built on PostgreSQL yet",
     }
 
     #: The session's cluster (servers, dsn), for a backend made by a test without them

@@ -417,9 +417,12 @@ class JetStreamEventLog:
     async def expired(self, window: Window) -> list[Expired]:
         return await self._call(self._table().expired(window))
 
-    async def remove(self, seqs: Sequence[int]) -> None:
-        """Delete ``seqs`` from the stream (their index rows are the caller's)."""
-        await self._call(self._delete(seqs))
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Delete ``seqs`` from the stream, blocking (from any thread but the log's); their
+        index rows are the caller's (the eraser's)."""
+        if self._stopped:
+            raise StorageUnavailable("the log is closed")
+        self._on_loop(self._delete(seqs)).result(READ_TIMEOUT * (1 + len(seqs) // 100))
 
     # -- waiting ---------------------------------------------------------------------
     def _note_seq(self, seq: int) -> None:

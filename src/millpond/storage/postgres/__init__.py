@@ -9,6 +9,7 @@ backend; the contract suite opens these stores directly (:class:`PgState` and th
 from millpond.storage.postgres.connection import PgState
 from millpond.storage.postgres.dedupe import PgDedupeTable
 from millpond.storage.postgres.destinations import PgDestinationStore
+from millpond.storage.postgres.eraser import PgEraser
 from millpond.storage.postgres.imports import PgImportJobStore
 from millpond.storage.postgres.index import PgEventIndex
 from millpond.storage.postgres.loadstats import PgLoadStatsStore
@@ -19,6 +20,6 @@ from millpond.storage.postgres.runs import PgRunStore
 from millpond.storage.postgres.segments import PgSegmentStore
 from millpond.storage.postgres.sources import PgSourceStore
 
-__all__ = ["PgDedupeTable", "PgDestinationStore", "PgEventIndex", "PgImportJobStore",
+__all__ = ["PgDedupeTable", "PgDestinationStore", "PgEraser", "PgEventIndex", "PgImportJobStore",
            "PgLoadStatsStore", "PgProfileStore", "PgRegulationStore", "PgRejectionStore",
            "PgRunStore", "PgSegmentStore", "PgSourceStore", "PgState"]
