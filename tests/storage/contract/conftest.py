@@ -111,51 +111,12 @@ class MemoryBackend(Backend):
         monkeypatch.setattr(storage.runs, "_new_dead_letter", broken)
 
 
-class _Partial:
-    """The stores of :class:`~millpond.storage.contracts.Storage` a backend being built has
-    so far (the rest are in its :attr:`Backend.not_yet`)."""
-
-    def __init__(self, log: Any, state: Any):
-        from millpond.storage.postgres import (
-            PgDestinationStore,
-            PgEraser,
-            PgEventIndex,
-            PgImportJobStore,
-            PgLoadStatsStore,
-            PgProfileStore,
-            PgRegulationStore,
-            PgRejectionStore,
-            PgRunStore,
-            PgSegmentStore,
-            PgSourceStore,
-        )
-
-        self.log, self._state = log, state
-        self.sources = PgSourceStore(state)
-        self.destinations = PgDestinationStore(state)
-        self.imports = PgImportJobStore(state)
-        self.rejections = PgRejectionStore(state)
-        self.runs = PgRunStore(state)
-        self.index = PgEventIndex(state, log.fetch)
-        self.load_stats = PgLoadStatsStore(state)
-        self.regulations = PgRegulationStore(state)
-        self.profiles = PgProfileStore(state)
-        self.segments = PgSegmentStore(state)
-        self.eraser = PgEraser(state, log.delete)
-
-    def close(self) -> None:
-        self.log.close()
-        self._state.close()
-
-
 class ClusterBackend(Backend):
     """The scale-out backend on the session's cluster: the log on NATS JetStream (a stream
     of this test's own), the state on PostgreSQL (a schema of this test's own)."""
 
     name = "cluster"
     durable = True
-    not_yet = {
-    }
 
     #: The session's cluster (servers, dsn), for a backend made by a test without them
     #: (``type(backend)(path)``: a second place beside the test's).
@@ -179,17 +140,9 @@ class ClusterBackend(Backend):
                 "place": self.stream}
 
     def open(self) -> Storage:
-        from millpond.storage.nats import LogSettings, open_log
-        from millpond.storage.postgres import PgDedupeTable, PgState
+        from millpond.storage.cluster import open_cluster_storage
 
-        log = open_log(LogSettings(servers=tuple(self.servers), stream=self.stream,
-                                   subject=self.stream),
-                       PgDedupeTable(self.dsn, schema=self.stream))
-        try:
-            return _Partial(log, PgState(self.dsn, schema=self.stream))  # type: ignore[return-value]
-        except BaseException:
-            log.close()
-            raise
+        return open_cluster_storage(tuple(self.servers), self.dsn, self.stream)
 
     async def _js(self, work: Any) -> None:
         import nats

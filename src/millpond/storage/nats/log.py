@@ -424,6 +424,17 @@ class JetStreamEventLog:
             raise StorageUnavailable("the log is closed")
         self._on_loop(self._delete(seqs)).result(READ_TIMEOUT * (1 + len(seqs) // 100))
 
+    def stream_size(self) -> tuple[int, int]:
+        """(bytes, messages) the stream holds now, blocking (status pages)."""
+        async def info() -> tuple[int, int]:
+            state = (await _jetstream(self._client, READ_TIMEOUT).stream_info(
+                self._s.stream)).state
+            return state.bytes, state.messages
+
+        if self._stopped:
+            raise StorageUnavailable("the log is closed")
+        return self._on_loop(info()).result(READ_TIMEOUT + 1)
+
     # -- waiting ---------------------------------------------------------------------
     def _note_seq(self, seq: int) -> None:
         with self._lock:
