@@ -40,16 +40,17 @@ class ClusterStorage:
         self._state = state
         self.log = log
         self.health = StorageHealth()
-        self.index = PgEventIndex(state, log.fetch)
-        self.sources = PgSourceStore(state)
-        self.destinations = PgDestinationStore(state)
-        self.runs = PgRunStore(state)
-        self.load_stats = PgLoadStatsStore(state)
-        self.imports = PgImportJobStore(state)
-        self.rejections = PgRejectionStore(state)
-        self.profiles = PgProfileStore(state)
-        self.segments = PgSegmentStore(state)
-        self.regulations = PgRegulationStore(state)
+        with state.deferred_tables():
+            self.index = PgEventIndex(state, log.fetch)
+            self.sources = PgSourceStore(state)
+            self.destinations = PgDestinationStore(state)
+            self.runs = PgRunStore(state)
+            self.load_stats = PgLoadStatsStore(state)
+            self.imports = PgImportJobStore(state)
+            self.rejections = PgRejectionStore(state)
+            self.profiles = PgProfileStore(state)
+            self.segments = PgSegmentStore(state)
+            self.regulations = PgRegulationStore(state)
         self.eraser = PgEraser(state, log.delete)
         self._closed = False
 

@@ -157,7 +157,7 @@ class JetStreamEventLog:
         their PubAck and their record; see ``dedupe.py``), then move the table's mark."""
         upto = self._last_seq
         _mark, missing = await table.unindexed(upto)
-        found = await self._fetch(missing, _with_index)
+        found = await self._fetch(missing, index=True)
         rows = [row for e, raw in found.values() if (row := _indexed(e, raw)) is not None]
         if rows:
             log.warning("indexed %d events the stream held without an index row (an append "
@@ -346,11 +346,12 @@ class JetStreamEventLog:
 
         return await self._call(lookup())
 
-    async def _fetch(self, seqs: Sequence[int],
-                     convert: Callable[[Msg], Any] = stored_event) -> dict[int, Any]:
-        """The events at ``seqs`` (those still stored) as ``convert`` makes them, read in
-        batches over runs of nearby seqs, the batches concurrently: the index's way to
-        the bodies."""
+    async def _fetch(self, seqs: Sequence[int], index: bool = False,
+                     ) -> dict[int, tuple[StoredEvent, str | None]]:
+        """The events at ``seqs`` (those still stored), with their index header when
+        ``index``, read in batches over runs of nearby seqs, the batches concurrently:
+        the index's way to the bodies."""
+        convert = _with_index if index else _without_index
         wanted = sorted(set(seqs))
         runs: list[tuple[int, int]] = []
         for seq in wanted:
@@ -359,7 +360,7 @@ class JetStreamEventLog:
             else:
                 runs.append((seq, seq))
         want = set(wanted)
-        found: dict[int, Any] = {}
+        found: dict[int, tuple[StoredEvent, str | None]] = {}
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
 
         async def one(first: int, last: int) -> None:
@@ -373,9 +374,8 @@ class JetStreamEventLog:
                                                   last - first + 1, self._last_seq,
                                                   READ_TIMEOUT, None, convert)
             for item in batch:
-                seq = item[0].seq if isinstance(item, tuple) else item.seq
-                if seq in want:
-                    found[seq] = item
+                if item[0].seq in want:
+                    found[item[0].seq] = item
 
         await asyncio.gather(*(one(a, b) for a, b in runs))
         return found
@@ -384,7 +384,8 @@ class JetStreamEventLog:
         """The events at ``seqs`` that are still stored, by seq (the index's bodies)."""
         if not seqs:
             return {}
-        return await self._call(self._fetch(seqs))
+        found = await self._call(self._fetch(seqs))
+        return {seq: event for seq, (event, _) in found.items()}
 
     # -- retention -------------------------------------------------------------------
     def _table(self) -> LogTable:
@@ -505,6 +506,10 @@ def _row(seq: int, e: NewEvent) -> Indexed:
 
 def _with_index(msg: Msg) -> tuple[StoredEvent, str | None]:
     return stored_event(msg), (msg.headers or {}).get(INDEX_HEADER)
+
+
+def _without_index(msg: Msg) -> tuple[StoredEvent, str | None]:
+    return stored_event(msg), None
 
 
 def _indexed(e: StoredEvent, raw: str | None) -> Indexed | None:

@@ -26,6 +26,8 @@ from millpond.storage.contracts import StorageUnavailable
 __all__ = ["PgState", "constraint_of"]
 
 Conn = psycopg.Connection[DictRow]
+#: Schema changes of every process, one at a time (an arbitrary key).
+_DDL_LOCK = 0x6D696C6C64646C
 
 
 def constraint_of(exc: psycopg.errors.UniqueViolation) -> str:
@@ -44,6 +46,7 @@ class PgState:
         self._lock = threading.Lock()
         self._all: list[Conn] = []
         self._closed = False
+        self._deferred: list[LiteralString] | None = None
         with self.conn().cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(schema)))
@@ -99,8 +102,34 @@ class PgState:
             f"lost the connection to PostgreSQL: {str(exc).strip().splitlines()[0]}")
 
     def create_tables(self, ddl: LiteralString) -> None:
+        """Create a store's tables (``IF NOT EXISTS``), now or, inside
+        :meth:`deferred_tables`, with every other store's when it ends."""
+        if self._deferred is not None:
+            self._deferred.append(ddl)
+            return
+        self._run_ddl([ddl])
+
+    @contextmanager
+    def deferred_tables(self) -> Generator[None]:
+        """Collect the ``create_tables`` of the stores opened inside, and run them all in
+        one transaction at the end: one commit instead of one per store (opening every
+        store of a fresh schema took 0.3-0.8 s of commits, 12 of them)."""
+        self._deferred = []
+        try:
+            yield
+            ddl = self._deferred
+        finally:
+            self._deferred = None
+        self._run_ddl(ddl)
+
+    def _run_ddl(self, ddl: list[LiteralString]) -> None:
+        if not ddl:
+            return
         with self.transaction() as conn:
-            conn.execute(ddl)
+            # processes starting together: one creates, the others find the tables
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            for statement in ddl:
+                conn.execute(statement)
 
     def close(self) -> None:
         with self._lock:
