@@ -2,10 +2,11 @@
 
 Backends are subpackages, each implementing every contract: ``sqlite`` (the embedded
 default: one data directory, zero set-up) and ``memory`` (dict-backed, for fast tests).
-The scale-out backend is being built as two: ``nats`` (the log on JetStream) and
-``postgres`` (the state and the log's dedupe table); :func:`open_storage` offers it once
-every store exists. Nothing outside this package imports a backend; it calls
-:func:`open_storage`.
+The scale-out backend is two packages, ``nats`` (the log on JetStream) and ``postgres``
+(its dedupe table and index, and every other store), opened together by
+:func:`millpond.storage.cluster.open_cluster_storage`; :func:`open_storage` offers it once
+the server's settings name the engines (``serve --log nats://… --state postgresql://…``).
+Nothing outside this package imports a backend; it calls :func:`open_storage`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """State on PostgreSQL (psycopg 3): the scale-out backend's state stores (#18).
 
-So far: sources, destinations, import jobs, rejections, runs with their checkpoints and
-dead letters, and the log's forever dedupe table. Profiles, segments and the index are not
-built yet, so :func:`millpond.storage.open_storage` does not offer this
-backend; the contract suite opens these stores directly (:class:`PgState` and the stores).
+Every store but the log itself: the log's forever dedupe table and event index, sources,
+destinations, import jobs, rejections, runs with their checkpoints, dead letters and
+outcome rows, load stats, profiles, segments, regulations and the person eraser;
+:mod:`millpond.storage.cluster` opens them with the log on JetStream.
 """
 
 from millpond.storage.postgres.connection import PgState
