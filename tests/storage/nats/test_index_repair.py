@@ -1,6 +1,6 @@
 """An append that dies between the PubAck and its index row (the process or PostgreSQL
 lost there) leaves a stored, unacknowledged message without a row; the next opening of
-the log indexes it from its header, and a retry of the append is then a duplicate."""
+the log indexes it from its header (ids outside ASCII included), and a retry of the append is then a duplicate."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_a_message_stored_without_its_row_is_indexed_at_the_next_open(dev_cluste
     table = PgDedupeTable(dsn, schema=schema)
     log = open_log(settings, table)
     try:
-        [kept] = log.submit([ev("m1", userId="ada", ts=10)]).result(10).seqs
+        [kept] = log.submit([ev("m1", userId="åda", ts=10)]).result(10).seqs
         real_record = table.record
 
         async def lost(rows):
@@ -39,7 +39,7 @@ def test_a_message_stored_without_its_row_is_indexed_at_the_next_open(dev_cluste
 
         monkeypatch.setattr(table, "record", lost)
         with pytest.raises(StorageUnavailable):
-            log.submit([ev("m2", userId="ada", ts=20, event="Signed Up")]).result(10)
+            log.submit([ev("m2", userId="åda", ts=20, event="Signed Up")]).result(10)
         monkeypatch.setattr(table, "record", real_record)
     finally:
         log.close()
@@ -49,12 +49,12 @@ def test_a_message_stored_without_its_row_is_indexed_at_the_next_open(dev_cluste
     state = PgState(dsn, schema=schema)
     try:
         index = PgEventIndex(state, log.fetch)
-        found = asyncio.run(index.person_events(["ada"]))
+        found = asyncio.run(index.person_events(["åda"]))
         assert [e.ts_ms for e in found] == [20, 10] and found[1].seq == kept
         assert [e.seq for e in asyncio.run(index.query(EventQuery(event_name="Signed Up")))] \
             == [found[0].seq]
         # the client's retry of the failed append: a duplicate of what the stream holds
-        assert log.submit([ev("m2", userId="ada", ts=20)]).result(10).seqs == [None]
+        assert log.submit([ev("m2", userId="åda", ts=20)]).result(10).seqs == [None]
         assert asyncio.run(log.find("src_a", "m2")).seq == found[0].seq  # type: ignore[union-attr]
     finally:
         state.close()

@@ -38,6 +38,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -75,6 +76,8 @@ _T = TypeVar("_T")
 
 #: How long a read waits for its answer before StorageUnavailable.
 READ_TIMEOUT = 5.0
+#: The index header's JSON (UTF-8, as NATS headers are read: ``client.py``).
+_encode = msgspec.json.Encoder().encode
 #: Seqs at most this far apart are fetched in one batch (the ones between come along).
 FETCH_GAP = 16
 #: Batches of a fetch in flight at once.
@@ -212,9 +215,9 @@ class JetStreamEventLog:
                 continue
             seen.add(key)
             headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms),
-                       INDEX_HEADER: json.dumps([e.source_id, e.message_id, e.type,
-                                                 e.event_name, e.user_id, e.anonymous_id,
-                                                 e.received_ms])}
+                       INDEX_HEADER: _encode([e.source_id, e.message_id, e.type,
+                                              e.event_name, e.user_id, e.anonymous_id,
+                                              e.received_ms]).decode()}
             if len(e.body) + _header_size(headers) > s.max_msg_size:
                 raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
                                f"{len(e.body)} bytes: over the log's max_msg_size "
