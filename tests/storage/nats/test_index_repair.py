@@ -1,6 +1,7 @@
 """An append that dies between the PubAck and its index row (the process or PostgreSQL
 lost there) leaves a stored, unacknowledged message without a row; the next opening of
-the log indexes it from its header (ids outside ASCII included), and a retry of the append is then a duplicate."""
+the log indexes it from its header (ids outside ASCII included), and a retry of the
+append is then a duplicate."""
 
 from __future__ import annotations
 

@@ -38,18 +38,10 @@ class Seen(NamedTuple):
     expired: bool
 
 
-class Indexed(NamedTuple):
-    """One acknowledged event as the table records it."""
-
-    seq: int
-    source_id: str
-    message_id: str
-    type: str
-    event: str | None
-    user_id: str | None
-    anonymous_id: str | None
-    ts: int
-    received: int
+#: One acknowledged event as the table records it: (seq, source_id, message_id, type,
+#: event name, user_id, anonymous_id, ts, received). A plain tuple, not a NamedTuple: one
+#: is built per appended event, and a NamedTuple's constructor costs 2 us more.
+Indexed = tuple[int, str, str, str, str | None, str | None, str | None, int, int]
 
 
 class LogTable(Protocol):

@@ -503,8 +503,8 @@ class JetStreamEventLog:
 
 
 def _row(seq: int, e: NewEvent) -> Indexed:
-    return Indexed(seq, e.source_id, e.message_id, e.type, e.event_name, e.user_id,
-                   e.anonymous_id, e.ts_ms, e.received_ms)
+    return (seq, e.source_id, e.message_id, e.type, e.event_name, e.user_id, e.anonymous_id,
+            e.ts_ms, e.received_ms)
 
 
 def _with_index(msg: Msg) -> tuple[StoredEvent, str | None]:
@@ -521,8 +521,8 @@ def _indexed(e: StoredEvent, raw: str | None) -> Indexed | None:
     if raw is None:
         return None
     source_id, message_id, kind, name, user_id, anonymous_id, received = json.loads(raw)
-    return Indexed(e.seq, source_id, message_id, kind, name, user_id, anonymous_id, e.ts_ms,
-                   received)
+    return (e.seq, source_id, message_id, kind, name, user_id, anonymous_id, e.ts_ms,
+            received)
 
 
 def _seconds(value: float) -> Any:
