@@ -32,6 +32,7 @@ __all__ = [
     "Plan",
     "TraitRecord",
     "encode_value",
+    "plan_changes",
     "plan_chunk",
     "profile_id_for",
     "PROFILE_SCOPE",
@@ -101,6 +102,24 @@ def _max_opt(a: _Key | None, b: _Key | None) -> _Key | None:
     if b is None:
         return a
     return a if a > b else b
+
+
+def plan_changes(updates: list[ProfileUpdate], known: Mapping[str, tuple[int, int]],
+                 facts: Mapping[int, ClusterFacts], next_cid: int) -> tuple[Plan, int]:
+    """:func:`plan_chunk` with cluster numbers handed out from ``next_cid`` on, and without
+    the clusters whose facts it leaves as stored (nothing to rewrite): the plan a backend
+    writes, and the next free cluster number after it."""
+    counter = next_cid
+
+    def new_cid() -> int:
+        nonlocal counter
+        counter += 1
+        return counter - 1
+
+    plan = plan_chunk(updates, known, facts, new_cid)
+    for cid in [c for c, f in plan.clusters.items() if facts.get(c) == f]:
+        del plan.clusters[cid]  # unchanged: skip the rewrite
+    return plan, counter
 
 
 def plan_chunk(

@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Any
 
 from millpond.errors import BadRequest
-from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_chunk
+from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_changes
 from millpond.profiles.search import NARROW, normalize, prefix_range, term_changes
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import ProfileUpdate, to_update
@@ -186,16 +186,7 @@ def _apply_chunk(conn: Conn, chunk: list[ProfileUpdate], next_cid: int) -> int:
         facts[r["cid"]] = ClusterFacts(
             r["size"], (r["canon_t"], r["canon_mid"], r["canon"]),
             None if r["uid"] is None else (r["uid_t"], r["uid_mid"], r["uid"]))
-    counter = next_cid
-
-    def new_cid() -> int:
-        nonlocal counter
-        counter += 1
-        return counter - 1
-
-    plan = plan_chunk(chunk, known, facts, new_cid)
-    for cid in [c for c, f in plan.clusters.items() if facts.get(c) == f]:
-        del plan.clusters[cid]  # unchanged: skip the rewrite
+    plan, counter = plan_changes(chunk, known, facts, next_cid)
     _write_plan(conn, plan)
     return counter
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from millpond.errors import BadRequest
-from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_chunk
+from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_changes
 from millpond.profiles.search import NARROW, normalize, prefix_range, term_changes
 from millpond.profiles.shape import profile_view
 from millpond.profiles.updates import ProfileUpdate, to_update
@@ -323,16 +323,7 @@ class SQLiteProfileStore:
                     size, (ct, cmid, canon), None if uid is None else (ut, umid, uid)
                 )
 
-        counter = next_cid
-
-        def new_cid() -> int:
-            nonlocal counter
-            counter += 1
-            return counter - 1
-
-        plan = plan_chunk(chunk, known, facts, new_cid)
-        for cid in [c for c, f in plan.clusters.items() if facts.get(c) == f]:
-            del plan.clusters[cid]  # unchanged: skip the rewrite
+        plan, counter = plan_changes(chunk, known, facts, next_cid)
         self._write_plan(conn, plan)
         return counter
 
