@@ -23,6 +23,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
+import msgspec
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -74,9 +75,10 @@ CREATE TABLE IF NOT EXISTS expired_before (
 
 _RECORD = """
 WITH rows AS (
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-                         %s::text[], %s::text[], %s::bigint[], %s::bigint[])
-        AS r(seq, source_id, message_id, type, event, user_id, anonymous_id, ts, received)
+    SELECT (r->>0)::bigint AS seq, r->>1 AS source_id, r->>2 AS message_id, r->>3 AS type,
+           r->>4 AS event, r->>5 AS user_id, r->>6 AS anonymous_id, (r->>7)::bigint AS ts,
+           (r->>8)::bigint AS received
+    FROM json_array_elements(%s::json) AS r
 ), keys AS (
     INSERT INTO dedupe (source_id, message_id, seq)
     SELECT source_id, message_id, seq FROM rows ON CONFLICT DO NOTHING
@@ -87,6 +89,10 @@ SELECT * FROM rows ON CONFLICT DO NOTHING
 """
 
 Conn = psycopg.AsyncConnection[TupleRow]
+#: An append's keys and rows travel as one JSON text parameter, unpacked by the server:
+#: psycopg adapts a list parameter element by element in Python (~5 us each; 45 us per
+#: event for the nine columns of an index row), msgspec encodes the lot in ~0.4 us/event.
+_encode = msgspec.json.Encoder().encode
 
 
 class PgDedupeTable:
@@ -141,16 +147,15 @@ class PgDedupeTable:
             return {}
         rows = await self._rows(
             "SELECT d.source_id, d.message_id, d.seq, d.expired FROM dedupe d JOIN"
-            " unnest(%s::text[], %s::text[]) AS k(source_id, message_id)"
-            " USING (source_id, message_id)",
-            ([k[0] for k in keys], [k[1] for k in keys]))
+            " (SELECT k->>0 AS source_id, k->>1 AS message_id"
+            " FROM json_array_elements(%s::json) AS k) AS k USING (source_id, message_id)",
+            (_encode(keys).decode(),))
         return {(str(s), str(m)): Seen(int(q), bool(x)) for s, m, q, x in rows}
 
     async def record(self, rows: Sequence[Indexed]) -> None:
         if not rows:
             return
-        columns = list(zip(*rows, strict=True))
-        await self._rows(_RECORD, [list(c) for c in columns])
+        await self._rows(_RECORD, (_encode(rows).decode(),))
 
     async def find(self, source_id: str, message_id: str) -> int | None:
         found = (await self.seen([(source_id, message_id)])).get((source_id, message_id))
