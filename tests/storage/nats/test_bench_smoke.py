@@ -1,4 +1,5 @@
-"""``bench/cluster.py --quick`` runs every step, so the benchmark cannot rot unnoticed."""
+"""``bench/cluster.py --quick`` and ``bench/cluster_index.py --quick`` run every step, so the
+benchmarks cannot rot unnoticed."""
 
 from __future__ import annotations
 
@@ -20,4 +21,12 @@ def test_cluster_bench_quick_runs_every_step():
     for label in ("(a) embedded store", "(b) JetStream, 3 replicas", "(c) JetStream, 1 replica",
                   "(d) (b) + dedupe table", "read back", "ratio b/a", "ratio b/c", "ratio d/a",
                   "3 replicas + dedupe: publisher"):
+        assert label in out.stdout, out.stdout
+
+
+def test_cluster_index_bench_quick_runs_every_step():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster_index.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for label in ("(a) dedupe keys only", "(b) dedupe keys + index rows", "ratio b/a"):
         assert label in out.stdout, out.stdout
