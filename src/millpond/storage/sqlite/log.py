@@ -45,6 +45,7 @@ from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, Sto
 from millpond.storage.sqlite import dedupe, retention
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
+from millpond.storage.sqlite.prefetch import Prefetcher, Read
 
 log = logging.getLogger("millpond.log")
 
@@ -130,6 +131,8 @@ class SQLiteEventLog:
         self.archive: SQLiteArchive | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
+        #: Sequential readers' next chunks, read ahead (``storage/sqlite/prefetch.py``).
+        self._prefetch = Prefetcher(self._read_sync, self.last_seq)
         #: The current overload episode: submissions refused so far, and since when.
         self._refused = 0
         self._refused_since = 0.0
@@ -333,7 +336,15 @@ class SQLiteEventLog:
 
     async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
                    types: frozenset[str] | None = None) -> list[StoredEvent]:
-        return await asyncio.to_thread(self.read_sync, after_seq, limit, upto_seq, types)
+        read = Read(after_seq, limit, upto_seq, types)
+        rows = await self._prefetch.take(read)
+        if rows is None:
+            rows = await asyncio.to_thread(self._read_sync, read)
+        self._prefetch.follow(read, rows)
+        return rows
+
+    def _read_sync(self, read: Read) -> list[StoredEvent]:
+        return self.read_sync(*read)
 
     def read_sync(self, after_seq: int, limit: int, upto_seq: int | None = None,
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
@@ -400,11 +411,19 @@ class SQLiteEventLog:
         """:meth:`expire`, blocking: on a write connection of its own (the writer
         thread's is busy with appends; SQLite lets them take turns)."""
         with self._expiry_lock:
-            hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
-            if not hot.done or self.archive is None:
-                return hot
-            archived = self.archive.expire(source_id, before_ms)  # a file per call
-            return Expiry(hot.removed + archived.removed, archived.done)
+            try:
+                hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
+                if not hot.done or self.archive is None:
+                    return hot
+                archived = self.archive.expire(source_id, before_ms)  # a file per call
+                return Expiry(hot.removed + archived.removed, archived.done)
+            finally:
+                self.removed()
+
+    def removed(self) -> None:
+        """Events left the log (committed) outside the writer: reads ahead of now that
+        may still hold them are dropped. Called by retention and the eraser."""
+        self._prefetch.removed()
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;
@@ -433,6 +452,7 @@ class SQLiteEventLog:
             return retention.expired(conn, window)
 
     def close(self) -> None:
+        self._prefetch.close()  # before the spares close: a read ahead gives its one back
         if self.archive is not None:
             self.archive.close()
         with self._expiry_lock:
