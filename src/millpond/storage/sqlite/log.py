@@ -340,7 +340,8 @@ class SQLiteEventLog:
         rows = await self._prefetch.take(read)
         if rows is None:
             rows = await asyncio.to_thread(self._read_sync, read)
-        self._prefetch.follow(read, rows)
+        if rows:
+            self._prefetch.follow(read._replace(after_seq=rows[-1].seq), rows)
         return rows
 
     def _read_sync(self, read: Read) -> list[StoredEvent]:

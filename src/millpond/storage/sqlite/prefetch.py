@@ -1,38 +1,45 @@
-"""The log's next chunk, read before a sequential reader asks for it.
+"""The log's next chunks, read before a sequential reader asks for them.
 
 Why: ``EventLog.read`` is async so that a network backend can sit behind it, and this
 backend answers it from a worker thread. Each such hop (wake a pool thread, win the GIL
 back from a busy event loop, wake the loop) cost a sequential reader 16-34% of a 500-row
 chunk's time against a synchronous read of the same rows. Readers of the log read chunk
 after chunk (a live run catching up, a segment build, the profile follower), so once a
-read returns a *full* chunk, the read of the next one starts at once on a thread: it runs
-while the caller decodes and delivers this chunk, and the caller's next ``read`` usually
-finds it done and takes it without a hop.
+read returns a *full* chunk, the next chunks (about :data:`AHEAD_ROWS` rows, at least
+one chunk) are read at once on a thread: that runs while the caller decodes and delivers,
+the caller's next reads find their rows ready and take them without a hop, and the read
+after those starts as the first of them is taken. One hop per :data:`AHEAD_ROWS` rows,
+overlapped with the caller's work. Reads of fewer than :data:`MIN_LIMIT` rows are looks
+(a run's next event, a page of the debugger), not scans: they are not read ahead.
 
 Why a read-ahead answers exactly what a read would (the contract, unchanged):
 
 - appends only add seqs above the last committed one, so a *full* chunk read earlier is
   still the answer to the same read, whatever was appended since;
-- a *short* chunk (the tail) is used only if nothing was committed since it started (the
-  log's last seq is unchanged; it is set before an append returns or a ``wait`` wakes),
-  or everything up to its ``upto_seq`` had already been committed then;
+- a *short* chunk (the tail) is used only if nothing was committed since its read started
+  (the log's last seq is unchanged: it is set before an append returns or a ``wait``
+  wakes), or everything up to its ``upto_seq`` had already been committed then;
 - removals (retention, a person's erasure, the archive rewriting a file without some
-  rows) call :meth:`Prefetcher.removed` once committed, and a read-ahead started before
+  rows) call :meth:`Prefetcher.removed` once committed, and everything read ahead before
   that is dropped;
 - a read-ahead that failed is dropped: the caller's own read runs, and raises if it fails
   again.
 
-A read-ahead is keyed by the arguments of the read it answers; a few are kept (readers
-at different places: several live runs, the profile follower), the oldest is dropped
-beyond that. A dropped or never-taken read-ahead costs one read; its connection goes
-back to the log's spares as the read ends. The threads are a small pool the log owns and
-joins when it closes, so a reader that stops or is cancelled leaves no thread behind.
+Read-aheads are keyed by the arguments of the read each answers. At most :data:`KEPT`
+are kept (a few sequential readers at once: live runs, the profile follower); one not
+taken within :data:`STALE_SECONDS` is dropped (its reader stopped), and when all are
+taken by fresher ones no new one starts, so more readers than that never drop each
+other's (each would pay a read for nothing). A dropped read-ahead costs one read; its
+connection goes back to the log's spares as the read ends. The threads are a small pool
+the log owns and joins as it closes, so a reader that stops or is cancelled leaves no
+thread behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
@@ -50,15 +57,25 @@ class Read(NamedTuple):
 
 
 class _Ahead(NamedTuple):
+    #: Rows after ``after_seq``: a read of several chunks, or the rest of one.
     future: Future[list[StoredEvent]]
-    #: :attr:`Prefetcher.generation` and the log's last seq when the read was started.
+    #: :attr:`Prefetcher.generation` and the log's last seq when the read started.
     generation: int
     last_seq: int
+    #: When the read started (``time.monotonic``): one nobody takes is dropped in time.
+    started: float
 
 
-#: Read-aheads kept at once (one per sequential reader; each holds one chunk).
-KEPT = 8
-#: Threads reading ahead (the log's reads are a fast indexed range scan each).
+#: Rows read ahead per hop to a thread (in whole chunks of the caller's ``limit``).
+AHEAD_ROWS = 2000
+#: Reads of fewer rows are not read ahead.
+MIN_LIMIT = 100
+#: Read-aheads kept at once (about two per sequential reader: what it is taking, and the
+#: read of what follows).
+KEPT = 16
+#: A read-ahead not taken for this long is dropped when room is needed.
+STALE_SECONDS = 10.0
+#: Threads reading ahead (each read is one indexed range scan).
 THREADS = 2
 
 
@@ -68,20 +85,21 @@ class Prefetcher:
     ``read`` does one read, blocking; ``last_seq`` is the log's last committed seq."""
 
     def __init__(self, read: Callable[[Read], list[StoredEvent]], last_seq: Callable[[], int],
-                 kept: int = KEPT, threads: int = THREADS):
+                 *, ahead_rows: int = AHEAD_ROWS, kept: int = KEPT, threads: int = THREADS):
         self._read = read
         self._last_seq = last_seq
+        self._ahead_rows = ahead_rows
         self._kept = kept
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="millpond-log-read-ahead")
         self._ahead: dict[Read, _Ahead] = {}
         self._lock = threading.Lock()
         self._closed = False
-        #: Bumped by :meth:`removed`: read-aheads started before then are dropped.
+        #: Bumped by :meth:`removed`: what was read ahead before then is dropped.
         self.generation = 0
 
     async def take(self, read: Read) -> list[StoredEvent] | None:
-        """The read-ahead of ``read`` if there is one that answers it now (waiting for it
-        to finish if it is still running), else None: the caller reads for itself."""
+        """The answer to ``read`` if it was read ahead and still holds (waiting for that
+        read if it is still running), else None: the caller reads for itself."""
         with self._lock:
             ahead = self._ahead.pop(read, None)
         if ahead is None:
@@ -89,39 +107,63 @@ class Prefetcher:
         future = ahead.future
         if not future.done():  # a finished one is taken without leaving the event loop
             # asyncio.wait: the caller's own cancel is raised here; the read-ahead's cancel
-            # (evicted, closed) or failure is not, and means the caller reads for itself
+            # (dropped, closed) or failure is not, and means the caller reads for itself
             await asyncio.wait([asyncio.wrap_future(future)])
         if future.cancelled() or future.exception() is not None:
             return None
         rows = future.result()
         if ahead.generation != self.generation:
             return None
-        if len(rows) == read.limit or self._last_seq() == ahead.last_seq or (
-                read.upto_seq is not None and ahead.last_seq >= read.upto_seq):
-            return rows
-        return None
+        chunk = rows[:read.limit]
+        if len(chunk) < read.limit and self._last_seq() != ahead.last_seq and (
+                read.upto_seq is None or ahead.last_seq < read.upto_seq):
+            return None  # a tail that may have grown since: read it again
+        if len(rows) > read.limit:  # the following chunks, for the reads that follow
+            rest: Future[list[StoredEvent]] = Future()
+            rest.set_result(rows[read.limit:])
+            self._keep(read._replace(after_seq=chunk[-1].seq),
+                       ahead._replace(future=rest))
+        if len(rows) == self._span(read.limit):
+            self.follow(read._replace(after_seq=rows[-1].seq), rows)
+        return chunk
 
     def follow(self, read: Read, rows: list[StoredEvent]) -> None:
-        """``rows`` answered ``read``: if the reader may go on with a full next chunk,
-        start reading it."""
-        if len(rows) < read.limit or not rows:
-            return  # the tail, or the end of an upto_seq: the reader waits or stops
-        after = rows[-1].seq
+        """A reader got ``rows`` and may read on from ``read.after_seq``: if they were as
+        many as it asked for, and more are committed, start reading the next ones."""
+        if len(rows) < read.limit or read.limit < MIN_LIMIT:
+            return  # the tail, or the end of an upto_seq (the reader waits or stops), or a look
         last = self._last_seq()
-        if after >= last or (read.upto_seq is not None and after >= read.upto_seq):
+        if read.after_seq >= last or (read.upto_seq is not None
+                                      and read.after_seq >= read.upto_seq):
             return  # nothing more yet
-        following = read._replace(after_seq=after)
         with self._lock:
-            if self._closed or following in self._ahead:
+            if self._closed or read in self._ahead or not self._room():
                 return
-            ahead = _Ahead(self._pool.submit(self._read, following), self.generation, last)
-            self._ahead[following] = ahead
-            if len(self._ahead) > self._kept:  # the oldest reader went away, most likely
-                oldest = next(iter(self._ahead))
-                self._ahead.pop(oldest).future.cancel()
+            future = self._pool.submit(self._read, read._replace(limit=self._span(read.limit)))
+            self._ahead[read] = _Ahead(future, self.generation, last, time.monotonic())
+
+    def _span(self, limit: int) -> int:
+        """Rows read ahead for reads of ``limit``: whole chunks, at least one."""
+        return max(1, self._ahead_rows // limit) * limit
+
+    def _keep(self, read: Read, ahead: _Ahead) -> None:
+        with self._lock:
+            if ahead.generation == self.generation and not self._closed and self._room():
+                self._ahead[read] = ahead
+
+    def _room(self) -> bool:
+        """Whether one more read-ahead may be kept (called with the lock held)."""
+        if len(self._ahead) < self._kept:
+            return True
+        now = time.monotonic()
+        for read, ahead in list(self._ahead.items()):
+            if now - ahead.started > STALE_SECONDS:
+                del self._ahead[read]
+                ahead.future.cancel()
+        return len(self._ahead) < self._kept
 
     def removed(self) -> None:
-        """Events left the log (committed): drop every read-ahead started before now."""
+        """Events left the log (committed): drop everything read ahead before now."""
         with self._lock:
             self.generation += 1
             dropped, self._ahead = self._ahead, {}
