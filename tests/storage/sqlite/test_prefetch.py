@@ -43,9 +43,10 @@ class Log:
         return out
 
 
-async def read(prefetch: Prefetcher, log: Log, after: int, limit: int) -> list[StoredEvent]:
+async def read(prefetch: Prefetcher, log: Log, after: int, limit: int,
+               upto: int | None = None) -> list[StoredEvent]:
     """What ``SQLiteEventLog.read`` does: a read-ahead's answer, or a read of its own."""
-    asked = Read(after, limit, None, None)
+    asked = Read(after, limit, upto, None)
     rows = await prefetch.take(asked)
     if rows is None:
         rows = log.read(asked)
@@ -97,6 +98,27 @@ def test_a_short_tail_read_ahead_is_read_again_once_more_was_committed(log, pref
 
     first, second = asyncio.run(scan())
     assert len(first) == 500 and [e.seq for e in second] == list(range(501, 1001))
+
+
+def test_a_reader_up_to_a_moving_end_is_answered_while_that_holds(log, prefetch):
+    """The profile follower's way: each read up to the log's last seq, which grows."""
+    log.rows = log.rows[:2800]
+
+    async def follow() -> list[int]:
+        seqs, after = [], 0
+        while after < log.last_seq():
+            rows = await read(prefetch, log, after, 500, upto=log.last_seq())
+            seqs += [e.seq for e in rows]
+            after = rows[-1].seq
+            if after == 2500:  # what is read ahead now ends at 2800
+                log.rows += [StoredEvent(seq, 0, b"{}") for seq in range(2801, 3101)]
+        return seqs
+
+    assert asyncio.run(follow()) == list(range(1, 3101))
+    own = [(r.after_seq, r.upto_seq) for r, name in log.calls
+           if not name.startswith(THREAD)]
+    # the first chunk; then only the one whose read-ahead ended short of the new end
+    assert own == [(0, 2800), (2500, 3100)]
 
 
 def test_what_was_read_ahead_before_a_removal_is_not_served(log, prefetch):
