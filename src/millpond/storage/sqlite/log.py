@@ -131,8 +131,8 @@ class SQLiteEventLog:
         self.archive: SQLiteArchive | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
-        #: Sequential readers' next chunks, read ahead (``storage/sqlite/prefetch.py``).
-        self._prefetch = Prefetcher(self._read_sync, self.last_seq)
+        #: Sequential readers' next chunks, fetched with theirs (``sqlite/prefetch.py``).
+        self._prefetch = Prefetcher(self.last_seq)
         #: The current overload episode: submissions refused so far, and since when.
         self._refused = 0
         self._refused_since = 0.0
@@ -337,15 +337,12 @@ class SQLiteEventLog:
     async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
                    types: frozenset[str] | None = None) -> list[StoredEvent]:
         read = Read(after_seq, limit, upto_seq, types)
-        rows = await self._prefetch.take(read)
+        rows = self._prefetch.take(read)  # fetched with an earlier chunk: no hop
         if rows is None:
-            rows = await asyncio.to_thread(self._read_sync, read)
-        if rows:
-            self._prefetch.follow(read._replace(after_seq=rows[-1].seq), rows)
+            fetch = self._prefetch.plan(read)
+            rows = self._prefetch.fetched(read, fetch, await asyncio.to_thread(
+                self.read_sync, *fetch.read))
         return rows
-
-    def _read_sync(self, read: Read) -> list[StoredEvent]:
-        return self.read_sync(*read)
 
     def read_sync(self, after_seq: int, limit: int, upto_seq: int | None = None,
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
@@ -422,8 +419,9 @@ class SQLiteEventLog:
                 self.removed()
 
     def removed(self) -> None:
-        """Events left the log (committed) outside the writer: reads ahead of now that
-        may still hold them are dropped. Called by retention and the eraser."""
+        """Events left the log (committed) outside the writer: rows fetched before now
+        for sequential readers, which may hold them, are dropped. Called by retention and
+        the eraser."""
         self._prefetch.removed()
 
     def maintenance(self) -> sqlite3.Connection:
@@ -453,7 +451,7 @@ class SQLiteEventLog:
             return retention.expired(conn, window)
 
     def close(self) -> None:
-        self._prefetch.close()  # before the spares close: a read ahead gives its one back
+        self._prefetch.close()
         if self.archive is not None:
             self.archive.close()
         with self._expiry_lock:
