@@ -120,8 +120,8 @@ class EventLog(Protocol):
 
         A read sees every such event committed before it was called and none removed
         before then (retention, erasure), so fewer than ``limit`` means no more are there
-        yet. A backend may read ahead for a caller reading on from its last ``seq``
-        (``storage/sqlite/prefetch.py``) only within these rules."""
+        yet: a backend that reads ahead for callers reading on from their last ``seq``
+        must keep to that."""
         ...
 
     async def get(self, seq: int) -> StoredEvent | None:

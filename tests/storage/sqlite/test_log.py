@@ -4,7 +4,6 @@ commits on close, back-pressure, a failed commit. What every backend promises is
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -201,40 +200,3 @@ def test_commits_are_reported(tmp_path):
     finally:
         log.close()
     assert [n for n, _ in commits] == [2, 1] and all(s >= 0 for _, s in commits)
-
-
-def test_a_cancelled_scan_leaves_no_thread_or_connection_once_closed(tmp_path):
-    """A reader stopped while the log reads ahead for it: the read-ahead's thread ends and
-    its connection is closed with the log (no file of the log stays open)."""
-    import asyncio
-    import os
-
-    def open_files() -> set[str]:
-        found = set()
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                found.add(os.readlink(f"/proc/self/fd/{fd}"))
-        return {f for f in found if f.startswith(str(tmp_path))}
-
-    threads = {t for t in threading.enumerate() if t.name.startswith("millpond-log-read")}
-    log = SQLiteEventLog(tmp_path / "log.db")
-    append_sync(log, [ev(f"m{i}") for i in range(5000)])
-
-    async def scan() -> None:
-        after = 0
-        while rows := await log.read(after, 500):
-            after = rows[-1].seq
-
-    async def scenario() -> None:
-        reader = asyncio.ensure_future(scan())
-        for _ in range(3):  # a chunk or two in, reading ahead
-            await asyncio.sleep(0)
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-
-    asyncio.run(scenario())
-    assert open_files()  # the log is open (the check sees its files)
-    log.close()
-    assert not open_files()
-    assert not {t for t in threading.enumerate()
-                if t.name.startswith("millpond-log-read")} - threads

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +45,6 @@ class SQLiteEraser:
         self._files = files
         #: The archive tier, when on: its files that hold the people are written again.
         self.archive: SQLiteArchive | None = None
-        #: Told once the people's events left the log (the log drops what it read ahead).
-        self.removed: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def _open(self, name: str) -> Generator[sqlite3.Connection]:
@@ -75,13 +73,6 @@ class SQLiteEraser:
     def events(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        try:
-            return self._events(ids)
-        finally:
-            if self.removed is not None:
-                self.removed()
-
-    def _events(self, ids: Sequence[str]) -> int:
         marks = _marks(ids)
         removed = 0
         with self._open("log") as conn:

@@ -45,7 +45,6 @@ from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, Sto
 from millpond.storage.sqlite import dedupe, retention
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
-from millpond.storage.sqlite.prefetch import Prefetcher, Read
 
 log = logging.getLogger("millpond.log")
 
@@ -131,8 +130,6 @@ class SQLiteEventLog:
         self.archive: SQLiteArchive | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
-        #: Sequential readers' next chunks, fetched with theirs (``sqlite/prefetch.py``).
-        self._prefetch = Prefetcher(self.last_seq)
         #: The current overload episode: submissions refused so far, and since when.
         self._refused = 0
         self._refused_since = 0.0
@@ -336,13 +333,7 @@ class SQLiteEventLog:
 
     async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
                    types: frozenset[str] | None = None) -> list[StoredEvent]:
-        read = Read(after_seq, limit, upto_seq, types)
-        rows = self._prefetch.take(read)  # fetched with an earlier chunk: no hop
-        if rows is None:
-            fetch = self._prefetch.plan(read)
-            rows = self._prefetch.fetched(read, fetch, await asyncio.to_thread(
-                self.read_sync, *fetch.read))
-        return rows
+        return await asyncio.to_thread(self.read_sync, after_seq, limit, upto_seq, types)
 
     def read_sync(self, after_seq: int, limit: int, upto_seq: int | None = None,
                   types: frozenset[str] | None = None) -> list[StoredEvent]:
@@ -409,20 +400,11 @@ class SQLiteEventLog:
         """:meth:`expire`, blocking: on a write connection of its own (the writer
         thread's is busy with appends; SQLite lets them take turns)."""
         with self._expiry_lock:
-            try:
-                hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
-                if not hot.done or self.archive is None:
-                    return hot
-                archived = self.archive.expire(source_id, before_ms)  # a file per call
-                return Expiry(hot.removed + archived.removed, archived.done)
-            finally:
-                self.removed()
-
-    def removed(self) -> None:
-        """Events left the log (committed) outside the writer: rows fetched before now
-        for sequential readers, which may hold them, are dropped. Called by retention and
-        the eraser."""
-        self._prefetch.removed()
+            hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
+            if not hot.done or self.archive is None:
+                return hot
+            archived = self.archive.expire(source_id, before_ms)  # a file per call
+            return Expiry(hot.removed + archived.removed, archived.done)
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;
@@ -451,7 +433,6 @@ class SQLiteEventLog:
             return retention.expired(conn, window)
 
     def close(self) -> None:
-        self._prefetch.close()
         if self.archive is not None:
             self.archive.close()
         with self._expiry_lock:

@@ -62,7 +62,6 @@ class SQLiteStorage:
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
                                   on_commit=self._committed, health=self.health)
-        self.eraser.removed = self.log.removed
         #: The archive tier: sealed ranges of the log as Parquet (None: off).
         if archive_range > 0:
             place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)
