@@ -2,7 +2,10 @@
 
 Measures, in one run and on one machine, on a temp store (``open_storage``) filled
 through ``EventLog.submit``:
-- baseline: the raw log scan, ``EventLog.read`` in the pump's chunk size plus JSON decode;
+- baseline: the raw log scan, ``EventLog.read`` in the pump's chunk size plus JSON decode,
+  read as the pumps read (the SQLite log answers from a worker thread, one hop per chunk).
+  Before the storage seam (7bf6e4c) this line scanned synchronously on the event loop,
+  which no pump did (they hopped per chunk too): compare it with care across that commit;
 - the pump end to end: log tail -> decode -> trigger -> mapping -> required fields ->
   validate -> batching -> ``build_request`` -> classify -> checkpoints of a live run,
   into an *in-process sink* that answers 200 and counts (no network: this measures the

@@ -116,7 +116,12 @@ class EventLog(Protocol):
                    types: frozenset[str] | None = None) -> list[StoredEvent]:
         """Up to ``limit`` events with ``after_seq < seq <= upto_seq`` (no upper bound when
         None), of ``types`` only when given, in ``seq`` order: the live feed, and the
-        profile follower's (the type filter runs inside the store)."""
+        profile follower's (the type filter runs inside the store).
+
+        A read sees every such event committed before it was called and none removed
+        before then (retention, erasure), so fewer than ``limit`` means no more are there
+        yet: a backend that reads ahead for callers reading on from their last ``seq``
+        must keep to that."""
         ...
 
     async def get(self, seq: int) -> StoredEvent | None:

@@ -251,6 +251,46 @@ def test_gaps_in_seq_are_tolerated_by_every_read(backend, storage):
     assert later > seqs[-1]  # a seq is never reused, not even a removed one
 
 
+# -- reading on in chunks (what a backend may read ahead) ------------------------------------
+def test_a_scan_in_chunks_sees_what_was_appended_while_it_read(storage):
+    first = append(storage, [ev(f"m{i}") for i in range(250)]).seqs
+
+    async def scan():
+        log = storage.log
+        chunks = [await log.read(0, 100)]
+        chunks.append(await log.read(chunks[-1][-1].seq, 100))
+        # 50 events are left: a read now returns those; one after this append, 100
+        later = (await asyncio.to_thread(append, storage, [ev(f"n{i}") for i in range(100)]))
+        while chunks[-1]:
+            chunks.append(await log.read(chunks[-1][-1].seq, 100))
+        return chunks, later.seqs
+
+    chunks, later = asyncio.run(scan())
+    assert [len(c) for c in chunks] == [100, 100, 100, 50, 0]
+    assert [e.seq for c in chunks for e in c] == first + later
+
+
+def test_a_cancelled_scan_leaves_the_log_readable(storage):
+    seqs = append(storage, [ev(f"m{i}") for i in range(1200)]).seqs
+
+    async def scan(after: int) -> list[int]:
+        out: list[int] = []
+        while rows := await storage.log.read(after, 100):
+            out += [e.seq for e in rows]
+            after = rows[-1].seq
+        return out
+
+    async def scenario() -> list[int]:
+        first = await storage.log.read(0, 100)
+        reader = asyncio.ensure_future(scan(first[-1].seq))
+        await asyncio.sleep(0)  # its first read is under way
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        return [e.seq for e in first] + await scan(first[-1].seq)
+
+    assert asyncio.run(scenario()) == seqs
+
+
 # -- waiting -------------------------------------------------------------------------------
 def test_wait_wakes_on_commit_and_times_out_otherwise(storage):
     async def scenario() -> tuple[int, float, int, float]:

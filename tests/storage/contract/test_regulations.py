@@ -126,3 +126,23 @@ def test_regulations_survive_a_reopen(durable_backend):
         assert again.regulations.get("r1").stores["events"].state == "pending"
     finally:
         again.close()
+
+
+def test_a_scan_in_chunks_does_not_see_the_events_erased_while_it_read(storage):
+    storage.log.submit([ev(f"m{i}", userId="ada" if i % 2 else "bob")
+                        for i in range(800)]).result(10)
+
+    async def scan():
+        log = storage.log
+        first = await log.read(0, 100)
+        erased = await asyncio.to_thread(storage.eraser.events, ADA)
+        rest, after = [], first[-1].seq
+        while rows := await log.read(after, 100):
+            rest += rows
+            after = rows[-1].seq
+        return first, erased, rest
+
+    first, erased, rest = asyncio.run(scan())
+    assert len(first) == 100 and erased == 400
+    assert len(rest) == 350  # Bob's 400, less the 50 the first chunk had
+    assert {json.loads(e.body)["userId"] for e in rest} == {"bob"}

@@ -93,3 +93,23 @@ def test_expiry_is_durable(durable_backend):
         assert asyncio.run(again.log.expired(Window(0, DAY)))[0].events == 12
     finally:
         again.close()
+
+
+def test_a_scan_in_chunks_does_not_see_what_retention_removed_while_it_read(storage):
+    _append(storage, [ev(f"{source}-{i}", source, received=DAY)
+                      for i in range(400) for source in ("src_a", "src_b")])
+
+    async def scan():
+        log = storage.log
+        first = await log.read(0, 100)
+        removed = await log.expire("src_b", 2 * DAY)
+        rest, after = [], first[-1].seq
+        while rows := await log.read(after, 100):
+            rest += rows
+            after = rows[-1].seq
+        return first, removed, rest
+
+    first, removed, rest = asyncio.run(scan())
+    assert len(first) == 100 and (removed.removed, removed.done) == (400, True)
+    assert len(rest) == 350  # src_a's 400, less the 50 the first chunk had
+    assert {json.loads(e.body)["source_id"] for e in rest} == {"src_a"}
