@@ -24,10 +24,18 @@ from typing import Any
 
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard
-from millpond.warehouses.flatten import Row, column_name, flatten_batch, nested_names, root_names
+from millpond.profiles.updates import to_update
+from millpond.warehouses.flatten import (
+    Row,
+    TraitUpdate,
+    column_name,
+    flatten_batch,
+    nested_names,
+    root_names,
+)
 
-__all__ = ["CHUNK", "Columns", "concat", "from_rows", "select_tracks", "track_columns",
-           "track_group"]
+__all__ = ["CHUNK", "Columns", "concat", "cut_columns", "from_rows", "group_columns",
+           "select_tracks"]
 
 #: Events cut together: few enough that their objects stay in the CPU cache across the passes
 #: over them (a pass over a whole batch's events misses the cache on every value).
@@ -40,7 +48,6 @@ _seq = attrgetter("seq")
 _source = attrgetter("source_id")
 _event = attrgetter("event")
 _TRACKS_STANDARD = frozenset(schema.standard_columns(schema.TRACKS))
-_EVENT_RESERVED = schema.standard_columns(schema.EVENT_TABLE)
 
 
 @dataclass(slots=True)
@@ -93,40 +100,49 @@ def select_tracks(cols: Columns) -> Columns:
         if c in _TRACKS_STANDARD or c.startswith(schema.CONTEXT_PREFIX)})
 
 
-def track_group(events: list, table: str) -> tuple[Columns, Columns, list[Discard]]:
-    """The event table ``table``'s and ``tracks``' columns for ``events`` (track events of that
-    table, in ``seq`` order, each id once, as
-    :func:`~millpond.warehouses.flatten.partition_events` groups them) and the discards.
+def group_columns(events: list, logical: str) -> tuple[dict[str, Columns], list[TraitUpdate],
+                                                        list[Discard]]:
+    """The columns of each (logical) table ``events`` have rows in, their ``users`` /
+    ``accounts`` updates and the discards. ``events`` are one group of
+    :func:`~millpond.warehouses.flatten.partition_events` (``logical`` is its key: one kind or
+    one event table; ``seq`` order, each id once).
 
-    Chunk by chunk (:data:`CHUNK`): cut by :func:`track_columns` when the chunk has one shape,
-    else flattened event by event."""
-    parts: list[Columns] = []
-    tracks: list[Columns] = []
+    Chunk by chunk (:data:`CHUNK`): cut by :func:`cut_columns` when the chunk has one shape,
+    else flattened event by event; the result is the same."""
+    parts: dict[str, list[Columns]] = {}
+    traits: list[TraitUpdate] = []
     discards: list[Discard] = []
     for start in range(0, len(events), CHUNK):
         chunk = events[start:start + CHUNK]
-        cols = track_columns(chunk, table)
-        if cols is not None:
-            parts.append(cols)
-            tracks.append(select_tracks(cols))
+        cut = None if logical == schema.TRACKS else cut_columns(chunk, logical)
+        if cut is not None:
+            cols, updates = cut
+            traits += updates
+            parts.setdefault(logical, []).append(cols)
+            if logical not in schema.FIXED_TABLES:
+                parts.setdefault(schema.TRACKS, []).append(select_tracks(cols))
             continue
         flat = flatten_batch(chunk)
         discards += flat.discards
-        parts.append(from_rows([r for r in flat.rows if r.table != schema.TRACKS]))
-        tracks.append(from_rows([r for r in flat.rows if r.table == schema.TRACKS]))
-    return concat(parts), concat(tracks), discards
+        traits += flat.traits
+        rows: dict[str, list[Row]] = {}
+        for row in flat.rows:
+            rows.setdefault(row.table, []).append(row)
+        for table, table_rows in rows.items():
+            parts.setdefault(table, []).append(from_rows(table_rows))
+    return {table: concat(cols) for table, cols in parts.items()}, traits, discards
 
 
-def track_columns(events: list, table: str) -> Columns | None:
-    """The event table ``table``'s columns for ``events`` (track events of that table, in
-    ``seq`` order, each id once, as :func:`~millpond.warehouses.flatten.partition_events`
-    groups them), or None when they do not all have one shape (see the module docstring)."""
+def cut_columns(events: list, logical: str) -> tuple[Columns, list[TraitUpdate]] | None:
+    """The main table's columns for ``events`` (see :func:`group_columns`) and their
+    ``users`` / ``accounts`` updates, or None when they do not all have one shape (see the
+    module docstring)."""
+    kind = logical if logical in schema.FIXED_TABLES else schema.EVENT_TABLE
     dicts = list(map(_event, events))
     n = len(dicts)
     get = dict.get
     mids = list(map(get, dicts, repeat("messageId")))
-    names = list(map(get, dicts, repeat("event")))
-    if set(map(type, mids)) != _STRINGS or "" in mids or set(map(type, names)) != _STRINGS:
+    if set(map(type, mids)) != _STRINGS or "" in mids:
         return None
     values: dict[str, list[Any]] = {
         "id": mids,
@@ -148,27 +164,94 @@ def track_columns(events: list, table: str) -> Columns | None:
             got = [None if v == "" else v for v in got]
         if got.count(None) != n:
             values[col] = got
-    values["event"] = [table] * n
-    values["event_text"] = names
+    if kind == schema.EVENT_TABLE:
+        names = list(map(get, dicts, repeat("event")))
+        if set(map(type, names)) != _STRINGS:
+            return None
+        values["event"] = [logical] * n
+        values["event_text"] = names
+    elif kind in (schema.PAGES, schema.SCREENS):
+        for key in ("name", "category"):
+            got = list(map(get, dicts, repeat(key)))
+            if got.count(None) != n:
+                values[key] = got
+    elif kind in _IDS:
+        col, key = _IDS[kind]
+        got = list(map(get, dicts, repeat(key)))
+        kinds = set(map(type, got))
+        if kinds == _STRINGS and "" not in got:
+            values[col] = got
+        elif kinds != {_NONE}:
+            return None  # numbers, empty strings: flattened one by one
     if not _cut(list(map(get, dicts, repeat("context"))), root_names(schema.CONTEXT_PREFIX),
-                None, values):
+                _Place(None, False), values, None):
         return None
-    if not _cut(list(map(get, dicts, repeat("properties"))), root_names(""), _EVENT_RESERVED,
-                values):
+    with_traits = kind in (schema.IDENTIFIES, schema.GROUPS)
+    payload = "properties" if kind in _WITH_PROPERTIES else "traits"
+    reserved = schema.standard_columns(kind)
+    trait_values: dict[str, list[Any]] | None = {} if with_traits else None
+    if not _cut(list(map(get, dicts, repeat(payload))), root_names(""),
+                _Place(reserved, with_traits, "_timestamp" if with_traits else None),
+                values, trait_values):
         return None
-    return Columns(values["millpond_seq"], mids, values)
+    cols = Columns(values["millpond_seq"], mids, values)
+    if trait_values is None:
+        return cols, []
+    return cols, _trait_updates(events, dicts, kind, values.get("received_at"), trait_values)
 
 
-def _cut(objects: list, names: dict, reserved: dict | None, out: dict[str, list]) -> bool:
+_IDS = {schema.GROUPS: ("group_id", "groupId"), schema.ALIASES: ("previous_id", "previousId")}
+_WITH_PROPERTIES = frozenset({schema.EVENT_TABLE, schema.PAGES, schema.SCREENS})
+
+
+def _trait_updates(events: list, dicts: list[dict], kind: str, received: list | None,
+                   trait_values: dict[str, list[Any]]) -> list[TraitUpdate]:
+    """What each identify / group says about ``users`` / ``accounts`` (rule 6 of
+    :mod:`~millpond.warehouses.flatten`): its traits, nulls included."""
+    table = schema.USERS if kind == schema.IDENTIFIES else schema.ACCOUNTS
+    names = list(trait_values)
+    rows = zip(*trait_values.values(), strict=True) if names else repeat(())
+    updates = []
+    for i, (stored, event, traits) in enumerate(zip(events, dicts, rows)):
+        update = to_update(event)
+        if update is None:
+            continue
+        key = update.user_id if kind == schema.IDENTIFIES else update.group_id
+        if key is None:
+            continue
+        updates.append(TraitUpdate(table, key, stored.seq, event["messageId"], update.time,
+                                   None if received is None else received[i],
+                                   dict(zip(names, traits, strict=True))))
+    return updates
+
+
+class _Place:
+    """How keys are treated at one place of the tree: the columns they may not write, whether
+    nulls are kept (traits for users / accounts), a key that is no column (``_timestamp``)."""
+
+    __slots__ = ("reserved", "keep_nulls", "skip")
+
+    def __init__(self, reserved: dict | None, keep_nulls: bool, skip: str | None = None) -> None:
+        self.reserved = reserved
+        self.keep_nulls = keep_nulls
+        self.skip = skip
+
+
+def _cut(objects: list, names: dict, place: _Place, out: dict[str, list],
+         kept: dict[str, list] | None) -> bool:
     """Add the columns of ``objects`` (one per row: all objects of one shape, or all absent)
-    to ``out``; False when they differ in shape or a key of theirs would be discarded."""
+    to ``out`` (and every column, nulls too, to ``kept`` when not None); False when they
+    differ in shape or a key of theirs would be discarded."""
     kinds = set(map(type, objects))
     if kinds != _DICTS:
         return kinds <= {_NONE}  # no payload in any row: nothing to add (lists etc.: no)
     sample = objects[0]
     if set(map(len, objects)) != {len(sample)}:
         return False
+    reserved = place.reserved
     for key, first in sample.items():
+        if key == place.skip:
+            continue
         col = column_name(names, key)
         if not col:
             return False
@@ -181,17 +264,20 @@ def _cut(objects: list, names: dict, reserved: dict | None, out: dict[str, list]
                 if set(map(type, got)) != _DICTS or set(map(len, got)) != {0}:
                     return False
                 continue
-            if not _cut(got, nested_names(col), reserved, out):
+            if not _cut(got, nested_names(col), _Place(reserved, place.keep_nulls), out, kept):
                 return False
             continue
         kinds = set(map(type, got))
         if dict in kinds:
             return False
-        if kinds == {_NONE}:
+        if kinds == {_NONE} and not place.keep_nulls:
             continue  # null everywhere: no value, the column is not needed
         if reserved is not None and (col in reserved or col.startswith(schema.CONTEXT_PREFIX)):
             return False
-        if col in out:
+        if col in out or (kept is not None and col in kept):
             return False
-        out[col] = got
+        if kept is not None:
+            kept[col] = got
+        if kinds != {_NONE}:
+            out[col] = got
     return True

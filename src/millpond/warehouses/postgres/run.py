@@ -46,8 +46,8 @@ from psycopg import errors as pg_errors
 
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard, Loaded, StoredEvent
-from millpond.warehouses.columns import Columns, concat, track_group
-from millpond.warehouses.flatten import TraitUpdate, flatten_batch, partition_events
+from millpond.warehouses.columns import Columns, concat, group_columns
+from millpond.warehouses.flatten import TraitUpdate, partition_events
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres import catalog as _catalog
 from millpond.warehouses.postgres import merge, plan, traits
@@ -147,23 +147,18 @@ class BatchRun:
     # -- steps of the batch's thread ------------------------------------------------------
 
     def _layout(self, logical: str, group: list[StoredEvent]) -> plan.Layout:
-        """One group's rows per table: cut column by column when the group's events share
-        one shape, chunk by chunk (:func:`~millpond.warehouses.columns.track_group`), else flattened event
-        by event; the rows and discards are the same either way."""
-        if logical not in schema.FIXED_TABLES:
-            cols, tracks, discards = track_group(group, logical)
-            lay = plan.Layout(self.prefix)
-            self.discards.extend(_rename(d, lay.physical) for d in discards)
-            name = lay.physical(logical)
+        """One group's rows per table: cut column by column where its events share one
+        shape, else flattened event by event (:func:`~millpond.warehouses.columns.
+        group_columns`); the rows and discards are the same either way."""
+        tables, updates, discards = group_columns(group, logical)
+        lay = plan.Layout(self.prefix)
+        self.discards.extend(_rename(d, lay.physical) for d in discards)
+        for table, cols in tables.items():
+            name = lay.physical(table)
             lay.rows[name] = cols
-            lay.kinds[name] = schema.EVENT_TABLE
-            name = lay.physical(schema.TRACKS)
-            lay.rows[name] = tracks
-            lay.kinds[name] = schema.TRACKS
-            return lay
-        flat = flatten_batch(group)
-        lay = plan.layout(flat, self.prefix)
-        self.discards.extend(_rename(d, lay.physical) for d in flat.discards)
+            lay.kinds[name] = table if table in schema.FIXED_TABLES else schema.EVENT_TABLE
+        for update in updates:
+            lay.traits.setdefault(lay.physical(update.table), []).append(update)
         return lay
 
     def _drain(self) -> None:
