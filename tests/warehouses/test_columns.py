@@ -19,8 +19,9 @@ TYPES = ["track", "identify", "page", "screen", "group", "alias"]
 
 
 def shape(rnd: random.Random, depth: int = 0) -> dict:
+    """Keys to nested shapes, ``"leaf"`` (any value) or ``"null"`` (always null)."""
     return {rnd.choice(KEYS): shape(rnd, depth + 1) if depth < 2 and rnd.random() < 0.3
-            else "leaf" for _ in range(rnd.randrange(5))}
+            else rnd.choice(["leaf", "leaf", "null"]) for _ in range(rnd.randrange(5))}
 
 
 def fill(rnd: random.Random, template: dict, odd: float) -> dict:
@@ -30,7 +31,8 @@ def fill(rnd: random.Random, template: dict, odd: float) -> dict:
         if rnd.random() < odd:
             out[key] = rnd.choice([*LEAVES, {}, {"z": 1}])
         else:
-            out[key] = rnd.choice(LEAVES) if sub == "leaf" else fill(rnd, sub, odd)
+            out[key] = rnd.choice(LEAVES) if sub == "leaf" else None if sub == "null" \
+                else fill(rnd, sub, odd)
     if rnd.random() < odd:
         out[rnd.choice(KEYS)] = 1
     return out
