@@ -22,9 +22,9 @@ from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from millpond.profiles.updates import to_update
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard
-from millpond.profiles.updates import to_update
 from millpond.warehouses.flatten import (
     Row,
     TraitUpdate,
@@ -141,7 +141,7 @@ def cut_columns(events: list, logical: str) -> tuple[Columns, list[TraitUpdate]]
     dicts = list(map(_event, events))
     n = len(dicts)
     get = dict.get
-    mids = list(map(get, dicts, repeat("messageId")))
+    mids: list[Any] = list(map(get, dicts, repeat("messageId")))
     if set(map(type, mids)) != _STRINGS or "" in mids:
         return None
     values: dict[str, list[Any]] = {
@@ -212,7 +212,7 @@ def _trait_updates(events: list, dicts: list[dict], kind: str, received: list | 
     names = list(trait_values)
     rows = zip(*trait_values.values(), strict=True) if names else repeat(())
     updates = []
-    for i, (stored, event, traits) in enumerate(zip(events, dicts, rows)):
+    for i, (stored, event, traits) in enumerate(zip(events, dicts, rows, strict=False)):
         update = to_update(event)
         if update is None:
             continue
