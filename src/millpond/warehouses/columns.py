@@ -1,20 +1,21 @@
-"""A table's rows of a batch held column by column, and the fast way track events get there.
+"""A table's rows of a batch held column by column, and the fast way events get there.
 
 Why columns: every later step works a column at a time (the type a new column gets, the check
 that values fit, the tuples handed to ``COPY``), so rows kept as one dict per event were taken
-apart again value by value. And events of one name nearly always share their shape (the same
-``context`` and ``properties`` keys, sent by the same code), so a column can be cut out of all
-of them at once with C-level passes (``map(itemgetter(key), objects)``) instead of flattening
-each event key by key in Python: that walk was most of a load's CPU time.
+apart again value by value. And the events of one table nearly always share their shape (the
+same ``context`` and ``properties`` / ``traits`` keys, sent by the same code), so a column can
+be cut out of all of them at once with C-level passes (``map(itemgetter(key), objects)``)
+instead of flattening each event key by key in Python: that walk was most of a load's CPU time.
 
-:func:`track_columns` does that for a group of track events of one table, after checking that
-the group really has one shape: each object of the tree has exactly the keys of the first
-event's, nested objects where it has them and plain values elsewhere, and no key of that shape
-would be discarded (reserved, no name, two keys for one column). A group that fails any check
-returns None and goes through :func:`~millpond.warehouses.flatten.flatten_batch` like any other
-group, so the rows, and every discard with its reason, are exactly what that path would make.
+:func:`cut_columns` does that for a chunk of one group's events, after checking that the chunk
+really has one shape: each object of the tree has exactly the keys of the first event's, nested
+objects where it has them and plain values elsewhere, ids are non-empty strings, and no key of
+that shape would be discarded (reserved, no name, two keys for one column). A chunk that fails
+any check returns None and goes through :func:`~millpond.warehouses.flatten.flatten_batch`, so
+the rows, the ``users`` / ``accounts`` updates and every discard with its reason are exactly
+what that path makes (``tests/warehouses/test_columns.py`` compares both on random shapes).
+Chunks (:data:`CHUNK`) keep an odd event from sending a whole group down the slow path.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ from millpond.warehouses.flatten import (
 __all__ = ["CHUNK", "Columns", "concat", "cut_columns", "from_rows", "group_columns",
            "select_tracks"]
 
-#: Events cut together: few enough that their objects stay in the CPU cache across the passes
-#: over them (a pass over a whole batch's events misses the cache on every value).
+#: Events cut together: an event of another shape only sends its own chunk down the event by
+#: event path.
 CHUNK = 512
 
 _NONE = type(None)
