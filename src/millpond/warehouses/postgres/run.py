@@ -267,11 +267,7 @@ class BatchRun:
 
     def _merge_traits(self, load: plan.TraitLoad, n: int) -> _Done:
         with self.conn.cursor() as cur:
-            staged = traits.stage_rows(cur, load, n)
-            for sql, params in traits.merge_statements(self.schema, load, self.times_table,
-                                                       staged):
-                cur.execute(trusted_sql(sql), params or None)
-            return load.name, max(cur.rowcount, 0), []
+            return load.name, traits.merge(cur, self.schema, load, self.times_table, n), []
 
 
 def _copyable(catalog: _catalog.Catalog, load: plan.TableLoad) -> bool:
