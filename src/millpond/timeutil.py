@@ -187,12 +187,20 @@ def parse_seconds(value: object) -> float | None:
     text = value.strip()
     if not text:
         return None
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        # An ISO date (the usual case): a number has no minus sign there, and float()
+        # failing first would cost an exception per value.
+        return _iso_seconds(text)
     try:
         return _in_range(float(text))
     except ValueError:
         pass
     except OverflowError:  # pragma: no cover - float() of a str does not overflow, be safe
         return None
+    return _iso_seconds(text)
+
+
+def _iso_seconds(text: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

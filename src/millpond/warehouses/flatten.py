@@ -42,7 +42,8 @@ from millpond.warehouses.batch import Discard, StoredEvent
 from millpond.warehouses.naming import event_table_name, fit_identifier, snakecase
 from millpond.warehouses.types import show_value
 
-__all__ = ["FlatBatch", "Row", "TraitUpdate", "flatten_batch", "partition_events"]
+__all__ = ["FlatBatch", "Row", "TraitUpdate", "column_name", "flatten_batch", "nested_names",
+           "partition_events", "root_names"]
 
 _RESERVED_TABLES = schema.FIXED_TABLES
 _EVENT_RESERVED = schema.standard_columns(schema.EVENT_TABLE)
@@ -110,6 +111,22 @@ def _name(names: dict, key: object) -> str:
         names[None] = prefix
     names[key] = name
     return name
+
+
+def root_names(prefix: str) -> dict:
+    """The names of the keys of a top-level object flattened under ``prefix`` (shared cache)."""
+    return _names_for(prefix)
+
+
+def nested_names(col: str) -> dict:
+    """The names of the keys of an object nested under column ``col`` (shared cache)."""
+    return _children(col)
+
+
+def column_name(names: dict, key: object) -> str:
+    """The column of ``key`` in an object named by ``names`` ('' when it has no usable name)."""
+    col = names.get(key)
+    return _name(names, key) if col is None else col
 
 
 class _Ctx:

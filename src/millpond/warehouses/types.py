@@ -49,6 +49,7 @@ __all__ = [
     "coerce",
     "coerce_column",
     "infer",
+    "infer_column",
     "parse_timestamp",
     "show_value",
     "widen",
@@ -56,6 +57,7 @@ __all__ = [
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+_NONE = type(None)
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -105,6 +107,47 @@ def infer(value: Any) -> ColumnType:
     if kind is float:
         return ColumnType.DOUBLE
     return ColumnType.TEXT
+
+
+def infer_column(values: list[Any]) -> ColumnType | None:
+    """The type a new column gets from a batch's ``values`` (None: no value at all).
+
+    The same as widening :func:`infer` of each non-null value, but the usual columns (all
+    strings, all integers, all floats, all booleans) are decided in C-level passes: ``text``
+    absorbs every other type, so one string that is not a date-time settles a string column.
+    """
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    if not kinds:
+        return None
+    if kinds == _STR:
+        strings = [v for v in values if v is not None] if None in values else values
+        if not all(map(_ISO.fullmatch, strings)):
+            return ColumnType.TEXT
+        try:
+            all(map(datetime.fromisoformat, strings))  # raises on the first it cannot read
+        except ValueError:
+            return ColumnType.TEXT
+        return ColumnType.TIMESTAMP
+    if kinds <= _NUMBERS:
+        ints = [v for v in values if type(v) is int] if float in kinds else \
+            [v for v in values if v is not None]
+        if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+            return ColumnType.TEXT
+        return ColumnType.DOUBLE if float in kinds else ColumnType.BIGINT
+    if kinds == _BOOL:
+        return ColumnType.BOOLEAN
+    result: ColumnType | None = None
+    for value in values:
+        if value is not None:
+            seen = infer(value)
+            result = seen if result is None else widen(result, seen)
+    return result
+
+
+_STR = {str}
+_BOOL = {bool}
+_NUMBERS = {int, float}
 
 
 def widen(a: ColumnType, b: ColumnType) -> ColumnType:
@@ -234,7 +277,6 @@ def coerce(value: Any, ctype: ColumnType) -> Any:
     return COERCERS[ctype](value)
 
 
-_NONE = type(None)
 #: Column types whose values pass through unchanged when they all have this Python type.
 _SAME = {ColumnType.DOUBLE: {float}, ColumnType.BOOLEAN: {bool}}
 Misfits = list[tuple[int, Any, str]]

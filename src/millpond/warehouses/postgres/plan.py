@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard
-from millpond.warehouses.flatten import FlatBatch, Row, TraitUpdate
+from millpond.warehouses.columns import Columns, from_rows
+from millpond.warehouses.flatten import FlatBatch, TraitUpdate
 from millpond.warehouses.naming import fit_identifier
 from millpond.warehouses.postgres.catalog import ACCEPTS, MAX_COLUMNS, Catalog, TableSpec
 from millpond.warehouses.postgres.errors import TableProblem
@@ -33,6 +33,7 @@ from millpond.warehouses.types import (
     Misfit,
     coerce_column,
     infer,
+    infer_column,
     show_value,
     widen,
 )
@@ -85,7 +86,7 @@ class Layout:
     """Physical table names and the rows / trait updates of each."""
 
     prefix: str
-    rows: dict[str, list[Row]] = field(default_factory=dict)
+    rows: dict[str, Columns] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     traits: dict[str, list[TraitUpdate]] = field(default_factory=dict)
 
@@ -96,22 +97,24 @@ class Layout:
 def layout(flat: FlatBatch, prefix: str) -> Layout:
     """Group the batch's rows by physical table."""
     out = Layout(prefix)
+    rows: dict[str, list] = {}
     for row in flat.rows:
         name = out.physical(row.table)
-        out.rows.setdefault(name, []).append(row)
+        rows.setdefault(name, []).append(row)
         out.kinds[name] = row.kind
+    out.rows = {name: from_rows(table_rows) for name, table_rows in rows.items()}
     for update in flat.traits:
         out.traits.setdefault(out.physical(update.table), []).append(update)
     return out
 
 
-def _custom_types(rows: list, unknown: set[str], skip_none: bool) -> dict[str, ColumnType]:
+def _trait_types(updates: list[TraitUpdate], unknown: set[str]) -> dict[str, ColumnType]:
     types: dict[str, ColumnType] = {}
-    for row in rows:
-        values = row.values
+    for update in updates:
+        values = update.values
         for col in unknown.intersection(values):
             value = values[col]
-            if value is None and skip_none:
+            if value is None:
                 continue
             seen = infer(value)
             prev = types.get(col)
@@ -119,20 +122,32 @@ def _custom_types(rows: list, unknown: set[str], skip_none: bool) -> dict[str, C
     return types
 
 
-def table_spec(name: str, kind: str, rows: list[Row], catalog: Catalog) -> TableSpec:
-    """The columns (with types) one event table needs for ``rows``."""
-    return _spec(name, schema.standard_columns(kind), rows, catalog)
+def _column_types(cols: Columns, unknown: set[str]) -> dict[str, ColumnType]:
+    types = {}
+    for col in unknown:
+        ctype = infer_column(cols.values[col])
+        if ctype is not None:
+            types[col] = ctype
+    return types
+
+
+def table_spec(name: str, kind: str, cols: Columns, catalog: Catalog) -> TableSpec:
+    """The columns (with types) one event table needs for ``cols``."""
+    return _spec(name, schema.standard_columns(kind), set(cols.values),
+                 lambda unknown: _column_types(cols, unknown), catalog)
 
 
 def trait_spec(name: str, updates: list[TraitUpdate], catalog: Catalog) -> TableSpec:
     """The columns (with types) ``users`` / ``accounts`` need for ``updates``."""
-    return _spec(name, schema.PROFILE_COLUMNS, updates, catalog)
-
-
-def _spec(name: str, standard: dict[str, ColumnType], rows: list, catalog: Catalog) -> TableSpec:
     present: set[str] = set()
-    for row in rows:
-        present.update(row.values)
+    for update in updates:
+        present.update(update.values)
+    return _spec(name, schema.PROFILE_COLUMNS, present,
+                 lambda unknown: _trait_types(updates, unknown), catalog)
+
+
+def _spec(name: str, standard: dict[str, ColumnType], present: set[str],
+          infer_types: Any, catalog: Catalog) -> TableSpec:
     columns: dict[str, ColumnType] = {}
     for col, ctype in standard.items():
         columns[col] = catalog.type_of(name, col) or ctype
@@ -144,7 +159,7 @@ def _spec(name: str, standard: dict[str, ColumnType], rows: list, catalog: Catal
         else:
             columns[col] = known
     if unknown:
-        inferred = _custom_types(rows, unknown, skip_none=True)
+        inferred = infer_types(unknown)
         existing = len(catalog.tables.get(name, {})) or len(columns)
         room = MAX_COLUMNS - max(existing, len(columns))
         dropped = set()
@@ -172,7 +187,9 @@ def check_tables(catalog: Catalog, specs: list[TableSpec], lay: Layout, schema_n
     """Raise :class:`TableProblem` when a hand-made change keeps this batch from loading."""
     for spec in specs:
         cols = catalog.tables.get(spec.name, {})
-        rows = lay.rows.get(spec.name) or lay.traits.get(spec.name) or []
+        rows: Columns | list[TraitUpdate] = lay.traits.get(spec.name) or []
+        if spec.name in lay.rows:
+            rows = lay.rows[spec.name]
         for name in spec.columns:
             col = cols.get(name)
             if col is None or col.actual is None:
@@ -199,14 +216,15 @@ def check_tables(catalog: Catalog, specs: list[TableSpec], lay: Layout, schema_n
                     "DROP NOT NULL) or give it a DEFAULT, then redrive the batch")
 
 
-def _rows_without(table: str, column: str, rows: list, lay: Layout) -> int:
+def _rows_without(table: str, column: str, rows: Any, lay: Layout) -> int:
     """How many rows of the batch leave ``column`` empty (a trait cell may stay as it is,
     but a new users/accounts row starts with only id and received_at)."""
     if table in lay.traits:
         if column == "received_at":
             return sum(1 for u in rows if u.received_at is None)
         return len({u.key for u in rows})
-    return sum(1 for r in rows if r.values.get(column) is None)
+    values = rows.values.get(column)
+    return len(rows) if values is None else values.count(None)
 
 
 def derivable(wanted: TableSpec, count: int, events: dict[str, tuple[TableSpec, int]]) -> bool:
@@ -243,7 +261,7 @@ def _misfit_discard(table: str, seq: int, message_id: str, col: str, value: Any,
     return Discard(seq, message_id, table, col, show_value(value), f"{exc}, column {col}")
 
 
-def table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
+def table_load(spec: TableSpec, rows: Columns, discards: list[Discard],
                also: str | None = None, shared: frozenset[str] | None = None,
                shared_discards: list[Discard] | None = None) -> TableLoad:
     """Rows of one table coerced to its spec; misfits become ``discards``.
@@ -270,7 +288,7 @@ def _shared(col: str, shared: frozenset[str] | None) -> bool:
     return col in shared
 
 
-def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
+def _table_load(spec: TableSpec, rows: Columns, discards: list[Discard],
                 also: str | None = None, shared: frozenset[str] | None = frozenset(),
                 shared_discards: list[Discard] | None = None) -> TableLoad:
     """Coerce column by column (see :func:`~millpond.warehouses.types.coerce_column`).
@@ -281,25 +299,23 @@ def _table_load(spec: TableSpec, rows: list[Row], discards: list[Discard],
     columns = [c for c in spec.columns if c not in _SQL_ONLY]
     types = [spec.columns[c] for c in columns]
     name = spec.name
-    dicts = [row.values for row in rows]
+    seqs, mids, values = rows.seqs, rows.message_ids, rows.values
+    missing = [None] * len(rows)
     typed_columns = []
     for col, ctype in zip(columns, types, strict=True):
-        # map over dict.get: the column's values without a Python-level loop per row.
-        typed, misfits = coerce_column(list(map(dict.get, dicts, repeat(col))), ctype)
+        typed, misfits = coerce_column(values.get(col, missing), ctype)
         for i, value, reason in misfits:
-            row = rows[i]
-            discards.append(Discard(row.seq, row.message_id, name, col, show_value(value),
+            discards.append(Discard(seqs[i], mids[i], name, col, show_value(value),
                                     f"{reason}, column {col}"))
             if also is not None and _shared(col, shared):
                 (discards if shared_discards is None else shared_discards).append(Discard(
-                    row.seq, row.message_id, also, col, show_value(value),
+                    seqs[i], mids[i], also, col, show_value(value),
                     f"{reason}, column {col}"))
         typed_columns.append(typed)
     for col in sorted(spec.dropped):
-        for row in rows:
-            if col in row.values:
-                discards.append(Discard(row.seq, row.message_id, name, col,
-                                        show_value(row.values[col]),
+        for i, value in enumerate(values.get(col, ())):
+            if value is not None:
+                discards.append(Discard(seqs[i], mids[i], name, col, show_value(value),
                                         f"table {name} has reached {MAX_COLUMNS} columns"))
     return TableLoad(name, columns, types, list(zip(*typed_columns, strict=True)))
 

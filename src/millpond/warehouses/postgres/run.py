@@ -46,7 +46,8 @@ from psycopg import errors as pg_errors
 
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard, Loaded, StoredEvent
-from millpond.warehouses.flatten import Row, TraitUpdate, flatten_batch, partition_events
+from millpond.warehouses.columns import Columns, concat, group_columns
+from millpond.warehouses.flatten import TraitUpdate, partition_events
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres import catalog as _catalog
 from millpond.warehouses.postgres import merge, plan, traits
@@ -92,7 +93,7 @@ class BatchRun:
         lay0 = plan.Layout(self.prefix)
         self.discards = [_rename(d, lay0.physical) for d in early]
         tracks_name = lay0.physical(schema.TRACKS)
-        tracks_rows: list[Row] = []
+        tracks_rows: list[Columns] = []
         with self.conn.transaction(), self.conn.cursor() as cur:
             self.cur = cur
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="millpond-pg-writer")
@@ -110,15 +111,14 @@ class BatchRun:
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
                 for logical, group in groups.items():
-                    flat = flatten_batch(group)
-                    lay = plan.layout(flat, self.prefix)
-                    self.discards.extend(_rename(d, lay.physical) for d in flat.discards)
-                    group_tracks = lay.rows.get(tracks_name, [])
+                    lay = self._layout(logical, group)
+                    group_tracks = lay.rows.get(tracks_name)
                     for name, updates in lay.traits.items():  # identifies / groups only
                         self._traits(name, updates)
                     name = lay.physical(logical)
                     if logical == schema.TRACKS or name not in lay.rows:
-                        tracks_rows.extend(group_tracks)
+                        if group_tracks:
+                            tracks_rows.append(group_tracks)
                         continue
                     rows = lay.rows[name]
                     kind = lay.kinds[name]
@@ -130,9 +130,9 @@ class BatchRun:
                     self._send(load)
                     if group_tracks and not self._send_tracks(tracks_name, group_tracks,
                                                               load, spec, misfits):
-                        tracks_rows.extend(group_tracks)  # new tracks columns: at the end
+                        tracks_rows.append(group_tracks)  # new tracks columns: at the end
                 if tracks_rows:
-                    self._tracks(tracks_name, tracks_rows)
+                    self._tracks(tracks_name, concat(tracks_rows))
                 self._drain()
                 merge.write_discards(cur, self.schema, self.discards_table, self.discards)
             finally:
@@ -145,6 +145,21 @@ class BatchRun:
                       discards=tuple(self.discards))
 
     # -- steps of the batch's thread ------------------------------------------------------
+
+    def _layout(self, logical: str, group: list[StoredEvent]) -> plan.Layout:
+        """One group's rows per table: cut column by column where its events share one
+        shape, else flattened event by event (:func:`~millpond.warehouses.columns.
+        group_columns`); the rows and discards are the same either way."""
+        tables, updates, discards = group_columns(group, logical)
+        lay = plan.Layout(self.prefix)
+        self.discards.extend(_rename(d, lay.physical) for d in discards)
+        for table, cols in tables.items():
+            name = lay.physical(table)
+            lay.rows[name] = cols
+            lay.kinds[name] = table if table in schema.FIXED_TABLES else schema.EVENT_TABLE
+        for update in updates:
+            lay.traits.setdefault(lay.physical(update.table), []).append(update)
+        return lay
 
     def _drain(self) -> None:
         """Wait for the writer's jobs; count what they did; raise the first job's error."""
@@ -175,7 +190,7 @@ class BatchRun:
         assert self._writer is not None
         self._jobs.append(self._writer.submit(self._put, load, copyable))
 
-    def _send_tracks(self, name: str, rows: list[Row], source: plan.TableLoad,
+    def _send_tracks(self, name: str, rows: Columns, source: plan.TableLoad,
                      source_spec: _catalog.TableSpec, misfits: list[Discard]) -> bool:
         """Put this event table's part of ``tracks``, taken from its typed rows: possible when
         ``tracks`` already has every column these rows need, with the same types. Otherwise
@@ -196,7 +211,7 @@ class BatchRun:
         self.discards.extend(misfits)
         return True
 
-    def _tracks(self, name: str, rows: list[Row]) -> None:
+    def _tracks(self, name: str, rows: Columns) -> None:
         """The ``tracks`` rows not loaded along with their event tables (see _send_tracks)."""
         spec = plan.table_spec(name, schema.TRACKS, rows, self.catalog)
         lay = plan.Layout(self.prefix, rows={name: rows}, kinds={name: schema.TRACKS})
@@ -252,11 +267,7 @@ class BatchRun:
 
     def _merge_traits(self, load: plan.TraitLoad, n: int) -> _Done:
         with self.conn.cursor() as cur:
-            staged = traits.stage_rows(cur, load, n)
-            for sql, params in traits.merge_statements(self.schema, load, self.times_table,
-                                                       staged):
-                cur.execute(trusted_sql(sql), params or None)
-            return load.name, max(cur.rowcount, 0), []
+            return load.name, traits.merge(cur, self.schema, load, self.times_table, n), []
 
 
 def _copyable(catalog: _catalog.Catalog, load: plan.TableLoad) -> bool:

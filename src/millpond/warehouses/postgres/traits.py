@@ -16,7 +16,8 @@ rule, and this table follows it so the warehouse and the profile API agree:
 How: ``millpond_trait_times`` keeps (table, key, column) -> (time, messageId, seq) of the value
 each cell holds. A batch is first reduced in Python to its winner per cell (:mod:`.plan`); then
 one statement upserts those times with ``WHERE (new) > (stored)`` and ``RETURNING`` the cells
-that won, and the same statement updates exactly those cells of the target table. A cell whose
+that won, and the same statement inserts the rows of keys new to the target table with those
+cells and updates exactly those cells of the rows already there. A cell whose
 stored time is newer keeps its value; re-running a batch wins nothing and changes nothing (not
 even ``uuid_ts``). The state is a join (a max per cell), so any order and any split into batches
 ends the same.
@@ -34,7 +35,7 @@ from millpond.warehouses.postgres.plan import TraitLoad
 from millpond.warehouses.postgres.staging import stage
 from millpond.warehouses.types import ColumnType
 
-__all__ = ["merge", "times_table_sql"]
+__all__ = ["merge", "merge_statement", "stage_rows", "times_table_sql"]
 
 _TIME_COLUMNS = ["id", "column_name", "t", "mid", "seq"]
 _TIME_TYPES = [ColumnType.TEXT, ColumnType.TEXT, ColumnType.DOUBLE, ColumnType.TEXT,
@@ -62,26 +63,28 @@ def stage_rows(cur: psycopg.Cursor, load: TraitLoad, n: int) -> tuple[str, str]:
     return rows_table, times_table
 
 
-def merge_statements(schema: str, load: TraitLoad, times_table: str, staged: tuple[str, str]
-                     ) -> list[tuple[str, list]]:
-    """The two statements of the merge; the second one's row count is the rows changed.
+def merge_statement(schema: str, load: TraitLoad, times_table: str, staged: tuple[str, str]
+                    ) -> tuple[str, list]:
+    """The merge, one statement; its one row holds how many target rows changed.
 
-    Statements only, no COPY, so the caller may send them in pipeline mode and build the next
-    table while the server runs them.
+    Keys new to the table are inserted with their winning values at once, and only keys
+    already there are updated: a first sync writes each ``users`` row once, not an empty row
+    and then its values. Both parts read the statement's snapshot, so the update never sees
+    the rows the insert adds.
     """
     stage_rows, stage_times = staged
     target = f"{quote(schema)}.{quote(load.name)}"
     times = f"{quote(schema)}.{quote(times_table)}"
+    won_value = [f"CASE WHEN %s = ANY(won.cols) THEN s.{quote(c)} END" for c in load.columns]
     sets = [
         f"{quote(c)} = CASE WHEN %s = ANY(won.cols) THEN s.{quote(c)} ELSE u.{quote(c)} END"
         for c in load.columns
     ]
     sets.append("received_at = GREATEST(u.received_at, s.received_at)")
     sets.append("uuid_ts = now()")
-    ensure_rows = (f"INSERT INTO {target} (id) SELECT id FROM {quote(stage_rows)} "
-                   "ON CONFLICT (id) DO NOTHING", [])
-    update = (
-        f"""
+    cols = "".join(f", {quote(c)}" for c in load.columns)
+    values = "".join(f", {v}" for v in won_value)
+    sql = f"""
         WITH upserted AS (
             INSERT INTO {times} AS tt (table_name, id, column_name, t, mid, seq)
             SELECT %s, id, column_name, t, mid, seq FROM {quote(stage_times)}
@@ -91,16 +94,24 @@ def merge_statements(schema: str, load: TraitLoad, times_table: str, staged: tup
             RETURNING tt.id, tt.column_name
         ), won AS (
             SELECT id, array_agg(column_name) AS cols FROM upserted GROUP BY id
+        ), added AS (
+            INSERT INTO {target} (id, received_at{cols}, uuid_ts)
+            SELECT s.id, s.received_at{values},
+                   CASE WHEN won.id IS NOT NULL OR s.received_at IS NOT NULL THEN now() END
+            FROM {quote(stage_rows)} s LEFT JOIN won ON won.id = s.id
+            ON CONFLICT (id) DO NOTHING
+            RETURNING uuid_ts IS NOT NULL AS changed
+        ), updated AS (
+            UPDATE {target} u SET {", ".join(sets)}
+            FROM {quote(stage_rows)} s LEFT JOIN won ON won.id = s.id
+            WHERE u.id = s.id AND (
+                won.id IS NOT NULL
+                OR u.received_at IS DISTINCT FROM GREATEST(u.received_at, s.received_at))
+            RETURNING 1
         )
-        UPDATE {target} u SET {", ".join(sets)}
-        FROM {quote(stage_rows)} s LEFT JOIN won ON won.id = s.id
-        WHERE u.id = s.id AND (
-            won.id IS NOT NULL
-            OR u.received_at IS DISTINCT FROM GREATEST(u.received_at, s.received_at))
-        """,
-        [load.name, *load.columns],
-    )
-    return [ensure_rows, update]
+        SELECT (SELECT count(*) FROM added WHERE changed) + (SELECT count(*) FROM updated)
+        """
+    return sql, [load.name, *load.columns, *load.columns]
 
 
 def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n: int) -> int:
@@ -108,6 +119,6 @@ def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n
     if not load.rows:
         return 0
     staged = stage_rows(cur, load, n)
-    for sql, params in merge_statements(schema, load, times_table, staged):
-        cur.execute(trusted_sql(sql), params or None)
-    return max(cur.rowcount, 0)
+    sql, params = merge_statement(schema, load, times_table, staged)
+    row = cur.execute(trusted_sql(sql), params).fetchone()
+    return int(row[0]) if row else 0
