@@ -56,13 +56,6 @@ _COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, m
 _FETCH = 10_000
 
 
-def _rewritten_name(name: str) -> str:
-    """``log-A-B.parquet`` -> ``log-A-B.r1.parquet`` -> ``log-A-B.r2.parquet``."""
-    stem = name.removesuffix(".parquet")
-    base, _, generation = stem.partition(".r")
-    return f"{base}.r{int(generation or 0) + 1}.parquet"
-
-
 class SQLiteArchive:
     """The manifest, sealing, and reads of archived rows; see the module docstring.
 
@@ -203,7 +196,7 @@ class SQLiteArchive:
         """Put a file written from ``rows`` in the place of ``f``: new file first, then one
         manifest transaction (with ``also``'s writes), then the old file goes, so a
         SIGKILL leaves exactly one of the two listed and the other is removed at open."""
-        kept = self.place.write(_rewritten_name(f.name), rows, f.first_seq, f.last_seq)
+        kept = self.place.write(files.rewritten_name(f.name), rows, f.first_seq, f.last_seq)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
