@@ -31,6 +31,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -120,10 +121,10 @@ def _rewrite_text(path: Path, ranges: dict[int, tuple[int, int | None, bool]],
             held: list[str] = []
             i = 0
             for number, line in numbered:
-                while i < len(spans) and spans[i][1] is not None and spans[i][1] < number:
+                while i < len(spans) and _ends_before(spans[i][1], number):
                     i += 1
                 if i < len(spans) and spans[i][0] <= number and \
-                        (spans[i][1] is None or number <= spans[i][1]):
+                        not _ends_before(spans[i][1], number):
                     held.append(line)
                     if spans[i][1] == number:
                         _settle(out, held, spans[i], ranges, wanted)
@@ -133,13 +134,19 @@ def _rewrite_text(path: Path, ranges: dict[int, tuple[int, int | None, bool]],
             if held:
                 _settle(out, held, spans[i], ranges, wanted)
 
-    def write(handle: io.BufferedIOBase) -> None:
+    def write(handle: Any) -> None:
         text = io.TextIOWrapper(handle, "utf-8", newline="")
         lines(text)
         text.flush()
         text.detach()
 
     _replace_file(path, write)
+
+
+def _ends_before(last: int | None, number: int) -> bool:
+    """Whether a span ending at ``last`` (None: the end of the file) ends before line
+    ``number``."""
+    return last is not None and last < number
 
 
 def _settle(out: io.TextIOBase, held: list[str], span: tuple, ranges: dict,
