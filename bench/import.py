@@ -3,6 +3,7 @@
     .venv/bin/python bench/import.py [--rows N] [--runs 3]
     .venv/bin/python bench/import.py --rows 10000000 --runs 1        # the 10M / RSS check
     .venv/bin/python bench/import.py --url http://127.0.0.1:8787 --write-key KEY
+    .venv/bin/python bench/import.py --rows 1000000 --archive-range 250000 --vs-hot
 
 (a) baseline: ``csv.reader`` over the file doing nothing with the rows -- the
     ceiling for any stdlib-csv importer;
@@ -13,6 +14,10 @@
     read, converted and validated in the import's reader process while this one
     commits), into a sink that only encodes each batch with msgspec (``--sink
     encode``), or into a live server's ``/v1/import`` with ``--url``.
+
+``--vs-hot`` (with ``--archive-range``) runs each pipeline run twice in a row, all-hot
+then with archiving on, and reports both medians and their ratio (the cost of archiving
+measured in the same sitting), with the disk used per event by each tier.
 
 Each pipeline run happens in a fresh subprocess so its peak RSS (``ru_maxrss``) is
 its own. With the log sink the import also runs a reader process: its peak is
@@ -160,6 +165,9 @@ def main() -> None:
     parser.add_argument("--archive-range", type=int, default=0,
                         help="with the log sink: archive every N events to Parquet while "
                              "importing (the server's default is 1,000,000; 0: off)")
+    parser.add_argument("--vs-hot", action="store_true",
+                        help="with --archive-range: alternate all-hot and archiving runs "
+                             "and report their ratio")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     add_quick_option(parser)
     args = parser.parse_args()
@@ -171,10 +179,13 @@ def main() -> None:
         return
     if args.url and not args.write_key:
         parser.error("--url needs --write-key")
+    if args.vs_hot and (not args.archive_range or args.url or args.sink != "log"):
+        parser.error("--vs-hot needs --archive-range and the log sink")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "people.csv"
         parse_rates, pipe_rates, peaks, growth, readers = [], [], [], [], []
+        hot_rates: list[float] = []
         for run in range(1, args.runs + 1):
             # Against a server, each run gets different content (so new messageIds):
             # re-sending the same file would measure the server's dedupe path instead.
@@ -186,6 +197,11 @@ def main() -> None:
             rows, seconds = raw_parse(path)
             assert rows == args.rows, rows
             parse_rates.append(rows / seconds)
+            if args.vs_hot:
+                hot = run_child(path, None, None, "log", 0)
+                hot_rates.append(hot["rows"] / hot["seconds"])
+                print(f"run {run}: all-hot pipeline {hot_rates[-1]:,.0f} rows/s")
+                _print_tiers(hot["tiers"])
             result = run_child(path, args.url, args.write_key, args.sink, args.archive_range)
             if result["rows"] != args.rows or result["rejected"]:
                 raise SystemExit(f"pipeline miscounted: {result}")
@@ -196,18 +212,20 @@ def main() -> None:
             print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
                   f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB "
                   f"(reader process {readers[-1]:,.0f} MB)")
-            for tier in result["tiers"]:
-                per = tier["bytes"] / tier["events"] if tier["events"] else 0
-                print(f"  {tier['name']}: {tier['events']:,} events, "
-                      f"{tier['bytes'] / 1e6:,.0f} MB, {per:,.0f} B/event")
+            _print_tiers(result["tiers"])
 
     a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
     sink = ("HttpSink to the server" if args.url else
             "into the SQLite log" if args.sink == "log" else "msgspec-encoding sink")
+    if args.archive_range and not args.url:
+        sink = "into the log + archive"
     table = [
         ("(a) raw csv.reader parse, rows/s", f"{a:,.0f}"),
         (f"(b) pipeline, {sink}, rows/s", f"{b:,.0f}"),
         ("ratio b/a", f"{b / a:.3f}"),
+        *([("(h) same pipeline all-hot, rows/s", f"{statistics.median(hot_rates):,.0f}"),
+           ("ratio b/h (archiving on / all-hot)",
+            f"{b / statistics.median(hot_rates):.3f}")] if hot_rates else []),
         ("(b) peak RSS (importer + reader process), MB", f"{statistics.median(peaks):,.0f}"),
         ("(b) of which the reader process, MB", f"{statistics.median(readers):,.0f}"),
         ("(b) importer's RSS growth over start, MB", f"{statistics.median(growth):,.0f}"),
@@ -221,6 +239,14 @@ def main() -> None:
     print(f"\n{args.rows:,} rows, {args.runs} runs{where}; pipeline {verdict} the "
           f"{TARGET_ROWS_PER_S:,} rows/s target; peak RSS "
           f"{statistics.median(peaks):,.0f} MB (target for 10M rows: < {TARGET_PEAK_MB} MB)")
+
+
+def _print_tiers(tiers: list[dict[str, Any]]) -> None:
+    """Events, bytes and bytes per event of each tier the run left."""
+    for tier in tiers:
+        per = tier["bytes"] / tier["events"] if tier["events"] else 0
+        print(f"  {tier['name']}: {tier['events']:,} events, "
+              f"{tier['bytes'] / 1e6:,.0f} MB, {per:,.0f} B/event")
 
 
 if __name__ == "__main__":

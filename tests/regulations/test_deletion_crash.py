@@ -52,7 +52,7 @@ def test_sigkill_mid_deletion_then_restart_completes_it(server, vendor):
                    == "finished", timeout=60, what="the deletion resumed and finished")
         done = admin.get(f"/api/regulations/{reg['id']}").json()
         assert {n: s["state"] for n, s in done["stores"].items()} == {
-            "dead_letters": "done", "events": "done", "rejections": "done",
+            "dead_letters": "done", "events": "done", "rejections": "done", "import_files": "done",
             "profiles": "done", "segment_memberships": "done", "scrub": "done"}
         assert done["stores"]["events"]["removed"] == 21
         assert [d["state"] for d in done["destinations"].values()] == ["done"]

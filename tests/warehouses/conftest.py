@@ -15,7 +15,7 @@ import pytest
 
 from millpond.warehouses.postgres import PostgresLoader, parse_settings
 from tests.support.postgres import PostgresServer
-from tests.support.s3 import MotoS3
+from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoS3
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +72,13 @@ def moto_s3() -> Iterator[MotoS3]:
     server = MotoS3().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def location(request, tmp_path, moto_s3) -> dict:
+    """Settings for a fresh location: a temp dir, or a new bucket on the moto server."""
+    if request.param == "local":
+        return {"path": str(tmp_path / "lake")}
+    bucket = moto_s3.new_bucket()
+    return {"path": f"s3://{bucket}/events", "endpoint_url": moto_s3.endpoint,
+            "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY, "region": REGION}

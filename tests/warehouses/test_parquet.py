@@ -34,16 +34,6 @@ class CrashBeforeManifest:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(params=["local", "s3"])
-def location(request, tmp_path, moto_s3) -> dict:
-    """Settings for a fresh location: a temp dir, or a new bucket on the moto server."""
-    if request.param == "local":
-        return {"path": str(tmp_path / "lake")}
-    bucket = moto_s3.new_bucket()
-    return {"path": f"s3://{bucket}/events", "endpoint_url": moto_s3.endpoint,
-            "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY, "region": REGION}
-
-
 def seqs_of(table: pa.Table) -> Counter:
     return Counter(table["seq"].to_pylist())
 

@@ -99,8 +99,10 @@ def build_services(config: ServerConfig) -> Services:
         while await engine.catch_up_once() >= engine.chunk:
             pass
 
+    imports = ImportJobs(storage.imports, storage.log, data_dir, blocklist)
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
-                                    catch_up=profiles_current, settle=followers_current)
+                                    catch_up=profiles_current, settle=followers_current,
+                                    steps={"import_files": imports.forget})
     retention = RetentionJob(storage.log, sources)
     sources.on_retention_change = retention.nudge
     services = Services(
@@ -109,7 +111,7 @@ def build_services(config: ServerConfig) -> Services:
         admin_token=token, token_generated=generated, storage=storage, log=storage.log,
         sources=sources, profiles=storage.profiles,
         profile_follower=follower,
-        imports=ImportJobs(storage.imports, storage.log, data_dir, blocklist), pumps=pumps,
+        imports=imports, pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
         segment_engine=engine, segments=SegmentService(storage, engine),
         blocklist=blocklist, regulations=regulations, retention=retention)

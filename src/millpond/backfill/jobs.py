@@ -17,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from millpond.backfill import (
     ImportOptions,
     run_import,
 )
+from millpond.backfill.forget import forget_import
 from millpond.backfill.log_sink import LogSink
 from millpond.errors import BadRequest, Conflict
 from millpond.regulations.blocklist import Blocklist
@@ -44,6 +46,10 @@ CANCEL_WAIT = 30.0
 RESUMABLE = ("failed", "interrupted", "cancelled")
 #: Option fields that are paths (stored as text in the job).
 _PATHS = ("errors_path", "state_dir")
+
+
+class ImportRunning(Exception):
+    """A deletion found an import running: it searches that import's files later."""
 
 
 def job_dict(job: ImportJob) -> dict:
@@ -203,6 +209,20 @@ class ImportJobs:
         job.state, job.summary, job.error, job.progress = state, summary or None, error, None
         job.updated_at = time.time()
         self.store.update(job)
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Remove the people's rows from every kept upload and error report (a
+        regulation's deletion; :mod:`millpond.backfill.forget`); how many rows and report
+        lines went. Raises :class:`ImportRunning` while an import runs here: its files are
+        in use, and the deletion's step tries again once it has stopped."""
+        removed = 0
+        for job in self.store.list(limit=1_000_000):
+            with self._lock:  # a resume waits: it must read the rewritten files
+                if job.id in self._running:
+                    raise ImportRunning(f"import {job.id} is running; its files are searched "
+                                        "once it has stopped")
+                removed += forget_import(Path(job.file), _options(job.options), ids)
+        return removed
 
     def get(self, job_id: str) -> dict:
         return job_dict(self.store.get(job_id))

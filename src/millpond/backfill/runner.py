@@ -161,11 +161,7 @@ def run_import(
     """
     path = Path(path)
     plan = preflight(path, options)
-    content = scan_text_file(path)
-    shaping = {"format": plan.format, "types": options.types, "empty": options.empty}
-    if plan.plan is not None:
-        shaping |= {"delimiter": plan.delimiter, "columns": plan.plan.shaping()}
-    fingerprint = import_fingerprint(content, options.kind, shaping)
+    fingerprint, shaping = _fingerprint(path, options, plan)
     file_name = options.display_name or path.name
     report_path, checkpoint_path = ckpt.default_paths(path, options.errors_path, options.state_dir)
     _check_writable(report_path.parent, checkpoint_path.parent)
@@ -197,6 +193,22 @@ def run_import(
     spec = ReadSpec(path, plan.format, plan.delimiter, plan.plan, options, _row_shaping(shaping),
                     file_name, state.last_row, _batch_size(options, sink), runner.pipelined)
     return runner.run(spec)
+
+
+def fingerprint(path: str | Path, options: ImportOptions) -> str:
+    """The fingerprint :func:`run_import` gives ``path`` with ``options`` (what its
+    checkpoint must match): a deletion that blanked rows of a kept upload updates the
+    checkpoint with it (:mod:`millpond.backfill.forget`)."""
+    return _fingerprint(Path(path), options, preflight(path, options))[0]
+
+
+def _fingerprint(path: Path, options: ImportOptions, plan: Preflight) -> tuple[str, dict]:
+    """(fingerprint, shaping options) of ``path``: its content, kind and shaping."""
+    content = scan_text_file(path)
+    shaping = {"format": plan.format, "types": options.types, "empty": options.empty}
+    if plan.plan is not None:
+        shaping |= {"delimiter": plan.delimiter, "columns": plan.plan.shaping()}
+    return import_fingerprint(content, options.kind, shaping), shaping
 
 
 def _row_shaping(shaping: dict) -> dict:

@@ -285,10 +285,10 @@ class ParquetDestination(LoaderDestination):
     secret_fields = parquet_settings.SECRET_FIELDS
     settings_module = parquet_settings
 
-    def deletion_requests(self, user_ids: list[str], anonymous_ids: list[str],
-                          requester: str) -> list[OutboundRequest] | str:
-        return ("Parquet files already written are immutable and millpond does not "
-                "rewrite them yet; delete the person's rows with your query engine")
+    def forget_rows(self, ids: list[str]) -> int:
+        """Write the files holding the people's rows again without them (a regulation;
+        see millpond.warehouses.parquet.erase); blocking."""
+        return self.make_loader().forget(ids)
 
     def make_loader(self) -> Any:
         from millpond.warehouses.parquet import ParquetWriter

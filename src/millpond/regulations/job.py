@@ -8,7 +8,9 @@ the segment engine have passed the log position of the deletion, so neither can 
 the person back from an event it read before the events went; ``scrub`` is last among
 the stores, so the bytes of every earlier step are gone from the files. Every step is
 idempotent (a resumed step removes what is left and counts that), and vendors' deletion
-APIs are too.
+APIs are too. ``import_files`` (the uploads kept by failed imports and every import's
+error report, ``millpond.backfill.forget``) lives outside the storage backend: the
+service names how it is done.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from millpond.regulations.forward import Forwarded, Forwarder
@@ -26,8 +28,10 @@ from millpond.storage.models import Regulation, StepStatus
 log = logging.getLogger("millpond.regulations")
 
 #: The stores a deletion goes through, in order (see the module docstring).
-STORE_STEPS = ("dead_letters", "events", "rejections", "profiles", "segment_memberships",
-               "scrub")
+STORE_STEPS = ("dead_letters", "events", "rejections", "import_files", "profiles",
+               "segment_memberships", "scrub")
+#: Steps done outside the storage backend (the caller names how: ``steps``).
+OUTSIDE_STORAGE = ("import_files",)
 SETTLED = frozenset({"done", "not_supported"})
 
 
@@ -52,13 +56,17 @@ class DeletionJob:
     def __init__(self, regulation: Regulation, storage: Storage, forwarder: Forwarder,
                  save: Callable[[Regulation], None], retries: Retries,
                  redact: Callable[[Regulation], None],
-                 settle: Callable[[], Awaitable[None]] | None = None):
+                 settle: Callable[[], Awaitable[None]] | None = None,
+                 steps: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
         self.reg = regulation
         self.storage = storage
         self.forwarder = forwarder
         self._save = save
         self._redact = redact
         self._settle = settle
+        #: How the steps outside the storage backend are done (none given: nothing to
+        #: remove there, e.g. no import was ever uploaded).
+        self._steps = dict(steps or {})
         self.retries = retries
 
     async def run(self) -> None:
@@ -100,6 +108,9 @@ class DeletionJob:
                 if step == "scrub":
                     await asyncio.to_thread(eraser.scrub)
                     removed = 0
+                elif step in OUTSIDE_STORAGE:
+                    outside = self._steps.get(step)
+                    removed = 0 if outside is None else await asyncio.to_thread(outside, ids)
                 else:
                     removed = await asyncio.to_thread(getattr(eraser, step), ids)
             except Exception as exc:  # noqa: BLE001 - the step's status says why

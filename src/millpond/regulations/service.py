@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from millpond.errors import BadRequest
 from millpond.regulations.blocklist import DELETING, SUPPRESSING, Blocklist
@@ -47,7 +47,8 @@ class RegulationService:
     def __init__(self, storage: Storage, blocklist: Blocklist, forwarder: Forwarder, *,
                  retries: Retries | None = None,
                  catch_up: Callable[[], Awaitable[None]] | None = None,
-                 settle: Callable[[], Awaitable[None]] | None = None):
+                 settle: Callable[[], Awaitable[None]] | None = None,
+                 steps: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
         self.storage = storage
         self.store = storage.regulations
         self.blocklist = blocklist
@@ -57,6 +58,8 @@ class RegulationService:
         #: Brings the profile follower and the segment engine to the log's end (a
         #: deletion waits for it before removing profiles and segment rows).
         self._settle = settle
+        #: The deletion steps outside the storage backend (``job.OUTSIDE_STORAGE``).
+        self.steps = dict(steps or {})
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._counter: asyncio.Task[None] | None = None
         #: Serializes read-modify-write of one record (a job's steps, the counters).
@@ -142,7 +145,7 @@ class RegulationService:
 
     def _start_job(self, reg: Regulation) -> None:
         job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
-                          self._redact, self._settle)
+                          self._redact, self._settle, self.steps)
         task = asyncio.get_running_loop().create_task(job.run(), name=f"regulation-{reg.id}")
         self._jobs[reg.id] = task
         task.add_done_callback(lambda t: self._finished(reg.id, t))

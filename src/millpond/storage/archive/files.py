@@ -19,6 +19,7 @@ removed at open.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,36 @@ def rewritten(path: Any, source_id: str, before_ms: int) -> Iterator[list[Row]]:
                                                 pc.less(table["received"], before_ms)))
 
 
-def _of_people(table: pa.Table, ids: Sequence[str]) -> Any:
+def rewritten_name(name: str) -> str:
+    """The name of ``name`` written again without some rows (a deletion, retention):
+    ``log-A-B.parquet`` -> ``log-A-B.r1.parquet`` -> ``log-A-B.r2.parquet``; only the last
+    ``/`` segment counts (a Parquet destination's keys are paths). Why a new name, never
+    the same one: the old file stays listed and whole until the swap to the new one
+    commits, so a crash at any moment leaves one complete copy listed."""
+    folder, slash, base = name.rpartition("/")
+    m = _GENERATION.fullmatch(base)
+    stem, generation = (m[1], int(m[2] or 0)) if m else (base.removesuffix(".parquet"), 0)
+    return f"{folder}{slash}{stem}.r{generation + 1}.parquet"
+
+
+def previous_name(name: str) -> str | None:
+    """The name :func:`rewritten_name` made ``name`` from, or None for a first write: what
+    a swap a crash interrupted after its commit may have left behind."""
+    folder, slash, base = name.rpartition("/")
+    m = _GENERATION.fullmatch(base)
+    if m is None or m[2] is None:
+        return None
+    generation = int(m[2])
+    return f"{folder}{slash}{m[1]}" + (f".r{generation - 1}" if generation > 1 else "") \
+        + ".parquet"
+
+
+_GENERATION = re.compile(r"(.*?)(?:\.r(\d+))?\.parquet")
+
+
+def of_people(table: pa.Table, ids: Sequence[str]) -> Any:
+    """The mask of ``table``'s rows whose ``user_id`` or ``anonymous_id`` is one of ``ids``
+    (the archive's files and a Parquet destination's share both columns)."""
     wanted = pa.array(list(ids), pa.string())
     return pc.or_(pc.fill_null(pc.is_in(table["user_id"], value_set=wanted), False),
                   pc.fill_null(pc.is_in(table["anonymous_id"], value_set=wanted), False))
@@ -180,13 +210,13 @@ def people_count(path: Any, ids: Sequence[str]) -> int:
     """How many of the file's events belong to ``ids`` (by user id or anonymous id); the
     ids are not sorted in a file, so every row group's two id columns are read."""
     table = pq.read_table(path, columns=["user_id", "anonymous_id"])
-    return int(pc.sum(pc.cast(_of_people(table, ids), pa.int64())).as_py() or 0)
+    return int(pc.sum(pc.cast(of_people(table, ids), pa.int64())).as_py() or 0)
 
 
 def without_people(path: Any, ids: Sequence[str]) -> Iterator[list[Row]]:
     """The file's rows (in its order) without the events of ``ids``: what a deletion
     (``millpond.regulations``) writes in its place."""
-    return _without(path, lambda table: _of_people(table, ids))
+    return _without(path, lambda table: of_people(table, ids))
 
 
 def _without(path: Any, drop: Callable[[pa.Table], Any]) -> Iterator[list[Row]]:

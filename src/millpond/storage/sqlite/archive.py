@@ -28,8 +28,8 @@ import heapq
 import logging
 import sqlite3
 import threading
-from array import array
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -51,17 +51,6 @@ CREATE TABLE IF NOT EXISTS archive_files (
 """
 _COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, message_id,"
             " body")
-#: Rows fetched by seq per statement while sealing a range (under SQLite's 32,766
-#: parameters).
-_FETCH = 10_000
-
-
-def _rewritten_name(name: str) -> str:
-    """``log-A-B.parquet`` -> ``log-A-B.r1.parquet`` -> ``log-A-B.r2.parquet``."""
-    stem = name.removesuffix(".parquet")
-    base, _, generation = stem.partition(".r")
-    return f"{base}.r{int(generation or 0) + 1}.parquet"
-
 
 class SQLiteArchive:
     """The manifest, sealing, and reads of archived rows; see the module docstring.
@@ -78,6 +67,8 @@ class SQLiteArchive:
         self._lock = lock
         self._last_seq = last_seq
         conn.executescript(SCHEMA)
+        #: The log's file (sealing reads it through a connection of its own: ``_rows``).
+        self._path = conn.execute("PRAGMA database_list").fetchone()[2]
         self._files = [FileStats(*r) for r in conn.execute(
             "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
             " FROM archive_files ORDER BY first_seq")]
@@ -162,21 +153,22 @@ class SQLiteArchive:
         return stats
 
     def _rows(self, after: int, upto: int) -> Iterator[list[files.Row]]:
-        """The range's rows in (ts, seq) order, a row group at a time: the order is
-        decided over (ts, seq) pairs alone (8 bytes of seq kept per event), then the rows
-        are fetched by seq, so a million-event range never sits in memory at once."""
-        order = array("q", (r[0] for r in self._conn.execute(
-            "SELECT seq FROM events WHERE seq > ? AND seq <= ? ORDER BY ts, seq",
-            (after, upto))))
-        for start in range(0, len(order), files.ROW_GROUP):
-            wanted = order[start:start + files.ROW_GROUP]
-            found: dict[int, files.Row] = {}
-            for i in range(0, len(wanted), _FETCH):
-                part = wanted[i:i + _FETCH]
-                found.update((r[0], r) for r in self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE seq IN"
-                    f" ({','.join('?' * len(part))})", part.tolist()))
-            yield [found[seq] for seq in wanted if seq in found]  # (a deletion's gaps)
+        """The range's rows in (ts, seq) order, a row group at a time, from one walk of
+        the ``events_ts`` index (its entries are (ts, seq): the file's order), keeping the
+        range's entries and reading their rows by seq as it goes. The index holds only
+        the hot rows (about two ranges: sealed ranges leave it), so the walk is short;
+        nothing is sorted, so memory is the row group being written, and no row passes
+        through Python before pyarrow takes it. Its own read-only connection: the walk
+        spans the file's writing, and the maintenance connection writes the manifest."""
+        conn = sqlite3.connect(Path(self._path).as_uri() + "?mode=ro", uri=True, timeout=30)
+        try:
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM events INDEXED BY events_ts"
+                                  " WHERE seq > ? AND seq <= ? ORDER BY ts, seq",
+                                  (after, upto))
+            while chunk := cursor.fetchmany(files.ROW_GROUP):
+                yield chunk
+        finally:
+            conn.close()
 
     def expire(self, source_id: str, before_ms: int) -> Expiry:
         """Retention over the archive, one file per call (the caller holds the lock): the
@@ -203,7 +195,7 @@ class SQLiteArchive:
         """Put a file written from ``rows`` in the place of ``f``: new file first, then one
         manifest transaction (with ``also``'s writes), then the old file goes, so a
         SIGKILL leaves exactly one of the two listed and the other is removed at open."""
-        kept = self.place.write(_rewritten_name(f.name), rows, f.first_seq, f.last_seq)
+        kept = self.place.write(files.rewritten_name(f.name), rows, f.first_seq, f.last_seq)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:

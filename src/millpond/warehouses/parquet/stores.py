@@ -13,6 +13,11 @@ two attempts at the same batch cannot both commit.
   ``os.link`` gives them their name: ``link`` fails with ``EEXIST`` instead of replacing, unlike
   ``rename``. The directory is fsynced so the name survives a power cut.
 
+A deletion (:mod:`.erase`) needs two more: ``replace`` (an atomic overwrite: a temporary file
+renamed over the old one locally, a plain ``PutObject`` in S3, whose readers see the old or the
+new object whole) for the manifests it rewrites and the new files no manifest names yet, and
+``delete`` for the files it replaced.
+
 Errors become :class:`StoreError` with ``transient`` set as a delivery run needs it: network
 trouble, throttling and 5xx answers are transient; bad credentials, a missing bucket and
 permission errors are not.
@@ -38,7 +43,7 @@ class StoreError(Exception):
 
 
 class ObjectStore(Protocol):
-    """The four operations the Parquet writer needs. Keys are ``/``-separated, relative."""
+    """The operations the Parquet writer and its eraser need. Keys are ``/``-separated, relative."""
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Write ``data`` at ``key`` unless it exists; True if written, False if it existed."""
@@ -46,6 +51,14 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes | None:
         """The object's bytes, None when absent."""
+        ...
+
+    def replace(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` whether or not it exists (readers see old or new)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing when it is absent."""
         ...
 
     def list(self, prefix: str) -> list[str]:
@@ -89,6 +102,31 @@ class LocalStore:
                 return True
             finally:
                 os.unlink(tmp)
+        except OSError as exc:
+            raise _local_error(exc, path) from None
+
+    def replace(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _local_error(exc, path) from None
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise _local_error(exc, path) from None
 
@@ -171,6 +209,19 @@ class S3Store:
                 return False
             raise self._error(exc, key) from None
         return True
+
+    def replace(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, key) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) not in ("NoSuchKey", "404"):
+                raise self._error(exc, key) from None
 
     def get(self, key: str) -> bytes | None:
         try:

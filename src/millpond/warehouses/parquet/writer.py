@@ -14,12 +14,18 @@ exactly the seqs it would write is reused (the log is immutable, so its rows are
 one holding other seqs (the retry was cut differently) is left alone and the new file gets the
 name ``<first>-<last>.<n>.parquet``, so nothing is ever overwritten.
 
+A deletion (:meth:`ParquetWriter.forget`, :mod:`.erase`) rewrites committed files; it and
+the loads of the same location take turns (one lock per location in this process), so it
+never runs between a batch's files and its manifest and sees every batch committed before
+it started.
+
 Nothing is retried here: storage errors become ``Retry`` (network, throttling, 5xx, disk
 trouble) or ``Reject`` (credentials, bucket, permissions), as for every destination.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -28,6 +34,7 @@ import pyarrow.parquet as pq
 
 from millpond.warehouses.batch import Loaded, LoadOutcome, Reject, Retry, StoredEvent
 from millpond.warehouses.parquet import manifest as mf
+from millpond.warehouses.parquet.erase import erase
 from millpond.warehouses.parquet.files import partition_batch, to_parquet
 from millpond.warehouses.parquet.settings import ParquetSettings, make_store
 from millpond.warehouses.parquet.stores import ObjectStore, StoreError
@@ -37,6 +44,15 @@ __all__ = ["ParquetWriter"]
 #: At most this many alternative names are tried for one file before giving up (Retry).
 _MAX_ALTERNATES = 100
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _location_lock(store: ObjectStore) -> threading.Lock:
+    """The lock loads and deletions of one location take turns under."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(store.describe(), threading.Lock())
+
 
 class ParquetWriter:
     """Writes batches under one location; one writer per location (not thread-safe)."""
@@ -45,6 +61,7 @@ class ParquetWriter:
         self.settings = settings
         self.store = store if store is not None else make_store(settings)
         self.index = mf.CommittedIndex(self.store)
+        self._lock = _location_lock(self.store)
 
     @property
     def batch_interval_seconds(self) -> float:
@@ -53,6 +70,18 @@ class ParquetWriter:
     def load(self, events: Sequence[StoredEvent]) -> LoadOutcome:
         """Write ``events`` exactly once; never raises for storage trouble, never retries."""
         ordered = sorted(events, key=lambda e: e.seq)
+        with self._lock:
+            return self._load(ordered)
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Remove the rows of ``ids`` (user ids or anonymous ids) from every committed
+        file (a regulation's deletion; see :mod:`.erase`); how many. Raises
+        :class:`StoreError`: the regulation's step retries."""
+        with self._lock:
+            return erase(self.store, ids, row_group_size=self.settings.row_group_size,
+                         compression_level=self.settings.compression_level)
+
+    def _load(self, ordered: list[StoredEvent]) -> LoadOutcome:
         try:
             done = self.index.committed([e.seq for e in ordered])
             todo = [e for e in ordered if e.seq not in done] if done else ordered

@@ -1,0 +1,152 @@
+"""A deletion over a ``parquet`` destination's files, in a directory and in S3 (moto
+server): every file holding the person is written again without them, nothing of them is
+left in any object (a byte search), everyone else's events stay exactly once, and a
+SIGKILL at either side of the manifest swap, then the deletion run again, finishes it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from millpond.warehouses.batch import StoredEvent
+from millpond.warehouses.parquet import ParquetWriter, parse_settings, read_table
+from millpond.warehouses.parquet.stores import ObjectStore
+from tests.warehouses.events import every_type
+
+
+class Person:
+    """Ada: every 7th event of the first half is hers, by user id or (anonymous) by her
+    phone's id only, and each carries a unique value."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.user, self.phone = f"ada-{tag}", f"phone-{tag}"
+        self.secret = f"zq{tag}@lovelace.example"
+
+    @property
+    def needles(self) -> list[bytes]:
+        return [self.user.encode(), self.phone.encode(), self.secret.encode()]
+
+    def events(self, n: int) -> tuple[list[StoredEvent], set[int]]:
+        events, mine = every_type(n), set()
+        for stored in events:
+            if stored.seq % 7 or stored.seq > n // 2:
+                continue
+            event = stored.event
+            if stored.seq % 2:
+                event["userId"], event["anonymousId"] = self.user, self.phone
+            else:
+                event.pop("userId", None)
+                event["anonymousId"] = self.phone
+            event["context"]["traits"] = {"email": self.secret}
+            mine.add(stored.seq)
+        return events, mine
+
+
+def _loaded(location: dict, person: Person, n: int = 3_000) -> tuple[ParquetWriter, set, set]:
+    """A location holding ``n`` events in several batches (so several manifests, several
+    partitions each); (writer, every seq, Ada's seqs)."""
+    events, mine = person.events(n)
+    writer = ParquetWriter(parse_settings({**location, "row_group_size": 1000}))
+    for start in range(0, n, 700):
+        writer.load(events[start:start + 700])
+    return writer, {e.seq for e in events}, mine
+
+
+def _objects(store: ObjectStore) -> dict[str, bytes]:
+    """Every object of the location, manifests included, and any temporary file."""
+    root = getattr(store, "root", None)
+    if isinstance(root, Path):
+        return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {key: store.get(key) or b"" for key in store.list("")}
+
+
+def _traces(store: ObjectStore, needles: list[bytes]) -> list[str]:
+    return [f"{key} holds {n!r}" for key, blob in _objects(store).items()
+            for n in needles if n in blob]
+
+
+def test_a_deletion_rewrites_the_files_that_held_the_person(location):
+    ada = Person()
+    writer, seqs, mine = _loaded(location, ada)
+    before = _objects(writer.store)
+    assert _traces(writer.store, ada.needles)  # she is there to begin with
+
+    removed = writer.forget([ada.user, ada.phone])
+
+    assert removed == len(mine)
+    table = read_table(writer.store)
+    assert Counter(table["seq"].to_pylist()) == Counter(seqs - mine)  # the rest, once
+    assert _traces(writer.store, ada.needles) == []
+    # only the files that held her were written again; the others are the same objects
+    after = _objects(writer.store)
+    untouched = [k for k in before if k in after and before[k] == after[k]
+                 and "_manifests" not in k]
+    assert untouched and any(".r1.parquet" in k for k in after)
+    assert writer.forget([ada.user, ada.phone]) == 0  # done: a second pass finds nothing
+    # the seqs that went stay settled: the same batches sent again add nothing
+    events, _ = ada.events(3_000)
+    again = ParquetWriter(parse_settings({**location, "row_group_size": 1000}))
+    assert again.load(events[:700]).already_loaded == 700
+    assert _traces(writer.store, ada.needles) == []
+
+
+_CRASH = textwrap.dedent("""
+    import json, os, signal, sys
+    from millpond.warehouses.parquet import ParquetWriter, parse_settings
+
+    location, point, ids = json.loads(sys.argv[1])
+    writer = ParquetWriter(parse_settings(location))
+    inner = writer.store
+
+    class Killed:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def replace(self, key, data):
+            if point == "before-swap" and key.startswith("_manifests/"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            inner.replace(key, data)
+
+        def delete(self, key):
+            if point == "after-swap":
+                os.kill(os.getpid(), signal.SIGKILL)
+            inner.delete(key)
+
+    writer.store = Killed()
+    writer.forget(ids)
+    sys.exit(3)  # never reached: the crash point is always met
+""")
+
+
+@pytest.mark.parametrize("point", ["before-swap", "after-swap"])
+def test_sigkill_mid_deletion_then_again_finishes_it(location, point):
+    ada = Person()
+    location = {**location, "row_group_size": 1000}
+    writer, seqs, mine = _loaded(location, ada)
+    ids = [ada.user, ada.phone]
+    crashed = subprocess.run([sys.executable, "-c", _CRASH, json.dumps([location, point, ids])],
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == -9, crashed.stderr
+    # killed mid-way: a reader sees everyone else's events exactly once, and all of hers
+    # (before the swap) or those of the manifests not swapped yet
+    seen = Counter(read_table(writer.store)["seq"].to_pylist())
+    assert max(seen.values()) == 1 and seqs - mine <= set(seen) <= seqs
+    assert (set(seen) == seqs) == (point == "before-swap")
+    assert _traces(writer.store, ada.needles)  # what the crash left: old or new copies
+
+    removed = ParquetWriter(parse_settings(location)).forget(ids)  # the job's retry
+
+    assert Counter(read_table(writer.store)["seq"].to_pylist()) == Counter(seqs - mine)
+    assert _traces(writer.store, ada.needles) == []
+    if point == "before-swap":  # nothing was swapped: the retry removed all of hers
+        assert removed == len(mine)
+    else:  # the first manifest's files were swapped before the kill
+        assert 0 < removed < len(mine)
