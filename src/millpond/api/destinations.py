@@ -97,10 +97,13 @@ async def destination_outcomes(
     mp: Services = Depends(services),
 ) -> dict:
     """The events behind one count of the delivery funnel, most recently finished first:
-    received, matched, mapped, sent, skipped or dead-lettered (by reason), per action."""
+    received, matched, mapped, sent, skipped or dead-lettered (by reason), per action.
+    Events finished more than ``kept_days`` (``delivery.outcome_retention_days``) ago are
+    no longer listed; ``older_unlisted`` says the count may include such events."""
     dest = mp.pumps.destinations.get(ref)
     return await events_behind(mp.pumps.runs, mp.log, dest, run=run, step=step, action=action,
-                               reason=reason, cursor=cursor, limit=limit)
+                               reason=reason, cursor=cursor, limit=limit,
+                               kept_days=mp.config.delivery.outcome_retention_days)
 
 
 @router.patch("/destinations/{ref}", **doc(DestinationFull, request=DestinationPatch,

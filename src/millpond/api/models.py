@@ -367,6 +367,10 @@ class EventsBehind(Struct):
     reason: str | None
     events: list[EventBehind]
     next_cursor: str | None
+    #: How long the events behind a count stay listed (``delivery.outcome_retention_days``).
+    kept_days: int
+    #: The run is older than that: the count includes events no longer listed.
+    older_unlisted: bool
 
 
 class RefusedRedrive(Struct):

@@ -220,7 +220,8 @@ class ConsoleServices:
         """What ``GET /api/destinations/{ref}/outcomes`` answers."""
         dest = self.mp.pumps.destinations.get(ref)
         return await events_behind(self.mp.pumps.runs, self.mp.log, dest, run=run, step=step,
-                                   action=action, reason=reason, cursor=cursor, limit=limit)
+                                   action=action, reason=reason, cursor=cursor, limit=limit,
+                                   kept_days=self.mp.config.delivery.outcome_retention_days)
 
     async def create_destination(self, body: dict) -> dict:
         return destination_dict(await self.mp.pumps.create(body))
