@@ -223,6 +223,14 @@ class ConsoleServices:
                                    action=action, reason=reason, cursor=cursor, limit=limit,
                                    kept_days=self.mp.config.delivery.outcome_retention_days)
 
+    async def retrying(self, ref: str, *, run: str, action: str | None, limit: int) -> dict:
+        """What ``GET /api/destinations/{ref}/retrying`` answers."""
+        return await self.mp.pumps.retrying(ref, run=run, action=action, limit=limit)
+
+    def retrying_counts(self, dest_id: str) -> dict:
+        """Events held for a next attempt now, per run and action (the funnel's column)."""
+        return self.mp.pumps.retrying_counts(dest_id)
+
     async def create_destination(self, body: dict) -> dict:
         return destination_dict(await self.mp.pumps.create(body))
 
