@@ -101,7 +101,7 @@ class Pump:
         self._only = only
         self._on_saved = on_saved
         #: Whose items the deliverer holds while retrying: ``live`` or the replay's id.
-        self.run = run
+        self.run_label = run
         #: Says in the log what each checkpoint dead-lettered (throttled; see dead_log).
         self._dead_log = dead_log
         self._clock = clock
@@ -198,7 +198,7 @@ class Pump:
         try:
             done = await self.deliverer.deliver(batch, priority=self._priority,
                                                 on_retry=self._on_retry, share=self._share,
-                                                run=self.run)
+                                                run=self.run_label)
         except StoppedAfterSending as stopped:  # counted, so the final checkpoint keeps it
             self._sent(stopped.sent)
             raise
