@@ -29,7 +29,7 @@ def funnel(actions: dict, received: int, no_action: dict[str, int],
     retrying = retrying or {}
     rows = []
     for name in sorted(set(actions) | set(retrying)):
-        c = actions.get(name) or {"sent": 0, "dead_lettered": 0}
+        c: dict = actions.get(name) or {"sent": 0, "dead_lettered": 0}
         skipped = dict(c.get("skipped", {}))
         dead_by = dict(c.get("dead_lettered_by", {}))
         matched = c["sent"] + sum(skipped.values()) + c["dead_lettered"]
