@@ -198,8 +198,7 @@ def later_pages(admin: httpx.Client, info: dict) -> dict[str, str]:
         "outcomes: skipped (reason)": f"{outcomes}&step=skipped&reason=no+action+matched",
         "outcomes: dead-lettered": f"{outcomes}&step=dead_lettered&action={action}",
         "retrying now": f"/console/destinations/{dest}/retrying?run=live",
-        "people search (user id)": "/console/people?q=heavy-user",
-        "people search (trait)": "/console/people?q=u999%40example.com",
+        "people search (user id prefix)": "/console/people?q=user-00",
     }
 
 
