@@ -49,7 +49,7 @@ SDKS = ("segment", "customerio", "rudderstack")
 #: scan of the log's table (0.1-0.3 s on 1,000,000 events), which no page waits for.
 TIERS_EVERY = 30.0
 #: Seconds a count of the tiers may take before pages stop waiting for one.
-SLOW_COUNT = 0.05
+SLOW_COUNT = 0.1
 MAX_UPLOAD_BYTES = 20 * 1024**3
 _decode = msgspec.json.Decoder().decode
 
