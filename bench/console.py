@@ -9,6 +9,12 @@ overview's chart has data), signed in through the sign-in form like a browser:
   for ``--seconds`` seconds; how far behind the log's tail the stream is when the load
   stops, how many events it said it skipped to keep up, and the server's RSS growth with
   the stream open against the same load without it (the tail must not grow memory).
+The data dir also holds a webhook destination whose live run delivered the whole log
+(its funnel's outcome rows: received, sent, skipped, dead-lettered, one row per 1,000
+events, as live checkpoints write them) and which now retries its last 200 events against
+a closed port (the "retrying now" page), plus a segment and a regulation.
+``--data DIR`` keeps the data dir: the first run builds it (and lets the server build the
+profiles once), later runs with the same DIR reuse it; ``--prepare-only`` stops after that.
 ``--quick`` (or ``MILLPOND_BENCH_QUICK=1``): 20,000 events, 3 s of load, one run.
 """
 
@@ -33,16 +39,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import TOKEN, add_quick_option, free_port, realistic_event  # noqa: E402
 
 from millpond.collector.validation import normalize  # noqa: E402
+from millpond.connections import config as destination_config  # noqa: E402
+from millpond.connections.runner import new_run_id  # noqa: E402
+from millpond.delivery.outcomes import RECEIVED, Outcome  # noqa: E402
 from millpond.sources.service import SourceService  # noqa: E402
 from millpond.storage import StorageConfig, open_storage  # noqa: E402
+from millpond.storage.models import Destination, Run, RunKind, RunState  # noqa: E402
 
 BUDGET_MS = 200.0
+#: The outcome rows of the bench destination: events per live checkpoint.
+PER_CHECKPOINT = 1000
+#: Events at the log's end the bench destination is still retrying.
+RETRYING = 200
+INFO = "bench-info.json"
 
 
 def prepare(data: Path, n: int) -> dict:
-    """A data dir with a source and ``n`` events received over the last hour."""
+    """A data dir with a source and ``n`` events received over the last hour.
+
+    Without the archive tier (``archive_range`` 0, here and in the server): the pages are
+    timed on the hot log (with 1,000,000 events and the default range, the whole log
+    would move to Parquet at start)."""
     data.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(StorageConfig(data_dir=str(data), synchronous="NORMAL"))
+    storage = open_storage(StorageConfig(data_dir=str(data), synchronous="NORMAL",
+                                         archive_range=0))
     source = SourceService(storage.sources).create("bench", "pipelines")
     log = storage.log
     kinds = ["track"] * 16 + ["identify"] * 2 + ["page", "group"]
@@ -69,9 +89,40 @@ def prepare(data: Path, n: int) -> dict:
             batch = []
     if batch:
         log.submit(batch).result()
+    dest = delivered_destination(storage, n)
     storage.close()
     return {"source": source.id, "write_key": source.write_key, "person": person,
-            "last_email": last_email}
+            "last_email": last_email, "destination": dest}
+
+
+def delivered_destination(storage, n: int) -> str:
+    """A webhook destination whose live run went through the whole log but its last
+    :data:`RETRYING` events (written through ``RunStore.checkpoint`` as its pump does:
+    counters and outcome rows; 90% sent, 8% skipped, 2% dead-lettered), and whose URL is a
+    closed port, so the server's pump retries those last events."""
+    cls = destination_config.destination_type("webhook")
+    actions = destination_config.actions(None, cls)
+    action = actions[0]["name"]
+    now = time.time()
+    done = max(0, n - RETRYING)
+    dest = storage.destinations.create(Destination(
+        "dst_bench", "bench-hook", "webhook", {"url": "http://127.0.0.1:9/hook"},
+        destination_config.rate_limit(None, cls), actions, True, now, done, now))
+    run = storage.runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE,
+                                  RunState.RUNNING, cursor=done))
+    sent_key, skip_key = (action, Outcome.SENT.value, ""), ("", Outcome.SKIPPED.value,
+                                                            "no action matched")
+    dead_key = (action, Outcome.DEAD_LETTERED.value, "HTTP 400")
+    for start in range(1, done + 1, PER_CHECKPOINT):
+        seqs = list(range(start, min(done, start + PER_CHECKPOINT - 1) + 1))
+        outcomes = {RECEIVED: seqs, sent_key: [], skip_key: [], dead_key: []}
+        for s in seqs:
+            outcomes[dead_key if s % 50 == 0 else skip_key if s % 50 < 5 else sent_key] \
+                .append(s)
+        storage.runs.checkpoint(run.id, counts={k: len(v) for k, v in outcomes.items()
+                                                if k != RECEIVED},
+                                outcomes=outcomes, durable=False)
+    return dest.id
 
 
 def profiles_caught_up(admin: httpx.Client, info: dict, timeout: float = 900) -> float:
@@ -94,7 +145,7 @@ class Server:
         env = {**os.environ, "MILLPOND_ADMIN_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "millpond.cli.main", "serve", "--port", str(self.port),
-             "--data", str(data)], env=env, stdout=subprocess.DEVNULL,
+             "--data", str(data), "--archive-range", "0"], env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -123,10 +174,36 @@ def sign_in(url: str) -> httpx.Client:
     return client
 
 
+def later_pages(admin: httpx.Client, info: dict) -> dict[str, str]:
+    """A segment and a regulation (made once per data dir), and their pages."""
+    segments = admin.get("/api/segments").json()["segments"]
+    segment = segments[0]["id"] if segments else admin.post("/api/segments", json={
+        "key": "bench-buyers", "name": "Bench buyers",
+        "definition": {"event": "Order Completed", "at_least": 2, "within": "30d"}},
+    ).raise_for_status().json()["id"]
+    regulations = admin.get("/api/regulations").json()["regulations"]
+    regulation = regulations[0]["id"] if regulations else admin.post(
+        "/api/regulations", json={"type": "suppress", "user_ids": [info["person"]]},
+    ).raise_for_status().json()["id"]
+    dest = info["destination"]
+    action = admin.get(f"/api/destinations/{dest}").json()["actions"][0]["name"]
+    outcomes = f"/console/destinations/{dest}/outcomes?run=live"
+    return {
+        "segments": "/console/segments", "segment": f"/console/segments/{segment}",
+        "regulations": "/console/regulations",
+        "regulation": f"/console/regulations/{regulation}",
+        "outcomes: received": f"{outcomes}&step=received",
+        "outcomes: matched": f"{outcomes}&step=matched&action={action}",
+        "outcomes: sent": f"{outcomes}&step=sent&action={action}",
+        "outcomes: skipped (reason)": f"{outcomes}&step=skipped&reason=no+action+matched",
+        "outcomes: dead-lettered": f"{outcomes}&step=dead_lettered&action={action}",
+        "retrying now": f"/console/destinations/{dest}/retrying?run=live",
+        "people search (user id prefix)": "/console/people?q=user-00",
+    }
+
+
 def pages(admin: httpx.Client, info: dict) -> dict[str, str]:
-    dest = admin.post("/api/destinations", json={
-        "name": "bench-hook", "type": "webhook",
-        "settings": {"url": "http://127.0.0.1:9/hook"}}).json()["id"]
+    dest = info["destination"]
     source = info["source"]
     person = admin.get(f"/api/people/{info['person']}").json()["id"]
     heavy = admin.get("/api/people/heavy-user").json()["id"]
@@ -145,6 +222,7 @@ def pages(admin: httpx.Client, info: dict) -> dict[str, str]:
         "people search (email)": "/console/people?q=u5%40example",
         "person (activity log)": f"/console/people/{person}",
         "heavy person (activity log)": f"/console/people/{heavy}",
+        **later_pages(admin, info),
     }
 
 
@@ -228,15 +306,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="keep the data dir here and reuse it on later runs")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="build the data dir (--data) and the profiles, then stop")
     add_quick_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.events, args.runs, args.seconds, args.rate = 20_000, 1, 3.0, 1000
     with tempfile.TemporaryDirectory(prefix="millpond-console-bench-") as tmp:
-        data = Path(tmp) / "data"
-        started = time.perf_counter()
-        info = prepare(data, args.events)
-        print(f"log of {args.events:,} events written in {time.perf_counter() - started:.1f} s")
+        data = args.data or Path(tmp) / "data"
+        if (data / INFO).exists():
+            info = json.loads((data / INFO).read_text())
+            print(f"reusing the log of {info['events']:,} events in {data}")
+        else:
+            started = time.perf_counter()
+            info = {**prepare(data, args.events), "events": args.events}
+            print(f"log of {args.events:,} events written in "
+                  f"{time.perf_counter() - started:.1f} s")
         server = Server(data)
         try:
             client = sign_in(server.url)
@@ -244,6 +331,10 @@ def main() -> None:
                               headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
                 waited = profiles_caught_up(admin, info)
                 print(f"profiles of the log built {waited:.1f} s after the server started")
+                (data / INFO).write_text(json.dumps(info))
+                if args.prepare_only:
+                    client.close()
+                    return
                 paths = pages(admin, info)
             results = time_pages(client, paths, args.runs)
             width = max(map(len, results))

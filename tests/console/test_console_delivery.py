@@ -4,12 +4,14 @@ event received exactly once) and redriving dead letters after a fix."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.support.cli import ok
 from tests.support.delivery import send_batch
 from tests.support.wait import wait_until
 
@@ -253,4 +255,63 @@ def test_every_funnel_count_opens_exactly_the_events_behind_it(console, vendor):
     page.get_by_role("link", name="test it").click()
     expect(page.get_by_role("heading", name=re.compile("tester", re.I))).to_be_visible()
     expect(page.locator("body")).to_contain_text(f"new-{tag}")
+    assert not console.problems()
+
+
+def test_retrying_now_lists_the_events_held_for_a_next_attempt(console, vendor):
+    """The funnel's "Retrying now" is the events the pump holds after the vendor failed:
+    a count that links to them (each with its attempts and the vendor's answer), the same
+    list in the API and the CLI, emptied live when the vendor recovers; then the events
+    are counted as sent, each received once."""
+    server = console.server
+    tag = uuid.uuid4().hex[:6]
+    key = server.create_source(f"retrying-{tag}")["write_key"]
+    fake = vendor("webhook")
+    action = "Send tracks"
+    with server.admin as admin:
+        dest = admin.post("/api/destinations", json={
+            "name": f"retrying-hook-{tag}", "type": "webhook",
+            "settings": fake.destination_settings(),
+            "actions": [{"name": action, "trigger": 'type = "track"',
+                         "mapping": {"@path": "$."}}]}).json()["id"]
+        fake.outage(True, 500)
+        sent = _events(key, server.url, 3, f"rt-{tag}")
+
+        def retrying() -> dict:
+            r = admin.get(f"/api/destinations/{dest}/retrying")
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        # every failed attempt is counted (and saved) as it happens: at least once each
+        wait_until(lambda: (r := retrying())["total"] == 3 and r["retry_attempts"] >= 3,
+                   what="three events retrying")
+        held = retrying()
+        assert sorted(e["message_id"] for e in held["events"]) == sorted(
+            m["messageId"] for m in sent)
+        assert {(e["action"], e["run"], e["status"]) for e in held["events"]} == {
+            (action, "live", 500)}
+        assert all(e["attempts"] >= 1 and e["reason"].startswith("HTTP 500")
+                   and e["event"]["messageId"] == e["message_id"] for e in held["events"])
+        missing = admin.get(f"/api/destinations/{dest}/retrying", params={"run": "rpl_nope"})
+        assert missing.status_code == 404 and missing.json()["error"]["field"] == "run"
+    cli = ok(server, "destinations", "retrying", dest, "--json")
+    assert json.loads(cli)["total"] == 3
+
+    page = console.go(f"/destinations/{dest}")
+    page.get_by_role("link", name=f"{action}: retrying now, 3", exact=True).click()
+    rows = page.locator("#retrying-events tbody tr")
+    expect(rows).to_have_count(3)
+    for message in sent:
+        expect(page.locator("#retrying-events")).to_contain_text(message["messageId"])
+    expect(rows.first).to_contain_text("HTTP 500")
+    console.screenshot("retrying")
+    fake.outage(False)  # the vendor is back; end the backoff's wait rather than sit it out
+    with server.admin as admin:
+        assert admin.post(f"/api/destinations/{dest}/retry-now").status_code == 200
+    expect(page.locator("#retrying-none")).to_be_visible()  # the list refreshed itself
+    received = fake.wait_for(3, timeout=10)
+    assert sorted(p["messageId"] for p in received) == sorted(m["messageId"] for m in sent)
+    page.goto(f"{console.base}/destinations/{dest}")
+    page.get_by_role("link", name=f"{action}: sent, 3", exact=True).click()
+    expect(page.locator("#outcome-events > li")).to_have_count(3)
     assert not console.problems()

@@ -24,6 +24,7 @@ from millpond.api.models import (
     DestinationStatsOut,
     DestinationTypes,
     EventsBehind,
+    RetryingEvents,
     RetryNow,
     TestRequest,
     TestResult,
@@ -97,10 +98,29 @@ async def destination_outcomes(
     mp: Services = Depends(services),
 ) -> dict:
     """The events behind one count of the delivery funnel, most recently finished first:
-    received, matched, mapped, sent, skipped or dead-lettered (by reason), per action."""
+    received, matched, mapped, sent, skipped or dead-lettered (by reason), per action.
+    Events finished more than ``kept_days`` (``delivery.outcome_retention_days``) ago are
+    no longer listed; ``older_unlisted`` says the count may include such events."""
     dest = mp.pumps.destinations.get(ref)
     return await events_behind(mp.pumps.runs, mp.log, dest, run=run, step=step, action=action,
-                               reason=reason, cursor=cursor, limit=limit)
+                               reason=reason, cursor=cursor, limit=limit,
+                               kept_days=mp.config.delivery.outcome_retention_days)
+
+
+@router.get("/destinations/{ref}/retrying", **doc(RetryingEvents, errors=(400, 404)))
+async def destination_retrying(
+    ref: str,
+    run: str = Query(default="live", description="'live' (live delivery and redrives) or "
+                                                 "the id of one of the destination's replays"),
+    action: str | None = Query(default=None, description="only this action's events"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    mp: Services = Depends(services),
+) -> dict:
+    """The events the destination holds for a next attempt right now (its vendor failed
+    and the pump retries), by seq: each with its failed attempts, the next attempt's time
+    and the vendor's last answer. They are the funnel's "retrying now"; once one ends it
+    is counted (and listed by ``/outcomes``) as sent or dead-lettered."""
+    return await mp.pumps.retrying(ref, run=run, action=action, limit=limit)
 
 
 @router.patch("/destinations/{ref}", **doc(DestinationFull, request=DestinationPatch,

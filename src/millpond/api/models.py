@@ -367,6 +367,44 @@ class EventsBehind(Struct):
     reason: str | None
     events: list[EventBehind]
     next_cursor: str | None
+    #: How long the events behind a count stay listed (``delivery.outcome_retention_days``).
+    kept_days: int
+    #: The run is older than that: the count includes events no longer listed.
+    older_unlisted: bool
+
+
+class RetryingEvent(Struct):
+    """One event (and action) a destination holds for a next attempt now."""
+
+    seq: int
+    message_id: str | None
+    action: str
+    #: ``live`` (live delivery and redrives) or the replay's id.
+    run: str
+    #: Failed attempts so far, when the first failed and when the next is due (Unix s).
+    attempts: int
+    failing_since: float
+    next_attempt_at: float
+    #: The vendor's last answer: the failure as classified, its HTTP status (null: no
+    #: answer, such as a refused connection) and the start of its body.
+    reason: str
+    status: int | None
+    response: str | None
+    event: dict[str, Any] | None
+
+
+class RetryingEvents(Struct):
+    """What a destination's pumps hold for a next attempt right now (a gauge: an event
+    leaves it when it ends, sent or dead-lettered, and is then counted under that
+    outcome). ``total`` counts them, ``events`` are the first ``limit`` by seq;
+    ``retry_attempts`` is the run's counter of failed attempts (times items) so far."""
+
+    destination: str
+    run: str
+    action: str | None
+    total: int
+    retry_attempts: int
+    events: list[RetryingEvent]
 
 
 class RefusedRedrive(Struct):
@@ -656,7 +694,8 @@ ALL: tuple[type[Struct], ...] = (
     DestinationCreate, DestinationPatch, TestRequest, DestinationOut, DestinationFull,
     DestinationList, DestinationStatsOut, RetryNow, DeletedDestination, DestinationTypes,
     TestResult,
-    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, EventsBehind, ReplayRequest,
+    RedriveRequest, DeadLetterPage, DeadLetterOut, RedriveOut, EventsBehind, RetryingEvents,
+    ReplayRequest,
     ReplayOut,
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
     SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,

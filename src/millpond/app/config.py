@@ -62,6 +62,11 @@ class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
         gt=0, le=3600, examples=[30.0],
         description="Seconds a vendor may take to answer one request before the attempt "
                     "counts as failed and is retried (connecting gets at most 10 s).")] = 30.0
+    outcome_retention_days: Annotated[int, Meta(
+        ge=1, le=36_500, examples=[30],
+        description="Days the events behind each delivery count stay listed (the "
+                    "console's funnel links, GET /api/destinations/{ref}/outcomes); the "
+                    "counts themselves are kept for ever.")] = 30
 
 
 class LogWriterConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ class Lifecycle:
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
         await self.services.regulations.start()  # resumes interrupted deletions
         self._tasks.append(asyncio.create_task(self.services.retention.run()))
+        self._tasks.append(asyncio.create_task(self.services.outcome_retention.run()))
 
     async def stop(self) -> None:
         """Stop delivery (checkpointing it), then the follower, then close the stores,

@@ -27,6 +27,7 @@ from millpond.regulations.forward import Forwarder
 from millpond.regulations.service import RegulationService
 from millpond.replays.service import ReplayManager
 from millpond.retention.expiry import RetentionJob
+from millpond.retention.outcomes import OutcomeRetention
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
@@ -60,6 +61,8 @@ class Services:
     regulations: RegulationService
     #: Deletes each source's expired events (``millpond.retention``).
     retention: RetentionJob
+    #: Forgets the events behind delivery counts after ``delivery.outcome_retention_days``.
+    outcome_retention: OutcomeRetention
 
     def close(self) -> None:
         """Release the stores (after :meth:`Lifecycle.stop`, or when never started)."""
@@ -114,6 +117,7 @@ def build_services(config: ServerConfig) -> Services:
         imports=imports, pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
         segment_engine=engine, segments=SegmentService(storage, engine),
-        blocklist=blocklist, regulations=regulations, retention=retention)
+        blocklist=blocklist, regulations=regulations, retention=retention,
+        outcome_retention=OutcomeRetention(storage.runs, delivery.outcome_retention_days))
     server_metrics.install(services)
     return services

@@ -44,5 +44,8 @@ def outcomes(ref: str, step: str, action: str, reason: str | None, run: str,
              "user": (e["event"] or {}).get("userId") or (e["event"] or {}).get("anonymousId")}
             for e in data["events"]]
     print_table(rows, ["seq", "message_id", "type", "event", "user"])
+    if data.get("older_unlisted"):
+        console.print(f"events finished more than {data['kept_days']} days ago are no longer "
+                      "listed (the counts include them)", highlight=False, markup=False)
     if data["next_cursor"]:
         console.print(f"more: --cursor {data['next_cursor']}", highlight=False, markup=False)

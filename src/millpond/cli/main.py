@@ -9,6 +9,7 @@ import click
 from millpond.cli.common import connection_options
 from millpond.cli.dead_letters import dead_letters
 from millpond.cli.destination_outcomes import outcomes
+from millpond.cli.destination_retrying import retrying
 from millpond.cli.destinations import destinations
 from millpond.cli.devcluster import dev_cluster
 from millpond.cli.events import events
@@ -37,6 +38,7 @@ cli.add_command(segments)
 cli.add_command(regulations)
 cli.add_command(destinations)
 destinations.add_command(outcomes)
+destinations.add_command(retrying)
 cli.add_command(dead_letters)
 cli.add_command(replay)
 cli.add_command(import_group, "import")

@@ -15,11 +15,16 @@ and the destination's redrives, whose counters its totals add up; or one replay)
 - ``sent``; ``skipped`` (one reason, or all); ``dead_lettered`` (one category, or all:
   events dead-lettered then redriven stay listed here, and appear under the redrive's
   outcome too).
+
+The rows are kept ``delivery.outcome_retention_days`` (:mod:`millpond.retention.outcomes`):
+the counts stay exact, but a count of a run older than that includes events no longer
+listed, and the answer says so (``older_unlisted``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 from millpond.connections.lookup import event_at
@@ -72,14 +77,22 @@ def keys_for(known: Iterable[CountKey], step: str, action: str,
 
 async def events_behind(runs: RunStore, log: EventLog, dest: Destination, *, run: str,
                         step: str, action: str = "", reason: str | None = None,
-                        cursor: str | None = None, limit: int = 50) -> dict:
+                        cursor: str | None = None, limit: int = 50,
+                        kept_days: int = 30) -> dict:
     """One page of the events behind a count, newest first: ``{"events": [{"seq",
-    "event"}], "next_cursor"}`` (``event`` None when the log no longer holds it)."""
+    "event"}], "next_cursor"}`` (``event`` None when the log no longer holds it).
+
+    ``kept_days`` is the outcome rows' retention (``delivery.outcome_retention_days``):
+    ``older_unlisted`` says whether the runs are older than it, so that the count may
+    include events finished before the window that are no longer listed."""
     chosen = await asyncio.to_thread(runs_of, runs, dest, run)
+    oldest = min((r.created_at for r in chosen), default=time.time())
     known = {k for r in chosen for k in r.counts}
     keys = keys_for(known, step, action, reason)
     page = await asyncio.to_thread(runs.outcome_events, [r.id for r in chosen], keys,
                                    cursor=cursor, limit=limit)
     events = [{"seq": seq, "event": await event_at(log, seq)} for seq in page.seqs]
     return {"destination": dest.id, "run": run, "step": step, "action": action,
-            "reason": reason, "events": events, "next_cursor": page.next_cursor}
+            "reason": reason, "events": events, "next_cursor": page.next_cursor,
+            "kept_days": kept_days,
+            "older_unlisted": oldest < time.time() - kept_days * 86_400}

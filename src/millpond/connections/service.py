@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from millpond.connections import config
+from millpond.connections import config, retrying
 from millpond.connections.runner import (
     LiveDestination,
     delivery_totals,
@@ -237,6 +237,19 @@ class PumpManager:
             # Warehouse / storage: rows, discards and last load per table (stored).
             out["loads"] = {**loads.as_dict(), "lag_seconds": out["lag_seconds"]}
         return out
+
+    async def retrying(self, ref: str, *, run: str = "live", action: str | None = None,
+                       limit: int = 100) -> dict:
+        """The events the destination holds for a next attempt now (see
+        :mod:`millpond.connections.retrying`); NotFound for an unknown destination or run."""
+        dest = self.destinations.get(ref)
+        return await retrying.retrying(self.runs, self.log, dest, self._live.get(dest.id),
+                                       run=run, action=action, limit=limit)
+
+    def retrying_counts(self, dest_id: str) -> dict[str, Counter[str]]:
+        """Events held for a next attempt now, per run (``live`` or a replay id) and
+        action."""
+        return retrying.counts(self._live.get(dest_id))
 
     async def all_stats(self) -> list[tuple[Destination, dict]]:
         return [(d, await self.stats(d)) for d in self.destinations.list()]

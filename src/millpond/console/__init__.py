@@ -57,6 +57,7 @@ class Console:
             people,
             regulations,
             replays,
+            retrying,
             segments,
             sessions_pages,
             sources,
@@ -64,7 +65,7 @@ class Console:
 
         routes = [Mount("/static", StaticFiles(directory=STATIC), name="static")]
         for module in (sessions_pages, overview, sources, debugger, destinations, outcomes,
-                       replays, imports, people, segments, regulations):
+                       retrying, replays, imports, people, segments, regulations):
             routes += module.routes(self)
         app = Starlette(routes=routes)
         app.add_exception_handler(MillpondError, self._refused)

@@ -5,6 +5,7 @@ delete. The event tester is in :mod:`.tester`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,21 +17,26 @@ from millpond.delivery.evaluate import TOO_OLD
 from millpond.errors import BadRequest, MillpondError, NotFound
 
 
-def funnel(actions: dict, received: int, no_action: dict[str, int]) -> list[dict]:
+def funnel(actions: dict, received: int, no_action: dict[str, int],
+           retrying: Mapping[str, int] | None = None) -> list[dict]:
     """received → matched → mapped → sent per action, from the delivery counters.
 
     Per-action skips and dead letters happen after the trigger matched, so ``matched``
     is their sum with ``sent``; ``mapped`` leaves out what the age window skipped and
-    what the mapping could not map."""
+    what the mapping could not map. ``retrying``: events held for a next attempt now,
+    per action (a gauge from the pumps, not a counter: they are not counted above until
+    they end)."""
+    retrying = retrying or {}
     rows = []
-    for name, c in sorted(actions.items()):
+    for name in sorted(set(actions) | set(retrying)):
+        c: dict = actions.get(name) or {"sent": 0, "dead_lettered": 0}
         skipped = dict(c.get("skipped", {}))
         dead_by = dict(c.get("dead_lettered_by", {}))
         matched = c["sent"] + sum(skipped.values()) + c["dead_lettered"]
         mapped = matched - skipped.get(TOO_OLD, 0) - dead_by.get("mapping error", 0)
         rows.append({"action": name, "received": received, "matched": matched,
                      "mapped": mapped, "sent": c["sent"], "skipped": skipped,
-                     "retried": c.get("retried", 0), "dead_lettered": c["dead_lettered"],
+                     "retrying": retrying.get(name, 0), "dead_lettered": c["dead_lettered"],
                      "dead_by": dead_by})
     return rows
 
@@ -83,9 +89,12 @@ def routes(console) -> list[Route]:
         received = max(0, st["cursor"] - dest["connected_seq"])
         no_action = {r: n for r, n in st["skipped"].items() if r.startswith("no action")}
         replays = svc.replays(dest["id"])
+        retrying = svc.retrying_counts(dest["id"])
         for r in replays:
             report = r.get("report") or {}
-            r["funnel"] = funnel(report.get("actions", {}), r["progress"]["scanned"], {})
+            r["funnel"] = funnel(report.get("actions", {}), r["progress"]["scanned"], {},
+                                 retrying.get(r["id"]))
+            r["retrying"] = sum((retrying.get(r["id"]) or {}).values())
         try:
             after = int(request.query_params.get("dead_after", 0))
         except ValueError:
@@ -94,7 +103,8 @@ def routes(console) -> list[Route]:
         entry = svc.destination_type(dest["type"])
         return render.page(request, "destination.html", section="destinations",
                            title=dest["name"], dest=dest, st=st, entry=entry,
-                           live_funnel=funnel(st["actions"], received, no_action),
+                           live_funnel=funnel(st["actions"], received, no_action,
+                                              retrying.get("live")),
                            no_action=no_action, received=received, replays=replays,
                            dead=dead, dead_next=dead[-1]["id"] if len(dead) == 50 else None,
                            live_run="live")

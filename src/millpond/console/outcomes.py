@@ -34,7 +34,8 @@ def routes(console) -> list[Route]:
         return render.page(request, "outcomes.html", section="destinations", title=title,
                            dest=dest, run=run, step=step, action=action, reason=reason,
                            what=what, events=events, first_page=cursor is None,
-                           next_cursor=found["next_cursor"],
+                           next_cursor=found["next_cursor"], kept_days=found["kept_days"],
+                           older_unlisted=found["older_unlisted"],
                            params={"run": run, "step": step, "action": action,
                                    **({"reason": reason} if reason is not None else {})})
 

@@ -88,7 +88,8 @@ class Pump:
                  share: BackgroundShare | None = None,
                  on_saved: Callable[[int, Counter[CountKey]], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, queue_size: int = 2,
-                 dead_log: DeadLetterLog | None = None, max_in_flight: int = 1):
+                 dead_log: DeadLetterLog | None = None, max_in_flight: int = 1,
+                 run: str = "live"):
         self.source = source
         self.evaluator = evaluator
         self.deliverer = deliverer
@@ -99,6 +100,8 @@ class Pump:
         self._share = share
         self._only = only
         self._on_saved = on_saved
+        #: Whose items the deliverer holds while retrying: ``live`` or the replay's id.
+        self.run_label = run
         #: Says in the log what each checkpoint dead-lettered (throttled; see dead_log).
         self._dead_log = dead_log
         self._clock = clock
@@ -194,7 +197,8 @@ class Pump:
             return
         try:
             done = await self.deliverer.deliver(batch, priority=self._priority,
-                                                on_retry=self._on_retry, share=self._share)
+                                                on_retry=self._on_retry, share=self._share,
+                                                run=self.run_label)
         except StoppedAfterSending as stopped:  # counted, so the final checkpoint keeps it
             self._sent(stopped.sent)
             raise

@@ -165,6 +165,27 @@ class RateMeter:
 
 
 @dataclass(slots=True)
+class Holding:
+    """Items a delivery holds for a next attempt after a failure: what the destination's
+    "retrying now" list shows. They live only here, in the sender's memory, until the
+    batch ends (sent or dead-lettered, then counted and recorded like any other) or the
+    run stops (a restart sends them again from the log)."""
+
+    #: Which run: ``live`` (the live pump and redrives) or a replay's id.
+    run: str
+    works: list[Work]
+    #: Failed attempts of these items so far.
+    attempts: int
+    #: When their first attempt failed, and when the next one is due (Unix seconds).
+    failing_since: float
+    next_attempt_at: float
+    #: The vendor's last answer: the failure as classified, its status, the body's start.
+    reason: str = ""
+    status: int | None = None
+    response: str | None = None
+
+
+@dataclass(slots=True)
 class DeliveryState:
     """What the destination's sender is doing, for stats: the last failure and when the
     next attempt is due while retrying."""
@@ -230,16 +251,19 @@ class Deliverer:
         self._sleep = sleep
         #: Set by :meth:`retry_now` to end the current waits (made in the running loop).
         self._wake: asyncio.Event | None = None
+        #: What is waiting for a next attempt now, per failing request (see ``Holding``).
+        self.holding: dict[int, Holding] = {}
 
     async def deliver(self, batch: Batch, *, priority: int = LIVE,
                       on_retry: Callable[[list[Work], str], None] | None = None,
-                      share: BackgroundShare | None = None) -> Delivered:
+                      share: BackgroundShare | None = None, run: str = "live") -> Delivered:
         """Send ``batch`` until every item is sent or dead; retries until cancelled.
-        ``share``: a background run's manners (see :mod:`millpond.delivery.share`)."""
+        ``share``: a background run's manners (see :mod:`millpond.delivery.share`);
+        ``run``: whose items these are, for :attr:`holding`."""
         done = Delivered()
         if share is not None:
             await share.before(len(batch), self.limiter)
-        await self._deliver(batch.items, priority, on_retry, done)
+        await self._deliver(batch.items, priority, on_retry, done, run)
         self.meter.add(len(done.sent))
         if share is not None:
             share.after(len(batch))
@@ -247,65 +271,83 @@ class Deliverer:
 
     async def _deliver(self, works: list[Work], priority: int,
                        on_retry: Callable[[list[Work], str], None] | None,
-                       done: Delivered) -> None:
+                       done: Delivered, run: str = "live") -> None:
         attempt = 0
-        while works:
-            try:
-                # A raw_payloads type reads only .payload and .event, which works have
-                # too: they go as they are, without an Item per work.
-                items = cast("list[Item]", works) if self.dtype.raw_payloads else \
-                    [Item(w.payload, w.event) for w in works]
-                request = self.dtype.build_request(works[0].action, items)
-            except Exception as exc:  # noqa: BLE001 - a type bug parks items, not the pump
-                reason = f"could not build the request: {type(exc).__name__}: {exc}"
-                done.dead.extend(Result(w, "dead", reason) for w in works)
-                return
-            try:
-                response, outcome = await self._send_once(request, len(works), priority)
-            except _AcceptedThenStopped:
-                raise StoppedAfterSending(done.sent + works) from None
-            if isinstance(outcome, Sent):
-                self._ok()
-                done.sent.extend(works)
-                return
-            status = response.status if response is not None else None
-            excerpt = _excerpt(response)
-            if isinstance(outcome, Reject):
-                self._ok()
-                if outcome.split and len(works) > 1:
-                    half = len(works) // 2
-                    await self._deliver(works[:half], priority, on_retry, done)
-                    await self._deliver(works[half:], priority, on_retry, done)
+        #: Set once an attempt failed: these works wait in :attr:`holding` until they end.
+        hold: Holding | None = None
+        try:
+            while works:
+                try:
+                    # A raw_payloads type reads only .payload and .event, which works have
+                    # too: they go as they are, without an Item per work.
+                    items = cast("list[Item]", works) if self.dtype.raw_payloads else \
+                        [Item(w.payload, w.event) for w in works]
+                    request = self.dtype.build_request(works[0].action, items)
+                except Exception as exc:  # noqa: BLE001 - a type bug parks items, not the pump
+                    reason = f"could not build the request: {type(exc).__name__}: {exc}"
+                    done.dead.extend(Result(w, "dead", reason) for w in works)
                     return
-                done.dead.extend(Result(w, "dead", outcome.reason, status, excerpt)
-                                 for w in works)
-                return
-            if isinstance(outcome, Partial):
-                pending = outcome.pending(len(works))
-                for i, work in enumerate(works):
-                    if i in outcome.sent_indexes:
-                        done.sent.append(work)
-                    elif i in outcome.rejected:
-                        done.dead.append(Result(work, "dead", outcome.rejected[i], status,
-                                                excerpt))
-                progressed = len(pending) < len(works)
-                works = [works[i] for i in pending]
-                if progressed:
+                try:
+                    response, outcome = await self._send_once(request, len(works), priority)
+                except _AcceptedThenStopped:
+                    raise StoppedAfterSending(done.sent + works) from None
+                if isinstance(outcome, Sent):
                     self._ok()
-                    continue
-                outcome = Retry(f"HTTP {status}: vendor processed none of the batch", None)
-            reason = outcome.reason if isinstance(outcome, Retry) else str(outcome)
-            retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
-            delay = self.policy.delay(attempt, retry_after)
-            attempt += 1
-            self._failed(reason, delay, status)
-            if self._given_up(reason):
-                gave = f"gave up after {compact_duration(self.policy.max_retry_age)}: {reason}"
-                done.dead.extend(Result(w, "dead", gave, status, excerpt) for w in works)
-                return
-            if on_retry is not None:
-                on_retry(works, reason)
-            await self._wait(delay)
+                    done.sent.extend(works)
+                    return
+                status = response.status if response is not None else None
+                excerpt = _excerpt(response)
+                if isinstance(outcome, Reject):
+                    self._ok()
+                    if hold is not None:  # no longer waiting: the halves hold their own
+                        del self.holding[id(hold)]
+                        hold = None
+                    if outcome.split and len(works) > 1:
+                        half = len(works) // 2
+                        await self._deliver(works[:half], priority, on_retry, done, run)
+                        await self._deliver(works[half:], priority, on_retry, done, run)
+                        return
+                    done.dead.extend(Result(w, "dead", outcome.reason, status, excerpt)
+                                     for w in works)
+                    return
+                if isinstance(outcome, Partial):
+                    pending = outcome.pending(len(works))
+                    for i, work in enumerate(works):
+                        if i in outcome.sent_indexes:
+                            done.sent.append(work)
+                        elif i in outcome.rejected:
+                            done.dead.append(Result(work, "dead", outcome.rejected[i], status,
+                                                    excerpt))
+                    progressed = len(pending) < len(works)
+                    works = [works[i] for i in pending]
+                    if hold is not None:
+                        hold.works = works
+                    if progressed:
+                        self._ok()
+                        continue
+                    outcome = Retry(f"HTTP {status}: vendor processed none of the batch", None)
+                reason = outcome.reason if isinstance(outcome, Retry) else str(outcome)
+                retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
+                delay = self.policy.delay(attempt, retry_after)
+                attempt += 1
+                self._failed(reason, delay, status)
+                if self._given_up(reason):
+                    gave = (f"gave up after {compact_duration(self.policy.max_retry_age)}: "
+                            f"{reason}")
+                    done.dead.extend(Result(w, "dead", gave, status, excerpt) for w in works)
+                    return
+                now = self._clock()
+                if hold is None:
+                    hold = Holding(run, works, 0, now, now)
+                    self.holding[id(hold)] = hold
+                hold.works, hold.attempts, hold.next_attempt_at = works, attempt, now + delay
+                hold.reason, hold.status, hold.response = reason, status, excerpt
+                if on_retry is not None:
+                    on_retry(works, reason)
+                await self._wait(delay)
+        finally:
+            if hold is not None:
+                del self.holding[id(hold)]
 
     def _given_up(self, reason: str) -> bool:
         """Whether the destination has failed continuously for longer than its

@@ -77,7 +77,7 @@ class ReplayRunner:
                          Ledger(-1), Checkpoint(runs, replay, self.source, start=-1,
                                                 scanned=True, durable=False),
                          priority=BACKGROUND, share=self.share, queue_size=QUEUED_BATCHES,
-                         max_in_flight=deliverer.gate.capacity,
+                         max_in_flight=deliverer.gate.capacity, run=replay.id,
                          dead_log=DeadLetterLog(
                              f"replay {replay.id} of destination {plan['destination_name']}",
                              {"destination": plan["destination_name"], "activity": "replay",

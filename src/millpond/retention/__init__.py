@@ -1,2 +1,3 @@
-"""Per-source retention: how long a source's events are kept (``policy``) and the
-background job that removes the expired ones (``expiry``)."""
+"""Retention: how long a source's events are kept (``policy``) and the background job
+that removes the expired ones (``expiry``); how long the events behind delivery counts
+stay listed (``outcomes``)."""

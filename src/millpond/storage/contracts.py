@@ -383,6 +383,16 @@ class RunStore(Protocol):
         ``keys`` is listed twice."""
         ...
 
+    def prune_outcomes(self, before: float, limit: int = 10_000) -> int:
+        """Forget up to ``limit`` of the oldest outcome rows (the events behind the counts,
+        as :meth:`outcome_events` lists them) written by checkpoints at or before
+        ``before`` (Unix seconds); how many rows went. One short transaction: a caller
+        wanting all of them calls again until fewer than ``limit`` went. Counters, cursors
+        and dead letters are untouched (the counts stay exact; only the listing of
+        their older events goes). Oldest first by write order: it stops at the first
+        row written after ``before``."""
+        ...
+
     def dead_letters(self, destination_id: str, *,
                      state: DeadLetterState | None = DeadLetterState.DEAD,
                      after_id: int = 0, limit: int = 100) -> list[DeadLetter]:

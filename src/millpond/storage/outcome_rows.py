@@ -73,3 +73,17 @@ def page(streams: Iterable[Iterator[Row]], cursor: tuple[int, int] | None,
             following = next(merged, None)
             return OutcomePage(seqs, None if following is None else f"{following[0]}:0")
     return OutcomePage(seqs, None)
+
+
+def last_expired(oldest: Iterable[tuple[int, float]], before: float) -> int | None:
+    """The id up to which rows may be pruned: ``oldest`` is (id, written at) in id order;
+    the cut is at the first row written after ``before``.
+
+    Why by id and not ``WHERE at < before``: ids follow writing order, so the prune is one
+    range on the primary key with no index on ``at`` and a bounded, short transaction."""
+    last = None
+    for row_id, at in oldest:
+        if at > before:
+            break
+        last = row_id
+    return last

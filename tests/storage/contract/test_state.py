@@ -282,6 +282,26 @@ def test_outcomes_are_part_of_the_checkpoint_transaction(backend, storage, monke
     assert runs.outcome_events(["r1"], [SENT, DEAD]).seqs == []
 
 
+def test_prune_outcomes_forgets_the_oldest_rows_in_steps_and_keeps_the_counts(storage):
+    runs = storage.runs
+    runs.create(live_run())
+    for start in range(0, 50, 10):  # five old checkpoints: ten rows (sent and skipped)
+        runs.checkpoint("r1", cursor=start + 9, counts={SENT: 9, SKIP: 1},
+                        outcomes={SENT: list(range(start, start + 9)), SKIP: [start + 9]})
+    cut = time.time()
+    while time.time() <= cut:  # the next rows are written strictly after ``cut``
+        pass
+    runs.checkpoint("r1", cursor=60, counts={SENT: 10}, outcomes={SENT: list(range(50, 61))})
+    counts = runs.get("r1").counts
+    assert runs.prune_outcomes(cut - 3600) == 0  # nothing that old
+    steps = [runs.prune_outcomes(cut, limit=4) for _ in range(4)]
+    assert steps == [4, 4, 2, 0]  # bounded steps, then done: the new row stays
+    assert runs.outcome_events(["r1"], [SENT], limit=100).seqs == list(range(60, 49, -1))
+    assert runs.outcome_events(["r1"], [SKIP]).seqs == []
+    assert runs.get("r1").counts == counts  # the counts stay exact
+    assert runs.prune_outcomes(time.time()) == 1
+
+
 def test_counters_and_cursors_survive_a_reopen(durable_backend):
     storage = durable_backend.open()
     storage.runs.create(live_run())

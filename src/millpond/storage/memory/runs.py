@@ -11,6 +11,7 @@ import itertools
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,8 @@ class MemoryRunStore:
         #: (run id, key) -> [(row id, packed seqs)], oldest first.
         self._outcomes: dict[tuple[str, CountKey], list[outcome_rows.Row]] = {}
         self._row_ids = itertools.count(1)
+        #: (row id, written at, its list in ``_outcomes``), oldest first: for pruning.
+        self._written: deque[tuple[int, float, list[outcome_rows.Row]]] = deque()
 
     # -- runs ------------------------------------------------------------------------------
     def create(self, run: Run) -> Run:
@@ -128,7 +131,21 @@ class MemoryRunStore:
             for letter in (*letters, *marked):
                 self._dead[letter.id] = letter
             for key, blob in packed:
-                self._outcomes.setdefault((run_id, key), []).append((next(self._row_ids), blob))
+                rows = self._outcomes.setdefault((run_id, key), [])
+                row_id = next(self._row_ids)
+                rows.append((row_id, blob))
+                self._written.append((row_id, now, rows))
+
+    def prune_outcomes(self, before: float, limit: int = 10_000) -> int:
+        pruned = 0
+        with self._lock:
+            written = self._written
+            while written and pruned < limit and written[0][1] <= before:
+                row_id, _, rows = written.popleft()
+                if rows and rows[0][0] == row_id:  # rows of one key are in write order
+                    del rows[0]
+                pruned += 1
+        return pruned
 
     def outcome_events(self, run_ids: Sequence[str], keys: Sequence[CountKey], *,
                        cursor: str | None = None, limit: int = 50) -> OutcomePage:

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS outcome_rows (
     id BIGSERIAL PRIMARY KEY,
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
-    seqs BYTEA NOT NULL
+    seqs BYTEA NOT NULL,
+    at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcome_rows_by_key ON outcome_rows(run_id, key, id);
 """
@@ -208,15 +209,15 @@ class PgRunStore:
             params.append(_dump_counts(counts))
         update = sql.SQL("UPDATE runs SET {} WHERE id = %s").format(sql.SQL(", ").join(sets))
         params.append(run_id)
-        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs))
+        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs), now)
                   for k, seqs in (outcomes or {}).items() if seqs]
         with self._db.transaction() as conn:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
             if packed:
                 with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO outcome_rows (run_id, key, seqs)"
-                                    " VALUES (%s, %s, %s)", packed)
+                    cur.executemany("INSERT INTO outcome_rows (run_id, key, seqs, at)"
+                                    " VALUES (%s, %s, %s, %s)", packed)
             if dead:
                 with conn.cursor() as cur:
                     cur.executemany(_ADD_DEAD, [dead_values(d, now) for d in dead])
@@ -241,6 +242,15 @@ class PgRunStore:
 
         return outcome_rows.page([rows(r, k) for r in dict.fromkeys(run_ids)
                                   for k in dict.fromkeys(keys)], at, limit)
+
+    def prune_outcomes(self, before: float, limit: int = 10_000) -> int:
+        with self._db.transaction() as conn:
+            oldest = conn.execute("SELECT id, at FROM outcome_rows ORDER BY id LIMIT %s",
+                                  (limit,)).fetchall()
+            last = outcome_rows.last_expired(((r["id"], r["at"]) for r in oldest), before)
+            if last is None:
+                return 0
+            return conn.execute("DELETE FROM outcome_rows WHERE id <= %s", (last,)).rowcount
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letters(self, destination_id: str, *,

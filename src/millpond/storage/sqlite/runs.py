@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS outcome_rows (
     id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
-    seqs BLOB NOT NULL
+    seqs BLOB NOT NULL,
+    at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcome_rows_by_key ON outcome_rows(run_id, key, id);
 """
@@ -138,6 +139,12 @@ class SQLiteRunStore:
         if "run_id" not in db.columns("dead_letters"):  # a data dir from before runs
             db.conn().execute("ALTER TABLE dead_letters ADD COLUMN run_id TEXT NOT NULL"
                               " DEFAULT ''")
+        if "at" not in db.columns("outcome_rows"):  # a data dir from before their retention
+            # The rows already there count as written now (a constant default: SQLite
+            # adds the column without rewriting the table), so they are kept a full
+            # retention window, not pruned at once.
+            db.conn().execute("ALTER TABLE outcome_rows ADD COLUMN at REAL NOT NULL"
+                              f" DEFAULT {time.time():.3f}")
 
     # -- runs ------------------------------------------------------------------------------
     def create(self, run: Run) -> Run:
@@ -212,7 +219,7 @@ class SQLiteRunStore:
             params.append(_dump_counts(counts))
         update = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
         params.append(run_id)
-        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs))
+        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs), now)
                   for k, seqs in (outcomes or {}).items() if seqs]
         if not dead and not redriven and not packed:
             if conn.execute(update, params).rowcount == 0:
@@ -223,8 +230,8 @@ class SQLiteRunStore:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
             if packed:
-                conn.executemany("INSERT INTO outcome_rows (run_id, key, seqs) VALUES (?,?,?)",
-                                 packed)
+                conn.executemany("INSERT INTO outcome_rows (run_id, key, seqs, at)"
+                                 " VALUES (?,?,?,?)", packed)
             if rows:
                 conn.executemany(_ADD_DEAD, rows)
             if redriven:
@@ -248,6 +255,14 @@ class SQLiteRunStore:
 
         return outcome_rows.page([rows(r, k) for r in dict.fromkeys(run_ids)
                                   for k in dict.fromkeys(keys)], at, limit)
+
+    def prune_outcomes(self, before: float, limit: int = 10_000) -> int:
+        conn = self._db.conn()
+        oldest = conn.execute("SELECT id, at FROM outcome_rows ORDER BY id LIMIT ?", (limit,))
+        last = outcome_rows.last_expired(oldest, before)
+        if last is None:
+            return 0
+        return conn.execute("DELETE FROM outcome_rows WHERE id <= ?", (last,)).rowcount
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letters(self, destination_id: str, *,
