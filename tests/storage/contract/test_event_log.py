@@ -333,3 +333,26 @@ def test_a_closed_log_refuses_with_overloaded_and_close_is_idempotent(backend):
         asyncio.run(storage.log.append([ev("m3")]))
     storage.log.close()
     storage.close()
+
+
+@pytest.mark.parametrize("removal", ["erase", "expire"])
+def test_a_seq_is_never_given_twice_after_the_newest_events_are_removed(durable_backend,
+                                                                        removal):
+    """Readers' cursors are seqs: a restart must not give a removed event's seq again."""
+    storage = durable_backend.open()
+    try:
+        given = append(storage, [ev("m1", userId="bob"), ev("m2", userId="ada"),
+                                 ev("m3", userId="ada")]).seqs
+        if removal == "erase":
+            assert storage.eraser.events(["ada"]) == 2
+        else:
+            asyncio.run(storage.log.expire("src_a", int(time.time() * 1000) + 60_000))
+    finally:
+        storage.close()
+    storage = durable_backend.open()
+    try:
+        assert storage.log.last_seq() >= given[-1]
+        new = append(storage, [ev("m4", userId="bob")]).seqs[0]
+        assert new is not None and new > given[-1]
+    finally:
+        storage.close()

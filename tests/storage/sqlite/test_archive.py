@@ -288,3 +288,22 @@ def test_sigkill_while_retention_rewrites_the_archive(tmp_path):
             assert {p.name for p in (data / "archive").iterdir()} == listed
         finally:
             storage.close()
+
+
+def test_a_log_archived_to_its_last_event_keeps_its_seqs_after_a_restart(tmp_path):
+    """Every event sealed (a log of exactly a whole range): the hot table is empty, and a
+    restart must still know the last seq, or it would give the archived seqs again."""
+    storage = open_archived(tmp_path)
+    try:
+        storage.log.submit([ev(f"m{i}") for i in range(20)]).result(10)
+        seal_all(storage)  # (the archiver may have sealed the first range already)
+        assert storage.archive.archived_upto() == 20
+    finally:
+        storage.close()
+    storage = open_archived(tmp_path)
+    try:
+        assert storage.log.last_seq() == 20
+        assert storage.log.submit([ev("m20")]).result(10).seqs == [21]
+        assert [e.seq for e in asyncio.run(storage.log.read(0, 100))] == list(range(1, 22))
+    finally:
+        storage.close()

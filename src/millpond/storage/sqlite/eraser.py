@@ -25,6 +25,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from millpond.storage.sqlite import high_water
 from millpond.storage.sqlite.connection import connect, immediate
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class SQLiteEraser:
         removed = 0
         with self._open("log") as conn:
             top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            with immediate(conn):
+                high_water.keep(conn, top)
             for start in range(0, top, CHUNK):
                 with immediate(conn):
                     removed += conn.execute(

@@ -42,7 +42,7 @@ from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
 from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
-from millpond.storage.sqlite import dedupe, retention
+from millpond.storage.sqlite import dedupe, high_water, retention
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
 
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-""" + dedupe.SCHEMA + retention.SCHEMA
+""" + dedupe.SCHEMA + retention.SCHEMA + high_water.SCHEMA
 
 _INSERT_EVENT = (
     "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
@@ -135,7 +135,7 @@ class SQLiteEventLog:
         self._refused_since = 0.0
         conn = self._connect()
         conn.executescript(SCHEMA)
-        self._last_seq: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._last_seq: int = high_water.last_seq(conn)
         conn.close()
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)
         self._writer.start()

@@ -23,6 +23,7 @@ import sqlite3
 from collections import Counter
 
 from millpond.storage.models import Expired, Expiry, Window
+from millpond.storage.sqlite import high_water
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe_expired (
@@ -64,6 +65,8 @@ def expire(conn: sqlite3.Connection, source_id: str, before_ms: int, limit: int)
                             " AND received < ? ORDER BY seq LIMIT ?",
                             (source_id, before_ms, limit)).fetchall()
         conn.executemany("DELETE FROM events WHERE seq = ?", [(r[0],) for r in rows])
+        if rows:
+            high_water.keep(conn, rows[-1][0])
         note_expired(conn, source_id, before_ms, [(r[1], r[2]) for r in rows])
         conn.execute("COMMIT")
     except BaseException:
