@@ -72,8 +72,8 @@ def average(sends: list[tuple[float, int]]) -> float:
 @pytest.mark.parametrize("batch,receiver", [(1, 0.0), (100, 0.0), (1, 0.05)],
                          indirect=["receiver"], ids=["batch1", "batch100", "batch1-50ms"])
 def test_live_destination_busiest_window_within_five_percent(server, receiver, batch):
-    """With a 50 ms receiver, 200/s takes ~10 of the webhook's 256 requests in flight:
-    the limit holds across them too."""
+    """With a 50 ms receiver, 200/s takes ~10 of the webhook's 16 requests in flight: the
+    limit holds across them too."""
     source = server.create_source("web")
     with server.admin as admin:
         create_destination(admin, name="paced", type="webhook",

@@ -118,12 +118,8 @@ class Webhook(DestinationType):
     raw_payloads = True
     # No vendor limit: the receiver is the owner's own server. 100 events/s is
     # a cautious default for a small web app; owners raise it per destination.
-    # 256 requests in flight (the most allowed): a webhook sends one event per
-    # request, so a raised rate is reached only with rate x round trip requests
-    # at once (2,000/s to a receiver 50 ms away needs 100, more while the server
-    # is busy). At the default rate the limit, not the slots, bounds them: 100/s
-    # at 150 ms a round trip keeps 15 going.
-    default_rate_limit = RateLimit(events_per_second=100.0, max_in_flight=256)
+    # 16 requests in flight: batch-1 requests reach 100/s even at 150 ms a round trip.
+    default_rate_limit = RateLimit(events_per_second=100.0, max_in_flight=16)
     # Class-level value is for batch_size=1 (the default); instances narrow or
     # widen max_events to their batch_size.
     batching = BatchLimits(max_events=1, max_bytes=MAX_BODY_BYTES, linger_seconds=0.0)
