@@ -16,19 +16,24 @@ through ``EventLog.submit``:
   achieved rate vs the limit;
 - requests in flight: a webhook of batch 1 over loopback HTTP to a receiver that answers
   after ``--latency-ms`` (default 50) in its own process and checks per-user order
-  (``bench/latency_receiver.py``), with ``--in-flight`` requests at once (default 128),
-  over ``--latency-events`` events of 1,000 users. One request in flight would reach
-  1 / 50 ms = 20 events/s. The same run into an in-process transport that answers after
-  the same latency separates the engine's share from the HTTP client's.
-Prints medians of ``--runs`` runs and the ratios to the baseline.
+  (``bench/latency_receiver.py``), with ``--in-flight`` requests at once (default: the
+  webhook type's own ``max_in_flight``), over ``--latency-events`` events of 1,000 users.
+  One request in flight would reach 1 / 50 ms = 20 events/s. The same run into an
+  in-process transport that answers after the same latency separates the engine's share
+  from the HTTP client's, and the receiver alone, driven by ``bench/loadgen.py`` (its own
+  process) over as many connections, shows that the receiver is not the limit.
+Prints medians of ``--runs`` runs and the ratios to the baseline. ``--in-flight-only``
+runs only the requests-in-flight part (for alternated before/after runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +62,7 @@ from millpond.delivery.transport import (  # noqa: E402
     HttpTransport,
     Response,
 )
+from millpond.destinations.webhook import Webhook  # noqa: E402
 from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
 from millpond.storage.models import Run, RunKind, RunState  # noqa: E402
 
@@ -206,14 +212,40 @@ async def engine_latency_rate(storage: Storage, n: int, latency: float,
     return n / elapsed
 
 
-async def latency_rate(storage: Storage, n: int, latency: float,
-                       in_flight: int) -> tuple[float, dict]:
-    """Events/s of a batch-1 webhook to the latency receiver, and the receiver's report."""
+def start_receiver(latency: float):
+    """The latency receiver in its own process: ``(process, pipe, port)``."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=latency_receiver.serve, args=(child, latency), daemon=True)
     proc.start()
-    port = parent.recv()
+    return proc, parent, parent.recv()
+
+
+def receiver_alone(n: int, latency: float, connections: int) -> tuple[float, dict]:
+    """Requests/s the latency receiver answers to ``bench/loadgen.py`` (raw sockets, its
+    own process) over ``connections`` keep-alive connections, each user in one request:
+    its ceiling is ``connections / latency``, and if it reaches that, the receiver is not
+    what limits the in-flight run."""
+    proc, pipe, port = start_receiver(latency)
+    with tempfile.NamedTemporaryFile("wb", suffix=".json") as body:
+        body.write(b'{"userId":"u-XXXXXXXXXXXX","seq":1,"type":"track",'
+                   b'"event":"Order Completed","properties":{"price":12.5}}')
+        body.flush()
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("loadgen.py")), "--port", str(port),
+             "--path", "/hook", "--body", body.name, "--connections", str(connections),
+             "--requests", str(n), "--seconds", "600"],
+            check=True, capture_output=True, text=True).stdout
+    pipe.send("report")
+    report = pipe.recv()
+    proc.join(10)
+    return json.loads(out)["rps"], report
+
+
+async def latency_rate(storage: Storage, n: int, latency: float,
+                       in_flight: int) -> tuple[float, dict]:
+    """Events/s of a batch-1 webhook to the latency receiver, and the receiver's report."""
+    proc, parent, port = start_receiver(latency)
     transport = HttpTransport()
     try:
         settings = {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 1}
@@ -266,8 +298,12 @@ def main() -> None:
     p.add_argument("--latency-ms", type=float, default=50.0,
                    help="the in-flight run's receiver latency")
     p.add_argument("--latency-events", type=int, default=20_000)
-    p.add_argument("--in-flight", type=int, default=128,
-                   help="max_in_flight of the in-flight run")
+    p.add_argument("--in-flight", type=int,
+                   default=Webhook.default_rate_limit.max_in_flight,
+                   help="max_in_flight of the in-flight run (default: the webhook's own, "
+                        "%(default)s)")
+    p.add_argument("--in-flight-only", action="store_true",
+                   help="run only the requests-in-flight part")
     add_quick_option(p)
     args = p.parse_args()
     if args.quick:
@@ -279,7 +315,13 @@ def main() -> None:
     except ImportError:
         pass
     heap.settle()  # as the server does once started (see millpond/heap.py)
+    if not args.in_flight_only:
+        through_the_pump(args)
+    in_flight(args)
 
+
+def through_the_pump(args: argparse.Namespace) -> None:
+    """The baseline scan, the pump into an in-process sink (and over HTTP), the limit."""
     with tempfile.TemporaryDirectory(prefix="millpond-bench-deliver-") as tmp:
         storage = open_bench_storage(Path(tmp))
         t = time.perf_counter()
@@ -330,24 +372,42 @@ def main() -> None:
               "limit)")
         storage.close()
 
+
+def in_flight(args: argparse.Namespace) -> None:
+    """A batch-1 webhook to a receiver ``--latency-ms`` away: the engine alone, the
+    receiver alone, and the two over loopback HTTP (medians of ``--runs``)."""
+    latency, n, slots = args.latency_ms / 1000, args.latency_events, args.in_flight
     with tempfile.TemporaryDirectory(prefix="millpond-bench-latency-") as tmp:
         storage = open_bench_storage(Path(tmp))
-        fill_users(storage, args.latency_events)
-        engine = asyncio.run(engine_latency_rate(storage, args.latency_events,
-                                                 args.latency_ms / 1000, args.in_flight))
-        print(f"in flight {args.latency_events:,} events, webhook batch 1, in-process "
-              f"transport answering after {args.latency_ms:g} ms, max_in_flight "
-              f"{args.in_flight}: {engine:,.0f} events/s (the engine alone)")
-        rate, report = asyncio.run(latency_rate(storage, args.latency_events,
-                                                args.latency_ms / 1000, args.in_flight))
-        order = "kept" if not report["overlaps"] and not report["out_of_order"] else \
-            f"BROKEN ({report['overlaps']} overlaps, {report['out_of_order']} out of order)"
-        print(f"in flight {args.latency_events:,} events, webhook batch 1, receiver latency "
-              f"{args.latency_ms:g} ms, max_in_flight {args.in_flight}: {rate:,.0f} events/s "
-              f"(one in flight: {1000 / args.latency_ms:,.0f}/s); up to {report['peak']} "
-              f"requests at once; per-user order {order} over {report['events']:,} events "
-              "checked by the receiver")
+        fill_users(storage, n)
+        rates = [asyncio.run(engine_latency_rate(storage, n, latency, slots))
+                 for _ in range(args.runs)]
+        print(f"in flight {n:,} events, webhook batch 1, in-process transport answering "
+              f"after {args.latency_ms:g} ms, max_in_flight {slots}: {median(rates):,.0f} "
+              f"events/s (the engine alone; runs {_runs(rates)})")
+        alone = [receiver_alone(n, latency, slots) for _ in range(args.runs)]
+        rps = [r for r, _ in alone]
+        print(f"receiver  alone, {n:,} requests from bench/loadgen.py over {slots} "
+              f"connections: {median(rps):,.0f} requests/s (its ceiling "
+              f"{slots / latency:,.0f}/s; runs {_runs(rps)})")
+        runs = [asyncio.run(latency_rate(storage, n, latency, slots))
+                for _ in range(args.runs)]
+        rates = [r for r, _ in runs]
+        broken = [rep for _, rep in runs if rep["overlaps"] or rep["out_of_order"]]
+        order = "kept" if not broken else \
+            f"BROKEN ({broken[0]['overlaps']} overlaps, {broken[0]['out_of_order']} " \
+            "out of order)"
+        print(f"in flight {n:,} events, webhook batch 1, receiver latency "
+              f"{args.latency_ms:g} ms, max_in_flight {slots}: {median(rates):,.0f} "
+              f"events/s (one in flight: {1000 / args.latency_ms:,.0f}/s; runs "
+              f"{_runs(rates)}); up to {max(rep['peak'] for _, rep in runs)} requests at "
+              f"once; per-user order {order} over {runs[0][1]['events']:,} events checked "
+              "by the receiver in each run")
         storage.close()
+
+
+def _runs(values: list[float]) -> str:
+    return ", ".join(f"{v:,.0f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,38 @@ def test_tells_the_sending_task_when_its_request_is_on_the_wire():
 
     asyncio.run(main())
     assert events == ["on the wire", "server got it", "answered"]
+
+
+def test_proxies_come_from_the_environment(monkeypatch):
+    """``HTTP_PROXY`` sends requests through the proxy (absolute-form target), and a host
+    in ``NO_PROXY`` goes direct, as with httpx's ``trust_env``; read once per URL by the
+    transport rather than per request by aiohttp (two worker-thread hops each)."""
+    async def ok(_request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def main():
+        proxy, proxy_port, via_proxy = await serve(ok)
+        target, port, direct = await serve(ok)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        transport = HttpTransport(timeout=5)
+        try:
+            proxied = await transport.send(post(port))
+            again = await transport.send(post(port))
+            bypassed = await transport.send(OutboundRequest(
+                "POST", f"http://localhost:{port}/direct", {}, b"{}", 1))
+        finally:
+            await transport.aclose()
+            proxy.close()
+            target.close()
+        return (proxied.status, again.status, bypassed.status), port, via_proxy, direct
+
+    statuses, port, via_proxy, direct = asyncio.run(main())
+    assert statuses == (200, 200, 200)
+    assert [r.split(b"\r\n")[0] for r in via_proxy] == [
+        f"POST http://127.0.0.1:{port}/hook?x=1 HTTP/1.1".encode()] * 2
+    assert [r.split(b"\r\n")[0] for r in direct] == [b"POST /direct HTTP/1.1"]

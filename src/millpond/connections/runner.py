@@ -251,7 +251,7 @@ class LiveDestination:
             if st.retrying and st.next_attempt_at else None,
             "requests": st.requests,
             # requests on the wire now, of at most ``max_in_flight``; events/s sent lately
-            "in_flight": self.deliverer.gate.held,
+            "in_flight": self.deliverer.on_wire,
             "max_in_flight": self.deliverer.gate.capacity,
             "sent_per_second": round(self.deliverer.meter.rate(), 1),
             "redrives_running": len(self._redrives),

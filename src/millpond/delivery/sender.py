@@ -243,8 +243,13 @@ class Deliverer:
         self.transport = transport
         self.limiter = limiter
         self.policy = policy
-        #: ``max_in_flight`` request slots, live traffic first.
+        #: ``max_in_flight`` request slots, live traffic first. A slot is taken before
+        #: the rate limiter's turn (so that no more than the slots wait granted), which
+        #: is why stats read :attr:`on_wire`, not the slots held.
         self.gate = PriorityGate(max_in_flight)
+        #: Requests sent and not yet answered (stats' ``in_flight``): at the rate limit,
+        #: most slots hold requests waiting their turn, not requests on the wire.
+        self.on_wire = 0
         self.state = DeliveryState()
         #: Items sent per second, recently (stats).
         self.meter = RateMeter()
@@ -399,9 +404,12 @@ class Deliverer:
     async def _send_once(self, request: OutboundRequest, item_count: int,
                          priority: int) -> tuple[Response | None, object]:
         await self.gate.acquire(priority)
+        granted = False
         try:
             ON_WIRE.set(await self.limiter.acquire(item_count))
+            granted = True
             self.state.requests += 1
+            self.on_wire += 1
             sending = asyncio.ensure_future(self.transport.send(request))
             try:
                 response = await asyncio.shield(sending)
@@ -419,6 +427,8 @@ class Deliverer:
             except Exception as exc:  # noqa: BLE001 - every transport failure is classified
                 return None, self.dtype.transport_error(exc)
         finally:
+            if granted:
+                self.on_wire -= 1
             self.gate.release()
         return response, self.dtype.answer(response.status, response.headers, response.body,
                                              item_count)

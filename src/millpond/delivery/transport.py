@@ -26,13 +26,18 @@ import ssl
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 import certifi
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from millpond.destinations.base import OutboundRequest
+
+if TYPE_CHECKING:
+    from aiohttp.connector import Connection
 
 #: Seconds; the server passes its ``delivery.timeout`` setting (tests of slow
 #: destinations set it low so they need not wait real-world timeouts).
@@ -42,6 +47,8 @@ DEFAULT_TIMEOUT = 30.0
 MAX_CONNECTIONS = 1024
 #: Seconds an idle keep-alive connection is kept for the next request.
 KEEPALIVE_SECONDS = 15.0
+#: URLs whose proxy is remembered (destinations send to a few fixed endpoints each).
+PROXY_CACHE = 1024
 
 #: What the sending task wants called when its request's headers are on the wire (the
 #: rate limiter counts the request from then: see ``SlidingWindow.restamp``). A context
@@ -50,10 +57,19 @@ KEEPALIVE_SECONDS = 15.0
 ON_WIRE: ContextVar[Callable[[], None] | None] = ContextVar("millpond_on_wire", default=None)
 
 
-async def _headers_sent(_session: object, _context: object, _params: object) -> None:
-    on_wire = ON_WIRE.get()
-    if on_wire is not None:
-        on_wire()
+class _WireRequest(aiohttp.ClientRequest):
+    """Calls :data:`ON_WIRE` when aiohttp writes the request on a connection it got.
+
+    Why not an ``aiohttp.TraceConfig`` (``on_request_headers_sent``), which fires at the
+    same point: a session with a trace config builds trace objects and awaits a dozen
+    signals for every request, a tenth of the client's CPU per request at thousands of
+    requests a second (``bench/deliver.py``'s in-flight run), to deliver one callback."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        on_wire = ON_WIRE.get()
+        if on_wire is not None:
+            on_wire()
+        return await super().send(conn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +94,8 @@ class HttpTransport:
     to one event loop). Timeouts as httpx's ``Timeout(timeout, connect=min(timeout, 10))``
     had them: ``timeout`` seconds to get a connection from the pool and between reads,
     at most 10 to connect. TLS verifies against certifi's roots and proxies come from
-    the environment, as with httpx. No redirects are followed (a vendor that redirects is
-    answering, not accepting)."""
+    the environment (read once per URL: :meth:`_proxy`), as with httpx. No redirects are
+    followed (a vendor that redirects is answering, not accepting)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS):
@@ -87,6 +103,9 @@ class HttpTransport:
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: ``(proxy, proxy auth)`` from the environment per URL, or None for no proxy
+        #: (see :meth:`_proxy`); made again with the session.
+        self._proxies: dict[str, tuple[URL, aiohttp.BasicAuth | None] | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -95,27 +114,54 @@ class HttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._max, keepalive_timeout=KEEPALIVE_SECONDS,
                 ssl=ssl.create_default_context(cafile=certifi.where()))
-            tracing = aiohttp.TraceConfig()
-            tracing.on_request_headers_sent.append(_headers_sent)
             session = self._session = aiohttp.ClientSession(
-                connector=connector, trace_configs=[tracing],
+                connector=connector, request_class=_WireRequest,
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout,
                                               sock_connect=min(self.timeout, 10.0),
                                               sock_read=self.timeout),
                 headers={"User-Agent": "millpond"},
                 # a request's body goes as built: no guessed Content-Type added to it
                 skip_auto_headers=("Content-Type",),
-                # HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honoured them
-                trust_env=True, auto_decompress=True)
+                # proxies come from the environment, but once per host (_proxy)
+                trust_env=False, auto_decompress=True)
             self._loop = loop
+            self._proxies = {}
         return session
+
+    def _proxy(self, url: str) -> tuple[URL, aiohttp.BasicAuth | None] | None:
+        """The proxy for ``url`` from ``HTTP(S)_PROXY`` / ``NO_PROXY``, as httpx honoured
+        them: read when the client is made, not per request.
+
+        Why not aiohttp's ``trust_env=True``: it reads the environment and parses
+        ``~/.netrc`` in a worker thread twice for *every* request (proxy, then
+        credentials for the vendor's host): two thread hops per request, which at a
+        webhook's one request per event cost more than the whole HTTP exchange. And
+        ``.netrc`` credentials for a vendor's host are not ours to add (httpx did not,
+        and aiohttp refuses them next to the vendor's own ``Authorization`` header)."""
+        proxies = self._proxies
+        try:
+            return proxies[url]
+        except KeyError:
+            pass
+        try:
+            found: tuple[URL, aiohttp.BasicAuth | None] | None = \
+                get_env_proxy_for_url(URL(url))
+        except (LookupError, ValueError):  # no proxy; a bad URL is aiohttp's to refuse
+            found = None
+        if len(proxies) >= PROXY_CACHE:
+            proxies.clear()
+        proxies[url] = found
+        return found
 
     async def send(self, request: OutboundRequest) -> Response:
         session = self._open()
         try:
+            proxy = self._proxy(request.url)
             async with session.request(request.method, request.url,
                                        headers=request.headers, data=request.body,
-                                       allow_redirects=False) as response:
+                                       allow_redirects=False,
+                                       proxy=proxy[0] if proxy else None,
+                                       proxy_auth=proxy[1] if proxy else None) as response:
                 body = await response.read()
                 return Response(response.status, response.headers, body)
         except aiohttp.ClientError as exc:
