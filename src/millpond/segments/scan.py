@@ -42,7 +42,7 @@ ALL = -1
 _NONE: list[int] = []
 
 
-class _Head(msgspec.Struct):
+class Head(msgspec.Struct):
     """The few fields of an event the scan looks at (msgspec skips the rest unparsed)."""
 
     type: Any = None
@@ -53,7 +53,7 @@ class _Head(msgspec.Struct):
     source_id: Any = None
 
 
-_head = msgspec.json.Decoder(_Head).decode
+_head = msgspec.json.Decoder(Head).decode
 _full = msgspec.json.Decoder().decode
 
 
