@@ -33,14 +33,14 @@ import msgspec
 
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
-from millpond.storage.models import Member, NewEvent, Segment
+from millpond.storage.models import Member, NewEvent, Segment, StoredEvent
 from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve, scan_people
-from .plan import SegmentPlan, compile_plans, memberships
+from .plan import SegmentPlan, Touched, compile_plans, memberships
 from .scan import Head, LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
@@ -73,12 +73,12 @@ def touch(found: dict[str, bool], event: dict) -> None:
 _head = msgspec.json.Decoder(Head).decode
 
 
-def touch_named(found: dict[str, bool], names: dict[str, set[str] | None],
-                body: bytes) -> None:
-    """:func:`touch` from an event's JSON, also noting per id the names of the track
-    events that touched it (None: an identify, alias or group touched it, which may
+def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
+                row: StoredEvent) -> None:
+    """:func:`touch` from a stored event's JSON, also noting per id what touched it
+    (:class:`~.plan.Touched`; None: an identify, alias or group touched it, which may
     change traits and merge people: every segment is concerned)."""
-    head = _head(body)
+    head = _head(row.body)
     if head.source_id == COMPUTED_SOURCE_ID:
         return
     joining = head.type in JOINING
@@ -87,18 +87,19 @@ def touch_named(found: dict[str, bool], names: dict[str, set[str] | None],
         named = ((user, True), (anon, False), (head.previousId, False))
     else:
         named = ((user, True),) if user else ((anon, False),)
+    name = head.event if head.type == "track" and isinstance(head.event, str) else None
     for value, is_user in named:
         if not isinstance(value, str) or not value:
             continue
         found[value] = found.get(value, False) or is_user
         if joining:
             names[value] = None
-            continue
-        mine = names.get(value, ())
-        if mine == ():
-            mine = names[value] = set()
-        if mine is not None and head.type == "track" and isinstance(head.event, str):
-            mine.add(head.event)
+        elif value not in names:
+            names[value] = Touched({name} if name else set(), row.ts_ms)
+        else:
+            mine = names[value]
+            if mine is not None:
+                mine.add(name, row.ts_ms)
 
 
 def wall_clock_ms() -> int:
@@ -141,14 +142,15 @@ class SegmentEngine:
     async def reevaluate(self, any_ids: Mapping[str, bool], *,
                          segment_ids: set[str] | None = None,
                          checkpoint: int | None = None,
-                         names: Mapping[str, set[str] | None] | None = None) -> int:
+                         names: Mapping[str, Touched | None] | None = None) -> int:
         """Re-evaluate the people ``any_ids`` (id -> seen as a user id) belong to in
         every segment (or only ``segment_ids``); append the Audience events of each
         change, then store the new states (with ``checkpoint``). Returns how many changes
         there were.
 
-        ``names`` (the follower's, from :func:`touch_named`): per id, the names of the
-        track events that touched it, None for an identify, alias or group. A person is
+        ``names`` (the follower's, from :func:`touch_named`): per id, the names and the
+        earliest time of the events that touched it, None for an identify, alias or
+        group. A person is
         then evaluated only in the segments those events may change
         (:meth:`~.plan.SegmentPlan.unaffected`), and their events are read only if there
         is one; without ``names`` every segment is evaluated."""
@@ -161,15 +163,20 @@ class SegmentEngine:
         now = self.clock()
         received_at = format_ms(now)
         people: dict[str, Person] = {}
-        touched_by: dict[str, set[str] | None] = {}
+        touched_by: dict[str, Touched | None] = {}
         for any_id, is_user in any_ids.items():
             person = resolve(self.storage, any_id, is_user)
             people.setdefault(person.id, person)
             if names is not None:
                 mine = names.get(any_id)
-                before = touched_by.get(person.id, set())
-                touched_by[person.id] = None if mine is None or before is None \
-                    else before | mine
+                if person.id not in touched_by:
+                    touched_by[person.id] = None if mine is None \
+                        else Touched(set(mine.names), mine.earliest)
+                elif (before := touched_by[person.id]) is not None:
+                    if mine is None:
+                        touched_by[person.id] = None
+                    else:
+                        before.merge(mine)
         if not segments:
             if checkpoint is not None:
                 await asyncio.to_thread(self.storage.segments.apply, [],
@@ -267,9 +274,9 @@ class SegmentEngine:
             if self.profiles_upto is not None:
                 await self.profiles_upto(until)
             touched: dict[str, bool] = {}
-            names: dict[str, set[str] | None] = {}
+            names: dict[str, Touched | None] = {}
             for row in rows:
-                touch_named(touched, names, row.body)
+                touch_named(touched, names, row)
             await self.reevaluate(touched, checkpoint=until, names=names)
             self._position = until
             return len(rows)

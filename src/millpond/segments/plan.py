@@ -36,20 +36,46 @@ class SegmentPlan(msgspec.Struct):
     traits: frozenset[str]
     empty: bool
 
-    def unaffected(self, names: frozenset[str] | None, stored: Member | None) -> bool:
-        """Whether events named ``names`` (None: an identify, alias or group, which may
-        change traits and merge people) leave this person's state in this segment as it
-        is stored (``stored``: their row, None when they have none).
+    def unaffected(self, touched: Touched | None, stored: Member | None) -> bool:
+        """Whether the events ``touched`` sums up (None: an identify, alias or group,
+        which may change traits and merge people) leave this person's state in this
+        segment as it is stored (``stored``: their row, None when they have none).
 
-        Why this is exact: without traits, the value before any data is ``empty`` for
-        everyone, and the flips happen only at the times of counted events; an event of
-        another name changes neither. What it can change is the person's first event
-        time, which is the ``since`` of a state held since before any flip: a non-member
-        with a stored row may be such, a member (``empty`` false) never is, and a person
-        with no row has no ``since`` stored."""
-        if names is None or self.traits or self.empty or not self.names.isdisjoint(names):
+        Why this is exact: without traits, a segment's value before any data is
+        ``empty`` for everyone, and it flips only at the times of the events it counts;
+        an event of another name changes neither. What it can change is the person's
+        first event time, the ``since`` of a state held since before any flip: a stored
+        ``since`` at or before the earliest touching event stays (it is that first time,
+        or a flip's), and so does a state other than ``empty``'s (it began at a flip).
+        Without a row, the person was a non-member with nothing scheduled (``empty``
+        false: still so) or is new (``empty`` true: a member now)."""
+        if touched is None or self.traits or not self.names.isdisjoint(touched.names):
             return False
-        return stored is None or stored.member
+        if stored is None:
+            return not self.empty
+        # A state other than the one before any data began at a flip.
+        return stored.member != self.empty or (
+            stored.since_ms is not None and stored.since_ms <= touched.earliest)
+
+
+class Touched:
+    """What a tick's events did to one person: the names of their track events (page,
+    screen: none) and the earliest event time among them."""
+
+    __slots__ = ("names", "earliest")
+
+    def __init__(self, names: set[str], earliest: int) -> None:
+        self.names = names
+        self.earliest = earliest
+
+    def add(self, name: str | None, ts: int) -> None:
+        if name:
+            self.names.add(name)
+        self.earliest = min(self.earliest, ts)
+
+    def merge(self, other: Touched) -> None:
+        self.names |= other.names
+        self.earliest = min(self.earliest, other.earliest)
 
 
 def compile_plans(evaluator: Evaluator, definitions: Mapping[str, Condition],
