@@ -182,25 +182,26 @@ class SegmentEngine:
                 await asyncio.to_thread(self.storage.segments.apply, [],
                                         checkpoint=checkpoint)
             return 0
-        stored = self._stored_rows(people.values())
+        stored = await asyncio.to_thread(self._stored_rows, list(people.values()))
         # One scanner for the whole call: it decodes each event's head only, and in full
         # only where a condition's ``where`` needs it (see :mod:`.scan`).
         scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
         plans = compile_plans(evaluator, definitions, segments, scan)
         work: list[tuple[Person, list[SegmentPlan], list[Member | None]]] = []
         drop: list[tuple[str, str]] = []
+        nothing: dict[str, Member] = {}
         for person in people.values():
             mine_plans: list[SegmentPlan] = []
             befores: list[Member | None] = []
+            theirs = stored.get(person.id, {})
+            touched = touched_by.get(person.id)
             for plan in plans:
                 sid = plan.segment.id
-                mine = dict(stored.get((sid, person.id), {}))
-                for identity in person.ids:
-                    mine.update(stored.get((sid, "id:" + identity), {}))
+                mine = theirs.get(sid, nothing)
                 previous = self.previous_row(list(mine.values()), person.id)
                 # Rows of profiles merged into this one are never left as they are.
-                if names is not None and set(mine) <= {person.id} and plan.unaffected(
-                        touched_by.get(person.id), previous):
+                if names is not None and (not mine or (len(mine) == 1 and person.id in mine)) \
+                        and plan.unaffected(touched, previous):
                     continue
                 drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
@@ -235,17 +236,25 @@ class SegmentEngine:
                                     checkpoint=checkpoint)
         return len(outputs)
 
-    def _stored_rows(self, people) -> dict[tuple[str, str], dict[str, Member]]:
-        """The stored rows of every id of ``people``, in a few queries, by (segment id,
-        person id) and by (segment id, ``"id:"`` + identity)."""
+    def _stored_rows(self, people: list[Person],
+                     ) -> dict[str, dict[str, dict[str, Member]]]:
+        """The stored rows of every id of ``people``, in a few queries: person id ->
+        segment id -> the rows (by their person id) that are theirs or share an id with
+        them (the rows of profiles merged into them)."""
+        owner: dict[str, str] = {}
+        for person in people:
+            owner[person.id] = person.id
+            for identity in person.ids:
+                owner[identity] = person.id
         ids = sorted({i for person in people for i in person.ids})
-        found: dict[tuple[str, str], dict[str, Member]] = {}
+        found: dict[str, dict[str, dict[str, Member]]] = {}
         for start in range(0, len(ids), 500):
             for row in self.storage.segments.by_ids(ids[start:start + 500]):
-                found.setdefault((row.segment_id, row.person_id), {})[row.person_id] = row
-                for identity in row.ids:
-                    found.setdefault((row.segment_id, "id:" + identity), {})[
-                        row.person_id] = row
+                for key in (row.person_id, *row.ids):
+                    pid = owner.get(key)
+                    if pid is not None:
+                        found.setdefault(pid, {}).setdefault(row.segment_id, {})[
+                            row.person_id] = row
         return found
 
     @staticmethod

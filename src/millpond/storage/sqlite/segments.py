@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
 from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
@@ -64,14 +66,16 @@ CACHE_KIB = 64 * 1024
 
 
 def _segment(row: sqlite3.Row) -> Segment:
-    import msgspec
     return msgspec.json.decode(row["record"], type=Segment)
 
 
+_ids = msgspec.json.Decoder(tuple[str, ...]).decode
+
+
 def _member(row: sqlite3.Row) -> Member:
-    return Member(row["segment_id"], row["person_id"], bool(row["member"]), row["since_ms"],
-                  row["next_change_ms"], row["user_id"], row["anonymous_id"],
-                  tuple(json.loads(row["ids"])), row["processed_ms"])
+    """A row of ``SELECT *`` (the table's column order) as a Member."""
+    return Member(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6],
+                  _ids(row[7]), row[8])
 
 
 class SQLiteSegmentStore:
@@ -95,7 +99,6 @@ class SQLiteSegmentStore:
     # -- definitions --------------------------------------------------------------------
 
     def _record(self, segment: Segment) -> str:
-        import msgspec
         return msgspec.json.encode(segment).decode()
 
     def create(self, segment: Segment) -> Segment:
