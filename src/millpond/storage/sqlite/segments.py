@@ -66,12 +66,6 @@ def _encode_ids(ids: Sequence[str]) -> str:
     return _json.encode(ids).decode()
 
 
-#: Page cache of each connection (KiB): a build writes rows of a hundred thousand people
-#: per segment into four indexes; with SQLite's default 2 MiB most inserts would read
-#: their index pages back in.
-CACHE_KIB = 64 * 1024
-
-
 def _segment(row: sqlite3.Row) -> Segment:
     return msgspec.json.decode(row["record"], type=Segment)
 
@@ -95,14 +89,6 @@ class SQLiteSegmentStore:
     def close(self) -> None:
         self._db.close()
 
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection, with its page cache grown once (:data:`CACHE_KIB`)."""
-        conn = self._db.conn()
-        if not getattr(conn, "segments_cache", False):
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            conn.segments_cache = True  # type: ignore[attr-defined]
-        return conn
-
     # -- definitions --------------------------------------------------------------------
 
     def _record(self, segment: Segment) -> str:
@@ -110,7 +96,7 @@ class SQLiteSegmentStore:
 
     def create(self, segment: Segment) -> Segment:
         try:
-            self._conn().execute("INSERT INTO segments VALUES (?,?,?,?)",
+            self._db.conn().execute("INSERT INTO segments VALUES (?,?,?,?)",
                                     (segment.id, segment.key, self._record(segment),
                                      segment.created_ms))
         except sqlite3.IntegrityError as exc:
@@ -126,7 +112,7 @@ class SQLiteSegmentStore:
         return exc
 
     def get(self, ref: str) -> Segment:
-        row = self._conn().execute(
+        row = self._db.conn().execute(
             "SELECT * FROM segments WHERE id = ? OR key = ? ORDER BY id = ? DESC LIMIT 1",
             (ref, ref, ref)).fetchone()
         if row is None:
@@ -134,12 +120,12 @@ class SQLiteSegmentStore:
         return _segment(row)
 
     def list(self) -> list[Segment]:
-        rows = self._conn().execute("SELECT * FROM segments ORDER BY created_ms, id")
+        rows = self._db.conn().execute("SELECT * FROM segments ORDER BY created_ms, id")
         return [_segment(r) for r in rows]
 
     def update(self, segment: Segment) -> Segment:
         try:
-            cur = self._conn().execute(
+            cur = self._db.conn().execute(
                 "UPDATE segments SET key = ?, record = ? WHERE id = ?",
                 (segment.key, self._record(segment), segment.id))
         except sqlite3.IntegrityError as exc:
@@ -149,7 +135,7 @@ class SQLiteSegmentStore:
         return segment
 
     def delete(self, segment_id: str) -> Segment:
-        conn = self._conn()
+        conn = self._db.conn()
         with immediate(conn):
             found = self.get(segment_id) if conn.execute(
                 "SELECT 1 FROM segments WHERE id = ?", (segment_id,)).fetchone() else None
@@ -165,7 +151,7 @@ class SQLiteSegmentStore:
               checkpoint: int | None = None) -> list[MembershipChange]:
         """One transaction of set-wise statements: a build writes rows by the thousand,
         and a statement per row per table would cost more than computing them."""
-        conn = self._conn()
+        conn = self._db.conn()
         added: list[MembershipChange] = []
         with immediate(conn):
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
@@ -233,12 +219,12 @@ class SQLiteSegmentStore:
                                             for i in stored[(s, p)][1]])
 
     def rows(self, segment_id: str) -> list[Member]:
-        found = self._conn().execute(
+        found = self._db.conn().execute(
             "SELECT * FROM members WHERE segment_id = ? ORDER BY person_id", (segment_id,))
         return [_member(r) for r in found]
 
     def member(self, segment_id: str, person_id: str) -> Member | None:
-        row = self._conn().execute(
+        row = self._db.conn().execute(
             "SELECT * FROM members WHERE segment_id = ? AND person_id = ?",
             (segment_id, person_id)).fetchone()
         return _member(row) if row else None
@@ -248,7 +234,7 @@ class SQLiteSegmentStore:
             return []
         marks = ",".join("?" * len(ids))
         # A join, not a row-value IN (subquery): SQLite would scan every member for that.
-        rows = self._conn().execute(
+        rows = self._db.conn().execute(
             "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
             f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
             " ORDER BY m.segment_id, m.person_id", list(ids))
@@ -256,7 +242,7 @@ class SQLiteSegmentStore:
 
     def members(self, segment_id: str, *, after: str | None = None,
                 limit: int = 50) -> MembersPage:
-        rows = self._conn().execute(
+        rows = self._db.conn().execute(
             "SELECT * FROM members WHERE segment_id = ? AND member = 1 AND person_id > ?"
             " ORDER BY person_id LIMIT ?", (segment_id, after or "", limit + 1)).fetchall()
         page = [_member(r) for r in rows[:limit]]
@@ -264,34 +250,34 @@ class SQLiteSegmentStore:
         return MembersPage(page, page[-1].person_id if more and page else None)
 
     def count_members(self, segment_id: str) -> int:
-        return self._conn().execute(
+        return self._db.conn().execute(
             "SELECT count(*) FROM members WHERE segment_id = ? AND member = 1",
             (segment_id,)).fetchone()[0]
 
     def person_segments(self, person_id: str) -> list[Member]:
-        rows = self._conn().execute(
+        rows = self._db.conn().execute(
             "SELECT * FROM members WHERE person_id = ? AND member = 1 ORDER BY segment_id",
             (person_id,))
         return [_member(r) for r in rows]
 
     def history(self, person_id: str, segment_id: str | None = None) -> list[MembershipChange]:
-        rows = self._conn().execute(
+        rows = self._db.conn().execute(
             "SELECT * FROM history WHERE person_id = ? AND (? IS NULL OR segment_id = ?)"
             " ORDER BY id", (person_id, segment_id, segment_id))
         return [MembershipChange(r["segment_id"], r["person_id"], bool(r["member"]),
                                  r["at_ms"], r["processed_ms"]) for r in rows]
 
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
-        rows = self._conn().execute(
+        rows = self._db.conn().execute(
             "SELECT * FROM members WHERE next_change_ms IS NOT NULL AND next_change_ms <= ?"
             " ORDER BY next_change_ms, segment_id, person_id LIMIT ?", (now_ms, limit))
         return [_member(r) for r in rows]
 
     def next_due(self) -> int | None:
-        return self._conn().execute(
+        return self._db.conn().execute(
             "SELECT min(next_change_ms) FROM members WHERE next_change_ms IS NOT NULL"
         ).fetchone()[0]
 
     def checkpoint(self) -> int:
-        row = self._conn().execute("SELECT seq FROM position").fetchone()
+        row = self._db.conn().execute("SELECT seq FROM position").fetchone()
         return row[0] if row else 0
