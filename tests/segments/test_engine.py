@@ -77,3 +77,35 @@ async def test_time_passing_exits_at_the_right_moment(harness):
     assert last["event"] == "Audience Exited"
     assert last["timestamp"] == "2026-06-01T23:00:00.000Z"  # 30 d after the older one
     assert h.storage.segments.next_due() is None
+
+
+@run_async
+async def test_live_follows_only_affected_segments_and_keeps_since_exact(harness):
+    """The follower evaluates a person only in the segments a tick's events may change
+    (segments/plan.py): an event of a name no condition counts, earlier than anything
+    the person did, still moves the ``since`` of a state held since their first event;
+    a counted one still changes membership."""
+    h = harness
+    await h.add_segment("s1", "never-viewed", {"not": {"event": "Viewed"}})
+    await h.add_segment("s2", "buyers", {"event": "Order Completed"})
+    await h.send(track("o1", NOW - DAY, "Signed Up", user_id="fay"))
+    await h.settle()
+    person = h.storage.segments.members("s1").members[0].person_id
+    assert h.storage.segments.member("s1", person).since_ms == NOW - DAY
+    assert h.storage.segments.member("s2", person) is None
+    # Backfilled, of a name neither segment counts: fay was seen earlier.
+    await h.send(track("o2", NOW - 5 * DAY, "Signed Up", user_id="fay"))
+    await h.settle()
+    assert h.storage.segments.member("s1", person).since_ms == NOW - 5 * DAY
+    assert h.storage.segments.member("s2", person) is None
+    # Later, of a name neither counts: nothing changes.
+    await h.send(track("o3", NOW - 60_000, "Signed Up", user_id="fay"))
+    await h.settle()
+    assert h.storage.segments.member("s1", person).since_ms == NOW - 5 * DAY
+    # Counted names change membership.
+    await h.send(track("o4", NOW - 2 * DAY, "Viewed", user_id="fay"),
+                 track("o5", NOW - 3 * DAY, "Order Completed", user_id="fay"))
+    await h.settle()
+    assert not h.storage.segments.member("s1", person).member
+    assert h.storage.segments.member("s1", person).since_ms == NOW - 2 * DAY
+    assert h.storage.segments.member("s2", person).since_ms == NOW - 3 * DAY

@@ -19,7 +19,7 @@ computed after the last event that touches them, as the incremental path does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,11 +28,11 @@ from millpond.errors import NotFound
 from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
-from .definition import Condition, EventCondition
-from .evaluate import Evaluator, Membership, PersonFacts
+from .evaluate import Evaluator
 from .outputs import audience_event
 from .people import Person, resolve
-from .scan import LogScan, event_conditions, trait_names
+from .plan import SegmentPlan, compile_plans, memberships
+from .scan import LogScan, event_conditions
 
 if TYPE_CHECKING:
     from .engine import SegmentEngine
@@ -84,11 +84,12 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                   build_started_ms=engine.clock())
         previous = _stored(engine, built)
         evaluator = Evaluator(definitions)
+        plans = compile_plans(evaluator, definitions, built, scan)
         for start in range(0, len(people), BATCH):
             chunk = people[start:start + BATCH]
-            built = [s for s in built if s.id in alive.ids]
-            outputs, rows, drop = _evaluate(engine, evaluator, definitions, built, chunk,
-                                            scan, previous)
+            plans = [p for p in plans if p.segment.id in alive.ids]
+            outputs, rows, drop = _evaluate(engine, evaluator, plans, chunk, scan,
+                                            previous)
             if outputs:
                 await storage.log.append(outputs)
             if rows or drop:
@@ -142,7 +143,9 @@ async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
         people.setdefault(person.id, person)
         if n % 2000 == 1999:
             await asyncio.sleep(0)
-    return list(people.values())
+    # In person id order: each batch's rows then land next to the previous batch's in
+    # the store's indexes (keyed by segment and person), not all over them.
+    return sorted(people.values(), key=lambda p: p.id)
 
 
 def _stored(engine: SegmentEngine, built: list[Segment]) -> dict[tuple[str, str], list[Member]]:
@@ -155,7 +158,7 @@ def _stored(engine: SegmentEngine, built: list[Segment]) -> dict[tuple[str, str]
     return found
 
 
-def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: list[Segment],
+def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPlan],
               people: list[Person], scan: LogScan,
               previous: dict[tuple[str, str], list[Member]],
               ) -> tuple[list[NewEvent], list[Member], list[tuple[str, str]]]:
@@ -165,18 +168,18 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
     outputs: list[NewEvent] = []
     rows: list[Member] = []
     drop: list[tuple[str, str]] = []
-    shortcuts = {s.id: _Shortcut(evaluator, definitions, s.key, now) for s in built}
     for person in people:
-        data = scan.facts(person.ids, person.profile)
-        for segment in built:
-            mine: dict[str, Member] = {}
+        states = memberships(evaluator, plans, scan, person.ids, person.profile, now)
+        for plan, m in zip(plans, states, strict=True):
+            segment = plan.segment
+            before = None
             if previous:
+                mine: dict[str, Member] = {}
                 for identity in person.ids:
                     for row in previous.get((segment.id, identity), ()):
                         mine[row.person_id] = row
-            before = engine.previous_row(list(mine.values()), person.id)
-            drop += [(segment.id, pid) for pid in mine if pid != person.id]
-            m = shortcuts[segment.id].membership(data)
+                before = engine.previous_row(list(mine.values()), person.id)
+                drop += [(segment.id, pid) for pid in mine if pid != person.id]
             was = before.member if before else False
             if m.member != was:
                 generation = len(engine.storage.segments.history(person.id, segment.id)) \
@@ -193,24 +196,3 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, definitions, built: l
                                    m.next_change_ms, person.user_id, person.anonymous_id,
                                    person.ids, now))
     return outputs, rows, drop
-
-
-class _Shortcut:
-    """Membership for a person with none of the data a segment looks at (no counting
-    event of its event conditions, none of its traits, through ``in_segment`` too): the
-    same value for everyone, since their first data, with no change to come. Most
-    people of a large log are such for most segments, and skip the evaluation."""
-
-    def __init__(self, evaluator: Evaluator, definitions: Mapping[str, Condition],
-                 key: str, now: int) -> None:
-        self.evaluator, self.now = evaluator, now
-        self.condition = definitions[key]
-        self.events: list[EventCondition] = event_conditions(definitions, [key])
-        self.traits = trait_names(definitions, key)
-        self.value = evaluator.membership(self.condition, PersonFacts({}, ()), now).member
-
-    def membership(self, data: PersonFacts) -> Membership:
-        if any(data.matching(c)[0] for c in self.events) or (
-                self.traits and not self.traits.isdisjoint(data.traits)):
-            return self.evaluator.membership(self.condition, data, self.now)
-        return Membership(self.value, data.first_seen(), None)

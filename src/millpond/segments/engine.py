@@ -33,14 +33,15 @@ import msgspec
 
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
-from millpond.storage.models import Member, NewEvent, Segment
+from millpond.storage.models import Member, NewEvent, Segment, StoredEvent
 from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve, scan_people
-from .scan import LogScan, event_conditions
+from .plan import SegmentPlan, Touched, compile_plans, memberships
+from .scan import Head, LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
@@ -66,6 +67,39 @@ def touch(found: dict[str, bool], event: dict) -> None:
         value = event.get(key)
         if isinstance(value, str) and value:
             found[value] = found.get(value, False) or key == "userId"
+
+
+#: What the follower reads of each event (msgspec skips the rest unparsed).
+_head = msgspec.json.Decoder(Head).decode
+
+
+def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
+                row: StoredEvent) -> None:
+    """:func:`touch` from a stored event's JSON, also noting per id what touched it
+    (:class:`~.plan.Touched`; None: an identify, alias or group touched it, which may
+    change traits and merge people: every segment is concerned)."""
+    head = _head(row.body)
+    if head.source_id == COMPUTED_SOURCE_ID:
+        return
+    joining = head.type in JOINING
+    user, anon = head.userId, head.anonymousId
+    if joining:
+        named = ((user, True), (anon, False), (head.previousId, False))
+    else:
+        named = ((user, True),) if user else ((anon, False),)
+    name = head.event if head.type == "track" and isinstance(head.event, str) else None
+    for value, is_user in named:
+        if not isinstance(value, str) or not value:
+            continue
+        found[value] = found.get(value, False) or is_user
+        if joining:
+            names[value] = None
+        elif value not in names:
+            names[value] = Touched({name} if name else set(), row.ts_ms)
+        else:
+            mine = names[value]
+            if mine is not None:
+                mine.add(name, row.ts_ms)
 
 
 def wall_clock_ms() -> int:
@@ -107,11 +141,19 @@ class SegmentEngine:
 
     async def reevaluate(self, any_ids: Mapping[str, bool], *,
                          segment_ids: set[str] | None = None,
-                         checkpoint: int | None = None) -> int:
+                         checkpoint: int | None = None,
+                         names: Mapping[str, Touched | None] | None = None) -> int:
         """Re-evaluate the people ``any_ids`` (id -> seen as a user id) belong to in
-        every segment (or only
-        ``segment_ids``); append the Audience events of each change, then store the new
-        states (with ``checkpoint``). Returns how many changes there were."""
+        every segment (or only ``segment_ids``); append the Audience events of each
+        change, then store the new states (with ``checkpoint``). Returns how many changes
+        there were.
+
+        ``names`` (the follower's, from :func:`touch_named`): per id, the names and the
+        earliest time of the events that touched it, None for an identify, alias or
+        group. A person is
+        then evaluated only in the segments those events may change
+        (:meth:`~.plan.SegmentPlan.unaffected`), and their events are read only if there
+        is one; without ``names`` every segment is evaluated."""
         segments, definitions = self.definitions()
         if segment_ids is not None:
             segments = [s for s in segments if s.id in segment_ids]
@@ -121,27 +163,58 @@ class SegmentEngine:
         now = self.clock()
         received_at = format_ms(now)
         people: dict[str, Person] = {}
+        touched_by: dict[str, Touched | None] = {}
         for any_id, is_user in any_ids.items():
             person = resolve(self.storage, any_id, is_user)
             people.setdefault(person.id, person)
-        rows: list[Member] = []
-        drop: list[tuple[str, str]] = []
-        outputs: list[NewEvent] = []
-        stored = self._stored_rows(people.values()) if segments else {}
+            if names is not None:
+                mine = names.get(any_id)
+                if person.id not in touched_by:
+                    touched_by[person.id] = None if mine is None \
+                        else Touched(set(mine.names), mine.earliest)
+                elif (before := touched_by[person.id]) is not None:
+                    if mine is None:
+                        touched_by[person.id] = None
+                    else:
+                        before.merge(mine)
+        if not segments:
+            if checkpoint is not None:
+                await asyncio.to_thread(self.storage.segments.apply, [],
+                                        checkpoint=checkpoint)
+            return 0
+        stored = await asyncio.to_thread(self._stored_rows, list(people.values()))
         # One scanner for the whole call: it decodes each event's head only, and in full
         # only where a condition's ``where`` needs it (see :mod:`.scan`).
         scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
-        if segments:
-            await scan_people(self.storage, scan, people.values())
+        plans = compile_plans(evaluator, definitions, segments, scan)
+        work: list[tuple[Person, list[SegmentPlan], list[Member | None]]] = []
+        drop: list[tuple[str, str]] = []
+        nothing: dict[str, Member] = {}
         for person in people.values():
-            data = scan.facts(person.ids, person.profile)
-            for segment in segments:
-                mine = dict(stored.get((segment.id, person.id), {}))
-                for identity in person.ids:
-                    mine.update(stored.get((segment.id, "id:" + identity), {}))
+            mine_plans: list[SegmentPlan] = []
+            befores: list[Member | None] = []
+            theirs = stored.get(person.id, {})
+            touched = touched_by.get(person.id)
+            for plan in plans:
+                sid = plan.segment.id
+                mine = theirs.get(sid, nothing)
                 previous = self.previous_row(list(mine.values()), person.id)
-                drop += [(segment.id, pid) for pid in mine if pid != person.id]
-                m = evaluator.membership(definitions[segment.key], data, now)
+                # Rows of profiles merged into this one are never left as they are.
+                if names is not None and (not mine or (len(mine) == 1 and person.id in mine)) \
+                        and plan.unaffected(touched, previous):
+                    continue
+                drop += [(sid, pid) for pid in mine if pid != person.id]
+                mine_plans.append(plan)
+                befores.append(previous)
+            if mine_plans:
+                work.append((person, mine_plans, befores))
+        await scan_people(self.storage, scan, [person for person, _, _ in work])
+        rows: list[Member] = []
+        outputs: list[NewEvent] = []
+        for person, mine_plans, befores in work:
+            states = memberships(evaluator, mine_plans, scan, person.ids, person.profile, now)
+            for plan, previous, m in zip(mine_plans, befores, states, strict=True):
+                segment = plan.segment
                 was = previous.member if previous else False
                 if m.member != was:
                     generation = len(self.storage.segments.history(person.id, segment.id))
@@ -163,17 +236,25 @@ class SegmentEngine:
                                     checkpoint=checkpoint)
         return len(outputs)
 
-    def _stored_rows(self, people) -> dict[tuple[str, str], dict[str, Member]]:
-        """The stored rows of every id of ``people``, in a few queries, by (segment id,
-        person id) and by (segment id, ``"id:"`` + identity)."""
+    def _stored_rows(self, people: list[Person],
+                     ) -> dict[str, dict[str, dict[str, Member]]]:
+        """The stored rows of every id of ``people``, in a few queries: person id ->
+        segment id -> the rows (by their person id) that are theirs or share an id with
+        them (the rows of profiles merged into them)."""
+        owner: dict[str, str] = {}
+        for person in people:
+            owner[person.id] = person.id
+            for identity in person.ids:
+                owner[identity] = person.id
         ids = sorted({i for person in people for i in person.ids})
-        found: dict[tuple[str, str], dict[str, Member]] = {}
+        found: dict[str, dict[str, dict[str, Member]]] = {}
         for start in range(0, len(ids), 500):
             for row in self.storage.segments.by_ids(ids[start:start + 500]):
-                found.setdefault((row.segment_id, row.person_id), {})[row.person_id] = row
-                for identity in row.ids:
-                    found.setdefault((row.segment_id, "id:" + identity), {})[
-                        row.person_id] = row
+                for key in (row.person_id, *row.ids):
+                    pid = owner.get(key)
+                    if pid is not None:
+                        found.setdefault(pid, {}).setdefault(row.segment_id, {})[
+                            row.person_id] = row
         return found
 
     @staticmethod
@@ -202,9 +283,10 @@ class SegmentEngine:
             if self.profiles_upto is not None:
                 await self.profiles_upto(until)
             touched: dict[str, bool] = {}
+            names: dict[str, Touched | None] = {}
             for row in rows:
-                touch(touched, _decode(row.body))
-            await self.reevaluate(touched, checkpoint=until)
+                touch_named(touched, names, row)
+            await self.reevaluate(touched, checkpoint=until, names=names)
             self._position = until
             return len(rows)
 

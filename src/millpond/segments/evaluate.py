@@ -63,13 +63,7 @@ class PersonFacts:
                      events: Iterable[tuple[int, int, Mapping[str, Any]]]) -> PersonFacts:
         """From a profile as :meth:`ProfileStore.get` returns it (or None) and
         ``(ts_ms, seq, event)`` triples."""
-        from millpond.timeutil import parse_iso_ms
-        traits: dict[str, tuple[Any, int]] = {}
-        if profile:
-            times = profile.get("trait_times", {})
-            for name, value in profile.get("traits", {}).items():
-                traits[name] = (value, parse_iso_ms(times[name]) if name in times else DAWN)
-        return cls(traits, events)
+        return cls(traits_of(profile), events)
 
     def first_seen(self) -> int | None:
         times = [t for _, t in self.traits.values() if t != DAWN]
@@ -92,6 +86,17 @@ class PersonFacts:
                     seqs.append(seq)
             found = self._matches[key] = (times, seqs)
         return found
+
+
+def traits_of(profile: Mapping[str, Any] | None) -> dict[str, tuple[Any, int]]:
+    """A profile's traits with the time each was set (:data:`DAWN`: unknown)."""
+    from millpond.timeutil import parse_iso_ms
+    traits: dict[str, tuple[Any, int]] = {}
+    if profile:
+        times = profile.get("trait_times", {})
+        for name, value in profile.get("traits", {}).items():
+            traits[name] = (value, parse_iso_ms(times[name]) if name in times else DAWN)
+    return traits
 
 
 class Membership(msgspec.Struct, frozen=True):

@@ -15,13 +15,13 @@ membership write) stores nothing twice: the log dedupes it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Any
 
 from millpond.collector.validation import normalize
 from millpond.storage.models import NewEvent, Segment, Source
-from millpond.timeutil import format_ms
 
 #: The built-in source of computed events (not writable from outside, replayable).
 COMPUTED_SOURCE_ID = "computed"
@@ -42,6 +42,18 @@ def message_id(segment_id: str, person_id: str, member: bool, at_ms: int | None,
     return "aud_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+
+
+def _iso(ms: int) -> str:
+    """:func:`~millpond.timeutil.format_ms` for the many different event times of a
+    build: the formatted seconds are cached (its own cache keeps only the last one)."""
+    second, frac = divmod(ms, 1000)
+    return f"{_second(second)}{frac:03d}Z"
+
+
 def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
                    anonymous_id: str | None, member: bool, at_ms: int, generation: int,
                    received_ms: int, received_at: str | None = None) -> NewEvent:
@@ -57,7 +69,7 @@ def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
         "type": "track",
         "event": ENTERED if member else EXITED,
         "messageId": message_id(segment.id, person_id, member, at_ms, generation),
-        "timestamp": format_ms(at_ms),
+        "timestamp": _iso(at_ms),
         "properties": properties,
         "context": {"traits": {segment.key: member}},
     }

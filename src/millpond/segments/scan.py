@@ -32,16 +32,17 @@ import msgspec
 from millpond.storage.models import StoredEvent
 
 from .definition import Condition, EventCondition, InSegment, TraitCondition, walk
-from .evaluate import DAWN, PersonFacts
+from .evaluate import DAWN, PersonFacts, traits_of
 from .outputs import COMPUTED_SOURCE_ID
 
 #: Events that join identities: every id they name is a person to evaluate.
 JOINING = frozenset({"identify", "alias", "group"})
 #: "keep every time" (a ``within`` condition).
 ALL = -1
+_NONE: list[int] = []
 
 
-class _Head(msgspec.Struct):
+class Head(msgspec.Struct):
     """The few fields of an event the scan looks at (msgspec skips the rest unparsed)."""
 
     type: Any = None
@@ -52,7 +53,7 @@ class _Head(msgspec.Struct):
     source_id: Any = None
 
 
-_head = msgspec.json.Decoder(_Head).decode
+_head = msgspec.json.Decoder(Head).decode
 _full = msgspec.json.Decoder().decode
 
 
@@ -121,6 +122,7 @@ class LogScan:
                 _Watch(slot, cond, keep_of(cond), cond.trigger()))
             if cond.where:
                 self._needs_body.add(cond.event)
+        self._keeps = [keep_of(cond) for cond in self.conditions]
         self.ids: dict[str, bool] = {}
         #: id -> [first event time, times of slot 0, times of slot 1, ...] (None: none)
         self._state: dict[str, list[Any]] = {}
@@ -180,29 +182,43 @@ class LogScan:
                     bisect.insort(times, ts)
                     times.pop()
 
-    def facts(self, ids: Sequence[str], profile: Mapping[str, Any] | None) -> ScannedFacts:
-        """The data of the person made of ``ids`` (with its profile, or None)."""
+    def gather(self, ids: Sequence[str]) -> tuple[int | None, list[list[int]]]:
+        """The raw data of the person made of ``ids``: their earliest event time and, per
+        slot, the counting times (sorted; only the ``k`` earliest where that decides).
+        Empty slots share one empty list: read it, never change it."""
         first: int | None = None
-        merged: list[list[int] | None] = [None] * len(self.conditions)
+        merged: list[list[int]] = [_NONE] * len(self.conditions)
+        state, keeps = self._state, self._keeps
+        several = False
         for any_id in ids:
-            slots = self._state.get(any_id)
+            slots = state.get(any_id)
             if slots is None:
                 continue
             first = slots[0] if first is None else min(first, slots[0])
-            for i, times in enumerate(slots[1:]):
+            for i in range(len(merged)):
+                times = slots[i + 1]
                 if times:
                     before = merged[i]
-                    merged[i] = times if before is None else [*before, *times]
-        matches: dict[int, list[int]] = {}
-        for i, cond in enumerate(self.conditions):
-            times = merged[i]
-            if times is None:
-                matches[id(cond)] = []
-                continue
-            times = sorted(times)
-            keep = keep_of(cond)
-            matches[id(cond)] = times if keep == ALL else times[:keep]
-        return ScannedFacts(profile, first, matches)
+                    if before:
+                        several = True
+                        merged[i] = [*before, *times]
+                    else:
+                        merged[i] = times
+        for i, times in enumerate(merged):
+            if times and (several or keeps[i] == ALL):
+                times = sorted(times)
+                merged[i] = times if keeps[i] == ALL else times[:keeps[i]]
+        return first, merged
+
+    def facts(self, ids: Sequence[str], profile: Mapping[str, Any] | None) -> ScannedFacts:
+        """The data of the person made of ``ids`` (with its profile, or None)."""
+        return self.facts_of(*self.gather(ids), profile)
+
+    def facts_of(self, first: int | None, merged: list[list[int]],
+                 profile: Mapping[str, Any] | None) -> ScannedFacts:
+        """:meth:`facts` from what :meth:`gather` returned."""
+        return ScannedFacts(profile, first, {id(cond): merged[i]
+                                             for i, cond in enumerate(self.conditions)})
 
     def forget(self, ids: Iterable[str]) -> None:
         """Drop the data of ``ids`` (evaluated: memory goes back as the build proceeds)."""
@@ -219,12 +235,13 @@ class ScannedFacts(PersonFacts):
 
     def __init__(self, profile: Mapping[str, Any] | None, first: int | None,
                  matches: dict[int, list[int]]) -> None:
-        base = PersonFacts.from_profile(profile, ())
-        super().__init__(base.traits, ())
+        # Not PersonFacts.__init__: there are no events to filter and sort.
+        self.traits = traits_of(profile)
+        self.events = []
         self._first = first
         self._first_seen: int | None = None
         self._known = False
-        self._matches = {key: (times, []) for key, times in matches.items()}
+        self._matches = {key: (times, _NONE) for key, times in matches.items()}
 
     def first_seen(self) -> int | None:
         if self._known:

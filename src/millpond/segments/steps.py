@@ -47,11 +47,17 @@ def event_steps(cond: EventCondition, times: list[int]) -> Steps:
     if cond.between_ms is not None:
         start, end = cond.between_ms
         times = [t for t in times if start <= t < end]
-    if cond.within_ms is not None:
-        w = cond.within_ms
-        changes = sorted([(t, 1) for t in times] + [(t + w, -1) for t in times])
-    else:
-        changes = [(t, 1) for t in times]
+    if cond.within_ms is None:
+        # The count only grows: it reaches at_least at the at_least-th time and passes
+        # at_most at the (at_most + 1)-th; both at one time cancel out.
+        n, at_least, at_most = len(times), cond.at_least, cond.at_most
+        enter = times[at_least - 1] if 1 <= at_least <= n else None
+        leave = times[at_most] if at_most is not None and at_most < n else None
+        if enter is not None and enter == leave:
+            return initial, []
+        return initial, [t for t in (enter, leave) if t is not None]
+    w = cond.within_ms
+    changes = sorted([(t, 1) for t in times] + [(t + w, -1) for t in times])
     return initial, _flips_of_counts(initial, changes, cond)
 
 

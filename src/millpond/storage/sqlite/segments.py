@@ -6,10 +6,11 @@ row per person per segment), and those transactions should never hold the write 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+
+import msgspec
 
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
@@ -57,18 +58,26 @@ CREATE INDEX IF NOT EXISTS history_person ON history(person_id, id);
 CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER);
 """
 
-_ENCODE = json.dumps
+_json = msgspec.json.Encoder()
+
+
+def _encode_ids(ids: Sequence[str]) -> str:
+    """A row's ids as the JSON text the ``ids`` column keeps (msgspec: a build writes
+    them by the hundred thousand)."""
+    return _json.encode(ids).decode()
 
 
 def _segment(row: sqlite3.Row) -> Segment:
-    import msgspec
     return msgspec.json.decode(row["record"], type=Segment)
 
 
+_ids = msgspec.json.Decoder(tuple[str, ...]).decode
+
+
 def _member(row: sqlite3.Row) -> Member:
-    return Member(row["segment_id"], row["person_id"], bool(row["member"]), row["since_ms"],
-                  row["next_change_ms"], row["user_id"], row["anonymous_id"],
-                  tuple(json.loads(row["ids"])), row["processed_ms"])
+    """A row of ``SELECT *`` (the table's column order) as a Member."""
+    return Member(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6],
+                  _ids(row[7]), row[8])
 
 
 class SQLiteSegmentStore:
@@ -84,7 +93,6 @@ class SQLiteSegmentStore:
     # -- definitions --------------------------------------------------------------------
 
     def _record(self, segment: Segment) -> str:
-        import msgspec
         return msgspec.json.encode(segment).decode()
 
     def create(self, segment: Segment) -> Segment:
@@ -165,7 +173,7 @@ class SQLiteSegmentStore:
             conn.executemany("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?)",
                              [(r.segment_id, r.person_id, int(r.member), r.since_ms,
                                r.next_change_ms, r.user_id, r.anonymous_id,
-                               _ENCODE(list(r.ids)), r.processed_ms)
+                               _encode_ids(r.ids), r.processed_ms)
                               for r in plan.latest.values()])
             conn.executemany("INSERT OR IGNORE INTO member_ids VALUES (?,?,?)",
                              [(i, r.segment_id, r.person_id) for r in plan.latest.values()
@@ -191,7 +199,7 @@ class SQLiteSegmentStore:
                 for pid, member, ids in conn.execute(
                         "SELECT person_id, member, ids FROM members WHERE segment_id = ? AND"
                         f" person_id IN ({marks})", [segment_id, *part]):
-                    found[(segment_id, pid)] = (bool(member), json.loads(ids))
+                    found[(segment_id, pid)] = (bool(member), list(_ids(ids)))
         return found
 
     @staticmethod
