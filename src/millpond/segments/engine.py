@@ -187,12 +187,13 @@ class SegmentEngine:
         # only where a condition's ``where`` needs it (see :mod:`.scan`).
         scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
         plans = compile_plans(evaluator, definitions, segments, scan)
-        work: list[tuple[Person, list[SegmentPlan], list[Member | None]]] = []
+        work: list[tuple[Person, list[SegmentPlan], list[tuple[Member | None, set[bool]]]]] \
+            = []
         drop: list[tuple[str, str]] = []
         nothing: dict[str, Member] = {}
         for person in people.values():
             mine_plans: list[SegmentPlan] = []
-            befores: list[Member | None] = []
+            befores: list[tuple[Member | None, set[bool]]] = []
             theirs = stored.get(person.id, {})
             touched = touched_by.get(person.id)
             for plan in plans:
@@ -205,7 +206,12 @@ class SegmentEngine:
                     continue
                 drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
-                befores.append(previous)
+                # What the rows of profiles merged into this one said: their Audience
+                # events went out under their ids, so a merged person whose state differs
+                # from any of them is announced again (else the last event a destination
+                # holds for the merged person could be a stale "Entered").
+                befores.append((previous, {r.member for pid, r in mine.items()
+                                           if pid != person.id}))
             if mine_plans:
                 work.append((person, mine_plans, befores))
         await scan_people(self.storage, scan, [person for person, _, _ in work])
@@ -213,10 +219,10 @@ class SegmentEngine:
         outputs: list[NewEvent] = []
         for person, mine_plans, befores in work:
             states = memberships(evaluator, mine_plans, scan, person.ids, person.profile, now)
-            for plan, previous, m in zip(mine_plans, befores, states, strict=True):
+            for plan, (previous, merged), m in zip(mine_plans, befores, states, strict=True):
                 segment = plan.segment
                 was = previous.member if previous else False
-                if m.member != was:
+                if m.member != was or any(said != m.member for said in merged):
                     generation = len(self.storage.segments.history(person.id, segment.id))
                     outputs.append(audience_event(
                         segment, person_id=person.id, user_id=person.user_id,
