@@ -29,7 +29,6 @@ from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
-from .outputs import audience_event
 from .people import Person, resolve
 from .plan import SegmentPlan, compile_plans, memberships
 from .scan import LogScan, event_conditions
@@ -173,6 +172,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPl
         for plan, m in zip(plans, states, strict=True):
             segment = plan.segment
             before = None
+            merged: set[bool] = set()
             if previous:
                 mine: dict[str, Member] = {}
                 for identity in person.ids:
@@ -180,19 +180,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPl
                         mine[row.person_id] = row
                 before = engine.previous_row(list(mine.values()), person.id)
                 drop += [(segment.id, pid) for pid in mine if pid != person.id]
-            was = before.member if before else False
-            if m.member != was:
-                generation = len(engine.storage.segments.history(person.id, segment.id)) \
-                    if before is not None else 0
-                outputs.append(audience_event(
-                    segment, person_id=person.id, user_id=person.user_id,
-                    anonymous_id=person.anonymous_id, member=m.member,
-                    at_ms=m.since_ms if m.since_ms is not None else now,
-                    generation=generation, received_ms=now, received_at=received_at))
-            # A non-member with nothing scheduled and nothing stored needs no row: no row
-            # reads as "not a member" everywhere.
-            if m.member or m.next_change_ms is not None or before is not None:
-                rows.append(Member(segment.id, person.id, m.member, m.since_ms,
-                                   m.next_change_ms, person.user_id, person.anonymous_id,
-                                   person.ids, now))
+                merged = {r.member for pid, r in mine.items() if pid != person.id}
+            engine.settle(segment, person, m, before, merged, now, received_at, outputs,
+                          rows, no_history=before is None)
     return outputs, rows, drop

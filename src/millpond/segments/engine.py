@@ -37,7 +37,7 @@ from millpond.storage.models import Member, NewEvent, Segment, StoredEvent
 from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
-from .evaluate import Evaluator
+from .evaluate import Evaluator, Membership
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
@@ -206,10 +206,7 @@ class SegmentEngine:
                     continue
                 drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
-                # What the rows of profiles merged into this one said: their Audience
-                # events went out under their ids, so a merged person whose state differs
-                # from any of them is announced again (else the last event a destination
-                # holds for the merged person could be a stale "Entered").
+                # What the rows of profiles merged into this one said (see settle).
                 befores.append((previous, {r.member for pid, r in mine.items()
                                            if pid != person.id}))
             if mine_plans:
@@ -220,21 +217,8 @@ class SegmentEngine:
         for person, mine_plans, befores in work:
             states = memberships(evaluator, mine_plans, scan, person.ids, person.profile, now)
             for plan, (previous, merged), m in zip(mine_plans, befores, states, strict=True):
-                segment = plan.segment
-                was = previous.member if previous else False
-                if m.member != was or any(said != m.member for said in merged):
-                    generation = len(self.storage.segments.history(person.id, segment.id))
-                    outputs.append(audience_event(
-                        segment, person_id=person.id, user_id=person.user_id,
-                        anonymous_id=person.anonymous_id, member=m.member,
-                        at_ms=m.since_ms if m.since_ms is not None else now,
-                        generation=generation, received_ms=now, received_at=received_at))
-                # No row reads as "not a member": a non-member with nothing scheduled and
-                # nothing stored needs none.
-                if m.member or m.next_change_ms is not None or previous is not None:
-                    rows.append(Member(segment.id, person.id, m.member, m.since_ms,
-                                       m.next_change_ms, person.user_id,
-                                       person.anonymous_id, person.ids, now))
+                self.settle(plan.segment, person, m, previous, merged, now, received_at,
+                            outputs, rows)
         if outputs:
             await self.storage.log.append(outputs)
         if rows or drop or checkpoint is not None:
@@ -262,6 +246,32 @@ class SegmentEngine:
                         found.setdefault(pid, {}).setdefault(row.segment_id, {})[
                             row.person_id] = row
         return found
+
+    def settle(self, segment: Segment, person: Person, m: Membership,
+               previous: Member | None, merged: set[bool], now: int, received_at: str,
+               outputs: list[NewEvent], rows: list[Member], *,
+               no_history: bool = False) -> None:
+        """The Audience event (into ``outputs``) and row (into ``rows``) of one person's
+        new state in one segment, for the build and the follower alike. ``previous``: the
+        state stored for them; ``merged``: what the rows of profiles merged into them said.
+        Their events went out under those ids, so a merged person whose state differs from
+        any of them is announced again (else the last event a destination holds for the
+        merged person could be a stale "Entered"). ``no_history``: the caller knows the
+        person has none here (a build's new people), so it is not read."""
+        was = previous.member if previous else False
+        if m.member != was or any(said != m.member for said in merged):
+            generation = 0 if no_history else \
+                len(self.storage.segments.history(person.id, segment.id))
+            outputs.append(audience_event(
+                segment, person_id=person.id, user_id=person.user_id,
+                anonymous_id=person.anonymous_id, member=m.member,
+                at_ms=m.since_ms if m.since_ms is not None else now,
+                generation=generation, received_ms=now, received_at=received_at))
+        # No row reads as "not a member": a non-member with nothing scheduled and nothing
+        # stored needs none.
+        if m.member or m.next_change_ms is not None or previous is not None:
+            rows.append(Member(segment.id, person.id, m.member, m.since_ms, m.next_change_ms,
+                               person.user_id, person.anonymous_id, person.ids, now))
 
     @staticmethod
     def previous_row(rows: list[Member], person_id: str) -> Member | None:
