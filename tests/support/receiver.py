@@ -52,6 +52,12 @@ class Receiver:
         self._open: dict[str, int] = {}  # user -> requests of theirs not yet answered
         self._answering = 0
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+        # On the listening socket, not on each accepted one: the first request on a
+        # connection can arrive before a busy accept thread gets to it, and the kernel
+        # stamps bytes only while some socket asks for stamps (else it stamps them when
+        # read). Accepted sockets inherit the option. Without this, the first requests
+        # were stamped late and the start of a test looked like a clump (a CI failure).
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._conns: set[socket.socket] = set()
         self._stopped = False
         threading.Thread(target=self._accept, daemon=True, name="receiver").start()
@@ -98,7 +104,6 @@ class Receiver:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._conns.add(conn)

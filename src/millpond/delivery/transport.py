@@ -26,7 +26,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import certifi
@@ -58,18 +58,37 @@ ON_WIRE: ContextVar[Callable[[], None] | None] = ContextVar("millpond_on_wire", 
 
 
 class _WireRequest(aiohttp.ClientRequest):
-    """Calls :data:`ON_WIRE` when aiohttp writes the request on a connection it got.
+    """Calls :data:`ON_WIRE` once aiohttp has written the request on a connection.
 
-    Why not an ``aiohttp.TraceConfig`` (``on_request_headers_sent``), which fires at the
-    same point: a session with a trace config builds trace objects and awaits a dozen
-    signals for every request, a tenth of the client's CPU per request at thousands of
-    requests a second (``bench/deliver.py``'s in-flight run), to deliver one callback."""
+    Why after the body is written, not when ``send`` starts: aiohttp buffers the headers
+    and writes them with the body from a task of its own, one or more event-loop turns
+    later. On a busy machine those turns took tens of milliseconds, so a request counted
+    from ``send`` reached the vendor later than counted and a 1-second window by arrival
+    held 6% more than the limit (a CI failure). Counted from after the write, a request
+    leaves the limiter's window no earlier than the vendor's. ``send`` still counts it
+    (a request without a body never calls ``write_bytes``); :meth:`SlidingWindow.restamp`
+    keeps the later time.
+
+    Why not an ``aiohttp.TraceConfig`` (``on_request_headers_sent``): a session with a
+    trace config builds trace objects and awaits a dozen signals for every request, a
+    tenth of the client's CPU per request at thousands of requests a second
+    (``bench/deliver.py``'s in-flight run), to deliver one callback."""
 
     async def send(self, conn: Connection) -> aiohttp.ClientResponse:
-        on_wire = ON_WIRE.get()
-        if on_wire is not None:
-            on_wire()
+        _on_wire()
         return await super().send(conn)
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().write_bytes(*args, **kwargs)
+        finally:
+            _on_wire()
+
+
+def _on_wire() -> None:
+    on_wire = ON_WIRE.get()
+    if on_wire is not None:
+        on_wire()
 
 
 @dataclass(frozen=True, slots=True)
