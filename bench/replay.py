@@ -17,6 +17,10 @@ machinery, not a socket):
   (delivered - received);
 - peak RSS of a child process that previews and replays the first 100k and all events,
   and of its largest preview worker.
+The process settles its heap before measuring (``millpond.heap.settle``), as the server
+does once started and as the preview workers do once started (``WorkerPool``). Before
+this (up to 497006d) it did not, so its replay paid for full collections walking ~80k
+start-up objects the server never walks: compare across that commit with care.
 Prints medians of ``--runs`` runs and ratios to the scan baseline.
 """
 
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_quick_option, median  # noqa: E402
 from deliver import MIXPANEL, fill, open_bench_storage  # noqa: E402
 
+from millpond import heap  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.connections import config  # noqa: E402
 from millpond.delivery.batcher import Batcher  # noqa: E402
@@ -232,6 +237,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    heap.settle()  # as the server does once started (see millpond/heap.py)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="millpond-bench-replay-") as tmp:
         d = Path(tmp) / "data"

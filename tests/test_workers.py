@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
+from millpond import heap
 from millpond.workers import WorkerPool
 
 
@@ -40,3 +42,19 @@ def test_pids_are_the_live_workers():
     finally:
         pool.close()
     assert pool.pids() == []
+
+
+def test_workers_start_with_their_heap_settled():
+    """What a worker loaded at start is out of the cyclic GC (millpond.heap), as in the
+    server (a worker forked from the fork server would otherwise have nothing frozen)."""
+    pool = WorkerPool(1, preload=["millpond.replays.preview"])
+    try:
+        frozen, thresholds = pool.map(_gc_state, [()])[0]
+    finally:
+        pool.close()
+    assert frozen > 10_000
+    assert thresholds[0] == heap.YOUNG_THRESHOLD
+
+
+def _gc_state() -> tuple[int, tuple[int, int, int]]:
+    return gc.get_freeze_count(), gc.get_threshold()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from millpond.actions import CompiledAction, MappingError
 from millpond.delivery.batcher import Work
@@ -31,8 +31,6 @@ from millpond.storage.models import DeadLetter
 from millpond.timeutil import iso_to_seconds
 
 TOO_OLD = "older than trigger window"
-#: ``tuple.__new__`` typed for what :meth:`Evaluator.decide` makes with it (looked up once).
-_new = cast("Callable[[type[Decision], tuple[Any, ...]], Decision]", tuple.__new__)
 
 
 def no_action_reason(event: dict[str, Any]) -> str:
@@ -72,7 +70,8 @@ class Evaluator:
         dead: list[DeadLetter] = []
         seq: int = event.get("seq", 0)
         decisions = self.decide(event, only)
-        for name, outcome, reason, payload in decisions:
+        for d in decisions:
+            name, outcome, reason, payload = d.action, d.outcome, d.reason, d.payload
             if outcome is None:
                 key = self.dtype.group_key(name, payload)
                 items.append((key, Work(seq, name, payload, event, estimate_size(payload))))
@@ -94,9 +93,8 @@ class Evaluator:
             if only is not None and action.name not in only:
                 continue
             if action.trigger.matches(event):
-                # tuple.__new__: a Decision without NamedTuple's Python-level __new__
-                # (one per action per event on the pump's hot path).
-                out.append(_new(Decision, (action.name, *self._apply(action, event))))
+                outcome, reason, payload = self._apply(action, event)
+                out.append(Decision(action.name, outcome, reason, payload))
         return out
 
     def _apply(self, action: CompiledAction, event: dict[str, Any],

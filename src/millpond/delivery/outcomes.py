@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from millpond.storage.models import DeadLetter
 
@@ -39,13 +41,18 @@ CountKey = tuple[str, str, str]
 RECEIVED: CountKey = ("", "received", "")
 
 
-class Decision(NamedTuple):
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """What one action does with one event: ``outcome`` None means send ``payload``;
     otherwise skipped or dead-lettered with ``reason`` (a dead reason starts with its
     category before a colon, which labels counters).
 
-    A NamedTuple (typed, immutable) rather than a frozen dataclass: one is made per
-    action per event, and a frozen dataclass's ``__init__`` costs several times more."""
+    A frozen msgspec Struct (typed, immutable): one is made per action per event, on the
+    pump's and the preview's hot path. It costs about what a plain tuple does; a
+    NamedTuple, even made with ``tuple.__new__``, cost about 0.35 us more (argument
+    parsing and a heap-type allocation), 3% of a replay's CPU per event; a frozen
+    dataclass's ``__init__`` several times that. ``gc=False``: the cyclic GC never walks
+    it (its payload is a dict the GC tracks on its own, and a decision is in no cycle).
+    """
 
     action: str
     outcome: Outcome | None

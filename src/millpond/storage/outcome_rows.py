@@ -19,6 +19,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
+from operator import sub
 
 from millpond.errors import BadRequest
 from millpond.storage.models import OutcomePage
@@ -28,8 +29,13 @@ Row = tuple[int, bytes]
 
 
 def pack(seqs: Sequence[int]) -> bytes:
-    """``seqs`` (in finishing order) as compressed little-endian int64 deltas."""
-    deltas = array("q", [seqs[0], *(b - a for a, b in zip(seqs, seqs[1:], strict=False))])
+    """``seqs`` (in finishing order) as compressed little-endian int64 deltas.
+
+    The deltas are taken by ``map(sub, ...)``, in C: a checkpoint packs every event a run
+    finished (a replay, twice: ``received`` and its outcome), on the thread that shares
+    the GIL with the pump, where a generator cost ~20 bytecodes per event."""
+    deltas = array("q", seqs[:1])
+    deltas.extend(map(sub, seqs[1:], seqs))
     return zlib.compress(deltas.tobytes(), 1)
 
 
