@@ -6,13 +6,16 @@ SIGKILL at either side of the manifest swap, then the deletion run again, finish
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from millpond.warehouses.batch import StoredEvent
@@ -150,3 +153,79 @@ def test_sigkill_mid_deletion_then_again_finishes_it(location, point):
         assert removed == len(mine)
     else:  # the first manifest's files were swapped before the kill
         assert 0 < removed < len(mine)
+
+
+_KILLED_WRITE = textwrap.dedent("""
+    import json, os, signal, sys
+    import msgspec
+    from millpond.warehouses.batch import StoredEvent
+    from millpond.warehouses.parquet import ParquetWriter, parse_settings
+
+    location, events_path = json.loads(sys.argv[1])
+    with open(events_path, "rb") as f:
+        events = msgspec.json.decode(f.read(), type=list[StoredEvent])
+
+    def killed_link(src, dst, *args, **kwargs):  # the file is written and fsynced
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.link = killed_link  # a directory: die before the temporary file gets its name
+    print("loading", flush=True)
+    ParquetWriter(parse_settings(location)).load(events)  # a bucket: killed mid-upload
+    sys.exit(3)  # never reached
+""")
+
+
+def test_a_write_killed_midway_leaves_nothing_a_deletion_misses(location, tmp_path,
+                                                                monkeypatch):
+    """A SIGKILL in the middle of a batch's write: in a directory, after the data file
+    was fsynced under its temporary name (``.tmp-*``, never listed); in a bucket, while
+    its upload is in flight (S3 then stores the whole object, which no manifest names).
+    Either way the person's rows are in the location's bytes; the deletion removes them."""
+    from moto.s3.responses import S3Response
+
+    ada = Person()
+    events, mine = ada.events(3_000)
+    writer = ParquetWriter(parse_settings({**location, "row_group_size": 1000}))
+    writer.load(events[700:])  # committed, some of hers included
+    committed = set(writer.store.list(""))
+    batch = tmp_path / "batch.json"
+    batch.write_bytes(msgspec.json.encode(events[:700]))  # the one killed mid-write
+    reached, release = threading.Event(), threading.Event()
+    put_object = S3Response.put_object
+
+    def stalled_put(self):  # moto serves S3 from a thread of this process
+        if self.parse_key_name().endswith(".parquet") and not release.is_set():
+            reached.set()
+            release.wait(60)  # the client is killed meanwhile; S3 still stores the object
+        return put_object(self)
+
+    monkeypatch.setattr(S3Response, "put_object", stalled_put)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITE,
+                              json.dumps([location, str(batch)])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if "endpoint_url" in location:
+            assert reached.wait(60), "the upload never started"
+            child.send_signal(signal.SIGKILL)
+        assert child.wait(120) == -signal.SIGKILL, child.stderr.read() if child.stderr else ""
+    finally:
+        release.set()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if "endpoint_url" in location:  # the abandoned upload lands after the kill
+        while not set(writer.store.list("")) - committed:
+            reached.wait(0.05)
+    else:
+        leftovers = [p for p in Path(location["path"]).rglob(".tmp-*")]
+        assert leftovers, "the kill left no temporary file: not mid-write"
+    first_half = {e.seq for e in events[:700]}
+    assert set(writer.store.list("")) - committed <= {  # no manifest names the new file
+        k for k in writer.store.list("") if k.endswith(".parquet")}
+    assert _traces(writer.store, [ada.user.encode()])  # her rows, where no reader looks
+
+    writer.forget([ada.user, ada.phone])
+
+    assert _traces(writer.store, ada.needles) == []
+    assert Counter(read_table(writer.store)["seq"].to_pylist()) == \
+        Counter({e.seq for e in events} - first_half - mine)
