@@ -20,6 +20,7 @@ import pytest
 
 from millpond.warehouses.batch import StoredEvent
 from millpond.warehouses.parquet import ParquetWriter, parse_settings, read_table
+from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.parquet.stores import ObjectStore
 from tests.warehouses.events import every_type
 
@@ -229,3 +230,80 @@ def test_a_write_killed_midway_leaves_nothing_a_deletion_misses(location, tmp_pa
     assert _traces(writer.store, ada.needles) == []
     assert Counter(read_table(writer.store)["seq"].to_pylist()) == \
         Counter({e.seq for e in events} - first_half - mine)
+
+
+class _WatchedLock:
+    """The location lock, saying when someone starts waiting for it."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.contended = threading.Event()
+
+    def __enter__(self) -> None:
+        if not self.inner.acquire(blocking=False):
+            self.contended.set()
+            self.inner.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.inner.release()
+
+
+class _HeldAtCommit:
+    """A store that holds the first manifest write (the commit) until released."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        if key.startswith("_manifests/") and not self.held.is_set():
+            self.held.set()
+            assert self.release.wait(60)
+        return self.inner.put_if_absent(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _accept_deletion(blocklist, ids: list[str], upto_seq: int) -> None:
+    """What the regulation service does when it accepts a deletion: screen the ids."""
+    blocklist.remember(ids, upto_seq)
+    blocklist.load([])
+
+
+def test_a_batch_committing_after_the_deletion_leaves_the_person_out(location, monkeypatch):
+    """A batch the pump let through before the deletion was accepted: held between its
+    files and its manifest while the deletion runs, or handed to the writer only after
+    the deletion's rewrite. Either way, none of the person's rows lands."""
+    from millpond.regulations.blocklist import Blocklist
+    from millpond.warehouses.parquet import writer as writer_module
+
+    ada, blocklist = Person(), Blocklist()
+    events, mine = ada.events(3_000)
+    ids = [ada.user, ada.phone]
+    settings = parse_settings({**location, "row_group_size": 1000})
+    lock = _WatchedLock()
+    monkeypatch.setitem(writer_module._LOCKS, make_store(settings).describe(), lock)
+    plain = ParquetWriter(settings)
+    held = _HeldAtCommit(plain.store)
+    loading = ParquetWriter(settings, store=held, screen=blocklist)  # type: ignore[arg-type]
+    outcomes: dict[str, object] = {}
+    first = threading.Thread(target=lambda: outcomes.update(a=loading.load(events[:700])))
+    first.start()
+    assert held.held.wait(60), "the batch never reached its commit"
+    _accept_deletion(blocklist, ids, 3_000)
+    forget = threading.Thread(target=lambda: outcomes.update(f=plain.forget(ids)))
+    forget.start()
+    while forget.is_alive() and not lock.contended.is_set():  # done, or waiting its turn
+        lock.contended.wait(0.05)
+    held.release.set()
+    first.join(60)
+    forget.join(60)
+    # the second half, built before the deletion, handed over after it
+    late = ParquetWriter(settings, screen=blocklist).load(events[700:])
+
+    assert Counter(read_table(plain.store)["seq"].to_pylist()) == \
+        Counter({e.seq for e in events} - mine)
+    assert _traces(plain.store, ada.needles) == []
+    assert late.screened == len([s for s in mine if s > 700]) > 0
+    assert outcomes["f"] == len([s for s in mine if s <= 700]) > 0  # waited, then removed hers
