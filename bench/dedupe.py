@@ -14,8 +14,11 @@ Two layouts, each in a fresh subprocess and data dir, alternated run by run:
 
 Events are tiny (the body is a few bytes) and carry their dedupe key precomputed, as an
 import's reader process does, so the figures are the log's commit path with dedupe, not
-JSON. Reports the µs per event of each million keys and of the last million, and the
-ratio of the last million's figures (one table / recent+merged).
+JSON. Reports, for each million keys and for the last million: wall µs per event, CPU
+µs per event (the process's user + system time: what a shared machine's load does not
+inflate) and bytes written per event (``wchar`` of ``/proc/self/io``: the WAL and its
+checkpoints, the cost the layout is about); and the ratios of the last million's figures
+(one table / recent+merged).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,8 +40,23 @@ from common import add_quick_option  # noqa: E402
 STEP = 1_000_000
 
 
-def child(keys: int, group: int, one_table: bool) -> list[float]:
-    """µs per event for each STEP keys appended (the last step may be shorter)."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _written() -> int:
+    """Bytes this process passed to write() so far (0 where /proc has no io file)."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines()
+                 if line.startswith("wchar:")), 0)
+
+
+def child(keys: int, group: int, one_table: bool) -> list[list[float]]:
+    """[wall µs, CPU µs, bytes written] per event for each STEP keys appended."""
     from millpond.storage.models import NewEvent
     from millpond.storage.sqlite import dedupe
     from millpond.storage.sqlite.log import SQLiteEventLog
@@ -45,11 +64,12 @@ def child(keys: int, group: int, one_table: bool) -> list[float]:
     if one_table:
         dedupe.RECENT_KEYS = keys + 1
     rng = random.Random(7)
-    per_step: list[float] = []
+    per_step: list[list[float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         log = SQLiteEventLog(Path(tmp) / "log.db")
         try:
-            done, step_start = 0, time.perf_counter()
+            done, counted = 0, 0
+            mark = (time.perf_counter(), _cpu(), _written())
             step = min(STEP, keys)
             while done < keys:
                 n = min(group, keys - done)
@@ -59,15 +79,17 @@ def child(keys: int, group: int, one_table: bool) -> list[float]:
                 log.submit(events).result(600)
                 done += n
                 if done % step == 0 or done == keys:
-                    now = time.perf_counter()
-                    per_step.append((now - step_start) * 1e6 / (done - len(per_step) * step))
-                    step_start = now
+                    now = (time.perf_counter(), _cpu(), _written())
+                    k = done - counted
+                    per_step.append([(now[0] - mark[0]) * 1e6 / k, (now[1] - mark[1]) * 1e6 / k,
+                                     (now[2] - mark[2]) / k])
+                    mark, counted = now, done
         finally:
             log.close()
     return per_step
 
 
-def run(keys: int, group: int, one_table: bool) -> list[float]:
+def run(keys: int, group: int, one_table: bool) -> list[list[float]]:
     out = subprocess.run([sys.executable, __file__, "--child", "1" if one_table else "0",
                           "--keys", str(keys), "--group", str(group)],
                          capture_output=True, text=True, check=False)
@@ -89,19 +111,23 @@ def main() -> None:
         return
     if args.quick:
         args.keys, args.group, args.runs = 20_000, 2_000, 1
-    figures: dict[str, list[list[float]]] = {"one table": [], "recent+merged": []}
+    figures: dict[str, list[list[list[float]]]] = {"one table": [], "recent+merged": []}
     for i in range(args.runs):
         for name in figures:
             steps = run(args.keys, args.group, name == "one table")
             figures[name].append(steps)
-            print(f"run {i + 1} {name}: " + ", ".join(f"{v:.1f}" for v in steps)
-                  + " µs/event per million keys", flush=True)
-    last = {name: statistics.median(r[-1] for r in runs) for name, runs in figures.items()}
-    print(f"\n{'layout':<16}{'last million, µs/event (median)':>34}")
-    for name, value in last.items():
-        print(f"{name:<16}{value:>34.1f}")
-    print(f"ratio one table / recent+merged at {args.keys:,} keys: "
-          f"{last['one table'] / last['recent+merged']:.2f}")
+            print(f"run {i + 1} {name} (wall µs / CPU µs / bytes written, per event, per "
+                  "million keys): " + ", ".join(f"{w:.1f}/{c:.1f}/{b:,.0f}" for w, c, b in steps),
+                  flush=True)
+    last = {name: [statistics.median(r[-1][k] for r in runs) for k in range(3)]
+            for name, runs in figures.items()}
+    print(f"\n{'last million, per event (median)':<34}{'wall µs':>10}{'CPU µs':>10}"
+          f"{'bytes written':>16}")
+    for name, (wall, cpu, written) in last.items():
+        print(f"{name:<34}{wall:>10.1f}{cpu:>10.1f}{written:>16,.0f}")
+    one, new = last["one table"], last["recent+merged"]
+    print(f"ratio one table / recent+merged at {args.keys:,} keys: wall {one[0] / new[0]:.2f},"
+          f" CPU {one[1] / new[1]:.2f}, bytes written {one[2] / max(new[2], 1):.2f}")
 
 
 if __name__ == "__main__":
