@@ -63,6 +63,9 @@ class PumpManager:
         self._started = False
         #: Set by :class:`~millpond.replays.service.ReplayManager` when it is wired.
         self.replays = None
+        #: The destinations this process may deliver (ids), when processes share them
+        #: through leases (:mod:`millpond.connections.leases`); None: every one.
+        self.owned: set[str] | None = None
 
     @property
     def transport(self) -> Transport:
@@ -92,6 +95,8 @@ class PumpManager:
             self._transport = None
 
     def _launch(self, dest: Destination) -> None:
+        if self.owned is not None and dest.id not in self.owned:
+            return  # another process's lease; the lease keeper launches it if it comes here
         try:
             rt = config.runtime(dest.type, dest.settings, dest.actions)
         except BadRequest as exc:  # saved before a catalog change made it invalid
@@ -113,6 +118,26 @@ class PumpManager:
             await old.stop()
         if dest.enabled and self._started:
             self._launch(dest)
+
+    async def sync(self, owned: set[str]) -> None:
+        """Run exactly the enabled destinations of ``owned`` (the leases this process
+        holds), each on its saved configuration: start the newly owned, stop the lost
+        (each checkpoints on the way out), restart the ones another process changed."""
+        self.owned = set(owned)
+        if not self._started:
+            return
+        async with self._lock:
+            saved = {d.id: d for d in await asyncio.to_thread(self.destinations.list)}
+            for dest_id, live in list(self._live.items()):
+                dest = saved.get(dest_id)
+                if dest is None or not dest.enabled or dest_id not in self.owned:
+                    await self._live.pop(dest_id).stop()
+                elif dest.updated_at != live.dest.updated_at:
+                    await self._restart(dest)
+            for dest_id in self.owned - set(self._live):
+                dest = saved.get(dest_id)
+                if dest is not None and dest.enabled:
+                    self._launch(dest)
 
     # configuration -----------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> Destination:

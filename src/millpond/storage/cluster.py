@@ -20,6 +20,7 @@ from millpond.storage.postgres import (
     PgEraser,
     PgEventIndex,
     PgImportJobStore,
+    PgLeases,
     PgLoadStatsStore,
     PgProfileStore,
     PgRegulationStore,
@@ -51,6 +52,7 @@ class ClusterStorage:
             self.profiles = PgProfileStore(state)
             self.segments = PgSegmentStore(state)
             self.regulations = PgRegulationStore(state)
+            self.leases = PgLeases(state)
         self.eraser = PgEraser(state, log.delete)
         self._closed = False
 
