@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
@@ -84,6 +85,26 @@ FETCH_GAP = 16
 FETCH_CONCURRENCY = 32
 
 
+async def _probe(servers: Sequence[str], timeout: float) -> None:
+    """Raise StorageUnavailable at once when no server accepts a TCP connection: the
+    client's own first connect retries the list until its timeout (10-15 s), which for a
+    refused port only delays the same answer."""
+    errors: list[str] = []
+    for url in servers:
+        host, _, port = url.removeprefix("nats://").rpartition("@")[2].rpartition(":")
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            errno = getattr(exc, "errno", None)
+            why = os.strerror(errno).lower() if errno else str(exc) or "timed out"
+            errors.append(f"{url}: {why}")
+            continue
+        writer.close()
+        return
+    raise StorageUnavailable(f"cannot reach NATS at any of its servers ({'; '.join(errors)})")
+
+
 class JetStreamEventLog:
     """:class:`~millpond.storage.contracts.EventLog` on a JetStream stream; thread-safe.
 
@@ -121,6 +142,7 @@ class JetStreamEventLog:
         s = self._s
         # Reconnects go on forever once connected (a node restarts, the client moves on);
         # the first connection is bounded, so an unreachable cluster is one clear error.
+        await _probe(s.servers, s.connect_timeout)
         nc = LogClient()
         try:
             await asyncio.wait_for(nc.connect(
