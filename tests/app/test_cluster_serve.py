@@ -8,6 +8,7 @@ through a lease, and a SIGKILLed owner's destination is taken over by the other.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import httpx
 import pytest
 
+from tests.support.cli import ok
 from tests.support.cluster import cluster_args, cluster_server, drop_place, new_place
 from tests.support.delivery import create_destination, send_batch, track
 from tests.support.receiver import Receiver
@@ -138,6 +140,23 @@ def test_two_workers_share_a_webhook_destination_and_one_takes_over_after_sigkil
         owner = _owner(dev_cluster, place, f"destination:{dest_id}")
         victim, survivor = (a, b) if str(a.proc.pid) in owner.split(":") else (b, a)
         assert str(victim.proc.pid) in owner.split(":"), owner
+
+        def caught_up() -> dict | None:  # the owner's checkpoint follows its deliveries
+            status = json.loads(ok(a, "cluster", "status", "--json"))
+            return status if status["destinations"][0]["events_behind"] == 0 else None
+
+        status = wait_until(caught_up, timeout=20, every=0.3, what="the cursor saved")
+        assert {(p["pid"], p["role"]) for p in status["processes"]} == {
+            (a.proc.pid, "all"), (b.proc.pid, "all")}
+        assert all(p["heartbeat_age"] < 3 for p in status["processes"])
+        assert status["stream"]["replicas"] == 3 and status["stream"]["leader"]
+        assert status["stream"]["messages"] == len(first)
+        assert status["destinations"] == [{
+            "id": dest_id, "name": "hook", "enabled": True, "owner": owner,
+            "cursor": status["stream"]["last_seq"], "events_behind": 0, "lag_seconds": 0.0}]
+        assert {lease["name"] for lease in status["leases"]} == {"jobs", f"destination:{dest_id}"}
+        table = ok(b, "cluster", "status")
+        assert f"3 replicas, leader {status['stream']['leader']}" in table
 
         second = [track(f"user{u}", n) for n in range(10, 60) for u in range(20)]
         send_batch(survivor.url, key, second)

@@ -11,12 +11,14 @@ Nothing outside this package imports a backend; it calls :func:`open_storage`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
 import msgspec
 
 from millpond.storage.contracts import LeaseStore, Storage
+from millpond.storage.models import StreamState
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -95,4 +97,10 @@ def leases_of(storage: Storage) -> LeaseStore | None:
     return cast("LeaseStore | None", getattr(storage, "leases", None))
 
 
-__all__ = ["LeaseStore", "Storage", "leases_of", "StorageConfig", "nats_servers", "open_storage"]
+def stream_state_of(storage: Storage) -> Callable[[], StreamState] | None:
+    """How to read the scale-out log's stream state; None on the other backends."""
+    return cast("Callable[[], StreamState] | None", getattr(storage, "stream_state", None))
+
+
+__all__ = ["LeaseStore", "Storage", "StorageConfig", "leases_of", "nats_servers",
+           "open_storage", "stream_state_of"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import Tier
+from millpond.storage.models import StreamState, Tier
 from millpond.storage.nats import JetStreamEventLog, LogSettings, open_log
 from millpond.storage.postgres import (
     PgDedupeTable,
@@ -63,6 +63,10 @@ class ClusterStorage:
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
         return {"stream": self.log.stream_size()[0], "state": 0 if row is None else int(row["n"])}
+
+    def stream_state(self) -> StreamState:
+        """The log's stream, its leader and replicas (``millpond cluster status``)."""
+        return self.log.stream_state()
 
     def tiers(self) -> list[Tier]:
         """One tier, the stream (the archive on S3 is not part of this backend yet); its

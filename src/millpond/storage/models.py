@@ -141,6 +141,21 @@ class ProcessInfo(msgspec.Struct, frozen=True):
     heartbeat_age: float = 0.0
 
 
+class StreamState(msgspec.Struct, frozen=True):
+    """The scale-out log's JetStream stream: its messages, bytes (one replica's), seqs,
+    replicas, the node leading it and each follower (``name``, ``current``, ``offline``,
+    ``lag`` in operations, ``active_seconds`` since it was last heard)."""
+
+    name: str
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    replicas: int
+    leader: str | None
+    followers: list[dict[str, Any]]
+
+
 class WindowCursor(msgspec.Struct, frozen=True, array_like=True):
     """A position in event-time order: a scan resumes strictly after (``ts``, ``seq``)."""
 

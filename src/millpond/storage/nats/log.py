@@ -53,6 +53,7 @@ from millpond.storage.models import (
     Expiry,
     NewEvent,
     StoredEvent,
+    StreamState,
     Window,
 )
 from millpond.storage.nats.client import LogClient, subscribe
@@ -456,6 +457,25 @@ class JetStreamEventLog:
             state = (await _jetstream(self._client, READ_TIMEOUT).stream_info(
                 self._s.stream)).state
             return state.bytes, state.messages
+
+        if self._stopped:
+            raise StorageUnavailable("the log is closed")
+        return self._on_loop(info()).result(READ_TIMEOUT + 1)
+
+    def stream_state(self) -> StreamState:
+        """The stream as its leader sees it, blocking (``millpond cluster status``)."""
+        async def info() -> StreamState:
+            found = await _jetstream(self._client, READ_TIMEOUT).stream_info(self._s.stream)
+            cluster, state = found.cluster, found.state
+            replicas = [] if cluster is None else [
+                {"name": p.name, "current": bool(p.current), "offline": bool(p.offline),
+                 "lag": p.lag or 0, "active_seconds": p.active}
+                for p in cluster.replicas or []]
+            return StreamState(
+                name=self._s.stream, messages=state.messages, bytes=state.bytes,
+                first_seq=state.first_seq, last_seq=state.last_seq,
+                replicas=found.config.num_replicas or 1,
+                leader=None if cluster is None else cluster.leader, followers=replicas)
 
         if self._stopped:
             raise StorageUnavailable("the log is closed")
