@@ -74,8 +74,7 @@ class Membership:
 
     async def start(self) -> None:
         """First heartbeat and claim before the server says it is ready, then a loop."""
-        if self.works:
-            self.pumps.owned = set()
+        self.pumps.owned = set()  # a collector delivers none; a worker its leases'
         await self.tick()
         self._task = asyncio.create_task(self._run(), name="cluster-membership")
 

@@ -246,8 +246,11 @@ class PumpManager:
             totals = delivery_totals(self.runs, dest.id)
             cursor = run_cursor(live_run(self.runs, dest), dest)
             oldest = None
-            state = {"state": "disabled" if not dest.enabled else "error",
-                     "last_error": None if not dest.enabled else "destination cannot start"}
+            if self.owned is not None and dest.enabled:  # a cluster: its lease decides
+                state = {"state": "elsewhere", "last_error": None}  # another worker's
+            else:
+                state = {"state": "disabled" if not dest.enabled else "error",
+                         "last_error": None if not dest.enabled else "destination cannot start"}
         last = self.log.last_seq()
         behind = max(0, last - cursor)  # seqs after the cursor: an upper bound if gaps
         if oldest is None and behind:
