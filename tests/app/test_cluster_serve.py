@@ -84,6 +84,11 @@ def test_the_collector_answers_503_with_retry_after_while_nats_is_down(
     server = cluster_server(dev_cluster, tmp_path, "collector", place, role="collector")
     try:
         key = server.create_source("web")["write_key"]
+        with server.admin as admin:
+            status = admin.get("/api/cluster").json()
+        assert [(p["role"], p["pid"]) for p in status["processes"]] == [
+            ("collector", server.proc.pid)]
+        assert status["leases"] == []  # a collector delivers nothing and runs no job
         before = [track("u1", n) for n in range(20)]
         send_batch(server.url, key, before)
         for node in dev_cluster.nats.nodes:
