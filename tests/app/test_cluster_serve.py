@@ -32,12 +32,21 @@ def place(dev_cluster):
     drop_place(dev_cluster, name)
 
 
-def _serve(args: list[str], tmp_path, place: str) -> subprocess.CompletedProcess[str]:
+def _start(args: list[str], tmp_path, place: str, name: str = "data") -> subprocess.Popen[str]:
     env = {**os.environ, "MILLPOND_STORAGE_PLACE": place}
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "millpond.cli.main", "serve", "--port", "0", "--data",
-         str(tmp_path / "data"), *args], env=env, capture_output=True, text=True,
-        timeout=60)
+         str(tmp_path / name), *args], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _serve(args: list[str], tmp_path, place: str) -> subprocess.CompletedProcess[str]:
+    return _finish(_start(args, tmp_path, place))
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -50,13 +59,33 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_unreachable_nats_or_postgresql_at_start_is_one_line_naming_which(
         dev_cluster, tmp_path, place):
     dsn = dev_cluster.postgres.dsn()
-    line = _one_line(_serve(["--log", f"nats://127.0.0.1:{free_port()}", "--state", dsn],
-                            tmp_path, place))
+    no_nats = _start(["--log", f"nats://127.0.0.1:{free_port()}", "--state", dsn],
+                     tmp_path, place, "a")
+    no_pg = _start(["--log", dev_cluster.nats.servers, "--state",
+                    f"postgresql://postgres:x@127.0.0.1:{free_port()}/postgres"],
+                   tmp_path, place, "b")
+    line = _one_line(_finish(no_nats))
     assert "cannot reach NATS" in line and "connection refused" in line
-    line = _one_line(_serve(["--log", dev_cluster.nats.servers, "--state",
-                             f"postgresql://postgres:x@127.0.0.1:{free_port()}/postgres"],
-                            tmp_path, place))
+    line = _one_line(_finish(no_pg))
     assert "cannot reach PostgreSQL" in line
+    assert not _stream_exists(dev_cluster, place)  # nothing was created
+
+
+def _stream_exists(cluster, name: str) -> bool:
+    import nats
+    import nats.js.errors
+
+    async def look() -> bool:
+        nc = await nats.connect(cluster.nats.urls)
+        try:
+            await nc.jetstream().stream_info(name)
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await nc.close()
+
+    return asyncio.run(look())
 
 
 def test_a_stream_made_by_hand_with_other_settings_is_refused_naming_them(

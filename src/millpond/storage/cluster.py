@@ -92,10 +92,18 @@ def open_cluster_storage(servers: tuple[str, ...], dsn: str, place: str = "millp
     ``place`` (the stream's name and the schema's; ``settings`` for the rest of the
     stream's). Raises StorageUnavailable when either cannot be reached."""
     log_settings = settings or LogSettings(servers=servers, stream=place, subject=place)
-    log = open_log(log_settings, PgDedupeTable(dsn, schema=place))
+    # The state first: an unreachable PostgreSQL then fails before the stream is created.
+    state = PgState(dsn, schema=place)
     try:
-        return ClusterStorage(log, PgState(dsn, schema=place))
+        log = open_log(log_settings, PgDedupeTable(dsn, schema=place))
+    except BaseException:
+        state.close()
+        raise
+    try:
+        return ClusterStorage(log, state)
     except BaseException:
         with contextlib.suppress(Exception):
             log.close()
+        with contextlib.suppress(Exception):
+            state.close()
         raise
