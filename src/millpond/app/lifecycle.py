@@ -41,7 +41,8 @@ class Lifecycle:
         heap.settle()
         if self.membership is not None:
             if self.membership.works:
-                await self.services.pumps.start()  # launches none until leases are held
+                # launches none until leases are held; another process's redrives stay
+                await self.services.pumps.start(recover=False)
             await self.membership.start()
             return
         await self.services.pumps.start()

@@ -74,13 +74,18 @@ class PumpManager:
         return self._transport
 
     # lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start a pump for every enabled destination (from its saved cursor)."""
-        recovered = self.runs.recover_dead_letters()
-        if recovered:
-            log.info("%d dead letters were being redriven at shutdown; back to dead", recovered)
-        for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
-            self.runs.set_state(run.id, RunState.CANCELLED, error="interrupted by a restart")
+    async def start(self, *, recover: bool = True) -> None:
+        """Start a pump for every enabled destination (from its saved cursor). ``recover``:
+        redrives left running are this process's own, interrupted by its last stop (not
+        on a cluster, where another process may be running them)."""
+        if recover:
+            recovered = self.runs.recover_dead_letters()
+            if recovered:
+                log.info("%d dead letters were being redriven at shutdown; back to dead",
+                         recovered)
+            for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
+                self.runs.set_state(run.id, RunState.CANCELLED,
+                                    error="interrupted by a restart")
         self._started = True
         for dest in self.destinations.list():
             if dest.enabled:
