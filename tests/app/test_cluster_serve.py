@@ -189,6 +189,11 @@ def test_two_workers_share_a_webhook_destination_and_one_takes_over_after_sigkil
             "id": dest_id, "name": "hook", "enabled": True, "owner": owner,
             "cursor": status["stream"]["last_seq"], "events_behind": 0, "lag_seconds": 0.0}]
         assert {lease["name"] for lease in status["leases"]} == {"jobs", f"destination:{dest_id}"}
+        with survivor.admin as other:  # the non-owner says who to ask
+            r = other.post("/api/destinations/hook/retry-now")
+            assert r.status_code == 409 and "another process" in r.json()["error"]["message"]
+            assert other.get("/api/destinations/hook/stats").json()["stats"]["state"] == (
+                "elsewhere")
         table = ok(b, "cluster", "status")
         assert f"3 replicas, leader {status['stream']['leader']}" in table
 

@@ -233,6 +233,20 @@ class PumpManager:
     def live(self, dest_id: str) -> LiveDestination | None:
         return self._live.get(dest_id)
 
+    def elsewhere(self, dest: Destination) -> bool:
+        """Whether another process of a cluster delivers ``dest`` (its lease is not ours)."""
+        return self.owned is not None and dest.enabled and dest.id not in self._live
+
+    def not_here(self, dest: Destination) -> Conflict:
+        """What a request that needs ``dest``'s running side answers on a process that
+        does not deliver it."""
+        if self.elsewhere(dest):
+            return Conflict(f"destination {dest.name!r} is delivered by another process of "
+                            "the cluster; send this to that one (`millpond cluster status` "
+                            "names its URL)", field="destination")
+        return Conflict(f"destination {dest.name!r} is disabled; enable it first",
+                        field="destination")
+
     def running(self) -> list[str]:
         """Names of the destinations whose pumps run (for the server's "ready" line)."""
         return [live.dest.name for live in list(self._live.values())]
@@ -251,7 +265,7 @@ class PumpManager:
             totals = delivery_totals(self.runs, dest.id)
             cursor = run_cursor(live_run(self.runs, dest), dest)
             oldest = None
-            if self.owned is not None and dest.enabled:  # a cluster: its lease decides
+            if self.elsewhere(dest):  # a cluster: its lease decides
                 state = {"state": "elsewhere", "last_error": None}  # another worker's
             else:
                 state = {"state": "disabled" if not dest.enabled else "error",
@@ -293,6 +307,8 @@ class PumpManager:
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
         if live is None:
+            if self.elsewhere(dest):
+                raise self.not_here(dest)
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to deliver",
                            field="destination")
         woke = live.deliverer.retry_now()
@@ -307,6 +323,8 @@ class PumpManager:
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
         if live is None:
+            if self.elsewhere(dest):
+                raise self.not_here(dest)
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to redrive",
                            field="destination")
         claimed = self.runs.claim_dead_letters(dest.id, ids)

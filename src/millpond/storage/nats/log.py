@@ -90,7 +90,7 @@ async def _probe(servers: Sequence[str], timeout: float) -> None:
     """Raise StorageUnavailable at once when no server accepts a TCP connection: the
     client's own first connect retries the list until its timeout (10-15 s), which for a
     refused port only delays the same answer."""
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     for url in servers:
         host, _, port = url.removeprefix("nats://").rpartition("@")[2].rpartition(":")
         try:
@@ -99,11 +99,13 @@ async def _probe(servers: Sequence[str], timeout: float) -> None:
         except (OSError, TimeoutError, ValueError) as exc:
             errno = getattr(exc, "errno", None)
             why = os.strerror(errno).lower() if errno else str(exc) or "timed out"
-            errors.append(f"{url}: {why}")
+            errors.append((url, why))
             continue
         writer.close()
         return
-    raise StorageUnavailable(f"cannot reach NATS at any of its servers ({'; '.join(errors)})")
+    reasons = {why for _, why in errors}
+    said = reasons.pop() if len(reasons) == 1 else "; ".join(f"{u}: {w}" for u, w in errors)
+    raise StorageUnavailable(f"cannot reach NATS at {','.join(servers)}: {said}")
 
 
 class JetStreamEventLog:
