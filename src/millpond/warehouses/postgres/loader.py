@@ -22,7 +22,7 @@ from psycopg import sql
 
 from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
-from millpond.warehouses.postgres import merge, traits
+from millpond.warehouses.postgres import merge
 from millpond.warehouses.postgres.errors import TableProblem, classify
 from millpond.warehouses.postgres.run import BatchRun
 from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
@@ -46,6 +46,7 @@ class PostgresLoader:
         self.schema = settings.schema
         self.registry = fit_identifier(prefix + "millpond_columns")
         self.discards_table = fit_identifier(prefix + "millpond_discards")
+        #: Where older versions kept trait times (converted on sight: :mod:`.traits`).
         self.times_table = fit_identifier(prefix + "millpond_trait_times")
 
     @property
@@ -133,7 +134,6 @@ class PostgresLoader:
     def _fixed_tables(self) -> dict[str, str]:
         return {
             self.discards_table: merge.discards_table_sql(self.schema, self.discards_table),
-            self.times_table: traits.times_table_sql(self.schema, self.times_table),
         }
 
     def _rollback(self, conn: psycopg.Connection) -> None:
