@@ -42,13 +42,14 @@ import psycopg
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres.plan import TraitLoad
 from millpond.warehouses.postgres.staging import stage
+from millpond.warehouses.schema import TRAIT_TIMES
 from millpond.warehouses.types import ColumnType
 
 __all__ = ["TIMES_COLUMN", "add_times_column", "convert_times_table", "merge",
            "merge_statement"]
 
 #: The column of ``users`` / ``accounts`` holding the time of each cell's value.
-TIMES_COLUMN = "millpond_trait_times"
+TIMES_COLUMN = TRAIT_TIMES
 
 _T = quote(TIMES_COLUMN)
 _STORED = f"COALESCE(u.{_T}, '{{}}'::jsonb)"
