@@ -23,7 +23,7 @@ from psycopg import sql
 from millpond.delivery.screen import Screen
 from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
-from millpond.warehouses.postgres import deletion_lock, merge, traits
+from millpond.warehouses.postgres import deletion_lock, merge
 from millpond.warehouses.postgres.errors import TableProblem, classify
 from millpond.warehouses.postgres.run import BatchRun
 from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
@@ -51,6 +51,7 @@ class PostgresLoader:
         self.schema = settings.schema
         self.registry = fit_identifier(prefix + "millpond_columns")
         self.discards_table = fit_identifier(prefix + "millpond_discards")
+        #: Where older versions kept trait times (converted on sight: :mod:`.traits`).
         self.times_table = fit_identifier(prefix + "millpond_trait_times")
 
     @property
@@ -140,7 +141,6 @@ class PostgresLoader:
     def _fixed_tables(self) -> dict[str, str]:
         return {
             self.discards_table: merge.discards_table_sql(self.schema, self.discards_table),
-            self.times_table: traits.times_table_sql(self.schema, self.times_table),
         }
 
     def _rollback(self, conn: psycopg.Connection) -> None:

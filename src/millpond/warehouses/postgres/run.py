@@ -118,6 +118,8 @@ class BatchRun:
                 self._now = now[0] if now else None  # uuid_ts of the batch
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
+                if self.times_table in self.catalog.tables:
+                    self._convert_times()
                 for logical, group in groups.items():
                     lay = self._layout(logical, group)
                     group_tracks = lay.rows.get(tracks_name)
@@ -187,6 +189,14 @@ class BatchRun:
                               fixed):
             self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
 
+    def _convert_times(self) -> None:
+        """An older version's trait-times table onto the users / accounts rows (once)."""
+        tables = [plan.Layout(self.prefix).physical(t) for t in (schema.USERS, schema.ACCOUNTS)]
+        with self.conn.cursor() as cur:
+            traits.convert_times_table(cur, self.schema, self.times_table,
+                                       [t for t in tables if t in self.catalog.tables])
+        self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
+
     def _prepare(self, spec: _catalog.TableSpec, lay: plan.Layout) -> None:
         self._ddl([spec])
         plan.check_tables(self.catalog, [spec], lay, self.schema)
@@ -231,6 +241,11 @@ class BatchRun:
         spec = plan.trait_spec(name, updates, self.catalog)
         lay = plan.Layout(self.prefix, traits={name: updates})
         self._prepare(spec, lay)
+        if self.catalog.column(name, schema.TRAIT_TIMES) is None:  # a new table
+            self._drain()
+            with self.conn.cursor() as cur:
+                traits.add_times_column(cur, self.schema, name)
+            self.catalog.tables[name][schema.TRAIT_TIMES] = _catalog.Column("jsonb")
         load = plan.trait_load(spec, updates, self.discards)
         self.rows[name] = self.rows.get(name, 0) + len(load.rows)
         if load.rows:
@@ -275,7 +290,7 @@ class BatchRun:
 
     def _merge_traits(self, load: plan.TraitLoad, n: int) -> _Done:
         with self.conn.cursor() as cur:
-            return load.name, traits.merge(cur, self.schema, load, self.times_table, n), []
+            return load.name, traits.merge(cur, self.schema, load, n), []
 
 
 def _copyable(catalog: _catalog.Catalog, load: plan.TableLoad) -> bool:
