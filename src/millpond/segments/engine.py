@@ -282,7 +282,16 @@ class SegmentEngine:
                 at_ms=m.since_ms if m.since_ms is not None else now,
                 generation=generation, received_ms=now, received_at=received_at))
         # No row reads as "not a member": a non-member with nothing scheduled and nothing
-        # stored needs none.
+        # stored needs none; and a row that would say what the stored one says is not
+        # written again (most live re-evaluations change nothing: a write per person per
+        # segment was the follower's largest cost).
+        if previous is not None and not merged and previous.person_id == person.id \
+                and previous.member == m.member and previous.since_ms == m.since_ms \
+                and previous.next_change_ms == m.next_change_ms \
+                and previous.user_id == person.user_id \
+                and previous.anonymous_id == person.anonymous_id \
+                and tuple(previous.ids) == tuple(person.ids):
+            return
         if m.member or m.next_change_ms is not None or previous is not None:
             rows.append(Member(segment.id, person.id, m.member, m.since_ms, m.next_change_ms,
                                person.user_id, person.anonymous_id, person.ids, now))
