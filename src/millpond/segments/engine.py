@@ -42,7 +42,7 @@ from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator, Membership
-from .live import LiveState, key_of
+from .live import LiveState, RowCache, key_of
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
@@ -193,7 +193,8 @@ class SegmentEngine:
                 await asyncio.to_thread(self.storage.segments.apply, [],
                                         checkpoint=checkpoint)
             return 0
-        stored = await asyncio.to_thread(self._stored_rows, list(people.values()))
+        stored = await asyncio.to_thread(self._stored_rows, list(people.values()),
+                                         live.rows if live is not None else None)
         # Without the running state, one scanner for the whole call: it decodes each
         # event's head only, and in full only where a condition's ``where`` needs it (see
         # :mod:`.scan`), fed below from the per-person index.
@@ -238,13 +239,16 @@ class SegmentEngine:
         if rows or drop or checkpoint is not None:
             await asyncio.to_thread(self.storage.segments.apply, rows, drop=drop,
                                     checkpoint=checkpoint)
+            if live is not None:
+                live.rows.written(rows, drop)
         return len(outputs)
 
-    def _stored_rows(self, people: list[Person],
+    def _stored_rows(self, people: list[Person], cache: RowCache | None = None,
                      ) -> dict[str, dict[str, dict[str, Member]]]:
         """The stored rows of every id of ``people``, in a few queries: person id ->
         segment id -> the rows (by their person id) that are theirs or share an id with
-        them (the rows of profiles merged into them)."""
+        them (the rows of profiles merged into them). ``cache``: the running state's, read
+        through (only ids it has not seen are looked up)."""
         owner: dict[str, str] = {}
         for person in people:
             owner[person.id] = person.id
@@ -252,13 +256,21 @@ class SegmentEngine:
                 owner[identity] = person.id
         ids = sorted({i for person in people for i in person.ids})
         found: dict[str, dict[str, dict[str, Member]]] = {}
-        for start in range(0, len(ids), 500):
-            for row in self.storage.segments.by_ids(ids[start:start + 500]):
-                for key in (row.person_id, *row.ids):
-                    pid = owner.get(key)
-                    if pid is not None:
-                        found.setdefault(pid, {}).setdefault(row.segment_id, {})[
-                            row.person_id] = row
+        if cache is not None:
+            missing = cache.missing(ids)
+            for start in range(0, len(missing), 500):
+                part = missing[start:start + 500]
+                cache.load(part, self.storage.segments.by_ids(part))
+            stored = cache.rows_of(ids)
+        else:
+            stored = [row for start in range(0, len(ids), 500)
+                      for row in self.storage.segments.by_ids(ids[start:start + 500])]
+        for row in stored:
+            for key in (row.person_id, *row.ids):
+                pid = owner.get(key)
+                if pid is not None:
+                    found.setdefault(pid, {}).setdefault(row.segment_id, {})[
+                        row.person_id] = row
         return found
 
     def settle(self, segment: Segment, person: Person, m: Membership,

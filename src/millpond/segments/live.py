@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from millpond.storage.contracts import Storage
-from millpond.storage.models import Segment, StoredEvent
+from millpond.storage.models import Member, Segment, StoredEvent
 
 from .definition import Condition, InSegment, walk
 from .scan import LogScan, event_conditions
@@ -72,6 +72,7 @@ class LiveState:
         self.definitions = definitions
         self.scan = scan
         self.upto = upto
+        self.rows = RowCache()
 
     @classmethod
     async def rebuild(cls, storage: Storage, key: Key, segments: Sequence[Segment],
@@ -102,3 +103,69 @@ class LiveState:
             self.scan.feed(fresh)
             self.scan.ids.clear()
         self.upto = upto
+
+
+#: Ids whose stored rows the cache holds before it starts over (bounds its memory).
+ROW_CACHE_IDS = 200_000
+
+
+class RowCache:
+    """The stored membership rows of the ids the follower has looked up, kept in step
+    with what it writes.
+
+    Why: looking a tick's people up in the store (the rows that are theirs or share an
+    id with them) cost more than evaluating them. While a :class:`LiveState` lives, the
+    engine (under its lock) is the only writer of the followed segments' rows: a build
+    writes only the segments it builds (not followed until it ends, which remakes the
+    state), and a regulation's deletion remakes it too. So an id read once from the
+    store stays exact here by applying each write; an id never read is read from the
+    store (:meth:`missing`)."""
+
+    def __init__(self, limit: int = ROW_CACHE_IDS) -> None:
+        self.limit = limit
+        #: identity -> (segment id, person id) -> row; an identity present was read.
+        self._by_id: dict[str, dict[tuple[str, str], Member]] = {}
+        self._rows: dict[tuple[str, str], Member] = {}
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        if len(self._by_id) > self.limit:
+            self._by_id.clear()
+            self._rows.clear()
+        return [i for i in ids if i not in self._by_id]
+
+    def load(self, ids: Sequence[str], rows: Sequence[Member]) -> None:
+        """``rows``: what the store holds for ``ids`` (``SegmentStore.by_ids``)."""
+        for i in ids:
+            self._by_id.setdefault(i, {})
+        for row in rows:
+            self._add(row)
+
+    def rows_of(self, ids: Sequence[str]) -> list[Member]:
+        seen: dict[tuple[str, str], Member] = {}
+        for i in ids:
+            seen.update(self._by_id.get(i, ()))  # type: ignore[arg-type]
+        return list(seen.values())
+
+    def written(self, rows: Sequence[Member], drop: Sequence[tuple[str, str]]) -> None:
+        """What ``SegmentStore.apply(rows, drop=drop)`` wrote."""
+        for key in drop:
+            self._remove(key)
+        for row in rows:
+            self._remove((row.segment_id, row.person_id))
+            self._add(row)
+
+    def _add(self, row: Member) -> None:
+        key = (row.segment_id, row.person_id)
+        self._rows[key] = row
+        for i in row.ids:
+            found = self._by_id.get(i)
+            if found is not None:
+                found[key] = row
+
+    def _remove(self, key: tuple[str, str]) -> None:
+        row = self._rows.pop(key, None)
+        if row is not None:
+            for i in row.ids:
+                found = self._by_id.get(i)
+                if found is not None:
+                    found.pop(key, None)
