@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
+from millpond.delivery.screen import Screen
 from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
-from millpond.warehouses.postgres import merge, traits
+from millpond.warehouses.postgres import deletion_lock, merge, traits
 from millpond.warehouses.postgres.errors import TableProblem, classify
 from millpond.warehouses.postgres.run import BatchRun
 from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
@@ -38,8 +39,12 @@ class PostgresLoader:
     """
 
     def __init__(self, settings: PostgresSettings,
-                 connect: Callable[[PostgresSettings], psycopg.Connection] | None = None) -> None:
+                 connect: Callable[[PostgresSettings], psycopg.Connection] | None = None,
+                 screen: Screen | None = None) -> None:
         self.settings = settings
+        #: Whose events must not be written (regulations), asked inside each batch's
+        #: transaction (:mod:`millpond.warehouses.screening`).
+        self.screen = screen
         self._connect = connect or _default_connect
         self._conn: psycopg.Connection | None = None
         prefix = settings.table_prefix
@@ -94,7 +99,7 @@ class PostgresLoader:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            return run.execute(list(events))
+            return run.execute(list(events), self.screen)
         except (TableProblem, psycopg.Error) as exc:
             self._rollback(conn)
             return classify(exc)
@@ -105,12 +110,14 @@ class PostgresLoader:
     def forget(self, ids: Sequence[str]) -> int:
         """Delete the people's rows (a regulation's deletion): in every table of the
         schema, those whose ``user_id`` or ``anonymous_id`` is one of ``ids``, and the
-        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows."""
+        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows.
+        Waits for the batches under way to commit first (:mod:`.deletion_lock`)."""
         conn = self._connection()
         users = self.settings.table_prefix + "users"
         wanted = list(ids)
         removed = 0
         with conn.transaction():
+            deletion_lock.take(conn, self.schema)
             tables = conn.execute(
                 "SELECT table_name::text, array_agg(column_name::text) FROM"
                 " information_schema.columns WHERE table_schema = %s AND column_name IN"
