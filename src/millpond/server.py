@@ -26,6 +26,7 @@ from millpond.app.config import ServerConfig
 from millpond.app.http import guarded_protocol
 from millpond.app.lifecycle import Lifecycle
 from millpond.app.services import Services, build_services
+from millpond.errors import MillpondError
 from millpond.humanize import human_bytes
 from millpond.timeutil import human_duration
 
@@ -95,14 +96,19 @@ def serve(config: ServerConfig) -> None:
     # 5 ms switch interval would hold every group commit (and its waiters) hostage to
     # whatever the event loop is parsing.
     sys.setswitchinterval(0.001)
-    mp = build_services(config)
+    try:
+        mp = build_services(config)
+    except MillpondError as exc:  # NATS or PostgreSQL unreachable, a stream set up wrong
+        sock.close()
+        lock.release()
+        raise StartupError(f"cannot open the store: {exc}") from None
     if mp.token_generated:
         print(f"admin token (stored in {mp.data_dir / 'admin_token'}): {mp.admin_token}",
               flush=True)
     url = url_of(sock)
     _log_opened(mp, url)
     limits = config.http
-    app = build_asgi(mp, Lifecycle(mp))
+    app = build_asgi(mp, Lifecycle(mp, url))
     served = uvicorn.Config(app, loop="uvloop", lifespan="on",
                             http=guarded_protocol(limits.head_timeout, limits.max_connections),
                             timeout_keep_alive=limits.idle_timeout,  # pyright: ignore[reportArgumentType] - annotated int, a float works (a timer)

@@ -70,7 +70,8 @@ def log_count(path: Path) -> int:
 
 def dedupe_rows(path: Path) -> list[tuple[int, int]]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT h, seq FROM dedupe ORDER BY seq").fetchall()
+        return conn.execute("SELECT h, seq FROM dedupe UNION ALL"  # merged or recent
+                            " SELECT h, seq FROM dedupe_recent ORDER BY seq").fetchall()
 
 
 def comparable(summary: Any) -> dict[str, Any]:

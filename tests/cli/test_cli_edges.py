@@ -231,3 +231,10 @@ def test_import_upload_hands_the_file_to_the_server(shared_server, tmp_path):
     assert "uploaded events.jsonl: import imp_" in out
     fails(millpond(shared_server, "import", "upload", str(people), "--source", "nope"),
           "no source 'nope'")
+
+
+def test_cluster_status_on_the_embedded_store_says_it_is_not_a_cluster(shared_server):
+    assert ok(shared_server, "cluster", "status").strip() == (
+        "not a cluster: this server runs on the embedded store")
+    data = json.loads(ok(shared_server, "cluster", "status", "--json"))
+    assert data["clustered"] is False and data["processes"] == []

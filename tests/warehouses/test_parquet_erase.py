@@ -6,17 +6,21 @@ SIGKILL at either side of the manifest swap, then the deletion run again, finish
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from millpond.warehouses.batch import StoredEvent
 from millpond.warehouses.parquet import ParquetWriter, parse_settings, read_table
+from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.parquet.stores import ObjectStore
 from tests.warehouses.events import every_type
 
@@ -150,3 +154,156 @@ def test_sigkill_mid_deletion_then_again_finishes_it(location, point):
         assert removed == len(mine)
     else:  # the first manifest's files were swapped before the kill
         assert 0 < removed < len(mine)
+
+
+_KILLED_WRITE = textwrap.dedent("""
+    import json, os, signal, sys
+    import msgspec
+    from millpond.warehouses.batch import StoredEvent
+    from millpond.warehouses.parquet import ParquetWriter, parse_settings
+
+    location, events_path = json.loads(sys.argv[1])
+    with open(events_path, "rb") as f:
+        events = msgspec.json.decode(f.read(), type=list[StoredEvent])
+
+    def killed_link(src, dst, *args, **kwargs):  # the file is written and fsynced
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.link = killed_link  # a directory: die before the temporary file gets its name
+    print("loading", flush=True)
+    ParquetWriter(parse_settings(location)).load(events)  # a bucket: killed mid-upload
+    sys.exit(3)  # never reached
+""")
+
+
+def test_a_write_killed_midway_leaves_nothing_a_deletion_misses(location, tmp_path,
+                                                                monkeypatch):
+    """A SIGKILL in the middle of a batch's write: in a directory, after the data file
+    was fsynced under its temporary name (``.tmp-*``, never listed); in a bucket, while
+    its upload is in flight (S3 then stores the whole object, which no manifest names).
+    Either way the person's rows are in the location's bytes; the deletion removes them."""
+    from moto.s3.responses import S3Response
+
+    ada = Person()
+    events, mine = ada.events(3_000)
+    writer = ParquetWriter(parse_settings({**location, "row_group_size": 1000}))
+    writer.load(events[700:])  # committed, some of hers included
+    committed = set(writer.store.list(""))
+    batch = tmp_path / "batch.json"
+    batch.write_bytes(msgspec.json.encode(events[:700]))  # the one killed mid-write
+    reached, release = threading.Event(), threading.Event()
+    put_object = S3Response.put_object
+
+    def stalled_put(self):  # moto serves S3 from a thread of this process
+        if self.parse_key_name().endswith(".parquet") and not release.is_set():
+            reached.set()
+            release.wait(60)  # the client is killed meanwhile; S3 still stores the object
+        return put_object(self)
+
+    monkeypatch.setattr(S3Response, "put_object", stalled_put)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITE,
+                              json.dumps([location, str(batch)])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if "endpoint_url" in location:
+            assert reached.wait(60), "the upload never started"
+            child.send_signal(signal.SIGKILL)
+        assert child.wait(120) == -signal.SIGKILL, child.stderr.read() if child.stderr else ""
+    finally:
+        release.set()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if "endpoint_url" in location:  # the abandoned upload lands after the kill
+        while not set(writer.store.list("")) - committed:
+            reached.wait(0.05)
+    else:
+        leftovers = [p for p in Path(location["path"]).rglob(".tmp-*")]
+        assert leftovers, "the kill left no temporary file: not mid-write"
+    first_half = {e.seq for e in events[:700]}
+    assert set(writer.store.list("")) - committed <= {  # no manifest names the new file
+        k for k in writer.store.list("") if k.endswith(".parquet")}
+    assert _traces(writer.store, [ada.user.encode()])  # her rows, where no reader looks
+
+    writer.forget([ada.user, ada.phone])
+
+    assert _traces(writer.store, ada.needles) == []
+    assert Counter(read_table(writer.store)["seq"].to_pylist()) == \
+        Counter({e.seq for e in events} - first_half - mine)
+
+
+class _WatchedLock:
+    """The location lock, saying when someone starts waiting for it."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.contended = threading.Event()
+
+    def __enter__(self) -> None:
+        if not self.inner.acquire(blocking=False):
+            self.contended.set()
+            self.inner.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.inner.release()
+
+
+class _HeldAtCommit:
+    """A store that holds the first manifest write (the commit) until released."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        if key.startswith("_manifests/") and not self.held.is_set():
+            self.held.set()
+            assert self.release.wait(60)
+        return self.inner.put_if_absent(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _accept_deletion(blocklist, ids: list[str], upto_seq: int) -> None:
+    """What the regulation service does when it accepts a deletion: screen the ids."""
+    blocklist.remember(ids, upto_seq)
+    blocklist.load([])
+
+
+def test_a_batch_committing_after_the_deletion_leaves_the_person_out(location, monkeypatch):
+    """A batch the pump let through before the deletion was accepted: held between its
+    files and its manifest while the deletion runs, or handed to the writer only after
+    the deletion's rewrite. Either way, none of the person's rows lands."""
+    from millpond.regulations.blocklist import Blocklist
+    from millpond.warehouses.parquet import writer as writer_module
+
+    ada, blocklist = Person(), Blocklist()
+    events, mine = ada.events(3_000)
+    ids = [ada.user, ada.phone]
+    settings = parse_settings({**location, "row_group_size": 1000})
+    lock = _WatchedLock()
+    monkeypatch.setitem(writer_module._LOCKS, make_store(settings).describe(), lock)
+    plain = ParquetWriter(settings)
+    held = _HeldAtCommit(plain.store)
+    loading = ParquetWriter(settings, store=held, screen=blocklist)  # type: ignore[arg-type]
+    outcomes: dict[str, object] = {}
+    first = threading.Thread(target=lambda: outcomes.update(a=loading.load(events[:700])))
+    first.start()
+    assert held.held.wait(60), "the batch never reached its commit"
+    _accept_deletion(blocklist, ids, 3_000)
+    forget = threading.Thread(target=lambda: outcomes.update(f=plain.forget(ids)))
+    forget.start()
+    while forget.is_alive() and not lock.contended.is_set():  # done, or waiting its turn
+        lock.contended.wait(0.05)
+    held.release.set()
+    first.join(60)
+    forget.join(60)
+    # the second half, built before the deletion, handed over after it
+    late = ParquetWriter(settings, screen=blocklist).load(events[700:])
+
+    assert Counter(read_table(plain.store)["seq"].to_pylist()) == \
+        Counter({e.seq for e in events} - mine)
+    assert _traces(plain.store, ada.needles) == []
+    assert late.screened == len([s for s in mine if s > 700]) > 0
+    assert outcomes["f"] == len([s for s in mine if s <= 700]) > 0  # waited, then removed hers

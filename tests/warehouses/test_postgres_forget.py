@@ -4,6 +4,8 @@ transaction, and nobody else's; running it again removes nothing more."""
 
 from __future__ import annotations
 
+import threading
+
 from millpond.warehouses.batch import StoredEvent
 
 
@@ -40,3 +42,61 @@ def test_forget_deletes_every_row_of_the_person_and_only_theirs(make_loader, sql
     assert rows("bob") >= 3
     assert sql("SELECT count(*) FROM millpond.users WHERE id = 'bob'") == [(1,)]
     assert loader.forget(["ada", "anon-ada"]) == 0
+
+
+def _batch(first: int) -> list[StoredEvent]:
+    return [
+        _event(first, {"type": "identify", "userId": "ada", "anonymousId": "anon-ada",
+                       "traits": {"email": "ada@example.com"}}),
+        _event(first + 1, {"type": "track", "userId": "ada", "event": "Order Completed"}),
+        _event(first + 2, {"type": "track", "anonymousId": "anon-ada", "event": "Viewed"}),
+        _event(first + 3, {"type": "track", "userId": "bob", "event": "Order Completed"}),
+    ]
+
+
+def test_a_batch_committing_after_the_deletion_leaves_the_person_out(pg_dsn, sql,
+                                                                     monkeypatch):
+    """A batch the pump let through before the deletion was accepted: held in its
+    transaction, rows written, not committed, while the deletion runs (which must wait
+    for it, else it deletes nothing it can see and the commit brings her back); then a
+    batch handed to the loader only after the deletion. None of her rows stays."""
+    from millpond.regulations.blocklist import Blocklist
+    from millpond.warehouses.postgres import PostgresLoader, parse_settings, run
+
+    blocklist = Blocklist()
+    held, release = threading.Event(), threading.Event()
+    write_discards = run.merge.write_discards
+
+    def holding(*args, **kwargs):  # the batch's last write, inside its transaction
+        if not held.is_set():
+            held.set()
+            assert release.wait(60)
+        return write_discards(*args, **kwargs)
+
+    monkeypatch.setattr(run.merge, "write_discards", holding)
+    settings = parse_settings({"dsn": pg_dsn})
+    outcomes: dict[str, object] = {}
+    with PostgresLoader(settings, screen=blocklist) as loading, \
+            PostgresLoader(settings) as forgetting:
+        first = threading.Thread(target=lambda: outcomes.update(a=loading.load(_batch(1))))
+        first.start()
+        assert held.wait(60), "the batch never reached its last write"
+        blocklist.remember(["ada", "anon-ada"], 100)  # the deletion is accepted
+        blocklist.load([])
+        forget = threading.Thread(
+            target=lambda: outcomes.update(f=forgetting.forget(["ada", "anon-ada"])))
+        forget.start()
+        while forget.is_alive() and not sql(  # done, or waiting for the batch
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            held.wait(0.05)
+        release.set()
+        first.join(60)
+        forget.join(60)
+        late = loading.load(_batch(10))  # built before the deletion, loaded after it
+
+    assert sql("SELECT count(*) FROM millpond.tracks WHERE user_id = 'ada'"
+               " OR anonymous_id = 'anon-ada'") == [(0,)]
+    assert sql("SELECT count(*) FROM millpond.identifies") == [(0,)]
+    assert sql("SELECT count(*) FROM millpond.users WHERE id = 'ada'") == [(0,)]
+    assert sql("SELECT count(*) FROM millpond.tracks WHERE user_id = 'bob'") == [(2,)]
+    assert outcomes["f"] and late.screened == 3  # type: ignore[union-attr]

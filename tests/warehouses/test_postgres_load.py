@@ -200,7 +200,10 @@ def test_table_prefix_and_schema(make_loader, sql):
     tables = {r[0] for r in sql("SELECT table_name FROM information_schema.tables "
                                 "WHERE table_schema = 'analytics'")}
     assert {"web_tracks", "web_identifies", "web_millpond_discards", "web_millpond_columns",
-            "web_millpond_trait_times", "web_order_completed"} <= tables
+            "web_order_completed"} <= tables
+    assert "web_millpond_trait_times" not in tables  # trait times live on the rows now
+    assert sql("SELECT bool_and(millpond_trait_times ? 'plan'), count(*) > 0 "
+               "FROM analytics.web_users") == [(True, True)]
 
 
 def test_events_that_are_not_segment_calls_are_discarded(make_loader):

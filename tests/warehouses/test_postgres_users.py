@@ -129,3 +129,87 @@ def test_anonymous_identifies_do_not_make_users(make_loader, sql):
     result = make_loader().load([anon])
     assert isinstance(result, Loaded) and "users" not in result.rows
     assert sql("SELECT anonymous_id, plan FROM millpond.identifies") == [("x", "free")]
+
+
+#: The trait-times table of versions before the times moved onto the rows (their DDL, as is).
+OLD_TIMES_TABLE = (
+    "CREATE TABLE millpond.millpond_trait_times ("
+    "table_name text NOT NULL, id text NOT NULL, column_name text NOT NULL, "
+    't double precision NOT NULL, mid text COLLATE "C" NOT NULL, seq bigint NOT NULL, '
+    "PRIMARY KEY (table_name, id, column_name))"
+)
+
+
+def to_old_layout(sql) -> None:
+    """Turn the schema into what an older version left: times in a table of their own, one
+    row per (table, key, column), and no times column on users / accounts."""
+    sql(OLD_TIMES_TABLE)
+    for table in ("users", "accounts"):
+        if sql(f"SELECT to_regclass('millpond.{table}')") == [(None,)]:
+            continue
+        sql(f"INSERT INTO millpond.millpond_trait_times SELECT '{table}', u.id, e.key, "
+            "(e.value ->> 0)::float8, e.value ->> 1, (e.value ->> 2)::bigint "
+            f"FROM millpond.{table} u, jsonb_each(u.millpond_trait_times) e")
+        sql(f"ALTER TABLE millpond.{table} DROP COLUMN millpond_trait_times")
+
+
+def test_a_destination_with_the_older_times_table_is_converted(make_loader, sql, tmp_path):
+    """Times kept by an older version still decide: an older identify arriving after the
+    conversion changes nothing, a newer one wins, ties still go by messageId; the old
+    table is gone and the times are on the rows."""
+    rnd = random.Random(61)
+    events = generate(rnd, 400)
+    # A time that needs all 17 digits of a double, and a tie on it decided by messageId.
+    events += [identify(401, "u0", {"plan": "exact"}, ts=1_800_000_000.123456789),
+               identify(402, "u0", {"plan": "tied"}, ts=1_800_000_000.123456789)]
+    first, rest = events[:249] + events[-1:], events[249:-1]
+    loader = make_loader()
+    assert isinstance(loader.load(first), Loaded)
+    assert isinstance(loader.load([StoredEvent(
+        9000, "src", {"type": "group", "messageId": "g1", "userId": "u0", "groupId": "acme",
+                      "timestamp": "2026-01-02T00:00:00Z", "traits": {"name": "Acme Inc"}})]),
+        Loaded)
+    loader.close()
+    before = sql("SELECT id, millpond_trait_times FROM millpond.users ORDER BY id")
+    to_old_layout(sql)
+    assert sql("SELECT count(*) FROM millpond.millpond_trait_times")[0][0] > len(before)
+    loader = make_loader()
+    page = StoredEvent(8000, "src", {"type": "page", "messageId": "p1", "userId": "u0"})
+    assert isinstance(loader.load([page]), Loaded)  # converts, touches no users row
+    # The converted times are the very ones the rows had (floats and messageIds exact).
+    assert sql("SELECT id, millpond_trait_times FROM millpond.users ORDER BY id") == before
+    assert sql("SELECT to_regclass('millpond.millpond_trait_times')") == [(None,)]
+
+    rnd.shuffle(rest)
+    for start in range(0, len(rest), 40):
+        assert isinstance(loader.load(rest[start:start + 40]), Loaded)
+    assert isinstance(loader.load([StoredEvent(
+        8999, "src", {"type": "group", "messageId": "g0", "userId": "u0", "groupId": "acme",
+                      "timestamp": "2026-01-01T00:00:00Z", "traits": {"name": "Acme"}})]),
+        Loaded)
+    assert users_table(sql) == profile_traits(events, tmp_path)
+    assert sql("SELECT id, name FROM millpond.accounts") == [("acme", "Acme Inc")]
+
+
+def test_a_failed_batch_leaves_the_older_layout_as_it_was(make_loader, sql):
+    loader = make_loader()
+    assert isinstance(loader.load([identify(1, "ann", {"plan": "pro"})]), Loaded)
+    loader.close()
+    to_old_layout(sql)
+    sql("ALTER TABLE millpond.identifies ALTER COLUMN user_id TYPE integer USING 0")
+    result = make_loader().load([identify(2, "ann", {"plan": "team"})])
+    assert not isinstance(result, Loaded)  # the hand-made change rejects the batch...
+    assert sql("SELECT count(*) FROM millpond.millpond_trait_times") == [(1,)]  # ...all of it
+    assert sql("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+               "'millpond' AND column_name = 'millpond_trait_times'") == [(0,)]
+
+
+def test_a_trait_named_like_the_times_column_is_a_discard(make_loader, sql):
+    result = make_loader().load([identify(1, "ann", {"plan": "pro",
+                                                     "millpond_trait_times": "x"})])
+    assert isinstance(result, Loaded)
+    assert [(d.table, d.column, d.reason) for d in result.discards] == [
+        ("identifies", "millpond_trait_times",
+         "traits.millpond_trait_times would write the reserved column millpond_trait_times")]
+    assert sql("SELECT id, plan, millpond_trait_times ? 'plan' FROM millpond.users") == [
+        ("ann", "pro", True)]

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from millpond import metrics
 from millpond.api import (
+    cluster,
     dead_letters,
     destinations,
     docs,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 ROUTERS = (sources.router, events.router, people.router, destinations.router,
            dead_letters.router, imports.router, replays.router, segments.router,
-           regulations.router, storage.router)
+           regulations.router, storage.router, cluster.router)
 
 
 def build_api(services: Services) -> FastAPI:

@@ -479,6 +479,64 @@ class StorageStatus(Struct):
     tiers: list[StorageTier]
 
 
+class ClusterProcess(Struct):
+    """A millpond process of the cluster: ``heartbeat_age`` seconds since it last said it
+    was alive (a killed one stays listed, ageing, for an hour)."""
+
+    id: str
+    role: str
+    host: str
+    pid: int
+    url: str
+    started: float
+    heartbeat_age: float
+
+
+class ClusterLease(Struct):
+    """``destination:<id>`` or ``jobs``: its owner (a process id) and the seconds left
+    (negative: expired, free to take)."""
+
+    name: str
+    owner: str
+    expires_in: float
+    acquired: float
+
+
+class ClusterStream(Struct):
+    name: str
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    replicas: int
+    leader: str | None
+    followers: list[dict[str, Any]]
+
+
+class ClusterDestination(Struct):
+    """A destination's delivering process (the lease owner) and its lag from its saved
+    cursor."""
+
+    id: str
+    name: str
+    enabled: bool
+    owner: str | None
+    cursor: int
+    events_behind: int
+    lag_seconds: float
+
+
+class ClusterStatus(Struct):
+    """``clustered`` false (and the rest empty) on the embedded store."""
+
+    clustered: bool
+    place: str | None
+    processes: list[ClusterProcess]
+    leases: list[ClusterLease]
+    stream: ClusterStream | None
+    destinations: list[ClusterDestination]
+
+
 class ReplayList(Struct):
     replays: list[ReplayOut]
 

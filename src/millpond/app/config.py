@@ -145,6 +145,18 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
         examples=[True], extra={"flag": "--metrics-auth"},
         description="Require the admin token (Authorization: Bearer) on /metrics as well; "
                     "off by default, for scrapers on loopback.")] = False
+    role: Annotated[Literal["all", "collector", "worker"], Meta(
+        examples=["all"], extra={"flag": "--role"},
+        description="What this process runs on the scale-out backend: collector (the "
+                    "collector, admin API and console; no delivery or background jobs), "
+                    "worker (delivery and background jobs: the HTTP port answers too), or "
+                    "all (both). The embedded store is always all.")] = "all"
+    lease_seconds: Annotated[float, Meta(
+        ge=1, le=600, examples=[10.0],
+        description="On the scale-out backend, how long a worker's lease on a destination "
+                    "(or on the background jobs) lasts without renewal: a killed worker's "
+                    "work is taken over this long after its last renewal. Renewed every "
+                    "third of it.")] = 10.0
     storage: Annotated[StorageConfig, Meta(
         description="Where events and state are kept.")] = StorageConfig()
     http: Annotated[HttpConfig, Meta(description=HttpConfig.__doc__)] = HttpConfig()
@@ -161,8 +173,8 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
 BORROWED: dict[str, dict[str, Any]] = {
     "storage.backend": {
         "examples": ["sqlite"], "expected": '"sqlite"',
-        "description": "sqlite: the embedded store in data_dir, the only backend millpond "
-                       "serve opens so far."},
+        "description": "sqlite: the embedded store in data_dir (the scale-out backend is "
+                       "chosen by storage.log and storage.state)."},
     "storage.data_dir": {
         "examples": ["/var/lib/millpond"], "flag": "--data", "metavar": "DIR",
         "description": "Directory of the embedded stores, the admin token and uploaded "
@@ -180,6 +192,25 @@ BORROWED: dict[str, dict[str, Any]] = {
         "examples": [1000000], "flag": "--archive-range",
         "description": "Events per archived range: once the log is past a range's end, "
                        "it moves to a Parquet file; 0: no archive tier."},
+    "storage.log": {
+        "examples": ["nats://10.0.0.1:4222,10.0.0.2:4222,10.0.0.3:4222"], "flag": "--log",
+        "metavar": "NATS_URLS", "expected": "nats://host:port[,host:port...]",
+        "description": "The scale-out backend's log: the NATS JetStream servers (any of "
+                       "the cluster's; comma-separated). Set together with storage.state; "
+                       "empty: the embedded store."},
+    "storage.state": {
+        "examples": ["postgresql://millpond@10.0.0.4/millpond"], "flag": "--state",
+        "metavar": "POSTGRES_URL", "secret": True,
+        "expected": "a postgresql://user[:password]@host[:port]/database URL",
+        "description": "The scale-out backend's state (destinations, cursors, dedupe, "
+                       "profiles, segments): a PostgreSQL URL. Set together with "
+                       "storage.log."},
+    "storage.place": {
+        "examples": ["millpond"], "expected": "a lowercase name: a-z, 0-9 and _ (at most "
+                                               "40, starting with a letter)",
+        "description": "On the scale-out backend, the JetStream stream's name and the "
+                       "PostgreSQL schema's: millpond clusters with different places can "
+                       "share the engines."},
     "storage.synchronous": {
         "examples": ["NORMAL"], "flag": "--sync",
         "description": "FULL: an acknowledged event survives a power loss; NORMAL: only a "

@@ -3,6 +3,10 @@
 The server owns this (through the ASGI lifespan :mod:`millpond.app.asgi` handles), not
 the admin API: the API is one of the things being served, and is built knowing
 nothing about when delivery starts.
+
+On the scale-out backend the work is shared (:mod:`millpond.app.membership`): a
+``collector`` process runs none of it, and a worker runs the destinations and the jobs
+whose leases it holds.
 """
 
 from __future__ import annotations
@@ -10,16 +14,24 @@ from __future__ import annotations
 import asyncio
 
 from millpond import heap
+from millpond.app.membership import Membership
 from millpond.app.services import Services
+from millpond.storage import leases_of
 
 
 class Lifecycle:
     """Background work of one server: delivery runs, the profile follower, the
     segment engine and retention."""
 
-    def __init__(self, services: Services):
+    def __init__(self, services: Services, url: str = ""):
         self.services = services
         self._tasks: list[asyncio.Task[None]] = []
+        leases = leases_of(services.storage)
+        #: The process's place in a scale-out cluster; None on the embedded store.
+        self.membership = None if leases is None else Membership(
+            leases, services.pumps, services.config.role, url,
+            ttl=services.config.lease_seconds, start_jobs=self._start_jobs,
+            stop_jobs=self._stop_jobs)
 
     async def start(self) -> None:
         """Start delivery (live runs, resumed replays) and the profile follower; needs
@@ -27,6 +39,12 @@ class Lifecycle:
         the server loaded so far stays for good: take it out of garbage collection first
         (:mod:`millpond.heap`)."""
         heap.settle()
+        if self.membership is not None:
+            if self.membership.works:
+                # launches none until leases are held; another process's redrives stay
+                await self.services.pumps.start(recover=False)
+            await self.membership.start()
+            return
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
@@ -34,11 +52,30 @@ class Lifecycle:
         self._tasks.append(asyncio.create_task(self.services.retention.run()))
         self._tasks.append(asyncio.create_task(self.services.outcome_retention.run()))
 
+    def _start_jobs(self) -> None:
+        """The jobs one worker of a cluster runs (the holder of the ``jobs`` lease)."""
+        s = self.services
+        self._tasks.append(asyncio.create_task(s.profile_follower.run()))
+        self._tasks.append(asyncio.create_task(s.segment_engine.run()))
+        self._tasks.append(asyncio.create_task(s.regulations.start()))  # resumes deletions
+        self._tasks.append(asyncio.create_task(s.retention.run()))
+        self._tasks.append(asyncio.create_task(s.outcome_retention.run()))
+
+    async def _stop_jobs(self) -> None:
+        await self.services.regulations.stop()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         """Stop delivery (checkpointing it), then the follower, then close the stores,
         which finishes in-flight commits."""
-        await self.services.regulations.stop()
-        await self.services.pumps.stop()
-        for task in self._tasks:
-            task.cancel()
+        if self.membership is not None:
+            await self.membership.stop()
+        else:
+            await self.services.regulations.stop()
+            await self.services.pumps.stop()
+            for task in self._tasks:
+                task.cancel()
         self.services.close()

@@ -42,11 +42,14 @@ from millpond.app.config import (
     settings,
 )
 from millpond.collector.public_url import BadPublicURL, parse_public_url
+from millpond.storage import nats_servers
 from millpond.validation import Invalid, convert, show, suggest
 
 #: Backends the composition root can open; every StorageConfig backend once it opens
 #: storage through :func:`millpond.storage.open_storage` (the storage seam of #12).
 SERVED_BACKENDS = ("sqlite",)
+_PG_URL = re.compile(r"^postgres(ql)?://\S*$")
+_PLACE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 _PLAIN = re.compile(r"[\w.:/@+,-]+")
 _TOML_AT = re.compile(r"^(?P<what>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -276,8 +279,43 @@ def _check(config: ServerConfig, values: Mapping[str, tuple[Any, Origin]]) -> No
         raise invalid(known["storage.backend"], *values["storage.backend"],
                       expected=" or ".join(f'"{b}"' for b in SERVED_BACKENDS)
                       + " (the only store millpond serve opens so far)", example="sqlite")
+    _cluster(config, values)
     _ordered(values, "delivery.retry_base", "delivery.retry_cap")
     _ordered(values, "log_writer.max_group", "log_writer.max_pending")
+
+
+def _cluster(config: ServerConfig, values: Mapping[str, tuple[Any, Origin]]) -> None:
+    """The scale-out backend's settings: well-formed, and the log and state together."""
+    known, storage = by_key(), config.storage
+    if storage.log:
+        try:
+            nats_servers(storage.log)
+        except ValueError as exc:
+            raise invalid(known["storage.log"], *values["storage.log"],
+                          f"nats://host:port[,host:port...] (not {show(str(exc))})") from None
+    if storage.state and not _PG_URL.match(storage.state):
+        raise invalid(known["storage.state"], *values["storage.state"])
+    if not _PLACE.fullmatch(storage.place):
+        raise invalid(known["storage.place"], *values["storage.place"])
+    for given, missing in (("storage.log", "storage.state"), ("storage.state", "storage.log")):
+        if values[given][0] and not values[missing][0]:
+            setting = known[missing]
+            raise ConfigError(
+                f"{missing}: required with {given} (from {values[given][1]}): the scale-out "
+                f"backend needs both; e.g. {values[given][1].example(setting)}",
+                field=missing, origin=str(values[given][1]))
+    if config.role != "all" and not storage.clustered:
+        raise ConfigError(
+            f"role: {config.role} (from {values['role'][1]}) needs the scale-out backend "
+            "(storage.log and storage.state): the embedded store is one process that "
+            f"does everything; e.g. {values['role'][1].example(known['role'], 'all')}",
+            field="role", origin=str(values["role"][1]))
+    if storage.clustered and storage.archive:
+        raise ConfigError(
+            f"storage.archive: the scale-out backend has no archive tier yet; got "
+            f"{show(storage.archive)} from {values['storage.archive'][1]}; leave it empty "
+            "with storage.log", field="storage.archive",
+            origin=str(values["storage.archive"][1]))
 
 
 def _ordered(values: Mapping[str, tuple[Any, Origin]], low: str, high: str) -> None:

@@ -98,6 +98,9 @@ def build_services(config: ServerConfig) -> Services:
         await profiles_upto(storage.log.last_seq())
 
     async def followers_current() -> None:
+        # Only a regulation waits on this, once its events have left the log: the segment
+        # engine's running state must stop counting them.
+        engine.invalidate()
         await profiles_current()
         while await engine.catch_up_once() >= engine.chunk:
             pass

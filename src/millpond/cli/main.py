@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from millpond.cli.cluster import cluster
 from millpond.cli.common import connection_options
 from millpond.cli.dead_letters import dead_letters
 from millpond.cli.destination_outcomes import outcomes
@@ -44,6 +45,7 @@ cli.add_command(replay)
 cli.add_command(import_group, "import")
 cli.add_command(dev_cluster)
 cli.add_command(storage)
+cli.add_command(cluster)
 
 
 #: The exit status of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.

@@ -103,7 +103,7 @@ class LiveDestination:
         own = getattr(rt.dtype, "transport", None)
         #: This destination's own transport (closed with it), or None for the shared one.
         self.own_transport: Transport | None = (
-            cast(Transport, own(transport)) if callable(own) else None)  # the type's loader
+            cast(Transport, own(transport, screen)) if callable(own) else None)  # its loader
         transport = self.own_transport or transport
         self.deliverer = Deliverer(rt.dtype, transport,
                                    RateLimiter(rate["events_per_second"],

@@ -63,6 +63,9 @@ class PumpManager:
         self._started = False
         #: Set by :class:`~millpond.replays.service.ReplayManager` when it is wired.
         self.replays = None
+        #: The destinations this process may deliver (ids), when processes share them
+        #: through leases (:mod:`millpond.connections.leases`); None: every one.
+        self.owned: set[str] | None = None
 
     @property
     def transport(self) -> Transport:
@@ -71,13 +74,18 @@ class PumpManager:
         return self._transport
 
     # lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start a pump for every enabled destination (from its saved cursor)."""
-        recovered = self.runs.recover_dead_letters()
-        if recovered:
-            log.info("%d dead letters were being redriven at shutdown; back to dead", recovered)
-        for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
-            self.runs.set_state(run.id, RunState.CANCELLED, error="interrupted by a restart")
+    async def start(self, *, recover: bool = True) -> None:
+        """Start a pump for every enabled destination (from its saved cursor). ``recover``:
+        redrives left running are this process's own, interrupted by its last stop (not
+        on a cluster, where another process may be running them)."""
+        if recover:
+            recovered = self.runs.recover_dead_letters()
+            if recovered:
+                log.info("%d dead letters were being redriven at shutdown; back to dead",
+                         recovered)
+            for run in self.runs.list(kinds=[RunKind.REDRIVE], states=[RunState.RUNNING]):
+                self.runs.set_state(run.id, RunState.CANCELLED,
+                                    error="interrupted by a restart")
         self._started = True
         for dest in self.destinations.list():
             if dest.enabled:
@@ -92,6 +100,8 @@ class PumpManager:
             self._transport = None
 
     def _launch(self, dest: Destination) -> None:
+        if self.owned is not None and dest.id not in self.owned:
+            return  # another process's lease; the lease keeper launches it if it comes here
         try:
             rt = config.runtime(dest.type, dest.settings, dest.actions)
         except BadRequest as exc:  # saved before a catalog change made it invalid
@@ -113,6 +123,26 @@ class PumpManager:
             await old.stop()
         if dest.enabled and self._started:
             self._launch(dest)
+
+    async def sync(self, owned: set[str]) -> None:
+        """Run exactly the enabled destinations of ``owned`` (the leases this process
+        holds), each on its saved configuration: start the newly owned, stop the lost
+        (each checkpoints on the way out), restart the ones another process changed."""
+        self.owned = set(owned)
+        if not self._started:
+            return
+        async with self._lock:
+            saved = {d.id: d for d in await asyncio.to_thread(self.destinations.list)}
+            for dest_id, live in list(self._live.items()):
+                dest = saved.get(dest_id)
+                if dest is None or not dest.enabled or dest_id not in self.owned:
+                    await self._live.pop(dest_id).stop()
+                elif dest.updated_at != live.dest.updated_at:
+                    await self._restart(dest)
+            for dest_id in self.owned - set(self._live):
+                dest = saved.get(dest_id)
+                if dest is not None and dest.enabled:
+                    self._launch(dest)
 
     # configuration -----------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> Destination:
@@ -203,6 +233,20 @@ class PumpManager:
     def live(self, dest_id: str) -> LiveDestination | None:
         return self._live.get(dest_id)
 
+    def elsewhere(self, dest: Destination) -> bool:
+        """Whether another process of a cluster delivers ``dest`` (its lease is not ours)."""
+        return self.owned is not None and dest.enabled and dest.id not in self._live
+
+    def not_here(self, dest: Destination) -> Conflict:
+        """What a request that needs ``dest``'s running side answers on a process that
+        does not deliver it."""
+        if self.elsewhere(dest):
+            return Conflict(f"destination {dest.name!r} is delivered by another process of "
+                            "the cluster; send this to that one (`millpond cluster status` "
+                            "names its URL)", field="destination")
+        return Conflict(f"destination {dest.name!r} is disabled; enable it first",
+                        field="destination")
+
     def running(self) -> list[str]:
         """Names of the destinations whose pumps run (for the server's "ready" line)."""
         return [live.dest.name for live in list(self._live.values())]
@@ -221,8 +265,11 @@ class PumpManager:
             totals = delivery_totals(self.runs, dest.id)
             cursor = run_cursor(live_run(self.runs, dest), dest)
             oldest = None
-            state = {"state": "disabled" if not dest.enabled else "error",
-                     "last_error": None if not dest.enabled else "destination cannot start"}
+            if self.elsewhere(dest):  # a cluster: its lease decides
+                state = {"state": "elsewhere", "last_error": None}  # another worker's
+            else:
+                state = {"state": "disabled" if not dest.enabled else "error",
+                         "last_error": None if not dest.enabled else "destination cannot start"}
         last = self.log.last_seq()
         behind = max(0, last - cursor)  # seqs after the cursor: an upper bound if gaps
         if oldest is None and behind:
@@ -260,6 +307,8 @@ class PumpManager:
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
         if live is None:
+            if self.elsewhere(dest):
+                raise self.not_here(dest)
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to deliver",
                            field="destination")
         woke = live.deliverer.retry_now()
@@ -274,6 +323,8 @@ class PumpManager:
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
         if live is None:
+            if self.elsewhere(dest):
+                raise self.not_here(dest)
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to redrive",
                            field="destination")
         claimed = self.runs.claim_dead_letters(dest.id, ids)

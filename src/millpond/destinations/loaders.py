@@ -25,6 +25,7 @@ from typing import Any, ClassVar, cast
 import msgspec
 
 from millpond.actions import ActionSpec
+from millpond.delivery.screen import Screen
 from millpond.destinations.base import (
     BatchLimits,
     DestinationType,
@@ -219,13 +220,15 @@ class LoaderDestination(DestinationType):
         self.stats = LoadStats()
         self._transport: LoaderTransport | None = None
 
-    def make_loader(self) -> Any:
+    def make_loader(self, screen: Screen | None = None) -> Any:
+        """A loader of this destination's settings; ``screen``: whose events it must
+        leave out when it commits (millpond.warehouses.screening)."""
         raise NotImplementedError
 
-    def transport(self, shared: Any) -> Any:
+    def transport(self, shared: Any, screen: Screen | None = None) -> Any:
         """This destination's own transport: its loader, not the shared HTTP client."""
         if self._transport is None:
-            self._transport = LoaderTransport(self.make_loader(), self.stats)
+            self._transport = LoaderTransport(self.make_loader(screen), self.stats)
         return self._transport
 
     def build_request(self, action: str, items: list[Item]) -> OutboundRequest:
@@ -258,10 +261,11 @@ class PostgresDestination(LoaderDestination):
     secret_fields = postgres_settings.SECRET_FIELDS
     settings_module = postgres_settings
 
-    def make_loader(self) -> Any:
+    def make_loader(self, screen: Screen | None = None) -> Any:
         from millpond.warehouses.postgres import PostgresLoader
 
-        return PostgresLoader(cast(postgres_settings.PostgresSettings, self.settings))
+        return PostgresLoader(cast(postgres_settings.PostgresSettings, self.settings),
+                              screen=screen)
 
     def forget_rows(self, ids: list[str]) -> int:
         """Delete the people's rows from the warehouse (a regulation); blocking."""
@@ -290,7 +294,8 @@ class ParquetDestination(LoaderDestination):
         see millpond.warehouses.parquet.erase); blocking."""
         return self.make_loader().forget(ids)
 
-    def make_loader(self) -> Any:
+    def make_loader(self, screen: Screen | None = None) -> Any:
         from millpond.warehouses.parquet import ParquetWriter
 
-        return ParquetWriter(cast(parquet_settings.ParquetSettings, self.settings))
+        return ParquetWriter(cast(parquet_settings.ParquetSettings, self.settings),
+                             screen=screen)

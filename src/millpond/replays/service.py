@@ -79,6 +79,8 @@ class ReplayManager:
             await self._real_bounds(p, body, dest.connected_at)
             p["out_of_retention"] = await self._out_of_retention(p)
             live = self.pumps.live(dest.id)
+            if live is None and self.pumps.elsewhere(dest):
+                raise self.pumps.not_here(dest)
             if live is None:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
                                "cannot start); fix it before replaying", field="destination")
@@ -193,6 +195,10 @@ class ReplayManager:
             raise Conflict(f"replay {other.id} is already active for this destination",
                            field="state")
         live = self.pumps.live(replay.destination_id)
+        if live is None and self.pumps.owned is not None:
+            dest = self.pumps.destinations.get(replay.destination_id)
+            if self.pumps.elsewhere(dest):
+                raise self.pumps.not_here(dest)
         if live is None:
             raise Conflict("the destination is disabled or cannot start; enable it to resume",
                            field="destination")

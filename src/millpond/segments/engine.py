@@ -13,9 +13,13 @@ Three ways a person gets re-evaluated, all through :meth:`SegmentEngine.reevalua
   (progress and ETA on the segment), then marks the segment ``ready``; the follower
   covers what arrives meanwhile.
 
-Re-evaluation reads the person's whole data and computes membership from scratch in
-event time (:mod:`.evaluate`), so the result never depends on the order events arrived
-in or on which of the three paths ran first. A change appends an Audience event
+Re-evaluation computes membership from scratch in event time (:mod:`.evaluate`) from
+the person's whole data, so the result never depends on the order events arrived in or
+on which of the three paths ran first. That data comes from the follower's running
+state (:mod:`.live`: per id, what each event condition counts, fed every event once),
+so a live event costs O(conditions), not a read of the person's history; only a
+re-evaluation for segments the state is not kept for (the end of a build) reads the
+per-person index. A change appends an Audience event
 (:mod:`.outputs`) and *then* stores the new state: after a crash in between, the same
 work appends the same messageIds again, which the log dedupes.
 
@@ -38,6 +42,7 @@ from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
 from .evaluate import Evaluator, Membership
+from .live import LiveState, RowCache, key_of
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
@@ -123,6 +128,8 @@ class SegmentEngine:
         #: Segments a build is computing: the follower and the scheduler leave them to it.
         self.building: set[str] = set()
         self._position: int | None = None
+        #: The follower's per-id state (:mod:`.live`); None until its first read.
+        self._live: LiveState | None = None
 
     # -- definitions --------------------------------------------------------------------
 
@@ -154,11 +161,15 @@ class SegmentEngine:
         then evaluated only in the segments those events may change
         (:meth:`~.plan.SegmentPlan.unaffected`), and their events are read only if there
         is one; without ``names`` every segment is evaluated."""
-        segments, definitions = self.definitions()
-        if segment_ids is not None:
-            segments = [s for s in segments if s.id in segment_ids]
-        elif self.building:
-            segments = [s for s in segments if s.id not in self.building]
+        every, definitions = self.definitions()
+        segments = [s for s in every if s.id in segment_ids] if segment_ids is not None \
+            else self._followed(every)
+        # The follower's running state, when it is the one for these segments: no reads.
+        live = self._live
+        if live is not None and live.key != key_of(segments, every, definitions):
+            live = None
+        if live is not None:
+            definitions = live.definitions  # the very conditions its slots are
         evaluator = Evaluator(definitions)
         now = self.clock()
         received_at = format_ms(now)
@@ -182,10 +193,13 @@ class SegmentEngine:
                 await asyncio.to_thread(self.storage.segments.apply, [],
                                         checkpoint=checkpoint)
             return 0
-        stored = await asyncio.to_thread(self._stored_rows, list(people.values()))
-        # One scanner for the whole call: it decodes each event's head only, and in full
-        # only where a condition's ``where`` needs it (see :mod:`.scan`).
-        scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
+        stored = await asyncio.to_thread(self._stored_rows, list(people.values()),
+                                         live.rows if live is not None else None)
+        # Without the running state, one scanner for the whole call: it decodes each
+        # event's head only, and in full only where a condition's ``where`` needs it (see
+        # :mod:`.scan`), fed below from the per-person index.
+        scan = live.scan if live is not None else \
+            LogScan(event_conditions(definitions, [s.key for s in segments]))
         plans = compile_plans(evaluator, definitions, segments, scan)
         work: list[tuple[Person, list[SegmentPlan], list[tuple[Member | None, set[bool]]]]] \
             = []
@@ -211,7 +225,8 @@ class SegmentEngine:
                                            if pid != person.id}))
             if mine_plans:
                 work.append((person, mine_plans, befores))
-        await scan_people(self.storage, scan, [person for person, _, _ in work])
+        if live is None:
+            await scan_people(self.storage, scan, [person for person, _, _ in work])
         rows: list[Member] = []
         outputs: list[NewEvent] = []
         for person, mine_plans, befores in work:
@@ -224,13 +239,16 @@ class SegmentEngine:
         if rows or drop or checkpoint is not None:
             await asyncio.to_thread(self.storage.segments.apply, rows, drop=drop,
                                     checkpoint=checkpoint)
+            if live is not None:
+                live.rows.written(rows, drop)
         return len(outputs)
 
-    def _stored_rows(self, people: list[Person],
+    def _stored_rows(self, people: list[Person], cache: RowCache | None = None,
                      ) -> dict[str, dict[str, dict[str, Member]]]:
         """The stored rows of every id of ``people``, in a few queries: person id ->
         segment id -> the rows (by their person id) that are theirs or share an id with
-        them (the rows of profiles merged into them)."""
+        them (the rows of profiles merged into them). ``cache``: the running state's, read
+        through (only ids it has not seen are looked up)."""
         owner: dict[str, str] = {}
         for person in people:
             owner[person.id] = person.id
@@ -238,13 +256,21 @@ class SegmentEngine:
                 owner[identity] = person.id
         ids = sorted({i for person in people for i in person.ids})
         found: dict[str, dict[str, dict[str, Member]]] = {}
-        for start in range(0, len(ids), 500):
-            for row in self.storage.segments.by_ids(ids[start:start + 500]):
-                for key in (row.person_id, *row.ids):
-                    pid = owner.get(key)
-                    if pid is not None:
-                        found.setdefault(pid, {}).setdefault(row.segment_id, {})[
-                            row.person_id] = row
+        if cache is not None:
+            missing = cache.missing(ids)
+            for start in range(0, len(missing), 500):
+                part = missing[start:start + 500]
+                cache.load(part, self.storage.segments.by_ids(part))
+            stored = cache.rows_of(ids)
+        else:
+            stored = [row for start in range(0, len(ids), 500)
+                      for row in self.storage.segments.by_ids(ids[start:start + 500])]
+        for row in stored:
+            for key in (row.person_id, *row.ids):
+                pid = owner.get(key)
+                if pid is not None:
+                    found.setdefault(pid, {}).setdefault(row.segment_id, {})[
+                        row.person_id] = row
         return found
 
     def settle(self, segment: Segment, person: Person, m: Membership,
@@ -268,7 +294,16 @@ class SegmentEngine:
                 at_ms=m.since_ms if m.since_ms is not None else now,
                 generation=generation, received_ms=now, received_at=received_at))
         # No row reads as "not a member": a non-member with nothing scheduled and nothing
-        # stored needs none.
+        # stored needs none; and a row that would say what the stored one says is not
+        # written again (most live re-evaluations change nothing: a write per person per
+        # segment was the follower's largest cost).
+        if previous is not None and not merged and previous.person_id == person.id \
+                and previous.member == m.member and previous.since_ms == m.since_ms \
+                and previous.next_change_ms == m.next_change_ms \
+                and previous.user_id == person.user_id \
+                and previous.anonymous_id == person.anonymous_id \
+                and tuple(previous.ids) == tuple(person.ids):
+            return
         if m.member or m.next_change_ms is not None or previous is not None:
             rows.append(Member(segment.id, person.id, m.member, m.since_ms, m.next_change_ms,
                                person.user_id, person.anonymous_id, person.ids, now))
@@ -298,6 +333,7 @@ class SegmentEngine:
             until = rows[-1].seq if len(rows) >= self.chunk else upto
             if self.profiles_upto is not None:
                 await self.profiles_upto(until)
+            await self._advance_live(after, rows, until)
             touched: dict[str, bool] = {}
             names: dict[str, Touched | None] = {}
             for row in rows:
@@ -305,6 +341,32 @@ class SegmentEngine:
             await self.reevaluate(touched, checkpoint=until, names=names)
             self._position = until
             return len(rows)
+
+    def _followed(self, every: list[Segment]) -> list[Segment]:
+        """The segments the follower and the scheduler keep: all but those being built."""
+        return [s for s in every if s.id not in self.building] if self.building else every
+
+    async def _advance_live(self, after: int, rows: list[StoredEvent], until: int) -> None:
+        """Bring the running state (:mod:`.live`) to ``until`` with the follower's
+        ``rows`` (after ``after``); remade from the log when the followed definitions
+        changed, at start, or after :meth:`invalidate`."""
+        every, definitions = self.definitions()
+        segments = self._followed(every)
+        if not segments:
+            self._live = None
+            return
+        key = key_of(segments, every, definitions)
+        live = self._live
+        if live is not None and live.matches(key, after):
+            live.feed(rows, until)
+            return
+        self._live = None  # let the old one go before the new one is made
+        self._live = await LiveState.rebuild(self.storage, key, segments, definitions, until)
+
+    def invalidate(self) -> None:
+        """Events left the log (a regulation's deletion): remake the running state from
+        the log at the follower's next read, so they no longer count."""
+        self._live = None
 
     # -- the scheduler --------------------------------------------------------------------
 

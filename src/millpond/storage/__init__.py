@@ -11,12 +11,14 @@ Nothing outside this package imports a backend; it calls :func:`open_storage`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
-from millpond.storage.contracts import Storage
+from millpond.storage.contracts import LeaseStore, Storage
+from millpond.storage.models import StreamState
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -36,6 +38,33 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     archive: str = ""
     archive_endpoint: str = ""
     archive_range: int = 1_000_000
+    #: The scale-out backend: NATS client URLs (``nats://h1:4222,h2:4222``) and a
+    #: PostgreSQL URL; both empty: the backend above.
+    log: str = ""
+    state: str = ""
+    #: The JetStream stream's name and the PostgreSQL schema's on the scale-out backend
+    #: (several millpond clusters can share the engines).
+    place: str = "millpond"
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the log and the state are the scale-out engines'."""
+        return bool(self.log)
+
+
+def nats_servers(text: str) -> tuple[str, ...]:
+    """``nats://h1:4222,h2:4222`` (the scheme optional after the first) as one URL per
+    server; ValueError when a part is not ``[nats://]host:port``."""
+    out: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        rest = part.removeprefix("nats://")
+        host, sep, port = rest.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536
+                and "/" not in rest and "@" not in rest):
+            raise ValueError(part)
+        out.append(f"nats://{rest}")
+    return tuple(out)
 
 
 def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
@@ -46,6 +75,10 @@ def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
     embedded store): events waiting before :class:`~millpond.errors.Overloaded`, and
     events per commit. Server settings (``log_writer``), not storage settings, because
     they are about back-pressure; a backend without such a queue ignores them."""
+    if config.clustered:
+        from millpond.storage.cluster import open_cluster_storage
+
+        return open_cluster_storage(nats_servers(config.log), config.state, config.place)
     if config.backend == "memory":
         from millpond.storage.memory import MemoryStorage
 
@@ -58,4 +91,16 @@ def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
                          archive_range=config.archive_range)
 
 
-__all__ = ["Storage", "StorageConfig", "open_storage"]
+def leases_of(storage: Storage) -> LeaseStore | None:
+    """The leases of a scale-out backend (its processes share the work through them);
+    None on a backend one process owns alone (the embedded store holds a lock instead)."""
+    return cast("LeaseStore | None", getattr(storage, "leases", None))
+
+
+def stream_state_of(storage: Storage) -> Callable[[], StreamState] | None:
+    """How to read the scale-out log's stream state; None on the other backends."""
+    return cast("Callable[[], StreamState] | None", getattr(storage, "stream_state", None))
+
+
+__all__ = ["LeaseStore", "Storage", "StorageConfig", "leases_of", "nats_servers",
+           "open_storage", "stream_state_of"]

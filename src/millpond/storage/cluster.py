@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import Tier
+from millpond.storage.models import StreamState, Tier
 from millpond.storage.nats import JetStreamEventLog, LogSettings, open_log
 from millpond.storage.postgres import (
     PgDedupeTable,
@@ -20,6 +20,7 @@ from millpond.storage.postgres import (
     PgEraser,
     PgEventIndex,
     PgImportJobStore,
+    PgLeases,
     PgLoadStatsStore,
     PgProfileStore,
     PgRegulationStore,
@@ -51,6 +52,7 @@ class ClusterStorage:
             self.profiles = PgProfileStore(state)
             self.segments = PgSegmentStore(state)
             self.regulations = PgRegulationStore(state)
+            self.leases = PgLeases(state)
         self.eraser = PgEraser(state, log.delete)
         self._closed = False
 
@@ -61,6 +63,10 @@ class ClusterStorage:
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
         return {"stream": self.log.stream_size()[0], "state": 0 if row is None else int(row["n"])}
+
+    def stream_state(self) -> StreamState:
+        """The log's stream, its leader and replicas (``millpond cluster status``)."""
+        return self.log.stream_state()
 
     def tiers(self) -> list[Tier]:
         """One tier, the stream (the archive on S3 is not part of this backend yet); its
@@ -86,10 +92,18 @@ def open_cluster_storage(servers: tuple[str, ...], dsn: str, place: str = "millp
     ``place`` (the stream's name and the schema's; ``settings`` for the rest of the
     stream's). Raises StorageUnavailable when either cannot be reached."""
     log_settings = settings or LogSettings(servers=servers, stream=place, subject=place)
-    log = open_log(log_settings, PgDedupeTable(dsn, schema=place))
+    # The state first: an unreachable PostgreSQL then fails before the stream is created.
+    state = PgState(dsn, schema=place)
     try:
-        return ClusterStorage(log, PgState(dsn, schema=place))
+        log = open_log(log_settings, PgDedupeTable(dsn, schema=place))
+    except BaseException:
+        state.close()
+        raise
+    try:
+        return ClusterStorage(log, state)
     except BaseException:
         with contextlib.suppress(Exception):
             log.close()
+        with contextlib.suppress(Exception):
+            state.close()
         raise

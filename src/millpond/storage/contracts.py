@@ -42,12 +42,14 @@ from millpond.storage.models import (
     Expired,
     Expiry,
     ImportJob,
+    Lease,
     Member,
     MembershipChange,
     MembersPage,
     NewEvent,
     OutcomePage,
     PeoplePage,
+    ProcessInfo,
     Regulation,
     Rejection,
     Run,
@@ -613,6 +615,28 @@ class RegulationStore(Protocol):
     def update(self, regulation: Regulation) -> Regulation:
         """Replace the stored record of ``regulation.id``; NotFound."""
         ...
+
+
+class LeaseStore(Protocol):
+    """Leases and live processes shared by the processes of a scale-out cluster (only
+    that backend has one: see :func:`millpond.storage.leases_of`). Time is the store's
+    own clock, so hosts' clocks never decide who owns what."""
+
+    def claim(self, names: Iterable[str], owner: str, ttl: float) -> set[str]:
+        """Take (free or expired) or renew each lease for ``ttl`` s; the ones held after."""
+        ...
+
+    def release(self, names: Iterable[str], owner: str) -> None: ...
+
+    def leases(self) -> list[Lease]: ...
+
+    def heartbeat(self, process: ProcessInfo) -> None: ...
+
+    def leave(self, process_id: str) -> None:
+        """A clean stop: the process's row and every lease it holds go."""
+        ...
+
+    def processes(self, forget_after: float = 3600.0) -> list[ProcessInfo]: ...
 
 
 class PersonEraser(Protocol):

@@ -117,6 +117,45 @@ class Tier(msgspec.Struct, frozen=True):
     ts_max: int | None
 
 
+class Lease(msgspec.Struct, frozen=True):
+    """A lease of the scale-out backend: who holds ``name`` and for how many more seconds
+    (negative: expired, free to take); ``acquired``: when this owner took it (Unix s)."""
+
+    name: str
+    owner: str
+    expires_in: float
+    acquired: float
+
+
+class ProcessInfo(msgspec.Struct, frozen=True):
+    """A millpond process of a scale-out cluster, as it announces itself: its id, role
+    (``all``, ``collector``, ``worker``), host, pid and URL; ``started`` (Unix s) and the
+    seconds since its last heartbeat, as the state database saw them."""
+
+    id: str
+    role: str
+    host: str
+    pid: int
+    url: str
+    started: float = 0.0
+    heartbeat_age: float = 0.0
+
+
+class StreamState(msgspec.Struct, frozen=True):
+    """The scale-out log's JetStream stream: its messages, bytes (one replica's), seqs,
+    replicas, the node leading it and each follower (``name``, ``current``, ``offline``,
+    ``lag`` in operations, ``active_seconds`` since it was last heard)."""
+
+    name: str
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    replicas: int
+    leader: str | None
+    followers: list[dict[str, Any]]
+
+
 class WindowCursor(msgspec.Struct, frozen=True, array_like=True):
     """A position in event-time order: a scan resumes strictly after (``ts``, ``seq``)."""
 

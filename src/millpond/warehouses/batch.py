@@ -80,7 +80,9 @@ class Loaded(msgspec.Struct, frozen=True):
       0 when the batch was already loaded (re-run after a crash). For ``users`` / ``accounts``
       it counts rows whose values changed;
     - ``discards``: see :class:`Discard`; ``clean`` is False when there is any;
-    - ``files``: storage writers only, the object keys written (data files, then manifest).
+    - ``files``: storage writers only, the object keys written (data files, then manifest);
+    - ``screened``: events left out because a regulation blocked them by the time the batch
+      committed (:mod:`millpond.warehouses.screening`).
     """
 
     events: int
@@ -90,6 +92,7 @@ class Loaded(msgspec.Struct, frozen=True):
     files: tuple[str, ...] = ()
     already_loaded: int = 0
     """Events skipped because an earlier run already committed them (storage writers)."""
+    screened: int = 0
 
     @property
     def clean(self) -> bool:

@@ -189,7 +189,7 @@ def cut_columns(events: list, logical: str) -> tuple[Columns, list[TraitUpdate]]
         return None
     with_traits = kind in (schema.IDENTIFIES, schema.GROUPS)
     payload = "properties" if kind in _WITH_PROPERTIES else "traits"
-    reserved = schema.standard_columns(kind)
+    reserved = schema.reserved_columns(kind)
     trait_values: dict[str, list[Any]] | None = {} if with_traits else None
     if not _cut(list(map(get, dicts, repeat(payload))), root_names(""),
                 _Place(reserved, with_traits, "_timestamp" if with_traits else None),

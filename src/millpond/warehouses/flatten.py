@@ -339,7 +339,7 @@ def _flatten_event(stored: StoredEvent, batch: FlatBatch,
         batch.rows.append(Row(table, kind, seq, message_id, values))
         return
 
-    reserved = schema.standard_columns(kind)
+    reserved = schema.reserved_columns(kind)
     if kind in (schema.PAGES, schema.SCREENS):
         for key in ("name", "category"):
             value = event.get(key)

@@ -45,8 +45,10 @@ __all__ = [
     "PROFILE_COLUMNS",
     "SCREENS",
     "TRACKS",
+    "TRAIT_TIMES",
     "USERS",
     "kind_of_type",
+    "reserved_columns",
     "standard_columns",
 ]
 
@@ -98,9 +100,18 @@ PROFILE_COLUMNS: dict[str, ColumnType] = {
     "uuid_ts": T.TIMESTAMP,
 }
 
+#: The column of ``users`` / ``accounts`` holding the time of each cell's value (millpond's
+#: bookkeeping, see :mod:`millpond.warehouses.postgres.traits`): no trait may write it.
+TRAIT_TIMES = "millpond_trait_times"
+
 _STANDARD = {kind: {**_COMMON, **extra} for kind, extra in _EXTRA.items()}
 _STANDARD[USERS] = dict(PROFILE_COLUMNS)
 _STANDARD[ACCOUNTS] = dict(PROFILE_COLUMNS)
+#: Columns a property or trait may not write, per kind: the standard ones, and for identifies
+#: and groups also those of users / accounts, where their traits go too.
+_RESERVED = {kind: dict(columns) for kind, columns in _STANDARD.items()}
+for _kind in (IDENTIFIES, GROUPS):
+    _RESERVED[_kind][TRAIT_TIMES] = T.TEXT  # the type is never used, only the name
 
 #: Segment type -> the kind of its main table.
 _KIND_OF_TYPE = {
@@ -116,6 +127,12 @@ _KIND_OF_TYPE = {
 def standard_columns(kind: str) -> dict[str, ColumnType]:
     """The fixed columns of a table of ``kind`` (a fixed table name or ``EVENT_TABLE``)."""
     return _STANDARD[kind]
+
+
+def reserved_columns(kind: str) -> dict[str, ColumnType]:
+    """The columns a property or trait of a ``kind`` event may not write (a superset of
+    :func:`standard_columns`)."""
+    return _RESERVED[kind]
 
 
 def kind_of_type(event_type: object) -> str | None:

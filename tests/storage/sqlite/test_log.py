@@ -96,6 +96,48 @@ def test_hash_collision_stores_both_and_still_dedupes_retries(tmp_path, monkeypa
         reopened.close()
 
 
+def test_keys_moved_into_the_merged_table_still_dedupe(tmp_path, monkeypatch):
+    """New keys go to ``dedupe_recent`` and move into ``dedupe`` every RECENT_KEYS keys;
+    a message is a duplicate whichever table holds its key, across reopens, and in the
+    rare path too (a duplicate inside the same append as a key of the other table)."""
+    monkeypatch.setattr(dedupe, "RECENT_KEYS", 5)
+    path = tmp_path / "log.db"
+
+    def tables() -> tuple[int, int]:
+        conn = sqlite3.connect(path)
+        try:
+            return (conn.execute("SELECT count(*) FROM dedupe").fetchone()[0],
+                    conn.execute("SELECT count(*) FROM dedupe_recent").fetchone()[0])
+        finally:
+            conn.close()
+
+    log = SQLiteEventLog(path)
+    try:
+        assert append_sync(log, [ev(f"a{i}") for i in range(4)]).seqs == [1, 2, 3, 4]
+        assert tables() == (0, 4)
+        assert append_sync(log, [ev("a0"), ev("b0")]).seqs == [None, 5]  # 5 keys: merged
+        assert tables() == (5, 0)
+        assert append_sync(log, [ev("b1")]).seqs == [6]
+        assert tables() == (5, 1)
+        # one key in each table, one new, one repeated within the append
+        assert append_sync(log, [ev("a3"), ev("b1"), ev("c0"), ev("c0")]).seqs == [
+            None, None, 7, None]
+    finally:
+        log.close()
+    reopened = SQLiteEventLog(path)
+    try:
+        assert append_sync(reopened, [ev(m) for m in ("a1", "b0", "b1", "c0")]).seqs == [
+            None] * 4
+        assert append_sync(reopened, [ev("d0")]).seqs == [8]
+        assert sorted(m for _, m in stored_ids(reopened)) == [
+            "a0", "a1", "a2", "a3", "b0", "b1", "c0", "d0"]
+        # found by messageId whichever table holds the key
+        assert reopened._find("src_a", "a2").seq == 3  # merged
+        assert reopened._find("src_a", "d0").seq == 8  # recent
+    finally:
+        reopened.close()
+
+
 # -- seq ---------------------------------------------------------------------------------
 def test_seq_is_monotonic_and_gapless_under_concurrent_appends(log):
     seqs: list[int] = []

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
@@ -52,6 +53,7 @@ from millpond.storage.models import (
     Expiry,
     NewEvent,
     StoredEvent,
+    StreamState,
     Window,
 )
 from millpond.storage.nats.client import LogClient, subscribe
@@ -82,6 +84,28 @@ _encode = msgspec.json.Encoder().encode
 FETCH_GAP = 16
 #: Batches of a fetch in flight at once.
 FETCH_CONCURRENCY = 32
+
+
+async def _probe(servers: Sequence[str], timeout: float) -> None:
+    """Raise StorageUnavailable at once when no server accepts a TCP connection: the
+    client's own first connect retries the list until its timeout (10-15 s), which for a
+    refused port only delays the same answer."""
+    errors: list[tuple[str, str]] = []
+    for url in servers:
+        host, _, port = url.removeprefix("nats://").rpartition("@")[2].rpartition(":")
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            errno = getattr(exc, "errno", None)
+            why = os.strerror(errno).lower() if errno else str(exc) or "timed out"
+            errors.append((url, why))
+            continue
+        writer.close()
+        return
+    reasons = {why for _, why in errors}
+    said = reasons.pop() if len(reasons) == 1 else "; ".join(f"{u}: {w}" for u, w in errors)
+    raise StorageUnavailable(f"cannot reach NATS at {','.join(servers)}: {said}")
 
 
 class JetStreamEventLog:
@@ -121,6 +145,7 @@ class JetStreamEventLog:
         s = self._s
         # Reconnects go on forever once connected (a node restarts, the client moves on);
         # the first connection is bounded, so an unreachable cluster is one clear error.
+        await _probe(s.servers, s.connect_timeout)
         nc = LogClient()
         try:
             await asyncio.wait_for(nc.connect(
@@ -434,6 +459,25 @@ class JetStreamEventLog:
             state = (await _jetstream(self._client, READ_TIMEOUT).stream_info(
                 self._s.stream)).state
             return state.bytes, state.messages
+
+        if self._stopped:
+            raise StorageUnavailable("the log is closed")
+        return self._on_loop(info()).result(READ_TIMEOUT + 1)
+
+    def stream_state(self) -> StreamState:
+        """The stream as its leader sees it, blocking (``millpond cluster status``)."""
+        async def info() -> StreamState:
+            found = await _jetstream(self._client, READ_TIMEOUT).stream_info(self._s.stream)
+            cluster, state = found.cluster, found.state
+            replicas = [] if cluster is None else [
+                {"name": p.name, "current": bool(p.current), "offline": bool(p.offline),
+                 "lag": p.lag or 0, "active_seconds": p.active}
+                for p in cluster.replicas or []]
+            return StreamState(
+                name=self._s.stream, messages=state.messages, bytes=state.bytes,
+                first_seq=state.first_seq, last_seq=state.last_seq,
+                replicas=found.config.num_replicas or 1,
+                leader=None if cluster is None else cluster.leader, followers=replicas)
 
         if self._stopped:
             raise StorageUnavailable("the log is closed")

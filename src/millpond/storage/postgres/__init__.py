@@ -12,6 +12,7 @@ from millpond.storage.postgres.destinations import PgDestinationStore
 from millpond.storage.postgres.eraser import PgEraser
 from millpond.storage.postgres.imports import PgImportJobStore
 from millpond.storage.postgres.index import PgEventIndex
+from millpond.storage.postgres.leases import PgLeases
 from millpond.storage.postgres.loadstats import PgLoadStatsStore
 from millpond.storage.postgres.profiles import PgProfileStore
 from millpond.storage.postgres.regulations import PgRegulationStore
@@ -21,5 +22,5 @@ from millpond.storage.postgres.segments import PgSegmentStore
 from millpond.storage.postgres.sources import PgSourceStore
 
 __all__ = ["PgDedupeTable", "PgDestinationStore", "PgEraser", "PgEventIndex", "PgImportJobStore",
-           "PgLoadStatsStore", "PgProfileStore", "PgRegulationStore", "PgRejectionStore",
-           "PgRunStore", "PgSegmentStore", "PgSourceStore", "PgState"]
+           "PgLeases", "PgLoadStatsStore", "PgProfileStore", "PgRegulationStore",
+           "PgRejectionStore", "PgRunStore", "PgSegmentStore", "PgSourceStore", "PgState"]

@@ -22,7 +22,7 @@ index ranges and is current as of the call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, LiteralString
 
 from millpond.storage.columns import window_start
@@ -72,11 +72,11 @@ class PgEventIndex:
 
     # -- windows -------------------------------------------------------------------------
     def scan(self, window: Window, *, after: WindowCursor | None = None,
-             chunk: int = 2000) -> AsyncIterator[list[StoredEvent]]:
+             chunk: int = 2000) -> AsyncGenerator[list[StoredEvent]]:
         return self._scan(window, after, chunk)
 
     async def _scan(self, window: Window, after: WindowCursor | None,
-                    chunk: int) -> AsyncIterator[list[StoredEvent]]:
+                    chunk: int) -> AsyncGenerator[list[StoredEvent]]:
         if window.source_ids is not None and not window.source_ids:
             return
         ts, seq = window_start(window.ts_from, after)

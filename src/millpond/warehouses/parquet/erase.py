@@ -20,6 +20,10 @@ crash after 2 leaves old files no manifest names: a later pass sees a named file
 A file no manifest names (a load that died before its manifest) that holds their rows is
 deleted: never committed, it is only a copy no reader sees.
 
+What a killed write left outside the listing (a local write's ``.tmp-*`` file, fsynced
+whole before the kill: :meth:`~.stores.ObjectStore.sweep`) is removed first: no reader
+sees it, yet its bytes are the person's rows all the same.
+
 A manifest keeps the seqs of the rows that went (``FileEntry.seqs`` says which seqs the
 batch settled, and the writer's exactly-once check reads them): a batch re-sent after
 the deletion still adds nothing. A file left without rows stays, empty, for the same
@@ -57,6 +61,7 @@ def erase(store: ObjectStore, ids: Sequence[str], *, row_group_size: int,
     ``ids``, every file that holds any; how many rows went from committed files.
     Idempotent (a second call
     removes nothing and finishes what an interrupted one left)."""
+    store.sweep()
     present = set(store.list(""))
     named: set[str] = set()
     removed = 0

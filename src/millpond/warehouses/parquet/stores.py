@@ -16,7 +16,13 @@ two attempts at the same batch cannot both commit.
 A deletion (:mod:`.erase`) needs two more: ``replace`` (an atomic overwrite: a temporary file
 renamed over the old one locally, a plain ``PutObject`` in S3, whose readers see the old or the
 new object whole) for the manifests it rewrites and the new files no manifest names yet, and
-``delete`` for the files it replaced.
+``delete`` for the files it replaced, and ``sweep`` for what a killed write left where no
+listing shows it: a local write's temporary file (``.tmp-*``) holds the whole object once
+it is fsynced, so a SIGKILL before its ``link`` / ``rename`` (or before its ``unlink``)
+leaves a full copy of the rows under a hidden name; a deletion removes those too. An S3
+``PutObject`` leaves no partial object (S3 keeps all of it or nothing), so there the sweep
+only aborts multipart uploads left open under the prefix (none of ours makes one, but a
+copy made by another tool could hold rows too).
 
 Errors become :class:`StoreError` with ``transient`` set as a delivery run needs it: network
 trouble, throttling and 5xx answers are transient; bad credentials, a missing bucket and
@@ -65,6 +71,12 @@ class ObjectStore(Protocol):
         """Keys under ``prefix`` (relative keys, any order)."""
         ...
 
+    def sweep(self) -> int:
+        """Remove what interrupted writes left outside :meth:`list` (temporary files,
+        open multipart uploads); how many. Callers make sure no write of theirs is under
+        way (the location lock)."""
+        ...
+
     def describe(self) -> str:
         """Where objects go, for messages."""
         ...
@@ -88,7 +100,7 @@ class LocalStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
                 return False
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_TEMPORARY, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -109,7 +121,7 @@ class LocalStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_TEMPORARY, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -145,9 +157,27 @@ class LocalStore:
             return []
         out = []
         for path in base.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith(_TEMPORARY):
                 out.append(path.relative_to(self.root).as_posix())
         return out
+
+    def sweep(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        swept = 0
+        for path in self.root.rglob(_TEMPORARY + "*"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _local_error(exc, path) from None
+            swept += 1
+        return swept
+
+
+#: The prefix of a local write's temporary file (never listed; swept by a deletion).
+_TEMPORARY = ".tmp-"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -242,6 +272,19 @@ class S3Store:
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, prefix) from None
         return out
+
+    def sweep(self) -> int:
+        swept = 0
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=self._key("")):
+                for upload in page.get("Uploads", ()):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    swept += 1
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "") from None
+        return swept
 
     def _error(self, exc: Exception, key: str) -> StoreError:
         code = _code(exc)

@@ -17,7 +17,9 @@ name ``<first>-<last>.<n>.parquet``, so nothing is ever overwritten.
 A deletion (:meth:`ParquetWriter.forget`, :mod:`.erase`) rewrites committed files; it and
 the loads of the same location take turns (one lock per location in this process), so it
 never runs between a batch's files and its manifest and sees every batch committed before
-it started.
+it started. For the same reason a batch is screened against the regulations under that
+lock (:mod:`millpond.warehouses.screening`): a batch the pump let through before a deletion
+was accepted, and written after the deletion's rewrite, leaves the person out.
 
 Nothing is retried here: storage errors become ``Retry`` (network, throttling, 5xx, disk
 trouble) or ``Reject`` (credentials, bucket, permissions), as for every destination.
@@ -29,15 +31,18 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from millpond.delivery.screen import Screen
 from millpond.warehouses.batch import Loaded, LoadOutcome, Reject, Retry, StoredEvent
 from millpond.warehouses.parquet import manifest as mf
 from millpond.warehouses.parquet.erase import erase
 from millpond.warehouses.parquet.files import partition_batch, to_parquet
 from millpond.warehouses.parquet.settings import ParquetSettings, make_store
 from millpond.warehouses.parquet.stores import ObjectStore, StoreError
+from millpond.warehouses.screening import screened
 
 __all__ = ["ParquetWriter"]
 
@@ -57,8 +62,11 @@ def _location_lock(store: ObjectStore) -> threading.Lock:
 class ParquetWriter:
     """Writes batches under one location; one writer per location (not thread-safe)."""
 
-    def __init__(self, settings: ParquetSettings, store: ObjectStore | None = None) -> None:
+    def __init__(self, settings: ParquetSettings, store: ObjectStore | None = None,
+                 screen: Screen | None = None) -> None:
         self.settings = settings
+        #: Whose events must not be written (regulations), asked under the lock.
+        self.screen = screen
         self.store = store if store is not None else make_store(settings)
         self.index = mf.CommittedIndex(self.store)
         self._lock = _location_lock(self.store)
@@ -71,7 +79,15 @@ class ParquetWriter:
         """Write ``events`` exactly once; never raises for storage trouble, never retries."""
         ordered = sorted(events, key=lambda e: e.seq)
         with self._lock:
-            return self._load(ordered)
+            kept, gone = screened(ordered, self.screen)
+            if not gone:
+                return self._load(ordered)
+            if not kept:
+                return Loaded(events=len(ordered), rows={}, inserted={}, screened=gone)
+            outcome = self._load(list(kept))
+            if isinstance(outcome, Loaded):
+                return msgspec.structs.replace(outcome, events=len(ordered), screened=gone)
+            return outcome
 
     def forget(self, ids: Sequence[str]) -> int:
         """Remove the rows of ``ids`` (user ids or anonymous ids) from every committed

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
+from millpond.delivery.screen import Screen
 from millpond.warehouses.batch import LoadOutcome, StoredEvent
 from millpond.warehouses.naming import fit_identifier
-from millpond.warehouses.postgres import merge, traits
+from millpond.warehouses.postgres import deletion_lock, merge
 from millpond.warehouses.postgres.errors import TableProblem, classify
 from millpond.warehouses.postgres.run import BatchRun
 from millpond.warehouses.postgres.settings import PostgresSettings, describe_connect_error
@@ -38,14 +39,19 @@ class PostgresLoader:
     """
 
     def __init__(self, settings: PostgresSettings,
-                 connect: Callable[[PostgresSettings], psycopg.Connection] | None = None) -> None:
+                 connect: Callable[[PostgresSettings], psycopg.Connection] | None = None,
+                 screen: Screen | None = None) -> None:
         self.settings = settings
+        #: Whose events must not be written (regulations), asked inside each batch's
+        #: transaction (:mod:`millpond.warehouses.screening`).
+        self.screen = screen
         self._connect = connect or _default_connect
         self._conn: psycopg.Connection | None = None
         prefix = settings.table_prefix
         self.schema = settings.schema
         self.registry = fit_identifier(prefix + "millpond_columns")
         self.discards_table = fit_identifier(prefix + "millpond_discards")
+        #: Where older versions kept trait times (converted on sight: :mod:`.traits`).
         self.times_table = fit_identifier(prefix + "millpond_trait_times")
 
     @property
@@ -94,7 +100,7 @@ class PostgresLoader:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            return run.execute(list(events))
+            return run.execute(list(events), self.screen)
         except (TableProblem, psycopg.Error) as exc:
             self._rollback(conn)
             return classify(exc)
@@ -105,12 +111,14 @@ class PostgresLoader:
     def forget(self, ids: Sequence[str]) -> int:
         """Delete the people's rows (a regulation's deletion): in every table of the
         schema, those whose ``user_id`` or ``anonymous_id`` is one of ``ids``, and the
-        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows."""
+        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows.
+        Waits for the batches under way to commit first (:mod:`.deletion_lock`)."""
         conn = self._connection()
         users = self.settings.table_prefix + "users"
         wanted = list(ids)
         removed = 0
         with conn.transaction():
+            deletion_lock.take(conn, self.schema)
             tables = conn.execute(
                 "SELECT table_name::text, array_agg(column_name::text) FROM"
                 " information_schema.columns WHERE table_schema = %s AND column_name IN"
@@ -133,7 +141,6 @@ class PostgresLoader:
     def _fixed_tables(self) -> dict[str, str]:
         return {
             self.discards_table: merge.discards_table_sql(self.schema, self.discards_table),
-            self.times_table: traits.times_table_sql(self.schema, self.times_table),
         }
 
     def _rollback(self, conn: psycopg.Connection) -> None:

@@ -20,6 +20,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard
 from millpond.warehouses.columns import Columns, from_rows
@@ -77,8 +79,9 @@ class TraitLoad:
     types: list[ColumnType]
     rows: list[list[Any]]
     """``[key, received_at, *values]``; a value is the winner's, or None."""
-    times: list[tuple[str, str, float, str, int]]
-    """``(key, column, time, messageId, seq)`` of every winner, columns without one too."""
+    times: list[str]
+    """Per row, the times of its winners as a JSON object ``{column: [time, messageId,
+    seq]}`` (:func:`times_json`), columns without a table column too."""
 
 
 @dataclass(slots=True)
@@ -356,11 +359,24 @@ def _trait_load(spec: TableSpec, updates: list[TraitUpdate],
     index = {c: i for i, c in enumerate(columns)}
     rows: dict[str, list[Any]] = {key: [key, at] + [None] * len(columns)
                                   for key, at in received.items()}
-    times = []
+    times: dict[str, dict[str, tuple[float, str, int]]] = {key: {} for key in received}
     for (key, col), (t, mid, seq, value) in winners.items():
-        times.append((key, col, t, mid, seq))
+        times[key][col] = (t, mid, seq)
         i = index.get(col)
         if i is not None:
             rows[key][2 + i] = value
     return TraitLoad(name, columns, [spec.columns[c] for c in columns], list(rows.values()),
-                     times)
+                     list(map(times_json, times.values())))
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def times_json(times: dict[str, tuple[float, str, int]]) -> str:
+    """A row's trait times as the JSON its ``millpond_trait_times`` column holds.
+
+    Why JSON numbers are safe for the times: msgspec writes a float in its shortest form that
+    reads back as the same double, and PostgreSQL keeps a JSON number as the exact decimal, so
+    ``(... ->> 0)::float8`` in the merge gets the very double computed here (times are finite:
+    :func:`millpond.profiles.timestamps.parse_trait_timestamp`)."""
+    return _encode(times).decode()

@@ -44,14 +44,16 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
+from millpond.delivery.screen import Screen
 from millpond.warehouses import schema
 from millpond.warehouses.batch import Discard, Loaded, StoredEvent
 from millpond.warehouses.columns import Columns, concat, group_columns
 from millpond.warehouses.flatten import TraitUpdate, partition_events
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres import catalog as _catalog
-from millpond.warehouses.postgres import merge, plan, traits
+from millpond.warehouses.postgres import deletion_lock, merge, plan, traits
 from millpond.warehouses.postgres.staging import COPY_TYPES, stage
+from millpond.warehouses.screening import screened
 from millpond.warehouses.types import ColumnType
 
 __all__ = ["BatchRun"]
@@ -79,6 +81,8 @@ class BatchRun:
         self.rows: dict[str, int] = {}
         self.inserted: dict[str, int] = {}
         self._n = 0
+        #: Events left out by the screen at the batch's start (regulations).
+        self.screened = 0
         #: Copy straight into the tables until one says an id is already there (see above).
         #: Read and written by the writer thread only.
         self._direct = True
@@ -88,11 +92,9 @@ class BatchRun:
 
     # -- the batch ------------------------------------------------------------------------
 
-    def execute(self, events: list[StoredEvent]) -> Loaded:
-        groups, early = partition_events(events)
-        lay0 = plan.Layout(self.prefix)
-        self.discards = [_rename(d, lay0.physical) for d in early]
-        tracks_name = lay0.physical(schema.TRACKS)
+    def execute(self, events: list[StoredEvent], screen: Screen | None = None) -> Loaded:
+        """Load ``events`` less those ``screen`` blocks by the time the batch holds the
+        deletion lock (:mod:`.deletion_lock`)."""
         tracks_rows: list[Columns] = []
         with self.conn.transaction(), self.conn.cursor() as cur:
             self.cur = cur
@@ -106,10 +108,18 @@ class BatchRun:
                 # instead of stalling the delivery run for as long as the lock is held.
                 timeout_ms = int(self.lock_timeout * 1000)
                 cur.execute(trusted_sql(f"SET LOCAL lock_timeout = {timeout_ms}"))
+                deletion_lock.share(cur, self.schema)
+                kept, self.screened = screened(events, screen)
+                groups, early = partition_events(list(kept))
+                lay0 = plan.Layout(self.prefix)
+                self.discards = [_rename(d, lay0.physical) for d in early]
+                tracks_name = lay0.physical(schema.TRACKS)
                 now = cur.execute("SELECT now()").fetchone()
                 self._now = now[0] if now else None  # uuid_ts of the batch
                 self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
                 self._ddl([], self.fixed)
+                if self.times_table in self.catalog.tables:
+                    self._convert_times()
                 for logical, group in groups.items():
                     lay = self._layout(logical, group)
                     group_tracks = lay.rows.get(tracks_name)
@@ -142,7 +152,7 @@ class BatchRun:
                 self._writer.shutdown()
         return Loaded(events=len(events), rows=self.rows,
                       inserted={n: self.inserted.get(n, 0) for n in self.rows},
-                      discards=tuple(self.discards))
+                      discards=tuple(self.discards), screened=self.screened)
 
     # -- steps of the batch's thread ------------------------------------------------------
 
@@ -178,6 +188,14 @@ class BatchRun:
         if _catalog.apply_ddl(self.conn, self.schema, self.registry, self.catalog, specs,
                               fixed):
             self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
+
+    def _convert_times(self) -> None:
+        """An older version's trait-times table onto the users / accounts rows (once)."""
+        tables = [plan.Layout(self.prefix).physical(t) for t in (schema.USERS, schema.ACCOUNTS)]
+        with self.conn.cursor() as cur:
+            traits.convert_times_table(cur, self.schema, self.times_table,
+                                       [t for t in tables if t in self.catalog.tables])
+        self.catalog = _catalog.read_catalog(self.conn, self.schema, self.registry)
 
     def _prepare(self, spec: _catalog.TableSpec, lay: plan.Layout) -> None:
         self._ddl([spec])
@@ -223,6 +241,11 @@ class BatchRun:
         spec = plan.trait_spec(name, updates, self.catalog)
         lay = plan.Layout(self.prefix, traits={name: updates})
         self._prepare(spec, lay)
+        if self.catalog.column(name, schema.TRAIT_TIMES) is None:  # a new table
+            self._drain()
+            with self.conn.cursor() as cur:
+                traits.add_times_column(cur, self.schema, name)
+            self.catalog.tables[name][schema.TRAIT_TIMES] = _catalog.Column("jsonb")
         load = plan.trait_load(spec, updates, self.discards)
         self.rows[name] = self.rows.get(name, 0) + len(load.rows)
         if load.rows:
@@ -267,7 +290,7 @@ class BatchRun:
 
     def _merge_traits(self, load: plan.TraitLoad, n: int) -> _Done:
         with self.conn.cursor() as cur:
-            return load.name, traits.merge(cur, self.schema, load, self.times_table, n), []
+            return load.name, traits.merge(cur, self.schema, load, n), []
 
 
 def _copyable(catalog: _catalog.Catalog, load: plan.TableLoad) -> bool:

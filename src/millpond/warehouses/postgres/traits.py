@@ -13,14 +13,23 @@ rule, and this table follows it so the warehouse and the profile API agree:
 - **null clears**: a winning ``null`` empties the column, and its time stays recorded, so an
   older value arriving later does not bring the trait back.
 
-How: ``millpond_trait_times`` keeps (table, key, column) -> (time, messageId, seq) of the value
-each cell holds. A batch is first reduced in Python to its winner per cell (:mod:`.plan`); then
-one statement upserts those times with ``WHERE (new) > (stored)`` and ``RETURNING`` the cells
-that won, and the same statement inserts the rows of keys new to the target table with those
-cells and updates exactly those cells of the rows already there. A cell whose
-stored time is newer keeps its value; re-running a batch wins nothing and changes nothing (not
-even ``uuid_ts``). The state is a join (a max per cell), so any order and any split into batches
-ends the same.
+How: each row keeps the time of every cell's value in its own ``millpond_trait_times`` column,
+a JSON object ``{column: [time, messageId, seq]}`` (traits only ever null included, though they
+have no column). A batch is first reduced in Python to one row per key holding its winner per
+cell and their times (:func:`.plan.trait_load`); then one ``INSERT ... ON CONFLICT (id) DO
+UPDATE`` inserts the keys new to the table as they are, and for a key already there sets each
+cell to the batch's value only where the batch's time is greater than the stored one, merging
+the times the same way. A row where nothing wins is not written at all (``DO UPDATE ... WHERE``),
+so re-running a batch changes nothing, not even ``uuid_ts``. The state is a join (a max per
+cell), so any order and any split into batches ends the same.
+
+Why the times live on the row: they were a table of their own with one row per (key, trait),
+and upserting those rows (an index entry and a WAL record each, three or more per user) cost
+PostgreSQL several times what writing the ``users`` rows did; the bench showed it as most of
+the server time a load spent beyond a raw ``COPY``. On the row, a first sync writes each user
+once, and a later batch touches one row per user it names, found through the primary key.
+Destinations made by older versions are converted when a batch first sees them
+(:func:`convert_times_table`).
 
 Flattening applies per column: ``address: {"street": ...}`` sets ``address_street``; a later
 ``address: null`` clears the column ``address`` only (columns are the unit of resolution).
@@ -33,92 +42,103 @@ import psycopg
 from millpond.warehouses.naming import quote, trusted_sql
 from millpond.warehouses.postgres.plan import TraitLoad
 from millpond.warehouses.postgres.staging import stage
+from millpond.warehouses.schema import TRAIT_TIMES
 from millpond.warehouses.types import ColumnType
 
-__all__ = ["merge", "merge_statement", "stage_rows", "times_table_sql"]
+__all__ = ["TIMES_COLUMN", "add_times_column", "convert_times_table", "merge",
+           "merge_statement"]
 
-_TIME_COLUMNS = ["id", "column_name", "t", "mid", "seq"]
-_TIME_TYPES = [ColumnType.TEXT, ColumnType.TEXT, ColumnType.DOUBLE, ColumnType.TEXT,
-               ColumnType.BIGINT]
+#: The column of ``users`` / ``accounts`` holding the time of each cell's value.
+TIMES_COLUMN = TRAIT_TIMES
 
-
-def times_table_sql(schema: str, table: str) -> str:
-    """``millpond_trait_times``: the time of the value in each users/accounts cell."""
-    return (
-        f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{quote(table)} ("
-        "table_name text NOT NULL, id text NOT NULL, column_name text NOT NULL, "
-        't double precision NOT NULL, mid text COLLATE "C" NOT NULL, seq bigint NOT NULL, '
-        "PRIMARY KEY (table_name, id, column_name))"
-    )
+_T = quote(TIMES_COLUMN)
+_STORED = f"COALESCE(u.{_T}, '{{}}'::jsonb)"
 
 
-def stage_rows(cur: psycopg.Cursor, load: TraitLoad, n: int) -> tuple[str, str]:
-    """Stage the batch's winners and their times; returns the two temporary tables."""
-    rows_table = f"_mp_traits_{n}"
-    times_table = f"_mp_times_{n}"
-    columns = ["id", "received_at", *load.columns]
-    types = [ColumnType.TEXT, ColumnType.TIMESTAMP, *load.types]
-    stage(cur, rows_table, columns, types, load.rows)
-    stage(cur, times_table, _TIME_COLUMNS, _TIME_TYPES, [list(t) for t in load.times])
-    return rows_table, times_table
+def _literal(text: str) -> str:
+    """A SQL string literal (``standard_conforming_strings``, on since PostgreSQL 9.1)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
-def merge_statement(schema: str, load: TraitLoad, times_table: str, staged: tuple[str, str]
-                    ) -> tuple[str, list]:
-    """The merge, one statement; its one row holds how many target rows changed.
+def _rank(entry: str) -> str:
+    """The row ``(time, messageId, seq)`` of a ``[time, messageId, seq]`` JSON entry."""
+    return (f"ROW(({entry} ->> 0)::float8, ({entry} ->> 1) COLLATE \"C\", "
+            f"({entry} ->> 2)::bigint)")
 
-    Keys new to the table are inserted with their winning values at once, and only keys
-    already there are updated: a first sync writes each ``users`` row once, not an empty row
-    and then its values. Both parts read the statement's snapshot, so the update never sees
-    the rows the insert adds.
-    """
-    stage_rows, stage_times = staged
+
+def _newer(new: str, key: str) -> str:
+    """Whether the batch's entry ``new`` for key ``key`` (SQL text) beats the stored one."""
+    return f"(NOT {_STORED} ? {key} OR {_rank(new)} > {_rank(f'{_STORED} -> {key}')})"
+
+
+def merge_statement(schema: str, load: TraitLoad, source: str) -> str:
+    """The merge of the staged rows ``source`` into ``load.name``: one statement whose rows
+    say, per row written, whether it changed (``uuid_ts`` set)."""
     target = f"{quote(schema)}.{quote(load.name)}"
-    times = f"{quote(schema)}.{quote(times_table)}"
-    won_value = [f"CASE WHEN %s = ANY(won.cols) THEN s.{quote(c)} END" for c in load.columns]
-    sets = [
-        f"{quote(c)} = CASE WHEN %s = ANY(won.cols) THEN s.{quote(c)} ELSE u.{quote(c)} END"
-        for c in load.columns
-    ]
-    sets.append("received_at = GREATEST(u.received_at, s.received_at)")
+    cols = [quote(c) for c in load.columns]
+    sets = []
+    for name, col in zip(load.columns, cols, strict=True):
+        key = _literal(name)
+        new = f"(excluded.{_T} -> {key})"
+        sets.append(f"{col} = CASE WHEN {new} IS NOT NULL AND {_newer(new, key)} "
+                    f"THEN excluded.{col} ELSE u.{col} END")
+    won = f"FROM jsonb_each(excluded.{_T}) AS e(k, v) WHERE {_newer('e.v', 'e.k')}"
+    sets.append(f"{_T} = {_STORED} || COALESCE((SELECT jsonb_object_agg(e.k, e.v) {won}), "
+                "'{}'::jsonb)")
+    sets.append("received_at = GREATEST(u.received_at, excluded.received_at)")
     sets.append("uuid_ts = now()")
-    cols = "".join(f", {quote(c)}" for c in load.columns)
-    values = "".join(f", {v}" for v in won_value)
-    sql = f"""
-        WITH upserted AS (
-            INSERT INTO {times} AS tt (table_name, id, column_name, t, mid, seq)
-            SELECT %s, id, column_name, t, mid, seq FROM {quote(stage_times)}
-            ON CONFLICT (table_name, id, column_name) DO UPDATE
-               SET t = excluded.t, mid = excluded.mid, seq = excluded.seq
-             WHERE (excluded.t, excluded.mid, excluded.seq) > (tt.t, tt.mid, tt.seq)
-            RETURNING tt.id, tt.column_name
-        ), won AS (
-            SELECT id, array_agg(column_name) AS cols FROM upserted GROUP BY id
-        ), added AS (
-            INSERT INTO {target} (id, received_at{cols}, uuid_ts)
-            SELECT s.id, s.received_at{values},
-                   CASE WHEN won.id IS NOT NULL OR s.received_at IS NOT NULL THEN now() END
-            FROM {quote(stage_rows)} s LEFT JOIN won ON won.id = s.id
-            ON CONFLICT (id) DO NOTHING
-            RETURNING uuid_ts IS NOT NULL AS changed
-        ), updated AS (
-            UPDATE {target} u SET {", ".join(sets)}
-            FROM {quote(stage_rows)} s LEFT JOIN won ON won.id = s.id
-            WHERE u.id = s.id AND (
-                won.id IS NOT NULL
-                OR u.received_at IS DISTINCT FROM GREATEST(u.received_at, s.received_at))
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM added WHERE changed) + (SELECT count(*) FROM updated)
+    listed = "".join(f", {c}" for c in cols)
+    return f"""
+        INSERT INTO {target} AS u (id, received_at{listed}, {_T}, uuid_ts)
+        SELECT s.id, s.received_at{"".join(f", s.{c}" for c in cols)}, s.times::jsonb,
+               CASE WHEN s.times <> '{{}}' OR s.received_at IS NOT NULL THEN now() END
+        FROM {quote(source)} s
+        ON CONFLICT (id) DO UPDATE SET {", ".join(sets)}
+        WHERE EXISTS (SELECT 1 {won})
+           OR u.received_at IS DISTINCT FROM GREATEST(u.received_at, excluded.received_at)
+        RETURNING uuid_ts IS NOT NULL
         """
-    return sql, [load.name, *load.columns, *load.columns]
 
 
-def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, times_table: str, n: int) -> int:
+def merge(cur: psycopg.Cursor, schema: str, load: TraitLoad, n: int) -> int:
     """Merge one batch into ``load.name`` and wait; returns how many rows changed."""
     if not load.rows:
         return 0
-    staged = stage_rows(cur, load, n)
-    sql, params = merge_statement(schema, load, times_table, staged)
-    row = cur.execute(trusted_sql(sql), params).fetchone()
+    source = f"_mp_traits_{n}"
+    columns = ["id", "received_at", "times", *load.columns]
+    types = [ColumnType.TEXT, ColumnType.TIMESTAMP, ColumnType.TEXT, *load.types]
+    rows = [[row[0], row[1], times, *row[2:]]
+            for row, times in zip(load.rows, load.times, strict=True)]
+    stage(cur, source, columns, types, rows)
+    cur.execute(trusted_sql(f"WITH m(changed) AS ({merge_statement(schema, load, source)}) "
+                            "SELECT count(*) FILTER (WHERE changed) FROM m"))
+    row = cur.fetchone()
     return int(row[0]) if row else 0
+
+
+def add_times_column(cur: psycopg.Cursor, schema: str, table: str) -> None:
+    """Give ``users`` / ``accounts`` (new, or made by an older version) the times column."""
+    cur.execute(trusted_sql(f"ALTER TABLE {quote(schema)}.{quote(table)} "
+                            f"ADD COLUMN IF NOT EXISTS {_T} jsonb"))
+
+
+def convert_times_table(cur: psycopg.Cursor, schema: str, old: str, tables: list[str]) -> None:
+    """Move the times of an older version's ``millpond_trait_times`` table (one row per
+    (table, key, column)) onto the rows of ``tables`` (those that exist), then drop it.
+
+    Runs in the batch's transaction, so a failed batch leaves the old layout as it was. Times
+    of keys with no row left (deleted by a regulation: :meth:`.loader.PostgresLoader.forget`
+    kept them) go with the table: a deleted person keeps nothing. The floats are printed in
+    their shortest exact form (``extra_float_digits`` > 0), so the converted times compare
+    exactly as the old ones did.
+    """
+    cur.execute("SET LOCAL extra_float_digits = 1")
+    source = f"{quote(schema)}.{quote(old)}"
+    for table in tables:
+        add_times_column(cur, schema, table)
+        cur.execute(trusted_sql(
+            f"UPDATE {quote(schema)}.{quote(table)} AS u SET {_T} = {_STORED} || m.times "
+            f"FROM (SELECT id, jsonb_object_agg(column_name, jsonb_build_array(t, mid, seq)) "
+            f"AS times FROM {source} WHERE table_name = %s GROUP BY id) AS m "
+            "WHERE u.id = m.id"), (table,))
+    cur.execute(trusted_sql(f"DROP TABLE {source}"))
