@@ -36,8 +36,18 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/millpond serve $(ARGS)
 
+# The suite in two runs: everything not marked `serial` on TEST_WORKERS processes (pytest-xdist;
+# `--dist loadfile` keeps a module on one worker, so its module-scoped server starts once),
+# then the `serial` tests (timing-sensitive: 1-second windows, timeouts, Ctrl-C) alone.
+# Both always run; `make test` fails if either did. `TEST_WORKERS=0` runs the first
+# in one process too.
+TEST_WORKERS ?= 2
 test: lint $(NODE_STAMP) chromium postgresql
-	$(BIN)/pytest -q -p no:cacheprovider
+	status=0; \
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not serial" \
+		|| status=1; \
+	$(BIN)/pytest -q -p no:cacheprovider -m serial || status=1; \
+	exit $$status
 
 # Style (ruff) and types (basedpyright: basic everywhere, strict where a backend or the
 # engine plugs in; the settings are in pyproject.toml). `--project .`: a pyrightconfig.json

@@ -8,6 +8,7 @@ more than the tests. Plain helpers to import are in :mod:`tests.support`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +22,30 @@ from tests.support.server import ADMIN_TOKEN, ServerProcess
 # Re-exported for test modules on other branches that still import them from here; new
 # code imports tests.support.server.
 __all__ = ["ADMIN_TOKEN", "ServerProcess"]
+
+#: Modules that take a minute or more, mostly waiting (a two-minute outage, a gigabyte
+#: import, fuzzing a live server, the README walk-through). In ``make test``'s parallel run
+#: (``--dist loadfile``: a module at a time per worker, in collection order) they start
+#: first, so no worker is still in one of them when the other has run out of work.
+START_FIRST = (
+    "tests/connections/test_delivery_e2e.py",
+    "tests/test_readme.py",
+    "tests/backfill/test_large_file.py",
+    "tests/collector/test_fuzz.py",
+    "tests/api/test_destinations_api.py",
+    "tests/delivery/test_inflight_e2e.py",
+    "tests/api/test_schemathesis.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist only, move :data:`START_FIRST` ahead (a stable sort: the order
+    within and between the other modules stays as collected, and every worker sorts the
+    same way, as xdist requires)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {path: i for i, path in enumerate(START_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
 @pytest.fixture

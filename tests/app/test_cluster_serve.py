@@ -152,6 +152,7 @@ def find_binary():
     return find_nats_server()
 
 
+@pytest.mark.serial  # heartbeats within a 3 s lease are checked
 def test_two_workers_share_a_webhook_destination_and_one_takes_over_after_sigkill(
         dev_cluster, tmp_path, place):
     receiver = Receiver(delay=lambda: 0.002)

@@ -14,7 +14,9 @@ import time
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+# serial: the limits are timeouts of a second or so, measured here; `make test` runs these
+# alone so a busy neighbour process cannot stretch them.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 LIMITS = {"MILLPOND_HTTP_HEAD_TIMEOUT": "1", "MILLPOND_HTTP_IDLE_TIMEOUT": "1"}
 

@@ -69,6 +69,7 @@ def test_print_config_masks_the_token_and_says_where_values_came_from(tmp_path: 
     assert 'format = "json"  # env MILLPOND_LOGGING_FORMAT' in out
 
 
+@pytest.mark.serial  # a 0.5 s delivery timeout must show within 10 s
 def test_the_server_honours_millpond_toml(tmp_path: Path, vendor) -> None:
     port = free_port()
     path = tmp_path / "millpond.toml"

@@ -123,6 +123,7 @@ def test_masked_secrets_print_as_bullets(shared_server, vendor):
     ["replay", "status", "rpl_edge", "--watch"],
     ["import", "status", "imp_edge", "--watch"],
 ])
+@pytest.mark.serial  # Ctrl-C tests were a CI timing flake: `make test` runs them alone
 def test_ctrl_c_exits_130(shared_server, args, tmp_path):
     """A command waiting on the server, stopped with SIGINT: status 130, no traceback."""
     # PYTHONFAULTHANDLER: if it ever hangs, SIGABRT below prints where, into the failure.
@@ -169,6 +170,7 @@ def _request_from(listener, start: str):
         connection.close()
 
 
+@pytest.mark.serial
 def test_ctrl_c_on_the_server_exits_130(tmp_path):
     """``millpond serve`` stopped with Ctrl-C finishes gracefully, then reports SIGINT."""
     from tests.support.server import free_port

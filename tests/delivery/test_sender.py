@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import msgspec
+import pytest
 
 from millpond.delivery.batcher import Batch, Work
 from millpond.delivery.rate_limit import RateLimiter
@@ -131,6 +132,7 @@ def test_a_request_that_cannot_be_built_dead_letters_instead_of_stopping_the_pum
     assert "KeyError" in done.dead[0].reason
 
 
+@pytest.mark.serial  # retry_now must end the wait within 1 s
 def test_a_long_retry_after_is_capped_and_retry_now_ends_the_wait():
     """#13 item 11: ``Retry-After: 3600`` parked a destination for 600 s even after the
     vendor recovered. The wait is capped (300 s by default) and the owner can end it."""

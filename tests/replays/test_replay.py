@@ -100,7 +100,7 @@ async def make_world(tmp_path, backend):
     storage.close()
 
 
-async def wait_state(replays, rid, state="completed", timeout=15.0):
+async def wait_state(replays, rid, state="completed", timeout=60.0):
     deadline = time.monotonic() + timeout
     while (got := replays.get(rid))["state"] != state:
         assert time.monotonic() < deadline, got

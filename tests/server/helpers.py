@@ -55,7 +55,7 @@ class Served:
                                          env=env(**self.extra_env), stdout=out, stderr=err)
         return self
 
-    def wait_serving(self, timeout: float = 30.0) -> str:
+    def wait_serving(self, timeout: float = 60.0) -> str:
         """The URL of the "serving on" line, once stdout has it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -81,7 +81,7 @@ class Served:
         """Every stderr line as JSON (the server runs with ``--log-format json``)."""
         return [json.loads(line) for line in self.lines()]
 
-    def wait_record(self, match: Callable[[dict], Any], timeout: float = 30.0,
+    def wait_record(self, match: Callable[[dict], Any], timeout: float = 60.0,
                     what: str = "log record") -> dict:
         deadline = time.monotonic() + timeout
         while True:

@@ -19,7 +19,7 @@ def ev(message_id: str, source: str = "src_a", ts: int = 1_000, kind: str = "tra
                     json.dumps(payload).encode())
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -33,7 +33,7 @@ def cluster_server(cluster: DevCluster, root: Path, name: str, place: str, *,
     proc = ServerProcess(data, args=cluster_args(cluster, role),
                          extra_env={"MILLPOND_STORAGE_PLACE": place,
                                     "MILLPOND_LEASE_SECONDS": str(lease)})
-    return proc.start(timeout=40)
+    return proc.start()
 
 
 def drop_place(cluster: DevCluster, place: str) -> None:

@@ -290,7 +290,7 @@ class FakeVendor:
         with self._lock:
             return self._duplicates
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict]:
         """Wait until at least `count` records are stored; return them.
         Raises TimeoutError with what arrived so far."""
         deadline = time.monotonic() + timeout

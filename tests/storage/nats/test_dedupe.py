@@ -8,6 +8,7 @@ import time
 
 import msgspec
 import psycopg
+import pytest
 
 from millpond.storage.nats import open_log
 from millpond.storage.postgres import PgDedupeTable
@@ -16,6 +17,7 @@ from tests.storage.helpers import ev
 WINDOW = 0.2  # seconds the stream remembers a Nats-Msg-Id, so the test outlives it
 
 
+@pytest.mark.serial  # the second submit must land inside the 0.2 s window
 def test_a_retry_after_the_window_is_stored_again_without_a_dedupe_table(settings):
     log = open_log(msgspec.structs.replace(settings, duplicate_window=WINDOW))
     try:

@@ -25,6 +25,7 @@ def leases(dev_cluster):
         conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
 
 
+@pytest.mark.serial  # the claims must land inside a 0.6 s lease
 def test_one_owner_renews_and_another_takes_over_only_after_expiry(leases):
     store, _, _ = leases
     assert store.claim(["d1", "d2"], "a", ttl=0.6) == {"d1", "d2"}

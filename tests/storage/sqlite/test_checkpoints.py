@@ -19,7 +19,7 @@ def event(i: int, *, key: bool = False, size: int = 2_000) -> NewEvent:
                     dedupe_hash("src_a", message_id) if key else None)
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
+def wait_until(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
