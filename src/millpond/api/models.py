@@ -758,7 +758,7 @@ ALL: tuple[type[Struct], ...] = (
     ReplayList, EventPage, RejectionPage, ImportOut, ImportList, Person, PeoplePage,
     SegmentCreate, SegmentPatch, SegmentPreview, SegmentOut, SegmentList, SegmentMembersPage,
     SegmentPreviewOut, SegmentWhy, DeletedSegment, StorageTier, StorageStatus,
-    RegulationCreate, RegulationOut, RegulationList,
+    RegulationCreate, RegulationOut, RegulationList, ClusterStatus,
 )
 
 

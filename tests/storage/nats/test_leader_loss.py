@@ -19,12 +19,18 @@ from tests.storage.helpers import ev
 pytestmark = pytest.mark.slow
 
 
-async def leader_of(settings: LogSettings) -> str:
+async def leader_of(settings: LogSettings, timeout: float = 30.0) -> str:
+    """The stream's leader, once it has one: on a starved machine a missed heartbeat can
+    start an election just before the test looks."""
     nc = await nats.connect(list(settings.servers))
     try:
-        info = await nc.jetstream().stream_info(settings.stream)
-        assert info.cluster is not None and info.cluster.leader
-        return info.cluster.leader
+        deadline = time.monotonic() + timeout
+        while True:
+            info = await nc.jetstream().stream_info(settings.stream)
+            if info.cluster is not None and info.cluster.leader:
+                return info.cluster.leader
+            assert time.monotonic() < deadline, f"no stream leader after {timeout} s"
+            await asyncio.sleep(0.1)
     finally:
         await nc.close()
 
