@@ -31,13 +31,11 @@ from millpond.timeutil import format_ms
 from .evaluate import Evaluator
 from .people import Person, resolve
 from .plan import SegmentPlan, compile_plans, memberships
-from .scan import LogScan, event_conditions
+from .scan import READ_CHUNK, LogScan, event_conditions
 
 if TYPE_CHECKING:
     from .engine import SegmentEngine
 
-#: Events read per call: large reads amortise the store's per-call cost.
-READ_CHUNK = 20_000
 #: People evaluated (and written, in one transaction) per batch.
 BATCH = 5_000
 #: How often (events scanned) the progress on the segment records is updated.
@@ -66,17 +64,15 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         segments, definitions = engine.definitions()
         built = [s for s in segments if s.id in alive.ids]
         scan = LogScan(event_conditions(definitions, [s.key for s in built]))
-        after = reported = 0
-        while after < upto:
-            rows = await storage.log.read(after, READ_CHUNK, upto_seq=upto)
-            if not rows:
-                break
-            scan.feed(rows)
-            after = rows[-1].seq
+        reported = 0
+
+        def progress(after: int) -> None:
+            nonlocal reported
             if after - reported >= REPORT_EVERY:
                 alive.set(build_done=after)
                 reported = after
-            await asyncio.sleep(0)  # the scan is CPU work: let requests through
+
+        await scan.read_log(storage.log, upto, progress)
 
         people = await _people(engine, scan)
         alive.set(build_phase="evaluating", build_total=len(people), build_done=0,

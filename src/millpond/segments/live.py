@@ -23,7 +23,6 @@ conditions, their counting events), not the length of the log.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -33,9 +32,6 @@ from millpond.storage.models import Member, Segment, StoredEvent
 
 from .definition import Condition, InSegment, walk
 from .scan import LogScan, event_conditions
-
-#: Events read per call while rebuilding (as a build reads).
-READ_CHUNK = 20_000
 
 _canonical = msgspec.json.Encoder(order="sorted").encode
 
@@ -80,14 +76,7 @@ class LiveState:
         """One sequential read of the log up to ``upto`` (yielding between reads: it is
         CPU work and requests should get through)."""
         scan = LogScan(event_conditions(definitions, [s.key for s in segments]))
-        after = 0
-        while after < upto:
-            rows = await storage.log.read(after, READ_CHUNK, upto_seq=upto)
-            if not rows:
-                break
-            scan.feed(rows)
-            after = rows[-1].seq
-            await asyncio.sleep(0)
+        await scan.read_log(storage.log, upto)
         scan.ids.clear()  # the build's list of people; the follower names its own
         return cls(key, definitions, scan, upto)
 

@@ -23,12 +23,14 @@ length of the log:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
+from millpond.storage.contracts import EventLog
 from millpond.storage.models import StoredEvent
 
 from .definition import Condition, EventCondition, InSegment, TraitCondition, walk
@@ -108,6 +110,10 @@ def trait_names(definitions: Mapping[str, Condition], key: str) -> set[str]:
     return found
 
 
+#: Events read per call: large reads amortise the store's per-call cost.
+READ_CHUNK = 20_000
+
+
 class LogScan:
     """Feed it the log in ``seq`` order (:meth:`feed`); then :meth:`facts` gives each
     id's data. ``ids`` maps every id events name as a person to whether it was seen as a
@@ -127,6 +133,22 @@ class LogScan:
         #: id -> [first event time, times of slot 0, times of slot 1, ...] (None: none)
         self._state: dict[str, list[Any]] = {}
         self.events = 0
+
+    async def read_log(self, log: EventLog, upto: int,
+                       progress: Callable[[int], None] | None = None) -> None:
+        """:meth:`feed` the log up to ``upto``, a chunk per read, yielding between reads
+        (the scan is CPU work: requests should get through); ``progress`` gets the seq
+        reached after each read. The build and the follower's rebuild both scan so."""
+        after = 0
+        while after < upto:
+            rows = await log.read(after, READ_CHUNK, upto_seq=upto)
+            if not rows:
+                break
+            self.feed(rows)
+            after = rows[-1].seq
+            if progress is not None:
+                progress(after)
+            await asyncio.sleep(0)
 
     def feed(self, rows: Sequence[StoredEvent]) -> None:
         by_name, needs_body, ids, state = self._by_name, self._needs_body, self.ids, \
