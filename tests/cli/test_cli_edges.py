@@ -141,6 +141,7 @@ def test_ctrl_c_exits_130(shared_server, args, tmp_path):
         silent.settimeout(60)  # under load, importing the CLI alone can take seconds
         connection = _request_from(silent, "GET /api/")  # this CLI, waiting for the answer
         assert proc.poll() is None, proc.communicate()
+        _wait_blocked(proc.pid)
         proc.send_signal(signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=30)
@@ -152,6 +153,24 @@ def test_ctrl_c_exits_130(shared_server, args, tmp_path):
             connection.close()
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "Aborted" not in err, err
+
+
+def _wait_blocked(pid: int, timeout: float = 30.0) -> None:
+    """Until the CLI sleeps in the kernel, waiting for the answer.
+
+    Why: a SIGINT that lands between CPython's last check for signals and its blocking
+    ``recv`` is only handled when the ``recv`` returns, which here is never (a CPython
+    race no program can close; a person's Ctrl-C does not come microseconds after the
+    request). The test sent it right after reading the request, into that window: the
+    CLI's stack showed it still in ``recv`` 30 s later (a CI failure). Asleep in the
+    kernel, the signal interrupts the call and Python raises KeyboardInterrupt."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rpartition(")")[2].split()[0] == "S":
+            return
+        time.sleep(0.01)
+    pytest.fail(f"the CLI never blocked waiting for the server in {timeout} s")
 
 
 def _request_from(listener, start: str):
