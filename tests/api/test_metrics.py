@@ -137,10 +137,14 @@ def test_counters_never_decrease_across_a_redrive(server, vendor):
         wait_until(lambda: admin.get("/api/destinations/hook/stats").json()["stats"]
                    ["dead_letters_waiting"] == 0, what="the redrive")
         hook.wait_for(4)
-        stats = admin.get("/api/destinations/hook/stats").json()["stats"]
+        # The vendor has the events before the ledger commits their outcome: wait for
+        # the stats to settle rather than read them once (a CI run read 3 sent, 1 dead).
+        def sent_and_dead() -> tuple[int, int]:
+            stats = admin.get("/api/destinations/hook/stats").json()["stats"]
+            return stats["sent"], stats["dead_lettered"]
+        wait_until(lambda: sent_and_dead() == (4, 0), what="stats: 4 sent, 0 dead-lettered")
         after = counters(admin)
         gauges = scrape(admin)
-    assert (stats["sent"], stats["dead_lettered"]) == (4, 0)
     lowered = {k: (v, after.get(k)) for k, v in before.items() if after.get(k, -1) < v}
     assert not lowered, f"counters went down: {lowered}"
     assert after[dead] == 2
