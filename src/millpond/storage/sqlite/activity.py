@@ -52,9 +52,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 #: land all over the B-tree and a cache holds only a share of its leaves however large
 #: it is (the index grows with the log: about 40 bytes an event); the interior pages
 #: that every insert walks stay cached, and a leaf missed is read from the OS's file
-#: cache. At 64 MiB this cache was the part of an import's RSS that grew with its rows
-#: (full at about 2,000,000 events); the follower is off the append path, so a missed
-#: leaf costs a tick microseconds, not the collector.
+#: cache. At 64 MiB this cache was a part of an import's RSS that grew with its rows
+#: (9 MiB after 300,000 events, and growing with the index); the follower is off the
+#: append path, so a missed leaf costs its tick a read, not the collector a wait.
 CACHE_KIB = 16384
 #: Log events indexed per transaction while catching up.
 CHUNK = 50_000
