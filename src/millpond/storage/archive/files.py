@@ -18,6 +18,7 @@ removed at open.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -280,3 +281,32 @@ def by_seq(path: Any, after_seq: int, upto_seq: int,
     seq = table["seq"]
     table = table.filter(pc.and_(pc.greater(seq, after_seq), pc.less_equal(seq, upto_seq)))
     return table.sort_by("seq")
+
+
+def by_seqs(path: Any, seqs: Sequence[int]) -> pa.Table:
+    """The file's (seq, ts, body) rows whose seq is one of ``seqs`` (any order); row groups
+    whose seq statistics hold none of them are not read."""
+    wanted = sorted(seqs)
+    file = pq.ParquetFile(path)
+    parts = []
+    for g, low, high in _groups(file.metadata, "seq"):
+        i = bisect.bisect_left(wanted, low)
+        if i < len(wanted) and wanted[i] <= high:
+            parts.append(file.read_row_group(g, columns=["seq", "ts", "body"]))
+    if not parts:
+        return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
+    table = pa.concat_tables(parts)
+    return table.filter(pc.is_in(table["seq"], pa.array(wanted, pa.int64())))
+
+
+def seqs_count(path: Any, seqs: Sequence[int]) -> int:
+    """How many of ``seqs`` the file holds."""
+    return by_seqs(path, seqs).num_rows
+
+
+def without_seqs(path: Any, seqs: Sequence[int]) -> Iterator[list[Row]]:
+    """The file's rows (in its order) without those of ``seqs``: what the cluster backend
+    writes in its place when retention or a deletion removes archived events (its index
+    names them by seq)."""
+    gone = pa.array(sorted(seqs), pa.int64())
+    return _without(path, lambda table: pc.is_in(table["seq"], value_set=gone))
