@@ -11,9 +11,9 @@ Nothing outside this package imports a backend; it calls :func:`open_storage`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -100,13 +100,14 @@ def leases_of(storage: Storage) -> LeaseStore | None:
     return cast("LeaseStore | None", getattr(storage, "leases", None))
 
 
-def archiver_of(storage: Storage) -> Callable[[], Awaitable[None]] | None:
+def archiver_of(storage: Storage) -> Callable[[], Coroutine[Any, Any, None]] | None:
     """The scale-out backend's archiver job (run by the holder of the ``jobs`` lease); None
     on the other backends (the embedded store archives in a thread of its own) and on a
     cluster without an archive."""
     if getattr(storage, "archive", None) is None:
         return None
-    return cast("Callable[[], Awaitable[None]] | None", getattr(storage, "archive_job", None))
+    return cast("Callable[[], Coroutine[Any, Any, None]] | None",
+                getattr(storage, "archive_job", None))
 
 
 def stream_state_of(storage: Storage) -> Callable[[], StreamState] | None:
