@@ -283,15 +283,28 @@ def by_seq(path: Any, after_seq: int, upto_seq: int,
     return table.sort_by("seq")
 
 
-def by_seqs(path: Any, seqs: Sequence[int]) -> pa.Table:
+def by_seqs(path: Any, seqs: Sequence[int], ts: Sequence[int] | None = None) -> pa.Table:
     """The file's (seq, ts, body) rows whose seq is one of ``seqs`` (any order); row groups
-    whose seq statistics hold none of them are not read."""
+    whose statistics hold none of them are not read. With ``ts`` (each seq's event time,
+    as the index knows it) a row group is picked by its ``ts`` and ``seq`` statistics
+    both: a file is sorted by event time, so its row groups' seq ranges are wide and
+    overlap, while their time ranges are narrow (an index chunk of events close in time
+    reads one or two row groups, not the whole file)."""
     wanted = sorted(seqs)
+    keys = sorted(zip(ts, seqs, strict=True)) if ts is not None else []
+    key_ts = [k[0] for k in keys]
     file = pq.ParquetFile(path)
+    times = {g: (lo, hi) for g, lo, hi in _groups(file.metadata, "ts")}
     parts = []
     for g, low, high in _groups(file.metadata, "seq"):
-        i = bisect.bisect_left(wanted, low)
-        if i < len(wanted) and wanted[i] <= high:
+        if ts is not None:
+            t_low, t_high = times[g]
+            hit = any(low <= k[1] <= high for k in keys[bisect.bisect_left(key_ts, t_low):
+                                                          bisect.bisect_right(key_ts, t_high)])
+        else:
+            i = bisect.bisect_left(wanted, low)
+            hit = i < len(wanted) and wanted[i] <= high
+        if hit:
             parts.append(file.read_row_group(g, columns=["seq", "ts", "body"]))
     if not parts:
         return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})

@@ -444,9 +444,11 @@ class JetStreamEventLog:
         await asyncio.gather(*(one(a, b) for a, b in runs))
         return found
 
-    async def fetch(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
+    async def fetch(self, seqs: Sequence[int], ts: Sequence[int] | None = None,
+                    ) -> dict[int, StoredEvent]:
         """The events at ``seqs`` that are still stored, by seq (the index's bodies), from
-        the archive for archived seqs, from the stream for the others."""
+        the archive for archived seqs, from the stream for the others; ``ts``, each seq's
+        event time (the index has it), lets the archive pick row groups by time."""
         if not seqs:
             return {}
         archive = self.archive
@@ -458,9 +460,12 @@ class JetStreamEventLog:
         if missing:  # archived since this process read the manifest?
             await asyncio.to_thread(archive.refresh)
             top = archive.archived_upto()
-        old = [s for s in seqs if s <= top and s not in out]
+        old = [i for i, s in enumerate(seqs) if s <= top and s not in out]
         if old:
-            out.update(await asyncio.to_thread(archive.retrying, lambda: archive.bodies(old)))
+            old_seqs = [seqs[i] for i in old]
+            old_ts = None if ts is None else [ts[i] for i in old]
+            out.update(await asyncio.to_thread(archive.retrying,
+                                               lambda: archive.bodies(old_seqs, old_ts)))
         return out
 
     async def _stream_fetch(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
