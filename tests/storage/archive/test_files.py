@@ -58,3 +58,30 @@ def test_a_file_without_some_seqs(tmp_path):
     assert sorted(r[0] for r in kept) == [s for s in range(1, 61) if s not in (5, 6, 50)]
     assert [(r[1], r[0]) for r in kept] == sorted((r[1], r[0]) for r in kept)  # order kept
     assert files.seqs_count(path, [5, 6, 50, 999]) == 3
+
+
+def test_pages_by_seq_across_spans_and_files(tmp_path, monkeypatch):
+    from millpond.storage.archive import reader
+    from millpond.storage.archive.place import LocalPlace
+
+    monkeypatch.setattr(reader, "SPAN", 7)  # many spans a file, pages across their edges
+    rng = random.Random(9)
+    place = LocalPlace(tmp_path)
+    listed, expected = [], []
+    for first in (1, 41):
+        rows = sorted(((seq, rng.randrange(0, 1000), 0, "src", "identify" if seq % 4 == 0
+                        else "track", None, None, None, f"m{seq}", b"{}")
+                       for seq in range(first, first + 40) if seq % 9), key=lambda r: (r[1], r[0]))
+        listed.append(place.write(f"log-{first}.parquet", [rows[i:i + 5] for i in range(
+            0, len(rows), 5)], first, first + 39))
+        expected += sorted((r[0], r[1], r[4]) for r in rows)
+    archive = reader.ArchiveReader(place)
+    archive._listed(listed)
+    for after, limit, upto, types in ((0, 1000, None, None), (3, 5, None, None),
+                                      (12, 9, 70, None), (0, 6, None, frozenset({"identify"})),
+                                      (38, 4, None, None), (80, 10, None, None)):
+        want = [(s, t) for s, t, kind in expected if s > after and (upto is None or s <= upto)
+                and (types is None or kind in types)][:limit]
+        got = archive.read(after, limit, upto, types)
+        assert [(e.seq, e.ts_ms) for e in got] == want, (after, limit, upto, types)
+    assert len(archive._spans) <= reader.SPANS_KEPT

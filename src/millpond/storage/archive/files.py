@@ -272,15 +272,16 @@ def by_seq(path: Any, after_seq: int, upto_seq: int,
            columns: Sequence[str] = ("seq", "ts", "body")) -> pa.Table:
     """The file's rows with ``after_seq < seq <= upto_seq``, sorted by seq."""
     file = pq.ParquetFile(path)
-    parts = [file.read_row_group(g, columns=list(columns))
-             for g, low, high in _groups(file.metadata, "seq")
-             if high > after_seq and low <= upto_seq]
+    parts = []
+    for g, low, high in _groups(file.metadata, "seq"):
+        if high > after_seq and low <= upto_seq:  # each group filtered as it is read:
+            part = file.read_row_group(g, columns=list(columns))  # memory holds the range,
+            seq = part["seq"]                                      # not the whole file
+            parts.append(part.filter(pc.and_(pc.greater(seq, after_seq),
+                                             pc.less_equal(seq, upto_seq))))
     if not parts:
         return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in columns})
-    table = pa.concat_tables(parts)
-    seq = table["seq"]
-    table = table.filter(pc.and_(pc.greater(seq, after_seq), pc.less_equal(seq, upto_seq)))
-    return table.sort_by("seq")
+    return pa.concat_tables(parts).sort_by("seq")
 
 
 def by_seqs(path: Any, seqs: Sequence[int], ts: Sequence[int] | None = None) -> pa.Table:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import pyarrow.compute
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
@@ -26,6 +29,15 @@ from millpond.storage.archive.place import Place
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 
 __all__ = ["ArchiveReader"]
+
+#: pyarrow.compute's functions are made at import time: no checker can see them.
+pc: Any = pyarrow.compute
+
+#: Seqs a read by seq decodes at once and keeps (see :meth:`ArchiveReader._span`): at
+#: ~500 bytes an event, ~10 MB a span.
+SPAN = 20_000
+#: Spans kept.
+SPANS_KEPT = 4
 
 
 class ArchiveReader:
@@ -36,6 +48,8 @@ class ArchiveReader:
         self.place = place
         self._files: list[FileStats] = []
         self._firsts: list[int] = []
+        self._spans: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._spans_lock = threading.Lock()
 
     def _listed(self, found: list[FileStats]) -> None:
         """Take ``found`` (in seq order) as the manifest."""
@@ -73,14 +87,44 @@ class ArchiveReader:
                 continue
             if f.first_seq > top:
                 break
-            table = files.by_seq(self.path(f), after_seq, min(top, f.last_seq),
-                                 ("seq", "ts", "body", "type"))
-            if types is not None:
-                table = files.of_types(table, types)
-            table = table.slice(0, limit - len(out))
-            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
-                           table["body"].to_pylist()))
+            start, end = max(after_seq, f.first_seq - 1), min(top, f.last_seq)
+            while len(out) < limit and start < end:
+                low = f.first_seq - 1 + (start - f.first_seq + 1) // SPAN * SPAN
+                high = min(low + SPAN, f.last_seq)
+                table = self._span(f, low, high)
+                seq = table["seq"]
+                table = table.filter(pc.and_(pc.greater(seq, start),
+                                             pc.less_equal(seq, min(end, high))))
+                if types is not None:
+                    table = files.of_types(table, types)
+                table = table.slice(0, limit - len(out))
+                out.extend(map(StoredEvent, table["seq"].to_pylist(),
+                               table["ts"].to_pylist(), table["body"].to_pylist()))
+                start = high
         return out
+
+    def _span(self, f: FileStats, low: int, high: int) -> Any:
+        """The rows ``low < seq <= high`` of ``f`` sorted by seq, kept for the next pages.
+
+        Why: a file is sorted by event time, so a page of consecutive seqs is spread over
+        many of its row groups (all of them when event times are not in arrival order);
+        decoding them for every page of 1,000 cost a pass over the file per page. A span
+        of :data:`SPAN` seqs is decoded once and serves every page in it; the last
+        :data:`SPANS_KEPT` spans stay (several readers at different places: live feeds,
+        the profile follower, a first sync). A file is never written again under its
+        name (a rewrite takes the next generation's), so a kept span is never stale."""
+        key = (f.name, low)
+        with self._spans_lock:
+            table = self._spans.get(key)
+            if table is not None:
+                self._spans.move_to_end(key)
+                return table
+        table = files.by_seq(self.path(f), low, high, ("seq", "ts", "body", "type"))
+        with self._spans_lock:
+            self._spans[key] = table
+            while len(self._spans) > SPANS_KEPT:
+                self._spans.popitem(last=False)
+        return table
 
     def get(self, seq: int) -> StoredEvent | None:
         f = self.file_of(seq)

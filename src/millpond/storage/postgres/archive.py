@@ -205,6 +205,15 @@ class PgArchive(ArchiveReader):
         self.place.remove(f.name)
 
     # -- reading -------------------------------------------------------------------------
+    def read(self, after_seq: int, limit: int, upto_seq: int | None,
+             types: frozenset[str] | None) -> list[StoredEvent]:
+        """:meth:`ArchiveReader.read` on the manifest as it is now (one small query): a
+        page may come from a span kept from before, and only a current manifest says
+        whether its file is still the one listed (another process may have written it
+        again without a deleted person's events)."""
+        self.refresh()
+        return super().read(after_seq, limit, upto_seq, types)
+
     def bodies(self, seqs: Sequence[int], ts: Sequence[int] | None = None,
                ) -> dict[int, StoredEvent]:
         """The archived events at ``seqs`` (those the archive holds), by seq; ``ts``, each
