@@ -47,6 +47,9 @@ from millpond.storage.postgres.connection import PgState
 __all__ = ["PgArchive", "SealSource"]
 
 log = logging.getLogger("millpond.storage")
+#: Seconds an unlisted file is left before it is taken for an interrupted write's: far
+#: longer than the one transaction between a file's upload and its listing.
+UNLISTED_GRACE = 600.0
 _R = TypeVar("_R")
 
 SCHEMA = """
@@ -107,15 +110,18 @@ class PgArchive(ArchiveReader):
                           "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
                           " FROM archive_files ORDER BY first_seq")])
 
-    def remove_unlisted(self) -> None:
-        """Remove files an interrupted seal or rewrite left (never listed, never read).
-        Only the holder of the jobs lease calls this, when its jobs start: the only
-        process that writes files."""
+    def remove_unlisted(self, grace: float = UNLISTED_GRACE) -> None:
+        """Remove files an interrupted seal or rewrite left (never listed, never read),
+        once older than ``grace`` seconds. The holder of the jobs lease calls this when
+        its jobs start. Why the grace: the previous holder, if it only stalled past its
+        lease, may be between its upload and its manifest commit; removing that file
+        would leave the manifest listing a file that is gone (and the stream purged)."""
         with self._maintenance:
             self.refresh()
             listed = {f.name for f in self._files}
-            for name in self.place.names() - listed:
-                self.place.remove(name)
+            for name, age in self.place.ages().items():
+                if name not in listed and age > grace:
+                    self.place.remove(name)
 
     def retrying(self, read: Callable[[], _R]) -> _R:
         """``read()``, once more after a refresh if a file it opened is gone (rewritten by
