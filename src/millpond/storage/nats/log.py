@@ -70,6 +70,7 @@ from millpond.storage.nats.reader import (
 from millpond.storage.nats.settings import LogSettings
 from millpond.storage.nats.stream import ensure_stream
 from millpond.storage.nats.subjects import msg_id, subject_for, type_token
+from millpond.storage.nats.tombstones import Tombstones
 
 if TYPE_CHECKING:
     from millpond.storage.postgres.archive import PgArchive
@@ -123,6 +124,7 @@ class JetStreamEventLog:
         self._dedupe = dedupe
         self._lock = threading.Lock()
         self._last_seq = 0
+        self._deleted = Tombstones()
         self._closed = False
         self._stopped = False
         self._released = False
@@ -336,7 +338,9 @@ class JetStreamEventLog:
             batch, more = await direct_batch(self._client, self._s.stream, start,
                                              min(want, BATCH), self._last_seq, READ_TIMEOUT,
                                              subject)
-            out.extend(e for e in batch if upto is None or e.seq <= upto)
+            deleted = self._deleted if self._deleted else ()
+            out.extend(e for e in batch if (upto is None or e.seq <= upto)
+                       and e.seq not in deleted)
             if not batch or not more or (upto is not None and batch[-1].seq >= upto):
                 break
             start = batch[-1].seq + 1
@@ -387,7 +391,7 @@ class JetStreamEventLog:
         return archive.archived_upto() > before and archive.archived_upto() >= start
 
     async def get(self, seq: int) -> StoredEvent | None:
-        if seq <= 0:
+        if seq <= 0 or seq in self._deleted:
             return None
         archive = self.archive
         if archive is not None and seq <= archive.archived_upto():
@@ -408,7 +412,7 @@ class JetStreamEventLog:
         dedupe = self._dedupe
 
         seq = await self._call(dedupe.find(source_id, message_id))
-        return None if seq is None else await self.get(seq)
+        return None if seq is None or seq in self._deleted else await self.get(seq)
 
     async def _fetch(self, seqs: Sequence[int], index: bool = False,
                      ) -> dict[int, tuple[StoredEvent, str | None]]:
@@ -423,7 +427,7 @@ class JetStreamEventLog:
                 runs[-1] = (runs[-1][0], seq)
             else:
                 runs.append((seq, seq))
-        want = set(wanted)
+        want = {seq for seq in wanted if seq not in self._deleted}
         found: dict[int, tuple[StoredEvent, str | None]] = {}
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
 
@@ -532,6 +536,7 @@ class JetStreamEventLog:
         for seq in seqs:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_msg(self._s.stream, seq)
+            self._deleted.add((seq,))
 
     async def _expire(self, source_id: str, before_ms: int, limit: int) -> Expiry:
         table = self._table()
