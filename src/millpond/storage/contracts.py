@@ -521,7 +521,9 @@ class ProfileStore(Protocol):
 
 class SegmentStore(Protocol):
     """Segment definitions, each person's current membership, its history and the
-    schedule of time-driven changes. Every write is durable on return.
+    schedule of time-driven changes. Every write is durable on return, except that a
+    backend may let a power loss take back the latest :meth:`apply` calls whole (rows,
+    history and checkpoint together: the engine redoes them from the log).
 
     Memberships are derived data (the engine can rebuild them from the log), kept with
     the engine's log position (:meth:`checkpoint`) in the same transaction, so after a

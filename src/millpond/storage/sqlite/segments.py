@@ -151,8 +151,16 @@ class SQLiteSegmentStore:
     def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
               checkpoint: int | None = None) -> list[MembershipChange]:
         """One transaction of set-wise statements: a build writes rows by the thousand,
-        and a statement per row per table would cost more than computing them."""
-        conn = self._db.conn()
+        and a statement per row per table would cost more than computing them.
+
+        Committed without an fsync (``synchronous=NORMAL``, :meth:`StateDB.relaxed`), as
+        the profile store does: an fsync per follower tick was most of its wall time.
+        The rows are derived from the log and the checkpoint commits with them, so a
+        power loss can only take the latest ticks back, rows and checkpoint together;
+        the engine then redoes them from the log, and the Audience events it appends
+        again carry the same messageIds (the history rolled back with the rows), which
+        the log dedupes."""
+        conn = self._db.relaxed()
         added: list[MembershipChange] = []
         with immediate(conn):
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
