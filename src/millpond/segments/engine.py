@@ -261,10 +261,12 @@ class SegmentEngine:
             for plan in plans:
                 sid = plan.segment.id
                 mine = theirs.get(sid, nothing)
-                previous = self.previous_row(list(mine.values()), person.id)
+                # Nearly always no row or the person's own (no merge): no list to rank.
+                own = not mine or (len(mine) == 1 and person.id in mine)
+                previous = mine.get(person.id) if own else \
+                    self.previous_row(list(mine.values()), person.id)
                 # Rows of profiles merged into this one are never left as they are.
-                if names is not None and (not mine or (len(mine) == 1 and person.id in mine)) \
-                        and plan.unaffected(touched, previous):
+                if names is not None and own and plan.unaffected(touched, previous):
                     continue
                 work.drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
