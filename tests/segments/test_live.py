@@ -5,10 +5,11 @@ regulation's deletion)."""
 import pytest
 
 from millpond.segments.engine import SegmentEngine
+from millpond.segments.outputs import message_id
 from millpond.storage import StorageConfig, open_storage
-from millpond.timeutil import parse_iso_ms
+from millpond.timeutil import format_ms, parse_iso_ms
 
-from .harness import DAY, Clock, Harness, run_async, track
+from .harness import DAY, Clock, Harness, identify, run_async, track
 
 NOW = parse_iso_ms("2026-06-01T00:00:00Z")
 
@@ -88,3 +89,32 @@ async def test_events_a_deletion_removed_stop_counting(storage):
     await h.settle()
     # Only the purchase after the deletion counts: one, not two.
     assert storage.segments.count_members("s1") == 0
+
+
+@run_async
+async def test_a_tick_reads_no_history_and_no_profile_one_by_one(storage):
+    """The follower resolves a tick's people with one profile read and counts the earlier
+    changes each messageId includes with one history read: the ids are still the
+    segment, person, change and how many changes came before."""
+    h = Harness(storage, Clock(NOW))
+    await h.add_segment("s1", "pro", {"trait": "plan", "op": "eq", "value": "pro"})
+    await h.settle()
+    history = Counted(storage.segments, "history")
+    profiles = Counted(storage.profiles, "get")
+    times = [NOW - 3 * DAY, NOW - 2 * DAY, NOW - DAY]
+    for n, (plan, ts) in enumerate(zip(["pro", "free", "pro"], times, strict=True)):
+        await h.send(identify(f"i{n}", ts, user_id="eve", plan=plan),
+                     identify(f"j{n}", ts, user_id=f"other{n}", plan="free"))
+        await h.settle()
+    assert history.calls == 0 and profiles.calls == 0
+    person = storage.profiles.get("eve")["id"]
+    said = await h.audience_events()
+    assert [e["event"] for e in said] == ["Audience Entered", "Audience Exited",
+                                          "Audience Entered"]
+    # The exit starts where the profile's knowledge of "pro" does (its first data), the
+    # very time of the entry: only the count of earlier changes tells the two apart.
+    assert said[0]["timestamp"] == said[1]["timestamp"] == format_ms(times[0])
+    assert [e["messageId"] for e in said] == [
+        message_id("s1", person, e["event"] == "Audience Entered",
+                   parse_iso_ms(e["timestamp"]), n) for n, e in enumerate(said)]
+    assert len(storage.segments.history(person, "s1")) == 3

@@ -29,12 +29,12 @@ from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
-from .people import Person, resolve
+from .people import Person, resolve_many
 from .plan import SegmentPlan, compile_plans, memberships
 from .scan import READ_CHUNK, LogScan, event_conditions
 
 if TYPE_CHECKING:
-    from .engine import SegmentEngine
+    from .engine import Change, SegmentEngine
 
 #: People evaluated (and written, in one transaction) per batch.
 BATCH = 5_000
@@ -83,8 +83,9 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         for start in range(0, len(people), BATCH):
             chunk = people[start:start + BATCH]
             plans = [p for p in plans if p.segment.id in alive.ids]
-            outputs, rows, drop = _evaluate(engine, evaluator, plans, chunk, scan,
-                                            previous)
+            # On a worker thread: CPU that would hold up the server's requests.
+            outputs, rows, drop = await asyncio.to_thread(
+                _evaluate, engine, evaluator, plans, chunk, scan, previous)
             if outputs:
                 await storage.log.append(outputs)
             if rows or drop:
@@ -133,11 +134,13 @@ class _Progress:
 async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
     """Every person the scanned ids belong to, once (merged profiles join ids)."""
     people: dict[str, Person] = {}
-    for n, (any_id, is_user) in enumerate(scan.ids.items()):
-        person = resolve(engine.storage, any_id, is_user)
-        people.setdefault(person.id, person)
-        if n % 2000 == 1999:
-            await asyncio.sleep(0)
+    ids = list(scan.ids.items())
+    for start in range(0, len(ids), 2000):
+        # A read of the profile store per 2,000 ids, on a worker thread.
+        found = await asyncio.to_thread(resolve_many, engine.storage,
+                                        dict(ids[start:start + 2000]))
+        for person in found.values():
+            people.setdefault(person.id, person)
     # In person id order: each batch's rows then land next to the previous batch's in
     # the store's indexes (keyed by segment and person), not all over them.
     return sorted(people.values(), key=lambda p: p.id)
@@ -160,7 +163,7 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPl
     """The Audience events, rows and rows to drop of one batch of people."""
     now = engine.clock()
     received_at = format_ms(now)
-    outputs: list[NewEvent] = []
+    changes: list[Change] = []
     rows: list[Member] = []
     drop: list[tuple[str, str]] = []
     for person in people:
@@ -177,6 +180,6 @@ def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPl
                 before = engine.previous_row(list(mine.values()), person.id)
                 drop += [(segment.id, pid) for pid in mine if pid != person.id]
                 merged = {r.member for pid, r in mine.items() if pid != person.id}
-            engine.settle(segment, person, m, before, merged, now, received_at, outputs,
-                          rows, no_history=before is None)
-    return outputs, rows, drop
+            engine.settle(segment, person, m, before, merged, now, changes, rows,
+                          no_history=before is None)
+    return engine.announce(changes, now, received_at), rows, drop

@@ -29,9 +29,11 @@ The clock is injectable (``clock() -> Unix ms``): tests move time instead of sle
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import msgspec
 
@@ -44,7 +46,7 @@ from .definition import Condition, parse_definition
 from .evaluate import Evaluator, Membership
 from .live import LiveState, RowCache, key_of
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, resolve, scan_people
+from .people import Person, resolve_many, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
 from .scan import Head, LogScan, event_conditions
 
@@ -107,6 +109,31 @@ def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
                 mine.add(name, row.ts_ms)
 
 
+class Change(NamedTuple):
+    """A person's membership that changed in a segment: an Audience event to make
+    (:meth:`SegmentEngine.announce`). ``no_history``: none stored for them there."""
+
+    segment: Segment
+    person: Person
+    member: bool
+    at_ms: int
+    no_history: bool
+
+
+class _Work:
+    """What :meth:`SegmentEngine._plan_work` found to evaluate: per person, the plans
+    the tick's events may change and what their stored rows said; the rows to drop."""
+
+    __slots__ = ("evaluator", "scan", "people", "drop")
+
+    def __init__(self, evaluator: Evaluator, scan: LogScan) -> None:
+        self.evaluator = evaluator
+        self.scan = scan
+        self.people: list[tuple[Person, list[SegmentPlan],
+                                list[tuple[Member | None, set[bool]]]]] = []
+        self.drop: list[tuple[str, str]] = []
+
+
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
@@ -164,19 +191,47 @@ class SegmentEngine:
         every, definitions = self.definitions()
         segments = [s for s in every if s.id in segment_ids] if segment_ids is not None \
             else self._followed(every)
+        if not segments:
+            if checkpoint is not None:
+                await asyncio.to_thread(self.storage.segments.apply, [],
+                                        checkpoint=checkpoint)
+            return 0
         # The follower's running state, when it is the one for these segments: no reads.
         live = self._live
         if live is not None and live.key != key_of(segments, every, definitions):
             live = None
         if live is not None:
             definitions = live.definitions  # the very conditions its slots are
-        evaluator = Evaluator(definitions)
         now = self.clock()
-        received_at = format_ms(now)
+        # Off the event loop, in two steps (the per-person index read between them is
+        # async): resolving people, reading their rows, evaluating them and making the
+        # Audience events is CPU and SQLite work that would otherwise hold up every
+        # request the server is answering meanwhile.
+        work = await asyncio.to_thread(self._plan_work, dict(any_ids), names, segments,
+                                       definitions, live)
+        if live is None:
+            await scan_people(self.storage, work.scan,
+                              [person for person, _, _ in work.people])
+        outputs, rows = await asyncio.to_thread(self._evaluate_work, work, now)
+        if outputs:
+            await self.storage.log.append(outputs)
+        if rows or work.drop or checkpoint is not None:
+            await asyncio.to_thread(self.storage.segments.apply, rows, drop=work.drop,
+                                    checkpoint=checkpoint)
+            if live is not None:
+                live.rows.written(rows, work.drop)
+        return len(outputs)
+
+    def _plan_work(self, any_ids: dict[str, bool], names: Mapping[str, Touched | None] | None,
+                   segments: list[Segment], definitions: Mapping[str, Condition],
+                   live: LiveState | None) -> _Work:
+        """Who to evaluate in which segments (see :meth:`reevaluate`): the people of
+        ``any_ids`` (one read of the profile store), their stored rows, and per person
+        the plans the tick's events may change. On a worker thread."""
+        evaluator = Evaluator(definitions)
         people: dict[str, Person] = {}
         touched_by: dict[str, Touched | None] = {}
-        for any_id, is_user in any_ids.items():
-            person = resolve(self.storage, any_id, is_user)
+        for any_id, person in resolve_many(self.storage, any_ids).items():
             people.setdefault(person.id, person)
             if names is not None:
                 mine = names.get(any_id)
@@ -188,22 +243,15 @@ class SegmentEngine:
                         touched_by[person.id] = None
                     else:
                         before.merge(mine)
-        if not segments:
-            if checkpoint is not None:
-                await asyncio.to_thread(self.storage.segments.apply, [],
-                                        checkpoint=checkpoint)
-            return 0
-        stored = await asyncio.to_thread(self._stored_rows, list(people.values()),
-                                         live.rows if live is not None else None)
+        stored = self._stored_rows(list(people.values()),
+                                   live.rows if live is not None else None)
         # Without the running state, one scanner for the whole call: it decodes each
         # event's head only, and in full only where a condition's ``where`` needs it (see
-        # :mod:`.scan`), fed below from the per-person index.
+        # :mod:`.scan`), fed from the per-person index before the evaluation.
         scan = live.scan if live is not None else \
             LogScan(event_conditions(definitions, [s.key for s in segments]))
         plans = compile_plans(evaluator, definitions, segments, scan)
-        work: list[tuple[Person, list[SegmentPlan], list[tuple[Member | None, set[bool]]]]] \
-            = []
-        drop: list[tuple[str, str]] = []
+        work = _Work(evaluator, scan)
         nothing: dict[str, Member] = {}
         for person in people.values():
             mine_plans: list[SegmentPlan] = []
@@ -213,35 +261,34 @@ class SegmentEngine:
             for plan in plans:
                 sid = plan.segment.id
                 mine = theirs.get(sid, nothing)
-                previous = self.previous_row(list(mine.values()), person.id)
+                # Nearly always no row or the person's own (no merge): no list to rank.
+                own = not mine or (len(mine) == 1 and person.id in mine)
+                previous = mine.get(person.id) if own else \
+                    self.previous_row(list(mine.values()), person.id)
                 # Rows of profiles merged into this one are never left as they are.
-                if names is not None and (not mine or (len(mine) == 1 and person.id in mine)) \
-                        and plan.unaffected(touched, previous):
+                if names is not None and own and plan.unaffected(touched, previous):
                     continue
-                drop += [(sid, pid) for pid in mine if pid != person.id]
+                work.drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
                 # What the rows of profiles merged into this one said (see settle).
                 befores.append((previous, {r.member for pid, r in mine.items()
                                            if pid != person.id}))
             if mine_plans:
-                work.append((person, mine_plans, befores))
-        if live is None:
-            await scan_people(self.storage, scan, [person for person, _, _ in work])
+                work.people.append((person, mine_plans, befores))
+        return work
+
+    def _evaluate_work(self, work: _Work, now: int) -> tuple[list[NewEvent], list[Member]]:
+        """The Audience events and rows of :meth:`_plan_work`'s people. On a worker
+        thread."""
+        received_at = format_ms(now)
         rows: list[Member] = []
-        outputs: list[NewEvent] = []
-        for person, mine_plans, befores in work:
-            states = memberships(evaluator, mine_plans, scan, person.ids, person.profile, now)
+        changes: list[Change] = []
+        for person, mine_plans, befores in work.people:
+            states = memberships(work.evaluator, mine_plans, work.scan, person.ids,
+                                 person.profile, now)
             for plan, (previous, merged), m in zip(mine_plans, befores, states, strict=True):
-                self.settle(plan.segment, person, m, previous, merged, now, received_at,
-                            outputs, rows)
-        if outputs:
-            await self.storage.log.append(outputs)
-        if rows or drop or checkpoint is not None:
-            await asyncio.to_thread(self.storage.segments.apply, rows, drop=drop,
-                                    checkpoint=checkpoint)
-            if live is not None:
-                live.rows.written(rows, drop)
-        return len(outputs)
+                self.settle(plan.segment, person, m, previous, merged, now, changes, rows)
+        return self.announce(changes, now, received_at), rows
 
     def _stored_rows(self, people: list[Person], cache: RowCache | None = None,
                      ) -> dict[str, dict[str, dict[str, Member]]]:
@@ -274,25 +321,21 @@ class SegmentEngine:
         return found
 
     def settle(self, segment: Segment, person: Person, m: Membership,
-               previous: Member | None, merged: set[bool], now: int, received_at: str,
-               outputs: list[NewEvent], rows: list[Member], *,
+               previous: Member | None, merged: set[bool], now: int,
+               changes: list[Change], rows: list[Member], *,
                no_history: bool = False) -> None:
-        """The Audience event (into ``outputs``) and row (into ``rows``) of one person's
-        new state in one segment, for the build and the follower alike. ``previous``: the
-        state stored for them; ``merged``: what the rows of profiles merged into them said.
-        Their events went out under those ids, so a merged person whose state differs from
-        any of them is announced again (else the last event a destination holds for the
-        merged person could be a stale "Entered"). ``no_history``: the caller knows the
-        person has none here (a build's new people), so it is not read."""
+        """The change (into ``changes``, made Audience events by :meth:`announce`) and
+        row (into ``rows``) of one person's new state in one segment, for the build and
+        the follower alike. ``previous``: the state stored for them; ``merged``: what the
+        rows of profiles merged into them said. Their events went out under those ids, so
+        a merged person whose state differs from any of them is announced again (else the
+        last event a destination holds for the merged person could be a stale "Entered").
+        ``no_history``: the caller knows the person has none here (a build's new people),
+        so it is not counted."""
         was = previous.member if previous else False
         if m.member != was or any(said != m.member for said in merged):
-            generation = 0 if no_history else \
-                len(self.storage.segments.history(person.id, segment.id))
-            outputs.append(audience_event(
-                segment, person_id=person.id, user_id=person.user_id,
-                anonymous_id=person.anonymous_id, member=m.member,
-                at_ms=m.since_ms if m.since_ms is not None else now,
-                generation=generation, received_ms=now, received_at=received_at))
+            changes.append(Change(segment, person, m.member,
+                                  m.since_ms if m.since_ms is not None else now, no_history))
         # No row reads as "not a member": a non-member with nothing scheduled and nothing
         # stored needs none; and a row that would say what the stored one says is not
         # written again (most live re-evaluations change nothing: a write per person per
@@ -307,6 +350,22 @@ class SegmentEngine:
         if m.member or m.next_change_ms is not None or previous is not None:
             rows.append(Member(segment.id, person.id, m.member, m.since_ms, m.next_change_ms,
                                person.user_id, person.anonymous_id, person.ids, now))
+
+    def announce(self, changes: Sequence[Change], now: int,
+                 received_at: str) -> list[NewEvent]:
+        """The Audience events of ``changes``. Each messageId counts the person's earlier
+        changes in the segment (their history: a person may enter at the same event time
+        twice, after an exit, and the second entry must not be deduped as the first);
+        those counts come from one read of the store for all of them
+        (``history_counts``), where a read of each person's history cost a query per
+        change."""
+        counts = self.storage.segments.history_counts(
+            [(c.segment.id, c.person.id) for c in changes if not c.no_history])
+        return [audience_event(
+            c.segment, person_id=c.person.id, user_id=c.person.user_id,
+            anonymous_id=c.person.anonymous_id, member=c.member, at_ms=c.at_ms,
+            generation=0 if c.no_history else counts[(c.segment.id, c.person.id)],
+            received_ms=now, received_at=received_at) for c in changes]
 
     @staticmethod
     def previous_row(rows: list[Member], person_id: str) -> Member | None:
@@ -362,6 +421,11 @@ class SegmentEngine:
             return
         self._live = None  # let the old one go before the new one is made
         self._live = await LiveState.rebuild(self.storage, key, segments, definitions, until)
+        # The state is millions of long-lived objects (per id, per condition, event
+        # times); a full collection walks all of them, a fifth of the follower's CPU and
+        # a pause of a few hundred ms each time. Frozen, collections skip them: they are
+        # freed by reference counting (no cycles) when the state is let go.
+        gc.freeze()
 
     def invalidate(self) -> None:
         """Events left the log (a regulation's deletion): remake the running state from

@@ -46,6 +46,22 @@ def test_profile_ids_resolve_and_unknown_ids_do_not(storage):
     assert storage.profiles.get("prf_0000") is None
 
 
+def test_get_many_answers_each_id_as_get_does(storage):
+    storage.profiles.apply_many([identify("m1", "u1", "a1", traits={"a": 1}),
+                                 identify("m2", "u2", traits={"b": 2}), alias("m3", "a3", "u2")])
+    one, two = storage.profiles.get("u1"), storage.profiles.get("a3")
+    assert one["id"] != two["id"]
+    # Many ids at once (more than one query's worth), repeated ids, profile ids, unknowns.
+    ids = ["u1", "a1", one["id"], "u2", "a3", two["id"], "nobody", "prf_0000", "u1",
+           *(f"x{n}" for n in range(600))]
+    found = storage.profiles.get_many(ids)
+    assert set(found) == set(ids)
+    assert found["u1"] == found["a1"] == found[one["id"]] == one
+    assert found["u2"] == found["a3"] == found[two["id"]] == two
+    assert found["nobody"] is None and found["prf_0000"] is None and found["x599"] is None
+    assert storage.profiles.get_many([]) == {}
+
+
 def test_apply_counts_profile_events_and_moves_the_checkpoint_with_them(storage):
     profiles = storage.profiles
     assert profiles.checkpoint() == 0

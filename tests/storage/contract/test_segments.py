@@ -68,6 +68,24 @@ def test_apply_keeps_current_state_and_history(storage):
     assert store.member("gone", "p1") is None
 
 
+def test_history_counts_count_each_person_and_segment(storage):
+    store = storage.segments
+    store.create(seg("s1", "buyers"))
+    store.create(seg("s2", "vip"))
+    store.apply([row("s1", "p1", True, 100), row("s2", "p1", True, 100)])
+    store.apply([row("s1", "p1", False, 200)])
+    store.apply([row("s1", "p1", True, 300), row("s1", "p2", False, None)])
+    many = [("s1", f"q{n}") for n in range(600)]  # more than one query's worth
+    store.apply([row("s1", "q599", True, 1)])
+    counts = store.history_counts([("s1", "p1"), ("s2", "p1"), ("s1", "p2"), ("s2", "p9"),
+                                   *many])
+    assert counts[("s1", "p1")] == len(store.history("p1", "s1")) == 3
+    assert counts[("s2", "p1")] == 1
+    assert counts[("s1", "p2")] == counts[("s2", "p9")] == counts[("s1", "q0")] == 0
+    assert counts[("s1", "q599")] == 1 and len(counts) == 604
+    assert store.history_counts([]) == {}
+
+
 def test_members_are_cursor_paged_and_counted(storage):
     store = storage.segments
     store.create(seg("s1", "buyers"))

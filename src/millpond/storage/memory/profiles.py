@@ -100,6 +100,16 @@ class MemoryProfileStore:
             return None
         return _view(state, entry[0])
 
+    def get_many(self, any_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        state = self._state  # one snapshot for all of them
+        found: dict[str, dict[str, Any] | None] = {}
+        for any_id in any_ids:
+            entry = state.identities.get(any_id)
+            if entry is None and any_id in state.profile_ids:
+                entry = state.identities.get(state.profile_ids[any_id])
+            found[any_id] = None if entry is None else _view(state, entry[0])
+        return found
+
     def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
         """A scan of every profile's terms, in cluster order (the cursor: the last
         cluster number of the page)."""

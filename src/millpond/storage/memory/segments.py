@@ -152,6 +152,15 @@ class MemorySegmentStore:
             return [h for h in self._history if h.person_id == person_id
                     and (segment_id is None or h.segment_id == segment_id)]
 
+    def history_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        counts = dict.fromkeys(keys, 0)
+        with self._lock:
+            for h in self._history:
+                key = (h.segment_id, h.person_id)
+                if key in counts:
+                    counts[key] += 1
+        return counts
+
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
         with self._lock:
             found = [r for r in self._rows.values()

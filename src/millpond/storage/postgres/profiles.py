@@ -16,7 +16,7 @@ What differs:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -150,6 +150,22 @@ class PgProfileStore:
                 row = conn.execute("SELECT i.cid FROM profile_ids p JOIN identities i"
                                    " ON i.id = p.canon WHERE p.pid = %s", (any_id,)).fetchone()
             return None if row is None else _view(conn, row["cid"])
+
+    def get_many(self, any_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """One snapshot; the ids' clusters in two queries, each profile read once."""
+        ids = list(dict.fromkeys(any_ids))
+        with self._db.transaction() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cids: dict[str, int] = {r["id"]: r["cid"] for r in conn.execute(
+                "SELECT id, cid FROM identities WHERE id = ANY(%s)", (ids,))}
+            profile_ids = [i for i in ids if i not in cids and i.startswith("prf_")]
+            if profile_ids:
+                cids.update({r["pid"]: r["cid"] for r in conn.execute(
+                    "SELECT p.pid, i.cid FROM profile_ids p JOIN identities i"
+                    " ON i.id = p.canon WHERE p.pid = ANY(%s)", (profile_ids,))})
+            views = {cid: _view(conn, cid) for cid in set(cids.values())}
+        return {any_id: views[cids[any_id]] if any_id in cids else None
+                for any_id in any_ids}
 
     def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
         if after is not None and not after.isdigit():

@@ -219,6 +219,17 @@ class PgSegmentStore:
         return [MembershipChange(r["segment_id"], r["person_id"], r["member"], r["at_ms"],
                                  r["processed_ms"]) for r in rows]
 
+    def history_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        counts = dict.fromkeys(keys, 0)
+        if counts:
+            for r in self._db.execute(
+                    "SELECT segment_id, person_id, count(*) AS n FROM history"
+                    " WHERE person_id = ANY(%s) GROUP BY person_id, segment_id",
+                    (sorted({p for _, p in counts}),)):
+                if (r["segment_id"], r["person_id"]) in counts:
+                    counts[(r["segment_id"], r["person_id"])] = int(r["n"])
+        return counts
+
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
         return [_member(r) for r in self._db.execute(
             "SELECT * FROM members WHERE next_change_ms IS NOT NULL AND next_change_ms <= %s"

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -389,6 +389,41 @@ class SQLiteProfileStore:
                 return self._get(conn, any_id)
             finally:
                 conn.execute("COMMIT")
+
+    def get_many(self, any_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """One snapshot; the ids' clusters in a query per 500 ids, each profile read once."""
+        found: dict[str, dict[str, Any] | None] = {}
+        with self._read_lock:
+            conn = self._read
+            conn.execute("BEGIN")
+            try:
+                cids = self._cids(conn, list(dict.fromkeys(any_ids)))
+                views: dict[int, dict[str, Any]] = {}
+                for any_id in any_ids:
+                    cid = cids.get(any_id)
+                    if cid is not None and cid not in views:
+                        views[cid] = self._view(conn, cid)
+                    found[any_id] = None if cid is None else views[cid]
+            finally:
+                conn.execute("COMMIT")
+        return found
+
+    @staticmethod
+    def _cids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+        """The cluster of each of ``ids`` that has one (user, anonymous or profile id)."""
+        cids: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            cids.update(conn.execute(
+                f"SELECT id, cid FROM identities WHERE id IN ({marks})", part).fetchall())
+            profile_ids = [i for i in part if i not in cids and i.startswith("prf_")]
+            if profile_ids:
+                marks = ",".join("?" * len(profile_ids))
+                cids.update(conn.execute(
+                    "SELECT p.pid, i.cid FROM profile_ids p JOIN identities i ON i.id ="
+                    f" p.canon WHERE p.pid IN ({marks})", profile_ids).fetchall())
+        return cids
 
     def search(self, query: str, *, after: str | None = None, limit: int = 50) -> PeoplePage:
         """People matching ``query`` (every person when empty), in cluster order; the

@@ -151,8 +151,16 @@ class SQLiteSegmentStore:
     def apply(self, rows: Sequence[Member], *, drop: Sequence[tuple[str, str]] = (),
               checkpoint: int | None = None) -> list[MembershipChange]:
         """One transaction of set-wise statements: a build writes rows by the thousand,
-        and a statement per row per table would cost more than computing them."""
-        conn = self._db.conn()
+        and a statement per row per table would cost more than computing them.
+
+        Committed without an fsync (``synchronous=NORMAL``, :meth:`StateDB.relaxed`), as
+        the profile store does: an fsync per follower tick was most of its wall time.
+        The rows are derived from the log and the checkpoint commits with them, so a
+        power loss can only take the latest ticks back, rows and checkpoint together;
+        the engine then redoes them from the log, and the Audience events it appends
+        again carry the same messageIds (the history rolled back with the rows), which
+        the log dedupes."""
+        conn = self._db.relaxed()
         added: list[MembershipChange] = []
         with immediate(conn):
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
@@ -257,6 +265,21 @@ class SQLiteSegmentStore:
             " ORDER BY id", (person_id, segment_id, segment_id))
         return [MembershipChange(r["segment_id"], r["person_id"], bool(r["member"]),
                                  r["at_ms"], r["processed_ms"]) for r in rows]
+
+    def history_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Through ``history_person``: a query per 500 people."""
+        counts = dict.fromkeys(keys, 0)
+        people = sorted({p for _, p in counts})
+        conn = self._db.conn()
+        for start in range(0, len(people), 500):
+            part = people[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for sid, pid, n in conn.execute(
+                    "SELECT segment_id, person_id, count(*) FROM history"
+                    f" WHERE person_id IN ({marks}) GROUP BY person_id, segment_id", part):
+                if (sid, pid) in counts:
+                    counts[(sid, pid)] = n
+        return counts
 
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
         rows = self._db.conn().execute(
