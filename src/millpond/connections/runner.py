@@ -39,7 +39,7 @@ from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
 from millpond.errors import NotFound
-from millpond.storage.contracts import EventLog, RunStore
+from millpond.storage.contracts import EventLog, RunStore, StorageUnavailable
 from millpond.storage.models import (
     DeadLetter,
     DeadLetterState,
@@ -52,6 +52,9 @@ from millpond.storage.models import (
 from millpond.timeutil import iso_to_seconds
 
 log = logging.getLogger("millpond.pumps")
+
+#: Seconds between attempts to load a handed-over redrive's rows while the stores are away.
+RESUME_PAUSE = 5.0
 
 
 def new_run_id(kind: RunKind) -> str:
@@ -206,6 +209,22 @@ class LiveDestination:
 
     async def _resume_redrive(self, run: Run) -> None:
         ids = set(run.spec.get("ids", ()))
+        while True:  # the stores may be away for a while (a node restarting): wait them out
+            try:
+                claimed, events = await self._redrive_rows(ids)
+                break
+            except StorageUnavailable as exc:
+                log.warning("redrive %s of destination %s waits for the stores: %s",
+                            run.id, self.dest.name, exc)
+                await asyncio.sleep(RESUME_PAUSE)
+        log.info("redrive %s continues for destination %s: %d of %d dead letters left",
+                 run.id, self.dest.name, len(claimed), len(ids))
+        await self._redrive(run, claimed, events)
+
+    async def _redrive_rows(self, ids: set[int]
+                            ) -> tuple[list[DeadLetter], dict[int, StoredEvent]]:
+        """The rows of ``ids`` still claimed, and their events; a row whose event the log
+        lost (retention) is put back to ``dead``, as a new redrive would refuse it."""
         claimed = await asyncio.to_thread(self._still_redriving, ids)
         events: dict[int, StoredEvent] = {}
         missing = []
@@ -216,12 +235,9 @@ class LiveDestination:
                     missing.append(row.id)
                     continue
                 events[row.seq] = found
-        if missing:  # the log lost them (retention): dead again, as a new redrive does
+        if missing:
             await asyncio.to_thread(self.runs.release_dead_letters, missing)
-        keep = [r for r in claimed if r.seq in events]
-        log.info("redrive %s continues for destination %s: %d of %d dead letters left",
-                 run.id, self.dest.name, len(keep), len(ids))
-        await self._redrive(run, keep, events)
+        return [r for r in claimed if r.seq in events], events
 
     def _still_redriving(self, ids: set[int]) -> list[DeadLetter]:
         rows: list[DeadLetter] = []
