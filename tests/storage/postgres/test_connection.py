@@ -68,3 +68,30 @@ def test_a_server_gone_mid_run_is_storage_unavailable_then_reconnects(dev_cluste
         state.close()
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+def test_processes_opening_a_fresh_place_at_once_all_open_it(dev_cluster):
+    """Two ``serve`` processes started together on a new place (``millpond dev-cluster``
+    does) create the same schema and tables at once; PostgreSQL's catalog refuses the
+    second concurrent ``CREATE … IF NOT EXISTS`` of a name ("duplicate key … typname"),
+    so every creation runs under one advisory lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from millpond.storage.cluster import open_cluster_storage
+    from tests.support.cluster import drop_place, new_place
+
+    for _ in range(4):
+        place = new_place()
+        start = threading.Barrier(3)
+
+        def open_it(place: str = place, start: threading.Barrier = start) -> None:
+            start.wait(10)
+            open_cluster_storage(tuple(dev_cluster.nats.urls), dev_cluster.postgres.dsn(),
+                                 place).close()
+
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                for opened in [pool.submit(open_it) for _ in range(3)]:
+                    opened.result(60)  # raises what an opening raised
+        finally:
+            drop_place(dev_cluster, place)
