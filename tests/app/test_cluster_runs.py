@@ -119,7 +119,15 @@ def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once
             r = admin.post("/api/destinations/mp/dead-letters/redrive", json={})
             assert r.status_code == 202, r.text
             assert r.json()["redriving"] == len(events)
-        wait_until(lambda: len(fake.received) >= 150, timeout=60, what="the redrive under way")
+        wait_until(lambda: len(fake.received) >= 100, timeout=60, what="the redrive under way")
+        with owner.admin as admin:  # a new configuration restarts the destination's side:
+            r = admin.patch("/api/destinations/mp", json={"rate_limit": {
+                "events_per_second": 121}})
+            assert r.status_code == 200, r.text
+        stats = _get(owner, "/api/destinations/mp/stats")["stats"]
+        # ... its redrive goes on (handed over to the new side), none put back to dead
+        assert stats["redrives_running"] == 1 and stats["dead_letters_waiting"] == 0, stats
+        wait_until(lambda: len(fake.received) >= 200, timeout=60, what="the redrive going on")
         owner.kill()
         killed_at = len(fake.received)
 
