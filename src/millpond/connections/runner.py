@@ -20,7 +20,8 @@ import logging
 import secrets
 import time
 from collections import Counter
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
 import msgspec
 
@@ -38,11 +39,22 @@ from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.slices import LogTail, RowsSource
 from millpond.delivery.transport import Transport
 from millpond.errors import NotFound
-from millpond.storage.contracts import EventLog, RunStore
-from millpond.storage.models import DeadLetter, Destination, Run, RunKind, RunState, StoredEvent
+from millpond.storage.contracts import EventLog, RunStore, StorageUnavailable
+from millpond.storage.models import (
+    DeadLetter,
+    DeadLetterState,
+    Destination,
+    Run,
+    RunKind,
+    RunState,
+    StoredEvent,
+)
 from millpond.timeutil import iso_to_seconds
 
 log = logging.getLogger("millpond.pumps")
+
+#: Seconds between attempts to load a handed-over redrive's rows while the stores are away.
+RESUME_PAUSE = 5.0
 
 
 def new_run_id(kind: RunKind) -> str:
@@ -85,8 +97,11 @@ class LiveDestination:
 
     def __init__(self, dest: Destination, rt: Runtime, log_: EventLog, runs: RunStore,
                  run: Run, transport: Transport, policy: RetryPolicy,
-                 screen: Screen | None = None):
+                 screen: Screen | None = None, *, hand_over: bool = False):
         self.dest = dest
+        #: On a cluster: a redrive stopped with the destination stays ``running`` for
+        #: the destination's next owner (:meth:`resume_redrives`), not cancelled.
+        self.hand_over = hand_over
         self.runtime = rt
         self.log = log_
         self.runs = runs
@@ -177,19 +192,81 @@ class LiveDestination:
         """Deliver claimed dead letters again through the *current* actions, in the
         background, behind live traffic, as a ``redrive`` run of their ids. Each row ends
         ``redriven`` once its event finished (sent, skipped or dead-lettered anew)."""
+        run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), self.dest.id,
+                                   RunKind.REDRIVE, RunState.RUNNING,
+                                   {"ids": [r.id for r in claimed]}))
+        self._launch_redrive(run, self._redrive(run, claimed, events))
+
+    def resume_redrives(self) -> None:
+        """Go on with the destination's ``running`` redrives: on a cluster, those of a
+        process that died or handed the destination over (its claimed rows are still
+        ``redriving``; the ones it finished are ``redriven``, so each event is sent again
+        only if its outcome was not saved). Single-process servers cancel theirs at start
+        (``PumpManager.start(recover=True)``), so there is nothing to resume there."""
+        for run in self.runs.list(self.dest.id, kinds=[RunKind.REDRIVE],
+                                  states=[RunState.RUNNING]):
+            self._launch_redrive(run, self._resume_redrive(run))
+
+    async def _resume_redrive(self, run: Run) -> None:
+        ids = set(run.spec.get("ids", ()))
+        while True:  # the stores may be away for a while (a node restarting): wait them out
+            try:
+                claimed, events = await self._redrive_rows(ids)
+                break
+            except StorageUnavailable as exc:
+                log.warning("redrive %s of destination %s waits for the stores: %s",
+                            run.id, self.dest.name, exc)
+                await asyncio.sleep(RESUME_PAUSE)
+        log.info("redrive %s continues for destination %s: %d of %d dead letters left",
+                 run.id, self.dest.name, len(claimed), len(ids))
+        await self._redrive(run, claimed, events)
+
+    async def _redrive_rows(self, ids: set[int]
+                            ) -> tuple[list[DeadLetter], dict[int, StoredEvent]]:
+        """The rows of ``ids`` still claimed, and their events; a row whose event the log
+        lost (retention) is put back to ``dead``, as a new redrive would refuse it."""
+        claimed = await asyncio.to_thread(self._still_redriving, ids)
+        events: dict[int, StoredEvent] = {}
+        missing = []
+        for row in claimed:
+            if row.seq not in events:
+                found = await self.log.get(row.seq)
+                if found is None:
+                    missing.append(row.id)
+                    continue
+                events[row.seq] = found
+        if missing:
+            await asyncio.to_thread(self.runs.release_dead_letters, missing)
+        return [r for r in claimed if r.seq in events], events
+
+    def _still_redriving(self, ids: set[int]) -> list[DeadLetter]:
+        rows: list[DeadLetter] = []
+        after = 0
+        while True:
+            page = self.runs.dead_letters(self.dest.id, state=DeadLetterState.REDRIVING,
+                                          after_id=after, limit=1000)
+            rows += [r for r in page if r.id in ids]
+            if len(page) < 1000:
+                return sorted(rows, key=lambda r: (r.seq, r.id))
+            after = page[-1].id
+
+    def _launch_redrive(self, run: Run, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"redrive-{self.dest.name}")
+        self._redrives.add(task)
+        task.add_done_callback(self._redrives.discard)
+
+    async def _redrive(self, run: Run, claimed: list[DeadLetter],
+                       events: dict[int, StoredEvent]) -> None:
         by_seq: dict[int, list[DeadLetter]] = {}
         for row in claimed:
             by_seq.setdefault(row.seq, []).append(row)
         rows = [events[seq] for seq in sorted(by_seq)]
         only = {seq: frozenset(r.action for r in dls) for seq, dls in by_seq.items()}
         ids_by_seq = {seq: [r.id for r in dls] for seq, dls in by_seq.items()}
-        dest_id = self.dest.id
         # Dead letters of runs the destination's totals add up (live, redrives) move to
         # their final outcome when settled; a replay's stay in its report.
         recount = frozenset(rid for rid in {r.run_id for r in claimed}
                             if self._counted(rid))
-        run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
-                                   RunState.RUNNING, {"ids": [r.id for r in claimed]}))
         source = RowsSource(rows)
         persist = Checkpoint(self.runs, run, source, start=0, redriven=by_seq,
                              recount=recount)
@@ -203,22 +280,23 @@ class LiveDestination:
                     dead_log=DeadLetterLog(f"redrive of destination {self.dest.name}",
                                            {"destination": self.dest.name,
                                             "activity": "redrive"}))
-
-        async def redrive() -> None:
-            try:
-                await supervise(RunKind.REDRIVE, pump.run, on_error=lambda _e: None,
-                                label=f"redrive {run.id}")
-            finally:
+        handed_over = False
+        try:
+            await supervise(RunKind.REDRIVE, pump.run, on_error=lambda _e: None,
+                            label=f"redrive {run.id}")
+        except asyncio.CancelledError:
+            # Stopped with the destination: on a cluster the destination's next owner
+            # (maybe this process again, after a configuration change) goes on with it.
+            handed_over = self.hand_over
+            raise
+        finally:
+            if not handed_over:
                 unfinished = [i for seq, ids in ids_by_seq.items() if seq not in done
                               for i in ids]
                 if unfinished:
                     await asyncio.to_thread(self.runs.release_dead_letters, unfinished)
                 state = RunState.CANCELLED if unfinished else RunState.COMPLETED
                 await asyncio.to_thread(self.runs.set_state, run.id, state)
-
-        task = asyncio.create_task(redrive(), name=f"redrive-{self.dest.name}")
-        self._redrives.add(task)
-        task.add_done_callback(self._redrives.discard)
 
     def _counted(self, run_id: str) -> bool:
         try:

@@ -111,9 +111,11 @@ class PumpManager:
         if loads is not None and self.load_stats is not None:
             loads.attach(self.load_stats, dest.id)  # per-table totals that survive restarts
         live = LiveDestination(dest, rt, self.log, self.runs, live_run(self.runs, dest),
-                               self.transport, self.policy, self.screen)
+                               self.transport, self.policy, self.screen,
+                               hand_over=self.owned is not None)
         self._live[dest.id] = live
         live.start()
+        live.resume_redrives()
         if self.replays is not None:
             self.replays.attach(live)  # resumes its running replays from their cursors
 
@@ -227,6 +229,8 @@ class PumpManager:
             active = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)
             for run in self.runs.list(dest.id, states=active):
                 self.runs.set_state(run.id, RunState.CANCELLED, error="destination deleted")
+                if run.kind == RunKind.REDRIVE:  # a cluster's handed-over redrive
+                    self.runs.release_dead_letters(run.spec.get("ids", []))
         return dest
 
     # visibility --------------------------------------------------------------------------

@@ -68,3 +68,44 @@ def test_a_server_gone_mid_run_is_storage_unavailable_then_reconnects(dev_cluste
         state.close()
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+def test_processes_opening_a_fresh_place_at_once_all_open_it(dev_cluster):
+    """Two ``serve`` processes started together on a new place (``millpond dev-cluster``
+    does) create the same schema and tables at once: the state's (here the index store's)
+    and the log's dedupe table's, on its own connection. PostgreSQL's catalog refuses the
+    second concurrent ``CREATE … IF NOT EXISTS`` of a name ("duplicate key … typname"), so
+    every creation runs under one advisory lock."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from millpond.storage.postgres.dedupe import INDEX_SCHEMA, PgDedupeTable
+
+    dsn = dev_cluster.postgres.dsn()
+
+    def open_it(place: str, start: threading.Barrier) -> None:
+        async def log_table() -> None:
+            table = PgDedupeTable(dsn, schema=place)
+            try:
+                await table.unindexed(0)  # connects, creating its tables
+            finally:
+                await table.close()
+
+        start.wait(10)
+        state = PgState(dsn, schema=place)
+        try:
+            state.create_tables(INDEX_SCHEMA)
+            asyncio.run(log_table())
+        finally:
+            state.close()
+
+    for _ in range(4):
+        place = f"t{uuid.uuid4().hex[:12]}"
+        start = threading.Barrier(3)
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                for opened in [pool.submit(open_it, place, start) for _ in range(3)]:
+                    opened.result(60)  # raises what an opening raised
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {place} CASCADE")  # type: ignore[arg-type]

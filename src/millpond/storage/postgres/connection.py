@@ -23,11 +23,12 @@ from psycopg.rows import DictRow, dict_row
 
 from millpond.storage.contracts import StorageUnavailable
 
-__all__ = ["PgState", "constraint_of"]
+__all__ = ["DDL_LOCK", "PgState", "constraint_of"]
 
 Conn = psycopg.Connection[DictRow]
-#: Schema changes of every process, one at a time (an arbitrary key).
-_DDL_LOCK = 0x6D696C6C64646C
+#: Schema changes of every process, one at a time (an arbitrary key): concurrent ``CREATE
+#: … IF NOT EXISTS`` of one name still collide in PostgreSQL's catalog.
+DDL_LOCK = 0x6D696C6C64646C
 
 
 def constraint_of(exc: psycopg.errors.UniqueViolation) -> str:
@@ -47,8 +48,11 @@ class PgState:
         self._all: list[Conn] = []
         self._closed = False
         self._deferred: list[LiteralString] | None = None
-        with self.conn().cursor() as cur:
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+        with self.transaction() as conn:
+            # under the DDL lock: two processes creating one schema at once collide on
+            # PostgreSQL's catalog ("duplicate key"), IF NOT EXISTS or not
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(schema)))
 
     def conn(self) -> Conn:
@@ -127,7 +131,7 @@ class PgState:
             return
         with self.transaction() as conn:
             # processes starting together: one creates, the others find the tables
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
             for statement in ddl:
                 conn.execute(statement)
 

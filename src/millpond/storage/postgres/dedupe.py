@@ -30,6 +30,7 @@ from psycopg.rows import TupleRow
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import Expired, Window
 from millpond.storage.nats.dedupe import Indexed, Key, Seen
+from millpond.storage.postgres.connection import DDL_LOCK
 
 __all__ = ["INDEX_SCHEMA", "PgDedupeTable"]
 
@@ -118,8 +119,12 @@ class PgDedupeTable:
             conn = await Conn.connect(self._dsn, autocommit=True,
                                       connect_timeout=self._timeout,
                                       options=f"-c search_path={self._schema}")
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")  # type: ignore[arg-type]
             async with conn.transaction():
+                # with every other process's schema changes, one at a time (the state's
+                # index store creates these same tables: two processes starting on a
+                # fresh place collided, "duplicate key … (typname, typnamespace)")
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")  # type: ignore[arg-type]
                 await conn.execute(INDEX_SCHEMA)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(

@@ -1,0 +1,154 @@
+"""Runs survive the process running them (#18): a replay or a redrive on a worker that is
+SIGKILLed is resumed by the destination's next lease owner from the cursor and dead-letter
+states saved in PostgreSQL, and finishes exactly once.
+
+Real ``millpond serve`` processes on the session's dev cluster, Mixpanel fakes (a real
+HTTP server that dedupes by ``$insert_id`` and counts the duplicates it dropped)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.app.test_cluster_serve import _owner
+from tests.support.cluster import cluster_server, drop_place, new_place
+from tests.support.delivery import create_destination, send_batch, track
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a 3 s lease decides the takeover
+
+
+@pytest.fixture
+def place(dev_cluster):
+    name = new_place()
+    yield name
+    drop_place(dev_cluster, name)
+
+
+def insert_ids(fake) -> list[str]:
+    return [r["properties"]["$insert_id"] for r in fake.received]
+
+
+def _get(server, path: str) -> dict:
+    with server.admin as admin:
+        r = admin.get(path)
+        r.raise_for_status()
+        return r.json()
+
+
+def _owned_by(cluster, place, dest_id, a, b):
+    """(owner, other) of destination ``dest_id`` among servers ``a`` and ``b``."""
+    def owner() -> list[str] | None:  # leases are taken on the next tick
+        try:
+            return _owner(cluster, place, f"destination:{dest_id}").split(":")
+        except AssertionError:
+            return None
+
+    found = wait_until(owner, timeout=30, what="the destination's lease taken")
+    return (a, b) if str(a.proc.pid) in found else (b, a)
+
+
+def test_a_replay_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
+        dev_cluster, tmp_path, place, vendor):
+    always, late = vendor("mixpanel"), vendor("mixpanel")
+    a = cluster_server(dev_cluster, tmp_path, "a", place)
+    b = cluster_server(dev_cluster, tmp_path, "b", place)
+    try:
+        key = a.create_source("web")["write_key"]
+        with a.admin as admin:
+            create_destination(admin, name="always", type="mixpanel",
+                               settings=always.destination_settings(),
+                               rate_limit={"events_per_second": 20_000})
+        history = [track(f"user{u}", n) for n in range(100) for u in range(12)]
+        send_batch(a.url, key, history[:600])
+        send_batch(b.url, key, history[600:])
+        wait_until(lambda: len(always.received) >= len(history), timeout=60,
+                   what="the always-connected destination to get the history")
+        with b.admin as admin:  # connected now: its replay covers all of the history
+            dest = create_destination(admin, name="late", type="mixpanel",
+                                      settings=late.destination_settings(),
+                                      rate_limit={"events_per_second": 150})
+        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
+        with owner.admin as admin:
+            r = admin.post("/api/replays", json={"destination": "late"})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+        wait_until(lambda: len(late.received) >= 200, timeout=60, what="the replay under way")
+        owner.kill()
+        killed_at = len(late.received)
+        killed = time.monotonic()
+        done = wait_until(lambda: (r := _get(other, f"/api/replays/{rid}"))["state"]
+                          == "completed" and r, timeout=90, what="the replay finished")
+        took = time.monotonic() - killed
+        assert killed_at < len(history)  # it was killed mid-replay
+        assert sorted(insert_ids(late)) == sorted(insert_ids(always))
+        assert len(insert_ids(late)) == len(history)  # once each by $insert_id
+        assert done["progress"]["scanned"] == len(history)
+        # resent: at most what the killed process had sent after its last checkpoint
+        assert late.duplicates <= 4 * 20, late.duplicates
+        assert str(other.proc.pid) in _owner(dev_cluster, place, f"destination:{dest['id']}")
+        print(f"\nreplay killed after {killed_at} of {len(history)}; finished by the other "
+              f"process {took:.1f} s later; {late.duplicates} resent and dropped by $insert_id")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
+        dev_cluster, tmp_path, place, vendor):
+    fake = vendor("mixpanel")
+    a = cluster_server(dev_cluster, tmp_path, "a", place)
+    b = cluster_server(dev_cluster, tmp_path, "b", place)
+    try:
+        key = a.create_source("web")["write_key"]
+        fake.outage(True, status=400)  # refused: every event is dead-lettered
+        with a.admin as admin:
+            dest = create_destination(admin, name="mp", type="mixpanel",
+                                      settings=fake.destination_settings(),
+                                      rate_limit={"events_per_second": 120})
+        events = [track(f"user{u}", n) for n in range(60) for u in range(10)]
+        send_batch(a.url, key, events)
+        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
+        wait_until(lambda: _get(owner, "/api/destinations/mp/stats")["stats"]
+                   ["dead_letters_waiting"] == len(events), timeout=60,
+                   what="every event dead-lettered")
+        fake.outage(False)
+        with owner.admin as admin:
+            r = admin.post("/api/destinations/mp/dead-letters/redrive", json={})
+            assert r.status_code == 202, r.text
+            assert r.json()["redriving"] == len(events)
+        wait_until(lambda: len(fake.received) >= 100, timeout=60, what="the redrive under way")
+        with owner.admin as admin:  # a new configuration restarts the destination's side:
+            r = admin.patch("/api/destinations/mp", json={"rate_limit": {
+                "events_per_second": 121}})
+            assert r.status_code == 200, r.text
+        stats = _get(owner, "/api/destinations/mp/stats")["stats"]
+        # ... its redrive goes on (handed over to the new side), none put back to dead
+        assert stats["redrives_running"] == 1 and stats["dead_letters_waiting"] == 0, stats
+        wait_until(lambda: len(fake.received) >= 200, timeout=60, what="the redrive going on")
+        owner.kill()
+        killed_at = len(fake.received)
+
+        def finished() -> dict | None:
+            try:
+                stats = _get(other, "/api/destinations/mp/stats")["stats"]
+            except httpx.HTTPError:
+                return None
+            return stats if stats["state"] == "running" and len(fake.received) == len(
+                events) and stats["redrives_running"] == 0 else None
+
+        stats = wait_until(finished, timeout=90, what="the redrive finished elsewhere")
+        assert killed_at < len(events)
+        assert sorted(r["properties"]["$insert_id"] for r in fake.received) == sorted(
+            e["messageId"] for e in events)
+        dead = _get(other, "/api/destinations/mp/dead-letters?state=redriving")
+        assert dead["dead_letters"] == []
+        assert stats["dead_letters_waiting"] == 0
+        assert fake.duplicates <= 4 * 20, fake.duplicates
+        print(f"\nredrive killed after {killed_at} of {len(events)}; "
+              f"{fake.duplicates} resent and dropped by $insert_id")
+    finally:
+        a.stop()
+        b.stop()
