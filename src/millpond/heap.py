@@ -31,7 +31,15 @@ YOUNG_THRESHOLD = 50_000
 def settle() -> None:
     """Collect what starting left behind, then freeze everything still alive. Call once
     the process has imported and built what it runs with, before it starts working."""
-    gc.collect()
-    gc.freeze()
+    freeze_survivors()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+
+
+def freeze_survivors() -> None:
+    """Collect, then freeze everything still alive: after building a large structure that
+    lives long (the segment engine's running state), so full collections stop walking it.
+    Collecting first keeps cyclic garbage of the moment out of the frozen set, where it
+    could never be freed."""
+    gc.collect()
+    gc.freeze()

@@ -29,7 +29,6 @@ The clock is injectable (``clock() -> Unix ms``): tests move time instead of sle
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,6 +36,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from millpond import heap
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
 from millpond.storage.models import Member, NewEvent, Segment, StoredEvent
@@ -425,7 +425,7 @@ class SegmentEngine:
         # times); a full collection walks all of them, a fifth of the follower's CPU and
         # a pause of a few hundred ms each time. Frozen, collections skip them: they are
         # freed by reference counting (no cycles) when the state is let go.
-        gc.freeze()
+        heap.freeze_survivors()
 
     def invalidate(self) -> None:
         """Events left the log (a regulation's deletion): remake the running state from
