@@ -45,9 +45,9 @@ class Ledger:
 
     def __init__(self, cursor: int, *, keep_finished: bool = False):
         self.cursor = cursor
-        self._order: deque[int] = deque()  # unreleased events, in read order
+        self._order: list[int] = []  # unreleased events, in read order
+        self._received: list[Any] = []  # their received times (lag stats), aligned
         self._pending: dict[int, int] = {}  # items still in flight, per unfinished event
-        self._received: dict[int, Any] = {}  # per unreleased event, for lag stats
         self._held: dict[int, Held] = {}  # outcomes of unreleased events
         self._held_dead: dict[int, list[DeadLetter]] = {}  # dead letters of unreleased events
         self._counts: Counter[CountKey] = Counter()
@@ -70,7 +70,7 @@ class Ledger:
             self._commit(seq, counts, dead)
             return
         self._order.append(seq)
-        self._received[seq] = received
+        self._received.append(received)
         if pending:
             self._pending[seq] = pending
         if counts:
@@ -100,16 +100,8 @@ class Ledger:
         pending, held = self._pending, self._held
         seqs = seqs if isinstance(seqs, list) else list(seqs)
         lefts = list(map(pending.__getitem__, seqs))  # KeyError: reported twice (a bug)
-        if held.keys().isdisjoint(seqs):
-            held.update(zip(seqs, repeat(count)))
-        else:
-            for seq in seqs:
-                if seq in held:
-                    self._hold(seq, count)
-                else:
-                    held[seq] = count
         if lefts.count(1) == len(lefts):
-            deque(map(pending.__delitem__, seqs), 0)
+            deque(map(pending.pop, seqs), 0)
         else:
             for seq in seqs:
                 left = pending[seq] - 1
@@ -117,6 +109,16 @@ class Ledger:
                     pending[seq] = left
                 else:
                     del pending[seq]
+        if not held:
+            self._held = dict.fromkeys(seqs, count)
+        elif held.keys().isdisjoint(seqs):
+            held.update(dict.fromkeys(seqs, count))
+        else:
+            for seq in seqs:
+                if seq in held:
+                    self._hold(seq, count)
+                else:
+                    held[seq] = count
         self._release()
 
     def _hold(self, seq: int, count: CountKey) -> None:
@@ -129,32 +131,35 @@ class Ledger:
             self._held[seq] = [old, count]
 
     def _release(self) -> None:
-        """Commit finished events from the head, up to the first unfinished one: take
+        """Commit finished events from the head, up to the first unfinished one: cut
         their keys off the head, then settle them run by run (module docstring).
 
-        ``groupby`` compares outcomes by equality (identity first, in C): the events of
-        a sent batch share one outcome tuple, and equal tuples count under one key
-        anyway. Events with several outcomes (a list) are listed one by one."""
+        Why ``order`` is a list: the first unfinished key is found by ``filter`` and
+        ``index`` and the finished ones cut off with one ``del``, all in C. ``groupby``
+        compares outcomes by equality (identity first, in C): the events of a sent batch
+        share one outcome tuple, and equal tuples count under one key anyway. Events
+        with several outcomes (a list) are listed one by one."""
         order, pending = self._order, self._pending
-        popleft = order.popleft
-        keys: list[int] = []
-        take = keys.append
-        while order and order[0] not in pending:
-            take(popleft())
-        if not keys:
+        head = next(filter(pending.__contains__, order), None)
+        n = len(order) if head is None else order.index(head)
+        if not n:
             return
+        keys = order[:n]
+        del self._received[:n]  # first: oldest_open may pair a head with the next's time
+        del order[:n]
         held, counts, outcomes = self._held, self._counts, self._outcomes
-        deque(map(self._received.__delitem__, keys), 0)
         read = outcomes.get(RECEIVED)
         if read is None:
             outcomes[RECEIVED] = keys.copy()
         else:
             read.extend(keys)
+        settled = 0  # released events that had outcomes held
         for outcome, run in groupby(keys, held.get):
             if outcome is None:
                 continue
             if isinstance(outcome, list):
                 for seq in run:
+                    settled += 1
                     for key in held[seq]:
                         counts[key] += 1
                         outcomes.setdefault(key, []).append(seq)
@@ -162,16 +167,20 @@ class Ledger:
             listed = outcomes.get(outcome)
             if listed is None:
                 listed = outcomes[outcome] = list(run)
-                counts[outcome] += len(listed)
+                added = len(listed)
             else:
                 before = len(listed)
                 listed.extend(run)
-                counts[outcome] += len(listed) - before
-        deque(map(held.pop, keys, repeat(None)), 0)
+                added = len(listed) - before
+            counts[outcome] += added
+            settled += added
+        if settled == len(held):  # all of them (mostly): no lookup per key
+            held.clear()
+        elif settled:
+            deque(map(held.pop, keys, repeat(None)), 0)
         held_dead = self._held_dead
         if held_dead:
-            pop_dead = held_dead.pop
-            for dead in map(pop_dead, keys, repeat(None)):
+            for dead in map(held_dead.pop, keys, repeat(None)):
                 if dead:
                     self._dead.extend(dead)
         if self._keep_finished:
@@ -226,13 +235,14 @@ class Ledger:
 
     def oldest_open(self) -> tuple[int, Any] | None:
         """``(seq, received)`` of the lowest unfinished event, or None. Safe to call from
-        another thread (stats): it never iterates, and a head released meanwhile reads
-        as received None."""
+        another thread (stats): it never iterates; while a release cuts the head, it may
+        pair the old head with the received time of an event after it (a moment's lag
+        read a little short), never fail."""
         try:
             head = self._order[0]
+            return head, self._received[0]
         except IndexError:
             return None
-        return head, self._received.get(head)
 
     @property
     def unfinished(self) -> int:
