@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from millpond.delivery import ledger as ledger_module
 from millpond.delivery.ledger import Ledger
 
 SENT = ("a", "sent", "")
+
+
+@pytest.fixture(autouse=True, params=["one by one", "in runs"])
+def way(request, monkeypatch):
+    """Every test both ways the ledger settles: one step per event (the few events these
+    tests finish at a time) and run by run in C (what a batch of thousands takes)."""
+    if request.param == "in runs":
+        monkeypatch.setattr(ledger_module, "SMALL", 0)
+    return request.param
 
 
 def test_cursor_stops_below_the_lowest_unfinished_event():

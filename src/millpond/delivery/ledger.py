@@ -32,6 +32,9 @@ from millpond.storage.models import DeadLetter
 
 #: What an unreleased event has ended with so far: one counter key, or several.
 Held = CountKey | list[CountKey]
+#: Up to this many events, a batch finished or a release takes the plain loop (one step
+#: per event): below it the fixed cost of the C way (``done_all``, ``_release``) is more.
+SMALL = 4
 
 
 class Ledger:
@@ -95,10 +98,26 @@ class Ledger:
         """One item of each event in ``seqs`` finished with outcome ``count``: a batch sent
         (the common case, in one call rather than one per item).
 
-        Why the two checks before the loop: mostly every event of the batch has no
-        outcome yet and this was its last item, and then both steps run in C."""
+        Why two ways: a batch of ``SMALL`` events or fewer (a webhook of batch size 1)
+        takes the plain loop, whose fixed cost is lowest; a larger one checks first that
+        every event of it has no outcome yet and that this was its last item (mostly),
+        and then both steps run in C."""
         pending, held = self._pending, self._held
-        seqs = seqs if isinstance(seqs, list) else list(seqs)
+        if type(seqs) is not list:
+            seqs = list(seqs)
+        if len(seqs) <= SMALL:
+            for seq in seqs:
+                left = pending[seq] - 1
+                if seq in held:
+                    self._hold(seq, count)
+                else:
+                    held[seq] = count
+                if left:
+                    pending[seq] = left
+                else:
+                    del pending[seq]
+            self._release()
+            return
         lefts = list(map(pending.__getitem__, seqs))  # KeyError: reported twice (a bug)
         if lefts.count(1) == len(lefts):
             deque(map(pending.pop, seqs), 0)
@@ -140,10 +159,15 @@ class Ledger:
         share one outcome tuple, and equal tuples count under one key anyway. Events
         with several outcomes (a list) are listed one by one."""
         order, pending = self._order, self._pending
-        head = next(filter(pending.__contains__, order), None)
-        n = len(order) if head is None else order.index(head)
-        if not n:
+        if not order or order[0] in pending:
             return
+        n, size = 1, len(order)  # finished events at the head: a few by hand, then in C
+        while n < size and order[n] not in pending:
+            n += 1
+            if n > SMALL:
+                head = next(filter(pending.__contains__, order), None)
+                n = size if head is None else order.index(head)
+                break
         keys = order[:n]
         del self._received[:n]  # first: oldest_open may pair a head with the next's time
         del order[:n]
@@ -153,6 +177,26 @@ class Ledger:
             outcomes[RECEIVED] = keys.copy()
         else:
             read.extend(keys)
+        if n <= SMALL:  # a few events: one step each costs less than the runs' set-up
+            held_dead = self._held_dead
+            for seq in keys:
+                outcome = held.pop(seq, None)
+                if outcome is not None:
+                    for key in outcome if type(outcome) is list else (outcome,):
+                        counts[key] += 1
+                        listed = outcomes.get(key)
+                        if listed is None:
+                            outcomes[key] = [seq]
+                        else:
+                            listed.append(seq)
+                if held_dead:
+                    dead = held_dead.pop(seq, None)
+                    if dead:
+                        self._dead.extend(dead)
+            if self._keep_finished:
+                self._finished.extend(keys)
+            self.cursor = keys[-1]
+            return
         settled = 0  # released events that had outcomes held
         for outcome, run in groupby(keys, held.get):
             if outcome is None:
