@@ -70,6 +70,7 @@ from millpond.storage.nats.reader import (
 from millpond.storage.nats.settings import LogSettings
 from millpond.storage.nats.stream import ensure_stream
 from millpond.storage.nats.subjects import msg_id, subject_for, type_token
+from millpond.storage.nats.tombstones import Tombstones
 
 __all__ = ["JetStreamEventLog"]
 
@@ -120,6 +121,7 @@ class JetStreamEventLog:
         self._dedupe = dedupe
         self._lock = threading.Lock()
         self._last_seq = 0
+        self._deleted = Tombstones()
         self._closed = False
         self._stopped = False
         self._released = False
@@ -329,7 +331,9 @@ class JetStreamEventLog:
             batch, more = await direct_batch(self._client, self._s.stream, start,
                                              min(want, BATCH), self._last_seq, READ_TIMEOUT,
                                              subject)
-            out.extend(e for e in batch if upto is None or e.seq <= upto)
+            deleted = self._deleted if self._deleted else ()
+            out.extend(e for e in batch if (upto is None or e.seq <= upto)
+                       and e.seq not in deleted)
             if not batch or not more or (upto is not None and batch[-1].seq >= upto):
                 break
             start = batch[-1].seq + 1
@@ -353,7 +357,7 @@ class JetStreamEventLog:
         return await self._call(self._read(after_seq, limit, upto_seq, types))
 
     async def get(self, seq: int) -> StoredEvent | None:
-        if seq <= 0:
+        if seq <= 0 or seq in self._deleted:
             return None
         return await self._call(direct_get(self._client, self._s.stream, seq, self._last_seq,
                                            READ_TIMEOUT))
@@ -367,7 +371,7 @@ class JetStreamEventLog:
 
         async def lookup() -> StoredEvent | None:
             seq = await dedupe.find(source_id, message_id)
-            if seq is None:
+            if seq is None or seq in self._deleted:
                 return None
             return await direct_get(self._client, self._s.stream, seq, self._last_seq,
                                     READ_TIMEOUT)
@@ -387,7 +391,7 @@ class JetStreamEventLog:
                 runs[-1] = (runs[-1][0], seq)
             else:
                 runs.append((seq, seq))
-        want = set(wanted)
+        want = {seq for seq in wanted if seq not in self._deleted}
         found: dict[int, tuple[StoredEvent, str | None]] = {}
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
 
@@ -428,6 +432,7 @@ class JetStreamEventLog:
         for seq in seqs:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_msg(self._s.stream, seq)
+            self._deleted.add((seq,))
 
     async def _expire(self, source_id: str, before_ms: int, limit: int) -> Expiry:
         table = self._table()
