@@ -103,8 +103,7 @@ class Ledger:
         every event of it has no outcome yet and that this was its last item (mostly),
         and then both steps run in C."""
         pending, held = self._pending, self._held
-        if type(seqs) is not list:
-            seqs = list(seqs)
+        seqs = seqs if isinstance(seqs, list) else list(seqs)
         if len(seqs) <= SMALL:
             for seq in seqs:
                 left = pending[seq] - 1
@@ -182,7 +181,7 @@ class Ledger:
             for seq in keys:
                 outcome = held.pop(seq, None)
                 if outcome is not None:
-                    for key in outcome if type(outcome) is list else (outcome,):
+                    for key in outcome if isinstance(outcome, list) else (outcome,):
                         counts[key] += 1
                         listed = outcomes.get(key)
                         if listed is None:
@@ -202,9 +201,9 @@ class Ledger:
             if outcome is None:
                 continue
             if isinstance(outcome, list):
-                for seq in run:
+                for seq in run:  # equal lists: the same keys
                     settled += 1
-                    for key in held[seq]:
+                    for key in outcome:
                         counts[key] += 1
                         outcomes.setdefault(key, []).append(seq)
                 continue
