@@ -32,14 +32,21 @@ def test_the_log_takes_bare_host_ports_after_the_first():
      "postgresql://"),
     ({"role": "collector"}, "role", "needs the scale-out backend"),
     ({"role": "boss"}, "role", 'one of "all", "collector", "worker"'),
-    ({"storage.log": NATS, "storage.state": PG, "storage.archive": "s3://b/p"},
-     "storage.archive", "no archive tier yet"),
 ])
 def test_bad_cluster_settings_are_one_line_naming_the_field(values, field, words):
     with pytest.raises(ConfigError) as info:
         load_config(values, {})
     assert info.value.field == field
     assert words in info.value.message and "\n" not in info.value.message
+
+
+def test_the_cluster_takes_an_archive_in_a_bucket():
+    config = load_config({"storage.log": NATS, "storage.state": PG,
+                          "storage.archive": "s3://b/p",
+                          "storage.archive_endpoint": "http://127.0.0.1:9000",
+                          "storage.archive_range": 500}, {})
+    assert (config.storage.clustered, config.storage.archive, config.storage.archive_endpoint,
+            config.storage.archive_range) == (True, "s3://b/p", "http://127.0.0.1:9000", 500)
 
 
 def test_the_state_url_is_a_secret_never_echoed():

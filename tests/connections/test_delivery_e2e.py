@@ -102,9 +102,10 @@ def test_dead_letter_on_400_then_redrive_after_a_config_fix(server, vendor):
         assert admin.get("/api/destinations/mp/dead-letters").json()["dead_letters"] == []
         redriven = admin.get("/api/destinations/mp/dead-letters?state=redriven").json()
         assert len(redriven["dead_letters"]) == 2
-        final = stats(admin, "mp")
-    # each event counted once, in its final outcome: the two redriven ones as sent
-    assert final["sent"] == 3 and final["dead_lettered"] == 0
+        # each event counted once, in its final outcome: the two redriven ones as sent
+        final = wait_until(lambda: (s := stats(admin, "mp"))["sent"] == 3 and s,
+                           what="the redriven events counted as sent")
+    assert final["dead_lettered"] == 0
     assert final["actions"]["Track events"]["dead_lettered_by"] == {}
 
 

@@ -183,7 +183,9 @@ BORROWED: dict[str, dict[str, Any]] = {
         "examples": ["s3://bucket/millpond"], "flag": "--archive", "metavar": "DIR|S3URL",
         "description": "Where the log's Parquet archive (sealed seq ranges) goes: a "
                        "directory or s3://bucket/prefix (credentials from AWS_ACCESS_KEY_ID "
-                       "/ AWS_SECRET_ACCESS_KEY); empty: the data dir's archive/."},
+                       "/ AWS_SECRET_ACCESS_KEY); empty: the data dir's archive/ (on the "
+                       "scale-out backend: no archive tier; give a bucket every process "
+                       "reaches)."},
     "storage.archive_endpoint": {
         "examples": ["http://127.0.0.1:9000"], "flag": "--archive-endpoint",
         "description": "The S3-compatible endpoint of an s3:// archive (MinIO, R2, ...); "

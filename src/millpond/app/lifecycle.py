@@ -16,12 +16,12 @@ import asyncio
 from millpond import heap
 from millpond.app.membership import Membership
 from millpond.app.services import Services
-from millpond.storage import leases_of
+from millpond.storage import archiver_of, leases_of
 
 
 class Lifecycle:
     """Background work of one server: delivery runs, the profile follower, the
-    segment engine and retention."""
+    segment engine, retention and (on a cluster) the archiver."""
 
     def __init__(self, services: Services, url: str = ""):
         self.services = services
@@ -60,6 +60,9 @@ class Lifecycle:
         self._tasks.append(asyncio.create_task(s.regulations.start()))  # resumes deletions
         self._tasks.append(asyncio.create_task(s.retention.run()))
         self._tasks.append(asyncio.create_task(s.outcome_retention.run()))
+        archiver = archiver_of(s.storage)
+        if archiver is not None:  # the embedded store's archiver is a thread of its own
+            self._tasks.append(asyncio.create_task(archiver()))
 
     async def _stop_jobs(self) -> None:
         await self.services.regulations.stop()

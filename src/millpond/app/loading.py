@@ -310,12 +310,6 @@ def _cluster(config: ServerConfig, values: Mapping[str, tuple[Any, Origin]]) -> 
             "(storage.log and storage.state): the embedded store is one process that "
             f"does everything; e.g. {values['role'][1].example(known['role'], 'all')}",
             field="role", origin=str(values["role"][1]))
-    if storage.clustered and storage.archive:
-        raise ConfigError(
-            f"storage.archive: the scale-out backend has no archive tier yet; got "
-            f"{show(storage.archive)} from {values['storage.archive'][1]}; leave it empty "
-            "with storage.log", field="storage.archive",
-            origin=str(values["storage.archive"][1]))
 
 
 def _ordered(values: Mapping[str, tuple[Any, Origin]], low: str, high: str) -> None:

@@ -11,9 +11,9 @@ Nothing outside this package imports a backend; it calls :func:`open_storage`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -78,7 +78,10 @@ def open_storage(config: StorageConfig, *, max_pending: int = 200_000,
     if config.clustered:
         from millpond.storage.cluster import open_cluster_storage
 
-        return open_cluster_storage(nats_servers(config.log), config.state, config.place)
+        return open_cluster_storage(nats_servers(config.log), config.state, config.place,
+                                    archive=config.archive,
+                                    archive_endpoint=config.archive_endpoint,
+                                    archive_range=config.archive_range)
     if config.backend == "memory":
         from millpond.storage.memory import MemoryStorage
 
@@ -97,10 +100,20 @@ def leases_of(storage: Storage) -> LeaseStore | None:
     return cast("LeaseStore | None", getattr(storage, "leases", None))
 
 
+def archiver_of(storage: Storage) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """The scale-out backend's archiver job (run by the holder of the ``jobs`` lease); None
+    on the other backends (the embedded store archives in a thread of its own) and on a
+    cluster without an archive."""
+    if getattr(storage, "archive", None) is None:
+        return None
+    return cast("Callable[[], Coroutine[Any, Any, None]] | None",
+                getattr(storage, "archive_job", None))
+
+
 def stream_state_of(storage: Storage) -> Callable[[], StreamState] | None:
     """How to read the scale-out log's stream state; None on the other backends."""
     return cast("Callable[[], StreamState] | None", getattr(storage, "stream_state", None))
 
 
-__all__ = ["LeaseStore", "Storage", "StorageConfig", "leases_of", "nats_servers",
+__all__ = ["LeaseStore", "Storage", "StorageConfig", "archiver_of", "leases_of", "nats_servers",
            "open_storage", "stream_state_of"]

@@ -238,6 +238,15 @@ class NetworkLog:
         return [urlsplit(s.url).path for s in self.requests
                 if s.method == "POST" and origin(s.url) == collector]
 
+    def wait_for_posts(self, page: Page, collector: str, paths: set[str],
+                       timeout: float = 15.0) -> None:
+        """Until POSTs to every one of ``paths`` have shown, or ``timeout``: the collector
+        can store events before Playwright hands us the page's request events (a loaded CI
+        machine read none). No failure here: the caller compares the exact set."""
+        deadline = time.monotonic() + timeout
+        while not paths <= set(self.posts(collector)) and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+
     def console_errors(self) -> list[str]:
         return [f"{m.type}: {m.text}" for m in self.console if m.type == "error"]
 

@@ -100,6 +100,7 @@ def test_browser_sdk_stores_each_call_once(collector, page_server, browser_page,
          timeout=30, what=f"{sdk} ({mode}): 4 stored events", page=page, log=log)
     # Let every request (retries included) finish, then read again: a duplicate stored late
     # by a retry would show now.
+    log.wait_for_posts(page, collector.url, ENDPOINTS[(sdk, mode)])
     log.wait_idle(page)
     events = collector.events(source=source["id"])
 

@@ -39,6 +39,9 @@ class Backend:
     durable = False
     #: ``index.part_scanner()`` returns a scanner for other processes.
     scans_parts = False
+    #: Has an archive tier: :meth:`open_archived` opens it with one, whose
+    #: ``storage.archive.seal_once()`` moves the next sealed range to a Parquet file.
+    archives = False
     #: What the backend does not do yet: test module name, or ``module::test``, -> why.
     not_yet: dict[str, str] = {}
 
@@ -64,6 +67,25 @@ class Backend:
         """The backend on this place: the same data again after a close, if durable."""
         return open_storage(self.config())
 
+    def open_archived(self, range_size: int) -> Storage:
+        """The backend on this place with an archive tier of ``range_size`` events per
+        file (sealed only by ``storage.archive.seal_once()`` calls of the test, or by the
+        backend's own archiver)."""
+        raise NotImplementedError
+
+    def archive_bytes(self, storage: Storage) -> list[bytes]:
+        """The bytes of every file in the archive's place (listed or not)."""
+        place = storage.archive.place  # type: ignore[attr-defined]
+        out = []
+        for name in sorted(place.names()):
+            handle = place.open(name)
+            if isinstance(handle, Path):
+                out.append(handle.read_bytes())
+            else:
+                with handle:
+                    out.append(handle.read())
+        return out
+
     def remove_events(self, storage: Storage, seqs: Iterable[int]) -> None:
         """Delete stored events as retention would: their seqs become gaps."""
         raise NotImplementedError
@@ -77,6 +99,12 @@ class SQLiteBackend(Backend):
     name = "sqlite"
     durable = True
     scans_parts = True
+    archives = True
+
+    def open_archived(self, range_size: int) -> Storage:
+        # the archive in the data dir: the embedded store's default place
+        return open_storage(StorageConfig(data_dir=str(self.tmp_path / "data"),
+                                          archive_range=range_size))
 
     def _file(self, name: str) -> sqlite3.Connection:
         return sqlite3.connect(self.tmp_path / "data" / name, isolation_level=None)
@@ -117,6 +145,7 @@ class ClusterBackend(Backend):
 
     name = "cluster"
     durable = True
+    archives = True
 
     #: The session's cluster (servers, dsn), for a backend made by a test without them
     #: (``type(backend)(path)``: a second place beside the test's).
@@ -125,24 +154,35 @@ class ClusterBackend(Backend):
     extra: list[ClusterBackend] = []
 
     def __init__(self, tmp_path: Path, servers: list[str] | None = None,
-                 dsn: str | None = None, place: str | None = None, **_options: Any):
+                 dsn: str | None = None, place: str | None = None,
+                 s3: str | None = None, bucket: str | None = None, **_options: Any):
         super().__init__(tmp_path)
         if not (servers and dsn):
             assert self.session, "the cluster backend needs the session's cluster"
             servers, dsn = self.session
             ClusterBackend.extra.append(self)
         self.servers, self.dsn = servers, dsn
+        #: the session's S3 endpoint and a bucket of this test's own (archive tests)
+        self.s3, self.bucket = s3, bucket
         #: the stream's name, which is also the schema's
         self.stream = place or f"t{uuid.uuid4().hex[:12]}"
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "servers": self.servers, "dsn": self.dsn,
-                "place": self.stream}
+                "place": self.stream, "s3": self.s3, "bucket": self.bucket}
 
     def open(self) -> Storage:
         from millpond.storage.cluster import open_cluster_storage
 
         return open_cluster_storage(tuple(self.servers), self.dsn, self.stream)
+
+    def open_archived(self, range_size: int) -> Storage:
+        from millpond.storage.cluster import open_cluster_storage
+
+        assert self.s3 and self.bucket, "archive tests get the session's S3 (archive_backend)"
+        return open_cluster_storage(tuple(self.servers), self.dsn, self.stream,
+                                    archive=f"s3://{self.bucket}/log",
+                                    archive_endpoint=self.s3, archive_range=range_size)
 
     async def _js(self, work: Any) -> None:
         import nats
@@ -196,7 +236,8 @@ class ClusterBackend(Backend):
 BACKENDS: dict[str, type[Backend]] = {"sqlite": SQLiteBackend, "memory": MemoryBackend,
                                       "cluster": ClusterBackend}
 #: Fixture name -> the capability its backends must have (None: any backend).
-CAPABILITIES = {"backend": None, "durable_backend": "durable", "parts_backend": "scans_parts"}
+CAPABILITIES = {"backend": None, "durable_backend": "durable", "parts_backend": "scans_parts",
+                "archive_backend": "archives"}
 
 
 def _not_yet(backend: type[Backend], item: pytest.Metafunc) -> str | None:
@@ -224,11 +265,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 terminalreporter.write_line(f"  {what}: {why}")
 
 
-def _make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def _make(request: pytest.FixtureRequest, tmp_path: Path,
+          archive: bool = False) -> Iterator[Backend]:
     options: dict[str, Any] = {}
     if request.param == "cluster":
         cluster = request.getfixturevalue("dev_cluster")
         options.update(servers=cluster.nats.urls, dsn=cluster.postgres.dsn())
+        if archive:  # a bucket of this test's own on the session's S3
+            bucket = f"lake-{uuid.uuid4().hex[:12]}"
+            cluster.s3.client().create_bucket(Bucket=bucket)
+            options.update(s3=cluster.s3.endpoint, bucket=bucket)
         ClusterBackend.session = (cluster.nats.urls, cluster.postgres.dsn())
     backend = BACKENDS[request.param](tmp_path, **options)
     yield backend
@@ -250,6 +296,18 @@ def durable_backend(request, tmp_path) -> Iterator[Backend]:
 @pytest.fixture
 def parts_backend(request, tmp_path) -> Iterator[Backend]:
     yield from _make(request, tmp_path)
+
+
+@pytest.fixture
+def archive_backend(request, tmp_path, monkeypatch) -> Iterator[Backend]:
+    """A backend with an archive tier; S3's credentials in the environment, where the
+    archive reads them (moto takes any)."""
+    from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    yield from _make(request, tmp_path, archive=True)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""``bench/cluster.py --quick`` and ``bench/cluster_index.py --quick`` run every step, so the
-benchmarks cannot rot unnoticed."""
+"""``bench/cluster.py --quick``, ``bench/cluster_index.py --quick`` and
+``bench/cluster_archive.py --quick`` run every step, so the benchmarks cannot rot
+unnoticed."""
 
 from __future__ import annotations
 
@@ -29,4 +30,13 @@ def test_cluster_index_bench_quick_runs_every_step():
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     for label in ("(a) dedupe keys only", "(b) dedupe keys + index rows", "ratio b/a"):
+        assert label in out.stdout, out.stdout
+
+
+def test_cluster_archive_bench_quick_runs_every_step():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster_archive.py"),
+                          "--quick"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for label in ("seal (stream -> Parquet on S3)", "read by seq", "window scan (all)",
+                  "narrow window", "ratio b/a"):
         assert label in out.stdout, out.stdout

@@ -18,6 +18,7 @@ removed at open.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -271,12 +272,55 @@ def by_seq(path: Any, after_seq: int, upto_seq: int,
            columns: Sequence[str] = ("seq", "ts", "body")) -> pa.Table:
     """The file's rows with ``after_seq < seq <= upto_seq``, sorted by seq."""
     file = pq.ParquetFile(path)
-    parts = [file.read_row_group(g, columns=list(columns))
-             for g, low, high in _groups(file.metadata, "seq")
-             if high > after_seq and low <= upto_seq]
+    parts = []
+    for g, low, high in _groups(file.metadata, "seq"):
+        if high > after_seq and low <= upto_seq:  # each group filtered as it is read:
+            part = file.read_row_group(g, columns=list(columns))  # memory holds the range,
+            seq = part["seq"]                                      # not the whole file
+            parts.append(part.filter(pc.and_(pc.greater(seq, after_seq),
+                                             pc.less_equal(seq, upto_seq))))
     if not parts:
         return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in columns})
+    return pa.concat_tables(parts).sort_by("seq")
+
+
+def by_seqs(path: Any, seqs: Sequence[int], ts: Sequence[int] | None = None) -> pa.Table:
+    """The file's (seq, ts, body) rows whose seq is one of ``seqs`` (any order); row groups
+    whose statistics hold none of them are not read. With ``ts`` (each seq's event time,
+    as the index knows it) a row group is picked by its ``ts`` and ``seq`` statistics
+    both: a file is sorted by event time, so its row groups' seq ranges are wide and
+    overlap, while their time ranges are narrow (an index chunk of events close in time
+    reads one or two row groups, not the whole file)."""
+    wanted = sorted(seqs)
+    keys = sorted(zip(ts, seqs, strict=True)) if ts is not None else []
+    key_ts = [k[0] for k in keys]
+    file = pq.ParquetFile(path)
+    times = {g: (lo, hi) for g, lo, hi in _groups(file.metadata, "ts")}
+    parts = []
+    for g, low, high in _groups(file.metadata, "seq"):
+        if ts is not None:
+            t_low, t_high = times[g]
+            hit = any(low <= k[1] <= high for k in keys[bisect.bisect_left(key_ts, t_low):
+                                                          bisect.bisect_right(key_ts, t_high)])
+        else:
+            i = bisect.bisect_left(wanted, low)
+            hit = i < len(wanted) and wanted[i] <= high
+        if hit:
+            parts.append(file.read_row_group(g, columns=["seq", "ts", "body"]))
+    if not parts:
+        return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
     table = pa.concat_tables(parts)
-    seq = table["seq"]
-    table = table.filter(pc.and_(pc.greater(seq, after_seq), pc.less_equal(seq, upto_seq)))
-    return table.sort_by("seq")
+    return table.filter(pc.is_in(table["seq"], pa.array(wanted, pa.int64())))
+
+
+def seqs_count(path: Any, seqs: Sequence[int]) -> int:
+    """How many of ``seqs`` the file holds."""
+    return by_seqs(path, seqs).num_rows
+
+
+def without_seqs(path: Any, seqs: Sequence[int]) -> Iterator[list[Row]]:
+    """The file's rows (in its order) without those of ``seqs``: what the cluster backend
+    writes in its place when retention or a deletion removes archived events (its index
+    names them by seq)."""
+    gone = pa.array(sorted(seqs), pa.int64())
+    return _without(path, lambda table: pc.is_in(table["seq"], value_set=gone))

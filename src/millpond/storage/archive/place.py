@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +44,10 @@ class Place(Protocol):
         """Every archive file present (listed or not)."""
         ...
 
+    def ages(self) -> dict[str, float]:
+        """Seconds since each file of :meth:`names` was last written."""
+        ...
+
     def describe(self) -> str: ...
 
 
@@ -66,6 +71,14 @@ class LocalPlace:
             return set()
         return {p.name for p in self.directory.iterdir()
                 if p.suffix in (".parquet", ".tmp")}
+
+    def ages(self) -> dict[str, float]:
+        now = time.time()
+        out: dict[str, float] = {}
+        for name in self.names():
+            with contextlib.suppress(OSError):
+                out[name] = now - (self.directory / name).stat().st_mtime
+        return out
 
     def describe(self) -> str:
         return str(self.directory)
@@ -106,12 +119,19 @@ class S3Place:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
     def names(self) -> set[str]:
+        return set(self.ages())
+
+    def ages(self) -> dict[str, float]:
         prefix = f"{self.prefix}/" if self.prefix else ""
-        out: set[str] = set()
+        now = time.time()
+        out: dict[str, float] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix):
-            out.update(o["Key"][len(prefix):] for o in page.get("Contents", ()))
-        return {n for n in out if "/" not in n and n.endswith(".parquet")}
+            for o in page.get("Contents", ()):
+                name = o["Key"][len(prefix):]
+                if "/" not in name and name.endswith(".parquet"):
+                    out[name] = now - o["LastModified"].timestamp()
+        return out
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

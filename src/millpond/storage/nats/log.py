@@ -37,7 +37,7 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import nats.errors
@@ -71,6 +71,9 @@ from millpond.storage.nats.settings import LogSettings
 from millpond.storage.nats.stream import ensure_stream
 from millpond.storage.nats.subjects import msg_id, subject_for, type_token
 from millpond.storage.nats.tombstones import Tombstones
+
+if TYPE_CHECKING:
+    from millpond.storage.postgres.archive import PgArchive
 
 __all__ = ["JetStreamEventLog"]
 
@@ -133,6 +136,9 @@ class JetStreamEventLog:
                                         name=f"jetstream-log-{settings.stream}")
         self._thread.start()
         self._nc: Client | None = None
+        #: The archive tier (``storage/postgres/archive.py``), when the storage opened one:
+        #: seqs up to its last file's are read from it, the rest from the stream.
+        self.archive: PgArchive | None = None
         self._publisher: Publisher | None = None
         #: the turn of the append submitted last: done once it has written its messages
         self._last_turn: asyncio.Future[None] | None = None
@@ -182,10 +188,11 @@ class JetStreamEventLog:
         self._last_turn.set_result(None)
         await subscribe(nc, s.notify_subject, self._on_notify)
 
-    async def _repair_index(self, table: LogTable) -> None:
-        """Index what the stream holds and the table lacks (appends that crashed between
-        their PubAck and their record; see ``dedupe.py``), then move the table's mark."""
-        upto = self._last_seq
+    async def _repair_index(self, table: LogTable, upto: int | None = None) -> None:
+        """Index what the stream holds up to ``upto`` (its end) and the table lacks
+        (appends that crashed between their PubAck and their record; see ``dedupe.py``),
+        then move the table's mark."""
+        upto = self._last_seq if upto is None else upto
         _mark, missing = await table.unindexed(upto)
         found = await self._fetch(missing, index=True)
         rows = [row for e, raw in found.values() if (row := _indexed(e, raw)) is not None]
@@ -354,13 +361,48 @@ class JetStreamEventLog:
 
     async def read(self, after_seq: int, limit: int, *, upto_seq: int | None = None,
                    types: frozenset[str] | None = None) -> list[StoredEvent]:
-        return await self._call(self._read(after_seq, limit, upto_seq, types))
+        archive = self.archive
+        if archive is None:
+            return await self._call(self._read(after_seq, limit, upto_seq, types))
+        while True:
+            top = archive.archived_upto()
+            out: list[StoredEvent] = []
+            after = after_seq
+            if after_seq < top:  # the archive's part first (its reads block: a thread)
+                high = top if upto_seq is None else min(upto_seq, top)
+                out = await asyncio.to_thread(archive.retrying, lambda high=high: archive.read(
+                    after_seq, limit, high, types))
+                if len(out) >= limit or (upto_seq is not None and upto_seq <= top):
+                    return out
+                after = top
+            hot = await self._call(self._read(after, limit - len(out), upto_seq, types))
+            if not await self._archived_since(archive, after + 1, hot):
+                return out + hot
+
+    async def _archived_since(self, archive: PgArchive, start: int,
+                              found: Sequence[StoredEvent]) -> bool:
+        """Whether the stream read from ``start`` may have missed seqs another process
+        archived (and purged) since this one read the manifest: it found nothing at
+        ``start`` though the log is past it, and the manifest, read again, now reaches it."""
+        if (found and found[0].seq == start) or start > self._last_seq:
+            return False
+        before = archive.archived_upto()
+        await asyncio.to_thread(archive.refresh)
+        return archive.archived_upto() > before and archive.archived_upto() >= start
 
     async def get(self, seq: int) -> StoredEvent | None:
         if seq <= 0 or seq in self._deleted:
             return None
-        return await self._call(direct_get(self._client, self._s.stream, seq, self._last_seq,
-                                           READ_TIMEOUT))
+        archive = self.archive
+        if archive is not None and seq <= archive.archived_upto():
+            return await asyncio.to_thread(archive.retrying, lambda: archive.get(seq))
+        found = await self._call(direct_get(self._client, self._s.stream, seq, self._last_seq,
+                                            READ_TIMEOUT))
+        if found is None and archive is not None:
+            await asyncio.to_thread(archive.refresh)
+            if seq <= archive.archived_upto():
+                return await asyncio.to_thread(archive.retrying, lambda: archive.get(seq))
+        return found
 
     async def find(self, source_id: str, message_id: str) -> StoredEvent | None:
         """Not on the stream alone (it has no look-up by header): the dedupe table knows
@@ -369,14 +411,8 @@ class JetStreamEventLog:
             raise NotImplementedError("find() on the JetStream log needs a dedupe table")
         dedupe = self._dedupe
 
-        async def lookup() -> StoredEvent | None:
-            seq = await dedupe.find(source_id, message_id)
-            if seq is None or seq in self._deleted:
-                return None
-            return await direct_get(self._client, self._s.stream, seq, self._last_seq,
-                                    READ_TIMEOUT)
-
-        return await self._call(lookup())
+        seq = await self._call(dedupe.find(source_id, message_id))
+        return None if seq is None or seq in self._deleted else await self.get(seq)
 
     async def _fetch(self, seqs: Sequence[int], index: bool = False,
                      ) -> dict[int, tuple[StoredEvent, str | None]]:
@@ -412,12 +448,73 @@ class JetStreamEventLog:
         await asyncio.gather(*(one(a, b) for a, b in runs))
         return found
 
-    async def fetch(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
-        """The events at ``seqs`` that are still stored, by seq (the index's bodies)."""
+    async def fetch(self, seqs: Sequence[int], ts: Sequence[int] | None = None,
+                    ) -> dict[int, StoredEvent]:
+        """The events at ``seqs`` that are still stored, by seq (the index's bodies), from
+        the archive for archived seqs, from the stream for the others; ``ts``, each seq's
+        event time (the index has it), lets the archive pick row groups by time."""
+        if not seqs:
+            return {}
+        archive = self.archive
+        if archive is None:
+            return await self._stream_fetch(seqs)
+        top = archive.archived_upto()
+        out = await self._stream_fetch([s for s in seqs if s > top])
+        missing = [s for s in seqs if s > top and s not in out]
+        if missing:  # archived since this process read the manifest?
+            await asyncio.to_thread(archive.refresh)
+            top = archive.archived_upto()
+        old = [i for i, s in enumerate(seqs) if s <= top and s not in out]
+        if old:
+            old_seqs = [seqs[i] for i in old]
+            old_ts = None if ts is None else [ts[i] for i in old]
+            out.update(await asyncio.to_thread(archive.retrying,
+                                               lambda: archive.bodies(old_seqs, old_ts)))
+        return out
+
+    async def _stream_fetch(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
         if not seqs:
             return {}
         found = await self._call(self._fetch(seqs))
         return {seq: event for seq, (event, _) in found.items()}
+
+    # -- the archive's hooks (blocking: from the archiver's thread) -------------------
+    def stream_bounds(self) -> tuple[int, int]:
+        async def info() -> tuple[int, int]:
+            state = (await _jetstream(self._client, READ_TIMEOUT).stream_info(
+                self._s.stream)).state
+            self._note_seq(state.last_seq)
+            return state.first_seq, state.last_seq
+
+        return self._blocking(info())
+
+    def index_upto(self, seq: int) -> None:
+        """Index what the stream holds up to ``seq`` and the table lacks (an append that
+        crashed after its PubAck), as the log's opening does up to the stream's end."""
+        self._blocking(self._repair_index(self._table(), seq))
+
+    def stream_bodies(self, seqs: Sequence[int]) -> dict[int, StoredEvent]:
+        found = self._blocking(self._fetch(seqs))
+        return {seq: event for seq, (event, _) in found.items()}
+
+    def purge_upto(self, seq: int) -> None:
+        """Purge every message up to ``seq`` (JetStream's purge below a sequence; the
+        stream's last seq stays, so seqs are never reused)."""
+        async def purge() -> None:
+            await _jetstream(self._client, READ_TIMEOUT).purge_stream(self._s.stream,
+                                                                      seq=seq + 1)
+
+        self._blocking(purge())
+
+    def stream_delete(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            self._blocking(self._delete_stream(seqs), READ_TIMEOUT * (1 + len(seqs) // 100))
+
+    def _blocking(self, coro: Coroutine[Any, Any, _T], timeout: float = READ_TIMEOUT * 4) -> _T:
+        if self._stopped:
+            coro.close()
+            raise StorageUnavailable("the log is closed")
+        return self._on_loop(coro).result(timeout)
 
     # -- retention -------------------------------------------------------------------
     def _table(self) -> LogTable:
@@ -426,8 +523,15 @@ class JetStreamEventLog:
         return self._dedupe
 
     async def _delete(self, seqs: Sequence[int]) -> None:
-        """Delete ``seqs`` from the stream; one already gone is not an error (a retry of
-        a step that crashed after the stream's half)."""
+        """Delete ``seqs`` from the log (the archive's files written again without the
+        archived ones); one already gone is not an error (a retry of a step that crashed
+        after the log's half)."""
+        if self.archive is not None:
+            await asyncio.to_thread(self.archive.delete, seqs)
+            return
+        await self._delete_stream(seqs)
+
+    async def _delete_stream(self, seqs: Sequence[int]) -> None:
         js = _jetstream(self._client, READ_TIMEOUT)
         for seq in seqs:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -456,6 +560,9 @@ class JetStreamEventLog:
         index rows are the caller's (the eraser's)."""
         if self._stopped:
             raise StorageUnavailable("the log is closed")
+        if self.archive is not None:  # this thread writes the files again
+            self.archive.delete(seqs)
+            return
         self._on_loop(self._delete(seqs)).result(READ_TIMEOUT * (1 + len(seqs) // 100))
 
     def stream_size(self) -> tuple[int, int]:

@@ -32,8 +32,9 @@ from millpond.storage.postgres.dedupe import INDEX_SCHEMA
 
 __all__ = ["PgEventIndex"]
 
-#: Fetches the bodies of seqs from the log (those still stored).
-Fetch = Callable[[Sequence[int]], Awaitable[dict[int, StoredEvent]]]
+#: Fetches the bodies of seqs from the log (those still stored), given each seq's event
+#: time as well (the archive tier picks row groups by it).
+Fetch = Callable[[Sequence[int], Sequence[int]], Awaitable[dict[int, StoredEvent]]]
 
 _WINDOW = (
     " ts < %(to)s AND (%(max)s::bigint IS NULL OR seq <= %(max)s)"
@@ -67,7 +68,7 @@ class PgEventIndex:
 
     async def _bodies(self, rows: Sequence[tuple[int, int]]) -> list[StoredEvent]:
         """The stored events of ``rows`` (seq, ts), in their order; gone ones left out."""
-        found = await self._fetch([seq for seq, _ in rows])
+        found = await self._fetch([seq for seq, _ in rows], [ts for _, ts in rows])
         return [found[seq] for seq, _ in rows if seq in found]
 
     # -- windows -------------------------------------------------------------------------

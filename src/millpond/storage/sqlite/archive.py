@@ -23,21 +23,17 @@ event), and a hash hit whose seq is archived is confirmed against the archived r
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
 from millpond.storage.archive.place import Place
-from millpond.storage.models import EventQuery, Expiry, StoredEvent, Window, WindowCursor
+from millpond.storage.archive.reader import ArchiveReader
+from millpond.storage.models import Expiry
 from millpond.storage.sqlite import retention
 
 log = logging.getLogger("millpond.storage")
@@ -52,7 +48,7 @@ CREATE TABLE IF NOT EXISTS archive_files (
 _COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, message_id,"
             " body")
 
-class SQLiteArchive:
+class SQLiteArchive(ArchiveReader):
     """The manifest, sealing, and reads of archived rows; see the module docstring.
 
     ``place`` is where files live (a directory or a bucket); ``conn`` the log's maintenance
@@ -61,7 +57,7 @@ class SQLiteArchive:
 
     def __init__(self, place: Place, range_size: int, conn: sqlite3.Connection,
                  lock: threading.Lock, last_seq):
-        self.place = place
+        super().__init__(place)
         self.range_size = range_size
         self._conn = conn
         self._lock = lock
@@ -69,10 +65,9 @@ class SQLiteArchive:
         conn.executescript(SCHEMA)
         #: The log's file (sealing reads it through a connection of its own: ``_rows``).
         self._path = conn.execute("PRAGMA database_list").fetchone()[2]
-        self._files = [FileStats(*r) for r in conn.execute(
+        self._listed([FileStats(*r) for r in conn.execute(
             "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
-            " FROM archive_files ORDER BY first_seq")]
-        self._firsts = [f.first_seq for f in self._files]
+            " FROM archive_files ORDER BY first_seq")])
         #: Called before a range is sealed: indexes built from the hot rows (the
         #: per-person index copies from ``events``) catch up first.
         self.before_seal: list[Callable[[], object]] = []
@@ -91,26 +86,6 @@ class SQLiteArchive:
         listed = {f.name for f in self._files}
         for name in self.place.names() - listed:
             self.place.remove(name)
-
-    # -- what is archived ----------------------------------------------------------------
-    def files(self) -> list[FileStats]:
-        return list(self._files)
-
-    def archived_upto(self) -> int:
-        """The last seq of the archived ranges (0: none)."""
-        files_ = self._files
-        return files_[-1].last_seq if files_ else 0
-
-    def path(self, f: FileStats) -> Any:
-        """The file, for pyarrow to read (a path, or a random-access file in a bucket)."""
-        return self.place.open(f.name)
-
-    def file_of(self, seq: int) -> FileStats | None:
-        i = bisect.bisect_right(self._firsts, seq) - 1
-        if i < 0:
-            return None
-        f = self._files[i]
-        return f if seq <= f.last_seq else None
 
     # -- sealing -------------------------------------------------------------------------
     def nudge(self) -> None:
@@ -245,89 +220,3 @@ class SQLiteArchive:
         self._due.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
-
-    # -- reading -------------------------------------------------------------------------
-    def read(self, after_seq: int, limit: int, upto_seq: int | None,
-             types: frozenset[str] | None) -> list[StoredEvent]:
-        """Archived events after ``after_seq`` in seq order (see ``EventLog.read``)."""
-        out: list[StoredEvent] = []
-        top = (1 << 62) if upto_seq is None else upto_seq
-        for f in self._files:
-            if f.last_seq <= after_seq or len(out) >= limit:
-                continue
-            if f.first_seq > top:
-                break
-            table = files.by_seq(self.path(f), after_seq, min(top, f.last_seq),
-                                 ("seq", "ts", "body", "type"))
-            if types is not None:
-                table = files.of_types(table, types)
-            table = table.slice(0, limit - len(out))
-            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
-                           table["body"].to_pylist()))
-        return out
-
-    def get(self, seq: int) -> StoredEvent | None:
-        f = self.file_of(seq)
-        if f is None:
-            return None
-        table = files.by_seq(self.path(f), seq - 1, seq)
-        if not table.num_rows:
-            return None
-        return StoredEvent(seq, table["ts"][0].as_py(), table["body"][0].as_py())
-
-    def key_of(self, seq: int) -> tuple[str, str] | None:
-        """(source_id, message_id) of an archived event, or None: a dedupe hit's check."""
-        f = self.file_of(seq)
-        if f is None:
-            return None
-        table = files.by_seq(self.path(f), seq - 1, seq, ("seq", "source_id", "message_id"))
-        if not table.num_rows:
-            return None
-        return table["source_id"][0].as_py(), table["message_id"][0].as_py()
-
-    def window(self, window: Window, after: WindowCursor | None) -> Iterator[StoredEvent]:
-        """The window's archived events in (ts, seq) order after ``after``: each file's
-        stream (files skipped by their time bounds and seq ranges), merged."""
-        start = (window.ts_from, 0) if after is None else \
-            max((window.ts_from, 0), (after.ts, after.seq))
-        streams = [files.window_events(self.path(f), start, window.ts_to, window.max_seq,
-                                       window.source_ids)
-                   for f in self._files
-                   if f.ts_max >= start[0] and f.ts_min < window.ts_to
-                   and (window.max_seq is None or f.first_seq <= window.max_seq)]
-        if len(streams) == 1:
-            return streams[0]
-        return heapq.merge(*streams, key=lambda e: (e.ts_ms, e.seq))
-
-    def query(self, q: EventQuery) -> list[StoredEvent]:
-        """``EventIndex.query`` over the archive: files in ``q``'s seq order, skipped by
-        their seq range and time bounds, until ``q.limit`` events are found."""
-        out: list[StoredEvent] = []
-        for f in (reversed(self._files) if q.descending else self._files):
-            if len(out) >= q.limit:
-                break
-            if (q.after_seq is not None and f.last_seq <= q.after_seq) or \
-                    (q.before_seq is not None and f.first_seq >= q.before_seq) or \
-                    not f.events or (q.ts_from is not None and f.ts_max < q.ts_from) or \
-                    (q.ts_to is not None and f.ts_min >= q.ts_to):
-                continue
-            table = files.query(self.path(f), msgspec.structs.replace(
-                q, limit=q.limit - len(out)))
-            out.extend(map(StoredEvent, table["seq"].to_pylist(), table["ts"].to_pylist(),
-                           table["body"].to_pylist()))
-        return out
-
-    def count(self, window: Window) -> int:
-        return sum(files.count(self.path(f), window.ts_from, window.ts_to, window.max_seq,
-                               window.source_ids)
-                   for f in self._files
-                   if f.ts_max >= window.ts_from and f.ts_min < window.ts_to
-                   and (window.max_seq is None or f.first_seq <= window.max_seq))
-
-    def span(self) -> tuple[int, int, int, int] | None:
-        """(events, bytes, ts_min, ts_max) of the whole archive, or None when empty."""
-        held = [f for f in self._files if f.events]
-        if not held:
-            return None
-        return (sum(f.events for f in held), sum(f.bytes for f in self._files),
-                min(f.ts_min for f in held), max(f.ts_max for f in held))

@@ -1,0 +1,87 @@
+"""Reading an archive file by seq: the rows asked for, whichever row groups hold them, and
+only the row groups that can (picked by the seq and event-time statistics)."""
+
+from __future__ import annotations
+
+import random
+from unittest import mock
+
+import pyarrow.parquet as pq
+
+from millpond.storage.archive import files
+
+
+def _file(tmp_path, n: int = 60, group: int = 5):
+    rng = random.Random(3)
+    rows = sorted(((seq, rng.randrange(0, 1000), 0, "src", "track", None, None, None,
+                    f"m{seq}", b"{}") for seq in range(1, n + 1)), key=lambda r: (r[1], r[0]))
+    chunks = [rows[i:i + group] for i in range(0, n, group)]  # one row group per chunk
+    files.write(tmp_path, "log.parquet", chunks, 1, n)
+    return tmp_path / "log.parquet", {r[0]: r[1] for r in rows}
+
+
+def test_rows_by_seq_with_and_without_their_event_times(tmp_path):
+    path, ts_of = _file(tmp_path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 12
+    wanted = [7, 41, 3, 60]
+    for ts in (None, [ts_of[s] for s in wanted]):
+        table = files.by_seqs(path, wanted, ts)
+        assert sorted(zip(table["seq"].to_pylist(), table["ts"].to_pylist(), strict=True)) \
+            == sorted((s, ts_of[s]) for s in wanted)
+    assert files.by_seqs(path, [999]).num_rows == 0
+
+
+def test_event_times_narrow_the_row_groups_read(tmp_path):
+    path, ts_of = _file(tmp_path)
+    # rows sorted by time: every row group's seq range is wide, its time range narrow
+    wanted = [s for s, _ in sorted(ts_of.items(), key=lambda kv: (kv[1], kv[0]))[10:15]]
+    read = []
+    real = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):
+        read.append(i)
+        return real(self, i, *args, **kwargs)
+
+    with mock.patch.object(pq.ParquetFile, "read_row_group", counting):
+        by_time = files.by_seqs(path, wanted, [ts_of[s] for s in wanted])
+        groups_by_time = len(read)
+        read.clear()
+        by_seq = files.by_seqs(path, wanted)
+    assert sorted(by_time["seq"].to_pylist()) == sorted(by_seq["seq"].to_pylist()) \
+        == sorted(wanted)
+    assert groups_by_time <= 2 < len(read), (groups_by_time, len(read))
+
+
+def test_a_file_without_some_seqs(tmp_path):
+    path, ts_of = _file(tmp_path)
+    kept = [r for chunk in files.without_seqs(path, [5, 6, 50]) for r in chunk]
+    assert sorted(r[0] for r in kept) == [s for s in range(1, 61) if s not in (5, 6, 50)]
+    assert [(r[1], r[0]) for r in kept] == sorted((r[1], r[0]) for r in kept)  # order kept
+    assert files.seqs_count(path, [5, 6, 50, 999]) == 3
+
+
+def test_pages_by_seq_across_spans_and_files(tmp_path, monkeypatch):
+    from millpond.storage.archive import reader
+    from millpond.storage.archive.place import LocalPlace
+
+    monkeypatch.setattr(reader, "SPAN", 7)  # many spans a file, pages across their edges
+    rng = random.Random(9)
+    place = LocalPlace(tmp_path)
+    listed, expected = [], []
+    for first in (1, 41):
+        rows = sorted(((seq, rng.randrange(0, 1000), 0, "src", "identify" if seq % 4 == 0
+                        else "track", None, None, None, f"m{seq}", b"{}")
+                       for seq in range(first, first + 40) if seq % 9), key=lambda r: (r[1], r[0]))
+        listed.append(place.write(f"log-{first}.parquet", [rows[i:i + 5] for i in range(
+            0, len(rows), 5)], first, first + 39))
+        expected += sorted((r[0], r[1], r[4]) for r in rows)
+    archive = reader.ArchiveReader(place)
+    archive._listed(listed)
+    for after, limit, upto, types in ((0, 1000, None, None), (3, 5, None, None),
+                                      (12, 9, 70, None), (0, 6, None, frozenset({"identify"})),
+                                      (38, 4, None, None), (80, 10, None, None)):
+        want = [(s, t) for s, t, kind in expected if s > after and (upto is None or s <= upto)
+                and (types is None or kind in types)][:limit]
+        got = archive.read(after, limit, upto, types)
+        assert [(e.seq, e.ts_ms) for e in got] == want, (after, limit, upto, types)
+    assert len(archive._spans) <= reader.SPANS_KEPT

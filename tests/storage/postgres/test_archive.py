@@ -1,0 +1,142 @@
+"""The cluster backend's archive tier beyond the contract suite (``contract/test_archive.py``):
+what comes of several processes sharing one manifest, and of a seal interrupted at each
+of its steps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from millpond.storage.archive import files as archive_files
+from millpond.storage.models import Window
+from tests.storage.contract.conftest import ClusterBackend
+from tests.storage.helpers import ev
+
+
+@pytest.fixture
+def place(dev_cluster, tmp_path, monkeypatch) -> Iterator[ClusterBackend]:
+    """A stream, a schema and a bucket of this test's own on the session's cluster."""
+    from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    dev_cluster.s3.client().create_bucket(Bucket=bucket)
+    backend = ClusterBackend(tmp_path, dev_cluster.nats.urls, dev_cluster.postgres.dsn(),
+                             s3=dev_cluster.s3.endpoint, bucket=bucket)
+    yield backend
+    backend.cleanup()
+
+
+def _ids(events) -> list[str]:
+    return [json.loads(e.body)["messageId"] for e in events]
+
+
+def test_a_process_whose_manifest_is_stale_still_reads_every_event(place):
+    reader = place.open_archived(10)  # opened before anything was archived
+    archiver = place.open_archived(10)
+    try:
+        archiver.log.submit([ev(f"m{i}", ts=100 - i) for i in range(25)]).result(10)
+        everything = asyncio.run(archiver.log.read(0, 1000))
+        while archiver.archive.seal_once() is not None:
+            pass
+        assert archiver.tiers()[0].events == 5  # purged from the stream
+        assert reader.archive.archived_upto() == 0  # it has not looked since
+        assert asyncio.run(reader.log.get(4)) == everything[3]
+        assert reader.archive.archived_upto() == 20  # a miss read the manifest again
+        reader.archive._listed([])  # stale again: each read path finds its way back
+        assert asyncio.run(reader.log.read(0, 1000)) == everything
+        reader.archive._listed([])
+        assert asyncio.run(reader.log.find("src_a", "m7")) == everything[7]
+        reader.archive._listed([])
+
+        async def scan():
+            return [e async for c in reader.index.scan(Window(0, 1000), chunk=7) for e in c]
+
+        assert asyncio.run(scan()) == sorted(everything, key=lambda e: (e.ts_ms, e.seq))
+        # a file rewritten by another process since: the reader's cached name is gone
+        stale = list(reader.archive.files())
+        archiver.log.delete([2])
+        reader.archive._listed(stale)
+        assert _ids(asyncio.run(reader.log.read(0, 1000))) == [
+            i for i in _ids(everything) if i != "m1"]
+    finally:
+        reader.close()
+        archiver.close()
+
+
+def test_a_seal_interrupted_before_its_purge_is_finished_by_the_next(place, monkeypatch):
+    storage = place.open_archived(10)
+    try:
+        storage.log.submit([ev(f"m{i}", ts=i) for i in range(15)]).result(10)
+        everything = asyncio.run(storage.log.read(0, 1000))
+
+        def crash(_seq: int) -> None:
+            raise RuntimeError("killed before the purge")
+
+        purge = storage.log.purge_upto
+        monkeypatch.setattr(storage.log, "purge_upto", crash)
+        with pytest.raises(RuntimeError):
+            storage.archive.seal_once()
+        # listed, and still in the stream: each event is read once, from the archive
+        assert storage.archive.archived_upto() == 10
+        assert storage.tiers()[0].events == 15
+        assert asyncio.run(storage.log.read(0, 1000)) == everything
+        monkeypatch.setattr(storage.log, "purge_upto", purge)
+        assert storage.archive.seal_once() is None  # no range sealed: only the purge
+        assert storage.tiers()[0].events == 5
+        assert asyncio.run(storage.log.read(0, 1000)) == everything
+    finally:
+        storage.close()
+
+
+def test_a_file_written_but_never_listed_is_removed_and_never_read(place, monkeypatch):
+    storage = place.open_archived(10)
+    try:
+        storage.log.submit([ev(f"m{i}", ts=i) for i in range(15)]).result(10)
+        everything = asyncio.run(storage.log.read(0, 1000))
+
+        write = storage.archive.place.write
+
+        def crash(*args):
+            write(*args)
+            raise RuntimeError("killed after the upload, before the manifest's commit")
+
+        monkeypatch.setattr(storage.archive.place, "write", crash)
+        with pytest.raises(RuntimeError):
+            storage.archive.seal_once()
+        monkeypatch.setattr(storage.archive.place, "write", write)
+        assert storage.archive.place.names() == {"log-000000000000001-000000000000010.parquet"}
+        assert storage.archive.archived_upto() == 0
+        assert asyncio.run(storage.log.read(0, 1000)) == everything  # all from the stream
+        storage.archive.remove_unlisted()  # young: perhaps another archiver's, about to list it
+        assert storage.archive.place.names() == {"log-000000000000001-000000000000010.parquet"}
+        storage.archive.remove_unlisted(grace=0)  # old enough
+        assert storage.archive.place.names() == set()
+        assert storage.archive.seal_once() is not None
+        assert asyncio.run(storage.log.read(0, 1000)) == everything
+    finally:
+        storage.close()
+
+
+def test_an_event_the_index_lacks_is_indexed_before_its_range_is_sealed(place):
+    storage = place.open_archived(10)
+    try:
+        storage.log.submit([ev(f"m{i}", ts=i, userId=f"u{i}") for i in range(12)]).result(10)
+        everything = asyncio.run(storage.log.read(0, 1000))
+        # as a process killed between its PubAck and its index row leaves it
+        with psycopg.connect(place.dsn, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM {place.stream}.events WHERE seq = 4")  # type: ignore[arg-type]
+        stats = storage.archive.seal_once()
+        assert stats is not None and stats.events == 10
+        assert archive_files.seqs_count(storage.archive.path(stats), [4]) == 1
+        assert asyncio.run(storage.log.read(0, 1000)) == everything
+        assert asyncio.run(storage.index.person_events(["u3"])) == [everything[3]]
+    finally:
+        storage.close()
