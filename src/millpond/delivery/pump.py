@@ -202,6 +202,8 @@ class Pump:
             self._sent(stopped.sent)
             raise
         self._sent(done.sent)
+        for result in done.skipped:  # left out by the destination (a loader's screen)
+            self.ledger.done(result.work.seq, (result.work.action, SKIPPED, result.reason))
         for result in done.dead:
             self._dead(result)
         # Hold delivery while progress cannot be saved: sending on would pile up

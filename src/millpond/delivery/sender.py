@@ -67,7 +67,8 @@ STILL_FAILING_EVERY = 300.0
 
 @dataclass(slots=True)
 class Result:
-    """How one item ended: ``sent`` or ``dead`` (with reason and the vendor's answer)."""
+    """How one item ended: ``sent``, ``skipped`` (with reason) or ``dead`` (with reason
+    and the vendor's answer)."""
 
     work: Work
     outcome: str
@@ -78,7 +79,8 @@ class Result:
 
 @dataclass(slots=True)
 class Delivered:
-    """How a batch ended: the items sent, and the dead ones with why.
+    """How a batch ended: the items sent, the ones the destination skipped and the dead
+    ones, each with why.
 
     Why not one :class:`Result` per item: nearly every item is simply sent, and making
     (then reading) an object per item of a 1,000-item batch cost the pump more than
@@ -86,10 +88,12 @@ class Delivered:
 
     sent: list[Work] = field(default_factory=list)
     dead: list[Result] = field(default_factory=list)
+    #: Left out by the destination on purpose (``Partial.skipped``: a loader's screen).
+    skipped: list[Result] = field(default_factory=list)
 
     def results(self) -> list[Result]:
         """One :class:`Result` per item, the sent ones first."""
-        return [Result(w, "sent") for w in self.sent] + self.dead
+        return [Result(w, "sent") for w in self.sent] + self.skipped + self.dead
 
 
 class PriorityGate:
@@ -323,6 +327,8 @@ class Deliverer:
                         elif i in outcome.rejected:
                             done.dead.append(Result(work, "dead", outcome.rejected[i], status,
                                                     excerpt))
+                        elif i in outcome.skipped:
+                            done.skipped.append(Result(work, "skipped", outcome.skipped[i]))
                     progressed = len(pending) < len(works)
                     works = [works[i] for i in pending]
                     if hold is not None:

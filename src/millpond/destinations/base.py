@@ -146,6 +146,9 @@ class Partial(msgspec.Struct, frozen=True):
 
     - indexes in `sent_indexes` were accepted;
     - indexes in `rejected` are terminal (dead-letter with the vendor's reason);
+    - indexes in `skipped` were left out on purpose, never to be sent (a loader
+      screening its batch against the regulations at its commit drops the events of
+      people deleted meanwhile): each ends skipped with its reason, not sent;
     - every other index (`pending(item_count)`) was *not* processed through no
       fault of its own and must be resent without them (e.g. Amplitude rejects
       the whole request when some events are invalid).
@@ -153,11 +156,13 @@ class Partial(msgspec.Struct, frozen=True):
 
     sent_indexes: frozenset[int]
     rejected: dict[int, str]
+    skipped: dict[int, str] = msgspec.field(default_factory=dict)
 
     def pending(self, item_count: int) -> list[int]:
-        """Indexes neither accepted nor rejected: the pump resends these."""
+        """Indexes neither accepted, rejected nor skipped: the pump resends these."""
         return [
-            i for i in range(item_count) if i not in self.sent_indexes and i not in self.rejected
+            i for i in range(item_count)
+            if i not in self.sent_indexes and i not in self.rejected and i not in self.skipped
         ]
 
 

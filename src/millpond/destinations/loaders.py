@@ -6,7 +6,11 @@ scheduler. The seam is the pump's transport: :meth:`LoaderDestination.transport`
 destination its own :class:`LoaderTransport`, which hands the batch's stored events to the
 loader in a worker thread and answers only after the load committed (200), failed transiently
 (503: nothing applied, retried) or can never apply as is (422: dead-lettered with the reason,
-redrivable once fixed). The pump moves the cursor only after the answer, and the loaders are
+redrivable once fixed). A committed load that left events out (people a regulation screened
+by the time it committed, :mod:`millpond.warehouses.screening`) names them in its answer,
+and :meth:`LoaderDestination.classify` makes that a ``Partial`` whose ``skipped`` items the
+run records as skipped with the screen's reason (``deleted``, ``suppressed``), not as sent.
+The pump moves the cursor only after the answer, and the loaders are
 idempotent per ``seq``, so a crash mid-batch re-runs the batch without duplicates or gaps.
 
 Both kinds are ``replayable: false``: their first sync starts at seq 0 (``history_from_start``)
@@ -32,6 +36,7 @@ from millpond.destinations.base import (
     Item,
     OutboundRequest,
     Outcome,
+    Partial,
     RateLimit,
     Reject,
     Retry,
@@ -166,8 +171,12 @@ class LoaderTransport:
                   for e in events]
         outcome = await asyncio.to_thread(self._load, stored, events)
         if isinstance(outcome, Loaded):
-            body = {"events": outcome.events, "rows": outcome.rows,
-                    "discards": len(outcome.discards)}
+            body: dict[str, Any] = {"events": outcome.events, "rows": outcome.rows,
+                                    "discards": len(outcome.discards)}
+            if outcome.screened:  # by index in the request: the pump's items are indexed
+                gone = outcome.screened
+                body["skipped"] = {str(i): gone[s.seq] for i, s in enumerate(stored)
+                                   if s.seq in gone}
             return Response(200, {}, msgspec.json.encode(body))
         reason = outcome.reason if isinstance(outcome, (Retry, Reject)) else str(outcome)
         self.stats.failed(reason)
@@ -238,6 +247,9 @@ class LoaderDestination(DestinationType):
     def classify(self, status: int, headers: Mapping[str, str], body: bytes,
                  item_count: int) -> Outcome:
         if 200 <= status <= 299:
+            skipped = _skipped(body)
+            if skipped:  # screened at the commit: skipped with the screen's reason
+                return Partial(frozenset(range(item_count)) - skipped.keys(), {}, skipped)
             return Sent()
         text = body_text(body)
         if status == 503:
@@ -246,6 +258,23 @@ class LoaderDestination(DestinationType):
 
     def transport_error(self, exc: Exception) -> Outcome:
         return Retry(f"{type(exc).__name__}: {exc}")
+
+
+class _Answer(msgspec.Struct):
+    """The part of a :class:`LoaderTransport` answer :meth:`LoaderDestination.classify`
+    reads: the items the loader left out (by index), with why."""
+
+    skipped: dict[int, str] = msgspec.field(default_factory=dict)
+
+
+_decode_answer = msgspec.json.Decoder(_Answer).decode
+
+
+def _skipped(body: bytes) -> dict[int, str]:
+    try:
+        return _decode_answer(body).skipped
+    except msgspec.DecodeError:
+        return {}
 
 
 @register

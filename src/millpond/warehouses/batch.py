@@ -81,8 +81,10 @@ class Loaded(msgspec.Struct, frozen=True):
       it counts rows whose values changed;
     - ``discards``: see :class:`Discard`; ``clean`` is False when there is any;
     - ``files``: storage writers only, the object keys written (data files, then manifest);
-    - ``screened``: events left out because a regulation blocked them by the time the batch
-      committed (:mod:`millpond.warehouses.screening`).
+    - ``screened``: the seqs of events left out because a regulation blocked them by the
+      time the batch committed, each with the screen's reason (``deleted``,
+      ``suppressed``; :mod:`millpond.warehouses.screening`): the delivery run records
+      them as skipped with that reason, not as sent.
     """
 
     events: int
@@ -92,7 +94,7 @@ class Loaded(msgspec.Struct, frozen=True):
     files: tuple[str, ...] = ()
     already_loaded: int = 0
     """Events skipped because an earlier run already committed them (storage writers)."""
-    screened: int = 0
+    screened: dict[int, str] = msgspec.field(default_factory=dict)
 
     @property
     def clean(self) -> bool:

@@ -11,9 +11,10 @@ loader inside the batch's transaction, after taking the shared side of a lock wh
 exclusive side the deletion takes (so the deletion waits for a batch screened before
 it, and a batch waiting for the deletion is screened after it).
 
-The events screened out here are counted in :attr:`~.batch.Loaded.screened`: the run
-has already let them through, and the batch's answer covers them (nothing of theirs is
-written, as for a skip).
+The events screened out here are listed in :attr:`~.batch.Loaded.screened` with the
+screen's reason (``deleted``, ``suppressed``): the run has already let them through, so
+the loader's answer names them, and the run records each as skipped with that reason
+(:mod:`millpond.destinations.loaders`), never as sent: nothing of theirs is written.
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ __all__ = ["screened"]
 
 
 def screened(events: Sequence[StoredEvent],
-             screen: Screen | None) -> tuple[Sequence[StoredEvent], int]:
-    """``events`` without those ``screen`` blocks now, and how many went."""
+             screen: Screen | None) -> tuple[Sequence[StoredEvent], dict[int, str]]:
+    """``events`` without those ``screen`` blocks now, and the seqs that went, each with
+    the screen's reason."""
     if screen is None or not screen.active:
-        return events, 0
-    kept = [e for e in events
-            if not screen.blocked(e.event.get("userId"), e.event.get("anonymousId"), e.seq)]
-    return kept, len(events) - len(kept)
+        return events, {}
+    kept: list[StoredEvent] = []
+    gone: dict[int, str] = {}
+    for e in events:
+        reason = screen.blocked(e.event.get("userId"), e.event.get("anonymousId"), e.seq)
+        if reason:
+            gone[e.seq] = reason
+        else:
+            kept.append(e)
+    return kept, gone

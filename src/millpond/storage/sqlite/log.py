@@ -68,8 +68,20 @@ _INSERT_EVENT = (
     "INSERT INTO events (seq, source_id, type, event, user_id, anonymous_id, message_id, ts,"
     " received, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
-#: Page cache per connection, KiB.
+#: Page cache per read connection, KiB (lent readers: queries, scans, replays).
 CACHE_KIB = 65536
+#: The group-commit writer's page cache, KiB. Why smaller than a reader's: what it
+#: touches most is pages it appends (event bodies, written once and never read back by
+#: it), which crowd a large cache as they stream through it; the pages it reads again
+#: (the interior pages of the indexes and dedupe tables) fit in a few MiB, and a page it
+#: misses is read from the OS's file cache, not the disk. A 64 MiB cache filled within
+#: the first 300,000 imported events and stayed full: RSS for nothing (bench/import.py).
+WRITER_CACHE_KIB = 16384
+#: The maintenance connection's page cache, KiB (archive sealing, retention). Its work
+#: walks a range once: deleting a sealed range (``secure_delete`` overwrites each page)
+#: touches each of its pages once, so a large cache would only keep up to that many
+#: MiB of pages it never reads again; it did, 64 MiB from the first seal on.
+MAINTENANCE_CACHE_KIB = 2048
 #: WAL bytes (event bodies, roughly) committed before the checkpointer is woken: about
 #: SQLite's own default of 1000 pages, so small commits do not each cost a checkpoint.
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
@@ -146,8 +158,9 @@ class SQLiteEventLog:
         self._checkpointer.start()
 
     # -- connections -----------------------------------------------------------------
-    def _connect(self, *, health: bool = True) -> sqlite3.Connection:
-        return connect(self.path, self._synchronous, cache_kib=CACHE_KIB,
+    def _connect(self, *, health: bool = True,
+                 cache_kib: int = CACHE_KIB) -> sqlite3.Connection:
+        return connect(self.path, self._synchronous, cache_kib=cache_kib,
                        health=self.health if health else None)
 
     @contextlib.contextmanager
@@ -233,7 +246,7 @@ class SQLiteEventLog:
         return dedupe.dedupe_hash
 
     def _run(self) -> None:
-        conn = self._connect()
+        conn = self._connect(cache_kib=WRITER_CACHE_KIB)
         conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
         unchecked = 0  # body bytes committed since the checkpointer was last woken
         while True:
@@ -410,7 +423,7 @@ class SQLiteEventLog:
         """The write connection of maintenance (retention, archiving), made on first use;
         callers hold :attr:`maintenance_lock`."""
         if self._expiry_conn is None:
-            self._expiry_conn = self._connect()
+            self._expiry_conn = self._connect(cache_kib=MAINTENANCE_CACHE_KIB)
         return self._expiry_conn
 
     @property

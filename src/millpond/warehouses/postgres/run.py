@@ -82,7 +82,7 @@ class BatchRun:
         self.inserted: dict[str, int] = {}
         self._n = 0
         #: Events left out by the screen at the batch's start (regulations).
-        self.screened = 0
+        self.screened: dict[int, str] = {}
         #: Copy straight into the tables until one says an id is already there (see above).
         #: Read and written by the writer thread only.
         self._direct = True
