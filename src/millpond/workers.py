@@ -12,7 +12,8 @@ then starts in milliseconds instead of re-importing everything as ``spawn`` woul
 
 Why each worker settles its heap first (:func:`millpond.heap.settle`, as the server
 does): a worker inherits everything the preload imported (the destination catalog
-brings pyarrow, psycopg and aiohttp: ~80k objects) and then allocates per event, so
+brings aiohttp, the actions' parsers and compilers; no longer pyarrow or psycopg, which
+only loader destinations load) and then allocates per event, so
 without it every full collection walked those start-up objects again; in a Mixpanel
 preview that was several percent of the worker's time.
 """

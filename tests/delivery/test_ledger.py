@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from millpond.delivery import ledger as ledger_module
 from millpond.delivery.ledger import Ledger
 
 SENT = ("a", "sent", "")
+
+
+@pytest.fixture(autouse=True, params=["one by one", "in runs"])
+def way(request, monkeypatch):
+    """Every test both ways the ledger settles: one step per event (the few events these
+    tests finish at a time) and run by run in C (what a batch of thousands takes)."""
+    if request.param == "in runs":
+        monkeypatch.setattr(ledger_module, "SMALL", 0)
+    return request.param
 
 
 def test_cursor_stops_below_the_lowest_unfinished_event():
@@ -114,23 +124,45 @@ def test_released_runs_of_batches_count_every_event_once():
     assert dict(counts) == {SENT: 4, other: 4, ("a", "dead_lettered", "HTTP 400"): 1}
 
 
-def test_released_events_are_listed_by_outcome_with_their_log_seq():
-    """The events behind each count: seqs by outcome key, released with the cursor; a
-    replay's keys are positions, so the event's own seq is what gets listed."""
+def test_released_events_are_listed_by_outcome_with_their_keys():
+    """The events behind each count: keys by outcome key, released with the cursor (a
+    replay's positions become seqs in its checkpoint: tests/delivery/test_checkpoint.py)."""
     skip = ("", "skipped", "no action handles group")
     dead = ("a", "dead_lettered", "HTTP 400")
     ledger = Ledger(-1)
-    ledger.open(0, 0, counts=[skip], event_seq=70)  # nothing open before: released at once
-    ledger.open(1, 2, event_seq=50)
-    ledger.open(2, 1, event_seq=90)
-    ledger.open(3, 0, counts=[skip], event_seq=10)
+    ledger.open(0, 0, counts=[skip])  # nothing open before: released at once
+    ledger.open(1, 2)
+    ledger.open(2, 1)
+    ledger.open(3, 0, counts=[skip])
     ledger.done_all([1, 2], SENT)
-    assert ledger.take_outcomes() == {("", "received", ""): [70], skip: [70]}
+    assert ledger.take_outcomes() == {("", "received", ""): [0], skip: [0]}
     ledger.done(1, dead)
     outcomes = ledger.take_outcomes()
-    assert outcomes == {("", "received", ""): [50, 90, 10], SENT: [50, 90], dead: [50],
-                        skip: [10]}
+    assert outcomes == {("", "received", ""): [1, 2, 3], SENT: [1, 2], dead: [1],
+                        skip: [3]}
     ledger.give_back_outcomes(outcomes)  # a failed write: listed again next time
-    ledger.open(4, 0, counts=[skip], event_seq=11)
+    ledger.open(4, 0, counts=[skip])
     again = ledger.take_outcomes()
-    assert again[skip] == [10, 11] and again[("", "received", "")] == [50, 90, 10, 11]
+    assert again[skip] == [3, 4] and again[("", "received", "")] == [1, 2, 3, 4]
+
+
+def test_runs_of_outcomes_are_listed_and_counted_in_release_order():
+    """Released run by run (one ``extend`` per run of equal outcomes): the lists and the
+    counters are what one step per event gave, across runs, gaps and mixed outcomes."""
+    other = ("b", "sent", "")
+    skip = ("", "skipped", "no action handles group")
+    ledger = Ledger(0)
+    for seq in range(1, 13):
+        ledger.open(seq, 0 if seq in (4, 9) else 1, counts=[skip] if seq == 9 else None)
+    ledger.done_all([1, 2, 3], SENT)
+    ledger.done_all([5, 6], other)
+    ledger.done_all([7, 8], ("a", "sent", ""))  # equal to SENT, another tuple
+    ledger.done(10, SENT)
+    ledger.done(10 + 1, other, {"seq": 11})
+    ledger.done_all([12], SENT)
+    cursor, counts, dead, _ = ledger.take()
+    assert cursor == 12 and dead == [{"seq": 11}]
+    assert dict(counts) == {SENT: 7, other: 3, skip: 1}
+    outcomes = ledger.take_outcomes()
+    assert outcomes == {("", "received", ""): list(range(1, 13)),
+                        SENT: [1, 2, 3, 7, 8, 10, 12], other: [5, 6, 11], skip: [9]}

@@ -71,8 +71,8 @@ UNAVAILABLE_WAIT = 1.0
 #: pump catching up on a backlog never holds the collector back for long.
 YIELD_EVERY = 100
 
-#: ``(ledger key, counter deltas, new dead letters, finished keys, the events finished by
-#: outcome key)`` -> one checkpoint.
+#: ``(ledger key, counter deltas, new dead letters, finished keys, the keys of the events
+#: finished by outcome key)`` -> one checkpoint.
 Persist = Callable[[int, Counter[CountKey], list[DeadLetter], list[int],
                     dict[CountKey, list[int]]], None]
 
@@ -158,12 +158,11 @@ class Pump:
                 event["seq"] = seq
                 if screen is not None and screen.active and (reason := screen.blocked(
                         event.get("userId"), event.get("anonymousId"), seq)):
-                    ledger.open(pos, 0, event.get("receivedAt"), [("", SKIPPED, reason)],
-                                None, seq)
+                    ledger.open(pos, 0, event.get("receivedAt"), [("", SKIPPED, reason)])
                     continue
                 items, counts, dead = evaluate(event, only.get(seq) if only else None)
                 ledger.open(pos, len(items), event.get("receivedAt"), counts or None,
-                            dead or None, seq)
+                            dead or None)
                 if items:
                     user = ""
                     if ordered:  # one batch at a time keeps every order: no user needed

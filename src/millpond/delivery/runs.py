@@ -148,10 +148,15 @@ class Checkpoint:
                                               for d in settled if d.run_id in self._recount)
         ids = [d.id for d in settled]
         both = counts + redriven if redriven else counts
+        if outcomes:  # keys -> seqs here, on the writer's thread (slices.py)
+            event_seqs = self.slice.event_seqs
+            outcomes = {k: event_seqs(keys) for k, keys in outcomes.items() if keys}
         self.runs.checkpoint(run.id, cursor=cursor, counts=both,
                              dead=stamp(dead, run.destination_id, run.id),
                              scanned=key - self._saved if moved and self._scanned else 0,
                              redriven=ids, durable=self._durable, outcomes=outcomes)
+        if moved:
+            self.slice.saved(key)
         self._saved = max(self._saved, key)
         self.finished.update(finished)
         if redriven:  # saved: now what the pump reports as saved says so too

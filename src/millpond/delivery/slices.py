@@ -8,7 +8,9 @@ Live delivery, redrives and replays differ in the slice they read, nothing else:
   (``EventIndex.scan``, which may read ahead). ``seq`` is not monotonic in that order, so
   each row gets a running *position* (0, 1, 2, ...) as its key; the chunks in flight
   turn the ledger's "just below the lowest unfinished" position back into a (ts, seq)
-  cursor, and a resumed replay scans strictly after it.
+  cursor, and a resumed replay scans strictly after it, and the positions of the
+  events a checkpoint lists by outcome back into their seqs (:meth:`Slice.event_seqs`,
+  on the checkpoint writer's thread, a few C calls per run of positions).
 
 Why every chunk carries its keys (instead of a ``keyed`` flag on the source that the
 pump branches on per row): the pump's loop is one shape for every slice, and a new slice
@@ -18,8 +20,11 @@ and how a key becomes a saved cursor (:meth:`Slice.cursor_at`).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter, sub
 from typing import NamedTuple, Protocol
 
 from millpond.storage.contracts import EventIndex, EventLog
@@ -47,6 +52,16 @@ class Slice(Protocol):
         slice keeps no cursor, or none yet)."""
         ...
 
+    def event_seqs(self, keys: list[int]) -> list[int]:
+        """The log seqs of the events at ``keys`` (increasing, each above the last key
+        :meth:`saved`), in that order; ``keys`` itself when keys are seqs. Called by one
+        checkpoint writer at a time, on its thread."""
+        ...
+
+    def saved(self, key: int) -> None:
+        """Every event up to ``key`` is saved: forget what only they needed."""
+        ...
+
     async def aclose(self) -> None:
         """Stop reading (the pump stopped)."""
         ...
@@ -64,7 +79,20 @@ def _by_seq(rows: Sequence[StoredEvent]) -> Chunk:
     return Chunk([r.seq for r in rows], rows)
 
 
-class LogTail:
+_SEQ = attrgetter("seq")
+
+
+class _KeyedBySeq:
+    """The key of every row is its seq: nothing to translate, nothing to forget."""
+
+    def event_seqs(self, keys: list[int]) -> list[int]:
+        return keys
+
+    def saved(self, key: int) -> None:
+        return None
+
+
+class LogTail(_KeyedBySeq):
     """The live slice: every event after ``after_seq``, then the tail as it grows
     (``EventLog.read`` and ``wait``; seqs may have gaps)."""
 
@@ -90,7 +118,7 @@ class LogTail:
         return None
 
 
-class RowsSource:
+class RowsSource(_KeyedBySeq):
     """A closed slice given as rows (redrives); ends after the last chunk. It keeps no
     cursor: a redrive marks its dead letters as their events finish."""
 
@@ -148,18 +176,49 @@ class WindowSlice:
         await close_scan(self._scan)
 
     def cursor_at(self, key: int) -> WindowCursor | None:
-        """The (ts, seq) of the row at position ``key``; forgets every chunk the cursor
-        has passed. Called by one checkpoint writer at a time (deque ends are
-        thread-safe), never with a position below the last one asked for."""
+        """The (ts, seq) of the row at position ``key`` (asked again after a failed write:
+        the same answer). Called by one checkpoint writer at a time, on its thread, while
+        the reader may append a chunk: it reads a snapshot of the chunks."""
+        for first, rows in tuple(self._chunks):
+            if key < first:
+                break
+            if key < first + len(rows):
+                row = rows[key - first]
+                return WindowCursor(row.ts_ms, row.seq)
+        return self._last
+
+    def event_seqs(self, keys: list[int]) -> list[int]:
+        """See :class:`Slice`. Per chunk, one slice of its rows when the keys in it are
+        consecutive (a replay mostly finishes runs of them), else one lookup per key; both
+        in C. LookupError for a key of a chunk already forgotten (a bug: it was saved)."""
+        seqs: list[int] = []
+        i, n = 0, len(keys)
+        for first, rows in tuple(self._chunks):
+            if i == n:
+                break
+            if keys[i] < first:
+                raise LookupError(f"position {keys[i]} was forgotten before it was saved")
+            j = bisect_left(keys, first + len(rows), i)
+            if j == i:
+                continue
+            low, high = keys[i] - first, keys[j - 1] - first
+            if high - low == j - i - 1:  # consecutive
+                seqs.extend(map(_SEQ, rows[low:high + 1]))
+            else:
+                seqs.extend(map(_SEQ, map(rows.__getitem__, map(sub, keys[i:j], repeat(first)))))
+            i = j
+        if i < n:
+            raise LookupError(f"position {keys[i]} was not read yet")
+        return seqs
+
+    def saved(self, key: int) -> None:
+        """Forget every chunk whose last row is saved; only then: a failed write asks
+        again for the cursor and the seqs of positions it had asked for."""
         chunks = self._chunks
-        while chunks and chunks[0][0] <= key:
+        while chunks:
             first, rows = chunks[0]
             if key < first + len(rows) - 1:
-                row = rows[key - first]
-                self._last = WindowCursor(row.ts_ms, row.seq)
                 break
             row = rows[-1]
-            # kept: a failed write asks again for the same position
             self._last = WindowCursor(row.ts_ms, row.seq)
             chunks.popleft()
-        return self._last

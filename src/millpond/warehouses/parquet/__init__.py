@@ -5,13 +5,30 @@ Entry points: :class:`ParquetWriter` (``load(events) -> Loaded | Retry | Reject`
 reader of the manifests sees).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from millpond.warehouses.parquet.settings import (
     ParquetSettings,
     check,
     mask_settings,
     parse_settings,
 )
-from millpond.warehouses.parquet.writer import ParquetWriter, read_table
+
+if TYPE_CHECKING:
+    from millpond.warehouses.parquet.writer import ParquetWriter, read_table
+
+
+def __getattr__(name: str) -> Any:
+    """The writer's names on first use: the destination catalog imports this package for
+    the settings in every process (server, preview workers), and the writer brings
+    pyarrow, which only a process that writes or reads Parquet files needs."""
+    if name in ("ParquetWriter", "read_table"):
+        from millpond.warehouses.parquet import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ParquetSettings",

@@ -8,6 +8,11 @@ rights without leaving anything behind.
 
 Settings follow :mod:`millpond.destinations.settings` (unknown keys are errors, messages name the
 field, the value and an example) and raise only :class:`SettingsError`.
+
+Why psycopg is imported inside the functions: the destination catalog imports this module
+(the type's settings and example), and so does every process that has the catalog (the
+server, the preview workers) whether or not it ever has a ``postgres`` destination; psycopg
+is loaded only once a DSN is parsed, masked or connected to.
 """
 
 from __future__ import annotations
@@ -16,9 +21,7 @@ import re
 from typing import Annotated
 
 import msgspec
-import psycopg
 from msgspec import Meta
-from psycopg import conninfo
 
 import millpond.destinations.settings as _settings
 from millpond.destinations.errors import SettingsError
@@ -87,6 +90,9 @@ def parse_settings(raw: dict) -> PostgresSettings:
 
 def check_settings(settings: PostgresSettings) -> None:
     """Checks beyond types, without connecting."""
+    import psycopg  # here, not at the top: see the module docstring
+    from psycopg import conninfo
+
     try:
         conninfo.conninfo_to_dict(settings.dsn)
     except psycopg.ProgrammingError as exc:
@@ -114,6 +120,9 @@ def mask_settings(raw: dict) -> dict:
     out = dict(raw)
     dsn = out.get("dsn")
     if isinstance(dsn, str):
+        import psycopg
+        from psycopg import conninfo
+
         try:
             params = conninfo.conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:
@@ -132,6 +141,9 @@ def _where(params: dict) -> str:
 
 def describe_connect_error(exc: BaseException, dsn: str) -> str:
     """A sentence for a failed connection: what is wrong and what to check."""
+    import psycopg
+    from psycopg import conninfo
+
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
@@ -173,6 +185,8 @@ def check(settings: PostgresSettings) -> None:
 
     Nothing is left behind: the schema and table are created in a transaction rolled back.
     """
+    import psycopg
+
     try:
         conn = psycopg.connect(settings.dsn, autocommit=False,
                                connect_timeout=max(1, round(settings.connect_timeout_seconds)))
