@@ -22,6 +22,7 @@ from millpond.warehouses.batch import StoredEvent
 from millpond.warehouses.parquet import ParquetWriter, parse_settings, read_table
 from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.parquet.stores import ObjectStore
+from tests.support.locks import WatchedLock
 from tests.warehouses.events import every_type
 
 
@@ -232,20 +233,6 @@ def test_a_write_killed_midway_leaves_nothing_a_deletion_misses(location, tmp_pa
         Counter({e.seq for e in events} - first_half - mine)
 
 
-class _WatchedLock:
-    """The location lock, saying when someone starts waiting for it."""
-
-    def __init__(self) -> None:
-        self.inner = threading.Lock()
-        self.contended = threading.Event()
-
-    def __enter__(self) -> None:
-        if not self.inner.acquire(blocking=False):
-            self.contended.set()
-            self.inner.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.inner.release()
 
 
 class _HeldAtCommit:
@@ -282,7 +269,7 @@ def test_a_batch_committing_after_the_deletion_leaves_the_person_out(location, m
     events, mine = ada.events(3_000)
     ids = [ada.user, ada.phone]
     settings = parse_settings({**location, "row_group_size": 1000})
-    lock = _WatchedLock()
+    lock = WatchedLock()
     monkeypatch.setitem(writer_module._LOCKS, make_store(settings).describe(), lock)
     plain = ParquetWriter(settings)
     held = _HeldAtCommit(plain.store)

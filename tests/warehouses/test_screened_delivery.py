@@ -39,6 +39,7 @@ from millpond.warehouses.parquet import writer as writer_module
 from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.postgres import deletion_lock
 from tests.delivery.helpers import new_event
+from tests.support.locks import WatchedLock
 
 #: Events in the batch; one is the deleted person's.
 N = 5
@@ -57,20 +58,6 @@ class Held:
     stored: Callable[[], list[str]]
 
 
-class _WatchedLock:
-    """The parquet location lock, saying when someone starts waiting for it."""
-
-    def __init__(self) -> None:
-        self.inner = threading.Lock()
-        self.contended = threading.Event()
-
-    def __enter__(self) -> None:
-        if not self.inner.acquire(blocking=False):
-            self.contended.set()
-            self.inner.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.inner.release()
 
 
 @pytest.fixture(params=["postgres", "parquet"])
@@ -93,7 +80,7 @@ def held(request, tmp_path: Path, monkeypatch) -> Iterator[Held]:
         watch.close()
         return
     settings = {"path": str(tmp_path / "lake")}
-    lock = _WatchedLock()
+    lock = WatchedLock()
     store = make_store(ParquetDestination.parse_settings(settings))  # type: ignore[arg-type]
     monkeypatch.setitem(writer_module._LOCKS, store.describe(), lock)
     lock.inner.acquire()
