@@ -102,6 +102,7 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tiers: list[dict[str, Any]] = []
+    files: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as state:
         options = ImportOptions(kind="people", timestamp_column="updated_at", resume=False,
                                 state_dir=Path(state), errors_path=Path(state) / "errors.csv",
@@ -119,8 +120,12 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
                                                  archive_range=archive_range))
             sink = LogSink(storage.log, "src_bench")
         started = time.perf_counter()
+        cpu_before = _cpu_seconds()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
+        # CPU by thread before the storage's threads stop: what each part costs, which
+        # (unlike rows/s) hardly depends on how loaded the machine is.
+        threads = _thread_cpu()
         # The import's peak, before the check below reads the whole log through a
         # connection of its own (whose page cache is the bench's, not the import's).
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -132,14 +137,46 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
             everything = Window(-(1 << 62), 1 << 62)
             stored = asyncio.run(storage.index.count(everything))
             tiers = [msgspec.structs.asdict(t) for t in storage.tiers()]
+            # Every file of the data dir (the per-person index is not a tier's but
+            # grows with every event too), bytes per stored event.
+            files = {name: size / max(stored, 1)
+                     for name, size in getattr(storage, "sizes", dict)().items()}
             storage.close()
             assert stored == summary.events_accepted, "log count differs from accepted"
     # The largest reaped child: the import's reader process (0 when it ran none).
-    reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reader = children.ru_maxrss
+    own = _cpu_seconds() - cpu_before
+    threads["reader process"] = children.ru_utime + children.ru_stime
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
             "seconds": seconds, "peak_rss_kb": peak + reader, "importer_rss_kb": peak,
-            "reader_rss_kb": reader, "baseline_rss_kb": baseline, "tiers": tiers}
+            "reader_rss_kb": reader, "baseline_rss_kb": baseline, "tiers": tiers,
+            "files": files, "cpu_seconds": own + threads["reader process"], "thread_cpu": threads}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by its name
+    (Linux ``/proc/self/task/<tid>/stat``; empty elsewhere)."""
+    import os
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
+        name = thread.name.removeprefix("millpond-")
+        out[name] = out.get(name, 0.0) + (int(utime) + int(stime)) / tick
+    return out
 
 
 def run_child(path: Path, url: str | None, write_key: str | None,
@@ -185,6 +222,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "people.csv"
         parse_rates, pipe_rates, peaks, growth, readers = [], [], [], [], []
+        cpus: list[float] = []
         hot_rates: list[float] = []
         for run in range(1, args.runs + 1):
             # Against a server, each run gets different content (so new messageIds):
@@ -201,7 +239,7 @@ def main() -> None:
                 hot = run_child(path, None, None, "log", 0)
                 hot_rates.append(hot["rows"] / hot["seconds"])
                 print(f"run {run}: all-hot pipeline {hot_rates[-1]:,.0f} rows/s")
-                _print_tiers(hot["tiers"])
+                _print_tiers(hot["tiers"], hot.get("files", {}))
             result = run_child(path, args.url, args.write_key, args.sink, args.archive_range)
             if result["rows"] != args.rows or result["rejected"]:
                 raise SystemExit(f"pipeline miscounted: {result}")
@@ -212,7 +250,9 @@ def main() -> None:
             print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
                   f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB "
                   f"(reader process {readers[-1]:,.0f} MB)")
-            _print_tiers(result["tiers"])
+            cpus.append(result["cpu_seconds"] / result["rows"] * 1e6)
+            _print_cpu(result)
+            _print_tiers(result["tiers"], result.get("files", {}))
 
     a, b = statistics.median(parse_rates), statistics.median(pipe_rates)
     sink = ("HttpSink to the server" if args.url else
@@ -223,6 +263,7 @@ def main() -> None:
         ("(a) raw csv.reader parse, rows/s", f"{a:,.0f}"),
         (f"(b) pipeline, {sink}, rows/s", f"{b:,.0f}"),
         ("ratio b/a", f"{b / a:.3f}"),
+        ("(b) CPU seconds per 1M rows, all threads", f"{statistics.median(cpus):,.1f}"),
         *([("(h) same pipeline all-hot, rows/s", f"{statistics.median(hot_rates):,.0f}"),
            ("ratio b/h (archiving on / all-hot)",
             f"{b / statistics.median(hot_rates):.3f}")] if hot_rates else []),
@@ -241,12 +282,24 @@ def main() -> None:
           f"{statistics.median(peaks):,.0f} MB (target for 10M rows: < {TARGET_PEAK_MB} MB)")
 
 
-def _print_tiers(tiers: list[dict[str, Any]]) -> None:
-    """Events, bytes and bytes per event of each tier the run left."""
+def _print_cpu(result: dict[str, Any]) -> None:
+    """CPU seconds per 1M rows: all of it, then each thread's (the busy ones)."""
+    per = 1e6 / result["rows"]
+    parts = sorted(result["thread_cpu"].items(), key=lambda kv: -kv[1])
+    print(f"  CPU {result['cpu_seconds'] * per:,.1f} s per 1M rows: "
+          + ", ".join(f"{name} {cpu * per:,.1f}" for name, cpu in parts if cpu * per >= 0.1))
+
+
+def _print_tiers(tiers: list[dict[str, Any]], files: dict[str, float] | None = None) -> None:
+    """Events, bytes and bytes per event of each tier the run left, then each file's
+    bytes per stored event (hot and archive together)."""
     for tier in tiers:
         per = tier["bytes"] / tier["events"] if tier["events"] else 0
         print(f"  {tier['name']}: {tier['events']:,} events, "
               f"{tier['bytes'] / 1e6:,.0f} MB, {per:,.0f} B/event")
+    if files:
+        print("  on disk per stored event: " + ", ".join(
+            f"{name} {per:,.0f} B" for name, per in files.items() if per >= 0.5))
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def log_count(path: Path) -> int:
 
 def dedupe_rows(path: Path) -> list[tuple[int, int]]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT h, seq FROM dedupe UNION ALL"  # merged or recent
+        return conn.execute("SELECT h, seq FROM dedupe UNION ALL"  # any table
+                            " SELECT h, seq FROM dedupe_runs UNION ALL"
                             " SELECT h, seq FROM dedupe_recent ORDER BY seq").fetchall()
 
 

@@ -55,6 +55,6 @@ def test_a_precomputed_dedupe_key_dedupes_like_the_log_own(tmp_path):
     assert again.seqs == [None, None, 3]
     log.close()
     with sqlite3.connect(tmp_path / "log.db") as conn:
-        assert sorted(conn.execute("SELECT h FROM dedupe UNION ALL"  # merged or recent
+        assert sorted(conn.execute("SELECT h FROM dedupe_runs UNION ALL"  # a run or recent
                                    " SELECT h FROM dedupe_recent").fetchall()) == sorted(
             (dedupe_hash("src_a", f"m{i}"),) for i in (1, 2, 3))

@@ -4,6 +4,7 @@ commits on close, back-pressure, a failed commit. What every backend promises is
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 import time
@@ -96,17 +97,18 @@ def test_hash_collision_stores_both_and_still_dedupes_retries(tmp_path, monkeypa
         reopened.close()
 
 
-def test_keys_moved_into_the_merged_table_still_dedupe(tmp_path, monkeypatch):
-    """New keys go to ``dedupe_recent`` and move into ``dedupe`` every RECENT_KEYS keys;
-    a message is a duplicate whichever table holds its key, across reopens, and in the
-    rare path too (a duplicate inside the same append as a key of the other table)."""
+def test_keys_moved_into_a_run_still_dedupe(tmp_path, monkeypatch):
+    """New keys go to ``dedupe_recent`` and become a run of ``dedupe_runs`` every
+    RECENT_KEYS keys; a message is a duplicate whichever table holds its key, across
+    reopens (the filter rebuilt from the runs), and in the rare path too (a duplicate
+    inside the same append as a key of the other table)."""
     monkeypatch.setattr(dedupe, "RECENT_KEYS", 5)
     path = tmp_path / "log.db"
 
     def tables() -> tuple[int, int]:
         conn = sqlite3.connect(path)
         try:
-            return (conn.execute("SELECT count(*) FROM dedupe").fetchone()[0],
+            return (conn.execute("SELECT count(*) FROM dedupe_runs").fetchone()[0],
                     conn.execute("SELECT count(*) FROM dedupe_recent").fetchone()[0])
         finally:
             conn.close()
@@ -132,10 +134,50 @@ def test_keys_moved_into_the_merged_table_still_dedupe(tmp_path, monkeypatch):
         assert sorted(m for _, m in stored_ids(reopened)) == [
             "a0", "a1", "a2", "a3", "b0", "b1", "c0", "d0"]
         # found by messageId whichever table holds the key
-        assert reopened._find("src_a", "a2").seq == 3  # merged
+        assert reopened._find("src_a", "a2").seq == 3  # in a run
         assert reopened._find("src_a", "d0").seq == 8  # recent
     finally:
         reopened.close()
+
+
+def test_keys_in_many_runs_and_in_the_old_merged_table_dedupe(tmp_path, monkeypatch):
+    """Many runs, a filter rebuilt larger as it fills, and a data dir whose keys were
+    merged into ``dedupe`` by an earlier version: every stored messageId is a duplicate,
+    found by messageId, and a new one is not."""
+    monkeypatch.setattr(dedupe, "RECENT_KEYS", 3)
+    monkeypatch.setattr(dedupe, "FILTER_MIN_BITS", 64)  # full after 8 keys: rebuilt
+    path = tmp_path / "log.db"
+    log = SQLiteEventLog(path)
+    try:
+        for i in range(0, 20, 4):
+            append_sync(log, [ev(f"m{j}") for j in range(i, i + 4)])
+    finally:
+        log.close()
+    with sqlite3.connect(path) as conn:  # the earliest run, as the old layout kept it
+        assert conn.execute("SELECT count(*) FROM dedupe_run_list").fetchone()[0] == 5
+        conn.execute("INSERT INTO dedupe SELECT h, seq FROM dedupe_runs WHERE run = 1")
+        conn.execute("DELETE FROM dedupe_runs WHERE run = 1")
+        conn.execute("DELETE FROM dedupe_run_list WHERE run = 1")
+    reopened = SQLiteEventLog(path)
+    try:
+        assert append_sync(reopened, [ev(f"m{j}") for j in range(20)]).seqs == [None] * 20
+        for j in range(20):
+            assert append_sync(reopened, [ev(f"m{j}")]).seqs == [None]  # the rare path
+            assert reopened._find("src_a", f"m{j}").seq == j + 1
+        assert append_sync(reopened, [ev("new"), ev("m3")]).seqs == [21, None]
+    finally:
+        reopened.close()
+
+
+def test_key_filter_never_misses_a_key_it_was_given():
+    """No false "absent" (dedupe would store a duplicate); few false "present"."""
+    rng = random.Random(3)
+    given = [rng.getrandbits(64) - (1 << 63) for _ in range(20_000)]
+    key_filter = dedupe.KeyFilter.sized_for(len(given))
+    key_filter.add(given)
+    assert key_filter.hits(given) == given
+    others = [rng.getrandbits(64) - (1 << 63) for _ in range(20_000)]
+    assert len(key_filter.hits(others)) < 20_000 * 0.02
 
 
 # -- seq ---------------------------------------------------------------------------------

@@ -12,17 +12,29 @@ Dedupe is forever, so whatever removes events must first copy their exact
 ``dedupe_expired`` (:mod:`.retention`, so the append can say the first copy expired),
 anything else into the overflow table.
 
-Why two tables, ``dedupe_recent`` (small) merged into ``dedupe`` (every key) in bulk: the
-keys are random, so an insert lands on a random leaf page of the B-tree. A group commit of
-20,000 keys into a 10-million-key table (about 50,000 leaf pages) dirties some 17,000 of
-them: 70 MB written to the WAL (and again by the checkpoint) for 20,000 events, 3.5 KB per
-event, which is what made imports slow down with the log's size. New keys go to
-``dedupe_recent`` instead (at most :data:`RECENT_KEYS`, so a commit dirties at most its
-few hundred pages), sorted so each page is written once per commit, and every
-:data:`RECENT_KEYS` keys they move into ``dedupe`` in one sorted ``INSERT ... SELECT``
-(each of its leaf pages written once per merge, not once per commit). A key is looked up
-in both; the merge runs inside the writer's transaction, so a crash leaves the keys in
-one table or the other, never in neither.
+Why new keys never go into one big B-tree: the keys are random, so an insert lands on a
+random leaf page. A group commit of 20,000 keys into a 10-million-key table (about 50,000
+leaf pages) dirties some 17,000 of them: 70 MB written to the WAL (and again by the
+checkpoint) for 20,000 events. So keys live in three places:
+
+- ``dedupe_recent`` (at most :data:`RECENT_KEYS`): where a commit claims its new keys,
+  sorted, with one ``INSERT OR IGNORE`` (a commit dirties at most its few hundred pages);
+- ``dedupe_runs``: each time ``dedupe_recent`` is full it becomes one *run*, copied in one
+  sorted ``INSERT ... SELECT`` under the next run number. The primary key is (run, h), so a
+  new run is appended at the end of the B-tree: each of its pages is written once, and
+  nothing already stored is written again. (Until this layout, the keys were merged into
+  one ``dedupe`` table instead, which rewrote most of its leaf pages at every merge: a
+  cost per event that grew with the log. That table is still read, never written.)
+- an in-memory Bloom filter (:class:`KeyFilter`) of every key in the runs and in
+  ``dedupe``: a commit looks a key up in the runs only when the filter says it may be
+  there (about 2 keys in 100 at most, more when they are real duplicates), so the
+  number of runs costs nothing on the common path. The filter never says "absent" of a
+  key that is there (it is built from the tables when the writer starts and told of every
+  key a run receives), so dedupe stays exact; a false "present" only costs a lookup.
+
+A hit is always confirmed by looking the key up in the tables. Every flush runs inside
+the writer's transaction, so a crash leaves the keys in ``dedupe_recent`` or in a run,
+never in neither.
 
 The key scheme is private to this backend. Producers that have a core to spare (an
 import's reader process) get :func:`dedupe_hash` through ``EventLog.dedupe_keyer()`` and
@@ -32,7 +44,7 @@ fill ``NewEvent.dedupe_key`` with it, so the writer does not compute it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from hashlib import blake2b
 
 import msgspec
@@ -45,16 +57,25 @@ CREATE TABLE IF NOT EXISTS dedupe (h INTEGER PRIMARY KEY, seq INTEGER NOT NULL) 
 CREATE TABLE IF NOT EXISTS dedupe_recent (
     h INTEGER PRIMARY KEY, seq INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe_runs (
+    run INTEGER NOT NULL, h INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run, h)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe_run_list (run INTEGER PRIMARY KEY, keys INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dedupe_overflow (
     source_id TEXT NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (source_id, message_id)
 ) WITHOUT ROWID;
 """
 
 _LOOKUP_CHUNK = 500
-#: Keys ``dedupe_recent`` holds before they move into ``dedupe`` (see the module docstring):
-#: small enough that a commit's random inserts dirty few pages, large enough that a merge
-#: (which rewrites most of ``dedupe``'s leaf pages) comes rarely.
+#: Keys ``dedupe_recent`` holds before they become a run (see the module docstring): small
+#: enough that a commit's random inserts dirty few pages (the table fits the writer's
+#: page cache), large enough that runs stay few (a filter hit looks in each).
 RECENT_KEYS = 250_000
+#: The Bloom filter's least size, bits (4 MiB), and the bits per key it keeps at least:
+#: with two probes, 8 bits a key is 5% false hits at worst; it is rebuilt twice as large
+#: (from the tables, about a second per 2 million keys) when it gets fuller than that.
+FILTER_MIN_BITS = 1 << 25
+FILTER_BITS_PER_KEY = 8
 _encode = msgspec.json.Encoder().encode
 
 #: One ``INSERT INTO events`` row: seq, source_id, type, event, user_id, anonymous_id,
@@ -92,8 +113,9 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
     conn.executemany("INSERT OR IGNORE INTO dedupe_recent (h, seq) VALUES (?, ?)",
                      sorted(zip(flat, range(last_seq + 1, last_seq + 1 + len(flat)),
                                 strict=True)))
-    if conn.total_changes - before == len(flat) and not _in_merged(conn, flat):
-        _merge_when_full(conn, len(flat))
+    if conn.total_changes - before == len(flat) and not _in_runs(conn,
+                                                                 key_filter(conn).hits(flat)):
+        _flush_when_full(conn, len(flat))
         return _plan_new(groups, last_seq)
     conn.execute("ROLLBACK")
     conn.execute("BEGIN IMMEDIATE")
@@ -103,35 +125,99 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
     conn.executemany("INSERT INTO dedupe_recent (h, seq) VALUES (?, ?)", sorted(dedupe_rows))
     if overflow:
         conn.executemany("INSERT INTO dedupe_overflow VALUES (?, ?)", overflow)
-    _merge_when_full(conn, len(dedupe_rows))
+    _flush_when_full(conn, len(dedupe_rows))
     return rows, results, seq
 
 
-def _in_merged(conn: sqlite3.Connection, hashes: list[int]) -> bool:
-    """Whether ``dedupe`` (the merged keys) holds any of ``hashes``: one statement, a
-    lookup per key (the keys travel as one JSON array, SQLite's ``json_each``)."""
-    return conn.execute("SELECT 1 FROM dedupe WHERE h IN (SELECT value FROM json_each(?))"
-                        " LIMIT 1", (_encode(hashes),)).fetchone() is not None
+#: The runs (and the old merged table) holding any of the JSON array of keys: a lookup
+#: per key and run, inside SQLite.
+_IN_RUNS = ("SELECT h, seq FROM dedupe_runs WHERE run IN (SELECT run FROM dedupe_run_list)"
+            " AND h IN (SELECT value FROM json_each(?1))"
+            " UNION ALL SELECT h, seq FROM dedupe WHERE h IN (SELECT value FROM json_each(?1))")
+
+
+def _in_runs(conn: sqlite3.Connection, hashes: list[int]) -> bool:
+    """Whether a run (or ``dedupe``) holds any of ``hashes``, the keys the filter let
+    through: one statement, a lookup per key and run."""
+    return bool(hashes) and conn.execute(f"SELECT 1 FROM ({_IN_RUNS}) LIMIT 1",
+                                         (_encode(hashes),)).fetchone() is not None
 
 
 def _known(conn: sqlite3.Connection, hashes: list[int]) -> dict[int, int]:
-    """hash -> seq for those of ``hashes`` either table holds."""
+    """hash -> seq for those of ``hashes`` any table holds."""
     known: dict[int, int] = {}
     for i in range(0, len(hashes), _LOOKUP_CHUNK):
         chunk = hashes[i:i + _LOOKUP_CHUNK]
         marks = ",".join("?" * len(chunk))
-        for table in ("dedupe", "dedupe_recent"):
-            known.update(conn.execute(
-                f"SELECT h, seq FROM {table} WHERE h IN ({marks})", chunk).fetchall())
+        known.update(conn.execute(
+            f"SELECT h, seq FROM dedupe_recent WHERE h IN ({marks})", chunk).fetchall())
+        known.update(conn.execute(_IN_RUNS, (_encode(chunk),)).fetchall())
     return known
 
 
-def _merge_when_full(conn: sqlite3.Connection, added: int) -> None:
-    """Move ``dedupe_recent`` into ``dedupe`` once it holds :data:`RECENT_KEYS` keys, in
-    the caller's transaction (see the module docstring)."""
+class KeyFilter:
+    """A Bloom filter of 64-bit keys with two probes, taken from the key's two halves (the
+    keys are already uniform hashes): "maybe there" or "surely not" (see the module
+    docstring for why it may say the first of a key that is not there, never the
+    second of one that is)."""
+
+    def __init__(self, bits: int):
+        self.bits = bits  # a power of two, at most 2**32
+        self._mask = bits - 1
+        self._set = bytearray(bits // 8)
+        #: Keys added (with repeats): when it passes ``bits / FILTER_BITS_PER_KEY`` the
+        #: filter is too full to stay selective and is rebuilt larger.
+        self.keys = 0
+
+    @classmethod
+    def sized_for(cls, keys: int) -> KeyFilter:
+        bits = FILTER_MIN_BITS
+        while bits < 2 * FILTER_BITS_PER_KEY * keys and bits < 1 << 32:
+            bits <<= 1
+        return cls(bits)
+
+    def full(self) -> bool:
+        return self.keys * FILTER_BITS_PER_KEY > self.bits and self.bits < 1 << 32
+
+    def add(self, keys: Iterable[int]) -> None:
+        bits, mask, count = self._set, self._mask, 0
+        for h in keys:
+            a = h & mask
+            b = (h >> 32) & mask
+            bits[a >> 3] |= 1 << (a & 7)
+            bits[b >> 3] |= 1 << (b & 7)
+            count += 1
+        self.keys += count
+
+    def hits(self, keys: Iterable[int]) -> list[int]:
+        """Those of ``keys`` that may be in the filter."""
+        bits, mask = self._set, self._mask
+        return [h for h in keys
+                if bits[(a := h & mask) >> 3] >> (a & 7) & 1
+                and bits[(b := (h >> 32) & mask) >> 3] >> (b & 7) & 1]
+
+
+def key_filter(conn: sqlite3.Connection) -> KeyFilter:
+    """The writer connection's filter of the keys in the runs and ``dedupe``, built from
+    the tables the first time (in the caller's transaction, so it sees what it filters)."""
+    found = getattr(conn, "dedupe_filter", None)
+    if found is None or found.full():
+        held = conn.execute("SELECT (SELECT count(*) FROM dedupe)"
+                            " + (SELECT coalesce(sum(keys), 0) FROM dedupe_run_list)"
+                            ).fetchone()[0]
+        found = KeyFilter.sized_for(held)
+        found.add(h for (h,) in conn.execute("SELECT h FROM dedupe UNION ALL"
+                                             " SELECT h FROM dedupe_runs"))
+        conn.dedupe_filter = found  # type: ignore[attr-defined]
+    return found
+
+
+def _flush_when_full(conn: sqlite3.Connection, added: int) -> None:
+    """Make ``dedupe_recent`` the next run once it holds :data:`RECENT_KEYS` keys, in the
+    caller's transaction (see the module docstring)."""
     # The count lives on the writer's connection (counted once, then kept up to date):
     # a walk of the table per commit would cost the collector's small commits. A commit
-    # that fails after this leaves it too high, which only brings a merge forward.
+    # that fails after this leaves it too high, which only brings a flush forward.
     held = getattr(conn, "dedupe_recent_keys", None)
     if held is None:
         held = conn.execute("SELECT count(*) FROM dedupe_recent").fetchone()[0]
@@ -140,10 +226,11 @@ def _merge_when_full(conn: sqlite3.Connection, added: int) -> None:
     if held < RECENT_KEYS:
         conn.dedupe_recent_keys = held  # type: ignore[attr-defined]
         return
-    # Disjoint by construction (a key is claimed in recent only when dedupe lacks it);
-    # OR IGNORE so that a broken invariant costs a duplicate key, not the writer.
-    conn.execute("INSERT OR IGNORE INTO dedupe (h, seq) SELECT h, seq FROM dedupe_recent"
-                 " ORDER BY h")
+    key_filter(conn).add(h for (h,) in conn.execute("SELECT h FROM dedupe_recent"))
+    run = conn.execute("SELECT coalesce(max(run), 0) + 1 FROM dedupe_run_list").fetchone()[0]
+    moved = conn.execute("INSERT INTO dedupe_runs (run, h, seq) SELECT ?, h, seq"
+                         " FROM dedupe_recent ORDER BY h", (run,)).rowcount
+    conn.execute("INSERT INTO dedupe_run_list (run, keys) VALUES (?, ?)", (run, moved))
     conn.execute("DELETE FROM dedupe_recent")
     conn.dedupe_recent_keys = 0  # type: ignore[attr-defined]
 
@@ -239,8 +326,9 @@ def candidate_seqs(conn: sqlite3.Connection, source_id: str, message_id: str) ->
     """Seqs that may hold this source's ``message_id``; the caller confirms each."""
     h = dedupe_hash(source_id, message_id)
     candidates = [r[0] for r in conn.execute(
-        "SELECT seq FROM dedupe WHERE h = ? UNION ALL SELECT seq FROM dedupe_recent WHERE h = ?",
-        (h, h))]
+        "SELECT seq FROM dedupe WHERE h = ?1 UNION ALL SELECT seq FROM dedupe_recent WHERE"
+        " h = ?1 UNION ALL SELECT seq FROM dedupe_runs WHERE run IN"
+        " (SELECT run FROM dedupe_run_list) AND h = ?1", (h,))]
     if conn.execute("SELECT 1 FROM dedupe_overflow WHERE source_id = ? AND message_id = ?",
                     (source_id, message_id)).fetchone():
         # A hash collision stored it outside the dedupe table (rare): search by text.
