@@ -9,8 +9,10 @@ Two layouts, each in a fresh subprocess and data dir, alternated run by run:
   the run's size, so ``dedupe_recent`` is the only table and is never merged): each
   commit's random keys land on random leaf pages of the whole key set, which is how the
   log kept its keys before ``dedupe_recent``;
-- ``recent+merged`` (the log as shipped): new keys in a small table, moved into the big
-  one every ``RECENT_KEYS`` keys in one sorted insert.
+- ``recent+runs`` (the log as shipped): new keys in a small table, which becomes a run
+  appended to ``dedupe_runs`` every ``RECENT_KEYS`` keys, behind an in-memory filter.
+  (Until the runs, it was merged into one big table instead; ``--child 0 --keys N``
+  prints the per-million figures of either version, to compare them in one sitting.)
 
 Events are tiny (the body is a few bytes) and carry their dedupe key precomputed, as an
 import's reader process does, so the figures are the log's commit path with dedupe, not
@@ -18,7 +20,7 @@ JSON. Reports, for each million keys and for the last million: wall µs per even
 µs per event (the process's user + system time: what a shared machine's load does not
 inflate) and bytes written per event (``wchar`` of ``/proc/self/io``: the WAL and its
 checkpoints, the cost the layout is about); and the ratios of the last million's figures
-(one table / recent+merged).
+(one table / recent+runs).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def main() -> None:
         return
     if args.quick:
         args.keys, args.group, args.runs = 20_000, 2_000, 1
-    figures: dict[str, list[list[list[float]]]] = {"one table": [], "recent+merged": []}
+    figures: dict[str, list[list[list[float]]]] = {"one table": [], "recent+runs": []}
     for i in range(args.runs):
         for name in figures:
             steps = run(args.keys, args.group, name == "one table")
@@ -125,8 +127,8 @@ def main() -> None:
           f"{'bytes written':>16}")
     for name, (wall, cpu, written) in last.items():
         print(f"{name:<34}{wall:>10.1f}{cpu:>10.1f}{written:>16,.0f}")
-    one, new = last["one table"], last["recent+merged"]
-    print(f"ratio one table / recent+merged at {args.keys:,} keys: wall {one[0] / new[0]:.2f},"
+    one, new = last["one table"], last["recent+runs"]
+    print(f"ratio one table / recent+runs at {args.keys:,} keys: wall {one[0] / new[0]:.2f},"
           f" CPU {one[1] / new[1]:.2f}, bytes written {one[2] / max(new[2], 1):.2f}")
 
 

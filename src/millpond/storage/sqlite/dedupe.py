@@ -72,8 +72,8 @@ _LOOKUP_CHUNK = 500
 #: page cache), large enough that runs stay few (a filter hit looks in each).
 RECENT_KEYS = 250_000
 #: The Bloom filter's least size, bits (4 MiB), and the bits per key it keeps at least:
-#: with two probes, 8 bits a key is 5% false hits at worst; it is rebuilt twice as large
-#: (from the tables, about a second per 2 million keys) when it gets fuller than that.
+#: with two probes, 8 bits a key is 5% false hits at worst; it is rebuilt four times as
+#: large (from the tables, about a second per 2 million keys) when it gets fuller than that.
 FILTER_MIN_BITS = 1 << 25
 FILTER_BITS_PER_KEY = 8
 _encode = msgspec.json.Encoder().encode
@@ -172,7 +172,7 @@ class KeyFilter:
     @classmethod
     def sized_for(cls, keys: int) -> KeyFilter:
         bits = FILTER_MIN_BITS
-        while bits < 2 * FILTER_BITS_PER_KEY * keys and bits < 1 << 32:
+        while bits < 4 * FILTER_BITS_PER_KEY * keys and bits < 1 << 32:
             bits <<= 1
         return cls(bits)
 
@@ -191,6 +191,8 @@ class KeyFilter:
 
     def hits(self, keys: Iterable[int]) -> list[int]:
         """Those of ``keys`` that may be in the filter."""
+        if not self.keys:  # nothing flushed yet: every key is surely new to the runs
+            return []
         bits, mask = self._set, self._mask
         return [h for h in keys
                 if bits[(a := h & mask) >> 3] >> (a & 7) & 1
