@@ -13,5 +13,5 @@ def test_dedupe_bench_quick_runs_every_step():
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "dedupe.py"), "--quick"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    for label in ("run 1 one table (wall", "run 1 recent+merged (wall", "bytes written"):
+    for label in ("run 1 one table (wall", "run 1 recent+runs (wall", "bytes written"):
         assert label in out.stdout, out.stdout
