@@ -58,6 +58,7 @@ from millpond.storage.models import (
 )
 from millpond.storage.nats.client import LogClient, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
+from millpond.storage.nats.coalesce import Coalescer
 from millpond.storage.nats.dedupe import INDEX_HEADER, Indexed, Key, LogTable, Seen
 from millpond.storage.nats.publisher import Outgoing, Publisher
 from millpond.storage.nats.reader import (
@@ -122,6 +123,12 @@ class JetStreamEventLog:
     def __init__(self, settings: LogSettings, dedupe: LogTable | None = None):
         self._s = settings
         self._dedupe = dedupe
+        # appends in flight share the table's round trips and commits (see coalesce.py)
+        self._seen: Coalescer[Key, dict[Key, Seen]] | None = None
+        self._record: Coalescer[Indexed, None] | None = None
+        if dedupe is not None:
+            self._seen = Coalescer(lambda keys: dedupe.seen(keys))
+            self._record = Coalescer(lambda rows: dedupe.record(rows))
         self._lock = threading.Lock()
         self._last_seq = 0
         self._deleted = Tombstones()
@@ -275,8 +282,8 @@ class JetStreamEventLog:
 
         try:
             stored: dict[Key, Seen] = {}
-            if self._dedupe is not None:
-                stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
+            if self._seen is not None:
+                stored = await self._seen(list({(e.source_id, e.message_id): None
                                                        for e in events}))
             items, where = self._outgoing(events, stored)
             await before
@@ -286,8 +293,8 @@ class JetStreamEventLog:
         seqs: list[int | None] = [None] * len(events)
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
-        if self._dedupe is not None:  # before the append returns: then it is forever
-            await self._dedupe.record([_row(seq, events[i])
+        if self._record is not None:  # before the append returns: then it is forever
+            await self._record([_row(seq, events[i])
                                        for i, (seq, _) in zip(where, acks, strict=True)])
         expired = [i for i, e in enumerate(events)
                    if (seen := stored.get((e.source_id, e.message_id))) and seen.expired]
