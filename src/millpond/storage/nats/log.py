@@ -383,12 +383,13 @@ class JetStreamEventLog:
                               found: Sequence[StoredEvent]) -> bool:
         """Whether the stream read from ``start`` may have missed seqs another process
         archived (and purged) since this one read the manifest: it found nothing at
-        ``start`` though the log is past it, and the manifest, read again, now reaches it."""
+        ``start`` though the log is past it, and the manifest, read again, now reaches it.
+        Why not "moved since the read began": the archive's own read refreshes the
+        manifest too, so it may have moved already, past the ``top`` the read used."""
         if (found and found[0].seq == start) or start > self._last_seq:
             return False
-        before = archive.archived_upto()
         await asyncio.to_thread(archive.refresh)
-        return archive.archived_upto() > before and archive.archived_upto() >= start
+        return archive.archived_upto() >= start
 
     async def get(self, seq: int) -> StoredEvent | None:
         if seq <= 0 or seq in self._deleted:
