@@ -53,8 +53,8 @@ def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all(
     import asyncio
 
     proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", "dev-cluster",
-                             "--json", "--archive-range", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=like_a_terminal)
+                             "--json", "--archive-range", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     try:
         text = ""
         while True:

@@ -19,7 +19,6 @@ import click
 
 from millpond.cli.output import fail, print_json
 
-
 #: Where the millpond processes' archive goes on the cluster's S3 server.
 ARCHIVE_BUCKET = "millpond"
 ARCHIVE_PREFIX = "log"

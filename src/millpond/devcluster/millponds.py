@@ -6,8 +6,9 @@ data dir of its own under the cluster's temp dir: that is how real hosts run it 
 dir holds only the lock and the admin-token file), and :meth:`MillpondProcesses.stop` can
 stop exactly these, by PID. With ``archive`` (``s3://bucket/prefix`` on the cluster's
 moto, ``archive_endpoint``) they keep the log's sealed ranges as Parquet files there, as a
-real cluster does on S3; ``env`` carries the bucket's credentials. They share one admin token (``MILLPOND_ADMIN_TOKEN``, made up
-when not set) because any of them may answer an admin request. Each runs in its own
+real cluster does on S3; ``env`` carries the bucket's credentials. They share one admin
+token (``MILLPOND_ADMIN_TOKEN``, made up when not set) because any of them may answer an
+admin request. Each runs in its own
 session, so a Ctrl-C in the terminal reaches only ``dev-cluster``, which stops them cleanly
 (SIGTERM: pumps checkpoint, leases are given up) before the engines they need.
 """

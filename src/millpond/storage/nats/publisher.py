@@ -6,13 +6,15 @@ when the server answers an error (``duplicate message id is in process``), so th
 waits forever. This module keeps its own reply subscription and reads every answer itself.
 
 How an append goes: all its messages are written to the connection's buffer as one
-command (:meth:`LogClient.publish_frames`; under one lock, so appends from one thread land in the order they were submitted, and an append's
-events get increasing sequences), then every PubAck is awaited together. An event without
-an answer in ``ack_wait``, or answered with a transient error (no stream leader during an
-election, JetStream unavailable, the same id still in process), is sent again with the same
-``Nats-Msg-Id`` until ``publish_deadline``: the stream stores it once, and a re-send of one
-that was stored is answered ``duplicate`` with the first one's sequence. What a fault
-costs: the re-sent events land after the ones of the same append that got through.
+command (:meth:`LogClient.publish_frames`; under one lock, so appends from one thread
+land in the order they were submitted, and an append's events get increasing sequences),
+then every PubAck is awaited together (each read straight from the parser:
+:meth:`LogClient.answer_directly`). An event without an answer in ``ack_wait``, or
+answered with a transient error (no stream leader during an election, JetStream
+unavailable, the same id still in process), is sent again with the same ``Nats-Msg-Id``
+until ``publish_deadline``: the stream stores it once, and a re-send of one that was
+stored is answered ``duplicate`` with the first one's sequence. What a fault costs: the
+re-sent events land after the ones of the same append that got through.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ import contextlib
 import logging
 import secrets
 import threading
-from contextlib import contextmanager
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, LiteralString, Protocol, TypeVar
 
 import psycopg

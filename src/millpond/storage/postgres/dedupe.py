@@ -15,8 +15,9 @@ not per event), and an async connection there needs no thread hand-off. Why up t
 commit (a WAL flush), and on one connection the appends in flight waited for each other's
 flushes; on several, PostgreSQL flushes their commits together. No order is lost: the
 rows are keyed by seq, and an append's look-up never depended on another's insert having
-run (they are concurrent either way; the stream's ``Nats-Msg-Id`` window catches those). The index is read
-by :class:`millpond.storage.postgres.index.PgEventIndex` on the state connections.
+run (they are concurrent either way; the stream's ``Nats-Msg-Id`` window catches those).
+The index is read by :class:`millpond.storage.postgres.index.PgEventIndex` on the state
+connections.
 
 Why ``expired`` on a dedupe row instead of deleting it: dedupe is forever, so a removed
 event's key stays, and a later copy is answered as a duplicate whose first copy expired.
