@@ -207,3 +207,32 @@ def test_an_event_the_index_lacks_is_indexed_before_its_range_is_sealed(place):
         assert asyncio.run(storage.index.person_events(["u3"])) == [everything[3]]
     finally:
         storage.close()
+
+
+def test_a_stale_archivers_upload_never_replaces_the_file_another_listed(place, monkeypatch):
+    stale, new = place.open_archived(10), place.open_archived(10)
+    try:
+        stale.log.submit([ev(f"m{i}", ts=i) for i in range(15)]).result(10)
+        everything = asyncio.run(stale.log.read(0, 1000))
+        stale.archive.take_over()
+        write = stale.archive.place.write
+
+        def new_holder_first(*args):
+            # the stale one stalled before reading its range; meanwhile the new holder
+            # sealed it and purged the stream, so the stale one's file comes out empty
+            monkeypatch.setattr(stale.archive.place, "write", write)
+            new.archive.take_over()
+            assert new.archive.seal_once() is not None
+            return write(*args)
+
+        monkeypatch.setattr(stale.archive.place, "write", new_holder_first)
+        with pytest.raises(StaleArchiver):
+            stale.archive.seal_once()
+        [listed] = new.archive.files()
+        assert listed.events == 10 and new.archive.place.names() == {listed.name}
+        assert archive_files.seqs_count(new.archive.path(listed), range(1, 11)) == 10
+        for storage in (stale, new):
+            assert asyncio.run(storage.log.read(0, 1000)) == everything
+    finally:
+        stale.close()
+        new.close()
