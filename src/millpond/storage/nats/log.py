@@ -56,7 +56,7 @@ from millpond.storage.models import (
     StreamState,
     Window,
 )
-from millpond.storage.nats.client import LogClient, subscribe
+from millpond.storage.nats.client import LogClient, header_block, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
 from millpond.storage.nats.coalesce import Coalescer
 from millpond.storage.nats.dedupe import INDEX_HEADER, Indexed, Key, LogTable, Seen
@@ -255,11 +255,11 @@ class JetStreamEventLog:
             if key in seen:
                 continue
             seen.add(key)
-            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms),
-                       INDEX_HEADER: _encode([e.source_id, e.message_id, e.type,
-                                              e.event_name, e.user_id, e.anonymous_id,
-                                              e.received_ms]).decode()}
-            if len(e.body) + _header_size(headers) > s.max_msg_size:
+            headers = header_block((
+                ("Nats-Msg-Id", msg_id(e.source_id, e.message_id)), (TS_HEADER, str(e.ts_ms)),
+                (INDEX_HEADER, _encode([e.source_id, e.message_id, e.type, e.event_name,
+                                        e.user_id, e.anonymous_id, e.received_ms]).decode())))
+            if len(e.body) + len(headers) > s.max_msg_size:
                 raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
                                f"{len(e.body)} bytes: over the log's max_msg_size "
                                f"({s.max_msg_size} bytes with its headers)", field="body")
@@ -390,12 +390,13 @@ class JetStreamEventLog:
                               found: Sequence[StoredEvent]) -> bool:
         """Whether the stream read from ``start`` may have missed seqs another process
         archived (and purged) since this one read the manifest: it found nothing at
-        ``start`` though the log is past it, and the manifest, read again, now reaches it."""
+        ``start`` though the log is past it, and the manifest, read again, now reaches it.
+        Why not "moved since the read began": the archive's own read refreshes the
+        manifest too, so it may have moved already, past the ``top`` the read used."""
         if (found and found[0].seq == start) or start > self._last_seq:
             return False
-        before = archive.archived_upto()
         await asyncio.to_thread(archive.refresh)
-        return archive.archived_upto() > before and archive.archived_upto() >= start
+        return archive.archived_upto() >= start
 
     async def get(self, seq: int) -> StoredEvent | None:
         if seq <= 0 or seq in self._deleted:
@@ -692,12 +693,6 @@ def _seconds(value: float) -> Any:
     """A duration for nats-py options annotated ``int`` that take any number (they are
     passed to ``asyncio.sleep`` and ``wait_for``)."""
     return value
-
-
-def _header_size(headers: dict[str, str]) -> int:
-    """Bytes of a NATS header block (``NATS/1.0``, one line per header, a blank line): the
-    stream counts them in a message's size."""
-    return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
