@@ -10,12 +10,13 @@ be there without the other.
 
 Why its own async connections: the log calls it from its event loop, once per append (one
 ``SELECT`` of the append's keys, one ``INSERT`` of its new rows: round trips per append,
-not per event), and an async connection there needs no thread hand-off. Why up to
-:data:`APPEND_CONNECTIONS` of them for those two statements: an append's ``INSERT`` is a
-commit (a WAL flush), and on one connection the appends in flight waited for each other's
-flushes; on several, PostgreSQL flushes their commits together. No order is lost: the
-rows are keyed by seq, and an append's look-up never depended on another's insert having
-run (they are concurrent either way; the stream's ``Nats-Msg-Id`` window catches those).
+not per event), and an async connection there needs no thread hand-off. Why
+:data:`APPEND_CONNECTIONS` of them for those two statements: the log merges the look-ups
+of the appends in flight into one call, and their records into another
+(``storage/nats/coalesce.py``); on two connections a look-up and a record run at once
+instead of one waiting for the other's commit (a WAL flush). No order is lost: the rows
+are keyed by seq, and an append's look-up never depended on another's insert having run
+(they are concurrent either way; the stream's ``Nats-Msg-Id`` window catches those).
 The index is read by :class:`millpond.storage.postgres.index.PgEventIndex` on the state
 connections.
 
@@ -42,7 +43,7 @@ __all__ = ["INDEX_SCHEMA", "PgDedupeTable"]
 
 HOUR_MS = 3_600_000
 #: Connections the appends' look-ups and inserts share (see above).
-APPEND_CONNECTIONS = 4
+APPEND_CONNECTIONS = 2
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
