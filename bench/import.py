@@ -22,7 +22,11 @@ measured in the same sitting), with the disk used per event by each tier.
 Each pipeline run happens in a fresh subprocess so its peak RSS (``ru_maxrss``) is
 its own. With the log sink the import also runs a reader process: its peak is
 reported too, and the peak RSS is the sum of both peaks (an upper bound of what the
-two held at once). Reports medians, the ratio b/a and the peak RSS.
+two held at once). Reports medians, the ratio b/a and the peak RSS; and per run, the CPU
+seconds per million rows of each thread and of the reader process (a loaded machine
+inflates them far less than rows/s: compare versions by them), and each data-dir file's
+bytes per stored event (hot ``log.db`` with its WAL and dedupe keys, the per-person
+index, the archive).
 Target: (b) ≥ 50,000 rows/s; peak RSS < 300 MB for 10M rows.
 """
 
