@@ -124,12 +124,14 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
                                                  archive_range=archive_range))
             sink = LogSink(storage.log, "src_bench")
         started = time.perf_counter()
-        cpu_before = _cpu_seconds()
+        cpu_before, threads_before = _cpu_seconds(), _thread_cpu()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
         # CPU by thread before the storage's threads stop: what each part costs, which
-        # (unlike rows/s) hardly depends on how loaded the machine is.
-        threads = _thread_cpu()
+        # (unlike rows/s) hardly depends on how loaded the machine is. Less what each had
+        # used before the import (the main thread's imports, the storage's opening).
+        threads = {name: cpu - threads_before.get(name, 0.0)
+                   for name, cpu in _thread_cpu().items()}
         # The import's peak, before the check below reads the whole log through a
         # connection of its own (whose page cache is the bench's, not the import's).
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
