@@ -144,14 +144,29 @@ def _in_runs(conn: sqlite3.Connection, hashes: list[int]) -> bool:
 
 
 def _known(conn: sqlite3.Connection, hashes: list[int]) -> dict[int, int]:
-    """hash -> seq for those of ``hashes`` any table holds."""
+    """hash -> seq for those of ``hashes`` any table holds.
+
+    The runs are searched newest first, each for the keys not found yet, so a batch sent
+    again soon after (a resumed import, a retry) costs a seek or two per key, not one per
+    run; keys found nowhere (the filter's false hits) still cost one per run."""
     known: dict[int, int] = {}
     for i in range(0, len(hashes), _LOOKUP_CHUNK):
         chunk = hashes[i:i + _LOOKUP_CHUNK]
         marks = ",".join("?" * len(chunk))
-        known.update(conn.execute(
-            f"SELECT h, seq FROM dedupe_recent WHERE h IN ({marks})", chunk).fetchall())
-        known.update(conn.execute(_IN_RUNS, (_encode(chunk),)).fetchall())
+        for table in ("dedupe_recent", "dedupe"):
+            known.update(conn.execute(
+                f"SELECT h, seq FROM {table} WHERE h IN ({marks})", chunk).fetchall())
+    missing = [h for h in dict.fromkeys(hashes) if h not in known]
+    runs = conn.execute("SELECT run FROM dedupe_run_list ORDER BY run DESC")
+    for (run,) in runs.fetchall() if missing else ():
+        found = dict(conn.execute("SELECT h, seq FROM dedupe_runs WHERE run = ? AND h IN"
+                                  " (SELECT value FROM json_each(?))",
+                                  (run, _encode(missing))).fetchall())
+        if found:
+            known.update(found)
+            missing = [h for h in missing if h not in found]
+            if not missing:
+                break
     return known
 
 
