@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from common import add_quick_option, realistic_event  # noqa: E402
 
+from millpond import heap  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
 from millpond.segments.engine import SegmentEngine  # noqa: E402
 from millpond.storage.models import Segment  # noqa: E402
@@ -149,6 +150,7 @@ async def live(storage: SQLiteStorage, engine: SegmentEngine, people: int, rate:
 
 
 async def main(events: int, people: int, segments: int, rate: float, seconds: float) -> None:
+    heap.settle()  # as the server does at start (app/lifecycle.py)
     with tempfile.TemporaryDirectory() as tmp:
         storage = SQLiteStorage(Path(tmp), synchronous="NORMAL", on_commit=None)
         try:
