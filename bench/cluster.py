@@ -15,7 +15,9 @@ What limits (b) here: the three nats-server processes, the publisher and its cli
 this machine's cores, and every event crosses loopback three times (client to leader,
 leader to two followers) plus its acknowledgement; on separate hosts the servers get cores
 of their own and the network adds a round trip per append (not per event: appends are
-pipelined).
+pipelined). The publisher's own share is ~0.12 CPU-s per 10,000 events (an append's
+messages go out as one command, PubAcks are read straight from the parser), the three
+servers' 0.3-0.45 s: on two cores the servers alone cap (b) well below the embedded store.
 """
 
 from __future__ import annotations

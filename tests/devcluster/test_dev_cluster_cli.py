@@ -18,6 +18,8 @@ import pytest
 
 from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tests.support.cli import like_a_terminal
+from tests.support.delivery import send_batch, track
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +53,8 @@ def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all(
     import asyncio
 
     proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", "dev-cluster",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=like_a_terminal)
+                             "--json", "--archive-range", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     try:
         text = ""
         while True:
@@ -74,6 +76,32 @@ def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all(
             assert r.status_code == 200, r.text
             assert sorted(p["pid"] for p in r.json()["processes"]) == sorted(
                 info["millpond"]["pids"])
+
+        # their archive is on the S3 server: an event ingested through one process reads
+        # back through the other, from the archive once its range is sealed
+        assert info["millpond"]["archive"] == "s3://millpond/log"
+        one, two = (httpx.Client(base_url=url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+                    for url in info["millpond"]["urls"])
+        with one, two:
+            r = one.post("/api/sources", json={"name": "web", "kind": "pipelines"})
+            assert r.status_code == 201, r.text
+            sent = [track(f"user{n % 3}", n) for n in range(25)]
+            send_batch(str(one.base_url), r.json()["write_key"], sent)
+
+            def archived() -> dict | None:
+                tiers = {t["name"]: t for t in two.get("/api/storage").json()["tiers"]}
+                return tiers if tiers["archive"]["events"] == 20 else None
+
+            tiers = wait_until(archived, timeout=60, every=0.3, what="a range archived")
+            assert tiers["hot"]["events"] == 5
+            s3 = boto3.client("s3", endpoint_url=info["s3"]["endpoint"], region_name=REGION,
+                              aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="millpond")["Contents"]]
+            assert len(keys) == 1 and keys[0].startswith("log/log-000000000000001-"), keys
+            first = sent[0]["messageId"]  # seq 1: read from the Parquet file on S3
+            found = two.get("/api/events", params={"message_id": first}).json()["events"]
+            assert [e["messageId"] for e in found] == [first]
 
         assert asyncio.run(jetstream_replicas(info["nats"]["urls"])) == 3
         with psycopg.connect(info["postgresql"]["url"]) as conn:

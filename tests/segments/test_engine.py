@@ -109,3 +109,27 @@ async def test_live_follows_only_affected_segments_and_keeps_since_exact(harness
     assert not h.storage.segments.member("s1", person).member
     assert h.storage.segments.member("s1", person).since_ms == NOW - 2 * DAY
     assert h.storage.segments.member("s2", person).since_ms == NOW - 3 * DAY
+
+
+@run_async
+async def test_without_segments_the_follower_moves_past_events_unread(harness):
+    """No segment to keep: the follower (on the collector's loop) reads nothing, and a
+    segment made afterwards is still built over every event and then followed."""
+    h = harness
+    reads = []
+    read = h.storage.log.read
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return read(*args, **kwargs)
+
+    h.storage.log.read = counted
+    await h.send(track("o1", NOW - DAY, user_id="ann"), track("o2", NOW - DAY, user_id="bob"))
+    await h.settle()
+    assert reads == []
+    assert h.engine.position() == h.storage.log.last_seq()
+    h.storage.log.read = read
+    await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    await h.send(track("o3", NOW, user_id="cat"))
+    await h.settle()
+    assert {e["userId"] for e in await h.audience_events()} == {"ann", "bob", "cat"}

@@ -4,8 +4,11 @@ starts them: what a scaled-out millpond looks like, on one machine.
 Why processes started like any other (``python -m millpond.cli.main serve``), each with a
 data dir of its own under the cluster's temp dir: that is how real hosts run it (the data
 dir holds only the lock and the admin-token file), and :meth:`MillpondProcesses.stop` can
-stop exactly these, by PID. They share one admin token (``MILLPOND_ADMIN_TOKEN``, made up
-when not set) because any of them may answer an admin request. Each runs in its own
+stop exactly these, by PID. With ``archive`` (``s3://bucket/prefix`` on the cluster's
+moto, ``archive_endpoint``) they keep the log's sealed ranges as Parquet files there, as a
+real cluster does on S3; ``env`` carries the bucket's credentials. They share one admin
+token (``MILLPOND_ADMIN_TOKEN``, made up when not set) because any of them may answer an
+admin request. Each runs in its own
 session, so a Ctrl-C in the terminal reaches only ``dev-cluster``, which stops them cleanly
 (SIGTERM: pumps checkpoint, leases are given up) before the engines they need.
 """
@@ -36,6 +39,10 @@ class MillpondProcesses:
     state: str
     root: Path
     count: int = 2
+    archive: str = ""
+    archive_endpoint: str = ""
+    archive_range: int = 0
+    env: dict[str, str] = field(default_factory=dict)
     admin_token: str = field(
         default_factory=lambda: os.environ.get("MILLPOND_ADMIN_TOKEN")
         or secrets.token_urlsafe(24))
@@ -57,14 +64,17 @@ class MillpondProcesses:
         """Start every process and wait until each answers ``/healthz``; if one exits
         first, stop the others and raise with the last line of its log."""
         self.ports = free_ports(self.count)
-        env = {**os.environ, "MILLPOND_ADMIN_TOKEN": self.admin_token}
+        env = {**os.environ, **self.env, "MILLPOND_ADMIN_TOKEN": self.admin_token}
+        archive = [] if not self.archive else [
+            "--archive", self.archive, "--archive-endpoint", self.archive_endpoint,
+            *(["--archive-range", str(self.archive_range)] if self.archive_range else [])]
         for i, port in enumerate(self.ports):
             data = self.root / f"millpond-{i + 1}"
             data.mkdir(parents=True, exist_ok=True)
             with self.log_path(i).open("ab") as log:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "millpond.cli.main", "serve", "--port", str(port),
-                     "--data", str(data), "--log", self.servers, "--state", self.state],
+                     "--data", str(data), "--log", self.servers, "--state", self.state, *archive],
                     env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True))
         try:

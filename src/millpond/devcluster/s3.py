@@ -80,6 +80,12 @@ class S3Server:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout)
 
+    def credentials(self) -> dict[str, str]:
+        """The environment that lets a ``millpond serve`` (boto3's default credential
+        chain) reach this server's buckets."""
+        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_REGION": REGION}
+
     def client(self):  # -> botocore S3 client (boto3 ships no type stubs)
         import boto3
 

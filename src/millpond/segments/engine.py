@@ -388,6 +388,13 @@ class SegmentEngine:
             upto = self.storage.log.last_seq()
             if upto <= after:
                 return 0
+            if not self._followed(self.storage.segments.list()):
+                # Nothing to keep: move past the events unread (a collector on the same
+                # loop pays for every read). A segment made later is built over the log.
+                self._live = None
+                await asyncio.to_thread(self.storage.segments.apply, [], checkpoint=upto)
+                self._position = upto
+                return 0
             rows = await self.storage.log.read(after, self.chunk, upto_seq=upto)
             until = rows[-1].seq if len(rows) >= self.chunk else upto
             if self.profiles_upto is not None:

@@ -35,7 +35,7 @@ from millpond.storage.postgres import (
     PgSourceStore,
     PgState,
 )
-from millpond.storage.postgres.archive import PgArchive
+from millpond.storage.postgres.archive import PgArchive, StaleArchiver
 
 __all__ = ["ClusterStorage", "open_cluster_storage"]
 
@@ -111,23 +111,28 @@ class ClusterStorage:
 
     async def archive_job(self) -> None:
         """The archiver, run by the holder of the cluster's ``jobs`` lease (one process at
-        a time): removes files an interrupted seal or rewrite left, then seals every
-        range the stream is past, looking again every :data:`ARCHIVE_EVERY` seconds. A
-        failure (S3 or a server away) leaves the range in the stream; it is tried again."""
+        a time): takes the archiver over (any archiver before it can list no more files;
+        files an interrupted seal or rewrite left are removed), then seals every range the
+        stream is past, looking again every :data:`ARCHIVE_EVERY` seconds. A failure (S3
+        or a server away) leaves the range in the stream; it is tried again. Ends when
+        another process has taken the archiver over (this one lost the lease)."""
         archive = self.archive
         if archive is None:
             return
         while True:
             try:
-                await asyncio.to_thread(archive.remove_unlisted)
+                await asyncio.to_thread(archive.take_over)
                 break
             except Exception:  # noqa: BLE001 - tried again; nothing was lost
-                logger.exception("archive: cannot list the archive's files; retrying in 5 s")
+                logger.exception("archive: cannot take the archiver over; retrying in 5 s")
                 await asyncio.sleep(5)
         while True:
             try:
                 while await asyncio.to_thread(archive.seal_once) is not None:
                     pass
+            except StaleArchiver:
+                logger.warning("archive: another process archives now; this one stops")
+                return
             except Exception:  # noqa: BLE001 - the range stays in the stream
                 logger.exception("archiving failed; retrying in 5 s")
                 await asyncio.sleep(5)

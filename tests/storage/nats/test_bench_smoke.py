@@ -1,5 +1,5 @@
-"""``bench/cluster.py --quick``, ``bench/cluster_index.py --quick`` and
-``bench/cluster_archive.py --quick`` run every step, so the benchmarks cannot rot
+"""``bench/cluster.py``, ``bench/cluster_index.py``, ``bench/cluster_serve.py`` and
+``bench/cluster_archive.py`` with ``--quick`` run every step, so the benchmarks cannot rot
 unnoticed."""
 
 from __future__ import annotations
@@ -39,4 +39,13 @@ def test_cluster_archive_bench_quick_runs_every_step():
     assert out.returncode == 0, out.stderr
     for label in ("seal (stream -> Parquet on S3)", "read by seq", "window scan (all)",
                   "narrow window", "ratio b/a"):
+        assert label in out.stdout, out.stdout
+
+
+def test_cluster_serve_bench_quick_runs_every_step():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster_serve.py"),
+                          "--quick"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for label in ("(E) embedded store, 1 process", "(C1) cluster, 1 process",
+                  "(C2) cluster, 2 processes"):
         assert label in out.stdout, out.stdout

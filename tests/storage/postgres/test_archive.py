@@ -14,6 +14,7 @@ import pytest
 
 from millpond.storage.archive import files as archive_files
 from millpond.storage.models import Window
+from millpond.storage.postgres.archive import StaleArchiver
 from tests.storage.contract.conftest import ClusterBackend
 from tests.storage.helpers import ev
 
@@ -112,17 +113,83 @@ def test_a_file_written_but_never_listed_is_removed_and_never_read(place, monkey
         with pytest.raises(RuntimeError):
             storage.archive.seal_once()
         monkeypatch.setattr(storage.archive.place, "write", write)
-        assert storage.archive.place.names() == {"log-000000000000001-000000000000010.parquet"}
+        [left] = storage.archive.place.names()
+        assert left.startswith("log-000000000000001-000000000000010.")
         assert storage.archive.archived_upto() == 0
         assert asyncio.run(storage.log.read(0, 1000)) == everything  # all from the stream
-        storage.archive.remove_unlisted()  # young: perhaps another archiver's, about to list it
-        assert storage.archive.place.names() == {"log-000000000000001-000000000000010.parquet"}
-        storage.archive.remove_unlisted(grace=0)  # old enough
+        # the next archiver: no archiver before it can list a file any more, so every
+        # unlisted one is an interrupted write's
+        storage.archive.take_over()
         assert storage.archive.place.names() == set()
         assert storage.archive.seal_once() is not None
         assert asyncio.run(storage.log.read(0, 1000)) == everything
     finally:
         storage.close()
+
+
+def _stalled_after_reading(storage, monkeypatch, meanwhile) -> None:
+    """Make ``storage``'s next seal run ``meanwhile()`` once its file is written (its range
+    read), before it lists the file: an archiver that stalled past its lease."""
+    write = storage.archive.place.write
+
+    def write_then_stall(*args):
+        monkeypatch.setattr(storage.archive.place, "write", write)  # once
+        stats = write(*args)
+        meanwhile()
+        return stats
+
+    monkeypatch.setattr(storage.archive.place, "write", write_then_stall)
+
+
+def test_a_stalled_seal_cannot_list_a_range_another_process_removed_events_from(
+        place, monkeypatch):
+    stale, new = place.open_archived(10), place.open_archived(10)  # two connections
+    try:
+        stale.log.submit([ev(f"m{i}", ts=i, userId=f"u{i}") for i in range(15)]).result(10)
+        everything = asyncio.run(stale.log.read(0, 1000))
+        stale.archive.take_over()
+        # while the stale archiver holds the range it read, the new process erases u3
+        _stalled_after_reading(stale, monkeypatch, lambda: new.eraser.events(["u3"]))
+        assert stale.archive.seal_once() is None  # refused: a removal ran since its read
+        assert stale.archive.place.names() == set()  # its file removed, never listed
+        assert stale.tiers()[0].events == 14  # nothing purged
+        stats = stale.archive.seal_once()  # tried again: the range as it is now
+        assert stats is not None and stats.events == 9
+        kept = [e for e in everything if e.seq != 4]
+        for storage in (stale, new):
+            assert asyncio.run(storage.log.read(0, 1000)) == kept
+            assert asyncio.run(storage.log.find("src_a", "m3")) is None
+        assert archive_files.seqs_count(stale.archive.path(stats), [4]) == 0
+    finally:
+        stale.close()
+        new.close()
+
+
+def test_an_archiver_taken_over_lists_nothing_and_its_upload_is_removed(place, monkeypatch):
+    stale, new = place.open_archived(10), place.open_archived(10)
+    try:
+        stale.log.submit([ev(f"m{i}", ts=i) for i in range(25)]).result(10)
+        everything = asyncio.run(stale.log.read(0, 1000))
+        stale.archive.take_over()
+        # the jobs lease changed hands while the stale one was uploading; the new holder
+        # takes over (removing the upload it finds unlisted) and seals both ranges
+        def new_holder_seals() -> None:
+            new.archive.take_over()
+            assert new.archive.seal_once() is not None
+
+        _stalled_after_reading(stale, monkeypatch, new_holder_seals)
+        with pytest.raises(StaleArchiver):
+            stale.archive.seal_once()
+        with pytest.raises(StaleArchiver):  # and it seals no more
+            stale.archive.seal_once()
+        assert new.archive.seal_once() is not None
+        listed = {f.name for f in new.archive.files()}
+        assert len(listed) == 2 and new.archive.place.names() == listed
+        for storage in (stale, new):
+            assert asyncio.run(storage.log.read(0, 1000)) == everything
+    finally:
+        stale.close()
+        new.close()
 
 
 def test_an_event_the_index_lacks_is_indexed_before_its_range_is_sealed(place):
@@ -140,3 +207,32 @@ def test_an_event_the_index_lacks_is_indexed_before_its_range_is_sealed(place):
         assert asyncio.run(storage.index.person_events(["u3"])) == [everything[3]]
     finally:
         storage.close()
+
+
+def test_a_stale_archivers_upload_never_replaces_the_file_another_listed(place, monkeypatch):
+    stale, new = place.open_archived(10), place.open_archived(10)
+    try:
+        stale.log.submit([ev(f"m{i}", ts=i) for i in range(15)]).result(10)
+        everything = asyncio.run(stale.log.read(0, 1000))
+        stale.archive.take_over()
+        write = stale.archive.place.write
+
+        def new_holder_first(*args):
+            # the stale one stalled before reading its range; meanwhile the new holder
+            # sealed it and purged the stream, so the stale one's file comes out empty
+            monkeypatch.setattr(stale.archive.place, "write", write)
+            new.archive.take_over()
+            assert new.archive.seal_once() is not None
+            return write(*args)
+
+        monkeypatch.setattr(stale.archive.place, "write", new_holder_first)
+        with pytest.raises(StaleArchiver):
+            stale.archive.seal_once()
+        [listed] = new.archive.files()
+        assert listed.events == 10 and new.archive.place.names() == {listed.name}
+        assert archive_files.seqs_count(new.archive.path(listed), range(1, 11)) == 10
+        for storage in (stale, new):
+            assert asyncio.run(storage.log.read(0, 1000)) == everything
+    finally:
+        stale.close()
+        new.close()

@@ -56,8 +56,9 @@ from millpond.storage.models import (
     StreamState,
     Window,
 )
-from millpond.storage.nats.client import LogClient, subscribe
+from millpond.storage.nats.client import LogClient, header_block, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
+from millpond.storage.nats.coalesce import Coalescer
 from millpond.storage.nats.dedupe import INDEX_HEADER, Indexed, Key, LogTable, Seen
 from millpond.storage.nats.publisher import Outgoing, Publisher
 from millpond.storage.nats.reader import (
@@ -122,6 +123,12 @@ class JetStreamEventLog:
     def __init__(self, settings: LogSettings, dedupe: LogTable | None = None):
         self._s = settings
         self._dedupe = dedupe
+        # appends in flight share the table's round trips and commits (see coalesce.py)
+        self._seen: Coalescer[Key, dict[Key, Seen]] | None = None
+        self._record: Coalescer[Indexed, None] | None = None
+        if dedupe is not None:
+            self._seen = Coalescer(lambda keys: dedupe.seen(keys))
+            self._record = Coalescer(lambda rows: dedupe.record(rows))
         self._lock = threading.Lock()
         self._last_seq = 0
         self._deleted = Tombstones()
@@ -248,11 +255,11 @@ class JetStreamEventLog:
             if key in seen:
                 continue
             seen.add(key)
-            headers = {"Nats-Msg-Id": msg_id(e.source_id, e.message_id), TS_HEADER: str(e.ts_ms),
-                       INDEX_HEADER: _encode([e.source_id, e.message_id, e.type,
-                                              e.event_name, e.user_id, e.anonymous_id,
-                                              e.received_ms]).decode()}
-            if len(e.body) + _header_size(headers) > s.max_msg_size:
+            headers = header_block((
+                ("Nats-Msg-Id", msg_id(e.source_id, e.message_id)), (TS_HEADER, str(e.ts_ms)),
+                (INDEX_HEADER, _encode([e.source_id, e.message_id, e.type, e.event_name,
+                                        e.user_id, e.anonymous_id, e.received_ms]).decode())))
+            if len(e.body) + len(headers) > s.max_msg_size:
                 raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
                                f"{len(e.body)} bytes: over the log's max_msg_size "
                                f"({s.max_msg_size} bytes with its headers)", field="body")
@@ -275,8 +282,8 @@ class JetStreamEventLog:
 
         try:
             stored: dict[Key, Seen] = {}
-            if self._dedupe is not None:
-                stored = await self._dedupe.seen(list({(e.source_id, e.message_id): None
+            if self._seen is not None:
+                stored = await self._seen(list({(e.source_id, e.message_id): None
                                                        for e in events}))
             items, where = self._outgoing(events, stored)
             await before
@@ -286,8 +293,8 @@ class JetStreamEventLog:
         seqs: list[int | None] = [None] * len(events)
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
-        if self._dedupe is not None:  # before the append returns: then it is forever
-            await self._dedupe.record([_row(seq, events[i])
+        if self._record is not None:  # before the append returns: then it is forever
+            await self._record([_row(seq, events[i])
                                        for i, (seq, _) in zip(where, acks, strict=True)])
         expired = [i for i, e in enumerate(events)
                    if (seen := stored.get((e.source_id, e.message_id))) and seen.expired]
@@ -383,12 +390,13 @@ class JetStreamEventLog:
                               found: Sequence[StoredEvent]) -> bool:
         """Whether the stream read from ``start`` may have missed seqs another process
         archived (and purged) since this one read the manifest: it found nothing at
-        ``start`` though the log is past it, and the manifest, read again, now reaches it."""
+        ``start`` though the log is past it, and the manifest, read again, now reaches it.
+        Why not "moved since the read began": the archive's own read refreshes the
+        manifest too, so it may have moved already, past the ``top`` the read used."""
         if (found and found[0].seq == start) or start > self._last_seq:
             return False
-        before = archive.archived_upto()
         await asyncio.to_thread(archive.refresh)
-        return archive.archived_upto() > before and archive.archived_upto() >= start
+        return archive.archived_upto() >= start
 
     async def get(self, seq: int) -> StoredEvent | None:
         if seq <= 0 or seq in self._deleted:
@@ -685,12 +693,6 @@ def _seconds(value: float) -> Any:
     """A duration for nats-py options annotated ``int`` that take any number (they are
     passed to ``asyncio.sleep`` and ``wait_for``)."""
     return value
-
-
-def _header_size(headers: dict[str, str]) -> int:
-    """Bytes of a NATS header block (``NATS/1.0``, one line per header, a blank line): the
-    stream counts them in a message's size."""
-    return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:

@@ -5,31 +5,31 @@ Why not nats-py's ``publish_async``: its reply handler raises instead of failing
 when the server answers an error (``duplicate message id is in process``), so the caller
 waits forever. This module keeps its own reply subscription and reads every answer itself.
 
-How an append goes: all its messages are written to the connection back to back (under one
-lock, so appends from one thread land in the order they were submitted, and an append's
-events get increasing sequences), then every PubAck is awaited together. An event without
-an answer in ``ack_wait``, or answered with a transient error (no stream leader during an
-election, JetStream unavailable, the same id still in process), is sent again with the same
-``Nats-Msg-Id`` until ``publish_deadline``: the stream stores it once, and a re-send of one
-that was stored is answered ``duplicate`` with the first one's sequence. What a fault
-costs: the re-sent events land after the ones of the same append that got through.
+How an append goes: all its messages are written to the connection's buffer as one
+command (:meth:`LogClient.publish_frames`; under one lock, so appends from one thread
+land in the order they were submitted, and an append's events get increasing sequences),
+then every PubAck is awaited together (each read straight from the parser:
+:meth:`LogClient.answer_directly`). An event without an answer in ``ack_wait``, or
+answered with a transient error (no stream leader during an election, JetStream
+unavailable, the same id still in process), is sent again with the same ``Nats-Msg-Id``
+until ``publish_deadline``: the stream stores it once, and a re-send of one that was
+stored is answered ``duplicate`` with the first one's sequence. What a fault costs: the
+re-sent events land after the ones of the same append that got through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nats.aio.client import Client
-from nats.aio.msg import Msg
+import msgspec
 from nats.aio.subscription import Subscription
 
 from millpond.errors import TooLarge
 from millpond.storage.contracts import StorageUnavailable
-from millpond.storage.nats.client import subscribe
+from millpond.storage.nats.client import Frame, LogClient, subscribe
 from millpond.storage.nats.settings import LogSettings
 
 __all__ = ["Ack", "Publisher"]
@@ -39,71 +39,93 @@ _TOO_LARGE = 10054
 
 #: (sequence, duplicate): where the stream stored a message, or stored it before.
 Ack = tuple[int, bool]
-#: (subject, payload, headers) of one message to publish.
-Outgoing = tuple[str, bytes, dict[str, str]]
+#: (subject, payload, header block) of one message to publish
+#: (:func:`~millpond.storage.nats.client.header_block`).
+Outgoing = tuple[str, bytes, bytes]
+
+
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish (the fields the log reads)."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
 
 
 class _Retry(Exception):
     """A transient answer: send the message again."""
 
 
-def read_ack(msg: Msg) -> Ack:
-    """The PubAck in ``msg``; raises _Retry for a transient error, TooLarge for a message
-    the stream never takes."""
-    status = msg.headers.get("Status") if msg.headers else None
-    if status == "503":
+#: An answer as it came: (data, raw header block).
+Answer = tuple[bytes, "bytes | None"]
+
+
+def read_ack(answer: Answer) -> Ack:
+    """The PubAck in ``answer``; raises _Retry for a transient error, TooLarge for a
+    message the stream never takes."""
+    data, headers = answer
+    if headers is not None and headers.startswith(b"NATS/1.0 503"):  # no responders
         raise _Retry("no stream leader answered (an election?)")
     try:
-        body: dict[str, Any] = json.loads(msg.data)
-    except ValueError as exc:
+        ack = _decode_ack(data)
+    except msgspec.DecodeError as exc:
         raise _Retry(f"an unreadable answer ({exc})") from exc
-    error = body.get("error")
+    error = ack.error
     if error is not None:
         if error.get("err_code") == _TOO_LARGE:
             raise TooLarge(f"an event is over the log's max_msg_size: "
                            f"{error.get('description')}")
         raise _Retry(str(error.get("description") or error))
-    return int(body["seq"]), bool(body.get("duplicate"))
+    if not ack.seq:
+        raise _Retry(f"an answer without a sequence ({data[:80]!r})")
+    return ack.seq, ack.duplicate
 
 
 class Publisher:
     """Publishes batches to the stream on one connection's event loop."""
 
-    def __init__(self, nc: Client, settings: LogSettings):
+    def __init__(self, nc: LogClient, settings: LogSettings):
         self._nc = nc
         self._s = settings
         self._prefix = nc.new_inbox()
-        self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._pending: dict[bytes, asyncio.Future[Answer]] = {}
         self._order = asyncio.Lock()
         self._next = 0
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
-        self._sub = await subscribe(self._nc, f"{self._prefix}.*", self._on_reply)
+        self._sub = await subscribe(self._nc, f"{self._prefix}.*")
+        self._nc.answer_directly(self._sub, self._on_reply)
 
-    async def _on_reply(self, msg: Msg) -> None:
-        future = self._pending.pop(msg.subject.rpartition(".")[2], None)
+    def _on_reply(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        future = self._pending.pop(subject.rpartition(b".")[2], None)
         if future is not None and not future.done():
-            future.set_result(msg)
+            future.set_result((data, headers))
 
     async def _send(self, items: Sequence[Outgoing],
-                    todo: list[int]) -> list[tuple[int, str, asyncio.Future[Msg]]]:
+                    todo: list[int]) -> list[tuple[int, bytes, asyncio.Future[Answer]]]:
         loop = asyncio.get_running_loop()
-        sent: list[tuple[int, str, asyncio.Future[Msg]]] = []
+        sent: list[tuple[int, bytes, asyncio.Future[Answer]]] = []
         async with self._order:
+            frames: list[Frame] = []
             for i in todo:
                 self._next += 1
                 token = format(self._next, "x")
-                future: asyncio.Future[Msg] = loop.create_future()
-                self._pending[token] = future
+                key = token.encode()
+                future: asyncio.Future[Answer] = loop.create_future()
+                self._pending[key] = future
                 subject, payload, headers = items[i]
-                try:
-                    await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}",
-                                           headers=headers)
-                except Exception as exc:  # closed, reconnecting with a full buffer
+                frames.append((subject, f"{self._prefix}.{token}", headers, payload))
+                sent.append((i, key, future))
+            try:
+                await self._nc.publish_frames(frames)
+            except Exception as exc:  # closed, reconnecting with a full buffer
+                for _, token, future in sent:
                     self._pending.pop(token, None)
                     future.set_exception(_Retry(f"not sent: {exc!r}"))
-                sent.append((i, token, future))
         return sent
 
     async def publish(self, items: Sequence[Outgoing],

@@ -23,6 +23,21 @@ archiver first indexes what the stream holds in the range and the table lacks, s
 Other processes read the same manifest: theirs is a cached copy, refreshed when a read
 finds a seq gone from the stream (purged since) or a file gone from the bucket (rewritten
 since), so a stale copy costs a query, never an event.
+
+Why a fence in PostgreSQL and not only a lock in the process: the archiver is whoever
+holds the jobs lease, and a holder that stalls past its lease (a long GC pause, a VM
+frozen, SIGSTOP) wakes up still sealing while the new holder runs deletions and retention.
+Without a fence, a seal that read a range before a removal could list its file after it,
+and the removed events would come back from the archive. So every removal and every
+take-over of the archiver holds a PostgreSQL advisory lock (:data:`FENCE_LOCK`, session
+level: a process killed mid-way releases it with its connection) and first bumps a
+counter of the one-row table ``archive_fence`` (``removals``, ``sealer``), committed
+before any data is touched; a seal reads both counters under the same lock before it
+reads its range, and its listing transaction takes the lock again and lists the file
+only if neither moved. A stale archiver's file is refused (and removed: each seal writes
+a name of its own, so no seal ever overwrites another's file), and a removal that died
+half-way still counts as one. Since a stale archiver can no longer list anything, a new
+one removes every unlisted file at once when it takes over.
 """
 
 # pyright: basic
@@ -30,10 +45,13 @@ since), so a stale copy costs a query, never an event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString, Protocol, TypeVar
 
 import psycopg
 
@@ -41,15 +59,16 @@ from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
 from millpond.storage.archive.place import Place
 from millpond.storage.archive.reader import ArchiveReader
+from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import StoredEvent
 from millpond.storage.postgres.connection import PgState
 
-__all__ = ["PgArchive", "SealSource"]
+__all__ = ["PgArchive", "SealSource", "StaleArchiver"]
 
 log = logging.getLogger("millpond.storage")
-#: Seconds an unlisted file is left before it is taken for an interrupted write's: far
-#: longer than the one transaction between a file's upload and its listing.
-UNLISTED_GRACE = 600.0
+#: The advisory lock of removals, take-overs and listings (an arbitrary key; advisory
+#: locks are per database, so the schema's name is the second half of the key).
+FENCE_LOCK = 0x6D696C6C61726368
 _R = TypeVar("_R")
 
 SCHEMA = """
@@ -58,7 +77,20 @@ CREATE TABLE IF NOT EXISTS archive_files (
     ts_min BIGINT NOT NULL, ts_max BIGINT NOT NULL, events BIGINT NOT NULL,
     bytes BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS archive_fence (
+    one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+    sealer BIGINT NOT NULL DEFAULT 0, removals BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO archive_fence (one) VALUES (true) ON CONFLICT DO NOTHING;
 """
+#: Both halves of the fence's lock key: this schema's lock, not every schema's.
+_LOCK_KEY = "hashtextextended(current_schema(), %s)"
+
+
+class StaleArchiver(RuntimeError):
+    """Another process took the archiver over since this one did: it seals no more."""
+
+
 _ROWS = ("SELECT seq, ts, received, source_id, type, event, user_id, anonymous_id,"
          " message_id FROM events WHERE seq > %s AND seq <= %s ORDER BY ts, seq")
 
@@ -96,9 +128,11 @@ class PgArchive(ArchiveReader):
         self.range_size = range_size
         self._db = db
         self._stream = stream
-        #: Serializes sealing with removals (retention, deletions) in this process: a
-        #: removal never runs between a seal's read of a range and its manifest commit.
-        self._maintenance = threading.Lock()
+        #: Serializes sealing with removals (retention, deletions) in this process (each
+        #: thread has its own connection; the fence orders processes).
+        self._maintenance = threading.RLock()
+        #: The ``sealer`` counter of this archiver's take-over (None: not taken over).
+        self._epoch: int | None = None
         db.create_tables(SCHEMA)
 
     # -- the manifest --------------------------------------------------------------------
@@ -110,18 +144,41 @@ class PgArchive(ArchiveReader):
                           "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
                           " FROM archive_files ORDER BY first_seq")])
 
-    def remove_unlisted(self, grace: float = UNLISTED_GRACE) -> None:
-        """Remove files an interrupted seal or rewrite left (never listed, never read),
-        once older than ``grace`` seconds. The holder of the jobs lease calls this when
-        its jobs start. Why the grace: the previous holder, if it only stalled past its
-        lease, may be between its upload and its manifest commit; removing that file
-        would leave the manifest listing a file that is gone (and the stream purged)."""
-        with self._maintenance:
+    @contextmanager
+    def _fenced(self, bump: LiteralString) -> Generator[None]:
+        """Hold the fence's lock (session level, on this thread's connection) with
+        ``bump`` (``sealer`` or ``removals``) counted and committed first: whoever read
+        the counter before sees it moved, even if this process dies before the end."""
+        db = self._db
+        db.execute("SELECT pg_advisory_lock(" + _LOCK_KEY + ")", (FENCE_LOCK,))
+        try:
+            db.execute("UPDATE archive_fence SET " + bump + " = " + bump + " + 1")
+            yield
+        finally:
+            with contextlib.suppress(StorageUnavailable):  # lost: released with it
+                db.execute("SELECT pg_advisory_unlock(" + _LOCK_KEY + ")", (FENCE_LOCK,))
+
+    def _fence(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        """(sealer, removals), read in ``conn``'s transaction under the fence's lock (so
+        never in the middle of a removal)."""
+        conn.execute("SELECT pg_advisory_xact_lock(" + _LOCK_KEY + ")", (FENCE_LOCK,))
+        row = conn.execute("SELECT sealer, removals FROM archive_fence").fetchone()
+        assert row is not None
+        return int(row["sealer"]), int(row["removals"])
+
+    def take_over(self) -> None:
+        """Become the archiver (the holder of the jobs lease calls this when its jobs
+        start): from now on an archiver that took over before cannot list a file, so every
+        file the manifest does not list is an interrupted seal's or rewrite's (never
+        listed, never read) and is removed."""
+        with self._maintenance, self._fenced("sealer"):
+            row = self._db.execute("SELECT sealer FROM archive_fence").fetchone()
+            assert row is not None
+            self._epoch = int(row["sealer"])
             self.refresh()
             listed = {f.name for f in self._files}
-            for name, age in self.place.ages().items():
-                if name not in listed and age > grace:
-                    self.place.remove(name)
+            for name in self.place.names() - listed:
+                self.place.remove(name)
 
     def retrying(self, read: Callable[[], _R]) -> _R:
         """``read()``, once more after a refresh if a file it opened is gone (rewritten by
@@ -135,8 +192,16 @@ class PgArchive(ArchiveReader):
     # -- sealing -------------------------------------------------------------------------
     def seal_once(self) -> FileStats | None:
         """Move the next sealed range to a file, if the stream is past its end; its stats.
-        First finishes a purge a crash interrupted."""
+        First finishes a purge a crash interrupted. None also when a removal ran since
+        the range was read (tried again on the next call); :class:`StaleArchiver` when
+        another process took the archiver over since this one did."""
         with self._maintenance:
+            if self._epoch is None:
+                self.take_over()
+            with self._db.transaction() as conn:
+                sealer, removals = self._fence(conn)
+            if sealer != self._epoch:
+                raise StaleArchiver("another process took the archiver over")
             self.refresh()
             upto = self.archived_upto()
             first_held, last = self._stream.stream_bounds()
@@ -146,19 +211,22 @@ class PgArchive(ArchiveReader):
             if last < end:
                 return None
             self._stream.index_upto(end)
-            name = f"log-{first:015d}-{end:015d}.parquet"
+            # a name of this seal's own: a stale archiver's upload never replaces a file
+            # another listed
+            name = f"log-{first:015d}-{end:015d}.{secrets.token_hex(4)}.parquet"
             stats = self.place.write(name, self._rows(upto, end), first, end)
-            try:
-                with self._db.transaction() as conn:
-                    added = conn.execute(
-                        "INSERT INTO archive_files SELECT %s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
-                        " (SELECT 1 FROM archive_files WHERE last_seq >= %s)",
-                        (stats.name, stats.first_seq, stats.last_seq, stats.ts_min,
-                         stats.ts_max, stats.events, stats.bytes, first)).rowcount
-            except psycopg.errors.UniqueViolation:
-                added = 0
+            with self._db.transaction() as conn:
+                fence = self._fence(conn)
+                added = fence == (sealer, removals) and conn.execute(
+                    "INSERT INTO archive_files SELECT %s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
+                    " (SELECT 1 FROM archive_files WHERE last_seq >= %s)",
+                    (stats.name, stats.first_seq, stats.last_seq, stats.ts_min,
+                     stats.ts_max, stats.events, stats.bytes, first)).rowcount > 0
             self.refresh()
-            if not added:  # another archiver sealed it first (a lease that changed hands)
+            if not added:  # fenced off, or another archiver sealed it first
+                self.place.remove(name)
+                if fence[0] != sealer:
+                    raise StaleArchiver("another process took the archiver over")
                 return None
             self._stream.purge_upto(end)
         log.info("archived seqs %s..%s: %s events, %s bytes", first, end, stats.events,
@@ -183,8 +251,9 @@ class PgArchive(ArchiveReader):
     def delete(self, seqs: Sequence[int]) -> None:
         """Remove ``seqs`` from whichever tier holds them (retention, deletions): archived
         ones by writing their files again without them, the others from the stream.
-        Idempotent: a seq gone already is no error."""
-        with self._maintenance:
+        Idempotent: a seq gone already is no error. Fenced: a seal that read any of them
+        before cannot list its file after."""
+        with self._maintenance, self._fenced("removals"):
             self.refresh()
             top = self.archived_upto()
             self._stream.stream_delete([s for s in seqs if s > top])
@@ -209,6 +278,7 @@ class PgArchive(ArchiveReader):
                           kept.ts_max, kept.events, kept.bytes))
         self.refresh()
         self.place.remove(f.name)
+
 
     # -- reading -------------------------------------------------------------------------
     def read(self, after_seq: int, limit: int, upto_seq: int | None,

@@ -8,10 +8,17 @@ acknowledged event, and an append is acknowledged when this returns; one ``INSER
 both tables (a data-modifying ``WITH``) is one round trip and one commit, so neither can
 be there without the other.
 
-Why its own async connection: the log calls it from its event loop, once per append (one
+Why its own async connections: the log calls it from its event loop, once per append (one
 ``SELECT`` of the append's keys, one ``INSERT`` of its new rows: round trips per append,
-not per event), and an async connection there needs no thread hand-off. The index is read
-by :class:`millpond.storage.postgres.index.PgEventIndex` on the state connections.
+not per event), and an async connection there needs no thread hand-off. Why
+:data:`APPEND_CONNECTIONS` of them for those two statements: the log merges the look-ups
+of the appends in flight into one call, and their records into another
+(``storage/nats/coalesce.py``); on two connections a look-up and a record run at once
+instead of one waiting for the other's commit (a WAL flush). No order is lost: the rows
+are keyed by seq, and an append's look-up never depended on another's insert having run
+(they are concurrent either way; the stream's ``Nats-Msg-Id`` window catches those).
+The index is read by :class:`millpond.storage.postgres.index.PgEventIndex` on the state
+connections.
 
 Why ``expired`` on a dedupe row instead of deleting it: dedupe is forever, so a removed
 event's key stays, and a later copy is answered as a duplicate whose first copy expired.
@@ -35,6 +42,8 @@ from millpond.storage.postgres.connection import DDL_LOCK
 __all__ = ["INDEX_SCHEMA", "PgDedupeTable"]
 
 HOUR_MS = 3_600_000
+#: Connections the appends' look-ups and inserts share (see above).
+APPEND_CONNECTIONS = 2
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -103,6 +112,8 @@ class PgDedupeTable:
         self._dsn, self._schema, self._timeout = dsn, schema, connect_timeout
         self._conn: Conn | None = None
         self._connecting: asyncio.Lock | None = None
+        self._idle: list[Conn] = []  # the appends' connections not in use
+        self._slots: asyncio.Semaphore | None = None
 
     async def _connection(self) -> Conn:
         if self._conn is not None and not self._conn.closed:
@@ -133,6 +144,9 @@ class PgDedupeTable:
         return conn
 
     async def _lost(self, exc: Exception) -> StorageUnavailable:
+        idle, self._idle = self._idle, []  # from the same server: gone too
+        for conn in idle:
+            await conn.close()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -147,10 +161,36 @@ class PgDedupeTable:
         except psycopg.OperationalError as exc:
             raise await self._lost(exc) from exc
 
+    async def _append_rows(self, query: str, params: object) -> list[TupleRow]:
+        """``_rows`` on one of the appends' connections (opened as needed, at most
+        :data:`APPEND_CONNECTIONS`; one that fails is closed, not reused)."""
+        await self._connection()  # the tables exist before the first append
+        if self._slots is None:  # made here: it belongs to the loop it is used on
+            self._slots = asyncio.Semaphore(APPEND_CONNECTIONS)
+        async with self._slots:
+            try:
+                conn = self._idle.pop() if self._idle else await Conn.connect(
+                    self._dsn, autocommit=True, connect_timeout=self._timeout,
+                    options=f"-c search_path={self._schema}")
+            except psycopg.OperationalError as exc:
+                raise StorageUnavailable(
+                    f"cannot reach PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
+            try:
+                cur = await conn.execute(query, params)  # type: ignore[arg-type]
+                rows = await cur.fetchall() if cur.description else []
+            except psycopg.OperationalError as exc:
+                await conn.close()
+                raise await self._lost(exc) from exc
+            except BaseException:
+                await conn.close()
+                raise
+            self._idle.append(conn)
+            return rows
+
     async def seen(self, keys: Sequence[Key]) -> dict[Key, Seen]:
         if not keys:
             return {}
-        rows = await self._rows(
+        rows = await self._append_rows(
             "SELECT d.source_id, d.message_id, d.seq, d.expired FROM dedupe d JOIN"
             " (SELECT k->>0 AS source_id, k->>1 AS message_id"
             " FROM json_array_elements(%s::json) AS k) AS k USING (source_id, message_id)",
@@ -160,7 +200,7 @@ class PgDedupeTable:
     async def record(self, rows: Sequence[Indexed]) -> None:
         if not rows:
             return
-        await self._rows(_RECORD, (_encode(rows).decode(),))
+        await self._append_rows(_RECORD, (_encode(rows).decode(),))
 
     async def find(self, source_id: str, message_id: str) -> int | None:
         found = (await self.seen([(source_id, message_id)])).get((source_id, message_id))
@@ -224,6 +264,9 @@ class PgDedupeTable:
         return [Expired(str(s), int(n), int(b)) for s, n, b in rows]
 
     async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
