@@ -8,7 +8,8 @@ Storage-free (it sees only the storage *contracts*) and vendor-agnostic (it sees
 - ``slices``     what a run reads: ``LogTail`` (live), ``RowsSource`` (redrive),
                  ``WindowSlice`` (replay), each row with its ledger key;
 - ``evaluate``   per event and action: trigger, age window, mapping, required fields,
-                 ``validate_item`` -> a ``Decision`` (send, skip or dead-letter, with why);
+                 ``validate_item`` -> send, skip or dead-letter, with why (packed
+                 payloads for ``raw_payloads`` types);
 - ``batcher``    requests by group key, count, bytes and linger;
 - ``sender``     one destination's ``Deliverer``: rate budget, live first, retries,
                  splits, partial answers, ``Retry-After`` cap, retry now, giving up;

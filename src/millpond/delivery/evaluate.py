@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from msgspec import Raw
+
 from millpond.actions import CompiledAction, MappingError
 from millpond.delivery.batcher import Work
 from millpond.delivery.outcomes import (
@@ -58,29 +60,55 @@ class Evaluator:
         self.dtype = dtype
         self.actions = list(actions)
         self._clock = clock
+        #: How :meth:`evaluate` packs payloads (``raw_payloads`` types), else None.
+        self._pack = dtype.encode_payload if dtype.raw_payloads else None
 
     def evaluate(self, event: dict[str, Any], only: frozenset[str] | None = None,
                  ) -> tuple[list[tuple[str, Work]], list[CountKey], list[DeadLetter]]:
         """``(items to send with their group key, immediate outcomes, dead letters)``.
 
         ``only`` restricts the run to the named actions (a redrive of one action's dead
-        letters must not send the event again through the others)."""
+        letters must not send the event again through the others).
+
+        For a ``raw_payloads`` type each item leaves here *packed*: its payload the JSON
+        the request will carry (``msgspec.Raw``, encoded once: ``validate_item`` just
+        measured it and ``encode_payload`` reuses that) and its event only ``seq`` and
+        ``messageId`` (see :mod:`~millpond.delivery.pump` for why). Why here and not in
+        the pump: the payload is then encoded once, right after its own validation, and
+        its size is that encoding's length instead of a second encoding.
+
+        Why it runs the actions itself instead of through :meth:`decide`: this is the
+        hot path of every pump (one call per event), and a :class:`Decision` made per
+        action only to be taken apart again cost a few percent of a replay's CPU."""
         items: list[tuple[str, Work]] = []
         counts: list[CountKey] = []
         dead: list[DeadLetter] = []
         seq: int = event.get("seq", 0)
-        decisions = self.decide(event, only)
-        for d in decisions:
-            name, outcome, reason, payload = d.action, d.outcome, d.reason, d.payload
+        pack = self._pack
+        matched = False
+        for action in self.actions:
+            if only is not None and action.name not in only:
+                continue
+            if not action.trigger.matches(event):
+                continue
+            matched = True
+            name = action.name
+            outcome, reason, payload = self.apply(action, event)
             if outcome is None:
                 key = self.dtype.group_key(name, payload)
-                items.append((key, Work(seq, name, payload, event, estimate_size(payload))))
+                if pack is not None:
+                    raw = pack(payload)
+                    items.append((key, Work(seq, name, Raw(raw), {
+                        "seq": seq, "messageId": event.get("messageId")}, len(raw))))
+                else:
+                    items.append((key, Work(seq, name, payload, event,
+                                            estimate_size(payload))))
             elif outcome is SKIPPED:
                 counts.append((name, SKIPPED, reason))
             else:
                 counts.append((name, DEAD_LETTERED, reason.partition(":")[0]))
                 dead.append(dead_letter(event, name, reason, payload))
-        if not decisions:
+        if not matched:
             counts.append(("", SKIPPED, no_action_reason(event)))
         return items, counts, dead
 
@@ -93,14 +121,16 @@ class Evaluator:
             if only is not None and action.name not in only:
                 continue
             if action.trigger.matches(event):
-                outcome, reason, payload = self._apply(action, event)
+                outcome, reason, payload = self.apply(action, event)
                 out.append(Decision(action.name, outcome, reason, payload))
         return out
 
-    def _apply(self, action: CompiledAction, event: dict[str, Any],
+    def apply(self, action: CompiledAction, event: dict[str, Any],
                ) -> tuple[Outcome | None, str, Any]:
         """``(None, "", payload)`` to send, else ``(SKIPPED|DEAD, reason, payload)``.
-        Dead reasons start with their category before a colon (it labels counters)."""
+        Dead reasons start with their category before a colon (it labels counters).
+        One matching action's step of :meth:`decide`, for hot loops (:meth:`evaluate`,
+        the replay preview) that would only take a :class:`Decision` apart again."""
         if action.max_event_age_s is not None:
             age = event_age(event, self._clock())
             if age is not None and age > action.max_event_age_s:
@@ -136,7 +166,7 @@ class Evaluator:
                                      "outcome": None, "reason": None, "payload": None,
                                      "group_key": None}
             if entry["matched"]:
-                outcome, reason, payload = self._apply(action, event)
+                outcome, reason, payload = self.apply(action, event)
                 entry["outcome"] = outcome or "send"
                 entry["reason"] = reason or None
                 entry["payload"] = payload

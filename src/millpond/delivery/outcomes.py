@@ -46,12 +46,13 @@ class Decision(msgspec.Struct, frozen=True, gc=False):
     otherwise skipped or dead-lettered with ``reason`` (a dead reason starts with its
     category before a colon, which labels counters).
 
-    A frozen msgspec Struct (typed, immutable): one is made per action per event, on the
-    pump's and the preview's hot path. It costs about what a plain tuple does; a
-    NamedTuple, even made with ``tuple.__new__``, cost about 0.35 us more (argument
-    parsing and a heap-type allocation), 3% of a replay's CPU per event; a frozen
-    dataclass's ``__init__`` several times that. ``gc=False``: the cyclic GC never walks
-    it (its payload is a dict the GC tracks on its own, and a decision is in no cycle).
+    What ``Evaluator.decide`` returns. The hot loops (``Evaluator.evaluate`` in every
+    pump, the replay preview's tally) make none: they call ``Evaluator.apply`` per
+    matching action and use its tuple at once, since a record made per action per event
+    only to be read back field by field cost a few percent of a replay's and a preview's
+    CPU. A frozen msgspec Struct (typed, immutable; a NamedTuple or a frozen dataclass
+    costs more to make). ``gc=False``: the cyclic GC never walks it (its payload is a
+    dict the GC tracks on its own, and a decision is in no cycle).
     """
 
     action: str

@@ -24,8 +24,9 @@ a destination that is down stops its own reader (its backlog stays in the log) a
 nothing else.
 
 For a destination type with ``raw_payloads`` (its requests carry payloads as they are),
-the reader *packs* each item as soon as it is evaluated: the payload becomes its JSON
-(``msgspec.Raw``) and the event just its ``seq`` and ``messageId``. Why: a pump holds a
+each item is *packed* as it is evaluated (:meth:`~millpond.delivery.evaluate.Evaluator.evaluate`):
+the payload becomes its JSON (``msgspec.Raw``) and the event just its ``seq`` and
+``messageId``. Why: a pump holds a
 few thousand items (a batch filling while the previous one is in flight); as dicts they
 are tens of thousands of containers the cyclic GC walks again and again and that are
 freed long after they left the CPU cache, which cost more than evaluating the events.
@@ -114,9 +115,6 @@ class Pump:
         self._lanes = 1 if max_in_flight <= 1 else 2 * max_in_flight
         self._last_save = clock()
         self._decode = msgspec.json.Decoder().decode
-        dtype = deliverer.dtype
-        #: Set for ``raw_payloads`` types: how the reader packs payloads (module docstring).
-        self._pack = dtype.encode_payload if dtype.raw_payloads else None
         #: Why progress cannot be saved now (the storage is unavailable), or None: stats
         #: show it as the destination's error state instead of ``running``.
         self.unavailable: str | None = None
@@ -135,7 +133,7 @@ class Pump:
     async def _read(self) -> None:
         batcher, ledger, queue = self.batcher, self.ledger, self._queue
         evaluate, decode, only = self.evaluator.evaluate, self._decode, self._only
-        pack, dead_log, screen = self._pack, self._dead_log, self.deliverer.screen
+        dead_log, screen = self._dead_log, self.deliverer.screen
         ordered = self._lanes > 1
         while True:
             if dead_log is not None:
@@ -172,9 +170,6 @@ class Pump:
                     for key, work in items:
                         work.seq = pos  # the ledger's key; dead letters read the event's seq
                         work.user = user
-                        if pack is not None:  # see the module docstring
-                            work.payload = Raw(pack(work.payload))
-                            work.event = {"seq": seq, "messageId": event.get("messageId")}
                         for batch in batcher.add(key, work):
                             await queue.put(batch)
             await asyncio.sleep(0)

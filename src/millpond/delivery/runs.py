@@ -136,6 +136,26 @@ class Checkpoint:
         #: Keys whose event finished (kept for a redrive's ``redriven``).
         self.finished: set[int] = set()
 
+    def _event_seqs(self, outcomes: dict[CountKey, list[int]]) -> dict[CountKey, list[int]]:
+        """``outcomes`` with the slice's keys turned into event seqs. Equal key lists (the
+        ``received`` list and the one outcome every event of a batch ended with: a
+        replay's checkpoint, mostly) share one converted list, which the store then
+        packs once (``outcome_rows.pack_all``): comparing two lists costs less than
+        converting one."""
+        event_seqs = self.slice.event_seqs
+        converted: list[tuple[list[int], list[int]]] = []
+        out: dict[CountKey, list[int]] = {}
+        for k, keys in outcomes.items():
+            if not keys:
+                continue
+            seqs = next((s for ks, s in converted if len(ks) == len(keys) and ks == keys),
+                        None)
+            if seqs is None:
+                seqs = event_seqs(keys)
+                converted.append((keys, seqs))
+            out[k] = seqs
+        return out
+
     def __call__(self, key: int, counts: Counter[CountKey], dead: list[DeadLetter],
                  finished: list[int], outcomes: dict[CountKey, list[int]] | None = None
                  ) -> None:
@@ -149,8 +169,7 @@ class Checkpoint:
         ids = [d.id for d in settled]
         both = counts + redriven if redriven else counts
         if outcomes:  # keys -> seqs here, on the writer's thread (slices.py)
-            event_seqs = self.slice.event_seqs
-            outcomes = {k: event_seqs(keys) for k, keys in outcomes.items() if keys}
+            outcomes = self._event_seqs(outcomes)
         self.runs.checkpoint(run.id, cursor=cursor, counts=both,
                              dead=stamp(dead, run.destination_id, run.id),
                              scanned=key - self._saved if moved and self._scanned else 0,

@@ -32,6 +32,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 import msgspec
@@ -109,6 +110,10 @@ def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
                 mine.add(name, row.ts_ms)
 
 
+#: What the rows of profiles merged into a person said, for the (usual) person with none.
+_NO_MERGED: frozenset[bool] = frozenset()
+
+
 class Change(NamedTuple):
     """A person's membership that changed in a segment: an Audience event to make
     (:meth:`SegmentEngine.announce`). ``no_history``: none stored for them there."""
@@ -130,7 +135,7 @@ class _Work:
         self.evaluator = evaluator
         self.scan = scan
         self.people: list[tuple[Person, list[SegmentPlan],
-                                list[tuple[Member | None, set[bool]]]]] = []
+                                list[tuple[Member | None, AbstractSet[bool]]]]] = []
         self.drop: list[tuple[str, str]] = []
 
 
@@ -255,7 +260,7 @@ class SegmentEngine:
         nothing: dict[str, Member] = {}
         for person in people.values():
             mine_plans: list[SegmentPlan] = []
-            befores: list[tuple[Member | None, set[bool]]] = []
+            befores: list[tuple[Member | None, AbstractSet[bool]]] = []
             theirs = stored.get(person.id, {})
             touched = touched_by.get(person.id)
             for plan in plans:
@@ -265,9 +270,13 @@ class SegmentEngine:
                 own = not mine or (len(mine) == 1 and person.id in mine)
                 previous = mine.get(person.id) if own else \
                     self.previous_row(list(mine.values()), person.id)
-                # Rows of profiles merged into this one are never left as they are.
-                if names is not None and own and plan.unaffected(touched, previous):
+                if own:
+                    if names is not None and plan.unaffected(touched, previous):
+                        continue
+                    mine_plans.append(plan)
+                    befores.append((previous, _NO_MERGED))
                     continue
+                # Rows of profiles merged into this one are never left as they are.
                 work.drop += [(sid, pid) for pid in mine if pid != person.id]
                 mine_plans.append(plan)
                 # What the rows of profiles merged into this one said (see settle).
@@ -321,7 +330,7 @@ class SegmentEngine:
         return found
 
     def settle(self, segment: Segment, person: Person, m: Membership,
-               previous: Member | None, merged: set[bool], now: int,
+               previous: Member | None, merged: AbstractSet[bool], now: int,
                changes: list[Change], rows: list[Member], *,
                no_history: bool = False) -> None:
         """The change (into ``changes``, made Audience events by :meth:`announce`) and

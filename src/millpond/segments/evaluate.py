@@ -177,9 +177,16 @@ class Evaluator:
         flips at (:mod:`.steps`)."""
         return StepEvaluator(self.definitions, person, trait_steps).steps(cond)
 
-    def membership(self, cond: Condition, person: PersonFacts, now: int) -> Membership:
-        """Membership at ``now``, since when (event time), and the next change by time."""
-        initial, flips = self.steps(cond, person)
+    def stepper(self, person: PersonFacts) -> StepEvaluator:
+        """A step evaluator for ``person``, to share among their segments (it remembers
+        the ``in_segment`` ones it worked out)."""
+        return StepEvaluator(self.definitions, person, trait_steps)
+
+    def membership(self, cond: Condition, person: PersonFacts, now: int,
+                   stepper: StepEvaluator | None = None) -> Membership:
+        """Membership at ``now``, since when (event time), and the next change by time
+        (``stepper``: :meth:`stepper` of ``person``, shared by their segments)."""
+        initial, flips = (stepper or self.stepper(person)).steps(cond)
         cut = bisect.bisect_right(flips, now)
         state = initial != (cut % 2 == 1)
         since = flips[cut - 1] if cut else person.first_seen()

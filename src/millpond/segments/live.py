@@ -139,8 +139,19 @@ class RowCache:
         """What ``SegmentStore.apply(rows, drop=drop)`` wrote."""
         for key in drop:
             self._remove(key)
+        stored, by_id = self._rows, self._by_id
         for row in rows:
-            self._remove((row.segment_id, row.person_id))
+            key = (row.segment_id, row.person_id)
+            before = stored.get(key)
+            if before is not None and tuple(before.ids) == tuple(row.ids):
+                # Nearly every write: the same ids, so the same index entries, new row.
+                stored[key] = row
+                for i in row.ids:
+                    found = by_id.get(i)
+                    if found is not None:
+                        found[key] = row
+                continue
+            self._remove(key)
             self._add(row)
 
     def _add(self, row: Member) -> None:

@@ -20,8 +20,11 @@ import hashlib
 import time
 from typing import Any
 
+import msgspec
+
 from millpond.collector.validation import normalize
 from millpond.storage.models import NewEvent, Segment, Source
+from millpond.timeutil import MAX_MS, format_ms
 
 #: The built-in source of computed events (not writable from outside, replayable).
 COMPUTED_SOURCE_ID = "computed"
@@ -77,5 +80,29 @@ def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
         msg["userId"] = user_id
     if anonymous_id is not None and user_id is None:
         msg["anonymousId"] = anonymous_id
-    return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms,
-                     received_at=received_at)
+    if not user_id and not anonymous_id or not _PLAIN_FROM <= at_ms < MAX_MS:
+        # What the collector's rules say of an odd one (no id, a time _iso does not
+        # format as format_ms does).
+        return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms,
+                         received_at=received_at)
+    return _record(msg, user_id or None, None if user_id else anonymous_id or None, at_ms,
+                   received_ms, received_at or format_ms(received_ms))
+
+
+#: From this event time on (year 1000), :func:`_iso` writes what ``format_ms`` writes.
+_PLAIN_FROM = -30610224000000
+_encode = msgspec.json.Encoder().encode
+
+
+def _record(msg: dict[str, Any], user_id: str | None, anonymous_id: str | None, at_ms: int,
+            received_ms: int, received_at: str) -> NewEvent:
+    """The record :func:`~millpond.collector.validation.normalize` makes of an Audience
+    message, byte for byte, without validating what millpond wrote itself: a build
+    makes one per change of a hundred thousand people, and normalize's checks were a
+    tenth of its CPU (a test compares the two)."""
+    msg["timestamp"] = received_at if at_ms == received_ms else _iso(at_ms)
+    msg["receivedAt"] = received_at
+    msg["source_id"] = COMPUTED_SOURCE_ID
+    msg["received_at"] = received_at
+    return NewEvent(COMPUTED_SOURCE_ID, "track", msg["messageId"], msg["event"], user_id,
+                    anonymous_id, at_ms, received_ms, _encode(msg))

@@ -101,7 +101,7 @@ def memberships(evaluator: Evaluator, plans: Sequence[SegmentPlan], scan: LogSca
     gathered of ``ids``; the full evaluation only where the person has data the segment
     looks at."""
     first, merged = scan.gather(ids)
-    facts = None
+    facts = stepper = None
     traits: Mapping[str, Any] = (profile.get("traits") or {}) if profile else {}
     out = []
     for plan in plans:
@@ -109,7 +109,9 @@ def memberships(evaluator: Evaluator, plans: Sequence[SegmentPlan], scan: LogSca
                 plan.traits and not plan.traits.isdisjoint(traits)):
             if facts is None:
                 facts = scan.facts_of(first, merged, profile)
-            out.append(evaluator.membership(plan.condition, facts, now))
+            if stepper is None:
+                stepper = evaluator.stepper(facts)
+            out.append(evaluator.membership(plan.condition, facts, now, stepper))
             continue
         if profile:
             if facts is None:

@@ -129,6 +129,8 @@ class LogScan:
             if cond.where:
                 self._needs_body.add(cond.event)
         self._keeps = [keep_of(cond) for cond in self.conditions]
+        #: id(condition) -> its slot, shared by every person's facts (no dict per person).
+        self._slot_of = {id(cond): slot for slot, cond in enumerate(self.conditions)}
         self.ids: dict[str, bool] = {}
         #: id -> [first event time, times of slot 0, times of slot 1, ...] (None: none)
         self._state: dict[str, list[Any]] = {}
@@ -239,8 +241,7 @@ class LogScan:
     def facts_of(self, first: int | None, merged: list[list[int]],
                  profile: Mapping[str, Any] | None) -> ScannedFacts:
         """:meth:`facts` from what :meth:`gather` returned."""
-        return ScannedFacts(profile, first, {id(cond): merged[i]
-                                             for i, cond in enumerate(self.conditions)})
+        return ScannedFacts(profile, first, merged, self._slot_of)
 
     def forget(self, ids: Iterable[str]) -> None:
         """Drop the data of ``ids`` (evaluated: memory goes back as the build proceeds)."""
@@ -253,17 +254,18 @@ class ScannedFacts(PersonFacts):
     event bodies. Enough for :meth:`Evaluator.membership`; ``why`` reads the person's
     events through :mod:`.people` instead."""
 
-    __slots__ = ("_first", "_first_seen", "_known")
+    __slots__ = ("_first", "_first_seen", "_known", "_merged", "_slot_of")
 
     def __init__(self, profile: Mapping[str, Any] | None, first: int | None,
-                 matches: dict[int, list[int]]) -> None:
+                 merged: list[list[int]], slot_of: Mapping[int, int]) -> None:
         # Not PersonFacts.__init__: there are no events to filter and sort.
         self.traits = traits_of(profile)
         self.events = []
         self._first = first
         self._first_seen: int | None = None
         self._known = False
-        self._matches = {key: (times, _NONE) for key, times in matches.items()}
+        self._merged = merged
+        self._slot_of = slot_of
 
     def first_seen(self) -> int | None:
         if self._known:
@@ -275,4 +277,5 @@ class ScannedFacts(PersonFacts):
         return self._first_seen
 
     def matching(self, cond: EventCondition) -> tuple[list[int], list[int]]:
-        return self._matches.get(id(cond)) or ([], [])
+        slot = self._slot_of.get(id(cond))
+        return (self._merged[slot], _NONE) if slot is not None else ([], [])

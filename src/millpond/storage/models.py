@@ -400,11 +400,15 @@ class Segment(msgspec.Struct):
     build_phase: str = ""
 
 
-class Member(msgspec.Struct, frozen=True):
+class Member(msgspec.Struct, frozen=True, gc=False):
     """A person's current state in one segment (kept when not a member: the state a
     later change is compared with). ``since_ms`` is the event time the state began,
     ``next_change_ms`` when time passing changes it (the schedule), ``ids`` the
-    person's ids when written (a merge finds the rows of the profiles it joined)."""
+    person's ids when written (a merge finds the rows of the profiles it joined).
+
+    Untracked by the cyclic garbage collector (texts, numbers and a tuple of texts:
+    no cycle can go through it): the segment follower keeps every row it has read in
+    its row cache, and each full collection walked all of them."""
 
     segment_id: str
     person_id: str

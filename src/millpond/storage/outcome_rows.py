@@ -17,12 +17,15 @@ from __future__ import annotations
 import heapq
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from operator import sub
+from typing import TypeVar
 
 from millpond.errors import BadRequest
 from millpond.storage.models import OutcomePage
+
+K = TypeVar("K")
 
 #: A stored row: (row id, packed seqs).
 Row = tuple[int, bytes]
@@ -37,6 +40,22 @@ def pack(seqs: Sequence[int]) -> bytes:
     deltas = array("q", seqs[:1])
     deltas.extend(map(sub, seqs[1:], seqs))
     return zlib.compress(deltas.tobytes(), 1)
+
+
+def pack_all(outcomes: Mapping[K, Sequence[int]] | None) -> list[tuple[K, bytes]]:
+    """``(key, packed seqs)`` of every non-empty list of ``outcomes``, each distinct list
+    packed once. Why: a checkpoint lists every event it finished under ``received`` and
+    under its outcome, and when the caller hands one list for both (every event of the
+    batch ended the same way: a replay, mostly), one packing serves both rows."""
+    done: dict[int, bytes] = {}
+    out: list[tuple[K, bytes]] = []
+    for key, seqs in (outcomes or {}).items():
+        if seqs:
+            blob = done.get(id(seqs))
+            if blob is None:
+                blob = done[id(seqs)] = pack(seqs)
+            out.append((key, blob))
+    return out
 
 
 def unpack(blob: bytes) -> list[int]:

@@ -45,3 +45,37 @@ def replaced(plan: ApplyPlan, stored: Mapping[Key, Stored]) -> list[Key]:
     """The stored rows (not dropped) the plan writes again: their old ids are forgotten."""
     dropped = set(plan.gone)
     return [k for k in plan.latest if k in stored and k not in dropped]
+
+
+@dataclass(slots=True)
+class SplitRows:
+    """The rows a plan keeps, by how a backend can write them."""
+
+    moved: list[Key] = field(default_factory=list)
+    """Stored rows (not dropped) written again with other ids: their ids are forgotten."""
+    kept: list[Member] = field(default_factory=list)
+    """Stored rows keeping their ids and ``member``: updated in place."""
+    flipped: list[Member] = field(default_factory=list)
+    """Stored rows keeping their ids, ``member`` changed: updated in place."""
+    fresh: list[Member] = field(default_factory=list)
+    """New rows and the moved ones: written whole, with their ids."""
+
+
+def split_rows(plan: ApplyPlan, stored: Mapping[Key, Stored]) -> SplitRows:
+    """:attr:`ApplyPlan.latest` split for writing. Why: a live tick rewrites rows that
+    keep their ids (merges are rare); updating those in place, in the columns that
+    change, leaves the other indexes and the id table alone."""
+    dropped = set(plan.gone)
+    out = SplitRows()
+    for key, row in plan.latest.items():
+        before = stored.get(key) if key not in dropped else None
+        if before is None:
+            out.fresh.append(row)
+        elif tuple(before[1]) != tuple(row.ids):
+            out.moved.append(key)
+            out.fresh.append(row)
+        elif before[0] == row.member:
+            out.kept.append(row)
+        else:
+            out.flipped.append(row)
+    return out

@@ -135,7 +135,7 @@ def test_gaps_are_tolerated(backend, storage):
 
 
 def _scan_part(scanner, part, window) -> list[int]:
-    return [e.seq for chunk in scanner.scan(part, window, 7) for e in chunk]
+    return [seq for chunk in scanner.scan(part, window, 7) for seq, _ in chunk]
 
 
 def test_parts_cover_the_window_exactly_once_from_other_processes(parts_backend):

@@ -117,6 +117,31 @@ def test_by_ids_finds_the_rows_a_merge_joins_and_drop_removes_them(storage):
     assert store.member("s1", "pa") is None
 
 
+def test_rewritten_rows_are_found_by_their_current_ids_and_state_only(storage):
+    """A row written again keeping its ids (updated in place by SQLite), changing
+    ``member`` or only its times, and a row whose ids changed: every read agrees."""
+    store = storage.segments
+    store.create(seg("s1", "buyers"))
+    store.apply([row("s1", "pa", True, 100, nxt=900, ids=("u-a", "anon-a")),
+                 row("s1", "pb", True, 100, ids=("u-b", "anon-b"))])
+    # pa keeps its ids and its membership, with new times; pb keeps its ids, exits.
+    store.apply([row("s1", "pa", True, 150, nxt=700, ids=("u-a", "anon-a"), processed=8),
+                 row("s1", "pb", False, 200, ids=("u-b", "anon-b"), processed=8)])
+    pa = store.member("s1", "pa")
+    assert (pa.member, pa.since_ms, pa.next_change_ms, pa.processed_ms) == (True, 150, 700, 8)
+    assert store.due(800) == [pa] and store.next_due() == 700
+    assert [m.person_id for m in store.members("s1").members] == ["pa"]
+    assert store.count_members("s1") == 1 and store.person_segments("pb") == []
+    assert [(h.member, h.at_ms) for h in store.history("pb")] == [(True, 100), (False, 200)]
+    assert len(store.history("pa")) == 1  # its membership did not change
+    # pb's ids change: found by the new one, no longer by the one it lost.
+    store.apply([row("s1", "pb", True, 300, ids=("u-b", "anon-c"))])
+    assert [m.person_id for m in store.by_ids(["anon-c"])] == ["pb"]
+    assert store.by_ids(["anon-b"]) == []
+    assert [m.person_id for m in store.by_ids(["u-b"])] == ["pb"]
+    assert store.member("s1", "pb").ids == ("u-b", "anon-c")
+
+
 def test_schedule_is_found_by_time(storage):
     store = storage.segments
     store.create(seg("s1", "buyers"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import msgspec
 import pytest
 
 from millpond.storage.models import NewEvent, Window, WindowCursor
@@ -70,7 +71,7 @@ def test_wide_windows_are_read_in_seq_order_and_narrow_ones_by_time(log, window)
         assert 1 < len(parts) <= 4
         assert all((p.hint == DENSE) == (window == (0, 10_000)) for p in parts)
         assert [p.after_seq for p in parts[1:]] == [p.upto_seq for p in parts[:-1]]
-        got = [e.seq for p in parts for chunk in scanner.scan(p, w, 7) for e in chunk]
+        got = [seq for p in parts for chunk in scanner.scan(p, w, 7) for seq, _ in chunk]
         expected = sorted(i + 1 for i, t in enumerate(times) if lo <= t < hi
                           and (max_seq is None or i + 1 <= max_seq)
                           and (sources is None or ("src_a" if i % 3 else "src_b") in sources))
@@ -93,4 +94,6 @@ def test_a_part_scanner_reads_beside_the_writer_and_cannot_write(log):
             conn.execute("DELETE FROM events")
     log.submit([ev("m3")]).result()  # the writer was never blocked
     [part] = scanner.parts(Window(0, 10_000), max_parts=1, min_events=1)
-    assert [e.seq for c in scanner.scan(part, Window(0, 10_000)) for e in c] == [1, 2, 3]
+    rows = [row for c in scanner.scan(part, Window(0, 10_000)) for row in c]
+    assert [seq for seq, _ in rows] == [1, 2, 3]
+    assert [msgspec.json.decode(body)["messageId"] for _, body in rows] == ["m1", "m2", "m3"]

@@ -108,8 +108,7 @@ class MemoryRunStore:
                    outcomes: Mapping[CountKey, Sequence[int]] | None = None) -> None:
         now = time.time()
         packed: list[tuple[CountKey, bytes]] = [
-            ((k[0], k[1], k[2]), outcome_rows.pack(seqs))
-            for k, seqs in (outcomes or {}).items() if seqs]
+            ((k[0], k[1], k[2]), blob) for k, blob in outcome_rows.pack_all(outcomes)]
         with self._lock:
             run = copy.deepcopy(self._get(run_id))
             run.updated_at = now

@@ -209,8 +209,8 @@ class PgRunStore:
             params.append(_dump_counts(counts))
         update = sql.SQL("UPDATE runs SET {} WHERE id = %s").format(sql.SQL(", ").join(sets))
         params.append(run_id)
-        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs), now)
-                  for k, seqs in (outcomes or {}).items() if seqs]
+        packed = [(run_id, _dump_key(k), blob, now)
+                  for k, blob in outcome_rows.pack_all(outcomes)]
         with self._db.transaction() as conn:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")

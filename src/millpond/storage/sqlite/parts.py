@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Generator, Iterator
-from itertools import starmap
 
-from millpond.storage.models import StoredEvent, Window, WindowPart
+from millpond.storage.models import Window, WindowPart
 from millpond.storage.sqlite.connection import connect
 
 #: A window holding at least 1/DENSE_FRACTION of a seq range is read in seq order.
@@ -68,17 +67,16 @@ class SQLitePartScanner:
         return [WindowPart(lo, hi, hint) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
     def scan(self, part: WindowPart, window: Window,
-             chunk: int = 5000) -> Iterator[list[StoredEvent]]:
+             chunk: int = 5000) -> Iterator[list[tuple[int, bytes]]]:
         source_ids = window.source_ids
         sources = ""
         if source_ids is not None:
             sources = f" AND source_id IN ({','.join('?' * len(source_ids))})"
-        event = StoredEvent
         with self._reader() as conn:
             if part.hint == DENSE:
                 # ``+ts`` keeps SQLite off the time index: rows are read in rowid order,
                 # which is sequential on disk.
-                sql = ("SELECT seq, ts, body FROM events WHERE seq > ? AND seq <= ?"
+                sql = ("SELECT seq, body FROM events WHERE seq > ? AND seq <= ?"
                        f" AND +ts >= ? AND +ts < ?{sources} ORDER BY seq LIMIT ?")
                 after = part.after_seq
                 while True:
@@ -87,7 +85,7 @@ class SQLitePartScanner:
                                               chunk)).fetchall()
                     if not rows:
                         return
-                    yield list(starmap(event, rows))
+                    yield rows  # (seq, body) as SQLite hands them: no object per row
                     after = rows[-1][0]
             sql = ("SELECT ts, seq, body FROM events INDEXED BY events_ts"
                    " WHERE (ts, seq) > (?, ?) AND ts < ? AND seq > ? AND seq <= ?"
@@ -99,5 +97,5 @@ class SQLitePartScanner:
                                           chunk)).fetchall()
                 if not rows:
                     return
-                yield [event(seq, ts, body) for ts, seq, body in rows]
+                yield [(seq, body) for _ts, seq, body in rows]
                 cursor = (rows[-1][0], rows[-1][1])

@@ -219,8 +219,8 @@ class SQLiteRunStore:
             params.append(_dump_counts(counts))
         update = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
         params.append(run_id)
-        packed = [(run_id, _dump_key(k), outcome_rows.pack(seqs), now)
-                  for k, seqs in (outcomes or {}).items() if seqs]
+        packed = [(run_id, _dump_key(k), blob, now)
+                  for k, blob in outcome_rows.pack_all(outcomes)]
         if not dead and not redriven and not packed:
             if conn.execute(update, params).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}", field="id")
