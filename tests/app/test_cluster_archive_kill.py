@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from tests.support.cluster import cluster_args, drop_place, new_place
+from tests.support.cluster import cluster_args
 from tests.support.delivery import send_batch, track
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_until
@@ -21,13 +21,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a 3 s lease decides the t
 #: Events per range: two row groups, so the seal reads its range for a while (about a
 #: second on the 2-core machine) with its server-side cursor open.
 RANGE = 20_000
-
-
-@pytest.fixture
-def place(dev_cluster):
-    name = new_place()
-    yield name
-    drop_place(dev_cluster, name)
 
 
 def _query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:

@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
-from tests.support.cluster import cluster_args, drop_place, new_place
+from tests.support.cluster import cluster_args
 from tests.support.delivery import create_destination, send_batch, track
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def place(dev_cluster):
-    name = new_place()
-    yield name
-    drop_place(dev_cluster, name)
 
 
 def test_events_archived_to_s3_and_purged_are_still_found_and_replayed_once(

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.app.test_cluster_serve import _first_arrivals_out_of_order, _owner
-from tests.support.cluster import cluster_server, drop_place, new_place
+from tests.support.cluster import cluster_server
 from tests.support.delivery import create_destination, track
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
@@ -43,13 +43,6 @@ BATCH = 10  # events per request
 PAUSE = 0.25  # seconds between a sender's requests
 HOOK_BATCH = 50
 HOOK_IN_FLIGHT = 2
-
-
-@pytest.fixture
-def place(dev_cluster):
-    name = new_place()
-    yield name
-    drop_place(dev_cluster, name)
 
 
 @dataclass(eq=False)

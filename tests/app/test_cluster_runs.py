@@ -13,18 +13,11 @@ import httpx
 import pytest
 
 from tests.app.test_cluster_serve import _owner
-from tests.support.cluster import cluster_server, drop_place, new_place
+from tests.support.cluster import cluster_server
 from tests.support.delivery import create_destination, send_batch, track
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a 3 s lease decides the takeover
-
-
-@pytest.fixture
-def place(dev_cluster):
-    name = new_place()
-    yield name
-    drop_place(dev_cluster, name)
 
 
 def insert_ids(fake) -> list[str]:

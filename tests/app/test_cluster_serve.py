@@ -18,18 +18,11 @@ import httpx
 import pytest
 
 from tests.support.cli import ok
-from tests.support.cluster import cluster_args, cluster_server, drop_place, new_place
+from tests.support.cluster import cluster_args, cluster_server
 from tests.support.delivery import create_destination, send_batch, track
 from tests.support.receiver import Receiver
 from tests.support.server import free_port
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def place(dev_cluster):
-    name = new_place()
-    yield name
-    drop_place(dev_cluster, name)
 
 
 def _start(args: list[str], tmp_path, place: str, name: str = "data") -> subprocess.Popen[str]:
