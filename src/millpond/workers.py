@@ -13,8 +13,9 @@ then starts in milliseconds instead of re-importing everything as ``spawn`` woul
 Why each worker settles its heap first (:func:`millpond.heap.settle`, as the server
 does): a worker inherits everything the preload imported (the destination catalog, the
 actions' parsers and compilers; not the HTTP client, nor pyarrow or psycopg, which only
-senders and loader destinations load) and then allocates per event, so without it every full collection walked those start-up objects again; in a Mixpanel
-preview that was several percent of the worker's time.
+senders and loader destinations load) and then allocates per event, so without it every
+full collection walked those start-up objects again; in a Mixpanel preview that was
+several percent of the worker's time.
 """
 
 from __future__ import annotations
