@@ -88,7 +88,7 @@ class _Guarded(HttpToolsProtocol):
         waiting = False
         for conn in list(self.connections):
             since = getattr(conn, "_head_since", None)
-            if since is None:
+            if since is None or not isinstance(conn, _Guarded):
                 continue
             if since <= deadline:
                 conn._head_since = None
