@@ -25,6 +25,9 @@ BACKGROUND_NICE = 10
 
 
 def lower_this_thread() -> None:
-    """Run the calling thread at :data:`BACKGROUND_NICE` (if the platform allows)."""
+    """Run the calling thread at :data:`BACKGROUND_NICE` (if the platform allows), or
+    leave it lower if it already is (a server started under ``nice``)."""
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       max(BACKGROUND_NICE, os.getpriority(os.PRIO_PROCESS, tid)))
