@@ -347,6 +347,12 @@ def _print_cpu(result: dict[str, Any]) -> None:
     parts = sorted(result["thread_cpu"].items(), key=lambda kv: -kv[1])
     print(f"  CPU {result['cpu_seconds'] * per:,.1f} s per 1M rows: "
           + ", ".join(f"{name} {cpu * per:,.1f}" for name, cpu in parts if cpu * per >= 0.1))
+    # How far the archiver got by the end varies from run to run (it seals behind the
+    # import, a range at a time): its cost per event it archived compares versions.
+    archived = sum(t["events"] for t in result["tiers"] if t["name"] == "archive")
+    if archived and "archiver" in result["thread_cpu"]:
+        print(f"  archiver: {result['thread_cpu']['archiver'] / archived * 1e6:,.1f} CPU µs "
+              f"per archived event ({archived:,} archived by the import's end)")
 
 
 def _print_tiers(tiers: list[dict[str, Any]], files: dict[str, float] | None = None) -> None:
