@@ -55,7 +55,8 @@ log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
 
 
-#: Let commits pile up this long between reads (as the profile follower does).
+#: Let commits pile up this long between the starts of reads (the profile follower
+#: waits so after each read).
 COALESCE_SECONDS = 0.1
 
 
@@ -502,7 +503,9 @@ class SegmentEngine:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""
+        loop = asyncio.get_running_loop()
         while stop is None or not stop.is_set():
+            started = loop.time()
             try:
                 read = await self.catch_up_once()
                 await self.run_due()
@@ -515,6 +518,11 @@ class SegmentEngine:
                 continue
             if read < self.chunk:
                 await self.storage.log.wait(self._position or 0, 0.5)
-                # Always yield: once the server stops, ``wait`` returns at once, and a loop
-                # that never awaits anything real would starve the event loop.
-                await asyncio.sleep(COALESCE_SECONDS)
+                # Coalesce: ticks start at least COALESCE_SECONDS apart, counted from the
+                # start of the last one, so a tick that took that long already let the
+                # commits pile up and the next starts at once (a fixed sleep after each
+                # tick added its length to every event's delay under load). Always a
+                # sleep, if only sleep(0): once the server stops, ``wait`` returns at
+                # once, and a loop that never awaits anything real would starve the
+                # event loop.
+                await asyncio.sleep(max(0.0, COALESCE_SECONDS - (loop.time() - started)))

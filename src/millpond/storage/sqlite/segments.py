@@ -7,7 +7,9 @@ row per person per segment), and those transactions should never hold the write 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -15,7 +17,7 @@ import msgspec
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
 from millpond.storage.segment_rows import plan_apply, split_rows
-from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
+from millpond.storage.sqlite.connection import StateDB, connect, immediate, unique_violation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -60,6 +62,9 @@ CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), se
 
 _json = msgspec.json.Encoder()
 
+#: Page cache of the membership connection (:meth:`SQLiteSegmentStore._hot`), KiB.
+HOT_CACHE_KIB = 65_536
+
 
 def _encode_ids(ids: Sequence[str]) -> str:
     """A row's ids as the JSON text the ``ids`` column keeps (msgspec: a build writes
@@ -86,9 +91,34 @@ class SQLiteSegmentStore:
     def __init__(self, path: str | Path):
         self._db = StateDB(path)
         self._db.executescript(SCHEMA)
+        self._hot_conn: sqlite3.Connection | None = None
+        self._hot_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._hot_lock:
+            if self._hot_conn is not None:
+                self._hot_conn.close()
+                self._hot_conn = None
         self._db.close()
+
+    @contextmanager
+    def _hot(self) -> Iterator[sqlite3.Connection]:
+        """The one connection the membership writes and the engine's lookups share.
+
+        Why one, under a lock, rather than each thread's own: the engine calls the store
+        from whichever worker thread ``asyncio.to_thread`` picks, and in WAL mode a
+        connection drops its whole page cache whenever another connection has written.
+        With a connection per thread, every follower tick began cold, re-reading the
+        members b-tree pages it then rewrote; one connection with a cache that holds the
+        hot part of the tables keeps them. Commits skip the fsync (``synchronous=NORMAL``:
+        see :meth:`apply`)."""
+        with self._hot_lock:
+            if self._hot_conn is None:
+                conn = connect(self._db.path, "NORMAL", cache_kib=HOT_CACHE_KIB,
+                               health=self._db.health)
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._hot_conn = conn
+            yield self._hot_conn
 
     # -- definitions --------------------------------------------------------------------
 
@@ -160,9 +190,8 @@ class SQLiteSegmentStore:
         the engine then redoes them from the log, and the Audience events it appends
         again carry the same messageIds (the history rolled back with the rows), which
         the log dedupes."""
-        conn = self._db.relaxed()
         added: list[MembershipChange] = []
-        with immediate(conn):
+        with self._hot() as conn, immediate(conn):
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
             rows = [r for r in rows if r.segment_id in known]
             stored = self._stored(conn, [*drop, *((r.segment_id, r.person_id) for r in rows)])
@@ -249,10 +278,11 @@ class SQLiteSegmentStore:
             return []
         marks = ",".join("?" * len(ids))
         # A join, not a row-value IN (subquery): SQLite would scan every member for that.
-        rows = self._db.conn().execute(
-            "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
-            f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
-            " ORDER BY m.segment_id, m.person_id", list(ids))
+        with self._hot() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
+                f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
+                " ORDER BY m.segment_id, m.person_id", list(ids)).fetchall()
         return [_member(r) for r in rows]
 
     def members(self, segment_id: str, *, after: str | None = None,
@@ -286,15 +316,16 @@ class SQLiteSegmentStore:
         """Through ``history_person``: a query per 500 people."""
         counts = dict.fromkeys(keys, 0)
         people = sorted({p for _, p in counts})
-        conn = self._db.conn()
-        for start in range(0, len(people), 500):
-            part = people[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for sid, pid, n in conn.execute(
-                    "SELECT segment_id, person_id, count(*) FROM history"
-                    f" WHERE person_id IN ({marks}) GROUP BY person_id, segment_id", part):
-                if (sid, pid) in counts:
-                    counts[(sid, pid)] = n
+        with self._hot() as conn:
+            for start in range(0, len(people), 500):
+                part = people[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for sid, pid, n in conn.execute(
+                        "SELECT segment_id, person_id, count(*) FROM history"
+                        f" WHERE person_id IN ({marks}) GROUP BY person_id, segment_id",
+                        part):
+                    if (sid, pid) in counts:
+                        counts[(sid, pid)] = n
         return counts
 
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
