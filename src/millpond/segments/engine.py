@@ -83,11 +83,13 @@ _head = msgspec.json.Decoder(Head).decode
 
 
 def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
-                row: StoredEvent) -> None:
-    """:func:`touch` from a stored event's JSON, also noting per id what touched it
-    (:class:`~.plan.Touched`; None: an identify, alias or group touched it, which may
-    change traits and merge people: every segment is concerned)."""
-    head = _head(row.body)
+                row: StoredEvent, head: Head | None = None) -> None:
+    """:func:`touch` from a stored event's JSON (or its ``head``, decoded already), also
+    noting per id what touched it (:class:`~.plan.Touched`; None: an identify, alias or
+    group touched it, which may change traits and merge people: every segment is
+    concerned)."""
+    if head is None:
+        head = _head(row.body)
     if head.source_id == COMPUTED_SOURCE_ID:
         return
     joining = head.type in JOINING
@@ -409,11 +411,12 @@ class SegmentEngine:
             until = rows[-1].seq if len(rows) >= self.chunk else upto
             if self.profiles_upto is not None:
                 await self.profiles_upto(until)
-            await self._advance_live(after, rows, until)
+            heads = [_head(row.body) for row in rows]  # once, for both uses below
+            await self._advance_live(after, rows, until, heads)
             touched: dict[str, bool] = {}
             names: dict[str, Touched | None] = {}
-            for row in rows:
-                touch_named(touched, names, row)
+            for row, head in zip(rows, heads, strict=True):
+                touch_named(touched, names, row, head)
             await self.reevaluate(touched, checkpoint=until, names=names)
             self._position = until
             return len(rows)
@@ -422,7 +425,8 @@ class SegmentEngine:
         """The segments the follower and the scheduler keep: all but those being built."""
         return [s for s in every if s.id not in self.building] if self.building else every
 
-    async def _advance_live(self, after: int, rows: list[StoredEvent], until: int) -> None:
+    async def _advance_live(self, after: int, rows: list[StoredEvent], until: int,
+                            heads: Sequence[Head] | None = None) -> None:
         """Bring the running state (:mod:`.live`) to ``until`` with the follower's
         ``rows`` (after ``after``); remade from the log when the followed definitions
         changed, at start, or after :meth:`invalidate`."""
@@ -434,7 +438,7 @@ class SegmentEngine:
         key = key_of(segments, every, definitions)
         live = self._live
         if live is not None and live.matches(key, after):
-            live.feed(rows, until)
+            live.feed(rows, until, heads)
             return
         self._live = None  # let the old one go before the new one is made
         self._live = await LiveState.rebuild(self.storage, key, segments, definitions, until)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,7 +102,7 @@ class SQLiteSegmentStore:
         self._db.close()
 
     @contextmanager
-    def _hot(self) -> Iterator[sqlite3.Connection]:
+    def _hot(self) -> Generator[sqlite3.Connection]:
         """The one connection the membership writes and the engine's lookups share.
 
         Why one, under a lock, rather than each thread's own: the engine calls the store
