@@ -6,8 +6,10 @@ row per person per segment), and those transactions should never hold the write 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +66,10 @@ _json = msgspec.json.Encoder()
 
 #: Page cache of the membership connection (:meth:`SQLiteSegmentStore._hot`), KiB.
 HOT_CACHE_KIB = 65_536
+#: The least time between two checkpoints of ``segments.db`` after membership writes,
+#: and the WAL pages past which SQLite checkpoints anyway (a fallback; see :meth:`apply`).
+CHECKPOINT_INTERVAL = 1.0
+_CHECKPOINT_PAGES = 32_768
 
 
 def _encode_ids(ids: Sequence[str]) -> str:
@@ -93,6 +99,7 @@ class SQLiteSegmentStore:
         self._db.executescript(SCHEMA)
         self._hot_conn: sqlite3.Connection | None = None
         self._hot_lock = threading.Lock()
+        self._checkpointed = 0.0
 
     def close(self) -> None:
         with self._hot_lock:
@@ -117,6 +124,7 @@ class SQLiteSegmentStore:
                 conn = connect(self._db.path, "NORMAL", cache_kib=HOT_CACHE_KIB,
                                health=self._db.health)
                 conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
                 self._hot_conn = conn
             yield self._hot_conn
 
@@ -234,7 +242,25 @@ class SQLiteSegmentStore:
             if checkpoint is not None:
                 conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
                              " DO UPDATE SET seq = excluded.seq", (checkpoint,))
+        with self._hot() as conn:
+            self._checkpoint_now(conn)
         return added
+
+    def _checkpoint_now(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint, at most once per :data:`CHECKPOINT_INTERVAL` (after a
+        commit, under the hot connection's lock).
+
+        Why not SQLite's default (a checkpoint by the commit that passes 1,000 WAL pages):
+        a follower tick rewrites a few thousand pages of the members table and its indexes,
+        so nearly every tick paid for a checkpoint, copying again the pages the previous
+        ticks wrote. Once a second copies each page once however many ticks wrote it (as
+        the log's checkpointer does)."""
+        now = time.monotonic()
+        if now - self._checkpointed < CHECKPOINT_INTERVAL:
+            return
+        self._checkpointed = now
+        with contextlib.suppress(sqlite3.Error):  # a reader in the way: the next one
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @staticmethod
     def _stored(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
