@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), se
 _json = msgspec.json.Encoder()
 
 #: Page cache of the membership connection (:meth:`SQLiteSegmentStore._hot`), KiB.
-HOT_CACHE_KIB = 65_536
+HOT_CACHE_KIB = 16_384
 #: The least time between two checkpoints of ``segments.db`` after membership writes,
 #: and the WAL pages past which SQLite checkpoints anyway (a fallback; see :meth:`apply`).
 CHECKPOINT_INTERVAL = 1.0
