@@ -6,6 +6,7 @@ import argparse
 import base64
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -102,8 +103,10 @@ class BenchServer:
         return httpx.get(self.url + "/healthz").json()["last_seq"]
 
     def stop(self) -> None:
+        """Stop the server and remove its data dir (hundreds of MB after a load run)."""
         self.proc.terminate()
         self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def loadgen(port: int, path: str, body_file: str, auth: str, connections: int,

@@ -125,8 +125,10 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
             sink = LogSink(storage.log, "src_bench")
         started = time.perf_counter()
         cpu_before, threads_before = _cpu_seconds(), _thread_cpu()
+        children = ChildPeaks()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
+        reader = children.stop()
         # CPU by thread before the storage's threads stop: what each part costs, which
         # (unlike rows/s) hardly depends on how loaded the machine is. Less what each had
         # used before the import (the main thread's imports, the storage's opening).
@@ -149,16 +151,67 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
                      for name, size in getattr(storage, "sizes", dict)().items()}
             storage.close()
             assert stored == summary.events_accepted, "log count differs from accepted"
-    # The largest reaped child: the import's reader process (0 when it ran none).
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reader = children.ru_maxrss
+    # The import's reader process (0 when it ran none): its CPU once reaped.
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = _cpu_seconds() - cpu_before
-    threads["reader process"] = children.ru_utime + children.ru_stime
+    threads["reader process"] = reaped.ru_utime + reaped.ru_stime
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
             "seconds": seconds, "peak_rss_kb": peak + reader, "importer_rss_kb": peak,
             "reader_rss_kb": reader, "baseline_rss_kb": baseline, "tiers": tiers,
             "files": files, "cpu_seconds": own + threads["reader process"], "thread_cpu": threads}
+
+
+class ChildPeaks:
+    """The largest peak RSS (``VmHWM``) of this process's children, sampled from ``/proc``
+    while they run (Linux; 0 elsewhere).
+
+    Why not ``RUSAGE_CHILDREN``: a child started by fork + exec (the reader process is a
+    ``spawn`` child) is charged, in ``ru_maxrss``, with the RSS it had between the two,
+    which is the whole importer's: it reported the importer's size whenever that was
+    larger than the reader's own peak. ``VmHWM`` starts afresh at exec, so it is the
+    reader's own once its command line is the spawned interpreter's."""
+
+    def __init__(self, every: float = 0.05):
+        import os
+        import threading
+
+        self.peak_kb = 0
+        self._pid = os.getpid()
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _children(self) -> list[str]:
+        out: list[str] = []
+        for task in Path(f"/proc/{self._pid}/task").glob("*/children"):
+            try:
+                out += task.read_text().split()
+            except OSError:
+                continue
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            for pid in self._children():
+                try:
+                    # Between its fork and its exec a child is still a copy of this
+                    # process (with this process's RSS): only a started spawn child counts.
+                    if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+
+    def stop(self) -> int:
+        """Stop sampling; the largest peak seen, KiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb
 
 
 def _cpu_seconds() -> float:
@@ -294,6 +347,12 @@ def _print_cpu(result: dict[str, Any]) -> None:
     parts = sorted(result["thread_cpu"].items(), key=lambda kv: -kv[1])
     print(f"  CPU {result['cpu_seconds'] * per:,.1f} s per 1M rows: "
           + ", ".join(f"{name} {cpu * per:,.1f}" for name, cpu in parts if cpu * per >= 0.1))
+    # How far the archiver got by the end varies from run to run (it seals behind the
+    # import, a range at a time): its cost per event it archived compares versions.
+    archived = sum(t["events"] for t in result["tiers"] if t["name"] == "archive")
+    if archived and "archiver" in result["thread_cpu"]:
+        print(f"  archiver: {result['thread_cpu']['archiver'] / archived * 1e6:,.1f} CPU µs "
+              f"per archived event ({archived:,} archived by the import's end)")
 
 
 def _print_tiers(tiers: list[dict[str, Any]], files: dict[str, float] | None = None) -> None:

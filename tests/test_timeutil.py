@@ -75,7 +75,7 @@ def test_format_ms_is_the_wire_form() -> None:
 
 @given(instants)
 def test_whole_seconds_round_trip_through_the_wire_form(moment: datetime) -> None:
-    """What the importer's fast path relies on (``backfill/log_sink._canonical_time``)."""
+    """What the importer's fast path relies on (``backfill/prepare._canonical_time``)."""
     ms = int(moment.timestamp()) * 1000
     text = format_ms(ms)
     assert parse_iso_ms(text) == ms and format_ms(parse_iso_ms(text)) == text

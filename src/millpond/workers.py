@@ -11,11 +11,11 @@ clean single-threaded process that imports millpond once (``preload``), so each 
 then starts in milliseconds instead of re-importing everything as ``spawn`` would.
 
 Why each worker settles its heap first (:func:`millpond.heap.settle`, as the server
-does): a worker inherits everything the preload imported (the destination catalog
-brings aiohttp, the actions' parsers and compilers; no longer pyarrow or psycopg, which
-only loader destinations load) and then allocates per event, so
-without it every full collection walked those start-up objects again; in a Mixpanel
-preview that was several percent of the worker's time.
+does): a worker inherits everything the preload imported (the destination catalog, the
+actions' parsers and compilers; not the HTTP client, nor pyarrow or psycopg, which only
+senders and loader destinations load) and then allocates per event, so without it every
+full collection walked those start-up objects again; in a Mixpanel preview that was
+several percent of the worker's time.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import millpond.backfill.log_sink as log_sink
+import millpond.backfill.prepare as prepare
 from millpond.backfill import ImportOptions, SinkResult, run_import
-from millpond.backfill.log_sink import LogSink, prepare_batch
+from millpond.backfill.log_sink import LogSink
 from millpond.collector.validation import MessageRejected, normalize
 from millpond.storage import StorageConfig, open_storage
 from millpond.storage.sqlite.log import SQLiteEventLog
@@ -49,7 +49,7 @@ def reference(event: Any) -> tuple[str, Any]:
 
 def prepared(events: list[Any], encoded: list[bytes] | None) -> list[tuple[str, Any]]:
     with mock.patch("millpond.collector.validation.uuid.uuid4", return_value=FIXED_UUID):
-        valid, rejected = prepare_batch(copy.deepcopy(events), encoded, SOURCE, RECEIVED_MS)
+        valid, rejected = prepare.prepare_batch(copy.deepcopy(events), encoded, SOURCE, RECEIVED_MS)
     reasons = dict(rejected)
     out, stored = [], iter(valid)
     for index in range(len(events)):
@@ -172,8 +172,8 @@ def test_any_message_gets_exactly_what_normalize_gives(events):
 def test_the_fast_path_is_taken_for_importer_events():
     event = {"type": "identify", "messageId": "m1", "userId": "u1", "timestamp": CANONICAL,
              "traits": {"plan": "pro"}, "context": {"import": {"row": 2}}}
-    with mock.patch.object(log_sink, "normalize", side_effect=AssertionError("slow path")):
-        [stored], rejected = prepare_batch([event], None, SOURCE, RECEIVED_MS)
+    with mock.patch.object(prepare, "normalize", side_effect=AssertionError("slow path")):
+        [stored], rejected = prepare.prepare_batch([event], None, SOURCE, RECEIVED_MS)
     assert not rejected
     assert stored == reference(event)[1]
 

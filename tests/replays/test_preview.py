@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
@@ -116,3 +118,14 @@ def test_a_preview_without_a_pool_or_with_a_small_window_stays_in_process(tmp_pa
     finally:
         storage.close()
     assert result["events"] > 0 and pool._executor is before
+
+
+def test_the_preview_workers_preload_leaves_the_http_client_out():
+    """Each preview worker holds what ``millpond.replays.preview`` imports (the service
+    preloads it in the fork server): the HTTP client and its parsers are ~10 MiB a worker
+    that a dry run never uses."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, millpond.replays.preview;"
+         " print(sorted(m for m in ('aiohttp', 'yarl', 'multidict') if m in sys.modules))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -14,6 +14,7 @@ import time
 import msgspec
 
 from millpond.storage.contracts import EventLog, ProfileStore, StorageUnavailable
+from millpond.storage.models import StoredEvent
 
 PROFILE_TYPES = frozenset({"identify", "group", "alias"})
 log = logging.getLogger("millpond.profiles")
@@ -51,18 +52,24 @@ class ProfileFollower:
         # gaps: the position is the last seq read when the chunk is full, else ``upto``.
         rows = await self.events.read(after, self.chunk, upto_seq=upto, types=PROFILE_TYPES)
         until = rows[-1].seq if len(rows) >= self.chunk else upto
+        # Stored position = everything up to it is applied. Skipping only other types may
+        # move it lazily: after a crash those seqs are just read again.
+        if rows or time.monotonic() - self._saved_at >= CHECKPOINT_EVERY:
+            await asyncio.to_thread(self._apply, rows, until)
+            self._saved_at = time.monotonic()
+        self._position = until
+        return len(rows)
+
+    def _apply(self, rows: list[StoredEvent], until: int) -> None:
+        """Decode the chunk's events and apply them, in a worker thread: decoding a chunk
+        of identifies is milliseconds of CPU that the event loop, which answers the
+        collector's requests, should not spend."""
         relevant = []
         for row in rows:
             event = self._decode(row.body)
             event["seq"] = row.seq
             relevant.append(event)
-        # Stored position = everything up to it is applied. Skipping only other types may
-        # move it lazily: after a crash those seqs are just read again.
-        if relevant or time.monotonic() - self._saved_at >= CHECKPOINT_EVERY:
-            await asyncio.to_thread(self.profiles.apply_many, relevant, checkpoint=until)
-            self._saved_at = time.monotonic()
-        self._position = until
-        return len(rows)
+        self.profiles.apply_many(relevant, checkpoint=until)
 
     async def run(self) -> None:
         while True:

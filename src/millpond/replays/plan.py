@@ -22,6 +22,9 @@ from millpond.errors import BadRequest, Conflict
 from millpond.storage.models import Destination, Source, Window
 from millpond.timeutil import format_ms, parse_time_bound
 
+#: The skip reason of an event the replay's filter leaves out (the runner and the preview
+#: both say it; here so the preview need not import the runner and its HTTP client).
+FILTERED = "filtered out by the replay filter"
 #: Far enough in the future for "no upper bound" and still an SQLite integer.
 END_OF_TIME_MS = 1 << 62
 

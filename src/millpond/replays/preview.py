@@ -28,7 +28,7 @@ from millpond.actions import compile_trigger
 from millpond.connections import config
 from millpond.delivery.evaluate import Evaluator
 from millpond.delivery.outcomes import Outcome
-from millpond.replays.runner import FILTERED
+from millpond.replays.plan import FILTERED
 from millpond.storage.contracts import EventIndex, PartScanner
 from millpond.storage.models import Window, WindowPart
 from millpond.timeutil import human_duration

@@ -32,11 +32,10 @@ from millpond.delivery.runs import Checkpoint
 from millpond.delivery.sender import BACKGROUND, Deliverer
 from millpond.delivery.share import BackgroundShare
 from millpond.delivery.slices import WindowSlice
-from millpond.replays.plan import plan_window
+from millpond.replays.plan import FILTERED, plan_window
 from millpond.storage.contracts import EventIndex, RunStore
 from millpond.storage.models import DeadLetter, Run, WindowCursor
 
-FILTERED = "filtered out by the replay filter"
 #: Rows per read of the window: large enough for fast scans, small enough for flat memory.
 CHUNK = 2000
 #: Batches ready to send, at most: a replay runs flat out, and a checkpoint that waits

@@ -46,6 +46,43 @@ def test_only_the_unsealed_range_stays_in_log_db(tmp_path):
         storage.close()
 
 
+def test_a_seal_lets_checkpoints_pass_between_its_row_groups(tmp_path, monkeypatch):
+    # A seal that read its whole range in one read transaction kept every checkpoint from
+    # passing its snapshot, and the WAL grew by all the writer committed meanwhile. Each
+    # row group is now a read of its own: between two, a truncating checkpoint completes
+    # even though events were committed after the seal began.
+    import sqlite3
+
+    from millpond.storage.archive import files
+    from millpond.storage.sqlite.archive import SQLiteArchive
+
+    monkeypatch.setattr(files, "ROW_GROUP", 10)
+    storage = open_archived(tmp_path, size=100)
+    rows = SQLiteArchive._rows
+    busy: list[int] = []
+
+    def one_row_group_then_checkpoint(self, after, upto):
+        for i, chunk in enumerate(rows(self, after, upto)):
+            yield chunk
+            if i == 0:
+                storage.log.submit([ev(f"late{j}", ts=j) for j in range(5)]).result(10)
+                conn = sqlite3.connect(tmp_path / "data" / "log.db")
+                busy.append(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+                conn.close()
+
+    monkeypatch.setattr(SQLiteArchive, "_rows", one_row_group_then_checkpoint)
+    try:
+        storage.archive.close()  # sealed here, not by the thread
+        storage.log.submit([ev(f"m{i}", ts=(i * 37) % 100) for i in range(100)]).result(10)
+        assert storage.archive.seal_once() is not None
+        assert busy == [0]
+        archived = asyncio.run(storage.log.read(0, 1000, upto_seq=100))
+        assert [e.seq for e in archived] == list(range(1, 101))
+        assert sum(f.events for f in storage.archive.files()) == 100
+    finally:
+        storage.close()
+
+
 _WRITER = """
 import sys, time
 from millpond.storage import StorageConfig, open_storage

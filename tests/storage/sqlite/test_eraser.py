@@ -81,3 +81,39 @@ def test_deleted_people_are_written_out_of_the_archive(tmp_path):
         assert _bytes_found(data, [b"ada-9c1", SECRET]) == []
     finally:
         storage.close()
+
+
+def test_a_log_too_large_to_vacuum_keeps_no_bytes_a_seal_freed(tmp_path, monkeypatch):
+    # A seal frees the pages of archived rows without zeroing them (secure_delete=FAST):
+    # when the person is deleted later and the log is too large to vacuum, scrub must
+    # overwrite the free pages instead. The sizes here are small, so "too large" is
+    # forced; the search finds the bytes in log.db's free pages before the scrub.
+    from millpond.storage.sqlite import eraser
+
+    monkeypatch.setattr(eraser, "VACUUM_LOG_BYTES", 0)
+    data = tmp_path / "data"
+    storage = open_storage(StorageConfig(backend="sqlite", data_dir=str(data),
+                                         archive_range=1000))
+    try:
+        others = [ev(f"o{i}", userId=f"user-{i}", properties={"pad": "x" * 200})
+                  for i in range(1500)]
+        mine = [ev(f"m{i}", userId="ada-9c1", anonymousId="anon-ada-9c1",
+                   properties={"secret": SECRET.decode()}) for i in range(50)]
+        storage.log.submit(others[:400] + mine + others[400:]).result(30)
+        while storage.archive.seal_once() is not None:
+            pass
+        with storage.log.reading() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with storage.log.reading() as conn:  # every row of theirs is archived...
+            assert conn.execute("SELECT count(*) FROM events WHERE instr(body, ?)",
+                                (SECRET,)).fetchone() == (0,)
+        assert SECRET in (data / "log.db").read_bytes()  # ...yet their bytes are in free pages
+
+        assert storage.eraser.events(["ada-9c1", "anon-ada-9c1"]) == 50
+        storage.eraser.scrub()
+        assert _bytes_found(data, [b"ada-9c1", SECRET]) == []
+        assert len(asyncio.run(storage.log.read(0, 10_000))) == 1500
+        with storage.log.reading() as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (550,)
+    finally:
+        storage.close()

@@ -14,6 +14,7 @@ import pytest
 from millpond.errors import Overloaded
 from millpond.storage.models import NewEvent
 from millpond.storage.sqlite import dedupe
+from millpond.storage.sqlite.connection import connect
 from millpond.storage.sqlite.log import SQLiteEventLog
 
 from ..helpers import ev, wait_until
@@ -138,6 +139,84 @@ def test_keys_moved_into_a_run_still_dedupe(tmp_path, monkeypatch):
         assert reopened._find("src_a", "d0").seq == 8  # recent
     finally:
         reopened.close()
+
+
+def test_a_run_fills_over_several_commits_and_dedupe_stays_exact(tmp_path, monkeypatch):
+    """A full ``dedupe_recent`` moves into its run a slice per commit (a sweep), not in
+    one commit: after every append of the sweep, and after a reopen in the middle of one,
+    every stored messageId is a duplicate and each key is in exactly one table."""
+    monkeypatch.setattr(dedupe, "RECENT_KEYS", 12)
+    monkeypatch.setattr(dedupe, "SWEEP_KEYS", 3)
+    path = tmp_path / "log.db"
+
+    def counts() -> tuple[int, int, int]:
+        conn = sqlite3.connect(path)
+        try:
+            return tuple(conn.execute(
+                "SELECT (SELECT count(*) FROM dedupe_runs), (SELECT count(*) FROM dedupe_recent),"
+                " (SELECT coalesce(sum(keys), 0) FROM dedupe_run_list)").fetchone())
+        finally:
+            conn.close()
+
+    sent: list[str] = []
+    log = SQLiteEventLog(path)
+    try:
+        sweeping: list[tuple[int, int, int]] = []
+        for i in range(12):
+            message = f"k{i}"
+            assert append_sync(log, [ev(message)]).seqs == [i + 1]
+            sent.append(message)
+            assert append_sync(log, [ev(m) for m in sent]).seqs == [None] * len(sent)
+            runs, recent, listed = counts()
+            assert runs + recent == len(sent) and runs == listed
+            sweeping.append((runs, recent, listed))
+        # the 12th key started the sweep: its commit and the resend's moved a slice of 3
+        # keys each, not all 12
+        assert sweeping[-2][0] == 0 and sweeping[-1][0] == 6
+    finally:
+        log.close()
+    reopened = SQLiteEventLog(path)  # the sweep's progress was the writer's: a new one starts
+    try:
+        for i in range(12, 30):
+            message = f"k{i}"
+            assert append_sync(reopened, [ev(message)]).seqs == [i + 1]
+            sent.append(message)
+            assert append_sync(reopened, [ev(m) for m in sent]).seqs == [None] * len(sent)
+            runs, recent, listed = counts()
+            assert runs + recent == len(sent) and runs == listed
+        assert counts()[0] > 12  # keys kept moving into runs after the reopen
+        for i, message in enumerate(sent):
+            assert reopened._find("src_a", message).seq == i + 1
+    finally:
+        reopened.close()
+
+
+def test_a_sweep_slice_rolled_back_loses_no_key(tmp_path, monkeypatch):
+    """A commit that fails after its sweep slice rolls the move back (the run's row in
+    ``dedupe_run_list`` too); the sweep goes on from where it thought it was, and every
+    key is still in ``dedupe_recent`` or in a listed run."""
+    monkeypatch.setattr(dedupe, "RECENT_KEYS", 6)
+    monkeypatch.setattr(dedupe, "SWEEP_KEYS", 2)
+    conn = connect(tmp_path / "keys.db")
+    conn.executescript(dedupe.SCHEMA)
+    keys = list(range(-30, 30, 6))
+    conn.executemany("INSERT INTO dedupe_recent (h, seq) VALUES (?, ?)",
+                     [(h, i) for i, h in enumerate(keys)])
+    conn.execute("BEGIN IMMEDIATE")
+    dedupe._flush_when_full(conn, 0)  # the sweep starts: its first slice and the run's row
+    conn.execute("ROLLBACK")
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        dedupe._flush_when_full(conn, 0)
+        conn.execute("COMMIT")
+        if conn.dedupe_sweep is None:  # type: ignore[attr-defined]
+            break
+    listed = conn.execute("SELECT h FROM dedupe_runs WHERE run IN"
+                          " (SELECT run FROM dedupe_run_list)").fetchall()
+    recent = conn.execute("SELECT h FROM dedupe_recent").fetchall()
+    assert sorted(h for (h,) in listed + recent) == keys
+    assert len(listed) == len(keys) - 2  # the first slice stayed behind, in recent
+    conn.close()
 
 
 def test_keys_in_many_runs_and_in_the_old_merged_table_dedupe(tmp_path, monkeypatch):

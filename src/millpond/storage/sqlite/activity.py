@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 
+from millpond.background import lower_this_thread
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import StoredEvent, WindowCursor
 from millpond.storage.sqlite.connection import connect, immediate
@@ -131,6 +132,7 @@ class PersonIndex:
             return self._position - start
 
     def _follow(self) -> None:
+        lower_this_thread()  # the collector's requests first (millpond.background)
         while not self._stop.is_set():
             self._due.wait(IDLE_SECONDS)
             if self._stop.is_set():

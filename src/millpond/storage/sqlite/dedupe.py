@@ -19,10 +19,15 @@ checkpoint) for 20,000 events. So keys live in three places:
 
 - ``dedupe_recent`` (at most :data:`RECENT_KEYS`): where a commit claims its new keys,
   sorted, with one ``INSERT OR IGNORE`` (a commit dirties at most its few hundred pages);
-- ``dedupe_runs``: each time ``dedupe_recent`` is full it becomes one *run*, copied in one
-  sorted ``INSERT ... SELECT`` under the next run number. The primary key is (run, h), so a
-  new run is appended at the end of the B-tree: each of its pages is written once, and
-  nothing already stored is written again. (Until this layout, the keys were merged into
+- ``dedupe_runs``: each time ``dedupe_recent`` is full it becomes one *run* under the next
+  run number. The primary key is (run, h), so a new run is appended at the end of the
+  B-tree: each of its pages is written once, and nothing already stored is written again.
+  The keys move in key order a slice per commit (a *sweep*, at least
+  :data:`SWEEP_KEYS` keys and twice what the commit added, so it outruns what commits add
+  behind it), not all in one commit: moving 250,000 keys at once held one collector
+  commit for a quarter of a second. A key added during a sweep below where it has reached
+  stays in ``dedupe_recent`` for the next run; each move is in the writer's transaction,
+  so a key is always in exactly one table. (Until this layout, the keys were merged into
   one ``dedupe`` table instead, which rewrote most of its leaf pages at every merge: a
   cost per event that grew with the log. That table is still read, never written.)
 - an in-memory Bloom filter (:class:`KeyFilter`) of every key in the runs and in
@@ -32,9 +37,9 @@ checkpoint) for 20,000 events. So keys live in three places:
   key that is there (it is built from the tables when the writer starts and told of every
   key a run receives), so dedupe stays exact; a false "present" only costs a lookup.
 
-A hit is always confirmed by looking the key up in the tables. Every flush runs inside
+A hit is always confirmed by looking the key up in the tables. Every move runs inside
 the writer's transaction, so a crash leaves the keys in ``dedupe_recent`` or in a run,
-never in neither.
+never in neither (a sweep cut short leaves a smaller run, which is still a run).
 
 The key scheme is private to this backend. Producers that have a core to spare (an
 import's reader process) get :func:`dedupe_hash` through ``EventLog.dedupe_keyer()`` and
@@ -71,6 +76,9 @@ _LOOKUP_CHUNK = 500
 #: enough that a commit's random inserts dirty few pages (the table fits the writer's
 #: page cache), large enough that runs stay few (a filter hit looks in each).
 RECENT_KEYS = 250_000
+#: Keys a commit moves into the run being swept, at least (see the module docstring): a
+#: few milliseconds per commit, so a whole run moves over some 50 commits.
+SWEEP_KEYS = 5_000
 #: The Bloom filter's least size, bits (4 MiB), and the bits per key it keeps at least:
 #: with two probes, 8 bits a key is 5% false hits at worst; it is rebuilt four times as
 #: large (from the tables, about a second per 2 million keys) when it gets fuller than that.
@@ -230,26 +238,46 @@ def key_filter(conn: sqlite3.Connection) -> KeyFilter:
 
 
 def _flush_when_full(conn: sqlite3.Connection, added: int) -> None:
-    """Make ``dedupe_recent`` the next run once it holds :data:`RECENT_KEYS` keys, in the
-    caller's transaction (see the module docstring)."""
-    # The count lives on the writer's connection (counted once, then kept up to date):
-    # a walk of the table per commit would cost the collector's small commits. A commit
-    # that fails after this leaves it too high, which only brings a flush forward.
+    """Once ``dedupe_recent`` holds :data:`RECENT_KEYS` keys, sweep them into the next run,
+    a slice per call, in the caller's transaction (see the module docstring)."""
+    # The count and the sweep's progress live on the writer's connection (counted once,
+    # then kept up to date): a walk of the table per commit would cost the collector's
+    # small commits. A commit that fails after this leaves them ahead of the tables, which
+    # only brings a sweep forward or leaves some keys in ``dedupe_recent`` for the next.
     held = getattr(conn, "dedupe_recent_keys", None)
     if held is None:
         held = conn.execute("SELECT count(*) FROM dedupe_recent").fetchone()[0]
     else:
         held += added
-    if held < RECENT_KEYS:
-        conn.dedupe_recent_keys = held  # type: ignore[attr-defined]
-        return
-    key_filter(conn).add(h for (h,) in conn.execute("SELECT h FROM dedupe_recent"))
-    run = conn.execute("SELECT coalesce(max(run), 0) + 1 FROM dedupe_run_list").fetchone()[0]
-    moved = conn.execute("INSERT INTO dedupe_runs (run, h, seq) SELECT ?, h, seq"
-                         " FROM dedupe_recent ORDER BY h", (run,)).rowcount
-    conn.execute("INSERT INTO dedupe_run_list (run, keys) VALUES (?, ?)", (run, moved))
-    conn.execute("DELETE FROM dedupe_recent")
-    conn.dedupe_recent_keys = 0  # type: ignore[attr-defined]
+    sweep: tuple[int, int] | None = getattr(conn, "dedupe_sweep", None)
+    if sweep is None and held >= RECENT_KEYS:
+        run = conn.execute("SELECT coalesce(max(run), 0) + 1 FROM dedupe_run_list"
+                           ).fetchone()[0]
+        sweep = (run, -(1 << 63))
+    if sweep is not None:
+        moved, sweep = _sweep_slice(conn, *sweep, max(SWEEP_KEYS, 2 * added))
+        held -= moved
+    conn.dedupe_recent_keys = held  # type: ignore[attr-defined]
+    conn.dedupe_sweep = sweep  # type: ignore[attr-defined]
+
+
+def _sweep_slice(conn: sqlite3.Connection, run: int, start: int,
+                 keys: int) -> tuple[int, tuple[int, int] | None]:
+    """Move the ``keys`` smallest keys of ``dedupe_recent`` from ``start`` on into ``run``:
+    how many moved, and where the sweep goes on (None: it reached the last key)."""
+    end = conn.execute("SELECT h FROM dedupe_recent WHERE h >= ? ORDER BY h LIMIT 1 OFFSET ?",
+                       (start, keys)).fetchone()
+    where, args = ("h >= ?", (start,)) if end is None else ("h >= ? AND h < ?", (start, end[0]))
+    key_filter(conn).add(h for (h,) in conn.execute(
+        f"SELECT h FROM dedupe_recent WHERE {where}", args))
+    moved = conn.execute(f"INSERT INTO dedupe_runs (run, h, seq) SELECT ?, h, seq"
+                         f" FROM dedupe_recent WHERE {where} ORDER BY h", (run, *args)).rowcount
+    # An upsert, not an insert when the sweep starts: a failed commit may have rolled
+    # back the row while the sweep went on.
+    conn.execute("INSERT INTO dedupe_run_list (run, keys) VALUES (?, ?) ON CONFLICT (run)"
+                 " DO UPDATE SET keys = keys + excluded.keys", (run, moved))
+    conn.execute(f"DELETE FROM dedupe_recent WHERE {where}", args)
+    return moved, None if end is None else (run, end[0])
 
 
 def _row(seq: int, e: NewEvent) -> EventRow:

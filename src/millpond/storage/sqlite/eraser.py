@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 CHUNK = 200_000
 #: Below this size the log file is vacuumed by :meth:`SQLiteEraser.scrub`.
 VACUUM_LOG_BYTES = 1 << 30
+#: Bytes of zeros written per transaction while overwriting the log's free pages.
+FILL_BYTES = 64 << 20
 #: Seconds a truncating checkpoint keeps retrying while readers hold old snapshots.
 CHECKPOINT_PATIENCE = 30.0
 
@@ -158,7 +160,27 @@ class SQLiteEraser:
                 _truncate_wal(conn)
                 if name != "log" or path.stat().st_size < VACUUM_LOG_BYTES:
                     conn.execute("VACUUM")
+                else:
+                    _zero_free_pages(conn)
                 _truncate_wal(conn)
+
+
+def _zero_free_pages(conn: sqlite3.Connection) -> None:
+    """Overwrite every free page of the file with zeros: in one transaction, fill the
+    free list with zero blobs of at most :data:`FILL_BYTES` each (SQLite takes free
+    pages before it grows the file, and writes each whole) until it is empty, then
+    delete them (``secure_delete`` zeroes the pages they leave). For a log too large to
+    vacuum: the archive's seals free the pages of archived rows without wiping them
+    (``archive._delete_archived``), and a deleted person's archived events may be among
+    them."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    with immediate(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS scrub_fill (b BLOB NOT NULL)")
+        while free := conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            conn.execute("INSERT INTO scrub_fill VALUES (zeroblob(?))",
+                         (min(free * (page - 4), FILL_BYTES),))
+        conn.execute("DELETE FROM scrub_fill")
+        conn.execute("DROP TABLE scrub_fill")
 
 
 def _truncate_wal(conn: sqlite3.Connection) -> None:
