@@ -55,7 +55,8 @@ log = logging.getLogger("millpond.segments")
 _decode = msgspec.json.Decoder().decode
 
 
-#: Let commits pile up this long between reads (as the profile follower does).
+#: Let commits pile up this long between the starts of reads (the profile follower
+#: waits so after each read).
 COALESCE_SECONDS = 0.1
 
 
@@ -82,11 +83,13 @@ _head = msgspec.json.Decoder(Head).decode
 
 
 def touch_named(found: dict[str, bool], names: dict[str, Touched | None],
-                row: StoredEvent) -> None:
-    """:func:`touch` from a stored event's JSON, also noting per id what touched it
-    (:class:`~.plan.Touched`; None: an identify, alias or group touched it, which may
-    change traits and merge people: every segment is concerned)."""
-    head = _head(row.body)
+                row: StoredEvent, head: Head | None = None) -> None:
+    """:func:`touch` from a stored event's JSON (or its ``head``, decoded already), also
+    noting per id what touched it (:class:`~.plan.Touched`; None: an identify, alias or
+    group touched it, which may change traits and merge people: every segment is
+    concerned)."""
+    if head is None:
+        head = _head(row.body)
     if head.source_id == COMPUTED_SOURCE_ID:
         return
     joining = head.type in JOINING
@@ -408,11 +411,12 @@ class SegmentEngine:
             until = rows[-1].seq if len(rows) >= self.chunk else upto
             if self.profiles_upto is not None:
                 await self.profiles_upto(until)
-            await self._advance_live(after, rows, until)
+            heads = [_head(row.body) for row in rows]  # once, for both uses below
+            await self._advance_live(after, rows, until, heads)
             touched: dict[str, bool] = {}
             names: dict[str, Touched | None] = {}
-            for row in rows:
-                touch_named(touched, names, row)
+            for row, head in zip(rows, heads, strict=True):
+                touch_named(touched, names, row, head)
             await self.reevaluate(touched, checkpoint=until, names=names)
             self._position = until
             return len(rows)
@@ -421,7 +425,8 @@ class SegmentEngine:
         """The segments the follower and the scheduler keep: all but those being built."""
         return [s for s in every if s.id not in self.building] if self.building else every
 
-    async def _advance_live(self, after: int, rows: list[StoredEvent], until: int) -> None:
+    async def _advance_live(self, after: int, rows: list[StoredEvent], until: int,
+                            heads: Sequence[Head] | None = None) -> None:
         """Bring the running state (:mod:`.live`) to ``until`` with the follower's
         ``rows`` (after ``after``); remade from the log when the followed definitions
         changed, at start, or after :meth:`invalidate`."""
@@ -433,7 +438,7 @@ class SegmentEngine:
         key = key_of(segments, every, definitions)
         live = self._live
         if live is not None and live.matches(key, after):
-            live.feed(rows, until)
+            live.feed(rows, until, heads)
             return
         self._live = None  # let the old one go before the new one is made
         self._live = await LiveState.rebuild(self.storage, key, segments, definitions, until)
@@ -502,7 +507,9 @@ class SegmentEngine:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""
+        loop = asyncio.get_running_loop()
         while stop is None or not stop.is_set():
+            started = loop.time()
             try:
                 read = await self.catch_up_once()
                 await self.run_due()
@@ -515,6 +522,11 @@ class SegmentEngine:
                 continue
             if read < self.chunk:
                 await self.storage.log.wait(self._position or 0, 0.5)
-                # Always yield: once the server stops, ``wait`` returns at once, and a loop
-                # that never awaits anything real would starve the event loop.
-                await asyncio.sleep(COALESCE_SECONDS)
+                # Coalesce: ticks start at least COALESCE_SECONDS apart, counted from the
+                # start of the last one, so a tick that took that long already let the
+                # commits pile up and the next starts at once (a fixed sleep after each
+                # tick added its length to every event's delay under load). Always a
+                # sleep, if only sleep(0): once the server stops, ``wait`` returns at
+                # once, and a loop that never awaits anything real would starve the
+                # event loop.
+                await asyncio.sleep(max(0.0, COALESCE_SECONDS - (loop.time() - started)))

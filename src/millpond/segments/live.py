@@ -31,7 +31,7 @@ from millpond.storage.contracts import Storage
 from millpond.storage.models import Member, Segment, StoredEvent
 
 from .definition import Condition, InSegment, walk
-from .scan import LogScan, event_conditions
+from .scan import Head, LogScan, event_conditions
 
 _canonical = msgspec.json.Encoder(order="sorted").encode
 
@@ -85,11 +85,14 @@ class LiveState:
         ``after`` exactly (the follower's next rows follow on)."""
         return self.key == key and self.upto == after
 
-    def feed(self, rows: Sequence[StoredEvent], upto: int) -> None:
-        """Take in the follower's next rows (those after :attr:`upto`), up to ``upto``."""
-        fresh = [row for row in rows if row.seq > self.upto]
-        if fresh:
-            self.scan.feed(fresh)
+    def feed(self, rows: Sequence[StoredEvent], upto: int,
+             heads: Sequence[Head] | None = None) -> None:
+        """Take in the follower's next rows (those after :attr:`upto`), up to ``upto``;
+        ``heads``: their decoded heads, if the caller has them."""
+        # Rows come in seq order: the fresh ones are a tail.
+        start = next((n for n, row in enumerate(rows) if row.seq > self.upto), len(rows))
+        if start < len(rows):
+            self.scan.feed(rows[start:], None if heads is None else heads[start:])
             self.scan.ids.clear()
         self.upto = upto
 

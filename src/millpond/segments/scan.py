@@ -152,12 +152,14 @@ class LogScan:
                 progress(after)
             await asyncio.sleep(0)
 
-    def feed(self, rows: Sequence[StoredEvent]) -> None:
+    def feed(self, rows: Sequence[StoredEvent], heads: Sequence[Head] | None = None) -> None:
+        """``heads``: the rows' :class:`Head` when the caller decoded them already (the
+        follower reads each head once for this and for who a tick touches)."""
         by_name, needs_body, ids, state = self._by_name, self._needs_body, self.ids, \
             self._state
         width = len(self.conditions) + 1
-        for row in rows:
-            head = _head(row.body)
+        for n, row in enumerate(rows):
+            head = _head(row.body) if heads is None else heads[n]
             if head.source_id == COMPUTED_SOURCE_ID:
                 continue
             self.events += 1

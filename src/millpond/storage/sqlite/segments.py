@@ -6,8 +6,12 @@ row per person per segment), and those transactions should never hold the write 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -15,7 +19,7 @@ import msgspec
 from millpond.errors import Conflict, NotFound
 from millpond.storage.models import Member, MembershipChange, MembersPage, Segment
 from millpond.storage.segment_rows import plan_apply, split_rows
-from millpond.storage.sqlite.connection import StateDB, immediate, unique_violation
+from millpond.storage.sqlite.connection import StateDB, connect, immediate, unique_violation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -60,6 +64,13 @@ CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), se
 
 _json = msgspec.json.Encoder()
 
+#: Page cache of the membership connection (:meth:`SQLiteSegmentStore._hot`), KiB.
+HOT_CACHE_KIB = 16_384
+#: The least time between two checkpoints of ``segments.db`` after membership writes,
+#: and the WAL pages past which SQLite checkpoints anyway (a fallback; see :meth:`apply`).
+CHECKPOINT_INTERVAL = 1.0
+_CHECKPOINT_PAGES = 32_768
+
 
 def _encode_ids(ids: Sequence[str]) -> str:
     """A row's ids as the JSON text the ``ids`` column keeps (msgspec: a build writes
@@ -86,9 +97,36 @@ class SQLiteSegmentStore:
     def __init__(self, path: str | Path):
         self._db = StateDB(path)
         self._db.executescript(SCHEMA)
+        self._hot_conn: sqlite3.Connection | None = None
+        self._hot_lock = threading.Lock()
+        self._checkpointed = 0.0
 
     def close(self) -> None:
+        with self._hot_lock:
+            if self._hot_conn is not None:
+                self._hot_conn.close()
+                self._hot_conn = None
         self._db.close()
+
+    @contextmanager
+    def _hot(self) -> Generator[sqlite3.Connection]:
+        """The one connection the membership writes and the engine's lookups share.
+
+        Why one, under a lock, rather than each thread's own: the engine calls the store
+        from whichever worker thread ``asyncio.to_thread`` picks, and in WAL mode a
+        connection drops its whole page cache whenever another connection has written.
+        With a connection per thread, every follower tick began cold, re-reading the
+        members b-tree pages it then rewrote; one connection with a cache that holds the
+        hot part of the tables keeps them. Commits skip the fsync (``synchronous=NORMAL``:
+        see :meth:`apply`)."""
+        with self._hot_lock:
+            if self._hot_conn is None:
+                conn = connect(self._db.path, "NORMAL", cache_kib=HOT_CACHE_KIB,
+                               health=self._db.health)
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+                self._hot_conn = conn
+            yield self._hot_conn
 
     # -- definitions --------------------------------------------------------------------
 
@@ -160,9 +198,8 @@ class SQLiteSegmentStore:
         the engine then redoes them from the log, and the Audience events it appends
         again carry the same messageIds (the history rolled back with the rows), which
         the log dedupes."""
-        conn = self._db.relaxed()
         added: list[MembershipChange] = []
-        with immediate(conn):
+        with self._hot() as conn, immediate(conn):
             known = {r[0] for r in conn.execute("SELECT id FROM segments")}
             rows = [r for r in rows if r.segment_id in known]
             stored = self._stored(conn, [*drop, *((r.segment_id, r.person_id) for r in rows)])
@@ -205,7 +242,25 @@ class SQLiteSegmentStore:
             if checkpoint is not None:
                 conn.execute("INSERT INTO position VALUES (1, ?) ON CONFLICT (one)"
                              " DO UPDATE SET seq = excluded.seq", (checkpoint,))
+        with self._hot() as conn:
+            self._checkpoint_now(conn)
         return added
+
+    def _checkpoint_now(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint, at most once per :data:`CHECKPOINT_INTERVAL` (after a
+        commit, under the hot connection's lock).
+
+        Why not SQLite's default (a checkpoint by the commit that passes 1,000 WAL pages):
+        a follower tick rewrites a few thousand pages of the members table and its indexes,
+        so nearly every tick paid for a checkpoint, copying again the pages the previous
+        ticks wrote. Once a second copies each page once however many ticks wrote it (as
+        the log's checkpointer does)."""
+        now = time.monotonic()
+        if now - self._checkpointed < CHECKPOINT_INTERVAL:
+            return
+        self._checkpointed = now
+        with contextlib.suppress(sqlite3.Error):  # a reader in the way: the next one
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @staticmethod
     def _stored(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]],
@@ -249,10 +304,11 @@ class SQLiteSegmentStore:
             return []
         marks = ",".join("?" * len(ids))
         # A join, not a row-value IN (subquery): SQLite would scan every member for that.
-        rows = self._db.conn().execute(
-            "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
-            f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
-            " ORDER BY m.segment_id, m.person_id", list(ids))
+        with self._hot() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT m.* FROM member_ids i JOIN members m ON m.segment_id ="
+                f" i.segment_id AND m.person_id = i.person_id WHERE i.identity IN ({marks})"
+                " ORDER BY m.segment_id, m.person_id", list(ids)).fetchall()
         return [_member(r) for r in rows]
 
     def members(self, segment_id: str, *, after: str | None = None,
@@ -286,15 +342,16 @@ class SQLiteSegmentStore:
         """Through ``history_person``: a query per 500 people."""
         counts = dict.fromkeys(keys, 0)
         people = sorted({p for _, p in counts})
-        conn = self._db.conn()
-        for start in range(0, len(people), 500):
-            part = people[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for sid, pid, n in conn.execute(
-                    "SELECT segment_id, person_id, count(*) FROM history"
-                    f" WHERE person_id IN ({marks}) GROUP BY person_id, segment_id", part):
-                if (sid, pid) in counts:
-                    counts[(sid, pid)] = n
+        with self._hot() as conn:
+            for start in range(0, len(people), 500):
+                part = people[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for sid, pid, n in conn.execute(
+                        "SELECT segment_id, person_id, count(*) FROM history"
+                        f" WHERE person_id IN ({marks}) GROUP BY person_id, segment_id",
+                        part):
+                    if (sid, pid) in counts:
+                        counts[(sid, pid)] = n
         return counts
 
     def due(self, now_ms: int, limit: int = 1000) -> list[Member]:
