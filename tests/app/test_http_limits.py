@@ -80,6 +80,28 @@ def test_a_request_head_sent_a_byte_at_a_time_is_closed(server_factory) -> None:
     assert time.monotonic() - started < 4
 
 
+def test_a_slow_request_head_after_a_kept_alive_request_is_closed(server_factory) -> None:
+    """The second request on a connection starts its head within the idle timeout, then
+    dribbles: the idle timer no longer runs (bytes came), so the head timeout must close
+    it, within one and a half timeouts of its first byte."""
+    srv = server_factory("kept-alive-slowloris", **LIMITS)
+    sock = _connect(srv.port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    try:
+        for byte in b"POST /v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+            if time.monotonic() - started > 5:
+                break
+        _closed_within(sock, 3)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert time.monotonic() - started < 4
+    assert _closed_metric(srv, "head_timeout") >= 1
+
+
 def test_requests_still_work_and_kept_alive_connections_idle_out(server_factory) -> None:
     srv = server_factory("normal", **LIMITS)
     with httpx.Client(base_url=srv.url) as client:

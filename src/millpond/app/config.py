@@ -104,7 +104,8 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
         gt=0, le=600, examples=[10.0],
         description="Seconds a connection has to send a complete request head (request "
                     "line and headers) once it opens or starts a request; slower ones are "
-                    "closed.")] = 10.0
+                    "closed (checked four times per timeout, so up to half of it late)."
+                    )] = 10.0
     idle_timeout: Annotated[float, Meta(
         gt=0, le=3600, examples=[5.0],
         description="Seconds a kept-alive connection may wait between requests before it "
