@@ -109,7 +109,7 @@ def serve(config: ServerConfig) -> None:
     _log_opened(mp, url)
     limits = config.http
     app = build_asgi(mp, Lifecycle(mp, url))
-    served = uvicorn.Config(app, loop="uvloop", lifespan="on",
+    served = uvicorn.Config(app, loop="uvloop", lifespan="on", interface="asgi3",
                             http=guarded_protocol(limits.head_timeout, limits.max_connections),
                             timeout_keep_alive=limits.idle_timeout,  # pyright: ignore[reportArgumentType] - annotated int, a float works (a timer)
                             log_config=None, log_level=None,

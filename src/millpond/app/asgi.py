@@ -45,10 +45,15 @@ class ServerApp:
         if self.console is not None:
             self.console.stop()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Why a plain method that returns the app's awaitable: an ``async def`` that awaits
+    # the app would add a coroutine to every request, and a frame that each of its
+    # suspensions passes through (uvicorn is told ``interface="asgi3"``).
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
