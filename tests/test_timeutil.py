@@ -31,8 +31,8 @@ from millpond.timeutil import (
 MAY_1_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 MAY_1 = MAY_1_MS / 1000
 
-#: Instants from year 1000 on (``format_ms`` relies on ``%Y``, unpadded below 1000).
-instants = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31),
+#: Every instant ``datetime`` holds but the first second (``MIN_MS`` is out of range).
+instants = st.datetimes(min_value=datetime(1, 1, 1, 0, 0, 1), max_value=datetime(9999, 12, 31),
                         timezones=st.just(UTC))
 
 
@@ -71,6 +71,7 @@ def test_format_ms_is_the_wire_form() -> None:
     assert format_ms(0) == "1970-01-01T00:00:00.000Z"
     assert format_ms(-1) == "1969-12-31T23:59:59.999Z"
     assert format_ms(MAX_MS - 1) == "9999-12-31T23:59:59.999Z"
+    assert format_ms(parse_iso_ms("0900-01-02T03:04:05.123Z")) == "0900-01-02T03:04:05.123Z"
 
 
 @given(instants)

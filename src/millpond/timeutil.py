@@ -89,7 +89,11 @@ def format_ms(ms: int) -> str:
     second, frac = divmod(ms, 1000)
     cached_second, text = _last_second
     if cached_second != second:
-        text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        moment = _EPOCH + timedelta(seconds=second)
+        # Not strftime: "%Y" does not zero-pad years below 1000 on glibc, and the
+        # unpadded form is not ISO 8601 (normalize would refuse millpond's own output).
+        text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+                f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.")
         _last_second = (second, text)
     return f"{text}{frac:03d}Z"
 

@@ -34,8 +34,9 @@ def _canonical_time(stamp: Any) -> TypeGuard[str]:
     """True for ``YYYY-MM-DDTHH:MM:SS.000Z`` with a year from 1000 on.
 
     For those (once ``fromisoformat`` accepts them), ``format_ms(parse_iso_ms(s)) == s``:
-    whole seconds convert exactly to milliseconds and back, and ``%Y`` needs no padding
-    from year 1000 on. So normalize rewrites the timestamp to the very same string.
+    whole seconds convert exactly to milliseconds and back, and ``format_ms`` writes the
+    same fields. So normalize rewrites the timestamp to the very same string. Earlier
+    years take the ``normalize`` path, which also checks the lower bound of the range.
     """
     return (type(stamp) is str and len(stamp) == 24 and stamp[19:] == ".000Z"
             and stamp[4] == "-" and stamp[7] == "-" and stamp[10] == "T"
