@@ -78,6 +78,15 @@ _ONE_MS = timedelta(milliseconds=1)
 _last_second: tuple[int, str] = (-1, "")
 
 
+def format_second(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a Unix second: :func:`format_ms` without the fraction."""
+    moment = _EPOCH + timedelta(seconds=second)
+    # Not strftime: "%Y" does not zero-pad years below 1000 on glibc, and the unpadded
+    # form is not ISO 8601 (normalize would refuse millpond's own event times).
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.")
+
+
 def format_ms(ms: int) -> str:
     """ISO 8601 UTC with milliseconds and 'Z', the form SDKs send.
 
@@ -89,11 +98,7 @@ def format_ms(ms: int) -> str:
     second, frac = divmod(ms, 1000)
     cached_second, text = _last_second
     if cached_second != second:
-        moment = _EPOCH + timedelta(seconds=second)
-        # Not strftime: "%Y" does not zero-pad years below 1000 on glibc, and the
-        # unpadded form is not ISO 8601 (normalize would refuse millpond's own output).
-        text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-                f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.")
+        text = format_second(second)
         _last_second = (second, text)
     return f"{text}{frac:03d}Z"
 

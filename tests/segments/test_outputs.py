@@ -26,6 +26,7 @@ def through_normalize(event) -> object:
     ("segment_id", None, "anon-2", True, RECEIVED),  # a key among the property names
     ("vip", "bob", None, False, parse_iso_ms("1970-01-01T00:00:00Z") - 1),
     ("vip", "cat", "anon-3", True, RECEIVED + 1),
+    ("old", "dan", None, True, parse_iso_ms("0900-01-02T03:04:05.006Z")),  # before year 1000
 ])
 def test_audience_event_is_the_record_normalize_makes(key, user_id, anonymous_id, member,
                                                       at_ms):

@@ -24,7 +24,7 @@ import msgspec
 
 from millpond.collector.validation import normalize
 from millpond.storage.models import NewEvent, Segment, Source
-from millpond.timeutil import MAX_MS, format_ms
+from millpond.timeutil import MAX_MS, MIN_MS, format_ms, format_second
 
 #: The built-in source of computed events (not writable from outside, replayable).
 COMPUTED_SOURCE_ID = "computed"
@@ -45,9 +45,7 @@ def message_id(segment_id: str, person_id: str, member: bool, at_ms: int | None,
     return "aud_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _second(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+_second = functools.lru_cache(maxsize=1 << 16)(format_second)
 
 
 def _iso(ms: int) -> str:
@@ -80,17 +78,14 @@ def audience_event(segment: Segment, *, person_id: str, user_id: str | None,
         msg["userId"] = user_id
     if anonymous_id is not None and user_id is None:
         msg["anonymousId"] = anonymous_id
-    if not user_id and not anonymous_id or not _PLAIN_FROM <= at_ms < MAX_MS:
-        # What the collector's rules say of an odd one (no id, a time _iso does not
-        # format as format_ms does).
+    if not user_id and not anonymous_id or not MIN_MS < at_ms < MAX_MS:
+        # What the collector's rules say of an odd one (no id, a time out of range).
         return normalize(msg, source_id=COMPUTED_SOURCE_ID, received_ms=received_ms,
                          received_at=received_at)
     return _record(msg, user_id or None, None if user_id else anonymous_id or None, at_ms,
                    received_ms, received_at or format_ms(received_ms))
 
 
-#: From this event time on (year 1000), :func:`_iso` writes what ``format_ms`` writes.
-_PLAIN_FROM = -30610224000000
 _encode = msgspec.json.Encoder().encode
 
 
