@@ -22,14 +22,21 @@ def _bytes_found(data_dir: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
+def _others_and_ada(n: int) -> tuple[list[dict], list[dict]]:
+    """``n`` events of other people (padded, so pages fill), and 50 of Ada's with the
+    secret: the bytes a scrub must leave nowhere."""
+    others = [ev(f"o{i}", userId=f"user-{i}", properties={"pad": "x" * 200})
+              for i in range(n)]
+    mine = [ev(f"m{i}", userId="ada-9c1", anonymousId="anon-ada-9c1",
+               properties={"secret": SECRET.decode()}) for i in range(50)]
+    return others, mine
+
+
 def test_deleted_people_leave_no_bytes_in_the_data_dir(tmp_path):
     data = tmp_path / "data"
     storage = open_storage(StorageConfig(backend="sqlite", data_dir=str(data)))
     try:
-        others = [ev(f"o{i}", userId=f"user-{i}", properties={"pad": "x" * 200})
-                  for i in range(3000)]
-        mine = [ev(f"m{i}", userId="ada-9c1", anonymousId="anon-ada-9c1",
-                   properties={"secret": SECRET.decode()}) for i in range(50)]
+        others, mine = _others_and_ada(3000)
         storage.log.submit(others[:1500] + mine + others[1500:]).result(30)
         assert asyncio.run(storage.index.count_person_events(["ada-9c1"])) == 50
         needles = [b"ada-9c1", SECRET]
@@ -95,10 +102,7 @@ def test_a_log_too_large_to_vacuum_keeps_no_bytes_a_seal_freed(tmp_path, monkeyp
     storage = open_storage(StorageConfig(backend="sqlite", data_dir=str(data),
                                          archive_range=1000))
     try:
-        others = [ev(f"o{i}", userId=f"user-{i}", properties={"pad": "x" * 200})
-                  for i in range(1500)]
-        mine = [ev(f"m{i}", userId="ada-9c1", anonymousId="anon-ada-9c1",
-                   properties={"secret": SECRET.decode()}) for i in range(50)]
+        others, mine = _others_and_ada(1500)
         storage.log.submit(others[:400] + mine + others[400:]).result(30)
         while storage.archive.seal_once() is not None:
             pass
