@@ -46,6 +46,29 @@ def test_only_the_unsealed_range_stays_in_log_db(tmp_path):
         storage.close()
 
 
+def test_the_sealer_wakes_for_a_full_range_not_for_every_commit(tmp_path, monkeypatch):
+    # every commit used to wake the sealer thread, which took the GIL from the collector
+    # to find nothing to seal; now commits that fill no range leave it to its
+    # once-a-second look
+    storage = open_archived(tmp_path, size=1000)
+    try:
+        looks: list[int] = []
+        real = storage.archive.seal_once
+        monkeypatch.setattr(storage.archive, "seal_once",
+                            lambda: looks.append(1) or real())
+        started = time.monotonic()
+        for i in range(40):
+            storage.log.submit([ev(f"m{i}")]).result(10)
+        assert len(looks) <= 1 + int(time.monotonic() - started), looks
+        storage.log.submit([ev(f"n{i}") for i in range(960)]).result(10)
+        deadline = time.monotonic() + 10
+        while storage.archive.archived_upto() < 1000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert storage.archive.archived_upto() == 1000  # the full range woke it
+    finally:
+        storage.close()
+
+
 def test_a_seal_lets_checkpoints_pass_between_its_row_groups(tmp_path, monkeypatch):
     # A seal that read its whole range in one read transaction kept every checkpoint from
     # passing its snapshot, and the WAL grew by all the writer committed meanwhile. Each

@@ -88,8 +88,13 @@ class SQLiteArchive(ArchiveReader):
             self.place.remove(name)
 
     # -- sealing -------------------------------------------------------------------------
-    def nudge(self) -> None:
-        self._due.set()
+    def nudge(self, last_seq: int) -> None:
+        """The log committed up to ``last_seq`` (called on its writer thread): wake the
+        sealer only when a whole range waits. Waking it after every commit made a thread
+        take the GIL from the collector hundreds of times a second to find nothing to
+        do; the sealer still looks once a second on its own."""
+        if last_seq >= self.archived_upto() + self.range_size:
+            self._due.set()
 
     def seal_once(self) -> FileStats | None:
         """Move the next sealed range to a file, if there is one; its stats."""

@@ -78,14 +78,14 @@ class SQLiteStorage:
         self._closed = False
 
     def _committed(self, events: int, seconds: float) -> None:
-        """After each log commit (on the writer thread): the hook, and a nudge for the
-        per-person index's follower."""
+        """After each log commit (on the writer thread): the hook, a nudge for the
+        per-person index's follower, and one for the sealer when a range is full."""
         if self._on_commit is not None:
             self._on_commit(events, seconds)
         if self._people is not None:
             self._people.nudge()
         if self.archive is not None:
-            self.archive.nudge()
+            self.archive.nudge(self.log.last_seq())
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk per file (``log.db``, ``state.db``, ``profiles.db``,
