@@ -63,6 +63,30 @@ async def test_a_live_event_reads_no_history_and_counts_in_event_time(storage):
 
 
 @run_async
+async def test_the_row_cache_is_filled_whole_and_keeps_new_people(storage):
+    """The running state reads every stored row of its segments when it is made, so no
+    person a tick touches is looked up by id; a person first seen afterwards has no row
+    until the follower writes one, and that row is found by their next event."""
+    h = Harness(storage, Clock(NOW))
+    await h.send(track("o1", NOW - 3 * DAY, user_id="ann"))
+    await h.add_segment("s1", "once", {"event": "Order Completed", "at_most": 1,
+                                       "at_least": 1})
+    await h.settle()
+    rows = Counted(storage.segments, "by_ids")
+    await h.send(track("o2", NOW - 2 * DAY, user_id="ann"),
+                 track("o3", NOW - 2 * DAY, user_id="new"))
+    await h.settle()
+    assert [m.user_id for m in storage.segments.members("s1").members] == ["new"]
+    await h.send(track("o4", NOW - DAY, user_id="new"))
+    await h.settle()
+    assert storage.segments.count_members("s1") == 0
+    assert [(e["userId"], e["event"]) for e in await h.audience_events()] == [
+        ("ann", "Audience Entered"), ("ann", "Audience Exited"),
+        ("new", "Audience Entered"), ("new", "Audience Exited")]
+    assert rows.calls == 0
+
+
+@run_async
 async def test_a_restarted_engine_counts_what_came_before(storage):
     h = Harness(storage, Clock(NOW))
     await h.add_segment("s1", "repeat", {"event": "Order Completed", "at_least": 2})
