@@ -52,7 +52,7 @@ _COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, m
 #: the range's rows in seq order, and each row's ``events_ts`` entry sits on a random leaf
 #: of that index (about two ranges of entries: 7-14 MiB for 250,000-event ranges), so
 #: with 2 MiB nearly every entry's leaf was a cache miss, read again from the WAL or the
-#: file. 16 MiB holds the index: the delete took 1.8 CPU µs per event instead of 2.9.
+#: file. 16 MiB holds the index: the delete took 1.8 CPU µs per event instead of 2.6.
 DELETE_CACHE_KIB = 16384
 
 class SQLiteArchive(ArchiveReader):
