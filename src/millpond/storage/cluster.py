@@ -78,11 +78,7 @@ class ClusterStorage:
 
     def sizes(self) -> dict[str, int]:
         """The stream's bytes (one replica's) and the state schema's tables and indexes."""
-        row = self._state.execute(
-            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
-        out = {"stream": self.log.stream_size()[0], "state": 0 if row is None else int(row["n"])}
+        out = {"stream": self.log.stream_size()[0], "state": self._state.schema_bytes()}
         if self.archive is not None:
             out["archive"] = sum(f.bytes for f in self.archive.files())
         return out
@@ -99,9 +95,7 @@ class ClusterStorage:
             archive.refresh()
         upto = 0 if archive is None else archive.archived_upto()
         size, messages = self.log.stream_size()
-        row = self._state.execute("SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM events"
-                                  " WHERE seq > %s", (upto,)).fetchone()
-        lo, hi = (None, None) if row is None else (row["lo"], row["hi"])
+        lo, hi = self.index.time_span_after(upto)
         tiers = [Tier("hot", size, messages, lo, hi)]
         if archive is not None:
             span = archive.span()

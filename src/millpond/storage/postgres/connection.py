@@ -105,6 +105,15 @@ class PgState:
         return StorageUnavailable(
             f"lost the connection to PostgreSQL: {str(exc).strip().splitlines()[0]}")
 
+    def schema_bytes(self) -> int:
+        """Bytes of this schema's tables with their indexes and TOAST (``storage
+        status``)."""
+        row = self.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
+        return 0 if row is None else int(row["n"])
+
     def create_tables(self, ddl: LiteralString) -> None:
         """Create a store's tables (``IF NOT EXISTS``), now or, inside
         :meth:`deferred_tables`, with every other store's when it ends."""

@@ -60,6 +60,13 @@ class PgEventIndex:
         self._fetch = fetch
         db.create_tables(INDEX_SCHEMA)
 
+    def time_span_after(self, seq: int) -> tuple[int | None, int | None]:
+        """The least and greatest event time of the indexed seqs after ``seq`` (the
+        unarchived ones: ``storage status``'s hot tier); Nones when there are none."""
+        row = self._db.execute("SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM events"
+                               " WHERE seq > %s", (seq,)).fetchone()
+        return (None, None) if row is None else (row["lo"], row["hi"])
+
     async def _seqs(self, query: LiteralString, params: dict[str, Any]) -> list[tuple[int, int]]:
         def run() -> list[tuple[int, int]]:
             return [(r["seq"], r["ts"]) for r in self._db.execute(query, params)]
