@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import pickle
 from concurrent.futures import ProcessPoolExecutor
 
@@ -149,7 +150,10 @@ def test_parts_cover_the_window_exactly_once_from_other_processes(parts_backend)
         scanner = pickle.loads(pickle.dumps(storage.index.part_scanner()))
         windows = [Window(lo, hi, max_seq, sources) for lo, hi in ((0, 10_000), (300, 400))
                    for max_seq, sources in ((None, None), (300, None), (None, ("src_b",)))]
-        with ProcessPoolExecutor(2) as pool:
+        # spawn, as the server's own workers (millpond.workers: forkserver): a fork of
+        # this process copies the store's threads' locks, and a child once hung for good
+        # in sqlite3.connect on a mutex another of the store's threads held at the fork
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
             for window in windows:
                 parts = scanner.parts(window, max_parts=4, min_events=10)
                 assert 1 < len(parts) <= 4
