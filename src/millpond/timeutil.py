@@ -78,13 +78,18 @@ _ONE_MS = timedelta(milliseconds=1)
 _last_second: tuple[int, str] = (-1, "")
 
 
+def _iso_fields(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a UTC moment.
+
+    Not strftime: "%Y" does not zero-pad years below 1000 on glibc, and the unpadded
+    form is not ISO 8601 (normalize would refuse millpond's own event times)."""
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
+
+
 def format_second(second: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS.`` of a Unix second: :func:`format_ms` without the fraction."""
-    moment = _EPOCH + timedelta(seconds=second)
-    # Not strftime: "%Y" does not zero-pad years below 1000 on glibc, and the unpadded
-    # form is not ISO 8601 (normalize would refuse millpond's own event times).
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.")
+    return _iso_fields(_EPOCH + timedelta(seconds=second)) + "."
 
 
 def format_ms(ms: int) -> str:
@@ -225,11 +230,7 @@ def format_seconds(seconds: float) -> str:
     """
     # Epoch + timedelta rather than fromtimestamp: platform independent for negative times.
     moment = _EPOCH + timedelta(seconds=seconds)
-    # Not strftime: "%Y" does not zero-pad years below 1000 on glibc.
-    base = (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    )
+    base = _iso_fields(moment)
     if moment.microsecond % 1000:
         return f"{base}.{moment.microsecond:06d}Z"
     return f"{base}.{moment.microsecond // 1000:03d}Z"
