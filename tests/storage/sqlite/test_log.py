@@ -159,17 +159,21 @@ def test_a_run_fills_over_several_commits_and_dedupe_stays_exact(tmp_path, monke
             conn.close()
 
     sent: list[str] = []
+
+    def send_new_then_all_again(log: SQLiteEventLog, i: int) -> tuple[int, int, int]:
+        """Key ``k{i}`` is stored; every key sent so far is then a duplicate, and each
+        is in exactly one table; the table counts."""
+        message = f"k{i}"
+        assert append_sync(log, [ev(message)]).seqs == [i + 1]
+        sent.append(message)
+        assert append_sync(log, [ev(m) for m in sent]).seqs == [None] * len(sent)
+        runs, recent, listed = counts()
+        assert runs + recent == len(sent) and runs == listed
+        return runs, recent, listed
+
     log = SQLiteEventLog(path)
     try:
-        sweeping: list[tuple[int, int, int]] = []
-        for i in range(12):
-            message = f"k{i}"
-            assert append_sync(log, [ev(message)]).seqs == [i + 1]
-            sent.append(message)
-            assert append_sync(log, [ev(m) for m in sent]).seqs == [None] * len(sent)
-            runs, recent, listed = counts()
-            assert runs + recent == len(sent) and runs == listed
-            sweeping.append((runs, recent, listed))
+        sweeping = [send_new_then_all_again(log, i) for i in range(12)]
         # the 12th key started the sweep: its commit and the resend's moved a slice of 3
         # keys each, not all 12
         assert sweeping[-2][0] == 0 and sweeping[-1][0] == 6
@@ -178,12 +182,7 @@ def test_a_run_fills_over_several_commits_and_dedupe_stays_exact(tmp_path, monke
     reopened = SQLiteEventLog(path)  # the sweep's progress was the writer's: a new one starts
     try:
         for i in range(12, 30):
-            message = f"k{i}"
-            assert append_sync(reopened, [ev(message)]).seqs == [i + 1]
-            sent.append(message)
-            assert append_sync(reopened, [ev(m) for m in sent]).seqs == [None] * len(sent)
-            runs, recent, listed = counts()
-            assert runs + recent == len(sent) and runs == listed
+            send_new_then_all_again(reopened, i)
         assert counts()[0] > 12  # keys kept moving into runs after the reopen
         for i, message in enumerate(sent):
             assert reopened._find("src_a", message).seq == i + 1
