@@ -20,10 +20,11 @@ then with archiving on, and reports both medians and their ratio (the cost of ar
 measured in the same sitting), with the disk used per event by each tier.
 
 Each pipeline run happens in a fresh subprocess so its peak RSS (``ru_maxrss``) is
-its own. With the log sink the import also runs a reader process: its peak is
-reported too, and the peak RSS is the sum of both peaks (an upper bound of what the
-two held at once). Reports medians, the ratio b/a and the peak RSS; and per run, the CPU
-seconds per million rows of each thread and of the reader process (a loaded machine
+its own. With the log sink the import also runs a reader process, and with archiving the
+storage a sealing process: their peaks are reported too, and the peak RSS is the sum of
+the three (an upper bound of what they held at once). Reports medians, the ratio b/a and
+the peak RSS; and per run, the CPU seconds per million rows of each thread and of each
+child process (a loaded machine
 inflates them far less than rows/s: compare versions by them), and each data-dir file's
 bytes per stored event (hot ``log.db`` with its WAL and dedupe keys, the per-person
 index, the archive).
@@ -128,7 +129,9 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
         children = ChildPeaks()
         summary = run_import(path, options, sink)
         seconds = time.perf_counter() - started
-        reader = children.stop()
+        # The reader process is reaped when the import ends, the archive's sealing
+        # process only when the storage closes: here the children's CPU is the reader's.
+        reader_cpu = _children_cpu()
         # CPU by thread before the storage's threads stop: what each part costs, which
         # (unlike rows/s) hardly depends on how loaded the machine is. Less what each had
         # used before the import (the main thread's imports, the storage's opening).
@@ -151,32 +154,42 @@ def child_pipeline(path: Path, url: str | None, write_key: str | None,
                      for name, size in getattr(storage, "sizes", dict)().items()}
             storage.close()
             assert stored == summary.events_accepted, "log count differs from accepted"
-    # The import's reader process (0 when it ran none): its CPU once reaped.
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_peaks = children.stop()
     own = _cpu_seconds() - cpu_before
-    threads["reader process"] = reaped.ru_utime + reaped.ru_stime
+    threads["reader process"] = reader_cpu
+    threads["sealer process"] = _children_cpu() - reader_cpu
+    reader, sealer = child_peaks.get("reader", 0), child_peaks.get("sealer", 0)
     return {"rows": summary.rows_read, "accepted": summary.events_accepted,
             "rejected": summary.rows_rejected, "duplicates": summary.duplicates,
-            "seconds": seconds, "peak_rss_kb": peak + reader, "importer_rss_kb": peak,
-            "reader_rss_kb": reader, "baseline_rss_kb": baseline, "tiers": tiers,
-            "files": files, "cpu_seconds": own + threads["reader process"], "thread_cpu": threads}
+            "seconds": seconds, "peak_rss_kb": peak + reader + sealer,
+            "importer_rss_kb": peak,
+            "reader_rss_kb": reader, "sealer_rss_kb": sealer, "baseline_rss_kb": baseline,
+            "tiers": tiers, "files": files, "thread_cpu": threads,
+            "cpu_seconds": own + threads["reader process"] + threads["sealer process"]}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the reaped child processes."""
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return reaped.ru_utime + reaped.ru_stime
 
 
 class ChildPeaks:
-    """The largest peak RSS (``VmHWM``) of this process's children, sampled from ``/proc``
-    while they run (Linux; 0 elsewhere).
+    """The peak RSS (``VmHWM``) of this process's children by role, sampled from
+    ``/proc`` while they run (Linux; nothing elsewhere): the archive's sealing process
+    (named ``millpond-sealer``) and the import's reader process.
 
-    Why not ``RUSAGE_CHILDREN``: a child started by fork + exec (the reader process is a
-    ``spawn`` child) is charged, in ``ru_maxrss``, with the RSS it had between the two,
-    which is the whole importer's: it reported the importer's size whenever that was
-    larger than the reader's own peak. ``VmHWM`` starts afresh at exec, so it is the
-    reader's own once its command line is the spawned interpreter's."""
+    Why not ``RUSAGE_CHILDREN``: a child started by fork + exec (both are ``spawn``
+    children) is charged, in ``ru_maxrss``, with the RSS it had between the two, which
+    is the whole importer's: it reported the importer's size whenever that was larger
+    than the child's own peak. ``VmHWM`` starts afresh at exec, so it is the child's own
+    once its command line is the spawned interpreter's."""
 
     def __init__(self, every: float = 0.05):
         import os
         import threading
 
-        self.peak_kb = 0
+        self._peaks: dict[str, tuple[str, int]] = {}  # pid: (role, peak KiB)
         self._pid = os.getpid()
         self._every = every
         self._stop = threading.Event()
@@ -200,18 +213,25 @@ class ChildPeaks:
                     # process (with this process's RSS): only a started spawn child counts.
                     if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
+                role = "sealer" if comm == "millpond-sealer" else "reader"
                 for line in status.splitlines():
                     if line.startswith("VmHWM:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                        seen = self._peaks.get(pid, (role, 0))[1]
+                        self._peaks[pid] = (role, max(seen, int(line.split()[1])))
 
-    def stop(self) -> int:
-        """Stop sampling; the largest peak seen, KiB."""
+    def stop(self) -> dict[str, int]:
+        """Stop sampling; per role, the sum of its processes' peaks, KiB (an upper bound
+        of what they held at once, as the importer's and the children's sum is)."""
         self._stop.set()
         self._thread.join()
-        return self.peak_kb
+        out: dict[str, int] = {}
+        for role, peak in self._peaks.values():
+            out[role] = out.get(role, 0) + peak
+        return out
 
 
 def _cpu_seconds() -> float:
@@ -280,7 +300,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "people.csv"
-        parse_rates, pipe_rates, peaks, growth, readers = [], [], [], [], []
+        parse_rates, pipe_rates, peaks, growth, readers, sealers = [], [], [], [], [], []
         cpus: list[float] = []
         hot_rates: list[float] = []
         for run in range(1, args.runs + 1):
@@ -305,10 +325,12 @@ def main() -> None:
             pipe_rates.append(result["rows"] / result["seconds"])
             peaks.append(result["peak_rss_kb"] / 1024)
             readers.append(result["reader_rss_kb"] / 1024)
+            sealers.append(result["sealer_rss_kb"] / 1024)
             growth.append((result["importer_rss_kb"] - result["baseline_rss_kb"]) / 1024)
             print(f"run {run}: parse {parse_rates[-1]:,.0f} rows/s, "
                   f"pipeline {pipe_rates[-1]:,.0f} rows/s, peak RSS {peaks[-1]:,.0f} MB "
-                  f"(reader process {readers[-1]:,.0f} MB)")
+                  f"(reader process {readers[-1]:,.0f} MB, "
+                  f"sealer process {sealers[-1]:,.0f} MB)")
             cpus.append(result["cpu_seconds"] / result["rows"] * 1e6)
             _print_cpu(result)
             _print_tiers(result["tiers"], result.get("files", {}))
@@ -326,8 +348,9 @@ def main() -> None:
         *([("(h) same pipeline all-hot, rows/s", f"{statistics.median(hot_rates):,.0f}"),
            ("ratio b/h (archiving on / all-hot)",
             f"{b / statistics.median(hot_rates):.3f}")] if hot_rates else []),
-        ("(b) peak RSS (importer + reader process), MB", f"{statistics.median(peaks):,.0f}"),
+        ("(b) peak RSS (importer + reader + sealer), MB", f"{statistics.median(peaks):,.0f}"),
         ("(b) of which the reader process, MB", f"{statistics.median(readers):,.0f}"),
+        ("(b) of which the sealer process, MB", f"{statistics.median(sealers):,.0f}"),
         ("(b) importer's RSS growth over start, MB", f"{statistics.median(growth):,.0f}"),
     ]
     print(f"\n{'measure':<48}{'median':>14}")
@@ -351,8 +374,10 @@ def _print_cpu(result: dict[str, Any]) -> None:
     # import, a range at a time): its cost per event it archived compares versions.
     archived = sum(t["events"] for t in result["tiers"] if t["name"] == "archive")
     if archived and "archiver" in result["thread_cpu"]:
-        print(f"  archiver: {result['thread_cpu']['archiver'] / archived * 1e6:,.1f} CPU µs "
-              f"per archived event ({archived:,} archived by the import's end)")
+        sealing = result["thread_cpu"]["archiver"] + result["thread_cpu"]["sealer process"]
+        print(f"  archiving (archiver thread + sealer process): "
+              f"{sealing / archived * 1e6:,.1f} CPU µs per archived event "
+              f"({archived:,} archived by the import's end)")
 
 
 def _print_tiers(tiers: list[dict[str, Any]], files: dict[str, float] | None = None) -> None:

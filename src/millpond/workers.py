@@ -32,25 +32,37 @@ from millpond import heap
 
 
 class WorkerPool:
-    """Lazily started worker processes; :meth:`close` stops them (by their own PIDs)."""
+    """Lazily started worker processes; :meth:`close` stops them (by their own PIDs).
 
-    def __init__(self, workers: int | None = None, preload: Sequence[str] = ()):
+    ``start_method`` ``"spawn"`` (with no ``preload``) suits a pool whose workers need a
+    few modules only: a worker forked from the fork server carries everything the
+    server preloaded for the previews. ``initializer(*initargs)`` runs first in each
+    worker (by default :func:`millpond.heap.settle`)."""
+
+    def __init__(self, workers: int | None = None, preload: Sequence[str] = (), *,
+                 start_method: str = "forkserver",
+                 initializer: Callable[..., object] = heap.settle,
+                 initargs: tuple[Any, ...] = ()):
         self.size = max(1, workers or os.cpu_count() or 1)
         self._preload = list(preload)
+        self._start_method = start_method
+        self._initializer = initializer
+        self._initargs = initargs
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                ctx = multiprocessing.get_context("forkserver")
+                ctx = multiprocessing.get_context(self._start_method)
                 if self._preload:
                     ctx.set_forkserver_preload(self._preload)
                 self._executor = ProcessPoolExecutor(self.size, mp_context=ctx,
-                                                     initializer=heap.settle)
+                                                     initializer=self._initializer,
+                                                     initargs=self._initargs)
             return self._executor
 
-    def map(self, fn: Callable[..., Any], calls: Iterable[tuple]) -> list[Any]:
+    def map(self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> list[Any]:
         """``[fn(*args) for args in calls]`` across the workers, results in call order.
 
         A worker that died (killed, out of memory) breaks the whole executor; the next

@@ -73,35 +73,55 @@ def test_a_seal_lets_checkpoints_pass_between_its_row_groups(tmp_path, monkeypat
     # A seal that read its whole range in one read transaction kept every checkpoint from
     # passing its snapshot, and the WAL grew by all the writer committed meanwhile. Each
     # row group is now a read of its own: between two, a truncating checkpoint completes
-    # even though events were committed after the seal began.
+    # even though events were committed after the seal began. (The sealing process reads
+    # with range_rows; here it runs in this process, to checkpoint between its reads.)
     import sqlite3
 
     from millpond.storage.archive import files
-    from millpond.storage.sqlite.archive import SQLiteArchive
+    from millpond.storage.sqlite.seal_process import range_rows
 
     monkeypatch.setattr(files, "ROW_GROUP", 10)
-    storage = open_archived(tmp_path, size=100)
-    rows = SQLiteArchive._rows
-    busy: list[int] = []
-
-    def one_row_group_then_checkpoint(self, after, upto):
-        for i, chunk in enumerate(rows(self, after, upto)):
-            yield chunk
+    storage = open_archived(tmp_path, size=1000)
+    db = tmp_path / "data" / "log.db"
+    try:
+        storage.log.submit([ev(f"m{i}", ts=(i * 37) % 100) for i in range(100)]).result(10)
+        busy: list[int] = []
+        read: list[tuple[int, int]] = []
+        for i, chunk in enumerate(range_rows(str(db), 0, 100)):
+            read += [(row[1], row[0]) for row in chunk]
             if i == 0:
                 storage.log.submit([ev(f"late{j}", ts=j) for j in range(5)]).result(10)
-                conn = sqlite3.connect(tmp_path / "data" / "log.db")
+                conn = sqlite3.connect(db)
                 busy.append(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
                 conn.close()
+        assert busy == [0]
+        assert read == sorted(read) and sorted(seq for _, seq in read) == list(range(1, 101))
+    finally:
+        storage.close()
 
-    monkeypatch.setattr(SQLiteArchive, "_rows", one_row_group_then_checkpoint)
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def test_a_file_is_written_by_a_sealing_process_that_is_replaced_if_it_dies(tmp_path):
+    # the seal's CPU (reading a range, Arrow, zstd) must not hold the server's GIL; a
+    # sealer killed by someone is replaced at the next seal, which still succeeds
+    import os
+
+    storage = open_archived(tmp_path)
     try:
         storage.archive.close()  # sealed here, not by the thread
-        storage.log.submit([ev(f"m{i}", ts=(i * 37) % 100) for i in range(100)]).result(10)
+        storage.log.submit([ev(f"m{i}", ts=i) for i in range(25)]).result(10)
         assert storage.archive.seal_once() is not None
-        assert busy == [0]
-        archived = asyncio.run(storage.log.read(0, 1000, upto_seq=100))
-        assert [e.seq for e in archived] == list(range(1, 101))
-        assert sum(f.events for f in storage.archive.files()) == 100
+        [sealer] = storage.archive.sealer_pids()
+        assert sealer != os.getpid() and _comm(sealer) == "millpond-sealer"
+        os.kill(sealer, signal.SIGKILL)
+        assert storage.archive.seal_once() is not None
+        assert storage.archive.sealer_pids() != [sealer]
+        assert storage.archive.archived_upto() == 20
+        rows = asyncio.run(storage.log.read(0, 100))
+        assert [json.loads(e.body)["messageId"] for e in rows] == [f"m{i}" for i in range(25)]
     finally:
         storage.close()
 
@@ -120,6 +140,45 @@ print("appended", flush=True)
 while True:
     time.sleep(0.01)
 """
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def test_the_sealing_process_dies_with_the_server(tmp_path):
+    # a sealer outliving a SIGKILLed server could finish a file after the next server
+    # removed the unlisted ones
+    data = tmp_path / "data"
+    root = Path(__file__).resolve().parents[3]
+    child = subprocess.Popen([sys.executable, "-c", _WRITER, str(data), "100", "1000"],
+                             cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "appended\n"
+        deadline = time.monotonic() + 30
+        sealers: list[int] = []
+        while not sealers and time.monotonic() < deadline:
+            sealers = [c for c in _children(child.pid) if _comm(c) == "millpond-sealer"]
+            time.sleep(0.05)
+        assert sealers
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 10
+    while _alive(sealers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(sealers[0])
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for whoever adopted it to reap it is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_sigkill_while_archiving_loses_and_duplicates_nothing(tmp_path):

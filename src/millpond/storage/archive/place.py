@@ -89,6 +89,7 @@ class S3Place:
         import boto3
         from pyarrow import fs
 
+        self._args = (url, endpoint)
         rest = url.removeprefix("s3://")
         self.bucket, _, prefix = rest.partition("/")
         self.prefix = prefix.strip("/")
@@ -101,6 +102,11 @@ class S3Place:
             options |= {"endpoint_override": host or scheme,
                         "scheme": scheme if host else "https"}
         self.fs = fs.S3FileSystem(**options)
+
+    def __reduce__(self) -> tuple[type[S3Place], tuple[str, str]]:
+        """Pickled as its URL and endpoint (the archive's sealing process opens its own
+        clients: boto3's and pyarrow's do not pickle)."""
+        return S3Place, self._args
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name

@@ -11,7 +11,8 @@ twice.
 A range ``(k * size, (k + 1) * size]`` is *sealed* once the log's last seq passed its
 end: every seq in it is assigned and committed, so nothing can join it. A thread seals
 ranges as the log grows (woken after commits, like the per-person index), on the log's
-maintenance connection, so sealing and retention take turns.
+maintenance connection, so sealing and retention take turns; the file itself is written by
+a process of its own (:mod:`.seal_process`: the writing would hold the server's GIL).
 
 Dedupe stays exact: the dedupe table keeps each key's 64-bit hash and seq (16 bytes an
 event), and a hash hit whose seq is archived is confirmed against the archived row
@@ -27,7 +28,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
@@ -35,6 +35,7 @@ from millpond.storage.archive.place import Place
 from millpond.storage.archive.reader import ArchiveReader
 from millpond.storage.models import Expiry
 from millpond.storage.sqlite import retention
+from millpond.storage.sqlite.seal_process import SealProcess
 
 log = logging.getLogger("millpond.storage")
 
@@ -45,8 +46,6 @@ CREATE TABLE IF NOT EXISTS archive_files (
     bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-_COLUMNS = ("seq, ts, received, source_id, type, event, user_id, anonymous_id, message_id,"
-            " body")
 #: The maintenance connection's page cache while it deletes a sealed range, KiB (it goes
 #: back to its own size after). Why larger than the connection's 2 MiB: the delete walks
 #: the range's rows in seq order, and each row's ``events_ts`` entry sits on a random leaf
@@ -70,8 +69,9 @@ class SQLiteArchive(ArchiveReader):
         self._lock = lock
         self._last_seq = last_seq
         conn.executescript(SCHEMA)
-        #: The log's file (sealing reads it through a connection of its own: ``_rows``).
+        #: The log's file (the sealing process reads it through a connection of its own).
         self._path = conn.execute("PRAGMA database_list").fetchone()[2]
+        self._sealer = SealProcess()
         self._listed([FileStats(*r) for r in conn.execute(
             "SELECT name, first_seq, last_seq, ts_min, ts_max, events, bytes"
             " FROM archive_files ORDER BY first_seq")])
@@ -112,9 +112,8 @@ class SQLiteArchive(ArchiveReader):
                 return None
             for catch_up in self.before_seal:
                 catch_up()
-            rows = self._rows(first - 1, last)
             name = f"log-{first:015d}-{last:015d}.parquet"
-            stats = self.place.write(name, rows, first, last)
+            stats = self._sealer.write(self._path, self.place, name, first - 1, last)
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -139,39 +138,9 @@ class SQLiteArchive(ArchiveReader):
                  stats.bytes, extra={"phase": "archived", "file": name, "events": stats.events})
         return stats
 
-    def _rows(self, after: int, upto: int) -> Iterator[list[files.Row]]:
-        """The range's rows in (ts, seq) order, a row group at a time, from a walk of the
-        ``events_ts`` index (its entries are (ts, seq): the file's order), keeping the
-        range's entries and reading their rows by seq as it goes. The index holds only
-        the hot rows (about two ranges: sealed ranges leave it), so the walk is short;
-        nothing is sorted, so memory is the row group being written, and no row passes
-        through Python before pyarrow takes it. Its own read-only connection: the walk
-        spans the file's writing, and the maintenance connection writes the manifest.
-
-        Why each row group is a read transaction of its own, resuming after the last
-        (ts, seq) read: a snapshot held for the whole file (seconds) keeps every
-        checkpoint from passing it, so the WAL grew by all the writer committed meanwhile
-        (600 MB in a 10-million-row import), and every page lookup searches a longer WAL
-        index. The range cannot change between two reads: it is sealed (no seq joins it)
-        and this thread holds the maintenance lock (retention and the archive's erasure
-        wait); a person's deletion may remove hot rows meanwhile, and the file it then
-        still holds them in is rewritten by that deletion, after this seal (it waits for
-        the lock)."""
-        conn = sqlite3.connect(Path(self._path).as_uri() + "?mode=ro", uri=True, timeout=30,
-                               isolation_level=None)
-        query = (f"SELECT {_COLUMNS} FROM events INDEXED BY events_ts"
-                 " WHERE ts >= ?3 AND (ts > ?3 OR seq > ?4) AND seq > ?1 AND seq <= ?2"
-                 " ORDER BY ts, seq LIMIT ?5")
-        try:
-            ts, seq = -(1 << 63), -1
-            while chunk := conn.execute(query, (after, upto, ts, seq,
-                                                files.ROW_GROUP)).fetchall():
-                ts, seq = chunk[-1][1], chunk[-1][0]
-                yield chunk
-                if len(chunk) < files.ROW_GROUP:
-                    break
-        finally:
-            conn.close()
+    def sealer_pids(self) -> list[int]:
+        """The sealing process's id, once a seal started it."""
+        return self._sealer.pids()
 
     def expire(self, source_id: str, before_ms: int) -> Expiry:
         """Retention over the archive, one file per call (the caller holds the lock): the
@@ -248,6 +217,7 @@ class SQLiteArchive(ArchiveReader):
         self._due.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        self._sealer.close()
 
 
 def _delete_archived(conn: sqlite3.Connection, after: int, upto: int) -> None:
