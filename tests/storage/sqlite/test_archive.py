@@ -313,3 +313,86 @@ def test_a_log_archived_to_its_last_event_keeps_its_seqs_after_a_restart(tmp_pat
         assert [e.seq for e in asyncio.run(storage.log.read(0, 100))] == list(range(1, 22))
     finally:
         storage.close()
+
+
+def _ids(rows) -> list[str]:
+    return [json.loads(e.body)["messageId"] for e in rows]
+
+
+def _window_ids(storage) -> list[str]:
+    async def scan() -> list[str]:
+        out: list[str] = []
+        async for chunk in storage.index.scan(Window(-(1 << 62), 1 << 62), chunk=7):
+            out += _ids(chunk)
+        return out
+
+    return asyncio.run(scan())
+
+
+def test_a_seal_deletes_the_hot_copies_in_short_transactions_that_reads_never_see(
+        tmp_path, monkeypatch):
+    # Deleting a listed range's rows in the listing's transaction held SQLite's write lock
+    # for seconds per million events, and the log's writer waited. Now: listed first,
+    # then deleted a chunk per transaction. Between two chunks the writer commits, and
+    # every read (by seq, by window, counts, the tiers) sees each event once.
+    from contextlib import contextmanager
+
+    from millpond.storage.sqlite import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "DELETE_CHUNK", 10)
+    storage = open_archived(tmp_path, size=100)
+    seen: list[tuple] = []
+    real = archive_module.immediate
+
+    @contextmanager
+    def between_chunks(conn):
+        if len(seen) == 2:  # two chunks deleted, eight to go
+            committed = storage.log.submit([ev("late", ts=5)]).result(5)
+            seen.append((committed.seqs, _ids(asyncio.run(storage.log.read(0, 1000))),
+                         sorted(_window_ids(storage)),
+                         asyncio.run(storage.index.count(Window(-(1 << 62), 1 << 62))),
+                         [t.events for t in storage.tiers()]))
+        else:
+            seen.append(())
+        with real(conn):
+            yield conn
+
+    monkeypatch.setattr(archive_module, "immediate", between_chunks)
+    try:
+        storage.archive.close()  # sealed here, not by the thread
+        storage.log.submit([ev(f"m{i}", ts=(i * 37) % 100) for i in range(105)]).result(10)
+        assert storage.archive.seal_once() is not None
+        [seqs, by_seq, by_window, counted, tiers] = seen[2]
+        everything = [f"m{i}" for i in range(105)] + ["late"]
+        assert seqs == [106]
+        assert by_seq == everything and sorted(by_window) == sorted(everything)
+        assert counted == 106 and tiers == [6, 100]  # hot, archive
+        assert len(seen) == 10  # a transaction per 10 seqs
+        with storage.log.reading() as conn:
+            assert conn.execute("SELECT min(seq) FROM events").fetchone()[0] == 101
+    finally:
+        storage.close()
+
+
+def test_hot_copies_a_crash_left_after_the_listing_are_deleted_at_open(tmp_path, monkeypatch):
+    from millpond.storage.sqlite import archive as archive_module
+
+    storage = open_archived(tmp_path, size=100)
+    try:
+        storage.archive.close()
+        storage.log.submit([ev(f"m{i}", ts=i) for i in range(120)]).result(10)
+        with monkeypatch.context() as patched:  # as if killed right after the listing
+            patched.setattr(archive_module, "_delete_archived", lambda *args: None)
+            assert storage.archive.seal_once() is not None
+        with storage.log.reading() as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 120
+        assert _ids(asyncio.run(storage.log.read(0, 1000))) == [f"m{i}" for i in range(120)]
+    finally:
+        storage.close()
+    storage = open_archived(tmp_path, size=100)
+    try:
+        with storage.log.reading() as conn:
+            assert conn.execute("SELECT min(seq), count(*) FROM events").fetchone() == (101, 20)
+        assert sorted(_window_ids(storage)) == sorted(f"m{i}" for i in range(120))
+    finally:
+        storage.close()

@@ -226,11 +226,13 @@ class _ArchiveMerge:
             upto = archive.archived_upto()
             if upto != self._upto:
                 self._open(upto, cursor)
-            hot = _packed_chunk(conn, self._window, cursor, limit)
+            # Rows up to ``upto`` may still be in the hot store (a seal deletes them
+            # after listing the file): they are read from the archive. Filtered in the
+            # query, so a full chunk is a full chunk of rows this merge takes.
+            hot = _packed_chunk(conn, self._window, cursor, limit, upto)
             full = len(hot) == limit
             if archive.archived_upto() == upto:
                 break
-        hot = [e for e in hot if e.seq > upto]
         out: list[StoredEvent] = []
         i = 0
         while len(out) < limit:
@@ -264,8 +266,9 @@ _by_position = attrgetter("ts_ms", "seq")
 
 
 def _packed_chunk(conn: sqlite3.Connection, window: Window, after: WindowCursor | None,
-                  limit: int) -> list[StoredEvent]:
-    """One chunk of a window scan, built by SQLite in a single step.
+                  limit: int, above_seq: int = 0) -> list[StoredEvent]:
+    """One chunk of a window scan, built by SQLite in a single step; only rows after
+    ``above_seq`` (the archived ranges) when it is given.
 
     Why: ``fetchall`` takes the GIL back for every row, so a reader thread beside a busy
     event loop (a replay evaluating the previous chunk) waits a switch interval per row
@@ -274,10 +277,11 @@ def _packed_chunk(conn: sqlite3.Connection, window: Window, after: WindowCursor 
     GIL, and Python only slices the result.
     """
     cursor = window_start(window.ts_from, after)
-    inner, extra = window_sql(window.source_ids)
+    inner, extra = window_sql(window.source_ids, above_seq=bool(above_seq))
     limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
+    above = (above_seq,) if above_seq else ()
     index, blob = conn.execute(_PACKED.format(inner=inner), (
-        cursor[0], cursor[1], window.ts_to, limit_seq, *extra, limit)).fetchone()
+        cursor[0], cursor[1], window.ts_to, limit_seq, *above, *extra, limit)).fetchone()
     if index is None:
         return []
     # Every step below is a C loop (map, accumulate, zip): this runs on the scan's

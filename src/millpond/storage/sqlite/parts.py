@@ -22,11 +22,15 @@ DENSE_FRACTION = 4
 DENSE = "seq"
 
 
-def window_sql(source_ids: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
-    """The window query (params: cursor ts, cursor seq, ts_to, max seq, *sources, limit)."""
+def window_sql(source_ids: tuple[str, ...] | None, *,
+               above_seq: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The window query (params: cursor ts, cursor seq, ts_to, max seq, [the seq rows
+    must be above, with ``above_seq``], *sources, limit)."""
     # A row value lets SQLite seek straight to the cursor in the (ts, rowid) index
     # instead of re-reading every row that shares the cursor's timestamp.
     sql = "SELECT ts, seq, body FROM events WHERE (ts, seq) > (?, ?) AND ts < ? AND seq <= ?"
+    if above_seq:
+        sql += " AND seq > ?"
     extra: tuple[str, ...] = ()
     if source_ids is not None:
         sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"

@@ -102,9 +102,12 @@ class SQLiteStorage:
         return out
 
     def tiers(self) -> list[Tier]:
+        archived = self.archive.archived_upto() if self.archive is not None else 0
         with self.log.reading() as conn:
+            # After the archived ranges: a seal deletes a listed range's rows afterwards.
             events, ts_min, ts_max = conn.execute(
-                "SELECT count(*), min(ts), max(ts) FROM events").fetchone()
+                "SELECT count(*), min(ts), max(ts) FROM events WHERE seq > ?",
+                (archived,)).fetchone()
             pages = [conn.execute(f"PRAGMA {p}").fetchone()[0]
                      for p in ("page_size", "page_count", "freelist_count")]
         # Pages in use: those an archived range freed are reused by new events (the file
