@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -30,9 +30,9 @@ _MAX_ID = 1024
 _MAX_BODY = MAX_MESSAGE_BYTES + 512
 
 
-#: Milliseconds into the day of each ``HH:MM`` and of each ``SS`` (see :func:`_canonical_ms`).
+#: Milliseconds into the day of each ``HH:MM`` and each ``SS.000Z`` (see :func:`_canonical_ms`).
 _CLOCK_MS = {f"{h:02d}:{m:02d}": (h * 60 + m) * 60_000 for h in range(24) for m in range(60)}
-_SECOND_MS = {f"{s:02d}": s * 1000 for s in range(60)}
+_SECOND_MS = {f"{s:02d}.000Z": s * 1000 for s in range(60)}
 #: Epoch milliseconds of each ``YYYY-MM-DD`` seen lately (a file's times span few days).
 _DAY_MS: dict[str, int] = {}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -48,16 +48,18 @@ def _canonical_ms(stamp: Any) -> int | None:
     ``datetime.fromisoformat(s).timestamp() * 1000`` (exact for whole seconds), added up
     from tables: the time fields from two fixed ones (which hold exactly the valid ASCII
     values), the date from a memo filled by ``date.fromisoformat``. Every importer event
-    has a new timestamp, and parsing each took a third of a microsecond more.
+    has a new timestamp: ``fromisoformat(s).timestamp()`` and the format checks took
+    0.59 µs an event, the tables 0.34.
     """
-    if (type(stamp) is not str or len(stamp) != 24 or stamp[19:] != ".000Z"
-            or stamp[10] != "T" or stamp[13] != ":" or stamp[16] != ":"):
+    if type(stamp) is not str or len(stamp) != 24 or stamp[10] != "T" or stamp[16] != ":":
         return None
+    try:  # the tables' keys hold the other separators, and ".000Z"
+        return _DAY_MS[stamp[:10]] + _CLOCK_MS[stamp[11:16]] + _SECOND_MS[stamp[17:]]
+    except KeyError:
+        pass
+    day = _day_ms(stamp[:10])
     clock = _CLOCK_MS.get(stamp[11:16])
-    second = _SECOND_MS.get(stamp[17:19])
-    day = _DAY_MS.get(stamp[:10])
-    if day is None:
-        day = _day_ms(stamp[:10])
+    second = _SECOND_MS.get(stamp[17:])
     if clock is None or second is None or day is None:
         return None
     return day + clock + second
@@ -79,10 +81,13 @@ def _day_ms(day: str) -> int | None:
 
 
 def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str,
-                  received_ms: int) -> tuple[list[NewEvent], list[tuple[int, str]]]:
+                  received_ms: int, keyer: Callable[[str, str], int] | None = None,
+                  ) -> tuple[list[NewEvent], list[tuple[int, str]]]:
     """``normalize`` every event of a batch: the records to append and the rejections.
 
-    ``encoded[i]``, when given, must be ``msgspec.json.encode(events[i])``. The result
+    ``encoded[i]``, when given, must be ``msgspec.json.encode(events[i])``. With a
+    ``keyer`` (see :func:`prepare_records`), each record's ``dedupe_key`` is filled
+    as it is made. The result
     is exactly what calling ``normalize(event, source_id=..., received_ms=...)`` on each
     event would give (the tests compare the bytes). For an importer-shaped event the
     work ``normalize`` would do is mostly a no-op, so it is skipped:
@@ -149,8 +154,10 @@ def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str
                         json = _encode(event) if encoded is None else encoded[index]
                         body = json[:-1] + end
                         if len(body) <= max_body:
-                            prepared = NewEvent(source_id, cast(str, kind), message_id, name,
-                                                user_id, None, ts_ms, received_ms, body)
+                            prepared = NewEvent(  # kind: "identify" or "track" here
+                                source_id, kind, message_id, name, user_id, None, ts_ms,  # pyright: ignore[reportArgumentType]
+                                received_ms, body,
+                                None if keyer is None else keyer(source_id, message_id))
         if prepared is None:
             try:
                 prepared = normalize(event, source_id=source_id, received_ms=received_ms,
@@ -158,6 +165,8 @@ def prepare_batch(events: list[Any], encoded: list[bytes] | None, source_id: str
             except MessageRejected as exc:
                 rejected.append((index, f"{exc.code}: {exc.reason}"))
                 continue
+            if keyer is not None:
+                prepared.dedupe_key = keyer(source_id, prepared.message_id)
         valid.append(prepared)
     return valid, rejected
 
@@ -179,8 +188,5 @@ def prepare_records(source_id: str, clock: Callable[[], float],
     does not; without one (a backend that keeps no such key) it stays empty. The receive
     time is read from ``clock`` once per batch, as :meth:`LogSink.submit` does.
     """
-    valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000))
-    if keyer is not None:
-        for event in valid:
-            event.dedupe_key = keyer(source_id, event.message_id)
+    valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000), keyer)
     return _encode_prepared((valid, rejected))
