@@ -12,10 +12,12 @@ from millpond.backfill.values import (
     MEMO_SIZE,
     infer_value,
     iso_from_epoch,
+    iso_from_whole_seconds,
     parse_timestamp,
     trait_timestamp,
     unix_seconds_cell,
 )
+from millpond.timeutil import MAX_SECONDS, format_seconds
 
 CELLS = st.one_of(
     st.text("0123456789", min_size=1, max_size=13),
@@ -31,8 +33,13 @@ def test_digit_cells_parse_like_the_general_path(cell):
         return
     seconds = parse_timestamp(cell)
     assert seconds == float(whole)
-    assert iso_from_epoch(whole) == iso_from_epoch(seconds)
+    assert iso_from_whole_seconds(whole) == iso_from_epoch(seconds)
     assert trait_timestamp(seconds) == whole and type(trait_timestamp(seconds)) is int
+
+
+@given(st.integers(min_value=0, max_value=int(MAX_SECONDS)))
+def test_whole_seconds_format_like_the_general_formatter(whole):
+    assert iso_from_whole_seconds(whole) == format_seconds(whole) == iso_from_epoch(whole)
 
 
 def test_only_plain_short_ascii_digits_take_the_shortcut():
