@@ -190,3 +190,44 @@ def prepare_records(source_id: str, clock: Callable[[], float],
     """
     valid, rejected = prepare_batch(events, encoded, source_id, int(clock() * 1000), keyer)
     return _encode_prepared((valid, rejected))
+
+
+class RecordPreparer:
+    """:func:`prepare_records` for one source, as the log sink hands it to the reader
+    process: a picklable callable, which can also take a batch in chunks (a
+    :class:`~millpond.backfill.batching.ChunkPreparer`).
+
+    In chunks, each ``add`` prepares its events at once (while they are still in the
+    CPU's cache) and ``finish`` packs the batch: the same records and rejections as
+    calling it on the whole batch, the receive time read once per batch too (at its
+    first chunk rather than its last).
+    """
+
+    def __init__(self, source_id: str, clock: Callable[[], float],
+                 keyer: Callable[[str, str], int] | None):
+        self.source_id = source_id
+        self.clock = clock
+        self.keyer = keyer
+        self._received_ms: int | None = None
+        self._valid: list[NewEvent] = []
+        self._rejected: list[tuple[int, str]] = []
+        self._count = 0
+
+    def __call__(self, events: list[Any], encoded: list[bytes]) -> bytes:
+        return prepare_records(self.source_id, self.clock, self.keyer, events, encoded)
+
+    def add(self, events: list[Any], encoded: list[bytes] | None) -> None:
+        if self._received_ms is None:
+            self._received_ms = int(self.clock() * 1000)
+        valid, rejected = prepare_batch(events, encoded, self.source_id, self._received_ms,
+                                        self.keyer)
+        self._valid += valid
+        offset = self._count
+        self._rejected += [(index + offset, reason) for index, reason in rejected]
+        self._count += len(events)
+
+    def finish(self) -> bytes:
+        packed = _encode_prepared((self._valid, self._rejected))
+        self._received_ms = None
+        self._valid, self._rejected, self._count = [], [], 0
+        return packed
