@@ -208,24 +208,27 @@ def stored_rows(path: Path) -> list[tuple]:
 STOPPED_CLOCK = partial(float, RECEIVED_MS / 1000)
 
 
-@pytest.mark.parametrize("reader_process", [True, False])
-def test_the_log_holds_the_same_rows_as_through_normalize(write, tmp_path, reader_process):
+# 1,200-event batches: the reader process prepares each in chunks (batching.CHUNK_EVENTS).
+@pytest.mark.parametrize(("reader_process", "batch_size", "batches"),
+                         [(True, 400, 7), (False, 400, 7), (True, 1200, 3)])
+def test_the_log_holds_the_same_rows_as_through_normalize(write, tmp_path, reader_process,
+                                                          batch_size, batches):
     rows = "".join(f"u{i},{i % 5},{1_700_000_000 + i * 37}\n" for i in range(2_500))
     path = write("id,plan,updated_at\n" + rows + ",orphan,1\nu1,again,1700000000\n")
     summaries = {}
     for name in ("fast", "reference"):
         log = SQLiteEventLog(tmp_path / f"{name}.db")
-        sink = (LogSink(log, SOURCE, batch_size=400, reader_process=reader_process,
+        sink = (LogSink(log, SOURCE, batch_size=batch_size, reader_process=reader_process,
                         clock=STOPPED_CLOCK) if name == "fast" else ReferenceSink(log))
         summaries[name] = run_import(path, ImportOptions(
             timestamp_column="updated_at", state_dir=tmp_path / name, batch_size=None
-            if name == "fast" else 400), sink)
+            if name == "fast" else batch_size), sink)
         log.close()
     assert stored_rows(tmp_path / "fast.db") == stored_rows(tmp_path / "reference.db")
     fast, ref = summaries["fast"], summaries["reference"]
     assert (fast.rows_read, fast.events_accepted, fast.rows_rejected, fast.batches) == (
         ref.rows_read, ref.events_accepted, ref.rows_rejected, ref.batches) == (
-        2_502, 2_501, 1, 7)
+        2_502, 2_501, 1, batches)
 
 
 def test_a_failed_commit_fails_the_batch_and_the_import_resumes(write, tmp_path):

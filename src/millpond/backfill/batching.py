@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -25,6 +25,8 @@ from millpond.backfill.rows import Converted, StreamStats
 
 #: ``{"batch":[`` + ``]}``: what the HTTP sink wraps a batch in.
 BATCH_OVERHEAD = 12
+#: Events a :class:`ChunkPreparer` is handed at a time (see :func:`cut_batches`).
+CHUNK_EVENTS = 500
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +58,20 @@ class End:
 Item = RowError | Batch | End
 
 
+@runtime_checkable
+class ChunkPreparer(Protocol):
+    """Prepares a batch a chunk at a time, as it fills (see :func:`cut_batches`).
+
+    ``add`` takes the batch's next events and their JSON (the lists are its own from then
+    on); ``finish`` returns the whole batch's prepared form, what preparing all its events
+    at once would give, and starts the next batch.
+    """
+
+    def add(self, events: list[dict[str, Any]], encoded: list[bytes] | None) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
 def cut_batches(
     stream: Iterator[Converted],
     stats: StreamStats,
@@ -65,6 +81,7 @@ def cut_batches(
     max_batch_bytes: int,
     start_row: int,
     keep_encoded: bool,
+    chunks: ChunkPreparer | None = None,
 ) -> Iterator[Item]:
     """Batches of at most ``batch_size`` events and ``max_batch_bytes`` of JSON.
 
@@ -72,6 +89,12 @@ def cut_batches(
     (``through = row - 1``), so a checkpoint never claims a row of the next batch. An event
     over ``max_event_bytes`` is rejected as ``too_large``. ``encoded`` is kept only when
     ``keep_encoded`` (a plain sink re-encodes the batch its own way).
+
+    With ``chunks`` (the reader process, for a sink that prepares), every
+    :data:`CHUNK_EVENTS` events of a batch go to ``chunks.add`` as they are cut, and the
+    batch carries ``chunks.finish()`` as ``prepared`` instead of its events: an event is
+    prepared and dropped while it is still in the CPU's cache, not 5,000 events later
+    (preparing and freeing a whole batch of cold events cost ~1 µs more a row).
     """
     encode = msgspec.json.Encoder().encode
     max_batch = max_batch_bytes - BATCH_OVERHEAD
@@ -90,9 +113,8 @@ def cut_batches(
             yield RowError(row, 0, "", "too_large",
                            f"event is {size - 1} bytes; the limit is {max_event_bytes}")
             continue
-        if batch_bytes + size > max_batch and events:
-            yield Batch(rows, row - 1, stats.blank, events,
-                        encoded_batch if keep_encoded else None)
+        if batch_bytes + size > max_batch and rows:
+            yield _close(rows, row - 1, stats, events, encoded_batch, keep_encoded, chunks)
             events, encoded_batch, rows = [], [], []
             batch_bytes = 0
         events.append(item)  # type: ignore[arg-type]
@@ -100,11 +122,25 @@ def cut_batches(
             encoded_batch.append(encoded)
         rows.append(row)
         batch_bytes += size
-        if len(events) >= batch_size:
-            yield Batch(rows, row, stats.blank, events, encoded_batch if keep_encoded else None)
+        if len(rows) >= batch_size:
+            yield _close(rows, row, stats, events, encoded_batch, keep_encoded, chunks)
             events, encoded_batch, rows = [], [], []
             batch_bytes = 0
+        elif chunks is not None and len(events) >= CHUNK_EVENTS:
+            chunks.add(events, encoded_batch if keep_encoded else None)
+            events, encoded_batch = [], []
     through = max(row, start_row)
-    if events:
-        yield Batch(rows, through, stats.blank, events, encoded_batch if keep_encoded else None)
+    if rows:
+        yield _close(rows, through, stats, events, encoded_batch, keep_encoded, chunks)
     yield End(through)
+
+
+def _close(rows: list[int], through: int, stats: StreamStats, events: list[dict[str, Any]],
+           encoded: list[bytes], keep_encoded: bool, chunks: ChunkPreparer | None) -> Batch:
+    """The batch of ``rows``: its events (those not yet handed to ``chunks``), or with
+    ``chunks``, what it made of them all."""
+    if chunks is None:
+        return Batch(rows, through, stats.blank, events, encoded if keep_encoded else None)
+    if events:
+        chunks.add(events, encoded if keep_encoded else None)
+    return Batch(rows, through, stats.blank, prepared=chunks.finish())

@@ -26,10 +26,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from functools import partial
 from typing import Any
 
-from millpond.backfill.prepare import PREPARED, prepare_batch, prepare_records
+from millpond.backfill.prepare import PREPARED, RecordPreparer, prepare_batch
 from millpond.backfill.sinks import SinkResult
 from millpond.regulations.blocklist import SUPPRESSED_REASON, Blocklist, screen_out
 from millpond.storage.contracts import EventLog
@@ -107,12 +106,13 @@ class LogSink:
                                         int(self.clock() * 1000))
         return self._queue(valid, rejected)
 
-    def preparer(self) -> Callable[[list[Any], list[bytes]], Any]:
-        """What the reader process applies to each batch: :func:`prepare_records`."""
-        return partial(prepare_records, self.source_id, self.clock, self.log.dedupe_keyer())
+    def preparer(self) -> RecordPreparer:
+        """What the reader process applies to each batch (chunk by chunk as it fills):
+        :func:`~millpond.backfill.prepare.prepare_records`."""
+        return RecordPreparer(self.source_id, self.clock, self.log.dedupe_keyer())
 
     def submit_prepared(self, prepared: bytes) -> Future[SinkResult]:
-        """Queue a batch :func:`prepare_records` made; the future resolves once durable."""
+        """Queue a batch :class:`RecordPreparer` made; the future resolves once durable."""
         valid, rejected = PREPARED.decode(prepared)
         return self._queue(valid, rejected)
 

@@ -10,6 +10,10 @@ which streams each batch, already prepared by the sink
 rebuilds the records and queues them on the log, with the runner's usual in-order
 settling and checkpoints. Only sinks that prepare records use it: an HTTP import is
 bound by the server it talks to, so the HTTP sink keeps the simpler in-process reader.
+The log sink's preparer takes each batch in chunks of
+:data:`~millpond.backfill.batching.CHUNK_EVENTS` as the batch is cut, so an event is
+validated and freed while still in the CPU's cache: a whole 5,000-event batch (some 10 MB
+of dicts and strings) prepared and freed at once cost about 1 µs a row more, in cache misses.
 
 How: a ``multiprocessing`` *spawn* child (the server is multi-threaded, and a forked
 copy of a process whose other threads hold locks can deadlock), and a one-way pipe
@@ -45,7 +49,7 @@ from typing import Any
 
 import msgspec
 
-from millpond.backfill.batching import Batch, End, Item
+from millpond.backfill.batching import Batch, ChunkPreparer, End, Item
 from millpond.backfill.model import RowError
 from millpond.backfill.reading import ReadSpec, open_batches
 from millpond.backfill.rows import StreamStats
@@ -98,15 +102,18 @@ def _child_main(conn: Connection, spec: ReadSpec, prepare: Preparer) -> None:
         rejections.clear()
 
     stats.on_skip = send
+    # A preparer that takes a batch in chunks gets each batch's events as they are cut.
+    chunks = prepare if isinstance(prepare, ChunkPreparer) else None
     try:
-        with open_batches(spec, stats) as (items, bytes_read):
+        with open_batches(spec, stats, chunks) as (items, bytes_read):
             for item in items:
                 if type(item) is RowError:
                     rejections.append(item)
                     if len(rejections) >= MAX_HELD_REJECTIONS:
                         send()
                 elif type(item) is Batch:
-                    prepared = prepare(item.events, item.encoded)  # type: ignore[arg-type]
+                    prepared = (item.prepared if chunks is not None
+                                else prepare(item.events, item.encoded))  # type: ignore[arg-type]
                     send((item.rows, item.through, item.blank, prepared))
                 else:
                     send(end=item.through)  # type: ignore[union-attr]

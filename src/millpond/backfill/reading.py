@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from millpond.backfill.batching import Item, cut_batches
+from millpond.backfill.batching import ChunkPreparer, Item, cut_batches
 from millpond.backfill.csvfile import CsvInput
 from millpond.backfill.ids import csv_row_ids, jsonl_line_ids
 from millpond.backfill.model import ImportOptions
@@ -39,14 +39,15 @@ class ReadSpec:
 
 
 @contextmanager
-def open_batches(spec: ReadSpec,
-                 stats: StreamStats) -> Iterator[tuple[Iterator[Item], Callable[[], int]]]:
-    """``(items, bytes_read)``: the file's batches (see :func:`cut_batches`) and a gauge
-    of how far into the file the reader is, for progress."""
+def open_batches(spec: ReadSpec, stats: StreamStats, chunks: ChunkPreparer | None = None,
+                 ) -> Iterator[tuple[Iterator[Item], Callable[[], int]]]:
+    """``(items, bytes_read)``: the file's batches (see :func:`cut_batches`, which hands
+    their events to ``chunks`` when given) and a gauge of how far into the file the reader
+    is, for progress."""
     options = spec.options
     limits = {"batch_size": spec.batch_size, "max_event_bytes": options.max_event_bytes,
               "max_batch_bytes": options.max_batch_bytes, "start_row": spec.skip_through,
-              "keep_encoded": spec.keep_encoded}
+              "keep_encoded": spec.keep_encoded, "chunks": chunks}
     if spec.format == "csv":
         assert spec.plan is not None
         row_id = csv_row_ids(options.kind, spec.row_shaping, spec.plan.header)

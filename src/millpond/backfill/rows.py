@@ -38,6 +38,7 @@ from millpond.backfill.values import (
     MAYBE_TYPED,
     MEMO_SIZE,
     iso_from_epoch,
+    iso_from_whole_seconds,
     parse_timestamp,
     remember,
     trait_timestamp,
@@ -247,7 +248,7 @@ def csv_events(
             raw = cells[ts_idx]
             whole = unix_seconds_cell(raw)
             if whole is not None:
-                event["timestamp"] = iso_from_epoch(whole)
+                event["timestamp"] = iso_from_whole_seconds(whole)
                 trait_time: int | float = whole
                 if ts_memo is not None:
                     # infer_value of a digit string: the int, unless a leading zero keeps it text

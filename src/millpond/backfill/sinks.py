@@ -83,7 +83,9 @@ class PreparingSink(PipelinedSink, Protocol):
     ``(events, encoded) -> prepared`` whose result msgspec can encode. The runner then
     hands what arrives (as msgspec decodes it: lists, not tuples) to ``submit_prepared``,
     whose future means what ``submit``'s does. So the interpreter that owns the sink
-    spends its time on what only it can do (for the log: committing).
+    spends its time on what only it can do (for the log: committing). A preparer that is
+    also a :class:`~millpond.backfill.batching.ChunkPreparer` is handed each batch's
+    events a few hundred at a time as the batch fills, instead of all at once.
     """
 
     reader_process: bool

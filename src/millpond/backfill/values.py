@@ -138,20 +138,30 @@ def iso_utc(moment: datetime) -> str:
 def iso_from_epoch(seconds: float) -> str:
     """Format epoch seconds as ISO 8601 UTC, exactly as the profile store shows them.
 
-    Whole seconds (what CSV exports hold) take a fast path: a per-day memo of the
-    date part and tables of the ``THH:MM:`` and ``SS.000Z`` parts, ~5x cheaper
-    than the general formatter; the tests check both give the same string.
+    Whole seconds (what CSV exports hold) take a fast path,
+    :func:`iso_from_whole_seconds`; the tests check both give the same string.
     """
     whole = int(seconds)
     if whole != seconds or not 0 <= whole <= MAX_SECONDS:
         return format_seconds(seconds)
-    day, rest = divmod(whole, 86_400)
+    return iso_from_whole_seconds(whole)
+
+
+def iso_from_whole_seconds(whole: int) -> str:
+    """:func:`iso_from_epoch` of an int from 0 to ``MAX_SECONDS`` (what
+    :func:`unix_seconds_cell` returns), which the row loop calls directly.
+
+    A per-day memo of the date part and tables of the ``THH:MM:`` and ``SS.000Z`` parts,
+    ~5x cheaper than the general formatter.
+    """
+    day = whole // 86_400
     prefix = _DAY_PREFIX.get(day)
     if prefix is None:
         if len(_DAY_PREFIX) >= 8192:
             _DAY_PREFIX.clear()
         prefix = _DAY_PREFIX[day] = date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
-    return prefix + _CLOCK[rest // 60] + _SECONDS[rest % 60]
+    rest = whole % 86_400
+    return f"{prefix}{_CLOCK[rest // 60]}{_SECONDS[rest % 60]}"
 
 
 def unix_seconds_cell(raw: str) -> int | None:

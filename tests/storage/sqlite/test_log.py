@@ -76,6 +76,15 @@ def test_duplicates_across_appends_of_one_group_commit(log, tmp_path):
     assert sorted(mid for _, mid in stored_ids(log)) == ["a", "b", "m0", "same"]
 
 
+def test_dedupe_keys_are_the_keys_earlier_versions_stored():
+    # Logs on disk hold these keys: the hash of a (source, messageId) must never change
+    # (values from the version that hashed the joined string in one call).
+    assert dedupe.dedupe_hash("src_1", "7f3c0e9a-0d6e-8b2c-9d1e-000000000001") == (
+        -4671884328199927260)
+    assert dedupe.dedupe_hash("sé", "ü") == 4365683245852126442
+    assert dedupe.dedupe_hash("src_1", "a") != dedupe.dedupe_hash("src_1a", "")
+
+
 def test_hash_collision_stores_both_and_still_dedupes_retries(tmp_path, monkeypatch):
     monkeypatch.setattr(dedupe, "dedupe_hash", lambda source_id, message_id: 42)
     log = SQLiteEventLog(tmp_path / "log.db")

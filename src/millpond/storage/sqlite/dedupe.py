@@ -94,9 +94,27 @@ Plan = tuple[list[EventRow], list[AppendResult], int]
 
 
 def dedupe_hash(source_id: str, message_id: str) -> int:
-    """Signed 64-bit key (SQLite INTEGER) for a source's messageId."""
-    digest = blake2b(f"{source_id}\x00{message_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    """Signed 64-bit key (SQLite INTEGER) for a source's messageId.
+
+    The blake2b of ``source_id``, a NUL and ``message_id`` in UTF-8. It runs once per
+    event (in an import's reader process, or in the log's writer), so the hash of each
+    source's prefix is made once and copied: ``blake2b(..., digest_size=8)`` costs more
+    than the copy and the update together. Sharing a prefix's hash between threads is
+    safe: only its copies are ever updated.
+    """
+    prefix = _PREFIXES.get(source_id)
+    if prefix is None:
+        if len(_PREFIXES) >= 1024:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[source_id] = blake2b(f"{source_id}\x00".encode(),
+                                                digest_size=8).copy
+    h = prefix()
+    h.update(message_id.encode())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+#: The ``copy`` of each source's prefix hash (see :func:`dedupe_hash`).
+_PREFIXES: dict[str, Callable[[], blake2b]] = {}
 
 
 #: (source_id, message_id) of an archived seq, or None (the archive tier's ``key_of``).
