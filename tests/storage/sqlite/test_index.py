@@ -12,7 +12,7 @@ import pytest
 from millpond.storage.models import NewEvent, Window, WindowCursor
 from millpond.storage.sqlite.index import SQLiteEventIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
-from millpond.storage.sqlite.parts import DENSE, window_sql
+from millpond.storage.sqlite.parts import DENSE
 
 from ..helpers import ev
 
@@ -27,7 +27,11 @@ def log(tmp_path):
 def plain_chunk(log: SQLiteEventLog, window: Window, after: WindowCursor | None,
                 limit: int) -> list[tuple[int, int, bytes]]:
     """The chunk as a row-by-row SELECT returns it (what the packed chunk must equal)."""
-    sql, extra = window_sql(window.source_ids)
+    sql = "SELECT ts, seq, body FROM events WHERE (ts, seq) > (?, ?) AND ts < ? AND seq <= ?"
+    extra = window.source_ids or ()
+    if window.source_ids is not None:
+        sql += f" AND source_id IN ({','.join('?' * len(extra))})"
+    sql += " ORDER BY ts, seq LIMIT ?"
     start = (window.ts_from, 0) if after is None else (
         max(window.ts_from, after.ts), after.seq if after.ts >= window.ts_from else 0)
     with log.reading() as conn:

@@ -51,17 +51,20 @@ CREATE TABLE IF NOT EXISTS archive_files (
 """
 #: The maintenance connection's page cache while it deletes a sealed range, KiB (it goes
 #: back to its own size after). Why larger than the connection's 2 MiB: the delete walks
-#: the range's rows in seq order, and each row's ``events_ts`` entry sits on a random leaf
-#: of that index (about two ranges of entries: 7-14 MiB for 250,000-event ranges), so
-#: with 2 MiB nearly every entry's leaf was a cache miss, read again from the WAL or the
-#: file. 16 MiB holds the index: the delete took 1.8 CPU µs per event instead of 2.6.
-DELETE_CACHE_KIB = 16384
+#: the range's rows in seq order, and each row's time-index entry sits at a random place
+#: in the range's part of that index (a 1,000,000-event part is about 20 MiB of leaves).
+#: When those leaves did not fit, each was read, dirtied, spilled to the WAL and read
+#: again many times over: with 16 MiB a 250,000-seq chunk wrote 380 MB to the WAL, with
+#: 32 MiB 105 MB, and the delete's CPU fell by a fifth (``bench/import.py``, 3,000,000
+#: rows, per-chunk counts from ``/proc``).
+DELETE_CACHE_KIB = 32768
 #: Seqs whose hot copies one transaction deletes after a seal (see
-#: :func:`_delete_archived`): about a second of the write lock at a time here. Why not
-#: fewer: each transaction rewrites every ``events_ts`` leaf its rows' entries sit on,
-#: nearly all of them, so small chunks rewrote the index many times over (a 10,000,000-row
-#: import with 1,000,000-event ranges, one run each: 37,600 rows/s with 20,000-seq
-#: chunks, 40,600 with 200,000, 43,200 with the whole range in one transaction).
+#: :func:`_delete_archived`): 0.55-0.75 s of the write lock at a time here. Why not
+#: fewer: each transaction rewrites the part's index leaves its rows' entries sit on,
+#: nearly all of them, so small chunks rewrite them many times over (measured when the
+#: time index was one: a 10,000,000-row import with 1,000,000-event ranges, one run
+#: each: 37,600 rows/s with 20,000-seq chunks, 40,600 with 200,000, 43,200 with the
+#: whole range in one transaction).
 DELETE_CHUNK = 250_000
 
 class SQLiteArchive(ArchiveReader):

@@ -129,6 +129,17 @@ def immediate(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
         health.ok()  # a write committed: a full-disk episode, if any, is over
 
 
+@contextlib.contextmanager
+def snapshot(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
+    """``with snapshot(conn):`` runs the block's reads in one read transaction, so they all
+    see the database as of the first (in autocommit mode each statement sees its own)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 class StateDB:
     """Thread-safe access to one state file: one connection per thread, WAL, FULL sync
     (and, for progress that may be redone, one with NORMAL sync: :meth:`relaxed`).

@@ -1,18 +1,20 @@
-"""The SQLite log read by event time and by attributes: the same file, through the (ts) index.
+"""The SQLite log read by event time and by attributes: the same file, through its time
+index (:mod:`.time_index`).
 
-A window scan walks ``events_ts`` in (ts, seq) order from a cursor, a chunk at a time, on
-a reader thread of its own that runs a couple of chunks ahead (:mod:`.read_ahead`), and
-each chunk is built by SQLite in a single step (:func:`_packed_chunk`), so the event loop
-that consumes it hardly notices the reading.
+A window scan walks the time index's parts in (ts, seq) order from a cursor, a chunk at
+a time, on a reader thread of its own that runs a couple of chunks ahead
+(:mod:`.read_ahead`), and each chunk is built by SQLite in a single step
+(:func:`_packed_group`), so the event loop that consumes it hardly notices the reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import sqlite3
 import struct
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, starmap
+from itertools import accumulate, islice, starmap
 from operator import attrgetter, lt
 from typing import Any
 
@@ -21,9 +23,11 @@ import msgspec
 from millpond.storage.columns import window_start
 from millpond.storage.models import EventQuery, StoredEvent, Window, WindowCursor
 from millpond.storage.sqlite.activity import PersonIndex
+from millpond.storage.sqlite.connection import snapshot
 from millpond.storage.sqlite.log import SQLiteEventLog
 from millpond.storage.sqlite.parts import SQLitePartScanner, window_sql
 from millpond.storage.sqlite.read_ahead import ReadAhead
+from millpond.storage.sqlite.time_index import TimeIndex
 
 #: Far above any seq: "no upper bound" as an SQLite integer.
 NO_MAX_SEQ = 1 << 62
@@ -45,16 +49,21 @@ class SQLiteEventIndex:
         return await asyncio.to_thread(self._count, window)
 
     def _count(self, window: Window) -> int:
-        sql = "SELECT COUNT(*) FROM events WHERE ts >= ? AND ts < ? AND seq <= ? AND seq > ?"
+        where = "ts >= ? AND ts < ? AND seq <= ? AND seq > ?"
         if window.source_ids is not None:
-            sql += f" AND source_id IN ({','.join('?' * len(window.source_ids))})"
+            where += f" AND source_id IN ({','.join('?' * len(window.source_ids))})"
         limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
+        index = self._log.time_index
         while True:  # again if a range moved to the archive meanwhile
             archive = self._log.archive
             upto = archive.archived_upto() if archive is not None else 0
-            with self._log.reading() as conn:
-                hot = conn.execute(sql, (window.ts_from, window.ts_to, limit_seq, upto,
-                                         *(window.source_ids or ()))).fetchone()[0]
+            with self._log.reading() as conn, snapshot(conn):
+                parts = _hot_parts(conn, index, upto, limit_seq)
+                hot = sum(conn.execute(
+                    f"SELECT COUNT(*) FROM events WHERE {index.in_parts(group)} AND {where}",
+                    (window.ts_from, window.ts_to, limit_seq, upto,
+                     *(window.source_ids or ()))).fetchone()[0]
+                    for group in index.groups(parts))
             if archive is None:
                 return hot
             total = hot + archive.count(window)
@@ -139,7 +148,7 @@ class SQLiteEventIndex:
               limit: int) -> list[StoredEvent]:
         """The first ``limit`` events of ``window`` after ``after``, blocking."""
         with self._log.reading() as conn:
-            return _packed_chunk(conn, window, after, limit)
+            return _packed_chunk(conn, self._log.time_index, window, after, limit)
 
 
 class WindowScan:
@@ -160,7 +169,7 @@ class WindowScan:
             if conn is None:
                 conn = log.lend_reader()
             if log.archive is None or not log.archive.files():
-                return _packed_chunk(conn, window, cursor, chunk)
+                return _packed_chunk(conn, log.time_index, window, cursor, chunk)
             return merge.chunk(conn, cursor, chunk)
 
         def finish() -> None:
@@ -229,7 +238,7 @@ class _ArchiveMerge:
             # Rows up to ``upto`` may still be in the hot store (a seal deletes them
             # after listing the file): they are read from the archive. Filtered in the
             # query, so a full chunk is a full chunk of rows this merge takes.
-            hot = _packed_chunk(conn, self._window, cursor, limit, upto)
+            hot = _packed_chunk(conn, self._log.time_index, self._window, cursor, limit, upto)
             full = len(hot) == limit
             if archive.archived_upto() == upto:
                 break
@@ -265,10 +274,36 @@ _unpack_index = struct.Struct(">qqI").iter_unpack
 _by_position = attrgetter("ts_ms", "seq")
 
 
-def _packed_chunk(conn: sqlite3.Connection, window: Window, after: WindowCursor | None,
-                  limit: int, above_seq: int = 0) -> list[StoredEvent]:
-    """One chunk of a window scan, built by SQLite in a single step; only rows after
-    ``above_seq`` (the archived ranges) when it is given.
+def _hot_parts(conn: sqlite3.Connection, index: TimeIndex, above_seq: int,
+               max_seq: int) -> range:
+    """The parts of the time index that hold rows ``above_seq < seq <= max_seq`` now
+    (read in the caller's snapshot, so no row of a part begun after it is missed)."""
+    last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    return index.parts(above_seq, min(max_seq, last))
+
+
+def _packed_chunk(conn: sqlite3.Connection, index: TimeIndex, window: Window,
+                  after: WindowCursor | None, limit: int,
+                  above_seq: int = 0) -> list[StoredEvent]:
+    """One chunk of a window scan, in (ts, seq) order over every part of the time index
+    the window's seqs touch; only rows after ``above_seq`` (the archived ranges) when it
+    is given. A log of more than ``MAX_ARMS`` parts is read a group at a time, and
+    the groups' chunks merged."""
+    cursor = window_start(window.ts_from, after)
+    limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
+    with snapshot(conn):
+        groups = index.groups(_hot_parts(conn, index, above_seq, limit_seq))
+        chunks = [_packed_group(conn, index, group, window, cursor, limit_seq, limit,
+                                above_seq) for group in groups]
+    if len(chunks) == 1:
+        return chunks[0]
+    return list(islice(heapq.merge(*chunks, key=_by_position), limit))
+
+
+def _packed_group(conn: sqlite3.Connection, index: TimeIndex, parts: range, window: Window,
+                  cursor: tuple[int, int], limit_seq: int, limit: int,
+                  above_seq: int) -> list[StoredEvent]:
+    """The chunk from ``parts``, built by SQLite in a single step.
 
     Why: ``fetchall`` takes the GIL back for every row, so a reader thread beside a busy
     event loop (a replay evaluating the previous chunk) waits a switch interval per row
@@ -276,18 +311,16 @@ def _packed_chunk(conn: sqlite3.Connection, window: Window, after: WindowCursor 
     length) index and its bodies inside one ``sqlite3_step``, which runs without the
     GIL, and Python only slices the result.
     """
-    cursor = window_start(window.ts_from, after)
-    inner, extra = window_sql(window.source_ids, above_seq=bool(above_seq))
-    limit_seq = NO_MAX_SEQ if window.max_seq is None else window.max_seq
+    inner, extra = window_sql(index, parts, window.source_ids, above_seq=bool(above_seq))
     above = (above_seq,) if above_seq else ()
-    index, blob = conn.execute(_PACKED.format(inner=inner), (
+    index_hex, blob = conn.execute(_PACKED.format(inner=inner), (
         cursor[0], cursor[1], window.ts_to, limit_seq, *above, *extra, limit)).fetchone()
-    if index is None:
+    if index_hex is None:
         return []
     # Every step below is a C loop (map, accumulate, zip): this runs on the scan's
     # thread, which holds the GIL meanwhile, and a Python loop over the rows cost the
     # event loop beside it ~40 bytecodes per event.
-    entries = list(_unpack_index(bytes.fromhex(index)))  # (ts, seq, length) per event
+    entries = list(_unpack_index(bytes.fromhex(index_hex)))  # (ts, seq, length) per event
     ts_list, seqs, sizes = zip(*entries, strict=True)
     ends = list(accumulate(sizes))
     if ends[-1] != len(blob):

@@ -42,7 +42,7 @@ from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
 from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
-from millpond.storage.sqlite import dedupe, high_water, retention
+from millpond.storage.sqlite import dedupe, high_water, retention, time_index
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
 
@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS events (
     received INTEGER NOT NULL,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 """ + dedupe.SCHEMA + retention.SCHEMA + high_water.SCHEMA
 
 _INSERT_EVENT = (
@@ -120,7 +119,8 @@ class SQLiteEventLog:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_pending: int = 200_000, max_group: int = 20_000,
                  on_commit: Callable[[int, float], None] | None = None,
-                 health: StorageHealth | None = None):
+                 health: StorageHealth | None = None,
+                 part_seqs: int = time_index.DEFAULT_PART_SEQS):
         self.path = str(path)
         #: Hears of refused and committed writes (see ``millpond.storage.health``).
         self.health = health or StorageHealth()
@@ -147,6 +147,8 @@ class SQLiteEventLog:
         self._refused_since = 0.0
         conn = self._connect()
         conn.executescript(SCHEMA)
+        #: The time index and its part size (``part_seqs`` for a new log, else its own).
+        self.time_index = time_index.ensure(conn, part_seqs)
         self._last_seq: int = high_water.last_seq(conn)
         conn.close()
         self._writer = threading.Thread(target=self._run, name="millpond-log-writer", daemon=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 
 from millpond.storage.models import Window, WindowPart
-from millpond.storage.sqlite.connection import connect
+from millpond.storage.sqlite import time_index
+from millpond.storage.sqlite.connection import connect, snapshot
+from millpond.storage.sqlite.time_index import TimeIndex
 
 #: A window holding at least 1/DENSE_FRACTION of a seq range is read in seq order.
 DENSE_FRACTION = 4
@@ -22,20 +24,24 @@ DENSE_FRACTION = 4
 DENSE = "seq"
 
 
-def window_sql(source_ids: tuple[str, ...] | None, *,
-               above_seq: bool = False) -> tuple[str, tuple[str, ...]]:
-    """The window query (params: cursor ts, cursor seq, ts_to, max seq, [the seq rows
-    must be above, with ``above_seq``], *sources, limit)."""
-    # A row value lets SQLite seek straight to the cursor in the (ts, rowid) index
+def window_sql(index: TimeIndex, parts: Sequence[int], source_ids: tuple[str, ...] | None,
+               *, above_seq: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The window query over ``parts`` of the time index (params: cursor ts, cursor seq,
+    ts_to, max seq, [the seq rows must be above, with ``above_seq``], *sources, limit)."""
+    # A row value lets SQLite seek straight to the cursor in the (part, ts, rowid) index
     # instead of re-reading every row that shares the cursor's timestamp.
-    sql = "SELECT ts, seq, body FROM events WHERE (ts, seq) > (?, ?) AND ts < ? AND seq <= ?"
+    where = "(ts, seq) > (?1, ?2) AND ts < ?3 AND seq <= ?4"
+    n = 5
     if above_seq:
-        sql += " AND seq > ?"
+        where += " AND seq > ?5"
+        n = 6
     extra: tuple[str, ...] = ()
     if source_ids is not None:
-        sql += f" AND source_id IN ({','.join('?' * len(source_ids))})"
+        marks = ",".join(f"?{n + i}" for i in range(len(source_ids)))
+        where += f" AND source_id IN ({marks})"
         extra = tuple(source_ids)
-    return sql + " ORDER BY ts, seq LIMIT ?", extra
+        n += len(source_ids)
+    return index.ordered("ts, seq, body", where, parts) + f" LIMIT ?{n}", extra
 
 
 class SQLitePartScanner:
@@ -55,13 +61,16 @@ class SQLitePartScanner:
             conn.close()
 
     def parts(self, window: Window, max_parts: int, min_events: int) -> list[WindowPart]:
-        with self._reader() as conn:
+        with self._reader() as conn, snapshot(conn):
             last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             upto = last if window.max_seq is None else min(window.max_seq, last)
-            # Counting walks only the (ts) index, which holds the rowid: no table reads.
-            size: int = conn.execute(
-                "SELECT COUNT(*) FROM events INDEXED BY events_ts WHERE ts >= ? AND ts < ?"
-                " AND seq <= ?", (window.ts_from, window.ts_to, upto)).fetchone()[0]
+            index = time_index.of(conn)
+            # Counting walks only the time index, which holds the rowid: no table reads.
+            size: int = 0 if index is None else sum(conn.execute(
+                f"SELECT COUNT(*) FROM events WHERE {index.in_parts(group)}"
+                " AND ts >= ? AND ts < ? AND seq <= ?",
+                (window.ts_from, window.ts_to, upto)).fetchone()[0]
+                for group in index.groups(index.parts(0, upto)))
         # This backend gives every stored event the next seq, so ``upto`` is about the
         # number of rows the range holds. Only the reading strategy depends on that
         # guess, never which rows a part holds.
@@ -91,13 +100,21 @@ class SQLitePartScanner:
                         return
                     yield rows  # (seq, body) as SQLite hands them: no object per row
                     after = rows[-1][0]
-            sql = ("SELECT ts, seq, body FROM events INDEXED BY events_ts"
-                   " WHERE (ts, seq) > (?, ?) AND ts < ? AND seq > ? AND seq <= ?"
-                   f"{sources} ORDER BY ts, seq LIMIT ?")
+            index = time_index.of(conn)
+            if index is None:
+                return  # a file no log has opened: no rows
+            parts = index.parts(part.after_seq, part.upto_seq)
+            span = time_index.MAX_ARMS * index.part_seqs
+            if len(parts) > time_index.MAX_ARMS:  # a slice of the log: split it
+                for lo in range(part.after_seq, part.upto_seq, span):
+                    yield from self.scan(WindowPart(lo, min(part.upto_seq, lo + span)),
+                                         window, chunk)
+                return
+            sql, _ = window_sql(index, parts, source_ids, above_seq=True)
             cursor = (window.ts_from, 0)
             while True:
-                rows = conn.execute(sql, (*cursor, window.ts_to, part.after_seq,
-                                          part.upto_seq, *(source_ids or ()),
+                rows = conn.execute(sql, (*cursor, window.ts_to, part.upto_seq,
+                                          part.after_seq, *(source_ids or ()),
                                           chunk)).fetchall()
                 if not rows:
                     return

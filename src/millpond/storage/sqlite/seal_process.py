@@ -33,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from millpond.storage.sqlite import time_index
 from millpond.workers import WorkerPool
 
 if TYPE_CHECKING:  # loaded in the worker once its memory pool is chosen
@@ -78,11 +79,10 @@ def write_range(db_path: str, place: Place, name: str, after: int, upto: int) ->
 
 def range_rows(db_path: str, after: int, upto: int) -> Iterator[list[Row]]:
     """The range's rows in (ts, seq) order, a row group at a time, from a walk of the
-    ``events_ts`` index (its entries are (ts, seq): the file's order), keeping the
-    range's entries and reading their rows by seq as it goes. The index holds only the
-    hot rows (about two ranges: sealed ranges leave it), so the walk is short; nothing is
-    sorted, so memory is the row group being written, and no row passes through Python
-    before pyarrow takes it. A read-only connection of its own.
+    range's part of the time index (:mod:`.time_index`: its entries are (part, ts, seq),
+    the file's order), reading their rows by seq as it goes. Nothing is sorted, so
+    memory is the row group being written, and no row passes through Python before
+    pyarrow takes it. A read-only connection of its own.
 
     Why each row group is a read transaction of its own, resuming after the last (ts,
     seq) read: a snapshot held for the whole file (seconds) keeps every checkpoint from
@@ -97,9 +97,12 @@ def range_rows(db_path: str, after: int, upto: int) -> Iterator[list[Row]]:
 
     conn = sqlite3.connect(Path(db_path).as_uri() + "?mode=ro", uri=True, timeout=30,
                            isolation_level=None)
-    query = (f"SELECT {_COLUMNS} FROM events INDEXED BY events_ts"
-             " WHERE ts >= ?3 AND (ts > ?3 OR seq > ?4) AND seq > ?1 AND seq <= ?2"
-             " ORDER BY ts, seq LIMIT ?5")
+    index = time_index.of(conn)
+    if index is None:
+        raise RuntimeError(f"{db_path} has no time index")
+    where = "ts >= ?3 AND (ts > ?3 OR seq > ?4) AND seq > ?1 AND seq <= ?2"
+    # A range is one part, or a few when the log's parts are smaller than its ranges.
+    query = index.ordered(_COLUMNS, where, index.parts(after, upto)) + " LIMIT ?5"
     try:
         ts, seq = -(1 << 63), -1
         while chunk := conn.execute(query, (after, upto, ts, seq,

@@ -25,6 +25,7 @@ from millpond.storage.sqlite.rejections import SQLiteRejectionStore
 from millpond.storage.sqlite.runs import SQLiteRunStore
 from millpond.storage.sqlite.segments import SQLiteSegmentStore
 from millpond.storage.sqlite.sources import SQLiteSourceStore
+from millpond.storage.sqlite.time_index import DEFAULT_PART_SEQS
 
 FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db",
          "activity": "activity.db", "segments": "segments.db"}
@@ -61,7 +62,8 @@ class SQLiteStorage:
         self.archive: SQLiteArchive | None = None
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
-                                  on_commit=self._committed, health=self.health)
+                                  on_commit=self._committed, health=self.health,
+                                  part_seqs=archive_range or DEFAULT_PART_SEQS)
         #: The archive tier: sealed ranges of the log as Parquet (None: off).
         if archive_range > 0:
             place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)
