@@ -15,6 +15,7 @@ from millpond.storage.sqlite.index import SQLiteEventIndex
 from millpond.storage.sqlite.log import SQLiteEventLog
 from millpond.storage.sqlite.parts import window_sql
 from millpond.storage.sqlite.seal_process import range_rows
+from millpond.storage.sqlite.storage import SQLiteStorage
 
 from ..helpers import ev
 
@@ -125,3 +126,14 @@ def test_a_log_made_before_parts_gets_the_index_and_keeps_its_part_size(tmp_path
         assert again.time_index.part_seqs == 5
     finally:
         again.close()
+
+
+@pytest.mark.parametrize(("archive_range", "part"), [
+    (2_000_000, 2_000_000), (500, time_index.MIN_PART_SEQS), (0, time_index.DEFAULT_PART_SEQS)])
+def test_a_new_log_has_parts_of_the_archive_range_with_a_floor(tmp_path, archive_range,
+                                                                  part):
+    storage = SQLiteStorage(tmp_path / "data", archive_range=archive_range)
+    try:
+        assert storage.log.time_index.part_seqs == part
+    finally:
+        storage.close()

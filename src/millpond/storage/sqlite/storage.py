@@ -25,7 +25,7 @@ from millpond.storage.sqlite.rejections import SQLiteRejectionStore
 from millpond.storage.sqlite.runs import SQLiteRunStore
 from millpond.storage.sqlite.segments import SQLiteSegmentStore
 from millpond.storage.sqlite.sources import SQLiteSourceStore
-from millpond.storage.sqlite.time_index import DEFAULT_PART_SEQS
+from millpond.storage.sqlite.time_index import part_size
 
 FILES = {"log": "log.db", "state": "state.db", "profiles": "profiles.db",
          "activity": "activity.db", "segments": "segments.db"}
@@ -63,7 +63,7 @@ class SQLiteStorage:
         self.log = SQLiteEventLog(self.data_dir / FILES["log"], synchronous=synchronous,
                                   max_pending=max_pending, max_group=max_group,
                                   on_commit=self._committed, health=self.health,
-                                  part_seqs=archive_range or DEFAULT_PART_SEQS)
+                                  part_seqs=part_size(archive_range))
         #: The archive tier: sealed ranges of the log as Parquet (None: off).
         if archive_range > 0:
             place = open_place(archive or str(self.data_dir / "archive"), archive_endpoint)

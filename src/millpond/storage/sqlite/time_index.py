@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 #: Seqs per part unless the log is made with another size: the archive's default range.
 DEFAULT_PART_SEQS = 1_000_000
+#: The smallest part a log is made with for an archive range (see :func:`part_size`).
+MIN_PART_SEQS = 100_000
 #: Parts one statement merges at most. Why a cap: SQLite allows 500 arms in a compound
 #: SELECT, and a log past that many parts (archiving off) is read in groups of arms.
 MAX_ARMS = 100
@@ -82,6 +84,14 @@ class TimeIndex:
         """A condition on the index's first column that holds for rows of ``parts``:
         SQLite seeks each listed part (for counts, where order does not matter)."""
         return f"{self.part} IN ({','.join(str(int(k)) for k in parts)})"
+
+
+def part_size(archive_range: int) -> int:
+    """The part size for a new log: the archive's range (0: archiving off), so a sealed
+    range is one part, but never below :data:`MIN_PART_SEQS`: the size outlives the
+    setting, and tiny parts would make every scan merge thousands of them if archiving
+    were turned off later."""
+    return max(archive_range, MIN_PART_SEQS) if archive_range > 0 else DEFAULT_PART_SEQS
 
 
 def ensure(conn: sqlite3.Connection, part_seqs: int) -> TimeIndex:
