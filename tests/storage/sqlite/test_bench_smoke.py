@@ -1,4 +1,5 @@
-"""``bench/dedupe.py --quick`` runs every step, so the benchmark cannot rot unnoticed."""
+"""``bench/dedupe.py --quick`` and ``bench/time_index.py --quick`` run every step, so the
+benchmarks cannot rot unnoticed."""
 
 from __future__ import annotations
 
@@ -14,4 +15,12 @@ def test_dedupe_bench_quick_runs_every_step():
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     for label in ("run 1 one table (wall", "run 1 recent+runs (wall", "bytes written"):
+        assert label in out.stdout, out.stdout
+
+
+def test_time_index_bench_quick_runs_every_step():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "time_index.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for label in ("one part", "20 parts", "ratio 4 parts / one part"):
         assert label in out.stdout, out.stdout
