@@ -83,10 +83,14 @@ class ServerProcess:
                     raise PortTaken(self.port)
                 raise RuntimeError(f"server exited early; see {self.log_file.name}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                health = httpx.get(f"{self.url}/healthz", timeout=2)
+                # Only this server: another one that took the port (the other worker's)
+                # answers too, and this one then exits saying the port is in use.
+                if health.status_code == 200 and health.json().get("pid") == self.proc.pid:
                     return self
             except httpx.HTTPError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"server did not start in {timeout}s; see {self.log_file.name}")
 
     @property

@@ -4,6 +4,7 @@ It starts nothing: the server owns the lifespan (:mod:`millpond.app.asgi`)."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -59,8 +60,10 @@ def build_api(services: Services) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, Any]:
         """Up, and whether the storage takes writes (``storage``: the open unavailable
-        episode, e.g. a full disk, or null)."""
+        episode, e.g. a full disk, or null). ``pid``: which process answers, so whoever
+        started a server can tell it from another one that holds the same port."""
         episode = services.storage.health.snapshot()
-        return {"ok": episode is None, "last_seq": services.log.last_seq(), "storage": episode}
+        return {"ok": episode is None, "last_seq": services.log.last_seq(), "storage": episode,
+                "pid": os.getpid()}
 
     return app

@@ -87,7 +87,7 @@ class MillpondProcesses:
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for i, (proc, url) in enumerate(zip(self.procs, self.urls, strict=True)):
-            while not _healthy(url):
+            while not _healthy(url, proc.pid):
                 if proc.poll() is not None:
                     lines = self.log_path(i).read_text(errors="replace").strip().splitlines()
                     raise RuntimeError(f"millpond serve on {url} exited: "
@@ -112,8 +112,10 @@ class MillpondProcesses:
                 proc.wait(10)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, pid: int) -> bool:
+    """``url`` answers and it is process ``pid`` (another process may hold the port)."""
     try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
+        health = httpx.get(f"{url}/healthz", timeout=2)
+        return health.status_code == 200 and health.json().get("pid") == pid
+    except (httpx.HTTPError, ValueError):
         return False

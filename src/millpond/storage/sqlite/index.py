@@ -58,12 +58,9 @@ class SQLiteEventIndex:
             archive = self._log.archive
             upto = archive.archived_upto() if archive is not None else 0
             with self._log.reading() as conn, snapshot(conn):
-                parts = _hot_parts(conn, index, upto, limit_seq)
-                hot = sum(conn.execute(
-                    f"SELECT COUNT(*) FROM events WHERE {index.in_parts(group)} AND {where}",
-                    (window.ts_from, window.ts_to, limit_seq, upto,
-                     *(window.source_ids or ()))).fetchone()[0]
-                    for group in index.groups(parts))
+                hot = index.count(conn, _hot_parts(conn, index, upto, limit_seq), where,
+                                  (window.ts_from, window.ts_to, limit_seq, upto,
+                                   *(window.source_ids or ())))
             if archive is None:
                 return hot
             total = hot + archive.count(window)

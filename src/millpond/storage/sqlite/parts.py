@@ -65,12 +65,9 @@ class SQLitePartScanner:
             last: int = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             upto = last if window.max_seq is None else min(window.max_seq, last)
             index = time_index.of(conn)
-            # Counting walks only the time index, which holds the rowid: no table reads.
-            size: int = 0 if index is None else sum(conn.execute(
-                f"SELECT COUNT(*) FROM events WHERE {index.in_parts(group)}"
-                " AND ts >= ? AND ts < ? AND seq <= ?",
-                (window.ts_from, window.ts_to, upto)).fetchone()[0]
-                for group in index.groups(index.parts(0, upto)))
+            size = 0 if index is None else index.count(
+                conn, index.parts(0, upto), "ts >= ? AND ts < ? AND seq <= ?",
+                (window.ts_from, window.ts_to, upto))
         # This backend gives every stored event the next seq, so ``upto`` is about the
         # number of rows the range holds. Only the reading strategy depends on that
         # guess, never which rows a part holds.
