@@ -8,8 +8,9 @@ seal was worse: deleting a sealed range's entries, which were spread over every 
 rewrote the whole index four times per range. Keyed by part first, the index keeps
 each seq range's entries together: commits dirty only the newest part's leaves, and a
 sealed range's entries leave as one stretch of the index. With a part the size of the
-archive's range, a 10,000,000-row import with archiving went from 40,500 to about
-49,000 rows/s (``bench/import.py``).
+archive's range (and the seal's delete on a cache that holds a part), a 10,000,000-row
+import with archiving went from a median of 41,195 to 48,708 rows/s (``bench/import.py``,
+3 and 5 runs alternated in one sitting).
 
 What it costs: a scan in time order reads each part the window's seqs touch and merges
 them; SQLite merges the arms of a ``UNION ALL ... ORDER BY`` itself, each arm a seek
