@@ -4,12 +4,15 @@ setting, when someone made it by hand with others."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import msgspec
 import nats
 import pytest
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
+from millpond.devcluster.nats import NatsCluster, NatsNode, find_nats_server
+from millpond.devcluster.ports import free_ports
 from millpond.storage.nats import LogSettings, StreamMisconfigured, open_log
 from millpond.storage.nats.stream import stream_config
 
@@ -101,3 +104,57 @@ def test_an_event_over_max_msg_size_refuses_the_append_and_stores_nothing(settin
         assert log.submit([fits]).result(10).seqs == [1]
     finally:
         log.close()
+
+
+
+async def ensure_replicas(servers: list[str], settings: LogSettings, wait: float,
+                          meanwhile: Callable[[], None] | None = None) -> int:
+    """``ensure_stream`` for ``settings``, with ``meanwhile`` run in a thread 1.5 s in."""
+    from millpond.storage.nats.stream import ensure_stream
+
+    nc = await nats.connect(servers)
+    try:
+        async def later() -> None:
+            await asyncio.sleep(1.5)
+            if meanwhile is not None:
+                await asyncio.to_thread(meanwhile)
+        started = asyncio.create_task(later())
+        seq = await ensure_stream(nc.jetstream(), settings, placement_wait=wait)
+        await started
+        return seq
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+def test_a_stream_is_created_once_enough_servers_for_its_replicas_are_up(tmp_path, caplog):
+    """JetStream refuses to place a stream on more servers than it has up ("no suitable
+    peers for placement", as while a cluster starts or a node restarts): the log retries
+    and opens once a fourth server joins."""
+    caplog.set_level("WARNING", logger="millpond.storage.nats")
+    cluster = NatsCluster(root=tmp_path).start()
+    fourth = NatsNode("n4", *free_ports(3), root=tmp_path / "n4")
+    try:
+        fourth.root.mkdir()
+        routes = [n.cluster_port for n in cluster.nodes] + [fourth.cluster_port]
+        (fourth.root / "nats.conf").write_text(fourth.config(routes, cluster.name))
+        settings = LogSettings(servers=tuple(cluster.urls), stream="FOUR", subject="four",
+                               replicas=4)
+        assert asyncio.run(ensure_replicas(
+            cluster.urls, settings, 30.0, lambda: fourth.start(find_nats_server()))) == 0
+        assert asyncio.run(stream_info(settings)).num_replicas == 4
+    finally:
+        fourth.stop()
+        cluster.stop()
+    assert "stream FOUR: cannot place 4 replicas yet" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_stream_that_cannot_be_placed_is_one_clear_error(dev_cluster, settings):
+    from millpond.storage.contracts import StorageUnavailable
+
+    settings = msgspec.structs.replace(settings, replicas=4)
+    with pytest.raises(StorageUnavailable) as refused:
+        asyncio.run(ensure_replicas(list(settings.servers), settings, 1.0))
+    assert (f"NATS cannot place stream {settings.stream} on 4 servers after 1 s "
+            "(no suitable peers for placement)") in str(refused.value)

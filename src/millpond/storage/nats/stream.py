@@ -8,6 +8,9 @@ the log fails instead, naming every setting at fault, what it must be and why.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,10 +24,21 @@ from nats.js.api import (
 )
 
 from millpond.errors import MillpondError
+from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.nats.client import add_stream
 from millpond.storage.nats.settings import LogSettings
 
 __all__ = ["StreamMisconfigured", "ensure_stream", "stream_config"]
+
+log = logging.getLogger("millpond.storage.nats")
+
+# JetStream's "no suitable peers for placement": the meta leader holds a peer for offline
+# (it is restarting, or it missed heartbeats on a starved machine). Peers come back within
+# seconds, so creating the stream is retried for PLACEMENT_WAIT seconds before the error
+# stands; "stream name already in use" means another process created it meanwhile.
+NO_SUITABLE_PEERS = 10005
+NAME_IN_USE = 10058
+PLACEMENT_WAIT = 20.0
 
 
 class StreamMisconfigured(MillpondError):
@@ -99,14 +113,31 @@ def check(found: StreamConfig, s: LogSettings) -> None:
         field=wrong[0][0])
 
 
-async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings) -> int:
+async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings,
+                        placement_wait: float = PLACEMENT_WAIT) -> int:
     """Create the stream, or check the one there; returns its last sequence."""
-    try:
-        info = await js.stream_info(s.stream)
-    except nats.js.errors.NotFoundError:
+    deadline = time.monotonic() + placement_wait
+    while True:
+        try:
+            info = await js.stream_info(s.stream)
+            break
+        except nats.js.errors.NotFoundError:
+            pass
         try:
             info = await add_stream(js, stream_config(s))
-        except nats.js.errors.BadRequestError:  # another process created it meanwhile
-            info = await js.stream_info(s.stream)
+            break
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code not in (NAME_IN_USE, NO_SUITABLE_PEERS):
+                raise
+            if time.monotonic() > deadline:
+                raise StorageUnavailable(
+                    f"NATS cannot place stream {s.stream} on {s.replicas} servers after "
+                    f"{placement_wait:.0f} s ({exc.description}): are that many JetStream "
+                    f"servers up?") from exc
+            if exc.err_code == NAME_IN_USE:
+                continue  # created by another process meanwhile: check its settings
+            log.warning("stream %s: cannot place %d replicas yet (%s); retrying",
+                        s.stream, s.replicas, exc.description)
+            await asyncio.sleep(0.5)
     check(info.config, s)
     return info.state.last_seq
