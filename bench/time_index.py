@@ -1,6 +1,13 @@
-"""Benchmark what reading the SQLite log's time index in parts costs a window scan.
+"""Benchmark the SQLite log's time index in parts: what parts save appends, what they
+cost a window scan.
 
-    .venv/bin/python bench/time_index.py [--events 400000] [--runs 3]
+    .venv/bin/python bench/time_index.py [--events 400000] [--runs 3] [--appends 600000]
+
+Appends: ``--appends`` events with random event times are committed 5,000 at a time (a
+group commit's size in an import) into logs whose parts are 1,000,000 seqs (one part,
+filling up, like the hot store with the archive's default range) and 100,000 seqs (what a
+log with archiving on is made with). Reports the CPU seconds and the bytes written
+(``/proc/self/io``: the WAL and its checkpoints) per event of each, and their ratio.
 
 The same events (random event times, ~200-byte bodies) are written to three logs whose
 time index has one part, four parts and twenty parts (``part_seqs``), and a window scan
@@ -30,6 +37,7 @@ from millpond.storage.sqlite.index import SQLiteEventIndex  # noqa: E402
 from millpond.storage.sqlite.log import SQLiteEventLog  # noqa: E402
 
 CHUNK = 2_000
+COMMIT = 5_000
 
 
 def _events(count: int) -> list[NewEvent]:
@@ -49,14 +57,56 @@ def _scan_cpu(index: SQLiteEventIndex) -> tuple[int, float]:
     return read, time.process_time() - started
 
 
+def _written() -> int | None:
+    """Bytes this process has written (Linux), checkpoints included."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return None
+    return int(next(line.split()[1] for line in text.splitlines()
+                    if line.startswith("wchar:")))
+
+
+def _append_cost(path: Path, events: list[NewEvent], part_seqs: int) -> tuple[float, float]:
+    """(CPU seconds, bytes written) per event appending ``events`` in commits of COMMIT."""
+    log = SQLiteEventLog(path, synchronous="OFF", part_seqs=part_seqs)
+    try:
+        cpu, written = time.process_time(), _written()
+        for start in range(0, len(events), COMMIT):
+            log.submit(events[start:start + COMMIT]).result()
+        cpu, after = time.process_time() - cpu, _written()
+    finally:
+        log.close()
+    wrote = after - written if after is not None and written is not None else float("nan")
+    return cpu / len(events), wrote / len(events)
+
+
+def _appends(count: int, runs: int) -> None:
+    events = _events(count)
+    results: dict[int, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part_seqs in (1_000_000, 100_000):
+            costs = [_append_cost(Path(tmp) / f"a{part_seqs}-{run}.db", events, part_seqs)
+                     for run in range(runs)]
+            results[part_seqs] = (median([c for c, _ in costs]), median([w for _, w in costs]))
+            cpu, wrote = results[part_seqs]
+            print(f"append, parts of {part_seqs:>9,}: {cpu * 1e6:5.1f} CPU-µs and "
+                  f"{wrote / 1024:5.2f} KiB written per event")
+    (big_cpu, big_wrote), (small_cpu, small_wrote) = results[1_000_000], results[100_000]
+    print(f"ratio append parts of 100,000 / 1,000,000: CPU {small_cpu / big_cpu:.2f}, "
+          f"written {small_wrote / big_wrote:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--appends", type=int, default=600_000)
     add_quick_option(parser)
     args = parser.parse_args()
     if args.quick:
-        args.events, args.runs = 2_000, 1
+        args.events, args.runs, args.appends = 2_000, 1, 20_000
+    _appends(args.appends, args.runs)
     events = _events(args.events)
     layouts = {"one part": args.events, "4 parts": -(-args.events // 4),
                "20 parts": -(-args.events // 20)}

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize(("script", "labels"), [
     ("dedupe.py", ("run 1 one table (wall", "run 1 recent+runs (wall", "bytes written")),
-    ("time_index.py", ("one part", "20 parts", "ratio 4 parts / one part")),
+    ("time_index.py", ("one part", "20 parts", "ratio 4 parts / one part",
+                       "append, parts of   100,000", "ratio append parts of 100,000")),
 ])
 def test_the_bench_quick_runs_every_step(script, labels):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"],

@@ -129,9 +129,9 @@ def test_a_log_made_before_parts_gets_the_index_and_keeps_its_part_size(tmp_path
 
 
 @pytest.mark.parametrize(("archive_range", "part"), [
-    (2_000_000, 2_000_000), (500, time_index.MIN_PART_SEQS), (0, time_index.DEFAULT_PART_SEQS)])
-def test_a_new_log_has_parts_of_the_archive_range_with_a_floor(tmp_path, archive_range,
-                                                                  part):
+    (2_000_000, 100_000), (500, 100_000), (0, 1_000_000)])
+def test_a_new_log_has_small_parts_with_archiving_and_large_ones_without(tmp_path,
+                                                                        archive_range, part):
     storage = SQLiteStorage(tmp_path / "data", archive_range=archive_range)
     try:
         assert storage.log.time_index.part_seqs == part

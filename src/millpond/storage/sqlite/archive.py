@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS archive_files (
 #: The maintenance connection's page cache while it deletes a sealed range, KiB (it goes
 #: back to its own size after). Why larger than the connection's 2 MiB: the delete walks
 #: the range's rows in seq order, and each row's time-index entry sits at a random place
-#: in the range's part of that index (a 1,000,000-event part is about 20 MiB of leaves).
+#: in its part of that index (a 1,000,000-seq part, as logs made before parts of
+#: 100,000 have, is about 20 MiB of leaves).
 #: When those leaves did not fit, each was read, dirtied, spilled to the WAL and read
 #: again many times over: with 16 MiB a 250,000-seq chunk wrote 380 MB to the WAL, with
 #: 32 MiB 105 MB, and the delete's CPU fell by a fifth (``bench/import.py``, 3,000,000
