@@ -108,14 +108,16 @@ def test_an_event_over_max_msg_size_refuses_the_append_and_stores_nothing(settin
 
 
 async def ensure_replicas(servers: list[str], settings: LogSettings, wait: float,
-                          meanwhile: Callable[[], None] | None = None) -> int:
-    """``ensure_stream`` for ``settings``, with ``meanwhile`` run in a thread 1.5 s in."""
+                          meanwhile: Callable[[], None] | None = None,
+                          after: float = 1.5) -> int:
+    """``ensure_stream`` for ``settings``, with ``meanwhile`` run in a thread ``after``
+    seconds in."""
     from millpond.storage.nats.stream import ensure_stream
 
     nc = await nats.connect(servers)
     try:
         async def later() -> None:
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(after)
             if meanwhile is not None:
                 await asyncio.to_thread(meanwhile)
         started = asyncio.create_task(later())
@@ -158,3 +160,29 @@ def test_a_stream_that_cannot_be_placed_is_one_clear_error(dev_cluster, settings
         asyncio.run(ensure_replicas(list(settings.servers), settings, 1.0))
     assert (f"NATS cannot place stream {settings.stream} on 4 servers after 1 s "
             "(no suitable peers for placement)") in str(refused.value)
+
+
+@pytest.mark.slow
+def test_the_stream_opens_once_the_cluster_has_a_quorum_again(tmp_path, caplog):
+    """With two of three servers stopped, JetStream first holds them for offline ("no
+    suitable peers"), then loses its meta leader (its API answers 503, or nothing): the
+    log retries through both and opens once they are back 8 s later, as when millpond
+    starts beside a cluster that is still starting. (Which of the two it meets depends
+    on how fast the leader steps down: on a busy machine, only the first.)"""
+    caplog.set_level("WARNING", logger="millpond.storage.nats")
+    cluster = NatsCluster(root=tmp_path).start()
+    try:
+        up, *down = cluster.nodes
+        for node in down:
+            node.stop()
+        settings = LogSettings(servers=(up.url,), stream="QUORUM", subject="quorum")
+
+        def restart() -> None:
+            for node in down:
+                cluster.restart(node.name)
+
+        assert asyncio.run(ensure_replicas([up.url], settings, 40.0, restart, 8.0)) == 0
+        assert asyncio.run(stream_info(settings)).num_replicas == 3
+    finally:
+        cluster.stop()
+    assert "stream QUORUM: " in caplog.text and "; retrying" in caplog.text

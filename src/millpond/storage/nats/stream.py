@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 import nats.js
 import nats.js.errors
 from nats.js.api import (
@@ -21,6 +22,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 from millpond.errors import MillpondError
@@ -32,10 +34,11 @@ __all__ = ["StreamMisconfigured", "ensure_stream", "stream_config"]
 
 log = logging.getLogger("millpond.storage.nats")
 
-# JetStream's "no suitable peers for placement": the meta leader holds a peer for offline
-# (it is restarting, or it missed heartbeats on a starved machine). Peers come back within
-# seconds, so creating the stream is retried for PLACEMENT_WAIT seconds before the error
-# stands; "stream name already in use" means another process created it meanwhile.
+# While a cluster starts or a node restarts, JetStream may have no meta leader yet (its
+# API answers 503 or not at all) or hold a peer for offline ("no suitable peers for
+# placement": it is restarting, or it missed heartbeats on a starved machine). Both pass
+# within seconds, so opening the stream is retried for PLACEMENT_WAIT seconds before the
+# error stands; "stream name already in use" means another process created it meanwhile.
 NO_SUITABLE_PEERS = 10005
 NAME_IN_USE = 10058
 PLACEMENT_WAIT = 20.0
@@ -119,13 +122,12 @@ async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings,
     deadline = time.monotonic() + placement_wait
     while True:
         try:
-            info = await js.stream_info(s.stream)
-            break
-        except nats.js.errors.NotFoundError:
-            pass
-        try:
-            info = await add_stream(js, stream_config(s))
-            break
+            info = await _info_or_create(js, s)
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("stream %s: JetStream is not available yet (%s); retrying",
+                        s.stream, str(exc) or type(exc).__name__)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code not in (NAME_IN_USE, NO_SUITABLE_PEERS):
                 raise
@@ -138,6 +140,14 @@ async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings,
                 continue  # created by another process meanwhile: check its settings
             log.warning("stream %s: cannot place %d replicas yet (%s); retrying",
                         s.stream, s.replicas, exc.description)
-            await asyncio.sleep(0.5)
-    check(info.config, s)
-    return info.state.last_seq
+        else:
+            check(info.config, s)
+            return info.state.last_seq
+        await asyncio.sleep(0.5)
+
+
+async def _info_or_create(js: nats.js.JetStreamContext, s: LogSettings) -> StreamInfo:
+    try:
+        return await js.stream_info(s.stream)
+    except nats.js.errors.NotFoundError:
+        return await add_stream(js, stream_config(s))
