@@ -4,7 +4,11 @@ setting, when someone made it by hand with others."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 
 import msgspec
 import nats
@@ -186,3 +190,35 @@ def test_the_stream_opens_once_the_cluster_has_a_quorum_again(tmp_path, caplog):
     finally:
         cluster.stop()
     assert "stream QUORUM: " in caplog.text and "; retrying" in caplog.text
+
+
+@pytest.fixture
+def lone_nats_server(tmp_path) -> Iterator[str]:
+    """One nats-server with JetStream and no cluster; its URL."""
+    port = free_ports(1)[0]
+    proc = subprocess.Popen([str(find_nats_server()), "-js", "-sd", str(tmp_path / "js"),
+                             "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "no nats-server"
+            time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_a_stream_the_server_refuses_is_one_clear_error(lone_nats_server):
+    from millpond.storage.contracts import StorageUnavailable
+
+    settings = LogSettings(servers=(lone_nats_server,), stream="LONE", subject="lone")
+    with pytest.raises(StorageUnavailable) as refused:
+        open_log(settings)
+    assert str(refused.value) == ("NATS refused stream LONE (3 replicas): replicas > 1 not "
+                                  "supported in non-clustered mode")
+    lone = open_log(msgspec.structs.replace(settings, replicas=1))  # what the error asks
+    lone.close()

@@ -130,7 +130,7 @@ async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings,
                         s.stream, str(exc) or type(exc).__name__)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code not in (NAME_IN_USE, NO_SUITABLE_PEERS):
-                raise
+                raise _refused(s, exc) from exc
             if time.monotonic() > deadline:
                 raise StorageUnavailable(
                     f"NATS cannot place stream {s.stream} on {s.replicas} servers after "
@@ -140,6 +140,8 @@ async def ensure_stream(js: nats.js.JetStreamContext, s: LogSettings,
                 continue  # created by another process meanwhile: check its settings
             log.warning("stream %s: cannot place %d replicas yet (%s); retrying",
                         s.stream, s.replicas, exc.description)
+        except nats.js.errors.APIError as exc:  # e.g. replicas on a server not clustered
+            raise _refused(s, exc) from exc
         else:
             check(info.config, s)
             return info.state.last_seq
@@ -151,3 +153,8 @@ async def _info_or_create(js: nats.js.JetStreamContext, s: LogSettings) -> Strea
         return await js.stream_info(s.stream)
     except nats.js.errors.NotFoundError:
         return await add_stream(js, stream_config(s))
+
+
+def _refused(s: LogSettings, exc: nats.js.errors.APIError) -> StorageUnavailable:
+    return StorageUnavailable(f"NATS refused stream {s.stream} ({s.replicas} replicas): "
+                              f"{exc.description or exc}")
