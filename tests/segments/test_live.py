@@ -3,10 +3,14 @@ reading anyone's history, and the state is remade where it must be (a restart, a
 regulation's deletion)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from millpond.segments.engine import SegmentEngine
+from millpond.segments.live import RowCache
 from millpond.segments.outputs import message_id
 from millpond.storage import StorageConfig, open_storage
+from millpond.storage.models import Member
 from millpond.timeutil import format_ms, parse_iso_ms
 
 from .harness import DAY, Clock, Harness, identify, run_async, track
@@ -142,3 +146,65 @@ async def test_a_tick_reads_no_history_and_no_profile_one_by_one(storage):
         message_id("s1", person, e["event"] == "Audience Entered",
                    parse_iso_ms(e["timestamp"]), n) for n, e in enumerate(said)]
     assert len(storage.segments.history(person, "s1")) == 3
+
+
+# -- the row cache against a plain model of the store ------------------------------------
+
+_ids = st.sampled_from(["a", "b", "c", "d", "e"])
+_rows = st.builds(lambda seg, person, ids, member: Member(seg, person, member, 1, None,
+                                                           None, None, tuple(sorted(ids))),
+                  st.sampled_from(["s1", "s2"]), st.sampled_from(["p1", "p2", "p3"]),
+                  st.sets(_ids, min_size=1, max_size=3), st.booleans())
+_steps = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.lists(_rows, max_size=4),
+              st.lists(st.tuples(st.sampled_from(["s1", "s2"]),
+                                 st.sampled_from(["p1", "p2", "p3"])), max_size=2)),
+    st.tuples(st.just("ask"), st.lists(_ids, min_size=1, max_size=3))), max_size=14)
+
+
+@given(start=st.lists(_rows, max_size=6), steps=_steps, filled=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_the_row_cache_answers_as_the_store_does(start, steps, filled):
+    """Whatever the writes (a merge moves ids between rows, drops remove them), every row
+    the store holds naming an asked id comes back from the cache as stored, and nothing
+    the store no longer holds does; filled whole or filled by misses."""
+    store: dict[tuple[str, str], Member] = {}
+
+    def write(rows, drop):
+        for key in drop:
+            store.pop(key, None)
+        for row in rows:
+            store[(row.segment_id, row.person_id)] = row
+
+    def naming(ids):
+        return {k: r for k, r in store.items() if set(r.ids) & set(ids)}
+
+    write(start, [])
+    cache = RowCache()
+    if filled:
+        cache.fill(_Store(store), ["s1", "s2"])
+    for step in steps:
+        if step[0] == "write":
+            _, rows, drop = step
+            write(rows, drop)
+            cache.written(rows, drop)
+            continue
+        ids = step[1]
+        missing = cache.missing(ids)
+        if missing:
+            cache.load(missing, list(naming(missing).values()))
+        got = cache.rows_of(ids)
+        assert all(store.get((r.segment_id, r.person_id)) == r for r in got)
+        named = {(r.segment_id, r.person_id): r for r in got if set(r.ids) & set(ids)}
+        assert named == naming(ids)
+
+
+class _Store:
+    """What ``RowCache.fill`` reads of a SegmentStore."""
+
+    def __init__(self, rows: dict[tuple[str, str], Member]) -> None:
+        self._rows = rows
+
+    def rows(self, segment_id: str) -> list[Member]:
+        return sorted((r for (s, _), r in self._rows.items() if s == segment_id),
+                      key=lambda r: r.person_id)

@@ -124,13 +124,25 @@ class RowCache:
     fraction of that per row, and the cache then holds every row those segments have,
     so an id it does not hold has none there and is never looked up. Its memory is what
     the cache reaches anyway once the follower has seen everyone (:data:`ROW_CACHE_IDS`
-    bounds both: past it, the fill stops and the cache works by misses as before)."""
+    bounds both: past it, the fill stops and the cache works by misses as before).
+
+    Why rows in a tuple per person, and ids mapped to people rather than to rows: the
+    cache holds a row per member per segment (half a million at a hundred thousand
+    people in ten segments, 1,000,000 events), and a dict entry and key tuple per row in
+    two indexes had cost more than the rows (167 MiB then, 102 now, the ``Member`` rows
+    included). A person's rows nearly always name the same ids, so an id names a person
+    (a text, shared) and the rows hang off the person. Asking for an id's rows gives
+    every row of the people naming it, a superset the engine sorts by owner anyway
+    (``_stored_rows``)."""
 
     def __init__(self, limit: int = ROW_CACHE_IDS) -> None:
         self.limit = limit
-        #: identity -> (segment id, person id) -> row; an identity present was read.
-        self._by_id: dict[str, dict[tuple[str, str], Member]] = {}
-        self._rows: dict[tuple[str, str], Member] = {}
+        #: person id -> their stored rows, one per segment (a tuple: a dict per person
+        #: cost a third of the cache).
+        self._rows: dict[str, tuple[Member, ...]] = {}
+        #: identity -> the people with a row naming it: one person id (nearly always),
+        #: else a tuple of them (empty: read, no row). An identity present was read.
+        self._by_id: dict[str, str | tuple[str, ...]] = {}
         #: Every stored row of the followed segments is here (:meth:`fill`): an id
         #: absent has none, and rows written for new ids are indexed by their ids.
         self.complete = False
@@ -139,12 +151,12 @@ class RowCache:
         """Load every stored row of ``segment_ids`` (the followed segments; only their
         rows are ever asked for) unless their ids pass :attr:`limit`. On a worker
         thread: it reads the store."""
-        by_id, stored = self._by_id, self._rows
         # A person's rows in every segment repeat the same texts (person id, user id,
         # ids) and a build's rows one processing time: kept once, they are half the
         # memory of a row as read.
         people: dict[str, Member] = {}
         times: dict[int, int] = {}
+        self.complete = True  # while filling: index every id of every row
         for segment_id in segment_ids:
             for read in store.rows(segment_id):
                 first = people.get(read.person_id)
@@ -155,17 +167,10 @@ class RowCache:
                              first.ids, times.setdefault(read.processed_ms, read.processed_ms)
                              ) if first.ids == read.ids and first.user_id == read.user_id \
                     and first.anonymous_id == read.anonymous_id else read
-                key = (segment_id, row.person_id)
-                stored[key] = row
-                for i in row.ids:
-                    found = by_id.get(i)
-                    if found is None:
-                        found = by_id[i] = {}
-                    found[key] = row
-            if len(by_id) > self.limit:
+                self._put(row)
+            if len(self._by_id) > self.limit:
                 self._clear()
                 return
-        self.complete = True
 
     def _clear(self) -> None:
         self._by_id.clear()
@@ -182,49 +187,86 @@ class RowCache:
     def load(self, ids: Sequence[str], rows: Sequence[Member]) -> None:
         """``rows``: what the store holds for ``ids`` (``SegmentStore.by_ids``)."""
         for i in ids:
-            self._by_id.setdefault(i, {})
+            self._by_id.setdefault(i, ())
         for row in rows:
-            self._add(row)
+            self._put(row)
 
     def rows_of(self, ids: Sequence[str]) -> list[Member]:
-        seen: dict[tuple[str, str], Member] = {}
+        people: set[str] = set()
         for i in ids:
-            seen.update(self._by_id.get(i, ()))  # type: ignore[arg-type]
-        return list(seen.values())
+            found = self._by_id.get(i)
+            if isinstance(found, str):
+                people.add(found)
+            elif found:
+                people.update(found)
+        rows = self._rows
+        return [row for pid in people for row in rows.get(pid, ())]
 
     def written(self, rows: Sequence[Member], drop: Sequence[tuple[str, str]]) -> None:
         """What ``SegmentStore.apply(rows, drop=drop)`` wrote."""
-        for key in drop:
-            self._remove(key)
-        stored, by_id = self._rows, self._by_id
+        cached = self._rows
+        #: person id -> the ids their rows named before this write (people whose rows
+        #: changed ids, or lost or gained a row: their index entries are redone).
+        redo: dict[str, set[str]] = {}
+        for segment_id, person_id in drop:
+            mine = cached.get(person_id, ())
+            if any(r.segment_id == segment_id for r in mine):
+                redo.setdefault(person_id, _ids_of(mine))
+                cached[person_id] = tuple(r for r in mine if r.segment_id != segment_id)
         for row in rows:
-            key = (row.segment_id, row.person_id)
-            before = stored.get(key)
-            if before is not None and tuple(before.ids) == tuple(row.ids):
-                # Nearly every write: the same ids, so the same index entries, new row.
-                stored[key] = row
-                for i in row.ids:
-                    found = by_id.get(i)
-                    if found is not None:
-                        found[key] = row
-                continue
-            self._remove(key)
-            self._add(row)
+            mine = cached.get(row.person_id, ())
+            before = next((r for r in mine if r.segment_id == row.segment_id), None)
+            if before is None or tuple(before.ids) != tuple(row.ids):
+                redo.setdefault(row.person_id, _ids_of(mine))
+            # Else (nearly every write) the same ids, so the same index entries.
+            cached[row.person_id] = _with(mine, row)
+        for person_id, named in redo.items():
+            mine = cached.get(person_id, ())
+            now = _ids_of(mine)
+            for i in named - now:
+                self._unlink(i, person_id)
+            for i in now - named:
+                self._link(i, person_id)
+            if not mine:
+                cached.pop(person_id, None)
 
-    def _add(self, row: Member) -> None:
-        key = (row.segment_id, row.person_id)
-        self._rows[key] = row
+    def _put(self, row: Member) -> None:
+        """Hold ``row`` as read from the store (the same row again: no change)."""
+        self._rows[row.person_id] = _with(self._rows.get(row.person_id, ()), row)
         for i in row.ids:
-            found = self._by_id.get(i)
-            if found is not None:
-                found[key] = row
-            elif self.complete:
-                self._by_id[i] = {key: row}
+            self._link(i, row.person_id)
 
-    def _remove(self, key: tuple[str, str]) -> None:
-        row = self._rows.pop(key, None)
-        if row is not None:
-            for i in row.ids:
-                found = self._by_id.get(i)
-                if found is not None:
-                    found.pop(key, None)
+    def _link(self, identity: str, person_id: str) -> None:
+        """Index ``person_id`` under ``identity`` if the identity was read (an id never
+        read is looked up in the store when asked for, rows and all), or the cache
+        holds every row."""
+        found = self._by_id.get(identity)
+        if found is None:
+            if self.complete:
+                self._by_id[identity] = person_id
+        elif not found:
+            self._by_id[identity] = person_id
+        elif isinstance(found, str):
+            if found != person_id:
+                self._by_id[identity] = (found, person_id)
+        elif person_id not in found:
+            self._by_id[identity] = (*found, person_id)
+
+    def _unlink(self, identity: str, person_id: str) -> None:
+        found = self._by_id.get(identity)
+        if found == person_id:
+            self._by_id[identity] = ()  # still read: it has no row now
+        elif isinstance(found, tuple) and person_id in found:
+            left = tuple(p for p in found if p != person_id)
+            self._by_id[identity] = left[0] if len(left) == 1 else left
+
+
+def _with(rows: tuple[Member, ...], row: Member) -> tuple[Member, ...]:
+    """``rows`` with ``row`` in place of the one of its segment, else added."""
+    if any(r.segment_id == row.segment_id for r in rows):
+        return tuple(row if r.segment_id == row.segment_id else r for r in rows)
+    return (*rows, row)
+
+
+def _ids_of(rows: Sequence[Member]) -> set[str]:
+    return {i for row in rows for i in row.ids}

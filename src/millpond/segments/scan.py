@@ -132,7 +132,9 @@ class LogScan:
         #: id(condition) -> its slot, shared by every person's facts (no dict per person).
         self._slot_of = {id(cond): slot for slot, cond in enumerate(self.conditions)}
         self.ids: dict[str, bool] = {}
-        #: id -> [first event time, times of slot 0, times of slot 1, ...] (None: none)
+        #: id -> [first event time, times of slot 0, times of slot 1, ...]: per slot
+        #: None (no time), one time as a bare int (most slots: a list and its one int
+        #: cost three times the memory), else a list of them.
         self._state: dict[str, list[Any]] = {}
         self.events = 0
 
@@ -197,9 +199,15 @@ class LogScan:
                     continue
                 if w.keep == 0:
                     continue
-                times: list[int] | None = slots[w.slot + 1]
+                times: int | list[int] | None = slots[w.slot + 1]
                 if times is None:
-                    slots[w.slot + 1] = [ts]
+                    slots[w.slot + 1] = ts
+                elif isinstance(times, int):
+                    if w.keep == 1:
+                        if ts < times:
+                            slots[w.slot + 1] = ts
+                    else:
+                        slots[w.slot + 1] = [times, ts] if times <= ts else [ts, times]
                 elif w.keep == ALL:
                     times.append(ts)
                 elif len(times) < w.keep:
@@ -223,6 +231,8 @@ class LogScan:
             first = slots[0] if first is None else min(first, slots[0])
             for i in range(len(merged)):
                 times = slots[i + 1]
+                if isinstance(times, int):
+                    times = [times]
                 if times:
                     before = merged[i]
                     if before:
