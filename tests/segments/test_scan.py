@@ -55,3 +55,18 @@ def test_a_person_of_several_ids_counts_the_events_of_all(ann, bob):
     _, merged = scan.gather(["ann", "bob"])
     ordered = sorted(ann + bob)
     assert merged == [ordered[:1], ordered[:2], ordered[:5], ordered]
+
+
+def test_two_scans_joined_hold_both_slots_for_every_id():
+    """The follower's state and a build's scan, joined: each id keeps the earliest first
+    event time and both scans' counting times, an id only one of them holds (its other
+    events gone from the log meanwhile) gets none for the other's conditions."""
+    first, second = conditions()[:1], conditions()[1:2]
+    live, built = LogScan(first), LogScan(second)
+    live.feed(rows([50, 40], "ann") + rows([30], "cat"))
+    built.feed(rows([50, 40, 10], "ann") + rows([20], "bob"))
+    both = live.joined(built)
+    assert both.gather(["ann"]) == (10, [[40], [10, 40]])
+    assert both.gather(["bob"]) == (20, [[], [20]])
+    assert both.gather(["cat"]) == (30, [[30], []])
+    assert both.covers([*first, *second]) and not live.covers(second)

@@ -14,6 +14,13 @@ in after the build's end of scan are re-evaluated for the built segments from th
 full data, and the segments are handed to the follower: every event is then counted,
 either by the scan or by a later re-evaluation, and the final state of every person is
 computed after the last event that touches them, as the incremental path does.
+
+The scan is then not thrown away: fed those same events too, it is the log up to the
+follower's position for the built segments, and it joins the follower's running state
+(:meth:`SegmentEngine.adopt`), which would otherwise be remade with a second scan of
+the whole log while holding the engine's lock. So it is kept whole while the batches
+are evaluated (they used to drop each person's data once evaluated): the running state
+holds the same data right after anyway.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         storage.segments.get(sid)  # NotFound before anything changes
     engine.building.update(wanted)
     try:
+        epoch = engine.epoch
         upto = storage.log.last_seq()
         if engine.profiles_upto is not None:
             await engine.profiles_upto(upto)
@@ -90,8 +98,6 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                 await storage.log.append(outputs)
             if rows or drop:
                 await asyncio.to_thread(storage.segments.apply, rows, drop=drop)
-            for person in chunk:
-                scan.forget(person.ids)
             alive.set(build_done=min(len(people), start + BATCH))
 
         async with engine.lock:
@@ -105,10 +111,13 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                     break
                 for row in rows:
                     touch(touched, _decode(row.body))
+                scan.feed(rows)  # for the follower's state (adopt)
                 cursor = rows[-1].seq
             engine.building.difference_update(wanted)
             if touched and alive.ids:
                 await engine.reevaluate(touched, segment_ids=set(alive.ids))
+            if position >= upto:
+                await engine.adopt(scan, definitions, built, segments, position, epoch)
             return alive.set(state="ready", build_phase="")
     finally:
         engine.building.difference_update(wanted)

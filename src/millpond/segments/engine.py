@@ -165,6 +165,8 @@ class SegmentEngine:
         self._position: int | None = None
         #: The follower's per-id state (:mod:`.live`); None until its first read.
         self._live: LiveState | None = None
+        #: Counts :meth:`invalidate` calls: a build's scan taken before one is stale.
+        self.epoch = 0
 
     # -- definitions --------------------------------------------------------------------
 
@@ -452,6 +454,48 @@ class SegmentEngine:
         """Events left the log (a regulation's deletion): remake the running state from
         the log at the follower's next read, so they no longer count."""
         self._live = None
+        self.epoch += 1
+
+    async def adopt(self, scan: LogScan, definitions: Mapping[str, Condition],
+                    built: Sequence[Segment], every_then: Sequence[Segment], upto: int,
+                    epoch: int) -> bool:
+        """Make a build's ``scan`` (of ``built``, from ``definitions`` as they were with
+        ``every_then`` segments, fed the log up to ``upto``) part of the follower's
+        running state; under :attr:`lock`, once the build's segments are followed.
+
+        Why: the follower would otherwise remake its state for the new set of segments
+        with one more scan of the whole log, holding the lock (so no live update in any
+        segment) for as long as the build's own scan took. Joined to the state it has
+        (whose slots are the other segments'), the build's scan is that state. Declined
+        (False: the follower remakes it as before) unless it is exact: the follower is
+        at ``upto`` with a state for exactly the other followed segments, no
+        definition changed and no deletion (:meth:`invalidate`) came since the build
+        began (``epoch``)."""
+        if epoch != self.epoch or upto != self.position():
+            return False
+        every, current = self.definitions()
+        followed = self._followed(every)
+        ids = {s.id for s in built}
+        mine = [s for s in followed if s.id in ids]
+        if not mine or key_of(mine, every_then, definitions) != key_of(mine, every, current):
+            return False
+        others = [s for s in followed if s.id not in ids]
+        merged = {**definitions}
+        if others:
+            live = self._live
+            if live is None or not live.matches(key_of(others, every, current), upto):
+                return False
+            scan = live.scan.joined(scan)
+            merged = {**live.definitions, **{s.key: definitions[s.key] for s in mine}}
+        if not scan.covers(event_conditions(merged, [s.key for s in followed])):
+            return False  # an in_segment reaches a segment neither scan has slots for
+        scan.ids.clear()
+        self._live = None
+        state = LiveState(key_of(followed, every, current), merged, scan, upto)
+        await asyncio.to_thread(state.rows.fill, self.storage.segments, [s.id for s in followed])
+        self._live = state
+        heap.freeze_survivors()  # as after a rebuild (see _advance_live)
+        return True
 
     # -- the scheduler --------------------------------------------------------------------
 

@@ -255,10 +255,28 @@ class LogScan:
         """:meth:`facts` from what :meth:`gather` returned."""
         return ScannedFacts(profile, first, merged, self._slot_of)
 
-    def forget(self, ids: Iterable[str]) -> None:
-        """Drop the data of ``ids`` (evaluated: memory goes back as the build proceeds)."""
-        for any_id in ids:
-            self._state.pop(any_id, None)
+    def covers(self, conditions: Iterable[EventCondition]) -> bool:
+        """Whether every one of ``conditions`` (the very objects) has a slot here."""
+        return all(id(cond) in self._slot_of for cond in conditions)
+
+    def joined(self, other: LogScan) -> LogScan:
+        """One scan with the slots of both, this one's first, for the same stretch of
+        the log (an id only one holds, its other events expired meanwhile, gets no times
+        for the other's conditions). Each id's lists are shared, not copied: let the two
+        go."""
+        both = LogScan([*self.conditions, *other.conditions])
+        mine, theirs, state = self._state, other._state, both._state
+        pad_mine = [None] * len(self.conditions)
+        pad_theirs = [None] * len(other.conditions)
+        for any_id, slots in mine.items():
+            more = theirs.get(any_id)
+            state[any_id] = [slots[0], *slots[1:], *pad_theirs] if more is None else \
+                [min(slots[0], more[0]), *slots[1:], *more[1:]]
+        for any_id, more in theirs.items():
+            if any_id not in mine:
+                state[any_id] = [more[0], *pad_mine, *more[1:]]
+        both.events = self.events
+        return both
 
 
 class ScannedFacts(PersonFacts):

@@ -1,0 +1,138 @@
+"""Building (segments/build.py): the build's scan of the log becomes the follower's
+running state (``SegmentEngine.adopt``), joined to the state the follower already has,
+so the follower does not read the whole log again; and the memberships that follow are
+the same as those of an engine that read it again."""
+
+import pytest
+
+from millpond.segments import build
+from millpond.segments.live import LiveState
+from millpond.storage import StorageConfig, open_storage
+from millpond.storage.models import Segment
+from millpond.timeutil import parse_iso_ms
+
+from .harness import DAY, Clock, Harness, identify, run_async, track
+
+NOW = parse_iso_ms("2026-06-01T00:00:00Z")
+FIRST = ("s1", "repeat", {"event": "Order Completed", "at_least": 2, "within": "30d"})
+SECOND = ("s2", "viewers", {"all": [{"event": "Viewed"}, {"not": {"in_segment": "repeat"}},
+                                    {"trait": "plan", "op": "eq", "value": "pro"}]})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request, tmp_path):
+    storage = open_storage(StorageConfig(backend=request.param, data_dir=str(tmp_path / "d")))
+    yield storage
+    storage.close()
+
+
+class Rebuilds:
+    """Counts the follower's remakes of its running state from the log."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        inner = LiveState.rebuild
+
+        async def rebuild(*args, **kwargs):
+            self.calls += 1
+            return await inner(*args, **kwargs)
+
+        monkeypatch.setattr(LiveState, "rebuild", rebuild)
+
+
+async def scenario(h: Harness, *, meanwhile: bool) -> None:
+    """Two segments, the second made while the first is followed; ``meanwhile``: events
+    arrive and the follower takes them in while the second is being built (after its
+    scan), so the build's scan is brought up to the follower before it is adopted."""
+    await h.send(track("o1", NOW - 20 * DAY, user_id="ann"),
+                 track("v1", NOW - 9 * DAY, "Viewed", user_id="bob"),
+                 identify("i1", NOW - 9 * DAY, user_id="bob", plan="pro"),
+                 track("v2", NOW - 8 * DAY, "Viewed", user_id="ann"),
+                 identify("i2", NOW - 8 * DAY, user_id="ann", plan="pro"))
+    await h.settle()  # as a running server's follower has
+    await h.add_segment(*FIRST)
+    await h.settle()
+    later = [track("o2", NOW - 5 * DAY, user_id="ann"),  # ann: 2 orders, leaves s2
+             track("v3", NOW - 4 * DAY, "Viewed", user_id="cat"),
+             identify("i3", NOW - 4 * DAY, user_id="cat", plan="pro")]
+    if meanwhile:
+        people = build._people
+
+        async def people_then_more(engine, scan):
+            await h.send(*later)
+            await h.settle()  # the follower takes them in for s1, not s2 (building)
+            return await people(engine, scan)
+
+        build._people = people_then_more
+        try:
+            await h.add_segment(*SECOND)
+        finally:
+            build._people = people
+    else:
+        await h.add_segment(*SECOND)
+        await h.send(*later)
+    await h.settle()
+    # Live, after the build: bob orders twice (enters s1, leaves s2), cat once.
+    await h.send(track("o3", NOW - 3 * DAY, user_id="bob"),
+                 track("o4", NOW - 2 * DAY, user_id="bob"),
+                 track("o5", NOW - DAY, user_id="cat"))
+    await h.settle()
+
+
+def members(h: Harness) -> dict[str, list[tuple[str | None, int | None]]]:
+    return {sid: sorted((m.user_id, m.since_ms) for m in h.storage.segments.members(sid).members)
+            for sid in ("s1", "s2")}
+
+
+@pytest.mark.parametrize("meanwhile", [False, True])
+@run_async
+async def test_the_follower_takes_the_builds_scan_instead_of_reading_the_log_again(
+        storage, meanwhile, tmp_path, monkeypatch):
+    rebuilds = Rebuilds(monkeypatch)
+    h = Harness(storage, Clock(NOW))
+    await scenario(h, meanwhile=meanwhile)
+    assert rebuilds.calls == 0
+    assert members(h) == {"s1": [("ann", NOW - 5 * DAY), ("bob", NOW - 2 * DAY)],
+                          "s2": [("cat", NOW - 4 * DAY)]}
+
+    # The same, with an engine that remakes its state from the log after each build.
+    fresh = open_storage(StorageConfig(backend="memory", data_dir=str(tmp_path / "m")))
+    other = Harness(fresh, Clock(NOW))
+    other.engine.adopt = _declined  # type: ignore[method-assign]
+    await scenario(other, meanwhile=meanwhile)
+    assert rebuilds.calls >= 1
+    assert members(other) == members(h)
+    assert [e["event"] for e in await other.audience_events()] == \
+        [e["event"] for e in await h.audience_events()]
+
+
+async def _declined(*args, **kwargs) -> bool:
+    return False
+
+
+@run_async
+async def test_a_deletion_during_a_build_makes_the_follower_read_the_log_again(
+        storage, monkeypatch):
+    """A regulation's deletion while the build scanned: its scan may count erased events,
+    so the follower remakes its state instead."""
+    h = Harness(storage, Clock(NOW))
+    await h.send(track("o1", NOW - 3 * DAY, user_id="dan"))
+    await h.settle()
+    people = build._people
+
+    async def erase_then_people(engine, scan):
+        storage.eraser.events(["dan"])
+        engine.invalidate()
+        return await people(engine, scan)
+
+    build._people = erase_then_people
+    try:
+        storage.segments.create(Segment("s1", "once", "Once", {"event": "Order Completed"},
+                                        created_ms=NOW))
+        await h.engine.build("s1")
+    finally:
+        build._people = people
+    rebuilds = Rebuilds(monkeypatch)
+    await h.send(track("o2", NOW - DAY, user_id="eve"))
+    await h.settle()
+    assert rebuilds.calls == 1
