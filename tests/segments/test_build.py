@@ -3,6 +3,7 @@ running state (``SegmentEngine.adopt``), joined to the state the follower alread
 so the follower does not read the whole log again; and the memberships that follow are
 the same as those of an engine that read it again."""
 
+import msgspec
 import pytest
 
 from millpond.segments import build
@@ -136,3 +137,39 @@ async def test_a_deletion_during_a_build_makes_the_follower_read_the_log_again(
     await h.send(track("o2", NOW - DAY, user_id="eve"))
     await h.settle()
     assert rebuilds.calls == 1
+
+
+@run_async
+async def test_a_rebuild_after_a_definition_change_is_adopted_with_the_new_definition(
+        storage, monkeypatch):
+    h = Harness(storage, Clock(NOW))
+    await h.send(track("o1", NOW - 3 * DAY, user_id="ann"),
+                 track("o2", NOW - 2 * DAY, user_id="ann"),
+                 track("o3", NOW - 2 * DAY, user_id="bob"))
+    await h.settle()
+    await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    await h.add_segment("s2", "repeat", {"event": "Order Completed", "at_least": 2})
+    await h.settle()
+    assert [m.user_id for m in storage.segments.members("s2").members] == ["ann"]
+    rebuilds = Rebuilds(monkeypatch)
+    # As a PATCH of the definition does: the record changes, then the segment is rebuilt,
+    # while the follower goes on for s1 (and remakes its state for s1 alone).
+    before = storage.segments.get("s2")
+    storage.segments.update(msgspec.structs.replace(
+        before, definition={"event": "Order Completed", "at_least": 3}))
+    people = build._people
+
+    async def people_then_more(engine, scan):
+        await h.send(track("o4", NOW - DAY, user_id="bob"))
+        await h.settle()
+        return await people(engine, scan)
+
+    monkeypatch.setattr(build, "_people", people_then_more)
+    await h.engine.build("s2")
+    assert rebuilds.calls == 1  # the follower's, for s1 while s2 was being built
+    assert storage.segments.count_members("s2") == 0
+    await h.send(track("o5", NOW - 60_000, user_id="ann"),
+                 track("o6", NOW - 60_000, user_id="bob"))
+    await h.settle()
+    assert rebuilds.calls == 1  # the build's scan was adopted
+    assert sorted(m.user_id for m in storage.segments.members("s2").members) == ["ann", "bob"]
