@@ -20,13 +20,6 @@ SECOND = ("s2", "viewers", {"all": [{"event": "Viewed"}, {"not": {"in_segment": 
                                     {"trait": "plan", "op": "eq", "value": "pro"}]})
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def storage(request, tmp_path):
-    storage = open_storage(StorageConfig(backend=request.param, data_dir=str(tmp_path / "d")))
-    yield storage
-    storage.close()
-
-
 class Rebuilds:
     """Counts the follower's remakes of its running state from the log."""
 

@@ -2,27 +2,18 @@
 reading anyone's history, and the state is remade where it must be (a restart, a
 regulation's deletion)."""
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.live import RowCache
 from millpond.segments.outputs import message_id
-from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import Member
 from millpond.timeutil import format_ms, parse_iso_ms
 
 from .harness import DAY, Clock, Harness, identify, run_async, track
 
 NOW = parse_iso_ms("2026-06-01T00:00:00Z")
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage(request, tmp_path):
-    storage = open_storage(StorageConfig(backend=request.param, data_dir=str(tmp_path / "d")))
-    yield storage
-    storage.close()
 
 
 class Counted:
