@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from millpond.segments import build
-from millpond.segments.live import LiveState
+from millpond.segments.live import LiveState, RowCache
 from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import Segment
 from millpond.timeutil import parse_iso_ms
@@ -166,3 +166,24 @@ async def test_a_rebuild_after_a_definition_change_is_adopted_with_the_new_defin
     await h.settle()
     assert rebuilds.calls == 1  # the build's scan was adopted
     assert sorted(m.user_id for m in storage.segments.members("s2").members) == ["ann", "bob"]
+
+
+@run_async
+async def test_a_failed_handover_leaves_the_build_done_and_says_so(storage, monkeypatch,
+                                                                   caplog):
+    h = Harness(storage, Clock(NOW))
+    await h.send(track("o1", NOW - DAY, user_id="ann"))
+    await h.settle()
+
+    def unreadable(*args):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(RowCache, "fill", unreadable)
+    seg = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    assert seg.state == "ready" and storage.segments.count_members("s1") == 1
+    assert "could not hand a build's scan to the segment follower" in caplog.text
+    monkeypatch.undo()
+    rebuilds = Rebuilds(monkeypatch)
+    await h.send(track("o2", NOW - 60_000, user_id="bob"))
+    await h.settle()
+    assert rebuilds.calls == 1 and storage.segments.count_members("s1") == 2

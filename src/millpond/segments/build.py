@@ -26,6 +26,7 @@ holds the same data right after anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ BATCH = 5_000
 REPORT_EVERY = 100_000
 
 _decode = msgspec.json.Decoder().decode
+log = logging.getLogger("millpond.segments")
 
 
 async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> list[Segment]:
@@ -117,7 +119,11 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             if touched and alive.ids:
                 await engine.reevaluate(touched, segment_ids=set(alive.ids))
             if position >= upto:
-                await engine.adopt(scan, definitions, built, segments, position, epoch)
+                try:
+                    await engine.adopt(scan, definitions, built, segments, position, epoch)
+                except Exception:  # noqa: BLE001 - the segments are built either way
+                    log.exception("could not hand a build's scan to the segment follower;"
+                                  " it reads the log again instead")
             return alive.set(state="ready", build_phase="")
     finally:
         engine.building.difference_update(wanted)
