@@ -270,7 +270,7 @@ class LogScan:
         pad_theirs = [None] * len(other.conditions)
         for any_id, slots in mine.items():
             more = theirs.get(any_id)
-            state[any_id] = [slots[0], *slots[1:], *pad_theirs] if more is None else \
+            state[any_id] = [*slots, *pad_theirs] if more is None else \
                 [min(slots[0], more[0]), *slots[1:], *more[1:]]
         for any_id, more in theirs.items():
             if any_id not in mine:
