@@ -64,6 +64,20 @@ class Harness:
         return out
 
 
+class Counted:
+    """Counts the calls of one method of a store, passing them through."""
+
+    def __init__(self, target: object, name: str) -> None:
+        self.calls = 0
+        inner = getattr(target, name)
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return inner(*args, **kwargs)
+
+        setattr(target, name, counted)
+
+
 def track(mid: str, ts_ms: int, event: str = "Order Completed", *, user_id: str | None = None,
           anonymous_id: str | None = None, **properties: Any) -> dict[str, Any]:
     msg: dict[str, Any] = {"type": "track", "event": event, "messageId": mid,

@@ -12,7 +12,7 @@ from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import Segment
 from millpond.timeutil import parse_iso_ms
 
-from .harness import DAY, Clock, Harness, identify, run_async, track
+from .harness import DAY, Clock, Counted, Harness, identify, run_async, track
 
 NOW = parse_iso_ms("2026-06-01T00:00:00Z")
 FIRST = ("s1", "repeat", {"event": "Order Completed", "at_least": 2, "within": "30d"})
@@ -66,10 +66,12 @@ async def scenario(h: Harness, *, meanwhile: bool) -> None:
         await h.add_segment(*SECOND)
         await h.send(*later)
     await h.settle()
-    # Live, after the build: bob orders twice (enters s1, leaves s2), cat once.
+    # Live, after the build: bob orders twice (enters s1, leaves s2), cat once; ann
+    # again (stays in s1: the follower knows her row from before the build).
     await h.send(track("o3", NOW - 3 * DAY, user_id="bob"),
                  track("o4", NOW - 2 * DAY, user_id="bob"),
-                 track("o5", NOW - DAY, user_id="cat"))
+                 track("o5", NOW - DAY, user_id="cat"),
+                 track("o6", NOW - DAY, user_id="ann"))
     await h.settle()
 
 
@@ -138,12 +140,15 @@ async def test_a_rebuild_after_a_definition_change_is_adopted_with_the_new_defin
     h = Harness(storage, Clock(NOW))
     await h.send(track("o1", NOW - 3 * DAY, user_id="ann"),
                  track("o2", NOW - 2 * DAY, user_id="ann"),
-                 track("o3", NOW - 2 * DAY, user_id="bob"))
+                 track("o3", NOW - 2 * DAY, user_id="bob"),
+                 # cat's second and third orders at one time: the same row either way.
+                 *(track(f"c{n}", ts, user_id="cat")
+                   for n, ts in enumerate([NOW - 4 * DAY, NOW - 3 * DAY, NOW - 3 * DAY])))
     await h.settle()
     await h.add_segment("s1", "buyers", {"event": "Order Completed"})
     await h.add_segment("s2", "repeat", {"event": "Order Completed", "at_least": 2})
     await h.settle()
-    assert [m.user_id for m in storage.segments.members("s2").members] == ["ann"]
+    assert sorted(m.user_id for m in storage.segments.members("s2").members) == ["ann", "cat"]
     rebuilds = Rebuilds(monkeypatch)
     # As a PATCH of the definition does: the record changes, then the segment is rebuilt,
     # while the follower goes on for s1 (and remakes its state for s1 alone).
@@ -160,12 +165,21 @@ async def test_a_rebuild_after_a_definition_change_is_adopted_with_the_new_defin
     monkeypatch.setattr(build, "_people", people_then_more)
     await h.engine.build("s2")
     assert rebuilds.calls == 1  # the follower's, for s1 while s2 was being built
-    assert storage.segments.count_members("s2") == 0
+    assert [m.user_id for m in storage.segments.members("s2").members] == ["cat"]
+    lookups = Counted(storage.segments, "by_ids")
     await h.send(track("o5", NOW - 60_000, user_id="ann"),
-                 track("o6", NOW - 60_000, user_id="bob"))
+                 track("o6", NOW - 60_000, user_id="bob"),
+                 track("c3", NOW - 60_000, user_id="cat"))
     await h.settle()
     assert rebuilds.calls == 1  # the build's scan was adopted
-    assert sorted(m.user_id for m in storage.segments.members("s2").members) == ["ann", "bob"]
+    assert sorted(m.user_id for m in storage.segments.members("s2").members) == \
+        ["ann", "bob", "cat"]
+    # cat stayed in through the rebuild and the live order: entered once.
+    assert [e["event"] for e in await h.audience_events()
+            if e["userId"] == "cat" and e["properties"]["segment_id"] == "s2"] == \
+        ["Audience Entered"]
+    # The follower had every row of both segments: the build's, kept as it wrote them.
+    assert lookups.calls == 0
 
 
 @run_async
@@ -176,9 +190,9 @@ async def test_a_failed_handover_leaves_the_build_done_and_says_so(storage, monk
     await h.settle()
 
     def unreadable(*args):
-        raise OSError("disk gone")
+        raise MemoryError("no room for the rows")
 
-    monkeypatch.setattr(RowCache, "fill", unreadable)
+    monkeypatch.setattr(RowCache, "joined", unreadable)
     seg = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
     assert seg.state == "ready" and storage.segments.count_members("s1") == 1
     assert "could not hand a build's scan to the segment follower" in caplog.text

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from millpond.errors import NotFound
+from millpond.storage.contracts import SegmentStore
 from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
+from .live import RowCache
 from .people import Person, resolve_many
 from .plan import SegmentPlan, compile_plans, memberships
 from .scan import READ_CHUNK, LogScan, event_conditions
@@ -87,7 +89,12 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         people = await _people(engine, scan)
         alive.set(build_phase="evaluating", build_total=len(people), build_done=0,
                   build_started_ms=engine.clock())
-        previous = _stored(engine, built)
+        stored = {s.id: engine.storage.segments.rows(s.id) for s in built}  # a rebuild's
+        previous = _by_identity(stored)
+        # The built segments' rows, kept as they are written: the follower's at the end.
+        cache = RowCache()
+        cache.fill_from(stored.values())
+        del stored
         evaluator = Evaluator(definitions)
         plans = compile_plans(evaluator, definitions, built, scan)
         for start in range(0, len(people), BATCH):
@@ -99,7 +106,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             if outputs:
                 await storage.log.append(outputs)
             if rows or drop:
-                await asyncio.to_thread(storage.segments.apply, rows, drop=drop)
+                await asyncio.to_thread(_write, storage.segments, cache, rows, drop)
             alive.set(build_done=min(len(people), start + BATCH))
 
         async with engine.lock:
@@ -117,10 +124,11 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                 cursor = rows[-1].seq
             engine.building.difference_update(wanted)
             if touched and alive.ids:
-                await engine.reevaluate(touched, segment_ids=set(alive.ids))
+                await engine.reevaluate(touched, segment_ids=set(alive.ids), rows=cache)
             if position >= upto:
                 try:
-                    await engine.adopt(scan, definitions, built, segments, position, epoch)
+                    await engine.adopt(scan, definitions, built, segments, position, epoch,
+                                       cache)
                 except Exception:  # noqa: BLE001 - the segments are built either way
                     log.exception("could not hand a build's scan to the segment follower;"
                                   " it reads the log again instead")
@@ -161,14 +169,21 @@ async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
     return sorted(people.values(), key=lambda p: p.id)
 
 
-def _stored(engine: SegmentEngine, built: list[Segment]) -> dict[tuple[str, str], list[Member]]:
+def _by_identity(stored: dict[str, list[Member]]) -> dict[tuple[str, str], list[Member]]:
     """The rows the built segments already have (a rebuild), by (segment id, identity)."""
     found: dict[tuple[str, str], list[Member]] = {}
-    for segment in built:
-        for row in engine.storage.segments.rows(segment.id):
+    for segment_id, rows in stored.items():
+        for row in rows:
             for identity in row.ids:
-                found.setdefault((segment.id, identity), []).append(row)
+                found.setdefault((segment_id, identity), []).append(row)
     return found
+
+
+def _write(store: SegmentStore, cache: RowCache, rows: list[Member],
+           drop: list[tuple[str, str]]) -> None:
+    """Store a batch's rows, and keep them in the build's cache. On a worker thread."""
+    store.apply(rows, drop=drop)
+    cache.written(rows, drop)
 
 
 def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPlan],

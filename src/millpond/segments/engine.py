@@ -186,7 +186,8 @@ class SegmentEngine:
     async def reevaluate(self, any_ids: Mapping[str, bool], *,
                          segment_ids: set[str] | None = None,
                          checkpoint: int | None = None,
-                         names: Mapping[str, Touched | None] | None = None) -> int:
+                         names: Mapping[str, Touched | None] | None = None,
+                         rows: RowCache | None = None) -> int:
         """Re-evaluate the people ``any_ids`` (id -> seen as a user id) belong to in
         every segment (or only ``segment_ids``); append the Audience events of each
         change, then store the new states (with ``checkpoint``). Returns how many changes
@@ -197,7 +198,9 @@ class SegmentEngine:
         group. A person is
         then evaluated only in the segments those events may change
         (:meth:`~.plan.SegmentPlan.unaffected`), and their events are read only if there
-        is one; without ``names`` every segment is evaluated."""
+        is one; without ``names`` every segment is evaluated. ``rows``: a cache of the
+        stored rows of ``segment_ids`` (a build's) to read through and keep in step, when
+        the running state is not for them."""
         every, definitions = self.definitions()
         segments = [s for s in every if s.id in segment_ids] if segment_ids is not None \
             else self._followed(every)
@@ -212,29 +215,30 @@ class SegmentEngine:
             live = None
         if live is not None:
             definitions = live.definitions  # the very conditions its slots are
+            rows = live.rows
         now = self.clock()
         # Off the event loop, in two steps (the per-person index read between them is
         # async): resolving people, reading their rows, evaluating them and making the
         # Audience events is CPU and SQLite work that would otherwise hold up every
         # request the server is answering meanwhile.
         work = await asyncio.to_thread(self._plan_work, dict(any_ids), names, segments,
-                                       definitions, live)
+                                       definitions, live, rows)
         if live is None:
             await scan_people(self.storage, work.scan,
                               [person for person, _, _ in work.people])
-        outputs, rows = await asyncio.to_thread(self._evaluate_work, work, now)
+        outputs, written = await asyncio.to_thread(self._evaluate_work, work, now)
         if outputs:
             await self.storage.log.append(outputs)
-        if rows or work.drop or checkpoint is not None:
-            await asyncio.to_thread(self.storage.segments.apply, rows, drop=work.drop,
+        if written or work.drop or checkpoint is not None:
+            await asyncio.to_thread(self.storage.segments.apply, written, drop=work.drop,
                                     checkpoint=checkpoint)
-            if live is not None:
-                live.rows.written(rows, work.drop)
+            if rows is not None:
+                rows.written(written, work.drop)
         return len(outputs)
 
     def _plan_work(self, any_ids: dict[str, bool], names: Mapping[str, Touched | None] | None,
                    segments: list[Segment], definitions: Mapping[str, Condition],
-                   live: LiveState | None) -> _Work:
+                   live: LiveState | None, cache: RowCache | None) -> _Work:
         """Who to evaluate in which segments (see :meth:`reevaluate`): the people of
         ``any_ids`` (one read of the profile store), their stored rows, and per person
         the plans the tick's events may change. On a worker thread."""
@@ -253,8 +257,7 @@ class SegmentEngine:
                         touched_by[person.id] = None
                     else:
                         before.merge(mine)
-        stored = self._stored_rows(list(people.values()),
-                                   live.rows if live is not None else None)
+        stored = self._stored_rows(list(people.values()), cache)
         # Without the running state, one scanner for the whole call: it decodes each
         # event's head only, and in full only where a condition's ``where`` needs it (see
         # :mod:`.scan`), fed from the per-person index before the evaluation.
@@ -458,7 +461,7 @@ class SegmentEngine:
 
     async def adopt(self, scan: LogScan, definitions: Mapping[str, Condition],
                     built: Sequence[Segment], every_then: Sequence[Segment], upto: int,
-                    epoch: int) -> bool:
+                    epoch: int, rows: RowCache | None = None) -> bool:
         """Make a build's ``scan`` (of ``built``, from ``definitions`` as they were with
         ``every_then`` segments, fed the log up to ``upto``) part of the follower's
         running state; under :attr:`lock`, once the build's segments are followed.
@@ -470,7 +473,9 @@ class SegmentEngine:
         (False: the follower remakes it as before) unless it is exact: the follower is
         at ``upto`` with a state for exactly the other followed segments, no
         definition changed and no deletion (:meth:`invalidate`) came since the build
-        began (``epoch``)."""
+        began (``epoch``). ``rows``: the built segments' stored rows, kept by the build
+        as it wrote them (:meth:`RowCache.joined`); without them (or incomplete), every
+        followed segment's rows are read again."""
         if epoch != self.epoch or upto != self.position():
             return False
         every, current = self.definitions()
@@ -481,18 +486,25 @@ class SegmentEngine:
             return False
         others = [s for s in followed if s.id not in ids]
         merged = {**definitions}
+        theirs: RowCache | None = None
         if others:
             live = self._live
             if live is None or not live.matches(key_of(others, every, current), upto):
                 return False
             scan = live.scan.joined(scan)
             merged = {**live.definitions, **{s.key: definitions[s.key] for s in mine}}
+            theirs = live.rows
         if not scan.covers(event_conditions(merged, [s.key for s in followed])):
             return False  # an in_segment reaches a segment neither scan has slots for
         scan.ids.clear()
         self._live = None
         state = LiveState(key_of(followed, every, current), merged, scan, upto)
-        await asyncio.to_thread(state.rows.fill, self.storage.segments, [s.id for s in followed])
+        # A built segment deleted meanwhile still has rows in the build's cache.
+        if rows is not None and len(mine) == len(built):
+            state.rows = await asyncio.to_thread(rows.joined, theirs)
+        else:
+            await asyncio.to_thread(state.rows.fill, self.storage.segments,
+                                    [s.id for s in followed])
         self._live = state
         heap.freeze_survivors()  # as after a rebuild (see _advance_live)
         return True
