@@ -6,10 +6,10 @@ the same as those of an engine that read it again."""
 import msgspec
 import pytest
 
-from millpond.segments import build
+from millpond.segments import build, live
 from millpond.segments.live import LiveState, RowCache
 from millpond.storage import StorageConfig, open_storage
-from millpond.storage.models import Segment
+from millpond.storage.models import Member, Segment
 from millpond.timeutil import parse_iso_ms
 
 from .harness import DAY, Clock, Counted, Harness, identify, run_async, track
@@ -80,13 +80,30 @@ def members(h: Harness) -> dict[str, list[tuple[str | None, int | None]]]:
             for sid in ("s1", "s2")}
 
 
-@pytest.mark.parametrize("meanwhile", [False, True])
+@pytest.mark.parametrize(("meanwhile", "row_limit"), [(False, None), (True, None), (True, 2)])
 @run_async
 async def test_the_follower_takes_the_builds_scan_instead_of_reading_the_log_again(
-        storage, meanwhile, tmp_path, monkeypatch):
+        storage, meanwhile, row_limit, tmp_path, monkeypatch):
+    """``row_limit``: the row caches' bound (ids); 2 makes every one of them give up and
+    work by misses."""
+    if row_limit is not None:
+        monkeypatch.setattr(live, "ROW_CACHE_IDS", row_limit)
     rebuilds = Rebuilds(monkeypatch)
     h = Harness(storage, Clock(NOW))
+    handed: list[RowCache] = []
+    adopt = h.engine.adopt
+
+    async def adopt_and_see(*args):
+        handed.append(args[-1])
+        return await adopt(*args)
+
+    h.engine.adopt = adopt_and_see  # type: ignore[method-assign]
     await scenario(h, meanwhile=meanwhile)
+    # The second build's cache (three people's ids): past a bound of 2 it gave up and
+    # kept nothing; else it had every row.
+    last = handed[-1]
+    assert len(handed) == 2 and last.complete == (row_limit is None)
+    assert bool(last._rows) == (row_limit is None)
     assert rebuilds.calls == 0
     assert members(h) == {"s1": [("ann", NOW - 5 * DAY), ("bob", NOW - 2 * DAY)],
                           "s2": [("cat", NOW - 4 * DAY)]}
@@ -201,3 +218,19 @@ async def test_a_failed_handover_leaves_the_build_done_and_says_so(storage, monk
     await h.send(track("o2", NOW - 60_000, user_id="bob"))
     await h.settle()
     assert rebuilds.calls == 1 and storage.segments.count_members("s1") == 2
+
+
+def test_a_builds_cache_past_its_bound_keeps_nothing_more():
+    """Once a build's row cache has given up (its ids past the bound), the build's later
+    batches are not kept in it: they would only take memory until the end, unreachable."""
+
+    class Store:
+        def apply(self, rows, *, drop):
+            pass
+
+    cache = RowCache(limit=1)
+    cache.fill_from([])
+    for person in ("p1", "p2", "p3"):
+        build._write(Store(), cache,  # type: ignore[arg-type]
+                     [Member("s1", person, True, 1, None, person, None, (person,), 0)], [])
+    assert not cache.complete and not cache._rows

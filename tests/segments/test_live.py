@@ -161,6 +161,7 @@ class _Model:
                 _, rows, drop = step
                 self.write(rows, drop)
                 cache.written(rows, drop)
+                assert not cache.complete or len(cache._by_id) <= cache.limit
                 continue
             ids = step[1]
             missing = cache.missing(ids)
@@ -172,15 +173,17 @@ class _Model:
             assert named == self.naming(ids)
 
 
-@given(start=st.lists(_rows, max_size=6), steps=_steps, filled=st.booleans())
+@given(start=st.lists(_rows, max_size=6), steps=_steps, filled=st.booleans(),
+       limit=st.sampled_from([3, 100]))
 @settings(max_examples=300, deadline=None)
-def test_the_row_cache_answers_as_the_store_does(start, steps, filled):
+def test_the_row_cache_answers_as_the_store_does(start, steps, filled, limit):
     """Whatever the writes (a merge moves ids between rows, drops remove them), every row
     the store holds naming an asked id comes back from the cache as stored, and nothing
-    the store no longer holds does; filled whole or filled by misses."""
+    the store no longer holds does; filled whole or filled by misses, and past its
+    limit (of ids) too."""
     model = _Model()
     model.write(start, [])
-    cache = RowCache()
+    cache = RowCache(limit)
     if filled:
         cache.fill(_Store(model.rows), ["s1", "s2"])
     model.run(cache, steps)

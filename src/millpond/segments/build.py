@@ -181,9 +181,11 @@ def _by_identity(stored: dict[str, list[Member]]) -> dict[tuple[str, str], list[
 
 def _write(store: SegmentStore, cache: RowCache, rows: list[Member],
            drop: list[tuple[str, str]]) -> None:
-    """Store a batch's rows, and keep them in the build's cache. On a worker thread."""
+    """Store a batch's rows, and keep them in the build's cache unless it has given up
+    (past its limit: its rows would only be dropped at the end). On a worker thread."""
     store.apply(rows, drop=drop)
-    cache.written(rows, drop)
+    if cache.complete:
+        cache.written(rows, drop)
 
 
 def _evaluate(engine: SegmentEngine, evaluator: Evaluator, plans: list[SegmentPlan],

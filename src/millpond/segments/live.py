@@ -136,8 +136,8 @@ class RowCache:
     every row of the people naming it, a superset the engine sorts by owner anyway
     (``_stored_rows``)."""
 
-    def __init__(self, limit: int = ROW_CACHE_IDS) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = ROW_CACHE_IDS if limit is None else limit
         #: person id -> their stored rows, one per segment (a tuple: a dict per person
         #: cost a third of the cache).
         self._rows: dict[str, tuple[Member, ...]] = {}
@@ -260,6 +260,8 @@ class RowCache:
                 self._link(i, person_id)
             if not mine:
                 cached.pop(person_id, None)
+        if self.complete and len(self._by_id) > self.limit:
+            self._clear()  # new people took it past its bound: it works by misses
 
     def _put(self, row: Member) -> None:
         """Hold ``row`` as read from the store (the same row again: no change)."""
