@@ -74,6 +74,14 @@ def test_format_ms_is_the_wire_form() -> None:
     assert format_ms(parse_iso_ms("0900-01-02T03:04:05.123Z")) == "0900-01-02T03:04:05.123Z"
 
 
+@given(st.integers(min_value=MIN_MS + 1, max_value=MAX_MS - 1))
+def test_format_ms_writes_what_datetime_does(ms: int) -> None:
+    """Its date comes from a cache of days and its time from arithmetic: any instant,
+    before 1970 and before year 1000 too, reads as ``datetime`` writes it."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert format_ms(ms) == moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @given(instants)
 def test_whole_seconds_round_trip_through_the_wire_form(moment: datetime) -> None:
     """What the importer's fast path relies on (``backfill/prepare._canonical_time``)."""

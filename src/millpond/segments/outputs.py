@@ -95,7 +95,6 @@ def _record(msg: dict[str, Any], user_id: str | None, anonymous_id: str | None, 
     message, byte for byte, without validating what millpond wrote itself: a build
     makes one per change of a hundred thousand people, and normalize's checks were a
     tenth of its CPU (a test compares the two)."""
-    msg["timestamp"] = received_at if at_ms == received_ms else _iso(at_ms)
     msg["receivedAt"] = received_at
     msg["source_id"] = COMPUTED_SOURCE_ID
     msg["received_at"] = received_at
