@@ -89,12 +89,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         people = await _people(engine, scan)
         alive.set(build_phase="evaluating", build_total=len(people), build_done=0,
                   build_started_ms=engine.clock())
-        stored = {s.id: engine.storage.segments.rows(s.id) for s in built}  # a rebuild's
-        previous = _by_identity(stored)
-        # The built segments' rows, kept as they are written: the follower's at the end.
-        cache = RowCache()
-        cache.fill_from(stored.values())
-        del stored
+        previous, cache = await asyncio.to_thread(_stored, storage.segments, built)
         evaluator = Evaluator(definitions)
         plans = compile_plans(evaluator, definitions, built, scan)
         for start in range(0, len(people), BATCH):
@@ -169,14 +164,21 @@ async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
     return sorted(people.values(), key=lambda p: p.id)
 
 
-def _by_identity(stored: dict[str, list[Member]]) -> dict[tuple[str, str], list[Member]]:
-    """The rows the built segments already have (a rebuild), by (segment id, identity)."""
+def _stored(store: SegmentStore, built: list[Segment],
+            ) -> tuple[dict[tuple[str, str], list[Member]], RowCache]:
+    """The rows the built segments already have (a rebuild), by (segment id, identity),
+    and a row cache holding them, which the build then keeps in step with what it writes
+    (the follower's at the end: ``adopt``). On a worker thread: a rebuild reads every
+    row of its segments."""
+    stored = {segment.id: store.rows(segment.id) for segment in built}
     found: dict[tuple[str, str], list[Member]] = {}
     for segment_id, rows in stored.items():
         for row in rows:
             for identity in row.ids:
                 found.setdefault((segment_id, identity), []).append(row)
-    return found
+    cache = RowCache()
+    cache.fill_from(stored.values())
+    return found, cache
 
 
 def _write(store: SegmentStore, cache: RowCache, rows: list[Member],

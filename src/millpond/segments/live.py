@@ -112,7 +112,8 @@ class RowCache:
     id with them) cost more than evaluating them. While a :class:`LiveState` lives, the
     engine (under its lock) is the only writer of the followed segments' rows: a build
     writes only the segments it builds (not followed until it ends, when the state is
-    remade, or made of the build's scan with a cache filled anew: ``adopt``), and a
+    remade, or made of the build's scan with the build's cache joined to it: ``adopt``,
+    :meth:`joined`), and a
     regulation's deletion remakes it too. So an id read once from the
     store stays exact here by applying each write; an id never read is read from the
     store (:meth:`missing`).
