@@ -206,10 +206,10 @@ async def test_a_failed_handover_leaves_the_build_done_and_says_so(storage, monk
     await h.send(track("o1", NOW - DAY, user_id="ann"))
     await h.settle()
 
-    def unreadable(*args):
+    def no_room(*args):
         raise MemoryError("no room for the rows")
 
-    monkeypatch.setattr(RowCache, "joined", unreadable)
+    monkeypatch.setattr(RowCache, "joined", no_room)
     seg = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
     assert seg.state == "ready" and storage.segments.count_members("s1") == 1
     assert "could not hand a build's scan to the segment follower" in caplog.text
