@@ -190,7 +190,7 @@ def upload_deduped(walk: Walk, step: Step, result: Result) -> None:
 def profile_merged(walk: Walk, step: Step, result: Result) -> None:
     """The SDK's newer identify keeps ``plan: pro`` over users.csv's older ``free``."""
     contains("ada@example.com", "Ada Lovelace")(walk, step, result)
-    _match(result.stdout, r"plan\s*\S\s*pro\b")
+    _match(result.stdout, r"^\W*plan\W+pro\b")  # a table's cells or a pipe's TSV
 
 
 def _match(value: str | None, pattern: str) -> None:

@@ -66,3 +66,17 @@ def test_people_list_and_search_cli(server) -> None:
     assert "more: add --cursor" in page
     assert "no person found" in ok(server, "people", "search", "ps-nobody-at-all")
     fails(millpond(server, "people", "list", "--cursor", "nope"), "cursor")
+
+
+def test_people_show_prints_values_as_sent_and_the_segments(server) -> None:
+    key = server.create_source("people-show-web")["write_key"]
+    send_batch(server.url, key, [
+        {"type": "identify", "userId": "pshow-1",
+         "traits": {"address": {"city": "Oslo"}, "vip": True, "plan": "pro"}}])
+    out = ok(server, "people", "show", "pshow-1")
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
+    assert rows["trait"] == ["trait", "value", "set at", "seq", "source_id"]
+    assert [rows[t][1] for t in ("address", "plan", "vip")] == ['{"city": "Oslo"}', "pro",
+                                                                "true"]
+    assert rows["plan"][4].startswith("src_") and rows["plan"][3].isdigit()
+    assert "segments: none" in out

@@ -116,6 +116,7 @@ def test_segments_cli(server, tmp_path) -> None:
     assert sorted(p["user_id"] for p in members["people"]) == ["sg-ada", "sg-bob"]
     why = ok(server, "segments", "why", "sg-bob", "big")
     assert "member of big" in why and "1 counted" in why
+    assert "\nsegments: big (since " in ok(server, "people", "show", "sg-bob")
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")
     fails(millpond(server, "segments", "show", "big"), "no segment")

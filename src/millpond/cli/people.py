@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
 import click
-from rich.table import Table
 
 from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table
@@ -21,7 +22,8 @@ def people() -> None:
 @json_option
 @api_command
 def show(person_id: str, as_json: bool, client) -> None:
-    """Show a person by user id, anonymous id or profile id, with each trait's time."""
+    """Show a person by user id, anonymous id or profile id, with each trait's time and
+    the segments they are in."""
     person = client.get(f"/api/people/{person_id}")
     if as_json:
         print_json(person)
@@ -29,16 +31,24 @@ def show(person_id: str, as_json: bool, client) -> None:
     console.print(f"{person['id']}  user_id={person.get('user_id')}  "
                   f"anonymous_ids={', '.join(person.get('anonymous_ids') or []) or '-'}",
                   highlight=False)
-    table = Table("trait", "value", "set at", "by event (messageId / seq / source)")
     sources = person.get("trait_sources", {})
-    for name, value in sorted(person.get("traits", {}).items()):
-        src = sources.get(name, {})
-        table.add_row(name, str(value), str(person.get("trait_times", {}).get(name, "")),
-                      f"{src.get('messageId', '')} / {src.get('seq', '')} / "
-                      f"{src.get('source_id', '')}")
-    console.print(table)
+    times = person.get("trait_times", {})
+    print_table([{"trait": name, "value": _text(value), "set at": times.get(name),
+                  **sources.get(name, {})}
+                 for name, value in sorted(person.get("traits", {}).items())],
+                ["trait", "value", "set at", "seq", "source_id"])  # seq: the event that set it
     for group_id, traits in (person.get("groups") or {}).items():
-        console.print(f"group {group_id}: {traits}", highlight=False)
+        console.print(f"group {group_id}: {_text(traits)}", highlight=False)
+    segments = person.get("segments") or []
+    console.print("segments: " + (", ".join(f"{s['key']} (since {s['since']})"
+                                            for s in segments) or "none"),
+                  highlight=False, soft_wrap=True)
+
+
+def _text(value: object) -> str:
+    """A trait's value as the API sends it: text as is, anything else as JSON (an
+    object's Python repr, ``{'city': 'Oslo'}`` or ``True``, is not what was sent)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _row(person: dict) -> dict:
