@@ -112,6 +112,29 @@ async def test_live_follows_only_affected_segments_and_keeps_since_exact(harness
 
 
 @run_async
+async def test_a_trait_path_reads_into_an_object_trait(harness):
+    """``address.city`` is the city of the ``address`` trait, as of the update that set
+    the object: built over what is there, and followed when a later identify changes
+    the object (the segment reads ``address``, though no trait is named
+    ``address.city``)."""
+    h = harness
+    await h.send(identify("i0", NOW - 3 * DAY, user_id="hal", address={"city": "Oslo"}))
+    await h.add_segment("s1", "oslo", {"trait": "address.city", "op": "eq", "value": "Oslo"})
+    await h.send(identify("i1", NOW - 2 * DAY, user_id="gus",
+                          address={"city": "Oslo", "zip": "0150"}))
+    await h.settle()
+    rows = {m.user_id: m for m in h.storage.segments.members("s1").members}
+    assert {u: m.since_ms for u, m in rows.items()} == {"hal": NOW - 3 * DAY,
+                                                        "gus": NOW - 2 * DAY}
+    await h.send(identify("i2", NOW - DAY, user_id="gus", address={"city": "Bergen"}))
+    await h.settle()
+    assert [m.user_id for m in h.storage.segments.members("s1").members] == ["hal"]
+    last = (await h.audience_events())[-1]
+    assert (last["event"], last["userId"], last["timestamp"]) == (
+        "Audience Exited", "gus", "2026-05-31T00:00:00.000Z")
+
+
+@run_async
 async def test_without_segments_the_follower_moves_past_events_unread(harness):
     """No segment to keep: the follower (on the collector's loop) reads nothing, and a
     segment made afterwards is still built over every event and then followed."""

@@ -1,7 +1,14 @@
 """The pure evaluator: membership at an event time, since when, and the next change."""
 
 from millpond.segments.definition import TraitCondition, parse_definition
-from millpond.segments.evaluate import Evaluator, PersonFacts, trait_matches
+from millpond.segments.evaluate import (
+    Evaluator,
+    Membership,
+    PersonFacts,
+    trait_matches,
+    trait_of,
+    trait_roots,
+)
 from millpond.timeutil import parse_iso_ms
 
 DAY = 86_400_000
@@ -97,6 +104,24 @@ def test_why_explains_each_condition():
     assert event["events"] == [{"seq": 4, "timestamp": "2026-05-29T00:00:00.000Z"}]
 
 
+def test_a_trait_path_reads_into_objects_whole_names_first():
+    traits = {"address": ({"city": "Oslo", "geo": {"lat": 59.9}, "none": None}, 7),
+              "utm.source": ("ads", 8), "utm": ({"source": "mail"}, 9), "plan": ("pro", 1),
+              "a.b": ({"c": 1}, 10), "a": ({"b": {"d": 2}}, 11)}
+    assert trait_of(traits, "address.city") == ("Oslo", 7)
+    assert trait_of(traits, "address.geo.lat") == (59.9, 7)
+    assert trait_of(traits, "utm.source") == ("ads", 8)  # the whole name first
+    assert trait_of(traits, "a.b.c") == (1, 10) and trait_of(traits, "a.b.d") == (2, 11)
+    for absent in ("address.zip", "address.none", "plan.x", "address.city.x", "nope.x"):
+        assert trait_of(traits, absent) is None, absent
+    assert trait_roots("a.b.c") == {"a", "a.b", "a.b.c"} and trait_roots("plan") == {"plan"}
+    cond = parse_definition({"trait": "address.geo.lat", "op": "gt", "value": 50})
+    person = PersonFacts(traits, [])
+    assert Evaluator().membership(cond, person, NOW).since_ms == 7
+    why = Evaluator().why(cond, person, NOW)
+    assert (why["actual"], why["result"]) == (59.9, True)
+
+
 def test_trait_ops():
     def check(op, actual, value=None, present=True):
         return trait_matches(TraitCondition("t", op, value), actual, present)
@@ -130,19 +155,57 @@ _leaves = st.one_of(
         st.integers(0, 3), st.none() | st.integers(0, 2), st.sampled_from([0, 0, 3, 10]),
         st.booleans()),
 )
-_conditions = st.recursive(_leaves, lambda inner: st.one_of(
-    st.builds(lambda cs: {"all": cs}, st.lists(inner, min_size=1, max_size=3)),
-    st.builds(lambda cs: {"any": cs}, st.lists(inner, min_size=1, max_size=3)),
-    st.builds(lambda c: {"not": c}, inner)), max_leaves=6)
+
+
+def _trees(leaves):
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.builds(lambda cs: {"all": cs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda cs: {"any": cs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda c: {"not": c}, inner)), max_leaves=6)
+
+
+#: Conditions of the segment "inner", and of one that may refer to it.
+_inner = _trees(_leaves)
+_conditions = _trees(st.one_of(_leaves, st.just({"in_segment": "inner"})))
 
 
 @settings(max_examples=300, deadline=None)
-@given(definition=_conditions, orders=st.lists(_times, max_size=8),
+@given(definition=_conditions, inner=_inner, orders=st.lists(_times, max_size=8),
        plan=st.none() | st.tuples(st.sampled_from(["pro", "free"]), _times),
        now=_times)
-def test_membership_equals_the_breakpoint_walk(definition, orders, plan, now):
+def test_membership_equals_the_breakpoint_walk(definition, inner, orders, plan, now):
     cond = parse_definition(definition)
     traits = {"plan": plan} if plan else {}
     person = PersonFacts(traits, [order(t, i) for i, t in enumerate(orders)])
-    ev = Evaluator()
-    assert ev.membership(cond, person, now) == ev.membership_by_points(cond, person, now)
+    ev = Evaluator({"inner": parse_definition(inner)})
+    stepper = ev.stepper(person)  # shared, as among a person's segments
+    assert ev.membership(parse_definition(inner), person, now, stepper) == \
+        ev.membership_by_points(parse_definition(inner), person, now)
+    assert ev.membership(cond, person, now, stepper) == \
+        ev.membership_by_points(cond, person, now)
+
+
+def test_a_trait_change_starts_the_new_state_at_its_own_time():
+    """Only the current value of a trait is kept: before the update that set it, the
+    trait's value is unknown. A non-member since that update (a plan now "free") left
+    then, not at their first data; a member since it (a plan now "pro") entered then."""
+    first, changed = NOW - 30 * DAY, NOW - DAY
+    person = PersonFacts({"plan": ("free", changed)}, [order(first, 1)])
+    is_pro = {"trait": "plan", "op": "eq", "value": "pro"}
+    pro = parse_definition(is_pro)
+    assert Evaluator().membership(pro, person, NOW) == Membership(False, changed, None)
+    buyer_not_pro = parse_definition({"all": [{"event": "Order Completed"},
+                                              {"not": {"trait": "plan", "op": "eq",
+                                                       "value": "pro"}}]})
+    assert Evaluator().membership(buyer_not_pro, person, NOW) == Membership(True, changed,
+                                                                            None)
+    # Decided whatever the plan was before: no lean is taken, the time stays the first.
+    buyer_or_pro = parse_definition({"any": [{"event": "Order Completed"}, is_pro]})
+    assert Evaluator().membership(buyer_or_pro, person, NOW) == Membership(True, first, None)
+    # Set in the future: unknown now, so not a member, until then.
+    later = PersonFacts({"plan": ("pro", NOW + DAY)}, [order(first, 1)])
+    assert Evaluator().membership(pro, later, NOW) == Membership(False, first, NOW + DAY)
+    # A non-member either way, whose state will be known from then: re-evaluated then.
+    later_free = PersonFacts({"plan": ("free", NOW + DAY)}, [order(first, 1)])
+    assert Evaluator().membership(pro, later_free, NOW) == Membership(False, first,
+                                                                      NOW + DAY)

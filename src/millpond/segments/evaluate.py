@@ -88,6 +88,51 @@ class PersonFacts:
         return found
 
 
+def trait_of(traits: Mapping[str, tuple[Any, int]], name: str) -> tuple[Any, int] | None:
+    """The trait ``name`` with the time that set it, or None (not set). A name with dots
+    that no trait has whole is a path into an object trait (``address.city``: the
+    ``city`` of the ``address``, as FQL reads ``traits.address.city``), with the time of
+    the update that set the object; a ``null`` on the way, or at the end, is not set.
+
+    Why both: traits are the profile's top-level keys, and a trait may have a dot in its
+    own name (``utm.source`` sent flat), so the whole name is tried first."""
+    found = traits.get(name)
+    if found is not None or "." not in name:
+        return found
+    for head, rest in _splits(name):
+        top = traits.get(head)
+        if top is not None:
+            value = _dig(top[0], rest)
+            if value is not None:
+                return value, top[1]
+    return None
+
+
+def trait_roots(name: str) -> set[str]:
+    """The traits whose update may change the trait ``name`` (itself and, for a path,
+    every object trait it may start in)."""
+    return {name, *(head for head, _ in _splits(name))}
+
+
+def _splits(path: str) -> Iterable[tuple[str, str]]:
+    """``path`` cut at each dot: ``a.b.c`` gives (``a``, ``b.c``) and (``a.b``, ``c``)."""
+    return ((path[:i], path[i + 1:]) for i, char in enumerate(path) if char == ".")
+
+
+def _dig(value: Any, path: str) -> Any:
+    """``path`` inside ``value`` (None: not there), each key whole first, as at the top."""
+    if not isinstance(value, dict):
+        return None
+    if path in value:
+        return value[path]
+    for head, rest in _splits(path):
+        if head in value:
+            found = _dig(value[head], rest)
+            if found is not None:
+                return found
+    return None
+
+
 def traits_of(profile: Mapping[str, Any] | None) -> dict[str, tuple[Any, int]]:
     """A profile's traits with the time each was set (:data:`DAWN`: unknown)."""
     from millpond.timeutil import parse_iso_ms
@@ -117,22 +162,27 @@ class Evaluator:
 
     # -- at one moment ------------------------------------------------------------------
 
-    def at(self, cond: Condition, person: PersonFacts, t: int) -> bool:
+    def at(self, cond: Condition, person: PersonFacts, t: int, lean: bool = False) -> bool:
+        """``cond`` at event time ``t``; ``lean``: what a trait reads as before the update
+        that set its current value (False: true only if true whatever it was then; see
+        :class:`~.steps.StepEvaluator`)."""
         if isinstance(cond, TraitCondition):
-            found = person.traits.get(cond.trait)
-            if found is None or found[1] > t:
+            found = trait_of(person.traits, cond.trait)
+            if found is None:
                 return trait_matches(cond, None, False)
+            if found[1] > t:
+                return lean
             return trait_matches(cond, found[0], True)
         if isinstance(cond, EventCondition):
             return _count_ok(cond, self.count(cond, person, t))
         if isinstance(cond, AllOf):
-            return all(self.at(c, person, t) for c in cond.conditions)
+            return all(self.at(c, person, t, lean) for c in cond.conditions)
         if isinstance(cond, AnyOf):
-            return any(self.at(c, person, t) for c in cond.conditions)
+            return any(self.at(c, person, t, lean) for c in cond.conditions)
         if isinstance(cond, NotOf):
-            return not self.at(cond.condition, person, t)
+            return not self.at(cond.condition, person, t, not lean)
         other = self.definitions.get(cond.key)
-        return other is not None and self.at(other, person, t)
+        return other is not None and self.at(other, person, t, lean)
 
     def count(self, cond: EventCondition, person: PersonFacts, t: int) -> int:
         """How many of the person's events ``cond`` counts at event time ``t``."""
@@ -153,7 +203,7 @@ class Evaluator:
                     _seen: frozenset[str] = frozenset()) -> set[int]:
         """Every event time at which ``cond`` may change for this person."""
         if isinstance(cond, TraitCondition):
-            found = person.traits.get(cond.trait)
+            found = trait_of(person.traits, cond.trait)
             return {found[1]} if found and found[1] != DAWN else set()
         if isinstance(cond, EventCondition):
             times, _ = person.matching(cond)
@@ -185,31 +235,56 @@ class Evaluator:
     def membership(self, cond: Condition, person: PersonFacts, now: int,
                    stepper: StepEvaluator | None = None) -> Membership:
         """Membership at ``now``, since when (event time), and the next change by time
-        (``stepper``: :meth:`stepper` of ``person``, shared by their segments)."""
-        initial, flips = (stepper or self.stepper(person)).steps(cond)
-        cut = bisect.bisect_right(flips, now)
-        state = initial != (cut % 2 == 1)
-        since = flips[cut - 1] if cut else person.first_seen()
-        return Membership(state, since, flips[cut] if cut < len(flips) else None)
+        (``stepper``: :meth:`stepper` of ``person``, shared by their segments).
+
+        Why two leans where a trait is read: a profile keeps each trait's current value
+        and the time of the update that set it, not the values before. A member is one
+        for whom the condition holds whatever those were (the pessimistic lean), since
+        the moment that became so. A non-member's state, though, began when the
+        condition became false whatever they were (the optimistic lean): someone whose
+        plan went from "pro" to "free" yesterday left a "plan is pro" segment yesterday,
+        not when they were first seen, so their Audience Exited is not skipped as years
+        old by a destination's trigger window."""
+        stepper = stepper or self.stepper(person)
+        stepper.assumed = False
+        initial, flips = stepper.steps(cond)
+        member, since, next_change = _at_now(initial, flips, now, person)
+        if stepper.assumed and not member:
+            sure, sure_since, sure_next = _at_now(*stepper.steps(cond, True), now, person)
+            if not sure:
+                since = sure_since
+            next_change = _earliest(next_change, sure_next)
+        return Membership(member, since, next_change)
 
     def membership_by_points(self, cond: Condition, person: PersonFacts,
                              now: int) -> Membership:
         """:meth:`membership` the slow, obvious way: evaluate the whole condition at each
-        breakpoint. The reference the property tests compare :meth:`membership` with."""
+        breakpoint, in both leans. The reference the property tests compare
+        :meth:`membership` with."""
+        member, since, next_change = self._walk(cond, person, now, False)
+        if not member:
+            sure, sure_since, sure_next = self._walk(cond, person, now, True)
+            if not sure:
+                since = sure_since
+            next_change = _earliest(next_change, sure_next)
+        return Membership(member, since, next_change)
+
+    def _walk(self, cond: Condition, person: PersonFacts, now: int,
+              lean: bool) -> tuple[bool, int | None, int | None]:
         points = sorted(self.breakpoints(cond, person))
         cut = bisect.bisect_right(points, now)
-        state = self.at(cond, person, DAWN)
+        state = self.at(cond, person, DAWN, lean)
         since = person.first_seen()
         for t in points[:cut]:
-            value = self.at(cond, person, t)
+            value = self.at(cond, person, t, lean)
             if value != state:
                 state, since = value, t
         next_change = None
         for t in points[cut:]:
-            if self.at(cond, person, t) != state:
+            if self.at(cond, person, t, lean) != state:
                 next_change = t
                 break
-        return Membership(state, since, next_change)
+        return state, since, next_change
 
     def history(self, cond: Condition, person: PersonFacts, now: int) -> list[tuple[bool, int]]:
         """Every change of membership up to ``now``: ``(member, event time)``, oldest first
@@ -234,7 +309,7 @@ class Evaluator:
         set it, the matching event count and the events (their seqs)."""
         out: dict[str, Any]
         if isinstance(cond, TraitCondition):
-            found = person.traits.get(cond.trait)
+            found = trait_of(person.traits, cond.trait)
             if found is not None and found[1] > now:
                 found = None  # set later than the moment asked about
             out = {"trait": cond.trait, "op": cond.op}
@@ -262,17 +337,32 @@ class Evaluator:
         return out
 
 
-def trait_steps(cond: TraitCondition, person: PersonFacts) -> tuple[bool, list[int]]:
-    """A trait condition over event time: its value before the trait was set, and the
-    moment (the update's ``_timestamp``) it flips, if it does."""
-    absent = trait_matches(cond, None, False)
-    found = person.traits.get(cond.trait)
+def trait_steps(cond: TraitCondition, person: PersonFacts,
+                lean: bool = False) -> tuple[tuple[bool, list[int]], bool]:
+    """A trait condition over event time: its value before the update that set the
+    trait (its ``_timestamp``), and the moment it flips then, if it does; and whether it
+    took ``lean`` for "before" (the trait's earlier values are not kept, so before that
+    update it reads as ``lean``; see :class:`~.steps.StepEvaluator`). A trait never set
+    is not set all along; one set at no known time, set since before any data."""
+    found = trait_of(person.traits, cond.trait)
     if found is None:
-        return absent, []
+        return (trait_matches(cond, None, False), []), False
     present = trait_matches(cond, found[0], True)
-    if found[1] == DAWN:  # no time known: set since before any data
-        return present, []
-    return absent, [found[1]] if present != absent else []
+    if found[1] == DAWN:
+        return (present, []), False
+    return (lean, [found[1]] if present != lean else []), True
+
+
+def _at_now(initial: bool, flips: list[int], now: int,
+            person: PersonFacts) -> tuple[bool, int | None, int | None]:
+    """A step function at ``now``: its value, since when, and its next flip."""
+    cut = bisect.bisect_right(flips, now)
+    since = flips[cut - 1] if cut else person.first_seen()
+    return initial != (cut % 2 == 1), since, flips[cut] if cut < len(flips) else None
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _counts(cond: EventCondition, ts: int, t: int) -> bool:

@@ -34,7 +34,7 @@ from millpond.storage.contracts import EventLog
 from millpond.storage.models import StoredEvent
 
 from .definition import Condition, EventCondition, InSegment, TraitCondition, walk
-from .evaluate import DAWN, PersonFacts, traits_of
+from .evaluate import DAWN, PersonFacts, trait_roots, traits_of
 from .outputs import COMPUTED_SOURCE_ID
 
 #: Events that join identities: every id they name is a person to evaluate.
@@ -94,7 +94,8 @@ def event_conditions(definitions: Mapping[str, Condition],
 
 
 def trait_names(definitions: Mapping[str, Condition], key: str) -> set[str]:
-    """The traits the segment ``key`` looks at, through ``in_segment`` too."""
+    """The traits the segment ``key`` looks at, through ``in_segment`` too (for a path,
+    ``address.city``, the object traits it may start in as well)."""
     found: set[str] = set()
     todo, seen = [key], set()
     while todo:
@@ -104,7 +105,7 @@ def trait_names(definitions: Mapping[str, Condition], key: str) -> set[str]:
         seen.add(current)
         for cond in walk(definitions[current]):
             if isinstance(cond, TraitCondition):
-                found.add(cond.trait)
+                found.update(trait_roots(cond.trait))
             elif isinstance(cond, InSegment):
                 todo.append(cond.key)
     return found

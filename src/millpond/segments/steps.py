@@ -89,29 +89,43 @@ def combine(parts: list[Steps], want_all: bool) -> Steps:
 class StepEvaluator:
     """Step functions of conditions for one person's facts (``facts``: a
     :class:`~.evaluate.PersonFacts`); ``in_segment`` resolves through ``definitions``
-    (cycles are refused when definitions are saved), memoised per key."""
+    (cycles are refused when definitions are saved), memoised per key.
+
+    ``lean``: the value a trait leaf takes before the update that set the trait's
+    current value, when nothing says what it was then (see ``trait_steps``): False
+    (pessimistic) makes a condition true only where it is true whatever the trait was
+    before; True (optimistic), false only where it is false whatever it was. Under
+    ``not`` the lean is reversed, so it always pushes the whole condition the same way.
+    :attr:`assumed` tells whether any leaf took it (else both leans give the same)."""
 
     def __init__(self, definitions: Mapping[str, Condition], facts, trait_value) -> None:
         self.definitions = definitions
         self.facts = facts
         self._trait_value = trait_value
-        self._segments: dict[str, Steps] = {}
+        #: (key, lean) -> its steps, and whether a trait leaf took the lean in them.
+        self._segments: dict[tuple[str, bool], tuple[Steps, bool]] = {}
+        self.assumed = False
 
-    def steps(self, cond: Condition) -> Steps:
+    def steps(self, cond: Condition, lean: bool = False) -> Steps:
         if isinstance(cond, EventCondition):
             return event_steps(cond, self.facts.matching(cond)[0])
         if isinstance(cond, TraitCondition):
-            return self._trait_value(cond, self.facts)
+            found, assumed = self._trait_value(cond, self.facts, lean)
+            self.assumed = self.assumed or assumed
+            return found
         if isinstance(cond, AllOf):
-            return combine([self.steps(c) for c in cond.conditions], True)
+            return combine([self.steps(c, lean) for c in cond.conditions], True)
         if isinstance(cond, AnyOf):
-            return combine([self.steps(c) for c in cond.conditions], False)
+            return combine([self.steps(c, lean) for c in cond.conditions], False)
         if isinstance(cond, NotOf):
-            value, flips = self.steps(cond.condition)
+            value, flips = self.steps(cond.condition, not lean)
             return not value, flips
-        found = self._segments.get(cond.key)
-        if found is None:
+        memo = self._segments.get((cond.key, lean))
+        if memo is None:
             other = self.definitions.get(cond.key)
-            found = (False, []) if other is None else self.steps(other)
-            self._segments[cond.key] = found
-        return found
+            outer, self.assumed = self.assumed, False
+            found = (False, []) if other is None else self.steps(other, lean)
+            memo = self._segments[(cond.key, lean)] = (found, self.assumed)
+            self.assumed = outer
+        self.assumed = self.assumed or memo[1]
+        return memo[0]
