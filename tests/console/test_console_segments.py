@@ -1,10 +1,13 @@
 """The console's Segments page: list with state and size, a form whose server-side
-errors stand beside the field, a segment's members (linking to People) and its Audience
-events, with attacker-controlled names and ids shown as text."""
+errors stand beside the field, a preview as one types a definition, a segment's members
+(linking to People and to why each is in) and its Audience events, the why page (each
+condition with its value, the membership history), a person's segments on their page,
+and attacker-controlled names and ids shown as text."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -16,6 +19,97 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.slow
 
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
+
+
+def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
+    page, server = console.page, console.server
+    tag = uuid.uuid4().hex[:6]
+    order, ada, bob = f"Order Completed {tag}", f"ada-{tag}", f"bob-{tag}"
+    source = server.create_source(f"shop-{tag}")
+    send_batch(server.url, source["write_key"], [
+        {"type": "identify", "userId": ada, "traits": {"plan": "pro"}},
+        {"type": "track", "userId": ada, "event": order, "messageId": f"{tag}-1",
+         "timestamp": "2024-11-02T10:00:00.000Z", "properties": {"total": 120}},
+        {"type": "track", "userId": ada, "event": order, "messageId": f"{tag}-2",
+         "timestamp": "2026-11-20T09:30:00.000Z", "properties": {"total": 45}},
+        {"type": "identify", "userId": bob, "traits": {"plan": "free"}},
+        {"type": "track", "userId": bob, "event": order, "messageId": f"{tag}-3",
+         "timestamp": "2026-10-01T12:00:00.000Z", "properties": {"total": 80}},
+    ])
+    with server.admin as admin:
+        wait_until(lambda: len(admin.get("/api/events", params={"event": order}).json()
+                               ["events"]) == 3, timeout=30, what="events stored")
+
+    console.nav("Segments")
+    page.get_by_label("Key").fill(f"repeat-{tag}")
+    page.get_by_label("Name").fill("Repeat buyers")
+    box, preview = page.get_by_label("Definition (JSON)"), page.locator("#s-preview")
+    expect(preview).to_contain_text("Type a definition")
+    box.fill(json.dumps({"event": order}))
+    expect(preview).to_contain_text("2 member(s) now")
+    box.fill(json.dumps({"event": order, "at_least": 2}))
+    expect(preview).to_contain_text("1 member(s) now")
+    expect(preview.get_by_role("row")).to_have_count(2)  # the header and ada
+    expect(preview.get_by_role("link")).to_have_text(
+        [re.compile("^prf_")])  # to ada's page
+    expect(preview).to_contain_text("2026-11-20T09:30:00.000Z")  # her second order
+    box.fill(json.dumps({"event": order, "at_least": -1}))
+    expect(preview).to_contain_text("definition.at_least")
+    box.fill("{nope")
+    expect(preview).to_contain_text("not JSON")
+    with server.admin as admin:  # typing saved nothing
+        assert f"repeat-{tag}" not in [s["key"] for s in
+                                       admin.get("/api/segments").json()["segments"]]
+    box.fill(json.dumps({"event": order, "at_least": 2}))
+    expect(preview).to_contain_text("1 member(s) now")
+    console.screenshot("segments")
+    page.get_by_role("button", name="Save and build").click()
+    with server.admin as admin:
+        wait_until(lambda: admin.get(f"/api/segments/repeat-{tag}").json()["state"] ==
+                   "ready", timeout=60, what="segment built")
+    page.reload()
+    expect(page.get_by_role("heading", name="Repeat buyers")).to_be_visible()
+    console.screenshot("segment")
+
+    # Why ada is in: the count, her two orders (to the debugger), her entry.
+    page.get_by_role("link", name=f"Why {ada} is a member").click()
+    verdict = page.get_by_role("region", name=f"{ada} is a member")
+    expect(verdict).to_contain_text(f"event {order}: 2 counted (at least 2)")
+    expect(verdict.get_by_role("link", name=re.compile("^20"))).to_have_text(
+        ["2026-11-20T09:30:00.000Z", "2024-11-02T10:00:00.000Z"])
+    history = page.get_by_role("region", name="Membership history")
+    expect(history.get_by_role("row")).to_have_count(2)
+    expect(history).to_contain_text("Entered")
+    expect(history).to_contain_text("2026-11-20T09:30:00.000Z")
+    console.screenshot("segment-why")
+    # Bob is not: one order; nothing in his history. Nobody: said beside the field.
+    page.get_by_label(re.compile("^Person")).fill(bob)
+    page.get_by_role("button", name="Explain").click()
+    verdict = page.get_by_role("region", name=f"{bob} is not a member")
+    expect(verdict).to_contain_text("1 counted")
+    expect(page.get_by_role("region", name="Membership history")).to_contain_text(
+        "No change recorded")
+    page.get_by_label(re.compile("^Person")).fill(f"nobody-{tag}")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#w-error")).to_contain_text(f"no person with id 'nobody-{tag}'")
+
+    # Ada's page lists the segment, and it leads back to why.
+    page.goto(f"{console.base}/people/{ada}")
+    segments = page.get_by_role("region", name="Segments")
+    expect(segments).to_contain_text("2026-11-20T09:30:00.000Z")
+    segments.get_by_role("link", name=f"repeat-{tag}").click()
+    expect(page.get_by_role("region", name=re.compile("is a member"))).to_be_visible()
+    page.goto(f"{console.base}/people/{bob}")
+    expect(page.get_by_role("region", name="Segments")).to_contain_text("In no segment")
+
+    # The editor previews too, and knows a definition naming the segment is a cycle.
+    page.goto(f"{console.base}/segments/repeat-{tag}")
+    edit = page.get_by_label("Definition (JSON)")
+    edit.fill(json.dumps({"any": [{"event": order}, {"in_segment": f"repeat-{tag}"}]}))
+    expect(page.locator("#e-preview")).to_contain_text("cycle")
+    edit.fill(json.dumps({"event": order}))
+    expect(page.locator("#e-preview")).to_contain_text("2 member(s) now")
+    assert console.problems() == []
 
 
 def test_create_a_segment_see_its_members_and_audience_events(console):
@@ -64,14 +158,14 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
     page.reload()
     expect(page.get_by_text("live", exact=True)).to_be_visible()
     members = page.get_by_role("region", name="Members")
-    expect(members.get_by_role("link")).to_have_count(1)
+    expect(members.get_by_role("link", name=re.compile("^prf_"))).to_have_count(1)
+    expect(members.get_by_role("link", name=f"Why {user} is a member")).to_have_count(1)
     expect(members).to_contain_text(user)
     audience = page.get_by_role("region", name="Recent Audience events")
     expect(audience.get_by_role("link", name="Audience Entered")).to_have_count(1)
     expect(audience).to_contain_text("2025-01-02T03:04:05.000Z")
     expect(audience).to_contain_text(user)
     assert page.title() != "pwned" and page.locator("img[src=x]").count() == 0
-    console.screenshot("segment")
 
     # Editing: an unknown op is refused beside the box; the stored definition stays.
     edit = page.get_by_label("Definition (JSON)")
@@ -86,5 +180,4 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
     row = page.get_by_role("row").filter(has_text=f"buyers-{tag}")
     expect(row).to_contain_text("live")
     expect(row.get_by_role("cell").last).to_have_text("1")
-    console.screenshot("segments")
     assert console.problems() == []

@@ -5,6 +5,7 @@ naming the field (one CLI line), and saves nothing."""
 from __future__ import annotations
 
 import json
+import re
 
 from tests.support.cli import fails, millpond, ok
 from tests.support.delivery import send_batch
@@ -115,7 +116,9 @@ def test_segments_cli(server, tmp_path) -> None:
     members = json.loads(ok(server, "segments", "members", "big", "--json"))
     assert sorted(p["user_id"] for p in members["people"]) == ["sg-ada", "sg-bob"]
     why = ok(server, "segments", "why", "sg-bob", "big")
-    assert "member of big" in why and "1 counted" in why
+    assert "member of big" in why and "1 counted (seq " in why
+    assert re.search(r"^history:\n  entered at \S+ \(event time\), processed \S+$", why,
+                     re.MULTILINE), why
     assert "\nsegments: big (since " in ok(server, "people", "show", "sg-bob")
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")

@@ -3,8 +3,6 @@ profile found by any of its ids, with each trait's time and source."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Query
 
 from millpond.api.deps import require_admin, services
@@ -12,7 +10,7 @@ from millpond.api.models import PeoplePage, Person, SegmentWhy
 from millpond.api.schema import CURSOR, cursor_value, doc
 from millpond.app.services import Services
 from millpond.errors import NotFound
-from millpond.profiles.service import people_search
+from millpond.profiles.service import people_search, person_view
 
 router = APIRouter(prefix="/api/people", tags=["people"], dependencies=[Depends(require_admin)])
 
@@ -32,13 +30,10 @@ async def list_people(
 
 @router.get("/{person_id}", **doc(Person, errors=(404,)))
 async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
-    await mp.profile_follower.catch_up_once()  # read-your-writes for the caller
-    person = await asyncio.to_thread(mp.profiles.get, person_id)
+    person = await person_view(mp, person_id)
     if person is None:
         raise NotFound(f"no person with id {person_id!r} (user id, anonymous id or profile id)",
                        field="id")
-    await mp.segment_engine.catch_up_once()
-    person["segments"] = mp.segments.person_segments(person["id"])
     return person
 
 

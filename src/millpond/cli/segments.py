@@ -161,7 +161,8 @@ def members(ref: str, limit: int, cursor: str | None, as_json: bool, client) -> 
 @json_option
 @api_command
 def why(person_id: str, key: str, as_json: bool, client) -> None:
-    """Why a person is or is not in a segment: each condition with its value."""
+    """Why a person is or is not in a segment: each condition with its value (the
+    counted events by seq), and their history there."""
     data = client.get(f"/api/people/{person_id}/segments/{key}")
     if as_json:
         print_json(data)
@@ -170,7 +171,12 @@ def why(person_id: str, key: str, as_json: bool, client) -> None:
     console.print(f"{data['person']} is {verdict} of {data['segment']} since "
                   f"{data['since']}", highlight=False)
     for line in _explain(data["conditions"], 0):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print("history:" + ("" if data["history"] else " no change recorded"),
+                  highlight=False)
+    for h in data["history"]:
+        console.print(f"  {'entered' if h['member'] else 'exited'} at {h['at']} (event time),"
+                      f" processed {h['processed_at']}", highlight=False, soft_wrap=True)
 
 
 def _explain(node: dict, depth: int) -> list[str]:
@@ -188,7 +194,9 @@ def _explain(node: dict, depth: int) -> list[str]:
                 f"{json.dumps(node.get('value'))}: is {json.dumps(node['actual'])}"
                 f" (set at {node['set_at']})"]
     if "event" in node:
-        return [f"{pad}[{mark}] event {node['event']!r}: {node['count']} counted"]
+        seen = ", ".join(f"seq {e['seq']} at {e['timestamp']}" for e in node["events"])
+        return [f"{pad}[{mark}] event {node['event']!r}: {node['count']} counted"
+                + (f" ({seen})" if seen else "")]
     return [f"{pad}[{mark}] in segment {node['in_segment']}"]
 
 

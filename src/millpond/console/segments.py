@@ -1,7 +1,9 @@
 """Segments: every segment with its size and state (a build's progress), a form to
 create one whose errors stand beside the field the server names, and a segment's page:
 its definition (editable), its members a page at a time (each linking to People) and
-its recent Audience Entered / Exited events.
+its recent Audience Entered / Exited events. Both definition boxes preview as one types
+(who the definition holds now, nothing saved), and "why" shows, for any person, each
+condition with its value and their membership history in the segment.
 
 Everything goes through :class:`~millpond.segments.service.SegmentService`, the same
 object the admin API uses, so the console's validation is the API's, word for word."""
@@ -12,12 +14,12 @@ import json
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from millpond.console import forms
 from millpond.console.auth import checked_form
-from millpond.errors import BadRequest, MillpondError
+from millpond.errors import BadRequest, MillpondError, NotFound
 from millpond.storage.models import EventQuery
 
 MEMBERS_PER_PAGE = 50
@@ -117,5 +119,41 @@ def routes(console) -> list[Route]:
             return await page(request, exc.message, exc.field, values, exc.status)
         return forms.go(f"/segments/{quote(ref, safe='')}", "Segment saved; it is rebuilding.")
 
+    async def preview(request: Request) -> Response:
+        """The preview fragment of a definition box (htmx, as one types). Errors are part
+        of the fragment, answered 200: htmx swaps in only a success."""
+        form = await checked_form(request)
+        text, key = forms.text(form, "definition"), forms.text(form, "key").strip()
+        if not text.strip():
+            return HTMLResponse(render.text("_segment_preview.html"))
+        try:
+            body: dict = {"definition": _definition(text)}
+            if key:
+                body["key"] = key  # an in_segment back to the segment itself is a cycle
+            found = await svc.mp.segments.preview(body)
+        except MillpondError as exc:
+            return HTMLResponse(render.text("_segment_preview.html", error=exc.message))
+        return HTMLResponse(render.text(
+            "_segment_preview.html", preview=found,
+            sample=[{**m, "link": person_link(m)} for m in found["sample"]]))
+
+    async def why(request: Request) -> Response:
+        segment = svc.mp.segments.get(request.path_params["id"])
+        asked = (request.query_params.get("person") or "").strip()
+        found = error = None
+        if asked:
+            await svc.mp.profile_follower.catch_up_once()  # read-your-writes, as the API
+            try:
+                found = await svc.mp.segments.why(asked, segment["id"])
+            except NotFound as exc:
+                error = exc.message
+        return render.page(request, "segment_why.html", section="segments",
+                           title=f"Why: {segment['name']}", segment=segment, asked=asked,
+                           why=found, error=error, status=404 if error else 200,
+                           person_link="/people/" + quote(found["person"], safe="")
+                           if found else None)
+
     return [Route("/segments", index), Route("/segments", create, methods=["POST"]),
-            Route("/segments/{id}", show), Route("/segments/{id}", update, methods=["POST"])]
+            Route("/segments/preview", preview, methods=["POST"]),
+            Route("/segments/{id}", show), Route("/segments/{id}", update, methods=["POST"]),
+            Route("/segments/{id}/why", why)]

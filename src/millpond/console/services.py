@@ -34,7 +34,7 @@ from millpond.connections.present import dead_letter_dict, destination_dict
 from millpond.connections.tester import try_event
 from millpond.destinations import catalog
 from millpond.errors import BadRequest, NotFound
-from millpond.profiles.service import people_search
+from millpond.profiles.service import people_search, person_view
 from millpond.sources.service import source_dict
 from millpond.sources.snippets import snippet
 from millpond.storage.models import DeadLetterState, EventQuery, StoredEvent, WindowCursor
@@ -402,9 +402,8 @@ class ConsoleServices:
 
     # -- people -----------------------------------------------------------------------------
     async def person(self, any_id: str) -> dict | None:
-        """What ``GET /api/people/{id}`` shows (None: no such person)."""
-        await self.mp.profile_follower.catch_up_once()  # read-your-writes, as the API
-        return await asyncio.to_thread(self.mp.profiles.get, any_id)
+        """What ``GET /api/people/{id}`` shows, segments too (None: no such person)."""
+        return await person_view(self.mp, any_id)
 
     async def search_people(self, query: str, cursor: str | None, limit: int) -> dict:
         """What ``GET /api/people?query=`` lists (the same service function)."""

@@ -1,5 +1,6 @@
-"""Finding people: the one implementation behind ``GET /api/people``, the CLI's
-``people list|search`` (through that route) and the console's People page."""
+"""Finding people: the one implementation behind ``GET /api/people`` and
+``GET /api/people/{id}``, the CLI's ``people`` commands (through those routes) and the
+console's People pages."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ async def people_search(mp: Services, query: str | None, cursor: str | None,
     for person in page.people:  # as GET /api/people/{id} shows them: with their segments
         person["segments"] = mp.segments.person_segments(person["id"])
     return {"people": page.people, "next_cursor": page.next_cursor}
+
+
+async def person_view(mp: Services, any_id: str) -> dict | None:
+    """A person as ``GET /api/people/{id}`` shows them, found by any of their ids, with
+    the segments they are in (None: no such person). Both followers catch up first, so
+    what the caller just sent shows (read-your-writes)."""
+    await mp.profile_follower.catch_up_once()
+    person = await asyncio.to_thread(mp.profiles.get, any_id)
+    if person is None:
+        return None
+    await mp.segment_engine.catch_up_once()
+    person["segments"] = mp.segments.person_segments(person["id"])
+    return person
