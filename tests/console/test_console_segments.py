@@ -148,7 +148,7 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
     box.fill(json.dumps({"event": f"Bought {tag}", "where": "properties.total > 50"}))
     page.get_by_role("button", name="Save and build").click()
     expect(page.get_by_role("heading", name=f"{HOSTILE} buyers")).to_be_visible()
-    # Live once built; the member links to People; the entry is dated in event time.
+    # Ready once built; the member links to People; the entry is dated in event time.
     with server.admin as admin:
         wait_until(lambda: admin.get(f"/api/segments/buyers-{tag}").json()["state"] ==
                    "ready", timeout=60, what="segment built")
@@ -156,7 +156,7 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
             "/api/events", params={"user_id": user}).json()["events"]), timeout=60,
             what="Audience Entered appended")
     page.reload()
-    expect(page.get_by_text("live", exact=True)).to_be_visible()
+    expect(page.get_by_text("ready", exact=True)).to_be_visible()
     members = page.get_by_role("region", name="Members")
     expect(members.get_by_role("link", name=re.compile("^prf_"))).to_have_count(1)
     expect(members.get_by_role("link", name=f"Why {user} is a member")).to_have_count(1)
@@ -178,6 +178,6 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
 
     console.nav("Segments")
     row = page.get_by_role("row").filter(has_text=f"buyers-{tag}")
-    expect(row).to_contain_text("live")
+    expect(row).to_contain_text("ready")
     expect(row.get_by_role("cell").last).to_have_text("1")
     assert console.problems() == []
