@@ -50,18 +50,18 @@ async def scenario(h: Harness, *, meanwhile: bool) -> None:
              track("v3", NOW - 4 * DAY, "Viewed", user_id="cat"),
              identify("i3", NOW - 4 * DAY, user_id="cat", plan="pro")]
     if meanwhile:
-        people = build._people
+        people = build.people_of
 
         async def people_then_more(engine, scan):
             await h.send(*later)
             await h.settle()  # the follower takes them in for s1, not s2 (building)
             return await people(engine, scan)
 
-        build._people = people_then_more
+        build.people_of = people_then_more
         try:
             await h.add_segment(*SECOND)
         finally:
-            build._people = people
+            build.people_of = people
     else:
         await h.add_segment(*SECOND)
         await h.send(*later)
@@ -131,20 +131,20 @@ async def test_a_deletion_during_a_build_makes_the_follower_read_the_log_again(
     h = Harness(storage, Clock(NOW))
     await h.send(track("o1", NOW - 3 * DAY, user_id="dan"))
     await h.settle()
-    people = build._people
+    people = build.people_of
 
     async def erase_then_people(engine, scan):
         storage.eraser.events(["dan"])
         engine.invalidate()
         return await people(engine, scan)
 
-    build._people = erase_then_people
+    build.people_of = erase_then_people
     try:
         storage.segments.create(Segment("s1", "once", "Once", {"event": "Order Completed"},
                                         created_ms=NOW))
         await h.engine.build("s1")
     finally:
-        build._people = people
+        build.people_of = people
     rebuilds = Rebuilds(monkeypatch)
     await h.send(track("o2", NOW - DAY, user_id="eve"))
     await h.settle()
@@ -172,14 +172,14 @@ async def test_a_rebuild_after_a_definition_change_is_adopted_with_the_new_defin
     before = storage.segments.get("s2")
     storage.segments.update(msgspec.structs.replace(
         before, definition={"event": "Order Completed", "at_least": 3}))
-    people = build._people
+    people = build.people_of
 
     async def people_then_more(engine, scan):
         await h.send(track("o4", NOW - DAY, user_id="bob"))
         await h.settle()
         return await people(engine, scan)
 
-    monkeypatch.setattr(build, "_people", people_then_more)
+    monkeypatch.setattr(build, "people_of", people_then_more)
     await h.engine.build("s2")
     assert rebuilds.calls == 1  # the follower's, for s1 while s2 was being built
     assert [m.user_id for m in storage.segments.members("s2").members] == ["cat"]

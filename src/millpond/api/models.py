@@ -670,9 +670,10 @@ class SegmentMembersPage(Struct):
 
 
 class SegmentPreviewOut(Struct):
+    """``count`` members now among ``people_evaluated`` (everyone in the log)."""
+
     count: int
     people_evaluated: int
-    complete: bool
     sample: list[dict[str, Any]]
 
 

@@ -86,7 +86,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
 
         await scan.read_log(storage.log, upto, progress)
 
-        people = await _people(engine, scan)
+        people = await people_of(engine, scan)
         alive.set(build_phase="evaluating", build_total=len(people), build_done=0,
                   build_started_ms=engine.clock())
         previous, cache = await asyncio.to_thread(_stored, storage.segments, built)
@@ -149,8 +149,9 @@ class _Progress:
         return out
 
 
-async def _people(engine: SegmentEngine, scan: LogScan) -> list[Person]:
-    """Every person the scanned ids belong to, once (merged profiles join ids)."""
+async def people_of(engine: SegmentEngine, scan: LogScan) -> list[Person]:
+    """Every person the scanned ids belong to, once (merged profiles join ids), in
+    person id order."""
     people: dict[str, Person] = {}
     ids = list(scan.ids.items())
     for start in range(0, len(ids), 2000):

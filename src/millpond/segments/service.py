@@ -20,9 +20,9 @@ from .definition import check_references, parse_definition, references, to_json
 from .engine import SegmentEngine
 from .evaluate import Evaluator
 from .people import facts, resolve
+from .preview import preview_of
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-PREVIEW_PEOPLE = 20_000
 
 
 def _ms(value: int | None) -> str | None:
@@ -202,7 +202,8 @@ class SegmentService:
                              "processed_at": _ms(h.processed_ms)} for h in history]}
 
     async def preview(self, body: object, sample: int = 10) -> dict[str, Any]:
-        """Count and a sample of members of an unsaved definition (nothing is saved)."""
+        """Count and a sample of members of an unsaved definition, over everyone in the
+        log (nothing is saved; :mod:`.preview`)."""
         if not isinstance(body, dict) or "definition" not in body:
             raise BadRequest("the body must be {\"definition\": {...}}", field="definition")
         given_key = body.get("key")
@@ -210,22 +211,8 @@ class SegmentService:
         cond = self._validate(key, body["definition"])
         definitions = {s.key: parse_definition(s.definition)
                        for s in self.storage.segments.list()}
-        ev = Evaluator(definitions)
-        now = self.engine.clock()
-        ids = await self.engine.people_in_log()
-        seen: set[str] = set()
-        count, members = 0, []
-        for any_id, is_user in list(ids.items())[:PREVIEW_PEOPLE]:
-            person = resolve(self.storage, any_id, is_user)
-            if person.id in seen:
-                continue
-            seen.add(person.id)
-            m = ev.membership(cond, await facts(self.storage, person), now)
-            if m.member:
-                count += 1
-                if len(members) < sample:
-                    members.append({"id": person.id, "user_id": person.user_id,
-                                    "anonymous_id": person.anonymous_id,
-                                    "since": _ms(m.since_ms)})
-        return {"count": count, "people_evaluated": len(seen),
-                "complete": len(ids) <= PREVIEW_PEOPLE, "sample": members}
+        found = await preview_of(self.engine, key, cond, definitions, sample)
+        return {"count": found.count, "people_evaluated": found.people,
+                "sample": [{"id": person.id, "user_id": person.user_id,
+                            "anonymous_id": person.anonymous_id, "since": _ms(m.since_ms)}
+                           for person, m in found.sample]}
