@@ -522,24 +522,6 @@ class SegmentEngine:
 
     # -- building -----------------------------------------------------------------------
 
-    async def people_in_log(self, upto: int | None = None,
-                            chunk: int = 5000) -> dict[str, bool]:
-        """Every id events name as their person up to ``upto`` (default: the end), each
-        with whether it was seen as a user id (see :func:`touch`)."""
-        upto = self.storage.log.last_seq() if upto is None else upto
-        if self.profiles_upto is not None:
-            await self.profiles_upto(upto)
-        ids: dict[str, bool] = {}
-        after = 0
-        while after < upto:
-            rows = await self.storage.log.read(after, chunk, upto_seq=upto)
-            if not rows:
-                break
-            for row in rows:
-                touch(ids, _decode(row.body))
-            after = rows[-1].seq
-        return ids
-
     async def build(self, segment_id: str) -> Segment:
         """Build one segment over the log (:mod:`.build`); the segment, ``ready``."""
         built = await self.build_many([segment_id])
