@@ -52,7 +52,6 @@ from .plan import SegmentPlan, Touched, compile_plans, memberships
 from .scan import Head, LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
-_decode = msgspec.json.Decoder().decode
 
 
 #: Let commits pile up this long between the starts of reads (the profile follower
