@@ -70,6 +70,10 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     page.reload()
     expect(page.get_by_role("heading", name="Repeat buyers")).to_be_visible()
     console.screenshot("segment")
+    # A building badge polls its state; once ready (or gone), the page reloads instead.
+    for ref in (f"repeat-{tag}", f"gone-{tag}"):
+        polled = page.request.get(f"{console.base}/segments/{ref}/state")
+        assert polled.ok and polled.headers.get("hx-refresh") == "true", ref
 
     # Why ada is in: the count, her two orders (to the debugger), her entry.
     page.get_by_role("link", name=f"Why {ada} is a member").click()

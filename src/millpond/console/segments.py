@@ -3,7 +3,9 @@ create one whose errors stand beside the field the server names, and a segment's
 its definition (editable), its members a page at a time (each linking to People) and
 its recent Audience Entered / Exited events. Both definition boxes preview as one types
 (who the definition holds now, nothing saved), and "why" shows, for any person, each
-condition with its value and their membership history in the segment.
+condition with its value and their membership history in the segment. While a
+segment builds, its badge shows the progress and the time left, and the page reloads
+when it is ready.
 
 Everything goes through :class:`~millpond.segments.service.SegmentService`, the same
 object the admin API uses, so the console's validation is the API's, word for word."""
@@ -153,7 +155,18 @@ def routes(console) -> list[Route]:
                            person_link="/people/" + quote(found["person"], safe="")
                            if found else None)
 
+    async def state(request: Request) -> Response:
+        """A building segment's state and progress, polled by its badge (htmx). Once it is
+        ready (or gone), the page reloads instead: its members and counts are whole."""
+        try:
+            segment = svc.mp.segments.get(request.path_params["id"])
+        except NotFound:
+            segment = None
+        if segment is None or segment["state"] == "ready":
+            return Response(headers={"HX-Refresh": "true"})
+        return HTMLResponse(render.text("_segment_state.html", s=segment))
+
     return [Route("/segments", index), Route("/segments", create, methods=["POST"]),
             Route("/segments/preview", preview, methods=["POST"]),
             Route("/segments/{id}", show), Route("/segments/{id}", update, methods=["POST"]),
-            Route("/segments/{id}/why", why)]
+            Route("/segments/{id}/why", why), Route("/segments/{id}/state", state)]

@@ -141,18 +141,18 @@ class LogScan:
 
     async def read_log(self, log: EventLog, upto: int,
                        progress: Callable[[int], None] | None = None) -> None:
-        """:meth:`feed` the log up to ``upto``, a chunk per read, yielding between reads
-        (the scan is CPU work: requests should get through); ``progress`` gets the seq
-        reached after each read. The build and the follower's rebuild both scan so."""
-        after = 0
-        while after < upto:
-            rows = await log.read(after, READ_CHUNK, upto_seq=upto)
-            if not rows:
-                break
+        """:meth:`feed` the log up to ``upto``, in no particular order (the state is the
+        same in any: a first time is a minimum, counting times are a set), a chunk
+        per read (``EventLog.read_all``: archived files a row group at a time), yielding
+        between reads (the scan is CPU work: requests should get through); ``progress``
+        gets the number of events read after each read. The build and the follower's
+        rebuild both scan so."""
+        done = 0
+        async for rows in log.read_all(upto, READ_CHUNK):
             self.feed(rows)
-            after = rows[-1].seq
+            done += len(rows)
             if progress is not None:
-                progress(after)
+                progress(done)
             await asyncio.sleep(0)
 
     def feed(self, rows: Sequence[StoredEvent], heads: Sequence[Head] | None = None) -> None:

@@ -104,6 +104,40 @@ def test_reads_see_archive_and_hot_as_one_log(archive_backend):
         reopened.close()
 
 
+def test_read_all_reads_each_archived_file_once_then_the_hot_store(archive_backend):
+    rng = random.Random(11)
+    storage = archive_backend.open_archived(10)
+    try:
+        # Event times unrelated to arrival: a file sorted by time holds every seq range.
+        events = [ev(f"m{i}", ts=rng.randrange(0, 50_000)) for i in range(35)]
+        storage.log.submit(events).result(10)
+        seal_all(storage)
+        everything = asyncio.run(storage.log.read(0, 1000))
+        read_files: list[str] = []
+        real = archive_files.pq.ParquetFile
+
+        def counted(path, *args, **kwargs):
+            read_files.append(str(getattr(path, "name", path)))
+            return real(path, *args, **kwargs)
+
+        archive_files.pq.ParquetFile = counted  # what scan_file opens (pq is one module)
+        try:
+            async def all_upto(upto):
+                return [e async for part in storage.log.read_all(upto, 4) for e in part]
+
+            got = asyncio.run(all_upto(33))
+        finally:
+            archive_files.pq.ParquetFile = real
+        assert sorted(got, key=lambda e: e.seq) == [e for e in everything if e.seq <= 33]
+        assert len(read_files) == 3  # each archived file opened once, not once a page
+        # The archived part comes a file at a time, in the file's own (event time) order.
+        first_file = [e.seq for e in got[:10]]
+        assert sorted(first_file) == list(range(1, 11)) and first_file != sorted(first_file)
+        assert asyncio.run(all_upto(7)) and all(e.seq <= 7 for e in asyncio.run(all_upto(7)))
+    finally:
+        storage.close()
+
+
 def test_the_events_query_reads_both_tiers(archive_backend):
     storage = archive_backend.open_archived(10)
     try:

@@ -251,6 +251,21 @@ def test_gaps_in_seq_are_tolerated_by_every_read(backend, storage):
     assert later > seqs[-1]  # a seq is never reused, not even a removed one
 
 
+def test_read_all_gives_every_event_up_to_a_seq_once(backend, storage):
+    seqs = append(storage, [ev(f"m{i}") for i in range(25)]).seqs
+    backend.remove_events(storage, {seqs[3], seqs[17]})
+
+    async def all_upto(upto, chunk):
+        return [[e.seq for e in part] async for part in storage.log.read_all(upto, chunk)]
+
+    everything = stored(storage)
+    parts = asyncio.run(all_upto(seqs[20], 4))
+    assert sorted(s for part in parts for s in part) == [e.seq for e in everything
+                                                          if e.seq <= seqs[20]]
+    assert all(0 < len(part) <= 4 for part in parts)
+    assert asyncio.run(all_upto(0, 10)) == []
+
+
 # -- reading on in chunks (what a backend may read ahead) ------------------------------------
 def test_a_scan_in_chunks_sees_what_was_appended_while_it_read(storage):
     first = append(storage, [ev(f"m{i}") for i in range(250)]).seqs

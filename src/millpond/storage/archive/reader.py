@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import pyarrow
 import pyarrow.compute
+import pyarrow.parquet
 
 from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
@@ -32,6 +34,8 @@ __all__ = ["ArchiveReader"]
 
 #: pyarrow.compute's functions are made at import time: no checker can see them.
 pc: Any = pyarrow.compute
+pa: Any = pyarrow
+pq: Any = pyarrow.parquet
 
 #: Seqs a read by seq decodes at once and keeps (see :meth:`ArchiveReader._span`): at
 #: ~500 bytes an event, ~10 MB a span.
@@ -76,7 +80,46 @@ class ArchiveReader:
         f = self._files[i]
         return f if seq <= f.last_seq else None
 
+    def refresh(self) -> None:
+        """Read the manifest again. Here a no-op: the backend lists what this process
+        seals and rewrites; a backend whose files other processes rewrite overrides it."""
+
     # -- reading -------------------------------------------------------------------------
+    def scan_file(self, f: FileStats, upto_seq: int) -> Iterator[list[StoredEvent]]:
+        """The events of ``f`` with ``seq <= upto_seq``, a row group at a time in the file's
+        own order (event time), each row group decoded once. Blocking.
+
+        Why: a read by seq of a file sorted by event time decodes every row group that
+        holds one of the seqs asked for, which (when arrival and event times differ, as
+        a backfill's do) is all of them for every page: reading a million archived
+        events in seq order took 20 s, where order-free work (a segment build's scan)
+        needs each once. If the file is rewritten meanwhile (a deletion or retention
+        writes the range's next generation), the rest comes from its replacement, and
+        the seqs already given are not given again."""
+        given: list[Any] = []  # the seqs given so far (arrays: 8 bytes an event)
+        current: FileStats | None = f
+        while current is not None:
+            done = pa.chunked_array(given, pa.int64()) if given else None
+            try:
+                file = pq.ParquetFile(self.path(current))
+                for g in range(file.metadata.num_row_groups):
+                    table = file.read_row_group(g, columns=["seq", "ts", "body"])
+                    keep = pc.less_equal(table["seq"], upto_seq)
+                    if done is not None:
+                        keep = pc.and_(keep, pc.invert(pc.is_in(table["seq"], value_set=done)))
+                    table = table.filter(keep)
+                    if table.num_rows:
+                        given.append(table["seq"].combine_chunks())
+                        yield list(map(StoredEvent, table["seq"].to_pylist(),
+                                       table["ts"].to_pylist(), table["body"].to_pylist()))
+                return
+            except OSError:  # gone (pyarrow's missing-file errors are OSErrors)
+                self.refresh()
+                following = self.file_of(f.first_seq)
+                if following is None or following.name == current.name:
+                    raise
+                current = following
+
     def read(self, after_seq: int, limit: int, upto_seq: int | None,
              types: frozenset[str] | None) -> list[StoredEvent]:
         """Archived events after ``after_seq`` in seq order (see ``EventLog.read``)."""
@@ -191,3 +234,4 @@ class ArchiveReader:
             return None
         return (sum(f.events for f in held), sum(f.bytes for f in self._files),
                 min(f.ts_min for f in held), max(f.ts_max for f in held))
+

@@ -12,11 +12,12 @@ import bisect
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import NamedTuple
 
 from millpond.errors import Overloaded
+from millpond.storage import whole_log
 from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
 
 #: Retention counts removed events per hour of event time (see ``EventLog.expired``).
@@ -171,6 +172,9 @@ class MemoryEventLog:
                 if types is None or row.type in types:
                     out.append(row.event)
         return out
+
+    def read_all(self, upto_seq: int, chunk: int = 20_000) -> AsyncIterator[list[StoredEvent]]:
+        return whole_log.read_all(None, self, upto_seq, chunk)
 
     async def get(self, seq: int) -> StoredEvent | None:
         row = self._by_seq.get(seq)

@@ -35,7 +35,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from millpond.errors import Overloaded, TooLarge
+from millpond.storage import whole_log
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import (
     AppendResult,
@@ -397,6 +398,9 @@ class JetStreamEventLog:
             return False
         await asyncio.to_thread(archive.refresh)
         return archive.archived_upto() >= start
+
+    def read_all(self, upto_seq: int, chunk: int = 20_000) -> AsyncIterator[list[StoredEvent]]:
+        return whole_log.read_all(self.archive, self, upto_seq, chunk)
 
     async def get(self, seq: int) -> StoredEvent | None:
         if seq <= 0 or seq in self._deleted:

@@ -31,13 +31,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from concurrent.futures import Future
 from itertools import starmap
 from pathlib import Path
 from typing import Any, cast
 
 from millpond.errors import Overloaded
+from millpond.storage import whole_log
 from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
@@ -380,6 +381,9 @@ class SQLiteEventLog:
         with self.reading() as conn:
             return list(starmap(StoredEvent, conn.execute(
                 sql + " ORDER BY seq LIMIT ?", args).fetchall()))
+
+    def read_all(self, upto_seq: int, chunk: int = 20_000) -> AsyncIterator[list[StoredEvent]]:
+        return whole_log.read_all(self.archive, self, upto_seq, chunk)
 
     async def get(self, seq: int) -> StoredEvent | None:
         return await asyncio.to_thread(self._get, seq)
