@@ -48,6 +48,7 @@ class Lifecycle:
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
+        self.services.segments.resume_builds()
         await self.services.regulations.start()  # resumes interrupted deletions
         self._tasks.append(asyncio.create_task(self.services.retention.run()))
         self._tasks.append(asyncio.create_task(self.services.outcome_retention.run()))
@@ -57,6 +58,7 @@ class Lifecycle:
         s = self.services
         self._tasks.append(asyncio.create_task(s.profile_follower.run()))
         self._tasks.append(asyncio.create_task(s.segment_engine.run()))
+        s.segments.resume_builds()
         self._tasks.append(asyncio.create_task(s.regulations.start()))  # resumes deletions
         self._tasks.append(asyncio.create_task(s.retention.run()))
         self._tasks.append(asyncio.create_task(s.outcome_retention.run()))

@@ -26,9 +26,10 @@ holds the same data right after anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -64,6 +65,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
     for sid in wanted:
         storage.segments.get(sid)  # NotFound before anything changes
     engine.building.update(wanted)
+    alive: _Progress | None = None
     try:
         epoch = engine.epoch
         upto = storage.log.last_seq()
@@ -117,7 +119,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                     touch(touched, _decode(row.body))
                 scan.feed(rows)  # for the follower's state (adopt)
                 cursor = rows[-1].seq
-            engine.building.difference_update(wanted)
+            engine.building.difference_update(alive.done(wanted))
             if touched and alive.ids:
                 await engine.reevaluate(touched, segment_ids=set(alive.ids), rows=cache)
             if position >= upto:
@@ -129,24 +131,44 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                                   " it reads the log again instead")
             return alive.set(state="ready", build_phase="")
     finally:
-        engine.building.difference_update(wanted)
+        engine.building.difference_update(wanted if alive is None else alive.done(wanted))
 
 
 class _Progress:
-    """Progress on the segment records; a segment deleted meanwhile drops out."""
+    """Progress on the segment records. A segment deleted meanwhile drops out, and so does
+    one whose definition changed (:attr:`superseded`): the build the change started takes
+    it over once this one has stopped, so this one writes nothing more for it (not even
+    its progress) and leaves it marked as being built."""
 
     def __init__(self, engine: SegmentEngine, ids: list[str]) -> None:
         self.engine = engine
-        self.ids = list(ids)
+        self.superseded: set[str] = set()
+        #: What each was built for: a definition that differs from it is a change.
+        self._definitions: dict[str, dict[str, Any]] = {}
+        for sid in ids:
+            with contextlib.suppress(NotFound):
+                self._definitions[sid] = engine.storage.segments.get(sid).definition
+        self.ids = list(self._definitions)
 
     def set(self, **fields: object) -> list[Segment]:
         out = []
         for sid in list(self.ids):
             try:
-                out.append(self.engine.progress(sid, **fields))
+                segment = self.engine.storage.segments.get(sid)
             except NotFound:
                 self.ids.remove(sid)
+                continue
+            if segment.definition != self._definitions[sid]:
+                self.ids.remove(sid)
+                self.superseded.add(sid)
+                continue
+            out.append(self.engine.storage.segments.update(
+                msgspec.structs.replace(segment, **fields)))
         return out
+
+    def done(self, wanted: list[str]) -> set[str]:
+        """The segments of ``wanted`` this build no longer holds back from the follower."""
+        return set(wanted) - self.superseded
 
 
 async def people_of(engine: SegmentEngine, scan: LogScan) -> list[Person]:

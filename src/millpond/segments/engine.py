@@ -531,12 +531,6 @@ class SegmentEngine:
         from .build import build_segments
         return await build_segments(self, segment_ids)
 
-    def progress(self, segment_id: str, **fields: object) -> Segment:
-        """Change only ``fields`` of the stored record (a PATCH may have changed others
-        meanwhile)."""
-        segment = msgspec.structs.replace(self.storage.segments.get(segment_id), **fields)
-        return self.storage.segments.update(segment)
-
     def position(self) -> int:
         """The last log seq the follower has taken in."""
         return self.storage.segments.checkpoint() if self._position is None \

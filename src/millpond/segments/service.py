@@ -7,6 +7,7 @@ field); reads say when a segment is still ``building`` (with progress and an ETA
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 from typing import Any
@@ -22,6 +23,7 @@ from .evaluate import Evaluator
 from .people import facts, resolve
 from .preview import preview_of
 
+log = logging.getLogger("millpond.segments")
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -34,6 +36,8 @@ class SegmentService:
         self.storage = storage
         self.engine = engine
         self._builds: set[asyncio.Task[Any]] = set()
+        #: segment id -> the newest build started for it (the next waits for it).
+        self._latest: dict[str, asyncio.Task[Any]] = {}
 
     # -- shapes --------------------------------------------------------------------------
 
@@ -116,9 +120,42 @@ class SegmentService:
         return self.view(segment)
 
     def _start_build(self, segment_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.engine.build(segment_id))
+        """Build the segment in a task of its own, after the one already building it, if
+        any: that one stops at its next batch once it sees the definition changed
+        (``build._Progress``), so two builds never write one segment at once."""
+        task = asyncio.get_running_loop().create_task(
+            self._build(segment_id, self._latest.get(segment_id)))
+        self._latest[segment_id] = task
         self._builds.add(task)
-        task.add_done_callback(self._builds.discard)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._builds.discard(finished)
+            if self._latest.get(segment_id) is finished:
+                del self._latest[segment_id]
+
+        task.add_done_callback(done)
+
+    async def _build(self, segment_id: str, before: asyncio.Task[Any] | None) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
+        try:
+            await self.engine.build(segment_id)
+        except NotFound:
+            log.info("segment %s was deleted while it was being built", segment_id)
+        except Exception:
+            log.exception("building segment %s failed; it stays in state building until "
+                          "its definition is saved again or the server starts again",
+                          segment_id)
+
+    def resume_builds(self) -> list[str]:
+        """Start again the builds a stop interrupted (segments still ``building``): a build
+        is the same work from the start, its Audience events are deduped by their
+        messageIds and the rows it had written are its previous state. The ids."""
+        interrupted = [s.id for s in self.storage.segments.list() if s.state == "building"]
+        for segment_id in interrupted:
+            log.info("resuming the build of segment %s, interrupted by a stop", segment_id)
+            self._start_build(segment_id)
+        return interrupted
 
     async def wait_builds(self) -> None:
         """Until every build started here has finished (tests, ``--wait``)."""
