@@ -41,7 +41,7 @@ class Preview(msgspec.Struct):
 
 
 async def preview_of(engine: SegmentEngine, key: str, condition: Condition,
-                  definitions: Mapping[str, Condition], sample: int) -> Preview:
+                     definitions: Mapping[str, Condition], sample: int) -> Preview:
     """``condition`` as the segment ``key`` among the saved ``definitions`` (those its
     ``in_segment`` conditions name), over the log as it stands now."""
     storage = engine.storage
