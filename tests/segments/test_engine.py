@@ -135,6 +135,23 @@ async def test_a_trait_path_reads_into_an_object_trait(harness):
 
 
 @run_async
+async def test_a_cleared_trait_exits_at_the_update_that_cleared_it(harness):
+    """``plan: null`` clears the trait at its update's time: someone with a plan leaves a
+    "has a plan" segment then, not at their first data (an Exited dated years back
+    would be skipped by a destination's trigger window)."""
+    h = harness
+    await h.add_segment("s1", "planned", {"trait": "plan", "op": "exists"})
+    await h.send(identify("i1", NOW - 400 * DAY, user_id="ivy", plan="pro"))
+    await h.settle()
+    await h.send(identify("i2", NOW - DAY, user_id="ivy", plan=None))
+    await h.settle()
+    assert h.storage.segments.count_members("s1") == 0
+    said = [(e["event"], e["timestamp"]) for e in await h.audience_events()]
+    assert said == [("Audience Entered", "2025-04-27T00:00:00.000Z"),
+                    ("Audience Exited", "2026-05-31T00:00:00.000Z")]
+
+
+@run_async
 async def test_without_segments_the_follower_moves_past_events_unread(harness):
     """No segment to keep: the follower (on the collector's loop) reads nothing, and a
     segment made afterwards is still built over every event and then followed."""

@@ -2,6 +2,7 @@
 
 from millpond.segments.definition import TraitCondition, parse_definition
 from millpond.segments.evaluate import (
+    CLEARED,
     Evaluator,
     Membership,
     PersonFacts,
@@ -171,7 +172,7 @@ _conditions = _trees(st.one_of(_leaves, st.just({"in_segment": "inner"})))
 
 @settings(max_examples=300, deadline=None)
 @given(definition=_conditions, inner=_inner, orders=st.lists(_times, max_size=8),
-       plan=st.none() | st.tuples(st.sampled_from(["pro", "free"]), _times),
+       plan=st.none() | st.tuples(st.sampled_from(["pro", "free", CLEARED]), _times),
        now=_times)
 def test_membership_equals_the_breakpoint_walk(definition, inner, orders, plan, now):
     cond = parse_definition(definition)

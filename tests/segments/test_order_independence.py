@@ -47,7 +47,7 @@ tracks = st.builds(lambda who, ts, name, total: ("track", who, ts, name, total),
                    st.integers(0, 100))
 identifies = st.builds(lambda user, anon, ts, plan: ("identify", user, anon, ts, plan),
                        st.sampled_from(USERS), st.none() | st.sampled_from(ANONS), times,
-                       st.sampled_from(["pro", "free"]))
+                       st.sampled_from(["pro", "free", None]))  # None clears the plan
 aliases = st.builds(lambda anon, user, ts: ("alias", anon, user, ts),
                     st.sampled_from(ANONS), st.sampled_from(USERS), times)
 histories = st.lists(st.one_of(tracks, tracks, identifies, aliases), min_size=1, max_size=18)

@@ -88,11 +88,24 @@ class PersonFacts:
         return found
 
 
+class _Cleared:
+    """The value of a trait an update cleared (``null``), at that update's time."""
+
+    def __repr__(self) -> str:
+        return "CLEARED"
+
+
+#: See :class:`_Cleared`: unlike a trait never set, a cleared one has a time, the moment
+#: a condition on it may change.
+CLEARED: Any = _Cleared()
+
+
 def trait_of(traits: Mapping[str, tuple[Any, int]], name: str) -> tuple[Any, int] | None:
-    """The trait ``name`` with the time that set it, or None (not set). A name with dots
-    that no trait has whole is a path into an object trait (``address.city``: the
-    ``city`` of the ``address``, as FQL reads ``traits.address.city``), with the time of
-    the update that set the object; a ``null`` on the way, or at the end, is not set.
+    """The trait ``name`` with the time that set it (the value :data:`CLEARED` when an
+    update cleared it), or None (never set). A name with dots that no trait has whole is
+    a path into an object trait (``address.city``: the ``city`` of the ``address``, as
+    FQL reads ``traits.address.city``), with the time of the update that set the object;
+    a ``null`` on the way, or at the end, is not set.
 
     Why both: traits are the profile's top-level keys, and a trait may have a dot in its
     own name (``utm.source`` sent flat), so the whole name is tried first."""
@@ -102,7 +115,7 @@ def trait_of(traits: Mapping[str, tuple[Any, int]], name: str) -> tuple[Any, int
     for head, rest in _splits(name):
         top = traits.get(head)
         if top is not None:
-            value = _dig(top[0], rest)
+            value = CLEARED if top[0] is CLEARED else _dig(top[0], rest)
             if value is not None:
                 return value, top[1]
     return None
@@ -134,13 +147,16 @@ def _dig(value: Any, path: str) -> Any:
 
 
 def traits_of(profile: Mapping[str, Any] | None) -> dict[str, tuple[Any, int]]:
-    """A profile's traits with the time each was set (:data:`DAWN`: unknown)."""
+    """A profile's traits with the time each was set (:data:`DAWN`: unknown), and those
+    an update cleared, as :data:`CLEARED` at that update's time."""
     from millpond.timeutil import parse_iso_ms
     traits: dict[str, tuple[Any, int]] = {}
     if profile:
         times = profile.get("trait_times", {})
         for name, value in profile.get("traits", {}).items():
             traits[name] = (value, parse_iso_ms(times[name]) if name in times else DAWN)
+        for name, at in (profile.get("cleared_traits") or {}).items():
+            traits.setdefault(name, (CLEARED, parse_iso_ms(at)))
     return traits
 
 
@@ -172,7 +188,8 @@ class Evaluator:
                 return trait_matches(cond, None, False)
             if found[1] > t:
                 return lean
-            return trait_matches(cond, found[0], True)
+            return trait_matches(cond, None, False) if found[0] is CLEARED else \
+                trait_matches(cond, found[0], True)
         if isinstance(cond, EventCondition):
             return _count_ok(cond, self.count(cond, person, t))
         if isinstance(cond, AllOf):
@@ -315,7 +332,8 @@ class Evaluator:
             out = {"trait": cond.trait, "op": cond.op}
             if cond.op not in ("exists", "not_exists"):
                 out["value"] = cond.value
-            out["actual"] = found[0] if found is not None else None
+            out["actual"] = found[0] if found is not None and found[0] is not CLEARED \
+                else None
             out["set_at"] = format_ms(found[1]) if found is not None and found[1] != DAWN \
                 else None
         elif isinstance(cond, EventCondition):
@@ -343,11 +361,13 @@ def trait_steps(cond: TraitCondition, person: PersonFacts,
     trait (its ``_timestamp``), and the moment it flips then, if it does; and whether it
     took ``lean`` for "before" (the trait's earlier values are not kept, so before that
     update it reads as ``lean``; see :class:`~.steps.StepEvaluator`). A trait never set
-    is not set all along; one set at no known time, set since before any data."""
+    is not set all along; one set at no known time, set since before any data; a
+    cleared one is not set from its clearing on."""
     found = trait_of(person.traits, cond.trait)
     if found is None:
         return (trait_matches(cond, None, False), []), False
-    present = trait_matches(cond, found[0], True)
+    present = trait_matches(cond, None, False) if found[0] is CLEARED else \
+        trait_matches(cond, found[0], True)
     if found[1] == DAWN:
         return (present, []), False
     return (lean, [found[1]] if present != lean else []), True

@@ -102,7 +102,9 @@ def memberships(evaluator: Evaluator, plans: Sequence[SegmentPlan], scan: LogSca
     looks at."""
     first, merged = scan.gather(ids)
     facts = stepper = None
-    traits: Mapping[str, Any] = (profile.get("traits") or {}) if profile else {}
+    # A cleared trait is data too: the time a condition on it may change.
+    traits = {*(profile.get("traits") or {}), *(profile.get("cleared_traits") or {})} \
+        if profile else set()
     out = []
     for plan in plans:
         if any(merged[i] for i in plan.slots) or (
