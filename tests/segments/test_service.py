@@ -1,6 +1,7 @@
 """The segment service's builds (segments/service.py): a definition changed during a
-build ends as a build of the new one, never two builds writing one segment at once; and a
-build a stop interrupted is started again."""
+build ends as a build of the new one, never two builds writing one segment at once; the
+segments reading a changed one with in_segment are built again with it; and a build a
+stop interrupted is started again."""
 
 import pytest
 
@@ -10,7 +11,7 @@ from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import Segment
 from millpond.timeutil import parse_iso_ms
 
-from .harness import DAY, Clock, Harness, run_async, track
+from .harness import DAY, Clock, Harness, identify, run_async, track
 
 NOW = parse_iso_ms("2026-06-01T00:00:00Z")
 
@@ -51,15 +52,15 @@ async def test_a_definition_changed_during_a_build_ends_as_a_build_of_the_new_on
         return real_update(segment)
 
     held: list[bool] = []  # at each build's start: the follower keeps off the segment
-    real_build = h.engine.build
+    real_build = h.engine.build_many
 
-    async def build_noting(segment_id):
-        held.append(segment_id in h.engine.building)
-        return await real_build(segment_id)
+    async def build_noting(segment_ids):
+        held.append(all(sid in h.engine.building for sid in segment_ids))
+        return await real_build(segment_ids)
 
     monkeypatch.setattr(build, "people_of", people_then_change)
     monkeypatch.setattr(storage.segments, "update", recorded)
-    monkeypatch.setattr(h.engine, "build", build_noting)
+    monkeypatch.setattr(h.engine, "build_many", build_noting)
     made = await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
     await service.wait_builds()
     segment = storage.segments.get(made["id"])
@@ -89,3 +90,68 @@ async def test_a_build_a_stop_interrupted_is_started_again(storage):
     await service.wait_builds()
     assert storage.segments.get("s1").state == "ready"
     assert sorted(m.user_id for m in storage.segments.members("s1").members) == ["bob", "cat"]
+
+
+@run_async
+async def test_the_segments_reading_a_changed_one_are_built_again_with_it(storage):
+    h = Harness(storage, Clock(NOW))
+    await _orders(h)
+    await h.send(*[identify(f"i-{who}", NOW - 10 * DAY, user_id=who, plan="pro")
+                   for who in ("ann", "bob", "cat")])
+    service = SegmentService(storage, h.engine)
+    buyers = await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
+    pro = await service.create({"key": "pro-buyers", "definition": {"all": [
+        {"trait": "plan", "op": "eq", "value": "pro"}, {"in_segment": "buyers"}]}})
+    top = await service.create({"key": "top", "definition": {"in_segment": "pro-buyers"}})
+    other = await service.create({"key": "other", "definition": {"event": "Nope"}})
+    await service.wait_builds()
+    assert storage.segments.count_members(top["id"]) == 3
+    await service.update("buyers", {"definition": {"event": "Order Completed",
+                                                   "at_least": 2}})
+    assert [storage.segments.get(s["id"]).state for s in (buyers, pro, top, other)] == [
+        "building", "building", "building", "ready"]
+    await service.wait_builds()
+    for made in (buyers, pro, top):
+        segment = storage.segments.get(made["id"])
+        assert segment.state == "ready"
+        assert sorted(m.user_id for m in storage.segments.members(made["id"]).members) == \
+            ["bob", "cat"], segment.key
+    left = [(e["userId"], e["event"], e["properties"]["audience_key"])
+            for e in await h.audience_events() if e["event"] == "Audience Exited"]
+    assert sorted(left) == [("ann", "Audience Exited", key)
+                            for key in ("buyers", "pro-buyers", "top")]
+
+
+@run_async
+async def test_a_build_stops_when_a_segment_it_reads_changes(storage, monkeypatch):
+    """``pro-buyers`` is being built when ``buyers``, which it reads, changes: that build
+    stops writing, and the one the change started builds both, so ann (one order) never
+    enters ``pro-buyers`` under the old ``buyers``."""
+    h = Harness(storage, Clock(NOW))
+    await _orders(h)
+    await h.send(*[identify(f"i-{who}", NOW - 10 * DAY, user_id=who, plan="pro")
+                   for who in ("ann", "bob", "cat")])
+    service = SegmentService(storage, h.engine)
+    await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
+    await service.wait_builds()
+    real_people = build.people_of
+    changed = False
+
+    async def people_then_change(engine, scan):
+        nonlocal changed
+        people = await real_people(engine, scan)
+        if not changed:
+            changed = True
+            await service.update("buyers", {"definition": {"event": "Order Completed",
+                                                           "at_least": 2}})
+        return people
+
+    monkeypatch.setattr(build, "people_of", people_then_change)
+    pro = await service.create({"key": "pro-buyers", "definition": {"all": [
+        {"trait": "plan", "op": "eq", "value": "pro"}, {"in_segment": "buyers"}]}})
+    await service.wait_builds()
+    assert sorted(m.user_id for m in storage.segments.members(pro["id"]).members) == \
+        ["bob", "cat"]
+    said = [(e["userId"], e["event"]) for e in await h.audience_events()
+            if e["properties"]["audience_key"] == "pro-buyers"]
+    assert sorted(said) == [("bob", "Audience Entered"), ("cat", "Audience Entered")]

@@ -26,10 +26,9 @@ holds the same data right after anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -39,7 +38,7 @@ from millpond.storage.models import Member, NewEvent, Segment
 from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
-from .live import RowCache
+from .live import Key, RowCache, key_of
 from .people import Person, resolve_many
 from .plan import SegmentPlan, compile_plans, memberships
 from .scan import READ_CHUNK, LogScan, event_conditions
@@ -136,19 +135,22 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
 
 class _Progress:
     """Progress on the segment records. A segment deleted meanwhile drops out, and so does
-    one whose definition changed (:attr:`superseded`): the build the change started takes
-    it over once this one has stopped, so this one writes nothing more for it (not even
-    its progress) and leaves it marked as being built."""
+    one whose definition, or that of a segment it reads with ``in_segment``, changed
+    (:attr:`superseded`): the build the change started takes it over once this one has
+    stopped, so this one writes nothing more for it (not even its progress) and leaves
+    it marked as being built."""
 
     def __init__(self, engine: SegmentEngine, ids: list[str]) -> None:
         self.engine = engine
         self.superseded: set[str] = set()
-        #: What each was built for: a definition that differs from it is a change.
-        self._definitions: dict[str, dict[str, Any]] = {}
-        for sid in ids:
-            with contextlib.suppress(NotFound):
-                self._definitions[sid] = engine.storage.segments.get(sid).definition
-        self.ids = list(self._definitions)
+        #: What each was built for: definitions read that differ from these are a change.
+        self._reads = {sid: key for sid in ids if (key := self._read(sid)) is not None}
+        self.ids = list(self._reads)
+
+    def _read(self, segment_id: str) -> Key | None:
+        every, definitions = self.engine.definitions()
+        mine = [s for s in every if s.id == segment_id]
+        return key_of(mine, every, definitions) if mine else None
 
     def set(self, **fields: object) -> list[Segment]:
         out = []
@@ -158,7 +160,7 @@ class _Progress:
             except NotFound:
                 self.ids.remove(sid)
                 continue
-            if segment.definition != self._definitions[sid]:
+            if self._read(sid) != self._reads[sid]:
                 self.ids.remove(sid)
                 self.superseded.add(sid)
                 continue

@@ -116,45 +116,55 @@ class SegmentService:
         # The built-in source appears with the first segment, not on every fresh server.
         self.engine.ensure_source()
         self.storage.segments.create(segment)
-        self._start_build(segment.id)
+        self._start_build([segment.id])
         return self.view(segment)
 
-    def _start_build(self, segment_id: str) -> None:
-        """Build the segment in a task of its own, after the one already building it, if
-        any: that one stops at its next batch once it sees the definition changed
-        (``build._Progress``), so two builds never write one segment at once."""
-        task = asyncio.get_running_loop().create_task(
-            self._build(segment_id, self._latest.get(segment_id)))
-        self._latest[segment_id] = task
+    def _start_build(self, segment_ids: list[str]) -> None:
+        """Build the segments (with one scan) in a task of its own, after those already
+        building any of them: each of those stops at its next batch once it sees a
+        definition it reads changed (``build._Progress``), so two builds never write one
+        segment at once."""
+        before = {task for sid in segment_ids if (task := self._latest.get(sid)) is not None}
+        task = asyncio.get_running_loop().create_task(self._build(segment_ids, before))
+        for sid in segment_ids:
+            self._latest[sid] = task
         self._builds.add(task)
 
         def done(finished: asyncio.Task[Any]) -> None:
             self._builds.discard(finished)
-            if self._latest.get(segment_id) is finished:
-                del self._latest[segment_id]
+            for sid in segment_ids:
+                if self._latest.get(sid) is finished:
+                    del self._latest[sid]
 
         task.add_done_callback(done)
 
-    async def _build(self, segment_id: str, before: asyncio.Task[Any] | None) -> None:
-        if before is not None:
-            await asyncio.gather(before, return_exceptions=True)
+    async def _build(self, segment_ids: list[str], before: set[asyncio.Task[Any]]) -> None:
+        if before:
+            await asyncio.gather(*before, return_exceptions=True)
+        existing = {s.id for s in self.storage.segments.list()}
+        gone = [sid for sid in segment_ids if sid not in existing]
+        if gone:
+            log.info("segment(s) %s deleted before their build began", ", ".join(gone))
+            self.engine.building.difference_update(gone)  # held back by a superseded build
         try:
-            await self.engine.build(segment_id)
+            await self.engine.build_many([sid for sid in segment_ids if sid in existing])
         except NotFound:
-            log.info("segment %s was deleted while it was being built", segment_id)
+            log.info("a segment of %s was deleted while it was being built",
+                     ", ".join(segment_ids))
         except Exception:
-            log.exception("building segment %s failed; it stays in state building until "
-                          "its definition is saved again or the server starts again",
-                          segment_id)
+            log.exception("building segment(s) %s failed; they stay in state building "
+                          "until saved again or the server starts again",
+                          ", ".join(segment_ids))
 
     def resume_builds(self) -> list[str]:
-        """Start again the builds a stop interrupted (segments still ``building``): a build
-        is the same work from the start, its Audience events are deduped by their
-        messageIds and the rows it had written are its previous state. The ids."""
+        """Start again the builds a stop interrupted (segments still ``building``), with one
+        scan: a build is the same work from the start, its Audience events are deduped by
+        their messageIds and the rows it had written are its previous state. The ids."""
         interrupted = [s.id for s in self.storage.segments.list() if s.state == "building"]
-        for segment_id in interrupted:
-            log.info("resuming the build of segment %s, interrupted by a stop", segment_id)
-            self._start_build(segment_id)
+        if interrupted:
+            log.info("resuming the build of segment(s) %s, interrupted by a stop",
+                     ", ".join(interrupted))
+            self._start_build(interrupted)
         return interrupted
 
     async def wait_builds(self) -> None:
@@ -181,8 +191,27 @@ class SegmentService:
             segment.state = "building"
         self.storage.segments.update(segment)
         if rebuild:
-            self._start_build(segment.id)
+            # Those reading it with in_segment change with it: built again, with it.
+            dependents = self._dependents(segment.key)
+            for other in dependents:
+                other.state = "building"
+                self.storage.segments.update(other)
+            self._start_build([segment.id, *(s.id for s in dependents)])
         return self.view(segment)
+
+    def _dependents(self, key: str) -> list[Segment]:
+        """The segments that read ``key`` with ``in_segment``, directly or through others."""
+        every = self.storage.segments.list()
+        reads = {s.key: references(parse_definition(s.definition)) for s in every}
+        found: set[str] = set()
+        todo = [key]
+        while todo:
+            current = todo.pop()
+            for other, refs in reads.items():
+                if current in refs and other not in found:
+                    found.add(other)
+                    todo.append(other)
+        return [s for s in every if s.key in found]
 
     def delete(self, ref: str) -> dict[str, Any]:
         segment = self.storage.segments.get(ref)
