@@ -95,12 +95,15 @@ def routes(console) -> list[Route]:
                                  "received": event.get("receivedAt")})
                 if len(audience) == AUDIENCE_EVENTS:
                     break
+        # Fewer than asked for: these are all the Audience events there are.
+        looked_at_all = len(found) < AUDIENCE_SCAN
         values = values or {"name": segment["name"],
                             "definition": json.dumps(segment["definition"], indent=2)}
         return render.page(request, "segment.html", section="segments",
                            title=segment["name"], segment=segment, people=people,
                            next_cursor=members["next_cursor"], first_page=cursor is None,
-                           audience=audience, values=values, error=error,
+                           audience=audience, looked_at_all=looked_at_all,
+                           audience_scan=AUDIENCE_SCAN, values=values, error=error,
                            field=_base_field(field), status=status)
 
     async def show(request: Request) -> Response:
