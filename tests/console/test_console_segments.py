@@ -62,6 +62,12 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
                                        admin.get("/api/segments").json()["segments"]]
     box.fill(json.dumps({"event": order, "at_least": 2}))
     expect(preview).to_contain_text("1 member(s) now")
+    page.get_by_label("Explain the preview for a person").fill(bob)
+    expect(preview).to_contain_text(f"{bob} (profile prf_")
+    expect(preview).to_contain_text("would not be a member")
+    expect(preview.locator("li.failed")).to_contain_text(f"event {order}: 1 counted")
+    page.get_by_label("Explain the preview for a person").fill(ada)
+    expect(preview).to_contain_text("would be a member")
     console.screenshot("segments")
     page.get_by_role("button", name="Save and build").click()
     with server.admin as admin:

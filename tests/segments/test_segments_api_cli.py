@@ -54,6 +54,19 @@ def test_segments_api(server) -> None:
                               {"event": "Order Completed", "at_least": 2}]}
         preview = admin.post("/api/segments/preview", json={"definition": definition}).json()
         assert preview["count"] == 1 and preview["sample"][0]["user_id"] == "sg-ada"
+        assert "why" not in preview
+        why_bob = admin.post("/api/segments/preview",
+                             json={"definition": definition, "person": "sg-bob"}).json()
+        assert why_bob["count"] == 1 and why_bob["why"]["member"] is False
+        trait, event = why_bob["why"]["conditions"]["all"]
+        assert (trait["actual"], event["count"]) == ("free", 1)
+        why_anon = admin.post("/api/segments/preview", json={"definition": definition,
+                                                             "person": "sg-anon-1"}).json()
+        assert why_anon["why"]["member"] is True  # ada, by her anonymous id
+        for person, status in (("nobody", 404), (5, 400), ("  ", 400)):
+            r = admin.post("/api/segments/preview", json={"definition": definition,
+                                                          "person": person})
+            assert r.status_code == status and r.json()["error"]["field"] == "person", r.text
         assert admin.get("/api/segments").json() == {"segments": []}  # preview saves nothing
 
         seg = admin.post("/api/segments", json={"key": "pro-repeat", "name": "Pro, repeat",
@@ -106,6 +119,11 @@ def test_segments_cli(server, tmp_path) -> None:
     assert json.loads(ok(server, "segments", "list", "--json")) == {"segments": []}
     out = ok(server, "segments", "preview", "--definition", definition)
     assert "2 member(s)" in out
+    explained = ok(server, "segments", "preview", "--definition", definition, "--why", "sg-bob")
+    assert re.search(r"^prf_\S+ would be a member since \S+$", explained, re.MULTILINE)
+    assert "[yes] event 'Order Completed': 1 counted (seq " in explained
+    fails(millpond(server, "segments", "preview", "--definition", definition, "--why",
+                   "nobody"), "no person with id 'nobody'")
     path = tmp_path / "big.json"
     path.write_text(definition)
     assert "saved" in ok(server, "segments", "add", "big", "--name", "Big orders",

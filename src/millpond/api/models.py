@@ -637,6 +637,8 @@ class SegmentPatch(Request):
 class SegmentPreview(Request):
     definition: Definition
     key: SegmentKey | UnsetType = UNSET
+    #: A user id, anonymous id or profile id: the answer then says why they are in it or not.
+    person: str | UnsetType = UNSET
 
 
 class SegmentOut(Struct):
@@ -669,12 +671,24 @@ class SegmentMembersPage(Struct):
     next_cursor: str | None
 
 
+class SegmentPreviewWhy(Struct):
+    """Why the ``person`` asked about is (or is not) in the previewed segment."""
+
+    person: str
+    member: bool
+    since: str | None
+    next_change: str | None
+    conditions: Any
+
+
 class SegmentPreviewOut(Struct):
-    """``count`` members now among ``people_evaluated`` (everyone in the log)."""
+    """``count`` members now among ``people_evaluated`` (everyone in the log); ``why``:
+    for the ``person`` asked about, if any."""
 
     count: int
     people_evaluated: int
     sample: list[dict[str, Any]]
+    why: SegmentPreviewWhy | None = None
 
 
 class SegmentWhy(Struct):

@@ -119,12 +119,17 @@ def update(ref: str, definition: str | None, name: str | None, as_json: bool, cl
 @twin_of("POST /api/segments/preview")
 @click.option("--definition", "definition", required=True, help=_DEFINITION_HELP)
 @click.option("--sample", default=10, show_default=True, help="Members to show.")
+@click.option("--why", "person", default=None, metavar="PERSON",
+              help="Also say why this person (user id, anonymous id or profile id) is in it "
+                   "or not.")
 @json_option
 @api_command
-def preview(definition: str, sample: int, as_json: bool, client) -> None:
+def preview(definition: str, sample: int, person: str | None, as_json: bool, client) -> None:
     """How many people a definition holds now, and some of them; saves nothing."""
-    data = client.post("/api/segments/preview", json={"definition": _definition(definition)},
-                       params={"sample": sample})
+    body = {"definition": _definition(definition)}
+    if person is not None:
+        body["person"] = person
+    data = client.post("/api/segments/preview", json=body, params={"sample": sample})
     if as_json:
         print_json(data)
         return
@@ -132,6 +137,13 @@ def preview(definition: str, sample: int, as_json: bool, client) -> None:
                   highlight=False)
     if data["sample"]:
         print_table(data["sample"], ["id", "user_id", "anonymous_id", "since"])
+    why = data.get("why")
+    if why:
+        verdict = "would be a member" if why["member"] else "would not be a member"
+        console.print(f"{why['person']} {verdict} since {why['since']}", highlight=False,
+                      soft_wrap=True)
+        for line in _explain(why["conditions"], 0):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 @segments.command("members")

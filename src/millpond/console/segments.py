@@ -129,17 +129,21 @@ def routes(console) -> list[Route]:
         of the fragment, answered 200: htmx swaps in only a success."""
         form = await checked_form(request)
         text, key = forms.text(form, "definition"), forms.text(form, "key").strip()
+        asked = forms.text(form, "person").strip()
         if not text.strip():
             return HTMLResponse(render.text("_segment_preview.html"))
         try:
             body: dict = {"definition": _definition(text)}
             if key:
                 body["key"] = key  # an in_segment back to the segment itself is a cycle
+            if asked:
+                body["person"] = asked
+            await svc.mp.profile_follower.catch_up_once()  # read-your-writes, as the API
             found = await svc.mp.segments.preview(body)
         except MillpondError as exc:
             return HTMLResponse(render.text("_segment_preview.html", error=exc.message))
         return HTMLResponse(render.text(
-            "_segment_preview.html", preview=found,
+            "_segment_preview.html", preview=found, asked=asked,
             sample=[{**m, "link": person_link(m)} for m in found["sample"]]))
 
     async def why(request: Request) -> Response:

@@ -17,10 +17,10 @@ from millpond.storage.contracts import Storage
 from millpond.storage.models import Member, Segment
 from millpond.timeutil import format_ms
 
-from .definition import check_references, parse_definition, references, to_json
+from .definition import Condition, check_references, parse_definition, references, to_json
 from .engine import SegmentEngine
 from .evaluate import Evaluator
-from .people import facts, resolve
+from .people import Person, facts, resolve
 from .preview import preview_of
 
 log = logging.getLogger("millpond.segments")
@@ -249,27 +249,36 @@ class SegmentService:
     async def why(self, person_ref: str, ref: str) -> dict[str, Any]:
         """Each condition with its value for one person, and their history."""
         segment = self.storage.segments.get(ref)
-        person = resolve(self.storage, person_ref, True)
-        if person.profile is None and not await self.storage.index.count_person_events(
-                person.ids):
-            raise NotFound(f"no person with id {person_ref!r}", field="id")
         definitions = {s.key: parse_definition(s.definition)
                        for s in self.storage.segments.list()}
-        data = await facts(self.storage, person)
-        ev = Evaluator(definitions)
-        now = self.engine.clock()
-        m = ev.membership(definitions[segment.key], data, now)
+        person, explained = await self._explain(person_ref, segment.key, definitions,
+                                                field="id")
         history = self.storage.segments.history(person.id, segment.id)
-        return {"person": person.id, "segment": segment.key, "state": segment.state,
-                "member": m.member, "since": _ms(m.since_ms),
-                "next_change": _ms(m.next_change_ms),
-                "conditions": ev.why(definitions[segment.key], data, now),
+        return {**explained, "segment": segment.key, "state": segment.state,
                 "history": [{"member": h.member, "at": _ms(h.at_ms),
                              "processed_at": _ms(h.processed_ms)} for h in history]}
 
+    async def _explain(self, person_ref: str, key: str, definitions: dict[str, Condition],
+                       field: str) -> tuple[Person, dict[str, Any]]:
+        """The person ``person_ref`` names, and ``{"person", "member", "since",
+        "next_change", "conditions"}`` for the segment ``key`` of ``definitions`` now
+        (NotFound naming ``field`` when no profile and no event has that id)."""
+        person = resolve(self.storage, person_ref, True)
+        if person.profile is None and not await self.storage.index.count_person_events(
+                person.ids):
+            raise NotFound(f"no person with id {person_ref!r}", field=field)
+        data = await facts(self.storage, person)
+        ev = Evaluator(definitions)
+        now = self.engine.clock()
+        m = ev.membership(definitions[key], data, now)
+        return person, {"person": person.id, "member": m.member, "since": _ms(m.since_ms),
+                        "next_change": _ms(m.next_change_ms),
+                        "conditions": ev.why(definitions[key], data, now)}
+
     async def preview(self, body: object, sample: int = 10) -> dict[str, Any]:
         """Count and a sample of members of an unsaved definition, over everyone in the
-        log (nothing is saved; :mod:`.preview`)."""
+        log, and with ``person`` in the body, why that person is in it or not (nothing is
+        saved; :mod:`.preview`)."""
         if not isinstance(body, dict) or "definition" not in body:
             raise BadRequest("the body must be {\"definition\": {...}}", field="definition")
         given_key = body.get("key")
@@ -277,8 +286,19 @@ class SegmentService:
         cond = self._validate(key, body["definition"])
         definitions = {s.key: parse_definition(s.definition)
                        for s in self.storage.segments.list()}
+        asked = body.get("person")
+        if asked is not None and (not isinstance(asked, str) or not asked.strip()):
+            raise BadRequest("person: a user id, anonymous id or profile id", field="person")
+        explained = None
+        if asked:
+            _, explained = await self._explain(asked.strip(), key,
+                                               {**definitions, key: cond}, field="person")
         found = await preview_of(self.engine, key, cond, definitions, sample)
-        return {"count": found.count, "people_evaluated": found.people,
-                "sample": [{"id": person.id, "user_id": person.user_id,
-                            "anonymous_id": person.anonymous_id, "since": _ms(m.since_ms)}
-                           for person, m in found.sample]}
+        out: dict[str, Any] = {
+            "count": found.count, "people_evaluated": found.people,
+            "sample": [{"id": person.id, "user_id": person.user_id,
+                        "anonymous_id": person.anonymous_id, "since": _ms(m.since_ms)}
+                       for person, m in found.sample]}
+        if explained is not None:
+            out["why"] = explained
+        return out
