@@ -3,9 +3,12 @@ build ends as a build of the new one, never two builds writing one segment at on
 segments reading a changed one with in_segment are built again with it; and a build a
 stop interrupted is started again."""
 
+import asyncio
+
 import pytest
 
 from millpond.segments import build
+from millpond.segments import service as service_module
 from millpond.segments.service import SegmentService
 from millpond.storage import StorageConfig, open_storage
 from millpond.storage.models import Segment
@@ -86,10 +89,72 @@ async def test_a_build_a_stop_interrupted_is_started_again(storage):
     storage.segments.create(Segment("s2", "done", "Done", {"event": "Nope"}, state="ready",
                                     created_ms=NOW))
     service = SegmentService(storage, h.engine)
-    assert service.resume_builds() == ["s1"]
+    assert service.start_pending() == ["s1"]
+    assert service.start_pending() == []  # already being built
     await service.wait_builds()
     assert storage.segments.get("s1").state == "ready"
     assert sorted(m.user_id for m in storage.segments.members("s1").members) == ["bob", "cat"]
+
+
+@run_async
+async def test_only_the_process_that_runs_builds_builds(storage):
+    """In a cluster, a save in a process that does not follow the log leaves the segment
+    ``building``; the one that does (the jobs lease's holder) builds it."""
+    h = Harness(storage, Clock(NOW))
+    await _orders(h)
+    elsewhere = SegmentService(storage, h.engine)
+    elsewhere.builds_here = False
+    made = await elsewhere.create({"key": "buyers", "definition": {"event": "Order Completed"}})
+    await elsewhere.wait_builds()
+    assert elsewhere.start_pending() == []
+    assert storage.segments.get(made["id"]).state == "building"
+    assert storage.segments.count_members(made["id"]) == 0
+    holder = SegmentService(storage, h.engine)
+    assert holder.start_pending() == [made["id"]]
+    await holder.wait_builds()
+    assert storage.segments.get(made["id"]).state == "ready"
+    assert storage.segments.count_members(made["id"]) == 3
+
+
+@run_async
+async def test_a_failed_build_is_tried_again_after_a_while_and_a_stop_cancels_builds(
+        storage, monkeypatch):
+    h = Harness(storage, Clock(NOW))
+    await _orders(h)
+    service = SegmentService(storage, h.engine)
+    real = h.engine.build_many
+    calls = 0
+
+    async def failing_once(segment_ids):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk on fire")
+        return await real(segment_ids)
+
+    monkeypatch.setattr(h.engine, "build_many", failing_once)
+    made = await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
+    await service.wait_builds()
+    assert storage.segments.get(made["id"]).state == "building"
+    assert service.start_pending() == []  # not at once: it failed a moment ago
+    monkeypatch.setattr(service_module, "RETRY_FAILED_SECONDS", 0.0)
+    assert service.start_pending() == [made["id"]]
+    await service.wait_builds()
+    assert storage.segments.get(made["id"]).state == "ready" and calls == 2
+
+    blocked = asyncio.Event()
+
+    async def waiting(engine, scan):
+        blocked.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    monkeypatch.setattr(build, "people_of", waiting)
+    await service.update("buyers", {"definition": {"event": "Order Completed",
+                                                   "at_least": 2}})
+    await blocked.wait()
+    await service.stop_builds()
+    assert not service._builds and storage.segments.get(made["id"]).state == "building"
+    assert made["id"] not in h.engine.building
 
 
 @run_async

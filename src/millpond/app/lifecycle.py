@@ -40,6 +40,8 @@ class Lifecycle:
         (:mod:`millpond.heap`)."""
         heap.settle()
         if self.membership is not None:
+            # Builds run where the segment follower runs: the jobs lease's holder.
+            self.services.segments.builds_here = False
             if self.membership.works:
                 # launches none until leases are held; another process's redrives stay
                 await self.services.pumps.start(recover=False)
@@ -48,7 +50,7 @@ class Lifecycle:
         await self.services.pumps.start()
         self._tasks.append(asyncio.create_task(self.services.profile_follower.run()))
         self._tasks.append(asyncio.create_task(self.services.segment_engine.run()))
-        self.services.segments.resume_builds()
+        self._tasks.append(asyncio.create_task(self.services.segments.run_pending()))
         await self.services.regulations.start()  # resumes interrupted deletions
         self._tasks.append(asyncio.create_task(self.services.retention.run()))
         self._tasks.append(asyncio.create_task(self.services.outcome_retention.run()))
@@ -58,7 +60,8 @@ class Lifecycle:
         s = self.services
         self._tasks.append(asyncio.create_task(s.profile_follower.run()))
         self._tasks.append(asyncio.create_task(s.segment_engine.run()))
-        s.segments.resume_builds()
+        s.segments.builds_here = True
+        self._tasks.append(asyncio.create_task(s.segments.run_pending()))
         self._tasks.append(asyncio.create_task(s.regulations.start()))  # resumes deletions
         self._tasks.append(asyncio.create_task(s.retention.run()))
         self._tasks.append(asyncio.create_task(s.outcome_retention.run()))
@@ -67,6 +70,8 @@ class Lifecycle:
             self._tasks.append(asyncio.create_task(archiver()))
 
     async def _stop_jobs(self) -> None:
+        self.services.segments.builds_here = False
+        await self.services.segments.stop_builds()
         await self.services.regulations.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -79,6 +84,7 @@ class Lifecycle:
         if self.membership is not None:
             await self.membership.stop()
         else:
+            await self.services.segments.stop_builds()
             await self.services.regulations.stop()
             await self.services.pumps.stop()
             for task in self._tasks:

@@ -24,6 +24,10 @@ from .people import Person, facts, resolve
 from .preview import preview_of
 
 log = logging.getLogger("millpond.segments")
+#: How often the process that runs builds looks for segments waiting for one, seconds.
+PENDING_INTERVAL = 1.0
+#: How long a segment whose build failed waits before it is built again, seconds.
+RETRY_FAILED_SECONDS = 60.0
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -38,6 +42,13 @@ class SegmentService:
         self._builds: set[asyncio.Task[Any]] = set()
         #: segment id -> the newest build started for it (the next waits for it).
         self._latest: dict[str, asyncio.Task[Any]] = {}
+        #: Whether this process runs builds: the one that follows the log (the embedded
+        #: store's server; in a cluster, the holder of the jobs lease). Elsewhere a save
+        #: leaves the segment ``building`` and that process starts the build
+        #: (:meth:`run_pending`), so a build and the follower never run apart.
+        self.builds_here = True
+        #: segment id -> when its last build failed (loop time): retried after a while.
+        self._failed: dict[str, float] = {}
 
     # -- shapes --------------------------------------------------------------------------
 
@@ -123,7 +134,9 @@ class SegmentService:
         """Build the segments (with one scan) in a task of its own, after those already
         building any of them: each of those stops at its next batch once it sees a
         definition it reads changed (``build._Progress``), so two builds never write one
-        segment at once."""
+        segment at once. Not in a process that does not run builds."""
+        if not self.builds_here:
+            return
         before = {task for sid in segment_ids if (task := self._latest.get(sid)) is not None}
         task = asyncio.get_running_loop().create_task(self._build(segment_ids, before))
         for sid in segment_ids:
@@ -152,20 +165,47 @@ class SegmentService:
             log.info("a segment of %s was deleted while it was being built",
                      ", ".join(segment_ids))
         except Exception:
-            log.exception("building segment(s) %s failed; they stay in state building "
-                          "until saved again or the server starts again",
-                          ", ".join(segment_ids))
+            log.exception("building segment(s) %s failed; tried again in %s s",
+                          ", ".join(segment_ids), int(RETRY_FAILED_SECONDS))
+            now = asyncio.get_running_loop().time()
+            self._failed.update(dict.fromkeys(segment_ids, now))
 
-    def resume_builds(self) -> list[str]:
-        """Start again the builds a stop interrupted (segments still ``building``), with one
-        scan: a build is the same work from the start, its Audience events are deduped by
-        their messageIds and the rows it had written are its previous state. The ids."""
-        interrupted = [s.id for s in self.storage.segments.list() if s.state == "building"]
-        if interrupted:
-            log.info("resuming the build of segment(s) %s, interrupted by a stop",
-                     ", ".join(interrupted))
-            self._start_build(interrupted)
-        return interrupted
+    def start_pending(self) -> list[str]:
+        """Start the builds of segments still ``building`` that no build here holds: one a
+        stop interrupted (a build is the same work from the start, its Audience events
+        are deduped by their messageIds and the rows it wrote are its previous state),
+        one saved by another process of a cluster, or one whose build failed a while ago.
+        With one scan for all of them; their ids."""
+        if not self.builds_here:
+            return []
+        now = asyncio.get_running_loop().time()
+        pending = [s.id for s in self.storage.segments.list() if s.state == "building"
+                   and s.id not in self._latest
+                   and now - self._failed.get(s.id, -RETRY_FAILED_SECONDS)
+                   >= RETRY_FAILED_SECONDS]
+        if pending:
+            log.info("building segment(s) %s, which no build here held", ", ".join(pending))
+            self._start_build(pending)
+        return pending
+
+    async def run_pending(self, interval: float | None = None) -> None:
+        """:meth:`start_pending` now and every ``interval`` seconds (default
+        :data:`PENDING_INTERVAL`), until cancelled (the server's lifecycle owns the task;
+        it stops the builds with :meth:`stop_builds`)."""
+        while True:
+            try:
+                self.start_pending()
+            except Exception:  # noqa: BLE001 - a storage error: try again at the next round
+                log.exception("could not look for segments to build")
+            await asyncio.sleep(PENDING_INTERVAL if interval is None else interval)
+
+    async def stop_builds(self) -> None:
+        """Cancel the builds running here and wait for them (a stop, a lost jobs lease):
+        their segments stay ``building`` and are built again by whoever runs builds."""
+        tasks = list(self._builds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_builds(self) -> None:
         """Until every build started here has finished (tests, ``--wait``)."""
