@@ -26,29 +26,41 @@ def storage(request, tmp_path):
     storage.close()
 
 
-async def _orders(h: Harness) -> None:
+async def _shop(storage, *, plans: bool = False) -> tuple[Harness, SegmentService]:
+    """ann, bob and cat with 1, 2 and 3 orders (all on plan "pro" with ``plans``), and a
+    service over them."""
+    h = Harness(storage, Clock(NOW))
     await h.send(*[track(f"{who}{n}", NOW - (n + 1) * DAY, user_id=who)
                    for who, count in (("ann", 1), ("bob", 2), ("cat", 3)) for n in range(count)])
+    if plans:
+        await h.send(*[identify(f"i-{who}", NOW - 10 * DAY, user_id=who, plan="pro")
+                       for who in ("ann", "bob", "cat")])
+    return h, SegmentService(storage, h.engine)
+
+
+def _changing(service: SegmentService, ref: str, definition: dict):
+    """A stand-in for ``build.people_of`` that changes ``ref``'s definition the first time
+    a build has scanned the log (under that build)."""
+    real = build.people_of
+    changed = False
+
+    async def people_then_change(engine, scan):
+        nonlocal changed
+        people = await real(engine, scan)
+        if not changed:
+            changed = True
+            await service.update(ref, {"definition": definition})
+        return people
+
+    return people_then_change
 
 
 @run_async
 async def test_a_definition_changed_during_a_build_ends_as_a_build_of_the_new_one(
         storage, monkeypatch):
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
-    service = SegmentService(storage, h.engine)
+    h, service = await _shop(storage)
     progress: list[tuple[str, int, int]] = []
-    real_people, real_update = build.people_of, storage.segments.update
-    changed = False
-
-    async def people_then_change(engine, scan):
-        nonlocal changed
-        people = await real_people(engine, scan)
-        if not changed:  # the first build has scanned: the definition changes under it
-            changed = True
-            await service.update("buyers", {"definition": {"event": "Order Completed",
-                                                           "at_least": 3}})
-        return people
+    real_update = storage.segments.update
 
     def recorded(segment):
         progress.append((segment.build_phase, segment.build_done, segment.build_total))
@@ -61,7 +73,8 @@ async def test_a_definition_changed_during_a_build_ends_as_a_build_of_the_new_on
         held.append(all(sid in h.engine.building for sid in segment_ids))
         return await real_build(segment_ids)
 
-    monkeypatch.setattr(build, "people_of", people_then_change)
+    monkeypatch.setattr(build, "people_of", _changing(service, "buyers", {
+        "event": "Order Completed", "at_least": 3}))
     monkeypatch.setattr(storage.segments, "update", recorded)
     monkeypatch.setattr(h.engine, "build_many", build_noting)
     made = await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
@@ -80,8 +93,7 @@ async def test_a_definition_changed_during_a_build_ends_as_a_build_of_the_new_on
 
 @run_async
 async def test_a_build_a_stop_interrupted_is_started_again(storage):
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
+    h, _ = await _shop(storage)
     h.engine.ensure_source()
     storage.segments.create(Segment("s1", "repeat", "Repeat", {"event": "Order Completed",
                                                                "at_least": 2},
@@ -100,9 +112,7 @@ async def test_a_build_a_stop_interrupted_is_started_again(storage):
 async def test_only_the_process_that_runs_builds_builds(storage):
     """In a cluster, a save in a process that does not follow the log leaves the segment
     ``building``; the one that does (the jobs lease's holder) builds it."""
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
-    elsewhere = SegmentService(storage, h.engine)
+    h, elsewhere = await _shop(storage)
     elsewhere.builds_here = False
     made = await elsewhere.create({"key": "buyers", "definition": {"event": "Order Completed"}})
     await elsewhere.wait_builds()
@@ -119,9 +129,7 @@ async def test_only_the_process_that_runs_builds_builds(storage):
 @run_async
 async def test_a_failed_build_is_tried_again_after_a_while_and_a_stop_cancels_builds(
         storage, monkeypatch):
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
-    service = SegmentService(storage, h.engine)
+    h, service = await _shop(storage)
     real = h.engine.build_many
     calls = 0
 
@@ -159,11 +167,7 @@ async def test_a_failed_build_is_tried_again_after_a_while_and_a_stop_cancels_bu
 
 @run_async
 async def test_the_segments_reading_a_changed_one_are_built_again_with_it(storage):
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
-    await h.send(*[identify(f"i-{who}", NOW - 10 * DAY, user_id=who, plan="pro")
-                   for who in ("ann", "bob", "cat")])
-    service = SegmentService(storage, h.engine)
+    h, service = await _shop(storage, plans=True)
     buyers = await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
     pro = await service.create({"key": "pro-buyers", "definition": {"all": [
         {"trait": "plan", "op": "eq", "value": "pro"}, {"in_segment": "buyers"}]}})
@@ -192,26 +196,11 @@ async def test_a_build_stops_when_a_segment_it_reads_changes(storage, monkeypatc
     """``pro-buyers`` is being built when ``buyers``, which it reads, changes: that build
     stops writing, and the one the change started builds both, so ann (one order) never
     enters ``pro-buyers`` under the old ``buyers``."""
-    h = Harness(storage, Clock(NOW))
-    await _orders(h)
-    await h.send(*[identify(f"i-{who}", NOW - 10 * DAY, user_id=who, plan="pro")
-                   for who in ("ann", "bob", "cat")])
-    service = SegmentService(storage, h.engine)
+    h, service = await _shop(storage, plans=True)
     await service.create({"key": "buyers", "definition": {"event": "Order Completed"}})
     await service.wait_builds()
-    real_people = build.people_of
-    changed = False
-
-    async def people_then_change(engine, scan):
-        nonlocal changed
-        people = await real_people(engine, scan)
-        if not changed:
-            changed = True
-            await service.update("buyers", {"definition": {"event": "Order Completed",
-                                                           "at_least": 2}})
-        return people
-
-    monkeypatch.setattr(build, "people_of", people_then_change)
+    monkeypatch.setattr(build, "people_of", _changing(service, "buyers", {
+        "event": "Order Completed", "at_least": 2}))
     pro = await service.create({"key": "pro-buyers", "definition": {"all": [
         {"trait": "plan", "op": "eq", "value": "pro"}, {"in_segment": "buyers"}]}})
     await service.wait_builds()
