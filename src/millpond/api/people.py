@@ -41,5 +41,4 @@ async def show_person(person_id: str, mp: Services = Depends(services)) -> dict:
 async def person_segment_why(person_id: str, key: str, mp: Services = Depends(services)) -> dict:
     """Why the person is (or is not) in the segment: each condition with its value (the
     trait and the time that set it, the matching events), and their history there."""
-    await mp.profile_follower.catch_up_once()
     return await mp.segments.why(person_id, key)

@@ -43,8 +43,8 @@ async def create_segment(given: SegmentCreate = body(SegmentCreate, _EXAMPLE),
 async def preview_segment(given: SegmentPreview = body(SegmentPreview),
                           sample: int = Query(default=10, ge=0, le=100),
                           mp: Services = Depends(services)) -> dict:
-    """Count and a sample of the people a definition would hold now; saves nothing."""
-    await mp.profile_follower.catch_up_once()
+    """Count and a sample of the people a definition would hold now, and with ``person``
+    why that person would be in it or not; saves nothing."""
     return await mp.segments.preview(to_dict(given), sample)
 
 

@@ -138,7 +138,6 @@ def routes(console) -> list[Route]:
                 body["key"] = key  # an in_segment back to the segment itself is a cycle
             if asked:
                 body["person"] = asked
-            await svc.mp.profile_follower.catch_up_once()  # read-your-writes, as the API
             found = await svc.mp.segments.preview(body)
         except MillpondError as exc:
             return HTMLResponse(render.text("_segment_preview.html", error=exc.message))
@@ -151,7 +150,6 @@ def routes(console) -> list[Route]:
         asked = (request.query_params.get("person") or "").strip()
         found = error = None
         if asked:
-            await svc.mp.profile_follower.catch_up_once()  # read-your-writes, as the API
             try:
                 found = await svc.mp.segments.why(asked, segment["id"])
             except NotFound as exc:

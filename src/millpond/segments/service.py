@@ -289,6 +289,7 @@ class SegmentService:
     async def why(self, person_ref: str, ref: str) -> dict[str, Any]:
         """Each condition with its value for one person, and their history."""
         segment = self.storage.segments.get(ref)
+        await self._profiles_current()
         definitions = {s.key: parse_definition(s.definition)
                        for s in self.storage.segments.list()}
         person, explained = await self._explain(person_ref, segment.key, definitions,
@@ -297,6 +298,12 @@ class SegmentService:
         return {**explained, "segment": segment.key, "state": segment.state,
                 "history": [{"member": h.member, "at": _ms(h.at_ms),
                              "processed_at": _ms(h.processed_ms)} for h in history]}
+
+    async def _profiles_current(self) -> None:
+        """Let the profiles take in the whole log first, so a person is explained with what
+        the caller just sent (read-your-writes; a preview's count does the same)."""
+        if self.engine.profiles_upto is not None:
+            await self.engine.profiles_upto(self.storage.log.last_seq())
 
     async def _explain(self, person_ref: str, key: str, definitions: dict[str, Condition],
                        field: str) -> tuple[Person, dict[str, Any]]:
@@ -331,6 +338,7 @@ class SegmentService:
             raise BadRequest("person: a user id, anonymous id or profile id", field="person")
         explained = None
         if asked:
+            await self._profiles_current()
             _, explained = await self._explain(asked.strip(), key,
                                                {**definitions, key: cond}, field="person")
         found = await preview_of(self.engine, key, cond, definitions, sample)
