@@ -140,10 +140,7 @@ def preview(definition: str, sample: int, person: str | None, as_json: bool, cli
     why = data.get("why")
     if why:
         verdict = "would be a member" if why["member"] else "would not be a member"
-        console.print(f"{why['person']} {verdict} since {why['since']}", highlight=False,
-                      soft_wrap=True)
-        for line in _explain(why["conditions"], 0):
-            console.print(line, highlight=False, soft_wrap=True)
+        _print_explained(f"{why['person']} {verdict} since {why['since']}", why)
 
 
 @segments.command("members")
@@ -180,15 +177,19 @@ def why(person_id: str, key: str, as_json: bool, client) -> None:
         print_json(data)
         return
     verdict = "member" if data["member"] else "not a member"
-    console.print(f"{data['person']} is {verdict} of {data['segment']} since "
-                  f"{data['since']}", highlight=False)
-    for line in _explain(data["conditions"], 0):
-        console.print(line, highlight=False, soft_wrap=True)
+    _print_explained(f"{data['person']} is {verdict} of {data['segment']} since "
+                     f"{data['since']}", data)
     console.print("history:" + ("" if data["history"] else " no change recorded"),
                   highlight=False)
     for h in data["history"]:
         console.print(f"  {'entered' if h['member'] else 'exited'} at {h['at']} (event time),"
                       f" processed {h['processed_at']}", highlight=False, soft_wrap=True)
+
+
+def _print_explained(verdict: str, why: dict) -> None:
+    """The verdict line, then each condition with its value, indented."""
+    for line in (verdict, *_explain(why["conditions"], 0)):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _explain(node: dict, depth: int) -> list[str]:
