@@ -80,6 +80,9 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     for ref in (f"repeat-{tag}", f"gone-{tag}"):
         polled = page.request.get(f"{console.base}/segments/{ref}/state")
         assert polled.ok and polled.headers.get("hx-refresh") == "true", ref
+    # In the list (a definition may be being typed), only the badge changes.
+    listed = page.request.get(f"{console.base}/segments/repeat-{tag}/state?in=list")
+    assert listed.ok and "hx-refresh" not in listed.headers and ">ready<" in listed.text()
 
     # Why ada is in: the count, her two orders (to the debugger), her entry.
     page.get_by_role("link", name=f"Why {ada} is a member").click()

@@ -19,3 +19,6 @@ def test_a_building_badge_polls_and_shows_progress_a_ready_one_does_not() -> Non
     assert "scanning 250,000 / 1,000,000 events, about 7.5 s left" in building
     ready = _badge({"id": "seg_1", "state": "ready"})
     assert "hx-get" not in ready and ">ready<" in ready
+    listed = Renderer().text("_segment_state.html", in_list=True,
+                             s={"id": "seg_1", "state": "building"})
+    assert 'hx-get="/console/segments/seg_1/state?in=list"' in listed

@@ -162,14 +162,16 @@ def routes(console) -> list[Route]:
 
     async def state(request: Request) -> Response:
         """A building segment's state and progress, polled by its badge (htmx). Once it is
-        ready (or gone), the page reloads instead: its members and counts are whole."""
+        ready (or gone), a segment's page reloads (its members and counts are whole); in
+        the list, where a new definition may be being typed, only the badge changes."""
+        in_list = request.query_params.get("in") == "list"
         try:
             segment = svc.mp.segments.get(request.path_params["id"])
         except NotFound:
             segment = None
-        if segment is None or segment["state"] == "ready":
+        if segment is None or segment["state"] == "ready" and not in_list:
             return Response(headers={"HX-Refresh": "true"})
-        return HTMLResponse(render.text("_segment_state.html", s=segment))
+        return HTMLResponse(render.text("_segment_state.html", s=segment, in_list=in_list))
 
     return [Route("/segments", index), Route("/segments", create, methods=["POST"]),
             Route("/segments/preview", preview, methods=["POST"]),
