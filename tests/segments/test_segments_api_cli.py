@@ -141,3 +141,15 @@ def test_segments_cli(server, tmp_path) -> None:
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")
     fails(millpond(server, "segments", "show", "big"), "no segment")
+
+
+def test_a_building_segment_reads_with_its_progress_and_time_left() -> None:
+    from millpond.cli.segments import segment_row
+
+    seg = {"id": "seg_1", "key": "k", "name": "K", "state": "building", "members": 0,
+           "progress": {"phase": "scanning", "done": 700_000, "total": 1_315_852,
+                        "unit": "events", "eta_seconds": 1.5}}
+    assert segment_row(seg)["state"] == \
+        "building (scanning 700,000/1,315,852 events, about 1.5 s left)"
+    seg["progress"]["eta_seconds"] = None
+    assert segment_row(seg)["state"] == "building (scanning 700,000/1,315,852 events)"

@@ -34,12 +34,15 @@ def segments() -> None:
     """People who match conditions on traits and event history."""
 
 
-def _summary(seg: dict) -> dict:
+def segment_row(seg: dict) -> dict:
+    """A segment as one table row: its state with the build's progress and time left."""
     progress = seg.get("progress") or {}
     state = seg["state"]
     if progress:
+        eta = progress.get("eta_seconds")
         state += (f" ({progress['phase']} {progress['done']:,}/{progress['total']:,}"
-                  f" {progress['unit']})")
+                  f" {progress['unit']}" + ("" if eta is None else f", about {eta:g} s left")
+                  + ")")
     return {"id": seg["id"], "key": seg["key"], "name": seg["name"], "state": state,
             "members": seg["members"]}
 
@@ -73,7 +76,7 @@ def list_(as_json: bool, client) -> None:
     if as_json:
         print_json(data)
         return
-    print_table([_summary(s) for s in data["segments"]],
+    print_table([segment_row(s) for s in data["segments"]],
                 ["id", "key", "name", "state", "members"])
 
 
@@ -88,7 +91,7 @@ def show(ref: str, as_json: bool, client) -> None:
     if as_json:
         print_json(seg)
         return
-    print_table([_summary(seg)], ["id", "key", "name", "state", "members"])
+    print_table([segment_row(seg)], ["id", "key", "name", "state", "members"])
     console.print(json.dumps(seg["definition"], indent=2), highlight=False)
 
 
