@@ -92,7 +92,7 @@ class ArchiveReader:
         Why: a read by seq of a file sorted by event time decodes every row group that
         holds one of the seqs asked for, which (when arrival and event times differ, as
         a backfill's do) is all of them for every page: reading a million archived
-        events in seq order took 20 s, where order-free work (a segment build's scan)
+        events in seq order took 22 s, where order-free work (a segment build's scan)
         needs each once. If the file is rewritten meanwhile (a deletion or retention
         writes the range's next generation), the rest comes from its replacement, and
         the seqs already given are not given again."""
