@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,11 @@ import pytest
 from millpond.app import load_config
 from millpond.app.services import Services, build_services
 from millpond.collector.public_url import Address
+from millpond.collector.validation import normalize
+from millpond.storage.models import Segment
+from millpond.timeutil import format_ms
+
+DAY = 86_400_000
 
 
 @pytest.fixture
@@ -42,3 +49,25 @@ def test_without_a_configured_token_one_is_generated_and_kept(tmp_path: Path) ->
     again.close()
     assert first.token_generated and not again.token_generated
     assert first.admin_token == again.admin_token
+
+
+def test_retention_tells_the_segment_engine_whose_events_it_removed(mp: Services) -> None:
+    """Wired, the retention job's removals reach the engine: a member whose only
+    counting event expired leaves the segment."""
+    now = int(time.time() * 1000)
+    web = mp.sources.create("web", retention="30d")
+    old = normalize({"type": "track", "event": "Order Completed", "userId": "ann",
+                     "messageId": "o1", "timestamp": format_ms(now - 45 * DAY)},
+                    source_id=web.id, received_ms=now - 40 * DAY)
+
+    async def scenario() -> tuple[int, int]:
+        await mp.log.append([old])
+        mp.segment_engine.ensure_source()
+        mp.storage.segments.create(Segment("s1", "buyers", "Buyers",
+                                           {"event": "Order Completed"}, created_ms=now))
+        await mp.segment_engine.build("s1")
+        before = mp.storage.segments.count_members("s1")
+        await mp.retention.run_once()
+        return before, mp.storage.segments.count_members("s1")
+
+    assert asyncio.run(scenario()) == (1, 0)

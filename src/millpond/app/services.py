@@ -109,7 +109,7 @@ def build_services(config: ServerConfig) -> Services:
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
                                     catch_up=profiles_current, settle=followers_current,
                                     steps={"import_files": imports.forget})
-    retention = RetentionJob(storage.log, sources)
+    retention = RetentionJob(storage.log, sources, on_removed=engine.events_removed)
     sources.on_retention_change = retention.nudge
     services = Services(
         config=config, data_dir=data_dir,

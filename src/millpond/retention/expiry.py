@@ -9,6 +9,9 @@ retention takes them), what arrived before ``now - retention``. Each step is one
 transaction (``EventLog.expire``), so the collector's commits wait at most one step for
 the log's write lock.
 
+What was derived from removed events is derived again without them: each step's owners
+(``Expiry.owners``) go to ``on_removed`` (the segment engine re-evaluates them).
+
 The clock is injectable (``clock() -> Unix ms``): tests move time instead of sleeping.
 """
 
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from millpond.retention.policy import cutoff_ms
 from millpond.sources.service import SourceService
@@ -41,8 +44,10 @@ class RetentionJob:
 
     def __init__(self, events: EventLog, sources: SourceService, *,
                  clock: Callable[[], int] = wall_clock_ms,
-                 interval: float = INTERVAL_SECONDS, step: int = STEP):
+                 interval: float = INTERVAL_SECONDS, step: int = STEP,
+                 on_removed: Callable[[dict[str, bool]], Awaitable[object]] | None = None):
         self.events = events
+        self.on_removed = on_removed
         self.sources = sources
         self.clock = clock
         self.interval = interval
@@ -73,6 +78,8 @@ class RetentionJob:
             while True:
                 step = await self.events.expire(source.id, before, limit=self.step)
                 total += step.removed
+                if step.owners and self.on_removed is not None:
+                    await self._derive_again(source.name, step.owners)
                 if step.done:
                     break
             if total:
@@ -85,6 +92,16 @@ class RetentionJob:
                          extra={"phase": "expired", "source": source.id, "events": total,
                                 "before_ms": before})
         return removed
+
+    async def _derive_again(self, source_name: str, owners: dict[str, bool]) -> None:
+        """``on_removed``; a failure is logged (the events are gone either way: the next
+        step must still run)."""
+        assert self.on_removed is not None
+        try:
+            await self.on_removed(owners)
+        except Exception:  # noqa: BLE001 - logged; memberships catch up when next touched
+            log.exception("could not re-evaluate the segments of %s people whose events "
+                          "of source %s retention removed", f"{len(owners):,}", source_name)
 
     async def run(self) -> None:
         """Run until cancelled (the server's lifecycle owns the task)."""

@@ -13,7 +13,9 @@ the end, under the engine's lock, the people touched by the events the follower 
 in after the build's end of scan are re-evaluated for the built segments from their
 full data, and the segments are handed to the follower: every event is then counted,
 either by the scan or by a later re-evaluation, and the final state of every person is
-computed after the last event that touches them, as the incremental path does.
+computed after the last event that touches them, as the incremental path does. Events
+retention removed meanwhile may have been counted by the scan before they went: their
+owners' data is read again, and they are re-evaluated too.
 
 The scan is then not thrown away: fed those same events too, it is the log up to the
 follower's position for the built segments, and it joins the follower's running state
@@ -57,7 +59,7 @@ log = logging.getLogger("millpond.segments")
 
 async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> list[Segment]:
     """Build ``segment_ids`` over the log as it stands now; see the module docstring."""
-    from .engine import touch  # the engine imports this module when it builds
+    from .engine import merge_ids, refresh, touch  # the engine imports this module
 
     storage = engine.storage
     wanted = list(dict.fromkeys(segment_ids))
@@ -65,6 +67,8 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
         storage.segments.get(sid)  # NotFound before anything changes
     engine.building.update(wanted)
     alive: _Progress | None = None
+    removed: dict[str, bool] = {}  # retention's, meanwhile (SegmentEngine.events_removed)
+    engine.removals.append(removed)
     try:
         epoch = engine.epoch
         upto = storage.log.last_seq()
@@ -118,6 +122,9 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                     touch(touched, _decode(row.body))
                 scan.feed(rows)  # for the follower's state (adopt)
                 cursor = rows[-1].seq
+            if removed:  # the scan may have counted them before they went
+                await refresh(storage, scan, removed, position)
+                merge_ids(touched, removed)
             engine.building.difference_update(alive.done(wanted))
             if touched and alive.ids:
                 await engine.reevaluate(touched, segment_ids=set(alive.ids), rows=cache)
@@ -130,6 +137,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                                   " it reads the log again instead")
             return alive.set(state="ready", build_phase="")
     finally:
+        engine.removals.remove(removed)
         engine.building.difference_update(wanted if alive is None else alive.done(wanted))
 
 

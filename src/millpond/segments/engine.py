@@ -11,7 +11,9 @@ Three ways a person gets re-evaluated, all through :meth:`SegmentEngine.reevalua
   store's index, never by scanning everyone;
 - **a build** re-evaluates every person in the log up to the position it started at
   (progress and ETA on the segment), then marks the segment ``ready``; the follower
-  covers what arrives meanwhile.
+  covers what arrives meanwhile;
+- and when **retention** removes events (:meth:`SegmentEngine.events_removed`), their
+  owners are re-evaluated without them.
 
 Re-evaluation computes membership from scratch in event time (:mod:`.evaluate`) from
 the person's whole data, so the result never depends on the order events arrived in or
@@ -47,7 +49,7 @@ from .definition import Condition, parse_definition
 from .evaluate import Evaluator, Membership
 from .live import LiveState, RowCache, key_of
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, resolve_many, scan_people
+from .people import Person, resolve_many, scan_ids, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
 from .scan import Head, LogScan, event_conditions
 
@@ -75,6 +77,20 @@ def touch(found: dict[str, bool], event: dict) -> None:
         value = event.get(key)
         if isinstance(value, str) and value:
             found[value] = found.get(value, False) or key == "userId"
+
+
+def merge_ids(into: dict[str, bool], ids: Mapping[str, bool]) -> None:
+    """Add ``ids`` (id -> seen as a user id) to ``into``, as :func:`touch` does."""
+    for any_id, is_user in ids.items():
+        into[any_id] = into.get(any_id, False) or is_user
+
+
+async def refresh(storage: Storage, scan: LogScan, owners: Mapping[str, bool],
+                  upto: int) -> None:
+    """Make ``scan`` (fed the log up to seq ``upto``) count only the events of
+    ``owners`` that are still in the log: some were removed."""
+    scan.forget(owners)
+    await scan_ids(storage, scan, sorted(owners), upto=upto)
 
 
 #: What the follower reads of each event (msgspec skips the rest unparsed).
@@ -166,6 +182,9 @@ class SegmentEngine:
         self._live: LiveState | None = None
         #: Counts :meth:`invalidate` calls: a build's scan taken before one is stale.
         self.epoch = 0
+        #: One per running build: the owners of the events retention removed since it
+        #: began (:meth:`events_removed`), which its scan may still count.
+        self.removals: list[dict[str, bool]] = []
 
     # -- definitions --------------------------------------------------------------------
 
@@ -457,6 +476,28 @@ class SegmentEngine:
         the log at the follower's next read, so they no longer count."""
         self._live = None
         self.epoch += 1
+
+    async def events_removed(self, owners: Mapping[str, bool]) -> int:
+        """Retention removed events of ``owners`` (``Expiry.owners``: id -> is a user
+        id): evaluate those people again without them in every followed segment, and
+        note them for the builds running (:attr:`removals`: each does the same for its
+        own segments at its end). Returns how many memberships changed.
+
+        The running state first forgets what the owners' events added, then takes in
+        what is left of them, read through the per-person index up to where it stands
+        (the follower brings the later ones). Why not :meth:`invalidate`, as a
+        regulation's deletion does: retention removes events every few minutes on a
+        source that has one, and remaking the state reads the whole log while holding
+        the lock, with no live update in any segment meanwhile."""
+        if not owners:
+            return 0
+        async with self.lock:
+            for pending in self.removals:
+                merge_ids(pending, owners)
+            live = self._live
+            if live is not None:
+                await refresh(self.storage, live.scan, owners, live.upto)
+            return await self.reevaluate(owners)
 
     async def adopt(self, scan: LogScan, definitions: Mapping[str, Condition],
                     built: Sequence[Segment], every_then: Sequence[Segment], upto: int,

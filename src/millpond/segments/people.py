@@ -8,7 +8,7 @@ lone anonymous visitor who later identifies with nothing earlier keeps it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -79,13 +79,23 @@ async def scan_people(storage: Storage, scan: LogScan, people: Iterable[Person],
     """Feed ``scan`` every event of ``people``, reading the per-person index for several
     hundred ids at a time (one read per person would pay a thread hop per person); then
     ``scan.facts(person.ids, person.profile)`` gives each one's data."""
-    ids = sorted({i for person in people for i in person.ids})
+    await scan_ids(storage, scan, sorted({i for person in people for i in person.ids}),
+                   ids_per_read=ids_per_read, page=page)
+
+
+async def scan_ids(storage: Storage, scan: LogScan, ids: Sequence[str], *,
+                   upto: int | None = None, ids_per_read: int = 500, page: int = 5000,
+                   ) -> None:
+    """Feed ``scan`` every event the per-person index files under ``ids`` (each event's
+    ``userId``, else its ``anonymousId``: exactly the events the scan keeps under those
+    ids), up to seq ``upto`` when given (a running state that has taken in the log up to
+    there gets the later ones from its follower)."""
     for start in range(0, len(ids), ids_per_read):
-        part = ids[start:start + ids_per_read]
+        part = list(ids[start:start + ids_per_read])
         before: WindowCursor | None = None
         while True:
             rows = await storage.index.person_events(part, before=before, limit=page)
-            scan.feed(rows)
+            scan.feed(rows if upto is None else [r for r in rows if r.seq <= upto])
             if len(rows) < page:
                 break
             before = WindowCursor(rows[-1].ts_ms, rows[-1].seq)

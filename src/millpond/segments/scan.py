@@ -217,6 +217,13 @@ class LogScan:
                     bisect.insort(times, ts)
                     times.pop()
 
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop what the events of ``ids`` added (feed them again what is left of them):
+        retention removed some. Each event's data is kept under its owner only (its
+        ``userId``, else its ``anonymousId``), so no other id's changes."""
+        for any_id in ids:
+            self._state.pop(any_id, None)
+
     def gather(self, ids: Sequence[str]) -> tuple[int | None, list[list[int]]]:
         """The raw data of the person made of ``ids``: their earliest event time and, per
         slot, the counting times (sorted; only the ``k`` earliest where that decides).

@@ -157,7 +157,8 @@ class EventLog(Protocol):
     async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
         """Retention: remove up to ``limit`` events of ``source_id`` whose arrival
         (``received_ms``) is before ``before_ms``, and nothing else, in one transaction;
-        ``done`` once none is left (call again until then).
+        ``done`` once none is left (call again until then); ``owners``: whose events
+        this call removed (the segment engine evaluates them again without them).
 
         Durable on return; idempotent. The removed events' ``messageId`` values stay
         deduped forever (a later copy is a duplicate listed in

@@ -8,6 +8,7 @@ no backend, no presentation (the services shape the public JSON).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -89,10 +90,28 @@ class Window(msgspec.Struct, frozen=True):
 class Expiry(msgspec.Struct, frozen=True):
     """What one :meth:`~millpond.storage.contracts.EventLog.expire` call removed:
     ``removed`` events; ``done`` when no event of the source older than the cutoff is
-    left (else call again: each call is one bounded transaction)."""
+    left (else call again: each call is one bounded transaction); ``owners``: whose
+    events they were, each removed event's ``userId``, else its ``anonymousId`` (as the
+    per-person index files events), mapped to whether it is a ``userId``.
+
+    Why the owners: what was derived from those events (segment memberships) must be
+    derived again without them, and once removed the events cannot say whose they were.
+    """
 
     removed: int
     done: bool
+    owners: dict[str, bool] = {}
+
+
+def owners_of(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, bool]:
+    """:attr:`Expiry.owners` from removed events' (``user_id``, ``anonymous_id``)."""
+    owners: dict[str, bool] = {}
+    for user_id, anonymous_id in pairs:
+        if user_id:
+            owners[user_id] = True
+        elif anonymous_id:
+            owners.setdefault(anonymous_id, False)
+    return owners
 
 
 class Expired(msgspec.Struct, frozen=True):

@@ -171,12 +171,16 @@ def test_retention_reaches_into_the_archive(archive_backend):
     try:
         # src_a's first 12 events arrived on day 1, the rest on day 5; src_b all on day 1
         events = [ev(f"m{i}", "src_a" if i % 2 else "src_b", ts=1000 - i,
-                     received=(DAY if i < 24 or i % 2 == 0 else 5 * DAY)) for i in range(40)]
+                     received=(DAY if i < 24 or i % 2 == 0 else 5 * DAY), userId=f"u{i}")
+                  for i in range(40)]
         storage.log.submit(events).result(10)
         seal_all(storage)
         before = asyncio.run(storage.log.read(0, 1000))
-        while not asyncio.run(storage.log.expire("src_a", 2 * DAY)).done:
-            pass
+        owners: dict[str, bool] = {}
+        while not (step := asyncio.run(storage.log.expire("src_a", 2 * DAY))).done:
+            owners.update(step.owners)
+        owners.update(step.owners)
+        assert owners == {f"u{i}": True for i in range(24) if i % 2}
         after = asyncio.run(storage.log.read(0, 1000))
         gone = {f"m{i}" for i in range(24) if i % 2}
         assert [_body(e)["messageId"] for e in after] == [

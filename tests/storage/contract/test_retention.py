@@ -113,3 +113,21 @@ def test_a_scan_in_chunks_does_not_see_what_retention_removed_while_it_read(stor
     assert len(first) == 100 and (removed.removed, removed.done) == (400, True)
     assert len(rest) == 350  # src_a's 400, less the 50 the first chunk had
     assert {json.loads(e.body)["source_id"] for e in rest} == {"src_a"}
+
+
+def test_expire_says_whose_events_it_removed(storage):
+    """Each removed event's userId (True), else its anonymousId (False); none for the
+    events kept, nor for another source's."""
+    _append(storage, [
+        ev("a1", "src_a", received=DAY, userId="u1", anonymousId="anon-1"),
+        ev("a2", "src_a", received=DAY, anonymousId="anon-2"),
+        ev("a3", "src_a", received=DAY, kind="identify", userId="u3"),
+        ev("a4", "src_a", received=DAY, anonymousId="u3"),  # also seen as a userId
+        ev("kept", "src_a", received=3 * DAY, userId="u-kept"),
+        ev("other", "src_b", received=DAY, userId="u-other"),
+    ])
+    first = asyncio.run(storage.log.expire("src_a", 2 * DAY, limit=2))
+    second = asyncio.run(storage.log.expire("src_a", 2 * DAY, limit=10))
+    assert (first.removed, second.removed) == (2, 2)
+    assert {**first.owners, **second.owners} == {"u1": True, "anon-2": False, "u3": True}
+    assert asyncio.run(storage.log.expire("src_a", 2 * DAY)).owners == {}

@@ -155,14 +155,15 @@ def count(path: Any, ts_from: int, ts_to: int, max_seq: int | None,
 
 
 def expired_rows(path: Any, source_id: str, before_ms: int) -> pa.Table:
-    """(message_id, ts) of the file's events of ``source_id`` that arrived before
-    ``before_ms``; row groups whose ``received`` statistics rule it out are not read."""
+    """(message_id, ts, user_id, anonymous_id) of the file's events of ``source_id``
+    that arrived before ``before_ms``; row groups whose ``received`` statistics rule it
+    out are not read."""
     file = pq.ParquetFile(path)
-    parts = [file.read_row_group(g, columns=["source_id", "received", "message_id", "ts"])
+    columns = ["source_id", "received", "message_id", "ts", "user_id", "anonymous_id"]
+    parts = [file.read_row_group(g, columns=columns)
              for g, low, _high in _groups(file.metadata, "received") if low < before_ms]
     if not parts:
-        return pa.table({"message_id": pa.array([], pa.string()),
-                         "ts": pa.array([], pa.int64())})
+        return SCHEMA.empty_table().select(columns)
     table = pa.concat_tables(parts)
     return table.filter(pc.and_(pc.equal(table["source_id"], source_id),
                                 pc.less(table["received"], before_ms)))

@@ -18,7 +18,15 @@ from typing import NamedTuple
 
 from millpond.errors import Overloaded
 from millpond.storage import whole_log
-from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
+from millpond.storage.models import (
+    AppendResult,
+    Expired,
+    Expiry,
+    NewEvent,
+    StoredEvent,
+    Window,
+    owners_of,
+)
 
 #: Retention counts removed events per hour of event time (see ``EventLog.expired``).
 HOUR_MS = 3_600_000
@@ -118,7 +126,8 @@ class MemoryEventLog:
                 self._expired_hours[source_id, row.event.ts_ms // HOUR_MS] += 1
             self._expired_before[source_id] = max(before_ms,
                                                   self._expired_before.get(source_id, before_ms))
-        return Expiry(len(gone), len(gone) < limit)
+        return Expiry(len(gone), len(gone) < limit,
+                      owners_of((row.user_id, row.anonymous_id) for row in gone))
 
     async def expired(self, window: Window) -> list[Expired]:
         first, last = window.ts_from // HOUR_MS, (window.ts_to - 1) // HOUR_MS

@@ -73,10 +73,11 @@ class LogTable(Protocol):
         """Up to ``limit`` indexed seqs of ``source_id`` that arrived before ``before_ms``."""
         ...
 
-    async def forget_expired(self, source_id: str, before_ms: int, seqs: Sequence[int]) -> None:
+    async def forget_expired(self, source_id: str, before_ms: int,
+                             seqs: Sequence[int]) -> dict[str, bool]:
         """After the stream dropped ``seqs``: remove their index rows, mark their keys
         expired, count them per hour of event time, and raise the source's cutoff; one
-        transaction."""
+        transaction. Returns whose events they were (``Expiry.owners``)."""
         ...
 
     async def expired(self, window: Window) -> list[Expired]: ...

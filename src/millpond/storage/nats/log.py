@@ -554,8 +554,8 @@ class JetStreamEventLog:
         table = self._table()
         seqs = await table.expirable(source_id, before_ms, limit)
         await self._delete(seqs)
-        await table.forget_expired(source_id, before_ms, seqs)
-        return Expiry(len(seqs), len(seqs) < limit)
+        owners = await table.forget_expired(source_id, before_ms, seqs)
+        return Expiry(len(seqs), len(seqs) < limit, owners)
 
     async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
         """The index names the source's events that arrived before ``before_ms``; they are

@@ -35,7 +35,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from millpond.storage.contracts import StorageUnavailable
-from millpond.storage.models import Expired, Window
+from millpond.storage.models import Expired, Window, owners_of
 from millpond.storage.nats.dedupe import Indexed, Key, Seen
 from millpond.storage.postgres.connection import DDL_LOCK
 
@@ -226,17 +226,18 @@ class PgDedupeTable:
         return [int(r[0]) for r in rows]
 
     async def forget_expired(self, source_id: str, before_ms: int,
-                             seqs: Sequence[int]) -> None:
+                             seqs: Sequence[int]) -> dict[str, bool]:
         conn = await self._connection()
         try:
             async with conn.transaction():
                 cur = await conn.execute("DELETE FROM events WHERE seq = ANY(%s)"
-                                         " RETURNING message_id, ts", (list(seqs),))
+                                         " RETURNING message_id, ts, user_id, anonymous_id",
+                                         (list(seqs),))
                 gone = await cur.fetchall()
                 await conn.execute("UPDATE dedupe SET expired = TRUE WHERE source_id = %s"
                                    " AND message_id = ANY(%s)",
-                                   (source_id, [m for m, _ in gone]))
-                hours = Counter(int(ts) // HOUR_MS for _, ts in gone)
+                                   (source_id, [r[0] for r in gone]))
+                hours = Counter(int(r[1]) // HOUR_MS for r in gone)
                 if hours:
                     await conn.execute(
                         "INSERT INTO expired (source_id, hour, events) SELECT %s, h, n FROM"
@@ -251,6 +252,7 @@ class PgDedupeTable:
                     (source_id, before_ms))
         except psycopg.OperationalError as exc:
             raise await self._lost(exc) from exc
+        return owners_of((r[2], r[3]) for r in gone)
 
     async def expired(self, window: Window) -> list[Expired]:
         rows = await self._rows(

@@ -35,7 +35,7 @@ from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
 from millpond.storage.archive.place import Place
 from millpond.storage.archive.reader import ArchiveReader
-from millpond.storage.models import Expiry
+from millpond.storage.models import Expiry, owners_of
 from millpond.storage.sqlite import retention
 from millpond.storage.sqlite.connection import immediate
 from millpond.storage.sqlite.seal_process import SealProcess
@@ -176,7 +176,8 @@ class SQLiteArchive(ArchiveReader):
             self._replace(f, files.rewritten(self.path(f), source_id, before_ms),
                           lambda conn, keys=keys: retention.note_expired(
                               conn, source_id, before_ms, keys))
-            return Expiry(len(keys), False)
+            return Expiry(len(keys), False, owners_of(zip(
+                gone["user_id"].to_pylist(), gone["anonymous_id"].to_pylist(), strict=True)))
         return Expiry(0, True)
 
     def _replace(self, f: FileStats, rows: Iterator[list[files.Row]],

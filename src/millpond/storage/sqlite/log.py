@@ -423,7 +423,8 @@ class SQLiteEventLog:
             if not hot.done or self.archive is None:
                 return hot
             archived = self.archive.expire(source_id, before_ms)  # a file per call
-            return Expiry(hot.removed + archived.removed, archived.done)
+            return Expiry(hot.removed + archived.removed, archived.done,
+                          {**archived.owners, **hot.owners})
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from millpond.storage.models import Expired, Expiry, Window
+from millpond.storage.models import Expired, Expiry, Window, owners_of
 from millpond.storage.sqlite import high_water
 
 SCHEMA = """
@@ -61,8 +61,8 @@ def expire(conn: sqlite3.Connection, source_id: str, before_ms: int, limit: int)
     """One transaction of ``EventLog.expire`` on the write connection ``conn``."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        rows = conn.execute("SELECT seq, message_id, ts FROM events WHERE source_id = ?"
-                            " AND received < ? ORDER BY seq LIMIT ?",
+        rows = conn.execute("SELECT seq, message_id, ts, user_id, anonymous_id FROM events"
+                            " WHERE source_id = ? AND received < ? ORDER BY seq LIMIT ?",
                             (source_id, before_ms, limit)).fetchall()
         conn.executemany("DELETE FROM events WHERE seq = ?", [(r[0],) for r in rows])
         if rows:
@@ -73,7 +73,7 @@ def expire(conn: sqlite3.Connection, source_id: str, before_ms: int, limit: int)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return Expiry(len(rows), len(rows) < limit)
+    return Expiry(len(rows), len(rows) < limit, owners_of((r[3], r[4]) for r in rows))
 
 
 def expired(conn: sqlite3.Connection, window: Window) -> list[Expired]:
