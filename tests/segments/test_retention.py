@@ -3,16 +3,20 @@ them are evaluated again without them (``SegmentEngine.events_removed``), in the
 follower's segments and in a build running meanwhile, and the follower's running state
 stops counting them, so later live events are counted against what is left."""
 
+import pytest
+
 from millpond.retention.expiry import RetentionJob
-from millpond.segments import build
+from millpond.segments import build, removed
 from millpond.sources.service import SourceService
+from millpond.storage.models import Segment
 from millpond.timeutil import parse_iso_ms
 
-from .harness import DAY, Clock, Harness, run_async, track
+from .harness import DAY, Clock, Harness, identify, run_async, track
 
 NOW = parse_iso_ms("2026-06-01T00:00:00Z")
 BUYERS = {"event": "Order Completed"}
 REPEAT = {"event": "Order Completed", "at_least": 2}
+FEW = {"event": "Order Completed", "at_most": 3}
 
 
 async def _shop(storage) -> tuple[Harness, RetentionJob, str]:
@@ -38,8 +42,11 @@ def _members(h: Harness, segment_id: str) -> set[str]:
             if m.user_id is not None}
 
 
+@pytest.mark.parametrize("part", [removed.PART, 1])
 @run_async
-async def test_removed_events_no_longer_count_live_or_in_the_stored_memberships(storage):
+async def test_removed_events_no_longer_count_live_or_in_the_stored_memberships(
+        storage, part, monkeypatch):
+    monkeypatch.setattr(removed, "PART", part)  # 1: each owner under the lock on its own
     h, job, web = await _shop(storage)
     await h.add_segment("s1", "buyers", BUYERS)
     await h.add_segment("s2", "repeat", REPEAT)
@@ -72,20 +79,27 @@ async def test_a_build_running_while_retention_removes_events_ends_without_them(
         storage, monkeypatch):
     h, job, web = await _shop(storage)
     real = build.people_of
-    removed: list[dict[str, int]] = []
+    expired: list[dict[str, int]] = []
 
     async def people_then_expire(engine, scan):
         people = await real(engine, scan)
-        if not removed:  # the scan has counted ann-old and bob-old
-            removed.append(await job.run_once())
+        if not expired:  # the scan has counted ann-old and bob-old
+            expired.append(await job.run_once())
         return people
 
     monkeypatch.setattr(build, "people_of", people_then_expire)
+    await h.settle()  # the follower at the log's end: the build's scan becomes its state
     three = {"event": "Order Completed", "at_least": 3}
-    await h.add_segment("s1", "buyers", BUYERS)
-    await h.add_segment("s2", "three", three)
-    assert removed == [{web: 2}]
+    for sid, key, definition in (("s1", "buyers", BUYERS), ("s2", "three", three)):
+        h.storage.segments.create(Segment(sid, key, key, definition, created_ms=NOW))
+    await h.engine.build_many(["s1", "s2"])  # one build, one scan
+    assert expired == [{web: 2}]
     assert _members(h, "s1") == {"bob", "cat"}  # ann's only order is gone
+    # ann, evaluated again from the build's scan (an identify: in every segment), has
+    # no order either.
+    await h.send(identify("ann-id", NOW - 60_000, user_id="ann"), source_id=web)
+    await h.settle()
+    assert _members(h, "s1") == {"bob", "cat"}
     # The follower's state is the build's scan: it must count bob's one order left, so
     # two more make three, not four.
     await h.send(track("bob-next", NOW - 60_000, user_id="bob"), source_id=web)
@@ -107,3 +121,53 @@ async def test_a_failed_re_evaluation_is_logged_and_retention_goes_on(storage, c
     assert await job.run_once() == {web: 2}
     assert "could not re-evaluate the segments of 2 people whose events of source web" \
         in caplog.text
+
+
+@pytest.mark.parametrize("remade", [False, True])
+@run_async
+async def test_events_the_follower_takes_in_while_the_owners_are_read_still_count(
+        storage, monkeypatch, remade):
+    """The owners' events are read before the lock; an event of theirs the follower
+    takes in meanwhile (after the running state was remade, with ``remade``) counts."""
+    h, job, web = await _shop(storage)
+    await h.add_segment("s2", "repeat", REPEAT)
+    await h.add_segment("s3", "few", FEW)
+    await h.settle()
+    real = removed.owned_events
+    calls = 0
+
+    async def read_then_follow(storage, owners, upto):
+        nonlocal calls
+        rows = await real(storage, owners, upto)
+        calls += 1
+        if calls == 1:  # orders of bob's and cat's arrive and are followed
+            await h.send(track("bob-mid", NOW - 60_000, user_id="bob"),
+                         track("cat-3", NOW - 60_000, user_id="cat"), source_id=web)
+            if remade:
+                h.engine.invalidate()
+            await h.settle()
+        return rows
+
+    monkeypatch.setattr("millpond.segments.engine.owned_events", read_then_follow)
+    await job.run_once()
+    # An identify: cat is evaluated again from the running state in every segment.
+    await h.send(identify("cat-id", NOW - 30_000, user_id="cat"), source_id=web)
+    await h.settle()
+    assert _members(h, "s2") == {"bob", "cat"}  # bob-new and bob-mid
+    assert _members(h, "s3") == {"bob", "cat"}  # cat-3 counted once: 3 orders
+    await h.add_segment("s4", "repeat-again", REPEAT)
+    assert _members(h, "s4") == {"bob", "cat"}
+
+
+@run_async
+async def test_the_owners_that_are_one_person_are_in_one_part(storage, monkeypatch):
+    monkeypatch.setattr(removed, "PART", 2)
+    h = Harness(storage, Clock(NOW))
+    await h.send(identify("i1", NOW - DAY, user_id="dan", anonymous_id="anon-dan"))
+    while await h.follower.catch_up_once():  # the profiles join the two ids
+        pass
+    owners = {"eve": True, "dan": True, "fay": True, "anon-dan": False, "gil": True}
+    parts = removed.parts_of(storage, owners)
+    assert [len(part) for part in parts] == [3, 2]  # a part closes at 2 owners or more
+    assert {k: v for part in parts for k, v in part.items()} == owners
+    assert any({"dan", "anon-dan"} <= set(part) for part in parts)

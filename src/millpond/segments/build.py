@@ -43,6 +43,7 @@ from .evaluate import Evaluator
 from .live import Key, RowCache, key_of
 from .people import Person, resolve_many
 from .plan import SegmentPlan, compile_plans, memberships
+from .removed import owned_events
 from .scan import READ_CHUNK, LogScan, event_conditions
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ log = logging.getLogger("millpond.segments")
 
 async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> list[Segment]:
     """Build ``segment_ids`` over the log as it stands now; see the module docstring."""
-    from .engine import merge_ids, refresh, touch  # the engine imports this module
+    from .engine import merge_ids, touch  # the engine imports this module
 
     storage = engine.storage
     wanted = list(dict.fromkeys(segment_ids))
@@ -123,7 +124,8 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                 scan.feed(rows)  # for the follower's state (adopt)
                 cursor = rows[-1].seq
             if removed:  # the scan may have counted them before they went
-                await refresh(storage, scan, removed, position)
+                scan.forget(removed)
+                scan.feed(await owned_events(storage, removed, position))
                 merge_ids(touched, removed)
             engine.building.difference_update(alive.done(wanted))
             if touched and alive.ids:

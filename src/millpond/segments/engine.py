@@ -49,8 +49,9 @@ from .definition import Condition, parse_definition
 from .evaluate import Evaluator, Membership
 from .live import LiveState, RowCache, key_of
 from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
-from .people import Person, resolve_many, scan_ids, scan_people
+from .people import Person, resolve_many, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
+from .removed import owned_between, owned_events, parts_of
 from .scan import Head, LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
@@ -83,14 +84,6 @@ def merge_ids(into: dict[str, bool], ids: Mapping[str, bool]) -> None:
     """Add ``ids`` (id -> seen as a user id) to ``into``, as :func:`touch` does."""
     for any_id, is_user in ids.items():
         into[any_id] = into.get(any_id, False) or is_user
-
-
-async def refresh(storage: Storage, scan: LogScan, owners: Mapping[str, bool],
-                  upto: int) -> None:
-    """Make ``scan`` (fed the log up to seq ``upto``) count only the events of
-    ``owners`` that are still in the log: some were removed."""
-    scan.forget(owners)
-    await scan_ids(storage, scan, sorted(owners), upto=upto)
 
 
 #: What the follower reads of each event (msgspec skips the rest unparsed).
@@ -483,20 +476,35 @@ class SegmentEngine:
         note them for the builds running (:attr:`removals`: each does the same for its
         own segments at its end). Returns how many memberships changed.
 
-        The running state first forgets what the owners' events added, then takes in
-        what is left of them, read through the per-person index up to where it stands
-        (the follower brings the later ones). Why not :meth:`invalidate`, as a
-        regulation's deletion does: retention removes events every few minutes on a
-        source that has one, and remaking the state reads the whole log while holding
-        the lock, with no live update in any segment meanwhile."""
-        if not owners:
-            return 0
+        The running state forgets what the owners' events added and takes in what is
+        left of them; a part of the owners at a time (:mod:`.removed`). Why not
+        :meth:`invalidate`, as a regulation's deletion does: retention removes events
+        every minute on a source that has one, and remaking the state reads the whole
+        log while holding the lock, with no live update in any segment meanwhile."""
+        changed = 0
+        if owners:
+            for part in await asyncio.to_thread(parts_of, self.storage, owners):
+                changed += await self._without(part)
+        return changed
+
+    async def _without(self, owners: dict[str, bool]) -> int:
+        """:meth:`events_removed` for one part: the owners' events are read up to where
+        the running state stands before taking the lock, and under it only those the
+        follower took in since."""
+        live = self._live
+        mark = None if live is None else live.upto
+        read = [] if mark is None else await owned_events(self.storage, owners, mark)
         async with self.lock:
             for pending in self.removals:
                 merge_ids(pending, owners)
-            live = self._live
-            if live is not None:
-                await refresh(self.storage, live.scan, owners, live.upto)
+            state = self._live
+            if state is not None:
+                if state is live and mark is not None:
+                    read += await owned_between(self.storage.log, owners, mark, state.upto)
+                else:  # made again since: read it all now
+                    read = await owned_events(self.storage, owners, state.upto)
+                state.scan.forget(owners)
+                state.scan.feed(read)
             return await self.reevaluate(owners)
 
     async def adopt(self, scan: LogScan, definitions: Mapping[str, Condition],

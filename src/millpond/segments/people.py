@@ -8,14 +8,14 @@ lone anonymous visitor who later identifies with nothing earlier keeps it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from millpond.profiles.merge import profile_id_for
 from millpond.storage.contracts import Storage
-from millpond.storage.models import WindowCursor
+from millpond.storage.models import StoredEvent, WindowCursor
 
 from .evaluate import PersonFacts
 from .scan import LogScan
@@ -79,23 +79,22 @@ async def scan_people(storage: Storage, scan: LogScan, people: Iterable[Person],
     """Feed ``scan`` every event of ``people``, reading the per-person index for several
     hundred ids at a time (one read per person would pay a thread hop per person); then
     ``scan.facts(person.ids, person.profile)`` gives each one's data."""
-    await scan_ids(storage, scan, sorted({i for person in people for i in person.ids}),
-                   ids_per_read=ids_per_read, page=page)
+    ids = sorted({i for person in people for i in person.ids})
+    async for rows in owned_pages(storage, ids, ids_per_read=ids_per_read, page=page):
+        scan.feed(rows)
 
 
-async def scan_ids(storage: Storage, scan: LogScan, ids: Sequence[str], *,
-                   upto: int | None = None, ids_per_read: int = 500, page: int = 5000,
-                   ) -> None:
-    """Feed ``scan`` every event the per-person index files under ``ids`` (each event's
-    ``userId``, else its ``anonymousId``: exactly the events the scan keeps under those
-    ids), up to seq ``upto`` when given (a running state that has taken in the log up to
-    there gets the later ones from its follower)."""
+async def owned_pages(storage: Storage, ids: Sequence[str], *, ids_per_read: int = 500,
+                      page: int = 5000) -> AsyncIterator[list[StoredEvent]]:
+    """Every event the per-person index files under ``ids`` (each event's ``userId``,
+    else its ``anonymousId``: exactly the events a scan keeps under those ids), a page at
+    a time."""
     for start in range(0, len(ids), ids_per_read):
         part = list(ids[start:start + ids_per_read])
         before: WindowCursor | None = None
         while True:
             rows = await storage.index.person_events(part, before=before, limit=page)
-            scan.feed(rows if upto is None else [r for r in rows if r.seq <= upto])
+            yield rows
             if len(rows) < page:
                 break
             before = WindowCursor(rows[-1].ts_ms, rows[-1].seq)
