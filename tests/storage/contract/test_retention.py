@@ -131,3 +131,19 @@ def test_expire_says_whose_events_it_removed(storage):
     assert (first.removed, second.removed) == (2, 2)
     assert {**first.owners, **second.owners} == {"u1": True, "anon-2": False, "u3": True}
     assert asyncio.run(storage.log.expire("src_a", 2 * DAY)).owners == {}
+
+
+def test_the_owners_events_left_are_what_the_per_person_index_gives(storage):
+    """What the segment engine reads again for each owner retention names: the index has
+    dropped the removed events at once, and keeps the others (any source's)."""
+    _append(storage, [
+        ev("old-1", "src_a", received=DAY, userId="u1"),
+        ev("old-2", "src_a", received=DAY, anonymousId="anon-1"),
+        ev("new-1", "src_a", received=3 * DAY, userId="u1"),
+        ev("other-1", "src_b", received=DAY, userId="u1"),
+        ev("new-2", "src_a", received=3 * DAY, anonymousId="anon-1", userId="u2"),
+    ])
+    owners = asyncio.run(storage.log.expire("src_a", 2 * DAY)).owners
+    assert owners == {"u1": True, "anon-1": False}
+    left = asyncio.run(storage.index.person_events(sorted(owners), limit=100))
+    assert sorted(json.loads(e.body)["messageId"] for e in left) == ["new-1", "other-1"]
