@@ -303,21 +303,6 @@ class Evaluator:
                 break
         return state, since, next_change
 
-    def history(self, cond: Condition, person: PersonFacts, now: int) -> list[tuple[bool, int]]:
-        """Every change of membership up to ``now``: ``(member, event time)``, oldest first
-        (the Audience Entered / Exited a from-scratch computation emits)."""
-        state, flips = self.steps(cond, person)
-        changes: list[tuple[bool, int]] = []
-        if state:
-            first = person.first_seen()
-            changes.append((True, DAWN if first is None else first))
-        for t in flips:
-            if t > now:
-                break
-            state = not state
-            changes.append((state, t))
-        return changes
-
     # -- why ------------------------------------------------------------------------------
 
     def why(self, cond: Condition, person: PersonFacts, now: int,
