@@ -3,10 +3,13 @@ them are evaluated again without them (``SegmentEngine.events_removed``), in the
 follower's segments and in a build running meanwhile, and the follower's running state
 stops counting them, so later live events are counted against what is left."""
 
+import asyncio
+
 import pytest
 
 from millpond.retention.expiry import RetentionJob
 from millpond.segments import build, removed
+from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
 from millpond.storage.models import Segment
 from millpond.timeutil import parse_iso_ms
@@ -33,7 +36,7 @@ async def _shop(storage) -> tuple[Harness, RetentionJob, str]:
                  track("cat-1", NOW - 3 * DAY, user_id="cat"),
                  track("cat-2", NOW - DAY, user_id="cat"), source_id=web)
     job = RetentionJob(storage.log, sources, clock=h.clock,
-                       on_removed=h.engine.events_removed)
+                       on_removed=SegmentService(storage, h.engine).events_removed)
     return h, job, web
 
 
@@ -114,8 +117,8 @@ async def test_a_build_running_while_retention_removes_events_ends_without_them(
 async def test_a_failed_re_evaluation_is_logged_and_retention_goes_on(storage, caplog):
     _h, job, web = await _shop(storage)
 
-    async def failing(owners):
-        raise RuntimeError("engine down")
+    async def failing(source_id, before_ms, step):
+        raise RuntimeError("disk gone")
 
     job.on_removed = failing
     assert await job.run_once() == {web: 2}
@@ -171,3 +174,59 @@ async def test_the_owners_that_are_one_person_are_in_one_part(storage, monkeypat
     assert [len(part) for part in parts] == [3, 2]  # a part closes at 2 owners or more
     assert {k: v for part in parts for k, v in part.items()} == owners
     assert any({"dan", "anon-dan"} <= set(part) for part in parts)
+
+
+async def _ready(h: Harness, service: SegmentService) -> None:
+    """Until no segment is building (the service builds them in tasks of its own)."""
+    for _ in range(500):
+        await service.wait_builds()
+        if all(seg.state == "ready" for seg in h.storage.segments.list()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("segments still building")
+
+
+@run_async
+async def test_a_stop_before_the_re_evaluation_is_caught_up_by_a_rebuild_at_start(storage):
+    """Retention removed events and the process stopped before their owners were
+    evaluated again: at its next start the service sees the log's cutoff ahead of what
+    the memberships reflect, and builds every segment again. ann, whose only event went,
+    is settled from her stored rows."""
+    h, _job, web = await _shop(storage)
+    await h.add_segment("s1", "buyers", BUYERS)
+    await h.add_segment("s2", "repeat", REPEAT)
+    await h.settle()
+    step = await storage.log.expire(web, NOW - 30 * DAY)  # what the job did; then a stop
+    assert step.owners == {"ann": True, "bob": True}
+
+    service = SegmentService(storage, h.engine)  # the next start
+    pending = asyncio.create_task(service.run_pending(interval=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        await _ready(h, service)
+    finally:
+        pending.cancel()
+    assert (_members(h, "s1"), _members(h, "s2")) == ({"bob", "cat"}, {"cat"})
+    exits = {(e["userId"], e["properties"]["audience_key"])
+             for e in await h.audience_events() if e["event"] == "Audience Exited"}
+    assert exits == {("ann", "buyers"), ("bob", "repeat")}
+    assert await service.retention_missed() == {}  # the cutoff now counts as applied
+
+
+@run_async
+async def test_a_failed_re_evaluation_builds_every_segment_again(storage, monkeypatch, caplog):
+    h, job, web = await _shop(storage)
+    await h.add_segment("s1", "buyers", BUYERS)
+    await h.add_segment("s2", "repeat", REPEAT)
+    await h.settle()
+
+    async def failing(owners):
+        raise RuntimeError("engine down")
+
+    monkeypatch.setattr(h.engine, "events_removed", failing)
+    service = job.on_removed.__self__  # type: ignore[union-attr]
+    assert await job.run_once() == {web: 2}
+    assert "could not re-evaluate the 2 people whose events of source" in caplog.text
+    await _ready(h, service)
+    assert (_members(h, "s1"), _members(h, "s2")) == ({"bob", "cat"}, {"cat"})
+    assert await service.retention_missed() == {}

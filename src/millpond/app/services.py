@@ -109,7 +109,8 @@ def build_services(config: ServerConfig) -> Services:
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
                                     catch_up=profiles_current, settle=followers_current,
                                     steps={"import_files": imports.forget})
-    retention = RetentionJob(storage.log, sources, on_removed=engine.events_removed)
+    segments = SegmentService(storage, engine)
+    retention = RetentionJob(storage.log, sources, on_removed=segments.events_removed)
     sources.on_retention_change = retention.nudge
     services = Services(
         config=config, data_dir=data_dir,
@@ -119,7 +120,7 @@ def build_services(config: ServerConfig) -> Services:
         profile_follower=follower,
         imports=imports, pumps=pumps,
         replays=ReplayManager(pumps, sources, storage.runs, storage.index),
-        segment_engine=engine, segments=SegmentService(storage, engine),
+        segment_engine=engine, segments=segments,
         blocklist=blocklist, regulations=regulations, retention=retention,
         outcome_retention=OutcomeRetention(storage.runs, delivery.outcome_retention_days))
     server_metrics.install(services)

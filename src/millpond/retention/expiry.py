@@ -9,8 +9,9 @@ retention takes them), what arrived before ``now - retention``. Each step is one
 transaction (``EventLog.expire``), so the collector's commits wait at most one step for
 the log's write lock.
 
-What was derived from removed events is derived again without them: each step's owners
-(``Expiry.owners``) go to ``on_removed`` (the segment engine re-evaluates them).
+What was derived from removed events is derived again without them: each step goes to
+``on_removed`` (source id, cutoff, ``Expiry``: the segments re-evaluate its ``owners``,
+and record the cutoff as applied once the pass is ``done``).
 
 The clock is injectable (``clock() -> Unix ms``): tests move time instead of sleeping.
 """
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from millpond.retention.policy import cutoff_ms
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventLog, StorageUnavailable
+from millpond.storage.models import Expiry, Source
 
 log = logging.getLogger("millpond.retention")
 
@@ -45,7 +47,7 @@ class RetentionJob:
     def __init__(self, events: EventLog, sources: SourceService, *,
                  clock: Callable[[], int] = wall_clock_ms,
                  interval: float = INTERVAL_SECONDS, step: int = STEP,
-                 on_removed: Callable[[dict[str, bool]], Awaitable[object]] | None = None):
+                 on_removed: Callable[[str, int, Expiry], Awaitable[object]] | None = None):
         self.events = events
         self.on_removed = on_removed
         self.sources = sources
@@ -78,8 +80,8 @@ class RetentionJob:
             while True:
                 step = await self.events.expire(source.id, before, limit=self.step)
                 total += step.removed
-                if step.owners and self.on_removed is not None:
-                    await self._derive_again(source.name, step.owners)
+                if self.on_removed is not None:
+                    await self._derive_again(source, before, step)
                 if step.done:
                     break
             if total:
@@ -93,15 +95,16 @@ class RetentionJob:
                                 "before_ms": before})
         return removed
 
-    async def _derive_again(self, source_name: str, owners: dict[str, bool]) -> None:
+    async def _derive_again(self, source: Source, before: int, step: Expiry) -> None:
         """``on_removed``; a failure is logged (the events are gone either way: the next
         step must still run)."""
         assert self.on_removed is not None
         try:
-            await self.on_removed(owners)
-        except Exception:  # noqa: BLE001 - logged; memberships catch up when next touched
+            await self.on_removed(source.id, before, step)
+        except Exception:  # noqa: BLE001 - logged; the segments notice at their next start
             log.exception("could not re-evaluate the segments of %s people whose events "
-                          "of source %s retention removed", f"{len(owners):,}", source_name)
+                          "of source %s retention removed", f"{len(step.owners):,}",
+                          source.name)
 
     async def run(self) -> None:
         """Run until cancelled (the server's lifecycle owns the task)."""

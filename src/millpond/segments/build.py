@@ -92,10 +92,14 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
 
         await scan.read_log(storage.log, upto, progress)
 
+        previous, cache = await asyncio.to_thread(_stored, storage.segments, built)
+        # Everyone the rows name is settled too: one whose events all left the log
+        # (retention) is no longer what the rows say.
+        for (_sid, identity), rows in previous.items():
+            scan.ids.setdefault(identity, any(r.user_id == identity for r in rows))
         people = await people_of(engine, scan)
         alive.set(build_phase="evaluating", build_total=len(people), build_done=0,
                   build_started_ms=engine.clock())
-        previous, cache = await asyncio.to_thread(_stored, storage.segments, built)
         evaluator = Evaluator(definitions)
         plans = compile_plans(evaluator, definitions, built, scan)
         for start in range(0, len(people), BATCH):

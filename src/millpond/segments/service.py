@@ -14,7 +14,7 @@ from typing import Any
 
 from millpond.errors import BadRequest, Conflict, NotFound
 from millpond.storage.contracts import Storage
-from millpond.storage.models import Member, Segment
+from millpond.storage.models import Expiry, Member, Segment, Window
 from millpond.timeutil import format_ms
 
 from .definition import Condition, check_references, parse_definition, references, to_json
@@ -29,6 +29,8 @@ PENDING_INTERVAL = 1.0
 #: How long a segment whose build failed waits before it is built again, seconds.
 RETRY_FAILED_SECONDS = 60.0
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: Every event time: what retention removed, whenever the events happened.
+ALL_TIME = Window(-(2**62), 2**62)
 
 
 def _ms(value: int | None) -> str | None:
@@ -189,15 +191,67 @@ class SegmentService:
         return pending
 
     async def run_pending(self, interval: float | None = None) -> None:
-        """:meth:`start_pending` now and every ``interval`` seconds (default
-        :data:`PENDING_INTERVAL`), until cancelled (the server's lifecycle owns the task;
-        it stops the builds with :meth:`stop_builds`)."""
+        """:meth:`retention_missed`, then :meth:`start_pending` now and every
+        ``interval`` seconds (default :data:`PENDING_INTERVAL`), until cancelled (the
+        server's lifecycle owns the task; it stops the builds with :meth:`stop_builds`)."""
+        try:
+            await self.retention_missed()
+        except Exception:  # noqa: BLE001 - a storage error: the next start looks again
+            log.exception("could not compare retention's removals with the memberships")
         while True:
             try:
                 self.start_pending()
             except Exception:  # noqa: BLE001 - a storage error: try again at the next round
                 log.exception("could not look for segments to build")
             await asyncio.sleep(PENDING_INTERVAL if interval is None else interval)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def events_removed(self, source_id: str, before_ms: int, expiry: Expiry) -> None:
+        """One step of the retention job (``RetentionJob.on_removed``): the owners of the
+        removed events are evaluated again without them (:meth:`SegmentEngine.
+        events_removed`); once the source's pass is done, its cutoff is recorded as
+        applied (``SegmentStore.set_retention_applied``). Should that fail, every
+        segment is built again, which settles everyone the log and the stored rows name.
+        """
+        try:
+            await self.engine.events_removed(expiry.owners)
+        except Exception:  # noqa: BLE001 - logged; the rebuild covers them
+            log.exception("could not re-evaluate the %s people whose events of source %s "
+                          "retention removed; building every segment again",
+                          f"{len(expiry.owners):,}", source_id)
+            self._rebuild_all()
+        if expiry.done:
+            await asyncio.to_thread(self.storage.segments.set_retention_applied, source_id,
+                                    before_ms)
+
+    async def retention_missed(self) -> dict[str, int]:
+        """Where the log says retention removed events later than the memberships
+        reflect (a stop or a crash between a retention step and its re-evaluation; a
+        store from before segments followed retention): every segment is built again,
+        then those cutoffs count as applied. The sources and cutoffs concerned."""
+        removed = await self.storage.log.expired(ALL_TIME)
+        applied = await asyncio.to_thread(self.storage.segments.retention_applied)
+        behind = {e.source_id: e.before_ms for e in removed
+                  if e.before_ms > applied.get(e.source_id, e.before_ms - 1)}
+        if behind and self._rebuild_all():
+            log.warning("retention removed events of %s source(s) whose owners were not all"
+                        " evaluated again (a stop in between): building every segment again",
+                        len(behind), extra={"sources": sorted(behind)})
+        for source_id, before_ms in behind.items():
+            await asyncio.to_thread(self.storage.segments.set_retention_applied, source_id,
+                                    before_ms)
+        return behind
+
+    def _rebuild_all(self) -> list[str]:
+        """Mark every segment ``building`` and build them (here, or where builds run)."""
+        every = self.storage.segments.list()
+        for segment in every:
+            segment.state = "building"
+            self.storage.segments.update(segment)
+        if every:
+            self._start_build([s.id for s in every])
+        return [s.id for s in every]
 
     async def stop_builds(self) -> None:
         """Cancel the builds running here and wait for them (a stop, a lost jobs lease):

@@ -626,6 +626,18 @@ class SegmentStore(Protocol):
         """The engine's last log seq recorded with the data (0 if none)."""
         ...
 
+    def retention_applied(self) -> dict[str, int]:
+        """Per source, the retention cutoff (``EventLog.expired``'s ``before_ms``) up to
+        which the memberships reflect the events retention removed: a source whose log
+        cutoff is later had events removed whose owners may not have been evaluated
+        again (a stop or a failure in between)."""
+        ...
+
+    def set_retention_applied(self, source_id: str, before_ms: int) -> None:
+        """Record :meth:`retention_applied` for ``source_id``; an earlier cutoff than the
+        one stored changes nothing."""
+        ...
+
 
 class RegulationStore(Protocol):
     """Regulations (suppressions and deletions) with their per-store and per-destination

@@ -197,3 +197,27 @@ def test_apply_in_one_batch_compares_each_row_with_the_one_before(storage):
                          row("s1", "p1", False, 300)], drop=[("s1", "p9")])
     assert [(c.member, c.at_ms) for c in added] == [(True, 100), (False, 200)]
     assert store.member("s1", "p1").since_ms == 300
+
+
+def test_retention_applied_keeps_each_sources_latest_cutoff(storage):
+    store = storage.segments
+    assert store.retention_applied() == {}
+    store.set_retention_applied("src_a", 2000)
+    store.set_retention_applied("src_b", 500)
+    store.set_retention_applied("src_a", 1000)  # earlier: no change
+    assert store.retention_applied() == {"src_a": 2000, "src_b": 500}
+    store.set_retention_applied("src_b", 700)
+    assert store.retention_applied() == {"src_a": 2000, "src_b": 700}
+
+
+def test_retention_applied_survives_a_reopen(durable_backend):
+    first = durable_backend.open()
+    try:
+        first.segments.set_retention_applied("src_a", 1234)
+    finally:
+        first.close()
+    again = durable_backend.open()
+    try:
+        assert again.segments.retention_applied() == {"src_a": 1234}
+    finally:
+        again.close()

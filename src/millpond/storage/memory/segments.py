@@ -21,6 +21,7 @@ class MemorySegmentStore:
         self._by_id: dict[str, set[tuple[str, str]]] = {}
         self._history: list[MembershipChange] = []
         self._checkpoint = 0
+        self._retention_applied: dict[str, int] = {}
 
     # -- definitions --------------------------------------------------------------------
 
@@ -176,3 +177,12 @@ class MemorySegmentStore:
 
     def checkpoint(self) -> int:
         return self._checkpoint
+
+    def retention_applied(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._retention_applied)
+
+    def set_retention_applied(self, source_id: str, before_ms: int) -> None:
+        with self._lock:
+            self._retention_applied[source_id] = max(
+                before_ms, self._retention_applied.get(source_id, before_ms))

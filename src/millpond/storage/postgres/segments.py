@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS segments_position (
     one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
     seq BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS segments_retention_applied (
+    source_id TEXT PRIMARY KEY,
+    before_ms BIGINT NOT NULL
+);
 """
 
 #: Segment applies of every process of the cluster, one at a time (an arbitrary key).
@@ -243,6 +247,16 @@ class PgSegmentStore:
     def checkpoint(self) -> int:
         row = self._db.execute("SELECT seq FROM segments_position").fetchone()
         return 0 if row is None else int(row["seq"])
+
+    def retention_applied(self) -> dict[str, int]:
+        return {r["source_id"]: int(r["before_ms"]) for r in self._db.execute(
+            "SELECT source_id, before_ms FROM segments_retention_applied").fetchall()}
+
+    def set_retention_applied(self, source_id: str, before_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO segments_retention_applied VALUES (%s, %s) ON CONFLICT (source_id)"
+            " DO UPDATE SET before_ms = GREATEST(segments_retention_applied.before_ms,"
+            " excluded.before_ms)", (source_id, before_ms))
 
 
 def _stored(conn: Conn, keys: Sequence[Key]) -> dict[Key, Stored]:

@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_person ON history(person_id, id);
 CREATE TABLE IF NOT EXISTS position (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER);
+CREATE TABLE IF NOT EXISTS retention_applied (
+    source_id TEXT PRIMARY KEY,
+    before_ms INTEGER NOT NULL
+);
 """
 
 _json = msgspec.json.Encoder()
@@ -375,3 +379,12 @@ class SQLiteSegmentStore:
     def checkpoint(self) -> int:
         row = self._db.conn().execute("SELECT seq FROM position").fetchone()
         return row[0] if row else 0
+
+    def retention_applied(self) -> dict[str, int]:
+        return dict(self._db.conn().execute("SELECT source_id, before_ms FROM retention_applied"))
+
+    def set_retention_applied(self, source_id: str, before_ms: int) -> None:
+        self._db.conn().execute(
+            "INSERT INTO retention_applied VALUES (?, ?) ON CONFLICT (source_id)"
+            " DO UPDATE SET before_ms = max(before_ms, excluded.before_ms)",
+            (source_id, before_ms))
