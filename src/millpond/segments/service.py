@@ -210,9 +210,9 @@ class SegmentService:
     async def events_removed(self, source_id: str, before_ms: int, expiry: Expiry) -> None:
         """One step of the retention job (``RetentionJob.on_removed``): the owners of the
         removed events are evaluated again without them (:meth:`SegmentEngine.
-        events_removed`); once the source's pass is done, its cutoff is recorded as
-        applied (``SegmentStore.set_retention_applied``). Should that fail, every
-        segment is built again, which settles everyone the log and the stored rows name.
+        events_removed`), or, should that fail, every segment is built again (which
+        settles everyone the log and the stored rows name); once the source's pass is
+        done, its cutoff is recorded as applied (``SegmentStore.set_retention_applied``).
         """
         try:
             await self.engine.events_removed(expiry.owners)
