@@ -482,7 +482,9 @@ class SegmentEngine:
         every minute on a source that has one, and remaking the state reads the whole
         log while holding the lock, with no live update in any segment meanwhile."""
         changed = 0
-        if owners:
+        # Without segments there is nothing derived (a build made later reads the log
+        # as it is then): no profile reads per retention step.
+        if owners and self.storage.segments.list():
             for part in await asyncio.to_thread(parts_of, self.storage, owners):
                 changed += await self._without(part)
         return changed
