@@ -36,7 +36,7 @@ import msgspec
 
 from millpond.errors import NotFound
 from millpond.storage.contracts import SegmentStore
-from millpond.storage.models import Member, NewEvent, Segment
+from millpond.storage.models import Member, NewEvent, Segment, add_owners
 from millpond.timeutil import format_ms
 
 from .evaluate import Evaluator
@@ -60,7 +60,7 @@ log = logging.getLogger("millpond.segments")
 
 async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> list[Segment]:
     """Build ``segment_ids`` over the log as it stands now; see the module docstring."""
-    from .engine import merge_ids, touch  # the engine imports this module
+    from .engine import touch  # the engine imports this module when it builds
 
     storage = engine.storage
     wanted = list(dict.fromkeys(segment_ids))
@@ -130,7 +130,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             if removed:  # the scan may have counted them before they went
                 scan.forget(removed)
                 scan.feed(await owned_events(storage, removed, position))
-                merge_ids(touched, removed)
+                add_owners(touched, removed)
             engine.building.difference_update(alive.done(wanted))
             if touched and alive.ids:
                 await engine.reevaluate(touched, segment_ids=set(alive.ids), rows=cache)

@@ -42,7 +42,7 @@ import msgspec
 from millpond import heap
 from millpond.errors import NotFound
 from millpond.storage.contracts import Storage, StorageUnavailable
-from millpond.storage.models import Member, NewEvent, Segment, StoredEvent
+from millpond.storage.models import Member, NewEvent, Segment, StoredEvent, add_owners
 from millpond.timeutil import format_ms
 
 from .definition import Condition, parse_definition
@@ -78,12 +78,6 @@ def touch(found: dict[str, bool], event: dict) -> None:
         value = event.get(key)
         if isinstance(value, str) and value:
             found[value] = found.get(value, False) or key == "userId"
-
-
-def merge_ids(into: dict[str, bool], ids: Mapping[str, bool]) -> None:
-    """Add ``ids`` (id -> seen as a user id) to ``into``, as :func:`touch` does."""
-    for any_id, is_user in ids.items():
-        into[any_id] = into.get(any_id, False) or is_user
 
 
 #: What the follower reads of each event (msgspec skips the rest unparsed).
@@ -498,7 +492,7 @@ class SegmentEngine:
         read = [] if mark is None else await owned_events(self.storage, owners, mark)
         async with self.lock:
             for pending in self.removals:
-                merge_ids(pending, owners)
+                add_owners(pending, owners)
             state = self._live
             if state is not None:
                 if state is live and mark is not None:

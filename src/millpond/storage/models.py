@@ -8,7 +8,7 @@ no backend, no presentation (the services shape the public JSON).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -112,6 +112,12 @@ def owners_of(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, bool]
         elif anonymous_id:
             owners.setdefault(anonymous_id, False)
     return owners
+
+
+def add_owners(into: dict[str, bool], more: Mapping[str, bool]) -> None:
+    """Add ``more`` to ``into`` (id -> is a user id): seen once as a user id is enough."""
+    for owner, is_user in more.items():
+        into[owner] = into.get(owner, False) or is_user
 
 
 class Expired(msgspec.Struct, frozen=True):

@@ -12,7 +12,7 @@ import random
 import pyarrow.parquet as pq
 
 from millpond.storage.archive import files as archive_files
-from millpond.storage.models import EventQuery, Window, WindowCursor
+from millpond.storage.models import EventQuery, Window, WindowCursor, add_owners
 
 from ..helpers import ev
 
@@ -175,19 +175,22 @@ def test_retention_reaches_into_the_archive(archive_backend):
                   for i in range(40)]
         storage.log.submit(events).result(10)
         seal_all(storage)
+        # u1 again, hot and as an anonymousId: still a userId in the owners
+        storage.log.submit([ev("h1", "src_a", ts=1000, received=DAY, anonymousId="u1")]
+                           ).result(10)
         before = asyncio.run(storage.log.read(0, 1000))
         owners: dict[str, bool] = {}
         while not (step := asyncio.run(storage.log.expire("src_a", 2 * DAY))).done:
-            owners.update(step.owners)
-        owners.update(step.owners)
+            add_owners(owners, step.owners)
+        add_owners(owners, step.owners)
         assert owners == {f"u{i}": True for i in range(24) if i % 2}
         after = asyncio.run(storage.log.read(0, 1000))
-        gone = {f"m{i}" for i in range(24) if i % 2}
+        gone = {f"m{i}" for i in range(24) if i % 2} | {"h1"}
         assert [_body(e)["messageId"] for e in after] == [
             _body(e)["messageId"] for e in before if _body(e)["messageId"] not in gone]
         assert asyncio.run(storage.index.count(Window(0, 2000))) == 28
         assert storage.log.submit([ev("m1", "src_a")]).result(10).expired == [0]
-        assert sum(e.events for e in asyncio.run(storage.log.expired(Window(0, 2000)))) == 12
+        assert sum(e.events for e in asyncio.run(storage.log.expired(Window(0, 2000)))) == 13
         listed = {f.name for f in storage.archive.files()}
         assert storage.archive.place.names() == listed  # the old files are gone
         assert all(".r1." in name for name in sorted(listed)[:2])  # rewritten files

@@ -42,7 +42,15 @@ from millpond.storage import whole_log
 from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
+from millpond.storage.models import (
+    AppendResult,
+    Expired,
+    Expiry,
+    NewEvent,
+    StoredEvent,
+    Window,
+    add_owners,
+)
 from millpond.storage.sqlite import dedupe, high_water, retention, time_index
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
@@ -423,8 +431,9 @@ class SQLiteEventLog:
             if not hot.done or self.archive is None:
                 return hot
             archived = self.archive.expire(source_id, before_ms)  # a file per call
-            return Expiry(hot.removed + archived.removed, archived.done,
-                          {**archived.owners, **hot.owners})
+            owners = dict(hot.owners)
+            add_owners(owners, archived.owners)
+            return Expiry(hot.removed + archived.removed, archived.done, owners)
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;
