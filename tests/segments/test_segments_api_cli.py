@@ -153,3 +153,15 @@ def test_a_building_segment_reads_with_its_progress_and_time_left() -> None:
         "building (scanning 700,000/1,315,852 events, about 1.5 s left)"
     seg["progress"]["eta_seconds"] = None
     assert segment_row(seg)["state"] == "building (scanning 700,000/1,315,852 events)"
+
+
+def test_a_state_no_event_dates_reads_as_such() -> None:
+    """Retention took all of a person's events: their exit has no event time."""
+    from millpond.cli.segments import history_line, since_text
+
+    assert since_text(None) == "since always"
+    assert since_text("2026-12-01T10:00:00.000Z") == "since 2026-12-01T10:00:00.000Z"
+    assert history_line({"member": False, "at": None, "processed_at": "2026-12-06T18:50Z"}) \
+        == "  exited with no event time left, processed 2026-12-06T18:50Z"
+    assert history_line({"member": True, "at": "2026-11-01T10:00Z", "processed_at": "x"}) \
+        == "  entered at 2026-11-01T10:00Z (event time), processed x"

@@ -143,7 +143,7 @@ def preview(definition: str, sample: int, person: str | None, as_json: bool, cli
     why = data.get("why")
     if why:
         verdict = "would be a member" if why["member"] else "would not be a member"
-        _print_explained(f"{why['person']} {verdict} since {why['since']}", why)
+        _print_explained(f"{why['person']} {verdict} {since_text(why['since'])}", why)
 
 
 @segments.command("members")
@@ -180,13 +180,26 @@ def why(person_id: str, key: str, as_json: bool, client) -> None:
         print_json(data)
         return
     verdict = "member" if data["member"] else "not a member"
-    _print_explained(f"{data['person']} is {verdict} of {data['segment']} since "
-                     f"{data['since']}", data)
+    _print_explained(f"{data['person']} is {verdict} of {data['segment']} "
+                     f"{since_text(data['since'])}", data)
     console.print("history:" + ("" if data["history"] else " no change recorded"),
                   highlight=False)
     for h in data["history"]:
-        console.print(f"  {'entered' if h['member'] else 'exited'} at {h['at']} (event time),"
-                      f" processed {h['processed_at']}", highlight=False, soft_wrap=True)
+        console.print(history_line(h), highlight=False, soft_wrap=True)
+
+
+def since_text(since: str | None) -> str:
+    """``since <event time>``; ``since always`` when nothing dates the state (no event
+    of the person is left in the log, or there never was one), as the console says."""
+    return f"since {since or 'always'}"
+
+
+def history_line(change: dict) -> str:
+    """One membership change: when in event time (none for a change no event dates: the
+    person's events all left the log), and when it was processed."""
+    at = f"at {change['at']} (event time)" if change["at"] else "with no event time left"
+    return (f"  {'entered' if change['member'] else 'exited'} {at},"
+            f" processed {change['processed_at']}")
 
 
 def _print_explained(verdict: str, why: dict) -> None:
