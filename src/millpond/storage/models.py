@@ -102,6 +102,13 @@ class Expiry(msgspec.Struct, frozen=True):
     done: bool
     owners: dict[str, bool] = {}
 
+    def then(self, later: Expiry) -> Expiry:
+        """This call's work and ``later``'s as one (a backend's tiers, hot then archived):
+        ``done`` as ``later`` says, an owner a user id if either saw it as one."""
+        owners = dict(self.owners)
+        add_owners(owners, later.owners)
+        return Expiry(self.removed + later.removed, later.done, owners)
+
 
 def owners_of(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, bool]:
     """:attr:`Expiry.owners` from removed events' (``user_id``, ``anonymous_id``)."""

@@ -42,15 +42,7 @@ from millpond.storage import whole_log
 from millpond.storage.archive.place import Place
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.health import StorageHealth
-from millpond.storage.models import (
-    AppendResult,
-    Expired,
-    Expiry,
-    NewEvent,
-    StoredEvent,
-    Window,
-    add_owners,
-)
+from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, StoredEvent, Window
 from millpond.storage.sqlite import dedupe, high_water, retention, time_index
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
@@ -430,10 +422,7 @@ class SQLiteEventLog:
             hot = retention.expire(self.maintenance(), source_id, before_ms, limit)
             if not hot.done or self.archive is None:
                 return hot
-            archived = self.archive.expire(source_id, before_ms)  # a file per call
-            owners = dict(hot.owners)
-            add_owners(owners, archived.owners)
-            return Expiry(hot.removed + archived.removed, archived.done, owners)
+            return hot.then(self.archive.expire(source_id, before_ms))  # a file per call
 
     def maintenance(self) -> sqlite3.Connection:
         """The write connection of maintenance (retention, archiving), made on first use;
