@@ -15,6 +15,7 @@ from pathlib import Path
 
 from millpond.app import metrics as server_metrics
 from millpond.app.config import ServerConfig
+from millpond.app.followers import LogFollowers
 from millpond.backfill.jobs import ImportJobs
 from millpond.collector.public_url import PublicAddress
 from millpond.config import admin_token
@@ -94,20 +95,9 @@ def build_services(config: ServerConfig) -> Services:
 
     engine = SegmentEngine(storage, profiles_upto=profiles_upto)
 
-    async def profiles_current() -> None:
-        await profiles_upto(storage.log.last_seq())
-
-    async def followers_current() -> None:
-        # Only a regulation waits on this, once its events have left the log: the segment
-        # engine's running state must stop counting them.
-        engine.invalidate()
-        await profiles_current()
-        while await engine.catch_up_once() >= engine.chunk:
-            pass
-
     imports = ImportJobs(storage.imports, storage.log, data_dir, blocklist)
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),
-                                    catch_up=profiles_current, settle=followers_current,
+                                    followers=LogFollowers(follower, engine),
                                     steps={"import_files": imports.forget})
     segments = SegmentService(storage, engine)
     retention = RetentionJob(storage.log, sources, on_removed=segments.events_removed)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from millpond.regulations.forward import Forwarded, Forwarder
 from millpond.storage.contracts import Storage
@@ -49,6 +50,32 @@ class Retries:
         return min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
 
 
+class Followers(Protocol):
+    """What derives data from the log (profiles, segment memberships), as a deletion
+    drives it (the server's: :class:`millpond.app.followers.LogFollowers`)."""
+
+    async def catch_up(self) -> None:
+        """Bring the profiles up to the log's end (an identify that just arrived joins
+        the ids a regulation resolves)."""
+        ...
+
+    def withhold(self, ids: Sequence[str]) -> None:
+        """From the job's start: derive nothing new that names ``ids``."""
+        ...
+
+    async def settle(self, owners: Mapping[str, bool] | None) -> None:
+        """Once the events went: follow the log to its end, with ``owners`` (whose events
+        went, read before: ``PersonEraser.event_owners``) evaluated again without them;
+        None (unknown: a job resumed after its events went) has the followers read the
+        log again instead."""
+        ...
+
+    def release(self, ids: Sequence[str]) -> None:
+        """The derived stores no longer hold ``ids`` (their step is done, or the job
+        stopped)."""
+        ...
+
+
 class DeletionJob:
     """Runs one regulation's deletion to the end; ``save`` stores the record after each
     step (durable on return)."""
@@ -56,14 +83,14 @@ class DeletionJob:
     def __init__(self, regulation: Regulation, storage: Storage, forwarder: Forwarder,
                  save: Callable[[Regulation], None], retries: Retries,
                  redact: Callable[[Regulation], None],
-                 settle: Callable[[], Awaitable[None]] | None = None,
+                 followers: Followers | None = None,
                  steps: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
         self.reg = regulation
         self.storage = storage
         self.forwarder = forwarder
         self._save = save
         self._redact = redact
-        self._settle = settle
+        self._followers = followers
         #: How the steps outside the storage backend are done (none given: nothing to
         #: remove there, e.g. no import was ever uploaded).
         self._steps = dict(steps or {})
@@ -71,13 +98,24 @@ class DeletionJob:
 
     async def run(self) -> None:
         reg = self.reg
-        for step in STORE_STEPS[:-1]:
-            status = reg.stores.setdefault(step, StepStatus())
-            if status.state in SETTLED:
-                continue
-            if step == "profiles":
-                await self._wait_for_followers()
-            await self._store_step(step, status)
+        ids = list(reg.ids)
+        if self._followers is not None:
+            self._followers.withhold(ids)
+        try:
+            for step in STORE_STEPS[:-1]:
+                status = reg.stores.setdefault(step, StepStatus())
+                if status.state in SETTLED:
+                    continue
+                if step == "events" and reg.event_owners is None:
+                    reg.event_owners = await self._owners(ids)
+                    await self._persist()
+                if step == "profiles":
+                    await self._wait_for_followers(reg.event_owners)
+                    reg.event_owners = None  # saved with the step's status
+                await self._store_step(step, status)
+        finally:
+            if self._followers is not None:
+                self._followers.release(ids)
         for dest_id in list(reg.destinations):
             status = reg.destinations[dest_id]
             if status.state in SETTLED or (status.state == "failed"
@@ -157,11 +195,24 @@ class DeletionJob:
             await self._persist()
             return
 
-    async def _wait_for_followers(self) -> None:
+    async def _owners(self, ids: list[str]) -> dict[str, bool] | None:
+        """Whose events the events step removes (None: unknown, the followers then read
+        the whole log again)."""
+        if self._followers is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.storage.eraser.event_owners, ids)
+        except Exception as exc:  # noqa: BLE001 - the slower way stays exact
+            log.warning("regulation %s: could not read whose events go (%s: %s); the"
+                        " segments will read the whole log again", self.reg.id,
+                        type(exc).__name__, exc)
+            return None
+
+    async def _wait_for_followers(self, owners: dict[str, bool] | None) -> None:
         """Until the profile follower and the segment engine have passed the log position
         at which the events were removed (bounded: they may be stopped)."""
-        if self._settle is not None:  # the server's: runs both up to the log's end
-            await self._settle()
+        if self._followers is not None:  # the server's: runs both up to the log's end
+            await self._followers.settle(owners)
             return
         target = self.storage.log.last_seq()
         deadline = time.monotonic() + self.retries.follower_wait_seconds

@@ -18,12 +18,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from millpond.errors import BadRequest
 from millpond.regulations.blocklist import DELETING, SUPPRESSING, Blocklist
 from millpond.regulations.forward import Forwarder
-from millpond.regulations.job import STORE_STEPS, DeletionJob, Retries
+from millpond.regulations.job import STORE_STEPS, DeletionJob, Followers, Retries
 from millpond.storage.contracts import Storage
 from millpond.storage.models import Regulation, RegulationType, StepStatus
 
@@ -40,24 +40,19 @@ def new_regulation_id() -> str:
 
 
 class RegulationService:
-    """See the module docstring. ``catch_up`` brings the profiles up to the log before a
-    regulation is resolved (an identify that just arrived joins its ids); ``settle``
-    brings the profiles and segments up to it (see ``job.py``)."""
+    """See the module docstring. ``followers``: the profile follower and the segment
+    engine, brought up to the log before a regulation is resolved (an identify that just
+    arrived joins its ids) and driven by each deletion (see ``job.py``)."""
 
     def __init__(self, storage: Storage, blocklist: Blocklist, forwarder: Forwarder, *,
-                 retries: Retries | None = None,
-                 catch_up: Callable[[], Awaitable[None]] | None = None,
-                 settle: Callable[[], Awaitable[None]] | None = None,
+                 retries: Retries | None = None, followers: Followers | None = None,
                  steps: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
         self.storage = storage
         self.store = storage.regulations
         self.blocklist = blocklist
         self.forwarder = forwarder
         self.retries = retries or Retries()
-        self._catch_up = catch_up
-        #: Brings the profile follower and the segment engine to the log's end (a
-        #: deletion waits for it before removing profiles and segment rows).
-        self._settle = settle
+        self._followers = followers
         #: The deletion steps outside the storage backend (``job.OUTSIDE_STORAGE``).
         self.steps = dict(steps or {})
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -75,8 +70,8 @@ class RegulationService:
         if not user_ids and not anonymous_ids:
             raise BadRequest("name at least one person: user_ids or anonymous_ids, e.g. "
                              '{"type": "delete", "user_ids": ["user-42"]}', field="user_ids")
-        if self._catch_up is not None:
-            await self._catch_up()
+        if self._followers is not None:
+            await self._followers.catch_up()
         users, anons = self._resolve(user_ids, anonymous_ids)
         reg = Regulation(new_regulation_id(), kind, user_ids, anonymous_ids,
                          [*users, *anons], requested_by, time.time(),
@@ -145,7 +140,7 @@ class RegulationService:
 
     def _start_job(self, reg: Regulation) -> None:
         job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
-                          self._redact, self._settle, self.steps)
+                          self._redact, self._followers, self.steps)
         task = asyncio.get_running_loop().create_task(job.run(), name=f"regulation-{reg.id}")
         self._jobs[reg.id] = task
         task.add_done_callback(lambda t: self._finished(reg.id, t))
@@ -162,6 +157,7 @@ class RegulationService:
             stored = self.store.get(reg.id)
             stored.stores, stored.destinations = reg.stores, reg.destinations
             stored.state, stored.finished_at = reg.state, reg.finished_at
+            stored.event_owners = reg.event_owners
             self.store.update(stored)
 
     def _redact(self, reg: Regulation) -> None:

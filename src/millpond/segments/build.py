@@ -144,6 +144,8 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             return alive.set(state="ready", build_phase="")
     finally:
         engine.removals.remove(removed)
+        if not engine.removals:
+            engine.builds_ended()
         engine.building.difference_update(wanted if alive is None else alive.done(wanted))
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
@@ -172,6 +173,10 @@ class SegmentEngine:
         #: One per running build: the owners of the events retention removed since it
         #: began (:meth:`events_removed`), which its scan may still count.
         self.removals: list[dict[str, bool]] = []
+        #: Ids of the people a deletion is removing (:meth:`withhold`), counted per
+        #: deletion; and those released while builds ran (:meth:`release`).
+        self.withheld: Counter[str] = Counter()
+        self._released: list[str] = []
 
     # -- definitions --------------------------------------------------------------------
 
@@ -353,7 +358,9 @@ class SegmentEngine:
         a merged person whose state differs from any of them is announced again (else the
         last event a destination holds for the merged person could be a stale "Entered").
         ``no_history``: the caller knows the person has none here (a build's new people),
-        so it is not counted."""
+        so it is not counted. Nothing for people being deleted (:meth:`withhold`)."""
+        if self.withheld and not self.withheld.keys().isdisjoint(person.ids):
+            return
         was = previous.member if previous else False
         if m.member != was or any(said != m.member for said in merged):
             changes.append(Change(segment, person, m.member,
@@ -457,6 +464,34 @@ class SegmentEngine:
         # a pause of a few hundred ms each time. Frozen, collections skip them: they are
         # freed by reference counting (no cycles) when the state is let go.
         heap.freeze_survivors()
+
+    def withhold(self, ids: Sequence[str]) -> None:
+        """A deletion is removing the people of ``ids``: write nothing for them, no row
+        and no Audience event, until it is done (:meth:`release`).
+
+        Why: their events leave the log before their rows do (``regulations.job``), and
+        meanwhile the scheduler, the follower or a build may still evaluate them, from
+        state that still counts those events or from none left (an exit). An Audience
+        event appended then would outlive the deletion in the log and go out to
+        destinations (a deletion screens only the events before it), and a row written
+        after the deletion removed theirs would keep their ids."""
+        self.withheld.update(ids)
+
+    def release(self, ids: Sequence[str]) -> None:
+        """The deletion that withheld ``ids`` is done with the segments. Once no build is
+        running: a build that began before may hold their events in its scan, and would
+        evaluate them after the deletion removed their rows."""
+        self._released += ids
+        if not self.removals:
+            self.builds_ended()
+
+    def builds_ended(self) -> None:
+        """No build is running: the ids released meanwhile are no longer withheld."""
+        released, self._released = self._released, []
+        self.withheld.subtract(released)
+        for one in set(released):
+            if self.withheld[one] <= 0:
+                del self.withheld[one]
 
     def invalidate(self) -> None:
         """Events left the log (a regulation's deletion): remake the running state from

@@ -692,6 +692,16 @@ class PersonEraser(Protocol):
     records it removed. What is removed is gone for good: :meth:`scrub` makes the
     backend's files hold no copy of removed bytes (free pages, write-ahead logs)."""
 
+    def event_owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        """Whose events :meth:`events` would remove, in :attr:`Expiry.owners`'s shape
+        (each event's ``userId``, else its ``anonymousId`` -> whether it is a ``userId``);
+        removes nothing. Why: what was derived from those events (segment memberships)
+        must be computed again without them, and once they are gone nothing says whose
+        they were. Among the owners may be people other than ``ids``'s own: another
+        user's event sent with one of ``ids`` as its ``anonymousId`` (a shared device)
+        goes too."""
+        ...
+
     def events(self, ids: Sequence[str]) -> int:
         """Remove every event whose ``userId`` or ``anonymousId`` is one of ``ids`` from
         the log and every index over it (the per-person index included), leaving holes

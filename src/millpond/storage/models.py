@@ -527,3 +527,7 @@ class Regulation(msgspec.Struct):
     #: (``blake2b:<hex>`` under this key): the audit can still tell whether an id was
     #: deleted, and no id of the person is kept (a suppression must keep its ids).
     redacted: str | None = None
+    #: Whose events the deletion removes (``PersonEraser.event_owners``), read before it
+    #: removes them and kept until the segments are evaluated again without them: a job
+    #: resumed in between has no other way to know. Never shown.
+    event_owners: dict[str, bool] | None = None

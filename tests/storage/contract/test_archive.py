@@ -207,6 +207,9 @@ def test_a_deletion_rewrites_the_archived_files_that_held_the_person(archive_bac
         storage.log.submit(events).result(10)
         everything = asyncio.run(storage.log.read(0, 1000))
         seal_all(storage)
+        # u5's only event is archived: read from its file
+        assert storage.eraser.event_owners(["gone-person", "u5"]) == {"gone-person": True,
+                                                                     "u5": True}
         assert storage.eraser.events(["gone-person"]) == 4  # 3, 10, 17 archived; 24 hot
         assert storage.eraser.events(["gone-person"]) == 0  # idempotent
         left = asyncio.run(storage.log.read(0, 1000))

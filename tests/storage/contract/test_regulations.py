@@ -117,6 +117,26 @@ def test_the_eraser_forgets_exactly_the_people_asked_for(storage):
     assert new[0] is not None and new[0] > seqs[-1]
 
 
+def test_the_eraser_names_whose_events_it_removes_before_removing_them(storage):
+    seqs = storage.log.submit([
+        ev("m1", userId="ada", anonymousId="anon-ada"),
+        ev("m2", anonymousId="anon-ada"),
+        ev("m3", userId="cal", anonymousId="anon-ada"),  # another user on Ada's device
+        ev("m4", userId="cal"),
+        ev("m5", userId="bob"),
+        ev("m6", anonymousId="anon-bob"),
+    ]).result(10).seqs
+    eraser = storage.eraser
+    assert eraser.event_owners(ADA) == {"ada": True, "anon-ada": False, "cal": True}
+    assert eraser.event_owners(["anon-bob"]) == {"anon-bob": False}
+    assert eraser.event_owners([]) == {} and eraser.event_owners(["nobody"]) == {}
+    assert eraser.events(ADA) == 3  # event_owners removed nothing
+    # What the owners have left is what the per-person index gives for them.
+    left = asyncio.run(storage.index.person_events(["ada", "anon-ada", "cal"]))
+    assert [e.seq for e in left] == [seqs[3]]
+    assert eraser.event_owners(ADA) == {}
+
+
 def test_regulations_survive_a_reopen(durable_backend):
     storage = durable_backend.open()
     storage.regulations.create(regulation("r1", 1.0))

@@ -212,10 +212,15 @@ def of_people(table: pa.Table, ids: Sequence[str]) -> Any:
 
 
 def people_count(path: Any, ids: Sequence[str]) -> int:
-    """How many of the file's events belong to ``ids`` (by user id or anonymous id); the
-    ids are not sorted in a file, so every row group's two id columns are read."""
+    """How many of the file's events belong to ``ids`` (by user id or anonymous id)."""
+    return people_rows(path, ids).num_rows
+
+
+def people_rows(path: Any, ids: Sequence[str]) -> pa.Table:
+    """(user_id, anonymous_id) of the file's events that belong to ``ids``; the ids are
+    not sorted in a file, so every row group's two id columns are read."""
     table = pq.read_table(path, columns=["user_id", "anonymous_id"])
-    return int(pc.sum(pc.cast(of_people(table, ids), pa.int64())).as_py() or 0)
+    return table.filter(of_people(table, ids))
 
 
 def without_people(path: Any, ids: Sequence[str]) -> Iterator[list[Row]]:

@@ -24,6 +24,9 @@ class MemoryEraser:
         self._profiles = profiles
         self._segments = segments
 
+    def event_owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        return self._log.people_owners(ids)
+
     def events(self, ids: Sequence[str]) -> int:
         seqs = self._log.people_seqs(ids)
         self._log.forget(seqs)

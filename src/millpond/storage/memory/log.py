@@ -196,9 +196,16 @@ class MemoryEventLog:
 
     def people_seqs(self, ids: Sequence[str]) -> list[int]:
         """The seqs of the events whose user id or anonymous id is one of ``ids``."""
+        return [seq for seq, _user, _anonymous in self._people_rows(ids)]
+
+    def people_owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        """``PersonEraser.event_owners``: whose events :meth:`people_seqs` names."""
+        return owners_of((user, anonymous) for _seq, user, anonymous in self._people_rows(ids))
+
+    def _people_rows(self, ids: Sequence[str]) -> list[tuple[int, str | None, str | None]]:
         wanted = set(ids)
         with self._lock:
-            return [r.event.seq for r in self._rows
+            return [(r.event.seq, r.user_id, r.anonymous_id) for r in self._rows
                     if r.user_id in wanted or r.anonymous_id in wanted]
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from millpond.storage.models import owners_of
 from millpond.storage.postgres.connection import PgState
 
 #: Tables the steps delete from: rewritten by :meth:`PgEraser.scrub`.
@@ -37,6 +38,13 @@ class PgEraser:
         return [r["seq"] for r in self._db.execute(
             "SELECT seq FROM events WHERE user_id = ANY(%(ids)s)"
             " OR anonymous_id = ANY(%(ids)s)", {"ids": list(ids)})]
+
+    def event_owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        if not ids:
+            return {}
+        return owners_of((r["user_id"], r["anonymous_id"]) for r in self._db.execute(
+            "SELECT DISTINCT user_id, anonymous_id FROM events WHERE user_id = ANY(%(ids)s)"
+            " OR anonymous_id = ANY(%(ids)s)", {"ids": list(ids)}))
 
     def events(self, ids: Sequence[str]) -> int:
         if not ids:

@@ -35,7 +35,7 @@ from millpond.storage.archive import files
 from millpond.storage.archive.files import FileStats
 from millpond.storage.archive.place import Place
 from millpond.storage.archive.reader import ArchiveReader
-from millpond.storage.models import Expiry, owners_of
+from millpond.storage.models import Expiry, add_owners, owners_of
 from millpond.storage.sqlite import retention
 from millpond.storage.sqlite.connection import immediate
 from millpond.storage.sqlite.seal_process import SealProcess
@@ -202,6 +202,16 @@ class SQLiteArchive(ArchiveReader):
             raise
         self._files[self._files.index(f)] = kept
         self.place.remove(f.name)
+
+    def owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        """``PersonEraser.event_owners`` over the archived files."""
+        owners: dict[str, bool] = {}
+        with self._lock:
+            for f in self._files:
+                rows = files.people_rows(self.path(f), ids)
+                add_owners(owners, owners_of(zip(rows["user_id"].to_pylist(),
+                                                 rows["anonymous_id"].to_pylist(), strict=True)))
+        return owners
 
     def erase(self, ids: Sequence[str]) -> int:
         """Write again, without the events of ``ids``, every file that holds any (a

@@ -25,6 +25,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from millpond.storage.models import add_owners, owners_of
 from millpond.storage.sqlite import high_water
 from millpond.storage.sqlite.connection import connect, immediate
 
@@ -59,19 +60,27 @@ class SQLiteEraser:
             conn.close()
 
     # -- the log and its indexes ----------------------------------------------------------
-    def _event_seqs(self, ids: Sequence[str]) -> list[int]:
-        """Seqs of the people's events, by a scan of the log in chunks (the log keeps no
-        index on its id columns; see ``activity.py``)."""
+    def _event_rows(self, ids: Sequence[str]) -> list[tuple[int, str | None, str | None]]:
+        """(seq, user_id, anonymous_id) of the people's hot events, by a scan of the log
+        in chunks (the log keeps no index on its id columns; see ``activity.py``)."""
         marks = _marks(ids)
-        seqs: list[int] = []
+        rows: list[tuple[int, str | None, str | None]] = []
         with self._open("log") as conn:
             top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             for start in range(0, top, CHUNK):
-                seqs.extend(s for (s,) in conn.execute(
-                    f"SELECT seq FROM events WHERE seq > ? AND seq <= ? AND"
-                    f" (user_id IN ({marks}) OR anonymous_id IN ({marks}))",
+                rows.extend(conn.execute(
+                    f"SELECT seq, user_id, anonymous_id FROM events WHERE seq > ? AND"
+                    f" seq <= ? AND (user_id IN ({marks}) OR anonymous_id IN ({marks}))",
                     (start, start + CHUNK, *ids, *ids)))
-        return seqs
+        return rows
+
+    def event_owners(self, ids: Sequence[str]) -> dict[str, bool]:
+        if not ids:
+            return {}
+        owners = owners_of((user, anonymous) for _seq, user, anonymous in self._event_rows(ids))
+        if self.archive is not None:
+            add_owners(owners, self.archive.owners(ids))
+        return owners
 
     def events(self, ids: Sequence[str]) -> int:
         if not ids:
@@ -101,7 +110,7 @@ class SQLiteEraser:
     def dead_letters(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        seqs = self._event_seqs(ids)
+        seqs = [seq for seq, _user, _anonymous in self._event_rows(ids)]
         removed = 0
         with self._open("state") as conn, immediate(conn):
             for i in range(0, len(seqs), 500):
