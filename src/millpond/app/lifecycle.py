@@ -26,6 +26,8 @@ class Lifecycle:
     def __init__(self, services: Services, url: str = ""):
         self.services = services
         self._tasks: list[asyncio.Task[None]] = []
+        #: A cluster's: the regulations accepted by other processes (RegulationService.follow).
+        self._follow: asyncio.Task[None] | None = None
         leases = leases_of(services.storage)
         #: The process's place in a scale-out cluster; None on the embedded store.
         self.membership = None if leases is None else Membership(
@@ -40,8 +42,11 @@ class Lifecycle:
         (:mod:`millpond.heap`)."""
         heap.settle()
         if self.membership is not None:
-            # Builds run where the segment follower runs: the jobs lease's holder.
+            # Builds and deletions run where the segment follower runs: the jobs lease's
+            # holder. Every process keeps its blocklist in step with the regulations.
             self.services.segments.builds_here = False
+            self.services.regulations.jobs_here = False
+            self._follow = asyncio.create_task(self.services.regulations.follow())
             if self.membership.works:
                 # launches none until leases are held; another process's redrives stay
                 await self.services.pumps.start(recover=False)
@@ -62,6 +67,7 @@ class Lifecycle:
         self._tasks.append(asyncio.create_task(s.segment_engine.run()))
         s.segments.builds_here = True
         self._tasks.append(asyncio.create_task(s.segments.run_pending()))
+        s.regulations.jobs_here = True
         self._tasks.append(asyncio.create_task(s.regulations.start()))  # resumes deletions
         self._tasks.append(asyncio.create_task(s.retention.run()))
         self._tasks.append(asyncio.create_task(s.outcome_retention.run()))
@@ -72,6 +78,7 @@ class Lifecycle:
     async def _stop_jobs(self) -> None:
         self.services.segments.builds_here = False
         await self.services.segments.stop_builds()
+        self.services.regulations.jobs_here = False
         await self.services.regulations.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -83,6 +90,9 @@ class Lifecycle:
         which finishes in-flight commits."""
         if self.membership is not None:
             await self.membership.stop()
+            if self._follow is not None:
+                self._follow.cancel()
+                await asyncio.gather(self._follow, return_exceptions=True)
         else:
             await self.services.segments.stop_builds()
             await self.services.regulations.stop()

@@ -37,14 +37,17 @@ class Blocklist:
         self._maps: tuple[dict[str, str], dict[str, int]] = ({}, {})
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        #: Deleted ids whose regulation no longer names them (redacted once finished),
-        #: kept in this process's memory only: a run that read their events before they
-        #: went still must not send them; after a restart no run holds such events.
+        #: Every deleted id this process has screened, kept in its memory only: once a
+        #: deletion finishes, its regulation names digests (redacted), yet a run that
+        #: read their events before they went still must not send them; after a restart
+        #: no run holds such events.
         self._remembered: dict[str, int] = {}
 
     def load(self, regulations: Iterable[Regulation]) -> None:
         """Rebuild from every stored regulation (oldest first wins nothing: any active
-        suppression of an id suppresses it)."""
+        suppression of an id suppresses it); the deleted ids screened so far stay."""
+        for one, upto in self._maps[1].items():
+            self._remembered[one] = max(self._remembered.get(one, 0), upto)
         suppressed: dict[str, str] = {}
         deleted: dict[str, int] = {}
         for reg in regulations:
@@ -57,11 +60,6 @@ class Blocklist:
         for one, upto in self._remembered.items():
             deleted[one] = max(deleted.get(one, 0), upto)
         self._maps = (suppressed, deleted)
-
-    def remember(self, ids: Iterable[str], upto_seq: int) -> None:
-        """Keep screening these deleted ids in memory (their regulation is redacted)."""
-        for one in ids:
-            self._remembered[one] = max(self._remembered.get(one, 0), upto_seq)
 
     @property
     def active(self) -> bool:

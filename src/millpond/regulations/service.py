@@ -7,6 +7,13 @@ suppression is in force for the collector, imports and every delivery as soon as
 A deletion is stored with a status per store and per configured destination and run by
 a :class:`~millpond.regulations.job.DeletionJob` in the background; one that was running
 when the server stopped is resumed by :meth:`RegulationService.start`.
+
+On a scale-out cluster every process keeps its own blocklist, and the deletions run where
+the segment engine and the profile follower do (the ``jobs`` lease's holder: a job
+drives them, :class:`~millpond.regulations.job.Followers`). :meth:`RegulationService.follow`
+runs on every process: it reads the regulations again each :data:`REFRESH_EVERY` seconds,
+so one accepted by another process is in force here within that time, and the holder
+starts the deletions others accepted.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ log = logging.getLogger("millpond.regulations")
 ALL = 1_000_000
 #: Seconds between saves of the suppressed-event counters.
 COUNT_EVERY = 1.0
+#: Seconds between two reads of the regulations by :meth:`RegulationService.follow`.
+REFRESH_EVERY = 1.0
 
 
 def new_regulation_id() -> str:
@@ -53,6 +62,9 @@ class RegulationService:
         self.forwarder = forwarder
         self.retries = retries or Retries()
         self._followers = followers
+        #: Whether deletions run in this process (on a cluster: only the jobs lease's
+        #: holder; another one accepts them and leaves them to it).
+        self.jobs_here = True
         #: The deletion steps outside the storage backend (``job.OUTSIDE_STORAGE``).
         self.steps = dict(steps or {})
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -87,7 +99,7 @@ class RegulationService:
         await asyncio.to_thread(self._store_new, reg)
         log.info("regulation %s: %s of %d ids, asked by %s", reg.id, kind.value,
                  len(reg.ids), requested_by, extra={"regulation": reg.id})
-        if kind in DELETING:
+        if kind in DELETING and self.jobs_here:
             self._start_job(reg)
         return reg
 
@@ -132,13 +144,41 @@ class RegulationService:
     # -- running ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Resume the deletions a stop interrupted; start saving the counters."""
-        for reg in self.store.list(ALL):
-            if reg.type in DELETING and reg.state == "running":
+        for reg in self.refresh():
+            if reg.id not in self._jobs:
                 log.info("regulation %s: resuming its deletion", reg.id)
-                self._start_job(reg)
+            self._start_job(reg)
         self._counter = asyncio.create_task(self._count_loop(), name="regulation-counts")
 
+    async def follow(self, interval: float = REFRESH_EVERY) -> None:
+        """A cluster's processes: the regulations others accepted, in force here and (on
+        the jobs lease's holder) run; the counters of this process's collector saved.
+        Until cancelled."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    running = await asyncio.to_thread(self.refresh)
+                    if self.jobs_here:
+                        for reg in running:
+                            self._start_job(reg)
+                    await asyncio.to_thread(self.save_counts)
+                except Exception:  # noqa: BLE001 - the next round reads them again
+                    log.exception("could not read the regulations; retrying in %.0f s",
+                                  interval)
+        finally:
+            self.save_counts()
+
+    def refresh(self) -> list[Regulation]:
+        """Rebuild the blocklist from the stored regulations; the deletions running."""
+        with self._lock:
+            regulations = self.store.list(ALL)
+            self.blocklist.load(regulations)
+        return [r for r in regulations if r.type in DELETING and r.state == "running"]
+
     def _start_job(self, reg: Regulation) -> None:
+        if reg.id in self._jobs:
+            return
         job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
                           self._redact, self._followers, self.steps)
         task = asyncio.get_running_loop().create_task(job.run(), name=f"regulation-{reg.id}")
@@ -168,7 +208,6 @@ class RegulationService:
             return
         with self._lock:
             stored = self.store.get(reg.id)
-            self.blocklist.remember(stored.ids, stored.upto_seq)
             if stored.redacted is None:
                 redact(stored)
             self.store.update(stored)
