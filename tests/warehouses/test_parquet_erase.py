@@ -23,6 +23,7 @@ from millpond.warehouses.parquet import ParquetWriter, parse_settings, read_tabl
 from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.parquet.stores import ObjectStore
 from tests.support.locks import WatchedLock
+from tests.support.regulations import deletion
 from tests.warehouses.events import every_type
 
 
@@ -254,8 +255,7 @@ class _HeldAtCommit:
 
 def _accept_deletion(blocklist, ids: list[str], upto_seq: int) -> None:
     """What the regulation service does when it accepts a deletion: screen the ids."""
-    blocklist.remember(ids, upto_seq)
-    blocklist.load([])
+    blocklist.load([deletion(ids, upto_seq)])
 
 
 def test_a_batch_committing_after_the_deletion_leaves_the_person_out(location, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from millpond.warehouses.batch import StoredEvent
+from tests.support.regulations import deletion
 
 
 def _event(n: int, body: dict) -> StoredEvent:
@@ -81,8 +82,7 @@ def test_a_batch_committing_after_the_deletion_leaves_the_person_out(pg_dsn, sql
         first = threading.Thread(target=lambda: outcomes.update(a=loading.load(_batch(1))))
         first.start()
         assert held.wait(60), "the batch never reached its last write"
-        blocklist.remember(["ada", "anon-ada"], 100)  # the deletion is accepted
-        blocklist.load([])
+        blocklist.load([deletion(["ada", "anon-ada"], 100)])  # the deletion is accepted
         forget = threading.Thread(
             target=lambda: outcomes.update(f=forgetting.forget(["ada", "anon-ada"])))
         forget.start()

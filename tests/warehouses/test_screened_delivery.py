@@ -40,6 +40,7 @@ from millpond.warehouses.parquet.settings import make_store
 from millpond.warehouses.postgres import deletion_lock
 from tests.delivery.helpers import new_event
 from tests.support.locks import WatchedLock
+from tests.support.regulations import deletion
 
 #: Events in the batch; one is the deleted person's.
 N = 5
@@ -110,8 +111,7 @@ def test_a_person_deleted_while_the_batch_waits_is_skipped_not_sent(held, reques
             task = asyncio.create_task(pump.run())
             try:
                 await asyncio.to_thread(_wait, held.waiting, "the batch to wait for the lock")
-                blocklist.remember([ADA], N)  # the deletion is accepted...
-                blocklist.load([])
+                blocklist.load([deletion([ADA], N)])  # the deletion is accepted...
                 held.release()  # ...and lets go: the batch is screened with it in force
                 await asyncio.to_thread(
                     _wait, lambda: storage.runs.get("r1").cursor == N, "the batch's end")
