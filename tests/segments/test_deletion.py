@@ -95,6 +95,9 @@ async def test_nothing_names_the_deleted_person_and_others_lose_what_went_with_t
                  track("xavier-2", NOW + 2 * DAY - 60_000, user_id="xavier"))
     await h.settle()
     assert _members(h, "s2") == {"dan", "xavier", "cat"}
+    back = [(e["event"], e["properties"]["audience_key"]) for e in await _naming(h, DAN)
+            if e["event"].startswith("Audience")]
+    assert sorted(back) == [("Audience Entered", "buyers"), ("Audience Entered", "recent")]
     await h.add_segment("s3", "repeat", {"event": "Order Completed", "at_least": 2})
     await h.settle()
     assert _members(h, "s3") == set()
@@ -130,6 +133,8 @@ async def test_a_build_running_through_a_deletion_writes_nothing_of_the_person(
     await h.send(track("dan-2", NOW - 60_000, user_id="dan"))
     await h.settle()
     assert _members(h, "s1") == {"dan", "cat"}
+    assert [e["event"] for e in await _naming(h, DAN) if e["event"].startswith("Audience")
+            ] == ["Audience Entered"]
 
 
 @run_async

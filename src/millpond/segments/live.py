@@ -234,6 +234,11 @@ class RowCache:
         rows = self._rows
         return [row for pid in people for row in rows.get(pid, ())]
 
+    def forget(self, ids: Sequence[str]) -> None:
+        """The store no longer has the rows of the people ``ids`` name (a deletion's
+        ``PersonEraser.segment_memberships``, not written through the engine)."""
+        self.written([], [(row.segment_id, row.person_id) for row in self.rows_of(ids)])
+
     def written(self, rows: Sequence[Member], drop: Sequence[tuple[str, str]]) -> None:
         """What ``SegmentStore.apply(rows, drop=drop)`` wrote."""
         cached = self._rows
