@@ -7,6 +7,7 @@ evaluated again without it. The real deletion job, through the server's wiring
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -59,7 +60,9 @@ async def _naming(h: Harness, ids: set[str]) -> list[dict]:
 
 
 @run_async
-async def test_nothing_names_the_deleted_person_and_others_lose_what_went_with_them(storage):
+async def test_nothing_names_the_deleted_person_and_others_lose_what_went_with_them(
+        storage, caplog):
+    caplog.set_level(logging.INFO, "millpond.regulations")
     h = await _shop(storage)
     await h.add_segment("s1", "buyers", {"event": "Order Completed"})
     await h.add_segment("s2", "recent", {"event": "Order Completed", "within": "30d"})
@@ -89,6 +92,7 @@ async def test_nothing_names_the_deleted_person_and_others_lose_what_went_with_t
     exits = [(e["userId"], e["properties"]["audience_key"]) for e in await h.audience_events()
              if e["event"] == "Audience Exited"]
     assert exits == [("xavier", "buyers")]
+    assert "events of 1 other user(s) carry these ids" in caplog.text
     # A deletion is not a suppression: dan's later order makes him a member again, and
     # the running state counts xavier's orders from what is left.
     await h.send(track("dan-2", NOW + 2 * DAY - 60_000, user_id="dan"),

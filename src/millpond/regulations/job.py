@@ -201,12 +201,18 @@ class DeletionJob:
         if self._followers is None:
             return None
         try:
-            return await asyncio.to_thread(self.storage.eraser.event_owners, ids)
+            owners = await asyncio.to_thread(self.storage.eraser.event_owners, ids)
         except Exception as exc:  # noqa: BLE001 - the slower way stays exact
             log.warning("regulation %s: could not read whose events go (%s: %s); the"
                         " segments will read the whole log again", self.reg.id,
                         type(exc).__name__, exc)
             return None
+        others = len(owners.keys() - set(ids))
+        if others:  # counted, not named: the log is no place for people's ids
+            log.info("regulation %s: events of %d other user(s) carry these ids (a shared"
+                     " device) and go too; they are evaluated again in every segment",
+                     self.reg.id, others, extra={"regulation": self.reg.id})
+        return owners
 
     async def _wait_for_followers(self, owners: dict[str, bool] | None) -> None:
         """Until the profile follower and the segment engine have passed the log position
