@@ -65,3 +65,33 @@ def test_each_destination_has_its_own_status_and_retries(vendor):
     assert done.ids == [digest(done.redacted, "ann")]
     assert service.blocklist.blocked("ann", None, 10) == "deleted"
     assert service.blocklist.blocked("ann", None, 11) is None  # later events are kept
+
+
+def test_a_deletion_is_run_once_though_a_read_taken_before_it_finished_lists_it(vendor):
+    """``follow`` (a cluster's processes) starts the deletions it reads as running; one
+    read just before a job here finished must not start it again (the vendor asked
+    twice)."""
+    cio = vendor("customerio")
+    storage = MemoryStorage()
+    storage.destinations.create(_destination(1, "customerio", cio.destination_settings()))
+    storage.log.submit([_event(i, "ann") for i in range(3)]).result(5)
+
+    async def run() -> None:
+        transport = HttpTransport(timeout=5)
+        service = RegulationService(storage, Blocklist(), Forwarder(transport),
+                                    retries=Retries(base_seconds=0.01,
+                                                    follower_wait_seconds=0.1))
+        reg = await service.create(RegulationType.DELETE, ["ann"], [], "test")
+        stale = storage.regulations.get(reg.id)
+        assert stale.state == "running"
+        await service.wait_idle()
+        service.refresh = lambda: [stale]  # type: ignore[method-assign]
+        follow = asyncio.create_task(service.follow(interval=0.01))
+        await asyncio.sleep(0.2)
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await service.wait_idle()
+        await transport.aclose()
+
+    asyncio.run(run())
+    assert cio.deleted == ["ann"]

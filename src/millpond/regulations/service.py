@@ -68,6 +68,10 @@ class RegulationService:
         #: The deletion steps outside the storage backend (``job.OUTSIDE_STORAGE``).
         self.steps = dict(steps or {})
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        #: Jobs that ended in this process (finished, or stopped on an error): never
+        #: started again here, though a read of the regulations taken just before one
+        #: finished still lists it as running (:meth:`follow`).
+        self._ended: set[str] = set()
         self._counter: asyncio.Task[None] | None = None
         #: Serializes read-modify-write of one record (a job's steps, the counters).
         self._lock = threading.Lock()
@@ -177,7 +181,7 @@ class RegulationService:
         return [r for r in regulations if r.type in DELETING and r.state == "running"]
 
     def _start_job(self, reg: Regulation) -> None:
-        if reg.id in self._jobs:
+        if reg.id in self._jobs or reg.id in self._ended:
             return
         job = DeletionJob(reg, self.storage, self.forwarder, self._save_job, self.retries,
                           self._redact, self._followers, self.steps)
@@ -187,6 +191,8 @@ class RegulationService:
 
     def _finished(self, reg_id: str, task: asyncio.Task[None]) -> None:
         self._jobs.pop(reg_id, None)
+        if not task.cancelled():
+            self._ended.add(reg_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("regulation %s stopped on an error; it resumes at the next start",
                       reg_id, exc_info=task.exception())
