@@ -230,3 +230,21 @@ async def test_a_failed_re_evaluation_builds_every_segment_again(storage, monkey
     await _ready(h, service)
     assert (_members(h, "s1"), _members(h, "s2")) == ({"bob", "cat"}, {"cat"})
     assert await service.retention_missed() == {}
+
+
+@run_async
+async def test_a_person_whose_every_event_went_is_in_no_segment_until_the_next(storage):
+    """Nobody (no event left, no profile) is a member of nothing, even of a segment true
+    before any data, as a build over the log would not know them; their next event of any
+    name brings them back."""
+    h, job, web = await _shop(storage)
+    await h.add_segment("s1", "no-views", {"not": {"event": "Product Viewed"}})
+    await h.settle()
+    assert "ann" in _members(h, "s1")
+    await job.run_once()  # ann-old, her only event, goes
+    assert "ann" not in _members(h, "s1")
+    await h.send(track("ann-new", NOW - 3_600_000, user_id="ann"), source_id=web)
+    await h.settle()
+    assert "ann" in _members(h, "s1")
+    assert [e["event"] for e in await h.audience_events() if e["userId"] == "ann"] == [
+        "Audience Entered", "Audience Exited", "Audience Entered"]

@@ -38,5 +38,8 @@ class LogFollowers:
         while await self.segments.catch_up_once() >= self.segments.chunk:
             pass
 
+    async def rows_erased(self, ids: Sequence[str]) -> None:
+        await self.segments.rows_erased(ids)
+
     def release(self, ids: Sequence[str]) -> None:
         self.segments.release(ids)

@@ -70,6 +70,11 @@ class Followers(Protocol):
         log again instead."""
         ...
 
+    async def rows_erased(self, ids: Sequence[str]) -> None:
+        """The segment rows naming ``ids`` are gone from the store (what holds them
+        elsewhere forgets them)."""
+        ...
+
     def release(self, ids: Sequence[str]) -> None:
         """The derived stores no longer hold ``ids`` (their step is done, or the job
         stopped)."""
@@ -113,6 +118,8 @@ class DeletionJob:
                     await self._wait_for_followers(reg.event_owners)
                     reg.event_owners = None  # saved with the step's status
                 await self._store_step(step, status)
+                if step == "segment_memberships" and self._followers is not None:
+                    await self._followers.rows_erased(ids)
         finally:
             if self._followers is not None:
                 self._followers.release(ids)

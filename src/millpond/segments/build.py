@@ -70,6 +70,8 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
     alive: _Progress | None = None
     removed: dict[str, bool] = {}  # retention's, meanwhile (SegmentEngine.events_removed)
     engine.removals.append(removed)
+    erased: list[str] = []  # a deletion's, meanwhile (SegmentEngine.rows_erased)
+    engine.erasures.append(erased)
     try:
         epoch = engine.epoch
         upto = storage.log.last_seq()
@@ -127,6 +129,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
                     touch(touched, _decode(row.body))
                 scan.feed(rows)  # for the follower's state (adopt)
                 cursor = rows[-1].seq
+            cache.forget(erased)  # read before a deletion removed them
             if removed:  # the scan may have counted them before they went
                 scan.forget(removed)
                 scan.feed(await owned_events(storage, removed, position))
@@ -144,6 +147,7 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             return alive.set(state="ready", build_phase="")
     finally:
         engine.removals.remove(removed)
+        engine.erasures.remove(erased)
         if not engine.removals:
             engine.builds_ended()
         engine.building.difference_update(wanted if alive is None else alive.done(wanted))

@@ -177,9 +177,9 @@ class SegmentEngine:
         #: deletion; and those released while builds ran (:meth:`release`).
         self.withheld: Counter[str] = Counter()
         self._released: list[str] = []
-        #: Ids whose rows a deletion removed from the store behind the running state's
-        #: row cache: forgotten there by the next :meth:`reevaluate`, under the lock.
-        self._erased_rows: list[str] = []
+        #: One per running build: the ids whose rows a deletion removed since it began
+        #: (:meth:`rows_erased`), which its row cache may still hold.
+        self.erasures: list[list[str]] = []
 
     # -- definitions --------------------------------------------------------------------
 
@@ -214,9 +214,6 @@ class SegmentEngine:
         is one; without ``names`` every segment is evaluated. ``rows``: a cache of the
         stored rows of ``segment_ids`` (a build's) to read through and keep in step, when
         the running state is not for them."""
-        if self._erased_rows and self._live is not None:
-            self._live.rows.forget(self._erased_rows)
-        self._erased_rows = []
         every, definitions = self.definitions()
         segments = [s for s in every if s.id in segment_ids] if segment_ids is not None \
             else self._followed(every)
@@ -492,16 +489,23 @@ class SegmentEngine:
             self.builds_ended()
 
     def builds_ended(self) -> None:
-        """No build is running: the ids released meanwhile are no longer withheld, and
-        the rows the deletion removed leave the running state's cache (else a person
-        who comes back would read as still a member, and enter with no Audience
-        event)."""
+        """No build is running: the ids released meanwhile are no longer withheld."""
         released, self._released = self._released, []
-        self._erased_rows += released
         self.withheld.subtract(released)
         for one in set(released):
             if self.withheld[one] <= 0:
                 del self.withheld[one]
+
+    async def rows_erased(self, ids: Sequence[str]) -> None:
+        """A deletion removed every row naming ``ids`` from the store, not through the
+        engine: the running state's row cache forgets them now, and each running build's
+        cache at its end. Else a person who comes back would read as still a member, and
+        enter with no Audience event."""
+        async with self.lock:
+            if self._live is not None:
+                self._live.rows.forget(ids)
+            for erased in self.erasures:
+                erased += ids
 
     def invalidate(self) -> None:
         """Events left the log (a regulation's deletion): remake the running state from

@@ -48,10 +48,12 @@ class SegmentPlan(msgspec.Struct):
         ``since`` at or before the earliest touching event stays (it is that first time,
         or a flip's), and so does a state other than ``empty``'s (it began at a flip).
         Without a row, the person was a non-member with nothing scheduled (``empty``
-        false: still so) or is new (``empty`` true: a member now)."""
+        false: still so) or is new (``empty`` true: a member now); so with a row stored
+        when they had no data left (``since`` None: retention or a deletion took every
+        event of theirs, :data:`NOBODY`), whose state began at no flip."""
         if touched is None or self.traits or not self.names.isdisjoint(touched.names):
             return False
-        if stored is None:
+        if stored is None or stored.since_ms is None:
             return not self.empty
         # A state other than the one before any data began at a flip.
         return stored.member != self.empty or (
@@ -94,6 +96,10 @@ def compile_plans(evaluator: Evaluator, definitions: Mapping[str, Condition],
     return out
 
 
+#: The membership of a person with no data at all.
+NOBODY = Membership(False, None, None)
+
+
 def memberships(evaluator: Evaluator, plans: Sequence[SegmentPlan], scan: LogScan,
                 ids: Sequence[str], profile: Mapping[str, Any] | None,
                 now: int) -> list[Membership]:
@@ -101,6 +107,11 @@ def memberships(evaluator: Evaluator, plans: Sequence[SegmentPlan], scan: LogSca
     gathered of ``ids``; the full evaluation only where the person has data the segment
     looks at."""
     first, merged = scan.gather(ids)
+    if first is None and not profile:
+        # No event left and no profile (retention or a deletion took them all): nobody
+        # to be a member, even of a segment true before any data ("not" an event), as a
+        # build over the log as it is now would not know them.
+        return [NOBODY] * len(plans)
     facts = stepper = None
     # A cleared trait is data too: the time a condition on it may change.
     traits = {*(profile.get("traits") or {}), *(profile.get("cleared_traits") or {})} \

@@ -137,6 +137,18 @@ def test_the_eraser_names_whose_events_it_removes_before_removing_them(storage):
     assert eraser.event_owners(ADA) == {}
 
 
+def test_a_deleted_event_is_forgotten_by_dedupe_too(storage):
+    """Nothing of a deleted event is kept, its messageId included: sent again, it is
+    stored again (a deletion is not a suppression). The segment engine relies on it: a
+    person who comes back enters again with the Audience event's messageId of their
+    first entry (their history went with them)."""
+    first = storage.log.submit([ev("m1", userId="ada"), ev("m2", userId="bob")]).result(10)
+    assert storage.eraser.events(ADA) == 1
+    again = storage.log.submit([ev("m1", userId="ada"), ev("m2", userId="bob")]).result(10)
+    assert again.seqs[0] is not None and again.seqs[0] > first.seqs[1]
+    assert again.seqs[1] is None  # bob's is still there: a duplicate
+
+
 def test_regulations_survive_a_reopen(durable_backend):
     storage = durable_backend.open()
     storage.regulations.create(regulation("r1", 1.0))

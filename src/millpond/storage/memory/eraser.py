@@ -29,7 +29,7 @@ class MemoryEraser:
 
     def events(self, ids: Sequence[str]) -> int:
         seqs = self._log.people_seqs(ids)
-        self._log.forget(seqs)
+        self._log.forget(seqs, dedupe=True)
         return len(seqs)
 
     def dead_letters(self, ids: Sequence[str]) -> int:

@@ -102,15 +102,19 @@ class MemoryEventLog:
     def dedupe_keyer(self) -> Callable[[str, str], int] | None:
         return None
 
-    def forget(self, seqs: Iterable[int]) -> None:
-        """Remove events as retention would (their messageIds stay deduped). Outside the
-        contract: tests use it to make gaps in seq."""
+    def forget(self, seqs: Iterable[int], *, dedupe: bool = False) -> None:
+        """Remove events: as retention would (their messageIds stay deduped; tests use it
+        to make gaps in seq), or as a deletion does (``dedupe``: their messageIds go too,
+        as the other backends forget them)."""
         with self._lock:
             for seq in seqs:
-                if self._by_seq.pop(seq, None) is not None:
+                row = self._by_seq.pop(seq, None)
+                if row is not None:
                     i = bisect.bisect_left(self._seqs, seq)
                     del self._seqs[i]
                     del self._rows[i]
+                    if dedupe:
+                        self._dedupe.pop((row.source_id, row.message_id), None)
 
     async def expire(self, source_id: str, before_ms: int, *, limit: int = 10_000) -> Expiry:
         with self._lock:
