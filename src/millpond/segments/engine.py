@@ -508,8 +508,9 @@ class SegmentEngine:
                 erased += ids
 
     def invalidate(self) -> None:
-        """Events left the log (a regulation's deletion): remake the running state from
-        the log at the follower's next read, so they no longer count."""
+        """Events left the log and nobody knows whose (a deletion that could not read
+        them first): remake the running state from the log at the follower's next read,
+        so they no longer count."""
         self._live = None
         self.epoch += 1
 
