@@ -515,16 +515,17 @@ class SegmentEngine:
         self.epoch += 1
 
     async def events_removed(self, owners: Mapping[str, bool]) -> int:
-        """Retention removed events of ``owners`` (``Expiry.owners``: id -> is a user
-        id): evaluate those people again without them in every followed segment, and
-        note them for the builds running (:attr:`removals`: each does the same for its
-        own segments at its end). Returns how many memberships changed.
+        """Retention or a deletion removed events of ``owners`` (``Expiry.owners``,
+        ``PersonEraser.event_owners``: id -> is a user id): evaluate those people again
+        without them in every followed segment, and note them for the builds running
+        (:attr:`removals`: each does the same for its own segments at its end). Returns
+        how many memberships changed.
 
         The running state forgets what the owners' events added and takes in what is
         left of them; a part of the owners at a time (:mod:`.removed`). Why not
-        :meth:`invalidate`, as a regulation's deletion does: retention removes events
-        every minute on a source that has one, and remaking the state reads the whole
-        log while holding the lock, with no live update in any segment meanwhile."""
+        :meth:`invalidate`: retention removes events every minute on a source that has
+        one, and remaking the state reads the whole log while holding the lock, with no
+        live update in any segment meanwhile."""
         changed = 0
         # Without segments there is nothing derived (a build made later reads the log
         # as it is then): no profile reads per retention step.

@@ -13,8 +13,8 @@ event *times*, and membership is still computed from them in event time.
 
 Why rebuilt at start rather than persisted in the SegmentStore: the state is a pure
 function of the log and the definitions, and it must be remade whenever a definition
-changes (its conditions are its slots) or events leave the log (a regulation's
-deletion: :meth:`LiveState.matches` with :meth:`~.engine.SegmentEngine.invalidate`).
+changes (its conditions are its slots; :meth:`LiveState.matches`). Events that leave the
+log are taken out of it person by person (:meth:`~.engine.SegmentEngine.events_removed`).
 One sequential scan of the log at start, at about a raw scan's speed, gives it; a
 persisted copy would need a schema in every backend, a write per event, and the same
 rebuild on each of those changes anyway. Memory follows the people (and, for ``within``
