@@ -7,6 +7,7 @@ the destinations say. Real vendor fakes over HTTP; the memory backend."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from millpond.delivery.transport import HttpTransport
@@ -95,3 +96,30 @@ def test_a_deletion_is_run_once_though_a_read_taken_before_it_finished_lists_it(
 
     asyncio.run(run())
     assert cio.deleted == ["ann"]
+
+
+def test_following_the_regulations_logs_an_outage_once_and_its_end(caplog):
+    caplog.set_level(logging.INFO, "millpond.regulations")
+    storage = MemoryStorage()
+    service = RegulationService(storage, Blocklist(), Forwarder(HttpTransport(timeout=1)))
+    real, calls = service.refresh, []
+
+    def flaky() -> list:
+        calls.append(1)
+        if len(calls) <= 3:
+            raise OSError("the state database is unreachable")
+        return real()
+
+    service.refresh = flaky  # type: ignore[method-assign]
+
+    async def run() -> None:
+        follow = asyncio.create_task(service.follow(interval=0.01))
+        while len(calls) < 5:
+            await asyncio.sleep(0.01)
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+
+    asyncio.run(run())
+    lines = [r.getMessage() for r in caplog.records if r.name == "millpond.regulations"]
+    assert lines == ["could not read the regulations; retrying every 0 s",
+                     "the regulations are read again"]

@@ -158,6 +158,7 @@ class RegulationService:
         """A cluster's processes: the regulations others accepted, in force here and (on
         the jobs lease's holder) run; the counters of this process's collector saved.
         Until cancelled."""
+        failing = False  # logged once per outage, not every second
         try:
             while True:
                 await asyncio.sleep(interval)
@@ -168,8 +169,14 @@ class RegulationService:
                             self._start_job(reg)
                     await asyncio.to_thread(self.save_counts)
                 except Exception:  # noqa: BLE001 - the next round reads them again
-                    log.exception("could not read the regulations; retrying in %.0f s",
-                                  interval)
+                    if not failing:
+                        log.exception("could not read the regulations; retrying every"
+                                      " %.0f s", interval)
+                    failing = True
+                    continue
+                if failing:
+                    log.info("the regulations are read again")
+                    failing = False
         finally:
             self.save_counts()
 
