@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ from millpond.retention.expiry import RetentionJob
 from millpond.segments.outputs import COMPUTED_SOURCE_ID
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
+from millpond.storage import Storage, StorageConfig, open_storage
 from millpond.storage.memory import MemoryStorage
 from millpond.storage.models import RegulationType
 
@@ -42,8 +44,8 @@ class Shop:
     """The incremental side: a harness with the two sources, the retention job and the
     regulation service wired as the server wires them."""
 
-    def __init__(self) -> None:
-        self.h = Harness(MemoryStorage(), Clock(NOW))
+    def __init__(self, storage: Storage) -> None:
+        self.h = Harness(storage, Clock(NOW))
         sources = SourceService(self.h.storage.sources)
         self.web = sources.create("web", retention="2d").id
         self.crm = sources.create("crm").id
@@ -74,10 +76,10 @@ class Shop:
             await self.h.settle()
 
 
-async def incremental(msgs: list[dict], order: list[int], days: list[int],
+async def incremental(storage: Storage, msgs: list[dict], order: list[int], days: list[int],
                       creations: list[int], expiring: list[bool],
                       deleting: list[str | None]) -> Harness:
-    shop = Shop()
+    shop = Shop(storage)
     arriving = [msgs[i] for i in order]
     created = 0
     for day in range(DAYS):
@@ -116,9 +118,11 @@ async def kept_ids(h: Harness) -> set[str]:
             if e.get("source_id") != COMPUTED_SOURCE_ID}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories, data=st.data())
-def test_incremental_equals_from_scratch_over_what_the_log_keeps(history, data):
+def test_incremental_equals_from_scratch_over_what_the_log_keeps(backend, tmp_path_factory,
+                                                                 history, data):
     msgs = messages(history)
     order = data.draw(st.permutations(range(len(msgs))))
     days = data.draw(st.lists(st.integers(0, DAYS - 1), min_size=len(msgs),
@@ -129,12 +133,21 @@ def test_incremental_equals_from_scratch_over_what_the_log_keeps(history, data):
     deleting = data.draw(st.lists(st.none() | st.none() | st.sampled_from(USERS),
                                   min_size=DAYS, max_size=DAYS))
 
+    # The incremental side on each embedded backend (they dedupe and erase apart); the
+    # reference in memory.
+    storage = open_storage(StorageConfig(backend=backend, data_dir=str(
+        tmp_path_factory.mktemp("removals") / "d")))
+
     async def both():
-        h = await incremental(msgs, list(order), days, creations, expiring, deleting)
+        h = await incremental(storage, msgs, list(order), days, creations, expiring,
+                              deleting)
         expected = await outcome(await from_scratch(msgs, await kept_ids(h), h.clock.now))
         return expected, await outcome(h)
 
-    (want_members, want_last), (members, last) = asyncio.run(both())
+    try:
+        (want_members, want_last), (members, last) = asyncio.run(both())
+    finally:
+        storage.close()
     assert members == want_members
     for key, kind in last.items():
         assert kind == ("Audience Entered" if key in members else "Audience Exited"), key
