@@ -146,10 +146,6 @@ class ClusterBackend(Backend):
     name = "cluster"
     durable = True
     archives = True
-    not_yet = {"test_regulations::test_a_deleted_event_is_forgotten_by_dedupe_too":
-               "the stream itself refuses a resent Nats-Msg-Id for its 2-minute duplicate"
-               " window, even once the message is deleted (the forever-dedupe table"
-               " forgets it: resent later, it is stored)"}
 
     #: The session's cluster (servers, dsn), for a backend made by a test without them
     #: (``type(backend)(path)``: a second place beside the test's).

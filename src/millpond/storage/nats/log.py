@@ -61,7 +61,7 @@ from millpond.storage.nats.client import LogClient, header_block, subscribe
 from millpond.storage.nats.client import jetstream as _jetstream
 from millpond.storage.nats.coalesce import Coalescer
 from millpond.storage.nats.dedupe import INDEX_HEADER, Indexed, Key, LogTable, Seen
-from millpond.storage.nats.publisher import Outgoing, Publisher
+from millpond.storage.nats.publisher import Ack, Outgoing, Publisher
 from millpond.storage.nats.reader import (
     BATCH,
     TS_HEADER,
@@ -90,6 +90,8 @@ _encode = msgspec.json.Encoder().encode
 FETCH_GAP = 16
 #: Batches of a fetch in flight at once.
 FETCH_CONCURRENCY = 32
+#: Rounds of sending an erased event again (:meth:`JetStreamEventLog._resend_erased`).
+MAX_RESENDS = 8
 
 
 async def _probe(servers: Sequence[str], timeout: float) -> None:
@@ -256,17 +258,63 @@ class JetStreamEventLog:
             if key in seen:
                 continue
             seen.add(key)
-            headers = header_block((
-                ("Nats-Msg-Id", msg_id(e.source_id, e.message_id)), (TS_HEADER, str(e.ts_ms)),
-                (INDEX_HEADER, _encode([e.source_id, e.message_id, e.type, e.event_name,
-                                        e.user_id, e.anonymous_id, e.received_ms]).decode())))
-            if len(e.body) + len(headers) > s.max_msg_size:
+            item = self._message(e, msg_id(e.source_id, e.message_id))
+            if len(e.body) + len(item[2]) > s.max_msg_size:
                 raise TooLarge(f"event {e.message_id!r} of source {e.source_id} is "
                                f"{len(e.body)} bytes: over the log's max_msg_size "
                                f"({s.max_msg_size} bytes with its headers)", field="body")
-            items.append((subject_for(s.subject, e, s.partitions), e.body, headers))
+            items.append(item)
             where.append(i)
         return items, where
+
+    def _message(self, e: NewEvent, nats_msg_id: str) -> Outgoing:
+        headers = header_block((
+            ("Nats-Msg-Id", nats_msg_id), (TS_HEADER, str(e.ts_ms)),
+            (INDEX_HEADER, _encode([e.source_id, e.message_id, e.type, e.event_name,
+                                    e.user_id, e.anonymous_id, e.received_ms]).decode())))
+        return subject_for(self._s.subject, e, self._s.partitions), e.body, headers
+
+    async def _resend_erased(self, events: Sequence[NewEvent], where: Sequence[int],
+                             acks: list[Ack]) -> list[Ack]:
+        """``acks`` with each "duplicate" whose first copy is no longer in the log sent
+        again, under another ``Nats-Msg-Id``.
+
+        Why: the stream remembers a ``Nats-Msg-Id`` for its whole duplicate window, even
+        once its message is deleted. An event a regulation erased is forgotten by the
+        dedupe table, and sent again it must be stored again (a deletion is not a
+        suppression); the stream would answer "duplicate" with the deleted copy's seq,
+        and the append would acknowledge an event it did not store. Sent again, the id
+        names the copy it replaces (``<id>.<its seq>``): a retry of this append finds the
+        same copy gone and sends the same id, which the stream then dedupes as usual.
+        Only a duplicate the table did not know is checked here (the table's own are
+        never sent), so appends pay this only for retries inside the window."""
+        assert self._publisher is not None
+        acks = list(acks)
+        for _attempt in range(MAX_RESENDS):
+            gone = [n for n, (seq, duplicate) in enumerate(acks)
+                    if duplicate and not await self._holds(seq)]
+            if not gone:
+                return acks
+            items = [self._message(e, f"{msg_id(e.source_id, e.message_id)}.{acks[n][0]}")
+                     for n in gone for e in (events[where[n]],)]
+            for n, ack in zip(gone, await self._publisher.publish(items), strict=True):
+                acks[n] = ack
+        raise StorageUnavailable("an event was deleted again each time it was sent again",
+                                 retry_after=2.0)
+
+    async def _holds(self, seq: int) -> bool:
+        """Whether the log still holds ``seq`` (a replica answers once it has applied the
+        log up to it: its 404 is a delete, not a lag)."""
+        if seq in self._deleted:
+            return False
+        found = await direct_get(self._client, self._s.stream, seq, max(seq, self._last_seq),
+                                 READ_TIMEOUT)
+        archive = self.archive
+        if found is not None or archive is None:
+            return found is not None
+        await asyncio.to_thread(archive.refresh)  # archived (and purged) meanwhile?
+        return seq <= archive.archived_upto() and await asyncio.to_thread(
+            archive.retrying, lambda: archive.get(seq)) is not None
 
     async def _append(self, events: Sequence[NewEvent]) -> AppendResult:
         assert self._publisher is not None and self._last_turn is not None
@@ -291,6 +339,8 @@ class JetStreamEventLog:
             acks = await self._publisher.publish(items, after_send=release)
         finally:
             release()
+        if any(duplicate for _, duplicate in acks):
+            acks = await self._resend_erased(events, where, acks)
         seqs: list[int | None] = [None] * len(events)
         for i, (seq, duplicate) in zip(where, acks, strict=True):
             seqs[i] = None if duplicate else seq
