@@ -179,8 +179,7 @@ def _event(data: dict, field: str) -> EventCondition:
         try:
             compile_trigger(where)
         except TriggerSyntaxError as err:
-            raise _bad(f"{field}.where", f"FQL error at character {err.position}: "
-                       f"{err.message}") from None
+            raise _bad(f"{field}.where", f"FQL error: {err.message}") from None
     at_least = data.get("at_least", 1)
     at_most = data.get("at_most")
     if at_least is None:

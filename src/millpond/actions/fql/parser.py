@@ -283,10 +283,12 @@ class _ToAst(Transformer):
         # ``type = `` (see the module docstring): say what is missing, and where.
         op = children[1]
         end = op.end_pos if op.end_pos is not None else self._end
+        left = ".".join(children[0].parts) if isinstance(children[0], Path) else "type"
+        value = "100" if str(op) in ("<", "<=", ">", ">=") else \
+            '"track"' if left == "type" else '"some value"'
         raise TriggerSyntaxError(
             f"missing value after {str(op)!r} at position {end}: compare with a value, "
-            f'e.g. {".".join(children[0].parts) if isinstance(children[0], Path) else "type"}'
-            f' {op} "track"', end)
+            f"e.g. {left} {op} {value}", end)
 
     def not_(self, children: list[Any]) -> Not:
         return Not(children[1])
