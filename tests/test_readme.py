@@ -209,6 +209,7 @@ CHECKS: dict[str, Check] = {
     r"sources update website --allowed-origin": contains("https://www.example.com"),
     r"events tail --follow": contains("Signed Up", "Tail Followed"),
     r"events list --type track --user-id user-42 --json": track_listed,
+    r"events list --event 'Order Completed' --newest": contains("Order Completed", "user-42"),
     r"destinations types": contains("webhook", "amplitude", "mixpanel"),
     r"destinations add hook\b": contains("created destination hook"),
     r"destinations add product-analytics\b": contains("created destination product-analytics"),

@@ -142,6 +142,32 @@ def test_events_tail_shows_the_latest_events(shared_server):
     fails(millpond(shared_server, "events", "tail", "--source", "nope"), "no source 'nope'")
 
 
+def test_events_list_pages_through_the_log_either_way(shared_server):
+    key = write_key_from(ok(shared_server, "sources", "add", "cli-pages"))
+    for i in range(5):
+        assert send(shared_server, key, messageId=f"page-{i}").status_code == 200
+
+    def ids(out: str) -> list[str]:
+        return [line.split()[-2] for line in out.splitlines()[1:]
+                if not line.startswith("more:")]
+
+    first = ok(shared_server, "events", "list", "--source", "cli-pages", "--limit", "2")
+    assert ids(first) == ["page-0", "page-1"]
+    [more] = [line for line in first.splitlines() if line.startswith("more: --cursor ")]
+    rest = ok(shared_server, "events", "list", "--source", "cli-pages", "--limit", "3",
+              "--cursor", more.split()[-1])
+    assert ids(rest) == ["page-2", "page-3", "page-4"] and "more:" in rest
+    newest = ok(shared_server, "events", "list", "--source", "cli-pages", "--newest",
+                "--limit", "10")
+    assert ids(newest) == [f"page-{i}" for i in range(4, -1, -1)] and "more:" not in newest
+    found = json.loads(ok(shared_server, "events", "list", "--source", "cli-pages",
+                          "--message-id", "page-3", "--json"))
+    assert [e["messageId"] for e in found["events"]] == ["page-3"]
+    assert ids(ok(shared_server, "events", "list", "--source", "cli-pages",
+                  "--received-to", "2000-01-01T00:00:00Z")) == []
+    fails(millpond(shared_server, "events", "list", "--cursor", "x"), "cursor")
+
+
 def _reader(stream, lines: queue.Queue) -> None:
     for line in stream:
         lines.put(line)

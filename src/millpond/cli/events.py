@@ -7,7 +7,7 @@ import json
 import click
 
 from millpond.cli.common import api_command, connection_options, json_option, twin_of
-from millpond.cli.output import print_json, print_table, write_stdout
+from millpond.cli.output import console, print_json, print_table, write_stdout
 from millpond.timeutil import format_ms, iso_to_seconds
 
 
@@ -84,20 +84,33 @@ def tail(sources: tuple[str, ...], lines: int, follow: bool, as_json: bool, clie
 @click.option("--user-id", default=None)
 @click.option("--from", "from_", default=None, help="Event time from (ISO 8601 or -7d).")
 @click.option("--to", default=None, help="Event time before (ISO 8601).")
+@click.option("--received-from", default=None, help="Arrival time from (ISO 8601 or -7d).")
+@click.option("--received-to", default=None, help="Arrival time before (ISO 8601).")
+@click.option("--message-id", default=None,
+              help="The event with this messageId (deleted sources' too).")
+@click.option("--newest", is_flag=True, help="Newest first (by seq).")
+@click.option("--cursor", default=None, metavar="C", help="next_cursor of the page before.")
 @click.option("--limit", default=50, show_default=True)
 @json_option
 @api_command
-def list_(sources, types, event, user_id, from_, to, limit, as_json, client) -> None:
-    """Query the log with filters."""
+def list_(sources, types, event, user_id, from_, to, received_from, received_to, message_id,
+          newest, cursor, limit, as_json, client) -> None:
+    """Query the log with filters, oldest first (--newest: newest first), a page at a
+    time."""
     data = client.get("/api/events", {"source": list(sources) or None,
                                       "type": list(types) or None, "event": event,
                                       "user_id": user_id, "from": from_, "to": to,
+                                      "received_from": received_from,
+                                      "received_to": received_to, "message_id": message_id,
+                                      "order": "desc" if newest else None, "cursor": cursor,
                                       "limit": limit})
     if as_json:
         print_json(data)
-    else:
-        print_table([_summary(e) for e in data["events"]],
-                    ["seq", "timestamp", "type", "what", "who", "messageId", "source"])
+        return
+    print_table([_summary(e) for e in data["events"]],
+                ["seq", "timestamp", "type", "what", "who", "messageId", "source"])
+    if len(data["events"]) >= limit and data["next_cursor"]:  # a full page: maybe more
+        console.print(f"more: --cursor {data['next_cursor']}", highlight=False, markup=False)
 
 
 @events.command("rejected")
