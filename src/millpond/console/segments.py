@@ -25,6 +25,8 @@ from millpond.errors import BadRequest, MillpondError, NotFound
 from millpond.storage.models import EventQuery
 
 MEMBERS_PER_PAGE = 50
+#: The notice after a save: the build may be over by the time the page shows, or not.
+SAVED = "Segment saved; it is built over the whole log (its state says when it is ready)."
 AUDIENCE_EVENTS = 20
 #: How far back (events of the built-in source) the page looks for a segment's Audience
 #: events: enough for a page, bounded whatever the log's size.
@@ -74,7 +76,7 @@ def routes(console) -> list[Route]:
             made = await svc.mp.segments.create(body)
         except MillpondError as exc:
             return listing(request, exc.message, exc.field, values, exc.status)
-        return forms.go(f"/segments/{made['id']}", "Segment saved; it is building.")
+        return forms.go(f"/segments/{made['id']}", SAVED)
 
     async def page(request: Request, error=None, field=None, values=None,
                    status=200) -> Response:
@@ -122,7 +124,7 @@ def routes(console) -> list[Route]:
             if exc.status == 404:
                 raise
             return await page(request, exc.message, exc.field, values, exc.status)
-        return forms.go(f"/segments/{quote(ref, safe='')}", "Segment saved; it is rebuilding.")
+        return forms.go(f"/segments/{quote(ref, safe='')}", SAVED)
 
     async def preview(request: Request) -> Response:
         """The preview fragment of a definition box (htmx, as one types). Errors are part
