@@ -291,8 +291,9 @@ class JetStreamEventLog:
         assert self._publisher is not None
         acks = list(acks)
         for _attempt in range(MAX_RESENDS):
-            gone = [n for n, (seq, duplicate) in enumerate(acks)
-                    if duplicate and not await self._holds(seq)]
+            told = [n for n, (_, duplicate) in enumerate(acks) if duplicate]
+            held = await asyncio.gather(*(self._holds(acks[n][0]) for n in told))
+            gone = [n for n, still in zip(told, held, strict=True) if not still]
             if not gone:
                 return acks
             items = [self._message(e, f"{msg_id(e.source_id, e.message_id)}.{acks[n][0]}")
