@@ -145,3 +145,51 @@ def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that_does(
+        dev_cluster, tmp_path, place, vendor):
+    """Behind a load balancer, the console's Redrive reaches either process: the one
+    without the destination's lease saves the redrive, and the owner runs it."""
+    fake = vendor("mixpanel")
+    a = cluster_server(dev_cluster, tmp_path, "a", place)
+    b = cluster_server(dev_cluster, tmp_path, "b", place)
+    try:
+        key = a.create_source("web")["write_key"]
+        fake.outage(True, status=400)  # refused: every event is dead-lettered
+        with a.admin as admin:
+            # slow enough that the owner finds the redrive running at several renewals
+            dest = create_destination(admin, name="mp", type="mixpanel",
+                                      settings=fake.destination_settings(),
+                                      rate_limit={"events_per_second": 10})
+        events = [track(f"user{u}", n) for n in range(10) for u in range(5)]
+        send_batch(a.url, key, events)
+        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
+        wait_until(lambda: _get(owner, "/api/destinations/mp/stats")["stats"]
+                   ["dead_letters_waiting"] == len(events), timeout=60,
+                   what="every event dead-lettered")
+        fake.outage(False)
+        dead = _get(other, "/api/destinations/mp/dead-letters")["dead_letters"]
+        first = sorted(d["id"] for d in dead)[:20]
+        with other.admin as admin:
+            r = admin.post("/api/destinations/mp/dead-letters/redrive", json={"ids": first})
+            assert r.status_code == 202, r.text
+            assert (r.json()["redriving"], r.json()["refused"]) == (20, [])
+            r = admin.post("/api/destinations/mp/dead-letters/redrive", json={})
+            assert r.status_code == 202, r.text
+            assert r.json()["redriving"] == len(events) - 20  # the rest: none twice
+
+        def finished() -> dict | None:
+            stats = _get(owner, "/api/destinations/mp/stats")["stats"]
+            return stats if len(fake.received) == len(events) and \
+                stats["redrives_running"] == 0 else None
+
+        stats = wait_until(finished, timeout=60, what="the redrives run by the owner")
+        assert sorted(r["properties"]["$insert_id"] for r in fake.received) == sorted(
+            e["messageId"] for e in events)
+        assert stats["dead_letters_waiting"] == 0 and fake.duplicates == 0
+        assert _get(other, "/api/destinations/mp/dead-letters?state=dead")[
+            "dead_letters"] == []
+    finally:
+        a.stop()
+        b.stop()

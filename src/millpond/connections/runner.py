@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -60,6 +60,13 @@ RESUME_PAUSE = 5.0
 def new_run_id(kind: RunKind) -> str:
     return {RunKind.LIVE: "liv_", RunKind.REPLAY: "rpl_", RunKind.REDRIVE: "rdr_"}[kind] \
         + secrets.token_hex(6)
+
+
+def redrive_run(runs: RunStore, dest_id: str, claimed: list[DeadLetter]) -> Run:
+    """The ``redrive`` run of ``claimed`` dead letters, saved ``running``: whichever
+    process delivers the destination runs it (:meth:`LiveDestination.resume_redrives`)."""
+    return runs.create(Run(new_run_id(RunKind.REDRIVE), dest_id, RunKind.REDRIVE,
+                           RunState.RUNNING, {"ids": [r.id for r in claimed]}))
 
 
 def live_run(runs: RunStore, dest: Destination) -> Run:
@@ -137,6 +144,8 @@ class LiveDestination:
         self.error: str | None = None
         self._task: asyncio.Task | None = None
         self._redrives: set[asyncio.Task] = set()
+        #: The redrive runs started here (a run listed again is not started twice).
+        self._redrive_runs: set[str] = set()
         #: Replays running on this destination's deliverer (see ``replay_manager``).
         self._replays: set[asyncio.Task] = set()
 
@@ -192,20 +201,23 @@ class LiveDestination:
         """Deliver claimed dead letters again through the *current* actions, in the
         background, behind live traffic, as a ``redrive`` run of their ids. Each row ends
         ``redriven`` once its event finished (sent, skipped or dead-lettered anew)."""
-        run = self.runs.create(Run(new_run_id(RunKind.REDRIVE), self.dest.id,
-                                   RunKind.REDRIVE, RunState.RUNNING,
-                                   {"ids": [r.id for r in claimed]}))
+        run = redrive_run(self.runs, self.dest.id, claimed)
         self._launch_redrive(run, self._redrive(run, claimed, events))
 
-    def resume_redrives(self) -> None:
-        """Go on with the destination's ``running`` redrives: on a cluster, those of a
-        process that died or handed the destination over (its claimed rows are still
-        ``redriving``; the ones it finished are ``redriven``, so each event is sent again
-        only if its outcome was not saved). Single-process servers cancel theirs at start
+    def resume_redrives(self, running: Sequence[Run] | None = None) -> None:
+        """Go on with the destination's ``running`` redrives (``running``: those of them
+        already read) that were not started here: on a cluster, those of a process that
+        died or handed the destination over (its claimed rows are still ``redriving``;
+        the ones it finished are ``redriven``, so each event is sent again only if its
+        outcome was not saved), and those another process was asked for
+        (``PumpManager.redrive``). Single-process servers cancel theirs at start
         (``PumpManager.start(recover=True)``), so there is nothing to resume there."""
-        for run in self.runs.list(self.dest.id, kinds=[RunKind.REDRIVE],
-                                  states=[RunState.RUNNING]):
-            self._launch_redrive(run, self._resume_redrive(run))
+        if running is None:
+            running = self.runs.list(self.dest.id, kinds=[RunKind.REDRIVE],
+                                     states=[RunState.RUNNING])
+        for run in running:
+            if run.id not in self._redrive_runs:
+                self._launch_redrive(run, self._resume_redrive(run))
 
     async def _resume_redrive(self, run: Run) -> None:
         ids = set(run.spec.get("ids", ()))
@@ -251,6 +263,7 @@ class LiveDestination:
             after = page[-1].id
 
     def _launch_redrive(self, run: Run, work: Coroutine[Any, Any, None]) -> None:
+        self._redrive_runs.add(run.id)
         task = asyncio.create_task(work, name=f"redrive-{self.dest.name}")
         self._redrives.add(task)
         task.add_done_callback(self._redrives.discard)

@@ -25,6 +25,7 @@ from millpond.connections.runner import (
     head_received,
     live_run,
     new_run_id,
+    redrive_run,
     run_cursor,
 )
 from millpond.connections.stats import summarize
@@ -145,6 +146,11 @@ class PumpManager:
                 dest = saved.get(dest_id)
                 if dest is not None and dest.enabled:
                     self._launch(dest)
+            if self._live:  # redrives other processes were asked for (:meth:`redrive`)
+                running = await asyncio.to_thread(
+                    self.runs.list, kinds=[RunKind.REDRIVE], states=[RunState.RUNNING])
+                for dest_id, live in self._live.items():
+                    live.resume_redrives([r for r in running if r.destination_id == dest_id])
 
     # configuration -----------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> Destination:
@@ -323,16 +329,25 @@ class PumpManager:
 
     # redrive -----------------------------------------------------------------------------
     async def redrive(self, ref: str, ids: list[int] | None) -> dict:
-        """Send dead letters again with the current configuration (see LiveDestination)."""
+        """Send dead letters again with the current configuration (see LiveDestination).
+        On a cluster, a process that does not deliver the destination claims them and
+        saves the redrive ``running``; the one that does starts it at its next lease
+        renewal (:meth:`sync`), within a third of the lease time."""
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
-        if live is None:
-            if self.elsewhere(dest):
-                raise self.not_here(dest)
+        if live is None and not self.elsewhere(dest):
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to redrive",
                            field="destination")
+        if live is not None:
+            actions = live.runtime.actions
+        else:
+            try:
+                actions = config.runtime(dest.type, dest.settings, dest.actions).actions
+            except BadRequest as exc:  # saved before a catalog change made it invalid
+                raise Conflict(f"destination {dest.name!r} cannot start: {exc.message}",
+                               field="destination") from None
         claimed = self.runs.claim_dead_letters(dest.id, ids)
-        configured = {a.name for a in live.runtime.actions}
+        configured = {a.name for a in actions}
         events: dict[int, StoredEvent] = {}
         refused: list[dict] = []
         keep = []
@@ -351,8 +366,12 @@ class PumpManager:
             keep.append(row)
         if refused:
             self.runs.release_dead_letters([r["id"] for r in refused])
-        if keep:
+        if keep and live is not None:
             live.redrive(keep, events)
+        elif keep:
+            run = redrive_run(self.runs, dest.id, keep)
+            log.info("redrive %s of destination %s (%d dead letters) saved for the process "
+                     "that delivers it", run.id, dest.name, len(keep))
         return {"redriving": len(keep), "ids": [r.id for r in keep], "refused": refused}
 
     def counters(self) -> list[tuple[Destination, Counter]]:
