@@ -193,3 +193,64 @@ def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that
     finally:
         a.stop()
         b.stop()
+
+
+def test_replays_asked_of_a_process_that_does_not_deliver_take_effect_on_the_one_that_does(
+        dev_cluster, tmp_path, place, vendor):
+    """Preview, start, pause, resume and cancel through the process without the
+    destination's lease: the owner starts and stops the replay within a third of the
+    lease time (3 s here), and what the report counts is what the vendor got."""
+    fake = vendor("mixpanel")
+    a = cluster_server(dev_cluster, tmp_path, "a", place)
+    b = cluster_server(dev_cluster, tmp_path, "b", place)
+    try:
+        key = a.create_source("web")["write_key"]
+        history = [track(f"user{u}", n) for n in range(60) for u in range(5)]
+        send_batch(a.url, key, history)
+        with a.admin as admin:  # connected now: its replay covers the history
+            dest = create_destination(admin, name="late", type="mixpanel",
+                                      settings=fake.destination_settings(),
+                                      rate_limit={"events_per_second": 40})
+        _owner_of, other = _owned_by(dev_cluster, place, dest["id"], a, b)
+
+        def ask(path: str, body: dict | None = None, status: int = 200) -> dict:
+            with other.admin as admin:
+                r = admin.post(path, json=body or {})
+                assert r.status_code == status, r.text
+                return r.json()
+
+        def still(seconds: float = 2.0) -> int:
+            """The events received once the owner stopped sending (it must within 1 s)."""
+            time.sleep(1.5)
+            before = len(fake.received)
+            time.sleep(seconds)
+            assert len(fake.received) == before, "the replay went on sending"
+            return before
+
+        preview = ask("/api/replays", {"destination": "late", "dry_run": True})
+        assert preview["estimate"]["events"] == len(history) and not fake.received
+        rid = ask("/api/replays", {"destination": "late"}, status=201)["id"]
+        wait_until(lambda: len(fake.received) >= 40, timeout=30, what="the replay started")
+        assert ask(f"/api/replays/{rid}/pause")["state"] == "paused"
+        paused_at = still()
+        assert paused_at < len(history)
+        assert ask(f"/api/replays/{rid}/resume")["state"] == "running"
+        wait_until(lambda: len(fake.received) >= paused_at + 20, timeout=30,
+                   what="the replay resumed")
+        cancel = ask(f"/api/replays/{rid}/cancel")
+        assert cancel["state"] == "cancelled"
+        cancelled_at = still()
+        assert cancelled_at < len(history)
+        # Made again once the owner stopped: the report counts what its last checkpoint
+        # saved, which is what the vendor got but for the requests the stop cut short.
+        final = wait_until(lambda: (r := _get(other, f"/api/replays/{rid}"))["report"][
+            "sent"] == r["progress"]["sent"] and r, timeout=10, what="the report made again")
+        assert cancel["report"]["sent"] <= final["report"]["sent"] <= cancelled_at
+        assert final["report"]["outcome"] == "cancelled"
+        # The pause cut requests short too: the resume sent them again (the fake drops
+        # what it already has by $insert_id), at most what a second at 40/s holds.
+        assert fake.duplicates <= 40, fake.duplicates
+        assert set(insert_ids(fake)) <= {e["messageId"] for e in history}
+    finally:
+        a.stop()
+        b.stop()

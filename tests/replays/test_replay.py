@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import threading
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from millpond.replays.plan import plan, plan_window
 from millpond.replays.service import ReplayManager
 from millpond.sources.service import SourceService
 from millpond.storage import StorageConfig, open_storage
-from millpond.storage.models import WindowCursor
+from millpond.storage.models import RunKind, WindowCursor
 from millpond.timeutil import format_ms
 from tests.delivery.helpers import ScriptedTransport
 
@@ -404,3 +405,44 @@ async def test_the_default_window_shows_its_real_bounds(world):
     live = await replays.create({"destination": "hook", "include_live": True,
                                  "from": format_ms(BASE), "dry_run": True})
     assert (live["window"]["from"], live["window"]["to"]) == (format_ms(BASE), None)
+
+
+@in_loop
+async def test_follow_leaves_alone_a_replay_started_here_after_its_read(world):
+    """On a cluster the owner acts on what other processes saved (``follow``), from a
+    list of the replays read a moment before: one resumed here meanwhile, which the list
+    still says is paused, is not stopped."""
+    log, sources, pumps, replays, _transport = world
+    web = sources.create("web")
+    log.append_sync([ev(web.id, i, BASE + i) for i in range(60)])
+    dest = await pumps.create({"name": "hook", "type": "webhook",
+                               "settings": {"url": "http://vendor.invalid/"},
+                               "rate_limit": {"events_per_second": 20}})
+    rid = (await replays.create({"destination": "hook"}))["id"]
+    await replays.pause(rid)
+    runs = replays.runs
+    stale = runs.list(kinds=[RunKind.REPLAY])  # says paused
+    reading, read = threading.Event(), threading.Event()
+
+    class SlowRuns:
+        """The run store, whose list for ``follow`` is read before the resume below and
+        comes back after it."""
+
+        def __getattr__(self, name):
+            return getattr(runs, name)
+
+        def list(self, destination_id=None, **kw):
+            if destination_id is not None:
+                return runs.list(destination_id, **kw)
+            reading.set()
+            read.wait(10)
+            return [r for r in stale if r.state in kw["states"]]
+
+    replays.runs = SlowRuns()
+    following = asyncio.create_task(replays.follow({dest.id: pumps.live(dest.id)}))
+    await asyncio.to_thread(reading.wait, 10)
+    await replays.resume(rid)
+    read.set()
+    await following
+    replays.runs = runs
+    assert rid in replays.running() and replays.get(rid)["state"] == "running"

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -36,8 +36,10 @@ from millpond.errors import BadRequest, Conflict
 from millpond.storage.contracts import DestinationStore, EventLog, LoadStatsStore, RunStore
 from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
 
-log = logging.getLogger("millpond.pumps")
+if TYPE_CHECKING:
+    from millpond.replays.service import ReplayManager
 
+log = logging.getLogger("millpond.pumps")
 
 
 class PumpManager:
@@ -63,7 +65,7 @@ class PumpManager:
         self._lock = asyncio.Lock()
         self._started = False
         #: Set by :class:`~millpond.replays.service.ReplayManager` when it is wired.
-        self.replays = None
+        self.replays: ReplayManager | None = None
         #: The destinations this process may deliver (ids), when processes share them
         #: through leases (:mod:`millpond.connections.leases`); None: every one.
         self.owned: set[str] | None = None
@@ -151,6 +153,8 @@ class PumpManager:
                     self.runs.list, kinds=[RunKind.REDRIVE], states=[RunState.RUNNING])
                 for dest_id, live in self._live.items():
                     live.resume_redrives([r for r in running if r.destination_id == dest_id])
+            if self.replays is not None:  # replays asked of other processes too
+                await self.replays.follow(self._live)
 
     # configuration -----------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> Destination:

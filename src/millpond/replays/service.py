@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from millpond.connections import config
@@ -31,7 +32,14 @@ from millpond.replays.preview import PreviewJob, run_preview
 from millpond.replays.runner import ReplayRunner
 from millpond.sources.service import SourceService
 from millpond.storage.contracts import EventIndex, RunStore
-from millpond.storage.models import Run, RunKind, RunState, Window, WindowCursor
+from millpond.storage.models import (
+    Destination,
+    Run,
+    RunKind,
+    RunState,
+    Window,
+    WindowCursor,
+)
 from millpond.timeutil import format_ms, human_duration
 from millpond.workers import WorkerPool
 
@@ -54,6 +62,8 @@ class ReplayManager:
         self.runs = runs
         self.index = index
         self._runners: dict[str, tuple[ReplayRunner, asyncio.Task]] = {}
+        #: When each runner of :attr:`_runners` started (:meth:`follow`).
+        self._started_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._workers = WorkerPool(preload=["millpond.replays.preview"])
         pumps.replays = self
@@ -79,29 +89,29 @@ class ReplayManager:
             await self._real_bounds(p, body, dest.connected_at)
             p["out_of_retention"] = await self._out_of_retention(p)
             live = self.pumps.live(dest.id)
-            if live is None and self.pumps.elsewhere(dest):
-                raise self.pumps.not_here(dest)
-            if live is None:
+            elsewhere = live is None and self.pumps.elsewhere(dest)
+            if live is None and not elsewhere:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
                                "cannot start); fix it before replaying", field="destination")
             if p["dry_run"]:
-                return await self._preview(p, live)
+                return await self._preview(p, dest)
             count = await self.index.count(plan_window(p))
             if not count:
                 raise BadRequest(self._empty_reason(p), field="from")
             p["estimate_events"] = count
             replay = self.runs.create(Run(new_run_id(RunKind.REPLAY), dest.id, RunKind.REPLAY,
                                           RunState.RUNNING, p))
-            self._start(replay, live)
-        log.info("replay %s started for destination %s: %s to %s, about %s events at up to "
-                 "%s events/s", replay.id, dest.name, p["from"], p["to"] or "now",
-                 f"{count:,}", f"{p['rate']:,g}",
+            if live is not None:
+                self._start(replay, live)
+        log.info("replay %s started for destination %s%s: %s to %s, about %s events at up "
+                 "to %s events/s", replay.id, dest.name,
+                 " (by the process that delivers it)" if elsewhere else "", p["from"],
+                 p["to"] or "now", f"{count:,}", f"{p['rate']:,g}",
                  extra=_fields(replay, phase="started", window_from=p["from"],
                                window_to=p["to"], estimate_events=count, rate=p["rate"]))
         return self.to_dict(replay)
 
-    async def _preview(self, p: dict, live: LiveDestination) -> dict:
-        dest = live.dest
+    async def _preview(self, p: dict, dest: Destination) -> dict:
         job = PreviewJob(p, dest.type, dest.settings, dest.actions)
         result = await run_preview(self.index, job, p["source_names"], self._workers)
         if not result["events"]:
@@ -195,15 +205,13 @@ class ReplayManager:
             raise Conflict(f"replay {other.id} is already active for this destination",
                            field="state")
         live = self.pumps.live(replay.destination_id)
-        if live is None and self.pumps.owned is not None:
-            dest = self.pumps.destinations.get(replay.destination_id)
-            if self.pumps.elsewhere(dest):
-                raise self.pumps.not_here(dest)
-        if live is None:
+        if live is None and not self.pumps.elsewhere(
+                self.pumps.destinations.get(replay.destination_id)):
             raise Conflict("the destination is disabled or cannot start; enable it to resume",
                            field="destination")
         self.runs.set_state(replay_id, RunState.RUNNING, error="")
-        self._start(self._get(replay_id), live)
+        if live is not None:  # else the process that delivers it starts it (follow)
+            self._start(self._get(replay_id), live)
         log.info("replay %s resumed (was %s) after %s of about %s events", replay_id,
                  replay.state, f"{replay.scanned:,}",
                  f"{replay.spec.get('estimate_events', 0):,}",
@@ -235,6 +243,37 @@ class ReplayManager:
                          f"{replay.scanned:,}", f"{replay.spec.get('estimate_events', 0):,}",
                          extra=_fields(replay, phase="continued", scanned=replay.scanned))
 
+    async def follow(self, lives: Mapping[str, LiveDestination]) -> None:
+        """On a cluster, at each lease renewal of the process that delivers ``lives``:
+        what was asked of another process (the console behind a load balancer reaches
+        either) takes effect here. A replay started or resumed there (saved ``running``)
+        starts; one paused or cancelled there stops, with a checkpoint, and a cancelled
+        one's report is made again from the counts that checkpoint saved."""
+        read_at = time.monotonic()
+        active = {r.id: r for r in await asyncio.to_thread(
+            self.runs.list, kinds=[RunKind.REPLAY], states=ACTIVE)}
+        for rid in list(self._runners):
+            if self._started_at.get(rid, 0.0) > read_at:
+                continue  # started here after the read: the read may predate it
+            found = active.get(rid)
+            if found is not None and found.state == RunState.RUNNING:
+                continue
+            await self._stop(rid)
+            replay = self._get(rid)
+            log.info("replay %s stopped here: it was %s through another process", rid,
+                     replay.state, extra=_fields(replay, phase=str(replay.state)))
+            if replay.state == RunState.CANCELLED:
+                self.runs.set_state(rid, RunState.CANCELLED,
+                                    report=self.report(replay, "cancelled"))
+        for replay in active.values():
+            live = lives.get(replay.destination_id)
+            if replay.state == RunState.RUNNING and replay.id not in self._runners \
+                    and live is not None:
+                self._start(replay, live)
+                log.info("replay %s started for destination %s, as asked of another "
+                         "process", replay.id, live.dest.name,
+                         extra=_fields(replay, phase="continued", scanned=replay.scanned))
+
     def hold(self, dest_id: str, name: str) -> None:
         """The destination was disabled (its replays' tasks already stopped): its
         ``running`` replays become ``paused`` with the reason, not silently stuck."""
@@ -260,6 +299,7 @@ class ReplayManager:
                               float(live.dest.rate_limit["events_per_second"]))
         task = asyncio.create_task(self._run(runner), name=f"replay-{replay.id}")
         self._runners[replay.id] = (runner, task)
+        self._started_at[replay.id] = time.monotonic()
         live.adopt(task)
 
     async def _run(self, runner: ReplayRunner) -> None:
@@ -277,6 +317,7 @@ class ReplayManager:
             current = self._runners.get(rid)
             if current is not None and current[0] is runner:
                 del self._runners[rid]
+                self._started_at.pop(rid, None)
         replay = self._get(rid)
         if replay.state == RunState.RUNNING:
             report = self.report(replay, "completed")
@@ -289,6 +330,7 @@ class ReplayManager:
 
     async def _stop(self, replay_id: str) -> None:
         entry = self._runners.pop(replay_id, None)
+        self._started_at.pop(replay_id, None)
         if entry is not None:
             entry[1].cancel()
             await asyncio.gather(entry[1], return_exceptions=True)
