@@ -89,25 +89,32 @@ def test_a_replay_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
         b.stop()
 
 
+def _all_dead_lettered(cluster, place, fake, a, b, events: list[dict], rate: int):
+    """Destination ``mp`` (Mixpanel, ``rate`` events/s) with ``events`` all dead-lettered
+    while ``fake`` refused them, then ``fake`` taking events again; (owner, other)."""
+    key = a.create_source("web")["write_key"]
+    fake.outage(True, status=400)  # refused: every event is dead-lettered
+    with a.admin as admin:
+        dest = create_destination(admin, name="mp", type="mixpanel",
+                                  settings=fake.destination_settings(),
+                                  rate_limit={"events_per_second": rate})
+    send_batch(a.url, key, events)
+    owner, other = _owned_by(cluster, place, dest["id"], a, b)
+    wait_until(lambda: _get(owner, "/api/destinations/mp/stats")["stats"]
+               ["dead_letters_waiting"] == len(events), timeout=60,
+               what="every event dead-lettered")
+    fake.outage(False)
+    return owner, other
+
+
 def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
         dev_cluster, tmp_path, place, vendor):
     fake = vendor("mixpanel")
     a = cluster_server(dev_cluster, tmp_path, "a", place)
     b = cluster_server(dev_cluster, tmp_path, "b", place)
     try:
-        key = a.create_source("web")["write_key"]
-        fake.outage(True, status=400)  # refused: every event is dead-lettered
-        with a.admin as admin:
-            dest = create_destination(admin, name="mp", type="mixpanel",
-                                      settings=fake.destination_settings(),
-                                      rate_limit={"events_per_second": 120})
         events = [track(f"user{u}", n) for n in range(60) for u in range(10)]
-        send_batch(a.url, key, events)
-        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
-        wait_until(lambda: _get(owner, "/api/destinations/mp/stats")["stats"]
-                   ["dead_letters_waiting"] == len(events), timeout=60,
-                   what="every event dead-lettered")
-        fake.outage(False)
+        owner, other = _all_dead_lettered(dev_cluster, place, fake, a, b, events, rate=120)
         with owner.admin as admin:
             r = admin.post("/api/destinations/mp/dead-letters/redrive", json={})
             assert r.status_code == 202, r.text
@@ -155,20 +162,9 @@ def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that
     a = cluster_server(dev_cluster, tmp_path, "a", place)
     b = cluster_server(dev_cluster, tmp_path, "b", place)
     try:
-        key = a.create_source("web")["write_key"]
-        fake.outage(True, status=400)  # refused: every event is dead-lettered
-        with a.admin as admin:
-            # slow enough that the owner finds the redrive running at several renewals
-            dest = create_destination(admin, name="mp", type="mixpanel",
-                                      settings=fake.destination_settings(),
-                                      rate_limit={"events_per_second": 10})
         events = [track(f"user{u}", n) for n in range(10) for u in range(5)]
-        send_batch(a.url, key, events)
-        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
-        wait_until(lambda: _get(owner, "/api/destinations/mp/stats")["stats"]
-                   ["dead_letters_waiting"] == len(events), timeout=60,
-                   what="every event dead-lettered")
-        fake.outage(False)
+        # slow enough that the owner finds the redrive running at several renewals
+        owner, other = _all_dead_lettered(dev_cluster, place, fake, a, b, events, rate=10)
         dead = _get(other, "/api/destinations/mp/dead-letters")["dead_letters"]
         first = sorted(d["id"] for d in dead)[:20]
         with other.admin as admin:
