@@ -259,7 +259,10 @@ class ReplayManager:
             if found is not None and found.state == RunState.RUNNING:
                 continue
             await self._stop(rid)
-            replay = self._get(rid)
+            try:
+                replay = self._get(rid)
+            except NotFound:  # gone with its destination meanwhile
+                continue
             log.info("replay %s stopped here: it was %s through another process", rid,
                      replay.state, extra=_fields(replay, phase=str(replay.state)))
             if replay.state == RunState.CANCELLED:
