@@ -6,7 +6,10 @@ pump's :class:`~millpond.delivery.sender.Deliverer` (one rate budget, live first
 it launches a destination, which (re)starts that destination's ``running`` replays from
 their saved cursors: at server start (a crash or restart resumes by itself) and after a
 configuration change. Stopping the destination stops its replays with a checkpoint and
-leaves them ``running`` in the run store; ``paused`` ones stay paused.
+leaves them ``running`` in the run store; ``paused`` ones stay paused. On a cluster, a
+process that does not deliver the destination saves what it is asked (a start, a pause,
+a resume, a cancel) in the run store, and the one that does acts on it at its next lease
+renewal (:meth:`ReplayManager.follow`).
 
 A replay is a delivery run of kind ``replay``: its plan in ``spec``, its cursor a
 :class:`~millpond.storage.models.WindowCursor`.
