@@ -7,10 +7,12 @@ on a full disk (``tests/server/test_disk_full.py`` fills a real tmpfs)."""
 from __future__ import annotations
 
 import logging
+import time
 
 from millpond.storage.contracts import StorageUnavailable
 from millpond.storage.models import Source
 from millpond.storage.sqlite import SQLiteStorage
+from tests.support.wait import wait_until
 
 from ..helpers import ev
 
@@ -52,5 +54,29 @@ def test_a_full_state_db_is_storage_unavailable_and_one_episode(tmp_path, caplog
         messages = [r.getMessage() for r in caplog.records]
         assert sum("storage unavailable" in m for m in messages) == 1, messages
         assert sum("storage writable again" in m for m in messages) == 1, messages
+    finally:
+        storage.close()
+
+
+def test_the_person_index_waits_out_a_full_disk_and_catches_up(tmp_path):
+    """The per-person index follows the log on a thread of its own: a full disk there is
+    an episode it waits out (the storage logs it), not the end of the thread."""
+    storage = SQLiteStorage(tmp_path)
+    people = storage._people
+    assert people is not None
+    try:
+        with people._write_lock:
+            write = people._write
+            write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _cap(write)
+        storage.log.submit([ev(f"m{i}", userId=f"user-{i}")
+                            for i in range(3000)]).result()
+        time.sleep(1.0)  # the commit nudged the index: it tries, and its disk is full
+        assert people.position() == 0
+        with people._write_lock:
+            write.execute("PRAGMA max_page_count = 1000000")  # space returns
+        wait_until(lambda: people.position() == storage.log.last_seq(), timeout=10,
+                   what="the index caught up")
+        assert people._thread.is_alive()
     finally:
         storage.close()

@@ -153,6 +153,10 @@ class PersonIndex:
             started = time.perf_counter()
             try:
                 self.catch_up()
+            except StorageUnavailable:  # a full disk: the storage logs the episode, once
+                self._stop.wait(1.0)
+                self._due.set()  # what was committed meanwhile is still to index
+                continue
             except sqlite3.Error:
                 log.exception("person index failed to catch up; retrying in 1 s")
                 self._stop.wait(1.0)
