@@ -45,6 +45,32 @@ def test_forget_deletes_every_row_of_the_person_and_only_theirs(make_loader, sql
     assert loader.forget(["ada", "anon-ada"]) == 0
 
 
+def test_forget_deletes_the_discards_of_the_persons_events(make_loader, sql):
+    """A discard keeps the value that did not fit (here a trait and a property of the
+    person's own): the person's discards go with their rows, nobody else's do."""
+    loader = make_loader()
+    loader.load([
+        _event(1, {"type": "identify", "userId": "ada", "anonymousId": "anon-ada",
+                   "traits": {"email": "ada@example.com", "Email": "ada@private.example",
+                              "received_at": "ada-secret"}}),
+        _event(2, {"type": "track", "anonymousId": "anon-ada", "event": "Viewed",
+                   "properties": {"note": "x", "Note": "ada's note"}}),
+        _event(3, {"type": "identify", "userId": "bob",
+                   "traits": {"email": "b@example.com", "Email": "bob@private.example"}}),
+    ])
+    discarded = "SELECT seq, value FROM millpond.millpond_discards ORDER BY seq, value"
+    held = sql(discarded)
+    assert {seq for seq, _ in held} == {1, 2, 3}
+    assert any("ada@private.example" in (value or "") for _, value in held)
+
+    loader.forget(["ada", "anon-ada"])
+
+    left = sql(discarded)
+    assert {seq for seq, _ in left} == {3}
+    assert not any("ada" in (value or "") for _, value in left)
+    assert loader.forget(["ada", "anon-ada"]) == 0
+
+
 def _batch(first: int) -> list[StoredEvent]:
     return [
         _event(first, {"type": "identify", "userId": "ada", "anonymousId": "anon-ada",

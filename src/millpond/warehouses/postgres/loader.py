@@ -111,18 +111,23 @@ class PostgresLoader:
     def forget(self, ids: Sequence[str]) -> int:
         """Delete the people's rows (a regulation's deletion): in every table of the
         schema, those whose ``user_id`` or ``anonymous_id`` is one of ``ids``, and the
-        ``users`` rows whose ``id`` is; one transaction; idempotent. How many rows.
-        Waits for the batches under way to commit first (:mod:`.deletion_lock`)."""
+        ``users`` rows whose ``id`` is; then the discards of the events those rows held
+        (``millpond_discards`` keys them by ``seq`` alone, and their ``value`` is the
+        person's own data: a trait or property that did not fit its column). One
+        transaction; idempotent. How many rows. Waits for the batches under way to commit
+        first (:mod:`.deletion_lock`)."""
         conn = self._connection()
         users = self.settings.table_prefix + "users"
         wanted = list(ids)
         removed = 0
+        seqs: set[int] = set()
         with conn.transaction():
             deletion_lock.take(conn, self.schema)
             tables = conn.execute(
                 "SELECT table_name::text, array_agg(column_name::text) FROM"
                 " information_schema.columns WHERE table_schema = %s AND column_name IN"
-                " ('user_id', 'anonymous_id', 'id') GROUP BY table_name",
+                " ('user_id', 'anonymous_id', 'id', 'millpond_seq', 'seq')"
+                " GROUP BY table_name",
                 (self.schema,)).fetchall()
             for table, columns in tables:
                 keys = [c for c in ("user_id", "anonymous_id") if c in columns]
@@ -132,9 +137,18 @@ class PostgresLoader:
                     continue
                 where = sql.SQL(" OR ").join(
                     sql.SQL("{} = ANY(%s)").format(sql.Identifier(k)) for k in keys)
+                returning = (sql.SQL(" RETURNING millpond_seq") if "millpond_seq" in columns
+                             else sql.SQL(""))
                 cur = conn.execute(sql.SQL("DELETE FROM {}.{} WHERE ").format(
-                    sql.Identifier(self.schema), sql.Identifier(table)) + where,
+                    sql.Identifier(self.schema), sql.Identifier(table)) + where + returning,
                     [wanted] * len(keys))
+                removed += max(cur.rowcount, 0)
+                if "millpond_seq" in columns:
+                    seqs.update(seq for (seq,) in cur.fetchall() if seq is not None)
+            if seqs and any(table == self.discards_table for table, _ in tables):
+                cur = conn.execute(sql.SQL("DELETE FROM {}.{} WHERE seq = ANY(%s)").format(
+                    sql.Identifier(self.schema), sql.Identifier(self.discards_table)),
+                    [sorted(seqs)])
                 removed += max(cur.rowcount, 0)
         return removed
 
