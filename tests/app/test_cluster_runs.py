@@ -11,8 +11,11 @@ import time
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from tests.app.test_cluster_serve import _owner
+from tests.console.conftest import sign_in
+from tests.sdk.browser.harness import ClosedPort, launch_chromium
 from tests.support.cluster import cluster_server
 from tests.support.delivery import create_destination, send_batch, track
 from tests.support.wait import wait_until
@@ -247,6 +250,63 @@ def test_replays_asked_of_a_process_that_does_not_deliver_take_effect_on_the_one
         # what it already has by $insert_id), at most what a second at 40/s holds.
         assert fake.duplicates <= 40, fake.duplicates
         assert set(insert_ids(fake)) <= {e["messageId"] for e in history}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_retry_now_asked_of_a_process_that_does_not_deliver_ends_the_owners_wait(
+        dev_cluster, tmp_path, place, vendor):
+    """Behind a load balancer, either process shows the destination waiting on the
+    vendor's Retry-After (the state its owner published), and Retry now through the one
+    without the lease reaches the owner within a renewal (1 s here), not 200 s later."""
+    fake = vendor("mixpanel")
+    a = cluster_server(dev_cluster, tmp_path, "a", place)
+    b = cluster_server(dev_cluster, tmp_path, "b", place)
+    try:
+        key = a.create_source("web")["write_key"]
+        with a.admin as admin:
+            dest = create_destination(admin, name="mp", type="mixpanel",
+                                      settings=fake.destination_settings())
+        owner, other = _owned_by(dev_cluster, place, dest["id"], a, b)
+        fake.fail_next(1, 429, retry_after=200)
+        send_batch(b.url, key, [track("ada", 1)])
+
+        def waiting() -> dict | None:
+            stats = _get(other, "/api/destinations/mp/stats")["stats"]
+            return stats if stats["state"] == "retrying" else None
+
+        stats = wait_until(waiting, timeout=30, what="the other process to show the wait")
+        assert str(owner.proc.pid) in stats["delivered_by"].split(":")
+        assert stats["retry_now"] is True and stats["next_attempt_in"] > 150, stats
+        assert fake.received == []
+        with sync_playwright() as playwright:  # the console's button, on the other process
+            closed = ClosedPort()
+            browser = launch_chromium(playwright, closed.port)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(15_000)
+                sign_in(page, other)
+                page.goto(f"{other.url}/console/destinations/{dest['id']}")
+                expect(page.locator("h1 .badge")).to_have_text("retrying")
+                expect(page.get_by_text(stats["delivered_by"])).to_be_visible()
+                asked = time.monotonic()
+                page.get_by_role("button", name="Retry now").click()
+                expect(page.get_by_text(f"Asked {stats['delivered_by']}, which delivers"
+                                        " destination mp, to retry now")).to_be_visible()
+            finally:
+                browser.close()
+                closed.close()
+        wait_until(lambda: len(fake.received) == 1, timeout=30, what="the event sent")
+        took = time.monotonic() - asked
+        assert took < 10, took
+        running = wait_until(lambda: (s := _get(other, "/api/destinations/mp/stats")[
+            "stats"])["state"] == "running" and s, timeout=30, what="the owner running")
+        assert running["sent"] == 1 and running["last_error"] is not None  # the 429
+        with other.admin as admin:  # not waiting any more: nothing is asked
+            again = admin.post("/api/destinations/mp/retry-now").json()
+        assert again["retried_now"] is False and "not waiting" in again["message"]
+        print(f"\nretry-now through the other process: sent {took:.1f} s after asking")
     finally:
         a.stop()
         b.stop()

@@ -183,11 +183,15 @@ def test_two_workers_share_a_webhook_destination_and_one_takes_over_after_sigkil
             "id": dest_id, "name": "hook", "enabled": True, "owner": owner,
             "cursor": status["stream"]["last_seq"], "events_behind": 0, "lag_seconds": 0.0}]
         assert {lease["name"] for lease in status["leases"]} == {"jobs", f"destination:{dest_id}"}
-        with survivor.admin as other:  # the non-owner says who to ask
+        with survivor.admin as other:  # the non-owner shows the state the owner published
+            stats = wait_until(lambda: (s := other.get("/api/destinations/hook/stats").json()[
+                "stats"])["state"] != "elsewhere" and s, timeout=20, what="the owner's state")
+            assert (stats["state"], stats["delivered_by"]) == ("running", owner)
             r = other.post("/api/destinations/hook/retry-now")
-            assert r.status_code == 409 and "another process" in r.json()["error"]["message"]
-            assert other.get("/api/destinations/hook/stats").json()["stats"]["state"] == (
-                "elsewhere")
+            assert r.status_code == 200 and r.json()["retried_now"] is False, r.text
+            assert "not waiting to retry" in r.json()["message"]
+        assert f"delivered by {owner} (its state as of" in ok(survivor, "destinations", "stats",
+                                                              "hook")
         table = ok(b, "cluster", "status")
         assert f"3 replicas, leader {status['stream']['leader']}" in table
 

@@ -153,7 +153,8 @@ async def disable_destination(ref: str, mp: Services = Depends(services)) -> dic
 async def retry_destination_now(ref: str, mp: Services = Depends(services)) -> dict:
     """Try the destination's waiting request again at once, instead of after the vendor's
     ``Retry-After`` or the backoff (``retried_now`` false: it was not waiting). 409 when
-    the destination is disabled."""
+    the destination is disabled. On a cluster, a process that does not deliver it asks
+    the one that does, which retries within a third of ``lease_seconds``."""
     return await mp.pumps.retry_now(ref)
 
 

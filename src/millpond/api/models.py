@@ -274,7 +274,11 @@ class Loads(Struct):
 
 
 class DeliveryStats(Struct):
-    """Counts by outcome and action, the sender's state and how far behind the log it is."""
+    """Counts by outcome and action, the sender's state and how far behind the log it is.
+
+    On a cluster, a process that does not deliver the destination shows the state the one
+    that does (``delivered_by``) published ``state_age`` seconds ago (``elsewhere``
+    until it has published)."""
 
     state: str
     cursor: int
@@ -288,6 +292,8 @@ class DeliveryStats(Struct):
     actions: dict[str, Any]
     last_error: str | None = None
     loads: Loads | None = None
+    delivered_by: str | None = None
+    state_age: float | None = None
 
 
 class DestinationFull(DestinationOut):

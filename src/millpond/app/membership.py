@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from millpond.connections.service import PumpManager
 from millpond.storage.contracts import LeaseStore, StorageUnavailable
-from millpond.storage.models import ProcessInfo
+from millpond.storage.models import Lease, ProcessInfo
 
 __all__ = ["JOBS", "Membership"]
 
@@ -67,6 +67,8 @@ class Membership:
         #: monotonic time by which every lease in ``held`` may have expired
         self._valid_until = 0.0
         self._task: asyncio.Task[None] | None = None
+        self.renew_seconds = ttl / 3
+        pumps.cluster = self
 
     @property
     def works(self) -> bool:
@@ -80,7 +82,7 @@ class Membership:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(self.renew_seconds)
             try:
                 await self.tick()
             except Exception:  # never let the loop die: the next tick tries again
@@ -94,6 +96,7 @@ class Membership:
                 held = await asyncio.to_thread(self._claim)
                 self._valid_until = began + self.ttl
                 await self._apply(held)
+                await self._exchange()
         except StorageUnavailable as exc:
             log.warning("cluster: cannot reach the state database (%s)", exc)
             if self.works and time.monotonic() > self._valid_until - self.ttl / 3:
@@ -132,6 +135,24 @@ class Membership:
         elif JOBS not in held and self._jobs_running and self._stop_jobs is not None:
             await self._stop_jobs()
             self._jobs_running = False
+
+    async def _exchange(self) -> None:
+        """Answer the retry-now requests other processes saved for this one's
+        destinations, then publish their state, so any process shows it (the API's stats,
+        the console) within a renewal."""
+        for name in await asyncio.to_thread(self.leases.retry_requests, self.me.id):
+            if name.startswith(DEST):
+                self.pumps.retry_here(name.removeprefix(DEST))
+        states = {DEST + dest_id: state for dest_id, state in self.pumps.states().items()}
+        await asyncio.to_thread(self.leases.publish, self.me.id, states)
+
+    # what this process knows of the destinations the others deliver (PumpManager.cluster)
+    def lease_of(self, dest_id: str) -> Lease | None:
+        return next((lease for lease in self.leases.leases()
+                     if lease.name == DEST + dest_id and lease.expires_in > 0), None)
+
+    def ask_retry(self, dest_id: str) -> bool:
+        return self.leases.ask_retry(DEST + dest_id)
 
     async def stop(self) -> None:
         """Stop the loop and leave: the leases are free for the others at once (the

@@ -141,6 +141,11 @@ def _print_stats(stats: dict) -> None:
     console.print(f"state: {stats['state']}  cursor: {stats['cursor']}  events behind: "
                   f"{stats['events_behind']}  lag: {stats['lag_seconds']}s  "
                   f"dead letters waiting: {stats['dead_letters_waiting']}", highlight=False)
+    if stats.get("delivered_by"):
+        age = stats.get("state_age")
+        console.print(f"delivered by {stats['delivered_by']}"
+                      + (f" (its state as of {age:g}s ago)" if age is not None else ""),
+                      highlight=False, markup=False)
     if "in_flight" in stats:
         console.print(f"sending: {stats['sent_per_second']:g} events/s, {stats['in_flight']} of "
                       f"{stats['max_in_flight']} requests in flight", highlight=False)

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -34,12 +34,28 @@ from millpond.delivery.screen import Screen
 from millpond.delivery.transport import DEFAULT_TIMEOUT, HttpTransport, Transport
 from millpond.errors import BadRequest, Conflict
 from millpond.storage.contracts import DestinationStore, EventLog, LoadStatsStore, RunStore
-from millpond.storage.models import Destination, Run, RunKind, RunState, StoredEvent
+from millpond.storage.models import Destination, Lease, Run, RunKind, RunState, StoredEvent
 
 if TYPE_CHECKING:
     from millpond.replays.service import ReplayManager
 
 log = logging.getLogger("millpond.pumps")
+
+
+class Cluster(Protocol):
+    """What a process of a scale-out cluster knows of the destinations another process
+    delivers (:class:`millpond.app.membership.Membership`): blocking calls."""
+
+    #: Seconds between two renewals of a lease: how soon its owner acts on a request.
+    renew_seconds: float
+
+    def lease_of(self, dest_id: str) -> Lease | None:
+        """The destination's unexpired lease, with what its owner last said of it."""
+        ...
+
+    def ask_retry(self, dest_id: str) -> bool:
+        """Ask the destination's owner to end its wait for a next attempt now."""
+        ...
 
 
 class PumpManager:
@@ -67,8 +83,10 @@ class PumpManager:
         #: Set by :class:`~millpond.replays.service.ReplayManager` when it is wired.
         self.replays: ReplayManager | None = None
         #: The destinations this process may deliver (ids), when processes share them
-        #: through leases (:mod:`millpond.connections.leases`); None: every one.
+        #: through leases (:mod:`millpond.app.membership`); None: every one.
         self.owned: set[str] | None = None
+        #: Set by the cluster membership: the destinations the other processes deliver.
+        self.cluster: Cluster | None = None
 
     @property
     def transport(self) -> Transport:
@@ -280,7 +298,7 @@ class PumpManager:
             cursor = run_cursor(live_run(self.runs, dest), dest)
             oldest = None
             if self.elsewhere(dest):  # a cluster: its lease decides
-                state = {"state": "elsewhere", "last_error": None}  # another worker's
+                state = await self._elsewhere_state(dest)
             else:
                 state = {"state": "disabled" if not dest.enabled else "error",
                          "last_error": None if not dest.enabled else "destination cannot start"}
@@ -315,12 +333,41 @@ class PumpManager:
     async def all_stats(self) -> list[tuple[Destination, dict]]:
         return [(d, await self.stats(d)) for d in self.destinations.list()]
 
+    async def _elsewhere_state(self, dest: Destination) -> dict:
+        """The state the process that delivers ``dest`` last published (its
+        :meth:`LiveDestination.state`, at each lease renewal), with who that is and how
+        old it is; ``elsewhere`` until it has said anything."""
+        lease = None if self.cluster is None else await asyncio.to_thread(
+            self.cluster.lease_of, dest.id)
+        if lease is None or lease.status is None:
+            return {"state": "elsewhere", "last_error": None,
+                    "delivered_by": lease.owner if lease is not None else None}
+        age = lease.status_age or 0.0
+        state = {**lease.status, "delivered_by": lease.owner, "state_age": round(age, 1)}
+        if state.get("next_attempt_in") is not None:
+            state["next_attempt_in"] = max(0.0, state["next_attempt_in"] - age)
+        return state
+
+    def states(self) -> dict[str, dict]:
+        """The running side's state of each destination this process delivers (what
+        :meth:`stats` shows; published for the other processes of a cluster)."""
+        return {dest_id: live.state() for dest_id, live in list(self._live.items())}
+
+    def retry_here(self, dest_id: str) -> bool:
+        """:meth:`retry_now` asked by another process (a no-op once the lease moved)."""
+        live = self._live.get(dest_id)
+        return live is not None and live.deliverer.retry_now()
+
     async def retry_now(self, ref: str) -> dict:
         """End the destination's wait for its next attempt (a vendor that said
-        ``Retry-After: 3600`` and is back sooner). Conflict when it is disabled."""
+        ``Retry-After: 3600`` and is back sooner). Conflict when it is disabled. On a
+        cluster, a process that does not deliver it asks the one that does, which acts
+        at its next lease renewal."""
         dest = self.destinations.get(ref)
         live = self._live.get(dest.id)
         if live is None:
+            if self.elsewhere(dest) and self.cluster is not None:
+                return await self._retry_elsewhere(dest, self.cluster)
             if self.elsewhere(dest):
                 raise self.not_here(dest)
             raise Conflict(f"destination {dest.name!r} is disabled; enable it to deliver",
@@ -329,6 +376,27 @@ class PumpManager:
         return {"id": dest.id, "name": dest.name, "retried_now": woke,
                 "message": "retrying now" if woke else
                 f"destination {dest.name} is not waiting to retry; nothing to do",
+                "stats": await self.stats(dest)}
+
+    async def _retry_elsewhere(self, dest: Destination, cluster: Cluster) -> dict:
+        state = await self._elsewhere_state(dest)
+        # Asked unless its owner said it is not waiting (nothing said yet: asked anyway).
+        asked = state["state"] == "elsewhere" or bool(state.get("retry_now"))
+        if asked:
+            asked = await asyncio.to_thread(cluster.ask_retry, dest.id)
+        owner = state.get("delivered_by") or "no process"
+        if asked:
+            log.info("retry-now of %s asked of %s", dest.name, owner,
+                     extra={"destination": dest.name, "phase": "retry_now"})
+            message = (f"asked {owner}, which delivers destination {dest.name}, to retry"
+                       f" now; it does within {cluster.renew_seconds:g} s")
+        elif state.get("delivered_by") is None:
+            message = (f"no process delivers destination {dest.name} at the moment (its"
+                       " lease is free); the next one to take it starts by sending")
+        else:
+            message = (f"destination {dest.name} is not waiting to retry (said {owner}"
+                       f" {state.get('state_age', 0):g} s ago); nothing to do")
+        return {"id": dest.id, "name": dest.name, "retried_now": asked, "message": message,
                 "stats": await self.stats(dest)}
 
     # redrive -----------------------------------------------------------------------------

@@ -168,8 +168,9 @@ def routes(console) -> list[Route]:
             raise NotFound(f"no such action {what!r}")
         if what == "retry-now":
             answer = await svc.retry_now(ref)
-            return forms.go(f"/destinations/{answer['id']}", answer["message"].capitalize()
-                            + ".")
+            message = answer["message"]  # it may name a process: not str.capitalize
+            return forms.go(f"/destinations/{answer['id']}", message[:1].upper()
+                            + message[1:] + ".")
         if what == "delete":
             dest = await svc.delete_destination(ref)
             return forms.go("/destinations", f"Deleted destination {dest['name']}.")

@@ -682,6 +682,22 @@ class LeaseStore(Protocol):
 
     def processes(self, forget_after: float = 3600.0) -> list[ProcessInfo]: ...
 
+    def publish(self, owner: str, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """Save what ``owner`` says of the work behind each lease name of ``statuses``
+        (JSON), on the leases it holds (others are left alone): how any process shows a
+        destination delivered by another one (:attr:`Lease.status`)."""
+        ...
+
+    def ask_retry(self, name: str) -> bool:
+        """Ask the holder of lease ``name`` to end its wait for a next attempt now (a
+        ``retry-now`` received by another process); False when nobody holds it."""
+        ...
+
+    def retry_requests(self, owner: str) -> set[str]:
+        """The names of ``owner``'s leases asked :meth:`ask_retry` of since its last call;
+        each request is answered once."""
+        ...
+
 
 class PersonEraser(Protocol):
     """Removes everything a backend keeps of some people, store by store: the deletion

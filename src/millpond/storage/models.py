@@ -151,12 +151,17 @@ class Tier(msgspec.Struct, frozen=True):
 
 class Lease(msgspec.Struct, frozen=True):
     """A lease of the scale-out backend: who holds ``name`` and for how many more seconds
-    (negative: expired, free to take); ``acquired``: when this owner took it (Unix s)."""
+    (negative: expired, free to take); ``acquired``: when this owner took it (Unix s).
+    ``status``: what the owner last said of the work the lease guards (a destination's
+    delivery state, :meth:`LeaseStore.publish`), ``status_age`` seconds ago; None before
+    it said anything."""
 
     name: str
     owner: str
     expires_in: float
     acquired: float
+    status: dict[str, Any] | None = None
+    status_age: float | None = None
 
 
 class ProcessInfo(msgspec.Struct, frozen=True):

@@ -78,3 +78,34 @@ def test_processes_beat_age_and_leave_with_their_leases(leases):
     assert store.processes(forget_after=0.2) == []  # silent for longer than that
     store.leave(me.id)
     assert store.processes() == [] and store.leases() == []
+
+
+def test_the_owner_publishes_its_status_and_answers_retry_requests_once(leases):
+    store, _, _ = leases
+    assert store.claim(["d1", "d2"], "a", ttl=30) == {"d1", "d2"}
+    assert store.claim(["d3"], "b", ttl=30) == {"d3"}
+    store.publish("a", {"d1": {"state": "retrying", "next_attempt_in": 60.0},
+                        "d3": {"state": "running"}})  # d3 is b's: left alone
+    found = {lease.name: lease for lease in store.leases()}
+    assert found["d1"].status == {"state": "retrying", "next_attempt_in": 60.0}
+    assert found["d1"].status_age is not None and 0 <= found["d1"].status_age < 5
+    assert found["d2"].status is None and found["d3"].status is None
+
+    assert store.ask_retry("d1") and store.ask_retry("d3")
+    assert not store.ask_retry("nobody's")
+    assert store.retry_requests("a") == {"d1"}
+    assert store.retry_requests("a") == set()  # answered once
+    assert store.retry_requests("b") == {"d3"}
+
+
+@pytest.mark.serial  # the claims must land inside a 0.6 s lease
+def test_a_new_owner_starts_with_nothing_said_or_asked(leases):
+    store, _, _ = leases
+    store.claim(["d1"], "a", ttl=0.6)
+    store.publish("a", {"d1": {"state": "failing"}})
+    assert store.ask_retry("d1")
+    time.sleep(0.8)  # a stops renewing; b takes over
+    assert store.claim(["d1"], "b", ttl=30) == {"d1"}
+    [lease] = store.leases()
+    assert (lease.owner, lease.status, lease.status_age) == ("b", None, None)
+    assert store.retry_requests("b") == set()

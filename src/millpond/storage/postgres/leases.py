@@ -13,7 +13,10 @@ The process table says who is alive: each process upserts its row with a heartbe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from millpond.storage.models import Lease, ProcessInfo
 from millpond.storage.postgres.connection import PgState
@@ -25,6 +28,9 @@ CREATE TABLE IF NOT EXISTS leases (
     acquired_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS status JSONB,
+    ADD COLUMN IF NOT EXISTS status_at TIMESTAMPTZ,
+    ADD COLUMN IF NOT EXISTS retry_asked_at TIMESTAMPTZ;
 CREATE TABLE IF NOT EXISTS processes (
     id TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -43,7 +49,11 @@ _CLAIM = (
     " VALUES (%(name)s, %(owner)s, now() + make_interval(secs => %(ttl)s))"
     " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
     " expires_at = excluded.expires_at,"
-    " acquired_at = CASE WHEN l.owner = excluded.owner THEN l.acquired_at ELSE now() END"
+    " acquired_at = CASE WHEN l.owner = excluded.owner THEN l.acquired_at ELSE now() END,"
+    # a new owner starts with nothing said and nothing asked: those were the last one's
+    " status = CASE WHEN l.owner = excluded.owner THEN l.status END,"
+    " status_at = CASE WHEN l.owner = excluded.owner THEN l.status_at END,"
+    " retry_asked_at = CASE WHEN l.owner = excluded.owner THEN l.retry_asked_at END"
     " WHERE l.owner = excluded.owner OR l.expires_at < now()"
     " RETURNING name"
 )
@@ -78,9 +88,34 @@ class PgLeases:
         """Every lease, with the seconds it has left (negative: expired, free to take)."""
         rows = self._db.execute(
             "SELECT name, owner, EXTRACT(EPOCH FROM expires_at - now()) AS left_s,"
-            " EXTRACT(EPOCH FROM acquired_at) AS acquired FROM leases ORDER BY name")
-        return [Lease(r["name"], r["owner"], float(r["left_s"]), float(r["acquired"]))
+            " EXTRACT(EPOCH FROM acquired_at) AS acquired, status,"
+            " EXTRACT(EPOCH FROM now() - status_at) AS status_age FROM leases ORDER BY name")
+        return [Lease(r["name"], r["owner"], float(r["left_s"]), float(r["acquired"]),
+                      r["status"], None if r["status_age"] is None else float(r["status_age"]))
                 for r in rows]
+
+    def publish(self, owner: str, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """One statement for all of them (each renewal of a worker's leases publishes)."""
+        if not statuses:
+            return
+        names = sorted(statuses)
+        self._db.execute(
+            "UPDATE leases AS l SET status = s.status, status_at = now()"
+            " FROM unnest(%s::text[], %s::jsonb[]) AS s(name, status)"
+            " WHERE l.name = s.name AND l.owner = %s",
+            (names, [Jsonb(statuses[n]) for n in names], owner))
+
+    def ask_retry(self, name: str) -> bool:
+        rows = self._db.execute(
+            "UPDATE leases SET retry_asked_at = now() WHERE name = %s AND expires_at > now()"
+            " RETURNING name", (name,)).fetchall()
+        return bool(rows)
+
+    def retry_requests(self, owner: str) -> set[str]:
+        rows = self._db.execute(
+            "UPDATE leases SET retry_asked_at = NULL WHERE owner = %s AND"
+            " retry_asked_at IS NOT NULL RETURNING name", (owner,)).fetchall()
+        return {r["name"] for r in rows}
 
     def heartbeat(self, process: ProcessInfo) -> None:
         """Say ``process`` is alive now (its row created on the first beat)."""
