@@ -389,7 +389,7 @@ class PumpManager:
             log.info("retry-now of %s asked of %s", dest.name, owner,
                      extra={"destination": dest.name, "phase": "retry_now"})
             message = (f"asked {owner}, which delivers destination {dest.name}, to retry"
-                       f" now; it does within {cluster.renew_seconds:g} s")
+                       f" now; it does within {round(cluster.renew_seconds, 1):g} s")
         elif state.get("delivered_by") is None:
             message = (f"no process delivers destination {dest.name} at the moment (its"
                        " lease is free); the next one to take it starts by sending")
