@@ -192,3 +192,70 @@ def test_parquet_to_a_directory_holds_every_event_once(server, tmp_path):
     table = read_table(LocalStore(tmp_path))
     ids = table.column("message_id").to_pylist()
     assert sorted(ids) == sorted(f"m-{i}" for i in range(1200))
+
+
+def _schema_counts(dsn: str, schema: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {t: conn.execute(f'SELECT count(DISTINCT id) FROM "{schema}".{t}').fetchone()[0]
+                for t in ("tracks", "identifies", "pages")}
+
+
+def test_a_warehouse_that_has_loaded_moves_only_to_a_place_holding_its_loads(server, pg_dsn):
+    """Pointed at an empty schema it would load only the later events there, leaving the
+    history behind: refused, naming the setting, nothing changed. A schema the tables
+    were moved to, or the same database under another DSN, is taken, and loading goes on
+    there with nothing missing."""
+    source = server.create_source("web")
+    send_batch(server.url, source["write_key"], events(60))
+    with server.admin as admin:
+        create_destination(admin, name="wh", type="postgres",
+                           settings={"dsn": pg_dsn, "batch_interval_seconds": 5})
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 60, timeout=60, what="first sync")
+        settings = {"dsn": pg_dsn, "batch_interval_seconds": 5}
+        r = admin.patch("/api/destinations/wh", json={"settings": {**settings,
+                                                                  "schema": "fresh"}})
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["field"] == "settings.schema", error
+        assert "seq 60" in error["message"] and "schema 'fresh'" in error["message"]
+        assert "create a new destination" in error["message"]
+        assert "schema" not in admin.get("/api/destinations/wh").json()["settings"]
+    refused = invoke(server, "destinations", "update", "wh", "--setting", "schema=fresh",
+                     code=1).output
+    assert refused.startswith("error: ") and len(refused.strip().splitlines()) == 1, refused
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regnamespace('fresh')").fetchone() == (None,)
+        conn.execute("ALTER SCHEMA millpond RENAME TO moved")
+    with server.admin as admin:
+        r = admin.patch("/api/destinations/wh", json={"settings": {
+            **settings, "schema": "moved", "dsn": pg_dsn + "?application_name=warehouse"}})
+        assert r.status_code == 200, r.text
+        send_batch(server.url, source["write_key"], events(12, 60))
+        wait_until(lambda: stats(admin, "wh")["cursor"] >= 72, timeout=60, what="loading on")
+    per = {k: sum(1 for i in range(72) if KINDS[i % 6] == k) for k in KINDS}
+    assert _schema_counts(pg_dsn, "moved") == {
+        "tracks": per["track"], "identifies": per["identify"], "pages": per["page"]}
+
+
+def test_a_parquet_destination_that_has_loaded_moves_only_to_a_directory_of_its_files(
+        server, tmp_path):
+    source = server.create_source("web")
+    send_batch(server.url, source["write_key"], events(30))
+    first, empty, moved = tmp_path / "lake", tmp_path / "empty", tmp_path / "moved"
+    with server.admin as admin:
+        create_destination(admin, name="files", type="parquet",
+                           settings={"path": str(first), "batch_interval_seconds": 5})
+        wait_until(lambda: stats(admin, "files")["cursor"] >= 30, timeout=60, what="sync")
+        r = admin.patch("/api/destinations/files", json={"settings": {
+            "path": str(empty), "batch_interval_seconds": 5}})
+        assert r.status_code == 409 and r.json()["error"]["field"] == "settings.path", r.text
+        admin.post("/api/destinations/files/disable").raise_for_status()
+        first.rename(moved)
+        r = admin.patch("/api/destinations/files",
+                        json={"settings": {"path": str(moved), "batch_interval_seconds": 5},
+                              "enabled": True})
+        assert r.status_code == 200, r.text
+        send_batch(server.url, source["write_key"], events(6, 30))
+        wait_until(lambda: stats(admin, "files")["cursor"] >= 36, timeout=60, what="on")
+    ids = read_table(LocalStore(moved)).column("message_id").to_pylist()
+    assert sorted(ids) == sorted(f"m-{i}" for i in range(36))

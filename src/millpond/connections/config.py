@@ -32,7 +32,7 @@ from millpond.actions import (
 from millpond.destinations import get_type
 from millpond.destinations.base import DestinationType
 from millpond.destinations.errors import SettingsError, UnknownDestinationType
-from millpond.errors import BadRequest
+from millpond.errors import BadRequest, Conflict
 from millpond.timeutil import parse_duration
 
 ACTION_KEYS = ("name", "trigger", "mapping", "max_event_age", "enabled")
@@ -71,6 +71,20 @@ async def check_connection(cls: type[DestinationType], settings: msgspec.Struct)
     except SettingsError as exc:
         field = f"settings.{exc.field}" if exc.field else "settings"
         raise BadRequest(exc.message, field=field) from None
+
+
+async def check_move(cls: type[DestinationType], old: msgspec.Struct, new: msgspec.Struct,
+                     loaded_upto: int) -> None:
+    """A type's check of settings that move where it loads (warehouses, storage), off the
+    event loop: a Conflict naming the setting."""
+    check = getattr(cls, "check_move", None)
+    if check is None:
+        return
+    try:
+        await asyncio.to_thread(check, old, new, loaded_upto)
+    except SettingsError as exc:
+        raise Conflict(exc.message, field=f"settings.{exc.field}" if exc.field
+                       else "settings") from None
 
 
 def masked_settings(type_name: str, raw: dict) -> dict:

@@ -220,6 +220,9 @@ class PumpManager:
                 parsed = config.parse_settings(cls, settings)
                 if settings != dest.settings:
                     await config.check_connection(cls, parsed)
+                    await config.check_move(
+                        cls, config.parse_settings(cls, dest.settings), parsed,
+                        run_cursor(live_run(self.runs, dest), dest))
                 changes["settings"] = dict(settings)
             if "rate_limit" in body:
                 merged = {**dest.rate_limit, **(body["rate_limit"] or {})}

@@ -43,6 +43,7 @@ from millpond.destinations.base import (
     Sent,
     body_text,
 )
+from millpond.destinations.errors import SettingsError
 from millpond.destinations.registry import register
 from millpond.storage.contracts import LoadStatsStore
 from millpond.storage.models import TableLoadStats
@@ -221,6 +222,27 @@ class LoaderDestination(DestinationType):
     def check_connection(cls, settings: msgspec.Struct) -> None:
         """Create-time test: raises SettingsError saying what to fix."""
         cls.settings_module.check(settings)
+
+    @classmethod
+    def check_move(cls, old: msgspec.Struct, new: msgspec.Struct, loaded_upto: int) -> None:
+        """Refuse new settings that point a destination which has loaded events up to seq
+        ``loaded_upto`` at a place holding none of its loads (SettingsError).
+
+        Why: it would go on from its cursor there, so the new place would get only the
+        events after it and the history would stay behind, with nothing to say so; this
+        type is not replayable, so the gap could not be filled. A place that already
+        holds loads is the same one (a password changed) or one the user moved the tables
+        or files to, and is taken."""
+        module = cls.settings_module
+        field = module.moved(old, new)
+        if field is None or loaded_upto <= 0 or module.holds_loads(new):
+            return
+        raise SettingsError(field, (
+            f"this destination has loaded the events up to seq {loaded_upto:,} into"
+            f" {module.place(old)}; {module.place(new)} holds none of them, so it would get"
+            " only the later ones. To load the whole log there, create a new destination"
+            " (its first sync starts at the beginning of the log); to move this one, move"
+            " its tables or files there first"))
 
     def __init__(self, settings: msgspec.Struct) -> None:
         super().__init__(settings)

@@ -134,3 +134,29 @@ def check(s: ParquetSettings) -> None:
             raise SettingsError("path", f"cannot create {s.path}: {exc.strerror}") from None
         if not os.access(s.path, os.W_OK | os.X_OK):
             raise SettingsError("path", f"{s.path} is not writable by millpond")
+
+
+def moved(old: ParquetSettings, new: ParquetSettings) -> str | None:
+    """The setting that changes where the files land (``path``, ``endpoint_url``), or
+    None."""
+    for field in ("path", "endpoint_url"):
+        if getattr(old, field) != getattr(new, field):
+            return field
+    return None
+
+
+def place(s: ParquetSettings) -> str:
+    """Where the files land, for messages."""
+    return make_store(s).describe()
+
+
+def holds_loads(s: ParquetSettings) -> bool:
+    """Whether the place already holds millpond's loads: a committed manifest."""
+    from millpond.warehouses.parquet.manifest import MANIFEST_DIR
+    from millpond.warehouses.parquet.stores import StoreError
+
+    store = make_store(s)
+    try:
+        return bool(store.list(MANIFEST_DIR + "/"))
+    except StoreError as exc:
+        raise SettingsError("path", f"cannot read {store.describe()}: {exc}") from None

@@ -207,3 +207,39 @@ def check(settings: PostgresSettings) -> None:
                             f"{settings.schema!r}: {_last(str(exc))}") from None
     finally:
         conn.close()
+
+
+def moved(old: PostgresSettings, new: PostgresSettings) -> str | None:
+    """The setting that changes where the loads land (``dsn``, ``schema`` or
+    ``table_prefix``), or None. A DSN whose password alone changes counts: only the
+    database can say whether it is the same one (:func:`holds_loads`)."""
+    for field in ("schema", "table_prefix", "dsn"):
+        if getattr(old, field) != getattr(new, field):
+            return field
+    return None
+
+
+def place(settings: PostgresSettings) -> str:
+    """Where the loads land, for messages (the DSN shown without its password)."""
+    where = f"schema {settings.schema!r}"
+    if settings.table_prefix:
+        where += f" (tables {settings.table_prefix}*)"
+    return f"{where} of {mask_settings({'dsn': settings.dsn})['dsn']}"
+
+
+def holds_loads(settings: PostgresSettings) -> bool:
+    """Whether the place already holds millpond's loads: its column registry
+    (``<prefix>millpond_columns``, written with the first load's tables) exists."""
+    import psycopg
+
+    from millpond.warehouses.naming import fit_identifier
+
+    registry = fit_identifier(settings.table_prefix + "millpond_columns")
+    try:
+        with psycopg.connect(settings.dsn, connect_timeout=max(
+                1, round(settings.connect_timeout_seconds))) as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                               (f"{quote(settings.schema)}.{quote(registry)}",)).fetchone()
+    except psycopg.Error as exc:
+        raise SettingsError("dsn", describe_connect_error(exc, settings.dsn)) from None
+    return bool(row and row[0])
