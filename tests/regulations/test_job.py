@@ -123,3 +123,18 @@ def test_following_the_regulations_logs_an_outage_once_and_its_end(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "millpond.regulations"]
     assert lines == ["could not read the regulations; retrying every 0 s",
                      "the regulations are read again"]
+
+
+def test_the_finished_line_names_each_destination_with_its_count_or_reason():
+    from millpond.regulations.job import summary
+    from millpond.storage.models import Regulation, RegulationType, StepStatus
+
+    reg = Regulation("reg_1", RegulationType.DELETE, ["ada"], [], ["ada"], "me", 0.0,
+                     stores={"events": StepStatus("done", removed=9)},
+                     destinations={
+                         "dst_a": StepStatus("done", removed=17),
+                         "dst_b": StepStatus("not_supported", reason="no deletion API"),
+                         "dst_gone": StepStatus("failed", reason="HTTP 500", attempts=3)})
+    assert summary(reg, {"dst_a": "wh", "dst_b": "hook"}) == (
+        "events done (9), destination wh done (17), destination hook not_supported"
+        " (no deletion API), destination dst_gone failed (HTTP 500)")

@@ -41,7 +41,8 @@ def test_a_destination_retrying_then_recovering_logs_each_change_once(served, ve
     send_batch(srv.url, key, [track("bob", i) for i in range(5)])  # healthy: nothing to say
     hook.wait_for(25)
     time.sleep(0.5)
-    about_hook = [r for r in srv.records() if r.get("destination") == "hook"]
+    about_hook = [r for r in srv.records() if r.get("destination") == "hook"
+                  and r["logger"] == "millpond.delivery"]
     assert [r["phase"] for r in about_hook] == ["retrying", "recovered"]
     retrying, recovered = about_hook
     assert retrying["level"] == "WARNING" and retrying["logger"] == "millpond.delivery"
@@ -162,3 +163,54 @@ def test_a_replay_paused_resumed_and_cancelled_logs_each_step(served, vendor):
     assert cancelled["sent"] == report["sent"] < 40
     assert cancelled["scanned"] == report["scanned"]
     assert f"Replay {rid} cancelled" in cancelled["message"]
+
+
+CONFIG_LOGGERS = ("millpond.sources", "millpond.pumps", "millpond.segments")
+
+
+def test_configuration_changes_are_logged_with_what_changed(served, vendor):
+    """Who changed what is read from the server's log: each create, change and delete of
+    a source, a destination and a segment is one INFO record naming it and the fields."""
+    srv = served("--log-format", "json")
+    srv.wait_serving()
+    hook = vendor("webhook")
+    with srv.admin as admin:
+        source = admin.post("/api/sources", json={"name": "web"}).json()
+        admin.post("/api/sources/web/rotate-key").raise_for_status()
+        admin.patch("/api/sources/web", json={"allowed_origins": ["https://a.example"]}
+                    ).raise_for_status()
+        dest = create_destination(admin, name="hook", type="webhook",
+                                  settings=hook.destination_settings())
+        admin.patch("/api/destinations/hook", json={"rate_limit": {"events_per_second": 5}}
+                    ).raise_for_status()
+        admin.post("/api/destinations/hook/disable").raise_for_status()
+        admin.delete("/api/destinations/hook").raise_for_status()
+        r = admin.post("/api/segments", json={"key": "buyers",
+                                              "definition": {"event": "Order Completed"}})
+        assert r.status_code == 201, r.text
+        srv.wait_record(lambda rec: "segment(s) built" in rec["message"], what="built")
+        admin.patch("/api/segments/buyers", json={"name": "Buyers"}).raise_for_status()
+        admin.delete("/api/segments/buyers").raise_for_status()
+        admin.delete("/api/sources/web").raise_for_status()
+    told = [(r["logger"], r["phase"], r["message"]) for r in srv.records()
+            if r["logger"] in CONFIG_LOGGERS and r.get("phase")]
+    assert told == [
+        ("millpond.sources", "created", f"source web created ({source['id']}, pipelines)"),
+        ("millpond.sources", "key_rotated",
+         "source web: write key rotated (the old one is refused from now on)"),
+        ("millpond.sources", "changed", "source web changed: allowed_origins"),
+        ("millpond.pumps", "created", f"destination hook created ({dest['id']}, webhook, "
+         f"enabled); delivering the events after seq 0"),
+        ("millpond.pumps", "changed", "destination hook changed: rate_limit"),
+        ("millpond.pumps", "changed", "destination hook changed: enabled (disabled)"),
+        ("millpond.pumps", "deleted", f"destination hook deleted ({dest['id']}); its runs and"
+         " dead letters stay readable"),
+        ("millpond.segments", "created",
+         f"segment buyers created ({r.json()['id']}); building it over the log"),
+        ("millpond.segments", "changed", "segment buyers changed: name"),
+        ("millpond.segments", "deleted", f"segment buyers deleted ({r.json()['id']})"),
+        ("millpond.sources", "deleted",
+         f"source web deleted ({source['id']}): its events stay in the log"),
+    ]
+    built = srv.wait_record(lambda rec: "segment(s) built" in rec["message"])
+    assert built["message"].endswith(": buyers (0 members)"), built

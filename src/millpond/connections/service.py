@@ -189,7 +189,8 @@ class PumpManager:
         await config.check_connection(cls, settings)
         # Warehouses and storage load the whole log on their first sync (they are not
         # replayable); every other type starts after the log's current tail.
-        connected = 0 if getattr(cls, "history_from_start", False) else self.log.last_seq()
+        whole_log = getattr(cls, "history_from_start", False)
+        connected = 0 if whole_log else self.log.last_seq()
         async with self._lock:
             now = time.time()
             dest = self.destinations.create(Destination(
@@ -199,6 +200,12 @@ class PumpManager:
             self.runs.create(Run(new_run_id(RunKind.LIVE), dest.id, RunKind.LIVE,
                                  RunState.RUNNING if enabled else RunState.PAUSED,
                                  cursor=dest.connected_seq))
+            log.info("destination %s created (%s, %s, %s); %s", dest.name, dest.id, dest.type,
+                     "enabled" if enabled else "disabled",
+                     "its first sync loads the whole log" if whole_log else
+                     f"delivering the events after seq {connected}",
+                     extra={"destination": dest.name, "destination_id": dest.id,
+                            "phase": "created"})
             await self._restart(dest)
         return dest
 
@@ -233,6 +240,10 @@ class PumpManager:
                 changes["enabled"] = body["enabled"]
             dest = self.destinations.update(msgspec.structs.replace(
                 dest, **changes, updated_at=time.time()))
+            log.info("destination %s changed: %s", dest.name, ", ".join(
+                f"{k} ({'enabled' if v else 'disabled'})" if k == "enabled" else k
+                for k, v in changes.items()),
+                extra={"destination": dest.name, "destination_id": dest.id, "phase": "changed"})
             if "enabled" in changes:
                 self.runs.set_state(live_run(self.runs, dest).id,
                                     RunState.RUNNING if dest.enabled else RunState.PAUSED)
@@ -255,6 +266,10 @@ class PumpManager:
             if old is not None:
                 await old.stop()
             self.destinations.delete(dest.id)
+            log.info("destination %s deleted (%s); its runs and dead letters stay readable",
+                     dest.name, dest.id,
+                     extra={"destination": dest.name, "destination_id": dest.id,
+                            "phase": "deleted"})
             if self.load_stats is not None:
                 self.load_stats.forget(dest.id)
             active = (RunState.PLANNED, RunState.RUNNING, RunState.PAUSED)

@@ -138,7 +138,9 @@ class DeletionJob:
         reg.state = "finished"
         reg.finished_at = time.time()
         await self._persist()
-        log.info("regulation %s finished: %s", reg.id, summary(reg),
+        names = {d.id: d.name for d in await asyncio.to_thread(
+            self.storage.destinations.list)}
+        log.info("regulation %s finished: %s", reg.id, summary(reg, names),
                  extra={"regulation": reg.id})
 
     async def _persist(self) -> None:
@@ -236,9 +238,15 @@ class DeletionJob:
             await asyncio.sleep(0.1)
 
 
-def summary(reg: Regulation) -> str:
-    """One line: each store's and destination's state (counts removed where done)."""
-    parts = [f"{name} {s.state}" + (f" ({s.removed})" if s.state == "done" else "")
-             for name, s in reg.stores.items()]
-    parts += [f"destination {d} {s.state}" for d, s in reg.destinations.items()]
+def summary(reg: Regulation, names: dict[str, str] | None = None) -> str:
+    """One line: each store's and destination's state (``names``: destinations' names by
+    id), with the count removed where done and the reason where not."""
+    def part(what: str, s: StepStatus) -> str:
+        if s.state == "done":
+            return f"{what} done ({s.removed})"
+        return f"{what} {s.state}" + (f" ({s.reason})" if s.reason else "")
+
+    parts = [part(name, s) for name, s in reg.stores.items()]
+    parts += [part(f"destination {(names or {}).get(d, d)}", s)
+              for d, s in reg.destinations.items()]
     return ", ".join(parts)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 from typing import Any
 
 from millpond.errors import BadRequest, Conflict, NotFound
@@ -129,6 +130,8 @@ class SegmentService:
         # The built-in source appears with the first segment, not on every fresh server.
         self.engine.ensure_source()
         self.storage.segments.create(segment)
+        log.info("segment %s created (%s); building it over the log", segment.key, segment.id,
+                 extra={"segment_id": segment.id, "phase": "created"})
         self._start_build([segment.id])
         return self.view(segment)
 
@@ -162,7 +165,13 @@ class SegmentService:
             log.info("segment(s) %s deleted before their build began", ", ".join(gone))
             self.engine.building.difference_update(gone)  # held back by a superseded build
         try:
-            await self.engine.build_many([sid for sid in segment_ids if sid in existing])
+            began = time.monotonic()
+            built = await self.engine.build_many([sid for sid in segment_ids
+                                                  if sid in existing])
+            if built:
+                log.info("segment(s) built in %.1f s: %s", time.monotonic() - began,
+                         ", ".join(f"{s.key} ({self.storage.segments.count_members(s.id):,}"
+                                   " members)" for s in built))
         except NotFound:
             log.info("a segment of %s was deleted while it was being built",
                      ", ".join(segment_ids))
@@ -284,6 +293,10 @@ class SegmentService:
         if rebuild:
             segment.state = "building"
         self.storage.segments.update(segment)
+        log.info("segment %s changed: %s", segment.key,
+                 ", ".join(k for k in ("name", "definition") if k in body)
+                 + ("; building it again" if rebuild else ""),
+                 extra={"segment_id": segment.id, "phase": "changed"})
         if rebuild:
             # Those reading it with in_segment change with it: built again, with it.
             dependents = self._dependents(segment.key)
@@ -315,6 +328,8 @@ class SegmentService:
                 raise Conflict(f"segment {other.key!r} refers to {segment.key!r} with "
                                "in_segment; change or delete it first", field="segment")
         self.storage.segments.delete(segment.id)
+        log.info("segment %s deleted (%s)", segment.key, segment.id,
+                 extra={"segment_id": segment.id, "phase": "deleted"})
         return {"deleted": segment.id, "key": segment.key}
 
     # -- reads ---------------------------------------------------------------------------

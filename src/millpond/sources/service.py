@@ -14,6 +14,7 @@ data dir): a change made elsewhere reaches this process's cache within
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -27,6 +28,8 @@ from millpond.retention.policy import BadRetention, normalize
 from millpond.sources.origins import BadOrigin, normalize_origins
 from millpond.storage.contracts import SourceStore
 from millpond.storage.models import Source
+
+log = logging.getLogger("millpond.sources")
 
 KINDS = ("pipelines", "track", "import")
 DEFAULT_REPLAYABLE = {"pipelines": True, "import": True, "track": False}
@@ -150,6 +153,8 @@ class SourceService:
                         created_at=time.time(), allowed_origins=_origins(allowed_origins),
                         enabled=bool(enabled), retention=kept)
         self.store.create(source)
+        log.info("source %s created (%s, %s)", source.name, source.id, kind,
+                 extra={"source_id": source.id, "phase": "created"})
         self._reload()
         if kept != "forever":
             self._retention_changed()
@@ -179,6 +184,8 @@ class SourceService:
             changes["retention"] = _retention(retention)
         if changes:
             source = self.store.update(msgspec.structs.replace(source, **changes))
+            log.info("source %s changed: %s", source.name, ", ".join(changes),
+                     extra={"source_id": source.id, "phase": "changed"})
         self._reload()
         if "retention" in changes:
             self._retention_changed()
@@ -188,6 +195,8 @@ class SourceService:
         source = self.store.get(ref)
         source = self.store.update(msgspec.structs.replace(
             source, write_key=secrets.token_urlsafe(24)))
+        log.info("source %s: write key rotated (the old one is refused from now on)",
+                 source.name, extra={"source_id": source.id, "phase": "key_rotated"})
         self._reload()
         return source
 
@@ -195,5 +204,7 @@ class SourceService:
         """Stop accepting data for a source; its stored events stay in the log, and the
         store keeps its tombstone (what it was) for them; the returned record is that."""
         source = self.store.delete(self.store.get(ref).id)
+        log.info("source %s deleted (%s): its events stay in the log", source.name, source.id,
+                 extra={"source_id": source.id, "phase": "deleted"})
         self._reload()
         return source
