@@ -250,13 +250,20 @@ class RowCache:
             if any(r.segment_id == segment_id for r in mine):
                 redo.setdefault(person_id, _ids_of(mine))
                 cached[person_id] = tuple(r for r in mine if r.segment_id != segment_id)
+        # Per person: a build writes each person's rows of every segment together, and
+        # their tuple is made once, not once per row.
+        by_person: dict[str, dict[str, Member]] = {}
         for row in rows:
-            mine = cached.get(row.person_id, ())
-            before = next((r for r in mine if r.segment_id == row.segment_id), None)
-            if before is None or tuple(before.ids) != tuple(row.ids):
-                redo.setdefault(row.person_id, _ids_of(mine))
-            # Else (nearly every write) the same ids, so the same index entries.
-            cached[row.person_id] = _with(mine, row)
+            by_person.setdefault(row.person_id, {})[row.segment_id] = row
+        for person_id, new in by_person.items():
+            mine = cached.get(person_id, ())
+            old = {r.segment_id: r for r in mine}
+            if person_id not in redo and any(
+                    (before := old.get(sid)) is None or tuple(before.ids) != tuple(row.ids)
+                    for sid, row in new.items()):
+                redo[person_id] = _ids_of(mine)
+            # Else (nearly every live write) the same ids, so the same index entries.
+            cached[person_id] = tuple({**old, **new}.values())
         for person_id, named in redo.items():
             mine = cached.get(person_id, ())
             now = _ids_of(mine)
