@@ -37,5 +37,7 @@ def test_parquet_destination_page_shows_tables_and_refuses_replay(console, tmp_p
     tables = page.get_by_role("region", name="Tables")
     expect(tables).to_contain_text(re.compile(r"loads"))
     expect(tables.get_by_role("row")).not_to_have_count(1)
+    # every column fits the card (a partition's long name wraps), none clipped
+    assert tables.locator(".table-wrap").evaluate("e => e.scrollWidth <= e.clientWidth")
     console.screenshot("destination-parquet")
     assert console.problems() == []
