@@ -170,6 +170,8 @@ def test_create_a_segment_see_its_members_and_audience_events(console):
             what="Audience Entered appended")
     page.reload()
     expect(page.get_by_text("ready", exact=True)).to_be_visible()
+    expect(page.locator("main")).to_contain_text(f"buyers-{tag} · ready · 1 member")
+    expect(page.locator("main")).not_to_contain_text("1 members")
     members = page.get_by_role("region", name="Members")
     expect(members.get_by_role("link", name=re.compile("^prf_"))).to_have_count(1)
     expect(members.get_by_role("link", name=f"Why {user} is a member")).to_have_count(1)
