@@ -227,9 +227,13 @@ class PumpManager:
                 parsed = config.parse_settings(cls, settings)
                 if settings != dest.settings:
                     await config.check_connection(cls, parsed)
-                    await config.check_move(
-                        cls, config.parse_settings(cls, dest.settings), parsed,
-                        run_cursor(live_run(self.runs, dest), dest))
+                    try:
+                        before = config.parse_settings(cls, dest.settings)
+                    except BadRequest:  # saved before a catalog change made them invalid
+                        before = None
+                    if before is not None:
+                        await config.check_move(cls, before, parsed,
+                                                run_cursor(live_run(self.runs, dest), dest))
                 changes["settings"] = dict(settings)
             if "rate_limit" in body:
                 merged = {**dest.rate_limit, **(body["rate_limit"] or {})}

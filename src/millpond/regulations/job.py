@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from millpond.regulations.forward import Forwarded, Forwarder
-from millpond.storage.contracts import Storage
+from millpond.storage.contracts import Storage, StorageUnavailable
 from millpond.storage.models import Regulation, StepStatus
 
 log = logging.getLogger("millpond.regulations")
@@ -138,8 +138,11 @@ class DeletionJob:
         reg.state = "finished"
         reg.finished_at = time.time()
         await self._persist()
-        names = {d.id: d.name for d in await asyncio.to_thread(
-            self.storage.destinations.list)}
+        try:  # for the line below only
+            names = {d.id: d.name for d in await asyncio.to_thread(
+                self.storage.destinations.list)}
+        except StorageUnavailable:
+            names = {}
         log.info("regulation %s finished: %s", reg.id, summary(reg, names),
                  extra={"regulation": reg.id})
 
