@@ -137,6 +137,9 @@ def test_segments_cli(server, tmp_path) -> None:
     assert "member of big" in why and "1 counted (seq " in why
     assert re.search(r"^history:\n  entered at \S+ \(event time\), processed \S+$", why,
                      re.MULTILINE), why
+    # the segment given first, as `segments members` takes it: the error says the order
+    fails(millpond(server, "segments", "why", "big", "sg-bob"),
+          "no segment 'sg-bob'; the person comes first: millpond segments why sg-bob big")
     assert "\nsegments: big (since " in ok(server, "people", "show", "sg-bob")
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")

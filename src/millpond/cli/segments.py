@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from millpond.cli.client import ApiError
 from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
@@ -175,7 +176,10 @@ def members(ref: str, limit: int, cursor: str | None, as_json: bool, client) -> 
 def why(person_id: str, key: str, as_json: bool, client) -> None:
     """Why a person is or is not in a segment: each condition with its value (the
     counted events by seq), and their history there."""
-    data = client.get(f"/api/people/{person_id}/segments/{key}")
+    try:
+        data = client.get(f"/api/people/{person_id}/segments/{key}")
+    except ApiError as exc:
+        raise _swapped(client, exc, person_id, key) from None
     if as_json:
         print_json(data)
         return
@@ -186,6 +190,19 @@ def why(person_id: str, key: str, as_json: bool, client) -> None:
                   highlight=False)
     for h in data["history"]:
         console.print(history_line(h), highlight=False, soft_wrap=True)
+
+
+def _swapped(client, exc: ApiError, person_id: str, key: str) -> ApiError:
+    """``exc``, with the command the user likely meant when they gave the segment first
+    (as ``segments members KEY`` takes it) and it is one."""
+    if exc.status != 404 or exc.field != "segment":
+        return exc
+    try:
+        client.get(f"/api/segments/{person_id}")
+    except ApiError:
+        return exc
+    return ApiError(exc.status, exc.code, f"{exc.message}; the person comes first: "
+                    f"millpond segments why {key} {person_id}", exc.field)
 
 
 def since_text(since: str | None) -> str:
