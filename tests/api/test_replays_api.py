@@ -36,6 +36,8 @@ def test_preview_refusals_and_lifecycle(server, vendor):
             ({"destination": "mp", "from": "2030-01-01T00:00:00Z",
               "to": "2029-01-01T00:00:00Z"}, 400, "empty window"),
             ({"destination": "mp", "rate": 11}, 400, "above the destination's rate limit"),
+            ({"destination": "mp", "rate": 0}, 400, 'above 0 and at most 100000; got 0;'
+             ' e.g. "rate": 50'),
             ({"destination": "nope"}, 404, "no destination"),
             ({"destination": "mp", "bogus": 1}, 400, "unknown field"),
         ]

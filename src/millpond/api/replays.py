@@ -20,7 +20,7 @@ from millpond.app.services import Services
 router = APIRouter(prefix="/api", tags=["replays"], dependencies=[Depends(require_admin)])
 
 _EXAMPLE = {"destination": "Amplitude", "sources": ["web"], "from": "2024-01-01T00:00:00Z",
-            "to": None, "filter": 'type = "track"', "rate": None, "dry_run": True}
+            "to": None, "filter": 'type = "track"', "rate": 50, "dry_run": True}
 
 
 @router.post("/replays", **doc(ReplayOut, request=ReplayRequest, status=201, also=(200,),
