@@ -257,3 +257,18 @@ def test_cluster_status_on_the_embedded_store_says_it_is_not_a_cluster(shared_se
         "not a cluster: this server runs on the embedded store")
     data = json.loads(ok(shared_server, "cluster", "status", "--json"))
     assert data["clustered"] is False and data["processes"] == []
+
+
+def test_a_usage_error_is_one_line_naming_the_help_with_status_2():
+    """Click's usage errors (a missing argument, a value of the wrong type, an unknown
+    command) read like every other error: one line, status 2 as click gives them."""
+    cases = {("destinations", "update", "hook", "--rate", "abc"):
+             "error: invalid value for '--rate': 'abc' is not a valid float"
+             " (see millpond destinations update --help)",
+             ("sources", "add"): "error: missing argument 'NAME' (see millpond sources add"
+             " --help)",
+             ("bogus",): "error: no such command 'bogus' (see millpond --help)"}
+    for args, line in cases.items():
+        result = millpond(None, *args)
+        assert result.returncode == 2, result
+        assert result.stderr.splitlines() == [line], result.stderr

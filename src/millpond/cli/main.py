@@ -58,7 +58,7 @@ def main() -> None:
     Why not click's own handling: it turns Ctrl-C into "Aborted!" with status 1, which a
     script cannot tell from a failed command."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="millpond")
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
             sys.exit(INTERRUPTED)
@@ -67,6 +67,12 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
     except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # status 2, as click says; one line, as every error
+        where = exc.ctx.command_path if exc.ctx is not None else "millpond"
+        message = exc.format_message()
+        click.echo(f"error: {message[:1].lower()}{message[1:].rstrip('.')}"
+                   f" (see {where} --help)", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

@@ -96,7 +96,7 @@ def update(ref: str, name: str | None, replayable: bool | None, enabled: bool | 
     if origins or any_origin:
         body["allowed_origins"] = list(origins) if origins else None
     if not body:
-        raise click.UsageError("nothing to change; see --help")
+        raise click.UsageError("nothing to change: give an option to change")
     data = client.patch(f"/api/sources/{ref}", body)
     print_json(data) if as_json else print_table([data], COLUMNS + ["allowed_origins",
                                                                     "enabled", "retention"])
