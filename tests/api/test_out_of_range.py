@@ -41,6 +41,23 @@ def test_events_query(ctx, params, field):
     assert r.json()["error"]["field"] == field
 
 
+@pytest.mark.parametrize("params,message", [
+    ({"limit": "0"}, "limit must be at least 1; got '0'"),
+    ({"limit": "5000"}, "limit must be at most 1000; got '5000'"),
+    ({"limit": "ten"}, "limit must be a whole number; got 'ten'"),
+    ({"order": "up"}, "order must be 'asc' or 'desc'; got 'up'"),
+    ({"type": ["track", "tracks"]},
+     "type must be 'identify', 'track', 'page', 'screen', 'group' or 'alias'; got 'tracks'"),
+])
+def test_events_query_errors_say_what_is_allowed_and_what_came(ctx, params, message):
+    """Said as millpond's own errors are, not in the validation library's words; an
+    unknown type is refused, not answered with an empty page."""
+    with ctx.admin as admin:
+        r = admin.get("/api/events", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"] == message
+
+
 @pytest.mark.parametrize("path", ["/api/rejections", "/api/people"])
 @pytest.mark.parametrize("cursor", [HUGE, "²"])  # "²" is a digit to str.isdigit
 def test_other_cursors(ctx, path, cursor):

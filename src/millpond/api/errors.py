@@ -22,11 +22,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        where = first.get("loc", ())
+        # A repeated query parameter is one field to its sender: no item index.
+        loc = [str(p) for p in where if p not in ("body", "query", "path")
+               and not (where[:1] == ("query",) and isinstance(p, int))]
         field = ".".join(loc) or None
-        message = first.get("msg", "invalid request")
-        if field:
-            message = f"{field}: {message}"
+        message = _readable(first, field)
         return JSONResponse({"error": {"code": "bad_request", "message": message,
                                        "field": field}}, status_code=400)
 
@@ -44,3 +45,33 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
                             status_code=exc.status_code)
+
+
+#: Pydantic's error types of query and path parameters, in the words of millpond's own
+#: errors ("limit must be at least 1; got 0"), with the bound from the error's context.
+_SAYS = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be above {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be below {lt}",
+    "int_parsing": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "literal_error": "must be {expected}",
+    "missing": "is required",
+}
+
+
+def _readable(error: dict, field: str | None) -> str:
+    """One validation error as a sentence naming the field and what was given."""
+    says = _SAYS.get(error.get("type", ""))
+    if says is None or field is None:
+        text = error.get("msg", "invalid request")
+        return f"{field}: {text}" if field else text
+    try:
+        text = f"{field} {says.format(**(error.get('ctx') or {}))}"
+    except (KeyError, IndexError):  # a context without the bound: Pydantic's own words
+        return f"{field}: {error.get('msg', 'invalid value')}"
+    if error.get("type") != "missing" and "input" in error:
+        text += f"; got {error['input']!r}"
+    return text

@@ -19,6 +19,8 @@ from millpond.app.services import Services
 from millpond.storage.models import EventQuery
 from millpond.timeutil import parse_time_bound
 
+EventType = Literal["identify", "track", "page", "screen", "group", "alias"]
+
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_admin)])
 
 
@@ -27,7 +29,9 @@ router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require
     "received_to": TIME_BOUND, "cursor": CURSOR}))
 async def list_events(
     source: list[str] | None = Query(default=None, description="source id or name (repeatable)"),
-    type: list[str] | None = Query(default=None, description="event type (repeatable)"),
+    # Typed: a typo ("tracks", "Track") is refused, not answered with an empty page.
+    type: list[EventType] | None = Query(default=None,
+                                         description="event type (repeatable)"),
     event: str | None = Query(default=None, description="track event name or page/screen name"),
     user_id: str | None = None,
     from_: str | None = Query(default=None, alias="from", description="event time >= (ISO)"),
@@ -51,7 +55,8 @@ async def list_events(
         return Response(b'{"events":[' + b",".join(e.json() for e in found)
                         + b'],"next_cursor":null}', media_type="application/json")
     after = cursor_value(cursor)
-    q = EventQuery(source_ids=source_ids, types=type, event_name=event, user_id=user_id,
+    q = EventQuery(source_ids=source_ids, types=list(type) if type else None,
+                   event_name=event, user_id=user_id,
                    ts_from=parse_time_bound(from_, "from"), ts_to=parse_time_bound(to, "to"),
                    received_from=parse_time_bound(received_from, "received_from"),
                    received_to=parse_time_bound(received_to, "received_to"),
