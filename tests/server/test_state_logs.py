@@ -203,8 +203,8 @@ def test_configuration_changes_are_logged_with_what_changed(served, vendor):
          f"enabled); delivering the events after seq 0"),
         ("millpond.pumps", "changed", "destination hook changed: rate_limit"),
         ("millpond.pumps", "changed", "destination hook changed: enabled (disabled)"),
-        ("millpond.pumps", "deleted", f"destination hook deleted ({dest['id']}); its runs and"
-         " dead letters stay readable"),
+        ("millpond.pumps", "deleted", f"destination hook deleted ({dest['id']}); its"
+         " replays' history stays readable"),
         ("millpond.segments", "created",
          f"segment buyers created ({r.json()['id']}); building it over the log"),
         ("millpond.segments", "changed", "segment buyers changed: name"),

@@ -270,7 +270,7 @@ class PumpManager:
             if old is not None:
                 await old.stop()
             self.destinations.delete(dest.id)
-            log.info("destination %s deleted (%s); its runs and dead letters stay readable",
+            log.info("destination %s deleted (%s); its replays' history stays readable",
                      dest.name, dest.id,
                      extra={"destination": dest.name, "destination_id": dest.id,
                             "phase": "deleted"})
