@@ -8,6 +8,8 @@ HTTP server that dedupes by ``$insert_id`` and counts the duplicates it dropped)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -34,6 +36,18 @@ def _get(server, path: str) -> dict:
         return r.json()
 
 
+@contextmanager
+def _two_servers(cluster, root, place) -> Iterator[tuple]:
+    """Two ``millpond serve`` processes on the cluster, both stopped on the way out."""
+    a = cluster_server(cluster, root, "a", place)
+    b = cluster_server(cluster, root, "b", place)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
 def _owned_by(cluster, place, dest_id, a, b):
     """(owner, other) of destination ``dest_id`` among servers ``a`` and ``b``."""
     def owner() -> list[str] | None:  # leases are taken on the next tick
@@ -49,9 +63,7 @@ def _owned_by(cluster, place, dest_id, a, b):
 def test_a_replay_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
         dev_cluster, tmp_path, place, vendor):
     always, late = vendor("mixpanel"), vendor("mixpanel")
-    a = cluster_server(dev_cluster, tmp_path, "a", place)
-    b = cluster_server(dev_cluster, tmp_path, "b", place)
-    try:
+    with _two_servers(dev_cluster, tmp_path, place) as (a, b):
         key = a.create_source("web")["write_key"]
         with a.admin as admin:
             create_destination(admin, name="always", type="mixpanel",
@@ -87,9 +99,6 @@ def test_a_replay_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
         assert str(other.proc.pid) in _owner(dev_cluster, place, f"destination:{dest['id']}")
         print(f"\nreplay killed after {killed_at} of {len(history)}; finished by the other "
               f"process {took:.1f} s later; {late.duplicates} resent and dropped by $insert_id")
-    finally:
-        a.stop()
-        b.stop()
 
 
 def _all_dead_lettered(cluster, place, fake, a, b, events: list[dict], rate: int):
@@ -113,9 +122,7 @@ def _all_dead_lettered(cluster, place, fake, a, b, events: list[dict], rate: int
 def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once(
         dev_cluster, tmp_path, place, vendor):
     fake = vendor("mixpanel")
-    a = cluster_server(dev_cluster, tmp_path, "a", place)
-    b = cluster_server(dev_cluster, tmp_path, "b", place)
-    try:
+    with _two_servers(dev_cluster, tmp_path, place) as (a, b):
         events = [track(f"user{u}", n) for n in range(60) for u in range(10)]
         owner, other = _all_dead_lettered(dev_cluster, place, fake, a, b, events, rate=120)
         with owner.admin as admin:
@@ -152,9 +159,6 @@ def test_a_redrive_on_a_killed_worker_is_finished_by_the_next_owner_exactly_once
         assert fake.duplicates <= 4 * 20, fake.duplicates
         print(f"\nredrive killed after {killed_at} of {len(events)}; "
               f"{fake.duplicates} resent and dropped by $insert_id")
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that_does(
@@ -162,9 +166,7 @@ def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that
     """Behind a load balancer, the console's Redrive reaches either process: the one
     without the destination's lease saves the redrive, and the owner runs it."""
     fake = vendor("mixpanel")
-    a = cluster_server(dev_cluster, tmp_path, "a", place)
-    b = cluster_server(dev_cluster, tmp_path, "b", place)
-    try:
+    with _two_servers(dev_cluster, tmp_path, place) as (a, b):
         events = [track(f"user{u}", n) for n in range(10) for u in range(5)]
         # slow enough that the owner finds the redrive running at several renewals
         owner, other = _all_dead_lettered(dev_cluster, place, fake, a, b, events, rate=10)
@@ -189,9 +191,6 @@ def test_a_redrive_asked_of_a_process_that_does_not_deliver_runs_on_the_one_that
         assert stats["dead_letters_waiting"] == 0 and fake.duplicates == 0
         assert _get(other, "/api/destinations/mp/dead-letters?state=dead")[
             "dead_letters"] == []
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_replays_asked_of_a_process_that_does_not_deliver_take_effect_on_the_one_that_does(
@@ -200,9 +199,7 @@ def test_replays_asked_of_a_process_that_does_not_deliver_take_effect_on_the_one
     destination's lease: the owner starts and stops the replay within a third of the
     lease time (3 s here), and what the report counts is what the vendor got."""
     fake = vendor("mixpanel")
-    a = cluster_server(dev_cluster, tmp_path, "a", place)
-    b = cluster_server(dev_cluster, tmp_path, "b", place)
-    try:
+    with _two_servers(dev_cluster, tmp_path, place) as (a, b):
         key = a.create_source("web")["write_key"]
         history = [track(f"user{u}", n) for n in range(60) for u in range(5)]
         send_batch(a.url, key, history)
@@ -250,9 +247,6 @@ def test_replays_asked_of_a_process_that_does_not_deliver_take_effect_on_the_one
         # what it already has by $insert_id), at most what a second at 40/s holds.
         assert fake.duplicates <= 40, fake.duplicates
         assert set(insert_ids(fake)) <= {e["messageId"] for e in history}
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_a_retry_now_asked_of_a_process_that_does_not_deliver_ends_the_owners_wait(
@@ -261,9 +255,7 @@ def test_a_retry_now_asked_of_a_process_that_does_not_deliver_ends_the_owners_wa
     vendor's Retry-After (the state its owner published), and Retry now through the one
     without the lease reaches the owner within a renewal (1 s here), not 200 s later."""
     fake = vendor("mixpanel")
-    a = cluster_server(dev_cluster, tmp_path, "a", place)
-    b = cluster_server(dev_cluster, tmp_path, "b", place)
-    try:
+    with _two_servers(dev_cluster, tmp_path, place) as (a, b):
         key = a.create_source("web")["write_key"]
         with a.admin as admin:
             dest = create_destination(admin, name="mp", type="mixpanel",
@@ -307,6 +299,3 @@ def test_a_retry_now_asked_of_a_process_that_does_not_deliver_ends_the_owners_wa
             again = admin.post("/api/destinations/mp/retry-now").json()
         assert again["retried_now"] is False and "not waiting" in again["message"]
         print(f"\nretry-now through the other process: sent {took:.1f} s after asking")
-    finally:
-        a.stop()
-        b.stop()
