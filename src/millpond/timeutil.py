@@ -295,6 +295,11 @@ def parse_time_bound(value: str | None, field: str) -> int | None:
 # -- durations -------------------------------------------------------------------------
 
 UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+#: The longest duration accepted, about 100 years: past it every window, age or
+#: retention means "no limit" (each of them has a way to say so), and what millpond
+#: computes from a duration (a cutoff, a next change) must stay a time it can store
+#: and print. "1e20d" once saved a retention that failed every pass.
+MAX_DURATION_SECONDS = 36_500 * 86_400.0
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhdw])")
 _EXAMPLE = 'e.g. "90s", "15m", "72h", "7d", "2w" or "1h30m"'
 
@@ -304,7 +309,8 @@ def parse_duration(text: str) -> float:
 
     Only explicit units are accepted: a bare ``"3600"`` is refused, because whether it
     meant seconds or hours is exactly the ambiguity that ships stale events to a
-    destination. Raises ``ValueError`` with an example otherwise.
+    destination. Raises ``ValueError`` with an example otherwise, and past
+    :data:`MAX_DURATION_SECONDS`.
     """
     if not isinstance(text, str):
         raise ValueError(f"duration must be a string such as \"72h\", not {type(text).__name__}")
@@ -323,6 +329,8 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"invalid duration {text!r}: cannot read {rest!r}{hint}; units are "
             f"s, m, h, d, w, {_EXAMPLE}")
+    if total > MAX_DURATION_SECONDS:
+        raise ValueError(f"invalid duration {text!r}: at most 36500d (about 100 years)")
     return total
 
 

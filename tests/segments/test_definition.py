@@ -1,6 +1,8 @@
 """Definitions: what is accepted, and every refusal names the field at fault."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from millpond.errors import BadRequest
 from millpond.segments.definition import (
@@ -37,6 +39,15 @@ def test_every_kind_parses_and_round_trips():
     assert parse_definition(to_json(cond)) == cond
 
 
+@given(st.integers(min_value=1, max_value=36_500 * DAY))
+def test_a_window_reads_back_as_the_same_milliseconds(within_ms: int) -> None:
+    # Stored definitions are parsed again on every read: a "within" written back as
+    # "1.2096e+06s" had stopped every segment from being evaluated.
+    cond = EventCondition("Order Completed", None, 1, None, within_ms, None)
+    text = to_json(cond)["within"]
+    assert parse_definition({"event": "Order Completed", "within": text}) == cond
+
+
 @pytest.mark.parametrize(("data", "field", "words"), [
     ("plan", "definition", "JSON object"),
     ({}, "definition", "exactly one of"),
@@ -59,6 +70,8 @@ def test_every_kind_parses_and_round_trips():
     ({"event": "A", "at_least": 3, "at_most": 2}, "definition.at_most", "below"),
     ({"event": "A", "within": "30"}, "definition.within", "missing unit"),
     ({"event": "A", "within": "0d"}, "definition.within", "longer than zero"),
+    ({"event": "A", "within": "99999999999999999999d"}, "definition.within",
+     "at most 36500d"),
     ({"event": "A", "within": "1d", "between": ["2024-01-01", "2024-02-01"]},
      "definition.between", "not both"),
     ({"event": "A", "between": ["2024-01-01T00:00:00Z", "nope"]}, "definition.between[1]",
@@ -89,8 +102,11 @@ def test_cycles_and_unknown_references_are_refused():
     check_references("d", parse_definition({"in_segment": "a"}), lookup)  # d -> a -> b -> c
     with pytest.raises(BadRequest, match="cycle: c -> a -> b -> c"):
         check_references("c", parse_definition({"in_segment": "a"}), lookup)
-    with pytest.raises(BadRequest, match="cycle: c -> c"):
+    with pytest.raises(BadRequest, match="cycle: c -> c") as err:
         check_references("c", parse_definition({"not": {"in_segment": "c"}}), lookup)
+    assert err.value.field == "definition.not.in_segment"
     with pytest.raises(BadRequest, match="no segment 'zz'") as err:
-        check_references("c", parse_definition({"in_segment": "zz"}), lookup)
-    assert err.value.field == "definition"
+        check_references("c", parse_definition(
+            {"all": [{"in_segment": "a"}, {"any": [{"trait": "x", "op": "exists"},
+                                                   {"in_segment": "zz"}]}]}), lookup)
+    assert err.value.field == "definition.all[1].any[1].in_segment"

@@ -616,15 +616,15 @@ class PeoplePage(Struct):
 # -- segments -----------------------------------------------------------------------------
 
 SegmentKey = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["recent-buyers"],
-                                 extra={"expected": "lowercase letters, digits, '-' or '_', "
-                                                    "e.g. \"recent-buyers\""})]
+                                 extra={"expected": "lowercase letters, digits, '-' or '_'"})]
 SegmentName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK,
                                   extra={"expected": "a name of 1 to 200 characters, not blank"},
                                   examples=["Recent buyers"])]
 #: A segment definition: checked by :mod:`millpond.segments.definition`, whose messages
 #: name the condition at fault (``definition.all[1].op``).
-Definition = Annotated[dict[str, Any], Meta(examples=[
-    {"event": "Order Completed", "at_least": 2, "within": "30d"}])]
+Definition = Annotated[dict[str, Any], Meta(
+    examples=[{"event": "Order Completed", "at_least": 2, "within": "30d"}],
+    extra={"expected": "a condition (a JSON object)"})]
 
 
 class SegmentCreate(Request):

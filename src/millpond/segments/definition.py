@@ -195,7 +195,7 @@ def _event(data: dict, field: str) -> EventCondition:
     within_ms = between_ms = None
     if data.get("within") is not None:
         try:
-            within_ms = int(parse_duration(data["within"]) * 1000)
+            within_ms = round(parse_duration(data["within"]) * 1000)
         except ValueError as err:
             raise _bad(f"{field}.within", str(err)) from None
         if within_ms <= 0:
@@ -258,13 +258,29 @@ def check_references(key: str, condition: Condition,
                      field: str = "definition") -> None:
     """Raise BadRequest when ``condition`` (the definition of ``key``) names an unknown
     segment, or when following ``in_segment`` references leads back to ``key`` (a
-    cycle: membership would depend on itself)."""
-    for ref in sorted(references(condition)):
+    cycle: membership would depend on itself); the field is the ``in_segment`` at fault
+    (``definition.all[1].in_segment``)."""
+    at: dict[str, str] = {}
+    for ref, where in _references_at(condition, field):
+        at.setdefault(ref, where)  # the first place it is named
+    for ref in sorted(at):
         if ref != key and lookup(ref) is None:
-            raise _bad(field, f"in_segment names no segment {ref!r}")
+            raise _bad(at[ref], f"in_segment names no segment {ref!r}")
     path = _cycle(key, condition, lookup, [key])
     if path:
-        raise _bad(field, "in_segment references form a cycle: " + " -> ".join(path))
+        raise _bad(at[path[1]], "in_segment references form a cycle: " + " -> ".join(path))
+
+
+def _references_at(condition: Condition, field: str) -> Iterator[tuple[str, str]]:
+    """Each ``in_segment`` key of ``condition`` with its field, in order."""
+    if isinstance(condition, InSegment):
+        yield condition.key, f"{field}.in_segment"
+    elif isinstance(condition, NotOf):
+        yield from _references_at(condition.condition, f"{field}.not")
+    elif isinstance(condition, AllOf | AnyOf):
+        kind = "all" if isinstance(condition, AllOf) else "any"
+        for i, part in enumerate(condition.conditions):
+            yield from _references_at(part, f"{field}.{kind}[{i}]")
 
 
 def _cycle(key: str, condition: Condition, lookup: Callable[[str], Condition | None],
@@ -312,11 +328,19 @@ def to_json(condition: Condition) -> dict[str, Any]:
 
 
 def _duration_text(ms: int) -> str:
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
-                       ("m", 60_000)):
+    """``within`` in the largest unit that says it whole (``"30d"``, ``"90m"``), else in
+    parts (``"1d0.5s"``): stored definitions are parsed again on every read, so the text
+    must mean the same milliseconds to :func:`parse_duration`."""
+    units = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000))
+    for unit, size in units:
         if ms % size == 0:
             return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
+    parts = []
+    for unit, size in units:
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(parts) + f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
 
 
 Definitions = Mapping[str, Condition]
