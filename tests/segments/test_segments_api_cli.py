@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import re
 
+from millpond.timeutil import format_ms, parse_iso_ms
 from tests.support.cli import fails, millpond, ok
 from tests.support.delivery import send_batch
 from tests.support.wait import wait_until
+
+DAY = 86_400_000
 
 
 def _feed(server) -> None:
@@ -134,13 +137,23 @@ def test_segments_cli(server, tmp_path) -> None:
     members = json.loads(ok(server, "segments", "members", "big", "--json"))
     assert sorted(p["user_id"] for p in members["people"]) == ["sg-ada", "sg-bob"]
     why = ok(server, "segments", "why", "sg-bob", "big")
-    assert "member of big" in why and "1 counted (seq " in why
+    assert re.search(r"^prf_\S+ is a member of big since \S+$", why, re.MULTILINE), why
+    assert "1 counted (seq " in why
     assert re.search(r"^history:\n  entered at \S+ \(event time\), processed \S+$", why,
                      re.MULTILINE), why
     # the segment given first, as `segments members` takes it: the error says the order
     fails(millpond(server, "segments", "why", "big", "sg-bob"),
           "no segment 'sg-bob'; the person comes first: millpond segments why sg-bob big")
     assert "\nsegments: big (since " in ok(server, "people", "show", "sg-bob")
+    # A window: the line says when time passing alone changes the answer.
+    ok(server, "segments", "add", "recent", "--definition",
+       '{"event": "Order Completed", "within": "30d"}')
+    wait_until(lambda: json.loads(ok(server, "segments", "show", "recent", "--json"))["state"]
+               == "ready", what="built")
+    ordered = json.loads(ok(server, "segments", "why", "sg-bob", "recent", "--json"))
+    leaves = format_ms(parse_iso_ms(ordered["conditions"]["events"][0]["timestamp"]) + 30 * DAY)
+    assert f"; by time passing alone, this changes at {leaves}\n" in ok(
+        server, "segments", "why", "sg-bob", "recent")
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")
     fails(millpond(server, "segments", "show", "big"), "no segment")

@@ -183,9 +183,12 @@ def why(person_id: str, key: str, as_json: bool, client) -> None:
     if as_json:
         print_json(data)
         return
-    verdict = "member" if data["member"] else "not a member"
+    verdict = "a member" if data["member"] else "not a member"
+    change = data.get("next_change")
     _print_explained(f"{data['person']} is {verdict} of {data['segment']} "
-                     f"{since_text(data['since'])}", data)
+                     f"{since_text(data['since'])}"
+                     + (f"; by time passing alone, this changes at {change}" if change else ""),
+                     data)
     console.print("history:" + ("" if data["history"] else " no change recorded"),
                   highlight=False)
     for h in data["history"]:
