@@ -63,6 +63,15 @@ class UnsupportedMediaType(MillpondError):
     code = "unsupported_media_type"
 
 
+class ClientClosed(MillpondError):
+    """The client went away before the answer was ready, and its work was stopped. 499,
+    nginx's "client closed request": nobody reads it, but the access log says what
+    happened."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class Overloaded(MillpondError):
     """The store cannot keep up: SDKs retry 429/503, so back-pressure never loses data."""
 

@@ -6,7 +6,7 @@ of messages, each naming its field); bad input answers 400 and saves nothing."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from millpond.api.deps import require_admin, services
 from millpond.api.models import (
@@ -21,6 +21,7 @@ from millpond.api.models import (
     to_dict,
 )
 from millpond.api.schema import body, doc
+from millpond.app.abandoned import unless_client_leaves
 from millpond.app.services import Services
 
 router = APIRouter(prefix="/api/segments", tags=["segments"],
@@ -40,12 +41,13 @@ async def create_segment(given: SegmentCreate = body(SegmentCreate, _EXAMPLE),
 
 
 @router.post("/preview", **doc(SegmentPreviewOut, request=SegmentPreview, errors=(404, 415)))
-async def preview_segment(given: SegmentPreview = body(SegmentPreview),
+async def preview_segment(request: Request, given: SegmentPreview = body(SegmentPreview),
                           sample: int = Query(default=10, ge=0, le=100),
                           mp: Services = Depends(services)) -> dict:
     """Count and a sample of the people a definition would hold now, and with ``person``
-    why that person would be in it or not; saves nothing."""
-    return await mp.segments.preview(to_dict(given), sample)
+    why that person would be in it or not; saves nothing. It reads the whole log, and
+    stops if the client goes away first."""
+    return await unless_client_leaves(request, mp.segments.preview(to_dict(given), sample))
 
 
 @router.get("", **doc(SegmentList))

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from millpond.app.abandoned import unless_client_leaves
 from millpond.console import forms
 from millpond.console.auth import checked_form
 from millpond.errors import BadRequest, MillpondError, NotFound
@@ -140,7 +141,7 @@ def routes(console) -> list[Route]:
                 body["key"] = key  # an in_segment back to the segment itself is a cycle
             if asked:
                 body["person"] = asked
-            found = await svc.mp.segments.preview(body)
+            found = await unless_client_leaves(request, svc.mp.segments.preview(body))
         except MillpondError as exc:
             return HTMLResponse(render.text("_segment_preview.html", error=exc.message))
         return HTMLResponse(render.text(
