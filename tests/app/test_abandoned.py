@@ -4,41 +4,19 @@ nobody. Against a real server over a log big enough that a preview takes a while
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
 from pathlib import Path
 
-from millpond.collector.validation import normalize
-from millpond.storage.sqlite import SQLiteStorage
+from tests.support.big_log import fill_log
 from tests.support.server import ADMIN_TOKEN, ServerProcess
 from tests.support.wait import wait_until
 
 EVENTS = 400_000
-#: What a web SDK adds to each event: a where decodes all of it.
-CONTEXT = {"library": {"name": "analytics.js", "version": "5.2.0"},
-           "page": {"path": "/products/42", "referrer": "https://example.com/",
-                    "title": "A product page", "url": "https://shop.example/products/42"},
-           "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156",
-           "campaign": {"name": "winter", "source": "newsletter", "medium": "email"}}
 #: A preview that decodes every event's body (a ``where``): the slow kind.
 PREVIEW = json.dumps({"definition": {"event": "Order Completed",
                                      "where": "properties.total > 10"}}).encode()
-
-
-async def _fill(data: Path) -> None:
-    storage = SQLiteStorage(data)
-    try:
-        for start in range(0, EVENTS, 5_000):
-            await storage.log.append([normalize(
-                {"type": "track", "event": "Order Completed", "userId": f"u{i % 5_000}",
-                 "messageId": f"m{i}", "properties": {"total": i % 50, "sku": f"s{i}"},
-                 "context": CONTEXT},
-                source_id="src_fill", received_ms=1_700_000_000_000)
-                for i in range(start, start + 5_000)])
-    finally:
-        storage.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -50,7 +28,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_a_preview_whose_client_left_stops_reading_the_log(tmp_path) -> None:
     data = tmp_path / "srv"
     data.mkdir()
-    asyncio.run(_fill(data))
+    fill_log(data, EVENTS)
     server = ServerProcess(data).start()
     try:
         assert server.proc is not None

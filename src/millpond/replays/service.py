@@ -96,16 +96,23 @@ class ReplayManager:
             if live is None and not elsewhere:
                 raise Conflict(f"destination {dest.name} is not running (its configuration "
                                "cannot start); fix it before replaying", field="destination")
-            if p["dry_run"]:
-                return await self._preview(p, dest)
-            count = await self.index.count(plan_window(p))
-            if not count:
-                raise BadRequest(self._empty_reason(p), field="from")
-            p["estimate_events"] = count
-            replay = self.runs.create(Run(new_run_id(RunKind.REPLAY), dest.id, RunKind.REPLAY,
-                                          RunState.RUNNING, p))
-            if live is not None:
-                self._start(replay, live)
+            if not p["dry_run"]:
+                return await self._start_run(p, dest, live, elsewhere)
+        # A dry run reads the whole window (seconds at millions of events): not while
+        # holding the lock every start waits for.
+        return await self._preview(p, dest)
+
+    async def _start_run(self, p: dict, dest: Destination, live: LiveDestination | None,
+                         elsewhere: bool) -> dict:
+        """Create and start the replay ``p`` plans (under the lock of :meth:`create`)."""
+        count = await self.index.count(plan_window(p))
+        if not count:
+            raise BadRequest(self._empty_reason(p), field="from")
+        p["estimate_events"] = count
+        replay = self.runs.create(Run(new_run_id(RunKind.REPLAY), dest.id, RunKind.REPLAY,
+                                      RunState.RUNNING, p))
+        if live is not None:
+            self._start(replay, live)
         log.info("replay %s started for destination %s%s: %s to %s, about %s events at up "
                  "to %s events/s", replay.id, dest.name,
                  " (by the process that delivers it)" if elsewhere else "", p["from"],
