@@ -9,6 +9,9 @@ process, no network:
 - replay: the replay runner into an in-process batching sink (webhook, 1,000 events per
   request, limit 100,000/s), over the whole log and over an event-time window (the
   middle half hour), events/s; target: archived within 20% of hot;
+- pages: the events list's pages (``EventIndex.query``: the oldest 50 events, one
+  user's first 50, a type with none), milliseconds for the three; what the console's
+  and ``millpond events list``'s first page costs;
 - seal: events/s moved from the hot store into Parquet files;
 - disk per event: the hot store's ``log.db`` (after a checkpoint and VACUUM) per event,
   the archive's files per event, and what the archived store keeps hot per archived
@@ -37,7 +40,7 @@ from millpond.delivery.retry import RetryPolicy  # noqa: E402
 from millpond.delivery.sender import Deliverer  # noqa: E402
 from millpond.delivery.transport import CountingTransport  # noqa: E402
 from millpond.storage import Storage, StorageConfig, open_storage  # noqa: E402
-from millpond.storage.models import Window  # noqa: E402
+from millpond.storage.models import EventQuery, Window  # noqa: E402
 from millpond.timeutil import parse_iso_ms  # noqa: E402
 
 #: The middle half hour of the events' event times (bench/common.py: 10:00 to 11:00).
@@ -63,6 +66,14 @@ async def replay_rate(storage: Storage, window: tuple[int, int] | None) -> float
     elapsed = time.perf_counter() - started
     assert transport.items == expected, (transport.items, expected)
     return expected / elapsed
+
+
+async def pages_ms(storage: Storage) -> float:
+    started = time.perf_counter()
+    for q in (EventQuery(limit=50), EventQuery(user_id="user-000042", limit=50),
+              EventQuery(types=["group"], limit=50)):
+        await storage.index.query(q)
+    return (time.perf_counter() - started) * 1000
 
 
 def vacuumed_size(path: Path) -> int:
@@ -104,13 +115,19 @@ def main() -> None:
                     asyncio.run(replay_rate(store, None)))
                 rates.setdefault(f"window replay {name}", []).append(
                     asyncio.run(replay_rate(store, WINDOW)))
-            print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s"
-                                                 for k, v in rates.items()))
+                rates.setdefault(f"pages {name}", []).append(asyncio.run(pages_ms(store)))
+            print(f"run {run + 1}: " + ", ".join(
+                f"{k} {v[-1]:,.0f}" + (" ms" if k.startswith("pages") else "/s")
+                for k, v in rates.items()))
         for what in ("scan", "replay", "window replay"):
             h, a = median(rates[f"{what} hot"]), median(rates[f"{what} archived"])
             results[what] = {"hot": round(h), "archived": round(a), "ratio": round(a / h, 3)}
             print(f"{what:>14}: hot {h:>10,.0f}/s  archived {a:>10,.0f}/s  "
                   f"({a / h:.2f}x hot)")
+        h, a = median(rates["pages hot"]), median(rates["pages archived"])
+        results["pages_ms"] = {"hot": round(h, 1), "archived": round(a, 1),
+                               "ratio": round(a / h, 2)}
+        print(f"{'pages':>14}: hot {h:>10,.1f} ms archived {a:>10,.1f} ms ({a / h:.2f}x hot)")
         hot_tiers = hot.tiers()
         archive_tier = archived.tiers()[1]
         hot.close()

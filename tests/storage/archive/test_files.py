@@ -9,6 +9,7 @@ from unittest import mock
 import pyarrow.parquet as pq
 
 from millpond.storage.archive import files
+from millpond.storage.models import EventQuery
 
 
 def _file(tmp_path, n: int = 60, group: int = 5):
@@ -85,3 +86,57 @@ def test_pages_by_seq_across_spans_and_files(tmp_path, monkeypatch):
         got = archive.read(after, limit, upto, types)
         assert [(e.seq, e.ts_ms) for e in got] == want, (after, limit, upto, types)
     assert len(archive._spans) <= reader.SPANS_KEPT
+
+
+def test_query_matches_a_plain_filter_and_reads_bodies_only_of_what_it_returns(tmp_path):
+    rng = random.Random(5)
+    rows = sorted(((seq, rng.randrange(0, 1000), 5_000 + seq, rng.choice(["a", "b"]),
+                    rng.choice(["track", "identify"]), rng.choice(["Clicked", None]),
+                    rng.choice(["u1", "u2", None]), None, f"m{seq}", b'{"n": %d}' % seq)
+                   for seq in range(1, 301)), key=lambda r: (r[1], r[0]))
+    files.write(tmp_path, "log.parquet", [rows[i:i + 20] for i in range(0, 300, 20)], 1, 300)
+    path = tmp_path / "log.parquet"
+    bodies_read = []
+    real = pq.ParquetFile.read_row_group
+
+    def counting(self, i, columns=None, **kwargs):
+        if columns is None or "body" in columns:
+            bodies_read.append(i)
+        return real(self, i, columns=columns, **kwargs)
+
+    queries = [EventQuery(limit=7), EventQuery(descending=True, limit=5),
+               EventQuery(types=["identify"], source_ids=["a"], limit=9),
+               EventQuery(user_id="u2", event_name="Clicked", ts_from=200, ts_to=800,
+                          limit=1000),
+               EventQuery(after_seq=40, before_seq=200, descending=True, limit=11),
+               EventQuery(received_from=5_100, received_to=5_150, limit=3),
+               EventQuery(user_id="nobody", limit=10)]
+    for _ in range(40):
+        low = rng.randrange(0, 300)
+        queries.append(EventQuery(after_seq=low, before_seq=low + rng.randrange(1, 200),
+                                  ts_from=rng.randrange(0, 500), types=rng.choice(
+                                      [None, ["track"]]), descending=rng.random() < 0.5,
+                                  limit=rng.randrange(1, 40)))
+    for q in queries:
+        keep = [r for r in rows
+                if (q.after_seq is None or r[0] > q.after_seq)
+                and (q.before_seq is None or r[0] < q.before_seq)
+                and (q.ts_from is None or r[1] >= q.ts_from)
+                and (q.ts_to is None or r[1] < q.ts_to)
+                and (q.received_from is None or r[2] >= q.received_from)
+                and (q.received_to is None or r[2] < q.received_to)
+                and (not q.source_ids or r[3] in q.source_ids)
+                and (not q.types or r[4] in q.types)
+                and (q.event_name is None or r[5] == q.event_name)
+                and (q.user_id is None or r[6] == q.user_id)]
+        want = sorted(((r[0], r[1], r[9]) for r in keep), reverse=q.descending)[:q.limit]
+        bodies_read.clear()
+        with mock.patch.object(pq.ParquetFile, "read_row_group", counting):
+            table = files.query(path, q)
+        got = list(zip(table["seq"].to_pylist(), table["ts"].to_pylist(),
+                       table["body"].to_pylist(), strict=True))
+        assert got == want, q
+        # bodies come only from the row groups that hold the rows returned
+        returned = set(want)
+        holding = {i // 20 for i, r in enumerate(rows) if (r[0], r[1], r[9]) in returned}
+        assert sorted(bodies_read) == sorted(holding), q

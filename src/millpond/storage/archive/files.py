@@ -239,37 +239,74 @@ def _without(path: Any, drop: Callable[[pa.Table], Any]) -> Iterator[list[Row]]:
 
 def query(path: Any, q: EventQuery) -> pa.Table:
     """The file's (seq, ts, body) matching ``q``'s filters, in ``q``'s seq order, at most
-    ``q.limit``; row groups outside its seq and time bounds are not read."""
+    ``q.limit``; row groups outside its seq and time bounds are not read.
+
+    Two passes, because ``body`` is nearly all of a file: the columns the filters read
+    pick the rows, a row group at a time in the order of the groups' seq bounds, until
+    no later group can hold a row that comes earlier in ``q``'s order than those picked
+    (rows are in (ts, seq) order, so the groups' seq ranges overlap); then only the
+    groups of the picked rows are read for their bodies. Reading every matching group
+    whole, for a page of 50, took 1.7 s and held every body of an archived million
+    events in memory."""
     file = pq.ParquetFile(path)
     low_seq = -1 if q.after_seq is None else q.after_seq
     high_seq = (1 << 62) if q.before_seq is None else q.before_seq
     low_ts = -(1 << 62) if q.ts_from is None else q.ts_from
     high_ts = (1 << 62) if q.ts_to is None else q.ts_to
     seqs = {g: (lo, hi) for g, lo, hi in _groups(file.metadata, "seq")}
-    parts = [file.read_row_group(g) for g, lo, hi in _groups(file.metadata, "ts")
-             if hi >= low_ts and lo < high_ts
-             and seqs[g][1] > low_seq and seqs[g][0] < high_seq]
-    if not parts:
+    groups = [g for g, lo, hi in _groups(file.metadata, "ts")
+              if hi >= low_ts and lo < high_ts
+              and seqs[g][1] > low_seq and seqs[g][0] < high_seq]
+    order = "descending" if q.descending else "ascending"
+    groups.sort(key=lambda g: -seqs[g][1] if q.descending else seqs[g][0])
+    columns = ["seq", "ts", *(column for column, used in (
+        ("source_id", q.source_ids), ("type", q.types), ("event", q.event_name is not None),
+        ("user_id", q.user_id is not None),
+        ("received", q.received_from is not None or q.received_to is not None)) if used)]
+    picked: list[tuple[int, int, int]] = []  # (seq, group, row), in q's order
+    for g in groups:
+        if len(picked) >= q.limit:
+            last = picked[-1][0]
+            if (seqs[g][1] < last) if q.descending else (seqs[g][0] > last):
+                break  # the groups after this one start further away still
+        part = file.read_row_group(g, columns=columns)
+        rows = pc.indices_nonzero(_matching(part, q, low_seq, high_seq, low_ts, high_ts))
+        found = pa.table({"seq": part["seq"].take(rows), "row": rows})
+        if found.num_rows > q.limit:
+            found = found.take(pc.select_k_unstable(found, q.limit, [("seq", order)]))
+        picked += zip(found["seq"].to_pylist(), [g] * found.num_rows,
+                      found["row"].to_pylist(), strict=True)
+        picked.sort(reverse=q.descending)
+        del picked[q.limit:]
+    if not picked:
         return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
-    table = pa.concat_tables(parts)
-    checks = [pc.greater(table["seq"], low_seq), pc.less(table["seq"], high_seq),
-              pc.greater_equal(table["ts"], low_ts), pc.less(table["ts"], high_ts)]
+    by_group: dict[int, list[int]] = {}
+    for _seq, g, row in picked:
+        by_group.setdefault(g, []).append(row)
+    table = pa.concat_tables(file.read_row_group(g, columns=["seq", "ts", "body"]).take(rows)
+                             for g, rows in by_group.items())
+    return table.sort_by([("seq", order)])
+
+
+def _matching(part: pa.Table, q: EventQuery, low_seq: int, high_seq: int, low_ts: int,
+              high_ts: int) -> Any:
+    """The mask of ``part``'s rows that ``q``'s bounds and filters keep."""
+    checks = [pc.greater(part["seq"], low_seq), pc.less(part["seq"], high_seq),
+              pc.greater_equal(part["ts"], low_ts), pc.less(part["ts"], high_ts)]
     for column, values in (("source_id", q.source_ids), ("type", q.types)):
         if values:
-            checks.append(pc.is_in(table[column], pa.array(values, pa.string())))
+            checks.append(pc.is_in(part[column], pa.array(values, pa.string())))
     for column, value in (("event", q.event_name), ("user_id", q.user_id)):
         if value is not None:
-            checks.append(pc.equal(table[column], value))
+            checks.append(pc.equal(part[column], value))
     if q.received_from is not None:
-        checks.append(pc.greater_equal(table["received"], q.received_from))
+        checks.append(pc.greater_equal(part["received"], q.received_from))
     if q.received_to is not None:
-        checks.append(pc.less(table["received"], q.received_to))
+        checks.append(pc.less(part["received"], q.received_to))
     mask = checks[0]
     for check in checks[1:]:
         mask = pc.and_(mask, check)
-    table = table.filter(mask).sort_by([("seq", "descending" if q.descending
-                                         else "ascending")])
-    return table.slice(0, q.limit).select(["seq", "ts", "body"])
+    return mask
 
 
 def of_types(table: pa.Table, types: frozenset[str]) -> pa.Table:
