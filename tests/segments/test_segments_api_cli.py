@@ -127,6 +127,8 @@ def test_segments_cli(server, tmp_path) -> None:
     assert "[yes] event 'Order Completed': 1 counted (seq " in explained
     fails(millpond(server, "segments", "preview", "--definition", definition, "--why",
                    "nobody"), "no person with id 'nobody'")
+    piped = millpond(server, "segments", "preview", "--definition", "@-", stdin=definition)
+    assert piped.returncode == 0 and "2 member(s)" in piped.stdout, piped.stderr
     path = tmp_path / "big.json"
     path.write_text(definition)
     assert "saved" in ok(server, "segments", "add", "big", "--name", "Big orders",

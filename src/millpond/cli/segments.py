@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,16 @@ from millpond.cli.client import ApiError
 from millpond.cli.common import api_command, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
-_DEFINITION_HELP = ('The definition as JSON, or @FILE, e.g. \'{"event": "Order Completed", '
-                    '"at_least": 2, "within": "30d"}\'.')
+_DEFINITION_HELP = ('The definition as JSON, or @FILE (@- reads standard input), e.g. '
+                    '\'{"event": "Order Completed", "at_least": 2, "within": "30d"}\'.')
 
 
 def _definition(text: str) -> Any:
-    """The JSON of ``--definition`` (``@file`` reads a file); one line on bad input."""
-    if text.startswith("@"):
+    """The JSON of ``--definition`` (``@file`` reads a file, ``@-`` standard input, as
+    curl's ``-d`` does); one line on bad input."""
+    if text == "@-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
         try:
             text = Path(text[1:]).read_text()
         except OSError as exc:
