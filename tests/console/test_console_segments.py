@@ -62,12 +62,34 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
                                        admin.get("/api/segments").json()["segments"]]
     box.fill(json.dumps({"event": order, "at_least": 2}))
     expect(preview).to_contain_text("1 member(s) now")
-    page.get_by_label("Explain the preview for a person").fill(bob)
-    expect(preview).to_contain_text(f"{bob} (profile prf_")
-    expect(preview).to_contain_text("would not be a member")
-    expect(preview.locator("li.failed")).to_contain_text(f"event {order}: 1 counted")
-    page.get_by_label("Explain the preview for a person").fill(ada)
-    expect(preview).to_contain_text("would be a member")
+    # A person's why beside the count; typing their id does not count everyone again.
+    counted: list[str] = []
+    page.on("request", lambda r: counted.append(r.url)
+            if r.url.endswith("/segments/preview") else None)
+    why, person = page.locator("#s-why"), page.get_by_label("Explain the preview for a person")
+    person.fill(bob)
+    expect(why).to_contain_text(f"{bob} (profile prf_")
+    expect(why).to_contain_text("would not be a member")
+    expect(why.locator("li.failed")).to_contain_text(f"event {order}: 1 counted")
+    person.fill(ada)
+    expect(why).to_contain_text("would be a member")
+    expect(preview).to_contain_text("1 member(s) now")
+    assert counted == []
+    person.fill(bob)
+    expect(why).to_contain_text("would not be a member")
+    # A new definition: the count and the person's why both follow it.
+    box.fill(json.dumps({"event": order}))
+    expect(preview).to_contain_text("2 member(s) now")
+    expect(why).to_contain_text(f"{bob} (profile prf_")
+    expect(why).to_contain_text("would be a member")
+    person.fill(f"nobody-{tag}")
+    expect(why).to_contain_text(f"no person with id 'nobody-{tag}'")
+    person.fill("")
+    expect(why).to_be_hidden()
+    person.fill(ada)
+    box.fill(json.dumps({"event": order, "at_least": 2}))
+    expect(preview).to_contain_text("1 member(s) now")
+    expect(why).to_contain_text("would be a member")
     console.screenshot("segments")
     page.get_by_role("button", name="Save and build").click()
     with server.admin as admin:
@@ -122,6 +144,8 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     expect(page.locator("#e-preview")).to_contain_text("cycle")
     edit.fill(json.dumps({"event": order}))
     expect(page.locator("#e-preview")).to_contain_text("2 member(s) now")
+    page.get_by_label("Explain the preview for a person").fill(bob)
+    expect(page.locator("#e-why")).to_contain_text("would be a member")
     assert console.problems() == []
 
 

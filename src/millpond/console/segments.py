@@ -128,25 +128,45 @@ def routes(console) -> list[Route]:
         return forms.go(f"/segments/{quote(ref, safe='')}", SAVED)
 
     async def preview(request: Request) -> Response:
-        """The preview fragment of a definition box (htmx, as one types). Errors are part
-        of the fragment, answered 200: htmx swaps in only a success."""
+        """The preview fragment of a definition box (htmx, as one types): the count and
+        some members. Errors are part of the fragment, answered 200: htmx swaps in only a
+        success."""
         form = await checked_form(request)
         text, key = forms.text(form, "definition"), forms.text(form, "key").strip()
-        asked = forms.text(form, "person").strip()
         if not text.strip():
             return HTMLResponse(render.text("_segment_preview.html"))
         try:
             body: dict = {"definition": _definition(text)}
             if key:
                 body["key"] = key  # an in_segment back to the segment itself is a cycle
-            if asked:
-                body["person"] = asked
             found = await unless_client_leaves(request, svc.mp.segments.preview(body))
         except MillpondError as exc:
             return HTMLResponse(render.text("_segment_preview.html", error=exc.message))
         return HTMLResponse(render.text(
-            "_segment_preview.html", preview=found, asked=asked,
+            "_segment_preview.html", preview=found,
             sample=[{**m, "link": person_link(m)} for m in found["sample"]]))
+
+    async def preview_why(request: Request) -> Response:
+        """Why the person of a definition box's person field would be in it or not, as
+        either box changes: apart from the count, which reads the whole log, so that
+        typing a person's id does not count everyone again. Errors of the definition are
+        the count's to show; this fragment shows the person's."""
+        form = await checked_form(request)
+        text, key = forms.text(form, "definition"), forms.text(form, "key").strip()
+        asked = forms.text(form, "person").strip()
+        if not text.strip() or not asked:
+            return HTMLResponse("")
+        try:
+            body: dict = {"definition": _definition(text), "person": asked}
+            if key:
+                body["key"] = key
+            found = await svc.mp.segments.preview(body, count=False)
+        except MillpondError as exc:
+            if exc.field != "person":
+                return HTMLResponse("")
+            return HTMLResponse(render.text("_segment_why_preview.html", error=exc.message))
+        return HTMLResponse(render.text("_segment_why_preview.html", why=found["why"],
+                                        asked=asked))
 
     async def why(request: Request) -> Response:
         segment = svc.mp.segments.get(request.path_params["id"])
@@ -178,5 +198,6 @@ def routes(console) -> list[Route]:
 
     return [Route("/segments", index), Route("/segments", create, methods=["POST"]),
             Route("/segments/preview", preview, methods=["POST"]),
+            Route("/segments/preview/why", preview_why, methods=["POST"]),
             Route("/segments/{id}", show), Route("/segments/{id}", update, methods=["POST"]),
             Route("/segments/{id}/why", why), Route("/segments/{id}/state", state)]

@@ -391,10 +391,12 @@ class SegmentService:
                         "next_change": _ms(m.next_change_ms),
                         "conditions": ev.why(definitions[key], data, now)}
 
-    async def preview(self, body: object, sample: int = 10) -> dict[str, Any]:
+    async def preview(self, body: object, sample: int = 10, *,
+                      count: bool = True) -> dict[str, Any]:
         """Count and a sample of members of an unsaved definition, over everyone in the
         log, and with ``person`` in the body, why that person is in it or not (nothing is
-        saved; :mod:`.preview`)."""
+        saved; :mod:`.preview`). ``count=False``: only the why, which reads one person's
+        data where the count reads the whole log (the console's person box)."""
         if not isinstance(body, dict) or "definition" not in body:
             raise BadRequest("the body must be {\"definition\": {...}}", field="definition")
         given_key = body.get("key")
@@ -410,12 +412,13 @@ class SegmentService:
             await self._profiles_current()
             _, explained = await self._explain(asked.strip(), key,
                                                {**definitions, key: cond}, field="person")
-        found = await preview_of(self.engine, key, cond, definitions, sample)
-        out: dict[str, Any] = {
-            "count": found.count, "people_evaluated": found.people,
-            "sample": [{"id": person.id, "user_id": person.user_id,
-                        "anonymous_id": person.anonymous_id, "since": _ms(m.since_ms)}
-                       for person, m in found.sample]}
+        out: dict[str, Any] = {}
+        if count:
+            found = await preview_of(self.engine, key, cond, definitions, sample)
+            out = {"count": found.count, "people_evaluated": found.people,
+                   "sample": [{"id": person.id, "user_id": person.user_id,
+                               "anonymous_id": person.anonymous_id,
+                               "since": _ms(m.since_ms)} for person, m in found.sample]}
         if explained is not None:
             out["why"] = explained
         return out
