@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import boto3
@@ -15,6 +16,7 @@ import httpx
 import nats
 import psycopg
 import pytest
+from nats.js.errors import NoStreamResponseError
 
 from millpond.devcluster.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tests.support.cli import like_a_terminal
@@ -41,7 +43,18 @@ async def jetstream_replicas(servers: list[str]) -> int:
         js = nc.jetstream()
         name = f"probe{uuid.uuid4().hex[:8]}"
         info = await js.add_stream(name=name, subjects=[f"{name}.>"], num_replicas=3)
-        ack = await js.publish(f"{name}.x", b"hello")
+        # A new replicated stream takes writes once its nodes have elected a leader: on
+        # a loaded machine that took more than one publish's 5 s (a make test failure).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # the same message id: a try whose ack was lost is not stored twice
+                ack = await js.publish(f"{name}.x", b"hello", timeout=5,
+                                       headers={"Nats-Msg-Id": name})
+                break
+            except (NoStreamResponseError, TimeoutError):  # nats.errors.TimeoutError is one
+                if time.monotonic() > deadline:
+                    raise
         assert ack.seq == 1
         await js.delete_stream(name)
         return info.config.num_replicas or 0
