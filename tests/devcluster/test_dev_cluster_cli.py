@@ -68,6 +68,7 @@ def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all(
     proc = subprocess.Popen([sys.executable, "-m", "millpond.cli.main", "dev-cluster",
                              "--json", "--archive-range", "20"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
+    pids: list[int] = []
     try:
         text = ""
         while True:
@@ -130,9 +131,29 @@ def test_dev_cluster_prints_its_engines_and_millponds_and_ctrl_c_stops_them_all(
         assert [p for p in pids if alive(p)] == []
         assert "Traceback" not in proc.stderr.read()
     finally:
-        if proc.poll() is None:
+        _stop(proc, pids)
+
+
+def _stop(proc: subprocess.Popen, pids: list[int]) -> None:
+    """After a failed assertion too: Ctrl-C, which stops the engines with the command (a
+    SIGKILL of the command alone once left five engines running after a failure), then
+    whatever is still alive."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGINT)  # each engine's clean stop (PostgreSQL: fast)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_dev_cluster_without_postgresql_says_so_in_one_line(tmp_path):
