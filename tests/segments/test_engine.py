@@ -1,5 +1,6 @@
 """The engine on a real (memory and SQLite) store: build, follow, merge, schedule."""
 
+import msgspec
 import pytest
 
 from millpond.storage import StorageConfig, open_storage
@@ -173,3 +174,43 @@ async def test_without_segments_the_follower_moves_past_events_unread(harness):
     await h.send(track("o3", NOW, user_id="cat"))
     await h.settle()
     assert {e["userId"] for e in await h.audience_events()} == {"ann", "bob", "cat"}
+
+
+@run_async
+async def test_a_late_event_ending_a_state_is_announced_no_earlier_than_that_state(harness):
+    """ann entered "never checked out" with her page view yesterday; a Checkout Started
+    of last year, imported today, shows she never was in it. Her exit is stamped at her
+    entry, not last year: a destination must not read an exit older than the entry it
+    closes, and one with a trigger window would skip it after sending the entry."""
+    h = harness
+    await h.add_segment("s1", "never-checked-out", {"not": {"event": "Checkout Started"}})
+    await h.send(track("v1", NOW - DAY, "Viewed", user_id="ann"))
+    await h.settle()
+    await h.send(track("c1", NOW - 400 * DAY, "Checkout Started", user_id="ann"))
+    await h.settle()
+    assert h.storage.segments.count_members("s1") == 0
+    said = [(e["event"], e["timestamp"]) for e in await h.audience_events()]
+    assert said == [("Audience Entered", "2026-05-31T00:00:00.000Z"),
+                    ("Audience Exited", "2026-05-31T00:00:00.000Z")]
+    # The membership history keeps when the state really changed, in event time.
+    history = h.storage.segments.history(h.storage.segments.rows("s1")[0].person_id, "s1")
+    assert [(c.member, c.at_ms) for c in history] == [(True, NOW - DAY),
+                                                      (False, NOW - 400 * DAY)]
+
+
+@run_async
+async def test_a_new_definition_announces_an_exit_no_earlier_than_the_entry(harness):
+    """bob, seen first a year ago, entered "buyers" with yesterday's order. The segment is
+    redefined to people who signed up, which he never did: his exit is stamped at his
+    entry, not at his first data a year ago."""
+    h = harness
+    await h.send(track("v1", NOW - 365 * DAY, "Viewed", user_id="bob"),
+                 track("o1", NOW - DAY, user_id="bob"))
+    await h.settle()
+    before = await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    h.storage.segments.update(msgspec.structs.replace(before,
+                                                      definition={"event": "Signed Up"}))
+    await h.engine.build("s1")
+    said = [(e["event"], e["timestamp"]) for e in await h.audience_events()]
+    assert said == [("Audience Entered", "2026-05-31T00:00:00.000Z"),
+                    ("Audience Exited", "2026-05-31T00:00:00.000Z")]

@@ -366,8 +366,15 @@ class SegmentEngine:
             return
         was = previous.member if previous else False
         if m.member != was or any(said != m.member for said in merged):
-            changes.append(Change(segment, person, m.member,
-                                  m.since_ms if m.since_ms is not None else now, no_history))
+            at = m.since_ms if m.since_ms is not None else now
+            if previous is not None and previous.since_ms is not None:
+                # A late event can show that the stored state never held: someone who
+                # entered at their first page view leaves when an older Checkout Started
+                # arrives. The change is announced no earlier than the state it ends, or
+                # a destination would read an exit older than the entry it closes (and
+                # one with a trigger window would skip the exit after sending the entry).
+                at = max(at, previous.since_ms)
+            changes.append(Change(segment, person, m.member, at, no_history))
         # No row reads as "not a member": a non-member with nothing scheduled and nothing
         # stored needs none; and a row that would say what the stored one says is not
         # written again (most live re-evaluations change nothing: a write per person per
