@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.support.delivery import upload
+from tests.support.server import ADMIN_TOKEN
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +45,9 @@ def test_upload_imports_rows_as_identify_events_once(server):
     assert len(server.events(source=source["id"])) == 3
 
 
-def test_upload_errors_are_clear(server):
+def test_upload_errors_are_clear_and_leave_nothing_behind(server):
+    """A refused upload keeps no copy of the file: a customer export left in the data dir
+    without a job would stay for good, and no deletion searches it."""
     server.create_source("crm", kind="import")
     server.create_source("tr", kind="track")
     bad_column = upload(server, CSV, source="crm", id_column="nope")
@@ -52,7 +58,64 @@ def test_upload_errors_are_clear(server):
     wrong_kind = upload(server, CSV, source="tr")
     assert wrong_kind.status_code == 400
     assert "track source" in wrong_kind.json()["error"]["message"]
+    with server.admin as admin:
+        latin = admin.post("/api/imports", params={"source": "crm"},
+                           content=b"id,name\nu1,Jos\xe9\n", headers={"Content-Type": "text/csv"})
+    assert latin.status_code == 400
+    assert "not UTF-8" in latin.json()["error"]["message"]
     assert server.events() == []
+    imports = server.data_dir / "imports"
+    assert not imports.exists() or list(imports.iterdir()) == []
+
+
+def test_an_upload_cut_off_leaves_nothing_behind(server):
+    """The client goes away half-way through the body: the part received is removed."""
+    server.create_source("crm", kind="import")
+    imports = server.data_dir / "imports"
+    part = b"id,plan\n" + b"".join(b"u%d,pro\n" % i for i in range(20_000))
+    head = (f"POST /api/imports?source=crm&file_name=cut.csv HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: text/csv\r\n"
+            f"Content-Length: {len(part) * 10}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + part)
+        wait_until(lambda: any(imports.glob("*/cut.csv")), timeout=10,
+                   what="the upload began to be written")
+    wait_until(lambda: list(imports.iterdir()) == [], timeout=10,
+               what="the part received was removed")
+    assert server.events() == []
+
+
+ORDERS = ("user_id,event,timestamp,revenue\n"
+          "u1,Order Completed,2024-03-02T10:15:00Z,42.5\n")
+
+
+def test_an_upload_without_its_kind_gets_it_from_the_file_or_is_asked_for_it(server):
+    """An export of orders uploaded without a kind used to be imported as people (each
+    row a person with the traits event, timestamp and revenue). JSON lines are events; a
+    CSV is people unless its header has an event column, and then it must say."""
+    source = server.create_source("crm", kind="import")
+    asked = upload(server, ORDERS, source="crm", file_name="orders.csv")
+    assert asked.status_code == 400
+    error = asked.json()["error"]
+    assert error["field"] == "kind"
+    assert "orders.csv has an 'event' column" in error["message"]
+    assert server.events() == []
+    assert list((server.data_dir / "imports").iterdir()) == []
+
+    events = upload(server, ORDERS, source="crm", file_name="orders.csv", kind="events")
+    assert events.json()["kind"] == "events", events.text
+    people = upload(server, ORDERS, source="crm", file_name="orders.csv", kind="people")
+    assert people.json()["kind"] == "people", people.text
+    assert upload(server, "id,plan\nu2,pro\n", source="crm").json()["kind"] == "people"
+    with server.admin as admin:
+        lines = admin.post("/api/imports", params={"source": "crm", "wait": "true",
+                                                   "file_name": "h.jsonl"},
+                           content=b'{"type": "track", "userId": "u3", "event": "Signed Up"}\n',
+                           headers={"Content-Type": "application/x-ndjson"})
+    assert lines.json()["kind"] == "events", lines.text
+    stored = [(e["type"], e["userId"]) for e in server.events(source=source["id"])]
+    assert stored == [("track", "u1"), ("identify", "u1"), ("identify", "u2"),
+                      ("track", "u3")]
 
 
 def test_cancel_stops_a_running_import_and_resume_finishes_it_exactly_once(server):

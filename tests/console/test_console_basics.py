@@ -166,6 +166,36 @@ def test_upload_a_csv_and_read_its_error_report(console):
     assert not console.problems()
 
 
+def test_an_upload_left_to_find_its_kind_asks_for_it_when_the_rows_look_like_events(
+        console):
+    """Kind "from the file": a CSV with an event column is refused with the Kind field
+    marked (it used to become people with event traits), and nothing is kept of it."""
+    console.server.create_source("crm-kind", kind="import")
+    page = console.nav("Imports")
+    csv = "user_id,event,timestamp\nk-1,Order Completed,2026-03-02T10:15:00Z\n"
+
+    def upload(kind: str) -> None:
+        page.get_by_label("File", exact=True).set_input_files(
+            files=[{"name": "orders.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
+        page.get_by_label("Source", exact=True).select_option(label="crm-kind (import)")
+        page.get_by_label("Kind", exact=True).select_option(kind)
+        page.get_by_role("button", name="Upload and import").click()
+
+    imports = console.server.data_dir / "imports"
+    before = set(imports.iterdir()) if imports.exists() else set()
+    expect(page.get_by_label("Kind", exact=True)).to_have_value("")
+    upload("")
+    expect(page.get_by_role("alert")).to_contain_text("orders.csv has an 'event' column")
+    expect(page.get_by_label("Kind", exact=True)).to_have_attribute("aria-invalid", "true")
+    assert set(imports.iterdir()) == before
+    upload("events")
+    expect(page.locator("#import-state")).to_have_text("completed")
+    with console.server.admin as admin:
+        newest = admin.get("/api/imports").json()["imports"][0]
+    assert (newest["file"], newest["kind"]) == ("orders.csv", "events")
+    assert not console.problems()
+
+
 def test_cancel_a_running_import_and_resume_it_to_every_row_once(console):
     """A large upload is cancelled while it runs (it stops at a checkpoint, its stored rows
     stay), then resumed from there: it completes with every row stored exactly once."""

@@ -9,6 +9,7 @@ interrupted or cancelled one resumed from its checkpoint.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,12 +18,11 @@ from millpond.api.deps import require_admin, services
 from millpond.api.models import ImportList, ImportOut
 from millpond.api.schema import doc
 from millpond.app.services import Services
-from millpond.backfill import ImportInputError, ImportOptions, preflight
-from millpond.backfill.jobs import CANCEL_WAIT
+from millpond.backfill import ImportInputError, ImportOptions
+from millpond.backfill.jobs import CANCEL_WAIT, MAX_UPLOAD_BYTES
 from millpond.errors import BadRequest, TooLarge
 
 router = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depends(require_admin)])
-MAX_UPLOAD_BYTES = 20 * 1024**3
 
 
 _UPLOAD = {"text/csv": {"schema": {"type": "string", "format": "binary"}},
@@ -33,7 +33,10 @@ _UPLOAD = {"text/csv": {"schema": {"type": "string", "format": "binary"}},
 async def create_import(
     request: Request,
     source: str,
-    kind: Literal["people", "events"] = "people",
+    kind: Literal["people", "events"] | None = Query(
+        default=None, description="people: one identify per row; events: one event per row."
+        " Default: events for JSON lines, people for a CSV, which must say when its header"
+        " has an `event` column (400 with field `kind`)"),
     file_name: str = Query(default="upload.csv", description="original file name"),
     id_column: str | None = None,
     user_column: str | None = None,
@@ -47,31 +50,27 @@ async def create_import(
     mp: Services = Depends(services),
 ) -> dict:
     src = mp.sources.get(source)
-    jobs = mp.imports
-    job_id = jobs.new_id()
-    path = jobs.upload_path(job_id, file_name)
-    size = 0
-    with open(path, "wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise TooLarge("upload is larger than 20 GiB")
-            out.write(chunk)
-    if size == 0:
-        raise BadRequest("the upload is empty; send the file as the request body")
-    options = ImportOptions(kind=kind, id_column=id_column, user_column=user_column,
+
+    async def receive(path: Path) -> int:
+        size = 0
+        with open(path, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise TooLarge("upload is larger than 20 GiB")
+                out.write(chunk)
+        return size
+
+    options = ImportOptions(id_column=id_column, user_column=user_column,
                             event_column=event_column, timestamp_column=timestamp_column,
-                            delimiter=delimiter, types=types, empty=empty, format=format,
-                            display_name=file_name)
+                            delimiter=delimiter, types=types, empty=empty, format=format)
     try:
-        options.validate()
-        await asyncio.to_thread(preflight, path, options)
+        job = await mp.imports.start_upload(src, file_name, options, receive, kind)
     except ImportInputError as exc:
-        raise BadRequest(str(exc)) from None
-    job = jobs.start(job_id, path, src, options)
+        raise BadRequest(str(exc), field=exc.field) from None
     while wait and job["state"] == "running":
         await asyncio.sleep(0.1)
-        job = jobs.get(job_id)
+        job = mp.imports.get(job["id"])
     return job
 
 

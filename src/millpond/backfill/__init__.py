@@ -15,7 +15,7 @@ from millpond.backfill.model import (
     ImportSummary,
     RowError,
 )
-from millpond.backfill.runner import preflight, run_import
+from millpond.backfill.runner import choose_kind, preflight, run_import
 from millpond.backfill.sinks import HttpSink, Sink, SinkError, SinkResult
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Sink",
     "SinkError",
     "SinkResult",
+    "choose_kind",
     "preflight",
     "run_import",
 ]

@@ -13,11 +13,13 @@ the server's log when it starts and how it ended, with its figures.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from millpond.backfill import (
     ImportCancelled,
     ImportInputError,
     ImportOptions,
+    choose_kind,
+    preflight,
     run_import,
 )
 from millpond.backfill.forget import forget_import
@@ -44,6 +48,8 @@ PROGRESS_EVERY = 0.5
 CANCEL_WAIT = 30.0
 #: States a job can be resumed from (its checkpoint and upload are kept).
 RESUMABLE = ("failed", "interrupted", "cancelled")
+#: The largest upload taken (the API's and the console's), bytes.
+MAX_UPLOAD_BYTES = 20 * 1024**3
 #: Option fields that are paths (stored as text in the job).
 _PATHS = ("errors_path", "state_dir")
 
@@ -87,6 +93,32 @@ class ImportJobs:
     @staticmethod
     def new_id() -> str:
         return "imp_" + secrets.token_hex(6)
+
+    async def start_upload(self, source: Source, file_name: str, options: ImportOptions,
+                           receive: Callable[[Path], Awaitable[int]],
+                           kind: str | None = None) -> dict:
+        """Store an upload (``receive`` writes it to the path given and returns its size),
+        check it (:func:`preflight`) and start its job, as ``kind`` (None: chosen from
+        the file, :func:`choose_kind`; ``options.kind`` is set to it).
+
+        Why here, once, for the API and the console: an upload refused after it was
+        written (empty, too large, cut off, a missing column, a source that takes no
+        imports) must leave nothing behind. A customer export kept without a job would
+        stay on disk for good, and no deletion would ever search it (:meth:`forget`
+        searches the files of jobs). Raises :class:`ImportInputError` for a file that
+        cannot be imported (each caller says so its own way)."""
+        job_id = self.new_id()
+        path = self.upload_path(job_id, file_name)
+        try:
+            if await receive(path) == 0:
+                raise ImportInputError("the file is empty; send a CSV or JSONL file")
+            options.display_name = file_name
+            options.kind = kind or await asyncio.to_thread(choose_kind, path, options)
+            await asyncio.to_thread(preflight, path, options)
+            return self.start(job_id, path, source, options)
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
 
     def start(self, job_id: str, path: Path, source: Source, options: ImportOptions) -> dict:
         if source.kind not in ("import", "pipelines"):

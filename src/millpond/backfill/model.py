@@ -144,8 +144,13 @@ class ImportSummary:
 class ImportInputError(Exception):
     """The file or the options cannot be imported at all (nothing was sent).
 
-    Messages are one line and meant for the user as they are.
+    Messages are one line and meant for the user as they are; ``field``, when one option
+    is at fault, names it (the API's and the console's error field).
     """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ImportAborted(Exception):

@@ -34,6 +34,7 @@ from millpond.backfill.csvfile import CsvInput, check_file, looks_like_json, sca
 from millpond.backfill.ids import import_fingerprint
 from millpond.backfill.model import (
     DEFAULT_BATCH_SIZE,
+    EVENTS_NAME_CANDIDATES,
     ImportAborted,
     ImportCancelled,
     ImportInputError,
@@ -89,6 +90,36 @@ def preflight(path: str | Path, options: ImportOptions) -> Preflight:
     except UnicodeDecodeError:
         scan_text_file(path)  # raises with the offset of the first bad byte
         raise ImportInputError(f"{path.name} is not UTF-8; re-save it as UTF-8") from None
+
+
+def choose_kind(path: Path, options: ImportOptions) -> str:
+    """The kind of an upload that did not say (the API's and the console's default;
+    ``options.kind`` is not read).
+
+    Why not "people" always, as it was: an export of orders uploaded without its kind was
+    imported as people, each row a person whose traits were its event name, time and
+    properties, with nothing to say so, and those traits cannot be taken back short of
+    deleting each person. So: JSON lines and the options only events have are events;
+    the option only people have is people; a CSV is people unless its header has the
+    event name column the events import would read, and then it must say which."""
+    fmt = options.format or _guess_format(path)
+    if fmt == "jsonl" or options.event_column or options.user_column:
+        return "events"
+    if options.id_column:
+        return "people"
+    try:
+        with CsvInput(path, options.delimiter) as source:
+            header = source.header
+    except (OSError, UnicodeDecodeError, ImportInputError):
+        return "people"  # preflight then says what is wrong with the file
+    names = {name.strip().lower() for name in EVENTS_NAME_CANDIDATES}
+    for column in header:
+        if column.strip().lower() in names:
+            raise ImportInputError(
+                f"{path.name} has an {column.strip()!r} column, so its rows look like events:"
+                " choose its kind, events (one event per row) or people (one identify per"
+                f" row, {column.strip()!r} a trait)", field="kind")
+    return "people"
 
 
 def _guess_format(path: Path) -> str:

@@ -294,9 +294,10 @@ def _created(job: dict[str, Any]) -> str:
                 type=click.Path(exists=True, dir_okay=False))
 @click.option("--source", "source_name", required=True, metavar="NAME",
               help="Source to import into (kind 'import' or 'pipelines').")
-@click.option("--kind", type=click.Choice(["people", "events"]), default="people",
-              show_default=True, help="people: one identify per row; events: one event "
-                                      "per row (CSV or JSONL).")
+@click.option("--kind", type=click.Choice(["people", "events"]), default=None,
+              help="people: one identify per row; events: one event per row (CSV or "
+                   "JSONL). Default: events for JSON lines, else people; a CSV with an "
+                   "`event` column must say.")
 @click.option("--id-column", metavar="C", default=None, help="people: the user id column.")
 @click.option("--user-column", metavar="C", default=None, help="events: the user id column.")
 @click.option("--event-column", metavar="C", default=None, help="events: the event name column.")
@@ -314,7 +315,7 @@ def _created(job: dict[str, Any]) -> str:
 @json_option
 @connection_options
 @click.pass_context
-def upload_command(ctx: click.Context, file: str, source_name: str, kind: str,
+def upload_command(ctx: click.Context, file: str, source_name: str, kind: str | None,
                    file_format: str | None, delimiter: str | None, watch: bool,
                    as_json: bool, **columns: Any) -> None:
     """Upload a file for the server to import in the background (survives this command:

@@ -17,7 +17,7 @@ from millpond.console.auth import checked_form
 from millpond.errors import BadRequest, Conflict, MillpondError
 
 OPTIONS = ("id_column", "user_column", "event_column", "timestamp_column", "delimiter")
-CHOICES = {"kind": ("people", "events"), "types": ("infer", "text"),
+CHOICES = {"kind": ("", "people", "events"), "types": ("infer", "text"),
            "empty": ("skip", "clear"), "format": ("", "csv", "jsonl")}
 PROGRESS_SECONDS = 0.5
 
@@ -67,7 +67,7 @@ def routes(console) -> list[Route]:
                     raise BadRequest(f"{name} must be one of {', '.join(allowed)}", field=name)
             options = {k: values[k] or None for k in OPTIONS}
             job = await svc.start_import(
-                values["source"], file, file.filename, kind=values["kind"] or "people",
+                values["source"], file, file.filename, kind=values["kind"] or None,
                 types=values["types"] or "infer", empty=values["empty"] or "skip",
                 format=values["format"] or None, **options)
         except MillpondError as exc:

@@ -25,8 +25,8 @@ import msgspec
 from millpond.actions import compile_trigger
 from millpond.actions.fql import TriggerSyntaxError
 from millpond.actions.fql.explain import explain_trigger
-from millpond.backfill import ImportInputError, ImportOptions, preflight
-from millpond.backfill.jobs import CANCEL_WAIT
+from millpond.backfill import ImportInputError, ImportOptions
+from millpond.backfill.jobs import CANCEL_WAIT, MAX_UPLOAD_BYTES
 from millpond.connections import config as pump_config
 from millpond.connections.behind import events_behind
 from millpond.connections.lookup import event_at, find_event
@@ -50,7 +50,6 @@ SDKS = ("segment", "customerio", "rudderstack")
 TIERS_EVERY = 30.0
 #: Seconds a count of the tiers may take before pages stop waiting for one.
 SLOW_COUNT = 0.1
-MAX_UPLOAD_BYTES = 20 * 1024**3
 _decode = msgspec.json.Decoder().decode
 
 
@@ -361,23 +360,17 @@ class ConsoleServices:
         jobs = self.mp.imports
         return jobs.resume(job_id, self.mp.sources.get(jobs.store.get(job_id).source_id))
 
-    async def start_import(self, source: str, upload, file_name: str, **options: Any) -> dict:
+    async def start_import(self, source: str, upload, file_name: str, kind: str | None,
+                           **options: Any) -> dict:
         """What ``POST /api/imports`` does, for a file uploaded through a form: store it in
         the data dir, check it, and start the same background job."""
         src = self.mp.sources.get(source)
-        jobs = self.mp.imports
-        job_id = jobs.new_id()
-        path = jobs.upload_path(job_id, file_name or "upload.csv")
-        size = await asyncio.to_thread(_copy_upload, upload, path)
-        if size == 0:
-            raise BadRequest("the file is empty; choose a CSV or JSONL file", field="file")
-        opts = ImportOptions(display_name=file_name, **options)
         try:
-            opts.validate()
-            await asyncio.to_thread(preflight, path, opts)
+            return await self.mp.imports.start_upload(
+                src, file_name or "upload.csv", ImportOptions(**options),
+                lambda path: asyncio.to_thread(_copy_upload, upload, path), kind)
         except ImportInputError as exc:
-            raise BadRequest(str(exc), field="file") from None
-        return jobs.start(job_id, path, src, opts)
+            raise BadRequest(str(exc), field=exc.field or "file") from None
 
     def import_report(self, job_id: str, limit: int = 200) -> tuple[Path | None, list[dict]]:
         """The error report (row, line, column, code, reason) of an import: its path and
