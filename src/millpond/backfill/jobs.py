@@ -58,6 +58,12 @@ class ImportRunning(Exception):
     """A deletion found an import running: it searches that import's files later."""
 
 
+def _check_source(source: Source) -> None:
+    if source.kind not in ("import", "pipelines"):
+        raise BadRequest(f"source {source.name!r} is a {source.kind} source; imports go to "
+                         "an import or pipelines source", field="source")
+
+
 def job_dict(job: ImportJob) -> dict:
     """The public shape of an import job."""
     return {"id": job.id, "source_id": job.source_id, "kind": job.kind,
@@ -115,15 +121,14 @@ class ImportJobs:
             options.display_name = file_name
             options.kind = kind or await asyncio.to_thread(choose_kind, path, options)
             await asyncio.to_thread(preflight, path, options)
-            return self.start(job_id, path, source, options)
+            _check_source(source)
         except BaseException:
             shutil.rmtree(path.parent, ignore_errors=True)
             raise
+        return self.start(job_id, path, source, options)
 
     def start(self, job_id: str, path: Path, source: Source, options: ImportOptions) -> dict:
-        if source.kind not in ("import", "pipelines"):
-            raise BadRequest(f"source {source.name!r} is a {source.kind} source; imports go to "
-                             "an import or pipelines source", field="source")
+        _check_source(source)
         options.source = source.id
         options.state_dir = path.parent
         options.errors_path = path.parent / "errors.csv"
