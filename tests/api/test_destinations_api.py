@@ -99,11 +99,19 @@ def test_validation_names_the_field(admin, body, field, text):
     assert admin.get("/api/destinations").json()["destinations"] == []
 
 
-def test_trigger_error_points_at_the_position(admin):
+@pytest.mark.parametrize(("trigger", "message"), [
+    ('type = "track" and nope', "unexpected end of input at position 23 (expected an operator"
+     ' such as = or !=): `type = "track" and nope` ▶ ``'),
+    ("type = ", "missing value after '=' at position 6: compare with a value, e.g. type ="
+     ' "track": `type =` ▶ ` `'),
+    ("event == 1", "unexpected '=' at position 7 (FQL writes these as =, and, or):"
+     " `event =` ▶ `= 1`"),
+])
+def test_trigger_error_points_at_the_position_once(admin, trigger, message):
     err = error(admin.post("/api/destinations", json={
         "name": "d", "type": "webhook", "settings": {"url": "https://example.com/h"},
-        "actions": [{"name": "a", "trigger": 'type = "track" and nope', "mapping": {}}]}))
-    assert "▶" in err["message"]
+        "actions": [{"name": "a", "trigger": trigger, "mapping": {}}]}))
+    assert err["message"] == f"action 'a': trigger: {message}"
 
 
 def test_conflicts_not_found_and_auth(server, admin):

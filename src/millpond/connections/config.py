@@ -216,8 +216,11 @@ def compile_one(action: dict, cls: type[DestinationType], where: str = "action",
     except TriggerSyntaxError as exc:
         trigger = str(action["trigger"])
         pos = max(0, min(exc.position, len(trigger)))
-        raise BadRequest(f"{exc.message} at position {pos}: `{trigger[:pos]}` ▶ "
-                         f"`{trigger[pos:]}`", field=f"{where}.trigger") from None
+        # The message says the position already, and may end with the whole trigger:
+        # the trigger is shown once, cut where the error is.
+        reason = exc.message.removesuffix(f": {trigger}")
+        raise BadRequest(f"{reason}: `{trigger[:pos]}` ▶ `{trigger[pos:]}`",
+                         field=f"{where}.trigger") from None
     except MappingError as exc:
         raise BadRequest("; ".join(exc.errors), field=f"{where}.mapping") from None
     except ValueError as exc:
