@@ -24,11 +24,18 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from millpond import heap
+
+#: How often :meth:`WorkerPool.map` looks at its ``stop`` while the workers run, seconds.
+STOP_POLL_SECONDS = 0.1
+
+
+class Stopped(Exception):
+    """Work given up before its end: the one who asked for it has gone."""
 
 
 class WorkerPool:
@@ -62,8 +69,14 @@ class WorkerPool:
                                                      initargs=self._initargs)
             return self._executor
 
-    def map(self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> list[Any]:
+    def map(self, fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]], *,
+            stop: threading.Event | None = None,
+            on_stop: Callable[[], None] | None = None) -> list[Any]:
         """``[fn(*args) for args in calls]`` across the workers, results in call order.
+
+        Once ``stop`` is set, the calls not started are dropped, ``on_stop`` is called
+        (to tell the running ones, which a pool cannot interrupt: a worker's work ends
+        where it looks for that), and :class:`Stopped` is raised when they have ended.
 
         A worker that died (killed, out of memory) breaks the whole executor; the next
         call starts a fresh one, and this call raises so its caller can say what failed.
@@ -71,6 +84,14 @@ class WorkerPool:
         executor = self._get()
         try:
             futures: list[Future] = [executor.submit(fn, *args) for args in calls]
+            while stop is not None and wait(futures, STOP_POLL_SECONDS).not_done:
+                if stop.is_set():
+                    for future in futures:
+                        future.cancel()
+                    if on_stop is not None:
+                        on_stop()
+                    wait(futures)
+                    raise Stopped
             return [f.result() for f in futures]
         except BrokenProcessPool:
             with self._lock:

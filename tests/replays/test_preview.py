@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from millpond.replays import preview
 from millpond.replays.preview import PreviewJob, run_preview
 from millpond.storage import StorageConfig, open_storage
 from millpond.timeutil import format_ms
-from millpond.workers import WorkerPool
+from millpond.workers import Stopped, WorkerPool
 
 BASE = 1_700_000_000_000
 ACTIONS = [
@@ -129,3 +130,35 @@ def test_the_preview_workers_preload_leaves_the_http_client_out():
          " print(sorted(m for m in ('aiohttp', 'yarl', 'multidict') if m in sys.modules))"],
         capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+
+class _StopAfterFirstChunk:
+    """A part scanner that counts the chunks it gives and sets ``stop`` after the first:
+    as a client leaving while the first chunk is tallied."""
+
+    def __init__(self, inner, stop: threading.Event) -> None:
+        self.inner, self.stop, self.given = inner, stop, 0
+
+    def parts(self, *args):
+        return self.inner.parts(*args)
+
+    def scan(self, *args):
+        for chunk in self.inner.scan(*args):
+            self.given += 1
+            self.stop.set()
+            yield chunk
+
+
+def test_a_preview_in_process_stops_at_the_next_chunk(tmp_path, monkeypatch):
+    storage = open_test_storage(tmp_path)
+    try:
+        monkeypatch.setattr(preview, "CHUNK", 10)
+        job = PreviewJob(a_plan(None), "webhook", {"url": "http://vendor.invalid/"}, ACTIONS)
+        stop = threading.Event()
+        scanner = _StopAfterFirstChunk(storage.index.part_scanner(), stop)
+        with pytest.raises(Stopped):
+            preview._tally_parts(scanner, job, None, stop)  # type: ignore[arg-type]
+    finally:
+        storage.close()
+    assert scanner.given == 1  # of 90

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from millpond.api.deps import require_admin, services
 from millpond.api.models import ReplayList, ReplayOut, ReplayRequest, to_dict
 from millpond.api.schema import body, doc
+from millpond.app.abandoned import unless_client_leaves
 from millpond.app.services import Services
 
 router = APIRouter(prefix="/api", tags=["replays"], dependencies=[Depends(require_admin)])
@@ -25,14 +26,19 @@ _EXAMPLE = {"destination": "Amplitude", "sources": ["web"], "from": "2024-01-01T
 
 @router.post("/replays", **doc(ReplayOut, request=ReplayRequest, status=201, also=(200,),
                                errors=(404, 409, 415), example=_EXAMPLE))
-async def create_replay(given: ReplayRequest = body(ReplayRequest, _EXAMPLE),
+async def create_replay(request: Request,
+                        given: ReplayRequest = body(ReplayRequest, _EXAMPLE),
                         mp: Services = Depends(services)) -> Any:
     """Start a replay (201), or with ``"dry_run": true`` preview it without sending (200).
 
     ``to`` defaults to when the destination was connected and only events that arrived
     before then are included (live delivery covers the rest); ``"include_live": true``
     includes them too. ``rate`` defaults to, and may not exceed, the destination's limit."""
-    answer = await mp.replays.create(to_dict(given))
+    asked = to_dict(given)
+    # A dry run reads the whole window for its answer alone: stopped if nobody waits.
+    # A start goes on (the replay runs on its own once created).
+    answer = await (unless_client_leaves(request, mp.replays.create(asked))
+                    if asked.get("dry_run") else mp.replays.create(asked))
     return JSONResponse(answer, status_code=200 if answer.get("dry_run") else 201)
 
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from millpond.app.abandoned import unless_client_leaves
 from millpond.console import forms
 from millpond.console.auth import checked_form
 from millpond.errors import BadRequest, MillpondError
@@ -62,7 +63,7 @@ def routes(console) -> list[Route]:
             if forms.text(form, "action") == "start":
                 replay = await svc.start_replay(body)
                 return forms.go(f"/replays/{replay['id']}", "Replay started.")
-            preview = await svc.preview_replay(body)
+            preview = await unless_client_leaves(request, svc.preview_replay(body))
         except MillpondError as exc:
             return form_page(request, dest, values, error=exc.message, field=exc.field,
                              status=exc.status)

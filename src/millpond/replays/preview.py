@@ -15,10 +15,14 @@ worker thread: the tally is CPU work).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
@@ -32,7 +36,7 @@ from millpond.replays.plan import FILTERED
 from millpond.storage.contracts import EventIndex, PartScanner
 from millpond.storage.models import Window, WindowPart
 from millpond.timeutil import human_duration
-from millpond.workers import WorkerPool
+from millpond.workers import Stopped, WorkerPool
 
 #: Distinct event names / error groups kept; the rest are folded into "(other)".
 MAX_KEYS = 200
@@ -60,6 +64,8 @@ class PreviewJob:
     type_name: str
     settings: dict
     actions: list[dict]
+    #: A file that exists while the preview is wanted (see :func:`run_preview`).
+    wanted: str | None = None
 
     def judge(self) -> Judge:
         """The replay's filter and the destination's evaluator, with mappings compiled not
@@ -237,6 +243,18 @@ _SEQ_BODY = attrgetter("seq", "body")
 _JUDGES: dict[bytes, Judge] = {}
 
 
+def _until(stopped: Callable[[], bool], chunks: Iterable[Any]) -> Iterator[Any]:
+    """``chunks``, raising :class:`Stopped` once ``stopped()``, before the next one is
+    read."""
+    iterator = iter(chunks)
+    while not stopped():
+        chunk = next(iterator, None)
+        if chunk is None:
+            return
+        yield chunk
+    raise Stopped
+
+
 def _tally_in_worker(scanner: PartScanner, job: PreviewJob, part: WindowPart) -> Tally:
     key = msgspec.json.encode((job.type_name, job.settings, job.actions,
                                job.plan.get("filter")))
@@ -244,20 +262,36 @@ def _tally_in_worker(scanner: PartScanner, job: PreviewJob, part: WindowPart) ->
     if judge is None:
         _JUDGES.clear()
         judge = _JUDGES[key] = job.judge()
-    return Tally().scan(scanner.scan(part, preview_window(job.plan), CHUNK), job.plan, judge)
+    wanted = job.wanted
+    chunks = scanner.scan(part, preview_window(job.plan), CHUNK)
+    if wanted is not None:  # a stat per chunk of 5,000 events
+        chunks = _until(lambda: not os.path.exists(wanted), chunks)
+    return Tally().scan(chunks, job.plan, judge)
 
 
-def _tally_parts(scanner: PartScanner, job: PreviewJob, pool: WorkerPool | None) -> Tally:
-    """Blocking: split the window and tally its parts, in ``pool`` when there are several."""
+def _tally_parts(scanner: PartScanner, job: PreviewJob, pool: WorkerPool | None,
+                 stop: threading.Event) -> Tally:
+    """Blocking: split the window and tally its parts, in ``pool`` when there are several.
+    Raises :class:`Stopped` soon after ``stop`` is set."""
     window = preview_window(job.plan)
     max_parts = pool.size * PARTS_PER_WORKER if pool is not None else 1
     parts = scanner.parts(window, max_parts, MIN_PART_EVENTS)
     if pool is None or len(parts) == 1:
         judge = job.judge()
-        tallies = [Tally().scan(scanner.scan(part, window, CHUNK), job.plan, judge)
-                   for part in parts]
-    else:
-        tallies = pool.map(_tally_in_worker, [(scanner, job, part) for part in parts])
+        tallies = [Tally().scan(_until(stop.is_set, scanner.scan(part, window, CHUNK)),
+                                job.plan, judge) for part in parts]
+        return Tally.merged(tallies)
+    # The workers are other processes: they learn that the preview is no longer wanted
+    # from a file that is removed then (no event object crosses a process pool's pickling).
+    fd, wanted = tempfile.mkstemp(prefix="millpond-preview-")
+    os.close(fd)
+    try:
+        tallies = pool.map(_tally_in_worker,
+                           [(scanner, replace(job, wanted=wanted), part) for part in parts],
+                           stop=stop, on_stop=lambda: os.unlink(wanted))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(wanted)
     return Tally.merged(tallies)
 
 
@@ -267,12 +301,22 @@ async def run_preview(index: EventIndex, job: PreviewJob, source_names: dict[str
 
     With a part scanner the work runs in a thread (and in ``pool`` when the window is
     large enough to split); without one the window is read here and tallied chunk by
-    chunk in a thread."""
+    chunk in a thread.
+
+    Cancelled (its client went away: :mod:`millpond.app.abandoned`), it stops within a
+    chunk of each part being tallied: a thread and worker processes go on after the task
+    awaiting them is cancelled, so they are told (``stop``), and the parts not started
+    are dropped."""
     started = time.perf_counter()
     plan = job.plan
     scanner = index.part_scanner()
     if scanner is not None:
-        tally = await asyncio.to_thread(_tally_parts, scanner, job, pool)
+        stop = threading.Event()
+        try:
+            tally = await asyncio.to_thread(_tally_parts, scanner, job, pool, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
     else:
         judge = job.judge()
         tally = Tally()
