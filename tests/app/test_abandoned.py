@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
+import pytest
 
 from tests.support.big_log import fill_log
 from tests.support.server import ADMIN_TOKEN, ServerProcess
@@ -48,78 +52,71 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _send_and_leave(server: ServerProcess, path: str, body: bytes) -> None:
-    """POST ``body`` to ``path`` on a raw socket, and close it 0.3 s later unanswered."""
+@pytest.fixture
+def server(tmp_path) -> Iterator[ServerProcess]:
+    """A real server over a log of :data:`EVENTS` events."""
+    data = tmp_path / "srv"
+    data.mkdir()
+    fill_log(data, EVENTS)
+    running = ServerProcess(data).start()
+    try:
+        with running.admin as admin:
+            wait_until(lambda: admin.get("/api/segments").status_code == 200, what="up")
+        yield running
+    finally:
+        running.stop()
+
+
+def _work_stops_when_the_client_leaves(server: ServerProcess, path: str, body: bytes,
+                                       answered: Callable[[httpx.Response], None]) -> None:
+    """Time the CPU the whole request costs (``answered`` checks its answer); then send
+    it again and close the connection 0.3 s later: the server must log that it stopped,
+    and spend far less than the whole request's CPU after that."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    before = _tree_cpu_seconds(pid)
+    with server.admin as admin:
+        whole = admin.post(path, content=body, headers={"Content-Type": "application/json"})
+    answered(whole)
+    cost = _tree_cpu_seconds(pid) - before
+    assert cost > 1.0, f"{path} took {cost:.2f} CPU s: too quick to leave half way"
+
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(head + body)
         time.sleep(0.3)
+    log = Path(server.log_file.name)
+    wait_until(lambda: f"{path}: the client closed the request after" in log.read_text(),
+               timeout=30, what="the dropped request stopped")
+    left = _tree_cpu_seconds(pid)
+    time.sleep(cost)
+    # What work left running would still spend: most of ``cost``.
+    assert _tree_cpu_seconds(pid) - left < cost / 3
 
 
-def test_a_preview_whose_client_left_stops_reading_the_log(tmp_path) -> None:
-    data = tmp_path / "srv"
-    data.mkdir()
-    fill_log(data, EVENTS)
-    server = ServerProcess(data).start()
-    try:
-        assert server.proc is not None
-        pid = server.proc.pid
-        with server.admin as admin:
-            wait_until(lambda: admin.get("/api/segments").status_code == 200, what="up")
-            before = _cpu_seconds(pid)
-            whole = admin.post("/api/segments/preview", content=PREVIEW,
-                               headers={"Content-Type": "application/json"})
-            # user u's totals are all u % 50: more than 10 for 39 users in 50
-            assert whole.status_code == 200 and whole.json()["count"] == 3_900
-            cost = _cpu_seconds(pid) - before
-        assert cost > 1.0, f"a preview took {cost:.2f} CPU s: too quick to leave half way"
+def test_a_preview_whose_client_left_stops_reading_the_log(server) -> None:
+    def answered(whole: httpx.Response) -> None:
+        # user u's totals are all u % 50: more than 10 for 39 users in 50
+        assert whole.status_code == 200 and whole.json()["count"] == 3_900
 
-        _send_and_leave(server, "/api/segments/preview", PREVIEW)
-        log = Path(server.log_file.name)
-        wait_until(lambda: "/api/segments/preview: the client closed the request after"
-                   in log.read_text(), timeout=30, what="the dropped preview stopped")
-        left = _cpu_seconds(pid)
-        time.sleep(cost)
-        # What a preview left running would still spend: most of ``cost``.
-        assert _cpu_seconds(pid) - left < cost / 3
-    finally:
-        server.stop()
+    _work_stops_when_the_client_leaves(server, "/api/segments/preview", PREVIEW, answered)
 
 
-def test_a_replay_dry_run_whose_client_left_stops_in_every_worker(tmp_path) -> None:
+def test_a_replay_dry_run_whose_client_left_stops_in_every_worker(server) -> None:
     """A dry run is tallied by worker processes, which go on after the request's task is
     cancelled unless told: they are, and the parts not started are dropped."""
-    data = tmp_path / "srv"
-    data.mkdir()
-    fill_log(data, EVENTS)
-    server = ServerProcess(data).start()
-    try:
-        assert server.proc is not None
-        pid = server.proc.pid
-        with server.admin as admin:
-            wait_until(lambda: admin.get("/api/segments").status_code == 200, what="up")
-            # Connected after the events: the dry run reads them all, live sends none.
-            made = admin.post("/api/destinations", json={
-                "name": "hook", "type": "webhook",
-                "settings": {"url": "http://127.0.0.1:9/unused"}})
-            assert made.status_code == 201, made.text
-            dry_run = json.dumps({"destination": "hook", "dry_run": True}).encode()
-            before = _tree_cpu_seconds(pid)
-            whole = admin.post("/api/replays", content=dry_run,
-                               headers={"Content-Type": "application/json"})
-            assert whole.status_code == 200, whole.text
-            assert whole.json()["preview"]["events"] == EVENTS
-            cost = _tree_cpu_seconds(pid) - before
-        assert cost > 1.0, f"a dry run took {cost:.2f} CPU s: too quick to leave half way"
+    with server.admin as admin:
+        # Connected after the events: the dry run reads them all, live sends none.
+        made = admin.post("/api/destinations", json={
+            "name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/x"}})
+        assert made.status_code == 201, made.text
 
-        _send_and_leave(server, "/api/replays", dry_run)
-        log = Path(server.log_file.name)
-        wait_until(lambda: "/api/replays: the client closed the request after"
-                   in log.read_text(), timeout=30, what="the dropped dry run stopped")
-        left = _tree_cpu_seconds(pid)
-        time.sleep(cost)
-        assert _tree_cpu_seconds(pid) - left < cost / 3
-    finally:
-        server.stop()
+    def answered(whole: httpx.Response) -> None:
+        assert whole.status_code == 200, whole.text
+        assert whole.json()["preview"]["events"] == EVENTS
+
+    _work_stops_when_the_client_leaves(
+        server, "/api/replays", json.dumps({"destination": "hook", "dry_run": True}).encode(),
+        answered)
