@@ -61,13 +61,15 @@ def test_add_list_show_update_stats_disable_enable_delete(server, run, vendor, t
     assert as_json(run("destinations", "list", "--json")) == []
 
 
-def test_types_and_test_commands(server, run, vendor):
+def test_types_and_test_commands(server, run, vendor, tmp_path, monkeypatch):
     assert "mixpanel" in run("destinations", "types").output
     types = as_json(run("destinations", "types", "--json"))
     assert any(t["name"] == "webhook" for t in types)
     mp = vendor("mixpanel")
-    run("destinations", "add", "mp", "--type", "mixpanel", "--settings-json",
-        json.dumps(mp.destination_settings()))
+    # Settings from a file (@FILE): a secret kept out of the shell's history.
+    (tmp_path / "mp.json").write_text(json.dumps(mp.destination_settings()))
+    monkeypatch.chdir(tmp_path)
+    run("destinations", "add", "mp", "--type", "mixpanel", "--settings-json", "@mp.json")
     event = json.dumps({"type": "track", "event": "Signed Up", "userId": "u9",
                         "messageId": "m-9"})
     text = run("destinations", "test", "mp", "--event", event).output
@@ -75,6 +77,15 @@ def test_types_and_test_commands(server, run, vendor):
     assert mp.destination_settings()["api_secret"] not in text
     data = as_json(run("destinations", "test", "mp", "--event", event, "--json"))
     assert data["actions"][0]["payload"]["properties"]["$insert_id"] == "m-9"
+    (tmp_path / "event.json").write_text(event)
+    from_file = as_json(run("destinations", "test", "mp", "--event", "@event.json", "--json"))
+    assert from_file == data
+    # A file name where the JSON goes: one line that says how to pass a file.
+    wrong = run("destinations", "test", "mp", "--event", "event.json", code=1).output
+    assert wrong.strip() == (
+        "error: --event is not JSON (Expecting value at character 0): give the JSON, or"
+        " @FILE to read it from a file (@- from standard input), e.g. '{\"type\":"
+        ' "track", "event": "Order Completed", "userId": "u1"}\'')
     assert "no action handles group" in run(
         "destinations", "test", "mp", "--event", '{"type": "group", "groupId": "g"}').output
 

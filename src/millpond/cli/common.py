@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,29 @@ MISSING_TOKEN = ("no admin token: pass --token TOKEN, set MILLPOND_ADMIN_TOKEN, 
                  "where the server's data dir is (--data DIR, default ./.millpond) so its "
                  "admin_token file is read")
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def json_argument(option: str, text: str, example: str) -> Any:
+    """The JSON an option was given: as text, ``@FILE`` (read from the file) or ``@-``
+    (read from standard input), as curl's ``-d`` takes them; one line on bad input,
+    with ``example`` (JSON text).
+
+    Why one helper: every option that takes JSON (a segment's definition, an event to
+    test, settings) reads it the same way, and a file name given where JSON was expected
+    (``--event event.json``) gets an error that says how to pass a file, not a parser's
+    "Expecting value"."""
+    if text == "@-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            fail(f"{option}: cannot read {text[1:]!r}: {exc.strerror}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{option} is not JSON ({exc.msg} at character {exc.pos}): give the JSON, or "
+             f"@FILE to read it from a file (@- from standard input), e.g. '{example}'")
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:

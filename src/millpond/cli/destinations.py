@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from millpond.cli.common import api_command, connection_options, json_option, twin_of
+from millpond.cli.common import (
+    api_command,
+    connection_options,
+    json_argument,
+    json_option,
+    twin_of,
+)
 from millpond.cli.output import console, fail, print_json, print_table
 
 LIST_COLUMNS = ["id", "name", "type", "enabled", "state", "sent", "dead_lettered",
@@ -44,10 +50,7 @@ def _settings(client, type_name: str, pairs: tuple[str, ...], settings_json: str
         return None
     settings = dict(base or {})
     if settings_json is not None:
-        try:
-            loaded = json.loads(settings_json)
-        except ValueError as exc:
-            fail(f"--settings-json is not JSON: {exc}")
+        loaded = json_argument("--settings-json", settings_json, '{"api_secret": "..."}')
         if not isinstance(loaded, dict):
             fail('--settings-json must be a JSON object, e.g. \'{"api_secret": "..."}\'')
         settings.update(loaded)
@@ -192,7 +195,8 @@ def types(as_json: bool, client) -> None:
 @click.option("--type", "type_name", required=True, help="Destination type (see `types`).")
 @click.option("--setting", "pairs", multiple=True, metavar="KEY=VALUE",
               help="One setting (repeatable).")
-@click.option("--settings-json", default=None, help="All settings as a JSON object.")
+@click.option("--settings-json", default=None,
+              help="All settings as a JSON object, or @FILE (@- reads standard input).")
 @click.option("--rate", type=float, default=None, help="Events per second (default: type's).")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
 @click.option("--max-in-flight", type=click.IntRange(1), default=None,
@@ -270,7 +274,8 @@ def stats(ref: str | None, as_json: bool, client) -> None:
 @click.option("--name", default=None, help="New name.")
 @click.option("--setting", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Change one setting (repeatable); others stay.")
-@click.option("--settings-json", default=None, help="Settings to change, as a JSON object.")
+@click.option("--settings-json", default=None,
+              help="Settings to change, as a JSON object, or @FILE (@- reads standard input).")
 @click.option("--rate", type=float, default=None, help="Events per second.")
 @click.option("--requests-rate", type=float, default=None, help="Requests per second.")
 @click.option("--max-in-flight", type=click.IntRange(1), default=None,
@@ -364,7 +369,8 @@ def disable(ref: str, client) -> None:
 @destinations.command("test")
 @twin_of("POST /api/destinations/{ref}/test")
 @click.argument("ref")
-@click.option("--event", "event_json", default=None, help="The event as JSON.")
+@click.option("--event", "event_json", default=None,
+              help="The event as JSON, or @FILE (@- reads standard input).")
 @click.option("--event-file", type=click.Path(dir_okay=False), default=None)
 @click.option("--message-id", default=None, help="A stored event's messageId.")
 @click.option("--seq", type=int, default=None, help="A stored event's seq.")
@@ -377,11 +383,9 @@ def try_event(ref, event_json, event_file, message_id, seq, as_json, client) -> 
     if len(given) != 1:
         fail("give exactly one of --event, --event-file, --message-id or --seq")
     if event_json is not None or event_file is not None:
-        try:
-            text = event_json if event_json is not None else Path(event_file).read_text()
-            body: dict[str, Any] = {"event": json.loads(text)}
-        except (OSError, ValueError) as exc:
-            fail(f"cannot read the event: {exc}")
+        body: dict[str, Any] = {"event": json_argument(
+            "--event", event_json if event_json is not None else f"@{event_file}",
+            '{"type": "track", "event": "Order Completed", "userId": "u1"}')}
     elif message_id is not None:
         body = {"message_id": message_id}
     else:

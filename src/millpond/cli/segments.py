@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from millpond.cli.client import ApiError
-from millpond.cli.common import api_command, json_option, twin_of
+from millpond.cli.common import api_command, json_argument, json_option, twin_of
 from millpond.cli.output import console, fail, print_json, print_table
 
 _DEFINITION_HELP = ('The definition as JSON, or @FILE (@- reads standard input), e.g. '
@@ -18,20 +16,8 @@ _DEFINITION_HELP = ('The definition as JSON, or @FILE (@- reads standard input),
 
 
 def _definition(text: str) -> Any:
-    """The JSON of ``--definition`` (``@file`` reads a file, ``@-`` standard input, as
-    curl's ``-d`` does); one line on bad input."""
-    if text == "@-":
-        text = sys.stdin.read()
-    elif text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            fail(f"--definition: cannot read {text[1:]!r}: {exc.strerror}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"--definition is not JSON ({exc.msg} at character {exc.pos}); e.g. "
-             '\'{"event": "Order Completed"}\'')
+    """The JSON of ``--definition``."""
+    return json_argument("--definition", text, '{"event": "Order Completed"}')
 
 
 @click.group()
