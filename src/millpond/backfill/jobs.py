@@ -58,12 +58,6 @@ class ImportRunning(Exception):
     """A deletion found an import running: it searches that import's files later."""
 
 
-def _check_source(source: Source) -> None:
-    if source.kind not in ("import", "pipelines"):
-        raise BadRequest(f"source {source.name!r} is a {source.kind} source; imports go to "
-                         "an import or pipelines source", field="source")
-
-
 def job_dict(job: ImportJob) -> dict:
     """The public shape of an import job."""
     return {"id": job.id, "source_id": job.source_id, "kind": job.kind,
@@ -112,7 +106,11 @@ class ImportJobs:
         imports) must leave nothing behind. A customer export kept without a job would
         stay on disk for good, and no deletion would ever search it (:meth:`forget`
         searches the files of jobs). Raises :class:`ImportInputError` for a file that
-        cannot be imported (each caller says so its own way)."""
+        cannot be imported (each caller says so its own way). A source that takes no
+        imports is refused before anything is received."""
+        if source.kind not in ("import", "pipelines"):
+            raise BadRequest(f"source {source.name!r} is a {source.kind} source; imports go to "
+                             "an import or pipelines source", field="source")
         job_id = self.new_id()
         path = self.upload_path(job_id, file_name)
         try:
@@ -121,14 +119,13 @@ class ImportJobs:
             options.display_name = file_name
             options.kind = kind or await asyncio.to_thread(choose_kind, path, options)
             await asyncio.to_thread(preflight, path, options)
-            _check_source(source)
         except BaseException:
             shutil.rmtree(path.parent, ignore_errors=True)
             raise
         return self.start(job_id, path, source, options)
 
     def start(self, job_id: str, path: Path, source: Source, options: ImportOptions) -> dict:
-        _check_source(source)
+        """Start the job of an upload already checked (:meth:`start_upload`)."""
         options.source = source.id
         options.state_dir = path.parent
         options.errors_path = path.parent / "errors.csv"
