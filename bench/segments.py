@@ -14,12 +14,17 @@ store, then
 3. runs the engine (follower and scheduler) while ``--live-rate`` events/s arrive for
    ``--live-seconds`` (a tenth of them purchases, so people enter segments), and prints
    the p50 / p99 delay from an event's commit to the commit of the memberships it
-   changed (the follower's checkpoint passing it).
+   changed (the follower's checkpoint passing it);
+4. writes the build's outputs alone (its Audience events and membership rows, read back)
+   into a fresh store, in as many batches as the build wrote them, and prints the build
+   speed those writes alone would allow: a ceiling on any build that stores the same
+   outputs there, whatever its scan and evaluation cost.
 
 It prints the peak RSS after each step; run it at two log sizes (100k and 1M events,
 same people) to see that memory follows the people, not the log. The issue's targets:
 10 segments over 1,000,000 events of 100,000 people at 200,000 events/s or more; with
-5,000 events/s of live ingest, membership updates p99 under 1 s.
+5,000 events/s of live ingest, membership updates p99 under 1 s. Step 4 says how much
+of the first target the store's writes alone leave room for.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import asyncio
 import os
 import random
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -42,9 +48,13 @@ from common import add_quick_option, realistic_event  # noqa: E402
 
 from millpond import heap  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
+from millpond.segments.build import BATCH  # noqa: E402
 from millpond.segments.engine import SegmentEngine  # noqa: E402
-from millpond.storage.models import Segment  # noqa: E402
+from millpond.segments.outputs import COMPUTED_SOURCE_ID  # noqa: E402
+from millpond.storage.models import NewEvent, Segment  # noqa: E402
 from millpond.storage.sqlite import SQLiteStorage  # noqa: E402
+from millpond.storage.sqlite.segments import SQLiteSegmentStore  # noqa: E402
+from millpond.storage.sqlite.storage import FILES  # noqa: E402
 from millpond.timeutil import format_ms  # noqa: E402
 
 DEFINITIONS = [
@@ -179,6 +189,72 @@ async def live(storage: SQLiteStorage, engine: SegmentEngine, made: LiveEvents, 
     return delays, int(sent / wall), sent
 
 
+class Head(msgspec.Struct):
+    """What an appended event's record needs besides its body."""
+
+    type: str
+    messageId: str  # noqa: N815 - the event's own field names
+    event: str | None = None
+    userId: str | None = None  # noqa: N815
+    anonymousId: str | None = None  # noqa: N815
+
+
+def snapshot(storage: SQLiteStorage, into: Path) -> SQLiteSegmentStore:
+    """A copy of the segment store as it is now (the build's rows, before the live step
+    changes some), read back after the live step: held in memory meanwhile, they would
+    count in its peak RSS."""
+    source = sqlite3.connect(storage.data_dir / FILES["segments"])
+    copy = sqlite3.connect(into)
+    try:
+        source.backup(copy, pages=1024)  # a step at a time: bounded memory
+    finally:
+        copy.close()
+        source.close()
+    return SQLiteSegmentStore(into)
+
+
+async def outputs_alone(storage: SQLiteStorage, after: int, upto: int,
+                        built: SQLiteSegmentStore, ids: list[str], people: int,
+                        ) -> tuple[int, float, int, float]:
+    """Append the events ``(after, upto]`` of ``storage``'s log (a build's Audience
+    events) and store the rows of segments ``ids`` of ``built`` (its rows) into a fresh
+    store, in the build's number of batches; returns (events, append seconds, rows,
+    store seconds). A fresh store's indexes are smaller than those of the log built
+    over: a lower bound."""
+    head = msgspec.json.Decoder(Head).decode
+    events: list[NewEvent] = []
+    while after < upto:
+        read = await storage.log.read(after, 20_000, upto_seq=upto)
+        if not read:
+            break
+        for row in read:
+            h = head(row.body)
+            events.append(NewEvent(COMPUTED_SOURCE_ID, h.type, h.messageId, h.event, h.userId,
+                                   h.anonymousId, row.ts_ms, row.ts_ms, row.body))
+        after = read[-1].seq
+    rows = sorted((r for sid in ids for r in built.rows(sid)),
+                  key=lambda r: r.person_id)
+    batches = max(1, -(-people // BATCH))
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = SQLiteStorage(Path(tmp), synchronous="NORMAL", on_commit=None)
+        try:
+            for sid in ids:
+                scratch.segments.create(storage.segments.get(sid))
+            start = time.perf_counter()
+            size = -(-len(events) // batches)
+            for n in range(0, len(events), size):
+                await scratch.log.append(events[n:n + size])
+            appended = time.perf_counter() - start
+            start = time.perf_counter()
+            size = -(-len(rows) // batches)
+            for n in range(0, len(rows), size):
+                await asyncio.to_thread(scratch.segments.apply, rows[n:n + size])
+            stored = time.perf_counter() - start
+        finally:
+            scratch.close()
+    return len(events), appended, len(rows), stored
+
+
 async def main(events: int, people: int, segments: int, rate: float, seconds: float) -> None:
     heap.settle()  # as the server does at start (app/lifecycle.py)
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,6 +281,7 @@ async def main(events: int, people: int, segments: int, rate: float, seconds: fl
                 storage.segments.create(Segment(f"seg_{n}", f"bench-{n}", f"Bench {n}",
                                                 definition, created_ms=now))
                 ids.append(f"seg_{n}")
+            before_build = storage.log.last_seq()
             start, cpu = time.perf_counter(), time.process_time()
             built = await engine.build_many(ids)
             build = time.perf_counter() - start
@@ -218,6 +295,8 @@ async def main(events: int, people: int, segments: int, rate: float, seconds: fl
                   f"segment-events/s), ratio to raw scan {rate_log / raw:.3f}; CPU "
                   f"{cpu:.2f} s ({events / cpu:,.0f} events per CPU second); peak RSS "
                   f"{peak_rss_mib():.0f} MiB")
+            after_build = storage.log.last_seq()
+            built_rows = snapshot(storage, Path(tmp) / "built-segments.db")
 
             # The build's Audience events are in the log: the follower takes them in first.
             while await engine.catch_up_once():
@@ -231,6 +310,17 @@ async def main(events: int, people: int, segments: int, rate: float, seconds: fl
                   f" ({len(delays)} batches); CPU {cpu * 1e6 / max(1, sent):.0f} µs per "
                   f"live event (collector's decode, normalize and append, and engine); peak RSS "
                   f"{peak_rss_mib():.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+
+            # Last: reading the outputs back would count in the peak RSS printed above.
+            n_events, appended, n_rows, stored = await outputs_alone(
+                storage, before_build, after_build, built_rows, ids, people)
+            built_rows.close()
+            print(f"the build's outputs alone, into a fresh store: {n_events:,} Audience "
+                  f"events appended in {appended:.2f} s, {n_rows:,} membership rows stored "
+                  f"in {stored:.2f} s: those writes alone cap a build at "
+                  f"{events / (appended + stored):,.0f} log events/s (ratio to raw scan "
+                  f"{events / (appended + stored) / raw:.3f}), before any scan or "
+                  f"evaluation")
         finally:
             storage.close()
 
