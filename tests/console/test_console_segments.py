@@ -87,6 +87,13 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     person.fill("")
     expect(why).to_be_hidden()
     person.fill(ada)
+    # A window: her order before it is shown as not counted.
+    box.fill(json.dumps({"event": order, "between": ["2026-01-01", "2027-01-01"]}))
+    expect(why.locator("li.passed")).to_contain_text(
+        f"event {order} from 2026-01-01T00:00:00.000Z to before 2027-01-01T00:00:00.000Z: "
+        "1 counted")
+    expect(why.locator("li.passed")).to_contain_text(
+        "1 not counted, latest: 2024-11-02T10:00:00.000Z")
     box.fill(json.dumps({"event": order, "at_least": 2}))
     expect(preview).to_contain_text("1 member(s) now")
     expect(why).to_contain_text("would be a member")

@@ -105,6 +105,27 @@ def test_why_explains_each_condition():
     assert event["events"] == [{"seq": 4, "timestamp": "2026-05-29T00:00:00.000Z"}]
 
 
+def test_why_shows_the_window_and_the_matching_events_that_do_not_count():
+    within = parse_definition({"event": "Order Completed", "within": "30d"})
+    person = PersonFacts({}, [order(NOW - 40 * DAY, 1), order(NOW - 3 * DAY, 2),
+                              order(NOW + DAY, 3)])
+    why = Evaluator().why(within, person, NOW)
+    assert (why["count"], why["not_counted"]) == (1, 2)
+    assert why["window"] == {"after": "2026-05-02T00:00:00.000Z",
+                             "until": "2026-06-01T00:00:00.000Z"}
+    assert [e["seq"] for e in why["events"]] == [2]
+    # Before the window, and later than the moment asked about.
+    assert [e["seq"] for e in why["not_counted_events"]] == [1, 3]
+    between = parse_definition({"event": "Order Completed",
+                                "between": ["2026-04-01", "2026-05-01"]})
+    why = Evaluator().why(between, person, NOW)
+    assert why["window"] == {"from": "2026-04-01T00:00:00.000Z",
+                             "before": "2026-05-01T00:00:00.000Z"}
+    assert (why["count"], why["not_counted"], why["result"]) == (1, 2, True)
+    ever = Evaluator().why(parse_definition({"event": "Order Completed"}), person, NOW)
+    assert "window" not in ever and (ever["count"], ever["not_counted"]) == (2, 1)
+
+
 def test_a_trait_path_reads_into_objects_whole_names_first():
     traits = {"address": ({"city": "Oslo", "geo": {"lat": 59.9}, "none": None}, 7),
               "utm.source": ("ads", 8), "utm": ({"source": "mail"}, 9), "plan": ("pro", 1),

@@ -125,6 +125,12 @@ def test_segments_cli(server, tmp_path) -> None:
     explained = ok(server, "segments", "preview", "--definition", definition, "--why", "sg-bob")
     assert re.search(r"^prf_\S+ would be a member since \S+$", explained, re.MULTILINE)
     assert "[yes] event 'Order Completed': 1 counted (seq " in explained
+    # Matching events outside a window are shown too, with the window.
+    old = ok(server, "segments", "preview", "--why", "sg-bob", "--definition",
+             '{"event": "Order Completed", "between": ["2020-01-01", "2021-01-01"]}')
+    assert re.search(r"^\[no \] event 'Order Completed' from 2020-01-01T00:00:00\.000Z to "
+                     r"before 2021-01-01T00:00:00\.000Z: 0 counted; 1 not counted "
+                     r"\(seq \d+ at \S+\)$", old, re.MULTILINE), old
     fails(millpond(server, "segments", "preview", "--definition", definition, "--why",
                    "nobody"), "no person with id 'nobody'")
     piped = millpond(server, "segments", "preview", "--definition", "@-", stdin=definition)

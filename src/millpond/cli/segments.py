@@ -233,10 +233,26 @@ def _explain(node: dict, depth: int) -> list[str]:
                 f"{json.dumps(node.get('value'))}: is {json.dumps(node['actual'])}"
                 f" (set at {node['set_at']})"]
     if "event" in node:
-        seen = ", ".join(f"seq {e['seq']} at {e['timestamp']}" for e in node["events"])
-        return [f"{pad}[{mark}] event {node['event']!r}: {node['count']} counted"
-                + (f" ({seen})" if seen else "")]
+        line = f"{pad}[{mark}] event {node['event']!r}{_window(node.get('window'))}: " \
+               f"{node['count']} counted{_seen(node['events'])}"
+        if node.get("not_counted"):
+            line += f"; {node['not_counted']} not counted" \
+                    f"{_seen(node['not_counted_events'])}"
+        return [line]
     return [f"{pad}[{mark}] in segment {node['in_segment']}"]
+
+
+def _window(window: dict[str, str] | None) -> str:
+    if not window:
+        return ""
+    if "after" in window:
+        return f" after {window['after']} up to {window['until']}"
+    return f" from {window['from']} to before {window['before']}"
+
+
+def _seen(events: list[dict[str, Any]]) -> str:
+    seen = ", ".join(f"seq {e['seq']} at {e['timestamp']}" for e in events)
+    return f" ({seen})" if seen else ""
 
 
 @segments.command("delete")

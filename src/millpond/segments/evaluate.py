@@ -308,7 +308,8 @@ class Evaluator:
     def why(self, cond: Condition, person: PersonFacts, now: int,
             events_shown: int = 20) -> dict[str, Any]:
         """Each condition with its value at ``now``: the trait's value and the time that
-        set it, the matching event count and the events (their seqs)."""
+        set it, the matching event count and the events (their seqs), and the matching
+        events that do not count at ``now`` with the window they are outside of."""
         out: dict[str, Any]
         if isinstance(cond, TraitCondition):
             found = trait_of(person.traits, cond.trait)
@@ -322,13 +323,23 @@ class Evaluator:
             out["set_at"] = format_ms(found[1]) if found is not None and found[1] != DAWN \
                 else None
         elif isinstance(cond, EventCondition):
-            times, seqs = person.matching(cond)
-            counted = [(t, s) for t, s in zip(times, seqs, strict=True)
-                       if _counts(cond, t, now)]
+            counted: list[tuple[int, int]] = []
+            left: list[tuple[int, int]] = []
+            for t, s in zip(*person.matching(cond), strict=True):
+                (counted if _counts(cond, t, now) else left).append((t, s))
             out = {"event": cond.event, "where": cond.where, "at_least": cond.at_least,
                    "at_most": cond.at_most, "count": len(counted),
-                   "events": [{"seq": s, "timestamp": format_ms(t)}
-                              for t, s in counted[-events_shown:]]}
+                   "events": _shown(counted[-events_shown:]),
+                   # Matching events that do not count now: outside the window, or later
+                   # than the moment asked about. Without them, a person with a purchase
+                   # 2 minutes ago reads "0 counted" in a "within 1m" segment, unexplained.
+                   "not_counted": len(left), "not_counted_events": _shown(left[-events_shown:])}
+            if cond.within_ms is not None:
+                out["window"] = {"after": format_ms(now - cond.within_ms),
+                                 "until": format_ms(now)}
+            elif cond.between_ms is not None:
+                out["window"] = {"from": format_ms(cond.between_ms[0]),
+                                 "before": format_ms(cond.between_ms[1])}
         elif isinstance(cond, (AllOf, AnyOf)):
             kind = "all" if isinstance(cond, AllOf) else "any"
             out = {kind: [self.why(c, person, now, events_shown) for c in cond.conditions]}
@@ -368,6 +379,10 @@ def _at_now(initial: bool, flips: list[int], now: int,
 
 def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
+
+
+def _shown(events: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    return [{"seq": seq, "timestamp": format_ms(ts)} for ts, seq in events]
 
 
 def _counts(cond: EventCondition, ts: int, t: int) -> bool:
