@@ -116,8 +116,11 @@ def test_segments_api(server) -> None:
 def test_segments_cli(server, tmp_path) -> None:
     _feed(server)
     definition = '{"event": "Order Completed", "where": "properties.total > 50"}'
-    fails(millpond(server, "segments", "add", "big", "--definition", '{"event": 5}'),
-          "definition.event")
+    # The field once: the message names it (else "(field …)" is added, as for retention).
+    bad = millpond(server, "segments", "add", "big", "--definition", '{"event": 5}')
+    fails(bad, "definition.event")
+    assert bad.stderr.strip() == "error: definition.event: an event name (text), got 5"
+    fails(millpond(server, "sources", "add", "x", "--retention", "5x"), "(field retention)")
     fails(millpond(server, "segments", "add", "big", "--definition", "{nope"), "not JSON")
     assert json.loads(ok(server, "segments", "list", "--json")) == {"segments": []}
     out = ok(server, "segments", "preview", "--definition", definition)

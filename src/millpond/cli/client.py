@@ -26,7 +26,9 @@ class ApiError(Exception):
         self.field = field
 
     def __str__(self) -> str:
-        where = f" (field {self.field})" if self.field else ""
+        # Many messages start with their field already (``definition.within: ...``).
+        named = not self.field or self.message.startswith(f"{self.field}: ")
+        where = "" if named else f" (field {self.field})"
         return f"{self.message}{where}"
 
 
