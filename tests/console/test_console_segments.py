@@ -139,6 +139,11 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     page.goto(f"{console.base}/people/{ada}")
     segments = page.get_by_role("region", name="Segments")
     expect(segments).to_contain_text("2026-11-20T09:30:00.000Z")
+    # Her activity says which segment her Audience Entered is of, and links to it.
+    entered = page.locator("#activity li.event").filter(has_text="Audience Entered")
+    expect(entered).to_contain_text(f"Audience Entered of repeat-{tag} from computed")
+    expect(entered.get_by_role("link", name=f"repeat-{tag}")).to_have_attribute(
+        "href", re.compile(f"/segments/repeat-{tag}$"))
     segments.get_by_role("link", name=f"repeat-{tag}").click()
     expect(page.get_by_role("region", name=re.compile("is a member"))).to_be_visible()
     page.goto(f"{console.base}/people/{bob}")

@@ -25,6 +25,7 @@ from millpond.console import forms
 from millpond.console.render import pretty
 from millpond.console.services import compile_filter
 from millpond.errors import BadRequest
+from millpond.segments.outputs import COMPUTED_SOURCE_ID
 
 READ_LIMIT = 2000
 SHOW_LIMIT = 50
@@ -58,7 +59,13 @@ def event_view(event: dict, source_names: dict[str, str]) -> dict:
     source_id = event.get("source_id")
     title = event.get("event") if kind == "track" else event.get("name") or \
         event.get("groupId") or ""
+    # Which segment an Audience Entered / Exited is of: a person's activity may list
+    # several, and their titles alone do not tell them apart.
+    properties = event.get("properties")
+    audience = properties.get("audience_key") if source_id == COMPUTED_SOURCE_ID and \
+        isinstance(properties, dict) else None
     return {"seq": event.get("seq"), "type": kind, "title": title,
+            "audience": audience if isinstance(audience, str) else None,
             "message_id": event.get("messageId"), "user_id": event.get("userId"),
             "anonymous_id": event.get("anonymousId"),
             "source": source_names.get(source_id, source_id) if isinstance(source_id, str)
