@@ -17,7 +17,7 @@ import bisect
 import heapq
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -168,6 +168,33 @@ class ArchiveReader:
             while len(self._spans) > SPANS_KEPT:
                 self._spans.popitem(last=False)
         return table
+
+    def bodies(self, seqs: Sequence[int], ts: Sequence[int] | None = None,
+               ) -> dict[int, StoredEvent]:
+        """The archived events at ``seqs`` (those the archive holds), by seq; ``ts``, each
+        seq's event time when known (the index's), picks row groups by time as well.
+
+        Why not :meth:`get` for each: a person's events are spread over the files, and a
+        read of one seq decodes every row group whose seq range holds it (all of them, in
+        a file sorted by event time): one person's 26 archived events took 5 s that way.
+        Here each file is opened once, and only the row groups holding their times."""
+        by_file: dict[int, tuple[list[int], list[int]]] = {}
+        times = ts if ts is not None else [0] * len(seqs)
+        for seq, t in zip(seqs, times, strict=True):
+            if (f := self.file_of(seq)) is not None:
+                mine = by_file.setdefault(f.first_seq, ([], []))
+                mine[0].append(seq)
+                mine[1].append(t)
+        out: dict[int, StoredEvent] = {}
+        for first, (wanted, wanted_ts) in by_file.items():
+            f = self.file_of(first)
+            if f is None:
+                continue
+            table = files.by_seqs(self.path(f), wanted, None if ts is None else wanted_ts)
+            out.update((s, StoredEvent(s, t, b)) for s, t, b in zip(
+                table["seq"].to_pylist(), table["ts"].to_pylist(), table["body"].to_pylist(),
+                strict=True))
+        return out
 
     def get(self, seq: int) -> StoredEvent | None:
         f = self.file_of(seq)

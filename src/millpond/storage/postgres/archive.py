@@ -289,26 +289,3 @@ class PgArchive(ArchiveReader):
         again without a deleted person's events)."""
         self.refresh()
         return super().read(after_seq, limit, upto_seq, types)
-
-    def bodies(self, seqs: Sequence[int], ts: Sequence[int] | None = None,
-               ) -> dict[int, StoredEvent]:
-        """The archived events at ``seqs`` (those the archive holds), by seq; ``ts``, each
-        seq's event time when known (the index's), picks row groups by time as well."""
-        by_file: dict[int, tuple[list[int], list[int]]] = {}
-        times = ts if ts is not None else [0] * len(seqs)
-        for seq, t in zip(seqs, times, strict=True):
-            if (f := self.file_of(seq)) is not None:
-                mine = by_file.setdefault(f.first_seq, ([], []))
-                mine[0].append(seq)
-                mine[1].append(t)
-        out: dict[int, StoredEvent] = {}
-        for first, (wanted, wanted_ts) in by_file.items():
-            f = self.file_of(first)
-            if f is None:
-                continue
-            table = files.by_seqs(self.path(f), wanted, None if ts is None else wanted_ts)
-            out.update((s, StoredEvent(s, t, b)) for s, t, b in zip(
-                table["seq"].to_pylist(), table["ts"].to_pylist(), table["body"].to_pylist(),
-                strict=True))
-        return out
-

@@ -176,7 +176,7 @@ class PersonIndex:
             keys = self._newest(ids, cursor, wanted)
             if not keys:
                 break
-            bodies = self._bodies([seq for _ts, seq in keys])
+            bodies = self._bodies(keys)
             # an indexed event may have been removed from the log since (retention)
             out.extend(StoredEvent(seq, ts, bodies[seq]) for ts, seq in keys if seq in bodies)
             if len(keys) < wanted:
@@ -196,16 +196,20 @@ class PersonIndex:
         # each event has one entry (under one id), so the runs never share a key
         return list(islice(heapq.merge(*runs, reverse=True), limit))
 
-    def _bodies(self, seqs: list[int]) -> dict[int, bytes]:
+    def _bodies(self, keys: list[tuple[int, int]]) -> dict[int, bytes]:
+        """The bodies of the (ts, seq) ``keys`` still stored, by seq: from the hot log,
+        else (archived since they were indexed) from the archive, in one read of each
+        file that holds some."""
+        seqs = [seq for _ts, seq in keys]
         marks = ",".join("?" * len(seqs))
         with self._log.reading() as conn:
             found = dict(conn.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})",
                                       seqs).fetchall())
         archive = self._log.archive
         if archive is not None and len(found) < len(seqs):
-            for seq in seqs:  # archived (or removed) since it was indexed
-                if seq not in found and (event := archive.get(seq)) is not None:
-                    found[seq] = event.body
+            gone = [(ts, seq) for ts, seq in keys if seq not in found]
+            archived = archive.bodies([seq for _ts, seq in gone], [ts for ts, _seq in gone])
+            found.update((seq, event.body) for seq, event in archived.items())
         return found
 
     def count(self, ids: Sequence[str]) -> int:
