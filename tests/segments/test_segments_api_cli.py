@@ -180,6 +180,9 @@ def test_a_building_segment_reads_with_its_progress_and_time_left() -> None:
         "building (scanning 700,000/1,315,852 events, about 1.5 s left)"
     seg["progress"]["eta_seconds"] = None
     assert segment_row(seg)["state"] == "building (scanning 700,000/1,315,852 events)"
+    seg["progress"] = {"phase": "waiting", "done": 0, "total": 0, "unit": "events",
+                       "eta_seconds": None}
+    assert segment_row(seg)["state"] == "building (waiting for the build running now)"
 
 
 def test_a_state_no_event_dates_reads_as_such() -> None:

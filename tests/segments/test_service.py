@@ -92,6 +92,51 @@ async def test_a_definition_changed_during_a_build_ends_as_a_build_of_the_new_on
 
 
 @run_async
+async def test_segments_saved_during_a_build_wait_for_it_then_are_built_together(
+        storage, monkeypatch):
+    """Saved one after the other, segments are one build at a time, not a build each
+    at once (each scanning the whole log, each holding its own scan)."""
+    h, service = await _shop(storage)
+    builds: list[list[str]] = []
+    running = most = 0
+    real_build = h.engine.build_many
+
+    async def noting(segment_ids):
+        nonlocal running, most
+        builds.append(sorted(segment_ids))
+        running += 1
+        most = max(most, running)
+        try:
+            return await real_build(segment_ids)
+        finally:
+            running -= 1
+
+    gate = asyncio.Event()
+    real_people = build.people_of
+
+    async def held(engine, scan):
+        await gate.wait()
+        return await real_people(engine, scan)
+
+    monkeypatch.setattr(h.engine, "build_many", noting)
+    monkeypatch.setattr(build, "people_of", held)
+    first = await service.create({"key": "any", "definition": {"event": "Order Completed"}})
+    while not builds:
+        await asyncio.sleep(0)
+    others = [await service.create({"key": f"at-least-{n}", "definition": {
+        "event": "Order Completed", "at_least": n}}) for n in (2, 3)]
+    for made in others:
+        assert service.view(storage.segments.get(made["id"]))["progress"]["phase"] == \
+            "waiting"
+    gate.set()
+    await service.wait_builds()
+    assert builds == [[first["id"]], sorted(o["id"] for o in others)] and most == 1
+    assert [sorted(m.user_id for m in storage.segments.members(made["id"]).members)
+            for made in (first, *others)] == [["ann", "bob", "cat"], ["bob", "cat"], ["cat"]]
+    assert all(storage.segments.get(m["id"]).state == "ready" for m in (first, *others))
+
+
+@run_async
 async def test_a_build_a_stop_interrupted_is_started_again(storage):
     h, _ = await _shop(storage)
     h.engine.ensure_source()

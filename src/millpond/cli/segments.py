@@ -29,7 +29,9 @@ def segment_row(seg: dict) -> dict:
     """A segment as one table row: its state with the build's progress and time left."""
     progress = seg.get("progress") or {}
     state = seg["state"]
-    if progress:
+    if progress.get("phase") == "waiting":
+        state += " (waiting for the build running now)"
+    elif progress:
         eta = progress.get("eta_seconds")
         state += (f" ({progress['phase']} {progress['done']:,}/{progress['total']:,}"
                   f" {progress['unit']}" + ("" if eta is None else f", about {eta:g} s left")
