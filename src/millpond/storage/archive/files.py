@@ -338,6 +338,7 @@ def by_seqs(path: Any, seqs: Sequence[int], ts: Sequence[int] | None = None) -> 
     overlap, while their time ranges are narrow (an index chunk of events close in time
     reads one or two row groups, not the whole file)."""
     wanted = sorted(seqs)
+    wanted_array = pa.array(wanted, pa.int64())
     keys = sorted(zip(ts, seqs, strict=True)) if ts is not None else []
     key_ts = [k[0] for k in keys]
     file = pq.ParquetFile(path)
@@ -351,12 +352,12 @@ def by_seqs(path: Any, seqs: Sequence[int], ts: Sequence[int] | None = None) -> 
         else:
             i = bisect.bisect_left(wanted, low)
             hit = i < len(wanted) and wanted[i] <= high
-        if hit:
-            parts.append(file.read_row_group(g, columns=["seq", "ts", "body"]))
+        if hit:  # filtered as read: memory holds the rows wanted, not every group read
+            part = file.read_row_group(g, columns=["seq", "ts", "body"])
+            parts.append(part.filter(pc.is_in(part["seq"], value_set=wanted_array)))
     if not parts:
         return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in ("seq", "ts", "body")})
-    table = pa.concat_tables(parts)
-    return table.filter(pc.is_in(table["seq"], pa.array(wanted, pa.int64())))
+    return pa.concat_tables(parts)
 
 
 def seqs_count(path: Any, seqs: Sequence[int]) -> int:
