@@ -72,6 +72,30 @@ def test_each_row_group_read_keeps_only_the_rows_asked_for(tmp_path):
     assert held == [len(wanted)]
 
 
+def test_one_row_by_seq_decodes_the_bodies_of_one_row_group(tmp_path):
+    path, ts_of = _file(tmp_path)
+    bodies: list[int] = []
+    real = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, columns=None, **kwargs):
+        if columns is None or "body" in columns:
+            bodies.append(i)
+        return real(self, i, *args, columns=columns, **kwargs)
+
+    with mock.patch.object(pq.ParquetFile, "read_row_group", counting):
+        for seq in (1, 33, 60):
+            bodies.clear()
+            row = files.one_seq(path, seq)
+            assert (row["seq"].to_pylist(), row["ts"].to_pylist()) == ([seq], [ts_of[seq]])
+            assert len(bodies) == 1, bodies
+        assert files.one_seq(path, 999).num_rows == 0
+    # by_seq, for a range, reads every group whose seq range may hold it: most of them
+    bodies.clear()
+    with mock.patch.object(pq.ParquetFile, "read_row_group", counting):
+        assert files.by_seq(path, 32, 33)["seq"].to_pylist() == [33]
+    assert len(bodies) > 1
+
+
 def test_a_file_without_some_seqs(tmp_path):
     path, ts_of = _file(tmp_path)
     kept = [r for chunk in files.without_seqs(path, [5, 6, 50]) for r in chunk]

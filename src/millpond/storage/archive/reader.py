@@ -200,7 +200,7 @@ class ArchiveReader:
         f = self.file_of(seq)
         if f is None:
             return None
-        table = files.by_seq(self.path(f), seq - 1, seq)
+        table = files.one_seq(self.path(f), seq)
         if not table.num_rows:
             return None
         return StoredEvent(seq, table["ts"][0].as_py(), table["body"][0].as_py())
@@ -210,7 +210,7 @@ class ArchiveReader:
         f = self.file_of(seq)
         if f is None:
             return None
-        table = files.by_seq(self.path(f), seq - 1, seq, ("seq", "source_id", "message_id"))
+        table = files.one_seq(self.path(f), seq, ("seq", "source_id", "message_id"))
         if not table.num_rows:
             return None
         return table["source_id"][0].as_py(), table["message_id"][0].as_py()
