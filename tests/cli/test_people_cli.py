@@ -8,6 +8,7 @@ import json
 
 from tests.support.cli import fails, millpond, ok
 from tests.support.delivery import send_batch
+from tests.support.wait import wait_until
 
 
 def _feed(server) -> None:
@@ -80,3 +81,30 @@ def test_people_show_prints_values_as_sent_and_the_segments(server) -> None:
                                                                 "true"]
     assert rows["plan"][4].startswith("src_") and rows["plan"][3].isdigit()
     assert "segments: none" in out
+
+
+def test_a_person_only_events_name_is_shown_with_their_segments(server) -> None:
+    """No identify, group or alias: no profile, yet they are in segments, with an
+    activity log. Found by the id their events carry, or the profile id segments give
+    them; an anonymous id is one too; an id nothing was sent with is not."""
+    key = server.create_source("people-track-only")["write_key"]
+    send_batch(server.url, key, [
+        {"type": "track", "userId": "pto-buyer", "event": "Order Completed"},
+        {"type": "track", "anonymousId": "pto-anon", "event": "Viewed"}])
+    with server.admin as admin:
+        made = admin.post("/api/segments", json={"key": "pto-buyers", "definition": {
+            "event": "Order Completed"}})
+        assert made.status_code == 201, made.text
+        wait_until(lambda: admin.get("/api/segments/pto-buyers").json()["state"] == "ready",
+                   what="built")
+        person = admin.get("/api/people/pto-buyer").json()
+        assert (person["user_id"], person["user_ids"], person["traits"]) == (
+            "pto-buyer", ["pto-buyer"], {})
+        assert [s["key"] for s in person["segments"]] == ["pto-buyers"]
+        assert person["id"].startswith("prf_")
+        assert admin.get(f"/api/people/{person['id']}").json() == person
+        anon = admin.get("/api/people/pto-anon").json()
+        assert (anon["user_id"], anon["anonymous_ids"], anon["segments"]) == (
+            None, ["pto-anon"], [])
+        assert admin.get("/api/people/pto-nobody").status_code == 404
+    assert "segments: pto-buyers (since " in ok(server, "people", "show", "pto-buyer")
