@@ -107,4 +107,5 @@ def test_a_person_only_events_name_is_shown_with_their_segments(server) -> None:
         assert (anon["user_id"], anon["anonymous_ids"], anon["segments"]) == (
             None, ["pto-anon"], [])
         assert admin.get("/api/people/pto-nobody").status_code == 404
-    assert "segments: pto-buyers (since " in ok(server, "people", "show", "pto-buyer")
+    shown = ok(server, "people", "show", "pto-buyer")
+    assert "\ntraits: none\n" in shown and "segments: pto-buyers (since " in shown

@@ -33,10 +33,13 @@ def show(person_id: str, as_json: bool, client) -> None:
                   highlight=False)
     sources = person.get("trait_sources", {})
     times = person.get("trait_times", {})
-    print_table([{"trait": name, "value": _text(value), "set at": times.get(name),
-                  **sources.get(name, {})}
-                 for name, value in sorted(person.get("traits", {}).items())],
-                ["trait", "value", "set at", "seq", "source_id"])  # seq: the event that set it
+    if not person.get("traits"):
+        console.print("traits: none", highlight=False)  # only events name them, or all cleared
+    else:
+        print_table([{"trait": name, "value": _text(value), "set at": times.get(name),
+                      **sources.get(name, {})}
+                     for name, value in sorted(person["traits"].items())],
+                    ["trait", "value", "set at", "seq", "source_id"])  # seq: the event that set it
     for group_id, traits in (person.get("groups") or {}).items():
         console.print(f"group {group_id}: {_text(traits)}", highlight=False)
     segments = person.get("segments") or []
