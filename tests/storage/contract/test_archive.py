@@ -6,8 +6,10 @@ and deletions reach into the files, and ``tiers()`` shows both."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 
@@ -28,6 +30,24 @@ def seal_all(storage) -> int:
 
 def _body(e):
     return json.loads(e.body)
+
+
+@contextlib.contextmanager
+def files_opened() -> Iterator[list[str]]:
+    """The archive files opened meanwhile, by name (``pq`` is one module: every reader of
+    ``archive/files.py`` opens through it)."""
+    opened: list[str] = []
+    real = archive_files.pq.ParquetFile
+
+    def counted(path, *args, **kwargs):
+        opened.append(str(getattr(path, "name", path)))
+        return real(path, *args, **kwargs)
+
+    archive_files.pq.ParquetFile = counted
+    try:
+        yield opened
+    finally:
+        archive_files.pq.ParquetFile = real
 
 
 def test_reads_see_archive_and_hot_as_one_log(archive_backend):
@@ -113,21 +133,11 @@ def test_read_all_reads_each_archived_file_once_then_the_hot_store(archive_backe
         storage.log.submit(events).result(10)
         seal_all(storage)
         everything = asyncio.run(storage.log.read(0, 1000))
-        read_files: list[str] = []
-        real = archive_files.pq.ParquetFile
+        async def all_upto(upto):
+            return [e async for part in storage.log.read_all(upto, 4) for e in part]
 
-        def counted(path, *args, **kwargs):
-            read_files.append(str(getattr(path, "name", path)))
-            return real(path, *args, **kwargs)
-
-        archive_files.pq.ParquetFile = counted  # what scan_file opens (pq is one module)
-        try:
-            async def all_upto(upto):
-                return [e async for part in storage.log.read_all(upto, 4) for e in part]
-
+        with files_opened() as read_files:
             got = asyncio.run(all_upto(33))
-        finally:
-            archive_files.pq.ParquetFile = real
         assert sorted(got, key=lambda e: e.seq) == [e for e in everything if e.seq <= 33]
         assert len(read_files) == 3  # each archived file opened once, not once a page
         # The archived part comes a file at a time, in the file's own (event time) order.
@@ -151,18 +161,8 @@ def test_a_persons_archived_events_are_read_with_each_file_opened_once(archive_b
         storage.log.submit(events).result(10)
         seal_all(storage)
         everything = asyncio.run(storage.log.read(0, 1000))
-        opened: list[str] = []
-        real = archive_files.pq.ParquetFile
-
-        def counted(path, *args, **kwargs):
-            opened.append(str(getattr(path, "name", path)))
-            return real(path, *args, **kwargs)
-
-        archive_files.pq.ParquetFile = counted
-        try:
+        with files_opened() as opened:
             person = asyncio.run(storage.index.person_events(["u1"], limit=100))
-        finally:
-            archive_files.pq.ParquetFile = real
         mine = [e for e in everything if _body(e)["userId"] == "u1"]
         assert sorted(person, key=lambda e: e.seq) == mine and len(mine) == 12
         assert len(opened) <= 3, opened  # 3 files, 10 of u1's events among them
