@@ -22,3 +22,11 @@ def test_a_building_badge_polls_and_shows_progress_a_ready_one_does_not() -> Non
     listed = Renderer().text("_segment_state.html", in_list=True,
                              s={"id": "seg_1", "state": "building"})
     assert 'hx-get="/console/segments/seg_1/state?in=list"' in listed
+
+
+def test_a_segment_waiting_for_the_build_running_now_says_so() -> None:
+    waiting = _badge({"id": "seg_2", "state": "building",
+                      "progress": {"phase": "waiting", "done": 0, "total": 0,
+                                   "unit": "events", "eta_seconds": None}})
+    assert "waiting for the build running now" in waiting and "0 / 0" not in waiting
+    assert 'hx-trigger="every 2s"' in waiting  # it polls on, to show its own build
