@@ -30,12 +30,13 @@ checkpoint) for 20,000 events. So keys live in three places:
   so a key is always in exactly one table. (Until this layout, the keys were merged into
   one ``dedupe`` table instead, which rewrote most of its leaf pages at every merge: a
   cost per event that grew with the log. That table is still read, never written.)
-- an in-memory Bloom filter (:class:`KeyFilter`) of every key in the runs and in
+- an in-memory Bloom filter (:mod:`.key_filter`) of every key in the runs and in
   ``dedupe``: a commit looks a key up in the runs only when the filter says it may be
   there (about 2 keys in 100 at most, more when they are real duplicates), so the
   number of runs costs nothing on the common path. The filter never says "absent" of a
-  key that is there (it is built from the tables when the writer starts and told of every
-  key a run receives), so dedupe stays exact; a false "present" only costs a lookup.
+  key that is there (it is built from the tables, on a thread of its own, when the
+  writer starts, and told of every key a run receives; until it is built every key is
+  looked up), so dedupe stays exact; a false "present" only costs a lookup.
 
 A hit is always confirmed by looking the key up in the tables. Every move runs inside
 the writer's transaction, so a crash leaves the keys in ``dedupe_recent`` or in a run,
@@ -49,13 +50,14 @@ fill ``NewEvent.dedupe_key`` with it, so the writer does not compute it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from hashlib import blake2b
 
 import msgspec
 
 from millpond.storage.models import AppendResult, NewEvent
 from millpond.storage.sqlite import retention
+from millpond.storage.sqlite.key_filter import FilterKeeper
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedupe (h INTEGER PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
@@ -79,11 +81,6 @@ RECENT_KEYS = 250_000
 #: Keys a commit moves into the run being swept, at least (see the module docstring): a
 #: few milliseconds per commit, so a whole run moves over some 50 commits.
 SWEEP_KEYS = 5_000
-#: The Bloom filter's least size, bits (4 MiB), and the bits per key it keeps at least:
-#: with two probes, 8 bits a key is 5% false hits at worst; it is rebuilt four times as
-#: large (from the tables, about a second per 2 million keys) when it gets fuller than that.
-FILTER_MIN_BITS = 1 << 25
-FILTER_BITS_PER_KEY = 8
 _encode = msgspec.json.Encoder().encode
 
 #: One ``INSERT INTO events`` row: seq, source_id, type, event, user_id, anonymous_id,
@@ -140,7 +137,7 @@ def plan_group(conn: sqlite3.Connection, groups: Sequence[Sequence[NewEvent]],
                      sorted(zip(flat, range(last_seq + 1, last_seq + 1 + len(flat)),
                                 strict=True)))
     if conn.total_changes - before == len(flat) and not _in_runs(conn,
-                                                                 key_filter(conn).hits(flat)):
+                                                                 keeper(conn).maybe_held(flat)):
         _flush_when_full(conn, len(flat))
         return _plan_new(groups, last_seq)
     conn.execute("ROLLBACK")
@@ -196,62 +193,15 @@ def _known(conn: sqlite3.Connection, hashes: list[int]) -> dict[int, int]:
     return known
 
 
-class KeyFilter:
-    """A Bloom filter of 64-bit keys with two probes, taken from the key's two halves (the
-    keys are already uniform hashes): "maybe there" or "surely not" (see the module
-    docstring for why it may say the first of a key that is not there, never the
-    second of one that is)."""
-
-    def __init__(self, bits: int):
-        self.bits = bits  # a power of two, at most 2**32
-        self._mask = bits - 1
-        self._set = bytearray(bits // 8)
-        #: Keys added (with repeats): when it passes ``bits / FILTER_BITS_PER_KEY`` the
-        #: filter is too full to stay selective and is rebuilt larger.
-        self.keys = 0
-
-    @classmethod
-    def sized_for(cls, keys: int) -> KeyFilter:
-        bits = FILTER_MIN_BITS
-        while bits < 4 * FILTER_BITS_PER_KEY * keys and bits < 1 << 32:
-            bits <<= 1
-        return cls(bits)
-
-    def full(self) -> bool:
-        return self.keys * FILTER_BITS_PER_KEY > self.bits and self.bits < 1 << 32
-
-    def add(self, keys: Iterable[int]) -> None:
-        bits, mask, count = self._set, self._mask, 0
-        for h in keys:
-            a = h & mask
-            b = (h >> 32) & mask
-            bits[a >> 3] |= 1 << (a & 7)
-            bits[b >> 3] |= 1 << (b & 7)
-            count += 1
-        self.keys += count
-
-    def hits(self, keys: Iterable[int]) -> list[int]:
-        """Those of ``keys`` that may be in the filter."""
-        if not self.keys:  # nothing flushed yet: every key is surely new to the runs
-            return []
-        bits, mask = self._set, self._mask
-        return [h for h in keys
-                if bits[(a := h & mask) >> 3] >> (a & 7) & 1
-                and bits[(b := (h >> 32) & mask) >> 3] >> (b & 7) & 1]
-
-
-def key_filter(conn: sqlite3.Connection) -> KeyFilter:
-    """The writer connection's filter of the keys in the runs and ``dedupe``, built from
-    the tables the first time (in the caller's transaction, so it sees what it filters)."""
+def keeper(conn: sqlite3.Connection) -> FilterKeeper:
+    """The writer connection's filter of the keys in the runs and ``dedupe``
+    (:mod:`.key_filter`), which the log gives it when its writer starts; made here, on
+    the first use, for a connection the log did not open (tests)."""
     found = getattr(conn, "dedupe_filter", None)
-    if found is None or found.full():
-        held = conn.execute("SELECT (SELECT count(*) FROM dedupe)"
-                            " + (SELECT coalesce(sum(keys), 0) FROM dedupe_run_list)"
-                            ).fetchone()[0]
-        found = KeyFilter.sized_for(held)
-        found.add(h for (h,) in conn.execute("SELECT h FROM dedupe UNION ALL"
-                                             " SELECT h FROM dedupe_runs"))
-        conn.dedupe_filter = found  # type: ignore[attr-defined]
+    if found is None:
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        found = conn.dedupe_filter = FilterKeeper(  # type: ignore[attr-defined]
+            lambda: sqlite3.connect(path, isolation_level=None))
     return found
 
 
@@ -286,7 +236,7 @@ def _sweep_slice(conn: sqlite3.Connection, run: int, start: int,
     end = conn.execute("SELECT h FROM dedupe_recent WHERE h >= ? ORDER BY h LIMIT 1 OFFSET ?",
                        (start, keys)).fetchone()
     where, args = ("h >= ?", (start,)) if end is None else ("h >= ? AND h < ?", (start, end[0]))
-    key_filter(conn).add(h for (h,) in conn.execute(
+    keeper(conn).add(h for (h,) in conn.execute(
         f"SELECT h FROM dedupe_recent WHERE {where}", args))
     moved = conn.execute(f"INSERT INTO dedupe_runs (run, h, seq) SELECT ?, h, seq"
                          f" FROM dedupe_recent WHERE {where} ORDER BY h", (run, *args)).rowcount

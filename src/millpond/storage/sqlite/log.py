@@ -46,6 +46,7 @@ from millpond.storage.models import AppendResult, Expired, Expiry, NewEvent, Sto
 from millpond.storage.sqlite import dedupe, high_water, retention, time_index
 from millpond.storage.sqlite.archive import SQLiteArchive
 from millpond.storage.sqlite.connection import connect, immediate
+from millpond.storage.sqlite.key_filter import FilterKeeper
 
 log = logging.getLogger("millpond.log")
 
@@ -251,6 +252,8 @@ class SQLiteEventLog:
     def _run(self) -> None:
         conn = self._connect(cache_kib=WRITER_CACHE_KIB)
         conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
+        keys = conn.dedupe_filter = FilterKeeper(  # type: ignore[attr-defined]
+            lambda: self._connect(health=False))
         unchecked = 0  # body bytes committed since the checkpointer was last woken
         while True:
             with self._cv:
@@ -285,6 +288,7 @@ class SQLiteEventLog:
                 self._pending -= size
                 ended = self._end_overload()
             self._log_overload_end(ended)
+        keys.close()
         conn.close()
 
     def _checkpoint_loop(self) -> None:
