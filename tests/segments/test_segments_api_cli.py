@@ -147,6 +147,10 @@ def test_segments_cli(server, tmp_path) -> None:
     assert "big" in ok(server, "segments", "list")
     members = json.loads(ok(server, "segments", "members", "big", "--json"))
     assert sorted(p["user_id"] for p in members["people"]) == ["sg-ada", "sg-bob"]
+    # The log's table says which segment each Audience event is of.
+    entered = ok(server, "events", "list", "--source", "computed")
+    assert len(re.findall(r"\tAudience Entered of big\tsg-(?:ada|bob)\t", entered)) == 2, \
+        entered
     why = ok(server, "segments", "why", "sg-bob", "big")
     assert re.search(r"^prf_\S+ is a member of big since \S+$", why, re.MULTILINE), why
     assert "1 counted (seq " in why

@@ -8,6 +8,7 @@ import click
 
 from millpond.cli.common import api_command, connection_options, json_option, twin_of
 from millpond.cli.output import console, print_json, print_table, write_stdout
+from millpond.segments.outputs import COMPUTED_SOURCE_ID
 from millpond.timeutil import format_ms, iso_to_seconds
 
 
@@ -20,6 +21,13 @@ def events() -> None:
 def _summary(ev: dict) -> dict:
     who = ev.get("userId") or f"anon:{ev.get('anonymousId')}"
     what = ev.get("event") or ev.get("name") or ev.get("groupId") or ev.get("previousId") or ""
+    # Which segment an Audience Entered / Exited is of, as the console says it: a page
+    # of them names several, and the title alone does not tell them apart.
+    properties = ev.get("properties")
+    audience = properties.get("audience_key") if ev.get("source_id") == COMPUTED_SOURCE_ID \
+        and isinstance(properties, dict) else None
+    if isinstance(audience, str):
+        what = f"{what} of {audience}"
     return {"seq": ev["seq"], "timestamp": ev.get("timestamp"), "type": ev["type"],
             "what": what, "who": who, "messageId": ev.get("messageId"),
             "source": ev.get("source_id")}
