@@ -158,6 +158,12 @@ def test_preview_as_one_types_then_why_each_person_is_in_or_not(console):
     expect(page.locator("#e-preview")).to_contain_text("2 member(s) now")
     page.get_by_label("Explain the preview for a person").fill(bob)
     expect(page.locator("#e-why")).to_contain_text("would be a member")
+    # A definition on the segment: whether ada is in it, and since when.
+    page.goto(f"{console.base}/segments")
+    page.get_by_label("Definition (JSON)").fill(json.dumps({"in_segment": f"repeat-{tag}"}))
+    page.get_by_label("Explain the preview for a person").fill(ada)
+    expect(page.locator("#s-why li.passed")).to_contain_text(
+        f"in segment repeat-{tag} since 2026-11-20T09:30:00.000Z")
     assert console.problems() == []
 
 

@@ -126,6 +126,19 @@ def test_why_shows_the_window_and_the_matching_events_that_do_not_count():
     assert "window" not in ever and (ever["count"], ever["not_counted"]) == (2, 1)
 
 
+def test_why_says_since_when_an_in_segment_answer_holds():
+    """In or out of the other segment, and since when (event time)."""
+    buyers = parse_definition({"event": "Order Completed", "within": "30d"})
+    evaluator = Evaluator({"buyers": buyers})
+    cond = parse_definition({"in_segment": "buyers"})
+    recent = PersonFacts({}, [order(NOW - 40 * DAY, 1), order(NOW - 3 * DAY, 2)])
+    why = evaluator.why(cond, recent, NOW)
+    assert (why["result"], why["since"]) == (True, "2026-05-29T00:00:00.000Z")
+    lapsed = PersonFacts({}, [order(NOW - 40 * DAY, 1)])
+    why = evaluator.why(cond, lapsed, NOW)  # out since the purchase left the window
+    assert (why["result"], why["since"]) == (False, "2026-05-22T00:00:00.000Z")
+
+
 def test_a_trait_path_reads_into_objects_whole_names_first():
     traits = {"address": ({"city": "Oslo", "geo": {"lat": 59.9}, "none": None}, 7),
               "utm.source": ("ads", 8), "utm": ({"source": "mail"}, 9), "plan": ("pro", 1),

@@ -169,6 +169,11 @@ def test_segments_cli(server, tmp_path) -> None:
     leaves = format_ms(parse_iso_ms(ordered["conditions"]["events"][0]["timestamp"]) + 30 * DAY)
     assert f"; by time passing alone, this changes at {leaves}\n" in ok(
         server, "segments", "why", "sg-bob", "recent")
+    # Another segment in a definition: in or out of it, and since when.
+    since = ordered["since"]
+    assert f"\n[yes] in segment recent since {since}\n" in ok(
+        server, "segments", "preview", "--why", "sg-bob", "--definition",
+        '{"in_segment": "recent"}')
     assert "updated" in ok(server, "segments", "update", "big", "--name", "Bigger")
     assert "deleted" in ok(server, "segments", "delete", "big")
     fails(millpond(server, "segments", "show", "big"), "no segment")

@@ -241,7 +241,10 @@ def _explain(node: dict, depth: int) -> list[str]:
             line += f"; {node['not_counted']} not counted" \
                     f"{_seen(node['not_counted_events'])}"
         return [line]
-    return [f"{pad}[{mark}] in segment {node['in_segment']}"]
+    since = node.get("since")
+    when = "" if since is None else f" since {since}" if node["result"] else \
+        f", out since {since}"
+    return [f"{pad}[{mark}] in segment {node['in_segment']}{when}"]
 
 
 def _window(window: dict[str, str] | None) -> str:

@@ -346,7 +346,12 @@ class Evaluator:
         elif isinstance(cond, NotOf):
             out = {"not": self.why(cond.condition, person, now, events_shown)}
         else:
-            out = {"in_segment": cond.key}
+            # Since when the other segment's answer is what it is (event time): "in vip"
+            # alone does not tell yesterday's member from one of two years.
+            other = self.definitions.get(cond.key)
+            since = self.membership(other, person, now).since_ms if other is not None else None
+            out = {"in_segment": cond.key,
+                   "since": format_ms(since) if since is not None else None}
         out["result"] = self.at(cond, person, now)
         return out
 
