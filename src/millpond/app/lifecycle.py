@@ -18,6 +18,10 @@ from millpond.app.membership import Membership
 from millpond.app.services import Services
 from millpond.storage import archiver_of, leases_of
 
+#: Seconds :meth:`Lifecycle.stop` waits for the cancelled tasks (one may be in a worker
+#: thread, which finishes its step first) before it closes the stores.
+STOP_WAIT_SECONDS = 10.0
+
 
 class Lifecycle:
     """Background work of one server: delivery runs, the profile follower, the
@@ -86,7 +90,8 @@ class Lifecycle:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Stop delivery (checkpointing it), then the follower, then close the stores,
+        """Stop delivery (checkpointing it), then the followers (on the embedded store,
+        saving the segment follower's state for the next start), then close the stores,
         which finishes in-flight commits."""
         if self.membership is not None:
             await self.membership.stop()
@@ -99,4 +104,8 @@ class Lifecycle:
             await self.services.pumps.stop()
             for task in self._tasks:
                 task.cancel()
+            if self._tasks:
+                _, running = await asyncio.wait(self._tasks, timeout=STOP_WAIT_SECONDS)
+                if not running:  # the follower's state is now the one at its checkpoint
+                    await asyncio.to_thread(self.services.segment_engine.save_state)
         self.services.close()

@@ -29,10 +29,11 @@ from millpond.regulations.service import RegulationService
 from millpond.replays.service import ReplayManager
 from millpond.retention.expiry import RetentionJob
 from millpond.retention.outcomes import OutcomeRetention
+from millpond.segments import saved_state
 from millpond.segments.engine import SegmentEngine
 from millpond.segments.service import SegmentService
 from millpond.sources.service import SourceService
-from millpond.storage import Storage, open_storage
+from millpond.storage import Storage, leases_of, open_storage
 from millpond.storage.contracts import EventLog, ProfileStore
 
 
@@ -93,7 +94,11 @@ def build_services(config: ServerConfig) -> Services:
         while await follower.catch_up_once() >= follower.chunk:
             pass
 
-    engine = SegmentEngine(storage, profiles_upto=profiles_upto)
+    # On the embedded store, the follower's state outlives a clean stop (a cluster's
+    # follower moves between processes: each remakes it).
+    engine = SegmentEngine(storage, profiles_upto=profiles_upto,
+                           saved_state=data_dir / saved_state.FILE
+                           if leases_of(storage) is None else None)
 
     imports = ImportJobs(storage.imports, storage.log, data_dir, blocklist)
     regulations = RegulationService(storage, blocklist, Forwarder(pumps.transport),

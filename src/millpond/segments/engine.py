@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
@@ -53,6 +54,7 @@ from .outputs import COMPUTED_SOURCE_ID, audience_event, computed_source
 from .people import Person, resolve_many, scan_people
 from .plan import SegmentPlan, Touched, compile_plans, memberships
 from .removed import owned_between, owned_events, parts_of
+from .saved_state import SavedState, save, take
 from .scan import Head, LogScan, event_conditions
 
 log = logging.getLogger("millpond.segments")
@@ -156,8 +158,15 @@ class SegmentEngine:
 
     def __init__(self, storage: Storage, *, clock: Callable[[], int] = wall_clock_ms,
                  profiles_upto: Callable[[int], Awaitable[None]] | None = None,
-                 chunk: int = 5000) -> None:
+                 chunk: int = 5000, saved_state: Path | None = None) -> None:
         self.storage = storage
+        #: Where the running state is saved at a clean stop and taken up from at the
+        #: next start (:mod:`.saved_state`; None: remade from the log every start).
+        self.saved_state = saved_state
+        self._saved: SavedState | None = None
+        #: False once anything changed the log's past since the start (a removal): a
+        #: saved state is then not taken up.
+        self._may_take_up = True
         self.clock = clock
         self.chunk = chunk
         self.profiles_upto = profiles_upto
@@ -468,7 +477,22 @@ class SegmentEngine:
             live.feed(rows, until, heads)
             return
         self._live = None  # let the old one go before the new one is made
-        self._live = await LiveState.rebuild(self.storage, key, segments, definitions, until)
+        saved, self._saved = self._saved, None
+        taken = None if saved is None else await LiveState.taken_up(
+            self.storage, key, segments, definitions, saved, after)
+        if taken is not None:
+            log.info("segment follower: took up the state saved at the last stop (%s ids"
+                     " at log seq %s) instead of scanning the log",
+                     f"{len(taken.scan.dump()[0]):,}", f"{after:,}")
+            taken.feed(rows, until, heads)
+            self._live = taken
+        else:
+            if saved is not None:
+                log.info("segment follower: the state saved at the last stop is not this"
+                         " one (segments, definitions or log position changed); scanning"
+                         " the log")
+            self._live = await LiveState.rebuild(self.storage, key, segments, definitions,
+                                                 until)
         # The state is millions of long-lived objects (per id, per condition, event
         # times); a full collection walks all of them, a fifth of the follower's CPU and
         # a pause of a few hundred ms each time. Frozen, collections skip them: they are
@@ -520,6 +544,46 @@ class SegmentEngine:
         so they no longer count."""
         self._live = None
         self.epoch += 1
+        self._forget_saved()
+
+    def _forget_saved(self) -> None:
+        """The log's past changed: a state saved before is no longer it."""
+        self._may_take_up = False
+        self._saved = None
+
+    async def take_saved(self) -> None:
+        """At start: read (and remove) the state saved at the last stop, to take up at
+        the follower's first read if it is still exact (:mod:`.saved_state`)."""
+        if self.saved_state is None:
+            return
+        saved = await asyncio.to_thread(take, self.saved_state)  # removed whatever comes
+        if self._may_take_up:  # nothing removed since the start
+            self._saved = saved
+
+    async def prepare(self) -> None:
+        """At start: make the running state (or take up the saved one) now, not at the
+        first event after the start, which would wait for it."""
+        async with self.lock:
+            if self._live is None:
+                position = self.position()
+                await self._advance_live(position, [], position)
+
+    def save_state(self) -> None:
+        """At a clean stop, every task of the engine stopped: save the running state
+        for the next start, if it is the state at the follower's checkpoint (a tick cut
+        short may have fed it past that)."""
+        live = self._live
+        if self.saved_state is None or live is None or live.upto != self.position():
+            return
+        try:
+            size = save(self.saved_state, live.key, live.scan, live.upto)
+        except OSError as exc:
+            log.warning("segment follower: state not saved (%s); the next start scans the"
+                        " log", exc)
+            return
+        log.info("segment follower: state saved for the next start (%s ids at log seq %s,"
+                 " %s bytes)", f"{len(live.scan.dump()[0]):,}", f"{live.upto:,}",
+                 f"{size:,}")
 
     async def events_removed(self, owners: Mapping[str, bool]) -> int:
         """Retention or a deletion removed events of ``owners`` (``Expiry.owners``,
@@ -534,6 +598,8 @@ class SegmentEngine:
         one, and remaking the state reads the whole log while holding the lock, with no
         live update in any segment meanwhile."""
         changed = 0
+        if owners:
+            self._forget_saved()
         # Without segments there is nothing derived (a build made later reads the log
         # as it is then): no profile reads per retention step.
         if owners and self.storage.segments.list():
@@ -642,6 +708,11 @@ class SegmentEngine:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""
         loop = asyncio.get_running_loop()
+        await self.take_saved()
+        try:
+            await self.prepare()
+        except Exception:  # noqa: BLE001 - the first read makes the state instead
+            log.exception("segment follower: the running state could not be made at start")
         while stop is None or not stop.is_set():
             started = loop.time()
             try:

@@ -11,14 +11,16 @@ unchanged (:func:`~.plan.memberships` over the same data), so out-of-order and
 past-dated events and ``within`` windows come out exactly as before: the state holds
 event *times*, and membership is still computed from them in event time.
 
-Why rebuilt at start rather than persisted in the SegmentStore: the state is a pure
-function of the log and the definitions, and it must be remade whenever a definition
-changes (its conditions are its slots; :meth:`LiveState.matches`). Events that leave the
-log are taken out of it person by person (:meth:`~.engine.SegmentEngine.events_removed`).
-One sequential scan of the log at start, at about a raw scan's speed, gives it; a
-persisted copy would need a schema in every backend, a write per event, and the same
-rebuild on each of those changes anyway. Memory follows the people (and, for ``within``
-conditions, their counting events), not the length of the log.
+Why not persisted in the SegmentStore as it changes: the state is a pure function of
+the log and the definitions, and it must be remade whenever a definition changes (its
+conditions are its slots; :meth:`LiveState.matches`). Events that leave the log are
+taken out of it person by person (:meth:`~.engine.SegmentEngine.events_removed`). A
+copy kept in the store would need a schema in every backend, a write per event, and the
+same rebuild on each of those changes anyway. So it is made by one sequential scan of
+the log, at about a raw scan's speed, or, on the embedded store, taken up from the copy
+saved at the last clean stop when that is exactly it (:mod:`.saved_state`). Memory
+follows the people (and, for ``within`` conditions, their counting events), not the
+length of the log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from millpond.storage.contracts import SegmentStore, Storage
 from millpond.storage.models import Member, Segment, StoredEvent
 
 from .definition import Condition, InSegment, walk
+from .saved_state import SavedState, restored
 from .scan import Head, LogScan, event_conditions
 
 _canonical = msgspec.json.Encoder(order="sorted").encode
@@ -80,6 +83,20 @@ class LiveState:
         await scan.read_log(storage.log, upto)
         scan.ids.clear()  # the build's list of people; the follower names its own
         state = cls(key, definitions, scan, upto)
+        await asyncio.to_thread(state.rows.fill, storage.segments, [s.id for s in segments])
+        return state
+
+    @classmethod
+    async def taken_up(cls, storage: Storage, key: Key, segments: Sequence[Segment],
+                       definitions: Mapping[str, Condition], saved: SavedState,
+                       after: int) -> LiveState | None:
+        """The state saved at the last stop (:mod:`.saved_state`), if it is the one for
+        ``key`` at the follower's position ``after``; None otherwise."""
+        scan = restored(saved, key, event_conditions(definitions, [s.key for s in segments]),
+                        after)
+        if scan is None:
+            return None
+        state = cls(key, definitions, scan, after)
         await asyncio.to_thread(state.rows.fill, storage.segments, [s.id for s in segments])
         return state
 

@@ -67,6 +67,12 @@ def keep_of(cond: EventCondition) -> int:
     return max(cond.at_least, cond.at_most + 1 if cond.at_most is not None else 0)
 
 
+def slot_key(cond: EventCondition) -> bytes:
+    """What a slot of ``cond`` holds: the condition and how many of its times it keeps
+    (a saved state is taken up only into slots that hold the same, :mod:`.saved_state`)."""
+    return msgspec.json.encode((cond, keep_of(cond)))
+
+
 class _Watch(msgspec.Struct):
     slot: int
     cond: EventCondition
@@ -216,6 +222,18 @@ class LogScan:
                 elif ts < times[-1]:
                     bisect.insort(times, ts)
                     times.pop()
+
+    def slot_keys(self) -> list[bytes]:
+        """What each slot holds (:func:`slot_key`), in slot order."""
+        return [slot_key(cond) for cond in self.conditions]
+
+    def dump(self) -> tuple[dict[str, list[Any]], int]:
+        """The per-id data and the count of events fed, as :meth:`restore` takes them."""
+        return self._state, self.events
+
+    def restore(self, state: dict[str, list[Any]], events: int) -> None:
+        """Take up what :meth:`dump` gave, of a scan with the same :meth:`slot_keys`."""
+        self._state, self.events = state, events
 
     def forget(self, ids: Iterable[str]) -> None:
         """Drop what the events of ``ids`` added (feed them again what is left of them):
