@@ -4,6 +4,7 @@ would make, and then no scan of the log happens; otherwise the log is scanned.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -147,3 +148,16 @@ async def test_an_unreadable_saved_state_is_set_aside_and_the_log_scanned(
         await engine.prepare()
     assert "is not one this version reads" in caplog.text
     assert scans.count == 1 and not (tmp_path / FILE).exists()
+
+
+@run_async
+async def test_catching_up_with_nothing_new_does_not_wait_for_the_state_being_made(storage):
+    """A reader asking for its own writes (``GET /api/people``) right after a start waits
+    for the follower only when there is something new to take in, not for the state the
+    follower is making meanwhile (under the engine's lock)."""
+    h = Harness(storage, Clock(NOW))
+    await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    await h.send(track("o1", NOW, user_id="ann"))
+    await h.settle()
+    async with h.engine.lock:  # as prepare() holds it while it scans the log
+        assert await asyncio.wait_for(h.engine.catch_up_once(), 1) == 0

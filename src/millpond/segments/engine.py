@@ -430,6 +430,10 @@ class SegmentEngine:
     async def catch_up_once(self) -> int:
         """Re-evaluate the people touched by the events after the checkpoint (a chunk at
         most); returns how many events were read."""
+        if self.storage.log.last_seq() <= self.position():
+            # Nothing new: no wait for the lock, which a reader asking for its own writes
+            # (GET /api/people) would otherwise wait on while the state is made at start.
+            return 0
         async with self.lock:
             after = self.storage.segments.checkpoint() if self._position is None \
                 else self._position
