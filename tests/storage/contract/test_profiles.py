@@ -62,6 +62,23 @@ def test_get_many_answers_each_id_as_get_does(storage):
     assert storage.profiles.get_many([]) == {}
 
 
+def test_get_many_of_many_profiles_is_each_one_as_get_reads_it(storage):
+    """Profiles read together (more than one query's worth, a build's case) keep their
+    own ids, traits, cleared traits and groups."""
+    storage.profiles.apply_many([
+        *(identify(f"i{n}", f"u{n}", f"a{n}", traits={"n": n, "plan": "pro" if n % 2 else None})
+          for n in range(700)),
+        *(group(f"g{n}", f"team-{n % 3}", f"u{n}", traits={"seats": n}) for n in range(0, 700, 7)),
+    ])
+    ids = [f"u{n}" for n in range(700)]
+    found = storage.profiles.get_many(ids)
+    for n, any_id in enumerate(ids):
+        assert found[any_id] == storage.profiles.get(any_id), any_id
+        assert found[any_id]["traits"]["n"] == n
+    assert found["u7"]["groups"] == {"team-1": {"seats": 7}}
+    assert "plan" in found["u2"]["cleared_traits"]
+
+
 def test_apply_counts_profile_events_and_moves_the_checkpoint_with_them(storage):
     profiles = storage.profiles
     assert profiles.checkpoint() == 0

@@ -115,3 +115,17 @@ def test_a_store_from_before_the_people_search_is_indexed_when_opened(db_path: P
         conn.execute("DELETE FROM meta WHERE key = 'search_terms'")
     with ProfileStore(db_path) as store:
         assert [p["user_id"] for p in store.search("ada@").people] == ["u1"]
+
+
+def test_many_profiles_are_read_in_a_few_queries(store: ProfileStore) -> None:
+    """A build resolves every person: ``get_many`` reads their profiles a few queries
+    per 500, not four per profile."""
+    store.apply_many([identify(f"m{n}", f"u{n}", traits={"n": n}) for n in range(1200)])
+    statements: list[str] = []
+    store._read.set_trace_callback(statements.append)
+    try:
+        found = store.get_many([f"u{n}" for n in range(1200)])
+    finally:
+        store._read.set_trace_callback(None)
+    assert [found[f"u{n}"]["traits"]["n"] for n in range(1200)] == list(range(1200))
+    assert len(statements) < 30, len(statements)

@@ -23,7 +23,7 @@ from typing import Any
 from millpond.errors import BadRequest
 from millpond.profiles.merge import PROFILE_SCOPE, ClusterFacts, Plan, plan_changes
 from millpond.profiles.search import NARROW, normalize, prefix_range, term_changes
-from millpond.profiles.shape import profile_view
+from millpond.profiles.shape import profile_views
 from millpond.profiles.updates import ProfileUpdate, to_update
 from millpond.storage.models import PeoplePage
 from millpond.storage.postgres.connection import Conn, PgState
@@ -163,7 +163,7 @@ class PgProfileStore:
                 cids.update({r["pid"]: r["cid"] for r in conn.execute(
                     "SELECT p.pid, i.cid FROM profile_ids p JOIN identities i"
                     " ON i.id = p.canon WHERE p.pid = ANY(%s)", (profile_ids,))})
-            views = {cid: _view(conn, cid) for cid in set(cids.values())}
+            views = _views(conn, list(set(cids.values())))
         return {any_id: views[cids[any_id]] if any_id in cids else None
                 for any_id in any_ids}
 
@@ -180,7 +180,8 @@ class PgProfileStore:
                 cids = [r["cid"] for r in conn.execute(
                     "SELECT cid FROM clusters WHERE cid > %s ORDER BY cid LIMIT %s",
                     (start, limit + 1))]
-            people = [_view(conn, cid) for cid in cids[:limit]]
+            views = _views(conn, cids[:limit])
+            people = [views[cid] for cid in cids[:limit]]
         more = len(cids) > limit
         return PeoplePage(people, str(cids[limit - 1]) if more and limit else None)
 
@@ -286,13 +287,21 @@ def _matching(conn: Conn, query: str, after: int, limit: int) -> list[int]:
 
 
 def _view(conn: Conn, cid: int) -> dict[str, Any]:
-    row = conn.execute("SELECT canon, uid FROM clusters WHERE cid = %s", (cid,)).fetchone()
-    assert row is not None
-    identities = [(r["id"], bool(r["is_user"])) for r in conn.execute(
-        "SELECT id, is_user FROM identities WHERE cid = %s ORDER BY id", (cid,))]
-    groups = [r["gid"] for r in conn.execute(
-        "SELECT gid FROM memberships WHERE cid = %s ORDER BY gid", (cid,))]
-    traits = [(r["gid"], r["name"], r["t"], r["mid"], r["value"], r["seq"], r["source_id"])
-              for r in conn.execute("SELECT gid, name, t, mid, value, seq, source_id FROM traits"
-                                    " WHERE cid = %s ORDER BY gid, name", (cid,))]
-    return profile_view(row["canon"], row["uid"], identities, groups, traits)
+    return _views(conn, [cid])[cid]
+
+
+def _views(conn: Conn, cids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The profiles of ``cids`` in four queries (:func:`profile_views`), not four each."""
+    wanted = (list(cids),)
+    return profile_views(
+        ((r["cid"], r["canon"], r["uid"]) for r in conn.execute(
+            "SELECT cid, canon, uid FROM clusters WHERE cid = ANY(%s)", wanted)),
+        ((r["cid"], r["id"], bool(r["is_user"])) for r in conn.execute(
+            "SELECT cid, id, is_user FROM identities WHERE cid = ANY(%s) ORDER BY cid, id",
+            wanted)),
+        ((r["cid"], r["gid"]) for r in conn.execute(
+            "SELECT cid, gid FROM memberships WHERE cid = ANY(%s) ORDER BY cid, gid", wanted)),
+        ((r["cid"], r["gid"], r["name"], r["t"], r["mid"], r["value"], r["seq"],
+          r["source_id"]) for r in conn.execute(
+            "SELECT cid, gid, name, t, mid, value, seq, source_id FROM traits"
+            " WHERE cid = ANY(%s) ORDER BY cid, gid, name", wanted)))
