@@ -41,9 +41,17 @@ async def _stopped_with_a_saved_state(storage, tmp_path) -> Harness:
     await h.add_segment("s1", "repeat", {"event": "Order Completed", "at_least": 2,
                                          "within": "30d"})
     await h.add_segment("s2", "viewers", {"event": "Viewed"})
+    # Built after the others, so joined to their state (adopt): a second slot for the
+    # condition it reads through in_segment, and its own copy of that condition, whose
+    # slot a new scan has apart (two lists, not one fed twice).
+    await h.add_segment("s3", "repeat-twice", {"all": [
+        {"in_segment": "repeat"},
+        {"event": "Order Completed", "at_least": 2, "within": "30d"}]})
     await h.send(track("o1", NOW - 2 * DAY, user_id="ann"),
                  track("o2", NOW - 40 * DAY, user_id="bob"),
-                 track("v1", NOW - DAY, "Viewed", user_id="bob"))
+                 track("v1", NOW - DAY, "Viewed", user_id="bob"),
+                 track("c1", NOW - 9 * DAY, user_id="cat"),
+                 track("c2", NOW - 8 * DAY, user_id="cat"))
     await h.settle()
     h.engine.save_state()
     assert (tmp_path / FILE).exists()
@@ -65,9 +73,9 @@ def _state(engine: SegmentEngine) -> dict:
 
 def _by_slot(scan: LogScan) -> dict:
     """Per id, the first event time and each slot's times under what the slot holds
-    (slots may come in another order: a state joined from a build's scan)."""
+    (slots may come in another order, and twice: a state joined from a build's scan)."""
     keys = scan.slot_keys()
-    return {any_id: (slots[0], sorted(zip(keys, map(repr, slots[1:]), strict=True)))
+    return {any_id: (slots[0], dict(zip(keys, map(repr, slots[1:]), strict=True)))
             for any_id, slots in scan.dump()[0].items()}
 
 
@@ -87,10 +95,12 @@ async def test_a_state_saved_at_a_stop_is_taken_up_without_scanning_the_log(
     assert _state(engine) == scanned  # what the scan had made
     # It counts what came before: ann's second purchase (29 days after bob's first, who
     # is out of the window) makes her enter, live.
-    await h.send(track("o3", NOW - DAY, user_id="ann"), track("o4", NOW, user_id="bob"))
+    await h.send(track("o3", NOW - DAY, user_id="ann"), track("o4", NOW, user_id="bob"),
+                 track("c3", NOW - 7 * DAY, user_id="cat"))
     await h.settle()
     assert scans.count == 0
-    assert [m.user_id for m in storage.segments.members("s1").members] == ["ann"]
+    assert sorted(m.user_id for m in storage.segments.members("s1").members) == ["ann",
+                                                                                   "cat"]
     # And it is the state a scan of the log makes now.
     fresh = await LiveState.rebuild(storage, engine._live.key, storage.segments.list(),
                                     engine._live.definitions, storage.log.last_seq())

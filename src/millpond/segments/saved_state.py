@@ -103,20 +103,25 @@ def restored(saved: SavedState, key: Key, conditions: Sequence[EventCondition],
     """A scan of ``conditions`` (the follower's now) holding the saved state, if it is
     the state for ``key`` at the follower's position ``after``; None otherwise.
 
-    Its slots are in the saved order: a state joined from a build's scan has the
-    build's conditions last, where a new scan would list them in definition order. Two
-    equal conditions (of two segments) are interchangeable: their slots hold the same."""
+    Each slot is taken from a saved slot that holds the same (:func:`.scan.slot_key`),
+    wherever it is: a state joined from a build's scan has the build's conditions last,
+    and a second slot for a condition both had (a segment on another with
+    ``in_segment``), where a new scan lists each condition once, in definition order."""
     if saved.key != digest(key) or saved.upto != after:
         return None
-    by_slot: dict[bytes, list[EventCondition]] = {}
-    for cond in conditions:
-        by_slot.setdefault(slot_key(cond), []).append(cond)
-    try:
-        ordered = [by_slot[slot].pop() for slot in saved.slots]
-    except (KeyError, IndexError):
-        return None  # other conditions, or other counts of them
-    if any(by_slot.values()):
+    where: dict[bytes, int] = {}
+    for n, slot in enumerate(saved.slots):
+        where.setdefault(slot, n)
+    picks = [where.get(slot_key(cond)) for cond in conditions]
+    if None in picks:
         return None
-    scan = LogScan(ordered)
-    scan.restore(saved.state, saved.events)
+    scan = LogScan(conditions)
+    state = saved.state
+    if picks != list(range(len(saved.slots))):
+        chosen = [n + 1 for n in picks if n is not None]
+        shared = len(set(chosen)) < len(chosen)  # a slot given twice: copies, not one list
+        state = {any_id: [slots[0], *(
+            list(slots[n]) if shared and isinstance(slots[n], list) else slots[n]
+            for n in chosen)] for any_id, slots in state.items()}
+    scan.restore(state, saved.events)
     return scan
