@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import pytest
 
@@ -109,7 +110,7 @@ async def test_a_state_saved_at_a_stop_is_taken_up_without_scanning_the_log(
 
 @run_async
 async def test_a_saved_state_is_not_taken_up_once_the_log_or_the_segments_changed(
-        storage, tmp_path, monkeypatch):
+        storage, tmp_path, monkeypatch, caplog):
     """A changed definition, a removal of events since the start, the follower's
     checkpoint elsewhere: the log is scanned, and the file is gone either way."""
     h = await _stopped_with_a_saved_state(storage, tmp_path)
@@ -117,9 +118,11 @@ async def test_a_saved_state_is_not_taken_up_once_the_log_or_the_segments_change
     async def started(change) -> int:
         engine = _restarted(h, tmp_path)
         scans = Scans(monkeypatch)
+        caplog.clear()
         await change(engine)
-        await engine.take_saved()
-        await engine.prepare()
+        with caplog.at_level(logging.INFO, "millpond.segments"):
+            await engine.take_saved()
+            await engine.prepare()
         assert not (tmp_path / FILE).exists()
         h.engine.save_state()  # for the next case
         return scans.count
@@ -142,8 +145,10 @@ async def test_a_saved_state_is_not_taken_up_once_the_log_or_the_segments_change
 
     assert await started(nothing) == 0
     assert await started(redefined) == 1
+    assert "(the segments or their definitions changed); scanning the log" in caplog.text
     assert await started(removed) == 1
     assert await started(moved) == 1
+    assert re.search(r"\(it was saved at log seq \d+, the follower is at \d+\)", caplog.text)
 
 
 @run_async

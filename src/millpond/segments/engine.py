@@ -492,9 +492,10 @@ class SegmentEngine:
             self._live = taken
         else:
             if saved is not None:
+                why = f"it was saved at log seq {saved.upto:,}, the follower is at {after:,}" \
+                    if saved.upto != after else "the segments or their definitions changed"
                 log.info("segment follower: the state saved at the last stop is not this"
-                         " one (segments, definitions or log position changed); scanning"
-                         " the log")
+                         " one (%s); scanning the log", why)
             self._live = await LiveState.rebuild(self.storage, key, segments, definitions,
                                                  until)
         # The state is millions of long-lived objects (per id, per condition, event
