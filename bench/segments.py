@@ -15,7 +15,9 @@ store, then
    ``--live-seconds`` (a tenth of them purchases, so people enter segments), and prints
    the p50 / p99 delay from an event's commit to the commit of the memberships it
    changed (the follower's checkpoint passing it);
-4. writes the build's outputs alone (its Audience events and membership rows, read back)
+4. saves the follower's state as a stop does, then times a restart's making of it: by a
+   scan of the log, and taken up from the saved state (``segments/saved_state.py``);
+5. writes the build's outputs alone (its Audience events and membership rows, read back)
    into a fresh store, in as many batches as the build wrote them, and prints the build
    speed those writes alone would allow: a ceiling on any build that stores the same
    outputs there, whatever its scan and evaluation cost.
@@ -23,7 +25,7 @@ store, then
 It prints the peak RSS after each step; run it at two log sizes (100k and 1M events,
 same people) to see that memory follows the people, not the log. The issue's targets:
 10 segments over 1,000,000 events of 100,000 people at 200,000 events/s or more; with
-5,000 events/s of live ingest, membership updates p99 under 1 s. Step 4 says how much
+5,000 events/s of live ingest, membership updates p99 under 1 s. Step 5 says how much
 of the first target the store's writes alone leave room for.
 """
 
@@ -48,6 +50,7 @@ from common import add_quick_option, realistic_event  # noqa: E402
 
 from millpond import heap  # noqa: E402
 from millpond.collector.validation import normalize  # noqa: E402
+from millpond.segments import saved_state  # noqa: E402
 from millpond.segments.build import BATCH  # noqa: E402
 from millpond.segments.engine import SegmentEngine  # noqa: E402
 from millpond.segments.outputs import COMPUTED_SOURCE_ID  # noqa: E402
@@ -255,6 +258,19 @@ async def outputs_alone(storage: SQLiteStorage, after: int, upto: int,
     return len(events), appended, len(rows), stored
 
 
+async def restarted(storage: SQLiteStorage, saved: Path | None) -> float:
+    """Seconds a new engine (a server's start) takes to have its running state: by a scan
+    of the log, or (``saved``) from the state a stop saved there."""
+    engine = SegmentEngine(storage, saved_state=saved)
+    start = time.perf_counter()
+    await engine.take_saved()
+    await engine.prepare()
+    elapsed = time.perf_counter() - start
+    if saved is not None and saved.exists():
+        raise SystemExit("the saved state was not taken up")
+    return elapsed
+
+
 async def main(events: int, people: int, segments: int, rate: float, seconds: float) -> None:
     heap.settle()  # as the server does at start (app/lifecycle.py)
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,6 +326,19 @@ async def main(events: int, people: int, segments: int, rate: float, seconds: fl
                   f" ({len(delays)} batches); CPU {cpu * 1e6 / max(1, sent):.0f} µs per "
                   f"live event (collector's decode, normalize and append, and engine); peak RSS "
                   f"{peak_rss_mib():.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+
+            # A restart: the follower's state made by a scan of the log, against taken up
+            # from the state the stop saved (segments/saved_state.py).
+            saved = Path(tmp) / saved_state.FILE
+            engine.saved_state = saved
+            start = time.perf_counter()
+            engine.save_state()
+            saving, size = time.perf_counter() - start, saved.stat().st_size
+            scanned = await restarted(storage, None)
+            taken = await restarted(storage, saved)
+            print(f"restart: the follower's state made by a scan of the log in {scanned:.2f} s;"
+                  f" taken up from the state the stop saved ({size / 2**20:.1f} MiB, saved in"
+                  f" {saving:.2f} s) in {taken:.2f} s, ratio {taken / scanned:.3f}")
 
             # Last: reading the outputs back would count in the peak RSS printed above.
             n_events, appended, n_rows, stored = await outputs_alone(

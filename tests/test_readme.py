@@ -259,6 +259,7 @@ CHECKS: dict[str, Check] = {
     r"bench/replay\.py": contains("replay limited"),
     r"bench/console\.py": contains("slowest page"),
     r"bench/segments\.py": contains("ratio to raw scan", "membership update delay",
+                                     "taken up from the state the stop saved",
                                      "outputs alone"),
 }
 
