@@ -713,8 +713,8 @@ class SegmentEngine:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Follow the log and run the schedule until ``stop`` is set."""
         loop = asyncio.get_running_loop()
-        await self.take_saved()
         try:
+            await self.take_saved()
             await self.prepare()
         except Exception:  # noqa: BLE001 - the first read makes the state instead
             log.exception("segment follower: the running state could not be made at start")

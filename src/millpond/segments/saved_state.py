@@ -86,9 +86,15 @@ def take(path: Path) -> SavedState | None:
     except OSError as exc:
         log.warning("segment state %s could not be read (%s); the log is scanned instead",
                     path, exc)
-        return None
-    finally:
+        data = None
+    try:
         path.unlink(missing_ok=True)
+    except OSError as exc:  # a copy that stays could be taken up again: never use it
+        log.warning("segment state %s could not be removed (%s); the log is scanned"
+                    " instead", path, exc)
+        return None
+    if data is None:
+        return None
     try:
         saved = msgspec.msgpack.decode(data, type=SavedState)
     except msgspec.DecodeError as exc:
