@@ -582,9 +582,8 @@ class SegmentEngine:
             return
         try:
             size = save(self.saved_state, live.key, live.scan, live.upto)
-        except OSError as exc:
-            log.warning("segment follower: state not saved (%s); the next start scans the"
-                        " log", exc)
+        except Exception:  # noqa: BLE001 - a stop goes on: the next start scans the log
+            log.exception("segment follower: state not saved; the next start scans the log")
             return
         log.info("segment follower: state saved for the next start (%s ids at log seq %s,"
                  " %s bytes)", f"{len(live.scan.dump()[0]):,}", f"{live.upto:,}",
