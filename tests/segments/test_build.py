@@ -234,3 +234,24 @@ def test_a_builds_cache_past_its_bound_keeps_nothing_more():
         build._write(Store(), cache,  # type: ignore[arg-type]
                      [Member("s1", person, True, 1, None, person, None, (person,), 0)], [])
     assert not cache.complete and not cache._rows
+
+
+@run_async
+async def test_a_builds_audience_events_are_appended_a_part_at_a_time(storage, monkeypatch):
+    """The log commits a submission whole and in order: a collector's event waits for
+    the one before it. A build appends its Audience events in parts, so none waits for a
+    whole batch of them."""
+    monkeypatch.setattr(build, "APPEND_CHUNK", 7)
+    h = Harness(storage, Clock(NOW))
+    await h.send(*(track(f"o{n}", NOW - DAY, user_id=f"u{n}") for n in range(30)))
+    sizes: list[int] = []
+    append = storage.log.append
+
+    async def counted(events):
+        if any(e.source_id == "computed" for e in events):
+            sizes.append(len(events))
+        return await append(events)
+
+    monkeypatch.setattr(storage.log, "append", counted)
+    await h.add_segment("s1", "buyers", {"event": "Order Completed"})
+    assert sum(sizes) == 30 and max(sizes) == 7, sizes

@@ -51,6 +51,12 @@ if TYPE_CHECKING:
 
 #: People evaluated (and written, in one transaction) per batch.
 BATCH = 5_000
+#: Audience events per append (a batch of people makes up to one per person and
+#: segment: 27,000 for 10 segments). Why not all at once: the log commits a submission
+#: whole and in order, so a collector's event sent meanwhile waited for all of them. Ten
+#: segments built on a server of a million events taking 100 ``/v1/track`` a second:
+#: p99 196 ms and max 329 ms during the builds, now 100-102 ms and 217-226 ms.
+APPEND_CHUNK = 5_000
 #: How often (events scanned) the progress on the segment records is updated.
 REPORT_EVERY = 100_000
 
@@ -110,8 +116,8 @@ async def build_segments(engine: SegmentEngine, segment_ids: Sequence[str]) -> l
             # On a worker thread: CPU that would hold up the server's requests.
             outputs, rows, drop = await asyncio.to_thread(
                 _evaluate, engine, evaluator, plans, chunk, scan, previous)
-            if outputs:
-                await storage.log.append(outputs)
+            for part in range(0, len(outputs), APPEND_CHUNK):
+                await storage.log.append(outputs[part:part + APPEND_CHUNK])
             if rows or drop:
                 await asyncio.to_thread(_write, storage.segments, cache, rows, drop)
             alive.set(build_done=min(len(people), start + BATCH))
