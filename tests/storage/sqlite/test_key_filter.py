@@ -11,10 +11,7 @@ from millpond.storage.sqlite import dedupe, key_filter
 from millpond.storage.sqlite.log import SQLiteEventLog
 
 from ..helpers import ev, wait_until
-
-
-def append_sync(log: SQLiteEventLog, events):
-    return log.submit(events).result(30)
+from .log_helpers import append_sync, filled_then_closed
 
 
 def test_key_filter_never_misses_a_key_it_was_given():
@@ -42,12 +39,7 @@ def test_commits_go_on_while_the_filter_is_built_and_dedupe_stays_exact(tmp_path
     monkeypatch.setattr(dedupe, "RECENT_KEYS", 4)
     monkeypatch.setattr(dedupe, "SWEEP_KEYS", 100)
     path = tmp_path / "log.db"
-    log = SQLiteEventLog(path)
-    try:
-        for i in range(0, 12, 3):
-            append_sync(log, [ev(f"old{j}") for j in range(i, i + 3)])
-    finally:
-        log.close()
+    filled_then_closed(path, [f"old{j}" for j in range(12)], 3)
     assert run_keys(path) >= 8  # most keys are in runs: only the filter spares lookups
 
     snapshot_taken, release = threading.Event(), threading.Event()

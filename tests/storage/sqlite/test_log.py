@@ -17,6 +17,7 @@ from millpond.storage.sqlite.connection import connect
 from millpond.storage.sqlite.log import SQLiteEventLog
 
 from ..helpers import ev, wait_until
+from .log_helpers import append_sync, filled_then_closed
 
 
 @pytest.fixture
@@ -24,10 +25,6 @@ def log(tmp_path):
     opened = SQLiteEventLog(tmp_path / "log.db")
     yield opened
     opened.close()
-
-
-def append_sync(log: SQLiteEventLog, events: list[NewEvent]):
-    return log.submit(events).result(30)
 
 
 def stored_ids(log: SQLiteEventLog) -> list[tuple[str, str]]:
@@ -233,12 +230,7 @@ def test_keys_in_many_runs_and_in_the_old_merged_table_dedupe(tmp_path, monkeypa
     monkeypatch.setattr(dedupe, "RECENT_KEYS", 3)
     monkeypatch.setattr(key_filter, "FILTER_MIN_BITS", 64)  # full after 8 keys: rebuilt
     path = tmp_path / "log.db"
-    log = SQLiteEventLog(path)
-    try:
-        for i in range(0, 20, 4):
-            append_sync(log, [ev(f"m{j}") for j in range(i, i + 4)])
-    finally:
-        log.close()
+    filled_then_closed(path, [f"m{j}" for j in range(20)], 4)
     with sqlite3.connect(path) as conn:  # the earliest run, as the old layout kept it
         assert conn.execute("SELECT count(*) FROM dedupe_run_list").fetchone()[0] == 5
         conn.execute("INSERT INTO dedupe SELECT h, seq FROM dedupe_runs WHERE run = 1")
