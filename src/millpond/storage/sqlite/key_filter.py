@@ -134,11 +134,6 @@ class FilterKeeper:
         if self._moved is not None:
             self._moved.extend(keys)
 
-    def ready(self) -> bool:
-        """Whether a filter serves (tests and the log's own diagnostics)."""
-        self._take_in()
-        return self._filter is not None
-
     def close(self) -> None:
         """Stop a running build (it checks between reads) and wait for its thread."""
         self._stop.set()
