@@ -106,7 +106,7 @@ class FilterKeeper:
     moved into a run (:meth:`add`), only ever from the writer's thread; a build runs on a
     thread of its own with a connection from ``connect``."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, start: bool = True):
+    def __init__(self, connect: Callable[[], sqlite3.Connection]):
         self._connect = connect
         self._filter: KeyFilter | None = None
         #: Keys moved into runs since the running build was asked for (None: no build).
@@ -115,8 +115,7 @@ class FilterKeeper:
         self._failed_at: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        if start:
-            self._start()
+        self._start()
 
     def maybe_held(self, keys: list[int]) -> list[int]:
         """Those of ``keys`` the runs may hold: the filter's hits, or all of them while no
@@ -158,7 +157,7 @@ class FilterKeeper:
                 made = build(conn, self._stop)
             finally:
                 conn.close()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; tried again RETRY_SECONDS later
             log.warning("the dedupe filter could not be built (%s); every key of a commit"
                         " is looked up in the stored runs until it is", exc)
             self._failed_at = time.monotonic()
